@@ -1,0 +1,61 @@
+//! The command line: `mailroom [serve]`, `mailroom check`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::{Cli, Command};
+use crate::server::Server;
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailroom: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Some(Command::Check(args)) => runtime.block_on(crate::test_email::check::run(args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        None => runtime.block_on(serve(cli.serve)),
+    }
+}
+
+async fn serve(args: crate::config::ServeArgs) -> ExitCode {
+    init_tracing();
+    let server = match Server::bind(&args).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mailroom: cannot start: {e}");
+            return ExitCode::from(78);
+        }
+    };
+    if let Some((token, path)) = &server.generated_token {
+        println!(
+            "admin token (generated once, saved in {}): {token}",
+            path.display()
+        );
+    }
+    println!("listening on http://{}", server.addr);
+    let _ = std::io::stdout().flush();
+    match server.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailroom: server error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Command-line options; each server option is also an environment variable
+//! (CONTRACT.md section 1), and the flag wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Mailroom: configure, test and save your organisation's outgoing email server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailroom",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do; `serve` when left out.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, also accepted without the word `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the web server: the API under /api and the settings page at /.
+    Serve(ServeArgs),
+    /// Validate a settings JSON file and send a test email from the terminal.
+    Check(CheckArgs),
+}
+
+/// Options of `mailroom serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on; port 0 picks a free one.
+    #[arg(long, env = "MAILROOM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Holds the SQLite database, the encryption key and a generated admin token.
+    #[arg(long, env = "MAILROOM_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Where the settings live; default sqlite://<data-dir>/mailroom.db.
+    #[arg(long, env = "MAILROOM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The secret an administrator signs in with; generated on first start when unset.
+    #[arg(long, env = "MAILROOM_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Where the built settings page is; default the Trunk build in ./dist.
+    #[arg(long, env = "MAILROOM_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub test: TestArgs,
+}
+
+/// Options shared by `serve` and `check` for the test email.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TestArgs {
+    /// Replaces the Microsoft login host, scheme included (http://127.0.0.1:9000).
+    #[arg(long, env = "MAILROOM_ENTRA_AUTHORITY")]
+    pub entra_authority: Option<String>,
+    /// A PEM file of extra root certificates trusted for SMTP TLS.
+    #[arg(long, env = "MAILROOM_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+/// Options of `mailroom check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// A SETTINGS JSON file, secrets included.
+    #[arg(long, value_name = "FILE")]
+    pub settings: PathBuf,
+    /// Where to send the test email.
+    #[arg(long, value_name = "ADDRESS")]
+    pub to: String,
+    #[command(flatten)]
+    pub test: TestArgs,
+}

@@ -1,0 +1,219 @@
+//! One error type for every handler, and the JSON extractor that turns bad
+//! bodies into 400/413 answers naming the field, never a 5xx.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mailroom_shared::api::ErrorBody;
+use serde::de::DeserializeOwned;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Everything a handler can answer besides success.
+#[derive(Debug)]
+pub enum AppError {
+    /// Malformed JSON or wrong types: 400.
+    BadRequest(String, BTreeMap<String, Vec<String>>),
+    /// No valid token or session: 401.
+    Unauthorized(String),
+    /// Invalid settings or recipient: 422 with per-field messages.
+    Invalid(BTreeMap<String, Vec<String>>),
+    /// Stale version: 409.
+    Conflict(String),
+    /// Body over [`BODY_LIMIT`]: 413.
+    TooLarge,
+    /// Too many failed sign-ins: 429, retry after the given seconds.
+    TooManyRequests(u64),
+    /// Unknown route: 404.
+    NotFound,
+    /// A failure of ours; logged, and the client gets a short message.
+    Internal(String),
+}
+
+impl AppError {
+    /// A 400 with one field's message.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        AppError::BadRequest(
+            message.clone(),
+            BTreeMap::from([(field.to_string(), vec![message])]),
+        )
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            AppError::BadRequest(message, errors) => {
+                (StatusCode::BAD_REQUEST, ErrorBody { message, errors })
+            }
+            AppError::Unauthorized(message) => (
+                StatusCode::UNAUTHORIZED,
+                ErrorBody {
+                    message,
+                    ..ErrorBody::default()
+                },
+            ),
+            AppError::Invalid(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorBody {
+                    message: "The settings are not valid.".into(),
+                    errors,
+                },
+            ),
+            AppError::Conflict(message) => (
+                StatusCode::CONFLICT,
+                ErrorBody {
+                    message,
+                    ..ErrorBody::default()
+                },
+            ),
+            AppError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody {
+                    message: format!("The request body is larger than {} KiB.", BODY_LIMIT / 1024),
+                    ..ErrorBody::default()
+                },
+            ),
+            AppError::TooManyRequests(secs) => {
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(ErrorBody {
+                        message: format!(
+                            "Too many failed sign-in attempts from your address. Wait {} and try again.",
+                            wait_text(secs)
+                        ),
+                        ..ErrorBody::default()
+                    }),
+                )
+                    .into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return response;
+            }
+            AppError::NotFound => (
+                StatusCode::NOT_FOUND,
+                ErrorBody {
+                    message: "There is no such API route.".into(),
+                    ..ErrorBody::default()
+                },
+            ),
+            AppError::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorBody {
+                        message: "Mailroom hit an internal error; the server log has the details."
+                            .into(),
+                        ..ErrorBody::default()
+                    },
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+fn wait_text(secs: u64) -> String {
+    if secs >= 120 {
+        format!("{} minutes", secs.div_ceil(60))
+    } else {
+        format!("{secs} seconds")
+    }
+}
+
+/// A JSON body, read whatever the Content-Type, with errors that name the field.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::TooLarge
+            } else {
+                AppError::BadRequest(
+                    "The request body could not be read.".into(),
+                    BTreeMap::new(),
+                )
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses JSON, telling syntax errors (400) from type errors (400, keyed by the
+/// field's name without the `settings.` envelope prefix).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return AppError::BadRequest(
+                format!("The request body is not valid JSON: {inner}."),
+                BTreeMap::new(),
+            );
+        }
+        let field = path.strip_prefix("settings.").unwrap_or(&path).to_string();
+        let detail = inner.to_string();
+        let detail = detail
+            .split(" at line ")
+            .next()
+            .unwrap_or(&detail)
+            .to_string();
+        if field.is_empty() || field == "." {
+            AppError::BadRequest(
+                format!("The request body has the wrong shape: {detail}."),
+                BTreeMap::new(),
+            )
+        } else {
+            AppError::field(
+                &field,
+                format!("The field {field} has a wrong value: {detail}."),
+            )
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailroom_shared::api::PutSettings;
+
+    #[test]
+    fn syntax_and_type_errors_are_told_apart() {
+        let AppError::BadRequest(m, errors) = parse_json::<PutSettings>(b"{nope").unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(m.starts_with("The request body is not valid JSON"), "{m}");
+        assert!(errors.is_empty());
+        let e =
+            parse_json::<PutSettings>(br#"{"settings": {"port": "x"}, "version": 0}"#).unwrap_err();
+        let AppError::BadRequest(_, errors) = e else {
+            panic!()
+        };
+        assert!(errors["port"][0].contains("wrong value"), "{errors:?}");
+        let e = parse_json::<PutSettings>(br#"{"settings": {"provider": "yahoo"}, "version": 0}"#)
+            .unwrap_err();
+        let AppError::BadRequest(_, errors) = e else {
+            panic!()
+        };
+        assert!(
+            errors["provider"][0].contains("unknown variant"),
+            "{errors:?}"
+        );
+    }
+}

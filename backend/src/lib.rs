@@ -1,0 +1,15 @@
+//! Mailroom's server: the settings API, encrypted storage, administrator
+//! sign-in, and the test email (Entra token + SMTP session).
+//!
+//! `main.rs` is thin; tests build the router with [`server::app`] and drive it
+//! with `oneshot`, or start it on port 0 with [`server::Server`].
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod server;
+pub mod settings;
+pub mod store;
+pub mod test_email;

@@ -1,0 +1,257 @@
+//! Where the settings live. The [`SettingsStore`] trait keeps the server
+//! independent of the database; [`SqliteStore`] is the embedded default.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
+
+/// The stored row: settings JSON without secrets, and the encrypted secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The SETTINGS JSON, `client_secret` and `password` left out.
+    pub settings_json: String,
+    /// The encrypted client secret, if one is stored.
+    pub client_secret: Option<Vec<u8>>,
+    /// The encrypted password, if one is stored.
+    pub password: Option<Vec<u8>>,
+    /// The version, 1 after the first save.
+    pub version: u64,
+    /// RFC 3339 time of the save.
+    pub updated_at: String,
+}
+
+/// One line of the change history: never a value, only which fields changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The version this save produced.
+    pub version: u64,
+    /// RFC 3339 time of the save.
+    pub changed_at: String,
+    /// The names of the fields that changed.
+    pub changed_fields: Vec<String>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone saved in between: the stored version is not the expected one.
+    #[error("version conflict: {stored} is stored")]
+    Conflict {
+        /// The version currently stored.
+        stored: u64,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Db(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+/// Persistence for the one current settings row and its history.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// The current record, or `None` before the first save.
+    async fn load(&self) -> Result<Option<Record>, StoreError>;
+    /// Saves atomically if `expected_version` is the stored version (0 when
+    /// nothing is stored); returns the new version.
+    async fn save(
+        &self,
+        expected_version: u64,
+        record: Record,
+        changed_fields: Vec<String>,
+    ) -> Result<u64, StoreError>;
+    /// The change history, newest first.
+    async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        "CREATE TABLE settings (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL,
+            settings TEXT NOT NULL,
+            client_secret BLOB,
+            password BLOB,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE settings_history (
+            version INTEGER PRIMARY KEY,
+            changed_at TEXT NOT NULL,
+            changed_fields TEXT NOT NULL
+        );",
+    )])
+}
+
+/// SQLite in `<data-dir>/mailroom.db`.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Db(format!("migrating {}: {e}", path.display())))?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Db("database lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn load(&self) -> Result<Option<Record>, StoreError> {
+        self.with_conn(|c| {
+            Ok(c.query_row(
+                "SELECT settings, client_secret, password, version, updated_at FROM settings WHERE id = 1",
+                [],
+                |row| {
+                    Ok(Record {
+                        settings_json: row.get(0)?,
+                        client_secret: row.get(1)?,
+                        password: row.get(2)?,
+                        version: row.get::<_, i64>(3)? as u64,
+                        updated_at: row.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn save(
+        &self,
+        expected_version: u64,
+        record: Record,
+        changed_fields: Vec<String>,
+    ) -> Result<u64, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored: u64 = tx
+                .query_row("SELECT version FROM settings WHERE id = 1", [], |r| r.get::<_, i64>(0))
+                .optional()?
+                .unwrap_or(0) as u64;
+            if stored != expected_version {
+                return Err(StoreError::Conflict { stored });
+            }
+            let version = stored + 1;
+            tx.execute(
+                "INSERT INTO settings (id, version, settings, client_secret, password, updated_at)
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET version = ?1, settings = ?2, client_secret = ?3,
+                    password = ?4, updated_at = ?5",
+                params![version as i64, record.settings_json, record.client_secret, record.password, record.updated_at],
+            )?;
+            let fields = changed_fields.join(",");
+            tx.execute(
+                "INSERT INTO settings_history (version, changed_at, changed_fields) VALUES (?1, ?2, ?3)",
+                params![version as i64, record.updated_at, fields],
+            )?;
+            tx.commit()?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(
+                "SELECT version, changed_at, changed_fields FROM settings_history ORDER BY version DESC",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let fields: String = r.get(2)?;
+                Ok(HistoryEntry {
+                    version: r.get::<_, i64>(0)? as u64,
+                    changed_at: r.get(1)?,
+                    changed_fields: fields.split(',').filter(|f| !f.is_empty()).map(str::to_string).collect(),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(json: &str) -> Record {
+        Record {
+            settings_json: json.into(),
+            client_secret: Some(vec![1, 2, 3]),
+            password: None,
+            version: 0,
+            updated_at: "2026-11-26T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    #[tokio::test]
+    async fn save_load_conflict_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        assert_eq!(store.load().await.unwrap(), None);
+        assert_eq!(
+            store
+                .save(0, record("{}"), vec!["host".into()])
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(matches!(
+            store.save(0, record("{\"x\":1}"), vec![]).await,
+            Err(StoreError::Conflict { stored: 1 })
+        ));
+        let loaded = store.load().await.unwrap().unwrap();
+        assert_eq!((loaded.settings_json.as_str(), loaded.version), ("{}", 1));
+        assert_eq!(
+            store
+                .save(
+                    1,
+                    record("{\"y\":2}"),
+                    vec!["port".into(), "client_secret".into()]
+                )
+                .await
+                .unwrap(),
+            2
+        );
+        let h = store.history().await.unwrap();
+        assert_eq!(h[0].changed_fields, vec!["port", "client_secret"]);
+        assert_eq!(h.len(), 2);
+    }
+}

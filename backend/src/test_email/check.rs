@@ -1,0 +1,102 @@
+//! `mailroom check --settings FILE --to ADDRESS`: the web form's test from a
+//! terminal. Exit 0 when delivered, 1 when the test failed, 2 for invalid
+//! settings or usage.
+
+use std::process::ExitCode;
+
+use mailroom_shared::Settings;
+
+use super::Tester;
+use crate::config::CheckArgs;
+
+/// Runs the check and prints each stage and the outcome.
+pub async fn run(args: CheckArgs) -> ExitCode {
+    let text = match std::fs::read_to_string(&args.settings) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "mailroom check: cannot read {}: {e}",
+                args.settings.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let settings: Settings = match crate::error::parse_json(text.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "mailroom check: {} is not a valid SETTINGS file: {e:?}",
+                args.settings.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut report = settings.validate();
+    if let Some(msg) = mailroom_shared::validate::check_recipient(&args.to) {
+        report.error("recipient", msg);
+    }
+    for (field, msgs) in &report.warnings {
+        for m in msgs {
+            println!("warning  {field}: {m}");
+        }
+    }
+    if !report.is_valid() {
+        for (field, msgs) in &report.errors {
+            for m in msgs {
+                eprintln!("invalid  {field}: {m}");
+            }
+        }
+        return ExitCode::from(2);
+    }
+    let tester = match Tester::new(&args.test) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mailroom check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tester.run(&settings, &args.to).await;
+    for stage in &result.stages {
+        println!(
+            "{:<8} {:<4} {} ms",
+            stage.name.as_str(),
+            if stage.ok { "ok" } else { "FAIL" },
+            stage.ms
+        );
+    }
+    for line in &result.transcript {
+        let arrow = match line.dir {
+            mailroom_shared::api::Direction::Client => "C:",
+            mailroom_shared::api::Direction::Server => "S:",
+        };
+        println!("  {arrow} {}", line.line);
+    }
+    if let Some(c) = &result.token_claims {
+        println!(
+            "token    aud={} tid={} appid={} roles={}",
+            c.aud.as_deref().unwrap_or("-"),
+            c.tid.as_deref().unwrap_or("-"),
+            c.appid.as_deref().unwrap_or("-"),
+            c.roles.join(",")
+        );
+    }
+    if result.ok {
+        println!("ok: {}", result.message);
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "failed at {}{}: {}",
+            result.stage.map(|s| s.as_str()).unwrap_or("?"),
+            result
+                .code
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default(),
+            result.message
+        );
+        if let Some(h) = &result.hint {
+            println!("fix: {h}");
+        }
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,372 @@
+//! The test email: `POST /api/settings/test` and `mailroom check` share
+//! [`Tester::run`], which gets the Entra token (OAuth), runs the SMTP session,
+//! and explains any failure.
+
+pub mod check;
+pub mod diagnose;
+pub mod smtp;
+pub mod token;
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, Message};
+use mailroom_shared::api::{
+    Stage, StageTiming, TestRequest, TestResult, TokenClaims, TranscriptLine,
+};
+use mailroom_shared::{catalogue, AuthMethod, Settings};
+
+use crate::config::TestArgs;
+use crate::crypto::Secret;
+use crate::error::{ApiJson, AppError};
+use crate::server::AppState;
+use smtp::{SmtpAuth, SmtpFailure, SmtpPlan, TlsTrust};
+use token::{TokenClient, TokenRequest};
+
+/// Runs test emails; holds the token cache and the TLS trust.
+#[derive(Debug)]
+pub struct Tester {
+    authority_override: Option<String>,
+    trust: TlsTrust,
+    tokens: TokenClient,
+}
+
+/// Masks every secret in the transcript: structurally (AUTH lines and the
+/// answers to 334 challenges) and by value (secrets and their base64 forms).
+pub fn mask_transcript(lines: &mut [TranscriptLine], secrets: &[&str]) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut needles: Vec<String> = Vec::new();
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        needles.push(s.to_string());
+        needles.push(b64.encode(s));
+        needles.push(b64.encode(s).trim_end_matches('=').to_string());
+    }
+    let mut in_auth = false;
+    for line in lines.iter_mut() {
+        match line.dir {
+            mailroom_shared::api::Direction::Client => {
+                let upper = line.line.to_ascii_uppercase();
+                if upper.starts_with("AUTH ") {
+                    let mut words = line.line.split_whitespace();
+                    let (_, mech) = (words.next(), words.next().unwrap_or_default().to_string());
+                    if words.next().is_some() {
+                        line.line = format!("AUTH {mech} *****");
+                    }
+                    in_auth = true;
+                } else if in_auth {
+                    line.line = "*****".into();
+                }
+            }
+            mailroom_shared::api::Direction::Server => {
+                if !line.line.starts_with("334") && !line.line.starts_with("3") {
+                    in_auth = false;
+                }
+            }
+        }
+        for n in &needles {
+            if !n.is_empty() && line.line.contains(n.as_str()) {
+                line.line = line.line.replace(n.as_str(), "*****");
+            }
+        }
+    }
+}
+
+fn hint_for_claims(claims: &TokenClaims, s: &Settings) -> Vec<String> {
+    let mut hints = Vec::new();
+    let tenant = s.tenant_id.as_deref().unwrap_or_default();
+    let client = s.client_id.as_deref().unwrap_or_default();
+    if let Some(tid) = claims
+        .tid
+        .as_deref()
+        .filter(|t| !t.eq_ignore_ascii_case(tenant))
+    {
+        hints.push(format!("The token was issued by tenant {tid}, not the configured {tenant}; check the Directory (tenant) ID."));
+    }
+    if let Some(appid) = claims
+        .appid
+        .as_deref()
+        .filter(|a| !a.eq_ignore_ascii_case(client))
+    {
+        hints.push(format!("The token was issued to application {appid}, not the configured {client}; check the Application (client) ID."));
+    }
+    if !claims.roles.iter().any(|r| r == "SMTP.SendAsApp") {
+        hints.push("The token has no SMTP.SendAsApp role: add the SMTP.SendAsApp Application permission (Office 365 Exchange Online) and grant admin consent (step 2), unless you use Exchange RBAC for Applications.".into());
+    }
+    hints
+}
+
+fn join_hints(main: Option<String>, extra: &[String]) -> Option<String> {
+    let mut all: Vec<String> = main.into_iter().collect();
+    all.extend(extra.iter().cloned());
+    (!all.is_empty()).then(|| all.join(" "))
+}
+
+/// Builds the test message: From `sender_name <sender_email>`, Date, Message-ID,
+/// and a body saying what was tested.
+pub fn build_message(s: &Settings, to: &Address) -> Result<(Address, Vec<u8>), String> {
+    let from_addr: Address = s
+        .sender_email
+        .trim()
+        .parse()
+        .map_err(|e| format!("sender email: {e}"))?;
+    let provider = catalogue::provider(s.provider).name;
+    let method = catalogue::auth_method_label(s.provider, s.auth_method);
+    let security = catalogue::security_label(s.security);
+    let body = format!(
+        "This is a test email from Mailroom.\r\n\r\nIt was sent with these settings:\r\n  Provider: {provider}\r\n  Authentication: {method}\r\n  SMTP server: {}:{}\r\n  Security: {security}\r\n  Username: {}\r\n  Sender: {} <{}>\r\n\r\nIf you can read this, the settings work. Remember to save them in Mailroom.\r\n",
+        s.host,
+        s.port,
+        s.username.as_deref().unwrap_or("(none)"),
+        s.sender_name,
+        s.sender_email,
+    );
+    let message = Message::builder()
+        .from(Mailbox::new(Some(s.sender_name.clone()), from_addr.clone()))
+        .to(Mailbox::new(None, to.clone()))
+        .subject(format!("Mailroom test email: {provider}, {method}"))
+        .date_now()
+        .message_id(None)
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| e.to_string())?;
+    Ok((from_addr, message.formatted()))
+}
+
+impl Tester {
+    /// Loads the TLS trust and builds the token client.
+    pub fn new(args: &TestArgs) -> Result<Self, String> {
+        Ok(Tester {
+            authority_override: args
+                .entra_authority
+                .clone()
+                .map(|a| a.trim_end_matches('/').to_string()),
+            trust: TlsTrust::load(args.extra_ca_file.as_deref())?,
+            tokens: TokenClient::new()?,
+        })
+    }
+
+    fn authority(&self, s: &Settings) -> String {
+        self.authority_override
+            .clone()
+            .unwrap_or_else(|| catalogue::cloud(s.cloud).login_host.to_string())
+    }
+
+    /// Runs a test of valid, secret-complete settings. Never fails: every
+    /// problem becomes a [`TestResult`] with a stage, a message and a hint.
+    pub async fn run(&self, settings: &Settings, recipient: &str) -> TestResult {
+        let s = settings.normalized();
+        let mut stages: Vec<StageTiming> = Vec::new();
+        let fail = |stages: Vec<StageTiming>,
+                    d: diagnose::Diagnosis,
+                    transcript,
+                    claims,
+                    extra: &[String]| TestResult {
+            ok: false,
+            stage: Some(d.stage),
+            code: d.code,
+            message: d.message,
+            hint: join_hints(Some(d.hint), extra),
+            stages,
+            transcript,
+            token_claims: claims,
+        };
+        let to: Address = match recipient.trim().parse() {
+            Ok(a) => a,
+            Err(e) => {
+                let d = diagnose::Diagnosis {
+                    stage: Stage::Send,
+                    code: None,
+                    message: format!("The recipient address is not usable: {e}."),
+                    hint: "Enter a single address, like name@example.com.".into(),
+                };
+                return fail(stages, d, Vec::new(), None, &[]);
+            }
+        };
+        let (from, message) = match build_message(&s, &to) {
+            Ok(m) => m,
+            Err(e) => {
+                let d = diagnose::Diagnosis {
+                    stage: Stage::Send,
+                    code: None,
+                    message: format!("The test message could not be built: {e}."),
+                    hint: "Check the sender name and sender email.".into(),
+                };
+                return fail(stages, d, Vec::new(), None, &[]);
+            }
+        };
+        let hello = s
+            .client_hostname
+            .clone()
+            .map(ClientId::Domain)
+            .unwrap_or_default();
+        let mut secrets: Vec<String> = Vec::new();
+        secrets.extend(s.client_secret.clone());
+        secrets.extend(s.password.clone());
+        let user = s.username.clone().unwrap_or_default();
+        let oauth = s.auth_method == AuthMethod::OAuth2ClientCredentials;
+
+        let token_request = oauth.then(|| TokenRequest {
+            authority: self.authority(&s),
+            tenant: s.tenant_id.clone().unwrap_or_default(),
+            client_id: s.client_id.clone().unwrap_or_default(),
+            secret: Secret::new(s.client_secret.clone().unwrap_or_default()),
+            scope: catalogue::cloud(s.cloud).scope.to_string(),
+        });
+
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut claims = None;
+            let mut extra_hints = Vec::new();
+            let mut from_cache = false;
+            let auth = match (&token_request, s.auth_method) {
+                (Some(req), _) => {
+                    let t = Instant::now();
+                    match self.tokens.get(req).await {
+                        Ok(token) => {
+                            stages.push(StageTiming {
+                                name: Stage::Token,
+                                ok: true,
+                                ms: t.elapsed().as_millis() as u64,
+                            });
+                            from_cache = token.from_cache;
+                            let c = token::claims(token.access_token.expose());
+                            if let Some(c) = &c {
+                                extra_hints = hint_for_claims(c, &s);
+                            }
+                            claims = c;
+                            secrets.push(token.access_token.expose().to_string());
+                            SmtpAuth::Xoauth2(user.clone(), token.access_token)
+                        }
+                        Err(e) => {
+                            stages.push(StageTiming {
+                                name: Stage::Token,
+                                ok: false,
+                                ms: t.elapsed().as_millis() as u64,
+                            });
+                            let d = diagnose::token_error(&e, &s, &req.authority);
+                            return fail(stages, d, Vec::new(), None, &[]);
+                        }
+                    }
+                }
+                (None, AuthMethod::Password) => SmtpAuth::Password(
+                    user.clone(),
+                    Secret::new(s.password.clone().unwrap_or_default()),
+                ),
+                (None, AuthMethod::Username) => SmtpAuth::UsernameOnly(user.clone()),
+                (None, _) => SmtpAuth::None,
+            };
+            let plan = SmtpPlan {
+                host: s.host.clone(),
+                port: s.port,
+                security: s.security,
+                hello: hello.clone(),
+                auth,
+                from: from.clone(),
+                to: to.clone(),
+                message: message.clone(),
+            };
+            let outcome = smtp::run(&plan, &self.trust).await;
+            stages.extend(outcome.stages);
+            let mut transcript = outcome.transcript;
+            let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            mask_transcript(&mut transcript, &secret_refs);
+            match outcome.failure {
+                None => {
+                    return TestResult {
+                        ok: true,
+                        stage: None,
+                        code: None,
+                        message: format!("The server accepted the test email for {recipient}."),
+                        hint: None,
+                        stages,
+                        transcript,
+                        token_claims: claims,
+                    }
+                }
+                Some(SmtpFailure::Reply {
+                    code: 535,
+                    stage: Stage::Auth,
+                    ..
+                }) if from_cache && attempts == 1 => {
+                    // The cached token may have been revoked: drop it and try once more.
+                    if let Some(req) = &token_request {
+                        self.tokens.invalidate(req).await;
+                    }
+                    continue;
+                }
+                Some(f) => {
+                    let d = diagnose::smtp_failure(&f, &s);
+                    return fail(stages, d, transcript, claims, &extra_hints);
+                }
+            }
+        }
+    }
+}
+
+async fn test_settings(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TestRequest>,
+) -> Result<Json<TestResult>, AppError> {
+    let current = crate::settings::load_current(&state).await?;
+    let mut report = body.settings.validate_with(current.stored());
+    if let Some(msg) = mailroom_shared::validate::check_recipient(&body.recipient) {
+        report.error("recipient", msg);
+    }
+    if !report.is_valid() {
+        return Err(AppError::Invalid(report.errors));
+    }
+    let mut settings = body.settings;
+    current.fill_secrets(&mut settings);
+    let result = state.tester.run(&settings, &body.recipient).await;
+    tracing::info!(ok = result.ok, stage = ?result.stage, code = ?result.code, "test email");
+    Ok(Json(result))
+}
+
+/// `POST /api/settings/test` (administrators only).
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/settings/test", post(test_settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailroom_shared::api::Direction;
+
+    fn line(dir: Direction, l: &str) -> TranscriptLine {
+        TranscriptLine {
+            dir,
+            line: l.into(),
+        }
+    }
+
+    #[test]
+    fn masking_covers_auth_lines_challenges_and_values() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut t = vec![
+            line(
+                Direction::Client,
+                &format!("AUTH PLAIN {}", b64.encode("\0u\0pw-secret")),
+            ),
+            line(Direction::Server, "235 2.7.0 ok"),
+            line(Direction::Client, "AUTH LOGIN"),
+            line(Direction::Server, "334 VXNlcm5hbWU6"),
+            line(Direction::Client, &b64.encode("user")),
+            line(Direction::Server, "334 UGFzc3dvcmQ6"),
+            line(Direction::Client, &b64.encode("pw-secret")),
+            line(Direction::Server, "535 5.7.3 no"),
+            line(Direction::Client, "MAIL FROM:<a@b.c> pw-secret"),
+        ];
+        mask_transcript(&mut t, &["pw-secret"]);
+        assert_eq!(t[0].line, "AUTH PLAIN *****");
+        assert_eq!(t[2].line, "AUTH LOGIN");
+        assert_eq!(t[4].line, "*****");
+        assert_eq!(t[6].line, "*****");
+        assert_eq!(t[8].line, "MAIL FROM:<a@b.c> *****");
+    }
+}

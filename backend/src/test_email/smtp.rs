@@ -1,0 +1,746 @@
+//! The SMTP session, driven step by step with lettre's `AsyncSmtpConnection`
+//! over a stream of ours that does TLS with rustls and records every line in
+//! plain text, so the transcript shows the real conversation.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
+use lettre::transport::smtp::commands::{Auth, Data, Ehlo, Mail, Quit, Rcpt, Starttls};
+use lettre::transport::smtp::extension::{ClientId, Extension, ServerInfo};
+use lettre::transport::smtp::response::Response;
+use lettre::Address;
+use mailroom_shared::api::{Direction, Stage, StageTiming, TranscriptLine};
+use mailroom_shared::Security;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::crypto::Secret;
+
+/// Time allowed to open the TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for the whole SMTP session.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to sign in.
+#[derive(Debug, Clone)]
+pub enum SmtpAuth {
+    /// No AUTH.
+    None,
+    /// AUTH PLAIN with the username and an empty password, when the server offers AUTH.
+    UsernameOnly(String),
+    /// PLAIN, else LOGIN.
+    Password(String, Secret),
+    /// XOAUTH2 with the mailbox and the access token.
+    Xoauth2(String, Secret),
+}
+
+/// One SMTP test to run.
+#[derive(Debug, Clone)]
+pub struct SmtpPlan {
+    /// Server host.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// STARTTLS, implicit TLS or none.
+    pub security: Security,
+    /// The EHLO name.
+    pub hello: ClientId,
+    /// How to sign in.
+    pub auth: SmtpAuth,
+    /// Envelope sender.
+    pub from: Address,
+    /// Envelope recipient.
+    pub to: Address,
+    /// The formatted message.
+    pub message: Vec<u8>,
+}
+
+/// How an SMTP session failed.
+#[derive(Debug, Clone)]
+pub enum SmtpFailure {
+    /// A negative reply; the reply's lines are in `reply`.
+    Reply {
+        /// The stage it happened in.
+        stage: Stage,
+        /// The reply's code.
+        code: u16,
+        /// The reply text, lines joined with spaces.
+        text: String,
+    },
+    /// The host name did not resolve.
+    Dns(String),
+    /// Nothing listens there.
+    Refused,
+    /// No answer in time.
+    Timeout(Stage),
+    /// STARTTLS was required but not offered.
+    NoStarttls,
+    /// The TLS handshake failed; with the certificate's subject and issuer when seen.
+    Tls {
+        /// What rustls said.
+        detail: String,
+        /// Subject of the presented certificate.
+        subject: Option<String>,
+        /// Issuer of the presented certificate.
+        issuer: Option<String>,
+    },
+    /// The server closed the connection.
+    Dropped(Stage),
+    /// The server offered no mechanism we can use.
+    NoMechanism(String),
+    /// Anything else on the network.
+    Network(Stage, String),
+}
+
+/// The outcome of a session: timings, transcript, and the failure if any.
+#[derive(Debug, Clone)]
+pub struct SmtpOutcome {
+    /// Each stage run.
+    pub stages: Vec<StageTiming>,
+    /// Every line, unmasked (the caller masks secrets).
+    pub transcript: Vec<TranscriptLine>,
+    /// `None` when the message was accepted.
+    pub failure: Option<SmtpFailure>,
+}
+
+/// Records both directions, line by line, in the order they happen.
+#[derive(Default)]
+struct Recorder {
+    lines: Vec<TranscriptLine>,
+    partial_client: Vec<u8>,
+    partial_server: Vec<u8>,
+}
+
+impl Recorder {
+    fn push(&mut self, dir: Direction, bytes: &[u8]) {
+        let buf = match dir {
+            Direction::Client => &mut self.partial_client,
+            Direction::Server => &mut self.partial_server,
+        };
+        buf.extend_from_slice(bytes);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
+            self.lines.push(TranscriptLine { dir, line: text });
+        }
+    }
+
+    fn finish(&mut self) -> Vec<TranscriptLine> {
+        for dir in [Direction::Client, Direction::Server] {
+            let buf = match dir {
+                Direction::Client => std::mem::take(&mut self.partial_client),
+                Direction::Server => std::mem::take(&mut self.partial_server),
+            };
+            if !buf.is_empty() {
+                self.lines.push(TranscriptLine {
+                    dir,
+                    line: String::from_utf8_lossy(&buf).to_string(),
+                });
+            }
+        }
+        std::mem::take(&mut self.lines)
+    }
+
+    /// The last reply from the server: its code and text.
+    fn last_reply(&self) -> Option<(u16, String)> {
+        let mut lines: Vec<&str> = Vec::new();
+        for l in self.lines.iter().rev() {
+            if l.dir != Direction::Server {
+                break;
+            }
+            lines.push(&l.line);
+        }
+        lines.reverse();
+        let first = lines.first()?;
+        let code: u16 = first.get(..3)?.parse().ok()?;
+        let text = lines
+            .iter()
+            .map(|l| l.get(4..).unwrap_or_default().trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some((code, text))
+    }
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+/// The stream lettre talks through; shares its connection with the session so
+/// STARTTLS can be done here, with our verifier, while lettre waits.
+#[derive(Clone)]
+struct RecStream {
+    conn: Arc<Mutex<Conn>>,
+    log: Arc<Mutex<Recorder>>,
+    peer: SocketAddr,
+}
+
+impl fmt::Debug for RecStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecStream")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection closed")
+}
+
+impl AsyncRead for RecStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match &mut *conn {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        };
+        if let Poll::Ready(Ok(())) = result {
+            let new = &buf.filled()[before..];
+            self.log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Direction::Server, new);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for RecStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let result = match &mut *conn {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            Conn::Gone => Poll::Ready(Err(gone())),
+        };
+        if let Poll::Ready(Ok(n)) = result {
+            self.log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Direction::Client, &data[..n]);
+        }
+        result
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *conn {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Gone => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *conn {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncTokioStream for RecStream {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.peer)
+    }
+}
+
+/// Delegates every check to webpki, remembering the end-entity certificate so
+/// a failure can name its subject and issuer. Nothing is skipped.
+#[derive(Debug)]
+struct CapturingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: SeenCert,
+}
+
+impl ServerCertVerifier for CapturingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(end_entity.to_vec());
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Where the verifier leaves the certificate the server presented.
+type SeenCert = Arc<Mutex<Option<Vec<u8>>>>;
+
+/// The roots SMTP TLS trusts: the system's plus the extra CA file.
+#[derive(Clone)]
+pub struct TlsTrust {
+    roots: Arc<RootCertStore>,
+}
+
+impl fmt::Debug for TlsTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TlsTrust({} roots)", self.roots.len())
+    }
+}
+
+impl TlsTrust {
+    /// Loads the system roots and, when given, a PEM file of extra roots.
+    pub fn load(extra_ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        let mut roots = RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = extra_ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --extra-ca-file {}: {e}", path.display()))?;
+            let mut added = 0;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| {
+                    format!("--extra-ca-file {} is not valid PEM: {e}", path.display())
+                })?;
+                roots.add(cert).map_err(|e| {
+                    format!(
+                        "--extra-ca-file {} holds an unusable certificate: {e}",
+                        path.display()
+                    )
+                })?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!(
+                    "--extra-ca-file {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+        }
+        Ok(TlsTrust {
+            roots: Arc::new(roots),
+        })
+    }
+
+    fn connector(&self) -> Result<(TlsConnector, SeenCert), String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| format!("no trusted root certificates are available: {e}"))?;
+        let seen = Arc::new(Mutex::new(None));
+        let verifier = CapturingVerifier {
+            inner,
+            seen: seen.clone(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        Ok((TlsConnector::from(Arc::new(config)), seen))
+    }
+}
+
+fn describe_cert(der: &[u8]) -> (Option<String>, Option<String>) {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => (
+            Some(cert.subject().to_string()),
+            Some(cert.issuer().to_string()),
+        ),
+        Err(_) => (None, None),
+    }
+}
+
+struct Session {
+    stages: Vec<StageTiming>,
+    log: Arc<Mutex<Recorder>>,
+}
+
+impl Session {
+    fn record(&mut self, name: Stage, ok: bool, started: Instant) {
+        self.stages.push(StageTiming {
+            name,
+            ok,
+            ms: started.elapsed().as_millis() as u64,
+        });
+    }
+
+    /// Turns a lettre error into a failure, using the recorded reply for its text.
+    fn failure(&self, stage: Stage, err: &lettre::transport::smtp::Error) -> SmtpFailure {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(code) = err.status() {
+            if let Some((c, text)) = log.last_reply().filter(|(c, _)| *c == u16::from(code)) {
+                return SmtpFailure::Reply {
+                    stage,
+                    code: c,
+                    text,
+                };
+            }
+            return SmtpFailure::Reply {
+                stage,
+                code: u16::from(code),
+                text: err.to_string(),
+            };
+        }
+        if err.is_timeout() {
+            return SmtpFailure::Timeout(stage);
+        }
+        let text = err.to_string();
+        if text.contains("incomplete response")
+            || text.contains("closed")
+            || text.contains("reset")
+            || text.contains("broken pipe")
+        {
+            return SmtpFailure::Dropped(stage);
+        }
+        SmtpFailure::Network(stage, text)
+    }
+}
+
+fn tls_failure(detail: String, seen: &SeenCert) -> SmtpFailure {
+    let cert = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (subject, issuer) = cert.as_deref().map(describe_cert).unwrap_or((None, None));
+    SmtpFailure::Tls {
+        detail,
+        subject,
+        issuer,
+    }
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    trust: &TlsTrust,
+    host: &str,
+) -> Result<TlsStream<TcpStream>, SmtpFailure> {
+    let (connector, seen) = trust.connector().map_err(|detail| SmtpFailure::Tls {
+        detail,
+        subject: None,
+        issuer: None,
+    })?;
+    let name = ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    )
+    .map_err(|e| SmtpFailure::Tls {
+        detail: e.to_string(),
+        subject: None,
+        issuer: None,
+    })?;
+    connector.connect(name, tcp).await.map_err(|e| {
+        let detail = match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls_err) => rustls_err.to_string(),
+            None => e.to_string(),
+        };
+        tls_failure(detail, &seen)
+    })
+}
+
+/// Runs the session within [`SESSION_TIMEOUT`].
+pub async fn run(plan: &SmtpPlan, trust: &TlsTrust) -> SmtpOutcome {
+    let log = Arc::new(Mutex::new(Recorder::default()));
+    let mut session = Session {
+        stages: Vec::new(),
+        log: log.clone(),
+    };
+    let started = Instant::now();
+    let result = tokio::time::timeout(SESSION_TIMEOUT, drive(plan, trust, &mut session)).await;
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(f)) => Some(f),
+        Err(_) => {
+            let stage = next_stage(&session.stages);
+            session.stages.push(StageTiming {
+                name: stage,
+                ok: false,
+                ms: started.elapsed().as_millis() as u64,
+            });
+            Some(SmtpFailure::Timeout(stage))
+        }
+    };
+    let transcript = log.lock().unwrap_or_else(|e| e.into_inner()).finish();
+    SmtpOutcome {
+        stages: session.stages,
+        transcript,
+        failure,
+    }
+}
+
+fn next_stage(done: &[StageTiming]) -> Stage {
+    match done.last().map(|s| (s.name, s.ok)) {
+        None => Stage::Connect,
+        Some((stage, false)) => stage,
+        Some((Stage::Connect, true)) => Stage::Tls,
+        Some((Stage::Tls, true)) => Stage::Auth,
+        Some((_, true)) => Stage::Send,
+    }
+}
+
+async fn drive(plan: &SmtpPlan, trust: &TlsTrust, s: &mut Session) -> Result<(), SmtpFailure> {
+    // connect: TCP
+    let t = Instant::now();
+    let tcp = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((plan.host.as_str(), plan.port)),
+    )
+    .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            s.record(Stage::Connect, false, t);
+            let text = e.to_string();
+            return Err(if e.kind() == io::ErrorKind::ConnectionRefused {
+                SmtpFailure::Refused
+            } else if super::token::is_dns_failure(&text) {
+                SmtpFailure::Dns(text)
+            } else {
+                SmtpFailure::Network(Stage::Connect, text)
+            });
+        }
+        Err(_) => {
+            s.record(Stage::Connect, false, t);
+            return Err(SmtpFailure::Timeout(Stage::Connect));
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let peer = tcp
+        .peer_addr()
+        .map_err(|e| SmtpFailure::Network(Stage::Connect, e.to_string()))?;
+
+    let conn_slot = if plan.security == Security::Tls {
+        s.record(Stage::Connect, true, t);
+        let t = Instant::now();
+        match handshake(tcp, trust, &plan.host).await {
+            Ok(tls) => {
+                s.record(Stage::Tls, true, t);
+                Conn::Tls(Box::new(tls))
+            }
+            Err(f) => {
+                s.record(Stage::Tls, false, t);
+                return Err(f);
+            }
+        }
+    } else {
+        Conn::Plain(tcp)
+    };
+    let stream = RecStream {
+        conn: Arc::new(Mutex::new(conn_slot)),
+        log: s.log.clone(),
+        peer,
+    };
+    let shared_conn = stream.conn.clone();
+
+    // connect: greeting and EHLO
+    let t = Instant::now();
+    let mut conn =
+        match AsyncSmtpConnection::connect_with_transport(Box::new(stream), &plan.hello).await {
+            Ok(c) => c,
+            Err(e) => {
+                let stage = if plan.security == Security::Tls {
+                    Stage::Tls
+                } else {
+                    Stage::Connect
+                };
+                s.record(stage, false, t);
+                return Err(s.failure(stage, &e));
+            }
+        };
+    let mut info: ServerInfo = conn.server_info().clone();
+    if plan.security != Security::Tls {
+        s.record(Stage::Connect, true, t);
+    }
+
+    // tls: STARTTLS, handshake, EHLO again
+    if plan.security == Security::Starttls {
+        let t = Instant::now();
+        if !info.supports_feature(Extension::StartTls) {
+            s.record(Stage::Tls, false, t);
+            let _ = conn.command(Quit).await;
+            return Err(SmtpFailure::NoStarttls);
+        }
+        if let Err(e) = conn.command(Starttls).await {
+            s.record(Stage::Tls, false, t);
+            return Err(s.failure(Stage::Tls, &e));
+        }
+        let plain = std::mem::replace(
+            &mut *shared_conn.lock().unwrap_or_else(|e| e.into_inner()),
+            Conn::Gone,
+        );
+        let Conn::Plain(tcp) = plain else {
+            s.record(Stage::Tls, false, t);
+            return Err(SmtpFailure::Network(
+                Stage::Tls,
+                "the connection was not plain before STARTTLS".into(),
+            ));
+        };
+        match handshake(tcp, trust, &plan.host).await {
+            Ok(tls) => {
+                *shared_conn.lock().unwrap_or_else(|e| e.into_inner()) = Conn::Tls(Box::new(tls))
+            }
+            Err(f) => {
+                s.record(Stage::Tls, false, t);
+                return Err(f);
+            }
+        }
+        match conn.command(Ehlo::new(plan.hello.clone())).await {
+            Ok(response) => {
+                info = ServerInfo::from_response(&response)
+                    .map_err(|e| SmtpFailure::Network(Stage::Tls, e.to_string()))?;
+            }
+            Err(e) => {
+                s.record(Stage::Tls, false, t);
+                return Err(s.failure(Stage::Tls, &e));
+            }
+        }
+        s.record(Stage::Tls, true, t);
+    }
+
+    // auth
+    let creds = match &plan.auth {
+        SmtpAuth::None => None,
+        SmtpAuth::UsernameOnly(user) => {
+            let offers_auth = [Mechanism::Plain, Mechanism::Login]
+                .iter()
+                .any(|m| info.supports_auth_mechanism(*m));
+            offers_auth.then(|| {
+                (
+                    vec![Mechanism::Plain, Mechanism::Login],
+                    Credentials::new(user.clone(), String::new()),
+                )
+            })
+        }
+        SmtpAuth::Password(user, pass) => Some((
+            vec![Mechanism::Plain, Mechanism::Login],
+            Credentials::new(user.clone(), pass.expose().to_string()),
+        )),
+        SmtpAuth::Xoauth2(user, token) => Some((
+            vec![Mechanism::Xoauth2],
+            Credentials::new(user.clone(), token.expose().to_string()),
+        )),
+    };
+    if let Some((mechanisms, creds)) = creds {
+        let t = Instant::now();
+        let Some(mechanism) = mechanisms
+            .iter()
+            .copied()
+            .find(|m| info.supports_auth_mechanism(*m))
+        else {
+            s.record(Stage::Auth, false, t);
+            let wanted = mechanisms
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(" or ");
+            let _ = conn.command(Quit).await;
+            return Err(SmtpFailure::NoMechanism(wanted));
+        };
+        if let Err(e) = authenticate(&mut conn, mechanism, &creds).await {
+            s.record(Stage::Auth, false, t);
+            return Err(s.failure(Stage::Auth, &e));
+        }
+        s.record(Stage::Auth, true, t);
+    }
+
+    // send
+    let t = Instant::now();
+    let sent: Result<Response, lettre::transport::smtp::Error> = async {
+        conn.command(Mail::new(Some(plan.from.clone()), vec![]))
+            .await?;
+        conn.command(Rcpt::new(plan.to.clone(), vec![])).await?;
+        conn.command(Data).await?;
+        conn.message(&plan.message).await
+    }
+    .await;
+    match sent {
+        Ok(_) => {
+            s.record(Stage::Send, true, t);
+            let _ = conn.command(Quit).await;
+            Ok(())
+        }
+        Err(e) => {
+            s.record(Stage::Send, false, t);
+            let f = s.failure(Stage::Send, &e);
+            let _ = conn.command(Quit).await;
+            Err(f)
+        }
+    }
+}
+
+/// AUTH with challenges; an XOAUTH2 challenge (an error report) gets the empty
+/// line the protocol asks for, then the final reply.
+async fn authenticate(
+    conn: &mut AsyncSmtpConnection,
+    mechanism: Mechanism,
+    creds: &Credentials,
+) -> Result<Response, lettre::transport::smtp::Error> {
+    let mut response = conn
+        .command(Auth::new(mechanism, creds.clone(), None)?)
+        .await?;
+    let mut rounds = 0;
+    while response.has_code(334) && rounds < 5 {
+        rounds += 1;
+        response = if mechanism == Mechanism::Xoauth2 {
+            conn.command("\r\n").await?
+        } else {
+            conn.command(Auth::new_from_response(
+                mechanism,
+                creds.clone(),
+                &response,
+            )?)
+            .await?
+        };
+    }
+    Ok(response)
+}

@@ -1,0 +1,314 @@
+//! The Entra ID client-credentials token: the form POST, a cache keyed by
+//! authority, tenant, client, secret hash and scope, and the unverified claims.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use mailroom_shared::api::TokenClaims;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::crypto::Secret;
+
+/// The token request's timeout.
+pub const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Tokens are dropped this long before they expire.
+pub const EARLY_REFRESH: Duration = Duration::from_secs(5 * 60);
+
+/// What a token is requested with.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// Login host, scheme included, without a trailing slash.
+    pub authority: String,
+    /// Directory (tenant) ID.
+    pub tenant: String,
+    /// Application (client) ID.
+    pub client_id: String,
+    /// The client secret's Value.
+    pub secret: Secret,
+    /// The resource plus `/.default`.
+    pub scope: String,
+}
+
+impl TokenRequest {
+    /// `{authority}/{tenant}/oauth2/v2.0/token`.
+    pub fn url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.authority.trim_end_matches('/'),
+            self.tenant
+        )
+    }
+
+    fn cache_key(&self) -> String {
+        let secret_hash = hex::encode(Sha256::digest(self.secret.expose().as_bytes()));
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.authority, self.tenant, self.client_id, secret_hash, self.scope
+        )
+    }
+}
+
+/// A token ready for XOAUTH2.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// The access token.
+    pub access_token: Secret,
+    /// Whether it came from the cache.
+    pub from_cache: bool,
+}
+
+/// Why no token was obtained.
+#[derive(Debug, Clone)]
+pub enum TokenError {
+    /// Entra answered with its JSON error body.
+    Entra {
+        /// HTTP status.
+        status: u16,
+        /// The OAuth `error` value.
+        error: String,
+        /// The AADSTS numbers.
+        codes: Vec<u64>,
+        /// `error_description`, first line only.
+        description: String,
+        /// Microsoft's trace ID.
+        trace_id: Option<String>,
+        /// Microsoft's correlation ID.
+        correlation_id: Option<String>,
+    },
+    /// A 5xx without a usable body.
+    ServerError(u16),
+    /// A body that is not Entra's JSON.
+    NotJson(u16),
+    /// The host name did not resolve.
+    Dns(String),
+    /// The connection failed (refused, reset, TLS).
+    Connect(String),
+    /// No answer within [`TOKEN_TIMEOUT`].
+    Timeout,
+}
+
+#[derive(Deserialize)]
+struct SuccessBody {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+    #[serde(default)]
+    error_codes: Vec<u64>,
+    #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    token: Secret,
+    valid_until: Instant,
+}
+
+/// Fetches tokens and keeps them until shortly before they expire.
+pub struct TokenClient {
+    http: reqwest::Client,
+    cache: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+}
+
+impl std::fmt::Debug for TokenClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenClient { .. }")
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Whether an error text says the host name did not resolve.
+pub fn is_dns_failure(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("dns error")
+        || t.contains("failed to lookup address")
+        || t.contains("name or service not known")
+        || t.contains("no address associated")
+        || t.contains("nodename nor servname")
+        || t.contains("temporary failure in name resolution")
+}
+
+impl TokenClient {
+    /// A client with the 15 s timeout, trusting the system roots.
+    pub fn new() -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(TOKEN_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(TokenClient {
+            http,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Cached>>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.entry(key.to_string()).or_default().clone()
+    }
+
+    /// A cached token when one is still fresh, else a new one. Concurrent
+    /// callers with the same key wait for one request.
+    pub async fn get(&self, req: &TokenRequest) -> Result<Token, TokenError> {
+        let slot = self.slot(&req.cache_key());
+        let mut guard = slot.lock().await;
+        if let Some(cached) = guard.as_ref().filter(|c| c.valid_until > Instant::now()) {
+            return Ok(Token {
+                access_token: cached.token.clone(),
+                from_cache: true,
+            });
+        }
+        let (token, lifetime) = self.fetch(req).await?;
+        let valid_until = Instant::now() + lifetime.saturating_sub(EARLY_REFRESH);
+        *guard = Some(Cached {
+            token: token.clone(),
+            valid_until,
+        });
+        Ok(Token {
+            access_token: token,
+            from_cache: false,
+        })
+    }
+
+    /// Forgets the cached token for this request (after SMTP rejected it).
+    pub async fn invalidate(&self, req: &TokenRequest) {
+        let slot = self.slot(&req.cache_key());
+        *slot.lock().await = None;
+    }
+
+    async fn fetch(&self, req: &TokenRequest) -> Result<(Secret, Duration), TokenError> {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", req.client_id.as_str()),
+            ("client_secret", req.secret.expose()),
+            ("scope", req.scope.as_str()),
+        ];
+        let response = self
+            .http
+            .post(req.url())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| {
+                let text = error_chain(&e);
+                if e.is_timeout() {
+                    TokenError::Timeout
+                } else if is_dns_failure(&text) {
+                    TokenError::Dns(text)
+                } else {
+                    TokenError::Connect(text)
+                }
+            })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                TokenError::Timeout
+            } else {
+                TokenError::Connect(error_chain(&e))
+            }
+        })?;
+        if (200..300).contains(&status) {
+            let ok: SuccessBody =
+                serde_json::from_slice(&body).map_err(|_| TokenError::NotJson(status))?;
+            let secs = match ok.expires_in {
+                Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3599),
+                Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3599),
+                _ => 3599,
+            };
+            return Ok((Secret::new(ok.access_token), Duration::from_secs(secs)));
+        }
+        match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(err) => Err(TokenError::Entra {
+                status,
+                error: err.error,
+                codes: err.error_codes,
+                description: err
+                    .error_description
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                trace_id: err.trace_id,
+                correlation_id: err.correlation_id,
+            }),
+            Err(_) if status >= 500 => Err(TokenError::ServerError(status)),
+            Err(_) => Err(TokenError::NotJson(status)),
+        }
+    }
+}
+
+/// Reads the JWT payload without verifying it.
+pub fn claims(token: &str) -> Option<TokenClaims> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    Some(TokenClaims {
+        aud: s("aud"),
+        tid: s("tid"),
+        appid: s("appid").or_else(|| s("azp")),
+        roles: v
+            .get("roles")
+            .and_then(|r| r.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        exp: v.get("exp").and_then(|x| x.as_i64()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_read_without_verification() {
+        let payload = serde_json::json!({"aud": "https://outlook.office365.com", "tid": "t", "appid": "a", "roles": ["SMTP.SendAsApp"], "exp": 42});
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string());
+        let c = claims(&format!("eyJhbGciOiJub25lIn0.{b64}.sig")).unwrap();
+        assert_eq!(c.roles, vec!["SMTP.SendAsApp"]);
+        assert_eq!(
+            (c.tid.as_deref(), c.appid.as_deref(), c.exp),
+            (Some("t"), Some("a"), Some(42))
+        );
+        assert!(claims("not-a-jwt").is_none());
+    }
+
+    #[test]
+    fn dns_failures_are_recognised() {
+        assert!(is_dns_failure(
+            "error sending request: dns error: failed to lookup address information"
+        ));
+        assert!(!is_dns_failure("connection refused"));
+    }
+}

@@ -1,0 +1,218 @@
+//! The JSON bodies of the HTTP API (CONTRACT.md sections 2 and 5), shared so the
+//! browser and the server cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::settings::Settings;
+
+/// The message of a successful save, shown as "Success: …" in the form.
+pub const SAVED_MESSAGE: &str = "The SMTP settings have been saved successfully";
+
+/// Stored settings as `GET /api/settings` returns them: never a secret, only
+/// whether one is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PublicSettings {
+    /// The settings, with `client_secret` and `password` left out.
+    #[serde(flatten)]
+    pub settings: Settings,
+    /// A client secret is stored.
+    pub client_secret_set: bool,
+    /// A password is stored.
+    pub password_set: bool,
+}
+
+/// The answer of `GET /api/settings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SettingsResponse {
+    /// The current settings, or `null` before the first save.
+    pub settings: Option<PublicSettings>,
+    /// The version to send back with the next `PUT`; 0 before the first save.
+    pub version: u64,
+    /// When the settings were last saved, RFC 3339.
+    pub updated_at: Option<String>,
+}
+
+/// The body of `PUT /api/settings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutSettings {
+    /// The new settings; absent secrets keep the stored ones.
+    pub settings: Settings,
+    /// The version this edit started from.
+    pub version: u64,
+}
+
+/// The answer of a successful `PUT /api/settings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// Always [`SAVED_MESSAGE`].
+    pub message: String,
+    /// The new version.
+    pub version: u64,
+}
+
+/// The body of `POST /api/settings/test`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestRequest {
+    /// The unsaved settings to test; absent secrets use the stored ones.
+    pub settings: Settings,
+    /// Where the test email goes.
+    pub recipient: String,
+}
+
+/// The body of `POST /api/login`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    /// The administrator token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginRequest { token: \"*****\" }")
+    }
+}
+
+/// Every 4xx answer: a sentence, and per-field messages where they apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ErrorBody {
+    /// One sentence for a person.
+    pub message: String,
+    /// Messages keyed by SETTINGS field name (and `recipient`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, Vec<String>>,
+}
+
+/// Where a test stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Getting the token from Microsoft Entra ID.
+    Token,
+    /// Opening the TCP connection and reading the greeting.
+    Connect,
+    /// STARTTLS or implicit TLS.
+    Tls,
+    /// The AUTH exchange.
+    Auth,
+    /// MAIL FROM, RCPT TO and DATA.
+    Send,
+}
+
+impl Stage {
+    /// The stage's JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Token => "token",
+            Stage::Connect => "connect",
+            Stage::Tls => "tls",
+            Stage::Auth => "auth",
+            Stage::Send => "send",
+        }
+    }
+}
+
+/// One stage that ran, with its outcome and duration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTiming {
+    /// Which stage.
+    pub name: Stage,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// How long it took, in milliseconds.
+    pub ms: u64,
+}
+
+/// Who sent a transcript line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Mailroom.
+    Client,
+    /// The SMTP server.
+    Server,
+}
+
+/// One line of the SMTP conversation, with secrets replaced by `*****`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptLine {
+    /// Who sent it.
+    pub dir: Direction,
+    /// The line, without its CRLF.
+    pub line: String,
+}
+
+/// Claims read, unverified, from the access token; never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TokenClaims {
+    /// The audience: the Exchange Online resource.
+    pub aud: Option<String>,
+    /// The tenant the token was issued in.
+    pub tid: Option<String>,
+    /// The application the token was issued to.
+    pub appid: Option<String>,
+    /// The application roles, normally `SMTP.SendAsApp`.
+    pub roles: Vec<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: Option<i64>,
+}
+
+/// The outcome of a test email (CONTRACT.md section 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestResult {
+    /// The server accepted the test email for delivery.
+    pub ok: bool,
+    /// Where it stopped; `None` when `ok`.
+    pub stage: Option<Stage>,
+    /// The most specific code seen: `AADSTS…`, an enhanced status or a reply code.
+    pub code: Option<String>,
+    /// One sentence for a person.
+    pub message: String,
+    /// What to change; `None` when `ok`.
+    pub hint: Option<String>,
+    /// Each stage run, in order.
+    pub stages: Vec<StageTiming>,
+    /// The SMTP conversation with secrets masked.
+    pub transcript: Vec<TranscriptLine>,
+    /// OAuth only, once a token was obtained.
+    pub token_claims: Option<TokenClaims>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn public_settings_flatten_and_hide_secrets() {
+        let public = PublicSettings {
+            settings: Settings::for_provider(crate::Provider::Office365),
+            client_secret_set: true,
+            password_set: false,
+        };
+        let v = serde_json::to_value(&public).unwrap();
+        assert_eq!(v["provider"], "office365");
+        assert_eq!(v["client_secret_set"], true);
+        assert!(v.get("client_secret").is_none());
+        let back: PublicSettings = serde_json::from_value(v).unwrap();
+        assert_eq!(back, public);
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn test_result_matches_contract_shape() {
+        let json = r#"{"ok": false, "stage": "token", "code": "AADSTS7000215",
+          "message": "m", "hint": "h", "stages": [{"name": "token", "ok": false, "ms": 182}],
+          "transcript": [{"dir": "client", "line": "EHLO mailroom"}], "token_claims": null}"#;
+        let r: TestResult = serde_json::from_str(json).unwrap();
+        assert_eq!(r.stage, Some(Stage::Token));
+        assert_eq!(r.transcript[0].dir, Direction::Client);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["stages"][0]["name"],
+            "token"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! Mailroom's shared heart: the settings schema, the provider catalogue, the
+//! cloud table, the API bodies and `validate()`.
+//!
+//! It has no runtime dependency beyond serde, so it compiles natively for the
+//! server and to wasm32 for the browser, and both run the very same rules.
+
+pub mod api;
+pub mod catalogue;
+pub mod parse;
+pub mod powershell;
+pub mod settings;
+pub mod validate;
+
+pub use settings::{AuthMethod, Cloud, Provider, Security, Settings};
+pub use validate::{Report, StoredSecrets};
+
+// The unit tests run as wasm in headless Chromium too (`cargo xtask test`).
+#[cfg(all(test, target_arch = "wasm32", target_os = "unknown"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

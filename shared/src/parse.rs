@@ -1,0 +1,311 @@
+//! Small hand-written parsers for GUIDs, email addresses and host names.
+//!
+//! No `regex`: it would add hundreds of KB to the browser bundle.
+
+use std::net::IpAddr;
+
+/// Why a string is not a GUID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuidError {
+    /// Nothing was entered.
+    Empty,
+    /// A character that is neither a hex digit nor a hyphen, with its 1-based position.
+    BadChar(char, usize),
+    /// The wrong number of hex digits.
+    Length(usize),
+    /// 32 hex digits, but the hyphens are missing or misplaced.
+    Hyphens,
+    /// It looks like a domain name (`contoso.onmicrosoft.com`), not an ID.
+    DomainName,
+}
+
+/// Canonical form of a GUID-ish input: trimmed, braces removed, lower case.
+///
+/// Applying it twice gives the same result as applying it once.
+pub fn normalize_guid(input: &str) -> String {
+    let mut s = input.trim();
+    loop {
+        let stripped = s
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .map(str::trim);
+        match stripped {
+            Some(inner) => s = inner,
+            None => break,
+        }
+    }
+    s.to_ascii_lowercase()
+}
+
+/// Checks a GUID in the 8-4-4-4-12 form, after [`normalize_guid`].
+pub fn check_guid(input: &str) -> Result<String, GuidError> {
+    let s = normalize_guid(input);
+    if s.is_empty() {
+        return Err(GuidError::Empty);
+    }
+    if s.contains('.') && s.chars().any(|c| c.is_ascii_alphabetic()) && !s.contains(' ') {
+        return Err(GuidError::DomainName);
+    }
+    for (i, c) in s.chars().enumerate() {
+        if !(c.is_ascii_hexdigit() || c == '-') {
+            return Err(GuidError::BadChar(c, i + 1));
+        }
+    }
+    let digits = s.chars().filter(char::is_ascii_hexdigit).count();
+    if digits != 32 {
+        return Err(GuidError::Length(digits));
+    }
+    let groups: Vec<usize> = s.split('-').map(str::len).collect();
+    if groups != [8, 4, 4, 4, 12] {
+        return Err(GuidError::Hyphens);
+    }
+    Ok(s)
+}
+
+/// Whether a string is shaped like a GUID once normalised.
+pub fn is_guid(input: &str) -> bool {
+    check_guid(input).is_ok()
+}
+
+/// Why a string is not a usable email address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailError {
+    /// Nothing was entered.
+    Empty,
+    /// Spaces, tabs or line breaks inside.
+    Whitespace,
+    /// No `@`, or more than one.
+    AtCount(usize),
+    /// Nothing before the `@`.
+    NoLocalPart,
+    /// The part after the `@` is not a domain with a dot.
+    BadDomain,
+    /// Longer than 254 characters.
+    TooLong,
+}
+
+/// Checks an email address for the syntax SMTP servers accept in practice.
+pub fn check_email(input: &str) -> Result<(), EmailError> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(EmailError::Empty);
+    }
+    if s.chars().any(char::is_whitespace) {
+        return Err(EmailError::Whitespace);
+    }
+    if s.chars().count() > 254 {
+        return Err(EmailError::TooLong);
+    }
+    let ats = s.matches('@').count();
+    if ats != 1 {
+        return Err(EmailError::AtCount(ats));
+    }
+    let (local, domain) = s.split_once('@').unwrap_or_default();
+    if local.is_empty() {
+        return Err(EmailError::NoLocalPart);
+    }
+    if local.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '<' | '>' | '(' | ')' | ',' | ';' | ':' | '\\' | '"' | '[' | ']'
+            )
+    }) {
+        return Err(EmailError::NoLocalPart);
+    }
+    if !domain.contains('.') || check_host_name(domain).is_err() {
+        return Err(EmailError::BadDomain);
+    }
+    Ok(())
+}
+
+/// Why a string is not a host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    /// Nothing was entered.
+    Empty,
+    /// A `{placeholder}` from the catalogue was not replaced.
+    Placeholder,
+    /// A scheme or path was pasted (`smtp://…`, `host/…`).
+    UrlPasted,
+    /// A port was pasted into the host (`host:587`).
+    PortPasted,
+    /// A character not allowed in a host name.
+    BadChar(char),
+    /// An empty label, or one starting or ending with a hyphen, or over 63 characters.
+    BadLabel,
+    /// Longer than 253 characters.
+    TooLong,
+}
+
+/// Checks a DNS host name (letters, digits, hyphens, dots).
+pub fn check_host_name(input: &str) -> Result<(), HostError> {
+    let s = input.trim().trim_end_matches('.');
+    if s.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if s.contains('{') || s.contains('}') {
+        return Err(HostError::Placeholder);
+    }
+    if s.contains("://") || s.contains('/') {
+        return Err(HostError::UrlPasted);
+    }
+    if let Some((_, port)) = s.rsplit_once(':') {
+        if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) {
+            return Err(HostError::PortPasted);
+        }
+    }
+    if s.len() > 253 {
+        return Err(HostError::TooLong);
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+    {
+        return Err(HostError::BadChar(c));
+    }
+    for label in s.split('.') {
+        if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
+            return Err(HostError::BadLabel);
+        }
+    }
+    Ok(())
+}
+
+/// Parses an IP literal, with or without IPv6 brackets.
+pub fn parse_ip(input: &str) -> Option<IpAddr> {
+    let s = input.trim();
+    let s = s
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(s);
+    s.parse().ok()
+}
+
+/// Checks a host: a host name or an IP literal.
+pub fn check_host(input: &str) -> Result<(), HostError> {
+    if parse_ip(input).is_some() {
+        return Ok(());
+    }
+    check_host_name(input)
+}
+
+/// Whether a host is this machine: `localhost` or a loopback address.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") {
+        return true;
+    }
+    parse_ip(&h).is_some_and(|ip| ip.is_loopback())
+}
+
+/// Whether a string holds a CR or LF, which would let it inject mail headers.
+pub fn has_line_break(s: &str) -> bool {
+    s.contains('\r') || s.contains('\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn guid_normalisation_tolerates_braces_space_and_case() {
+        assert_eq!(
+            check_guid("  {0B4F1C2A-1234-4ABC-9DEF-0123456789AB} ").unwrap(),
+            "0b4f1c2a-1234-4abc-9def-0123456789ab"
+        );
+        assert_eq!(normalize_guid("{{ x }}"), "x");
+        assert_eq!(
+            normalize_guid(&normalize_guid(" {A} ")),
+            normalize_guid(" {A} ")
+        );
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn guid_errors_are_precise() {
+        assert_eq!(check_guid(""), Err(GuidError::Empty));
+        assert_eq!(
+            check_guid("0b4f1c2a-1234-4abc-9def-0123456789a"),
+            Err(GuidError::Length(31))
+        );
+        assert_eq!(
+            check_guid("0b4f1c2a-1234-4abc-9def-0123456789abc"),
+            Err(GuidError::Length(33))
+        );
+        assert_eq!(
+            check_guid("0b4f1c2a-1234-4abc-9def-0123456789ag"),
+            Err(GuidError::BadChar('g', 36))
+        );
+        assert_eq!(
+            check_guid("0b4f1c2a12344abc-9def-0123456789ab"),
+            Err(GuidError::Hyphens)
+        );
+        assert_eq!(
+            check_guid("0b4f1c2a123-44abc-9def-0123456789ab"),
+            Err(GuidError::Hyphens)
+        );
+        assert_eq!(
+            check_guid("contoso.onmicrosoft.com"),
+            Err(GuidError::DomainName)
+        );
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn emails() {
+        let ok = format!("{}@{}", "mailer", "contoso.com");
+        assert_eq!(check_email(&ok), Ok(()));
+        assert_eq!(check_email(""), Err(EmailError::Empty));
+        assert_eq!(check_email("mailer"), Err(EmailError::AtCount(0)));
+        assert_eq!(
+            check_email(&format!("a{}b{}c.com", '@', '@')),
+            Err(EmailError::AtCount(2))
+        );
+        assert_eq!(
+            check_email(&format!("{}@{}", "", "contoso.com")),
+            Err(EmailError::NoLocalPart)
+        );
+        assert_eq!(
+            check_email(&format!("{}@{}", "mailer", "contoso")),
+            Err(EmailError::BadDomain)
+        );
+        assert_eq!(
+            check_email(&format!("{}@{}", "mail er", "contoso.com")),
+            Err(EmailError::Whitespace)
+        );
+        assert_eq!(
+            check_email(&format!("{}@{}\r\nBcc: x", "a", "contoso.com")),
+            Err(EmailError::Whitespace)
+        );
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn hosts() {
+        assert_eq!(check_host("smtp.office365.com"), Ok(()));
+        assert_eq!(check_host("127.0.0.1"), Ok(()));
+        assert_eq!(check_host("[::1]"), Ok(()));
+        assert_eq!(check_host(""), Err(HostError::Empty));
+        assert_eq!(
+            check_host("email-smtp.{region}.amazonaws.com"),
+            Err(HostError::Placeholder)
+        );
+        assert_eq!(
+            check_host("smtp://smtp.office365.com"),
+            Err(HostError::UrlPasted)
+        );
+        assert_eq!(
+            check_host("smtp.office365.com:587"),
+            Err(HostError::PortPasted)
+        );
+        assert_eq!(check_host("smtp_office.com"), Err(HostError::BadChar('_')));
+        assert_eq!(check_host("-smtp.com"), Err(HostError::BadLabel));
+        assert_eq!(check_host("smtp..com"), Err(HostError::BadLabel));
+        assert!(is_loopback("localhost") && is_loopback("127.0.0.2") && is_loopback("::1"));
+        assert!(!is_loopback("smtp.office365.com") && !is_loopback("10.0.0.1"));
+    }
+}

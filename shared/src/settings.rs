@@ -1,0 +1,260 @@
+//! The SETTINGS schema of CONTRACT.md section 3, exactly as it travels as JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// The email provider the administrator picked; each fills in host, port and security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    /// Microsoft 365 / Exchange Online, the only provider offering OAuth client credentials.
+    #[default]
+    #[serde(rename = "office365")]
+    Office365,
+    /// Outlook.com consumer mail.
+    Outlook,
+    /// Gmail.
+    Gmail,
+    /// Google Workspace's SMTP relay.
+    GoogleWorkspace,
+    /// Amazon Simple Email Service.
+    AwsSes,
+    /// Mailgun.
+    Mailgun,
+    /// Mailjet.
+    Mailjet,
+    /// Mandrill (Mailchimp transactional).
+    Mandrill,
+    /// SendGrid.
+    #[serde(rename = "sendgrid")]
+    SendGrid,
+    /// Brevo, formerly Sendinblue.
+    Brevo,
+    /// Zoho Mail.
+    Zoho,
+    /// Elastic Email.
+    ElasticEmail,
+    /// Any other SMTP server; host and port are typed by hand.
+    Other,
+}
+
+/// How Mailroom signs in to the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// No AUTH command at all.
+    None,
+    /// A username only: the server needs no password, nothing is sent but the envelope.
+    Username,
+    /// Username and password (PLAIN or LOGIN); for Office 365 the legacy app-password path.
+    Password,
+    /// OAuth 2.0 client credentials from Microsoft Entra ID, then SASL XOAUTH2 (Office 365 only).
+    #[default]
+    #[serde(rename = "oauth2_client_credentials")]
+    OAuth2ClientCredentials,
+}
+
+/// The Microsoft cloud the tenant lives in (CONTRACT.md section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cloud {
+    /// The worldwide cloud; the only one Microsoft documents end to end for this flow.
+    #[default]
+    Global,
+    /// US Government GCC High.
+    Usgov,
+    /// US Government DoD.
+    UsgovDod,
+    /// Microsoft 365 operated by 21Vianet in China.
+    China,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    /// Plain connection upgraded with STARTTLS, normally on port 587. Required, never optional.
+    #[default]
+    Starttls,
+    /// Implicit TLS from the first byte, normally on port 465.
+    Tls,
+    /// No encryption at all; credentials are only allowed towards loopback.
+    None,
+}
+
+/// The outgoing mail settings an administrator edits, tests and saves.
+///
+/// Missing fields take empty values, so that validation, not the JSON parser,
+/// explains what is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Settings {
+    /// An id from the provider catalogue.
+    pub provider: Provider,
+    /// How to authenticate.
+    pub auth_method: AuthMethod,
+    /// OAuth only: the Microsoft cloud.
+    pub cloud: Cloud,
+    /// OAuth only: the Directory (tenant) ID, a GUID.
+    pub tenant_id: Option<String>,
+    /// OAuth only: the Application (client) ID, a GUID.
+    pub client_id: Option<String>,
+    /// OAuth only, write-only: the client secret's Value. `None` keeps the stored one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// The SMTP username; for OAuth the licensed mailbox's full address.
+    pub username: Option<String>,
+    /// Write-only: the password or app password. `None` keeps the stored one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// The SMTP server's host name or IP address.
+    pub host: String,
+    /// The SMTP server's port, 1 to 65535.
+    pub port: u16,
+    /// STARTTLS, implicit TLS, or none.
+    pub security: Security,
+    /// The name sent in EHLO, when set.
+    pub client_hostname: Option<String>,
+    /// The display name in the From header.
+    pub sender_name: String,
+    /// The address in the From header.
+    pub sender_email: String,
+    /// Office 365: the username has Send-As rights on `sender_email`.
+    pub send_as_confirmed: bool,
+}
+
+impl Settings {
+    /// Settings pre-filled for a provider: its host, port and security, and its
+    /// recommended authentication method.
+    pub fn for_provider(provider: Provider) -> Self {
+        let mut settings = Settings {
+            provider,
+            ..Settings::default()
+        };
+        settings.apply_provider(provider);
+        settings
+    }
+
+    /// Switches provider, filling in host, port, security and a fitting auth method.
+    pub fn apply_provider(&mut self, provider: Provider) {
+        let info = crate::catalogue::provider(provider);
+        self.provider = provider;
+        self.host = info.host.to_string();
+        self.port = info.port;
+        self.security = info.security;
+        if !info.auth_methods.contains(&self.auth_method) {
+            self.auth_method = info.auth_methods[0];
+        }
+        if provider == Provider::Office365 {
+            self.host = crate::catalogue::cloud(self.cloud).smtp_host.to_string();
+        }
+    }
+
+    /// The same settings with IDs and addresses in canonical form: GUIDs lower case
+    /// without braces or spaces, addresses and host names trimmed.
+    ///
+    /// Normalising twice gives the same result as normalising once.
+    pub fn normalized(&self) -> Settings {
+        let mut s = self.clone();
+        s.tenant_id = s.tenant_id.as_deref().map(crate::parse::normalize_guid);
+        s.client_id = s.client_id.as_deref().map(crate::parse::normalize_guid);
+        s.username = s.username.as_deref().map(|u| u.trim().to_string());
+        s.sender_email = s.sender_email.trim().to_string();
+        s.sender_name = s.sender_name.trim().to_string();
+        s.host = s.host.trim().to_string();
+        s.client_hostname = s
+            .client_hostname
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string);
+        s
+    }
+
+    /// Whether this configuration sends credentials of any kind.
+    pub fn sends_credentials(&self) -> bool {
+        matches!(
+            self.auth_method,
+            AuthMethod::Password | AuthMethod::OAuth2ClientCredentials
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn contract_example_round_trips() {
+        let u = format!("{}@{}", "mailer", "contoso.com");
+        let sender = format!("{}@{}", "notifications", "contoso.com");
+        let json = format!(
+            r#"{{"provider":"office365","auth_method":"oauth2_client_credentials","cloud":"global",
+            "tenant_id":"0b4f1c2a-1234-4abc-9def-0123456789ab","client_id":"6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab",
+            "client_secret":"the secret's Value","username":"{u}","password":null,
+            "host":"smtp.office365.com","port":587,"security":"starttls","client_hostname":null,
+            "sender_name":"Contoso notifications","sender_email":"{s}","send_as_confirmed":true}}"#,
+            s = sender,
+        );
+        let s: Settings = serde_json::from_str(&json).unwrap();
+        assert_eq!(s.provider, Provider::Office365);
+        assert_eq!(s.auth_method, AuthMethod::OAuth2ClientCredentials);
+        assert_eq!(s.port, 587);
+        assert_eq!(s.password, None);
+        let back = serde_json::to_value(&s).unwrap();
+        assert_eq!(back["provider"], "office365");
+        assert_eq!(back["auth_method"], "oauth2_client_credentials");
+        assert_eq!(back["security"], "starttls");
+        assert!(
+            back.get("password").is_none(),
+            "absent secrets are not serialised"
+        );
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn enum_ids_match_the_contract() {
+        let ids = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        assert_eq!(
+            ids(serde_json::to_value(Provider::GoogleWorkspace).unwrap()),
+            "google-workspace"
+        );
+        assert_eq!(
+            ids(serde_json::to_value(Provider::AwsSes).unwrap()),
+            "aws-ses"
+        );
+        assert_eq!(
+            ids(serde_json::to_value(Provider::SendGrid).unwrap()),
+            "sendgrid"
+        );
+        assert_eq!(
+            ids(serde_json::to_value(Provider::ElasticEmail).unwrap()),
+            "elastic-email"
+        );
+        assert_eq!(
+            ids(serde_json::to_value(Cloud::UsgovDod).unwrap()),
+            "usgov-dod"
+        );
+        assert_eq!(ids(serde_json::to_value(AuthMethod::None).unwrap()), "none");
+        assert!(serde_json::from_str::<Provider>("\"yahoo\"").is_err());
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn apply_provider_fills_host_port_security_and_auth() {
+        let mut s = Settings::for_provider(Provider::Office365);
+        assert_eq!(s.host, "smtp.office365.com");
+        assert_eq!(s.auth_method, AuthMethod::OAuth2ClientCredentials);
+        s.apply_provider(Provider::Gmail);
+        assert_eq!((s.host.as_str(), s.port), ("smtp.gmail.com", 587));
+        assert_eq!(
+            s.auth_method,
+            AuthMethod::Password,
+            "Gmail offers no OAuth here"
+        );
+        s.apply_provider(Provider::Other);
+        assert_eq!((s.host.as_str(), s.port), ("", 0));
+    }
+}

@@ -1,0 +1,691 @@
+//! `validate()`: the rules the browser runs on every keystroke and the server runs
+//! on every save and test. The texts here are the only copy of each message.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalogue;
+use crate::parse::{self, EmailError, GuidError, HostError};
+use crate::powershell;
+use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings};
+
+/// The longest text accepted in most fields (Passbolt's limit).
+pub const MAX_LEN: usize = 256;
+
+/// Every field the form shows, in the order it shows them; used to find the
+/// first invalid field.
+pub const FIELD_ORDER: &[&str] = &[
+    "provider",
+    "auth_method",
+    "cloud",
+    "tenant_id",
+    "client_id",
+    "client_secret",
+    "username",
+    "password",
+    "sender_name",
+    "sender_email",
+    "send_as_confirmed",
+    "host",
+    "port",
+    "security",
+    "client_hostname",
+    "recipient",
+];
+
+/// The outcome of validation: errors block saving and testing, warnings only inform.
+/// Both are keyed by SETTINGS field name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Problems that block save and test.
+    pub errors: BTreeMap<String, Vec<String>>,
+    /// Advice shown next to the field; never blocking.
+    pub warnings: BTreeMap<String, Vec<String>>,
+}
+
+impl Report {
+    /// True when there is no error (warnings do not count).
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// The errors of one field.
+    pub fn errors_for(&self, field: &str) -> &[String] {
+        self.errors.get(field).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The warnings of one field.
+    pub fn warnings_for(&self, field: &str) -> &[String] {
+        self.warnings.get(field).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The first field, in form order, that has an error.
+    pub fn first_invalid_field(&self) -> Option<&'static str> {
+        FIELD_ORDER
+            .iter()
+            .copied()
+            .find(|f| self.errors.contains_key(*f))
+    }
+
+    /// Records an error.
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors
+            .entry(field.to_string())
+            .or_default()
+            .push(message.into());
+    }
+
+    /// Records a warning.
+    pub fn warn(&mut self, field: &str, message: impl Into<String>) {
+        self.warnings
+            .entry(field.to_string())
+            .or_default()
+            .push(message.into());
+    }
+}
+
+/// Which secrets the server already holds, so an empty field may mean "keep it".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredSecrets {
+    /// A client secret is stored.
+    pub client_secret: bool,
+    /// A password is stored.
+    pub password: bool,
+}
+
+/// The retirement notice for Office 365 basic authentication (REFERENCE.md).
+pub const BASIC_AUTH_RETIREMENT: &str = "Microsoft is retiring basic authentication for SMTP AUTH in Exchange Online: from the end of December 2026 it is disabled by default for existing tenants (admins can re-enable it for a while), tenants created after December 2026 do not have it, and Microsoft will announce the final removal date in the second half of 2027. Switch to OAuth 2.0 (Client Credentials).";
+
+const GUID_EXAMPLE: &str = "00000000-0000-0000-0000-000000000000";
+
+fn guid_message(short: &str, label: &str, err: &GuidError) -> String {
+    let base = format!("{short} must be a GUID, like {GUID_EXAMPLE}.");
+    match err {
+        GuidError::Empty => format!(
+            "Enter the {label}. It is on the app registration's Overview page in the Microsoft Entra admin center."
+        ),
+        GuidError::BadChar(c, pos) => format!(
+            "{base} Character {pos} is “{}”, but a GUID has only the digits 0–9, the letters a–f and hyphens.",
+            c.escape_debug()
+        ),
+        GuidError::Length(n) => format!(
+            "{base} It has {n} hex digits instead of 32: copy it again, whole, from the app registration's Overview page."
+        ),
+        GuidError::Hyphens => format!(
+            "{base} The 32 digits are there, but the hyphens are missing or misplaced: group them 8-4-4-4-12."
+        ),
+        GuidError::DomainName => format!(
+            "{base} You entered a domain name: copy the {label} from the app registration's Overview page instead."
+        ),
+    }
+}
+
+fn email_message(label: &str, err: &EmailError) -> String {
+    match err {
+        EmailError::Empty => format!("Enter the {label}."),
+        EmailError::Whitespace => format!(
+            "The {label} must not contain spaces or line breaks. Enter a single address, like name@example.com."
+        ),
+        EmailError::AtCount(0) => format!(
+            "The {label} needs an @ between the name and the domain, like name@example.com."
+        ),
+        EmailError::AtCount(_) => format!(
+            "The {label} has more than one @. Enter a single address, like name@example.com."
+        ),
+        EmailError::NoLocalPart => format!(
+            "The {label} needs a valid name before the @, like name@example.com."
+        ),
+        EmailError::BadDomain => format!(
+            "The {label} needs a domain with a dot after the @, like name@example.com."
+        ),
+        EmailError::TooLong => format!("The {label} is longer than 254 characters; shorten it."),
+    }
+}
+
+fn host_message(label: &str, err: &HostError) -> String {
+    match err {
+        HostError::Empty => format!("Enter the {label}."),
+        HostError::Placeholder => format!(
+            "Replace the {{placeholder}} in the {label}, for example {{region}} with your AWS region such as us-east-1."
+        ),
+        HostError::UrlPasted => format!(
+            "Enter only the {label}, without smtp:// or a path, like smtp.example.com."
+        ),
+        HostError::PortPasted => format!(
+            "Enter the {label} without the port; put the port in the Port field."
+        ),
+        HostError::BadChar(c) => format!(
+            "The {label} contains “{}”: a host name has only letters, digits, hyphens and dots.",
+            c.escape_debug()
+        ),
+        HostError::BadLabel => format!(
+            "The {label} is not a valid host name: each part between dots must be 1 to 63 letters, digits or hyphens, not starting or ending with a hyphen."
+        ),
+        HostError::TooLong => format!("The {label} is longer than 253 characters; shorten it."),
+    }
+}
+
+/// Checks a test recipient address; returns the message to show, if any.
+pub fn check_recipient(recipient: &str) -> Option<String> {
+    parse::check_email(recipient)
+        .err()
+        .map(|e| email_message("recipient address", &e))
+}
+
+/// Checks a port typed as text, as the form holds it.
+pub fn parse_port(text: &str) -> Result<u16, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(port_message());
+    }
+    match t.parse::<u32>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(port_message()),
+    }
+}
+
+fn port_message() -> String {
+    "Enter a port from 1 to 65535: 587 for STARTTLS, 465 for implicit TLS.".to_string()
+}
+
+fn check_length(report: &mut Report, field: &str, label: &str, value: &str) -> bool {
+    let n = value.chars().count();
+    if n > MAX_LEN {
+        report.error(
+            field,
+            format!("The {label} is {n} characters long; the limit is {MAX_LEN}. Shorten it."),
+        );
+        return false;
+    }
+    true
+}
+
+impl Settings {
+    /// Validates with no secret stored on the server.
+    pub fn validate(&self) -> Report {
+        self.validate_with(StoredSecrets::default())
+    }
+
+    /// Validates, knowing which secrets the server already holds: an absent
+    /// (`None`) secret then means "keep the stored one".
+    pub fn validate_with(&self, stored: StoredSecrets) -> Report {
+        let mut r = Report::default();
+        let s = self.normalized();
+        let provider = catalogue::provider(s.provider);
+        let office365 = s.provider == Provider::Office365;
+        let oauth = s.auth_method == AuthMethod::OAuth2ClientCredentials;
+
+        if !provider.auth_methods.contains(&s.auth_method) {
+            let msg = if oauth {
+                format!(
+                    "OAuth 2.0 (Client Credentials) is offered only for Office 365. Choose another authentication method for {}.",
+                    provider.name
+                )
+            } else {
+                format!(
+                    "{} does not offer this authentication method. Choose one from the list.",
+                    provider.name
+                )
+            };
+            r.error("auth_method", msg);
+        }
+
+        if oauth {
+            self.validate_oauth(&mut r, &s, stored);
+        }
+
+        // Username.
+        let needs_username = matches!(
+            s.auth_method,
+            AuthMethod::Username | AuthMethod::Password | AuthMethod::OAuth2ClientCredentials
+        );
+        if let Some(user) = s.username.as_deref().filter(|_| needs_username) {
+            if check_length(&mut r, "username", "username", user) {
+                if oauth {
+                    if let Err(e) = parse::check_email(user) {
+                        r.error(
+                            "username",
+                            email_message("username (the licensed mailbox's full address)", &e),
+                        );
+                    }
+                } else if user.is_empty() {
+                    r.error("username", "Enter the username.");
+                } else if parse::has_line_break(user) {
+                    r.error("username", "The username must not contain line breaks.");
+                }
+            }
+        } else if needs_username {
+            r.error(
+                "username",
+                if oauth {
+                    "Enter the username: the full address of the licensed mailbox that sends, like mailer@contoso.com."
+                } else {
+                    "Enter the username."
+                },
+            );
+        }
+
+        // Password.
+        if s.auth_method == AuthMethod::Password {
+            match s.password.as_deref() {
+                None if stored.password => {}
+                None | Some("") => r.error(
+                    "password",
+                    if office365 {
+                        "Enter the application password (not your sign-in password)."
+                    } else {
+                        "Enter the password."
+                    },
+                ),
+                Some(p) => {
+                    check_length(&mut r, "password", "password", p);
+                }
+            }
+            if office365 {
+                r.warn("auth_method", BASIC_AUTH_RETIREMENT);
+            }
+        }
+
+        // Host and port.
+        if check_length(&mut r, "host", "SMTP host", &s.host) {
+            if let Err(e) = parse::check_host(&s.host) {
+                r.error("host", host_message("SMTP host", &e));
+            }
+        }
+        if s.port == 0 {
+            r.error("port", port_message());
+        }
+        match (s.security, s.port) {
+            (Security::Starttls, 465) => r.warn(
+                "security",
+                "Port 465 normally uses implicit TLS, not STARTTLS. Choose “Implicit TLS” or port 587.",
+            ),
+            (Security::Tls, 587) => r.warn(
+                "security",
+                "Port 587 normally uses STARTTLS, not implicit TLS. Choose “STARTTLS” or port 465.",
+            ),
+            _ => {}
+        }
+        if s.security == Security::None && s.sends_credentials() && !parse::is_loopback(&s.host) {
+            r.error(
+                "security",
+                "Credentials would be sent unencrypted. Choose STARTTLS or implicit TLS; “None” is allowed with credentials only for a relay on this machine (localhost).",
+            );
+        }
+        if let Some(h) = s.client_hostname.as_deref() {
+            if check_length(&mut r, "client_hostname", "client host name", h) {
+                if let Err(e) = parse::check_host_name(h) {
+                    r.error("client_hostname", host_message("client host name", &e));
+                }
+            }
+        }
+
+        // Sender.
+        if check_length(&mut r, "sender_name", "sender name", &s.sender_name) {
+            if parse::has_line_break(&s.sender_name) {
+                r.error(
+                    "sender_name",
+                    "The sender name must not contain line breaks; put it on one line.",
+                );
+            } else if s.sender_name.is_empty() {
+                r.error(
+                    "sender_name",
+                    "Enter a sender name: the display name recipients see, like “Contoso notifications”.",
+                );
+            }
+        }
+        let sender_ok = check_length(&mut r, "sender_email", "sender email", &s.sender_email)
+            && match parse::check_email(&s.sender_email) {
+                Ok(()) => true,
+                Err(e) => {
+                    r.error("sender_email", email_message("sender email", &e));
+                    false
+                }
+            };
+        if office365 && sender_ok && !s.send_as_confirmed {
+            if let Some(user) = s
+                .username
+                .as_deref()
+                .filter(|u| parse::check_email(u).is_ok())
+            {
+                if !user.eq_ignore_ascii_case(&s.sender_email) {
+                    r.error(
+                        "sender_email",
+                        format!(
+                            "The sender {sender} differs from the username {user}. Use {user} as the sender, or give {user} Send-As rights on {sender} with `{cmd}` and tick the Send-As confirmation.",
+                            sender = s.sender_email,
+                            cmd = powershell::add_recipient_permission(&s.sender_email, user),
+                        ),
+                    );
+                }
+            }
+        }
+        r
+    }
+
+    fn validate_oauth(&self, r: &mut Report, s: &Settings, stored: StoredSecrets) {
+        let tenant = s.tenant_id.as_deref().unwrap_or_default();
+        let client = s.client_id.as_deref().unwrap_or_default();
+        let tenant_ok = match parse::check_guid(tenant) {
+            Ok(_) => true,
+            Err(e) => {
+                r.error(
+                    "tenant_id",
+                    guid_message("Tenant ID", "Directory (tenant) ID", &e),
+                );
+                false
+            }
+        };
+        let client_ok = match parse::check_guid(client) {
+            Ok(_) => true,
+            Err(e) => {
+                r.error(
+                    "client_id",
+                    guid_message("Client ID", "Application (client) ID", &e),
+                );
+                false
+            }
+        };
+        if tenant_ok && client_ok && tenant == client {
+            r.error(
+                "client_id",
+                "The Application (client) ID is the same as the Directory (tenant) ID: the same ID was pasted twice. Copy the Application (client) ID from the app registration's Overview page.",
+            );
+        }
+        match self.client_secret.as_deref() {
+            None if stored.client_secret => {}
+            None | Some("") => r.error(
+                "client_secret",
+                "Enter the client secret's Value from Certificates & secrets (step 3 of the setup).",
+            ),
+            Some(secret) => {
+                if check_length(r, "client_secret", "client secret", secret) {
+                    if secret.trim() != secret {
+                        r.error(
+                            "client_secret",
+                            "The client secret starts or ends with a space. Paste the Value again without surrounding spaces.",
+                        );
+                    }
+                    if parse::is_guid(secret) {
+                        r.warn(
+                            "client_secret",
+                            "This looks like the Secret ID, not its Value. Copy the Value column under Certificates & secrets (step 3); it is shown only once.",
+                        );
+                    }
+                }
+            }
+        }
+        let cloud = catalogue::cloud(s.cloud);
+        if s.cloud != Cloud::Global {
+            r.warn(
+                "cloud",
+                format!(
+                    "Microsoft documents this flow end to end only for the Global cloud; {} should work the same way but is not documented end to end.",
+                    cloud.name
+                ),
+            );
+        }
+        if !s.host.eq_ignore_ascii_case(cloud.smtp_host) && !parse::is_loopback(&s.host) {
+            r.warn(
+                "host",
+                format!(
+                    "The {} cloud's SMTP host is {}; other hosts may not accept its tokens.",
+                    cloud.name, cloud.smtp_host
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    const TENANT: &str = "0b4f1c2a-1234-4abc-9def-0123456789ab";
+    const CLIENT: &str = "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab";
+
+    fn mailer() -> String {
+        format!("{}@{}", "mailer", "contoso.com")
+    }
+
+    fn oauth() -> Settings {
+        Settings {
+            tenant_id: Some(TENANT.into()),
+            client_id: Some(CLIENT.into()),
+            client_secret: Some("abc8Q~s3cr3t-value_xyz".into()),
+            username: Some(mailer()),
+            sender_name: "Contoso notifications".into(),
+            sender_email: mailer(),
+            ..Settings::for_provider(Provider::Office365)
+        }
+    }
+
+    fn errors(s: &Settings, field: &str) -> Vec<String> {
+        s.validate().errors_for(field).to_vec()
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn valid_oauth_settings_pass_without_warnings() {
+        let r = oauth().validate();
+        assert!(r.is_valid(), "{r:?}");
+        assert!(r.warnings.is_empty(), "{r:?}");
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn tenant_id_rules() {
+        let mut s = oauth();
+        s.tenant_id = Some(" {0B4F1C2A-1234-4ABC-9DEF-0123456789AB} ".into());
+        assert!(
+            errors(&s, "tenant_id").is_empty(),
+            "braces, spaces and case are tolerated"
+        );
+        s.tenant_id = Some("0b4f1c2a-1234-4abc-9def-0123456789a".into());
+        let e = errors(&s, "tenant_id");
+        assert_eq!(e.len(), 1);
+        assert!(e[0]
+            .starts_with("Tenant ID must be a GUID, like 00000000-0000-0000-0000-000000000000."));
+        assert!(e[0].contains("31 hex digits instead of 32"), "{e:?}");
+        s.tenant_id = Some("0b4f1c2a-1234-4abc-9def-0123456789az".into());
+        assert!(errors(&s, "tenant_id")[0].contains("Character 36 is “z”"));
+        s.tenant_id = Some("0b4f1c2a12344abc9def0123456789ab".into());
+        assert!(errors(&s, "tenant_id")[0].contains("hyphens are missing"));
+        s.tenant_id = None;
+        assert!(errors(&s, "tenant_id")[0].starts_with("Enter the Directory (tenant) ID."));
+        s.tenant_id = Some("contoso.onmicrosoft.com".into());
+        assert!(errors(&s, "tenant_id")[0].contains("domain name"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn client_id_rules_and_same_id_twice() {
+        let mut s = oauth();
+        s.client_id = Some("6f1e2d3c-aaaa-4bbb-8ccc".into());
+        assert!(errors(&s, "client_id")[0].starts_with("Client ID must be a GUID"));
+        s.client_id = Some(TENANT.to_uppercase());
+        let e = errors(&s, "client_id");
+        assert!(e[0].contains("the same ID was pasted twice"), "{e:?}");
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn client_secret_rules() {
+        let mut s = oauth();
+        s.client_secret = Some("9a8b7c6d-1111-4222-8333-444455556666".into());
+        let r = s.validate();
+        assert!(r.is_valid(), "a GUID-shaped secret only warns");
+        assert!(
+            r.warnings_for("client_secret")[0].contains("looks like the Secret ID, not its Value")
+        );
+        s.client_secret = None;
+        assert!(errors(&s, "client_secret")[0].contains("Enter the client secret's Value"));
+        let kept = s.validate_with(StoredSecrets {
+            client_secret: true,
+            password: false,
+        });
+        assert!(
+            kept.errors_for("client_secret").is_empty(),
+            "None keeps a stored secret"
+        );
+        s.client_secret = Some(String::new());
+        let empty = s.validate_with(StoredSecrets {
+            client_secret: true,
+            password: false,
+        });
+        assert!(
+            !empty.errors_for("client_secret").is_empty(),
+            "an empty string is an error"
+        );
+        s.client_secret = Some(" value ".into());
+        assert!(errors(&s, "client_secret")[0].contains("space"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn oauth_only_for_office365() {
+        let mut s = oauth();
+        s.provider = Provider::Gmail;
+        assert!(errors(&s, "auth_method")[0].contains("only for Office 365"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn oauth_username_must_be_an_address() {
+        let mut s = oauth();
+        s.username = Some("mailer".into());
+        assert!(errors(&s, "username")[0].contains("needs an @"));
+        s.username = None;
+        assert!(errors(&s, "username")[0].contains("licensed mailbox"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn sender_rules() {
+        let mut s = oauth();
+        s.sender_name = "Contoso\r\nBcc: victim".into();
+        assert!(errors(&s, "sender_name")[0].contains("line breaks"));
+        s.sender_name = "x".repeat(257);
+        assert!(errors(&s, "sender_name")[0].contains("the limit is 256"));
+        s.sender_name = String::new();
+        assert!(errors(&s, "sender_name")[0].starts_with("Enter a sender name"));
+        let mut s = oauth();
+        s.sender_email = format!("{}@{}\nBcc: x", "a", "contoso.com");
+        assert!(errors(&s, "sender_email")[0].contains("spaces or line breaks"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn send_as_rule_names_both_addresses_and_the_fix() {
+        let mut s = oauth();
+        let shared = format!("{}@{}", "notifications", "contoso.com");
+        s.sender_email = shared.clone();
+        let e = errors(&s, "sender_email");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains(&shared) && e[0].contains(&mailer()), "{e:?}");
+        assert!(e[0].contains(&format!(
+            "Add-RecipientPermission -Identity \"{shared}\" -Trustee \"{}\" -AccessRights SendAs",
+            mailer()
+        )));
+        s.send_as_confirmed = true;
+        assert!(errors(&s, "sender_email").is_empty());
+        s.send_as_confirmed = false;
+        s.sender_email = mailer().to_uppercase();
+        assert!(errors(&s, "sender_email").is_empty(), "case-insensitive");
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn host_port_and_security_rules() {
+        let mut s = Settings::for_provider(Provider::Other);
+        s.username = Some("relay".into());
+        s.password = Some("pw".into());
+        s.sender_name = "Relay".into();
+        s.sender_email = mailer();
+        assert!(errors(&s, "host")[0].starts_with("Enter the SMTP host"));
+        assert_eq!(errors(&s, "port")[0], port_message());
+        s.host = "smtp.contoso.com".into();
+        s.port = 465;
+        let r = s.validate();
+        assert!(r.is_valid(), "{r:?}");
+        assert!(r.warnings_for("security")[0].contains("Port 465 normally uses implicit TLS"));
+        s.port = 587;
+        s.security = Security::Tls;
+        assert!(
+            s.validate().warnings_for("security")[0].contains("Port 587 normally uses STARTTLS")
+        );
+        s.security = Security::None;
+        assert!(errors(&s, "security")[0].contains("unencrypted"));
+        s.host = "127.0.0.1".into();
+        assert!(errors(&s, "security").is_empty(), "loopback may go plain");
+        s.auth_method = AuthMethod::None;
+        s.host = "smtp.contoso.com".into();
+        assert!(
+            errors(&s, "security").is_empty(),
+            "no credentials, no problem"
+        );
+        s.client_hostname = Some("bad host".into());
+        assert!(errors(&s, "client_hostname")[0].contains("contains"));
+        s.client_hostname = Some("mailroom.contoso.com".into());
+        assert!(errors(&s, "client_hostname").is_empty());
+        assert!(
+            parse_port("0").is_err() && parse_port("70000").is_err() && parse_port("x").is_err()
+        );
+        assert_eq!(parse_port(" 2525 "), Ok(2525));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn legacy_password_warns_with_dates() {
+        let mut s = oauth();
+        s.auth_method = AuthMethod::Password;
+        s.password = Some("app-password".into());
+        let r = s.validate();
+        assert!(r.is_valid(), "{r:?}");
+        let w = &r.warnings_for("auth_method")[0];
+        assert!(w.contains("end of December 2026") && w.contains("second half of 2027"));
+        s.password = None;
+        assert!(errors(&s, "password")[0].contains("application password"));
+        let kept = s.validate_with(StoredSecrets {
+            client_secret: false,
+            password: true,
+        });
+        assert!(kept.is_valid());
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn other_clouds_warn_and_hosts_follow_the_cloud() {
+        let mut s = oauth();
+        s.cloud = Cloud::Usgov;
+        let r = s.validate();
+        assert!(r.warnings_for("cloud")[0].contains("not documented end to end"));
+        assert!(r.warnings_for("host")[0].contains("smtp.office365.us"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn recipient_and_first_invalid_field() {
+        assert!(check_recipient(&mailer()).is_none());
+        assert!(check_recipient("nobody")
+            .unwrap()
+            .contains("recipient address"));
+        let mut s = oauth();
+        s.sender_email = String::new();
+        s.client_id = Some("x".into());
+        assert_eq!(s.validate().first_invalid_field(), Some("client_id"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn over_long_fields_are_refused() {
+        let mut s = oauth();
+        s.username = Some(format!("{}@{}", "a".repeat(250), "contoso.com"));
+        assert!(errors(&s, "username")[0].contains("the limit is 256"));
+        s.client_secret = Some("s".repeat(300));
+        assert!(errors(&s, "client_secret")[0].contains("the limit is 256"));
+    }
+}

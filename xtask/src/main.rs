@@ -1,0 +1,219 @@
+//! Developer commands, run as `cargo xtask <command>`:
+//!
+//! - `run`: install missing tools, build the UI with Trunk, start `mailroom serve`.
+//! - `test`: install missing tools, build the UI, run every test suite (native,
+//!   wasm in headless Chromium, end to end) and print one closing summary.
+//! - `build-ui`: only build the UI into `dist/`.
+//! - `bench`: measure the product against its budgets and write docs/PERFORMANCE.md.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+mod bench;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+pub(crate) fn tools_dir() -> PathBuf {
+    std::env::var_os("MAILROOM_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/mailroom-tools")
+        })
+}
+
+/// PATH with the npm wasm-opt and cargo's bin folder first.
+pub(crate) fn tool_path() -> String {
+    let mut parts = vec![
+        tools_dir().join("node_modules/.bin").display().to_string(),
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".cargo/bin")
+            .display()
+            .to_string(),
+    ];
+    if let Ok(p) = std::env::var("PATH") {
+        parts.push(p);
+    }
+    parts.join(":")
+}
+
+pub(crate) fn cmd(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(root()).env("PATH", tool_path());
+    c
+}
+
+fn status(mut c: Command) -> Result<(), String> {
+    let what = format!("{c:?}");
+    match c.status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{what} failed with {s}")),
+        Err(e) => Err(format!("could not start {what}: {e}")),
+    }
+}
+
+fn setup() -> Result<(), String> {
+    let mut c = cmd("bash");
+    c.arg("scripts/setup.sh");
+    status(c)
+}
+
+pub(crate) fn build_ui() -> Result<(), String> {
+    let mut c = cmd("trunk");
+    c.args(["build", "--release"]);
+    status(c)
+}
+
+/// Counts from cargo's and wasm-bindgen-test-runner's `test result:` lines.
+#[derive(Default, Debug)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl Totals {
+    fn add_output(&mut self, text: &str) {
+        for line in text.lines() {
+            let Some(rest) = line.trim().strip_prefix("test result: ") else {
+                continue;
+            };
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(label), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let n: u64 = n.parse().unwrap_or(0);
+                match label {
+                    "passed" => self.passed += n,
+                    "failed" => self.failed += n,
+                    "ignored" => self.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs a test command, streaming its output, and adds its counts to `totals`.
+fn run_suite(name: &str, mut c: Command, totals: &mut Totals) -> bool {
+    println!("\n==> {name}: {c:?}");
+    c.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let child = match c.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("could not start {name}: {e}");
+            return false;
+        }
+    };
+    let out = match child.wait_with_output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("{name} did not finish: {e}");
+            return false;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    totals.add_output(&text);
+    out.status.success()
+}
+
+fn test() -> Result<(), String> {
+    setup()?;
+    build_ui()?;
+    let mut totals = Totals::default();
+    let mut failed_suites = Vec::new();
+
+    let mut native = cmd("cargo");
+    native.args(["test", "--workspace", "--exclude", "mailroom-frontend"]);
+    if !run_suite(
+        "native tests (shared, backend, end-to-end)",
+        native,
+        &mut totals,
+    ) {
+        failed_suites.push("native");
+    }
+
+    for krate in ["mailroom-shared", "mailroom-frontend"] {
+        let mut wasm = cmd("cargo");
+        wasm.args(["test", "--target", "wasm32-unknown-unknown", "-p", krate])
+            .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+        if !run_suite(
+            &format!("wasm tests of {krate} in headless Chromium"),
+            wasm,
+            &mut totals,
+        ) {
+            failed_suites.push(krate);
+        }
+    }
+
+    println!();
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if failed_suites.is_empty() && totals.failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("failing suites: {}", failed_suites.join(", ")))
+    }
+}
+
+fn run(extra: &[String]) -> Result<(), String> {
+    setup()?;
+    build_ui()?;
+    let mut c = cmd("cargo");
+    c.args([
+        "run",
+        "--release",
+        "-p",
+        "mailroom-backend",
+        "--bin",
+        "mailroom",
+        "--",
+        "serve",
+    ])
+    .args(extra);
+    status(c)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("setup") => setup(),
+        Some("build-ui") => setup().and_then(|()| build_ui()),
+        Some("bench") => setup().and_then(|()| bench::bench()),
+        _ => {
+            Err("usage: cargo xtask <run [serve options] | test | setup | build-ui | bench>".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn totals_add_up_cargo_summaries() {
+        let mut t = Totals::default();
+        t.add_output("test result: ok. 25 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.00s\n");
+        t.add_output("noise\ntest result: FAILED. 3 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n");
+        assert_eq!((t.passed, t.failed, t.ignored), (28, 1, 2));
+    }
+}
