@@ -176,9 +176,9 @@ pub struct Server {
     pub generated_token: Option<(String, PathBuf)>,
 }
 
-impl Server {
-    /// Prepares the data dir, the store, the key and the token, and binds.
-    pub async fn bind(args: &ServeArgs) -> Result<Server, StartError> {
+impl AppState {
+    /// Prepares the data dir, the store, the key and the admin token.
+    pub async fn open(args: &ServeArgs) -> Result<(AppState, auth::AdminToken), StartError> {
         create_data_dir(&args.data_dir)?;
         let db_path = sqlite_path(args)?;
         let store = SqliteStore::open(&db_path).map_err(|e| {
@@ -212,13 +212,21 @@ impl Server {
                     args.data_dir.display()
                 ))
             })?;
-        let tester = Tester::new(&args.test).map_err(|e| StartError(e.to_string()))?;
+        let tester = Tester::new(&args.test).map_err(StartError)?;
         let state = AppState {
             store: Arc::new(store),
             cipher: Arc::new(cipher),
             auth: Arc::new(AdminAuth::new(&token.token)),
             tester: Arc::new(tester),
         };
+        Ok((state, token))
+    }
+}
+
+impl Server {
+    /// Opens the state and binds the listener.
+    pub async fn bind(args: &ServeArgs) -> Result<Server, StartError> {
+        let (state, token) = AppState::open(args).await?;
         let static_dir = args.static_dir.clone().unwrap_or_else(default_static_dir);
         let router = app(state, Some(static_dir));
         let listener = tokio::net::TcpListener::bind(args.listen)

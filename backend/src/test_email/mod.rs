@@ -140,13 +140,21 @@ pub fn build_message(s: &Settings, to: &Address) -> Result<(Address, Vec<u8>), S
 impl Tester {
     /// Loads the TLS trust and builds the token client.
     pub fn new(args: &TestArgs) -> Result<Self, String> {
+        Self::with_token_timeout(args, token::TOKEN_TIMEOUT)
+    }
+
+    /// As [`Tester::new`], with another token timeout (tests use a short one).
+    pub fn with_token_timeout(
+        args: &TestArgs,
+        timeout: std::time::Duration,
+    ) -> Result<Self, String> {
         Ok(Tester {
             authority_override: args
                 .entra_authority
                 .clone()
                 .map(|a| a.trim_end_matches('/').to_string()),
             trust: TlsTrust::load(args.extra_ca_file.as_deref())?,
-            tokens: TokenClient::new()?,
+            tokens: TokenClient::new(timeout)?,
         })
     }
 

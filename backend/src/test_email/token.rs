@@ -151,11 +151,11 @@ pub fn is_dns_failure(text: &str) -> bool {
 }
 
 impl TokenClient {
-    /// A client with the 15 s timeout, trusting the system roots.
-    pub fn new() -> Result<Self, String> {
+    /// A client with the given timeout (normally [`TOKEN_TIMEOUT`]), trusting the system roots.
+    pub fn new(timeout: Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
-            .timeout(TOKEN_TIMEOUT)
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
             .build()

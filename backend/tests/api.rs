@@ -1,0 +1,481 @@
+//! The settings API, storage and sign-in, through `oneshot` and a real server.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::{header, StatusCode};
+use common::*;
+use mailroom_backend::config::TestArgs;
+use mailroom_backend::server::Server;
+use mailroom_shared::{AuthMethod, Provider, Settings};
+
+#[tokio::test]
+async fn health_is_open_and_everything_else_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    let health = call(&router, request("GET", "/api/health", None, false)).await;
+    assert_eq!(
+        (health.status, health.json["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let body = Some(r#"{"settings": {}, "version": 0}"#.to_string());
+    for (method, uri, body) in [
+        ("GET", "/api/settings", None),
+        ("PUT", "/api/settings", body.clone()),
+        (
+            "POST",
+            "/api/settings/test",
+            Some(r#"{"settings": {}, "recipient": "x"}"#.to_string()),
+        ),
+        ("POST", "/api/logout", None),
+    ] {
+        let r = call(&router, request(method, uri, body, false)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+        assert!(
+            r.json["message"].as_str().unwrap().contains("Sign in"),
+            "{method} {uri}"
+        );
+    }
+    let mut wrong = request("GET", "/api/settings", None, false);
+    wrong
+        .headers_mut()
+        .insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
+    assert_eq!(call(&router, wrong).await.status, StatusCode::UNAUTHORIZED);
+    let ok = call(&router, request("GET", "/api/settings", None, true)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        ok.json,
+        serde_json::json!({"settings": null, "version": 0, "updated_at": null})
+    );
+}
+
+#[tokio::test]
+async fn login_sets_a_strict_http_only_cookie_and_logout_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    let bad = login(&router, "wrong").await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let good = login(&router, TOKEN).await;
+    assert_eq!(good.status, StatusCode::NO_CONTENT);
+    let cookie = good.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "no Secure flag on plain HTTP");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let with_cookie = |method: &str, uri: &str| {
+        let mut r = request(method, uri, None, false);
+        r.headers_mut()
+            .insert(header::COOKIE, pair.parse().unwrap());
+        r
+    };
+    assert_eq!(
+        call(&router, with_cookie("GET", "/api/settings"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&router, with_cookie("POST", "/api/logout"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&router, with_cookie("GET", "/api/settings"))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let mut tls = request(
+        "POST",
+        "/api/login",
+        Some(format!(r#"{{"token":"{TOKEN}"}}"#)),
+        false,
+    );
+    tls.headers_mut()
+        .insert("x-forwarded-proto", "https".parse().unwrap());
+    let secure = call(&router, tls).await;
+    assert!(secure.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("; Secure"));
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    for _ in 0..5 {
+        let r = login(&router, "guess").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let blocked = login(&router, TOKEN).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(blocked.headers.contains_key(header::RETRY_AFTER));
+    assert!(blocked.json["message"]
+        .as_str()
+        .unwrap()
+        .contains("Too many failed sign-in attempts"));
+}
+
+#[tokio::test]
+async fn save_read_back_without_secrets_and_keep_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, state) = router(dir.path(), TestArgs::default()).await;
+    let settings = oauth_settings("smtp.office365.com", 587);
+    let saved = put(&router, &settings, 0).await;
+    assert_eq!(saved.status, StatusCode::OK, "{:?}", saved.json);
+    assert_eq!(
+        saved.json["message"],
+        "The SMTP settings have been saved successfully"
+    );
+    assert_eq!(saved.json["version"], 1);
+
+    let got = call(&router, request("GET", "/api/settings", None, true)).await;
+    assert_eq!(got.json["version"], 1);
+    assert!(got.json["updated_at"].as_str().unwrap().contains('T'));
+    let s = &got.json["settings"];
+    assert_eq!(s["tenant_id"], TENANT);
+    assert_eq!(s["client_secret_set"], true);
+    assert_eq!(s["password_set"], false);
+    assert!(s.get("client_secret").is_none() && s.get("password").is_none());
+    assert!(!got.json.to_string().contains(SECRET));
+
+    // Absent secret keeps the stored one.
+    let mut keep = settings.clone();
+    keep.client_secret = None;
+    keep.sender_name = "Renamed".into();
+    assert_eq!(put(&router, &keep, 1).await.status, StatusCode::OK);
+    let current = mailroom_backend::settings::load_current(&state)
+        .await
+        .unwrap();
+    assert_eq!(current.client_secret.unwrap().expose(), SECRET);
+    assert_eq!(current.settings.unwrap().sender_name, "Renamed");
+
+    // An empty string is a validation error, and changes nothing.
+    let mut empty = settings.clone();
+    empty.client_secret = Some(String::new());
+    let r = put(&router, &empty, 2).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json["errors"]["client_secret"][0]
+        .as_str()
+        .unwrap()
+        .contains("client secret's Value"));
+
+    // A new value replaces it.
+    let mut replaced = settings.clone();
+    replaced.client_secret = Some("new-secret-value".into());
+    assert_eq!(put(&router, &replaced, 2).await.status, StatusCode::OK);
+    let current = mailroom_backend::settings::load_current(&state)
+        .await
+        .unwrap();
+    assert_eq!(current.client_secret.unwrap().expose(), "new-secret-value");
+
+    let history = state.store.history().await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(
+        history[0].changed_fields,
+        vec!["client_secret", "sender_name"]
+    );
+    assert_eq!(history[1].changed_fields, vec!["sender_name"]);
+}
+
+#[tokio::test]
+async fn invalid_settings_get_422_with_the_shared_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    let mut settings = oauth_settings("smtp.office365.com", 587);
+    settings.tenant_id = Some("0b4f1c2a-1234-4abc-9def-0123456789a".into());
+    settings.sender_email = format!("{}@{}", "other", "contoso.com");
+    let expected = settings.validate();
+    let r = put(&router, &settings, 0).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json["message"], "The settings are not valid.");
+    assert_eq!(
+        r.json["errors"]["tenant_id"][0],
+        expected.errors_for("tenant_id")[0]
+    );
+    assert_eq!(
+        r.json["errors"]["sender_email"][0],
+        expected.errors_for("sender_email")[0]
+    );
+    let got = call(&router, request("GET", "/api/settings", None, true)).await;
+    assert_eq!(
+        got.json["settings"],
+        serde_json::Value::Null,
+        "nothing was saved"
+    );
+}
+
+#[tokio::test]
+async fn stale_version_gets_409_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    let settings = oauth_settings("smtp.office365.com", 587);
+    assert_eq!(put(&router, &settings, 0).await.status, StatusCode::OK);
+    let mut other = settings.clone();
+    other.sender_name = "Someone else".into();
+    let r = put(&router, &other, 0).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.json["message"]
+        .as_str()
+        .unwrap()
+        .contains("Someone else saved"));
+    let got = call(&router, request("GET", "/api/settings", None, true)).await;
+    assert_eq!(got.json["settings"]["sender_name"], "Contoso notifications");
+    assert_eq!(got.json["version"], 1);
+}
+
+#[tokio::test]
+async fn two_concurrent_saves_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    let mut a = oauth_settings("smtp.office365.com", 587);
+    a.sender_name = "A".into();
+    let mut b = a.clone();
+    b.sender_name = "B".into();
+    let (ra, rb) = tokio::join!(put(&router, &a, 0), put(&router, &b, 0));
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let got = call(&router, request("GET", "/api/settings", None, true)).await;
+    let winner = if ra.status == StatusCode::OK {
+        "A"
+    } else {
+        "B"
+    };
+    assert_eq!(got.json["settings"]["sender_name"], winner);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_4xx_json_never_5xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    let cases: Vec<(String, StatusCode, Option<&str>)> = vec![
+        ("{not json".into(), StatusCode::BAD_REQUEST, None),
+        ("".into(), StatusCode::BAD_REQUEST, None),
+        (
+            r#"{"settings": {"port": "587"}, "version": 0}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("port"),
+        ),
+        (
+            r#"{"settings": {"port": 70000}, "version": 0}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("port"),
+        ),
+        (
+            r#"{"settings": {"provider": "yahoo"}, "version": 0}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("provider"),
+        ),
+        (
+            r#"{"settings": {"security": "ssl"}, "version": 0}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("security"),
+        ),
+        (
+            r#"{"settings": {}, "version": "one"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("version"),
+        ),
+        (r#"[1, 2]"#.into(), StatusCode::BAD_REQUEST, None),
+        (
+            format!(
+                r#"{{"settings": {{"sender_name": "{}"}}, "version": 0}}"#,
+                "x".repeat(70 * 1024)
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+        ),
+        (
+            r#"{"settings": {}, "version": 0}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("host"),
+        ),
+    ];
+    for (body, status, field) in cases {
+        let r = call(
+            &router,
+            request("PUT", "/api/settings", Some(body.clone()), true),
+        )
+        .await;
+        let short = &body[..body.len().min(60)];
+        assert_eq!(r.status, status, "{short}: {:?}", r.json);
+        assert!(r.json["message"].is_string(), "{short}: JSON message");
+        if let Some(f) = field {
+            assert!(
+                r.json["errors"][f].is_array(),
+                "{short}: names {f}: {:?}",
+                r.json
+            );
+        }
+    }
+    let unknown = call(&router, request("GET", "/api/nothing", None, true)).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.json["message"].is_string());
+}
+
+fn db_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for name in ["mailroom.db", "mailroom.db-wal", "mailroom.db-shm"] {
+        if let Ok(b) = std::fs::read(dir.join(name)) {
+            all.extend(b);
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn real_server_survives_a_restart_and_keeps_secrets_encrypted() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let args = args(dir.path(), TestArgs::default());
+    let server = Server::bind(&args).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    assert_ne!(server.addr.port(), 0);
+    let handle = tokio::spawn(server.run());
+    let http = reqwest::Client::new();
+    let mut settings = oauth_settings("smtp.office365.com", 587);
+    settings.auth_method = AuthMethod::OAuth2ClientCredentials;
+    let r = http
+        .put(format!("{base}/api/settings"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"settings": settings, "version": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    handle.abort();
+    let _ = handle.await;
+
+    let raw = db_bytes(dir.path());
+    assert!(!raw.is_empty());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    for needle in [SECRET.as_bytes(), b64.as_bytes(), &b64.as_bytes()[..20]] {
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle),
+            "secret found in the database file"
+        );
+    }
+
+    let server = Server::bind(&args).await.unwrap();
+    let base = format!("http://{}", server.addr);
+    let handle = tokio::spawn(server.run());
+    let got: serde_json::Value = http
+        .get(format!("{base}/api/settings"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["version"], 1);
+    assert_eq!(got["settings"]["client_id"], CLIENT);
+    assert_eq!(got["settings"]["client_secret_set"], true);
+    assert!(!got.to_string().contains(SECRET));
+    handle.abort();
+}
+
+#[tokio::test]
+async fn missing_or_wrong_key_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    assert_eq!(
+        put(&router, &oauth_settings("smtp.office365.com", 587), 0)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    drop(router);
+    let key = dir.path().join("secret.key");
+    std::fs::write(&key, [9u8; 32]).unwrap();
+    let err = Server::bind(&args(dir.path(), TestArgs::default()))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.0.contains("does not decrypt the stored secrets"),
+        "{}",
+        err.0
+    );
+    std::fs::remove_file(&key).unwrap();
+    let err = Server::bind(&args(dir.path(), TestArgs::default()))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.0.contains("is missing"), "{}", err.0);
+    assert!(!key.exists(), "a missing key is not silently replaced");
+}
+
+#[tokio::test]
+async fn generated_admin_token_and_data_dir_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut a = args(&data, TestArgs::default());
+    a.admin_token = None;
+    let server = Server::bind(&a).await.unwrap();
+    let (token, path) = server.generated_token.clone().unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    drop(server);
+    let again = Server::bind(&a).await.unwrap();
+    assert!(again.generated_token.is_none(), "printed only once");
+}
+
+#[tokio::test]
+async fn binary_prints_listening_line_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("MAILROOM_ADMIN_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line.strip_prefix("listening on ").expect("listening line");
+    assert!(!url.ends_with(":0"));
+    let health: serde_json::Value = reqwest::get(format!("{url}/api/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM: {status}");
+}
+
+#[test]
+fn settings_type_round_trips_provider_defaults() {
+    let s = Settings::for_provider(Provider::Gmail);
+    assert_eq!(s.host, "smtp.gmail.com");
+}

@@ -1,0 +1,101 @@
+//! Helpers shared by the backend's integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use mailroom_backend::config::{ServeArgs, TestArgs};
+use mailroom_backend::server::{app, AppState};
+use mailroom_shared::{Provider, Settings};
+use tower::ServiceExt;
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+pub const TENANT: &str = "0b4f1c2a-1234-4abc-9def-0123456789ab";
+pub const CLIENT: &str = "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab";
+pub const SECRET: &str = "Xy8Q~abcDEFghiJKLmnoPQRstuVWXyz0123456789";
+
+pub fn mailer() -> String {
+    format!("{}@{}", "mailer", "contoso.com")
+}
+
+pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
+    ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        database_url: None,
+        admin_token: Some(TOKEN.into()),
+        static_dir: None,
+        test,
+    }
+}
+
+pub async fn router(dir: &Path, test: TestArgs) -> (Router, AppState) {
+    let (state, _) = AppState::open(&args(dir, test)).await.unwrap();
+    (app(state.clone(), None), state)
+}
+
+/// Valid Office 365 OAuth settings pointing at `host:port`.
+pub fn oauth_settings(host: &str, port: u16) -> Settings {
+    Settings {
+        tenant_id: Some(TENANT.into()),
+        client_id: Some(CLIENT.into()),
+        client_secret: Some(SECRET.into()),
+        username: Some(mailer()),
+        sender_name: "Contoso notifications".into(),
+        sender_email: mailer(),
+        host: host.into(),
+        port,
+        ..Settings::for_provider(Provider::Office365)
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+pub fn request(method: &str, uri: &str, body: Option<String>, bearer: bool) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if bearer {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+    }
+    match body {
+        Some(body) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+pub async fn call(router: &Router, req: Request<Body>) -> Reply {
+    let response = router.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+pub async fn put(router: &Router, settings: &Settings, version: u64) -> Reply {
+    let body = serde_json::json!({"settings": settings, "version": version}).to_string();
+    call(router, request("PUT", "/api/settings", Some(body), true)).await
+}
+
+pub async fn login(router: &Router, token: &str) -> Reply {
+    let body = serde_json::json!({ "token": token }).to_string();
+    call(router, request("POST", "/api/login", Some(body), false)).await
+}

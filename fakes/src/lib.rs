@@ -1,0 +1,15 @@
+//! Test fakes on 127.0.0.1 that speak the real wire protocols, so the backend's
+//! token and SMTP code is tested end to end without the internet.
+
+pub mod entra;
+pub mod pki;
+pub mod smtp;
+
+pub use entra::{EntraMode, FakeEntra};
+pub use pki::TestPki;
+pub use smtp::{FakeSmtp, Received, SmtpConfig, TlsMode};
+
+/// Builds an address from parts, so no editor or scraper mangles it.
+pub fn addr(local: &str, domain: &str) -> String {
+    format!("{local}@{domain}")
+}

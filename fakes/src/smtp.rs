@@ -1,0 +1,458 @@
+//! A fake SMTP server that speaks real SMTP: STARTTLS (or implicit TLS) with a
+//! test certificate, AUTH offered only after TLS, XOAUTH2 checked against the
+//! fake Entra's tokens, PLAIN and LOGIN against a password table, Send-As
+//! enforcement, and scripted replies for every Exchange error.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use base64::Engine;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::pki::TestPki;
+
+/// How the server protects connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Offers STARTTLS; AUTH only after it.
+    Starttls,
+    /// Implicit TLS from the first byte.
+    Implicit,
+    /// Plain, no STARTTLS, but still offers AUTH (a badly configured server).
+    PlainWithAuth,
+}
+
+/// What the server does; every `*_reply` replaces the normal answer.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// Reply to AUTH instead of checking the credentials.
+    pub auth_reply: Option<String>,
+    /// Reply to MAIL FROM.
+    pub mail_reply: Option<String>,
+    /// Reply after the DATA body.
+    pub data_reply: Option<String>,
+    /// Close the connection when this verb arrives (for example "AUTH").
+    pub drop_on: Option<String>,
+    /// MAIL FROM must be the signed-in user unless in `send_as`; else 550 5.7.60.
+    pub enforce_send_as: bool,
+    /// (trustee, sender) pairs with Send-As rights, lower case.
+    pub send_as: HashSet<(String, String)>,
+    /// PLAIN/LOGIN users and passwords.
+    pub passwords: HashMap<String, String>,
+    /// AUTH is required before MAIL (530 5.7.57 otherwise).
+    pub require_auth: bool,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            tls: TlsMode::Starttls,
+            auth_reply: None,
+            mail_reply: None,
+            data_reply: None,
+            drop_on: None,
+            enforce_send_as: true,
+            send_as: HashSet::new(),
+            passwords: HashMap::new(),
+            require_auth: true,
+        }
+    }
+}
+
+/// A message the server accepted, or an AUTH attempt it saw.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    /// MAIL FROM address.
+    pub mail_from: String,
+    /// RCPT TO addresses.
+    pub rcpt_to: Vec<String>,
+    /// The DATA body, dot-unstuffed.
+    pub data: String,
+    /// The user that signed in, if any.
+    pub user: Option<String>,
+}
+
+#[derive(Default)]
+struct Log {
+    messages: Vec<Received>,
+    auth_attempts: Vec<(bool, String)>,
+    connections: usize,
+}
+
+/// The running fake.
+#[derive(Clone)]
+pub struct FakeSmtp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    config: Arc<Mutex<SmtpConfig>>,
+    log: Arc<Mutex<Log>>,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Reads one line (up to LF), byte by byte so nothing is buffered past a STARTTLS.
+async fn read_line(s: &mut Stream) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match s.read(&mut byte).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {
+                line.push(byte[0]);
+                if byte[0] == b'\n' || line.len() > 1_000_000 {
+                    break;
+                }
+            }
+        }
+    }
+    Some(
+        String::from_utf8_lossy(&line)
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+    )
+}
+
+async fn send(s: &mut Stream, text: &str) -> bool {
+    s.write_all(format!("{text}\r\n").as_bytes()).await.is_ok() && s.flush().await.is_ok()
+}
+
+fn b64d(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map(|b| String::from_utf8_lossy(&b).to_string())
+        .unwrap_or_default()
+}
+
+fn angle(arg: &str) -> String {
+    let start = arg.find('<').map(|i| i + 1).unwrap_or(0);
+    let end = arg[start..]
+        .find('>')
+        .map(|i| i + start)
+        .unwrap_or(arg.len());
+    arg[start..end].trim().to_string()
+}
+
+struct Conn {
+    config: SmtpConfig,
+    tokens: Arc<Mutex<HashSet<String>>>,
+    log: Arc<Mutex<Log>>,
+    acceptor: TlsAcceptor,
+}
+
+impl Conn {
+    fn check_xoauth2(&self, blob: &str) -> Result<String, &'static str> {
+        let decoded = b64d(blob);
+        let mut user = None;
+        let mut token = None;
+        for part in decoded.split('\x01') {
+            if let Some(u) = part.strip_prefix("user=") {
+                user = Some(u.to_string());
+            } else if let Some(t) = part.strip_prefix("auth=Bearer ") {
+                token = Some(t.to_string());
+            }
+        }
+        let (Some(user), Some(token)) = (user, token) else {
+            return Err("501 5.5.124 Invalid XOAUTH2 auth data");
+        };
+        if self.tokens.lock().unwrap().contains(&token) {
+            Ok(user)
+        } else {
+            Err("535 5.7.3 Authentication unsuccessful [fake.outlook.test]")
+        }
+    }
+
+    fn check_password(&self, user: &str, pass: &str) -> Result<String, &'static str> {
+        match self.config.passwords.get(user) {
+            Some(p) if p == pass => Ok(user.to_string()),
+            _ => Err("535 5.7.3 Authentication unsuccessful [fake.outlook.test]"),
+        }
+    }
+
+    async fn run(self, tcp: TcpStream) {
+        let mut tls = self.config.tls == TlsMode::Implicit;
+        let mut s = if tls {
+            match self.acceptor.accept(tcp).await {
+                Ok(t) => Stream::Tls(Box::new(t)),
+                Err(_) => return,
+            }
+        } else {
+            Stream::Plain(tcp)
+        };
+        if !send(
+            &mut s,
+            "220 fake.outlook.test Microsoft ESMTP MAIL Service ready",
+        )
+        .await
+        {
+            return;
+        }
+        let mut user: Option<String> = None;
+        let mut current = Received::default();
+        while let Some(line) = read_line(&mut s).await {
+            let (verb, arg) = match line.split_once(' ') {
+                Some((v, a)) => (v.to_ascii_uppercase(), a.to_string()),
+                None => (line.to_ascii_uppercase(), String::new()),
+            };
+            if self
+                .config
+                .drop_on
+                .as_deref()
+                .is_some_and(|d| d.eq_ignore_ascii_case(&verb))
+            {
+                return;
+            }
+            let reply: String = match verb.as_str() {
+                "EHLO" | "HELO" => {
+                    let mut lines = vec![format!("250-fake.outlook.test Hello [{}]", arg)];
+                    lines.push("250-SIZE 37748736".into());
+                    lines.push("250-PIPELINING".into());
+                    lines.push("250-ENHANCEDSTATUSCODES".into());
+                    if !tls && self.config.tls == TlsMode::Starttls {
+                        lines.push("250-STARTTLS".into());
+                    }
+                    if tls || self.config.tls == TlsMode::PlainWithAuth {
+                        lines.push("250-AUTH LOGIN PLAIN XOAUTH2".into());
+                    }
+                    lines.push("250 8BITMIME".into());
+                    lines.join("\r\n")
+                }
+                "STARTTLS" if !tls && self.config.tls == TlsMode::Starttls => {
+                    if !send(&mut s, "220 2.0.0 SMTP server ready").await {
+                        return;
+                    }
+                    let Stream::Plain(tcp) = s else { return };
+                    match self.acceptor.accept(tcp).await {
+                        Ok(t) => {
+                            s = Stream::Tls(Box::new(t));
+                            tls = true;
+                            continue;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                "AUTH" => {
+                    self.log
+                        .lock()
+                        .unwrap()
+                        .auth_attempts
+                        .push((tls, line.clone()));
+                    let mut words = arg.split_whitespace();
+                    let mech = words.next().unwrap_or_default().to_ascii_uppercase();
+                    let initial = words.next().map(str::to_string);
+                    if !tls && self.config.tls != TlsMode::PlainWithAuth {
+                        "503 5.5.1 Send STARTTLS first".into()
+                    } else {
+                        let outcome = match mech.as_str() {
+                            "XOAUTH2" => match initial {
+                                Some(blob) => self.check_xoauth2(&blob),
+                                None => Err("501 5.5.124 Invalid XOAUTH2 auth data"),
+                            },
+                            "PLAIN" => {
+                                let blob = match initial {
+                                    Some(b) => b,
+                                    None => {
+                                        send(&mut s, "334 ").await;
+                                        read_line(&mut s).await.unwrap_or_default()
+                                    }
+                                };
+                                let decoded = b64d(&blob);
+                                let mut parts = decoded.split('\0').skip(1);
+                                let (u, p) = (
+                                    parts.next().unwrap_or_default(),
+                                    parts.next().unwrap_or_default(),
+                                );
+                                self.check_password(u, p)
+                            }
+                            "LOGIN" => {
+                                send(&mut s, "334 VXNlcm5hbWU6").await;
+                                let u = b64d(&read_line(&mut s).await.unwrap_or_default());
+                                send(&mut s, "334 UGFzc3dvcmQ6").await;
+                                let p = b64d(&read_line(&mut s).await.unwrap_or_default());
+                                self.check_password(&u, &p)
+                            }
+                            _ => Err("504 5.7.4 Unrecognized authentication type"),
+                        };
+                        match (&self.config.auth_reply, outcome) {
+                            (Some(scripted), _) => scripted.clone(),
+                            (None, Ok(u)) => {
+                                user = Some(u);
+                                "235 2.7.0 Authentication successful".into()
+                            }
+                            (None, Err(e)) => e.into(),
+                        }
+                    }
+                }
+                "MAIL" => {
+                    let from = angle(&arg);
+                    if let Some(r) = &self.config.mail_reply {
+                        r.clone()
+                    } else if self.config.require_auth && user.is_none() {
+                        "530 5.7.57 Client not authenticated to send mail. [fake.outlook.test]"
+                            .into()
+                    } else if self.config.enforce_send_as
+                        && user.as_deref().is_some_and(|u| {
+                            !u.eq_ignore_ascii_case(&from)
+                                && !self
+                                    .config
+                                    .send_as
+                                    .contains(&(u.to_ascii_lowercase(), from.to_ascii_lowercase()))
+                        })
+                    {
+                        "550 5.7.60 SMTP; Client does not have permissions to send as this sender"
+                            .into()
+                    } else {
+                        current = Received {
+                            mail_from: from,
+                            user: user.clone(),
+                            ..Received::default()
+                        };
+                        "250 2.1.0 Sender OK".into()
+                    }
+                }
+                "RCPT" => {
+                    current.rcpt_to.push(angle(&arg));
+                    "250 2.1.5 Recipient OK".into()
+                }
+                "DATA" => {
+                    if !send(&mut s, "354 Start mail input; end with <CRLF>.<CRLF>").await {
+                        return;
+                    }
+                    let mut body = Vec::new();
+                    while let Some(l) = read_line(&mut s).await {
+                        if l == "." {
+                            break;
+                        }
+                        body.push(l.strip_prefix('.').map(str::to_string).unwrap_or(l));
+                    }
+                    current.data = body.join("\r\n");
+                    match &self.config.data_reply {
+                        Some(r) => r.clone(),
+                        None => {
+                            self.log
+                                .lock()
+                                .unwrap()
+                                .messages
+                                .push(std::mem::take(&mut current));
+                            "250 2.0.0 OK queued as fake".into()
+                        }
+                    }
+                }
+                "RSET" | "NOOP" => "250 2.0.0 OK".into(),
+                "QUIT" => {
+                    send(&mut s, "221 2.0.0 Service closing transmission channel").await;
+                    return;
+                }
+                _ => "500 5.3.3 Unrecognized command".into(),
+            };
+            if !send(&mut s, &reply).await {
+                return;
+            }
+        }
+    }
+}
+
+impl FakeSmtp {
+    /// Starts on 127.0.0.1 with a free port, presenting `pki`'s certificate and
+    /// accepting the tokens in `tokens` for XOAUTH2.
+    pub async fn start(
+        config: SmtpConfig,
+        pki: &TestPki,
+        tokens: Arc<Mutex<HashSet<String>>>,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake SMTP");
+        let addr = listener.local_addr().expect("fake SMTP address");
+        let config = Arc::new(Mutex::new(config));
+        let log = Arc::new(Mutex::new(Log::default()));
+        let acceptor = TlsAcceptor::from(pki.server_config());
+        let (c, l) = (config.clone(), log.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                l.lock().unwrap().connections += 1;
+                let conn = Conn {
+                    config: c.lock().unwrap().clone(),
+                    tokens: tokens.clone(),
+                    log: l.clone(),
+                    acceptor: acceptor.clone(),
+                };
+                tokio::spawn(conn.run(tcp));
+            }
+        });
+        FakeSmtp { addr, config, log }
+    }
+
+    /// Changes the behaviour for the next connections.
+    pub fn configure(&self, f: impl FnOnce(&mut SmtpConfig)) {
+        f(&mut self.config.lock().unwrap());
+    }
+
+    /// The messages accepted so far.
+    pub fn messages(&self) -> Vec<Received> {
+        self.log.lock().unwrap().messages.clone()
+    }
+
+    /// Every AUTH line seen, with whether TLS was on.
+    pub fn auth_attempts(&self) -> Vec<(bool, String)> {
+        self.log.lock().unwrap().auth_attempts.clone()
+    }
+
+    /// How many connections were accepted.
+    pub fn connections(&self) -> usize {
+        self.log.lock().unwrap().connections
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
