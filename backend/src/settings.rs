@@ -89,11 +89,9 @@ async fn get_settings(State(state): State<AppState>) -> Result<Json<SettingsResp
     let current = load_current(&state).await?;
     let stored = current.stored();
     Ok(Json(SettingsResponse {
-        settings: current.settings.map(|settings| PublicSettings {
-            settings,
-            client_secret_set: stored.client_secret,
-            password_set: stored.password,
-        }),
+        settings: current
+            .settings
+            .map(|settings| PublicSettings::new(settings, stored)),
         version: current.version,
         updated_at: current.updated_at,
     }))

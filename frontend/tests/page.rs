@@ -1,15 +1,386 @@
-//! Component tests in headless Chromium.
+//! Component tests in headless Chromium: render into the DOM, type, flush the
+//! scheduler, and assert on the DOM. No test sleeps.
 #![cfg(target_arch = "wasm32")]
 
+use mailroom_frontend::components::code::Hint;
+use mailroom_frontend::components::settings_form::{SettingsForm, SettingsFormProps};
+use mailroom_frontend::components::test_dialog::{progress_steps, ResultPanel, ResultPanelProps};
+use mailroom_shared::api::{
+    Direction, PublicSettings, SettingsResponse, Stage, StageTiming, TestResult, TranscriptLine,
+};
+use mailroom_shared::{Provider, Settings, StoredSecrets};
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
+use web_sys::{Element, HtmlElement, HtmlInputElement, HtmlSelectElement};
+use yew::prelude::*;
+
 wasm_bindgen_test_configure!(run_in_browser);
 
-#[wasm_bindgen_test]
-async fn renders_heading() {
+fn fresh_root() -> Element {
     let doc = web_sys::window().unwrap().document().unwrap();
+    let body = doc.body().unwrap();
+    // Earlier tests' roots go, so ids stay unique; the runner's own nodes stay.
+    let old = doc.query_selector_all(".test-root").unwrap();
+    for i in 0..old.length() {
+        if let Some(node) = old.item(i) {
+            body.remove_child(&node).unwrap();
+        }
+    }
     let root = doc.create_element("div").unwrap();
-    doc.body().unwrap().append_child(&root).unwrap();
-    yew::Renderer::<mailroom_frontend::App>::with_root(root.clone()).render();
+    root.set_class_name("test-root");
+    body.append_child(&root).unwrap();
+    root
+}
+
+async fn mount_form(initial: SettingsResponse) -> Element {
+    let root = fresh_root();
+    yew::Renderer::<SettingsForm>::with_root_and_props(
+        root.clone(),
+        SettingsFormProps {
+            initial,
+            on_unauthorized: Callback::noop(),
+            on_sign_out: Callback::noop(),
+        },
+    )
+    .render();
     yew::scheduler::flush().await;
-    assert!(root.inner_html().contains("Email server"));
+    root
+}
+
+fn find(root: &Element, selector: &str) -> Element {
+    root.query_selector(selector)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {selector} in {}", root.inner_html()))
+}
+
+fn bubbling(kind: &str) -> web_sys::Event {
+    let init = web_sys::EventInit::new();
+    init.set_bubbles(true);
+    web_sys::Event::new_with_event_init_dict(kind, &init).unwrap()
+}
+
+async fn type_into(root: &Element, id: &str, value: &str) {
+    let input: HtmlInputElement = find(root, &format!("#{id}")).dyn_into().unwrap();
+    input.set_value(value);
+    input.dispatch_event(&bubbling("input")).unwrap();
+    yew::scheduler::flush().await;
+}
+
+async fn choose(root: &Element, id: &str, value: &str) {
+    let select: HtmlSelectElement = find(root, &format!("#{id}")).dyn_into().unwrap();
+    select.set_value(value);
+    select.dispatch_event(&bubbling("change")).unwrap();
+    yew::scheduler::flush().await;
+}
+
+async fn click(root: &Element, selector: &str) {
+    let el: HtmlElement = find(root, selector).dyn_into().unwrap();
+    el.click();
+    yew::scheduler::flush().await;
+}
+
+fn text_of(root: &Element, selector: &str) -> Option<String> {
+    root.query_selector(selector)
+        .unwrap()
+        .and_then(|e| e.text_content())
+}
+
+#[wasm_bindgen_test]
+async fn invalid_tenant_id_shows_its_message_and_fixing_clears_it() {
+    let root = mount_form(SettingsResponse::default()).await;
+    assert!(
+        text_of(&root, "#tenant_id-error").is_none(),
+        "untouched fields show nothing"
+    );
+    type_into(&root, "tenant_id", "0b4f1c2a-1234-4abc-9def-0123456789a").await;
+    let input = find(&root, "#tenant_id");
+    assert_eq!(input.get_attribute("aria-invalid").as_deref(), Some("true"));
+    let described = input.get_attribute("aria-describedby").unwrap();
+    assert!(
+        described.split(' ').any(|d| d == "tenant_id-error"),
+        "{described}"
+    );
+    let message = text_of(&root, "#tenant_id-error").unwrap();
+    assert!(
+        message.contains("Tenant ID must be a GUID") && message.contains("31 hex digits"),
+        "{message}"
+    );
+
+    type_into(
+        &root,
+        "tenant_id",
+        " {0B4F1C2A-1234-4ABC-9DEF-0123456789AB} ",
+    )
+    .await;
+    assert_eq!(
+        find(&root, "#tenant_id")
+            .get_attribute("aria-invalid")
+            .as_deref(),
+        Some("false")
+    );
+    assert!(text_of(&root, "#tenant_id-error").is_none());
+}
+
+#[wasm_bindgen_test]
+async fn guid_shaped_secret_warns_about_the_secret_id() {
+    let root = mount_form(SettingsResponse::default()).await;
+    type_into(
+        &root,
+        "client_secret",
+        "9a8b7c6d-1111-4222-8333-444455556666",
+    )
+    .await;
+    let w = text_of(&root, "#client_secret-warning").unwrap();
+    assert!(w.contains("looks like the Secret ID"), "{w}");
+    assert_eq!(
+        find(&root, "#client_secret")
+            .get_attribute("type")
+            .as_deref(),
+        Some("password")
+    );
+    click(&root, "button.toggle").await;
+    assert_eq!(
+        find(&root, "#client_secret")
+            .get_attribute("type")
+            .as_deref(),
+        Some("text")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn switching_the_provider_fills_host_and_port() {
+    let root = mount_form(SettingsResponse::default()).await;
+    let host = |root: &Element| {
+        find(root, "#host")
+            .dyn_into::<HtmlInputElement>()
+            .unwrap()
+            .value()
+    };
+    let port = |root: &Element| {
+        find(root, "#port")
+            .dyn_into::<HtmlInputElement>()
+            .unwrap()
+            .value()
+    };
+    assert_eq!(
+        (host(&root), port(&root)),
+        ("smtp.office365.com".to_string(), "587".to_string())
+    );
+    assert!(
+        !find(&root, "#advanced").has_attribute("open"),
+        "advanced is collapsed for Office 365"
+    );
+    choose(&root, "provider", "sendgrid").await;
+    assert_eq!(
+        (host(&root), port(&root)),
+        ("smtp.sendgrid.net".to_string(), "587".to_string())
+    );
+    assert!(
+        root.query_selector("#tenant_id").unwrap().is_none(),
+        "no OAuth fields for SendGrid"
+    );
+    assert!(root
+        .query_selector("#auth-oauth2_client_credentials")
+        .unwrap()
+        .is_none());
+    choose(&root, "provider", "other").await;
+    assert_eq!(host(&root), "");
+    assert!(
+        find(&root, "#advanced").has_attribute("open"),
+        "advanced opens for Other"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn legacy_auth_shows_the_retirement_notice() {
+    let root = mount_form(SettingsResponse::default()).await;
+    let oauth_label = find(&root, "label[for='auth-oauth2_client_credentials']")
+        .text_content()
+        .unwrap();
+    assert_eq!(oauth_label, "OAuth 2.0 (Client Credentials) — recommended");
+    assert!(find(&root, "#auth-oauth2_client_credentials")
+        .dyn_into::<HtmlInputElement>()
+        .unwrap()
+        .checked());
+    assert!(root.query_selector("#retirement-notice").unwrap().is_none());
+    click(&root, "#auth-password").await;
+    let notice = text_of(&root, "#retirement-notice").unwrap();
+    assert!(
+        notice.contains("End of December 2026") && notice.contains("Second half of 2027"),
+        "{notice}"
+    );
+    assert!(root.query_selector("#password").unwrap().is_some());
+    assert!(root.query_selector("#tenant_id").unwrap().is_none());
+}
+
+#[wasm_bindgen_test]
+async fn a_sender_other_than_the_username_asks_for_send_as() {
+    let root = mount_form(SettingsResponse::default()).await;
+    let user = format!("{}@{}", "mailer", "contoso.com");
+    let shared = format!("{}@{}", "notifications", "contoso.com");
+    type_into(&root, "username", &user).await;
+    type_into(&root, "sender_email", &user).await;
+    assert!(root.query_selector("#send-as").unwrap().is_none());
+    type_into(&root, "sender_email", &shared).await;
+    let block = text_of(&root, "#send-as").unwrap();
+    assert!(
+        block.contains("has Send-As rights on this mailbox"),
+        "{block}"
+    );
+    assert!(
+        block.contains(&format!(
+            "Add-RecipientPermission -Identity \"{shared}\" -Trustee \"{user}\""
+        )),
+        "{block}"
+    );
+    assert!(text_of(&root, "#sender_email-error")
+        .unwrap()
+        .contains("differs from the username"));
+    click(&root, "#send_as_confirmed").await;
+    assert!(
+        text_of(&root, "#sender_email-error").is_none(),
+        "confirmed Send-As clears the error"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn submit_shows_every_error_and_focuses_the_first() {
+    let root = mount_form(SettingsResponse::default()).await;
+    type_into(&root, "sender_name", "Contoso").await;
+    click(&root, "#save-button").await;
+    yew::scheduler::flush().await;
+    let active = web_sys::window()
+        .unwrap()
+        .document()
+        .unwrap()
+        .active_element()
+        .unwrap();
+    assert_eq!(active.id(), "tenant_id");
+    for id in [
+        "tenant_id",
+        "client_id",
+        "client_secret",
+        "username",
+        "sender_email",
+    ] {
+        assert!(
+            text_of(&root, &format!("#{id}-error")).is_some(),
+            "{id} shows its error"
+        );
+    }
+    assert!(
+        root.query_selector(".banner").unwrap().is_none(),
+        "nothing was sent to the server"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn submit_opens_advanced_to_focus_a_host_error() {
+    let mut settings = Settings::for_provider(Provider::Gmail);
+    settings.username = Some("relay".into());
+    settings.sender_name = "Relay".into();
+    settings.sender_email = format!("{}@{}", "relay", "contoso.com");
+    settings.host = "smtp.gmail.com:587".into();
+    let initial = SettingsResponse {
+        settings: Some(PublicSettings::new(
+            settings,
+            StoredSecrets {
+                client_secret: false,
+                password: true,
+            },
+        )),
+        version: 3,
+        updated_at: None,
+    };
+    let root = mount_form(initial).await;
+    assert_eq!(
+        find(&root, "#password")
+            .get_attribute("placeholder")
+            .as_deref(),
+        Some("stored — leave empty to keep")
+    );
+    click(&root, "#save-button").await;
+    yew::scheduler::flush().await;
+    assert!(find(&root, "#advanced").has_attribute("open"));
+    let active = web_sys::window()
+        .unwrap()
+        .document()
+        .unwrap()
+        .active_element()
+        .unwrap();
+    assert_eq!(active.id(), "host");
+    assert!(text_of(&root, "#host-error")
+        .unwrap()
+        .contains("without the port"));
+}
+
+#[wasm_bindgen_test]
+async fn checklist_fills_in_the_powershell_lines() {
+    let root = mount_form(SettingsResponse::default()).await;
+    type_into(&root, "client_id", "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab").await;
+    type_into(
+        &root,
+        "sp_object_id",
+        "11111111-2222-4333-8444-555555555555",
+    )
+    .await;
+    let text = find(&root, ".checklist").text_content().unwrap();
+    assert!(text.contains("New-ServicePrincipal -AppId 6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab -ServiceId 11111111-2222-4333-8444-555555555555"), "{text}");
+    assert!(text.contains("not the App registration's"), "{text}");
+    assert!(text.contains("Connect-ExchangeOnline"));
+}
+
+#[wasm_bindgen_test]
+async fn result_panel_shows_stage_code_hint_commands_and_transcript() {
+    let root = fresh_root();
+    let result = TestResult {
+        ok: false,
+        stage: Some(Stage::Send),
+        code: Some("5.7.60".into()),
+        message: "mailer may not send as notifications.".into(),
+        hint: Some("Give the username Send-As rights: `Add-RecipientPermission -Identity \"n\" -Trustee \"m\" -AccessRights SendAs`, or use it as the sender.".into()),
+        stages: vec![StageTiming { name: Stage::Send, ok: false, ms: 12 }],
+        transcript: vec![TranscriptLine { dir: Direction::Client, line: "AUTH XOAUTH2 *****".into() }],
+        token_claims: None,
+    };
+    yew::Renderer::<ResultPanel>::with_root_and_props(root.clone(), ResultPanelProps { result })
+        .render();
+    yew::scheduler::flush().await;
+    let html = root.text_content().unwrap();
+    assert!(
+        html.contains("The test failed") && html.contains("5.7.60") && html.contains("send"),
+        "{html}"
+    );
+    let command = text_of(&root, ".command code").unwrap();
+    assert!(command.starts_with("Add-RecipientPermission"), "{command}");
+    assert!(root
+        .query_selector(".command button.copy")
+        .unwrap()
+        .is_some());
+    assert!(text_of(&root, ".transcript pre")
+        .unwrap()
+        .contains("C: AUTH XOAUTH2 *****"));
+    assert_eq!(
+        progress_steps(true)[0],
+        "Requesting a token from Microsoft Entra ID…"
+    );
+    assert_eq!(
+        progress_steps(false),
+        vec!["Connecting…", "Signing in…", "Sending…"]
+    );
+}
+
+#[wasm_bindgen_test]
+async fn hint_without_commands_is_plain_text() {
+    let root = fresh_root();
+    #[derive(Properties, PartialEq)]
+    struct P {}
+    #[function_component(Wrap)]
+    fn wrap(_: &P) -> Html {
+        html! { <Hint text="Check the host and port." /> }
+    }
+    yew::Renderer::<Wrap>::with_root_and_props(root.clone(), P {}).render();
+    yew::scheduler::flush().await;
+    assert_eq!(text_of(&root, ".hint").unwrap(), "Check the host and port.");
+    assert!(root.query_selector(".command").unwrap().is_none());
 }

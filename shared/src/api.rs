@@ -5,22 +5,99 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::Settings;
+use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings};
+use crate::validate::StoredSecrets;
 
 /// The message of a successful save, shown as "Success: …" in the form.
 pub const SAVED_MESSAGE: &str = "The SMTP settings have been saved successfully";
 
-/// Stored settings as `GET /api/settings` returns them: never a secret, only
-/// whether one is set.
+/// Stored settings as `GET /api/settings` returns them: the SETTINGS fields
+/// without `client_secret` and `password`, plus whether each is stored.
+///
+/// The fields are spelled out rather than `#[serde(flatten)]`ed: flattening
+/// costs several KB of wasm in the browser bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct PublicSettings {
-    /// The settings, with `client_secret` and `password` left out.
-    #[serde(flatten)]
-    pub settings: Settings,
+    /// See [`Settings::provider`].
+    pub provider: Provider,
+    /// See [`Settings::auth_method`].
+    pub auth_method: AuthMethod,
+    /// See [`Settings::cloud`].
+    pub cloud: Cloud,
+    /// See [`Settings::tenant_id`].
+    pub tenant_id: Option<String>,
+    /// See [`Settings::client_id`].
+    pub client_id: Option<String>,
+    /// See [`Settings::username`].
+    pub username: Option<String>,
+    /// See [`Settings::host`].
+    pub host: String,
+    /// See [`Settings::port`].
+    pub port: u16,
+    /// See [`Settings::security`].
+    pub security: Security,
+    /// See [`Settings::client_hostname`].
+    pub client_hostname: Option<String>,
+    /// See [`Settings::sender_name`].
+    pub sender_name: String,
+    /// See [`Settings::sender_email`].
+    pub sender_email: String,
+    /// See [`Settings::send_as_confirmed`].
+    pub send_as_confirmed: bool,
     /// A client secret is stored.
     pub client_secret_set: bool,
     /// A password is stored.
     pub password_set: bool,
+}
+
+impl PublicSettings {
+    /// The public view of stored settings; their secrets are dropped.
+    pub fn new(s: Settings, stored: StoredSecrets) -> Self {
+        PublicSettings {
+            provider: s.provider,
+            auth_method: s.auth_method,
+            cloud: s.cloud,
+            tenant_id: s.tenant_id,
+            client_id: s.client_id,
+            username: s.username,
+            host: s.host,
+            port: s.port,
+            security: s.security,
+            client_hostname: s.client_hostname,
+            sender_name: s.sender_name,
+            sender_email: s.sender_email,
+            send_as_confirmed: s.send_as_confirmed,
+            client_secret_set: stored.client_secret,
+            password_set: stored.password,
+        }
+    }
+
+    /// The settings (secrets absent, meaning "keep") and which secrets are stored.
+    pub fn into_parts(self) -> (Settings, StoredSecrets) {
+        let stored = StoredSecrets {
+            client_secret: self.client_secret_set,
+            password: self.password_set,
+        };
+        let settings = Settings {
+            provider: self.provider,
+            auth_method: self.auth_method,
+            cloud: self.cloud,
+            tenant_id: self.tenant_id,
+            client_id: self.client_id,
+            client_secret: None,
+            username: self.username,
+            password: None,
+            host: self.host,
+            port: self.port,
+            security: self.security,
+            client_hostname: self.client_hostname,
+            sender_name: self.sender_name,
+            sender_email: self.sender_email,
+            send_as_confirmed: self.send_as_confirmed,
+        };
+        (settings, stored)
+    }
 }
 
 /// The answer of `GET /api/settings`.
@@ -188,17 +265,35 @@ mod tests {
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
     #[test]
     fn public_settings_flatten_and_hide_secrets() {
-        let public = PublicSettings {
-            settings: Settings::for_provider(crate::Provider::Office365),
-            client_secret_set: true,
-            password_set: false,
-        };
+        let mut settings = Settings::for_provider(Provider::Office365);
+        settings.client_secret = Some("never shown".into());
+        let public = PublicSettings::new(
+            settings.clone(),
+            StoredSecrets {
+                client_secret: true,
+                password: false,
+            },
+        );
         let v = serde_json::to_value(&public).unwrap();
         assert_eq!(v["provider"], "office365");
         assert_eq!(v["client_secret_set"], true);
         assert!(v.get("client_secret").is_none());
+        assert_eq!(
+            v.as_object().unwrap().len(),
+            15,
+            "13 SETTINGS fields and 2 flags"
+        );
         let back: PublicSettings = serde_json::from_value(v).unwrap();
         assert_eq!(back, public);
+        let (parts, stored) = back.into_parts();
+        assert_eq!(
+            parts,
+            Settings {
+                client_secret: None,
+                ..settings
+            }
+        );
+        assert!(stored.client_secret && !stored.password);
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

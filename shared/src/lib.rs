@@ -11,7 +11,7 @@ pub mod powershell;
 pub mod settings;
 pub mod validate;
 
-pub use settings::{AuthMethod, Cloud, Provider, Security, Settings};
+pub use settings::{AuthMethod, Cloud, EnumId, Provider, Security, Settings};
 pub use validate::{Report, StoredSecrets};
 
 // The unit tests run as wasm in headless Chromium too (`cargo xtask test`).

@@ -179,6 +179,94 @@ impl Settings {
     }
 }
 
+/// The JSON ids of a settings enum, without going through a serializer (the
+/// browser bundle stays small).
+pub trait EnumId: Sized + Copy + PartialEq + 'static {
+    /// Every value, in the order the form lists them.
+    const ALL: &'static [Self];
+    /// The JSON id, as serde writes it.
+    fn id(self) -> &'static str;
+    /// The value for a JSON id.
+    fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.id() == id)
+    }
+}
+
+impl EnumId for Provider {
+    const ALL: &'static [Self] = &[
+        Provider::Office365,
+        Provider::Outlook,
+        Provider::Gmail,
+        Provider::GoogleWorkspace,
+        Provider::AwsSes,
+        Provider::Mailgun,
+        Provider::Mailjet,
+        Provider::Mandrill,
+        Provider::SendGrid,
+        Provider::Brevo,
+        Provider::Zoho,
+        Provider::ElasticEmail,
+        Provider::Other,
+    ];
+    fn id(self) -> &'static str {
+        match self {
+            Provider::Office365 => "office365",
+            Provider::Outlook => "outlook",
+            Provider::Gmail => "gmail",
+            Provider::GoogleWorkspace => "google-workspace",
+            Provider::AwsSes => "aws-ses",
+            Provider::Mailgun => "mailgun",
+            Provider::Mailjet => "mailjet",
+            Provider::Mandrill => "mandrill",
+            Provider::SendGrid => "sendgrid",
+            Provider::Brevo => "brevo",
+            Provider::Zoho => "zoho",
+            Provider::ElasticEmail => "elastic-email",
+            Provider::Other => "other",
+        }
+    }
+}
+
+impl EnumId for AuthMethod {
+    const ALL: &'static [Self] = &[
+        AuthMethod::None,
+        AuthMethod::Username,
+        AuthMethod::Password,
+        AuthMethod::OAuth2ClientCredentials,
+    ];
+    fn id(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::Username => "username",
+            AuthMethod::Password => "password",
+            AuthMethod::OAuth2ClientCredentials => "oauth2_client_credentials",
+        }
+    }
+}
+
+impl EnumId for Cloud {
+    const ALL: &'static [Self] = &[Cloud::Global, Cloud::Usgov, Cloud::UsgovDod, Cloud::China];
+    fn id(self) -> &'static str {
+        match self {
+            Cloud::Global => "global",
+            Cloud::Usgov => "usgov",
+            Cloud::UsgovDod => "usgov-dod",
+            Cloud::China => "china",
+        }
+    }
+}
+
+impl EnumId for Security {
+    const ALL: &'static [Self] = &[Security::Starttls, Security::Tls, Security::None];
+    fn id(self) -> &'static str {
+        match self {
+            Security::Starttls => "starttls",
+            Security::Tls => "tls",
+            Security::None => "none",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +327,24 @@ mod tests {
         );
         assert_eq!(ids(serde_json::to_value(AuthMethod::None).unwrap()), "none");
         assert!(serde_json::from_str::<Provider>("\"yahoo\"").is_err());
+    }
+
+    fn assert_ids<T: EnumId + Serialize + std::fmt::Debug>() {
+        for v in T::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.id(), "{v:?}");
+            assert_eq!(T::from_id(v.id()), Some(*v));
+        }
+        assert_eq!(T::from_id("nope"), None);
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn enum_ids_equal_serde_names() {
+        assert_ids::<Provider>();
+        assert_ids::<AuthMethod>();
+        assert_ids::<Cloud>();
+        assert_ids::<Security>();
+        assert_eq!(Provider::ALL.len(), crate::catalogue::PROVIDERS.len());
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

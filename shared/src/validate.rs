@@ -107,7 +107,7 @@ fn guid_message(short: &str, label: &str, err: &GuidError) -> String {
         ),
         GuidError::BadChar(c, pos) => format!(
             "{base} Character {pos} is “{}”, but a GUID has only the digits 0–9, the letters a–f and hyphens.",
-            c.escape_debug()
+            shown(*c)
         ),
         GuidError::Length(n) => format!(
             "{base} It has {n} hex digits instead of 32: copy it again, whole, from the app registration's Overview page."
@@ -118,6 +118,16 @@ fn guid_message(short: &str, label: &str, err: &GuidError) -> String {
         GuidError::DomainName => format!(
             "{base} You entered a domain name: copy the {label} from the app registration's Overview page instead."
         ),
+    }
+}
+
+/// A character as a message shows it: itself, or `U+XXXX` when invisible.
+/// (Not `escape_debug`: its Unicode tables cost KBs of wasm.)
+fn shown(c: char) -> String {
+    if c.is_control() || c.is_whitespace() {
+        format!("U+{:04X}", c as u32)
+    } else {
+        c.to_string()
     }
 }
 
@@ -157,7 +167,7 @@ fn host_message(label: &str, err: &HostError) -> String {
         ),
         HostError::BadChar(c) => format!(
             "The {label} contains “{}”: a host name has only letters, digits, hyphens and dots.",
-            c.escape_debug()
+            shown(*c)
         ),
         HostError::BadLabel => format!(
             "The {label} is not a valid host name: each part between dots must be 1 to 63 letters, digits or hyphens, not starting or ending with a hyphen."

@@ -1,0 +1,81 @@
+//! The one HTTP helper: every call to the API goes through [`call`].
+
+use std::collections::BTreeMap;
+
+use gloo_net::http::{Method, RequestBuilder};
+use mailroom_shared::api::ErrorBody;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a call failed, sorted by what the page does about it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// 401: show the sign-in screen.
+    Unauthorized(String),
+    /// 409: someone else saved.
+    Conflict(String),
+    /// 422 (or 400 naming fields): show next to the fields.
+    Invalid(String, BTreeMap<String, Vec<String>>),
+    /// Anything else: show as a banner.
+    Other(String),
+}
+
+impl ApiError {
+    /// The sentence to show.
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::Unauthorized(m)
+            | ApiError::Conflict(m)
+            | ApiError::Other(m)
+            | ApiError::Invalid(m, _) => m,
+        }
+    }
+}
+
+/// Sends a JSON request and decodes the JSON answer; `T = ()` accepts an empty 204.
+pub async fn call<T: DeserializeOwned, B: Serialize>(
+    method: Method,
+    path: &str,
+    body: Option<&B>,
+) -> Result<T, ApiError> {
+    let builder = RequestBuilder::new(path)
+        .method(method)
+        .header("Accept", "application/json");
+    let request = match body {
+        Some(b) => builder
+            .json(b)
+            .map_err(|_| ApiError::Other("The request could not be encoded.".into()))?,
+        None => builder
+            .build()
+            .map_err(|_| ApiError::Other("The request could not be built.".into()))?,
+    };
+    let response = request.send().await.map_err(|_| {
+        ApiError::Other(
+            "Mailroom's server could not be reached. Check that it is running and reload the page."
+                .into(),
+        )
+    })?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if (200..300).contains(&status) {
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            text.as_str()
+        };
+        // No serde_json error text here: its formatting costs KBs of wasm.
+        return serde_json::from_str(text).map_err(|_| {
+            ApiError::Other("The server's answer was not understood; reload the page.".into())
+        });
+    }
+    let body: ErrorBody = serde_json::from_str(&text).unwrap_or_else(|_| ErrorBody {
+        message: format!("The server answered HTTP {status}."),
+        ..ErrorBody::default()
+    });
+    Err(match status {
+        401 => ApiError::Unauthorized(body.message),
+        409 => ApiError::Conflict(body.message),
+        400 | 422 if !body.errors.is_empty() => ApiError::Invalid(body.message, body.errors),
+        _ => ApiError::Other(body.message),
+    })
+}

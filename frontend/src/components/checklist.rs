@@ -1,0 +1,68 @@
+//! The Office 365 OAuth setup checklist: the guide's four steps, with the
+//! PowerShell lines filled in from the form.
+
+use mailroom_shared::powershell as ps;
+use yew::prelude::*;
+
+use super::code::Command;
+use super::field::TextField;
+
+#[derive(Properties, PartialEq)]
+pub struct ChecklistProps {
+    /// The Application (client) ID typed so far.
+    pub client_id: AttrValue,
+    /// The username (the licensed mailbox).
+    pub username: AttrValue,
+    /// The sender email.
+    pub sender: AttrValue,
+    /// The optional service principal object ID.
+    pub sp_object_id: AttrValue,
+    /// Called as the object ID is typed.
+    pub on_sp_input: Callback<String>,
+}
+
+/// The four setup steps.
+#[function_component(Checklist)]
+pub fn checklist(p: &ChecklistProps) -> Html {
+    let sender_differs = !p.sender.trim().is_empty()
+        && !p.username.trim().is_empty()
+        && !p.sender.trim().eq_ignore_ascii_case(p.username.trim());
+    html! {
+        <section class="checklist" aria-labelledby="checklist-heading">
+            <h2 id="checklist-heading">{ "Setup checklist for Office 365 OAuth" }</h2>
+            <ol>
+                <li>
+                    <h3>{ "Register the application" }</h3>
+                    <p>{ "Microsoft Entra admin center › App registrations › New registration: a single-tenant app (for example “Mailroom SMTP”). Its Overview page shows the Directory (tenant) ID and the Application (client) ID." }</p>
+                </li>
+                <li>
+                    <h3>{ "Grant the API permission" }</h3>
+                    <p>{ "API permissions › Add a permission › APIs my organization uses › Office 365 Exchange Online › Application permissions › SMTP.SendAsApp. Then Grant admin consent for your tenant." }</p>
+                </li>
+                <li>
+                    <h3>{ "Create a client secret" }</h3>
+                    <p>{ "Certificates & secrets › New client secret. Copy the Value column right away: it is shown only once. The Secret ID is not the secret." }</p>
+                </li>
+                <li>
+                    <h3>{ "Register the service principal in Exchange Online" }</h3>
+                    <p>{ "In Exchange Online PowerShell, run:" }</p>
+                    <Command command={ps::connect()} />
+                    <Command command={ps::new_service_principal(&p.client_id, &p.sp_object_id)} />
+                    <Command command={ps::add_mailbox_permission(&p.username, &p.sp_object_id)} />
+                    if sender_differs {
+                        <p>{ "The sender differs from the username, so also give the username Send-As rights on the sender:" }</p>
+                        <Command command={ps::add_recipient_permission(&p.sender, &p.username)} />
+                    }
+                    <TextField
+                        id="sp_object_id"
+                        label="Service principal object ID (optional)"
+                        value={p.sp_object_id.clone()}
+                        help={AttrValue::Static("Enterprise applications › your app › Overview › Object ID. This is the Enterprise application's Object ID, not the App registration's: using the wrong one is a common cause of 535 5.7.3.")}
+                        placeholder={AttrValue::Static("00000000-0000-0000-0000-000000000000")}
+                        on_input={p.on_sp_input.clone()}
+                    />
+                </li>
+            </ol>
+        </section>
+    }
+}

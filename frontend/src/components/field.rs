@@ -1,0 +1,109 @@
+//! A labelled text input with help, warnings and errors tied to it for
+//! assistive technology (`aria-invalid`, `aria-describedby`).
+
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+#[derive(Properties, PartialEq)]
+pub struct TextFieldProps {
+    /// The input's id and the SETTINGS field name.
+    pub id: AttrValue,
+    /// The label.
+    pub label: AttrValue,
+    /// The value.
+    pub value: AttrValue,
+    /// One line saying where to find the value.
+    #[prop_or_default]
+    pub help: Option<AttrValue>,
+    /// Shown inside the empty input.
+    #[prop_or_default]
+    pub placeholder: Option<AttrValue>,
+    /// `text`, `email`, `password`…
+    #[prop_or(AttrValue::Static("text"))]
+    pub input_type: AttrValue,
+    /// Errors to show.
+    #[prop_or_default]
+    pub errors: Vec<String>,
+    /// Warnings to show.
+    #[prop_or_default]
+    pub warnings: Vec<String>,
+    /// Autocomplete hint.
+    #[prop_or(AttrValue::Static("off"))]
+    pub autocomplete: AttrValue,
+    /// Input mode for mobile keyboards.
+    #[prop_or_default]
+    pub inputmode: Option<AttrValue>,
+    /// Called with the new value on every keystroke.
+    pub on_input: Callback<String>,
+    /// Called when the field loses focus.
+    #[prop_or_default]
+    pub on_blur: Callback<()>,
+    /// Extra content after the input (a show/hide button).
+    #[prop_or_default]
+    pub children: Html,
+}
+
+/// One form field.
+#[function_component(TextField)]
+pub fn text_field(props: &TextFieldProps) -> Html {
+    let id = props.id.to_string();
+    let help_id = format!("{id}-help");
+    let error_id = format!("{id}-error");
+    let warning_id = format!("{id}-warning");
+    let mut described = Vec::new();
+    if props.help.is_some() {
+        described.push(help_id.clone());
+    }
+    if !props.errors.is_empty() {
+        described.push(error_id.clone());
+    }
+    if !props.warnings.is_empty() {
+        described.push(warning_id.clone());
+    }
+    let oninput = {
+        let cb = props.on_input.clone();
+        Callback::from(move |e: InputEvent| {
+            cb.emit(e.target_unchecked_into::<HtmlInputElement>().value())
+        })
+    };
+    let onblur = {
+        let cb = props.on_blur.clone();
+        Callback::from(move |_: FocusEvent| cb.emit(()))
+    };
+    let invalid = !props.errors.is_empty();
+    html! {
+        <div class={classes!("field", invalid.then_some("invalid"))}>
+            <label for={id.clone()}>{ props.label.clone() }</label>
+            <div class="input-row">
+                <input
+                    id={id.clone()}
+                    name={id.clone()}
+                    type={props.input_type.clone()}
+                    value={props.value.clone()}
+                    placeholder={props.placeholder.clone()}
+                    autocomplete={props.autocomplete.clone()}
+                    inputmode={props.inputmode.clone()}
+                    spellcheck="false"
+                    aria-invalid={if invalid { "true" } else { "false" }}
+                    aria-describedby={(!described.is_empty()).then(|| described.join(" "))}
+                    {oninput}
+                    {onblur}
+                />
+                { props.children.clone() }
+            </div>
+            if let Some(help) = &props.help {
+                <p class="help" id={help_id}>{ help.clone() }</p>
+            }
+            if invalid {
+                <div class="error" id={error_id} role="alert">
+                    { for props.errors.iter().map(|e| html! { <p>{ e.clone() }</p> }) }
+                </div>
+            }
+            if !props.warnings.is_empty() {
+                <div class="warning" id={warning_id}>
+                    { for props.warnings.iter().map(|w| html! { <p>{ w.clone() }</p> }) }
+                </div>
+            }
+        </div>
+    }
+}

@@ -1,0 +1,311 @@
+//! The form's state and its reducer. Validation is the shared crate's
+//! `validate_with`, run on every change; nothing here asks the server.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use mailroom_shared::api::SettingsResponse;
+use mailroom_shared::validate::parse_port;
+use mailroom_shared::{
+    catalogue, AuthMethod, Cloud, Provider, Report, Security, Settings, StoredSecrets,
+};
+use yew::Reducible;
+
+/// Text fields the user types into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    TenantId,
+    ClientId,
+    ClientSecret,
+    Username,
+    Password,
+    Host,
+    Port,
+    ClientHostname,
+    SenderName,
+    SenderEmail,
+    SpObjectId,
+}
+
+impl Field {
+    /// The SETTINGS field name, also the input's id.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::TenantId => "tenant_id",
+            Field::ClientId => "client_id",
+            Field::ClientSecret => "client_secret",
+            Field::Username => "username",
+            Field::Password => "password",
+            Field::Host => "host",
+            Field::Port => "port",
+            Field::ClientHostname => "client_hostname",
+            Field::SenderName => "sender_name",
+            Field::SenderEmail => "sender_email",
+            Field::SpObjectId => "sp_object_id",
+        }
+    }
+}
+
+/// Fields that live in the collapsible advanced section.
+pub const ADVANCED_FIELDS: &[&str] = &["host", "port", "security", "client_hostname"];
+
+/// Everything the settings form holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormState {
+    /// The settings being edited; secrets are kept in the `*_text` fields.
+    pub settings: Settings,
+    /// The port as typed.
+    pub port_text: String,
+    /// The client secret as typed; empty means "keep the stored one" when one is stored.
+    pub secret_text: String,
+    /// The password as typed; same rule.
+    pub password_text: String,
+    /// Which secrets the server holds.
+    pub stored: StoredSecrets,
+    /// Fields the user has touched.
+    pub touched: BTreeSet<String>,
+    /// Set once the user tried to save or test: every error shows.
+    pub submitted: bool,
+    /// The version the edit started from.
+    pub version: u64,
+    /// Unsaved changes exist.
+    pub dirty: bool,
+    /// Messages from the server's last 422, by field.
+    pub server_errors: BTreeMap<String, Vec<String>>,
+    /// The Enterprise application's Object ID, for the checklist only.
+    pub sp_object_id: String,
+}
+
+impl Default for FormState {
+    fn default() -> Self {
+        FormState::from_response(&SettingsResponse::default())
+    }
+}
+
+impl FormState {
+    /// The form for what the server returned (defaults for Office 365 OAuth before the first save).
+    pub fn from_response(r: &SettingsResponse) -> Self {
+        let (settings, stored) = match &r.settings {
+            Some(p) => p.clone().into_parts(),
+            None => (
+                Settings::for_provider(Provider::Office365),
+                StoredSecrets::default(),
+            ),
+        };
+        FormState {
+            port_text: if settings.port == 0 {
+                String::new()
+            } else {
+                settings.port.to_string()
+            },
+            settings,
+            secret_text: String::new(),
+            password_text: String::new(),
+            stored,
+            touched: BTreeSet::new(),
+            submitted: false,
+            version: r.version,
+            dirty: false,
+            server_errors: BTreeMap::new(),
+            sp_object_id: String::new(),
+        }
+    }
+
+    /// The settings as they would be sent: typed secrets, or `None` to keep stored ones.
+    pub fn to_settings(&self) -> Settings {
+        let mut s = self.settings.clone();
+        s.port = parse_port(&self.port_text).unwrap_or(0);
+        let secret = |text: &str, stored: bool| {
+            if text.is_empty() && stored {
+                None
+            } else {
+                Some(text.to_string())
+            }
+        };
+        s.client_secret = match s.auth_method {
+            AuthMethod::OAuth2ClientCredentials => {
+                secret(&self.secret_text, self.stored.client_secret)
+            }
+            _ => None,
+        };
+        s.password = match s.auth_method {
+            AuthMethod::Password => secret(&self.password_text, self.stored.password),
+            _ => None,
+        };
+        if s.client_hostname
+            .as_deref()
+            .is_some_and(|h| h.trim().is_empty())
+        {
+            s.client_hostname = None;
+        }
+        s
+    }
+
+    /// The shared validation report, with the typed port's own message.
+    pub fn report(&self) -> Report {
+        let mut report = self.to_settings().validate_with(self.stored);
+        if let Err(msg) = parse_port(&self.port_text) {
+            report.errors.insert("port".into(), vec![msg]);
+        }
+        report
+    }
+
+    /// Whether a field's messages are shown now.
+    pub fn shows(&self, field: &str) -> bool {
+        self.submitted || self.touched.contains(field)
+    }
+
+    /// Errors to show next to a field: validation's, then the server's.
+    pub fn errors_for(&self, report: &Report, field: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.shows(field) {
+            out.extend(report.errors_for(field).iter().cloned());
+        }
+        if let Some(server) = self.server_errors.get(field) {
+            out.extend(
+                server
+                    .iter()
+                    .filter(|m| !out.contains(m))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        out
+    }
+
+    /// Whether the Send-As confirmation applies: Office 365 and a sender other than the username.
+    pub fn sender_differs(&self) -> bool {
+        let s = &self.settings;
+        s.provider == Provider::Office365
+            && !s.sender_email.trim().is_empty()
+            && s.username.as_deref().is_some_and(|u| {
+                !u.trim().is_empty() && !u.trim().eq_ignore_ascii_case(s.sender_email.trim())
+            })
+    }
+}
+
+/// What can happen to the form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Replace everything with what the server returned.
+    Load(SettingsResponse),
+    /// Take the server's newer version number and stored flags, keeping the typed values.
+    Rebase(SettingsResponse),
+    /// A text field changed.
+    Set(Field, String),
+    /// A field lost focus.
+    Touch(&'static str),
+    /// The provider changed: fills host, port and security.
+    Provider(Provider),
+    /// The authentication method changed.
+    Auth(AuthMethod),
+    /// The cloud changed.
+    Cloud(Cloud),
+    /// The security mode changed.
+    Security(Security),
+    /// The Send-As confirmation changed.
+    SendAs(bool),
+    /// The user tried to save or test.
+    Submit,
+    /// The server refused with per-field messages.
+    ServerErrors(BTreeMap<String, Vec<String>>),
+    /// The save went through.
+    Saved(u64),
+}
+
+impl Reducible for FormState {
+    type Action = Action;
+
+    fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
+        let mut st = (*self).clone();
+        match action {
+            Action::Load(r) => return Rc::new(FormState::from_response(&r)),
+            Action::Rebase(r) => {
+                st.version = r.version;
+                if let Some(p) = r.settings {
+                    st.stored = StoredSecrets {
+                        client_secret: p.client_secret_set,
+                        password: p.password_set,
+                    };
+                }
+                st.server_errors.clear();
+                return Rc::new(st);
+            }
+            Action::Set(field, value) => {
+                let s = &mut st.settings;
+                let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
+                match field {
+                    Field::TenantId => s.tenant_id = opt(&value),
+                    Field::ClientId => s.client_id = opt(&value),
+                    Field::ClientSecret => st.secret_text = value.clone(),
+                    Field::Username => s.username = opt(&value),
+                    Field::Password => st.password_text = value.clone(),
+                    Field::Host => s.host = value.clone(),
+                    Field::Port => st.port_text = value.clone(),
+                    Field::ClientHostname => s.client_hostname = opt(&value),
+                    Field::SenderName => s.sender_name = value.clone(),
+                    Field::SenderEmail => s.sender_email = value.clone(),
+                    Field::SpObjectId => {
+                        st.sp_object_id = value;
+                        return Rc::new(st);
+                    }
+                }
+                st.touched.insert(field.name().to_string());
+                st.server_errors.remove(field.name());
+            }
+            Action::Touch(field) => {
+                if st.touched.contains(field) {
+                    return self;
+                }
+                st.touched.insert(field.to_string());
+                return Rc::new(st);
+            }
+            Action::Provider(p) => {
+                st.settings.apply_provider(p);
+                st.port_text = if st.settings.port == 0 {
+                    String::new()
+                } else {
+                    st.settings.port.to_string()
+                };
+                st.server_errors.clear();
+            }
+            Action::Auth(m) => st.settings.auth_method = m,
+            Action::Cloud(c) => {
+                let old_host = catalogue::cloud(st.settings.cloud).smtp_host;
+                if st.settings.host.trim().eq_ignore_ascii_case(old_host) {
+                    st.settings.host = catalogue::cloud(c).smtp_host.to_string();
+                }
+                st.settings.cloud = c;
+            }
+            Action::Security(sec) => st.settings.security = sec,
+            Action::SendAs(v) => st.settings.send_as_confirmed = v,
+            Action::Submit => {
+                st.submitted = true;
+                return Rc::new(st);
+            }
+            Action::ServerErrors(errors) => {
+                st.server_errors = errors;
+                st.submitted = true;
+                return Rc::new(st);
+            }
+            Action::Saved(version) => {
+                st.version = version;
+                st.dirty = false;
+                if st.settings.auth_method == AuthMethod::OAuth2ClientCredentials
+                    && !st.secret_text.is_empty()
+                {
+                    st.stored.client_secret = true;
+                }
+                if st.settings.auth_method == AuthMethod::Password && !st.password_text.is_empty() {
+                    st.stored.password = true;
+                }
+                st.secret_text.clear();
+                st.password_text.clear();
+                st.server_errors.clear();
+                return Rc::new(st);
+            }
+        }
+        st.dirty = true;
+        Rc::new(st)
+    }
+}
