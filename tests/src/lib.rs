@@ -1,0 +1,308 @@
+//! End-to-end harness: the real `mailroom` binary serving the release UI, the
+//! loopback fakes beside it, and headless Chromium driven over WebDriver.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use mailroom_fakes::{FakeEntra, FakeSmtp, SmtpConfig, TestPki};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+/// The admin token every scenario signs in with.
+pub const TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+/// The tenant registered with the fake Entra.
+pub const TENANT: &str = "0b4f1c2a-1234-4abc-9def-0123456789ab";
+/// The client registered with the fake Entra.
+pub const CLIENT: &str = "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab";
+/// The client secret's Value registered with the fake Entra.
+pub const SECRET: &str = "Xy8Q~e2eSecretValue0123456789abcdefghij";
+/// How long any wait in the UI may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Addresses are built from parts so no tool rewrites them.
+pub fn mailer() -> String {
+    mailroom_fakes::addr("mailer", "contoso.com")
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// Where screenshots go: under `target/`, never committed from there.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = target_dir().join("e2e-screenshots");
+    std::fs::create_dir_all(&dir).expect("create the screenshot dir");
+    dir
+}
+
+fn mailroom_binary() -> PathBuf {
+    let bin = target_dir().join("debug/mailroom");
+    if !bin.is_file() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "mailroom-backend", "--bin", "mailroom"])
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the mailroom binary failed");
+    }
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("port")
+        .port()
+}
+
+/// The fakes one scenario talks to.
+pub struct Fakes {
+    /// Fake Entra token endpoint.
+    pub entra: FakeEntra,
+    /// Fake STARTTLS SMTP server.
+    pub smtp: FakeSmtp,
+    /// PEM file of the CA that signed the SMTP server's certificate.
+    pub ca_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Fakes {
+    /// Starts both fakes; the app with [`CLIENT`]/[`SECRET`] is registered.
+    pub async fn start(config: SmtpConfig) -> Fakes {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = TestPki::new("Mailroom E2E CA");
+        let ca_file = dir.path().join("ca.pem");
+        pki.write_ca(&ca_file);
+        let entra = FakeEntra::start().await;
+        entra.register(TENANT, CLIENT, SECRET);
+        let smtp = FakeSmtp::start(config, &pki, entra.issued_tokens()).await;
+        Fakes {
+            entra,
+            smtp,
+            ca_file,
+            _dir: dir,
+        }
+    }
+}
+
+/// The real server, on port 0, with a fresh data dir.
+pub struct Mailroom {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Mailroom {
+    /// Starts `mailroom serve` pointed at the fakes and serving the release UI in `dist/`.
+    pub async fn start(fakes: &Fakes) -> Mailroom {
+        let dist = workspace().join("dist");
+        assert!(
+            dist.join("index.html").is_file(),
+            "the UI is not built: run `cargo xtask build-ui` (cargo xtask test does it first)"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(mailroom_binary())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--static-dir")
+            .arg(&dist)
+            .args(["--entra-authority", &fakes.entra.authority()])
+            .arg("--extra-ca-file")
+            .arg(&fakes.ca_file)
+            .env("MAILROOM_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start mailroom");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(WAIT, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return url.to_string();
+                }
+            }
+            panic!("mailroom exited before listening");
+        })
+        .await
+        .expect("mailroom did not start in time");
+        Mailroom {
+            url,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mailroom {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A headless Chromium session with its own profile (and so its own cookies).
+pub struct Browser {
+    /// The WebDriver client.
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts ChromeDriver on a free loopback port and opens a session.
+    pub async fn start() -> Browser {
+        let port = free_port();
+        let driver = Command::new(
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
+        )
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromedriver (apt-get install chromium-driver, or run cargo xtask test)");
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=1280,1800",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }),
+        );
+        let started = Instant::now();
+        let client = loop {
+            let mut builder =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+            builder.capabilities(caps.clone());
+            match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(c) => break c,
+                Err(e) if started.elapsed() < WAIT => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("could not open a WebDriver session: {e}"),
+            }
+        };
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Closes the session and stops the driver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.start_kill();
+    }
+
+    /// Waits until an element matches `css`.
+    pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css} within {WAIT:?}: {e}"))
+    }
+
+    /// Waits until the text of `css` contains `needle`; returns the text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < WAIT {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                last = el.text().await.unwrap_or_default();
+                if last.contains(needle) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css} never contained {needle:?}; last text: {last:?}");
+    }
+
+    /// Waits until no element matches `css`.
+    pub async fn wait_gone(&self, css: &str) {
+        let started = Instant::now();
+        while started.elapsed() < WAIT {
+            if self.client.find(Locator::Css(css)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css} is still there after {WAIT:?}");
+    }
+
+    /// Replaces the value of an input by typing, as a person would.
+    pub async fn type_in(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        // Select all and delete with real keys (Ctrl+A, release, Backspace), so the
+        // app sees input events; WebDriver's clear() fires none and the app would
+        // put the old value back.
+        el.send_keys("\u{E009}a\u{E000}\u{E003}")
+            .await
+            .expect("select all and delete");
+        el.send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// The `value` property of an input.
+    pub async fn value(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .prop("value")
+            .await
+            .expect("value")
+            .unwrap_or_default()
+    }
+
+    /// Clicks an element.
+    pub async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    /// Saves a PNG screenshot of the page under `target/e2e-screenshots/`.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let path = screenshot_dir().join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    /// Opens the app and signs in with the admin token.
+    pub async fn sign_in(&self, url: &str) {
+        self.client.goto(url).await.expect("open the app");
+        self.type_in("#admin-token", TOKEN).await;
+        self.click("button[type=submit]").await;
+        self.find("#provider").await;
+    }
+}

@@ -1,0 +1,314 @@
+//! The product as a user meets it: the real binary, its release UI, the
+//! loopback fakes, and headless Chromium over WebDriver.
+
+use mailroom_e2e::*;
+use mailroom_fakes::{addr, SmtpConfig};
+
+/// One Chromium at a time: the machine has two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Fills the Office 365 OAuth form, pointing the server at the fake SMTP.
+async fn fill_oauth(b: &Browser, fakes: &Fakes, secret: &str, sender: &str) {
+    b.type_in("#tenant_id", TENANT).await;
+    b.type_in("#client_id", CLIENT).await;
+    b.type_in("#client_secret", secret).await;
+    b.type_in("#username", &mailer()).await;
+    b.type_in("#sender_name", "Contoso notifications").await;
+    b.type_in("#sender_email", sender).await;
+    point_at_fake_smtp(b, fakes).await;
+}
+
+async fn point_at_fake_smtp(b: &Browser, fakes: &Fakes) {
+    if b.find("#advanced")
+        .await
+        .attr("open")
+        .await
+        .expect("attr")
+        .is_none()
+    {
+        b.click("#advanced summary").await;
+    }
+    b.type_in("#host", "localhost").await;
+    b.type_in("#port", &fakes.smtp.port().to_string()).await;
+}
+
+async fn run_test_email(b: &Browser) -> String {
+    b.click("#test-button").await;
+    b.find("#recipient").await;
+    b.type_in("#recipient", &addr("admin", "contoso.com")).await;
+    b.click(".dialog button[type=submit]").await;
+    b.find(".dialog .result")
+        .await
+        .text()
+        .await
+        .expect("result text")
+}
+
+#[tokio::test]
+async fn first_run_test_save_and_reload() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+
+    b.find("#provider")
+        .await
+        .select_by_value("office365")
+        .await
+        .expect("choose Office 365");
+    let oauth = b.find("#auth-oauth2_client_credentials").await;
+    assert!(oauth.is_selected().await.unwrap(), "OAuth is the default");
+
+    // A malformed tenant ID is caught while typing, before any request.
+    b.type_in("#tenant_id", "0b4f1c2a-1234-4abc-9def-0123456789a")
+        .await;
+    let msg = b
+        .wait_text("#tenant_id-error", "Tenant ID must be a GUID")
+        .await;
+    assert!(msg.contains("31 hex digits"), "{msg}");
+    assert_eq!(
+        b.find("#tenant_id")
+            .await
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(fakes.entra.requests(), 0, "no request for validation");
+    b.type_in("#tenant_id", TENANT).await;
+    b.wait_gone("#tenant_id-error").await;
+
+    fill_oauth(&b, &fakes, SECRET, &mailer()).await;
+    b.screenshot("filled-form").await;
+    let result = run_test_email(&b).await;
+    assert!(result.contains("Success"), "{result}");
+    b.screenshot("test-result").await;
+    let messages = fakes.smtp.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].mail_from, mailer());
+    assert_eq!(messages[0].rcpt_to, vec![addr("admin", "contoso.com")]);
+    assert!(messages[0]
+        .data
+        .contains(&format!("From: \"Contoso notifications\" <{}>", mailer())));
+    assert!(messages[0]
+        .data
+        .contains(&format!("To: {}", addr("admin", "contoso.com"))));
+
+    b.click(".dialog button[type=button]").await;
+    b.wait_gone(".dialog").await;
+    b.click("#save-button").await;
+    b.wait_text(
+        ".banner.success",
+        "Success: The SMTP settings have been saved successfully",
+    )
+    .await;
+
+    b.client.refresh().await.expect("reload");
+    b.find("#tenant_id").await;
+    assert_eq!(b.value("#tenant_id").await, TENANT);
+    assert_eq!(b.value("#client_id").await, CLIENT);
+    assert_eq!(b.value("#username").await, mailer());
+    assert_eq!(
+        b.value("#client_secret").await,
+        "",
+        "the secret is never revealed"
+    );
+    let placeholder = b
+        .find("#client_secret")
+        .await
+        .attr("placeholder")
+        .await
+        .unwrap();
+    assert_eq!(placeholder.as_deref(), Some("stored — leave empty to keep"));
+    let page = b.client.source().await.unwrap();
+    assert!(!page.contains(SECRET), "the secret never reaches the page");
+    b.close().await;
+}
+
+#[tokio::test]
+async fn wrong_secret_fails_at_the_token_stage_with_the_fix() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    fill_oauth(
+        &b,
+        &fakes,
+        "9a8b7c6d-1111-4222-8333-444455556666",
+        &mailer(),
+    )
+    .await;
+    b.wait_text("#client_secret-warning", "looks like the Secret ID")
+        .await;
+    let result = run_test_email(&b).await;
+    assert!(result.contains("The test failed"), "{result}");
+    assert!(
+        result.contains("token") && result.contains("AADSTS7000215"),
+        "{result}"
+    );
+    assert!(result.contains("Value, not its Secret ID"), "{result}");
+    assert!(fakes.smtp.messages().is_empty());
+    b.close().await;
+}
+
+#[tokio::test]
+async fn send_as_refusal_shows_the_add_recipient_permission_fix() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    let shared = addr("notifications", "contoso.com");
+    fill_oauth(&b, &fakes, SECRET, &shared).await;
+    b.wait_text("#send-as", "has Send-As rights on this mailbox")
+        .await;
+    b.click("#send_as_confirmed").await;
+    let result = run_test_email(&b).await;
+    assert!(result.contains("5.7.60"), "{result}");
+    b.screenshot("send-as-failure").await;
+    let command = b
+        .find(".dialog .result .command code")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        command,
+        format!(
+            "Add-RecipientPermission -Identity \"{shared}\" -Trustee \"{}\" -AccessRights SendAs",
+            mailer()
+        )
+    );
+    b.close().await;
+}
+
+#[tokio::test]
+async fn legacy_app_password_shows_the_notice_and_succeeds_over_starttls() {
+    let _serial = SERIAL.lock().await;
+    let mut config = SmtpConfig::default();
+    config.passwords.insert(mailer(), "app-password-123".into());
+    let fakes = Fakes::start(config).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    b.click("#auth-password").await;
+    let notice = b
+        .wait_text("#retirement-notice", "End of December 2026")
+        .await;
+    assert!(notice.contains("Second half of 2027"), "{notice}");
+    b.type_in("#username", &mailer()).await;
+    b.type_in("#password", "app-password-123").await;
+    b.type_in("#sender_name", "Contoso").await;
+    b.type_in("#sender_email", &mailer()).await;
+    point_at_fake_smtp(&b, &fakes).await;
+    let result = run_test_email(&b).await;
+    assert!(result.contains("Success"), "{result}");
+    b.click(".dialog .transcript summary").await;
+    let transcript = b
+        .find(".dialog .transcript pre")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        transcript.contains("C: STARTTLS") && transcript.contains("C: AUTH PLAIN *****"),
+        "{transcript}"
+    );
+    assert_eq!(fakes.entra.requests(), 0);
+    b.close().await;
+}
+
+#[tokio::test]
+async fn concurrent_edits_get_the_409_message_and_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let a = Browser::start().await;
+    let b = Browser::start().await;
+    a.sign_in(&app.url).await;
+    b.sign_in(&app.url).await;
+    fill_oauth(&a, &fakes, SECRET, &mailer()).await;
+    fill_oauth(&b, &fakes, SECRET, &mailer()).await;
+    a.type_in("#sender_name", "Saved by A").await;
+    b.type_in("#sender_name", "Typed by B").await;
+    a.click("#save-button").await;
+    a.wait_text(".banner.success", "saved successfully").await;
+    b.click("#save-button").await;
+    let banner = b.wait_text(".banner.conflict", "Someone else saved").await;
+    assert!(
+        banner.contains("what you typed stays in the form"),
+        "{banner}"
+    );
+    assert_eq!(
+        b.value("#sender_name").await,
+        "Typed by B",
+        "B's typing is kept"
+    );
+
+    let stored = settings_via_api(&app.url).await;
+    assert_eq!(
+        stored["settings"]["sender_name"], "Saved by A",
+        "A's save is intact"
+    );
+
+    b.click(".banner.conflict button").await;
+    b.wait_text(".banner.success", "Your edits are kept").await;
+    assert_eq!(b.value("#sender_name").await, "Typed by B");
+    b.click("#save-button").await;
+    b.wait_text(".banner.success", "saved successfully").await;
+    let stored = settings_via_api(&app.url).await;
+    assert_eq!(stored["settings"]["sender_name"], "Typed by B");
+    assert_eq!(stored["version"], 2);
+    a.close().await;
+    b.close().await;
+}
+
+async fn settings_via_api(url: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{url}/api/settings"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET /api/settings")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+#[tokio::test]
+async fn signed_out_the_api_refuses_and_the_ui_asks_to_sign_in() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let http = reqwest::Client::new();
+    for (method, path) in [
+        ("GET", "/api/settings"),
+        ("PUT", "/api/settings"),
+        ("POST", "/api/settings/test"),
+    ] {
+        let r = http
+            .request(method.parse().unwrap(), format!("{}{path}", app.url))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+    }
+    let b = Browser::start().await;
+    b.client.goto(&app.url).await.unwrap();
+    b.find("#admin-token").await;
+    b.type_in("#admin-token", "not-the-token").await;
+    b.click("button[type=submit]").await;
+    b.wait_text("#admin-token-error", "not correct").await;
+    b.type_in("#admin-token", TOKEN).await;
+    b.click("button[type=submit]").await;
+    b.find("#provider").await;
+    b.click("header button.link").await;
+    b.wait_text(".sign-in", "You are signed out").await;
+    b.client.refresh().await.unwrap();
+    b.find("#admin-token").await;
+    b.close().await;
+}
