@@ -474,6 +474,58 @@ async fn binary_prints_listening_line_and_stops_on_sigterm() {
     assert!(status.success(), "graceful exit on SIGTERM: {status}");
 }
 
+#[tokio::test]
+async fn serves_the_ui_with_fallback_cache_headers_and_compression() {
+    use mailroom_backend::server::{app, AppState};
+    let dir = tempfile::tempdir().unwrap();
+    let dist = dir.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    let index = format!(
+        "<!doctype html><title>Mailroom</title>{}",
+        "<p>padding</p>".repeat(50)
+    );
+    std::fs::write(dist.join("index.html"), &index).unwrap();
+    std::fs::write(dist.join("app-0123456789abcdef_bg.wasm"), vec![0u8; 4096]).unwrap();
+    let (state, _) = AppState::open(&args(&dir.path().join("data"), TestArgs::default()))
+        .await
+        .unwrap();
+    let router = app(state, Some(dist));
+
+    let page = call(&router, request("GET", "/settings/anything", None, false)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-cache");
+    assert!(
+        page.json
+            .as_str()
+            .unwrap()
+            .contains("<title>Mailroom</title>"),
+        "falls back to index.html"
+    );
+
+    let asset = call(
+        &router,
+        request("GET", "/app-0123456789abcdef_bg.wasm", None, false),
+    )
+    .await;
+    assert_eq!(
+        asset.headers[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+
+    for encoding in ["gzip", "br"] {
+        let mut req = request("GET", "/", None, false);
+        req.headers_mut()
+            .insert(header::ACCEPT_ENCODING, encoding.parse().unwrap());
+        let r = call(&router, req).await;
+        assert_eq!(r.headers[header::CONTENT_ENCODING], encoding);
+    }
+    let api = call(&router, request("GET", "/api/health", None, false)).await;
+    assert!(
+        !api.headers.contains_key(header::CACHE_CONTROL),
+        "API answers carry no asset caching"
+    );
+}
+
 #[test]
 fn settings_type_round_trips_provider_defaults() {
     let s = Settings::for_provider(Provider::Gmail);

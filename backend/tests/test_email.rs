@@ -624,6 +624,77 @@ async fn legacy_password_over_starttls_and_implicit_tls() {
 }
 
 #[tokio::test]
+async fn login_mechanism_client_hostname_and_plain_relay_on_loopback() {
+    let mut config = SmtpConfig {
+        mechanisms: "LOGIN".into(),
+        ..SmtpConfig::default()
+    };
+    config.passwords.insert(mailer(), "app-password".into());
+    let (r, _) = scripted(config.clone(), |s| {
+        s.auth_method = AuthMethod::Password;
+        s.password = Some("app-password".into());
+        s.client_hostname = Some("mailroom.contoso.com".into());
+    })
+    .await;
+    assert!(r.ok, "{r:?}");
+    let t = transcript_text(&r);
+    assert!(t.contains("Client EHLO mailroom.contoso.com"), "{t}");
+    assert!(t.contains("Client AUTH LOGIN\n"), "{t}");
+    assert!(
+        t.contains("Server 334 VXNlcm5hbWU6") && t.contains("Client *****"),
+        "{t}"
+    );
+    assert!(
+        !t.contains(&base64::engine::general_purpose::STANDARD.encode("app-password")),
+        "{t}"
+    );
+
+    config.tls = TlsMode::PlainWithAuth;
+    let (r, rig) = scripted(config, |s| {
+        s.auth_method = AuthMethod::Password;
+        s.password = Some("app-password".into());
+        s.security = Security::None;
+        s.host = "127.0.0.1".into();
+    })
+    .await;
+    assert!(r.ok, "a plain relay on loopback: {r:?}");
+    assert_eq!(
+        r.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["connect", "auth", "send"]
+    );
+    assert!(rig.smtp.auth_attempts().iter().all(|(tls, _)| !tls));
+}
+
+#[tokio::test]
+async fn no_auth_and_username_only() {
+    let config = SmtpConfig {
+        require_auth: false,
+        ..SmtpConfig::default()
+    };
+    let (r, rig) = scripted(config.clone(), |s| {
+        s.provider = mailroom_shared::Provider::Other;
+        s.auth_method = AuthMethod::None;
+    })
+    .await;
+    assert!(r.ok, "{r:?}");
+    assert!(rig.smtp.auth_attempts().is_empty(), "no AUTH for `none`");
+    assert!(!r.stages.iter().any(|s| s.name == Stage::Auth));
+
+    // Username only: AUTH PLAIN with an empty password, which this server refuses.
+    let (r, rig) = scripted(config, |s| {
+        s.provider = mailroom_shared::Provider::Other;
+        s.auth_method = AuthMethod::Username;
+    })
+    .await;
+    assert_fails(&r, Stage::Auth, Some("5.7.3"));
+    let b64 = base64::engine::general_purpose::STANDARD;
+    assert_eq!(
+        rig.smtp.auth_attempts()[0].1,
+        format!("AUTH PLAIN {}", b64.encode(format!("\0{}\0", mailer())))
+    );
+}
+
+#[tokio::test]
 async fn claims_hints_for_a_missing_role() {
     let rig = Rig::start(SmtpConfig {
         auth_reply: Some("535 5.7.3 Authentication unsuccessful".into()),

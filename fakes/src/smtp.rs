@@ -24,7 +24,8 @@ pub enum TlsMode {
     Starttls,
     /// Implicit TLS from the first byte.
     Implicit,
-    /// Plain, no STARTTLS, but still offers AUTH (a badly configured server).
+    /// Plain, no STARTTLS, but still offers AUTH (a badly configured server,
+    /// or a relay on this machine).
     PlainWithAuth,
 }
 
@@ -49,6 +50,8 @@ pub struct SmtpConfig {
     pub passwords: HashMap<String, String>,
     /// AUTH is required before MAIL (530 5.7.57 otherwise).
     pub require_auth: bool,
+    /// The mechanisms offered in EHLO after TLS.
+    pub mechanisms: String,
 }
 
 impl Default for SmtpConfig {
@@ -63,6 +66,7 @@ impl Default for SmtpConfig {
             send_as: HashSet::new(),
             passwords: HashMap::new(),
             require_auth: true,
+            mechanisms: "LOGIN PLAIN XOAUTH2".into(),
         }
     }
 }
@@ -260,7 +264,7 @@ impl Conn {
                         lines.push("250-STARTTLS".into());
                     }
                     if tls || self.config.tls == TlsMode::PlainWithAuth {
-                        lines.push("250-AUTH LOGIN PLAIN XOAUTH2".into());
+                        lines.push(format!("250-AUTH {}", self.config.mechanisms));
                     }
                     lines.push("250 8BITMIME".into());
                     lines.join("\r\n")

@@ -312,3 +312,60 @@ async fn signed_out_the_api_refuses_and_the_ui_asks_to_sign_in() {
     b.find("#admin-token").await;
     b.close().await;
 }
+
+/// Keystroke to message, for `cargo xtask bench`: the time from an input event
+/// to the error text in the DOM, in headless Chromium. It reports; it never
+/// fails on speed.
+#[tokio::test]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_keystroke_to_message() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    b.find("#tenant_id").await;
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        const input = document.getElementById('tenant_id');
+        const samples = [];
+        let i = 0;
+        function once() {
+            if (i >= 60) { done(samples); return; }
+            const bad = (i % 2 === 0);
+            input.value = bad ? '0b4f1c2a-1234-4abc-9def-0123456789a' : '0b4f1c2a-1234-4abc-9def-0123456789ab';
+            const want = bad;
+            const t0 = performance.now();
+            const check = () => (document.getElementById('tenant_id-error') !== null) === want;
+            const obs = new MutationObserver(() => {
+                if (check()) { obs.disconnect(); samples.push(performance.now() - t0); i++; setTimeout(once, 0); }
+            });
+            obs.observe(document.body, { childList: true, subtree: true, characterData: true });
+            input.dispatchEvent(new Event('input', { bubbles: true }));
+            if (check()) { obs.disconnect(); samples.push(performance.now() - t0); i++; setTimeout(once, 0); }
+        }
+        once();
+    "#;
+    let result = b
+        .client
+        .execute_async(script, vec![])
+        .await
+        .expect("measure in the page");
+    let mut samples: Vec<f64> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    assert_eq!(samples.len(), 60);
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let json = serde_json::json!({
+        "samples": samples.len(), "median_ms": samples[samples.len() / 2],
+        "p95_ms": samples[(samples.len() * 95) / 100], "max_ms": samples[samples.len() - 1],
+    });
+    println!("BENCH keystroke {json}");
+    let dir = workspace().join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keystroke.json"), json.to_string()).unwrap();
+    b.close().await;
+}

@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 mod bench;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one level below the workspace root")

@@ -47,6 +47,16 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
     let oauth = p.settings.auth_method == mailroom_shared::AuthMethod::OAuth2ClientCredentials;
     let steps = progress_steps(oauth);
     let recipient_error = check_recipient(&recipient);
+    // Keyboard users land in the dialog's first field.
+    use_effect_with((), |()| {
+        if let Some(el) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.get_element_by_id("recipient"))
+            .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok())
+        {
+            let _ = el.focus();
+        }
+    });
 
     let send = {
         let (recipient, touched, running, step, result, error, ticker) = (

@@ -1,0 +1,270 @@
+//! Measurements for `cargo xtask bench` (docs/PERFORMANCE.md). Ignored in the
+//! normal test run: they report numbers, they do not pass or fail on speed.
+//! Results are written as JSON under `target/bench/`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use mailroom_backend::config::TestArgs;
+use mailroom_backend::test_email::Tester;
+use mailroom_fakes::{addr, FakeEntra, FakeSmtp, SmtpConfig, TestPki};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+fn out_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// The floor: the same steps with nothing but a form POST and a raw SMTP
+/// dialogue over tokio-rustls (token, EHLO, STARTTLS, EHLO, XOAUTH2, one message).
+async fn minimal_client(entra: &str, port: u16, ca_pem: &str) {
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{entra}/{TENANT}/oauth2/v2.0/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("client_secret", SECRET),
+            ("scope", "https://outlook.office365.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+
+    /// Reads one reply, multi-line ones included; returns its last line.
+    async fn reply<S: tokio::io::AsyncBufRead + Unpin>(r: &mut S) -> String {
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return line;
+            }
+        }
+    }
+    let tcp = TcpStream::connect(("localhost", port)).await.unwrap();
+    let mut plain = BufReader::new(tcp);
+    reply(&mut plain).await;
+    plain.get_mut().write_all(b"EHLO bench\r\n").await.unwrap();
+    reply(&mut plain).await;
+    plain.get_mut().write_all(b"STARTTLS\r\n").await.unwrap();
+    reply(&mut plain).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            ServerName::try_from("localhost").unwrap(),
+            plain.into_inner(),
+        )
+        .await
+        .unwrap();
+    let mut s = BufReader::new(tls);
+    s.get_mut().write_all(b"EHLO bench\r\n").await.unwrap();
+    reply(&mut s).await;
+    let blob = base64::engine::general_purpose::STANDARD
+        .encode(format!("user={}\x01auth=Bearer {token}\x01\x01", mailer()));
+    s.get_mut()
+        .write_all(format!("AUTH XOAUTH2 {blob}\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(reply(&mut s).await.starts_with("235"));
+    s.get_mut()
+        .write_all(format!("MAIL FROM:<{}>\r\n", mailer()).as_bytes())
+        .await
+        .unwrap();
+    reply(&mut s).await;
+    s.get_mut()
+        .write_all(format!("RCPT TO:<{}>\r\n", addr("admin", "contoso.com")).as_bytes())
+        .await
+        .unwrap();
+    reply(&mut s).await;
+    s.get_mut().write_all(b"DATA\r\n").await.unwrap();
+    reply(&mut s).await;
+    s.get_mut()
+        .write_all(b"Subject: bench\r\n\r\nhello\r\n.\r\n")
+        .await
+        .unwrap();
+    assert!(reply(&mut s).await.starts_with("250"));
+    s.get_mut().write_all(b"QUIT\r\n").await.unwrap();
+    reply(&mut s).await;
+}
+
+#[tokio::test]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_test_email_against_the_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new("Bench CA");
+    let ca = dir.path().join("ca.pem");
+    pki.write_ca(&ca);
+    let entra = FakeEntra::start().await;
+    entra.register(TENANT, CLIENT, SECRET);
+    let smtp = FakeSmtp::start(SmtpConfig::default(), &pki, entra.issued_tokens()).await;
+    let args = TestArgs {
+        entra_authority: Some(entra.authority()),
+        extra_ca_file: Some(ca),
+    };
+    let settings = oauth_settings("localhost", smtp.port());
+    let to = addr("admin", "contoso.com");
+    const RUNS: usize = 30;
+    // Warm up both paths once.
+    assert!(Tester::new(&args).unwrap().run(&settings, &to).await.ok);
+    minimal_client(&entra.authority(), smtp.port(), &pki.ca_pem).await;
+
+    let (mut ours, mut floor) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let tester = Tester::new(&args).unwrap(); // fresh cache: a full OAuth test
+        let t = Instant::now();
+        assert!(tester.run(&settings, &to).await.ok);
+        ours.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        minimal_client(&entra.authority(), smtp.port(), &pki.ca_pem).await;
+        floor.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let tester = Tester::new(&args).unwrap();
+    let before = entra.requests();
+    assert!(tester.run(&settings, &to).await.ok);
+    let mut cached = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        assert!(tester.run(&settings, &to).await.ok);
+        cached.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let token_requests = entra.requests() - before;
+    let (o, f, c) = (median(ours), median(floor), median(cached));
+    let json = serde_json::json!({
+        "runs": RUNS, "ours_ms": o, "floor_ms": f, "ratio": o / f,
+        "cached_ms": c, "cached_runs": RUNS + 1, "token_requests_for_cached_runs": token_requests,
+    });
+    println!("BENCH test_email {json}");
+    std::fs::write(out_dir().join("test_email.json"), json.to_string()).unwrap();
+    assert_eq!(token_requests, 1, "the cached runs share one token");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_server_start_rss_and_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_mailroom");
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            TOKEN,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("MAILROOM_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next_line().await.unwrap().unwrap();
+        if let Some(u) = line.strip_prefix("listening on ") {
+            break u.to_string();
+        }
+    };
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(format!("{url}/api/health")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    let start_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let pid = child.id().unwrap();
+    let idle_rss = rss_kib(pid);
+
+    // Save settings once, then load GET /api/settings: 32 connections, bounded to 5 s.
+    let body =
+        serde_json::json!({"settings": oauth_settings("smtp.office365.com", 587), "version": 0});
+    let r = http
+        .put(format!("{url}/api/settings"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let workers = (0..32).map(|_| {
+        let (http, url) = (reqwest::Client::new(), url.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = http
+                    .get(format!("{url}/api/settings"))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let _ = r.bytes().await.unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        })
+    });
+    let load_started = Instant::now();
+    let mut all = Vec::new();
+    for w in futures_util::future::join_all(workers).await {
+        all.extend(w.unwrap());
+    }
+    let secs = load_started.elapsed().as_secs_f64();
+    let loaded_rss = rss_kib(pid);
+    let json = serde_json::json!({
+        "start_to_health_ms": start_ms, "idle_rss_kib": idle_rss, "rss_after_load_kib": loaded_rss,
+        "requests": all.len(), "concurrency": 32, "seconds": secs,
+        "rps": all.len() as f64 / secs, "p50_ms": median(all.clone()), "p99_ms": percentile(all, 0.99),
+    });
+    println!("BENCH server {json}");
+    std::fs::write(out_dir().join("server.json"), json.to_string()).unwrap();
+    let _ = child.start_kill();
+}
