@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod catalogue;
+pub mod fixtures;
 pub mod parse;
 pub mod powershell;
 pub mod settings;

@@ -454,23 +454,10 @@ mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test;
 
-    const TENANT: &str = "0b4f1c2a-1234-4abc-9def-0123456789ab";
-    const CLIENT: &str = "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab";
-
-    fn mailer() -> String {
-        format!("{}@{}", "mailer", "contoso.com")
-    }
+    use crate::fixtures::{mailer, TENANT};
 
     fn oauth() -> Settings {
-        Settings {
-            tenant_id: Some(TENANT.into()),
-            client_id: Some(CLIENT.into()),
-            client_secret: Some("abc8Q~s3cr3t-value_xyz".into()),
-            username: Some(mailer()),
-            sender_name: "Contoso notifications".into(),
-            sender_email: mailer(),
-            ..Settings::for_provider(Provider::Office365)
-        }
+        crate::fixtures::office365_oauth("smtp.office365.com", 587)
     }
 
     fn errors(s: &Settings, field: &str) -> Vec<String> {

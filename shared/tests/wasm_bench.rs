@@ -2,23 +2,13 @@
 //! for `cargo xtask bench`. It reports; it never fails on speed.
 #![cfg(target_arch = "wasm32")]
 
-use mailroom_shared::{Provider, Settings};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
 fn validate_timing_in_the_browser() {
-    let mailer = format!("{}@{}", "mailer", "contoso.com");
-    let settings = Settings {
-        tenant_id: Some("0b4f1c2a-1234-4abc-9def-0123456789ab".into()),
-        client_id: Some("6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab".into()),
-        client_secret: Some("abc8Q~s3cr3t-value_xyz".into()),
-        username: Some(mailer.clone()),
-        sender_name: "Contoso notifications".into(),
-        sender_email: mailer,
-        ..Settings::for_provider(Provider::Office365)
-    };
+    let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
     let perf = web_sys::window().unwrap().performance().unwrap();
     // 10 batches of 1,000: performance.now() is coarse, a batch is not.
     let mut per_run_us = Vec::new();

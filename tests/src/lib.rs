@@ -13,19 +13,10 @@ use tokio::process::{Child, Command};
 
 /// The admin token every scenario signs in with.
 pub const TOKEN: &str = "e2e-admin-token-0123456789abcdef";
-/// The tenant registered with the fake Entra.
-pub const TENANT: &str = "0b4f1c2a-1234-4abc-9def-0123456789ab";
-/// The client registered with the fake Entra.
-pub const CLIENT: &str = "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab";
-/// The client secret's Value registered with the fake Entra.
-pub const SECRET: &str = "Xy8Q~e2eSecretValue0123456789abcdefghij";
+/// The app registered with the fake Entra.
+pub use mailroom_shared::fixtures::{mailer, CLIENT, SECRET, TENANT};
 /// How long any wait in the UI may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(30);
-
-/// Addresses are built from parts so no tool rewrites them.
-pub fn mailer() -> String {
-    mailroom_fakes::addr("mailer", "contoso.com")
-}
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

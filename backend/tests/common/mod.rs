@@ -1,5 +1,5 @@
 //! Helpers shared by the backend's integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::Path;
 
@@ -9,17 +9,11 @@ use axum::Router;
 use http_body_util::BodyExt;
 use mailroom_backend::config::{ServeArgs, TestArgs};
 use mailroom_backend::server::{app, AppState};
-use mailroom_shared::{Provider, Settings};
+use mailroom_shared::Settings;
 use tower::ServiceExt;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
-pub const TENANT: &str = "0b4f1c2a-1234-4abc-9def-0123456789ab";
-pub const CLIENT: &str = "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab";
-pub const SECRET: &str = "Xy8Q~abcDEFghiJKLmnoPQRstuVWXyz0123456789";
-
-pub fn mailer() -> String {
-    format!("{}@{}", "mailer", "contoso.com")
-}
+pub use mailroom_shared::fixtures::{mailer, CLIENT, SECRET, TENANT};
 
 pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
     ServeArgs {
@@ -39,17 +33,7 @@ pub async fn router(dir: &Path, test: TestArgs) -> (Router, AppState) {
 
 /// Valid Office 365 OAuth settings pointing at `host:port`.
 pub fn oauth_settings(host: &str, port: u16) -> Settings {
-    Settings {
-        tenant_id: Some(TENANT.into()),
-        client_id: Some(CLIENT.into()),
-        client_secret: Some(SECRET.into()),
-        username: Some(mailer()),
-        sender_name: "Contoso notifications".into(),
-        sender_email: mailer(),
-        host: host.into(),
-        port,
-        ..Settings::for_provider(Provider::Office365)
-    }
+    mailroom_shared::fixtures::office365_oauth(host, port)
 }
 
 pub struct Reply {
