@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use common::*;
 use mailroom_backend::config::TestArgs;
-use mailroom_backend::test_email::Tester;
+use mailroom_backend::test_email::{Tester, Timeouts};
 use mailroom_fakes::{addr, EntraMode, FakeEntra, FakeSmtp, SmtpConfig, TestPki, TlsMode};
 use mailroom_shared::api::{Stage, TestResult};
 use mailroom_shared::{AuthMethod, Security, Settings};
@@ -307,7 +307,11 @@ async fn unreachable_and_slow_token_endpoints() {
     assert!(r.message.contains("Could not connect"), "{r:?}");
 
     rig.entra.set_mode(EntraMode::Delay(Duration::from_secs(5)));
-    let tester = Tester::with_token_timeout(&rig.args, Duration::from_millis(500)).unwrap();
+    let timeouts = Timeouts {
+        token: Duration::from_millis(500),
+        ..Timeouts::default()
+    };
+    let tester = Tester::with_timeouts(&rig.args, timeouts).unwrap();
     let started = std::time::Instant::now();
     let r = tester.run(&rig.settings(), &recipient()).await;
     assert!(
@@ -582,6 +586,38 @@ async fn refused_and_dropped_connections() {
     .await;
     assert_fails(&r, Stage::Auth, None);
     assert!(r.message.contains("closed the connection"), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_within_the_session_limit() {
+    let rig = Rig::start(SmtpConfig::default()).await;
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            open.push(tcp);
+        }
+    });
+    let timeouts = Timeouts {
+        session: Duration::from_millis(400),
+        ..Timeouts::default()
+    };
+    let tester = Tester::with_timeouts(&rig.args, timeouts).unwrap();
+    let started = std::time::Instant::now();
+    let r = tester
+        .run(&oauth_settings("127.0.0.1", port), &recipient())
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_fails(&r, Stage::Connect, None);
+    assert!(
+        r.message
+            .contains("accepted the connection but sent no greeting"),
+        "{r:?}"
+    );
+    assert!(r.hint.unwrap().contains("check the host and port"));
+    held.abort();
 }
 
 #[tokio::test]

@@ -189,15 +189,21 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings) -> Diagnosis {
             format!("The SMTP host {} could not be resolved ({detail}).", s.host),
             "Check the spelling of the SMTP host, and this server's DNS.".into(),
         ),
+        SmtpFailure::ConnectTimeout => d(
+            Stage::Connect,
+            None,
+            format!("No answer from {host} within 10 seconds: the connection could not be opened."),
+            "A firewall may block outgoing SMTP (many hosting providers block 25 and 587); check the host, port and the network path.".into(),
+        ),
         SmtpFailure::Timeout(stage) => d(
             *stage,
             None,
             if *stage == Stage::Connect {
-                format!("No answer from {host} within 10 seconds.")
+                format!("The server at {host} accepted the connection but sent no greeting in time.")
             } else {
-                format!("The SMTP server at {host} stopped answering during the {} stage (30-second limit).", stage.as_str())
+                format!("The SMTP server at {host} stopped answering during the {} stage.", stage.as_str())
             },
-            "A firewall may block outgoing SMTP (many hosting providers block 25 and 587); check the host, port and the network path.".into(),
+            "The server may be overloaded, or something other than an SMTP server listens there: check the host and port, and try again.".into(),
         ),
         SmtpFailure::NoStarttls => d(
             Stage::Tls,

@@ -28,9 +28,31 @@ use crate::server::AppState;
 use smtp::{SmtpAuth, SmtpFailure, SmtpPlan, TlsTrust};
 use token::{TokenClient, TokenRequest};
 
+/// How long each part of a test may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The token request (15 s).
+    pub token: std::time::Duration,
+    /// Opening the SMTP connection (10 s).
+    pub connect: std::time::Duration,
+    /// The whole SMTP session (30 s).
+    pub session: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            token: token::TOKEN_TIMEOUT,
+            connect: smtp::CONNECT_TIMEOUT,
+            session: smtp::SESSION_TIMEOUT,
+        }
+    }
+}
+
 /// Runs test emails; holds the token cache and the TLS trust.
 #[derive(Debug)]
 pub struct Tester {
+    timeouts: Timeouts,
     authority_override: Option<String>,
     trust: TlsTrust,
     tokens: TokenClient,
@@ -138,23 +160,21 @@ pub fn build_message(s: &Settings, to: &Address) -> Result<(Address, Vec<u8>), S
 }
 
 impl Tester {
-    /// Loads the TLS trust and builds the token client.
+    /// Loads the TLS trust and builds the token client, with the standard timeouts.
     pub fn new(args: &TestArgs) -> Result<Self, String> {
-        Self::with_token_timeout(args, token::TOKEN_TIMEOUT)
+        Self::with_timeouts(args, Timeouts::default())
     }
 
-    /// As [`Tester::new`], with another token timeout (tests use a short one).
-    pub fn with_token_timeout(
-        args: &TestArgs,
-        timeout: std::time::Duration,
-    ) -> Result<Self, String> {
+    /// As [`Tester::new`], with other timeouts (tests use short ones).
+    pub fn with_timeouts(args: &TestArgs, timeouts: Timeouts) -> Result<Self, String> {
         Ok(Tester {
+            timeouts,
             authority_override: args
                 .entra_authority
                 .clone()
                 .map(|a| a.trim_end_matches('/').to_string()),
             trust: TlsTrust::load(args.extra_ca_file.as_deref())?,
-            tokens: TokenClient::new(timeout)?,
+            tokens: TokenClient::new(timeouts.token)?,
         })
     }
 
@@ -278,6 +298,8 @@ impl Tester {
                 from: from.clone(),
                 to: to.clone(),
                 message: message.clone(),
+                connect_timeout: self.timeouts.connect,
+                session_timeout: self.timeouts.session,
             };
             let outcome = smtp::run(&plan, &self.trust).await;
             stages.extend(outcome.stages);

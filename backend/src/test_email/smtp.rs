@@ -66,6 +66,10 @@ pub struct SmtpPlan {
     pub to: Address,
     /// The formatted message.
     pub message: Vec<u8>,
+    /// Time allowed to open the TCP connection, normally [`CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// Time allowed for the whole session, normally [`SESSION_TIMEOUT`].
+    pub session_timeout: Duration,
 }
 
 /// How an SMTP session failed.
@@ -86,6 +90,8 @@ pub enum SmtpFailure {
     Refused,
     /// No answer in time.
     Timeout(Stage),
+    /// The TCP connection could not be opened in time.
+    ConnectTimeout,
     /// STARTTLS was required but not offered.
     NoStarttls,
     /// The TLS handshake failed; with the certificate's subject and issuer when seen.
@@ -496,7 +502,7 @@ async fn handshake(
     })
 }
 
-/// Runs the session within [`SESSION_TIMEOUT`].
+/// Runs the session within the plan's session timeout.
 pub async fn run(plan: &SmtpPlan, trust: &TlsTrust) -> SmtpOutcome {
     let log = Arc::new(Mutex::new(Recorder::default()));
     let mut session = Session {
@@ -504,7 +510,7 @@ pub async fn run(plan: &SmtpPlan, trust: &TlsTrust) -> SmtpOutcome {
         log: log.clone(),
     };
     let started = Instant::now();
-    let result = tokio::time::timeout(SESSION_TIMEOUT, drive(plan, trust, &mut session)).await;
+    let result = tokio::time::timeout(plan.session_timeout, drive(plan, trust, &mut session)).await;
     let failure = match result {
         Ok(Ok(())) => None,
         Ok(Err(f)) => Some(f),
@@ -540,7 +546,7 @@ async fn drive(plan: &SmtpPlan, trust: &TlsTrust, s: &mut Session) -> Result<(),
     // connect: TCP
     let t = Instant::now();
     let tcp = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
+        plan.connect_timeout,
         TcpStream::connect((plan.host.as_str(), plan.port)),
     )
     .await
@@ -559,7 +565,7 @@ async fn drive(plan: &SmtpPlan, trust: &TlsTrust, s: &mut Session) -> Result<(),
         }
         Err(_) => {
             s.record(Stage::Connect, false, t);
-            return Err(SmtpFailure::Timeout(Stage::Connect));
+            return Err(SmtpFailure::ConnectTimeout);
         }
     };
     // Deliberately no TCP_NODELAY (every command is one write followed by a
