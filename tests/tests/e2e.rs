@@ -82,6 +82,27 @@ async fn first_run_test_save_and_reload() {
 
     fill_oauth(&b, &fakes, SECRET, &mailer()).await;
     b.screenshot("filled-form").await;
+    b.client
+        .execute(
+            "document.querySelector('.checklist').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    b.screenshot("checklist").await;
+    b.client
+        .set_window_size(390, 1400)
+        .await
+        .expect("phone width");
+    b.client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .expect("scroll");
+    b.screenshot("phone-form").await;
+    b.client
+        .set_window_size(1280, 1800)
+        .await
+        .expect("desktop width");
     let result = run_test_email(&b).await;
     assert!(result.contains("Success"), "{result}");
     b.screenshot("test-result").await;
