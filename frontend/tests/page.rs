@@ -384,3 +384,37 @@ async fn hint_without_commands_is_plain_text() {
     assert_eq!(text_of(&root, ".hint").unwrap(), "Check the host and port.");
     assert!(root.query_selector(".command").unwrap().is_none());
 }
+
+#[wasm_bindgen_test]
+fn api_json_round_trips_the_contract_shapes() {
+    use mailroom_frontend::api::{decode, encode};
+    use mailroom_shared::api::{ErrorBody, PutSettings};
+    let mut settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    settings.password = None;
+    let text = encode(&PutSettings {
+        settings: settings.clone(),
+        version: 7,
+    })
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["version"], 7);
+    assert_eq!(v["settings"]["port"], 587);
+    assert_eq!(v["settings"]["client_hostname"], serde_json::Value::Null);
+    assert!(
+        v["settings"].get("password").is_none(),
+        "absent secrets stay absent"
+    );
+    let back: PutSettings = decode(&text).unwrap();
+    assert_eq!(back.settings, settings);
+
+    let err: ErrorBody =
+        decode(r#"{"message": "The settings are not valid.", "errors": {"tenant_id": ["x"]}}"#)
+            .unwrap();
+    assert_eq!(err.errors["tenant_id"], vec!["x".to_string()]);
+    let r: SettingsResponse =
+        decode(r#"{"settings": null, "version": 3, "updated_at": null}"#).unwrap();
+    assert_eq!(r.version, 3);
+    let unit: Option<()> = decode("null");
+    assert_eq!(unit, Some(()));
+    assert!(decode::<SettingsResponse>("<html>").is_none());
+}

@@ -217,7 +217,7 @@ pub fn bench() -> Result<(), String> {
     for (ext, raw, gz) in &bundle {
         let _ = writeln!(md, "| .{ext} | {raw} | {gz} |");
     }
-    let _ = writeln!(md, "\nBuilt by `trunk build --release` with the `wasm-release` profile (`opt-level = \"z\"`, LTO, one codegen unit, `panic = \"abort\"`) and `wasm-opt -Oz --converge`. The app avoids `regex`, `chrono` and `#[serde(flatten)]` (which alone cost ~4.5 KB gzipped). The server also serves brotli, which is smaller still.");
+    let _ = writeln!(md, "\nBuilt by `trunk build --release` with the `wasm-release` profile (`opt-level = \"z\"`, LTO, one codegen unit, `panic = \"abort\"`) and `wasm-opt -Oz --converge`. The app avoids `regex`, `chrono`, `#[serde(flatten)]` (~4.5 KB gzipped) and serde_json (JSON goes through the browser's `JSON` object and serde-wasm-bindgen: ~3.5 KB). The server also serves brotli, which is smaller still.");
     let _ = writeln!(md, "\n## How each number is taken\n");
     let _ = writeln!(md, "- **Bundle:** sizes of the `.wasm`, `.js` and `.css` files in `dist/`, gzipped with `gzip -9`.");
     let _ = writeln!(md, "- **validate() natively:** `cargo bench -p mailroom-shared --bench validate` (criterion), valid Office 365 OAuth settings; the median estimate.");
