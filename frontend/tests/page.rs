@@ -418,3 +418,67 @@ fn api_json_round_trips_the_contract_shapes() {
     assert_eq!(unit, Some(()));
     assert!(decode::<SettingsResponse>("<html>").is_none());
 }
+
+fn valid_initial() -> SettingsResponse {
+    let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    SettingsResponse {
+        settings: Some(PublicSettings::new(
+            settings,
+            StoredSecrets {
+                client_secret: true,
+                password: false,
+            },
+        )),
+        version: 1,
+        updated_at: None,
+    }
+}
+
+#[wasm_bindgen_test]
+async fn unsaved_changes_guard_the_page() {
+    let root = mount_form(valid_initial()).await;
+    let window = web_sys::window().unwrap();
+    assert!(window.onbeforeunload().is_none(), "nothing to lose yet");
+    type_into(&root, "sender_name", "Renamed").await;
+    assert!(window.onbeforeunload().is_some(), "leaving now asks first");
+    window.set_onbeforeunload(None);
+}
+
+#[wasm_bindgen_test]
+async fn test_dialog_validates_the_recipient_and_closes_with_escape() {
+    let root = mount_form(valid_initial()).await;
+    click(&root, "#test-button").await;
+    yew::scheduler::flush().await;
+    let doc = web_sys::window().unwrap().document().unwrap();
+    assert_eq!(
+        doc.active_element().unwrap().id(),
+        "recipient",
+        "focus moves into the dialog"
+    );
+    let user = format!("{}@{}", "mailer", "contoso.com");
+    let recipient: HtmlInputElement = find(&root, "#recipient").dyn_into().unwrap();
+    assert_eq!(recipient.value(), user, "prefilled with the username");
+    type_into(&root, "recipient", "not-an-address").await;
+    assert!(text_of(&root, "#recipient-error")
+        .unwrap()
+        .contains("recipient address"));
+    assert_eq!(
+        find(&root, "#recipient")
+            .get_attribute("aria-invalid")
+            .as_deref(),
+        Some("true")
+    );
+    type_into(&root, "recipient", &user).await;
+    assert!(text_of(&root, "#recipient-error").is_none());
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key("Escape");
+    init.set_bubbles(true);
+    let escape =
+        web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    find(&root, ".dialog").dispatch_event(&escape).unwrap();
+    yew::scheduler::flush().await;
+    assert!(
+        root.query_selector(".dialog").unwrap().is_none(),
+        "Escape closes the dialog"
+    );
+}

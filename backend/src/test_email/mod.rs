@@ -376,6 +376,28 @@ mod tests {
     }
 
     #[test]
+    fn claims_that_do_not_match_the_settings_get_hints() {
+        let s = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        let matching = TokenClaims {
+            tid: s.tenant_id.clone(),
+            appid: s.client_id.clone(),
+            roles: vec!["SMTP.SendAsApp".into()],
+            ..TokenClaims::default()
+        };
+        assert!(hint_for_claims(&matching, &s).is_empty());
+        let other = TokenClaims {
+            tid: Some("11111111-2222-4333-8444-555555555555".into()),
+            appid: Some("99999999-2222-4333-8444-555555555555".into()),
+            roles: vec![],
+            ..TokenClaims::default()
+        };
+        let hints = hint_for_claims(&other, &s).join(" ");
+        assert!(hints.contains("issued by tenant 11111111"), "{hints}");
+        assert!(hints.contains("issued to application 99999999"), "{hints}");
+        assert!(hints.contains("no SMTP.SendAsApp role"), "{hints}");
+    }
+
+    #[test]
     fn masking_covers_auth_lines_challenges_and_values() {
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut t = vec![
