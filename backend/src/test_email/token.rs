@@ -128,15 +128,24 @@ impl std::fmt::Debug for TokenClient {
     }
 }
 
+/// The innermost causes of an error, without reqwest's "error sending request
+/// for url (…)" wrapper, which only repeats what the message already says.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
+    let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        parts.push(s.to_string());
         source = s.source();
     }
-    out
+    let useful: Vec<String> = parts
+        .into_iter()
+        .filter(|p| !p.starts_with("error sending request") && !p.starts_with("client error"))
+        .collect();
+    if useful.is_empty() {
+        e.to_string()
+    } else {
+        useful.join(": ")
+    }
 }
 
 /// Whether an error text says the host name did not resolve.
