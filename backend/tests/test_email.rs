@@ -305,8 +305,16 @@ async fn unreachable_and_slow_token_endpoints() {
         .await;
     assert_fails(&r, Stage::Token, None);
     assert!(r.message.contains("Could not connect"), "{r:?}");
-    assert!(r.message.to_lowercase().contains("refused"), "{}", r.message);
-    assert!(!r.message.contains("error sending request"), "{}", r.message);
+    assert!(
+        r.message.to_lowercase().contains("refused"),
+        "{}",
+        r.message
+    );
+    assert!(
+        !r.message.contains("error sending request"),
+        "{}",
+        r.message
+    );
 
     rig.entra.set_mode(EntraMode::Delay(Duration::from_secs(5)));
     let timeouts = Timeouts {
