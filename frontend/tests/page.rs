@@ -79,6 +79,12 @@ async fn click(root: &Element, selector: &str) {
     yew::scheduler::flush().await;
 }
 
+/// The id of the element that has the focus.
+fn active_id() -> String {
+    let doc = web_sys::window().unwrap().document().unwrap();
+    doc.active_element().map(|e| e.id()).unwrap_or_default()
+}
+
 fn text_of(root: &Element, selector: &str) -> Option<String> {
     root.query_selector(selector)
         .unwrap()
@@ -249,13 +255,7 @@ async fn submit_shows_every_error_and_focuses_the_first() {
     type_into(&root, "sender_name", "Contoso").await;
     click(&root, "#save-button").await;
     yew::scheduler::flush().await;
-    let active = web_sys::window()
-        .unwrap()
-        .document()
-        .unwrap()
-        .active_element()
-        .unwrap();
-    assert_eq!(active.id(), "tenant_id");
+    assert_eq!(active_id(), "tenant_id");
     for id in [
         "tenant_id",
         "client_id",
@@ -302,13 +302,7 @@ async fn submit_opens_advanced_to_focus_a_host_error() {
     click(&root, "#save-button").await;
     yew::scheduler::flush().await;
     assert!(find(&root, "#advanced").has_attribute("open"));
-    let active = web_sys::window()
-        .unwrap()
-        .document()
-        .unwrap()
-        .active_element()
-        .unwrap();
-    assert_eq!(active.id(), "host");
+    assert_eq!(active_id(), "host");
     assert!(text_of(&root, "#host-error")
         .unwrap()
         .contains("without the port"));
@@ -449,12 +443,7 @@ async fn test_dialog_validates_the_recipient_and_closes_with_escape() {
     let root = mount_form(valid_initial()).await;
     click(&root, "#test-button").await;
     yew::scheduler::flush().await;
-    let doc = web_sys::window().unwrap().document().unwrap();
-    assert_eq!(
-        doc.active_element().unwrap().id(),
-        "recipient",
-        "focus moves into the dialog"
-    );
+    assert_eq!(active_id(), "recipient", "focus moves into the dialog");
     let user = format!("{}@{}", "mailer", "contoso.com");
     let recipient: HtmlInputElement = find(&root, "#recipient").dyn_into().unwrap();
     assert_eq!(recipient.value(), user, "prefilled with the username");
