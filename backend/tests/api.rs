@@ -310,6 +310,7 @@ async fn bad_bodies_get_4xx_json_never_5xx() {
         let short = &body[..body.len().min(60)];
         assert_eq!(r.status, status, "{short}: {:?}", r.json);
         assert!(r.json["message"].is_string(), "{short}: JSON message");
+        assert!(r.json["errors"].is_object(), "{short}: JSON errors object");
         if let Some(f) = field {
             assert!(
                 r.json["errors"][f].is_array(),

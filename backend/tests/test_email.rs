@@ -841,6 +841,16 @@ async fn check_command_exit_codes() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tenant_id"));
 
+    let wrong_type = run(serde_json::json!({"port": "587"}), recipient())
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong_type.stderr);
+    assert!(
+        stderr.contains("The field port has a wrong value"),
+        "{stderr}"
+    );
+
     let usage = run(
         serde_json::to_value(rig.settings()).unwrap(),
         "not-an-address".into(),

@@ -156,8 +156,9 @@ impl std::fmt::Debug for LoginRequest {
 pub struct ErrorBody {
     /// One sentence for a person.
     pub message: String,
-    /// Messages keyed by SETTINGS field name (and `recipient`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Messages keyed by SETTINGS field name (and `recipient`); `{}` when the
+    /// problem is not tied to a field. Always present, as CONTRACT §2 shows it.
+    #[serde(default)]
     pub errors: BTreeMap<String, Vec<String>>,
 }
 
