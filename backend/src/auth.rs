@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -219,7 +219,7 @@ async fn login(State(state): State<AppState>, req: Request) -> Result<Response, 
         return Err(AppError::TooManyRequests(wait));
     }
     let secure = behind_tls(req.headers());
-    let ApiJson(body): ApiJson<LoginRequest> = ApiJson::from_request_ext(req, &state).await?;
+    let ApiJson(body): ApiJson<LoginRequest> = ApiJson::from_request(req, &state).await?;
     if !state.auth.token_matches(body.token.trim()) {
         state.auth.record_failure(ip);
         tracing::warn!(%ip, "failed sign-in");
@@ -252,12 +252,6 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Respon
         HeaderValue::from_static("mailroom_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     response
-}
-
-impl<T: serde::de::DeserializeOwned> ApiJson<T> {
-    async fn from_request_ext(req: Request, state: &AppState) -> Result<Self, AppError> {
-        <Self as axum::extract::FromRequest<AppState>>::from_request(req, state).await
-    }
 }
 
 /// `/api/login`, open to everyone (`/api/logout` sits behind [`require_admin`]).

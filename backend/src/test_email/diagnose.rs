@@ -168,7 +168,6 @@ pub fn enhanced_code(text: &str) -> Option<String> {
 /// Explains an SMTP failure.
 pub fn smtp_failure(f: &SmtpFailure, s: &Settings) -> Diagnosis {
     let host = format!("{}:{}", s.host, s.port);
-    let user = s.username.as_deref().unwrap_or_default().to_string();
     let d = |stage: Stage, code: Option<String>, message: String, hint: String| Diagnosis {
         stage,
         code,
@@ -243,7 +242,7 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings) -> Diagnosis {
             *stage,
             None,
             format!("The connection to {host} failed during the {} stage: {detail}.", stage.as_str()),
-            if user.is_empty() { "Check the host, port and security mode.".into() } else { "Check the host, port and security mode, then try again.".into() },
+            "Check the host, port and security mode, then try again.".into(),
         ),
     }
 }

@@ -85,7 +85,7 @@ pub fn mask_transcript(lines: &mut [TranscriptLine], secrets: &[&str]) {
                 }
             }
             mailroom_shared::api::Direction::Server => {
-                if !line.line.starts_with("334") && !line.line.starts_with("3") {
+                if !line.line.starts_with('3') {
                     in_auth = false;
                 }
             }
