@@ -3,19 +3,18 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use mailroom_shared::api::LoginRequest;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -35,6 +34,7 @@ pub const MAX_FAILURES: u32 = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Where the admin token came from.
+#[derive(Debug)]
 pub struct AdminToken {
     /// The token.
     pub token: Secret,
@@ -42,13 +42,23 @@ pub struct AdminToken {
     pub generated_into: Option<std::path::PathBuf>,
 }
 
-/// Takes the configured token, else reads `<data-dir>/admin-token`, else
+/// The shortest `--admin-token` accepted (CONTRACT §2).
+pub const MIN_TOKEN_LEN: usize = 24;
+
+/// Takes the configured token (refusing one shorter than [`MIN_TOKEN_LEN`]), else reads `<data-dir>/admin-token`, else
 /// generates one there with mode 0600.
 pub fn resolve_admin_token(
     data_dir: &Path,
     configured: Option<String>,
 ) -> std::io::Result<AdminToken> {
     if let Some(t) = configured.filter(|t| !t.trim().is_empty()) {
+        let len = t.trim().chars().count();
+        if len < MIN_TOKEN_LEN {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("the configured admin token (--admin-token or MAILROOM_ADMIN_TOKEN) is {len} characters long; use at least {MIN_TOKEN_LEN} random characters, for example from `openssl rand -hex 24`"),
+            ));
+        }
         return Ok(AdminToken {
             token: Secret::new(t.trim()),
             generated_into: None,
@@ -70,13 +80,7 @@ pub fn resolve_admin_token(
     let mut bytes = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut bytes);
     let token = hex::encode(bytes);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    f.write_all(token.as_bytes())?;
-    f.sync_all()?;
+    crate::crypto::write_private_file(&path, token.as_bytes())?;
     Ok(AdminToken {
         token: Secret::new(token),
         generated_into: Some(path),
@@ -87,11 +91,91 @@ fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
 
+/// Counts failed attempts per address: after [`MAX_FAILURES`] within
+/// [`FAILURE_WINDOW`], the address is locked out until the window ends.
+///
+/// The check and the count happen under one lock ([`FailureLimit::attempt`]),
+/// so a burst of parallel guesses gets no more tries than a sequence would.
+#[derive(Debug, Default)]
+pub struct FailureLimit {
+    entries: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// Why an attempt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The credential was wrong; the failure is counted.
+    Wrong,
+    /// The address is locked out: wait this many seconds.
+    LockedOut(u64),
+}
+
+impl FailureLimit {
+    /// Decides one attempt whose credential was `ok`: refused while the address
+    /// is locked out (whatever the credential), counted when wrong, and the
+    /// count cleared when right.
+    pub fn attempt(&self, ip: IpAddr, ok: bool) -> Result<(), Refused> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        entries.retain(|_, (_, first)| now.duration_since(*first) < FAILURE_WINDOW);
+        if let Some((count, first)) = entries.get(&ip) {
+            if *count >= MAX_FAILURES {
+                let left = FAILURE_WINDOW.saturating_sub(now.duration_since(*first));
+                return Err(Refused::LockedOut(left.as_secs().max(1)));
+            }
+        }
+        if ok {
+            entries.remove(&ip);
+            return Ok(());
+        }
+        entries.entry(ip).or_insert((0, now)).0 += 1;
+        Err(Refused::Wrong)
+    }
+
+    /// Seconds to wait when this address is locked out now.
+    pub fn locked_for(&self, ip: IpAddr) -> Option<u64> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, first) = entries.get(&ip)?;
+        let elapsed = first.elapsed();
+        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW)
+            .then(|| (FAILURE_WINDOW - elapsed).as_secs().max(1))
+    }
+
+    /// How many addresses are being tracked (old ones are pruned on each attempt).
+    pub fn tracked(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of `--public-url`, lower case.
+pub fn parse_public_url(url: &str) -> Result<String, String> {
+    let url = url.trim();
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("--public-url {url} must be a full URL, like https://mail.contoso.com")
+    })?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "--public-url {url} must start with https:// (or http://)"
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') {
+        return Err(format!(
+            "--public-url {url} must name a host, like https://mail.contoso.com"
+        ));
+    }
+    Ok(format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
 /// The sign-in state: the token's digest, live sessions, and failure counts.
 pub struct AdminAuth {
     token_digest: [u8; 32],
     sessions: Mutex<HashMap<[u8; 32], Instant>>,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Failed sign-ins and wrong bearer tokens, per address.
+    pub failures: FailureLimit,
+    /// The origin of `--public-url`, when set.
+    public_origin: Option<String>,
 }
 
 impl std::fmt::Debug for AdminAuth {
@@ -100,13 +184,21 @@ impl std::fmt::Debug for AdminAuth {
     }
 }
 
+/// How a request proved it comes from an administrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    Bearer,
+    Cookie,
+}
+
 impl AdminAuth {
-    /// Sign-in for this token.
-    pub fn new(token: &Secret) -> Self {
+    /// Sign-in for this token; `public_origin` from [`parse_public_url`].
+    pub fn new(token: &Secret, public_origin: Option<String>) -> Self {
         AdminAuth {
             token_digest: digest(token.expose()),
             sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            failures: FailureLimit::default(),
+            public_origin,
         }
     }
 
@@ -140,32 +232,69 @@ impl AdminAuth {
             .remove(&digest(id));
     }
 
-    /// Seconds to wait when this address is blocked.
-    fn blocked_for(&self, ip: IpAddr) -> Option<u64> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (count, first) = failures.get(&ip)?;
-        let elapsed = first.elapsed();
-        (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW)
-            .then(|| (FAILURE_WINDOW - elapsed).as_secs().max(1))
-    }
-
-    fn record_failure(&self, ip: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = failures.entry(ip).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            *entry = (0, Instant::now());
+    /// Whether the session cookie must be `Secure`: `--public-url` is https,
+    /// or a TLS-terminating proxy says so.
+    fn secure_cookie(&self, headers: &HeaderMap) -> bool {
+        match &self.public_origin {
+            Some(origin) => origin.starts_with("https://"),
+            None => behind_tls(headers),
         }
-        entry.0 += 1;
     }
 
-    fn clear_failures(&self, ip: IpAddr) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ip);
+    /// Whether a request comes from the server's own origin: `Sec-Fetch-Site:
+    /// same-origin`, or an `Origin` equal to `--public-url`'s (else to the
+    /// request's own `Host`, with `X-Forwarded-Proto`).
+    fn same_origin(&self, headers: &HeaderMap) -> bool {
+        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        if text(header::HeaderName::from_static("sec-fetch-site"))
+            .is_some_and(|v| v.eq_ignore_ascii_case("same-origin"))
+        {
+            return true;
+        }
+        let Some(origin) = text(header::ORIGIN) else {
+            return false;
+        };
+        let expected = match &self.public_origin {
+            Some(o) => o.clone(),
+            None => {
+                let Some(host) = text(header::HOST) else {
+                    return false;
+                };
+                let scheme = if behind_tls(headers) { "https" } else { "http" };
+                format!("{scheme}://{}", host.to_ascii_lowercase())
+            }
+        };
+        origin.trim().eq_ignore_ascii_case(&expected)
     }
 
-    /// Whether a request carries the token as a Bearer header or a live session cookie.
+    /// Who sent the request: a bearer token (counted against the failure
+    /// limit when wrong) or a live session cookie.
+    fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Proof, AppError> {
+        if let Some(bearer) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            let ok = self.token_matches(bearer.trim());
+            return match self.failures.attempt(ip, ok) {
+                Ok(()) => Ok(Proof::Bearer),
+                Err(Refused::LockedOut(wait)) => Err(AppError::TooManyRequests(wait)),
+                Err(Refused::Wrong) => {
+                    tracing::warn!(%ip, "wrong bearer token");
+                    Err(AppError::Unauthorized(
+                        "That admin token is not correct. Use the token from --admin-token, MAILROOM_ADMIN_TOKEN or the data dir's admin-token file.".into(),
+                    ))
+                }
+            };
+        }
+        match CookieJar::from_headers(headers).get(COOKIE) {
+            Some(c) if self.session_valid(c.value()) => Ok(Proof::Cookie),
+            _ => Err(AppError::Unauthorized("Sign in first: send the admin token as `Authorization: Bearer <token>` or sign in on the settings page.".into())),
+        }
+    }
+
+    /// Whether a request carries the token as a Bearer header or a live session
+    /// cookie (without counting failures; for callers outside the middleware).
     pub fn is_authorized(&self, headers: &HeaderMap) -> bool {
         if let Some(bearer) = headers
             .get(header::AUTHORIZATION)
@@ -174,19 +303,10 @@ impl AdminAuth {
         {
             return self.token_matches(bearer.trim());
         }
-        session_cookie(headers).is_some_and(|id| self.session_valid(&id))
+        CookieJar::from_headers(headers)
+            .get(COOKIE)
+            .is_some_and(|c| self.session_valid(c.value()))
     }
-}
-
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
 }
 
 fn behind_tls(headers: &HeaderMap) -> bool {
@@ -196,62 +316,89 @@ fn behind_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-fn client_ip(req: &Request) -> IpAddr {
+/// The client's address, from the connection.
+pub fn client_ip(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ci| ci.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// Middleware: 401 unless the request is from a signed-in administrator.
+/// Middleware: 401 unless the request is from a signed-in administrator; 403
+/// for a state-changing cookie request from another origin (CONTRACT §2).
 pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.auth.is_authorized(req.headers()) {
-        next.run(req).await
-    } else {
-        AppError::Unauthorized("Sign in first: send the admin token as `Authorization: Bearer <token>` or sign in on the settings page.".into())
-            .into_response()
+    let ip = client_ip(&req);
+    let proof = match state.auth.authenticate(req.headers(), ip) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let changes_state = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    );
+    if proof == Proof::Cookie && changes_state && !state.auth.same_origin(req.headers()) {
+        tracing::warn!(%ip, path = %req.uri().path(), "cross-origin request refused");
+        return AppError::Forbidden(
+            "This request came from another site. Use the settings page itself, or send the admin token as `Authorization: Bearer <token>`.".into(),
+        )
+        .into_response();
     }
+    next.run(req).await
 }
 
-async fn login(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
+fn session_cookie(id: String, secure: bool, max_age: Duration) -> Cookie<'static> {
+    Cookie::build((COOKIE, id))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .max_age(time::Duration::seconds(max_age.as_secs() as i64))
+        .build()
+}
+
+async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    req: Request,
+) -> Result<(CookieJar, StatusCode), AppError> {
     let ip = client_ip(&req);
-    if let Some(wait) = state.auth.blocked_for(ip) {
+    if let Some(wait) = state.auth.failures.locked_for(ip) {
         return Err(AppError::TooManyRequests(wait));
     }
-    let secure = behind_tls(req.headers());
+    let secure = state.auth.secure_cookie(req.headers());
     let ApiJson(body): ApiJson<LoginRequest> = ApiJson::from_request(req, &state).await?;
-    if !state.auth.token_matches(body.token.trim()) {
-        state.auth.record_failure(ip);
-        tracing::warn!(%ip, "failed sign-in");
-        return Err(AppError::Unauthorized(
-            "That admin token is not correct. Use the token from --admin-token, MAILROOM_ADMIN_TOKEN or the data dir's admin-token file.".into(),
-        ));
+    let ok = state.auth.token_matches(body.token.trim());
+    match state.auth.failures.attempt(ip, ok) {
+        Ok(()) => {}
+        Err(Refused::LockedOut(wait)) => return Err(AppError::TooManyRequests(wait)),
+        Err(Refused::Wrong) => {
+            tracing::warn!(%ip, "failed sign-in");
+            return Err(AppError::Unauthorized(
+                "That admin token is not correct. Use the token from --admin-token, MAILROOM_ADMIN_TOKEN or the data dir's admin-token file.".into(),
+            ));
+        }
     }
-    state.auth.clear_failures(ip);
     let id = state.auth.new_session();
-    let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        SESSION_TTL.as_secs(),
-        if secure { "; Secure" } else { "" }
-    );
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    Ok(response)
+    Ok((
+        jar.add(session_cookie(id, secure, SESSION_TTL)),
+        StatusCode::NO_CONTENT,
+    ))
 }
 
 /// Ends the session and clears the cookie.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(id) = session_cookie(&headers) {
-        state.auth.end_session(&id);
+pub async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+) -> (CookieJar, StatusCode) {
+    if let Some(c) = jar.get(COOKIE) {
+        state.auth.end_session(c.value());
     }
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("mailroom_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
-    response
+    let secure = state.auth.secure_cookie(&headers);
+    (
+        jar.add(session_cookie(String::new(), secure, Duration::ZERO)),
+        StatusCode::NO_CONTENT,
+    )
 }
 
 /// `/api/login`, open to everyone (`/api/logout` sits behind [`require_admin`]).
@@ -277,19 +424,69 @@ mod tests {
         let second = resolve_admin_token(dir.path(), None).unwrap();
         assert!(second.generated_into.is_none());
         assert_eq!(first.token, second.token);
-        let flag = resolve_admin_token(dir.path(), Some("from-flag".into())).unwrap();
-        assert_eq!(flag.token.expose(), "from-flag");
+        let long = "from-flag-0123456789abcdef";
+        let flag = resolve_admin_token(dir.path(), Some(long.into())).unwrap();
+        assert_eq!(flag.token.expose(), long);
+        let short = resolve_admin_token(dir.path(), Some("from-flag".into()));
+        assert!(short.unwrap_err().to_string().contains("at least 24"));
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().count() == 1,
+            "no temporary file is left behind"
+        );
     }
 
     #[test]
-    fn failures_block_after_the_limit() {
-        let auth = AdminAuth::new(&Secret::new("t"));
+    fn failures_block_after_the_limit_even_for_the_right_token() {
+        let auth = AdminAuth::new(&Secret::new("t"), None);
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         for _ in 0..MAX_FAILURES {
-            assert!(auth.blocked_for(ip).is_none());
-            auth.record_failure(ip);
+            assert!(auth.failures.locked_for(ip).is_none());
+            assert_eq!(auth.failures.attempt(ip, false), Err(Refused::Wrong));
         }
-        assert!(auth.blocked_for(ip).unwrap() > 800);
+        assert!(auth.failures.locked_for(ip).unwrap() > 800);
+        assert!(matches!(
+            auth.failures.attempt(ip, true),
+            Err(Refused::LockedOut(w)) if w > 800
+        ));
+        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(auth.failures.attempt(other, true), Ok(()));
         assert!(auth.token_matches("t") && !auth.token_matches("T"));
+    }
+
+    #[test]
+    fn a_parallel_burst_gets_no_extra_tries() {
+        let limit = std::sync::Arc::new(FailureLimit::default());
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let wrong: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..64)
+                .map(|_| {
+                    let limit = limit.clone();
+                    scope.spawn(move || limit.attempt(ip, false) == Err(Refused::Wrong))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(false))
+                .filter(|wrong| *wrong)
+                .count()
+        });
+        assert_eq!(
+            wrong, MAX_FAILURES as usize,
+            "only five guesses were judged"
+        );
+    }
+
+    #[test]
+    fn public_url_gives_the_origin() {
+        assert_eq!(
+            parse_public_url("HTTPS://Mail.Contoso.com/settings/").unwrap(),
+            "https://mail.contoso.com"
+        );
+        assert_eq!(
+            parse_public_url("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(parse_public_url("mail.contoso.com").is_err());
+        assert!(parse_public_url("ftp://x").is_err());
     }
 }

@@ -43,9 +43,9 @@ async fn serve(args: crate::config::ServeArgs) -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    if let Some((token, path)) = &server.generated_token {
+    if let Some(path) = &server.generated_token {
         println!(
-            "admin token (generated once, saved in {}): {token}",
+            "admin token generated into {} (mode 0600); sign in with its contents",
             path.display()
         );
     }

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Where the built settings page is; default the Trunk build in ./dist.
     #[arg(long, env = "MAILROOM_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
+    /// The address people use, like https://mail.contoso.com: cookie requests must
+    /// come from this origin, and https makes the session cookie Secure.
+    #[arg(long, env = "MAILROOM_PUBLIC_URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub test: TestArgs,
 }

@@ -74,6 +74,38 @@ impl fmt::Debug for Cipher {
 
 const NONCE_LEN: usize = 24;
 
+/// Writes a new private file (mode 0600) so that a crash leaves either no
+/// file or the whole one: a temporary file in the same directory, fsynced,
+/// renamed into place, then the directory fsynced. Fails if `path` exists.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        drop(file);
+        // A hard link refuses to replace an existing file, unlike rename:
+        // two servers starting together cannot overwrite each other's key.
+        fs::hard_link(&tmp, path)?;
+        fs::remove_file(&tmp)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 impl Cipher {
     /// Loads `<data-dir>/secret.key`, creating it (mode 0600) when absent and
     /// `may_create` is true, that is when no encrypted secret exists yet.
@@ -88,15 +120,7 @@ impl Cipher {
                 }
                 let mut key = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut key);
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| KeyError::Io(path.clone(), e))?;
-                file.write_all(&key)
-                    .map_err(|e| KeyError::Io(path.clone(), e))?;
-                file.sync_all().map_err(|e| KeyError::Io(path.clone(), e))?;
+                write_private_file(&path, &key).map_err(|e| KeyError::Io(path.clone(), e))?;
                 key
             }
             Err(e) => return Err(KeyError::Io(path, e)),

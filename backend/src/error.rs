@@ -31,6 +31,12 @@ pub enum AppError {
     TooManyRequests(u64),
     /// Unknown route: 404.
     NotFound,
+    /// A cookie request from another origin: 403.
+    Forbidden(String),
+    /// A body that is not JSON: 415.
+    UnsupportedMediaType,
+    /// Too many test emails at once: 429, retry after the given seconds.
+    Busy(String, u64),
     /// A failure of ours; logged, and the client gets a short message.
     Internal(String),
 }
@@ -81,22 +87,31 @@ impl IntoResponse for AppError {
                 },
             ),
             AppError::TooManyRequests(secs) => {
-                let mut response = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(ErrorBody {
-                        message: format!(
-                            "Too many failed sign-in attempts from your address. Wait {} and try again.",
-                            wait_text(secs)
-                        ),
-                        ..ErrorBody::default()
-                    }),
-                )
-                    .into_response();
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return response;
+                return too_many(
+                    format!(
+                        "Too many failed sign-in attempts from your address. Wait {} and try again.",
+                        wait_text(secs)
+                    ),
+                    secs,
+                );
             }
+            AppError::Busy(message, secs) => return too_many(message, secs),
+            AppError::Forbidden(message) => (
+                StatusCode::FORBIDDEN,
+                ErrorBody {
+                    message,
+                    ..ErrorBody::default()
+                },
+            ),
+            AppError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorBody {
+                    message:
+                        "Send the request body as JSON, with `Content-Type: application/json`."
+                            .into(),
+                    ..ErrorBody::default()
+                },
+            ),
             AppError::NotFound => (
                 StatusCode::NOT_FOUND,
                 ErrorBody {
@@ -120,6 +135,29 @@ impl IntoResponse for AppError {
     }
 }
 
+fn too_many(message: String, secs: u64) -> Response {
+    let mut response = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(ErrorBody {
+            message,
+            ..ErrorBody::default()
+        }),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// Whether a `Content-Type` value is `application/json` (parameters allowed).
+pub fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
 fn wait_text(secs: u64) -> String {
     if secs >= 120 {
         format!("{} minutes", secs.div_ceil(60))
@@ -128,7 +166,9 @@ fn wait_text(secs: u64) -> String {
     }
 }
 
-/// A JSON body, read whatever the Content-Type, with errors that name the field.
+/// A JSON body, with errors that name the field; any Content-Type other than
+/// `application/json` is a 415, so a cross-site form or `text/plain` POST can
+/// never pass for an API call.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -139,6 +179,9 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(AppError::UnsupportedMediaType);
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::TooLarge

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{Html, Response};
@@ -46,21 +46,73 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Hashed Trunk assets never change; everything else must be revalidated.
-async fn cache_headers(req: Request, next: Next) -> Response {
+/// The Content-Security-Policy of the page: only our own files, the wasm
+/// (`'wasm-unsafe-eval'`), and Trunk's inline loader by its hash.
+pub fn content_security_policy(inline_script_hashes: &[String]) -> String {
+    let mut script = String::from("'self' 'wasm-unsafe-eval'");
+    for h in inline_script_hashes {
+        script.push_str(&format!(" 'sha256-{h}'"));
+    }
+    format!(
+        "default-src 'none'; script-src {script}; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The SHA-256 (base64) of each inline `<script>` in a page, for the CSP.
+pub fn inline_script_hashes(html: &str) -> Vec<String> {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let mut hashes = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        rest = &rest[start..];
+        let Some(open_end) = rest.find('>') else {
+            break;
+        };
+        let tag = &rest[..open_end];
+        let body_and_more = &rest[open_end + 1..];
+        let Some(close) = body_and_more.find("</script>") else {
+            break;
+        };
+        if !tag.contains(" src=") {
+            let body = &body_and_more[..close];
+            hashes.push(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body)));
+        }
+        rest = &body_and_more[close..];
+    }
+    hashes
+}
+
+/// Security headers on every answer (CONTRACT §2); `/api` is never cached,
+/// hashed Trunk assets are cached for good, and the page carries the CSP.
+async fn response_headers(
+    State(csp): State<Arc<HeaderValue>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path().to_string();
     let mut response = next.run(req).await;
-    if path.starts_with("/api/") {
+    let success = response.status().is_success();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if path == "/api" || path.starts_with("/api/") {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return response;
     }
-    let value = if is_hashed_asset(&path) && response.status().is_success() {
+    headers.insert(header::CONTENT_SECURITY_POLICY, (*csp).clone());
+    let value = if is_hashed_asset(&path) && success {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"
     };
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(value));
     response
 }
 
@@ -97,7 +149,15 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .route("/api", any(|| async { AppError::NotFound }))
         .route("/api/{*rest}", any(|| async { AppError::NotFound }))
         .with_state(state);
-    let router = match static_dir.filter(|d| d.join("index.html").is_file()) {
+    let static_dir = static_dir.filter(|d| d.join("index.html").is_file());
+    let hashes = static_dir
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join("index.html")).ok())
+        .map(|html| inline_script_hashes(&html))
+        .unwrap_or_default();
+    let csp = HeaderValue::from_str(&content_security_policy(&hashes))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
+    let router = match static_dir {
         Some(dir) => {
             let index = ServeFile::new(dir.join("index.html"));
             api.fallback_service(ServeDir::new(dir).fallback(index))
@@ -105,7 +165,10 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         None => api.fallback(no_ui),
     };
     router
-        .layer(middleware::from_fn(cache_headers))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(csp),
+            response_headers,
+        ))
         .layer(CompressionLayer::new().gzip(true).br(true))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Logs method, path, status and time of each request; never headers or bodies.
@@ -172,8 +235,8 @@ pub struct Server {
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
     router: Router,
-    /// Set when the admin token was generated at this start.
-    pub generated_token: Option<(String, PathBuf)>,
+    /// The admin token's file, when the token was generated at this start.
+    pub generated_token: Option<PathBuf>,
 }
 
 impl AppState {
@@ -181,6 +244,12 @@ impl AppState {
     pub async fn open(args: &ServeArgs) -> Result<(AppState, auth::AdminToken), StartError> {
         create_data_dir(&args.data_dir)?;
         let db_path = sqlite_path(args)?;
+        let public_origin = args
+            .public_url
+            .as_deref()
+            .map(auth::parse_public_url)
+            .transpose()
+            .map_err(StartError)?;
         let store = SqliteStore::open(&db_path).map_err(|e| {
             StartError(format!(
                 "cannot open the database {}: {e}",
@@ -205,18 +274,20 @@ impl AppState {
                 )
             })?;
         }
-        let token =
-            auth::resolve_admin_token(&args.data_dir, args.admin_token.clone()).map_err(|e| {
-                StartError(format!(
+        let token = auth::resolve_admin_token(&args.data_dir, args.admin_token.clone()).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::InvalidInput => StartError(e.to_string()),
+                _ => StartError(format!(
                     "cannot create the admin token file in {}: {e}",
                     args.data_dir.display()
-                ))
-            })?;
+                )),
+            },
+        )?;
         let tester = Tester::new(&args.test).map_err(StartError)?;
         let state = AppState {
             store: Arc::new(store),
             cipher: Arc::new(cipher),
-            auth: Arc::new(AdminAuth::new(&token.token)),
+            auth: Arc::new(AdminAuth::new(&token.token, public_origin)),
             tester: Arc::new(tester),
         };
         Ok((state, token))
@@ -235,9 +306,7 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(e.to_string()))?;
-        let generated_token = token
-            .generated_into
-            .map(|path| (token.token.expose().to_string(), path));
+        let generated_token = token.generated_into;
         Ok(Server {
             addr,
             listener,
@@ -277,6 +346,21 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::is_hashed_asset;
+
+    #[test]
+    fn inline_scripts_are_hashed_for_the_csp() {
+        let html = r#"<html><head><script type="module" src="/a.js"></script><script type="module">import init from '/x.js';</script></head></html>"#;
+        let hashes = super::inline_script_hashes(html);
+        assert_eq!(hashes.len(), 1, "only the inline one");
+        use base64::Engine;
+        use sha2::{Digest, Sha256};
+        let expected = base64::engine::general_purpose::STANDARD
+            .encode(Sha256::digest("import init from '/x.js';"));
+        assert_eq!(hashes[0], expected);
+        let csp = super::content_security_policy(&hashes);
+        assert!(csp.contains(&format!("'sha256-{expected}'")));
+        assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"));
+    }
 
     #[test]
     fn hashed_assets_are_recognised() {

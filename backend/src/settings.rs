@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use mailroom_shared::api::{PublicSettings, PutSettings, Saved, SettingsResponse, SAVED_MESSAGE};
-use mailroom_shared::{Settings, StoredSecrets};
+use mailroom_shared::{AuthMethod, Settings, StoredSecrets};
 
 use crate::crypto::{Cipher, Secret};
 use crate::error::{ApiJson, AppError};
@@ -39,21 +39,45 @@ pub struct Current {
 }
 
 impl Current {
-    /// Which secrets are stored, for validation.
+    /// Which secrets are stored (what `GET` reports).
     pub fn stored(&self) -> StoredSecrets {
         StoredSecrets {
             client_secret: self.client_secret.is_some(),
             password: self.password.is_some(),
+            elsewhere: false,
         }
     }
 
-    /// Fills absent secrets of `settings` with the stored ones.
+    /// Which stored secrets `new` may use: none when it points somewhere other
+    /// than where they were saved for (CONTRACT §3).
+    pub fn stored_for(&self, new: &Settings) -> StoredSecrets {
+        self.stored().towards(self.settings.as_ref(), new)
+    }
+
+    /// The stored client secret, when `new` may use it.
+    fn client_secret_for(&self, new: &Settings) -> Option<&Secret> {
+        self.client_secret
+            .as_ref()
+            .filter(|_| self.stored_for(new).client_secret_usable())
+    }
+
+    /// The stored password, when `new` may use it.
+    fn password_for(&self, new: &Settings) -> Option<&Secret> {
+        self.password
+            .as_ref()
+            .filter(|_| self.stored_for(new).password_usable())
+    }
+
+    /// Fills absent secrets of `settings` with the stored ones, only where
+    /// the secret is bound to this destination.
     pub fn fill_secrets(&self, settings: &mut Settings) {
         if settings.client_secret.is_none() {
-            settings.client_secret = self.client_secret.as_ref().map(|s| s.expose().to_string());
+            settings.client_secret = self
+                .client_secret_for(settings)
+                .map(|s| s.expose().to_string());
         }
         if settings.password.is_none() {
-            settings.password = self.password.as_ref().map(|s| s.expose().to_string());
+            settings.password = self.password_for(settings).map(|s| s.expose().to_string());
         }
     }
 }
@@ -97,9 +121,15 @@ async fn get_settings(State(state): State<AppState>) -> Result<Json<SettingsResp
     }))
 }
 
-/// The names of the fields that differ; secrets count as changed when a new
-/// value differs from the stored one. Values are never recorded.
-fn changed_fields(old: Option<&Settings>, new: &Settings, current: &Current) -> Vec<String> {
+/// The names of the fields that differ; a secret counts as changed when the
+/// value to store differs from the stored one (or is deleted). Values are
+/// never recorded.
+fn changed_fields(
+    old: Option<&Settings>,
+    new: &Settings,
+    current: &Current,
+    secrets: (Option<&Secret>, Option<&Secret>),
+) -> Vec<String> {
     let to_map = |s: &Settings| match serde_json::to_value(Settings {
         client_secret: None,
         password: None,
@@ -115,15 +145,11 @@ fn changed_fields(old: Option<&Settings>, new: &Settings, current: &Current) -> 
         .filter(|(k, v)| old_map.get(*k) != Some(*v))
         .map(|(k, _)| k.clone())
         .collect();
-    if let Some(s) = &new.client_secret {
-        if current.client_secret.as_ref().map(Secret::expose) != Some(s.as_str()) {
-            changed.push("client_secret".into());
-        }
+    if secrets.0 != current.client_secret.as_ref() {
+        changed.push("client_secret".into());
     }
-    if let Some(p) = &new.password {
-        if current.password.as_ref().map(Secret::expose) != Some(p.as_str()) {
-            changed.push("password".into());
-        }
+    if secrets.1 != current.password.as_ref() {
+        changed.push("password".into());
     }
     changed.sort();
     changed.dedup();
@@ -135,24 +161,41 @@ async fn put_settings(
     ApiJson(body): ApiJson<PutSettings>,
 ) -> Result<Json<Saved>, AppError> {
     let current = load_current(&state).await?;
-    let report = body.settings.validate_with(current.stored());
+    let report = body
+        .settings
+        .validate_with(current.stored_for(&body.settings));
     if !report.is_valid() {
         return Err(AppError::Invalid(report.errors));
     }
     let mut new = body.settings.normalized();
-    let changed = changed_fields(current.settings.as_ref(), &new, &current);
-    let client_secret = new
-        .client_secret
-        .take()
-        .map(Secret::new)
-        .or(current.client_secret.clone())
-        .map(|s| state.cipher.encrypt("client_secret", &s));
-    let password = new
-        .password
-        .take()
-        .map(Secret::new)
-        .or(current.password.clone())
-        .map(|s| state.cipher.encrypt("password", &s));
+    // Only the secret of the method in use is kept: switching methods deletes
+    // the other one, and a stored one is kept only for its own destination.
+    let client_secret = match new.auth_method {
+        AuthMethod::OAuth2ClientCredentials => new
+            .client_secret
+            .take()
+            .map(Secret::new)
+            .or_else(|| current.client_secret_for(&new).cloned()),
+        _ => None,
+    };
+    let password = match new.auth_method {
+        AuthMethod::Password => new
+            .password
+            .take()
+            .map(Secret::new)
+            .or_else(|| current.password_for(&new).cloned()),
+        _ => None,
+    };
+    new.client_secret = None;
+    new.password = None;
+    let changed = changed_fields(
+        current.settings.as_ref(),
+        &new,
+        &current,
+        (client_secret.as_ref(), password.as_ref()),
+    );
+    let client_secret = client_secret.map(|s| state.cipher.encrypt("client_secret", &s));
+    let password = password.map(|s| state.cipher.encrypt("password", &s));
     let settings_json =
         serde_json::to_string(&new).map_err(|e| AppError::Internal(e.to_string()))?;
     let record = Record {

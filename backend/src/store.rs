@@ -98,6 +98,19 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Created private (0600) before SQLite opens it; SQLite gives its WAL
+        // and shared-memory files the database file's mode.
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let io = |e: std::io::Error| StoreError::Db(format!("{}: {e}", path.display()));
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -214,6 +227,16 @@ mod tests {
             version: 0,
             updated_at: "2026-11-26T00:00:00Z".into(),
         }
+    }
+
+    #[test]
+    fn the_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        SqliteStore::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -72,6 +72,8 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_it() {
         let mut r = request(method, uri, None, false);
         r.headers_mut()
             .insert(header::COOKIE, pair.parse().unwrap());
+        r.headers_mut()
+            .insert("sec-fetch-site", "same-origin".parse().unwrap());
         r
     };
     assert_eq!(
@@ -425,8 +427,13 @@ async fn generated_admin_token_and_data_dir_modes() {
     let mut a = args(&data, TestArgs::default());
     a.admin_token = None;
     let server = Server::bind(&a).await.unwrap();
-    let (token, path) = server.generated_token.clone().unwrap();
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), token);
+    let path = server.generated_token.clone().unwrap();
+    let token = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(token.len(), 48, "24 random bytes in hex");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(
         std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
         0o700
@@ -521,9 +528,10 @@ async fn serves_the_ui_with_fallback_cache_headers_and_compression() {
         assert_eq!(r.headers[header::CONTENT_ENCODING], encoding);
     }
     let api = call(&router, request("GET", "/api/health", None, false)).await;
-    assert!(
-        !api.headers.contains_key(header::CACHE_CONTROL),
-        "API answers carry no asset caching"
+    assert_eq!(
+        api.headers[header::CACHE_CONTROL],
+        "no-store",
+        "API answers are never cached"
     );
 }
 

@@ -11,7 +11,9 @@ use base64::Engine;
 use common::*;
 use mailroom_backend::config::TestArgs;
 use mailroom_backend::test_email::{Tester, Timeouts};
-use mailroom_fakes::{addr, EntraMode, FakeEntra, FakeSmtp, SmtpConfig, TestPki, TlsMode};
+use mailroom_fakes::{
+    addr, EntraMode, FakeEntra, FakeSmtp, Loopback, SmtpConfig, TestPki, TlsMode,
+};
 use mailroom_shared::api::{Stage, TestResult};
 use mailroom_shared::{AuthMethod, Security, Settings};
 
@@ -19,27 +21,17 @@ struct Rig {
     entra: FakeEntra,
     smtp: FakeSmtp,
     args: TestArgs,
-    _dir: tempfile::TempDir,
+    _rig: Loopback,
 }
 
 impl Rig {
     async fn start(config: SmtpConfig) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::new("Mailroom Test CA");
-        let ca = dir.path().join("ca.pem");
-        pki.write_ca(&ca);
-        let entra = FakeEntra::start().await;
-        entra.register(TENANT, CLIENT, SECRET);
-        let smtp = FakeSmtp::start(config, &pki, entra.issued_tokens()).await;
-        let args = TestArgs {
-            entra_authority: Some(entra.authority()),
-            extra_ca_file: Some(ca),
-        };
+        let rig = Loopback::start(config).await;
         Rig {
-            entra,
-            smtp,
-            args,
-            _dir: dir,
+            entra: rig.entra.clone(),
+            smtp: rig.smtp.clone(),
+            args: test_args(&rig),
+            _rig: rig,
         }
     }
 

@@ -37,6 +37,9 @@ pub enum EntraMode {
     Delay(Duration),
     /// Issue tokens without the SMTP.SendAsApp role.
     NoRole,
+    /// Answer `307 Temporary Redirect` to the same URL: a client that follows
+    /// it posts the form, client secret included, again.
+    Redirect,
 }
 
 struct Inner {
@@ -105,6 +108,16 @@ async fn token(
             return (StatusCode::OK, "<html>captive portal</html>").into_response()
         }
         EntraMode::Delay(d) => tokio::time::sleep(d).await,
+        EntraMode::Redirect => {
+            return (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(
+                    axum::http::header::LOCATION,
+                    format!("/{tenant}/oauth2/v2.0/token"),
+                )],
+            )
+                .into_response()
+        }
         EntraMode::Normal | EntraMode::NoRole => {}
     }
     let get = |k: &str| form.get(k).cloned().unwrap_or_default();

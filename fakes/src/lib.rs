@@ -3,10 +3,12 @@
 
 pub mod entra;
 pub mod pki;
+pub mod rig;
 pub mod smtp;
 
 pub use entra::{EntraMode, FakeEntra};
 pub use pki::TestPki;
+pub use rig::Loopback;
 pub use smtp::{FakeSmtp, Received, SmtpConfig, TlsMode};
 
 /// Builds an address from parts, so no editor or scraper mangles it.

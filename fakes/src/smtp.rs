@@ -52,6 +52,9 @@ pub struct SmtpConfig {
     pub require_auth: bool,
     /// The mechanisms offered in EHLO after TLS.
     pub mechanisms: String,
+    /// Written, as is, as the reply to STARTTLS instead of `220 2.0.0 SMTP server
+    /// ready\r\n` (a hostile server appends lines here in the same write).
+    pub starttls_reply: Option<String>,
 }
 
 impl Default for SmtpConfig {
@@ -67,6 +70,7 @@ impl Default for SmtpConfig {
             passwords: HashMap::new(),
             require_auth: true,
             mechanisms: "LOGIN PLAIN XOAUTH2".into(),
+            starttls_reply: None,
         }
     }
 }
@@ -270,7 +274,12 @@ impl Conn {
                     lines.join("\r\n")
                 }
                 "STARTTLS" if !tls && self.config.tls == TlsMode::Starttls => {
-                    if !send(&mut s, "220 2.0.0 SMTP server ready").await {
+                    let reply = self
+                        .config
+                        .starttls_reply
+                        .clone()
+                        .unwrap_or_else(|| "220 2.0.0 SMTP server ready\r\n".into());
+                    if s.write_all(reply.as_bytes()).await.is_err() || s.flush().await.is_err() {
                         return;
                     }
                     let Stream::Plain(tcp) = s else { return };

@@ -50,7 +50,7 @@ impl Field {
 pub const ADVANCED_FIELDS: &[&str] = &["host", "port", "security", "client_hostname"];
 
 /// Everything the settings form holds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct FormState {
     /// The settings being edited; secrets are kept in the `*_text` fields.
     pub settings: Settings,
@@ -62,6 +62,9 @@ pub struct FormState {
     pub password_text: String,
     /// Which secrets the server holds.
     pub stored: StoredSecrets,
+    /// The settings as saved on the server: stored secrets are bound to their
+    /// destination there, and are not reused once it changes.
+    pub saved: Option<Settings>,
     /// Fields the user has touched.
     pub touched: BTreeSet<String>,
     /// Set once the user tried to save or test: every error shows.
@@ -76,6 +79,22 @@ pub struct FormState {
     pub sp_object_id: String,
 }
 
+/// Prints `*****` for typed secrets (the settings' own `Debug` masks theirs).
+impl std::fmt::Debug for FormState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |t: &str| if t.is_empty() { "" } else { "*****" };
+        f.debug_struct("FormState")
+            .field("settings", &self.settings)
+            .field("port_text", &self.port_text)
+            .field("secret_text", &masked(&self.secret_text))
+            .field("password_text", &masked(&self.password_text))
+            .field("stored", &self.stored)
+            .field("version", &self.version)
+            .field("dirty", &self.dirty)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for FormState {
     fn default() -> Self {
         FormState::from_response(&SettingsResponse::default())
@@ -85,11 +104,15 @@ impl Default for FormState {
 impl FormState {
     /// The form for what the server returned (defaults for Office 365 OAuth before the first save).
     pub fn from_response(r: &SettingsResponse) -> Self {
-        let (settings, stored) = match &r.settings {
-            Some(p) => p.clone().into_parts(),
+        let (settings, stored, saved) = match &r.settings {
+            Some(p) => {
+                let (settings, stored) = p.clone().into_parts();
+                (settings.clone(), stored, Some(settings))
+            }
             None => (
                 Settings::for_provider(Provider::Office365),
                 StoredSecrets::default(),
+                None,
             ),
         };
         FormState {
@@ -102,6 +125,7 @@ impl FormState {
             secret_text: String::new(),
             password_text: String::new(),
             stored,
+            saved,
             touched: BTreeSet::new(),
             submitted: false,
             version: r.version,
@@ -141,18 +165,32 @@ impl FormState {
         s
     }
 
+    /// The stored secrets as the current values may use them: none once a
+    /// field they are bound to differs from the saved settings.
+    pub fn stored_now(&self) -> StoredSecrets {
+        let mut s = self.settings.clone();
+        s.port = parse_port(&self.port_text).unwrap_or(0);
+        self.stored.towards(self.saved.as_ref(), &s)
+    }
+
     /// The shared validation report, with the typed port's own message.
     pub fn report(&self) -> Report {
-        let mut report = self.to_settings().validate_with(self.stored);
+        let mut report = self.to_settings().validate_with(self.stored_now());
         if let Err(msg) = parse_port(&self.port_text) {
             report.errors.insert("port".into(), vec![msg]);
         }
         report
     }
 
-    /// Whether a field's messages are shown now.
+    /// Whether a field's messages are shown now: once touched or submitted,
+    /// and at once for a stored secret that the current destination may not use.
     pub fn shows(&self, field: &str) -> bool {
-        self.submitted || self.touched.contains(field)
+        let unbound = match field {
+            "client_secret" => self.stored.client_secret,
+            "password" => self.stored.password,
+            _ => false,
+        } && self.stored_now().elsewhere;
+        self.submitted || self.touched.contains(field) || unbound
     }
 
     /// Errors to show next to a field: validation's, then the server's.
@@ -223,10 +261,9 @@ impl Reducible for FormState {
             Action::Rebase(r) => {
                 st.version = r.version;
                 if let Some(p) = r.settings {
-                    st.stored = StoredSecrets {
-                        client_secret: p.client_secret_set,
-                        password: p.password_set,
-                    };
+                    let (saved, stored) = p.into_parts();
+                    st.stored = stored;
+                    st.saved = Some(saved);
                 }
                 st.server_errors.clear();
                 return Rc::new(st);
@@ -291,14 +328,20 @@ impl Reducible for FormState {
             Action::Saved(version) => {
                 st.version = version;
                 st.dirty = false;
-                if st.settings.auth_method == AuthMethod::OAuth2ClientCredentials
-                    && !st.secret_text.is_empty()
-                {
-                    st.stored.client_secret = true;
-                }
-                if st.settings.auth_method == AuthMethod::Password && !st.password_text.is_empty() {
-                    st.stored.password = true;
-                }
+                // The server keeps only the secret of the method in use, bound
+                // to what was just saved.
+                let usable = st.stored_now();
+                let method = st.settings.auth_method;
+                st.stored = StoredSecrets {
+                    client_secret: method == AuthMethod::OAuth2ClientCredentials
+                        && (!st.secret_text.is_empty() || usable.client_secret_usable()),
+                    password: method == AuthMethod::Password
+                        && (!st.password_text.is_empty() || usable.password_usable()),
+                    elsewhere: false,
+                };
+                let mut saved = st.settings.clone();
+                saved.port = parse_port(&st.port_text).unwrap_or(0);
+                st.saved = Some(saved);
                 st.secret_text.clear();
                 st.password_text.clear();
                 st.server_errors.clear();

@@ -287,6 +287,7 @@ async fn submit_opens_advanced_to_focus_a_host_error() {
             StoredSecrets {
                 client_secret: false,
                 password: true,
+                ..StoredSecrets::default()
             },
         )),
         version: 3,
@@ -420,7 +421,7 @@ fn valid_initial() -> SettingsResponse {
             settings,
             StoredSecrets {
                 client_secret: true,
-                password: false,
+                ..StoredSecrets::default()
             },
         )),
         version: 1,
@@ -470,4 +471,71 @@ async fn test_dialog_validates_the_recipient_and_closes_with_escape() {
         root.query_selector(".dialog").unwrap().is_none(),
         "Escape closes the dialog"
     );
+}
+
+#[wasm_bindgen_test]
+async fn a_stored_secret_turns_required_when_its_destination_changes() {
+    let saved = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    let initial = SettingsResponse {
+        settings: Some(PublicSettings::new(
+            saved,
+            StoredSecrets {
+                client_secret: true,
+                ..StoredSecrets::default()
+            },
+        )),
+        version: 1,
+        updated_at: None,
+    };
+    let root = mount_form(initial).await;
+    let placeholder = |root: &Element| find(root, "#client_secret").get_attribute("placeholder");
+    assert_eq!(
+        placeholder(&root).as_deref(),
+        Some("stored — leave empty to keep")
+    );
+    assert!(text_of(&root, "#client_secret-error").is_none());
+
+    click(&root, "#advanced summary").await;
+    type_into(&root, "host", "smtp.attacker.example").await;
+    assert_eq!(placeholder(&root), None, "no longer offered as stored");
+    let message = text_of(&root, "#client_secret-error").unwrap_or_default();
+    assert!(
+        message.contains(
+            "Enter the client secret again: a stored secret is only sent to the server it was saved for."
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        find(&root, "#client_secret")
+            .get_attribute("aria-invalid")
+            .as_deref(),
+        Some("true")
+    );
+
+    // Back to the saved host: the stored secret may be used again.
+    type_into(&root, "host", "smtp.office365.com").await;
+    assert_eq!(
+        placeholder(&root).as_deref(),
+        Some("stored — leave empty to keep")
+    );
+    assert!(text_of(&root, "#client_secret-error").is_none());
+}
+
+#[wasm_bindgen_test]
+fn form_state_debug_masks_typed_secrets() {
+    use mailroom_frontend::state::{Action, Field, FormState};
+    use std::rc::Rc;
+    use yew::Reducible;
+    let st = Rc::new(FormState::default())
+        .reduce(Action::Set(
+            Field::ClientSecret,
+            "typed-secret-value".into(),
+        ))
+        .reduce(Action::Set(Field::Password, "typed-password".into()));
+    let shown = format!("{st:?}");
+    assert!(
+        !shown.contains("typed-secret-value") && !shown.contains("typed-password"),
+        "{shown}"
+    );
+    assert!(shown.contains("*****"), "{shown}");
 }

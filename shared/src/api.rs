@@ -78,6 +78,7 @@ impl PublicSettings {
         let stored = StoredSecrets {
             client_secret: self.client_secret_set,
             password: self.password_set,
+            ..StoredSecrets::default()
         };
         let settings = Settings {
             provider: self.provider,
@@ -265,6 +266,25 @@ mod tests {
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
     #[test]
+    fn request_bodies_never_debug_print_a_secret() {
+        let mut settings = crate::fixtures::office365_oauth("smtp.office365.com", 587);
+        settings.password = Some("pw-never-printed".into());
+        let put = PutSettings {
+            settings: settings.clone(),
+            version: 1,
+        };
+        let test = TestRequest {
+            settings,
+            recipient: crate::fixtures::mailer(),
+        };
+        let shown = format!("{put:?} {test:#?}");
+        assert!(!shown.contains(crate::fixtures::SECRET), "{shown}");
+        assert!(!shown.contains("pw-never-printed"), "{shown}");
+        assert!(shown.contains("*****"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
     fn public_settings_flatten_and_hide_secrets() {
         let mut settings = Settings::for_provider(Provider::Office365);
         settings.client_secret = Some("never shown".into());
@@ -273,6 +293,7 @@ mod tests {
             StoredSecrets {
                 client_secret: true,
                 password: false,
+                ..StoredSecrets::default()
             },
         );
         let v = serde_json::to_value(&public).unwrap();

@@ -190,7 +190,15 @@ pub fn check_host(input: &str) -> Result<(), HostError> {
     check_host_name(input)
 }
 
-/// Whether a host is this machine: `localhost` or a loopback address.
+/// Whether a host is a loopback address literal (`127.0.0.0/8`, `::1`). Security
+/// decisions use this, not the name `localhost`, which DNS or a hosts file may
+/// point anywhere.
+pub fn is_loopback_address(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    parse_ip(h).is_some_and(|ip| ip.is_loopback())
+}
+
+/// Whether a host is this machine: `localhost` or a loopback address (for hints only).
 pub fn is_loopback(host: &str) -> bool {
     let h = host.trim().trim_end_matches('.').to_ascii_lowercase();
     if h == "localhost" || h.ends_with(".localhost") {
@@ -307,5 +315,7 @@ mod tests {
         assert_eq!(check_host("smtp..com"), Err(HostError::BadLabel));
         assert!(is_loopback("localhost") && is_loopback("127.0.0.2") && is_loopback("::1"));
         assert!(!is_loopback("smtp.office365.com") && !is_loopback("10.0.0.1"));
+        assert!(is_loopback_address("127.0.0.1") && is_loopback_address("[::1]"));
+        assert!(!is_loopback_address("localhost") && !is_loopback_address("10.0.0.1"));
     }
 }

@@ -85,7 +85,7 @@ pub enum Security {
 ///
 /// Missing fields take empty values, so that validation, not the JSON parser,
 /// explains what is missing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Settings {
     /// An id from the provider catalogue.
@@ -120,6 +120,30 @@ pub struct Settings {
     pub sender_email: String,
     /// Office 365: the username has Send-As rights on `sender_email`.
     pub send_as_confirmed: bool,
+}
+
+/// Prints `*****` for a present secret, so a log line or panic message never holds one.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |v: &Option<String>| v.as_ref().map(|_| "*****");
+        f.debug_struct("Settings")
+            .field("provider", &self.provider)
+            .field("auth_method", &self.auth_method)
+            .field("cloud", &self.cloud)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &masked(&self.client_secret))
+            .field("username", &self.username)
+            .field("password", &masked(&self.password))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("client_hostname", &self.client_hostname)
+            .field("sender_name", &self.sender_name)
+            .field("sender_email", &self.sender_email)
+            .field("send_as_confirmed", &self.send_as_confirmed)
+            .finish()
+    }
 }
 
 impl Settings {
@@ -168,6 +192,25 @@ impl Settings {
             .filter(|h| !h.is_empty())
             .map(str::to_string);
         s
+    }
+
+    /// Whether a secret saved with `saved` may be sent with these settings
+    /// (CONTRACT §3): `auth_method`, `host`, `port`, `security` and `username`,
+    /// and for OAuth also `cloud`, `tenant_id` and `client_id`, are unchanged.
+    /// Values are compared in their normalised form.
+    pub fn same_secret_destination(&self, saved: &Settings) -> bool {
+        let (a, b) = (self.normalized(), saved.normalized());
+        let same_user =
+            a.username.as_deref().unwrap_or_default() == b.username.as_deref().unwrap_or_default();
+        let basic = a.auth_method == b.auth_method
+            && a.host.eq_ignore_ascii_case(&b.host)
+            && a.port == b.port
+            && a.security == b.security
+            && same_user;
+        if !basic || a.auth_method != AuthMethod::OAuth2ClientCredentials {
+            return basic;
+        }
+        a.cloud == b.cloud && a.tenant_id == b.tenant_id && a.client_id == b.client_id
     }
 
     /// Whether this configuration sends credentials of any kind.
@@ -345,6 +388,55 @@ mod tests {
         assert_ids::<Cloud>();
         assert_ids::<Security>();
         assert_eq!(Provider::ALL.len(), crate::catalogue::PROVIDERS.len());
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn debug_never_prints_a_secret() {
+        let mut s = crate::fixtures::office365_oauth("smtp.office365.com", 587);
+        s.client_secret = Some("very-secret-value".into());
+        s.password = Some("pass-word-value".into());
+        let shown = format!("{s:?} {s:#?}");
+        assert!(!shown.contains("very-secret-value") && !shown.contains("pass-word-value"));
+        assert!(shown.contains("client_secret: Some(\"*****\")"), "{shown}");
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn a_secret_is_bound_to_its_destination() {
+        let saved = crate::fixtures::office365_oauth("smtp.office365.com", 587);
+        let mut same = saved.clone();
+        same.tenant_id = same
+            .tenant_id
+            .map(|t| format!(" {{{}}} ", t.to_uppercase()));
+        same.sender_name = "Another name".into();
+        assert!(
+            same.same_secret_destination(&saved),
+            "normalised values and unbound fields"
+        );
+        let changes: [fn(&mut Settings); 8] = [
+            |s| s.host = "evil.example.net".into(),
+            |s| s.port = 25,
+            |s| s.security = Security::Tls,
+            |s| s.username = Some(format!("{}@{}", "other", "contoso.com")),
+            |s| s.auth_method = AuthMethod::Password,
+            |s| s.cloud = Cloud::China,
+            |s| s.tenant_id = Some("11111111-2222-4333-8444-555555555555".into()),
+            |s| s.client_id = Some("11111111-2222-4333-8444-555555555555".into()),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut moved = saved.clone();
+            change(&mut moved);
+            assert!(!moved.same_secret_destination(&saved), "change {i}");
+        }
+        let mut plain = saved.clone();
+        plain.auth_method = AuthMethod::Password;
+        let mut plain_other_tenant = plain.clone();
+        plain_other_tenant.tenant_id = Some("11111111-2222-4333-8444-555555555555".into());
+        assert!(
+            plain_other_tenant.same_secret_destination(&plain),
+            "tenant binds OAuth only"
+        );
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

@@ -92,6 +92,39 @@ pub struct StoredSecrets {
     pub client_secret: bool,
     /// A password is stored.
     pub password: bool,
+    /// The settings now point somewhere other than where the stored secrets
+    /// were saved for, so they are not reused ([`Settings::same_secret_destination`]).
+    pub elsewhere: bool,
+}
+
+impl StoredSecrets {
+    /// These stored secrets as seen from `new`: marked [`StoredSecrets::elsewhere`]
+    /// unless `new` keeps the destination of `saved`, the settings they were saved with.
+    pub fn towards(self, saved: Option<&Settings>, new: &Settings) -> StoredSecrets {
+        StoredSecrets {
+            elsewhere: saved.is_none_or(|saved| !new.same_secret_destination(saved)),
+            ..self
+        }
+    }
+
+    /// A stored client secret exists and may be sent with these settings.
+    pub fn client_secret_usable(&self) -> bool {
+        self.client_secret && !self.elsewhere
+    }
+
+    /// A stored password exists and may be sent with these settings.
+    pub fn password_usable(&self) -> bool {
+        self.password && !self.elsewhere
+    }
+}
+
+/// The message for a left-out secret whose stored value is bound elsewhere (CONTRACT §3).
+pub const SECRET_BOUND_ELSEWHERE: &str =
+    "a stored secret is only sent to the server it was saved for.";
+
+/// "Enter the client secret again: a stored secret is only sent to the server it was saved for."
+pub fn secret_again(label: &str) -> String {
+    format!("Enter the {label} again: {SECRET_BOUND_ELSEWHERE}")
 }
 
 /// The retirement notice for Office 365 basic authentication (REFERENCE.md).
@@ -279,7 +312,8 @@ impl Settings {
         // Password.
         if s.auth_method == AuthMethod::Password {
             match s.password.as_deref() {
-                None if stored.password => {}
+                None if stored.password_usable() => {}
+                None if stored.password => r.error("password", secret_again("password")),
                 None | Some("") => r.error(
                     "password",
                     if office365 {
@@ -317,10 +351,13 @@ impl Settings {
             ),
             _ => {}
         }
-        if s.security == Security::None && s.sends_credentials() && !parse::is_loopback(&s.host) {
+        if s.security == Security::None
+            && s.auth_method != AuthMethod::None
+            && !parse::is_loopback_address(&s.host)
+        {
             r.error(
                 "security",
-                "Credentials would be sent unencrypted. Choose STARTTLS or implicit TLS; “None” is allowed with credentials only for a relay on this machine (localhost).",
+                "Credentials would be sent unencrypted. Choose STARTTLS or implicit TLS; “None” is allowed with a username or credentials only for a relay on this machine, named by its loopback address (127.0.0.1 or ::1).",
             );
         }
         if let Some(h) = s.client_hostname.as_deref() {
@@ -404,7 +441,8 @@ impl Settings {
             );
         }
         match self.client_secret.as_deref() {
-            None if stored.client_secret => {}
+            None if stored.client_secret_usable() => {}
+            None if stored.client_secret => r.error("client_secret", secret_again("client secret")),
             None | Some("") => r.error(
                 "client_secret",
                 "Enter the client secret's Value from Certificates & secrets (step 3 of the setup).",
@@ -523,15 +561,29 @@ mod tests {
         let kept = s.validate_with(StoredSecrets {
             client_secret: true,
             password: false,
+            ..StoredSecrets::default()
         });
         assert!(
             kept.errors_for("client_secret").is_empty(),
             "None keeps a stored secret"
         );
+        let stored = StoredSecrets {
+            client_secret: true,
+            ..StoredSecrets::default()
+        };
+        let mut other_tenant = s.clone();
+        other_tenant.tenant_id = Some("11111111-2222-4333-8444-555555555555".into());
+        assert_eq!(
+            other_tenant
+                .validate_with(stored.towards(Some(&s), &other_tenant))
+                .errors_for("client_secret"),
+            ["Enter the client secret again: a stored secret is only sent to the server it was saved for."]
+        );
         s.client_secret = Some(String::new());
         let empty = s.validate_with(StoredSecrets {
             client_secret: true,
             password: false,
+            ..StoredSecrets::default()
         });
         assert!(
             !empty.errors_for("client_secret").is_empty(),
@@ -616,8 +668,19 @@ mod tests {
         );
         s.security = Security::None;
         assert!(errors(&s, "security")[0].contains("unencrypted"));
+        s.host = "localhost".into();
+        assert!(
+            errors(&s, "security")[0].contains("unencrypted"),
+            "a name is not proof of loopback"
+        );
         s.host = "127.0.0.1".into();
         assert!(errors(&s, "security").is_empty(), "loopback may go plain");
+        s.auth_method = AuthMethod::Username;
+        s.host = "smtp.contoso.com".into();
+        assert!(
+            errors(&s, "security")[0].contains("unencrypted"),
+            "a username is a credential too"
+        );
         s.auth_method = AuthMethod::None;
         s.host = "smtp.contoso.com".into();
         assert!(
@@ -646,11 +709,24 @@ mod tests {
         assert!(w.contains("end of December 2026") && w.contains("second half of 2027"));
         s.password = None;
         assert!(errors(&s, "password")[0].contains("application password"));
-        let kept = s.validate_with(StoredSecrets {
+        let stored = StoredSecrets {
             client_secret: false,
             password: true,
-        });
-        assert!(kept.is_valid());
+            ..StoredSecrets::default()
+        };
+        assert!(s.validate_with(stored).is_valid());
+        let mut moved = s.clone();
+        moved.host = "smtp.attacker.example".into();
+        let r = moved.validate_with(stored.towards(Some(&s), &moved));
+        assert_eq!(
+            r.errors_for("password"),
+            ["Enter the password again: a stored secret is only sent to the server it was saved for."]
+        );
+        assert!(s.validate_with(stored.towards(Some(&s), &s)).is_valid());
+        assert!(
+            !s.validate_with(stored.towards(None, &s)).is_valid(),
+            "nothing saved, nothing bound"
+        );
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use mailroom_fakes::{FakeEntra, FakeSmtp, SmtpConfig, TestPki};
+
 use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
@@ -60,35 +60,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The fakes one scenario talks to.
-pub struct Fakes {
-    /// Fake Entra token endpoint.
-    pub entra: FakeEntra,
-    /// Fake STARTTLS SMTP server.
-    pub smtp: FakeSmtp,
-    /// PEM file of the CA that signed the SMTP server's certificate.
-    pub ca_file: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Fakes {
-    /// Starts both fakes; the app with [`CLIENT`]/[`SECRET`] is registered.
-    pub async fn start(config: SmtpConfig) -> Fakes {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pki = TestPki::new("Mailroom E2E CA");
-        let ca_file = dir.path().join("ca.pem");
-        pki.write_ca(&ca_file);
-        let entra = FakeEntra::start().await;
-        entra.register(TENANT, CLIENT, SECRET);
-        let smtp = FakeSmtp::start(config, &pki, entra.issued_tokens()).await;
-        Fakes {
-            entra,
-            smtp,
-            ca_file,
-            _dir: dir,
-        }
-    }
-}
+/// The fakes one scenario talks to: Entra and a STARTTLS SMTP server whose
+/// certificate `ca_file` vouches for, with [`CLIENT`]/[`SECRET`] registered.
+pub use mailroom_fakes::Loopback as Fakes;
 
 /// The real server, on port 0, with a fresh data dir.
 pub struct Mailroom {

@@ -390,3 +390,37 @@ async fn bench_keystroke_to_message() {
     std::fs::write(dir.join("keystroke.json"), json.to_string()).unwrap();
     b.close().await;
 }
+
+#[tokio::test]
+async fn the_page_loads_and_works_under_its_content_security_policy() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let page = reqwest::get(&app.url).await.expect("GET /");
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let csp = header("content-security-policy");
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval' 'sha256-"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(header("x-content-type-options"), "nosniff");
+
+    // The wasm app starts under that policy: it renders, signs in and loads the settings.
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    b.find("#tenant_id").await;
+    b.type_in("#tenant_id", "not-a-guid").await;
+    b.wait_text("#tenant_id-error", "Tenant ID must be a GUID")
+        .await;
+    b.close().await;
+}

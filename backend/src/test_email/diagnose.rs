@@ -63,6 +63,11 @@ pub fn token_error(e: &TokenError, s: &Settings, authority: &str) -> Diagnosis {
             format!("Microsoft Entra ID answered with a server error (HTTP {status})."),
             "This is on Microsoft's side; try again in a few minutes, and check the Microsoft 365 service health page.".into(),
         ),
+        TokenError::Redirect(status) => diag(
+            Some(status.to_string()),
+            format!("The token endpoint {authority} answered with a redirect (HTTP {status}); Mailroom does not follow redirects, so the client secret is only ever sent to the token URL itself."),
+            "Point --entra-authority (or the cloud) at the login host itself, not at an address that redirects, and check for a proxy rewriting the request.".into(),
+        ),
         TokenError::NotJson(status) => diag(
             Some(status.to_string()),
             format!("The token endpoint {authority} answered HTTP {status} with something other than Entra's JSON."),

@@ -49,18 +49,22 @@ impl Default for Timeouts {
     }
 }
 
+/// How many test emails may run at once; the next one gets 429.
+pub const MAX_CONCURRENT_TESTS: usize = 4;
+
 /// Runs test emails; holds the token cache and the TLS trust.
 #[derive(Debug)]
 pub struct Tester {
+    /// One permit per test email allowed to run at once over HTTP.
+    pub slots: tokio::sync::Semaphore,
     timeouts: Timeouts,
     authority_override: Option<String>,
     trust: TlsTrust,
     tokens: TokenClient,
 }
 
-/// Masks every secret in the transcript: structurally (AUTH lines and the
-/// answers to 334 challenges) and by value (secrets and their base64 forms).
-pub fn mask_transcript(lines: &mut [TranscriptLine], secrets: &[&str]) {
+/// The forms in which a secret can show up: itself and its base64, padded or not.
+fn needles(secrets: &[&str]) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut needles: Vec<String> = Vec::new();
     for s in secrets.iter().filter(|s| s.len() >= 3) {
@@ -68,6 +72,23 @@ pub fn mask_transcript(lines: &mut [TranscriptLine], secrets: &[&str]) {
         needles.push(b64.encode(s));
         needles.push(b64.encode(s).trim_end_matches('=').to_string());
     }
+    needles.retain(|n| !n.is_empty());
+    needles
+}
+
+/// Replaces every form of every secret in `text` with `*****`.
+pub fn mask_text(text: &mut String, secrets: &[&str]) {
+    for n in needles(secrets) {
+        if text.contains(n.as_str()) {
+            *text = text.replace(n.as_str(), "*****");
+        }
+    }
+}
+
+/// Masks every secret in the transcript: structurally (AUTH lines and the
+/// answers to 334 challenges) and by value (secrets and their base64 forms).
+pub fn mask_transcript(lines: &mut [TranscriptLine], secrets: &[&str]) {
+    let needles = needles(secrets);
     let mut in_auth = false;
     for line in lines.iter_mut() {
         match line.dir {
@@ -91,10 +112,33 @@ pub fn mask_transcript(lines: &mut [TranscriptLine], secrets: &[&str]) {
             }
         }
         for n in &needles {
-            if !n.is_empty() && line.line.contains(n.as_str()) {
+            if line.line.contains(n.as_str()) {
                 line.line = line.line.replace(n.as_str(), "*****");
             }
         }
+    }
+}
+
+/// Whether an authority sends the client secret in clear text to another
+/// machine: plain `http` to a host that is not a loopback address.
+pub fn is_plain_http_to_remote(authority: &str) -> bool {
+    let Some(rest) = authority.trim().strip_prefix("http://") else {
+        return false;
+    };
+    let host_port = rest.split('/').next().unwrap_or_default();
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+    };
+    !mailroom_shared::parse::is_loopback_address(host)
+}
+
+fn warn_if_plain_http(authority: &str) {
+    if is_plain_http_to_remote(authority) {
+        tracing::warn!(
+            authority,
+            "--entra-authority is plain http to a host that is not loopback: the client secret would cross the network unencrypted; use https"
+        );
     }
 }
 
@@ -167,7 +211,11 @@ impl Tester {
 
     /// As [`Tester::new`], with other timeouts (tests use short ones).
     pub fn with_timeouts(args: &TestArgs, timeouts: Timeouts) -> Result<Self, String> {
+        if let Some(authority) = args.entra_authority.as_deref() {
+            warn_if_plain_http(authority);
+        }
         Ok(Tester {
+            slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_TESTS),
             timeouts,
             authority_override: args
                 .entra_authority
@@ -186,7 +234,28 @@ impl Tester {
 
     /// Runs a test of valid, secret-complete settings. Never fails: every
     /// problem becomes a [`TestResult`] with a stage, a message and a hint.
+    /// No secret (client secret, password, token, or their base64) is in the
+    /// result: the transcript, the message, the hint and the code are masked.
     pub async fn run(&self, settings: &Settings, recipient: &str) -> TestResult {
+        let mut secrets: Vec<String> = Vec::new();
+        secrets.extend(settings.client_secret.clone());
+        secrets.extend(settings.password.clone());
+        let mut result = self.run_unmasked(settings, recipient, &mut secrets).await;
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        mask_transcript(&mut result.transcript, &refs);
+        mask_text(&mut result.message, &refs);
+        for text in [&mut result.hint, &mut result.code].into_iter().flatten() {
+            mask_text(text, &refs);
+        }
+        result
+    }
+
+    async fn run_unmasked(
+        &self,
+        settings: &Settings,
+        recipient: &str,
+        secrets: &mut Vec<String>,
+    ) -> TestResult {
         let s = settings.normalized();
         let mut stages: Vec<StageTiming> = Vec::new();
         let fail = |stages: Vec<StageTiming>,
@@ -232,9 +301,6 @@ impl Tester {
             .clone()
             .map(ClientId::Domain)
             .unwrap_or_default();
-        let mut secrets: Vec<String> = Vec::new();
-        secrets.extend(s.client_secret.clone());
-        secrets.extend(s.password.clone());
         let user = s.username.clone().unwrap_or_default();
         let oauth = s.auth_method == AuthMethod::OAuth2ClientCredentials;
 
@@ -303,9 +369,7 @@ impl Tester {
             };
             let outcome = smtp::run(&plan, &self.trust).await;
             stages.extend(outcome.stages);
-            let mut transcript = outcome.transcript;
-            let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-            mask_transcript(&mut transcript, &secret_refs);
+            let transcript = outcome.transcript;
             match outcome.failure {
                 None => {
                     return TestResult {
@@ -344,13 +408,21 @@ async fn test_settings(
     ApiJson(body): ApiJson<TestRequest>,
 ) -> Result<Json<TestResult>, AppError> {
     let current = crate::settings::load_current(&state).await?;
-    let mut report = body.settings.validate_with(current.stored());
+    let mut report = body
+        .settings
+        .validate_with(current.stored_for(&body.settings));
     if let Some(msg) = mailroom_shared::validate::check_recipient(&body.recipient) {
         report.error("recipient", msg);
     }
     if !report.is_valid() {
         return Err(AppError::Invalid(report.errors));
     }
+    let Ok(_slot) = state.tester.slots.try_acquire() else {
+        return Err(AppError::Busy(
+            format!("{MAX_CONCURRENT_TESTS} test emails are already running. Wait a few seconds for one to finish, then try again."),
+            5,
+        ));
+    };
     let mut settings = body.settings;
     current.fill_secrets(&mut settings);
     let result = state.tester.run(&settings, &body.recipient).await;
@@ -395,6 +467,25 @@ mod tests {
         assert!(hints.contains("issued by tenant 11111111"), "{hints}");
         assert!(hints.contains("issued to application 99999999"), "{hints}");
         assert!(hints.contains("no SMTP.SendAsApp role"), "{hints}");
+    }
+
+    #[test]
+    fn plain_http_authority_is_flagged_unless_loopback() {
+        assert!(is_plain_http_to_remote("http://login.example.net"));
+        assert!(is_plain_http_to_remote("http://localhost:9000"));
+        assert!(!is_plain_http_to_remote("http://127.0.0.1:9000/"));
+        assert!(!is_plain_http_to_remote("http://[::1]:9000"));
+        assert!(!is_plain_http_to_remote(
+            "https://login.microsoftonline.com"
+        ));
+    }
+
+    #[test]
+    fn mask_text_covers_plain_and_base64_forms() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut t = format!("bad pw-secret and {}", b64.encode("pw-secret"));
+        mask_text(&mut t, &["pw-secret"]);
+        assert_eq!(t, "bad ***** and *****");
     }
 
     #[test]

@@ -122,28 +122,75 @@ pub struct SmtpOutcome {
     pub failure: Option<SmtpFailure>,
 }
 
-/// Records both directions, line by line, in the order they happen.
+/// The most lines a transcript keeps.
+pub const TRANSCRIPT_MAX_LINES: usize = 1_000;
+/// The most bytes a transcript keeps, all lines together.
+pub const TRANSCRIPT_MAX_BYTES: usize = 256 * 1024;
+/// The longest line the server may send (RFC 5321 allows 512 bytes); a longer
+/// one ends the session, so a hostile server cannot fill our memory.
+pub const MAX_LINE: usize = 8 * 1024;
+/// The most bytes the server may send in answer to one command.
+pub const MAX_REPLY: usize = 64 * 1024;
+
+/// Records both directions, line by line, in the order they happen, within
+/// [`TRANSCRIPT_MAX_LINES`] and [`TRANSCRIPT_MAX_BYTES`], each line cut at [`MAX_LINE`].
 #[derive(Default)]
 struct Recorder {
     lines: Vec<TranscriptLine>,
+    bytes: usize,
+    cut: bool,
     partial_client: Vec<u8>,
     partial_server: Vec<u8>,
+    /// Complete server lines seen, kept or not.
+    server_lines: usize,
 }
 
 impl Recorder {
     fn push(&mut self, dir: Direction, bytes: &[u8]) {
-        let buf = match dir {
-            Direction::Client => &mut self.partial_client,
-            Direction::Server => &mut self.partial_server,
-        };
-        buf.extend_from_slice(bytes);
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line)
-                .trim_end_matches(['\r', '\n'])
-                .to_string();
-            self.lines.push(TranscriptLine { dir, line: text });
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            let buf = match dir {
+                Direction::Client => &mut self.partial_client,
+                Direction::Server => &mut self.partial_server,
+            };
+            let room = (MAX_LINE + 1).saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.ends_with(b"\n") {
+                let line = std::mem::take(buf);
+                if dir == Direction::Server {
+                    self.server_lines += 1;
+                }
+                self.keep(dir, &line);
+            }
         }
+    }
+
+    fn keep(&mut self, dir: Direction, raw: &[u8]) {
+        if self.cut {
+            return;
+        }
+        let mut text = String::from_utf8_lossy(raw)
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
+        if text.len() > MAX_LINE {
+            let mut end = MAX_LINE;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push_str(" … (line cut at 8 KiB)");
+        }
+        if self.lines.len() + 1 >= TRANSCRIPT_MAX_LINES
+            || self.bytes + text.len() > TRANSCRIPT_MAX_BYTES
+        {
+            self.cut = true;
+            self.lines.push(TranscriptLine {
+                dir,
+                line: "… (transcript cut: it is limited to 1,000 lines and 256 KiB)".into(),
+            });
+            return;
+        }
+        self.bytes += text.len();
+        self.lines.push(TranscriptLine { dir, line: text });
     }
 
     fn finish(&mut self) -> Vec<TranscriptLine> {
@@ -153,10 +200,7 @@ impl Recorder {
                 Direction::Server => std::mem::take(&mut self.partial_server),
             };
             if !buf.is_empty() {
-                self.lines.push(TranscriptLine {
-                    dir,
-                    line: String::from_utf8_lossy(&buf).to_string(),
-                });
+                self.keep(dir, &buf);
             }
         }
         std::mem::take(&mut self.lines)
@@ -189,12 +233,48 @@ enum Conn {
     Gone,
 }
 
+/// How much the server has sent: since its last line end, and since our last command.
+#[derive(Default)]
+struct Inbound {
+    line: usize,
+    reply: usize,
+}
+
+impl Inbound {
+    /// Counts bytes from the server; an error once a line or a reply is too long.
+    fn count(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.reply += bytes.len();
+        match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(pos) => self.line = bytes.len() - pos - 1,
+            None => self.line += bytes.len(),
+        }
+        if self.line > MAX_LINE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the server sent a line longer than {} KiB", MAX_LINE / 1024),
+            ));
+        }
+        if self.reply > MAX_REPLY {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the server sent more than {} KiB in one reply",
+                    MAX_REPLY / 1024
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The stream lettre talks through; shares its connection with the session so
-/// STARTTLS can be done here, with our verifier, while lettre waits.
+/// STARTTLS can be done here, with our verifier, while lettre waits. It bounds
+/// what the server may send ([`MAX_LINE`], [`MAX_REPLY`]) before lettre buffers it.
 #[derive(Clone)]
 struct RecStream {
     conn: Arc<Mutex<Conn>>,
     log: Arc<Mutex<Recorder>>,
+    inbound: Arc<Mutex<Inbound>>,
     peer: SocketAddr,
 }
 
@@ -229,6 +309,15 @@ impl AsyncRead for RecStream {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Direction::Server, new);
+            let counted = self
+                .inbound
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .count(new);
+            if let Err(e) = counted {
+                *conn = Conn::Gone;
+                return Poll::Ready(Err(e));
+            }
         }
         result
     }
@@ -251,6 +340,7 @@ impl AsyncWrite for RecStream {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Direction::Client, &data[..n]);
+            self.inbound.lock().unwrap_or_else(|e| e.into_inner()).reply = 0;
         }
         result
     }
@@ -596,6 +686,7 @@ async fn drive(plan: &SmtpPlan, trust: &TlsTrust, s: &mut Session) -> Result<(),
     let stream = RecStream {
         conn: Arc::new(Mutex::new(conn_slot)),
         log: s.log.clone(),
+        inbound: Arc::default(),
         peer,
     };
     let shared_conn = stream.conn.clone();
@@ -628,9 +719,28 @@ async fn drive(plan: &SmtpPlan, trust: &TlsTrust, s: &mut Session) -> Result<(),
             let _ = conn.command(Quit).await;
             return Err(SmtpFailure::NoStarttls);
         }
-        if let Err(e) = conn.command(Starttls).await {
+        let lines_before = s.log.lock().unwrap_or_else(|e| e.into_inner()).server_lines;
+        let reply = match conn.command(Starttls).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                s.record(Stage::Tls, false, t);
+                return Err(s.failure(Stage::Tls, &e));
+            }
+        };
+        // Anything the server sent after its 220, before TLS began, would be
+        // read as if it came over TLS (the STARTTLS injection attack).
+        let injected = {
+            let log = s.log.lock().unwrap_or_else(|e| e.into_inner());
+            log.server_lines - lines_before > reply.message().count().max(1)
+                || !log.partial_server.is_empty()
+        };
+        if injected {
             s.record(Stage::Tls, false, t);
-            return Err(s.failure(Stage::Tls, &e));
+            return Err(SmtpFailure::Tls {
+                detail: "the server sent more data after its 220 reply to STARTTLS, before TLS began; Mailroom stops there, because such data could be injected by an attacker on the network".into(),
+                subject: None,
+                issuer: None,
+            });
         }
         let plain = std::mem::replace(
             &mut *shared_conn.lock().unwrap_or_else(|e| e.into_inner()),
@@ -786,6 +896,43 @@ async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_transcript_is_capped() {
+        let mut r = Recorder::default();
+        r.push(Direction::Server, &vec![b'x'; 20_000]);
+        r.push(Direction::Server, b"\r\n250 ok\r\n");
+        for _ in 0..2_000 {
+            r.push(Direction::Client, b"NOOP\r\n");
+        }
+        let lines = r.finish();
+        assert!(
+            lines[0].line.len() < MAX_LINE + 64 && lines[0].line.ends_with("(line cut at 8 KiB)")
+        );
+        assert_eq!(lines[1].line, "250 ok");
+        assert_eq!(lines.len(), TRANSCRIPT_MAX_LINES);
+        assert!(lines.last().unwrap().line.contains("transcript cut"));
+        let mut big = Recorder::default();
+        for _ in 0..100 {
+            big.push(
+                Direction::Server,
+                &[vec![b'y'; 8_000], b"\n".to_vec()].concat(),
+            );
+        }
+        let total: usize = big.finish().iter().map(|l| l.line.len()).sum();
+        assert!(total <= TRANSCRIPT_MAX_BYTES + 128, "{total}");
+    }
+
+    #[test]
+    fn long_lines_and_replies_are_refused() {
+        let mut i = Inbound::default();
+        assert!(i.count(&vec![b'a'; MAX_LINE]).is_ok());
+        assert!(i.count(b"a").is_err());
+        let mut i = Inbound::default();
+        let line = [vec![b'b'; 1000], b"\r\n".to_vec()].concat();
+        let results: Vec<bool> = (0..70).map(|_| i.count(&line).is_ok()).collect();
+        assert!(results[..60].iter().all(|ok| *ok) && !results[69]);
+    }
 
     #[test]
     fn data_is_dot_stuffed_and_terminated() {

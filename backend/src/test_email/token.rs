@@ -80,6 +80,8 @@ pub enum TokenError {
     },
     /// A 5xx without a usable body.
     ServerError(u16),
+    /// A 3xx: redirects are never followed, so the secret goes to one URL only.
+    Redirect(u16),
     /// A body that is not Entra's JSON.
     NotJson(u16),
     /// The host name did not resolve.
@@ -164,6 +166,8 @@ impl TokenClient {
     pub fn new(timeout: Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
+            // The form carries the client secret: it goes to the token URL and nowhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
@@ -177,7 +181,22 @@ impl TokenClient {
 
     fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Cached>>> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        // Evict entries nobody is using whose token has expired (or never came):
+        // a changed secret or tenant must not leave old tokens behind for good.
+        let now = Instant::now();
+        cache.retain(|k, slot| {
+            k == key
+                || Arc::strong_count(slot) > 1
+                || slot.try_lock().map_or(true, |cached| {
+                    cached.as_ref().is_some_and(|c| c.valid_until > now)
+                })
+        });
         cache.entry(key.to_string()).or_default().clone()
+    }
+
+    /// How many tokens (or token requests) the cache holds.
+    pub fn cached_entries(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// A cached token when one is still fresh, else a new one. Concurrent
@@ -233,6 +252,9 @@ impl TokenClient {
                 }
             })?;
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(TokenError::Redirect(status));
+        }
         let body = response.bytes().await.map_err(|e| {
             if e.is_timeout() {
                 TokenError::Timeout

@@ -22,7 +22,16 @@ pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
         database_url: None,
         admin_token: Some(TOKEN.into()),
         static_dir: None,
+        public_url: None,
         test,
+    }
+}
+
+/// The test options pointing at a loopback rig's Entra and CA.
+pub fn test_args(rig: &mailroom_fakes::Loopback) -> TestArgs {
+    TestArgs {
+        entra_authority: Some(rig.authority()),
+        extra_ca_file: Some(rig.ca_file.clone()),
     }
 }
 

@@ -383,7 +383,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                             input_type={if *show_secret { "text" } else { "password" }}
                             autocomplete="new-password"
                             help={AttrValue::Static("Entra admin center › App registrations › your app › Certificates & secrets › the Value column (shown only once), not the Secret ID.")}
-                            placeholder={secret_placeholder(form.stored.client_secret)}
+                            placeholder={secret_placeholder(form.stored_now().client_secret_usable())}
                             errors={errors("client_secret")} warnings={warnings("client_secret")}
                             on_input={set(Field::ClientSecret)} on_blur={touch("client_secret")}>
                             <button type="button" class="toggle" onclick={toggle_secret} aria-controls="client_secret" aria-pressed={if *show_secret { "true" } else { "false" }}>
@@ -407,7 +407,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                             <TextField id="password" label={if office365 { "Application password" } else { "Password" }} value={form.password_text.clone()}
                                 input_type="password" autocomplete="new-password"
                                 help={AttrValue::Static(if office365 { "An app password from Additional security verification › App passwords, not your sign-in password." } else { "The SMTP password, app password or API key." })}
-                                placeholder={secret_placeholder(form.stored.password)}
+                                placeholder={secret_placeholder(form.stored_now().password_usable())}
                                 errors={errors("password")} warnings={warnings("password")}
                                 on_input={set(Field::Password)} on_blur={touch("password")} />
                         }
