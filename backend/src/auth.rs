@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 
 use crate::crypto::Secret;
 use crate::error::{ApiJson, AppError};
-use crate::server::AppState;
+use crate::state::Clock;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "mailroom_session";
@@ -96,9 +96,10 @@ fn digest(s: &str) -> [u8; 32] {
 ///
 /// The check and the count happen under one lock ([`FailureLimit::attempt`]),
 /// so a burst of parallel guesses gets no more tries than a sequence would.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FailureLimit {
     entries: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Why an attempt was refused.
@@ -111,12 +112,20 @@ pub enum Refused {
 }
 
 impl FailureLimit {
+    /// An empty limit on `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        FailureLimit {
+            entries: Mutex::new(HashMap::new()),
+            clock,
+        }
+    }
+
     /// Decides one attempt whose credential was `ok`: refused while the address
     /// is locked out (whatever the credential), counted when wrong, and the
     /// count cleared when right.
     pub fn attempt(&self, ip: IpAddr, ok: bool) -> Result<(), Refused> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+        let now = self.clock.now();
         entries.retain(|_, (_, first)| now.duration_since(*first) < FAILURE_WINDOW);
         if let Some((count, first)) = entries.get(&ip) {
             if *count >= MAX_FAILURES {
@@ -136,7 +145,7 @@ impl FailureLimit {
     pub fn locked_for(&self, ip: IpAddr) -> Option<u64> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let (count, first) = entries.get(&ip)?;
-        let elapsed = first.elapsed();
+        let elapsed = self.clock.now().saturating_duration_since(*first);
         (*count >= MAX_FAILURES && elapsed < FAILURE_WINDOW)
             .then(|| (FAILURE_WINDOW - elapsed).as_secs().max(1))
     }
@@ -176,6 +185,7 @@ pub struct AdminAuth {
     pub failures: FailureLimit,
     /// The origin of `--public-url`, when set.
     public_origin: Option<String>,
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for AdminAuth {
@@ -193,12 +203,13 @@ enum Proof {
 
 impl AdminAuth {
     /// Sign-in for this token; `public_origin` from [`parse_public_url`].
-    pub fn new(token: &Secret, public_origin: Option<String>) -> Self {
+    pub fn new(token: &Secret, public_origin: Option<String>, clock: Arc<dyn Clock>) -> Self {
         AdminAuth {
             token_digest: digest(token.expose()),
             sessions: Mutex::new(HashMap::new()),
-            failures: FailureLimit::default(),
+            failures: FailureLimit::new(clock.clone()),
             public_origin,
+            clock,
         }
     }
 
@@ -212,7 +223,7 @@ impl AdminAuth {
         rand::thread_rng().fill_bytes(&mut bytes);
         let id = hex::encode(bytes);
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+        let now = self.clock.now();
         sessions.retain(|_, exp| *exp > now);
         sessions.insert(digest(&id), now + SESSION_TTL);
         id
@@ -222,7 +233,7 @@ impl AdminAuth {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions
             .get(&digest(id))
-            .is_some_and(|exp| *exp > Instant::now())
+            .is_some_and(|exp| *exp > self.clock.now())
     }
 
     fn end_session(&self, id: &str) {
@@ -292,21 +303,6 @@ impl AdminAuth {
             _ => Err(AppError::Unauthorized("Sign in first: send the admin token as `Authorization: Bearer <token>` or sign in on the settings page.".into())),
         }
     }
-
-    /// Whether a request carries the token as a Bearer header or a live session
-    /// cookie (without counting failures; for callers outside the middleware).
-    pub fn is_authorized(&self, headers: &HeaderMap) -> bool {
-        if let Some(bearer) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        {
-            return self.token_matches(bearer.trim());
-        }
-        CookieJar::from_headers(headers)
-            .get(COOKIE)
-            .is_some_and(|c| self.session_valid(c.value()))
-    }
 }
 
 fn behind_tls(headers: &HeaderMap) -> bool {
@@ -326,9 +322,13 @@ pub fn client_ip(req: &Request) -> IpAddr {
 
 /// Middleware: 401 unless the request is from a signed-in administrator; 403
 /// for a state-changing cookie request from another origin (CONTRACT §2).
-pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_admin(
+    State(auth): State<Arc<AdminAuth>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let ip = client_ip(&req);
-    let proof = match state.auth.authenticate(req.headers(), ip) {
+    let proof = match auth.authenticate(req.headers(), ip) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -336,7 +336,7 @@ pub async fn require_admin(State(state): State<AppState>, req: Request, next: Ne
         *req.method(),
         Method::POST | Method::PUT | Method::DELETE | Method::PATCH
     );
-    if proof == Proof::Cookie && changes_state && !state.auth.same_origin(req.headers()) {
+    if proof == Proof::Cookie && changes_state && !auth.same_origin(req.headers()) {
         tracing::warn!(%ip, path = %req.uri().path(), "cross-origin request refused");
         return AppError::Forbidden(
             "This request came from another site. Use the settings page itself, or send the admin token as `Authorization: Bearer <token>`.".into(),
@@ -357,18 +357,18 @@ fn session_cookie(id: String, secure: bool, max_age: Duration) -> Cookie<'static
 }
 
 async fn login(
-    State(state): State<AppState>,
+    State(auth): State<Arc<AdminAuth>>,
     jar: CookieJar,
     req: Request,
 ) -> Result<(CookieJar, StatusCode), AppError> {
     let ip = client_ip(&req);
-    if let Some(wait) = state.auth.failures.locked_for(ip) {
+    if let Some(wait) = auth.failures.locked_for(ip) {
         return Err(AppError::TooManyRequests(wait));
     }
-    let secure = state.auth.secure_cookie(req.headers());
-    let ApiJson(body): ApiJson<LoginRequest> = ApiJson::from_request(req, &state).await?;
-    let ok = state.auth.token_matches(body.token.trim());
-    match state.auth.failures.attempt(ip, ok) {
+    let secure = auth.secure_cookie(req.headers());
+    let ApiJson(body): ApiJson<LoginRequest> = ApiJson::from_request(req, &()).await?;
+    let ok = auth.token_matches(body.token.trim());
+    match auth.failures.attempt(ip, ok) {
         Ok(()) => {}
         Err(Refused::LockedOut(wait)) => return Err(AppError::TooManyRequests(wait)),
         Err(Refused::Wrong) => {
@@ -378,7 +378,7 @@ async fn login(
             ));
         }
     }
-    let id = state.auth.new_session();
+    let id = auth.new_session();
     Ok((
         jar.add(session_cookie(id, secure, SESSION_TTL)),
         StatusCode::NO_CONTENT,
@@ -387,28 +387,42 @@ async fn login(
 
 /// Ends the session and clears the cookie.
 pub async fn logout(
-    State(state): State<AppState>,
+    State(auth): State<Arc<AdminAuth>>,
     jar: CookieJar,
     headers: HeaderMap,
 ) -> (CookieJar, StatusCode) {
     if let Some(c) = jar.get(COOKIE) {
-        state.auth.end_session(c.value());
+        auth.end_session(c.value());
     }
-    let secure = state.auth.secure_cookie(&headers);
+    let secure = auth.secure_cookie(&headers);
     (
         jar.add(session_cookie(String::new(), secure, Duration::ZERO)),
         StatusCode::NO_CONTENT,
     )
 }
 
-/// `/api/login`, open to everyone (`/api/logout` sits behind [`require_admin`]).
-pub fn routes() -> Router<AppState> {
+/// `/api/login`, open to everyone.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<AdminAuth>: FromRef<S>,
+{
     Router::new().route("/api/login", post(login))
+}
+
+/// `/api/logout`, for a signed-in administrator (behind [`require_admin`]).
+pub fn protected_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<AdminAuth>: FromRef<S>,
+{
+    Router::new().route("/api/logout", post(logout))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{ManualClock, SystemClock};
 
     #[test]
     fn token_file_is_generated_once_with_mode_0600() {
@@ -437,7 +451,7 @@ mod tests {
 
     #[test]
     fn failures_block_after_the_limit_even_for_the_right_token() {
-        let auth = AdminAuth::new(&Secret::new("t"), None);
+        let auth = AdminAuth::new(&Secret::new("t"), None, Arc::new(SystemClock));
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         for _ in 0..MAX_FAILURES {
             assert!(auth.failures.locked_for(ip).is_none());
@@ -455,7 +469,7 @@ mod tests {
 
     #[test]
     fn a_parallel_burst_gets_no_extra_tries() {
-        let limit = std::sync::Arc::new(FailureLimit::default());
+        let limit = Arc::new(FailureLimit::new(Arc::new(SystemClock)));
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let wrong: usize = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..64)
@@ -474,6 +488,38 @@ mod tests {
             wrong, MAX_FAILURES as usize,
             "only five guesses were judged"
         );
+    }
+
+    #[test]
+    fn the_lockout_ends_with_its_window_and_old_entries_are_pruned() {
+        let clock = Arc::new(ManualClock::default());
+        let limit = FailureLimit::new(clock.clone());
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for _ in 0..MAX_FAILURES {
+            let _ = limit.attempt(ip, false);
+        }
+        clock.advance(FAILURE_WINDOW - Duration::from_secs(10));
+        assert_eq!(limit.locked_for(ip), Some(10));
+        assert_eq!(limit.attempt(ip, true), Err(Refused::LockedOut(10)));
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(limit.locked_for(ip), None);
+        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));
+        assert_eq!(limit.attempt(other, false), Err(Refused::Wrong));
+        assert_eq!(limit.tracked(), 1, "the expired entry was pruned");
+        assert_eq!(limit.attempt(ip, true), Ok(()));
+    }
+
+    #[test]
+    fn sessions_expire_after_their_lifetime() {
+        let clock = Arc::new(ManualClock::default());
+        let auth = AdminAuth::new(&Secret::new("t"), None, clock.clone());
+        let id = auth.new_session();
+        assert!(auth.session_valid(&id));
+        clock.advance(SESSION_TTL - Duration::from_secs(1));
+        assert!(auth.session_valid(&id));
+        clock.advance(Duration::from_secs(1));
+        assert!(!auth.session_valid(&id), "expired at 12 hours");
+        auth.end_session(&id);
     }
 
     #[test]

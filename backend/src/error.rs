@@ -166,6 +166,45 @@ fn wait_text(secs: u64) -> String {
     }
 }
 
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Conflict { stored } => AppError::Conflict(format!(
+                "Someone else saved the settings while you were editing (version {stored} is stored now). Reload them to see their changes; what you typed stays in the form."
+            )),
+            crate::store::StoreError::Db(detail) => AppError::Internal(detail),
+        }
+    }
+}
+
+/// Why a JSON body could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Not JSON at all.
+    #[error("The request body is not valid JSON: {0}.")]
+    Syntax(String),
+    /// JSON of the wrong shape, not tied to one field.
+    #[error("The request body has the wrong shape: {0}.")]
+    Shape(String),
+    /// One field has a value of the wrong type.
+    #[error("The field {field} has a wrong value: {detail}.")]
+    Field {
+        /// The SETTINGS field name (without the `settings.` envelope).
+        field: String,
+        /// What serde said, without its position.
+        detail: String,
+    },
+}
+
+impl From<BodyError> for AppError {
+    fn from(e: BodyError) -> Self {
+        match &e {
+            BodyError::Field { field, .. } => AppError::field(field, e.to_string()),
+            _ => AppError::BadRequest(e.to_string(), BTreeMap::new()),
+        }
+    }
+}
+
 /// A JSON body, with errors that name the field; any Content-Type other than
 /// `application/json` is a 415, so a cross-site form or `text/plain` POST can
 /// never pass for an API call.
@@ -192,22 +231,19 @@ where
                 )
             }
         })?;
-        parse_json(&bytes).map(ApiJson)
+        Ok(ApiJson(parse_json(&bytes)?))
     }
 }
 
 /// Parses JSON, telling syntax errors (400) from type errors (400, keyed by the
 /// field's name without the `settings.` envelope prefix).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return AppError::BadRequest(
-                format!("The request body is not valid JSON: {inner}."),
-                BTreeMap::new(),
-            );
+            return BodyError::Syntax(inner.to_string());
         }
         let field = path.strip_prefix("settings.").unwrap_or(&path).to_string();
         let detail = inner.to_string();
@@ -217,15 +253,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             .unwrap_or(&detail)
             .to_string();
         if field.is_empty() || field == "." {
-            AppError::BadRequest(
-                format!("The request body has the wrong shape: {detail}."),
-                BTreeMap::new(),
-            )
+            BodyError::Shape(detail)
         } else {
-            AppError::field(
-                &field,
-                format!("The field {field} has a wrong value: {detail}."),
-            )
+            BodyError::Field { field, detail }
         }
     })
 }
@@ -237,21 +267,22 @@ mod tests {
 
     #[test]
     fn syntax_and_type_errors_are_told_apart() {
-        let AppError::BadRequest(m, errors) = parse_json::<PutSettings>(b"{nope").unwrap_err()
-        else {
+        let err = parse_json::<PutSettings>(b"{nope").unwrap_err();
+        assert!(matches!(err, BodyError::Syntax(_)));
+        let AppError::BadRequest(m, errors) = AppError::from(err) else {
             panic!()
         };
         assert!(m.starts_with("The request body is not valid JSON"), "{m}");
         assert!(errors.is_empty());
         let e =
             parse_json::<PutSettings>(br#"{"settings": {"port": "x"}, "version": 0}"#).unwrap_err();
-        let AppError::BadRequest(_, errors) = e else {
+        let AppError::BadRequest(_, errors) = AppError::from(e) else {
             panic!()
         };
         assert!(errors["port"][0].contains("wrong value"), "{errors:?}");
         let e = parse_json::<PutSettings>(br#"{"settings": {"provider": "yahoo"}, "version": 0}"#)
             .unwrap_err();
-        let AppError::BadRequest(_, errors) = e else {
+        let AppError::BadRequest(_, errors) = AppError::from(e) else {
             panic!()
         };
         assert!(

@@ -11,5 +11,6 @@ pub mod crypto;
 pub mod error;
 pub mod server;
 pub mod settings;
+pub mod state;
 pub mod store;
 pub mod test_email;

@@ -1,46 +1,29 @@
-//! The axum application: state, router, static files, and start-up.
+//! The router, the listener and shutdown. The handlers live in their areas
+//! (`auth`, `settings`, `test_email`), each with its own `routes()`; the
+//! shared state is in [`crate::state`].
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, Response};
+use axum::response::Response;
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
-use crate::auth::{self, AdminAuth};
+use crate::auth;
 use crate::config::ServeArgs;
-use crate::crypto::Cipher;
 use crate::error::{AppError, BODY_LIMIT};
-use crate::store::{SettingsStore, SqliteStore};
-use crate::test_email::Tester;
+pub use crate::state::{AppState, StartError};
 
-/// Everything the handlers share.
-#[derive(Clone)]
-pub struct AppState {
-    /// Where the settings live.
-    pub store: Arc<dyn SettingsStore>,
-    /// Encrypts secrets at rest.
-    pub cipher: Arc<Cipher>,
-    /// Administrator sign-in.
-    pub auth: Arc<AdminAuth>,
-    /// Runs test emails (token cache included).
-    pub tester: Arc<Tester>,
-}
-
-/// The current time in RFC 3339, UTC.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+/// The built page's `index.html`, as embedded by `build.rs`.
+const EMBEDDED_INDEX: &str = include_str!(concat!(env!("OUT_DIR"), "/ui_index.html"));
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
@@ -128,18 +111,15 @@ fn is_hashed_asset(path: &str) -> bool {
         .is_some_and(|(_, hash)| hash.len() >= 16 && hash.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-async fn no_ui() -> Html<&'static str> {
-    Html("<!doctype html><title>Mailroom</title><p>The settings page is not built. Run <code>cargo xtask build-ui</code>, or point <code>--static-dir</code> at a Trunk build.</p>")
-}
-
-/// The whole application; tests drive it with `oneshot`.
+/// The whole application; tests drive it with `oneshot`. The page comes from
+/// `static_dir` when given (development), else from the binary itself.
 pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
     let protected = Router::new()
         .merge(crate::settings::routes())
         .merge(crate::test_email::routes())
-        .route("/api/logout", axum::routing::post(auth::logout))
+        .merge(auth::protected_routes())
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.auth.clone(),
             auth::require_admin,
         ));
     let api = Router::new()
@@ -150,19 +130,24 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .route("/api/{*rest}", any(|| async { AppError::NotFound }))
         .with_state(state);
     let static_dir = static_dir.filter(|d| d.join("index.html").is_file());
-    let hashes = static_dir
-        .as_ref()
-        .and_then(|d| std::fs::read_to_string(d.join("index.html")).ok())
-        .map(|html| inline_script_hashes(&html))
-        .unwrap_or_default();
-    let csp = HeaderValue::from_str(&content_security_policy(&hashes))
+    let index_html = match &static_dir {
+        Some(dir) => std::fs::read_to_string(dir.join("index.html")).unwrap_or_default(),
+        None => EMBEDDED_INDEX.to_string(),
+    };
+    let csp = HeaderValue::from_str(&content_security_policy(&inline_script_hashes(&index_html)))
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
     let router = match static_dir {
         Some(dir) => {
             let index = ServeFile::new(dir.join("index.html"));
             api.fallback_service(ServeDir::new(dir).fallback(index))
         }
-        None => api.fallback(no_ui),
+        None => api.merge(
+            memory_serve::load!()
+                .index_file(Some("/index.html"))
+                .fallback(Some("/index.html"))
+                .fallback_status(StatusCode::OK)
+                .into_router(),
+        ),
     };
     router
         .layer(middleware::from_fn_with_state(
@@ -184,51 +169,6 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         )
 }
 
-/// Why the server could not start; each names the fix. Exit code 78 (EX_CONFIG).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StartError(pub String);
-
-fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, StartError> {
-    match args.database_url.as_deref() {
-        None => Ok(args.data_dir.join("mailroom.db")),
-        Some(url) if url.starts_with("sqlite://") => Ok(PathBuf::from(&url["sqlite://".len()..])),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Err(StartError(
-            "PostgreSQL storage is not available in this build yet; leave --database-url unset to use SQLite in the data dir.".into(),
-        )),
-        Some(_) => Err(StartError(
-            "--database-url must start with sqlite:// (or postgres:// once supported).".into(),
-        )),
-    }
-}
-
-/// The default static dir: `./dist` when present, else the workspace's `dist`.
-fn default_static_dir() -> PathBuf {
-    let local = PathBuf::from("dist");
-    if local.join("index.html").is_file() {
-        return local;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist")
-}
-
-fn create_data_dir(dir: &Path) -> Result<(), StartError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                StartError(format!("cannot create the data dir {}: {e}", dir.display()))
-            })?;
-    } else if let Ok(meta) = std::fs::metadata(dir) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
-    }
-    Ok(())
-}
-
 /// A server bound to its port, ready to run.
 pub struct Server {
     /// The address it listens on (the real port when 0 was asked for).
@@ -239,67 +179,11 @@ pub struct Server {
     pub generated_token: Option<PathBuf>,
 }
 
-impl AppState {
-    /// Prepares the data dir, the store, the key and the admin token.
-    pub async fn open(args: &ServeArgs) -> Result<(AppState, auth::AdminToken), StartError> {
-        create_data_dir(&args.data_dir)?;
-        let db_path = sqlite_path(args)?;
-        let public_origin = args
-            .public_url
-            .as_deref()
-            .map(auth::parse_public_url)
-            .transpose()
-            .map_err(StartError)?;
-        let store = SqliteStore::open(&db_path).map_err(|e| {
-            StartError(format!(
-                "cannot open the database {}: {e}",
-                db_path.display()
-            ))
-        })?;
-        let record = store.load().await.map_err(|e| {
-            StartError(format!(
-                "cannot read the database {}: {e}",
-                db_path.display()
-            ))
-        })?;
-        let has_secrets = record
-            .as_ref()
-            .is_some_and(|r| r.client_secret.is_some() || r.password.is_some());
-        let cipher = Cipher::load_or_create(&args.data_dir, !has_secrets)
-            .map_err(|e| StartError(e.to_string()))?;
-        if let Some(record) = record {
-            crate::settings::decode(&cipher, record).map_err(|_| {
-                StartError(
-                    crate::crypto::KeyError::Mismatch(args.data_dir.join("secret.key")).to_string(),
-                )
-            })?;
-        }
-        let token = auth::resolve_admin_token(&args.data_dir, args.admin_token.clone()).map_err(
-            |e| match e.kind() {
-                std::io::ErrorKind::InvalidInput => StartError(e.to_string()),
-                _ => StartError(format!(
-                    "cannot create the admin token file in {}: {e}",
-                    args.data_dir.display()
-                )),
-            },
-        )?;
-        let tester = Tester::new(&args.test).map_err(StartError)?;
-        let state = AppState {
-            store: Arc::new(store),
-            cipher: Arc::new(cipher),
-            auth: Arc::new(AdminAuth::new(&token.token, public_origin)),
-            tester: Arc::new(tester),
-        };
-        Ok((state, token))
-    }
-}
-
 impl Server {
     /// Opens the state and binds the listener.
     pub async fn bind(args: &ServeArgs) -> Result<Server, StartError> {
         let (state, token) = AppState::open(args).await?;
-        let static_dir = args.static_dir.clone().unwrap_or_else(default_static_dir);
-        let router = app(state, Some(static_dir));
+        let router = app(state, args.static_dir.clone());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| StartError(format!("cannot listen on {}: {e}", args.listen)))?;

@@ -1,24 +1,64 @@
 //! `GET` and `PUT /api/settings`: stored settings without their secrets, and
 //! validated, atomic, version-checked saves.
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use mailroom_shared::api::{PublicSettings, PutSettings, Saved, SettingsResponse, SAVED_MESSAGE};
 use mailroom_shared::{AuthMethod, Settings, StoredSecrets};
 
-use crate::crypto::{Cipher, Secret};
+use crate::crypto::{Cipher, KeyError, Secret};
 use crate::error::{ApiJson, AppError};
-use crate::server::AppState;
-use crate::store::{Record, StoreError};
+use crate::state::Clock;
+use crate::store::{Record, SettingsStore, StoreError};
 
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> Self {
+/// The settings with their secrets: the store, the key that opens the
+/// secrets, and the clock that stamps saves.
+#[derive(Clone)]
+pub struct SettingsRepo {
+    /// Where the settings live.
+    pub store: Arc<dyn SettingsStore>,
+    /// Encrypts secrets at rest.
+    pub cipher: Arc<Cipher>,
+    /// Stamps saves.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why a stored record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The settings JSON does not parse.
+    #[error("the stored settings do not parse: {0}")]
+    Settings(#[from] serde_json::Error),
+    /// A secret does not decrypt with this key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The record could not be read.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl From<DecodeError> for AppError {
+    fn from(e: DecodeError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<LoadError> for AppError {
+    fn from(e: LoadError) -> Self {
         match e {
-            StoreError::Conflict { stored } => AppError::Conflict(format!(
-                "Someone else saved the settings while you were editing (version {stored} is stored now). Reload them to see their changes; what you typed stays in the form."
-            )),
-            StoreError::Db(detail) => AppError::Internal(detail),
+            LoadError::Store(e) => e.into(),
+            LoadError::Decode(e) => e.into(),
         }
     }
 }
@@ -82,23 +122,21 @@ impl Current {
     }
 }
 
-/// Loads and decrypts the current record.
-pub async fn load_current(state: &AppState) -> Result<Current, AppError> {
-    let Some(record) = state.store.load().await? else {
-        return Ok(Current::default());
-    };
-    decode(&state.cipher, record)
+impl SettingsRepo {
+    /// Loads and decrypts the current record.
+    pub async fn load_current(&self) -> Result<Current, LoadError> {
+        let Some(record) = self.store.load().await? else {
+            return Ok(Current::default());
+        };
+        Ok(decode(&self.cipher, record)?)
+    }
 }
 
 /// Turns a stored record into settings and secrets.
-pub fn decode(cipher: &Cipher, record: Record) -> Result<Current, AppError> {
-    let settings: Settings = serde_json::from_str(&record.settings_json)
-        .map_err(|e| AppError::Internal(format!("stored settings do not parse: {e}")))?;
+pub fn decode(cipher: &Cipher, record: Record) -> Result<Current, DecodeError> {
+    let settings: Settings = serde_json::from_str(&record.settings_json)?;
     let decrypt = |field: &str, blob: &Option<Vec<u8>>| {
-        blob.as_ref()
-            .map(|b| cipher.decrypt(field, b))
-            .transpose()
-            .map_err(|e| AppError::Internal(e.to_string()))
+        blob.as_ref().map(|b| cipher.decrypt(field, b)).transpose()
     };
     Ok(Current {
         client_secret: decrypt("client_secret", &record.client_secret)?,
@@ -109,8 +147,10 @@ pub fn decode(cipher: &Cipher, record: Record) -> Result<Current, AppError> {
     })
 }
 
-async fn get_settings(State(state): State<AppState>) -> Result<Json<SettingsResponse>, AppError> {
-    let current = load_current(&state).await?;
+async fn get_settings(
+    State(repo): State<SettingsRepo>,
+) -> Result<Json<SettingsResponse>, AppError> {
+    let current = repo.load_current().await?;
     let stored = current.stored();
     Ok(Json(SettingsResponse {
         settings: current
@@ -157,10 +197,10 @@ fn changed_fields(
 }
 
 async fn put_settings(
-    State(state): State<AppState>,
+    State(repo): State<SettingsRepo>,
     ApiJson(body): ApiJson<PutSettings>,
 ) -> Result<Json<Saved>, AppError> {
-    let current = load_current(&state).await?;
+    let current = repo.load_current().await?;
     let report = body
         .settings
         .validate_with(current.stored_for(&body.settings));
@@ -194,8 +234,8 @@ async fn put_settings(
         &current,
         (client_secret.as_ref(), password.as_ref()),
     );
-    let client_secret = client_secret.map(|s| state.cipher.encrypt("client_secret", &s));
-    let password = password.map(|s| state.cipher.encrypt("password", &s));
+    let client_secret = client_secret.map(|s| repo.cipher.encrypt("client_secret", &s));
+    let password = password.map(|s| repo.cipher.encrypt("password", &s));
     let settings_json =
         serde_json::to_string(&new).map_err(|e| AppError::Internal(e.to_string()))?;
     let record = Record {
@@ -203,9 +243,9 @@ async fn put_settings(
         client_secret,
         password,
         version: body.version,
-        updated_at: crate::server::now_rfc3339(),
+        updated_at: repo.clock.rfc3339(),
     };
-    let version = state
+    let version = repo
         .store
         .save(body.version, record, changed.clone())
         .await?;
@@ -217,6 +257,10 @@ async fn put_settings(
 }
 
 /// `GET` and `PUT /api/settings` (administrators only).
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    SettingsRepo: FromRef<S>,
+{
     Router::new().route("/api/settings", get(get_settings).put(put_settings))
 }

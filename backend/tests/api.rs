@@ -155,9 +155,7 @@ async fn save_read_back_without_secrets_and_keep_semantics() {
     keep.client_secret = None;
     keep.sender_name = "Renamed".into();
     assert_eq!(put(&router, &keep, 1).await.status, StatusCode::OK);
-    let current = mailroom_backend::settings::load_current(&state)
-        .await
-        .unwrap();
+    let current = state.settings.load_current().await.unwrap();
     assert_eq!(current.client_secret.unwrap().expose(), SECRET);
     assert_eq!(current.settings.unwrap().sender_name, "Renamed");
 
@@ -175,12 +173,10 @@ async fn save_read_back_without_secrets_and_keep_semantics() {
     let mut replaced = settings.clone();
     replaced.client_secret = Some("new-secret-value".into());
     assert_eq!(put(&router, &replaced, 2).await.status, StatusCode::OK);
-    let current = mailroom_backend::settings::load_current(&state)
-        .await
-        .unwrap();
+    let current = state.settings.load_current().await.unwrap();
     assert_eq!(current.client_secret.unwrap().expose(), "new-secret-value");
 
-    let history = state.store.history().await.unwrap();
+    let history = state.settings.store.history().await.unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(
         history[0].changed_fields,

@@ -39,17 +39,28 @@ pub fn screenshot_dir() -> PathBuf {
     dir
 }
 
+/// The `mailroom` binary, built (or found up to date) by cargo once per test
+/// run, so a scenario never runs a stale binary. It embeds the UI in `dist/`.
 fn mailroom_binary() -> PathBuf {
-    let bin = target_dir().join("debug/mailroom");
-    if !bin.is_file() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "mailroom-backend", "--bin", "mailroom"])
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building the mailroom binary failed");
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "mailroom-backend",
+                    "--bin",
+                    "mailroom",
+                ])
+                .current_dir(workspace())
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building the mailroom binary failed");
+            target_dir().join("debug/mailroom")
+        })
+        .clone()
 }
 
 fn free_port() -> u16 {
@@ -73,7 +84,7 @@ pub struct Mailroom {
 }
 
 impl Mailroom {
-    /// Starts `mailroom serve` pointed at the fakes and serving the release UI in `dist/`.
+    /// Starts `mailroom serve` pointed at the fakes; it serves the release UI it embeds.
     pub async fn start(fakes: &Fakes) -> Mailroom {
         let dist = workspace().join("dist");
         assert!(
@@ -86,8 +97,6 @@ impl Mailroom {
             .args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .arg("--static-dir")
-            .arg(&dist)
             .args(["--entra-authority", &fakes.entra.authority()])
             .arg("--extra-ca-file")
             .arg(&fakes.ca_file)

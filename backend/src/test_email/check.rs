@@ -24,19 +24,8 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     let settings: Settings = match crate::error::parse_json(text.as_bytes()) {
         Ok(s) => s,
         Err(e) => {
-            let detail = match e {
-                crate::error::AppError::BadRequest(message, errors) => {
-                    let fields: Vec<String> = errors.into_values().flatten().collect();
-                    if fields.is_empty() {
-                        message
-                    } else {
-                        fields.join(" ")
-                    }
-                }
-                other => format!("{other:?}"),
-            };
             eprintln!(
-                "mailroom check: {} is not a valid SETTINGS file: {detail}",
+                "mailroom check: {} is not a valid SETTINGS file: {e}",
                 args.settings.display()
             );
             return ExitCode::from(2);

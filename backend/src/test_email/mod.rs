@@ -9,7 +9,9 @@ pub mod token;
 
 use std::time::Instant;
 
-use axum::extract::State;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
@@ -24,7 +26,7 @@ use mailroom_shared::{catalogue, AuthMethod, Settings};
 use crate::config::TestArgs;
 use crate::crypto::Secret;
 use crate::error::{ApiJson, AppError};
-use crate::server::AppState;
+use crate::settings::SettingsRepo;
 use smtp::{SmtpAuth, SmtpFailure, SmtpPlan, TlsTrust};
 use token::{TokenClient, TokenRequest};
 
@@ -404,10 +406,11 @@ impl Tester {
 }
 
 async fn test_settings(
-    State(state): State<AppState>,
+    State(repo): State<SettingsRepo>,
+    State(tester): State<Arc<Tester>>,
     ApiJson(body): ApiJson<TestRequest>,
 ) -> Result<Json<TestResult>, AppError> {
-    let current = crate::settings::load_current(&state).await?;
+    let current = repo.load_current().await?;
     let mut report = body
         .settings
         .validate_with(current.stored_for(&body.settings));
@@ -417,7 +420,7 @@ async fn test_settings(
     if !report.is_valid() {
         return Err(AppError::Invalid(report.errors));
     }
-    let Ok(_slot) = state.tester.slots.try_acquire() else {
+    let Ok(_slot) = tester.slots.try_acquire() else {
         return Err(AppError::Busy(
             format!("{MAX_CONCURRENT_TESTS} test emails are already running. Wait a few seconds for one to finish, then try again."),
             5,
@@ -425,13 +428,18 @@ async fn test_settings(
     };
     let mut settings = body.settings;
     current.fill_secrets(&mut settings);
-    let result = state.tester.run(&settings, &body.recipient).await;
+    let result = tester.run(&settings, &body.recipient).await;
     tracing::info!(ok = result.ok, stage = ?result.stage, code = ?result.code, "test email");
     Ok(Json(result))
 }
 
 /// `POST /api/settings/test` (administrators only).
-pub fn routes() -> Router<AppState> {
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    SettingsRepo: FromRef<S>,
+    Arc<Tester>: FromRef<S>,
+{
     Router::new().route("/api/settings/test", post(test_settings))
 }
 

@@ -1,0 +1,232 @@
+//! What the handlers share: [`AppState`], built once at start by
+//! [`AppState::open`], and the parts handlers take through `FromRef`
+//! ([`SettingsRepo`], `Arc<AdminAuth>`, `Arc<Tester>`), plus the [`Clock`].
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRef;
+
+use crate::auth::{self, AdminAuth, AdminToken};
+use crate::config::ServeArgs;
+use crate::crypto::{Cipher, KeyError};
+use crate::settings::SettingsRepo;
+use crate::store::{SettingsStore, SqliteStore};
+use crate::test_email::Tester;
+
+/// The time, for everything that expires: sessions, lockouts, save times.
+/// Tests use [`ManualClock`] to move it forward.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// A monotonic instant.
+    fn now(&self) -> Instant;
+    /// The wall-clock time, UTC.
+    fn wall(&self) -> time::OffsetDateTime;
+
+    /// The wall-clock time in RFC 3339.
+    fn rfc3339(&self) -> String {
+        self.wall()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    }
+}
+
+/// The real clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that stands still until [`ManualClock::advance`] moves it.
+#[derive(Debug)]
+pub struct ManualClock {
+    start: Instant,
+    wall_start: time::OffsetDateTime,
+    offset: Mutex<Duration>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock {
+            start: Instant::now(),
+            wall_start: time::OffsetDateTime::now_utc(),
+            offset: Mutex::new(Duration::ZERO),
+        }
+    }
+}
+
+impl ManualClock {
+    /// Moves the time forward.
+    pub fn advance(&self, by: Duration) {
+        *self.offset.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    }
+
+    fn offset(&self) -> Duration {
+        *self.offset.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.start + self.offset()
+    }
+    fn wall(&self) -> time::OffsetDateTime {
+        self.wall_start + self.offset()
+    }
+}
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The settings with their encrypted secrets.
+    pub settings: SettingsRepo,
+    /// Administrator sign-in.
+    pub auth: Arc<AdminAuth>,
+    /// Runs test emails (token cache included).
+    pub tester: Arc<Tester>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl FromRef<AppState> for SettingsRepo {
+    fn from_ref(state: &AppState) -> Self {
+        state.settings.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<AdminAuth> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Tester> {
+    fn from_ref(state: &AppState) -> Self {
+        state.tester.clone()
+    }
+}
+
+/// Why the server could not start; each names the fix. Exit code 78 (EX_CONFIG).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, StartError> {
+    match args.database_url.as_deref() {
+        None => Ok(args.data_dir.join("mailroom.db")),
+        Some(url) if url.starts_with("sqlite://") => Ok(PathBuf::from(&url["sqlite://".len()..])),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Err(StartError(
+            "PostgreSQL storage is not available in this build yet; leave --database-url unset to use SQLite in the data dir.".into(),
+        )),
+        Some(_) => Err(StartError(
+            "--database-url must start with sqlite:// (or postgres:// once supported).".into(),
+        )),
+    }
+}
+
+fn create_data_dir(dir: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                StartError(format!("cannot create the data dir {}: {e}", dir.display()))
+            })?;
+    } else if let Ok(meta) = std::fs::metadata(dir) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    Ok(())
+}
+
+impl AppState {
+    /// Prepares the data dir, the store, the key and the admin token.
+    pub async fn open(args: &ServeArgs) -> Result<(AppState, AdminToken), StartError> {
+        Self::open_with_clock(args, Arc::new(SystemClock)).await
+    }
+
+    /// As [`AppState::open`], with another clock (tests).
+    pub async fn open_with_clock(
+        args: &ServeArgs,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(AppState, AdminToken), StartError> {
+        create_data_dir(&args.data_dir)?;
+        let db_path = sqlite_path(args)?;
+        let public_origin = args
+            .public_url
+            .as_deref()
+            .map(auth::parse_public_url)
+            .transpose()
+            .map_err(StartError)?;
+        let store = SqliteStore::open(&db_path).map_err(|e| {
+            StartError(format!(
+                "cannot open the database {}: {e}",
+                db_path.display()
+            ))
+        })?;
+        let record = store.load().await.map_err(|e| {
+            StartError(format!(
+                "cannot read the database {}: {e}",
+                db_path.display()
+            ))
+        })?;
+        let has_secrets = record
+            .as_ref()
+            .is_some_and(|r| r.client_secret.is_some() || r.password.is_some());
+        let cipher = Cipher::load_or_create(&args.data_dir, !has_secrets)
+            .map_err(|e| StartError(e.to_string()))?;
+        if let Some(record) = record {
+            crate::settings::decode(&cipher, record).map_err(|_| {
+                StartError(KeyError::Mismatch(args.data_dir.join("secret.key")).to_string())
+            })?;
+        }
+        let token = auth::resolve_admin_token(&args.data_dir, args.admin_token.clone()).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::InvalidInput => StartError(e.to_string()),
+                _ => StartError(format!(
+                    "cannot create the admin token file in {}: {e}",
+                    args.data_dir.display()
+                )),
+            },
+        )?;
+        let tester = Tester::new(&args.test).map_err(|e| StartError(e.to_string()))?;
+        let state = AppState {
+            settings: SettingsRepo {
+                store: Arc::new(store) as Arc<dyn SettingsStore>,
+                cipher: Arc::new(cipher),
+                clock: clock.clone(),
+            },
+            auth: Arc::new(AdminAuth::new(&token.token, public_origin, clock.clone())),
+            tester: Arc::new(tester),
+            clock,
+        };
+        Ok((state, token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manual_clock_moves_only_when_told() {
+        let c = ManualClock::default();
+        let (a, w) = (c.now(), c.wall());
+        assert_eq!(c.now(), a);
+        c.advance(Duration::from_secs(90));
+        assert_eq!(c.now() - a, Duration::from_secs(90));
+        assert_eq!((c.wall() - w).whole_seconds(), 90);
+        assert!(c.rfc3339().ends_with('Z'));
+    }
+}
