@@ -45,7 +45,7 @@ struct Floor {
 impl Floor {
     fn new(ca_pem: &str) -> Floor {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
         }
         let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(

@@ -2,10 +2,11 @@
 //! PowerShell lines filled in from the settings (REFERENCE.md tables).
 
 use mailroom_shared::api::Stage;
-use mailroom_shared::{powershell as ps, AuthMethod, Settings};
+use mailroom_shared::{catalogue, powershell as ps, AuthMethod, Settings};
 
 use super::smtp::SmtpFailure;
 use super::token::TokenError;
+use super::Timeouts;
 
 /// What the result shows: stage, code, message, hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +33,12 @@ fn sp_fix(s: &Settings) -> String {
 }
 
 /// Explains a token failure.
-pub fn token_error(e: &TokenError, s: &Settings, authority: &str) -> Diagnosis {
+pub fn token_error(
+    e: &TokenError,
+    s: &Settings,
+    authority: &str,
+    timeouts: &Timeouts,
+) -> Diagnosis {
     let diag = |code: Option<String>, message: String, hint: String| Diagnosis {
         stage: Stage::Token,
         code,
@@ -85,7 +91,10 @@ pub fn token_error(e: &TokenError, s: &Settings, authority: &str) -> Diagnosis {
         ),
         TokenError::Timeout => diag(
             None,
-            format!("Microsoft Entra ID at {authority} did not answer within 15 seconds."),
+            format!(
+                "Microsoft Entra ID at {authority} did not answer within {} seconds.",
+                timeouts.token.as_secs()
+            ),
             "Check the outgoing HTTPS path (firewall, proxy) to the Microsoft login host, then try again.".into(),
         ),
     }
@@ -171,8 +180,10 @@ pub fn enhanced_code(text: &str) -> Option<String> {
 }
 
 /// Explains an SMTP failure.
-pub fn smtp_failure(f: &SmtpFailure, s: &Settings) -> Diagnosis {
+pub fn smtp_failure(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagnosis {
     let host = format!("{}:{}", s.host, s.port);
+    // The Office 365 host of the configured cloud (GCC High and China have their own).
+    let o365 = catalogue::cloud(s.cloud).smtp_host;
     let d = |stage: Stage, code: Option<String>, message: String, hint: String| Diagnosis {
         stage,
         code,
@@ -185,7 +196,7 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings) -> Diagnosis {
             Stage::Connect,
             None,
             format!("Nothing accepted the connection at {host} (connection refused)."),
-            "Check the host and port: Office 365 uses smtp.office365.com port 587 with STARTTLS. If they are right, a firewall may refuse outgoing SMTP.".into(),
+            format!("Check the host and port: Office 365 uses {o365} port 587 with STARTTLS. If they are right, a firewall may refuse outgoing SMTP."),
         ),
         SmtpFailure::Dns(detail) => d(
             Stage::Connect,
@@ -196,7 +207,10 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings) -> Diagnosis {
         SmtpFailure::ConnectTimeout => d(
             Stage::Connect,
             None,
-            format!("No answer from {host} within 10 seconds: the connection could not be opened."),
+            format!(
+                "No answer from {host} within {} seconds: the connection could not be opened.",
+                timeouts.connect.as_secs()
+            ),
             "A firewall may block outgoing SMTP (many hosting providers block 25 and 587); check the host, port and the network path.".into(),
         ),
         SmtpFailure::Timeout(stage) => d(
@@ -213,7 +227,7 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings) -> Diagnosis {
             Stage::Tls,
             None,
             format!("The server at {host} does not offer STARTTLS, so Mailroom stopped before sending any credentials."),
-            "Check the host and port (Office 365: smtp.office365.com, 587), or choose implicit TLS if the server uses port 465.".into(),
+            format!("Check the host and port (Office 365: {o365}, 587), or choose implicit TLS if the server uses port 465."),
         ),
         SmtpFailure::Tls { detail, subject, issuer } => {
             let cert = match (subject, issuer) {
@@ -238,7 +252,7 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings) -> Diagnosis {
             None,
             format!("The server at {host} does not offer {wanted} authentication."),
             if s.auth_method == AuthMethod::OAuth2ClientCredentials {
-                "Exchange offers XOAUTH2 only after STARTTLS on smtp.office365.com:587; check the host and security.".into()
+                format!("Exchange offers XOAUTH2 only after STARTTLS on {o365}:587; check the host and security.")
             } else {
                 "Choose another authentication method, or check that STARTTLS/TLS is on (many servers offer AUTH only after it).".into()
             },
@@ -333,5 +347,39 @@ mod tests {
         );
         assert_eq!(enhanced_code("Authentication unsuccessful"), None);
         assert_eq!(enhanced_code("2.0.0 OK").as_deref(), Some("2.0.0"));
+    }
+
+    #[test]
+    fn hints_name_the_clouds_host_and_the_real_timeouts() {
+        let mut s = mailroom_shared::fixtures::office365_oauth("smtp.office365.us", 587);
+        s.cloud = mailroom_shared::Cloud::Usgov;
+        let timeouts = Timeouts {
+            token: std::time::Duration::from_secs(7),
+            connect: std::time::Duration::from_secs(3),
+            session: std::time::Duration::from_secs(9),
+        };
+        let refused = smtp_failure(&SmtpFailure::Refused, &s, &timeouts);
+        assert!(
+            refused.hint.contains("smtp.office365.us port 587"),
+            "{}",
+            refused.hint
+        );
+        let slow = smtp_failure(&SmtpFailure::ConnectTimeout, &s, &timeouts);
+        assert!(
+            slow.message.contains("within 3 seconds"),
+            "{}",
+            slow.message
+        );
+        let token = token_error(
+            &TokenError::Timeout,
+            &s,
+            "https://login.microsoftonline.us",
+            &timeouts,
+        );
+        assert!(
+            token.message.contains("within 7 seconds"),
+            "{}",
+            token.message
+        );
     }
 }

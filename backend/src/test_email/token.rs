@@ -172,7 +172,7 @@ impl TokenClient {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| e.to_string())?;
         Ok(TokenClient {
             http,
             cache: Mutex::new(HashMap::new()),
@@ -245,7 +245,9 @@ impl TokenClient {
                 let text = error_chain(&e);
                 if e.is_timeout() {
                     TokenError::Timeout
-                } else if is_dns_failure(&text) {
+                } else if e.is_connect() && is_dns_failure(&text) {
+                    // hyper reports a failed lookup as a connect error whose
+                    // resolver cause has no public type: only its text tells.
                     TokenError::Dns(text)
                 } else {
                     TokenError::Connect(text)
