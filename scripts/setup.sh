@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs every tool Mailroom needs to build and test, skipping what is already
-# there at the right version. Safe to run again; a second run takes seconds.
+# Installs every tool Mailroom needs to build (and, with --with-browser, to
+# test), skipping what is already there at the right version. Safe to run
+# again; a second run takes seconds.
 #
 # Tools land outside the repository (~/.cargo/bin and $MAILROOM_TOOLS), so later
 # runs on the same machine reuse them.
@@ -22,10 +23,15 @@ wasm_bindgen_version() {
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     log "adding the wasm32-unknown-unknown target"
-    rustup target add wasm32-unknown-unknown
+    # The pinned toolchain may be a link to the machine's stable one, which
+    # rustup cannot add targets to by that name.
+    rustup target add wasm32-unknown-unknown || rustup +stable target add wasm32-unknown-unknown
 fi
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+WITH_BROWSER=0
+[ "${1:-}" = "--with-browser" ] && WITH_BROWSER=1
+
+if [ "$WITH_BROWSER" = 1 ] && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
     log "installing Chromium and ChromeDriver from Debian"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

@@ -42,7 +42,7 @@ pub struct AdminToken {
     pub generated_into: Option<std::path::PathBuf>,
 }
 
-/// The shortest `--admin-token` accepted (CONTRACT §2).
+/// The shortest `--admin-token` accepted (docs/API.md §2).
 pub const MIN_TOKEN_LEN: usize = 24;
 
 /// Takes the configured token (refusing one shorter than [`MIN_TOKEN_LEN`]), else reads `<data-dir>/admin-token`, else
@@ -321,7 +321,7 @@ pub fn client_ip(req: &Request) -> IpAddr {
 }
 
 /// Middleware: 401 unless the request is from a signed-in administrator; 403
-/// for a state-changing cookie request from another origin (CONTRACT §2).
+/// for a state-changing cookie request from another origin (docs/API.md §2).
 pub async fn require_admin(
     State(auth): State<Arc<AdminAuth>>,
     req: Request,

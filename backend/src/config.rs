@@ -1,5 +1,5 @@
 //! Command-line options; each server option is also an environment variable
-//! (CONTRACT.md section 1), and the flag wins.
+//! (docs/API.md §1), and the flag wins.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

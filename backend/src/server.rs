@@ -66,7 +66,7 @@ pub fn inline_script_hashes(html: &str) -> Vec<String> {
     hashes
 }
 
-/// Security headers on every answer (CONTRACT §2); `/api` is never cached,
+/// Security headers on every answer (docs/API.md §2); `/api` is never cached,
 /// hashed Trunk assets are cached for good, and the page carries the CSP.
 async fn response_headers(
     State(csp): State<Arc<HeaderValue>>,

@@ -89,7 +89,7 @@ impl Current {
     }
 
     /// Which stored secrets `new` may use: none when it points somewhere other
-    /// than where they were saved for (CONTRACT §3).
+    /// than where they were saved for (docs/API.md §3).
     pub fn stored_for(&self, new: &Settings) -> StoredSecrets {
         self.stored().towards(self.settings.as_ref(), new)
     }

@@ -198,11 +198,11 @@ async fn invalid_settings_get_422_with_the_shared_messages() {
     assert_eq!(r.json["message"], "The settings are not valid.");
     assert_eq!(
         r.json["errors"]["tenant_id"][0],
-        expected.errors_for("tenant_id")[0]
+        expected.errors_for(mailroom_shared::Field::TenantId)[0]
     );
     assert_eq!(
         r.json["errors"]["sender_email"][0],
-        expected.errors_for("sender_email")[0]
+        expected.errors_for(mailroom_shared::Field::SenderEmail)[0]
     );
     let got = call(&router, request("GET", "/api/settings", None, true)).await;
     assert_eq!(

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
-use mailroom_backend::config::TestArgs;
+
 use mailroom_backend::test_email::Tester;
-use mailroom_fakes::{addr, FakeEntra, FakeSmtp, SmtpConfig, TestPki};
+use mailroom_fakes::{addr, Loopback, SmtpConfig};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -139,17 +139,9 @@ async fn minimal_client(floor: &Floor, entra: &str, port: u16) {
 #[tokio::test]
 #[ignore = "benchmark; run by cargo xtask bench"]
 async fn bench_test_email_against_the_floor() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::new("Bench CA");
-    let ca = dir.path().join("ca.pem");
-    pki.write_ca(&ca);
-    let entra = FakeEntra::start().await;
-    entra.register(TENANT, CLIENT, SECRET);
-    let smtp = FakeSmtp::start(SmtpConfig::default(), &pki, entra.issued_tokens()).await;
-    let args = TestArgs {
-        entra_authority: Some(entra.authority()),
-        extra_ca_file: Some(ca),
-    };
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let (pki, entra, smtp) = (&rig.pki, &rig.entra, &rig.smtp);
+    let args = test_args(&rig);
     let settings = oauth_settings("localhost", smtp.port());
     let to = addr("admin", "contoso.com");
     const RUNS: usize = 200;

@@ -1,4 +1,4 @@
-//! The security rules (CONTRACT §2 and §3): secrets bound to their
+//! The security rules (docs/API.md §2 and §3): secrets bound to their
 //! destination, request rules, and hostile SMTP or token servers.
 
 mod common;

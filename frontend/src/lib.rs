@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod components;
+pub mod hooks;
 pub mod state;
 
 use gloo_net::http::Method;

@@ -6,48 +6,11 @@ use std::rc::Rc;
 
 use mailroom_shared::api::SettingsResponse;
 use mailroom_shared::validate::parse_port;
+pub use mailroom_shared::Field;
 use mailroom_shared::{
     catalogue, AuthMethod, Cloud, Provider, Report, Security, Settings, StoredSecrets,
 };
 use yew::Reducible;
-
-/// Text fields the user types into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    TenantId,
-    ClientId,
-    ClientSecret,
-    Username,
-    Password,
-    Host,
-    Port,
-    ClientHostname,
-    SenderName,
-    SenderEmail,
-    SpObjectId,
-}
-
-impl Field {
-    /// The SETTINGS field name, also the input's id.
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::TenantId => "tenant_id",
-            Field::ClientId => "client_id",
-            Field::ClientSecret => "client_secret",
-            Field::Username => "username",
-            Field::Password => "password",
-            Field::Host => "host",
-            Field::Port => "port",
-            Field::ClientHostname => "client_hostname",
-            Field::SenderName => "sender_name",
-            Field::SenderEmail => "sender_email",
-            Field::SpObjectId => "sp_object_id",
-        }
-    }
-}
-
-/// Fields that live in the collapsible advanced section.
-pub const ADVANCED_FIELDS: &[&str] = &["host", "port", "security", "client_hostname"];
 
 /// Everything the settings form holds.
 #[derive(Clone, PartialEq)]
@@ -66,7 +29,7 @@ pub struct FormState {
     /// destination there, and are not reused once it changes.
     pub saved: Option<Settings>,
     /// Fields the user has touched.
-    pub touched: BTreeSet<String>,
+    pub touched: BTreeSet<Field>,
     /// Set once the user tried to save or test: every error shows.
     pub submitted: bool,
     /// The version the edit started from.
@@ -184,22 +147,22 @@ impl FormState {
 
     /// Whether a field's messages are shown now: once touched or submitted,
     /// and at once for a stored secret that the current destination may not use.
-    pub fn shows(&self, field: &str) -> bool {
+    pub fn shows(&self, field: Field) -> bool {
         let unbound = match field {
-            "client_secret" => self.stored.client_secret,
-            "password" => self.stored.password,
+            Field::ClientSecret => self.stored.client_secret,
+            Field::Password => self.stored.password,
             _ => false,
         } && self.stored_now().elsewhere;
-        self.submitted || self.touched.contains(field) || unbound
+        self.submitted || self.touched.contains(&field) || unbound
     }
 
     /// Errors to show next to a field: validation's, then the server's.
-    pub fn errors_for(&self, report: &Report, field: &str) -> Vec<String> {
+    pub fn errors_for(&self, report: &Report, field: Field) -> Vec<String> {
         let mut out = Vec::new();
         if self.shows(field) {
             out.extend(report.errors_for(field).iter().cloned());
         }
-        if let Some(server) = self.server_errors.get(field) {
+        if let Some(server) = self.server_errors.get(field.as_str()) {
             out.extend(
                 server
                     .iter()
@@ -211,14 +174,24 @@ impl FormState {
         out
     }
 
-    /// Whether the Send-As confirmation applies: Office 365 and a sender other than the username.
-    pub fn sender_differs(&self) -> bool {
-        let s = &self.settings;
-        s.provider == Provider::Office365
-            && !s.sender_email.trim().is_empty()
-            && s.username.as_deref().is_some_and(|u| {
-                !u.trim().is_empty() && !u.trim().eq_ignore_ascii_case(s.sender_email.trim())
-            })
+    /// Warnings to show next to a field: once its messages show, and always for
+    /// the fields whose advice matters before typing (the secret, the cloud).
+    pub fn warnings_for(&self, report: &Report, field: Field) -> Vec<String> {
+        if self.shows(field) || matches!(field, Field::ClientSecret | Field::Cloud) {
+            report.warnings_for(field).to_vec()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The first field, in form order, with an error of validation or of the server.
+    pub fn first_invalid(&self, report: &Report) -> Option<Field> {
+        report.first_invalid_field().or_else(|| {
+            Field::ALL
+                .iter()
+                .copied()
+                .find(|f| self.server_errors.contains_key(f.as_str()))
+        })
     }
 }
 
@@ -231,8 +204,10 @@ pub enum Action {
     Rebase(SettingsResponse),
     /// A text field changed.
     Set(Field, String),
+    /// The checklist's service principal object ID changed.
+    SpObjectId(String),
     /// A field lost focus.
-    Touch(&'static str),
+    Touch(Field),
     /// The provider changed: fills host, port and security.
     Provider(Provider),
     /// The authentication method changed.
@@ -282,19 +257,26 @@ impl Reducible for FormState {
                     Field::ClientHostname => s.client_hostname = opt(&value),
                     Field::SenderName => s.sender_name = value.clone(),
                     Field::SenderEmail => s.sender_email = value.clone(),
-                    Field::SpObjectId => {
-                        st.sp_object_id = value;
-                        return Rc::new(st);
-                    }
+                    // Not text fields: chosen through their own actions.
+                    Field::Provider
+                    | Field::AuthMethod
+                    | Field::Cloud
+                    | Field::SendAsConfirmed
+                    | Field::Security
+                    | Field::Recipient => return self,
                 }
-                st.touched.insert(field.name().to_string());
-                st.server_errors.remove(field.name());
+                st.touched.insert(field);
+                st.server_errors.remove(field.as_str());
+            }
+            Action::SpObjectId(value) => {
+                st.sp_object_id = value;
+                return Rc::new(st);
             }
             Action::Touch(field) => {
-                if st.touched.contains(field) {
+                if st.touched.contains(&field) {
                     return self;
                 }
-                st.touched.insert(field.to_string());
+                st.touched.insert(field);
                 return Rc::new(st);
             }
             Action::Provider(p) => {
@@ -350,5 +332,116 @@ impl Reducible for FormState {
         }
         st.dirty = true;
         Rc::new(st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailroom_shared::api::PublicSettings;
+
+    fn stored_oauth() -> Rc<FormState> {
+        let saved = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        let stored = StoredSecrets {
+            client_secret: true,
+            ..StoredSecrets::default()
+        };
+        Rc::new(FormState::from_response(&SettingsResponse {
+            settings: Some(PublicSettings::new(saved, stored)),
+            version: 4,
+            updated_at: None,
+        }))
+    }
+
+    #[test]
+    fn a_loaded_form_is_valid_clean_and_keeps_the_stored_secret() {
+        let st = stored_oauth();
+        assert!(!st.dirty && st.version == 4);
+        assert!(st.report().is_valid(), "{:?}", st.report());
+        assert_eq!(
+            st.to_settings().client_secret,
+            None,
+            "None keeps the stored one"
+        );
+    }
+
+    #[test]
+    fn typing_marks_dirty_touches_and_clears_the_servers_message() {
+        let st = stored_oauth().reduce(Action::ServerErrors(BTreeMap::from([(
+            "tenant_id".to_string(),
+            vec!["from the server".to_string()],
+        )])));
+        assert_eq!(
+            st.errors_for(&st.report(), Field::TenantId),
+            ["from the server"]
+        );
+        let st = st.reduce(Action::Set(Field::TenantId, "nope".into()));
+        assert!(st.dirty && st.touched.contains(&Field::TenantId));
+        let errors = st.errors_for(&st.report(), Field::TenantId);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("Tenant ID must be a GUID"), "{errors:?}");
+    }
+
+    #[test]
+    fn moving_the_destination_asks_for_the_secret_again_and_saving_rebinds_it() {
+        let st = stored_oauth().reduce(Action::Set(Field::Host, "smtp.attacker.example".into()));
+        assert!(st.stored_now().elsewhere);
+        assert!(
+            st.shows(Field::ClientSecret),
+            "shown without touching the field"
+        );
+        let errors = st.errors_for(&st.report(), Field::ClientSecret);
+        assert!(
+            errors[0].starts_with("Enter the client secret again"),
+            "{errors:?}"
+        );
+        let st = st
+            .reduce(Action::Set(
+                Field::ClientSecret,
+                "a-new-secret-value".into(),
+            ))
+            .reduce(Action::Saved(5));
+        assert!(!st.dirty && st.secret_text.is_empty() && st.version == 5);
+        assert!(
+            st.stored_now().client_secret_usable(),
+            "bound to the new host now"
+        );
+        assert!(st.report().is_valid(), "{:?}", st.report());
+    }
+
+    #[test]
+    fn switching_to_a_password_forgets_the_client_secret_after_saving() {
+        let st = stored_oauth()
+            .reduce(Action::Auth(AuthMethod::Password))
+            .reduce(Action::Set(Field::Password, "app-password".into()))
+            .reduce(Action::Saved(5));
+        assert!(st.stored.password && !st.stored.client_secret);
+    }
+
+    #[test]
+    fn provider_and_cloud_fill_host_port_and_security() {
+        let st = Rc::new(FormState::default()).reduce(Action::Provider(Provider::Gmail));
+        assert_eq!(
+            (st.settings.host.as_str(), st.port_text.as_str()),
+            ("smtp.gmail.com", "587")
+        );
+        let st = st
+            .reduce(Action::Provider(Provider::Office365))
+            .reduce(Action::Cloud(Cloud::Usgov));
+        assert_eq!(
+            st.settings.host, "smtp.office365.us",
+            "the cloud's host follows"
+        );
+        let st = st
+            .reduce(Action::Set(Field::Host, "relay.contoso.com".into()))
+            .reduce(Action::Cloud(Cloud::Global));
+        assert_eq!(st.settings.host, "relay.contoso.com", "a typed host stays");
+    }
+
+    #[test]
+    fn the_first_invalid_field_follows_the_form_order() {
+        let st = Rc::new(FormState::default()).reduce(Action::Submit);
+        assert_eq!(st.first_invalid(&st.report()), Some(Field::TenantId));
+        assert!(Field::Host.is_advanced() && !Field::TenantId.is_advanced());
     }
 }

@@ -85,6 +85,11 @@ fn active_id() -> String {
     doc.active_element().map(|e| e.id()).unwrap_or_default()
 }
 
+/// The text of a field's error region (always in the page, empty when valid).
+fn error_text(root: &Element, id: &str) -> String {
+    text_of(root, &format!("#{id}-error")).unwrap_or_default()
+}
+
 fn text_of(root: &Element, selector: &str) -> Option<String> {
     root.query_selector(selector)
         .unwrap()
@@ -95,7 +100,7 @@ fn text_of(root: &Element, selector: &str) -> Option<String> {
 async fn invalid_tenant_id_shows_its_message_and_fixing_clears_it() {
     let root = mount_form(SettingsResponse::default()).await;
     assert!(
-        text_of(&root, "#tenant_id-error").is_none(),
+        error_text(&root, "tenant_id").is_empty(),
         "untouched fields show nothing"
     );
     type_into(&root, "tenant_id", "0b4f1c2a-1234-4abc-9def-0123456789a").await;
@@ -124,7 +129,7 @@ async fn invalid_tenant_id_shows_its_message_and_fixing_clears_it() {
             .as_deref(),
         Some("false")
     );
-    assert!(text_of(&root, "#tenant_id-error").is_none());
+    assert!(error_text(&root, "tenant_id").is_empty());
 }
 
 #[wasm_bindgen_test]
@@ -244,7 +249,7 @@ async fn a_sender_other_than_the_username_asks_for_send_as() {
         .contains("differs from the username"));
     click(&root, "#send_as_confirmed").await;
     assert!(
-        text_of(&root, "#sender_email-error").is_none(),
+        error_text(&root, "sender_email").is_empty(),
         "confirmed Send-As clears the error"
     );
 }
@@ -342,27 +347,46 @@ async fn result_panel_shows_stage_code_hint_commands_and_transcript() {
         .render();
     yew::scheduler::flush().await;
     let html = root.text_content().unwrap();
-    assert!(
-        html.contains("The test failed") && html.contains("5.7.60") && html.contains("send"),
-        "{html}"
+    assert!(html.contains("The test failed"), "{html}");
+    assert_eq!(text_of(&root, ".stage strong").as_deref(), Some("send"));
+    assert_eq!(text_of(&root, ".stage .code").as_deref(), Some("5.7.60"));
+    assert_eq!(
+        text_of(&root, ".stages li.failed").as_deref(),
+        Some("✗ send · 12 ms"),
+        "each real stage with its outcome"
     );
     let command = text_of(&root, ".command code").unwrap();
     assert!(command.starts_with("Add-RecipientPermission"), "{command}");
-    assert!(root
-        .query_selector(".command button.copy")
-        .unwrap()
-        .is_some());
+    assert_eq!(
+        find(&root, ".command button.copy")
+            .get_attribute("aria-label")
+            .as_deref(),
+        Some("Copy the Add-RecipientPermission command"),
+        "the label names what it copies"
+    );
     assert!(text_of(&root, ".transcript pre")
         .unwrap()
         .contains("C: AUTH XOAUTH2 *****"));
     assert_eq!(
-        progress_steps(true)[0],
-        "Requesting a token from Microsoft Entra ID…"
+        progress_steps(true),
+        ["token", "connect", "tls", "auth", "send"],
+        "the stage names of the result"
     );
-    assert_eq!(
-        progress_steps(false),
-        vec!["Connecting…", "Signing in…", "Sending…"]
-    );
+    assert_eq!(progress_steps(false), ["connect", "tls", "auth", "send"]);
+    for stage in progress_steps(true) {
+        assert!(
+            [
+                Stage::Token,
+                Stage::Connect,
+                Stage::Tls,
+                Stage::Auth,
+                Stage::Send
+            ]
+            .iter()
+            .any(|s| s.as_str() == stage),
+            "{stage}"
+        );
+    }
 }
 
 #[wasm_bindgen_test]
@@ -442,8 +466,16 @@ async fn unsaved_changes_guard_the_page() {
 #[wasm_bindgen_test]
 async fn test_dialog_validates_the_recipient_and_closes_with_escape() {
     let root = mount_form(valid_initial()).await;
-    click(&root, "#test-button").await;
+    let opener: HtmlElement = find(&root, "#test-button").dyn_into().unwrap();
+    opener.focus().unwrap();
+    opener.click();
     yew::scheduler::flush().await;
+    let dialog: web_sys::HtmlDialogElement = find(&root, "dialog#test-dialog").dyn_into().unwrap();
+    assert!(dialog.open(), "opened with showModal");
+    assert!(
+        dialog.matches(":modal").unwrap(),
+        "modal: the page behind it is inert"
+    );
     assert_eq!(active_id(), "recipient", "focus moves into the dialog");
     let user = format!("{}@{}", "mailer", "contoso.com");
     let recipient: HtmlInputElement = find(&root, "#recipient").dyn_into().unwrap();
@@ -459,7 +491,7 @@ async fn test_dialog_validates_the_recipient_and_closes_with_escape() {
         Some("true")
     );
     type_into(&root, "recipient", &user).await;
-    assert!(text_of(&root, "#recipient-error").is_none());
+    assert!(error_text(&root, "recipient").is_empty());
     let init = web_sys::KeyboardEventInit::new();
     init.set_key("Escape");
     init.set_bubbles(true);
@@ -471,6 +503,7 @@ async fn test_dialog_validates_the_recipient_and_closes_with_escape() {
         root.query_selector(".dialog").unwrap().is_none(),
         "Escape closes the dialog"
     );
+    assert_eq!(active_id(), "test-button", "focus returns to the opener");
 }
 
 #[wasm_bindgen_test]
@@ -493,7 +526,7 @@ async fn a_stored_secret_turns_required_when_its_destination_changes() {
         placeholder(&root).as_deref(),
         Some("stored — leave empty to keep")
     );
-    assert!(text_of(&root, "#client_secret-error").is_none());
+    assert!(error_text(&root, "client_secret").is_empty());
 
     click(&root, "#advanced summary").await;
     type_into(&root, "host", "smtp.attacker.example").await;
@@ -518,7 +551,7 @@ async fn a_stored_secret_turns_required_when_its_destination_changes() {
         placeholder(&root).as_deref(),
         Some("stored — leave empty to keep")
     );
-    assert!(text_of(&root, "#client_secret-error").is_none());
+    assert!(error_text(&root, "client_secret").is_empty());
 }
 
 #[wasm_bindgen_test]
@@ -538,4 +571,41 @@ fn form_state_debug_masks_typed_secrets() {
         "{shown}"
     );
     assert!(shown.contains("*****"), "{shown}");
+}
+
+#[wasm_bindgen_test]
+async fn messages_are_polite_and_every_description_exists() {
+    let root = mount_form(valid_initial()).await;
+    let region = find(&root, "#tenant_id-error");
+    assert_eq!(
+        region.get_attribute("aria-live").as_deref(),
+        Some("polite"),
+        "in the page before any error"
+    );
+    type_into(&root, "tenant_id", "nope").await;
+    let region = find(&root, "#tenant_id-error");
+    assert!(
+        region.get_attribute("role").is_none(),
+        "no alert on every keystroke"
+    );
+    assert!(!error_text(&root, "tenant_id").is_empty());
+    for id in [
+        "cloud",
+        "security",
+        "tenant_id",
+        "client_secret",
+        "provider",
+    ] {
+        let described = find(&root, &format!("#{id}"))
+            .get_attribute("aria-describedby")
+            .unwrap_or_default();
+        for target in described.split_whitespace() {
+            assert!(
+                root.query_selector(&format!("#{target}"))
+                    .unwrap()
+                    .is_some(),
+                "#{id} is described by a missing #{target}"
+            );
+        }
+    }
 }

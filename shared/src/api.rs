@@ -1,4 +1,4 @@
-//! The JSON bodies of the HTTP API (CONTRACT.md sections 2 and 5), shared so the
+//! The JSON bodies of the HTTP API (docs/API.md §2 and §5), shared so the
 //! browser and the server cannot drift apart.
 
 use std::collections::BTreeMap;
@@ -158,7 +158,7 @@ pub struct ErrorBody {
     /// One sentence for a person.
     pub message: String,
     /// Messages keyed by SETTINGS field name (and `recipient`); `{}` when the
-    /// problem is not tied to a field. Always present, as CONTRACT §2 shows it.
+    /// problem is not tied to a field. Always present, as docs/API.md §2 shows it.
     #[serde(default)]
     pub errors: BTreeMap<String, Vec<String>>,
 }
@@ -237,7 +237,7 @@ pub struct TokenClaims {
     pub exp: Option<i64>,
 }
 
-/// The outcome of a test email (CONTRACT.md section 5).
+/// The outcome of a test email (docs/API.md §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestResult {
     /// The server accepted the test email for delivery.

@@ -1,4 +1,4 @@
-//! The provider catalogue (REFERENCE.md) and the cloud table (CONTRACT.md section 4).
+//! The provider catalogue (docs/REFERENCE.md) and the cloud table (docs/API.md §4).
 
 use crate::settings::{AuthMethod, Cloud, Provider, Security};
 

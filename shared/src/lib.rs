@@ -6,12 +6,14 @@
 
 pub mod api;
 pub mod catalogue;
+pub mod field;
 pub mod fixtures;
 pub mod parse;
 pub mod powershell;
 pub mod settings;
 pub mod validate;
 
+pub use field::Field;
 pub use settings::{AuthMethod, Cloud, EnumId, Provider, Security, Settings};
 pub use validate::{Report, StoredSecrets};
 

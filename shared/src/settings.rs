@@ -1,4 +1,4 @@
-//! The SETTINGS schema of CONTRACT.md section 3, exactly as it travels as JSON.
+//! The SETTINGS schema of docs/API.md §3, exactly as it travels as JSON.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,7 +53,7 @@ pub enum AuthMethod {
     OAuth2ClientCredentials,
 }
 
-/// The Microsoft cloud the tenant lives in (CONTRACT.md section 4).
+/// The Microsoft cloud the tenant lives in (docs/API.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Cloud {
@@ -195,7 +195,7 @@ impl Settings {
     }
 
     /// Whether a secret saved with `saved` may be sent with these settings
-    /// (CONTRACT §3): `auth_method`, `host`, `port`, `security` and `username`,
+    /// (docs/API.md §3): `auth_method`, `host`, `port`, `security` and `username`,
     /// and for OAuth also `cloud`, `tenant_id` and `client_id`, are unchanged.
     /// Values are compared in their normalised form.
     pub fn same_secret_destination(&self, saved: &Settings) -> bool {
@@ -211,6 +211,19 @@ impl Settings {
             return basic;
         }
         a.cloud == b.cloud && a.tenant_id == b.tenant_id && a.client_id == b.client_id
+    }
+
+    /// Office 365 with a sender other than the username: the username then
+    /// needs Send-As rights on the sender's mailbox (docs/REFERENCE.md, 5.7.60).
+    /// The one place this rule is decided: validation, the form and the
+    /// setup checklist all ask here.
+    pub fn needs_send_as(&self) -> bool {
+        let user = self.username.as_deref().unwrap_or_default().trim();
+        let sender = self.sender_email.trim();
+        self.provider == Provider::Office365
+            && !user.is_empty()
+            && !sender.is_empty()
+            && !user.eq_ignore_ascii_case(sender)
     }
 
     /// Whether this configuration sends credentials of any kind.
@@ -388,6 +401,22 @@ mod tests {
         assert_ids::<Cloud>();
         assert_ids::<Security>();
         assert_eq!(Provider::ALL.len(), crate::catalogue::PROVIDERS.len());
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn send_as_is_needed_only_for_another_office365_sender() {
+        let mut s = crate::fixtures::office365_oauth("smtp.office365.com", 587);
+        assert!(!s.needs_send_as(), "sender is the username");
+        s.sender_email = format!(" {} ", crate::fixtures::mailer().to_uppercase());
+        assert!(!s.needs_send_as(), "case and spaces do not count");
+        s.sender_email = format!("{}@{}", "notifications", "contoso.com");
+        assert!(s.needs_send_as());
+        s.username = None;
+        assert!(!s.needs_send_as(), "nothing to compare yet");
+        s.username = Some(crate::fixtures::mailer());
+        s.provider = Provider::Gmail;
+        assert!(!s.needs_send_as(), "Office 365 only");
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

@@ -6,33 +6,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalogue;
+use crate::field::Field;
 use crate::parse::{self, EmailError, GuidError, HostError};
 use crate::powershell;
 use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings};
 
 /// The longest text accepted in most fields (Passbolt's limit).
 pub const MAX_LEN: usize = 256;
-
-/// Every field the form shows, in the order it shows them; used to find the
-/// first invalid field.
-pub const FIELD_ORDER: &[&str] = &[
-    "provider",
-    "auth_method",
-    "cloud",
-    "tenant_id",
-    "client_id",
-    "client_secret",
-    "username",
-    "password",
-    "sender_name",
-    "sender_email",
-    "send_as_confirmed",
-    "host",
-    "port",
-    "security",
-    "client_hostname",
-    "recipient",
-];
 
 /// The outcome of validation: errors block saving and testing, warnings only inform.
 /// Both are keyed by SETTINGS field name.
@@ -51,35 +31,41 @@ impl Report {
     }
 
     /// The errors of one field.
-    pub fn errors_for(&self, field: &str) -> &[String] {
-        self.errors.get(field).map(Vec::as_slice).unwrap_or(&[])
+    pub fn errors_for(&self, field: Field) -> &[String] {
+        self.errors
+            .get(field.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The warnings of one field.
-    pub fn warnings_for(&self, field: &str) -> &[String] {
-        self.warnings.get(field).map(Vec::as_slice).unwrap_or(&[])
+    pub fn warnings_for(&self, field: Field) -> &[String] {
+        self.warnings
+            .get(field.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The first field, in form order, that has an error.
-    pub fn first_invalid_field(&self) -> Option<&'static str> {
-        FIELD_ORDER
+    pub fn first_invalid_field(&self) -> Option<Field> {
+        Field::ALL
             .iter()
             .copied()
-            .find(|f| self.errors.contains_key(*f))
+            .find(|f| self.errors.contains_key(f.as_str()))
     }
 
     /// Records an error.
-    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+    pub fn error(&mut self, field: Field, message: impl Into<String>) {
         self.errors
-            .entry(field.to_string())
+            .entry(field.as_str().to_string())
             .or_default()
             .push(message.into());
     }
 
     /// Records a warning.
-    pub fn warn(&mut self, field: &str, message: impl Into<String>) {
+    pub fn warn(&mut self, field: Field, message: impl Into<String>) {
         self.warnings
-            .entry(field.to_string())
+            .entry(field.as_str().to_string())
             .or_default()
             .push(message.into());
     }
@@ -118,7 +104,7 @@ impl StoredSecrets {
     }
 }
 
-/// The message for a left-out secret whose stored value is bound elsewhere (CONTRACT §3).
+/// The message for a left-out secret whose stored value is bound elsewhere (docs/API.md §3).
 pub const SECRET_BOUND_ELSEWHERE: &str =
     "a stored secret is only sent to the server it was saved for.";
 
@@ -127,8 +113,51 @@ pub fn secret_again(label: &str) -> String {
     format!("Enter the {label} again: {SECRET_BOUND_ELSEWHERE}")
 }
 
-/// The retirement notice for Office 365 basic authentication (REFERENCE.md).
-pub const BASIC_AUTH_RETIREMENT: &str = "Microsoft is retiring basic authentication for SMTP AUTH in Exchange Online: from the end of December 2026 it is disabled by default for existing tenants (admins can re-enable it for a while), tenants created after December 2026 do not have it, and Microsoft will announce the final removal date in the second half of 2027. Switch to OAuth 2.0 (Client Credentials).";
+/// The retirement of Office 365 basic authentication (docs/REFERENCE.md), as data:
+/// the notice on the page and the validation warning are both made from it.
+pub const BASIC_AUTH_RETIREMENT: &[Milestone] = &[
+    Milestone {
+        when: "End of December 2026",
+        what: "disabled by default for existing tenants; admins can re-enable it for a while.",
+    },
+    Milestone {
+        when: "Tenants created after December 2026",
+        what: "not available; OAuth is the only method.",
+    },
+    Milestone {
+        when: "Second half of 2027",
+        what: "Microsoft announces the final removal date.",
+    },
+];
+
+/// One date of the basic-authentication retirement and what happens then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Milestone {
+    /// When.
+    pub when: &'static str,
+    /// What happens.
+    pub what: &'static str,
+}
+
+/// What to do about the retirement.
+pub const SWITCH_TO_OAUTH: &str = "Switch to OAuth 2.0 (Client Credentials).";
+
+/// The retirement as one warning: each milestone, then what to do. The page
+/// shows the same milestones as a list.
+pub fn basic_auth_retirement() -> String {
+    let mut text = String::from(
+        "Microsoft is retiring basic authentication for SMTP AUTH in Exchange Online.",
+    );
+    for m in BASIC_AUTH_RETIREMENT {
+        text.push(' ');
+        text.push_str(m.when);
+        text.push_str(": ");
+        text.push_str(m.what);
+    }
+    text.push(' ');
+    text.push_str(SWITCH_TO_OAUTH);
+    text
+}
 
 const GUID_EXAMPLE: &str = "00000000-0000-0000-0000-000000000000";
 
@@ -232,7 +261,7 @@ fn port_message() -> String {
     "Enter a port from 1 to 65535: 587 for STARTTLS, 465 for implicit TLS.".to_string()
 }
 
-fn check_length(report: &mut Report, field: &str, label: &str, value: &str) -> bool {
+fn check_length(report: &mut Report, field: Field, label: &str, value: &str) -> bool {
     let n = value.chars().count();
     if n > MAX_LEN {
         report.error(
@@ -271,7 +300,7 @@ impl Settings {
                     provider.name
                 )
             };
-            r.error("auth_method", msg);
+            r.error(Field::AuthMethod, msg);
         }
 
         if oauth {
@@ -284,23 +313,26 @@ impl Settings {
             AuthMethod::Username | AuthMethod::Password | AuthMethod::OAuth2ClientCredentials
         );
         if let Some(user) = s.username.as_deref().filter(|_| needs_username) {
-            if check_length(&mut r, "username", "username", user) {
+            if check_length(&mut r, Field::Username, "username", user) {
                 if oauth {
                     if let Err(e) = parse::check_email(user) {
                         r.error(
-                            "username",
+                            Field::Username,
                             email_message("username (the licensed mailbox's full address)", &e),
                         );
                     }
                 } else if user.is_empty() {
-                    r.error("username", "Enter the username.");
+                    r.error(Field::Username, "Enter the username.");
                 } else if parse::has_line_break(user) {
-                    r.error("username", "The username must not contain line breaks.");
+                    r.error(
+                        Field::Username,
+                        "The username must not contain line breaks.",
+                    );
                 }
             }
         } else if needs_username {
             r.error(
-                "username",
+                Field::Username,
                 if oauth {
                     "Enter the username: the full address of the licensed mailbox that sends, like mailer@contoso.com."
                 } else {
@@ -313,9 +345,9 @@ impl Settings {
         if s.auth_method == AuthMethod::Password {
             match s.password.as_deref() {
                 None if stored.password_usable() => {}
-                None if stored.password => r.error("password", secret_again("password")),
+                None if stored.password => r.error(Field::Password, secret_again("password")),
                 None | Some("") => r.error(
-                    "password",
+                    Field::Password,
                     if office365 {
                         "Enter the application password (not your sign-in password)."
                     } else {
@@ -323,30 +355,30 @@ impl Settings {
                     },
                 ),
                 Some(p) => {
-                    check_length(&mut r, "password", "password", p);
+                    check_length(&mut r, Field::Password, "password", p);
                 }
             }
             if office365 {
-                r.warn("auth_method", BASIC_AUTH_RETIREMENT);
+                r.warn(Field::AuthMethod, basic_auth_retirement());
             }
         }
 
         // Host and port.
-        if check_length(&mut r, "host", "SMTP host", &s.host) {
+        if check_length(&mut r, Field::Host, "SMTP host", &s.host) {
             if let Err(e) = parse::check_host(&s.host) {
-                r.error("host", host_message("SMTP host", &e));
+                r.error(Field::Host, host_message("SMTP host", &e));
             }
         }
         if s.port == 0 {
-            r.error("port", port_message());
+            r.error(Field::Port, port_message());
         }
         match (s.security, s.port) {
             (Security::Starttls, 465) => r.warn(
-                "security",
+                Field::Security,
                 "Port 465 normally uses implicit TLS, not STARTTLS. Choose “Implicit TLS” or port 587.",
             ),
             (Security::Tls, 587) => r.warn(
-                "security",
+                Field::Security,
                 "Port 587 normally uses STARTTLS, not implicit TLS. Choose “STARTTLS” or port 465.",
             ),
             _ => {}
@@ -356,56 +388,55 @@ impl Settings {
             && !parse::is_loopback_address(&s.host)
         {
             r.error(
-                "security",
+                Field::Security,
                 "Credentials would be sent unencrypted. Choose STARTTLS or implicit TLS; “None” is allowed with a username or credentials only for a relay on this machine, named by its loopback address (127.0.0.1 or ::1).",
             );
         }
         if let Some(h) = s.client_hostname.as_deref() {
-            if check_length(&mut r, "client_hostname", "client host name", h) {
+            if check_length(&mut r, Field::ClientHostname, "client host name", h) {
                 if let Err(e) = parse::check_host_name(h) {
-                    r.error("client_hostname", host_message("client host name", &e));
+                    r.error(Field::ClientHostname, host_message("client host name", &e));
                 }
             }
         }
 
         // Sender.
-        if check_length(&mut r, "sender_name", "sender name", &s.sender_name) {
+        if check_length(&mut r, Field::SenderName, "sender name", &s.sender_name) {
             if parse::has_line_break(&s.sender_name) {
                 r.error(
-                    "sender_name",
+                    Field::SenderName,
                     "The sender name must not contain line breaks; put it on one line.",
                 );
             } else if s.sender_name.is_empty() {
                 r.error(
-                    "sender_name",
+                    Field::SenderName,
                     "Enter a sender name: the display name recipients see, like “Contoso notifications”.",
                 );
             }
         }
-        let sender_ok = check_length(&mut r, "sender_email", "sender email", &s.sender_email)
+        let sender_ok = check_length(&mut r, Field::SenderEmail, "sender email", &s.sender_email)
             && match parse::check_email(&s.sender_email) {
                 Ok(()) => true,
                 Err(e) => {
-                    r.error("sender_email", email_message("sender email", &e));
+                    r.error(Field::SenderEmail, email_message("sender email", &e));
                     false
                 }
             };
-        if office365 && sender_ok && !s.send_as_confirmed {
+        if sender_ok && !s.send_as_confirmed && s.needs_send_as() {
+            // An invalid username has its own message; the Send-As one needs both addresses.
             if let Some(user) = s
                 .username
                 .as_deref()
                 .filter(|u| parse::check_email(u).is_ok())
             {
-                if !user.eq_ignore_ascii_case(&s.sender_email) {
-                    r.error(
-                        "sender_email",
-                        format!(
-                            "The sender {sender} differs from the username {user}. Use {user} as the sender, or give {user} Send-As rights on {sender} with `{cmd}` and tick the Send-As confirmation.",
-                            sender = s.sender_email,
-                            cmd = powershell::add_recipient_permission(&s.sender_email, user),
-                        ),
-                    );
-                }
+                r.error(
+                    Field::SenderEmail,
+                    format!(
+                        "The sender {sender} differs from the username {user}. Use {user} as the sender, or give {user} Send-As rights on {sender} with `{cmd}` and tick the Send-As confirmation.",
+                        sender = s.sender_email,
+                        cmd = powershell::add_recipient_permission(&s.sender_email, user),
+                    ),
+                );
             }
         }
         r
@@ -418,7 +449,7 @@ impl Settings {
             Ok(_) => true,
             Err(e) => {
                 r.error(
-                    "tenant_id",
+                    Field::TenantId,
                     guid_message("Tenant ID", "Directory (tenant) ID", &e),
                 );
                 false
@@ -428,7 +459,7 @@ impl Settings {
             Ok(_) => true,
             Err(e) => {
                 r.error(
-                    "client_id",
+                    Field::ClientId,
                     guid_message("Client ID", "Application (client) ID", &e),
                 );
                 false
@@ -436,28 +467,28 @@ impl Settings {
         };
         if tenant_ok && client_ok && tenant == client {
             r.error(
-                "client_id",
+                Field::ClientId,
                 "The Application (client) ID is the same as the Directory (tenant) ID: the same ID was pasted twice. Copy the Application (client) ID from the app registration's Overview page.",
             );
         }
         match self.client_secret.as_deref() {
             None if stored.client_secret_usable() => {}
-            None if stored.client_secret => r.error("client_secret", secret_again("client secret")),
+            None if stored.client_secret => r.error(Field::ClientSecret, secret_again("client secret")),
             None | Some("") => r.error(
-                "client_secret",
+                Field::ClientSecret,
                 "Enter the client secret's Value from Certificates & secrets (step 3 of the setup).",
             ),
             Some(secret) => {
-                if check_length(r, "client_secret", "client secret", secret) {
+                if check_length(r, Field::ClientSecret, "client secret", secret) {
                     if secret.trim() != secret {
                         r.error(
-                            "client_secret",
+                            Field::ClientSecret,
                             "The client secret starts or ends with a space. Paste the Value again without surrounding spaces.",
                         );
                     }
                     if parse::is_guid(secret) {
                         r.warn(
-                            "client_secret",
+                            Field::ClientSecret,
                             "This looks like the Secret ID, not its Value. Copy the Value column under Certificates & secrets (step 3); it is shown only once.",
                         );
                     }
@@ -467,7 +498,7 @@ impl Settings {
         let cloud = catalogue::cloud(s.cloud);
         if s.cloud != Cloud::Global {
             r.warn(
-                "cloud",
+                Field::Cloud,
                 format!(
                     "Microsoft documents this flow end to end only for the Global cloud; {} should work the same way but is not documented end to end.",
                     cloud.name
@@ -476,7 +507,7 @@ impl Settings {
         }
         if !s.host.eq_ignore_ascii_case(cloud.smtp_host) && !parse::is_loopback(&s.host) {
             r.warn(
-                "host",
+                Field::Host,
                 format!(
                     "The {} cloud's SMTP host is {}; other hosts may not accept its tokens.",
                     cloud.name, cloud.smtp_host
@@ -498,7 +529,7 @@ mod tests {
         crate::fixtures::office365_oauth("smtp.office365.com", 587)
     }
 
-    fn errors(s: &Settings, field: &str) -> Vec<String> {
+    fn errors(s: &Settings, field: Field) -> Vec<String> {
         s.validate().errors_for(field).to_vec()
     }
 
@@ -516,23 +547,23 @@ mod tests {
         let mut s = oauth();
         s.tenant_id = Some(" {0B4F1C2A-1234-4ABC-9DEF-0123456789AB} ".into());
         assert!(
-            errors(&s, "tenant_id").is_empty(),
+            errors(&s, Field::TenantId).is_empty(),
             "braces, spaces and case are tolerated"
         );
         s.tenant_id = Some("0b4f1c2a-1234-4abc-9def-0123456789a".into());
-        let e = errors(&s, "tenant_id");
+        let e = errors(&s, Field::TenantId);
         assert_eq!(e.len(), 1);
         assert!(e[0]
             .starts_with("Tenant ID must be a GUID, like 00000000-0000-0000-0000-000000000000."));
         assert!(e[0].contains("31 hex digits instead of 32"), "{e:?}");
         s.tenant_id = Some("0b4f1c2a-1234-4abc-9def-0123456789az".into());
-        assert!(errors(&s, "tenant_id")[0].contains("Character 36 is “z”"));
+        assert!(errors(&s, Field::TenantId)[0].contains("Character 36 is “z”"));
         s.tenant_id = Some("0b4f1c2a12344abc9def0123456789ab".into());
-        assert!(errors(&s, "tenant_id")[0].contains("hyphens are missing"));
+        assert!(errors(&s, Field::TenantId)[0].contains("hyphens are missing"));
         s.tenant_id = None;
-        assert!(errors(&s, "tenant_id")[0].starts_with("Enter the Directory (tenant) ID."));
+        assert!(errors(&s, Field::TenantId)[0].starts_with("Enter the Directory (tenant) ID."));
         s.tenant_id = Some("contoso.onmicrosoft.com".into());
-        assert!(errors(&s, "tenant_id")[0].contains("domain name"));
+        assert!(errors(&s, Field::TenantId)[0].contains("domain name"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -540,9 +571,9 @@ mod tests {
     fn client_id_rules_and_same_id_twice() {
         let mut s = oauth();
         s.client_id = Some("6f1e2d3c-aaaa-4bbb-8ccc".into());
-        assert!(errors(&s, "client_id")[0].starts_with("Client ID must be a GUID"));
+        assert!(errors(&s, Field::ClientId)[0].starts_with("Client ID must be a GUID"));
         s.client_id = Some(TENANT.to_uppercase());
-        let e = errors(&s, "client_id");
+        let e = errors(&s, Field::ClientId);
         assert!(e[0].contains("the same ID was pasted twice"), "{e:?}");
     }
 
@@ -553,18 +584,17 @@ mod tests {
         s.client_secret = Some("9a8b7c6d-1111-4222-8333-444455556666".into());
         let r = s.validate();
         assert!(r.is_valid(), "a GUID-shaped secret only warns");
-        assert!(
-            r.warnings_for("client_secret")[0].contains("looks like the Secret ID, not its Value")
-        );
+        assert!(r.warnings_for(Field::ClientSecret)[0]
+            .contains("looks like the Secret ID, not its Value"));
         s.client_secret = None;
-        assert!(errors(&s, "client_secret")[0].contains("Enter the client secret's Value"));
+        assert!(errors(&s, Field::ClientSecret)[0].contains("Enter the client secret's Value"));
         let kept = s.validate_with(StoredSecrets {
             client_secret: true,
             password: false,
             ..StoredSecrets::default()
         });
         assert!(
-            kept.errors_for("client_secret").is_empty(),
+            kept.errors_for(Field::ClientSecret).is_empty(),
             "None keeps a stored secret"
         );
         let stored = StoredSecrets {
@@ -576,7 +606,7 @@ mod tests {
         assert_eq!(
             other_tenant
                 .validate_with(stored.towards(Some(&s), &other_tenant))
-                .errors_for("client_secret"),
+                .errors_for(Field::ClientSecret),
             ["Enter the client secret again: a stored secret is only sent to the server it was saved for."]
         );
         s.client_secret = Some(String::new());
@@ -586,11 +616,11 @@ mod tests {
             ..StoredSecrets::default()
         });
         assert!(
-            !empty.errors_for("client_secret").is_empty(),
+            !empty.errors_for(Field::ClientSecret).is_empty(),
             "an empty string is an error"
         );
         s.client_secret = Some(" value ".into());
-        assert!(errors(&s, "client_secret")[0].contains("space"));
+        assert!(errors(&s, Field::ClientSecret)[0].contains("space"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -598,7 +628,7 @@ mod tests {
     fn oauth_only_for_office365() {
         let mut s = oauth();
         s.provider = Provider::Gmail;
-        assert!(errors(&s, "auth_method")[0].contains("only for Office 365"));
+        assert!(errors(&s, Field::AuthMethod)[0].contains("only for Office 365"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -606,9 +636,9 @@ mod tests {
     fn oauth_username_must_be_an_address() {
         let mut s = oauth();
         s.username = Some("mailer".into());
-        assert!(errors(&s, "username")[0].contains("needs an @"));
+        assert!(errors(&s, Field::Username)[0].contains("needs an @"));
         s.username = None;
-        assert!(errors(&s, "username")[0].contains("licensed mailbox"));
+        assert!(errors(&s, Field::Username)[0].contains("licensed mailbox"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -616,14 +646,14 @@ mod tests {
     fn sender_rules() {
         let mut s = oauth();
         s.sender_name = "Contoso\r\nBcc: victim".into();
-        assert!(errors(&s, "sender_name")[0].contains("line breaks"));
+        assert!(errors(&s, Field::SenderName)[0].contains("line breaks"));
         s.sender_name = "x".repeat(257);
-        assert!(errors(&s, "sender_name")[0].contains("the limit is 256"));
+        assert!(errors(&s, Field::SenderName)[0].contains("the limit is 256"));
         s.sender_name = String::new();
-        assert!(errors(&s, "sender_name")[0].starts_with("Enter a sender name"));
+        assert!(errors(&s, Field::SenderName)[0].starts_with("Enter a sender name"));
         let mut s = oauth();
         s.sender_email = format!("{}@{}\nBcc: x", "a", "contoso.com");
-        assert!(errors(&s, "sender_email")[0].contains("spaces or line breaks"));
+        assert!(errors(&s, Field::SenderEmail)[0].contains("spaces or line breaks"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -632,7 +662,7 @@ mod tests {
         let mut s = oauth();
         let shared = format!("{}@{}", "notifications", "contoso.com");
         s.sender_email = shared.clone();
-        let e = errors(&s, "sender_email");
+        let e = errors(&s, Field::SenderEmail);
         assert_eq!(e.len(), 1);
         assert!(e[0].contains(&shared) && e[0].contains(&mailer()), "{e:?}");
         assert!(e[0].contains(&format!(
@@ -640,10 +670,13 @@ mod tests {
             mailer()
         )));
         s.send_as_confirmed = true;
-        assert!(errors(&s, "sender_email").is_empty());
+        assert!(errors(&s, Field::SenderEmail).is_empty());
         s.send_as_confirmed = false;
         s.sender_email = mailer().to_uppercase();
-        assert!(errors(&s, "sender_email").is_empty(), "case-insensitive");
+        assert!(
+            errors(&s, Field::SenderEmail).is_empty(),
+            "case-insensitive"
+        );
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -654,43 +687,45 @@ mod tests {
         s.password = Some("pw".into());
         s.sender_name = "Relay".into();
         s.sender_email = mailer();
-        assert!(errors(&s, "host")[0].starts_with("Enter the SMTP host"));
-        assert_eq!(errors(&s, "port")[0], port_message());
+        assert!(errors(&s, Field::Host)[0].starts_with("Enter the SMTP host"));
+        assert_eq!(errors(&s, Field::Port)[0], port_message());
         s.host = "smtp.contoso.com".into();
         s.port = 465;
         let r = s.validate();
         assert!(r.is_valid(), "{r:?}");
-        assert!(r.warnings_for("security")[0].contains("Port 465 normally uses implicit TLS"));
+        assert!(r.warnings_for(Field::Security)[0].contains("Port 465 normally uses implicit TLS"));
         s.port = 587;
         s.security = Security::Tls;
-        assert!(
-            s.validate().warnings_for("security")[0].contains("Port 587 normally uses STARTTLS")
-        );
+        assert!(s.validate().warnings_for(Field::Security)[0]
+            .contains("Port 587 normally uses STARTTLS"));
         s.security = Security::None;
-        assert!(errors(&s, "security")[0].contains("unencrypted"));
+        assert!(errors(&s, Field::Security)[0].contains("unencrypted"));
         s.host = "localhost".into();
         assert!(
-            errors(&s, "security")[0].contains("unencrypted"),
+            errors(&s, Field::Security)[0].contains("unencrypted"),
             "a name is not proof of loopback"
         );
         s.host = "127.0.0.1".into();
-        assert!(errors(&s, "security").is_empty(), "loopback may go plain");
+        assert!(
+            errors(&s, Field::Security).is_empty(),
+            "loopback may go plain"
+        );
         s.auth_method = AuthMethod::Username;
         s.host = "smtp.contoso.com".into();
         assert!(
-            errors(&s, "security")[0].contains("unencrypted"),
+            errors(&s, Field::Security)[0].contains("unencrypted"),
             "a username is a credential too"
         );
         s.auth_method = AuthMethod::None;
         s.host = "smtp.contoso.com".into();
         assert!(
-            errors(&s, "security").is_empty(),
+            errors(&s, Field::Security).is_empty(),
             "no credentials, no problem"
         );
         s.client_hostname = Some("bad host".into());
-        assert!(errors(&s, "client_hostname")[0].contains("contains"));
+        assert!(errors(&s, Field::ClientHostname)[0].contains("contains"));
         s.client_hostname = Some("mailroom.contoso.com".into());
-        assert!(errors(&s, "client_hostname").is_empty());
+        assert!(errors(&s, Field::ClientHostname).is_empty());
         assert!(
             parse_port("0").is_err() && parse_port("70000").is_err() && parse_port("x").is_err()
         );
@@ -705,10 +740,13 @@ mod tests {
         s.password = Some("app-password".into());
         let r = s.validate();
         assert!(r.is_valid(), "{r:?}");
-        let w = &r.warnings_for("auth_method")[0];
-        assert!(w.contains("end of December 2026") && w.contains("second half of 2027"));
+        let w = &r.warnings_for(Field::AuthMethod)[0];
+        assert!(w.contains("End of December 2026") && w.contains("Second half of 2027"));
+        for m in BASIC_AUTH_RETIREMENT {
+            assert!(w.contains(m.when) && w.contains(m.what), "{w}");
+        }
         s.password = None;
-        assert!(errors(&s, "password")[0].contains("application password"));
+        assert!(errors(&s, Field::Password)[0].contains("application password"));
         let stored = StoredSecrets {
             client_secret: false,
             password: true,
@@ -719,7 +757,7 @@ mod tests {
         moved.host = "smtp.attacker.example".into();
         let r = moved.validate_with(stored.towards(Some(&s), &moved));
         assert_eq!(
-            r.errors_for("password"),
+            r.errors_for(Field::Password),
             ["Enter the password again: a stored secret is only sent to the server it was saved for."]
         );
         assert!(s.validate_with(stored.towards(Some(&s), &s)).is_valid());
@@ -735,8 +773,8 @@ mod tests {
         let mut s = oauth();
         s.cloud = Cloud::Usgov;
         let r = s.validate();
-        assert!(r.warnings_for("cloud")[0].contains("not documented end to end"));
-        assert!(r.warnings_for("host")[0].contains("smtp.office365.us"));
+        assert!(r.warnings_for(Field::Cloud)[0].contains("not documented end to end"));
+        assert!(r.warnings_for(Field::Host)[0].contains("smtp.office365.us"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -749,7 +787,7 @@ mod tests {
         let mut s = oauth();
         s.sender_email = String::new();
         s.client_id = Some("x".into());
-        assert_eq!(s.validate().first_invalid_field(), Some("client_id"));
+        assert_eq!(s.validate().first_invalid_field(), Some(Field::ClientId));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -757,8 +795,8 @@ mod tests {
     fn over_long_fields_are_refused() {
         let mut s = oauth();
         s.username = Some(format!("{}@{}", "a".repeat(250), "contoso.com"));
-        assert!(errors(&s, "username")[0].contains("the limit is 256"));
+        assert!(errors(&s, Field::Username)[0].contains("the limit is 256"));
         s.client_secret = Some("s".repeat(300));
-        assert!(errors(&s, "client_secret")[0].contains("the limit is 256"));
+        assert!(errors(&s, Field::ClientSecret)[0].contains("the limit is 256"));
     }
 }

@@ -57,9 +57,13 @@ fn status(mut c: Command) -> Result<(), String> {
     }
 }
 
-fn setup() -> Result<(), String> {
+/// Installs what is missing; the browser (Chromium, ChromeDriver) only for tests.
+fn setup(browser: bool) -> Result<(), String> {
     let mut c = cmd("bash");
     c.arg("scripts/setup.sh");
+    if browser {
+        c.arg("--with-browser");
+    }
     status(c)
 }
 
@@ -125,15 +129,17 @@ fn run_suite(name: &str, mut c: Command, totals: &mut Totals) -> bool {
 }
 
 fn test() -> Result<(), String> {
-    setup()?;
+    setup(true)?;
     build_ui()?;
     let mut totals = Totals::default();
     let mut failed_suites = Vec::new();
 
+    // The UI is built first: the backend embeds it, and the end-to-end tests
+    // drive that binary.
     let mut native = cmd("cargo");
-    native.args(["test", "--workspace", "--exclude", "mailroom-frontend"]);
+    native.args(["test", "--workspace"]);
     if !run_suite(
-        "native tests (shared, backend, end-to-end)",
+        "native tests (shared, backend, front-end state, end-to-end)",
         native,
         &mut totals,
     ) {
@@ -167,7 +173,7 @@ fn test() -> Result<(), String> {
 }
 
 fn run(extra: &[String]) -> Result<(), String> {
-    setup()?;
+    setup(false)?;
     build_ui()?;
     let mut c = cmd("cargo");
     c.args([
@@ -189,9 +195,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
-        Some("setup") => setup(),
-        Some("build-ui") => setup().and_then(|()| build_ui()),
-        Some("bench") => setup().and_then(|()| bench::bench()),
+        Some("setup") => setup(true),
+        Some("build-ui") => setup(false).and_then(|()| build_ui()),
+        Some("bench") => setup(true).and_then(|()| bench::bench()),
         _ => {
             Err("usage: cargo xtask <run [serve options] | test | setup | build-ui | bench>".into())
         }

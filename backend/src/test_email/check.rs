@@ -33,7 +33,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     };
     let mut report = settings.validate();
     if let Some(msg) = mailroom_shared::validate::check_recipient(&args.to) {
-        report.error("recipient", msg);
+        report.error(mailroom_shared::Field::Recipient, msg);
     }
     for (field, msgs) in &report.warnings {
         for m in msgs {

@@ -1,5 +1,5 @@
 //! Turns Entra errors and SMTP replies into a sentence and the exact fix, with
-//! PowerShell lines filled in from the settings (REFERENCE.md tables).
+//! PowerShell lines filled in from the settings (docs/REFERENCE.md tables).
 
 use mailroom_shared::api::Stage;
 use mailroom_shared::{catalogue, powershell as ps, AuthMethod, Settings};

@@ -34,7 +34,7 @@ async fn test_settings(
         .settings
         .validate_with(current.stored_for(&body.settings));
     if let Some(msg) = mailroom_shared::validate::check_recipient(&body.recipient) {
-        report.error("recipient", msg);
+        report.error(mailroom_shared::Field::Recipient, msg);
     }
     if !report.is_valid() {
         return Err(AppError::Invalid(report.errors));

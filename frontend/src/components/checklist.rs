@@ -15,6 +15,8 @@ pub struct ChecklistProps {
     pub username: AttrValue,
     /// The sender email.
     pub sender: AttrValue,
+    /// The username needs Send-As rights on the sender (`Settings::needs_send_as`).
+    pub needs_send_as: bool,
     /// The optional service principal object ID.
     pub sp_object_id: AttrValue,
     /// Called as the object ID is typed.
@@ -24,9 +26,6 @@ pub struct ChecklistProps {
 /// The four setup steps.
 #[function_component(Checklist)]
 pub fn checklist(p: &ChecklistProps) -> Html {
-    let sender_differs = !p.sender.trim().is_empty()
-        && !p.username.trim().is_empty()
-        && !p.sender.trim().eq_ignore_ascii_case(p.username.trim());
     html! {
         <section class="checklist" aria-labelledby="checklist-heading">
             <h2 id="checklist-heading">{ "Setup checklist for Office 365 OAuth" }</h2>
@@ -49,7 +48,7 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                     <Command command={ps::connect()} />
                     <Command command={ps::new_service_principal(&p.client_id, &p.sp_object_id)} />
                     <Command command={ps::add_mailbox_permission(&p.username, &p.sp_object_id)} />
-                    if sender_differs {
+                    if p.needs_send_as {
                         <p>{ "The sender differs from the username, so also give the username Send-As rights on the sender:" }</p>
                         <Command command={ps::add_recipient_permission(&p.sender, &p.username)} />
                     }

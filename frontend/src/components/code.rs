@@ -22,10 +22,12 @@ pub fn command(props: &CommandProps) -> Html {
             copied.set(true);
         })
     };
+    // The label names what it copies: the command's first word (the cmdlet).
+    let what = props.command.split_whitespace().next().unwrap_or("command");
     html! {
         <div class="command">
             <code>{ props.command.clone() }</code>
-            <button type="button" class="copy" {onclick} aria-label="Copy the command">
+            <button type="button" class="copy" {onclick} aria-label={format!("Copy the {what} command")}>
                 { if *copied { "Copied" } else { "Copy" } }
             </button>
         </div>

@@ -1,5 +1,8 @@
 //! A labelled text input with help, warnings and errors tied to it for
-//! assistive technology (`aria-invalid`, `aria-describedby`).
+//! assistive technology (`aria-invalid`, `aria-describedby`), and the same
+//! messages for selects and radio groups ([`FieldMessages`]). Errors sit in a
+//! polite live region that is always in the page, so a screen reader reads a
+//! new message once typing pauses, instead of an alert on every keystroke.
 
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
@@ -43,23 +46,57 @@ pub struct TextFieldProps {
     pub children: Html,
 }
 
+/// The ids that describe a control: its help, and its errors and warnings
+/// when there are any; `None` when nothing does.
+pub fn described_by(id: &str, help: bool, errors: bool, warnings: bool) -> Option<String> {
+    let parts: Vec<String> = [(help, "help"), (errors, "error"), (warnings, "warning")]
+        .iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, kind)| format!("{id}-{kind}"))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+#[derive(Properties, PartialEq)]
+pub struct FieldMessagesProps {
+    /// The control's id; the messages get `{id}-error` and `{id}-warning`.
+    pub id: AttrValue,
+    /// Errors to show.
+    #[prop_or_default]
+    pub errors: Vec<String>,
+    /// Warnings to show.
+    #[prop_or_default]
+    pub warnings: Vec<String>,
+}
+
+/// A control's errors (in an always-present polite live region) and warnings.
+#[function_component(FieldMessages)]
+pub fn field_messages(p: &FieldMessagesProps) -> Html {
+    html! {
+        <>
+            <div id={format!("{}-error", p.id)} class={classes!((!p.errors.is_empty()).then_some("error"))} aria-live="polite">
+                { for p.errors.iter().map(|e| html! { <p>{ e.clone() }</p> }) }
+            </div>
+            if !p.warnings.is_empty() {
+                <div class="warning" id={format!("{}-warning", p.id)}>
+                    { for p.warnings.iter().map(|w| html! { <p>{ w.clone() }</p> }) }
+                </div>
+            }
+        </>
+    }
+}
+
 /// One form field.
 #[function_component(TextField)]
 pub fn text_field(props: &TextFieldProps) -> Html {
     let id = props.id.to_string();
     let help_id = format!("{id}-help");
-    let error_id = format!("{id}-error");
-    let warning_id = format!("{id}-warning");
-    let mut described = Vec::new();
-    if props.help.is_some() {
-        described.push(help_id.clone());
-    }
-    if !props.errors.is_empty() {
-        described.push(error_id.clone());
-    }
-    if !props.warnings.is_empty() {
-        described.push(warning_id.clone());
-    }
+    let described = described_by(
+        &id,
+        props.help.is_some(),
+        !props.errors.is_empty(),
+        !props.warnings.is_empty(),
+    );
     let oninput = {
         let cb = props.on_input.clone();
         Callback::from(move |e: InputEvent| {
@@ -85,7 +122,7 @@ pub fn text_field(props: &TextFieldProps) -> Html {
                     inputmode={props.inputmode.clone()}
                     spellcheck="false"
                     aria-invalid={if invalid { "true" } else { "false" }}
-                    aria-describedby={(!described.is_empty()).then(|| described.join(" "))}
+                    aria-describedby={described}
                     {oninput}
                     {onblur}
                 />
@@ -94,16 +131,7 @@ pub fn text_field(props: &TextFieldProps) -> Html {
             if let Some(help) = &props.help {
                 <p class="help" id={help_id}>{ help.clone() }</p>
             }
-            if invalid {
-                <div class="error" id={error_id} role="alert">
-                    { for props.errors.iter().map(|e| html! { <p>{ e.clone() }</p> }) }
-                </div>
-            }
-            if !props.warnings.is_empty() {
-                <div class="warning" id={warning_id}>
-                    { for props.warnings.iter().map(|w| html! { <p>{ w.clone() }</p> }) }
-                </div>
-            }
+            <FieldMessages id={props.id.clone()} errors={props.errors.clone()} warnings={props.warnings.clone()} />
         </div>
     }
 }

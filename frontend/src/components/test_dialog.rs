@@ -1,22 +1,26 @@
-//! The "Send test email" dialog: recipient, progress, and the result with the
-//! failed stage, code, message, hint (commands copyable), claims and transcript.
+//! The "Send test email" dialog, a native `<dialog>` opened with `showModal()`
+//! (it traps the focus and makes the page behind it inert; the focus goes back
+//! to the button that opened it): recipient, the stages the test will run, and
+//! the result with each real stage's outcome, the failed stage, code, message,
+//! hint (commands copyable), claims and transcript.
 
 use gloo_net::http::Method;
-use gloo_timers::callback::Interval;
 use mailroom_shared::api::{Direction, TestRequest, TestResult};
 use mailroom_shared::validate::check_recipient;
 use mailroom_shared::Settings;
+use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::code::Hint;
+use super::field::FieldMessages;
 use crate::api::{call, ApiError};
 
-/// The progress lines shown while a test runs.
+/// The stages a test runs, in order, as the result's `stages` names them.
 pub fn progress_steps(oauth: bool) -> Vec<&'static str> {
-    let mut steps = vec!["Connecting…", "Signing in…", "Sending…"];
+    let mut steps = vec!["connect", "tls", "auth", "send"];
     if oauth {
-        steps.insert(0, "Requesting a token from Microsoft Entra ID…");
+        steps.insert(0, "token");
     }
     steps
 }
@@ -40,37 +44,48 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
     let recipient = use_state(|| p.default_recipient.to_string());
     let touched = use_state(|| false);
     let running = use_state(|| false);
-    let step = use_state(|| 0usize);
     let result = use_state(|| None::<TestResult>);
     let error = use_state(|| None::<String>);
-    let ticker = use_mut_ref(|| None::<Interval>);
+    let dialog = use_node_ref();
     let oauth = p.settings.auth_method == mailroom_shared::AuthMethod::OAuth2ClientCredentials;
     let steps = progress_steps(oauth);
     let recipient_error = check_recipient(&recipient);
-    // Keyboard users land in the dialog's first field.
-    use_effect_with((), |()| {
-        if let Some(el) = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.get_element_by_id("recipient"))
-            .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok())
-        {
-            let _ = el.focus();
-        }
-    });
+    // Open as a modal, with the focus in the first field; give the focus back
+    // to whatever opened the dialog when it goes.
+    {
+        let dialog = dialog.clone();
+        use_effect_with((), move |()| {
+            let document = web_sys::window().and_then(|w| w.document());
+            let opener = document.as_ref().and_then(|d| d.active_element());
+            if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
+                if !d.open() {
+                    let _ = d.show_modal();
+                }
+            }
+            crate::hooks::focus::focus("recipient");
+            move || {
+                // Close first: while the dialog is modal, the page is inert
+                // and cannot take the focus.
+                if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
+                    d.close();
+                }
+                if let Some(el) = opener.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+                    let _ = el.focus();
+                }
+            }
+        });
+    }
 
     let send = {
-        let (recipient, touched, running, step, result, error, ticker) = (
+        let (recipient, touched, running, result, error) = (
             recipient.clone(),
             touched.clone(),
             running.clone(),
-            step.clone(),
             result.clone(),
             error.clone(),
-            ticker.clone(),
         );
         let settings = p.settings.clone();
         let on_unauthorized = p.on_unauthorized.clone();
-        let last = steps.len() - 1;
         Callback::from(move |()| {
             touched.set(true);
             if *running || check_recipient(&recipient).is_some() {
@@ -79,29 +94,19 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
             running.set(true);
             result.set(None);
             error.set(None);
-            step.set(0);
-            let counter = std::rc::Rc::new(std::cell::Cell::new(0usize));
-            let (s2, c2) = (step.clone(), counter.clone());
-            *ticker.borrow_mut() = Some(Interval::new(900, move || {
-                let next = (c2.get() + 1).min(last);
-                c2.set(next);
-                s2.set(next);
-            }));
             let body = TestRequest {
                 settings: settings.clone(),
                 recipient: recipient.trim().to_string(),
             };
-            let (running, result, error, ticker, on_unauthorized) = (
+            let (running, result, error, on_unauthorized) = (
                 running.clone(),
                 result.clone(),
                 error.clone(),
-                ticker.clone(),
                 on_unauthorized.clone(),
             );
             wasm_bindgen_futures::spawn_local(async move {
                 let r: Result<TestResult, ApiError> =
                     call(Method::POST, "/api/settings/test", Some(&body)).await;
-                ticker.borrow_mut().take();
                 running.set(false);
                 match r {
                     Ok(r) => result.set(Some(r)),
@@ -137,7 +142,21 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
         let cb = p.on_close.clone();
         let running = running.clone();
         Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" && !*running {
+            if e.key() == "Escape" {
+                e.prevent_default();
+                if !*running {
+                    cb.emit(());
+                }
+            }
+        })
+    };
+    // The browser's own Escape handling closes a modal dialog: keep it in step.
+    let oncancel = {
+        let cb = p.on_close.clone();
+        let running = running.clone();
+        Callback::from(move |e: Event| {
+            e.prevent_default();
+            if !*running {
                 cb.emit(());
             }
         })
@@ -145,8 +164,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
     let show_error = *touched && recipient_error.is_some();
 
     html! {
-        <div class="backdrop">
-            <div class="dialog" role="dialog" aria-modal="true" aria-labelledby="test-heading" {onkeydown}>
+            <dialog class="dialog" id="test-dialog" ref={dialog} aria-labelledby="test-heading" {onkeydown} {oncancel}>
                 <h2 id="test-heading">{ "Send a test email" }</h2>
                 <form onsubmit={onsubmit} novalidate=true>
                     <div class={classes!("field", show_error.then_some("invalid"))}>
@@ -155,14 +173,15 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
                             aria-invalid={if show_error { "true" } else { "false" }}
                             aria-describedby={show_error.then_some("recipient-error")}
                             disabled={*running} {oninput} />
-                        if show_error {
-                            <div class="error" id="recipient-error" role="alert"><p>{ recipient_error.clone().unwrap_or_default() }</p></div>
-                        }
+                        <FieldMessages id="recipient" errors={show_error.then(|| recipient_error.clone()).flatten().into_iter().collect::<Vec<_>>()} />
                     </div>
                     if *running {
                         <p class="progress" role="status" aria-live="polite">
-                            <span class="spinner" aria-hidden="true"></span>{ steps[(*step).min(steps.len() - 1)] }
+                            <span class="spinner" aria-hidden="true"></span>{ "Testing… each stage's outcome shows when the server answers." }
                         </p>
+                        <ol class="planned" aria-label="Stages to run">
+                            { for steps.iter().map(|s| html! { <li>{ format!("○ {s}") }</li> }) }
+                        </ol>
                     }
                     if let Some(e) = &*error {
                         <div class="banner error" role="alert">{ e.clone() }</div>
@@ -177,8 +196,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
                         <button type="button" onclick={close} disabled={*running}>{ "Close" }</button>
                     </div>
                 </form>
-            </div>
-        </div>
+            </dialog>
     }
 }
 

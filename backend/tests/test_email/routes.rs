@@ -1,0 +1,117 @@
+//! `POST /api/settings/test` and `mailroom check`.
+
+use super::*;
+
+#[tokio::test]
+async fn test_route_validates_and_uses_stored_secrets() {
+    let rig = Rig::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), rig.args.clone()).await;
+    let bad = serde_json::json!({"settings": rig.settings(), "recipient": "nobody"}).to_string();
+    let r = call(
+        &router,
+        request("POST", "/api/settings/test", Some(bad), true),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.json["errors"]["recipient"][0]
+        .as_str()
+        .unwrap()
+        .contains("recipient address"));
+
+    let mut no_secret = rig.settings();
+    no_secret.client_secret = None;
+    let body = serde_json::json!({"settings": no_secret, "recipient": recipient()}).to_string();
+    let r = call(
+        &router,
+        request("POST", "/api/settings/test", Some(body.clone()), true),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no secret stored yet"
+    );
+
+    assert_eq!(
+        put(&router, &rig.settings(), 0).await.status,
+        StatusCode::OK
+    );
+    let r = call(
+        &router,
+        request("POST", "/api/settings/test", Some(body), true),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["ok"], true, "{:?}", r.json);
+}
+
+#[tokio::test]
+async fn check_command_exit_codes() {
+    let rig = Rig::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("settings.json");
+    let run = |settings: serde_json::Value, to: String| {
+        std::fs::write(&file, settings.to_string()).unwrap();
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+            .arg("check")
+            .arg("--settings")
+            .arg(&file)
+            .args(["--to", &to])
+            .arg("--entra-authority")
+            .arg(rig.args.entra_authority.clone().unwrap())
+            .arg("--extra-ca-file")
+            .arg(rig.args.extra_ca_file.clone().unwrap())
+            .output()
+    };
+    let ok = run(serde_json::to_value(rig.settings()).unwrap(), recipient())
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{out}");
+    assert!(out.contains("token") && out.contains("ok:"), "{out}");
+    assert!(!out.contains(SECRET));
+
+    let mut failing = rig.settings();
+    failing.client_secret = Some("wrong-secret".into());
+    let failed = run(serde_json::to_value(failing).unwrap(), recipient())
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{out}");
+    assert!(out.contains("AADSTS7000215"), "{out}");
+
+    let mut invalid = rig.settings();
+    invalid.tenant_id = Some("nope".into());
+    let bad = run(serde_json::to_value(invalid).unwrap(), recipient())
+        .await
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tenant_id"));
+
+    let wrong_type = run(serde_json::json!({"port": "587"}), recipient())
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong_type.stderr);
+    assert!(
+        stderr.contains("The field port has a wrong value"),
+        "{stderr}"
+    );
+
+    let usage = run(
+        serde_json::to_value(rig.settings()).unwrap(),
+        "not-an-address".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let garbage = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["check", "--settings", "/nonexistent/file.json", "--to"])
+        .arg(recipient())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status.code(), Some(2));
+    assert_eq!(rig.smtp.messages().len(), 1, "only the valid run sent mail");
+}

@@ -1,0 +1,87 @@
+//! Provider and authentication method, with the basic-authentication
+//! retirement notice for Office 365 with a password.
+
+use mailroom_shared::validate::{BASIC_AUTH_RETIREMENT, SWITCH_TO_OAUTH};
+use mailroom_shared::{catalogue, AuthMethod, EnumId, Provider};
+use web_sys::HtmlSelectElement;
+use yew::prelude::*;
+
+use super::super::field::FieldMessages;
+use crate::state::{Action, Field, FormState};
+
+#[derive(Properties, PartialEq)]
+pub struct ProviderSectionProps {
+    /// The form.
+    pub form: UseReducerHandle<FormState>,
+    /// The provider changed (the form opens the advanced section for Other).
+    #[prop_or_default]
+    pub on_provider: Callback<Provider>,
+}
+
+/// The provider select and the authentication radios.
+#[function_component(ProviderSection)]
+pub fn provider_section(p: &ProviderSectionProps) -> Html {
+    let form = &p.form;
+    let s = &form.settings;
+    let report = form.report();
+    let auth_errors = form.errors_for(&report, Field::AuthMethod);
+    let info = catalogue::provider(s.provider);
+    let on_provider = {
+        let (form, cb) = (form.clone(), p.on_provider.clone());
+        Callback::from(move |e: Event| {
+            let p = Provider::from_id(&e.target_unchecked_into::<HtmlSelectElement>().value())
+                .unwrap_or(Provider::Other);
+            form.dispatch(Action::Provider(p));
+            cb.emit(p);
+        })
+    };
+    let radios = info.auth_methods.iter().map(|m| {
+        let method = *m;
+        let id = format!("auth-{}", method.id());
+        let form = form.clone();
+        let onchange = Callback::from(move |_: Event| form.dispatch(Action::Auth(method)));
+        html! {
+            <label class="radio" for={id.clone()}>
+                <input type="radio" id={id} name="auth_method" value={method.id()} checked={s.auth_method == method} {onchange} />
+                { catalogue::auth_method_label(s.provider, method) }
+            </label>
+        }
+    });
+    html! {
+        <>
+        <section aria-labelledby="provider-heading">
+            <h2 id="provider-heading">{ "Email provider" }</h2>
+            <div class="field">
+                <label for="provider">{ "Provider" }</label>
+                <select id="provider" name="provider" onchange={on_provider} aria-describedby="provider-help">
+                    { for catalogue::PROVIDERS.iter().map(|p| html! {
+                        <option value={p.id.id()} selected={p.id == s.provider}>{ p.name }</option>
+                    }) }
+                </select>
+                <p class="help" id="provider-help">{ "Choosing a provider fills in the server's host, port and security." }</p>
+            </div>
+        </section>
+
+        <section aria-labelledby="auth-heading">
+            <h2 id="auth-heading">{ "Authentication" }</h2>
+            <fieldset id="auth_method" aria-invalid={if auth_errors.is_empty() { "false" } else { "true" }}
+                aria-describedby={(!auth_errors.is_empty()).then_some("auth_method-error")}>
+                <legend>{ "Authentication method" }</legend>
+                { for radios }
+            </fieldset>
+            <FieldMessages id="auth_method" errors={auth_errors} />
+            if s.provider == Provider::Office365 && s.auth_method == AuthMethod::Password {
+                <div class="notice retirement" id="retirement-notice" role="note">
+                    <h3>{ "Basic authentication is being retired" }</h3>
+                    <ul>
+                        { for BASIC_AUTH_RETIREMENT.iter().map(|m| html! {
+                            <li><strong>{ m.when }{ ": " }</strong>{ m.what }</li>
+                        }) }
+                    </ul>
+                    <p>{ SWITCH_TO_OAUTH }</p>
+                </div>
+            }
+        </section>
+        </>
+    }
+}

@@ -1,0 +1,114 @@
+//! `use_save`: saving the form (`PUT /api/settings`), the banner that reports
+//! it, and reloading after a conflict, keeping or dropping the user's edits.
+
+use gloo_net::http::Method;
+use mailroom_shared::api::{PutSettings, Saved, SettingsResponse, SAVED_MESSAGE};
+use yew::prelude::*;
+
+use crate::api::{call, ApiError};
+use crate::state::{Action, FormState};
+
+/// What the banner above the form says.
+#[derive(Clone, PartialEq)]
+pub enum Banner {
+    /// Saved, or rebased.
+    Success(String),
+    /// The save failed.
+    Error(String),
+    /// Someone else saved in between.
+    Conflict(String),
+}
+
+/// The save state and its actions.
+pub struct UseSave {
+    /// A save is in flight.
+    pub saving: bool,
+    /// What to show above the form.
+    pub banner: Option<Banner>,
+    /// Saves the form's current values.
+    pub save: Callback<()>,
+    /// Loads the latest saved version: `true` keeps the edits on top of it.
+    pub reload: Callback<bool>,
+}
+
+/// Saving for `form`; a 401 goes to `on_unauthorized`.
+#[hook]
+pub fn use_save(form: UseReducerHandle<FormState>, on_unauthorized: Callback<()>) -> UseSave {
+    let banner = use_state(|| None::<Banner>);
+    let saving = use_state(|| false);
+    let save = {
+        let (form, banner, saving, unauthorized) = (
+            form.clone(),
+            banner.clone(),
+            saving.clone(),
+            on_unauthorized.clone(),
+        );
+        Callback::from(move |()| {
+            if *saving {
+                return;
+            }
+            let body = PutSettings {
+                settings: form.to_settings(),
+                version: form.version,
+            };
+            let (form, banner, saving, unauthorized) = (
+                form.clone(),
+                banner.clone(),
+                saving.clone(),
+                unauthorized.clone(),
+            );
+            saving.set(true);
+            banner.set(None);
+            wasm_bindgen_futures::spawn_local(async move {
+                let r: Result<Saved, ApiError> =
+                    call(Method::PUT, "/api/settings", Some(&body)).await;
+                saving.set(false);
+                match r {
+                    Ok(saved) => {
+                        form.dispatch(Action::Saved(saved.version));
+                        let message = if saved.message.is_empty() {
+                            SAVED_MESSAGE
+                        } else {
+                            &saved.message
+                        };
+                        banner.set(Some(Banner::Success(format!("Success: {message}"))));
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(ApiError::Conflict(m)) => banner.set(Some(Banner::Conflict(m))),
+                    Err(ApiError::Invalid(m, errors)) => {
+                        form.dispatch(Action::ServerErrors(errors));
+                        banner.set(Some(Banner::Error(m)));
+                    }
+                    Err(e) => banner.set(Some(Banner::Error(e.message().to_string()))),
+                }
+            });
+        })
+    };
+    let reload = {
+        let (form, banner) = (form.clone(), banner.clone());
+        Callback::from(move |keep_edits: bool| {
+            let (form, banner, unauthorized) =
+                (form.clone(), banner.clone(), on_unauthorized.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match call::<SettingsResponse, ()>(Method::GET, "/api/settings", None).await {
+                    Ok(r) if keep_edits => {
+                        form.dispatch(Action::Rebase(r));
+                        banner.set(Some(Banner::Success("Your edits are kept and now based on the latest saved version. Review them and save again.".into())));
+                    }
+                    Ok(r) => {
+                        form.dispatch(Action::Load(r));
+                        banner.set(None);
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => banner.set(Some(Banner::Error(e.message().to_string()))),
+                }
+            });
+        })
+    };
+    UseSave {
+        saving: *saving,
+        banner: (*banner).clone(),
+        save,
+        reload,
+    }
+}
