@@ -343,3 +343,81 @@ async fn no_auth_and_username_only() {
         format!("AUTH PLAIN {}", b64.encode(format!("\0{}\0", mailer())))
     );
 }
+
+#[tokio::test]
+async fn one_session_sends_several_messages_with_rset_between() {
+    use lettre::transport::smtp::extension::ClientId;
+    use mailroom_backend::crypto::Secret;
+    use mailroom_backend::test_email::smtp::{Progress, SmtpAuth, SmtpSession, Target, TlsTrust};
+    let mut config = SmtpConfig::default();
+    config.passwords.insert(mailer(), "pw-4711".into());
+    let rig = Loopback::start(config).await;
+    let trust = TlsTrust::load(Some(&rig.ca_file)).unwrap();
+    let target = Target {
+        host: "localhost".into(),
+        port: rig.smtp.port(),
+        security: Security::Starttls,
+        hello: ClientId::Domain("mailroom.test".into()),
+        connect_timeout: Duration::from_secs(5),
+    };
+    let auth = SmtpAuth::Password(mailer(), Secret::new("pw-4711"));
+    let mut p = Progress::default();
+    let mut session = SmtpSession::open(&target, &auth, &trust, &mut p)
+        .await
+        .unwrap();
+    let from: lettre::Address = mailer().parse().unwrap();
+    let a: lettre::Address = addr("a", "example.org").parse().unwrap();
+    let b: lettre::Address = addr("b", "example.org").parse().unwrap();
+    session
+        .send(
+            &from,
+            std::slice::from_ref(&a),
+            b"Subject: one\r\n\r\nfirst\r\n",
+            &mut p,
+        )
+        .await
+        .unwrap();
+    // A refusal of one message leaves the session usable after RSET.
+    let other: lettre::Address = addr("notifications", "contoso.com").parse().unwrap();
+    let refused = session
+        .send(
+            &other,
+            std::slice::from_ref(&a),
+            b"Subject: x\r\n\r\nx\r\n",
+            &mut p,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            mailroom_backend::test_email::smtp::SmtpFailure::Reply { code: 550, .. }
+        ),
+        "{refused:?}"
+    );
+    session.reset(&mut p).await.unwrap();
+    session
+        .send(
+            &from,
+            &[a.clone(), b.clone()],
+            b"Subject: two\r\n\r\nsecond\r\n",
+            &mut p,
+        )
+        .await
+        .unwrap();
+    session.quit().await;
+    let got = rig.smtp.messages();
+    assert_eq!(rig.smtp.connections(), 1, "one connection, one sign-in");
+    assert_eq!(got.len(), 2);
+    assert!(got[0].data.contains("first") && got[1].data.contains("second"));
+    assert_eq!(got[1].rcpt_to, vec![a.to_string(), b.to_string()]);
+    let transcript = p.take_transcript();
+    assert_eq!(
+        transcript
+            .iter()
+            .filter(|l| l.line.starts_with("AUTH"))
+            .count(),
+        1,
+        "signed in once"
+    );
+}
