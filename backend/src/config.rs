@@ -55,7 +55,47 @@ pub struct ServeArgs {
     #[arg(long, env = "MAILROOM_PUBLIC_URL")]
     pub public_url: Option<String>,
     #[command(flatten)]
+    pub sending: SendingArgs,
+    #[command(flatten)]
     pub test: TestArgs,
+}
+
+/// Options of the sending side (docs/API.md §1, §7, §8).
+#[derive(Debug, Clone, Args)]
+pub struct SendingArgs {
+    /// The largest message accepted, in bytes.
+    #[arg(long, env = "MAILROOM_MAX_MESSAGE_SIZE", default_value_t = 26_214_400)]
+    pub max_message_size: u64,
+    /// Outgoing SMTP connections at once (default: the provider's; Office 365: 3).
+    #[arg(long, env = "MAILROOM_DELIVERY_CONNECTIONS")]
+    pub delivery_connections: Option<u32>,
+    /// Messages per minute sent upstream; 0 means no limit (default: the provider's; Office 365: 30).
+    #[arg(long, env = "MAILROOM_DELIVERY_RATE")]
+    pub delivery_rate: Option<u32>,
+    /// How long a message is retried before it fails, like 24h.
+    #[arg(long, env = "MAILROOM_MAX_QUEUE_TIME", default_value = "24h", value_parser = parse_duration)]
+    pub max_queue_time: std::time::Duration,
+    /// How long the record of a final message is kept, like 30d.
+    #[arg(long, env = "MAILROOM_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: std::time::Duration,
+}
+
+impl Default for SendingArgs {
+    fn default() -> Self {
+        SendingArgs {
+            max_message_size: 26_214_400,
+            delivery_connections: None,
+            delivery_rate: None,
+            max_queue_time: std::time::Duration::from_secs(24 * 3600),
+            retention: std::time::Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// A duration such as `90s`, `15m`, `24h` or `30d`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}: write a duration like 90s, 15m, 24h or 30d"))
 }
 
 /// Options shared by `serve` and `check` for the test email.

@@ -31,6 +31,14 @@ pub enum AppError {
     TooManyRequests(u64),
     /// Unknown route: 404.
     NotFound,
+    /// Another request that is not valid: 422 with this message and per-field messages.
+    Unprocessable(String, BTreeMap<String, Vec<String>>),
+    /// No such thing: 404 with this message.
+    Missing(String),
+    /// A message over `--max-message-size` (bytes): 413.
+    MessageTooLarge(u64),
+    /// The disk is full: 507; nothing was stored.
+    Storage,
     /// A cookie request from another origin: 403.
     Forbidden(String),
     /// A body that is not JSON: 415.
@@ -96,6 +104,30 @@ impl IntoResponse for AppError {
                 );
             }
             AppError::Busy(message, secs) => return too_many(message, secs),
+            AppError::Unprocessable(message, errors) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorBody { message, errors })
+            }
+            AppError::Missing(message) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody {
+                    message,
+                    ..ErrorBody::default()
+                },
+            ),
+            AppError::MessageTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody {
+                    message: format!("The message is larger than the limit of {limit} bytes (--max-message-size)."),
+                    ..ErrorBody::default()
+                },
+            ),
+            AppError::Storage => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                ErrorBody {
+                    message: "Mailroom's disk is full, so the message was not stored. Free some space and send it again.".into(),
+                    ..ErrorBody::default()
+                },
+            ),
             AppError::Forbidden(message) => (
                 StatusCode::FORBIDDEN,
                 ErrorBody {
@@ -172,6 +204,7 @@ impl From<crate::store::StoreError> for AppError {
             crate::store::StoreError::Conflict { stored } => AppError::Conflict(format!(
                 "Someone else saved the settings while you were editing (version {stored} is stored now). Reload them to see their changes; what you typed stays in the form."
             )),
+            crate::store::StoreError::Full => AppError::Storage,
             crate::store::StoreError::Db(detail) => AppError::Internal(detail),
         }
     }

@@ -4,11 +4,15 @@
 //! `main.rs` is thin; tests build the router with [`server::app`] and drive it
 //! with `oneshot`, or start it on port 0 with [`server::Server`].
 
+pub mod apps;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod delivery;
 pub mod error;
+pub mod messages;
+pub mod queue;
 pub mod server;
 pub mod settings;
 pub mod state;

@@ -117,6 +117,8 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
     let protected = Router::new()
         .merge(crate::settings::routes())
         .merge(crate::test_email::routes())
+        .merge(crate::apps::routes())
+        .merge(crate::messages::admin_routes())
         .merge(auth::protected_routes())
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
@@ -125,6 +127,9 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
     let api = Router::new()
         .route("/api/health", get(health))
         .merge(auth::routes())
+        .merge(crate::messages::submit_routes(
+            state.sending.max_message_size,
+        ))
         .merge(protected)
         .route("/api", any(|| async { AppError::NotFound }))
         .route("/api/{*rest}", any(|| async { AppError::NotFound }))
@@ -175,14 +180,19 @@ pub struct Server {
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
     router: Router,
+    engine: crate::delivery::Engine,
     /// The admin token's file, when the token was generated at this start.
     pub generated_token: Option<PathBuf>,
 }
+
+/// How long in-flight deliveries get to finish at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Server {
     /// Opens the state and binds the listener.
     pub async fn bind(args: &ServeArgs) -> Result<Server, StartError> {
         let (state, token) = AppState::open(args).await?;
+        let engine = state.engine().await;
         let router = app(state, args.static_dir.clone());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -195,19 +205,32 @@ impl Server {
             addr,
             listener,
             router,
+            engine,
             generated_token,
         })
     }
 
-    /// Serves until SIGINT or SIGTERM, then finishes open requests.
+    /// Starts delivery and serves until SIGINT or SIGTERM; then finishes open
+    /// requests and gives in-flight deliveries [`SHUTDOWN_GRACE`] to end (a
+    /// message still `sending` after that is queued again at the next start).
     pub async fn run(self) -> std::io::Result<()> {
-        axum::serve(
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let workers = self.engine.start(stop_rx).await;
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown_signal())
-        .await
+        .await;
+        let _ = stop_tx.send(true);
+        let all = futures_util::future::join_all(workers);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!(
+                "deliveries still running at shutdown are queued again at the next start"
+            );
+        }
+        served
     }
 }
 

@@ -24,6 +24,10 @@ pub struct SettingsRepo {
     pub cipher: Arc<Cipher>,
     /// Stamps saves.
     pub clock: Arc<dyn Clock>,
+    /// Notified (one permit) after every save, so delivery tries the new settings.
+    pub saved: Arc<tokio::sync::Notify>,
+    /// Wakes the delivery workers (a new message, a save).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// Why a stored record could not be read.
@@ -250,6 +254,7 @@ async fn put_settings(
         .save(body.version, record, changed.clone())
         .await?;
     tracing::info!(version, changed = %changed.join(","), "settings saved");
+    repo.saved.notify_one();
     Ok(Json(Saved {
         message: SAVED_MESSAGE.into(),
         version,

@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 
 use axum::extract::FromRef;
 
-use crate::auth::{self, AdminAuth, AdminToken};
-use crate::config::ServeArgs;
+use crate::apps::AppsState;
+use crate::auth::{self, AdminAuth, AdminToken, FailureLimit};
+use crate::config::{SendingArgs, ServeArgs};
 use crate::crypto::{Cipher, KeyError};
+use crate::delivery::{DeliveryOptions, Engine};
+use crate::messages::Sending;
+use crate::queue::Queue;
 use crate::settings::SettingsRepo;
 use crate::store::{SettingsStore, SqliteStore};
 use crate::test_email::Tester;
@@ -94,6 +98,69 @@ pub struct AppState {
     pub tester: Arc<Tester>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// The queue and the apps.
+    pub queue: Arc<dyn Queue>,
+    /// Wrong app keys per address.
+    pub key_failures: Arc<FailureLimit>,
+    /// The sending options.
+    pub sending: SendingArgs,
+}
+
+impl FromRef<AppState> for AppsState {
+    fn from_ref(state: &AppState) -> Self {
+        AppsState {
+            queue: state.queue.clone(),
+            key_failures: state.key_failures.clone(),
+            clock: state.clock.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for Sending {
+    fn from_ref(state: &AppState) -> Self {
+        Sending {
+            apps: AppsState::from_ref(state),
+            settings: state.settings.clone(),
+            max_message_size: state.sending.max_message_size,
+        }
+    }
+}
+
+impl AppState {
+    /// The delivery engine over this state's queue, settings and tester,
+    /// with the provider's defaults where no option is given.
+    pub async fn engine(&self) -> Engine {
+        let provider = self
+            .settings
+            .load_current()
+            .await
+            .ok()
+            .and_then(|c| c.settings)
+            .map(|s| s.provider)
+            .unwrap_or_default();
+        let info = mailroom_shared::catalogue::provider(provider);
+        Engine::new(
+            self.queue.clone(),
+            self.settings.clone(),
+            self.tester.clone(),
+            self.clock.clone(),
+            DeliveryOptions {
+                connections: self
+                    .sending
+                    .delivery_connections
+                    .unwrap_or(info.connections),
+                rate_per_minute: self.sending.delivery_rate.unwrap_or(info.rate_per_minute),
+                max_queue_time: self.sending.max_queue_time,
+                retention: self.sending.retention,
+            },
+        )
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn Queue> {
+    fn from_ref(state: &AppState) -> Self {
+        state.queue.clone()
+    }
 }
 
 impl FromRef<AppState> for SettingsRepo {
@@ -169,12 +236,12 @@ impl AppState {
             .map(auth::parse_public_url)
             .transpose()
             .map_err(StartError)?;
-        let store = SqliteStore::open(&db_path).map_err(|e| {
+        let store = Arc::new(SqliteStore::open(&db_path).map_err(|e| {
             StartError(format!(
                 "cannot open the database {}: {e}",
                 db_path.display()
             ))
-        })?;
+        })?);
         let record = store.load().await.map_err(|e| {
             StartError(format!(
                 "cannot read the database {}: {e}",
@@ -203,10 +270,15 @@ impl AppState {
         let tester = Tester::new(&args.test).map_err(|e| StartError(e.to_string()))?;
         let state = AppState {
             settings: SettingsRepo {
-                store: Arc::new(store) as Arc<dyn SettingsStore>,
+                store: store.clone() as Arc<dyn SettingsStore>,
                 cipher: Arc::new(cipher),
                 clock: clock.clone(),
+                saved: Arc::default(),
+                wake: Arc::default(),
             },
+            queue: store as Arc<dyn Queue>,
+            key_failures: Arc::new(FailureLimit::new(clock.clone())),
+            sending: args.sending.clone(),
             auth: Arc::new(AdminAuth::new(&token.token, public_origin, clock.clone())),
             tester: Arc::new(tester),
             clock,

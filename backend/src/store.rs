@@ -43,6 +43,9 @@ pub enum StoreError {
         /// The version currently stored.
         stored: u64,
     },
+    /// The disk is full; nothing was written.
+    #[error("the disk is full")]
+    Full,
     /// The database failed.
     #[error("database error: {0}")]
     Db(String),
@@ -50,7 +53,12 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Db(e.to_string())
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+                StoreError::Full
+            }
+            _ => StoreError::Db(e.to_string()),
+        }
     }
 }
 
@@ -72,8 +80,9 @@ pub trait SettingsStore: Send + Sync {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        "CREATE TABLE settings (
+    Migrations::new(vec![
+        M::up(
+            "CREATE TABLE settings (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             version INTEGER NOT NULL,
             settings TEXT NOT NULL,
@@ -86,7 +95,9 @@ fn migrations() -> Migrations<'static> {
             changed_at TEXT NOT NULL,
             changed_fields TEXT NOT NULL
         );",
-    )])
+        ),
+        M::up(crate::queue::MIGRATION),
+    ])
 }
 
 /// SQLite in `<data-dir>/mailroom.db`.
@@ -123,7 +134,7 @@ impl SqliteStore {
         })
     }
 
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,

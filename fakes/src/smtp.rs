@@ -52,6 +52,8 @@ pub struct SmtpConfig {
     pub require_auth: bool,
     /// The mechanisms offered in EHLO after TLS.
     pub mechanisms: String,
+    /// Replies to RCPT TO for particular addresses (lower case), instead of 250.
+    pub rcpt_replies: HashMap<String, String>,
     /// Written, as is, as the reply to STARTTLS instead of `220 2.0.0 SMTP server
     /// ready\r\n` (a hostile server appends lines here in the same write).
     pub starttls_reply: Option<String>,
@@ -71,6 +73,7 @@ impl Default for SmtpConfig {
             require_auth: true,
             mechanisms: "LOGIN PLAIN XOAUTH2".into(),
             starttls_reply: None,
+            rcpt_replies: HashMap::new(),
         }
     }
 }
@@ -372,8 +375,14 @@ impl Conn {
                     }
                 }
                 "RCPT" => {
-                    current.rcpt_to.push(angle(&arg));
-                    "250 2.1.5 Recipient OK".into()
+                    let to = angle(&arg);
+                    match self.config.rcpt_replies.get(&to.to_ascii_lowercase()) {
+                        Some(reply) => reply.clone(),
+                        None => {
+                            current.rcpt_to.push(to);
+                            "250 2.1.5 Recipient OK".into()
+                        }
+                    }
                 }
                 "DATA" => {
                     if !send(&mut s, "354 Start mail input; end with <CRLF>.<CRLF>").await {

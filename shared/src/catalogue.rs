@@ -17,6 +17,10 @@ pub struct ProviderInfo {
     pub security: Security,
     /// The authentication methods offered, the recommended one first.
     pub auth_methods: &'static [AuthMethod],
+    /// SMTP connections Mailroom opens at once by default.
+    pub connections: u32,
+    /// Messages a minute Mailroom sends by default; 0 means no limit.
+    pub rate_per_minute: u32,
 }
 
 const PASSWORD_FIRST: &[AuthMethod] =
@@ -31,6 +35,10 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         port: 587,
         security: Security::Starttls,
         auth_methods: &[AuthMethod::OAuth2ClientCredentials, AuthMethod::Password],
+        // Exchange Online: 3 concurrent connections and 30 messages a minute
+        // per mailbox (docs/REFERENCE.md, "Sending limits").
+        connections: 3,
+        rate_per_minute: 30,
     },
     simple(Provider::Outlook, "Outlook.com", "smtp-mail.outlook.com"),
     simple(Provider::Gmail, "Gmail", "smtp.gmail.com"),
@@ -66,6 +74,8 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         port: 0,
         security: Security::Starttls,
         auth_methods: PASSWORD_FIRST,
+        connections: 2,
+        rate_per_minute: 0,
     },
 ];
 
@@ -77,6 +87,9 @@ const fn simple(id: Provider, name: &'static str, host: &'static str) -> Provide
         port: 587,
         security: Security::Starttls,
         auth_methods: PASSWORD_FIRST,
+        // No published per-connection limits are assumed: two connections, no rate limit.
+        connections: 2,
+        rate_per_minute: 0,
     }
 }
 

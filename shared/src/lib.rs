@@ -10,6 +10,7 @@ pub mod field;
 pub mod fixtures;
 pub mod parse;
 pub mod powershell;
+pub mod sending;
 pub mod settings;
 pub mod validate;
 

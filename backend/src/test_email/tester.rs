@@ -12,7 +12,7 @@ use mailroom_shared::{catalogue, AuthMethod, Settings};
 use super::diagnose;
 use super::mask::{mask_text, mask_transcript};
 use super::message::build_message;
-use super::smtp::{self, SmtpAuth, SmtpFailure, SmtpPlan, TlsTrust};
+use super::smtp::{self, Progress, SmtpAuth, SmtpFailure, SmtpPlan, SmtpSession, Target, TlsTrust};
 use super::token::{self, TokenClient, TokenRequest};
 use crate::config::TestArgs;
 use crate::crypto::Secret;
@@ -36,6 +36,33 @@ impl Default for Timeouts {
             session: smtp::SESSION_TIMEOUT,
         }
     }
+}
+
+/// How a session signs in, and what the token said.
+struct SignIn {
+    auth: SmtpAuth,
+    from_cache: bool,
+    claims: Option<TokenClaims>,
+    extra_hints: Vec<String>,
+}
+
+/// A signed-in session for delivery.
+pub struct OpenSession {
+    /// The session.
+    pub session: SmtpSession,
+    /// Its stages and transcript so far.
+    pub progress: Progress,
+    /// Everything to mask in what it records.
+    pub secrets: Vec<String>,
+}
+
+/// Why a delivery session could not be opened, explained and masked.
+#[derive(Debug)]
+pub struct SessionFailure {
+    /// Stage, code, message and fix.
+    pub diagnosis: diagnose::Diagnosis,
+    /// The masked conversation.
+    pub transcript: Vec<mailroom_shared::api::TranscriptLine>,
 }
 
 /// Why the tester could not be built.
@@ -145,6 +172,145 @@ impl Tester {
             .unwrap_or_else(|| catalogue::cloud(s.cloud).login_host.to_string())
     }
 
+    /// The time limits in use.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    fn token_request(&self, s: &Settings) -> Option<TokenRequest> {
+        (s.auth_method == AuthMethod::OAuth2ClientCredentials).then(|| TokenRequest {
+            authority: self.authority(s),
+            tenant: s.tenant_id.clone().unwrap_or_default(),
+            client_id: s.client_id.clone().unwrap_or_default(),
+            secret: Secret::new(s.client_secret.clone().unwrap_or_default()),
+            scope: catalogue::cloud(s.cloud).scope.to_string(),
+        })
+    }
+
+    /// How to sign in: the Entra token (from the cache when fresh) for OAuth,
+    /// else the credentials; records the token stage and keeps the token in
+    /// `secrets` for masking.
+    async fn credentials(
+        &self,
+        s: &Settings,
+        req: Option<&TokenRequest>,
+        stages: &mut Vec<StageTiming>,
+        secrets: &mut Vec<String>,
+    ) -> Result<SignIn, diagnose::Diagnosis> {
+        let user = s.username.clone().unwrap_or_default();
+        let Some(req) = req else {
+            let auth = match s.auth_method {
+                AuthMethod::Password => {
+                    SmtpAuth::Password(user, Secret::new(s.password.clone().unwrap_or_default()))
+                }
+                AuthMethod::Username => SmtpAuth::UsernameOnly(user),
+                _ => SmtpAuth::None,
+            };
+            return Ok(SignIn {
+                auth,
+                from_cache: false,
+                claims: None,
+                extra_hints: Vec::new(),
+            });
+        };
+        let t = Instant::now();
+        let fetched = self.tokens.get(req).await;
+        stages.push(StageTiming {
+            name: Stage::Token,
+            ok: fetched.is_ok(),
+            ms: t.elapsed().as_millis() as u64,
+        });
+        let token =
+            fetched.map_err(|e| diagnose::token_error(&e, s, &req.authority, &self.timeouts))?;
+        let claims = token::claims(token.access_token.expose());
+        secrets.push(token.access_token.expose().to_string());
+        Ok(SignIn {
+            extra_hints: claims
+                .as_ref()
+                .map(|c| hint_for_claims(c, s))
+                .unwrap_or_default(),
+            claims,
+            from_cache: token.from_cache,
+            auth: SmtpAuth::Xoauth2(user, token.access_token),
+        })
+    }
+
+    fn target(&self, s: &Settings) -> Target {
+        Target {
+            host: s.host.clone(),
+            port: s.port,
+            security: s.security,
+            hello: s
+                .client_hostname
+                .clone()
+                .map(ClientId::Domain)
+                .unwrap_or_default(),
+            connect_timeout: self.timeouts.connect,
+        }
+    }
+
+    /// Opens a signed-in session for delivery with these (secret-complete)
+    /// settings: the same token cache, XOAUTH2 and retry on a 535 with a fresh
+    /// token as the test email. A failure comes diagnosed, its transcript masked.
+    pub async fn open_session(&self, settings: &Settings) -> Result<OpenSession, SessionFailure> {
+        let s = settings.normalized();
+        let mut secrets: Vec<String> = s.client_secret.iter().chain(&s.password).cloned().collect();
+        let req = self.token_request(&s);
+        let opened = tokio::time::timeout(self.timeouts.session, async {
+            let mut retried = false;
+            loop {
+                let mut stages = Vec::new();
+                let sign_in = self
+                    .credentials(&s, req.as_ref(), &mut stages, &mut secrets)
+                    .await
+                    .map_err(|d| (d, Vec::new()))?;
+                let mut progress = Progress::default();
+                match SmtpSession::open(&self.target(&s), &sign_in.auth, &self.trust, &mut progress)
+                    .await
+                {
+                    Ok(session) => return Ok((session, progress)),
+                    Err(SmtpFailure::Reply {
+                        code: 535,
+                        stage: Stage::Auth,
+                        ..
+                    }) if sign_in.from_cache && !retried => {
+                        retried = true;
+                        if let Some(req) = &req {
+                            self.tokens.invalidate(req).await;
+                        }
+                    }
+                    Err(f) => {
+                        let d = diagnose::smtp_failure(&f, &s, &self.timeouts);
+                        return Err((d, progress.take_transcript()));
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            let d =
+                diagnose::smtp_failure(&SmtpFailure::Timeout(Stage::Connect), &s, &self.timeouts);
+            Err((d, Vec::new()))
+        });
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        match opened {
+            Ok((session, progress)) => Ok(OpenSession {
+                session,
+                progress,
+                secrets: secrets.clone(),
+            }),
+            Err((mut d, mut transcript)) => {
+                mask_transcript(&mut transcript, &refs);
+                mask_text(&mut d.message, &refs);
+                mask_text(&mut d.hint, &refs);
+                Err(SessionFailure {
+                    diagnosis: d,
+                    transcript,
+                })
+            }
+        }
+    }
+
     /// Runs a test of valid, secret-complete settings. Never fails: every
     /// problem becomes a [`TestResult`] with a stage, a message and a hint.
     /// No secret (client secret, password, token, or their base64) is in the
@@ -209,70 +375,29 @@ impl Tester {
                 return fail(stages, d, Vec::new(), None, &[]);
             }
         };
-        let hello = s
-            .client_hostname
-            .clone()
-            .map(ClientId::Domain)
-            .unwrap_or_default();
-        let user = s.username.clone().unwrap_or_default();
-        let oauth = s.auth_method == AuthMethod::OAuth2ClientCredentials;
-
-        let token_request = oauth.then(|| TokenRequest {
-            authority: self.authority(&s),
-            tenant: s.tenant_id.clone().unwrap_or_default(),
-            client_id: s.client_id.clone().unwrap_or_default(),
-            secret: Secret::new(s.client_secret.clone().unwrap_or_default()),
-            scope: catalogue::cloud(s.cloud).scope.to_string(),
-        });
-
+        let token_request = self.token_request(&s);
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let mut claims = None;
-            let mut extra_hints = Vec::new();
-            let mut from_cache = false;
-            let auth = match (&token_request, s.auth_method) {
-                (Some(req), _) => {
-                    let t = Instant::now();
-                    match self.tokens.get(req).await {
-                        Ok(token) => {
-                            stages.push(StageTiming {
-                                name: Stage::Token,
-                                ok: true,
-                                ms: t.elapsed().as_millis() as u64,
-                            });
-                            from_cache = token.from_cache;
-                            let c = token::claims(token.access_token.expose());
-                            if let Some(c) = &c {
-                                extra_hints = hint_for_claims(c, &s);
-                            }
-                            claims = c;
-                            secrets.push(token.access_token.expose().to_string());
-                            SmtpAuth::Xoauth2(user.clone(), token.access_token)
-                        }
-                        Err(e) => {
-                            stages.push(StageTiming {
-                                name: Stage::Token,
-                                ok: false,
-                                ms: t.elapsed().as_millis() as u64,
-                            });
-                            let d = diagnose::token_error(&e, &s, &req.authority, &self.timeouts);
-                            return fail(stages, d, Vec::new(), None, &[]);
-                        }
-                    }
-                }
-                (None, AuthMethod::Password) => SmtpAuth::Password(
-                    user.clone(),
-                    Secret::new(s.password.clone().unwrap_or_default()),
-                ),
-                (None, AuthMethod::Username) => SmtpAuth::UsernameOnly(user.clone()),
-                (None, _) => SmtpAuth::None,
+            let sign_in = match self
+                .credentials(&s, token_request.as_ref(), &mut stages, secrets)
+                .await
+            {
+                Ok(sign_in) => sign_in,
+                Err(d) => return fail(stages, d, Vec::new(), None, &[]),
             };
+            let SignIn {
+                auth,
+                from_cache,
+                claims,
+                extra_hints,
+            } = sign_in;
+            let target = self.target(&s);
             let plan = SmtpPlan {
-                host: s.host.clone(),
-                port: s.port,
-                security: s.security,
-                hello: hello.clone(),
+                host: target.host,
+                port: target.port,
+                security: target.security,
+                hello: target.hello,
                 auth,
                 from: from.clone(),
                 to: to.clone(),

@@ -23,6 +23,7 @@ pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
         admin_token: Some(TOKEN.into()),
         static_dir: None,
         public_url: None,
+        sending: Default::default(),
         test,
     }
 }

@@ -174,6 +174,58 @@ impl SmtpSession {
         }
     }
 
+    /// Sends one message, recipient by recipient: MAIL FROM (its failure is
+    /// the message's), RCPT TO for each (a refusal is that recipient's), then
+    /// DATA for the accepted ones (its failure is theirs). Returns each
+    /// recipient's outcome, in order; after a failure the caller sends RSET.
+    pub async fn send_each(
+        &mut self,
+        from: &Address,
+        to: &[Address],
+        message: &[u8],
+        p: &mut Progress,
+    ) -> Result<Vec<Result<(), SmtpFailure>>, SmtpFailure> {
+        let t = Instant::now();
+        let result = self.transaction(from, to, message, p).await;
+        p.record(Stage::Send, result.is_ok(), t);
+        result
+    }
+
+    async fn transaction(
+        &mut self,
+        from: &Address,
+        to: &[Address],
+        message: &[u8],
+        p: &mut Progress,
+    ) -> Result<Vec<Result<(), SmtpFailure>>, SmtpFailure> {
+        self.conn
+            .command(Mail::new(Some(from.clone()), vec![]))
+            .await
+            .map_err(|e| p.failure(Stage::Send, &e))?;
+        let mut outcomes = Vec::with_capacity(to.len());
+        for rcpt in to {
+            match self.conn.command(Rcpt::new(rcpt.clone(), vec![])).await {
+                Ok(_) => outcomes.push(Ok(())),
+                Err(e) => match p.failure(Stage::Send, &e) {
+                    f @ SmtpFailure::Reply { .. } => outcomes.push(Err(f)),
+                    other => return Err(other),
+                },
+            }
+        }
+        if outcomes.iter().all(Result::is_err) {
+            return Ok(outcomes);
+        }
+        self.conn
+            .command(Data)
+            .await
+            .map_err(|e| p.failure(Stage::Send, &e))?;
+        self.conn
+            .command(dot_stuffed(message))
+            .await
+            .map_err(|e| p.failure(Stage::Send, &e))?;
+        Ok(outcomes)
+    }
+
     /// RSET: clears a failed transaction so the next message can go.
     pub async fn reset(&mut self, p: &mut Progress) -> Result<(), SmtpFailure> {
         self.conn

@@ -1,0 +1,169 @@
+//! Apps (docs/API.md §6): the programs, devices and scripts allowed to send.
+//! Each has a key, `mr_` and 43 random characters, shown once and stored only
+//! as its SHA-256; a revoked key stops working at once.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use base64::Engine;
+use mailroom_shared::sending::{validate_new_app, App, AppList, CreatedApp, NewApp};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{FailureLimit, Refused};
+use crate::error::{ApiJson, AppError};
+use crate::queue::Queue;
+use crate::state::Clock;
+
+/// What the app routes need.
+#[derive(Clone)]
+pub struct AppsState {
+    /// Where apps live.
+    pub queue: Arc<dyn Queue>,
+    /// Wrong keys per address (docs/API.md §2), apart from admin sign-ins.
+    pub key_failures: Arc<FailureLimit>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A new key: `mr_` and 32 random bytes in URL-safe base64 (43 characters).
+pub fn new_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!(
+        "mr_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The stored form of a key. Keys are looked up by this digest, so the
+/// comparison is of fixed-length hashes, not of the secret.
+pub fn key_hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// A message id, `msg_` and 24 hex digits.
+pub fn new_message_id() -> String {
+    new_id("msg")
+}
+
+/// The app whose key the request carries (`Authorization: Bearer mr_…`).
+/// Wrong keys count against the address's limit: 401, then 429.
+pub async fn authenticate(
+    state: &AppsState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> Result<App, AppError> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    let app = if key.starts_with("mr_") {
+        state.queue.app_by_key(key_hash(key)).await?
+    } else {
+        None
+    };
+    match state.key_failures.attempt(ip, app.is_some()) {
+        Ok(()) => app.ok_or_else(|| AppError::Unauthorized(String::new())),
+        Err(Refused::LockedOut(wait)) => Err(AppError::Busy(
+            format!("Too many wrong app keys from your address. Wait {wait} seconds and try again."),
+            wait,
+        )),
+        Err(Refused::Wrong) => Err(AppError::Unauthorized(
+            "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created (a revoked app's key no longer works).".into(),
+        )),
+    }
+}
+
+async fn create(
+    State(state): State<AppsState>,
+    ApiJson(body): ApiJson<NewApp>,
+) -> Result<(StatusCode, Json<CreatedApp>), AppError> {
+    let mut errors: BTreeMap<String, Vec<String>> = validate_new_app(&body);
+    let name = body.name.trim().to_string();
+    if errors.is_empty() && state.queue.app_name_taken(&name).await? {
+        errors.entry("name".into()).or_default().push(format!(
+            "An app named “{name}” exists already. Choose another name, or revoke the old app first."
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Unprocessable(
+            "The app is not valid.".into(),
+            errors,
+        ));
+    }
+    let key = new_key();
+    let app = App {
+        id: new_id("app"),
+        name,
+        created_at: state.clock.rfc3339(),
+        last_used_at: None,
+        messages: 0,
+        allowed_from: body
+            .allowed_from
+            .iter()
+            .map(|a| a.trim().to_string())
+            .collect(),
+        rewrite_from: body.rewrite_from,
+    };
+    state.queue.create_app(app.clone(), key_hash(&key)).await?;
+    tracing::info!(app = %app.id, "app created");
+    Ok((StatusCode::CREATED, Json(CreatedApp { app, key })))
+}
+
+async fn list(State(state): State<AppsState>) -> Result<Json<AppList>, AppError> {
+    Ok(Json(AppList {
+        apps: state.queue.list_apps().await?,
+    }))
+}
+
+async fn revoke(
+    State(state): State<AppsState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    if state.queue.revoke_app(&id).await? {
+        tracing::info!(app = %id, "app revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::Missing(format!("There is no app {id}.")))
+    }
+}
+
+/// `POST`/`GET /api/apps`, `DELETE /api/apps/{id}` (administrators only).
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppsState: FromRef<S>,
+{
+    Router::new()
+        .route("/api/apps", get(list).post(create))
+        .route("/api/apps/{id}", delete(revoke))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_hashed() {
+        let (a, b) = (new_key(), new_key());
+        assert!(a.starts_with("mr_") && a.len() == 46, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(key_hash(&a), key_hash(&a));
+        assert_ne!(key_hash(&a), key_hash(&b));
+        assert!(new_message_id().starts_with("msg_"));
+    }
+}

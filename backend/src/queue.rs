@@ -1,0 +1,795 @@
+//! The durable queue and the apps that fill it (docs/API.md §6 to §9): the
+//! [`Queue`] trait, and its SQLite implementation on [`SqliteStore`]. Every
+//! state change is one transaction; a message is acknowledged only after the
+//! transaction that stores it commits (WAL, `synchronous=FULL`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use mailroom_shared::api::Stage;
+use mailroom_shared::sending::{
+    App, Attempt, Details, LastError, Paused, RecipientState, Status, Summary,
+};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+use crate::store::{SqliteStore, StoreError};
+
+/// The tables of the sending side.
+pub const MIGRATION: &str = "
+CREATE TABLE apps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_hash BLOB NOT NULL UNIQUE,
+    allowed_from TEXT NOT NULL,
+    rewrite_from INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    messages INTEGER NOT NULL DEFAULT 0,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX apps_live_name ON apps(name) WHERE revoked = 0;
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    app_id TEXT,
+    mail_from TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    body BLOB,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    next_attempt_unix INTEGER NOT NULL,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    last_stage TEXT,
+    last_code TEXT,
+    last_message TEXT
+);
+CREATE INDEX messages_due ON messages(status, next_attempt_unix);
+CREATE TABLE recipients (
+    message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    code TEXT,
+    message TEXT,
+    PRIMARY KEY (message_seq, idx)
+);
+CREATE TABLE attempts (
+    message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    stage TEXT,
+    code TEXT,
+    message TEXT NOT NULL,
+    hint TEXT,
+    transcript TEXT,
+    PRIMARY KEY (message_seq, n)
+);
+CREATE TABLE idempotency (
+    app_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    PRIMARY KEY (app_id, key)
+);
+CREATE TABLE delivery_pause (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    since TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    code TEXT,
+    message TEXT NOT NULL,
+    hint TEXT
+);
+";
+
+/// A stored app with what the server needs to check its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApp {
+    /// The public view.
+    pub app: App,
+}
+
+/// A message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// `msg_…`
+    pub id: String,
+    /// The submitting app.
+    pub app_id: Option<String>,
+    /// The envelope sender.
+    pub mail_from: String,
+    /// The envelope recipients.
+    pub recipients: Vec<String>,
+    /// For lists.
+    pub subject: String,
+    /// The whole message, Bcc removed, Message-ID and Date set.
+    pub body: Vec<u8>,
+    /// `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// RFC 3339 now.
+    pub now: String,
+    /// Seconds since 1970 now.
+    pub now_unix: i64,
+}
+
+/// What storing a message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored now.
+    New(String),
+    /// The same idempotency key was used before: that message, untouched.
+    Repeat(String, Status),
+}
+
+/// A message claimed for delivery.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// `msg_…`
+    pub id: String,
+    /// Envelope sender.
+    pub mail_from: String,
+    /// The recipients still to deliver: (index, address).
+    pub recipients: Vec<(u32, String)>,
+    /// The message.
+    pub body: Vec<u8>,
+    /// Attempts before this one.
+    pub attempt_count: u32,
+    /// When it was submitted.
+    pub created_unix: i64,
+}
+
+/// The outcome of one recipient in an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientOutcome {
+    /// Its index.
+    pub idx: u32,
+    /// sent, deferred or failed.
+    pub status: Status,
+    /// The reply's code.
+    pub code: Option<String>,
+    /// The reply or its explanation.
+    pub message: Option<String>,
+}
+
+/// What an attempt did to a message.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The attempt as the API shows it.
+    pub attempt: Attempt,
+    /// The masked transcript of a failed attempt.
+    pub transcript: Option<String>,
+    /// Recipients whose state changed.
+    pub recipients: Vec<RecipientOutcome>,
+    /// The message's new status.
+    pub status: Status,
+    /// For `deferred` (and `queued` after a pause): when to try again.
+    pub next_attempt_unix: i64,
+    /// Whether this counts as an attempt (a pause does not).
+    pub counts: bool,
+}
+
+/// Filters of `GET /api/messages`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this app.
+    pub app: Option<String>,
+    /// Addresses or subject containing this.
+    pub q: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+    /// Older than this message.
+    pub before: Option<String>,
+}
+
+/// Why a retry or cancel was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeError {
+    /// No such message.
+    NotFound,
+    /// Not in a status that allows it.
+    Status(Status),
+    /// The database failed.
+    Store(String),
+}
+
+impl From<StoreError> for ChangeError {
+    fn from(e: StoreError) -> Self {
+        ChangeError::Store(e.to_string())
+    }
+}
+
+/// The queue and the apps.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Stores an app with its key's hash.
+    async fn create_app(&self, app: App, key_hash: [u8; 32]) -> Result<(), StoreError>;
+    /// Whether a live app has this name.
+    async fn app_name_taken(&self, name: &str) -> Result<bool, StoreError>;
+    /// Live apps.
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError>;
+    /// Revokes an app; false when there was none.
+    async fn revoke_app(&self, id: &str) -> Result<bool, StoreError>;
+    /// The live app with this key hash.
+    async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError>;
+    /// Stores a message (or finds its idempotent twin) in one transaction.
+    async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError>;
+    /// Marks up to `limit` due messages `sending` and returns them.
+    async fn claim(&self, now_unix: i64, limit: u32) -> Result<Vec<Claimed>, StoreError>;
+    /// Records an attempt and the message's new state.
+    async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError>;
+    /// Messages left `sending` by a crash go back to `queued`.
+    async fn requeue_sending(&self) -> Result<u64, StoreError>;
+    /// Fails messages older than `cutoff_unix` that are still waiting.
+    async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError>;
+    /// Deletes the records of final messages updated before `cutoff`.
+    async fn purge(&self, cutoff: &str) -> Result<u64, StoreError>;
+    /// Messages by status.
+    async fn counts(&self) -> Result<BTreeMap<Status, u64>, StoreError>;
+    /// A page of messages, newest first, and the cursor for the next.
+    async fn list(&self, f: ListFilter) -> Result<(Vec<Summary>, Option<String>), StoreError>;
+    /// One message with recipients and attempts.
+    async fn details(&self, id: &str) -> Result<Option<Details>, StoreError>;
+    /// `failed` or `deferred` back to `queued`.
+    async fn retry(&self, id: &str, now: &str, now_unix: i64) -> Result<Summary, ChangeError>;
+    /// `queued` or `deferred` to `cancelled`.
+    async fn cancel(&self, id: &str, now: &str) -> Result<Summary, ChangeError>;
+    /// Why delivery is paused, if it is.
+    async fn pause_state(&self) -> Result<Option<Paused>, StoreError>;
+    /// Pauses (or updates the reason); `None` resumes.
+    async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError>;
+}
+
+fn status_of(text: &str) -> Status {
+    Status::from_name(text).unwrap_or(Status::Queued)
+}
+
+fn stage_of(text: &str) -> Option<Stage> {
+    [
+        Stage::Token,
+        Stage::Connect,
+        Stage::Tls,
+        Stage::Auth,
+        Stage::Send,
+    ]
+    .into_iter()
+    .find(|s| s.as_str() == text)
+}
+
+const SUMMARY_COLUMNS: &str = "m.seq, m.id, m.app_id, m.mail_from, m.subject, m.size, m.status, m.created_at, m.updated_at, m.attempt_count, m.last_stage, m.last_code, m.last_message";
+
+fn summary_row(tx: &rusqlite::Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
+    let seq: i64 = row.get(0)?;
+    let last_stage: Option<String> = row.get(10)?;
+    let last_message: Option<String> = row.get(12)?;
+    let mut stmt =
+        tx.prepare_cached("SELECT address FROM recipients WHERE message_seq = ?1 ORDER BY idx")?;
+    let to = stmt
+        .query_map([seq], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Summary {
+        id: row.get(1)?,
+        app: row.get(2)?,
+        from: row.get(3)?,
+        to,
+        subject: row.get(4)?,
+        size: row.get::<_, i64>(5)? as u64,
+        status: status_of(&row.get::<_, String>(6)?),
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+        attempt_count: row.get::<_, i64>(9)? as u32,
+        last_error: match (last_stage.as_deref().and_then(stage_of), last_message) {
+            (Some(stage), Some(message)) => Some(LastError {
+                stage,
+                code: row.get(11)?,
+                message,
+            }),
+            _ => None,
+        },
+    })
+}
+
+fn summary_by_id(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Summary>> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM messages m WHERE m.id = ?1");
+    c.query_row(&sql, [id], |row| summary_row(c, row))
+        .optional()
+}
+
+fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
+    let allowed: String = row.get(4)?;
+    Ok(App {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_at: row.get(2)?,
+        last_used_at: row.get(3)?,
+        allowed_from: serde_json::from_str(&allowed).unwrap_or_default(),
+        rewrite_from: row.get::<_, i64>(5)? != 0,
+        messages: row.get::<_, i64>(6)? as u64,
+    })
+}
+
+const APP_COLUMNS: &str =
+    "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages";
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn create_app(&self, app: App, key_hash: [u8; 32]) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    app.id,
+                    app.name,
+                    key_hash.to_vec(),
+                    serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into()),
+                    app.rewrite_from as i64,
+                    app.created_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn app_name_taken(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                "SELECT 1 FROM apps WHERE revoked = 0 AND lower(name) = lower(?1)",
+                [name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {APP_COLUMNS} FROM apps WHERE revoked = 0 ORDER BY created_at, id"
+            ))?;
+            let apps = stmt
+                .query_map([], app_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(apps)
+        })
+        .await
+    }
+
+    async fn revoke_app(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            Ok(c.execute(
+                "UPDATE apps SET revoked = 1 WHERE id = ?1 AND revoked = 0",
+                [id],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {APP_COLUMNS} FROM apps WHERE revoked = 0 AND key_hash = ?1"),
+                [key_hash.to_vec()],
+                app_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
+                let day_ago = m.now_unix - 24 * 3600;
+                tx.execute(
+                    "DELETE FROM idempotency WHERE created_unix < ?1",
+                    [day_ago],
+                )?;
+                let earlier: Option<(String, Option<String>)> = tx
+                    .query_row(
+                        "SELECT i.message_id, m.status FROM idempotency i
+                         LEFT JOIN messages m ON m.id = i.message_id
+                         WHERE i.app_id = ?1 AND i.key = ?2",
+                        params![app, key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((id, status)) = earlier {
+                    let status = status.as_deref().map(status_of).unwrap_or(Status::Sent);
+                    return Ok(Enqueued::Repeat(id, status));
+                }
+                tx.execute(
+                    "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES (?1, ?2, ?3, ?4)",
+                    params![app, key, m.id, m.now_unix],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?7, ?8)",
+                params![
+                    m.id,
+                    m.app_id,
+                    m.mail_from,
+                    m.subject,
+                    m.body.len() as i64,
+                    m.body,
+                    m.now,
+                    m.now_unix
+                ],
+            )?;
+            let seq = tx.last_insert_rowid();
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO recipients (message_seq, idx, address, status) VALUES (?1, ?2, ?3, 'queued')",
+                )?;
+                for (i, r) in m.recipients.iter().enumerate() {
+                    stmt.execute(params![seq, i as i64, r])?;
+                }
+            }
+            if let Some(app) = &m.app_id {
+                tx.execute(
+                    "UPDATE apps SET messages = messages + 1, last_used_at = ?2 WHERE id = ?1",
+                    params![app, m.now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(Enqueued::New(m.id))
+        })
+        .await
+    }
+
+    async fn claim(&self, now_unix: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rows: Vec<(i64, String, String, Vec<u8>, i64, i64)> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT seq, id, mail_from, body, attempt_count, created_unix FROM messages
+                     WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= ?1 AND body IS NOT NULL
+                     ORDER BY next_attempt_unix, seq LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![now_unix, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows
+            };
+            let mut out = Vec::new();
+            for (seq, id, mail_from, body, attempts, created) in rows {
+                tx.execute("UPDATE messages SET status = 'sending' WHERE seq = ?1", [seq])?;
+                let mut stmt = tx.prepare_cached(
+                    "SELECT idx, address FROM recipients WHERE message_seq = ?1 AND status IN ('queued', 'deferred') ORDER BY idx",
+                )?;
+                let recipients = stmt
+                    .query_map([seq], |r| Ok((r.get::<_, i64>(0)? as u32, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.push(Claimed {
+                    id,
+                    mail_from,
+                    recipients,
+                    body,
+                    attempt_count: attempts as u32,
+                    created_unix: created,
+                });
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError> {
+        let (id, now) = (id.to_string(), now.to_string());
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some((seq, count)): Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT seq, attempt_count FROM messages WHERE id = ?1",
+                    [&id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?
+            else {
+                return Ok(());
+            };
+            let n = count + 1;
+            let a = &r.attempt;
+            let n_row: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE message_seq = ?1",
+                [seq],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    seq,
+                    n_row,
+                    a.at,
+                    a.ok as i64,
+                    a.stage.map(|s| s.as_str()),
+                    a.code,
+                    a.message,
+                    a.hint,
+                    r.transcript
+                ],
+            )?;
+            for o in &r.recipients {
+                tx.execute(
+                    "UPDATE recipients SET status = ?3, code = ?4, message = ?5 WHERE message_seq = ?1 AND idx = ?2",
+                    params![seq, o.idx as i64, o.status.as_str(), o.code, o.message],
+                )?;
+            }
+            let (last_stage, last_code, last_message) = if a.ok {
+                (None, None, None)
+            } else {
+                (a.stage.map(|s| s.as_str()), a.code.clone(), Some(a.message.clone()))
+            };
+            // A final message keeps its record, not its body.
+            let keep_body = !r.status.is_final();
+            tx.execute(
+                "UPDATE messages SET status = ?2, updated_at = ?3, next_attempt_unix = ?4,
+                    attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
+                    body = CASE WHEN ?9 THEN body ELSE NULL END
+                 WHERE seq = ?1",
+                params![
+                    seq,
+                    r.status.as_str(),
+                    now,
+                    r.next_attempt_unix,
+                    if r.counts { n } else { count },
+                    last_stage,
+                    last_code,
+                    last_message,
+                    keep_body
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn requeue_sending(&self) -> Result<u64, StoreError> {
+        self.with_conn(|c| {
+            Ok(c.execute(
+                "UPDATE messages SET status = 'queued' WHERE status = 'sending'",
+                [],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError> {
+        let now = now.to_string();
+        self.with_conn(move |c| {
+            Ok(c.execute(
+                "UPDATE messages SET status = 'failed', updated_at = ?2, body = NULL,
+                    last_stage = COALESCE(last_stage, 'send'),
+                    last_message = 'The message waited longer than --max-queue-time without being delivered.'
+                 WHERE status IN ('queued', 'deferred') AND created_unix < ?1",
+                params![cutoff_unix, now],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn purge(&self, cutoff: &str) -> Result<u64, StoreError> {
+        let cutoff = cutoff.to_string();
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            let seqs = "SELECT seq FROM messages WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1";
+            tx.execute(&format!("DELETE FROM recipients WHERE message_seq IN ({seqs})"), [&cutoff])?;
+            tx.execute(&format!("DELETE FROM attempts WHERE message_seq IN ({seqs})"), [&cutoff])?;
+            let n = tx.execute(
+                "DELETE FROM messages WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1",
+                [&cutoff],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn counts(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
+        self.with_conn(|c| {
+            let mut counts: BTreeMap<Status, u64> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+            let mut stmt = c.prepare("SELECT status, COUNT(*) FROM messages GROUP BY status")?;
+            for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+                let (status, n) = row?;
+                counts.insert(status_of(&status), n as u64);
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn list(&self, f: ListFilter) -> Result<(Vec<Summary>, Option<String>), StoreError> {
+        self.with_conn(move |c| {
+            let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM messages m WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(s) = f.status {
+                sql.push_str(" AND m.status = ?");
+                args.push(s.as_str().to_string().into());
+            }
+            if let Some(app) = &f.app {
+                sql.push_str(" AND m.app_id = ?");
+                args.push(app.clone().into());
+            }
+            if let Some(q) = f.q.as_deref().filter(|q| !q.trim().is_empty()) {
+                let like = format!("%{}%", q.trim().replace('%', "\\%").replace('_', "\\_"));
+                sql.push_str(" AND (m.subject LIKE ? ESCAPE '\\' OR m.mail_from LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND r.address LIKE ? ESCAPE '\\'))");
+                for _ in 0..3 {
+                    args.push(like.clone().into());
+                }
+            }
+            if let Some(before) = &f.before {
+                sql.push_str(" AND m.seq < (SELECT seq FROM messages WHERE id = ?)");
+                args.push(before.clone().into());
+            }
+            let limit = f.limit.clamp(1, 200);
+            sql.push_str(&format!(" ORDER BY m.seq DESC LIMIT {}", limit + 1));
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |row| summary_row(c, row))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next = if rows.len() > limit as usize {
+                rows.truncate(limit as usize);
+                rows.last().map(|s| s.id.clone())
+            } else {
+                None
+            };
+            Ok((rows, next))
+        })
+        .await
+    }
+
+    async fn details(&self, id: &str) -> Result<Option<Details>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let Some(summary) = summary_by_id(c, &id)? else {
+                return Ok(None);
+            };
+            let seq: i64 = c.query_row("SELECT seq FROM messages WHERE id = ?1", [&id], |r| r.get(0))?;
+            let mut stmt = c.prepare(
+                "SELECT address, status, code, message FROM recipients WHERE message_seq = ?1 ORDER BY idx",
+            )?;
+            let recipients = stmt
+                .query_map([seq], |r| {
+                    Ok(RecipientState {
+                        address: r.get(0)?,
+                        status: status_of(&r.get::<_, String>(1)?),
+                        code: r.get(2)?,
+                        message: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut stmt = c.prepare(
+                "SELECT at, ok, stage, code, message, hint FROM attempts WHERE message_seq = ?1 ORDER BY n",
+            )?;
+            let attempts = stmt
+                .query_map([seq], |r| {
+                    Ok(Attempt {
+                        at: r.get(0)?,
+                        ok: r.get::<_, i64>(1)? != 0,
+                        stage: r.get::<_, Option<String>>(2)?.as_deref().and_then(stage_of),
+                        code: r.get(3)?,
+                        message: r.get(4)?,
+                        hint: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(Details {
+                summary,
+                recipients,
+                attempts,
+            }))
+        })
+        .await
+    }
+
+    async fn retry(&self, id: &str, now: &str, now_unix: i64) -> Result<Summary, ChangeError> {
+        let (id, now) = (id.to_string(), now.to_string());
+        let result = self
+            .with_conn(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let Some(current) = summary_by_id(&tx, &id)? else {
+                    return Ok(Err(ChangeError::NotFound));
+                };
+                let has_body: bool = tx.query_row(
+                    "SELECT body IS NOT NULL FROM messages WHERE id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )?;
+                if !matches!(current.status, Status::Failed | Status::Deferred) || !has_body {
+                    return Ok(Err(ChangeError::Status(current.status)));
+                }
+                tx.execute(
+                    "UPDATE messages SET status = 'queued', updated_at = ?2, next_attempt_unix = ?3, created_unix = ?3 WHERE id = ?1",
+                    params![id, now, now_unix],
+                )?;
+                tx.execute(
+                    "UPDATE recipients SET status = 'queued' WHERE message_seq = (SELECT seq FROM messages WHERE id = ?1) AND status IN ('failed', 'deferred')",
+                    [&id],
+                )?;
+                let s = summary_by_id(&tx, &id)?;
+                tx.commit()?;
+                Ok(s.ok_or(ChangeError::NotFound))
+            })
+            .await?;
+        result
+    }
+
+    async fn cancel(&self, id: &str, now: &str) -> Result<Summary, ChangeError> {
+        let (id, now) = (id.to_string(), now.to_string());
+        let result = self
+            .with_conn(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let Some(current) = summary_by_id(&tx, &id)? else {
+                    return Ok(Err(ChangeError::NotFound));
+                };
+                if !matches!(current.status, Status::Queued | Status::Deferred) {
+                    return Ok(Err(ChangeError::Status(current.status)));
+                }
+                tx.execute(
+                    "UPDATE messages SET status = 'cancelled', updated_at = ?2, body = NULL WHERE id = ?1",
+                    params![id, now],
+                )?;
+                let s = summary_by_id(&tx, &id)?;
+                tx.commit()?;
+                Ok(s.ok_or(ChangeError::NotFound))
+            })
+            .await?;
+        result
+    }
+
+    async fn pause_state(&self) -> Result<Option<Paused>, StoreError> {
+        self.with_conn(|c| {
+            Ok(c.query_row(
+                "SELECT since, stage, code, message, hint FROM delivery_pause WHERE id = 1",
+                [],
+                |r| {
+                    Ok(Paused {
+                        since: r.get(0)?,
+                        stage: stage_of(&r.get::<_, String>(1)?).unwrap_or(Stage::Connect),
+                        code: r.get(2)?,
+                        message: r.get(3)?,
+                        hint: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            match p {
+                None => {
+                    c.execute("DELETE FROM delivery_pause", [])?;
+                }
+                Some(p) => {
+                    // Keep the first `since` while the reason changes.
+                    c.execute(
+                        "INSERT INTO delivery_pause (id, since, stage, code, message, hint) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT(id) DO UPDATE SET stage = ?2, code = ?3, message = ?4, hint = ?5",
+                        params![p.since, p.stage.as_str(), p.code, p.message, p.hint],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,665 @@
+//! Sending through Mailroom (docs/API.md §6 to §9): apps, `POST
+//! /api/messages`, the durable queue and the delivery engine, against a real
+//! server on port 0 and the loopback fakes, with a real HTTP client.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mailroom_backend::config::ServeArgs;
+use mailroom_backend::server::Server;
+use mailroom_fakes::{addr, EntraMode, Loopback, SmtpConfig};
+use mailroom_shared::Settings;
+use serde_json::{json, Value};
+
+struct Running {
+    url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start(rig: &Loopback, tweak: impl FnOnce(&mut ServeArgs)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path(), test_args(rig));
+    a.sending.delivery_rate = Some(0);
+    tweak(&mut a);
+    let server = Server::bind(&a).await.unwrap();
+    let url = format!("http://{}", server.addr);
+    let task = tokio::spawn(async move {
+        let _ = server.run().await;
+    });
+    Running {
+        url,
+        http: reqwest::Client::new(),
+        _dir: dir,
+        task,
+    }
+}
+
+impl Running {
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn save(&self, settings: &Settings) {
+        let (_, current) = self
+            .admin(reqwest::Method::GET, "/api/settings", None)
+            .await;
+        let version = current["version"].as_u64().unwrap();
+        let (status, body) = self
+            .admin(
+                reqwest::Method::PUT,
+                "/api/settings",
+                Some(json!({"settings": settings, "version": version})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    async fn new_app(&self, body: Value) -> (String, String) {
+        let (status, created) = self
+            .admin(reqwest::Method::POST, "/api/apps", Some(body))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        (
+            created["app"]["id"].as_str().unwrap().to_string(),
+            created["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    async fn submit(&self, key: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/api/messages", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn message(&self, id: &str) -> Value {
+        self.admin(reqwest::Method::GET, &format!("/api/messages/{id}"), None)
+            .await
+            .1
+    }
+
+    /// Waits until the message has this status.
+    async fn wait_status(&self, id: &str, want: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let m = self.message(id).await;
+            if m["status"] == want {
+                return m;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{id} is not {want}: {m}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn queue(&self) -> Value {
+        self.admin(reqwest::Method::GET, "/api/queue", None).await.1
+    }
+
+    async fn wait_paused(&self) -> Value {
+        let started = Instant::now();
+        loop {
+            let q = self.queue().await;
+            if !q["paused"].is_null() {
+                return q;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never paused: {q}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn mail(to: &[String], subject: &str) -> Value {
+    json!({"to": to, "subject": subject, "text": "Hello from the tests."})
+}
+
+async fn sending_rig() -> (Loopback, Running, String) {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
+    (rig, server, key)
+}
+
+/// The real binary on port 0, as a supervisor would start it.
+async fn spawn_binary(
+    rig: &Loopback,
+    data: &std::path::Path,
+    rate: &str,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--delivery-rate",
+            rate,
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(["--entra-authority", &rig.authority()])
+        .arg("--extra-ca-file")
+        .arg(&rig.ca_file)
+        .env("MAILROOM_ADMIN_TOKEN", TOKEN)
+        .env("MAILROOM_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("mailroom exited before listening");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_string();
+        }
+    };
+    (child, url)
+}
+
+#[tokio::test]
+async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Five a second: the kill lands with messages queued and sending.
+    let (mut first, url) = spawn_binary(&rig, &data, "300").await;
+    let server = Running {
+        url,
+        http: reqwest::Client::new(),
+        _dir: tempfile::tempdir().unwrap(),
+        task: tokio::spawn(async {}),
+    };
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let (_, key) = server.new_app(json!({"name": "Batch"})).await;
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let (status, q) = server
+            .submit(
+                &key,
+                &mail(&[addr("a", "example.org")], &format!("batch {i}")),
+            )
+            .await;
+        assert_eq!(status, 202, "{q}");
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    wait_received(&rig, 3).await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let before_restart = rig.smtp.messages().len();
+    assert!(
+        before_restart < 50,
+        "the kill came mid-delivery ({before_restart} delivered)"
+    );
+
+    let (_second, url) = spawn_binary(&rig, &data, "0").await;
+    let mut server = server;
+    server.url = url;
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    let got = rig.smtp.messages();
+    let mut per_subject = std::collections::BTreeMap::<String, usize>::new();
+    for m in &got {
+        let subject = m
+            .data
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or_default()
+            .to_string();
+        *per_subject.entry(subject).or_default() += 1;
+    }
+    for i in 0..50 {
+        assert!(
+            per_subject.contains_key(&format!("batch {i}")),
+            "batch {i} was lost"
+        );
+    }
+    let twice = per_subject.values().filter(|n| **n > 1).count();
+    assert!(
+        twice <= 3,
+        "only messages in flight at the kill may arrive twice: {twice}"
+    );
+}
+
+async fn wait_received(rig: &Loopback, n: usize) {
+    let started = Instant::now();
+    while rig.smtp.messages().len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {n} messages arrived",
+            rig.smtp.messages().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_app_sends_json_mail_that_is_delivered_with_xoauth2() {
+    let (rig, server, key) = sending_rig().await;
+    let to = addr("a", "example.org");
+    let bcc = addr("hidden", "example.org");
+    let body = json!({"to": [to], "bcc": [bcc], "subject": "Ticket 42", "text": "Hello", "headers": {"X-Ticket": "42"}});
+    let (status, queued) = server.submit(&key, &body).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["status"], "queued");
+    let id = queued["id"].as_str().unwrap();
+    assert!(id.starts_with("msg_"));
+    let sent = server.wait_status(id, "sent").await;
+    assert_eq!(sent["attempt_count"], 1);
+    assert_eq!(sent["recipients"].as_array().unwrap().len(), 2);
+    let got = rig.smtp.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].user.as_deref(),
+        Some(mailer().as_str()),
+        "signed in with XOAUTH2 as the mailbox"
+    );
+    assert_eq!(
+        got[0].rcpt_to,
+        vec![to.clone(), bcc.clone()],
+        "Bcc is a recipient"
+    );
+    assert!(
+        !got[0].data.contains("hidden@"),
+        "but not a header: {}",
+        got[0].data
+    );
+    assert!(got[0].data.contains("Message-ID:") && got[0].data.contains("Date:"));
+    assert!(got[0].data.contains("X-Ticket: 42") && got[0].data.contains("Subject: Ticket 42"));
+    let q = server.queue().await;
+    assert_eq!(q["counts"]["sent"], 1, "{q}");
+    assert!(q["paused"].is_null());
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert_eq!(apps["apps"][0]["messages"], 1);
+    assert!(
+        apps["apps"][0].get("key").is_none(),
+        "the key is never listed"
+    );
+}
+
+#[tokio::test]
+async fn bad_submissions_get_a_4xx_naming_the_field_and_queue_nothing() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |a| a.sending.max_message_size = 4096).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let (app_id, key) = server.new_app(json!({"name": "Scripts"})).await;
+    let to = vec![addr("a", "example.org")];
+    let many: Vec<String> = (0..501)
+        .map(|i| addr(&format!("r{i}"), "example.org"))
+        .collect();
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!({"to": to, "subject": "x\r\nBcc: victim@example.org", "text": "x"}),
+            422,
+            "subject",
+        ),
+        (
+            json!({"to": ["a@example.org\r\nBcc: x@example.org"], "subject": "x", "text": "x"}),
+            422,
+            "to",
+        ),
+        (json!({"to": many, "subject": "x", "text": "x"}), 422, "to"),
+        (json!({"to": to, "subject": "x"}), 422, "text"),
+        (json!({"to": [], "subject": "x", "text": "x"}), 422, "to"),
+        (
+            json!({"from": addr("ceo", "contoso.com"), "to": to, "subject": "x", "text": "x"}),
+            422,
+            "from",
+        ),
+        (
+            json!({"to": to, "subject": "x", "text": "x", "headers": {"Bcc": "x"}}),
+            422,
+            "headers",
+        ),
+        (
+            json!({"to": to, "subject": "x", "text": "x".repeat(5000)}),
+            413,
+            "",
+        ),
+        (
+            json!({"to": "not a list", "subject": "x", "text": "x"}),
+            400,
+            "to",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (got, answer) = server.submit(&key, &body).await;
+        assert_eq!(got, status, "{body} -> {answer}");
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+        if !field.is_empty() {
+            assert!(answer["errors"][field].is_array(), "{field}: {answer}");
+        }
+    }
+    let (status, answer) = server
+        .submit(
+            &key,
+            &json!({"from": addr("ceo", "contoso.com"), "to": to, "subject": "x", "text": "x"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        answer["errors"]["from"][0]
+            .as_str()
+            .unwrap()
+            .contains(&mailer()),
+        "names the allowed: {answer}"
+    );
+    let raw = server
+        .http
+        .post(format!("{}/api/messages", server.url))
+        .bearer_auth(&key)
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    let (status, _) = server.submit("mr_wrong", &mail(&to, "x")).await;
+    assert_eq!(status, 401);
+    let (status, _) = server
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/api/apps/{app_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = server.submit(&key, &mail(&to, "x")).await;
+    assert_eq!(status, 401, "a revoked key stops working at once");
+    let q = server.queue().await;
+    for s in [
+        "queued",
+        "sending",
+        "sent",
+        "deferred",
+        "failed",
+        "cancelled",
+    ] {
+        assert_eq!(q["counts"][s], 0, "{s}: {q}");
+    }
+    assert!(rig.smtp.messages().is_empty());
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_queues_one_message() {
+    let (rig, server, key) = sending_rig().await;
+    let body = mail(&[addr("a", "example.org")], "once");
+    let send = || {
+        server
+            .http
+            .post(format!("{}/api/messages", server.url))
+            .bearer_auth(&key)
+            .header("idempotency-key", "order-4711")
+            .json(&body)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status().as_u16(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    server
+        .wait_status(first["id"].as_str().unwrap(), "sent")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_recipient_fails_alone_and_the_message_is_sent() {
+    let (rig, server, key) = sending_rig().await;
+    let gone = addr("gone", "example.org");
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            gone.clone(),
+            "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found".into(),
+        );
+    });
+    let ok = addr("ok", "example.org");
+    let (_, queued) = server
+        .submit(&key, &mail(&[gone.clone(), ok.clone()], "two"))
+        .await;
+    let m = server
+        .wait_status(queued["id"].as_str().unwrap(), "sent")
+        .await;
+    let recipients = m["recipients"].as_array().unwrap();
+    assert_eq!(recipients[0]["status"], "failed", "{m}");
+    assert_eq!(recipients[0]["code"], "5.1.1");
+    assert_eq!(recipients[1]["status"], "sent");
+    assert_eq!(rig.smtp.messages()[0].rcpt_to, vec![ok]);
+}
+
+#[tokio::test]
+async fn a_temporary_refusal_defers_then_a_retry_sends() {
+    let (rig, server, key) = sending_rig().await;
+    rig.smtp.configure(|c| {
+        c.mail_reply = Some("451 4.7.500 Server busy. Please try again later".into())
+    });
+    let (_, queued) = server
+        .submit(&key, &mail(&[addr("a", "example.org")], "later"))
+        .await;
+    let id = queued["id"].as_str().unwrap();
+    let m = server.wait_status(id, "deferred").await;
+    assert_eq!(m["last_error"]["code"], "4.7.500", "{m}");
+    assert_eq!(m["attempts"][0]["ok"], false);
+    assert!(
+        server.queue().await["paused"].is_null(),
+        "one message's trouble does not pause"
+    );
+    rig.smtp.configure(|c| c.mail_reply = None);
+    let (status, retried) = server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/messages/{id}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{retried}");
+    let sent = server.wait_status(id, "sent").await;
+    assert_eq!(sent["attempt_count"], 2);
+    let (status, _) = server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/messages/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "a sent message cannot be cancelled");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_pauses_and_nothing_fails_until_it_is_back() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut settings = oauth_settings("localhost", closed_port);
+    server.save(&settings).await;
+    let (_, key) = server.new_app(json!({"name": "Cron"})).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (_, q) = server
+            .submit(&key, &mail(&[addr("a", "example.org")], &format!("m{i}")))
+            .await;
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    let q = server.wait_paused().await;
+    assert_eq!(q["paused"]["stage"], "connect", "{q}");
+    assert!(q["paused"]["hint"].as_str().is_some_and(|h| !h.is_empty()));
+    assert_eq!(q["counts"]["failed"], 0);
+    assert_eq!(q["counts"]["queued"], 3, "{q}");
+    // The server is back (here: the settings point at it); saving wakes delivery.
+    settings.port = rig.smtp.port();
+    settings.client_secret = Some(SECRET.into());
+    server.save(&settings).await;
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    assert!(server.queue().await["paused"].is_null());
+    assert_eq!(rig.smtp.messages().len(), 3);
+}
+
+#[tokio::test]
+async fn a_rejected_secret_pauses_with_the_aadsts_fix_until_a_good_one_is_saved() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    rig.entra.set_mode(EntraMode::Error {
+        status: 401,
+        error: "invalid_client",
+        code: 7000215,
+    });
+    let (_, key) = server.new_app(json!({"name": "Monitoring"})).await;
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let (_, q) = server
+            .submit(&key, &mail(&[addr("a", "example.org")], &format!("m{i}")))
+            .await;
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    let q = server.wait_paused().await;
+    assert_eq!(q["paused"]["stage"], "token", "{q}");
+    assert_eq!(q["paused"]["code"], "AADSTS7000215");
+    assert!(
+        q["paused"]["hint"].as_str().unwrap().contains("Value"),
+        "{q}"
+    );
+    assert_eq!(q["counts"]["queued"], 2);
+    let m = server.message(&ids[0]).await;
+    assert_eq!(m["status"], "queued", "a pause never fails a message: {m}");
+    assert_eq!(
+        m["attempts"][0]["code"], "AADSTS7000215",
+        "the attempt is on record: {m}"
+    );
+    rig.entra.set_mode(EntraMode::Normal);
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    assert!(server.queue().await["paused"].is_null());
+}
+
+#[tokio::test]
+async fn activity_lists_newest_first_with_filters_and_a_cursor() {
+    let (_rig, server, key) = sending_rig().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, q) = server
+            .submit(
+                &key,
+                &mail(
+                    &[addr(&format!("user{i}"), "example.org")],
+                    &format!("report {i}"),
+                ),
+            )
+            .await;
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    let (_, page) = server
+        .admin(reqwest::Method::GET, "/api/messages?limit=2", None)
+        .await;
+    let got: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[4].as_str(), ids[3].as_str()]);
+    let next = page["next"].as_str().unwrap();
+    let (_, page2) = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/messages?limit=2&before={next}"),
+            None,
+        )
+        .await;
+    assert_eq!(page2["messages"][0]["id"], ids[2].as_str());
+    let (_, found) = server
+        .admin(reqwest::Method::GET, "/api/messages?q=user3", None)
+        .await;
+    assert_eq!(found["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(found["messages"][0]["subject"], "report 3");
+    let (_, none) = server
+        .admin(reqwest::Method::GET, "/api/messages?status=failed", None)
+        .await;
+    assert!(none["messages"].as_array().unwrap().is_empty());
+    let (status, bad) = server
+        .admin(reqwest::Method::GET, "/api/messages?status=lost", None)
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    let (_, history) = server
+        .admin(reqwest::Method::GET, "/api/settings/history", None)
+        .await;
+    assert!(history["changes"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "client_secret"));
+    assert!(
+        !history.to_string().contains(SECRET),
+        "names only, never values"
+    );
+    let anonymous = reqwest::get(format!("{}/api/queue", server.url))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+}

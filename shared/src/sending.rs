@@ -1,0 +1,382 @@
+//! The sending side (docs/API.md §6 to §9): apps, submitted messages, the
+//! queue's view, and the From policy, shared so the page can explain it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::Stage;
+use crate::parse;
+use crate::settings::Settings;
+
+/// The most recipients one message may have.
+pub const MAX_RECIPIENTS: usize = 500;
+
+/// `POST /api/apps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NewApp {
+    /// What the admin calls it ("Scanner, 3rd floor").
+    pub name: String,
+    /// Addresses it may send as, besides the settings' username and sender.
+    pub allowed_from: Vec<String>,
+    /// Rewrite the header From to the settings' sender.
+    pub rewrite_from: bool,
+}
+
+/// An app, never with its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    /// `app_…`
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, when its key was last used.
+    pub last_used_at: Option<String>,
+    /// How many messages it submitted.
+    pub messages: u64,
+    /// Extra addresses it may send as.
+    pub allowed_from: Vec<String>,
+    /// Whether the header From is rewritten.
+    pub rewrite_from: bool,
+}
+
+/// The answer to `POST /api/apps`: the app and its key, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedApp {
+    /// The app.
+    pub app: App,
+    /// `mr_…`, stored only as a hash.
+    pub key: String,
+}
+
+/// `GET /api/apps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppList {
+    /// Every app that is not revoked.
+    pub apps: Vec<App>,
+}
+
+/// Checks a new app: a name, and valid, distinct allowed addresses.
+pub fn validate_new_app(app: &NewApp) -> BTreeMap<String, Vec<String>> {
+    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let name = app.name.trim();
+    if name.is_empty() {
+        errors
+            .entry("name".into())
+            .or_default()
+            .push("Enter a name for the app, like “Scanner, 3rd floor”.".into());
+    } else if name.chars().count() > 100 || parse::has_line_break(name) {
+        errors
+            .entry("name".into())
+            .or_default()
+            .push("The name must be one line of at most 100 characters.".into());
+    }
+    for (i, a) in app.allowed_from.iter().enumerate() {
+        if parse::check_email(a.trim()).is_err() {
+            errors
+                .entry("allowed_from".into())
+                .or_default()
+                .push(format!(
+                    "Address {} (“{}”) is not an email address, like scans@contoso.com.",
+                    i + 1,
+                    a.trim()
+                ));
+        }
+    }
+    errors
+}
+
+/// Who may appear as the sender of an app's messages (docs/API.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromPolicy {
+    /// The settings' username and sender, then the app's `allowed_from`.
+    pub allowed: Vec<String>,
+}
+
+impl FromPolicy {
+    /// The policy for an app under these settings.
+    pub fn new(settings: Option<&Settings>, allowed_from: &[String]) -> Self {
+        let mut allowed: Vec<String> = Vec::new();
+        if let Some(s) = settings {
+            allowed.extend(s.username.iter().map(|u| u.trim().to_string()));
+            allowed.push(s.sender_email.trim().to_string());
+        }
+        allowed.extend(allowed_from.iter().map(|a| a.trim().to_string()));
+        allowed.retain(|a| !a.is_empty());
+        let mut seen: Vec<String> = Vec::new();
+        allowed.retain(|a| {
+            let lower = a.to_ascii_lowercase();
+            let new = !seen.contains(&lower);
+            seen.push(lower);
+            new
+        });
+        FromPolicy { allowed }
+    }
+
+    /// Whether `address` may send.
+    pub fn allows(&self, address: &str) -> bool {
+        let address = address.trim();
+        self.allowed.iter().any(|a| a.eq_ignore_ascii_case(address))
+    }
+
+    /// Why `address` is refused, naming the allowed ones and the fix.
+    pub fn refusal(&self, address: &str) -> String {
+        format!(
+            "{address} may not send through Mailroom for this app. Allowed: {}. Add it to the app's allowed From addresses (allowed_from) if the mailbox may send as it, or turn on rewrite_from.",
+            if self.allowed.is_empty() {
+                "none yet (save the settings first)".to_string()
+            } else {
+                self.allowed.join(", ")
+            }
+        )
+    }
+}
+
+/// `POST /api/messages` as JSON (docs/API.md §7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MessageRequest {
+    /// `Name <address>` or an address; the settings' sender when absent.
+    pub from: Option<String>,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Copies.
+    pub cc: Vec<String>,
+    /// Blind copies: delivered, never shown.
+    pub bcc: Vec<String>,
+    /// Where replies go.
+    pub reply_to: Option<String>,
+    /// The subject.
+    pub subject: String,
+    /// The plain-text body.
+    pub text: Option<String>,
+    /// The HTML body.
+    pub html: Option<String>,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Message status (docs/API.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Waiting to be sent.
+    Queued,
+    /// Being sent now.
+    Sending,
+    /// Accepted upstream for at least one recipient.
+    Sent,
+    /// Waiting to retry after a temporary failure.
+    Deferred,
+    /// Given up on.
+    Failed,
+    /// Cancelled by an administrator.
+    Cancelled,
+}
+
+impl Status {
+    /// Every status.
+    pub const ALL: [Status; 6] = [
+        Status::Queued,
+        Status::Sending,
+        Status::Sent,
+        Status::Deferred,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    /// Its JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Deferred => "deferred",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status with this name.
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether nothing more will happen to it.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Sent | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// The answer to a submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// `msg_…`
+    pub id: String,
+    /// Its status now.
+    pub status: Status,
+}
+
+/// Why delivery is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paused {
+    /// RFC 3339.
+    pub since: String,
+    /// Where it failed.
+    pub stage: Stage,
+    /// The code, as in a test result.
+    pub code: Option<String>,
+    /// One sentence.
+    pub message: String,
+    /// The fix.
+    pub hint: Option<String>,
+}
+
+/// `GET /api/queue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueState {
+    /// Messages by status.
+    pub counts: BTreeMap<Status, u64>,
+    /// Why delivery waits, when it does.
+    pub paused: Option<Paused>,
+}
+
+/// The last error of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// Where.
+    pub stage: Stage,
+    /// The code.
+    pub code: Option<String>,
+    /// One sentence.
+    pub message: String,
+}
+
+/// One message in lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// `msg_…`
+    pub id: String,
+    /// The app's id, or `trusted network ADDR`.
+    pub app: Option<String>,
+    /// The envelope sender.
+    pub from: String,
+    /// The recipients.
+    pub to: Vec<String>,
+    /// The subject.
+    pub subject: String,
+    /// Bytes.
+    pub size: u64,
+    /// Its status.
+    pub status: Status,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    /// Delivery attempts so far.
+    pub attempt_count: u32,
+    /// The last failure.
+    pub last_error: Option<LastError>,
+}
+
+/// `GET /api/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageList {
+    /// Newest first.
+    pub messages: Vec<Summary>,
+    /// The cursor for the next page (`before=`).
+    pub next: Option<String>,
+}
+
+/// One recipient's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientState {
+    /// The address.
+    pub address: String,
+    /// queued, sent, deferred or failed.
+    pub status: Status,
+    /// The reply's code.
+    pub code: Option<String>,
+    /// The reply or its explanation.
+    pub message: Option<String>,
+}
+
+/// One delivery attempt (docs/API.md §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// RFC 3339.
+    pub at: String,
+    /// Accepted upstream.
+    pub ok: bool,
+    /// Where it stopped.
+    pub stage: Option<Stage>,
+    /// The code.
+    pub code: Option<String>,
+    /// One sentence.
+    pub message: String,
+    /// The fix.
+    pub hint: Option<String>,
+}
+
+/// `GET /api/messages/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Details {
+    /// The summary fields.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Each recipient.
+    pub recipients: Vec<RecipientState>,
+    /// Each attempt, oldest first.
+    pub attempts: Vec<Attempt>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn the_from_policy_allows_the_mailbox_the_sender_and_the_apps_list() {
+        let mut s = crate::fixtures::office365_oauth("smtp.office365.com", 587);
+        s.sender_email = format!("{}@{}", "notifications", "contoso.com");
+        let scans = format!("{}@{}", "scans", "contoso.com");
+        let policy = FromPolicy::new(Some(&s), std::slice::from_ref(&scans));
+        assert!(policy.allows(&crate::fixtures::mailer().to_uppercase()));
+        assert!(policy.allows(&s.sender_email));
+        assert!(policy.allows(&scans));
+        let other = format!("{}@{}", "ceo", "contoso.com");
+        assert!(!policy.allows(&other));
+        let why = policy.refusal(&other);
+        assert!(
+            why.contains(&scans) && why.contains("allowed_from"),
+            "{why}"
+        );
+        assert_eq!(policy.allowed.len(), 3);
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn new_apps_need_a_name_and_real_addresses() {
+        let bad = NewApp {
+            name: " ".into(),
+            allowed_from: vec!["not an address".into()],
+            rewrite_from: false,
+        };
+        let errors = validate_new_app(&bad);
+        assert!(errors["name"][0].starts_with("Enter a name"));
+        assert!(errors["allowed_from"][0].contains("not an address"));
+        let good = NewApp {
+            name: "Scanner".into(),
+            allowed_from: vec![format!("{}@{}", "scans", "contoso.com")],
+            rewrite_from: true,
+        };
+        assert!(validate_new_app(&good).is_empty());
+        assert_eq!(Status::from_name("deferred"), Some(Status::Deferred));
+        assert!(Status::Sent.is_final() && !Status::Deferred.is_final());
+    }
+}
