@@ -16,6 +16,7 @@ use mailroom_shared::api::{Stage, TranscriptLine};
 use mailroom_shared::sending::{Attempt, Paused, Status};
 use tokio::sync::{watch, Mutex, Notify};
 
+use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Claimed, Queue, RecipientOutcome};
 use crate::settings::SettingsRepo;
 use crate::state::Clock;
@@ -99,6 +100,8 @@ pub struct Engine {
     pub settings: SettingsRepo,
     /// The token cache and TLS trust of the test email.
     pub tester: Arc<Tester>,
+    /// Sent, failed, latency.
+    pub metrics: Arc<Metrics>,
     /// Woken by a new message or a settings save.
     pub wake: Arc<Notify>,
     /// The time.
@@ -130,6 +133,7 @@ impl Engine {
         queue: Arc<dyn Queue>,
         settings: SettingsRepo,
         tester: Arc<Tester>,
+        metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         options: DeliveryOptions,
     ) -> Self {
@@ -139,6 +143,7 @@ impl Engine {
             settings_saved: settings.saved.clone(),
             settings,
             tester,
+            metrics,
             clock,
             options,
             next_slot: Arc::new(Mutex::new(tokio::time::Instant::now())),
@@ -431,6 +436,10 @@ impl Engine {
     }
 
     async fn finish_failed(&self, m: &Claimed, d: &Diagnosis, transcript: Option<String>) {
+        self.metrics
+            .failed
+            .get_or_create(&Metrics::app(m.app_id.as_deref()))
+            .inc();
         let recipients = m
             .recipients
             .iter()
@@ -531,6 +540,18 @@ impl Engine {
             counts: true,
         };
         self.record(&m.id, record).await;
+        let label = Metrics::app(m.app_id.as_deref());
+        match status {
+            Status::Sent => {
+                self.metrics.sent.get_or_create(&label).inc();
+                let waited = unix(&*self.clock) - m.created_unix;
+                self.metrics.latency.observe(waited.max(0) as f64);
+            }
+            Status::Failed => {
+                self.metrics.failed.get_or_create(&label).inc();
+            }
+            _ => {}
+        }
         if sent > 0 {
             // A success ends a pause.
             if let Ok(Some(_)) = self.queue.pause_state().await {

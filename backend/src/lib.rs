@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod error;
 pub mod messages;
+pub mod metrics;
 pub mod queue;
 pub mod server;
 pub mod settings;

@@ -34,6 +34,8 @@ pub struct Sending {
     pub settings: SettingsRepo,
     /// The largest message accepted, in bytes.
     pub max_message_size: u64,
+    /// Counts accepted messages.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 type Errors = BTreeMap<String, Vec<String>>;
@@ -257,6 +259,182 @@ fn build(
     })
 }
 
+/// Whether a `Content-Type` is `message/rfc822`.
+fn is_rfc822(content_type: Option<&axum::http::HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("message/rfc822"))
+}
+
+/// The envelope given in the query of a raw submission: `from`, and `to`
+/// repeated.
+fn envelope_query(query: Option<&str>) -> (Option<String>, Vec<String>) {
+    let (mut from, mut to) = (None, Vec::new());
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "from" => from = Some(v.trim().to_string()),
+            "to" => to.push(v.trim().to_string()),
+            _ => {}
+        }
+    }
+    (from, to)
+}
+
+/// The header section's fields, each with its continuation lines.
+fn header_fields(head: &str) -> Vec<String> {
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.split_inclusive('\n') {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.push_str(line);
+                continue;
+            }
+        }
+        fields.push(line.to_string());
+    }
+    fields
+}
+
+fn field_name(field: &str) -> String {
+    field
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// A whole message (`message/rfc822`): parsed with mail-parser, its envelope
+/// from the query or its headers, Bcc removed, Message-ID and Date added when
+/// missing, and From rewritten for a `rewrite_from` app.
+fn build_raw(
+    raw: &[u8],
+    query: Option<&str>,
+    policy: &FromPolicy,
+    settings: Option<&mailroom_shared::Settings>,
+    rewrite_from: bool,
+) -> Result<Built, Errors> {
+    let mut errors = Errors::new();
+    let text = String::from_utf8_lossy(raw);
+    let (head, rest) = match text
+        .find("\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| text.find("\n\n").map(|i| (i, 2)))
+    {
+        Some((i, sep)) => (&text[..i + sep / 2], &text[i + sep / 2..]),
+        None => (&text[..], ""),
+    };
+    let parsed = mail_parser::MessageParser::default().parse(raw);
+    let Some(parsed) = parsed.filter(|_| !head.trim().is_empty() && head.contains(':')) else {
+        add(&mut errors, "message", "The body is not an RFC 5322 message: it needs header lines (From:, To:, Subject:), an empty line, then the text.");
+        return Err(errors);
+    };
+    let addresses = |a: Option<&mail_parser::Address>| -> Vec<String> {
+        a.map(|a| {
+            a.iter()
+                .filter_map(|x| x.address().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let header_from = addresses(parsed.from()).into_iter().next();
+    let (query_from, query_to) = envelope_query(query);
+    let envelope_from = query_from.or_else(|| header_from.clone());
+    let mut recipients = if query_to.is_empty() {
+        let mut all = addresses(parsed.to());
+        all.extend(addresses(parsed.cc()));
+        all.extend(addresses(parsed.bcc()));
+        all
+    } else {
+        query_to
+    };
+    recipients.retain(|r| !r.is_empty());
+    match (&header_from, &envelope_from) {
+        (None, _) => add(&mut errors, "from", "The message has no From header."),
+        (_, Some(f)) if mailroom_shared::parse::check_email(f).is_err() => add(
+            &mut errors,
+            "from",
+            format!("The envelope sender “{f}” is not an email address."),
+        ),
+        _ => {}
+    }
+    for r in &recipients {
+        if mailroom_shared::parse::check_email(r).is_err() {
+            add(
+                &mut errors,
+                "to",
+                format!("The recipient “{r}” is not an email address."),
+            );
+        }
+    }
+    if recipients.is_empty() {
+        add(
+            &mut errors,
+            "to",
+            "Give at least one recipient: in To, Cc or Bcc, or as to= in the query.",
+        );
+    } else if recipients.len() > MAX_RECIPIENTS {
+        add(&mut errors, "to", format!("The message has {} recipients; the limit is {MAX_RECIPIENTS}. Split it into several messages.", recipients.len()));
+    }
+    if !rewrite_from {
+        for a in header_from.iter().chain(envelope_from.iter()) {
+            if !policy.allows(a) {
+                add(&mut errors, "from", policy.refusal(a));
+                break;
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut fields: Vec<String> = header_fields(head)
+        .into_iter()
+        .filter(|f| field_name(f) != "bcc")
+        .collect();
+    let mut envelope_from = envelope_from.unwrap_or_default();
+    if rewrite_from {
+        if let Some(s) = settings {
+            let original = fields.iter().find(|f| field_name(f) == "from").cloned();
+            let has_reply_to = fields.iter().any(|f| field_name(f) == "reply-to");
+            fields.retain(|f| field_name(f) != "from");
+            let sender = Mailbox::from_str(&format!("{} <{}>", s.sender_name, s.sender_email))
+                .map(|m| m.to_string())
+                .unwrap_or_else(|_| s.sender_email.clone());
+            fields.insert(0, format!("From: {sender}\r\n"));
+            if let (Some(original), false) = (original, has_reply_to) {
+                let value = original
+                    .split_once(':')
+                    .map(|(_, v)| v.trim())
+                    .unwrap_or_default();
+                fields.push(format!("Reply-To: {value}\r\n"));
+            }
+            envelope_from = s.sender_email.clone();
+        }
+    }
+    if parsed.message_id().is_none() {
+        let domain = envelope_from.rsplit('@').next().unwrap_or("mailroom.local");
+        fields.push(format!(
+            "Message-ID: <{}@{domain}>\r\n",
+            crate::apps::new_message_id()
+        ));
+    }
+    if parsed.date().is_none() {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default();
+        fields.push(format!("Date: {now}\r\n"));
+    }
+    let mut body = fields.concat().into_bytes();
+    body.extend_from_slice(rest.as_bytes());
+    Ok(Built {
+        envelope_from,
+        recipients,
+        subject: parsed.subject().unwrap_or_default().to_string(),
+        body,
+    })
+}
+
 fn invalid(errors: Errors) -> AppError {
     AppError::Unprocessable("The message is not valid.".into(), errors)
 }
@@ -268,8 +446,10 @@ async fn submit(
     let ip = client_ip(&req);
     let app = apps::authenticate(&s.apps, req.headers(), ip).await?;
     let headers: HeaderMap = req.headers().clone();
+    let query = req.uri().query().map(str::to_string);
     let content_type = headers.get(header::CONTENT_TYPE);
-    if !is_json(content_type) {
+    let raw = is_rfc822(content_type);
+    if !raw && !is_json(content_type) {
         return Err(AppError::UnsupportedMediaType);
     }
     let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
@@ -295,11 +475,22 @@ async fn submit(
             )
         }
     })?;
-    let body: MessageRequest = parse_json(&bytes)?;
     let current = s.settings.load_current().await?;
     let policy = FromPolicy::new(current.settings.as_ref(), &app.allowed_from);
-    let built =
-        build(&body, &policy, current.settings.as_ref(), app.rewrite_from).map_err(invalid)?;
+    let settings = current.settings.as_ref();
+    let built = if raw {
+        build_raw(
+            &bytes,
+            query.as_deref(),
+            &policy,
+            settings,
+            app.rewrite_from,
+        )
+    } else {
+        let body: MessageRequest = parse_json(&bytes)?;
+        build(&body, &policy, settings, app.rewrite_from)
+    }
+    .map_err(invalid)?;
     if built.body.len() as u64 > s.max_message_size {
         return Err(AppError::MessageTooLarge(s.max_message_size));
     }
@@ -322,6 +513,10 @@ async fn submit(
     match enqueued {
         Enqueued::New(id) => {
             s.settings.wake.notify_waiters();
+            s.metrics
+                .accepted
+                .get_or_create(&crate::metrics::Metrics::app(Some(&app.id)))
+                .inc();
             tracing::info!(%id, app = %app.id, "message queued");
             Ok((
                 StatusCode::ACCEPTED,

@@ -129,6 +129,8 @@ pub enum Enqueued {
 pub struct Claimed {
     /// `msg_…`
     pub id: String,
+    /// The submitting app.
+    pub app_id: Option<String>,
     /// Envelope sender.
     pub mail_from: String,
     /// The recipients still to deliver: (index, address).
@@ -451,21 +453,22 @@ impl Queue for SqliteStore {
     async fn claim(&self, now_unix: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let rows: Vec<(i64, String, String, Vec<u8>, i64, i64)> = {
+            type Row = (i64, String, String, Vec<u8>, i64, i64, Option<String>);
+            let rows: Vec<Row> = {
                 let mut stmt = tx.prepare_cached(
-                    "SELECT seq, id, mail_from, body, attempt_count, created_unix FROM messages
+                    "SELECT seq, id, mail_from, body, attempt_count, created_unix, app_id FROM messages
                      WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= ?1 AND body IS NOT NULL
                      ORDER BY next_attempt_unix, seq LIMIT ?2",
                 )?;
                 let rows = stmt
                     .query_map(params![now_unix, limit as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 rows
             };
             let mut out = Vec::new();
-            for (seq, id, mail_from, body, attempts, created) in rows {
+            for (seq, id, mail_from, body, attempts, created, app_id) in rows {
                 tx.execute("UPDATE messages SET status = 'sending' WHERE seq = ?1", [seq])?;
                 let mut stmt = tx.prepare_cached(
                     "SELECT idx, address FROM recipients WHERE message_seq = ?1 AND status IN ('queued', 'deferred') ORDER BY idx",
@@ -475,6 +478,7 @@ impl Queue for SqliteStore {
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 out.push(Claimed {
                     id,
+                    app_id,
                     mail_from,
                     recipients,
                     body,
@@ -535,8 +539,9 @@ impl Queue for SqliteStore {
             } else {
                 (a.stage.map(|s| s.as_str()), a.code.clone(), Some(a.message.clone()))
             };
-            // A final message keeps its record, not its body.
-            let keep_body = !r.status.is_final();
+            // A sent or cancelled message keeps its record, not its body; a
+            // failed one keeps its body until retention, so it can be retried.
+            let keep_body = !matches!(r.status, Status::Sent | Status::Cancelled);
             tx.execute(
                 "UPDATE messages SET status = ?2, updated_at = ?3, next_attempt_unix = ?4,
                     attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
@@ -574,7 +579,7 @@ impl Queue for SqliteStore {
         let now = now.to_string();
         self.with_conn(move |c| {
             Ok(c.execute(
-                "UPDATE messages SET status = 'failed', updated_at = ?2, body = NULL,
+                "UPDATE messages SET status = 'failed', updated_at = ?2,
                     last_stage = COALESCE(last_stage, 'send'),
                     last_message = 'The message waited longer than --max-queue-time without being delivered.'
                  WHERE status IN ('queued', 'deferred') AND created_unix < ?1",
@@ -791,5 +796,174 @@ impl Queue for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, body: Vec<u8>) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            app_id: Some("app_1".into()),
+            mail_from: "a@b.example".into(),
+            recipients: vec!["c@d.example".into()],
+            subject: "s".into(),
+            body,
+            idempotency_key: None,
+            now: "2026-11-26T00:00:00Z".into(),
+            now_unix: 1_795_000_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_a_typed_error_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store
+            .enqueue(message("msg_small", vec![b'x'; 100]))
+            .await
+            .unwrap();
+        // Cap the database where it stands: the next large write finds the disk full.
+        store
+            .with_conn(|c| {
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                c.query_row(
+                    &format!("PRAGMA max_page_count = {}", pages + 1),
+                    [],
+                    |_| Ok(()),
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let full = store
+            .enqueue(message("msg_big", vec![b'y'; 64 * 1024]))
+            .await;
+        assert!(matches!(full, Err(StoreError::Full)), "{full:?}");
+        let answer = axum::response::IntoResponse::into_response(crate::error::AppError::from(
+            StoreError::Full,
+        ));
+        assert_eq!(
+            answer.status(),
+            axum::http::StatusCode::INSUFFICIENT_STORAGE
+        );
+        let counts = store.counts().await.unwrap();
+        assert_eq!(
+            counts[&Status::Queued],
+            1,
+            "the small one stays, nothing half-stored"
+        );
+        assert!(store.details("msg_big").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn claim_record_retry_and_cancel_move_a_message_through_its_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store
+            .enqueue(message("msg_a", b"body".to_vec()))
+            .await
+            .unwrap();
+        let claimed = store.claim(1_795_000_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(
+            store.claim(1_795_000_000, 10).await.unwrap().is_empty(),
+            "claimed once"
+        );
+        assert_eq!(store.requeue_sending().await.unwrap(), 1);
+        let claimed = store.claim(1_795_000_000, 10).await.unwrap();
+        let failed = AttemptRecord {
+            attempt: Attempt {
+                at: "2026-11-26T00:00:01Z".into(),
+                ok: false,
+                stage: Some(Stage::Send),
+                code: Some("5.1.1".into()),
+                message: "no such recipient".into(),
+                hint: None,
+            },
+            transcript: Some("C: RCPT TO:<c@d.example>\nS: 550 5.1.1".into()),
+            recipients: vec![RecipientOutcome {
+                idx: claimed[0].recipients[0].0,
+                status: Status::Failed,
+                code: Some("5.1.1".into()),
+                message: None,
+            }],
+            status: Status::Failed,
+            next_attempt_unix: 1_795_000_001,
+            counts: true,
+        };
+        store
+            .record("msg_a", failed, "2026-11-26T00:00:01Z")
+            .await
+            .unwrap();
+        let d = store.details("msg_a").await.unwrap().unwrap();
+        assert_eq!(
+            (d.summary.status, d.summary.attempt_count),
+            (Status::Failed, 1)
+        );
+        assert_eq!(d.recipients[0].status, Status::Failed);
+        let retried = store.retry("msg_a", "now", 1_795_000_002).await.unwrap();
+        assert_eq!(
+            retried.status,
+            Status::Queued,
+            "a failed message can be retried"
+        );
+        let again = store.claim(1_795_000_002, 10).await.unwrap();
+        assert_eq!(
+            again[0].recipients.len(),
+            1,
+            "its failed recipient is queued again"
+        );
+        let sent = AttemptRecord {
+            attempt: Attempt {
+                at: "2026-11-26T00:00:03Z".into(),
+                ok: true,
+                stage: None,
+                code: None,
+                message: "accepted".into(),
+                hint: None,
+            },
+            transcript: None,
+            recipients: vec![],
+            status: Status::Sent,
+            next_attempt_unix: 0,
+            counts: true,
+        };
+        store
+            .record("msg_a", sent, "2026-11-26T00:00:03Z")
+            .await
+            .unwrap();
+        let has_body: bool = store
+            .with_conn(|c| {
+                Ok(c.query_row(
+                    "SELECT body IS NOT NULL FROM messages WHERE id = 'msg_a'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert!(!has_body, "the body of a sent message is deleted");
+        assert!(matches!(
+            store.retry("msg_a", "now", 1_795_000_004).await,
+            Err(ChangeError::Status(Status::Sent))
+        ));
+        store
+            .enqueue(message("msg_b", b"body".to_vec()))
+            .await
+            .unwrap();
+        let cancelled = store.cancel("msg_b", "2026-11-26T00:00:05Z").await.unwrap();
+        assert_eq!(cancelled.status, Status::Cancelled);
+        assert!(matches!(
+            store.cancel("msg_b", "2026-11-26T00:00:05Z").await,
+            Err(ChangeError::Status(Status::Cancelled))
+        ));
+        assert_eq!(
+            store.cancel("msg_nope", "now").await,
+            Err(ChangeError::NotFound)
+        );
+        assert_eq!(store.purge("2099-01-01T00:00:00Z").await.unwrap(), 2);
     }
 }

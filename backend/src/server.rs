@@ -119,6 +119,7 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .merge(crate::test_email::routes())
         .merge(crate::apps::routes())
         .merge(crate::messages::admin_routes())
+        .merge(crate::metrics::routes())
         .merge(auth::protected_routes())
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),

@@ -15,6 +15,7 @@ use crate::config::{SendingArgs, ServeArgs};
 use crate::crypto::{Cipher, KeyError};
 use crate::delivery::{DeliveryOptions, Engine};
 use crate::messages::Sending;
+use crate::metrics::{Metrics, MetricsState};
 use crate::queue::Queue;
 use crate::settings::SettingsRepo;
 use crate::store::{SettingsStore, SqliteStore};
@@ -104,6 +105,17 @@ pub struct AppState {
     pub key_failures: Arc<FailureLimit>,
     /// The sending options.
     pub sending: SendingArgs,
+    /// `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl FromRef<AppState> for MetricsState {
+    fn from_ref(state: &AppState) -> Self {
+        MetricsState {
+            metrics: state.metrics.clone(),
+            queue: state.queue.clone(),
+        }
+    }
 }
 
 impl FromRef<AppState> for AppsState {
@@ -122,6 +134,7 @@ impl FromRef<AppState> for Sending {
             apps: AppsState::from_ref(state),
             settings: state.settings.clone(),
             max_message_size: state.sending.max_message_size,
+            metrics: state.metrics.clone(),
         }
     }
 }
@@ -143,6 +156,7 @@ impl AppState {
             self.queue.clone(),
             self.settings.clone(),
             self.tester.clone(),
+            self.metrics.clone(),
             self.clock.clone(),
             DeliveryOptions {
                 connections: self
@@ -268,6 +282,7 @@ impl AppState {
             },
         )?;
         let tester = Tester::new(&args.test).map_err(|e| StartError(e.to_string()))?;
+        let metrics = Arc::new(Metrics::new(tester.token_requests()));
         let state = AppState {
             settings: SettingsRepo {
                 store: store.clone() as Arc<dyn SettingsStore>,
@@ -279,6 +294,7 @@ impl AppState {
             queue: store as Arc<dyn Queue>,
             key_failures: Arc::new(FailureLimit::new(clock.clone())),
             sending: args.sending.clone(),
+            metrics,
             auth: Arc::new(AdminAuth::new(&token.token, public_origin, clock.clone())),
             tester: Arc::new(tester),
             clock,

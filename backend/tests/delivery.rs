@@ -128,11 +128,12 @@ impl Running {
         self.admin(reqwest::Method::GET, "/api/queue", None).await.1
     }
 
-    async fn wait_paused(&self) -> Value {
+    /// Waits until delivery is paused and `queued` messages wait (none in flight).
+    async fn wait_paused(&self, queued: u64) -> Value {
         let started = Instant::now();
         loop {
             let q = self.queue().await;
-            if !q["paused"].is_null() {
+            if !q["paused"].is_null() && q["counts"]["queued"] == queued {
                 return q;
             }
             assert!(
@@ -535,7 +536,7 @@ async fn an_unreachable_server_pauses_and_nothing_fails_until_it_is_back() {
             .await;
         ids.push(q["id"].as_str().unwrap().to_string());
     }
-    let q = server.wait_paused().await;
+    let q = server.wait_paused(3).await;
     assert_eq!(q["paused"]["stage"], "connect", "{q}");
     assert!(q["paused"]["hint"].as_str().is_some_and(|h| !h.is_empty()));
     assert_eq!(q["counts"]["failed"], 0);
@@ -571,7 +572,7 @@ async fn a_rejected_secret_pauses_with_the_aadsts_fix_until_a_good_one_is_saved(
             .await;
         ids.push(q["id"].as_str().unwrap().to_string());
     }
-    let q = server.wait_paused().await;
+    let q = server.wait_paused(2).await;
     assert_eq!(q["paused"]["stage"], "token", "{q}");
     assert_eq!(q["paused"]["code"], "AADSTS7000215");
     assert!(
@@ -659,6 +660,165 @@ async fn activity_lists_newest_first_with_filters_and_a_cursor() {
         "names only, never values"
     );
     let anonymous = reqwest::get(format!("{}/api/queue", server.url))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+}
+
+async fn submit_raw(server: &Running, key: &str, query: &str, raw: String) -> (u16, Value) {
+    let resp = server
+        .http
+        .post(format!("{}/api/messages{query}", server.url))
+        .bearer_auth(key)
+        .header("content-type", "message/rfc822")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_raw_message_keeps_its_headers_loses_bcc_and_gains_a_message_id() {
+    let (rig, server, key) = sending_rig().await;
+    let (to, bcc) = (addr("a", "example.org"), addr("secret", "example.org"));
+    let raw = format!(
+        "From: Cron <{}>\r\nTo: {to}\r\nBcc: {bcc}\r\nSubject: nightly\r\nX-Job: backup\r\n\r\n.leading dot\r\nAll good.\r\n",
+        mailer()
+    );
+    let (status, q) = submit_raw(&server, &key, "", raw).await;
+    assert_eq!(status, 202, "{q}");
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    let got = &rig.smtp.messages()[0];
+    assert_eq!(
+        got.rcpt_to,
+        vec![to.clone(), bcc.clone()],
+        "Bcc from the headers is a recipient"
+    );
+    assert!(
+        !got.data.contains("Bcc:") && !got.data.contains("secret@"),
+        "{}",
+        got.data
+    );
+    assert!(
+        got.data.contains("X-Job: backup") && got.data.contains("Message-ID: <msg_"),
+        "{}",
+        got.data
+    );
+    assert!(
+        got.data.contains("Date: ") && got.data.contains(".leading dot"),
+        "{}",
+        got.data
+    );
+    // The query's envelope wins over the headers.
+    let only = addr("only", "example.org");
+    let raw = format!(
+        "From: {}\r\nTo: {to}\r\nSubject: env\r\n\r\nx\r\n",
+        mailer()
+    );
+    let (status, q) = submit_raw(&server, &key, &format!("?to={only}"), raw).await;
+    assert_eq!(status, 202, "{q}");
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(rig.smtp.messages()[1].rcpt_to, vec![only]);
+    let (status, bad) = submit_raw(&server, &key, "", "no headers at all".into()).await;
+    assert_eq!(status, 422, "{bad}");
+    assert!(bad["errors"]["message"].is_array(), "{bad}");
+    let raw = format!(
+        "From: {}\r\nTo: {to}\r\nSubject: x\r\n\r\nx\r\n",
+        addr("ceo", "contoso.com")
+    );
+    let (status, refused) = submit_raw(&server, &key, "", raw).await;
+    assert_eq!(status, 422);
+    assert!(refused["errors"]["from"][0]
+        .as_str()
+        .unwrap()
+        .contains("allowed_from"));
+}
+
+#[tokio::test]
+async fn rewrite_from_sends_as_the_settings_sender_with_the_original_in_reply_to() {
+    let (rig, server, _) = sending_rig().await;
+    let (_, key) = server
+        .new_app(json!({"name": "Legacy app", "rewrite_from": true}))
+        .await;
+    let original = addr("app", "legacy.example");
+    let (status, q) = server
+        .submit(&key, &json!({"from": original, "to": [addr("a", "example.org")], "subject": "hi", "text": "x"}))
+        .await;
+    assert_eq!(status, 202, "{q}");
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    let got = &rig.smtp.messages()[0];
+    assert_eq!(
+        got.mail_from,
+        mailer(),
+        "the envelope is the settings' sender"
+    );
+    assert!(
+        got.data.contains(&format!("Reply-To: {original}")),
+        "{}",
+        got.data
+    );
+    assert!(
+        got.data.contains(&format!("<{}>", mailer())),
+        "{}",
+        got.data
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_transaction_defers_the_message() {
+    let (rig, server, key) = sending_rig().await;
+    rig.smtp.configure(|c| c.drop_on = Some("RCPT".into()));
+    let (_, q) = server
+        .submit(&key, &mail(&[addr("a", "example.org")], "dropped"))
+        .await;
+    let id = q["id"].as_str().unwrap();
+    let m = server.wait_status(id, "deferred").await;
+    assert_eq!(m["last_error"]["stage"], "send", "{m}");
+    assert!(server.queue().await["paused"].is_null());
+    rig.smtp.configure(|c| c.drop_on = None);
+    server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/messages/{id}/retry"),
+            None,
+        )
+        .await;
+    server.wait_status(id, "sent").await;
+    assert_eq!(rig.smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn metrics_count_accepted_sent_depth_and_token_requests() {
+    let (_rig, server, key) = sending_rig().await;
+    let (_, q) = server
+        .submit(&key, &mail(&[addr("a", "example.org")], "counted"))
+        .await;
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    let app = apps["apps"][0]["id"].as_str().unwrap().to_string();
+    let text = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        format!("mailroom_messages_accepted_total{{app=\"{app}\"}} 1"),
+        format!("mailroom_messages_sent_total{{app=\"{app}\"}} 1"),
+        "mailroom_queue_depth{status=\"sent\"} 1".to_string(),
+        "mailroom_queue_depth{status=\"queued\"} 0".to_string(),
+        "mailroom_token_requests_total 1".to_string(),
+        "mailroom_delivery_latency_seconds_count 1".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+    let anonymous = reqwest::get(format!("{}/metrics", server.url))
         .await
         .unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);

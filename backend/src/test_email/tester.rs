@@ -172,6 +172,11 @@ impl Tester {
             .unwrap_or_else(|| catalogue::cloud(s.cloud).login_host.to_string())
     }
 
+    /// The counter of token requests, for `/metrics`.
+    pub fn token_requests(&self) -> prometheus_client::metrics::counter::Counter {
+        self.tokens.requests.clone()
+    }
+
     /// The time limits in use.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts

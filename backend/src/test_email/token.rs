@@ -120,6 +120,8 @@ struct Cached {
 
 /// Fetches tokens and keeps them until shortly before they expire.
 pub struct TokenClient {
+    /// Token requests sent, for `/metrics`.
+    pub requests: prometheus_client::metrics::counter::Counter,
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
 }
@@ -174,6 +176,7 @@ impl TokenClient {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(TokenClient {
+            requests: Default::default(),
             http,
             cache: Mutex::new(HashMap::new()),
         })
@@ -229,6 +232,7 @@ impl TokenClient {
     }
 
     async fn fetch(&self, req: &TokenRequest) -> Result<(Secret, Duration), TokenError> {
+        self.requests.inc();
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", req.client_id.as_str()),

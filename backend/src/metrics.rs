@@ -1,0 +1,166 @@
+//! `GET /metrics` (docs/API.md §9): Prometheus text from the
+//! `prometheus-client` crate — messages accepted, sent and failed by app,
+//! queue depth by status, delivery latency, token requests, relay connections.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::error::AppError;
+use crate::queue::Queue;
+
+/// A metric per app.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabel {
+    /// The app's id (empty for other sources).
+    pub app: String,
+}
+
+/// A metric per status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The message status.
+    pub status: String,
+}
+
+/// Every metric the server keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Messages acknowledged (HTTP 202, SMTP 250).
+    pub accepted: Family<AppLabel, Counter>,
+    /// Messages accepted upstream.
+    pub sent: Family<AppLabel, Counter>,
+    /// Messages failed for good.
+    pub failed: Family<AppLabel, Counter>,
+    /// Messages by status, read from the queue at each scrape.
+    pub depth: Family<StatusLabel, Gauge>,
+    /// Seconds from submission to delivery.
+    pub latency: Histogram,
+    /// Token requests sent to Entra.
+    pub token_requests: Counter,
+    /// Connections to the SMTP relay.
+    pub relay_connections: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics { .. }")
+    }
+}
+
+impl Metrics {
+    /// The metrics, registered; `token_requests` is shared with the token client.
+    pub fn new(token_requests: Counter) -> Self {
+        let mut registry = Registry::with_prefix("mailroom");
+        let accepted = Family::<AppLabel, Counter>::default();
+        let sent = Family::<AppLabel, Counter>::default();
+        let failed = Family::<AppLabel, Counter>::default();
+        let depth = Family::<StatusLabel, Gauge>::default();
+        let latency = Histogram::new(exponential_buckets(0.05, 2.0, 16));
+        let relay_connections = Counter::default();
+        registry.register(
+            "messages_accepted",
+            "Messages acknowledged, by app",
+            accepted.clone(),
+        );
+        registry.register(
+            "messages_sent",
+            "Messages accepted upstream, by app",
+            sent.clone(),
+        );
+        registry.register(
+            "messages_failed",
+            "Messages failed for good, by app",
+            failed.clone(),
+        );
+        registry.register("queue_depth", "Messages by status", depth.clone());
+        registry.register(
+            "delivery_latency_seconds",
+            "Seconds from submission to delivery",
+            latency.clone(),
+        );
+        registry.register(
+            "token_requests",
+            "Token requests to Microsoft Entra ID",
+            token_requests.clone(),
+        );
+        registry.register(
+            "relay_connections",
+            "Connections to the SMTP relay",
+            relay_connections.clone(),
+        );
+        Metrics {
+            registry,
+            accepted,
+            sent,
+            failed,
+            depth,
+            latency,
+            token_requests,
+            relay_connections,
+        }
+    }
+
+    /// Counts one message of `app`.
+    pub fn app(app: Option<&str>) -> AppLabel {
+        AppLabel {
+            app: app.unwrap_or_default().to_string(),
+        }
+    }
+
+    fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// What the route needs.
+#[derive(Clone)]
+pub struct MetricsState {
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The queue, for its depth.
+    pub queue: Arc<dyn Queue>,
+}
+
+async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppError> {
+    for (status, n) in s.queue.counts().await? {
+        s.metrics
+            .depth
+            .get_or_create(&StatusLabel {
+                status: status.as_str().to_string(),
+            })
+            .set(n as i64);
+    }
+    let text = s
+        .metrics
+        .encode()
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}
+
+/// `GET /metrics` (administrators only).
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    MetricsState: FromRef<S>,
+{
+    Router::new().route("/metrics", get(scrape))
+}
