@@ -823,3 +823,64 @@ async fn metrics_count_accepted_sent_depth_and_token_requests() {
         .unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
 }
+
+#[tokio::test]
+async fn sigterm_stops_within_ten_seconds_and_a_restart_delivers_the_rest() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut first, url) = spawn_binary(&rig, &data, "120").await;
+    let mut server = Running {
+        url,
+        http: reqwest::Client::new(),
+        _dir: tempfile::tempdir().unwrap(),
+        task: tokio::spawn(async {}),
+    };
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let (_, key) = server.new_app(json!({"name": "Batch"})).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (_, q) = server
+            .submit(&key, &mail(&[addr("a", "example.org")], &format!("t{i}")))
+            .await;
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    wait_received(&rig, 2).await;
+    let pid = first.id().unwrap().to_string();
+    let stopped_at = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(12), first.wait())
+        .await
+        .expect("stopped within the grace period")
+        .unwrap();
+    assert!(status.success(), "a clean exit: {status}");
+    assert!(stopped_at.elapsed() < Duration::from_secs(11));
+    let (_second, url) = spawn_binary(&rig, &data, "0").await;
+    server.url = url;
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    let subjects: std::collections::BTreeSet<String> = rig
+        .smtp
+        .messages()
+        .iter()
+        .filter_map(|m| {
+            m.data
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: "))
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(subjects.len(), 20, "every message arrived");
+    assert_eq!(
+        rig.smtp.messages().len(),
+        20,
+        "and none twice after a clean stop"
+    );
+}
