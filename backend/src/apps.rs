@@ -16,9 +16,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::auth::{FailureLimit, Refused};
+use crate::clock::Clock;
 use crate::error::{ApiJson, AppError};
 use crate::queue::Queue;
-use crate::state::Clock;
 
 /// What the app routes need.
 #[derive(Clone)]

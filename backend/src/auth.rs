@@ -20,9 +20,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::clock::Clock;
 use crate::crypto::Secret;
 use crate::error::{ApiJson, AppError};
-use crate::state::Clock;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "mailroom_session";
@@ -422,7 +422,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{ManualClock, SystemClock};
+    use crate::clock::{ManualClock, SystemClock};
 
     #[test]
     fn token_file_is_generated_once_with_mode_0600() {

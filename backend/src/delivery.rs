@@ -16,10 +16,10 @@ use mailroom_shared::api::{Stage, TranscriptLine};
 use mailroom_shared::sending::{Attempt, Paused, Status};
 use tokio::sync::{watch, Mutex, Notify};
 
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Claimed, Queue, RecipientOutcome};
 use crate::settings::SettingsRepo;
-use crate::state::Clock;
 use crate::test_email::diagnose::{self, Diagnosis};
 use crate::test_email::mask::mask_transcript;
 use crate::test_email::smtp::SmtpFailure;

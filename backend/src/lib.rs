@@ -7,6 +7,7 @@
 pub mod apps;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod delivery;

@@ -9,9 +9,9 @@ use axum::{Json, Router};
 use mailroom_shared::api::{PublicSettings, PutSettings, Saved, SettingsResponse, SAVED_MESSAGE};
 use mailroom_shared::{AuthMethod, Settings, StoredSecrets};
 
+use crate::clock::Clock;
 use crate::crypto::{Cipher, KeyError, Secret};
 use crate::error::{ApiJson, AppError};
-use crate::state::Clock;
 use crate::store::{Record, SettingsStore, StoreError};
 
 /// The settings with their secrets: the store, the key that opens the

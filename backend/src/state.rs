@@ -2,15 +2,14 @@
 //! [`AppState::open`], and the parts handlers take through `FromRef`
 //! ([`SettingsRepo`], `Arc<AdminAuth>`, `Arc<Tester>`), plus the [`Clock`].
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::FromRef;
 
 use crate::apps::AppsState;
 use crate::auth::{self, AdminAuth, AdminToken, FailureLimit};
+pub use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::{SendingArgs, ServeArgs};
 use crate::crypto::{Cipher, KeyError};
 use crate::delivery::{DeliveryOptions, Engine};
@@ -20,73 +19,6 @@ use crate::queue::Queue;
 use crate::settings::SettingsRepo;
 use crate::store::{SettingsStore, SqliteStore};
 use crate::test_email::Tester;
-
-/// The time, for everything that expires: sessions, lockouts, save times.
-/// Tests use [`ManualClock`] to move it forward.
-pub trait Clock: Send + Sync + fmt::Debug {
-    /// A monotonic instant.
-    fn now(&self) -> Instant;
-    /// The wall-clock time, UTC.
-    fn wall(&self) -> time::OffsetDateTime;
-
-    /// The wall-clock time in RFC 3339.
-    fn rfc3339(&self) -> String {
-        self.wall()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    }
-}
-
-/// The real clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-    fn wall(&self) -> time::OffsetDateTime {
-        time::OffsetDateTime::now_utc()
-    }
-}
-
-/// A clock that stands still until [`ManualClock::advance`] moves it.
-#[derive(Debug)]
-pub struct ManualClock {
-    start: Instant,
-    wall_start: time::OffsetDateTime,
-    offset: Mutex<Duration>,
-}
-
-impl Default for ManualClock {
-    fn default() -> Self {
-        ManualClock {
-            start: Instant::now(),
-            wall_start: time::OffsetDateTime::now_utc(),
-            offset: Mutex::new(Duration::ZERO),
-        }
-    }
-}
-
-impl ManualClock {
-    /// Moves the time forward.
-    pub fn advance(&self, by: Duration) {
-        *self.offset.lock().unwrap_or_else(|e| e.into_inner()) += by;
-    }
-
-    fn offset(&self) -> Duration {
-        *self.offset.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        self.start + self.offset()
-    }
-    fn wall(&self) -> time::OffsetDateTime {
-        self.wall_start + self.offset()
-    }
-}
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -300,21 +232,5 @@ impl AppState {
             clock,
         };
         Ok((state, token))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_manual_clock_moves_only_when_told() {
-        let c = ManualClock::default();
-        let (a, w) = (c.now(), c.wall());
-        assert_eq!(c.now(), a);
-        c.advance(Duration::from_secs(90));
-        assert_eq!(c.now() - a, Duration::from_secs(90));
-        assert_eq!((c.wall() - w).whole_seconds(), 90);
-        assert!(c.rfc3339().ends_with('Z'));
     }
 }

@@ -63,6 +63,12 @@ impl Floor {
 }
 
 async fn minimal_client(floor: &Floor, entra: &str, port: u16) {
+    minimal_sender(floor, entra, port, 1, b"Subject: bench\r\n\r\nhello\r\n").await;
+}
+
+/// The floor for delivery: one token, one connection, `count` messages
+/// (MAIL, RCPT, DATA each), as a direct client that reuses its connection would.
+async fn minimal_sender(floor: &Floor, entra: &str, port: u16, count: usize, body: &[u8]) {
     let http = &floor.http;
     let token: serde_json::Value = http
         .post(format!("{entra}/{TENANT}/oauth2/v2.0/token"))
@@ -115,23 +121,24 @@ async fn minimal_client(floor: &Floor, entra: &str, port: u16) {
         .await
         .unwrap();
     assert!(reply(&mut s).await.starts_with("235"));
-    s.get_mut()
-        .write_all(format!("MAIL FROM:<{}>\r\n", mailer()).as_bytes())
-        .await
-        .unwrap();
-    reply(&mut s).await;
-    s.get_mut()
-        .write_all(format!("RCPT TO:<{}>\r\n", addr("admin", "contoso.com")).as_bytes())
-        .await
-        .unwrap();
-    reply(&mut s).await;
-    s.get_mut().write_all(b"DATA\r\n").await.unwrap();
-    reply(&mut s).await;
-    s.get_mut()
-        .write_all(b"Subject: bench\r\n\r\nhello\r\n.\r\n")
-        .await
-        .unwrap();
-    assert!(reply(&mut s).await.starts_with("250"));
+    let mut data = body.to_vec();
+    data.extend_from_slice(b".\r\n");
+    for _ in 0..count {
+        s.get_mut()
+            .write_all(format!("MAIL FROM:<{}>\r\n", mailer()).as_bytes())
+            .await
+            .unwrap();
+        reply(&mut s).await;
+        s.get_mut()
+            .write_all(format!("RCPT TO:<{}>\r\n", addr("admin", "contoso.com")).as_bytes())
+            .await
+            .unwrap();
+        reply(&mut s).await;
+        s.get_mut().write_all(b"DATA\r\n").await.unwrap();
+        reply(&mut s).await;
+        s.get_mut().write_all(&data).await.unwrap();
+        assert!(reply(&mut s).await.starts_with("250"));
+    }
     s.get_mut().write_all(b"QUIT\r\n").await.unwrap();
     reply(&mut s).await;
 }
@@ -284,4 +291,163 @@ async fn bench_server_start_rss_and_load() {
     println!("BENCH server {json}");
     std::fs::write(out_dir().join("server.json"), json.to_string()).unwrap();
     let _ = child.start_kill();
+}
+
+/// `Running` binary for the sending benchmarks.
+async fn spawn_release(rig: &Loopback, data: &std::path::Path) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--delivery-rate",
+            "0",
+            "--admin-token",
+            TOKEN,
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(["--entra-authority", &rig.authority()])
+        .arg("--extra-ca-file")
+        .arg(&rig.ca_file)
+        .env("MAILROOM_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next_line().await.unwrap().unwrap();
+        if let Some(u) = line.strip_prefix("listening on ") {
+            break u.to_string();
+        }
+    };
+    (child, url)
+}
+
+async fn put_settings(http: &reqwest::Client, url: &str, settings: &mailroom_shared::Settings) {
+    let current: serde_json::Value = http
+        .get(format!("{url}/api/settings"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = serde_json::json!({"settings": settings, "version": current["version"]});
+    let r = http
+        .put(format!("{url}/api/settings"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Submits `total` messages of about 5 KB from `clients` concurrent clients;
+/// returns the latencies in ms and the seconds taken.
+async fn submit_many(url: &str, key: &str, total: usize, clients: usize) -> (Vec<f64>, f64) {
+    let text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(90);
+    let started = Instant::now();
+    let per = total / clients;
+    let workers = (0..clients).map(|c| {
+        let (http, url, key, text) = (reqwest::Client::new(), url.to_string(), key.to_string(), text.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let body = serde_json::json!({"to": [addr("admin", "contoso.com")], "subject": format!("bench {c}-{i}"), "text": text});
+                let t = Instant::now();
+                let r = http.post(format!("{url}/api/messages")).bearer_auth(&key).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 202);
+                let _ = r.bytes().await;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            lat
+        })
+    });
+    let mut all = Vec::new();
+    for w in futures_util::future::join_all(workers).await {
+        all.extend(w.unwrap());
+    }
+    (all, started.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_sending() {
+    let n: usize = std::env::var("MAILROOM_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let queued_target: usize = std::env::var("MAILROOM_BENCH_QUEUED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url) = spawn_release(&rig, &dir.path().join("data")).await;
+    let http = reqwest::Client::new();
+    // Paused (nothing listens at the port) while accepting, so acceptance is measured alone.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    put_settings(&http, &url, &oauth_settings("localhost", closed_port)).await;
+    let created: serde_json::Value = http
+        .post(format!("{url}/api/apps"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_string();
+    let (lat, secs) = submit_many(&url, &key, n, 16).await;
+    let accepted_per_s = lat.len() as f64 / secs;
+
+    // Delivery: the good settings wake the engine; time until all arrived.
+    let started = Instant::now();
+    put_settings(&http, &url, &oauth_settings("localhost", rig.smtp.port())).await;
+    while rig.smtp.messages().len() < lat.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "delivery stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered_secs = started.elapsed().as_secs_f64();
+    let delivered_per_s = lat.len() as f64 / delivered_secs;
+
+    // The floor: the same number of the same size over one reused connection.
+    let floor = Floor::new(&rig.pki.ca_pem);
+    let body = rig.smtp.messages()[0].data.clone() + "\r\n";
+    let t = Instant::now();
+    minimal_sender(
+        &floor,
+        &rig.authority(),
+        rig.smtp.port(),
+        lat.len(),
+        body.as_bytes(),
+    )
+    .await;
+    let floor_secs = t.elapsed().as_secs_f64();
+
+    // Memory with many messages waiting (paused again).
+    put_settings(&http, &url, &oauth_settings("localhost", closed_port)).await;
+    let pid = child.id().unwrap();
+    let rss_before = rss_kib(pid);
+    let (more, queue_secs) = submit_many(&url, &key, queued_target, 16).await;
+    let rss_queued = rss_kib(pid);
+    let json = serde_json::json!({
+        "messages": lat.len(), "clients": 16, "message_bytes": body.len(),
+        "accepted_per_s": accepted_per_s, "accept_p50_ms": median(lat.clone()), "accept_p99_ms": percentile(lat, 0.99),
+        "delivered_per_s": delivered_per_s, "delivered_secs": delivered_secs,
+        "floor_secs": floor_secs, "floor_per_s": n as f64 / floor_secs, "ratio": delivered_secs / floor_secs,
+        "queued": more.len(), "queue_fill_secs": queue_secs, "rss_before_kib": rss_before, "rss_queued_kib": rss_queued,
+    });
+    println!("BENCH sending {json}");
+    std::fs::write(out_dir().join("sending.json"), json.to_string()).unwrap();
 }
