@@ -1,6 +1,6 @@
 //! A labelled text input with help, warnings and errors tied to it for
 //! assistive technology (`aria-invalid`, `aria-describedby`), and the same
-//! messages for selects and radio groups ([`FieldMessages`]). Errors sit in a
+//! messages for selects and radio groups ([`field_messages`]). Errors sit in a
 //! polite live region that is always in the page, so a screen reader reads a
 //! new message once typing pauses, instead of an alert on every keystroke.
 
@@ -57,29 +57,17 @@ pub fn described_by(id: &str, help: bool, errors: bool, warnings: bool) -> Optio
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-#[derive(Properties, PartialEq)]
-pub struct FieldMessagesProps {
-    /// The control's id; the messages get `{id}-error` and `{id}-warning`.
-    pub id: AttrValue,
-    /// Errors to show.
-    #[prop_or_default]
-    pub errors: Vec<String>,
-    /// Warnings to show.
-    #[prop_or_default]
-    pub warnings: Vec<String>,
-}
-
 /// A control's errors (in an always-present polite live region) and warnings.
-#[function_component(FieldMessages)]
-pub fn field_messages(p: &FieldMessagesProps) -> Html {
+/// A plain view function, not a component: it keeps the bundle small.
+pub fn field_messages(id: &str, errors: &[String], warnings: &[String]) -> Html {
     html! {
         <>
-            <div id={format!("{}-error", p.id)} class={classes!((!p.errors.is_empty()).then_some("error"))} aria-live="polite">
-                { for p.errors.iter().map(|e| html! { <p>{ e.clone() }</p> }) }
+            <div id={format!("{id}-error")} class={classes!((!errors.is_empty()).then_some("error"))} aria-live="polite">
+                { for errors.iter().map(|e| html! { <p>{ e.clone() }</p> }) }
             </div>
-            if !p.warnings.is_empty() {
-                <div class="warning" id={format!("{}-warning", p.id)}>
-                    { for p.warnings.iter().map(|w| html! { <p>{ w.clone() }</p> }) }
+            if !warnings.is_empty() {
+                <div class="warning" id={format!("{id}-warning")}>
+                    { for warnings.iter().map(|w| html! { <p>{ w.clone() }</p> }) }
                 </div>
             }
         </>
@@ -131,7 +119,7 @@ pub fn text_field(props: &TextFieldProps) -> Html {
             if let Some(help) = &props.help {
                 <p class="help" id={help_id}>{ help.clone() }</p>
             }
-            <FieldMessages id={props.id.clone()} errors={props.errors.clone()} warnings={props.warnings.clone()} />
+            { field_messages(&props.id, &props.errors, &props.warnings) }
         </div>
     }
 }

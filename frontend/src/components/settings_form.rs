@@ -8,7 +8,8 @@ use yew::prelude::*;
 
 use super::checklist::Checklist;
 use super::sections::{
-    Actions, AdvancedSection, CredentialsSection, OAuthSection, ProviderSection, SenderSection,
+    actions, advanced_section, credentials_section, oauth_section, provider_section,
+    sender_section, Section,
 };
 use super::test_dialog::TestDialog;
 use crate::api::call;
@@ -33,6 +34,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
     let form = use_reducer(|| FormState::from_response(&p.initial));
     let test_open = use_state(|| false);
     let advanced_open = use_state(|| form.settings.provider == Provider::Other);
+    let show_secret = use_state(|| false);
     let focus = use_focus_request();
     let save = use_save(form.clone(), p.on_unauthorized.clone());
     use_before_unload(form.dirty);
@@ -104,6 +106,11 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
         Callback::from(move |v: String| form.dispatch(Action::SpObjectId(v)))
     };
 
+    let report = form.report();
+    let sec = Section {
+        form: &form,
+        report: &report,
+    };
     let s = &form.settings;
     let oauth = s.auth_method == AuthMethod::OAuth2ClientCredentials;
     let username = s.username.clone().unwrap_or_default();
@@ -128,15 +135,15 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                 } }
             }
             <form id="settings" onsubmit={on_save} novalidate=true>
-                <ProviderSection form={form.clone()} {on_provider} />
+                { provider_section(&sec, on_provider) }
                 if oauth {
-                    <OAuthSection form={form.clone()} />
+                    { oauth_section(&sec, &show_secret) }
                 } else if matches!(s.auth_method, AuthMethod::Username | AuthMethod::Password) {
-                    <CredentialsSection form={form.clone()} />
+                    { credentials_section(&sec) }
                 }
-                <SenderSection form={form.clone()} />
-                <AdvancedSection form={form.clone()} open={*advanced_open} on_toggle={on_advanced_toggle} />
-                <Actions saving={save.saving} on_test={open_test} />
+                { sender_section(&sec) }
+                { advanced_section(&sec, *advanced_open, on_advanced_toggle) }
+                { actions(save.saving, open_test) }
             </form>
 
             if s.provider == Provider::Office365 && oauth {

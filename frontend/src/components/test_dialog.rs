@@ -13,7 +13,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use super::code::Hint;
-use super::field::FieldMessages;
+use super::field::field_messages;
 use crate::api::{call, ApiError};
 
 /// The stages a test runs, in order, as the result's `stages` names them.
@@ -173,7 +173,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
                             aria-invalid={if show_error { "true" } else { "false" }}
                             aria-describedby={show_error.then_some("recipient-error")}
                             disabled={*running} {oninput} />
-                        <FieldMessages id="recipient" errors={show_error.then(|| recipient_error.clone()).flatten().into_iter().collect::<Vec<_>>()} />
+                        { field_messages("recipient", &show_error.then(|| recipient_error.clone()).flatten().into_iter().collect::<Vec<_>>(), &[]) }
                     </div>
                     if *running {
                         <p class="progress" role="status" aria-live="polite">

@@ -5,28 +5,17 @@ use mailroom_shared::{catalogue, EnumId, Security};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
-use super::super::field::{described_by, FieldMessages, TextField};
-use super::{set, touch};
-use crate::state::{Action, Field, FormState};
+use super::super::field::{described_by, field_messages, TextField};
+use super::Section;
+use crate::state::{Action, Field};
 
-#[derive(Properties, PartialEq)]
-pub struct AdvancedSectionProps {
-    /// The form.
-    pub form: UseReducerHandle<FormState>,
-    /// Whether the section is open.
-    pub open: bool,
-    /// The user opened or closed it.
-    pub on_toggle: Callback<bool>,
-}
-
-/// Host, port, security, client host name.
-#[function_component(AdvancedSection)]
-pub fn advanced_section(p: &AdvancedSectionProps) -> Html {
-    let form = &p.form;
+/// Host, port, security, client host name; `open` and `on_toggle` for the
+/// collapsible section.
+pub fn advanced_section(sec: &Section, open: bool, on_toggle: Callback<bool>) -> Html {
+    let form = sec.form;
     let s = &form.settings;
-    let report = form.report();
-    let errors = |f: Field| form.errors_for(&report, f);
-    let warnings = |f: Field| form.warnings_for(&report, f);
+    let errors = |f: Field| sec.errors(f);
+    let warnings = |f: Field| sec.warnings(f);
     let on_security = {
         let form = form.clone();
         Callback::from(move |e: Event| {
@@ -35,7 +24,7 @@ pub fn advanced_section(p: &AdvancedSectionProps) -> Html {
         })
     };
     let ontoggle = {
-        let cb = p.on_toggle.clone();
+        let cb = on_toggle;
         Callback::from(move |e: Event| {
             cb.emit(
                 e.target_unchecked_into::<web_sys::HtmlDetailsElement>()
@@ -45,16 +34,16 @@ pub fn advanced_section(p: &AdvancedSectionProps) -> Html {
     };
     let (security_errors, security_warnings) = (errors(Field::Security), warnings(Field::Security));
     html! {
-        <details id="advanced" open={p.open} {ontoggle}>
+        <details id="advanced" {open} {ontoggle}>
             <summary>{ "Advanced server settings" }</summary>
             <TextField id="host" label="SMTP host" value={s.host.clone()}
                 help={AttrValue::Static("The server's host name or IP address.")}
                 errors={errors(Field::Host)} warnings={warnings(Field::Host)}
-                on_input={set(form, Field::Host)} on_blur={touch(form, Field::Host)} />
+                on_input={sec.set(Field::Host)} on_blur={sec.touch(Field::Host)} />
             <TextField id="port" label="Port" value={form.port_text.clone()} inputmode={AttrValue::Static("numeric")}
                 help={AttrValue::Static("587 for STARTTLS, 465 for implicit TLS.")}
                 errors={errors(Field::Port)} warnings={warnings(Field::Port)}
-                on_input={set(form, Field::Port)} on_blur={touch(form, Field::Port)} />
+                on_input={sec.set(Field::Port)} on_blur={sec.touch(Field::Port)} />
             <div class={classes!("field", (!security_errors.is_empty()).then_some("invalid"))}>
                 <label for="security">{ "Security" }</label>
                 <select id="security" name="security" onchange={on_security}
@@ -64,12 +53,12 @@ pub fn advanced_section(p: &AdvancedSectionProps) -> Html {
                         <option value={x.id()} selected={x == s.security}>{ catalogue::security_label(x) }</option>
                     }) }
                 </select>
-                <FieldMessages id="security" errors={security_errors} warnings={security_warnings} />
+                { field_messages("security", &security_errors, &security_warnings) }
             </div>
             <TextField id="client_hostname" label="Client host name (optional)" value={s.client_hostname.clone().unwrap_or_default()}
                 help={AttrValue::Static("The name Mailroom sends in EHLO; leave empty for this machine's name.")}
                 errors={errors(Field::ClientHostname)} warnings={warnings(Field::ClientHostname)}
-                on_input={set(form, Field::ClientHostname)} on_blur={touch(form, Field::ClientHostname)} />
+                on_input={sec.set(Field::ClientHostname)} on_blur={sec.touch(Field::ClientHostname)} />
         </details>
     }
 }

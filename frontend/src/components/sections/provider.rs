@@ -6,28 +6,19 @@ use mailroom_shared::{catalogue, AuthMethod, EnumId, Provider};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
-use super::super::field::FieldMessages;
-use crate::state::{Action, Field, FormState};
+use super::super::field::field_messages;
+use super::Section;
+use crate::state::{Action, Field};
 
-#[derive(Properties, PartialEq)]
-pub struct ProviderSectionProps {
-    /// The form.
-    pub form: UseReducerHandle<FormState>,
-    /// The provider changed (the form opens the advanced section for Other).
-    #[prop_or_default]
-    pub on_provider: Callback<Provider>,
-}
-
-/// The provider select and the authentication radios.
-#[function_component(ProviderSection)]
-pub fn provider_section(p: &ProviderSectionProps) -> Html {
-    let form = &p.form;
+/// The provider select and the authentication radios; `on_provider` hears
+/// of a new provider (the form opens the advanced section for Other).
+pub fn provider_section(sec: &Section, on_provider: Callback<Provider>) -> Html {
+    let form = sec.form;
     let s = &form.settings;
-    let report = form.report();
-    let auth_errors = form.errors_for(&report, Field::AuthMethod);
+    let auth_errors = sec.errors(Field::AuthMethod);
     let info = catalogue::provider(s.provider);
     let on_provider = {
-        let (form, cb) = (form.clone(), p.on_provider.clone());
+        let (form, cb) = (form.clone(), on_provider);
         Callback::from(move |e: Event| {
             let p = Provider::from_id(&e.target_unchecked_into::<HtmlSelectElement>().value())
                 .unwrap_or(Provider::Other);
@@ -69,7 +60,7 @@ pub fn provider_section(p: &ProviderSectionProps) -> Html {
                 <legend>{ "Authentication method" }</legend>
                 { for radios }
             </fieldset>
-            <FieldMessages id="auth_method" errors={auth_errors} />
+            { field_messages("auth_method", &auth_errors, &[]) }
             if s.provider == Provider::Office365 && s.auth_method == AuthMethod::Password {
                 <div class="notice retirement" id="retirement-notice" role="note">
                     <h3>{ "Basic authentication is being retired" }</h3>

@@ -7,15 +7,13 @@ use yew::prelude::*;
 
 use super::super::code::Command;
 use super::super::field::TextField;
-use super::{set, touch, SectionProps};
+use super::Section;
 use crate::state::{Action, Field};
 
 /// Sender name and email, and Send-As.
-#[function_component(SenderSection)]
-pub fn sender_section(p: &SectionProps) -> Html {
-    let form = &p.form;
+pub fn sender_section(sec: &Section) -> Html {
+    let form = sec.form;
     let s = &form.settings;
-    let report = form.report();
     let username = s.username.clone().unwrap_or_default();
     let on_send_as = {
         let form = form.clone();
@@ -30,12 +28,12 @@ pub fn sender_section(p: &SectionProps) -> Html {
             <h2 id="sender-heading">{ "Sender" }</h2>
             <TextField id="sender_name" label="Sender name" value={s.sender_name.clone()}
                 help={AttrValue::Static("The display name recipients see.")}
-                errors={form.errors_for(&report, Field::SenderName)} warnings={form.warnings_for(&report, Field::SenderName)}
-                on_input={set(form, Field::SenderName)} on_blur={touch(form, Field::SenderName)} />
+                errors={sec.errors(Field::SenderName)} warnings={sec.warnings(Field::SenderName)}
+                on_input={sec.set(Field::SenderName)} on_blur={sec.touch(Field::SenderName)} />
             <TextField id="sender_email" label="Sender email" value={s.sender_email.clone()} input_type="email"
                 help={AttrValue::Static(if s.provider == Provider::Office365 { "The username above, or a shared mailbox the username may send as." } else { "The From address." })}
-                errors={form.errors_for(&report, Field::SenderEmail)} warnings={form.warnings_for(&report, Field::SenderEmail)}
-                on_input={set(form, Field::SenderEmail)} on_blur={touch(form, Field::SenderEmail)} />
+                errors={sec.errors(Field::SenderEmail)} warnings={sec.warnings(Field::SenderEmail)}
+                on_input={sec.set(Field::SenderEmail)} on_blur={sec.touch(Field::SenderEmail)} />
             if s.needs_send_as() {
                 <div class="send-as" id="send-as">
                     <label class="checkbox" for="send_as_confirmed">
