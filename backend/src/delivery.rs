@@ -26,6 +26,9 @@ use crate::test_email::smtp::SmtpFailure;
 use crate::test_email::tester::OpenSession;
 use crate::test_email::Tester;
 
+/// How many due messages a worker claims at once when no rate limit applies:
+/// one transaction for several messages, each still recorded on its own.
+pub const CLAIM_BATCH: u32 = 8;
 /// How many messages one connection carries before it is closed and opened again.
 pub const MESSAGES_PER_CONNECTION: u32 = 100;
 /// How often a paused queue tries again by itself.
@@ -216,7 +219,14 @@ impl Engine {
                     continue;
                 }
             }
-            let claimed = match self.queue.claim(unix(&*self.clock), 1).await {
+            // With a rate limit, claim one at a time: a claimed message shows as
+            // `sending`, and it should not wait for a slot while it does.
+            let batch = if self.options.rate_per_minute == 0 && !paused {
+                CLAIM_BATCH
+            } else {
+                1
+            };
+            let claimed = match self.queue.claim(unix(&*self.clock), batch).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(worker, error = %e, "cannot claim messages");
@@ -224,15 +234,27 @@ impl Engine {
                     continue;
                 }
             };
-            let Some(message) = claimed.into_iter().next() else {
+            if claimed.is_empty() {
                 if let Some(c) = conn.take() {
                     c.open.session.quit().await;
                 }
                 self.wait(&mut stop, Duration::from_secs(1)).await;
                 continue;
-            };
-            self.take_slot().await;
-            conn = self.deliver(message, conn).await;
+            }
+            let mut rest = claimed.into_iter();
+            while let Some(message) = rest.next() {
+                self.take_slot().await;
+                conn = self.deliver(message, conn).await;
+                // A pause or a stop ends the batch: the others go back unattempted.
+                let paused =
+                    conn.is_none() && self.queue.pause_state().await.ok().flatten().is_some();
+                if paused || *stop.borrow() {
+                    let ids = rest.by_ref().map(|m| m.id).collect();
+                    if let Err(e) = self.queue.release(ids).await {
+                        tracing::error!(worker, error = %e, "cannot release claimed messages");
+                    }
+                }
+            }
         }
         if let Some(c) = conn {
             c.open.session.quit().await;

@@ -222,6 +222,8 @@ pub trait Queue: Send + Sync {
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError>;
     /// Marks up to `limit` due messages `sending` and returns them.
     async fn claim(&self, now_unix: i64, limit: u32) -> Result<Vec<Claimed>, StoreError>;
+    /// Puts claimed messages that were not attempted back to `queued`.
+    async fn release(&self, ids: Vec<String>) -> Result<(), StoreError>;
     /// Records an attempt and the message's new state.
     async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError>;
     /// Messages left `sending` by a crash go back to `queued`.
@@ -488,6 +490,26 @@ impl Queue for SqliteStore {
             }
             tx.commit()?;
             Ok(out)
+        })
+        .await
+    }
+
+    async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE messages SET status = 'queued' WHERE id = ?1 AND status = 'sending'",
+                )?;
+                for id in &ids {
+                    stmt.execute([id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
