@@ -199,13 +199,16 @@ async fn spawn_binary(
     (child, url)
 }
 
-#[tokio::test]
-async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // Five a second: the kill lands with messages queued and sending.
-    let (mut first, url) = spawn_binary(&rig, &data, "300").await;
+/// The real binary (at `rate` a minute) with saved settings, an app, and `n`
+/// acknowledged messages named `{prefix}{i}`: the binary, a client for it, and the ids.
+async fn binary_with_queue(
+    rig: &Loopback,
+    data: &std::path::Path,
+    rate: &str,
+    n: usize,
+    prefix: &str,
+) -> (tokio::process::Child, Running, Vec<String>) {
+    let (child, url) = spawn_binary(rig, data, rate).await;
     let server = Running {
         url,
         http: reqwest::Client::new(),
@@ -217,16 +220,26 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
         .await;
     let (_, key) = server.new_app(json!({"name": "Batch"})).await;
     let mut ids = Vec::new();
-    for i in 0..50 {
+    for i in 0..n {
         let (status, q) = server
             .submit(
                 &key,
-                &mail(&[addr("a", "example.org")], &format!("batch {i}")),
+                &mail(&[addr("a", "example.org")], &format!("{prefix}{i}")),
             )
             .await;
         assert_eq!(status, 202, "{q}");
         ids.push(q["id"].as_str().unwrap().to_string());
     }
+    (child, server, ids)
+}
+
+#[tokio::test]
+async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Five a second: the kill lands with messages queued and sending.
+    let (mut first, server, ids) = binary_with_queue(&rig, &data, "300", 50, "batch ").await;
     wait_received(&rig, 3).await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
@@ -829,24 +842,7 @@ async fn sigterm_stops_within_ten_seconds_and_a_restart_delivers_the_rest() {
     let rig = Loopback::start(SmtpConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut first, url) = spawn_binary(&rig, &data, "120").await;
-    let mut server = Running {
-        url,
-        http: reqwest::Client::new(),
-        _dir: tempfile::tempdir().unwrap(),
-        task: tokio::spawn(async {}),
-    };
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
-    let (_, key) = server.new_app(json!({"name": "Batch"})).await;
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let (_, q) = server
-            .submit(&key, &mail(&[addr("a", "example.org")], &format!("t{i}")))
-            .await;
-        ids.push(q["id"].as_str().unwrap().to_string());
-    }
+    let (mut first, mut server, ids) = binary_with_queue(&rig, &data, "120", 20, "t").await;
     wait_received(&rig, 2).await;
     let pid = first.id().unwrap().to_string();
     let stopped_at = Instant::now();

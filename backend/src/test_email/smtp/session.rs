@@ -149,29 +149,12 @@ impl SmtpSession {
         message: &[u8],
         p: &mut Progress,
     ) -> Result<(), SmtpFailure> {
-        let t = Instant::now();
-        let conn = &mut self.conn;
-        let sent: Result<Response, lettre::transport::smtp::Error> = async {
-            conn.command(Mail::new(Some(from.clone()), vec![])).await?;
-            for rcpt in to {
-                conn.command(Rcpt::new(rcpt.clone(), vec![])).await?;
-            }
-            conn.command(Data).await?;
-            // One write for the body and its terminator (lettre's `message()`
-            // makes two, and the second waits 40 ms for a delayed ACK under Nagle).
-            conn.command(dot_stuffed(message)).await
-        }
-        .await;
-        match sent {
-            Ok(_) => {
-                p.record(Stage::Send, true, t);
-                Ok(())
-            }
-            Err(e) => {
-                p.record(Stage::Send, false, t);
-                Err(p.failure(Stage::Send, &e))
-            }
-        }
+        // The message fails with its first refused recipient.
+        self.send_each(from, to, message, p)
+            .await?
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
     }
 
     /// Sends one message, recipient by recipient: MAIL FROM (its failure is
@@ -187,7 +170,8 @@ impl SmtpSession {
     ) -> Result<Vec<Result<(), SmtpFailure>>, SmtpFailure> {
         let t = Instant::now();
         let result = self.transaction(from, to, message, p).await;
-        p.record(Stage::Send, result.is_ok(), t);
+        let all_ok = result.as_ref().is_ok_and(|o| o.iter().all(Result::is_ok));
+        p.record(Stage::Send, all_ok, t);
         result
     }
 
@@ -219,6 +203,8 @@ impl SmtpSession {
             .command(Data)
             .await
             .map_err(|e| p.failure(Stage::Send, &e))?;
+        // One write for the body and its terminator (lettre's `message()`
+        // makes two, and the second waits 40 ms for a delayed ACK under Nagle).
         self.conn
             .command(dot_stuffed(message))
             .await
