@@ -293,38 +293,6 @@ async fn bench_server_start_rss_and_load() {
     let _ = child.start_kill();
 }
 
-/// `Running` binary for the sending benchmarks.
-async fn spawn_release(rig: &Loopback, data: &std::path::Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--delivery-rate",
-            "0",
-            "--admin-token",
-            TOKEN,
-            "--data-dir",
-        ])
-        .arg(data)
-        .args(["--entra-authority", &rig.authority()])
-        .arg("--extra-ca-file")
-        .arg(&rig.ca_file)
-        .env("MAILROOM_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next_line().await.unwrap().unwrap();
-        if let Some(u) = line.strip_prefix("listening on ") {
-            break u.to_string();
-        }
-    };
-    (child, url)
-}
-
 async fn put_settings(http: &reqwest::Client, url: &str, settings: &mailroom_shared::Settings) {
     let current: serde_json::Value = http
         .get(format!("{url}/api/settings"))
@@ -387,7 +355,7 @@ async fn bench_sending() {
         .unwrap_or(100_000);
     let rig = Loopback::start(SmtpConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let (child, url) = spawn_release(&rig, &dir.path().join("data")).await;
+    let (child, url) = spawn_mailroom(&rig, &dir.path().join("data"), "0").await;
     let http = reqwest::Client::new();
     // Paused (nothing listens at the port) while accepting, so acceptance is measured alone.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -159,46 +159,6 @@ async fn sending_rig() -> (Loopback, Running, String) {
     (rig, server, key)
 }
 
-/// The real binary on port 0, as a supervisor would start it.
-async fn spawn_binary(
-    rig: &Loopback,
-    data: &std::path::Path,
-    rate: &str,
-) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--delivery-rate",
-            rate,
-            "--data-dir",
-        ])
-        .arg(data)
-        .args(["--entra-authority", &rig.authority()])
-        .arg("--extra-ca-file")
-        .arg(&rig.ca_file)
-        .env("MAILROOM_ADMIN_TOKEN", TOKEN)
-        .env("MAILROOM_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("mailroom exited before listening");
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
-    (child, url)
-}
-
 /// The real binary (at `rate` a minute) with saved settings, an app, and `n`
 /// acknowledged messages named `{prefix}{i}`: the binary, a client for it, and the ids.
 async fn binary_with_queue(
@@ -208,7 +168,7 @@ async fn binary_with_queue(
     n: usize,
     prefix: &str,
 ) -> (tokio::process::Child, Running, Vec<String>) {
-    let (child, url) = spawn_binary(rig, data, rate).await;
+    let (child, url) = spawn_mailroom(rig, data, rate).await;
     let server = Running {
         url,
         http: reqwest::Client::new(),
@@ -249,7 +209,7 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
         "the kill came mid-delivery ({before_restart} delivered)"
     );
 
-    let (_second, url) = spawn_binary(&rig, &data, "0").await;
+    let (_second, url) = spawn_mailroom(&rig, &data, "0").await;
     let mut server = server;
     server.url = url;
     for id in &ids {
@@ -857,7 +817,7 @@ async fn sigterm_stops_within_ten_seconds_and_a_restart_delivers_the_rest() {
         .unwrap();
     assert!(status.success(), "a clean exit: {status}");
     assert!(stopped_at.elapsed() < Duration::from_secs(11));
-    let (_second, url) = spawn_binary(&rig, &data, "0").await;
+    let (_second, url) = spawn_mailroom(&rig, &data, "0").await;
     server.url = url;
     for id in &ids {
         server.wait_status(id, "sent").await;

@@ -93,3 +93,44 @@ pub async fn login(router: &Router, token: &str) -> Reply {
     let body = serde_json::json!({ "token": token }).to_string();
     call(router, request("POST", "/api/login", Some(body), false)).await
 }
+
+/// The real binary on port 0 against a loopback rig, delivering at `rate` a
+/// minute (`"0"`: no limit), as a supervisor would start it; returns it and its URL.
+pub async fn spawn_mailroom(
+    rig: &mailroom_fakes::Loopback,
+    data: &std::path::Path,
+    rate: &str,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--delivery-rate",
+            rate,
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(["--entra-authority", &rig.authority()])
+        .arg("--extra-ca-file")
+        .arg(&rig.ca_file)
+        .env("MAILROOM_ADMIN_TOKEN", TOKEN)
+        .env("MAILROOM_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("mailroom exited before listening");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_string();
+        }
+    };
+    (child, url)
+}
