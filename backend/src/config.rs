@@ -78,6 +78,9 @@ pub struct SendingArgs {
     /// How long the record of a final message is kept, like 30d.
     #[arg(long, env = "MAILROOM_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub retention: std::time::Duration,
+    /// How often a paused queue tries again by itself (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_PAUSE_RETRY", default_value = "60s", value_parser = parse_duration)]
+    pub pause_retry: std::time::Duration,
 }
 
 impl Default for SendingArgs {
@@ -88,6 +91,7 @@ impl Default for SendingArgs {
             delivery_rate: None,
             max_queue_time: std::time::Duration::from_secs(24 * 3600),
             retention: std::time::Duration::from_secs(30 * 24 * 3600),
+            pause_retry: crate::delivery::PAUSE_RETRY,
         }
     }
 }

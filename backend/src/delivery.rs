@@ -8,18 +8,19 @@
 //! recipient (failed, with the diagnosis), or not about any one message
 //! (delivery pauses; nothing fails for it but `--max-queue-time`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::Address;
 use mailroom_shared::api::{Stage, TranscriptLine};
 use mailroom_shared::sending::{Attempt, Paused, Status};
-use tokio::sync::{watch, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Claimed, Queue, RecipientOutcome};
-use crate::settings::SettingsRepo;
+use crate::settings::{Current, SettingsRepo};
 use crate::test_email::diagnose::{self, Diagnosis};
 use crate::test_email::mask::mask_transcript;
 use crate::test_email::smtp::SmtpFailure;
@@ -29,9 +30,11 @@ use crate::test_email::Tester;
 /// How many due messages a worker claims at once when no rate limit applies:
 /// one transaction for several messages, each still recorded on its own.
 pub const CLAIM_BATCH: u32 = 8;
+/// At most this many attempts share one commit.
+const RECORD_BATCH: usize = 64;
 /// How many messages one connection carries before it is closed and opened again.
 pub const MESSAGES_PER_CONNECTION: u32 = 100;
-/// How often a paused queue tries again by itself.
+/// How often a paused queue tries again by itself, unless told otherwise.
 pub const PAUSE_RETRY: Duration = Duration::from_secs(60);
 /// The longest wait between two attempts of a deferred message.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -92,6 +95,8 @@ pub struct DeliveryOptions {
     pub max_queue_time: Duration,
     /// How long the record of a final message is kept.
     pub retention: Duration,
+    /// How often a paused queue tries again by itself.
+    pub pause_retry: Duration,
 }
 
 /// The delivery engine.
@@ -117,6 +122,39 @@ pub struct Engine {
     next_slot: Arc<Mutex<tokio::time::Instant>>,
     /// When a paused queue was last tried, shared so one worker probes at a time.
     last_probe: Arc<Mutex<Option<tokio::time::Instant>>>,
+    /// Set when a pause was seen or made, so a success checks whether to end it.
+    maybe_paused: Arc<AtomicBool>,
+    /// Group commit: attempts from all workers are written together.
+    recorder: mpsc::UnboundedSender<Pending>,
+}
+
+/// An attempt waiting for the recorder, and who waits for its commit.
+type Pending = (String, AttemptRecord, oneshot::Sender<()>);
+
+/// Writes the attempts that arrive while a commit is in progress in the next
+/// transaction, so the workers share one fsync instead of queueing for one each.
+async fn recorder(
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (records, acks): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|(id, r, ack)| ((id, r), ack)).unzip();
+        if let Err(e) = queue.record_many(records, &clock.rfc3339()).await {
+            tracing::error!(error = %e, "cannot record delivery attempts");
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
 }
 
 /// A worker's open connection.
@@ -140,7 +178,11 @@ impl Engine {
         clock: Arc<dyn Clock>,
         options: DeliveryOptions,
     ) -> Self {
+        let (recorder_tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(recorder(queue.clone(), clock.clone(), rx));
         Engine {
+            recorder: recorder_tx,
+            maybe_paused: Arc::new(AtomicBool::new(false)),
             queue,
             wake: settings.wake.clone(),
             settings_saved: settings.saved.clone(),
@@ -192,7 +234,9 @@ impl Engine {
     async fn probe_due(&self) -> Result<(), Duration> {
         let mut last = self.last_probe.lock().await;
         match *last {
-            Some(t) if t.elapsed() < PAUSE_RETRY => Err(PAUSE_RETRY - t.elapsed()),
+            Some(t) if t.elapsed() < self.options.pause_retry => {
+                Err(self.options.pause_retry - t.elapsed())
+            }
             _ => {
                 *last = Some(tokio::time::Instant::now());
                 Ok(())
@@ -213,6 +257,7 @@ impl Engine {
         while !*stop.borrow() {
             let paused = self.queue.pause_state().await.ok().flatten().is_some();
             if paused {
+                self.maybe_paused.store(true, Ordering::Relaxed);
                 if let Err(wait) = self.probe_due().await {
                     conn = None;
                     self.wait(&mut stop, wait).await;
@@ -241,10 +286,17 @@ impl Engine {
                 self.wait(&mut stop, Duration::from_secs(1)).await;
                 continue;
             }
+            // The settings are read once per batch; a save in between shows
+            // as a new version, and the next batch opens a new connection.
+            let current = self
+                .settings
+                .load_current()
+                .await
+                .map_err(|e| e.to_string());
             let mut rest = claimed.into_iter();
             while let Some(message) = rest.next() {
                 self.take_slot().await;
-                conn = self.deliver(message, conn).await;
+                conn = self.deliver(message, &current, conn).await;
                 // A pause or a stop ends the batch: the others go back unattempted.
                 let paused =
                     conn.is_none() && self.queue.pause_state().await.ok().flatten().is_some();
@@ -287,15 +339,20 @@ impl Engine {
         };
         tracing::warn!(stage = d.stage.as_str(), code = ?d.code, "delivery paused: {}", d.message);
         *self.last_probe.lock().await = Some(tokio::time::Instant::now());
+        self.maybe_paused.store(true, Ordering::Relaxed);
         if let Err(e) = self.queue.set_pause(Some(paused)).await {
             tracing::error!(error = %e, "cannot record the pause");
         }
     }
 
+    /// Records an attempt; returns once it is committed.
     async fn record(&self, id: &str, r: AttemptRecord) {
-        if let Err(e) = self.queue.record(id, r, &self.clock.rfc3339()).await {
-            tracing::error!(id, error = %e, "cannot record a delivery attempt");
+        let (ack, done) = oneshot::channel();
+        if self.recorder.send((id.to_string(), r, ack)).is_err() {
+            tracing::error!(id, "the recorder has stopped; the attempt is not recorded");
+            return;
         }
+        let _ = done.await;
     }
 
     fn attempt(&self, ok: bool, d: Option<&Diagnosis>, message: String) -> Attempt {
@@ -324,8 +381,13 @@ impl Engine {
         self.record(&m.id, record).await;
     }
 
-    async fn deliver(&self, m: Claimed, conn: Option<Connection>) -> Option<Connection> {
-        let current = match self.settings.load_current().await {
+    async fn deliver(
+        &self,
+        m: Claimed,
+        current: &Result<Current, String>,
+        conn: Option<Connection>,
+    ) -> Option<Connection> {
+        let current = match current {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot load the settings");
@@ -574,7 +636,7 @@ impl Engine {
             }
             _ => {}
         }
-        if sent > 0 {
+        if sent > 0 && self.maybe_paused.swap(false, Ordering::Relaxed) {
             // A success ends a pause.
             if let Ok(Some(_)) = self.queue.pause_state().await {
                 tracing::info!("delivery resumed");

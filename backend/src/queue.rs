@@ -224,8 +224,16 @@ pub trait Queue: Send + Sync {
     async fn claim(&self, now_unix: i64, limit: u32) -> Result<Vec<Claimed>, StoreError>;
     /// Puts claimed messages that were not attempted back to `queued`.
     async fn release(&self, ids: Vec<String>) -> Result<(), StoreError>;
+    /// Records attempts and the messages' new states, in one transaction.
+    async fn record_many(
+        &self,
+        batch: Vec<(String, AttemptRecord)>,
+        now: &str,
+    ) -> Result<(), StoreError>;
     /// Records an attempt and the message's new state.
-    async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError>;
+    async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError> {
+        self.record_many(vec![(id.to_string(), r)], now).await
+    }
     /// Messages left `sending` by a crash go back to `queued`.
     async fn requeue_sending(&self) -> Result<u64, StoreError>;
     /// Fails messages older than `cutoff_unix` that are still waiting.
@@ -514,73 +522,17 @@ impl Queue for SqliteStore {
         .await
     }
 
-    async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError> {
-        let (id, now) = (id.to_string(), now.to_string());
+    async fn record_many(
+        &self,
+        batch: Vec<(String, AttemptRecord)>,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let now = now.to_string();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some((seq, count)): Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT seq, attempt_count FROM messages WHERE id = ?1",
-                    [&id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?
-            else {
-                return Ok(());
-            };
-            let n = count + 1;
-            let a = &r.attempt;
-            let n_row: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE message_seq = ?1",
-                [seq],
-                |row| row.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    seq,
-                    n_row,
-                    a.at,
-                    a.ok as i64,
-                    a.stage.map(|s| s.as_str()),
-                    a.code,
-                    a.message,
-                    a.hint,
-                    r.transcript
-                ],
-            )?;
-            for o in &r.recipients {
-                tx.execute(
-                    "UPDATE recipients SET status = ?3, code = ?4, message = ?5 WHERE message_seq = ?1 AND idx = ?2",
-                    params![seq, o.idx as i64, o.status.as_str(), o.code, o.message],
-                )?;
+            for (id, r) in &batch {
+                record_in(&tx, id, r, &now)?;
             }
-            let (last_stage, last_code, last_message) = if a.ok {
-                (None, None, None)
-            } else {
-                (a.stage.map(|s| s.as_str()), a.code.clone(), Some(a.message.clone()))
-            };
-            // A sent or cancelled message keeps its record, not its body; a
-            // failed one keeps its body until retention, so it can be retried.
-            let keep_body = !matches!(r.status, Status::Sent | Status::Cancelled);
-            tx.execute(
-                "UPDATE messages SET status = ?2, updated_at = ?3, next_attempt_unix = ?4,
-                    attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
-                    body = CASE WHEN ?9 THEN body ELSE NULL END
-                 WHERE seq = ?1",
-                params![
-                    seq,
-                    r.status.as_str(),
-                    now,
-                    r.next_attempt_unix,
-                    if r.counts { n } else { count },
-                    last_stage,
-                    last_code,
-                    last_message,
-                    keep_body
-                ],
-            )?;
             tx.commit()?;
             Ok(())
         })
@@ -819,6 +771,83 @@ impl Queue for SqliteStore {
         })
         .await
     }
+}
+
+/// Records one attempt inside a transaction.
+fn record_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    r: &AttemptRecord,
+    now: &str,
+) -> Result<(), StoreError> {
+    let Some((seq, count)): Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT seq, attempt_count FROM messages WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let n = count + 1;
+    let a = &r.attempt;
+    let n_row: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE message_seq = ?1",
+        [seq],
+        |row| row.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            seq,
+            n_row,
+            a.at,
+            a.ok as i64,
+            a.stage.map(|s| s.as_str()),
+            a.code,
+            a.message,
+            a.hint,
+            r.transcript
+        ],
+    )?;
+    for o in &r.recipients {
+        tx.execute(
+                "UPDATE recipients SET status = ?3, code = ?4, message = ?5 WHERE message_seq = ?1 AND idx = ?2",
+                params![seq, o.idx as i64, o.status.as_str(), o.code, o.message],
+            )?;
+    }
+    let (last_stage, last_code, last_message) = if a.ok {
+        (None, None, None)
+    } else {
+        (
+            a.stage.map(|s| s.as_str()),
+            a.code.clone(),
+            Some(a.message.clone()),
+        )
+    };
+    // A sent or cancelled message keeps its record, not its body; a
+    // failed one keeps its body until retention, so it can be retried.
+    let keep_body = !matches!(r.status, Status::Sent | Status::Cancelled);
+    tx.execute(
+        "UPDATE messages SET status = ?2, updated_at = ?3, next_attempt_unix = ?4,
+                attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
+                body = CASE WHEN ?9 THEN body ELSE NULL END
+             WHERE seq = ?1",
+        params![
+            seq,
+            r.status.as_str(),
+            now,
+            r.next_attempt_unix,
+            if r.counts { n } else { count },
+            last_stage,
+            last_code,
+            last_message,
+            keep_body
+        ],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -98,6 +98,7 @@ impl AppState {
                 rate_per_minute: self.sending.delivery_rate.unwrap_or(info.rate_per_minute),
                 max_queue_time: self.sending.max_queue_time,
                 retention: self.sending.retention,
+                pause_retry: self.sending.pause_retry,
             },
         )
     }

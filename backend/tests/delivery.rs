@@ -525,6 +525,63 @@ async fn an_unreachable_server_pauses_and_nothing_fails_until_it_is_back() {
     assert_eq!(rig.smtp.messages().len(), 3);
 }
 
+/// Forwards every connection at `port` to the fake SMTP server: the upstream
+/// coming back at the address the settings already name.
+async fn forward(port: u16, to: u16) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the closed port can be bound again");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut up).await;
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_paused_queue_resumes_by_itself_when_the_server_comes_back() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |a| {
+        a.sending.pause_retry = std::time::Duration::from_millis(300)
+    })
+    .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    server.save(&oauth_settings("localhost", port)).await;
+    let (_, key) = server.new_app(json!({"name": "Printer"})).await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let (_, q) = server
+            .submit(
+                &key,
+                &mail(&[addr("scan", "example.org")], &format!("p{i}")),
+            )
+            .await;
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    let q = server.wait_paused(4).await;
+    assert_eq!(q["paused"]["stage"], "connect", "{q}");
+    // Several probes fail while it stays down; nothing fails and nothing is counted.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let q = server.queue().await;
+    assert_eq!(q["counts"]["queued"], 4, "{q}");
+    assert_eq!(q["counts"]["failed"], 0, "{q}");
+    let d = server.message(&ids[0]).await;
+    assert_eq!(d["status"], "queued", "{d}");
+    // The upstream comes back at the same address; no settings are saved.
+    let _up = forward(port, rig.smtp.port()).await;
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    assert!(server.queue().await["paused"].is_null());
+    assert_eq!(rig.smtp.messages().len(), 4);
+}
+
 #[tokio::test]
 async fn a_rejected_secret_pauses_with_the_aadsts_fix_until_a_good_one_is_saved() {
     let rig = Loopback::start(SmtpConfig::default()).await;
