@@ -29,7 +29,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check(args)) => runtime.block_on(crate::test_email::check::run(args)),
-        Some(Command::Serve(args)) => runtime.block_on(serve(args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve(*args)),
         None => runtime.block_on(serve(cli.serve)),
     }
 }
@@ -48,6 +48,9 @@ async fn serve(args: crate::config::ServeArgs) -> ExitCode {
             "admin token generated into {} (mode 0600); sign in with its contents",
             path.display()
         );
+    }
+    if let Some(addr) = server.smtp_addr {
+        println!("smtp listening on {addr}");
     }
     println!("listening on http://{}", server.addr);
     let _ = std::io::stdout().flush();

@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the web server: the API under /api and the settings page at /.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a settings JSON file and send a test email from the terminal.
     Check(CheckArgs),
 }
@@ -57,7 +57,72 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub sending: SendingArgs,
     #[command(flatten)]
+    pub relay: RelayArgs,
+    #[command(flatten)]
     pub test: TestArgs,
+}
+
+/// Options of the SMTP submission relay (docs/API.md §1, §7).
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// The SMTP relay's address and port; `off` turns it off; port 0 picks a free one.
+    #[arg(long, env = "MAILROOM_SMTP_LISTEN", default_value = "127.0.0.1:2525", value_parser = parse_smtp_listen)]
+    pub smtp_listen: SmtpListen,
+    /// The name in the relay's greeting and its generated certificate (default: this machine's).
+    #[arg(long, env = "MAILROOM_SMTP_HOSTNAME")]
+    pub smtp_hostname: Option<String>,
+    /// PEM certificate (chain) for the relay's STARTTLS; default a self-signed one in the data dir.
+    #[arg(long, env = "MAILROOM_SMTP_TLS_CERT", requires = "smtp_tls_key")]
+    pub smtp_tls_cert: Option<PathBuf>,
+    /// PEM private key for `--smtp-tls-cert`.
+    #[arg(long, env = "MAILROOM_SMTP_TLS_KEY", requires = "smtp_tls_cert")]
+    pub smtp_tls_key: Option<PathBuf>,
+    /// A CIDR whose clients may send without AUTH (printers, scanners); repeatable.
+    #[arg(long = "smtp-trusted-network", env = "MAILROOM_SMTP_TRUSTED_NETWORKS", value_delimiter = ',', value_parser = parse_cidr)]
+    pub smtp_trusted_networks: Vec<ipnet::IpNet>,
+    /// How long an idle relay connection stays open (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_SMTP_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub smtp_idle_timeout: std::time::Duration,
+}
+
+impl Default for RelayArgs {
+    fn default() -> Self {
+        RelayArgs {
+            smtp_listen: SmtpListen::Off,
+            smtp_hostname: None,
+            smtp_tls_cert: None,
+            smtp_tls_key: None,
+            smtp_trusted_networks: Vec::new(),
+            smtp_idle_timeout: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// `--smtp-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpListen {
+    /// No relay.
+    Off,
+    /// Listen here.
+    On(SocketAddr),
+}
+
+fn parse_smtp_listen(text: &str) -> Result<SmtpListen, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(SmtpListen::Off);
+    }
+    text.parse()
+        .map(SmtpListen::On)
+        .map_err(|_| format!("“{text}” is not an address and port like 127.0.0.1:2525 (or `off`)"))
+}
+
+/// A network like `10.0.0.0/8`; a bare address means that one host.
+fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("“{text}” is not a network like 192.168.1.0/24 or an address"))
 }
 
 /// Options of the sending side (docs/API.md §1, §7, §8).

@@ -15,6 +15,7 @@ pub mod error;
 pub mod messages;
 pub mod metrics;
 pub mod queue;
+pub mod relay;
 pub mod server;
 pub mod settings;
 pub mod state;

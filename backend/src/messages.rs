@@ -38,7 +38,46 @@ pub struct Sending {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
-type Errors = BTreeMap<String, Vec<String>>;
+impl Sending {
+    /// Stores a built message (committed before this returns), wakes the
+    /// delivery engine and counts it. `source` names a sender without an app
+    /// (`trusted network ADDR`).
+    pub(crate) async fn accept(
+        &self,
+        app_id: Option<&str>,
+        source: Option<String>,
+        built: Built,
+        idempotency_key: Option<String>,
+    ) -> Result<Enqueued, crate::store::StoreError> {
+        let clock = &self.apps.clock;
+        let enqueued = self
+            .apps
+            .queue
+            .enqueue(NewMessage {
+                id: apps::new_message_id(),
+                app_id: app_id.map(str::to_string),
+                source,
+                mail_from: built.envelope_from,
+                recipients: built.recipients,
+                subject: built.subject,
+                body: built.body,
+                idempotency_key,
+                now: clock.rfc3339(),
+                now_unix: clock.wall().unix_timestamp(),
+            })
+            .await?;
+        if let Enqueued::New(_) = &enqueued {
+            self.settings.wake.notify_waiters();
+            self.metrics
+                .accepted
+                .get_or_create(&crate::metrics::Metrics::app(app_id))
+                .inc();
+        }
+        Ok(enqueued)
+    }
+}
+
+pub(crate) type Errors = BTreeMap<String, Vec<String>>;
 
 fn add(errors: &mut Errors, field: &str, message: impl Into<String>) {
     errors
@@ -92,11 +131,11 @@ fn mailboxes(field: &str, list: &[String], errors: &mut Errors) -> Vec<Mailbox> 
 }
 
 /// A JSON submission as a message, its envelope and its subject.
-struct Built {
-    envelope_from: String,
-    recipients: Vec<String>,
-    subject: String,
-    body: Vec<u8>,
+pub(crate) struct Built {
+    pub(crate) envelope_from: String,
+    pub(crate) recipients: Vec<String>,
+    pub(crate) subject: String,
+    pub(crate) body: Vec<u8>,
 }
 
 fn build(
@@ -308,9 +347,9 @@ fn field_name(field: &str) -> String {
 /// A whole message (`message/rfc822`): parsed with mail-parser, its envelope
 /// from the query or its headers, Bcc removed, Message-ID and Date added when
 /// missing, and From rewritten for a `rewrite_from` app.
-fn build_raw(
+pub(crate) fn build_raw(
     raw: &[u8],
-    query: Option<&str>,
+    (query_from, query_to): (Option<String>, Vec<String>),
     policy: &FromPolicy,
     settings: Option<&mailroom_shared::Settings>,
     rewrite_from: bool,
@@ -339,7 +378,6 @@ fn build_raw(
         .unwrap_or_default()
     };
     let header_from = addresses(parsed.from()).into_iter().next();
-    let (query_from, query_to) = envelope_query(query);
     let envelope_from = query_from.or_else(|| header_from.clone());
     let mut recipients = if query_to.is_empty() {
         let mut all = addresses(parsed.to());
@@ -481,7 +519,7 @@ async fn submit(
     let built = if raw {
         build_raw(
             &bytes,
-            query.as_deref(),
+            envelope_query(query.as_deref()),
             &policy,
             settings,
             app.rewrite_from,
@@ -494,29 +532,11 @@ async fn submit(
     if built.body.len() as u64 > s.max_message_size {
         return Err(AppError::MessageTooLarge(s.max_message_size));
     }
-    let clock = &s.apps.clock;
     let enqueued = s
-        .apps
-        .queue
-        .enqueue(NewMessage {
-            id: apps::new_message_id(),
-            app_id: Some(app.id.clone()),
-            mail_from: built.envelope_from,
-            recipients: built.recipients,
-            subject: built.subject,
-            body: built.body,
-            idempotency_key,
-            now: clock.rfc3339(),
-            now_unix: clock.wall().unix_timestamp(),
-        })
+        .accept(Some(&app.id), None, built, idempotency_key)
         .await?;
     match enqueued {
         Enqueued::New(id) => {
-            s.settings.wake.notify_waiters();
-            s.metrics
-                .accepted
-                .get_or_create(&crate::metrics::Metrics::app(Some(&app.id)))
-                .inc();
             tracing::info!(%id, app = %app.id, "message queued");
             Ok((
                 StatusCode::ACCEPTED,

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub token_requests: Counter,
     /// Connections to the SMTP relay.
     pub relay_connections: Counter,
+    /// Failed AUTH attempts at the relay.
+    pub relay_auth_failures: Counter,
+    /// Messages the relay acknowledged with 250.
+    pub relay_accepted: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -68,6 +72,8 @@ impl Metrics {
         let depth = Family::<StatusLabel, Gauge>::default();
         let latency = Histogram::new(exponential_buckets(0.05, 2.0, 16));
         let relay_connections = Counter::default();
+        let relay_auth_failures = Counter::default();
+        let relay_accepted = Counter::default();
         registry.register(
             "messages_accepted",
             "Messages acknowledged, by app",
@@ -99,6 +105,16 @@ impl Metrics {
             "Connections to the SMTP relay",
             relay_connections.clone(),
         );
+        registry.register(
+            "relay_auth_failures",
+            "Failed AUTH attempts at the SMTP relay",
+            relay_auth_failures.clone(),
+        );
+        registry.register(
+            "relay_messages_accepted",
+            "Messages the SMTP relay acknowledged",
+            relay_accepted.clone(),
+        );
         Metrics {
             registry,
             accepted,
@@ -108,6 +124,8 @@ impl Metrics {
             latency,
             token_requests,
             relay_connections,
+            relay_auth_failures,
+            relay_accepted,
         }
     }
 

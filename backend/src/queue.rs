@@ -14,6 +14,9 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::store::{SqliteStore, StoreError};
 
+/// The sender of a message without an app (the relay's trusted networks).
+pub const MIGRATION_SOURCE: &str = "ALTER TABLE messages ADD COLUMN source TEXT;";
+
 /// The tables of the sending side.
 pub const MIGRATION: &str = "
 CREATE TABLE apps (
@@ -99,6 +102,8 @@ pub struct NewMessage {
     pub id: String,
     /// The submitting app.
     pub app_id: Option<String>,
+    /// Who sent it when no app did: `trusted network ADDR`.
+    pub source: Option<String>,
     /// The envelope sender.
     pub mail_from: String,
     /// The envelope recipients.
@@ -218,6 +223,8 @@ pub trait Queue: Send + Sync {
     async fn revoke_app(&self, id: &str) -> Result<bool, StoreError>;
     /// The live app with this key hash.
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError>;
+    /// A live (not revoked) app by id, with its key's hash.
+    async fn app_by_id(&self, id: &str) -> Result<Option<(App, [u8; 32])>, StoreError>;
     /// Stores a message (or finds its idempotent twin) in one transaction.
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError>;
     /// Marks up to `limit` due messages `sending` and returns them.
@@ -272,7 +279,7 @@ fn stage_of(text: &str) -> Option<Stage> {
     .find(|s| s.as_str() == text)
 }
 
-const SUMMARY_COLUMNS: &str = "m.seq, m.id, m.app_id, m.mail_from, m.subject, m.size, m.status, m.created_at, m.updated_at, m.attempt_count, m.last_stage, m.last_code, m.last_message";
+const SUMMARY_COLUMNS: &str = "m.seq, m.id, COALESCE(m.app_id, m.source), m.mail_from, m.subject, m.size, m.status, m.created_at, m.updated_at, m.attempt_count, m.last_stage, m.last_code, m.last_message";
 
 fn summary_row(tx: &rusqlite::Connection, row: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
     let seq: i64 = row.get(0)?;
@@ -326,6 +333,8 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
 
 const APP_COLUMNS: &str =
     "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages";
+/// How many columns [`APP_COLUMNS`] names.
+const APP_COLUMN_COUNT: usize = 7;
 
 #[async_trait]
 impl Queue for SqliteStore {
@@ -398,6 +407,23 @@ impl Queue for SqliteStore {
         .await
     }
 
+    async fn app_by_id(&self, id: &str) -> Result<Option<(App, [u8; 32])>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {APP_COLUMNS}, key_hash FROM apps WHERE revoked = 0 AND id = ?1"),
+                [id],
+                |row| {
+                    let app = app_row(row)?;
+                    let hash: Vec<u8> = row.get(APP_COLUMN_COUNT)?;
+                    Ok((app, hash.try_into().unwrap_or([0u8; 32])))
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -426,8 +452,8 @@ impl Queue for SqliteStore {
                 )?;
             }
             tx.execute(
-                "INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?7, ?8)",
+                "INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?7, ?8, ?9)",
                 params![
                     m.id,
                     m.app_id,
@@ -436,7 +462,8 @@ impl Queue for SqliteStore {
                     m.body.len() as i64,
                     m.body,
                     m.now,
-                    m.now_unix
+                    m.now_unix,
+                    m.source
                 ],
             )?;
             let seq = tx.last_insert_rowid();
@@ -858,6 +885,7 @@ mod tests {
         NewMessage {
             id: id.into(),
             app_id: Some("app_1".into()),
+            source: None,
             mail_from: "a@b.example".into(),
             recipients: vec!["c@d.example".into()],
             subject: "s".into(),

@@ -179,9 +179,13 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
 pub struct Server {
     /// The address it listens on (the real port when 0 was asked for).
     pub addr: SocketAddr,
+    /// The SMTP relay's address, unless it is off.
+    pub smtp_addr: Option<SocketAddr>,
     listener: tokio::net::TcpListener,
     router: Router,
     engine: crate::delivery::Engine,
+    /// The SMTP relay, unless `--smtp-listen off`.
+    relay: Option<crate::relay::Relay>,
     /// The admin token's file, when the token was generated at this start.
     pub generated_token: Option<PathBuf>,
 }
@@ -194,6 +198,8 @@ impl Server {
     pub async fn bind(args: &ServeArgs) -> Result<Server, StartError> {
         let (state, token) = AppState::open(args).await?;
         let engine = state.engine().await;
+        let sending = <crate::messages::Sending as axum::extract::FromRef<_>>::from_ref(&state);
+        let relay = crate::relay::Relay::bind(&args.relay, &args.data_dir, sending).await?;
         let router = app(state, args.static_dir.clone());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -204,9 +210,11 @@ impl Server {
         let generated_token = token.generated_into;
         Ok(Server {
             addr,
+            smtp_addr: relay.as_ref().map(|r| r.addr),
             listener,
             router,
             engine,
+            relay,
             generated_token,
         })
     }
@@ -216,7 +224,8 @@ impl Server {
     /// message still `sending` after that is queued again at the next start).
     pub async fn run(self) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let workers = self.engine.start(stop_rx).await;
+        let workers = self.engine.start(stop_rx.clone()).await;
+        let relay = self.relay.map(|r| tokio::spawn(r.run(stop_rx)));
         let served = axum::serve(
             self.listener,
             self.router
@@ -225,6 +234,9 @@ impl Server {
         .with_graceful_shutdown(shutdown_signal())
         .await;
         let _ = stop_tx.send(true);
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         let all = futures_util::future::join_all(workers);
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!(

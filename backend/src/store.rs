@@ -97,6 +97,7 @@ fn migrations() -> Migrations<'static> {
         );",
         ),
         M::up(crate::queue::MIGRATION),
+        M::up(crate::queue::MIGRATION_SOURCE),
     ])
 }
 

@@ -440,10 +440,17 @@ async fn generated_admin_token_and_data_dir_modes() {
 }
 
 #[tokio::test]
-async fn binary_prints_listening_line_and_stops_on_sigterm() {
+async fn binary_prints_listening_lines_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--smtp-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("MAILROOM_ADMIN_TOKEN", TOKEN)
         .stdout(std::process::Stdio::piped())
@@ -452,6 +459,22 @@ async fn binary_prints_listening_line_and_stops_on_sigterm() {
         .unwrap();
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let smtp = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let smtp = smtp.strip_prefix("smtp listening on ").expect("smtp line");
+    let smtp: std::net::SocketAddr = smtp.parse().expect("ADDR:PORT");
+    assert_ne!(smtp.port(), 0);
+    let greeting = {
+        use tokio::io::AsyncReadExt;
+        let mut c = tokio::net::TcpStream::connect(smtp).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = c.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert!(greeting.starts_with("220 "), "{greeting}");
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .unwrap()

@@ -217,6 +217,8 @@ async fn bench_server_start_rss_and_load() {
             "127.0.0.1:0",
             "--admin-token",
             TOKEN,
+            "--smtp-listen",
+            "off",
             "--data-dir",
         ])
         .arg(dir.path())

@@ -7,143 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mailroom_backend::config::ServeArgs;
-use mailroom_backend::server::Server;
 use mailroom_fakes::{addr, EntraMode, Loopback, SmtpConfig};
-use mailroom_shared::Settings;
 use serde_json::{json, Value};
-
-struct Running {
-    url: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn start(rig: &Loopback, tweak: impl FnOnce(&mut ServeArgs)) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut a = args(dir.path(), test_args(rig));
-    a.sending.delivery_rate = Some(0);
-    tweak(&mut a);
-    let server = Server::bind(&a).await.unwrap();
-    let url = format!("http://{}", server.addr);
-    let task = tokio::spawn(async move {
-        let _ = server.run().await;
-    });
-    Running {
-        url,
-        http: reqwest::Client::new(),
-        _dir: dir,
-        task,
-    }
-}
-
-impl Running {
-    async fn admin(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(TOKEN);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn save(&self, settings: &Settings) {
-        let (_, current) = self
-            .admin(reqwest::Method::GET, "/api/settings", None)
-            .await;
-        let version = current["version"].as_u64().unwrap();
-        let (status, body) = self
-            .admin(
-                reqwest::Method::PUT,
-                "/api/settings",
-                Some(json!({"settings": settings, "version": version})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
-
-    async fn new_app(&self, body: Value) -> (String, String) {
-        let (status, created) = self
-            .admin(reqwest::Method::POST, "/api/apps", Some(body))
-            .await;
-        assert_eq!(status, 201, "{created}");
-        (
-            created["app"]["id"].as_str().unwrap().to_string(),
-            created["key"].as_str().unwrap().to_string(),
-        )
-    }
-
-    async fn submit(&self, key: &str, body: &Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}/api/messages", self.url))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn message(&self, id: &str) -> Value {
-        self.admin(reqwest::Method::GET, &format!("/api/messages/{id}"), None)
-            .await
-            .1
-    }
-
-    /// Waits until the message has this status.
-    async fn wait_status(&self, id: &str, want: &str) -> Value {
-        let started = Instant::now();
-        loop {
-            let m = self.message(id).await;
-            if m["status"] == want {
-                return m;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{id} is not {want}: {m}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn queue(&self) -> Value {
-        self.admin(reqwest::Method::GET, "/api/queue", None).await.1
-    }
-
-    /// Waits until delivery is paused and `queued` messages wait (none in flight).
-    async fn wait_paused(&self, queued: u64) -> Value {
-        let started = Instant::now();
-        loop {
-            let q = self.queue().await;
-            if !q["paused"].is_null() && q["counts"]["queued"] == queued {
-                return q;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "never paused: {q}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
 
 fn mail(to: &[String], subject: &str) -> Value {
     json!({"to": to, "subject": subject, "text": "Hello from the tests."})
@@ -169,12 +34,7 @@ async fn binary_with_queue(
     prefix: &str,
 ) -> (tokio::process::Child, Running, Vec<String>) {
     let (child, url) = spawn_mailroom(rig, data, rate).await;
-    let server = Running {
-        url,
-        http: reqwest::Client::new(),
-        _dir: tempfile::tempdir().unwrap(),
-        task: tokio::spawn(async {}),
-    };
+    let server = Running::client(url);
     server
         .save(&oauth_settings("localhost", rig.smtp.port()))
         .await;
@@ -828,16 +688,7 @@ async fn metrics_count_accepted_sent_depth_and_token_requests() {
     server.wait_status(q["id"].as_str().unwrap(), "sent").await;
     let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
     let app = apps["apps"][0]["id"].as_str().unwrap().to_string();
-    let text = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     for line in [
         format!("mailroom_messages_accepted_total{{app=\"{app}\"}} 1"),
         format!("mailroom_messages_sent_total{{app=\"{app}\"}} 1"),

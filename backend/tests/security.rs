@@ -659,7 +659,14 @@ async fn expired_tokens_are_evicted_from_the_cache() {
 async fn a_short_admin_token_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--smtp-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("MAILROOM_ADMIN_TOKEN", "short-token")
         .output()

@@ -95,6 +95,7 @@ impl Mailroom {
         let mut child = Command::new(mailroom_binary())
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--admin-token", TOKEN])
+            .args(["--smtp-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--entra-authority", &fakes.entra.authority()])

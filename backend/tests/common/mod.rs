@@ -12,6 +12,9 @@ use mailroom_backend::server::{app, AppState};
 use mailroom_shared::Settings;
 use tower::ServiceExt;
 
+mod running;
+pub use running::{start, Running};
+
 pub const TOKEN: &str = "test-admin-token-0123456789";
 pub use mailroom_shared::fixtures::{mailer, CLIENT, SECRET, TENANT};
 
@@ -24,6 +27,10 @@ pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
         static_dir: None,
         public_url: None,
         sending: Default::default(),
+        relay: mailroom_backend::config::RelayArgs {
+            smtp_listen: mailroom_backend::config::SmtpListen::Off,
+            ..Default::default()
+        },
         test,
     }
 }
@@ -109,6 +116,8 @@ pub async fn spawn_mailroom(
             "127.0.0.1:0",
             "--delivery-rate",
             rate,
+            "--smtp-listen",
+            "off",
             "--data-dir",
         ])
         .arg(data)

@@ -1,0 +1,179 @@
+//! A real server in this process, started on port 0 against the loopback
+//! rig, with a real HTTP client: the delivery and relay tests drive it.
+
+use std::time::{Duration, Instant};
+
+use mailroom_backend::config::ServeArgs;
+use mailroom_backend::server::Server;
+use mailroom_fakes::Loopback;
+use mailroom_shared::Settings;
+use serde_json::{json, Value};
+
+use super::{args, test_args, TOKEN};
+
+/// A server started in this process on port 0 (HTTP, and SMTP when asked).
+pub struct Running {
+    pub url: String,
+    pub http: reqwest::Client,
+    /// The relay's address, when it runs.
+    pub smtp: Option<std::net::SocketAddr>,
+    /// The data dir (the relay's generated certificate is here).
+    pub data: std::path::PathBuf,
+    pub _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn start(rig: &Loopback, tweak: impl FnOnce(&mut ServeArgs)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(dir.path(), test_args(rig));
+    a.sending.delivery_rate = Some(0);
+    tweak(&mut a);
+    let server = Server::bind(&a).await.unwrap();
+    let url = format!("http://{}", server.addr);
+    let smtp = server.smtp_addr;
+    let data = a.data_dir.clone();
+    let task = tokio::spawn(async move {
+        let _ = server.run().await;
+    });
+    Running {
+        url,
+        http: reqwest::Client::new(),
+        smtp,
+        data,
+        _dir: dir,
+        task,
+    }
+}
+
+impl Running {
+    /// A client for a server that runs elsewhere (the real binary) at `url`.
+    pub fn client(url: String) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        Running {
+            url,
+            http: reqwest::Client::new(),
+            smtp: None,
+            data: dir.path().to_path_buf(),
+            _dir: dir,
+            task: tokio::spawn(async {}),
+        }
+    }
+
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn save(&self, settings: &Settings) {
+        let (_, current) = self
+            .admin(reqwest::Method::GET, "/api/settings", None)
+            .await;
+        let version = current["version"].as_u64().unwrap();
+        let (status, body) = self
+            .admin(
+                reqwest::Method::PUT,
+                "/api/settings",
+                Some(json!({"settings": settings, "version": version})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    pub async fn new_app(&self, body: Value) -> (String, String) {
+        let (status, created) = self
+            .admin(reqwest::Method::POST, "/api/apps", Some(body))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        (
+            created["app"]["id"].as_str().unwrap().to_string(),
+            created["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub async fn submit(&self, key: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/api/messages", self.url))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn message(&self, id: &str) -> Value {
+        self.admin(reqwest::Method::GET, &format!("/api/messages/{id}"), None)
+            .await
+            .1
+    }
+
+    /// Waits until the message has this status.
+    pub async fn wait_status(&self, id: &str, want: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let m = self.message(id).await;
+            if m["status"] == want {
+                return m;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{id} is not {want}: {m}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn queue(&self) -> Value {
+        self.admin(reqwest::Method::GET, "/api/queue", None).await.1
+    }
+
+    /// Waits until delivery is paused and `queued` messages wait (none in flight).
+    pub async fn wait_paused(&self, queued: u64) -> Value {
+        let started = Instant::now();
+        loop {
+            let q = self.queue().await;
+            if !q["paused"].is_null() && q["counts"]["queued"] == queued {
+                return q;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never paused: {q}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -1,0 +1,614 @@
+//! The SMTP submission relay (docs/API.md §7) with real clients: lettre over
+//! STARTTLS and AUTH for whole messages, and a plain socket where the test is
+//! about the wire itself (pipelining, a revoked key mid-session, garbage).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use mailroom_backend::config::{ServeArgs, SmtpListen};
+use mailroom_fakes::{addr, Loopback, SmtpConfig};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A server with the relay on port 0 and saved settings for the fake upstream.
+async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |a| {
+        a.relay.smtp_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
+        a.relay.smtp_hostname = Some("localhost".into());
+        tweak(a);
+    })
+    .await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    (rig, server)
+}
+
+fn smtp(server: &Running) -> SocketAddr {
+    server.smtp.expect("the relay runs")
+}
+
+/// lettre over STARTTLS, trusting the relay's generated certificate.
+fn client(
+    server: &Running,
+    credentials: Option<(&str, &str)>,
+    mechanism: Mechanism,
+) -> AsyncSmtpTransport<Tokio1Executor> {
+    let pem = std::fs::read(server.data.join("smtp-tls-cert.pem")).expect("generated cert");
+    let tls = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+        .build_rustls()
+        .unwrap();
+    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(smtp(server).port())
+        .tls(Tls::Required(tls))
+        .timeout(Some(Duration::from_secs(20)));
+    if let Some((user, pass)) = credentials {
+        b = b
+            .credentials(Credentials::new(user.into(), pass.into()))
+            .authentication(vec![mechanism]);
+    }
+    b.build()
+}
+
+fn message(from: &str, to: &[String], subject: &str, text: &str) -> Message {
+    let mut m = Message::builder()
+        .from(from.parse().unwrap())
+        .subject(subject);
+    for t in to {
+        m = m.to(t.parse().unwrap());
+    }
+    m.header(ContentType::TEXT_PLAIN)
+        .body(text.to_string())
+        .unwrap()
+}
+
+/// Sends one message to one recipient through the relay with lettre, and
+/// waits until it is `sent`; returns its details.
+async fn send_through(
+    server: &Running,
+    credentials: Option<(&str, &str)>,
+    from: &str,
+    subject: &str,
+) -> serde_json::Value {
+    let reply = client(server, credentials, Mechanism::Plain)
+        .send(message(from, &[addr("a", "example.org")], subject, "y"))
+        .await
+        .expect("the relay takes it");
+    server.wait_status(&queued_id(&reply), "sent").await
+}
+
+/// The client's error carries this SMTP reply code.
+fn assert_code(err: &lettre::transport::smtp::Error, code: &str) {
+    assert_eq!(
+        err.status().map(|c| c.to_string()).as_deref(),
+        Some(code),
+        "{err}"
+    );
+}
+
+/// The id in `250 2.0.0 Ok: queued as msg_…`.
+fn queued_id(r: &lettre::transport::smtp::response::Response) -> String {
+    let text = r.message().collect::<Vec<_>>().join(" ");
+    let id = text
+        .split_whitespace()
+        .find(|w| w.starts_with("msg_"))
+        .unwrap_or_else(|| panic!("no id in {text}"));
+    id.to_string()
+}
+
+async fn wait_received(rig: &Loopback, n: usize) {
+    let started = Instant::now();
+    while rig.smtp.messages().len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} of {n} arrived",
+            rig.smtp.messages().len()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// A plain-socket SMTP client for wire-level tests.
+struct Wire {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Wire {
+    async fn connect(addr: SocketAddr) -> (Wire, String) {
+        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
+        let mut wire = Wire {
+            reader: BufReader::new(r),
+            writer: w,
+        };
+        let greeting = wire.reply().await;
+        (wire, greeting)
+    }
+
+    /// One whole reply (all its lines), or "" when the server closed.
+    async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
+                .await
+                .expect("a reply in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    /// Signed in as the app, with a transaction open up to DATA's 354.
+    async fn at_data(server: &Running, app: &str, key: &str) -> Wire {
+        let (mut w, _) = Wire::connect(smtp(server)).await;
+        w.command("EHLO t").await;
+        assert!(w.auth_plain(app, key).await.starts_with("235"));
+        w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+        w.command(&format!("RCPT TO:<{}>", addr("a", "example.org")))
+            .await;
+        assert!(w.command("DATA").await.starts_with("354"));
+        w
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.writer.write_all(text.as_bytes()).await.unwrap();
+    }
+
+    async fn command(&mut self, text: &str) -> String {
+        self.send(&format!("{text}\r\n")).await;
+        self.reply().await
+    }
+
+    async fn auth_plain(&mut self, user: &str, pass: &str) -> String {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+        self.command(&format!("AUTH PLAIN {token}")).await
+    }
+}
+
+#[tokio::test]
+async fn starttls_and_auth_then_the_message_reaches_the_upstream() {
+    let (rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Printer"})).await;
+    let to = addr("someone", "example.org");
+    for (i, mechanism) in [Mechanism::Plain, Mechanism::Login].into_iter().enumerate() {
+        let reply = client(&server, Some((&app, &key)), mechanism)
+            .send(message(
+                &mailer(),
+                std::slice::from_ref(&to),
+                &format!("scan {i}"),
+                "Scanned page attached.",
+            ))
+            .await
+            .expect("the relay takes it");
+        assert_eq!(reply.code().to_string(), "250");
+        let id = queued_id(&reply);
+        let m = server.wait_status(&id, "sent").await;
+        assert_eq!(m["app"], app.as_str(), "the source is the app: {m}");
+    }
+    wait_received(&rig, 2).await;
+    let got = rig.smtp.messages();
+    assert!(got.iter().any(|m| m.data.contains("Subject: scan 0")));
+    assert!(
+        got.iter().all(|m| m.rcpt_to == vec![to.clone()]),
+        "{:?}",
+        got[0].rcpt_to
+    );
+    assert!(got.iter().all(|m| m.data.contains("Message-ID:")));
+}
+
+#[tokio::test]
+async fn pipelined_mail_rcpt_and_data_are_answered_in_order() {
+    let (rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Cron"})).await;
+    let (mut w, greeting) = Wire::connect(smtp(&server)).await;
+    assert!(greeting.starts_with("220 localhost "), "{greeting}");
+    let ehlo = w.command("EHLO client.test").await;
+    for ext in [
+        "PIPELINING",
+        "SIZE 26214400",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "STARTTLS",
+        "AUTH",
+    ] {
+        assert!(ehlo.contains(ext), "{ext} in {ehlo}");
+    }
+    // On loopback, AUTH is offered before TLS.
+    assert!(w.auth_plain(&app, &key).await.starts_with("235 2.7.0"));
+    let (a, b) = (addr("a", "example.org"), addr("b", "example.org"));
+    let from = mailer();
+    w.send(&format!(
+        "MAIL FROM:<{from}>\r\nRCPT TO:<{a}>\r\nRCPT TO:<{b}>\r\nDATA\r\n"
+    ))
+    .await;
+    for want in ["250 2.1.0", "250 2.1.5", "250 2.1.5", "354"] {
+        let r = w.reply().await;
+        assert!(r.starts_with(want), "{want}: {r}");
+    }
+    w.send(&format!(
+        "From: {from}\r\nTo: {a}\r\nSubject: pipelined\r\n\r\n..a line starting with a dot\r\n.\r\n"
+    ))
+    .await;
+    let r = w.reply().await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as msg_"), "{r}");
+    assert!(w.command("QUIT").await.starts_with("221"));
+    wait_received(&rig, 1).await;
+    let m = &rig.smtp.messages()[0];
+    assert_eq!(m.rcpt_to.len(), 2);
+    assert!(
+        m.data.contains("\n.a line starting with a dot"),
+        "dot-unstuffed: {}",
+        m.data
+    );
+}
+
+#[tokio::test]
+async fn wrong_or_missing_credentials_are_refused_and_five_failures_lock_the_address() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Monitor"})).await;
+    let err = client(&server, Some((&app, "mr_wrong")), Mechanism::Plain)
+        .send(message(&mailer(), &[addr("a", "example.org")], "x", "y"))
+        .await
+        .expect_err("a wrong key");
+    assert_code(&err, "535");
+    let err = client(&server, None, Mechanism::Plain)
+        .send(message(&mailer(), &[addr("a", "example.org")], "x", "y"))
+        .await
+        .expect_err("no AUTH");
+    assert_code(&err, "530");
+    let q = server.queue().await;
+    assert_eq!(q["counts"]["queued"], 0, "{q}");
+    // Four more failures (five in all): the fifth closes with 421.
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    for _ in 0..3 {
+        assert!(w
+            .auth_plain(&app, "mr_wrong")
+            .await
+            .starts_with("535 5.7.8"));
+    }
+    let r = w.auth_plain(&app, "mr_wrong").await;
+    assert!(r.starts_with("421 4.7.0"), "{r}");
+    assert_eq!(w.reply().await, "", "closed");
+    // Locked out: even the right key waits.
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &key).await.starts_with("421 4.7.0"));
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("mailroom_relay_auth_failures_total 5"),
+        "{metrics}"
+    );
+    let connections = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mailroom_relay_connections_total "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(connections >= 4, "{connections}");
+}
+
+#[tokio::test]
+async fn auth_needs_tls_except_on_loopback() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    let ehlo = w.command("EHLO t").await;
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN") || ehlo.contains("AUTH LOGIN PLAIN"),
+        "{ehlo}"
+    );
+    // The rule itself, for a client that is not on loopback (tests never
+    // leave loopback, so the decision is checked directly).
+    assert!(mailroom_backend::relay::may_auth(
+        false,
+        "127.0.0.1".parse().unwrap()
+    ));
+    assert!(mailroom_backend::relay::may_auth(
+        false,
+        "::1".parse().unwrap()
+    ));
+    assert!(!mailroom_backend::relay::may_auth(
+        false,
+        "192.0.2.7".parse().unwrap()
+    ));
+    assert!(mailroom_backend::relay::may_auth(
+        true,
+        "192.0.2.7".parse().unwrap()
+    ));
+    // A second STARTTLS inside TLS, and commands out of order, get 503.
+    assert!(w.command("DATA").await.starts_with("503 5.5.1"));
+    assert!(w
+        .command("RCPT TO:<a@b.example>")
+        .await
+        .starts_with("503 5.5.1"));
+}
+
+#[tokio::test]
+async fn oversize_and_too_many_recipients_are_refused_with_their_codes() {
+    let (_rig, server) = relay_rig(|a| a.sending.max_message_size = 4096).await;
+    let (app, key) = server.new_app(json!({"name": "Big"})).await;
+    let big = "x".repeat(6000);
+    let err = client(&server, Some((&app, &key)), Mechanism::Plain)
+        .send(message(&mailer(), &[addr("a", "example.org")], "big", &big))
+        .await
+        .expect_err("too big");
+    assert_code(&err, "552");
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    let ehlo = w.command("EHLO t").await;
+    assert!(ehlo.contains("SIZE 4096"), "{ehlo}");
+    w.auth_plain(&app, &key).await;
+    let r = w
+        .command(&format!("MAIL FROM:<{}> SIZE=999999", mailer()))
+        .await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    // 501 recipients: the 501st gets 452 4.5.3.
+    let many: Vec<String> = (0..501)
+        .map(|i| addr(&format!("r{i}"), "example.org"))
+        .collect();
+    let err = client(&server, Some((&app, &key)), Mechanism::Plain)
+        .send(message(&mailer(), &many, "many", "hi"))
+        .await
+        .expect_err("too many");
+    assert_code(&err, "452");
+    let q = server.queue().await;
+    assert_eq!(q["counts"]["queued"], 0, "nothing queued: {q}");
+}
+
+#[tokio::test]
+async fn a_from_that_is_not_allowed_is_refused_naming_the_fix_and_rewrite_from_sends_as_the_sender()
+{
+    let (rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Billing"})).await;
+    let stranger = addr("billing", "fabrikam.example");
+    let err = client(&server, Some((&app, &key)), Mechanism::Plain)
+        .send(message(&stranger, &[addr("a", "example.org")], "x", "y"))
+        .await
+        .expect_err("not allowed");
+    assert_code(&err, "550");
+    let text = err.to_string();
+    assert!(
+        text.contains(&mailer()) && text.contains("allowed_from"),
+        "{text}"
+    );
+    // The header From is checked after DATA even when the envelope is allowed.
+    let mut w = Wire::at_data(&server, &app, &key).await;
+    let r = w
+        .command(&format!("From: {stranger}\r\nSubject: s\r\n\r\nbody\r\n."))
+        .await;
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("allowed_from"),
+        "{r}"
+    );
+    // rewrite_from: sent as the settings' sender, the original in Reply-To.
+    let (app2, key2) = server
+        .new_app(json!({"name": "Legacy", "rewrite_from": true}))
+        .await;
+    send_through(&server, Some((&app2, &key2)), &stranger, "rewritten").await;
+    wait_received(&rig, 1).await;
+    let m = &rig.smtp.messages()[0];
+    assert_eq!(m.mail_from, mailer());
+    assert!(
+        m.data.contains(&format!("Reply-To: {stranger}")),
+        "{}",
+        m.data
+    );
+    assert!(m.data.contains(&format!("<{}>", mailer())), "{}", m.data);
+}
+
+#[tokio::test]
+async fn a_trusted_network_sends_without_auth_and_is_named_as_the_source() {
+    let (rig, server) = relay_rig(|a| {
+        a.relay.smtp_trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let m = send_through(&server, None, &mailer(), "from the printer").await;
+    assert_eq!(m["app"], "trusted network 127.0.0.1", "{m}");
+    wait_received(&rig, 1).await;
+    // Only the settings' addresses may send from a trusted network.
+    let err = client(&server, None, Mechanism::Plain)
+        .send(message(
+            &addr("x", "fabrikam.example"),
+            &[addr("a", "example.org")],
+            "x",
+            "y",
+        ))
+        .await
+        .expect_err("not allowed");
+    assert_code(&err, "550");
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_with_421() {
+    let (_rig, server) =
+        relay_rig(|a| a.relay.smtp_idle_timeout = Duration::from_millis(300)).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    let r = w.reply().await;
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert_eq!(w.reply().await, "", "closed");
+}
+
+#[tokio::test]
+async fn a_key_revoked_mid_session_stops_working_at_once() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Old app"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    assert!(w
+        .command(&format!("MAIL FROM:<{}>", mailer()))
+        .await
+        .starts_with("250"));
+    assert!(w.command("RSET").await.starts_with("250"));
+    let (status, _) = server
+        .admin(reqwest::Method::DELETE, &format!("/api/apps/{app}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    assert!(r.starts_with("530 5.7.0") && r.contains("revoked"), "{r}");
+    // Revoked during DATA: the message is refused, not queued.
+    let (app, key) = server.new_app(json!({"name": "Another"})).await;
+    let mut w = Wire::at_data(&server, &app, &key).await;
+    server
+        .admin(reqwest::Method::DELETE, &format!("/api/apps/{app}"), None)
+        .await;
+    let r = w
+        .command(&format!(
+            "From: {}\r\nSubject: s\r\n\r\nbody\r\n.",
+            mailer()
+        ))
+        .await;
+    assert!(r.starts_with("530 5.7.0"), "{r}");
+    assert_eq!(server.queue().await["counts"]["queued"], 0);
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Every line the relay sent is a reply: three digits, then a space or a dash.
+fn all_replies(text: &str) -> bool {
+    text.lines().all(|l| {
+        l.len() >= 4
+            && l.as_bytes()[..3].iter().all(u8::is_ascii_digit)
+            && matches!(l.as_bytes()[3], b' ' | b'-')
+    })
+}
+
+#[tokio::test]
+async fn garbage_gets_errors_or_a_close_and_the_next_client_is_served() {
+    use rand::{Rng, SeedableRng};
+    let (rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Fuzz"})).await;
+    let target = smtp(&server);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x6d61_696c_726f_6f6d);
+    let words = [
+        "EHLO",
+        "HELO",
+        "MAIL FROM:",
+        "RCPT TO:",
+        "DATA",
+        "RSET",
+        "AUTH",
+        "AUTH PLAIN",
+        "AUTH LOGIN",
+        "STARTTLS",
+        "BDAT 10",
+        "NOOP",
+        "VRFY",
+        "<",
+        ">",
+        "@",
+        ":",
+        "\0",
+        "\n",
+        "\r",
+        "\r\n",
+        ".",
+        "SIZE=",
+        "x",
+        "\u{ff}",
+    ];
+    let started = Instant::now();
+    for round in 0..120 {
+        let mut input = Vec::new();
+        let parts = rng.gen_range(1..40);
+        for _ in 0..parts {
+            match rng.gen_range(0..10) {
+                0 => input.extend((0..rng.gen_range(1..64)).map(|_| rng.gen::<u8>())),
+                _ => input.extend_from_slice(words[rng.gen_range(0..words.len())].as_bytes()),
+            }
+            if rng.gen_bool(0.3) {
+                input.extend_from_slice(if rng.gen_bool(0.2) { b"\n" } else { b"\r\n" });
+            }
+        }
+        let mut s = TcpStream::connect(target).await.unwrap();
+        let mut got = Vec::new();
+        let _ = s.write_all(&input).await;
+        if round % 3 == 0 {
+            // An early disconnect, mid-command.
+            drop(s);
+            continue;
+        }
+        let _ = s.shutdown().await;
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+        assert!(
+            read.is_ok(),
+            "round {round}: the relay neither answered nor closed"
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("220 "), "round {round}: {text}");
+        assert!(all_replies(&text), "round {round}: {text:?}");
+    }
+    // A huge line without an end: refused, never buffered whole.
+    let before = rss_kib();
+    let mut s = TcpStream::connect(target).await.unwrap();
+    let chunk = vec![b'A'; 1 << 20];
+    for _ in 0..64 {
+        if s.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.shutdown().await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("500 5.5.2") || text.contains("421 4.7.0"),
+        "{text}"
+    );
+    let grown = rss_kib().saturating_sub(before);
+    assert!(
+        grown < 32 * 1024,
+        "64 MiB of one line grew memory by {grown} KiB"
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+    // And the next real client is served.
+    send_through(&server, Some((&app, &key)), &mailer(), "after the storm").await;
+    wait_received(&rig, 1).await;
+}
+
+#[tokio::test]
+async fn the_hundred_and_first_connection_is_told_to_come_back() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        let (w, greeting) = Wire::connect(smtp(&server)).await;
+        assert!(greeting.starts_with("220"), "{greeting}");
+        open.push(w);
+    }
+    let (_, greeting) = Wire::connect(smtp(&server)).await;
+    assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    drop(open);
+    // Slots come back when sessions end.
+    let started = Instant::now();
+    loop {
+        let (_, greeting) = Wire::connect(smtp(&server)).await;
+        if greeting.starts_with("220") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{greeting}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
