@@ -17,8 +17,24 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Parses the command line and runs it.
+/// Parses the command line and runs it. Called as `sendmail` (a symlink),
+/// or as `mailroom sendmail`, it takes sendmail's own options instead.
 pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let called = args
+        .first()
+        .map(std::path::Path::new)
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if called == "sendmail" {
+        return crate::sendmail::run(&args[1..]);
+    }
+    if args.get(1).map(String::as_str) == Some("sendmail") {
+        return crate::sendmail::run(&args[2..]);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -29,6 +45,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check(args)) => runtime.block_on(crate::test_email::check::run(args)),
+        Some(Command::Sendmail { .. }) => crate::sendmail::run(&args[2..]),
         Some(Command::Serve(args)) => runtime.block_on(serve(*args)),
         None => runtime.block_on(serve(cli.serve)),
     }

@@ -16,6 +16,7 @@ pub mod messages;
 pub mod metrics;
 pub mod queue;
 pub mod relay;
+pub mod sendmail;
 pub mod server;
 pub mod settings;
 pub mod state;

@@ -344,6 +344,20 @@ fn field_name(field: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Bare LF line ends become CRLF; CRLF stays.
+fn crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    let mut previous = 0u8;
+    for &b in raw {
+        if b == b'\n' && previous != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        previous = b;
+    }
+    out
+}
+
 /// A whole message (`message/rfc822`): parsed with mail-parser, its envelope
 /// from the query or its headers, Bcc removed, Message-ID and Date added when
 /// missing, and From rewritten for a `rewrite_from` app.
@@ -355,6 +369,8 @@ pub(crate) fn build_raw(
     rewrite_from: bool,
 ) -> Result<Built, Errors> {
     let mut errors = Errors::new();
+    // Upstream SMTP wants CRLF; scripts often write bare LF.
+    let raw = &crlf(raw);
     let text = String::from_utf8_lossy(raw);
     let (head, rest) = match text
         .find("\r\n\r\n")
@@ -377,7 +393,18 @@ pub(crate) fn build_raw(
         })
         .unwrap_or_default()
     };
-    let header_from = addresses(parsed.from()).into_iter().next();
+    // A message without From (cron, PHP mail()) is from its envelope sender,
+    // or else from the settings' sender, as sendmail would write it.
+    let (header_from, added_from) = match addresses(parsed.from()).into_iter().next() {
+        Some(f) => (Some(f), None),
+        None => {
+            let f = query_from
+                .clone()
+                .filter(|f| !f.is_empty())
+                .or_else(|| settings.map(|s| s.sender_email.clone()));
+            (f.clone(), f)
+        }
+    };
     let envelope_from = query_from.or_else(|| header_from.clone());
     let mut recipients = if query_to.is_empty() {
         let mut all = addresses(parsed.to());
@@ -389,7 +416,11 @@ pub(crate) fn build_raw(
     };
     recipients.retain(|r| !r.is_empty());
     match (&header_from, &envelope_from) {
-        (None, _) => add(&mut errors, "from", "The message has no From header."),
+        (None, _) => add(
+            &mut errors,
+            "from",
+            "The message has no From header, and no settings are saved to take the sender from.",
+        ),
         (_, Some(f)) if mailroom_shared::parse::check_email(f).is_err() => add(
             &mut errors,
             "from",
@@ -430,6 +461,9 @@ pub(crate) fn build_raw(
         .into_iter()
         .filter(|f| field_name(f) != "bcc")
         .collect();
+    if let Some(from) = added_from {
+        fields.insert(0, format!("From: {from}\r\n"));
+    }
     let mut envelope_from = envelope_from.unwrap_or_default();
     if rewrite_from {
         if let Some(s) = settings {

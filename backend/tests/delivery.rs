@@ -14,16 +14,6 @@ fn mail(to: &[String], subject: &str) -> Value {
     json!({"to": to, "subject": subject, "text": "Hello from the tests."})
 }
 
-async fn sending_rig() -> (Loopback, Running, String) {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = start(&rig, |_| {}).await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
-    let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
-    (rig, server, key)
-}
-
 /// The real binary (at `rate` a minute) with saved settings, an app, and `n`
 /// acknowledged messages named `{prefix}{i}`: the binary, a client for it, and the ids.
 async fn binary_with_queue(
@@ -97,18 +87,6 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
         twice <= 3,
         "only messages in flight at the kill may arrive twice: {twice}"
     );
-}
-
-async fn wait_received(rig: &Loopback, n: usize) {
-    let started = Instant::now();
-    while rig.smtp.messages().len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} of {n} messages arrived",
-            rig.smtp.messages().len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

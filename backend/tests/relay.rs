@@ -13,24 +13,19 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use mailroom_backend::config::{ServeArgs, SmtpListen};
-use mailroom_fakes::{addr, Loopback, SmtpConfig};
+use mailroom_fakes::{addr, Loopback};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// A server with the relay on port 0 and saved settings for the fake upstream.
 async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = start(&rig, |a| {
+    saved_rig(|a| {
         a.relay.smtp_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
         a.relay.smtp_hostname = Some("localhost".into());
         tweak(a);
     })
-    .await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
-    (rig, server)
+    .await
 }
 
 fn smtp(server: &Running) -> SocketAddr {
@@ -104,18 +99,6 @@ fn queued_id(r: &lettre::transport::smtp::response::Response) -> String {
         .find(|w| w.starts_with("msg_"))
         .unwrap_or_else(|| panic!("no id in {text}"));
     id.to_string()
-}
-
-async fn wait_received(rig: &Loopback, n: usize) {
-    let started = Instant::now();
-    while rig.smtp.messages().len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{} of {n} arrived",
-            rig.smtp.messages().len()
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
 }
 
 /// A plain-socket SMTP client for wire-level tests.

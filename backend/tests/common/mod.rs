@@ -13,7 +13,7 @@ use mailroom_shared::Settings;
 use tower::ServiceExt;
 
 mod running;
-pub use running::{start, Running};
+pub use running::{saved_rig, sending_rig, start, wait_received, Running};
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 pub use mailroom_shared::fixtures::{mailer, CLIENT, SECRET, TENANT};

@@ -177,3 +177,33 @@ impl Running {
         }
     }
 }
+
+/// A server against a fresh rig, with settings saved for its fake upstream.
+pub async fn saved_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
+    let rig = Loopback::start(mailroom_fakes::SmtpConfig::default()).await;
+    let server = start(&rig, tweak).await;
+    server
+        .save(&super::oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    (rig, server)
+}
+
+/// [`saved_rig`] with an app: the rig, the server and the app's key.
+pub async fn sending_rig() -> (Loopback, Running, String) {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
+    (rig, server, key)
+}
+
+/// Waits until the fake upstream has `n` messages.
+pub async fn wait_received(rig: &Loopback, n: usize) {
+    let started = Instant::now();
+    while rig.smtp.messages().len() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {n} messages arrived",
+            rig.smtp.messages().len()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}

@@ -1,0 +1,437 @@
+//! `mailroom sendmail` (docs/API.md §1), also run when the binary is called
+//! as `sendmail`: reads one message on stdin and submits it to a running
+//! Mailroom over `POST /api/messages` as `message/rfc822`, with the envelope
+//! in the query, so cron, PHP `mail()` and scripts work unchanged.
+//!
+//! The command line follows sendmail's own (single-dash options, values
+//! attached or separate), which is why it is read here rather than by clap.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit codes from sysexits.h, as the contract lists them.
+pub mod exit {
+    /// Queued.
+    pub const OK: u8 = 0;
+    /// A usage error.
+    pub const USAGE: u8 = 64;
+    /// The message is malformed.
+    pub const DATAERR: u8 = 65;
+    /// The server refused it.
+    pub const UNAVAILABLE: u8 = 69;
+    /// The server is unreachable or busy: try again.
+    pub const TEMPFAIL: u8 = 75;
+    /// The key is missing or wrong.
+    pub const NOPERM: u8 = 77;
+}
+
+/// Where the key lives when `MAILROOM_APP_KEY` is not set.
+pub const KEY_FILE: &str = "/etc/mailroom/app-key";
+/// The server when `MAILROOM_URL` is not set.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// What the command line asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `-t`: recipients from To, Cc and Bcc as well.
+    pub from_headers: bool,
+    /// `-i` or `-oi`: a lone dot does not end the message.
+    pub ignore_dots: bool,
+    /// `-f` (or `-r`): the envelope sender.
+    pub sender: Option<String>,
+    /// `-v`: say what happened.
+    pub verbose: bool,
+    /// The recipient arguments.
+    pub recipients: Vec<String>,
+}
+
+/// Options that take a value, attached (`-fX`) or as the next argument.
+const WITH_VALUE: &[char] = &[
+    'f', 'r', 'F', 'N', 'R', 'V', 'X', 'L', 'h', 'C', 'O', 'p', 'q',
+];
+
+/// Reads sendmail's command line (without the program name).
+pub fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        i += 1;
+        if a == "--" {
+            o.recipients.extend(args[i..].iter().cloned());
+            break;
+        }
+        let Some(flag) = a.strip_prefix('-').filter(|f| !f.is_empty()) else {
+            o.recipients.push(a.clone());
+            continue;
+        };
+        let mut chars = flag.chars();
+        let c = chars.next().unwrap_or_default();
+        let rest: String = chars.collect();
+        match c {
+            't' if rest.is_empty() => o.from_headers = true,
+            'i' if rest.is_empty() => o.ignore_dots = true,
+            'v' if rest.is_empty() => o.verbose = true,
+            // -oi is the one -o option that matters; -oem, -odi, -oQ… are ignored.
+            'o' => {
+                if rest == "i" {
+                    o.ignore_dots = true
+                }
+            }
+            // -B8BITMIME, -B7BIT: the server takes either.
+            'B' => {
+                if rest.is_empty() {
+                    i += 1;
+                }
+            }
+            // -bm (deliver mail) is what this does; other modes are not offered.
+            'b' => {
+                if rest != "m" {
+                    return Err(format!(
+                        "-b{rest} is not supported: mailroom sendmail only submits a message (-bm)"
+                    ));
+                }
+            }
+            'G' | 'U' | 'n' | 'm' | 'e' | 's' | 'x' | 'A' => {}
+            c if WITH_VALUE.contains(&c) => {
+                let value = if rest.is_empty() {
+                    let v = args
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("-{c} needs a value"))?;
+                    i += 1;
+                    v
+                } else {
+                    rest
+                };
+                match c {
+                    'f' | 'r' => o.sender = Some(value.trim().to_string()),
+                    'q' => {
+                        return Err("-q (run the queue) is not supported: Mailroom's server delivers its own queue".into())
+                    }
+                    _ => {}
+                }
+            }
+            _ => return Err(format!("unknown option -{flag}")),
+        }
+    }
+    if o.sender.as_deref() == Some("") || o.sender.as_deref() == Some("<>") {
+        o.sender = None;
+    }
+    Ok(o)
+}
+
+/// Reads the message: to the end, or without `-i` to a line holding only a dot.
+pub fn read_message(input: &mut impl Read, ignore_dots: bool) -> std::io::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    input.read_to_end(&mut all)?;
+    if ignore_dots {
+        return Ok(all);
+    }
+    let mut end = 0;
+    for line in all.split_inclusive(|b| *b == b'\n') {
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare == b"." {
+            break;
+        }
+        end += line.len();
+    }
+    all.truncate(end);
+    Ok(all)
+}
+
+/// The addresses of To, Cc and Bcc (for `-t`).
+fn header_recipients(raw: &[u8]) -> Vec<String> {
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return Vec::new();
+    };
+    [parsed.to(), parsed.cc(), parsed.bcc()]
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a.iter().filter_map(|x| x.address().map(str::to_string)))
+        .collect()
+}
+
+/// The query of §7: `from=` and `to=` repeated.
+pub fn envelope_query(o: &Options, raw: &[u8]) -> Result<String, String> {
+    let mut to = o.recipients.clone();
+    if o.from_headers {
+        to.extend(header_recipients(raw));
+    }
+    let mut seen = Vec::new();
+    to.retain(|a| {
+        let lower = a.trim().to_ascii_lowercase();
+        let new = !lower.is_empty() && !seen.contains(&lower);
+        seen.push(lower);
+        new
+    });
+    if to.is_empty() {
+        return Err(
+            "no recipients: give them as arguments, or use -t to read To, Cc and Bcc".into(),
+        );
+    }
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    if let Some(from) = &o.sender {
+        q.append_pair("from", from);
+    }
+    for t in &to {
+        q.append_pair("to", t.trim());
+    }
+    Ok(q.finish())
+}
+
+fn app_key() -> Result<String, String> {
+    if let Ok(k) = std::env::var("MAILROOM_APP_KEY") {
+        if !k.trim().is_empty() {
+            return Ok(k.trim().to_string());
+        }
+    }
+    match std::fs::read_to_string(KEY_FILE) {
+        Ok(k) if !k.trim().is_empty() => Ok(k.trim().to_string()),
+        Ok(_) => Err(format!(
+            "{KEY_FILE} is empty: put the app's key (mr_…) in it"
+        )),
+        Err(e) => Err(format!(
+            "no app key: set MAILROOM_APP_KEY, or put the key in {KEY_FILE} ({e})"
+        )),
+    }
+}
+
+/// The server's `message` and field errors, on one line.
+fn server_says(body: &str) -> String {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.trim().chars().take(300).collect();
+    };
+    let mut text = v["message"].as_str().unwrap_or_default().to_string();
+    if let Some(errors) = v["errors"].as_object() {
+        for (field, list) in errors {
+            for m in list.as_array().into_iter().flatten() {
+                text.push_str(&format!(" {field}: {}", m.as_str().unwrap_or_default()));
+            }
+        }
+    }
+    text
+}
+
+/// Maps the server's answer to an exit code and a message.
+pub fn outcome(status: u16, body: &str) -> (u8, String) {
+    let says = server_says(body);
+    match status {
+        200..=299 => (exit::OK, says),
+        401 => (exit::NOPERM, format!("the app key was refused: {says}")),
+        400 => (exit::DATAERR, says),
+        422 => {
+            let malformed = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["errors"].as_object().map(|e| e.contains_key("message")))
+                .unwrap_or(false);
+            (
+                if malformed {
+                    exit::DATAERR
+                } else {
+                    exit::UNAVAILABLE
+                },
+                says,
+            )
+        }
+        408 | 429 | 500..=599 => (
+            exit::TEMPFAIL,
+            format!("the server is busy or failing ({status}): {says}; try again"),
+        ),
+        _ => (
+            exit::UNAVAILABLE,
+            format!("the server refused the message ({status}): {says}"),
+        ),
+    }
+}
+
+async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> (u8, String) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return (exit::TEMPFAIL, format!("cannot start the HTTP client: {e}")),
+    };
+    let endpoint = format!("{}/api/messages?{query}", url.trim_end_matches('/'));
+    let sent = client
+        .post(&endpoint)
+        .bearer_auth(key)
+        .header(reqwest::header::CONTENT_TYPE, "message/rfc822")
+        .body(raw)
+        .send()
+        .await;
+    match sent {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            outcome(status, &body)
+        }
+        Err(e) => (
+            exit::TEMPFAIL,
+            format!("cannot reach Mailroom at {url}: {e}; is `mailroom serve` running? Set MAILROOM_URL if it runs elsewhere"),
+        ),
+    }
+}
+
+/// Runs `mailroom sendmail ARGS` (the program name not included).
+pub fn run(args: &[String]) -> ExitCode {
+    let fail = |code: u8, text: &str| {
+        eprintln!("sendmail: {text}");
+        ExitCode::from(code)
+    };
+    let options = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            return fail(
+                exit::USAGE,
+                &format!(
+                    "{e}\nusage: mailroom sendmail [-t] [-i] [-f FROM] [RECIPIENT...] < message"
+                ),
+            )
+        }
+    };
+    let raw = match read_message(&mut std::io::stdin().lock(), options.ignore_dots) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                exit::DATAERR,
+                &format!("cannot read the message on stdin: {e}"),
+            )
+        }
+    };
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return fail(exit::DATAERR, "the message on stdin is empty");
+    }
+    let query = match envelope_query(&options, &raw) {
+        Ok(q) => q,
+        Err(e) => return fail(exit::USAGE, &e),
+    };
+    let key = match app_key() {
+        Ok(k) => k,
+        Err(e) => return fail(exit::NOPERM, &e),
+    };
+    let url = std::env::var("MAILROOM_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.into());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(exit::TEMPFAIL, &format!("cannot start: {e}")),
+    };
+    let (code, text) = runtime.block_on(submit(url.trim(), &key, &query, raw));
+    if code == exit::OK {
+        if options.verbose {
+            eprintln!("sendmail: queued by Mailroom ({text})");
+        }
+        return ExitCode::SUCCESS;
+    }
+    fail(code, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_options_cron_and_php_pass_are_understood_or_ignored() {
+        let o = parse(&args(&[
+            "-t",
+            "-i",
+            "-f",
+            "cron@contoso.test",
+            "-FCron Daemon",
+            "-oem",
+            "-odi",
+            "-B8BITMIME",
+            "-v",
+            "admin@contoso.test",
+        ]))
+        .unwrap();
+        assert!(o.from_headers && o.ignore_dots && o.verbose);
+        assert_eq!(o.sender.as_deref(), Some("cron@contoso.test"));
+        assert_eq!(o.recipients, vec!["admin@contoso.test".to_string()]);
+        let o = parse(&args(&[
+            "-oi",
+            "-fphp@contoso.test",
+            "--",
+            "-odd@contoso.test",
+        ]))
+        .unwrap();
+        assert!(o.ignore_dots);
+        assert_eq!(o.sender.as_deref(), Some("php@contoso.test"));
+        assert_eq!(o.recipients, vec!["-odd@contoso.test".to_string()]);
+        assert!(parse(&args(&["-f"]))
+            .unwrap_err()
+            .contains("-f needs a value"));
+        assert!(parse(&args(&["-bs"])).unwrap_err().contains("-bs"));
+        assert!(parse(&args(&["-Z"]))
+            .unwrap_err()
+            .contains("unknown option -Z"));
+    }
+
+    #[test]
+    fn a_lone_dot_ends_the_message_unless_i() {
+        let text = b"Subject: x\r\n\r\nline\r\n.\r\nafter\r\n";
+        assert_eq!(
+            read_message(&mut &text[..], false).unwrap(),
+            b"Subject: x\r\n\r\nline\r\n"
+        );
+        assert_eq!(read_message(&mut &text[..], true).unwrap(), text.to_vec());
+        let lf = b"Subject: x\n\nline\n.\n";
+        assert_eq!(
+            read_message(&mut &lf[..], false).unwrap(),
+            b"Subject: x\n\nline\n"
+        );
+    }
+
+    #[test]
+    fn recipients_come_from_arguments_and_with_t_the_headers() {
+        let raw = b"To: a@contoso.test\r\nCc: b@contoso.test\r\nBcc: c@contoso.test\r\nSubject: s\r\n\r\nx\r\n";
+        let o = Options {
+            from_headers: true,
+            recipients: vec!["d@contoso.test".into()],
+            ..Default::default()
+        };
+        let q = envelope_query(&o, raw).unwrap();
+        assert_eq!(
+            q,
+            "to=d%40contoso.test&to=a%40contoso.test&to=b%40contoso.test&to=c%40contoso.test"
+        );
+        let o = Options::default();
+        assert!(envelope_query(&o, raw)
+            .unwrap_err()
+            .contains("no recipients"));
+    }
+
+    #[test]
+    fn answers_map_to_sysexits() {
+        assert_eq!(outcome(202, r#"{"id":"msg_1","status":"queued"}"#).0, 0);
+        assert_eq!(outcome(401, r#"{"message":"bad key"}"#).0, 77);
+        assert_eq!(
+            outcome(
+                422,
+                r#"{"message":"m","errors":{"message":["not RFC 5322"]}}"#
+            )
+            .0,
+            65
+        );
+        assert_eq!(
+            outcome(422, r#"{"message":"m","errors":{"from":["not allowed"]}}"#).0,
+            69
+        );
+        assert_eq!(outcome(413, "{}").0, 69);
+        assert_eq!(outcome(503, "{}").0, 75);
+        assert_eq!(outcome(429, "{}").0, 75);
+    }
+}

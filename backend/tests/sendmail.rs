@@ -1,0 +1,187 @@
+//! `mailroom sendmail` end to end: the real binary reads a message on stdin
+//! and submits it to a real server, which delivers it to the fake upstream.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use mailroom_fakes::addr;
+use tokio::io::AsyncWriteExt;
+
+struct Ran {
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Runs `program args` with `env`, the message on stdin.
+async fn run(program: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Ran {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .env_remove("MAILROOM_APP_KEY")
+        .env_remove("MAILROOM_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("sendmail ends")
+        .unwrap();
+    Ran {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_mailroom"))
+}
+
+#[tokio::test]
+async fn dash_t_sends_to_to_cc_and_bcc_and_the_bcc_header_is_gone() {
+    let (rig, server, key) = sending_rig().await;
+    let (to, bcc) = (addr("ops", "example.org"), addr("audit", "example.org"));
+    // Bare LF line ends, as scripts write them.
+    let message = format!(
+        "From: {}\nTo: {to}\nBcc: {bcc}\nSubject: nightly backup\n\nBackup finished.\n",
+        mailer()
+    );
+    let ran = run(
+        binary(),
+        &["sendmail", "-t", "-i"],
+        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        &message,
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    wait_received(&rig, 1).await;
+    let m = &rig.smtp.messages()[0];
+    let mut got = m.rcpt_to.clone();
+    got.sort();
+    assert_eq!(got, vec![bcc.clone(), to.clone()]);
+    assert!(!m.data.contains("Bcc:"), "{}", m.data);
+    assert!(!m.data.contains(&bcc), "{}", m.data);
+    assert!(
+        m.data.contains("Subject: nightly backup\r\n"),
+        "CRLF: {:?}",
+        m.data
+    );
+    assert!(m.data.contains("Message-ID:") && m.data.contains("Date:"));
+}
+
+#[tokio::test]
+async fn called_as_sendmail_with_arguments_like_cron_and_php_mail() {
+    let (rig, server, key) = sending_rig().await;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("sendmail");
+    std::os::unix::fs::symlink(binary(), &link).unwrap();
+    let to = addr("admin", "example.org");
+    // No From header: it comes from -f. Without -i, a lone dot ends the message.
+    let message = "Subject: cron output\n\nline one\n.\nnot part of it\n";
+    let from = mailer();
+    let ran = run(
+        &link,
+        &["-oi", "-oem", "-f", &from, "-FCron Daemon", &to],
+        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        message,
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    let ran = run(
+        &link,
+        &["-f", &from, &to],
+        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        message,
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    wait_received(&rig, 2).await;
+    let got = rig.smtp.messages();
+    let with_i = got.iter().find(|m| m.data.contains("not part of it"));
+    let without_i = got.iter().find(|m| !m.data.contains("not part of it"));
+    assert!(with_i.is_some() && without_i.is_some(), "{got:?}");
+    for m in &got {
+        assert_eq!(m.rcpt_to, vec![to.clone()]);
+        assert!(m.data.contains(&format!("From: {from}")), "{}", m.data);
+    }
+}
+
+#[tokio::test]
+async fn exit_codes_follow_sysexits() {
+    let (_rig, server, key) = sending_rig().await;
+    let to = addr("a", "example.org");
+    let message = format!("From: {}\nSubject: s\n\nbody\n", mailer());
+    // A wrong key: 77.
+    let ran = run(
+        binary(),
+        &["sendmail", &to],
+        &[
+            ("MAILROOM_URL", &server.url),
+            ("MAILROOM_APP_KEY", "mr_wrong"),
+        ],
+        &message,
+    )
+    .await;
+    assert_eq!(ran.code, Some(77), "{}", ran.stderr);
+    assert!(ran.stderr.contains("key"), "{}", ran.stderr);
+    // A closed port: 75, try again.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("http://127.0.0.1:{port}");
+    let ran = run(
+        binary(),
+        &["sendmail", &to],
+        &[("MAILROOM_URL", &url), ("MAILROOM_APP_KEY", &key)],
+        &message,
+    )
+    .await;
+    assert_eq!(ran.code, Some(75), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("cannot reach Mailroom"),
+        "{}",
+        ran.stderr
+    );
+    // No recipients: 64.
+    let ran = run(
+        binary(),
+        &["sendmail"],
+        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        &message,
+    )
+    .await;
+    assert_eq!(ran.code, Some(64), "{}", ran.stderr);
+    // A From the app may not use: the server refuses it, 69, and says why.
+    let stranger = format!(
+        "From: {}\nSubject: s\n\nbody\n",
+        addr("x", "fabrikam.example")
+    );
+    let ran = run(
+        binary(),
+        &["sendmail", &to],
+        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        &stranger,
+    )
+    .await;
+    assert_eq!(ran.code, Some(69), "{}", ran.stderr);
+    assert!(ran.stderr.contains("allowed_from"), "{}", ran.stderr);
+    // Not a message at all: 65.
+    let ran = run(
+        binary(),
+        &["sendmail", &to],
+        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        "just some words without headers",
+    )
+    .await;
+    assert_eq!(ran.code, Some(65), "{}", ran.stderr);
+    assert_eq!(server.queue().await["counts"]["queued"], 0);
+}
