@@ -421,3 +421,120 @@ async fn bench_sending() {
     println!("BENCH sending {json}");
     std::fs::write(out_dir().join("sending.json"), json.to_string()).unwrap();
 }
+
+/// Messages through the SMTP relay: 8 lettre connections, each reused, over
+/// STARTTLS with AUTH; about 10 KB each. Delivery is paused meanwhile (the
+/// settings point at a closed port), so acceptance is measured alone. The
+/// latency is from the end of DATA (the final dot) to the `250`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_relay() {
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+    use lettre::transport::smtp::extension::ClientId;
+    let n: usize = std::env::var("MAILROOM_BENCH_RELAY_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    const CLIENTS: usize = 8;
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let spawned = spawn_mailroom_with(
+        &rig,
+        &data,
+        &[
+            "--delivery-rate",
+            "0",
+            "--smtp-listen",
+            "127.0.0.1:0",
+            "--smtp-hostname",
+            "localhost",
+        ],
+    )
+    .await;
+    let (url, smtp) = (spawned.url.clone(), spawned.smtp.expect("relay"));
+    let http = reqwest::Client::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    put_settings(&http, &url, &oauth_settings("localhost", closed_port)).await;
+    let created: serde_json::Value = http
+        .post(format!("{url}/api/apps"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "relay bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (app, key) = (
+        created["app"]["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    let pem = std::fs::read(data.join("smtp-tls-cert.pem")).unwrap();
+    let text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(175);
+    let from: lettre::Address = mailer().parse().unwrap();
+    let to: lettre::Address = addr("admin", "contoso.com").parse().unwrap();
+    let started = Instant::now();
+    let workers = (0..CLIENTS).map(|c| {
+        let (pem, app, key, text, from, to) = (
+            pem.clone(),
+            app.clone(),
+            key.clone(),
+            text.clone(),
+            from.clone(),
+            to.clone(),
+        );
+        tokio::spawn(async move {
+            let hello = ClientId::Domain("bench.localhost".into());
+            let tls = TlsParameters::builder("localhost".into())
+                .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+                .build_rustls()
+                .unwrap();
+            let mut conn = AsyncSmtpConnection::connect_tokio1(
+                smtp,
+                Some(Duration::from_secs(30)),
+                &hello,
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+            conn.starttls(tls, &hello).await.unwrap();
+            conn.auth(&[Mechanism::Plain], &Credentials::new(app, key))
+                .await
+                .unwrap();
+            let mut lat = Vec::new();
+            for i in 0..n / CLIENTS {
+                let body =
+                    format!("From: {from}\r\nTo: {to}\r\nSubject: relay {c}-{i}\r\n\r\n{text}\r\n");
+                conn.command(Mail::new(Some(from.clone()), vec![]))
+                    .await
+                    .unwrap();
+                conn.command(Rcpt::new(to.clone(), vec![])).await.unwrap();
+                conn.command(Data).await.unwrap();
+                let t = Instant::now();
+                let r = conn.message(body.as_bytes()).await.unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert!(r.is_positive());
+            }
+            let _ = conn.quit().await;
+            lat
+        })
+    });
+    let mut lat = Vec::new();
+    for w in futures_util::future::join_all(workers).await {
+        lat.extend(w.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let json = serde_json::json!({
+        "messages": lat.len(), "clients": CLIENTS, "message_bytes": text.len() + 120,
+        "accepted_per_s": lat.len() as f64 / secs, "seconds": secs,
+        "end_of_data_p50_ms": median(lat.clone()), "end_of_data_p99_ms": percentile(lat, 0.99),
+    });
+    println!("BENCH relay {json}");
+    std::fs::write(out_dir().join("relay.json"), json.to_string()).unwrap();
+}

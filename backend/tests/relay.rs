@@ -194,6 +194,11 @@ async fn starttls_and_auth_then_the_message_reaches_the_upstream() {
         got[0].rcpt_to
     );
     assert!(got.iter().all(|m| m.data.contains("Message-ID:")));
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("mailroom_relay_messages_accepted_total 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

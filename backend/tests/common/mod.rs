@@ -108,22 +108,36 @@ pub async fn spawn_mailroom(
     data: &std::path::Path,
     rate: &str,
 ) -> (tokio::process::Child, String) {
+    let s = spawn_mailroom_with(
+        rig,
+        data,
+        &["--delivery-rate", rate, "--smtp-listen", "off"],
+    )
+    .await;
+    (s.child, s.url)
+}
+
+/// A started binary: the process, its URL and its relay's address.
+pub struct Spawned {
+    pub child: tokio::process::Child,
+    pub url: String,
+    pub smtp: Option<std::net::SocketAddr>,
+}
+
+/// The real binary on port 0 against a loopback rig, with `extra` options.
+pub async fn spawn_mailroom_with(
+    rig: &mailroom_fakes::Loopback,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> Spawned {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--delivery-rate",
-            rate,
-            "--smtp-listen",
-            "off",
-            "--data-dir",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(["--entra-authority", &rig.authority()])
         .arg("--extra-ca-file")
         .arg(&rig.ca_file)
+        .args(extra)
         .env("MAILROOM_ADMIN_TOKEN", TOKEN)
         .env("MAILROOM_LOG", "warn")
         .stdout(std::process::Stdio::piped())
@@ -131,15 +145,19 @@ pub async fn spawn_mailroom(
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut smtp = None;
     let url = loop {
         let line = lines
             .next_line()
             .await
             .unwrap()
             .expect("mailroom exited before listening");
+        if let Some(addr) = line.strip_prefix("smtp listening on ") {
+            smtp = addr.parse().ok();
+        }
         if let Some(url) = line.strip_prefix("listening on ") {
             break url.to_string();
         }
     };
-    (child, url)
+    Spawned { child, url, smtp }
 }
