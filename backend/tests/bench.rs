@@ -316,6 +316,18 @@ async fn put_settings(http: &reqwest::Client, url: &str, settings: &mailroom_sha
     assert_eq!(r.status(), 200);
 }
 
+/// Saves settings that point at a closed port (delivery pauses) and makes an
+/// app: the port, the app's id and its key.
+async fn paused_with_app(url: &str, name: &str) -> (u16, String, String) {
+    let server = Running::client(url.to_string());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    server.save(&oauth_settings("localhost", port)).await;
+    let (app, key) = server.new_app(serde_json::json!({ "name": name })).await;
+    (port, app, key)
+}
+
 /// Submits `total` messages of about 5 KB from `clients` concurrent clients;
 /// returns the latencies in ms and the seconds taken.
 async fn submit_many(url: &str, key: &str, total: usize, clients: usize) -> (Vec<f64>, f64) {
@@ -360,21 +372,7 @@ async fn bench_sending() {
     let (child, url) = spawn_mailroom(&rig, &dir.path().join("data"), "0").await;
     let http = reqwest::Client::new();
     // Paused (nothing listens at the port) while accepting, so acceptance is measured alone.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
-    put_settings(&http, &url, &oauth_settings("localhost", closed_port)).await;
-    let created: serde_json::Value = http
-        .post(format!("{url}/api/apps"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "bench"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["key"].as_str().unwrap().to_string();
+    let (closed_port, _, key) = paused_with_app(&url, "bench").await;
     let (lat, secs) = submit_many(&url, &key, n, 16).await;
     let accepted_per_s = lat.len() as f64 / secs;
 
@@ -455,25 +453,7 @@ async fn bench_relay() {
     )
     .await;
     let (url, smtp) = (spawned.url.clone(), spawned.smtp.expect("relay"));
-    let http = reqwest::Client::new();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
-    put_settings(&http, &url, &oauth_settings("localhost", closed_port)).await;
-    let created: serde_json::Value = http
-        .post(format!("{url}/api/apps"))
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({"name": "relay bench"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (app, key) = (
-        created["app"]["id"].as_str().unwrap().to_string(),
-        created["key"].as_str().unwrap().to_string(),
-    );
+    let (_, app, key) = paused_with_app(&url, "relay bench").await;
     let pem = std::fs::read(data.join("smtp-tls-cert.pem")).unwrap();
     let text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(175);
     let from: lettre::Address = mailer().parse().unwrap();
