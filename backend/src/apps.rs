@@ -47,6 +47,11 @@ pub fn key_hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// This process's id for message leases: `srv_` and random characters.
+pub fn new_server_id() -> String {
+    new_id("srv")
+}
+
 fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut bytes);

@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq;
 use crate::clock::Clock;
 use crate::crypto::Secret;
 use crate::error::{ApiJson, AppError};
+use crate::store::{SessionStore, StoreError};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "mailroom_session";
@@ -177,10 +178,11 @@ pub fn parse_public_url(url: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{}", host.to_ascii_lowercase()))
 }
 
-/// The sign-in state: the token's digest, live sessions, and failure counts.
+/// The sign-in state: the token's digest, live sessions (in the store, so
+/// every server sees them and they survive a restart), and failure counts.
 pub struct AdminAuth {
     token_digest: [u8; 32],
-    sessions: Mutex<HashMap<[u8; 32], Instant>>,
+    sessions: Arc<dyn SessionStore>,
     /// Failed sign-ins and wrong bearer tokens, per address.
     pub failures: FailureLimit,
     /// The origin of `--public-url`, when set.
@@ -203,10 +205,15 @@ enum Proof {
 
 impl AdminAuth {
     /// Sign-in for this token; `public_origin` from [`parse_public_url`].
-    pub fn new(token: &Secret, public_origin: Option<String>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        token: &Secret,
+        public_origin: Option<String>,
+        sessions: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         AdminAuth {
             token_digest: digest(token.expose()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions,
             failures: FailureLimit::new(clock.clone()),
             public_origin,
             clock,
@@ -218,29 +225,30 @@ impl AdminAuth {
         digest(candidate).ct_eq(&self.token_digest).into()
     }
 
-    fn new_session(&self) -> String {
+    fn now_unix(&self) -> i64 {
+        self.clock.wall().unix_timestamp()
+    }
+
+    /// A new session id; only its digest is stored.
+    async fn new_session(&self) -> Result<String, StoreError> {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let id = hex::encode(bytes);
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.clock.now();
-        sessions.retain(|_, exp| *exp > now);
-        sessions.insert(digest(&id), now + SESSION_TTL);
-        id
-    }
-
-    fn session_valid(&self, id: &str) -> bool {
-        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions
-            .get(&digest(id))
-            .is_some_and(|exp| *exp > self.clock.now())
-    }
-
-    fn end_session(&self, id: &str) {
+        let now = self.now_unix();
         self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&digest(id));
+            .create_session(digest(&id), now + SESSION_TTL.as_secs() as i64, now)
+            .await?;
+        Ok(id)
+    }
+
+    async fn session_valid(&self, id: &str) -> Result<bool, StoreError> {
+        self.sessions
+            .session_valid(digest(id), self.now_unix())
+            .await
+    }
+
+    async fn end_session(&self, id: &str) -> Result<(), StoreError> {
+        self.sessions.end_session(digest(id)).await
     }
 
     /// Whether the session cookie must be `Secure`: `--public-url` is https,
@@ -280,7 +288,7 @@ impl AdminAuth {
 
     /// Who sent the request: a bearer token (counted against the failure
     /// limit when wrong) or a live session cookie.
-    fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Proof, AppError> {
+    async fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Proof, AppError> {
         if let Some(bearer) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -298,9 +306,13 @@ impl AdminAuth {
                 }
             };
         }
-        match CookieJar::from_headers(headers).get(COOKIE) {
-            Some(c) if self.session_valid(c.value()) => Ok(Proof::Cookie),
-            _ => Err(AppError::Unauthorized("Sign in first: send the admin token as `Authorization: Bearer <token>` or sign in on the settings page.".into())),
+        let valid = match CookieJar::from_headers(headers).get(COOKIE) {
+            Some(c) => self.session_valid(c.value()).await?,
+            None => false,
+        };
+        match valid {
+            true => Ok(Proof::Cookie),
+            false => Err(AppError::Unauthorized("Sign in first: send the admin token as `Authorization: Bearer <token>` or sign in on the settings page.".into())),
         }
     }
 }
@@ -328,7 +340,7 @@ pub async fn require_admin(
     next: Next,
 ) -> Response {
     let ip = client_ip(&req);
-    let proof = match auth.authenticate(req.headers(), ip) {
+    let proof = match auth.authenticate(req.headers(), ip).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
@@ -378,7 +390,7 @@ async fn login(
             ));
         }
     }
-    let id = auth.new_session();
+    let id = auth.new_session().await?;
     Ok((
         jar.add(session_cookie(id, secure, SESSION_TTL)),
         StatusCode::NO_CONTENT,
@@ -392,7 +404,9 @@ pub async fn logout(
     headers: HeaderMap,
 ) -> (CookieJar, StatusCode) {
     if let Some(c) = jar.get(COOKIE) {
-        auth.end_session(c.value());
+        if let Err(e) = auth.end_session(c.value()).await {
+            tracing::warn!(error = %e, "cannot end a session in the store");
+        }
     }
     let secure = auth.secure_cookie(&headers);
     (
@@ -451,7 +465,9 @@ mod tests {
 
     #[test]
     fn failures_block_after_the_limit_even_for_the_right_token() {
-        let auth = AdminAuth::new(&Secret::new("t"), None, Arc::new(SystemClock));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
+        let auth = AdminAuth::new(&Secret::new("t"), None, store, Arc::new(SystemClock));
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         for _ in 0..MAX_FAILURES {
             assert!(auth.failures.locked_for(ip).is_none());
@@ -509,17 +525,25 @@ mod tests {
         assert_eq!(limit.attempt(ip, true), Ok(()));
     }
 
-    #[test]
-    fn sessions_expire_after_their_lifetime() {
+    #[tokio::test]
+    async fn sessions_expire_after_their_lifetime_and_end_on_sign_out() {
         let clock = Arc::new(ManualClock::default());
-        let auth = AdminAuth::new(&Secret::new("t"), None, clock.clone());
-        let id = auth.new_session();
-        assert!(auth.session_valid(&id));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
+        let auth = AdminAuth::new(&Secret::new("t"), None, store, clock.clone());
+        let id = auth.new_session().await.unwrap();
+        assert!(auth.session_valid(&id).await.unwrap());
         clock.advance(SESSION_TTL - Duration::from_secs(1));
-        assert!(auth.session_valid(&id));
+        assert!(auth.session_valid(&id).await.unwrap());
         clock.advance(Duration::from_secs(1));
-        assert!(!auth.session_valid(&id), "expired at 12 hours");
-        auth.end_session(&id);
+        assert!(
+            !auth.session_valid(&id).await.unwrap(),
+            "expired at 12 hours"
+        );
+        let other = auth.new_session().await.unwrap();
+        assert!(auth.session_valid(&other).await.unwrap());
+        auth.end_session(&other).await.unwrap();
+        assert!(!auth.session_valid(&other).await.unwrap(), "signed out");
     }
 
     #[test]

@@ -49,9 +49,14 @@ pub struct ServeArgs {
     /// Holds the SQLite database, the encryption key and a generated admin token.
     #[arg(long, env = "MAILROOM_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Where the settings live; default sqlite://<data-dir>/mailroom.db.
-    #[arg(long, env = "MAILROOM_DATABASE_URL")]
+    /// Where everything is kept: default sqlite://<data-dir>/mailroom.db; a
+    /// postgres:// URL lets several servers share one database.
+    #[arg(long, env = "MAILROOM_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// The encryption key for stored secrets; default <data-dir>/secret.key.
+    /// Several servers sharing one PostgreSQL need the same key.
+    #[arg(long, env = "MAILROOM_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// The secret an administrator signs in with; generated on first start when unset.
     #[arg(long, env = "MAILROOM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -154,6 +159,9 @@ pub struct SendingArgs {
     /// How often a paused queue tries again by itself (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_PAUSE_RETRY", default_value = "60s", value_parser = parse_duration)]
     pub pause_retry: std::time::Duration,
+    /// How long a server's claim on a message lasts (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_DELIVERY_LEASE", default_value = "2m", value_parser = parse_duration)]
+    pub delivery_lease: std::time::Duration,
 }
 
 impl Default for SendingArgs {
@@ -165,6 +173,7 @@ impl Default for SendingArgs {
             max_queue_time: std::time::Duration::from_secs(24 * 3600),
             retention: std::time::Duration::from_secs(30 * 24 * 3600),
             pause_retry: crate::delivery::PAUSE_RETRY,
+            delivery_lease: std::time::Duration::from_secs(120),
         }
     }
 }

@@ -110,7 +110,13 @@ impl Cipher {
     /// Loads `<data-dir>/secret.key`, creating it (mode 0600) when absent and
     /// `may_create` is true, that is when no encrypted secret exists yet.
     pub fn load_or_create(data_dir: &Path, may_create: bool) -> Result<Self, KeyError> {
-        let path = data_dir.join("secret.key");
+        Self::load_or_create_at(&data_dir.join("secret.key"), may_create)
+    }
+
+    /// Loads the key file at `path` (`--secret-key-file`), creating it (mode
+    /// 0600) when absent and `may_create`.
+    pub fn load_or_create_at(path: &Path, may_create: bool) -> Result<Self, KeyError> {
+        let path = path.to_path_buf();
         let key = match fs::read(&path) {
             Ok(bytes) if bytes.len() == 32 => bytes,
             Ok(bytes) => return Err(KeyError::WrongSize(path, bytes.len())),

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
-use crate::queue::{AttemptRecord, Claimed, Queue, RecipientOutcome};
+use crate::queue::{AttemptRecord, Claimed, Lease, Queue, RecipientOutcome};
 use crate::settings::{Current, SettingsRepo};
 use crate::test_email::diagnose::{self, Diagnosis};
 use crate::test_email::mask::mask_transcript;
@@ -97,6 +97,8 @@ pub struct DeliveryOptions {
     pub retention: Duration,
     /// How often a paused queue tries again by itself.
     pub pause_retry: Duration,
+    /// How long a claim lasts before another server may take the message.
+    pub lease: Duration,
 }
 
 /// The delivery engine.
@@ -126,6 +128,8 @@ pub struct Engine {
     maybe_paused: Arc<AtomicBool>,
     /// Group commit: attempts from all workers are written together.
     recorder: mpsc::UnboundedSender<Pending>,
+    /// This process's claims.
+    lease: Lease,
 }
 
 /// An attempt waiting for the recorder, and who waits for its commit.
@@ -182,6 +186,10 @@ impl Engine {
         tokio::spawn(recorder(queue.clone(), clock.clone(), rx));
         Engine {
             recorder: recorder_tx,
+            lease: Lease {
+                owner: crate::apps::new_server_id(),
+                seconds: options.lease.as_secs().max(1) as i64,
+            },
             maybe_paused: Arc::new(AtomicBool::new(false)),
             queue,
             wake: settings.wake.clone(),
@@ -199,7 +207,7 @@ impl Engine {
     /// Puts messages left `sending` by a crash back in the queue, then starts
     /// the workers and the housekeeping. They stop when `stop` turns true.
     pub async fn start(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        match self.queue.requeue_sending().await {
+        match self.queue.requeue_sending(unix(&*self.clock)).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(n, "messages left sending by a crash are queued again"),
             Err(e) => tracing::error!(error = %e, "cannot requeue messages left sending"),
@@ -271,7 +279,11 @@ impl Engine {
             } else {
                 1
             };
-            let claimed = match self.queue.claim(unix(&*self.clock), batch).await {
+            let claimed = match self
+                .queue
+                .claim(unix(&*self.clock), batch, &self.lease)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(worker, error = %e, "cannot claim messages");
@@ -296,6 +308,24 @@ impl Engine {
             let mut rest = claimed.into_iter();
             while let Some(message) = rest.next() {
                 self.take_slot().await;
+                // A lease that ran out (a very slow batch) may be another
+                // server's now: leave that message to it.
+                match self
+                    .queue
+                    .renew(&message.id, unix(&*self.clock), &self.lease)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::error!(worker, error = %e, "cannot renew a lease");
+                        let ids = std::iter::once(message.id)
+                            .chain(rest.by_ref().map(|m| m.id))
+                            .collect();
+                        let _ = self.queue.release(ids).await;
+                        break;
+                    }
+                }
                 conn = self.deliver(message, &current, conn).await;
                 // A pause or a stop ends the batch: the others go back unattempted.
                 let paused =
@@ -319,6 +349,23 @@ impl Engine {
             return;
         }
         let gap = Duration::from_secs(60) / self.options.rate_per_minute;
+        // Shared by all servers when the store keeps the slot (PostgreSQL).
+        let now_ms = (self.clock.wall().unix_timestamp_nanos() / 1_000_000) as i64;
+        match self
+            .queue
+            .reserve_slot(gap.as_millis() as i64, now_ms)
+            .await
+        {
+            Ok(Some(at_ms)) => {
+                let wait = Duration::from_millis(at_ms.saturating_sub(now_ms).max(0) as u64);
+                tokio::time::sleep(wait).await;
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reserve a shared send slot; using this server's own")
+            }
+        }
         let at = {
             let mut next = self.next_slot.lock().await;
             let now = tokio::time::Instant::now();

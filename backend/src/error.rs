@@ -47,6 +47,8 @@ pub enum AppError {
     Busy(String, u64),
     /// A failure of ours; logged, and the client gets a short message.
     Internal(String),
+    /// The database cannot be reached: 503, try again.
+    Unavailable(String),
 }
 
 impl AppError {
@@ -151,6 +153,16 @@ impl IntoResponse for AppError {
                     ..ErrorBody::default()
                 },
             ),
+            AppError::Unavailable(detail) => {
+                tracing::error!(%detail, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorBody {
+                        message: "Mailroom cannot reach its database right now; nothing was stored. Try again shortly.".into(),
+                        ..ErrorBody::default()
+                    },
+                )
+            }
             AppError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 (
@@ -206,6 +218,7 @@ impl From<crate::store::StoreError> for AppError {
             )),
             crate::store::StoreError::Full => AppError::Storage,
             crate::store::StoreError::Db(detail) => AppError::Internal(detail),
+            crate::store::StoreError::Unavailable(detail) => AppError::Unavailable(detail),
         }
     }
 }

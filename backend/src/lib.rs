@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod error;
 pub mod messages;
 pub mod metrics;
+pub mod pg;
 pub mod queue;
 pub mod relay;
 pub mod sendmail;

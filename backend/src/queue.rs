@@ -17,6 +17,10 @@ use crate::store::{SqliteStore, StoreError};
 /// The sender of a message without an app (the relay's trusted networks).
 pub const MIGRATION_SOURCE: &str = "ALTER TABLE messages ADD COLUMN source TEXT;";
 
+/// Leases on claimed messages.
+pub const MIGRATION_LEASE: &str = "ALTER TABLE messages ADD COLUMN locked_by TEXT;
+ALTER TABLE messages ADD COLUMN locked_until INTEGER;";
+
 /// The tables of the sending side.
 pub const MIGRATION: &str = "
 CREATE TABLE apps (
@@ -129,6 +133,15 @@ pub enum Enqueued {
     Repeat(String, Status),
 }
 
+/// Who holds claimed messages, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// This server's id (random per process).
+    pub owner: String,
+    /// Seconds a claim lasts without renewal.
+    pub seconds: i64,
+}
+
 /// A message claimed for delivery.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -176,6 +189,28 @@ pub struct AttemptRecord {
     pub next_attempt_unix: i64,
     /// Whether this counts as an attempt (a pause does not).
     pub counts: bool,
+}
+
+impl AttemptRecord {
+    /// The message's `last_error` columns after this attempt: cleared by a success.
+    pub fn last_error(&self) -> (Option<&'static str>, Option<String>, Option<String>) {
+        let a = &self.attempt;
+        if a.ok {
+            (None, None, None)
+        } else {
+            (
+                a.stage.map(|s| s.as_str()),
+                a.code.clone(),
+                Some(a.message.clone()),
+            )
+        }
+    }
+
+    /// A sent or cancelled message keeps its record, not its body; a failed
+    /// one keeps its body until retention, so it can be retried.
+    pub fn keeps_body(&self) -> bool {
+        !matches!(self.status, Status::Sent | Status::Cancelled)
+    }
 }
 
 /// Filters of `GET /api/messages`.
@@ -227,8 +262,24 @@ pub trait Queue: Send + Sync {
     async fn app_by_id(&self, id: &str) -> Result<Option<(App, [u8; 32])>, StoreError>;
     /// Stores a message (or finds its idempotent twin) in one transaction.
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError>;
-    /// Marks up to `limit` due messages `sending` and returns them.
-    async fn claim(&self, now_unix: i64, limit: u32) -> Result<Vec<Claimed>, StoreError>;
+    /// Marks up to `limit` due messages `sending` under `lease` and returns
+    /// them. Due: `queued` or `deferred` and time, or `sending` under a lease
+    /// that ran out (its server died).
+    async fn claim(
+        &self,
+        now_unix: i64,
+        limit: u32,
+        lease: &Lease,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Extends the lease on a claimed message before it is attempted; false
+    /// when the lease was lost (another server has it now).
+    async fn renew(&self, id: &str, now_unix: i64, lease: &Lease) -> Result<bool, StoreError>;
+    /// For a delivery rate shared by all servers: reserves the next send
+    /// slot `gap_ms` after the last one and returns when it is (ms since
+    /// 1970). `None`: the store keeps no shared slot (one process).
+    async fn reserve_slot(&self, _gap_ms: i64, _now_ms: i64) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
     /// Puts claimed messages that were not attempted back to `queued`.
     async fn release(&self, ids: Vec<String>) -> Result<(), StoreError>;
     /// Records attempts and the messages' new states, in one transaction.
@@ -241,8 +292,9 @@ pub trait Queue: Send + Sync {
     async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError> {
         self.record_many(vec![(id.to_string(), r)], now).await
     }
-    /// Messages left `sending` by a crash go back to `queued`.
-    async fn requeue_sending(&self) -> Result<u64, StoreError>;
+    /// Messages left `sending` by a crash go back to `queued`: all of them
+    /// with one process (SQLite), those whose lease ran out with several.
+    async fn requeue_sending(&self, now_unix: i64) -> Result<u64, StoreError>;
     /// Fails messages older than `cutoff_unix` that are still waiting.
     async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError>;
     /// Deletes the records of final messages updated before `cutoff`.
@@ -263,11 +315,24 @@ pub trait Queue: Send + Sync {
     async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError>;
 }
 
-fn status_of(text: &str) -> Status {
+/// Cuts a page fetched with one row more than `limit`; the cursor for the
+/// next page when there is one.
+pub(crate) fn page_end(rows: &mut Vec<Summary>, limit: u32) -> Option<String> {
+    if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|s| s.id.clone())
+    } else {
+        None
+    }
+}
+
+/// A stored status name as a [`Status`].
+pub(crate) fn status_of(text: &str) -> Status {
     Status::from_name(text).unwrap_or(Status::Queued)
 }
 
-fn stage_of(text: &str) -> Option<Stage> {
+/// A stored stage name as a [`Stage`].
+pub(crate) fn stage_of(text: &str) -> Option<Stage> {
     [
         Stage::Token,
         Stage::Connect,
@@ -331,7 +396,7 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
     })
 }
 
-const APP_COLUMNS: &str =
+pub(crate) const APP_COLUMNS: &str =
     "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages";
 /// How many columns [`APP_COLUMNS`] names.
 const APP_COLUMN_COUNT: usize = 7;
@@ -487,14 +552,22 @@ impl Queue for SqliteStore {
         .await
     }
 
-    async fn claim(&self, now_unix: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+    async fn claim(
+        &self,
+        now_unix: i64,
+        limit: u32,
+        lease: &Lease,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let (owner, until) = (lease.owner.clone(), now_unix + lease.seconds);
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             type Row = (i64, String, String, Vec<u8>, i64, i64, Option<String>);
             let rows: Vec<Row> = {
                 let mut stmt = tx.prepare_cached(
                     "SELECT seq, id, mail_from, body, attempt_count, created_unix, app_id FROM messages
-                     WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= ?1 AND body IS NOT NULL
+                     WHERE ((status IN ('queued', 'deferred') AND next_attempt_unix <= ?1)
+                            OR (status = 'sending' AND locked_until < ?1))
+                       AND body IS NOT NULL
                      ORDER BY next_attempt_unix, seq LIMIT ?2",
                 )?;
                 let rows = stmt
@@ -506,7 +579,10 @@ impl Queue for SqliteStore {
             };
             let mut out = Vec::new();
             for (seq, id, mail_from, body, attempts, created, app_id) in rows {
-                tx.execute("UPDATE messages SET status = 'sending' WHERE seq = ?1", [seq])?;
+                tx.execute(
+                    "UPDATE messages SET status = 'sending', locked_by = ?2, locked_until = ?3 WHERE seq = ?1",
+                    params![seq, owner, until],
+                )?;
                 let mut stmt = tx.prepare_cached(
                     "SELECT idx, address FROM recipients WHERE message_seq = ?1 AND status IN ('queued', 'deferred') ORDER BY idx",
                 )?;
@@ -566,7 +642,22 @@ impl Queue for SqliteStore {
         .await
     }
 
-    async fn requeue_sending(&self) -> Result<u64, StoreError> {
+    async fn renew(&self, id: &str, now_unix: i64, lease: &Lease) -> Result<bool, StoreError> {
+        let (id, owner, until) = (
+            id.to_string(),
+            lease.owner.clone(),
+            now_unix + lease.seconds,
+        );
+        self.with_conn(move |c| {
+            Ok(c.execute(
+                "UPDATE messages SET locked_until = ?3 WHERE id = ?1 AND status = 'sending' AND locked_by = ?2",
+                params![id, owner, until],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn requeue_sending(&self, _now_unix: i64) -> Result<u64, StoreError> {
         self.with_conn(|c| {
             Ok(c.execute(
                 "UPDATE messages SET status = 'queued' WHERE status = 'sending'",
@@ -649,12 +740,7 @@ impl Queue for SqliteStore {
             let mut rows = stmt
                 .query_map(rusqlite::params_from_iter(args), |row| summary_row(c, row))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let next = if rows.len() > limit as usize {
-                rows.truncate(limit as usize);
-                rows.last().map(|s| s.id.clone())
-            } else {
-                None
-            };
+            let next = page_end(&mut rows, limit);
             Ok((rows, next))
         })
         .await
@@ -845,18 +931,8 @@ fn record_in(
                 params![seq, o.idx as i64, o.status.as_str(), o.code, o.message],
             )?;
     }
-    let (last_stage, last_code, last_message) = if a.ok {
-        (None, None, None)
-    } else {
-        (
-            a.stage.map(|s| s.as_str()),
-            a.code.clone(),
-            Some(a.message.clone()),
-        )
-    };
-    // A sent or cancelled message keeps its record, not its body; a
-    // failed one keeps its body until retention, so it can be retried.
-    let keep_body = !matches!(r.status, Status::Sent | Status::Cancelled);
+    let (last_stage, last_code, last_message) = r.last_error();
+    let keep_body = r.keeps_body();
     tx.execute(
         "UPDATE messages SET status = ?2, updated_at = ?3, next_attempt_unix = ?4,
                 attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
@@ -935,114 +1011,5 @@ mod tests {
             "the small one stays, nothing half-stored"
         );
         assert!(store.details("msg_big").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn claim_record_retry_and_cancel_move_a_message_through_its_states() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-        store
-            .enqueue(message("msg_a", b"body".to_vec()))
-            .await
-            .unwrap();
-        let claimed = store.claim(1_795_000_000, 10).await.unwrap();
-        assert_eq!(claimed.len(), 1);
-        assert!(
-            store.claim(1_795_000_000, 10).await.unwrap().is_empty(),
-            "claimed once"
-        );
-        assert_eq!(store.requeue_sending().await.unwrap(), 1);
-        let claimed = store.claim(1_795_000_000, 10).await.unwrap();
-        let failed = AttemptRecord {
-            attempt: Attempt {
-                at: "2026-11-26T00:00:01Z".into(),
-                ok: false,
-                stage: Some(Stage::Send),
-                code: Some("5.1.1".into()),
-                message: "no such recipient".into(),
-                hint: None,
-            },
-            transcript: Some("C: RCPT TO:<c@d.example>\nS: 550 5.1.1".into()),
-            recipients: vec![RecipientOutcome {
-                idx: claimed[0].recipients[0].0,
-                status: Status::Failed,
-                code: Some("5.1.1".into()),
-                message: None,
-            }],
-            status: Status::Failed,
-            next_attempt_unix: 1_795_000_001,
-            counts: true,
-        };
-        store
-            .record("msg_a", failed, "2026-11-26T00:00:01Z")
-            .await
-            .unwrap();
-        let d = store.details("msg_a").await.unwrap().unwrap();
-        assert_eq!(
-            (d.summary.status, d.summary.attempt_count),
-            (Status::Failed, 1)
-        );
-        assert_eq!(d.recipients[0].status, Status::Failed);
-        let retried = store.retry("msg_a", "now", 1_795_000_002).await.unwrap();
-        assert_eq!(
-            retried.status,
-            Status::Queued,
-            "a failed message can be retried"
-        );
-        let again = store.claim(1_795_000_002, 10).await.unwrap();
-        assert_eq!(
-            again[0].recipients.len(),
-            1,
-            "its failed recipient is queued again"
-        );
-        let sent = AttemptRecord {
-            attempt: Attempt {
-                at: "2026-11-26T00:00:03Z".into(),
-                ok: true,
-                stage: None,
-                code: None,
-                message: "accepted".into(),
-                hint: None,
-            },
-            transcript: None,
-            recipients: vec![],
-            status: Status::Sent,
-            next_attempt_unix: 0,
-            counts: true,
-        };
-        store
-            .record("msg_a", sent, "2026-11-26T00:00:03Z")
-            .await
-            .unwrap();
-        let has_body: bool = store
-            .with_conn(|c| {
-                Ok(c.query_row(
-                    "SELECT body IS NOT NULL FROM messages WHERE id = 'msg_a'",
-                    [],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
-            .unwrap();
-        assert!(!has_body, "the body of a sent message is deleted");
-        assert!(matches!(
-            store.retry("msg_a", "now", 1_795_000_004).await,
-            Err(ChangeError::Status(Status::Sent))
-        ));
-        store
-            .enqueue(message("msg_b", b"body".to_vec()))
-            .await
-            .unwrap();
-        let cancelled = store.cancel("msg_b", "2026-11-26T00:00:05Z").await.unwrap();
-        assert_eq!(cancelled.status, Status::Cancelled);
-        assert!(matches!(
-            store.cancel("msg_b", "2026-11-26T00:00:05Z").await,
-            Err(ChangeError::Status(Status::Cancelled))
-        ));
-        assert_eq!(
-            store.cancel("msg_nope", "now").await,
-            Err(ChangeError::NotFound)
-        );
-        assert_eq!(store.purge("2099-01-01T00:00:00Z").await.unwrap(), 2);
     }
 }

@@ -15,9 +15,10 @@ use crate::crypto::{Cipher, KeyError};
 use crate::delivery::{DeliveryOptions, Engine};
 use crate::messages::Sending;
 use crate::metrics::{Metrics, MetricsState};
+use crate::pg::PgStore;
 use crate::queue::Queue;
 use crate::settings::SettingsRepo;
-use crate::store::{SettingsStore, SqliteStore};
+use crate::store::{SessionStore, SettingsStore, SqliteStore};
 use crate::test_email::Tester;
 
 /// Everything the handlers share.
@@ -99,6 +100,7 @@ impl AppState {
                 max_queue_time: self.sending.max_queue_time,
                 retention: self.sending.retention,
                 pause_retry: self.sending.pause_retry,
+                lease: self.sending.delivery_lease,
             },
         )
     }
@@ -133,16 +135,62 @@ impl FromRef<AppState> for Arc<Tester> {
 #[error("{0}")]
 pub struct StartError(pub String);
 
-fn sqlite_path(args: &ServeArgs) -> Result<PathBuf, StartError> {
-    match args.database_url.as_deref() {
-        None => Ok(args.data_dir.join("mailroom.db")),
-        Some(url) if url.starts_with("sqlite://") => Ok(PathBuf::from(&url["sqlite://".len()..])),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Err(StartError(
-            "PostgreSQL storage is not available in this build yet; leave --database-url unset to use SQLite in the data dir.".into(),
-        )),
-        Some(_) => Err(StartError(
-            "--database-url must start with sqlite:// (or postgres:// once supported).".into(),
-        )),
+/// Where everything is kept.
+enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+fn database(args: &ServeArgs) -> Result<Database, StartError> {
+    match args.database_url.as_deref().map(str::trim) {
+        None | Some("") => Ok(Database::Sqlite(args.data_dir.join("mailroom.db"))),
+        Some(url) if url.starts_with("sqlite://") => {
+            Ok(Database::Sqlite(PathBuf::from(&url["sqlite://".len()..])))
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Database::Postgres(url.to_string()))
+        }
+        Some(url) => Err(StartError(format!(
+            "--database-url {} must start with sqlite:// or postgres://",
+            crate::pg::redact_url(url)
+        ))),
+    }
+}
+
+/// The three stores over one database, and the PostgreSQL store for its
+/// settings listener.
+type Stores = (
+    Arc<dyn SettingsStore>,
+    Arc<dyn Queue>,
+    Arc<dyn SessionStore>,
+    Option<Arc<PgStore>>,
+    String,
+);
+
+async fn open_stores(args: &ServeArgs) -> Result<Stores, StartError> {
+    match database(args)? {
+        Database::Sqlite(path) => {
+            let store = Arc::new(SqliteStore::open(&path).map_err(|e| {
+                StartError(format!("cannot open the database {}: {e}", path.display()))
+            })?);
+            Ok((
+                store.clone(),
+                store.clone(),
+                store,
+                None,
+                path.display().to_string(),
+            ))
+        }
+        Database::Postgres(url) => {
+            let store = Arc::new(PgStore::connect(&url).await.map_err(StartError)?);
+            Ok((
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                Some(store),
+                crate::pg::redact_url(&url),
+            ))
+        }
     }
 }
 
@@ -176,34 +224,29 @@ impl AppState {
         clock: Arc<dyn Clock>,
     ) -> Result<(AppState, AdminToken), StartError> {
         create_data_dir(&args.data_dir)?;
-        let db_path = sqlite_path(args)?;
         let public_origin = args
             .public_url
             .as_deref()
             .map(auth::parse_public_url)
             .transpose()
             .map_err(StartError)?;
-        let store = Arc::new(SqliteStore::open(&db_path).map_err(|e| {
-            StartError(format!(
-                "cannot open the database {}: {e}",
-                db_path.display()
-            ))
-        })?);
-        let record = store.load().await.map_err(|e| {
-            StartError(format!(
-                "cannot read the database {}: {e}",
-                db_path.display()
-            ))
-        })?;
+        let (settings_store, queue, sessions, pg, shown) = open_stores(args).await?;
+        let record = settings_store
+            .load()
+            .await
+            .map_err(|e| StartError(format!("cannot read the database {shown}: {e}")))?;
         let has_secrets = record
             .as_ref()
             .is_some_and(|r| r.client_secret.is_some() || r.password.is_some());
-        let cipher = Cipher::load_or_create(&args.data_dir, !has_secrets)
+        let key_file = args
+            .secret_key_file
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("secret.key"));
+        let cipher = Cipher::load_or_create_at(&key_file, !has_secrets)
             .map_err(|e| StartError(e.to_string()))?;
         if let Some(record) = record {
-            crate::settings::decode(&cipher, record).map_err(|_| {
-                StartError(KeyError::Mismatch(args.data_dir.join("secret.key")).to_string())
-            })?;
+            crate::settings::decode(&cipher, record)
+                .map_err(|_| StartError(KeyError::Mismatch(key_file.clone()).to_string()))?;
         }
         let token = auth::resolve_admin_token(&args.data_dir, args.admin_token.clone()).map_err(
             |e| match e.kind() {
@@ -218,20 +261,29 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(tester.token_requests()));
         let state = AppState {
             settings: SettingsRepo {
-                store: store.clone() as Arc<dyn SettingsStore>,
+                store: settings_store,
                 cipher: Arc::new(cipher),
                 clock: clock.clone(),
                 saved: Arc::default(),
                 wake: Arc::default(),
             },
-            queue: store as Arc<dyn Queue>,
+            queue,
             key_failures: Arc::new(FailureLimit::new(clock.clone())),
             sending: args.sending.clone(),
             metrics,
-            auth: Arc::new(AdminAuth::new(&token.token, public_origin, clock.clone())),
+            auth: Arc::new(AdminAuth::new(
+                &token.token,
+                public_origin,
+                sessions,
+                clock.clone(),
+            )),
             tester: Arc::new(tester),
             clock,
         };
+        if let Some(pg) = pg {
+            // A save on any server wakes this one's delivery.
+            pg.listen(state.settings.saved.clone(), state.settings.wake.clone());
+        }
         Ok((state, token))
     }
 }

@@ -34,6 +34,21 @@ pub struct HistoryEntry {
     pub changed_fields: Vec<String>,
 }
 
+impl HistoryEntry {
+    /// A row as stored: the field names comma-separated.
+    pub fn from_row(version: i64, changed_at: String, fields: &str) -> Self {
+        HistoryEntry {
+            version: version as u64,
+            changed_at,
+            changed_fields: fields
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,6 +64,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Db(String),
+    /// The database cannot be reached (connection lost, server down).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -60,6 +78,23 @@ impl From<rusqlite::Error> for StoreError {
             _ => StoreError::Db(e.to_string()),
         }
     }
+}
+
+/// Administrator sessions, by the digest of their id: in the store so that
+/// every server sees them and they survive a restart.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a session until `expires_unix`; drops expired ones on the way.
+    async fn create_session(
+        &self,
+        digest: [u8; 32],
+        expires_unix: i64,
+        now_unix: i64,
+    ) -> Result<(), StoreError>;
+    /// Whether the session exists and has not expired.
+    async fn session_valid(&self, digest: [u8; 32], now_unix: i64) -> Result<bool, StoreError>;
+    /// Ends a session.
+    async fn end_session(&self, digest: [u8; 32]) -> Result<(), StoreError>;
 }
 
 /// Persistence for the one current settings row and its history.
@@ -79,26 +114,37 @@ pub trait SettingsStore: Send + Sync {
     async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError>;
 }
 
+/// The settings row and its history.
+pub const SETTINGS_MIGRATION: &str = "CREATE TABLE settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    client_secret BLOB,
+    password BLOB,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE settings_history (
+    version INTEGER PRIMARY KEY,
+    changed_at TEXT NOT NULL,
+    changed_fields TEXT NOT NULL
+);";
+
+/// Administrator sessions.
+pub const SESSIONS_MIGRATION: &str =
+    "CREATE TABLE sessions (digest BLOB PRIMARY KEY, expires_unix INTEGER NOT NULL);";
+
+/// Every schema step, in order, in SQLite's words; PostgreSQL applies the
+/// same steps translated ([`crate::pg`]), so both stores hold one schema.
+pub const SCHEMA: &[&str] = &[
+    SETTINGS_MIGRATION,
+    crate::queue::MIGRATION,
+    crate::queue::MIGRATION_SOURCE,
+    crate::queue::MIGRATION_LEASE,
+    SESSIONS_MIGRATION,
+];
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(
-            "CREATE TABLE settings (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            version INTEGER NOT NULL,
-            settings TEXT NOT NULL,
-            client_secret BLOB,
-            password BLOB,
-            updated_at TEXT NOT NULL
-        );
-        CREATE TABLE settings_history (
-            version INTEGER PRIMARY KEY,
-            changed_at TEXT NOT NULL,
-            changed_fields TEXT NOT NULL
-        );",
-        ),
-        M::up(crate::queue::MIGRATION),
-        M::up(crate::queue::MIGRATION_SOURCE),
-    ])
+    Migrations::new(SCHEMA.iter().map(|sql| M::up(sql)).collect())
 }
 
 /// SQLite in `<data-dir>/mailroom.db`.
@@ -214,14 +260,50 @@ impl SettingsStore for SqliteStore {
                 "SELECT version, changed_at, changed_fields FROM settings_history ORDER BY version DESC",
             )?;
             let rows = stmt.query_map([], |r| {
-                let fields: String = r.get(2)?;
-                Ok(HistoryEntry {
-                    version: r.get::<_, i64>(0)? as u64,
-                    changed_at: r.get(1)?,
-                    changed_fields: fields.split(',').filter(|f| !f.is_empty()).map(str::to_string).collect(),
-                })
+                Ok(HistoryEntry::from_row(r.get(0)?, r.get(1)?, &r.get::<_, String>(2)?))
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(
+        &self,
+        digest: [u8; 32],
+        expires_unix: i64,
+        now_unix: i64,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute("DELETE FROM sessions WHERE expires_unix <= ?1", [now_unix])?;
+            c.execute(
+                "INSERT INTO sessions (digest, expires_unix) VALUES (?1, ?2)",
+                params![digest.to_vec(), expires_unix],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_valid(&self, digest: [u8; 32], now_unix: i64) -> Result<bool, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                "SELECT 1 FROM sessions WHERE digest = ?1 AND expires_unix > ?2",
+                params![digest.to_vec(), now_unix],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn end_session(&self, digest: [u8; 32]) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute("DELETE FROM sessions WHERE digest = ?1", [digest.to_vec()])?;
+            Ok(())
         })
         .await
     }
@@ -230,16 +312,6 @@ impl SettingsStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(json: &str) -> Record {
-        Record {
-            settings_json: json.into(),
-            client_secret: Some(vec![1, 2, 3]),
-            password: None,
-            version: 0,
-            updated_at: "2026-11-26T00:00:00Z".into(),
-        }
-    }
 
     #[test]
     fn the_database_file_is_private() {
@@ -254,39 +326,5 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         migrations().validate().unwrap();
-    }
-
-    #[tokio::test]
-    async fn save_load_conflict_and_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-        assert_eq!(store.load().await.unwrap(), None);
-        assert_eq!(
-            store
-                .save(0, record("{}"), vec!["host".into()])
-                .await
-                .unwrap(),
-            1
-        );
-        assert!(matches!(
-            store.save(0, record("{\"x\":1}"), vec![]).await,
-            Err(StoreError::Conflict { stored: 1 })
-        ));
-        let loaded = store.load().await.unwrap().unwrap();
-        assert_eq!((loaded.settings_json.as_str(), loaded.version), ("{}", 1));
-        assert_eq!(
-            store
-                .save(
-                    1,
-                    record("{\"y\":2}"),
-                    vec!["port".into(), "client_secret".into()]
-                )
-                .await
-                .unwrap(),
-            2
-        );
-        let h = store.history().await.unwrap();
-        assert_eq!(h[0].changed_fields, vec!["port", "client_secret"]);
-        assert_eq!(h.len(), 2);
     }
 }

@@ -128,8 +128,17 @@ fn run_suite(name: &str, mut c: Command, totals: &mut Totals) -> bool {
     out.status.success()
 }
 
+/// Starts (installing it first when missing) the PostgreSQL the store tests
+/// use, at `MAILROOM_TEST_DATABASE_URL` or its default.
+fn postgres() -> Result<(), String> {
+    let mut c = cmd("bash");
+    c.arg("scripts/postgres.sh");
+    status(c)
+}
+
 fn test() -> Result<(), String> {
     setup(true)?;
+    postgres()?;
     build_ui()?;
     let mut totals = Totals::default();
     let mut failed_suites = Vec::new();
@@ -197,7 +206,9 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("setup") => setup(true),
         Some("build-ui") => setup(false).and_then(|()| build_ui()),
-        Some("bench") => setup(true).and_then(|()| bench::bench()),
+        Some("bench") => setup(true)
+            .and_then(|()| postgres())
+            .and_then(|()| bench::bench()),
         _ => {
             Err("usage: cargo xtask <run [serve options] | test | setup | build-ui | bench>".into())
         }

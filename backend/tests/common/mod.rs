@@ -12,6 +12,7 @@ use mailroom_backend::server::{app, AppState};
 use mailroom_shared::Settings;
 use tower::ServiceExt;
 
+pub mod pg;
 mod running;
 pub use running::{saved_rig, sending_rig, start, wait_received, Running};
 
@@ -23,6 +24,7 @@ pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         database_url: None,
+        secret_key_file: None,
         admin_token: Some(TOKEN.into()),
         static_dir: None,
         public_url: None,

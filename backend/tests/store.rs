@@ -1,0 +1,509 @@
+//! One conformance suite for both stores: every test here runs against
+//! SQLite and against a real PostgreSQL (a schema of its own per test).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::pg::PgSchema;
+use mailroom_backend::pg::PgStore;
+use mailroom_backend::queue::{
+    AttemptRecord, Enqueued, Lease, NewMessage, Queue, RecipientOutcome,
+};
+use mailroom_backend::store::{Record, SessionStore, SettingsStore, SqliteStore, StoreError};
+use mailroom_shared::api::Stage;
+use mailroom_shared::sending::{Attempt, Paused, Status};
+
+/// Where a test's database is; [`Fixture::open`] opens it again, as another
+/// server would.
+enum Fixture {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgSchema),
+}
+
+struct Stores {
+    settings: Arc<dyn SettingsStore>,
+    queue: Arc<dyn Queue>,
+    sessions: Arc<dyn SessionStore>,
+}
+
+impl Fixture {
+    async fn sqlite() -> Fixture {
+        Fixture::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    async fn postgres() -> Fixture {
+        Fixture::Postgres(PgSchema::new().await)
+    }
+
+    fn is_pg(&self) -> bool {
+        matches!(self, Fixture::Postgres(_))
+    }
+
+    async fn open(&self) -> Stores {
+        match self {
+            Fixture::Sqlite(dir) => {
+                let s = Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap());
+                Stores {
+                    settings: s.clone(),
+                    queue: s.clone(),
+                    sessions: s,
+                }
+            }
+            Fixture::Postgres(schema) => {
+                let s = Arc::new(PgStore::connect(&schema.url).await.unwrap());
+                Stores {
+                    settings: s.clone(),
+                    queue: s.clone(),
+                    sessions: s,
+                }
+            }
+        }
+    }
+}
+
+/// Each test, once per store.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Fixture::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Fixture::postgres().await).await
+            }
+        }
+    )*};
+}
+
+both!(
+    concurrent_saves_conflict_and_one_wins,
+    the_same_idempotency_key_queues_one_message,
+    a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over,
+    parallel_claimers_never_share_a_message,
+    pause_is_shared_and_keeps_its_first_since,
+    retention_purges_final_messages_only,
+    a_session_made_on_one_server_is_valid_on_another,
+    the_delivery_slot_is_shared_where_servers_share_a_store,
+);
+
+const T0: i64 = 1_795_000_000;
+
+fn record(json: &str) -> Record {
+    Record {
+        settings_json: json.into(),
+        client_secret: Some(vec![1, 2, 3]),
+        password: None,
+        version: 0,
+        updated_at: "2026-11-26T00:00:00Z".into(),
+    }
+}
+
+fn message(id: &str, key: Option<&str>) -> NewMessage {
+    NewMessage {
+        id: id.into(),
+        app_id: Some("app_1".into()),
+        source: None,
+        mail_from: mailroom_shared::fixtures::mailer(),
+        recipients: vec![
+            format!("{}@{}", "a", "example.org"),
+            format!("{}@{}", "b", "example.org"),
+        ],
+        subject: format!("subject of {id}"),
+        body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+        idempotency_key: key.map(str::to_string),
+        now: "2026-11-26T00:00:00Z".into(),
+        now_unix: T0,
+    }
+}
+
+fn lease(owner: &str, seconds: i64) -> Lease {
+    Lease {
+        owner: owner.into(),
+        seconds,
+    }
+}
+
+fn sent(at: &str) -> AttemptRecord {
+    AttemptRecord {
+        attempt: Attempt {
+            at: at.into(),
+            ok: true,
+            stage: None,
+            code: None,
+            message: "accepted".into(),
+            hint: None,
+        },
+        transcript: None,
+        recipients: vec![
+            RecipientOutcome {
+                idx: 0,
+                status: Status::Sent,
+                code: None,
+                message: None,
+            },
+            RecipientOutcome {
+                idx: 1,
+                status: Status::Sent,
+                code: None,
+                message: None,
+            },
+        ],
+        status: Status::Sent,
+        next_attempt_unix: T0,
+        counts: true,
+    }
+}
+
+async fn concurrent_saves_conflict_and_one_wins(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    let (x, y) = tokio::join!(
+        a.settings.save(0, record("{\"x\":1}"), vec!["host".into()]),
+        b.settings.save(0, record("{\"y\":2}"), vec!["port".into()]),
+    );
+    let wins = [&x, &y].iter().filter(|r| matches!(r, Ok(1))).count();
+    assert_eq!(wins, 1, "{x:?} {y:?}");
+    let lost = if x.is_ok() { y } else { x };
+    assert!(
+        matches!(lost, Err(StoreError::Conflict { stored: 1 })),
+        "{lost:?}"
+    );
+    assert_eq!(
+        a.settings
+            .save(1, record("{}"), vec!["client_secret".into()])
+            .await
+            .unwrap(),
+        2
+    );
+    let history = b.settings.history().await.unwrap();
+    assert_eq!(
+        history.iter().map(|h| h.version).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    assert_eq!(history[0].changed_fields, vec!["client_secret".to_string()]);
+    let loaded = b.settings.load().await.unwrap().unwrap();
+    assert_eq!(
+        (loaded.version, loaded.client_secret),
+        (2, Some(vec![1, 2, 3]))
+    );
+}
+
+async fn the_same_idempotency_key_queues_one_message(f: Fixture) {
+    let s = f.open().await;
+    let tries = (0..8).map(|i| {
+        let q = s.queue.clone();
+        tokio::spawn(async move {
+            q.enqueue(message(&format!("msg_{i}"), Some("nightly-1")))
+                .await
+                .unwrap()
+        })
+    });
+    let results: Vec<Enqueued> = futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let new: Vec<&String> = results
+        .iter()
+        .filter_map(|r| match r {
+            Enqueued::New(id) => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(new.len(), 1, "{results:?}");
+    for r in &results {
+        if let Enqueued::Repeat(id, status) = r {
+            assert_eq!((id, *status), (new[0], Status::Queued));
+        }
+    }
+    assert_eq!(s.queue.counts().await.unwrap()[&Status::Queued], 1);
+    // Another key is another message.
+    assert!(matches!(
+        s.queue
+            .enqueue(message("msg_other", Some("nightly-2")))
+            .await
+            .unwrap(),
+        Enqueued::New(_)
+    ));
+}
+
+async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    for i in 0..3 {
+        a.queue
+            .enqueue(message(&format!("msg_{i}"), None))
+            .await
+            .unwrap();
+    }
+    let mine = a.queue.claim(T0, 10, &lease("srv_a", 60)).await.unwrap();
+    assert_eq!(mine.len(), 3);
+    assert_eq!(mine[0].recipients.len(), 2);
+    assert!(
+        b.queue
+            .claim(T0 + 59, 10, &lease("srv_b", 60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
+    assert!(
+        a.queue
+            .renew("msg_0", T0 + 30, &lease("srv_a", 60))
+            .await
+            .unwrap(),
+        "still mine"
+    );
+    // Server A dies. After its lease (renewed for msg_0) runs out, B takes them.
+    let taken = b
+        .queue
+        .claim(T0 + 61, 10, &lease("srv_b", 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        vec!["msg_1", "msg_2"]
+    );
+    let taken = b
+        .queue
+        .claim(T0 + 91, 10, &lease("srv_b", 60))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "msg_0 after its renewal ran out too");
+    assert!(
+        !a.queue
+            .renew("msg_0", T0 + 92, &lease("srv_a", 60))
+            .await
+            .unwrap(),
+        "A lost it"
+    );
+    assert!(b
+        .queue
+        .renew("msg_0", T0 + 92, &lease("srv_b", 60))
+        .await
+        .unwrap());
+    b.queue
+        .record(
+            "msg_0",
+            sent("2026-11-26T00:01:00Z"),
+            "2026-11-26T00:01:00Z",
+        )
+        .await
+        .unwrap();
+    let d = a.queue.details("msg_0").await.unwrap().unwrap();
+    assert_eq!(
+        (d.summary.status, d.summary.attempt_count),
+        (Status::Sent, 1)
+    );
+    assert!(d.recipients.iter().all(|r| r.status == Status::Sent));
+    // A sent message is never claimed again; a deferred one is, when due.
+    assert!(b
+        .queue
+        .claim(T0 + 10_000, 10, &lease("srv_b", 60))
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.id != "msg_0"));
+    // Unattempted claims go back at once.
+    b.queue
+        .release(vec!["msg_1".into(), "msg_2".into()])
+        .await
+        .unwrap();
+    assert_eq!(a.queue.counts().await.unwrap()[&Status::Queued], 2);
+    let cancelled = b.queue.cancel("msg_2", "t").await.unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert!(
+        a.queue
+            .claim(T0 + 100, 10, &lease("srv_a", 60))
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.id != "msg_2"),
+        "a cancelled message is not sent"
+    );
+    a.queue.release(vec!["msg_1".into()]).await.unwrap();
+    assert!(matches!(
+        b.queue.cancel("msg_0", "t").await,
+        Err(mailroom_backend::queue::ChangeError::Status(Status::Sent))
+    ));
+    let failed = AttemptRecord {
+        attempt: Attempt {
+            at: "t".into(),
+            ok: false,
+            stage: Some(Stage::Send),
+            code: Some("5.1.1".into()),
+            message: "no such user".into(),
+            hint: Some("fix".into()),
+        },
+        transcript: Some("S: 550 5.1.1".into()),
+        recipients: vec![],
+        status: Status::Failed,
+        next_attempt_unix: T0,
+        counts: true,
+    };
+    let claimed = a
+        .queue
+        .claim(T0 + 200, 1, &lease("srv_a", 60))
+        .await
+        .unwrap();
+    a.queue.record(&claimed[0].id, failed, "t").await.unwrap();
+    let retried = b.queue.retry(&claimed[0].id, "t2", T0 + 300).await.unwrap();
+    assert_eq!(
+        retried.status,
+        Status::Queued,
+        "a failed message is retried"
+    );
+    assert!(matches!(
+        b.queue.retry("msg_0", "t3", T0).await,
+        Err(mailroom_backend::queue::ChangeError::Status(Status::Sent))
+    ));
+}
+
+async fn parallel_claimers_never_share_a_message(f: Fixture) {
+    let s = f.open().await;
+    for i in 0..60 {
+        s.queue
+            .enqueue(message(&format!("msg_{i:02}"), None))
+            .await
+            .unwrap();
+    }
+    let claimers = (0..3).map(|w| {
+        let q = s.queue.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = q
+                    .claim(T0, 4, &lease(&format!("srv_{w}"), 120))
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|m| m.id));
+            }
+        })
+    });
+    let mut all: Vec<String> = futures_util::future::join_all(claimers)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!((n, all.len()), (60, 60), "each claimed exactly once");
+}
+
+async fn pause_is_shared_and_keeps_its_first_since(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    assert!(a.queue.pause_state().await.unwrap().is_none());
+    let p = |since: &str, code: &str| Paused {
+        since: since.into(),
+        stage: Stage::Token,
+        code: Some(code.into()),
+        message: "The client secret is wrong.".into(),
+        hint: Some("Paste the secret's Value.".into()),
+    };
+    a.queue
+        .set_pause(Some(p("2026-11-26T10:00:00Z", "AADSTS7000215")))
+        .await
+        .unwrap();
+    b.queue
+        .set_pause(Some(p("2026-11-26T10:05:00Z", "AADSTS700016")))
+        .await
+        .unwrap();
+    let seen = a.queue.pause_state().await.unwrap().unwrap();
+    assert_eq!(seen.since, "2026-11-26T10:00:00Z", "the first since stays");
+    assert_eq!(
+        seen.code.as_deref(),
+        Some("AADSTS700016"),
+        "the reason is the latest"
+    );
+    assert_eq!(seen.stage, Stage::Token);
+    b.queue.set_pause(None).await.unwrap();
+    assert!(a.queue.pause_state().await.unwrap().is_none());
+}
+
+async fn retention_purges_final_messages_only(f: Fixture) {
+    let s = f.open().await;
+    for id in ["msg_old", "msg_waiting"] {
+        s.queue.enqueue(message(id, None)).await.unwrap();
+    }
+    let claimed = s.queue.claim(T0, 1, &lease("srv", 60)).await.unwrap();
+    assert_eq!(claimed[0].id, "msg_old");
+    s.queue
+        .record(
+            "msg_old",
+            sent("2026-10-01T00:00:00Z"),
+            "2026-10-01T00:00:00Z",
+        )
+        .await
+        .unwrap();
+    s.queue.release(vec![]).await.unwrap();
+    assert_eq!(
+        s.queue.purge("2026-09-01T00:00:00Z").await.unwrap(),
+        0,
+        "not old enough yet"
+    );
+    assert_eq!(s.queue.purge("2026-11-01T00:00:00Z").await.unwrap(), 1);
+    assert!(s.queue.details("msg_old").await.unwrap().is_none());
+    assert!(
+        s.queue.details("msg_waiting").await.unwrap().is_some(),
+        "waiting messages stay"
+    );
+    // Expiry fails what waited too long, with a reason.
+    assert_eq!(
+        s.queue
+            .expire(T0 + 1, "2026-11-27T00:00:00Z")
+            .await
+            .unwrap(),
+        1
+    );
+    let d = s.queue.details("msg_waiting").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Failed);
+    assert!(d
+        .summary
+        .last_error
+        .unwrap()
+        .message
+        .contains("--max-queue-time"));
+}
+
+async fn a_session_made_on_one_server_is_valid_on_another(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    let digest = [7u8; 32];
+    a.sessions
+        .create_session(digest, T0 + 3600, T0)
+        .await
+        .unwrap();
+    assert!(b.sessions.session_valid(digest, T0 + 10).await.unwrap());
+    assert!(
+        !b.sessions.session_valid(digest, T0 + 3600).await.unwrap(),
+        "expired"
+    );
+    assert!(
+        !b.sessions.session_valid([8u8; 32], T0).await.unwrap(),
+        "unknown"
+    );
+    b.sessions.end_session(digest).await.unwrap();
+    assert!(
+        !a.sessions.session_valid(digest, T0 + 10).await.unwrap(),
+        "ended everywhere"
+    );
+}
+
+async fn the_delivery_slot_is_shared_where_servers_share_a_store(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    let first = a.queue.reserve_slot(2000, 1_000_000).await.unwrap();
+    let second = b.queue.reserve_slot(2000, 1_000_500).await.unwrap();
+    if f.is_pg() {
+        assert_eq!(first, Some(1_000_000));
+        assert_eq!(second, Some(1_002_000), "the second server waits its turn");
+        let later = a.queue.reserve_slot(2000, 2_000_000).await.unwrap();
+        assert_eq!(later, Some(2_000_000), "an idle gap is not saved up");
+    } else {
+        // One process per SQLite file: the engine keeps the slot in memory.
+        assert_eq!((first, second), (None, None));
+    }
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Makes sure a PostgreSQL server answers at MAILROOM_TEST_DATABASE_URL
+# (default postgres://postgres@127.0.0.1:5432/test) for the tests.
+#
+# - Something already answers and lets us in: use it (create the database if needed).
+# - Else: install Debian's postgresql when initdb is missing (apt, as root or
+#   with sudo), make a cluster with initdb in a folder outside the repo
+#   (MAILROOM_PG_DIR, default /var/tmp/mailroom-pg), trust auth on loopback
+#   only, and start it with pg_ctl. A second run reuses the cluster.
+set -euo pipefail
+
+URL="${MAILROOM_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+DIR="${MAILROOM_PG_DIR:-/var/tmp/mailroom-pg}"
+
+re='^postgres(ql)?://([^:@/]+)(:[^@/]*)?@([^:/]+)(:([0-9]+))?/([^?]+)'
+if [[ ! "$URL" =~ $re ]]; then
+  echo "postgres.sh: MAILROOM_TEST_DATABASE_URL must look like postgres://USER@HOST:PORT/DB" >&2
+  exit 2
+fi
+USER_NAME="${BASH_REMATCH[2]}"
+HOST="${BASH_REMATCH[4]}"
+PORT="${BASH_REMATCH[6]:-5432}"
+DB="${BASH_REMATCH[7]}"
+case "$HOST" in
+  127.0.0.1|localhost|::1) ;;
+  *) echo "postgres.sh: $HOST is not loopback; start that server yourself" >&2; exit 2 ;;
+esac
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "postgres.sh: need root (or sudo) for: $*" >&2; exit 1
+  fi
+}
+
+pg_bin() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
+}
+
+admin() { # runs SQL against the maintenance database
+  psql "postgres://$USER_NAME@$HOST:$PORT/postgres" -v ON_ERROR_STOP=1 -tAq "$@"
+}
+
+ensure_db() {
+  if ! admin -c "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
+    admin -c "CREATE DATABASE \"$DB\""
+  fi
+  psql "$URL" -tAqc 'SELECT 1' >/dev/null
+  echo "postgres.sh: PostgreSQL ready at $URL"
+}
+
+if command -v psql >/dev/null && admin -c 'SELECT 1' >/dev/null 2>&1; then
+  ensure_db
+  exit 0
+fi
+
+installed_now=0
+if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then
+  echo "postgres.sh: installing Debian's postgresql (about a minute)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  installed_now=1
+fi
+BIN="$(pg_bin)"
+
+# The package may have started its own cluster on our port with password
+# auth; on a machine where we installed it just now, that one gives way.
+if [ "$installed_now" = 1 ] && command -v pg_lsclusters >/dev/null; then
+  pg_lsclusters -h 2>/dev/null | while read -r ver name port status _; do
+    if [ "$port" = "$PORT" ] && [ "$status" = online ]; then
+      as_root pg_ctlcluster "$ver" "$name" stop || true
+    fi
+  done
+fi
+
+run_pg() { # initdb and pg_ctl refuse to run as root
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+if [ ! -f "$DIR/PG_VERSION" ]; then
+  mkdir -p "$DIR"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$DIR"; fi
+  chmod 0700 "$DIR"
+  run_pg "$BIN/initdb" -D "$DIR" -U "$USER_NAME" --auth-local=trust --auth-host=trust \
+    --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+fi
+
+if ! run_pg "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
+  if pg_isready -h "$HOST" -p "$PORT" -q 2>/dev/null; then
+    echo "postgres.sh: another server answers at $HOST:$PORT but refuses $USER_NAME without a password;" >&2
+    echo "  set MAILROOM_TEST_DATABASE_URL to a database the tests may use" >&2
+    exit 1
+  fi
+  run_pg "$BIN/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w -t 60 \
+    -o "-c listen_addresses=$HOST -p $PORT -k $DIR -c max_connections=200" start >/dev/null
+fi
+ensure_db
