@@ -44,11 +44,32 @@ ensure_db() {
   if ! admin -c "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
     admin -c "CREATE DATABASE \"$DB\""
   fi
+  # A role that must give its password (pg_hba below), for the wrong-password test.
+  if ! admin -c "SELECT 1 FROM pg_roles WHERE rolname = 'mailroom_pw_check'" | grep -q 1; then
+    admin -c "CREATE ROLE mailroom_pw_check LOGIN PASSWORD 'right-password'"
+  fi
   psql "$URL" -tAqc 'SELECT 1' >/dev/null
   echo "postgres.sh: PostgreSQL ready at $URL"
 }
 
+run_pg() { # initdb and pg_ctl refuse to run as root
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Everyone is trusted on loopback but the password-check role, which must
+# give its password (the first matching line wins). Only in our own cluster.
+ensure_hba() {
+  local line="host all mailroom_pw_check 127.0.0.1/32 scram-sha-256"
+  [ -f "$DIR/pg_hba.conf" ] || return 0
+  if ! grep -qF "$line" "$DIR/pg_hba.conf"; then
+    run_pg sh -c "{ echo '$line'; cat '$DIR/pg_hba.conf'; } > '$DIR/pg_hba.conf.new' && mv '$DIR/pg_hba.conf.new' '$DIR/pg_hba.conf'"
+    run_pg "$(pg_bin)/pg_ctl" -D "$DIR" reload >/dev/null 2>&1 || true
+    sleep 1
+  fi
+}
+
 if command -v psql >/dev/null && admin -c 'SELECT 1' >/dev/null 2>&1; then
+  ensure_hba
   ensure_db
   exit 0
 fi
@@ -72,10 +93,6 @@ if [ "$installed_now" = 1 ] && command -v pg_lsclusters >/dev/null; then
   done
 fi
 
-run_pg() { # initdb and pg_ctl refuse to run as root
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
 if [ ! -f "$DIR/PG_VERSION" ]; then
   mkdir -p "$DIR"
   if [ "$(id -u)" = 0 ]; then chown postgres: "$DIR"; fi
@@ -84,6 +101,7 @@ if [ ! -f "$DIR/PG_VERSION" ]; then
     --encoding=UTF8 --locale=C.UTF-8 >/dev/null
 fi
 
+ensure_hba
 if ! run_pg "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
   if pg_isready -h "$HOST" -p "$PORT" -q 2>/dev/null; then
     echo "postgres.sh: another server answers at $HOST:$PORT but refuses $USER_NAME without a password;" >&2

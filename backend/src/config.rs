@@ -144,7 +144,8 @@ pub struct SendingArgs {
     /// The largest message accepted, in bytes.
     #[arg(long, env = "MAILROOM_MAX_MESSAGE_SIZE", default_value_t = 26_214_400)]
     pub max_message_size: u64,
-    /// Outgoing SMTP connections at once (default: the provider's; Office 365: 3).
+    /// Outgoing SMTP connections at once (default: the provider's; Office 365: 3);
+    /// 0: this server only accepts mail, and other servers deliver it.
     #[arg(long, env = "MAILROOM_DELIVERY_CONNECTIONS")]
     pub delivery_connections: Option<u32>,
     /// Messages per minute sent upstream; 0 means no limit (default: the provider's; Office 365: 30).

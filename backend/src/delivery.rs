@@ -213,7 +213,8 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "cannot requeue messages left sending"),
         }
         let mut handles = Vec::new();
-        for worker in 0..self.options.connections.max(1) {
+        // `--delivery-connections 0`: this server takes mail; others deliver it.
+        for worker in 0..self.options.connections {
             let (engine, stop) = (self.clone(), stop.clone());
             handles.push(tokio::spawn(async move { engine.work(worker, stop).await }));
         }

@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::wire::Wire;
 use common::*;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -15,7 +16,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use mailroom_backend::config::{ServeArgs, SmtpListen};
 use mailroom_fakes::{addr, Loopback};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A server with the relay on port 0 and saved settings for the fake upstream.
@@ -26,6 +27,19 @@ async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
         tweak(a);
     })
     .await
+}
+
+/// Signed in as the app over a plain socket, with a transaction open up to
+/// DATA's 354.
+async fn wire_at_data(server: &Running, app: &str, key: &str) -> Wire {
+    let (mut w, _) = Wire::connect(smtp(server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(app, key).await.starts_with("235"));
+    w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    w.command(&format!("RCPT TO:<{}>", addr("a", "example.org")))
+        .await;
+    assert!(w.command("DATA").await.starts_with("354"));
+    w
 }
 
 fn smtp(server: &Running) -> SocketAddr {
@@ -99,70 +113,6 @@ fn queued_id(r: &lettre::transport::smtp::response::Response) -> String {
         .find(|w| w.starts_with("msg_"))
         .unwrap_or_else(|| panic!("no id in {text}"));
     id.to_string()
-}
-
-/// A plain-socket SMTP client for wire-level tests.
-struct Wire {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-}
-
-impl Wire {
-    async fn connect(addr: SocketAddr) -> (Wire, String) {
-        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
-        let mut wire = Wire {
-            reader: BufReader::new(r),
-            writer: w,
-        };
-        let greeting = wire.reply().await;
-        (wire, greeting)
-    }
-
-    /// One whole reply (all its lines), or "" when the server closed.
-    async fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(20), self.reader.read_line(&mut line))
-                .await
-                .expect("a reply in time")
-                .unwrap_or(0);
-            if n == 0 {
-                return all;
-            }
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    }
-
-    /// Signed in as the app, with a transaction open up to DATA's 354.
-    async fn at_data(server: &Running, app: &str, key: &str) -> Wire {
-        let (mut w, _) = Wire::connect(smtp(server)).await;
-        w.command("EHLO t").await;
-        assert!(w.auth_plain(app, key).await.starts_with("235"));
-        w.command(&format!("MAIL FROM:<{}>", mailer())).await;
-        w.command(&format!("RCPT TO:<{}>", addr("a", "example.org")))
-            .await;
-        assert!(w.command("DATA").await.starts_with("354"));
-        w
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.writer.write_all(text.as_bytes()).await.unwrap();
-    }
-
-    async fn command(&mut self, text: &str) -> String {
-        self.send(&format!("{text}\r\n")).await;
-        self.reply().await
-    }
-
-    async fn auth_plain(&mut self, user: &str, pass: &str) -> String {
-        use base64::Engine as _;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
-        self.command(&format!("AUTH PLAIN {token}")).await
-    }
 }
 
 #[tokio::test]
@@ -375,7 +325,7 @@ async fn a_from_that_is_not_allowed_is_refused_naming_the_fix_and_rewrite_from_s
         "{text}"
     );
     // The header From is checked after DATA even when the envelope is allowed.
-    let mut w = Wire::at_data(&server, &app, &key).await;
+    let mut w = wire_at_data(&server, &app, &key).await;
     let r = w
         .command(&format!("From: {stranger}\r\nSubject: s\r\n\r\nbody\r\n."))
         .await;
@@ -452,7 +402,7 @@ async fn a_key_revoked_mid_session_stops_working_at_once() {
     assert!(r.starts_with("530 5.7.0") && r.contains("revoked"), "{r}");
     // Revoked during DATA: the message is refused, not queued.
     let (app, key) = server.new_app(json!({"name": "Another"})).await;
-    let mut w = Wire::at_data(&server, &app, &key).await;
+    let mut w = wire_at_data(&server, &app, &key).await;
     server
         .admin(reqwest::Method::DELETE, &format!("/api/apps/{app}"), None)
         .await;

@@ -657,22 +657,7 @@ async fn expired_tokens_are_evicted_from_the_cache() {
 
 #[tokio::test]
 async fn a_short_admin_token_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--smtp-listen",
-            "off",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("MAILROOM_ADMIN_TOKEN", "short-token")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = serve_refused(&[], "short-token").await;
+    assert_eq!(code, Some(78));
     assert!(stderr.contains("at least 24"), "{stderr}");
 }

@@ -558,7 +558,11 @@ impl Session {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read apps for an SMTP sign-in");
-                self.reply(454, "4.7.0", "Temporary authentication failure; try again");
+                self.reply(
+                    454,
+                    "4.3.0",
+                    "Temporary authentication failure: Mailroom cannot reach its database; try again shortly",
+                );
                 return Flow::Go;
             }
         };

@@ -14,6 +14,7 @@ use tower::ServiceExt;
 
 pub mod pg;
 mod running;
+pub mod wire;
 pub use running::{saved_rig, sending_rig, start, wait_received, Running};
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -162,4 +163,26 @@ pub async fn spawn_mailroom_with(
         }
     };
     Spawned { child, url, smtp }
+}
+
+/// Runs `mailroom serve` (port 0, relay off) with `extra` options and this
+/// admin token, expecting it to refuse to start: its exit code and stderr.
+pub async fn serve_refused(extra: &[&str], admin_token: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--smtp-listen", "off"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("MAILROOM_ADMIN_TOKEN", admin_token)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("mailroom should refuse to start, not run")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
