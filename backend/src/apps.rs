@@ -81,7 +81,7 @@ pub async fn authenticate(
     } else {
         None
     };
-    match state.key_failures.attempt(ip, app.is_some()) {
+    match state.key_failures.check(ip, app.is_some()).await {
         Ok(()) => app.ok_or_else(|| AppError::Unauthorized(String::new())),
         Err(Refused::LockedOut(wait)) => Err(AppError::Busy(
             format!("Too many wrong app keys from your address. Wait {wait} seconds and try again."),

@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 use crate::clock::Clock;
 use crate::crypto::Secret;
 use crate::error::{ApiJson, AppError};
-use crate::store::{SessionStore, StoreError};
+use crate::store::{FailureStore, SessionStore, StoreError};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "mailroom_session";
@@ -97,10 +97,18 @@ fn digest(s: &str) -> [u8; 32] {
 ///
 /// The check and the count happen under one lock ([`FailureLimit::attempt`]),
 /// so a burst of parallel guesses gets no more tries than a sequence would.
-#[derive(Debug)]
 pub struct FailureLimit {
     entries: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     clock: Arc<dyn Clock>,
+    /// The store's counts, shared by every server, and this limit's scope
+    /// in them; without it (or when the store fails), the counts above.
+    shared: Option<(Arc<dyn FailureStore>, &'static str)>,
+}
+
+impl std::fmt::Debug for FailureLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailureLimit { .. }")
+    }
 }
 
 /// Why an attempt was refused.
@@ -118,6 +126,83 @@ impl FailureLimit {
         FailureLimit {
             entries: Mutex::new(HashMap::new()),
             clock,
+            shared: None,
+        }
+    }
+
+    /// A limit whose counts live in the store under `scope` (`admin`, `app`).
+    pub fn shared(
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn FailureStore>,
+        scope: &'static str,
+    ) -> Self {
+        FailureLimit {
+            shared: Some((store, scope)),
+            ..FailureLimit::new(clock)
+        }
+    }
+
+    fn left(&self, first_unix: i64) -> u64 {
+        let now = self.clock.wall().unix_timestamp();
+        (first_unix + FAILURE_WINDOW.as_secs() as i64 - now).max(1) as u64
+    }
+
+    /// As [`FailureLimit::attempt`], with the counts in the store when this
+    /// limit is shared: one upsert counts and reads, so parallel guesses
+    /// on several servers get no more tries than a sequence would.
+    pub async fn check(&self, ip: IpAddr, ok: bool) -> Result<(), Refused> {
+        let Some((store, scope)) = &self.shared else {
+            return self.attempt(ip, ok);
+        };
+        let key = format!("{scope}/{ip}");
+        let now = self.clock.wall().unix_timestamp();
+        let window = FAILURE_WINDOW.as_secs() as i64;
+        if ok {
+            match store.failures(&key, now, window).await {
+                Ok(Some((count, first))) if count >= MAX_FAILURES => {
+                    Err(Refused::LockedOut(self.left(first)))
+                }
+                Ok(Some(_)) => {
+                    let _ = store.clear_failures(&key).await;
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "failure counts unavailable; counting in memory");
+                    self.attempt(ip, ok)
+                }
+            }
+        } else {
+            match store.add_failure(&key, now, window).await {
+                Ok((count, first)) if count > MAX_FAILURES => {
+                    Err(Refused::LockedOut(self.left(first)))
+                }
+                Ok(_) => Err(Refused::Wrong),
+                Err(e) => {
+                    tracing::warn!(error = %e, "failure counts unavailable; counting in memory");
+                    self.attempt(ip, ok)
+                }
+            }
+        }
+    }
+
+    /// As [`FailureLimit::locked_for`], from the store when shared.
+    pub async fn locked(&self, ip: IpAddr) -> Option<u64> {
+        let Some((store, scope)) = &self.shared else {
+            return self.locked_for(ip);
+        };
+        let now = self.clock.wall().unix_timestamp();
+        match store
+            .failures(
+                &format!("{scope}/{ip}"),
+                now,
+                FAILURE_WINDOW.as_secs() as i64,
+            )
+            .await
+        {
+            Ok(Some((count, first))) if count >= MAX_FAILURES => Some(self.left(first)),
+            Ok(_) => None,
+            Err(_) => self.locked_for(ip),
         }
     }
 
@@ -209,12 +294,13 @@ impl AdminAuth {
         token: &Secret,
         public_origin: Option<String>,
         sessions: Arc<dyn SessionStore>,
+        failures: FailureLimit,
         clock: Arc<dyn Clock>,
     ) -> Self {
         AdminAuth {
             token_digest: digest(token.expose()),
             sessions,
-            failures: FailureLimit::new(clock.clone()),
+            failures,
             public_origin,
             clock,
         }
@@ -295,7 +381,7 @@ impl AdminAuth {
             .and_then(|v| v.strip_prefix("Bearer "))
         {
             let ok = self.token_matches(bearer.trim());
-            return match self.failures.attempt(ip, ok) {
+            return match self.failures.check(ip, ok).await {
                 Ok(()) => Ok(Proof::Bearer),
                 Err(Refused::LockedOut(wait)) => Err(AppError::TooManyRequests(wait)),
                 Err(Refused::Wrong) => {
@@ -374,13 +460,13 @@ async fn login(
     req: Request,
 ) -> Result<(CookieJar, StatusCode), AppError> {
     let ip = client_ip(&req);
-    if let Some(wait) = auth.failures.locked_for(ip) {
+    if let Some(wait) = auth.failures.locked(ip).await {
         return Err(AppError::TooManyRequests(wait));
     }
     let secure = auth.secure_cookie(req.headers());
     let ApiJson(body): ApiJson<LoginRequest> = ApiJson::from_request(req, &()).await?;
     let ok = auth.token_matches(body.token.trim());
-    match auth.failures.attempt(ip, ok) {
+    match auth.failures.check(ip, ok).await {
         Ok(()) => {}
         Err(Refused::LockedOut(wait)) => return Err(AppError::TooManyRequests(wait)),
         Err(Refused::Wrong) => {
@@ -467,7 +553,14 @@ mod tests {
     fn failures_block_after_the_limit_even_for_the_right_token() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
-        let auth = AdminAuth::new(&Secret::new("t"), None, store, Arc::new(SystemClock));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let auth = AdminAuth::new(
+            &Secret::new("t"),
+            None,
+            store,
+            FailureLimit::new(clock.clone()),
+            clock,
+        );
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         for _ in 0..MAX_FAILURES {
             assert!(auth.failures.locked_for(ip).is_none());
@@ -530,7 +623,13 @@ mod tests {
         let clock = Arc::new(ManualClock::default());
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
-        let auth = AdminAuth::new(&Secret::new("t"), None, store, clock.clone());
+        let auth = AdminAuth::new(
+            &Secret::new("t"),
+            None,
+            store,
+            FailureLimit::new(clock.clone()),
+            clock.clone(),
+        );
         let id = auth.new_session().await.unwrap();
         assert!(auth.session_valid(&id).await.unwrap());
         clock.advance(SESSION_TTL - Duration::from_secs(1));

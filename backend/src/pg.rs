@@ -27,7 +27,9 @@ use crate::queue::{
     page_end, stage_of, status_of, AttemptRecord, ChangeError, Claimed, Enqueued, Lease,
     ListFilter, NewMessage, Queue, APP_COLUMNS,
 };
-use crate::store::{HistoryEntry, Record, SessionStore, SettingsStore, StoreError};
+use crate::store::{
+    FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError, ADD_FAILURE_SQL,
+};
 
 /// Held while migrating, so servers that start together migrate once.
 const MIGRATION_LOCK: i64 = 0x6d61_696c_726f_6f6d;
@@ -438,6 +440,51 @@ impl SessionStore for PgStore {
             &[&digest.as_slice()],
         )
         .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FailureStore for PgStore {
+    async fn add_failure(
+        &self,
+        key: &str,
+        now_unix: i64,
+        window: i64,
+    ) -> Result<(u32, i64), StoreError> {
+        let c = self.pool.get().await?;
+        let cutoff = now_unix - window;
+        c.execute(
+            "DELETE FROM sign_in_failures WHERE first_unix <= $1",
+            &[&cutoff],
+        )
+        .await?;
+        let sql = ADD_FAILURE_SQL
+            .replace('?', "$")
+            .replace("$2 - $3", "$2::BIGINT - $3::BIGINT");
+        let row = c.query_one(&sql, &[&key, &now_unix, &window]).await?;
+        Ok((row.get::<_, i64>(0) as u32, row.get(1)))
+    }
+
+    async fn failures(
+        &self,
+        key: &str,
+        now_unix: i64,
+        window: i64,
+    ) -> Result<Option<(u32, i64)>, StoreError> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT count, first_unix FROM sign_in_failures WHERE key = $1 AND first_unix > $2",
+            &[&key, &(now_unix - window)],
+        )
+        .await?
+        .map(|r| (r.get::<_, i64>(0) as u32, r.get(1))))
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute("DELETE FROM sign_in_failures WHERE key = $1", &[&key])
+            .await?;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use crate::metrics::{Metrics, MetricsState};
 use crate::pg::PgStore;
 use crate::queue::Queue;
 use crate::settings::SettingsRepo;
-use crate::store::{SessionStore, SettingsStore, SqliteStore};
+use crate::store::{FailureStore, SessionStore, SettingsStore, SqliteStore};
 use crate::test_email::Tester;
 
 /// Everything the handlers share.
@@ -157,15 +157,32 @@ fn database(args: &ServeArgs) -> Result<Database, StartError> {
     }
 }
 
-/// The three stores over one database, and the PostgreSQL store for its
-/// settings listener.
-type Stores = (
-    Arc<dyn SettingsStore>,
-    Arc<dyn Queue>,
-    Arc<dyn SessionStore>,
-    Option<Arc<PgStore>>,
-    String,
-);
+/// The stores over one database, the PostgreSQL store for its settings
+/// listener, and the database's name for messages (without a password).
+struct Stores {
+    settings: Arc<dyn SettingsStore>,
+    queue: Arc<dyn Queue>,
+    sessions: Arc<dyn SessionStore>,
+    failures: Arc<dyn FailureStore>,
+    pg: Option<Arc<PgStore>>,
+    shown: String,
+}
+
+impl Stores {
+    fn of<S>(store: Arc<S>, pg: Option<Arc<PgStore>>, shown: String) -> Stores
+    where
+        S: SettingsStore + Queue + SessionStore + FailureStore + 'static,
+    {
+        Stores {
+            settings: store.clone(),
+            queue: store.clone(),
+            sessions: store.clone(),
+            failures: store,
+            pg,
+            shown,
+        }
+    }
+}
 
 async fn open_stores(args: &ServeArgs) -> Result<Stores, StartError> {
     match database(args)? {
@@ -173,19 +190,11 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores, StartError> {
             let store = Arc::new(SqliteStore::open(&path).map_err(|e| {
                 StartError(format!("cannot open the database {}: {e}", path.display()))
             })?);
-            Ok((
-                store.clone(),
-                store.clone(),
-                store,
-                None,
-                path.display().to_string(),
-            ))
+            Ok(Stores::of(store, None, path.display().to_string()))
         }
         Database::Postgres(url) => {
             let store = Arc::new(PgStore::connect(&url).await.map_err(StartError)?);
-            Ok((
-                store.clone(),
-                store.clone(),
+            Ok(Stores::of(
                 store.clone(),
                 Some(store),
                 crate::pg::redact_url(&url),
@@ -230,8 +239,10 @@ impl AppState {
             .map(auth::parse_public_url)
             .transpose()
             .map_err(StartError)?;
-        let (settings_store, queue, sessions, pg, shown) = open_stores(args).await?;
-        let record = settings_store
+        let stores = open_stores(args).await?;
+        let shown = &stores.shown;
+        let record = stores
+            .settings
             .load()
             .await
             .map_err(|e| StartError(format!("cannot read the database {shown}: {e}")))?;
@@ -261,26 +272,31 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(tester.token_requests()));
         let state = AppState {
             settings: SettingsRepo {
-                store: settings_store,
+                store: stores.settings,
                 cipher: Arc::new(cipher),
                 clock: clock.clone(),
                 saved: Arc::default(),
                 wake: Arc::default(),
             },
-            queue,
-            key_failures: Arc::new(FailureLimit::new(clock.clone())),
+            queue: stores.queue,
+            key_failures: Arc::new(FailureLimit::shared(
+                clock.clone(),
+                stores.failures.clone(),
+                "app",
+            )),
             sending: args.sending.clone(),
             metrics,
             auth: Arc::new(AdminAuth::new(
                 &token.token,
                 public_origin,
-                sessions,
+                stores.sessions,
+                FailureLimit::shared(clock.clone(), stores.failures, "admin"),
                 clock.clone(),
             )),
             tester: Arc::new(tester),
             clock,
         };
-        if let Some(pg) = pg {
+        if let Some(pg) = stores.pg {
             // A save on any server wakes this one's delivery.
             pg.listen(state.settings.saved.clone(), state.settings.wake.clone());
         }

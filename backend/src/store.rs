@@ -133,6 +133,44 @@ CREATE TABLE settings_history (
 pub const SESSIONS_MIGRATION: &str =
     "CREATE TABLE sessions (digest BLOB PRIMARY KEY, expires_unix INTEGER NOT NULL);";
 
+/// Failed sign-ins and wrong app keys, per scope and address.
+pub const FAILURES_MIGRATION: &str = "CREATE TABLE sign_in_failures (
+    key TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    first_unix INTEGER NOT NULL
+);";
+
+/// Counts of failed sign-ins, kept in the store so that every server sees
+/// the same lockout and a restart does not reset it.
+#[async_trait]
+pub trait FailureStore: Send + Sync {
+    /// Counts one failure for `key` at `now_unix` (a count older than
+    /// `window` starts over); returns the count and when it began.
+    async fn add_failure(
+        &self,
+        key: &str,
+        now_unix: i64,
+        window: i64,
+    ) -> Result<(u32, i64), StoreError>;
+    /// The count within the window and when it began, if any.
+    async fn failures(
+        &self,
+        key: &str,
+        now_unix: i64,
+        window: i64,
+    ) -> Result<Option<(u32, i64)>, StoreError>;
+    /// Forgets `key`'s failures (after a success).
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The upsert both stores use; `?1` key, `?2` now, `?3` window (SQLite's
+/// placeholders; PostgreSQL's are numbered the same way).
+pub(crate) const ADD_FAILURE_SQL: &str = "INSERT INTO sign_in_failures (key, count, first_unix) VALUES (?1, 1, ?2)
+ON CONFLICT (key) DO UPDATE SET
+    count = CASE WHEN sign_in_failures.first_unix <= ?2 - ?3 THEN 1 ELSE sign_in_failures.count + 1 END,
+    first_unix = CASE WHEN sign_in_failures.first_unix <= ?2 - ?3 THEN ?2 ELSE sign_in_failures.first_unix END
+RETURNING count, first_unix";
+
 /// Every schema step, in order, in SQLite's words; PostgreSQL applies the
 /// same steps translated ([`crate::pg`]), so both stores hold one schema.
 pub const SCHEMA: &[&str] = &[
@@ -141,6 +179,7 @@ pub const SCHEMA: &[&str] = &[
     crate::queue::MIGRATION_SOURCE,
     crate::queue::MIGRATION_LEASE,
     SESSIONS_MIGRATION,
+    FAILURES_MIGRATION,
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -303,6 +342,57 @@ impl SessionStore for SqliteStore {
     async fn end_session(&self, digest: [u8; 32]) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             c.execute("DELETE FROM sessions WHERE digest = ?1", [digest.to_vec()])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl FailureStore for SqliteStore {
+    async fn add_failure(
+        &self,
+        key: &str,
+        now_unix: i64,
+        window: i64,
+    ) -> Result<(u32, i64), StoreError> {
+        let key = key.to_string();
+        self.with_conn(move |c| {
+            c.execute(
+                "DELETE FROM sign_in_failures WHERE first_unix <= ?1",
+                [now_unix - window],
+            )?;
+            Ok(
+                c.query_row(ADD_FAILURE_SQL, params![key, now_unix, window], |r| {
+                    Ok((r.get::<_, i64>(0)? as u32, r.get(1)?))
+                })?,
+            )
+        })
+        .await
+    }
+
+    async fn failures(
+        &self,
+        key: &str,
+        now_unix: i64,
+        window: i64,
+    ) -> Result<Option<(u32, i64)>, StoreError> {
+        let key = key.to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                "SELECT count, first_unix FROM sign_in_failures WHERE key = ?1 AND first_unix > ?2",
+                params![key, now_unix - window],
+                |r| Ok((r.get::<_, i64>(0)? as u32, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.with_conn(move |c| {
+            c.execute("DELETE FROM sign_in_failures WHERE key = ?1", [key])?;
             Ok(())
         })
         .await

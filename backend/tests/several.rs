@@ -165,6 +165,29 @@ async fn a_session_from_one_server_works_on_the_other() {
         .await
         .unwrap();
     assert_eq!(on_a.status(), 401);
+    // Wrong admin tokens count on every server: five across both lock both.
+    for (i, url) in [&a.url, &b.url, &a.url, &b.url, &a.url].iter().enumerate() {
+        let r = http
+            .get(format!("{url}/api/settings"))
+            .bearer_auth(format!("wrong-token-{i}-0123456789abcdef"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "guess {i}");
+    }
+    for url in [&a.url, &b.url] {
+        let r = http
+            .get(format!("{url}/api/settings"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            429,
+            "locked out on {url}, even with the right token"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

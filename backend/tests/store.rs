@@ -10,7 +10,9 @@ use mailroom_backend::pg::PgStore;
 use mailroom_backend::queue::{
     AttemptRecord, Enqueued, Lease, NewMessage, Queue, RecipientOutcome,
 };
-use mailroom_backend::store::{Record, SessionStore, SettingsStore, SqliteStore, StoreError};
+use mailroom_backend::store::{
+    FailureStore, Record, SessionStore, SettingsStore, SqliteStore, StoreError,
+};
 use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{Attempt, Paused, Status};
 
@@ -25,6 +27,7 @@ struct Stores {
     settings: Arc<dyn SettingsStore>,
     queue: Arc<dyn Queue>,
     sessions: Arc<dyn SessionStore>,
+    failures: Arc<dyn FailureStore>,
 }
 
 impl Fixture {
@@ -47,7 +50,8 @@ impl Fixture {
                 Stores {
                     settings: s.clone(),
                     queue: s.clone(),
-                    sessions: s,
+                    sessions: s.clone(),
+                    failures: s,
                 }
             }
             Fixture::Postgres(schema) => {
@@ -55,7 +59,8 @@ impl Fixture {
                 Stores {
                     settings: s.clone(),
                     queue: s.clone(),
-                    sessions: s,
+                    sessions: s.clone(),
+                    failures: s,
                 }
             }
         }
@@ -87,6 +92,7 @@ both!(
     retention_purges_final_messages_only,
     a_session_made_on_one_server_is_valid_on_another,
     the_delivery_slot_is_shared_where_servers_share_a_store,
+    failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_window,
 );
 
 const T0: i64 = 1_795_000_000;
@@ -506,4 +512,49 @@ async fn the_delivery_slot_is_shared_where_servers_share_a_store(f: Fixture) {
         // One process per SQLite file: the engine keeps the slot in memory.
         assert_eq!((first, second), (None, None));
     }
+}
+
+async fn failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_window(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    let key = "admin/192.0.2.7";
+    // Parallel failures on two servers: each counted once, none lost.
+    let tries = (0..10).map(|i| {
+        let store = if i % 2 == 0 {
+            a.failures.clone()
+        } else {
+            b.failures.clone()
+        };
+        tokio::spawn(async move { store.add_failure(key, T0, 900).await.unwrap().0 })
+    });
+    let mut counts: Vec<u32> = futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    counts.sort();
+    assert_eq!(counts, (1..=10).collect::<Vec<_>>());
+    assert_eq!(
+        b.failures.failures(key, T0 + 899, 900).await.unwrap(),
+        Some((10, T0))
+    );
+    assert_eq!(
+        a.failures.failures(key, T0 + 900, 900).await.unwrap(),
+        None,
+        "the window ended"
+    );
+    assert_eq!(
+        a.failures.add_failure(key, T0 + 900, 900).await.unwrap(),
+        (1, T0 + 900),
+        "a new window"
+    );
+    assert_eq!(
+        a.failures
+            .failures("app/192.0.2.7", T0 + 900, 900)
+            .await
+            .unwrap(),
+        None,
+        "scopes are apart"
+    );
+    b.failures.clear_failures(key).await.unwrap();
+    assert_eq!(a.failures.failures(key, T0 + 901, 900).await.unwrap(), None);
 }

@@ -551,7 +551,7 @@ impl Session {
     /// and wrong ones count towards the address's lockout.
     async fn verify(&mut self, user: &str, pass: &str) -> Flow {
         let limit = self.shared.sending.apps.key_failures.clone();
-        if let Some(wait) = limit.locked_for(self.peer) {
+        if let Some(wait) = limit.locked(self.peer).await {
             return self.locked_out(wait);
         }
         let found = match self.shared.sending.apps.queue.app_by_id(user.trim()).await {
@@ -568,7 +568,7 @@ impl Session {
         };
         let hash = key_hash(pass.trim());
         let app = found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
-        match limit.attempt(self.peer, app.is_some()) {
+        match limit.check(self.peer, app.is_some()).await {
             Ok(()) => {
                 tracing::info!(app = app.as_ref().map(|a| a.id.as_str()), peer = %self.peer, "relay sign-in");
                 self.app = app;
@@ -577,7 +577,7 @@ impl Session {
             }
             Err(Refused::Wrong) => {
                 self.shared.sending.metrics.relay_auth_failures.inc();
-                if let Some(wait) = limit.locked_for(self.peer) {
+                if let Some(wait) = limit.locked(self.peer).await {
                     return self.locked_out(wait);
                 }
                 self.reply(
