@@ -518,3 +518,73 @@ async fn bench_relay() {
     println!("BENCH relay {json}");
     std::fs::write(out_dir().join("relay.json"), json.to_string()).unwrap();
 }
+
+/// Accepted and delivered messages per second on PostgreSQL, with one and
+/// with two servers sharing the database (each server gets its share of the
+/// 16 clients), against the same loopback upstream as `bench_sending`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_postgres() {
+    let n: usize = std::env::var("MAILROOM_BENCH_PG_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut runs = Vec::new();
+    for servers in [1usize, 2] {
+        let rig = Loopback::start(SmtpConfig::default()).await;
+        let schema = common::pg::PgSchema::new().await;
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("secret.key");
+        let mut spawned = Vec::new();
+        for s in 0..servers {
+            spawned.push(
+                spawn_mailroom_with(
+                    &rig,
+                    &dir.path().join(format!("data{s}")),
+                    &[
+                        "--database-url",
+                        &schema.url,
+                        "--secret-key-file",
+                        key_file.to_str().unwrap(),
+                        "--delivery-rate",
+                        "0",
+                        "--smtp-listen",
+                        "off",
+                    ],
+                )
+                .await,
+            );
+        }
+        let urls: Vec<String> = spawned.iter().map(|s| s.url.clone()).collect();
+        let (_, _, key) = paused_with_app(&urls[0], "pg bench").await;
+        let started = Instant::now();
+        let shares = urls
+            .iter()
+            .map(|u| submit_many(u, &key, n / servers, 16 / servers));
+        let mut lat = Vec::new();
+        for (l, _) in futures_util::future::join_all(shares).await {
+            lat.extend(l);
+        }
+        let accept_secs = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        Running::client(urls[0].clone())
+            .save(&oauth_settings("localhost", rig.smtp.port()))
+            .await;
+        while rig.smtp.messages().len() < lat.len() {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "delivery stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let delivered_secs = started.elapsed().as_secs_f64();
+        runs.push(serde_json::json!({
+            "servers": servers, "messages": lat.len(),
+            "accepted_per_s": lat.len() as f64 / accept_secs, "accept_p99_ms": percentile(lat.clone(), 0.99),
+            "delivered_per_s": lat.len() as f64 / delivered_secs,
+        }));
+    }
+    let json = serde_json::json!({ "runs": runs });
+    println!("BENCH postgres {json}");
+    std::fs::write(out_dir().join("postgres.json"), json.to_string()).unwrap();
+}
