@@ -68,8 +68,39 @@ ensure_hba() {
   fi
 }
 
+# TLS with a certificate for localhost and 127.0.0.1 from a CA made here, so
+# the tests can check that sslmode=require works and that the certificate is
+# verified; the CA's copy in $CA is what they trust. Only in our own cluster.
+CA="${MAILROOM_TEST_PG_CA:-/var/tmp/mailroom-pg-ca.crt}"
+ensure_tls() {
+  [ -f "$DIR/PG_VERSION" ] || return 0
+  if [ ! -f "$DIR/test-ca.crt" ]; then
+    local tmp
+    tmp="$(mktemp -d)"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Mailroom test CA" \
+      -keyout "$tmp/ca.key" -out "$tmp/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=localhost \
+      -keyout "$tmp/server.key" -out "$tmp/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$tmp/ext"
+    openssl x509 -req -in "$tmp/server.csr" -CA "$tmp/ca.crt" -CAkey "$tmp/ca.key" \
+      -CAcreateserial -days 3650 -extfile "$tmp/ext" -out "$tmp/server.crt" 2>/dev/null
+    install -m 0600 "$tmp/server.key" "$DIR/server.key"
+    install -m 0644 "$tmp/server.crt" "$DIR/server.crt"
+    install -m 0644 "$tmp/ca.crt" "$DIR/test-ca.crt"
+    rm -rf "$tmp"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$DIR/server.key" "$DIR/server.crt" "$DIR/test-ca.crt"; fi
+    admin -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+  fi
+  cp "$DIR/test-ca.crt" "$CA" && chmod 0644 "$CA"
+  if [ "$(admin -c 'SHOW ssl')" != on ]; then
+    admin -c "ALTER SYSTEM SET ssl = on" && admin -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 1
+  fi
+}
+
 if command -v psql >/dev/null && admin -c 'SELECT 1' >/dev/null 2>&1; then
   ensure_hba
+  ensure_tls
   ensure_db
   exit 0
 fi
@@ -111,4 +142,5 @@ if ! run_pg "$BIN/pg_ctl" -D "$DIR" status >/dev/null 2>&1; then
   run_pg "$BIN/pg_ctl" -D "$DIR" -l "$DIR/server.log" -w -t 60 \
     -o "-c listen_addresses=$HOST -p $PORT -k $DIR -c max_connections=200" start >/dev/null
 fi
+ensure_tls
 ensure_db

@@ -21,7 +21,8 @@ use mailroom_shared::sending::{
     App, Attempt, Details, LastError, Paused, RecipientState, Status, Summary,
 };
 use tokio::sync::Notify;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::queue::{
     page_end, stage_of, status_of, AttemptRecord, ChangeError, Claimed, Enqueued, Lease,
@@ -92,6 +93,22 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
+/// An error with its causes, for a message that says what failed underneath
+/// (a TLS handshake error names the certificate problem only in its source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
 fn db_error(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         if db.code() == &tokio_postgres::error::SqlState::DISK_FULL {
@@ -122,6 +139,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// The NOTIFY channel, one per database and schema.
     channel: String,
 }
@@ -176,9 +194,12 @@ async fn summary_by_id(
 }
 
 impl PgStore {
-    /// Connects, checks the connection and migrates. The error names the
-    /// URL without its password.
-    pub async fn connect(url: &str) -> Result<PgStore, String> {
+    /// Connects, checks the connection and migrates. TLS follows the URL's
+    /// `sslmode` (`prefer` by default, `require` to insist) and trusts the
+    /// system's roots plus `--extra-ca-file`. The error names the URL
+    /// without its password.
+    pub async fn connect(url: &str, tls: rustls::ClientConfig) -> Result<PgStore, String> {
+        let tls = MakeRustlsConnect::new(tls);
         let shown = redact_url(url);
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -188,7 +209,7 @@ impl PgStore {
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -203,13 +224,18 @@ impl PgStore {
             .map_err(|e| format!("cannot set up the connection pool for {shown}: {e}"))?;
         let client = pool.get().await.map_err(|e| {
             let why = match &e {
-                deadpool_postgres::PoolError::Backend(b) => b
-                    .as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| b.to_string()),
+                deadpool_postgres::PoolError::Backend(b) => match b.as_db_error() {
+                    Some(d) => d.message().to_string(),
+                    None => error_chain(b),
+                },
                 other => other.to_string(),
             };
-            format!("cannot connect to the database {shown}: {why}")
+            let hint = if why.contains("certificate") || why.contains("Certificate") {
+                " (its TLS certificate is not trusted: give its CA with --extra-ca-file, or put sslmode=disable in the URL on a trusted network)"
+            } else {
+                ""
+            };
+            format!("cannot connect to the database {shown}: {why}{hint}")
         })?;
         let row = client
             .query_one("SELECT current_database(), current_schema()", &[])
@@ -228,6 +254,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             config,
+            tls,
             channel,
         };
         store
@@ -276,10 +303,10 @@ impl PgStore {
     /// Listens for settings saves on any server; each wakes `saved` (one
     /// permit) and `wake`. Reconnects when the connection drops.
     pub fn listen(&self, saved: Arc<Notify>, wake: Arc<Notify>) -> tokio::task::JoinHandle<()> {
-        let (config, channel) = (self.config.clone(), self.channel.clone());
+        let (config, channel, tls) = (self.config.clone(), self.channel.clone(), self.tls.clone());
         tokio::spawn(async move {
             loop {
-                if let Err(e) = listen_once(&config, &channel, &saved, &wake).await {
+                if let Err(e) = listen_once(&config, tls.clone(), &channel, &saved, &wake).await {
                     tracing::warn!(error = %e, "the settings listener lost PostgreSQL; reconnecting");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -290,12 +317,13 @@ impl PgStore {
 
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     channel: &str,
     saved: &Notify,
     wake: &Notify,
 ) -> Result<(), tokio_postgres::Error> {
     use futures_util::StreamExt;
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -193,7 +193,11 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores, StartError> {
             Ok(Stores::of(store, None, path.display().to_string()))
         }
         Database::Postgres(url) => {
-            let store = Arc::new(PgStore::connect(&url).await.map_err(StartError)?);
+            let trust =
+                crate::test_email::smtp::tls::TlsTrust::load(args.test.extra_ca_file.as_deref())
+                    .map_err(|e| StartError(e.to_string()))?;
+            let tls = trust.client_config().map_err(StartError)?;
+            let store = Arc::new(PgStore::connect(&url, tls).await.map_err(StartError)?);
             Ok(Stores::of(
                 store.clone(),
                 Some(store),

@@ -279,7 +279,9 @@ async fn a_bad_database_url_gives_a_clear_message_and_78() {
     let config: tokio_postgres::Config = base_url().parse().unwrap();
     let port = config.get_ports().first().copied().unwrap_or(5432);
     // A wrong password (this role must give one).
-    let url = format!("postgres://mailroom_pw_check:wrong-password@127.0.0.1:{port}/test");
+    let url = format!(
+        "postgres://mailroom_pw_check:wrong-password@127.0.0.1:{port}/test?sslmode=disable"
+    );
     let (code, err) = start_error(&url).await;
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("password authentication failed"), "{err}");
@@ -302,11 +304,23 @@ async fn a_bad_database_url_gives_a_clear_message_and_78() {
         "{err}"
     );
     // No such database.
-    let (code, err) =
-        start_error(&format!("postgres://postgres@127.0.0.1:{port}/no_such_db")).await;
+    let (code, err) = start_error(&format!(
+        "postgres://postgres@127.0.0.1:{port}/no_such_db?sslmode=disable"
+    ))
+    .await;
     assert_eq!(code, Some(78), "{err}");
     assert!(
         err.contains("no_such_db") && err.contains("does not exist"),
+        "{err}"
+    );
+    // TLS required, and the server's certificate not trusted: the fix is named.
+    let (code, err) = start_error(&format!(
+        "postgres://postgres@127.0.0.1:{port}/test?sslmode=require"
+    ))
+    .await;
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("--extra-ca-file") && err.contains("sslmode=disable"),
         "{err}"
     );
 }
@@ -376,7 +390,7 @@ async fn losing_the_database_gives_503_and_4_3_0_and_nothing_acknowledged_is_los
     let user = config.get_user().unwrap_or("postgres");
     let db = config.get_dbname().unwrap_or("test");
     let url = format!(
-        "postgres://{user}@127.0.0.1:{}/{db}?options=-c%20search_path%3D{}",
+        "postgres://{user}@127.0.0.1:{}/{db}?sslmode=disable&options=-c%20search_path%3D{}",
         proxy.port, schema.name
     );
     let dir = tempfile::tempdir().unwrap();

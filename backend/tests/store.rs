@@ -55,7 +55,11 @@ impl Fixture {
                 }
             }
             Fixture::Postgres(schema) => {
-                let s = Arc::new(PgStore::connect(&schema.url).await.unwrap());
+                let s = Arc::new(
+                    PgStore::connect(&schema.url, common::pg::tls(None))
+                        .await
+                        .unwrap(),
+                );
                 Stores {
                     settings: s.clone(),
                     queue: s.clone(),
@@ -557,4 +561,30 @@ async fn failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_w
     );
     b.failures.clear_failures(key).await.unwrap();
     assert_eq!(a.failures.failures(key, T0 + 901, 900).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn postgres_over_tls_verifies_the_server_certificate() {
+    let schema = PgSchema::new().await;
+    let url = common::pg::schema_url(&schema.name, "require");
+    let ca = common::pg::ca_file();
+    assert!(
+        ca.is_file(),
+        "scripts/postgres.sh writes the test server's certificate to {}",
+        ca.display()
+    );
+    let store = PgStore::connect(&url, common::pg::tls(Some(&ca)))
+        .await
+        .unwrap();
+    store.enqueue(message("msg_tls", None)).await.unwrap();
+    assert!(store.details("msg_tls").await.unwrap().is_some());
+    // Without its CA, the certificate is refused, with the fix in the message.
+    let err = PgStore::connect(&url, common::pg::tls(None))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("certificate") && err.contains("--extra-ca-file"),
+        "{err}"
+    );
 }

@@ -10,6 +10,31 @@ pub fn base_url() -> String {
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// The test server's URL with `schema` first on the search path and this
+/// `sslmode` (the tests that are not about TLS leave it off).
+pub fn schema_url(schema: &str, sslmode: &str) -> String {
+    let base = base_url();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}sslmode={sslmode}&options=-c%20search_path%3D{schema}")
+}
+
+/// The certificate the test server's TLS uses (written by scripts/postgres.sh).
+pub fn ca_file() -> std::path::PathBuf {
+    std::env::var("MAILROOM_TEST_PG_CA")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "/var/tmp/mailroom-pg-ca.crt".into())
+        .into()
+}
+
+/// A TLS client configuration trusting the system's roots, plus `ca` when given.
+pub fn tls(ca: Option<&std::path::Path>) -> rustls::ClientConfig {
+    mailroom_backend::test_email::smtp::tls::TlsTrust::load(ca)
+        .unwrap()
+        .client_config()
+        .unwrap()
+}
+
 /// A fresh schema; [`PgSchema::url`] puts it first on the search path.
 pub struct PgSchema {
     pub name: String,
@@ -38,10 +63,10 @@ impl PgSchema {
             .batch_execute(&format!("CREATE SCHEMA {name}"))
             .await
             .unwrap();
-        let base = base_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
-        PgSchema { name, url }
+        PgSchema {
+            url: schema_url(&name, "disable"),
+            name,
+        }
     }
 }
 

@@ -132,6 +132,19 @@ impl TlsTrust {
         })
     }
 
+    /// A client configuration over these roots, for other TLS clients of
+    /// the server (PostgreSQL).
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, String> {
+        let verifier = self.verifier.clone()?;
+        Ok(
+            rustls::ClientConfig::builder_with_provider(self.provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS setup failed: {e}"))?
+                .with_webpki_verifier(verifier)
+                .with_no_client_auth(),
+        )
+    }
+
     fn connector(&self) -> Result<(TlsConnector, SeenCert), String> {
         let inner = self.verifier.clone()?;
         let seen = Arc::new(Mutex::new(None));
