@@ -306,16 +306,22 @@ impl Engine {
                 .load_current()
                 .await
                 .map_err(|e| e.to_string());
+            let claimed_at = tokio::time::Instant::now();
+            let half_lease = Duration::from_secs(self.lease.seconds.max(0) as u64) / 2;
             let mut rest = claimed.into_iter();
             while let Some(message) = rest.next() {
                 self.take_slot().await;
-                // A lease that ran out (a very slow batch) may be another
-                // server's now: leave that message to it.
-                match self
-                    .queue
-                    .renew(&message.id, unix(&*self.clock), &self.lease)
-                    .await
-                {
+                // Late in a slow batch (a rate limit, a slow server), the lease
+                // is renewed before the attempt; one that ran out may be
+                // another server's now: leave that message to it.
+                let renewed = if claimed_at.elapsed() < half_lease {
+                    Ok(true)
+                } else {
+                    self.queue
+                        .renew(&message.id, unix(&*self.clock), &self.lease)
+                        .await
+                };
+                match renewed {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {

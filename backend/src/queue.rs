@@ -562,21 +562,29 @@ impl Queue for SqliteStore {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             type Row = (i64, String, String, Vec<u8>, i64, i64, Option<String>);
-            let rows: Vec<Row> = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT seq, id, mail_from, body, attempt_count, created_unix, app_id FROM messages
-                     WHERE ((status IN ('queued', 'deferred') AND next_attempt_unix <= ?1)
-                            OR (status = 'sending' AND locked_until < ?1))
-                       AND body IS NOT NULL
-                     ORDER BY next_attempt_unix, seq LIMIT ?2",
-                )?;
-                let rows = stmt
-                    .query_map(params![now_unix, limit as i64], |r| {
+            // Two indexed queries rather than one with OR, which would scan
+            // the table: due messages first, then lapsed leases.
+            let mut rows: Vec<Row> = Vec::new();
+            for sql in [
+                "SELECT seq, id, mail_from, body, attempt_count, created_unix, app_id FROM messages
+                 WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= ?1 AND body IS NOT NULL
+                 ORDER BY next_attempt_unix, seq LIMIT ?2",
+                "SELECT seq, id, mail_from, body, attempt_count, created_unix, app_id FROM messages
+                 WHERE status = 'sending' AND locked_until < ?1 AND body IS NOT NULL
+                 ORDER BY seq LIMIT ?2",
+            ] {
+                let left = limit as i64 - rows.len() as i64;
+                if left <= 0 {
+                    break;
+                }
+                let mut stmt = tx.prepare_cached(sql)?;
+                rows.extend(
+                    stmt.query_map(params![now_unix, left], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
                     })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                rows
-            };
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                );
+            }
             let mut out = Vec::new();
             for (seq, id, mail_from, body, attempts, created, app_id) in rows {
                 tx.execute(
