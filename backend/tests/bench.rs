@@ -22,6 +22,20 @@ fn out_dir() -> PathBuf {
     dir
 }
 
+/// A count from the environment, or `default`.
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Prints a result and writes it to `target/bench/{name}.json`.
+fn report(name: &str, json: &serde_json::Value) {
+    println!("BENCH {name} {json}");
+    std::fs::write(out_dir().join(format!("{name}.json")), json.to_string()).unwrap();
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -189,8 +203,7 @@ async fn bench_test_email_against_the_floor() {
         "runs": RUNS, "ours_ms": o, "floor_ms": f, "ratio": o / f,
         "cached_ms": c, "cached_runs": RUNS + 1, "token_requests_for_cached_runs": token_requests,
     });
-    println!("BENCH test_email {json}");
-    std::fs::write(out_dir().join("test_email.json"), json.to_string()).unwrap();
+    report("test_email", &json);
     assert_eq!(token_requests, 1, "the cached runs share one token");
 }
 
@@ -290,8 +303,7 @@ async fn bench_server_start_rss_and_load() {
         "requests": all.len(), "concurrency": 32, "seconds": secs,
         "rps": all.len() as f64 / secs, "p50_ms": median(all.clone()), "p99_ms": percentile(all, 0.99),
     });
-    println!("BENCH server {json}");
-    std::fs::write(out_dir().join("server.json"), json.to_string()).unwrap();
+    report("server", &json);
     let _ = child.start_kill();
 }
 
@@ -359,14 +371,8 @@ async fn submit_many(url: &str, key: &str, total: usize, clients: usize) -> (Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; run by cargo xtask bench"]
 async fn bench_sending() {
-    let n: usize = std::env::var("MAILROOM_BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let queued_target: usize = std::env::var("MAILROOM_BENCH_QUEUED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    let n: usize = env_count("MAILROOM_BENCH_MESSAGES", 2000);
+    let queued_target: usize = env_count("MAILROOM_BENCH_QUEUED", 100_000);
     let rig = Loopback::start(SmtpConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let (child, url) = spawn_mailroom(&rig, &dir.path().join("data"), "0").await;
@@ -416,8 +422,7 @@ async fn bench_sending() {
         "floor_secs": floor_secs, "floor_per_s": n as f64 / floor_secs, "ratio": delivered_secs / floor_secs,
         "queued": more.len(), "queue_fill_secs": queue_secs, "rss_before_kib": rss_before, "rss_queued_kib": rss_queued,
     });
-    println!("BENCH sending {json}");
-    std::fs::write(out_dir().join("sending.json"), json.to_string()).unwrap();
+    report("sending", &json);
 }
 
 /// Messages through the SMTP relay: 8 lettre connections, each reused, over
@@ -431,27 +436,12 @@ async fn bench_relay() {
     use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
     use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
     use lettre::transport::smtp::extension::ClientId;
-    let n: usize = std::env::var("MAILROOM_BENCH_RELAY_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4000);
+    let n: usize = env_count("MAILROOM_BENCH_RELAY_MESSAGES", 4000);
     const CLIENTS: usize = 8;
     let rig = Loopback::start(SmtpConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let spawned = spawn_mailroom_with(
-        &rig,
-        &data,
-        &[
-            "--delivery-rate",
-            "0",
-            "--smtp-listen",
-            "127.0.0.1:0",
-            "--smtp-hostname",
-            "localhost",
-        ],
-    )
-    .await;
+    let spawned = spawn_mailroom_with(&rig, &data, WITH_RELAY).await;
     let (url, smtp) = (spawned.url.clone(), spawned.smtp.expect("relay"));
     let (_, app, key) = paused_with_app(&url, "relay bench").await;
     let pem = std::fs::read(data.join("smtp-tls-cert.pem")).unwrap();
@@ -515,8 +505,7 @@ async fn bench_relay() {
         "accepted_per_s": lat.len() as f64 / secs, "seconds": secs,
         "end_of_data_p50_ms": median(lat.clone()), "end_of_data_p99_ms": percentile(lat, 0.99),
     });
-    println!("BENCH relay {json}");
-    std::fs::write(out_dir().join("relay.json"), json.to_string()).unwrap();
+    report("relay", &json);
 }
 
 /// Accepted and delivered messages per second on PostgreSQL, with one and
@@ -525,10 +514,7 @@ async fn bench_relay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; run by cargo xtask bench"]
 async fn bench_postgres() {
-    let n: usize = std::env::var("MAILROOM_BENCH_PG_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let n: usize = env_count("MAILROOM_BENCH_PG_MESSAGES", 2000);
     let mut runs = Vec::new();
     for servers in [1usize, 2] {
         let rig = Loopback::start(SmtpConfig::default()).await;
@@ -585,6 +571,5 @@ async fn bench_postgres() {
         }));
     }
     let json = serde_json::json!({ "runs": runs });
-    println!("BENCH postgres {json}");
-    std::fs::write(out_dir().join("postgres.json"), json.to_string()).unwrap();
+    report("postgres", &json);
 }

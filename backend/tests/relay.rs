@@ -550,3 +550,70 @@ async fn the_hundred_and_first_connection_is_told_to_come_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_while_clients_send_loses_no_message_the_relay_acknowledged() {
+    let rig = Loopback::start(mailroom_fakes::SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut first = spawn_mailroom_with(&rig, &data, WITH_RELAY).await;
+    let mut server = Running::client(first.url.clone());
+    (server.smtp, server.data) = (first.smtp, data.clone());
+    // Delivery is paused meanwhile (nothing listens at the port): only storage counts.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    server.save(&oauth_settings("localhost", closed_port)).await;
+    let (app, key) = server.new_app(json!({"name": "Crash"})).await;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sender = client(&server, Some((&app, &key)), Mechanism::Plain);
+    let sending = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            for i in 0..500 {
+                let m = message(
+                    &mailer(),
+                    &[addr("a", "example.org")],
+                    &format!("k{i:03}"),
+                    "y",
+                );
+                match sender.send(m).await {
+                    Ok(r) => acked.lock().unwrap().push(queued_id(&r)),
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    while acked.lock().unwrap().len() < 15 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the relay is too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.child.start_kill().unwrap();
+    first.child.wait().await.unwrap();
+    sending.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    // Restarted on the same data, with the upstream reachable: every
+    // acknowledged message goes out, and none twice.
+    let second = spawn_mailroom_with(&rig, &data, WITH_RELAY).await;
+    let server = Running::client(second.url.clone());
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    for id in &acked {
+        server.wait_status(id, "sent").await;
+    }
+    let got = rig.smtp.messages();
+    assert!(got.len() >= acked.len(), "{} < {}", got.len(), acked.len());
+    let mut subjects: Vec<&str> = got
+        .iter()
+        .filter_map(|m| m.data.lines().find_map(|l| l.strip_prefix("Subject: ")))
+        .collect();
+    let n = subjects.len();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(n, subjects.len(), "a message went out twice");
+}

@@ -120,6 +120,17 @@ pub async fn spawn_mailroom(
     (s.child, s.url)
 }
 
+/// Options for a binary whose relay listens (port 0, named `localhost` for
+/// its generated certificate) and whose delivery has no rate limit.
+pub const WITH_RELAY: &[&str] = &[
+    "--delivery-rate",
+    "0",
+    "--smtp-listen",
+    "127.0.0.1:0",
+    "--smtp-hostname",
+    "localhost",
+];
+
 /// A started binary: the process, its URL and its relay's address.
 pub struct Spawned {
     pub child: tokio::process::Child,
