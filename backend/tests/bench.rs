@@ -261,16 +261,9 @@ async fn bench_server_start_rss_and_load() {
     let idle_rss = rss_kib(pid);
 
     // Save settings once, then load GET /api/settings: 32 connections, bounded to 5 s.
-    let body =
-        serde_json::json!({"settings": oauth_settings("smtp.office365.com", 587), "version": 0});
-    let r = http
-        .put(format!("{url}/api/settings"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    Running::client(url.clone())
+        .save(&oauth_settings("smtp.office365.com", 587))
+        .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     let workers = (0..32).map(|_| {
         let (http, url) = (reqwest::Client::new(), url.clone());
@@ -305,27 +298,6 @@ async fn bench_server_start_rss_and_load() {
     });
     report("server", &json);
     let _ = child.start_kill();
-}
-
-async fn put_settings(http: &reqwest::Client, url: &str, settings: &mailroom_shared::Settings) {
-    let current: serde_json::Value = http
-        .get(format!("{url}/api/settings"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let body = serde_json::json!({"settings": settings, "version": current["version"]});
-    let r = http
-        .put(format!("{url}/api/settings"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
 }
 
 /// Saves settings that point at a closed port (delivery pauses) and makes an
@@ -376,7 +348,6 @@ async fn bench_sending() {
     let rig = Loopback::start(SmtpConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let (child, url) = spawn_mailroom(&rig, &dir.path().join("data"), "0").await;
-    let http = reqwest::Client::new();
     // Paused (nothing listens at the port) while accepting, so acceptance is measured alone.
     let (closed_port, _, key) = paused_with_app(&url, "bench").await;
     let (lat, secs) = submit_many(&url, &key, n, 16).await;
@@ -384,7 +355,9 @@ async fn bench_sending() {
 
     // Delivery: the good settings wake the engine; time until all arrived.
     let started = Instant::now();
-    put_settings(&http, &url, &oauth_settings("localhost", rig.smtp.port())).await;
+    Running::client(url.clone())
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
     while rig.smtp.messages().len() < lat.len() {
         assert!(
             started.elapsed() < Duration::from_secs(600),
@@ -410,7 +383,9 @@ async fn bench_sending() {
     let floor_secs = t.elapsed().as_secs_f64();
 
     // Memory with many messages waiting (paused again).
-    put_settings(&http, &url, &oauth_settings("localhost", closed_port)).await;
+    Running::client(url.clone())
+        .save(&oauth_settings("localhost", closed_port))
+        .await;
     let pid = child.id().unwrap();
     let rss_before = rss_kib(pid);
     let (more, queue_secs) = submit_many(&url, &key, queued_target, 16).await;
