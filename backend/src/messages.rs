@@ -14,8 +14,8 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::Message;
 use mailroom_shared::sending::{
-    Details, FromPolicy, MessageList, MessageRequest, QueueState, Status, Submitted, Summary,
-    MAX_RECIPIENTS,
+    Change, Details, FromPolicy, History, MessageList, MessageRequest, QueueState, Status,
+    Submitted, Summary, MAX_RECIPIENTS,
 };
 use serde::Deserialize;
 
@@ -674,18 +674,6 @@ async fn cancel(
         .await
         .map_err(|e| change_error(&id, e, "queued or deferred"))?;
     Ok(Json(summary))
-}
-
-#[derive(serde::Serialize)]
-struct Change {
-    version: u64,
-    at: String,
-    fields: Vec<String>,
-}
-
-#[derive(serde::Serialize)]
-struct History {
-    changes: Vec<Change>,
 }
 
 async fn history(State(s): State<Sending>) -> Result<Json<History>, AppError> {

@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get};
 use axum::{Json, Router};
+use mailroom_shared::sending::{Connection, RelayInfo};
 use tower_http::compression::CompressionLayer;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
@@ -111,6 +112,11 @@ fn is_hashed_asset(path: &str) -> bool {
         .is_some_and(|(_, hash)| hash.len() >= 16 && hash.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
+/// `GET /api/connection`: where the relay listens, for the Apps view.
+async fn connection(State(state): State<AppState>) -> Json<Connection> {
+    Json((*state.connection).clone())
+}
+
 /// The whole application; tests drive it with `oneshot`. The page comes from
 /// `static_dir` when given (development), else from the binary itself.
 pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
@@ -121,6 +127,7 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .merge(crate::messages::admin_routes())
         .merge(crate::metrics::routes())
         .merge(auth::protected_routes())
+        .route("/api/connection", get(connection))
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require_admin,
@@ -196,10 +203,18 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 impl Server {
     /// Opens the state and binds the listener.
     pub async fn bind(args: &ServeArgs) -> Result<Server, StartError> {
-        let (state, token) = AppState::open(args).await?;
+        let (mut state, token) = AppState::open(args).await?;
         let engine = state.engine().await;
         let sending = <crate::messages::Sending as axum::extract::FromRef<_>>::from_ref(&state);
         let relay = crate::relay::Relay::bind(&args.relay, &args.data_dir, sending).await?;
+        state.connection = Arc::new(Connection {
+            smtp: relay.as_ref().map(|r| RelayInfo {
+                hostname: args.relay.smtp_hostname.clone(),
+                ip: r.addr.ip().to_string(),
+                port: r.addr.port(),
+                loopback_only: r.addr.ip().is_loopback(),
+            }),
+        });
         let router = app(state, args.static_dir.clone());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -40,6 +40,8 @@ pub struct AppState {
     pub sending: SendingArgs,
     /// `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Where the relay listens, for the page's instructions.
+    pub connection: Arc<mailroom_shared::sending::Connection>,
 }
 
 impl FromRef<AppState> for MetricsState {
@@ -290,6 +292,7 @@ impl AppState {
             )),
             sending: args.sending.clone(),
             metrics,
+            connection: Arc::default(),
             auth: Arc::new(AdminAuth::new(
                 &token.token,
                 public_origin,

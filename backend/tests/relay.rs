@@ -152,6 +152,31 @@ async fn starttls_and_auth_then_the_message_reaches_the_upstream() {
 }
 
 #[tokio::test]
+async fn the_page_learns_where_the_relay_listens_and_off_means_none() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (status, body) = server
+        .admin(reqwest::Method::GET, "/api/connection", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let port = smtp(&server).port();
+    assert_eq!(body["smtp"]["port"], port, "{body}");
+    assert_eq!(body["smtp"]["ip"], "127.0.0.1");
+    assert_eq!(body["smtp"]["hostname"], "localhost");
+    assert_eq!(body["smtp"]["loopback_only"], true);
+    let anonymous = reqwest::get(format!("{}/api/connection", server.url))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401, "admins only");
+
+    let (_rig, off) = saved_rig(|a| a.relay.smtp_listen = SmtpListen::Off).await;
+    let (status, body) = off
+        .admin(reqwest::Method::GET, "/api/connection", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"smtp": null}));
+}
+
+#[tokio::test]
 async fn pipelined_mail_rcpt_and_data_are_answered_in_order() {
     let (rig, server) = relay_rig(|_| {}).await;
     let (app, key) = server.new_app(json!({"name": "Cron"})).await;

@@ -48,27 +48,47 @@ pub fn decode<T: DeserializeOwned>(text: &str) -> Option<T> {
 }
 
 /// Sends a JSON request and decodes the JSON answer; `T = ()` accepts an empty 204.
+/// Only the decoding is generic: the request itself is [`fetch`], compiled once.
 pub async fn call<T: DeserializeOwned, B: Serialize>(
     method: Method,
     path: &str,
     body: Option<&B>,
 ) -> Result<T, ApiError> {
+    let body = match body {
+        Some(b) => Some(
+            encode(b).ok_or_else(|| ApiError::Other("The request could not be encoded.".into()))?,
+        ),
+        None => None,
+    };
+    let text = fetch(method, path, body).await?;
+    let text = if text.trim().is_empty() {
+        "null"
+    } else {
+        text.as_str()
+    };
+    decode(text).ok_or_else(|| {
+        ApiError::Other("The server's answer was not understood; reload the page.".into())
+    })
+}
+
+/// `GET path`, decoded.
+pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+    call::<T, ()>(Method::GET, path, None).await
+}
+
+/// Sends the request and returns the text of a 2xx answer; anything else
+/// becomes the [`ApiError`] the page acts on.
+pub async fn fetch(method: Method, path: &str, body: Option<String>) -> Result<String, ApiError> {
     let builder = RequestBuilder::new(path)
         .method(method)
         .header("Accept", "application/json");
     let request = match body {
-        Some(b) => {
-            let text = encode(b)
-                .ok_or_else(|| ApiError::Other("The request could not be encoded.".into()))?;
-            builder
-                .header("Content-Type", "application/json")
-                .body(text)
-                .map_err(|_| ApiError::Other("The request could not be built.".into()))?
-        }
-        None => builder
-            .build()
-            .map_err(|_| ApiError::Other("The request could not be built.".into()))?,
-    };
+        Some(text) => builder
+            .header("Content-Type", "application/json")
+            .body(text),
+        None => builder.build(),
+    }
+    .map_err(|_| ApiError::Other("The request could not be built.".into()))?;
     let response = request.send().await.map_err(|_| {
         ApiError::Other(
             "Mailroom's server could not be reached. Check that it is running and reload the page."
@@ -78,18 +98,16 @@ pub async fn call<T: DeserializeOwned, B: Serialize>(
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if (200..300).contains(&status) {
-        let text = if text.trim().is_empty() {
-            "null"
-        } else {
-            text.as_str()
-        };
-        return decode(text).ok_or_else(|| {
-            ApiError::Other("The server's answer was not understood; reload the page.".into())
-        });
+        return Ok(text);
     }
-    let body: ErrorBody = decode(&text).unwrap_or_else(|| ErrorBody {
-        message: format!("The server answered HTTP {status}."),
-        ..ErrorBody::default()
+    let body: ErrorBody = decode(&text).unwrap_or_else(|| {
+        let mut message = String::from("The server answered HTTP ");
+        message.push_str(&status.to_string());
+        message.push('.');
+        ErrorBody {
+            message,
+            ..ErrorBody::default()
+        }
     });
     Err(match status {
         401 => ApiError::Unauthorized(body.message),

@@ -1,18 +1,29 @@
-//! Mailroom's settings page: a Yew app that runs the shared validation on every
-//! keystroke, tests the settings with a real email, and saves them.
+//! Mailroom's page: a Yew app with three views. Settings runs the shared
+//! validation on every keystroke, tests the settings with a real email and
+//! saves them; Apps makes and revokes the keys programs send with; Activity
+//! shows the queue. A banner on every view says when delivery is paused.
 
 pub mod api;
 pub mod components;
 pub mod hooks;
+pub mod route;
 pub mod state;
 
-use gloo_net::http::Method;
 use mailroom_shared::api::SettingsResponse;
+use mailroom_shared::sending::{QueueState, Status};
 use yew::prelude::*;
 
-use api::{call, ApiError};
+use api::{get, ApiError};
+use components::activity::Activity;
+use components::apps::Apps;
+use components::common::pause_banner;
 use components::settings_form::SettingsForm;
 use components::sign_in::SignIn;
+use hooks::use_interval;
+use route::{use_view, View};
+
+/// How often the queue's state is asked for while the page is open.
+pub const POLL_MS: i32 = 3000;
 
 #[derive(Clone, PartialEq)]
 enum Screen {
@@ -22,7 +33,7 @@ enum Screen {
     Failed(String),
 }
 
-/// The whole page: sign-in gate, then the settings form.
+/// The whole page: the sign-in gate, then the signed-in page.
 #[function_component(App)]
 pub fn app() -> Html {
     let screen = use_state(|| Screen::Loading);
@@ -31,7 +42,7 @@ pub fn app() -> Html {
         Callback::from(move |()| {
             let screen = screen.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                match call::<SettingsResponse, ()>(Method::GET, "/api/settings", None).await {
+                match get::<SettingsResponse>("/api/settings").await {
                     Ok(r) => screen.set(Screen::Ready(r)),
                     Err(ApiError::Unauthorized(_)) => screen.set(Screen::SignIn(None)),
                     Err(e) => screen.set(Screen::Failed(e.message().to_string())),
@@ -43,32 +54,124 @@ pub fn app() -> Html {
         let load = load.clone();
         use_effect_with((), move |()| load.emit(()));
     }
-    let unauthorized = {
+    let notice = |text: &'static str| {
         let screen = screen.clone();
-        Callback::from(move |()| {
-            screen.set(Screen::SignIn(Some(AttrValue::Static(
-                "Your session has ended. Sign in again to continue.",
-            ))))
-        })
-    };
-    let signed_out = {
-        let screen = screen.clone();
-        Callback::from(move |()| {
-            screen.set(Screen::SignIn(Some(AttrValue::Static(
-                "You are signed out.",
-            ))))
-        })
+        Callback::from(move |()| screen.set(Screen::SignIn(Some(AttrValue::Static(text)))))
     };
     match &*screen {
         Screen::Loading => {
             html! { <main class="page"><p class="progress" role="status">{ "Loading…" }</p></main> }
         }
         Screen::SignIn(notice) => html! { <SignIn on_signed_in={load} notice={notice.clone()} /> },
-        Screen::Ready(r) => {
-            html! { <SettingsForm initial={r.clone()} on_unauthorized={unauthorized} on_sign_out={signed_out} /> }
-        }
+        Screen::Ready(r) => html! {
+            <Signed initial={r.clone()}
+                on_unauthorized={notice("Your session has ended. Sign in again to continue.")}
+                on_signed_out={notice("You are signed out.")} />
+        },
         Screen::Failed(m) => html! {
             <main class="page"><div class="banner error" role="alert">{ m.clone() }</div></main>
         },
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct SignedProps {
+    /// The settings as loaded.
+    pub initial: SettingsResponse,
+    /// A call answered 401.
+    pub on_unauthorized: Callback<()>,
+    /// The user signed out.
+    pub on_signed_out: Callback<()>,
+}
+
+/// Messages that wait for delivery: queued or deferred.
+pub fn waiting(queue: &QueueState) -> u64 {
+    [Status::Queued, Status::Deferred]
+        .iter()
+        .map(|s| queue.counts.get(s).copied().unwrap_or(0))
+        .sum()
+}
+
+/// The signed-in page: navigation, the pause banner, and the current view.
+/// The settings form stays mounted (hidden) on the other views, so switching
+/// views never loses an edit.
+#[function_component(Signed)]
+pub fn signed(p: &SignedProps) -> Html {
+    let view = use_view();
+    let queue = use_state(|| None::<QueueState>);
+    let refresh = {
+        let (queue, unauthorized) = (queue.clone(), p.on_unauthorized.clone());
+        Callback::from(move |()| {
+            let (queue, unauthorized) = (queue.clone(), unauthorized.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match get::<QueueState>("/api/queue").await {
+                    Ok(q) => queue.set(Some(q)),
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    // A missed poll keeps the last state; the next one tries again.
+                    Err(_) => {}
+                }
+            });
+        })
+    };
+    use_interval(POLL_MS, refresh.clone());
+    {
+        let refresh = refresh.clone();
+        use_effect_with((), move |()| refresh.emit(()));
+    }
+    // A new view: its title, and the focus on its heading so a screen reader
+    // announces it (not on the first render, which keeps the page's focus).
+    {
+        let first = use_mut_ref(|| true);
+        use_effect_with(view, move |view| {
+            if let Some(d) = web_sys::window().and_then(|w| w.document()) {
+                d.set_title(view.title());
+            }
+            if !std::mem::replace(&mut *first.borrow_mut(), false) {
+                hooks::focus::focus(view.heading_id());
+            }
+        });
+    }
+    let sign_out = {
+        let cb = p.on_signed_out.clone();
+        Callback::from(move |_: MouseEvent| {
+            let cb = cb.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = api::fetch(gloo_net::http::Method::POST, "/api/logout", None).await;
+                cb.emit(());
+            });
+        })
+    };
+    let paused = queue
+        .as_ref()
+        .and_then(|q| q.paused.as_ref().map(|p| (p, waiting(q))));
+    html! {
+        <>
+        <header class="top">
+            <h1>{ "Mailroom" }</h1>
+            <nav aria-label="Views">
+                { for View::ALL.iter().map(|&v| html! {
+                    <a href={v.hash()} id={["nav-", v.hash().trim_start_matches("#/")].concat()}
+                        aria-current={(v == view).then_some("page")}>{ v.label() }</a>
+                }) }
+            </nav>
+            <button type="button" class="link" onclick={sign_out}>{ "Sign out" }</button>
+        </header>
+        <main class={classes!("page", (view != View::Settings).then_some("wide"))}>
+            if let Some((paused, waiting)) = paused {
+                { pause_banner(paused, waiting) }
+            }
+            <div hidden={view != View::Settings}>
+                <SettingsForm initial={p.initial.clone()} on_unauthorized={p.on_unauthorized.clone()}
+                    on_saved={refresh.clone()} />
+            </div>
+            if view == View::Apps {
+                <Apps on_unauthorized={p.on_unauthorized.clone()} />
+            }
+            if view == View::Activity {
+                <Activity queue={(*queue).clone()} on_unauthorized={p.on_unauthorized.clone()}
+                    on_changed={refresh} />
+            }
+        </main>
+        </>
     }
 }

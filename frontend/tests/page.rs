@@ -16,21 +16,8 @@ use yew::prelude::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn fresh_root() -> Element {
-    let doc = web_sys::window().unwrap().document().unwrap();
-    let body = doc.body().unwrap();
-    // Earlier tests' roots go, so ids stay unique; the runner's own nodes stay.
-    let old = doc.query_selector_all(".test-root").unwrap();
-    for i in 0..old.length() {
-        if let Some(node) = old.item(i) {
-            body.remove_child(&node).unwrap();
-        }
-    }
-    let root = doc.create_element("div").unwrap();
-    root.set_class_name("test-root");
-    body.append_child(&root).unwrap();
-    root
-}
+mod common;
+use common::fresh_root;
 
 async fn mount_form(initial: SettingsResponse) -> Element {
     let root = fresh_root();
@@ -39,7 +26,7 @@ async fn mount_form(initial: SettingsResponse) -> Element {
         SettingsFormProps {
             initial,
             on_unauthorized: Callback::noop(),
-            on_sign_out: Callback::noop(),
+            on_saved: Callback::noop(),
         },
     )
     .render();

@@ -333,6 +333,45 @@ pub struct Details {
     pub attempts: Vec<Attempt>,
 }
 
+/// One saved version in `GET /api/settings/history`: names, never values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The version the save produced.
+    pub version: u64,
+    /// RFC 3339.
+    pub at: String,
+    /// The names of the fields that changed.
+    pub fields: Vec<String>,
+}
+
+/// `GET /api/settings/history`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// Each save.
+    pub changes: Vec<Change>,
+}
+
+/// How the relay is reached, for the page's connection instructions
+/// (`GET /api/connection`, an addition for the page beside the contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Connection {
+    /// The relay, or `None` when it runs with `--smtp-listen off`.
+    pub smtp: Option<RelayInfo>,
+}
+
+/// Where the relay listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayInfo {
+    /// `--smtp-hostname` when it was given: the name in the relay's certificate.
+    pub hostname: Option<String>,
+    /// The address it listens on; `0.0.0.0` or `::` for every address.
+    pub ip: String,
+    /// The port.
+    pub port: u16,
+    /// It listens only on a loopback address: other machines cannot reach it.
+    pub loopback_only: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,8 @@ pub use mailroom_fakes::Loopback as Fakes;
 pub struct Mailroom {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The SMTP relay's `127.0.0.1:PORT`.
+    pub smtp: String,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -109,10 +111,13 @@ impl Mailroom {
             .expect("start mailroom");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(WAIT, async {
+        let (url, smtp) = tokio::time::timeout(WAIT, async {
+            let mut smtp = String::new();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    return url.to_string();
+                if let Some(addr) = line.strip_prefix("smtp listening on ") {
+                    smtp = addr.to_string();
+                } else if let Some(url) = line.strip_prefix("listening on ") {
+                    return (url.to_string(), smtp);
                 }
             }
             panic!("mailroom exited before listening");
@@ -121,6 +126,7 @@ impl Mailroom {
         .expect("mailroom did not start in time");
         Mailroom {
             url,
+            smtp,
             child,
             _dir: dir,
         }

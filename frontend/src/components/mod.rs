@@ -1,8 +1,13 @@
 //! The page's components, one per role.
 
+pub mod activity;
+pub mod apps;
 pub mod checklist;
 pub mod code;
+pub mod common;
+pub mod confirm;
 pub mod field;
+pub mod history;
 pub mod sections;
 pub mod settings_form;
 pub mod sign_in;

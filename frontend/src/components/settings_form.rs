@@ -1,18 +1,19 @@
-//! The settings page below the sign-in: the banner, the form built from its
-//! sections, the setup checklist, and the test dialog.
+//! The Settings view: the banner, the form built from its sections, the
+//! setup checklist, the test dialog, the prompt before saving untested
+//! values, and the history of saves.
 
-use gloo_net::http::Method;
 use mailroom_shared::api::SettingsResponse;
-use mailroom_shared::{AuthMethod, Provider};
+use mailroom_shared::{AuthMethod, Provider, Settings};
 use yew::prelude::*;
 
 use super::checklist::Checklist;
+use super::confirm::Confirm;
+use super::history::SettingsHistory;
 use super::sections::{
     actions, advanced_section, credentials_section, oauth_section, provider_section,
     sender_section, Section,
 };
 use super::test_dialog::TestDialog;
-use crate::api::call;
 use crate::hooks::{use_before_unload, use_focus_request, use_save, Banner};
 use crate::state::{Action, FormState};
 
@@ -23,9 +24,15 @@ pub struct SettingsFormProps {
     /// A call answered 401.
     #[prop_or_default]
     pub on_unauthorized: Callback<()>,
-    /// The user signed out.
+    /// The settings were saved.
     #[prop_or_default]
-    pub on_sign_out: Callback<()>,
+    pub on_saved: Callback<()>,
+}
+
+/// Whether Save must first ask: the values about to be saved are not the
+/// ones that last passed a test.
+pub fn needs_test_prompt(tested: Option<&Settings>, current: &Settings) -> bool {
+    tested != Some(current)
 }
 
 /// The whole settings page below the header.
@@ -36,7 +43,18 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
     let advanced_open = use_state(|| form.settings.provider == Provider::Other);
     let show_secret = use_state(|| false);
     let focus = use_focus_request();
-    let save = use_save(form.clone(), p.on_unauthorized.clone());
+    // The settings of the last successful test, and the prompt before saving others.
+    let tested = use_state(|| None::<Settings>);
+    let asking = use_state(|| false);
+    let saves = use_state(|| 0u32);
+    let on_saved = {
+        let (saves, cb) = (saves.clone(), p.on_saved.clone());
+        Callback::from(move |()| {
+            saves.set(*saves + 1);
+            cb.emit(());
+        })
+    };
+    let save = use_save(form.clone(), p.on_unauthorized.clone(), on_saved);
     use_before_unload(form.dirty);
 
     // Validates everything; on errors, shows them and focuses the first
@@ -59,35 +77,51 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
         }
     };
     let on_save = {
-        let (check_all, save) = (check_all.clone(), save.save.clone());
+        let (check_all, save, form, tested, asking) = (
+            check_all.clone(),
+            save.save.clone(),
+            form.clone(),
+            tested.clone(),
+            asking.clone(),
+        );
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             if check_all() {
-                save.emit(());
+                if needs_test_prompt(tested.as_ref(), &form.to_settings()) {
+                    asking.set(true);
+                } else {
+                    save.emit(());
+                }
             }
         })
     };
+    let on_passed = {
+        let tested = tested.clone();
+        Callback::from(move |s: Settings| tested.set(Some(s)))
+    };
     let open_test = {
-        let test_open = test_open.clone();
+        let (test_open, asking) = (test_open.clone(), asking.clone());
         Callback::from(move |()| {
+            asking.set(false);
             if check_all() {
                 test_open.set(true);
             }
         })
     };
+    let close_prompt = {
+        let asking = asking.clone();
+        Callback::from(move |()| asking.set(false))
+    };
+    let save_untested = {
+        let (asking, save) = (asking.clone(), save.save.clone());
+        Callback::from(move |()| {
+            asking.set(false);
+            save.emit(());
+        })
+    };
     let close_test = {
         let test_open = test_open.clone();
         Callback::from(move |()| test_open.set(false))
-    };
-    let sign_out = {
-        let cb = p.on_sign_out.clone();
-        Callback::from(move |_: MouseEvent| {
-            let cb = cb.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                let _ = call::<(), ()>(Method::POST, "/api/logout", None).await;
-                cb.emit(());
-            });
-        })
     };
     let on_provider = {
         let advanced_open = advanced_open.clone();
@@ -116,11 +150,8 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
     let username = s.username.clone().unwrap_or_default();
     html! {
         <>
-        <header class="top">
-            <h1>{ "Mailroom" }<span>{ " · Email server" }</span></h1>
-            <button type="button" class="link" onclick={sign_out}>{ "Sign out" }</button>
-        </header>
-        <main class="page">
+        <section class="view" aria-labelledby="settings-title">
+            <h2 id="settings-title" class="view-title" tabindex="-1">{ "Email server" }</h2>
             if let Some(b) = &save.banner {
                 { match b {
                     Banner::Success(m) => html! { <div class="banner success" role="status">{ m.clone() }</div> },
@@ -143,7 +174,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                 }
                 { sender_section(&sec) }
                 { advanced_section(&sec, *advanced_open, on_advanced_toggle) }
-                { actions(save.saving, open_test) }
+                { actions(save.saving, open_test.clone()) }
             </form>
 
             if s.provider == Provider::Office365 && oauth {
@@ -151,10 +182,18 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                     sender={s.sender_email.clone()} needs_send_as={s.needs_send_as()}
                     sp_object_id={form.sp_object_id.clone()} {on_sp_input} />
             }
-        </main>
+            <SettingsHistory saves={*saves} on_unauthorized={p.on_unauthorized.clone()} />
+        </section>
         if *test_open {
             <TestDialog settings={form.to_settings()} default_recipient={AttrValue::from(username)}
-                on_close={close_test} on_unauthorized={p.on_unauthorized.clone()} />
+                on_close={close_test} on_unauthorized={p.on_unauthorized.clone()} {on_passed} />
+        }
+        if *asking {
+            <Confirm id="save-prompt" title="Save without a successful test?"
+                default_label="Send a test email first" on_default={open_test.clone()}
+                other_label="Save without testing" on_other={save_untested} on_close={close_prompt}>
+                <p>{ "These values have not passed a test yet. The setup guide says to send a test email before saving: a mistake found now cannot pause the delivery of real mail later." }</p>
+            </Confirm>
         }
         </>
     }

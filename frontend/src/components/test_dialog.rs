@@ -8,7 +8,6 @@ use gloo_net::http::Method;
 use mailroom_shared::api::{Direction, TestRequest, TestResult};
 use mailroom_shared::validate::check_recipient;
 use mailroom_shared::Settings;
-use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -36,6 +35,9 @@ pub struct TestDialogProps {
     pub on_close: Callback<()>,
     /// A 401 happened.
     pub on_unauthorized: Callback<()>,
+    /// The test succeeded, for exactly these settings.
+    #[prop_or_default]
+    pub on_passed: Callback<Settings>,
 }
 
 /// The dialog.
@@ -50,31 +52,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
     let oauth = p.settings.auth_method == mailroom_shared::AuthMethod::OAuth2ClientCredentials;
     let steps = progress_steps(oauth);
     let recipient_error = check_recipient(&recipient);
-    // Open as a modal, with the focus in the first field; give the focus back
-    // to whatever opened the dialog when it goes.
-    {
-        let dialog = dialog.clone();
-        use_effect_with((), move |()| {
-            let document = web_sys::window().and_then(|w| w.document());
-            let opener = document.as_ref().and_then(|d| d.active_element());
-            if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
-                if !d.open() {
-                    let _ = d.show_modal();
-                }
-            }
-            crate::hooks::focus::focus("recipient");
-            move || {
-                // Close first: while the dialog is modal, the page is inert
-                // and cannot take the focus.
-                if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
-                    d.close();
-                }
-                if let Some(el) = opener.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
-                    let _ = el.focus();
-                }
-            }
-        });
-    }
+    crate::hooks::use_modal(dialog.clone(), AttrValue::Static("recipient"));
 
     let send = {
         let (recipient, touched, running, result, error) = (
@@ -86,6 +64,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
         );
         let settings = p.settings.clone();
         let on_unauthorized = p.on_unauthorized.clone();
+        let on_passed = p.on_passed.clone();
         Callback::from(move |()| {
             touched.set(true);
             if *running || check_recipient(&recipient).is_some() {
@@ -98,22 +77,29 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
                 settings: settings.clone(),
                 recipient: recipient.trim().to_string(),
             };
-            let (running, result, error, on_unauthorized) = (
+            let (running, result, error, on_unauthorized, on_passed, tested) = (
                 running.clone(),
                 result.clone(),
                 error.clone(),
                 on_unauthorized.clone(),
+                on_passed.clone(),
+                settings.clone(),
             );
             wasm_bindgen_futures::spawn_local(async move {
                 let r: Result<TestResult, ApiError> =
                     call(Method::POST, "/api/settings/test", Some(&body)).await;
                 running.set(false);
                 match r {
-                    Ok(r) => result.set(Some(r)),
+                    Ok(r) => {
+                        if r.ok {
+                            on_passed.emit(tested);
+                        }
+                        result.set(Some(r));
+                    }
                     Err(ApiError::Unauthorized(_)) => on_unauthorized.emit(()),
                     Err(ApiError::Invalid(m, errors)) => {
                         let details: Vec<String> = errors.into_values().flatten().collect();
-                        error.set(Some(format!("{m} {}", details.join(" "))));
+                        error.set(Some([m, details.join(" ")].join(" ")));
                     }
                     Err(e) => error.set(Some(e.message().to_string())),
                 }

@@ -31,9 +31,13 @@ pub struct UseSave {
     pub reload: Callback<bool>,
 }
 
-/// Saving for `form`; a 401 goes to `on_unauthorized`.
+/// Saving for `form`; a 401 goes to `on_unauthorized`, a save to `on_saved`.
 #[hook]
-pub fn use_save(form: UseReducerHandle<FormState>, on_unauthorized: Callback<()>) -> UseSave {
+pub fn use_save(
+    form: UseReducerHandle<FormState>,
+    on_unauthorized: Callback<()>,
+    on_saved: Callback<()>,
+) -> UseSave {
     let banner = use_state(|| None::<Banner>);
     let saving = use_state(|| false);
     let save = {
@@ -44,6 +48,7 @@ pub fn use_save(form: UseReducerHandle<FormState>, on_unauthorized: Callback<()>
             on_unauthorized.clone(),
         );
         Callback::from(move |()| {
+            let on_saved = on_saved.clone();
             if *saving {
                 return;
             }
@@ -71,7 +76,8 @@ pub fn use_save(form: UseReducerHandle<FormState>, on_unauthorized: Callback<()>
                         } else {
                             &saved.message
                         };
-                        banner.set(Some(Banner::Success(format!("Success: {message}"))));
+                        banner.set(Some(Banner::Success(["Success: ", message].concat())));
+                        on_saved.emit(());
                     }
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     Err(ApiError::Conflict(m)) => banner.set(Some(Banner::Conflict(m))),

@@ -1,0 +1,396 @@
+//! The Apps view: the programs, devices and scripts that may send, a form to
+//! add one (its key shown once, with the connection details filled in), and
+//! revoking with a confirmation that names the app.
+
+use gloo_net::http::Method;
+use mailroom_shared::sending::{validate_new_app, App, AppList, Connection, CreatedApp, NewApp};
+use yew::prelude::*;
+
+use super::code::Command;
+use super::common::time;
+use super::confirm::Confirm;
+use super::field::TextField;
+use crate::api::{call, fetch, get, ApiError};
+use crate::hooks::focus::focus;
+
+/// The allowed From addresses as typed: separated by commas, spaces or lines.
+pub fn split_addresses(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// An example recipient for the instructions.
+fn example_recipient() -> String {
+    ["you", "@", "example.org"].concat()
+}
+
+/// The page's own origin, for the HTTP examples.
+fn origin() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().origin().ok())
+        .unwrap_or_default()
+}
+
+/// The host programs should connect to: `--smtp-hostname`, else the host of
+/// this page when the relay listens on every address, else its address.
+pub fn relay_host(connection: &Connection) -> Option<String> {
+    let relay = connection.smtp.as_ref()?;
+    if let Some(h) = &relay.hostname {
+        return Some(h.clone());
+    }
+    if relay.ip == "0.0.0.0" || relay.ip == "::" {
+        return web_sys::window().and_then(|w| w.location().hostname().ok());
+    }
+    Some(relay.ip.clone())
+}
+
+/// How to send with this app: SMTP, HTTP and sendmail, filled in.
+pub fn instructions(app: &App, key: &str, connection: &Connection) -> Html {
+    let origin = origin();
+    let to = example_recipient();
+    let curl = [
+        "curl -sS ",
+        &origin,
+        "/api/messages -H 'Authorization: Bearer ",
+        key,
+        "' -H 'Content-Type: application/json' -d '{\"to\": [\"",
+        &to,
+        "\"], \"subject\": \"Hello from ",
+        &app.name.replace('\'', ""),
+        "\", \"text\": \"It works.\"}'",
+    ]
+    .concat();
+    let sendmail = [
+        "printf 'Subject: Hello\\n\\nIt works.\\n' | MAILROOM_URL=",
+        &origin,
+        " MAILROOM_APP_KEY=",
+        key,
+        " mailroom sendmail ",
+        &to,
+    ]
+    .concat();
+    html! {
+        <div class="instructions">
+            <h4>{ "SMTP (printers, scanners, most programs)" }</h4>
+            { match (&connection.smtp, relay_host(connection)) {
+                (Some(relay), Some(host)) => html! {
+                    <>
+                    <dl class="pairs">
+                        <dt>{ "Server" }</dt><dd><code id="smtp-host">{ host }</code></dd>
+                        <dt>{ "Port" }</dt><dd><code id="smtp-port">{ relay.port }</code></dd>
+                        <dt>{ "Security" }</dt><dd>{ "STARTTLS" }</dd>
+                        <dt>{ "Username" }</dt><dd><code id="smtp-username">{ app.id.clone() }</code></dd>
+                        <dt>{ "Password" }</dt><dd>{ "the key above" }</dd>
+                    </dl>
+                    if relay.loopback_only {
+                        <p class="warning">{ "The relay listens on " }<code>{ relay.ip.clone() }</code>
+                            { " only, so only programs on this machine can reach it. For devices on the network, start Mailroom with " }
+                            <code>{ "--smtp-listen 0.0.0.0:" }{ relay.port }</code>{ "." }</p>
+                    }
+                    </>
+                },
+                _ => html! { <p class="warning">{ "The SMTP relay is off (--smtp-listen off): this app can send over HTTP or sendmail." }</p> },
+            } }
+            <h4>{ "HTTP" }</h4>
+            <Command command={AttrValue::from(curl)} />
+            <h4>{ "sendmail (cron, PHP mail(), scripts)" }</h4>
+            <Command command={AttrValue::from(sendmail)} />
+        </div>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+pub struct AppsProps {
+    /// A call answered 401.
+    pub on_unauthorized: Callback<()>,
+}
+
+/// What the new-app form holds.
+#[derive(Clone, Default, PartialEq)]
+struct Draft {
+    name: String,
+    allowed: String,
+    rewrite_from: bool,
+    name_touched: bool,
+    allowed_touched: bool,
+    submitted: bool,
+}
+
+impl Draft {
+    fn to_new_app(&self) -> NewApp {
+        NewApp {
+            name: self.name.trim().to_string(),
+            allowed_from: split_addresses(&self.allowed),
+            rewrite_from: self.rewrite_from,
+        }
+    }
+}
+
+/// The view.
+#[function_component(Apps)]
+pub fn apps(p: &AppsProps) -> Html {
+    let list = use_state(|| None::<Result<Vec<App>, String>>);
+    let connection = use_state(Connection::default);
+    let draft = use_state(Draft::default);
+    let server_errors = use_state(std::collections::BTreeMap::<String, Vec<String>>::new);
+    let busy = use_state(|| false);
+    let created = use_state(|| None::<CreatedApp>);
+    let revoking = use_state(|| None::<App>);
+    let notice = use_state(|| None::<String>);
+
+    let load = {
+        let (list, unauthorized) = (list.clone(), p.on_unauthorized.clone());
+        Callback::from(move |()| {
+            let (list, unauthorized) = (list.clone(), unauthorized.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match get::<AppList>("/api/apps").await {
+                    Ok(l) => list.set(Some(Ok(l.apps))),
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => list.set(Some(Err(e.message().to_string()))),
+                }
+            });
+        })
+    };
+    {
+        let (load, connection) = (load.clone(), connection.clone());
+        use_effect_with((), move |()| {
+            load.emit(());
+            wasm_bindgen_futures::spawn_local(async move {
+                if let Ok(c) = get::<Connection>("/api/connection").await {
+                    connection.set(c);
+                }
+            });
+        });
+    }
+    // Focus the key once it shows, so a screen reader reads the warning.
+    use_effect_with(created.is_some(), |shown| {
+        if *shown {
+            focus("key-title");
+        }
+    });
+
+    let errors = validate_new_app(&draft.to_new_app());
+    let shown = |field: &str, touched: bool| -> Vec<String> {
+        let mut out = if touched || draft.submitted {
+            errors.get(field).cloned().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if let Some(server) = server_errors.get(field) {
+            out.extend(
+                server
+                    .iter()
+                    .filter(|m| !out.contains(m))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        out
+    };
+    let name_errors = shown("name", draft.name_touched);
+    let allowed_errors = shown("allowed_from", draft.allowed_touched);
+
+    let set = |f: fn(&mut Draft, String)| {
+        let (draft, server_errors) = (draft.clone(), server_errors.clone());
+        Callback::from(move |v: String| {
+            let mut d = (*draft).clone();
+            f(&mut d, v);
+            draft.set(d);
+            server_errors.set(Default::default());
+        })
+    };
+    let on_name = set(|d, v| {
+        d.name = v;
+        d.name_touched = true;
+    });
+    let on_allowed = set(|d, v| {
+        d.allowed = v;
+        d.allowed_touched = true;
+    });
+    let on_rewrite = {
+        let draft = draft.clone();
+        Callback::from(move |e: Event| {
+            let mut d = (*draft).clone();
+            d.rewrite_from = e
+                .target_unchecked_into::<web_sys::HtmlInputElement>()
+                .checked();
+            draft.set(d);
+        })
+    };
+    let onsubmit = {
+        let (draft, server_errors, busy, created, load, unauthorized) = (
+            draft.clone(),
+            server_errors.clone(),
+            busy.clone(),
+            created.clone(),
+            load.clone(),
+            p.on_unauthorized.clone(),
+        );
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let mut d = (*draft).clone();
+            d.submitted = true;
+            draft.set(d.clone());
+            let body = d.to_new_app();
+            let errors = validate_new_app(&body);
+            if let Some(field) = errors.keys().next() {
+                focus(if field == "name" {
+                    "app-name"
+                } else {
+                    "app-allowed"
+                });
+                return;
+            }
+            if *busy {
+                return;
+            }
+            busy.set(true);
+            let (draft, server_errors, busy, created, load, unauthorized) = (
+                draft.clone(),
+                server_errors.clone(),
+                busy.clone(),
+                created.clone(),
+                load.clone(),
+                unauthorized.clone(),
+            );
+            wasm_bindgen_futures::spawn_local(async move {
+                let r: Result<CreatedApp, ApiError> =
+                    call(Method::POST, "/api/apps", Some(&body)).await;
+                busy.set(false);
+                match r {
+                    Ok(c) => {
+                        created.set(Some(c));
+                        draft.set(Draft::default());
+                        load.emit(());
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(ApiError::Invalid(_, errors)) => server_errors.set(errors),
+                    Err(e) => {
+                        let mut errors = std::collections::BTreeMap::new();
+                        errors.insert("name".to_string(), vec![e.message().to_string()]);
+                        server_errors.set(errors);
+                    }
+                }
+            });
+        })
+    };
+    let done = {
+        let created = created.clone();
+        Callback::from(move |_: MouseEvent| {
+            created.set(None);
+            focus("app-name");
+        })
+    };
+    let ask_revoke = |app: &App| {
+        let (revoking, app) = (revoking.clone(), app.clone());
+        Callback::from(move |_: MouseEvent| revoking.set(Some(app.clone())))
+    };
+    let cancel_revoke = {
+        let revoking = revoking.clone();
+        Callback::from(move |()| revoking.set(None))
+    };
+    let revoke = {
+        let (revoking, notice, load, unauthorized) = (
+            revoking.clone(),
+            notice.clone(),
+            load.clone(),
+            p.on_unauthorized.clone(),
+        );
+        Callback::from(move |()| {
+            let Some(app) = (*revoking).clone() else {
+                return;
+            };
+            revoking.set(None);
+            let (notice, load, unauthorized) = (notice.clone(), load.clone(), unauthorized.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let path = ["/api/apps/", &app.id].concat();
+                match fetch(Method::DELETE, &path, None).await {
+                    Ok(_) => notice.set(Some(
+                        ["“", &app.name, "” is revoked: its key no longer works."].concat(),
+                    )),
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => notice.set(Some(e.message().to_string())),
+                }
+                load.emit(());
+            });
+        })
+    };
+
+    html! {
+        <section class="view" aria-labelledby="apps-title">
+            <h2 id="apps-title" class="view-title" tabindex="-1">{ "Apps" }</h2>
+            <p class="help">{ "Each program, device or script that sends through Mailroom gets its own key, so one can be revoked without touching the others." }</p>
+            if let Some(n) = &*notice {
+                <div class="banner success" role="status">{ n.clone() }</div>
+            }
+            if let Some(c) = &*created {
+                <section class="card key-once" aria-labelledby="key-title" id="key-panel">
+                    <h3 id="key-title" tabindex="-1">{ "The key for “" }{ c.app.name.clone() }{ "”" }</h3>
+                    <p class="warning"><strong>{ "Copy it now: you will not see this key again." }</strong>
+                        { " Mailroom keeps only a hash of it. If it is lost, revoke the app and make a new one." }</p>
+                    <div id="new-key"><Command command={AttrValue::from(c.key.clone())} /></div>
+                    { instructions(&c.app, &c.key, &connection) }
+                    <div class="actions">
+                        <button type="button" class="primary" id="key-done" onclick={done}>{ "I have copied the key" }</button>
+                    </div>
+                </section>
+            }
+            <section class="card" aria-labelledby="apps-list-title">
+                <h3 id="apps-list-title">{ "Apps that may send" }</h3>
+                { match &*list {
+                    None => html! { <p class="progress" role="status">{ "Loading…" }</p> },
+                    Some(Err(m)) => html! { <p class="error" role="alert">{ m.clone() }</p> },
+                    Some(Ok(apps)) if apps.is_empty() => html! { <p class="help" id="no-apps">{ "No apps yet. Add the first one below." }</p> },
+                    Some(Ok(apps)) => html! {
+                        <div class="table-wrap">
+                        <table id="apps-table">
+                            <thead><tr>
+                                <th scope="col">{ "Name" }</th><th scope="col">{ "Created" }</th>
+                                <th scope="col">{ "Last used" }</th><th scope="col">{ "Messages" }</th>
+                                <th scope="col">{ "Allowed From" }</th><th scope="col"><span class="sr-only">{ "Actions" }</span></th>
+                            </tr></thead>
+                            <tbody>
+                                { for apps.iter().map(|a| html! {
+                                    <tr key={a.id.clone()}>
+                                        <th scope="row">{ a.name.clone() }<br/><code class="muted">{ a.id.clone() }</code></th>
+                                        <td>{ time(&a.created_at) }</td>
+                                        <td>{ match &a.last_used_at { Some(t) => time(t), None => html! { "never" } } }</td>
+                                        <td>{ a.messages }</td>
+                                        <td>{ if a.allowed_from.is_empty() { "the settings' username and sender".to_string() } else { a.allowed_from.join(", ") } }
+                                            if a.rewrite_from { <br/><span class="muted">{ "From rewritten to the sender" }</span> }</td>
+                                        <td><button type="button" class="danger" onclick={ask_revoke(a)}
+                                            aria-label={["Revoke ", &a.name].concat()}>{ "Revoke" }</button></td>
+                                    </tr>
+                                }) }
+                            </tbody>
+                        </table>
+                        </div>
+                    },
+                } }
+            </section>
+            <form class="card" id="new-app" onsubmit={onsubmit} novalidate=true aria-labelledby="new-app-title">
+                <h3 id="new-app-title">{ "New app" }</h3>
+                <TextField id="app-name" label="Name" value={draft.name.clone()} errors={name_errors}
+                    placeholder={AttrValue::Static("Scanner, 3rd floor")} on_input={on_name} />
+                <TextField id="app-allowed" label="Allowed From addresses (optional)" value={draft.allowed.clone()}
+                    errors={allowed_errors} on_input={on_allowed}
+                    help={AttrValue::Static("Besides the settings' username and sender, the addresses this app may send as. The mailbox must have Send-As rights on them. Separate several with commas.")} />
+                <label class="checkbox"><input type="checkbox" id="app-rewrite" checked={draft.rewrite_from} onchange={on_rewrite} />
+                    <span>{ "Rewrite From to the settings' sender (for devices that cannot choose their From; the original goes to Reply-To)" }</span></label>
+                <div class="actions">
+                    <button type="submit" class="primary" id="create-app" disabled={*busy}>{ if *busy { "Creating…" } else { "Create app and show its key" } }</button>
+                </div>
+            </form>
+            if let Some(app) = &*revoking {
+                <Confirm id="revoke-prompt" title={AttrValue::from(["Revoke “", &app.name, "”?"].concat())}
+                    default_label="Keep it" on_default={cancel_revoke.clone()}
+                    other_label={AttrValue::from(["Revoke “", &app.name, "”"].concat())} on_other={revoke}
+                    danger=true on_close={cancel_revoke}>
+                    <p>{ "Its key stops working at once, in open SMTP sessions too. Whatever uses it can no longer send until it gets a new app's key. This cannot be undone." }</p>
+                </Confirm>
+            }
+        </section>
+    }
+}

@@ -1,0 +1,32 @@
+//! `use_modal`: shows a native `<dialog>` with `showModal()` (the browser traps
+//! the focus and makes the page behind it inert), focuses an element in it,
+//! and gives the focus back to whatever opened it when it goes.
+
+use wasm_bindgen::JsCast;
+use yew::prelude::*;
+
+/// Opens `dialog` as a modal once mounted, focusing the element `focus_id`.
+#[hook]
+pub fn use_modal(dialog: NodeRef, focus_id: AttrValue) {
+    use_effect_with((), move |()| {
+        let opener = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.active_element());
+        if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
+            if !d.open() {
+                let _ = d.show_modal();
+            }
+        }
+        super::focus::focus(&focus_id);
+        move || {
+            // Close first: while the dialog is modal, the page is inert and
+            // cannot take the focus.
+            if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
+                d.close();
+            }
+            if let Some(el) = opener.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+                let _ = el.focus();
+            }
+        }
+    });
+}

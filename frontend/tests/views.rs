@@ -1,0 +1,652 @@
+//! The sending views in headless Chromium, against a fake `window.fetch` that
+//! answers the API's routes with the contract's JSON and records every
+//! request, so each test can also check what was (not) sent.
+#![cfg(target_arch = "wasm32")]
+
+use mailroom_frontend::components::activity::{Activity, ActivityProps};
+use mailroom_frontend::components::apps::{Apps, AppsProps};
+use mailroom_frontend::components::settings_form::{
+    needs_test_prompt, SettingsForm, SettingsFormProps,
+};
+use mailroom_frontend::route::View;
+use mailroom_frontend::{Signed, SignedProps};
+use mailroom_shared::api::{PublicSettings, SettingsResponse};
+use mailroom_shared::StoredSecrets;
+use serde_json::{json, Value};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_test::*;
+use web_sys::{Element, HtmlElement, HtmlInputElement};
+use yew::prelude::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+mod common;
+use common::fresh_root;
+
+const FAKE_FETCH: &str = r#"
+window.__requests = [];
+window.__routes = {};
+window.fetch = function (input, init) {
+  const req = (input instanceof Request) ? input : new Request(input, init);
+  const url = new URL(req.url);
+  return req.text().then(function (body) {
+    window.__requests.push({ method: req.method, path: url.pathname + url.search, body: body });
+    const r = window.__routes[req.method + " " + url.pathname] || [404, '{"message": "no such route"}'];
+    return new Response(r[0] === 204 ? null : r[1], { status: r[0], headers: { "Content-Type": "application/json" } });
+  });
+};
+"#;
+
+/// Replaces `window.fetch` with the fake and forgets earlier routes and requests.
+fn fake_api() {
+    js_sys::Function::new_no_args(FAKE_FETCH)
+        .call0(&JsValue::NULL)
+        .unwrap();
+}
+
+/// Answers `METHOD /path` (query ignored) with this status and JSON.
+fn route(key: &str, status: u16, body: &Value) {
+    js_sys::Function::new_with_args("k, s, b", "window.__routes[k] = [s, b];")
+        .call3(
+            &JsValue::NULL,
+            &JsValue::from_str(key),
+            &JsValue::from(status),
+            &JsValue::from_str(&body.to_string()),
+        )
+        .unwrap();
+}
+
+/// Every request so far, as `METHOD /path?query` and its body.
+fn requests() -> Vec<(String, String)> {
+    let list = js_sys::Reflect::get(&web_sys::window().unwrap(), &"__requests".into()).unwrap();
+    js_sys::Array::from(&list)
+        .iter()
+        .map(|r| {
+            let get = |k: &str| {
+                js_sys::Reflect::get(&r, &k.into())
+                    .unwrap()
+                    .as_string()
+                    .unwrap()
+            };
+            ([get("method"), get("path")].join(" "), get("body"))
+        })
+        .collect()
+}
+
+/// A macrotask `ms` from now, then a Yew render.
+async fn tick(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+    yew::scheduler::flush().await;
+}
+
+/// Lets the fake's promises resolve and Yew render, a few macrotasks deep.
+async fn settle() {
+    for _ in 0..6 {
+        tick(0).await;
+    }
+}
+
+/// Waits, up to `ms`, until `check` holds (for the page's own polling).
+async fn eventually(ms: u32, check: impl Fn() -> bool) -> bool {
+    let mut waited = 0;
+    while waited < ms {
+        if check() {
+            return true;
+        }
+        tick(100).await;
+        waited += 100;
+    }
+    check()
+}
+
+fn find(root: &Element, selector: &str) -> Element {
+    root.query_selector(selector)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {selector} in {}", root.inner_html()))
+}
+
+fn text_of(root: &Element, selector: &str) -> String {
+    root.query_selector(selector)
+        .unwrap()
+        .and_then(|e| e.text_content())
+        .unwrap_or_default()
+}
+
+async fn type_into(root: &Element, id: &str, value: &str) {
+    let input: HtmlInputElement = find(root, &["#", id].concat()).dyn_into().unwrap();
+    input.set_value(value);
+    let init = web_sys::EventInit::new();
+    init.set_bubbles(true);
+    input
+        .dispatch_event(&web_sys::Event::new_with_event_init_dict("input", &init).unwrap())
+        .unwrap();
+    yew::scheduler::flush().await;
+}
+
+async fn click(root: &Element, selector: &str) {
+    let el: HtmlElement = find(root, selector).dyn_into().unwrap();
+    el.click();
+    settle().await;
+}
+
+fn active_id() -> String {
+    let doc = web_sys::window().unwrap().document().unwrap();
+    doc.active_element().map(|e| e.id()).unwrap_or_default()
+}
+
+fn scans() -> String {
+    ["scans", "@", "contoso.com"].concat()
+}
+
+fn app_json(id: &str, name: &str) -> Value {
+    json!({"id": id, "name": name, "created_at": "2026-11-20T09:00:00Z", "last_used_at": null,
+           "messages": 3, "allowed_from": [scans()], "rewrite_from": false})
+}
+
+fn apps_routes(apps: Vec<Value>) {
+    route("GET /api/apps", 200, &json!({ "apps": apps }));
+    route(
+        "GET /api/connection",
+        200,
+        &json!({"smtp": {"hostname": null, "ip": "127.0.0.1", "port": 2525, "loopback_only": true}}),
+    );
+}
+
+async fn mount_apps() -> Element {
+    let root = fresh_root();
+    yew::Renderer::<Apps>::with_root_and_props(
+        root.clone(),
+        AppsProps {
+            on_unauthorized: Callback::noop(),
+        },
+    )
+    .render();
+    settle().await;
+    root
+}
+
+#[wasm_bindgen_test]
+async fn a_new_apps_key_is_shown_once_with_its_connection_details_and_gone_after_closing() {
+    fake_api();
+    apps_routes(vec![]);
+    let key = "mr_0123456789abcdefghijklmnopqrstuv";
+    route(
+        "POST /api/apps",
+        201,
+        &json!({"app": app_json("app_7k2", "Scanner, 3rd floor"), "key": key}),
+    );
+    let root = mount_apps().await;
+    assert!(text_of(&root, "#no-apps").contains("No apps yet"));
+    type_into(&root, "app-name", "Scanner, 3rd floor").await;
+    type_into(&root, "app-allowed", &scans()).await;
+    click(&root, "#create-app").await;
+
+    let post = requests()
+        .into_iter()
+        .find(|(r, _)| r == "POST /api/apps")
+        .expect("the app was created");
+    let body: Value = serde_json::from_str(&post.1).unwrap();
+    assert_eq!(body["name"], "Scanner, 3rd floor");
+    assert_eq!(body["allowed_from"], json!([scans()]));
+    assert_eq!(body["rewrite_from"], false);
+
+    assert_eq!(text_of(&root, "#new-key code"), key, "the key shows");
+    assert!(text_of(&root, "#key-panel").contains("you will not see this key again"));
+    assert_eq!(active_id(), "key-title", "the focus moves to the key");
+    assert_eq!(text_of(&root, "#smtp-username"), "app_7k2");
+    assert_eq!(text_of(&root, "#smtp-port"), "2525");
+    assert_eq!(text_of(&root, "#smtp-host"), "127.0.0.1");
+    assert!(
+        text_of(&root, "#key-panel").contains("--smtp-listen 0.0.0.0:2525"),
+        "a loopback-only relay says how to open it"
+    );
+    let commands: Vec<String> = {
+        let list = root.query_selector_all("#key-panel .command code").unwrap();
+        (0..list.length())
+            .map(|i| list.item(i).unwrap().text_content().unwrap())
+            .collect()
+    };
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("curl ") && c.contains(key) && c.contains("/api/messages")),
+        "{commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("mailroom sendmail") && c.contains(key)),
+        "{commands:?}"
+    );
+
+    click(&root, "#key-done").await;
+    assert!(root.query_selector("#key-panel").unwrap().is_none());
+    assert!(!root.inner_html().contains(key), "the key is gone for good");
+    assert_eq!(active_id(), "app-name");
+}
+
+#[wasm_bindgen_test]
+async fn allowed_from_addresses_are_checked_while_typing_and_nothing_invalid_is_sent() {
+    fake_api();
+    apps_routes(vec![]);
+    let root = mount_apps().await;
+    type_into(
+        &root,
+        "app-allowed",
+        &[scans().as_str(), ", not-an-address"].concat(),
+    )
+    .await;
+    let error = text_of(&root, "#app-allowed-error");
+    assert!(
+        error.contains("Address 2")
+            && error.contains("not-an-address")
+            && error.contains("is not an email address"),
+        "{error}"
+    );
+    assert_eq!(
+        find(&root, "#app-allowed")
+            .get_attribute("aria-invalid")
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        text_of(&root, "#app-name-error"),
+        "",
+        "untouched fields stay quiet"
+    );
+    type_into(&root, "app-allowed", &scans()).await;
+    assert_eq!(text_of(&root, "#app-allowed-error"), "");
+
+    click(&root, "#create-app").await;
+    assert!(text_of(&root, "#app-name-error").contains("Enter a name"));
+    assert_eq!(
+        active_id(),
+        "app-name",
+        "the first invalid field takes the focus"
+    );
+    assert!(
+        !requests().iter().any(|(r, _)| r.starts_with("POST")),
+        "nothing invalid reaches the server"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn revoking_asks_first_naming_the_app() {
+    fake_api();
+    apps_routes(vec![app_json("app_1", "Scanner, 3rd floor")]);
+    route("DELETE /api/apps/app_1", 204, &json!(null));
+    let root = mount_apps().await;
+    let row = text_of(&root, "#apps-table tbody tr");
+    assert!(
+        row.contains("Scanner, 3rd floor") && row.contains(&scans()) && row.contains("never"),
+        "{row}"
+    );
+    assert_eq!(
+        find(&root, "#apps-table tbody button")
+            .get_attribute("aria-label")
+            .as_deref(),
+        Some("Revoke Scanner, 3rd floor")
+    );
+
+    click(&root, "#apps-table tbody button").await;
+    let dialog: web_sys::HtmlDialogElement =
+        find(&root, "dialog#revoke-prompt").dyn_into().unwrap();
+    assert!(dialog.open() && dialog.matches(":modal").unwrap());
+    assert!(text_of(&root, "#revoke-prompt-title").contains("Revoke “Scanner, 3rd floor”?"));
+    assert_eq!(
+        active_id(),
+        "revoke-prompt-default",
+        "the safe answer has the focus"
+    );
+    click(&root, "#revoke-prompt-default").await;
+    assert!(root.query_selector("#revoke-prompt").unwrap().is_none());
+    assert!(
+        !requests().iter().any(|(r, _)| r.starts_with("DELETE")),
+        "kept"
+    );
+
+    click(&root, "#apps-table tbody button").await;
+    click(&root, "#revoke-prompt-other").await;
+    assert!(requests()
+        .iter()
+        .any(|(r, _)| r == "DELETE /api/apps/app_1"));
+    assert!(text_of(&root, ".banner.success").contains("is revoked"));
+}
+
+fn valid_initial() -> SettingsResponse {
+    let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    SettingsResponse {
+        settings: Some(PublicSettings::new(
+            settings,
+            StoredSecrets {
+                client_secret: true,
+                ..StoredSecrets::default()
+            },
+        )),
+        version: 1,
+        updated_at: None,
+    }
+}
+
+fn saved_routes() {
+    route(
+        "GET /api/settings/history",
+        200,
+        &json!({"changes": [
+        {"version": 1, "at": "2026-11-20T09:00:00Z", "fields": ["tenant_id", "client_secret"]}]}),
+    );
+    route(
+        "PUT /api/settings",
+        200,
+        &json!({"message": "The SMTP settings have been saved successfully", "version": 2}),
+    );
+}
+
+#[wasm_bindgen_test]
+async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away() {
+    fake_api();
+    saved_routes();
+    route(
+        "POST /api/settings/test",
+        200,
+        &json!({"ok": true, "stage": null, "code": null, "message": "Accepted.", "hint": null,
+                "stages": [], "transcript": [], "token_claims": null}),
+    );
+    let root = fresh_root();
+    yew::Renderer::<SettingsForm>::with_root_and_props(
+        root.clone(),
+        SettingsFormProps {
+            initial: valid_initial(),
+            on_unauthorized: Callback::noop(),
+            on_saved: Callback::noop(),
+        },
+    )
+    .render();
+    settle().await;
+    assert!(
+        text_of(&root, ".history tbody").contains("tenant_id, client_secret"),
+        "the history names fields: {}",
+        text_of(&root, ".history")
+    );
+
+    click(&root, "#save-button").await;
+    let dialog: web_sys::HtmlDialogElement = find(&root, "dialog#save-prompt").dyn_into().unwrap();
+    assert!(dialog.open());
+    assert!(text_of(&root, "#save-prompt-title").contains("Save without a successful test?"));
+    assert_eq!(active_id(), "save-prompt-default", "Test is the default");
+    assert!(
+        !requests().iter().any(|(r, _)| r.starts_with("PUT")),
+        "not saved yet"
+    );
+
+    // The default answer opens the test; a passed test makes Save go through.
+    click(&root, "#save-prompt-default").await;
+    assert!(root.query_selector("#save-prompt").unwrap().is_none());
+    find(&root, "dialog#test-dialog");
+    click(&root, "#test-dialog button[type=submit]").await;
+    assert!(text_of(&root, ".dialog .result").contains("Success"));
+    click(&root, "#test-dialog .actions button[type=button]").await;
+    click(&root, "#save-button").await;
+    assert!(
+        root.query_selector("#save-prompt").unwrap().is_none(),
+        "tested: no question"
+    );
+    assert!(requests().iter().any(|(r, _)| r == "PUT /api/settings"));
+    assert!(text_of(&root, ".banner.success").contains("saved successfully"));
+
+    // Any change after the test asks again; "Save without testing" saves.
+    type_into(&root, "sender_name", "Changed after the test").await;
+    click(&root, "#save-button").await;
+    find(&root, "dialog#save-prompt");
+    let puts = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r.starts_with("PUT"))
+            .count()
+    };
+    assert_eq!(puts(), 1);
+    click(&root, "#save-prompt-other").await;
+    assert_eq!(puts(), 2, "saved without a test when asked to");
+
+    let mut s = mailroom_shared::fixtures::office365_oauth("h", 587);
+    assert!(needs_test_prompt(None, &s));
+    let tested = s.clone();
+    assert!(!needs_test_prompt(Some(&tested), &s));
+    s.client_secret = Some("another".into());
+    assert!(
+        needs_test_prompt(Some(&tested), &s),
+        "a new secret is untested"
+    );
+}
+
+fn paused_queue(paused: bool) -> Value {
+    json!({"counts": {"queued": 4, "sending": 0, "sent": 10, "deferred": 1, "failed": 2, "cancelled": 0},
+           "paused": if paused { json!({"since": "2026-11-26T10:00:00Z", "stage": "token", "code": "AADSTS7000215",
+               "message": "Microsoft refused the client secret.",
+               "hint": "Paste the secret's Value, not its Secret ID: `New client secret` in Certificates & secrets."}) } else { json!(null) }})
+}
+
+#[wasm_bindgen_test]
+async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
+    fake_api();
+    saved_routes();
+    apps_routes(vec![]);
+    route("GET /api/queue", 200, &paused_queue(true));
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [], "next": null}),
+    );
+    web_sys::window()
+        .unwrap()
+        .location()
+        .set_hash("#/settings")
+        .unwrap();
+    let root = fresh_root();
+    yew::Renderer::<Signed>::with_root_and_props(
+        root.clone(),
+        SignedProps {
+            initial: valid_initial(),
+            on_unauthorized: Callback::noop(),
+            on_signed_out: Callback::noop(),
+        },
+    )
+    .render();
+    settle().await;
+    let banner = text_of(&root, "#paused");
+    assert!(banner.contains("Delivery is paused"), "{banner}");
+    assert!(
+        banner.contains("token") && banner.contains("AADSTS7000215"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("Microsoft refused the client secret."),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("5 messages are waiting"),
+        "queued and deferred: {banner}"
+    );
+    assert!(text_of(&root, "#paused .command code").contains("New client secret"));
+    assert_eq!(
+        find(&root, "#paused a").get_attribute("href").as_deref(),
+        Some("#/settings")
+    );
+
+    // Other views: the banner stays; the navigation marks the view and moves the focus.
+    web_sys::window()
+        .unwrap()
+        .location()
+        .set_hash("#/activity")
+        .unwrap();
+    assert!(
+        eventually(2000, || root
+            .query_selector("#activity-title")
+            .unwrap()
+            .is_some())
+        .await
+    );
+    assert!(root.query_selector("#paused").unwrap().is_some());
+    assert_eq!(
+        find(&root, "#nav-activity")
+            .get_attribute("aria-current")
+            .as_deref(),
+        Some("page")
+    );
+    assert_eq!(
+        find(&root, "#nav-settings").get_attribute("aria-current"),
+        None
+    );
+    assert_eq!(active_id(), "activity-title");
+    assert_eq!(text_of(&root, "#count-queued"), "4");
+    assert_eq!(text_of(&root, "#count-failed"), "2");
+    assert_eq!(
+        web_sys::window().unwrap().document().unwrap().title(),
+        "Mailroom · Activity"
+    );
+    let settings_hidden = find(&root, "#settings").closest("[hidden]").unwrap();
+    assert!(
+        settings_hidden.is_some(),
+        "the form stays, hidden, keeping edits"
+    );
+
+    route("GET /api/queue", 200, &paused_queue(false));
+    assert!(
+        eventually(8000, || root.query_selector("#paused").unwrap().is_none()).await,
+        "the next poll clears the banner"
+    );
+    web_sys::window()
+        .unwrap()
+        .location()
+        .set_hash("#/settings")
+        .unwrap();
+    settle().await;
+}
+
+fn summary(id: &str, status: &str, subject: &str) -> Value {
+    json!({"id": id, "app": "app_1", "from": (["mailer", "@", "contoso.com"].concat()),
+           "to": [(["a", "@", "example.org"].concat()), (["b", "@", "example.org"].concat())],
+           "subject": subject, "size": 812, "status": status,
+           "created_at": "2026-11-26T10:00:00Z", "updated_at": "2026-11-26T10:01:00Z", "attempt_count": 1,
+           "last_error": if status == "failed" { json!({"stage": "send", "code": "5.1.1", "message": "The recipient does not exist."}) } else { json!(null) }})
+}
+
+#[wasm_bindgen_test]
+async fn activity_filters_searches_pages_and_shows_details_with_retry() {
+    fake_api();
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [summary("msg_2", "failed", "Invoice 7"), summary("msg_1", "sent", "Ticket 42")], "next": "msg_1"}),
+    );
+    let mut details = summary("msg_2", "failed", "Invoice 7");
+    details["recipients"] = json!([{"address": (["a", "@", "example.org"].concat()), "status": "failed", "code": "5.1.1", "message": "550 5.1.1 User unknown"}]);
+    details["attempts"] = json!([{"at": "2026-11-26T10:01:00Z", "ok": false, "stage": "send", "code": "5.1.1",
+        "message": "The recipient does not exist.", "hint": "Check the address for typos."}]);
+    route("GET /api/messages/msg_2", 200, &details);
+    route(
+        "POST /api/messages/msg_2/retry",
+        200,
+        &summary("msg_2", "queued", "Invoice 7"),
+    );
+    let root = fresh_root();
+    yew::Renderer::<Activity>::with_root_and_props(
+        root.clone(),
+        ActivityProps {
+            queue: None,
+            on_unauthorized: Callback::noop(),
+            on_changed: Callback::noop(),
+        },
+    )
+    .render();
+    settle().await;
+    let first = text_of(&root, "#row-msg_2");
+    assert!(
+        first.contains("failed")
+            && first.contains("Invoice 7")
+            && first.contains("5.1.1 The recipient does not exist."),
+        "{first}"
+    );
+    assert!(
+        first.contains("+1"),
+        "the first recipient and how many more: {first}"
+    );
+    assert!(text_of(&root, "#messages thead").contains("Last error"));
+
+    let select: web_sys::HtmlSelectElement = find(&root, "#status-filter").dyn_into().unwrap();
+    select.set_value("failed");
+    let init = web_sys::EventInit::new();
+    init.set_bubbles(true);
+    select
+        .dispatch_event(&web_sys::Event::new_with_event_init_dict("change", &init).unwrap())
+        .unwrap();
+    settle().await;
+    type_into(&root, "search", "Invoice 7").await;
+    settle().await;
+    click(&root, "#load-more").await;
+    let paths: Vec<String> = requests().into_iter().map(|(r, _)| r).collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p == "GET /api/messages?limit=50&status=failed"),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|p| p == "GET /api/messages?limit=50&status=failed&q=Invoice%207"),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|p| p == "GET /api/messages?limit=50&status=failed&q=Invoice%207&before=msg_1"),
+        "{paths:?}"
+    );
+
+    click(&root, "#row-msg_2 button.open").await;
+    assert_eq!(
+        find(&root, "#row-msg_2 button.open")
+            .get_attribute("aria-expanded")
+            .as_deref(),
+        Some("true")
+    );
+    let panel = text_of(&root, "#details-msg_2");
+    assert!(
+        panel.contains("550 5.1.1 User unknown"),
+        "each recipient's reply: {panel}"
+    );
+    assert!(
+        panel.contains("Stage: send") && panel.contains("Check the address for typos."),
+        "{panel}"
+    );
+    assert!(
+        root.query_selector("#cancel-message").unwrap().is_none(),
+        "a failed message cannot be cancelled"
+    );
+    click(&root, "#retry-message").await;
+    assert!(requests()
+        .iter()
+        .any(|(r, _)| r == "POST /api/messages/msg_2/retry"));
+    assert!(
+        text_of(&root, "#row-msg_2").contains("queued"),
+        "the row shows the new status"
+    );
+}
+
+#[wasm_bindgen_test]
+fn views_follow_the_hash() {
+    assert_eq!(View::from_hash("#/apps"), View::Apps);
+    assert_eq!(View::from_hash("#/activity/"), View::Activity);
+    assert_eq!(View::from_hash(""), View::Settings);
+    assert_eq!(View::from_hash("#/nonsense"), View::Settings);
+    for v in View::ALL {
+        assert_eq!(View::from_hash(v.hash()), v);
+    }
+}

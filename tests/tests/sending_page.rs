@@ -1,0 +1,386 @@
+//! The page for sending, end to end: the real binary with its release UI,
+//! the loopback fakes, headless Chromium over WebDriver, and a real HTTP
+//! client submitting mail with the key the page showed.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mailroom_e2e::*;
+use mailroom_fakes::{addr, SmtpConfig};
+use serde_json::{json, Value};
+
+/// One Chromium at a time: the machine has two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const DESKTOP: (u32, u32) = (1280, 1000);
+const PHONE: (u32, u32) = (390, 1400);
+
+/// Screenshots at desktop and phone widths, named `{name}` and `{name}-phone`,
+/// each scrolled to the element `at`.
+async fn screenshots(b: &Browser, name: &str, at: &str) {
+    let scroll = |b: &Browser| {
+        let script = [
+            "document.querySelector('",
+            at,
+            "').scrollIntoView({block: 'start'}); window.scrollBy(0, -12);",
+        ]
+        .concat();
+        let client = b.client.clone();
+        async move { client.execute(&script, vec![]).await.expect("scroll") }
+    };
+    scroll(b).await;
+    b.screenshot(name).await;
+    b.client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .expect("phone width");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    scroll(b).await;
+    b.screenshot(&[name, "-phone"].concat()).await;
+    b.client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .expect("desktop width");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Saves settings pointing at the fake SMTP through the API.
+async fn save_settings_via_api(app: &Mailroom, fakes: &Fakes) {
+    let current: Value = http()
+        .get(format!("{}/api/settings", app.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET settings")
+        .json()
+        .await
+        .expect("json");
+    let settings = mailroom_shared::fixtures::office365_oauth("localhost", fakes.smtp.port());
+    let r = http()
+        .put(format!("{}/api/settings", app.url))
+        .bearer_auth(TOKEN)
+        .json(&json!({"settings": settings, "version": current["version"]}))
+        .send()
+        .await
+        .expect("PUT settings");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+/// Submits one JSON message with an app key; returns its id.
+async fn submit(app: &Mailroom, key: &str, to: &str, subject: &str) -> String {
+    let r = http()
+        .post(format!("{}/api/messages", app.url))
+        .bearer_auth(key)
+        .json(&json!({"to": [to], "subject": subject, "text": "Hello from the end-to-end test."}))
+        .send()
+        .await
+        .expect("POST /api/messages");
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
+    let body: Value = r.json().await.expect("json");
+    body["id"].as_str().expect("id").to_string()
+}
+
+async fn new_app_via_api(app: &Mailroom, name: &str) -> String {
+    let r: Value = http()
+        .post(format!("{}/api/apps", app.url))
+        .bearer_auth(TOKEN)
+        .json(&json!({"name": name, "allowed_from": [], "rewrite_from": false}))
+        .send()
+        .await
+        .expect("POST /api/apps")
+        .json()
+        .await
+        .expect("json");
+    r["key"].as_str().expect("key").to_string()
+}
+
+async fn message(app: &Mailroom, id: &str) -> Value {
+    http()
+        .get(format!("{}/api/messages/{id}", app.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET message")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Fills the OAuth form for the fake SMTP, tests it, and saves (no prompt:
+/// the values just passed their test).
+async fn configure_through_the_page(b: &Browser, fakes: &Fakes) {
+    b.type_in("#tenant_id", TENANT).await;
+    b.type_in("#client_id", CLIENT).await;
+    b.type_in("#client_secret", SECRET).await;
+    b.type_in("#username", &mailer()).await;
+    b.type_in("#sender_name", "Contoso notifications").await;
+    b.type_in("#sender_email", &mailer()).await;
+    b.click("#advanced summary").await;
+    b.type_in("#host", "localhost").await;
+    b.type_in("#port", &fakes.smtp.port().to_string()).await;
+    b.click("#test-button").await;
+    b.type_in("#recipient", &addr("admin", "contoso.com")).await;
+    b.click(".dialog button[type=submit]").await;
+    let result = b.wait_text(".dialog .result", "Success").await;
+    assert!(result.contains("accepted"), "{result}");
+    b.click(".dialog .actions button[type=button]").await;
+    b.wait_gone(".dialog").await;
+    b.click("#save-button").await;
+    b.wait_text(".banner.success", "saved successfully").await;
+    assert!(
+        b.client
+            .find(fantoccini::Locator::Css("#save-prompt"))
+            .await
+            .is_err(),
+        "tested values save without the question"
+    );
+}
+
+/// The fakes, a server, and a browser signed in that configured, tested and
+/// saved the settings through the page.
+async fn configured() -> (Fakes, Mailroom, Browser) {
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .expect("size");
+    b.sign_in(&app.url).await;
+    configure_through_the_page(&b, &fakes).await;
+    (fakes, app, b)
+}
+
+/// Waits until the message's `field` is `want`; returns the message.
+async fn wait_field(app: &Mailroom, id: &str, field: &str, want: Value) -> Value {
+    let started = Instant::now();
+    loop {
+        let m = message(app, id).await;
+        if m[field] == want || started.elapsed() > WAIT {
+            assert_eq!(m[field], want, "{id}: {m}");
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
+    let _serial = SERIAL.lock().await;
+    let (fakes, app, b) = configured().await;
+    b.wait_text(".history tbody", "tenant_id").await;
+
+    b.click("#nav-apps").await;
+    b.find("#app-name").await;
+    assert!(b
+        .client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with("#/apps"));
+    b.type_in("#app-name", "Build server").await;
+    b.click("#create-app").await;
+    let key = b.wait_text("#new-key code", "mr_").await;
+    let port = app.smtp.rsplit(':').next().unwrap().to_string();
+    assert_eq!(
+        b.wait_text("#smtp-port", &port).await,
+        port,
+        "the relay's real port"
+    );
+    let username = b.wait_text("#smtp-username", "app_").await;
+    b.wait_text("#key-panel", "you will not see this key again")
+        .await;
+    screenshots(&b, "apps-new-key", "#apps-title").await;
+    b.click("#key-done").await;
+    b.wait_gone("#key-panel").await;
+    let row = b.wait_text("#apps-table tbody", "Build server").await;
+    assert!(row.contains(&username), "{row}");
+    assert!(
+        !b.client.source().await.unwrap().contains(&key),
+        "the key is gone"
+    );
+    screenshots(&b, "apps", "#apps-title").await;
+
+    let to = addr("someone", "example.org");
+    let id = submit(&app, &key, &to, "Build 1234 passed").await;
+    b.click("#nav-activity").await;
+    let row_css = ["#row-", &id].concat();
+    let row = b.wait_text(&row_css, "sent").await;
+    assert!(
+        row.contains("Build 1234 passed") && row.contains(&to),
+        "{row}"
+    );
+    b.wait_text("#count-sent", "1").await;
+    let delivered = fakes.smtp.messages();
+    assert_eq!(delivered.len(), 2, "the test email and the app's message");
+    assert_eq!(delivered[1].rcpt_to, vec![to.clone()]);
+    screenshots(&b, "activity", "#activity-title").await;
+
+    b.click(&[row_css.as_str(), " button.open"].concat()).await;
+    let details = b.wait_text(&["#details-", &id].concat(), "Accepted").await;
+    assert!(
+        details.contains(&to) && details.contains("Recipients"),
+        "{details}"
+    );
+    screenshots(&b, "message-details", &row_css).await;
+
+    // Back and reload keep the view.
+    b.client.back().await.expect("back");
+    b.find("#app-name").await;
+    b.client.refresh().await.expect("reload");
+    b.find("#apps-table").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_broken_secret_pauses_delivery_with_a_banner_and_fixing_it_sends_the_waiting_mail() {
+    let _serial = SERIAL.lock().await;
+    let (fakes, app, b) = configured().await;
+    let key = new_app_via_api(&app, "Scanner, 3rd floor").await;
+
+    // Break the secret. Untested values: the page asks, and is told to save.
+    b.type_in("#client_secret", "Wrong~secret-value-0123456789abcdefgh")
+        .await;
+    b.click("#save-button").await;
+    b.wait_text("#save-prompt-title", "Save without a successful test?")
+        .await;
+    b.click("#save-prompt-other").await;
+    b.wait_gone("#save-prompt").await;
+    b.wait_text(".banner.success", "saved successfully").await;
+
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        ids.push(
+            submit(
+                &app,
+                &key,
+                &addr("someone", "example.org"),
+                &["Scan ", &n.to_string()].concat(),
+            )
+            .await,
+        );
+    }
+    let banner = b.wait_text("#paused", "3 messages are waiting").await;
+    assert!(banner.contains("Delivery is paused"), "{banner}");
+    assert!(
+        banner.contains("token") && banner.contains("AADSTS7000215"),
+        "stage and code: {banner}"
+    );
+    assert!(banner.contains("Nothing is lost"), "{banner}");
+    screenshots(&b, "paused-banner", "#paused").await;
+    b.click("#nav-activity").await;
+    b.find("#activity-title").await;
+    b.wait_text("#paused", "Delivery is paused").await;
+    b.wait_text("#count-queued", "3").await;
+    screenshots(&b, "activity-paused", "#paused").await;
+    assert_eq!(
+        fakes.smtp.messages().len(),
+        1,
+        "only the test email went out"
+    );
+    for id in &ids {
+        assert_eq!(
+            message(&app, id).await["status"],
+            "queued",
+            "paused, never failed"
+        );
+    }
+
+    // The banner's button leads to the settings; fixing the secret sends them.
+    b.click("#paused a.button").await;
+    b.find("#settings-title").await;
+    b.type_in("#client_secret", SECRET).await;
+    b.click("#save-button").await;
+    // These exact values passed the first test: no question this time.
+    b.wait_text(".banner.success", "saved successfully").await;
+    assert!(b
+        .client
+        .find(fantoccini::Locator::Css("#save-prompt"))
+        .await
+        .is_err());
+    b.wait_gone("#paused").await;
+    let started = Instant::now();
+    while fakes.smtp.messages().len() < 4 && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        fakes.smtp.messages().len(),
+        4,
+        "the three waiting messages went out"
+    );
+    for id in &ids {
+        wait_field(&app, id, "status", json!("sent")).await;
+    }
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_failed_message_is_retried_from_its_details() {
+    let _serial = SERIAL.lock().await;
+    let nobody = addr("nobody", "example.org");
+    let fakes = Fakes::start(SmtpConfig {
+        rcpt_replies: HashMap::from([(nobody.clone(), "550 5.1.1 User unknown".to_string())]),
+        ..SmtpConfig::default()
+    })
+    .await;
+    let app = Mailroom::start(&fakes).await;
+    save_settings_via_api(&app, &fakes).await;
+    let key = new_app_via_api(&app, "Helpdesk").await;
+    let id = submit(&app, &key, &nobody, "Ticket 42").await;
+    wait_field(&app, &id, "status", json!("failed")).await;
+
+    let b = Browser::start().await;
+    b.client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .expect("size");
+    b.client
+        .goto(&[app.url.as_str(), "/#/activity"].concat())
+        .await
+        .expect("open");
+    b.type_in("#admin-token", TOKEN).await;
+    b.click("button[type=submit]").await;
+    let row_css = ["#row-", &id].concat();
+    let row = b.wait_text(&row_css, "failed").await;
+    assert!(row.contains("5.1.1"), "the last error in the row: {row}");
+    b.click(&[row_css.as_str(), " button.open"].concat()).await;
+    let details_css = ["#details-", &id].concat();
+    let details = b.wait_text(&details_css, "550 5.1.1 User unknown").await;
+    assert!(details.contains("Stage: send"), "{details}");
+    b.click("#retry-message").await;
+    b.wait_text(".banner.success", "Queued again").await;
+    wait_field(&app, &id, "attempt_count", json!(2)).await;
+    b.wait_text(&details_css, "Retry now").await;
+    let open = b
+        .client
+        .find(fantoccini::Locator::Css(&details_css))
+        .await
+        .expect("details stay open");
+    let attempts = open
+        .find_all(fantoccini::Locator::Css(".attempts li"))
+        .await
+        .expect("attempts");
+    let started = Instant::now();
+    let mut count = attempts.len();
+    while count < 2 && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        count = b
+            .client
+            .find_all(fantoccini::Locator::Css(
+                &[details_css.as_str(), " .attempts li"].concat(),
+            ))
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0);
+    }
+    assert_eq!(
+        count, 2,
+        "the details refresh in place and show both attempts"
+    );
+    b.close().await;
+}
