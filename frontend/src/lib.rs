@@ -22,6 +22,13 @@ use components::sign_in::SignIn;
 use hooks::use_interval;
 use route::{use_view, View};
 
+/// Runs a future on the page's event loop. Boxed, so the executor's code is
+/// compiled once rather than once per call site (a smaller bundle).
+pub fn spawn(future: impl std::future::Future<Output = ()> + 'static) {
+    let boxed: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = Box::pin(future);
+    wasm_bindgen_futures::spawn_local(boxed);
+}
+
 /// How often the queue's state is asked for while the page is open.
 pub const POLL_MS: i32 = 3000;
 
@@ -41,7 +48,7 @@ pub fn app() -> Html {
         let screen = screen.clone();
         Callback::from(move |()| {
             let screen = screen.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 match get::<SettingsResponse>("/api/settings").await {
                     Ok(r) => screen.set(Screen::Ready(r)),
                     Err(ApiError::Unauthorized(_)) => screen.set(Screen::SignIn(None)),
@@ -103,7 +110,7 @@ pub fn signed(p: &SignedProps) -> Html {
         let (queue, unauthorized) = (queue.clone(), p.on_unauthorized.clone());
         Callback::from(move |()| {
             let (queue, unauthorized) = (queue.clone(), unauthorized.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 match get::<QueueState>("/api/queue").await {
                     Ok(q) => queue.set(Some(q)),
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
@@ -135,7 +142,7 @@ pub fn signed(p: &SignedProps) -> Html {
         let cb = p.on_signed_out.clone();
         Callback::from(move |_: MouseEvent| {
             let cb = cb.clone();
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 let _ = api::fetch(gloo_net::http::Method::POST, "/api/logout", None).await;
                 cb.emit(());
             });

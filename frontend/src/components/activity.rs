@@ -121,7 +121,7 @@ pub fn activity(p: &ActivityProps) -> Html {
                 generation.set(mine);
                 let generation = generation.clone();
                 let path = list_path(&status, &q, limit, before.as_deref());
-                wasm_bindgen_futures::spawn_local(async move {
+                crate::spawn(async move {
                     let r = match fetch(Method::GET, &path, None).await {
                         Ok(text) => decode::<MessageList>(&text).ok_or_else(|| {
                             ApiError::Other(
@@ -165,7 +165,7 @@ pub fn activity(p: &ActivityProps) -> Html {
         let (details, unauthorized) = (details.clone(), p.on_unauthorized.clone());
         Callback::from(move |id: String| {
             let (details, unauthorized) = (details.clone(), unauthorized.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 match fetch(Method::GET, &["/api/messages/", &id].concat(), None).await {
                     Ok(text) => {
                         if let (Some(s), Some(e)) =
@@ -184,7 +184,7 @@ pub fn activity(p: &ActivityProps) -> Html {
         let (load, apps) = (load.clone(), apps.clone());
         use_effect_with((), move |()| {
             load.emit((String::new(), String::new(), PAGE, None));
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 if let Ok(list) = get::<AppList>("/api/apps").await {
                     apps.set(list.apps.into_iter().map(|a| (a.id, a.name)).collect());
                 }
@@ -284,7 +284,7 @@ pub fn activity(p: &ActivityProps) -> Html {
                 unauthorized.clone(),
                 id.clone(),
             );
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 let path = ["/api/messages/", &id, "/", verb].concat();
                 match fetch(Method::POST, &path, None).await {
                     Ok(text) => {

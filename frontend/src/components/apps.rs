@@ -144,7 +144,7 @@ pub fn apps(p: &AppsProps) -> Html {
         let (list, unauthorized) = (list.clone(), p.on_unauthorized.clone());
         Callback::from(move |()| {
             let (list, unauthorized) = (list.clone(), unauthorized.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 match get::<AppList>("/api/apps").await {
                     Ok(l) => list.set(Some(Ok(l.apps))),
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
@@ -157,7 +157,7 @@ pub fn apps(p: &AppsProps) -> Html {
         let (load, connection) = (load.clone(), connection.clone());
         use_effect_with((), move |()| {
             load.emit(());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 if let Ok(c) = get::<Connection>("/api/connection").await {
                     connection.set(c);
                 }
@@ -255,7 +255,7 @@ pub fn apps(p: &AppsProps) -> Html {
                 load.clone(),
                 unauthorized.clone(),
             );
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 let r: Result<CreatedApp, ApiError> =
                     call(Method::POST, "/api/apps", Some(&body)).await;
                 busy.set(false);
@@ -304,7 +304,7 @@ pub fn apps(p: &AppsProps) -> Html {
             };
             revoking.set(None);
             let (notice, load, unauthorized) = (notice.clone(), load.clone(), unauthorized.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 let path = ["/api/apps/", &app.id].concat();
                 match fetch(Method::DELETE, &path, None).await {
                     Ok(_) => notice.set(Some(

@@ -22,7 +22,7 @@ pub fn settings_history(p: &SettingsHistoryProps) -> Html {
     {
         let (history, unauthorized) = (history.clone(), p.on_unauthorized.clone());
         use_effect_with(p.saves, move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 match get::<History>("/api/settings/history").await {
                     Ok(h) => history.set(Some(Ok(h))),
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),

@@ -40,7 +40,7 @@ pub fn sign_in(props: &SignInProps) -> Html {
             };
             let (error, busy, done) = (error.clone(), busy.clone(), done.clone());
             busy.set(true);
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 let result: Result<(), ApiError> =
                     call(Method::POST, "/api/login", Some(&body)).await;
                 busy.set(false);

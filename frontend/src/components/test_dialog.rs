@@ -85,7 +85,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
                 on_passed.clone(),
                 settings.clone(),
             );
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 let r: Result<TestResult, ApiError> =
                     call(Method::POST, "/api/settings/test", Some(&body)).await;
                 running.set(false);

@@ -64,7 +64,7 @@ pub fn use_save(
             );
             saving.set(true);
             banner.set(None);
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 let r: Result<Saved, ApiError> =
                     call(Method::PUT, "/api/settings", Some(&body)).await;
                 saving.set(false);
@@ -95,7 +95,7 @@ pub fn use_save(
         Callback::from(move |keep_edits: bool| {
             let (form, banner, unauthorized) =
                 (form.clone(), banner.clone(), on_unauthorized.clone());
-            wasm_bindgen_futures::spawn_local(async move {
+            crate::spawn(async move {
                 match call::<SettingsResponse, ()>(Method::GET, "/api/settings", None).await {
                     Ok(r) if keep_edits => {
                         form.dispatch(Action::Rebase(r));
