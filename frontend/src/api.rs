@@ -71,6 +71,15 @@ pub async fn call<T: DeserializeOwned, B: Serialize>(
     })
 }
 
+/// The JSON answer as the browser parsed it (for views that read a few
+/// fields with [`crate::markup`] instead of a typed decoder).
+pub async fn json(method: Method, path: &str) -> Result<wasm_bindgen::JsValue, ApiError> {
+    let text = fetch(method, path, None).await?;
+    js_sys::JSON::parse(&text).map_err(|_| {
+        ApiError::Other("The server's answer was not understood; reload the page.".into())
+    })
+}
+
 /// `GET path`, decoded.
 pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
     call::<T, ()>(Method::GET, path, None).await

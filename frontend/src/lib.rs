@@ -6,6 +6,7 @@
 pub mod api;
 pub mod components;
 pub mod hooks;
+pub mod markup;
 pub mod route;
 pub mod state;
 

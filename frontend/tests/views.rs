@@ -529,6 +529,21 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
     settle().await;
 }
 
+async fn mount_activity() -> Element {
+    let root = fresh_root();
+    yew::Renderer::<Activity>::with_root_and_props(
+        root.clone(),
+        ActivityProps {
+            queue: None,
+            on_unauthorized: Callback::noop(),
+            on_changed: Callback::noop(),
+        },
+    )
+    .render();
+    settle().await;
+    root
+}
+
 fn summary(id: &str, status: &str, subject: &str) -> Value {
     json!({"id": id, "app": "app_1", "from": (["mailer", "@", "contoso.com"].concat()),
            "to": [(["a", "@", "example.org"].concat()), (["b", "@", "example.org"].concat())],
@@ -555,17 +570,7 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
         200,
         &summary("msg_2", "queued", "Invoice 7"),
     );
-    let root = fresh_root();
-    yew::Renderer::<Activity>::with_root_and_props(
-        root.clone(),
-        ActivityProps {
-            queue: None,
-            on_unauthorized: Callback::noop(),
-            on_changed: Callback::noop(),
-        },
-    )
-    .render();
-    settle().await;
+    let root = mount_activity().await;
     let first = text_of(&root, "#row-msg_2");
     assert!(
         first.contains("failed")
@@ -630,6 +635,9 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
         root.query_selector("#cancel-message").unwrap().is_none(),
         "a failed message cannot be cancelled"
     );
+    let retry: HtmlElement = find(&root, "#retry-message").dyn_into().unwrap();
+    retry.focus().unwrap();
+    assert_eq!(active_id(), "retry-message");
     click(&root, "#retry-message").await;
     assert!(requests()
         .iter()
@@ -637,6 +645,42 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
     assert!(
         text_of(&root, "#row-msg_2").contains("queued"),
         "the row shows the new status"
+    );
+    assert_eq!(
+        active_id(),
+        "retry-message",
+        "the table was written again, and the focus is back where it was"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn data_in_the_activity_table_is_text_never_markup() {
+    fake_api();
+    let hostile = "<img src=x onerror=\"window.__owned=1\"> & \"quoted\" 'single'";
+    let mut row = summary("msg_9", "sent", hostile);
+    row["from"] = json!(hostile);
+    row["app"] = json!("\"><script>window.__owned=1</script>");
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [row], "next": null}),
+    );
+    let root = mount_activity().await;
+    assert!(root
+        .query_selector("#messages img, #messages script")
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        text_of(&root, "#row-msg_9 button.open"),
+        hostile,
+        "shown as typed"
+    );
+    assert!(text_of(&root, "#row-msg_9").contains("\"><script>"));
+    let owned = js_sys::Reflect::get(&web_sys::window().unwrap(), &"__owned".into()).unwrap();
+    assert!(owned.is_undefined(), "nothing ran");
+    assert_eq!(
+        mailroom_frontend::markup::esc("<a href=\"x\">&'</a>"),
+        "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
     );
 }
 

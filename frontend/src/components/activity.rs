@@ -1,38 +1,25 @@
 //! The Activity view: the queue's counts, the messages newest first with a
 //! status filter, search and "load more", and each message's details
 //! (recipients with their replies, attempts with stage, code, message and
-//! hint) with Retry and Cancel. It refreshes while open, in place: rows are
-//! keyed, so the scroll position and an open message stay.
-
-use std::cell::Cell;
-use std::rc::Rc;
+//! hint) with Retry and Cancel. It refreshes while open, in place, keeping
+//! the scroll position, an open message and the focus.
+//!
+//! The table is written as HTML text ([`crate::markup`]) from the JSON as the
+//! browser parsed it: the biggest view costs little of the bundle.
 
 use gloo_net::http::Method;
-use mailroom_shared::sending::{
-    AppList, Attempt, MessageList, QueueState, RecipientState, Status, Summary,
-};
-use serde::Deserialize;
+use mailroom_shared::sending::{QueueState, Status};
+use wasm_bindgen::{JsCast, JsValue};
 use yew::prelude::*;
 
-use super::code::Hint;
-use super::common::{stage_line, status_badge, time};
-use crate::api::{decode, fetch, get, ApiError};
+use crate::api::{json, ApiError};
 use crate::hooks::use_interval;
+use crate::markup::{clicked, get, items, number, text, Markup};
 
 /// The most rows one refresh asks for (the API's own limit).
 const MAX_PAGE: usize = 200;
 /// Rows per page.
 const PAGE: usize = 50;
-
-/// What the details add to a summary; read from the same answer, so the
-/// summary's decoder serves both (no `#[serde(flatten)]` in the bundle).
-#[derive(Clone, PartialEq, Deserialize)]
-pub struct Extra {
-    /// Each recipient.
-    pub recipients: Vec<RecipientState>,
-    /// Each attempt, oldest first.
-    pub attempts: Vec<Attempt>,
-}
 
 /// `GET /api/messages?…` for a filter, a search, a page size and a cursor.
 pub fn list_path(status: &str, q: &str, limit: usize, before: Option<&str>) -> String {
@@ -55,18 +42,262 @@ pub fn list_path(status: &str, q: &str, limit: usize, before: Option<&str>) -> S
 
 /// Puts a refreshed first page over the rows already shown: rows it covers
 /// are replaced, older rows beyond it stay.
-pub fn merge(fresh: Vec<Summary>, shown: &[Summary], covered_all: bool) -> Vec<Summary> {
+pub fn merge(fresh: Vec<JsValue>, shown: &[JsValue], covered_all: bool) -> Vec<JsValue> {
     if covered_all {
         return fresh;
     }
     let mut out = fresh;
     let skip = out.len();
     for s in shown.iter().skip(skip) {
-        if !out.iter().any(|o| o.id == s.id) {
+        let id = text(s, "id");
+        if !out.iter().any(|o| text(o, "id") == id) {
             out.push(s.clone());
         }
     }
     out
+}
+
+/// A hint: prose, with each `backticked` command on its own line with a copy button.
+fn hint(m: &mut Markup, hint: &str) {
+    m.open("div", &[("class", "hint")]);
+    for (i, part) in hint.split('`').enumerate() {
+        if part.trim().is_empty() {
+            continue;
+        }
+        if i % 2 == 1 {
+            let what = part.split_whitespace().next().unwrap_or("command");
+            m.open("div", &[("class", "command")])
+                .el("code", &[], part)
+                .el(
+                    "button",
+                    &[
+                        ("type", "button"),
+                        ("class", "copy"),
+                        ("data-act", "copy"),
+                        ("data-id", part),
+                        ("aria-label", &["Copy the ", what, " command"].concat()),
+                    ],
+                    "Copy",
+                )
+                .close("div");
+        } else {
+            m.el("span", &[], part);
+        }
+    }
+    m.close("div");
+}
+
+/// "Stage: auth · Code: 5.7.139", as the test dialog shows it.
+fn stage_line(m: &mut Markup, stage: &str, code: &str) {
+    m.open("p", &[("class", "stage")]);
+    if !stage.is_empty() {
+        m.text("Stage: ").el("strong", &[], stage);
+    }
+    if !code.is_empty() {
+        m.text(" · Code: ").el("strong", &[("class", "code")], code);
+    }
+    m.close("p");
+}
+
+/// One message's details, laid out like the test dialog's result.
+fn details(m: &mut Markup, d: &JsValue) {
+    let id = text(d, "id");
+    let status = text(d, "status");
+    m.open("div", &[("class", "message-details")])
+        .open("dl", &[("class", "pairs")]);
+    m.el("dt", &[], "Message")
+        .open("dd", &[])
+        .el("code", &[], &id)
+        .close("dd");
+    m.el("dt", &[], "Status")
+        .open("dd", &[])
+        .badge(&status)
+        .close("dd");
+    for (label, key) in [("Subject", "subject"), ("From", "from")] {
+        m.el("dt", &[], label).el("dd", &[], &text(d, key));
+    }
+    m.el("dt", &[], "Size")
+        .el("dd", &[], &[number(d, "size").as_str(), " bytes"].concat());
+    for (label, key) in [("Queued", "created_at"), ("Updated", "updated_at")] {
+        m.el("dt", &[], label)
+            .open("dd", &[])
+            .time(&text(d, key))
+            .close("dd");
+    }
+    m.close("dl").el("h4", &[], "Recipients");
+    m.open("table", &[("class", "recipients")])
+        .head(&["Address", "Status", "Code", "Reply"])
+        .open("tbody", &[]);
+    for r in items(d, "recipients") {
+        m.open("tr", &[])
+            .el("td", &[], &text(&r, "address"))
+            .open("td", &[])
+            .badge(&text(&r, "status"))
+            .close("td")
+            .open("td", &[])
+            .el("code", &[], &text(&r, "code"))
+            .close("td")
+            .el("td", &[], &text(&r, "message"))
+            .close("tr");
+    }
+    m.close("tbody").close("table").el("h4", &[], "Attempts");
+    let attempts = items(d, "attempts");
+    if attempts.is_empty() {
+        m.el("p", &[("class", "help")], "None yet.");
+    }
+    m.open("ol", &[("class", "attempts")]);
+    for a in attempts {
+        let ok = get(&a, "ok").as_bool().unwrap_or(false);
+        m.open(
+            "li",
+            &[("class", if ok { "result ok" } else { "result failed" })],
+        )
+        .open("p", &[])
+        .el("strong", &[], if ok { "Accepted" } else { "Failed" })
+        .text(" · ")
+        .time(&text(&a, "at"))
+        .close("p");
+        let (stage, code) = (text(&a, "stage"), text(&a, "code"));
+        if !stage.is_empty() || !code.is_empty() {
+            stage_line(m, &stage, &code);
+        }
+        m.el("p", &[("class", "message")], &text(&a, "message"));
+        let h = text(&a, "hint");
+        if !h.is_empty() {
+            m.el("h5", &[], "How to fix it");
+            hint(m, &h);
+        }
+        m.close("li");
+    }
+    m.close("ol");
+    let can_retry = status == "failed" || status == "deferred";
+    let can_cancel = status == "queued" || status == "deferred";
+    if can_retry || can_cancel {
+        m.open("div", &[("class", "actions")]);
+        if can_cancel {
+            m.el(
+                "button",
+                &[
+                    ("type", "button"),
+                    ("class", "danger"),
+                    ("id", "cancel-message"),
+                    ("data-act", "cancel"),
+                    ("data-id", &id),
+                ],
+                "Cancel this message",
+            );
+        }
+        if can_retry {
+            m.el(
+                "button",
+                &[
+                    ("type", "button"),
+                    ("class", "primary"),
+                    ("id", "retry-message"),
+                    ("data-act", "retry"),
+                    ("data-id", &id),
+                ],
+                "Retry now",
+            );
+        }
+        m.close("div");
+    }
+    m.close("div");
+}
+
+/// The table of messages, with the open message's details under its row.
+fn table(
+    rows: &[JsValue],
+    open: Option<&str>,
+    details_of: Option<&JsValue>,
+    apps: &[(String, String)],
+) -> Markup {
+    let mut m = Markup::default();
+    m.open("table", &[("id", "messages")]).head(&[
+        "Status",
+        "Time",
+        "App",
+        "From",
+        "To",
+        "Subject",
+        "Last error",
+    ]);
+    m.open("tbody", &[]);
+    for r in rows {
+        let id = text(r, "id");
+        let status = text(r, "status");
+        let is_open = open == Some(id.as_str());
+        let app = text(r, "app");
+        let app_name = apps
+            .iter()
+            .find(|(i, _)| *i == app)
+            .map(|(_, n)| n.as_str())
+            .unwrap_or(&app);
+        let to = items(r, "to");
+        let subject = text(r, "subject");
+        let details_id = ["details-", &id].concat();
+        m.open("tr", &[("id", &["row-", &id].concat()), ("class", &status)])
+            .open("td", &[])
+            .badge(&status)
+            .close("td")
+            .open("td", &[])
+            .time(&text(r, "created_at"))
+            .close("td")
+            .el("td", &[("title", &app)], app_name)
+            .el("td", &[], &text(r, "from"))
+            .open("td", &[])
+            .text(&to.first().and_then(JsValue::as_string).unwrap_or_default());
+        if to.len() > 1 {
+            m.el(
+                "span",
+                &[("class", "muted")],
+                &[" +", &(to.len() - 1).to_string()].concat(),
+            );
+        }
+        m.close("td").open("td", &[]).el(
+            "button",
+            &[
+                ("type", "button"),
+                ("class", "link open"),
+                ("id", &["open-", &id].concat()),
+                ("data-act", "open"),
+                ("data-id", &id),
+                ("aria-expanded", if is_open { "true" } else { "false" }),
+                ("aria-controls", &details_id),
+            ],
+            if subject.is_empty() {
+                "(no subject)"
+            } else {
+                &subject
+            },
+        );
+        let error = get(r, "last_error");
+        let mut last = text(&error, "code");
+        if !last.is_empty() {
+            last.push(' ');
+        }
+        last.push_str(&text(&error, "message"));
+        m.close("td")
+            .el("td", &[("class", "last-error")], &last)
+            .close("tr");
+        if is_open {
+            m.open("tr", &[("class", "details-row")])
+                .open("td", &[("colspan", "7"), ("id", &details_id)]);
+            match details_of {
+                Some(d) if text(d, "id") == id => details(&mut m, d),
+                _ => {
+                    m.el(
+                        "p",
+                        &[("class", "progress"), ("role", "status")],
+                        "Loading…",
+                    );
+                }
+            }
+            m.close("td").close("tr");
+        }
+    }
+    m.close("tbody").close("table");
+    m
 }
 
 #[derive(Properties, PartialEq)]
@@ -80,99 +311,104 @@ pub struct ActivityProps {
     pub on_changed: Callback<()>,
 }
 
-#[derive(Clone, PartialEq, Default)]
+#[derive(Clone, Default)]
 struct Rows {
-    messages: Vec<Summary>,
+    messages: Vec<JsValue>,
     next: Option<String>,
     loaded: bool,
 }
+
+/// What one load asks for: filter, search, page size, and a cursor to append after.
+type Ask = (String, String, usize, Option<String>);
 
 /// The view.
 #[function_component(Activity)]
 pub fn activity(p: &ActivityProps) -> Html {
     let status = use_state(String::new);
     let query = use_state(String::new);
-    let rows = use_state(Rows::default);
+    let rows = use_mut_ref(Rows::default);
+    let version = use_state(|| 0u32);
     let error = use_state(|| None::<String>);
     let open = use_state(|| None::<String>);
-    let details = use_state(|| None::<(Summary, Extra)>);
+    let opened = use_mut_ref(|| None::<JsValue>);
     let action = use_state(|| None::<String>);
-    // App names by id, for the App column (a revoked app shows its id).
     let apps = use_state(Vec::<(String, String)>::new);
     // Answers to older requests are dropped: typing fast never shows a stale list.
-    let generation = use_mut_ref(|| Rc::new(Cell::new(0u32)));
-    let generation = generation.borrow().clone();
+    let generation = use_mut_ref(|| 0u32);
+    // The element that had the focus inside the table, given it back after a refresh.
+    let focused = use_mut_ref(String::new);
+    let table_ref = use_node_ref();
 
-    // Loads the list: `append` adds the page before `before`; otherwise the
-    // first `limit` rows replace (or, past the API's limit, refresh) the list.
+    let bump = {
+        let version = version.clone();
+        move || version.set(version.wrapping_add(1))
+    };
     let load = {
-        let (rows, error, unauthorized, generation) = (
+        let (rows, error, unauthorized, generation, bump) = (
             rows.clone(),
             error.clone(),
             p.on_unauthorized.clone(),
             generation.clone(),
+            bump.clone(),
         );
-        Callback::from(
-            move |(status, q, limit, before): (String, String, usize, Option<String>)| {
-                let (rows, error, unauthorized) =
-                    (rows.clone(), error.clone(), unauthorized.clone());
-                let append = before.is_some();
-                let mine = generation.get() + u32::from(!append);
-                generation.set(mine);
-                let generation = generation.clone();
-                let path = list_path(&status, &q, limit, before.as_deref());
-                crate::spawn(async move {
-                    let r = match fetch(Method::GET, &path, None).await {
-                        Ok(text) => decode::<MessageList>(&text).ok_or_else(|| {
-                            ApiError::Other(
-                                "The server's answer was not understood; reload the page.".into(),
-                            )
-                        }),
-                        Err(e) => Err(e),
-                    };
-                    if generation.get() != mine {
-                        return;
-                    }
-                    match r {
-                        Ok(list) => {
-                            let mut now = (*rows).clone();
-                            if append {
-                                for m in list.messages {
-                                    if !now.messages.iter().any(|s| s.id == m.id) {
-                                        now.messages.push(m);
-                                    }
+        Callback::from(move |(status, q, limit, before): Ask| {
+            let (rows, error, unauthorized, generation, bump) = (
+                rows.clone(),
+                error.clone(),
+                unauthorized.clone(),
+                generation.clone(),
+                bump.clone(),
+            );
+            let append = before.is_some();
+            let mine = *generation.borrow() + u32::from(!append);
+            *generation.borrow_mut() = mine;
+            let path = list_path(&status, &q, limit, before.as_deref());
+            crate::spawn(async move {
+                let r = json(Method::GET, &path).await;
+                if *generation.borrow() != mine {
+                    return;
+                }
+                match r {
+                    Ok(list) => {
+                        let fresh = items(&list, "messages");
+                        let next = Some(text(&list, "next")).filter(|n| !n.is_empty());
+                        let mut now = rows.borrow_mut();
+                        if append {
+                            for m in fresh {
+                                let id = text(&m, "id");
+                                if !now.messages.iter().any(|s| text(s, "id") == id) {
+                                    now.messages.push(m);
                                 }
-                                now.next = list.next;
-                            } else {
-                                let covered_all = now.messages.len() <= limit;
-                                if covered_all {
-                                    now.next = list.next;
-                                }
-                                now.messages = merge(list.messages, &now.messages, covered_all);
                             }
-                            now.loaded = true;
-                            rows.set(now);
-                            error.set(None);
+                            now.next = next;
+                        } else {
+                            let covered_all = now.messages.len() <= limit;
+                            if covered_all {
+                                now.next = next;
+                            }
+                            now.messages = merge(fresh, &now.messages, covered_all);
                         }
-                        Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
-                        Err(e) => error.set(Some(e.message().to_string())),
+                        now.loaded = true;
+                        drop(now);
+                        error.set(None);
+                        bump();
                     }
-                });
-            },
-        )
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => error.set(Some(e.message().to_string())),
+                }
+            });
+        })
     };
     let load_details = {
-        let (details, unauthorized) = (details.clone(), p.on_unauthorized.clone());
+        let (opened, unauthorized, bump) =
+            (opened.clone(), p.on_unauthorized.clone(), bump.clone());
         Callback::from(move |id: String| {
-            let (details, unauthorized) = (details.clone(), unauthorized.clone());
+            let (opened, unauthorized, bump) = (opened.clone(), unauthorized.clone(), bump.clone());
             crate::spawn(async move {
-                match fetch(Method::GET, &["/api/messages/", &id].concat(), None).await {
-                    Ok(text) => {
-                        if let (Some(s), Some(e)) =
-                            (decode::<Summary>(&text), decode::<Extra>(&text))
-                        {
-                            details.set(Some((s, e)));
-                        }
+                match json(Method::GET, &["/api/messages/", &id].concat()).await {
+                    Ok(d) => {
+                        *opened.borrow_mut() = Some(d);
+                        bump();
                     }
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     Err(_) => {}
@@ -185,26 +421,24 @@ pub fn activity(p: &ActivityProps) -> Html {
         use_effect_with((), move |()| {
             load.emit((String::new(), String::new(), PAGE, None));
             crate::spawn(async move {
-                if let Ok(list) = get::<AppList>("/api/apps").await {
-                    apps.set(list.apps.into_iter().map(|a| (a.id, a.name)).collect());
+                if let Ok(list) = json(Method::GET, "/api/apps").await {
+                    apps.set(
+                        items(&list, "apps")
+                            .iter()
+                            .map(|a| (text(a, "id"), text(a, "name")))
+                            .collect(),
+                    );
                 }
             });
         });
     }
-    let app_name = |id: &Option<String>| -> String {
-        let id = id.clone().unwrap_or_default();
-        apps.iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, n)| n.clone())
-            .unwrap_or(id)
-    };
     // The refresh while the view is open: the rows shown, and the open message.
     {
         let (load, load_details) = (load.clone(), load_details.clone());
         let (s, q, shown, open) = (
             (*status).clone(),
             (*query).clone(),
-            rows.messages.len(),
+            rows.borrow().messages.len(),
             (*open).clone(),
         );
         use_interval(
@@ -216,6 +450,26 @@ pub fn activity(p: &ActivityProps) -> Html {
                 }
             }),
         );
+    }
+    // A refresh replaces the table's HTML: give the focus back to the same control.
+    {
+        let (focused, open) = (focused.clone(), (*open).clone());
+        use_effect(move || {
+            let lost = || {
+                web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.active_element())
+                    .is_none_or(|e| e.tag_name() == "BODY")
+            };
+            let id = focused.borrow().clone();
+            if lost() && !id.is_empty() {
+                crate::hooks::focus::focus(&id);
+                // Its control is gone (Retry after retrying): the open message's row.
+                if let (true, Some(open)) = (lost(), open) {
+                    crate::hooks::focus::focus(&["open-", &open].concat());
+                }
+            }
+        });
     }
 
     let on_status = {
@@ -243,93 +497,129 @@ pub fn activity(p: &ActivityProps) -> Html {
             status.clone(),
             query.clone(),
             load.clone(),
-            rows.next.clone(),
+            rows.borrow().next.clone(),
         );
         Callback::from(move |_: MouseEvent| {
             load.emit(((*status).clone(), (*query).clone(), PAGE, next.clone()));
         })
     };
-    let toggle = |id: &str| {
-        let (open, details, load_details, id) = (
-            open.clone(),
-            details.clone(),
-            load_details.clone(),
-            id.to_string(),
-        );
-        Callback::from(move |_: MouseEvent| {
-            if open.as_deref() == Some(id.as_str()) {
-                open.set(None);
-            } else {
-                open.set(Some(id.clone()));
-                details.set(None);
-                load_details.emit(id.clone());
+    let on_focus = {
+        let focused = focused.clone();
+        Callback::from(move |e: FocusEvent| {
+            if let Some(el) = e
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            {
+                *focused.borrow_mut() = el.id();
             }
         })
     };
-    let act = |id: &str, verb: &'static str| {
-        let (rows, action, load_details, changed, unauthorized, id) = (
+    let on_click = {
+        let (open, opened, load_details, rows, action, changed, unauthorized, bump) = (
+            open.clone(),
+            opened.clone(),
+            load_details.clone(),
             rows.clone(),
             action.clone(),
-            load_details.clone(),
             p.on_changed.clone(),
             p.on_unauthorized.clone(),
-            id.to_string(),
+            bump.clone(),
         );
-        Callback::from(move |_: MouseEvent| {
-            let (rows, action, load_details, changed, unauthorized, id) = (
-                rows.clone(),
-                action.clone(),
-                load_details.clone(),
-                changed.clone(),
-                unauthorized.clone(),
-                id.clone(),
-            );
-            crate::spawn(async move {
-                let path = ["/api/messages/", &id, "/", verb].concat();
-                match fetch(Method::POST, &path, None).await {
-                    Ok(text) => {
-                        if let Some(s) = decode::<Summary>(&text) {
-                            let mut now = (*rows).clone();
-                            if let Some(row) = now.messages.iter_mut().find(|r| r.id == s.id) {
-                                *row = s.clone();
-                            }
-                            rows.set(now);
-                            action.set(Some(
-                                [
-                                    if verb == "retry" {
-                                        "Queued again: "
-                                    } else {
-                                        "Cancelled: "
-                                    },
-                                    &s.id,
-                                ]
-                                .concat(),
-                            ));
-                        }
-                        changed.emit(());
-                        load_details.emit(id);
-                    }
-                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
-                    Err(e) => action.set(Some(e.message().to_string())),
+        Callback::from(move |e: MouseEvent| {
+            let Some((act, id)) = clicked(&e) else {
+                return;
+            };
+            match act.as_str() {
+                "open" if open.as_deref() == Some(id.as_str()) => open.set(None),
+                "open" => {
+                    *opened.borrow_mut() = None;
+                    open.set(Some(id.clone()));
+                    load_details.emit(id);
                 }
-            });
+                "copy" => {
+                    if let Some(w) = web_sys::window() {
+                        let _ = w.navigator().clipboard().write_text(&id);
+                    }
+                }
+                verb @ ("retry" | "cancel") => {
+                    let (rows, action, load_details, changed, unauthorized, bump) = (
+                        rows.clone(),
+                        action.clone(),
+                        load_details.clone(),
+                        changed.clone(),
+                        unauthorized.clone(),
+                        bump.clone(),
+                    );
+                    let retry = verb == "retry";
+                    let path = ["/api/messages/", &id, "/", verb].concat();
+                    crate::spawn(async move {
+                        match json(Method::POST, &path).await {
+                            Ok(s) => {
+                                let sid = text(&s, "id");
+                                if let Some(row) = rows
+                                    .borrow_mut()
+                                    .messages
+                                    .iter_mut()
+                                    .find(|r| text(r, "id") == sid)
+                                {
+                                    *row = s;
+                                }
+                                action.set(Some(
+                                    [
+                                        if retry {
+                                            "Queued again: "
+                                        } else {
+                                            "Cancelled: "
+                                        },
+                                        &sid,
+                                    ]
+                                    .concat(),
+                                ));
+                                bump();
+                                changed.emit(());
+                                load_details.emit(id);
+                            }
+                            Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                            Err(e) => action.set(Some(e.message().to_string())),
+                        }
+                    });
+                }
+                _ => {}
+            }
         })
     };
 
-    let count = |s: Status| {
-        p.queue
+    let mut counts = Markup::default();
+    counts.open(
+        "ul",
+        &[
+            ("class", "counts"),
+            ("aria-label", "Messages by status"),
+            ("id", "counts"),
+        ],
+    );
+    for s in Status::ALL {
+        let n = p
+            .queue
             .as_ref()
             .and_then(|q| q.counts.get(&s).copied())
-            .unwrap_or(0)
-    };
+            .unwrap_or(0);
+        counts
+            .open("li", &[])
+            .badge(s.as_str())
+            .el(
+                "strong",
+                &[("id", &["count-", s.as_str()].concat())],
+                &n.to_string(),
+            )
+            .close("li");
+    }
+    counts.close("ul");
+    let r = rows.borrow();
     html! {
         <section class="view" aria-labelledby="activity-title">
             <h2 id="activity-title" class="view-title" tabindex="-1">{ "Activity" }</h2>
-            <ul class="counts" aria-label="Messages by status" id="counts">
-                { for Status::ALL.iter().map(|&s| html! {
-                    <li>{ status_badge(s) }<strong id={["count-", s.as_str()].concat()}>{ count(s) }</strong></li>
-                }) }
-            </ul>
+            { counts.html() }
             <div class="card">
                 <div class="filters">
                     <div class="field">
@@ -352,118 +642,19 @@ pub fn activity(p: &ActivityProps) -> Html {
                 if let Some(e) = &*error {
                     <p class="error" role="alert">{ e.clone() }</p>
                 }
-                if !rows.loaded {
+                if !r.loaded {
                     <p class="progress" role="status">{ "Loading…" }</p>
-                } else if rows.messages.is_empty() {
+                } else if r.messages.is_empty() {
                     <p class="help" id="no-messages">{ "No messages match. Messages that apps send show here as soon as they are queued." }</p>
                 } else {
-                    <div class="table-wrap">
-                    <table id="messages">
-                        <thead><tr>
-                            <th scope="col">{ "Status" }</th><th scope="col">{ "Time" }</th><th scope="col">{ "App" }</th>
-                            <th scope="col">{ "From" }</th><th scope="col">{ "To" }</th><th scope="col">{ "Subject" }</th>
-                            <th scope="col">{ "Last error" }</th>
-                        </tr></thead>
-                        <tbody>
-                            { for rows.messages.iter().map(|m| {
-                                let is_open = open.as_deref() == Some(m.id.as_str());
-                                html! {
-                                <>
-                                <tr key={m.id.clone()} id={["row-", &m.id].concat()} class={m.status.as_str()}>
-                                    <td>{ status_badge(m.status) }</td>
-                                    <td>{ time(&m.created_at) }</td>
-                                    <td title={m.app.clone()}>{ app_name(&m.app) }</td>
-                                    <td>{ m.from.clone() }</td>
-                                    <td>{ m.to.first().cloned().unwrap_or_default() }
-                                        if m.to.len() > 1 { <span class="muted">{ " +" }{ m.to.len() - 1 }</span> }</td>
-                                    <td><button type="button" class="link open" aria-expanded={if is_open { "true" } else { "false" }}
-                                        aria-controls={["details-", &m.id].concat()} onclick={toggle(&m.id)}>
-                                        { if m.subject.is_empty() { "(no subject)".to_string() } else { m.subject.clone() } }</button></td>
-                                    <td class="last-error">{ m.last_error.as_ref().map(|e| {
-                                        let mut t = e.code.clone().map(|c| [c.as_str(), " "].concat()).unwrap_or_default();
-                                        t.push_str(&e.message);
-                                        t
-                                    }).unwrap_or_default() }</td>
-                                </tr>
-                                if is_open {
-                                    <tr key={["d-", &m.id].concat()} class="details-row">
-                                        <td colspan="7" id={["details-", &m.id].concat()}>
-                                            { match &*details {
-                                                Some((s, e)) if s.id == m.id => details_panel(s, e, act(&s.id, "retry"), act(&s.id, "cancel")),
-                                                _ => html! { <p class="progress" role="status">{ "Loading…" }</p> },
-                                            } }
-                                        </td>
-                                    </tr>
-                                }
-                                </>
-                            }}) }
-                        </tbody>
-                    </table>
+                    <div class="table-wrap" ref={table_ref} onclick={on_click} onfocusin={on_focus}>
+                        { table(&r.messages, open.as_deref(), opened.borrow().as_ref(), &apps).html() }
                     </div>
-                    if rows.next.is_some() {
+                    if r.next.is_some() {
                         <div class="actions"><button type="button" id="load-more" onclick={more}>{ "Load more" }</button></div>
                     }
                 }
             </div>
         </section>
-    }
-}
-
-/// One message's details, laid out like the test dialog's result.
-pub fn details_panel(
-    s: &Summary,
-    e: &Extra,
-    retry: Callback<MouseEvent>,
-    cancel: Callback<MouseEvent>,
-) -> Html {
-    let can_retry = matches!(s.status, Status::Failed | Status::Deferred);
-    let can_cancel = matches!(s.status, Status::Queued | Status::Deferred);
-    html! {
-        <div class="message-details">
-            <dl class="pairs">
-                <dt>{ "Message" }</dt><dd><code>{ s.id.clone() }</code></dd>
-                <dt>{ "Status" }</dt><dd>{ status_badge(s.status) }</dd>
-                <dt>{ "Subject" }</dt><dd>{ s.subject.clone() }</dd>
-                <dt>{ "From" }</dt><dd>{ s.from.clone() }</dd>
-                <dt>{ "Size" }</dt><dd>{ s.size }{ " bytes" }</dd>
-                <dt>{ "Queued" }</dt><dd>{ time(&s.created_at) }</dd>
-                <dt>{ "Updated" }</dt><dd>{ time(&s.updated_at) }</dd>
-            </dl>
-            <h4>{ "Recipients" }</h4>
-            <table class="recipients">
-                <thead><tr><th scope="col">{ "Address" }</th><th scope="col">{ "Status" }</th><th scope="col">{ "Code" }</th><th scope="col">{ "Reply" }</th></tr></thead>
-                <tbody>
-                    { for e.recipients.iter().map(|r| html! {
-                        <tr><td>{ r.address.clone() }</td><td>{ status_badge(r.status) }</td>
-                            <td><code>{ r.code.clone().unwrap_or_default() }</code></td><td>{ r.message.clone().unwrap_or_default() }</td></tr>
-                    }) }
-                </tbody>
-            </table>
-            <h4>{ "Attempts" }</h4>
-            if e.attempts.is_empty() {
-                <p class="help">{ "None yet." }</p>
-            }
-            <ol class="attempts">
-                { for e.attempts.iter().map(|a| html! {
-                    <li class={classes!("result", if a.ok { "ok" } else { "failed" })}>
-                        <p><strong>{ if a.ok { "Accepted" } else { "Failed" } }</strong>{ " · " }{ time(&a.at) }</p>
-                        if a.stage.is_some() || a.code.is_some() {
-                            { stage_line(a.stage.map(|s| s.as_str()), a.code.as_deref()) }
-                        }
-                        <p class="message">{ a.message.clone() }</p>
-                        if let Some(h) = &a.hint {
-                            <h5>{ "How to fix it" }</h5>
-                            <Hint text={AttrValue::from(h.clone())} />
-                        }
-                    </li>
-                }) }
-            </ol>
-            if can_retry || can_cancel {
-                <div class="actions">
-                    if can_cancel { <button type="button" class="danger" id="cancel-message" onclick={cancel}>{ "Cancel this message" }</button> }
-                    if can_retry { <button type="button" class="primary" id="retry-message" onclick={retry}>{ "Retry now" }</button> }
-                </div>
-            }
-        </div>
     }
 }
