@@ -43,8 +43,7 @@ pub fn encode<B: Serialize>(body: &B) -> Option<String> {
 
 /// Parses JSON text into `T`; `None` when it does not fit.
 pub fn decode<T: DeserializeOwned>(text: &str) -> Option<T> {
-    let value = js_sys::JSON::parse(text).ok()?;
-    serde_wasm_bindgen::from_value(value).ok()
+    crate::de::from_value(js_sys::JSON::parse(text).ok()?)
 }
 
 /// Sends a JSON request and decodes the JSON answer; `T = ()` accepts an empty 204.

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod components;
+pub mod de;
 pub mod hooks;
 pub mod markup;
 pub mod route;

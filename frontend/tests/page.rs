@@ -425,6 +425,114 @@ fn api_json_round_trips_the_contract_shapes() {
     assert!(decode::<SettingsResponse>("<html>").is_none());
 }
 
+/// The page's own decoder (`mailroom_frontend::de`) reads every shape it
+/// decodes exactly as serde_json wrote it on the server side.
+#[wasm_bindgen_test]
+fn the_decoder_reads_every_shape_the_page_decodes() {
+    use mailroom_frontend::api::decode;
+    use mailroom_shared::api::{ErrorBody, Saved, TokenClaims};
+    use mailroom_shared::sending::{
+        App, AppList, Connection, CreatedApp, Paused, QueueState, RelayInfo, Status,
+    };
+    use serde::{de::DeserializeOwned, Serialize};
+    use std::collections::BTreeMap;
+    use std::fmt::Debug;
+
+    fn same<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: T) {
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(decode::<T>(&text).as_ref(), Some(&value), "{text}");
+    }
+    let mut settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    settings.client_secret = None;
+    settings.client_hostname = Some("relay.contoso.com".into());
+    let mut other = Settings::for_provider(Provider::Other);
+    other.port = 25;
+    for s in [settings.clone(), other] {
+        same(SettingsResponse {
+            settings: Some(PublicSettings::new(s, StoredSecrets::default())),
+            version: 12,
+            updated_at: Some("2026-11-26T10:00:00Z".into()),
+        });
+    }
+    same(SettingsResponse::default());
+    same(TestResult {
+        ok: false,
+        stage: Some(Stage::Auth),
+        code: Some("5.7.139".into()),
+        message: "m “quoted” \n \"x\"".into(),
+        hint: Some(
+            "`Set-CASMailbox -Identity \"a\" -SmtpClientAuthenticationDisabled $false`".into(),
+        ),
+        stages: vec![StageTiming {
+            name: Stage::Token,
+            ok: true,
+            ms: 182,
+        }],
+        transcript: vec![TranscriptLine {
+            dir: Direction::Server,
+            line: "535 5.7.139".into(),
+        }],
+        token_claims: Some(TokenClaims {
+            aud: Some("https://outlook.office365.com".into()),
+            tid: None,
+            appid: Some(mailroom_shared::fixtures::CLIENT.into()),
+            roles: vec!["SMTP.SendAsApp".into()],
+            exp: Some(1_795_000_000),
+        }),
+    });
+    same(Saved {
+        message: "saved".into(),
+        version: 3,
+    });
+    same(ErrorBody {
+        message: "The settings are not valid.".into(),
+        errors: BTreeMap::from([("port".to_string(), vec!["a".to_string(), "b".to_string()])]),
+    });
+    same(QueueState {
+        counts: Status::ALL.iter().map(|s| (*s, 7)).collect(),
+        paused: Some(Paused {
+            since: "2026-11-26T10:00:00Z".into(),
+            stage: Stage::Token,
+            code: None,
+            message: "m".into(),
+            hint: None,
+        }),
+    });
+    let app = App {
+        id: "app_1".into(),
+        name: "Scanner, 3rd floor".into(),
+        created_at: "2026-11-26T10:00:00Z".into(),
+        last_used_at: None,
+        messages: 4_000_000_000,
+        allowed_from: vec![["scans", "@", "contoso.com"].concat()],
+        rewrite_from: true,
+    };
+    same(AppList {
+        apps: vec![app.clone()],
+    });
+    same(CreatedApp {
+        app,
+        key: "mr_x".into(),
+    });
+    same(Connection::default());
+    same(Connection {
+        smtp: Some(RelayInfo {
+            hostname: None,
+            ip: "::".into(),
+            port: 2525,
+            loopback_only: false,
+        }),
+    });
+    // Unknown fields are ignored; a wrong type or a missing field is refused.
+    let extra: Option<Saved> = decode(r#"{"message": "m", "version": 1, "new": [1, {"a": null}]}"#);
+    assert_eq!(extra.map(|s| s.version), Some(1));
+    assert!(decode::<Saved>(r#"{"message": "m", "version": "1"}"#).is_none());
+    assert!(decode::<Saved>(r#"{"message": "m", "version": 1.5}"#).is_none());
+    assert!(decode::<Saved>(r#"{"version": 1}"#).is_none());
+    assert!(decode::<QueueState>(r#"{"counts": {"lost": 1}, "paused": null}"#).is_none());
+    assert!(decode::<Settings>(r#"{"provider": 3}"#).is_none());
+}
+
 fn valid_initial() -> SettingsResponse {
     let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
     SettingsResponse {
