@@ -98,6 +98,54 @@ impl Markup {
     }
 }
 
+/// A command line with a button that copies it (handled by [`copy_click`]),
+/// labelled "Copy the `what`", or after the command's first word when `what` is empty.
+pub fn command(m: &mut Markup, cmd: &str, what: &str) {
+    let what = if what.is_empty() {
+        [
+            cmd.split_whitespace().next().unwrap_or("command"),
+            " command",
+        ]
+        .concat()
+    } else {
+        what.to_string()
+    };
+    m.open("div", &[("class", "command")])
+        .el("code", &[], cmd)
+        .el(
+            "button",
+            &[
+                ("type", "button"),
+                ("class", "copy"),
+                ("data-act", "copy"),
+                ("data-id", cmd),
+                ("aria-label", &["Copy the ", &what].concat()),
+            ],
+            "Copy",
+        )
+        .close("div");
+}
+
+/// Handles a click on a copy button of [`command`]: copies, and says so.
+/// Returns the click's `(action, id)` when it was something else.
+pub fn copy_click(event: &web_sys::MouseEvent) -> Option<(String, String)> {
+    let (act, id) = clicked(event)?;
+    if act != "copy" {
+        return Some((act, id));
+    }
+    if let Some(w) = web_sys::window() {
+        let _ = w.navigator().clipboard().write_text(&id);
+    }
+    if let Some(button) = event
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .and_then(|e| e.closest("button").ok().flatten())
+    {
+        button.set_text_content(Some("Copied"));
+    }
+    None
+}
+
 /// The `data-` attribute `name` of the button a click landed in, with the
 /// button's `data-id`: `(action, id)`.
 pub fn clicked(event: &web_sys::MouseEvent) -> Option<(String, String)> {

@@ -225,6 +225,15 @@ async fn a_new_apps_key_is_shown_once_with_its_connection_details_and_gone_after
         "{commands:?}"
     );
 
+    click(&root, "#new-key button.copy").await;
+    assert_eq!(text_of(&root, "#new-key button.copy"), "Copied");
+    assert_eq!(
+        find(&root, "#new-key button.copy")
+            .get_attribute("aria-label")
+            .as_deref(),
+        Some("Copy the key"),
+        "the label does not read the key aloud"
+    );
     click(&root, "#key-done").await;
     assert!(root.query_selector("#key-panel").unwrap().is_none());
     assert!(!root.inner_html().contains(key), "the key is gone for good");

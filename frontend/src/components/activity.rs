@@ -14,7 +14,7 @@ use yew::prelude::*;
 
 use crate::api::{json, ApiError};
 use crate::hooks::use_interval;
-use crate::markup::{clicked, get, items, number, text, Markup};
+use crate::markup::{copy_click, get, items, number, text, Markup};
 
 /// The most rows one refresh asks for (the API's own limit).
 const MAX_PAGE: usize = 200;
@@ -65,21 +65,7 @@ fn hint(m: &mut Markup, hint: &str) {
             continue;
         }
         if i % 2 == 1 {
-            let what = part.split_whitespace().next().unwrap_or("command");
-            m.open("div", &[("class", "command")])
-                .el("code", &[], part)
-                .el(
-                    "button",
-                    &[
-                        ("type", "button"),
-                        ("class", "copy"),
-                        ("data-act", "copy"),
-                        ("data-id", part),
-                        ("aria-label", &["Copy the ", what, " command"].concat()),
-                    ],
-                    "Copy",
-                )
-                .close("div");
+            crate::markup::command(m, part, "");
         } else {
             m.el("span", &[], part);
         }
@@ -526,7 +512,7 @@ pub fn activity(p: &ActivityProps) -> Html {
             bump.clone(),
         );
         Callback::from(move |e: MouseEvent| {
-            let Some((act, id)) = clicked(&e) else {
+            let Some((act, id)) = copy_click(&e) else {
                 return;
             };
             match act.as_str() {
@@ -535,11 +521,6 @@ pub fn activity(p: &ActivityProps) -> Html {
                     *opened.borrow_mut() = None;
                     open.set(Some(id.clone()));
                     load_details.emit(id);
-                }
-                "copy" => {
-                    if let Some(w) = web_sys::window() {
-                        let _ = w.navigator().clipboard().write_text(&id);
-                    }
                 }
                 verb @ ("retry" | "cancel") => {
                     let (rows, action, load_details, changed, unauthorized, bump) = (

@@ -6,12 +6,11 @@ use gloo_net::http::Method;
 use mailroom_shared::sending::{validate_new_app, App, AppList, Connection, CreatedApp, NewApp};
 use yew::prelude::*;
 
-use super::code::Command;
-use super::common::time;
 use super::confirm::Confirm;
 use super::field::TextField;
 use crate::api::{call, fetch, get, ApiError};
 use crate::hooks::focus::focus;
+use crate::markup::{command, copy_click, Markup};
 
 /// The allowed From addresses as typed: separated by commas, spaces or lines.
 pub fn split_addresses(text: &str) -> Vec<String> {
@@ -46,59 +45,166 @@ pub fn relay_host(connection: &Connection) -> Option<String> {
     Some(relay.ip.clone())
 }
 
-/// How to send with this app: SMTP, HTTP and sendmail, filled in.
-pub fn instructions(app: &App, key: &str, connection: &Connection) -> Html {
+/// The key once, and how to send with this app: SMTP, HTTP and sendmail, filled in.
+pub fn key_panel(app: &App, key: &str, connection: &Connection) -> Html {
     let origin = origin();
     let to = example_recipient();
-    let curl = [
-        "curl -sS ",
-        &origin,
-        "/api/messages -H 'Authorization: Bearer ",
-        key,
-        "' -H 'Content-Type: application/json' -d '{\"to\": [\"",
-        &to,
-        "\"], \"subject\": \"Hello from ",
-        &app.name.replace('\'', ""),
-        "\", \"text\": \"It works.\"}'",
-    ]
-    .concat();
-    let sendmail = [
-        "printf 'Subject: Hello\\n\\nIt works.\\n' | MAILROOM_URL=",
-        &origin,
-        " MAILROOM_APP_KEY=",
-        key,
-        " mailroom sendmail ",
-        &to,
-    ]
-    .concat();
-    html! {
-        <div class="instructions">
-            <h4>{ "SMTP (printers, scanners, most programs)" }</h4>
-            { match (&connection.smtp, relay_host(connection)) {
-                (Some(relay), Some(host)) => html! {
-                    <>
-                    <dl class="pairs">
-                        <dt>{ "Server" }</dt><dd><code id="smtp-host">{ host }</code></dd>
-                        <dt>{ "Port" }</dt><dd><code id="smtp-port">{ relay.port }</code></dd>
-                        <dt>{ "Security" }</dt><dd>{ "STARTTLS" }</dd>
-                        <dt>{ "Username" }</dt><dd><code id="smtp-username">{ app.id.clone() }</code></dd>
-                        <dt>{ "Password" }</dt><dd>{ "the key above" }</dd>
-                    </dl>
-                    if relay.loopback_only {
-                        <p class="warning">{ "The relay listens on " }<code>{ relay.ip.clone() }</code>
-                            { " only, so only programs on this machine can reach it. For devices on the network, start Mailroom with " }
-                            <code>{ "--smtp-listen 0.0.0.0:" }{ relay.port }</code>{ "." }</p>
-                    }
-                    </>
-                },
-                _ => html! { <p class="warning">{ "The SMTP relay is off (--smtp-listen off): this app can send over HTTP or sendmail." }</p> },
-            } }
-            <h4>{ "HTTP" }</h4>
-            <Command command={AttrValue::from(curl)} />
-            <h4>{ "sendmail (cron, PHP mail(), scripts)" }</h4>
-            <Command command={AttrValue::from(sendmail)} />
-        </div>
+    let mut m = Markup::default();
+    m.open("h3", &[("id", "key-title"), ("tabindex", "-1")])
+        .text("The key for “")
+        .text(&app.name)
+        .text("”")
+        .close("h3");
+    m.open("p", &[("class", "warning")])
+        .el(
+            "strong",
+            &[],
+            "Copy it now: you will not see this key again.",
+        )
+        .text(
+            " Mailroom keeps only a hash of it. If it is lost, revoke the app and make a new one.",
+        )
+        .close("p");
+    m.open("div", &[("id", "new-key")]);
+    command(&mut m, key, "key");
+    m.close("div").open("div", &[("class", "instructions")]).el(
+        "h4",
+        &[],
+        "SMTP (printers, scanners, most programs)",
+    );
+    match (&connection.smtp, relay_host(connection)) {
+        (Some(relay), Some(host)) => {
+            let port = relay.port.to_string();
+            m.open("dl", &[("class", "pairs")]);
+            for (label, id, value) in [
+                ("Server", "smtp-host", host.as_str()),
+                ("Port", "smtp-port", &port),
+                ("Security", "", "STARTTLS"),
+                ("Username", "smtp-username", &app.id),
+                ("Password", "", "the key above"),
+            ] {
+                m.el("dt", &[], label).open("dd", &[]);
+                if id.is_empty() {
+                    m.text(value);
+                } else {
+                    m.el("code", &[("id", id)], value);
+                }
+                m.close("dd");
+            }
+            m.close("dl");
+            if relay.loopback_only {
+                m.open("p", &[("class", "warning")])
+                    .text("The relay listens on ")
+                    .el("code", &[], &relay.ip)
+                    .text(" only, so only programs on this machine can reach it. For devices on the network, start Mailroom with ")
+                    .el("code", &[], &["--smtp-listen 0.0.0.0:", &port].concat())
+                    .text(".")
+                    .close("p");
+            }
+        }
+        _ => {
+            m.el(
+                "p",
+                &[("class", "warning")],
+                "The SMTP relay is off (--smtp-listen off): this app can send over HTTP or sendmail.",
+            );
+        }
     }
+    m.el("h4", &[], "HTTP");
+    command(
+        &mut m,
+        &[
+            "curl -sS ",
+            &origin,
+            "/api/messages -H 'Authorization: Bearer ",
+            key,
+            "' -H 'Content-Type: application/json' -d '{\"to\": [\"",
+            &to,
+            "\"], \"subject\": \"Hello from ",
+            &app.name.replace('\'', ""),
+            "\", \"text\": \"It works.\"}'",
+        ]
+        .concat(),
+        "curl command",
+    );
+    m.el("h4", &[], "sendmail (cron, PHP mail(), scripts)");
+    command(
+        &mut m,
+        &[
+            "printf 'Subject: Hello\\n\\nIt works.\\n' | MAILROOM_URL=",
+            &origin,
+            " MAILROOM_APP_KEY=",
+            key,
+            " mailroom sendmail ",
+            &to,
+        ]
+        .concat(),
+        "sendmail command",
+    );
+    m.close("div");
+    m.html()
+}
+
+/// The apps as a table, each with a Revoke button naming it.
+fn apps_table(apps: &[App]) -> Html {
+    let mut m = Markup::default();
+    m.open("table", &[("id", "apps-table")]).head(&[
+        "Name",
+        "Created",
+        "Last used",
+        "Messages",
+        "Allowed From",
+        "Actions",
+    ]);
+    m.open("tbody", &[]);
+    for a in apps {
+        m.open("tr", &[])
+            .open("th", &[("scope", "row")])
+            .text(&a.name)
+            .open("br", &[])
+            .el("code", &[("class", "muted")], &a.id)
+            .close("th")
+            .open("td", &[])
+            .time(&a.created_at)
+            .close("td")
+            .open("td", &[]);
+        match &a.last_used_at {
+            Some(t) => m.time(t),
+            None => m.text("never"),
+        };
+        m.close("td")
+            .el("td", &[], &a.messages.to_string())
+            .open("td", &[])
+            .text(&if a.allowed_from.is_empty() {
+                "the settings' username and sender".to_string()
+            } else {
+                a.allowed_from.join(", ")
+            });
+        if a.rewrite_from {
+            m.open("br", &[]).el(
+                "span",
+                &[("class", "muted")],
+                "From rewritten to the sender",
+            );
+        }
+        m.close("td")
+            .open("td", &[])
+            .el(
+                "button",
+                &[
+                    ("type", "button"),
+                    ("class", "danger"),
+                    ("data-act", "revoke"),
+                    ("data-id", &a.id),
+                    ("aria-label", &["Revoke ", &a.name].concat()),
+                ],
+                "Revoke",
+            )
+            .close("td")
+            .close("tr");
+    }
+    m.close("tbody").close("table");
+    m.html()
 }
 
 #[derive(Properties, PartialEq)]
@@ -283,9 +389,17 @@ pub fn apps(p: &AppsProps) -> Html {
             focus("app-name");
         })
     };
-    let ask_revoke = |app: &App| {
-        let (revoking, app) = (revoking.clone(), app.clone());
-        Callback::from(move |_: MouseEvent| revoking.set(Some(app.clone())))
+    let on_table_click = {
+        let (revoking, list) = (revoking.clone(), list.clone());
+        Callback::from(move |e: MouseEvent| {
+            if let Some((act, id)) = copy_click(&e) {
+                if act == "revoke" {
+                    if let Some(Ok(apps)) = &*list {
+                        revoking.set(apps.iter().find(|a| a.id == id).cloned());
+                    }
+                }
+            }
+        })
     };
     let cancel_revoke = {
         let revoking = revoking.clone();
@@ -326,12 +440,8 @@ pub fn apps(p: &AppsProps) -> Html {
                 <div class="banner success" role="status">{ n.clone() }</div>
             }
             if let Some(c) = &*created {
-                <section class="card key-once" aria-labelledby="key-title" id="key-panel">
-                    <h3 id="key-title" tabindex="-1">{ "The key for “" }{ c.app.name.clone() }{ "”" }</h3>
-                    <p class="warning"><strong>{ "Copy it now: you will not see this key again." }</strong>
-                        { " Mailroom keeps only a hash of it. If it is lost, revoke the app and make a new one." }</p>
-                    <div id="new-key"><Command command={AttrValue::from(c.key.clone())} /></div>
-                    { instructions(&c.app, &c.key, &connection) }
+                <section class="card key-once" aria-labelledby="key-title" id="key-panel" onclick={on_table_click.clone()}>
+                    { key_panel(&c.app, &c.key, &connection) }
                     <div class="actions">
                         <button type="button" class="primary" id="key-done" onclick={done}>{ "I have copied the key" }</button>
                     </div>
@@ -344,29 +454,7 @@ pub fn apps(p: &AppsProps) -> Html {
                     Some(Err(m)) => html! { <p class="error" role="alert">{ m.clone() }</p> },
                     Some(Ok(apps)) if apps.is_empty() => html! { <p class="help" id="no-apps">{ "No apps yet. Add the first one below." }</p> },
                     Some(Ok(apps)) => html! {
-                        <div class="table-wrap">
-                        <table id="apps-table">
-                            <thead><tr>
-                                <th scope="col">{ "Name" }</th><th scope="col">{ "Created" }</th>
-                                <th scope="col">{ "Last used" }</th><th scope="col">{ "Messages" }</th>
-                                <th scope="col">{ "Allowed From" }</th><th scope="col"><span class="sr-only">{ "Actions" }</span></th>
-                            </tr></thead>
-                            <tbody>
-                                { for apps.iter().map(|a| html! {
-                                    <tr key={a.id.clone()}>
-                                        <th scope="row">{ a.name.clone() }<br/><code class="muted">{ a.id.clone() }</code></th>
-                                        <td>{ time(&a.created_at) }</td>
-                                        <td>{ match &a.last_used_at { Some(t) => time(t), None => html! { "never" } } }</td>
-                                        <td>{ a.messages }</td>
-                                        <td>{ if a.allowed_from.is_empty() { "the settings' username and sender".to_string() } else { a.allowed_from.join(", ") } }
-                                            if a.rewrite_from { <br/><span class="muted">{ "From rewritten to the sender" }</span> }</td>
-                                        <td><button type="button" class="danger" onclick={ask_revoke(a)}
-                                            aria-label={["Revoke ", &a.name].concat()}>{ "Revoke" }</button></td>
-                                    </tr>
-                                }) }
-                            </tbody>
-                        </table>
-                        </div>
+                        <div class="table-wrap" onclick={on_table_click}>{ apps_table(apps) }</div>
                     },
                 } }
             </section>
