@@ -12,10 +12,10 @@ pub mod route;
 pub mod state;
 
 use mailroom_shared::api::SettingsResponse;
-use mailroom_shared::sending::{QueueState, Status};
+use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
-use api::{get, ApiError};
+use api::{get, json, ApiError};
 use components::activity::Activity;
 use components::apps::Apps;
 use components::common::pause_banner;
@@ -93,11 +93,12 @@ pub struct SignedProps {
     pub on_signed_out: Callback<()>,
 }
 
-/// Messages that wait for delivery: queued or deferred.
-pub fn waiting(queue: &QueueState) -> u64 {
-    [Status::Queued, Status::Deferred]
+/// Messages that wait for delivery: queued or deferred, from `GET /api/queue`.
+pub fn waiting(queue: &JsValue) -> u64 {
+    let counts = markup::get(queue, "counts");
+    ["queued", "deferred"]
         .iter()
-        .map(|s| queue.counts.get(s).copied().unwrap_or(0))
+        .map(|s| markup::get(&counts, s).as_f64().unwrap_or(0.0) as u64)
         .sum()
 }
 
@@ -107,13 +108,13 @@ pub fn waiting(queue: &QueueState) -> u64 {
 #[function_component(Signed)]
 pub fn signed(p: &SignedProps) -> Html {
     let view = use_view();
-    let queue = use_state(|| None::<QueueState>);
+    let queue = use_state(|| None::<JsValue>);
     let refresh = {
         let (queue, unauthorized) = (queue.clone(), p.on_unauthorized.clone());
         Callback::from(move |()| {
             let (queue, unauthorized) = (queue.clone(), unauthorized.clone());
             crate::spawn(async move {
-                match get::<QueueState>("/api/queue").await {
+                match json(gloo_net::http::Method::GET, "/api/queue").await {
                     Ok(q) => queue.set(Some(q)),
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     // A missed poll keeps the last state; the next one tries again.
@@ -150,9 +151,13 @@ pub fn signed(p: &SignedProps) -> Html {
             });
         })
     };
-    let paused = queue
-        .as_ref()
-        .and_then(|q| q.paused.as_ref().map(|p| (p, waiting(q))));
+    let paused = queue.as_ref().and_then(|q| {
+        let p = markup::get(q, "paused");
+        p.is_object().then(|| (p, waiting(q)))
+    });
+    let copy = Callback::from(|e: MouseEvent| {
+        markup::copy_click(&e);
+    });
     html! {
         <>
         <header class="top">
@@ -167,7 +172,7 @@ pub fn signed(p: &SignedProps) -> Html {
         </header>
         <main class={classes!("page", (view != View::Settings).then_some("wide"))}>
             if let Some((paused, waiting)) = paused {
-                { pause_banner(paused, waiting) }
+                <div onclick={copy}>{ pause_banner(&paused, waiting) }</div>
             }
             <div hidden={view != View::Settings}>
                 <SettingsForm initial={p.initial.clone()} on_unauthorized={p.on_unauthorized.clone()}

@@ -146,6 +146,34 @@ pub fn copy_click(event: &web_sys::MouseEvent) -> Option<(String, String)> {
     None
 }
 
+/// A hint: prose, with each `backticked` command on its own line with a copy button.
+pub fn hint(m: &mut Markup, hint: &str) {
+    m.open("div", &[("class", "hint")]);
+    for (i, part) in hint.split('`').enumerate() {
+        if part.trim().is_empty() {
+            continue;
+        }
+        if i % 2 == 1 {
+            command(m, part, "");
+        } else {
+            m.el("span", &[], part);
+        }
+    }
+    m.close("div");
+}
+
+/// "Stage: auth · Code: 5.7.139", as the test dialog shows it.
+pub fn stage_line(m: &mut Markup, stage: &str, code: &str) {
+    m.open("p", &[("class", "stage")]);
+    if !stage.is_empty() {
+        m.text("Stage: ").el("strong", &[], stage);
+    }
+    if !code.is_empty() {
+        m.text(" · Code: ").el("strong", &[("class", "code")], code);
+    }
+    m.close("p");
+}
+
 /// The `data-` attribute `name` of the button a click landed in, with the
 /// button's `data-id`: `(action, id)`.
 pub fn clicked(event: &web_sys::MouseEvent) -> Option<(String, String)> {

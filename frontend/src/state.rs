@@ -1,7 +1,7 @@
 //! The form's state and its reducer. Validation is the shared crate's
 //! `validate_with`, run on every change; nothing here asks the server.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use mailroom_shared::api::SettingsResponse;
@@ -28,8 +28,9 @@ pub struct FormState {
     /// The settings as saved on the server: stored secrets are bound to their
     /// destination there, and are not reused once it changes.
     pub saved: Option<Settings>,
-    /// Fields the user has touched.
-    pub touched: BTreeSet<Field>,
+    /// Fields the user has touched (a few at most: a list is smaller in
+    /// the bundle than a set).
+    pub touched: Vec<Field>,
     /// Set once the user tried to save or test: every error shows.
     pub submitted: bool,
     /// The version the edit started from.
@@ -89,7 +90,7 @@ impl FormState {
             password_text: String::new(),
             stored,
             saved,
-            touched: BTreeSet::new(),
+            touched: Vec::new(),
             submitted: false,
             version: r.version,
             dirty: false,
@@ -265,7 +266,9 @@ impl Reducible for FormState {
                     | Field::Security
                     | Field::Recipient => return self,
                 }
-                st.touched.insert(field);
+                if !st.touched.contains(&field) {
+                    st.touched.push(field);
+                }
                 st.server_errors.remove(field.as_str());
             }
             Action::SpObjectId(value) => {
@@ -276,7 +279,7 @@ impl Reducible for FormState {
                 if st.touched.contains(&field) {
                     return self;
                 }
-                st.touched.insert(field);
+                st.touched.push(field);
                 return Rc::new(st);
             }
             Action::Provider(p) => {

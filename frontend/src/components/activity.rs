@@ -8,13 +8,13 @@
 //! browser parsed it: the biggest view costs little of the bundle.
 
 use gloo_net::http::Method;
-use mailroom_shared::sending::{QueueState, Status};
+use mailroom_shared::sending::Status;
 use wasm_bindgen::{JsCast, JsValue};
 use yew::prelude::*;
 
 use crate::api::{json, ApiError};
 use crate::hooks::use_interval;
-use crate::markup::{copy_click, get, items, number, text, Markup};
+use crate::markup::{copy_click, get, hint, items, number, stage_line, text, Markup};
 
 /// The most rows one refresh asks for (the API's own limit).
 const MAX_PAGE: usize = 200;
@@ -55,34 +55,6 @@ pub fn merge(fresh: Vec<JsValue>, shown: &[JsValue], covered_all: bool) -> Vec<J
         }
     }
     out
-}
-
-/// A hint: prose, with each `backticked` command on its own line with a copy button.
-fn hint(m: &mut Markup, hint: &str) {
-    m.open("div", &[("class", "hint")]);
-    for (i, part) in hint.split('`').enumerate() {
-        if part.trim().is_empty() {
-            continue;
-        }
-        if i % 2 == 1 {
-            crate::markup::command(m, part, "");
-        } else {
-            m.el("span", &[], part);
-        }
-    }
-    m.close("div");
-}
-
-/// "Stage: auth · Code: 5.7.139", as the test dialog shows it.
-fn stage_line(m: &mut Markup, stage: &str, code: &str) {
-    m.open("p", &[("class", "stage")]);
-    if !stage.is_empty() {
-        m.text("Stage: ").el("strong", &[], stage);
-    }
-    if !code.is_empty() {
-        m.text(" · Code: ").el("strong", &[("class", "code")], code);
-    }
-    m.close("p");
 }
 
 /// One message's details, laid out like the test dialog's result.
@@ -289,7 +261,8 @@ fn table(
 #[derive(Properties, PartialEq)]
 pub struct ActivityProps {
     /// The queue's state, polled by the page.
-    pub queue: Option<QueueState>,
+    /// `GET /api/queue` as parsed (`counts` by status).
+    pub queue: Option<JsValue>,
     /// A call answered 401.
     pub on_unauthorized: Callback<()>,
     /// A retry or cancel changed the queue.
@@ -579,20 +552,17 @@ pub fn activity(p: &ActivityProps) -> Html {
             ("id", "counts"),
         ],
     );
+    let by_status = p.queue.as_ref().map(|q| get(q, "counts"));
     for s in Status::ALL {
-        let n = p
-            .queue
+        let n = by_status
             .as_ref()
-            .and_then(|q| q.counts.get(&s).copied())
-            .unwrap_or(0);
+            .map(|c| number(c, s.as_str()))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "0".into());
         counts
             .open("li", &[])
             .badge(s.as_str())
-            .el(
-                "strong",
-                &[("id", &["count-", s.as_str()].concat())],
-                &n.to_string(),
-            )
+            .el("strong", &[("id", &["count-", s.as_str()].concat())], &n)
             .close("li");
     }
     counts.close("ul");

@@ -1,16 +1,9 @@
-//! Small pieces the views share: status badges, times, the pause banner.
+//! Small pieces the views share: times, and the pause banner.
 
-use mailroom_shared::sending::{Paused, Status};
 use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
-use super::code::Hint;
-
-/// A status as a word on a coloured badge: the word carries the meaning,
-/// the colour only repeats it.
-pub fn status_badge(status: Status) -> Html {
-    html! { <span class={classes!("badge", status.as_str())}>{ status.as_str() }</span> }
-}
+use crate::markup::{hint, stage_line, text, Markup};
 
 /// An RFC 3339 time in the reader's own zone and format; the text itself
 /// when the browser cannot read it.
@@ -22,37 +15,46 @@ pub fn local_time(rfc3339: &str) -> String {
     String::from(date.to_locale_string("default", &JsValue::UNDEFINED))
 }
 
-/// A `<time>` element for an RFC 3339 time.
-pub fn time(rfc3339: &str) -> Html {
-    html! { <time datetime={rfc3339.to_string()}>{ local_time(rfc3339) }</time> }
-}
-
-/// "Stage: auth · Code: 5.7.139", as the test dialog shows it.
-pub fn stage_line(stage: Option<&str>, code: Option<&str>) -> Html {
-    html! {
-        <p class="stage">
-            if let Some(stage) = stage { { "Stage: " }<strong>{ stage.to_string() }</strong> }
-            if let Some(code) = code { { " · Code: " }<strong class="code">{ code.to_string() }</strong> }
-        </p>
-    }
-}
-
 /// The banner on every view while delivery is paused: what failed, the fix,
-/// how many messages wait, and the way to the settings.
-pub fn pause_banner(paused: &Paused, waiting: u64) -> Html {
-    html! {
-        <section class="banner paused" role="alert" aria-labelledby="paused-title" id="paused">
-            <h2 id="paused-title">{ "Delivery is paused" }</h2>
-            <p class="waiting"><strong>{ waiting }</strong>
-                { if waiting == 1 { " message is waiting. " } else { " messages are waiting. " } }
-                { "Nothing is lost or bounced: they go out once the problem is fixed." }</p>
-            { stage_line(Some(paused.stage.as_str()), paused.code.as_deref()) }
-            <p class="message">{ paused.message.clone() }</p>
-            if let Some(h) = &paused.hint {
-                <Hint text={AttrValue::from(h.clone())} />
-            }
-            <p class="since">{ "Since " }{ time(&paused.since) }{ ". Mailroom tries again every minute and at once when the settings are saved." }</p>
-            <a class="button" href="#/settings">{ "Open the settings" }</a>
-        </section>
+/// how many messages wait, and the way to the settings. Its copy buttons
+/// need [`crate::markup::copy_click`] on a parent.
+pub fn pause_banner(paused: &JsValue, waiting: u64) -> Html {
+    let mut m = Markup::default();
+    m.open(
+        "section",
+        &[
+            ("class", "banner paused"),
+            ("role", "alert"),
+            ("aria-labelledby", "paused-title"),
+            ("id", "paused"),
+        ],
+    )
+    .el("h2", &[("id", "paused-title")], "Delivery is paused")
+    .open("p", &[("class", "waiting")])
+    .el("strong", &[], &waiting.to_string())
+    .text(if waiting == 1 {
+        " message is waiting. "
+    } else {
+        " messages are waiting. "
+    })
+    .text("Nothing is lost or bounced: they go out once the problem is fixed.")
+    .close("p");
+    stage_line(&mut m, &text(paused, "stage"), &text(paused, "code"));
+    m.el("p", &[("class", "message")], &text(paused, "message"));
+    let h = text(paused, "hint");
+    if !h.is_empty() {
+        hint(&mut m, &h);
     }
+    m.open("p", &[("class", "since")])
+        .text("Since ")
+        .time(&text(paused, "since"))
+        .text(". Mailroom tries again every minute and at once when the settings are saved.")
+        .close("p")
+        .el(
+            "a",
+            &[("class", "button"), ("href", "#/settings")],
+            "Open the settings",
+        )
+        .close("section");
+    m.html()
 }
