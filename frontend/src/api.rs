@@ -73,7 +73,16 @@ pub async fn call<T: DeserializeOwned, B: Serialize>(
 /// The JSON answer as the browser parsed it (for views that read a few
 /// fields with [`crate::markup`] instead of a typed decoder).
 pub async fn json(method: Method, path: &str) -> Result<wasm_bindgen::JsValue, ApiError> {
-    let text = fetch(method, path, None).await?;
+    json_body(method, path, None).await
+}
+
+/// [`json`] with a request body, already encoded.
+pub async fn json_body(
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<wasm_bindgen::JsValue, ApiError> {
+    let text = fetch(method, path, body).await?;
     js_sys::JSON::parse(&text).map_err(|_| {
         ApiError::Other("The server's answer was not understood; reload the page.".into())
     })

@@ -3,14 +3,77 @@
 //! revoking with a confirmation that names the app.
 
 use gloo_net::http::Method;
-use mailroom_shared::sending::{validate_new_app, App, AppList, Connection, CreatedApp, NewApp};
+use mailroom_shared::sending::{validate_new_app, NewApp};
+use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
 use super::confirm::Confirm;
 use super::field::TextField;
-use crate::api::{call, fetch, get, ApiError};
+use crate::api::{encode, fetch, json, json_body, ApiError};
 use crate::hooks::focus::focus;
-use crate::markup::{command, copy_click, Markup};
+use crate::markup::{command, copy_click, get, items, number, text, Markup};
+
+/// An app as the page shows it, read from the API's JSON (docs/API.md §6)
+/// without a typed decoder.
+#[derive(Clone, PartialEq, Default)]
+pub struct App {
+    /// `app_…`, the SMTP username.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, or empty when never used.
+    pub last_used_at: String,
+    /// Messages sent, as text.
+    pub messages: String,
+    /// Extra addresses it may send as.
+    pub allowed_from: Vec<String>,
+    /// Whether the header From is rewritten.
+    pub rewrite_from: bool,
+}
+
+impl App {
+    /// Reads an `APP` object.
+    pub fn from_json(v: &JsValue) -> App {
+        App {
+            id: text(v, "id"),
+            name: text(v, "name"),
+            created_at: text(v, "created_at"),
+            last_used_at: text(v, "last_used_at"),
+            messages: number(v, "messages"),
+            allowed_from: items(v, "allowed_from")
+                .iter()
+                .filter_map(JsValue::as_string)
+                .collect(),
+            rewrite_from: get(v, "rewrite_from").as_bool().unwrap_or(false),
+        }
+    }
+}
+
+/// Where the relay listens (`GET /api/connection`'s `smtp`).
+#[derive(Clone, PartialEq)]
+pub struct Relay {
+    /// `--smtp-hostname`, or empty.
+    pub hostname: String,
+    /// The address it listens on.
+    pub ip: String,
+    /// The port, as text.
+    pub port: String,
+    /// Only this machine can reach it.
+    pub loopback_only: bool,
+}
+
+/// The relay from `GET /api/connection`, or `None` when it is off.
+pub fn relay_of(connection: &JsValue) -> Option<Relay> {
+    let smtp = get(connection, "smtp");
+    smtp.is_object().then(|| Relay {
+        hostname: text(&smtp, "hostname"),
+        ip: text(&smtp, "ip"),
+        port: number(&smtp, "port"),
+        loopback_only: get(&smtp, "loopback_only").as_bool().unwrap_or(false),
+    })
+}
 
 /// The allowed From addresses as typed: separated by commas, spaces or lines.
 pub fn split_addresses(text: &str) -> Vec<String> {
@@ -34,19 +97,20 @@ fn origin() -> String {
 
 /// The host programs should connect to: `--smtp-hostname`, else the host of
 /// this page when the relay listens on every address, else its address.
-pub fn relay_host(connection: &Connection) -> Option<String> {
-    let relay = connection.smtp.as_ref()?;
-    if let Some(h) = &relay.hostname {
-        return Some(h.clone());
+pub fn relay_host(relay: &Relay) -> String {
+    if !relay.hostname.is_empty() {
+        return relay.hostname.clone();
     }
     if relay.ip == "0.0.0.0" || relay.ip == "::" {
-        return web_sys::window().and_then(|w| w.location().hostname().ok());
+        return web_sys::window()
+            .and_then(|w| w.location().hostname().ok())
+            .unwrap_or_default();
     }
-    Some(relay.ip.clone())
+    relay.ip.clone()
 }
 
 /// The key once, and how to send with this app: SMTP, HTTP and sendmail, filled in.
-pub fn key_panel(app: &App, key: &str, connection: &Connection) -> Html {
+pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
     let origin = origin();
     let to = example_recipient();
     let mut m = Markup::default();
@@ -72,9 +136,10 @@ pub fn key_panel(app: &App, key: &str, connection: &Connection) -> Html {
         &[],
         "SMTP (printers, scanners, most programs)",
     );
-    match (&connection.smtp, relay_host(connection)) {
-        (Some(relay), Some(host)) => {
-            let port = relay.port.to_string();
+    match relay {
+        Some(relay) => {
+            let host = relay_host(relay);
+            let port = relay.port.clone();
             m.open("dl", &[("class", "pairs")]);
             for (label, id, value) in [
                 ("Server", "smtp-host", host.as_str()),
@@ -102,7 +167,7 @@ pub fn key_panel(app: &App, key: &str, connection: &Connection) -> Html {
                     .close("p");
             }
         }
-        _ => {
+        None => {
             m.el(
                 "p",
                 &[("class", "warning")],
@@ -168,12 +233,13 @@ fn apps_table(apps: &[App]) -> Html {
             .time(&a.created_at)
             .close("td")
             .open("td", &[]);
-        match &a.last_used_at {
-            Some(t) => m.time(t),
-            None => m.text("never"),
-        };
+        if a.last_used_at.is_empty() {
+            m.text("never");
+        } else {
+            m.time(&a.last_used_at);
+        }
         m.close("td")
-            .el("td", &[], &a.messages.to_string())
+            .el("td", &[], &a.messages)
             .open("td", &[])
             .text(&if a.allowed_from.is_empty() {
                 "the settings' username and sender".to_string()
@@ -238,11 +304,11 @@ impl Draft {
 #[function_component(Apps)]
 pub fn apps(p: &AppsProps) -> Html {
     let list = use_state(|| None::<Result<Vec<App>, String>>);
-    let connection = use_state(Connection::default);
+    let relay = use_state(|| None::<Relay>);
     let draft = use_state(Draft::default);
     let server_errors = use_state(std::collections::BTreeMap::<String, Vec<String>>::new);
     let busy = use_state(|| false);
-    let created = use_state(|| None::<CreatedApp>);
+    let created = use_state(|| None::<(App, String)>);
     let revoking = use_state(|| None::<App>);
     let notice = use_state(|| None::<String>);
 
@@ -251,8 +317,11 @@ pub fn apps(p: &AppsProps) -> Html {
         Callback::from(move |()| {
             let (list, unauthorized) = (list.clone(), unauthorized.clone());
             crate::spawn(async move {
-                match get::<AppList>("/api/apps").await {
-                    Ok(l) => list.set(Some(Ok(l.apps))),
+                match json(Method::GET, "/api/apps").await {
+                    Ok(l) => list.set(Some(Ok(items(&l, "apps")
+                        .iter()
+                        .map(App::from_json)
+                        .collect()))),
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     Err(e) => list.set(Some(Err(e.message().to_string()))),
                 }
@@ -260,12 +329,12 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
     {
-        let (load, connection) = (load.clone(), connection.clone());
+        let (load, relay) = (load.clone(), relay.clone());
         use_effect_with((), move |()| {
             load.emit(());
             crate::spawn(async move {
-                if let Ok(c) = get::<Connection>("/api/connection").await {
-                    connection.set(c);
+                if let Ok(c) = json(Method::GET, "/api/connection").await {
+                    relay.set(relay_of(&c));
                 }
             });
         });
@@ -362,12 +431,11 @@ pub fn apps(p: &AppsProps) -> Html {
                 unauthorized.clone(),
             );
             crate::spawn(async move {
-                let r: Result<CreatedApp, ApiError> =
-                    call(Method::POST, "/api/apps", Some(&body)).await;
+                let r = json_body(Method::POST, "/api/apps", encode(&body)).await;
                 busy.set(false);
                 match r {
                     Ok(c) => {
-                        created.set(Some(c));
+                        created.set(Some((App::from_json(&get(&c, "app")), text(&c, "key"))));
                         draft.set(Draft::default());
                         load.emit(());
                     }
@@ -441,7 +509,7 @@ pub fn apps(p: &AppsProps) -> Html {
             }
             if let Some(c) = &*created {
                 <section class="card key-once" aria-labelledby="key-title" id="key-panel" onclick={on_table_click.clone()}>
-                    { key_panel(&c.app, &c.key, &connection) }
+                    { key_panel(&c.0, &c.1, relay.as_ref()) }
                     <div class="actions">
                         <button type="button" class="primary" id="key-done" onclick={done}>{ "I have copied the key" }</button>
                     </div>
