@@ -330,6 +330,8 @@ async fn result_panel_shows_stage_code_hint_commands_and_transcript() {
         transcript: vec![TranscriptLine { dir: Direction::Client, line: "AUTH XOAUTH2 *****".into() }],
         token_claims: None,
     };
+    // As the browser parses the server's JSON.
+    let result = js_sys::JSON::parse(&serde_json::to_string(&result).unwrap()).unwrap();
     yew::Renderer::<ResultPanel>::with_root_and_props(root.clone(), ResultPanelProps { result })
         .render();
     yew::scheduler::flush().await;

@@ -5,15 +5,16 @@
 //! hint (commands copyable), claims and transcript.
 
 use gloo_net::http::Method;
-use mailroom_shared::api::{Direction, TestRequest, TestResult};
+use mailroom_shared::api::TestRequest;
 use mailroom_shared::validate::check_recipient;
 use mailroom_shared::Settings;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::code::Hint;
 use super::field::field_messages;
-use crate::api::{call, ApiError};
+use crate::api::{encode, json_body, ApiError};
+use crate::markup::{copy_click, get, hint, items, number, stage_line, text, Markup};
+use wasm_bindgen::JsValue;
 
 /// The stages a test runs, in order, as the result's `stages` names them.
 pub fn progress_steps(oauth: bool) -> Vec<&'static str> {
@@ -46,7 +47,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
     let recipient = use_state(|| p.default_recipient.to_string());
     let touched = use_state(|| false);
     let running = use_state(|| false);
-    let result = use_state(|| None::<TestResult>);
+    let result = use_state(|| None::<JsValue>);
     let error = use_state(|| None::<String>);
     let dialog = use_node_ref();
     let oauth = p.settings.auth_method == mailroom_shared::AuthMethod::OAuth2ClientCredentials;
@@ -86,12 +87,11 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
                 settings.clone(),
             );
             crate::spawn(async move {
-                let r: Result<TestResult, ApiError> =
-                    call(Method::POST, "/api/settings/test", Some(&body)).await;
+                let r = json_body(Method::POST, "/api/settings/test", encode(&body)).await;
                 running.set(false);
                 match r {
                     Ok(r) => {
-                        if r.ok {
+                        if get(&r, "ok").as_bool() == Some(true) {
                             on_passed.emit(tested);
                         }
                         result.set(Some(r));
@@ -188,66 +188,111 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
 
 #[derive(Properties, PartialEq)]
 pub struct ResultPanelProps {
-    /// The outcome.
-    pub result: TestResult,
+    /// The outcome: a TEST_RESULT as the browser parsed it.
+    pub result: JsValue,
 }
 
-/// The outcome of a test.
+/// The outcome of a test: each real stage's outcome, the failed stage, code,
+/// message, hint (commands copyable), token claims and transcript, written as
+/// HTML text from the JSON.
 #[function_component(ResultPanel)]
 pub fn result_panel(p: &ResultPanelProps) -> Html {
     let r = &p.result;
-    let transcript: String = r
-        .transcript
-        .iter()
-        .map(|l| {
-            format!(
-                "{} {}\n",
-                if l.dir == Direction::Client {
-                    "C:"
-                } else {
-                    "S:"
-                },
-                l.line
-            )
-        })
-        .collect();
-    html! {
-        <div class={classes!("result", if r.ok { "ok" } else { "failed" })} role="status" aria-live="polite">
-            <h3>{ if r.ok { "Success: the test email was accepted" } else { "The test failed" } }</h3>
-            if let Some(stage) = r.stage {
-                <p class="stage">
-                    { "Stage: " }<strong>{ stage.as_str() }</strong>
-                    if let Some(code) = &r.code { { " · Code: " }<strong class="code">{ code.clone() }</strong> }
-                </p>
-            }
-            <p class="message">{ r.message.clone() }</p>
-            if let Some(h) = &r.hint {
-                <h4>{ "How to fix it" }</h4>
-                <Hint text={AttrValue::from(h.clone())} />
-            }
-            <ul class="stages">
-                { for r.stages.iter().map(|s| html! {
-                    <li class={if s.ok { "ok" } else { "failed" }}>{ format!("{} {} · {} ms", if s.ok { "✓" } else { "✗" }, s.name.as_str(), s.ms) }</li>
-                }) }
-            </ul>
-            if let Some(c) = &r.token_claims {
-                <details class="claims">
-                    <summary>{ "Token claims" }</summary>
-                    <dl>
-                        <dt>{ "aud" }</dt><dd>{ c.aud.clone().unwrap_or_default() }</dd>
-                        <dt>{ "tid" }</dt><dd>{ c.tid.clone().unwrap_or_default() }</dd>
-                        <dt>{ "appid" }</dt><dd>{ c.appid.clone().unwrap_or_default() }</dd>
-                        <dt>{ "roles" }</dt><dd>{ c.roles.join(", ") }</dd>
-                        <dt>{ "exp" }</dt><dd>{ c.exp.map(|e| e.to_string()).unwrap_or_default() }</dd>
-                    </dl>
-                </details>
-            }
-            if !r.transcript.is_empty() {
-                <details class="transcript">
-                    <summary>{ format!("SMTP transcript ({} lines, secrets masked)", r.transcript.len()) }</summary>
-                    <pre>{ transcript }</pre>
-                </details>
-            }
-        </div>
+    let ok = get(r, "ok").as_bool().unwrap_or(false);
+    let mut m = Markup::default();
+    m.open(
+        "div",
+        &[
+            ("class", if ok { "result ok" } else { "result failed" }),
+            ("role", "status"),
+            ("aria-live", "polite"),
+        ],
+    )
+    .el(
+        "h3",
+        &[],
+        if ok {
+            "Success: the test email was accepted"
+        } else {
+            "The test failed"
+        },
+    );
+    let stage = text(r, "stage");
+    if !stage.is_empty() {
+        stage_line(&mut m, &stage, &text(r, "code"));
     }
+    m.el("p", &[("class", "message")], &text(r, "message"));
+    let h = text(r, "hint");
+    if !h.is_empty() {
+        m.el("h4", &[], "How to fix it");
+        hint(&mut m, &h);
+    }
+    m.open("ul", &[("class", "stages")]);
+    for s in items(r, "stages") {
+        let ok = get(&s, "ok").as_bool().unwrap_or(false);
+        m.el(
+            "li",
+            &[("class", if ok { "ok" } else { "failed" })],
+            &[
+                if ok { "✓ " } else { "✗ " },
+                &text(&s, "name"),
+                " · ",
+                &number(&s, "ms"),
+                " ms",
+            ]
+            .concat(),
+        );
+    }
+    m.close("ul");
+    let claims = get(r, "token_claims");
+    if claims.is_object() {
+        m.open("details", &[("class", "claims")])
+            .el("summary", &[], "Token claims")
+            .open("dl", &[]);
+        let roles: Vec<String> = items(&claims, "roles")
+            .iter()
+            .filter_map(JsValue::as_string)
+            .collect();
+        for (name, value) in [
+            ("aud", text(&claims, "aud")),
+            ("tid", text(&claims, "tid")),
+            ("appid", text(&claims, "appid")),
+            ("roles", roles.join(", ")),
+            ("exp", number(&claims, "exp")),
+        ] {
+            m.el("dt", &[], name).el("dd", &[], &value);
+        }
+        m.close("dl").close("details");
+    }
+    let lines = items(r, "transcript");
+    if !lines.is_empty() {
+        let mut transcript = String::new();
+        for l in &lines {
+            transcript.push_str(if text(l, "dir") == "client" {
+                "C: "
+            } else {
+                "S: "
+            });
+            transcript.push_str(&text(l, "line"));
+            transcript.push('\n');
+        }
+        m.open("details", &[("class", "transcript")])
+            .el(
+                "summary",
+                &[],
+                &[
+                    "SMTP transcript (",
+                    &lines.len().to_string(),
+                    " lines, secrets masked)",
+                ]
+                .concat(),
+            )
+            .el("pre", &[], &transcript)
+            .close("details");
+    }
+    m.close("div");
+    let copy = Callback::from(|e: MouseEvent| {
+        copy_click(&e);
+    });
+    html! { <div onclick={copy}>{ m.html() }</div> }
 }
