@@ -126,6 +126,16 @@ pub fn command(m: &mut Markup, cmd: &str, what: &str) {
         .close("div");
 }
 
+/// A [`command`] as HTML with its own copy listener, for yew views.
+pub fn command_html(cmd: &str) -> Html {
+    let mut m = Markup::default();
+    command(&mut m, cmd, "");
+    let onclick = yew::Callback::from(|e: web_sys::MouseEvent| {
+        copy_click(&e);
+    });
+    yew::html! { <div {onclick}>{ m.html() }</div> }
+}
+
 /// Handles a click on a copy button of [`command`]: copies, and says so.
 /// Returns the click's `(action, id)` when it was something else.
 pub fn copy_click(event: &web_sys::MouseEvent) -> Option<(String, String)> {

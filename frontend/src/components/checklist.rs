@@ -4,10 +4,10 @@
 use mailroom_shared::powershell as ps;
 use yew::prelude::*;
 
-use super::code::Command;
 use super::field::TextField;
+use crate::markup::command_html;
 
-#[derive(Properties, PartialEq)]
+/// What the checklist fills in.
 pub struct ChecklistProps {
     /// The Application (client) ID typed so far.
     pub client_id: AttrValue,
@@ -23,8 +23,7 @@ pub struct ChecklistProps {
     pub on_sp_input: Callback<String>,
 }
 
-/// The four setup steps.
-#[function_component(Checklist)]
+/// The four setup steps (a view function, not a component: smaller).
 pub fn checklist(p: &ChecklistProps) -> Html {
     html! {
         <section class="checklist" aria-labelledby="checklist-heading">
@@ -45,12 +44,12 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                 <li>
                     <h3>{ "Register the service principal in Exchange Online" }</h3>
                     <p>{ "In Exchange Online PowerShell, run:" }</p>
-                    <Command command={ps::connect()} />
-                    <Command command={ps::new_service_principal(&p.client_id, &p.sp_object_id)} />
-                    <Command command={ps::add_mailbox_permission(&p.username, &p.sp_object_id)} />
+                    { command_html(ps::connect()) }
+                    { command_html(&ps::new_service_principal(&p.client_id, &p.sp_object_id)) }
+                    { command_html(&ps::add_mailbox_permission(&p.username, &p.sp_object_id)) }
                     if p.needs_send_as {
                         <p>{ "The sender differs from the username, so also give the username Send-As rights on the sender:" }</p>
-                        <Command command={ps::add_recipient_permission(&p.sender, &p.username)} />
+                        { command_html(&ps::add_recipient_permission(&p.sender, &p.username)) }
                     }
                     <TextField
                         id="sp_object_id"

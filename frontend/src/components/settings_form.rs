@@ -6,7 +6,7 @@ use mailroom_shared::api::SettingsResponse;
 use mailroom_shared::{AuthMethod, Provider, Settings};
 use yew::prelude::*;
 
-use super::checklist::Checklist;
+use super::checklist::{checklist, ChecklistProps};
 use super::confirm::Confirm;
 use super::history::SettingsHistory;
 use super::sections::{
@@ -178,9 +178,14 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
             </form>
 
             if s.provider == Provider::Office365 && oauth {
-                <Checklist client_id={s.client_id.clone().unwrap_or_default()} username={username.clone()}
-                    sender={s.sender_email.clone()} needs_send_as={s.needs_send_as()}
-                    sp_object_id={form.sp_object_id.clone()} {on_sp_input} />
+                { checklist(&ChecklistProps {
+                    client_id: s.client_id.clone().unwrap_or_default().into(),
+                    username: username.clone().into(),
+                    sender: s.sender_email.clone().into(),
+                    needs_send_as: s.needs_send_as(),
+                    sp_object_id: form.sp_object_id.clone().into(),
+                    on_sp_input,
+                }) }
             }
             <SettingsHistory saves={*saves} on_unauthorized={p.on_unauthorized.clone()} />
         </section>

@@ -173,7 +173,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
                         <div class="banner error" role="alert">{ e.clone() }</div>
                     }
                     if let Some(r) = &*result {
-                        <ResultPanel result={r.clone()} />
+                        { result_html(r) }
                     }
                     <div class="actions">
                         <button type="submit" class="primary" disabled={*running}>
@@ -197,7 +197,12 @@ pub struct ResultPanelProps {
 /// HTML text from the JSON.
 #[function_component(ResultPanel)]
 pub fn result_panel(p: &ResultPanelProps) -> Html {
-    let r = &p.result;
+    result_html(&p.result)
+}
+
+/// The outcome of a test as HTML, for the dialog (a function, not a
+/// component: one component type less in the bundle).
+pub fn result_html(r: &JsValue) -> Html {
     let ok = get(r, "ok").as_bool().unwrap_or(false);
     let mut m = Markup::default();
     m.open(

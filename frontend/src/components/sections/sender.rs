@@ -5,9 +5,9 @@ use mailroom_shared::{powershell as ps, Provider};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::super::code::Command;
 use super::super::field::TextField;
 use super::Section;
+use crate::markup::command_html;
 use crate::state::{Action, Field};
 
 /// Sender name and email, and Send-As.
@@ -38,10 +38,10 @@ pub fn sender_section(sec: &Section) -> Html {
                 <div class="send-as" id="send-as">
                     <label class="checkbox" for="send_as_confirmed">
                         <input type="checkbox" id="send_as_confirmed" checked={s.send_as_confirmed} onchange={on_send_as} />
-                        { format!("The username {username} has Send-As rights on this mailbox") }
+                        { ["The username ", username.as_str(), " has Send-As rights on this mailbox"].concat() }
                     </label>
                     <p class="help">{ "If it does not yet, grant them in Exchange Online PowerShell:" }</p>
-                    <Command command={ps::add_recipient_permission(&s.sender_email, &username)} />
+                    { command_html(&ps::add_recipient_permission(&s.sender_email, &username)) }
                 </div>
             }
         </section>
