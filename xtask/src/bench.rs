@@ -60,6 +60,21 @@ const BUNDLE_HISTORY: &[(&str, u64)] = &[
         "Activity and history tables written as escaped HTML text (18efaab)",
         197_548,
     ),
+    (
+        "JSON decoded by the page's own small serde Deserializer (9204baa)",
+        186_963,
+    ),
+    ("Apps table and key panel as HTML text (bca4417)", 186_236),
+    (
+        "queue state and banner from the parsed JSON (c22e6ac)",
+        181_337,
+    ),
+    ("Apps read from the parsed JSON (7227cfe)", 177_455),
+    ("test result panel as HTML text (f1eed8d)", 170_339),
+    (
+        "serde_json writes bodies, checklist and commands lighter (f235e48)",
+        167_834,
+    ),
 ];
 
 fn gzip_len(path: &Path) -> Result<u64, String> {

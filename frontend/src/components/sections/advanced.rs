@@ -5,8 +5,8 @@ use mailroom_shared::{catalogue, EnumId, Security};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
-use super::super::field::{described_by, field_messages, TextField};
-use super::Section;
+use super::super::field::{described_by, field_messages};
+use super::{Look, Section};
 use crate::state::{Action, Field};
 
 /// Host, port, security, client host name; `open` and `on_toggle` for the
@@ -36,14 +36,9 @@ pub fn advanced_section(sec: &Section, open: bool, on_toggle: Callback<bool>) ->
     html! {
         <details id="advanced" {open} {ontoggle}>
             <summary>{ "Advanced server settings" }</summary>
-            <TextField id="host" label="SMTP host" value={s.host.clone()}
-                help={AttrValue::Static("The server's host name or IP address.")}
-                errors={errors(Field::Host)} warnings={warnings(Field::Host)}
-                on_input={sec.set(Field::Host)} on_blur={sec.touch(Field::Host)} />
-            <TextField id="port" label="Port" value={form.port_text.clone()} inputmode={AttrValue::Static("numeric")}
-                help={AttrValue::Static("587 for STARTTLS, 465 for implicit TLS.")}
-                errors={errors(Field::Port)} warnings={warnings(Field::Port)}
-                on_input={sec.set(Field::Port)} on_blur={sec.touch(Field::Port)} />
+            { sec.text(Field::Host, "SMTP host", s.host.clone(), "The server's host name or IP address.", Look::default()) }
+            { sec.text(Field::Port, "Port", form.port_text.clone(), "587 for STARTTLS, 465 for implicit TLS.",
+                Look { inputmode: Some(AttrValue::Static("numeric")), ..Look::default() }) }
             <div class={classes!("field", (!security_errors.is_empty()).then_some("invalid"))}>
                 <label for="security">{ "Security" }</label>
                 <select id="security" name="security" onchange={on_security}
@@ -55,10 +50,8 @@ pub fn advanced_section(sec: &Section, open: bool, on_toggle: Callback<bool>) ->
                 </select>
                 { field_messages("security", &security_errors, &security_warnings) }
             </div>
-            <TextField id="client_hostname" label="Client host name (optional)" value={s.client_hostname.clone().unwrap_or_default()}
-                help={AttrValue::Static("The name Mailroom sends in EHLO; leave empty for this machine's name.")}
-                errors={errors(Field::ClientHostname)} warnings={warnings(Field::ClientHostname)}
-                on_input={sec.set(Field::ClientHostname)} on_blur={sec.touch(Field::ClientHostname)} />
+            { sec.text(Field::ClientHostname, "Client host name (optional)", s.client_hostname.clone().unwrap_or_default(),
+                "The name Mailroom sends in EHLO; leave empty for this machine's name.", Look::default()) }
         </details>
     }
 }

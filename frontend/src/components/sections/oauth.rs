@@ -5,8 +5,8 @@ use mailroom_shared::{catalogue, AuthMethod, Cloud, EnumId, Provider};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
-use super::super::field::{described_by, field_messages, TextField};
-use super::{stored_placeholder, Section};
+use super::super::field::{described_by, field_messages};
+use super::{stored_placeholder, Look, Section};
 use crate::state::{Action, Field};
 
 const GUID_PLACEHOLDER: AttrValue = AttrValue::Static("00000000-0000-0000-0000-000000000000");
@@ -16,7 +16,6 @@ const GUID_PLACEHOLDER: AttrValue = AttrValue::Static("00000000-0000-0000-0000-0
 pub fn oauth_section(sec: &Section, show_secret: &UseStateHandle<bool>) -> Html {
     let form = sec.form;
     let s = &form.settings;
-    let errors = |f: Field| sec.errors(f);
     let warnings = |f: Field| sec.warnings(f);
     let shown = **show_secret;
     let on_cloud = {
@@ -47,32 +46,28 @@ pub fn oauth_section(sec: &Section, show_secret: &UseStateHandle<bool>) -> Html 
                 <p class="help" id="cloud-help">{ "Where your tenant lives. Most tenants are Global." }</p>
                 { field_messages("cloud", &[], &cloud_warnings) }
             </div>
-            <TextField id="tenant_id" label="Directory (tenant) ID" value={s.tenant_id.clone().unwrap_or_default()}
-                help={AttrValue::Static("Entra admin center › App registrations › your app › Overview › Directory (tenant) ID.")}
-                placeholder={GUID_PLACEHOLDER}
-                errors={errors(Field::TenantId)} warnings={warnings(Field::TenantId)}
-                on_input={sec.set(Field::TenantId)} on_blur={sec.touch(Field::TenantId)} />
-            <TextField id="client_id" label="Application (client) ID" value={s.client_id.clone().unwrap_or_default()}
-                help={AttrValue::Static("Entra admin center › App registrations › your app › Overview › Application (client) ID.")}
-                placeholder={GUID_PLACEHOLDER}
-                errors={errors(Field::ClientId)} warnings={warnings(Field::ClientId)}
-                on_input={sec.set(Field::ClientId)} on_blur={sec.touch(Field::ClientId)} />
-            <TextField id="client_secret" label="Client secret" value={form.secret_text.clone()}
-                input_type={if shown { "text" } else { "password" }}
-                autocomplete="new-password"
-                help={AttrValue::Static("Entra admin center › App registrations › your app › Certificates & secrets › the Value column (shown only once), not the Secret ID.")}
-                placeholder={stored_placeholder(form.stored_now().client_secret_usable())}
-                errors={errors(Field::ClientSecret)} warnings={warnings(Field::ClientSecret)}
-                on_input={sec.set(Field::ClientSecret)} on_blur={sec.touch(Field::ClientSecret)}>
-                <button type="button" class="toggle" onclick={toggle_secret} aria-controls="client_secret" aria-pressed={if shown { "true" } else { "false" }}>
-                    { if shown { "Hide" } else { "Show" } }
-                </button>
-            </TextField>
-            <TextField id="username" label="Username (the licensed mailbox)" value={s.username.clone().unwrap_or_default()} input_type="email"
-                help={AttrValue::Static("The full address of the licensed Microsoft 365 mailbox that sends, the one the service principal has access to.")}
-                placeholder={AttrValue::Static("mailer@contoso.com")}
-                errors={errors(Field::Username)} warnings={warnings(Field::Username)}
-                on_input={sec.set(Field::Username)} on_blur={sec.touch(Field::Username)} />
+            { sec.text(Field::TenantId, "Directory (tenant) ID", s.tenant_id.clone().unwrap_or_default(),
+                "Entra admin center › App registrations › your app › Overview › Directory (tenant) ID.",
+                Look { placeholder: Some(GUID_PLACEHOLDER), ..Look::default() }) }
+            { sec.text(Field::ClientId, "Application (client) ID", s.client_id.clone().unwrap_or_default(),
+                "Entra admin center › App registrations › your app › Overview › Application (client) ID.",
+                Look { placeholder: Some(GUID_PLACEHOLDER), ..Look::default() }) }
+            { sec.text(Field::ClientSecret, "Client secret", form.secret_text.clone(),
+                "Entra admin center › App registrations › your app › Certificates & secrets › the Value column (shown only once), not the Secret ID.",
+                Look {
+                    input_type: if shown { "text" } else { "password" },
+                    autocomplete: "new-password",
+                    placeholder: stored_placeholder(form.stored_now().client_secret_usable()),
+                    children: html! {
+                        <button type="button" class="toggle" onclick={toggle_secret} aria-controls="client_secret" aria-pressed={if shown { "true" } else { "false" }}>
+                            { if shown { "Hide" } else { "Show" } }
+                        </button>
+                    },
+                    ..Look::default()
+                }) }
+            { sec.text(Field::Username, "Username (the licensed mailbox)", s.username.clone().unwrap_or_default(),
+                "The full address of the licensed Microsoft 365 mailbox that sends, the one the service principal has access to.",
+                Look { input_type: "email", placeholder: Some(AttrValue::Static("mailer@contoso.com")), ..Look::default() }) }
         </section>
     }
 }
@@ -85,17 +80,18 @@ pub fn credentials_section(sec: &Section) -> Html {
     html! {
         <section aria-labelledby="credentials-heading">
             <h2 id="credentials-heading">{ "SMTP credentials" }</h2>
-            <TextField id="username" label="Username" value={s.username.clone().unwrap_or_default()} autocomplete="username"
-                help={AttrValue::Static(if office365 { "The full address of the mailbox." } else { "The SMTP username your provider gave you." })}
-                errors={sec.errors(Field::Username)} warnings={sec.warnings(Field::Username)}
-                on_input={sec.set(Field::Username)} on_blur={sec.touch(Field::Username)} />
+            { sec.text(Field::Username, "Username", s.username.clone().unwrap_or_default(),
+                if office365 { "The full address of the mailbox." } else { "The SMTP username your provider gave you." },
+                Look { autocomplete: "username", ..Look::default() }) }
             if s.auth_method == AuthMethod::Password {
-                <TextField id="password" label={if office365 { "Application password" } else { "Password" }} value={form.password_text.clone()}
-                    input_type="password" autocomplete="new-password"
-                    help={AttrValue::Static(if office365 { "An app password from Additional security verification › App passwords, not your sign-in password." } else { "The SMTP password, app password or API key." })}
-                    placeholder={stored_placeholder(form.stored_now().password_usable())}
-                    errors={sec.errors(Field::Password)} warnings={sec.warnings(Field::Password)}
-                    on_input={sec.set(Field::Password)} on_blur={sec.touch(Field::Password)} />
+                { sec.text(Field::Password, if office365 { "Application password" } else { "Password" }, form.password_text.clone(),
+                    if office365 { "An app password from Additional security verification › App passwords, not your sign-in password." } else { "The SMTP password, app password or API key." },
+                    Look {
+                        input_type: "password",
+                        autocomplete: "new-password",
+                        placeholder: stored_placeholder(form.stored_now().password_usable()),
+                        ..Look::default()
+                    }) }
             }
         </section>
     }

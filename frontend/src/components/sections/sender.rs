@@ -5,8 +5,7 @@ use mailroom_shared::{powershell as ps, Provider};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use super::super::field::TextField;
-use super::Section;
+use super::{Look, Section};
 use crate::markup::command_html;
 use crate::state::{Action, Field};
 
@@ -26,14 +25,10 @@ pub fn sender_section(sec: &Section) -> Html {
     html! {
         <section aria-labelledby="sender-heading">
             <h2 id="sender-heading">{ "Sender" }</h2>
-            <TextField id="sender_name" label="Sender name" value={s.sender_name.clone()}
-                help={AttrValue::Static("The display name recipients see.")}
-                errors={sec.errors(Field::SenderName)} warnings={sec.warnings(Field::SenderName)}
-                on_input={sec.set(Field::SenderName)} on_blur={sec.touch(Field::SenderName)} />
-            <TextField id="sender_email" label="Sender email" value={s.sender_email.clone()} input_type="email"
-                help={AttrValue::Static(if s.provider == Provider::Office365 { "The username above, or a shared mailbox the username may send as." } else { "The From address." })}
-                errors={sec.errors(Field::SenderEmail)} warnings={sec.warnings(Field::SenderEmail)}
-                on_input={sec.set(Field::SenderEmail)} on_blur={sec.touch(Field::SenderEmail)} />
+            { sec.text(Field::SenderName, "Sender name", s.sender_name.clone(), "The display name recipients see.", Look::default()) }
+            { sec.text(Field::SenderEmail, "Sender email", s.sender_email.clone(),
+                if s.provider == Provider::Office365 { "The username above, or a shared mailbox the username may send as." } else { "The From address." },
+                Look { input_type: "email", ..Look::default() }) }
             if s.needs_send_as() {
                 <div class="send-as" id="send-as">
                     <label class="checkbox" for="send_as_confirmed">
