@@ -75,6 +75,7 @@ const BUNDLE_HISTORY: &[(&str, u64)] = &[
         "serde_json writes bodies, checklist and commands lighter (f235e48)",
         167_834,
     ),
+    ("one builder for the form's text fields (78258d6)", 167_383),
 ];
 
 fn gzip_len(path: &Path) -> Result<u64, String> {
