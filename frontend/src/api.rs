@@ -1,10 +1,9 @@
-//! The one HTTP helper: every call to the API goes through [`call`].
+//! The one HTTP helper: every call to the API goes through [`fetch`].
 
 use std::collections::BTreeMap;
 
 use gloo_net::http::{Method, RequestBuilder};
-use mailroom_shared::api::ErrorBody;
-use serde::de::DeserializeOwned;
+use mailroom_shared::api::{ErrorBody, SettingsResponse};
 use serde::Serialize;
 
 /// Why a call failed, sorted by what the page does about it.
@@ -38,35 +37,6 @@ pub fn encode<B: Serialize>(body: &B) -> Option<String> {
     serde_json::to_string(body).ok()
 }
 
-/// Parses JSON text into `T`; `None` when it does not fit.
-pub fn decode<T: DeserializeOwned>(text: &str) -> Option<T> {
-    crate::de::from_value(js_sys::JSON::parse(text).ok()?)
-}
-
-/// Sends a JSON request and decodes the JSON answer; `T = ()` accepts an empty 204.
-/// Only the decoding is generic: the request itself is [`fetch`], compiled once.
-pub async fn call<T: DeserializeOwned, B: Serialize>(
-    method: Method,
-    path: &str,
-    body: Option<&B>,
-) -> Result<T, ApiError> {
-    let body = match body {
-        Some(b) => Some(
-            encode(b).ok_or_else(|| ApiError::Other("The request could not be encoded.".into()))?,
-        ),
-        None => None,
-    };
-    let text = fetch(method, path, body).await?;
-    let text = if text.trim().is_empty() {
-        "null"
-    } else {
-        text.as_str()
-    };
-    decode(text).ok_or_else(|| {
-        ApiError::Other("The server's answer was not understood; reload the page.".into())
-    })
-}
-
 /// The JSON answer as the browser parsed it (for views that read a few
 /// fields with [`crate::markup`] instead of a typed decoder).
 pub async fn json(method: Method, path: &str) -> Result<wasm_bindgen::JsValue, ApiError> {
@@ -85,9 +55,12 @@ pub async fn json_body(
     })
 }
 
-/// `GET path`, decoded.
-pub async fn get<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
-    call::<T, ()>(Method::GET, path, None).await
+/// `GET /api/settings`.
+pub async fn settings() -> Result<SettingsResponse, ApiError> {
+    let v = json(Method::GET, "/api/settings").await?;
+    crate::read::settings_response(&v).ok_or_else(|| {
+        ApiError::Other("The server's answer was not understood; reload the page.".into())
+    })
 }
 
 /// Sends the request and returns the text of a 2xx answer; anything else
@@ -114,15 +87,19 @@ pub async fn fetch(method: Method, path: &str, body: Option<String>) -> Result<S
     if (200..300).contains(&status) {
         return Ok(text);
     }
-    let body: ErrorBody = decode(&text).unwrap_or_else(|| {
-        let mut message = String::from("The server answered HTTP ");
-        message.push_str(&status.to_string());
-        message.push('.');
-        ErrorBody {
-            message,
-            ..ErrorBody::default()
-        }
-    });
+    let parsed = js_sys::JSON::parse(&text).ok();
+    let body = parsed
+        .as_ref()
+        .and_then(crate::read::error_body)
+        .unwrap_or_else(|| {
+            let mut message = String::from("The server answered HTTP ");
+            message.push_str(&status.to_string());
+            message.push('.');
+            ErrorBody {
+                message,
+                ..ErrorBody::default()
+            }
+        });
     Err(match status {
         401 => ApiError::Unauthorized(body.message),
         409 => ApiError::Conflict(body.message),

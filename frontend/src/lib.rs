@@ -5,9 +5,9 @@
 
 pub mod api;
 pub mod components;
-pub mod de;
 pub mod hooks;
 pub mod markup;
+pub mod read;
 pub mod route;
 pub mod state;
 
@@ -15,7 +15,7 @@ use mailroom_shared::api::SettingsResponse;
 use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
-use api::{get, json, ApiError};
+use api::{json, ApiError};
 use components::activity::Activity;
 use components::apps::Apps;
 use components::common::pause_banner;
@@ -51,7 +51,7 @@ pub fn app() -> Html {
         Callback::from(move |()| {
             let screen = screen.clone();
             crate::spawn(async move {
-                match get::<SettingsResponse>("/api/settings").await {
+                match api::settings().await {
                     Ok(r) => screen.set(Screen::Ready(r)),
                     Err(ApiError::Unauthorized(_)) => screen.set(Screen::SignIn(None)),
                     Err(e) => screen.set(Screen::Failed(e.message().to_string())),

@@ -5,7 +5,7 @@ use mailroom_shared::api::LoginRequest;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::api::{call, ApiError};
+use crate::api::{encode, fetch};
 
 #[derive(Properties, PartialEq)]
 pub struct SignInProps {
@@ -41,11 +41,10 @@ pub fn sign_in(props: &SignInProps) -> Html {
             let (error, busy, done) = (error.clone(), busy.clone(), done.clone());
             busy.set(true);
             crate::spawn(async move {
-                let result: Result<(), ApiError> =
-                    call(Method::POST, "/api/login", Some(&body)).await;
+                let result = fetch(Method::POST, "/api/login", encode(&body)).await;
                 busy.set(false);
                 match result {
-                    Ok(()) => done.emit(()),
+                    Ok(_) => done.emit(()),
                     Err(e) => error.set(Some(e.message().to_string())),
                 }
             });

@@ -2,10 +2,11 @@
 //! it, and reloading after a conflict, keeping or dropping the user's edits.
 
 use gloo_net::http::Method;
-use mailroom_shared::api::{PutSettings, Saved, SettingsResponse, SAVED_MESSAGE};
+use mailroom_shared::api::{PutSettings, SAVED_MESSAGE};
 use yew::prelude::*;
 
-use crate::api::{call, ApiError};
+use crate::api::{encode, json_body, settings, ApiError};
+use crate::markup::{get, text};
 use crate::state::{Action, FormState};
 
 /// What the banner above the form says.
@@ -65,16 +66,17 @@ pub fn use_save(
             saving.set(true);
             banner.set(None);
             crate::spawn(async move {
-                let r: Result<Saved, ApiError> =
-                    call(Method::PUT, "/api/settings", Some(&body)).await;
+                let r = json_body(Method::PUT, "/api/settings", encode(&body)).await;
                 saving.set(false);
                 match r {
                     Ok(saved) => {
-                        form.dispatch(Action::Saved(saved.version));
-                        let message = if saved.message.is_empty() {
+                        let version = get(&saved, "version").as_f64().unwrap_or(0.0) as u64;
+                        form.dispatch(Action::Saved(version));
+                        let message = text(&saved, "message");
+                        let message = if message.is_empty() {
                             SAVED_MESSAGE
                         } else {
-                            &saved.message
+                            &message
                         };
                         banner.set(Some(Banner::Success(["Success: ", message].concat())));
                         on_saved.emit(());
@@ -96,7 +98,7 @@ pub fn use_save(
             let (form, banner, unauthorized) =
                 (form.clone(), banner.clone(), on_unauthorized.clone());
             crate::spawn(async move {
-                match call::<SettingsResponse, ()>(Method::GET, "/api/settings", None).await {
+                match settings().await {
                     Ok(r) if keep_edits => {
                         form.dispatch(Action::Rebase(r));
                         banner.set(Some(Banner::Success("Your edits are kept and now based on the latest saved version. Review them and save again.".into())));
