@@ -8,7 +8,7 @@ use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
 use super::confirm::Confirm;
-use super::field::TextField;
+use super::field::{text_field, TextFieldProps};
 use crate::api::{encode, fetch, json, json_body, ApiError};
 use crate::hooks::focus::focus;
 use crate::markup::{command, copy_click, get, items, number, text, Markup};
@@ -528,11 +528,24 @@ pub fn apps(p: &AppsProps) -> Html {
             </section>
             <form class="card" id="new-app" onsubmit={onsubmit} novalidate=true aria-labelledby="new-app-title">
                 <h3 id="new-app-title">{ "New app" }</h3>
-                <TextField id="app-name" label="Name" value={draft.name.clone()} errors={name_errors}
-                    placeholder={AttrValue::Static("Scanner, 3rd floor")} on_input={on_name} />
-                <TextField id="app-allowed" label="Allowed From addresses (optional)" value={draft.allowed.clone()}
-                    errors={allowed_errors} on_input={on_allowed}
-                    help={AttrValue::Static("Besides the settings' username and sender, the addresses this app may send as. The mailbox must have Send-As rights on them. Separate several with commas.")} />
+                { text_field(TextFieldProps {
+                    id: AttrValue::Static("app-name"),
+                    label: AttrValue::Static("Name"),
+                    value: draft.name.clone().into(),
+                    errors: name_errors,
+                    placeholder: Some(AttrValue::Static("Scanner, 3rd floor")),
+                    on_input: on_name,
+                    ..TextFieldProps::default()
+                }) }
+                { text_field(TextFieldProps {
+                    id: AttrValue::Static("app-allowed"),
+                    label: AttrValue::Static("Allowed From addresses (optional)"),
+                    value: draft.allowed.clone().into(),
+                    errors: allowed_errors,
+                    on_input: on_allowed,
+                    help: Some(AttrValue::Static("Besides the settings' username and sender, the addresses this app may send as. The mailbox must have Send-As rights on them. Separate several with commas.")),
+                    ..TextFieldProps::default()
+                }) }
                 <label class="checkbox"><input type="checkbox" id="app-rewrite" checked={draft.rewrite_from} onchange={on_rewrite} />
                     <span>{ "Rewrite From to the settings' sender (for devices that cannot choose their From; the original goes to Reply-To)" }</span></label>
                 <div class="actions">

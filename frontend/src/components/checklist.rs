@@ -4,7 +4,7 @@
 use mailroom_shared::powershell as ps;
 use yew::prelude::*;
 
-use super::field::TextField;
+use super::field::{text_field, TextFieldProps};
 use crate::markup::command_html;
 
 /// What the checklist fills in.
@@ -51,14 +51,15 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                         <p>{ "The sender differs from the username, so also give the username Send-As rights on the sender:" }</p>
                         { command_html(&ps::add_recipient_permission(&p.sender, &p.username)) }
                     }
-                    <TextField
-                        id="sp_object_id"
-                        label="Service principal object ID (optional)"
-                        value={p.sp_object_id.clone()}
-                        help={AttrValue::Static("Enterprise applications › your app › Overview › Object ID. This is the Enterprise application's Object ID, not the App registration's: using the wrong one is a common cause of 535 5.7.3.")}
-                        placeholder={AttrValue::Static("00000000-0000-0000-0000-000000000000")}
-                        on_input={p.on_sp_input.clone()}
-                    />
+                    { text_field(TextFieldProps {
+                        id: AttrValue::Static("sp_object_id"),
+                        label: AttrValue::Static("Service principal object ID (optional)"),
+                        value: p.sp_object_id.clone(),
+                        help: Some(AttrValue::Static("Enterprise applications › your app › Overview › Object ID. This is the Enterprise application's Object ID, not the App registration's: using the wrong one is a common cause of 535 5.7.3.")),
+                        placeholder: Some(AttrValue::Static("00000000-0000-0000-0000-000000000000")),
+                        on_input: p.on_sp_input.clone(),
+                        ..TextFieldProps::default()
+                    }) }
                 </li>
             </ol>
         </section>

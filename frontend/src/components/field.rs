@@ -7,7 +7,7 @@
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-#[derive(Properties, PartialEq)]
+/// What one text field shows.
 pub struct TextFieldProps {
     /// The input's id and the SETTINGS field name.
     pub id: AttrValue,
@@ -16,34 +16,45 @@ pub struct TextFieldProps {
     /// The value.
     pub value: AttrValue,
     /// One line saying where to find the value.
-    #[prop_or_default]
     pub help: Option<AttrValue>,
     /// Shown inside the empty input.
-    #[prop_or_default]
     pub placeholder: Option<AttrValue>,
     /// `text`, `email`, `password`…
-    #[prop_or(AttrValue::Static("text"))]
     pub input_type: AttrValue,
     /// Errors to show.
-    #[prop_or_default]
     pub errors: Vec<String>,
     /// Warnings to show.
-    #[prop_or_default]
     pub warnings: Vec<String>,
     /// Autocomplete hint.
-    #[prop_or(AttrValue::Static("off"))]
     pub autocomplete: AttrValue,
     /// Input mode for mobile keyboards.
-    #[prop_or_default]
     pub inputmode: Option<AttrValue>,
     /// Called with the new value on every keystroke.
     pub on_input: Callback<String>,
     /// Called when the field loses focus.
-    #[prop_or_default]
     pub on_blur: Callback<()>,
     /// Extra content after the input (a show/hide button).
-    #[prop_or_default]
     pub children: Html,
+}
+
+impl Default for TextFieldProps {
+    fn default() -> Self {
+        TextFieldProps {
+            id: AttrValue::default(),
+            label: AttrValue::default(),
+            value: AttrValue::default(),
+            help: None,
+            placeholder: None,
+            input_type: AttrValue::Static("text"),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            autocomplete: AttrValue::Static("off"),
+            inputmode: None,
+            on_input: Callback::noop(),
+            on_blur: Callback::noop(),
+            children: Html::default(),
+        }
+    }
 }
 
 /// The ids that describe a control: its help, and its errors and warnings
@@ -74,9 +85,8 @@ pub fn field_messages(id: &str, errors: &[String], warnings: &[String]) -> Html 
     }
 }
 
-/// One form field.
-#[function_component(TextField)]
-pub fn text_field(props: &TextFieldProps) -> Html {
+/// One form field (a view function, not a component: smaller).
+pub fn text_field(props: TextFieldProps) -> Html {
     let id = props.id.to_string();
     let help_id = format!("{id}-help");
     let described = described_by(

@@ -18,7 +18,7 @@ pub use sender::sender_section;
 use mailroom_shared::Report;
 use yew::prelude::*;
 
-use super::field::TextField;
+use super::field::{text_field, TextFieldProps};
 use crate::state::{Action, Field, FormState};
 
 /// What every section renders from: the form and its validation report.
@@ -84,16 +84,21 @@ impl Section<'_> {
         let or = |v: &'static str, default: &'static str| {
             AttrValue::Static(if v.is_empty() { default } else { v })
         };
-        html! {
-            <TextField id={field.as_str()} label={label} value={value}
-                help={AttrValue::Static(help)} placeholder={look.placeholder}
-                input_type={or(look.input_type, "text")} autocomplete={or(look.autocomplete, "off")}
-                inputmode={look.inputmode}
-                errors={self.errors(field)} warnings={self.warnings(field)}
-                on_input={self.set(field)} on_blur={self.touch(field)}>
-                { look.children }
-            </TextField>
-        }
+        text_field(TextFieldProps {
+            id: AttrValue::Static(field.as_str()),
+            label: AttrValue::Static(label),
+            value: value.into(),
+            help: Some(AttrValue::Static(help)),
+            placeholder: look.placeholder,
+            input_type: or(look.input_type, "text"),
+            autocomplete: or(look.autocomplete, "off"),
+            inputmode: look.inputmode,
+            errors: self.errors(field),
+            warnings: self.warnings(field),
+            on_input: self.set(field),
+            on_blur: self.touch(field),
+            children: look.children,
+        })
     }
 }
 
