@@ -80,6 +80,7 @@ const BUNDLE_HISTORY: &[(&str, u64)] = &[
         "settings and errors read by hand: no serde Deserialize left (f8bcf82)",
         161_759,
     ),
+    ("the text field as a view function (f8ae22f)", 160_998),
 ];
 
 fn gzip_len(path: &Path) -> Result<u64, String> {
