@@ -2,7 +2,6 @@
 //! scheduler, and assert on the DOM. No test sleeps.
 #![cfg(target_arch = "wasm32")]
 
-use mailroom_frontend::components::code::Hint;
 use mailroom_frontend::components::settings_form::{SettingsForm, SettingsFormProps};
 use mailroom_frontend::components::test_dialog::{progress_steps, ResultPanel, ResultPanelProps};
 use mailroom_shared::api::{
@@ -385,7 +384,9 @@ async fn hint_without_commands_is_plain_text() {
     struct P {}
     #[function_component(Wrap)]
     fn wrap(_: &P) -> Html {
-        html! { <Hint text="Check the host and port." /> }
+        let mut m = mailroom_frontend::markup::Markup::default();
+        mailroom_frontend::markup::hint(&mut m, "Check the host and port.");
+        m.html()
     }
     yew::Renderer::<Wrap>::with_root_and_props(root.clone(), P {}).render();
     yew::scheduler::flush().await;

@@ -3,7 +3,6 @@
 pub mod activity;
 pub mod apps;
 pub mod checklist;
-pub mod code;
 pub mod common;
 pub mod confirm;
 pub mod field;
