@@ -16,7 +16,7 @@ use yew::prelude::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::fresh_root;
+use common::{fresh_root, valid_initial};
 
 async fn mount_form(initial: SettingsResponse) -> Element {
     let root = fresh_root();
@@ -504,21 +504,6 @@ fn the_readers_take_what_serde_json_writes() {
         Some(0)
     );
     assert_eq!(error_body(&parsed(r#"{"errors": {}}"#)), None);
-}
-
-fn valid_initial() -> SettingsResponse {
-    let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
-    SettingsResponse {
-        settings: Some(PublicSettings::new(
-            settings,
-            StoredSecrets {
-                client_secret: true,
-                ..StoredSecrets::default()
-            },
-        )),
-        version: 1,
-        updated_at: None,
-    }
 }
 
 #[wasm_bindgen_test]

@@ -10,8 +10,6 @@ use mailroom_frontend::components::settings_form::{
 };
 use mailroom_frontend::route::View;
 use mailroom_frontend::{Signed, SignedProps};
-use mailroom_shared::api::{PublicSettings, SettingsResponse};
-use mailroom_shared::StoredSecrets;
 use serde_json::{json, Value};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
@@ -21,7 +19,7 @@ use yew::prelude::*;
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::fresh_root;
+use common::{fresh_root, valid_initial};
 
 const FAKE_FETCH: &str = r#"
 window.__requests = [];
@@ -326,21 +324,6 @@ async fn revoking_asks_first_naming_the_app() {
         .iter()
         .any(|(r, _)| r == "DELETE /api/apps/app_1"));
     assert!(text_of(&root, ".banner.success").contains("is revoked"));
-}
-
-fn valid_initial() -> SettingsResponse {
-    let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
-    SettingsResponse {
-        settings: Some(PublicSettings::new(
-            settings,
-            StoredSecrets {
-                client_secret: true,
-                ..StoredSecrets::default()
-            },
-        )),
-        version: 1,
-        updated_at: None,
-    }
 }
 
 fn saved_routes() {

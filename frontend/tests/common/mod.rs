@@ -1,5 +1,7 @@
 //! Helpers the browser test files share.
 
+use mailroom_shared::api::{PublicSettings, SettingsResponse};
+use mailroom_shared::StoredSecrets;
 use web_sys::Element;
 
 /// A new, empty root for one test's component. Earlier tests' roots go, so
@@ -17,4 +19,20 @@ pub fn fresh_root() -> Element {
     root.set_class_name("test-root");
     body.append_child(&root).unwrap();
     root
+}
+
+/// Saved Office 365 OAuth settings with a stored client secret, version 1.
+pub fn valid_initial() -> SettingsResponse {
+    let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    SettingsResponse {
+        settings: Some(PublicSettings::new(
+            settings,
+            StoredSecrets {
+                client_secret: true,
+                ..StoredSecrets::default()
+            },
+        )),
+        version: 1,
+        updated_at: None,
+    }
 }
