@@ -57,4 +57,10 @@ if [ ! -x "$TOOLS/node_modules/.bin/wasm-opt" ]; then
     (cd "$TOOLS" && npm install --silent --no-audit --no-fund binaryen@132 >/dev/null)
 fi
 
+# The JS minifier of release builds (scripts/minify-js.sh, a Trunk hook).
+if [ ! -x "$TOOLS/node_modules/.bin/terser" ]; then
+    log "installing terser (npm) into $TOOLS"
+    (cd "$TOOLS" && npm install --silent --no-audit --no-fund terser@5 >/dev/null)
+fi
+
 log "all tools present"
