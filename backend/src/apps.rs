@@ -2,7 +2,7 @@
 //! Each has a key, `mr_` and 43 random characters, shown once and stored only
 //! as its SHA-256; a revoked key stops working at once.
 
-use std::collections::BTreeMap;
+use mailroom_shared::FieldMessages;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -97,12 +97,13 @@ async fn create(
     State(state): State<AppsState>,
     ApiJson(body): ApiJson<NewApp>,
 ) -> Result<(StatusCode, Json<CreatedApp>), AppError> {
-    let mut errors: BTreeMap<String, Vec<String>> = validate_new_app(&body);
+    let mut errors: FieldMessages = validate_new_app(&body);
     let name = body.name.trim().to_string();
     if errors.is_empty() && state.queue.app_name_taken(&name).await? {
-        errors.entry("name".into()).or_default().push(format!(
-            "An app named “{name}” exists already. Choose another name, or revoke the old app first."
-        ));
+        errors.push(
+            "name",
+            format!("An app named “{name}” exists already. Choose another name, or revoke the old app first."),
+        );
     }
     if !errors.is_empty() {
         return Err(AppError::Unprocessable(

@@ -1,7 +1,7 @@
 //! One error type for every handler, and the JSON extractor that turns bad
 //! bodies into 400/413 answers naming the field, never a 5xx.
 
-use std::collections::BTreeMap;
+use mailroom_shared::FieldMessages;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -18,11 +18,11 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Debug)]
 pub enum AppError {
     /// Malformed JSON or wrong types: 400.
-    BadRequest(String, BTreeMap<String, Vec<String>>),
+    BadRequest(String, FieldMessages),
     /// No valid token or session: 401.
     Unauthorized(String),
     /// Invalid settings or recipient: 422 with per-field messages.
-    Invalid(BTreeMap<String, Vec<String>>),
+    Invalid(FieldMessages),
     /// Stale version: 409.
     Conflict(String),
     /// Body over [`BODY_LIMIT`]: 413.
@@ -32,7 +32,7 @@ pub enum AppError {
     /// Unknown route: 404.
     NotFound,
     /// Another request that is not valid: 422 with this message and per-field messages.
-    Unprocessable(String, BTreeMap<String, Vec<String>>),
+    Unprocessable(String, FieldMessages),
     /// No such thing: 404 with this message.
     Missing(String),
     /// A message over `--max-message-size` (bytes): 413.
@@ -57,7 +57,7 @@ impl AppError {
         let message = message.into();
         AppError::BadRequest(
             message.clone(),
-            BTreeMap::from([(field.to_string(), vec![message])]),
+            FieldMessages::from([(field.to_string(), vec![message])]),
         )
     }
 }
@@ -246,7 +246,7 @@ impl From<BodyError> for AppError {
     fn from(e: BodyError) -> Self {
         match &e {
             BodyError::Field { field, .. } => AppError::field(field, e.to_string()),
-            _ => AppError::BadRequest(e.to_string(), BTreeMap::new()),
+            _ => AppError::BadRequest(e.to_string(), FieldMessages::new()),
         }
     }
 }
@@ -273,7 +273,7 @@ where
             } else {
                 AppError::BadRequest(
                     "The request body could not be read.".into(),
-                    BTreeMap::new(),
+                    FieldMessages::new(),
                 )
             }
         })?;

@@ -2,7 +2,7 @@
 //! `POST /api/messages` with an app key; the queue, the message list and
 //! details, retry and cancel, and the settings history for administrators.
 
-use std::collections::BTreeMap;
+use mailroom_shared::FieldMessages;
 use std::str::FromStr;
 
 use axum::body::Bytes;
@@ -77,13 +77,10 @@ impl Sending {
     }
 }
 
-pub(crate) type Errors = BTreeMap<String, Vec<String>>;
+pub(crate) type Errors = FieldMessages;
 
 fn add(errors: &mut Errors, field: &str, message: impl Into<String>) {
-    errors
-        .entry(field.to_string())
-        .or_default()
-        .push(message.into());
+    errors.push(field, message);
 }
 
 /// Headers a submission may not set: the builder writes them.
@@ -543,7 +540,7 @@ async fn submit(
         } else {
             AppError::BadRequest(
                 "The request body could not be read.".into(),
-                BTreeMap::new(),
+                FieldMessages::new(),
             )
         }
     })?;

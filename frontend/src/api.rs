@@ -1,6 +1,6 @@
 //! The one HTTP helper: every call to the API goes through [`fetch`].
 
-use std::collections::BTreeMap;
+use mailroom_shared::FieldMessages;
 
 use gloo_net::http::{Method, RequestBuilder};
 use mailroom_shared::api::{ErrorBody, SettingsResponse};
@@ -14,7 +14,7 @@ pub enum ApiError {
     /// 409: someone else saved.
     Conflict(String),
     /// 422 (or 400 naming fields): show next to the fields.
-    Invalid(String, BTreeMap<String, Vec<String>>),
+    Invalid(String, FieldMessages),
     /// Anything else: show as a banner.
     Other(String),
 }

@@ -4,7 +4,7 @@
 //! together with the decoder); `frontend/tests/page.rs` checks each reader
 //! against what serde_json writes, so they cannot drift from the schema.
 
-use std::collections::BTreeMap;
+use mailroom_shared::FieldMessages;
 
 use mailroom_shared::api::{ErrorBody, PublicSettings, SettingsResponse};
 use mailroom_shared::EnumId;
@@ -106,7 +106,7 @@ pub fn settings_response(v: &JsValue) -> Option<SettingsResponse> {
 /// `{"message", "errors": {field: [text]}}`; `None` without a message.
 pub fn error_body(v: &JsValue) -> Option<ErrorBody> {
     let message = get(v, "message").as_string()?;
-    let mut errors = BTreeMap::new();
+    let mut errors = FieldMessages::new();
     let e = get(v, "errors");
     if e.is_object() {
         for key in js_sys::Object::keys(&js_sys::Object::from(e.clone())).iter() {

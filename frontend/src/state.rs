@@ -1,7 +1,7 @@
 //! The form's state and its reducer. Validation is the shared crate's
 //! `validate_with`, run on every change; nothing here asks the server.
 
-use std::collections::BTreeMap;
+use mailroom_shared::FieldMessages;
 use std::rc::Rc;
 
 use mailroom_shared::api::SettingsResponse;
@@ -38,7 +38,7 @@ pub struct FormState {
     /// Unsaved changes exist.
     pub dirty: bool,
     /// Messages from the server's last 422, by field.
-    pub server_errors: BTreeMap<String, Vec<String>>,
+    pub server_errors: FieldMessages,
     /// The Enterprise application's Object ID, for the checklist only.
     pub sp_object_id: String,
 }
@@ -94,7 +94,7 @@ impl FormState {
             submitted: false,
             version: r.version,
             dirty: false,
-            server_errors: BTreeMap::new(),
+            server_errors: FieldMessages::new(),
             sp_object_id: String::new(),
         }
     }
@@ -222,7 +222,7 @@ pub enum Action {
     /// The user tried to save or test.
     Submit,
     /// The server refused with per-field messages.
-    ServerErrors(BTreeMap<String, Vec<String>>),
+    ServerErrors(FieldMessages),
     /// The save went through.
     Saved(u64),
 }
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn typing_marks_dirty_touches_and_clears_the_servers_message() {
-        let st = stored_oauth().reduce(Action::ServerErrors(BTreeMap::from([(
+        let st = stored_oauth().reduce(Action::ServerErrors(FieldMessages::from([(
             "tenant_id".to_string(),
             vec!["from the server".to_string()],
         )])));

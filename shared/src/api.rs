@@ -1,10 +1,9 @@
 //! The JSON bodies of the HTTP API (docs/API.md §2 and §5), shared so the
 //! browser and the server cannot drift apart.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use crate::messages::FieldMessages;
 use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings};
 use crate::validate::StoredSecrets;
 
@@ -160,7 +159,7 @@ pub struct ErrorBody {
     /// Messages keyed by SETTINGS field name (and `recipient`); `{}` when the
     /// problem is not tied to a field. Always present, as docs/API.md §2 shows it.
     #[serde(default)]
-    pub errors: BTreeMap<String, Vec<String>>,
+    pub errors: FieldMessages,
 }
 
 /// Where a test stopped.

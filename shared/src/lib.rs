@@ -8,6 +8,7 @@ pub mod api;
 pub mod catalogue;
 pub mod field;
 pub mod fixtures;
+pub mod messages;
 pub mod parse;
 pub mod powershell;
 pub mod sending;
@@ -15,6 +16,7 @@ pub mod settings;
 pub mod validate;
 
 pub use field::Field;
+pub use messages::FieldMessages;
 pub use settings::{AuthMethod, Cloud, EnumId, Provider, Security, Settings};
 pub use validate::{Report, StoredSecrets};
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::api::Stage;
+use crate::messages::FieldMessages;
 use crate::parse;
 use crate::settings::Settings;
 
@@ -60,30 +61,30 @@ pub struct AppList {
 }
 
 /// Checks a new app: a name, and valid, distinct allowed addresses.
-pub fn validate_new_app(app: &NewApp) -> BTreeMap<String, Vec<String>> {
-    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+pub fn validate_new_app(app: &NewApp) -> FieldMessages {
+    let mut errors = FieldMessages::new();
     let name = app.name.trim();
     if name.is_empty() {
-        errors
-            .entry("name".into())
-            .or_default()
-            .push("Enter a name for the app, like “Scanner, 3rd floor”.".into());
+        errors.push(
+            "name",
+            "Enter a name for the app, like “Scanner, 3rd floor”.",
+        );
     } else if name.chars().count() > 100 || parse::has_line_break(name) {
-        errors
-            .entry("name".into())
-            .or_default()
-            .push("The name must be one line of at most 100 characters.".into());
+        errors.push(
+            "name",
+            "The name must be one line of at most 100 characters.",
+        );
     }
     for (i, a) in app.allowed_from.iter().enumerate() {
         if parse::check_email(a.trim()).is_err() {
-            errors
-                .entry("allowed_from".into())
-                .or_default()
-                .push(format!(
+            errors.push(
+                "allowed_from",
+                format!(
                     "Address {} (“{}”) is not an email address, like scans@contoso.com.",
                     i + 1,
                     a.trim()
-                ));
+                ),
+            );
         }
     }
     errors

@@ -1,12 +1,11 @@
 //! `validate()`: the rules the browser runs on every keystroke and the server runs
 //! on every save and test. The texts here are the only copy of each message.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::catalogue;
 use crate::field::Field;
+use crate::messages::FieldMessages;
 use crate::parse::{self, EmailError, GuidError, HostError};
 use crate::powershell;
 use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings};
@@ -19,9 +18,9 @@ pub const MAX_LEN: usize = 256;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// Problems that block save and test.
-    pub errors: BTreeMap<String, Vec<String>>,
+    pub errors: FieldMessages,
     /// Advice shown next to the field; never blocking.
-    pub warnings: BTreeMap<String, Vec<String>>,
+    pub warnings: FieldMessages,
 }
 
 impl Report {
@@ -56,18 +55,12 @@ impl Report {
 
     /// Records an error.
     pub fn error(&mut self, field: Field, message: impl Into<String>) {
-        self.errors
-            .entry(field.as_str().to_string())
-            .or_default()
-            .push(message.into());
+        self.errors.push(field.as_str(), message);
     }
 
     /// Records a warning.
     pub fn warn(&mut self, field: Field, message: impl Into<String>) {
-        self.warnings
-            .entry(field.as_str().to_string())
-            .or_default()
-            .push(message.into());
+        self.warnings.push(field.as_str(), message);
     }
 }
 

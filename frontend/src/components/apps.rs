@@ -306,7 +306,7 @@ pub fn apps(p: &AppsProps) -> Html {
     let list = use_state(|| None::<Result<Vec<App>, String>>);
     let relay = use_state(|| None::<Relay>);
     let draft = use_state(Draft::default);
-    let server_errors = use_state(std::collections::BTreeMap::<String, Vec<String>>::new);
+    let server_errors = use_state(mailroom_shared::FieldMessages::new);
     let busy = use_state(|| false);
     let created = use_state(|| None::<(App, String)>);
     let revoking = use_state(|| None::<App>);
@@ -442,7 +442,7 @@ pub fn apps(p: &AppsProps) -> Html {
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     Err(ApiError::Invalid(_, errors)) => server_errors.set(errors),
                     Err(e) => {
-                        let mut errors = std::collections::BTreeMap::new();
+                        let mut errors = mailroom_shared::FieldMessages::new();
                         errors.insert("name".to_string(), vec![e.message().to_string()]);
                         server_errors.set(errors);
                     }
