@@ -430,8 +430,8 @@ fn request_bodies_are_the_contract_shapes() {
 fn the_readers_take_what_serde_json_writes() {
     use mailroom_frontend::read::{error_body, settings_response};
     use mailroom_shared::api::ErrorBody;
+    use mailroom_shared::FieldMessages;
     use mailroom_shared::{AuthMethod, Cloud, EnumId, Security};
-    use std::collections::BTreeMap;
 
     let same = |r: SettingsResponse| {
         let text = serde_json::to_string(&r).unwrap();
@@ -492,7 +492,7 @@ fn the_readers_take_what_serde_json_writes() {
 
     let body = ErrorBody {
         message: "The settings are not valid.".into(),
-        errors: BTreeMap::from([
+        errors: FieldMessages::from([
             ("port".to_string(), vec!["a".to_string(), "b".to_string()]),
             ("tenant_id".to_string(), vec!["c".to_string()]),
         ]),
