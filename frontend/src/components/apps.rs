@@ -7,7 +7,7 @@ use mailroom_shared::sending::{validate_new_app, NewApp};
 use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
-use super::confirm::Confirm;
+use super::confirm::{confirm, default_id, ConfirmProps};
 use super::field::{text_field, TextFieldProps};
 use crate::api::{encode, fetch, json, json_body, ApiError};
 use crate::hooks::focus::focus;
@@ -310,6 +310,12 @@ pub fn apps(p: &AppsProps) -> Html {
     let busy = use_state(|| false);
     let created = use_state(|| None::<(App, String)>);
     let revoking = use_state(|| None::<App>);
+    let revoke_dialog = use_node_ref();
+    crate::hooks::use_modal(
+        revoking.is_some(),
+        revoke_dialog.clone(),
+        default_id("revoke-prompt"),
+    );
     let notice = use_state(|| None::<String>);
 
     let load = {
@@ -553,12 +559,18 @@ pub fn apps(p: &AppsProps) -> Html {
                 </div>
             </form>
             if let Some(app) = &*revoking {
-                <Confirm id="revoke-prompt" title={AttrValue::from(["Revoke “", &app.name, "”?"].concat())}
-                    default_label="Keep it" on_default={cancel_revoke.clone()}
-                    other_label={AttrValue::from(["Revoke “", &app.name, "”"].concat())} on_other={revoke}
-                    danger=true on_close={cancel_revoke}>
-                    <p>{ "Its key stops working at once, in open SMTP sessions too. Whatever uses it can no longer send until it gets a new app's key. This cannot be undone." }</p>
-                </Confirm>
+                { confirm(ConfirmProps {
+                    id: "revoke-prompt",
+                    dialog: revoke_dialog,
+                    title: ["Revoke “", &app.name, "”?"].concat().into(),
+                    children: html! { <p>{ "Its key stops working at once, in open SMTP sessions too. Whatever uses it can no longer send until it gets a new app's key. This cannot be undone." }</p> },
+                    default_label: "Keep it".into(),
+                    on_default: cancel_revoke.clone(),
+                    other_label: ["Revoke “", &app.name, "”"].concat().into(),
+                    on_other: revoke,
+                    danger: true,
+                    on_close: cancel_revoke,
+                }) }
             }
         </section>
     }

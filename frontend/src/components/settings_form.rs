@@ -7,7 +7,7 @@ use mailroom_shared::{AuthMethod, Provider, Settings};
 use yew::prelude::*;
 
 use super::checklist::{checklist, ChecklistProps};
-use super::confirm::Confirm;
+use super::confirm::{confirm, default_id, ConfirmProps};
 use super::history::SettingsHistory;
 use super::sections::{
     actions, advanced_section, credentials_section, oauth_section, provider_section,
@@ -46,6 +46,8 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
     // The settings of the last successful test, and the prompt before saving others.
     let tested = use_state(|| None::<Settings>);
     let asking = use_state(|| false);
+    let prompt = use_node_ref();
+    crate::hooks::use_modal(*asking, prompt.clone(), default_id("save-prompt"));
     let saves = use_state(|| 0u32);
     let on_saved = {
         let (saves, cb) = (saves.clone(), p.on_saved.clone());
@@ -194,11 +196,18 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                 on_close={close_test} on_unauthorized={p.on_unauthorized.clone()} {on_passed} />
         }
         if *asking {
-            <Confirm id="save-prompt" title="Save without a successful test?"
-                default_label="Send a test email first" on_default={open_test.clone()}
-                other_label="Save without testing" on_other={save_untested} on_close={close_prompt}>
-                <p>{ "These values have not passed a test yet. The setup guide says to send a test email before saving: a mistake found now cannot pause the delivery of real mail later." }</p>
-            </Confirm>
+            { confirm(ConfirmProps {
+                id: "save-prompt",
+                dialog: prompt,
+                title: "Save without a successful test?".into(),
+                children: html! { <p>{ "These values have not passed a test yet. The setup guide says to send a test email before saving: a mistake found now cannot pause the delivery of real mail later." }</p> },
+                default_label: "Send a test email first".into(),
+                on_default: open_test.clone(),
+                other_label: "Save without testing".into(),
+                on_other: save_untested,
+                danger: false,
+                on_close: close_prompt,
+            }) }
         }
         </>
     }

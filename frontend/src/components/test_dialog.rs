@@ -53,7 +53,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
     let oauth = p.settings.auth_method == mailroom_shared::AuthMethod::OAuth2ClientCredentials;
     let steps = progress_steps(oauth);
     let recipient_error = check_recipient(&recipient);
-    crate::hooks::use_modal(dialog.clone(), AttrValue::Static("recipient"));
+    crate::hooks::use_modal(true, dialog.clone(), AttrValue::Static("recipient"));
 
     let send = {
         let (recipient, touched, running, result, error) = (

@@ -5,20 +5,27 @@
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
-/// Opens `dialog` as a modal once mounted, focusing the element `focus_id`.
+/// While `open`, shows `dialog` as a modal, focusing the element `focus_id`;
+/// when it closes (or the caller unmounts), gives the focus back.
 #[hook]
-pub fn use_modal(dialog: NodeRef, focus_id: AttrValue) {
-    use_effect_with((), move |()| {
+pub fn use_modal(open: bool, dialog: NodeRef, focus_id: AttrValue) {
+    use_effect_with(open, move |open| {
+        let open = *open;
         let opener = web_sys::window()
             .and_then(|w| w.document())
             .and_then(|d| d.active_element());
-        if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
-            if !d.open() {
-                let _ = d.show_modal();
+        if open {
+            if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
+                if !d.open() {
+                    let _ = d.show_modal();
+                }
             }
+            super::focus::focus(&focus_id);
         }
-        super::focus::focus(&focus_id);
         move || {
+            if !open {
+                return;
+            }
             // Close first: while the dialog is modal, the page is inert and
             // cannot take the focus.
             if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
