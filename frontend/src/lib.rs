@@ -20,7 +20,7 @@ use components::activity::Activity;
 use components::apps::Apps;
 use components::common::pause_banner;
 use components::settings_form::SettingsForm;
-use components::sign_in::SignIn;
+use components::sign_in::{sign_in, use_sign_in};
 use hooks::use_interval;
 use route::{use_view, View};
 
@@ -66,6 +66,7 @@ enum Screen {
 #[function_component(App)]
 pub fn app() -> Html {
     let screen = use_state(|| Screen::Loading);
+    let signing_in = use_sign_in();
     let load = {
         let screen = screen.clone();
         Callback::from(move |()| {
@@ -91,7 +92,7 @@ pub fn app() -> Html {
         Screen::Loading => {
             html! { <main class="page"><p class="progress" role="status">{ "Loading…" }</p></main> }
         }
-        Screen::SignIn(notice) => html! { <SignIn on_signed_in={load} notice={notice.clone()} /> },
+        Screen::SignIn(notice) => sign_in(&signing_in, notice.as_ref(), load),
         Screen::Ready(r) => html! {
             <Signed initial={r.clone()}
                 on_unauthorized={notice("Your session has ended. Sign in again to continue.")}

@@ -338,6 +338,9 @@ async fn signed_out_the_api_refuses_and_the_ui_asks_to_sign_in() {
     b.find("#provider").await;
     b.click("header button.link").await;
     b.wait_text(".sign-in", "You are signed out").await;
+    // The earlier wrong token's error does not come back with the screen.
+    b.wait_gone("#admin-token-error").await;
+    assert_eq!(b.value("#admin-token").await, "", "the token is not kept");
     b.client.refresh().await.unwrap();
     b.find("#admin-token").await;
     b.close().await;
