@@ -8,7 +8,7 @@ use yew::prelude::*;
 
 use super::checklist::{checklist, ChecklistProps};
 use super::confirm::{confirm, default_id, ConfirmProps};
-use super::history::SettingsHistory;
+use super::history::{settings_history, use_history};
 use super::sections::{
     actions, advanced_section, credentials_section, oauth_section, provider_section,
     sender_section, Section,
@@ -57,6 +57,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
         })
     };
     let save = use_save(form.clone(), p.on_unauthorized.clone(), on_saved);
+    let history = use_history(*saves, p.on_unauthorized.clone());
     use_before_unload(form.dirty);
 
     // Validates everything; on errors, shows them and focuses the first
@@ -189,7 +190,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                     on_sp_input,
                 }) }
             }
-            <SettingsHistory saves={*saves} on_unauthorized={p.on_unauthorized.clone()} />
+            { settings_history(&history) }
         </section>
         if *test_open {
             <TestDialog settings={form.to_settings()} default_recipient={AttrValue::from(username)}
