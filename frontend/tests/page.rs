@@ -557,6 +557,19 @@ async fn test_dialog_validates_the_recipient_and_closes_with_escape() {
         "Escape closes the dialog"
     );
     assert_eq!(active_id(), "test-button", "focus returns to the opener");
+
+    // Opened again, it starts afresh: the username again, nothing touched.
+    opener.click();
+    yew::scheduler::flush().await;
+    type_into(&root, "recipient", "half-typed").await;
+    find(&root, ".dialog").dispatch_event(&escape).unwrap();
+    yew::scheduler::flush().await;
+    opener.click();
+    yew::scheduler::flush().await;
+    let recipient: HtmlInputElement = find(&root, "#recipient").dyn_into().unwrap();
+    assert_eq!(recipient.value(), user, "the recipient is guessed afresh");
+    assert!(error_text(&root, "recipient").is_empty(), "and not marked");
+    assert_eq!(active_id(), "recipient");
 }
 
 #[wasm_bindgen_test]

@@ -13,7 +13,7 @@ use super::sections::{
     actions, advanced_section, credentials_section, oauth_section, provider_section,
     sender_section, Section,
 };
-use super::test_dialog::TestDialog;
+use super::test_dialog::{test_dialog, use_test_dialog, TestDialogProps};
 use crate::hooks::{use_before_unload, use_focus_request, use_save, Banner};
 use crate::state::{Action, FormState};
 
@@ -39,7 +39,7 @@ pub fn needs_test_prompt(tested: Option<&Settings>, current: &Settings) -> bool 
 #[function_component(SettingsForm)]
 pub fn settings_form(p: &SettingsFormProps) -> Html {
     let form = use_reducer(|| FormState::from_response(&p.initial));
-    let test_open = use_state(|| false);
+    let test = use_test_dialog();
     let advanced_open = use_state(|| form.settings.provider == Provider::Other);
     let show_secret = use_state(|| false);
     let focus = use_focus_request();
@@ -103,11 +103,11 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
         Callback::from(move |s: Settings| tested.set(Some(s)))
     };
     let open_test = {
-        let (test_open, asking) = (test_open.clone(), asking.clone());
+        let (test, asking, form) = (test.clone(), asking.clone(), form.clone());
         Callback::from(move |()| {
             asking.set(false);
             if check_all() {
-                test_open.set(true);
+                test.show(form.settings.username.clone().unwrap_or_default());
             }
         })
     };
@@ -121,10 +121,6 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
             asking.set(false);
             save.emit(());
         })
-    };
-    let close_test = {
-        let test_open = test_open.clone();
-        Callback::from(move |()| test_open.set(false))
     };
     let on_provider = {
         let advanced_open = advanced_open.clone();
@@ -192,9 +188,12 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
             }
             { settings_history(&history) }
         </section>
-        if *test_open {
-            <TestDialog settings={form.to_settings()} default_recipient={AttrValue::from(username)}
-                on_close={close_test} on_unauthorized={p.on_unauthorized.clone()} {on_passed} />
+        if *test.open {
+            { test_dialog(&test, TestDialogProps {
+                settings: form.to_settings(),
+                on_unauthorized: p.on_unauthorized.clone(),
+                on_passed,
+            }) }
         }
         if *asking {
             { confirm(ConfirmProps {

@@ -25,35 +25,78 @@ pub fn progress_steps(oauth: bool) -> Vec<&'static str> {
     steps
 }
 
-#[derive(Properties, PartialEq)]
+/// The dialog's state, held by the settings form (a hook and a view function
+/// rather than a component: one component type less in the bundle).
+#[derive(Clone)]
+pub struct TestState {
+    /// The dialog shows.
+    pub open: UseStateHandle<bool>,
+    recipient: UseStateHandle<String>,
+    touched: UseStateHandle<bool>,
+    running: UseStateHandle<bool>,
+    result: UseStateHandle<Option<JsValue>>,
+    error: UseStateHandle<Option<String>>,
+    dialog: NodeRef,
+}
+
+impl TestState {
+    /// Opens the dialog afresh, the recipient guessed as `recipient`.
+    pub fn show(&self, recipient: String) {
+        self.recipient.set(recipient);
+        self.touched.set(false);
+        self.result.set(None);
+        self.error.set(None);
+        self.open.set(true);
+    }
+}
+
+/// The dialog's state; while open, it is a modal with the recipient focused.
+#[hook]
+pub fn use_test_dialog() -> TestState {
+    let st = TestState {
+        open: use_state(|| false),
+        recipient: use_state(String::new),
+        touched: use_state(|| false),
+        running: use_state(|| false),
+        result: use_state(|| None::<JsValue>),
+        error: use_state(|| None::<String>),
+        dialog: use_node_ref(),
+    };
+    crate::hooks::use_modal(*st.open, st.dialog.clone(), AttrValue::Static("recipient"));
+    st
+}
+
+/// What the dialog tests and whom it tells.
 pub struct TestDialogProps {
     /// The unsaved settings to test.
     pub settings: Settings,
-    /// A first guess for the recipient.
-    #[prop_or_default]
-    pub default_recipient: AttrValue,
-    /// Closes the dialog.
-    pub on_close: Callback<()>,
     /// A 401 happened.
     pub on_unauthorized: Callback<()>,
     /// The test succeeded, for exactly these settings.
-    #[prop_or_default]
     pub on_passed: Callback<Settings>,
 }
 
-/// The dialog.
-#[function_component(TestDialog)]
-pub fn test_dialog(p: &TestDialogProps) -> Html {
-    let recipient = use_state(|| p.default_recipient.to_string());
-    let touched = use_state(|| false);
-    let running = use_state(|| false);
-    let result = use_state(|| None::<JsValue>);
-    let error = use_state(|| None::<String>);
-    let dialog = use_node_ref();
+/// The dialog, while `st.open`.
+pub fn test_dialog(st: &TestState, p: TestDialogProps) -> Html {
+    if !*st.open {
+        return Html::default();
+    }
+    let TestState {
+        recipient,
+        touched,
+        running,
+        result,
+        error,
+        dialog,
+        ..
+    } = st.clone();
     let oauth = p.settings.auth_method == mailroom_shared::AuthMethod::OAuth2ClientCredentials;
     let steps = progress_steps(oauth);
     let recipient_error = check_recipient(&recipient);
-    crate::hooks::use_modal(true, dialog.clone(), AttrValue::Static("recipient"));
+    let on_close = {
+        let open = st.open.clone();
+        Callback::from(move |()| open.set(false))
+    };
 
     let send = {
         let (recipient, touched, running, result, error) = (
@@ -63,9 +106,9 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
             result.clone(),
             error.clone(),
         );
-        let settings = p.settings.clone();
-        let on_unauthorized = p.on_unauthorized.clone();
-        let on_passed = p.on_passed.clone();
+        let settings = p.settings;
+        let on_unauthorized = p.on_unauthorized;
+        let on_passed = p.on_passed;
         Callback::from(move |()| {
             touched.set(true);
             if *running || check_recipient(&recipient).is_some() {
@@ -121,11 +164,11 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
         })
     };
     let close = {
-        let cb = p.on_close.clone();
+        let cb = on_close.clone();
         Callback::from(move |_: MouseEvent| cb.emit(()))
     };
     let onkeydown = {
-        let cb = p.on_close.clone();
+        let cb = on_close.clone();
         let running = running.clone();
         Callback::from(move |e: KeyboardEvent| {
             if e.key() == "Escape" {
@@ -138,7 +181,7 @@ pub fn test_dialog(p: &TestDialogProps) -> Html {
     };
     // The browser's own Escape handling closes a modal dialog: keep it in step.
     let oncancel = {
-        let cb = p.on_close.clone();
+        let cb = on_close;
         let running = running.clone();
         Callback::from(move |e: Event| {
             e.prevent_default();
