@@ -574,19 +574,8 @@ async fn test_dialog_validates_the_recipient_and_closes_with_escape() {
 
 #[wasm_bindgen_test]
 async fn a_stored_secret_turns_required_when_its_destination_changes() {
-    let saved = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
-    let initial = SettingsResponse {
-        settings: Some(PublicSettings::new(
-            saved,
-            StoredSecrets {
-                client_secret: true,
-                ..StoredSecrets::default()
-            },
-        )),
-        version: 1,
-        updated_at: None,
-    };
-    let root = mount_form(initial).await;
+    // Office 365 OAuth with a stored client secret.
+    let root = mount_form(valid_initial()).await;
     let placeholder = |root: &Element| find(root, "#client_secret").get_attribute("placeholder");
     assert_eq!(
         placeholder(&root).as_deref(),
