@@ -77,12 +77,6 @@ impl Sending {
     }
 }
 
-pub(crate) type Errors = FieldMessages;
-
-fn add(errors: &mut Errors, field: &str, message: impl Into<String>) {
-    errors.push(field, message);
-}
-
 /// Headers a submission may not set: the builder writes them.
 const RESERVED: &[&str] = &[
     "from",
@@ -100,12 +94,11 @@ const RESERVED: &[&str] = &[
     "return-path",
 ];
 
-fn mailboxes(field: &str, list: &[String], errors: &mut Errors) -> Vec<Mailbox> {
+fn mailboxes(field: &str, list: &[String], errors: &mut FieldMessages) -> Vec<Mailbox> {
     let mut out = Vec::new();
     for (i, a) in list.iter().enumerate() {
         if a.contains(['\r', '\n']) {
-            add(
-                errors,
+            errors.push(
                 field,
                 format!("Address {} of {field} contains a line break.", i + 1),
             );
@@ -113,8 +106,7 @@ fn mailboxes(field: &str, list: &[String], errors: &mut Errors) -> Vec<Mailbox> 
         }
         match Mailbox::from_str(a.trim()) {
             Ok(m) => out.push(m),
-            Err(e) => add(
-                errors,
+            Err(e) => errors.push(
                 field,
                 format!(
                     "Address {} of {field} (“{}”) is not an email address: {e}.",
@@ -140,32 +132,24 @@ fn build(
     policy: &FromPolicy,
     settings: Option<&mailroom_shared::Settings>,
     rewrite_from: bool,
-) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
+) -> Result<Built, FieldMessages> {
+    let mut errors = FieldMessages::new();
     let from = match req.from.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
         Some(f) if f.contains(['\r', '\n']) => {
-            add(
-                &mut errors,
-                "from",
-                "The From address contains a line break.",
-            );
+            errors.push("from", "The From address contains a line break.");
             None
         }
         Some(f) => match Mailbox::from_str(f) {
             Ok(m) => Some(m),
             Err(e) => {
-                add(
-                    &mut errors,
-                    "from",
-                    format!("“{f}” is not an email address: {e}."),
-                );
+                errors.push("from", format!("“{f}” is not an email address: {e}."));
                 None
             }
         },
         None => match settings {
             Some(s) => Mailbox::from_str(&format!("{} <{}>", s.sender_name, s.sender_email)).ok(),
             None => {
-                add(&mut errors, "from", "Give a From address: no settings are saved yet, so there is no default sender.");
+                errors.push("from", "Give a From address: no settings are saved yet, so there is no default sender.");
                 None
             }
         },
@@ -175,15 +159,9 @@ fn build(
     let bcc = mailboxes("bcc", &req.bcc, &mut errors);
     let count = req.to.len() + req.cc.len() + req.bcc.len();
     if count == 0 {
-        add(
-            &mut errors,
-            "to",
-            "Give at least one recipient in to, cc or bcc.",
-        );
+        errors.push("to", "Give at least one recipient in to, cc or bcc.");
     } else if count > MAX_RECIPIENTS {
-        add(
-            &mut errors,
-            "to",
+        errors.push("to",
             format!("The message has {count} recipients; the limit is {MAX_RECIPIENTS}. Split it into several messages."),
         );
     }
@@ -197,23 +175,22 @@ fn build(
         None => None,
     };
     if req.subject.contains(['\r', '\n']) {
-        add(
-            &mut errors,
+        errors.push(
             "subject",
             "The subject must be one line, without line breaks.",
         );
     }
     if req.text.is_none() && req.html.is_none() {
-        add(&mut errors, "text", "Give the body as text, html, or both.");
+        errors.push("text", "Give the body as text, html, or both.");
     }
     let mut extra = Vec::new();
     for (name, value) in &req.headers {
         let valid_name =
             !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
         if !valid_name || value.contains(['\r', '\n']) {
-            add(&mut errors, "headers", format!("The header “{name}” must be a name without spaces or colons, and a value on one line."));
+            errors.push("headers", format!("The header “{name}” must be a name without spaces or colons, and a value on one line."));
         } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-            add(&mut errors, "headers", format!("The header {name} is set from the message's own fields; remove it from headers."));
+            errors.push("headers", format!("The header {name} is set from the message's own fields; remove it from headers."));
         } else if let Ok(n) = HeaderName::new_from_ascii(name.clone()) {
             extra.push(HeaderValue::new(n, value.clone()));
         }
@@ -222,7 +199,7 @@ fn build(
         return Err(errors);
     };
     if !rewrite_from && !policy.allows(from.email.as_ref()) {
-        add(&mut errors, "from", policy.refusal(from.email.as_ref()));
+        errors.push("from", policy.refusal(from.email.as_ref()));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -233,12 +210,8 @@ fn build(
         (true, Some(s)) => {
             let sender = Mailbox::from_str(&format!("{} <{}>", s.sender_name, s.sender_email))
                 .map_err(|e| {
-                    let mut errors = Errors::new();
-                    add(
-                        &mut errors,
-                        "from",
-                        format!("The saved sender is not usable: {e}."),
-                    );
+                    let mut errors = FieldMessages::new();
+                    errors.push("from", format!("The saved sender is not usable: {e}."));
                     errors
                 })?;
             (sender, reply_to.or(Some(from.clone())))
@@ -272,12 +245,8 @@ fn build(
         (None, None) => unreachable!("checked above"),
     }
     .map_err(|e| {
-        let mut errors = Errors::new();
-        add(
-            &mut errors,
-            "to",
-            format!("The message could not be built: {e}."),
-        );
+        let mut errors = FieldMessages::new();
+        errors.push("to", format!("The message could not be built: {e}."));
         errors
     })?;
     let recipients: Vec<String> = to
@@ -364,8 +333,8 @@ pub(crate) fn build_raw(
     policy: &FromPolicy,
     settings: Option<&mailroom_shared::Settings>,
     rewrite_from: bool,
-) -> Result<Built, Errors> {
-    let mut errors = Errors::new();
+) -> Result<Built, FieldMessages> {
+    let mut errors = FieldMessages::new();
     // Upstream SMTP wants CRLF; scripts often write bare LF.
     let raw = &crlf(raw);
     let text = String::from_utf8_lossy(raw);
@@ -379,7 +348,7 @@ pub(crate) fn build_raw(
     };
     let parsed = mail_parser::MessageParser::default().parse(raw);
     let Some(parsed) = parsed.filter(|_| !head.trim().is_empty() && head.contains(':')) else {
-        add(&mut errors, "message", "The body is not an RFC 5322 message: it needs header lines (From:, To:, Subject:), an empty line, then the text.");
+        errors.push("message", "The body is not an RFC 5322 message: it needs header lines (From:, To:, Subject:), an empty line, then the text.");
         return Err(errors);
     };
     let addresses = |a: Option<&mail_parser::Address>| -> Vec<String> {
@@ -413,13 +382,11 @@ pub(crate) fn build_raw(
     };
     recipients.retain(|r| !r.is_empty());
     match (&header_from, &envelope_from) {
-        (None, _) => add(
-            &mut errors,
+        (None, _) => errors.push(
             "from",
             "The message has no From header, and no settings are saved to take the sender from.",
         ),
-        (_, Some(f)) if mailroom_shared::parse::check_email(f).is_err() => add(
-            &mut errors,
+        (_, Some(f)) if mailroom_shared::parse::check_email(f).is_err() => errors.push(
             "from",
             format!("The envelope sender “{f}” is not an email address."),
         ),
@@ -427,26 +394,24 @@ pub(crate) fn build_raw(
     }
     for r in &recipients {
         if mailroom_shared::parse::check_email(r).is_err() {
-            add(
-                &mut errors,
+            errors.push(
                 "to",
                 format!("The recipient “{r}” is not an email address."),
             );
         }
     }
     if recipients.is_empty() {
-        add(
-            &mut errors,
+        errors.push(
             "to",
             "Give at least one recipient: in To, Cc or Bcc, or as to= in the query.",
         );
     } else if recipients.len() > MAX_RECIPIENTS {
-        add(&mut errors, "to", format!("The message has {} recipients; the limit is {MAX_RECIPIENTS}. Split it into several messages.", recipients.len()));
+        errors.push("to", format!("The message has {} recipients; the limit is {MAX_RECIPIENTS}. Split it into several messages.", recipients.len()));
     }
     if !rewrite_from {
         for a in header_from.iter().chain(envelope_from.iter()) {
             if !policy.allows(a) {
-                add(&mut errors, "from", policy.refusal(a));
+                errors.push("from", policy.refusal(a));
                 break;
             }
         }
@@ -504,7 +469,7 @@ pub(crate) fn build_raw(
     })
 }
 
-fn invalid(errors: Errors) -> AppError {
+fn invalid(errors: FieldMessages) -> AppError {
     AppError::Unprocessable("The message is not valid.".into(), errors)
 }
 
@@ -525,13 +490,10 @@ async fn submit(
         None => None,
         Some(Ok(k)) if !k.trim().is_empty() && k.len() <= 200 => Some(k.trim().to_string()),
         Some(_) => {
-            let mut e = Errors::new();
-            add(
-                &mut e,
+            return Err(invalid(FieldMessages::from([(
                 "idempotency_key",
-                "The Idempotency-Key header must be 1 to 200 visible characters.",
-            );
-            return Err(invalid(e));
+                vec!["The Idempotency-Key header must be 1 to 200 visible characters.".to_string()],
+            )])));
         }
     };
     let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
