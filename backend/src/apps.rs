@@ -81,17 +81,26 @@ pub async fn authenticate(
     } else {
         None
     };
-    match state.key_failures.check(ip, app.is_some()).await {
-        Ok(()) => app.ok_or_else(|| AppError::Unauthorized(String::new())),
-        Err(Refused::LockedOut(wait)) => Err(AppError::Busy(
-            format!("Too many wrong app keys from your address. Wait {wait} seconds and try again."),
-            wait,
-        )),
-        Err(Refused::Wrong) => Err(AppError::Unauthorized(
-            "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created (a revoked app's key no longer works).".into(),
-        )),
+    let wrong = || {
+        AppError::Unauthorized(
+        "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created (a revoked app's key no longer works).".into(),
+    )
+    };
+    match (state.key_failures.check(ip, app.is_some()).await, app) {
+        (Ok(()), Some(app)) => Ok(app),
+        (Ok(()), None) | (Err(Refused::Wrong), _) => Err(wrong()),
+        // Past the limit a wrong key is still a 401 (so `mailroom sendmail`
+        // exits 77, not "try again"), only slower (docs/API.md §2).
+        (Err(Refused::LockedOut(_)), _) => {
+            tokio::time::sleep(WRONG_KEY_DELAY).await;
+            Err(wrong())
+        }
     }
 }
+
+/// How long a wrong app key waits for its answer once its address is past
+/// the failure limit.
+pub const WRONG_KEY_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn create(
     State(state): State<AppsState>,

@@ -88,6 +88,19 @@ pub fn resolve_admin_token(
     })
 }
 
+/// The address limits count by: IPv4 as it is, IPv6 by its /64 (one
+/// subscriber's whole network), an IPv4-mapped IPv6 address as IPv4.
+pub fn bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(o))
+        }
+        v4 => v4,
+    }
+}
+
 fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }
@@ -151,6 +164,7 @@ impl FailureLimit {
     /// limit is shared: one upsert counts and reads, so parallel guesses
     /// on several servers get no more tries than a sequence would.
     pub async fn check(&self, ip: IpAddr, ok: bool) -> Result<(), Refused> {
+        let ip = bucket(ip);
         let Some((store, scope)) = &self.shared else {
             return self.attempt(ip, ok);
         };
@@ -158,36 +172,23 @@ impl FailureLimit {
         let now = self.clock.wall().unix_timestamp();
         let window = FAILURE_WINDOW.as_secs() as i64;
         if ok {
-            match store.failures(&key, now, window).await {
-                Ok(Some((count, first))) if count >= MAX_FAILURES => {
-                    Err(Refused::LockedOut(self.left(first)))
-                }
-                Ok(Some(_)) => {
-                    let _ = store.clear_failures(&key).await;
-                    Ok(())
-                }
-                Ok(None) => Ok(()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "failure counts unavailable; counting in memory");
-                    self.attempt(ip, ok)
-                }
-            }
-        } else {
-            match store.add_failure(&key, now, window).await {
-                Ok((count, first)) if count > MAX_FAILURES => {
-                    Err(Refused::LockedOut(self.left(first)))
-                }
-                Ok(_) => Err(Refused::Wrong),
-                Err(e) => {
-                    tracing::warn!(error = %e, "failure counts unavailable; counting in memory");
-                    self.attempt(ip, ok)
-                }
+            // A right credential is always accepted (docs/API.md §2); its
+            // success does not wipe an attacker's count either.
+            return Ok(());
+        }
+        match store.add_failure(&key, now, window).await {
+            Ok((count, first)) if count > MAX_FAILURES => Err(Refused::LockedOut(self.left(first))),
+            Ok(_) => Err(Refused::Wrong),
+            Err(e) => {
+                tracing::warn!(error = %e, "failure counts unavailable; counting in memory");
+                self.attempt(ip, ok)
             }
         }
     }
 
     /// As [`FailureLimit::locked_for`], from the store when shared.
     pub async fn locked(&self, ip: IpAddr) -> Option<u64> {
+        let ip = bucket(ip);
         let Some((store, scope)) = &self.shared else {
             return self.locked_for(ip);
         };
@@ -206,29 +207,29 @@ impl FailureLimit {
         }
     }
 
-    /// Decides one attempt whose credential was `ok`: refused while the address
-    /// is locked out (whatever the credential), counted when wrong, and the
-    /// count cleared when right.
+    /// Decides one attempt whose credential was `ok`: a right one always
+    /// passes; a wrong one is counted, and past [`MAX_FAILURES`] within the
+    /// window it is answered as locked out (wait this long).
     pub fn attempt(&self, ip: IpAddr, ok: bool) -> Result<(), Refused> {
+        if ok {
+            return Ok(());
+        }
+        let ip = bucket(ip);
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.clock.now();
         entries.retain(|_, (_, first)| now.duration_since(*first) < FAILURE_WINDOW);
-        if let Some((count, first)) = entries.get(&ip) {
-            if *count >= MAX_FAILURES {
-                let left = FAILURE_WINDOW.saturating_sub(now.duration_since(*first));
-                return Err(Refused::LockedOut(left.as_secs().max(1)));
-            }
+        let (count, first) = entries.entry(ip).or_insert((0, now));
+        *count += 1;
+        if *count > MAX_FAILURES {
+            let left = FAILURE_WINDOW.saturating_sub(now.duration_since(*first));
+            return Err(Refused::LockedOut(left.as_secs().max(1)));
         }
-        if ok {
-            entries.remove(&ip);
-            return Ok(());
-        }
-        entries.entry(ip).or_insert((0, now)).0 += 1;
         Err(Refused::Wrong)
     }
 
     /// Seconds to wait when this address is locked out now.
     pub fn locked_for(&self, ip: IpAddr) -> Option<u64> {
+        let ip = bucket(ip);
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let (count, first) = entries.get(&ip)?;
         let elapsed = self.clock.now().saturating_duration_since(*first);
@@ -381,6 +382,13 @@ impl AdminAuth {
             .and_then(|v| v.strip_prefix("Bearer "))
         {
             let ok = self.token_matches(bearer.trim());
+            if !ok && bearer.trim().starts_with("mr_") {
+                // An app's key sent to an admin route is a mistake, not a
+                // guess at the admin token: not counted (docs/API.md §2).
+                return Err(AppError::Unauthorized(
+                    "This is an app key (mr_…); it only sends mail (POST /api/messages). Administrator routes need the admin token.".into(),
+                ));
+            }
             return match self.failures.check(ip, ok).await {
                 Ok(()) => Ok(Proof::Bearer),
                 Err(Refused::LockedOut(wait)) => Err(AppError::TooManyRequests(wait)),
@@ -410,12 +418,59 @@ fn behind_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-/// The client's address, from the connection.
+/// The client's address as [`client_addr`] found it for this request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The client's address: set by [`client_addr`], else the connection's peer.
 pub fn client_ip(req: &Request) -> IpAddr {
+    if let Some(ClientAddr(ip)) = req.extensions().get::<ClientAddr>() {
+        return *ip;
+    }
+    peer_ip(req)
+}
+
+fn peer_ip(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip())
+        .map(|ci| ci.0.ip().to_canonical())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The client behind `--trusted-proxy` reverse proxies (docs/API.md §2): the
+/// socket's peer, or, when that is a trusted proxy, the last address of
+/// `X-Forwarded-For` that is not itself a trusted proxy. Anything a client
+/// could forge (addresses left of the last untrusted one) is never used.
+pub fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|hop| hop.trim())
+        .map(|hop| hop.parse::<IpAddr>().map(|ip| ip.to_canonical()))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+/// Middleware: puts the client's address ([`forwarded_client`]) on the request.
+pub async fn client_addr(
+    State(trusted): State<Arc<Vec<ipnet::IpNet>>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let ip = forwarded_client(peer_ip(&req), req.headers(), &trusted);
+    req.extensions_mut().insert(ClientAddr(ip));
+    next.run(req).await
 }
 
 /// Middleware: 401 unless the request is from a signed-in administrator; 403
@@ -460,9 +515,6 @@ async fn login(
     req: Request,
 ) -> Result<(CookieJar, StatusCode), AppError> {
     let ip = client_ip(&req);
-    if let Some(wait) = auth.failures.locked(ip).await {
-        return Err(AppError::TooManyRequests(wait));
-    }
     let secure = auth.secure_cookie(req.headers());
     let ApiJson(body): ApiJson<LoginRequest> = ApiJson::from_request(req, &()).await?;
     let ok = auth.token_matches(body.token.trim());
@@ -550,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn failures_block_after_the_limit_even_for_the_right_token() {
+    fn wrong_tokens_are_slowed_after_the_limit_but_the_right_one_always_passes() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -568,12 +620,65 @@ mod tests {
         }
         assert!(auth.failures.locked_for(ip).unwrap() > 800);
         assert!(matches!(
-            auth.failures.attempt(ip, true),
+            auth.failures.attempt(ip, false),
             Err(Refused::LockedOut(w)) if w > 800
         ));
-        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-        assert_eq!(auth.failures.attempt(other, true), Ok(()));
+        assert_eq!(
+            auth.failures.attempt(ip, true),
+            Ok(()),
+            "a right credential is accepted during a lockout"
+        );
+        assert!(
+            auth.failures.locked_for(ip).is_some(),
+            "and does not wipe the guesser's count"
+        );
         assert!(auth.token_matches("t") && !auth.token_matches("T"));
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
+        let limit = FailureLimit::new(Arc::new(SystemClock));
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        for i in 0..MAX_FAILURES {
+            let ip = if i % 2 == 0 { a } else { b };
+            assert_eq!(limit.attempt(ip, false), Err(Refused::Wrong));
+        }
+        assert!(matches!(
+            limit.attempt(b, false),
+            Err(Refused::LockedOut(_))
+        ));
+        assert_eq!(limit.locked_for(other), None);
+        assert_eq!(
+            bucket("::ffff:10.0.0.7".parse().unwrap()),
+            "10.0.0.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_client_is_found_behind_trusted_proxies_only() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7, 10.0.0.3".parse().unwrap(),
+        );
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let outsider: IpAddr = "192.0.2.1".parse().unwrap();
+        // The last untrusted hop, never one a client could have written before it.
+        assert_eq!(
+            forwarded_client(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // A client that is not a proxy cannot name another address.
+        assert_eq!(forwarded_client(outsider, &h, &trusted), outsider);
+        // Without trusted proxies the header means nothing.
+        assert_eq!(forwarded_client(proxy, &h, &[]), proxy);
+        // Garbage in the header: the proxy itself is the client.
+        let mut bad = HeaderMap::new();
+        bad.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
+        assert_eq!(forwarded_client(proxy, &bad, &trusted), proxy);
     }
 
     #[test]
@@ -609,7 +714,7 @@ mod tests {
         }
         clock.advance(FAILURE_WINDOW - Duration::from_secs(10));
         assert_eq!(limit.locked_for(ip), Some(10));
-        assert_eq!(limit.attempt(ip, true), Err(Refused::LockedOut(10)));
+        assert_eq!(limit.attempt(ip, false), Err(Refused::LockedOut(10)));
         clock.advance(Duration::from_secs(10));
         assert_eq!(limit.locked_for(ip), None);
         let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9));

@@ -53,6 +53,31 @@ pub struct ServeArgs {
     /// postgres:// URL lets several servers share one database.
     #[arg(long, env = "MAILROOM_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Reads the database URL from this file (mode 0600), so its password is
+    /// never on a command line.
+    #[arg(
+        long,
+        env = "MAILROOM_DATABASE_URL_FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<PathBuf>,
+    /// A CIDR of reverse proxies whose X-Forwarded-For names the client; repeatable.
+    #[arg(long = "trusted-proxy", env = "MAILROOM_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long the HTTP server waits for a request's headers (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_header_timeout: std::time::Duration,
+    /// How long the HTTP server waits for a whole request (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_HTTP_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub http_request_timeout: std::time::Duration,
+    /// HTTP connections served at once (for tests; not in the contract: 1024).
+    #[arg(
+        long,
+        hide = true,
+        env = "MAILROOM_HTTP_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub http_max_connections: usize,
     /// The encryption key for stored secrets; default <data-dir>/secret.key.
     /// Several servers sharing one PostgreSQL need the same key.
     #[arg(long, env = "MAILROOM_SECRET_KEY_FILE")]
@@ -96,6 +121,25 @@ pub struct RelayArgs {
     /// How long an idle relay connection stays open (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_SMTP_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub smtp_idle_timeout: std::time::Duration,
+    /// Relay connections at once from one address (IPv6: one /64); trusted networks are exempt.
+    #[arg(
+        long,
+        env = "MAILROOM_SMTP_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 20
+    )]
+    pub smtp_max_connections_per_ip: u32,
+    /// A CIDR of TCP load balancers whose connections start with a PROXY protocol header (v1 or v2).
+    #[arg(long = "smtp-proxy-protocol", env = "MAILROOM_SMTP_PROXY_PROTOCOL", value_delimiter = ',', value_parser = parse_cidr)]
+    pub smtp_proxy_protocol: Vec<ipnet::IpNet>,
+    /// How long a client has to finish AUTH after the greeting (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_SMTP_AUTH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub smtp_auth_timeout: std::time::Duration,
+    /// The longest relay session (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_SMTP_SESSION_LIMIT", default_value = "30m", value_parser = parse_duration)]
+    pub smtp_session_limit: std::time::Duration,
+    /// How long writing one reply may take (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_SMTP_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub smtp_write_timeout: std::time::Duration,
 }
 
 impl Default for RelayArgs {
@@ -107,6 +151,11 @@ impl Default for RelayArgs {
             smtp_tls_key: None,
             smtp_trusted_networks: Vec::new(),
             smtp_idle_timeout: std::time::Duration::from_secs(300),
+            smtp_max_connections_per_ip: 20,
+            smtp_proxy_protocol: Vec::new(),
+            smtp_auth_timeout: std::time::Duration::from_secs(60),
+            smtp_session_limit: std::time::Duration::from_secs(30 * 60),
+            smtp_write_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

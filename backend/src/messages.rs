@@ -22,6 +22,7 @@ use serde::Deserialize;
 use crate::apps::{self, AppsState};
 use crate::auth::client_ip;
 use crate::error::{is_json, parse_json, AppError};
+use crate::intake;
 use crate::queue::{ChangeError, Enqueued, ListFilter, NewMessage};
 use crate::settings::SettingsRepo;
 
@@ -174,6 +175,16 @@ fn build(
         Some(r) => mailboxes("reply_to", &[r.to_string()], &mut errors).pop(),
         None => None,
     };
+    let subject_chars = req.subject.chars().count();
+    if subject_chars > intake::MAX_SUBJECT {
+        errors.push(
+            "subject",
+            format!(
+                "The subject is {subject_chars} characters long; the limit is {}. Put the rest in the body.",
+                intake::MAX_SUBJECT
+            ),
+        );
+    }
     if req.subject.contains(['\r', '\n']) {
         errors.push(
             "subject",
@@ -255,13 +266,15 @@ fn build(
         .chain(&bcc)
         .map(|m| m.email.to_string())
         .collect();
-    Ok(Built {
-        envelope_from: header_from.email.to_string(),
-        recipients,
-        subject: req.subject.clone(),
-        // lettre leaves Bcc out of the formatted message.
-        body: message.formatted(),
-    })
+    // lettre leaves Bcc out of the formatted message; the intake checks
+    // what it wrote like any other message (extra headers included).
+    build_raw(
+        &message.formatted(),
+        (Some(header_from.email.to_string()), recipients),
+        policy,
+        settings,
+        false,
+    )
 }
 
 /// Whether a `Content-Type` is `message/rfc822`.
@@ -286,47 +299,7 @@ fn envelope_query(query: Option<&str>) -> (Option<String>, Vec<String>) {
     (from, to)
 }
 
-/// The header section's fields, each with its continuation lines.
-fn header_fields(head: &str) -> Vec<String> {
-    let mut fields: Vec<String> = Vec::new();
-    for line in head.split_inclusive('\n') {
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = fields.last_mut() {
-                last.push_str(line);
-                continue;
-            }
-        }
-        fields.push(line.to_string());
-    }
-    fields
-}
-
-fn field_name(field: &str) -> String {
-    field
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// Bare LF line ends become CRLF; CRLF stays.
-fn crlf(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
-    let mut previous = 0u8;
-    for &b in raw {
-        if b == b'\n' && previous != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        previous = b;
-    }
-    out
-}
-
-/// A whole message (`message/rfc822`): parsed with mail-parser, its envelope
-/// from the query or its headers, Bcc removed, Message-ID and Date added when
-/// missing, and From rewritten for a `rewrite_from` app.
+/// A whole message (`message/rfc822`), checked by the one intake.
 pub(crate) fn build_raw(
     raw: &[u8],
     (query_from, query_to): (Option<String>, Vec<String>),
@@ -334,138 +307,23 @@ pub(crate) fn build_raw(
     settings: Option<&mailroom_shared::Settings>,
     rewrite_from: bool,
 ) -> Result<Built, FieldMessages> {
-    let mut errors = FieldMessages::new();
-    // Upstream SMTP wants CRLF; scripts often write bare LF.
-    let raw = &crlf(raw);
-    let text = String::from_utf8_lossy(raw);
-    let (head, rest) = match text
-        .find("\r\n\r\n")
-        .map(|i| (i, 4))
-        .or_else(|| text.find("\n\n").map(|i| (i, 2)))
-    {
-        Some((i, sep)) => (&text[..i + sep / 2], &text[i + sep / 2..]),
-        None => (&text[..], ""),
-    };
-    let parsed = mail_parser::MessageParser::default().parse(raw);
-    let Some(parsed) = parsed.filter(|_| !head.trim().is_empty() && head.contains(':')) else {
-        errors.push("message", "The body is not an RFC 5322 message: it needs header lines (From:, To:, Subject:), an empty line, then the text.");
-        return Err(errors);
-    };
-    let addresses = |a: Option<&mail_parser::Address>| -> Vec<String> {
-        a.map(|a| {
-            a.iter()
-                .filter_map(|x| x.address().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-    };
-    // A message without From (cron, PHP mail()) is from its envelope sender,
-    // or else from the settings' sender, as sendmail would write it.
-    let (header_from, added_from) = match addresses(parsed.from()).into_iter().next() {
-        Some(f) => (Some(f), None),
-        None => {
-            let f = query_from
-                .clone()
-                .filter(|f| !f.is_empty())
-                .or_else(|| settings.map(|s| s.sender_email.clone()));
-            (f.clone(), f)
-        }
-    };
-    let envelope_from = query_from.or_else(|| header_from.clone());
-    let mut recipients = if query_to.is_empty() {
-        let mut all = addresses(parsed.to());
-        all.extend(addresses(parsed.cc()));
-        all.extend(addresses(parsed.bcc()));
-        all
-    } else {
-        query_to
-    };
-    recipients.retain(|r| !r.is_empty());
-    match (&header_from, &envelope_from) {
-        (None, _) => errors.push(
-            "from",
-            "The message has no From header, and no settings are saved to take the sender from.",
-        ),
-        (_, Some(f)) if mailroom_shared::parse::check_email(f).is_err() => errors.push(
-            "from",
-            format!("The envelope sender “{f}” is not an email address."),
-        ),
-        _ => {}
-    }
-    for r in &recipients {
-        if mailroom_shared::parse::check_email(r).is_err() {
-            errors.push(
-                "to",
-                format!("The recipient “{r}” is not an email address."),
-            );
-        }
-    }
-    if recipients.is_empty() {
-        errors.push(
-            "to",
-            "Give at least one recipient: in To, Cc or Bcc, or as to= in the query.",
-        );
-    } else if recipients.len() > MAX_RECIPIENTS {
-        errors.push("to", format!("The message has {} recipients; the limit is {MAX_RECIPIENTS}. Split it into several messages.", recipients.len()));
-    }
-    if !rewrite_from {
-        for a in header_from.iter().chain(envelope_from.iter()) {
-            if !policy.allows(a) {
-                errors.push("from", policy.refusal(a));
-                break;
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let mut fields: Vec<String> = header_fields(head)
-        .into_iter()
-        .filter(|f| field_name(f) != "bcc")
-        .collect();
-    if let Some(from) = added_from {
-        fields.insert(0, format!("From: {from}\r\n"));
-    }
-    let mut envelope_from = envelope_from.unwrap_or_default();
-    if rewrite_from {
-        if let Some(s) = settings {
-            let original = fields.iter().find(|f| field_name(f) == "from").cloned();
-            let has_reply_to = fields.iter().any(|f| field_name(f) == "reply-to");
-            fields.retain(|f| field_name(f) != "from");
-            let sender = Mailbox::from_str(&format!("{} <{}>", s.sender_name, s.sender_email))
-                .map(|m| m.to_string())
-                .unwrap_or_else(|_| s.sender_email.clone());
-            fields.insert(0, format!("From: {sender}\r\n"));
-            if let (Some(original), false) = (original, has_reply_to) {
-                let value = original
-                    .split_once(':')
-                    .map(|(_, v)| v.trim())
-                    .unwrap_or_default();
-                fields.push(format!("Reply-To: {value}\r\n"));
-            }
-            envelope_from = s.sender_email.clone();
-        }
-    }
-    if parsed.message_id().is_none() {
-        let domain = envelope_from.rsplit('@').next().unwrap_or("mailroom.local");
-        fields.push(format!(
-            "Message-ID: <{}@{domain}>\r\n",
-            crate::apps::new_message_id()
-        ));
-    }
-    if parsed.date().is_none() {
-        let now = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap_or_default();
-        fields.push(format!("Date: {now}\r\n"));
-    }
-    let mut body = fields.concat().into_bytes();
-    body.extend_from_slice(rest.as_bytes());
+    let checked = intake::check(
+        raw,
+        intake::Envelope {
+            from: query_from,
+            to: query_to,
+        },
+        &intake::Rules {
+            policy,
+            settings,
+            rewrite_from,
+        },
+    )?;
     Ok(Built {
-        envelope_from,
-        recipients,
-        subject: parsed.subject().unwrap_or_default().to_string(),
-        body,
+        envelope_from: checked.envelope_from,
+        recipients: checked.recipients,
+        subject: checked.subject,
+        body: checked.body,
     })
 }
 

@@ -49,48 +49,78 @@ fn to_pg(sqlite: &str) -> String {
 const PG_ONLY: &[&str] =
     &["CREATE TABLE delivery_rate (id BIGINT PRIMARY KEY CHECK (id = 1), next_slot_ms BIGINT NOT NULL);"];
 
+/// How many of the shared steps came before [`PG_ONLY`]'s when it was
+/// released: PostgreSQL's version numbers are positions in this list, so the
+/// shared steps added later go after it, and nothing here ever moves.
+const SHARED_BEFORE_PG_ONLY: usize = 6;
+
 fn migrations() -> Vec<String> {
-    crate::store::SCHEMA
+    let shared = crate::store::SCHEMA;
+    shared[..SHARED_BEFORE_PG_ONLY]
         .iter()
         .map(|sql| to_pg(sql))
         .chain(PG_ONLY.iter().map(|sql| sql.to_string()))
+        .chain(shared[SHARED_BEFORE_PG_ONLY..].iter().map(|sql| to_pg(sql)))
         .collect()
 }
 
-/// `postgres://user:password@host/db` with the password replaced, for messages.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// PostgreSQL's side of [`crate::store::TRANSCRIPTS_WITHOUT_CONTENT`].
+async fn strip_stored_transcripts(
+    tx: &deadpool_postgres::Transaction<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT message_seq, n, transcript FROM attempts WHERE transcript LIKE '%S: 354%'",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let (seq, n, t): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+        tx.execute(
+            "UPDATE attempts SET transcript = $3 WHERE message_seq = $1 AND n = $2",
+            &[&seq, &n, &crate::store::transcript_without_content(&t)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The database a URL names, for messages: host, port, database and user
+/// taken from the parsed configuration, never the text as typed (a password
+/// may hold `/`, `?` or `@`, and a key=value string is not a URL at all).
+pub fn describe(url: &str) -> String {
+    const UNREADABLE: &str = "(the database URL, not shown: it cannot be read; percent-encode a password's / ? @ # as %2F %3F %40 %23)";
+    let config: tokio_postgres::Config = match url.parse() {
+        Ok(c) => c,
+        Err(_) => return UNREADABLE.into(),
     };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("{user_info}@{host}"),
-        },
-        None => authority.to_string(),
-    };
-    // A password may also come as a query parameter.
-    let tail = tail
-        .split('&')
-        .map(|p| {
-            if p.trim_start_matches('?').starts_with("password=") {
-                if p.starts_with('?') {
-                    "?password=***"
-                } else {
-                    "password=***"
-                }
-                .to_string()
-            } else {
-                p.to_string()
-            }
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         })
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{scheme}://{authority}{tail}")
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost".to_string()
+    } else {
+        hosts.join(",")
+    };
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let port = if ports.is_empty() {
+        "5432".to_string()
+    } else {
+        ports.join(",")
+    };
+    let user = config.get_user().unwrap_or("(none)");
+    let db = config.get_dbname().unwrap_or(user);
+    // A password with an unencoded separator spills into the parts after it.
+    let spilled = |part: &str| part.contains(['/', '?', '@', '#', ':']);
+    if spilled(&hosts) || spilled(db) || spilled(user) {
+        return UNREADABLE.into();
+    }
+    format!("host {hosts}, port {port}, database {db}, user {user}")
 }
 
 /// An error with its causes, for a message that says what failed underneath
@@ -200,10 +230,10 @@ impl PgStore {
     /// without its password.
     pub async fn connect(url: &str, tls: rustls::ClientConfig) -> Result<PgStore, String> {
         let tls = MakeRustlsConnect::new(tls);
-        let shown = redact_url(url);
+        let shown = describe(url);
         let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| format!("--database-url {shown} is not a PostgreSQL URL: {e}"))?;
+            .map_err(|e| format!("--database-url is not a PostgreSQL URL: {e}"))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -284,6 +314,9 @@ impl PgStore {
                 .get(0);
             for (i, sql) in migrations().iter().enumerate().skip(done as usize) {
                 tx.batch_execute(sql).await?;
+                if *sql == to_pg(crate::store::TRANSCRIPTS_WITHOUT_CONTENT) {
+                    strip_stored_transcripts(&tx).await?;
+                }
                 tx.execute(
                     "INSERT INTO mailroom_migrations (version) VALUES ($1)",
                     &[&(i as i32 + 1)],
@@ -887,14 +920,7 @@ impl Queue for PgStore {
             f.q.as_deref()
                 .map(str::trim)
                 .filter(|q| !q.is_empty())
-                .map(|q| {
-                    format!(
-                        "%{}%",
-                        q.replace('\\', "\\\\")
-                            .replace('%', "\\%")
-                            .replace('_', "\\_")
-                    )
-                });
+                .map(crate::queue::like_pattern);
         let limit = f.limit.clamp(1, 200) as i64;
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS} FROM messages m
@@ -1048,21 +1074,42 @@ impl Queue for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::describe;
 
     #[test]
     fn the_password_never_shows() {
-        assert_eq!(
-            redact_url("postgres://mailroom:s3cret@db.internal:5432/mailroom"),
-            "postgres://mailroom:***@db.internal:5432/mailroom"
-        );
-        assert_eq!(
-            redact_url("postgres://db/mailroom?user=m&password=s3cret"),
-            "postgres://db/mailroom?user=m&password=***"
-        );
-        assert_eq!(
-            redact_url("postgresql://postgres@127.0.0.1/test"),
-            "postgresql://postgres@127.0.0.1/test"
-        );
+        let pw = "s3cret";
+        for (url, expected) in [
+            (
+                format!("postgres://mailroom:{pw}@db.internal:5432/mailroom"),
+                "host db.internal, port 5432, database mailroom, user mailroom",
+            ),
+            (
+                format!("postgres://db/mailroom?user=m&password={pw}"),
+                "host db, port 5432, database mailroom, user m",
+            ),
+            (
+                "postgresql://postgres@127.0.0.1/test".to_string(),
+                "host 127.0.0.1, port 5432, database test, user postgres",
+            ),
+            (
+                format!("host=db.internal user=mailroom password={pw} dbname=mail"),
+                "host db.internal, port 5432, database mail, user mailroom",
+            ),
+        ] {
+            assert_eq!(describe(&url), expected);
+        }
+        // Passwords holding the URL's own separators, not percent-encoded.
+        for bad in ["pa/ss", "pa?ss", "p@ss", "pa#ss", "a/b?c@d"] {
+            let url = format!("postgres://mailroom:{bad}{pw}@db.internal:5432/mailroom");
+            let shown = describe(&url);
+            assert!(!shown.contains(pw), "{url} shown as {shown}");
+            if shown.starts_with("(the database URL") {
+                continue;
+            }
+            for part in bad.split(['/', '?', '@', '#']).filter(|p| p.len() > 1) {
+                assert!(!shown.contains(part), "{url} shown as {shown}");
+            }
+        }
     }
 }

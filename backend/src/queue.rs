@@ -317,6 +317,17 @@ pub trait Queue: Send + Sync {
 
 /// Cuts a page fetched with one row more than `limit`; the cursor for the
 /// next page when there is one.
+/// The `LIKE … ESCAPE '\'` pattern both stores search with: `q` matched
+/// anywhere, its `\`, `%` and `_` taken literally.
+pub(crate) fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .trim()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 pub(crate) fn page_end(rows: &mut Vec<Summary>, limit: u32) -> Option<String> {
     if rows.len() > limit as usize {
         rows.truncate(limit as usize);
@@ -732,7 +743,7 @@ impl Queue for SqliteStore {
                 args.push(app.clone().into());
             }
             if let Some(q) = f.q.as_deref().filter(|q| !q.trim().is_empty()) {
-                let like = format!("%{}%", q.trim().replace('%', "\\%").replace('_', "\\_"));
+                let like = like_pattern(q);
                 sql.push_str(" AND (m.subject LIKE ? ESCAPE '\\' OR m.mail_from LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND r.address LIKE ? ESCAPE '\\'))");
                 for _ in 0..3 {
                     args.push(like.clone().into());

@@ -122,10 +122,32 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-/// Reads the message: to the end, or without `-i` to a line holding only a dot.
-pub fn read_message(input: &mut impl Read, ignore_dots: bool) -> std::io::Result<Vec<u8>> {
+/// The largest message read from stdin: `MAILROOM_MAX_MESSAGE_SIZE` (the
+/// server's `--max-message-size`), else its default of 25 MiB.
+pub fn max_message_size() -> u64 {
+    std::env::var("MAILROOM_MAX_MESSAGE_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(26_214_400)
+}
+
+/// Reads the message: to the end, or without `-i` to a line holding only a
+/// dot; never more than `max` bytes (an error of kind `FileTooLarge` then).
+pub fn read_message(
+    input: &mut impl Read,
+    ignore_dots: bool,
+    max: u64,
+) -> std::io::Result<Vec<u8>> {
     let mut all = Vec::new();
-    input.read_to_end(&mut all)?;
+    input.take(max.saturating_add(1)).read_to_end(&mut all)?;
+    if all.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "the message is larger than the limit of {max} bytes (MAILROOM_MAX_MESSAGE_SIZE)"
+            ),
+        ));
+    }
     if ignore_dots {
         return Ok(all);
     }
@@ -222,16 +244,17 @@ pub fn outcome(status: u16, body: &str) -> (u8, String) {
         200..=299 => (exit::OK, says),
         401 => (exit::NOPERM, format!("the app key was refused: {says}")),
         400 => (exit::DATAERR, says),
+        // Refused for who sends it: 69; for what the message is: 65.
         422 => {
-            let malformed = serde_json::from_str::<serde_json::Value>(body)
+            let about_from = serde_json::from_str::<serde_json::Value>(body)
                 .ok()
-                .and_then(|v| v["errors"].as_object().map(|e| e.contains_key("message")))
+                .and_then(|v| v["errors"].as_object().map(|e| e.contains_key("from")))
                 .unwrap_or(false);
             (
-                if malformed {
-                    exit::DATAERR
-                } else {
+                if about_from {
                     exit::UNAVAILABLE
+                } else {
+                    exit::DATAERR
                 },
                 says,
             )
@@ -294,8 +317,15 @@ pub fn run(args: &[String]) -> ExitCode {
             )
         }
     };
-    let raw = match read_message(&mut std::io::stdin().lock(), options.ignore_dots) {
+    let raw = match read_message(
+        &mut std::io::stdin().lock(),
+        options.ignore_dots,
+        max_message_size(),
+    ) {
         Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+            return fail(exit::UNAVAILABLE, &e.to_string())
+        }
         Err(e) => {
             return fail(
                 exit::DATAERR,
@@ -384,14 +414,31 @@ mod tests {
     fn a_lone_dot_ends_the_message_unless_i() {
         let text = b"Subject: x\r\n\r\nline\r\n.\r\nafter\r\n";
         assert_eq!(
-            read_message(&mut &text[..], false).unwrap(),
+            read_message(&mut &text[..], false, 1000).unwrap(),
             b"Subject: x\r\n\r\nline\r\n"
         );
-        assert_eq!(read_message(&mut &text[..], true).unwrap(), text.to_vec());
+        assert_eq!(
+            read_message(&mut &text[..], true, 1000).unwrap(),
+            text.to_vec()
+        );
         let lf = b"Subject: x\n\nline\n.\n";
         assert_eq!(
-            read_message(&mut &lf[..], false).unwrap(),
+            read_message(&mut &lf[..], false, 1000).unwrap(),
             b"Subject: x\n\nline\n"
+        );
+    }
+
+    #[test]
+    fn stdin_is_read_only_up_to_the_limit() {
+        // An endless stdin: the read stops one byte past the limit.
+        let mut endless = std::io::repeat(b'x');
+        let e = read_message(&mut endless, true, 4096).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(e.to_string().contains("4096 bytes"));
+        let exact = vec![b'x'; 4096];
+        assert_eq!(
+            read_message(&mut &exact[..], true, 4096).unwrap().len(),
+            4096
         );
     }
 

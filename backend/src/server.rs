@@ -120,6 +120,7 @@ async fn connection(State(state): State<AppState>) -> Json<Connection> {
 /// The whole application; tests drive it with `oneshot`. The page comes from
 /// `static_dir` when given (development), else from the binary itself.
 pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
+    let trusted_proxies = state.trusted_proxies.clone();
     let protected = Router::new()
         .merge(crate::settings::routes())
         .merge(crate::test_email::routes())
@@ -169,6 +170,10 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         ))
         .layer(CompressionLayer::new().gzip(true).br(true))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            trusted_proxies,
+            auth::client_addr,
+        ))
         // Logs method, path, status and time of each request; never headers or bodies.
         .layer(
             TraceLayer::new_for_http()
@@ -195,6 +200,18 @@ pub struct Server {
     relay: Option<crate::relay::Relay>,
     /// The admin token's file, when the token was generated at this start.
     pub generated_token: Option<PathBuf>,
+    limits: HttpLimits,
+}
+
+/// The HTTP server's limits (docs/API.md §2).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Time to send a request's headers.
+    pub header_timeout: Duration,
+    /// Time to send a whole request (its body between reads).
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
 
 /// How long in-flight deliveries get to finish at shutdown.
@@ -223,7 +240,13 @@ impl Server {
             .local_addr()
             .map_err(|e| StartError(e.to_string()))?;
         let generated_token = token.generated_into;
+        let limits = HttpLimits {
+            header_timeout: args.http_header_timeout,
+            request_timeout: args.http_request_timeout,
+            max_connections: args.http_max_connections.max(1),
+        };
         Ok(Server {
+            limits,
             addr,
             smtp_addr: relay.as_ref().map(|r| r.addr),
             listener,
@@ -241,13 +264,7 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let workers = self.engine.start(stop_rx.clone()).await;
         let relay = self.relay.map(|r| tokio::spawn(r.run(stop_rx)));
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+        let served = serve(self.listener, self.router, self.limits, shutdown_signal()).await;
         let _ = stop_tx.send(true);
         if let Some(relay) = relay {
             let _ = relay.await;
@@ -260,6 +277,71 @@ impl Server {
         }
         served
     }
+}
+
+/// Serves HTTP/1.1 with hyper's own limits: request headers within
+/// `header_timeout`, each read of a body within `request_timeout`
+/// (tower-http), and at most `max_connections` at once (the next waits to be
+/// accepted, in the kernel's backlog). On `shutdown`, stops accepting and lets
+/// open requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.request_timeout,
+    ));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, never crash.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open HTTP connections were closed at shutdown");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where the relay listens, for the page's instructions.
     pub connection: Arc<mailroom_shared::sending::Connection>,
+    /// `--trusted-proxy`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 impl FromRef<AppState> for MetricsState {
@@ -143,8 +145,35 @@ enum Database {
     Postgres(String),
 }
 
+/// `--database-url-file`: the URL, from a file only its owner may read.
+fn database_url(args: &ServeArgs) -> Result<Option<String>, StartError> {
+    let Some(path) = &args.database_url_file else {
+        return Ok(args.database_url.clone());
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| StartError(format!("cannot read --database-url-file {shown}: {e}")))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(StartError(format!(
+            "--database-url-file {shown} may be read by other users (mode {:o}); it holds the database password: chmod 600 {shown}",
+            meta.permissions().mode() & 0o777
+        )));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartError(format!("cannot read --database-url-file {shown}: {e}")))?;
+    let url = text.trim().to_string();
+    if url.is_empty() {
+        return Err(StartError(format!(
+            "--database-url-file {shown} is empty; write the postgres:// URL into it"
+        )));
+    }
+    Ok(Some(url))
+}
+
 fn database(args: &ServeArgs) -> Result<Database, StartError> {
-    match args.database_url.as_deref().map(str::trim) {
+    let url = database_url(args)?;
+    match url.as_deref().map(str::trim) {
         None | Some("") => Ok(Database::Sqlite(args.data_dir.join("mailroom.db"))),
         Some(url) if url.starts_with("sqlite://") => {
             Ok(Database::Sqlite(PathBuf::from(&url["sqlite://".len()..])))
@@ -152,9 +181,18 @@ fn database(args: &ServeArgs) -> Result<Database, StartError> {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             Ok(Database::Postgres(url.to_string()))
         }
+        // libpq's key=value form (`host=db user=mailroom password=…`).
+        Some(url) if !url.contains("://") && url.contains('=') => {
+            Ok(Database::Postgres(url.to_string()))
+        }
         Some(url) => Err(StartError(format!(
-            "--database-url {} must start with sqlite:// or postgres://",
-            crate::pg::redact_url(url)
+            "--database-url must start with sqlite:// or postgres:// (it starts with “{}”)",
+            url.split("://")
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(20)
+                .collect::<String>()
         ))),
     }
 }
@@ -203,7 +241,7 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores, StartError> {
             Ok(Stores::of(
                 store.clone(),
                 Some(store),
-                crate::pg::redact_url(&url),
+                crate::pg::describe(&url),
             ))
         }
     }
@@ -293,6 +331,7 @@ impl AppState {
             sending: args.sending.clone(),
             metrics,
             connection: Arc::default(),
+            trusted_proxies: Arc::new(args.trusted_proxies.clone()),
             auth: Arc::new(AdminAuth::new(
                 &token.token,
                 public_origin,

@@ -180,10 +180,78 @@ pub const SCHEMA: &[&str] = &[
     crate::queue::MIGRATION_LEASE,
     SESSIONS_MIGRATION,
     FAILURES_MIGRATION,
+    TRANSCRIPTS_WITHOUT_CONTENT,
 ];
 
+/// Step 7: stored transcripts lose the message content they recorded (the
+/// statement does nothing; the work is [`strip_stored_transcripts`], run in
+/// the same transaction by both stores).
+pub const TRANSCRIPTS_WITHOUT_CONTENT: &str =
+    "UPDATE attempts SET transcript = transcript WHERE 0 = 1;";
+
+/// A stored transcript without the message content between the server's
+/// `354` and the client's lone `.` (docs/API.md §11): one line says it was
+/// there. Everything else, the replies after it included, is kept.
+pub fn transcript_without_content(transcript: &str) -> String {
+    let mut out = String::with_capacity(transcript.len().min(4096));
+    let mut in_content = false;
+    for line in transcript.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if in_content {
+            if let Some(rest) = bare.strip_prefix("C:") {
+                if rest.trim() == "." {
+                    in_content = false;
+                    out.push_str("C: (message content, not kept)\n");
+                    out.push_str(line);
+                }
+                continue;
+            }
+            in_content = false;
+            out.push_str("C: (message content, not kept)\n");
+        }
+        out.push_str(line);
+        if bare.starts_with("S: 354") {
+            in_content = true;
+        }
+    }
+    if in_content {
+        out.push_str("C: (message content, not kept)\n");
+    }
+    out
+}
+
+/// Rewrites every stored transcript that holds message content.
+fn strip_stored_transcripts(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, i64, String)> = tx
+        .prepare(
+            "SELECT message_seq, n, transcript FROM attempts WHERE transcript LIKE '%S: 354%'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update =
+        tx.prepare("UPDATE attempts SET transcript = ?3 WHERE message_seq = ?1 AND n = ?2")?;
+    for (seq, n, t) in rows {
+        update.execute(params![seq, n, transcript_without_content(&t)])?;
+    }
+    Ok(())
+}
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(SCHEMA.iter().map(|sql| M::up(sql)).collect())
+    Migrations::new(
+        SCHEMA
+            .iter()
+            .map(|sql| {
+                if *sql == TRANSCRIPTS_WITHOUT_CONTENT {
+                    M::up_with_hook(sql, |tx: &rusqlite::Transaction<'_>| {
+                        strip_stored_transcripts(tx)?;
+                        Ok(())
+                    })
+                } else {
+                    M::up(sql)
+                }
+            })
+            .collect(),
+    )
 }
 
 /// SQLite in `<data-dir>/mailroom.db`.
@@ -411,6 +479,20 @@ mod tests {
         SqliteStore::open(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn transcripts_lose_the_content_and_keep_the_replies() {
+        let t = "C: MAIL FROM:<a@b.c>\nS: 250 ok\nC: DATA\nS: 354 go ahead\nC: Subject: secret\nC: \nC: the body\nC: .\nS: 250 2.0.0 OK queued\nC: QUIT\n";
+        let stripped = transcript_without_content(t);
+        assert_eq!(stripped, "C: MAIL FROM:<a@b.c>\nS: 250 ok\nC: DATA\nS: 354 go ahead\nC: (message content, not kept)\nC: .\nS: 250 2.0.0 OK queued\nC: QUIT\n");
+        assert_eq!(
+            transcript_without_content(&stripped),
+            stripped,
+            "idempotent"
+        );
+        let cut = "S: 354 go\nC: body line\n";
+        assert!(!transcript_without_content(cut).contains("body line"));
     }
 
     #[test]

@@ -539,20 +539,6 @@ async fn activity_lists_newest_first_with_filters_and_a_cursor() {
     assert_eq!(anonymous.status().as_u16(), 401);
 }
 
-async fn submit_raw(server: &Running, key: &str, query: &str, raw: String) -> (u16, Value) {
-    let resp = server
-        .http
-        .post(format!("{}/api/messages{query}", server.url))
-        .bearer_auth(key)
-        .header("content-type", "message/rfc822")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn a_raw_message_keeps_its_headers_loses_bcc_and_gains_a_message_id() {
     let (rig, server, key) = sending_rig().await;
@@ -561,7 +547,7 @@ async fn a_raw_message_keeps_its_headers_loses_bcc_and_gains_a_message_id() {
         "From: Cron <{}>\r\nTo: {to}\r\nBcc: {bcc}\r\nSubject: nightly\r\nX-Job: backup\r\n\r\n.leading dot\r\nAll good.\r\n",
         mailer()
     );
-    let (status, q) = submit_raw(&server, &key, "", raw).await;
+    let (status, q) = server.submit_raw(&key, "", raw).await;
     assert_eq!(status, 202, "{q}");
     server.wait_status(q["id"].as_str().unwrap(), "sent").await;
     let got = &rig.smtp.messages()[0];
@@ -591,18 +577,18 @@ async fn a_raw_message_keeps_its_headers_loses_bcc_and_gains_a_message_id() {
         "From: {}\r\nTo: {to}\r\nSubject: env\r\n\r\nx\r\n",
         mailer()
     );
-    let (status, q) = submit_raw(&server, &key, &format!("?to={only}"), raw).await;
+    let (status, q) = server.submit_raw(&key, &format!("?to={only}"), raw).await;
     assert_eq!(status, 202, "{q}");
     server.wait_status(q["id"].as_str().unwrap(), "sent").await;
     assert_eq!(rig.smtp.messages()[1].rcpt_to, vec![only]);
-    let (status, bad) = submit_raw(&server, &key, "", "no headers at all".into()).await;
+    let (status, bad) = server.submit_raw(&key, "", "no headers at all").await;
     assert_eq!(status, 422, "{bad}");
     assert!(bad["errors"]["message"].is_array(), "{bad}");
     let raw = format!(
         "From: {}\r\nTo: {to}\r\nSubject: x\r\n\r\nx\r\n",
         addr("ceo", "contoso.com")
     );
-    let (status, refused) = submit_raw(&server, &key, "", raw).await;
+    let (status, refused) = server.submit_raw(&key, "", raw).await;
     assert_eq!(status, 422);
     assert!(refused["errors"]["from"][0]
         .as_str()

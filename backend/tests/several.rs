@@ -186,15 +186,18 @@ async fn a_session_from_one_server_works_on_the_other() {
     for url in [&a.url, &b.url] {
         let r = http
             .get(format!("{url}/api/settings"))
+            .bearer_auth("wrong-token-again-0123456789abcdef")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "the next guess is slowed on {url}");
+        let r = http
+            .get(format!("{url}/api/settings"))
             .bearer_auth(TOKEN)
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            r.status(),
-            429,
-            "locked out on {url}, even with the right token"
-        );
+        assert_eq!(r.status(), 200, "the right token still works on {url}");
     }
 }
 
@@ -294,10 +297,55 @@ async fn a_bad_database_url_gives_a_clear_message_and_78() {
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(
-        err.contains("mailroom_pw_check:***@127.0.0.1"),
-        "names the URL: {err}"
+        err.contains(&format!(
+            "host 127.0.0.1, port {port}, database test, user mailroom_pw_check"
+        )),
+        "names the database from the parsed URL: {err}"
     );
     assert!(!err.contains("wrong-password"), "never the password: {err}");
+    // A password holding the URL's own separators, typed as is, and libpq's
+    // key=value form: the password never shows.
+    for url in [
+        format!("postgres://mailroom_pw_check:se/cr?et@127.0.0.1:{port}/test"),
+        format!("postgres://mailroom_pw_check:p@ss-word@127.0.0.1:{port}/test"),
+        format!("host=127.0.0.1 port={port} user=mailroom_pw_check password=kv-secret-pw dbname=test sslmode=disable"),
+    ] {
+        let (code, err) = start_error(&url).await;
+        assert_eq!(code, Some(78), "{err}");
+        for secret in ["se/cr", "cr?et", "p@ss", "ss-word", "kv-secret-pw"] {
+            assert!(!err.contains(secret), "{secret} printed for {url}: {err}");
+        }
+    }
+    // --database-url-file: only a file its owner alone may read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db-url");
+        std::fs::write(
+            &file,
+            format!(
+                "postgres://mailroom_pw_check:file-pw-123@127.0.0.1:{port}/test?sslmode=disable\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = file.to_str().unwrap();
+        let (code, err) = serve_refused(&["--database-url-file", path], TOKEN).await;
+        assert_eq!(code, Some(78), "{err}");
+        assert!(
+            err.contains("chmod 600") && !err.contains("file-pw-123"),
+            "{err}"
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (code, err) = serve_refused(&["--database-url-file", path], TOKEN).await;
+        assert_eq!(code, Some(78), "{err}");
+        assert!(
+            err.contains("password authentication failed")
+                && err.contains("user mailroom_pw_check")
+                && !err.contains("file-pw-123"),
+            "read from the file: {err}"
+        );
+    }
     // Nothing listening.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
@@ -308,7 +356,8 @@ async fn a_bad_database_url_gives_a_clear_message_and_78() {
     .await;
     assert_eq!(code, Some(78), "{err}");
     assert!(
-        err.contains("cannot connect") && err.contains(&format!("127.0.0.1:{closed_port}")),
+        err.contains("cannot connect")
+            && err.contains(&format!("host 127.0.0.1, port {closed_port}")),
         "{err}"
     );
     // No such database.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::pg::PgSchema;
 use mailroom_backend::pg::PgStore;
 use mailroom_backend::queue::{
-    AttemptRecord, Enqueued, Lease, NewMessage, Queue, RecipientOutcome,
+    AttemptRecord, Enqueued, Lease, ListFilter, NewMessage, Queue, RecipientOutcome,
 };
 use mailroom_backend::store::{
     FailureStore, Record, SessionStore, SettingsStore, SqliteStore, StoreError,
@@ -97,6 +97,7 @@ both!(
     a_session_made_on_one_server_is_valid_on_another,
     the_delivery_slot_is_shared_where_servers_share_a_store,
     failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_window,
+    search_takes_backslash_percent_and_underscore_literally,
 );
 
 const T0: i64 = 1_795_000_000;
@@ -516,6 +517,76 @@ async fn the_delivery_slot_is_shared_where_servers_share_a_store(f: Fixture) {
         // One process per SQLite file: the engine keeps the slot in memory.
         assert_eq!((first, second), (None, None));
     }
+}
+
+async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {
+    let s = f.open().await;
+    for (id, subject) in [
+        ("msg_bs", r"C:\reports\daily"),
+        ("msg_pct", "100% done"),
+        ("msg_us", "file_name"),
+        ("msg_plain", "Reports: Daily, 100 done, file name"),
+    ] {
+        let mut m = message(id, None);
+        m.subject = subject.into();
+        s.queue.enqueue(m).await.unwrap();
+    }
+    let search = |q: &str| {
+        let queue = s.queue.clone();
+        let q = q.to_string();
+        async move {
+            let (rows, next) = queue
+                .list(ListFilter {
+                    status: None,
+                    app: None,
+                    q: Some(q),
+                    limit: 50,
+                    before: None,
+                })
+                .await
+                .unwrap();
+            assert!(next.is_none());
+            let mut ids: Vec<String> = rows.into_iter().map(|r| r.id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(
+        search("\\").await,
+        vec!["msg_bs"],
+        "a backslash is a backslash"
+    );
+    assert_eq!(search("s\\d").await, vec!["msg_bs"]);
+    assert_eq!(
+        search("%").await,
+        vec!["msg_pct"],
+        "a percent sign is no wildcard"
+    );
+    assert_eq!(
+        search("e_n").await,
+        vec!["msg_us"],
+        "an underscore is no wildcard"
+    );
+    assert_eq!(
+        search("DAILY").await,
+        vec!["msg_bs", "msg_plain"],
+        "case does not matter"
+    );
+    // The newest first, in pages.
+    let (rows, next) = s
+        .queue
+        .list(ListFilter {
+            status: None,
+            app: None,
+            q: None,
+            limit: 3,
+            before: None,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["msg_plain", "msg_us", "msg_pct"]);
+    assert_eq!(next.as_deref(), Some("msg_pct"));
 }
 
 async fn failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_window(f: Fixture) {

@@ -87,6 +87,9 @@ pub struct Received {
     pub rcpt_to: Vec<String>,
     /// The DATA body, dot-unstuffed.
     pub data: String,
+    /// The DATA body as bytes, exactly as sent (dot-unstuffed, CRLF line ends,
+    /// without the final CRLF before the "."): for byte-for-byte checks.
+    pub raw: Vec<u8>,
     /// The user that signed in, if any.
     pub user: Option<String>,
 }
@@ -152,6 +155,15 @@ impl AsyncWrite for Stream {
 
 /// Reads one line (up to LF), byte by byte so nothing is buffered past a STARTTLS.
 async fn read_line(s: &mut Stream) -> Option<String> {
+    read_bytes(s).await.map(|line| {
+        String::from_utf8_lossy(&line)
+            .trim_end_matches(['\r', '\n'])
+            .to_string()
+    })
+}
+
+/// One line as bytes, its line end included.
+async fn read_bytes(s: &mut Stream) -> Option<Vec<u8>> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -165,11 +177,7 @@ async fn read_line(s: &mut Stream) -> Option<String> {
             }
         }
     }
-    Some(
-        String::from_utf8_lossy(&line)
-            .trim_end_matches(['\r', '\n'])
-            .to_string(),
-    )
+    Some(line)
 }
 
 async fn send(s: &mut Stream, text: &str) -> bool {
@@ -388,14 +396,22 @@ impl Conn {
                     if !send(&mut s, "354 Start mail input; end with <CRLF>.<CRLF>").await {
                         return;
                     }
-                    let mut body = Vec::new();
-                    while let Some(l) = read_line(&mut s).await {
-                        if l == "." {
+                    let mut raw: Vec<u8> = Vec::new();
+                    while let Some(l) = read_bytes(&mut s).await {
+                        if l == b".\r\n" || l == b".\n" || l == b"." {
                             break;
                         }
-                        body.push(l.strip_prefix('.').map(str::to_string).unwrap_or(l));
+                        raw.extend_from_slice(l.strip_prefix(b".").unwrap_or(&l));
                     }
-                    current.data = body.join("\r\n");
+                    if raw.ends_with(b"\r\n") {
+                        raw.truncate(raw.len() - 2);
+                    }
+                    current.data = String::from_utf8_lossy(&raw)
+                        .split("\r\n")
+                        .map(|l| l.trim_end_matches(['\r', '\n']))
+                        .collect::<Vec<_>>()
+                        .join("\r\n");
+                    current.raw = raw;
                     match &self.config.data_reply {
                         Some(r) => r.clone(),
                         None => {

@@ -8,12 +8,13 @@
 mod session;
 pub mod tls;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
@@ -31,6 +32,113 @@ pub(crate) struct Shared {
     pub tls: TlsAcceptor,
     pub trusted: Vec<ipnet::IpNet>,
     pub idle: Duration,
+    /// Time from the greeting to a finished AUTH (or a trusted MAIL FROM).
+    pub auth_timeout: Duration,
+    /// The longest session, from the greeting.
+    pub session_limit: Duration,
+    /// Time to write one reply.
+    pub write_timeout: Duration,
+}
+
+/// Commands a client may send before AUTH (docs/API.md §11).
+pub const MAX_COMMANDS_BEFORE_AUTH: u32 = 20;
+/// Time a load balancer has to send its PROXY header.
+const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Open connections per client address (IPv6 by /64); a [`Slot`] gives its
+/// place back when dropped.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+struct Slot(Arc<PerAddress>, IpAddr);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
+        let ip = crate::auth::bucket(ip);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(self.clone(), ip))
+    }
+}
+
+/// Why a PROXY header was not taken.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// Nothing usable arrived in time, or the connection closed.
+    Io(std::io::Error),
+    /// The bytes are not a PROXY protocol header.
+    Malformed,
+}
+
+/// Reads exactly one PROXY protocol header (v1 text or v2 binary), byte for
+/// byte so nothing the client sends after it is consumed, and returns the
+/// client address it names (none for `UNKNOWN`, `LOCAL` or a Unix socket:
+/// the balancer's own health checks).
+pub async fn read_proxy_header<S: tokio::io::AsyncRead + Unpin>(
+    io: &mut S,
+) -> Result<Option<IpAddr>, ProxyError> {
+    const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+    let mut buf = vec![0u8; 12];
+    io.read_exact(&mut buf).await.map_err(ProxyError::Io)?;
+    if buf.as_slice() == V2_SIGNATURE {
+        let mut rest = [0u8; 4];
+        io.read_exact(&mut rest).await.map_err(ProxyError::Io)?;
+        buf.extend_from_slice(&rest);
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        if len > 1024 {
+            return Err(ProxyError::Malformed);
+        }
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        io.read_exact(&mut buf[start..])
+            .await
+            .map_err(ProxyError::Io)?;
+        let header =
+            ppp::v2::Header::try_from(buf.as_slice()).map_err(|_| ProxyError::Malformed)?;
+        if header.command == ppp::v2::Command::Local {
+            return Ok(None);
+        }
+        return Ok(match header.addresses {
+            ppp::v2::Addresses::IPv4(a) => Some(IpAddr::V4(a.source_address)),
+            ppp::v2::Addresses::IPv6(a) => Some(IpAddr::V6(a.source_address)),
+            _ => None,
+        });
+    }
+    if !buf.starts_with(b"PROXY ") {
+        return Err(ProxyError::Malformed);
+    }
+    // v1: one line of at most 107 bytes.
+    while !buf.ends_with(b"\r\n") {
+        if buf.len() >= 107 {
+            return Err(ProxyError::Malformed);
+        }
+        let mut b = [0u8; 1];
+        io.read_exact(&mut b).await.map_err(ProxyError::Io)?;
+        buf.push(b[0]);
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| ProxyError::Malformed)?;
+    let header = ppp::v1::Header::try_from(text).map_err(|_| ProxyError::Malformed)?;
+    Ok(match header.addresses {
+        ppp::v1::Addresses::Tcp4(a) => Some(IpAddr::V4(a.source_address)),
+        ppp::v1::Addresses::Tcp6(a) => Some(IpAddr::V6(a.source_address)),
+        ppp::v1::Addresses::Unknown => None,
+    })
 }
 
 /// A bound relay, ready to run.
@@ -40,6 +148,9 @@ pub struct Relay {
     listener: TcpListener,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
+    per_address: Arc<PerAddress>,
+    max_per_address: usize,
+    proxies: Vec<ipnet::IpNet>,
 }
 
 /// Whether AUTH is offered: after STARTTLS, or to a client on loopback.
@@ -89,8 +200,14 @@ impl Relay {
                 tls,
                 trusted: args.smtp_trusted_networks.clone(),
                 idle: args.smtp_idle_timeout,
+                auth_timeout: args.smtp_auth_timeout,
+                session_limit: args.smtp_session_limit,
+                write_timeout: args.smtp_write_timeout,
             }),
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            per_address: Arc::default(),
+            max_per_address: args.smtp_max_connections_per_ip.max(1) as usize,
+            proxies: args.smtp_proxy_protocol.clone(),
         }))
     }
 
@@ -115,26 +232,84 @@ impl Relay {
             let stop = stop.clone();
             match self.slots.clone().try_acquire_owned() {
                 Ok(permit) => {
+                    let per_address = self.per_address.clone();
+                    let max = self.max_per_address;
+                    let behind_proxy = self
+                        .proxies
+                        .iter()
+                        .any(|n| n.contains(&peer.ip().to_canonical()));
                     tokio::spawn(async move {
-                        session::serve(shared, stream, peer, stop).await;
+                        let mut stream = stream;
+                        let client = if behind_proxy {
+                            let header = tokio::time::timeout(
+                                PROXY_HEADER_TIMEOUT,
+                                read_proxy_header(&mut stream),
+                            )
+                            .await;
+                            match header {
+                                Ok(Ok(client)) => client.unwrap_or(peer.ip()),
+                                Ok(Err(ProxyError::Malformed)) => {
+                                    tracing::warn!(%peer, "relay: malformed PROXY header from a load balancer");
+                                    refuse(
+                                        &shared,
+                                        stream,
+                                        "421 4.7.0",
+                                        "Malformed PROXY protocol header",
+                                    )
+                                    .await;
+                                    return;
+                                }
+                                _ => return,
+                            }
+                        } else {
+                            peer.ip()
+                        };
+                        let client = client.to_canonical();
+                        let trusted = shared.trusted.iter().any(|n| n.contains(&client));
+                        let slot = if trusted {
+                            None
+                        } else {
+                            match per_address.take(client, max) {
+                                Some(slot) => Some(slot),
+                                None => {
+                                    refuse(
+                                        &shared,
+                                        stream,
+                                        "421 4.7.0",
+                                        "Too many connections from your address; try again later",
+                                    )
+                                    .await;
+                                    return;
+                                }
+                            }
+                        };
+                        session::serve(shared, stream, client, stop).await;
+                        drop(slot);
                         drop(permit);
                     });
                 }
                 Err(_) => {
                     tokio::spawn(async move {
-                        let mut stream = stream;
-                        let line = format!(
-                            "421 4.7.0 {} Too many connections; try again later\r\n",
-                            shared.hostname
-                        );
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            let _ = stream.write_all(line.as_bytes()).await;
-                            let _ = stream.shutdown().await;
-                        })
+                        refuse(
+                            &shared,
+                            stream,
+                            "421 4.7.0",
+                            "Too many connections; try again later",
+                        )
                         .await;
                     });
                 }
             }
         }
     }
+}
+
+/// Answers a connection that will not be served with one reply, and closes it.
+async fn refuse(shared: &Shared, mut stream: TcpStream, code: &str, text: &str) {
+    let line = format!("{code} {} {text}\r\n", shared.hostname);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(line.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }

@@ -4,8 +4,9 @@
 //! the buffer is used up, which is what PIPELINING asks of a server. Bytes
 //! after a STARTTLS command are thrown away, never handled inside TLS.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mailroom_shared::sending::{App, FromPolicy, MAX_RECIPIENTS};
 use smtp_proto::request::receiver::{
@@ -57,6 +58,14 @@ enum Mode {
     AuthPass(LineReceiver<String>),
 }
 
+/// What ended a wait for the client.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    Idle,
+    Auth,
+    Session,
+}
+
 /// What to do after a handler.
 enum Flow {
     Go,
@@ -74,6 +83,12 @@ struct Session {
     mode: Mode,
     errors: u32,
     out: Vec<u8>,
+    /// When the greeting was sent: AUTH and the session's length count from here.
+    started: Instant,
+    /// Commands before AUTH (or a trusted MAIL FROM).
+    commands: u32,
+    /// A trusted-network client sent MAIL FROM: it needs no AUTH.
+    trusted_mail: bool,
     /// The connection's socket (a duplicate handle), to ACK at once after
     /// each read: a client whose final `.` waits behind Nagle's algorithm
     /// would otherwise wait for the delayed-ACK timer (40 ms) per message.
@@ -84,10 +99,10 @@ struct Session {
 pub(super) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
-    peer: SocketAddr,
+    peer: IpAddr,
     stop: watch::Receiver<bool>,
 ) {
-    let peer = peer.ip().to_canonical();
+    let peer = peer.to_canonical();
     let socket = {
         use std::os::fd::AsFd;
         stream
@@ -107,6 +122,9 @@ pub(super) async fn serve(
         mode: Mode::Command,
         errors: 0,
         out: Vec::new(),
+        started: Instant::now(),
+        commands: 0,
+        trusted_mail: false,
     };
     let mut stream = stream;
     // The greeting names the host first (RFC 5321 4.3.1), without a status code.
@@ -117,7 +135,7 @@ pub(super) async fn serve(
         let _ = stream.shutdown().await;
         return;
     }
-    let handshake = tokio::time::timeout(shared.idle, shared.tls.accept(stream)).await;
+    let handshake = tokio::time::timeout(s.read_deadline().0, shared.tls.accept(stream)).await;
     let Ok(Ok(mut tls)) = handshake else {
         tracing::debug!(%peer, "relay TLS handshake failed");
         return;
@@ -155,13 +173,46 @@ impl Session {
         self.shared.hostname.clone()
     }
 
+    /// Writes the gathered replies; a client that does not read them within
+    /// the write timeout loses the connection (docs/API.md §11).
     async fn flush<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> bool {
         if self.out.is_empty() {
             return true;
         }
-        let ok = io.write_all(&self.out).await.is_ok() && io.flush().await.is_ok();
+        let written = tokio::time::timeout(self.shared.write_timeout, async {
+            io.write_all(&self.out).await.is_ok() && io.flush().await.is_ok()
+        })
+        .await;
         self.out.clear();
-        ok
+        if written.is_err() {
+            tracing::info!(peer = %self.peer, "relay client does not read its replies; closing");
+        }
+        written.unwrap_or(false)
+    }
+
+    /// Past AUTH, or a trusted client that began a transaction.
+    fn past_auth(&self) -> bool {
+        self.app.is_some() || self.trusted_mail
+    }
+
+    /// How long the next read may wait, and what ends it: the idle timeout,
+    /// the AUTH deadline, or the session's length (between messages only).
+    fn read_deadline(&self) -> (Duration, Deadline) {
+        let elapsed = self.started.elapsed();
+        let mut wait = (self.shared.idle, Deadline::Idle);
+        if !self.past_auth() {
+            let left = self.shared.auth_timeout.saturating_sub(elapsed);
+            if left <= wait.0 {
+                wait = (left, Deadline::Auth);
+            }
+        }
+        if matches!(self.mode, Mode::Command) {
+            let left = self.shared.session_limit.saturating_sub(elapsed);
+            if left <= wait.0 {
+                wait = (left, Deadline::Session);
+            }
+        }
+        wait
     }
 
     /// Reads and answers until the client quits, the session must close, or
@@ -177,8 +228,14 @@ impl Session {
             if !self.flush(io).await {
                 return Flow::Close;
             }
+            if matches!(self.mode, Mode::Command)
+                && self.started.elapsed() >= self.shared.session_limit
+            {
+                return self.close_at(io, Deadline::Session).await;
+            }
+            let (wait, deadline) = self.read_deadline();
             let read = tokio::select! {
-                r = tokio::time::timeout(self.shared.idle, io.read(&mut buf)) => r,
+                r = tokio::time::timeout(wait, io.read(&mut buf)) => r,
                 _ = stop.changed() => {
                     self.reply(421, "4.3.2", &format!("{} Mailroom is shutting down; try again shortly", self.hostname()));
                     self.flush(io).await;
@@ -186,18 +243,7 @@ impl Session {
                 }
             };
             let n = match read {
-                Err(_) => {
-                    self.reply(
-                        421,
-                        "4.4.2",
-                        &format!(
-                            "{} Idle for too long; closing the connection",
-                            self.hostname()
-                        ),
-                    );
-                    self.flush(io).await;
-                    return Flow::Close;
-                }
+                Err(_) => return self.close_at(io, deadline).await,
                 Ok(Err(_)) | Ok(Ok(0)) => return Flow::Close,
                 Ok(Ok(n)) => n,
             };
@@ -205,6 +251,21 @@ impl Session {
                 let _ = socket.set_tcp_quickack(true);
             }
             let mut bytes = buf[..n].iter();
+            if self.commands == 0
+                && matches!(self.mode, Mode::Command)
+                && is_proxy_header(&buf[..n])
+            {
+                // A PROXY header counts only from a --smtp-proxy-protocol
+                // balancer, and only before the greeting (read in mod.rs).
+                tracing::warn!(peer = %self.peer, "relay: PROXY header from an address that is not a load balancer");
+                self.reply(
+                    554,
+                    "5.7.1",
+                    "PROXY protocol headers are accepted only from the load balancers named in --smtp-proxy-protocol",
+                );
+                self.flush(io).await;
+                return Flow::Close;
+            }
             while !bytes.as_slice().is_empty() {
                 let flow = match &mut self.mode {
                     Mode::Command => match requests.ingest(&mut bytes) {
@@ -301,6 +362,35 @@ impl Session {
         }
     }
 
+    async fn close_at<S: AsyncWrite + Unpin>(&mut self, io: &mut S, deadline: Deadline) -> Flow {
+        let host = self.hostname();
+        match deadline {
+            Deadline::Idle => self.reply(
+                421,
+                "4.4.2",
+                &format!("{host} Idle for too long; closing the connection"),
+            ),
+            Deadline::Auth => self.reply(
+                421,
+                "4.7.0",
+                &format!(
+                    "{host} AUTH was not finished within {} seconds of the greeting; closing the connection",
+                    self.shared.auth_timeout.as_secs()
+                ),
+            ),
+            Deadline::Session => self.reply(
+                421,
+                "4.4.2",
+                &format!(
+                    "{host} Session time limit ({} minutes) reached; connect again to send more",
+                    self.shared.session_limit.as_secs() / 60
+                ),
+            ),
+        }
+        self.flush(io).await;
+        Flow::Close
+    }
+
     fn protocol_error(&mut self, e: ProtoError) -> Flow {
         self.errors += 1;
         match e {
@@ -359,6 +449,22 @@ impl Session {
     }
 
     async fn command(&mut self, request: Request<String>) -> Flow {
+        if !self.past_auth() {
+            self.commands += 1;
+            if self.commands > super::MAX_COMMANDS_BEFORE_AUTH {
+                self.reply(
+                    421,
+                    "4.7.0",
+                    &format!(
+                        "{} Too many commands before AUTH; closing the connection",
+                        self.hostname()
+                    ),
+                );
+                return Flow::Close;
+            }
+        } else {
+            self.commands = self.commands.saturating_add(1);
+        }
         match request {
             Request::Ehlo { .. } => {
                 self.helo = true;
@@ -547,13 +653,12 @@ impl Session {
         Flow::Close
     }
 
-    /// Checks an app id and key: the key's hash is compared in constant time,
-    /// and wrong ones count towards the address's lockout.
+    /// Checks an app id and key: the key's hash is compared in constant time.
+    /// A right key is always accepted; wrong ones count towards the
+    /// address's limit, past which each is answered after a delay and the
+    /// connection closed (docs/API.md §2).
     async fn verify(&mut self, user: &str, pass: &str) -> Flow {
         let limit = self.shared.sending.apps.key_failures.clone();
-        if let Some(wait) = limit.locked(self.peer).await {
-            return self.locked_out(wait);
-        }
         let found = match self.shared.sending.apps.queue.app_by_id(user.trim()).await {
             Ok(found) => found,
             Err(e) => {
@@ -568,26 +673,25 @@ impl Session {
         };
         let hash = key_hash(pass.trim());
         let app = found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
-        match limit.check(self.peer, app.is_some()).await {
-            Ok(()) => {
-                tracing::info!(app = app.as_ref().map(|a| a.id.as_str()), peer = %self.peer, "relay sign-in");
-                self.app = app;
-                self.reply(235, "2.7.0", "Authentication successful");
-                Flow::Go
+        let verdict = limit.check(self.peer, app.is_some()).await;
+        if let (Ok(()), Some(app)) = (verdict, app) {
+            tracing::info!(app = %app.id, peer = %self.peer, "relay sign-in");
+            self.app = Some(app);
+            self.reply(235, "2.7.0", "Authentication successful");
+            return Flow::Go;
+        }
+        self.shared.sending.metrics.relay_auth_failures.inc();
+        self.reply(
+            535,
+            "5.7.8",
+            "Authentication credentials invalid: the username is the app's id (app_...) and the password its key (mr_...)",
+        );
+        match verdict {
+            Err(Refused::LockedOut(wait)) => {
+                tokio::time::sleep(crate::apps::WRONG_KEY_DELAY).await;
+                self.locked_out(wait)
             }
-            Err(Refused::Wrong) => {
-                self.shared.sending.metrics.relay_auth_failures.inc();
-                if let Some(wait) = limit.locked(self.peer).await {
-                    return self.locked_out(wait);
-                }
-                self.reply(
-                    535,
-                    "5.7.8",
-                    "Authentication credentials invalid: the username is the app's id (app_...) and the password its key (mr_...)",
-                );
-                Flow::Go
-            }
-            Err(Refused::LockedOut(wait)) => self.locked_out(wait),
+            _ => Flow::Go,
         }
     }
 
@@ -692,6 +796,9 @@ impl Session {
                 return Flow::Go;
             }
         }
+        if matches!(sender, Sender::Trusted(_)) {
+            self.trusted_mail = true;
+        }
         self.tx = Some(Transaction {
             sender,
             from: from.address,
@@ -771,7 +878,7 @@ impl Session {
                             .next()
                             .cloned()
                             .unwrap_or_else(|| "The message is not valid".into());
-                        self.reply(554, "5.6.0", &first);
+                        self.reply(550, "5.6.0", &first);
                     }
                 }
                 return Flow::Go;
@@ -810,6 +917,11 @@ impl Session {
         }
         Flow::Go
     }
+}
+
+/// Whether bytes start like a PROXY protocol header (v1 text or v2 binary).
+fn is_proxy_header(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PROXY ") || bytes.starts_with(b"\r\n\r\n\0\r\nQUIT\n")
 }
 
 fn decode_bytes(line: &[u8]) -> Option<Vec<u8>> {

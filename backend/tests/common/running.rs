@@ -110,11 +110,40 @@ impl Running {
     }
 
     pub async fn submit(&self, key: &str, body: &Value) -> (u16, Value) {
+        self.post_message(
+            key,
+            "",
+            "application/json",
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
+    }
+
+    /// `POST /api/messages{query}` with a whole message (`message/rfc822`).
+    #[allow(dead_code)]
+    pub async fn submit_raw(
+        &self,
+        key: &str,
+        query: &str,
+        raw: impl Into<Vec<u8>>,
+    ) -> (u16, Value) {
+        self.post_message(key, query, "message/rfc822", raw.into())
+            .await
+    }
+
+    async fn post_message(
+        &self,
+        key: &str,
+        query: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
         let resp = self
             .http
-            .post(format!("{}/api/messages", self.url))
+            .post(format!("{}/api/messages{query}", self.url))
             .bearer_auth(key)
-            .json(body)
+            .header("content-type", content_type)
+            .body(body)
             .send()
             .await
             .unwrap();

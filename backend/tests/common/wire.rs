@@ -14,13 +14,29 @@ pub struct Wire {
 
 impl Wire {
     pub async fn connect(addr: SocketAddr) -> (Wire, String) {
-        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
-        let mut wire = Wire {
-            reader: BufReader::new(r),
-            writer: w,
-        };
+        let mut wire = Wire::from_stream(TcpStream::connect(addr).await.unwrap());
         let greeting = wire.reply().await;
         (wire, greeting)
+    }
+
+    /// Over a connected stream, nothing read yet.
+    pub fn from_stream(stream: TcpStream) -> Wire {
+        let (r, w) = stream.into_split();
+        Wire {
+            reader: BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    /// The reading and writing halves (what was buffered stays in the reader).
+    #[allow(dead_code)]
+    pub fn into_parts(
+        self,
+    ) -> (
+        BufReader<tokio::net::tcp::OwnedReadHalf>,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        (self.reader, self.writer)
     }
 
     /// One whole reply (all its lines), or "" when the server closed.
@@ -46,6 +62,11 @@ impl Wire {
         self.writer.write_all(text.as_bytes()).await.unwrap();
     }
 
+    #[allow(dead_code)]
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.unwrap();
+    }
+
     pub async fn command(&mut self, text: &str) -> String {
         self.send(&format!("{text}\r\n")).await;
         self.reply().await
@@ -55,5 +76,19 @@ impl Wire {
         use base64::Engine as _;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
         self.command(&format!("AUTH PLAIN {token}")).await
+    }
+}
+
+/// Connects until the relay greets with 220 (a freed place may take a moment).
+#[allow(dead_code)]
+pub async fn wait_greeted(addr: SocketAddr) {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, greeting) = Wire::connect(addr).await;
+        if greeting.starts_with("220") {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{greeting}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -17,7 +17,7 @@ use mailroom_shared::Security;
 
 use crate::crypto::Secret;
 pub use record::{MAX_LINE, MAX_REPLY, TRANSCRIPT_MAX_BYTES, TRANSCRIPT_MAX_LINES};
-pub use session::{dot_stuffed, Progress, SmtpSession, Target};
+pub use session::{Progress, SmtpSession, Target};
 pub use tls::TlsTrust;
 
 /// Time allowed to open the TCP connection.

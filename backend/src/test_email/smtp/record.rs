@@ -36,10 +36,32 @@ pub(super) struct Recorder {
     pub(super) partial_server: Vec<u8>,
     /// Complete server lines seen, kept or not.
     pub(super) server_lines: usize,
+    /// Set while a message's content is written: not recorded (docs/API.md §11).
+    content: bool,
 }
 
 impl Recorder {
+    /// A message's content follows: one line says how big, and the client's
+    /// bytes are not recorded until [`Recorder::content_ends`].
+    pub(super) fn content_begins(&mut self, bytes: usize) {
+        self.partial_client.clear();
+        self.keep(
+            Direction::Client,
+            format!("(message content, {bytes} bytes, not recorded)").as_bytes(),
+        );
+        self.content = true;
+    }
+
+    /// The content was written; record the client's lines again.
+    pub(super) fn content_ends(&mut self) {
+        self.content = false;
+        self.partial_client.clear();
+    }
+
     fn push(&mut self, dir: Direction, bytes: &[u8]) {
+        if self.content && dir == Direction::Client {
+            return;
+        }
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             let buf = match dir {
                 Direction::Client => &mut self.partial_client,

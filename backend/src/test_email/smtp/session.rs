@@ -123,6 +123,9 @@ impl Progress {
 /// A signed-in session, ready to send.
 pub struct SmtpSession {
     conn: AsyncSmtpConnection,
+    /// The same stream lettre talks through, for the message's bytes, which
+    /// lettre can only send as text or with its own line-end handling.
+    raw: RecStream,
 }
 
 impl SmtpSession {
@@ -133,12 +136,12 @@ impl SmtpSession {
         trust: &TlsTrust,
         p: &mut Progress,
     ) -> Result<SmtpSession, SmtpFailure> {
-        let (mut conn, slot, mut info) = connect(target, trust, p).await?;
+        let (mut conn, raw, mut info) = connect(target, trust, p).await?;
         if target.security == Security::Starttls {
-            info = starttls(&mut conn, &slot, target, trust, p).await?;
+            info = starttls(&mut conn, &raw.conn, target, trust, p).await?;
         }
         authenticate(&mut conn, &info, auth, p).await?;
-        Ok(SmtpSession { conn })
+        Ok(SmtpSession { conn, raw })
     }
 
     /// Sends one message: MAIL FROM, RCPT TO for each recipient, DATA.
@@ -204,9 +207,33 @@ impl SmtpSession {
             .await
             .map_err(|e| p.failure(Stage::Send, &e))?;
         // One write for the body and its terminator (lettre's `message()`
-        // makes two, and the second waits 40 ms for a delayed ACK under Nagle).
+        // makes two, and the second waits 40 ms for a delayed ACK under
+        // Nagle), of exactly the stored bytes, dot-stuffed; the transcript
+        // records that content was sent, never the content itself.
+        let data = crate::intake::dot_stuffed(message);
+        p.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .content_begins(message.len());
+        let written = async {
+            use tokio::io::AsyncWriteExt;
+            self.raw.write_all(&data).await?;
+            self.raw.flush().await
+        }
+        .await;
+        p.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .content_ends();
+        if let Err(e) = written {
+            return Err(match e.kind() {
+                k if is_dropped(k) => SmtpFailure::Dropped(Stage::Send),
+                io::ErrorKind::TimedOut => SmtpFailure::Timeout(Stage::Send),
+                _ => SmtpFailure::Network(Stage::Send, e.to_string()),
+            });
+        }
         self.conn
-            .command(dot_stuffed(message))
+            .read_response()
             .await
             .map_err(|e| p.failure(Stage::Send, &e))?;
         Ok(outcomes)
@@ -233,7 +260,7 @@ async fn connect(
     target: &Target,
     trust: &TlsTrust,
     p: &mut Progress,
-) -> Result<(AsyncSmtpConnection, Arc<Mutex<Conn>>, ServerInfo), SmtpFailure> {
+) -> Result<(AsyncSmtpConnection, RecStream, ServerInfo), SmtpFailure> {
     let t = Instant::now();
     let tcp = match tokio::time::timeout(target.connect_timeout, open_tcp(target)).await {
         Ok(Ok(tcp)) => tcp,
@@ -276,7 +303,7 @@ async fn connect(
         inbound: Arc::default(),
         peer,
     };
-    let slot = stream.conn.clone();
+    let raw = stream.clone();
     let t = Instant::now();
     let stage = if target.security == Security::Tls {
         Stage::Tls
@@ -289,7 +316,7 @@ async fn connect(
                 p.record(Stage::Connect, true, t);
             }
             let info = conn.server_info().clone();
-            Ok((conn, slot, info))
+            Ok((conn, raw, info))
         }
         Err(e) => {
             p.record(stage, false, t);
@@ -477,36 +504,9 @@ async fn auth_exchange(
     Ok(response)
 }
 
-/// The DATA section as sent: CRLF line ends, lines starting with "." doubled
-/// (RFC 5321 4.5.2), and the terminating "." line.
-pub fn dot_stuffed(message: &[u8]) -> String {
-    let text = String::from_utf8_lossy(message)
-        .replace("\r\n", "\n")
-        .replace('\r', "\n");
-    let mut out = String::with_capacity(text.len() + 16);
-    for line in text.trim_end_matches('\n').split('\n') {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str(".\r\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn data_is_dot_stuffed_and_terminated() {
-        assert_eq!(
-            dot_stuffed(b"Subject: x\r\n\r\n.hidden\r\nok\r\n"),
-            "Subject: x\r\n\r\n..hidden\r\nok\r\n.\r\n"
-        );
-        assert_eq!(dot_stuffed(b".\nlone"), "..\r\nlone\r\n.\r\n");
-    }
 
     #[test]
     fn io_errors_are_found_through_the_source_chain() {

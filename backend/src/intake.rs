@@ -1,0 +1,748 @@
+//! The one intake every way in ends in (docs/API.md §7, "What a raw message
+//! must be"), as Postfix's cleanup(8) is for smtpd and pickup: HTTP (raw and
+//! JSON), the relay and `mailroom sendmail` hand their bytes to [`check`],
+//! which normalises and checks them once. What it returns is exactly what is
+//! stored and, later, exactly what is sent: delivery never re-encodes.
+//!
+//! The rules, on the bytes themselves (never on a lossy UTF-8 copy):
+//! - bare LF becomes CRLF before anything is checked; a bare CR or a NUL in
+//!   the header block is refused (a bare CR would end the header block early
+//!   at the upstream, past a From nobody checked);
+//! - exactly one From holding exactly one mailbox; at most one Sender, To,
+//!   Cc, Reply-To and Subject (two From headers are read differently by
+//!   different parsers, and two To headers lose recipients);
+//! - the From policy of §6 on the envelope sender, From, Sender, and every
+//!   Resent-From and Resent-Sender;
+//! - Bcc and Resent-Bcc removed; the Subject at most [`MAX_SUBJECT`]
+//!   characters; a Message-ID and a Date added when missing.
+
+use std::str::FromStr;
+
+use lettre::message::Mailbox;
+use mail_parser::{HeaderName, HeaderValue, MessageParser};
+use mailroom_shared::sending::{FromPolicy, MAX_RECIPIENTS};
+use mailroom_shared::{FieldMessages, Settings};
+
+/// The longest Subject, in characters (RFC 5322's line limit).
+pub const MAX_SUBJECT: usize = 998;
+
+/// Headers of which a message may carry at most one (From exactly one).
+const SINGLE: &[&str] = &["from", "sender", "to", "cc", "reply-to", "subject"];
+
+/// The envelope a way in gives along with the bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Envelope {
+    /// MAIL FROM, `?from=`, or `-f`; the header From when absent.
+    pub from: Option<String>,
+    /// RCPT TO or `?to=`; To, Cc and Bcc when empty.
+    pub to: Vec<String>,
+}
+
+/// Who is sending, and under which settings.
+pub struct Rules<'a> {
+    /// The addresses this sender may use.
+    pub policy: &'a FromPolicy,
+    /// The saved settings (the default sender, and the sender of `rewrite_from`).
+    pub settings: Option<&'a Settings>,
+    /// The app's `rewrite_from`.
+    pub rewrite_from: bool,
+}
+
+/// A checked message: its envelope, its subject for the summary, and the
+/// bytes to store and send.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The envelope sender upstream: the final From address.
+    pub envelope_from: String,
+    /// Every recipient.
+    pub recipients: Vec<String>,
+    /// The decoded Subject.
+    pub subject: String,
+    /// The message, CRLF throughout.
+    pub body: Vec<u8>,
+}
+
+/// Bare LF line ends become CRLF; CRLF (and everything else) stays.
+pub fn crlf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    let mut previous = 0u8;
+    for &b in raw {
+        if b == b'\n' && previous != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        previous = b;
+    }
+    out
+}
+
+/// One header field: its name in lower case and its lines, CRLF included.
+struct Field {
+    name: String,
+    raw: Vec<u8>,
+}
+
+impl Field {
+    /// The value, unfolded, without the name.
+    fn value(&self) -> String {
+        let text = String::from_utf8_lossy(&self.raw);
+        let value = text.split_once(':').map(|(_, v)| v).unwrap_or_default();
+        value.replace("\r\n", "").trim().to_string()
+    }
+}
+
+/// Splits the header block into fields, refusing what an upstream could read
+/// differently from us: a bare CR, a NUL, a line that is not a field.
+fn fields(head: &[u8]) -> Result<Vec<Field>, String> {
+    let mut out: Vec<Field> = Vec::new();
+    let lines: Vec<&[u8]> = head
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    for (i, line) in lines.iter().enumerate() {
+        let n = i + 1;
+        let content = line.strip_suffix(b"\r\n").unwrap_or(line);
+        if content.contains(&b'\r') {
+            return Err(format!("Header line {n} holds a bare carriage return (CR without LF); end every line with CRLF."));
+        }
+        if content.contains(&0) {
+            return Err(format!("Header line {n} holds a NUL byte."));
+        }
+        if content.starts_with(b" ") || content.starts_with(b"\t") {
+            match out.last_mut() {
+                Some(f) => f.raw.extend_from_slice(line),
+                None => {
+                    return Err(
+                        "The message starts with a continuation line instead of a header field."
+                            .into(),
+                    )
+                }
+            }
+            continue;
+        }
+        let name = content
+            .iter()
+            .position(|b| *b == b':')
+            .map(|colon| &content[..colon])
+            .filter(|name| !name.is_empty() && name.iter().all(|b| (33..=126).contains(b)));
+        let Some(name) = name else {
+            let shown: String = String::from_utf8_lossy(content).chars().take(40).collect();
+            if out.is_empty() {
+                return Err(NOT_A_MESSAGE.into());
+            }
+            return Err(format!("Header line {n} (“{shown}”) is not a header field: write Name: value, and leave an empty line before the body."));
+        };
+        let mut raw = line.to_vec();
+        if !raw.ends_with(b"\r\n") {
+            raw.extend_from_slice(b"\r\n");
+        }
+        out.push(Field {
+            name: String::from_utf8_lossy(name).to_ascii_lowercase(),
+            raw,
+        });
+    }
+    Ok(out)
+}
+
+/// `@` signs outside quoted strings and comments: one per address a parser
+/// may find, so a value that hides a second address is noticed.
+fn bare_at_signs(value: &str) -> usize {
+    let (mut quoted, mut depth, mut escaped, mut count) = (false, 0u32, false, 0);
+    for c in value.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '"' if depth == 0 => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            '@' if !quoted && depth == 0 => count += 1,
+            _ => {}
+        }
+    }
+    count
+}
+
+fn addresses(value: &HeaderValue<'_>) -> Vec<String> {
+    match value {
+        HeaderValue::Address(a) => a
+            .iter()
+            .map(|x| x.address().unwrap_or_default().to_string())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn sender_mailbox(s: &Settings) -> String {
+    Mailbox::from_str(&format!("{} <{}>", s.sender_name, s.sender_email))
+        .map(|m| m.to_string())
+        .unwrap_or_else(|_| s.sender_email.clone())
+}
+
+const NOT_A_MESSAGE: &str = "The body is not an RFC 5322 message: it needs header lines (From:, To:, Subject:), an empty line, then the text.";
+
+/// The field name each refusal goes under, for HTTP's `errors`.
+const HEADERS: &str = "headers";
+
+/// Checks and normalises a whole message. The refusal names the field
+/// (`from`, `to`, `subject`, `headers`, `message`); a `from` one is the From
+/// policy's or about the From header.
+pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checked, FieldMessages> {
+    let mut errors = FieldMessages::new();
+    let raw = crlf(raw);
+    // The header block ends at the first empty line; what follows (that
+    // empty line included) is the body, kept byte for byte.
+    let (head, body) = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => (&raw[..i + 2], &raw[i + 2..]),
+        None if raw.starts_with(b"\r\n") => (&raw[..0], &raw[..]),
+        None => (&raw[..], &raw[raw.len()..]),
+    };
+    // An mbox "From " line (some scripts write one) is not a header.
+    let head = if head.starts_with(b"From ") {
+        let end = head
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(head.len(), |i| i + 2);
+        &head[end..]
+    } else {
+        head
+    };
+    if head.is_empty() {
+        errors.push("message", NOT_A_MESSAGE);
+        return Err(errors);
+    }
+    let mut fields = match fields(head) {
+        Ok(f) => f,
+        Err(e) => {
+            let key = if e == NOT_A_MESSAGE {
+                "message"
+            } else {
+                HEADERS
+            };
+            errors.push(key, e);
+            return Err(errors);
+        }
+    };
+    for name in SINGLE {
+        let count = fields.iter().filter(|f| f.name == *name).count();
+        if count > 1 {
+            let field = match *name {
+                "from" => "from",
+                "subject" => "subject",
+                _ => HEADERS,
+            };
+            let shown = display_name(name);
+            errors.push(field, format!("The message has {count} {shown} headers; it may have only one. Merge them into one {shown} header."));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut head_bytes: Vec<u8> = fields.iter().flat_map(|f| f.raw.clone()).collect();
+    head_bytes.extend_from_slice(b"\r\n");
+    let Some(parsed) = MessageParser::default().parse_headers(&head_bytes) else {
+        errors.push("message", "The message's header block cannot be read.");
+        return Err(errors);
+    };
+    // The addresses of each identity header, checked for a hidden second one.
+    let mut from_addresses: Vec<String> = Vec::new();
+    let mut identities: Vec<(&'static str, String)> = Vec::new();
+    let mut header_rcpts: Vec<String> = Vec::new();
+    for (field, h) in fields.iter().zip(parsed.headers()) {
+        let label = match h.name {
+            HeaderName::From => "From",
+            HeaderName::Sender => "Sender",
+            HeaderName::ResentFrom => "Resent-From",
+            HeaderName::ResentSender => "Resent-Sender",
+            HeaderName::To | HeaderName::Cc | HeaderName::Bcc => {
+                header_rcpts.extend(addresses(&h.value).into_iter().filter(|a| !a.is_empty()));
+                continue;
+            }
+            _ => continue,
+        };
+        let found = addresses(&h.value);
+        let value = field.value();
+        let key = if label == "From" { "from" } else { HEADERS };
+        if found.is_empty() || found.iter().any(String::is_empty) {
+            errors.push(
+                key,
+                format!(
+                    "The {label} header (“{}”) holds no email address it can be sent from.",
+                    short(&value)
+                ),
+            );
+            continue;
+        }
+        if bare_at_signs(&value) != found.len() {
+            errors.push(key, format!("The {label} header (“{}”) is ambiguous: write each address once, as Name <address>.", short(&value)));
+            continue;
+        }
+        if label == "From" {
+            from_addresses = found.clone();
+        }
+        for a in found {
+            identities.push((label, a));
+        }
+    }
+    if from_addresses.len() > 1 {
+        errors.push("from", format!("The From header names {} mailboxes; it must name exactly one. Put the others in Reply-To.", from_addresses.len()));
+    }
+    // A message without From (cron, PHP mail()) is from its envelope sender,
+    // or else from the settings' sender, as sendmail would write it.
+    let query_from = envelope.from.clone().filter(|f| !f.trim().is_empty());
+    let added_from = match from_addresses.first() {
+        Some(_) => None,
+        None if fields.iter().any(|f| f.name == "from") => None,
+        None => query_from
+            .clone()
+            .or_else(|| rules.settings.map(|s| s.sender_email.clone())),
+    };
+    let header_from = from_addresses.first().cloned().or(added_from.clone());
+    let envelope_from = query_from.or_else(|| header_from.clone());
+    let subject = parsed.subject().unwrap_or_default().to_string();
+    let subject_chars = subject.chars().count();
+    if subject_chars > MAX_SUBJECT {
+        errors.push("subject", format!("The subject is {subject_chars} characters long; the limit is {MAX_SUBJECT}. Put the rest in the body."));
+    }
+    let mut recipients = if envelope.to.is_empty() {
+        header_rcpts
+    } else {
+        envelope.to
+    };
+    recipients.retain(|r| !r.trim().is_empty());
+    match (&header_from, &envelope_from) {
+        (None, _) if !errors.contains_key("from") => errors.push(
+            "from",
+            "The message has no From header, and no settings are saved to take the sender from.",
+        ),
+        (_, Some(f)) if mailroom_shared::parse::check_email(f).is_err() => errors.push(
+            "from",
+            format!("The envelope sender “{f}” is not an email address."),
+        ),
+        _ => {}
+    }
+    for r in &recipients {
+        if mailroom_shared::parse::check_email(r).is_err() {
+            errors.push(
+                "to",
+                format!("The recipient “{r}” is not an email address."),
+            );
+        }
+    }
+    if recipients.is_empty() {
+        errors.push(
+            "to",
+            "Give at least one recipient: in To, Cc or Bcc, or as to= in the query.",
+        );
+    } else if recipients.len() > MAX_RECIPIENTS {
+        errors.push("to", format!("The message has {} recipients; the limit is {MAX_RECIPIENTS}. Split it into several messages.", recipients.len()));
+    }
+    if !rules.rewrite_from && !errors.contains_key("from") {
+        let envelope_identity = envelope_from.iter().map(|a| ("envelope", a.clone()));
+        let added = added_from.iter().map(|a| ("From", a.clone()));
+        for (label, a) in envelope_identity.chain(added).chain(identities.clone()) {
+            if !rules.policy.allows(&a) {
+                let mut text = rules.policy.refusal(&a);
+                if label != "From" && label != "envelope" {
+                    text = format!("{label}: {text}");
+                }
+                errors.push("from", text);
+                break;
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    fields.retain(|f| f.name != "bcc" && f.name != "resent-bcc");
+    if let Some(from) = &added_from {
+        fields.insert(
+            0,
+            Field {
+                name: "from".into(),
+                raw: format!("From: {from}\r\n").into_bytes(),
+            },
+        );
+    }
+    let mut envelope_from = envelope_from.unwrap_or_default();
+    if rules.rewrite_from {
+        if let Some(s) = rules.settings {
+            // The settings' sender sends: who the message named as its
+            // sender no longer holds, and the original From becomes the
+            // Reply-To when there is none.
+            let original = fields
+                .iter()
+                .position(|f| f.name == "from")
+                .map(|i| fields[i].value());
+            let has_reply_to = fields.iter().any(|f| f.name == "reply-to");
+            fields.retain(|f| {
+                !matches!(
+                    f.name.as_str(),
+                    "from" | "sender" | "resent-from" | "resent-sender"
+                )
+            });
+            fields.insert(
+                0,
+                Field {
+                    name: "from".into(),
+                    raw: format!("From: {}\r\n", sender_mailbox(s)).into_bytes(),
+                },
+            );
+            if let (Some(original), false) = (original, has_reply_to) {
+                fields.push(Field {
+                    name: "reply-to".into(),
+                    raw: format!("Reply-To: {original}\r\n").into_bytes(),
+                });
+            }
+            envelope_from = s.sender_email.clone();
+        }
+    }
+    if !fields.iter().any(|f| f.name == "message-id") {
+        let domain = envelope_from.rsplit('@').next().unwrap_or("mailroom.local");
+        fields.push(Field {
+            name: "message-id".into(),
+            raw: format!(
+                "Message-ID: <{}@{domain}>\r\n",
+                crate::apps::new_message_id()
+            )
+            .into_bytes(),
+        });
+    }
+    if !fields.iter().any(|f| f.name == "date") {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap_or_default();
+        fields.push(Field {
+            name: "date".into(),
+            raw: format!("Date: {now}\r\n").into_bytes(),
+        });
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len() + 128);
+    for f in &fields {
+        out.extend_from_slice(&f.raw);
+    }
+    if body.is_empty() {
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(body);
+    }
+    Ok(Checked {
+        envelope_from,
+        recipients,
+        subject,
+        body: out,
+    })
+}
+
+fn display_name(lower: &str) -> &'static str {
+    match lower {
+        "from" => "From",
+        "sender" => "Sender",
+        "to" => "To",
+        "cc" => "Cc",
+        "reply-to" => "Reply-To",
+        _ => "Subject",
+    }
+}
+
+fn short(value: &str) -> String {
+    let mut s: String = value.chars().take(80).collect();
+    if value.chars().count() > 80 {
+        s.push('…');
+    }
+    s
+}
+
+/// The DATA section as sent, on bytes: lines starting with "." doubled
+/// (RFC 5321 4.5.2), a final CRLF when the message lacks one, and the
+/// terminating ".". Nothing else changes, so 8-bit content and signatures
+/// survive.
+pub fn dot_stuffed(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+    let mut line_start = true;
+    for &b in message {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        if out.ends_with(b"\r") {
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(user: &str, domain: &str) -> String {
+        format!("{user}@{domain}")
+    }
+
+    fn policy() -> FromPolicy {
+        FromPolicy {
+            allowed: vec![at("allowed", "contoso.com")],
+        }
+    }
+
+    fn run(raw: &str) -> Result<Checked, FieldMessages> {
+        let policy = policy();
+        check(
+            raw.as_bytes(),
+            Envelope::default(),
+            &Rules {
+                policy: &policy,
+                settings: None,
+                rewrite_from: false,
+            },
+        )
+    }
+
+    fn refused(raw: &str, field: &str) -> String {
+        let e = run(raw).expect_err("refused");
+        let texts = e
+            .get(field)
+            .unwrap_or_else(|| panic!("no {field} error in {e:?}"));
+        texts.join(" ")
+    }
+
+    fn msg(headers: &str) -> String {
+        format!(
+            "{headers}To: {}\r\nSubject: hi\r\n\r\nbody\r\n",
+            at("to", "example.org")
+        )
+    }
+
+    #[test]
+    fn an_allowed_message_is_kept_byte_for_byte_with_id_and_date_added() {
+        let raw = format!(
+            "From: Allowed <{}>\r\nTo: {}\r\nSubject: hi\r\n\r\n\u{e9}t\u{e9}\r\n\u{ff}",
+            at("allowed", "contoso.com"),
+            at("to", "example.org")
+        );
+        let c = run(&raw).unwrap();
+        assert!(c
+            .body
+            .starts_with(raw.split("\r\n\r\n").next().unwrap().as_bytes()));
+        let text = String::from_utf8_lossy(&c.body);
+        assert!(text.contains("\r\nMessage-ID: <") && text.contains("\r\nDate: "));
+        assert!(c
+            .body
+            .ends_with("\r\n\r\n\u{e9}t\u{e9}\r\n\u{ff}".as_bytes()));
+        assert_eq!(c.envelope_from, at("allowed", "contoso.com"));
+        assert_eq!(c.recipients, vec![at("to", "example.org")]);
+    }
+
+    #[test]
+    fn non_utf8_bodies_survive() {
+        let mut raw = format!(
+            "From: {}\r\nTo: {}\r\n\r\n",
+            at("allowed", "contoso.com"),
+            at("to", "example.org")
+        )
+        .into_bytes();
+        raw.extend_from_slice(&[0xe9, 0x00, 0xff, b'\r', b'\n']);
+        let p = policy();
+        let c = check(
+            &raw,
+            Envelope::default(),
+            &Rules {
+                policy: &p,
+                settings: None,
+                rewrite_from: false,
+            },
+        )
+        .unwrap();
+        assert!(c
+            .body
+            .ends_with(&[b'\r', b'\n', 0xe9, 0x00, 0xff, b'\r', b'\n']));
+    }
+
+    #[test]
+    fn two_from_headers_are_refused_in_either_order() {
+        let ceo = at("ceo", "contoso.com");
+        let ok = at("allowed", "contoso.com");
+        for (a, b) in [(&ceo, &ok), (&ok, &ceo)] {
+            let text = refused(&msg(&format!("From: {a}\r\nFrom: {b}\r\n")), "from");
+            assert!(text.contains("2 From headers"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_from_with_two_mailboxes_or_a_hidden_address_is_refused() {
+        let text = refused(
+            &msg(&format!(
+                "From: {}, {}\r\n",
+                at("allowed", "contoso.com"),
+                at("ceo", "contoso.com")
+            )),
+            "from",
+        );
+        assert!(
+            text.contains("2 mailboxes") || text.contains("ambiguous"),
+            "{text}"
+        );
+        let text = refused(
+            &msg(&format!(
+                "From: {} <{}>\r\n",
+                at("ceo", "contoso.com"),
+                at("allowed", "contoso.com")
+            )),
+            "from",
+        );
+        assert!(text.contains("ambiguous"), "{text}");
+        // A quoted display name may hold an @.
+        assert!(run(&msg(&format!(
+            "From: \"{}\" <{}>\r\n",
+            at("x", "y.z"),
+            at("allowed", "contoso.com")
+        )))
+        .is_ok());
+    }
+
+    #[test]
+    fn a_bare_cr_or_nul_in_the_headers_is_refused() {
+        let from = format!("From: {}\r\n", at("allowed", "contoso.com"));
+        let text = refused(
+            &msg(&format!(
+                "X-Note: b\r\r\nFrom: {}\r\n{from}",
+                at("ceo", "contoso.com")
+            )),
+            "headers",
+        );
+        assert!(text.contains("bare carriage return"), "{text}");
+        let text = refused(&msg(&format!("{from}X-Note: a\0b\r\n")), "headers");
+        assert!(text.contains("NUL"), "{text}");
+        // In the body, a lone CR is content.
+        assert!(run(&format!(
+            "{from}To: {}\r\n\r\na\rb\r\n",
+            at("t", "example.org")
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn sender_and_resent_headers_follow_the_from_policy() {
+        let from = format!("From: {}\r\n", at("allowed", "contoso.com"));
+        for h in ["Sender", "Resent-From", "Resent-Sender"] {
+            let text = refused(
+                &msg(&format!("{from}{h}: {}\r\n", at("ceo", "contoso.com"))),
+                "from",
+            );
+            assert!(
+                text.starts_with(h) && text.contains("may not send"),
+                "{text}"
+            );
+        }
+        assert!(run(&msg(&format!(
+            "{from}Sender: {}\r\n",
+            at("allowed", "contoso.com")
+        )))
+        .is_ok());
+    }
+
+    #[test]
+    fn two_to_cc_reply_to_or_subject_headers_are_refused() {
+        let from = format!("From: {}\r\n", at("allowed", "contoso.com"));
+        let text = refused(
+            &format!(
+                "{from}To: {}\r\nTo: {}\r\n\r\nx",
+                at("a", "b.c"),
+                at("d", "e.f")
+            ),
+            "headers",
+        );
+        assert!(text.contains("2 To headers"), "{text}");
+        for h in ["Cc", "Reply-To"] {
+            let text = refused(
+                &msg(&format!(
+                    "{from}{h}: {}\r\n{h}: {}\r\n",
+                    at("a", "b.c"),
+                    at("d", "e.f")
+                )),
+                "headers",
+            );
+            assert!(text.contains(&format!("2 {h} headers")), "{text}");
+        }
+        let text = refused(
+            &format!(
+                "{from}To: {}\r\nSubject: a\r\nSubject: b\r\n\r\nx",
+                at("a", "b.c")
+            ),
+            "subject",
+        );
+        assert!(text.contains("2 Subject headers"), "{text}");
+    }
+
+    #[test]
+    fn bcc_and_resent_bcc_are_removed_and_bcc_still_receives() {
+        let raw = format!(
+            "From: {}\r\nTo: {}\r\nBcc: {}\r\nResent-Bcc: {}\r\n\r\nx\r\n",
+            at("allowed", "contoso.com"),
+            at("a", "b.c"),
+            at("hidden", "b.c"),
+            at("hidden2", "b.c")
+        );
+        let c = run(&raw).unwrap();
+        let text = String::from_utf8_lossy(&c.body).to_ascii_lowercase();
+        assert!(!text.contains("bcc") && !text.contains("hidden"), "{text}");
+        assert_eq!(c.recipients, vec![at("a", "b.c"), at("hidden", "b.c")]);
+    }
+
+    #[test]
+    fn the_subject_is_limited_to_998_characters() {
+        let from = format!(
+            "From: {}\r\nTo: {}\r\n",
+            at("allowed", "contoso.com"),
+            at("a", "b.c")
+        );
+        let long = "x".repeat(MAX_SUBJECT + 1);
+        let text = refused(&format!("{from}Subject: {long}\r\n\r\nx"), "subject");
+        assert!(text.contains("999 characters"), "{text}");
+        let fine = "x".repeat(MAX_SUBJECT);
+        assert_eq!(
+            run(&format!("{from}Subject: {fine}\r\n\r\nx"))
+                .unwrap()
+                .subject,
+            fine
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_field_is_refused_and_an_mbox_line_is_dropped() {
+        let from = format!(
+            "From: {}\r\nTo: {}\r\n",
+            at("allowed", "contoso.com"),
+            at("a", "b.c")
+        );
+        let text = refused(&format!("{from}not a header\r\n\r\nx"), "headers");
+        assert!(text.contains("not a header field"), "{text}");
+        let c = run(&format!(
+            "From someone Mon Dec  1 00:00:00 2026\r\n{from}\r\nx"
+        ))
+        .unwrap();
+        assert!(c.body.starts_with(b"From: "));
+    }
+
+    #[test]
+    fn dot_stuffing_works_on_bytes() {
+        assert_eq!(
+            dot_stuffed(b"Subject: x\r\n\r\n.hidden\r\nok\r\n"),
+            b"Subject: x\r\n\r\n..hidden\r\nok\r\n.\r\n"
+        );
+        assert_eq!(dot_stuffed(b".\r\nlone"), b"..\r\nlone\r\n.\r\n");
+        assert_eq!(
+            dot_stuffed(&[0xff, b'\r', b'\n']),
+            vec![0xff, b'\r', b'\n', b'.', b'\r', b'\n']
+        );
+    }
+}

@@ -1,0 +1,339 @@
+//! Isolation, the intake part: one checked message for every way in. Each
+//! attack of the isolation issue is a case, tried over HTTP, the relay and
+//! `mailroom sendmail`, and the fake upstream shows what (if anything) left.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::wire::Wire;
+use common::*;
+use mailroom_backend::config::SmtpListen;
+use mailroom_fakes::{addr, Loopback};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+/// An address the app may not use.
+fn ceo() -> String {
+    addr("ceo", "contoso.com")
+}
+
+fn to() -> String {
+    addr("ops", "example.org")
+}
+
+/// A case: its name, the message, the HTTP field it is refused on, and the
+/// relay's reply.
+struct Attack {
+    name: &'static str,
+    raw: String,
+    field: &'static str,
+    smtp: &'static str,
+}
+
+fn attacks() -> Vec<Attack> {
+    let (me, ceo, to) = (mailer(), ceo(), to());
+    let tail = format!("To: {to}\r\nSubject: attack\r\n\r\nbody\r\n");
+    vec![
+        Attack {
+            name: "two From headers, the forbidden one first",
+            raw: format!("From: {ceo}\r\nFrom: {me}\r\n{tail}"),
+            field: "from",
+            smtp: "550 5.7.1",
+        },
+        Attack {
+            name: "two From headers, the allowed one first",
+            raw: format!("From: {me}\r\nFrom: {ceo}\r\n{tail}"),
+            field: "from",
+            smtp: "550 5.7.1",
+        },
+        Attack {
+            name: "one From with two mailboxes",
+            raw: format!("From: {me}, {ceo}\r\n{tail}"),
+            field: "from",
+            smtp: "550 5.7.1",
+        },
+        Attack {
+            name: "a bare CR ending the header block early",
+            raw: format!("From: {me}\r\nX-Note: b\r\r\nFrom: {ceo}\r\n{tail}"),
+            field: "headers",
+            smtp: "550 5.6.0",
+        },
+        Attack {
+            name: "a forbidden Sender",
+            raw: format!("From: {me}\r\nSender: {ceo}\r\n{tail}"),
+            field: "from",
+            smtp: "550 5.7.1",
+        },
+        Attack {
+            name: "a forbidden Resent-From",
+            raw: format!("From: {me}\r\nResent-From: {ceo}\r\n{tail}"),
+            field: "from",
+            smtp: "550 5.7.1",
+        },
+        Attack {
+            name: "two To headers",
+            raw: format!(
+                "From: {me}\r\nTo: {to}\r\nTo: {}\r\nSubject: x\r\n\r\nbody\r\n",
+                addr("other", "example.org")
+            ),
+            field: "headers",
+            smtp: "550 5.6.0",
+        },
+        Attack {
+            name: "a subject of 999 characters",
+            raw: format!(
+                "From: {me}\r\nTo: {to}\r\nSubject: {}\r\n\r\nbody\r\n",
+                "s".repeat(999)
+            ),
+            field: "subject",
+            smtp: "550 5.6.0",
+        },
+    ]
+}
+
+/// A message the app may send, with 8-bit, non-UTF-8 content, a Resent-Bcc
+/// and a line that starts with a dot.
+fn allowed_8bit() -> Vec<u8> {
+    let mut raw = format!(
+        "From: Reports <{}>\r\nTo: {}\r\nResent-Bcc: {}\r\nSubject: caf\u{e9}\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        mailer(),
+        to(),
+        addr("hidden", "example.org")
+    )
+    .into_bytes();
+    raw.extend_from_slice(b"Caf\xe9 cr\xe8me \xff\r\n.dot line\r\nend\r\n");
+    raw
+}
+
+async fn relay_rig() -> (Loopback, Running, String, String) {
+    let (rig, server) = saved_rig(|a| {
+        a.relay.smtp_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
+        a.relay.smtp_hostname = Some("localhost".into());
+    })
+    .await;
+    let (app, key) = server.new_app(json!({"name": "Reports"})).await;
+    (rig, server, app, key)
+}
+
+/// Sends `raw` over the relay (signed in as the app) and returns the reply to
+/// the end of DATA.
+async fn relay_send(server: &Running, app: &str, key: &str, raw: &[u8]) -> String {
+    let (mut w, _) = Wire::connect(server.smtp.unwrap()).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(app, key).await.starts_with("235"));
+    assert!(w
+        .command(&format!("MAIL FROM:<{}>", mailer()))
+        .await
+        .starts_with("250"));
+    assert!(w
+        .command(&format!("RCPT TO:<{}>", to()))
+        .await
+        .starts_with("250"));
+    assert!(w.command("DATA").await.starts_with("354"));
+    let mut data = Vec::new();
+    for line in raw.split_inclusive(|b| *b == b'\n') {
+        if line.starts_with(b".") {
+            data.push(b'.');
+        }
+        data.extend_from_slice(line);
+    }
+    data.extend_from_slice(b".\r\n");
+    w.send_bytes(&data).await;
+    w.reply().await
+}
+
+/// The body the upstream saw: what follows the header block.
+fn body_of(raw: &[u8]) -> &[u8] {
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    &raw[at + 4..]
+}
+
+#[tokio::test]
+async fn every_attack_is_refused_over_http_and_nothing_leaves() {
+    let (rig, server, key) = sending_rig().await;
+    for a in attacks() {
+        let (status, body) = server.submit_raw(&key, "", a.raw).await;
+        assert_eq!(status, 422, "{}: {body}", a.name);
+        assert!(body["errors"][a.field].is_array(), "{}: {body}", a.name);
+    }
+    let q = server.queue().await;
+    assert_eq!(q["counts"]["queued"], 0, "nothing stored: {q}");
+    // The allowed message goes out byte for byte, Resent-Bcc removed.
+    let raw = allowed_8bit();
+    let (status, body) = server.submit_raw(&key, "", raw.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    server
+        .wait_status(body["id"].as_str().unwrap(), "sent")
+        .await;
+    wait_received(&rig, 1).await;
+    let got = &rig.smtp.messages()[0];
+    assert_eq!(got.rcpt_to, vec![to()]);
+    assert_eq!(
+        body_of(&got.raw),
+        b"Caf\xe9 cr\xe8me \xff\r\n.dot line\r\nend",
+        "8-bit content kept byte for byte"
+    );
+    let head = String::from_utf8_lossy(&got.raw[..got.raw.len() - body_of(&got.raw).len()]);
+    assert!(
+        !head.to_ascii_lowercase().contains("bcc") && !head.contains("hidden"),
+        "{head}"
+    );
+    assert!(head.starts_with(&format!("From: Reports <{}>\r\n", mailer())));
+    assert_eq!(rig.smtp.messages().len(), 1, "no attack left");
+}
+
+#[tokio::test]
+async fn every_attack_is_refused_by_the_relay_and_nothing_leaves() {
+    let (rig, server, app, key) = relay_rig().await;
+    for a in attacks() {
+        let reply = relay_send(&server, &app, &key, a.raw.as_bytes()).await;
+        assert!(reply.starts_with(a.smtp), "{}: {reply}", a.name);
+    }
+    let reply = relay_send(&server, &app, &key, &allowed_8bit()).await;
+    assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    wait_received(&rig, 1).await;
+    let got = &rig.smtp.messages()[0];
+    assert_eq!(
+        body_of(&got.raw),
+        b"Caf\xe9 cr\xe8me \xff\r\n.dot line\r\nend"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.smtp.messages().len(), 1, "no attack left");
+}
+
+async fn sendmail(
+    server: &Running,
+    key: &str,
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
+    let mut cmd = tokio::process::Command::new(Path::new(env!("CARGO_BIN_EXE_mailroom")));
+    cmd.args(["sendmail", "-t", "-i"])
+        .env("MAILROOM_URL", &server.url)
+        .env("MAILROOM_APP_KEY", key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    // A sendmail that stops reading makes this write fail: that is fine.
+    let _ = input.write_all(stdin).await;
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("sendmail ends")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn every_attack_is_refused_through_sendmail_with_its_exit_code() {
+    let (rig, server, key) = sending_rig().await;
+    for a in attacks() {
+        let (code, err) = sendmail(&server, &key, a.raw.as_bytes(), &[]).await;
+        let want = if a.field == "from" { 69 } else { 65 };
+        assert_eq!(code, Some(want), "{}: {err}", a.name);
+    }
+    let (code, err) = sendmail(&server, &key, &allowed_8bit(), &[]).await;
+    assert_eq!(code, Some(0), "{err}");
+    wait_received(&rig, 1).await;
+    assert_eq!(
+        body_of(&rig.smtp.messages()[0].raw),
+        b"Caf\xe9 cr\xe8me \xff\r\n.dot line\r\nend"
+    );
+    // stdin is read only up to the size limit, then refused.
+    let mut big = allowed_8bit();
+    big.extend(std::iter::repeat_n(b'x', 64 * 1024));
+    let (code, err) = sendmail(
+        &server,
+        &key,
+        &big,
+        &[("MAILROOM_MAX_MESSAGE_SIZE", "4096")],
+    )
+    .await;
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("4096 bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn json_submissions_pass_the_same_checks() {
+    let (_rig, server, key) = sending_rig().await;
+    let base = json!({"to": [to()], "subject": "ok", "text": "hi"});
+    let mut long = base.clone();
+    long["subject"] = json!("s".repeat(999));
+    let (status, body) = server.submit(&key, &long).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"]["subject"][0]
+            .as_str()
+            .unwrap()
+            .contains("998"),
+        "{body}"
+    );
+    let mut resent = base.clone();
+    resent["headers"] = json!({"Resent-From": ceo()});
+    let (status, body) = server.submit(&key, &resent).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"]["from"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("Resent-From"),
+        "{body}"
+    );
+    let (status, body) = server.submit(&key, &base).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn stored_transcripts_never_hold_the_message() {
+    // The upstream refuses DATA: the failed attempt keeps its transcript.
+    let rig = Loopback::start(mailroom_fakes::SmtpConfig {
+        data_reply: Some("554 5.6.0 refused for the test".into()),
+        ..Default::default()
+    })
+    .await;
+    let server = start(&rig, |_| {}).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let (_, key) = server.new_app(json!({"name": "Reports"})).await;
+    let (status, body) = server
+        .submit(
+            &key,
+            &json!({"to": [to()], "subject": "s", "text": "top-secret-body-words"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    server.wait_status(&id, "failed").await;
+    let db = rusqlite::Connection::open(server.data.join("mailroom.db")).unwrap();
+    let transcripts: Vec<String> = db
+        .prepare("SELECT transcript FROM attempts WHERE transcript IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!transcripts.is_empty());
+    for t in &transcripts {
+        assert!(t.contains("S: 354") && t.contains("554 5.6.0"), "{t}");
+        assert!(t.contains("message content"), "{t}");
+        assert!(
+            !t.contains("top-secret-body-words") && !t.contains("Subject:"),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,361 @@
+//! Isolation, the limits part: the relay's per-address cap, PROXY protocol,
+//! AUTH deadline, command budget, session cap and write timeout (docs/API.md
+//! §11); the HTTP server's header and body timeouts and connection cap, and
+//! lockouts that only slow guessing, behind a trusted proxy too (§2). Each is
+//! tried with a raw socket or a real client, as an attacker would.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::wire::Wire;
+use common::*;
+use mailroom_backend::config::{ServeArgs, SmtpListen};
+use mailroom_fakes::Loopback;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
+    saved_rig(|a| {
+        a.relay.smtp_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
+        a.relay.smtp_hostname = Some("localhost".into());
+        tweak(a);
+    })
+    .await
+}
+
+fn smtp(server: &Running) -> SocketAddr {
+    server.smtp.expect("the relay runs")
+}
+
+fn http_addr(server: &Running) -> SocketAddr {
+    server.url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Connects, sends `first` at once (before the greeting, as a PROXY header
+/// is), and returns the connection and its first reply.
+async fn connect_with(addr: SocketAddr, first: &[u8]) -> (Wire, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let mut w = Wire::from_stream(stream);
+    w.send_bytes(first).await;
+    let reply = w.reply().await;
+    (w, reply)
+}
+
+fn proxy_v1(source: &str) -> Vec<u8> {
+    format!("PROXY TCP4 {source} 127.0.0.1 40000 2525\r\n").into_bytes()
+}
+
+fn proxy_v2(source: [u8; 4]) -> Vec<u8> {
+    let addresses = ppp::v2::IPv4::new(source, [127, 0, 0, 1], 40000, 2525);
+    ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        addresses,
+    )
+    .build()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn one_address_gets_only_its_share_of_the_relay() {
+    let (_rig, server) = relay_rig(|a| a.relay.smtp_max_connections_per_ip = 2).await;
+    let (w1, g1) = Wire::connect(smtp(&server)).await;
+    let (_w2, g2) = Wire::connect(smtp(&server)).await;
+    assert!(g1.starts_with("220") && g2.starts_with("220"), "{g1} {g2}");
+    let (_, g3) = Wire::connect(smtp(&server)).await;
+    assert!(g3.starts_with("421 4.7.0"), "{g3}");
+    assert!(g3.contains("your address"), "{g3}");
+    // A place comes back when a connection ends.
+    drop(w1);
+    common::wire::wait_greeted(smtp(&server)).await;
+}
+
+#[tokio::test]
+async fn trusted_networks_are_exempt_from_the_per_address_cap() {
+    let (_rig, server) = relay_rig(|a| {
+        a.relay.smtp_max_connections_per_ip = 1;
+        a.relay.smtp_trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        let (w, g) = Wire::connect(smtp(&server)).await;
+        assert!(g.starts_with("220"), "{g}");
+        open.push(w);
+    }
+}
+
+#[tokio::test]
+async fn a_load_balancer_names_the_client_with_proxy_v1_and_v2() {
+    let (_rig, server) = relay_rig(|a| {
+        a.relay.smtp_max_connections_per_ip = 1;
+        a.relay.smtp_proxy_protocol = vec!["127.0.0.1/32".parse().unwrap()];
+        a.relay.smtp_trusted_networks = vec!["198.51.100.0/24".parse().unwrap()];
+    })
+    .await;
+    // Each client address counts on its own, whatever the balancer's is.
+    let (_a, g) = connect_with(smtp(&server), &proxy_v1("192.0.2.10")).await;
+    assert!(g.starts_with("220"), "{g}");
+    let (_, g) = connect_with(smtp(&server), &proxy_v1("192.0.2.10")).await;
+    assert!(g.starts_with("421 4.7.0"), "the same client again: {g}");
+    let (_b, g) = connect_with(smtp(&server), &proxy_v2([192, 0, 2, 11])).await;
+    assert!(g.starts_with("220"), "another client, over v2: {g}");
+    let (_, g) = connect_with(smtp(&server), &proxy_v2([192, 0, 2, 11])).await;
+    assert!(g.starts_with("421 4.7.0"), "{g}");
+    // The named client is the one the relay's rules use: a trusted network.
+    let (mut t, g) = connect_with(smtp(&server), &proxy_v1("198.51.100.7")).await;
+    assert!(g.starts_with("220"), "{g}");
+    t.command("EHLO printer").await;
+    let r = t.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    assert!(r.starts_with("250"), "trusted by its real address: {r}");
+    // Not a PROXY header from the balancer: refused.
+    let (_, g) = connect_with(smtp(&server), b"EHLO no-header-here\r\n").await;
+    assert!(g.starts_with("421 4.7.0") && g.contains("PROXY"), "{g}");
+}
+
+#[tokio::test]
+async fn a_forged_proxy_header_is_refused_from_anyone_else() {
+    let (_rig, server) = relay_rig(|a| {
+        a.relay.smtp_trusted_networks = vec!["192.0.2.0/24".parse().unwrap()];
+    })
+    .await;
+    for header in [proxy_v1("192.0.2.10"), proxy_v2([192, 0, 2, 10])] {
+        let (mut w, greeting) = Wire::connect(smtp(&server)).await;
+        assert!(greeting.starts_with("220"), "{greeting}");
+        w.send_bytes(&header).await;
+        let r = w.reply().await;
+        assert!(r.starts_with("554 5.7.1"), "{r}");
+        assert_eq!(w.reply().await, "", "closed");
+    }
+}
+
+#[tokio::test]
+async fn auth_must_come_within_its_deadline_and_command_budget() {
+    let (_rig, server) = relay_rig(|a| a.relay.smtp_auth_timeout = Duration::from_secs(1)).await;
+    // Silent after EHLO: closed at the deadline, not at the 5-minute idle.
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    let started = Instant::now();
+    let r = w.reply().await;
+    assert!(r.starts_with("421 4.7.0") && r.contains("AUTH"), "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // NOOPs do not buy time: the 21st command before AUTH closes.
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    for i in 0..20 {
+        let r = w.command("NOOP").await;
+        assert!(r.starts_with("250"), "command {i}: {r}");
+    }
+    let r = w.command("NOOP").await;
+    assert!(r.starts_with("421 4.7.0"), "{r}");
+    assert_eq!(w.reply().await, "", "closed");
+    // After AUTH the budget no longer applies.
+    let (app, key) = server.new_app(json!({"name": "Busy"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    for _ in 0..40 {
+        assert!(w.command("NOOP").await.starts_with("250"));
+    }
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_time_limit_however_busy() {
+    let (_rig, server) = relay_rig(|a| a.relay.smtp_session_limit = Duration::from_secs(2)).await;
+    let (app, key) = server.new_app(json!({"name": "Chatty"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    let started = Instant::now();
+    loop {
+        let r = w.command("NOOP").await;
+        if r.starts_with("421 4.4.2") {
+            assert!(r.contains("time limit"), "{r}");
+            break;
+        }
+        assert!(r.starts_with("250"), "{r}");
+        assert!(started.elapsed() < Duration::from_secs(10), "never cut");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_loses_its_connection() {
+    let (_rig, server) = relay_rig(|a| {
+        a.relay.smtp_write_timeout = Duration::from_secs(1);
+        a.relay.smtp_max_connections_per_ip = 1;
+    })
+    .await;
+    let (app, key) = server.new_app(json!({"name": "Deaf"})).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(smtp(&server)).await.unwrap();
+    let mut w = Wire::from_stream(stream);
+    assert!(w.reply().await.starts_with("220"));
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    // Pipeline NOOPs and never read a reply.
+    let (mut reader, mut writer) = w.into_parts();
+    let chunk = "NOOP\r\n".repeat(10_000);
+    let started = Instant::now();
+    let cut = loop {
+        match tokio::time::timeout(Duration::from_secs(30), writer.write_all(chunk.as_bytes()))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break true,
+            Err(_) => break false,
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "never cut");
+    };
+    if !cut {
+        // Our writes stalled too: the server must have closed its side.
+        let mut sink = vec![0u8; 1 << 20];
+        let eof = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match reader.read(&mut sink).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert_eq!(eof, Ok(true), "the server closed the connection");
+    }
+    drop((reader, writer));
+    // Its place is given back: the same address is served again.
+    common::wire::wait_greeted(smtp(&server)).await;
+}
+
+#[tokio::test]
+async fn the_http_server_times_out_slow_headers_and_slow_bodies() {
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |a| {
+        a.http_header_timeout = Duration::from_secs(1);
+        a.http_request_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // Headers that never end.
+    let mut s = TcpStream::connect(http_addr(&server)).await.unwrap();
+    s.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was closed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    // A body that stops halfway.
+    let mut s = TcpStream::connect(http_addr(&server)).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"token\": \"{}",
+            &TOKEN[..4]
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "answered or closed, never held");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 4"),
+        "a client error, never a 5xx: {text}"
+    );
+    // And the server still answers.
+    let r = server
+        .http
+        .get(format!("{}/api/health", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_new_connections_wait_their_turn() {
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |a| a.http_max_connections = 2).await;
+    let idle1 = TcpStream::connect(http_addr(&server)).await.unwrap();
+    let _idle2 = TcpStream::connect(http_addr(&server)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = format!("{}/api/health", server.url);
+    let waiting = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!waiting.is_finished(), "served past the cap");
+    drop(idle1);
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a place is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn wrong_app_keys_stay_401_and_slow_down_while_the_right_key_passes() {
+    let (_rig, server, key) = sending_rig().await;
+    let body =
+        json!({"to": [mailroom_fakes::addr("a", "example.org")], "subject": "s", "text": "t"});
+    for i in 0..5 {
+        let (status, _) = server.submit("mr_guess", &body).await;
+        assert_eq!(status, 401, "guess {i}");
+    }
+    let started = Instant::now();
+    let (status, _) = server.submit("mr_guess", &body).await;
+    assert_eq!(status, 401, "still 401, so sendmail exits 77");
+    assert!(started.elapsed() >= Duration::from_millis(1900), "slowed");
+    let started = Instant::now();
+    let (status, reply) = server.submit(&key, &body).await;
+    assert_eq!(status, 202, "{reply}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "never slowed"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_counted_on_its_own() {
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |a| {
+        a.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]
+    })
+    .await;
+    let guess = |client: &'static str| {
+        server
+            .http
+            .get(format!("{}/api/settings", server.url))
+            .bearer_auth("wrong-admin-token-0123456789abcdef")
+            .header("x-forwarded-for", format!("198.51.100.99, {client}"))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(guess("203.0.113.1").await.unwrap().status(), 401);
+    }
+    assert_eq!(guess("203.0.113.1").await.unwrap().status(), 429);
+    assert_eq!(
+        guess("203.0.113.2").await.unwrap().status(),
+        401,
+        "another client behind the same proxy is not locked out"
+    );
+    // Without --trusted-proxy the header means nothing: all one address.
+    let plain = start(&rig, |_| {}).await;
+    for i in 0..6 {
+        let r = plain
+            .http
+            .get(format!("{}/api/settings", plain.url))
+            .bearer_auth("wrong-admin-token-0123456789abcdef")
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), if i < 5 { 401 } else { 429 }, "guess {i}");
+    }
+}
