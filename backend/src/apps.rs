@@ -11,7 +11,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use base64::Engine;
-use mailroom_shared::sending::{validate_new_app, App, AppList, CreatedApp, NewApp};
+use mailroom_shared::sending::{
+    validate_app_change, validate_new_app, App, AppChange, AppList, CreatedApp, NewApp,
+};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -133,6 +135,8 @@ async fn create(
             .map(|a| a.trim().to_string())
             .collect(),
         rewrite_from: body.rewrite_from,
+        limits: body.limits,
+        usage: Default::default(),
     };
     state.queue.create_app(app.clone(), key_hash(&key)).await?;
     tracing::info!(app = %app.id, "app created");
@@ -140,9 +144,62 @@ async fn create(
 }
 
 async fn list(State(state): State<AppsState>) -> Result<Json<AppList>, AppError> {
-    Ok(Json(AppList {
-        apps: state.queue.list_apps().await?,
-    }))
+    let now = state.clock.wall().unix_timestamp();
+    let mut apps = state.queue.list_apps().await?;
+    for app in &mut apps {
+        app.usage = state.queue.recent(&app.id, now).await?.usage(now);
+    }
+    Ok(Json(AppList { apps }))
+}
+
+/// `PATCH /api/apps/{id}`: name, From addresses, rewrite and limits; the key
+/// stays. Checked like a new app, before anything is stored.
+async fn change(
+    State(state): State<AppsState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AppChange>,
+) -> Result<Json<App>, AppError> {
+    let mut errors = validate_app_change(&body);
+    let Some((mut app, _)) = state.queue.app_by_id(&id).await? else {
+        return Err(AppError::Missing(format!("There is no app {id}.")));
+    };
+    if let Some(name) = &body.name {
+        let name = name.trim().to_string();
+        if errors.is_empty()
+            && !name.eq_ignore_ascii_case(&app.name)
+            && state.queue.app_name_taken(&name).await?
+        {
+            errors.push(
+                "name",
+                format!("An app named “{name}” exists already. Choose another name."),
+            );
+        }
+        app.name = name;
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Unprocessable(
+            "The change is not valid.".into(),
+            errors,
+        ));
+    }
+    if let Some(list) = body.allowed_from {
+        app.allowed_from = list.iter().map(|a| a.trim().to_string()).collect();
+    }
+    if let Some(rewrite) = body.rewrite_from {
+        app.rewrite_from = rewrite;
+    }
+    if let Some(limits) = body.limits {
+        app.limits = limits;
+    }
+    let mut app = state
+        .queue
+        .update_app(app)
+        .await?
+        .ok_or_else(|| AppError::Missing(format!("There is no app {id}.")))?;
+    let now = state.clock.wall().unix_timestamp();
+    app.usage = state.queue.recent(&app.id, now).await?.usage(now);
+    tracing::info!(app = %app.id, "app changed");
+    Ok(Json(app))
 }
 
 async fn revoke(
@@ -165,7 +222,7 @@ where
 {
     Router::new()
         .route("/api/apps", get(list).post(create))
-        .route("/api/apps/{id}", delete(revoke))
+        .route("/api/apps/{id}", delete(revoke).patch(change))
 }
 
 #[cfg(test)]

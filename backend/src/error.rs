@@ -45,6 +45,9 @@ pub enum AppError {
     UnsupportedMediaType,
     /// Too many test emails at once: 429, retry after the given seconds.
     Busy(String, u64),
+    /// An app at one of its limits: 429 with `errors.limits`, retry after
+    /// the given seconds.
+    Limited(String, u64),
     /// A failure of ours; logged, and the client gets a short message.
     Internal(String),
     /// The database cannot be reached: 503, try again.
@@ -103,9 +106,15 @@ impl IntoResponse for AppError {
                         wait_text(secs)
                     ),
                     secs,
+                    FieldMessages::new(),
                 );
             }
-            AppError::Busy(message, secs) => return too_many(message, secs),
+            AppError::Busy(message, secs) => return too_many(message, secs, FieldMessages::new()),
+            AppError::Limited(text, secs) => {
+                let mut errors = FieldMessages::new();
+                errors.push("limits", text.clone());
+                return too_many(text, secs, errors);
+            }
             AppError::Unprocessable(message, errors) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorBody { message, errors })
             }
@@ -179,13 +188,10 @@ impl IntoResponse for AppError {
     }
 }
 
-fn too_many(message: String, secs: u64) -> Response {
+fn too_many(message: String, secs: u64, errors: FieldMessages) -> Response {
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
-        Json(ErrorBody {
-            message,
-            ..ErrorBody::default()
-        }),
+        Json(ErrorBody { message, errors }),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -45,11 +45,12 @@ impl Sending {
     /// (`trusted network ADDR`).
     pub(crate) async fn accept(
         &self,
-        app_id: Option<&str>,
+        app: Option<&mailroom_shared::sending::App>,
         source: Option<String>,
         built: Built,
         idempotency_key: Option<String>,
     ) -> Result<Enqueued, crate::store::StoreError> {
+        let app_id = app.map(|a| a.id.as_str());
         let clock = &self.apps.clock;
         let enqueued = self
             .apps
@@ -63,6 +64,7 @@ impl Sending {
                 subject: built.subject,
                 body: built.body,
                 idempotency_key,
+                limits: app.map(|a| a.limits),
                 now: clock.rfc3339(),
                 now_unix: clock.wall().unix_timestamp(),
             })
@@ -383,9 +385,7 @@ async fn submit(
     if built.body.len() as u64 > s.max_message_size {
         return Err(AppError::MessageTooLarge(s.max_message_size));
     }
-    let enqueued = s
-        .accept(Some(&app.id), None, built, idempotency_key)
-        .await?;
+    let enqueued = s.accept(Some(&app), None, built, idempotency_key).await?;
     match enqueued {
         Enqueued::New(id) => {
             tracing::info!(%id, app = %app.id, "message queued");
@@ -398,6 +398,14 @@ async fn submit(
             ))
         }
         Enqueued::Repeat(id, status) => Ok((StatusCode::OK, Json(Submitted { id, status }))),
+        Enqueued::Limited(hit) => {
+            tracing::info!(app = %app.id, limit = hit.name, "submission refused at a limit");
+            s.metrics
+                .quota_reached
+                .get_or_create(&crate::metrics::Metrics::app(Some(&app.id)))
+                .inc();
+            Err(AppError::Limited(hit.text(), hit.retry_after))
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub relay_auth_failures: Counter,
     /// Messages the relay acknowledged with 250.
     pub relay_accepted: Counter,
+    /// Submissions refused at one of their app's limits, by app.
+    pub quota_reached: Family<AppLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -74,6 +76,12 @@ impl Metrics {
         let relay_connections = Counter::default();
         let relay_auth_failures = Counter::default();
         let relay_accepted = Counter::default();
+        let quota_reached = Family::<AppLabel, Counter>::default();
+        registry.register(
+            "quota_reached",
+            "Submissions refused at one of their app's limits, by app",
+            quota_reached.clone(),
+        );
         registry.register(
             "messages_accepted",
             "Messages acknowledged, by app",
@@ -126,6 +134,7 @@ impl Metrics {
             relay_connections,
             relay_auth_failures,
             relay_accepted,
+            quota_reached,
         }
     }
 

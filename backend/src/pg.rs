@@ -184,7 +184,37 @@ fn app_row(row: &Row) -> App {
         allowed_from: serde_json::from_str(&allowed).unwrap_or_default(),
         rewrite_from: row.get::<_, i64>(5) != 0,
         messages: row.get::<_, i64>(6) as u64,
+        limits: crate::queue::limits_of(row.get::<_, Option<String>>(7).as_deref()),
+        usage: Default::default(),
     }
+}
+
+/// SQLite's `?N` placeholders as PostgreSQL's `$N`.
+fn numbered(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// An app's recent and waiting messages (PostgreSQL).
+async fn recent_in<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    app_id: &str,
+    now_unix: i64,
+) -> Result<crate::queue::Recent, tokio_postgres::Error> {
+    let since = now_unix - 24 * 3600;
+    let rows = c
+        .query(&numbered(crate::queue::RECENT_SQL), &[&app_id, &since])
+        .await?;
+    let waiting: i64 = c
+        .query_one(&numbered(crate::queue::WAITING_SQL), &[&app_id])
+        .await?
+        .get(0);
+    Ok(crate::queue::Recent {
+        messages: rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1) as u32))
+            .collect(),
+        waiting: waiting as u64,
+    })
 }
 
 const SUMMARY_COLUMNS: &str = "m.seq, m.id, COALESCE(m.app_id, m.source), m.mail_from, m.subject, m.size, m.status, m.created_at, m.updated_at, m.attempt_count, m.last_stage, m.last_code, m.last_message, \
@@ -634,8 +664,8 @@ impl Queue for PgStore {
     async fn create_app(&self, app: App, key_hash: [u8; 32]) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         c.execute(
-            "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at, limits)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &app.id,
                 &app.name,
@@ -643,6 +673,7 @@ impl Queue for PgStore {
                 &serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into()),
                 &(app.rewrite_from as i64),
                 &app.created_at,
+                &crate::queue::limits_json(&app.limits),
             ],
         )
         .await?;
@@ -676,6 +707,36 @@ impl Queue for PgStore {
             > 0)
     }
 
+    async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {
+        let c = self.pool.get().await?;
+        let sql = format!(
+            "UPDATE apps SET name = $2, allowed_from = $3, rewrite_from = $4, limits = $5
+             WHERE id = $1 AND revoked = 0 RETURNING {APP_COLUMNS}"
+        );
+        Ok(c.query_opt(
+            &sql,
+            &[
+                &app.id,
+                &app.name,
+                &serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into()),
+                &(app.rewrite_from as i64),
+                &crate::queue::limits_json(&app.limits),
+            ],
+        )
+        .await?
+        .as_ref()
+        .map(app_row))
+    }
+
+    async fn recent(
+        &self,
+        app_id: &str,
+        now_unix: i64,
+    ) -> Result<crate::queue::Recent, StoreError> {
+        let c = self.pool.get().await?;
+        Ok(recent_in(&c, app_id, now_unix).await?)
+    }
+
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {
         let c = self.pool.get().await?;
         let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE revoked = 0 AND key_hash = $1");
@@ -697,6 +758,15 @@ impl Queue for PgStore {
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
+        // A lock per app for this transaction, so one app's parallel
+        // submissions (on any server) check its limits one at a time.
+        if let (Some(app), Some(_)) = (&m.app_id, &m.limits) {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                &[app],
+            )
+            .await?;
+        }
         if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
             tx.execute(
                 "DELETE FROM idempotency WHERE created_unix < $1",
@@ -727,10 +797,17 @@ impl Queue for PgStore {
                 ));
             }
         }
+        if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
+            let recent = recent_in(&tx, app, m.now_unix).await?;
+            if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
+                // Rolled back: the idempotency key is not taken either.
+                return Ok(Enqueued::Limited(hit));
+            }
+        }
         let seq: i64 = tx
             .query_one(
-                "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $8, $9) RETURNING seq",
+                "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $8, $9, $10) RETURNING seq",
                 &[
                     &m.id,
                     &m.app_id,
@@ -741,6 +818,7 @@ impl Queue for PgStore {
                     &m.body,
                     &m.now,
                     &m.now_unix,
+                    &(m.recipients.len() as i64),
                 ],
             )
             .await?
@@ -774,24 +852,40 @@ impl Queue for PgStore {
         let until = now_unix + lease.seconds;
         // Two indexed claims rather than one with OR: due messages first,
         // then lapsed leases.
-        let mut out: Vec<(i64, Claimed)> = Vec::new();
-        for due in [
-            "status IN ('queued', 'deferred') AND next_attempt_unix <= $1",
-            "status = 'sending' AND locked_until < $1",
-        ] {
+        // Due messages in turn per app (round robin, as SQLite's
+        // FAIR_DUE_SQL), then lapsed leases; each pick locked SKIP LOCKED.
+        let mut out: Vec<((i64, i64, i64), Claimed)> = Vec::new();
+        for (round, pick) in [
+            "SELECT m2.seq, due.turn, due.next_attempt_unix FROM messages m2 JOIN (
+                 SELECT seq, next_attempt_unix,
+                        ROW_NUMBER() OVER (PARTITION BY COALESCE(app_id, source, '') ORDER BY next_attempt_unix, seq) AS turn
+                 FROM messages
+                 WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= $1 AND body IS NOT NULL
+                 ORDER BY turn, next_attempt_unix, seq LIMIT $2
+             ) due ON due.seq = m2.seq
+             -- Checked again on the row as locked: another server may have
+             -- claimed it since the ranking was read.
+             WHERE m2.status IN ('queued', 'deferred') AND m2.next_attempt_unix <= $1 AND m2.body IS NOT NULL
+             FOR UPDATE OF m2 SKIP LOCKED",
+            "SELECT seq, 0::BIGINT AS turn, next_attempt_unix FROM messages
+             WHERE status = 'sending' AND locked_until < $1 AND body IS NOT NULL
+             ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let left = limit as i64 - out.len() as i64;
             if left <= 0 {
                 break;
             }
             let sql = format!(
                 "UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
-                 FROM (SELECT seq FROM messages WHERE {due} AND body IS NOT NULL
-                       ORDER BY next_attempt_unix, seq LIMIT $2
-                       FOR UPDATE SKIP LOCKED) due
+                 FROM ({pick}) due
                  WHERE m.seq = due.seq
                  RETURNING m.seq, m.id, m.mail_from, m.body, m.attempt_count, m.created_unix, m.app_id,
                     ARRAY(SELECT r.idx FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
-                    ARRAY(SELECT r.address FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx)"
+                    ARRAY(SELECT r.address FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
+                    due.turn"
             );
             let rows = c
                 .query(&sql, &[&now_unix, &left, &lease.owner, &until])
@@ -799,8 +893,9 @@ impl Queue for PgStore {
             out.extend(rows.iter().map(|r| {
                 let idx: Vec<i64> = r.get(7);
                 let addresses: Vec<String> = r.get(8);
+                let seq = r.get::<_, i64>(0);
                 (
-                    r.get::<_, i64>(0),
+                    (round as i64, r.get::<_, i64>(9), seq),
                     Claimed {
                         id: r.get(1),
                         mail_from: r.get(2),
@@ -813,7 +908,8 @@ impl Queue for PgStore {
                 )
             }));
         }
-        out.sort_by_key(|(seq, _)| *seq);
+        // In turn order: round robin between apps, then oldest first.
+        out.sort_by_key(|(order, _)| *order);
         Ok(out.into_iter().map(|(_, m)| m).collect())
     }
 

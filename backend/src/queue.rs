@@ -14,6 +14,138 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::store::{SqliteStore, StoreError};
 
+/// Per-app limits and what counts toward them: each message's recipient
+/// count, and indexes for an app's recent and waiting messages.
+pub const MIGRATION_LIMITS: &str = "ALTER TABLE apps ADD COLUMN limits TEXT;
+ALTER TABLE messages ADD COLUMN rcpt_count INTEGER NOT NULL DEFAULT 0;
+UPDATE messages SET rcpt_count = (SELECT COUNT(*) FROM recipients r WHERE r.message_seq = messages.seq);
+CREATE INDEX messages_app_created ON messages(app_id, created_unix);
+CREATE INDEX messages_app_status ON messages(app_id, status);";
+
+/// An app's messages of the last 24 hours (`?1` app, `?2` since), oldest
+/// first: when each came and how many recipients it had.
+pub(crate) const RECENT_SQL: &str = "SELECT created_unix, rcpt_count FROM messages WHERE app_id = ?1 AND created_unix > ?2 ORDER BY created_unix, seq";
+/// An app's waiting messages (`?1` app).
+pub(crate) const WAITING_SQL: &str = "SELECT COUNT(*) FROM messages WHERE app_id = ?1 AND status IN ('queued', 'deferred', 'sending')";
+
+/// An app's recent submissions and waiting messages: what its limits and
+/// usage are computed from, the same way for both stores.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    /// (submitted at, recipients) of the last 24 hours, oldest first.
+    pub messages: Vec<(i64, u32)>,
+    /// Messages queued, deferred or sending.
+    pub waiting: u64,
+}
+
+/// A limit a submission would go past (docs/API.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitHit {
+    /// The limit's name (`messages_per_hour`, …).
+    pub name: &'static str,
+    /// Its value.
+    pub value: u32,
+    /// Seconds until the window allows the submission.
+    pub retry_after: u64,
+}
+
+impl LimitHit {
+    /// What the refusal says, naming the limit and its value.
+    pub fn text(&self) -> String {
+        format!(
+            "This app has reached its limit {} ({}); try again in {} seconds, or raise the limit in Apps.",
+            self.name, self.value, self.retry_after
+        )
+    }
+}
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * 3600;
+
+impl Recent {
+    /// What the app has used now.
+    pub fn usage(&self, now: i64) -> mailroom_shared::sending::AppUsage {
+        let hour: Vec<_> = self
+            .messages
+            .iter()
+            .filter(|(t, _)| *t > now - HOUR)
+            .collect();
+        let day: Vec<_> = self
+            .messages
+            .iter()
+            .filter(|(t, _)| *t > now - DAY)
+            .collect();
+        mailroom_shared::sending::AppUsage {
+            messages_last_hour: hour.len() as u64,
+            messages_today: day.len() as u64,
+            recipients_today: day.iter().map(|(_, r)| *r as u64).sum(),
+            queued: self.waiting,
+        }
+    }
+
+    /// The first limit one more message of `rcpts` recipients would pass,
+    /// with the time until the oldest messages in its window leave it.
+    pub fn hit(
+        &self,
+        limits: &mailroom_shared::sending::AppLimits,
+        now: i64,
+        rcpts: u32,
+    ) -> Option<LimitHit> {
+        if let Some(max) = limits.queued_max {
+            if self.waiting + 1 > max as u64 {
+                return Some(LimitHit {
+                    name: "queued_max",
+                    value: max,
+                    retry_after: 60,
+                });
+            }
+        }
+        // (name, limit, window, what one message weighs)
+        let windows = [
+            ("messages_per_hour", limits.messages_per_hour, HOUR, None),
+            ("messages_per_day", limits.messages_per_day, DAY, None),
+            (
+                "recipients_per_day",
+                limits.recipients_per_day,
+                DAY,
+                Some(rcpts),
+            ),
+        ];
+        for (name, max, window, weight) in windows {
+            let Some(max) = max else { continue };
+            let inside: Vec<(i64, u64)> = self
+                .messages
+                .iter()
+                .filter(|(t, _)| *t > now - window)
+                .map(|(t, r)| (*t, weight.map_or(1, |_| *r as u64)))
+                .collect();
+            let this = weight.map_or(1, u64::from);
+            let mut used: u64 = inside.iter().map(|(_, w)| w).sum();
+            if used + this <= max as u64 {
+                continue;
+            }
+            // Wait until enough of the oldest have left the window; a message
+            // heavier than the limit itself waits a whole window.
+            let mut retry_after = window as u64;
+            if this <= max as u64 {
+                for (t, w) in &inside {
+                    used -= w;
+                    if used + this <= max as u64 {
+                        retry_after = (t + window - now).max(1) as u64;
+                        break;
+                    }
+                }
+            }
+            return Some(LimitHit {
+                name,
+                value: max,
+                retry_after,
+            });
+        }
+        None
+    }
+}
+
 /// The sender of a message without an app (the relay's trusted networks).
 pub const MIGRATION_SOURCE: &str = "ALTER TABLE messages ADD COLUMN source TEXT;";
 
@@ -92,6 +224,19 @@ CREATE TABLE delivery_pause (
 );
 ";
 
+/// Due messages taken in turn per app (round robin): each app's oldest due
+/// message first, then each app's second, and so on, so one app's backlog
+/// never holds back another app's next message (docs/API.md §6). The window
+/// ranks only row numbers; bodies are read for the chosen rows alone.
+pub(crate) const FAIR_DUE_SQL: &str = "SELECT m.seq, m.id, m.mail_from, m.body, m.attempt_count, m.created_unix, m.app_id
+ FROM messages m JOIN (
+   SELECT seq, next_attempt_unix,
+          ROW_NUMBER() OVER (PARTITION BY COALESCE(app_id, source, '') ORDER BY next_attempt_unix, seq) AS turn
+   FROM messages
+   WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= ?1 AND body IS NOT NULL
+ ) due ON due.seq = m.seq
+ ORDER BY due.turn, due.next_attempt_unix, due.seq LIMIT ?2";
+
 /// A stored app with what the server needs to check its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredApp {
@@ -118,6 +263,8 @@ pub struct NewMessage {
     pub body: Vec<u8>,
     /// `Idempotency-Key`.
     pub idempotency_key: Option<String>,
+    /// The app's limits, checked in the same transaction that stores it.
+    pub limits: Option<mailroom_shared::sending::AppLimits>,
     /// RFC 3339 now.
     pub now: String,
     /// Seconds since 1970 now.
@@ -131,6 +278,8 @@ pub enum Enqueued {
     New(String),
     /// The same idempotency key was used before: that message, untouched.
     Repeat(String, Status),
+    /// Refused: the app is at one of its limits; nothing was stored.
+    Limited(LimitHit),
 }
 
 /// Who holds claimed messages, and for how long.
@@ -256,6 +405,11 @@ pub trait Queue: Send + Sync {
     async fn list_apps(&self) -> Result<Vec<App>, StoreError>;
     /// Revokes an app; false when there was none.
     async fn revoke_app(&self, id: &str) -> Result<bool, StoreError>;
+    /// Changes a live app's name, From addresses, rewrite and limits; `None`
+    /// when there is no such app.
+    async fn update_app(&self, app: App) -> Result<Option<App>, StoreError>;
+    /// An app's recent and waiting messages (for its usage and limits).
+    async fn recent(&self, app_id: &str, now_unix: i64) -> Result<Recent, StoreError>;
     /// The live app with this key hash.
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError>;
     /// A live (not revoked) app by id, with its key's hash.
@@ -404,28 +558,57 @@ fn app_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
         allowed_from: serde_json::from_str(&allowed).unwrap_or_default(),
         rewrite_from: row.get::<_, i64>(5)? != 0,
         messages: row.get::<_, i64>(6)? as u64,
+        limits: limits_of(row.get::<_, Option<String>>(7)?.as_deref()),
+        usage: Default::default(),
     })
 }
 
+/// Stored limits; apps made before limits existed get the defaults.
+pub(crate) fn limits_of(json: Option<&str>) -> mailroom_shared::sending::AppLimits {
+    json.and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default()
+}
+
+/// Limits as stored.
+pub(crate) fn limits_json(limits: &mailroom_shared::sending::AppLimits) -> String {
+    serde_json::to_string(limits).unwrap_or_else(|_| "{}".into())
+}
+
 pub(crate) const APP_COLUMNS: &str =
-    "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages";
+    "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages, limits";
 /// How many columns [`APP_COLUMNS`] names.
-const APP_COLUMN_COUNT: usize = 7;
+const APP_COLUMN_COUNT: usize = 8;
+
+/// Reads an app's recent and waiting messages (SQLite).
+fn recent_in(c: &rusqlite::Connection, app_id: &str, now_unix: i64) -> rusqlite::Result<Recent> {
+    let messages = c
+        .prepare_cached(RECENT_SQL)?
+        .query_map(params![app_id, now_unix - DAY], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u32))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let waiting: i64 = c.query_row(WAITING_SQL, [app_id], |r| r.get(0))?;
+    Ok(Recent {
+        messages,
+        waiting: waiting as u64,
+    })
+}
 
 #[async_trait]
 impl Queue for SqliteStore {
     async fn create_app(&self, app: App, key_hash: [u8; 32]) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             c.execute(
-                "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at, limits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     app.id,
                     app.name,
                     key_hash.to_vec(),
                     serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into()),
                     app.rewrite_from as i64,
-                    app.created_at
+                    app.created_at,
+                    limits_json(&app.limits)
                 ],
             )?;
             Ok(())
@@ -469,6 +652,38 @@ impl Queue for SqliteStore {
             )? > 0)
         })
         .await
+    }
+
+    async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {
+        self.with_conn(move |c| {
+            let changed = c.execute(
+                "UPDATE apps SET name = ?2, allowed_from = ?3, rewrite_from = ?4, limits = ?5
+                 WHERE id = ?1 AND revoked = 0",
+                params![
+                    app.id,
+                    app.name,
+                    serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into()),
+                    app.rewrite_from as i64,
+                    limits_json(&app.limits)
+                ],
+            )?;
+            if changed == 0 {
+                return Ok(None);
+            }
+            Ok(c.query_row(
+                &format!("SELECT {APP_COLUMNS} FROM apps WHERE id = ?1"),
+                [&app.id],
+                app_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn recent(&self, app_id: &str, now_unix: i64) -> Result<Recent, StoreError> {
+        let app_id = app_id.to_string();
+        self.with_conn(move |c| Ok(recent_in(c, &app_id, now_unix)?))
+            .await
     }
 
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {
@@ -522,14 +737,24 @@ impl Queue for SqliteStore {
                     let status = status.as_deref().map(status_of).unwrap_or(Status::Sent);
                     return Ok(Enqueued::Repeat(id, status));
                 }
+            }
+            // The limits are read and the message stored in one immediate
+            // transaction: parallel submissions cannot both take the last place.
+            if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
+                let recent = recent_in(&tx, app, m.now_unix)?;
+                if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
+                    return Ok(Enqueued::Limited(hit));
+                }
+            }
+            if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
                 tx.execute(
                     "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES (?1, ?2, ?3, ?4)",
                     params![app, key, m.id, m.now_unix],
                 )?;
             }
             tx.execute(
-                "INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?7, ?8, ?9)",
+                "INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, source, rcpt_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?7, ?8, ?9, ?10)",
                 params![
                     m.id,
                     m.app_id,
@@ -539,7 +764,8 @@ impl Queue for SqliteStore {
                     m.body,
                     m.now,
                     m.now_unix,
-                    m.source
+                    m.source,
+                    m.recipients.len() as i64
                 ],
             )?;
             let seq = tx.last_insert_rowid();
@@ -577,9 +803,7 @@ impl Queue for SqliteStore {
             // the table: due messages first, then lapsed leases.
             let mut rows: Vec<Row> = Vec::new();
             for sql in [
-                "SELECT seq, id, mail_from, body, attempt_count, created_unix, app_id FROM messages
-                 WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= ?1 AND body IS NOT NULL
-                 ORDER BY next_attempt_unix, seq LIMIT ?2",
+                FAIR_DUE_SQL,
                 "SELECT seq, id, mail_from, body, attempt_count, created_unix, app_id FROM messages
                  WHERE status = 'sending' AND locked_until < ?1 AND body IS NOT NULL
                  ORDER BY seq LIMIT ?2",
@@ -986,9 +1210,78 @@ mod tests {
             subject: "s".into(),
             body,
             idempotency_key: None,
+            limits: None,
             now: "2026-11-26T00:00:00Z".into(),
             now_unix: 1_795_000_000,
         }
+    }
+
+    #[test]
+    fn limits_name_the_first_one_passed_and_when_it_allows_again() {
+        use mailroom_shared::sending::AppLimits;
+        let now = 1_000_000;
+        // Three messages: 50 min, 30 min and 2 h ago, of 10, 20 and 5 recipients.
+        let recent = Recent {
+            messages: vec![(now - 7200, 5), (now - 3000, 10), (now - 1800, 20)],
+            waiting: 3,
+        };
+        let u = recent.usage(now);
+        assert_eq!(
+            (
+                u.messages_last_hour,
+                u.messages_today,
+                u.recipients_today,
+                u.queued
+            ),
+            (2, 3, 35, 3)
+        );
+        let none = AppLimits {
+            queued_max: None,
+            ..AppLimits::default()
+        };
+        assert_eq!(recent.hit(&none, now, 1), None);
+        let hourly = AppLimits {
+            messages_per_hour: Some(2),
+            ..none
+        };
+        // The oldest of the hour leaves it in 600 s.
+        assert_eq!(
+            recent.hit(&hourly, now, 1),
+            Some(LimitHit {
+                name: "messages_per_hour",
+                value: 2,
+                retry_after: 600
+            })
+        );
+        let rcpts = AppLimits {
+            recipients_per_day: Some(40),
+            ..none
+        };
+        assert_eq!(recent.hit(&rcpts, now, 5), None, "35 + 5 fits");
+        // 35 + 10 > 40: the 5 of two hours ago must leave (in 22 h).
+        assert_eq!(
+            recent.hit(&rcpts, now, 10).unwrap().retry_after,
+            86400 - 7200
+        );
+        // 35 + 30 > 40: all three must leave, the newest 30 min ago.
+        assert_eq!(
+            recent.hit(&rcpts, now, 30).unwrap().retry_after,
+            86400 - 1800
+        );
+        // 35 + 15 > 40: the two oldest must leave.
+        assert_eq!(
+            recent.hit(&rcpts, now, 15).unwrap().retry_after,
+            86400 - 3000
+        );
+        // Heavier than the limit itself: a whole window.
+        assert_eq!(recent.hit(&rcpts, now, 41).unwrap().retry_after, 86400);
+        let queued = AppLimits {
+            queued_max: Some(3),
+            ..AppLimits::default()
+        };
+        let hit = recent.hit(&queued, now, 1).unwrap();
+        assert_eq!((hit.name, hit.retry_after), ("queued_max", 60));
+        assert!(hit.text().contains("queued_max (3)"), "{}", hit.text());
     }
 
     #[tokio::test]

@@ -181,6 +181,7 @@ pub const SCHEMA: &[&str] = &[
     SESSIONS_MIGRATION,
     FAILURES_MIGRATION,
     TRANSCRIPTS_WITHOUT_CONTENT,
+    crate::queue::MIGRATION_LIMITS,
 ];
 
 /// Step 7: stored transcripts lose the message content they recorded (the

@@ -98,6 +98,9 @@ both!(
     the_delivery_slot_is_shared_where_servers_share_a_store,
     failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_window,
     search_takes_backslash_percent_and_underscore_literally,
+    app_limits_hold_under_parallel_submissions,
+    due_messages_are_claimed_in_turn_per_app,
+    apps_keep_their_limits_and_changes,
 );
 
 const T0: i64 = 1_795_000_000;
@@ -125,6 +128,7 @@ fn message(id: &str, key: Option<&str>) -> NewMessage {
         subject: format!("subject of {id}"),
         body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
         idempotency_key: key.map(str::to_string),
+        limits: None,
         now: "2026-11-26T00:00:00Z".into(),
         now_unix: T0,
     }
@@ -517,6 +521,144 @@ async fn the_delivery_slot_is_shared_where_servers_share_a_store(f: Fixture) {
         // One process per SQLite file: the engine keeps the slot in memory.
         assert_eq!((first, second), (None, None));
     }
+}
+
+async fn app_limits_hold_under_parallel_submissions(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    let limits = mailroom_shared::sending::AppLimits {
+        messages_per_hour: Some(3),
+        ..Default::default()
+    };
+    // Eight at once, on two servers: exactly three get in.
+    let tries = (0..8).map(|i| {
+        let q = if i % 2 == 0 {
+            a.queue.clone()
+        } else {
+            b.queue.clone()
+        };
+        tokio::spawn(async move {
+            let mut m = message(&format!("msg_lim_{i}"), None);
+            m.limits = Some(limits);
+            m.now_unix = T0 + i;
+            q.enqueue(m).await.unwrap()
+        })
+    });
+    let results: Vec<Enqueued> = futures_util::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let new = results
+        .iter()
+        .filter(|r| matches!(r, Enqueued::New(_)))
+        .count();
+    assert_eq!(new, 3, "{results:?}");
+    for r in &results {
+        if let Enqueued::Limited(hit) = r {
+            assert_eq!(hit.name, "messages_per_hour");
+            assert!(hit.retry_after > 3590 && hit.retry_after <= 3610, "{hit:?}");
+        }
+    }
+    assert_eq!(
+        a.queue.counts().await.unwrap()[&Status::Queued],
+        3,
+        "nothing else stored"
+    );
+    let recent = a.queue.recent("app_1", T0 + 10).await.unwrap();
+    let usage = recent.usage(T0 + 10);
+    assert_eq!(
+        (
+            usage.messages_last_hour,
+            usage.recipients_today,
+            usage.queued
+        ),
+        (3, 6, 3)
+    );
+    // An hour later the window lets the next one in.
+    let mut later = message("msg_lim_later", None);
+    later.limits = Some(limits);
+    later.now_unix = T0 + 3601;
+    assert!(matches!(
+        a.queue.enqueue(later).await.unwrap(),
+        Enqueued::New(_)
+    ));
+    // Another app is not counted with this one.
+    let mut other = message("msg_other_app", None);
+    other.app_id = Some("app_2".into());
+    other.limits = Some(limits);
+    assert!(matches!(
+        a.queue.enqueue(other).await.unwrap(),
+        Enqueued::New(_)
+    ));
+}
+
+async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
+    let s = f.open().await;
+    for i in 0..30 {
+        let mut m = message(&format!("msg_a{i:02}"), None);
+        m.app_id = Some("app_busy".into());
+        s.queue.enqueue(m).await.unwrap();
+    }
+    let mut quiet = message("msg_b", None);
+    quiet.app_id = Some("app_quiet".into());
+    quiet.now_unix = T0 + 5;
+    s.queue.enqueue(quiet).await.unwrap();
+    let mut trusted = message("msg_t", None);
+    trusted.app_id = None;
+    trusted.source = Some("trusted network 192.0.2.9".into());
+    trusted.now_unix = T0 + 6;
+    s.queue.enqueue(trusted).await.unwrap();
+    let claimed = s
+        .queue
+        .claim(T0 + 10, 3, &lease("srv_a", 120))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[0], "msg_a00", "each sender's oldest first: {ids:?}");
+    assert!(ids.contains(&"msg_b") && ids.contains(&"msg_t"), "{ids:?}");
+    let next = s
+        .queue
+        .claim(T0 + 10, 2, &lease("srv_a", 120))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = next.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["msg_a01", "msg_a02"]);
+}
+
+async fn apps_keep_their_limits_and_changes(f: Fixture) {
+    use mailroom_shared::sending::{App, AppLimits};
+    let s = f.open().await;
+    let app = App {
+        id: "app_lim".into(),
+        name: "Limited".into(),
+        created_at: "2026-11-26T00:00:00Z".into(),
+        last_used_at: None,
+        messages: 0,
+        allowed_from: vec![],
+        rewrite_from: false,
+        limits: AppLimits {
+            recipients_per_day: Some(1000),
+            ..AppLimits::default()
+        },
+        usage: Default::default(),
+    };
+    s.queue.create_app(app.clone(), [7u8; 32]).await.unwrap();
+    let listed = s.queue.list_apps().await.unwrap();
+    assert_eq!(listed[0].limits, app.limits);
+    let mut changed = app.clone();
+    changed.name = "Renamed".into();
+    changed.limits.queued_max = None;
+    let back = s.queue.update_app(changed.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        (back.name.as_str(), back.limits),
+        ("Renamed", changed.limits)
+    );
+    assert!(s.queue.revoke_app("app_lim").await.unwrap());
+    assert!(
+        s.queue.update_app(changed).await.unwrap().is_none(),
+        "revoked"
+    );
 }
 
 async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {

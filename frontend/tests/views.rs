@@ -295,13 +295,13 @@ async fn revoking_asks_first_naming_the_app() {
         "{row}"
     );
     assert_eq!(
-        find(&root, "#apps-table tbody button")
+        find(&root, "#apps-table tbody button[data-act=revoke]")
             .get_attribute("aria-label")
             .as_deref(),
         Some("Revoke Scanner, 3rd floor")
     );
 
-    click(&root, "#apps-table tbody button").await;
+    click(&root, "#apps-table tbody button[data-act=revoke]").await;
     let dialog: web_sys::HtmlDialogElement =
         find(&root, "dialog#revoke-prompt").dyn_into().unwrap();
     assert!(dialog.open() && dialog.matches(":modal").unwrap());
@@ -318,12 +318,82 @@ async fn revoking_asks_first_naming_the_app() {
         "kept"
     );
 
-    click(&root, "#apps-table tbody button").await;
+    click(&root, "#apps-table tbody button[data-act=revoke]").await;
     click(&root, "#revoke-prompt-other").await;
     assert!(requests()
         .iter()
         .any(|(r, _)| r == "DELETE /api/apps/app_1"));
     assert!(text_of(&root, ".banner.success").contains("is revoked"));
+}
+
+#[wasm_bindgen_test]
+async fn limits_and_their_use_show_drawn_and_are_edited_with_checks_while_typing() {
+    fake_api();
+    let mut app = app_json("app_1", "Bulk");
+    app["limits"] = json!({"messages_per_hour": 100, "messages_per_day": null,
+                           "recipients_per_day": 10000, "queued_max": 10000});
+    app["usage"] = json!({"messages_last_hour": 100, "messages_today": 340,
+                          "recipients_today": 2500, "queued": 12});
+    apps_routes(vec![app.clone()]);
+    let mut changed = app.clone();
+    changed["limits"]["messages_per_hour"] = json!(500);
+    route("PATCH /api/apps/app_1", 200, &changed);
+    let root = mount_apps().await;
+    let usage = text_of(&root, "#apps-table td.usage");
+    assert!(
+        usage.contains("100 of 100")
+            && usage.contains("340 (no limit)")
+            && usage.contains("2500 of 10000"),
+        "{usage}"
+    );
+    // Drawn: a meter per limit set, and the full one marked.
+    let meters = root
+        .query_selector_all("#apps-table td.usage meter")
+        .unwrap();
+    assert_eq!(meters.length(), 3, "one per limit that is set");
+    assert!(text_of(&root, ".use.full").contains("Messages, last hour"));
+    click(&root, "#apps-table tbody button[data-act=limits]").await;
+    assert!(text_of(&root, "#limits-title").contains("Bulk"));
+    let value = |id: &str| -> String {
+        find(&root, &["#", id].concat())
+            .dyn_into::<HtmlInputElement>()
+            .unwrap()
+            .value()
+    };
+    assert_eq!(value("limit-messages_per_hour"), "100");
+    assert_eq!(value("limit-messages_per_day"), "", "no limit is empty");
+    // Checked while typing, before anything is sent.
+    type_into(&root, "limit-messages_per_hour", "0").await;
+    assert!(
+        text_of(&root, "#limits-form").contains("messages_per_hour must be"),
+        "{}",
+        root.inner_html()
+    );
+    type_into(&root, "limit-recipients_per_day", "lots").await;
+    assert!(text_of(&root, "#limits-form").contains("Enter a whole number"));
+    click(&root, "#save-limits").await;
+    assert!(
+        !requests().iter().any(|(r, _)| r.starts_with("PATCH")),
+        "nothing invalid is sent"
+    );
+    type_into(&root, "limit-messages_per_hour", "500").await;
+    type_into(&root, "limit-recipients_per_day", "10,000").await;
+    assert!(!text_of(&root, "#limits-form").contains("must be"));
+    click(&root, "#save-limits").await;
+    let (_, body) = requests()
+        .into_iter()
+        .find(|(r, _)| r == "PATCH /api/apps/app_1")
+        .expect("the change was sent");
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        sent["limits"],
+        json!({"messages_per_hour": 500, "messages_per_day": null, "recipients_per_day": 10000, "queued_max": 10000})
+    );
+    assert!(
+        root.query_selector("#limits-form").unwrap().is_none(),
+        "closed"
+    );
+    assert!(text_of(&root, ".banner.success").contains("limits of “Bulk” are saved"));
 }
 
 fn saved_routes() {

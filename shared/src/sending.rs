@@ -23,6 +23,94 @@ pub struct NewApp {
     pub allowed_from: Vec<String>,
     /// Rewrite the header From to the settings' sender.
     pub rewrite_from: bool,
+    /// Its limits; absent: the defaults.
+    pub limits: AppLimits,
+}
+
+/// The largest limit that can be set: higher means no limit in practice.
+pub const MAX_LIMIT: u32 = 1_000_000_000;
+
+/// An app's limits (docs/API.md §6). Windows are rolling; `None` is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppLimits {
+    /// Messages in any 60 minutes.
+    pub messages_per_hour: Option<u32>,
+    /// Messages in any 24 hours.
+    pub messages_per_day: Option<u32>,
+    /// Recipients in any 24 hours (Exchange allows a mailbox 10,000).
+    pub recipients_per_day: Option<u32>,
+    /// Messages waiting at once (queued, deferred or sending).
+    pub queued_max: Option<u32>,
+}
+
+impl Default for AppLimits {
+    fn default() -> Self {
+        AppLimits {
+            messages_per_hour: None,
+            messages_per_day: None,
+            recipients_per_day: None,
+            queued_max: Some(10_000),
+        }
+    }
+}
+
+impl AppLimits {
+    /// Each limit with its name, in the order the page shows them.
+    pub fn named(&self) -> [(&'static str, Option<u32>); 4] {
+        [
+            ("messages_per_hour", self.messages_per_hour),
+            ("messages_per_day", self.messages_per_day),
+            ("recipients_per_day", self.recipients_per_day),
+            ("queued_max", self.queued_max),
+        ]
+    }
+}
+
+/// What an app has used of its limits now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AppUsage {
+    /// Messages submitted in the last 60 minutes.
+    pub messages_last_hour: u64,
+    /// Messages submitted in the last 24 hours.
+    pub messages_today: u64,
+    /// Their recipients.
+    pub recipients_today: u64,
+    /// Messages waiting (queued, deferred or sending).
+    pub queued: u64,
+}
+
+/// `PATCH /api/apps/{id}`: what to change; absent fields stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct AppChange {
+    /// A new name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// New extra From addresses (the whole list).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_from: Option<Vec<String>>,
+    /// Rewrite the header From, or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite_from: Option<bool>,
+    /// New limits (the whole set; a limit left out takes its default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<AppLimits>,
+}
+
+/// Checks limits: each at least 1 and at most [`MAX_LIMIT`], or null.
+pub fn validate_limits(limits: &AppLimits, errors: &mut FieldMessages) {
+    for (name, value) in limits.named() {
+        if let Some(v) = value {
+            if v == 0 || v > MAX_LIMIT {
+                errors.push(
+                    "limits",
+                    format!("{name} must be a whole number from 1 to {MAX_LIMIT}, or empty for no limit."),
+                );
+            }
+        }
+    }
 }
 
 /// An app, never with its key.
@@ -42,6 +130,12 @@ pub struct App {
     pub allowed_from: Vec<String>,
     /// Whether the header From is rewritten.
     pub rewrite_from: bool,
+    /// Its limits.
+    #[serde(default)]
+    pub limits: AppLimits,
+    /// What it has used of them.
+    #[serde(default)]
+    pub usage: AppUsage,
 }
 
 /// The answer to `POST /api/apps`: the app and its key, shown this once.
@@ -75,7 +169,34 @@ pub fn validate_new_app(app: &NewApp) -> FieldMessages {
             "The name must be one line of at most 100 characters.",
         );
     }
-    for (i, a) in app.allowed_from.iter().enumerate() {
+    validate_allowed_from(&app.allowed_from, &mut errors);
+    validate_limits(&app.limits, &mut errors);
+    errors
+}
+
+/// Checks a change to an app as [`validate_new_app`] checks a new one.
+pub fn validate_app_change(change: &AppChange) -> FieldMessages {
+    let mut errors = FieldMessages::new();
+    if let Some(name) = &change.name {
+        let probe = NewApp {
+            name: name.clone(),
+            ..NewApp::default()
+        };
+        for m in validate_new_app(&probe).get("name").into_iter().flatten() {
+            errors.push("name", m.clone());
+        }
+    }
+    if let Some(list) = &change.allowed_from {
+        validate_allowed_from(list, &mut errors);
+    }
+    if let Some(limits) = &change.limits {
+        validate_limits(limits, &mut errors);
+    }
+    errors
+}
+
+fn validate_allowed_from(list: &[String], errors: &mut FieldMessages) {
+    for (i, a) in list.iter().enumerate() {
         if parse::check_email(a.trim()).is_err() {
             errors.push(
                 "allowed_from",
@@ -87,7 +208,6 @@ pub fn validate_new_app(app: &NewApp) -> FieldMessages {
             );
         }
     }
-    errors
 }
 
 /// Who may appear as the sender of an app's messages (docs/API.md §6).
@@ -406,16 +526,41 @@ mod tests {
             name: " ".into(),
             allowed_from: vec!["not an address".into()],
             rewrite_from: false,
+            limits: AppLimits {
+                messages_per_hour: Some(0),
+                ..AppLimits::default()
+            },
         };
         let errors = validate_new_app(&bad);
+        assert!(errors["limits"][0].starts_with("messages_per_hour must be"));
         assert!(errors["name"][0].starts_with("Enter a name"));
         assert!(errors["allowed_from"][0].contains("not an address"));
         let good = NewApp {
             name: "Scanner".into(),
             allowed_from: vec![format!("{}@{}", "scans", "contoso.com")],
             rewrite_from: true,
+            limits: AppLimits::default(),
         };
         assert!(validate_new_app(&good).is_empty());
+        // Limits come with their defaults; null is no limit.
+        let parsed: NewApp = serde_json::from_str(
+            r#"{"name": "x", "limits": {"messages_per_hour": 5, "queued_max": null}}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.limits.messages_per_hour, Some(5));
+        assert_eq!(parsed.limits.queued_max, None);
+        let plain: NewApp = serde_json::from_str(r#"{"name": "x"}"#).unwrap();
+        assert_eq!(plain.limits.queued_max, Some(10_000));
+        let change = AppChange {
+            name: Some(String::new()),
+            limits: Some(AppLimits {
+                recipients_per_day: Some(MAX_LIMIT + 1),
+                ..AppLimits::default()
+            }),
+            ..AppChange::default()
+        };
+        let errors = validate_app_change(&change);
+        assert!(errors.contains_key("name") && errors.contains_key("limits"));
         assert_eq!(Status::from_name("deferred"), Some(Status::Deferred));
         assert!(Status::Sent.is_final() && !Status::Deferred.is_final());
     }

@@ -507,7 +507,7 @@ impl Session {
                 initial_response,
             } => self.auth(mechanism, initial_response).await,
             Request::Mail { from } => self.mail(from).await,
-            Request::Rcpt { to } => self.rcpt(to.address),
+            Request::Rcpt { to } => self.rcpt(to.address).await,
             Request::Data => {
                 let Some(tx) = &self.tx else {
                     return self.out_of_sequence("Send MAIL FROM first");
@@ -796,6 +796,12 @@ impl Session {
                 return Flow::Go;
             }
         }
+        if let Sender::App(app) = &sender {
+            if let Some(hit) = self.limit_hit(app, 0).await {
+                self.reply(451, "4.7.1", &hit.text());
+                return Flow::Go;
+            }
+        }
         if matches!(sender, Sender::Trusted(_)) {
             self.trusted_mail = true;
         }
@@ -808,7 +814,43 @@ impl Session {
         Flow::Go
     }
 
-    fn rcpt(&mut self, to: String) -> Flow {
+    /// The limit the app's next message would pass with `rcpts` recipients
+    /// (0: only the message limits), if any. A database that cannot be read
+    /// leaves the decision to the store at the end of DATA.
+    async fn limit_hit(&self, app: &App, rcpts: u32) -> Option<crate::queue::LimitHit> {
+        let now = self.shared.sending.apps.clock.wall().unix_timestamp();
+        let recent = self
+            .shared
+            .sending
+            .apps
+            .queue
+            .recent(&app.id, now)
+            .await
+            .ok()?;
+        let mut limits = app.limits;
+        if rcpts == 0 {
+            limits.recipients_per_day = None;
+        }
+        recent.hit(&limits, now, rcpts.max(1))
+    }
+
+    async fn rcpt(&mut self, to: String) -> Flow {
+        let app = match &self.tx {
+            Some(Transaction {
+                sender: Sender::App(app),
+                rcpts,
+                ..
+            }) if app.limits.recipients_per_day.is_some() => {
+                Some((app.clone(), rcpts.len() as u32))
+            }
+            _ => None,
+        };
+        if let Some((app, count)) = app {
+            if let Some(hit) = self.limit_hit(&app, count + 1).await {
+                self.reply(451, "4.7.1", &hit.text());
+                return Flow::Go;
+            }
+        }
         let Some(tx) = &mut self.tx else {
             return self.out_of_sequence("Send MAIL FROM first");
         };
@@ -855,10 +897,11 @@ impl Session {
             Ok(p) => p,
             Err(flow) => return flow,
         };
-        let (app_id, source, rewrite) = match &sender {
-            Sender::App(app) => (Some(app.id.clone()), None, app.rewrite_from),
+        let (app, source, rewrite) = match &sender {
+            Sender::App(app) => (Some(app.clone()), None, app.rewrite_from),
             Sender::Trusted(ip) => (None, Some(format!("trusted network {ip}")), false),
         };
+        let app_id = app.as_ref().map(|a| a.id.clone());
         let built = match crate::messages::build_raw(
             &body,
             (Some(tx.from.clone()), tx.rcpts.clone()),
@@ -895,9 +938,18 @@ impl Session {
         match self
             .shared
             .sending
-            .accept(app_id.as_deref(), source, built, None)
+            .accept(app.as_ref(), source, built, None)
             .await
         {
+            Ok(Enqueued::Limited(hit)) => {
+                self.shared
+                    .sending
+                    .metrics
+                    .quota_reached
+                    .get_or_create(&crate::metrics::Metrics::app(app_id.as_deref()))
+                    .inc();
+                self.reply(451, "4.7.1", &hit.text());
+            }
             Ok(Enqueued::New(id)) | Ok(Enqueued::Repeat(id, _)) => {
                 tracing::info!(%id, app = ?app_id, peer = %self.peer, "message queued over SMTP");
                 self.shared.sending.metrics.relay_accepted.inc();

@@ -3,7 +3,9 @@
 //! revoking with a confirmation that names the app.
 
 use gloo_net::http::Method;
-use mailroom_shared::sending::{validate_new_app, NewApp};
+use mailroom_shared::sending::{
+    validate_limits, validate_new_app, AppChange, AppLimits, AppUsage, NewApp, MAX_LIMIT,
+};
 use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
@@ -31,6 +33,15 @@ pub struct App {
     pub allowed_from: Vec<String>,
     /// Whether the header From is rewritten.
     pub rewrite_from: bool,
+    /// Its limits.
+    pub limits: AppLimits,
+    /// What it has used of them.
+    pub usage: AppUsage,
+}
+
+/// A whole number, or `None` when missing or null.
+fn count(value: &JsValue, key: &str) -> Option<u64> {
+    get(value, key).as_f64().map(|n| n as u64)
 }
 
 impl App {
@@ -47,7 +58,112 @@ impl App {
                 .filter_map(JsValue::as_string)
                 .collect(),
             rewrite_from: get(v, "rewrite_from").as_bool().unwrap_or(false),
+            limits: {
+                let l = get(v, "limits");
+                let limit = |k: &str| count(&l, k).map(|n| n.min(u32::MAX as u64) as u32);
+                AppLimits {
+                    messages_per_hour: limit("messages_per_hour"),
+                    messages_per_day: limit("messages_per_day"),
+                    recipients_per_day: limit("recipients_per_day"),
+                    queued_max: limit("queued_max"),
+                }
+            },
+            usage: {
+                let u = get(v, "usage");
+                let used = |k: &str| count(&u, k).unwrap_or(0);
+                AppUsage {
+                    messages_last_hour: used("messages_last_hour"),
+                    messages_today: used("messages_today"),
+                    recipients_today: used("recipients_today"),
+                    queued: used("queued"),
+                }
+            },
         }
+    }
+
+    /// Each limit with its label and what is used of it now.
+    fn uses(&self) -> [(&'static str, u64, Option<u32>); 4] {
+        let (l, u) = (&self.limits, &self.usage);
+        [
+            (
+                "Messages, last hour",
+                u.messages_last_hour,
+                l.messages_per_hour,
+            ),
+            ("Messages, last 24 h", u.messages_today, l.messages_per_day),
+            (
+                "Recipients, last 24 h",
+                u.recipients_today,
+                l.recipients_per_day,
+            ),
+            ("Waiting", u.queued, l.queued_max),
+        ]
+    }
+}
+
+/// The limits form: each limit as typed (empty: no limit).
+#[derive(Clone, Default, PartialEq)]
+struct LimitsDraft {
+    app: App,
+    values: [String; 4],
+}
+
+/// The limit names in form order, with their labels.
+const LIMITS: [(&str, &str); 4] = [
+    ("messages_per_hour", "Messages per hour"),
+    ("messages_per_day", "Messages per 24 hours"),
+    ("recipients_per_day", "Recipients per 24 hours"),
+    ("queued_max", "Messages waiting at once"),
+];
+
+impl LimitsDraft {
+    fn of(app: &App) -> LimitsDraft {
+        let show = |v: Option<u32>| v.map(|n| n.to_string()).unwrap_or_default();
+        let l = &app.limits;
+        LimitsDraft {
+            app: app.clone(),
+            values: [
+                show(l.messages_per_hour),
+                show(l.messages_per_day),
+                show(l.recipients_per_day),
+                show(l.queued_max),
+            ],
+        }
+    }
+
+    /// The limits typed, and the messages for what is not a limit.
+    fn parse(&self) -> (AppLimits, mailroom_shared::FieldMessages) {
+        let mut errors = mailroom_shared::FieldMessages::new();
+        let mut parsed = [None; 4];
+        for (i, v) in self.values.iter().enumerate() {
+            let v = v.trim().replace([',', '_', ' '], "");
+            if v.is_empty() {
+                continue;
+            }
+            match v.parse::<u64>() {
+                Ok(n) => parsed[i] = Some(n.min(u32::MAX as u64) as u32),
+                Err(_) => errors.push(
+                    LIMITS[i].0,
+                    format!("Enter a whole number from 1 to {MAX_LIMIT}, or leave it empty for no limit."),
+                ),
+            }
+        }
+        let limits = AppLimits {
+            messages_per_hour: parsed[0],
+            messages_per_day: parsed[1],
+            recipients_per_day: parsed[2],
+            queued_max: parsed[3],
+        };
+        let mut range = mailroom_shared::FieldMessages::new();
+        validate_limits(&limits, &mut range);
+        for m in range.get("limits").into_iter().flatten() {
+            if let Some((name, _)) = LIMITS.iter().find(|(n, _)| m.starts_with(n)) {
+                if !errors.contains_key(name) {
+                    errors.push(name, m.clone());
+                }
+            }
+        }
+        (limits, errors)
     }
 }
 
@@ -219,6 +335,7 @@ fn apps_table(apps: &[App]) -> Html {
         "Last used",
         "Messages",
         "Allowed From",
+        "Limits and use",
         "Actions",
     ]);
     m.open("tbody", &[]);
@@ -253,8 +370,51 @@ fn apps_table(apps: &[App]) -> Html {
                 "From rewritten to the sender",
             );
         }
+        m.close("td").open("td", &[("class", "usage")]);
+        for (label, used, limit) in a.uses() {
+            let max = limit.map(u64::from);
+            let over = max.is_some_and(|m| used >= m);
+            m.open("div", &[("class", if over { "use full" } else { "use" })])
+                .el("span", &[("class", "use-label")], label)
+                .text(" ")
+                .el(
+                    "span",
+                    &[],
+                    &match max {
+                        Some(limit) => {
+                            [used.to_string(), " of ".into(), limit.to_string()].concat()
+                        }
+                        None => [used.to_string(), " (no limit)".into()].concat(),
+                    },
+                );
+            if let Some(limit) = max {
+                // Drawn, not only written: the share used.
+                m.open(
+                    "meter",
+                    &[
+                        ("min", "0"),
+                        ("max", &limit.to_string()),
+                        ("value", &used.min(limit).to_string()),
+                        ("aria-hidden", "true"),
+                    ],
+                )
+                .close("meter");
+            }
+            m.close("div");
+        }
         m.close("td")
             .open("td", &[])
+            .el(
+                "button",
+                &[
+                    ("type", "button"),
+                    ("data-act", "limits"),
+                    ("data-id", &a.id),
+                    ("aria-label", &["Edit the limits of ", &a.name].concat()),
+                ],
+                "Limits",
+            )
+            .text(" ")
             .el(
                 "button",
                 &[
@@ -296,6 +456,7 @@ impl Draft {
             name: self.name.trim().to_string(),
             allowed_from: split_addresses(&self.allowed),
             rewrite_from: self.rewrite_from,
+            limits: AppLimits::default(),
         }
     }
 }
@@ -317,6 +478,8 @@ pub fn apps(p: &AppsProps) -> Html {
         default_id("revoke-prompt"),
     );
     let notice = use_state(|| None::<String>);
+    let editing = use_state(|| None::<LimitsDraft>);
+    let limit_errors = use_state(mailroom_shared::FieldMessages::new);
 
     let load = {
         let (list, unauthorized) = (list.clone(), p.on_unauthorized.clone());
@@ -464,15 +627,96 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
     let on_table_click = {
-        let (revoking, list) = (revoking.clone(), list.clone());
+        let (revoking, list, editing, limit_errors) = (
+            revoking.clone(),
+            list.clone(),
+            editing.clone(),
+            limit_errors.clone(),
+        );
         Callback::from(move |e: MouseEvent| {
             if let Some((act, id)) = copy_click(&e) {
-                if act == "revoke" {
-                    if let Some(Ok(apps)) = &*list {
-                        revoking.set(apps.iter().find(|a| a.id == id).cloned());
+                let Some(Ok(apps)) = &*list else { return };
+                let app = apps.iter().find(|a| a.id == id);
+                match act.as_str() {
+                    "revoke" => revoking.set(app.cloned()),
+                    "limits" => {
+                        editing.set(app.map(LimitsDraft::of));
+                        limit_errors.set(Default::default());
+                        focus("limit-messages_per_hour");
                     }
+                    _ => {}
                 }
             }
+        })
+    };
+    let on_limit = |i: usize| {
+        let (editing, limit_errors) = (editing.clone(), limit_errors.clone());
+        Callback::from(move |v: String| {
+            if let Some(mut d) = (*editing).clone() {
+                d.values[i] = v;
+                limit_errors.set(d.parse().1);
+                editing.set(Some(d));
+            }
+        })
+    };
+    let cancel_limits = {
+        let editing = editing.clone();
+        Callback::from(move |_: MouseEvent| editing.set(None))
+    };
+    let save_limits = {
+        let (editing, limit_errors, notice, load, unauthorized) = (
+            editing.clone(),
+            limit_errors.clone(),
+            notice.clone(),
+            load.clone(),
+            p.on_unauthorized.clone(),
+        );
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let Some(d) = (*editing).clone() else { return };
+            let (limits, errors) = d.parse();
+            let first = errors.keys().next().cloned();
+            if let Some(field) = first {
+                focus(&["limit-", &field].concat());
+                limit_errors.set(errors);
+                return;
+            }
+            let change = AppChange {
+                limits: Some(limits),
+                ..AppChange::default()
+            };
+            let (editing, limit_errors, notice, load, unauthorized) = (
+                editing.clone(),
+                limit_errors.clone(),
+                notice.clone(),
+                load.clone(),
+                unauthorized.clone(),
+            );
+            crate::spawn(async move {
+                let path = ["/api/apps/", &d.app.id].concat();
+                match json_body(Method::PATCH, &path, encode(&change)).await {
+                    Ok(_) => {
+                        editing.set(None);
+                        notice.set(Some(
+                            ["The limits of “", &d.app.name, "” are saved."].concat(),
+                        ));
+                        load.emit(());
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(ApiError::Invalid(_, errors)) => {
+                        let mut shown = mailroom_shared::FieldMessages::new();
+                        for m in errors.values().flatten() {
+                            let name = LIMITS
+                                .iter()
+                                .find(|(n, _)| m.starts_with(n))
+                                .map_or("queued_max", |(n, _)| n);
+                            shown.push(name, m.clone());
+                        }
+                        limit_errors.set(shown);
+                    }
+                    Err(e) => notice.set(Some(e.message().to_string())),
+                }
+            });
         })
     };
     let cancel_revoke = {
@@ -532,6 +776,25 @@ pub fn apps(p: &AppsProps) -> Html {
                     },
                 } }
             </section>
+            if let Some(d) = &*editing {
+                <form class="card" id="limits-form" onsubmit={save_limits} novalidate=true aria-labelledby="limits-title">
+                    <h3 id="limits-title">{ ["Limits of “", &d.app.name, "”"].concat() }</h3>
+                    <p class="help">{ "Windows are rolling. A message past a limit is refused before it is stored (HTTP 429 with Retry-After, SMTP 451 4.7.1), so one app cannot use up the mailbox's 10,000 recipients a day for everyone. Leave a field empty for no limit." }</p>
+                    { for LIMITS.iter().enumerate().map(|(i, (name, label))| text_field(TextFieldProps {
+                        id: AttrValue::from(["limit-", name].concat()),
+                        label: AttrValue::Static(label),
+                        value: d.values[i].clone().into(),
+                        errors: limit_errors.get(name).cloned().unwrap_or_default(),
+                        inputmode: Some(AttrValue::Static("numeric")),
+                        on_input: on_limit(i),
+                        ..TextFieldProps::default()
+                    })) }
+                    <div class="actions">
+                        <button type="submit" class="primary" id="save-limits">{ "Save limits" }</button>
+                        <button type="button" id="cancel-limits" onclick={cancel_limits}>{ "Cancel" }</button>
+                    </div>
+                </form>
+            }
             <form class="card" id="new-app" onsubmit={onsubmit} novalidate=true aria-labelledby="new-app-title">
                 <h3 id="new-app-title">{ "New app" }</h3>
                 { text_field(TextFieldProps {
