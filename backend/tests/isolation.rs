@@ -336,4 +336,39 @@ async fn stored_transcripts_never_hold_the_message() {
             "{t}"
         );
     }
+    // A failed message keeps its body until its record goes, so Retry works.
+    let kept: bool = db
+        .query_row(
+            "SELECT body IS NOT NULL FROM messages WHERE id = ?1",
+            [&id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(kept);
+}
+
+#[tokio::test]
+async fn a_sent_message_keeps_its_record_not_its_content() {
+    let (rig, server, key) = sending_rig().await;
+    let (status, body) = server
+        .submit(
+            &key,
+            &json!({"to": [to()], "subject": "s", "text": "words"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let sent = body["id"].as_str().unwrap().to_string();
+    server.wait_status(&sent, "sent").await;
+    wait_received(&rig, 1).await;
+    let db = rusqlite::Connection::open(server.data.join("mailroom.db")).unwrap();
+    let gone: bool = db
+        .query_row(
+            "SELECT body IS NULL FROM messages WHERE id = ?1",
+            [&sent],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(gone, "a sent message's body is deleted at once");
+    let details = server.message(&sent).await;
+    assert_eq!(details["status"], "sent", "the record stays: {details}");
 }
