@@ -21,11 +21,11 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Claimed, Lease, Queue, RecipientOutcome};
 use crate::settings::{Current, SettingsRepo};
-use crate::test_email::diagnose::{self, Diagnosis};
-use crate::test_email::mask::mask_transcript;
-use crate::test_email::smtp::SmtpFailure;
-use crate::test_email::tester::OpenSession;
-use crate::test_email::Tester;
+use crate::upstream::client::OpenSession;
+use crate::upstream::diagnose::{self, Diagnosis};
+use crate::upstream::mask::mask_transcript;
+use crate::upstream::smtp::SmtpFailure;
+use crate::upstream::Upstream;
 
 /// How many due messages a worker claims at once when no rate limit applies:
 /// one transaction for several messages, each still recorded on its own.
@@ -109,7 +109,7 @@ pub struct Engine {
     /// The saved settings.
     pub settings: SettingsRepo,
     /// The token cache and TLS trust of the test email.
-    pub tester: Arc<Tester>,
+    pub tester: Arc<Upstream>,
     /// Sent, failed, latency.
     pub metrics: Arc<Metrics>,
     /// Woken by a new message or a settings save.
@@ -177,7 +177,7 @@ impl Engine {
     pub fn new(
         queue: Arc<dyn Queue>,
         settings: SettingsRepo,
-        tester: Arc<Tester>,
+        tester: Arc<Upstream>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
         options: DeliveryOptions,

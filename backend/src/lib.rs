@@ -24,3 +24,4 @@ pub mod settings;
 pub mod state;
 pub mod store;
 pub mod test_email;
+pub mod upstream;

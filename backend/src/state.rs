@@ -1,6 +1,6 @@
 //! What the handlers share: [`AppState`], built once at start by
 //! [`AppState::open`], and the parts handlers take through `FromRef`
-//! ([`SettingsRepo`], `Arc<AdminAuth>`, `Arc<Tester>`), plus the [`Clock`].
+//! ([`SettingsRepo`], `Arc<AdminAuth>`, `Arc<Upstream>`), plus the [`Clock`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::pg::PgStore;
 use crate::queue::Queue;
 use crate::settings::SettingsRepo;
 use crate::store::{FailureStore, SessionStore, SettingsStore, SqliteStore};
-use crate::test_email::Tester;
+use crate::upstream::Upstream;
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -29,7 +29,7 @@ pub struct AppState {
     /// Administrator sign-in.
     pub auth: Arc<AdminAuth>,
     /// Runs test emails (token cache included).
-    pub tester: Arc<Tester>,
+    pub tester: Arc<Upstream>,
     /// The time.
     pub clock: Arc<dyn Clock>,
     /// The queue and the apps.
@@ -128,7 +128,7 @@ impl FromRef<AppState> for Arc<AdminAuth> {
     }
 }
 
-impl FromRef<AppState> for Arc<Tester> {
+impl FromRef<AppState> for Arc<Upstream> {
     fn from_ref(state: &AppState) -> Self {
         state.tester.clone()
     }
@@ -234,7 +234,7 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores, StartError> {
         }
         Database::Postgres(url) => {
             let trust =
-                crate::test_email::smtp::tls::TlsTrust::load(args.test.extra_ca_file.as_deref())
+                crate::upstream::smtp::tls::TlsTrust::load(args.test.extra_ca_file.as_deref())
                     .map_err(|e| StartError(e.to_string()))?;
             let tls = trust.client_config().map_err(StartError)?;
             let store = Arc::new(PgStore::connect(&url, tls).await.map_err(StartError)?);
@@ -312,7 +312,7 @@ impl AppState {
                 )),
             },
         )?;
-        let tester = Tester::new(&args.test).map_err(|e| StartError(e.to_string()))?;
+        let tester = Upstream::new(&args.test).map_err(|e| StartError(e.to_string()))?;
         let metrics = Arc::new(Metrics::new(tester.token_requests()));
         let state = AppState {
             settings: SettingsRepo {

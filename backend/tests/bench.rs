@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::*;
 
-use mailroom_backend::test_email::Tester;
+use mailroom_backend::upstream::Upstream;
 use mailroom_fakes::{addr, Loopback, SmtpConfig};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -50,7 +50,7 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 /// The floor: the same steps with nothing but a form POST and a raw SMTP
 /// dialogue over tokio-rustls (token, EHLO, STARTTLS, EHLO, XOAUTH2, one message).
 /// What the floor client sets up once, outside the timed part (as the backend's
-/// `Tester` does).
+/// `Upstream` does).
 struct Floor {
     http: reqwest::Client,
     tls: tokio_rustls::TlsConnector,
@@ -167,7 +167,7 @@ async fn bench_test_email_against_the_floor() {
     let to = addr("admin", "contoso.com");
     const RUNS: usize = 200;
     // Warm up both paths once.
-    assert!(Tester::new(&args).unwrap().run(&settings, &to).await.ok);
+    assert!(Upstream::new(&args).unwrap().run(&settings, &to).await.ok);
     let floor_client = Floor::new(&pki.ca_pem);
     minimal_client(&floor_client, &entra.authority(), smtp.port()).await;
 
@@ -175,7 +175,7 @@ async fn bench_test_email_against_the_floor() {
     for i in 0..RUNS {
         // Fresh set-up for each run, outside the timer: a fresh token cache and
         // HTTP client for ours, the same for the floor. Alternate who goes first.
-        let tester = Tester::new(&args).unwrap();
+        let tester = Upstream::new(&args).unwrap();
         let floor_client = Floor::new(&pki.ca_pem);
         for turn in [i % 2, 1 - i % 2] {
             let t = Instant::now();
@@ -188,7 +188,7 @@ async fn bench_test_email_against_the_floor() {
             }
         }
     }
-    let tester = Tester::new(&args).unwrap();
+    let tester = Upstream::new(&args).unwrap();
     let before = entra.requests();
     assert!(tester.run(&settings, &to).await.ok);
     let mut cached = Vec::new();

@@ -11,8 +11,8 @@ use axum::http::{header, StatusCode};
 use common::*;
 use mailroom_backend::config::TestArgs;
 use mailroom_backend::crypto::Secret;
-use mailroom_backend::test_email::token::{TokenClient, TokenRequest};
-use mailroom_backend::test_email::Tester;
+use mailroom_backend::upstream::entra::{TokenClient, TokenRequest};
+use mailroom_backend::upstream::Upstream;
 use mailroom_fakes::{addr, EntraMode, Loopback, SmtpConfig};
 use mailroom_shared::api::Stage;
 use mailroom_shared::{AuthMethod, Settings};
@@ -532,7 +532,7 @@ async fn plaintext_after_the_starttls_reply_ends_the_test_at_tls() {
         ..SmtpConfig::default()
     };
     let rig = Loopback::start(config).await;
-    let r = Tester::new(&test_args(&rig))
+    let r = Upstream::new(&test_args(&rig))
         .unwrap()
         .run(&oauth_settings("localhost", rig.smtp.port()), &recipient())
         .await;
@@ -545,7 +545,7 @@ async fn plaintext_after_the_starttls_reply_ends_the_test_at_tls() {
     assert!(rig.smtp.auth_attempts().is_empty(), "no AUTH was sent");
     // The same server without the extra line works.
     rig.smtp.configure(|c| c.starttls_reply = None);
-    let ok = Tester::new(&test_args(&rig))
+    let ok = Upstream::new(&test_args(&rig))
         .unwrap()
         .run(&oauth_settings("localhost", rig.smtp.port()), &recipient())
         .await;
@@ -593,7 +593,7 @@ async fn an_endless_line_or_reply_stays_within_the_caps() {
         let mut s = password_settings("127.0.0.1", port);
         s.security = mailroom_shared::Security::None;
         s.auth_method = AuthMethod::None;
-        let r = Tester::new(&TestArgs::default())
+        let r = Upstream::new(&TestArgs::default())
             .unwrap()
             .run(&s, &recipient())
             .await;
@@ -619,7 +619,7 @@ async fn an_endless_line_or_reply_stays_within_the_caps() {
 async fn a_redirecting_token_endpoint_gets_the_secret_once() {
     let rig = Loopback::start(SmtpConfig::default()).await;
     rig.entra.set_mode(EntraMode::Redirect);
-    let r = Tester::new(&test_args(&rig))
+    let r = Upstream::new(&test_args(&rig))
         .unwrap()
         .run(&oauth_settings("localhost", rig.smtp.port()), &recipient())
         .await;
@@ -638,7 +638,7 @@ async fn secrets_echoed_by_the_server_are_masked_everywhere() {
         ..SmtpConfig::default()
     };
     let rig = Loopback::start(config).await;
-    let r = Tester::new(&test_args(&rig))
+    let r = Upstream::new(&test_args(&rig))
         .unwrap()
         .run(
             &password_settings("localhost", rig.smtp.port()),

@@ -26,23 +26,26 @@ fn parse(
     cert: &Path,
     key: &Path,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-    let certs = rustls_pemfile::certs(&mut &cert_pem[..])
+    use rustls::pki_types::pem::{self, PemObject};
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not a PEM certificate: {e}", cert.display()))?;
+        .map_err(|e| format!("{} is not a PEM certificate: {e:?}", cert.display()))?;
     if certs.is_empty() {
         return Err(format!(
             "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
             cert.display()
         ));
     }
-    let private = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| format!("{} is not a PEM private key: {e}", key.display()))?
-        .ok_or_else(|| {
-            format!(
+    let private = match PrivateKeyDer::from_pem_slice(key_pem) {
+        Ok(k) => k,
+        Err(pem::Error::NoItemsFound) => {
+            return Err(format!(
                 "{} holds no PEM private key (-----BEGIN PRIVATE KEY-----)",
                 key.display()
-            )
-        })?;
+            ))
+        }
+        Err(e) => return Err(format!("{} is not a PEM private key: {e:?}", key.display())),
+    };
     Ok((certs, private))
 }
 
@@ -129,5 +132,33 @@ mod tests {
         };
         let e = acceptor(&args, dir.path(), "h").err().unwrap();
         assert!(e.contains("c.pem"), "{e}");
+    }
+
+    #[test]
+    fn a_given_pair_loads_and_a_missing_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        // Generate a pair, then give it as --smtp-tls-cert/--smtp-tls-key.
+        acceptor(&RelayArgs::default(), dir.path(), "relay.contoso.test").unwrap();
+        let (cert, key) = (
+            dir.path().join(GENERATED_CERT),
+            dir.path().join(GENERATED_KEY),
+        );
+        let given = |cert: &Path, key: &Path| RelayArgs {
+            smtp_tls_cert: Some(cert.to_path_buf()),
+            smtp_tls_key: Some(key.to_path_buf()),
+            ..Default::default()
+        };
+        assert!(acceptor(&given(&cert, &key), dir.path(), "h").is_ok());
+        // The certificate file where the key belongs: no private key in it.
+        let e = acceptor(&given(&cert, &cert), dir.path(), "h")
+            .err()
+            .unwrap();
+        assert!(e.contains("holds no PEM private key"), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = acceptor(&given(&empty, &key), dir.path(), "h")
+            .err()
+            .unwrap();
+        assert!(e.contains("holds no PEM certificate"), "{e}");
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use mailroom_shared::Settings;
 
-use super::Tester;
+use super::Upstream;
 use crate::config::CheckArgs;
 
 /// Runs the check and prints each stage and the outcome.
@@ -48,7 +48,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    let tester = match Tester::new(&args.test) {
+    let tester = match Upstream::new(&args.test) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("mailroom check: {e}");

@@ -1,15 +1,8 @@
 //! The test email: `POST /api/settings/test` here, and `mailroom check`
-//! ([`check`]); both run [`Tester::run`] ([`tester`]), which gets the Entra
-//! token ([`token`]), runs the SMTP session ([`smtp`]) and explains any
-//! failure ([`diagnose`]), masking every secret ([`mask`]).
+//! ([`check`]); both run [`Upstream::run`] (in [`crate::upstream`]), the
+//! same client the delivery engine sends with.
 
 pub mod check;
-pub mod diagnose;
-pub mod mask;
-pub mod message;
-pub mod smtp;
-pub mod tester;
-pub mod token;
 
 use std::sync::Arc;
 
@@ -20,13 +13,11 @@ use mailroom_shared::api::{TestRequest, TestResult};
 
 use crate::error::{ApiJson, AppError};
 use crate::settings::SettingsRepo;
-pub use mask::{mask_text, mask_transcript};
-pub use message::build_message;
-pub use tester::{is_plain_http_to_remote, Tester, Timeouts, MAX_CONCURRENT_TESTS};
+use crate::upstream::{Upstream, MAX_CONCURRENT_TESTS};
 
 async fn test_settings(
     State(repo): State<SettingsRepo>,
-    State(tester): State<Arc<Tester>>,
+    State(tester): State<Arc<Upstream>>,
     ApiJson(body): ApiJson<TestRequest>,
 ) -> Result<Json<TestResult>, AppError> {
     let current = repo.load_current().await?;
@@ -57,7 +48,7 @@ pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     SettingsRepo: FromRef<S>,
-    Arc<Tester>: FromRef<S>,
+    Arc<Upstream>: FromRef<S>,
 {
     Router::new().route("/api/settings/test", post(test_settings))
 }

@@ -29,7 +29,7 @@ pub fn ca_file() -> std::path::PathBuf {
 
 /// A TLS client configuration trusting the system's roots, plus `ca` when given.
 pub fn tls(ca: Option<&std::path::Path>) -> rustls::ClientConfig {
-    mailroom_backend::test_email::smtp::tls::TlsTrust::load(ca)
+    mailroom_backend::upstream::smtp::tls::TlsTrust::load(ca)
         .unwrap()
         .client_config()
         .unwrap()

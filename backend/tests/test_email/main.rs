@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use common::*;
 use mailroom_backend::config::TestArgs;
-use mailroom_backend::test_email::{Tester, Timeouts};
+use mailroom_backend::upstream::{Timeouts, Upstream};
 use mailroom_fakes::{
     addr, EntraMode, FakeEntra, FakeSmtp, Loopback, SmtpConfig, TestPki, TlsMode,
 };
@@ -40,8 +40,8 @@ impl Rig {
         }
     }
 
-    fn tester(&self) -> Tester {
-        Tester::new(&self.args).unwrap()
+    fn tester(&self) -> Upstream {
+        Upstream::new(&self.args).unwrap()
     }
 
     fn settings(&self) -> Settings {

@@ -100,7 +100,7 @@ async fn unreachable_and_slow_token_endpoints() {
         entra_authority: Some(format!("http://127.0.0.1:{port}")),
         ..rig.args.clone()
     };
-    let r = Tester::new(&args)
+    let r = Upstream::new(&args)
         .unwrap()
         .run(&rig.settings(), &recipient())
         .await;
@@ -122,7 +122,7 @@ async fn unreachable_and_slow_token_endpoints() {
         token: Duration::from_millis(500),
         ..Timeouts::default()
     };
-    let tester = Tester::with_timeouts(&rig.args, timeouts).unwrap();
+    let tester = Upstream::with_timeouts(&rig.args, timeouts).unwrap();
     let started = std::time::Instant::now();
     let r = tester.run(&rig.settings(), &recipient()).await;
     assert!(

@@ -218,7 +218,7 @@ async fn a_silent_server_times_out_within_the_session_limit() {
         session: Duration::from_millis(400),
         ..Timeouts::default()
     };
-    let tester = Tester::with_timeouts(&rig.args, timeouts).unwrap();
+    let tester = Upstream::with_timeouts(&rig.args, timeouts).unwrap();
     let started = std::time::Instant::now();
     let r = tester
         .run(&oauth_settings("127.0.0.1", port), &recipient())
@@ -348,7 +348,7 @@ async fn no_auth_and_username_only() {
 async fn one_session_sends_several_messages_with_rset_between() {
     use lettre::transport::smtp::extension::ClientId;
     use mailroom_backend::crypto::Secret;
-    use mailroom_backend::test_email::smtp::{Progress, SmtpAuth, SmtpSession, Target, TlsTrust};
+    use mailroom_backend::upstream::smtp::{Progress, SmtpAuth, SmtpSession, Target, TlsTrust};
     let mut config = SmtpConfig::default();
     config.passwords.insert(mailer(), "pw-4711".into());
     let rig = Loopback::start(config).await;
@@ -391,7 +391,7 @@ async fn one_session_sends_several_messages_with_rset_between() {
     assert!(
         matches!(
             refused,
-            mailroom_backend::test_email::smtp::SmtpFailure::Reply { code: 550, .. }
+            mailroom_backend::upstream::smtp::SmtpFailure::Reply { code: 550, .. }
         ),
         "{refused:?}"
     );

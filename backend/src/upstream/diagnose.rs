@@ -4,8 +4,8 @@
 use mailroom_shared::api::Stage;
 use mailroom_shared::{catalogue, powershell as ps, AuthMethod, Settings};
 
+use super::entra::TokenError;
 use super::smtp::SmtpFailure;
-use super::token::TokenError;
 use super::Timeouts;
 
 /// What the result shows: stage, code, message, hint.

@@ -1,4 +1,4 @@
-//! [`Tester::run`]: the Entra token (OAuth), the SMTP session, and the
+//! [`Upstream::run`]: the Entra token (OAuth), the SMTP session, and the
 //! diagnosis of any failure, shared by `POST /api/settings/test` and
 //! `mailroom check`.
 
@@ -10,10 +10,10 @@ use mailroom_shared::api::{Stage, StageTiming, TestResult, TokenClaims};
 use mailroom_shared::{catalogue, AuthMethod, Settings};
 
 use super::diagnose;
+use super::entra::{self, TokenClient, TokenRequest};
 use super::mask::{mask_text, mask_transcript};
-use super::message::build_message;
 use super::smtp::{self, Progress, SmtpAuth, SmtpFailure, SmtpPlan, SmtpSession, Target, TlsTrust};
-use super::token::{self, TokenClient, TokenRequest};
+use super::test_message::build_message;
 use crate::config::TestArgs;
 use crate::crypto::Secret;
 
@@ -31,7 +31,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            token: token::TOKEN_TIMEOUT,
+            token: entra::TOKEN_TIMEOUT,
             connect: smtp::CONNECT_TIMEOUT,
             session: smtp::SESSION_TIMEOUT,
         }
@@ -67,7 +67,7 @@ pub struct SessionFailure {
 
 /// Why the tester could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum TesterError {
+pub enum UpstreamError {
     /// `--extra-ca-file` is unusable.
     #[error(transparent)]
     Trust(#[from] super::smtp::tls::TrustError),
@@ -81,7 +81,7 @@ pub const MAX_CONCURRENT_TESTS: usize = 4;
 
 /// Runs test emails; holds the token cache and the TLS trust.
 #[derive(Debug)]
-pub struct Tester {
+pub struct Upstream {
     /// One permit per test email allowed to run at once over HTTP.
     pub slots: tokio::sync::Semaphore,
     timeouts: Timeouts,
@@ -143,18 +143,18 @@ fn join_hints(main: Option<String>, extra: &[String]) -> Option<String> {
     (!all.is_empty()).then(|| all.join(" "))
 }
 
-impl Tester {
+impl Upstream {
     /// Loads the TLS trust and builds the token client, with the standard timeouts.
-    pub fn new(args: &TestArgs) -> Result<Self, TesterError> {
+    pub fn new(args: &TestArgs) -> Result<Self, UpstreamError> {
         Self::with_timeouts(args, Timeouts::default())
     }
 
-    /// As [`Tester::new`], with other timeouts (tests use short ones).
-    pub fn with_timeouts(args: &TestArgs, timeouts: Timeouts) -> Result<Self, TesterError> {
+    /// As [`Upstream::new`], with other timeouts (tests use short ones).
+    pub fn with_timeouts(args: &TestArgs, timeouts: Timeouts) -> Result<Self, UpstreamError> {
         if let Some(authority) = args.entra_authority.as_deref() {
             warn_if_plain_http(authority);
         }
-        Ok(Tester {
+        Ok(Upstream {
             slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_TESTS),
             timeouts,
             authority_override: args
@@ -162,7 +162,7 @@ impl Tester {
                 .clone()
                 .map(|a| a.trim_end_matches('/').to_string()),
             trust: TlsTrust::load(args.extra_ca_file.as_deref())?,
-            tokens: TokenClient::new(timeouts.token).map_err(TesterError::HttpClient)?,
+            tokens: TokenClient::new(timeouts.token).map_err(UpstreamError::HttpClient)?,
         })
     }
 
@@ -227,7 +227,7 @@ impl Tester {
         });
         let token =
             fetched.map_err(|e| diagnose::token_error(&e, s, &req.authority, &self.timeouts))?;
-        let claims = token::claims(token.access_token.expose());
+        let claims = entra::claims(token.access_token.expose());
         secrets.push(token.access_token.expose().to_string());
         Ok(SignIn {
             extra_hints: claims
