@@ -54,7 +54,10 @@ const PG_ONLY: &[&str] =
 /// shared steps added later go after it, and nothing here ever moves.
 const SHARED_BEFORE_PG_ONLY: usize = 6;
 
-fn migrations() -> Vec<String> {
+/// Every migration in order: version N is the N-th (the number kept in
+/// `mailroom_migrations`). Public so the upgrade test can build a database
+/// as an earlier release left it.
+pub fn migrations() -> Vec<String> {
     let shared = crate::store::SCHEMA;
     shared[..SHARED_BEFORE_PG_ONLY]
         .iter()

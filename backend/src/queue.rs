@@ -14,6 +14,13 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::store::{SqliteStore, StoreError};
 
+/// Recipients and attempts left behind by deletes made by a SQLite built
+/// with foreign keys off (its `ON DELETE CASCADE` did nothing); the bundled
+/// one has them on, so this finds nothing there.
+pub const MIGRATION_ORPHANS: &str =
+    "DELETE FROM recipients WHERE message_seq NOT IN (SELECT seq FROM messages);
+DELETE FROM attempts WHERE message_seq NOT IN (SELECT seq FROM messages);";
+
 /// Per-app limits and what counts toward them: each message's recipient
 /// count, and indexes for an app's recent and waiting messages.
 pub const MIGRATION_LIMITS: &str = "ALTER TABLE apps ADD COLUMN limits TEXT;
@@ -856,7 +863,7 @@ impl Queue for SqliteStore {
             let tx = c.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE messages SET status = 'queued' WHERE id = ?1 AND status = 'sending'",
+                    "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE id = ?1 AND status = 'sending'",
                 )?;
                 for id in &ids {
                     stmt.execute([id])?;
@@ -903,7 +910,7 @@ impl Queue for SqliteStore {
     async fn requeue_sending(&self, _now_unix: i64) -> Result<u64, StoreError> {
         self.with_conn(|c| {
             Ok(c.execute(
-                "UPDATE messages SET status = 'queued' WHERE status = 'sending'",
+                "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE status = 'sending'",
                 [],
             )? as u64)
         })
@@ -1179,7 +1186,7 @@ fn record_in(
     tx.execute(
         "UPDATE messages SET status = ?2, updated_at = ?3, next_attempt_unix = ?4,
                 attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
-                body = CASE WHEN ?9 THEN body ELSE NULL END
+                body = CASE WHEN ?9 THEN body ELSE NULL END, locked_by = NULL, locked_until = NULL
              WHERE seq = ?1",
         params![
             seq,

@@ -182,6 +182,7 @@ pub const SCHEMA: &[&str] = &[
     FAILURES_MIGRATION,
     TRANSCRIPTS_WITHOUT_CONTENT,
     crate::queue::MIGRATION_LIMITS,
+    crate::queue::MIGRATION_ORPHANS,
 ];
 
 /// Step 7: stored transcripts lose the message content they recorded (the
@@ -280,6 +281,9 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Said, not left to the build's default: without it `ON DELETE
+        // CASCADE` does nothing (the bundled SQLite has it on; a system one may not).
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations()
             .to_latest(&mut conn)
@@ -494,6 +498,71 @@ mod tests {
         );
         let cut = "S: 354 go\nC: body line\n";
         assert!(!transcript_without_content(cut).contains("body line"));
+    }
+
+    #[test]
+    fn a_release_database_opens_with_its_data_and_orphans_go() {
+        // A database as the last release left it: its six schema steps, a
+        // message with a recipient and an attempt, and an orphan recipient.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailroom.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            Migrations::new(SCHEMA[..6].iter().map(|sql| M::up(sql)).collect())
+                .to_latest(&mut c)
+                .unwrap();
+            // An orphan can only come from a SQLite built without foreign
+            // keys (the bundled one turns them on by default).
+            c.pragma_update(None, "foreign_keys", "OFF").unwrap();
+            c.execute_batch(
+                "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at)
+                   VALUES ('app_old', 'Old', x'00', '[]', 0, '2026-11-01T00:00:00Z');
+                 INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix)
+                   VALUES ('msg_old', 'app_old', 'a@b.c', 'kept', 5, x'41', 'queued', '2026-11-01T00:00:00Z', 1790000000, '2026-11-01T00:00:00Z', 0);
+                 INSERT INTO recipients (message_seq, idx, address, status) VALUES (1, 0, 'x@y.z', 'queued'), (1, 1, 'w@y.z', 'queued');
+                 INSERT INTO attempts (message_seq, n, at, ok, message, transcript)
+                   VALUES (1, 1, '2026-11-01T00:00:00Z', 0, 'deferred', 'S: 354 go\nC: secret body\nC: .\nS: 451 later\n');
+                 INSERT INTO recipients (message_seq, idx, address, status) VALUES (99, 0, 'orphan@y.z', 'queued');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let c = store.conn.lock().unwrap();
+        let (subject, rcpts): (String, i64) = c
+            .query_row(
+                "SELECT subject, rcpt_count FROM messages WHERE id = 'msg_old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (subject.as_str(), rcpts),
+            ("kept", 2),
+            "data kept, new column filled"
+        );
+        let limits: Option<String> = c
+            .query_row("SELECT limits FROM apps", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(limits, None, "an old app gets the default limits");
+        let orphans: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM recipients WHERE message_seq = 99",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0);
+        let t: String = c
+            .query_row("SELECT transcript FROM attempts", [], |r| r.get(0))
+            .unwrap();
+        assert!(!t.contains("secret body") && t.contains("451 later"), "{t}");
+        // And the cascade works now.
+        c.execute("DELETE FROM messages WHERE id = 'msg_old'", [])
+            .unwrap();
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM recipients", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "ON DELETE CASCADE");
     }
 
     #[test]

@@ -101,6 +101,7 @@ both!(
     app_limits_hold_under_parallel_submissions,
     due_messages_are_claimed_in_turn_per_app,
     apps_keep_their_limits_and_changes,
+    released_messages_are_queued_again_for_any_server,
 );
 
 const T0: i64 = 1_795_000_000;
@@ -626,6 +627,36 @@ async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
     assert_eq!(ids, ["msg_a01", "msg_a02"]);
 }
 
+async fn released_messages_are_queued_again_for_any_server(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    a.queue.enqueue(message("msg_rel", None)).await.unwrap();
+    let claimed = a.queue.claim(T0, 5, &lease("srv_a", 120)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(b
+        .queue
+        .claim(T0, 5, &lease("srv_b", 120))
+        .await
+        .unwrap()
+        .is_empty());
+    a.queue.release(vec!["msg_rel".into()]).await.unwrap();
+    assert_eq!(a.queue.counts().await.unwrap()[&Status::Queued], 1);
+    // At once, not after the lease: the other server may take it.
+    let taken = b.queue.claim(T0, 5, &lease("srv_b", 120)).await.unwrap();
+    assert_eq!(taken.len(), 1, "released to anyone");
+    assert!(
+        !a.queue
+            .renew("msg_rel", T0, &lease("srv_a", 120))
+            .await
+            .unwrap(),
+        "A's lease is gone"
+    );
+    assert!(b
+        .queue
+        .renew("msg_rel", T0, &lease("srv_b", 120))
+        .await
+        .unwrap());
+}
+
 async fn apps_keep_their_limits_and_changes(f: Fixture) {
     use mailroom_shared::sending::{App, AppLimits};
     let s = f.open().await;
@@ -774,6 +805,80 @@ async fn failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_w
     );
     b.failures.clear_failures(key).await.unwrap();
     assert_eq!(a.failures.failures(key, T0 + 901, 900).await.unwrap(), None);
+}
+
+/// A PostgreSQL database as the last release left it (its seven migrations
+/// and its rows) opens under today's migrations with everything in it.
+#[tokio::test]
+async fn a_release_postgres_database_is_upgraded_with_its_data() {
+    let schema = PgSchema::new().await;
+    let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE TABLE mailroom_migrations (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .await
+        .unwrap();
+    for (i, sql) in mailroom_backend::pg::migrations()
+        .iter()
+        .take(7)
+        .enumerate()
+    {
+        client.batch_execute(sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO mailroom_migrations (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at)
+               VALUES ('app_old', 'Old', '\\x00', '[]', 0, '2026-11-01T00:00:00Z');
+             INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix)
+               VALUES ('msg_old', 'app_old', 'a@b.c', 'kept', 5, '\\x41', 'queued', '2026-11-01T00:00:00Z', 1790000000, '2026-11-01T00:00:00Z', 0);
+             INSERT INTO recipients (message_seq, idx, address, status)
+               SELECT seq, 0, 'x@y.z', 'queued' FROM messages;
+             INSERT INTO attempts (message_seq, n, at, ok, message, transcript)
+               SELECT seq, 1, '2026-11-01T00:00:00Z', 0, 'deferred', E'S: 354 go\\nC: secret body\\nC: .\\nS: 451 later\\n' FROM messages;",
+        )
+        .await
+        .unwrap();
+    let store = PgStore::connect(&schema.url, common::pg::tls(None))
+        .await
+        .unwrap();
+    let apps = store.list_apps().await.unwrap();
+    assert_eq!(
+        apps[0].limits,
+        mailroom_shared::sending::AppLimits::default()
+    );
+    let details = store
+        .details("msg_old")
+        .await
+        .unwrap()
+        .expect("the message is kept");
+    assert_eq!(details.summary.subject, "kept");
+    let recent = store.recent("app_old", 1_790_000_100).await.unwrap();
+    assert_eq!(
+        recent.messages,
+        vec![(1_790_000_000, 1)],
+        "rcpt_count filled in"
+    );
+    let t: String = client
+        .query_one("SELECT transcript FROM attempts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!t.contains("secret body") && t.contains("451 later"), "{t}");
+    let versions: i64 = client
+        .query_one("SELECT COUNT(*) FROM mailroom_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(versions as usize, mailroom_backend::pg::migrations().len());
 }
 
 #[tokio::test]
