@@ -616,11 +616,13 @@ impl Engine {
             match outcome {
                 Ok(()) => {
                     sent += 1;
+                    // The upstream's own words about it: the reply to DATA.
+                    let reply = c.open.progress.data_reply.clone();
                     recipients.push(RecipientOutcome {
                         idx: *idx,
                         status: Status::Sent,
-                        code: None,
-                        message: None,
+                        code: reply.as_ref().map(|r| r.0.clone()),
+                        message: reply.map(|r| r.1),
                     });
                 }
                 Err(f) => {

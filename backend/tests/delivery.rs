@@ -289,6 +289,12 @@ async fn a_refused_recipient_fails_alone_and_the_message_is_sent() {
     assert_eq!(recipients[0]["status"], "failed", "{m}");
     assert_eq!(recipients[0]["code"], "5.1.1");
     assert_eq!(recipients[1]["status"], "sent");
+    // A sent recipient keeps the upstream's own reply to DATA, for message trace.
+    assert_eq!(recipients[1]["code"], "2.0.0", "{m}");
+    assert_eq!(
+        recipients[1]["message"], "250 2.0.0 OK queued as fake",
+        "{m}"
+    );
     assert_eq!(rig.smtp.messages()[0].rcpt_to, vec![ok]);
 }
 

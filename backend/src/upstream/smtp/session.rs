@@ -43,6 +43,11 @@ pub struct Progress {
     pub stages: Vec<StageTiming>,
     /// Both directions, line by line.
     pub(super) log: Arc<Mutex<Recorder>>,
+    /// The server's reply to the last message's content: its code (the
+    /// enhanced status when given, like `2.0.0`, else the basic one) and the
+    /// whole reply, such as Exchange's `250 2.0.0 OK <…> [Hostname=…]`,
+    /// which message trace finds.
+    pub data_reply: Option<(String, String)>,
 }
 
 impl Default for Progress {
@@ -50,6 +55,7 @@ impl Default for Progress {
         Progress {
             stages: Vec::new(),
             log: Arc::new(Mutex::new(Recorder::default())),
+            data_reply: None,
         }
     }
 }
@@ -120,6 +126,21 @@ impl Progress {
     }
 }
 
+/// A reply's code (enhanced when given) and its whole text, on one line.
+fn reply_of(reply: &Response) -> (String, String) {
+    let basic = u16::from(reply.code());
+    let text = reply.message().collect::<Vec<_>>().join(" ");
+    let enhanced = text.split_whitespace().next().filter(|w| {
+        let parts: Vec<&str> = w.split('.').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    let code = enhanced.map_or_else(|| basic.to_string(), str::to_string);
+    (code, format!("{basic} {text}").trim_end().to_string())
+}
+
 /// A signed-in session, ready to send.
 pub struct SmtpSession {
     conn: AsyncSmtpConnection,
@@ -185,6 +206,7 @@ impl SmtpSession {
         message: &[u8],
         p: &mut Progress,
     ) -> Result<Vec<Result<(), SmtpFailure>>, SmtpFailure> {
+        p.data_reply = None;
         self.conn
             .command(Mail::new(Some(from.clone()), vec![]))
             .await
@@ -232,10 +254,12 @@ impl SmtpSession {
                 _ => SmtpFailure::Network(Stage::Send, e.to_string()),
             });
         }
-        self.conn
+        let reply = self
+            .conn
             .read_response()
             .await
             .map_err(|e| p.failure(Stage::Send, &e))?;
+        p.data_reply = Some(reply_of(&reply));
         Ok(outcomes)
     }
 
