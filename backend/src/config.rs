@@ -222,11 +222,14 @@ impl Default for SendingArgs {
             delivery_rate: None,
             max_queue_time: std::time::Duration::from_secs(24 * 3600),
             retention: std::time::Duration::from_secs(30 * 24 * 3600),
-            pause_retry: crate::delivery::PAUSE_RETRY,
+            pause_retry: PAUSE_RETRY,
             delivery_lease: std::time::Duration::from_secs(120),
         }
     }
 }
+
+/// How often a paused queue tries again by itself (docs/API.md §8).
+pub const PAUSE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A duration such as `90s`, `15m`, `24h` or `30d`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

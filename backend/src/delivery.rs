@@ -34,8 +34,8 @@ pub const CLAIM_BATCH: u32 = 8;
 const RECORD_BATCH: usize = 64;
 /// How many messages one connection carries before it is closed and opened again.
 pub const MESSAGES_PER_CONNECTION: u32 = 100;
-/// How often a paused queue tries again by itself, unless told otherwise.
-pub const PAUSE_RETRY: Duration = Duration::from_secs(60);
+/// How often a paused queue tries again by itself.
+pub use crate::config::PAUSE_RETRY;
 /// The longest wait between two attempts of a deferred message.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 

@@ -15,13 +15,15 @@ pub mod error;
 pub mod intake;
 pub mod messages;
 pub mod metrics;
-pub mod pg;
-pub mod queue;
 pub mod relay;
 pub mod sendmail;
 pub mod server;
 pub mod settings;
 pub mod state;
 pub mod store;
+/// The PostgreSQL store (also `store::postgres`).
+pub use store::postgres as pg;
+/// The queue and the apps (also `store::queue`).
+pub use store::queue;
 pub mod test_email;
 pub mod upstream;

@@ -469,7 +469,8 @@ fn change_error(id: &str, e: ChangeError, allowed: &str) -> AppError {
             "The message is {}; only a {allowed} message can be changed this way.",
             status.as_str()
         )),
-        ChangeError::Store(detail) => AppError::Internal(detail),
+        // Full disk, database away: the same answers as everywhere else.
+        ChangeError::Store(e) => AppError::from(e),
     }
 }
 

@@ -15,9 +15,9 @@ use crate::crypto::{Cipher, KeyError};
 use crate::delivery::{DeliveryOptions, Engine};
 use crate::messages::Sending;
 use crate::metrics::{Metrics, MetricsState};
-use crate::pg::PgStore;
 use crate::queue::Queue;
 use crate::settings::SettingsRepo;
+use crate::store::postgres::PgStore;
 use crate::store::{FailureStore, SessionStore, SettingsStore, SqliteStore};
 use crate::upstream::Upstream;
 
@@ -241,7 +241,7 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores, StartError> {
             Ok(Stores::of(
                 store.clone(),
                 Some(store),
-                crate::pg::describe(&url),
+                crate::store::postgres::describe(&url),
             ))
         }
     }

@@ -1,12 +1,21 @@
-//! Where the settings live. The [`SettingsStore`] trait keeps the server
-//! independent of the database; [`SqliteStore`] is the embedded default.
+//! Where everything lives. The traits ([`SettingsStore`], [`SessionStore`],
+//! [`FailureStore`], and [`crate::queue::Queue`]) keep the server independent
+//! of the database; [`SqliteStore`] is the embedded default and
+//! [`postgres::PgStore`] the one several servers share. Both hold the one
+//! schema of [`schema`].
+
+pub mod postgres;
+pub mod queue;
+pub mod schema;
+
+use schema::migrations;
+pub use schema::{transcript_without_content, SCHEMA, TRANSCRIPTS_WITHOUT_CONTENT};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use rusqlite_migration::{Migrations, M};
 
 /// The stored row: settings JSON without secrets, and the encrypted secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,32 +123,6 @@ pub trait SettingsStore: Send + Sync {
     async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError>;
 }
 
-/// The settings row and its history.
-pub const SETTINGS_MIGRATION: &str = "CREATE TABLE settings (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    version INTEGER NOT NULL,
-    settings TEXT NOT NULL,
-    client_secret BLOB,
-    password BLOB,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE settings_history (
-    version INTEGER PRIMARY KEY,
-    changed_at TEXT NOT NULL,
-    changed_fields TEXT NOT NULL
-);";
-
-/// Administrator sessions.
-pub const SESSIONS_MIGRATION: &str =
-    "CREATE TABLE sessions (digest BLOB PRIMARY KEY, expires_unix INTEGER NOT NULL);";
-
-/// Failed sign-ins and wrong app keys, per scope and address.
-pub const FAILURES_MIGRATION: &str = "CREATE TABLE sign_in_failures (
-    key TEXT PRIMARY KEY,
-    count INTEGER NOT NULL,
-    first_unix INTEGER NOT NULL
-);";
-
 /// Counts of failed sign-ins, kept in the store so that every server sees
 /// the same lockout and a restart does not reset it.
 #[async_trait]
@@ -170,91 +153,6 @@ ON CONFLICT (key) DO UPDATE SET
     count = CASE WHEN sign_in_failures.first_unix <= ?2 - ?3 THEN 1 ELSE sign_in_failures.count + 1 END,
     first_unix = CASE WHEN sign_in_failures.first_unix <= ?2 - ?3 THEN ?2 ELSE sign_in_failures.first_unix END
 RETURNING count, first_unix";
-
-/// Every schema step, in order, in SQLite's words; PostgreSQL applies the
-/// same steps translated ([`crate::pg`]), so both stores hold one schema.
-pub const SCHEMA: &[&str] = &[
-    SETTINGS_MIGRATION,
-    crate::queue::MIGRATION,
-    crate::queue::MIGRATION_SOURCE,
-    crate::queue::MIGRATION_LEASE,
-    SESSIONS_MIGRATION,
-    FAILURES_MIGRATION,
-    TRANSCRIPTS_WITHOUT_CONTENT,
-    crate::queue::MIGRATION_LIMITS,
-    crate::queue::MIGRATION_ORPHANS,
-];
-
-/// Step 7: stored transcripts lose the message content they recorded (the
-/// statement does nothing; the work is [`strip_stored_transcripts`], run in
-/// the same transaction by both stores).
-pub const TRANSCRIPTS_WITHOUT_CONTENT: &str =
-    "UPDATE attempts SET transcript = transcript WHERE 0 = 1;";
-
-/// A stored transcript without the message content between the server's
-/// `354` and the client's lone `.` (docs/API.md §11): one line says it was
-/// there. Everything else, the replies after it included, is kept.
-pub fn transcript_without_content(transcript: &str) -> String {
-    let mut out = String::with_capacity(transcript.len().min(4096));
-    let mut in_content = false;
-    for line in transcript.split_inclusive('\n') {
-        let bare = line.trim_end_matches(['\r', '\n']);
-        if in_content {
-            if let Some(rest) = bare.strip_prefix("C:") {
-                if rest.trim() == "." {
-                    in_content = false;
-                    out.push_str("C: (message content, not kept)\n");
-                    out.push_str(line);
-                }
-                continue;
-            }
-            in_content = false;
-            out.push_str("C: (message content, not kept)\n");
-        }
-        out.push_str(line);
-        if bare.starts_with("S: 354") {
-            in_content = true;
-        }
-    }
-    if in_content {
-        out.push_str("C: (message content, not kept)\n");
-    }
-    out
-}
-
-/// Rewrites every stored transcript that holds message content.
-fn strip_stored_transcripts(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let rows: Vec<(i64, i64, String)> = tx
-        .prepare(
-            "SELECT message_seq, n, transcript FROM attempts WHERE transcript LIKE '%S: 354%'",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut update =
-        tx.prepare("UPDATE attempts SET transcript = ?3 WHERE message_seq = ?1 AND n = ?2")?;
-    for (seq, n, t) in rows {
-        update.execute(params![seq, n, transcript_without_content(&t)])?;
-    }
-    Ok(())
-}
-
-fn migrations() -> Migrations<'static> {
-    Migrations::new(
-        SCHEMA
-            .iter()
-            .map(|sql| {
-                if *sql == TRANSCRIPTS_WITHOUT_CONTENT {
-                    M::up_with_hook(sql, |tx: &rusqlite::Transaction<'_>| {
-                        strip_stored_transcripts(tx)?;
-                        Ok(())
-                    })
-                } else {
-                    M::up(sql)
-                }
-            })
-            .collect(),
-    )
-}
 
 /// SQLite in `<data-dir>/mailroom.db`.
 #[derive(Clone)]
@@ -475,6 +373,7 @@ impl FailureStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite_migration::{Migrations, M};
 
     #[test]
     fn the_database_file_is_private() {

@@ -12,22 +12,7 @@ use mailroom_shared::sending::{
 };
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use crate::store::{SqliteStore, StoreError};
-
-/// Recipients and attempts left behind by deletes made by a SQLite built
-/// with foreign keys off (its `ON DELETE CASCADE` did nothing); the bundled
-/// one has them on, so this finds nothing there.
-pub const MIGRATION_ORPHANS: &str =
-    "DELETE FROM recipients WHERE message_seq NOT IN (SELECT seq FROM messages);
-DELETE FROM attempts WHERE message_seq NOT IN (SELECT seq FROM messages);";
-
-/// Per-app limits and what counts toward them: each message's recipient
-/// count, and indexes for an app's recent and waiting messages.
-pub const MIGRATION_LIMITS: &str = "ALTER TABLE apps ADD COLUMN limits TEXT;
-ALTER TABLE messages ADD COLUMN rcpt_count INTEGER NOT NULL DEFAULT 0;
-UPDATE messages SET rcpt_count = (SELECT COUNT(*) FROM recipients r WHERE r.message_seq = messages.seq);
-CREATE INDEX messages_app_created ON messages(app_id, created_unix);
-CREATE INDEX messages_app_status ON messages(app_id, status);";
+use super::{SqliteStore, StoreError};
 
 /// An app's messages of the last 24 hours (`?1` app, `?2` since), oldest
 /// first: when each came and how many recipients it had.
@@ -152,84 +137,6 @@ impl Recent {
         None
     }
 }
-
-/// The sender of a message without an app (the relay's trusted networks).
-pub const MIGRATION_SOURCE: &str = "ALTER TABLE messages ADD COLUMN source TEXT;";
-
-/// Leases on claimed messages.
-pub const MIGRATION_LEASE: &str = "ALTER TABLE messages ADD COLUMN locked_by TEXT;
-ALTER TABLE messages ADD COLUMN locked_until INTEGER;";
-
-/// The tables of the sending side.
-pub const MIGRATION: &str = "
-CREATE TABLE apps (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    key_hash BLOB NOT NULL UNIQUE,
-    allowed_from TEXT NOT NULL,
-    rewrite_from INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    last_used_at TEXT,
-    messages INTEGER NOT NULL DEFAULT 0,
-    revoked INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX apps_live_name ON apps(name) WHERE revoked = 0;
-CREATE TABLE messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    app_id TEXT,
-    mail_from TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    body BLOB,
-    status TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    created_unix INTEGER NOT NULL,
-    updated_at TEXT NOT NULL,
-    next_attempt_unix INTEGER NOT NULL,
-    attempt_count INTEGER NOT NULL DEFAULT 0,
-    last_stage TEXT,
-    last_code TEXT,
-    last_message TEXT
-);
-CREATE INDEX messages_due ON messages(status, next_attempt_unix);
-CREATE TABLE recipients (
-    message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    address TEXT NOT NULL,
-    status TEXT NOT NULL,
-    code TEXT,
-    message TEXT,
-    PRIMARY KEY (message_seq, idx)
-);
-CREATE TABLE attempts (
-    message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
-    n INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    ok INTEGER NOT NULL,
-    stage TEXT,
-    code TEXT,
-    message TEXT NOT NULL,
-    hint TEXT,
-    transcript TEXT,
-    PRIMARY KEY (message_seq, n)
-);
-CREATE TABLE idempotency (
-    app_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    created_unix INTEGER NOT NULL,
-    PRIMARY KEY (app_id, key)
-);
-CREATE TABLE delivery_pause (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    since TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    code TEXT,
-    message TEXT NOT NULL,
-    hint TEXT
-);
-";
 
 /// Due messages taken in turn per app (round robin): each app's oldest due
 /// message first, then each app's second, and so on, so one app's backlog
@@ -385,19 +292,19 @@ pub struct ListFilter {
 }
 
 /// Why a retry or cancel was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ChangeError {
     /// No such message.
     NotFound,
     /// Not in a status that allows it.
     Status(Status),
-    /// The database failed.
-    Store(String),
+    /// The database failed: full, unavailable or otherwise, as it said.
+    Store(StoreError),
 }
 
 impl From<StoreError> for ChangeError {
     fn from(e: StoreError) -> Self {
-        ChangeError::Store(e.to_string())
+        ChangeError::Store(e)
     }
 }
 

@@ -1,0 +1,212 @@
+//! The schema both stores hold, as numbered, append-only steps in SQLite's
+//! words (PostgreSQL applies them translated, [`crate::store::postgres`]).
+//! A released step is never edited or moved: a change is a new step at the
+//! end. SQLite numbers them with `user_version` (rusqlite_migration),
+//! PostgreSQL in `mailroom_migrations`.
+
+use rusqlite::params;
+use rusqlite_migration::{Migrations, M};
+
+/// The settings row and its history.
+pub const SETTINGS_MIGRATION: &str = "CREATE TABLE settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    client_secret BLOB,
+    password BLOB,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE settings_history (
+    version INTEGER PRIMARY KEY,
+    changed_at TEXT NOT NULL,
+    changed_fields TEXT NOT NULL
+);";
+
+/// Administrator sessions.
+pub const SESSIONS_MIGRATION: &str =
+    "CREATE TABLE sessions (digest BLOB PRIMARY KEY, expires_unix INTEGER NOT NULL);";
+
+/// Failed sign-ins and wrong app keys, per scope and address.
+pub const FAILURES_MIGRATION: &str = "CREATE TABLE sign_in_failures (
+    key TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    first_unix INTEGER NOT NULL
+);";
+
+/// Recipients and attempts left behind by deletes made by a SQLite built
+/// with foreign keys off (its `ON DELETE CASCADE` did nothing); the bundled
+/// one has them on, so this finds nothing there.
+pub const MIGRATION_ORPHANS: &str =
+    "DELETE FROM recipients WHERE message_seq NOT IN (SELECT seq FROM messages);
+DELETE FROM attempts WHERE message_seq NOT IN (SELECT seq FROM messages);";
+
+/// Per-app limits and what counts toward them: each message's recipient
+/// count, and indexes for an app's recent and waiting messages.
+pub const MIGRATION_LIMITS: &str = "ALTER TABLE apps ADD COLUMN limits TEXT;
+ALTER TABLE messages ADD COLUMN rcpt_count INTEGER NOT NULL DEFAULT 0;
+UPDATE messages SET rcpt_count = (SELECT COUNT(*) FROM recipients r WHERE r.message_seq = messages.seq);
+CREATE INDEX messages_app_created ON messages(app_id, created_unix);
+CREATE INDEX messages_app_status ON messages(app_id, status);";
+
+/// The sender of a message without an app (the relay's trusted networks).
+pub const MIGRATION_SOURCE: &str = "ALTER TABLE messages ADD COLUMN source TEXT;";
+
+/// Leases on claimed messages.
+pub const MIGRATION_LEASE: &str = "ALTER TABLE messages ADD COLUMN locked_by TEXT;
+ALTER TABLE messages ADD COLUMN locked_until INTEGER;";
+
+/// The tables of the sending side.
+pub const QUEUE_MIGRATION: &str = "
+CREATE TABLE apps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_hash BLOB NOT NULL UNIQUE,
+    allowed_from TEXT NOT NULL,
+    rewrite_from INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    messages INTEGER NOT NULL DEFAULT 0,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX apps_live_name ON apps(name) WHERE revoked = 0;
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    app_id TEXT,
+    mail_from TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    body BLOB,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    next_attempt_unix INTEGER NOT NULL,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    last_stage TEXT,
+    last_code TEXT,
+    last_message TEXT
+);
+CREATE INDEX messages_due ON messages(status, next_attempt_unix);
+CREATE TABLE recipients (
+    message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    status TEXT NOT NULL,
+    code TEXT,
+    message TEXT,
+    PRIMARY KEY (message_seq, idx)
+);
+CREATE TABLE attempts (
+    message_seq INTEGER NOT NULL REFERENCES messages(seq) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    stage TEXT,
+    code TEXT,
+    message TEXT NOT NULL,
+    hint TEXT,
+    transcript TEXT,
+    PRIMARY KEY (message_seq, n)
+);
+CREATE TABLE idempotency (
+    app_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    PRIMARY KEY (app_id, key)
+);
+CREATE TABLE delivery_pause (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    since TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    code TEXT,
+    message TEXT NOT NULL,
+    hint TEXT
+);
+";
+
+/// Every schema step, in order, in SQLite's words; PostgreSQL applies the
+/// same steps translated ([`crate::store::postgres`]), so both stores hold one schema.
+pub const SCHEMA: &[&str] = &[
+    SETTINGS_MIGRATION,
+    QUEUE_MIGRATION,
+    MIGRATION_SOURCE,
+    MIGRATION_LEASE,
+    SESSIONS_MIGRATION,
+    FAILURES_MIGRATION,
+    TRANSCRIPTS_WITHOUT_CONTENT,
+    MIGRATION_LIMITS,
+    MIGRATION_ORPHANS,
+];
+
+/// Step 7: stored transcripts lose the message content they recorded (the
+/// statement does nothing; the work is [`strip_stored_transcripts`], run in
+/// the same transaction by both stores).
+pub const TRANSCRIPTS_WITHOUT_CONTENT: &str =
+    "UPDATE attempts SET transcript = transcript WHERE 0 = 1;";
+
+/// A stored transcript without the message content between the server's
+/// `354` and the client's lone `.` (docs/API.md §11): one line says it was
+/// there. Everything else, the replies after it included, is kept.
+pub fn transcript_without_content(transcript: &str) -> String {
+    let mut out = String::with_capacity(transcript.len().min(4096));
+    let mut in_content = false;
+    for line in transcript.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if in_content {
+            if let Some(rest) = bare.strip_prefix("C:") {
+                if rest.trim() == "." {
+                    in_content = false;
+                    out.push_str("C: (message content, not kept)\n");
+                    out.push_str(line);
+                }
+                continue;
+            }
+            in_content = false;
+            out.push_str("C: (message content, not kept)\n");
+        }
+        out.push_str(line);
+        if bare.starts_with("S: 354") {
+            in_content = true;
+        }
+    }
+    if in_content {
+        out.push_str("C: (message content, not kept)\n");
+    }
+    out
+}
+
+/// Rewrites every stored transcript that holds message content.
+fn strip_stored_transcripts(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, i64, String)> = tx
+        .prepare(
+            "SELECT message_seq, n, transcript FROM attempts WHERE transcript LIKE '%S: 354%'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update =
+        tx.prepare("UPDATE attempts SET transcript = ?3 WHERE message_seq = ?1 AND n = ?2")?;
+    for (seq, n, t) in rows {
+        update.execute(params![seq, n, transcript_without_content(&t)])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(
+        SCHEMA
+            .iter()
+            .map(|sql| {
+                if *sql == TRANSCRIPTS_WITHOUT_CONTENT {
+                    M::up_with_hook(sql, |tx: &rusqlite::Transaction<'_>| {
+                        strip_stored_transcripts(tx)?;
+                        Ok(())
+                    })
+                } else {
+                    M::up(sql)
+                }
+            })
+            .collect(),
+    )
+}
