@@ -125,7 +125,7 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .merge(crate::settings::routes())
         .merge(crate::test_email::routes())
         .merge(crate::apps::routes())
-        .merge(crate::messages::admin_routes())
+        .merge(crate::http::activity::routes())
         .merge(crate::metrics::routes())
         .merge(auth::protected_routes())
         .route("/api/connection", get(connection))
@@ -136,9 +136,7 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
     let api = Router::new()
         .route("/api/health", get(health))
         .merge(auth::routes())
-        .merge(crate::messages::submit_routes(
-            state.sending.max_message_size,
-        ))
+        .merge(crate::http::submit::routes(state.sending.max_message_size))
         .merge(protected)
         .route("/api", any(|| async { AppError::NotFound }))
         .route("/api/{*rest}", any(|| async { AppError::NotFound }))
@@ -222,7 +220,7 @@ impl Server {
     pub async fn bind(args: &ServeArgs) -> Result<Server, StartError> {
         let (mut state, token) = AppState::open(args).await?;
         let engine = state.engine().await;
-        let sending = <crate::messages::Sending as axum::extract::FromRef<_>>::from_ref(&state);
+        let sending = <crate::intake::Sending as axum::extract::FromRef<_>>::from_ref(&state);
         let relay = crate::relay::Relay::bind(&args.relay, &args.data_dir, sending).await?;
         state.connection = Arc::new(Connection {
             smtp: relay.as_ref().map(|r| RelayInfo {

@@ -13,7 +13,7 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::{SendingArgs, ServeArgs};
 use crate::crypto::{Cipher, KeyError};
 use crate::delivery::{DeliveryOptions, Engine};
-use crate::messages::Sending;
+use crate::intake::Sending;
 use crate::metrics::{Metrics, MetricsState};
 use crate::queue::Queue;
 use crate::settings::SettingsRepo;

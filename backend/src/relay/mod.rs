@@ -19,7 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{RelayArgs, SmtpListen};
-use crate::messages::Sending;
+use crate::intake::Sending;
 use crate::state::StartError;
 
 /// Connections served at once; more are told `421 4.7.0` at the greeting.

@@ -902,12 +902,17 @@ impl Session {
             Sender::Trusted(ip) => (None, Some(format!("trusted network {ip}")), false),
         };
         let app_id = app.as_ref().map(|a| a.id.clone());
-        let built = match crate::messages::build_raw(
+        let built = match crate::intake::check(
             &body,
-            (Some(tx.from.clone()), tx.rcpts.clone()),
-            &policy,
-            settings.as_ref(),
-            rewrite,
+            crate::intake::Envelope {
+                from: Some(tx.from.clone()),
+                to: tx.rcpts.clone(),
+            },
+            &crate::intake::Rules {
+                policy: &policy,
+                settings: settings.as_ref(),
+                rewrite_from: rewrite,
+            },
         ) {
             Ok(b) => b,
             Err(errors) => {

@@ -16,8 +16,12 @@
 //! - Bcc and Resent-Bcc removed; the Subject at most [`MAX_SUBJECT`]
 //!   characters; a Message-ID and a Date added when missing.
 
+pub mod accept;
+pub mod json;
+
 use std::str::FromStr;
 
+pub use accept::Sending;
 use lettre::message::Mailbox;
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 use mailroom_shared::sending::{FromPolicy, MAX_RECIPIENTS};

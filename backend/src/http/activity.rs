@@ -1,0 +1,136 @@
+//! The activity routes (docs/API.md §9, administrators only): the queue,
+//! the message list and details, retry and cancel, and the settings history.
+
+use axum::extract::{FromRef, Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mailroom_shared::sending::{
+    Change, Details, History, MessageList, QueueState, Status, Summary,
+};
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::intake::Sending;
+use crate::queue::{ChangeError, ListFilter};
+
+async fn queue_state(State(s): State<Sending>) -> Result<Json<QueueState>, AppError> {
+    let q = &s.apps.queue;
+    Ok(Json(QueueState {
+        counts: q.counts().await?,
+        paused: q.pause_state().await?,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    app: Option<String>,
+    q: Option<String>,
+    limit: Option<u32>,
+    before: Option<String>,
+}
+
+async fn list(
+    State(s): State<Sending>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<MessageList>, AppError> {
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(name) => Some(Status::from_name(name).ok_or_else(|| {
+            AppError::field("status", format!("“{name}” is not a status: use queued, sending, sent, deferred, failed or cancelled."))
+        })?),
+    };
+    let (messages, next) = s
+        .apps
+        .queue
+        .list(ListFilter {
+            status,
+            app: q.app.filter(|a| !a.is_empty()),
+            q: q.q,
+            limit: q.limit.unwrap_or(50),
+            before: q.before.filter(|b| !b.is_empty()),
+        })
+        .await?;
+    Ok(Json(MessageList { messages, next }))
+}
+
+async fn details(
+    State(s): State<Sending>,
+    Path(id): Path<String>,
+) -> Result<Json<Details>, AppError> {
+    s.apps
+        .queue
+        .details(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::Missing(format!("There is no message {id}.")))
+}
+
+fn change_error(id: &str, e: ChangeError, allowed: &str) -> AppError {
+    match e {
+        ChangeError::NotFound => AppError::Missing(format!("There is no message {id}.")),
+        ChangeError::Status(status) => AppError::Conflict(format!(
+            "The message is {}; only a {allowed} message can be changed this way.",
+            status.as_str()
+        )),
+        // Full disk, database away: the same answers as everywhere else.
+        ChangeError::Store(e) => AppError::from(e),
+    }
+}
+
+async fn retry(
+    State(s): State<Sending>,
+    Path(id): Path<String>,
+) -> Result<Json<Summary>, AppError> {
+    let clock = &s.apps.clock;
+    let summary = s
+        .apps
+        .queue
+        .retry(&id, &clock.rfc3339(), clock.wall().unix_timestamp())
+        .await
+        .map_err(|e| change_error(&id, e, "failed or deferred"))?;
+    s.settings.wake.notify_waiters();
+    Ok(Json(summary))
+}
+
+async fn cancel(
+    State(s): State<Sending>,
+    Path(id): Path<String>,
+) -> Result<Json<Summary>, AppError> {
+    let summary = s
+        .apps
+        .queue
+        .cancel(&id, &s.apps.clock.rfc3339())
+        .await
+        .map_err(|e| change_error(&id, e, "queued or deferred"))?;
+    Ok(Json(summary))
+}
+
+async fn history(State(s): State<Sending>) -> Result<Json<History>, AppError> {
+    let entries = s.settings.store.history().await?;
+    Ok(Json(History {
+        changes: entries
+            .into_iter()
+            .map(|e| Change {
+                version: e.version,
+                at: e.changed_at,
+                fields: e.changed_fields,
+            })
+            .collect(),
+    }))
+}
+
+/// The activity routes (administrators only).
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Sending: FromRef<S>,
+{
+    Router::new()
+        .route("/api/queue", get(queue_state))
+        .route("/api/messages", get(list))
+        .route("/api/messages/{id}", get(details))
+        .route("/api/messages/{id}/retry", post(retry))
+        .route("/api/messages/{id}/cancel", post(cancel))
+        .route("/api/settings/history", get(history))
+}

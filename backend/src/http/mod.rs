@@ -1,0 +1,4 @@
+//! The HTTP routes of the sending side; each area has its own `routes()`.
+
+pub mod activity;
+pub mod submit;

@@ -1,0 +1,137 @@
+//! `POST /api/messages` (docs/API.md §7): an app's key, then JSON or a whole
+//! message through the one intake, then acceptance.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use mailroom_shared::sending::{FromPolicy, MessageRequest, Status, Submitted};
+use mailroom_shared::FieldMessages;
+
+use crate::apps;
+use crate::auth::client_ip;
+use crate::error::{is_json, parse_json, AppError};
+use crate::intake::{self, Sending};
+use crate::queue::Enqueued;
+
+/// Whether a `Content-Type` is `message/rfc822`.
+fn is_rfc822(content_type: Option<&axum::http::HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("message/rfc822"))
+}
+
+/// The envelope given in the query of a raw submission: `from`, and `to`
+/// repeated.
+fn envelope_query(query: Option<&str>) -> (Option<String>, Vec<String>) {
+    let (mut from, mut to) = (None, Vec::new());
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "from" => from = Some(v.trim().to_string()),
+            "to" => to.push(v.trim().to_string()),
+            _ => {}
+        }
+    }
+    (from, to)
+}
+
+fn invalid(errors: FieldMessages) -> AppError {
+    AppError::Unprocessable("The message is not valid.".into(), errors)
+}
+
+async fn submit(
+    State(s): State<Sending>,
+    req: Request,
+) -> Result<(StatusCode, Json<Submitted>), AppError> {
+    let ip = client_ip(&req);
+    let app = apps::authenticate(&s.apps, req.headers(), ip).await?;
+    let headers: HeaderMap = req.headers().clone();
+    let query = req.uri().query().map(str::to_string);
+    let content_type = headers.get(header::CONTENT_TYPE);
+    let raw = is_rfc822(content_type);
+    if !raw && !is_json(content_type) {
+        return Err(AppError::UnsupportedMediaType);
+    }
+    let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.trim().is_empty() && k.len() <= 200 => Some(k.trim().to_string()),
+        Some(_) => {
+            return Err(invalid(FieldMessages::from([(
+                "idempotency_key",
+                vec!["The Idempotency-Key header must be 1 to 200 visible characters.".to_string()],
+            )])));
+        }
+    };
+    let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::MessageTooLarge(s.max_message_size)
+        } else {
+            AppError::BadRequest(
+                "The request body could not be read.".into(),
+                FieldMessages::new(),
+            )
+        }
+    })?;
+    let current = s.settings.load_current().await?;
+    let policy = FromPolicy::new(current.settings.as_ref(), &app.allowed_from);
+    let settings = current.settings.as_ref();
+    let built = if raw {
+        let (from, to) = envelope_query(query.as_deref());
+        intake::check(
+            &bytes,
+            intake::Envelope { from, to },
+            &intake::Rules {
+                policy: &policy,
+                settings,
+                rewrite_from: app.rewrite_from,
+            },
+        )
+    } else {
+        let body: MessageRequest = parse_json(&bytes)?;
+        intake::json::build(&body, &policy, settings, app.rewrite_from)
+    }
+    .map_err(invalid)?;
+    if built.body.len() as u64 > s.max_message_size {
+        return Err(AppError::MessageTooLarge(s.max_message_size));
+    }
+    let enqueued = s.accept(Some(&app), None, built, idempotency_key).await?;
+    match enqueued {
+        Enqueued::New(id) => {
+            tracing::info!(%id, app = %app.id, "message queued");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(Submitted {
+                    id,
+                    status: Status::Queued,
+                }),
+            ))
+        }
+        Enqueued::Repeat(id, status) => Ok((StatusCode::OK, Json(Submitted { id, status }))),
+        Enqueued::Limited(hit) => {
+            tracing::info!(app = %app.id, limit = hit.name, "submission refused at a limit");
+            s.metrics
+                .quota_reached
+                .get_or_create(&crate::metrics::Metrics::app(Some(&app.id)))
+                .inc();
+            Err(AppError::Limited(hit.text(), hit.retry_after))
+        }
+    }
+}
+
+/// `POST /api/messages`, authenticated by an app key.
+pub fn routes<S>(max_message_size: u64) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Sending: FromRef<S>,
+{
+    let limit = usize::try_from(max_message_size)
+        .unwrap_or(usize::MAX)
+        // Room for the JSON around the message.
+        .saturating_add(64 * 1024);
+    Router::new().route(
+        "/api/messages",
+        post(submit).layer(DefaultBodyLimit::max(limit)),
+    )
+}
