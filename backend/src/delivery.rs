@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Claimed, Lease, Queue, RecipientOutcome};
 use crate::settings::{Current, SettingsRepo};
 use crate::upstream::client::OpenSession;
-use crate::upstream::diagnose::{self, Diagnosis};
+use crate::upstream::diagnose::{self, Diagnosis, Kind};
 use crate::upstream::mask::mask_transcript;
 use crate::upstream::smtp::SmtpFailure;
 use crate::upstream::Upstream;
@@ -38,44 +38,6 @@ pub const MESSAGES_PER_CONNECTION: u32 = 100;
 pub use crate::config::PAUSE_RETRY;
 /// The longest wait between two attempts of a deferred message.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-
-/// What a failure means for the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// About this message, and it may work later: defer and retry.
-    Temporary,
-    /// About this message or recipient, for good: fail it.
-    Permanent,
-    /// Not about any one message (configuration, credentials, network): pause.
-    Pause,
-}
-
-/// Sorts a failure during a transaction (MAIL FROM, RCPT TO, DATA), using
-/// Exchange's send-time replies (docs/REFERENCE.md).
-pub fn classify(f: &SmtpFailure) -> Kind {
-    match f {
-        SmtpFailure::Reply { code, text, .. } => {
-            let text = text.to_ascii_lowercase();
-            // The mailbox's daily quota, a blocked sender, or sign-in trouble
-            // is about the configuration, not the message.
-            if text.contains("submissionquotaexceeded")
-                || text.contains("5.1.8")
-                || *code == 530
-                || *code == 535
-            {
-                Kind::Pause
-            } else if (400..500).contains(code) {
-                Kind::Temporary
-            } else {
-                Kind::Permanent
-            }
-        }
-        SmtpFailure::Dropped(_) | SmtpFailure::Timeout(_) | SmtpFailure::Network(_, _) => {
-            Kind::Temporary
-        }
-        _ => Kind::Pause,
-    }
-}
 
 /// The wait before attempt `n + 1` of a deferred message: 1, 2, 4 … minutes,
 /// at most an hour.
@@ -446,6 +408,7 @@ impl Engine {
             Err(e) => {
                 tracing::error!(error = %e, "cannot load the settings");
                 let d = Diagnosis {
+                    kind: Kind::Pause,
                     stage: Stage::Connect,
                     code: None,
                     message: "Mailroom could not read its saved settings.".into(),
@@ -458,6 +421,7 @@ impl Engine {
         };
         let Some(mut settings) = current.settings.clone() else {
             let d = Diagnosis {
+                kind: Kind::Pause,
                 stage: Stage::Connect,
                 code: None,
                 message: "No outgoing email settings are saved yet, so nothing can be delivered."
@@ -495,6 +459,7 @@ impl Engine {
             Ok(a) => a,
             Err(e) => {
                 let d = Diagnosis {
+                    kind: Kind::Permanent,
                     stage: Stage::Send,
                     code: None,
                     message: format!("The envelope sender {} is not usable: {e}.", m.mail_from),
@@ -525,7 +490,7 @@ impl Engine {
             Err(f) => {
                 let d = diagnose::smtp_failure(&f, &settings, &self.tester.timeouts());
                 let transcript = Some(self.masked_transcript(&mut c));
-                match classify(&f) {
+                match d.kind {
                     Kind::Pause => {
                         self.release_and_pause(&m, &d, transcript).await;
                         None
@@ -627,7 +592,7 @@ impl Engine {
                 }
                 Err(f) => {
                     let d = diagnose::smtp_failure(&f, settings, &timeouts);
-                    let status = if classify(&f) == Kind::Temporary {
+                    let status = if d.kind == Kind::Temporary {
                         deferred += 1;
                         Status::Deferred
                     } else {
@@ -746,61 +711,6 @@ fn transcript_text(lines: &[TranscriptLine]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reply(code: u16, text: &str) -> SmtpFailure {
-        SmtpFailure::Reply {
-            stage: Stage::Send,
-            code,
-            text: text.into(),
-        }
-    }
-
-    #[test]
-    fn send_time_replies_are_sorted_as_reference_md_says() {
-        assert_eq!(
-            classify(&reply(
-                432,
-                "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"
-            )),
-            Kind::Temporary
-        );
-        assert_eq!(classify(&reply(421, "4.4.2 timeout")), Kind::Temporary);
-        assert_eq!(
-            classify(&reply(550, "5.1.1 RESOLVER.ADR.RecipNotFound")),
-            Kind::Permanent
-        );
-        assert_eq!(
-            classify(&reply(
-                552,
-                "5.3.4 Message size exceeds fixed maximum message size"
-            )),
-            Kind::Permanent
-        );
-        assert_eq!(
-            classify(&reply(550, "5.7.60 SMTP; Client does not have permissions")),
-            Kind::Permanent
-        );
-        assert_eq!(
-            classify(&reply(
-                554,
-                "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"
-            )),
-            Kind::Pause
-        );
-        assert_eq!(
-            classify(&reply(550, "5.1.8 Access denied, bad outbound sender")),
-            Kind::Pause
-        );
-        assert_eq!(
-            classify(&reply(530, "5.7.57 Client not authenticated")),
-            Kind::Pause
-        );
-        assert_eq!(
-            classify(&SmtpFailure::Dropped(Stage::Send)),
-            Kind::Temporary
-        );
-        assert_eq!(classify(&SmtpFailure::Refused), Kind::Pause);
-    }
 
     #[test]
     fn backoff_doubles_up_to_an_hour() {

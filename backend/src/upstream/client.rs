@@ -360,6 +360,7 @@ impl Upstream {
             Ok(a) => a,
             Err(e) => {
                 let d = diagnose::Diagnosis {
+                    kind: diagnose::Kind::Permanent,
                     stage: Stage::Send,
                     code: None,
                     message: format!("The recipient address is not usable: {e}."),
@@ -372,6 +373,7 @@ impl Upstream {
             Ok(m) => m,
             Err(e) => {
                 let d = diagnose::Diagnosis {
+                    kind: diagnose::Kind::Permanent,
                     stage: Stage::Send,
                     code: None,
                     message: format!("The test message could not be built: {e}."),

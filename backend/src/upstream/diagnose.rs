@@ -19,6 +19,46 @@ pub struct Diagnosis {
     pub message: String,
     /// The fix.
     pub hint: String,
+    /// What delivery does about it: pause, defer or fail.
+    pub kind: Kind,
+}
+
+/// What a failure means for the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// About this message, and it may work later: defer and retry.
+    Temporary,
+    /// About this message or recipient, for good: fail it.
+    Permanent,
+    /// Not about any one message (configuration, credentials, network): pause.
+    Pause,
+}
+
+/// Sorts a failure during a transaction (MAIL FROM, RCPT TO, DATA), using
+/// Exchange's send-time replies (docs/REFERENCE.md).
+pub fn classify(f: &SmtpFailure) -> Kind {
+    match f {
+        SmtpFailure::Reply { code, text, .. } => {
+            let text = text.to_ascii_lowercase();
+            // The mailbox's daily quota, a blocked sender, or sign-in trouble
+            // is about the configuration, not the message.
+            if text.contains("submissionquotaexceeded")
+                || text.contains("5.1.8")
+                || *code == 530
+                || *code == 535
+            {
+                Kind::Pause
+            } else if (400..500).contains(code) {
+                Kind::Temporary
+            } else {
+                Kind::Permanent
+            }
+        }
+        SmtpFailure::Dropped(_) | SmtpFailure::Timeout(_) | SmtpFailure::Network(_, _) => {
+            Kind::Temporary
+        }
+        _ => Kind::Pause,
+    }
 }
 
 fn sp_fix(s: &Settings) -> String {
@@ -41,6 +81,8 @@ pub fn token_error(
 ) -> Diagnosis {
     let diag = |code: Option<String>, message: String, hint: String| Diagnosis {
         stage: Stage::Token,
+        // A token error is never about one message.
+        kind: Kind::Pause,
         code,
         message,
         hint,
@@ -180,12 +222,21 @@ pub fn enhanced_code(text: &str) -> Option<String> {
 }
 
 /// Explains an SMTP failure.
+/// An SMTP failure explained, with its kind ([`classify`]).
 pub fn smtp_failure(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagnosis {
+    Diagnosis {
+        kind: classify(f),
+        ..explain(f, s, timeouts)
+    }
+}
+
+fn explain(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagnosis {
     let host = format!("{}:{}", s.host, s.port);
     // The Office 365 host of the configured cloud (GCC High and China have their own).
     let o365 = catalogue::cloud(s.cloud).smtp_host;
     let d = |stage: Stage, code: Option<String>, message: String, hint: String| Diagnosis {
         stage,
+        kind: Kind::Pause,
         code,
         message,
         hint,
@@ -329,6 +380,7 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
     };
     Diagnosis {
         stage,
+        kind: Kind::Pause,
         code: Some(enhanced.unwrap_or_else(|| code.to_string())),
         message,
         hint,
@@ -338,6 +390,64 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failure(code: u16, text: &str) -> SmtpFailure {
+        SmtpFailure::Reply {
+            stage: Stage::Send,
+            code,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn send_time_replies_are_sorted_as_reference_md_says() {
+        assert_eq!(
+            classify(&failure(
+                432,
+                "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"
+            )),
+            Kind::Temporary
+        );
+        assert_eq!(classify(&failure(421, "4.4.2 timeout")), Kind::Temporary);
+        assert_eq!(
+            classify(&failure(550, "5.1.1 RESOLVER.ADR.RecipNotFound")),
+            Kind::Permanent
+        );
+        assert_eq!(
+            classify(&failure(
+                552,
+                "5.3.4 Message size exceeds fixed maximum message size"
+            )),
+            Kind::Permanent
+        );
+        assert_eq!(
+            classify(&failure(
+                550,
+                "5.7.60 SMTP; Client does not have permissions"
+            )),
+            Kind::Permanent
+        );
+        assert_eq!(
+            classify(&failure(
+                554,
+                "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"
+            )),
+            Kind::Pause
+        );
+        assert_eq!(
+            classify(&failure(550, "5.1.8 Access denied, bad outbound sender")),
+            Kind::Pause
+        );
+        assert_eq!(
+            classify(&failure(530, "5.7.57 Client not authenticated")),
+            Kind::Pause
+        );
+        assert_eq!(
+            classify(&SmtpFailure::Dropped(Stage::Send)),
+            Kind::Temporary
+        );
+        assert_eq!(classify(&SmtpFailure::Refused), Kind::Pause);
+    }
 
     #[test]
     fn enhanced_codes_are_found() {
