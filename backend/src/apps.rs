@@ -117,10 +117,7 @@ async fn create(
         );
     }
     if !errors.is_empty() {
-        return Err(AppError::Unprocessable(
-            "The app is not valid.".into(),
-            errors,
-        ));
+        return Err(AppError::Invalid("The app is not valid.".into(), errors));
     }
     let key = new_key();
     let app = App {
@@ -161,7 +158,7 @@ async fn change(
 ) -> Result<Json<App>, AppError> {
     let mut errors = validate_app_change(&body);
     let Some((mut app, _)) = state.queue.app_by_id(&id).await? else {
-        return Err(AppError::Missing(format!("There is no app {id}.")));
+        return Err(AppError::NotFound(format!("There is no app {id}.")));
     };
     if let Some(name) = &body.name {
         let name = name.trim().to_string();
@@ -177,10 +174,7 @@ async fn change(
         app.name = name;
     }
     if !errors.is_empty() {
-        return Err(AppError::Unprocessable(
-            "The change is not valid.".into(),
-            errors,
-        ));
+        return Err(AppError::Invalid("The change is not valid.".into(), errors));
     }
     if let Some(list) = body.allowed_from {
         app.allowed_from = list.iter().map(|a| a.trim().to_string()).collect();
@@ -195,7 +189,7 @@ async fn change(
         .queue
         .update_app(app)
         .await?
-        .ok_or_else(|| AppError::Missing(format!("There is no app {id}.")))?;
+        .ok_or_else(|| AppError::NotFound(format!("There is no app {id}.")))?;
     let now = state.clock.wall().unix_timestamp();
     app.usage = state.queue.recent(&app.id, now).await?.usage(now);
     tracing::info!(app = %app.id, "app changed");
@@ -210,7 +204,7 @@ async fn revoke(
         tracing::info!(app = %id, "app revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::Missing(format!("There is no app {id}.")))
+        Err(AppError::NotFound(format!("There is no app {id}.")))
     }
 }
 

@@ -391,7 +391,7 @@ impl AdminAuth {
             }
             return match self.failures.check(ip, ok).await {
                 Ok(()) => Ok(Proof::Bearer),
-                Err(Refused::LockedOut(wait)) => Err(AppError::TooManyRequests(wait)),
+                Err(Refused::LockedOut(wait)) => Err(AppError::locked_out(wait)),
                 Err(Refused::Wrong) => {
                     tracing::warn!(%ip, "wrong bearer token");
                     Err(AppError::Unauthorized(
@@ -520,7 +520,7 @@ async fn login(
     let ok = auth.token_matches(body.token.trim());
     match auth.failures.check(ip, ok).await {
         Ok(()) => {}
-        Err(Refused::LockedOut(wait)) => return Err(AppError::TooManyRequests(wait)),
+        Err(Refused::LockedOut(wait)) => return Err(AppError::locked_out(wait)),
         Err(Refused::Wrong) => {
             tracing::warn!(%ip, "failed sign-in");
             return Err(AppError::Unauthorized(

@@ -14,43 +14,41 @@ use serde::de::DeserializeOwned;
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// Everything a handler can answer besides success.
+/// Everything a handler can answer besides success: one variant per status,
+/// each with what the client can act on.
 #[derive(Debug)]
 pub enum AppError {
-    /// Malformed JSON or wrong types: 400.
+    /// Malformed JSON, wrong types or a bad query: 400.
     BadRequest(String, FieldMessages),
-    /// No valid token or session: 401.
+    /// No valid token, session or key: 401.
     Unauthorized(String),
-    /// Invalid settings or recipient: 422 with per-field messages.
-    Invalid(FieldMessages),
-    /// Stale version: 409.
-    Conflict(String),
-    /// Body over [`BODY_LIMIT`]: 413.
-    TooLarge,
-    /// Too many failed sign-ins: 429, retry after the given seconds.
-    TooManyRequests(u64),
-    /// Unknown route: 404.
-    NotFound,
-    /// Another request that is not valid: 422 with this message and per-field messages.
-    Unprocessable(String, FieldMessages),
-    /// No such thing: 404 with this message.
-    Missing(String),
-    /// A message over `--max-message-size` (bytes): 413.
-    MessageTooLarge(u64),
-    /// The disk is full: 507; nothing was stored.
-    Storage,
     /// A cookie request from another origin: 403.
     Forbidden(String),
+    /// No such route or thing: 404.
+    NotFound(String),
+    /// Stale version, or a message not in a state for this: 409.
+    Conflict(String),
+    /// A body over a limit, the message naming which: 413.
+    TooLarge(String),
     /// A body that is not JSON: 415.
     UnsupportedMediaType,
-    /// Too many test emails at once: 429, retry after the given seconds.
-    Busy(String, u64),
-    /// An app at one of its limits: 429 with `errors.limits`, retry after
-    /// the given seconds.
-    Limited(String, u64),
-    /// A failure of ours; logged, and the client gets a short message.
+    /// Input that is not valid: 422 with per-field messages.
+    Invalid(String, FieldMessages),
+    /// Too many at once, a lockout or an app's limit: 429 with `Retry-After`.
+    TooMany {
+        /// What to do.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+        /// Per-field messages (`limits`), if any.
+        errors: FieldMessages,
+    },
+    /// The disk is full: 507; nothing was stored.
+    Storage,
+    /// A failure of ours: 500, logged by [`log_errors`]; the client gets a
+    /// short message.
     Internal(String),
-    /// The database cannot be reached: 503, try again.
+    /// The database cannot be reached: 503, try again; logged too.
     Unavailable(String),
 }
 
@@ -63,141 +61,149 @@ impl AppError {
             FieldMessages::from([(field.to_string(), vec![message])]),
         )
     }
+
+    /// Settings (or a test's recipient) that are not valid: 422.
+    pub fn invalid_settings(errors: FieldMessages) -> Self {
+        AppError::Invalid("The settings are not valid.".into(), errors)
+    }
+
+    /// An unknown API route: 404.
+    pub fn no_route() -> Self {
+        AppError::NotFound("There is no such API route.".into())
+    }
+
+    /// A request body over [`BODY_LIMIT`]: 413.
+    pub fn body_too_large() -> Self {
+        AppError::TooLarge(format!(
+            "The request body is larger than {} KiB.",
+            BODY_LIMIT / 1024
+        ))
+    }
+
+    /// A message over `--max-message-size`: 413.
+    pub fn message_too_large(limit: u64) -> Self {
+        AppError::TooLarge(format!(
+            "The message is larger than the limit of {limit} bytes (--max-message-size)."
+        ))
+    }
+
+    /// Wrong credentials past the limit: 429 until the window ends.
+    pub fn locked_out(secs: u64) -> Self {
+        AppError::TooMany {
+            message: format!(
+                "Too many failed sign-in attempts from your address. Wait {} and try again.",
+                wait_text(secs)
+            ),
+            retry_after: secs,
+            errors: FieldMessages::new(),
+        }
+    }
+
+    /// Too many at once: 429.
+    pub fn busy(message: String, secs: u64) -> Self {
+        AppError::TooMany {
+            message,
+            retry_after: secs,
+            errors: FieldMessages::new(),
+        }
+    }
+
+    /// An app at one of its limits: 429 with `errors.limits`.
+    pub fn limited(text: String, secs: u64) -> Self {
+        let mut errors = FieldMessages::new();
+        errors.push("limits", text.clone());
+        AppError::TooMany {
+            message: text,
+            retry_after: secs,
+            errors,
+        }
+    }
+
+    /// The HTTP status of this answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(..) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Storage => StatusCode::INSUFFICIENT_STORAGE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// What a failure of ours was, carried on the response for [`log_errors`]
+/// (never sent to the client).
+#[derive(Debug, Clone)]
+pub struct LoggedError(pub String);
+
+/// Middleware: logs the failures of ours that handlers answered (axum's
+/// error-handling example), once, with the request's method and path.
+pub async fn log_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let response = next.run(req).await;
+    if let Some(LoggedError(detail)) = response.extensions().get::<LoggedError>() {
+        tracing::error!(%method, %path, status = response.status().as_u16(), %detail, "request failed");
+    }
+    response
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, body) = match self {
-            AppError::BadRequest(message, errors) => {
-                (StatusCode::BAD_REQUEST, ErrorBody { message, errors })
+        let status = self.status();
+        let plain = |message: String| ErrorBody {
+            message,
+            ..ErrorBody::default()
+        };
+        let mut logged = None;
+        let mut retry = None;
+        let body = match self {
+            AppError::BadRequest(message, errors) | AppError::Invalid(message, errors) => {
+                ErrorBody { message, errors }
             }
-            AppError::Unauthorized(message) => (
-                StatusCode::UNAUTHORIZED,
-                ErrorBody {
-                    message,
-                    ..ErrorBody::default()
-                },
+            AppError::Unauthorized(m)
+            | AppError::Forbidden(m)
+            | AppError::NotFound(m)
+            | AppError::Conflict(m)
+            | AppError::TooLarge(m) => plain(m),
+            AppError::UnsupportedMediaType => plain(
+                "Send the request body as JSON, with `Content-Type: application/json`.".into(),
             ),
-            AppError::Invalid(errors) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorBody {
-                    message: "The settings are not valid.".into(),
-                    errors,
-                },
-            ),
-            AppError::Conflict(message) => (
-                StatusCode::CONFLICT,
-                ErrorBody {
-                    message,
-                    ..ErrorBody::default()
-                },
-            ),
-            AppError::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorBody {
-                    message: format!("The request body is larger than {} KiB.", BODY_LIMIT / 1024),
-                    ..ErrorBody::default()
-                },
-            ),
-            AppError::TooManyRequests(secs) => {
-                return too_many(
-                    format!(
-                        "Too many failed sign-in attempts from your address. Wait {} and try again.",
-                        wait_text(secs)
-                    ),
-                    secs,
-                    FieldMessages::new(),
-                );
+            AppError::TooMany {
+                message,
+                retry_after,
+                errors,
+            } => {
+                retry = Some(retry_after);
+                ErrorBody { message, errors }
             }
-            AppError::Busy(message, secs) => return too_many(message, secs, FieldMessages::new()),
-            AppError::Limited(text, secs) => {
-                let mut errors = FieldMessages::new();
-                errors.push("limits", text.clone());
-                return too_many(text, secs, errors);
-            }
-            AppError::Unprocessable(message, errors) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, ErrorBody { message, errors })
-            }
-            AppError::Missing(message) => (
-                StatusCode::NOT_FOUND,
-                ErrorBody {
-                    message,
-                    ..ErrorBody::default()
-                },
-            ),
-            AppError::MessageTooLarge(limit) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorBody {
-                    message: format!("The message is larger than the limit of {limit} bytes (--max-message-size)."),
-                    ..ErrorBody::default()
-                },
-            ),
-            AppError::Storage => (
-                StatusCode::INSUFFICIENT_STORAGE,
-                ErrorBody {
-                    message: "Mailroom's disk is full, so the message was not stored. Free some space and send it again.".into(),
-                    ..ErrorBody::default()
-                },
-            ),
-            AppError::Forbidden(message) => (
-                StatusCode::FORBIDDEN,
-                ErrorBody {
-                    message,
-                    ..ErrorBody::default()
-                },
-            ),
-            AppError::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorBody {
-                    message:
-                        "Send the request body as JSON, with `Content-Type: application/json`."
-                            .into(),
-                    ..ErrorBody::default()
-                },
-            ),
-            AppError::NotFound => (
-                StatusCode::NOT_FOUND,
-                ErrorBody {
-                    message: "There is no such API route.".into(),
-                    ..ErrorBody::default()
-                },
-            ),
+            AppError::Storage => plain("Mailroom's disk is full, so the message was not stored. Free some space and send it again.".into()),
             AppError::Unavailable(detail) => {
-                tracing::error!(%detail, "database unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorBody {
-                        message: "Mailroom cannot reach its database right now; nothing was stored. Try again shortly.".into(),
-                        ..ErrorBody::default()
-                    },
-                )
+                logged = Some(format!("database unavailable: {detail}"));
+                plain("Mailroom cannot reach its database right now; nothing was stored. Try again shortly.".into())
             }
             AppError::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorBody {
-                        message: "Mailroom hit an internal error; the server log has the details."
-                            .into(),
-                        ..ErrorBody::default()
-                    },
-                )
+                logged = Some(detail);
+                plain("Mailroom hit an internal error; the server log has the details.".into())
             }
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if let Some(detail) = logged {
+            response.extensions_mut().insert(LoggedError(detail));
+        }
+        response
     }
-}
-
-fn too_many(message: String, secs: u64, errors: FieldMessages) -> Response {
-    let mut response = (
-        StatusCode::TOO_MANY_REQUESTS,
-        Json(ErrorBody { message, errors }),
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
 }
 
 /// Whether a `Content-Type` value is `application/json` (parameters allowed).
@@ -275,7 +281,7 @@ where
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::TooLarge
+                AppError::body_too_large()
             } else {
                 AppError::BadRequest(
                     "The request body could not be read.".into(),
@@ -315,6 +321,38 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn failures_of_ours_are_logged_not_shown_and_limits_say_when() {
+        let r = AppError::Internal("disk I/O error at /var/lib/x".into()).into_response();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let logged = r.extensions().get::<LoggedError>().cloned();
+        assert_eq!(
+            logged.map(|l| l.0).as_deref(),
+            Some("disk I/O error at /var/lib/x")
+        );
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("/var/lib/x"));
+        let r = AppError::limited("at its limit".into(), 42).into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "42");
+        assert!(r.extensions().get::<LoggedError>().is_none());
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errors"]["limits"][0], "at its limit");
+        for (e, status) in [
+            (AppError::no_route(), 404),
+            (AppError::body_too_large(), 413),
+            (AppError::message_too_large(10), 413),
+            (AppError::invalid_settings(FieldMessages::new()), 422),
+            (AppError::locked_out(5), 429),
+            (AppError::Storage, 507),
+            (AppError::Unavailable("x".into()), 503),
+        ] {
+            assert_eq!(e.status().as_u16(), status);
+        }
+    }
+
     use mailroom_shared::api::PutSettings;
 
     #[test]

@@ -138,8 +138,9 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .merge(auth::routes())
         .merge(crate::http::submit::routes(state.sending.max_message_size))
         .merge(protected)
-        .route("/api", any(|| async { AppError::NotFound }))
-        .route("/api/{*rest}", any(|| async { AppError::NotFound }))
+        .route("/api", any(|| async { AppError::no_route() }))
+        .route("/api/{*rest}", any(|| async { AppError::no_route() }))
+        .layer(middleware::from_fn(crate::error::log_errors))
         .with_state(state);
     let static_dir = static_dir.filter(|d| d.join("index.html").is_file());
     let index_html = match &static_dir {

@@ -209,7 +209,7 @@ async fn put_settings(
         .settings
         .validate_with(current.stored_for(&body.settings));
     if !report.is_valid() {
-        return Err(AppError::Invalid(report.errors));
+        return Err(AppError::invalid_settings(report.errors));
     }
     let mut new = body.settings.normalized();
     // Only the secret of the method in use is kept: switching methods deletes

@@ -63,12 +63,12 @@ async fn details(
         .details(&id)
         .await?
         .map(Json)
-        .ok_or_else(|| AppError::Missing(format!("There is no message {id}.")))
+        .ok_or_else(|| AppError::NotFound(format!("There is no message {id}.")))
 }
 
 fn change_error(id: &str, e: ChangeError, allowed: &str) -> AppError {
     match e {
-        ChangeError::NotFound => AppError::Missing(format!("There is no message {id}.")),
+        ChangeError::NotFound => AppError::NotFound(format!("There is no message {id}.")),
         ChangeError::Status(status) => AppError::Conflict(format!(
             "The message is {}; only a {allowed} message can be changed this way.",
             status.as_str()

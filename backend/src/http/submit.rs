@@ -38,7 +38,7 @@ fn envelope_query(query: Option<&str>) -> (Option<String>, Vec<String>) {
 }
 
 fn invalid(errors: FieldMessages) -> AppError {
-    AppError::Unprocessable("The message is not valid.".into(), errors)
+    AppError::Invalid("The message is not valid.".into(), errors)
 }
 
 async fn submit(
@@ -66,7 +66,7 @@ async fn submit(
     };
     let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::MessageTooLarge(s.max_message_size)
+            AppError::message_too_large(s.max_message_size)
         } else {
             AppError::BadRequest(
                 "The request body could not be read.".into(),
@@ -94,7 +94,7 @@ async fn submit(
     }
     .map_err(invalid)?;
     if built.body.len() as u64 > s.max_message_size {
-        return Err(AppError::MessageTooLarge(s.max_message_size));
+        return Err(AppError::message_too_large(s.max_message_size));
     }
     let enqueued = s.accept(Some(&app), None, built, idempotency_key).await?;
     match enqueued {
@@ -115,7 +115,7 @@ async fn submit(
                 .quota_reached
                 .get_or_create(&crate::metrics::Metrics::app(Some(&app.id)))
                 .inc();
-            Err(AppError::Limited(hit.text(), hit.retry_after))
+            Err(AppError::limited(hit.text(), hit.retry_after))
         }
     }
 }

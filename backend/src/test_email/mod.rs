@@ -28,10 +28,10 @@ async fn test_settings(
         report.error(mailroom_shared::Field::Recipient, msg);
     }
     if !report.is_valid() {
-        return Err(AppError::Invalid(report.errors));
+        return Err(AppError::invalid_settings(report.errors));
     }
     let Ok(_slot) = tester.slots.try_acquire() else {
-        return Err(AppError::Busy(
+        return Err(AppError::busy(
             format!("{MAX_CONCURRENT_TESTS} test emails are already running. Wait a few seconds for one to finish, then try again."),
             5,
         ));
