@@ -136,6 +136,19 @@ impl SettingsRepo {
     }
 }
 
+impl SettingsRepo {
+    /// The saved settings without their secrets (nothing decrypted): what
+    /// submission needs for the From rule and the default sender.
+    pub async fn load_settings(&self) -> Result<Option<Settings>, LoadError> {
+        let Some(record) = self.store.load().await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            serde_json::from_str(&record.settings_json).map_err(DecodeError::from)?,
+        ))
+    }
+}
+
 /// Turns a stored record into settings and secrets.
 pub fn decode(cipher: &Cipher, record: Record) -> Result<Current, DecodeError> {
     let settings: Settings = serde_json::from_str(&record.settings_json)?;

@@ -74,9 +74,9 @@ async fn submit(
             )
         }
     })?;
-    let current = s.settings.load_current().await?;
-    let policy = FromPolicy::new(current.settings.as_ref(), &app.allowed_from);
-    let settings = current.settings.as_ref();
+    let saved = s.settings.load_settings().await?;
+    let policy = FromPolicy::new(saved.as_ref(), &app.allowed_from);
+    let settings = saved.as_ref();
     let built = if raw {
         let (from, to) = envelope_query(query.as_deref());
         intake::check(

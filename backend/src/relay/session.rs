@@ -738,7 +738,7 @@ impl Session {
         &mut self,
         sender: &Sender,
     ) -> Result<(FromPolicy, Option<mailroom_shared::Settings>), Flow> {
-        let current = match self.shared.sending.settings.load_current().await {
+        let current = match self.shared.sending.settings.load_settings().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the settings");
@@ -754,10 +754,7 @@ impl Session {
             Sender::App(app) => &app.allowed_from,
             Sender::Trusted(_) => &[],
         };
-        Ok((
-            FromPolicy::new(current.settings.as_ref(), allowed),
-            current.settings,
-        ))
+        Ok((FromPolicy::new(current.as_ref(), allowed), current))
     }
 
     async fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Flow {

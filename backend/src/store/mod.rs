@@ -59,7 +59,7 @@ impl HistoryEntry {
 }
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Someone saved in between: the stored version is not the expected one.
     #[error("version conflict: {stored} is stored")]
@@ -158,6 +158,9 @@ RETURNING count, first_unix";
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// The group committer of submissions, started at the first one
+    /// ([`queue::Committer`]).
+    committer: Arc<std::sync::OnceLock<queue::Committer>>,
 }
 
 impl SqliteStore {
@@ -188,6 +191,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Db(format!("migrating {}: {e}", path.display())))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            committer: Arc::default(),
         })
     }
 

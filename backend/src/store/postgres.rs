@@ -25,7 +25,7 @@ use tokio_postgres::Row;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::queue::{
-    page_end, stage_of, status_of, AttemptRecord, ChangeError, Claimed, Enqueued, Lease,
+    page_end, stage_of, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued, Lease,
     ListFilter, NewMessage, Queue, APP_COLUMNS,
 };
 use crate::store::{
@@ -170,6 +170,8 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 /// Settings, sessions, apps and the queue in PostgreSQL.
 #[derive(Clone)]
 pub struct PgStore {
+    /// The group committer of submissions, started at the first one.
+    committer: std::sync::Arc<std::sync::OnceLock<Committer>>,
     pool: Pool,
     config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
@@ -315,6 +317,7 @@ impl PgStore {
         };
         drop(client);
         let store = PgStore {
+            committer: Default::default(),
             pool,
             config,
             tls,
@@ -662,6 +665,133 @@ async fn record_in(
     Ok(())
 }
 
+/// Stores one message inside the batch's transaction (its own savepoint).
+async fn enqueue_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    m: &NewMessage,
+) -> Result<Enqueued, tokio_postgres::Error> {
+    // A lock per app for this transaction, so one app's parallel
+    // submissions (on any server) check its limits one at a time.
+    if let (Some(app), Some(_)) = (&m.app_id, &m.limits) {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+            &[app],
+        )
+        .await?;
+    }
+    if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
+        tx.execute(
+            "DELETE FROM idempotency WHERE created_unix < $1",
+            &[&(m.now_unix - 24 * 3600)],
+        )
+        .await?;
+        // Wins the key, or finds who did (a concurrent twin waits for it).
+        let inserted = tx
+            .execute(
+                "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (app_id, key) DO NOTHING",
+                &[app, key, &m.id, &m.now_unix],
+            )
+            .await?;
+        if inserted == 0 {
+            let row = tx
+                .query_one(
+                    "SELECT i.message_id, m.status FROM idempotency i
+                     LEFT JOIN messages m ON m.id = i.message_id
+                     WHERE i.app_id = $1 AND i.key = $2",
+                    &[app, key],
+                )
+                .await?;
+            let status: Option<String> = row.get(1);
+            return Ok(Enqueued::Repeat(
+                row.get(0),
+                status.as_deref().map(status_of).unwrap_or(Status::Sent),
+            ));
+        }
+    }
+    if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
+        let recent = recent_in(tx, app, m.now_unix).await?;
+        if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
+            // Rolled back: the idempotency key is not taken either.
+            return Ok(Enqueued::Limited(hit));
+        }
+    }
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $8, $9, $10) RETURNING seq",
+            &[
+                &m.id,
+                &m.app_id,
+                &m.source,
+                &m.mail_from,
+                &m.subject,
+                &(m.body.len() as i64),
+                &m.body,
+                &m.now,
+                &m.now_unix,
+                &(m.recipients.len() as i64),
+            ],
+        )
+        .await?
+        .get(0);
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO recipients (message_seq, idx, address, status) VALUES ($1, $2, $3, 'queued')",
+        )
+        .await?;
+    for (i, r) in m.recipients.iter().enumerate() {
+        tx.execute(&stmt, &[&seq, &(i as i64), r]).await?;
+    }
+    if let Some(app) = &m.app_id {
+        tx.execute(
+            "UPDATE apps SET messages = messages + 1, last_used_at = $2 WHERE id = $1",
+            &[app, &m.now],
+        )
+        .await?;
+    }
+    Ok(Enqueued::New(m.id.clone()))
+}
+
+impl PgStore {
+    /// Stores a batch of submissions in one transaction, one savepoint each,
+    /// and commits once. The apps' locks are taken in the order of their ids,
+    /// so two servers' batches never wait for each other in a circle.
+    async fn enqueue_batch(
+        &self,
+        batch: Vec<NewMessage>,
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        let mut c = self.pool.get().await?;
+        let mut tx = c.transaction().await?;
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|a, b| batch[*a].app_id.cmp(&batch[*b].app_id));
+        let mut out: Vec<Option<Result<Enqueued, StoreError>>> = vec![None; batch.len()];
+        for i in order {
+            let sp = tx.transaction().await?;
+            let outcome = match enqueue_in(&sp, &batch[i]).await {
+                Ok(stored @ Enqueued::New(_)) => {
+                    sp.commit().await?;
+                    Ok(stored)
+                }
+                Ok(other) => {
+                    sp.rollback().await?;
+                    Ok(other)
+                }
+                Err(e) => {
+                    sp.rollback().await?;
+                    Err(db_error(e))
+                }
+            };
+            out[i] = Some(outcome);
+        }
+        tx.commit().await?;
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or(Err(StoreError::Db("not stored".into()))))
+            .collect())
+    }
+}
+
 #[async_trait]
 impl Queue for PgStore {
     async fn create_app(&self, app: App, key_hash: [u8; 32]) -> Result<(), StoreError> {
@@ -759,90 +889,23 @@ impl Queue for PgStore {
     }
 
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        // A lock per app for this transaction, so one app's parallel
-        // submissions (on any server) check its limits one at a time.
-        if let (Some(app), Some(_)) = (&m.app_id, &m.limits) {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-                &[app],
-            )
-            .await?;
-        }
-        if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
-            tx.execute(
-                "DELETE FROM idempotency WHERE created_unix < $1",
-                &[&(m.now_unix - 24 * 3600)],
-            )
-            .await?;
-            // Wins the key, or finds who did (a concurrent twin waits for it).
-            let inserted = tx
-                .execute(
-                    "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (app_id, key) DO NOTHING",
-                    &[app, key, &m.id, &m.now_unix],
-                )
-                .await?;
-            if inserted == 0 {
-                let row = tx
-                    .query_one(
-                        "SELECT i.message_id, m.status FROM idempotency i
-                         LEFT JOIN messages m ON m.id = i.message_id
-                         WHERE i.app_id = $1 AND i.key = $2",
-                        &[app, key],
-                    )
-                    .await?;
-                let status: Option<String> = row.get(1);
-                return Ok(Enqueued::Repeat(
-                    row.get(0),
-                    status.as_deref().map(status_of).unwrap_or(Status::Sent),
-                ));
+        // Concurrent submissions share one transaction (group commit); each
+        // is answered only after that transaction commits.
+        let committer = self.committer.get_or_init(|| {
+            let store = self.clone();
+            Committer::start(std::sync::Arc::new(move |messages| {
+                let store = store.clone();
+                Box::pin(async move { store.enqueue_batch(messages).await })
+            }))
+        });
+        match committer.submit(m).await {
+            Ok(result) => result,
+            Err(m) => {
+                let mut out = self.enqueue_batch(vec![*m]).await?;
+                out.pop()
+                    .unwrap_or(Err(StoreError::Db("nothing stored".into())))
             }
         }
-        if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
-            let recent = recent_in(&tx, app, m.now_unix).await?;
-            if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
-                // Rolled back: the idempotency key is not taken either.
-                return Ok(Enqueued::Limited(hit));
-            }
-        }
-        let seq: i64 = tx
-            .query_one(
-                "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $8, $9, $10) RETURNING seq",
-                &[
-                    &m.id,
-                    &m.app_id,
-                    &m.source,
-                    &m.mail_from,
-                    &m.subject,
-                    &(m.body.len() as i64),
-                    &m.body,
-                    &m.now,
-                    &m.now_unix,
-                    &(m.recipients.len() as i64),
-                ],
-            )
-            .await?
-            .get(0);
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO recipients (message_seq, idx, address, status) VALUES ($1, $2, $3, 'queued')",
-            )
-            .await?;
-        for (i, r) in m.recipients.iter().enumerate() {
-            tx.execute(&stmt, &[&seq, &(i as i64), r]).await?;
-        }
-        if let Some(app) = &m.app_id {
-            tx.execute(
-                "UPDATE apps SET messages = messages + 1, last_used_at = $2 WHERE id = $1",
-                &[app, &m.now],
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Enqueued::New(m.id))
     }
 
     async fn claim(

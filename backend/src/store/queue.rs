@@ -508,6 +508,207 @@ fn recent_in(c: &rusqlite::Connection, app_id: &str, now_unix: i64) -> rusqlite:
     })
 }
 
+/// Stores one message inside the batch's transaction (its own savepoint):
+/// a repeat or a limit leaves nothing behind.
+fn enqueue_in(tx: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Enqueued> {
+    if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
+        let day_ago = m.now_unix - 24 * 3600;
+        tx.execute("DELETE FROM idempotency WHERE created_unix < ?1", [day_ago])?;
+        let earlier: Option<(String, Option<String>)> = tx
+            .query_row(
+                "SELECT i.message_id, m.status FROM idempotency i
+                 LEFT JOIN messages m ON m.id = i.message_id
+                 WHERE i.app_id = ?1 AND i.key = ?2",
+                params![app, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((id, status)) = earlier {
+            let status = status.as_deref().map(status_of).unwrap_or(Status::Sent);
+            return Ok(Enqueued::Repeat(id, status));
+        }
+    }
+    // The limits are read and the message stored in one immediate
+    // transaction: parallel submissions cannot both take the last place.
+    if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
+        let recent = recent_in(tx, app, m.now_unix)?;
+        if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
+            return Ok(Enqueued::Limited(hit));
+        }
+    }
+    if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
+        tx.execute(
+            "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES (?1, ?2, ?3, ?4)",
+            params![app, key, m.id, m.now_unix],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, source, rcpt_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?7, ?8, ?9, ?10)",
+        params![
+            m.id,
+            m.app_id,
+            m.mail_from,
+            m.subject,
+            m.body.len() as i64,
+            m.body,
+            m.now,
+            m.now_unix,
+            m.source,
+            m.recipients.len() as i64
+        ],
+    )?;
+    let seq = tx.last_insert_rowid();
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO recipients (message_seq, idx, address, status) VALUES (?1, ?2, ?3, 'queued')",
+        )?;
+        for (i, r) in m.recipients.iter().enumerate() {
+            stmt.execute(params![seq, i as i64, r])?;
+        }
+    }
+    if let Some(app) = &m.app_id {
+        tx.execute(
+            "UPDATE apps SET messages = messages + 1, last_used_at = ?2 WHERE id = ?1",
+            params![app, m.now],
+        )?;
+    }
+    Ok(Enqueued::New(m.id.clone()))
+}
+
+/// Stores a batch of submissions in one transaction, one savepoint each, and
+/// commits once: one fsync for all of them. Each gets its own outcome; if the
+/// commit fails, none is stored and every one gets the error.
+pub(crate) fn enqueue_batch(
+    c: &mut rusqlite::Connection,
+    batch: Vec<NewMessage>,
+) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+    let mut tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(batch.len());
+    for m in &batch {
+        let sp = tx.savepoint()?;
+        match enqueue_in(&sp, m) {
+            Ok(stored @ Enqueued::New(_)) => {
+                sp.commit()?;
+                out.push(Ok(stored));
+            }
+            // Dropped, the savepoint rolls back.
+            Ok(other) => out.push(Ok(other)),
+            Err(e) => {
+                // SQLite rolls the whole transaction back on some errors (a
+                // full disk): then nothing of the batch is stored, and every
+                // submission in it gets the error.
+                if sp.is_autocommit() {
+                    return Err(StoreError::from(e));
+                }
+                out.push(Err(StoreError::from(e)));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// One submission waiting for the group commit.
+struct Pending {
+    message: Box<NewMessage>,
+    reply: tokio::sync::oneshot::Sender<Result<Enqueued, StoreError>>,
+}
+
+/// The most submissions in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// What a store does with a group of submissions: store them in one
+/// transaction, each with its own outcome ([`enqueue_batch`] for SQLite,
+/// `PgStore::enqueue_batch` for PostgreSQL).
+pub(crate) type GroupFn = std::sync::Arc<
+    dyn Fn(
+            Vec<NewMessage>,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<Vec<Result<Enqueued, StoreError>>, StoreError>,
+                    > + Send,
+            >,
+        > + Send
+        + Sync,
+>;
+
+/// Takes submissions as they come and stores all that wait in one
+/// transaction, as Postfix's cleanup and PostgreSQL's commit_delay batch their
+/// fsyncs: a lone submission is committed at once, a crowd shares commits.
+pub(crate) struct Committer {
+    tx: tokio::sync::mpsc::UnboundedSender<Pending>,
+}
+
+impl Committer {
+    /// Starts the committer on this runtime.
+    pub(crate) fn start(store: GroupFn) -> Committer {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(p) => group.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let (messages, replies): (Vec<_>, Vec<_>) =
+                    group.into_iter().map(|p| (*p.message, p.reply)).unzip();
+                match store(messages).await {
+                    Ok(outcomes) => {
+                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(outcome);
+                        }
+                    }
+                    Err(e) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Committer { tx }
+    }
+
+    /// Hands a message over and waits for its commit; gives it back when the
+    /// committer is gone.
+    pub(crate) async fn submit(
+        &self,
+        m: NewMessage,
+    ) -> Result<Result<Enqueued, StoreError>, Box<NewMessage>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if let Err(e) = self.tx.send(Pending {
+            message: Box::new(m),
+            reply,
+        }) {
+            return Err(e.0.message);
+        }
+        Ok(answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Db("the committer stopped".into()))))
+    }
+}
+
+/// SQLite's group: [`enqueue_batch`] on the blocking pool.
+fn sqlite_group(conn: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>) -> GroupFn {
+    std::sync::Arc::new(move |messages| {
+        let conn = conn.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut c = conn
+                    .lock()
+                    .map_err(|_| StoreError::Db("database lock poisoned".into()))?;
+                enqueue_batch(&mut c, messages)
+            })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Db(e.to_string())))
+        })
+    })
+}
+
 #[async_trait]
 impl Queue for SqliteStore {
     async fn create_app(&self, app: App, key_hash: [u8; 32]) -> Result<(), StoreError> {
@@ -630,77 +831,24 @@ impl Queue for SqliteStore {
     }
 
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
-        self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
-                let day_ago = m.now_unix - 24 * 3600;
-                tx.execute(
-                    "DELETE FROM idempotency WHERE created_unix < ?1",
-                    [day_ago],
-                )?;
-                let earlier: Option<(String, Option<String>)> = tx
-                    .query_row(
-                        "SELECT i.message_id, m.status FROM idempotency i
-                         LEFT JOIN messages m ON m.id = i.message_id
-                         WHERE i.app_id = ?1 AND i.key = ?2",
-                        params![app, key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                if let Some((id, status)) = earlier {
-                    let status = status.as_deref().map(status_of).unwrap_or(Status::Sent);
-                    return Ok(Enqueued::Repeat(id, status));
-                }
+        // Concurrent submissions share one transaction (group commit); each
+        // is answered only after that transaction commits.
+        let committer = self
+            .committer
+            .get_or_init(|| Committer::start(sqlite_group(self.conn.clone())));
+        match committer.submit(m).await {
+            Ok(result) => result,
+            // The committer's runtime is gone (a store kept across test
+            // runtimes): commit this one alone.
+            Err(m) => {
+                self.with_conn(move |c| {
+                    let mut out = enqueue_batch(c, vec![*m])?;
+                    out.pop()
+                        .unwrap_or(Err(StoreError::Db("nothing stored".into())))
+                })
+                .await
             }
-            // The limits are read and the message stored in one immediate
-            // transaction: parallel submissions cannot both take the last place.
-            if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
-                let recent = recent_in(&tx, app, m.now_unix)?;
-                if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
-                    return Ok(Enqueued::Limited(hit));
-                }
-            }
-            if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
-                tx.execute(
-                    "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES (?1, ?2, ?3, ?4)",
-                    params![app, key, m.id, m.now_unix],
-                )?;
-            }
-            tx.execute(
-                "INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, source, rcpt_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?7, ?8, ?9, ?10)",
-                params![
-                    m.id,
-                    m.app_id,
-                    m.mail_from,
-                    m.subject,
-                    m.body.len() as i64,
-                    m.body,
-                    m.now,
-                    m.now_unix,
-                    m.source,
-                    m.recipients.len() as i64
-                ],
-            )?;
-            let seq = tx.last_insert_rowid();
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO recipients (message_seq, idx, address, status) VALUES (?1, ?2, ?3, 'queued')",
-                )?;
-                for (i, r) in m.recipients.iter().enumerate() {
-                    stmt.execute(params![seq, i as i64, r])?;
-                }
-            }
-            if let Some(app) = &m.app_id {
-                tx.execute(
-                    "UPDATE apps SET messages = messages + 1, last_used_at = ?2 WHERE id = ?1",
-                    params![app, m.now],
-                )?;
-            }
-            tx.commit()?;
-            Ok(Enqueued::New(m.id))
-        })
-        .await
+        }
     }
 
     async fn claim(
@@ -1196,6 +1344,60 @@ mod tests {
         let hit = recent.hit(&queued, now, 1).unwrap();
         assert_eq!((hit.name, hit.retry_after), ("queued_max", 60));
         assert!(hit.text().contains("queued_max (3)"), "{}", hit.text());
+    }
+
+    #[tokio::test]
+    async fn a_group_commit_gives_each_submission_its_own_outcome() {
+        use mailroom_shared::sending::AppLimits;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        let limits = AppLimits {
+            messages_per_hour: Some(2),
+            ..AppLimits::default()
+        };
+        let with = |id: &str, key: Option<&str>| {
+            let mut m = message(id, b"x".to_vec());
+            m.limits = Some(limits);
+            m.idempotency_key = key.map(str::to_string);
+            m
+        };
+        let batch = vec![
+            with("msg_1", Some("k")),
+            with("msg_twin", Some("k")),
+            with("msg_2", None),
+            with("msg_3", None),
+        ];
+        let out = store
+            .with_conn(move |c| enqueue_batch(c, batch))
+            .await
+            .unwrap();
+        assert_eq!(out[0].as_ref().unwrap(), &Enqueued::New("msg_1".into()));
+        assert!(
+            matches!(out[1], Ok(Enqueued::Repeat(ref id, _)) if id == "msg_1"),
+            "{:?}",
+            out[1]
+        );
+        assert_eq!(out[2].as_ref().unwrap(), &Enqueued::New("msg_2".into()));
+        assert!(
+            matches!(out[3], Ok(Enqueued::Limited(_))),
+            "the third within the hour: {:?}",
+            out[3]
+        );
+        assert_eq!(store.counts().await.unwrap()[&Status::Queued], 2);
+        // Through the committer: 64 at once, every one stored and answered.
+        let store = std::sync::Arc::new(store);
+        let tries = (0..64).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .enqueue(message(&format!("msg_p{i}"), b"y".to_vec()))
+                    .await
+            })
+        });
+        for t in futures_util::future::join_all(tries).await {
+            assert!(matches!(t.unwrap(), Ok(Enqueued::New(_))));
+        }
+        assert_eq!(store.counts().await.unwrap()[&Status::Queued], 66);
     }
 
     #[tokio::test]
