@@ -308,7 +308,10 @@ async fn paused_with_app(url: &str, name: &str) -> (u16, String, String) {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     server.save(&oauth_settings("localhost", port)).await;
-    let (app, key) = server.new_app(serde_json::json!({ "name": name })).await;
+    // No queued_max: the bench fills the queue far past the default 10,000.
+    let (app, key) = server
+        .new_app(serde_json::json!({ "name": name, "limits": {"queued_max": null} }))
+        .await;
     (port, app, key)
 }
 

@@ -71,11 +71,7 @@ impl Markup {
 
     /// A `<time>` in the reader's own zone and format.
     pub fn time(&mut self, rfc3339: &str) -> &mut Self {
-        self.el(
-            "time",
-            &[("datetime", rfc3339)],
-            &super::components::common::local_time(rfc3339),
-        )
+        self.el("time", &[("datetime", rfc3339)], &local_time(rfc3339))
     }
 
     /// A table head of column names.
@@ -222,4 +218,14 @@ pub fn items(value: &JsValue, key: &str) -> Vec<JsValue> {
     } else {
         Vec::new()
     }
+}
+
+/// An RFC 3339 time in the reader's own zone and format; the text itself
+/// when the browser cannot read it.
+pub fn local_time(rfc3339: &str) -> String {
+    let date = js_sys::Date::new(&JsValue::from_str(rfc3339));
+    if date.get_time().is_nan() {
+        return rfc3339.to_string();
+    }
+    String::from(date.to_locale_string("default", &JsValue::UNDEFINED))
 }

@@ -1,6 +1,6 @@
 //! The provider catalogue (docs/REFERENCE.md) and the cloud table (docs/API.md §4).
 
-use crate::settings::{AuthMethod, Cloud, Provider, Security};
+use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings};
 
 /// One entry of the provider catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +184,36 @@ pub fn security_label(security: Security) -> &'static str {
         Security::Starttls => "STARTTLS (port 587): plain connection upgraded to TLS",
         Security::Tls => "Implicit TLS (port 465): TLS from the first byte",
         Security::None => "None: no encryption (only for a relay on this machine)",
+    }
+}
+
+/// Filling settings in from the catalogue (here, so the settings types
+/// need not know the catalogue).
+impl Settings {
+    /// Settings pre-filled for a provider: its host, port and security, and its
+    /// recommended authentication method.
+    pub fn for_provider(provider: Provider) -> Self {
+        let mut settings = Settings {
+            provider,
+            ..Settings::default()
+        };
+        settings.apply_provider(provider);
+        settings
+    }
+
+    /// Switches provider, filling in host, port, security and a fitting auth method.
+    pub fn apply_provider(&mut self, provider: Provider) {
+        let info = crate::catalogue::provider(provider);
+        self.provider = provider;
+        self.host = info.host.to_string();
+        self.port = info.port;
+        self.security = info.security;
+        if !info.auth_methods.contains(&self.auth_method) {
+            self.auth_method = info.auth_methods[0];
+        }
+        if provider == Provider::Office365 {
+            self.host = cloud(self.cloud).smtp_host.to_string();
+        }
     }
 }
 

@@ -56,6 +56,13 @@ impl Default for AppLimits {
 }
 
 impl AppLimits {
+    /// Whether a limit over a time window is set (not only `queued_max`).
+    pub fn has_windows(&self) -> bool {
+        self.messages_per_hour.is_some()
+            || self.messages_per_day.is_some()
+            || self.recipients_per_day.is_some()
+    }
+
     /// Each limit with its name, in the order the page shows them.
     pub fn named(&self) -> [(&'static str, Option<u32>); 4] {
         [

@@ -147,32 +147,6 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
-    /// Settings pre-filled for a provider: its host, port and security, and its
-    /// recommended authentication method.
-    pub fn for_provider(provider: Provider) -> Self {
-        let mut settings = Settings {
-            provider,
-            ..Settings::default()
-        };
-        settings.apply_provider(provider);
-        settings
-    }
-
-    /// Switches provider, filling in host, port, security and a fitting auth method.
-    pub fn apply_provider(&mut self, provider: Provider) {
-        let info = crate::catalogue::provider(provider);
-        self.provider = provider;
-        self.host = info.host.to_string();
-        self.port = info.port;
-        self.security = info.security;
-        if !info.auth_methods.contains(&self.auth_method) {
-            self.auth_method = info.auth_methods[0];
-        }
-        if provider == Provider::Office365 {
-            self.host = crate::catalogue::cloud(self.cloud).smtp_host.to_string();
-        }
-    }
-
     /// The same settings with IDs and addresses in canonical form: GUIDs lower case
     /// without braces or spaces, addresses and host names trimmed.
     ///

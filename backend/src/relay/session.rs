@@ -815,6 +815,11 @@ impl Session {
     /// (0: only the message limits), if any. A database that cannot be read
     /// leaves the decision to the store at the end of DATA.
     async fn limit_hit(&self, app: &App, rcpts: u32) -> Option<crate::queue::LimitHit> {
+        // Only window limits are worth a read before DATA; queued_max is
+        // checked when the message is stored (451 4.7.1 after DATA).
+        if !app.limits.has_windows() {
+            return None;
+        }
         let now = self.shared.sending.apps.clock.wall().unix_timestamp();
         let recent = self
             .shared

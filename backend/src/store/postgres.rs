@@ -204,11 +204,15 @@ async fn recent_in<C: deadpool_postgres::GenericClient>(
     c: &C,
     app_id: &str,
     now_unix: i64,
+    with_rows: bool,
 ) -> Result<crate::queue::Recent, tokio_postgres::Error> {
     let since = now_unix - 24 * 3600;
-    let rows = c
-        .query(&numbered(crate::queue::RECENT_SQL), &[&app_id, &since])
-        .await?;
+    let rows = if with_rows {
+        c.query(&numbered(crate::queue::RECENT_SQL), &[&app_id, &since])
+            .await?
+    } else {
+        Vec::new()
+    };
     let waiting: i64 = c
         .query_one(&numbered(crate::queue::WAITING_SQL), &[&app_id])
         .await?
@@ -710,7 +714,7 @@ async fn enqueue_in(
         }
     }
     if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
-        let recent = recent_in(tx, app, m.now_unix).await?;
+        let recent = recent_in(tx, app, m.now_unix, limits.has_windows()).await?;
         if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
             // Rolled back: the idempotency key is not taken either.
             return Ok(Enqueued::Limited(hit));
@@ -867,7 +871,7 @@ impl Queue for PgStore {
         now_unix: i64,
     ) -> Result<crate::queue::Recent, StoreError> {
         let c = self.pool.get().await?;
-        Ok(recent_in(&c, app_id, now_unix).await?)
+        Ok(recent_in(&c, app_id, now_unix, true).await?)
     }
 
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {

@@ -21,7 +21,10 @@ pub(crate) const RECENT_SQL: &str = "SELECT created_unix, rcpt_count FROM messag
 pub(crate) const WAITING_SQL: &str = "SELECT COUNT(*) FROM messages WHERE app_id = ?1 AND status IN ('queued', 'deferred', 'sending')";
 
 /// An app's recent submissions and waiting messages: what its limits and
-/// usage are computed from, the same way for both stores.
+/// usage are computed from, the same way for both stores. A submission reads
+/// the recent rows only when the app has a limit over a window (with the
+/// default, `queued_max` alone, it counts the waiting messages and nothing
+/// else).
 #[derive(Debug, Clone, Default)]
 pub struct Recent {
     /// (submitted at, recipients) of the last 24 hours, oldest first.
@@ -494,13 +497,21 @@ pub(crate) const APP_COLUMNS: &str =
 const APP_COLUMN_COUNT: usize = 8;
 
 /// Reads an app's recent and waiting messages (SQLite).
-fn recent_in(c: &rusqlite::Connection, app_id: &str, now_unix: i64) -> rusqlite::Result<Recent> {
-    let messages = c
-        .prepare_cached(RECENT_SQL)?
-        .query_map(params![app_id, now_unix - DAY], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u32))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+fn recent_in(
+    c: &rusqlite::Connection,
+    app_id: &str,
+    now_unix: i64,
+    rows: bool,
+) -> rusqlite::Result<Recent> {
+    let messages = if !rows {
+        Vec::new()
+    } else {
+        c.prepare_cached(RECENT_SQL)?
+            .query_map(params![app_id, now_unix - DAY], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u32))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
     let waiting: i64 = c.query_row(WAITING_SQL, [app_id], |r| r.get(0))?;
     Ok(Recent {
         messages,
@@ -531,7 +542,7 @@ fn enqueue_in(tx: &rusqlite::Connection, m: &NewMessage) -> rusqlite::Result<Enq
     // The limits are read and the message stored in one immediate
     // transaction: parallel submissions cannot both take the last place.
     if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
-        let recent = recent_in(tx, app, m.now_unix)?;
+        let recent = recent_in(tx, app, m.now_unix, limits.has_windows())?;
         if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
             return Ok(Enqueued::Limited(hit));
         }
@@ -797,7 +808,7 @@ impl Queue for SqliteStore {
 
     async fn recent(&self, app_id: &str, now_unix: i64) -> Result<Recent, StoreError> {
         let app_id = app_id.to_string();
-        self.with_conn(move |c| Ok(recent_in(c, &app_id, now_unix)?))
+        self.with_conn(move |c| Ok(recent_in(c, &app_id, now_unix, true)?))
             .await
     }
 

@@ -5,15 +5,7 @@ use yew::prelude::*;
 
 use crate::markup::{hint, stage_line, text, Markup};
 
-/// An RFC 3339 time in the reader's own zone and format; the text itself
-/// when the browser cannot read it.
-pub fn local_time(rfc3339: &str) -> String {
-    let date = js_sys::Date::new(&JsValue::from_str(rfc3339));
-    if date.get_time().is_nan() {
-        return rfc3339.to_string();
-    }
-    String::from(date.to_locale_string("default", &JsValue::UNDEFINED))
-}
+pub use crate::markup::local_time;
 
 /// The banner on every view while delivery is paused: what failed, the fix,
 /// how many messages wait, and the way to the settings. Its copy buttons
