@@ -144,7 +144,7 @@ async fn list(State(state): State<AppsState>) -> Result<Json<AppList>, AppError>
     let now = state.clock.wall().unix_timestamp();
     let mut apps = state.queue.list_apps().await?;
     for app in &mut apps {
-        app.usage = state.queue.recent(&app.id, now).await?.usage(now);
+        app.usage = state.queue.recent(&app.id, now, true).await?.usage(now);
     }
     Ok(Json(AppList { apps }))
 }
@@ -191,7 +191,7 @@ async fn change(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("There is no app {id}.")))?;
     let now = state.clock.wall().unix_timestamp();
-    app.usage = state.queue.recent(&app.id, now).await?.usage(now);
+    app.usage = state.queue.recent(&app.id, now, true).await?.usage(now);
     tracing::info!(app = %app.id, "app changed");
     Ok(Json(app))
 }

@@ -175,6 +175,41 @@ async fn the_relay_refuses_past_a_limit_with_451_at_mail_and_rcpt() {
 }
 
 #[tokio::test]
+async fn a_full_backlog_is_refused_at_mail_from() {
+    // Paused (nothing listens upstream), so the first message stays waiting.
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |a| {
+        a.relay.smtp_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
+        a.relay.smtp_hostname = Some("localhost".into());
+    })
+    .await;
+    let me = mailer();
+    let (app, key) = server
+        .new_app(json!({"name": "Backlog", "allowed_from": [me], "limits": {"queued_max": 1}}))
+        .await;
+    let (mut w, _) = Wire::connect(server.smtp.unwrap()).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    assert!(w
+        .command(&format!("MAIL FROM:<{me}>"))
+        .await
+        .starts_with("250"));
+    assert!(w
+        .command(&format!("RCPT TO:<{}>", addr("a", "example.org")))
+        .await
+        .starts_with("250"));
+    assert!(w.command("DATA").await.starts_with("354"));
+    w.send(&format!("From: {me}\r\nSubject: one\r\n\r\nx\r\n.\r\n"))
+        .await;
+    assert!(w.reply().await.starts_with("250 2.0.0"));
+    let r = w.command(&format!("MAIL FROM:<{me}>")).await;
+    assert!(
+        r.starts_with("451 4.7.1") && r.contains("queued_max (1)"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
 async fn sendmail_exits_75_past_a_limit_so_cron_tries_again() {
     let (_rig, server) = saved_rig(|_| {}).await;
     let (_, key) = server

@@ -565,7 +565,7 @@ async fn app_limits_hold_under_parallel_submissions(f: Fixture) {
         3,
         "nothing else stored"
     );
-    let recent = a.queue.recent("app_1", T0 + 10).await.unwrap();
+    let recent = a.queue.recent("app_1", T0 + 10, true).await.unwrap();
     let usage = recent.usage(T0 + 10);
     assert_eq!(
         (
@@ -861,7 +861,7 @@ async fn a_release_postgres_database_is_upgraded_with_its_data() {
         .unwrap()
         .expect("the message is kept");
     assert_eq!(details.summary.subject, "kept");
-    let recent = store.recent("app_old", 1_790_000_100).await.unwrap();
+    let recent = store.recent("app_old", 1_790_000_100, true).await.unwrap();
     assert_eq!(
         recent.messages,
         vec![(1_790_000_000, 1)],

@@ -815,18 +815,18 @@ impl Session {
     /// (0: only the message limits), if any. A database that cannot be read
     /// leaves the decision to the store at the end of DATA.
     async fn limit_hit(&self, app: &App, rcpts: u32) -> Option<crate::queue::LimitHit> {
-        // Only window limits are worth a read before DATA; queued_max is
-        // checked when the message is stored (451 4.7.1 after DATA).
-        if !app.limits.has_windows() {
+        if !app.limits.has_windows() && app.limits.queued_max.is_none() {
             return None;
         }
         let now = self.shared.sending.apps.clock.wall().unix_timestamp();
+        // The recent rows only for a limit over a window; queued_max needs a count.
+        let rows = app.limits.has_windows();
         let recent = self
             .shared
             .sending
             .apps
             .queue
-            .recent(&app.id, now)
+            .recent(&app.id, now, rows)
             .await
             .ok()?;
         let mut limits = app.limits;

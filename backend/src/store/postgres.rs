@@ -869,9 +869,10 @@ impl Queue for PgStore {
         &self,
         app_id: &str,
         now_unix: i64,
+        rows: bool,
     ) -> Result<crate::queue::Recent, StoreError> {
         let c = self.pool.get().await?;
-        Ok(recent_in(&c, app_id, now_unix, true).await?)
+        Ok(recent_in(&c, app_id, now_unix, rows).await?)
     }
 
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {

@@ -325,8 +325,9 @@ pub trait Queue: Send + Sync {
     /// Changes a live app's name, From addresses, rewrite and limits; `None`
     /// when there is no such app.
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError>;
-    /// An app's recent and waiting messages (for its usage and limits).
-    async fn recent(&self, app_id: &str, now_unix: i64) -> Result<Recent, StoreError>;
+    /// An app's waiting messages and, with `rows`, its recent ones (for its
+    /// usage and limits).
+    async fn recent(&self, app_id: &str, now_unix: i64, rows: bool) -> Result<Recent, StoreError>;
     /// The live app with this key hash.
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError>;
     /// A live (not revoked) app by id, with its key's hash.
@@ -806,9 +807,9 @@ impl Queue for SqliteStore {
         .await
     }
 
-    async fn recent(&self, app_id: &str, now_unix: i64) -> Result<Recent, StoreError> {
+    async fn recent(&self, app_id: &str, now_unix: i64, rows: bool) -> Result<Recent, StoreError> {
         let app_id = app_id.to_string();
-        self.with_conn(move |c| Ok(recent_in(c, &app_id, now_unix, true)?))
+        self.with_conn(move |c| Ok(recent_in(c, &app_id, now_unix, rows)?))
             .await
     }
 
