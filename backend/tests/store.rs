@@ -575,10 +575,10 @@ async fn app_limits_hold_under_parallel_submissions(f: Fixture) {
         ),
         (3, 6, 3)
     );
-    // An hour later the window lets the next one in.
+    // An hour after the last of them, the window lets the next one in.
     let mut later = message("msg_lim_later", None);
     later.limits = Some(limits);
-    later.now_unix = T0 + 3601;
+    later.now_unix = T0 + 3600 + 8;
     assert!(matches!(
         a.queue.enqueue(later).await.unwrap(),
         Enqueued::New(_)

@@ -669,26 +669,33 @@ async fn record_in(
     Ok(())
 }
 
-/// Stores one message inside the batch's transaction (its own savepoint).
+/// What one batch's transaction already holds: the apps whose lock it
+/// took, and their waiting counts when no window limit needs rows.
+#[derive(Default)]
+struct Batch {
+    locked: std::collections::HashSet<String>,
+    waiting: std::collections::HashMap<String, u64>,
+}
+
+/// Stores one message inside the batch's transaction (its own savepoint);
+/// returns the outcome and, when it counted them, the app's waiting messages.
 async fn enqueue_in(
     tx: &deadpool_postgres::Transaction<'_>,
     m: &NewMessage,
-) -> Result<Enqueued, tokio_postgres::Error> {
+    batch: &Batch,
+) -> Result<(Enqueued, Option<u64>), tokio_postgres::Error> {
     // A lock per app for this transaction, so one app's parallel
     // submissions (on any server) check its limits one at a time.
     if let (Some(app), Some(_)) = (&m.app_id, &m.limits) {
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-            &[app],
-        )
-        .await?;
+        if !batch.locked.contains(app) {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                &[app],
+            )
+            .await?;
+        }
     }
     if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
-        tx.execute(
-            "DELETE FROM idempotency WHERE created_unix < $1",
-            &[&(m.now_unix - 24 * 3600)],
-        )
-        .await?;
         // Wins the key, or finds who did (a concurrent twin waits for it).
         let inserted = tx
             .execute(
@@ -707,17 +714,28 @@ async fn enqueue_in(
                 )
                 .await?;
             let status: Option<String> = row.get(1);
-            return Ok(Enqueued::Repeat(
-                row.get(0),
-                status.as_deref().map(status_of).unwrap_or(Status::Sent),
+            return Ok((
+                Enqueued::Repeat(
+                    row.get(0),
+                    status.as_deref().map(status_of).unwrap_or(Status::Sent),
+                ),
+                None,
             ));
         }
     }
+    let mut waiting = None;
     if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
-        let recent = recent_in(tx, app, m.now_unix, limits.has_windows()).await?;
+        let recent = match batch.waiting.get(app) {
+            Some(n) if !limits.has_windows() => crate::queue::Recent {
+                messages: Vec::new(),
+                waiting: *n,
+            },
+            _ => recent_in(tx, app, m.now_unix, limits.has_windows()).await?,
+        };
+        waiting = Some(recent.waiting);
         if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
             // Rolled back: the idempotency key is not taken either.
-            return Ok(Enqueued::Limited(hit));
+            return Ok((Enqueued::Limited(hit), waiting));
         }
     }
     let seq: i64 = tx
@@ -739,28 +757,23 @@ async fn enqueue_in(
         )
         .await?
         .get(0);
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO recipients (message_seq, idx, address, status) VALUES ($1, $2, $3, 'queued')",
-        )
-        .await?;
-    for (i, r) in m.recipients.iter().enumerate() {
-        tx.execute(&stmt, &[&seq, &(i as i64), r]).await?;
-    }
-    if let Some(app) = &m.app_id {
-        tx.execute(
-            "UPDATE apps SET messages = messages + 1, last_used_at = $2 WHERE id = $1",
-            &[app, &m.now],
-        )
-        .await?;
-    }
-    Ok(Enqueued::New(m.id.clone()))
+    // Every recipient in one statement.
+    let idx: Vec<i64> = (0..m.recipients.len() as i64).collect();
+    tx.execute(
+        "INSERT INTO recipients (message_seq, idx, address, status)
+         SELECT $1, i, a, 'queued' FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS r(i, a)",
+        &[&seq, &idx, &m.recipients],
+    )
+    .await?;
+    Ok((Enqueued::New(m.id.clone()), waiting))
 }
 
 impl PgStore {
     /// Stores a batch of submissions in one transaction, one savepoint each,
     /// and commits once. The apps' locks are taken in the order of their ids,
-    /// so two servers' batches never wait for each other in a circle.
+    /// so two servers' batches never wait for each other in a circle; each
+    /// app's lock, waiting count and message count cost one statement a
+    /// batch, not one a message.
     async fn enqueue_batch(
         &self,
         batch: Vec<NewMessage>,
@@ -769,15 +782,36 @@ impl PgStore {
         let mut tx = c.transaction().await?;
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by(|a, b| batch[*a].app_id.cmp(&batch[*b].app_id));
+        if let Some(m) = batch.iter().find(|m| m.idempotency_key.is_some()) {
+            tx.execute(
+                "DELETE FROM idempotency WHERE created_unix < $1",
+                &[&(m.now_unix - 24 * 3600)],
+            )
+            .await?;
+        }
+        let mut state = Batch::default();
+        let mut stored: std::collections::BTreeMap<String, (i64, String)> = Default::default();
         let mut out: Vec<Option<Result<Enqueued, StoreError>>> = vec![None; batch.len()];
         for i in order {
+            let m = &batch[i];
             let sp = tx.transaction().await?;
-            let outcome = match enqueue_in(&sp, &batch[i]).await {
-                Ok(stored @ Enqueued::New(_)) => {
+            let outcome = match enqueue_in(&sp, m, &state).await {
+                Ok((done @ Enqueued::New(_), waiting)) => {
                     sp.commit().await?;
-                    Ok(stored)
+                    if let Some(app) = &m.app_id {
+                        if m.limits.is_some() {
+                            state.locked.insert(app.clone());
+                        }
+                        if let Some(n) = waiting {
+                            state.waiting.insert(app.clone(), n + 1);
+                        }
+                        let entry = stored.entry(app.clone()).or_insert((0, m.now.clone()));
+                        entry.0 += 1;
+                        entry.1 = m.now.clone();
+                    }
+                    Ok(done)
                 }
-                Ok(other) => {
+                Ok((other, _)) => {
                     sp.rollback().await?;
                     Ok(other)
                 }
@@ -787,6 +821,13 @@ impl PgStore {
                 }
             };
             out[i] = Some(outcome);
+        }
+        for (app, (n, now)) in &stored {
+            tx.execute(
+                "UPDATE apps SET messages = messages + $2, last_used_at = $3 WHERE id = $1",
+                &[app, n, now],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(out
