@@ -1,5 +1,5 @@
 //! The few typed answers the page needs, read from the JSON as the browser
-//! parsed it: `GET /api/settings` and error bodies. Reading them by hand
+//! parsed it: `GET /api/settings`, apps and error bodies. Reading them by hand
 //! keeps every serde `Deserialize` out of the bundle (about 13 KB gzipped
 //! together with the decoder); `frontend/tests/page.rs` checks each reader
 //! against what serde_json writes, so they cannot drift from the schema.
@@ -100,6 +100,74 @@ pub fn settings_response(v: &JsValue) -> Option<SettingsResponse> {
         settings,
         version: whole_or(v, "version", 0, 9.0e15)?,
         updated_at: opt_string(v, "updated_at")?,
+    })
+}
+
+/// An optional whole number: `Some(None)` when absent or null.
+fn opt_whole(o: &JsValue, key: &str, max: f64) -> Option<Option<u64>> {
+    let v = get(o, key);
+    if absent(&v) {
+        return Some(None);
+    }
+    let n = v.as_f64()?;
+    (n.fract() == 0.0 && (0.0..=max).contains(&n)).then_some(Some(n as u64))
+}
+
+/// An APP (docs/API.md §6) with its limits and usage; `None` when a field
+/// has the wrong type.
+pub fn app(v: &JsValue) -> Option<mailroom_shared::sending::App> {
+    use mailroom_shared::sending::{AppLimits, AppUsage};
+    let l = get(v, "limits");
+    let limit = |k: &str| -> Option<Option<u32>> {
+        if absent(&l) {
+            return Some(
+                AppLimits::default()
+                    .named()
+                    .iter()
+                    .find(|(n, _)| *n == k)?
+                    .1,
+            );
+        }
+        opt_whole(&l, k, u32::MAX as f64).map(|n| n.map(|n| n as u32))
+    };
+    let u = get(v, "usage");
+    let used = |k: &str| whole_or(&u, k, 0, 9.0e15);
+    let allowed = get(v, "allowed_from");
+    let allowed_from = if absent(&allowed) {
+        Vec::new()
+    } else {
+        if !js_sys::Array::is_array(&allowed) {
+            return None;
+        }
+        js_sys::Array::from(&allowed)
+            .iter()
+            .map(|a| a.as_string())
+            .collect::<Option<Vec<_>>>()?
+    };
+    Some(mailroom_shared::sending::App {
+        id: get(v, "id").as_string()?,
+        name: get(v, "name").as_string()?,
+        created_at: get(v, "created_at").as_string()?,
+        last_used_at: opt_string(v, "last_used_at")?,
+        messages: whole_or(v, "messages", 0, 9.0e15)?,
+        allowed_from,
+        rewrite_from: bool_or(v, "rewrite_from", false)?,
+        limits: AppLimits {
+            messages_per_hour: limit("messages_per_hour")?,
+            messages_per_day: limit("messages_per_day")?,
+            recipients_per_day: limit("recipients_per_day")?,
+            queued_max: limit("queued_max")?,
+        },
+        usage: if absent(&u) {
+            AppUsage::default()
+        } else {
+            AppUsage {
+                messages_last_hour: used("messages_last_hour")?,
+                messages_today: used("messages_today")?,
+                recipients_today: used("recipients_today")?,
+                queued: used("queued")?,
+            }
+        },
     })
 }
 

@@ -422,6 +422,58 @@ fn request_bodies_are_the_contract_shapes() {
     assert_eq!(back.settings, settings);
 }
 
+/// The Apps view reads APP by hand too: what serde_json writes for the
+/// shared type comes back the same, and a wrong type is refused.
+#[wasm_bindgen_test]
+fn the_app_reader_takes_what_serde_json_writes() {
+    use mailroom_frontend::read::app;
+    use mailroom_shared::sending::{App, AppLimits, AppUsage};
+    let mut a = App {
+        id: "app_1".into(),
+        name: "Scanner “3rd” \\ floor".into(),
+        created_at: "2026-11-20T09:00:00Z".into(),
+        last_used_at: None,
+        messages: 12_345_678_901,
+        allowed_from: vec![mailroom_shared::fixtures::mailer()],
+        rewrite_from: true,
+        limits: AppLimits::default(),
+        usage: AppUsage::default(),
+    };
+    let same = |a: &App| {
+        let text = serde_json::to_string(a).unwrap();
+        assert_eq!(app(&parsed(&text)).as_ref(), Some(a), "{text}");
+    };
+    same(&a);
+    a.last_used_at = Some("2026-11-30T23:59:59Z".into());
+    a.limits = AppLimits {
+        messages_per_hour: Some(1),
+        messages_per_day: None,
+        recipients_per_day: Some(u32::MAX),
+        queued_max: None,
+    };
+    a.usage = AppUsage {
+        messages_last_hour: 1,
+        messages_today: 2,
+        recipients_today: 3,
+        queued: 4,
+    };
+    same(&a);
+    // An app from before limits: the defaults, as the server's serde reads it.
+    let old = r#"{"id": "app_2", "name": "Old", "created_at": "2026-11-01T00:00:00Z", "last_used_at": null, "messages": 0, "allowed_from": [], "rewrite_from": false}"#;
+    let read = app(&parsed(old)).unwrap();
+    let serde: App = serde_json::from_str(old).unwrap();
+    assert_eq!(read, serde);
+    assert_eq!(read.limits.queued_max, Some(10_000));
+    for bad in [
+        r#"{"id": 1, "name": "x", "created_at": "t"}"#,
+        r#"{"id": "a", "name": "x", "created_at": "t", "messages": -1}"#,
+        r#"{"id": "a", "name": "x", "created_at": "t", "limits": {"queued_max": "many"}}"#,
+        r#"{"id": "a", "name": "x", "created_at": "t", "allowed_from": [3]}"#,
+    ] {
+        assert_eq!(app(&parsed(bad)), None, "{bad}");
+    }
+}
+
 /// The page reads `GET /api/settings` and error bodies by hand
 /// (`mailroom_frontend::read`): each reader gives back exactly what
 /// serde_json wrote on the server side, for every enum value, and refuses

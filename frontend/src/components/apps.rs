@@ -39,45 +39,30 @@ pub struct App {
     pub usage: AppUsage,
 }
 
-/// A whole number, or `None` when missing or null.
-fn count(value: &JsValue, key: &str) -> Option<u64> {
-    get(value, key).as_f64().map(|n| n as u64)
-}
-
 impl App {
-    /// Reads an `APP` object.
+    /// Reads an `APP` object with the typed reader ([`crate::read::app`]).
     pub fn from_json(v: &JsValue) -> App {
-        App {
+        let a = crate::read::app(v).unwrap_or_else(|| mailroom_shared::sending::App {
             id: text(v, "id"),
             name: text(v, "name"),
-            created_at: text(v, "created_at"),
-            last_used_at: text(v, "last_used_at"),
-            messages: number(v, "messages"),
-            allowed_from: items(v, "allowed_from")
-                .iter()
-                .filter_map(JsValue::as_string)
-                .collect(),
-            rewrite_from: get(v, "rewrite_from").as_bool().unwrap_or(false),
-            limits: {
-                let l = get(v, "limits");
-                let limit = |k: &str| count(&l, k).map(|n| n.min(u32::MAX as u64) as u32);
-                AppLimits {
-                    messages_per_hour: limit("messages_per_hour"),
-                    messages_per_day: limit("messages_per_day"),
-                    recipients_per_day: limit("recipients_per_day"),
-                    queued_max: limit("queued_max"),
-                }
-            },
-            usage: {
-                let u = get(v, "usage");
-                let used = |k: &str| count(&u, k).unwrap_or(0);
-                AppUsage {
-                    messages_last_hour: used("messages_last_hour"),
-                    messages_today: used("messages_today"),
-                    recipients_today: used("recipients_today"),
-                    queued: used("queued"),
-                }
-            },
+            created_at: String::new(),
+            last_used_at: None,
+            messages: 0,
+            allowed_from: Vec::new(),
+            rewrite_from: false,
+            limits: AppLimits::default(),
+            usage: AppUsage::default(),
+        });
+        App {
+            id: a.id,
+            name: a.name,
+            created_at: a.created_at,
+            last_used_at: a.last_used_at.unwrap_or_default(),
+            messages: a.messages.to_string(),
+            allowed_from: a.allowed_from,
+            rewrite_from: a.rewrite_from,
+            limits: a.limits,
+            usage: a.usage,
         }
     }
 
