@@ -39,6 +39,43 @@ impl Fixture {
         Fixture::Postgres(PgSchema::new().await)
     }
 
+    /// Rows in `table`, read past the traits (to see what a delete left).
+    async fn rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self {
+            Fixture::Sqlite(dir) => rusqlite::Connection::open(dir.path().join("m.db"))
+                .unwrap()
+                .query_row(&sql, [], |r| r.get(0))
+                .unwrap(),
+            Fixture::Postgres(schema) => {
+                let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                c.query_one(&sql, &[]).await.unwrap().get(0)
+            }
+        }
+    }
+
+    /// Runs one statement past the traits.
+    async fn exec(&self, sql: &str) {
+        match self {
+            Fixture::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+                // As the store opens it.
+                c.pragma_update(None, "foreign_keys", "ON").unwrap();
+                c.execute_batch(sql).unwrap();
+            }
+            Fixture::Postgres(schema) => {
+                let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                c.batch_execute(sql).await.unwrap();
+            }
+        }
+    }
+
     fn is_pg(&self) -> bool {
         matches!(self, Fixture::Postgres(_))
     }
@@ -102,6 +139,7 @@ both!(
     due_messages_are_claimed_in_turn_per_app,
     apps_keep_their_limits_and_changes,
     released_messages_are_queued_again_for_any_server,
+    deleting_a_message_takes_its_recipients_and_attempts,
 );
 
 const T0: i64 = 1_795_000_000;
@@ -462,8 +500,12 @@ async fn retention_purges_final_messages_only(f: Fixture) {
         0,
         "not old enough yet"
     );
+    assert_eq!(f.rows("attempts").await, 1);
     assert_eq!(s.queue.purge("2026-11-01T00:00:00Z").await.unwrap(), 1);
     assert!(s.queue.details("msg_old").await.unwrap().is_none());
+    // Its recipients and attempts went with it: only the waiting one's stay.
+    assert_eq!(f.rows("recipients").await, 2, "nothing orphaned");
+    assert_eq!(f.rows("attempts").await, 0);
     assert!(
         s.queue.details("msg_waiting").await.unwrap().is_some(),
         "waiting messages stay"
@@ -625,6 +667,30 @@ async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
         .unwrap();
     let ids: Vec<&str> = next.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["msg_a01", "msg_a02"]);
+}
+
+async fn deleting_a_message_takes_its_recipients_and_attempts(f: Fixture) {
+    let s = f.open().await;
+    s.queue.enqueue(message("msg_gone", None)).await.unwrap();
+    s.queue.claim(T0, 1, &lease("srv", 60)).await.unwrap();
+    s.queue
+        .record(
+            "msg_gone",
+            sent("2026-11-26T00:00:01Z"),
+            "2026-11-26T00:00:01Z",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (f.rows("recipients").await, f.rows("attempts").await),
+        (2, 1)
+    );
+    f.exec("DELETE FROM messages WHERE id = 'msg_gone'").await;
+    assert_eq!(
+        (f.rows("recipients").await, f.rows("attempts").await),
+        (0, 0),
+        "ON DELETE CASCADE holds on this store"
+    );
 }
 
 async fn released_messages_are_queued_again_for_any_server(f: Fixture) {
