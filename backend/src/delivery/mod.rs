@@ -1,0 +1,240 @@
+//! The delivery engine (docs/API.md §8): workers inside `mailroom serve` that
+//! claim due messages and send them with the saved settings through the same
+//! SMTP session code as the test email, one signed-in connection reused for
+//! consecutive messages.
+//!
+//! Every failure is sorted into one of three kinds ([`Kind`]): temporary for
+//! one message (deferred, retried with backoff), permanent for a message or a
+//! recipient (failed, with the diagnosis), or not about any one message
+//! (delivery pauses; nothing fails for it but `--max-queue-time`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::Address;
+use mailroom_shared::api::{Stage, TranscriptLine};
+use mailroom_shared::sending::{Attempt, Paused, Status};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::queue::{AttemptRecord, Claimed, Lease, Queue, RecipientOutcome};
+use crate::settings::{Current, SettingsRepo};
+use crate::upstream::client::OpenSession;
+use crate::upstream::diagnose::{self, Diagnosis, Kind};
+use crate::upstream::mask::mask_transcript;
+use crate::upstream::smtp::SmtpFailure;
+use crate::upstream::Upstream;
+
+mod outcome;
+mod scheduler;
+mod worker;
+
+/// How many due messages a worker claims at once when no rate limit applies:
+/// one transaction for several messages, each still recorded on its own.
+pub const CLAIM_BATCH: u32 = 8;
+/// At most this many attempts share one commit.
+const RECORD_BATCH: usize = 64;
+/// How many messages one connection carries before it is closed and opened again.
+pub const MESSAGES_PER_CONNECTION: u32 = 100;
+/// How often a paused queue tries again by itself.
+pub use crate::config::PAUSE_RETRY;
+/// The longest wait between two attempts of a deferred message.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The wait before attempt `n + 1` of a deferred message: 1, 2, 4 … minutes,
+/// at most an hour.
+pub fn backoff(attempts: u32) -> Duration {
+    let minutes = 1u64 << attempts.saturating_sub(1).min(10);
+    Duration::from_secs(minutes * 60).min(MAX_BACKOFF)
+}
+
+/// The engine's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryOptions {
+    /// Connections (workers) at once.
+    pub connections: u32,
+    /// Messages a minute; 0 means no limit.
+    pub rate_per_minute: u32,
+    /// How long a message may wait before it fails.
+    pub max_queue_time: Duration,
+    /// How long the record of a final message is kept.
+    pub retention: Duration,
+    /// How often a paused queue tries again by itself.
+    pub pause_retry: Duration,
+    /// How long a claim lasts before another server may take the message.
+    pub lease: Duration,
+}
+
+/// The delivery engine.
+#[derive(Clone)]
+pub struct Engine {
+    /// The queue.
+    pub queue: Arc<dyn Queue>,
+    /// The saved settings.
+    pub settings: SettingsRepo,
+    /// The token cache and TLS trust of the test email.
+    pub tester: Arc<Upstream>,
+    /// Sent, failed, latency.
+    pub metrics: Arc<Metrics>,
+    /// Woken by a new message or a settings save.
+    pub wake: Arc<Notify>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Limits.
+    pub options: DeliveryOptions,
+    /// Notified (one permit) when the settings are saved.
+    pub settings_saved: Arc<Notify>,
+    /// When the next message may go, for the rate limit.
+    next_slot: Arc<Mutex<tokio::time::Instant>>,
+    /// When a paused queue was last tried, shared so one worker probes at a time.
+    last_probe: Arc<Mutex<Option<tokio::time::Instant>>>,
+    /// Set when a pause was seen or made, so a success checks whether to end it.
+    maybe_paused: Arc<AtomicBool>,
+    /// Group commit: attempts from all workers are written together.
+    recorder: mpsc::UnboundedSender<Pending>,
+    /// This process's claims.
+    lease: Lease,
+}
+
+/// An attempt waiting for the recorder, and who waits for its commit.
+type Pending = (String, AttemptRecord, oneshot::Sender<()>);
+
+/// Writes the attempts that arrive while a commit is in progress in the next
+/// transaction, so the workers share one fsync instead of queueing for one each.
+async fn recorder(
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (records, acks): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|(id, r, ack)| ((id, r), ack)).unzip();
+        if let Err(e) = queue.record_many(records, &clock.rfc3339()).await {
+            tracing::error!(error = %e, "cannot record delivery attempts");
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// A worker's open connection.
+struct Connection {
+    open: OpenSession,
+    version: u64,
+    sent: u32,
+}
+
+fn unix(clock: &dyn Clock) -> i64 {
+    clock.wall().unix_timestamp()
+}
+
+impl Engine {
+    /// An engine over these parts.
+    pub fn new(
+        queue: Arc<dyn Queue>,
+        settings: SettingsRepo,
+        tester: Arc<Upstream>,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        options: DeliveryOptions,
+    ) -> Self {
+        let (recorder_tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(recorder(queue.clone(), clock.clone(), rx));
+        Engine {
+            recorder: recorder_tx,
+            lease: Lease {
+                owner: crate::apps::new_server_id(),
+                seconds: options.lease.as_secs().max(1) as i64,
+            },
+            maybe_paused: Arc::new(AtomicBool::new(false)),
+            queue,
+            wake: settings.wake.clone(),
+            settings_saved: settings.saved.clone(),
+            settings,
+            tester,
+            metrics,
+            clock,
+            options,
+            next_slot: Arc::new(Mutex::new(tokio::time::Instant::now())),
+            last_probe: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Puts messages left `sending` by a crash back in the queue, then starts
+    /// the workers and the housekeeping. They stop when `stop` turns true.
+    pub async fn start(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        match self.queue.requeue_sending(unix(&*self.clock)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(n, "messages left sending by a crash are queued again"),
+            Err(e) => tracing::error!(error = %e, "cannot requeue messages left sending"),
+        }
+        let mut handles = Vec::new();
+        // `--delivery-connections 0`: this server takes mail; others deliver it.
+        for worker in 0..self.options.connections {
+            let (engine, stop) = (self.clone(), stop.clone());
+            handles.push(tokio::spawn(async move { engine.work(worker, stop).await }));
+        }
+        let (engine, keeping) = (self.clone(), stop.clone());
+        handles.push(tokio::spawn(
+            async move { engine.housekeeping(keeping).await },
+        ));
+        let (engine, mut stop) = (self.clone(), stop);
+        handles.push(tokio::spawn(async move {
+            // Saving the settings ends a pause at once: the next message tries them.
+            loop {
+                tokio::select! {
+                    _ = engine.settings_saved.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                *engine.last_probe.lock().await = None;
+                let _ = engine.queue.set_pause(None).await;
+                engine.wake.notify_waiters();
+            }
+        }));
+        handles
+    }
+
+    /// While paused, whether this worker may try a message now (one at a
+    /// time, once a minute); else how long to wait.
+    async fn probe_due(&self) -> Result<(), Duration> {
+        let mut last = self.last_probe.lock().await;
+        match *last {
+            Some(t) if t.elapsed() < self.options.pause_retry => {
+                Err(self.options.pause_retry - t.elapsed())
+            }
+            _ => {
+                *last = Some(tokio::time::Instant::now());
+                Ok(())
+            }
+        }
+    }
+
+    async fn wait(&self, stop: &mut watch::Receiver<bool>, at_most: Duration) {
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(at_most) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let minutes: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs() / 60).collect();
+        assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}

@@ -1,0 +1,236 @@
+//! What an attempt did, recorded: per-recipient outcomes, deferrals,
+//! failures and pauses, each with its diagnosis and the masked transcript.
+
+use super::*;
+
+impl Engine {
+    pub(super) async fn pause(&self, d: &Diagnosis) {
+        let paused = Paused {
+            since: self.clock.rfc3339(),
+            stage: d.stage,
+            code: d.code.clone(),
+            message: d.message.clone(),
+            hint: Some(d.hint.clone()),
+        };
+        tracing::warn!(stage = d.stage.as_str(), code = ?d.code, "delivery paused: {}", d.message);
+        *self.last_probe.lock().await = Some(tokio::time::Instant::now());
+        self.maybe_paused.store(true, Ordering::Relaxed);
+        if let Err(e) = self.queue.set_pause(Some(paused)).await {
+            tracing::error!(error = %e, "cannot record the pause");
+        }
+    }
+
+    /// Records an attempt; returns once it is committed.
+    pub(super) async fn record(&self, id: &str, r: AttemptRecord) {
+        let (ack, done) = oneshot::channel();
+        if self.recorder.send((id.to_string(), r, ack)).is_err() {
+            tracing::error!(id, "the recorder has stopped; the attempt is not recorded");
+            return;
+        }
+        let _ = done.await;
+    }
+
+    pub(super) fn attempt(&self, ok: bool, d: Option<&Diagnosis>, message: String) -> Attempt {
+        Attempt {
+            at: self.clock.rfc3339(),
+            ok,
+            stage: d.map(|d| d.stage),
+            code: d.and_then(|d| d.code.clone()),
+            message: d.map(|d| d.message.clone()).unwrap_or(message),
+            hint: d.map(|d| d.hint.clone()),
+        }
+    }
+
+    /// The message goes back to `queued` (not counted as an attempt) and the
+    /// queue pauses, with the diagnosis and transcript kept on the message.
+    pub(super) async fn release_and_pause(
+        &self,
+        m: &Claimed,
+        d: &Diagnosis,
+        transcript: Option<String>,
+    ) {
+        self.pause(d).await;
+        let record = AttemptRecord {
+            attempt: self.attempt(false, Some(d), String::new()),
+            transcript,
+            recipients: Vec::new(),
+            status: Status::Queued,
+            next_attempt_unix: unix(&*self.clock),
+            counts: false,
+        };
+        self.record(&m.id, record).await;
+    }
+
+    pub(super) fn masked_transcript(&self, c: &mut Connection) -> String {
+        let mut lines = c.open.progress.take_transcript();
+        let refs: Vec<&str> = c.open.secrets.iter().map(String::as_str).collect();
+        mask_transcript(&mut lines, &refs);
+        transcript_text(&lines)
+    }
+
+    pub(super) async fn defer(&self, m: &Claimed, d: &Diagnosis, transcript: Option<String>) {
+        let attempts = m.attempt_count + 1;
+        let record = AttemptRecord {
+            attempt: self.attempt(false, Some(d), String::new()),
+            transcript,
+            recipients: Vec::new(),
+            status: Status::Deferred,
+            next_attempt_unix: unix(&*self.clock) + backoff(attempts).as_secs() as i64,
+            counts: true,
+        };
+        self.record(&m.id, record).await;
+    }
+
+    pub(super) async fn finish_failed(
+        &self,
+        m: &Claimed,
+        d: &Diagnosis,
+        transcript: Option<String>,
+    ) {
+        self.metrics
+            .failed
+            .get_or_create(&Metrics::app(m.app_id.as_deref()))
+            .inc();
+        let recipients = m
+            .recipients
+            .iter()
+            .map(|(idx, _)| RecipientOutcome {
+                idx: *idx,
+                status: Status::Failed,
+                code: d.code.clone(),
+                message: Some(d.message.clone()),
+            })
+            .collect();
+        let record = AttemptRecord {
+            attempt: self.attempt(false, Some(d), String::new()),
+            transcript,
+            recipients,
+            status: Status::Failed,
+            next_attempt_unix: unix(&*self.clock),
+            counts: true,
+        };
+        self.record(&m.id, record).await;
+    }
+
+    /// Records per-recipient outcomes; returns whether the connection can be
+    /// used for the next message.
+    pub(super) async fn finish_sent(
+        &self,
+        m: &Claimed,
+        settings: &mailroom_shared::Settings,
+        outcomes: Vec<Result<(), SmtpFailure>>,
+        c: &mut Connection,
+    ) -> bool {
+        let mut recipients = Vec::new();
+        let (mut sent, mut deferred) = (0, 0);
+        let mut last_failure: Option<Diagnosis> = None;
+        let timeouts = self.tester.timeouts();
+        for ((idx, _), outcome) in m.recipients.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    sent += 1;
+                    // The upstream's own words about it: the reply to DATA.
+                    let reply = c.open.progress.data_reply.clone();
+                    recipients.push(RecipientOutcome {
+                        idx: *idx,
+                        status: Status::Sent,
+                        code: reply.as_ref().map(|r| r.0.clone()),
+                        message: reply.map(|r| r.1),
+                    });
+                }
+                Err(f) => {
+                    let d = diagnose::smtp_failure(&f, settings, &timeouts);
+                    let status = if d.kind == Kind::Temporary {
+                        deferred += 1;
+                        Status::Deferred
+                    } else {
+                        Status::Failed
+                    };
+                    recipients.push(RecipientOutcome {
+                        idx: *idx,
+                        status,
+                        code: d.code.clone(),
+                        message: Some(d.message.clone()),
+                    });
+                    last_failure = Some(d);
+                }
+            }
+        }
+        // Sent once the server took DATA for at least one recipient.
+        let (status, next) = if sent > 0 {
+            (Status::Sent, unix(&*self.clock))
+        } else if deferred > 0 {
+            let attempts = m.attempt_count + 1;
+            (
+                Status::Deferred,
+                unix(&*self.clock) + backoff(attempts).as_secs() as i64,
+            )
+        } else {
+            (Status::Failed, unix(&*self.clock))
+        };
+        let transcript = last_failure.as_ref().map(|_| self.masked_transcript(c));
+        if last_failure.is_none() {
+            // Keep memory flat over a long-lived connection.
+            let _ = c.open.progress.take_transcript();
+        }
+        let record = AttemptRecord {
+            attempt: self.attempt(
+                sent > 0,
+                if sent > 0 {
+                    None
+                } else {
+                    last_failure.as_ref()
+                },
+                format!(
+                    "The server accepted the message for {sent} of {} recipients.",
+                    m.recipients.len()
+                ),
+            ),
+            transcript,
+            recipients,
+            status,
+            next_attempt_unix: next,
+            counts: true,
+        };
+        self.record(&m.id, record).await;
+        let label = Metrics::app(m.app_id.as_deref());
+        match status {
+            Status::Sent => {
+                self.metrics.sent.get_or_create(&label).inc();
+                let waited = unix(&*self.clock) - m.created_unix;
+                self.metrics.latency.observe(waited.max(0) as f64);
+            }
+            Status::Failed => {
+                self.metrics.failed.get_or_create(&label).inc();
+            }
+            _ => {}
+        }
+        if sent > 0 && self.maybe_paused.swap(false, Ordering::Relaxed) {
+            // A success ends a pause.
+            if let Ok(Some(_)) = self.queue.pause_state().await {
+                tracing::info!("delivery resumed");
+                let _ = self.queue.set_pause(None).await;
+            }
+        }
+        if sent == 0 {
+            return c.open.session.reset(&mut c.open.progress).await.is_ok();
+        }
+        true
+    }
+}
+
+pub(super) fn transcript_text(lines: &[TranscriptLine]) -> String {
+    lines
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {}\n",
+                match l.dir {
+                    mailroom_shared::api::Direction::Client => "C:",
+                    mailroom_shared::api::Direction::Server => "S:",
+                },
+                l.line
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,60 @@
+//! Pacing and upkeep: the shared delivery rate, and the housekeeping that
+//! requeues, expires and purges.
+
+use super::*;
+
+impl Engine {
+    /// Waits for the rate limit's next slot.
+    pub(super) async fn take_slot(&self) {
+        if self.options.rate_per_minute == 0 {
+            return;
+        }
+        let gap = Duration::from_secs(60) / self.options.rate_per_minute;
+        // Shared by all servers when the store keeps the slot (PostgreSQL).
+        let now_ms = (self.clock.wall().unix_timestamp_nanos() / 1_000_000) as i64;
+        match self
+            .queue
+            .reserve_slot(gap.as_millis() as i64, now_ms)
+            .await
+        {
+            Ok(Some(at_ms)) => {
+                let wait = Duration::from_millis(at_ms.saturating_sub(now_ms).max(0) as u64);
+                tokio::time::sleep(wait).await;
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reserve a shared send slot; using this server's own")
+            }
+        }
+        let at = {
+            let mut next = self.next_slot.lock().await;
+            let now = tokio::time::Instant::now();
+            let at = (*next).max(now);
+            *next = at + gap;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    pub(super) async fn housekeeping(self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let now = self.clock.wall();
+            let cutoff = now.unix_timestamp() - self.options.max_queue_time.as_secs() as i64;
+            if let Ok(n) = self.queue.expire(cutoff, &self.clock.rfc3339()).await {
+                if n > 0 {
+                    tracing::warn!(n, "messages failed after --max-queue-time");
+                }
+            }
+            let keep_from = now - self.options.retention;
+            if let Ok(keep_from) = keep_from.format(&time::format_description::well_known::Rfc3339)
+            {
+                let _ = self.queue.purge(&keep_from).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! A worker: claims due messages and sends them over one signed-in
+//! connection, reused for consecutive messages.
+
+use super::outcome::transcript_text;
+use super::*;
+
+impl Engine {
+    pub(super) async fn work(self, worker: u32, mut stop: watch::Receiver<bool>) {
+        let mut conn: Option<Connection> = None;
+        while !*stop.borrow() {
+            let paused = self.queue.pause_state().await.ok().flatten().is_some();
+            if paused {
+                self.maybe_paused.store(true, Ordering::Relaxed);
+                if let Err(wait) = self.probe_due().await {
+                    conn = None;
+                    self.wait(&mut stop, wait).await;
+                    continue;
+                }
+            }
+            // With a rate limit, claim one at a time: a claimed message shows as
+            // `sending`, and it should not wait for a slot while it does.
+            let batch = if self.options.rate_per_minute == 0 && !paused {
+                CLAIM_BATCH
+            } else {
+                1
+            };
+            let claimed = match self
+                .queue
+                .claim(unix(&*self.clock), batch, &self.lease)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(worker, error = %e, "cannot claim messages");
+                    self.wait(&mut stop, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                if let Some(c) = conn.take() {
+                    c.open.session.quit().await;
+                }
+                self.wait(&mut stop, Duration::from_secs(1)).await;
+                continue;
+            }
+            // The settings are read once per batch; a save in between shows
+            // as a new version, and the next batch opens a new connection.
+            let current = self
+                .settings
+                .load_current()
+                .await
+                .map_err(|e| e.to_string());
+            let claimed_at = tokio::time::Instant::now();
+            let half_lease = Duration::from_secs(self.lease.seconds.max(0) as u64) / 2;
+            let mut rest = claimed.into_iter();
+            while let Some(message) = rest.next() {
+                self.take_slot().await;
+                // Late in a slow batch (a rate limit, a slow server), the lease
+                // is renewed before the attempt; one that ran out may be
+                // another server's now: leave that message to it.
+                let renewed = if claimed_at.elapsed() < half_lease {
+                    Ok(true)
+                } else {
+                    self.queue
+                        .renew(&message.id, unix(&*self.clock), &self.lease)
+                        .await
+                };
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::error!(worker, error = %e, "cannot renew a lease");
+                        let ids = std::iter::once(message.id)
+                            .chain(rest.by_ref().map(|m| m.id))
+                            .collect();
+                        let _ = self.queue.release(ids).await;
+                        break;
+                    }
+                }
+                conn = self.deliver(message, &current, conn).await;
+                // A pause or a stop ends the batch: the others go back unattempted.
+                let paused =
+                    conn.is_none() && self.queue.pause_state().await.ok().flatten().is_some();
+                if paused || *stop.borrow() {
+                    let ids = rest.by_ref().map(|m| m.id).collect();
+                    if let Err(e) = self.queue.release(ids).await {
+                        tracing::error!(worker, error = %e, "cannot release claimed messages");
+                    }
+                }
+            }
+        }
+        if let Some(c) = conn {
+            c.open.session.quit().await;
+        }
+    }
+
+    pub(super) async fn deliver(
+        &self,
+        m: Claimed,
+        current: &Result<Current, String>,
+        conn: Option<Connection>,
+    ) -> Option<Connection> {
+        let current = match current {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the settings");
+                let d = Diagnosis {
+                    kind: Kind::Pause,
+                    stage: Stage::Connect,
+                    code: None,
+                    message: "Mailroom could not read its saved settings.".into(),
+                    hint: "Check the server log and the database, then save the settings again."
+                        .into(),
+                };
+                self.release_and_pause(&m, &d, None).await;
+                return None;
+            }
+        };
+        let Some(mut settings) = current.settings.clone() else {
+            let d = Diagnosis {
+                kind: Kind::Pause,
+                stage: Stage::Connect,
+                code: None,
+                message: "No outgoing email settings are saved yet, so nothing can be delivered."
+                    .into(),
+                hint: "Configure the email server in Mailroom, test it, and save it: waiting messages go out at once."
+                    .into(),
+            };
+            self.release_and_pause(&m, &d, None).await;
+            return None;
+        };
+        current.fill_secrets(&mut settings);
+        // A connection opened with older settings is not reused.
+        let mut conn =
+            conn.filter(|c| c.version == current.version && c.sent < MESSAGES_PER_CONNECTION);
+        if conn.is_none() {
+            match self.tester.open_session(&settings).await {
+                Ok(open) => {
+                    conn = Some(Connection {
+                        open,
+                        version: current.version,
+                        sent: 0,
+                    })
+                }
+                Err(f) => {
+                    let transcript = transcript_text(&f.transcript);
+                    self.release_and_pause(&m, &f.diagnosis, Some(transcript))
+                        .await;
+                    return None;
+                }
+            }
+        }
+        let mut c = conn?;
+        c.sent += 1;
+        let from: Address = match m.mail_from.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                let d = Diagnosis {
+                    kind: Kind::Permanent,
+                    stage: Stage::Send,
+                    code: None,
+                    message: format!("The envelope sender {} is not usable: {e}.", m.mail_from),
+                    hint: "Submit the message again with a valid From address.".into(),
+                };
+                self.finish_failed(&m, &d, None).await;
+                return Some(c);
+            }
+        };
+        let to: Vec<Address> = m
+            .recipients
+            .iter()
+            .filter_map(|(_, a)| a.parse().ok())
+            .collect();
+        let result = tokio::time::timeout(
+            Duration::from_secs(120),
+            c.open
+                .session
+                .send_each(&from, &to, &m.body, &mut c.open.progress),
+        )
+        .await
+        .unwrap_or(Err(SmtpFailure::Timeout(Stage::Send)));
+        match result {
+            Ok(outcomes) => {
+                let reusable = self.finish_sent(&m, &settings, outcomes, &mut c).await;
+                reusable.then_some(c)
+            }
+            Err(f) => {
+                let d = diagnose::smtp_failure(&f, &settings, &self.tester.timeouts());
+                let transcript = Some(self.masked_transcript(&mut c));
+                match d.kind {
+                    Kind::Pause => {
+                        self.release_and_pause(&m, &d, transcript).await;
+                        None
+                    }
+                    Kind::Temporary => {
+                        self.defer(&m, &d, transcript).await;
+                        // A dropped connection is gone; a 4xx leaves it usable after RSET.
+                        let alive = matches!(f, SmtpFailure::Reply { code, .. } if code != 421);
+                        self.reset_or_drop(c, alive).await
+                    }
+                    Kind::Permanent => {
+                        self.finish_failed(&m, &d, transcript).await;
+                        self.reset_or_drop(c, true).await
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn reset_or_drop(&self, mut c: Connection, alive: bool) -> Option<Connection> {
+        if alive && c.open.session.reset(&mut c.open.progress).await.is_ok() {
+            Some(c)
+        } else {
+            None
+        }
+    }
+}
