@@ -11,20 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::wire::Wire;
 use common::*;
-use mailroom_backend::config::{ServeArgs, SmtpListen};
 use mailroom_fakes::Loopback;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
-    saved_rig(|a| {
-        a.relay.smtp_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
-        a.relay.smtp_hostname = Some("localhost".into());
-        tweak(a);
-    })
-    .await
-}
 
 fn smtp(server: &Running) -> SocketAddr {
     server.smtp.expect("the relay runs")

@@ -13,21 +13,11 @@ use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use mailroom_backend::config::{ServeArgs, SmtpListen};
+use mailroom_backend::config::SmtpListen;
 use mailroom_fakes::{addr, Loopback};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A server with the relay on port 0 and saved settings for the fake upstream.
-async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
-    saved_rig(|a| {
-        a.relay.smtp_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
-        a.relay.smtp_hostname = Some("localhost".into());
-        tweak(a);
-    })
-    .await
-}
 
 /// Signed in as the app over a plain socket, with a transaction open up to
 /// DATA's 354.

@@ -935,23 +935,14 @@ impl Queue for PgStore {
     }
 
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
-        // Concurrent submissions share one transaction (group commit); each
-        // is answered only after that transaction commits.
-        let committer = self.committer.get_or_init(|| {
+        let group = || -> crate::queue::GroupFn {
             let store = self.clone();
-            Committer::start(std::sync::Arc::new(move |messages| {
+            std::sync::Arc::new(move |messages| {
                 let store = store.clone();
                 Box::pin(async move { store.enqueue_batch(messages).await })
-            }))
-        });
-        match committer.submit(m).await {
-            Ok(result) => result,
-            Err(m) => {
-                let mut out = self.enqueue_batch(vec![*m]).await?;
-                out.pop()
-                    .unwrap_or(Err(StoreError::Db("nothing stored".into())))
-            }
-        }
+            })
+        };
+        Committer::enqueue(&self.committer, group, m).await
     }
 
     async fn claim(

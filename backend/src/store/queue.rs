@@ -655,7 +655,7 @@ pub(crate) struct Committer {
 
 impl Committer {
     /// Starts the committer on this runtime.
-    pub(crate) fn start(store: GroupFn) -> Committer {
+    fn start(store: GroupFn) -> Committer {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -685,12 +685,28 @@ impl Committer {
         Committer { tx }
     }
 
+    /// Stores `m` through the group committer in `cell`, started with
+    /// `group` at the first submission; each is answered only after its
+    /// transaction commits. When the committer's runtime is gone (a store
+    /// kept across test runtimes), `m` is committed alone with `group`.
+    pub(crate) async fn enqueue(
+        cell: &std::sync::OnceLock<Committer>,
+        group: impl Fn() -> GroupFn,
+        m: NewMessage,
+    ) -> Result<Enqueued, StoreError> {
+        let committer = cell.get_or_init(|| Committer::start(group()));
+        match committer.submit(m).await {
+            Ok(result) => result,
+            Err(m) => group()(vec![*m])
+                .await?
+                .pop()
+                .unwrap_or(Err(StoreError::Db("nothing stored".into()))),
+        }
+    }
+
     /// Hands a message over and waits for its commit; gives it back when the
     /// committer is gone.
-    pub(crate) async fn submit(
-        &self,
-        m: NewMessage,
-    ) -> Result<Result<Enqueued, StoreError>, Box<NewMessage>> {
+    async fn submit(&self, m: NewMessage) -> Result<Result<Enqueued, StoreError>, Box<NewMessage>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         if let Err(e) = self.tx.send(Pending {
             message: Box::new(m),
@@ -843,24 +859,7 @@ impl Queue for SqliteStore {
     }
 
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
-        // Concurrent submissions share one transaction (group commit); each
-        // is answered only after that transaction commits.
-        let committer = self
-            .committer
-            .get_or_init(|| Committer::start(sqlite_group(self.conn.clone())));
-        match committer.submit(m).await {
-            Ok(result) => result,
-            // The committer's runtime is gone (a store kept across test
-            // runtimes): commit this one alone.
-            Err(m) => {
-                self.with_conn(move |c| {
-                    let mut out = enqueue_batch(c, vec![*m])?;
-                    out.pop()
-                        .unwrap_or(Err(StoreError::Db("nothing stored".into())))
-                })
-                .await
-            }
-        }
+        Committer::enqueue(&self.committer, || sqlite_group(self.conn.clone()), m).await
     }
 
     async fn claim(

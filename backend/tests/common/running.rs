@@ -217,6 +217,18 @@ pub async fn saved_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running
     (rig, server)
 }
 
+/// [`saved_rig`] with the relay on port 0, named `localhost`.
+#[allow(dead_code)]
+pub async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
+    saved_rig(|a| {
+        a.relay.smtp_listen =
+            mailroom_backend::config::SmtpListen::On("127.0.0.1:0".parse().unwrap());
+        a.relay.smtp_hostname = Some("localhost".into());
+        tweak(a);
+    })
+    .await
+}
+
 /// [`saved_rig`] with an app: the rig, the server and the app's key.
 pub async fn sending_rig() -> (Loopback, Running, String) {
     let (rig, server) = saved_rig(|_| {}).await;
