@@ -2,9 +2,14 @@
 //! apps and cron jobs that only speak SMTP with a password hand their mail to
 //! Mailroom's durable queue here.
 //!
-//! Requests are parsed by Stalwart's `smtp-proto`; [`session`] is the state
-//! machine, one handler per command. Limits are checked as bytes arrive.
+//! Requests are parsed by Stalwart's `smtp-proto`. [`session`] reads the
+//! connection (commands, DATA, deadlines, replies; limits checked as bytes
+//! arrive), [`commands`] answers each command and holds the mail
+//! transaction, [`auth`] checks app keys, [`tls`] makes STARTTLS's config.
+//! This file listens, caps connections and reads PROXY headers.
 
+mod auth;
+mod commands;
 mod session;
 pub mod tls;
 

@@ -15,22 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use mailroom_shared::api::Stage;
-use mailroom_shared::sending::{
-    App, Attempt, Details, LastError, Paused, RecipientState, Status, Summary,
-};
+use mailroom_shared::sending::{App, Details, Paused, Status, Summary};
 use tokio::sync::Notify;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::queue::{
-    page_end, stage_of, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued, Lease,
-    ListFilter, NewMessage, Queue, APP_COLUMNS,
+    page_end, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued, Lease,
+    ListFilter, NewMessage, Queue,
 };
-use crate::store::{
-    FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError, ADD_FAILURE_SQL,
-};
+use crate::store::sql::{self, Cols};
+use crate::store::{FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError};
 
 /// Held while migrating, so servers that start together migrate once.
 const MIGRATION_LOCK: i64 = 0x6d61_696c_726f_6f6d;
@@ -179,87 +176,53 @@ pub struct PgStore {
     channel: String,
 }
 
-fn app_row(row: &Row) -> App {
-    let allowed: String = row.get(4);
-    App {
-        id: row.get(0),
-        name: row.get(1),
-        created_at: row.get(2),
-        last_used_at: row.get(3),
-        allowed_from: serde_json::from_str(&allowed).unwrap_or_default(),
-        rewrite_from: row.get::<_, i64>(5) != 0,
-        messages: row.get::<_, i64>(6) as u64,
-        limits: crate::queue::limits_of(row.get::<_, Option<String>>(7).as_deref()),
-        usage: Default::default(),
-    }
+/// Prepares one of [`sql`]'s statements in PostgreSQL's placeholders, once
+/// per connection (the cache saves a round trip on every later use).
+async fn prepared<C: GenericClient>(c: &C, statement: &str) -> Result<Statement, StoreError> {
+    Ok(c.prepare_cached(&sql::pg(statement)).await?)
 }
 
-/// SQLite's `?N` placeholders as PostgreSQL's `$N`.
-fn numbered(sql: &str) -> String {
-    sql.replace('?', "$")
+/// Every row of `rows` read with `read`.
+fn all<T>(
+    rows: Vec<Row>,
+    read: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
+) -> Result<Vec<T>, StoreError> {
+    Ok(rows.iter().map(read).collect::<Result<Vec<_>, _>>()?)
 }
 
 /// An app's recent and waiting messages (PostgreSQL).
-async fn recent_in<C: deadpool_postgres::GenericClient>(
+async fn recent_in<C: GenericClient>(
     c: &C,
     app_id: &str,
     now_unix: i64,
     with_rows: bool,
-) -> Result<crate::queue::Recent, tokio_postgres::Error> {
+) -> Result<crate::queue::Recent, StoreError> {
     let since = now_unix - 24 * 3600;
-    let rows = if with_rows {
-        c.query(&numbered(crate::queue::RECENT_SQL), &[&app_id, &since])
-            .await?
+    let messages = if with_rows {
+        let rows = c
+            .query(&prepared(c, sql::RECENT).await?, &[&app_id, &since])
+            .await?;
+        all(rows, |r| Ok((r.int(0)?, r.int(1)? as u32)))?
     } else {
         Vec::new()
     };
-    let waiting: i64 = c
-        .query_one(&numbered(crate::queue::WAITING_SQL), &[&app_id])
+    let waiting = c
+        .query_one(&prepared(c, sql::WAITING).await?, &[&app_id])
         .await?
-        .get(0);
+        .int(0)?;
     Ok(crate::queue::Recent {
-        messages: rows
-            .iter()
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1) as u32))
-            .collect(),
+        messages,
         waiting: waiting as u64,
     })
 }
 
-const SUMMARY_COLUMNS: &str = "m.seq, m.id, COALESCE(m.app_id, m.source), m.mail_from, m.subject, m.size, m.status, m.created_at, m.updated_at, m.attempt_count, m.last_stage, m.last_code, m.last_message, \
-     ARRAY(SELECT r.address FROM recipients r WHERE r.message_seq = m.seq ORDER BY r.idx)";
-
-fn summary_row(row: &Row) -> Summary {
-    let last_stage: Option<String> = row.get(10);
-    let last_message: Option<String> = row.get(12);
-    Summary {
-        id: row.get(1),
-        app: row.get(2),
-        from: row.get(3),
-        to: row.get(13),
-        subject: row.get(4),
-        size: row.get::<_, i64>(5) as u64,
-        status: status_of(row.get(6)),
-        created_at: row.get(7),
-        updated_at: row.get(8),
-        attempt_count: row.get::<_, i64>(9) as u32,
-        last_error: match (last_stage.as_deref().and_then(stage_of), last_message) {
-            (Some(stage), Some(message)) => Some(LastError {
-                stage,
-                code: row.get(11),
-                message,
-            }),
-            _ => None,
-        },
-    }
-}
-
-async fn summary_by_id(
-    c: &impl deadpool_postgres::GenericClient,
-    id: &str,
-) -> Result<Option<Summary>, StoreError> {
-    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM messages m WHERE m.id = $1");
-    Ok(c.query_opt(&sql, &[&id]).await?.as_ref().map(summary_row))
+async fn summary_by_id<C: GenericClient>(c: &C, id: &str) -> Result<Option<Summary>, StoreError> {
+    let stmt = prepared(c, &sql::summary_by_id(sql::PG_TO)).await?;
+    Ok(c.query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(sql::summary_from)
+        .transpose()?)
 }
 
 impl PgStore {
@@ -428,18 +391,9 @@ impl SettingsStore for PgStore {
     async fn load(&self) -> Result<Option<Record>, StoreError> {
         let c = self.pool.get().await?;
         let row = c
-            .query_opt(
-                "SELECT settings, client_secret, password, version, updated_at FROM settings WHERE id = 1",
-                &[],
-            )
+            .query_opt(&prepared(&c, sql::LOAD_SETTINGS).await?, &[])
             .await?;
-        Ok(row.map(|r| Record {
-            settings_json: r.get(0),
-            client_secret: r.get(1),
-            password: r.get(2),
-            version: r.get::<_, i64>(3) as u64,
-            updated_at: r.get(4),
-        }))
+        Ok(row.as_ref().map(sql::record_from).transpose()?)
     }
 
     async fn save(
@@ -450,23 +404,21 @@ impl SettingsStore for PgStore {
     ) -> Result<u64, StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        // The row lock makes concurrent saves wait, then see the new version.
+        // The table lock makes concurrent saves wait, then see the new version.
         tx.execute("LOCK TABLE settings IN EXCLUSIVE MODE", &[])
             .await?;
         let stored = tx
-            .query_opt("SELECT version FROM settings WHERE id = 1", &[])
+            .query_opt(&prepared(&tx, sql::SETTINGS_VERSION).await?, &[])
             .await?
-            .map(|r| r.get::<_, i64>(0) as u64)
-            .unwrap_or(0);
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0) as u64;
         if stored != expected_version {
             return Err(StoreError::Conflict { stored });
         }
         let version = (stored + 1) as i64;
         tx.execute(
-            "INSERT INTO settings (id, version, settings, client_secret, password, updated_at)
-             VALUES (1, $1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO UPDATE SET version = $1, settings = $2, client_secret = $3,
-                password = $4, updated_at = $5",
+            &prepared(&tx, sql::SAVE_SETTINGS).await?,
             &[
                 &version,
                 &record.settings_json,
@@ -477,7 +429,7 @@ impl SettingsStore for PgStore {
         )
         .await?;
         tx.execute(
-            "INSERT INTO settings_history (version, changed_at, changed_fields) VALUES ($1, $2, $3)",
+            &prepared(&tx, sql::ADD_HISTORY).await?,
             &[&version, &record.updated_at, &changed_fields.join(",")],
         )
         .await?;
@@ -489,16 +441,8 @@ impl SettingsStore for PgStore {
 
     async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError> {
         let c = self.pool.get().await?;
-        let rows = c
-            .query(
-                "SELECT version, changed_at, changed_fields FROM settings_history ORDER BY version DESC",
-                &[],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| HistoryEntry::from_row(r.get(0), r.get(1), r.get(2)))
-            .collect())
+        let rows = c.query(&prepared(&c, sql::HISTORY).await?, &[]).await?;
+        all(rows, sql::history_from)
     }
 }
 
@@ -512,12 +456,12 @@ impl SessionStore for PgStore {
     ) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         c.execute(
-            "DELETE FROM sessions WHERE expires_unix <= $1",
+            &prepared(&c, sql::DELETE_EXPIRED_SESSIONS).await?,
             &[&now_unix],
         )
         .await?;
         c.execute(
-            "INSERT INTO sessions (digest, expires_unix) VALUES ($1, $2)",
+            &prepared(&c, sql::ADD_SESSION).await?,
             &[&digest.as_slice(), &expires_unix],
         )
         .await?;
@@ -527,7 +471,7 @@ impl SessionStore for PgStore {
     async fn session_valid(&self, digest: [u8; 32], now_unix: i64) -> Result<bool, StoreError> {
         let c = self.pool.get().await?;
         Ok(c.query_opt(
-            "SELECT 1 FROM sessions WHERE digest = $1 AND expires_unix > $2",
+            &prepared(&c, sql::SESSION_VALID).await?,
             &[&digest.as_slice(), &now_unix],
         )
         .await?
@@ -537,7 +481,7 @@ impl SessionStore for PgStore {
     async fn end_session(&self, digest: [u8; 32]) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         c.execute(
-            "DELETE FROM sessions WHERE digest = $1",
+            &prepared(&c, sql::END_SESSION).await?,
             &[&digest.as_slice()],
         )
         .await?;
@@ -554,17 +498,18 @@ impl FailureStore for PgStore {
         window: i64,
     ) -> Result<(u32, i64), StoreError> {
         let c = self.pool.get().await?;
-        let cutoff = now_unix - window;
         c.execute(
-            "DELETE FROM sign_in_failures WHERE first_unix <= $1",
-            &[&cutoff],
+            &prepared(&c, sql::DELETE_OLD_FAILURES).await?,
+            &[&(now_unix - window)],
         )
         .await?;
-        let sql = ADD_FAILURE_SQL
-            .replace('?', "$")
-            .replace("$2 - $3", "$2::BIGINT - $3::BIGINT");
-        let row = c.query_one(&sql, &[&key, &now_unix, &window]).await?;
-        Ok((row.get::<_, i64>(0) as u32, row.get(1)))
+        let row = c
+            .query_one(
+                &prepared(&c, sql::ADD_FAILURE).await?,
+                &[&key, &now_unix, &window],
+            )
+            .await?;
+        Ok((row.int(0)? as u32, row.int(1)?))
     }
 
     async fn failures(
@@ -574,17 +519,21 @@ impl FailureStore for PgStore {
         window: i64,
     ) -> Result<Option<(u32, i64)>, StoreError> {
         let c = self.pool.get().await?;
-        Ok(c.query_opt(
-            "SELECT count, first_unix FROM sign_in_failures WHERE key = $1 AND first_unix > $2",
-            &[&key, &(now_unix - window)],
-        )
-        .await?
-        .map(|r| (r.get::<_, i64>(0) as u32, r.get(1))))
+        let row = c
+            .query_opt(
+                &prepared(&c, sql::FAILURES).await?,
+                &[&key, &(now_unix - window)],
+            )
+            .await?;
+        Ok(match row {
+            Some(r) => Some((r.int(0)? as u32, r.int(1)?)),
+            None => None,
+        })
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
-        c.execute("DELETE FROM sign_in_failures WHERE key = $1", &[&key])
+        c.execute(&prepared(&c, sql::CLEAR_FAILURES).await?, &[&key])
             .await?;
         Ok(())
     }
@@ -595,15 +544,15 @@ async fn locked_status(
     tx: &deadpool_postgres::Transaction<'_>,
     id: &str,
 ) -> Result<(Status, bool), ChangeError> {
+    let stmt = prepared(tx, &format!("{} FOR UPDATE", sql::STATUS_AND_BODY)).await?;
     let row = tx
-        .query_opt(
-            "SELECT status, body IS NOT NULL FROM messages WHERE id = $1 FOR UPDATE",
-            &[&id],
-        )
+        .query_opt(&stmt, &[&id])
         .await
         .map_err(StoreError::from)?
         .ok_or(ChangeError::NotFound)?;
-    Ok((status_of(row.get(0)), row.get(1)))
+    let status = row.text(0).map_err(StoreError::from)?;
+    let has_body = row.int(1).map_err(StoreError::from)? != 0;
+    Ok((status_of(&status), has_body))
 }
 
 /// Records one attempt inside a transaction.
@@ -613,20 +562,14 @@ async fn record_in(
     r: &AttemptRecord,
     now: &str,
 ) -> Result<(), StoreError> {
-    let Some(row) = tx
-        .query_opt(
-            "SELECT seq, attempt_count FROM messages WHERE id = $1 FOR UPDATE",
-            &[&id],
-        )
-        .await?
-    else {
+    let stmt = prepared(tx, &format!("{} FOR UPDATE", sql::MESSAGE_FOR_ATTEMPT)).await?;
+    let Some(row) = tx.query_opt(&stmt, &[&id]).await? else {
         return Ok(());
     };
-    let (seq, count): (i64, i64) = (row.get(0), row.get(1));
+    let (seq, count) = (row.int(0)?, row.int(1)?);
     let a = &r.attempt;
     tx.execute(
-        "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript)
-         VALUES ($1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE message_seq = $1), $2, $3, $4, $5, $6, $7, $8)",
+        &prepared(tx, sql::ADD_ATTEMPT).await?,
         &[
             &seq,
             &a.at,
@@ -639,20 +582,23 @@ async fn record_in(
         ],
     )
     .await?;
+    let set = prepared(tx, sql::SET_RECIPIENT).await?;
     for o in &r.recipients {
         tx.execute(
-            "UPDATE recipients SET status = $3, code = $4, message = $5 WHERE message_seq = $1 AND idx = $2",
-            &[&seq, &(o.idx as i64), &o.status.as_str(), &o.code, &o.message],
+            &set,
+            &[
+                &seq,
+                &(o.idx as i64),
+                &o.status.as_str(),
+                &o.code,
+                &o.message,
+            ],
         )
         .await?;
     }
     let (last_stage, last_code, last_message) = r.last_error();
-    let keep_body = r.keeps_body();
     tx.execute(
-        "UPDATE messages SET status = $2, updated_at = $3, next_attempt_unix = $4,
-            attempt_count = $5, last_stage = $6, last_code = $7, last_message = $8,
-            body = CASE WHEN $9 THEN body ELSE NULL END, locked_by = NULL, locked_until = NULL
-         WHERE seq = $1",
+        &prepared(tx, sql::AFTER_ATTEMPT).await?,
         &[
             &seq,
             &r.status.as_str(),
@@ -662,7 +608,7 @@ async fn record_in(
             &last_stage,
             &last_code,
             &last_message,
-            &keep_body,
+            &(r.keeps_body() as i64),
         ],
     )
     .await?;
@@ -683,7 +629,7 @@ async fn enqueue_in(
     tx: &deadpool_postgres::Transaction<'_>,
     m: &NewMessage,
     batch: &Batch,
-) -> Result<(Enqueued, Option<u64>), tokio_postgres::Error> {
+) -> Result<(Enqueued, Option<u64>), StoreError> {
     // A lock per app for this transaction, so one app's parallel
     // submissions (on any server) check its limits one at a time.
     if let (Some(app), Some(_)) = (&m.app_id, &m.limits) {
@@ -697,26 +643,20 @@ async fn enqueue_in(
     }
     if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
         // Wins the key, or finds who did (a concurrent twin waits for it).
-        let inserted = tx
+        let taken = tx
             .execute(
-                "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (app_id, key) DO NOTHING",
+                &prepared(tx, sql::TAKE_IDEMPOTENCY_KEY).await?,
                 &[app, key, &m.id, &m.now_unix],
             )
             .await?;
-        if inserted == 0 {
+        if taken == 0 {
             let row = tx
-                .query_one(
-                    "SELECT i.message_id, m.status FROM idempotency i
-                     LEFT JOIN messages m ON m.id = i.message_id
-                     WHERE i.app_id = $1 AND i.key = $2",
-                    &[app, key],
-                )
+                .query_one(&prepared(tx, sql::IDEMPOTENT_TWIN).await?, &[app, key])
                 .await?;
-            let status: Option<String> = row.get(1);
+            let status = row.opt_text(1)?;
             return Ok((
                 Enqueued::Repeat(
-                    row.get(0),
+                    row.text(0)?,
                     status.as_deref().map(status_of).unwrap_or(Status::Sent),
                 ),
                 None,
@@ -738,10 +678,9 @@ async fn enqueue_in(
             return Ok((Enqueued::Limited(hit), waiting));
         }
     }
-    let seq: i64 = tx
+    let seq = tx
         .query_one(
-            "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $8, $9, $10) RETURNING seq",
+            &prepared(tx, sql::INSERT_MESSAGE).await?,
             &[
                 &m.id,
                 &m.app_id,
@@ -756,15 +695,16 @@ async fn enqueue_in(
             ],
         )
         .await?
-        .get(0);
+        .int(0)?;
     // Every recipient in one statement.
     let idx: Vec<i64> = (0..m.recipients.len() as i64).collect();
-    tx.execute(
-        "INSERT INTO recipients (message_seq, idx, address, status)
-         SELECT $1, i, a, 'queued' FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS r(i, a)",
-        &[&seq, &idx, &m.recipients],
-    )
-    .await?;
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO recipients (message_seq, idx, address, status)
+             SELECT $1, i, a, 'queued' FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS r(i, a)",
+        )
+        .await?;
+    tx.execute(&stmt, &[&seq, &idx, &m.recipients]).await?;
     Ok((Enqueued::New(m.id.clone()), waiting))
 }
 
@@ -784,13 +724,13 @@ impl PgStore {
         order.sort_by(|a, b| batch[*a].app_id.cmp(&batch[*b].app_id));
         if let Some(m) = batch.iter().find(|m| m.idempotency_key.is_some()) {
             tx.execute(
-                "DELETE FROM idempotency WHERE created_unix < $1",
+                &prepared(&tx, sql::DELETE_OLD_IDEMPOTENCY).await?,
                 &[&(m.now_unix - 24 * 3600)],
             )
             .await?;
         }
         let mut state = Batch::default();
-        let mut stored: std::collections::BTreeMap<String, (i64, String)> = Default::default();
+        let mut stored: BTreeMap<String, (i64, String)> = BTreeMap::new();
         let mut out: Vec<Option<Result<Enqueued, StoreError>>> = vec![None; batch.len()];
         for i in order {
             let m = &batch[i];
@@ -817,17 +757,14 @@ impl PgStore {
                 }
                 Err(e) => {
                     sp.rollback().await?;
-                    Err(db_error(e))
+                    Err(e)
                 }
             };
             out[i] = Some(outcome);
         }
+        let count = prepared(&tx, sql::COUNT_APP_MESSAGES).await?;
         for (app, (n, now)) in &stored {
-            tx.execute(
-                "UPDATE apps SET messages = messages + $2, last_used_at = $3 WHERE id = $1",
-                &[app, n, now],
-            )
-            .await?;
+            tx.execute(&count, &[app, n, now]).await?;
         }
         tx.commit().await?;
         Ok(out
@@ -837,18 +774,21 @@ impl PgStore {
     }
 }
 
+fn allowed_json(app: &App) -> String {
+    serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into())
+}
+
 #[async_trait]
 impl Queue for PgStore {
     async fn create_app(&self, app: App, key_hash: [u8; 32]) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         c.execute(
-            "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at, limits)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &prepared(&c, sql::CREATE_APP).await?,
             &[
                 &app.id,
                 &app.name,
                 &key_hash.as_slice(),
-                &serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into()),
+                &allowed_json(&app),
                 &(app.rewrite_from as i64),
                 &app.created_at,
                 &crate::queue::limits_json(&app.limits),
@@ -860,50 +800,41 @@ impl Queue for PgStore {
 
     async fn app_name_taken(&self, name: &str) -> Result<bool, StoreError> {
         let c = self.pool.get().await?;
-        Ok(c.query_opt(
-            "SELECT 1 FROM apps WHERE revoked = 0 AND lower(name) = lower($1)",
-            &[&name.trim()],
+        Ok(
+            c.query_opt(&prepared(&c, sql::APP_NAME_TAKEN).await?, &[&name.trim()])
+                .await?
+                .is_some(),
         )
-        .await?
-        .is_some())
     }
 
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
         let c = self.pool.get().await?;
-        let sql =
-            format!("SELECT {APP_COLUMNS} FROM apps WHERE revoked = 0 ORDER BY created_at, id");
-        Ok(c.query(&sql, &[]).await?.iter().map(app_row).collect())
+        let rows = c.query(&prepared(&c, sql::LIST_APPS).await?, &[]).await?;
+        all(rows, sql::app_from)
     }
 
     async fn revoke_app(&self, id: &str) -> Result<bool, StoreError> {
         let c = self.pool.get().await?;
-        Ok(c.execute(
-            "UPDATE apps SET revoked = 1 WHERE id = $1 AND revoked = 0",
-            &[&id],
-        )
-        .await?
+        Ok(c.execute(&prepared(&c, sql::REVOKE_APP).await?, &[&id])
+            .await?
             > 0)
     }
 
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {
         let c = self.pool.get().await?;
-        let sql = format!(
-            "UPDATE apps SET name = $2, allowed_from = $3, rewrite_from = $4, limits = $5
-             WHERE id = $1 AND revoked = 0 RETURNING {APP_COLUMNS}"
-        );
-        Ok(c.query_opt(
-            &sql,
-            &[
-                &app.id,
-                &app.name,
-                &serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into()),
-                &(app.rewrite_from as i64),
-                &crate::queue::limits_json(&app.limits),
-            ],
-        )
-        .await?
-        .as_ref()
-        .map(app_row))
+        let row = c
+            .query_opt(
+                &prepared(&c, sql::UPDATE_APP).await?,
+                &[
+                    &app.id,
+                    &app.name,
+                    &allowed_json(&app),
+                    &(app.rewrite_from as i64),
+                    &crate::queue::limits_json(&app.limits),
+                ],
+            )
+            .await?;
+        Ok(row.as_ref().map(sql::app_from).transpose()?)
     }
 
     async fn recent(
@@ -913,25 +844,33 @@ impl Queue for PgStore {
         rows: bool,
     ) -> Result<crate::queue::Recent, StoreError> {
         let c = self.pool.get().await?;
-        Ok(recent_in(&c, app_id, now_unix, rows).await?)
+        recent_in(&c, app_id, now_unix, rows).await
     }
 
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {
         let c = self.pool.get().await?;
-        let sql = format!("SELECT {APP_COLUMNS} FROM apps WHERE revoked = 0 AND key_hash = $1");
-        Ok(c.query_opt(&sql, &[&key_hash.as_slice()])
-            .await?
-            .as_ref()
-            .map(app_row))
+        let row = c
+            .query_opt(
+                &prepared(&c, sql::APP_BY_KEY).await?,
+                &[&key_hash.as_slice()],
+            )
+            .await?;
+        Ok(row.as_ref().map(sql::app_from).transpose()?)
     }
 
     async fn app_by_id(&self, id: &str) -> Result<Option<(App, [u8; 32])>, StoreError> {
         let c = self.pool.get().await?;
-        let sql = format!("SELECT {APP_COLUMNS}, key_hash FROM apps WHERE revoked = 0 AND id = $1");
-        Ok(c.query_opt(&sql, &[&id]).await?.map(|row| {
-            let hash: Vec<u8> = row.get(7);
-            (app_row(&row), hash.try_into().unwrap_or([0u8; 32]))
-        }))
+        let Some(row) = c
+            .query_opt(&prepared(&c, sql::APP_BY_ID).await?, &[&id])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let hash: Vec<u8> = row.try_get(sql::APP_COLUMN_COUNT)?;
+        Ok(Some((
+            sql::app_from(&row)?,
+            hash.try_into().unwrap_or([0u8; 32]),
+        )))
     }
 
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
@@ -953,26 +892,20 @@ impl Queue for PgStore {
     ) -> Result<Vec<Claimed>, StoreError> {
         let c = self.pool.get().await?;
         let until = now_unix + lease.seconds;
-        // Two indexed claims rather than one with OR: due messages first,
-        // then lapsed leases.
-        // Due messages in turn per app (round robin, as SQLite's
-        // FAIR_DUE_SQL), then lapsed leases; each pick locked SKIP LOCKED.
+        // Due messages in turn per app (round robin), then lapsed leases,
+        // as two indexed claims rather than one with OR; each pick is
+        // checked again on the row as locked (another server may have
+        // claimed it since the ranking was read) and locked SKIP LOCKED.
         let mut out: Vec<((i64, i64, i64), Claimed)> = Vec::new();
-        for (round, pick) in [
-            "SELECT m2.seq, due.turn, due.next_attempt_unix FROM messages m2 JOIN (
-                 SELECT seq, next_attempt_unix,
-                        ROW_NUMBER() OVER (PARTITION BY COALESCE(app_id, source, '') ORDER BY next_attempt_unix, seq) AS turn
-                 FROM messages
-                 WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= $1 AND body IS NOT NULL
-                 ORDER BY turn, next_attempt_unix, seq LIMIT $2
-             ) due ON due.seq = m2.seq
-             -- Checked again on the row as locked: another server may have
-             -- claimed it since the ranking was read.
-             WHERE m2.status IN ('queued', 'deferred') AND m2.next_attempt_unix <= $1 AND m2.body IS NOT NULL
-             FOR UPDATE OF m2 SKIP LOCKED",
-            "SELECT seq, 0::BIGINT AS turn, next_attempt_unix FROM messages
-             WHERE status = 'sending' AND locked_until < $1 AND body IS NOT NULL
-             ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+        for (round, (pick, still)) in [
+            (
+                sql::FAIR_DUE,
+                "m2.status IN ('queued', 'deferred') AND m2.next_attempt_unix <= $1 AND m2.body IS NOT NULL",
+            ),
+            (
+                sql::LAPSED,
+                "m2.status = 'sending' AND m2.locked_until < $1 AND m2.body IS NOT NULL",
+            ),
         ]
         .into_iter()
         .enumerate()
@@ -981,35 +914,38 @@ impl Queue for PgStore {
             if left <= 0 {
                 break;
             }
-            let sql = format!(
+            let pick = sql::pg(pick);
+            let claim = format!(
                 "UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
-                 FROM ({pick}) due
+                 FROM (SELECT m2.seq, due.turn FROM messages m2 JOIN ({pick}) due ON due.seq = m2.seq
+                       WHERE {still} FOR UPDATE OF m2 SKIP LOCKED) due
                  WHERE m.seq = due.seq
                  RETURNING m.seq, m.id, m.mail_from, m.body, m.attempt_count, m.created_unix, m.app_id,
                     ARRAY(SELECT r.idx FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
                     ARRAY(SELECT r.address FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
-                    due.turn"
+                    due.turn::BIGINT"
             );
+            let stmt = c.prepare_cached(&claim).await?;
             let rows = c
-                .query(&sql, &[&now_unix, &left, &lease.owner, &until])
+                .query(&stmt, &[&now_unix, &left, &lease.owner, &until])
                 .await?;
-            out.extend(rows.iter().map(|r| {
-                let idx: Vec<i64> = r.get(7);
-                let addresses: Vec<String> = r.get(8);
-                let seq = r.get::<_, i64>(0);
-                (
-                    (round as i64, r.get::<_, i64>(9), seq),
+            for r in &rows {
+                let idx: Vec<i64> = r.try_get(7)?;
+                let addresses: Vec<String> = r.try_get(8)?;
+                let seq = r.int(0)?;
+                out.push((
+                    (round as i64, r.int(9)?, seq),
                     Claimed {
-                        id: r.get(1),
-                        mail_from: r.get(2),
-                        body: r.get(3),
-                        attempt_count: r.get::<_, i64>(4) as u32,
-                        created_unix: r.get(5),
-                        app_id: r.get(6),
+                        id: r.text(1)?,
+                        mail_from: r.text(2)?,
+                        body: r.try_get(3)?,
+                        attempt_count: r.int(4)? as u32,
+                        created_unix: r.int(5)?,
+                        app_id: r.opt_text(6)?,
                         recipients: idx.into_iter().map(|i| i as u32).zip(addresses).collect(),
                     },
-                )
-            }));
+                ));
+            }
         }
         // In turn order: round robin between apps, then oldest first.
         out.sort_by_key(|(order, _)| *order);
@@ -1019,7 +955,7 @@ impl Queue for PgStore {
     async fn renew(&self, id: &str, now_unix: i64, lease: &Lease) -> Result<bool, StoreError> {
         let c = self.pool.get().await?;
         Ok(c.execute(
-            "UPDATE messages SET locked_until = $3 WHERE id = $1 AND status = 'sending' AND locked_by = $2",
+            &prepared(&c, sql::RENEW).await?,
             &[&id, &lease.owner, &(now_unix + lease.seconds)],
         )
         .await?
@@ -1028,15 +964,15 @@ impl Queue for PgStore {
 
     async fn reserve_slot(&self, gap_ms: i64, now_ms: i64) -> Result<Option<i64>, StoreError> {
         let c = self.pool.get().await?;
-        let row = c
-            .query_one(
+        let stmt = c
+            .prepare_cached(
                 "INSERT INTO delivery_rate (id, next_slot_ms) VALUES (1, $1::BIGINT + $2::BIGINT)
                  ON CONFLICT (id) DO UPDATE SET next_slot_ms = GREATEST(delivery_rate.next_slot_ms, $1::BIGINT) + $2::BIGINT
                  RETURNING next_slot_ms - $2::BIGINT",
-                &[&now_ms, &gap_ms],
             )
             .await?;
-        Ok(Some(row.get(0)))
+        let row = c.query_one(&stmt, &[&now_ms, &gap_ms]).await?;
+        Ok(Some(row.int(0)?))
     }
 
     async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
@@ -1044,12 +980,14 @@ impl Queue for PgStore {
             return Ok(());
         }
         let c = self.pool.get().await?;
-        c.execute(
-            "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL
-             WHERE id = ANY($1) AND status = 'sending'",
-            &[&ids],
-        )
-        .await?;
+        // [`sql::RELEASE`] for every id at once.
+        let stmt = c
+            .prepare_cached(
+                "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL
+                 WHERE id = ANY($1) AND status = 'sending'",
+            )
+            .await?;
+        c.execute(&stmt, &[&ids]).await?;
         Ok(())
     }
 
@@ -1080,63 +1018,40 @@ impl Queue for PgStore {
 
     async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError> {
         let c = self.pool.get().await?;
-        Ok(c.execute(
-            "UPDATE messages SET status = 'failed', updated_at = $2,
-                last_stage = COALESCE(last_stage, 'send'),
-                last_message = 'The message waited longer than --max-queue-time without being delivered.'
-             WHERE status IN ('queued', 'deferred') AND created_unix < $1",
-            &[&cutoff_unix, &now],
+        Ok(
+            c.execute(&prepared(&c, sql::EXPIRE).await?, &[&cutoff_unix, &now])
+                .await?,
         )
-        .await?)
     }
 
     async fn purge(&self, cutoff: &str) -> Result<u64, StoreError> {
         let c = self.pool.get().await?;
-        // Recipients and attempts go with their message (ON DELETE CASCADE).
-        Ok(c.execute(
-            "DELETE FROM messages WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < $1",
-            &[&cutoff],
-        )
-        .await?)
+        Ok(c.execute(&prepared(&c, sql::PURGE).await?, &[&cutoff])
+            .await?)
     }
 
     async fn counts(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
         let c = self.pool.get().await?;
         let mut counts: BTreeMap<Status, u64> = Status::ALL.iter().map(|s| (*s, 0)).collect();
-        for r in c
-            .query("SELECT status, COUNT(*) FROM messages GROUP BY status", &[])
-            .await?
-        {
-            counts.insert(status_of(r.get(0)), r.get::<_, i64>(1) as u64);
+        for r in c.query(&prepared(&c, sql::COUNTS).await?, &[]).await? {
+            counts.insert(status_of(&r.text(0)?), r.int(1)? as u64);
         }
         Ok(counts)
     }
 
     async fn list(&self, f: ListFilter) -> Result<(Vec<Summary>, Option<String>), StoreError> {
         let c = self.pool.get().await?;
-        let status = f.status.map(|s| s.as_str().to_string());
-        let like =
-            f.q.as_deref()
-                .map(str::trim)
-                .filter(|q| !q.is_empty())
-                .map(crate::queue::like_pattern);
-        let limit = f.limit.clamp(1, 200) as i64;
-        let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM messages m
-             WHERE ($1::TEXT IS NULL OR m.status = $1)
-               AND ($2::TEXT IS NULL OR m.app_id = $2)
-               AND ($3::TEXT IS NULL OR m.subject ILIKE $3 OR m.mail_from ILIKE $3
-                    OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND r.address ILIKE $3))
-               AND ($4::TEXT IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = $4))
-             ORDER BY m.seq DESC LIMIT $5"
-        );
-        let mut rows: Vec<Summary> = c
-            .query(&sql, &[&status, &f.app, &like, &f.before, &(limit + 1)])
-            .await?
-            .iter()
-            .map(summary_row)
-            .collect();
-        let next = page_end(&mut rows, limit as u32);
+        let status = f.status.map(|s| s.as_str());
+        let like = f.search_pattern();
+        let limit = f.limit.clamp(1, 200);
+        let rows = c
+            .query(
+                &prepared(&c, &sql::list(sql::PG_TO)).await?,
+                &[&status, &f.app, &like, &f.before, &(limit as i64 + 1)],
+            )
+            .await?;
+        let mut rows = all(rows, sql::summary_from)?;
+        let next = page_end(&mut rows, limit);
         Ok((rows, next))
     }
 
@@ -1145,38 +1060,14 @@ impl Queue for PgStore {
         let Some(summary) = summary_by_id(&c, id).await? else {
             return Ok(None);
         };
-        let recipients = c
-            .query(
-                "SELECT r.address, r.status, r.code, r.message FROM recipients r
-                 JOIN messages m ON m.seq = r.message_seq WHERE m.id = $1 ORDER BY r.idx",
-                &[&id],
-            )
-            .await?
-            .iter()
-            .map(|r| RecipientState {
-                address: r.get(0),
-                status: status_of(r.get(1)),
-                code: r.get(2),
-                message: r.get(3),
-            })
-            .collect();
-        let attempts = c
-            .query(
-                "SELECT a.at, a.ok, a.stage, a.code, a.message, a.hint FROM attempts a
-                 JOIN messages m ON m.seq = a.message_seq WHERE m.id = $1 ORDER BY a.n",
-                &[&id],
-            )
-            .await?
-            .iter()
-            .map(|r| Attempt {
-                at: r.get(0),
-                ok: r.get::<_, i64>(1) != 0,
-                stage: r.get::<_, Option<&str>>(2).and_then(stage_of),
-                code: r.get(3),
-                message: r.get(4),
-                hint: r.get(5),
-            })
-            .collect();
+        let rows = c
+            .query(&prepared(&c, sql::RECIPIENTS_OF).await?, &[&id])
+            .await?;
+        let recipients = all(rows, sql::recipient_from)?;
+        let rows = c
+            .query(&prepared(&c, sql::ATTEMPTS_OF).await?, &[&id])
+            .await?;
+        let attempts = all(rows, sql::attempt_from)?;
         Ok(Some(Details {
             summary,
             recipients,
@@ -1188,21 +1079,13 @@ impl Queue for PgStore {
         let mut c = self.pool.get().await.map_err(StoreError::from)?;
         let tx = c.transaction().await.map_err(StoreError::from)?;
         let (status, has_body) = locked_status(&tx, id).await?;
-        if !matches!(status, Status::Failed | Status::Deferred) || !has_body {
-            return Err(ChangeError::Status(status));
-        }
-        tx.execute(
-            "UPDATE messages SET status = 'queued', updated_at = $2, next_attempt_unix = $3, created_unix = $3 WHERE id = $1",
-            &[&id, &now, &now_unix],
-        )
-        .await
-        .map_err(StoreError::from)?;
-        tx.execute(
-            "UPDATE recipients SET status = 'queued' WHERE message_seq = (SELECT seq FROM messages WHERE id = $1) AND status IN ('failed', 'deferred')",
-            &[&id],
-        )
-        .await
-        .map_err(StoreError::from)?;
+        crate::queue::may_retry(status, has_body)?;
+        tx.execute(&prepared(&tx, sql::RETRY).await?, &[&id, &now, &now_unix])
+            .await
+            .map_err(StoreError::from)?;
+        tx.execute(&prepared(&tx, sql::RETRY_RECIPIENTS).await?, &[&id])
+            .await
+            .map_err(StoreError::from)?;
         let s = summary_by_id(&tx, id).await?;
         tx.commit().await.map_err(StoreError::from)?;
         s.ok_or(ChangeError::NotFound)
@@ -1211,26 +1094,11 @@ impl Queue for PgStore {
     async fn cancel(&self, id: &str, now: &str) -> Result<Summary, ChangeError> {
         let mut c = self.pool.get().await.map_err(StoreError::from)?;
         let tx = c.transaction().await.map_err(StoreError::from)?;
-        let row = tx
-            .query_opt(
-                "SELECT status FROM messages WHERE id = $1 FOR UPDATE",
-                &[&id],
-            )
+        let (status, _) = locked_status(&tx, id).await?;
+        crate::queue::may_cancel(status)?;
+        tx.execute(&prepared(&tx, sql::CANCEL).await?, &[&id, &now])
             .await
             .map_err(StoreError::from)?;
-        let Some(row) = row else {
-            return Err(ChangeError::NotFound);
-        };
-        let status = status_of(row.get(0));
-        if !matches!(status, Status::Queued | Status::Deferred) {
-            return Err(ChangeError::Status(status));
-        }
-        tx.execute(
-            "UPDATE messages SET status = 'cancelled', updated_at = $2, body = NULL WHERE id = $1",
-            &[&id, &now],
-        )
-        .await
-        .map_err(StoreError::from)?;
         let s = summary_by_id(&tx, id).await?;
         tx.commit().await.map_err(StoreError::from)?;
         s.ok_or(ChangeError::NotFound)
@@ -1238,30 +1106,19 @@ impl Queue for PgStore {
 
     async fn pause_state(&self) -> Result<Option<Paused>, StoreError> {
         let c = self.pool.get().await?;
-        Ok(c.query_opt(
-            "SELECT since, stage, code, message, hint FROM delivery_pause WHERE id = 1",
-            &[],
-        )
-        .await?
-        .map(|r| Paused {
-            since: r.get(0),
-            stage: stage_of(r.get(1)).unwrap_or(Stage::Connect),
-            code: r.get(2),
-            message: r.get(3),
-            hint: r.get(4),
-        }))
+        let row = c.query_opt(&prepared(&c, sql::PAUSE).await?, &[]).await?;
+        Ok(row.as_ref().map(sql::paused_from).transpose()?)
     }
 
     async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         match p {
             None => {
-                c.execute("DELETE FROM delivery_pause", &[]).await?;
+                c.execute(&prepared(&c, sql::RESUME).await?, &[]).await?;
             }
             Some(p) => {
                 c.execute(
-                    "INSERT INTO delivery_pause (id, since, stage, code, message, hint) VALUES (1, $1, $2, $3, $4, $5)
-                     ON CONFLICT (id) DO UPDATE SET stage = $2, code = $3, message = $4, hint = $5",
+                    &prepared(&c, sql::SET_PAUSE).await?,
                     &[&p.since, &p.stage.as_str(), &p.code, &p.message, &p.hint],
                 )
                 .await?;

@@ -1,0 +1,167 @@
+//! AUTH on the relay: PLAIN and LOGIN with an app's id and key, checked in
+//! constant time, with the same lockout as the HTTP API (docs/API.md §2).
+
+use smtp_proto::request::receiver::LineReceiver;
+use subtle::ConstantTimeEq;
+
+use super::session::{Flow, Mode, Session};
+use crate::apps::key_hash;
+use crate::auth::Refused;
+
+impl Session {
+    pub(super) async fn auth(&mut self, mechanism: u64, initial: String) -> Flow {
+        if self.app.is_some() {
+            return self.out_of_sequence("Already authenticated");
+        }
+        if self.tx.is_some() {
+            return self.out_of_sequence("AUTH is not allowed during a mail transaction");
+        }
+        if !self.may_auth() {
+            self.reply(
+                538,
+                "5.7.11",
+                "Encryption required: send STARTTLS, then AUTH",
+            );
+            return Flow::Go;
+        }
+        match mechanism {
+            smtp_proto::AUTH_PLAIN if initial.is_empty() => {
+                self.out.extend_from_slice(b"334 \r\n");
+                self.mode = Mode::AuthPlain(LineReceiver::new(()));
+                Flow::Go
+            }
+            smtp_proto::AUTH_PLAIN => self.auth_plain(initial.as_bytes()).await,
+            smtp_proto::AUTH_LOGIN if initial.is_empty() => {
+                // "Username:"
+                self.out.extend_from_slice(b"334 VXNlcm5hbWU6\r\n");
+                self.mode = Mode::AuthUser(LineReceiver::new(()));
+                Flow::Go
+            }
+            smtp_proto::AUTH_LOGIN => match decode_line(initial.as_bytes()) {
+                Some(user) => {
+                    self.out.extend_from_slice(b"334 UGFzc3dvcmQ6\r\n");
+                    self.mode = Mode::AuthPass(LineReceiver::new(user));
+                    Flow::Go
+                }
+                None => self.auth_cancelled(initial.as_bytes()),
+            },
+            _ => {
+                self.reply(
+                    504,
+                    "5.5.4",
+                    "Unrecognized authentication type; use PLAIN or LOGIN",
+                );
+                Flow::Go
+            }
+        }
+    }
+
+    pub(super) fn auth_cancelled(&mut self, line: &[u8]) -> Flow {
+        self.errors += 1;
+        if line.trim_ascii() == b"*" {
+            self.reply(501, "5.7.0", "Authentication cancelled");
+        } else {
+            self.reply(501, "5.5.2", "Cannot decode the response as base64");
+        }
+        self.too_many_errors()
+    }
+
+    pub(super) async fn auth_plain(&mut self, line: &[u8]) -> Flow {
+        let Some(decoded) = decode_bytes(line) else {
+            return self.auth_cancelled(line);
+        };
+        // authzid NUL authcid NUL passwd
+        let mut parts = decoded.split(|b| *b == 0);
+        let (Some(_), Some(user), Some(pass), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            self.errors += 1;
+            self.reply(
+                501,
+                "5.5.2",
+                "AUTH PLAIN needs authzid NUL username NUL password",
+            );
+            return self.too_many_errors();
+        };
+        let user = String::from_utf8_lossy(user).into_owned();
+        let pass = String::from_utf8_lossy(pass).into_owned();
+        self.verify(&user, &pass).await
+    }
+
+    pub(super) fn locked_out(&mut self, seconds: u64) -> Flow {
+        let minutes = seconds.div_ceil(60);
+        self.reply(
+            421,
+            "4.7.0",
+            &format!("Too many failed sign-ins from this address; try again in {minutes} minutes"),
+        );
+        Flow::Close
+    }
+
+    /// Checks an app id and key: the key's hash is compared in constant time.
+    /// A right key is always accepted; wrong ones count towards the
+    /// address's limit, past which each is answered after a delay and the
+    /// connection closed (docs/API.md §2).
+    pub(super) async fn verify(&mut self, user: &str, pass: &str) -> Flow {
+        let limit = self.shared.sending.apps.key_failures.clone();
+        let found = match self.shared.sending.apps.queue.app_by_id(user.trim()).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read apps for an SMTP sign-in");
+                self.reply(
+                    454,
+                    "4.3.0",
+                    "Temporary authentication failure: Mailroom cannot reach its database; try again shortly",
+                );
+                return Flow::Go;
+            }
+        };
+        let hash = key_hash(pass.trim());
+        let app = found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
+        let verdict = limit.check(self.peer, app.is_some()).await;
+        if let (Ok(()), Some(app)) = (verdict, app) {
+            tracing::info!(app = %app.id, peer = %self.peer, "relay sign-in");
+            self.app = Some(app);
+            self.reply(235, "2.7.0", "Authentication successful");
+            return Flow::Go;
+        }
+        self.shared.sending.metrics.relay_auth_failures.inc();
+        self.reply(
+            535,
+            "5.7.8",
+            "Authentication credentials invalid: the username is the app's id (app_...) and the password its key (mr_...)",
+        );
+        match verdict {
+            Err(Refused::LockedOut(wait)) => {
+                tokio::time::sleep(crate::apps::WRONG_KEY_DELAY).await;
+                self.locked_out(wait)
+            }
+            _ => Flow::Go,
+        }
+    }
+}
+
+pub(super) fn decode_bytes(line: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let line = line.trim_ascii();
+    if line == b"*" {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD.decode(line).ok()
+}
+
+pub(super) fn decode_line(line: &[u8]) -> Option<String> {
+    decode_bytes(line).and_then(|b| String::from_utf8(b).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_responses_decode_and_a_star_cancels() {
+        assert_eq!(decode_line(b"dXNlcg==").as_deref(), Some("user"));
+        assert_eq!(decode_line(b"*"), None);
+        assert_eq!(decode_line(b"not base64!"), None);
+    }
+}

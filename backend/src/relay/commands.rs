@@ -1,0 +1,412 @@
+//! The relay's commands after the greeting: EHLO to QUIT, and the mail
+//! transaction (MAIL FROM, RCPT TO, the end of DATA), which checks the sender
+//! against the app's From policy and its limits and stores the message
+//! through [`crate::intake`].
+
+use mailroom_shared::sending::{App, FromPolicy, MAX_RECIPIENTS};
+use smtp_proto::request::receiver::DataReceiver;
+use smtp_proto::{EhloResponse, Request};
+
+use super::session::{Flow, Mode, Sender, Session, Transaction};
+use crate::queue::Enqueued;
+use crate::store::StoreError;
+
+impl Session {
+    pub(super) async fn command(&mut self, request: Request<String>) -> Flow {
+        if !self.past_auth() {
+            self.commands += 1;
+            if self.commands > super::MAX_COMMANDS_BEFORE_AUTH {
+                self.reply(
+                    421,
+                    "4.7.0",
+                    &format!(
+                        "{} Too many commands before AUTH; closing the connection",
+                        self.hostname()
+                    ),
+                );
+                return Flow::Close;
+            }
+        } else {
+            self.commands = self.commands.saturating_add(1);
+        }
+        match request {
+            Request::Ehlo { .. } => {
+                self.helo = true;
+                self.tx = None;
+                let mut ehlo = EhloResponse::new(self.hostname());
+                ehlo.capabilities = smtp_proto::EXT_PIPELINING
+                    | smtp_proto::EXT_SIZE
+                    | smtp_proto::EXT_8BIT_MIME
+                    | smtp_proto::EXT_ENHANCED_STATUS_CODES;
+                ehlo.size = self.shared.sending.max_message_size as usize;
+                if !self.tls {
+                    ehlo.capabilities |= smtp_proto::EXT_START_TLS;
+                }
+                if self.may_auth() && self.app.is_none() {
+                    ehlo.capabilities |= smtp_proto::EXT_AUTH;
+                    ehlo.auth_mechanisms = smtp_proto::AUTH_PLAIN | smtp_proto::AUTH_LOGIN;
+                }
+                let _ = ehlo.write(&mut self.out);
+                Flow::Go
+            }
+            Request::Helo { .. } | Request::Lhlo { .. } => {
+                self.helo = true;
+                self.tx = None;
+                let text = format!("250 {}\r\n", self.hostname());
+                self.out.extend_from_slice(text.as_bytes());
+                Flow::Go
+            }
+            Request::StartTls => {
+                if self.tls {
+                    return self.out_of_sequence("TLS is already active");
+                }
+                if self.tx.is_some() {
+                    return self.out_of_sequence("Finish or reset the mail transaction first");
+                }
+                self.reply(220, "2.0.0", "Ready to start TLS");
+                Flow::StartTls
+            }
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response).await,
+            Request::Mail { from } => self.mail(from).await,
+            Request::Rcpt { to } => self.rcpt(to.address).await,
+            Request::Data => {
+                let Some(tx) = &self.tx else {
+                    return self.out_of_sequence("Send MAIL FROM first");
+                };
+                if tx.rcpts.is_empty() {
+                    self.errors += 1;
+                    self.reply(554, "5.5.1", "No valid recipients");
+                    return self.too_many_errors();
+                }
+                self.mode = Mode::Data(DataReceiver::new(), Vec::new());
+                self.out
+                    .extend_from_slice(b"354 Start mail input; end with <CRLF>.<CRLF>\r\n");
+                Flow::Go
+            }
+            Request::Rset => {
+                self.tx = None;
+                self.reply(250, "2.0.0", "Ok");
+                Flow::Go
+            }
+            Request::Noop { .. } => {
+                self.reply(250, "2.0.0", "Ok");
+                Flow::Go
+            }
+            Request::Quit => {
+                self.reply(221, "2.0.0", "Bye");
+                Flow::Close
+            }
+            Request::Vrfy { .. } => {
+                self.reply(
+                    252,
+                    "2.5.0",
+                    "Cannot verify; send the message and it will be tried",
+                );
+                Flow::Go
+            }
+            Request::Help { .. } => {
+                self.reply(
+                    214,
+                    "2.0.0",
+                    "See the Mailroom README, section Sending mail through Mailroom",
+                );
+                Flow::Go
+            }
+            Request::Bdat { .. } => {
+                // CHUNKING is not offered, so its data cannot be framed: close.
+                self.reply(502, "5.5.1", "BDAT is not offered; use DATA");
+                Flow::Close
+            }
+            _ => {
+                self.errors += 1;
+                self.reply(502, "5.5.1", "Command not implemented");
+                self.too_many_errors()
+            }
+        }
+    }
+
+    /// The session's sender, checked again now: a revoked app stops here.
+    pub(super) async fn sender(&mut self) -> Result<Sender, Flow> {
+        if let Some(app) = &self.app {
+            match self.shared.sending.apps.queue.app_by_id(&app.id).await {
+                Ok(Some((app, _))) => {
+                    self.app = Some(app.clone());
+                    return Ok(Sender::App(app));
+                }
+                Ok(None) => {
+                    self.app = None;
+                    self.reply(
+                        530,
+                        "5.7.0",
+                        "Authentication required: this app was revoked, so its key no longer works",
+                    );
+                    return Err(Flow::Go);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read apps");
+                    self.reply(451, "4.3.0", "Temporary failure reading apps; try again");
+                    return Err(Flow::Go);
+                }
+            }
+        }
+        if self.trusted() {
+            return Ok(Sender::Trusted(self.peer));
+        }
+        self.reply(
+            530,
+            "5.7.0",
+            if self.may_auth() {
+                "Authentication required: AUTH with the app's id as username and its key as password"
+            } else {
+                "Authentication required: send STARTTLS, then AUTH with the app's id and key"
+            },
+        );
+        Err(Flow::Go)
+    }
+
+    pub(super) async fn policy(
+        &mut self,
+        sender: &Sender,
+    ) -> Result<(FromPolicy, Option<mailroom_shared::Settings>), Flow> {
+        let current = match self.shared.sending.settings.load_settings().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the settings");
+                self.reply(
+                    451,
+                    "4.3.0",
+                    "Temporary failure reading the settings; try again",
+                );
+                return Err(Flow::Go);
+            }
+        };
+        let allowed: &[String] = match sender {
+            Sender::App(app) => &app.allowed_from,
+            Sender::Trusted(_) => &[],
+        };
+        Ok((FromPolicy::new(current.as_ref(), allowed), current))
+    }
+
+    pub(super) async fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Flow {
+        if !self.helo {
+            return self.out_of_sequence("Send EHLO first");
+        }
+        if self.tx.is_some() {
+            return self.out_of_sequence("A mail transaction is already open; send RSET first");
+        }
+        let max = self.shared.sending.max_message_size;
+        let sender = match self.sender().await {
+            Ok(s) => s,
+            Err(flow) => return flow,
+        };
+        if from.size as u64 > max {
+            self.reply(
+                552,
+                "5.3.4",
+                &format!("Message too big: the limit is {max} bytes"),
+            );
+            return Flow::Go;
+        }
+        let rewrite = matches!(&sender, Sender::App(a) if a.rewrite_from);
+        if !rewrite {
+            let (policy, _) = match self.policy(&sender).await {
+                Ok(p) => p,
+                Err(flow) => return flow,
+            };
+            if !policy.allows(&from.address) {
+                let who = if from.address.is_empty() {
+                    "<>"
+                } else {
+                    from.address.as_str()
+                };
+                self.reply(550, "5.7.1", &policy.refusal(who));
+                return Flow::Go;
+            }
+        }
+        if let Sender::App(app) = &sender {
+            if let Some(hit) = self.limit_hit(app, 0).await {
+                self.reply(451, "4.7.1", &hit.text());
+                return Flow::Go;
+            }
+        }
+        if matches!(sender, Sender::Trusted(_)) {
+            self.trusted_mail = true;
+        }
+        self.tx = Some(Transaction {
+            sender,
+            from: from.address,
+            rcpts: Vec::new(),
+        });
+        self.reply(250, "2.1.0", "Ok");
+        Flow::Go
+    }
+
+    /// The limit the app's next message would pass with `rcpts` recipients
+    /// (0: only the message limits), if any. A database that cannot be read
+    /// leaves the decision to the store at the end of DATA.
+    pub(super) async fn limit_hit(&self, app: &App, rcpts: u32) -> Option<crate::queue::LimitHit> {
+        if !app.limits.has_windows() && app.limits.queued_max.is_none() {
+            return None;
+        }
+        let now = self.shared.sending.apps.clock.wall().unix_timestamp();
+        // The recent rows only for a limit over a window; queued_max needs a count.
+        let rows = app.limits.has_windows();
+        let recent = self
+            .shared
+            .sending
+            .apps
+            .queue
+            .recent(&app.id, now, rows)
+            .await
+            .ok()?;
+        let mut limits = app.limits;
+        if rcpts == 0 {
+            limits.recipients_per_day = None;
+        }
+        recent.hit(&limits, now, rcpts.max(1))
+    }
+
+    pub(super) async fn rcpt(&mut self, to: String) -> Flow {
+        let app = match &self.tx {
+            Some(Transaction {
+                sender: Sender::App(app),
+                rcpts,
+                ..
+            }) if app.limits.recipients_per_day.is_some() => {
+                Some((app.clone(), rcpts.len() as u32))
+            }
+            _ => None,
+        };
+        if let Some((app, count)) = app {
+            if let Some(hit) = self.limit_hit(&app, count + 1).await {
+                self.reply(451, "4.7.1", &hit.text());
+                return Flow::Go;
+            }
+        }
+        let Some(tx) = &mut self.tx else {
+            return self.out_of_sequence("Send MAIL FROM first");
+        };
+        if tx.rcpts.len() >= MAX_RECIPIENTS {
+            self.reply(
+                452,
+                "4.5.3",
+                &format!("Too many recipients: at most {MAX_RECIPIENTS} a message; send the rest in another"),
+            );
+            return Flow::Go;
+        }
+        if mailroom_shared::parse::check_email(&to).is_err() {
+            self.reply(501, "5.1.3", "Bad recipient address syntax");
+            return Flow::Go;
+        }
+        tx.rcpts.push(to);
+        self.reply(250, "2.1.5", "Ok");
+        Flow::Go
+    }
+
+    /// The whole message arrived: check it, store it, and only then say 250.
+    pub(super) async fn end_of_data(&mut self, body: Vec<u8>) -> Flow {
+        let Some(tx) = self.tx.take() else {
+            return self.out_of_sequence("Send MAIL FROM first");
+        };
+        let max = self.shared.sending.max_message_size;
+        if body.len() as u64 > max {
+            self.reply(
+                552,
+                "5.3.4",
+                &format!("Message too big: the limit is {max} bytes"),
+            );
+            return Flow::Go;
+        }
+        // The app may have been revoked while the message arrived.
+        let sender = match &tx.sender {
+            Sender::App(_) => match self.sender().await {
+                Ok(s) => s,
+                Err(flow) => return flow,
+            },
+            trusted => trusted.clone(),
+        };
+        let (policy, settings) = match self.policy(&sender).await {
+            Ok(p) => p,
+            Err(flow) => return flow,
+        };
+        let (app, source, rewrite) = match &sender {
+            Sender::App(app) => (Some(app.clone()), None, app.rewrite_from),
+            Sender::Trusted(ip) => (None, Some(format!("trusted network {ip}")), false),
+        };
+        let app_id = app.as_ref().map(|a| a.id.clone());
+        let built = match crate::intake::check(
+            &body,
+            crate::intake::Envelope {
+                from: Some(tx.from.clone()),
+                to: tx.rcpts.clone(),
+            },
+            &crate::intake::Rules {
+                policy: &policy,
+                settings: settings.as_ref(),
+                rewrite_from: rewrite,
+            },
+        ) {
+            Ok(b) => b,
+            Err(errors) => {
+                let from = errors.get("from").and_then(|m| m.first());
+                match from {
+                    Some(m) => self.reply(550, "5.7.1", m),
+                    None => {
+                        let first = errors
+                            .values()
+                            .flatten()
+                            .next()
+                            .cloned()
+                            .unwrap_or_else(|| "The message is not valid".into());
+                        self.reply(550, "5.6.0", &first);
+                    }
+                }
+                return Flow::Go;
+            }
+        };
+        if built.body.len() as u64 > max {
+            self.reply(
+                552,
+                "5.3.4",
+                &format!("Message too big: the limit is {max} bytes"),
+            );
+            return Flow::Go;
+        }
+        match self
+            .shared
+            .sending
+            .accept(app.as_ref(), source, built, None)
+            .await
+        {
+            Ok(Enqueued::Limited(hit)) => {
+                self.shared
+                    .sending
+                    .metrics
+                    .quota_reached
+                    .get_or_create(&crate::metrics::Metrics::app(app_id.as_deref()))
+                    .inc();
+                self.reply(451, "4.7.1", &hit.text());
+            }
+            Ok(Enqueued::New(id)) | Ok(Enqueued::Repeat(id, _)) => {
+                tracing::info!(%id, app = ?app_id, peer = %self.peer, "message queued over SMTP");
+                self.shared.sending.metrics.relay_accepted.inc();
+                self.reply(250, "2.0.0", &format!("Ok: queued as {id}"));
+            }
+            Err(StoreError::Full) => {
+                self.reply(452, "4.3.1", "Insufficient system storage; try again later");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store a message from the relay");
+                self.reply(
+                    451,
+                    "4.3.0",
+                    "Temporary failure storing the message; try again",
+                );
+            }
+        }
+        Flow::Go
+    }
+}

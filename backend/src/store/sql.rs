@@ -1,0 +1,390 @@
+//! Every statement both stores run, written once in SQLite's `?N` form, and
+//! the row readers both use. PostgreSQL runs them through [`pg`], which turns
+//! `?N` into `$N`; nothing else is rewritten, so each statement here is
+//! standard SQL that both databases read the same way:
+//!
+//! - A nullable filter parameter is `CAST(?N AS TEXT) IS NULL`, which both
+//!   accept (PostgreSQL must be told the type of a parameter compared only
+//!   with NULL).
+//! - A flag is bound as an integer and tested with `CAST(?N AS BIGINT) = 1`.
+//! - Search is `lower(column) LIKE lower(pattern) ESCAPE '\'` (SQLite's LIKE
+//!   is case-blind for ASCII only, PostgreSQL's not at all).
+//! - New rows give their key back with `RETURNING`.
+//!
+//! What stays each store's own, and why:
+//!
+//! - Claiming (PostgreSQL locks rows `FOR UPDATE SKIP LOCKED` so servers
+//!   never take the same message; SQLite has one writer and takes them in an
+//!   immediate transaction), the shared delivery slot and advisory locks
+//!   (PostgreSQL only), and which `sending` messages a start puts back (all
+//!   of them with one process, those whose lease ran out with several).
+//! - The recipients' addresses as one JSON column ([`SQLITE_TO`], [`PG_TO`]):
+//!   the aggregate functions have other names.
+//! - Batch forms that only PostgreSQL has (`UNNEST`, `= ANY`), which save a
+//!   round trip per row over the network; SQLite runs the one-row statement
+//!   in a loop, as a round trip there is a function call.
+
+use mailroom_shared::api::Stage;
+use mailroom_shared::sending::{App, Attempt, LastError, Paused, RecipientState, Summary};
+
+use super::queue::{limits_of, stage_of, status_of};
+use super::{HistoryEntry, Record};
+
+/// A statement of this file in PostgreSQL's placeholders.
+pub(crate) fn pg(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+// ---- settings, sessions and sign-in failures ----
+
+pub(crate) const LOAD_SETTINGS: &str =
+    "SELECT settings, client_secret, password, version, updated_at FROM settings WHERE id = 1";
+pub(crate) const SETTINGS_VERSION: &str = "SELECT version FROM settings WHERE id = 1";
+pub(crate) const SAVE_SETTINGS: &str =
+    "INSERT INTO settings (id, version, settings, client_secret, password, updated_at)
+     VALUES (1, ?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (id) DO UPDATE SET version = ?1, settings = ?2, client_secret = ?3,
+        password = ?4, updated_at = ?5";
+pub(crate) const ADD_HISTORY: &str =
+    "INSERT INTO settings_history (version, changed_at, changed_fields) VALUES (?1, ?2, ?3)";
+pub(crate) const HISTORY: &str =
+    "SELECT version, changed_at, changed_fields FROM settings_history ORDER BY version DESC";
+
+pub(crate) const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_unix <= ?1";
+pub(crate) const ADD_SESSION: &str = "INSERT INTO sessions (digest, expires_unix) VALUES (?1, ?2)";
+pub(crate) const SESSION_VALID: &str =
+    "SELECT 1 FROM sessions WHERE digest = ?1 AND expires_unix > ?2";
+pub(crate) const END_SESSION: &str = "DELETE FROM sessions WHERE digest = ?1";
+
+pub(crate) const DELETE_OLD_FAILURES: &str = "DELETE FROM sign_in_failures WHERE first_unix <= ?1";
+/// One more failure for `?1` at `?2`, counted within a window of `?3` seconds.
+pub(crate) const ADD_FAILURE: &str = "INSERT INTO sign_in_failures (key, count, first_unix) VALUES (?1, 1, ?2)
+ON CONFLICT (key) DO UPDATE SET
+    count = CASE WHEN sign_in_failures.first_unix <= CAST(?2 AS BIGINT) - CAST(?3 AS BIGINT) THEN 1 ELSE sign_in_failures.count + 1 END,
+    first_unix = CASE WHEN sign_in_failures.first_unix <= CAST(?2 AS BIGINT) - CAST(?3 AS BIGINT) THEN ?2 ELSE sign_in_failures.first_unix END
+RETURNING count, first_unix";
+pub(crate) const FAILURES: &str =
+    "SELECT count, first_unix FROM sign_in_failures WHERE key = ?1 AND first_unix > ?2";
+pub(crate) const CLEAR_FAILURES: &str = "DELETE FROM sign_in_failures WHERE key = ?1";
+
+// ---- apps ----
+
+/// The columns [`app_from`] reads, in its order.
+macro_rules! app_columns {
+    () => {
+        "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages, limits"
+    };
+}
+/// How many columns `app_columns!` names (the key hash follows in [`APP_BY_ID`]).
+pub(crate) const APP_COLUMN_COUNT: usize = 8;
+
+pub(crate) const CREATE_APP: &str =
+    "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at, limits)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+pub(crate) const APP_NAME_TAKEN: &str =
+    "SELECT 1 FROM apps WHERE revoked = 0 AND lower(name) = lower(?1)";
+pub(crate) const LIST_APPS: &str = concat!(
+    "SELECT ",
+    app_columns!(),
+    " FROM apps WHERE revoked = 0 ORDER BY created_at, id"
+);
+pub(crate) const REVOKE_APP: &str = "UPDATE apps SET revoked = 1 WHERE id = ?1 AND revoked = 0";
+pub(crate) const UPDATE_APP: &str = concat!(
+    "UPDATE apps SET name = ?2, allowed_from = ?3, rewrite_from = ?4, limits = ?5
+     WHERE id = ?1 AND revoked = 0
+     RETURNING ",
+    app_columns!()
+);
+pub(crate) const APP_BY_KEY: &str = concat!(
+    "SELECT ",
+    app_columns!(),
+    " FROM apps WHERE revoked = 0 AND key_hash = ?1"
+);
+pub(crate) const APP_BY_ID: &str = concat!(
+    "SELECT ",
+    app_columns!(),
+    ", key_hash FROM apps WHERE revoked = 0 AND id = ?1"
+);
+/// `?2` more messages for app `?1`, last used at `?3`.
+pub(crate) const COUNT_APP_MESSAGES: &str =
+    "UPDATE apps SET messages = messages + ?2, last_used_at = ?3 WHERE id = ?1";
+
+// ---- submissions ----
+
+/// An app's messages of the last 24 hours (`?1` app, `?2` since), oldest
+/// first: when each came and how many recipients it had.
+pub(crate) const RECENT: &str = "SELECT created_unix, rcpt_count FROM messages WHERE app_id = ?1 AND created_unix > ?2 ORDER BY created_unix, seq";
+/// An app's waiting messages (`?1` app).
+pub(crate) const WAITING: &str = "SELECT COUNT(*) FROM messages WHERE app_id = ?1 AND status IN ('queued', 'deferred', 'sending')";
+pub(crate) const DELETE_OLD_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE created_unix < ?1";
+/// Takes an idempotency key; no row changed when it was taken before.
+pub(crate) const TAKE_IDEMPOTENCY_KEY: &str =
+    "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (app_id, key) DO NOTHING";
+/// The message that took key `?2` of app `?1`, and its status.
+pub(crate) const IDEMPOTENT_TWIN: &str = "SELECT i.message_id, m.status FROM idempotency i
+     LEFT JOIN messages m ON m.id = i.message_id
+     WHERE i.app_id = ?1 AND i.key = ?2";
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?8, ?9, ?10) RETURNING seq";
+/// One recipient (SQLite's loop; PostgreSQL inserts them all with `UNNEST`).
+pub(crate) const INSERT_RECIPIENT: &str =
+    "INSERT INTO recipients (message_seq, idx, address, status) VALUES (?1, ?2, ?3, 'queued')";
+
+// ---- delivery ----
+
+/// Due messages taken in turn per app (round robin): each app's oldest due
+/// message first, then each app's second, and so on, so one app's backlog
+/// never holds back another app's next message (docs/API.md §6). `?1` now,
+/// `?2` how many. The ranked subquery is what PostgreSQL locks.
+pub(crate) const FAIR_DUE: &str = "SELECT seq, next_attempt_unix,
+        ROW_NUMBER() OVER (PARTITION BY COALESCE(app_id, source, '') ORDER BY next_attempt_unix, seq) AS turn
+   FROM messages
+   WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= ?1 AND body IS NOT NULL
+   ORDER BY turn, next_attempt_unix, seq LIMIT ?2";
+/// Messages whose server died while sending them (`?1` now, `?2` how many).
+pub(crate) const LAPSED: &str = "SELECT seq, next_attempt_unix, 0 AS turn FROM messages
+   WHERE status = 'sending' AND locked_until < ?1 AND body IS NOT NULL
+   ORDER BY seq LIMIT ?2";
+/// A claimed message's recipients still to deliver (SQLite; PostgreSQL
+/// reads them in its claim's `RETURNING`).
+pub(crate) const TO_DELIVER: &str = "SELECT idx, address FROM recipients WHERE message_seq = ?1 AND status IN ('queued', 'deferred') ORDER BY idx";
+pub(crate) const RENEW: &str =
+    "UPDATE messages SET locked_until = ?3 WHERE id = ?1 AND status = 'sending' AND locked_by = ?2";
+/// A claimed message back to the queue (SQLite's loop; PostgreSQL's `= ANY`).
+pub(crate) const RELEASE: &str = "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE id = ?1 AND status = 'sending'";
+/// The message an attempt is recorded on (PostgreSQL adds `FOR UPDATE`).
+pub(crate) const MESSAGE_FOR_ATTEMPT: &str =
+    "SELECT seq, attempt_count FROM messages WHERE id = ?1";
+pub(crate) const ADD_ATTEMPT: &str =
+    "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript)
+     VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE message_seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+pub(crate) const SET_RECIPIENT: &str = "UPDATE recipients SET status = ?3, code = ?4, message = ?5 WHERE message_seq = ?1 AND idx = ?2";
+/// A message after an attempt; `?9` is 1 when it keeps its body.
+pub(crate) const AFTER_ATTEMPT: &str =
+    "UPDATE messages SET status = ?2, updated_at = ?3, next_attempt_unix = ?4,
+        attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
+        body = CASE WHEN CAST(?9 AS BIGINT) = 1 THEN body ELSE NULL END, locked_by = NULL, locked_until = NULL
+     WHERE seq = ?1";
+pub(crate) const EXPIRE: &str = "UPDATE messages SET status = 'failed', updated_at = ?2,
+        last_stage = COALESCE(last_stage, 'send'),
+        last_message = 'The message waited longer than --max-queue-time without being delivered.'
+     WHERE status IN ('queued', 'deferred') AND created_unix < ?1";
+/// Recipients and attempts go with their message (`ON DELETE CASCADE`, on in both).
+pub(crate) const PURGE: &str =
+    "DELETE FROM messages WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1";
+pub(crate) const COUNTS: &str = "SELECT status, COUNT(*) FROM messages GROUP BY status";
+
+// ---- activity ----
+
+/// The columns of [`summary_from`] but the last, the recipients as a JSON
+/// array, which each store writes with its own aggregate ([`SQLITE_TO`],
+/// [`PG_TO`]).
+const SUMMARY_COLUMNS: &str = "m.seq, m.id, COALESCE(m.app_id, m.source), m.mail_from, m.subject, m.size, m.status, m.created_at, m.updated_at, m.attempt_count, m.last_stage, m.last_code, m.last_message";
+pub(crate) const SQLITE_TO: &str = "(SELECT json_group_array(address) FROM (SELECT r.address FROM recipients r WHERE r.message_seq = m.seq ORDER BY r.idx))";
+pub(crate) const PG_TO: &str = "(SELECT COALESCE(json_agg(r.address ORDER BY r.idx), '[]')::TEXT FROM recipients r WHERE r.message_seq = m.seq)";
+
+/// One message's summary (`?1` id), with the store's recipients aggregate.
+pub(crate) fn summary_by_id(to: &str) -> String {
+    format!("SELECT {SUMMARY_COLUMNS}, {to} FROM messages m WHERE m.id = ?1")
+}
+
+/// A page of summaries, newest first: `?1` status, `?2` app, `?3` a
+/// [`crate::queue::like_pattern`] (lower case), `?4` the cursor, `?5` how
+/// many; each filter off when NULL.
+pub(crate) fn list(to: &str) -> String {
+    format!(
+        "SELECT {SUMMARY_COLUMNS}, {to} FROM messages m
+         WHERE (CAST(?1 AS TEXT) IS NULL OR m.status = ?1)
+           AND (CAST(?2 AS TEXT) IS NULL OR m.app_id = ?2)
+           AND (CAST(?3 AS TEXT) IS NULL OR lower(m.subject) LIKE ?3 ESCAPE '\\' OR lower(m.mail_from) LIKE ?3 ESCAPE '\\'
+                OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND lower(r.address) LIKE ?3 ESCAPE '\\'))
+           AND (CAST(?4 AS TEXT) IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?4))
+         ORDER BY m.seq DESC LIMIT ?5"
+    )
+}
+
+pub(crate) const RECIPIENTS_OF: &str =
+    "SELECT r.address, r.status, r.code, r.message FROM recipients r
+     JOIN messages m ON m.seq = r.message_seq WHERE m.id = ?1 ORDER BY r.idx";
+pub(crate) const ATTEMPTS_OF: &str =
+    "SELECT a.at, a.ok, a.stage, a.code, a.message, a.hint FROM attempts a
+     JOIN messages m ON m.seq = a.message_seq WHERE m.id = ?1 ORDER BY a.n";
+/// A message's status and whether it has its body (PostgreSQL adds `FOR UPDATE`).
+pub(crate) const STATUS_AND_BODY: &str =
+    "SELECT status, CAST(CASE WHEN body IS NULL THEN 0 ELSE 1 END AS BIGINT) FROM messages WHERE id = ?1";
+pub(crate) const RETRY: &str = "UPDATE messages SET status = 'queued', updated_at = ?2, next_attempt_unix = ?3, created_unix = ?3 WHERE id = ?1";
+pub(crate) const RETRY_RECIPIENTS: &str = "UPDATE recipients SET status = 'queued' WHERE message_seq = (SELECT seq FROM messages WHERE id = ?1) AND status IN ('failed', 'deferred')";
+pub(crate) const CANCEL: &str =
+    "UPDATE messages SET status = 'cancelled', updated_at = ?2, body = NULL WHERE id = ?1";
+
+// ---- the pause ----
+
+pub(crate) const PAUSE: &str =
+    "SELECT since, stage, code, message, hint FROM delivery_pause WHERE id = 1";
+pub(crate) const RESUME: &str = "DELETE FROM delivery_pause";
+/// Pauses, or changes the reason while keeping the first `since`.
+pub(crate) const SET_PAUSE: &str = "INSERT INTO delivery_pause (id, since, stage, code, message, hint) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (id) DO UPDATE SET stage = ?2, code = ?3, message = ?4, hint = ?5";
+
+// ---- rows ----
+
+/// A result row of either database, read by column position.
+pub(crate) trait Cols {
+    /// The database's error.
+    type E;
+    fn int(&self, i: usize) -> Result<i64, Self::E>;
+    fn text(&self, i: usize) -> Result<String, Self::E>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::E>;
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, Self::E>;
+}
+
+impl Cols for rusqlite::Row<'_> {
+    type E = rusqlite::Error;
+    fn int(&self, i: usize) -> Result<i64, Self::E> {
+        self.get(i)
+    }
+    fn text(&self, i: usize) -> Result<String, Self::E> {
+        self.get(i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::E> {
+        self.get(i)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, Self::E> {
+        self.get(i)
+    }
+}
+
+impl Cols for tokio_postgres::Row {
+    type E = tokio_postgres::Error;
+    /// A `BIGINT`, or an `INT` that an expression made (`COUNT` is `BIGINT`,
+    /// a literal `0` is `INT`).
+    fn int(&self, i: usize) -> Result<i64, Self::E> {
+        self.try_get::<_, i64>(i)
+            .or_else(|_| self.try_get::<_, i32>(i).map(i64::from))
+    }
+    fn text(&self, i: usize) -> Result<String, Self::E> {
+        self.try_get(i)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Self::E> {
+        self.try_get(i)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, Self::E> {
+        self.try_get(i)
+    }
+}
+
+/// A row of [`LOAD_SETTINGS`].
+pub(crate) fn record_from<R: Cols>(r: &R) -> Result<Record, R::E> {
+    Ok(Record {
+        settings_json: r.text(0)?,
+        client_secret: r.opt_bytes(1)?,
+        password: r.opt_bytes(2)?,
+        version: r.int(3)? as u64,
+        updated_at: r.text(4)?,
+    })
+}
+
+/// A row of [`HISTORY`].
+pub(crate) fn history_from<R: Cols>(r: &R) -> Result<HistoryEntry, R::E> {
+    Ok(HistoryEntry::from_row(r.int(0)?, r.text(1)?, &r.text(2)?))
+}
+
+/// A row of `app_columns!`.
+pub(crate) fn app_from<R: Cols>(r: &R) -> Result<App, R::E> {
+    Ok(App {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        created_at: r.text(2)?,
+        last_used_at: r.opt_text(3)?,
+        allowed_from: serde_json::from_str(&r.text(4)?).unwrap_or_default(),
+        rewrite_from: r.int(5)? != 0,
+        messages: r.int(6)? as u64,
+        limits: limits_of(r.opt_text(7)?.as_deref()),
+        usage: Default::default(),
+    })
+}
+
+/// A row of [`summary_by_id`] or [`list`].
+pub(crate) fn summary_from<R: Cols>(r: &R) -> Result<Summary, R::E> {
+    let last_stage = r.opt_text(10)?;
+    let last_message = r.opt_text(12)?;
+    Ok(Summary {
+        id: r.text(1)?,
+        app: r.opt_text(2)?,
+        from: r.text(3)?,
+        to: serde_json::from_str(&r.text(13)?).unwrap_or_default(),
+        subject: r.text(4)?,
+        size: r.int(5)? as u64,
+        status: status_of(&r.text(6)?),
+        created_at: r.text(7)?,
+        updated_at: r.text(8)?,
+        attempt_count: r.int(9)? as u32,
+        last_error: match (last_stage.as_deref().and_then(stage_of), last_message) {
+            (Some(stage), Some(message)) => Some(LastError {
+                stage,
+                code: r.opt_text(11)?,
+                message,
+            }),
+            _ => None,
+        },
+    })
+}
+
+/// A row of [`RECIPIENTS_OF`].
+pub(crate) fn recipient_from<R: Cols>(r: &R) -> Result<RecipientState, R::E> {
+    Ok(RecipientState {
+        address: r.text(0)?,
+        status: status_of(&r.text(1)?),
+        code: r.opt_text(2)?,
+        message: r.opt_text(3)?,
+    })
+}
+
+/// A row of [`ATTEMPTS_OF`].
+pub(crate) fn attempt_from<R: Cols>(r: &R) -> Result<Attempt, R::E> {
+    Ok(Attempt {
+        at: r.text(0)?,
+        ok: r.int(1)? != 0,
+        stage: r.opt_text(2)?.as_deref().and_then(stage_of),
+        code: r.opt_text(3)?,
+        message: r.text(4)?,
+        hint: r.opt_text(5)?,
+    })
+}
+
+/// A row of [`PAUSE`].
+pub(crate) fn paused_from<R: Cols>(r: &R) -> Result<Paused, R::E> {
+    Ok(Paused {
+        since: r.text(0)?,
+        stage: stage_of(&r.text(1)?).unwrap_or(Stage::Connect),
+        code: r.opt_text(2)?,
+        message: r.text(3)?,
+        hint: r.opt_text(4)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_postgres_ones_and_nothing_else_changes() {
+        assert_eq!(
+            super::pg(super::RENEW),
+            "UPDATE messages SET locked_until = $3 WHERE id = $1 AND status = 'sending' AND locked_by = $2"
+        );
+        // No statement may hold a `?` other than a placeholder.
+        for sql in [
+            super::ADD_FAILURE,
+            super::AFTER_ATTEMPT,
+            &super::list(super::SQLITE_TO),
+            super::EXPIRE,
+        ] {
+            for (i, _) in sql.match_indices('?') {
+                assert!(
+                    sql[i + 1..].starts_with(|c: char| c.is_ascii_digit()),
+                    "{sql}"
+                );
+            }
+        }
+    }
+}

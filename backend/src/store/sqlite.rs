@@ -1,0 +1,979 @@
+//! The embedded store: SQLite in `<data-dir>/mailroom.db`, one connection
+//! behind a mutex on the blocking pool. WAL with `synchronous=FULL`, so a
+//! committed transaction survives a crash; foreign keys on, so deleting a
+//! message takes its recipients and attempts. The statements are
+//! [`super::sql`]'s, shared with PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use mailroom_shared::sending::{App, Details, Paused, Status, Summary};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use super::queue::{
+    limits_json, page_end, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued,
+    GroupFn, Lease, ListFilter, NewMessage, Queue, Recent,
+};
+use super::schema::migrations;
+use super::sql::{self, Cols};
+use super::{FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError};
+
+const DAY: i64 = 24 * 3600;
+
+/// SQLite in `<data-dir>/mailroom.db`.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pub(crate) conn: Arc<Mutex<Connection>>,
+    /// The group committer of submissions, started at the first one
+    /// ([`Committer`]).
+    committer: Arc<std::sync::OnceLock<Committer>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Created private (0600) before SQLite opens it; SQLite gives its WAL
+        // and shared-memory files the database file's mode.
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let io = |e: std::io::Error| StoreError::Db(format!("{}: {e}", path.display()));
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Said, not left to the build's default: without it `ON DELETE
+        // CASCADE` does nothing (the bundled SQLite has it on; a system one may not).
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Db(format!("migrating {}: {e}", path.display())))?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            committer: Arc::default(),
+        })
+    }
+
+    /// Runs `f` on the connection, on the blocking pool.
+    pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Db("database lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?
+    }
+}
+
+#[async_trait]
+impl SettingsStore for SqliteStore {
+    async fn load(&self) -> Result<Option<Record>, StoreError> {
+        self.with_conn(|c| {
+            Ok(c.query_row(sql::LOAD_SETTINGS, [], |r| sql::record_from(r))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn save(
+        &self,
+        expected_version: u64,
+        record: Record,
+        changed_fields: Vec<String>,
+    ) -> Result<u64, StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored = tx
+                .query_row(sql::SETTINGS_VERSION, [], |r| r.get::<_, i64>(0))
+                .optional()?
+                .unwrap_or(0) as u64;
+            if stored != expected_version {
+                return Err(StoreError::Conflict { stored });
+            }
+            let version = (stored + 1) as i64;
+            tx.execute(
+                sql::SAVE_SETTINGS,
+                params![
+                    version,
+                    record.settings_json,
+                    record.client_secret,
+                    record.password,
+                    record.updated_at
+                ],
+            )?;
+            tx.execute(
+                sql::ADD_HISTORY,
+                params![version, record.updated_at, changed_fields.join(",")],
+            )?;
+            tx.commit()?;
+            Ok(version as u64)
+        })
+        .await
+    }
+
+    async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(sql::HISTORY)?;
+            let rows = stmt.query_map([], |r| sql::history_from(r))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(
+        &self,
+        digest: [u8; 32],
+        expires_unix: i64,
+        now_unix: i64,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(sql::DELETE_EXPIRED_SESSIONS, [now_unix])?;
+            c.execute(sql::ADD_SESSION, params![digest.to_vec(), expires_unix])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_valid(&self, digest: [u8; 32], now_unix: i64) -> Result<bool, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                sql::SESSION_VALID,
+                params![digest.to_vec(), now_unix],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })
+        .await
+    }
+
+    async fn end_session(&self, digest: [u8; 32]) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(sql::END_SESSION, [digest.to_vec()])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl FailureStore for SqliteStore {
+    async fn add_failure(
+        &self,
+        key: &str,
+        now_unix: i64,
+        window: i64,
+    ) -> Result<(u32, i64), StoreError> {
+        let key = key.to_string();
+        self.with_conn(move |c| {
+            c.execute(sql::DELETE_OLD_FAILURES, [now_unix - window])?;
+            Ok(
+                c.query_row(sql::ADD_FAILURE, params![key, now_unix, window], |r| {
+                    Ok((r.int(0)? as u32, r.int(1)?))
+                })?,
+            )
+        })
+        .await
+    }
+
+    async fn failures(
+        &self,
+        key: &str,
+        now_unix: i64,
+        window: i64,
+    ) -> Result<Option<(u32, i64)>, StoreError> {
+        let key = key.to_string();
+        self.with_conn(move |c| {
+            Ok(
+                c.query_row(sql::FAILURES, params![key, now_unix - window], |r| {
+                    Ok((r.int(0)? as u32, r.int(1)?))
+                })
+                .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.with_conn(move |c| {
+            c.execute(sql::CLEAR_FAILURES, [key])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn summary_by_id(c: &Connection, id: &str) -> rusqlite::Result<Option<Summary>> {
+    c.prepare_cached(&sql::summary_by_id(sql::SQLITE_TO))?
+        .query_row([id], |r| sql::summary_from(r))
+        .optional()
+}
+
+/// Reads an app's recent and waiting messages.
+fn recent_in(c: &Connection, app_id: &str, now_unix: i64, rows: bool) -> rusqlite::Result<Recent> {
+    let messages = if !rows {
+        Vec::new()
+    } else {
+        c.prepare_cached(sql::RECENT)?
+            .query_map(params![app_id, now_unix - DAY], |r| {
+                Ok((r.int(0)?, r.int(1)? as u32))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let waiting: i64 = c
+        .prepare_cached(sql::WAITING)?
+        .query_row([app_id], |r| r.get(0))?;
+    Ok(Recent {
+        messages,
+        waiting: waiting as u64,
+    })
+}
+
+/// Stores one message inside the batch's transaction (its own savepoint):
+/// a repeat or a limit leaves nothing behind, as the savepoint is dropped.
+fn enqueue_in(tx: &Connection, m: &NewMessage) -> rusqlite::Result<Enqueued> {
+    if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
+        // Wins the key, or finds who did.
+        let taken = tx
+            .prepare_cached(sql::TAKE_IDEMPOTENCY_KEY)?
+            .execute(params![app, key, m.id, m.now_unix])?;
+        if taken == 0 {
+            return tx.query_row(sql::IDEMPOTENT_TWIN, params![app, key], |r| {
+                let status = r.opt_text(1)?;
+                Ok(Enqueued::Repeat(
+                    r.text(0)?,
+                    status.as_deref().map(status_of).unwrap_or(Status::Sent),
+                ))
+            });
+        }
+    }
+    // The limits are read and the message stored in one immediate
+    // transaction: parallel submissions cannot both take the last place.
+    if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
+        let recent = recent_in(tx, app, m.now_unix, limits.has_windows())?;
+        if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
+            return Ok(Enqueued::Limited(hit));
+        }
+    }
+    let seq: i64 = tx.prepare_cached(sql::INSERT_MESSAGE)?.query_row(
+        params![
+            m.id,
+            m.app_id,
+            m.source,
+            m.mail_from,
+            m.subject,
+            m.body.len() as i64,
+            m.body,
+            m.now,
+            m.now_unix,
+            m.recipients.len() as i64
+        ],
+        |r| r.get(0),
+    )?;
+    let mut stmt = tx.prepare_cached(sql::INSERT_RECIPIENT)?;
+    for (i, r) in m.recipients.iter().enumerate() {
+        stmt.execute(params![seq, i as i64, r])?;
+    }
+    Ok(Enqueued::New(m.id.clone()))
+}
+
+/// Stores a batch of submissions in one transaction, one savepoint each, and
+/// commits once: one fsync for all of them. Each gets its own outcome; if the
+/// commit fails, none is stored and every one gets the error.
+pub(crate) fn enqueue_batch(
+    c: &mut Connection,
+    batch: Vec<NewMessage>,
+) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+    let mut tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(m) = batch.iter().find(|m| m.idempotency_key.is_some()) {
+        tx.execute(sql::DELETE_OLD_IDEMPOTENCY, [m.now_unix - DAY])?;
+    }
+    let mut out = Vec::with_capacity(batch.len());
+    // Per app: (messages stored, the last one's time).
+    let mut stored: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    for m in &batch {
+        let sp = tx.savepoint()?;
+        match enqueue_in(&sp, m) {
+            Ok(done @ Enqueued::New(_)) => {
+                sp.commit()?;
+                if let Some(app) = &m.app_id {
+                    let entry = stored.entry(app).or_insert((0, &m.now));
+                    *entry = (entry.0 + 1, &m.now);
+                }
+                out.push(Ok(done));
+            }
+            // Dropped, the savepoint rolls back.
+            Ok(other) => out.push(Ok(other)),
+            Err(e) => {
+                // SQLite rolls the whole transaction back on some errors (a
+                // full disk): then nothing of the batch is stored, and every
+                // submission in it gets the error.
+                if sp.is_autocommit() {
+                    return Err(StoreError::from(e));
+                }
+                out.push(Err(StoreError::from(e)));
+            }
+        }
+    }
+    for (app, (n, now)) in stored {
+        tx.execute(sql::COUNT_APP_MESSAGES, params![app, n, now])?;
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// SQLite's group: [`enqueue_batch`] on the blocking pool.
+fn sqlite_group(conn: Arc<Mutex<Connection>>) -> GroupFn {
+    Arc::new(move |messages| {
+        let conn = conn.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut c = conn
+                    .lock()
+                    .map_err(|_| StoreError::Db("database lock poisoned".into()))?;
+                enqueue_batch(&mut c, messages)
+            })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Db(e.to_string())))
+        })
+    })
+}
+
+/// Records one attempt inside a transaction.
+fn record_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    r: &AttemptRecord,
+    now: &str,
+) -> Result<(), StoreError> {
+    let Some((seq, count)) = tx
+        .query_row(sql::MESSAGE_FOR_ATTEMPT, [id], |row| {
+            Ok((row.int(0)?, row.int(1)?))
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let a = &r.attempt;
+    tx.prepare_cached(sql::ADD_ATTEMPT)?.execute(params![
+        seq,
+        a.at,
+        a.ok as i64,
+        a.stage.map(|s| s.as_str()),
+        a.code,
+        a.message,
+        a.hint,
+        r.transcript
+    ])?;
+    let mut stmt = tx.prepare_cached(sql::SET_RECIPIENT)?;
+    for o in &r.recipients {
+        stmt.execute(params![
+            seq,
+            o.idx as i64,
+            o.status.as_str(),
+            o.code,
+            o.message
+        ])?;
+    }
+    let (last_stage, last_code, last_message) = r.last_error();
+    tx.prepare_cached(sql::AFTER_ATTEMPT)?.execute(params![
+        seq,
+        r.status.as_str(),
+        now,
+        r.next_attempt_unix,
+        if r.counts { count + 1 } else { count },
+        last_stage,
+        last_code,
+        last_message,
+        r.keeps_body() as i64
+    ])?;
+    Ok(())
+}
+
+fn app_json(app: &App) -> String {
+    serde_json::to_string(&app.allowed_from).unwrap_or_else(|_| "[]".into())
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn create_app(&self, app: App, key_hash: [u8; 32]) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                sql::CREATE_APP,
+                params![
+                    app.id,
+                    app.name,
+                    key_hash.to_vec(),
+                    app_json(&app),
+                    app.rewrite_from as i64,
+                    app.created_at,
+                    limits_json(&app.limits)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn app_name_taken(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.trim().to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(sql::APP_NAME_TAKEN, [name], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare(sql::LIST_APPS)?;
+            let apps = stmt
+                .query_map([], |r| sql::app_from(r))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(apps)
+        })
+        .await
+    }
+
+    async fn revoke_app(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| Ok(c.execute(sql::REVOKE_APP, [id])? > 0))
+            .await
+    }
+
+    async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.query_row(
+                sql::UPDATE_APP,
+                params![
+                    app.id,
+                    app.name,
+                    app_json(&app),
+                    app.rewrite_from as i64,
+                    limits_json(&app.limits)
+                ],
+                |r| sql::app_from(r),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn recent(&self, app_id: &str, now_unix: i64, rows: bool) -> Result<Recent, StoreError> {
+        let app_id = app_id.to_string();
+        self.with_conn(move |c| Ok(recent_in(c, &app_id, now_unix, rows)?))
+            .await
+    }
+
+    async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(sql::APP_BY_KEY)?
+                .query_row([key_hash.to_vec()], |r| sql::app_from(r))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn app_by_id(&self, id: &str) -> Result<Option<(App, [u8; 32])>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(sql::APP_BY_ID, [id], |row| {
+                let app = sql::app_from(row)?;
+                let hash: Vec<u8> = row.get(sql::APP_COLUMN_COUNT)?;
+                Ok((app, hash.try_into().unwrap_or([0u8; 32])))
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError> {
+        Committer::enqueue(&self.committer, || sqlite_group(self.conn.clone()), m).await
+    }
+
+    async fn claim(
+        &self,
+        now_unix: i64,
+        limit: u32,
+        lease: &Lease,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let (owner, until) = (lease.owner.clone(), now_unix + lease.seconds);
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Two indexed queries rather than one with OR, which would scan
+            // the table: due messages in turn per app, then lapsed leases.
+            let mut seqs: Vec<i64> = Vec::new();
+            for pick in [sql::FAIR_DUE, sql::LAPSED] {
+                let left = limit as i64 - seqs.len() as i64;
+                if left <= 0 {
+                    break;
+                }
+                let mut stmt = tx.prepare_cached(pick)?;
+                seqs.extend(
+                    stmt.query_map(params![now_unix, left], |r| r.int(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?,
+                );
+            }
+            let mut out = Vec::new();
+            for seq in seqs {
+                let claimed = tx.prepare_cached(
+                    "UPDATE messages SET status = 'sending', locked_by = ?2, locked_until = ?3 WHERE seq = ?1
+                     RETURNING id, mail_from, body, attempt_count, created_unix, app_id",
+                )?
+                .query_row(params![seq, owner, until], |r| {
+                    Ok(Claimed {
+                        id: r.text(0)?,
+                        mail_from: r.text(1)?,
+                        body: r.get(2)?,
+                        attempt_count: r.int(3)? as u32,
+                        created_unix: r.int(4)?,
+                        app_id: r.opt_text(5)?,
+                        recipients: Vec::new(),
+                    })
+                })?;
+                let recipients = tx
+                    .prepare_cached(sql::TO_DELIVER)?
+                    .query_map([seq], |r| Ok((r.int(0)? as u32, r.text(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.push(Claimed {
+                    recipients,
+                    ..claimed
+                });
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(sql::RELEASE)?;
+                for id in &ids {
+                    stmt.execute([id])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_many(
+        &self,
+        batch: Vec<(String, AttemptRecord)>,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let now = now.to_string();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (id, r) in &batch {
+                record_in(&tx, id, r, &now)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn renew(&self, id: &str, now_unix: i64, lease: &Lease) -> Result<bool, StoreError> {
+        let (id, owner, until) = (
+            id.to_string(),
+            lease.owner.clone(),
+            now_unix + lease.seconds,
+        );
+        self.with_conn(move |c| Ok(c.execute(sql::RENEW, params![id, owner, until])? > 0))
+            .await
+    }
+
+    async fn requeue_sending(&self, _now_unix: i64) -> Result<u64, StoreError> {
+        // One process: whatever is `sending` at start was left by a crash.
+        self.with_conn(|c| {
+            Ok(c.execute(
+                "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE status = 'sending'",
+                [],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError> {
+        let now = now.to_string();
+        self.with_conn(move |c| Ok(c.execute(sql::EXPIRE, params![cutoff_unix, now])? as u64))
+            .await
+    }
+
+    async fn purge(&self, cutoff: &str) -> Result<u64, StoreError> {
+        let cutoff = cutoff.to_string();
+        self.with_conn(move |c| Ok(c.execute(sql::PURGE, [cutoff])? as u64))
+            .await
+    }
+
+    async fn counts(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
+        self.with_conn(|c| {
+            let mut counts: BTreeMap<Status, u64> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+            let mut stmt = c.prepare(sql::COUNTS)?;
+            for row in stmt.query_map([], |r| Ok((r.text(0)?, r.int(1)?)))? {
+                let (status, n) = row?;
+                counts.insert(status_of(&status), n as u64);
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn list(&self, f: ListFilter) -> Result<(Vec<Summary>, Option<String>), StoreError> {
+        self.with_conn(move |c| {
+            let limit = f.limit.clamp(1, 200);
+            let like = f.search_pattern();
+            let mut stmt = c.prepare_cached(&sql::list(sql::SQLITE_TO))?;
+            let mut rows = stmt
+                .query_map(
+                    params![
+                        f.status.map(|s| s.as_str()),
+                        f.app,
+                        like,
+                        f.before,
+                        limit as i64 + 1
+                    ],
+                    |r| sql::summary_from(r),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next = page_end(&mut rows, limit);
+            Ok((rows, next))
+        })
+        .await
+    }
+
+    async fn details(&self, id: &str) -> Result<Option<Details>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let Some(summary) = summary_by_id(c, &id)? else {
+                return Ok(None);
+            };
+            let recipients = c
+                .prepare_cached(sql::RECIPIENTS_OF)?
+                .query_map([&id], |r| sql::recipient_from(r))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let attempts = c
+                .prepare_cached(sql::ATTEMPTS_OF)?
+                .query_map([&id], |r| sql::attempt_from(r))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(Details {
+                summary,
+                recipients,
+                attempts,
+            }))
+        })
+        .await
+    }
+
+    async fn retry(&self, id: &str, now: &str, now_unix: i64) -> Result<Summary, ChangeError> {
+        let (id, now) = (id.to_string(), now.to_string());
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some((status, has_body)) = status_and_body(&tx, &id)? else {
+                return Ok(Err(ChangeError::NotFound));
+            };
+            if let Err(e) = super::queue::may_retry(status, has_body) {
+                return Ok(Err(e));
+            }
+            tx.execute(sql::RETRY, params![id, now, now_unix])?;
+            tx.execute(sql::RETRY_RECIPIENTS, [&id])?;
+            let s = summary_by_id(&tx, &id)?;
+            tx.commit()?;
+            Ok(s.ok_or(ChangeError::NotFound))
+        })
+        .await?
+    }
+
+    async fn cancel(&self, id: &str, now: &str) -> Result<Summary, ChangeError> {
+        let (id, now) = (id.to_string(), now.to_string());
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some((status, _)) = status_and_body(&tx, &id)? else {
+                return Ok(Err(ChangeError::NotFound));
+            };
+            if let Err(e) = super::queue::may_cancel(status) {
+                return Ok(Err(e));
+            }
+            tx.execute(sql::CANCEL, params![id, now])?;
+            let s = summary_by_id(&tx, &id)?;
+            tx.commit()?;
+            Ok(s.ok_or(ChangeError::NotFound))
+        })
+        .await?
+    }
+
+    async fn pause_state(&self) -> Result<Option<Paused>, StoreError> {
+        self.with_conn(|c| {
+            Ok(c.query_row(sql::PAUSE, [], |r| sql::paused_from(r))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            match p {
+                None => {
+                    c.execute(sql::RESUME, [])?;
+                }
+                Some(p) => {
+                    c.execute(
+                        sql::SET_PAUSE,
+                        params![p.since, p.stage.as_str(), p.code, p.message, p.hint],
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// A message's status and whether it still has its body.
+fn status_and_body(c: &Connection, id: &str) -> rusqlite::Result<Option<(Status, bool)>> {
+    c.query_row(sql::STATUS_AND_BODY, [id], |r| {
+        Ok((status_of(&r.text(0)?), r.int(1)? != 0))
+    })
+    .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{transcript_without_content, SCHEMA};
+    use rusqlite_migration::{Migrations, M};
+
+    #[test]
+    fn the_database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        SqliteStore::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn transcripts_lose_the_content_and_keep_the_replies() {
+        let t = "C: MAIL FROM:<a@b.c>\nS: 250 ok\nC: DATA\nS: 354 go ahead\nC: Subject: secret\nC: \nC: the body\nC: .\nS: 250 2.0.0 OK queued\nC: QUIT\n";
+        let stripped = transcript_without_content(t);
+        assert_eq!(stripped, "C: MAIL FROM:<a@b.c>\nS: 250 ok\nC: DATA\nS: 354 go ahead\nC: (message content, not kept)\nC: .\nS: 250 2.0.0 OK queued\nC: QUIT\n");
+        assert_eq!(
+            transcript_without_content(&stripped),
+            stripped,
+            "idempotent"
+        );
+        let cut = "S: 354 go\nC: body line\n";
+        assert!(!transcript_without_content(cut).contains("body line"));
+    }
+
+    #[test]
+    fn a_release_database_opens_with_its_data_and_orphans_go() {
+        // A database as the last release left it: its six schema steps, a
+        // message with a recipient and an attempt, and an orphan recipient.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailroom.db");
+        {
+            let mut c = Connection::open(&path).unwrap();
+            Migrations::new(SCHEMA[..6].iter().map(|sql| M::up(sql)).collect())
+                .to_latest(&mut c)
+                .unwrap();
+            // An orphan can only come from a SQLite built without foreign
+            // keys (the bundled one turns them on by default).
+            c.pragma_update(None, "foreign_keys", "OFF").unwrap();
+            c.execute_batch(
+                "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at)
+                   VALUES ('app_old', 'Old', x'00', '[]', 0, '2026-11-01T00:00:00Z');
+                 INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix)
+                   VALUES ('msg_old', 'app_old', 'a@b.c', 'kept', 5, x'41', 'queued', '2026-11-01T00:00:00Z', 1790000000, '2026-11-01T00:00:00Z', 0);
+                 INSERT INTO recipients (message_seq, idx, address, status) VALUES (1, 0, 'x@y.z', 'queued'), (1, 1, 'w@y.z', 'queued');
+                 INSERT INTO attempts (message_seq, n, at, ok, message, transcript)
+                   VALUES (1, 1, '2026-11-01T00:00:00Z', 0, 'deferred', 'S: 354 go\nC: secret body\nC: .\nS: 451 later\n');
+                 INSERT INTO recipients (message_seq, idx, address, status) VALUES (99, 0, 'orphan@y.z', 'queued');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let c = store.conn.lock().unwrap();
+        let (subject, rcpts): (String, i64) = c
+            .query_row(
+                "SELECT subject, rcpt_count FROM messages WHERE id = 'msg_old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (subject.as_str(), rcpts),
+            ("kept", 2),
+            "data kept, new column filled"
+        );
+        let limits: Option<String> = c
+            .query_row("SELECT limits FROM apps", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(limits, None, "an old app gets the default limits");
+        let orphans: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM recipients WHERE message_seq = 99",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0);
+        let t: String = c
+            .query_row("SELECT transcript FROM attempts", [], |r| r.get(0))
+            .unwrap();
+        assert!(!t.contains("secret body") && t.contains("451 later"), "{t}");
+        // And the cascade works now.
+        c.execute("DELETE FROM messages WHERE id = 'msg_old'", [])
+            .unwrap();
+        let left: i64 = c
+            .query_row("SELECT COUNT(*) FROM recipients", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "ON DELETE CASCADE");
+    }
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+
+    fn message(id: &str, body: Vec<u8>) -> NewMessage {
+        NewMessage {
+            id: id.into(),
+            app_id: Some("app_1".into()),
+            source: None,
+            mail_from: "a@b.example".into(),
+            recipients: vec!["c@d.example".into()],
+            subject: "s".into(),
+            body,
+            idempotency_key: None,
+            limits: None,
+            now: "2026-11-26T00:00:00Z".into(),
+            now_unix: 1_795_000_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_commit_gives_each_submission_its_own_outcome() {
+        use mailroom_shared::sending::AppLimits;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        let limits = AppLimits {
+            messages_per_hour: Some(2),
+            ..AppLimits::default()
+        };
+        let with = |id: &str, key: Option<&str>| {
+            let mut m = message(id, b"x".to_vec());
+            m.limits = Some(limits);
+            m.idempotency_key = key.map(str::to_string);
+            m
+        };
+        let batch = vec![
+            with("msg_1", Some("k")),
+            with("msg_twin", Some("k")),
+            with("msg_2", None),
+            with("msg_3", None),
+        ];
+        let out = store
+            .with_conn(move |c| enqueue_batch(c, batch))
+            .await
+            .unwrap();
+        assert_eq!(out[0].as_ref().unwrap(), &Enqueued::New("msg_1".into()));
+        assert!(
+            matches!(out[1], Ok(Enqueued::Repeat(ref id, _)) if id == "msg_1"),
+            "{:?}",
+            out[1]
+        );
+        assert_eq!(out[2].as_ref().unwrap(), &Enqueued::New("msg_2".into()));
+        assert!(
+            matches!(out[3], Ok(Enqueued::Limited(_))),
+            "the third within the hour: {:?}",
+            out[3]
+        );
+        assert_eq!(store.counts().await.unwrap()[&Status::Queued], 2);
+        // Through the committer: 64 at once, every one stored and answered.
+        let store = std::sync::Arc::new(store);
+        let tries = (0..64).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .enqueue(message(&format!("msg_p{i}"), b"y".to_vec()))
+                    .await
+            })
+        });
+        for t in futures_util::future::join_all(tries).await {
+            assert!(matches!(t.unwrap(), Ok(Enqueued::New(_))));
+        }
+        assert_eq!(store.counts().await.unwrap()[&Status::Queued], 66);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_a_typed_error_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store
+            .enqueue(message("msg_small", vec![b'x'; 100]))
+            .await
+            .unwrap();
+        // Cap the database where it stands: the next large write finds the disk full.
+        store
+            .with_conn(|c| {
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                c.query_row(
+                    &format!("PRAGMA max_page_count = {}", pages + 1),
+                    [],
+                    |_| Ok(()),
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let full = store
+            .enqueue(message("msg_big", vec![b'y'; 64 * 1024]))
+            .await;
+        assert!(matches!(full, Err(StoreError::Full)), "{full:?}");
+        let answer = axum::response::IntoResponse::into_response(crate::error::AppError::from(
+            StoreError::Full,
+        ));
+        assert_eq!(
+            answer.status(),
+            axum::http::StatusCode::INSUFFICIENT_STORAGE
+        );
+        let counts = store.counts().await.unwrap();
+        assert_eq!(
+            counts[&Status::Queued],
+            1,
+            "the small one stays, nothing half-stored"
+        );
+        assert!(store.details("msg_big").await.unwrap().is_none());
+    }
+}
