@@ -43,6 +43,22 @@ pub async fn json(method: Method, path: &str) -> Result<wasm_bindgen::JsValue, A
     json_body(method, path, None).await
 }
 
+/// [`json`] read with one of [`crate::read`]'s readers; an answer of
+/// another shape is an error that says so.
+pub async fn typed<T>(
+    method: Method,
+    path: &str,
+    read: fn(&wasm_bindgen::JsValue) -> Option<T>,
+) -> Result<T, ApiError> {
+    let v = json(method, path).await?;
+    read(&v).ok_or_else(|| {
+        ApiError::Other(
+            "The server's answer was not understood. Reload the page: the server may be newer than it."
+                .into(),
+        )
+    })
+}
+
 /// [`json`] with a request body, already encoded.
 pub async fn json_body(
     method: Method,

@@ -12,7 +12,7 @@ pub mod route;
 pub mod state;
 
 use mailroom_shared::api::SettingsResponse;
-use wasm_bindgen::JsValue;
+use mailroom_shared::sending::{QueueState, Status};
 use yew::prelude::*;
 
 use api::{json, ApiError};
@@ -115,11 +115,10 @@ pub struct SignedProps {
 }
 
 /// Messages that wait for delivery: queued or deferred, from `GET /api/queue`.
-pub fn waiting(queue: &JsValue) -> u64 {
-    let counts = markup::get(queue, "counts");
-    ["queued", "deferred"]
+pub fn waiting(queue: &QueueState) -> u64 {
+    [Status::Queued, Status::Deferred]
         .iter()
-        .map(|s| markup::get(&counts, s).as_f64().unwrap_or(0.0) as u64)
+        .filter_map(|s| queue.counts.get(s))
         .sum()
 }
 
@@ -129,14 +128,19 @@ pub fn waiting(queue: &JsValue) -> u64 {
 #[function_component(Signed)]
 pub fn signed(p: &SignedProps) -> Html {
     let view = use_view();
-    let queue = use_state(|| None::<JsValue>);
+    let queue = use_state(|| None::<QueueState>);
     let refresh = {
         let (queue, unauthorized) = (queue.clone(), p.on_unauthorized.clone());
         Callback::from(move |()| {
             let (queue, unauthorized) = (queue.clone(), unauthorized.clone());
             crate::spawn(async move {
                 match json(gloo_net::http::Method::GET, "/api/queue").await {
-                    Ok(q) => queue.set(Some(q)),
+                    // An answer of another shape keeps the last state.
+                    Ok(q) => {
+                        if let Some(q) = read::queue_state(&q) {
+                            queue.set(Some(q));
+                        }
+                    }
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     // A missed poll keeps the last state; the next one tries again.
                     Err(_) => {}
@@ -172,10 +176,9 @@ pub fn signed(p: &SignedProps) -> Html {
             });
         })
     };
-    let paused = queue.as_ref().and_then(|q| {
-        let p = markup::get(q, "paused");
-        p.is_object().then(|| (p, waiting(q)))
-    });
+    let paused = queue
+        .as_ref()
+        .and_then(|q| q.paused.as_ref().map(|p| (p, waiting(q))));
     let copy = Callback::from(|e: MouseEvent| {
         markup::copy_click(&e);
     });
@@ -193,7 +196,7 @@ pub fn signed(p: &SignedProps) -> Html {
         </header>
         <main class={classes!("page", (view != View::Settings).then_some("wide"))}>
             if let Some((paused, waiting)) = paused {
-                <div onclick={copy}>{ pause_banner(&paused, waiting) }</div>
+                <div onclick={copy}>{ pause_banner(paused, waiting) }</div>
             }
             <div hidden={view != View::Settings}>
                 <SettingsForm initial={p.initial.clone()} on_unauthorized={p.on_unauthorized.clone()}

@@ -1,12 +1,19 @@
-//! The few typed answers the page needs, read from the JSON as the browser
-//! parsed it: `GET /api/settings`, apps and error bodies. Reading them by hand
+//! Every typed answer the page reads, from the JSON as the browser parsed
+//! it: settings, apps, message summaries and details, the queue's state, test
+//! results and error bodies. Reading them by hand
 //! keeps every serde `Deserialize` out of the bundle (about 13 KB gzipped
 //! together with the decoder); `frontend/tests/page.rs` checks each reader
 //! against what serde_json writes, so they cannot drift from the schema.
 
 use mailroom_shared::FieldMessages;
 
-use mailroom_shared::api::{ErrorBody, PublicSettings, SettingsResponse};
+use mailroom_shared::api::{
+    Direction, ErrorBody, PublicSettings, SettingsResponse, Stage, StageTiming, TestResult,
+    TokenClaims, TranscriptLine,
+};
+use mailroom_shared::sending::{
+    Attempt, Details, LastError, Paused, QueueState, RecipientState, Status, Summary,
+};
 use mailroom_shared::EnumId;
 use wasm_bindgen::JsValue;
 
@@ -189,4 +196,182 @@ pub fn error_body(v: &JsValue) -> Option<ErrorBody> {
         }
     }
     Some(ErrorBody { message, errors })
+}
+
+/// A required string field.
+fn string(o: &JsValue, key: &str) -> Option<String> {
+    get(o, key).as_string()
+}
+
+/// A required whole number field in `0..=max`.
+fn whole(o: &JsValue, key: &str, max: f64) -> Option<u64> {
+    let n = get(o, key).as_f64()?;
+    (n.fract() == 0.0 && (0.0..=max).contains(&n)).then_some(n as u64)
+}
+
+/// The largest whole number a JSON number holds exactly.
+const EXACT: f64 = 9.0e15;
+
+/// An array field, each item read with `each`; absent is empty.
+fn list<T>(o: &JsValue, key: &str, each: impl Fn(&JsValue) -> Option<T>) -> Option<Vec<T>> {
+    let v = get(o, key);
+    if absent(&v) {
+        return Some(Vec::new());
+    }
+    if !js_sys::Array::is_array(&v) {
+        return None;
+    }
+    js_sys::Array::from(&v).iter().map(|i| each(&i)).collect()
+}
+
+/// An object field read with `each`; `Some(None)` when absent or null.
+fn opt_object<T>(
+    o: &JsValue,
+    key: &str,
+    each: impl Fn(&JsValue) -> Option<T>,
+) -> Option<Option<T>> {
+    let v = get(o, key);
+    if absent(&v) {
+        return Some(None);
+    }
+    if !v.is_object() {
+        return None;
+    }
+    each(&v).map(Some)
+}
+
+fn stage(o: &JsValue, key: &str) -> Option<Stage> {
+    Stage::from_name(&get(o, key).as_string()?)
+}
+
+fn opt_stage(o: &JsValue, key: &str) -> Option<Option<Stage>> {
+    match opt_string(o, key)? {
+        None => Some(None),
+        Some(name) => Stage::from_name(&name).map(Some),
+    }
+}
+
+fn status(o: &JsValue, key: &str) -> Option<Status> {
+    Status::from_name(&get(o, key).as_string()?)
+}
+
+/// A SUMMARY (docs/API.md §9), as lists show a message.
+pub fn summary(v: &JsValue) -> Option<Summary> {
+    if !v.is_object() {
+        return None;
+    }
+    Some(Summary {
+        id: string(v, "id")?,
+        app: opt_string(v, "app")?,
+        from: string(v, "from")?,
+        to: list(v, "to", JsValue::as_string)?,
+        subject: string_or(v, "subject", String::new())?,
+        size: whole(v, "size", EXACT)?,
+        status: status(v, "status")?,
+        created_at: string(v, "created_at")?,
+        updated_at: string(v, "updated_at")?,
+        attempt_count: whole(v, "attempt_count", u32::MAX as f64)? as u32,
+        last_error: opt_object(v, "last_error", |e| {
+            Some(LastError {
+                stage: stage(e, "stage")?,
+                code: opt_string(e, "code")?,
+                message: string(e, "message")?,
+            })
+        })?,
+    })
+}
+
+/// `GET /api/messages/{id}`: the summary with recipients and attempts.
+pub fn details(v: &JsValue) -> Option<Details> {
+    Some(Details {
+        summary: summary(v)?,
+        recipients: list(v, "recipients", |r| {
+            Some(RecipientState {
+                address: string(r, "address")?,
+                status: status(r, "status")?,
+                code: opt_string(r, "code")?,
+                message: opt_string(r, "message")?,
+            })
+        })?,
+        attempts: list(v, "attempts", |a| {
+            Some(Attempt {
+                at: string(a, "at")?,
+                ok: get(a, "ok").as_bool()?,
+                stage: opt_stage(a, "stage")?,
+                code: opt_string(a, "code")?,
+                message: string(a, "message")?,
+                hint: opt_string(a, "hint")?,
+            })
+        })?,
+    })
+}
+
+/// A pause (docs/API.md §9).
+fn paused(p: &JsValue) -> Option<Paused> {
+    Some(Paused {
+        since: string(p, "since")?,
+        stage: stage(p, "stage")?,
+        code: opt_string(p, "code")?,
+        message: string(p, "message")?,
+        hint: opt_string(p, "hint")?,
+    })
+}
+
+/// `GET /api/queue`: the counts by status (a missing one is 0) and the pause.
+pub fn queue_state(v: &JsValue) -> Option<QueueState> {
+    let c = get(v, "counts");
+    if !c.is_object() {
+        return None;
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for s in Status::ALL {
+        counts.insert(s, whole_or(&c, s.as_str(), 0, EXACT)?);
+    }
+    Some(QueueState {
+        counts,
+        paused: opt_object(v, "paused", paused)?,
+    })
+}
+
+/// A test email's outcome (docs/API.md §5).
+pub fn test_result(v: &JsValue) -> Option<TestResult> {
+    if !v.is_object() {
+        return None;
+    }
+    Some(TestResult {
+        ok: get(v, "ok").as_bool()?,
+        stage: opt_stage(v, "stage")?,
+        code: opt_string(v, "code")?,
+        message: string(v, "message")?,
+        hint: opt_string(v, "hint")?,
+        stages: list(v, "stages", |s| {
+            Some(StageTiming {
+                name: stage(s, "name")?,
+                ok: get(s, "ok").as_bool()?,
+                ms: whole(s, "ms", EXACT)?,
+            })
+        })?,
+        transcript: list(v, "transcript", |l| {
+            Some(TranscriptLine {
+                dir: match string(l, "dir")?.as_str() {
+                    "client" => Direction::Client,
+                    "server" => Direction::Server,
+                    _ => return None,
+                },
+                line: string(l, "line")?,
+            })
+        })?,
+        token_claims: opt_object(v, "token_claims", |c| {
+            Some(TokenClaims {
+                aud: opt_string(c, "aud")?,
+                tid: opt_string(c, "tid")?,
+                appid: opt_string(c, "appid")?,
+                roles: list(c, "roles", JsValue::as_string)?,
+                exp: match opt_whole(c, "exp", EXACT)? {
+                    Some(n) => Some(n as i64),
+                    None => None,
+                },
+            })
+        })?,
+    })
 }

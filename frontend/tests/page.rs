@@ -329,8 +329,6 @@ async fn result_panel_shows_stage_code_hint_commands_and_transcript() {
         transcript: vec![TranscriptLine { dir: Direction::Client, line: "AUTH XOAUTH2 *****".into() }],
         token_claims: None,
     };
-    // As the browser parses the server's JSON.
-    let result = js_sys::JSON::parse(&serde_json::to_string(&result).unwrap()).unwrap();
     yew::Renderer::<ResultPanel>::with_root_and_props(root.clone(), ResultPanelProps { result })
         .render();
     yew::scheduler::flush().await;
@@ -472,6 +470,201 @@ fn the_app_reader_takes_what_serde_json_writes() {
     ] {
         assert_eq!(app(&parsed(bad)), None, "{bad}");
     }
+}
+
+/// Activity, the banner and the test dialog read SUMMARY, DETAILS, the
+/// queue's state and TEST_RESULT by hand: what serde_json writes for each
+/// shared type comes back the same, every status and stage included, and a
+/// wrong type is refused rather than shown as empty.
+#[wasm_bindgen_test]
+fn the_activity_and_test_readers_take_what_serde_json_writes() {
+    use mailroom_frontend::read::{details, queue_state, summary, test_result};
+    use mailroom_shared::api::TokenClaims;
+    use mailroom_shared::sending::{
+        Attempt, Details, LastError, Paused, QueueState, RecipientState, Status, Summary,
+    };
+    let mut n = 0;
+    for status in Status::ALL {
+        for stage in Stage::ALL {
+            n += 1;
+            let s = Summary {
+                id: format!("msg_{n}"),
+                app: (n % 2 == 0).then(|| "app_1".to_string()),
+                from: mailroom_shared::fixtures::mailer(),
+                to: (0..n % 3).map(|i| format!("r{i}@example.org")).collect(),
+                subject: "Quoted “subject” \\ and \"more\"".into(),
+                size: 9_007_199_254_740 + n,
+                status,
+                created_at: "2026-11-26T10:00:00Z".into(),
+                updated_at: "2026-11-26T10:01:00Z".into(),
+                attempt_count: n as u32,
+                last_error: (n % 2 == 1).then(|| LastError {
+                    stage,
+                    code: (n % 3 == 0).then(|| "5.1.1".to_string()),
+                    message: "The recipient does not exist.".into(),
+                }),
+            };
+            let text = serde_json::to_string(&s).unwrap();
+            assert_eq!(summary(&parsed(&text)).as_ref(), Some(&s), "{text}");
+            let d = Details {
+                summary: s.clone(),
+                recipients: vec![RecipientState {
+                    address: "r0@example.org".into(),
+                    status,
+                    code: (n % 2 == 0).then(|| "250".to_string()),
+                    message: Some("250 2.0.0 OK <id> [Hostname=X]".into()),
+                }],
+                attempts: vec![Attempt {
+                    at: "2026-11-26T10:01:00Z".into(),
+                    ok: n % 2 == 0,
+                    stage: (n % 2 == 1).then_some(stage),
+                    code: None,
+                    message: "m".into(),
+                    hint: Some("h".into()),
+                }],
+            };
+            let text = serde_json::to_string(&d).unwrap();
+            assert_eq!(details(&parsed(&text)).as_ref(), Some(&d), "{text}");
+            let q = QueueState {
+                counts: Status::ALL.iter().map(|s| (*s, n as u64)).collect(),
+                paused: (n % 2 == 0).then(|| Paused {
+                    since: "2026-11-26T10:00:00Z".into(),
+                    stage,
+                    code: None,
+                    message: "paused".into(),
+                    hint: Some("fix".into()),
+                }),
+            };
+            let text = serde_json::to_string(&q).unwrap();
+            assert_eq!(queue_state(&parsed(&text)).as_ref(), Some(&q), "{text}");
+            let r = TestResult {
+                ok: n % 2 == 0,
+                stage: (n % 2 == 1).then_some(stage),
+                code: Some("AADSTS7000215".into()),
+                message: "m".into(),
+                hint: None,
+                stages: vec![StageTiming {
+                    name: stage,
+                    ok: true,
+                    ms: n as u64,
+                }],
+                transcript: vec![
+                    TranscriptLine {
+                        dir: Direction::Client,
+                        line: "EHLO x".into(),
+                    },
+                    TranscriptLine {
+                        dir: Direction::Server,
+                        line: "250 ok".into(),
+                    },
+                ],
+                token_claims: (n % 2 == 0).then(|| TokenClaims {
+                    aud: Some("https://outlook.office365.com".into()),
+                    tid: None,
+                    appid: Some("a".into()),
+                    roles: vec!["SMTP.SendAsApp".into()],
+                    exp: Some(1_795_000_000),
+                }),
+            };
+            let text = serde_json::to_string(&r).unwrap();
+            assert_eq!(test_result(&parsed(&text)).as_ref(), Some(&r), "{text}");
+        }
+    }
+    assert_eq!(n as usize, Status::ALL.len() * Stage::ALL.len());
+    for bad in [
+        r#"{"id": "m", "from": "f", "status": "lost", "size": 1, "created_at": "t", "updated_at": "t", "attempt_count": 0}"#,
+        r#"{"id": "m", "from": "f", "status": "sent", "size": -1, "created_at": "t", "updated_at": "t", "attempt_count": 0}"#,
+        r#"{"id": "m", "from": "f", "status": "sent", "size": 1, "created_at": "t", "updated_at": "t", "attempt_count": 0, "to": "x"}"#,
+        r#"{"id": "m", "from": "f", "status": "sent", "size": 1, "created_at": "t", "updated_at": "t", "attempt_count": 0, "last_error": {"stage": "mars", "message": "m"}}"#,
+    ] {
+        assert_eq!(summary(&parsed(bad)), None, "{bad}");
+    }
+    assert_eq!(queue_state(&parsed(r#"{"counts": {"queued": "4"}}"#)), None);
+    assert_eq!(queue_state(&parsed(r#"{"paused": null}"#)), None);
+    assert_eq!(
+        test_result(&parsed(
+            r#"{"ok": true, "message": "m", "transcript": [{"dir": "up", "line": "x"}]}"#
+        )),
+        None
+    );
+}
+
+/// Activity's reducer: a refresh replaces the rows it covers and keeps
+/// older pages, "Load more" appends without twins, details only land on the
+/// open message, and Retry replaces its row and says so.
+#[wasm_bindgen_test]
+fn the_activity_reducer_merges_pages_and_keeps_the_open_message() {
+    use mailroom_frontend::hooks::activity::Page;
+    use mailroom_frontend::hooks::{ActivityAction, ActivityState};
+    use mailroom_shared::sending::{Details, Status, Summary};
+    use std::rc::Rc;
+    use yew::functional::Reducible;
+    let row = |i: u32, status: Status| Summary {
+        id: format!("msg_{i}"),
+        app: None,
+        from: "f".into(),
+        to: Vec::new(),
+        subject: format!("s{i}"),
+        size: 1,
+        status,
+        created_at: "t".into(),
+        updated_at: "t".into(),
+        attempt_count: 0,
+        last_error: None,
+    };
+    let ids = |s: &ActivityState| s.messages.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    let page = |from: u32, to: u32, next: Option<&str>| Page {
+        messages: (from..to).rev().map(|i| row(i, Status::Queued)).collect(),
+        next: next.map(str::to_string),
+    };
+    let s = Rc::new(ActivityState::default());
+    // msg_9..msg_7, then "Load more" msg_6..msg_4 (msg_7 again is no twin).
+    let s = s.reduce(ActivityAction::First {
+        page: page(7, 10, Some("msg_7")),
+        limit: 3,
+    });
+    assert!(s.loaded);
+    let s = s.reduce(ActivityAction::More(page(4, 8, Some("msg_4"))));
+    assert_eq!(
+        ids(&s),
+        ["msg_9", "msg_8", "msg_7", "msg_6", "msg_5", "msg_4"]
+    );
+    // A refresh of the first 3 (a new message came): older rows stay, the cursor too.
+    let s = s.reduce(ActivityAction::First {
+        page: page(8, 11, Some("msg_8")),
+        limit: 3,
+    });
+    assert_eq!(
+        ids(&s),
+        ["msg_10", "msg_9", "msg_8", "msg_6", "msg_5", "msg_4"]
+    );
+    assert_eq!(s.next.as_deref(), Some("msg_4"));
+    // Details land only on the open message.
+    let s = s.reduce(ActivityAction::Toggle("msg_9".into()));
+    let d = |i| Details {
+        summary: row(i, Status::Failed),
+        recipients: Vec::new(),
+        attempts: Vec::new(),
+    };
+    let s = s.reduce(ActivityAction::Details(d(8)));
+    assert_eq!(s.details, None, "not the open one");
+    let s = s.reduce(ActivityAction::Details(d(9)));
+    assert_eq!(
+        s.details.as_ref().map(|d| d.summary.id.as_str()),
+        Some("msg_9")
+    );
+    // Retry replaces the row and says so.
+    let s = s.reduce(ActivityAction::Changed {
+        summary: row(9, Status::Queued),
+        retried: true,
+    });
+    assert_eq!(s.notice.as_deref(), Some("Queued again: msg_9"));
+    assert_eq!(s.messages[1].status, Status::Queued);
+    // Closing forgets the details; a failure keeps the rows.
+    let s = s.reduce(ActivityAction::Toggle("msg_9".into()));
+    assert_eq!((s.open.as_deref(), s.details.as_ref()), (None, None));
+    let s = s.reduce(ActivityAction::Failed("offline".into()));
+    assert_eq!((s.error.as_deref(), s.messages.len()), (Some("offline"), 6));
 }
 
 /// The page reads `GET /api/settings` and error bodies by hand

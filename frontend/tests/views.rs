@@ -142,9 +142,20 @@ fn scans() -> String {
     ["scans", "@", "contoso.com"].concat()
 }
 
+/// An APP as the server writes it (serde_json of the shared type).
 fn app_json(id: &str, name: &str) -> Value {
-    json!({"id": id, "name": name, "created_at": "2026-11-20T09:00:00Z", "last_used_at": null,
-           "messages": 3, "allowed_from": [scans()], "rewrite_from": false})
+    serde_json::to_value(mailroom_shared::sending::App {
+        id: id.into(),
+        name: name.into(),
+        created_at: "2026-11-20T09:00:00Z".into(),
+        last_used_at: None,
+        messages: 3,
+        allowed_from: vec![scans()],
+        rewrite_from: false,
+        limits: Default::default(),
+        usage: Default::default(),
+    })
+    .unwrap()
 }
 
 fn apps_routes(apps: Vec<Value>) {
@@ -417,8 +428,17 @@ async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away
     route(
         "POST /api/settings/test",
         200,
-        &json!({"ok": true, "stage": null, "code": null, "message": "Accepted.", "hint": null,
-                "stages": [], "transcript": [], "token_claims": null}),
+        &serde_json::to_value(mailroom_shared::api::TestResult {
+            ok: true,
+            stage: None,
+            code: None,
+            message: "Accepted.".into(),
+            hint: None,
+            stages: Vec::new(),
+            transcript: Vec::new(),
+            token_claims: None,
+        })
+        .unwrap(),
     );
     let root = fresh_root();
     yew::Renderer::<SettingsForm>::with_root_and_props(
@@ -487,11 +507,28 @@ async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away
     );
 }
 
+/// `GET /api/queue` as the server writes it (serde_json of the shared type).
 fn paused_queue(paused: bool) -> Value {
-    json!({"counts": {"queued": 4, "sending": 0, "sent": 10, "deferred": 1, "failed": 2, "cancelled": 0},
-           "paused": if paused { json!({"since": "2026-11-26T10:00:00Z", "stage": "token", "code": "AADSTS7000215",
-               "message": "Microsoft refused the client secret.",
-               "hint": "Paste the secret's Value, not its Secret ID: `New client secret` in Certificates & secrets."}) } else { json!(null) }})
+    use mailroom_shared::sending::{Paused, QueueState, Status};
+    let q = QueueState {
+        counts: [
+            (Status::Queued, 4),
+            (Status::Sending, 0),
+            (Status::Sent, 10),
+            (Status::Deferred, 1),
+            (Status::Failed, 2),
+            (Status::Cancelled, 0),
+        ]
+        .into(),
+        paused: paused.then(|| Paused {
+            since: "2026-11-26T10:00:00Z".into(),
+            stage: mailroom_shared::api::Stage::Token,
+            code: Some("AADSTS7000215".into()),
+            message: "Microsoft refused the client secret.".into(),
+            hint: Some("Paste the secret's Value, not its Secret ID: `New client secret` in Certificates & secrets.".into()),
+        }),
+    };
+    serde_json::to_value(q).unwrap()
 }
 
 #[wasm_bindgen_test]
@@ -606,12 +643,34 @@ async fn mount_activity() -> Element {
     root
 }
 
+/// A SUMMARY as the server writes it (serde_json of the shared type).
+fn summary_of(id: &str, status: &str, subject: &str) -> mailroom_shared::sending::Summary {
+    use mailroom_shared::sending::{LastError, Status, Summary};
+    let status = Status::from_name(status).unwrap();
+    Summary {
+        id: id.into(),
+        app: Some("app_1".into()),
+        from: ["mailer", "@", "contoso.com"].concat(),
+        to: vec![
+            ["a", "@", "example.org"].concat(),
+            ["b", "@", "example.org"].concat(),
+        ],
+        subject: subject.into(),
+        size: 812,
+        status,
+        created_at: "2026-11-26T10:00:00Z".into(),
+        updated_at: "2026-11-26T10:01:00Z".into(),
+        attempt_count: 1,
+        last_error: (status == Status::Failed).then(|| LastError {
+            stage: mailroom_shared::api::Stage::Send,
+            code: Some("5.1.1".into()),
+            message: "The recipient does not exist.".into(),
+        }),
+    }
+}
+
 fn summary(id: &str, status: &str, subject: &str) -> Value {
-    json!({"id": id, "app": "app_1", "from": (["mailer", "@", "contoso.com"].concat()),
-           "to": [(["a", "@", "example.org"].concat()), (["b", "@", "example.org"].concat())],
-           "subject": subject, "size": 812, "status": status,
-           "created_at": "2026-11-26T10:00:00Z", "updated_at": "2026-11-26T10:01:00Z", "attempt_count": 1,
-           "last_error": if status == "failed" { json!({"stage": "send", "code": "5.1.1", "message": "The recipient does not exist."}) } else { json!(null) }})
+    serde_json::to_value(summary_of(id, status, subject)).unwrap()
 }
 
 #[wasm_bindgen_test]
@@ -622,10 +681,27 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
         200,
         &json!({"messages": [summary("msg_2", "failed", "Invoice 7"), summary("msg_1", "sent", "Ticket 42")], "next": "msg_1"}),
     );
-    let mut details = summary("msg_2", "failed", "Invoice 7");
-    details["recipients"] = json!([{"address": (["a", "@", "example.org"].concat()), "status": "failed", "code": "5.1.1", "message": "550 5.1.1 User unknown"}]);
-    details["attempts"] = json!([{"at": "2026-11-26T10:01:00Z", "ok": false, "stage": "send", "code": "5.1.1",
-        "message": "The recipient does not exist.", "hint": "Check the address for typos."}]);
+    let details = {
+        use mailroom_shared::sending::{Attempt, Details, RecipientState, Status};
+        serde_json::to_value(Details {
+            summary: summary_of("msg_2", "failed", "Invoice 7"),
+            recipients: vec![RecipientState {
+                address: ["a", "@", "example.org"].concat(),
+                status: Status::Failed,
+                code: Some("5.1.1".into()),
+                message: Some("550 5.1.1 User unknown".into()),
+            }],
+            attempts: vec![Attempt {
+                at: "2026-11-26T10:01:00Z".into(),
+                ok: false,
+                stage: Some(mailroom_shared::api::Stage::Send),
+                code: Some("5.1.1".into()),
+                message: "The recipient does not exist.".into(),
+                hint: Some("Check the address for typos.".into()),
+            }],
+        })
+        .unwrap()
+    };
     route("GET /api/messages/msg_2", 200, &details);
     route(
         "POST /api/messages/msg_2/retry",

@@ -179,6 +179,20 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in the order a test runs them.
+    pub const ALL: [Stage; 5] = [
+        Stage::Token,
+        Stage::Connect,
+        Stage::Tls,
+        Stage::Auth,
+        Stage::Send,
+    ];
+
+    /// The stage with this JSON name.
+    pub fn from_name(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The stage's JSON name.
     pub fn as_str(self) -> &'static str {
         match self {

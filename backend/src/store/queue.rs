@@ -417,15 +417,7 @@ pub(crate) fn status_of(text: &str) -> Status {
 
 /// A stored stage name as a [`Stage`].
 pub(crate) fn stage_of(text: &str) -> Option<Stage> {
-    [
-        Stage::Token,
-        Stage::Connect,
-        Stage::Tls,
-        Stage::Auth,
-        Stage::Send,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
+    Stage::from_name(text)
 }
 
 /// Stored limits; apps made before limits existed get the defaults.

@@ -1,16 +1,16 @@
 //! Small pieces the views share: times, and the pause banner.
 
-use wasm_bindgen::JsValue;
+use mailroom_shared::sending::Paused;
 use yew::prelude::*;
 
-use crate::markup::{hint, stage_line, text, Markup};
+use crate::markup::{hint, stage_line, Markup};
 
 pub use crate::markup::local_time;
 
 /// The banner on every view while delivery is paused: what failed, the fix,
 /// how many messages wait, and the way to the settings. Its copy buttons
 /// need [`crate::markup::copy_click`] on a parent.
-pub fn pause_banner(paused: &JsValue, waiting: u64) -> Html {
+pub fn pause_banner(paused: &Paused, waiting: u64) -> Html {
     let mut m = Markup::default();
     m.open(
         "section",
@@ -31,15 +31,18 @@ pub fn pause_banner(paused: &JsValue, waiting: u64) -> Html {
     })
     .text("Nothing is lost or bounced: they go out once the problem is fixed.")
     .close("p");
-    stage_line(&mut m, &text(paused, "stage"), &text(paused, "code"));
-    m.el("p", &[("class", "message")], &text(paused, "message"));
-    let h = text(paused, "hint");
-    if !h.is_empty() {
-        hint(&mut m, &h);
+    stage_line(
+        &mut m,
+        paused.stage.as_str(),
+        paused.code.as_deref().unwrap_or_default(),
+    );
+    m.el("p", &[("class", "message")], &paused.message);
+    if let Some(h) = &paused.hint {
+        hint(&mut m, h);
     }
     m.open("p", &[("class", "since")])
         .text("Since ")
-        .time(&text(paused, "since"))
+        .time(&paused.since)
         .text(". Mailroom tries again every minute and at once when the settings are saved.")
         .close("p")
         .el(

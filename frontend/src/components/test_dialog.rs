@@ -5,7 +5,7 @@
 //! hint (commands copyable), claims and transcript.
 
 use gloo_net::http::Method;
-use mailroom_shared::api::TestRequest;
+use mailroom_shared::api::{Direction, TestRequest, TestResult};
 use mailroom_shared::validate::check_recipient;
 use mailroom_shared::Settings;
 use web_sys::HtmlInputElement;
@@ -13,8 +13,7 @@ use yew::prelude::*;
 
 use super::field::field_messages;
 use crate::api::{encode, json_body, ApiError};
-use crate::markup::{copy_click, get, hint, items, number, stage_line, text, Markup};
-use wasm_bindgen::JsValue;
+use crate::markup::{copy_click, hint, stage_line, Markup};
 
 /// The stages a test runs, in order, as the result's `stages` names them.
 pub fn progress_steps(oauth: bool) -> Vec<&'static str> {
@@ -34,7 +33,7 @@ pub struct TestState {
     recipient: UseStateHandle<String>,
     touched: UseStateHandle<bool>,
     running: UseStateHandle<bool>,
-    result: UseStateHandle<Option<JsValue>>,
+    result: UseStateHandle<Option<TestResult>>,
     error: UseStateHandle<Option<String>>,
     dialog: NodeRef,
 }
@@ -58,7 +57,7 @@ pub fn use_test_dialog() -> TestState {
         recipient: use_state(String::new),
         touched: use_state(|| false),
         running: use_state(|| false),
-        result: use_state(|| None::<JsValue>),
+        result: use_state(|| None::<TestResult>),
         error: use_state(|| None::<String>),
         dialog: use_node_ref(),
     };
@@ -133,12 +132,18 @@ pub fn test_dialog(st: &TestState, p: TestDialogProps) -> Html {
                 let r = json_body(Method::POST, "/api/settings/test", encode(&body)).await;
                 running.set(false);
                 match r {
-                    Ok(r) => {
-                        if get(&r, "ok").as_bool() == Some(true) {
-                            on_passed.emit(tested);
+                    Ok(r) => match crate::read::test_result(&r) {
+                        Some(r) => {
+                            if r.ok {
+                                on_passed.emit(tested);
+                            }
+                            result.set(Some(r));
                         }
-                        result.set(Some(r));
-                    }
+                        None => error.set(Some(
+                            "The server's answer was not understood. Reload the page: the server may be newer than it."
+                                .into(),
+                        )),
+                    },
                     Err(ApiError::Unauthorized(_)) => on_unauthorized.emit(()),
                     Err(ApiError::Invalid(m, errors)) => {
                         let details: Vec<String> = errors.into_values().flatten().collect();
@@ -231,8 +236,8 @@ pub fn test_dialog(st: &TestState, p: TestDialogProps) -> Html {
 
 #[derive(Properties, PartialEq)]
 pub struct ResultPanelProps {
-    /// The outcome: a TEST_RESULT as the browser parsed it.
-    pub result: JsValue,
+    /// The outcome.
+    pub result: TestResult,
 }
 
 /// The outcome of a test: each real stage's outcome, the failed stage, code,
@@ -245,8 +250,8 @@ pub fn result_panel(p: &ResultPanelProps) -> Html {
 
 /// The outcome of a test as HTML, for the dialog (a function, not a
 /// component: one component type less in the bundle).
-pub fn result_html(r: &JsValue) -> Html {
-    let ok = get(r, "ok").as_bool().unwrap_or(false);
+pub fn result_html(r: &TestResult) -> Html {
+    let ok = r.ok;
     let mut m = Markup::default();
     m.open(
         "div",
@@ -265,63 +270,58 @@ pub fn result_html(r: &JsValue) -> Html {
             "The test failed"
         },
     );
-    let stage = text(r, "stage");
-    if !stage.is_empty() {
-        stage_line(&mut m, &stage, &text(r, "code"));
+    if let Some(stage) = r.stage {
+        stage_line(
+            &mut m,
+            stage.as_str(),
+            r.code.as_deref().unwrap_or_default(),
+        );
     }
-    m.el("p", &[("class", "message")], &text(r, "message"));
-    let h = text(r, "hint");
-    if !h.is_empty() {
+    m.el("p", &[("class", "message")], &r.message);
+    if let Some(h) = r.hint.as_deref().filter(|h| !h.is_empty()) {
         m.el("h4", &[], "How to fix it");
-        hint(&mut m, &h);
+        hint(&mut m, h);
     }
     m.open("ul", &[("class", "stages")]);
-    for s in items(r, "stages") {
-        let ok = get(&s, "ok").as_bool().unwrap_or(false);
+    for s in &r.stages {
         m.el(
             "li",
-            &[("class", if ok { "ok" } else { "failed" })],
+            &[("class", if s.ok { "ok" } else { "failed" })],
             &[
-                if ok { "✓ " } else { "✗ " },
-                &text(&s, "name"),
+                if s.ok { "✓ " } else { "✗ " },
+                s.name.as_str(),
                 " · ",
-                &number(&s, "ms"),
+                &s.ms.to_string(),
                 " ms",
             ]
             .concat(),
         );
     }
     m.close("ul");
-    let claims = get(r, "token_claims");
-    if claims.is_object() {
+    if let Some(claims) = &r.token_claims {
         m.open("details", &[("class", "claims")])
             .el("summary", &[], "Token claims")
             .open("dl", &[]);
-        let roles: Vec<String> = items(&claims, "roles")
-            .iter()
-            .filter_map(JsValue::as_string)
-            .collect();
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
         for (name, value) in [
-            ("aud", text(&claims, "aud")),
-            ("tid", text(&claims, "tid")),
-            ("appid", text(&claims, "appid")),
-            ("roles", roles.join(", ")),
-            ("exp", number(&claims, "exp")),
+            ("aud", text(&claims.aud)),
+            ("tid", text(&claims.tid)),
+            ("appid", text(&claims.appid)),
+            ("roles", claims.roles.join(", ")),
+            ("exp", claims.exp.map(|e| e.to_string()).unwrap_or_default()),
         ] {
             m.el("dt", &[], name).el("dd", &[], &value);
         }
         m.close("dl").close("details");
     }
-    let lines = items(r, "transcript");
-    if !lines.is_empty() {
+    if !r.transcript.is_empty() {
         let mut transcript = String::new();
-        for l in &lines {
-            transcript.push_str(if text(l, "dir") == "client" {
-                "C: "
-            } else {
-                "S: "
+        for l in &r.transcript {
+            transcript.push_str(match l.dir {
+                Direction::Client => "C: ",
+                Direction::Server => "S: ",
             });
-            transcript.push_str(&text(l, "line"));
+            transcript.push_str(&l.line);
             transcript.push('\n');
         }
         m.open("details", &[("class", "transcript")])
@@ -330,7 +330,7 @@ pub fn result_html(r: &JsValue) -> Html {
                 &[],
                 &[
                     "SMTP transcript (",
-                    &lines.len().to_string(),
+                    &r.transcript.len().to_string(),
                     " lines, secrets masked)",
                 ]
                 .concat(),

@@ -1,0 +1,326 @@
+//! `use_activity`: the Activity view's state and what changes it. The
+//! state is a reducer ([`ActivityState`] with [`ActivityAction`]s), so each
+//! change is one pure step that the page's tests run without a server; the
+//! hook does the requests (the list with its filter, search and pages, the
+//! open message's details, Retry and Cancel) and the refresh while shown.
+
+use std::rc::Rc;
+
+use gloo_net::http::Method;
+use mailroom_shared::sending::{Details, Summary};
+use yew::prelude::*;
+
+use crate::api::{typed, ApiError};
+use crate::hooks::use_interval;
+use crate::read;
+
+/// Rows per page.
+pub const PAGE: usize = 50;
+/// The most rows one refresh asks for (the API's own limit).
+pub const MAX_PAGE: usize = 200;
+
+/// `GET /api/messages?…` for a filter, a search, a page size and a cursor.
+pub fn list_path(status: &str, q: &str, limit: usize, before: Option<&str>) -> String {
+    let mut path = String::from("/api/messages?limit=");
+    path.push_str(&limit.to_string());
+    for (key, value) in [
+        ("status", status),
+        ("q", q.trim()),
+        ("before", before.unwrap_or("")),
+    ] {
+        if !value.is_empty() {
+            path.push('&');
+            path.push_str(key);
+            path.push('=');
+            path.push_str(&String::from(js_sys::encode_uri_component(value)));
+        }
+    }
+    path
+}
+
+/// `GET /api/messages`: a page and the cursor after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub messages: Vec<Summary>,
+    pub next: Option<String>,
+}
+
+/// Reads a page.
+pub fn page(v: &wasm_bindgen::JsValue) -> Option<Page> {
+    let list = crate::markup::get(v, "messages");
+    if !js_sys::Array::is_array(&list) {
+        return None;
+    }
+    let messages = js_sys::Array::from(&list)
+        .iter()
+        .map(|m| read::summary(&m))
+        .collect::<Option<Vec<_>>>()?;
+    let next = crate::markup::get(v, "next").as_string();
+    Some(Page { messages, next })
+}
+
+/// What the Activity view shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActivityState {
+    /// The status filter (`""` for all).
+    pub status: String,
+    /// The search.
+    pub query: String,
+    /// The rows shown, newest first.
+    pub messages: Vec<Summary>,
+    /// The cursor for "Load more".
+    pub next: Option<String>,
+    /// A first page has come.
+    pub loaded: bool,
+    /// Why the list could not be loaded.
+    pub error: Option<String>,
+    /// The message whose details are open.
+    pub open: Option<String>,
+    /// Its details, once loaded.
+    pub details: Option<Details>,
+    /// What the last Retry or Cancel did, or why it failed.
+    pub notice: Option<String>,
+}
+
+/// One change to [`ActivityState`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivityAction {
+    /// A new filter or search: the rows stay until the new page comes.
+    Filter { status: String, query: String },
+    /// The first page (`limit` rows asked), over the rows shown.
+    First { page: Page, limit: usize },
+    /// The page after the last row, appended.
+    More(Page),
+    /// The list could not be loaded.
+    Failed(String),
+    /// Opens a message's details, or closes them when open.
+    Toggle(String),
+    /// The open message's details came.
+    Details(Details),
+    /// Retry or Cancel changed a message.
+    Changed { summary: Summary, retried: bool },
+    /// Retry or Cancel was refused.
+    Refused(String),
+}
+
+impl Reducible for ActivityState {
+    type Action = ActivityAction;
+
+    fn reduce(self: Rc<Self>, action: ActivityAction) -> Rc<Self> {
+        let mut s = (*self).clone();
+        match action {
+            ActivityAction::Filter { status, query } => {
+                s.status = status;
+                s.query = query;
+            }
+            ActivityAction::First { page, limit } => {
+                // A refreshed first page replaces the rows it covers; older
+                // rows loaded with "Load more" stay below it.
+                let covered_all = s.messages.len() <= limit;
+                if covered_all {
+                    s.next = page.next;
+                    s.messages = page.messages;
+                } else {
+                    let mut rows = page.messages;
+                    let skip = rows.len();
+                    for old in s.messages.iter().skip(skip) {
+                        if !rows.iter().any(|r| r.id == old.id) {
+                            rows.push(old.clone());
+                        }
+                    }
+                    s.messages = rows;
+                }
+                s.loaded = true;
+                s.error = None;
+            }
+            ActivityAction::More(page) => {
+                for m in page.messages {
+                    if !s.messages.iter().any(|r| r.id == m.id) {
+                        s.messages.push(m);
+                    }
+                }
+                s.next = page.next;
+                s.error = None;
+            }
+            ActivityAction::Failed(e) => s.error = Some(e),
+            ActivityAction::Toggle(id) => {
+                if s.open.as_deref() == Some(id.as_str()) {
+                    s.open = None;
+                } else {
+                    s.open = Some(id);
+                }
+                s.details = None;
+            }
+            ActivityAction::Details(d) => {
+                if s.open.as_deref() == Some(d.summary.id.as_str()) {
+                    s.details = Some(d);
+                }
+            }
+            ActivityAction::Changed { summary, retried } => {
+                s.notice = Some(
+                    [
+                        if retried {
+                            "Queued again: "
+                        } else {
+                            "Cancelled: "
+                        },
+                        &summary.id,
+                    ]
+                    .concat(),
+                );
+                if let Some(row) = s.messages.iter_mut().find(|r| r.id == summary.id) {
+                    *row = summary;
+                }
+            }
+            ActivityAction::Refused(e) => s.notice = Some(e),
+        }
+        Rc::new(s)
+    }
+}
+
+/// The state and what the view can do with it.
+pub struct UseActivity {
+    pub state: UseReducerHandle<ActivityState>,
+    /// A new filter and search: `(status, query)`.
+    pub filter: Callback<(String, String)>,
+    /// The next page.
+    pub more: Callback<()>,
+    /// Opens or closes a message's details.
+    pub toggle: Callback<String>,
+    /// Retry (`true`) or Cancel (`false`) a message.
+    pub change: Callback<(String, bool)>,
+}
+
+/// The Activity view's state, loaded at once and refreshed every
+/// [`crate::POLL_MS`] while shown. Answers to older requests are dropped:
+/// typing fast never shows a stale list.
+#[hook]
+pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> UseActivity {
+    let state = use_reducer(ActivityState::default);
+    let generation = use_mut_ref(|| 0u32);
+
+    // (status, query, limit, cursor): the first page when no cursor.
+    let load = {
+        let (state, generation, unauthorized) =
+            (state.clone(), generation.clone(), on_unauthorized.clone());
+        Callback::from(
+            move |(status, q, limit, before): (String, String, usize, Option<String>)| {
+                let (state, generation, unauthorized) =
+                    (state.clone(), generation.clone(), unauthorized.clone());
+                let append = before.is_some();
+                let mine = *generation.borrow() + u32::from(!append);
+                *generation.borrow_mut() = mine;
+                let path = list_path(&status, &q, limit, before.as_deref());
+                crate::spawn(async move {
+                    let r = typed(Method::GET, &path, page).await;
+                    if *generation.borrow() != mine {
+                        return;
+                    }
+                    state.dispatch(match r {
+                        Ok(page) if append => ActivityAction::More(page),
+                        Ok(page) => ActivityAction::First { page, limit },
+                        Err(ApiError::Unauthorized(_)) => return unauthorized.emit(()),
+                        Err(e) => ActivityAction::Failed(e.message().to_string()),
+                    });
+                });
+            },
+        )
+    };
+    let load_details = {
+        let (state, unauthorized) = (state.clone(), on_unauthorized.clone());
+        Callback::from(move |id: String| {
+            let (state, unauthorized) = (state.clone(), unauthorized.clone());
+            crate::spawn(async move {
+                let path = ["/api/messages/", &id].concat();
+                match typed(Method::GET, &path, read::details).await {
+                    Ok(d) => state.dispatch(ActivityAction::Details(d)),
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    // The next refresh tries again.
+                    Err(_) => {}
+                }
+            });
+        })
+    };
+    {
+        let load = load.clone();
+        use_effect_with((), move |()| {
+            load.emit((String::new(), String::new(), PAGE, None));
+        });
+    }
+    {
+        let (load, load_details) = (load.clone(), load_details.clone());
+        let s = (*state).clone();
+        use_interval(
+            crate::POLL_MS,
+            Callback::from(move |()| {
+                let shown = s.messages.len().clamp(PAGE, MAX_PAGE);
+                load.emit((s.status.clone(), s.query.clone(), shown, None));
+                if let Some(id) = &s.open {
+                    load_details.emit(id.clone());
+                }
+            }),
+        );
+    }
+    let filter = {
+        let (state, load) = (state.clone(), load.clone());
+        Callback::from(move |(status, query): (String, String)| {
+            state.dispatch(ActivityAction::Filter {
+                status: status.clone(),
+                query: query.clone(),
+            });
+            load.emit((status, query, PAGE, None));
+        })
+    };
+    let more = {
+        let (state, load) = (state.clone(), load.clone());
+        Callback::from(move |()| {
+            load.emit((
+                state.status.clone(),
+                state.query.clone(),
+                PAGE,
+                state.next.clone(),
+            ))
+        })
+    };
+    let toggle = {
+        let (state, load_details) = (state.clone(), load_details.clone());
+        Callback::from(move |id: String| {
+            let opening = state.open.as_deref() != Some(id.as_str());
+            state.dispatch(ActivityAction::Toggle(id.clone()));
+            if opening {
+                load_details.emit(id);
+            }
+        })
+    };
+    let change = {
+        let (state, load_details) = (state.clone(), load_details.clone());
+        Callback::from(move |(id, retried): (String, bool)| {
+            let (state, load_details, changed, unauthorized) = (
+                state.clone(),
+                load_details.clone(),
+                on_changed.clone(),
+                on_unauthorized.clone(),
+            );
+            let verb = if retried { "/retry" } else { "/cancel" };
+            let path = ["/api/messages/", &id, verb].concat();
+            crate::spawn(async move {
+                match typed(Method::POST, &path, read::summary).await {
+                    Ok(summary) => {
+                        state.dispatch(ActivityAction::Changed { summary, retried });
+                        changed.emit(());
+                        load_details.emit(id);
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => state.dispatch(ActivityAction::Refused(e.message().to_string())),
+                }
+            });
+        })
+    };
+    UseActivity {
+        state,
+        filter,
+        more,
+        toggle,
+        change,
+    }
+}
