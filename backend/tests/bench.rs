@@ -486,6 +486,81 @@ async fn bench_relay() {
     report("relay", &json);
 }
 
+/// Postfix's own load generator against a server: `smtp-source -l 10240 -m
+/// N -s 8` (a new connection per message, 8 at once); the seconds it took.
+fn smtp_source(target: &str, messages: usize) -> f64 {
+    let started = Instant::now();
+    let out = std::process::Command::new("smtp-source")
+        .args(["-l", "10240", "-m", &messages.to_string(), "-s", "8"])
+        .args(["-f", &mailer(), "-t", &addr("admin", "contoso.com")])
+        .arg(target)
+        .output()
+        .expect("smtp-source runs");
+    assert!(
+        out.status.success(),
+        "smtp-source against {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed().as_secs_f64()
+}
+
+/// The relay against Postfix on the same machine and load: Debian's Postfix
+/// queueing with `defer_transports = smtp` (`scripts/postfix.sh`) and
+/// Mailroom's relay with delivery paused and a trusted network, each loaded
+/// by Postfix's own `smtp-source -l 10240 -m 2000 -s 8`; each run three
+/// times, the best of each kept. Skipped (and said so) without Postfix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_relay_vs_postfix() {
+    let n = env_count("MAILROOM_BENCH_POSTFIX_MESSAGES", 2000);
+    let postfix = std::env::var("MAILROOM_BENCH_POSTFIX").unwrap_or_else(|_| "127.0.0.1:25".into());
+    let ready = std::process::Command::new("smtp-source")
+        .arg("-h")
+        .output()
+        .is_ok()
+        && std::net::TcpStream::connect(&postfix).is_ok();
+    if !ready {
+        eprintln!("bench_relay_vs_postfix: no smtp-source or no Postfix at {postfix}: run scripts/postfix.sh");
+        report("relay_vs_postfix", &serde_json::json!({ "skipped": true }));
+        return;
+    }
+    let clear = || {
+        let _ = std::process::Command::new("postsuper")
+            .args(["-d", "ALL"])
+            .output();
+    };
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut args = WITH_RELAY.to_vec();
+    args.extend(["--smtp-trusted-network", "127.0.0.0/8"]);
+    let spawned = spawn_mailroom_with(&rig, &data, &args).await;
+    paused_with_app(&spawned.url, "postfix bench").await;
+    let relay = spawned.smtp.expect("relay").to_string();
+    let (mut postfix_secs, mut mailroom_secs) = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        clear();
+        let p = tokio::task::block_in_place(|| smtp_source(&postfix, n));
+        let m = tokio::task::block_in_place(|| smtp_source(&relay, n));
+        postfix_secs = postfix_secs.min(p);
+        mailroom_secs = mailroom_secs.min(m);
+    }
+    clear();
+    let stored = Running::client(spawned.url.clone()).queue().await;
+    let queued = stored["counts"]["queued"].as_u64().unwrap_or(0);
+    assert_eq!(
+        queued as usize,
+        3 * n,
+        "every message the relay took is queued"
+    );
+    let json = serde_json::json!({
+        "messages": n, "sessions": 8, "payload_bytes": 10240,
+        "postfix_per_s": n as f64 / postfix_secs, "mailroom_per_s": n as f64 / mailroom_secs,
+        "ratio": postfix_secs / mailroom_secs,
+    });
+    report("relay_vs_postfix", &json);
+}
+
 /// Accepted and delivered messages per second on PostgreSQL, with one and
 /// with two servers sharing the database (each server gets its share of the
 /// 16 clients), against the same loopback upstream as `bench_sending`.

@@ -633,6 +633,41 @@ async fn app_limits_hold_under_parallel_submissions(f: Fixture) {
         a.queue.enqueue(other).await.unwrap(),
         Enqueued::New(_)
     ));
+    // A message refused by a limit does not take its idempotency key: sent
+    // again once the window allows, it is stored, not called a repeat.
+    let one = mailroom_shared::sending::AppLimits {
+        messages_per_hour: Some(1),
+        ..Default::default()
+    };
+    let keyed = |id: &str, at: i64| {
+        let mut m = message(id, Some("report-7"));
+        m.app_id = Some("app_3".into());
+        m.limits = Some(one);
+        m.now_unix = at;
+        m
+    };
+    let mut first = message("msg_app3_first", None);
+    first.app_id = Some("app_3".into());
+    first.limits = Some(one);
+    first.now_unix = T0;
+    assert!(matches!(
+        a.queue.enqueue(first).await.unwrap(),
+        Enqueued::New(_)
+    ));
+    assert!(matches!(
+        b.queue
+            .enqueue(keyed("msg_app3_refused", T0 + 1))
+            .await
+            .unwrap(),
+        Enqueued::Limited(_)
+    ));
+    assert_eq!(
+        a.queue
+            .enqueue(keyed("msg_app3_later", T0 + 3601))
+            .await
+            .unwrap(),
+        Enqueued::New("msg_app3_later".into())
+    );
 }
 
 async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {

@@ -100,6 +100,10 @@ const BUNDLE_HISTORY: &[(&str, u64)] = &[
     ("sign-in as a view function (2de3f87)", 151_484),
     ("settings history as a hook and a view (5cf86d9)", 150_714),
     ("the test dialog as a hook and a view", 149_502),
+    (
+        "milestone 3: app limits with meters, the typed App reader (bcd6e45)",
+        155_878,
+    ),
 ];
 
 fn gzip_len(path: &Path) -> Result<u64, String> {
@@ -179,6 +183,13 @@ pub fn bench() -> Result<(), String> {
     .env("CHROMEDRIVER", "/usr/bin/chromedriver");
     let wasm = bench_line(&run_capture(c)?, "validate_wasm")?;
 
+    // Postfix for the relay's comparison (installed and set to queue only).
+    let mut c = cmd("sh");
+    c.arg(root.join("scripts/postfix.sh"));
+    if let Err(e) = run_capture(c) {
+        eprintln!("Postfix could not be set up; the comparison is skipped: {e}");
+    }
+
     // Test email against the floor, and the server under load.
     let mut c = cmd("cargo");
     c.args([
@@ -199,6 +210,7 @@ pub fn bench() -> Result<(), String> {
     let sending = read_json(&root.join("target/bench/sending.json"))?;
     let relay = read_json(&root.join("target/bench/relay.json"))?;
     let postgres = read_json(&root.join("target/bench/postgres.json"))?;
+    let postfix = read_json(&root.join("target/bench/relay_vs_postfix.json"))?;
 
     // Keystroke to message in headless Chromium.
     let mut c = cmd("cargo");
@@ -239,8 +251,8 @@ pub fn bench() -> Result<(), String> {
     let ok = |good: bool| if good { "within" } else { "**over**" };
     let _ = writeln!(
         md,
-        "| wasm + JS + CSS, gzipped | {shipped_gz} bytes (wasm + JS {wasm_js_gz}) | 150,000 bytes | {} |",
-        ok(shipped_gz < 150_000)
+        "| wasm + JS + CSS, gzipped | {shipped_gz} bytes (wasm + JS {wasm_js_gz}) | 180,000 bytes | {} |",
+        ok(shipped_gz < 180_000)
     );
     let wasm_us = f(&wasm, "median_us");
     let _ = writeln!(
@@ -276,7 +288,7 @@ pub fn bench() -> Result<(), String> {
     );
     let _ = writeln!(md, "| `GET /api/settings`, {} connections for {:.0} s | {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms | | |", server["concurrency"], f(&server, "seconds"), f(&server, "rps"), f(&server, "p50_ms"), f(&server, "p99_ms"));
     let accepted = f(&sending, "accepted_per_s");
-    let _ = writeln!(md, "| `POST /api/messages` accepted, {} clients, {} messages of {} bytes | {accepted:.0} msg/s, p50 {:.2} ms, p99 {:.2} ms | ≥ 500 msg/s | {} |", sending["clients"], sending["messages"], sending["message_bytes"], f(&sending, "accept_p50_ms"), f(&sending, "accept_p99_ms"), ok(accepted >= 500.0));
+    let _ = writeln!(md, "| `POST /api/messages` accepted, {} clients, {} messages of {} bytes | {accepted:.0} msg/s, p50 {:.2} ms, p99 {:.2} ms | ≥ 2,500 msg/s | {} |", sending["clients"], sending["messages"], sending["message_bytes"], f(&sending, "accept_p50_ms"), f(&sending, "accept_p99_ms"), ok(accepted >= 2500.0));
     let delivered = f(&sending, "delivered_per_s");
     let _ = writeln!(md, "| delivered upstream, connection reuse, no rate limit | {delivered:.0} msg/s | ≥ 200 msg/s | {} |", ok(delivered >= 200.0));
     let ratio = f(&sending, "ratio");
@@ -295,8 +307,15 @@ pub fn bench() -> Result<(), String> {
         f(&relay, "end_of_data_p50_ms"),
         f(&relay, "end_of_data_p99_ms")
     );
+    if postfix["skipped"] == true {
+        let _ = writeln!(md, "| SMTP relay vs Postfix, `smtp-source -l 10240 -m 2000 -s 8` | skipped: no Postfix (`scripts/postfix.sh`) | ≥ 2× | |");
+    } else {
+        let ratio = f(&postfix, "ratio");
+        let _ = writeln!(md, "| SMTP relay vs Postfix, `smtp-source -l 10240 -m {} -s 8` each | {:.0} vs {:.0} msg/s: {ratio:.2}× | ≥ 2× | {} |", postfix["messages"], f(&postfix, "mailroom_per_s"), f(&postfix, "postfix_per_s"), ok(ratio >= 2.0));
+    }
     for run in postgres["runs"].as_array().into_iter().flatten() {
-        let _ = writeln!(md, "| PostgreSQL, {} server(s): accepted / delivered, {} messages | {:.0} msg/s (p99 {:.2} ms) / {:.0} msg/s | | |", run["servers"], run["messages"], f(run, "accepted_per_s"), f(run, "accept_p99_ms"), f(run, "delivered_per_s"));
+        let accepted = f(run, "accepted_per_s");
+        let _ = writeln!(md, "| PostgreSQL, {} server(s): accepted / delivered, {} messages | {accepted:.0} msg/s (p99 {:.2} ms) / {:.0} msg/s | ≥ 1,500 msg/s accepted | {} |", run["servers"], run["messages"], f(run, "accept_p99_ms"), f(run, "delivered_per_s"), ok(accepted >= 1500.0));
     }
     let _ = writeln!(md, "\n## Bundle as shipped (`dist/`)\n");
     let _ = writeln!(md, "| file | raw bytes | gzip -9 bytes |");
@@ -316,7 +335,7 @@ pub fn bench() -> Result<(), String> {
         let _ = writeln!(md, "| {what} | {bytes} |");
     }
     let _ = writeln!(md, "| this build | {shipped_gz} |");
-    let _ = writeln!(md, "\nBuilt by `trunk build --release` with the `wasm-release` profile (`opt-level = \"z\"`, LTO, one codegen unit, `panic = \"abort\"`) and `wasm-opt -Oz --converge`; the wasm-bindgen JS glue is minified by terser in a Trunk post-build hook (`scripts/minify-js.sh`), which rewrites its integrity hash. The page allocates with rlsf's TLSF allocator (about 1.5 KB of wasm against dlmalloc's 7 KB). Only five Yew components are in the bundle (the app, the signed-in shell, the form, Apps and Activity); the rest are view functions over hooks, since each component type costs about 0.7 KB gzipped. The app avoids `regex`, `chrono` and `#[serde(flatten)]` (~4.5 KB gzipped). Answers are parsed by the browser's `JSON` object and read by hand (`frontend/src/read.rs`, `frontend/src/markup.rs`), so no serde `Deserialize` and none of serde's error texts or float formatting are in the bundle; request bodies are written by serde_json. The server also serves brotli, which is smaller still. The read-only tables of Activity and the settings history are written as escaped HTML text from the JSON as the browser parsed it (`frontend/src/markup.rs`), without a typed decoder or virtual DOM per cell.");
+    let _ = writeln!(md, "\nBuilt by `trunk build --release` with the `wasm-release` profile (`opt-level = \"z\"`, LTO, one codegen unit, `panic = \"abort\"`) and `wasm-opt -Oz --converge`; the wasm-bindgen JS glue is minified by terser in a Trunk post-build hook (`scripts/minify-js.sh`), which rewrites its integrity hash. The page allocates with rlsf's TLSF allocator (about 1.5 KB of wasm against dlmalloc's 7 KB). Only five Yew components are in the bundle (the app, the signed-in shell, the form, Apps and Activity); the rest are view functions over hooks, since each component type costs about 0.7 KB gzipped. The app avoids `regex`, `chrono` and `#[serde(flatten)]` (~4.5 KB gzipped). Answers are parsed by the browser's `JSON` object and read by hand (`frontend/src/read.rs`, `frontend/src/markup.rs`), so no serde `Deserialize` and none of serde's error texts or float formatting are in the bundle; request bodies are written by serde_json. The server also serves brotli, which is smaller still. Every answer a view shows (settings, apps, message summaries and details, the queue's state, test results) is read into the shared types by those hand readers, each checked in the browser tests against what serde_json writes for the type; the read-only tables of Activity and the settings history are then written as escaped HTML text (`frontend/src/markup.rs`), without a virtual DOM per cell.");
     let _ = writeln!(md, "\n## How each number is taken\n");
     let _ = writeln!(md, "- **Bundle:** sizes of the `.wasm`, `.js` and `.css` files in `dist/`, gzipped with `gzip -9`.");
     let _ = writeln!(md, "- **validate() natively:** `cargo bench -p mailroom-shared --bench validate` (criterion), valid Office 365 OAuth settings; the median estimate.");
@@ -326,6 +345,7 @@ pub fn bench() -> Result<(), String> {
     let _ = writeln!(md, "- **Server:** the release `mailroom` binary on port 0: time from spawn to the first successful `/api/health`, `VmRSS` from `/proc`, then 32 concurrent keep-alive clients calling `GET /api/settings` for 5 s (a bounded loop on loopback).");
     let _ = writeln!(md, "- **Sending:** `bench_sending` in `backend/tests/bench.rs`: the release binary with `--delivery-rate 0` and the loopback fakes. Delivery is paused (the settings point at a closed port) while 16 clients submit the messages over HTTP, so acceptance is measured alone; then saving the right settings wakes delivery, timed until the fake SMTP server has every message; the floor sends the same messages over one connection with one token. Last, with delivery paused again, the queue is filled and the server's `VmRSS` read.");
     let _ = writeln!(md, "- **Relay:** `bench_relay` in `backend/tests/bench.rs`: the release binary with `--smtp-listen 127.0.0.1:0` and delivery paused. 8 tasks each open one lettre `AsyncSmtpConnection` (STARTTLS trusting the generated certificate, AUTH PLAIN as the app) and send their share of the messages over it; the latency is timed around lettre's `message()` call, which writes the data and the final dot and waits for the reply, so it covers the commit before `250`. The relay sets `TCP_QUICKACK` after each read: without it a client whose final dot waits behind Nagle's algorithm waited for the 40 ms delayed-ACK timer on every message (177 msg/s, p50 43 ms before; the figure above after).");
+    let _ = writeln!(md, "- **Relay vs Postfix:** `bench_relay_vs_postfix` in `backend/tests/bench.rs`: Debian's Postfix on the same machine, set up by `scripts/postfix.sh` to accept from 127.0.0.0/8 and keep everything in its queue (`defer_transports = smtp`), and the release `mailroom` with delivery paused and `--smtp-trusted-network 127.0.0.0/8`. Both are loaded by Postfix's own `smtp-source -l 10240 -m 2000 -s 8` (a new connection per message, 8 at once), alternately, three times each; the best run of each is kept, and every message the relay answered `250` is checked to be queued. Both make each message durable before answering (Postfix's queue files are fsynced, Mailroom commits to SQLite with `synchronous=FULL`).");
     let _ = writeln!(md, "- **PostgreSQL:** `bench_postgres` in `backend/tests/bench.rs`: the same submission and delivery as `bench_sending`, with `--database-url` at the test server that `scripts/postgres.sh` starts on this machine (a schema of its own), first with one release server and then with two sharing the database and the 16 clients. The database, both servers, the clients and the fake upstream share the 2 cores.");
     std::fs::write(root.join("docs/PERFORMANCE.md"), md).map_err(|e| e.to_string())?;
     println!("wrote docs/PERFORMANCE.md");

@@ -615,111 +615,50 @@ async fn record_in(
     Ok(())
 }
 
-/// What one batch's transaction already holds: the apps whose lock it
-/// took, and their waiting counts when no window limit needs rows.
-#[derive(Default)]
-struct Batch {
-    locked: std::collections::HashSet<String>,
-    waiting: std::collections::HashMap<String, u64>,
+/// One app's side of a batch: its lock is held, and its recent and waiting
+/// messages are read once and kept up to date as the batch accepts more.
+struct AppTurn {
+    recent: crate::queue::Recent,
+    /// Messages accepted for it in this batch, and the last one's time.
+    accepted: i64,
+    last: String,
 }
 
-/// Stores one message inside the batch's transaction (its own savepoint);
-/// returns the outcome and, when it counted them, the app's waiting messages.
-async fn enqueue_in(
+/// Takes app `app`'s lock for this transaction and reads its usage once, so
+/// one app's parallel submissions (on any server) check its limits one at a
+/// time; locks are taken in the order of the apps' ids, so two servers'
+/// batches never wait for each other in a circle.
+async fn app_turn(
     tx: &deadpool_postgres::Transaction<'_>,
-    m: &NewMessage,
-    batch: &Batch,
-) -> Result<(Enqueued, Option<u64>), StoreError> {
-    // A lock per app for this transaction, so one app's parallel
-    // submissions (on any server) check its limits one at a time.
-    if let (Some(app), Some(_)) = (&m.app_id, &m.limits) {
-        if !batch.locked.contains(app) {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
-                &[app],
-            )
-            .await?;
-        }
-    }
-    if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
-        // Wins the key, or finds who did (a concurrent twin waits for it).
-        let taken = tx
-            .execute(
-                &prepared(tx, sql::TAKE_IDEMPOTENCY_KEY).await?,
-                &[app, key, &m.id, &m.now_unix],
-            )
-            .await?;
-        if taken == 0 {
-            let row = tx
-                .query_one(&prepared(tx, sql::IDEMPOTENT_TWIN).await?, &[app, key])
-                .await?;
-            let status = row.opt_text(1)?;
-            return Ok((
-                Enqueued::Repeat(
-                    row.text(0)?,
-                    status.as_deref().map(status_of).unwrap_or(Status::Sent),
-                ),
-                None,
-            ));
-        }
-    }
-    let mut waiting = None;
-    if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
-        let recent = match batch.waiting.get(app) {
-            Some(n) if !limits.has_windows() => crate::queue::Recent {
-                messages: Vec::new(),
-                waiting: *n,
-            },
-            _ => recent_in(tx, app, m.now_unix, limits.has_windows()).await?,
-        };
-        waiting = Some(recent.waiting);
-        if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
-            // Rolled back: the idempotency key is not taken either.
-            return Ok((Enqueued::Limited(hit), waiting));
-        }
-    }
-    let seq = tx
-        .query_one(
-            &prepared(tx, sql::INSERT_MESSAGE).await?,
-            &[
-                &m.id,
-                &m.app_id,
-                &m.source,
-                &m.mail_from,
-                &m.subject,
-                &(m.body.len() as i64),
-                &m.body,
-                &m.now,
-                &m.now_unix,
-                &(m.recipients.len() as i64),
-            ],
-        )
-        .await?
-        .int(0)?;
-    // Every recipient in one statement.
-    let idx: Vec<i64> = (0..m.recipients.len() as i64).collect();
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO recipients (message_seq, idx, address, status)
-             SELECT $1, i, a, 'queued' FROM UNNEST($2::BIGINT[], $3::TEXT[]) AS r(i, a)",
-        )
-        .await?;
-    tx.execute(&stmt, &[&seq, &idx, &m.recipients]).await?;
-    Ok((Enqueued::New(m.id.clone()), waiting))
+    app: &str,
+    now_unix: i64,
+    rows: bool,
+) -> Result<AppTurn, StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+        &[&app],
+    )
+    .await?;
+    Ok(AppTurn {
+        recent: recent_in(tx, app, now_unix, rows).await?,
+        accepted: 0,
+        last: String::new(),
+    })
 }
 
 impl PgStore {
-    /// Stores a batch of submissions in one transaction, one savepoint each,
-    /// and commits once. The apps' locks are taken in the order of their ids,
-    /// so two servers' batches never wait for each other in a circle; each
-    /// app's lock, waiting count and message count cost one statement a
-    /// batch, not one a message.
+    /// Stores a batch of submissions in one transaction and commits once.
+    /// Limits are checked in memory against each app's usage read once; the
+    /// accepted messages go in with one statement and their recipients with
+    /// another (`UNNEST`), so a batch costs a few round trips, not a few per
+    /// message. An idempotency key is taken per message; a twin gets the
+    /// first message back.
     async fn enqueue_batch(
         &self,
         batch: Vec<NewMessage>,
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let mut c = self.pool.get().await?;
-        let mut tx = c.transaction().await?;
+        let tx = c.transaction().await?;
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by(|a, b| batch[*a].app_id.cmp(&batch[*b].app_id));
         if let Some(m) = batch.iter().find(|m| m.idempotency_key.is_some()) {
@@ -729,49 +668,143 @@ impl PgStore {
             )
             .await?;
         }
-        let mut state = Batch::default();
-        let mut stored: BTreeMap<String, (i64, String)> = BTreeMap::new();
-        let mut out: Vec<Option<Result<Enqueued, StoreError>>> = vec![None; batch.len()];
+        let mut apps: BTreeMap<String, AppTurn> = BTreeMap::new();
+        let mut out: Vec<Option<Enqueued>> = vec![None; batch.len()];
+        let mut accepted: Vec<usize> = Vec::new();
         for i in order {
             let m = &batch[i];
-            let sp = tx.transaction().await?;
-            let outcome = match enqueue_in(&sp, m, &state).await {
-                Ok((done @ Enqueued::New(_), waiting)) => {
-                    sp.commit().await?;
-                    if let Some(app) = &m.app_id {
-                        if m.limits.is_some() {
-                            state.locked.insert(app.clone());
-                        }
-                        if let Some(n) = waiting {
-                            state.waiting.insert(app.clone(), n + 1);
-                        }
-                        let entry = stored.entry(app.clone()).or_insert((0, m.now.clone()));
-                        entry.0 += 1;
-                        entry.1 = m.now.clone();
-                    }
-                    Ok(done)
-                }
-                Ok((other, _)) => {
-                    sp.rollback().await?;
-                    Ok(other)
-                }
-                Err(e) => {
-                    sp.rollback().await?;
-                    Err(e)
-                }
+            let Some(app) = &m.app_id else {
+                accepted.push(i);
+                continue;
             };
-            out[i] = Some(outcome);
+            if !apps.contains_key(app) {
+                let rows = m.limits.is_some_and(|l| l.has_windows());
+                let turn = app_turn(&tx, app, m.now_unix, rows).await?;
+                apps.insert(app.clone(), turn);
+            }
+            if let Some(key) = &m.idempotency_key {
+                // Wins the key, or finds who did (a concurrent twin waits for it).
+                let taken = tx
+                    .execute(
+                        &prepared(&tx, sql::TAKE_IDEMPOTENCY_KEY).await?,
+                        &[app, key, &m.id, &m.now_unix],
+                    )
+                    .await?;
+                if taken == 0 {
+                    let row = tx
+                        .query_one(&prepared(&tx, sql::IDEMPOTENT_TWIN).await?, &[app, key])
+                        .await?;
+                    let twin = row.text(0)?;
+                    // A twin in this batch is not stored yet: it is queued.
+                    let status = match row.opt_text(1)? {
+                        Some(s) => status_of(&s),
+                        None if accepted.iter().any(|a| batch[*a].id == twin) => Status::Queued,
+                        None => Status::Sent,
+                    };
+                    out[i] = Some(Enqueued::Repeat(twin, status));
+                    continue;
+                }
+            }
+            let turn = apps.get_mut(app).expect("read above");
+            if let Some(limits) = &m.limits {
+                let rcpts = m.recipients.len() as u32;
+                if let Some(hit) = turn.recent.hit(limits, m.now_unix, rcpts) {
+                    if let Some(key) = &m.idempotency_key {
+                        // Refused: the key is not taken either.
+                        tx.execute(
+                            "DELETE FROM idempotency WHERE app_id = $1 AND key = $2",
+                            &[app, key],
+                        )
+                        .await?;
+                    }
+                    out[i] = Some(Enqueued::Limited(hit));
+                    continue;
+                }
+                turn.recent.messages.push((m.now_unix, rcpts));
+                turn.recent.waiting += 1;
+            }
+            turn.accepted += 1;
+            turn.last = m.now.clone();
+            accepted.push(i);
+        }
+        if !accepted.is_empty() {
+            insert_messages(&tx, accepted.iter().map(|i| &batch[*i])).await?;
         }
         let count = prepared(&tx, sql::COUNT_APP_MESSAGES).await?;
-        for (app, (n, now)) in &stored {
-            tx.execute(&count, &[app, n, now]).await?;
+        for (app, turn) in apps.iter().filter(|(_, t)| t.accepted > 0) {
+            tx.execute(&count, &[app, &turn.accepted, &turn.last])
+                .await?;
         }
         tx.commit().await?;
+        for i in accepted {
+            out[i] = Some(Enqueued::New(batch[i].id.clone()));
+        }
         Ok(out
             .into_iter()
-            .map(|o| o.unwrap_or(Err(StoreError::Db("not stored".into()))))
+            .map(|o| o.ok_or_else(|| StoreError::Db("not stored".into())))
             .collect())
     }
+}
+
+/// Stores messages and their recipients with one statement each.
+async fn insert_messages<'a>(
+    tx: &deadpool_postgres::Transaction<'_>,
+    messages: impl Iterator<Item = &'a NewMessage>,
+) -> Result<(), StoreError> {
+    let messages: Vec<&NewMessage> = messages.collect();
+    let col =
+        |f: fn(&NewMessage) -> Option<String>| messages.iter().map(|m| f(m)).collect::<Vec<_>>();
+    let ids = col(|m| Some(m.id.clone()));
+    let apps = col(|m| m.app_id.clone());
+    let sources = col(|m| m.source.clone());
+    let froms = col(|m| Some(m.mail_from.clone()));
+    let subjects = col(|m| Some(m.subject.clone()));
+    let nows = col(|m| Some(m.now.clone()));
+    let sizes: Vec<i64> = messages.iter().map(|m| m.body.len() as i64).collect();
+    let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
+    let units: Vec<i64> = messages.iter().map(|m| m.now_unix).collect();
+    let rcpts: Vec<i64> = messages.iter().map(|m| m.recipients.len() as i64).collect();
+    // [`sql::INSERT_MESSAGE`] for every message at once.
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
+             SELECT id, app_id, source, mail_from, subject, size, body, 'queued', now, unix, now, unix, rcpts
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BYTEA[], $8::TEXT[], $9::BIGINT[], $10::BIGINT[])
+                 AS n(id, app_id, source, mail_from, subject, size, body, now, unix, rcpts)
+             RETURNING id, seq",
+        )
+        .await?;
+    let rows = tx
+        .query(
+            &stmt,
+            &[
+                &ids, &apps, &sources, &froms, &subjects, &sizes, &bodies, &nows, &units, &rcpts,
+            ],
+        )
+        .await?;
+    let mut seq_of = std::collections::HashMap::new();
+    for r in &rows {
+        seq_of.insert(r.text(0)?, r.int(1)?);
+    }
+    let (mut seqs, mut idx, mut addresses) = (Vec::new(), Vec::new(), Vec::new());
+    for m in &messages {
+        let seq = *seq_of
+            .get(&m.id)
+            .ok_or_else(|| StoreError::Db(format!("{} was not stored", m.id)))?;
+        for (i, a) in m.recipients.iter().enumerate() {
+            seqs.push(seq);
+            idx.push(i as i64);
+            addresses.push(a.as_str());
+        }
+    }
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO recipients (message_seq, idx, address, status)
+             SELECT s, i, a, 'queued' FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[]) AS r(s, i, a)",
+        )
+        .await?;
+    tx.execute(&stmt, &[&seqs, &idx, &addresses]).await?;
+    Ok(())
 }
 
 fn allowed_json(app: &App) -> String {

@@ -20,9 +20,12 @@
 //!   of them with one process, those whose lease ran out with several).
 //! - The recipients' addresses as one JSON column ([`SQLITE_TO`], [`PG_TO`]):
 //!   the aggregate functions have other names.
-//! - Batch forms that only PostgreSQL has (`UNNEST`, `= ANY`), which save a
-//!   round trip per row over the network; SQLite runs the one-row statement
-//!   in a loop, as a round trip there is a function call.
+//! - Batch forms that only PostgreSQL has (`UNNEST`, `= ANY`): a group of
+//!   submissions goes in with one statement for the messages and one for
+//!   their recipients, and a release with one, which saves a round trip per
+//!   row over the network; SQLite runs the one-row statement ([`INSERT_MESSAGE`],
+//!   [`INSERT_RECIPIENT`], [`RELEASE`]) in a loop, as a round trip there is a
+//!   function call.
 
 use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{App, Attempt, LastError, Paused, RecipientState, Summary};
@@ -127,7 +130,7 @@ pub(crate) const IDEMPOTENT_TWIN: &str = "SELECT i.message_id, m.status FROM ide
      WHERE i.app_id = ?1 AND i.key = ?2";
 pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?8, ?9, ?10) RETURNING seq";
-/// One recipient (SQLite's loop; PostgreSQL inserts them all with `UNNEST`).
+/// One recipient (SQLite's loop; PostgreSQL inserts a batch's with `UNNEST`).
 pub(crate) const INSERT_RECIPIENT: &str =
     "INSERT INTO recipients (message_seq, idx, address, status) VALUES (?1, ?2, ?3, 'queued')";
 
