@@ -243,6 +243,10 @@ pub struct TestArgs {
     /// Replaces the Microsoft login host, scheme included (http://127.0.0.1:9000).
     #[arg(long, env = "MAILROOM_ENTRA_AUTHORITY")]
     pub entra_authority: Option<String>,
+    /// Replaces Microsoft Graph's endpoint, scheme included (http://127.0.0.1:9001);
+    /// token scopes stay the cloud's real ones.
+    #[arg(long, env = "MAILROOM_GRAPH_ENDPOINT")]
+    pub graph_endpoint: Option<String>,
     /// A PEM file of extra root certificates trusted for SMTP TLS.
     #[arg(long, env = "MAILROOM_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<PathBuf>,

@@ -1,6 +1,7 @@
 //! `GET /metrics` (docs/API.md §9): Prometheus text from the
 //! `prometheus-client` crate — messages accepted, sent and failed by app,
-//! queue depth by status, delivery latency, token requests, relay connections.
+//! queue depth by status, delivery latency, token requests, relay connections,
+//! delivery attempts by transport.
 
 use std::sync::Arc;
 
@@ -33,6 +34,15 @@ pub struct StatusLabel {
     pub status: String,
 }
 
+/// A delivery attempt: the way out it took and what came of it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// `smtp`, `graph`, or `none` (no settings to send with).
+    pub transport: String,
+    /// `sent`, `deferred`, `failed`, `paused` or `quota`.
+    pub outcome: String,
+}
+
 /// Every metric the server keeps.
 pub struct Metrics {
     registry: Registry,
@@ -56,6 +66,8 @@ pub struct Metrics {
     pub relay_accepted: Counter,
     /// Submissions refused at one of their app's limits, by app.
     pub quota_reached: Family<AppLabel, Counter>,
+    /// Delivery attempts by way out and outcome.
+    pub attempts: Family<AttemptLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -77,6 +89,12 @@ impl Metrics {
         let relay_auth_failures = Counter::default();
         let relay_accepted = Counter::default();
         let quota_reached = Family::<AppLabel, Counter>::default();
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts, by way out (transport) and outcome",
+            attempts.clone(),
+        );
         registry.register(
             "quota_reached",
             "Submissions refused at one of their app's limits, by app",
@@ -135,6 +153,7 @@ impl Metrics {
             relay_auth_failures,
             relay_accepted,
             quota_reached,
+            attempts,
         }
     }
 

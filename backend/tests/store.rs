@@ -189,6 +189,7 @@ fn sent(at: &str) -> AttemptRecord {
             code: None,
             message: "accepted".into(),
             hint: None,
+            transport: None,
         },
         transcript: None,
         recipients: vec![
@@ -389,6 +390,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
             code: Some("5.1.1".into()),
             message: "no such user".into(),
             hint: Some("fix".into()),
+            transport: Some(mailroom_shared::Transport::Graph),
         },
         transcript: Some("S: 550 5.1.1".into()),
         recipients: vec![],
@@ -402,6 +404,12 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
         .await
         .unwrap();
     a.queue.record(&claimed[0].id, failed, "t").await.unwrap();
+    let kept = b.queue.details(&claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        kept.attempts.last().map(|a| a.transport),
+        Some(Some(mailroom_shared::Transport::Graph)),
+        "the attempt keeps its way out"
+    );
     let retried = b.queue.retry(&claimed[0].id, "t2", T0 + 300).await.unwrap();
     assert_eq!(
         retried.status,

@@ -169,14 +169,20 @@ async fn token(
             "The provided value for scope is not valid.",
         );
     }
+    // The token is for the resource the scope names: Exchange Online's
+    // SMTP.SendAsApp, or Graph's Mail.Send.
+    let aud = get("scope").trim_end_matches("/.default").to_string();
+    let graph = aud.contains("graph") || aud.contains("microsoftgraph");
     let roles: Vec<&str> = if mode == EntraMode::NoRole {
         vec![]
+    } else if graph {
+        vec!["Mail.Send"]
     } else {
         vec!["SMTP.SendAsApp"]
     };
     let expires_in = *inner.expires_in.lock().unwrap();
     let claims = serde_json::json!({
-        "aud": "https://outlook.office365.com",
+        "aud": aud,
         "tid": tenant,
         "appid": client,
         "roles": roles,

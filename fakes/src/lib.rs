@@ -1,12 +1,14 @@
 //! Test fakes on 127.0.0.1 that speak the real wire protocols, so the backend's
-//! token and SMTP code is tested end to end without the internet.
+//! token, SMTP and Graph code is tested end to end without the internet.
 
 pub mod entra;
+pub mod graph;
 pub mod pki;
 pub mod rig;
 pub mod smtp;
 
 pub use entra::{EntraMode, FakeEntra};
+pub use graph::{FakeGraph, GraphError, GraphReceived};
 pub use pki::TestPki;
 pub use rig::Loopback;
 pub use smtp::{FakeSmtp, Received, SmtpConfig, TlsMode};

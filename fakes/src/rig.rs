@@ -1,12 +1,13 @@
 //! The whole loopback rig in one call: a throwaway CA written to a PEM file,
 //! the fake Entra with the sample app registered, and the fake SMTP server
-//! presenting the CA's certificate and accepting Entra's tokens.
+//! presenting the CA's certificate and accepting Entra's tokens, and the fake
+//! Graph `sendMail` accepting them too.
 
 use std::path::PathBuf;
 
-use crate::{FakeEntra, FakeSmtp, SmtpConfig, TestPki};
+use crate::{FakeEntra, FakeGraph, FakeSmtp, SmtpConfig, TestPki};
 
-use mailroom_shared::fixtures::{CLIENT, SECRET, TENANT};
+use mailroom_shared::fixtures::{mailer, CLIENT, SECRET, TENANT};
 
 /// A running rig; everything stops when it is dropped.
 pub struct Loopback {
@@ -14,6 +15,8 @@ pub struct Loopback {
     pub entra: FakeEntra,
     /// The SMTP server.
     pub smtp: FakeSmtp,
+    /// Microsoft Graph's `sendMail`, with the sample mailbox.
+    pub graph: FakeGraph,
     /// The CA that signed the SMTP server's certificate.
     pub pki: TestPki,
     /// The CA as a PEM file, for `--extra-ca-file`.
@@ -33,9 +36,12 @@ impl Loopback {
         let entra = FakeEntra::start().await;
         entra.register(TENANT, CLIENT, SECRET);
         let smtp = FakeSmtp::start(config, &pki, entra.issued_tokens()).await;
+        let graph = FakeGraph::start(entra.issued_tokens()).await;
+        graph.add_mailbox(&mailer());
         Loopback {
             entra,
             smtp,
+            graph,
             pki,
             ca_file,
             dir,
@@ -45,5 +51,10 @@ impl Loopback {
     /// The value for `--entra-authority`.
     pub fn authority(&self) -> String {
         self.entra.authority()
+    }
+
+    /// The value for `--graph-endpoint`.
+    pub fn graph_endpoint(&self) -> String {
+        self.graph.endpoint()
     }
 }

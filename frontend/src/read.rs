@@ -14,7 +14,7 @@ use mailroom_shared::api::{
 use mailroom_shared::sending::{
     Attempt, Details, LastError, Paused, QueueState, RecipientState, Status, Summary,
 };
-use mailroom_shared::EnumId;
+use mailroom_shared::{EnumId, Transport};
 use wasm_bindgen::JsValue;
 
 use crate::markup::get;
@@ -87,6 +87,7 @@ pub fn settings_response(v: &JsValue) -> Option<SettingsResponse> {
             tenant_id: opt_string(&p, "tenant_id")?,
             client_id: opt_string(&p, "client_id")?,
             username: opt_string(&p, "username")?,
+            transport: enum_or(&p, "transport", d.transport)?,
             host: string_or(&p, "host", d.host)?,
             port: whole_or(&p, "port", 0, 65535.0)? as u16,
             security: enum_or(&p, "security", d.security)?,
@@ -301,6 +302,10 @@ pub fn details(v: &JsValue) -> Option<Details> {
                 code: opt_string(a, "code")?,
                 message: string(a, "message")?,
                 hint: opt_string(a, "hint")?,
+                transport: match opt_string(a, "transport")? {
+                    None => None,
+                    Some(t) => Some(Transport::from_id(&t)?),
+                },
             })
         })?,
     })

@@ -8,7 +8,7 @@ use mailroom_shared::api::SettingsResponse;
 use mailroom_shared::validate::parse_port;
 pub use mailroom_shared::Field;
 use mailroom_shared::{
-    catalogue, AuthMethod, Cloud, Provider, Report, Security, Settings, StoredSecrets,
+    catalogue, AuthMethod, Cloud, Provider, Report, Security, Settings, StoredSecrets, Transport,
 };
 use yew::Reducible;
 
@@ -217,6 +217,8 @@ pub enum Action {
     Cloud(Cloud),
     /// The security mode changed.
     Security(Security),
+    /// The way out changed (SMTP or Microsoft Graph).
+    Transport(Transport),
     /// The Send-As confirmation changed.
     SendAs(bool),
     /// The user tried to save or test.
@@ -264,6 +266,7 @@ impl Reducible for FormState {
                     | Field::Cloud
                     | Field::SendAsConfirmed
                     | Field::Security
+                    | Field::Transport
                     | Field::Recipient => return self,
                 }
                 if !st.touched.contains(&field) {
@@ -284,6 +287,9 @@ impl Reducible for FormState {
             }
             Action::Provider(p) => {
                 st.settings.apply_provider(p);
+                if p != Provider::Office365 {
+                    st.settings.transport = Transport::Smtp;
+                }
                 st.port_text = if st.settings.port == 0 {
                     String::new()
                 } else {
@@ -291,7 +297,14 @@ impl Reducible for FormState {
                 };
                 st.server_errors.clear();
             }
-            Action::Auth(m) => st.settings.auth_method = m,
+            Action::Auth(m) => {
+                st.settings.auth_method = m;
+                // Graph is a way out for OAuth only: other methods use SMTP.
+                if m != AuthMethod::OAuth2ClientCredentials {
+                    st.settings.transport = Transport::Smtp;
+                }
+            }
+            Action::Transport(t) => st.settings.transport = t,
             Action::Cloud(c) => {
                 let old_host = catalogue::cloud(st.settings.cloud).smtp_host;
                 if st.settings.host.trim().eq_ignore_ascii_case(old_host) {

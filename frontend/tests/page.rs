@@ -521,6 +521,11 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
                     code: None,
                     message: "m".into(),
                     hint: Some("h".into()),
+                    transport: match n % 3 {
+                        0 => None,
+                        1 => Some(mailroom_shared::Transport::Smtp),
+                        _ => Some(mailroom_shared::Transport::Graph),
+                    },
                 }],
             };
             let text = serde_json::to_string(&d).unwrap();
@@ -701,6 +706,11 @@ fn the_readers_take_what_serde_json_writes() {
                     s.username = Some(mailroom_shared::fixtures::mailer());
                     s.sender_name = "“Quoted” \\ \"name\"".into();
                     s.send_as_confirmed = !n.is_multiple_of(2);
+                    s.transport = if n.is_multiple_of(7) {
+                        mailroom_shared::Transport::Graph
+                    } else {
+                        mailroom_shared::Transport::Smtp
+                    };
                     same(SettingsResponse {
                         settings: Some(PublicSettings::new(
                             s,

@@ -407,24 +407,8 @@ async fn limits_and_their_use_show_drawn_and_are_edited_with_checks_while_typing
     assert!(text_of(&root, ".banner.success").contains("limits of “Bulk” are saved"));
 }
 
-fn saved_routes() {
-    route(
-        "GET /api/settings/history",
-        200,
-        &json!({"changes": [
-        {"version": 1, "at": "2026-11-20T09:00:00Z", "fields": ["tenant_id", "client_secret"]}]}),
-    );
-    route(
-        "PUT /api/settings",
-        200,
-        &json!({"message": "The SMTP settings have been saved successfully", "version": 2}),
-    );
-}
-
-#[wasm_bindgen_test]
-async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away() {
-    fake_api();
-    saved_routes();
+/// The settings form with saved OAuth settings, where a test passes with `message`.
+async fn form_with_passing_test(message: &str) -> Element {
     route(
         "POST /api/settings/test",
         200,
@@ -432,7 +416,7 @@ async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away
             ok: true,
             stage: None,
             code: None,
-            message: "Accepted.".into(),
+            message: message.into(),
             hint: None,
             stages: Vec::new(),
             transcript: Vec::new(),
@@ -451,6 +435,28 @@ async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away
     )
     .render();
     settle().await;
+    root
+}
+
+fn saved_routes() {
+    route(
+        "GET /api/settings/history",
+        200,
+        &json!({"changes": [
+        {"version": 1, "at": "2026-11-20T09:00:00Z", "fields": ["tenant_id", "client_secret"]}]}),
+    );
+    route(
+        "PUT /api/settings",
+        200,
+        &json!({"message": "The SMTP settings have been saved successfully", "version": 2}),
+    );
+}
+
+#[wasm_bindgen_test]
+async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away() {
+    fake_api();
+    saved_routes();
+    let root = form_with_passing_test("Accepted.").await;
     assert!(
         text_of(&root, ".history tbody").contains("tenant_id, client_secret"),
         "the history names fields: {}",
@@ -508,6 +514,68 @@ async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away
 }
 
 /// `GET /api/queue` as the server writes it (serde_json of the shared type).
+/// The way out is a clear choice for Office 365 OAuth: Graph hides the SMTP
+/// server, the checklist gives both correct ways to grant Mail.Send filled
+/// in from the form (and warns that consent alone reaches every mailbox),
+/// and the test and the save carry `"transport": "graph"`.
+#[wasm_bindgen_test]
+async fn choosing_graph_changes_the_form_and_the_checklist_and_tests_and_saves_it() {
+    fake_api();
+    saved_routes();
+    let root = form_with_passing_test("Microsoft Graph accepted the test email.").await;
+    assert!(text_of(&root, "#transport-graph-help").contains("535 5.7.139"));
+    assert!(root.query_selector("#advanced").unwrap().is_some());
+    click(&root, "#transport-graph").await;
+    assert!(
+        root.query_selector("#advanced").unwrap().is_none(),
+        "no SMTP server with Graph"
+    );
+    assert!(text_of(&root, "#advanced-unused").contains("not used"));
+    let client = mailroom_shared::fixtures::CLIENT;
+    let rbac = text_of(&root, "#graph-way-rbac");
+    assert!(
+        rbac.contains(&format!(
+            "New-ManagementRoleAssignment -App {client} -Role \"Application Mail.Send\""
+        )) && rbac.contains(&mailroom_shared::fixtures::mailer()),
+        "{rbac}"
+    );
+    assert!(text_of(&root, "#graph-way-policy")
+        .contains(&format!("New-ApplicationAccessPolicy -AppId {client}")));
+    assert!(text_of(&root, "#consent-warning").contains("every mailbox"));
+    // The stored secret was saved for SMTP: it must be typed again for Graph.
+    click(&root, "#save-button").await;
+    assert!(
+        text_of(&root, "#client_secret-error").contains("again"),
+        "{}",
+        text_of(&root, "#settings")
+    );
+    let secret = mailroom_shared::fixtures::SECRET;
+    type_into(&root, "client_secret", secret).await;
+    click(&root, "#test-button").await;
+    type_into(&root, "recipient", &["admin", "@", "contoso.com"].concat()).await;
+    click(&root, "#test-dialog button[type=submit]").await;
+    assert!(text_of(&root, ".dialog .result").contains("Success"));
+    let (_, body) = requests()
+        .into_iter()
+        .find(|(r, _)| r == "POST /api/settings/test")
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["settings"]["transport"], "graph", "{body}");
+    click(&root, "#test-dialog .actions button[type=button]").await;
+    click(&root, "#save-button").await;
+    let (_, put) = requests()
+        .into_iter()
+        .find(|(r, _)| r == "PUT /api/settings")
+        .expect("saved after the passed test");
+    let put: Value = serde_json::from_str(&put).unwrap();
+    assert_eq!(put["settings"]["transport"], "graph", "{put}");
+    assert_eq!(put["settings"]["client_secret"], secret);
+    // Back to another method: the way out goes back to SMTP by itself.
+    click(&root, "#auth-password").await;
+    assert!(root.query_selector("#transport").unwrap().is_none());
+    assert!(root.query_selector("#advanced").unwrap().is_some());
+}
+
 fn paused_queue(paused: bool) -> Value {
     use mailroom_shared::sending::{Paused, QueueState, Status};
     let q = QueueState {
@@ -698,6 +766,7 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
                 code: Some("5.1.1".into()),
                 message: "The recipient does not exist.".into(),
                 hint: Some("Check the address for typos.".into()),
+                transport: Some(mailroom_shared::Transport::Graph),
             }],
         })
         .unwrap()
@@ -768,6 +837,10 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
     assert!(
         panel.contains("Stage: send") && panel.contains("Check the address for typos."),
         "{panel}"
+    );
+    assert!(
+        panel.contains("via Microsoft Graph (sendMail)"),
+        "the attempt names its way out: {panel}"
     );
     assert!(
         root.query_selector("#cancel-message").unwrap().is_none(),

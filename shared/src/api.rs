@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::messages::FieldMessages;
-use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings};
+use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings, Transport};
 use crate::validate::StoredSecrets;
 
 /// The message of a successful save, shown as "Success: …" in the form.
@@ -30,6 +30,8 @@ pub struct PublicSettings {
     pub client_id: Option<String>,
     /// See [`Settings::username`].
     pub username: Option<String>,
+    /// See [`Settings::transport`].
+    pub transport: Transport,
     /// See [`Settings::host`].
     pub host: String,
     /// See [`Settings::port`].
@@ -60,6 +62,7 @@ impl PublicSettings {
             tenant_id: s.tenant_id,
             client_id: s.client_id,
             username: s.username,
+            transport: s.transport,
             host: s.host,
             port: s.port,
             security: s.security,
@@ -88,6 +91,7 @@ impl PublicSettings {
             client_secret: None,
             username: self.username,
             password: None,
+            transport: self.transport,
             host: self.host,
             port: self.port,
             security: self.security,
@@ -315,8 +319,8 @@ mod tests {
         assert!(v.get("client_secret").is_none());
         assert_eq!(
             v.as_object().unwrap().len(),
-            15,
-            "13 SETTINGS fields and 2 flags"
+            16,
+            "14 SETTINGS fields and 2 flags"
         );
         let back: PublicSettings = serde_json::from_value(v).unwrap();
         assert_eq!(back, public);

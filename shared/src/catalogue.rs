@@ -116,6 +116,9 @@ pub struct CloudInfo {
     pub smtp_port: u16,
     /// The token scope: the resource plus `/.default`.
     pub scope: &'static str,
+    /// Microsoft Graph's endpoint in this cloud (docs/API.md §12); its token
+    /// scope is this plus `/.default`.
+    pub graph: &'static str,
     /// Whether Microsoft documents this flow end to end for this cloud.
     pub documented: bool,
 }
@@ -129,6 +132,7 @@ pub const CLOUDS: &[CloudInfo] = &[
         smtp_host: "smtp.office365.com",
         smtp_port: 587,
         scope: "https://outlook.office365.com/.default",
+        graph: "https://graph.microsoft.com",
         documented: true,
     },
     CloudInfo {
@@ -138,6 +142,7 @@ pub const CLOUDS: &[CloudInfo] = &[
         smtp_host: "smtp.office365.us",
         smtp_port: 587,
         scope: "https://outlook.office365.us/.default",
+        graph: "https://graph.microsoft.us",
         documented: false,
     },
     CloudInfo {
@@ -147,6 +152,7 @@ pub const CLOUDS: &[CloudInfo] = &[
         smtp_host: "outlook-dod.office365.us",
         smtp_port: 587,
         scope: "https://outlook-dod.office365.us/.default",
+        graph: "https://dod-graph.microsoft.us",
         documented: false,
     },
     CloudInfo {
@@ -156,6 +162,7 @@ pub const CLOUDS: &[CloudInfo] = &[
         smtp_host: "smtp.partner.outlook.cn",
         smtp_port: 587,
         scope: "https://partner.outlook.cn/.default",
+        graph: "https://microsoftgraph.chinacloudapi.cn",
         documented: false,
     },
 ];
@@ -175,6 +182,20 @@ pub fn auth_method_label(provider: Provider, method: AuthMethod) -> &'static str
         (_, AuthMethod::Password) => "Username and password",
         (_, AuthMethod::Username) => "Username only (no password)",
         (_, AuthMethod::None) => "No authentication",
+    }
+}
+
+/// The label of a transport as the form shows it, and when to pick it.
+pub fn transport_label(transport: crate::Transport) -> (&'static str, &'static str) {
+    match transport {
+        crate::Transport::Smtp => (
+            "SMTP AUTH (XOAUTH2)",
+            "The usual way: pick it while SMTP AUTH is allowed for the mailbox.",
+        ),
+        crate::Transport::Graph => (
+            "Microsoft Graph (sendMail)",
+            "Pick it where SMTP AUTH is switched off for the tenant or mailbox (535 5.7.139): it needs the Mail.Send application permission, not SMTP AUTH.",
+        ),
     }
 }
 
@@ -256,6 +277,15 @@ mod tests {
             "https://login.partner.microsoftonline.cn"
         );
         assert_eq!(cloud(Cloud::UsgovDod).smtp_host, "outlook-dod.office365.us");
+        assert_eq!(cloud(Cloud::Global).graph, "https://graph.microsoft.com");
+        assert_eq!(
+            cloud(Cloud::UsgovDod).graph,
+            "https://dod-graph.microsoft.us"
+        );
+        assert_eq!(
+            cloud(Cloud::China).graph,
+            "https://microsoftgraph.chinacloudapi.cn"
+        );
         assert!(CLOUDS.iter().filter(|c| c.documented).count() == 1);
     }
 }

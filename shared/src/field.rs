@@ -28,6 +28,8 @@ pub enum Field {
     SenderEmail,
     /// `send_as_confirmed`
     SendAsConfirmed,
+    /// `transport`
+    Transport,
     /// `host`
     Host,
     /// `port`
@@ -45,6 +47,7 @@ impl Field {
     pub const ALL: &'static [Field] = &[
         Field::Provider,
         Field::AuthMethod,
+        Field::Transport,
         Field::Cloud,
         Field::TenantId,
         Field::ClientId,
@@ -75,6 +78,7 @@ impl Field {
             Field::SenderName => "sender_name",
             Field::SenderEmail => "sender_email",
             Field::SendAsConfirmed => "send_as_confirmed",
+            Field::Transport => "transport",
             Field::Host => "host",
             Field::Port => "port",
             Field::Security => "security",

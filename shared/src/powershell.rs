@@ -62,6 +62,43 @@ pub fn enable_smtp_auth_tenant() -> &'static str {
     "Set-TransportConfig -SmtpClientAuthenticationDisabled $false"
 }
 
+/// Graph, way 1 (RBAC for Applications, no Entra consent for `Mail.Send`):
+/// a management scope holding only the sending mailbox.
+pub fn new_management_scope(mailbox: &str) -> String {
+    format!(
+        "New-ManagementScope -Name \"Mailroom senders\" -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{}'\"",
+        or(mailbox, MAILBOX_PLACEHOLDER)
+    )
+}
+
+/// Graph, way 1: the "Application Mail.Send" role for the app, limited to
+/// that scope.
+pub fn new_mail_send_assignment(client_id: &str) -> String {
+    format!(
+        "New-ManagementRoleAssignment -App {} -Role \"Application Mail.Send\" -CustomResourceScope \"Mailroom senders\"",
+        or(client_id, CLIENT_ID_PLACEHOLDER)
+    )
+}
+
+/// Graph, way 2 (Entra consent for `Mail.Send`): an Application Access
+/// Policy limiting the app to a mail-enabled group's mailboxes.
+pub fn new_application_access_policy(client_id: &str, group: &str) -> String {
+    format!(
+        "New-ApplicationAccessPolicy -AppId {} -PolicyScopeGroupId \"{}\" -AccessRight RestrictAccess -Description \"Mailroom may send only as these mailboxes\"",
+        or(client_id, CLIENT_ID_PLACEHOLDER),
+        or(group, "<MAIL_ENABLED_GROUP>")
+    )
+}
+
+/// Graph: checks what the policy or the role lets the app do for a mailbox.
+pub fn test_service_principal_authorization(client_id: &str, mailbox: &str) -> String {
+    format!(
+        "Test-ServicePrincipalAuthorization -Identity {} -Resource \"{}\"",
+        or(client_id, CLIENT_ID_PLACEHOLDER),
+        or(mailbox, MAILBOX_PLACEHOLDER)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

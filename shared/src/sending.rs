@@ -447,6 +447,10 @@ pub struct Attempt {
     pub message: String,
     /// The fix.
     pub hint: Option<String>,
+    /// The way out it took (docs/API.md §12, §15); null for attempts made
+    /// before there were two.
+    #[serde(default)]
+    pub transport: Option<crate::Transport>,
 }
 
 /// `GET /api/messages/{id}`.

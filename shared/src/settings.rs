@@ -81,6 +81,27 @@ pub enum Security {
     None,
 }
 
+/// Which way out the mail takes (docs/API.md §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// SMTP to the host, with the authentication method (XOAUTH2 for OAuth).
+    #[default]
+    Smtp,
+    /// Microsoft Graph's `sendMail` with an app token (Office 365 OAuth only),
+    /// where SMTP AUTH is switched off.
+    Graph,
+}
+
+/// `null` read as the type's default (fields that a transport leaves unused).
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// The outgoing mail settings an administrator edits, tests and saves.
 ///
 /// Missing fields take empty values, so that validation, not the JSON parser,
@@ -106,11 +127,16 @@ pub struct Settings {
     /// Write-only: the password or app password. `None` keeps the stored one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    /// The SMTP server's host name or IP address.
+    /// SMTP or Microsoft Graph.
+    pub transport: Transport,
+    /// The SMTP server's host name or IP address (unused, and may be null, with Graph).
+    #[serde(deserialize_with = "null_default")]
     pub host: String,
-    /// The SMTP server's port, 1 to 65535.
+    /// The SMTP server's port, 1 to 65535 (unused, and may be null, with Graph).
+    #[serde(deserialize_with = "null_default")]
     pub port: u16,
-    /// STARTTLS, implicit TLS, or none.
+    /// STARTTLS, implicit TLS, or none (unused, and may be null, with Graph).
+    #[serde(deserialize_with = "null_default")]
     pub security: Security,
     /// The name sent in EHLO, when set.
     pub client_hostname: Option<String>,
@@ -135,6 +161,7 @@ impl std::fmt::Debug for Settings {
             .field("client_secret", &masked(&self.client_secret))
             .field("username", &self.username)
             .field("password", &masked(&self.password))
+            .field("transport", &self.transport)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("security", &self.security)
@@ -169,18 +196,20 @@ impl Settings {
     }
 
     /// Whether a secret saved with `saved` may be sent with these settings
-    /// (docs/API.md §3): `auth_method`, `host`, `port`, `security` and `username`,
-    /// and for OAuth also `cloud`, `tenant_id` and `client_id`, are unchanged.
-    /// Values are compared in their normalised form.
+    /// (docs/API.md §3): `auth_method`, `transport` and `username`, for SMTP
+    /// `host`, `port` and `security`, and for OAuth also `cloud`, `tenant_id`
+    /// and `client_id`, are unchanged. Values are compared in their
+    /// normalised form.
     pub fn same_secret_destination(&self, saved: &Settings) -> bool {
         let (a, b) = (self.normalized(), saved.normalized());
         let same_user =
             a.username.as_deref().unwrap_or_default() == b.username.as_deref().unwrap_or_default();
-        let basic = a.auth_method == b.auth_method
-            && a.host.eq_ignore_ascii_case(&b.host)
-            && a.port == b.port
-            && a.security == b.security
-            && same_user;
+        let same_smtp = a.transport == Transport::Graph
+            || (a.host.eq_ignore_ascii_case(&b.host)
+                && a.port == b.port
+                && a.security == b.security);
+        let basic =
+            a.auth_method == b.auth_method && a.transport == b.transport && same_smtp && same_user;
         if !basic || a.auth_method != AuthMethod::OAuth2ClientCredentials {
             return basic;
         }
@@ -282,6 +311,16 @@ impl EnumId for Cloud {
             Cloud::Usgov => "usgov",
             Cloud::UsgovDod => "usgov-dod",
             Cloud::China => "china",
+        }
+    }
+}
+
+impl EnumId for Transport {
+    const ALL: &'static [Self] = &[Transport::Smtp, Transport::Graph];
+    fn id(self) -> &'static str {
+        match self {
+            Transport::Smtp => "smtp",
+            Transport::Graph => "graph",
         }
     }
 }

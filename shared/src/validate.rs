@@ -8,7 +8,7 @@ use crate::field::Field;
 use crate::messages::FieldMessages;
 use crate::parse::{self, EmailError, GuidError, HostError};
 use crate::powershell;
-use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings};
+use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings, Transport};
 
 /// The longest text accepted in most fields (Passbolt's limit).
 pub const MAX_LEN: usize = 256;
@@ -299,6 +299,13 @@ impl Settings {
         if oauth {
             self.validate_oauth(&mut r, &s, stored);
         }
+        let graph = s.transport == Transport::Graph;
+        if graph && !(office365 && oauth) {
+            r.error(
+                Field::Transport,
+                "Microsoft Graph is a way out only for Office 365 with OAuth 2.0 (Client Credentials). Choose SMTP, or choose Office 365 and OAuth.",
+            );
+        }
 
         // Username.
         let needs_username = matches!(
@@ -356,41 +363,9 @@ impl Settings {
             }
         }
 
-        // Host and port.
-        if check_length(&mut r, Field::Host, "SMTP host", &s.host) {
-            if let Err(e) = parse::check_host(&s.host) {
-                r.error(Field::Host, host_message("SMTP host", &e));
-            }
-        }
-        if s.port == 0 {
-            r.error(Field::Port, port_message());
-        }
-        match (s.security, s.port) {
-            (Security::Starttls, 465) => r.warn(
-                Field::Security,
-                "Port 465 normally uses implicit TLS, not STARTTLS. Choose “Implicit TLS” or port 587.",
-            ),
-            (Security::Tls, 587) => r.warn(
-                Field::Security,
-                "Port 587 normally uses STARTTLS, not implicit TLS. Choose “STARTTLS” or port 465.",
-            ),
-            _ => {}
-        }
-        if s.security == Security::None
-            && s.auth_method != AuthMethod::None
-            && !parse::is_loopback_address(&s.host)
-        {
-            r.error(
-                Field::Security,
-                "Credentials would be sent unencrypted. Choose STARTTLS or implicit TLS; “None” is allowed with a username or credentials only for a relay on this machine, named by its loopback address (127.0.0.1 or ::1).",
-            );
-        }
-        if let Some(h) = s.client_hostname.as_deref() {
-            if check_length(&mut r, Field::ClientHostname, "client host name", h) {
-                if let Err(e) = parse::check_host_name(h) {
-                    r.error(Field::ClientHostname, host_message("client host name", &e));
-                }
-            }
+        // Host and port: unused with Graph.
+        if !graph {
+            self.validate_smtp_target(&mut r, &s);
         }
 
         // Sender.
@@ -433,6 +408,45 @@ impl Settings {
             }
         }
         r
+    }
+
+    /// The SMTP server: host, port, security and the EHLO name.
+    fn validate_smtp_target(&self, r: &mut Report, s: &Settings) {
+        if check_length(r, Field::Host, "SMTP host", &s.host) {
+            if let Err(e) = parse::check_host(&s.host) {
+                r.error(Field::Host, host_message("SMTP host", &e));
+            }
+        }
+        if s.port == 0 {
+            r.error(Field::Port, port_message());
+        }
+        match (s.security, s.port) {
+            (Security::Starttls, 465) => r.warn(
+                Field::Security,
+                "Port 465 normally uses implicit TLS, not STARTTLS. Choose “Implicit TLS” or port 587.",
+            ),
+            (Security::Tls, 587) => r.warn(
+                Field::Security,
+                "Port 587 normally uses STARTTLS, not implicit TLS. Choose “STARTTLS” or port 465.",
+            ),
+            _ => {}
+        }
+        if s.security == Security::None
+            && s.auth_method != AuthMethod::None
+            && !parse::is_loopback_address(&s.host)
+        {
+            r.error(
+                Field::Security,
+                "Credentials would be sent unencrypted. Choose STARTTLS or implicit TLS; “None” is allowed with a username or credentials only for a relay on this machine, named by its loopback address (127.0.0.1 or ::1).",
+            );
+        }
+        if let Some(h) = s.client_hostname.as_deref() {
+            if check_length(r, Field::ClientHostname, "client host name", h) {
+                if let Err(e) = parse::check_host_name(h) {
+                    r.error(Field::ClientHostname, host_message("client host name", &e));
+                }
+            }
+        }
     }
 
     fn validate_oauth(&self, r: &mut Report, s: &Settings, stored: StoredSecrets) {
@@ -498,7 +512,10 @@ impl Settings {
                 ),
             );
         }
-        if !s.host.eq_ignore_ascii_case(cloud.smtp_host) && !parse::is_loopback(&s.host) {
+        if s.transport == Transport::Smtp
+            && !s.host.eq_ignore_ascii_case(cloud.smtp_host)
+            && !parse::is_loopback(&s.host)
+        {
             r.warn(
                 Field::Host,
                 format!(
@@ -614,6 +631,57 @@ mod tests {
         );
         s.client_secret = Some(" value ".into());
         assert!(errors(&s, Field::ClientSecret)[0].contains("space"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn graph_only_with_office365_oauth_and_without_an_smtp_server() {
+        let mut s = oauth();
+        s.transport = Transport::Graph;
+        // Host, port and security are unused: empty is fine.
+        s.host = String::new();
+        s.port = 0;
+        s.security = Security::None;
+        let r = s.validate();
+        assert!(r.is_valid(), "{r:?}");
+        assert!(r.warnings_for(Field::Host).is_empty(), "{r:?}");
+        let mut password = s.clone();
+        password.auth_method = AuthMethod::Password;
+        password.password = Some("app password".into());
+        assert!(errors(&password, Field::Transport)[0].contains("only for Office 365 with OAuth"));
+        let mut gmail = s.clone();
+        gmail.provider = Provider::Gmail;
+        assert!(!errors(&gmail, Field::Transport).is_empty());
+        // The Send-As rule holds for Graph too (ErrorSendAsDenied).
+        let mut other = s.clone();
+        other.sender_email = format!("{}@{}", "notifications", "contoso.com");
+        other.send_as_confirmed = false;
+        assert!(errors(&other, Field::SenderEmail)[0].contains("Send-As"));
+        // Null host, port and security are read as unused.
+        let mut v = serde_json::to_value(&s).unwrap();
+        for k in ["host", "port", "security"] {
+            v[k] = serde_json::Value::Null;
+        }
+        let back: Settings = serde_json::from_value(v).unwrap();
+        assert_eq!((back.transport, back.port), (Transport::Graph, 0));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn a_secret_saved_for_smtp_is_not_sent_to_graph() {
+        let smtp = oauth();
+        let mut graph = smtp.clone();
+        graph.transport = Transport::Graph;
+        assert!(!graph.same_secret_destination(&smtp));
+        assert!(!smtp.same_secret_destination(&graph));
+        // With Graph the SMTP server is unused: changing it keeps the binding.
+        let mut moved = graph.clone();
+        moved.host = "elsewhere.example".into();
+        moved.port = 25;
+        assert!(moved.same_secret_destination(&graph));
+        let mut other_user = graph.clone();
+        other_user.username = Some(format!("{}@{}", "other", "contoso.com"));
+        assert!(!other_user.same_secret_destination(&graph));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

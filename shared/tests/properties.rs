@@ -1,7 +1,7 @@
 //! Property tests: `validate()` never panics, and normalisation is idempotent.
 #![cfg(not(target_arch = "wasm32"))]
 
-use mailroom_shared::{parse, AuthMethod, Cloud, Provider, Security, Settings};
+use mailroom_shared::{parse, AuthMethod, Cloud, Provider, Security, Settings, Transport};
 use proptest::prelude::*;
 
 fn any_provider() -> impl Strategy<Value = Provider> {
@@ -48,10 +48,11 @@ prop_compose! {
         sender_name in any_text(),
         sender_email in any_text(),
         send_as_confirmed in any::<bool>(),
+        transport in prop::sample::select(vec![Transport::Smtp, Transport::Graph]),
     ) -> Settings {
         Settings {
             provider, auth_method, cloud, tenant_id: tenant, client_id: client,
-            client_secret: secret, username, password, host, port, security,
+            client_secret: secret, username, password, transport, host, port, security,
             client_hostname, sender_name, sender_email, send_as_confirmed,
         }
     }

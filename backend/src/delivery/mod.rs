@@ -21,12 +21,13 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Claimed, Lease, Queue, RecipientOutcome};
 use crate::settings::{Current, SettingsRepo};
-use crate::upstream::client::OpenSession;
+use crate::upstream::client::{OpenSession, Way};
 use crate::upstream::diagnose::{self, Diagnosis, Kind};
 use crate::upstream::mask::mask_transcript;
 use crate::upstream::smtp::SmtpFailure;
 use crate::upstream::Upstream;
 
+mod graph;
 mod outcome;
 mod scheduler;
 mod worker;
@@ -88,6 +89,8 @@ pub struct Engine {
     pub settings_saved: Arc<Notify>,
     /// When the next message may go, for the rate limit.
     next_slot: Arc<Mutex<tokio::time::Instant>>,
+    /// No message goes before this: the upstream asked to wait (`Retry-After`).
+    hold_until: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// When a paused queue was last tried, shared so one worker probes at a time.
     last_probe: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Set when a pause was seen or made, so a success checks whether to end it.
@@ -166,6 +169,7 @@ impl Engine {
             clock,
             options,
             next_slot: Arc::new(Mutex::new(tokio::time::Instant::now())),
+            hold_until: Arc::new(Mutex::new(None)),
             last_probe: Arc::new(Mutex::new(None)),
         }
     }

@@ -30,8 +30,30 @@ impl Engine {
         let _ = done.await;
     }
 
-    pub(super) fn attempt(&self, ok: bool, d: Option<&Diagnosis>, message: String) -> Attempt {
+    pub(super) fn attempt(
+        &self,
+        m: &Claimed,
+        ok: bool,
+        d: Option<&Diagnosis>,
+        message: String,
+    ) -> Attempt {
+        self.metrics
+            .attempts
+            .get_or_create(&crate::metrics::AttemptLabels {
+                transport: m
+                    .transport
+                    .map_or("none", mailroom_shared::EnumId::id)
+                    .to_string(),
+                outcome: if ok {
+                    "sent"
+                } else {
+                    d.map_or("failed", |d| kind_name(d.kind))
+                }
+                .to_string(),
+            })
+            .inc();
         Attempt {
+            transport: m.transport,
             at: self.clock.rfc3339(),
             ok,
             stage: d.map(|d| d.stage),
@@ -51,7 +73,7 @@ impl Engine {
     ) {
         self.pause(d).await;
         let record = AttemptRecord {
-            attempt: self.attempt(false, Some(d), String::new()),
+            attempt: self.attempt(m, false, Some(d), String::new()),
             transcript,
             recipients: Vec::new(),
             status: Status::Queued,
@@ -68,15 +90,47 @@ impl Engine {
         transcript_text(&lines)
     }
 
-    pub(super) async fn defer(&self, m: &Claimed, d: &Diagnosis, transcript: Option<String>) {
-        let attempts = m.attempt_count + 1;
+    /// Deferred with backoff, and not before `at_least` when the upstream
+    /// said how long to wait (`Retry-After`).
+    pub(super) async fn defer(
+        &self,
+        m: &Claimed,
+        d: &Diagnosis,
+        transcript: Option<String>,
+        at_least: Option<Duration>,
+    ) {
+        let wait = backoff(m.attempt_count + 1).max(at_least.unwrap_or_default());
+        self.deferred(m, d, transcript, wait, true).await;
+    }
+
+    /// The mailbox's sending quota is used up: the message waits (deferred)
+    /// for `wait` (an hour when not said), adding no attempt.
+    pub(super) async fn wait_quota(
+        &self,
+        m: &Claimed,
+        d: &Diagnosis,
+        transcript: Option<String>,
+        wait: Option<Duration>,
+    ) {
+        let wait = wait.unwrap_or(Duration::from_secs(3600));
+        self.deferred(m, d, transcript, wait, false).await;
+    }
+
+    async fn deferred(
+        &self,
+        m: &Claimed,
+        d: &Diagnosis,
+        transcript: Option<String>,
+        wait: Duration,
+        counts: bool,
+    ) {
         let record = AttemptRecord {
-            attempt: self.attempt(false, Some(d), String::new()),
+            attempt: self.attempt(m, false, Some(d), String::new()),
             transcript,
             recipients: Vec::new(),
             status: Status::Deferred,
-            next_attempt_unix: unix(&*self.clock) + backoff(attempts).as_secs() as i64,
-            counts: true,
+            next_attempt_unix: unix(&*self.clock) + wait.as_secs() as i64,
+            counts,
         };
         self.record(&m.id, record).await;
     }
@@ -102,7 +156,7 @@ impl Engine {
             })
             .collect();
         let record = AttemptRecord {
-            attempt: self.attempt(false, Some(d), String::new()),
+            attempt: self.attempt(m, false, Some(d), String::new()),
             transcript,
             recipients,
             status: Status::Failed,
@@ -110,6 +164,20 @@ impl Engine {
             counts: true,
         };
         self.record(&m.id, record).await;
+    }
+
+    /// Counts a sent message, and ends a pause: a success shows the way out works.
+    pub(super) async fn counted_sent(&self, m: &Claimed) {
+        let label = Metrics::app(m.app_id.as_deref());
+        self.metrics.sent.get_or_create(&label).inc();
+        let waited = unix(&*self.clock) - m.created_unix;
+        self.metrics.latency.observe(waited.max(0) as f64);
+        if self.maybe_paused.swap(false, Ordering::Relaxed) {
+            if let Ok(Some(_)) = self.queue.pause_state().await {
+                tracing::info!("delivery resumed");
+                let _ = self.queue.set_pause(None).await;
+            }
+        }
     }
 
     /// Records per-recipient outcomes; returns whether the connection can be
@@ -175,6 +243,7 @@ impl Engine {
         }
         let record = AttemptRecord {
             attempt: self.attempt(
+                m,
                 sent > 0,
                 if sent > 0 {
                     None
@@ -193,29 +262,28 @@ impl Engine {
             counts: true,
         };
         self.record(&m.id, record).await;
-        let label = Metrics::app(m.app_id.as_deref());
         match status {
-            Status::Sent => {
-                self.metrics.sent.get_or_create(&label).inc();
-                let waited = unix(&*self.clock) - m.created_unix;
-                self.metrics.latency.observe(waited.max(0) as f64);
-            }
+            Status::Sent => self.counted_sent(m).await,
             Status::Failed => {
+                let label = Metrics::app(m.app_id.as_deref());
                 self.metrics.failed.get_or_create(&label).inc();
             }
             _ => {}
-        }
-        if sent > 0 && self.maybe_paused.swap(false, Ordering::Relaxed) {
-            // A success ends a pause.
-            if let Ok(Some(_)) = self.queue.pause_state().await {
-                tracing::info!("delivery resumed");
-                let _ = self.queue.set_pause(None).await;
-            }
         }
         if sent == 0 {
             return c.open.session.reset(&mut c.open.progress).await.is_ok();
         }
         true
+    }
+}
+
+/// A kind's name for the attempts metric.
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Temporary => "deferred",
+        Kind::Permanent => "failed",
+        Kind::Pause => "paused",
+        Kind::Quota => "quota",
     }
 }
 

@@ -4,8 +4,20 @@
 use super::*;
 
 impl Engine {
-    /// Waits for the rate limit's next slot.
+    /// Holds every worker for `wait` (or longer, if already held longer).
+    pub(super) async fn hold(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut hold = self.hold_until.lock().await;
+        *hold = Some(hold.map_or(until, |h| h.max(until)));
+    }
+
+    /// Waits for a hold to pass and for the rate limit's next slot.
     pub(super) async fn take_slot(&self) {
+        // The upstream asked every message to wait (a 429's Retry-After).
+        let hold = *self.hold_until.lock().await;
+        if let Some(until) = hold {
+            tokio::time::sleep_until(until).await;
+        }
         if self.options.rate_per_minute == 0 {
             return;
         }

@@ -130,6 +130,8 @@ impl Engine {
             return None;
         };
         current.fill_secrets(&mut settings);
+        let mut m = m;
+        m.transport = Some(settings.transport);
         // A connection opened with older settings is not reused.
         let mut conn =
             conn.filter(|c| c.version == current.version && c.sent < MESSAGES_PER_CONNECTION);
@@ -152,6 +154,9 @@ impl Engine {
         }
         let mut c = conn?;
         c.sent += 1;
+        if matches!(c.open.session, Way::Graph(_)) {
+            return self.deliver_graph(m, &settings, c).await;
+        }
         let from: Address = match m.mail_from.parse() {
             Ok(a) => a,
             Err(e) => {
@@ -171,11 +176,12 @@ impl Engine {
             .iter()
             .filter_map(|(_, a)| a.parse().ok())
             .collect();
+        let Way::Smtp(session) = &mut c.open.session else {
+            return None;
+        };
         let result = tokio::time::timeout(
             Duration::from_secs(120),
-            c.open
-                .session
-                .send_each(&from, &to, &m.body, &mut c.open.progress),
+            session.send_each(&from, &to, &m.body, &mut c.open.progress),
         )
         .await
         .unwrap_or(Err(SmtpFailure::Timeout(Stage::Send)));
@@ -192,8 +198,12 @@ impl Engine {
                         self.release_and_pause(&m, &d, transcript).await;
                         None
                     }
+                    Kind::Quota => {
+                        self.wait_quota(&m, &d, transcript, None).await;
+                        self.reset_or_drop(c, true).await
+                    }
                     Kind::Temporary => {
-                        self.defer(&m, &d, transcript).await;
+                        self.defer(&m, &d, transcript, None).await;
                         // A dropped connection is gone; a 4xx leaves it usable after RSET.
                         let alive = matches!(f, SmtpFailure::Reply { code, .. } if code != 421);
                         self.reset_or_drop(c, alive).await

@@ -579,6 +579,7 @@ async fn record_in(
             &a.message,
             &a.hint,
             &r.transcript,
+            &a.transport.map(mailroom_shared::EnumId::id),
         ],
     )
     .await?;
@@ -976,6 +977,7 @@ impl Queue for PgStore {
                         created_unix: r.int(5)?,
                         app_id: r.opt_text(6)?,
                         recipients: idx.into_iter().map(|i| i as u32).zip(addresses).collect(),
+                        transport: None,
                     },
                 ));
             }

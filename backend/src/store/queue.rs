@@ -196,6 +196,8 @@ pub struct Claimed {
     pub attempt_count: u32,
     /// When it was submitted.
     pub created_unix: i64,
+    /// The way out its attempt takes, once the engine knows (not stored).
+    pub transport: Option<mailroom_shared::Transport>,
 }
 
 /// The outcome of one recipient in an attempt.

@@ -138,7 +138,12 @@ pub const SCHEMA: &[&str] = &[
     TRANSCRIPTS_WITHOUT_CONTENT,
     MIGRATION_LIMITS,
     MIGRATION_ORPHANS,
+    MIGRATION_TRANSPORT,
 ];
+
+/// Step 10: each attempt says which way out it took (`smtp` or `graph`;
+/// NULL for attempts made before there were two).
+pub const MIGRATION_TRANSPORT: &str = "ALTER TABLE attempts ADD COLUMN transport TEXT;";
 
 /// Step 7: stored transcripts lose the message content they recorded (the
 /// statement does nothing; the work is [`strip_stored_transcripts`], run in

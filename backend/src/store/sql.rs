@@ -160,8 +160,8 @@ pub(crate) const RELEASE: &str = "UPDATE messages SET status = 'queued', locked_
 pub(crate) const MESSAGE_FOR_ATTEMPT: &str =
     "SELECT seq, attempt_count FROM messages WHERE id = ?1";
 pub(crate) const ADD_ATTEMPT: &str =
-    "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript)
-     VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE message_seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript, transport)
+     VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE message_seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 pub(crate) const SET_RECIPIENT: &str = "UPDATE recipients SET status = ?3, code = ?4, message = ?5 WHERE message_seq = ?1 AND idx = ?2";
 /// A message after an attempt; `?9` is 1 when it keeps its body.
 pub(crate) const AFTER_ATTEMPT: &str =
@@ -211,7 +211,7 @@ pub(crate) const RECIPIENTS_OF: &str =
     "SELECT r.address, r.status, r.code, r.message FROM recipients r
      JOIN messages m ON m.seq = r.message_seq WHERE m.id = ?1 ORDER BY r.idx";
 pub(crate) const ATTEMPTS_OF: &str =
-    "SELECT a.at, a.ok, a.stage, a.code, a.message, a.hint FROM attempts a
+    "SELECT a.at, a.ok, a.stage, a.code, a.message, a.hint, a.transport FROM attempts a
      JOIN messages m ON m.seq = a.message_seq WHERE m.id = ?1 ORDER BY a.n";
 /// A message's status and whether it has its body (PostgreSQL adds `FOR UPDATE`).
 pub(crate) const STATUS_AND_BODY: &str =
@@ -353,6 +353,9 @@ pub(crate) fn attempt_from<R: Cols>(r: &R) -> Result<Attempt, R::E> {
         code: r.opt_text(3)?,
         message: r.text(4)?,
         hint: r.opt_text(5)?,
+        transport: r
+            .opt_text(6)?
+            .and_then(|t| <mailroom_shared::Transport as mailroom_shared::EnumId>::from_id(&t)),
     })
 }
 

@@ -383,7 +383,8 @@ fn record_in(
         a.code,
         a.message,
         a.hint,
-        r.transcript
+        r.transcript,
+        a.transport.map(mailroom_shared::EnumId::id)
     ])?;
     let mut stmt = tx.prepare_cached(sql::SET_RECIPIENT)?;
     for o in &r.recipients {
@@ -550,6 +551,7 @@ impl Queue for SqliteStore {
                         created_unix: r.int(4)?,
                         app_id: r.opt_text(5)?,
                         recipients: Vec::new(),
+                        transport: None,
                     })
                 })?;
                 let recipients = tx

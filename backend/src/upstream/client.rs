@@ -1,16 +1,17 @@
-//! [`Upstream::run`]: the Entra token (OAuth), the SMTP session, and the
-//! diagnosis of any failure, shared by `POST /api/settings/test` and
-//! `mailroom check`.
+//! [`Upstream::run`]: the Entra token (OAuth), the SMTP session or the Graph
+//! request, and the diagnosis of any failure, shared by `POST
+//! /api/settings/test`, `mailroom check` and delivery ([`Upstream::open_session`]).
 
 use std::time::Instant;
 
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Address;
 use mailroom_shared::api::{Stage, StageTiming, TestResult, TokenClaims};
-use mailroom_shared::{catalogue, AuthMethod, Settings};
+use mailroom_shared::{catalogue, AuthMethod, Settings, Transport};
 
 use super::diagnose;
 use super::entra::{self, TokenClient, TokenRequest};
+use super::graph::{self, GraphClient, GraphFailure};
 use super::mask::{mask_text, mask_transcript};
 use super::smtp::{self, Progress, SmtpAuth, SmtpFailure, SmtpPlan, SmtpSession, Target, TlsTrust};
 use super::test_message::build_message;
@@ -46,10 +47,55 @@ struct SignIn {
     extra_hints: Vec<String>,
 }
 
+/// How a delivery session sends: an SMTP connection, or Graph requests
+/// under one token.
+pub enum Way {
+    /// A signed-in SMTP connection (boxed: it holds its buffers).
+    Smtp(Box<SmtpSession>),
+    /// Graph's `sendMail`.
+    Graph(GraphWay),
+}
+
+impl Way {
+    /// Makes the session ready for the next message (RSET for SMTP).
+    pub async fn reset(&mut self, p: &mut Progress) -> Result<(), SmtpFailure> {
+        match self {
+            Way::Smtp(s) => s.reset(p).await,
+            Way::Graph(_) => Ok(()),
+        }
+    }
+
+    /// Which way this is.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Way::Smtp(_) => Transport::Smtp,
+            Way::Graph(_) => Transport::Graph,
+        }
+    }
+
+    /// Ends the session (QUIT for SMTP; nothing to close for Graph).
+    pub async fn quit(self) {
+        if let Way::Smtp(s) = self {
+            s.quit().await;
+        }
+    }
+}
+
+/// Graph's `sendMail` as one mailbox, with the token for it.
+pub struct GraphWay {
+    /// Where the requests go.
+    pub endpoint: String,
+    /// The `{user}` of the path: the settings' username.
+    pub mailbox: String,
+    token: Secret,
+    from_cache: bool,
+    request: TokenRequest,
+}
+
 /// A signed-in session for delivery.
 pub struct OpenSession {
     /// The session.
-    pub session: SmtpSession,
+    pub session: Way,
     /// Its stages and transcript so far.
     pub progress: Progress,
     /// Everything to mask in what it records.
@@ -88,6 +134,8 @@ pub struct Upstream {
     authority_override: Option<String>,
     trust: TlsTrust,
     tokens: TokenClient,
+    graph_override: Option<String>,
+    graph: GraphClient,
 }
 
 /// Whether an authority sends the client secret in clear text to another
@@ -154,6 +202,14 @@ impl Upstream {
         if let Some(authority) = args.entra_authority.as_deref() {
             warn_if_plain_http(authority);
         }
+        if let Some(endpoint) = args.graph_endpoint.as_deref() {
+            if is_plain_http_to_remote(endpoint) {
+                tracing::warn!(
+                    endpoint,
+                    "--graph-endpoint is plain http to a host that is not loopback: tokens and mail would cross the network unencrypted; use https"
+                );
+            }
+        }
         Ok(Upstream {
             slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_TESTS),
             timeouts,
@@ -163,6 +219,8 @@ impl Upstream {
                 .map(|a| a.trim_end_matches('/').to_string()),
             trust: TlsTrust::load(args.extra_ca_file.as_deref())?,
             tokens: TokenClient::new(timeouts.token).map_err(UpstreamError::HttpClient)?,
+            graph_override: args.graph_endpoint.clone(),
+            graph: GraphClient::new().map_err(UpstreamError::HttpClient)?,
         })
     }
 
@@ -182,14 +240,66 @@ impl Upstream {
         self.timeouts
     }
 
+    /// Where Graph requests go for these settings.
+    pub fn graph_endpoint(&self, s: &Settings) -> String {
+        graph::endpoint(s.cloud, self.graph_override.as_deref())
+    }
+
+    /// The token request for OAuth: for Exchange Online (SMTP) or for Graph,
+    /// always with the cloud's real scope.
     fn token_request(&self, s: &Settings) -> Option<TokenRequest> {
         (s.auth_method == AuthMethod::OAuth2ClientCredentials).then(|| TokenRequest {
             authority: self.authority(s),
             tenant: s.tenant_id.clone().unwrap_or_default(),
             client_id: s.client_id.clone().unwrap_or_default(),
             secret: Secret::new(s.client_secret.clone().unwrap_or_default()),
-            scope: catalogue::cloud(s.cloud).scope.to_string(),
+            scope: match s.transport {
+                Transport::Smtp => catalogue::cloud(s.cloud).scope.to_string(),
+                Transport::Graph => graph::scope(s.cloud),
+            },
         })
+    }
+
+    /// Sends one prepared message over Graph; a `401` with a cached token
+    /// gets one more try with a fresh token (it may have been revoked).
+    pub async fn graph_send(
+        &self,
+        way: &mut GraphWay,
+        body_b64: String,
+        transcript: &mut Vec<mailroom_shared::api::TranscriptLine>,
+        secrets: &mut Vec<String>,
+    ) -> Result<graph::Accepted, GraphFailure> {
+        let first = self
+            .graph
+            .send_mail(
+                &way.endpoint,
+                &way.mailbox,
+                &way.token,
+                body_b64.clone(),
+                transcript,
+            )
+            .await;
+        match first {
+            Err(GraphFailure::Reply { status: 401, .. }) if way.from_cache => {
+                self.tokens.invalidate(&way.request).await;
+                let Ok(token) = self.tokens.get(&way.request).await else {
+                    return first;
+                };
+                secrets.push(token.access_token.expose().to_string());
+                way.token = token.access_token;
+                way.from_cache = false;
+                self.graph
+                    .send_mail(
+                        &way.endpoint,
+                        &way.mailbox,
+                        &way.token,
+                        body_b64,
+                        transcript,
+                    )
+                    .await
+            }
+            other => other,
+        }
     }
 
     /// How to sign in: the Entra token (from the cache when fresh) for OAuth,
@@ -261,6 +371,39 @@ impl Upstream {
         let s = settings.normalized();
         let mut secrets: Vec<String> = s.client_secret.iter().chain(&s.password).cloned().collect();
         let req = self.token_request(&s);
+        if let (Transport::Graph, Some(req)) = (s.transport, &req) {
+            let mut stages = Vec::new();
+            return match self
+                .credentials(&s, Some(req), &mut stages, &mut secrets)
+                .await
+            {
+                Ok(SignIn {
+                    auth: SmtpAuth::Xoauth2(_, token),
+                    from_cache,
+                    ..
+                }) => Ok(OpenSession {
+                    session: Way::Graph(GraphWay {
+                        endpoint: self.graph_endpoint(&s),
+                        mailbox: s.username.clone().unwrap_or_default(),
+                        token,
+                        from_cache,
+                        request: req.clone(),
+                    }),
+                    progress: Progress::default(),
+                    secrets,
+                }),
+                Ok(_) => unreachable!("OAuth signs in with a token"),
+                Err(mut d) => {
+                    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                    mask_text(&mut d.message, &refs);
+                    mask_text(&mut d.hint, &refs);
+                    Err(SessionFailure {
+                        diagnosis: d,
+                        transcript: Vec::new(),
+                    })
+                }
+            };
+        }
         let opened = tokio::time::timeout(self.timeouts.session, async {
             let mut retried = false;
             loop {
@@ -300,7 +443,7 @@ impl Upstream {
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         match opened {
             Ok((session, progress)) => Ok(OpenSession {
-                session,
+                session: Way::Smtp(Box::new(session)),
                 progress,
                 secrets: secrets.clone(),
             }),
@@ -383,6 +526,11 @@ impl Upstream {
             }
         };
         let token_request = self.token_request(&s);
+        if let (Transport::Graph, Some(req)) = (s.transport, &token_request) {
+            return self
+                .run_graph(&s, req, recipient, &message, stages, secrets)
+                .await;
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -443,6 +591,86 @@ impl Upstream {
                     let d = diagnose::smtp_failure(&f, &s, &self.timeouts);
                     return fail(stages, d, transcript, claims, &extra_hints);
                 }
+            }
+        }
+    }
+}
+
+impl Upstream {
+    /// The test email over Graph: the token (stage `token`), then one
+    /// `sendMail` (stage `send`) whose request line, status and Graph's ids
+    /// make the transcript.
+    async fn run_graph(
+        &self,
+        s: &Settings,
+        req: &TokenRequest,
+        recipient: &str,
+        message: &[u8],
+        mut stages: Vec<StageTiming>,
+        secrets: &mut Vec<String>,
+    ) -> TestResult {
+        let fail = |stages, d: diagnose::Diagnosis, transcript, claims| TestResult {
+            ok: false,
+            stage: Some(d.stage),
+            code: d.code,
+            message: d.message,
+            hint: Some(d.hint),
+            stages,
+            transcript,
+            token_claims: claims,
+        };
+        let sign_in = match self.credentials(s, Some(req), &mut stages, secrets).await {
+            Ok(sign_in) => sign_in,
+            Err(d) => return fail(stages, d, Vec::new(), None),
+        };
+        let SmtpAuth::Xoauth2(_, token) = sign_in.auth else {
+            unreachable!("OAuth signs in with a token")
+        };
+        let body = match graph::prepare(message, &[recipient.trim().to_string()]) {
+            Ok(b) => b,
+            Err(u) => {
+                return fail(
+                    stages,
+                    diagnose::graph_unsendable(&u),
+                    Vec::new(),
+                    sign_in.claims,
+                )
+            }
+        };
+        let mut way = GraphWay {
+            endpoint: self.graph_endpoint(s),
+            mailbox: s.username.clone().unwrap_or_default(),
+            token,
+            from_cache: sign_in.from_cache,
+            request: req.clone(),
+        };
+        let mut transcript = Vec::new();
+        let t = Instant::now();
+        let sent = self
+            .graph_send(&mut way, body, &mut transcript, secrets)
+            .await;
+        stages.push(StageTiming {
+            name: Stage::Send,
+            ok: sent.is_ok(),
+            ms: t.elapsed().as_millis() as u64,
+        });
+        match sent {
+            Ok(accepted) => TestResult {
+                ok: true,
+                stage: None,
+                code: None,
+                message: format!(
+                    "Microsoft Graph accepted the test email for {recipient} (request-id {}).",
+                    accepted.request_id.as_deref().unwrap_or("none")
+                ),
+                hint: None,
+                stages,
+                transcript,
+                token_claims: sign_in.claims,
+            },
+            Err(f) => {
+                let d = diagnose::graph_failure(&f, s, &way.endpoint);
+                fail(stages, d, transcript, sign_in.claims)
             }
         }
     }

@@ -5,6 +5,7 @@ use mailroom_shared::api::Stage;
 use mailroom_shared::{catalogue, powershell as ps, AuthMethod, Settings};
 
 use super::entra::TokenError;
+use super::graph::{GraphFailure, Unsendable};
 use super::smtp::SmtpFailure;
 use super::Timeouts;
 
@@ -32,6 +33,9 @@ pub enum Kind {
     Permanent,
     /// Not about any one message (configuration, credentials, network): pause.
     Pause,
+    /// The mailbox's sending quota: the message waits for the window without
+    /// counting an attempt (docs/API.md §15).
+    Quota,
 }
 
 /// Sorts a failure during a transaction (MAIL FROM, RCPT TO, DATA), using
@@ -209,6 +213,198 @@ fn entra_text(code: Option<u64>, error: &str, s: &Settings) -> (String, String) 
     }
 }
 
+/// The other way out where SMTP AUTH must stay off (OAuth only).
+fn graph_way_out(s: &Settings) -> String {
+    if s.auth_method != AuthMethod::OAuth2ClientCredentials {
+        return String::new();
+    }
+    " If SMTP AUTH must stay off, send through Microsoft Graph instead: choose “Microsoft Graph (sendMail)” as the way out, and give the app Mail.Send for this mailbox only (the setup checklist shows both ways).".into()
+}
+
+/// How to let the app send as the mailbox over Graph, and only as it.
+fn mail_send_fix(s: &Settings) -> String {
+    let client = s.client_id.as_deref().unwrap_or_default();
+    let user = s.username.as_deref().unwrap_or_default();
+    format!(
+        "Let the app send as {user} and only as it: either RBAC for Applications, without Entra consent for Mail.Send: `{}`, `{}`, `{}`; or Entra consent for Mail.Send (Graph, Application) plus an Application Access Policy whose mail-enabled group holds {user}: `{}`. Check with `{}`.",
+        ps::new_service_principal(client, ""),
+        ps::new_management_scope(user),
+        ps::new_mail_send_assignment(client),
+        ps::new_application_access_policy(client, ""),
+        ps::test_service_principal_authorization(client, user),
+    )
+}
+
+/// Why a message cannot go through Graph as submitted: fails it at once.
+pub fn graph_unsendable(u: &Unsendable) -> Diagnosis {
+    let (code, message, hint) = match u {
+        Unsendable::OutsideEnvelope(names) => (
+            None,
+            format!(
+                "The message's To or Cc name {} outside its envelope recipients; Microsoft Graph sends to every address in To and Cc, so it cannot send this message as submitted.",
+                names.join(", ")
+            ),
+            "Submit it with every To and Cc address as a recipient (sendmail -t, or the API's to and cc), or send this app's mail over SMTP.".to_string(),
+        ),
+        Unsendable::TooLarge(size) => (
+            Some("413".to_string()),
+            format!(
+                "The message is {size} bytes in base64, over the 4,000,000 bytes Microsoft Graph's sendMail takes."
+            ),
+            "Send large messages over SMTP (a profile with the SMTP way out), or make the attachments smaller.".to_string(),
+        ),
+        Unsendable::Unreadable => (
+            None,
+            "The message's header block cannot be read, so its recipients cannot be matched.".to_string(),
+            "Submit the message again as a well-formed RFC 5322 message.".to_string(),
+        ),
+    };
+    Diagnosis {
+        stage: Stage::Send,
+        code,
+        message,
+        hint,
+        kind: Kind::Permanent,
+    }
+}
+
+/// Explains a Graph failure (docs/REFERENCE.md's Graph table): the code is
+/// Graph's `error.code`, else the HTTP status.
+pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosis {
+    let user = s.username.as_deref().unwrap_or_default();
+    let d = |kind: Kind, code: Option<String>, message: String, hint: String| Diagnosis {
+        stage: Stage::Send,
+        code,
+        message,
+        hint,
+        kind,
+    };
+    let (status, code, text) = match f {
+        GraphFailure::Reply {
+            status,
+            code,
+            message,
+            ..
+        } => (*status, code.clone(), message.clone()),
+        GraphFailure::Redirect(status) => {
+            return d(
+                Kind::Pause,
+                Some(status.to_string()),
+                format!("{endpoint} answered with a redirect ({status}); Mailroom never follows one, so the token goes to one host only."),
+                "Check --graph-endpoint (or the proxy in front of Graph): it must be Graph's own address.".into(),
+            )
+        }
+        GraphFailure::Timeout => {
+            return d(
+                Kind::Temporary,
+                None,
+                format!("Microsoft Graph ({endpoint}) did not answer within {} seconds.", super::graph::REQUEST_TIMEOUT.as_secs()),
+                "Mailroom tries again later. If it keeps happening, check the network path to Graph.".into(),
+            )
+        }
+        GraphFailure::Connect(e) => {
+            return d(
+                Kind::Pause,
+                None,
+                format!("Mailroom could not reach Microsoft Graph at {endpoint}: {e}."),
+                "Check that this server can reach it over HTTPS (port 443): DNS, firewall and any proxy.".into(),
+            )
+        }
+    };
+    let said = format!(
+        "Graph answered {status} {}: “{text}”.",
+        code.as_deref().unwrap_or("")
+    );
+    let shown = code.clone().or(Some(status.to_string()));
+    let c = code.as_deref().unwrap_or_default();
+    let lower = text.to_ascii_lowercase();
+    if c == "SubmissionQuotaExceeded" || lower.contains("submissionquotaexceeded") {
+        return d(
+            Kind::Quota,
+            Some("SubmissionQuotaExceeded".into()),
+            format!("The mailbox {user} has reached its daily sending limit. {said}"),
+            "Messages wait until the 24-hour window frees; nothing fails. Spread the mail over several sending profiles (mailboxes) if this happens often.".into(),
+        );
+    }
+    if c == "ErrorQuotaExceeded" {
+        return d(
+            Kind::Pause,
+            shown,
+            format!("The mailbox {user} is full, so Sent Items cannot take the copy Graph keeps. {said}"),
+            format!("Free space in {user}, or give its Sent Items a retention policy that removes old copies."),
+        );
+    }
+    match (status, c) {
+        (401, _) => d(
+            Kind::Pause,
+            shown,
+            format!("Microsoft Graph refused the token. {said}"),
+            format!(
+                "The token must be for Graph ({}): check the cloud, and that the app registration is in tenant {}.",
+                super::graph::scope(s.cloud),
+                s.tenant_id.as_deref().unwrap_or_default()
+            ),
+        ),
+        (403, "ErrorSendAsDenied") => d(
+            Kind::Permanent,
+            shown,
+            format!("{user} may not send as this message's From address. {said}"),
+            format!(
+                "Give {user} Send-As rights on the sender: `{}`, or send from {user}.",
+                ps::add_recipient_permission(&s.sender_email, user)
+            ),
+        ),
+        (403, _) => d(
+            Kind::Pause,
+            shown,
+            format!("The app may not send as {user} through Graph. {said}"),
+            mail_send_fix(s),
+        ),
+        (404 | 400, "MailboxNotEnabledForRESTAPI") => d(
+            Kind::Pause,
+            shown,
+            format!("The mailbox {user} cannot use Graph: it has no Exchange Online licence, or it is on-premises. {said}"),
+            format!("Give {user} an Exchange Online licence, or send over SMTP."),
+        ),
+        (404, _) => d(
+            Kind::Pause,
+            shown,
+            format!("Microsoft Graph has no mailbox {user}. {said}"),
+            "Check that the username is the sending mailbox's user principal name (its sign-in address), in the configured tenant.".into(),
+        ),
+        (413, _) => d(
+            Kind::Permanent,
+            shown,
+            format!("The message is too large for Microsoft Graph. {said}"),
+            "Send large messages over SMTP, or make the attachments smaller.".into(),
+        ),
+        (429, _) => d(
+            Kind::Temporary,
+            shown,
+            format!("Microsoft Graph is throttling this app and mailbox. {said}"),
+            "Mailroom waits as long as Graph asks (Retry-After) before the next message. Lower the delivery rate if this happens often.".into(),
+        ),
+        (500..=599, _) => d(
+            Kind::Temporary,
+            shown,
+            format!("Microsoft Graph is busy or failing. {said}"),
+            "Mailroom tries again later, honouring Retry-After.".into(),
+        ),
+        (400, _) => d(
+            Kind::Permanent,
+            shown,
+            format!("Microsoft Graph refused this message. {said}"),
+            "Check the message's recipients and MIME form; the other messages go on.".into(),
+        ),
+        _ => d(
+            Kind::Pause,
+            shown,
+            format!("Microsoft Graph answered unexpectedly. {said}"),
+            "Check the settings and Microsoft 365's service health; save the settings to try again.".into(),
+        ),
+    }
+}
+
 /// The enhanced status code (`5.7.139`) at the start of a reply text, if any.
 pub fn enhanced_code(text: &str) -> Option<String> {
     let first = text.split_whitespace().next()?;
@@ -331,14 +527,19 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
         ),
         (535, Some("5.7.139")) if lower.contains("for the mailbox") => (
             format!("SMTP AUTH is switched off for the mailbox {user}. {said}"),
-            format!("Turn it on for that mailbox: `{}`.", ps::enable_smtp_auth_mailbox(user)),
+            format!(
+                "Turn it on for that mailbox: `{}`.{}",
+                ps::enable_smtp_auth_mailbox(user),
+                graph_way_out(s)
+            ),
         ),
         (535, Some("5.7.139")) => (
             format!("SMTP AUTH is switched off for the tenant (security defaults switch it off too). {said}"),
             format!(
-                "Turn it on for the tenant with `{}`, or only for this mailbox with `{}`.",
+                "Turn it on for the tenant with `{}`, or only for this mailbox with `{}`.{}",
                 ps::enable_smtp_auth_tenant(),
-                ps::enable_smtp_auth_mailbox(user)
+                ps::enable_smtp_auth_mailbox(user),
+                graph_way_out(s)
             ),
         ),
         (535, _) if oauth => (format!("Exchange Online rejected the token. {said}"), sp_fix(s)),
@@ -390,6 +591,118 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn graph(status: u16, code: &str, message: &str) -> GraphFailure {
+        GraphFailure::Reply {
+            status,
+            code: (!code.is_empty()).then(|| code.to_string()),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Every row of docs/REFERENCE.md's Graph table: its kind, its code
+    /// (Graph's `error.code`, else the status), and a fix that names what to do.
+    #[test]
+    fn every_graph_reply_has_its_kind_code_and_fix() {
+        let mut s = mailroom_shared::fixtures::office365_oauth("", 0);
+        s.transport = mailroom_shared::Transport::Graph;
+        let rows: &[(u16, &str, Kind, &str)] = &[
+            (
+                401,
+                "InvalidAuthenticationToken",
+                Kind::Pause,
+                "graph.microsoft.com/.default",
+            ),
+            (
+                403,
+                "ErrorAccessDenied",
+                Kind::Pause,
+                "New-ManagementRoleAssignment",
+            ),
+            (404, "ErrorInvalidUser", Kind::Pause, "user principal name"),
+            (404, "ResourceNotFound", Kind::Pause, "user principal name"),
+            (404, "MailboxNotEnabledForRESTAPI", Kind::Pause, "licence"),
+            (400, "MailboxNotEnabledForRESTAPI", Kind::Pause, "licence"),
+            (400, "ErrorInvalidRecipients", Kind::Permanent, "recipients"),
+            (
+                400,
+                "ErrorMimeContentInvalidBase64String",
+                Kind::Permanent,
+                "MIME",
+            ),
+            (
+                403,
+                "ErrorSendAsDenied",
+                Kind::Permanent,
+                "Add-RecipientPermission",
+            ),
+            (413, "RequestEntityTooLarge", Kind::Permanent, "SMTP"),
+            (413, "ErrorMessageSizeExceeded", Kind::Permanent, "SMTP"),
+            (429, "ApplicationThrottled", Kind::Temporary, "Retry-After"),
+            (429, "MailboxConcurrency", Kind::Temporary, "Retry-After"),
+            (503, "", Kind::Temporary, "Retry-After"),
+            (504, "", Kind::Temporary, "Retry-After"),
+            (403, "SubmissionQuotaExceeded", Kind::Quota, "profiles"),
+            (403, "ErrorQuotaExceeded", Kind::Pause, "retention policy"),
+        ];
+        for (status, code, kind, fix) in rows {
+            let d = graph_failure(
+                &graph(*status, code, "text"),
+                &s,
+                "https://graph.microsoft.com",
+            );
+            assert_eq!(d.kind, *kind, "{status} {code}: {d:?}");
+            assert_eq!(d.stage, Stage::Send);
+            let want = if code.is_empty() {
+                status.to_string()
+            } else {
+                code.to_string()
+            };
+            assert_eq!(d.code.as_deref(), Some(want.as_str()), "{status} {code}");
+            assert!(d.hint.contains(fix), "{status} {code}: {}", d.hint);
+        }
+        // The quota named only in the message's text is the quota too.
+        let d = graph_failure(
+            &graph(
+                403,
+                "ErrorAccessDenied",
+                "SubmissionQuotaExceeded: the mailbox sent too much",
+            ),
+            &s,
+            "x",
+        );
+        assert_eq!(d.kind, Kind::Quota);
+        assert_eq!(
+            graph_failure(&GraphFailure::Timeout, &s, "x").kind,
+            Kind::Temporary
+        );
+        assert_eq!(
+            graph_failure(&GraphFailure::Redirect(302), &s, "x").kind,
+            Kind::Pause
+        );
+        assert_eq!(
+            graph_failure(&GraphFailure::Connect("refused".into()), &s, "x").kind,
+            Kind::Pause
+        );
+    }
+
+    #[test]
+    fn smtp_auth_switched_off_offers_graph_next_to_set_casmailbox() {
+        let s = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        let f = SmtpFailure::Reply {
+            stage: Stage::Auth,
+            code: 535,
+            text: "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox.".into(),
+        };
+        let d = smtp_failure(&f, &s, &Timeouts::default());
+        assert!(d.hint.contains("Set-CASMailbox"), "{}", d.hint);
+        assert!(d.hint.contains("Microsoft Graph (sendMail)"), "{}", d.hint);
+        let mut password = s.clone();
+        password.auth_method = AuthMethod::Password;
+        let d = smtp_failure(&f, &password, &Timeouts::default());
+        assert!(!d.hint.contains("Graph"), "Graph needs OAuth: {}", d.hint);
+    }
 
     fn failure(code: u16, text: &str) -> SmtpFailure {
         SmtpFailure::Reply {

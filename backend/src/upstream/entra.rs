@@ -134,7 +134,7 @@ impl std::fmt::Debug for TokenClient {
 
 /// The innermost causes of an error, without reqwest's "error sending request
 /// for url (…)" wrapper, which only repeats what the message already says.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();
     while let Some(s) = source {

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod diagnose;
 pub mod entra;
+pub mod graph;
 pub mod mask;
 pub mod smtp;
 pub mod test_message;

@@ -16,10 +16,17 @@ pub fn build_message(s: &Settings, to: &Address) -> Result<(Address, Vec<u8>), S
     let provider = catalogue::provider(s.provider).name;
     let method = catalogue::auth_method_label(s.provider, s.auth_method);
     let security = catalogue::security_label(s.security);
+    let way = match s.transport {
+        mailroom_shared::Transport::Smtp => format!(
+            "  SMTP server: {}:{}\r\n  Security: {security}\r\n",
+            s.host, s.port
+        ),
+        mailroom_shared::Transport::Graph => {
+            "  Way out: Microsoft Graph (sendMail)\r\n".to_string()
+        }
+    };
     let body = format!(
-        "This is a test email from Mailroom.\r\n\r\nIt was sent with these settings:\r\n  Provider: {provider}\r\n  Authentication: {method}\r\n  SMTP server: {}:{}\r\n  Security: {security}\r\n  Username: {}\r\n  Sender: {} <{}>\r\n\r\nIf you can read this, the settings work. Remember to save them in Mailroom.\r\n",
-        s.host,
-        s.port,
+        "This is a test email from Mailroom.\r\n\r\nIt was sent with these settings:\r\n  Provider: {provider}\r\n  Authentication: {method}\r\n{way}  Username: {}\r\n  Sender: {} <{}>\r\n\r\nIf you can read this, the settings work. Remember to save them in Mailroom.\r\n",
         s.username.as_deref().unwrap_or("(none)"),
         s.sender_name,
         s.sender_email,

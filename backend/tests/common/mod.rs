@@ -47,6 +47,7 @@ pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
 pub fn test_args(rig: &mailroom_fakes::Loopback) -> TestArgs {
     TestArgs {
         entra_authority: Some(rig.authority()),
+        graph_endpoint: Some(rig.graph_endpoint()),
         extra_ca_file: Some(rig.ca_file.clone()),
     }
 }
@@ -154,6 +155,7 @@ pub async fn spawn_mailroom_with(
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(["--entra-authority", &rig.authority()])
+        .args(["--graph-endpoint", &rig.graph_endpoint()])
         .arg("--extra-ca-file")
         .arg(&rig.ca_file)
         .args(extra)

@@ -72,8 +72,15 @@ fn details(m: &mut Markup, d: &Details) {
         .open("p", &[])
         .el("strong", &[], if a.ok { "Accepted" } else { "Failed" })
         .text(" · ")
-        .time(&a.at)
-        .close("p");
+        .time(&a.at);
+        if let Some(t) = a.transport {
+            m.text(" · via ").el(
+                "span",
+                &[("class", "transport")],
+                mailroom_shared::catalogue::transport_label(t).0,
+            );
+        }
+        m.close("p");
         let code = a.code.as_deref().unwrap_or_default();
         if a.stage.is_some() || !code.is_empty() {
             stage_line(m, a.stage.map(|s| s.as_str()).unwrap_or_default(), code);

@@ -184,6 +184,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                     needs_send_as: s.needs_send_as(),
                     sp_object_id: form.sp_object_id.clone().into(),
                     on_sp_input,
+                    graph: s.transport == mailroom_shared::Transport::Graph,
                 }) }
             }
             { settings_history(&history) }

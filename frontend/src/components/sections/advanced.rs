@@ -33,6 +33,11 @@ pub fn advanced_section(sec: &Section, open: bool, on_toggle: Callback<bool>) ->
         })
     };
     let (security_errors, security_warnings) = (errors(Field::Security), warnings(Field::Security));
+    if s.transport == mailroom_shared::Transport::Graph {
+        return html! {
+            <p class="help" id="advanced-unused">{ "Microsoft Graph needs no SMTP server: host, port and security are not used." }</p>
+        };
+    }
     html! {
         <details id="advanced" {open} {ontoggle}>
             <summary>{ "Advanced server settings" }</summary>

@@ -2,7 +2,7 @@
 //! retirement notice for Office 365 with a password.
 
 use mailroom_shared::validate::{BASIC_AUTH_RETIREMENT, SWITCH_TO_OAUTH};
-use mailroom_shared::{catalogue, AuthMethod, EnumId, Provider};
+use mailroom_shared::{catalogue, AuthMethod, EnumId, Provider, Transport};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
@@ -38,6 +38,25 @@ pub fn provider_section(sec: &Section, on_provider: Callback<Provider>) -> Html 
             </label>
         }
     });
+    let transport_errors = sec.errors(Field::Transport);
+    let ways = Transport::ALL.iter().map(|t| {
+        let transport = *t;
+        let id = format!("transport-{}", transport.id());
+        let help = format!("{id}-help");
+        let (label, when) = catalogue::transport_label(transport);
+        let form = form.clone();
+        let onchange = Callback::from(move |_: Event| form.dispatch(Action::Transport(transport)));
+        html! {
+            <label class="radio" for={id.clone()}>
+                <input type="radio" id={id} name="transport" value={transport.id()}
+                    checked={s.transport == transport} aria-describedby={help.clone()} {onchange} />
+                <strong>{ label }</strong>
+                <span class="help" id={help}>{ when }</span>
+            </label>
+        }
+    });
+    let offers_graph =
+        s.provider == Provider::Office365 && s.auth_method == AuthMethod::OAuth2ClientCredentials;
     html! {
         <>
         <section aria-labelledby="provider-heading">
@@ -61,6 +80,14 @@ pub fn provider_section(sec: &Section, on_provider: Callback<Provider>) -> Html 
                 { for radios }
             </fieldset>
             { field_messages("auth_method", &auth_errors, &[]) }
+            if offers_graph || s.transport == Transport::Graph {
+                <fieldset id="transport" class="ways" aria-invalid={if transport_errors.is_empty() { "false" } else { "true" }}
+                    aria-describedby={(!transport_errors.is_empty()).then_some("transport-error")}>
+                    <legend>{ "Way out" }</legend>
+                    { for ways }
+                </fieldset>
+                { field_messages("transport", &transport_errors, &[]) }
+            }
             if s.provider == Provider::Office365 && s.auth_method == AuthMethod::Password {
                 <div class="notice retirement" id="retirement-notice" role="note">
                     <h3>{ "Basic authentication is being retired" }</h3>

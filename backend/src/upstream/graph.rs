@@ -1,0 +1,366 @@
+//! Microsoft Graph as the way out (docs/API.md §12): `POST
+//! {graph}/v1.0/users/{username}/sendMail` with the MIME message in base64,
+//! under an app token for `{graph}/.default`. Used where SMTP AUTH is
+//! switched off for the tenant or the mailbox.
+//!
+//! Graph reads the recipients from the MIME headers, not from an envelope, so
+//! each request carries the stored bytes with a `Bcc:` header for the
+//! envelope recipients that To and Cc do not name ([`prepare`]); a message
+//! whose To or Cc name someone outside its envelope is refused before any
+//! request, as Graph would mail them too.
+
+use std::time::{Duration, Instant};
+
+use mail_parser::{HeaderName, HeaderValue, MessageParser};
+use mailroom_shared::api::{Direction, TranscriptLine};
+use mailroom_shared::{catalogue, Cloud};
+
+use crate::crypto::Secret;
+
+/// The largest request body `sendMail` takes: the message in base64.
+pub const MAX_BASE64_BYTES: usize = 4_000_000;
+/// One `sendMail` request's time limit.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Graph's endpoint for a cloud, or `--graph-endpoint`.
+pub fn endpoint(cloud: Cloud, override_endpoint: Option<&str>) -> String {
+    override_endpoint
+        .unwrap_or(catalogue::cloud(cloud).graph)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The token scope for Graph in a cloud: always the cloud's real one, even
+/// when `--graph-endpoint` sends the requests elsewhere.
+pub fn scope(cloud: Cloud) -> String {
+    format!("{}/.default", catalogue::cloud(cloud).graph)
+}
+
+/// Why a message cannot go through `sendMail` as submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsendable {
+    /// To or Cc name addresses outside the envelope: Graph would mail them.
+    OutsideEnvelope(Vec<String>),
+    /// The base64 form is over [`MAX_BASE64_BYTES`] (its size given).
+    TooLarge(usize),
+    /// The header block cannot be read.
+    Unreadable,
+}
+
+/// The base64 size of `n` bytes.
+pub fn base64_len(n: usize) -> usize {
+    n.div_ceil(3) * 4
+}
+
+/// The request body for a stored message and its envelope recipients: the
+/// stored bytes, with `Bcc:` naming the envelope recipients that To and Cc
+/// do not (for this request only), in base64.
+pub fn prepare(body: &[u8], envelope: &[String]) -> Result<String, Unsendable> {
+    use base64::Engine;
+    let head_end = body
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(body.len(), |i| i + 4);
+    let parsed = MessageParser::default()
+        .parse_headers(&body[..head_end])
+        .ok_or(Unsendable::Unreadable)?;
+    let mut named: Vec<String> = Vec::new();
+    for h in parsed.headers() {
+        if matches!(h.name, HeaderName::To | HeaderName::Cc) {
+            if let HeaderValue::Address(a) = &h.value {
+                named.extend(
+                    a.iter()
+                        .filter_map(|x| x.address())
+                        .map(|x| x.trim().to_ascii_lowercase()),
+                );
+            }
+        }
+    }
+    let envelope_lower: Vec<String> = envelope.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let outside: Vec<String> = named
+        .iter()
+        .filter(|a| !envelope_lower.contains(a))
+        .cloned()
+        .collect();
+    if !outside.is_empty() {
+        return Err(Unsendable::OutsideEnvelope(outside));
+    }
+    let hidden: Vec<&String> = envelope
+        .iter()
+        .zip(&envelope_lower)
+        .filter(|(_, lower)| !named.contains(lower))
+        .map(|(a, _)| a)
+        .collect();
+    let mut request = Vec::with_capacity(body.len() + 64);
+    if !hidden.is_empty() {
+        request.extend_from_slice(b"Bcc: ");
+        for (i, a) in hidden.iter().enumerate() {
+            if i > 0 {
+                request.extend_from_slice(b",\r\n ");
+            }
+            request.extend_from_slice(a.as_bytes());
+        }
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(body);
+    let size = base64_len(request.len());
+    if size > MAX_BASE64_BYTES {
+        return Err(Unsendable::TooLarge(size));
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(request))
+}
+
+/// What Graph said when it accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// `request-id`, which Microsoft support and message trace use.
+    pub request_id: Option<String>,
+}
+
+/// Why `sendMail` did not accept.
+#[derive(Debug, Clone)]
+pub enum GraphFailure {
+    /// Graph answered with an error.
+    Reply {
+        /// HTTP status.
+        status: u16,
+        /// `error.code`, when the body has one.
+        code: Option<String>,
+        /// `error.message`, or the body's start.
+        message: String,
+        /// `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+    /// A redirect, never followed: the token goes to one host only.
+    Redirect(u16),
+    /// No answer within [`REQUEST_TIMEOUT`].
+    Timeout,
+    /// The connection failed (DNS, refused, TLS).
+    Connect(String),
+}
+
+/// The Graph client: one HTTP connection pool, no redirects.
+#[derive(Debug, Clone)]
+pub struct GraphClient {
+    http: reqwest::Client,
+}
+
+impl GraphClient {
+    /// Builds the client.
+    pub fn new() -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(4)
+            .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(GraphClient { http })
+    }
+
+    /// Sends one message: `body_b64` from [`prepare`]. The transcript gets
+    /// the request line, the status and Graph's `request-id`,
+    /// `client-request-id` and `Date` (never the token or the message).
+    pub async fn send_mail(
+        &self,
+        base: &str,
+        mailbox: &str,
+        token: &Secret,
+        body_b64: String,
+        transcript: &mut Vec<TranscriptLine>,
+    ) -> Result<Accepted, GraphFailure> {
+        let path = format!(
+            "/v1.0/users/{}/sendMail",
+            form_urlencoded::byte_serialize(mailbox.as_bytes()).collect::<String>()
+        );
+        let client_request_id = client_request_id();
+        let line = |dir, line: String| TranscriptLine { dir, line };
+        transcript.push(line(
+            Direction::Client,
+            format!(
+                "POST {path} ({} bytes of base64 MIME, Authorization: Bearer *****, client-request-id: {client_request_id})",
+                body_b64.len()
+            ),
+        ));
+        let started = Instant::now();
+        let sent = self
+            .http
+            .post(format!("{base}{path}"))
+            .bearer_auth(token.expose())
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .header("client-request-id", &client_request_id)
+            .header("return-client-request-id", "true")
+            .body(body_b64)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let failure = if e.is_timeout() {
+                    GraphFailure::Timeout
+                } else {
+                    GraphFailure::Connect(super::entra::error_chain(&e))
+                };
+                transcript.push(line(
+                    Direction::Server,
+                    format!(
+                        "(no answer after {} ms: {e})",
+                        started.elapsed().as_millis()
+                    ),
+                ));
+                return Err(failure);
+            }
+        };
+        let status = response.status().as_u16();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (request_id, echoed, date) = (
+            header("request-id"),
+            header("client-request-id"),
+            header("date"),
+        );
+        let retry_after = header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        transcript.push(line(
+            Direction::Server,
+            format!(
+                "{status} {} (request-id: {}, client-request-id: {}, Date: {})",
+                response.status().canonical_reason().unwrap_or_default(),
+                request_id.as_deref().unwrap_or("none"),
+                echoed.as_deref().unwrap_or("none"),
+                date.as_deref().unwrap_or("none"),
+            ),
+        ));
+        if status == 202 || status == 200 {
+            return Ok(Accepted { request_id });
+        }
+        if (300..400).contains(&status) {
+            return Err(GraphFailure::Redirect(status));
+        }
+        let text = response.text().await.unwrap_or_default();
+        let (code, message) = error_of(&text);
+        if let Some(c) = &code {
+            transcript.push(line(
+                Direction::Server,
+                format!("error.code: {c}: {message}"),
+            ));
+        }
+        Err(GraphFailure::Reply {
+            status,
+            code,
+            message,
+            retry_after,
+        })
+    }
+}
+
+/// Graph's `{"error": {"code", "message"}}`, or the body's start.
+fn error_of(body: &str) -> (Option<String>, String) {
+    let v: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let e = v.as_ref().map(|v| &v["error"]);
+    let code = e.and_then(|e| e["code"].as_str()).map(str::to_string);
+    let message = e
+        .and_then(|e| e["message"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            body.chars()
+                .take(200)
+                .collect::<String>()
+                .trim()
+                .to_string()
+        });
+    (code, message)
+}
+
+fn client_request_id() -> String {
+    let n: u128 = rand::random();
+    let h = format!("{n:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn decoded(b64: &str) -> String {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn envelope_only_recipients_become_a_bcc_for_the_request_only() {
+        let to = format!("{}@{}", "a", "example.org");
+        let hidden = format!("{}@{}", "b", "example.org");
+        let body = format!("From: x@contoso.com\r\nTo: \"A\" <{to}>\r\nSubject: s\r\n\r\nhi\r\n");
+        let out = decoded(&prepare(body.as_bytes(), &[to.clone(), hidden.clone()]).unwrap());
+        assert_eq!(out, format!("Bcc: {hidden}\r\n{body}"));
+        // Everyone named: the stored bytes exactly.
+        let out = decoded(&prepare(body.as_bytes(), &[to.to_uppercase()]).unwrap());
+        assert_eq!(out, body);
+    }
+
+    #[test]
+    fn to_or_cc_outside_the_envelope_is_refused() {
+        let body = b"From: x@contoso.com\r\nTo: a@example.org\r\nCc: c@example.org\r\n\r\nhi\r\n";
+        assert_eq!(
+            prepare(body, &["a@example.org".to_string()]),
+            Err(Unsendable::OutsideEnvelope(vec!["c@example.org".into()]))
+        );
+    }
+
+    #[test]
+    fn the_limit_is_on_the_base64_form() {
+        let head = b"From: x@contoso.com\r\nTo: a@example.org\r\n\r\n".to_vec();
+        let fits = 3_000_000 - head.len();
+        let mut body = head.clone();
+        body.resize(head.len() + fits, b'x');
+        assert_eq!(base64_len(body.len()), 4_000_000);
+        assert!(prepare(&body, &["a@example.org".into()]).is_ok());
+        body.push(b'x');
+        assert_eq!(
+            prepare(&body, &["a@example.org".into()]),
+            Err(Unsendable::TooLarge(4_000_004))
+        );
+    }
+
+    #[test]
+    fn graph_errors_are_read_from_their_body() {
+        let (code, message) =
+            error_of(r#"{"error": {"code": "ErrorAccessDenied", "message": "Access is denied."}}"#);
+        assert_eq!(code.as_deref(), Some("ErrorAccessDenied"));
+        assert_eq!(message, "Access is denied.");
+        assert_eq!(error_of("<html>bad gateway</html>").0, None);
+    }
+
+    #[test]
+    fn scopes_stay_the_clouds_own() {
+        assert_eq!(scope(Cloud::Global), "https://graph.microsoft.com/.default");
+        assert_eq!(
+            endpoint(Cloud::Usgov, Some("http://127.0.0.1:9/")),
+            "http://127.0.0.1:9"
+        );
+        assert_eq!(
+            endpoint(Cloud::China, None),
+            "https://microsoftgraph.chinacloudapi.cn"
+        );
+    }
+}

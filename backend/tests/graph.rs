@@ -1,0 +1,340 @@
+//! Microsoft Graph as the way out (docs/API.md §12), against a real server on
+//! port 0, the fake Entra and the fake Graph `sendMail` on loopback: the test
+//! email, delivery with a request-only Bcc, refusals before any request, each
+//! reply's kind, `Retry-After`, and the attempts labelled by transport.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mailroom_fakes::{addr, GraphError, Loopback, SmtpConfig};
+use mailroom_shared::Transport;
+use serde_json::json;
+
+fn graph_settings() -> mailroom_shared::Settings {
+    let mut s = oauth_settings("", 0);
+    s.transport = Transport::Graph;
+    s.host = String::new();
+    s.port = 0;
+    s
+}
+
+/// A server with Graph settings saved and an app: the rig, the server, the key.
+async fn graph_rig() -> (Loopback, Running, String) {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    server.save(&graph_settings()).await;
+    let (_, key) = server.new_app(json!({"name": "Billing"})).await;
+    (rig, server, key)
+}
+
+#[tokio::test]
+async fn the_test_email_goes_through_graph_with_token_and_send_stages() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    let to = addr("admin", "contoso.com");
+    let mut settings = graph_settings();
+    settings.client_secret = Some(mailroom_shared::fixtures::SECRET.into());
+    let (status, r) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/settings/test",
+            Some(json!({"settings": settings, "recipient": to})),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    let stages: Vec<&str> = r["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["token", "send"], "no connect, tls or auth: {r}");
+    let transcript = r["transcript"].to_string();
+    assert!(
+        transcript.contains("POST /v1.0/users/") && transcript.contains("/sendMail"),
+        "{transcript}"
+    );
+    assert!(
+        transcript.contains("202")
+            && transcript.contains("request-id: ")
+            && transcript.contains("Date: "),
+        "{transcript}"
+    );
+    assert!(transcript.contains("Bearer *****"), "{transcript}");
+    // The token was for Graph: the fake checked its audience.
+    let form = rig.entra.last_form().unwrap();
+    assert_eq!(form["scope"], "https://graph.microsoft.com/.default");
+    assert!(!transcript.contains(form["client_secret"].as_str()));
+    let got = rig.graph.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].mailbox, mailroom_shared::fixtures::mailer());
+    assert_eq!(got[0].header("to").as_deref(), Some(to.as_str()));
+    assert!(String::from_utf8_lossy(&got[0].mime).contains("Microsoft Graph (sendMail)"));
+    assert_eq!(r["token_claims"]["roles"][0], "Mail.Send");
+}
+
+#[tokio::test]
+async fn the_test_email_explains_graph_refusals_with_the_fix() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    let mut settings = graph_settings();
+    settings.client_secret = Some(mailroom_shared::fixtures::SECRET.into());
+    let test = |settings: mailroom_shared::Settings| {
+        let server = &server;
+        async move {
+            let (status, r) = server
+                .admin(
+                    reqwest::Method::POST,
+                    "/api/settings/test",
+                    Some(json!({"settings": settings, "recipient": addr("admin", "contoso.com")})),
+                )
+                .await;
+            assert_eq!(status, 200, "{r}");
+            r
+        }
+    };
+    rig.graph.fail_next(GraphError::new(
+        403,
+        "ErrorAccessDenied",
+        "Access is denied. Check credentials and try again.",
+    ));
+    let r = test(settings.clone()).await;
+    assert_eq!(
+        (r["ok"].as_bool(), r["stage"].as_str()),
+        (Some(false), Some("send"))
+    );
+    assert_eq!(r["code"], "ErrorAccessDenied");
+    let hint = r["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("New-ManagementRoleAssignment")
+            && hint.contains("Application Mail.Send")
+            && hint.contains("New-ApplicationAccessPolicy")
+            && hint.contains(mailroom_shared::fixtures::CLIENT),
+        "{hint}"
+    );
+    assert!(
+        r["transcript"].to_string().contains("ErrorAccessDenied"),
+        "{r}"
+    );
+    // A mailbox Graph does not know.
+    let mut unknown = settings.clone();
+    unknown.username = Some(addr("nobody", "contoso.com"));
+    unknown.sender_email = addr("nobody", "contoso.com");
+    let r = test(unknown).await;
+    assert_eq!(r["code"], "ErrorInvalidUser", "{r}");
+    assert!(
+        r["hint"].as_str().unwrap().contains("user principal name"),
+        "{r}"
+    );
+    // A token for another audience (the fake now wants GCC High's Graph).
+    rig.graph.set_audience("https://graph.microsoft.us");
+    let r = test(settings.clone()).await;
+    assert_eq!(r["code"], "InvalidAuthenticationToken", "{r}");
+    assert!(
+        r["hint"]
+            .as_str()
+            .unwrap()
+            .contains("graph.microsoft.com/.default"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn delivery_over_graph_adds_a_bcc_only_to_the_request_and_records_graphs_answer() {
+    let (rig, server, key) = graph_rig().await;
+    let (to, hidden) = (addr("a", "example.org"), addr("hidden", "example.org"));
+    let (status, q) = server
+        .submit(
+            &key,
+            &json!({"to": [to], "bcc": [hidden], "subject": "Invoice 7", "text": "Hello"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{q}");
+    let id = q["id"].as_str().unwrap();
+    let sent = server.wait_status(id, "sent").await;
+    let got = rig.graph.messages();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].header("bcc").as_deref(),
+        Some(hidden.as_str()),
+        "only the envelope-only recipient"
+    );
+    assert_eq!(got[0].header("to").as_deref(), Some(to.as_str()));
+    let mime = String::from_utf8_lossy(&got[0].mime).to_string();
+    assert!(
+        mime.starts_with("Bcc: "),
+        "prepended to the stored bytes: {mime}"
+    );
+    assert_eq!(mime.matches("Bcc:").count(), 1, "{mime}");
+    for r in sent["recipients"].as_array().unwrap() {
+        assert_eq!(r["status"], "sent");
+        assert_eq!(r["code"], "202");
+        assert!(
+            r["message"].as_str().unwrap().contains("request-id "),
+            "{r}"
+        );
+    }
+    assert_eq!(sent["attempts"][0]["transport"], "graph", "{sent}");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics
+            .contains("mailroom_delivery_attempts_total{transport=\"graph\",outcome=\"sent\"} 1"),
+        "{metrics}"
+    );
+    // Nothing went over SMTP.
+    assert_eq!(rig.smtp.messages().len(), 0);
+}
+
+#[tokio::test]
+async fn messages_graph_cannot_send_as_submitted_fail_before_any_request() {
+    let (rig, server, key) = graph_rig().await;
+    let to = addr("a", "example.org");
+    // Over 4,000,000 bytes in base64.
+    let big = format!(
+        "From: {}\r\nTo: {to}\r\nSubject: big\r\n\r\n{}\r\n",
+        mailroom_shared::fixtures::mailer(),
+        format!("{}\r\n", "x".repeat(76)).repeat(40_000)
+    );
+    let (status, q) = server.submit_raw(&key, "", big).await;
+    assert_eq!(status, 202, "{q}");
+    let failed = server
+        .wait_status(q["id"].as_str().unwrap(), "failed")
+        .await;
+    assert_eq!(failed["last_error"]["code"], "413", "{failed}");
+    assert!(
+        failed["attempts"][0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("SMTP"),
+        "{failed}"
+    );
+    // To names someone outside the envelope (`?to=` sets it): Graph would mail them.
+    let only = addr("only", "example.org");
+    let raw = format!(
+        "From: {}\r\nTo: {to}\r\nSubject: env\r\n\r\nx\r\n",
+        mailroom_shared::fixtures::mailer()
+    );
+    let (status, q) = server.submit_raw(&key, &format!("?to={only}"), raw).await;
+    assert_eq!(status, 202, "{q}");
+    let failed = server
+        .wait_status(q["id"].as_str().unwrap(), "failed")
+        .await;
+    let message = failed["last_error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&to) && message.contains("outside its envelope"),
+        "{failed}"
+    );
+    assert_eq!(rig.graph.requests(), 0, "neither was sent in part or whole");
+}
+
+#[tokio::test]
+async fn each_graph_reply_has_its_kind_in_delivery() {
+    let (rig, server, key) = graph_rig().await;
+    let mail =
+        |subject: &str| json!({"to": [addr("a", "example.org")], "subject": subject, "text": "x"});
+    // About this message: failed, and the next one goes on.
+    rig.graph.fail_next(GraphError::new(
+        400,
+        "ErrorInvalidRecipients",
+        "At least one recipient isn't valid.",
+    ));
+    let (_, q) = server.submit(&key, &mail("bad")).await;
+    let failed = server
+        .wait_status(q["id"].as_str().unwrap(), "failed")
+        .await;
+    assert_eq!(failed["last_error"]["code"], "ErrorInvalidRecipients");
+    rig.graph.fail_next(GraphError::new(403, "ErrorSendAsDenied", "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account."));
+    let (_, q) = server.submit(&key, &mail("send as")).await;
+    let failed = server
+        .wait_status(q["id"].as_str().unwrap(), "failed")
+        .await;
+    assert!(
+        failed["attempts"][0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Add-RecipientPermission"),
+        "{failed}"
+    );
+    // Busy: deferred, tried again later.
+    rig.graph.fail_next(GraphError::new(
+        503,
+        "ServiceUnavailable",
+        "Service unavailable.",
+    ));
+    let (_, q) = server.submit(&key, &mail("busy")).await;
+    let deferred = server
+        .wait_status(q["id"].as_str().unwrap(), "deferred")
+        .await;
+    assert_eq!(deferred["last_error"]["code"], "ServiceUnavailable");
+    // Not about one message: delivery pauses with the fix and nothing fails.
+    rig.graph.fail_always(GraphError::new(
+        403,
+        "ErrorAccessDenied",
+        "Access is denied. Check credentials and try again.",
+    ));
+    let (_, q) = server.submit(&key, &mail("denied")).await;
+    let paused = server.wait_paused(1).await;
+    assert_eq!(paused["paused"]["code"], "ErrorAccessDenied", "{paused}");
+    assert!(paused["paused"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("New-ManagementScope"));
+    assert_eq!(
+        server.message(q["id"].as_str().unwrap()).await["status"],
+        "queued"
+    );
+    // Fixed and saved again: it goes, and the pause ends.
+    rig.graph.recover();
+    server.save(&graph_settings()).await;
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    assert!(server.queue().await["paused"].is_null());
+    // The daily quota: a wait, not an attempt.
+    rig.graph.fail_next(GraphError::new(
+        403,
+        "SubmissionQuotaExceeded",
+        "Message submission quota exceeded for this mailbox.",
+    ));
+    let (_, q) = server.submit(&key, &mail("quota")).await;
+    let waiting = server
+        .wait_status(q["id"].as_str().unwrap(), "deferred")
+        .await;
+    assert_eq!(
+        waiting["attempt_count"], 0,
+        "a quota wait adds no attempt: {waiting}"
+    );
+    assert_eq!(waiting["last_error"]["code"], "SubmissionQuotaExceeded");
+}
+
+#[tokio::test]
+async fn a_429_holds_every_message_for_its_retry_after() {
+    let (rig, server, key) = graph_rig().await;
+    rig.graph.fail_next(GraphError {
+        retry_after: Some(2),
+        ..GraphError::new(
+            429,
+            "ApplicationThrottled",
+            "Application is over its MailboxConcurrency limit.",
+        )
+    });
+    let mail =
+        |subject: &str| json!({"to": [addr("a", "example.org")], "subject": subject, "text": "x"});
+    let (_, first) = server.submit(&key, &mail("first")).await;
+    let deferred = server
+        .wait_status(first["id"].as_str().unwrap(), "deferred")
+        .await;
+    assert_eq!(deferred["last_error"]["code"], "ApplicationThrottled");
+    let (_, second) = server.submit(&key, &mail("second")).await;
+    server
+        .wait_status(second["id"].as_str().unwrap(), "sent")
+        .await;
+    let times = rig.graph.request_times();
+    assert_eq!(times.len(), 2, "the throttled one and the next");
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(1900),
+        "the next request waited for Retry-After: {:?}",
+        times[1] - times[0]
+    );
+}
