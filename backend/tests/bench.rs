@@ -403,6 +403,98 @@ async fn bench_sending() {
     report("sending", &json);
 }
 
+/// Delivery over Microsoft Graph against the fake `sendMail`, against a
+/// minimal direct client doing the same requests (one token, the same three
+/// requests at once as Mailroom's three workers for Office 365, the same
+/// base64 bodies) in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_graph() {
+    use mailroom_fakes::GraphError;
+    let n: usize = env_count("MAILROOM_BENCH_GRAPH_MESSAGES", 1000);
+    const WORKERS: usize = 3;
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, url) = spawn_mailroom(&rig, &dir.path().join("data"), "0").await;
+    let server = Running::client(url.clone());
+    let mut settings = oauth_settings("", 0);
+    settings.transport = mailroom_shared::Transport::Graph;
+    // Paused (Graph refuses the mailbox) while the queue fills.
+    rig.graph.fail_always(GraphError::new(
+        403,
+        "ErrorAccessDenied",
+        "Access is denied.",
+    ));
+    server.save(&settings).await;
+    let (_, key) = server
+        .new_app(serde_json::json!({"name": "graph bench", "limits": {"queued_max": null}}))
+        .await;
+    let (lat, _) = submit_many(&url, &key, n, 16).await;
+    server.wait_paused(lat.len() as u64).await;
+    let refused = rig.graph.requests();
+    rig.graph.recover();
+    let started = Instant::now();
+    server.save(&settings).await;
+    while rig.graph.messages().len() < lat.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "delivery stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered_secs = started.elapsed().as_secs_f64();
+
+    // The floor: one token, then the same bodies, WORKERS requests at once.
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{}/{TENANT}/oauth2/v2.0/token", rig.authority()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("client_secret", SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let body = base64::engine::general_purpose::STANDARD.encode(&rig.graph.messages()[0].mime);
+    let endpoint = format!("{}/v1.0/users/{}/sendMail", rig.graph_endpoint(), mailer());
+    let t = Instant::now();
+    let tasks = (0..WORKERS).map(|w| {
+        let (http, token, body, endpoint) =
+            (http.clone(), token.clone(), body.clone(), endpoint.clone());
+        let share = lat.len() / WORKERS + usize::from(w < lat.len() % WORKERS);
+        tokio::spawn(async move {
+            for _ in 0..share {
+                let r = http
+                    .post(&endpoint)
+                    .bearer_auth(&token)
+                    .header("content-type", "text/plain")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 202);
+            }
+        })
+    });
+    for t in futures_util::future::join_all(tasks).await {
+        t.unwrap();
+    }
+    let floor_secs = t.elapsed().as_secs_f64();
+    let json = serde_json::json!({
+        "messages": lat.len(), "workers": WORKERS, "refused_while_paused": refused,
+        "delivered_secs": delivered_secs, "delivered_per_s": lat.len() as f64 / delivered_secs,
+        "floor_secs": floor_secs, "floor_per_s": lat.len() as f64 / floor_secs,
+        "ratio": delivered_secs / floor_secs,
+    });
+    report("graph", &json);
+}
+
 /// Messages through the SMTP relay: 8 lettre connections, each reused, over
 /// STARTTLS with AUTH; about 10 KB each. Delivery is paused meanwhile (the
 /// settings point at a closed port), so acceptance is measured alone. The

@@ -101,6 +101,7 @@ impl Mailroom {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--entra-authority", &fakes.entra.authority()])
+            .args(["--graph-endpoint", &fakes.graph_endpoint()])
             .arg("--extra-ca-file")
             .arg(&fakes.ca_file)
             .env("MAILROOM_LOG", "warn")

@@ -148,6 +148,100 @@ async fn first_run_test_save_and_reload() {
     b.close().await;
 }
 
+/// Where SMTP AUTH is off: the admin picks Microsoft Graph, the form drops
+/// the SMTP server, the checklist shows how to grant Mail.Send for one
+/// mailbox, the test email goes through the fake Graph, and the saved
+/// settings deliver an app's mail over Graph.
+#[tokio::test]
+async fn graph_is_chosen_tested_saved_and_delivers() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    b.type_in("#tenant_id", TENANT).await;
+    b.type_in("#client_id", CLIENT).await;
+    b.type_in("#client_secret", SECRET).await;
+    b.type_in("#username", &mailer()).await;
+    b.type_in("#sender_name", "Contoso notifications").await;
+    b.type_in("#sender_email", &mailer()).await;
+    b.click("#transport-graph").await;
+    b.wait_text("#advanced-unused", "not used").await;
+    b.client
+        .execute(
+            "document.querySelector('#transport').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    b.screenshot("graph-way-out").await;
+    let rbac = b
+        .wait_text("#graph-way-rbac", "New-ManagementRoleAssignment")
+        .await;
+    assert!(rbac.contains(CLIENT) && rbac.contains(&mailer()), "{rbac}");
+    b.wait_text("#consent-warning", "every mailbox").await;
+    b.client
+        .execute(
+            "document.querySelector('.checklist').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    b.screenshot("graph-checklist").await;
+    let result = run_test_email(&b).await;
+    assert!(result.contains("Success"), "{result}");
+    assert!(
+        result.contains("Graph request and answer (2 lines"),
+        "the transcript shows the request and the answer: {result}"
+    );
+    b.screenshot("graph-test-result").await;
+    let got = fakes.graph.messages();
+    assert_eq!(got.len(), 1, "the test went through Graph");
+    assert_eq!(fakes.smtp.messages().len(), 0, "not through SMTP");
+    b.click(".dialog button[type=button]").await;
+    b.wait_gone(".dialog").await;
+    b.click("#save-button").await;
+    b.wait_text(".banner.success", "saved successfully").await;
+    let saved = settings_via_api(&app.url).await;
+    assert_eq!(saved["settings"]["transport"], "graph", "{saved}");
+    // An app's mail goes out the same way.
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/api/apps", app.url))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "Billing"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let to = addr("customer", "example.org");
+    let status = http
+        .post(format!("{}/api/messages", app.url))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"to": [to], "subject": "Invoice 7", "text": "Attached."}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 202);
+    let started = std::time::Instant::now();
+    while fakes.graph.messages().len() < 2 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the app's message never reached Graph"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fakes.graph.messages()[1].header("to").as_deref(),
+        Some(to.as_str())
+    );
+    b.close().await;
+}
+
 #[tokio::test]
 async fn wrong_secret_fails_at_the_token_stage_with_the_fix() {
     let _serial = SERIAL.lock().await;

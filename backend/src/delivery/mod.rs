@@ -34,7 +34,7 @@ mod worker;
 
 /// How many due messages a worker claims at once when no rate limit applies:
 /// one transaction for several messages, each still recorded on its own.
-pub const CLAIM_BATCH: u32 = 8;
+pub const CLAIM_BATCH: u32 = 32;
 /// At most this many attempts share one commit.
 const RECORD_BATCH: usize = 64;
 /// How many messages one connection carries before it is closed and opened again.
@@ -97,6 +97,8 @@ pub struct Engine {
     maybe_paused: Arc<AtomicBool>,
     /// Group commit: attempts from all workers are written together.
     recorder: mpsc::UnboundedSender<Pending>,
+    /// Commits of attempts not yet confirmed.
+    unrecorded: Arc<std::sync::Mutex<Vec<oneshot::Receiver<()>>>>,
     /// This process's claims.
     lease: Lease,
 }
@@ -155,6 +157,7 @@ impl Engine {
         tokio::spawn(recorder(queue.clone(), clock.clone(), rx));
         Engine {
             recorder: recorder_tx,
+            unrecorded: Arc::default(),
             lease: Lease {
                 owner: crate::apps::new_server_id(),
                 seconds: options.lease.as_secs().max(1) as i64,

@@ -20,14 +20,31 @@ impl Engine {
         }
     }
 
-    /// Records an attempt; returns once it is committed.
+    /// Hands an attempt to the recorder. The worker goes on with the next
+    /// message meanwhile (the attempt's message stays `sending` under this
+    /// server's lease until the commit, so nobody claims it);
+    /// [`Engine::flush_records`] waits for the commits.
     pub(super) async fn record(&self, id: &str, r: AttemptRecord) {
         let (ack, done) = oneshot::channel();
         if self.recorder.send((id.to_string(), r, ack)).is_err() {
             tracing::error!(id, "the recorder has stopped; the attempt is not recorded");
             return;
         }
-        let _ = done.await;
+        if let Ok(mut pending) = self.unrecorded.lock() {
+            pending.push(done);
+        }
+    }
+
+    /// Waits until every attempt handed to the recorder so far is committed.
+    pub(super) async fn flush_records(&self) {
+        let pending: Vec<_> = self
+            .unrecorded
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        for done in pending {
+            let _ = done.await;
+        }
     }
 
     pub(super) fn attempt(

@@ -89,6 +89,8 @@ impl Engine {
                 }
             }
         }
+        // Every attempt is committed before the worker ends.
+        self.flush_records().await;
         if let Some(c) = conn {
             c.open.session.quit().await;
         }

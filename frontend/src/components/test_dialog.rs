@@ -329,7 +329,12 @@ pub fn result_html(r: &TestResult) -> Html {
                 "summary",
                 &[],
                 &[
-                    "SMTP transcript (",
+                    // A Graph test's transcript starts with its request line.
+                    if r.transcript[0].line.starts_with("POST ") {
+                        "Graph request and answer ("
+                    } else {
+                        "SMTP transcript ("
+                    },
                     &r.transcript.len().to_string(),
                     " lines, secrets masked)",
                 ]
