@@ -103,6 +103,8 @@ struct Inner {
     received: Mutex<Vec<GraphReceived>>,
     requests: AtomicUsize,
     request_times: Mutex<Vec<Instant>>,
+    /// How long each answer takes (Graph's own latency).
+    delay: Mutex<std::time::Duration>,
 }
 
 /// The running fake.
@@ -186,6 +188,10 @@ async fn send_mail(
 ) -> Response {
     inner.requests.fetch_add(1, Ordering::SeqCst);
     inner.request_times.lock().unwrap().push(Instant::now());
+    let delay = *inner.delay.lock().unwrap();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let crid = headers
         .get("client-request-id")
         .and_then(|v| v.to_str().ok())
@@ -285,6 +291,7 @@ impl FakeGraph {
             received: Mutex::new(Vec::new()),
             requests: AtomicUsize::new(0),
             request_times: Mutex::new(Vec::new()),
+            delay: Mutex::new(std::time::Duration::ZERO),
         });
         let app = Router::new()
             .route("/v1.0/users/{user}/sendMail", post(send_mail))
@@ -327,6 +334,11 @@ impl FakeGraph {
     /// Answers every request with `e` until [`FakeGraph::recover`].
     pub fn fail_always(&self, e: GraphError) {
         *self.inner.always.lock().unwrap() = Some(e);
+    }
+
+    /// Answers each request after `d`, as the real service takes its time.
+    pub fn set_delay(&self, d: std::time::Duration) {
+        *self.inner.delay.lock().unwrap() = d;
     }
 
     /// Serves normally again.

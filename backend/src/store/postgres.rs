@@ -216,6 +216,32 @@ async fn recent_in<C: GenericClient>(
     })
 }
 
+/// The first `limit` due messages in turn per app ([`crate::queue::in_turn`]),
+/// read without locks: [`Queue::claim`] locks them.
+async fn due_in_turn<C: GenericClient>(
+    c: &C,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let n = limit as i64;
+    let next_app = prepared(c, sql::NEXT_APP).await?;
+    let of_app = prepared(c, sql::DUE_OF_APP).await?;
+    let without = prepared(c, sql::DUE_WITHOUT_APP).await?;
+    let pairs = |rows: Vec<Row>| all(rows, |r| Ok((r.int(0)?, r.int(1)?)));
+    let mut groups = Vec::new();
+    let mut last = String::new();
+    while let Some(app) = c.query_one(&next_app, &[&last]).await?.opt_text(0)? {
+        let queued = pairs(c.query(&of_app, &[&app, &"queued", &now, &n]).await?)?;
+        let deferred = pairs(c.query(&of_app, &[&app, &"deferred", &now, &n]).await?)?;
+        groups.push(crate::queue::merged(queued, deferred));
+        last = app;
+    }
+    let queued = pairs(c.query(&without, &[&"queued", &now, &n]).await?)?;
+    let deferred = pairs(c.query(&without, &[&"deferred", &now, &n]).await?)?;
+    groups.push(crate::queue::merged(queued, deferred));
+    Ok(crate::queue::in_turn(groups, limit))
+}
+
 async fn summary_by_id<C: GenericClient>(c: &C, id: &str) -> Result<Option<Summary>, StoreError> {
     let stmt = prepared(c, &sql::summary_by_id(sql::PG_TO)).await?;
     Ok(c.query_opt(&stmt, &[&id])
@@ -926,63 +952,82 @@ impl Queue for PgStore {
     ) -> Result<Vec<Claimed>, StoreError> {
         let c = self.pool.get().await?;
         let until = now_unix + lease.seconds;
-        // Due messages in turn per app (round robin), then lapsed leases,
-        // as two indexed claims rather than one with OR; each pick is
-        // checked again on the row as locked (another server may have
-        // claimed it since the ranking was read) and locked SKIP LOCKED.
-        let mut out: Vec<((i64, i64, i64), Claimed)> = Vec::new();
-        for (round, (pick, still)) in [
-            (
-                sql::FAIR_DUE,
-                "m2.status IN ('queued', 'deferred') AND m2.next_attempt_unix <= $1 AND m2.body IS NOT NULL",
-            ),
-            (
-                sql::LAPSED,
-                "m2.status = 'sending' AND m2.locked_until < $1 AND m2.body IS NOT NULL",
-            ),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let left = limit as i64 - out.len() as i64;
-            if left <= 0 {
-                break;
-            }
-            let pick = sql::pg(pick);
-            let claim = format!(
-                "UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
-                 FROM (SELECT m2.seq, due.turn FROM messages m2 JOIN ({pick}) due ON due.seq = m2.seq
-                       WHERE {still} FOR UPDATE OF m2 SKIP LOCKED) due
-                 WHERE m.seq = due.seq
-                 RETURNING m.seq, m.id, m.mail_from, m.body, m.attempt_count, m.created_unix, m.app_id,
-                    ARRAY(SELECT r.idx FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
-                    ARRAY(SELECT r.address FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
-                    due.turn::BIGINT"
-            );
-            let stmt = c.prepare_cached(&claim).await?;
-            let rows = c
-                .query(&stmt, &[&now_unix, &left, &lease.owner, &until])
+        // Due messages in turn per app (round robin), then lapsed leases.
+        // Each pick is checked again on the row as locked (another server
+        // may have claimed it since the candidates were read) and locked
+        // SKIP LOCKED; twice the candidates are read, so two servers that
+        // read the same ones still find enough each.
+        let candidates: Vec<i64> = due_in_turn(&c, now_unix, 2 * limit as usize)
+            .await?
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        let returning = "RETURNING m.seq, m.id, m.mail_from, m.body, m.attempt_count, m.created_unix, m.app_id,
+                ARRAY(SELECT r.idx FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
+                ARRAY(SELECT r.address FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
+                due.turn::BIGINT";
+        let mut rows = Vec::new();
+        if !candidates.is_empty() {
+            let stmt = c
+                .prepare_cached(&format!(
+                    "UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
+                     FROM (SELECT m2.seq, array_position($5::BIGINT[], m2.seq) AS turn FROM messages m2
+                           WHERE m2.seq = ANY($5) AND m2.status IN ('queued', 'deferred')
+                             AND m2.next_attempt_unix <= $1 AND m2.body IS NOT NULL
+                           ORDER BY turn LIMIT $2 FOR UPDATE OF m2 SKIP LOCKED) due
+                     WHERE m.seq = due.seq {returning}"
+                ))
                 .await?;
-            for r in &rows {
-                let idx: Vec<i64> = r.try_get(7)?;
-                let addresses: Vec<String> = r.try_get(8)?;
-                let seq = r.int(0)?;
-                out.push((
-                    (round as i64, r.int(9)?, seq),
-                    Claimed {
-                        id: r.text(1)?,
-                        mail_from: r.text(2)?,
-                        body: r.try_get(3)?,
-                        attempt_count: r.int(4)? as u32,
-                        created_unix: r.int(5)?,
-                        app_id: r.opt_text(6)?,
-                        recipients: idx.into_iter().map(|i| i as u32).zip(addresses).collect(),
-                        transport: None,
-                    },
-                ));
-            }
+            let limit = limit as i64;
+            rows.extend(
+                c.query(
+                    &stmt,
+                    &[&now_unix, &limit, &lease.owner, &until, &candidates],
+                )
+                .await?
+                .into_iter()
+                .map(|r| (0i64, r)),
+            );
         }
-        // In turn order: round robin between apps, then oldest first.
+        let left = limit as i64 - rows.len() as i64;
+        if left > 0 {
+            let lapsed = sql::pg(sql::LAPSED);
+            let stmt = c
+                .prepare_cached(&format!(
+                    "UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
+                     FROM (SELECT m2.seq, due.turn FROM messages m2 JOIN ({lapsed}) due ON due.seq = m2.seq
+                           WHERE m2.status = 'sending' AND m2.locked_until < $1 AND m2.body IS NOT NULL
+                           FOR UPDATE OF m2 SKIP LOCKED) due
+                     WHERE m.seq = due.seq {returning}"
+                ))
+                .await?;
+            rows.extend(
+                c.query(&stmt, &[&now_unix, &left, &lease.owner, &until])
+                    .await?
+                    .into_iter()
+                    .map(|r| (1i64, r)),
+            );
+        }
+        let mut out: Vec<((i64, i64, i64), Claimed)> = Vec::new();
+        for (round, r) in &rows {
+            let idx: Vec<i64> = r.try_get(7)?;
+            let addresses: Vec<String> = r.try_get(8)?;
+            let seq = r.int(0)?;
+            out.push((
+                (*round, r.int(9)?, seq),
+                Claimed {
+                    id: r.text(1)?,
+                    mail_from: r.text(2)?,
+                    body: r.try_get(3)?,
+                    attempt_count: r.int(4)? as u32,
+                    created_unix: r.int(5)?,
+                    app_id: r.opt_text(6)?,
+                    recipients: idx.into_iter().map(|i| i as u32).zip(addresses).collect(),
+                    transport: None,
+                },
+            ));
+        }
+        // In turn order: round robin between apps, then lapsed leases.
         out.sort_by_key(|(order, _)| *order);
         Ok(out.into_iter().map(|(_, m)| m).collect())
     }

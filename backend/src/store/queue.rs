@@ -412,6 +412,35 @@ pub(crate) fn page_end(rows: &mut Vec<Summary>, limit: u32) -> Option<String> {
     }
 }
 
+/// Round robin over groups of due messages (each app's, oldest first, as
+/// `(seq, next_attempt_unix)`): the first `limit` in turn order, each with
+/// its turn: every group's first, then every group's second, and so on;
+/// within a turn, the oldest first.
+pub(crate) fn in_turn(groups: Vec<Vec<(i64, i64)>>, limit: usize) -> Vec<(i64, i64)> {
+    let mut all: Vec<(i64, i64, i64)> = groups
+        .into_iter()
+        .flat_map(|g| {
+            g.into_iter()
+                .take(limit)
+                .enumerate()
+                .map(|(turn, (seq, next))| (turn as i64, next, seq))
+        })
+        .collect();
+    all.sort_unstable();
+    all.into_iter()
+        .take(limit)
+        .map(|(turn, _, seq)| (seq, turn))
+        .collect()
+}
+
+/// One group's due messages, oldest first, from its queued and its
+/// deferred ones (each oldest first).
+pub(crate) fn merged(mut queued: Vec<(i64, i64)>, deferred: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    queued.extend(deferred);
+    queued.sort_unstable_by_key(|(seq, next)| (*next, *seq));
+    queued
+}
+
 /// A stored status name as a [`Status`].
 pub(crate) fn status_of(text: &str) -> Status {
     Status::from_name(text).unwrap_or(Status::Queued)
@@ -535,6 +564,22 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn due_messages_are_taken_in_turn_per_group() {
+        // Group A has a backlog of old messages; B and C one new message each.
+        let a = vec![(1, 10), (2, 11), (3, 12), (4, 13)];
+        let b = vec![(9, 50)];
+        let c = merged(vec![(8, 60)], vec![(7, 40)]);
+        assert_eq!(c, vec![(7, 40), (8, 60)], "oldest first across statuses");
+        let picked = in_turn(vec![a, b, c], 5);
+        assert_eq!(
+            picked,
+            vec![(1, 0), (7, 0), (9, 0), (2, 1), (8, 1)],
+            "every group's first, oldest first, then the seconds"
+        );
+        assert!(in_turn(Vec::new(), 5).is_empty());
+    }
 
     #[test]
     fn limits_name_the_first_one_passed_and_when_it_allows_again() {

@@ -139,7 +139,13 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_LIMITS,
     MIGRATION_ORPHANS,
     MIGRATION_TRANSPORT,
+    MIGRATION_DUE_PER_APP,
 ];
+
+/// Step 11: each app's due messages in order, for claims in turn per app
+/// that read a few index entries per app, not the whole queue.
+pub const MIGRATION_DUE_PER_APP: &str =
+    "CREATE INDEX messages_app_due ON messages(app_id, status, next_attempt_unix, seq);";
 
 /// Step 10: each attempt says which way out it took (`smtp` or `graph`;
 /// NULL for attempts made before there were two).

@@ -136,15 +136,25 @@ pub(crate) const INSERT_RECIPIENT: &str =
 
 // ---- delivery ----
 
-/// Due messages taken in turn per app (round robin): each app's oldest due
-/// message first, then each app's second, and so on, so one app's backlog
-/// never holds back another app's next message (docs/API.md §6). `?1` now,
-/// `?2` how many. The ranked subquery is what PostgreSQL locks.
-pub(crate) const FAIR_DUE: &str = "SELECT seq, next_attempt_unix,
-        ROW_NUMBER() OVER (PARTITION BY COALESCE(app_id, source, '') ORDER BY next_attempt_unix, seq) AS turn
-   FROM messages
-   WHERE status IN ('queued', 'deferred') AND next_attempt_unix <= ?1 AND body IS NOT NULL
-   ORDER BY turn, next_attempt_unix, seq LIMIT ?2";
+/// Due messages are taken in turn per app (round robin, docs/API.md §6):
+/// each app's oldest due message first, then each app's second, and so on,
+/// so one app's backlog never holds back another app's next message. The
+/// groups are found with a loose index scan ([`NEXT_APP`]) and each one's
+/// oldest due messages read from the index ([`DUE_OF_APP`],
+/// [`DUE_WITHOUT_APP`]), so a claim costs a few index lookups per app
+/// however long the queue is; [`crate::queue::in_turn`] interleaves them.
+///
+/// The app after `?1` that has messages (`''` for the first).
+pub(crate) const NEXT_APP: &str = "SELECT MIN(app_id) FROM messages WHERE app_id > ?1";
+/// App `?1`'s oldest due messages of status `?2` (`?3` now, `?4` how many).
+pub(crate) const DUE_OF_APP: &str = "SELECT seq, next_attempt_unix FROM messages
+   WHERE app_id = ?1 AND status = ?2 AND next_attempt_unix <= ?3 AND body IS NOT NULL
+   ORDER BY next_attempt_unix, seq LIMIT ?4";
+/// The oldest due messages of status `?1` without an app (trusted networks;
+/// `?2` now, `?3` how many).
+pub(crate) const DUE_WITHOUT_APP: &str = "SELECT seq, next_attempt_unix FROM messages
+   WHERE app_id IS NULL AND status = ?1 AND next_attempt_unix <= ?2 AND body IS NOT NULL
+   ORDER BY next_attempt_unix, seq LIMIT ?3";
 /// Messages whose server died while sending them (`?1` now, `?2` how many).
 pub(crate) const LAPSED: &str = "SELECT seq, next_attempt_unix, 0 AS turn FROM messages
    WHERE status = 'sending' AND locked_until < ?1 AND body IS NOT NULL

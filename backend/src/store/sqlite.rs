@@ -522,15 +522,14 @@ impl Queue for SqliteStore {
         let (owner, until) = (lease.owner.clone(), now_unix + lease.seconds);
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Two indexed queries rather than one with OR, which would scan
-            // the table: due messages in turn per app, then lapsed leases.
-            let mut seqs: Vec<i64> = Vec::new();
-            for pick in [sql::FAIR_DUE, sql::LAPSED] {
-                let left = limit as i64 - seqs.len() as i64;
-                if left <= 0 {
-                    break;
-                }
-                let mut stmt = tx.prepare_cached(pick)?;
+            // Due messages in turn per app, then lapsed leases.
+            let mut seqs: Vec<i64> = due_in_turn(&tx, now_unix, limit as usize)?
+                .into_iter()
+                .map(|(seq, _)| seq)
+                .collect();
+            let left = limit as i64 - seqs.len() as i64;
+            if left > 0 {
+                let mut stmt = tx.prepare_cached(sql::LAPSED)?;
                 seqs.extend(
                     stmt.query_map(params![now_unix, left], |r| r.int(0))?
                         .collect::<rusqlite::Result<Vec<_>>>()?,
@@ -758,6 +757,33 @@ impl Queue for SqliteStore {
         })
         .await
     }
+}
+
+/// The first `limit` due messages in turn per app ([`crate::queue::in_turn`]).
+fn due_in_turn(c: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let n = limit as i64;
+    let rows = |stmt: &mut rusqlite::CachedStatement<'_>, p: &[&dyn rusqlite::ToSql]| {
+        stmt.query_map(p, |r| Ok((r.int(0)?, r.int(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+    };
+    let mut groups = Vec::new();
+    let mut last = String::new();
+    loop {
+        let next: Option<String> = c
+            .prepare_cached(sql::NEXT_APP)?
+            .query_row([&last], |r| r.opt_text(0))?;
+        let Some(app) = next else { break };
+        let mut stmt = c.prepare_cached(sql::DUE_OF_APP)?;
+        let queued = rows(&mut stmt, &[&app, &"queued", &now, &n])?;
+        let deferred = rows(&mut stmt, &[&app, &"deferred", &now, &n])?;
+        groups.push(crate::queue::merged(queued, deferred));
+        last = app;
+    }
+    let mut stmt = c.prepare_cached(sql::DUE_WITHOUT_APP)?;
+    let queued = rows(&mut stmt, &[&"queued", &now, &n])?;
+    let deferred = rows(&mut stmt, &[&"deferred", &now, &n])?;
+    groups.push(crate::queue::merged(queued, deferred));
+    Ok(crate::queue::in_turn(groups, limit))
 }
 
 /// A message's status and whether it still has its body.
