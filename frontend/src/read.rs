@@ -372,10 +372,7 @@ pub fn test_result(v: &JsValue) -> Option<TestResult> {
                 tid: opt_string(c, "tid")?,
                 appid: opt_string(c, "appid")?,
                 roles: list(c, "roles", JsValue::as_string)?,
-                exp: match opt_whole(c, "exp", EXACT)? {
-                    Some(n) => Some(n as i64),
-                    None => None,
-                },
+                exp: opt_whole(c, "exp", EXACT)?.map(|n| n as i64),
             })
         })?,
     })
