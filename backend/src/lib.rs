@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod delivery;
 pub mod error;
+pub mod expiry;
 pub mod http;
 pub mod intake;
 pub mod metrics;

@@ -27,6 +27,13 @@ pub struct AppLabel {
     pub app: String,
 }
 
+/// A metric per sending profile.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProfileLabel {
+    /// The profile's id (`default` until there are several).
+    pub profile: String,
+}
+
 /// A metric per status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -58,6 +65,9 @@ pub struct Metrics {
     pub latency: Histogram,
     /// Token requests sent to Entra.
     pub token_requests: Counter,
+    /// When the saved secret or active certificate expires (Unix seconds),
+    /// per profile; absent when unknown.
+    pub credential_expiry: Family<ProfileLabel, Gauge>,
     /// Connections to the SMTP relay.
     pub relay_connections: Counter,
     /// Failed AUTH attempts at the relay.
@@ -90,6 +100,12 @@ impl Metrics {
         let relay_accepted = Counter::default();
         let quota_reached = Family::<AppLabel, Counter>::default();
         let attempts = Family::<AttemptLabels, Counter>::default();
+        let credential_expiry = Family::<ProfileLabel, Gauge>::default();
+        registry.register(
+            "credential_expiry_timestamp_seconds",
+            "When the client secret (its Expires date) or the active certificate expires, Unix seconds",
+            credential_expiry.clone(),
+        );
         registry.register(
             "delivery_attempts",
             "Delivery attempts, by way out (transport) and outcome",
@@ -154,6 +170,7 @@ impl Metrics {
             relay_accepted,
             quota_reached,
             attempts,
+            credential_expiry,
         }
     }
 
@@ -178,6 +195,8 @@ pub struct MetricsState {
     pub metrics: Arc<Metrics>,
     /// The queue, for its depth.
     pub queue: Arc<dyn Queue>,
+    /// The saved settings, for the credential's expiry.
+    pub settings: crate::settings::SettingsRepo,
 }
 
 async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppError> {
@@ -188,6 +207,21 @@ async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppE
                 status: status.as_str().to_string(),
             })
             .set(n as i64);
+    }
+    let current = s.settings.load_current().await?;
+    let label = ProfileLabel {
+        profile: crate::store::DEFAULT_PROFILE.into(),
+    };
+    match crate::expiry::credential_expiry(&current) {
+        Some(e) => {
+            s.metrics
+                .credential_expiry
+                .get_or_create(&label)
+                .set(e.at_unix);
+        }
+        None => {
+            s.metrics.credential_expiry.remove(&label);
+        }
     }
     let text = s
         .metrics

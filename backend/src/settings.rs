@@ -12,7 +12,8 @@ use mailroom_shared::{AuthMethod, Settings, StoredSecrets};
 use crate::clock::Clock;
 use crate::crypto::{Cipher, KeyError, Secret};
 use crate::error::{ApiJson, AppError};
-use crate::store::{Record, SettingsStore, StoreError};
+use crate::store::{CertRow, CertSlot, Record, SettingsStore, StoreError};
+use crate::upstream::certificate::CertKey;
 
 /// The settings with their secrets: the store, the key that opens the
 /// secrets, and the clock that stamps saves.
@@ -80,6 +81,13 @@ pub struct Current {
     pub version: u64,
     /// When it was saved.
     pub updated_at: Option<String>,
+    /// The stored certificates (docs/API.md §13), keys still encrypted.
+    pub certificates: Vec<CertRow>,
+}
+
+/// The settings a certificate row names (its binding, or its passing test).
+fn row_settings(json: Option<&str>) -> Option<Settings> {
+    json.and_then(|j| serde_json::from_str(j).ok())
 }
 
 impl Current {
@@ -88,14 +96,50 @@ impl Current {
         StoredSecrets {
             client_secret: self.client_secret.is_some(),
             password: self.password.is_some(),
-            elsewhere: false,
+            certificate: !self.certificates.is_empty(),
+            ..StoredSecrets::default()
         }
     }
 
     /// Which stored secrets `new` may use: none when it points somewhere other
-    /// than where they were saved for (docs/API.md §3).
+    /// than where they were saved for (docs/API.md §3). A pending certificate
+    /// is new and may be tried anywhere; the active one only where it was saved.
     pub fn stored_for(&self, new: &Settings) -> StoredSecrets {
-        self.stored().towards(self.settings.as_ref(), new)
+        let mut stored = self.stored().towards(self.settings.as_ref(), new);
+        let active = self.certificate(CertSlot::Active);
+        let bound = active.is_some_and(|row| {
+            row_settings(row.bound_settings.as_deref())
+                .is_some_and(|bound| new.same_secret_destination(&bound))
+        });
+        stored.certificate = self.certificate(CertSlot::Pending).is_some() || bound;
+        stored.certificate_elsewhere = active.is_some() && !bound;
+        stored
+    }
+
+    /// The stored certificate in a slot.
+    pub fn certificate(&self, slot: CertSlot) -> Option<&CertRow> {
+        self.certificates.iter().find(|c| c.slot == slot)
+    }
+
+    /// Which certificate a test of `new` uses: the pending one when there is
+    /// one, else the active one where it is bound (docs/API.md §13).
+    pub fn certificate_for_test(&self, new: &Settings) -> Option<&CertRow> {
+        if !new.uses_certificate() {
+            return None;
+        }
+        self.certificate(CertSlot::Pending)
+            .or_else(|| self.certificate_for_delivery(new))
+    }
+
+    /// The active certificate, when `new` is where it was saved for.
+    pub fn certificate_for_delivery(&self, new: &Settings) -> Option<&CertRow> {
+        if !new.uses_certificate() {
+            return None;
+        }
+        self.certificate(CertSlot::Active).filter(|row| {
+            row_settings(row.bound_settings.as_deref())
+                .is_some_and(|bound| new.same_secret_destination(&bound))
+        })
     }
 
     /// The stored client secret, when `new` may use it.
@@ -127,12 +171,29 @@ impl Current {
 }
 
 impl SettingsRepo {
-    /// Loads and decrypts the current record.
+    /// Loads and decrypts the current record, with the stored certificates.
     pub async fn load_current(&self) -> Result<Current, LoadError> {
+        let certificates = self.store.certificates().await?;
         let Some(record) = self.store.load().await? else {
-            return Ok(Current::default());
+            return Ok(Current {
+                certificates,
+                ..Current::default()
+            });
         };
-        Ok(decode(&self.cipher, record)?)
+        let mut current = decode(&self.cipher, record)?;
+        current.certificates = certificates;
+        Ok(current)
+    }
+
+    /// A stored certificate with its key decrypted, ready to sign.
+    pub fn open_certificate(&self, row: &CertRow) -> Result<Arc<CertKey>, String> {
+        let key = self
+            .cipher
+            .decrypt("certificate_key", &row.private_key)
+            .map_err(|e| e.to_string())?;
+        CertKey::from_stored(row.cert_der.clone(), &key, row.generated)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -161,6 +222,7 @@ pub fn decode(cipher: &Cipher, record: Record) -> Result<Current, DecodeError> {
         settings: Some(settings),
         version: record.version,
         updated_at: Some(record.updated_at),
+        certificates: Vec::new(),
     })
 }
 
@@ -225,9 +287,11 @@ async fn put_settings(
         return Err(AppError::invalid_settings(report.errors));
     }
     let mut new = body.settings.normalized();
+    let activate_certificate = certificate_to_activate(&current, &new)?;
     // Only the secret of the method in use is kept: switching methods deletes
     // the other one, and a stored one is kept only for its own destination.
     let client_secret = match new.auth_method {
+        AuthMethod::OAuth2ClientCredentials if new.uses_certificate() => None,
         AuthMethod::OAuth2ClientCredentials => new
             .client_secret
             .take()
@@ -261,6 +325,7 @@ async fn put_settings(
         password,
         version: body.version,
         updated_at: repo.clock.rfc3339(),
+        activate_certificate,
     };
     let version = repo
         .store
@@ -272,6 +337,35 @@ async fn put_settings(
         message: SAVED_MESSAGE.into(),
         version,
     }))
+}
+
+/// With `client_credential: certificate`, which pending certificate this
+/// save makes active: one whose test passed with these settings. Without
+/// one, the active certificate must be bound here (docs/API.md §13).
+fn certificate_to_activate(current: &Current, new: &Settings) -> Result<Option<Vec<u8>>, AppError> {
+    if !new.uses_certificate() {
+        return Ok(None);
+    }
+    if let Some(pending) = current.certificate(CertSlot::Pending) {
+        let passed = row_settings(pending.passed_settings.as_deref())
+            .is_some_and(|tested| new.same_secret_destination(&tested));
+        if passed {
+            return Ok(Some(pending.cert_der.clone()));
+        }
+    }
+    if current.certificate_for_delivery(new).is_some() {
+        return Ok(None);
+    }
+    let message = if current.certificate(CertSlot::Pending).is_some() {
+        "Send a test email with the new certificate first: it becomes active when a test with it passes, so delivery never switches to a certificate Entra does not accept yet."
+    } else if current.certificate(CertSlot::Active).is_some() {
+        mailroom_shared::validate::CERTIFICATE_AGAIN
+    } else {
+        mailroom_shared::validate::CERTIFICATE_NEEDED
+    };
+    Err(AppError::invalid_settings(
+        [("client_credential", vec![message.to_string()])].into(),
+    ))
 }
 
 /// `GET` and `PUT /api/settings` (administrators only).

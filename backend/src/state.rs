@@ -51,6 +51,7 @@ impl FromRef<AppState> for MetricsState {
         MetricsState {
             metrics: state.metrics.clone(),
             queue: state.queue.clone(),
+            settings: SettingsRepo::from_ref(state),
         }
     }
 }

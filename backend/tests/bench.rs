@@ -167,7 +167,13 @@ async fn bench_test_email_against_the_floor() {
     let to = addr("admin", "contoso.com");
     const RUNS: usize = 200;
     // Warm up both paths once.
-    assert!(Upstream::new(&args).unwrap().run(&settings, &to).await.ok);
+    assert!(
+        Upstream::new(&args)
+            .unwrap()
+            .run(&settings, None, &to)
+            .await
+            .ok
+    );
     let floor_client = Floor::new(&pki.ca_pem);
     minimal_client(&floor_client, &entra.authority(), smtp.port()).await;
 
@@ -180,7 +186,7 @@ async fn bench_test_email_against_the_floor() {
         for turn in [i % 2, 1 - i % 2] {
             let t = Instant::now();
             if turn == 0 {
-                assert!(tester.run(&settings, &to).await.ok);
+                assert!(tester.run(&settings, None, &to).await.ok);
                 ours.push(t.elapsed().as_secs_f64() * 1000.0);
             } else {
                 minimal_client(&floor_client, &entra.authority(), smtp.port()).await;
@@ -190,11 +196,11 @@ async fn bench_test_email_against_the_floor() {
     }
     let tester = Upstream::new(&args).unwrap();
     let before = entra.requests();
-    assert!(tester.run(&settings, &to).await.ok);
+    assert!(tester.run(&settings, None, &to).await.ok);
     let mut cached = Vec::new();
     for _ in 0..RUNS {
         let t = Instant::now();
-        assert!(tester.run(&settings, &to).await.ok);
+        assert!(tester.run(&settings, None, &to).await.ok);
         cached.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let token_requests = entra.requests() - before;

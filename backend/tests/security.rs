@@ -534,7 +534,11 @@ async fn plaintext_after_the_starttls_reply_ends_the_test_at_tls() {
     let rig = Loopback::start(config).await;
     let r = Upstream::new(&test_args(&rig))
         .unwrap()
-        .run(&oauth_settings("localhost", rig.smtp.port()), &recipient())
+        .run(
+            &oauth_settings("localhost", rig.smtp.port()),
+            None,
+            &recipient(),
+        )
         .await;
     assert!(!r.ok);
     assert_eq!(r.stage, Some(Stage::Tls), "{r:?}");
@@ -547,7 +551,11 @@ async fn plaintext_after_the_starttls_reply_ends_the_test_at_tls() {
     rig.smtp.configure(|c| c.starttls_reply = None);
     let ok = Upstream::new(&test_args(&rig))
         .unwrap()
-        .run(&oauth_settings("localhost", rig.smtp.port()), &recipient())
+        .run(
+            &oauth_settings("localhost", rig.smtp.port()),
+            None,
+            &recipient(),
+        )
         .await;
     assert!(ok.ok, "{ok:?}");
 }
@@ -595,7 +603,7 @@ async fn an_endless_line_or_reply_stays_within_the_caps() {
         s.auth_method = AuthMethod::None;
         let r = Upstream::new(&TestArgs::default())
             .unwrap()
-            .run(&s, &recipient())
+            .run(&s, None, &recipient())
             .await;
         assert!(!r.ok);
         assert_eq!(r.stage, Some(Stage::Connect), "{:?}", r.message);
@@ -621,7 +629,11 @@ async fn a_redirecting_token_endpoint_gets_the_secret_once() {
     rig.entra.set_mode(EntraMode::Redirect);
     let r = Upstream::new(&test_args(&rig))
         .unwrap()
-        .run(&oauth_settings("localhost", rig.smtp.port()), &recipient())
+        .run(
+            &oauth_settings("localhost", rig.smtp.port()),
+            None,
+            &recipient(),
+        )
         .await;
     assert_eq!(r.stage, Some(Stage::Token), "{r:?}");
     assert_eq!(r.code.as_deref(), Some("307"));
@@ -642,6 +654,7 @@ async fn secrets_echoed_by_the_server_are_masked_everywhere() {
         .unwrap()
         .run(
             &password_settings("localhost", rig.smtp.port()),
+            None,
             &recipient(),
         )
         .await;
@@ -661,7 +674,7 @@ async fn expired_tokens_are_evicted_from_the_cache() {
         authority: rig.authority(),
         tenant: TENANT.into(),
         client_id: CLIENT.into(),
-        secret: Secret::new(SECRET),
+        credential: mailroom_backend::upstream::entra::Credential::Secret(Secret::new(SECRET)),
         scope: scope.into(),
     };
     client

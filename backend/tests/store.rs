@@ -11,7 +11,7 @@ use mailroom_backend::queue::{
     AttemptRecord, Enqueued, Lease, ListFilter, NewMessage, Queue, RecipientOutcome,
 };
 use mailroom_backend::store::{
-    FailureStore, Record, SessionStore, SettingsStore, SqliteStore, StoreError,
+    CertRow, CertSlot, FailureStore, Record, SessionStore, SettingsStore, SqliteStore, StoreError,
 };
 use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{Attempt, Paused, Status};
@@ -125,6 +125,7 @@ macro_rules! both {
 }
 
 both!(
+    a_pending_certificate_passes_and_a_save_makes_it_active_for_every_server,
     concurrent_saves_conflict_and_one_wins,
     the_same_idempotency_key_queues_one_message,
     a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over,
@@ -151,6 +152,19 @@ fn record(json: &str) -> Record {
         password: None,
         version: 0,
         updated_at: "2026-11-26T00:00:00Z".into(),
+        activate_certificate: None,
+    }
+}
+
+fn cert_row(der: &[u8]) -> CertRow {
+    CertRow {
+        slot: CertSlot::Pending,
+        cert_der: der.to_vec(),
+        private_key: vec![9; 8],
+        generated: true,
+        created_at: "2026-11-26T00:00:00Z".into(),
+        bound_settings: None,
+        passed_settings: None,
     }
 }
 
@@ -210,6 +224,85 @@ fn sent(at: &str) -> AttemptRecord {
         next_attempt_unix: T0,
         counts: true,
     }
+}
+
+async fn a_pending_certificate_passes_and_a_save_makes_it_active_for_every_server(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    assert!(a.settings.certificates().await.unwrap().is_empty());
+    a.settings
+        .put_pending_certificate(cert_row(b"one"))
+        .await
+        .unwrap();
+    // A pass recorded on one server for another certificate changes nothing.
+    b.settings
+        .pending_passed(b"other".to_vec(), "{}".into())
+        .await
+        .unwrap();
+    let rows = b.settings.certificates().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].slot, rows[0].passed_settings.as_deref()),
+        (CertSlot::Pending, None)
+    );
+    b.settings
+        .pending_passed(b"one".to_vec(), "{\"t\":1}".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        a.settings.certificates().await.unwrap()[0]
+            .passed_settings
+            .as_deref(),
+        Some("{\"t\":1}")
+    );
+    // A save naming another pending certificate is refused and changes nothing.
+    let mut wrong = record("{\"t\":1}");
+    wrong.activate_certificate = Some(b"other".to_vec());
+    assert!(matches!(
+        a.settings.save(0, wrong, vec![]).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(a.settings.load().await.unwrap().is_none(), "rolled back");
+    let mut save = record("{\"t\":1}");
+    save.activate_certificate = Some(b"one".to_vec());
+    assert_eq!(
+        a.settings
+            .save(0, save, vec!["client_credential".into()])
+            .await
+            .unwrap(),
+        1
+    );
+    let rows = b.settings.certificates().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].slot, CertSlot::Active);
+    assert_eq!(rows[0].bound_settings.as_deref(), Some("{\"t\":1}"));
+    // The next one replaces the pending slot only; activating it drops the old active.
+    b.settings
+        .put_pending_certificate(cert_row(b"two"))
+        .await
+        .unwrap();
+    b.settings
+        .put_pending_certificate(cert_row(b"three"))
+        .await
+        .unwrap();
+    assert_eq!(f.rows("certificates").await, 2);
+    let mut save = record("{\"t\":2}");
+    save.activate_certificate = Some(b"three".to_vec());
+    a.settings.save(1, save, vec![]).await.unwrap();
+    let rows = a.settings.certificates().await.unwrap();
+    assert_eq!(
+        (rows.len(), rows[0].cert_der.as_slice()),
+        (1, &b"three"[..])
+    );
+    assert!(a
+        .settings
+        .delete_certificate(CertSlot::Active)
+        .await
+        .unwrap());
+    assert!(!a
+        .settings
+        .delete_certificate(CertSlot::Pending)
+        .await
+        .unwrap());
 }
 
 async fn concurrent_saves_conflict_and_one_wins(f: Fixture) {

@@ -42,9 +42,19 @@ pub enum EntraMode {
     Redirect,
 }
 
+/// What an app registration proves itself with.
+#[derive(Default, Clone)]
+struct Creds {
+    secret: Option<String>,
+    certificates: Vec<Vec<u8>>,
+}
+
 struct Inner {
     mode: Mutex<EntraMode>,
-    apps: Mutex<HashMap<(String, String), String>>,
+    apps: Mutex<HashMap<(String, String), Creds>>,
+    clock_offset: Mutex<i64>,
+    expired_certificates: Mutex<bool>,
+    last_assertion: Mutex<Option<serde_json::Value>>,
     issued: Arc<Mutex<HashSet<String>>>,
     requests: AtomicUsize,
     expires_in: Mutex<u64>,
@@ -81,6 +91,145 @@ fn error_body(status: u16, error: &str, code: u64, description: &str) -> Respons
         axum::Json(body),
     )
         .into_response()
+}
+
+/// The cloud's real token URL for a scope's resource (the fake serves every cloud).
+fn real_token_url(scope: &str, tenant: &str) -> String {
+    let login = if scope.contains(".cn/") || scope.contains("chinacloudapi") {
+        "https://login.partner.microsoftonline.cn"
+    } else if scope.contains(".us/") {
+        "https://login.microsoftonline.us"
+    } else {
+        "https://login.microsoftonline.com"
+    };
+    format!("{login}/{tenant}/oauth2/v2.0/token")
+}
+
+/// Verifies a client assertion the way Entra does: the type, a registered
+/// certificate named by `x5t#S256` (or `x5t`), its RS256/PS256 signature,
+/// `aud`, `iss` = `sub` = the client, and the times. Answers the header on
+/// success, Entra's refusal otherwise (a test fake: its size does not matter).
+#[allow(clippy::result_large_err)]
+fn check_assertion(
+    form: &HashMap<String, String>,
+    tenant: &str,
+    client: &str,
+    certificates: &[Vec<u8>],
+    now: i64,
+    expired: bool,
+) -> Result<serde_json::Value, Response> {
+    use sha2::Digest;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let malformed = || {
+        error_body(
+            400,
+            "invalid_request",
+            50027,
+            "Invalid JWT token. The token is malformed.",
+        )
+    };
+    if form.get("client_assertion_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        return Err(error_body(
+            400,
+            "invalid_request",
+            700025,
+            "client_assertion_type is missing or not jwt-bearer.",
+        ));
+    }
+    let jwt = form.get("client_assertion").cloned().unwrap_or_default();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    if parts.len() != 3 {
+        return Err(malformed());
+    }
+    let json = |p: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&b64.decode(p).ok()?).ok()
+    };
+    let (Some(header), Some(claims), Ok(sig)) =
+        (json(parts[0]), json(parts[1]), b64.decode(parts[2]))
+    else {
+        return Err(malformed());
+    };
+    let x5t256 = header
+        .get("x5t#S256")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let x5t = header
+        .get("x5t")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let cert = certificates.iter().find(|der| {
+        b64.encode(sha2::Sha256::digest(der)) == x5t256
+            || b64.encode(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                der,
+            )) == x5t
+    });
+    let Some(cert) = cert else {
+        return Err(error_body(
+            401,
+            "invalid_client",
+            700027,
+            &format!("Client assertion failed signature validation. [Reason - The key was not found., Thumbprint of key used by client: '{x5t256}{x5t}'] The certificate with identifier used to sign the client assertion is not registered on application {client}."),
+        ));
+    };
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert) else {
+        return Err(malformed());
+    };
+    let alg = match header.get("alg").and_then(|v| v.as_str()) {
+        Some("RS256") => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        Some("PS256") => &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+        _ => return Err(malformed()),
+    };
+    let public = aws_lc_rs::signature::UnparsedPublicKey::new(
+        alg,
+        parsed.public_key().subject_public_key.data.to_vec(),
+    );
+    if public
+        .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .is_err()
+    {
+        return Err(error_body(401, "invalid_client", 700027, "Client assertion failed signature validation. [Reason - The provided signature value did not match the expected signature value.]"));
+    }
+    if expired || parsed.validity().not_after.timestamp() < now {
+        return Err(error_body(401, "invalid_client", 700027, &format!("Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint of key used by client: '{x5t256}']")));
+    }
+    let claim = |k: &str| {
+        claims
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let scope = form.get("scope").cloned().unwrap_or_default();
+    let want_aud = real_token_url(&scope, tenant);
+    if claim("aud") != want_aud {
+        return Err(error_body(
+            400,
+            "invalid_client",
+            50027,
+            &format!(
+                "Invalid JWT token. The audience '{}' is not the token endpoint {want_aud}.",
+                claim("aud")
+            ),
+        ));
+    }
+    if claim("iss") != client || claim("sub") != client {
+        return Err(error_body(401, "invalid_client", 700021, &format!("Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at https://docs.microsoft.com/en-us/azure/active-directory/develop/active-directory-certificate-credentials . (iss '{}', sub '{}')", claim("iss"), claim("sub"))));
+    }
+    if claim("jti").is_empty() {
+        return Err(malformed());
+    }
+    let num = |k: &str| claims.get(k).and_then(|v| v.as_i64());
+    let (Some(nbf), Some(exp)) = (num("nbf"), num("exp")) else {
+        return Err(malformed());
+    };
+    const SKEW: i64 = 300;
+    if now + SKEW < nbf || now - SKEW > exp || exp - nbf > 600 {
+        return Err(error_body(400, "invalid_client", 700024, "Client assertion is not within its valid time range. Ensure that the access token is not expired before using it."));
+    }
+    Ok(header)
 }
 
 async fn token(
@@ -145,7 +294,7 @@ async fn token(
             &format!("Tenant '{tenant}' not found."),
         );
     }
-    let Some(secret) = expected else {
+    let Some(creds) = expected else {
         return error_body(
             400,
             "unauthorized_client",
@@ -153,7 +302,24 @@ async fn token(
             &format!("Application with identifier '{client}' was not found in the directory."),
         );
     };
-    if get("client_secret") != secret {
+    if form.contains_key("client_assertion") {
+        if form.contains_key("client_secret") {
+            return error_body(
+                400,
+                "invalid_request",
+                90014,
+                "Only one of client_secret and client_assertion may be sent.",
+            );
+        }
+        let now = now() as i64 + *inner.clock_offset.lock().unwrap();
+        let expired = *inner.expired_certificates.lock().unwrap();
+        match check_assertion(&form, &tenant, &client, &creds.certificates, now, expired) {
+            Ok(header) => *inner.last_assertion.lock().unwrap() = Some(header),
+            Err(refusal) => return refusal,
+        }
+    } else if creds.secret.is_none()
+        || get("client_secret") != creds.secret.clone().unwrap_or_default()
+    {
         return error_body(
             401,
             "invalid_client",
@@ -213,6 +379,9 @@ impl FakeEntra {
             mode: Mutex::new(EntraMode::Normal),
             apps: Mutex::new(HashMap::new()),
             issued: Arc::new(Mutex::new(HashSet::new())),
+            clock_offset: Mutex::new(0),
+            expired_certificates: Mutex::new(false),
+            last_assertion: Mutex::new(None),
             requests: AtomicUsize::new(0),
             expires_in: Mutex::new(3599),
             last_form: Mutex::new(None),
@@ -241,7 +410,37 @@ impl FakeEntra {
             .apps
             .lock()
             .unwrap()
-            .insert((tenant.into(), client.into()), secret.into());
+            .entry((tenant.into(), client.into()))
+            .or_default()
+            .secret = Some(secret.into());
+    }
+
+    /// Uploads a certificate (DER) to an app registration: assertions signed
+    /// by its key are accepted.
+    pub fn register_certificate(&self, tenant: &str, client: &str, der: &[u8]) {
+        self.inner
+            .apps
+            .lock()
+            .unwrap()
+            .entry((tenant.into(), client.into()))
+            .or_default()
+            .certificates
+            .push(der.to_vec());
+    }
+
+    /// Shifts the fake's clock against this machine's, as if one were off.
+    pub fn set_clock_offset(&self, secs: i64) {
+        *self.inner.clock_offset.lock().unwrap() = secs;
+    }
+
+    /// Treats every registered certificate as expired (Entra's "The key used is expired").
+    pub fn set_certificates_expired(&self, expired: bool) {
+        *self.inner.expired_certificates.lock().unwrap() = expired;
+    }
+
+    /// The JOSE header of the last accepted client assertion (its `x5t#S256`).
+    pub fn last_assertion_header(&self) -> Option<serde_json::Value> {
+        self.inner.last_assertion.lock().unwrap().clone()
     }
 
     /// Changes how it answers.

@@ -58,7 +58,7 @@ pub const POLL_MS: i32 = 3000;
 enum Screen {
     Loading,
     SignIn(Option<AttrValue>),
-    Ready(SettingsResponse),
+    Ready(Box<SettingsResponse>),
     Failed(String),
 }
 
@@ -73,7 +73,7 @@ pub fn app() -> Html {
             let screen = screen.clone();
             crate::spawn(async move {
                 match api::settings().await {
-                    Ok(r) => screen.set(Screen::Ready(r)),
+                    Ok(r) => screen.set(Screen::Ready(Box::new(r))),
                     Err(ApiError::Unauthorized(_)) => screen.set(Screen::SignIn(None)),
                     Err(e) => screen.set(Screen::Failed(e.message().to_string())),
                 }
@@ -94,7 +94,7 @@ pub fn app() -> Html {
         }
         Screen::SignIn(notice) => sign_in(&signing_in, notice.as_ref(), load),
         Screen::Ready(r) => html! {
-            <Signed initial={r.clone()}
+            <Signed initial={(**r).clone()}
                 on_unauthorized={notice("Your session has ended. Sign in again to continue.")}
                 on_signed_out={notice("You are signed out.")} />
         },
@@ -196,8 +196,11 @@ pub fn signed(p: &SignedProps) -> Html {
         </header>
         <main class={classes!("page", (view != View::Settings).then_some("wide"))}>
             if let Some((paused, waiting)) = paused {
-                <div onclick={copy}>{ pause_banner(paused, waiting) }</div>
+                <div onclick={copy.clone()}>{ pause_banner(paused, waiting) }</div>
             }
+            { for queue.iter().flat_map(|q| q.warnings.iter()).map(|w| html! {
+                <div onclick={copy.clone()}>{ components::common::warning_banner(w) }</div>
+            }) }
             <div hidden={view != View::Settings}>
                 <SettingsForm initial={p.initial.clone()} on_unauthorized={p.on_unauthorized.clone()}
                     on_saved={refresh.clone()} />

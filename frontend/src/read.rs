@@ -8,11 +8,11 @@
 use mailroom_shared::FieldMessages;
 
 use mailroom_shared::api::{
-    Direction, ErrorBody, PublicSettings, SettingsResponse, Stage, StageTiming, TestResult,
-    TokenClaims, TranscriptLine,
+    CertInfo, Certificates, Direction, ErrorBody, PublicSettings, SettingsResponse, Stage,
+    StageTiming, TestResult, TokenClaims, TranscriptLine,
 };
 use mailroom_shared::sending::{
-    Attempt, Details, LastError, Paused, QueueState, RecipientState, Status, Summary,
+    Attempt, Details, LastError, Paused, QueueState, RecipientState, Status, Summary, Warning,
 };
 use mailroom_shared::{EnumId, Transport};
 use wasm_bindgen::JsValue;
@@ -86,6 +86,8 @@ pub fn settings_response(v: &JsValue) -> Option<SettingsResponse> {
             cloud: enum_or(&p, "cloud", d.cloud)?,
             tenant_id: opt_string(&p, "tenant_id")?,
             client_id: opt_string(&p, "client_id")?,
+            client_credential: enum_or(&p, "client_credential", d.client_credential)?,
+            client_secret_expires: opt_string(&p, "client_secret_expires")?,
             username: opt_string(&p, "username")?,
             transport: enum_or(&p, "transport", d.transport)?,
             host: string_or(&p, "host", d.host)?,
@@ -335,7 +337,47 @@ pub fn queue_state(v: &JsValue) -> Option<QueueState> {
     Some(QueueState {
         counts,
         paused: opt_object(v, "paused", paused)?,
+        warnings: if absent(&get(v, "warnings")) {
+            Vec::new()
+        } else {
+            list(v, "warnings", |w| {
+                Some(Warning {
+                    code: string(w, "code")?,
+                    message: string(w, "message")?,
+                    hint: string(w, "hint")?,
+                    at: string(w, "at")?,
+                })
+            })?
+        },
     })
+}
+
+/// CERT (docs/API.md §13).
+fn cert(c: &JsValue) -> Option<CertInfo> {
+    Some(CertInfo {
+        subject: string(c, "subject")?,
+        thumbprint_sha1: string(c, "thumbprint_sha1")?,
+        thumbprint_sha256: string(c, "thumbprint_sha256")?,
+        not_before: string(c, "not_before")?,
+        not_after: string(c, "not_after")?,
+        generated: get(c, "generated").as_bool()?,
+    })
+}
+
+/// `GET /api/settings/certificate`: the active and the pending certificate.
+pub fn certificates(v: &JsValue) -> Option<Certificates> {
+    if !v.is_object() {
+        return None;
+    }
+    Some(Certificates {
+        active: opt_object(v, "active", cert)?,
+        pending: opt_object(v, "pending", cert)?,
+    })
+}
+
+/// One CERT (the answer of `POST /api/settings/certificate`).
+pub fn one_certificate(v: &JsValue) -> Option<CertInfo> {
+    cert(v)
 }
 
 /// A test email's outcome (docs/API.md §5).

@@ -4,11 +4,12 @@
 use mailroom_shared::FieldMessages;
 use std::rc::Rc;
 
-use mailroom_shared::api::SettingsResponse;
+use mailroom_shared::api::{Certificates, SettingsResponse};
 use mailroom_shared::validate::parse_port;
 pub use mailroom_shared::Field;
 use mailroom_shared::{
-    catalogue, AuthMethod, Cloud, Provider, Report, Security, Settings, StoredSecrets, Transport,
+    catalogue, AuthMethod, ClientCredential, Cloud, Provider, Report, Security, Settings,
+    StoredSecrets, Transport,
 };
 use yew::Reducible;
 
@@ -41,6 +42,8 @@ pub struct FormState {
     pub server_errors: FieldMessages,
     /// The Enterprise application's Object ID, for the checklist only.
     pub sp_object_id: String,
+    /// The stored certificates (active and pending), as last read.
+    pub certs: Certificates,
 }
 
 /// Prints `*****` for typed secrets (the settings' own `Debug` masks theirs).
@@ -96,6 +99,7 @@ impl FormState {
             dirty: false,
             server_errors: FieldMessages::new(),
             sp_object_id: String::new(),
+            certs: Certificates::default(),
         }
     }
 
@@ -111,6 +115,7 @@ impl FormState {
             }
         };
         s.client_secret = match s.auth_method {
+            AuthMethod::OAuth2ClientCredentials if s.uses_certificate() => None,
             AuthMethod::OAuth2ClientCredentials => {
                 secret(&self.secret_text, self.stored.client_secret)
             }
@@ -134,7 +139,17 @@ impl FormState {
     pub fn stored_now(&self) -> StoredSecrets {
         let mut s = self.settings.clone();
         s.port = parse_port(&self.port_text).unwrap_or(0);
-        self.stored.towards(self.saved.as_ref(), &s)
+        let mut stored = self.stored.towards(self.saved.as_ref(), &s);
+        // The active certificate is bound to the saved settings (when they
+        // use it); a pending one is new and may be tried (docs/API.md §13).
+        let bound = self.certs.active.is_some()
+            && self
+                .saved
+                .as_ref()
+                .is_some_and(|saved| saved.uses_certificate() && s.same_secret_destination(saved));
+        stored.certificate = self.certs.pending.is_some() || bound;
+        stored.certificate_elsewhere = self.certs.active.is_some() && !bound;
+        stored
     }
 
     /// The shared validation report, with the typed port's own message.
@@ -219,6 +234,10 @@ pub enum Action {
     Security(Security),
     /// The way out changed (SMTP or Microsoft Graph).
     Transport(Transport),
+    /// The app's credential changed (client secret or certificate).
+    Credential(ClientCredential),
+    /// The stored certificates were read again.
+    Certificates(Certificates),
     /// The Send-As confirmation changed.
     SendAs(bool),
     /// The user tried to save or test.
@@ -235,7 +254,11 @@ impl Reducible for FormState {
     fn reduce(self: Rc<Self>, action: Action) -> Rc<Self> {
         let mut st = (*self).clone();
         match action {
-            Action::Load(r) => return Rc::new(FormState::from_response(&r)),
+            Action::Load(r) => {
+                let mut loaded = FormState::from_response(&r);
+                loaded.certs = st.certs;
+                return Rc::new(loaded);
+            }
             Action::Rebase(r) => {
                 st.version = r.version;
                 if let Some(p) = r.settings {
@@ -253,6 +276,7 @@ impl Reducible for FormState {
                     Field::TenantId => s.tenant_id = opt(&value),
                     Field::ClientId => s.client_id = opt(&value),
                     Field::ClientSecret => st.secret_text = value.clone(),
+                    Field::ClientSecretExpires => s.client_secret_expires = opt(&value),
                     Field::Username => s.username = opt(&value),
                     Field::Password => st.password_text = value.clone(),
                     Field::Host => s.host = value.clone(),
@@ -267,6 +291,7 @@ impl Reducible for FormState {
                     | Field::SendAsConfirmed
                     | Field::Security
                     | Field::Transport
+                    | Field::ClientCredential
                     | Field::Recipient => return self,
                 }
                 if !st.touched.contains(&field) {
@@ -302,9 +327,19 @@ impl Reducible for FormState {
                 // Graph is a way out for OAuth only: other methods use SMTP.
                 if m != AuthMethod::OAuth2ClientCredentials {
                     st.settings.transport = Transport::Smtp;
+                    st.settings.client_credential = ClientCredential::Secret;
                 }
             }
             Action::Transport(t) => st.settings.transport = t,
+            Action::Credential(c) => {
+                st.settings.client_credential = c;
+                st.server_errors.remove(Field::ClientCredential.as_str());
+            }
+            Action::Certificates(certs) => {
+                st.certs = certs;
+                st.server_errors.remove(Field::ClientCredential.as_str());
+                return Rc::new(st);
+            }
             Action::Cloud(c) => {
                 let old_host = catalogue::cloud(st.settings.cloud).smtp_host;
                 if st.settings.host.trim().eq_ignore_ascii_case(old_host) {
@@ -332,10 +367,11 @@ impl Reducible for FormState {
                 let method = st.settings.auth_method;
                 st.stored = StoredSecrets {
                     client_secret: method == AuthMethod::OAuth2ClientCredentials
+                        && !st.settings.uses_certificate()
                         && (!st.secret_text.is_empty() || usable.client_secret_usable()),
                     password: method == AuthMethod::Password
                         && (!st.password_text.is_empty() || usable.password_usable()),
-                    elsewhere: false,
+                    ..StoredSecrets::default()
                 };
                 let mut saved = st.settings.clone();
                 saved.port = parse_port(&st.port_text).unwrap_or(0);

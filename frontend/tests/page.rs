@@ -539,9 +539,35 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
                     message: "paused".into(),
                     hint: Some("fix".into()),
                 }),
+                warnings: (n % 3 == 0)
+                    .then(|| mailroom_shared::sending::Warning {
+                        code: mailroom_shared::sending::CREDENTIAL_EXPIRING.into(),
+                        message: "expires".into(),
+                        hint: "renew".into(),
+                        at: "2027-01-01T00:00:00Z".into(),
+                    })
+                    .into_iter()
+                    .collect(),
             };
             let text = serde_json::to_string(&q).unwrap();
             assert_eq!(queue_state(&parsed(&text)).as_ref(), Some(&q), "{text}");
+            let certs = mailroom_shared::api::Certificates {
+                active: (n % 2 == 0).then(|| mailroom_shared::api::CertInfo {
+                    subject: "CN=Mailroom".into(),
+                    thumbprint_sha1: "AB".repeat(20),
+                    thumbprint_sha256: "CD".repeat(32),
+                    not_before: "2026-12-01T00:00:00Z".into(),
+                    not_after: "2027-12-01T00:00:00Z".into(),
+                    generated: n % 4 == 0,
+                }),
+                pending: None,
+            };
+            let text = serde_json::to_string(&certs).unwrap();
+            assert_eq!(
+                mailroom_frontend::read::certificates(&parsed(&text)).as_ref(),
+                Some(&certs),
+                "{text}"
+            );
             let r = TestResult {
                 ok: n % 2 == 0,
                 stage: (n % 2 == 1).then_some(stage),
@@ -711,6 +737,11 @@ fn the_readers_take_what_serde_json_writes() {
                     } else {
                         mailroom_shared::Transport::Smtp
                     };
+                    if n.is_multiple_of(3) {
+                        s.client_credential = mailroom_shared::ClientCredential::Certificate;
+                    } else {
+                        s.client_secret_expires = Some("2027-06-30".into());
+                    }
                     same(SettingsResponse {
                         settings: Some(PublicSettings::new(
                             s,

@@ -438,6 +438,22 @@ async fn form_with_passing_test(message: &str) -> Element {
     root
 }
 
+/// Sends a test email from the dialog (it passes), closes the dialog and
+/// saves; answers the bodies of the last test and the last save.
+async fn test_then_save(root: &Element) -> (Value, Value) {
+    click(root, "#test-button").await;
+    type_into(root, "recipient", &["admin", "@", "contoso.com"].concat()).await;
+    click(root, "#test-dialog button[type=submit]").await;
+    assert!(text_of(root, ".dialog .result").contains("Success"));
+    click(root, "#test-dialog .actions button[type=button]").await;
+    click(root, "#save-button").await;
+    let last = |key: &str| -> Value {
+        let (_, body) = requests().into_iter().rfind(|(r, _)| r == key).expect(key);
+        serde_json::from_str(&body).unwrap()
+    };
+    (last("POST /api/settings/test"), last("PUT /api/settings"))
+}
+
 fn saved_routes() {
     route(
         "GET /api/settings/history",
@@ -551,29 +567,150 @@ async fn choosing_graph_changes_the_form_and_the_checklist_and_tests_and_saves_i
     );
     let secret = mailroom_shared::fixtures::SECRET;
     type_into(&root, "client_secret", secret).await;
-    click(&root, "#test-button").await;
-    type_into(&root, "recipient", &["admin", "@", "contoso.com"].concat()).await;
-    click(&root, "#test-dialog button[type=submit]").await;
-    assert!(text_of(&root, ".dialog .result").contains("Success"));
-    let (_, body) = requests()
-        .into_iter()
-        .find(|(r, _)| r == "POST /api/settings/test")
-        .unwrap();
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let (body, put) = test_then_save(&root).await;
     assert_eq!(body["settings"]["transport"], "graph", "{body}");
-    click(&root, "#test-dialog .actions button[type=button]").await;
-    click(&root, "#save-button").await;
-    let (_, put) = requests()
-        .into_iter()
-        .find(|(r, _)| r == "PUT /api/settings")
-        .expect("saved after the passed test");
-    let put: Value = serde_json::from_str(&put).unwrap();
     assert_eq!(put["settings"]["transport"], "graph", "{put}");
     assert_eq!(put["settings"]["client_secret"], secret);
     // Back to another method: the way out goes back to SMTP by itself.
     click(&root, "#auth-password").await;
     assert!(root.query_selector("#transport").unwrap().is_none());
     assert!(root.query_selector("#advanced").unwrap().is_some());
+}
+
+fn cert_info(thumb: char) -> Value {
+    serde_json::to_value(mailroom_shared::api::CertInfo {
+        subject: "CN=Mailroom 2026-12-01".into(),
+        thumbprint_sha1: thumb.to_string().repeat(40),
+        thumbprint_sha256: thumb.to_string().repeat(64),
+        not_before: "2026-12-01T00:00:00Z".into(),
+        not_after: "2027-12-01T00:00:00Z".into(),
+        generated: true,
+    })
+    .unwrap()
+}
+
+async fn type_into_area(root: &Element, id: &str, value: &str) {
+    let area: web_sys::HtmlTextAreaElement = find(root, &["#", id].concat()).dyn_into().unwrap();
+    area.set_value(value);
+    let init = web_sys::EventInit::new();
+    init.set_bubbles(true);
+    area.dispatch_event(&web_sys::Event::new_with_event_init_dict("input", &init).unwrap())
+        .unwrap();
+    yew::scheduler::flush().await;
+}
+
+/// Choosing a certificate swaps the secret for the certificate panel:
+/// generate one (its thumbprints, dates and download show), bring one with
+/// the server's error next to the key, the checklist's upload step, and the
+/// test and save carry `client_credential` without any secret.
+#[wasm_bindgen_test]
+async fn the_certificate_panel_generates_brings_and_the_form_tests_and_saves_with_it() {
+    fake_api();
+    saved_routes();
+    route(
+        "GET /api/settings/certificate",
+        200,
+        &json!({"active": null, "pending": null}),
+    );
+    let root = form_with_passing_test("Accepted with the certificate.").await;
+    assert!(root.query_selector("#cert-panel").unwrap().is_none());
+    assert!(root
+        .query_selector("#client_secret_expires")
+        .unwrap()
+        .is_some());
+    click(&root, "#client_credential-certificate").await;
+    assert!(
+        root.query_selector("#client_secret").unwrap().is_none(),
+        "no secret with a certificate"
+    );
+    assert!(text_of(&root, "#cert-none").contains("No certificate yet"));
+    assert!(text_of(&root, "#checklist-certificate").contains("Upload certificate"));
+    // Save before any certificate: the field says what to do.
+    click(&root, "#save-button").await;
+    assert!(
+        text_of(&root, "#client_credential-error").contains("Generate a certificate"),
+        "{}",
+        text_of(&root, "#settings")
+    );
+    route("POST /api/settings/certificate", 201, &cert_info('A'));
+    route(
+        "GET /api/settings/certificate",
+        200,
+        &json!({"active": null, "pending": cert_info('A')}),
+    );
+    click(&root, "#cert-generate").await;
+    assert!(
+        eventually(2000, || root
+            .query_selector("#cert-pending")
+            .unwrap()
+            .is_some())
+        .await,
+        "{}",
+        text_of(&root, "#cert-panel")
+    );
+    let pending = text_of(&root, "#cert-pending");
+    assert!(
+        pending.contains(&"A".repeat(40)) && pending.contains("made by Mailroom"),
+        "{pending}"
+    );
+    assert_eq!(
+        find(&root, "#cert-pending a")
+            .get_attribute("href")
+            .as_deref(),
+        Some("/api/settings/certificate.pem?which=pending")
+    );
+    assert!(text_of(&root, "#cert-pending-steps").contains("send a test email, then save"));
+    assert!(
+        text_of(&root, "#client_credential-error").is_empty(),
+        "fixed by the new certificate"
+    );
+    // Bringing a mismatched pair: the server's words under the key.
+    route(
+        "POST /api/settings/certificate",
+        422,
+        &json!({"message": "The certificate is not usable.", "errors": {"private_key_pem": ["This private key does not belong to the certificate: their public keys differ."]}}),
+    );
+    click(&root, "#cert-own").await;
+    type_into_area(&root, "certificate_pem", "-----BEGIN CERTIFICATE-----").await;
+    type_into_area(&root, "private_key_pem", "-----BEGIN PRIVATE KEY-----").await;
+    click(&root, "#cert-upload").await;
+    assert!(
+        eventually(2000, || text_of(&root, "#private_key_pem-error")
+            .contains("does not belong"))
+        .await,
+        "{}",
+        text_of(&root, "#cert-panel")
+    );
+    let (_, body) = requests()
+        .into_iter()
+        .rfind(|(r, _)| r == "POST /api/settings/certificate")
+        .unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["private_key_pem"], "-----BEGIN PRIVATE KEY-----");
+    // The test and the save carry the certificate choice, never a secret.
+    let (body, put) = test_then_save(&root).await;
+    assert_eq!(
+        body["settings"]["client_credential"], "certificate",
+        "{body}"
+    );
+    assert!(body["settings"].get("client_secret").is_none(), "{body}");
+    assert_eq!(put["settings"]["client_credential"], "certificate", "{put}");
+    assert!(put["settings"].get("client_secret").is_none(), "{put}");
+}
+
+/// The secret's Expires date (a date picker, so only real dates) is saved
+/// with the settings, for the warning 30 days before.
+#[wasm_bindgen_test]
+async fn the_secret_expiry_date_is_saved_with_the_settings() {
+    fake_api();
+    saved_routes();
+    let root = form_with_passing_test("Accepted.").await;
+    type_into(&root, "client_secret_expires", "2027-06-30").await;
+    let (_, put) = test_then_save(&root).await;
+    assert_eq!(
+        put["settings"]["client_secret_expires"], "2027-06-30",
+        "{put}"
+    );
 }
 
 fn paused_queue(paused: bool) -> Value {
@@ -595,6 +732,15 @@ fn paused_queue(paused: bool) -> Value {
             message: "Microsoft refused the client secret.".into(),
             hint: Some("Paste the secret's Value, not its Secret ID: `New client secret` in Certificates & secrets.".into()),
         }),
+        warnings: paused
+            .then(|| mailroom_shared::sending::Warning {
+                code: mailroom_shared::sending::CREDENTIAL_EXPIRING.into(),
+                message: "The client secret expires on 2026-12-20, in 19 days; after that, no mail goes out.".into(),
+                hint: "Make a new secret in Entra.".into(),
+                at: "2026-12-20T00:00:00Z".into(),
+            })
+            .into_iter()
+            .collect(),
     };
     serde_json::to_value(q).unwrap()
 }
@@ -628,6 +774,10 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
     settle().await;
     let banner = text_of(&root, "#paused");
     assert!(banner.contains("Delivery is paused"), "{banner}");
+    assert!(
+        text_of(&root, "#credential-warning").contains("expires on 2026-12-20"),
+        "the expiry warning shows on every view too"
+    );
     assert!(
         banner.contains("token") && banner.contains("AADSTS7000215"),
         "{banner}"
@@ -688,6 +838,10 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
         eventually(8000, || root.query_selector("#paused").unwrap().is_none()).await,
         "the next poll clears the banner"
     );
+    assert!(root
+        .query_selector("#credential-warning")
+        .unwrap()
+        .is_none());
     web_sys::window()
         .unwrap()
         .location()

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::messages::FieldMessages;
-use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings, Transport};
+use crate::settings::{
+    AuthMethod, ClientCredential, Cloud, Provider, Security, Settings, Transport,
+};
 use crate::validate::StoredSecrets;
 
 /// The message of a successful save, shown as "Success: …" in the form.
@@ -28,6 +30,10 @@ pub struct PublicSettings {
     pub tenant_id: Option<String>,
     /// See [`Settings::client_id`].
     pub client_id: Option<String>,
+    /// See [`Settings::client_credential`].
+    pub client_credential: ClientCredential,
+    /// See [`Settings::client_secret_expires`].
+    pub client_secret_expires: Option<String>,
     /// See [`Settings::username`].
     pub username: Option<String>,
     /// See [`Settings::transport`].
@@ -61,6 +67,8 @@ impl PublicSettings {
             cloud: s.cloud,
             tenant_id: s.tenant_id,
             client_id: s.client_id,
+            client_credential: s.client_credential,
+            client_secret_expires: s.client_secret_expires,
             username: s.username,
             transport: s.transport,
             host: s.host,
@@ -88,7 +96,9 @@ impl PublicSettings {
             cloud: self.cloud,
             tenant_id: self.tenant_id,
             client_id: self.client_id,
+            client_credential: self.client_credential,
             client_secret: None,
+            client_secret_expires: self.client_secret_expires,
             username: self.username,
             password: None,
             transport: self.transport,
@@ -319,8 +329,8 @@ mod tests {
         assert!(v.get("client_secret").is_none());
         assert_eq!(
             v.as_object().unwrap().len(),
-            16,
-            "14 SETTINGS fields and 2 flags"
+            18,
+            "16 SETTINGS fields and 2 flags"
         );
         let back: PublicSettings = serde_json::from_value(v).unwrap();
         assert_eq!(back, public);
@@ -349,4 +359,40 @@ mod tests {
             "token"
         );
     }
+}
+
+/// CERT (docs/API.md §13): a certificate the token request can prove the app with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertInfo {
+    /// The subject, as `CN=…`.
+    pub subject: String,
+    /// SHA-1 of the DER, upper-case hex: what the Entra portal lists as the thumbprint.
+    pub thumbprint_sha1: String,
+    /// SHA-256 of the DER, upper-case hex.
+    pub thumbprint_sha256: String,
+    /// Valid from, RFC 3339.
+    pub not_before: String,
+    /// Valid until, RFC 3339.
+    pub not_after: String,
+    /// Made by Mailroom (its key never left the server), not brought.
+    pub generated: bool,
+}
+
+/// `GET /api/settings/certificate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Certificates {
+    /// The certificate delivery uses.
+    pub active: Option<CertInfo>,
+    /// A new one: tests use it; a save after a passing test makes it active.
+    pub pending: Option<CertInfo>,
+}
+
+/// `POST /api/settings/certificate`: `{}` to generate, or both PEMs to bring one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct NewCertificate {
+    /// The public certificate, PEM.
+    pub certificate_pem: Option<String>,
+    /// Its private key, PEM (PKCS#8 or PKCS#1), unencrypted.
+    pub private_key_pem: Option<String>,
 }

@@ -16,8 +16,12 @@ pub enum Field {
     TenantId,
     /// `client_id`
     ClientId,
+    /// `client_credential`
+    ClientCredential,
     /// `client_secret`
     ClientSecret,
+    /// `client_secret_expires`
+    ClientSecretExpires,
     /// `username`
     Username,
     /// `password`
@@ -51,7 +55,9 @@ impl Field {
         Field::Cloud,
         Field::TenantId,
         Field::ClientId,
+        Field::ClientCredential,
         Field::ClientSecret,
+        Field::ClientSecretExpires,
         Field::Username,
         Field::Password,
         Field::SenderName,
@@ -72,7 +78,9 @@ impl Field {
             Field::Cloud => "cloud",
             Field::TenantId => "tenant_id",
             Field::ClientId => "client_id",
+            Field::ClientCredential => "client_credential",
             Field::ClientSecret => "client_secret",
+            Field::ClientSecretExpires => "client_secret_expires",
             Field::Username => "username",
             Field::Password => "password",
             Field::SenderName => "sender_name",

@@ -17,7 +17,9 @@ pub mod validate;
 
 pub use field::Field;
 pub use messages::FieldMessages;
-pub use settings::{AuthMethod, Cloud, EnumId, Provider, Security, Settings, Transport};
+pub use settings::{
+    AuthMethod, ClientCredential, Cloud, EnumId, Provider, Security, Settings, Transport,
+};
 pub use validate::{Report, StoredSecrets};
 
 // The unit tests run as wasm in headless Chromium too (`cargo xtask test`).

@@ -370,7 +370,26 @@ pub struct QueueState {
     pub counts: BTreeMap<Status, u64>,
     /// Why delivery waits, when it does.
     pub paused: Option<Paused>,
+    /// What will stop delivery soon unless someone acts (an expiring credential).
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
 }
+
+/// A warning of `GET /api/queue` (docs/API.md §13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// `credential_expiring`.
+    pub code: String,
+    /// One sentence for a person.
+    pub message: String,
+    /// What to do.
+    pub hint: String,
+    /// When it happens (the credential's expiry), RFC 3339.
+    pub at: String,
+}
+
+/// The code of the warning about a secret or certificate that expires soon.
+pub const CREDENTIAL_EXPIRING: &str = "credential_expiring";
 
 /// The last error of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -93,6 +93,17 @@ pub enum Transport {
     Graph,
 }
 
+/// What the app proves itself with to Entra ID (docs/API.md §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCredential {
+    /// The client secret's Value, sent in the token request.
+    #[default]
+    Secret,
+    /// A certificate's key signs a client assertion; no secret is sent.
+    Certificate,
+}
+
 /// `null` read as the type's default (fields that a transport leaves unused).
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -119,9 +130,13 @@ pub struct Settings {
     pub tenant_id: Option<String>,
     /// OAuth only: the Application (client) ID, a GUID.
     pub client_id: Option<String>,
+    /// OAuth only: a client secret or a certificate.
+    pub client_credential: ClientCredential,
     /// OAuth only, write-only: the client secret's Value. `None` keeps the stored one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+    /// OAuth only: the secret's *Expires* date from the portal, `YYYY-MM-DD`.
+    pub client_secret_expires: Option<String>,
     /// The SMTP username; for OAuth the licensed mailbox's full address.
     pub username: Option<String>,
     /// Write-only: the password or app password. `None` keeps the stored one.
@@ -158,7 +173,9 @@ impl std::fmt::Debug for Settings {
             .field("cloud", &self.cloud)
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
+            .field("client_credential", &self.client_credential)
             .field("client_secret", &masked(&self.client_secret))
+            .field("client_secret_expires", &self.client_secret_expires)
             .field("username", &self.username)
             .field("password", &masked(&self.password))
             .field("transport", &self.transport)
@@ -183,6 +200,12 @@ impl Settings {
         s.tenant_id = s.tenant_id.as_deref().map(crate::parse::normalize_guid);
         s.client_id = s.client_id.as_deref().map(crate::parse::normalize_guid);
         s.username = s.username.as_deref().map(|u| u.trim().to_string());
+        s.client_secret_expires = s
+            .client_secret_expires
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_string);
         s.sender_email = s.sender_email.trim().to_string();
         s.sender_name = s.sender_name.trim().to_string();
         s.host = s.host.trim().to_string();
@@ -197,8 +220,8 @@ impl Settings {
 
     /// Whether a secret saved with `saved` may be sent with these settings
     /// (docs/API.md §3): `auth_method`, `transport` and `username`, for SMTP
-    /// `host`, `port` and `security`, and for OAuth also `cloud`, `tenant_id`
-    /// and `client_id`, are unchanged. Values are compared in their
+    /// `host`, `port` and `security`, and for OAuth also `client_credential`,
+    /// `cloud`, `tenant_id` and `client_id`, are unchanged. Values are compared in their
     /// normalised form.
     pub fn same_secret_destination(&self, saved: &Settings) -> bool {
         let (a, b) = (self.normalized(), saved.normalized());
@@ -213,7 +236,25 @@ impl Settings {
         if !basic || a.auth_method != AuthMethod::OAuth2ClientCredentials {
             return basic;
         }
-        a.cloud == b.cloud && a.tenant_id == b.tenant_id && a.client_id == b.client_id
+        a.client_credential == b.client_credential
+            && a.cloud == b.cloud
+            && a.tenant_id == b.tenant_id
+            && a.client_id == b.client_id
+    }
+
+    /// The same settings without the write-only secrets.
+    pub fn without_secrets(&self) -> Settings {
+        Settings {
+            client_secret: None,
+            password: None,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the token request proves the app with a certificate.
+    pub fn uses_certificate(&self) -> bool {
+        self.auth_method == AuthMethod::OAuth2ClientCredentials
+            && self.client_credential == ClientCredential::Certificate
     }
 
     /// Office 365 with a sender other than the username: the username then
@@ -321,6 +362,16 @@ impl EnumId for Transport {
         match self {
             Transport::Smtp => "smtp",
             Transport::Graph => "graph",
+        }
+    }
+}
+
+impl EnumId for ClientCredential {
+    const ALL: &'static [Self] = &[ClientCredential::Secret, ClientCredential::Certificate];
+    fn id(self) -> &'static str {
+        match self {
+            ClientCredential::Secret => "secret",
+            ClientCredential::Certificate => "certificate",
         }
     }
 }

@@ -8,7 +8,9 @@ use crate::field::Field;
 use crate::messages::FieldMessages;
 use crate::parse::{self, EmailError, GuidError, HostError};
 use crate::powershell;
-use crate::settings::{AuthMethod, Cloud, Provider, Security, Settings, Transport};
+use crate::settings::{
+    AuthMethod, ClientCredential, Cloud, Provider, Security, Settings, Transport,
+};
 
 /// The longest text accepted in most fields (Passbolt's limit).
 pub const MAX_LEN: usize = 256;
@@ -74,6 +76,11 @@ pub struct StoredSecrets {
     /// The settings now point somewhere other than where the stored secrets
     /// were saved for, so they are not reused ([`Settings::same_secret_destination`]).
     pub elsewhere: bool,
+    /// A certificate these settings may use: a pending one, or the active one
+    /// bound to these settings' destination (docs/API.md §13).
+    pub certificate: bool,
+    /// A certificate is stored but bound to another destination.
+    pub certificate_elsewhere: bool,
 }
 
 impl StoredSecrets {
@@ -95,6 +102,45 @@ impl StoredSecrets {
     pub fn password_usable(&self) -> bool {
         self.password && !self.elsewhere
     }
+}
+
+/// The message when the stored certificate is bound to another destination (docs/API.md §3).
+pub const CERTIFICATE_AGAIN: &str = "Make or upload the certificate again: a stored certificate is only used for the tenant and app it was saved for.";
+
+/// The message when no certificate exists yet.
+pub const CERTIFICATE_NEEDED: &str = "Generate a certificate or bring your own below, then upload its public part in Entra: Certificates & secrets \u{2192} Certificates \u{2192} Upload.";
+
+/// Checks a `YYYY-MM-DD` date (the portal's *Expires* column); the error says why not.
+pub fn check_date(text: &str) -> Result<(i32, u8, u8), &'static str> {
+    const WANT: &str = "Enter the date as YYYY-MM-DD, like 2027-06-30, as the Expires column under Certificates & secrets shows it.";
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return Err(WANT);
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
+        return Err(WANT);
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err("There is no such month: enter the date as YYYY-MM-DD."),
+    };
+    if d == 0 || d > days {
+        return Err("There is no such day in that month: enter the date as YYYY-MM-DD.");
+    }
+    if !(2000..=2199).contains(&y) {
+        return Err("Enter the year in full, like 2027.");
+    }
+    Ok((y as i32, m as u8, d as u8))
 }
 
 /// The message for a left-out secret whose stored value is bound elsewhere (docs/API.md §3).
@@ -299,6 +345,12 @@ impl Settings {
         if oauth {
             self.validate_oauth(&mut r, &s, stored);
         }
+        if !oauth && s.client_credential == ClientCredential::Certificate {
+            r.error(
+                Field::ClientCredential,
+                "A certificate proves the app only with OAuth 2.0 (Client Credentials). Choose the client secret, or choose OAuth.",
+            );
+        }
         let graph = s.transport == Transport::Graph;
         if graph && !(office365 && oauth) {
             r.error(
@@ -478,6 +530,24 @@ impl Settings {
                 "The Application (client) ID is the same as the Directory (tenant) ID: the same ID was pasted twice. Copy the Application (client) ID from the app registration's Overview page.",
             );
         }
+        if s.client_credential == ClientCredential::Certificate {
+            if !stored.certificate {
+                r.error(
+                    Field::ClientCredential,
+                    if stored.certificate_elsewhere {
+                        CERTIFICATE_AGAIN
+                    } else {
+                        CERTIFICATE_NEEDED
+                    },
+                );
+            }
+            return self.validate_cloud(r, s);
+        }
+        if let Some(date) = s.client_secret_expires.as_deref() {
+            if let Err(e) = check_date(date) {
+                r.error(Field::ClientSecretExpires, e);
+            }
+        }
         match self.client_secret.as_deref() {
             None if stored.client_secret_usable() => {}
             None if stored.client_secret => r.error(Field::ClientSecret, secret_again("client secret")),
@@ -502,6 +572,10 @@ impl Settings {
                 }
             }
         }
+        self.validate_cloud(r, s)
+    }
+
+    fn validate_cloud(&self, r: &mut Report, s: &Settings) {
         let cloud = catalogue::cloud(s.cloud);
         if s.cloud != Cloud::Global {
             r.warn(
@@ -859,5 +933,69 @@ mod tests {
         assert!(errors(&s, Field::Username)[0].contains("the limit is 256"));
         s.client_secret = Some("s".repeat(300));
         assert!(errors(&s, Field::ClientSecret)[0].contains("the limit is 256"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn a_certificate_replaces_the_secret_and_must_exist_for_this_destination() {
+        let mut s = oauth();
+        s.client_secret = None;
+        s.client_credential = ClientCredential::Certificate;
+        let none = StoredSecrets::default();
+        let r = s.validate_with(none);
+        assert_eq!(r.errors["client_credential"], vec![CERTIFICATE_NEEDED]);
+        assert!(!r.errors.contains_key("client_secret"), "no secret needed");
+        let bound_elsewhere = StoredSecrets {
+            certificate_elsewhere: true,
+            ..none
+        };
+        assert_eq!(
+            s.validate_with(bound_elsewhere).errors["client_credential"],
+            vec![CERTIFICATE_AGAIN]
+        );
+        let usable = StoredSecrets {
+            certificate: true,
+            ..none
+        };
+        assert!(s.validate_with(usable).is_valid());
+        // Only with OAuth.
+        s.auth_method = AuthMethod::Password;
+        s.password = Some("app-password-123".into());
+        assert!(s.validate_with(usable).errors["client_credential"][0]
+            .starts_with("A certificate proves the app only with OAuth"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn the_secret_expiry_date_is_checked_while_typing() {
+        let mut s = oauth();
+        for good in ["2027-06-30", " 2028-02-29 ", ""] {
+            s.client_secret_expires = Some(good.into());
+            assert!(errors(&s, Field::ClientSecretExpires).is_empty(), "{good}");
+        }
+        for (bad, says) in [
+            ("30/06/2027", "YYYY-MM-DD"),
+            ("2027-6-30", "YYYY-MM-DD"),
+            ("2027-13-01", "no such month"),
+            ("2027-02-29", "no such day"),
+            ("1999-01-01", "year in full"),
+            ("2027-0x-01", "YYYY-MM-DD"),
+        ] {
+            s.client_secret_expires = Some(bad.into());
+            let e = errors(&s, Field::ClientSecretExpires);
+            assert!(e.len() == 1 && e[0].contains(says), "{bad}: {e:?}");
+        }
+        assert_eq!(check_date("2026-12-31"), Ok((2026, 12, 31)));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn the_credential_kind_binds_stored_secrets() {
+        let s = oauth();
+        let mut cert = s.clone();
+        cert.client_credential = ClientCredential::Certificate;
+        assert!(s.same_secret_destination(&s));
+        assert!(!cert.same_secret_destination(&s));
+        assert!(cert.uses_certificate() && !s.uses_certificate());
     }
 }

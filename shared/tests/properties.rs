@@ -1,7 +1,9 @@
 //! Property tests: `validate()` never panics, and normalisation is idempotent.
 #![cfg(not(target_arch = "wasm32"))]
 
-use mailroom_shared::{parse, AuthMethod, Cloud, Provider, Security, Settings, Transport};
+use mailroom_shared::{
+    parse, AuthMethod, ClientCredential, Cloud, Provider, Security, Settings, Transport,
+};
 use proptest::prelude::*;
 
 fn any_provider() -> impl Strategy<Value = Provider> {
@@ -49,10 +51,12 @@ prop_compose! {
         sender_email in any_text(),
         send_as_confirmed in any::<bool>(),
         transport in prop::sample::select(vec![Transport::Smtp, Transport::Graph]),
+        client_credential in prop::sample::select(vec![ClientCredential::Secret, ClientCredential::Certificate]),
+        client_secret_expires in proptest::option::of(any_text()),
     ) -> Settings {
         Settings {
             provider, auth_method, cloud, tenant_id: tenant, client_id: client,
-            client_secret: secret, username, password, transport, host, port, security,
+            client_credential, client_secret: secret, client_secret_expires, username, password, transport, host, port, security,
             client_hostname, sender_name, sender_email, send_as_confirmed,
         }
     }

@@ -138,7 +138,24 @@ impl Engine {
         let mut conn =
             conn.filter(|c| c.version == current.version && c.sent < MESSAGES_PER_CONNECTION);
         if conn.is_none() {
-            match self.tester.open_session(&settings).await {
+            let cert = match current.certificate_for_delivery(&settings) {
+                Some(row) => match self.settings.open_certificate(row) {
+                    Ok(key) => Some(key),
+                    Err(e) => {
+                        let d = Diagnosis {
+                            kind: Kind::Pause,
+                            stage: Stage::Token,
+                            code: None,
+                            message: format!("The stored certificate cannot be used ({e})."),
+                            hint: "Generate a new certificate under Settings, upload it in Entra, send a test email and save.".into(),
+                        };
+                        self.release_and_pause(&m, &d, None).await;
+                        return None;
+                    }
+                },
+                None => None,
+            };
+            match self.tester.open_session(&settings, cert.as_ref()).await {
                 Ok(open) => {
                     conn = Some(Connection {
                         open,

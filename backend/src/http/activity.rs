@@ -15,9 +15,11 @@ use crate::queue::{ChangeError, ListFilter};
 
 async fn queue_state(State(s): State<Sending>) -> Result<Json<QueueState>, AppError> {
     let q = &s.apps.queue;
+    let current = s.settings.load_current().await?;
     Ok(Json(QueueState {
         counts: q.counts().await?,
         paused: q.pause_state().await?,
+        warnings: crate::expiry::warnings(&current, s.settings.clock.wall()),
     }))
 }
 

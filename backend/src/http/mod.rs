@@ -1,4 +1,5 @@
 //! The HTTP routes of the sending side; each area has its own `routes()`.
 
 pub mod activity;
+pub mod certificate;
 pub mod submit;

@@ -28,6 +28,50 @@ pub struct Record {
     pub version: u64,
     /// RFC 3339 time of the save.
     pub updated_at: String,
+    /// The pending certificate (its DER) that this save makes active, in
+    /// the same transaction (docs/API.md §13).
+    pub activate_certificate: Option<Vec<u8>>,
+}
+
+/// The profile whose settings `/api/settings` edits.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// Which certificate of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertSlot {
+    /// The one delivery uses.
+    Active,
+    /// A new one: tests use it until a save makes it active.
+    Pending,
+}
+
+impl CertSlot {
+    /// Its name in the store and in `?which=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertSlot::Active => "active",
+            CertSlot::Pending => "pending",
+        }
+    }
+}
+
+/// A stored certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRow {
+    /// Active or pending.
+    pub slot: CertSlot,
+    /// The certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// The encrypted key.
+    pub private_key: Vec<u8>,
+    /// Made by Mailroom.
+    pub generated: bool,
+    /// When it was made or brought, RFC 3339.
+    pub created_at: String,
+    /// Active: the settings JSON it was saved with (its binding).
+    pub bound_settings: Option<String>,
+    /// Pending: the settings JSON of its last passing test.
+    pub passed_settings: Option<String>,
 }
 
 /// One line of the change history: never a value, only which fields changed.
@@ -119,6 +163,19 @@ pub trait SettingsStore: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// The change history, newest first.
     async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// The certificates of the default profile (at most one per slot).
+    async fn certificates(&self) -> Result<Vec<CertRow>, StoreError>;
+    /// Stores a new pending certificate, replacing an earlier pending one.
+    async fn put_pending_certificate(&self, row: CertRow) -> Result<(), StoreError>;
+    /// Deletes one; `false` when there was none.
+    async fn delete_certificate(&self, slot: CertSlot) -> Result<bool, StoreError>;
+    /// Records that a test with the pending certificate `cert_der` passed
+    /// with these settings (JSON), for every server to see.
+    async fn pending_passed(
+        &self,
+        cert_der: Vec<u8>,
+        settings_json: String,
+    ) -> Result<(), StoreError>;
 }
 
 /// Counts of failed sign-ins, kept in the store so that every server sees

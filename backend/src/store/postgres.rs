@@ -27,7 +27,10 @@ use crate::queue::{
     ListFilter, NewMessage, Queue,
 };
 use crate::store::sql::{self, Cols};
-use crate::store::{FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError};
+use crate::store::{
+    CertRow, CertSlot, FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError,
+    DEFAULT_PROFILE,
+};
 
 /// Held while migrating, so servers that start together migrate once.
 const MIGRATION_LOCK: i64 = 0x6d61_696c_726f_6f6d;
@@ -459,6 +462,29 @@ impl SettingsStore for PgStore {
             &[&version, &record.updated_at, &changed_fields.join(",")],
         )
         .await?;
+        if let Some(der) = &record.activate_certificate {
+            tx.execute(
+                &prepared(&tx, sql::DELETE_CERTIFICATE).await?,
+                &[&DEFAULT_PROFILE, &"active"],
+            )
+            .await?;
+            let n = tx
+                .execute(
+                    &prepared(&tx, sql::ACTIVATE_PENDING).await?,
+                    &[&DEFAULT_PROFILE, der, &record.settings_json],
+                )
+                .await?;
+            if n != 1 {
+                // The pending certificate changed since the save was checked.
+                return Err(StoreError::Conflict { stored });
+            }
+        } else {
+            tx.execute(
+                &prepared(&tx, sql::BIND_ACTIVE).await?,
+                &[&DEFAULT_PROFILE, &record.settings_json],
+            )
+            .await?;
+        }
         tx.execute("SELECT pg_notify($1, 'settings')", &[&self.channel])
             .await?;
         tx.commit().await?;
@@ -469,6 +495,55 @@ impl SettingsStore for PgStore {
         let c = self.pool.get().await?;
         let rows = c.query(&prepared(&c, sql::HISTORY).await?, &[]).await?;
         all(rows, sql::history_from)
+    }
+
+    async fn certificates(&self) -> Result<Vec<CertRow>, StoreError> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(&prepared(&c, sql::CERTIFICATES).await?, &[&DEFAULT_PROFILE])
+            .await?;
+        all(rows, sql::certificate_from)
+    }
+
+    async fn put_pending_certificate(&self, row: CertRow) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(
+            &prepared(&c, sql::PUT_PENDING).await?,
+            &[
+                &DEFAULT_PROFILE,
+                &row.cert_der,
+                &row.private_key,
+                &(row.generated as i64),
+                &row.created_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_certificate(&self, slot: CertSlot) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(
+                &prepared(&c, sql::DELETE_CERTIFICATE).await?,
+                &[&DEFAULT_PROFILE, &slot.as_str()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn pending_passed(
+        &self,
+        cert_der: Vec<u8>,
+        settings_json: String,
+    ) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(
+            &prepared(&c, sql::PENDING_PASSED).await?,
+            &[&DEFAULT_PROFILE, &cert_der, &settings_json],
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -140,7 +140,24 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_ORPHANS,
     MIGRATION_TRANSPORT,
     MIGRATION_DUE_PER_APP,
+    MIGRATION_CERTIFICATES,
 ];
+
+/// Step 12: certificate credentials (docs/API.md §13), per profile: the
+/// `active` one delivery uses, bound to the settings it was saved with, and a
+/// `pending` one that tests use, with the settings of its last passing test.
+/// The key is encrypted like the secrets.
+pub const MIGRATION_CERTIFICATES: &str = "CREATE TABLE certificates (
+    profile TEXT NOT NULL,
+    slot TEXT NOT NULL CHECK (slot IN ('active', 'pending')),
+    cert_der BLOB NOT NULL,
+    private_key BLOB NOT NULL,
+    generated INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    bound_settings TEXT,
+    passed_settings TEXT,
+    PRIMARY KEY (profile, slot)
+);";
 
 /// Step 11: each app's due messages in order, for claims in turn per app
 /// that read a few index entries per app, not the whole queue.

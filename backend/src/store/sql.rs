@@ -31,7 +31,7 @@ use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{App, Attempt, LastError, Paused, RecipientState, Summary};
 
 use super::queue::{limits_of, stage_of, status_of};
-use super::{HistoryEntry, Record};
+use super::{CertRow, CertSlot, HistoryEntry, Record};
 
 /// A statement of this file in PostgreSQL's placeholders.
 pub(crate) fn pg(sql: &str) -> String {
@@ -52,6 +52,28 @@ pub(crate) const ADD_HISTORY: &str =
     "INSERT INTO settings_history (version, changed_at, changed_fields) VALUES (?1, ?2, ?3)";
 pub(crate) const HISTORY: &str =
     "SELECT version, changed_at, changed_fields FROM settings_history ORDER BY version DESC";
+
+// ---- certificates (docs/API.md §13) ----
+
+pub(crate) const CERTIFICATES: &str = "SELECT slot, cert_der, private_key, generated, created_at,
+    bound_settings, passed_settings FROM certificates WHERE profile = ?1";
+/// A new pending certificate replaces any earlier pending one.
+pub(crate) const PUT_PENDING: &str = "INSERT INTO certificates
+    (profile, slot, cert_der, private_key, generated, created_at) VALUES (?1, 'pending', ?2, ?3, ?4, ?5)
+    ON CONFLICT (profile, slot) DO UPDATE SET cert_der = ?2, private_key = ?3, generated = ?4,
+        created_at = ?5, bound_settings = NULL, passed_settings = NULL";
+pub(crate) const DELETE_CERTIFICATE: &str =
+    "DELETE FROM certificates WHERE profile = ?1 AND slot = ?2";
+/// Records a passing test of the pending certificate, if it is still that one.
+pub(crate) const PENDING_PASSED: &str = "UPDATE certificates SET passed_settings = ?3
+    WHERE profile = ?1 AND slot = 'pending' AND cert_der = ?2";
+/// The pending certificate becomes the active one (after [`DELETE_CERTIFICATE`] of the active).
+pub(crate) const ACTIVATE_PENDING: &str = "UPDATE certificates
+    SET slot = 'active', bound_settings = ?3, passed_settings = NULL
+    WHERE profile = ?1 AND slot = 'pending' AND cert_der = ?2";
+/// The active certificate is bound to the settings saved with it.
+pub(crate) const BIND_ACTIVE: &str =
+    "UPDATE certificates SET bound_settings = ?2 WHERE profile = ?1 AND slot = 'active'";
 
 pub(crate) const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_unix <= ?1";
 pub(crate) const ADD_SESSION: &str = "INSERT INTO sessions (digest, expires_unix) VALUES (?1, ?2)";
@@ -295,6 +317,24 @@ pub(crate) fn record_from<R: Cols>(r: &R) -> Result<Record, R::E> {
         password: r.opt_bytes(2)?,
         version: r.int(3)? as u64,
         updated_at: r.text(4)?,
+        activate_certificate: None,
+    })
+}
+
+/// A row of [`CERTIFICATES`].
+pub(crate) fn certificate_from<R: Cols>(r: &R) -> Result<CertRow, R::E> {
+    Ok(CertRow {
+        slot: if r.text(0)? == "active" {
+            CertSlot::Active
+        } else {
+            CertSlot::Pending
+        },
+        cert_der: r.opt_bytes(1)?.unwrap_or_default(),
+        private_key: r.opt_bytes(2)?.unwrap_or_default(),
+        generated: r.int(3)? != 0,
+        created_at: r.text(4)?,
+        bound_settings: r.opt_text(5)?,
+        passed_settings: r.opt_text(6)?,
     })
 }
 

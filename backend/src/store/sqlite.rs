@@ -18,7 +18,10 @@ use super::queue::{
 };
 use super::schema::migrations;
 use super::sql::{self, Cols};
-use super::{FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError};
+use super::{
+    CertRow, CertSlot, FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError,
+    DEFAULT_PROFILE,
+};
 
 const DAY: i64 = 24 * 3600;
 
@@ -121,6 +124,22 @@ impl SettingsStore for SqliteStore {
                 sql::ADD_HISTORY,
                 params![version, record.updated_at, changed_fields.join(",")],
             )?;
+            if let Some(der) = &record.activate_certificate {
+                tx.execute(sql::DELETE_CERTIFICATE, params![DEFAULT_PROFILE, "active"])?;
+                let n = tx.execute(
+                    sql::ACTIVATE_PENDING,
+                    params![DEFAULT_PROFILE, der, record.settings_json],
+                )?;
+                if n != 1 {
+                    // The pending certificate changed since the save was checked.
+                    return Err(StoreError::Conflict { stored });
+                }
+            } else {
+                tx.execute(
+                    sql::BIND_ACTIVE,
+                    params![DEFAULT_PROFILE, record.settings_json],
+                )?;
+            }
             tx.commit()?;
             Ok(version as u64)
         })
@@ -132,6 +151,57 @@ impl SettingsStore for SqliteStore {
             let mut stmt = c.prepare(sql::HISTORY)?;
             let rows = stmt.query_map([], |r| sql::history_from(r))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn certificates(&self) -> Result<Vec<CertRow>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(sql::CERTIFICATES)?;
+            let rows = stmt.query_map([DEFAULT_PROFILE], |r| sql::certificate_from(r))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn put_pending_certificate(&self, row: CertRow) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                sql::PUT_PENDING,
+                params![
+                    DEFAULT_PROFILE,
+                    row.cert_der,
+                    row.private_key,
+                    row.generated as i64,
+                    row.created_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_certificate(&self, slot: CertSlot) -> Result<bool, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.execute(
+                sql::DELETE_CERTIFICATE,
+                params![DEFAULT_PROFILE, slot.as_str()],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn pending_passed(
+        &self,
+        cert_der: Vec<u8>,
+        settings_json: String,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(
+                sql::PENDING_PASSED,
+                params![DEFAULT_PROFILE, cert_der, settings_json],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -31,6 +31,10 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if settings.uses_certificate() {
+        eprintln!("mailroom check: a certificate credential lives in the server's store, encrypted; test it from the page (Send test email) or with POST /api/settings/test");
+        return ExitCode::from(2);
+    }
     let mut report = settings.validate();
     if let Some(msg) = mailroom_shared::validate::check_recipient(&args.to) {
         report.error(mailroom_shared::Field::Recipient, msg);
@@ -55,7 +59,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = tester.run(&settings, &args.to).await;
+    let result = tester.run(&settings, None, &args.to).await;
     for stage in &result.stages {
         println!(
             "{:<8} {:<4} {} ms",

@@ -13,6 +13,7 @@ use mailroom_shared::api::{TestRequest, TestResult};
 
 use crate::error::{ApiJson, AppError};
 use crate::settings::SettingsRepo;
+use crate::store::CertSlot;
 use crate::upstream::{Upstream, MAX_CONCURRENT_TESTS};
 
 async fn test_settings(
@@ -38,8 +39,27 @@ async fn test_settings(
     };
     let mut settings = body.settings;
     current.fill_secrets(&mut settings);
-    let result = tester.run(&settings, &body.recipient).await;
+    let row = current.certificate_for_test(&settings);
+    let cert = row
+        .map(|row| repo.open_certificate(row))
+        .transpose()
+        .map_err(|e| {
+            AppError::field(
+                "client_credential",
+                format!("The stored certificate cannot be used ({e}). Make or upload the certificate again."),
+            )
+        })?;
+    let result = tester.run(&settings, cert.as_ref(), &body.recipient).await;
     tracing::info!(ok = result.ok, stage = ?result.stage, code = ?result.code, "test email");
+    // A pass with the pending certificate is recorded for every server: the
+    // next save with these settings makes it active (docs/API.md §13).
+    if let Some(row) = row.filter(|r| result.ok && r.slot == CertSlot::Pending) {
+        let json = serde_json::to_string(&settings.normalized().without_secrets())
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        repo.store
+            .pending_passed(row.cert_der.clone(), json)
+            .await?;
+    }
     Ok(Json(result))
 }
 

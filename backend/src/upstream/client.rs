@@ -2,6 +2,7 @@
 //! request, and the diagnosis of any failure, shared by `POST
 //! /api/settings/test`, `mailroom check` and delivery ([`Upstream::open_session`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use lettre::transport::smtp::extension::ClientId;
@@ -9,8 +10,9 @@ use lettre::Address;
 use mailroom_shared::api::{Stage, StageTiming, TestResult, TokenClaims};
 use mailroom_shared::{catalogue, AuthMethod, Settings, Transport};
 
+use super::certificate::CertKey;
 use super::diagnose;
-use super::entra::{self, TokenClient, TokenRequest};
+use super::entra::{self, Credential, TokenClient, TokenRequest};
 use super::graph::{self, GraphClient, GraphFailure};
 use super::mask::{mask_text, mask_transcript};
 use super::smtp::{self, Progress, SmtpAuth, SmtpFailure, SmtpPlan, SmtpSession, Target, TlsTrust};
@@ -247,12 +249,28 @@ impl Upstream {
 
     /// The token request for OAuth: for Exchange Online (SMTP) or for Graph,
     /// always with the cloud's real scope.
-    fn token_request(&self, s: &Settings) -> Option<TokenRequest> {
+    fn token_request(&self, s: &Settings, cert: Option<&Arc<CertKey>>) -> Option<TokenRequest> {
+        let tenant = s.tenant_id.clone().unwrap_or_default();
+        let credential = match (s.uses_certificate(), cert) {
+            (false, _) => {
+                Credential::Secret(Secret::new(s.client_secret.clone().unwrap_or_default()))
+            }
+            (true, Some(key)) => Credential::Certificate {
+                key: key.clone(),
+                // The cloud's real token URL, even when requests go elsewhere.
+                audience: format!(
+                    "{}/{}/oauth2/v2.0/token",
+                    catalogue::cloud(s.cloud).login_host,
+                    tenant
+                ),
+            },
+            (true, None) => Credential::NoCertificate,
+        };
         (s.auth_method == AuthMethod::OAuth2ClientCredentials).then(|| TokenRequest {
             authority: self.authority(s),
-            tenant: s.tenant_id.clone().unwrap_or_default(),
+            tenant,
             client_id: s.client_id.clone().unwrap_or_default(),
-            secret: Secret::new(s.client_secret.clone().unwrap_or_default()),
+            credential,
             scope: match s.transport {
                 Transport::Smtp => catalogue::cloud(s.cloud).scope.to_string(),
                 Transport::Graph => graph::scope(s.cloud),
@@ -335,8 +353,7 @@ impl Upstream {
             ok: fetched.is_ok(),
             ms: t.elapsed().as_millis() as u64,
         });
-        let token =
-            fetched.map_err(|e| diagnose::token_error(&e, s, &req.authority, &self.timeouts))?;
+        let token = fetched.map_err(|e| diagnose::token_error(&e, s, req, &self.timeouts))?;
         let claims = entra::claims(token.access_token.expose());
         secrets.push(token.access_token.expose().to_string());
         Ok(SignIn {
@@ -367,10 +384,14 @@ impl Upstream {
     /// Opens a signed-in session for delivery with these (secret-complete)
     /// settings: the same token cache, XOAUTH2 and retry on a 535 with a fresh
     /// token as the test email. A failure comes diagnosed, its transcript masked.
-    pub async fn open_session(&self, settings: &Settings) -> Result<OpenSession, SessionFailure> {
+    pub async fn open_session(
+        &self,
+        settings: &Settings,
+        cert: Option<&Arc<CertKey>>,
+    ) -> Result<OpenSession, SessionFailure> {
         let s = settings.normalized();
         let mut secrets: Vec<String> = s.client_secret.iter().chain(&s.password).cloned().collect();
-        let req = self.token_request(&s);
+        let req = self.token_request(&s, cert);
         if let (Transport::Graph, Some(req)) = (s.transport, &req) {
             let mut stages = Vec::new();
             return match self
@@ -463,11 +484,18 @@ impl Upstream {
     /// problem becomes a [`TestResult`] with a stage, a message and a hint.
     /// No secret (client secret, password, token, or their base64) is in the
     /// result: the transcript, the message, the hint and the code are masked.
-    pub async fn run(&self, settings: &Settings, recipient: &str) -> TestResult {
+    pub async fn run(
+        &self,
+        settings: &Settings,
+        cert: Option<&Arc<CertKey>>,
+        recipient: &str,
+    ) -> TestResult {
         let mut secrets: Vec<String> = Vec::new();
         secrets.extend(settings.client_secret.clone());
         secrets.extend(settings.password.clone());
-        let mut result = self.run_unmasked(settings, recipient, &mut secrets).await;
+        let mut result = self
+            .run_unmasked(settings, cert, recipient, &mut secrets)
+            .await;
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         mask_transcript(&mut result.transcript, &refs);
         mask_text(&mut result.message, &refs);
@@ -480,6 +508,7 @@ impl Upstream {
     async fn run_unmasked(
         &self,
         settings: &Settings,
+        cert: Option<&Arc<CertKey>>,
         recipient: &str,
         secrets: &mut Vec<String>,
     ) -> TestResult {
@@ -525,7 +554,7 @@ impl Upstream {
                 return fail(stages, d, Vec::new(), None, &[]);
             }
         };
-        let token_request = self.token_request(&s);
+        let token_request = self.token_request(&s, cert);
         if let (Transport::Graph, Some(req)) = (s.transport, &token_request) {
             return self
                 .run_graph(&s, req, recipient, &message, stages, secrets)

@@ -4,7 +4,8 @@
 use mailroom_shared::api::Stage;
 use mailroom_shared::{catalogue, powershell as ps, AuthMethod, Settings};
 
-use super::entra::TokenError;
+use super::certificate::CertKey;
+use super::entra::{Credential, TokenError, TokenRequest};
 use super::graph::{GraphFailure, Unsendable};
 use super::smtp::SmtpFailure;
 use super::Timeouts;
@@ -80,9 +81,14 @@ fn sp_fix(s: &Settings) -> String {
 pub fn token_error(
     e: &TokenError,
     s: &Settings,
-    authority: &str,
+    req: &TokenRequest,
     timeouts: &Timeouts,
 ) -> Diagnosis {
+    let authority = req.authority.as_str();
+    let cert = match &req.credential {
+        Credential::Certificate { key, .. } => Some(key.as_ref()),
+        _ => None,
+    };
     let diag = |code: Option<String>, message: String, hint: String| Diagnosis {
         stage: Stage::Token,
         // A token error is never about one message.
@@ -94,7 +100,11 @@ pub fn token_error(
     match e {
         TokenError::Entra { status, error, codes, description, trace_id, correlation_id } => {
             let code = codes.first().map(|c| format!("AADSTS{c}"));
-            let (message, hint) = entra_text(codes.first().copied(), error, s);
+            let (message, hint) = match cert {
+                Some(cert) => certificate_text(codes.first().copied(), description, cert, s),
+                None => None,
+            }
+            .unwrap_or_else(|| entra_text(codes.first().copied(), error, s));
             let ids = match (trace_id, correlation_id) {
                 (None, None) => String::new(),
                 (t, c) => format!(
@@ -135,6 +145,16 @@ pub fn token_error(
             format!("Could not connect to the token endpoint at {authority} ({detail})."),
             "Check that this server may reach the Microsoft login host over HTTPS (port 443), through any proxy or firewall.".into(),
         ),
+        TokenError::Assertion(detail) => diag(
+            None,
+            format!("Mailroom could not sign the client assertion with the certificate's key ({detail})."),
+            "Make a new certificate under Settings (Generate a certificate), upload it in Entra, test and save.".into(),
+        ),
+        TokenError::NoCertificate => diag(
+            None,
+            "The settings sign in with a certificate, but no certificate is stored for them.".into(),
+            "Generate a certificate (or bring your own) under Settings, upload it in Entra (Certificates & secrets → Certificates → Upload), send a test email and save.".into(),
+        ),
         TokenError::Timeout => diag(
             None,
             format!(
@@ -144,6 +164,48 @@ pub fn token_error(
             "Check the outgoing HTTPS path (firewall, proxy) to the Microsoft login host, then try again.".into(),
         ),
     }
+}
+
+/// The certificate's own refusals (docs/REFERENCE.md, "Certificate credentials").
+fn certificate_text(
+    code: Option<u64>,
+    description: &str,
+    cert: &CertKey,
+    s: &Settings,
+) -> Option<(String, String)> {
+    let client = s.client_id.as_deref().unwrap_or_default();
+    let thumb = &cert.info.thumbprint_sha1;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let expired = description
+        .to_ascii_lowercase()
+        .contains("key used is expired")
+        || cert.not_after_unix < now;
+    let upload = "Certificates & secrets → Certificates → Upload";
+    Some(match code? {
+        700027 if expired => (
+            format!(
+                "The certificate (thumbprint {thumb}) expired on {}, so Microsoft Entra ID no longer accepts it.",
+                cert.info.not_after.get(..10).unwrap_or_default()
+            ),
+            format!("Generate a new certificate under Settings, upload it in the app registration ({upload}), send a test email and save; then remove the expired one from the app registration."),
+        ),
+        700027 => (
+            format!("Microsoft Entra ID does not accept the client assertion: the certificate with thumbprint {thumb} is not registered for the application {client}."),
+            format!("Download the certificate from Settings and upload it in the app registration {client} ({upload}); the portal then lists thumbprint {thumb}. Check that it is the same app registration as the Application (client) ID."),
+        ),
+        700024 => (
+            "Microsoft Entra ID says the client assertion is outside its valid time: this server's clock is off.".into(),
+            "Set this server's clock right (enable NTP: timedatectl set-ntp true) and try again; an assertion is valid for 10 minutes from the server's current time.".into(),
+        ),
+        700021 => (
+            format!("Microsoft Entra ID says the client assertion's issuer and subject are not the Application (client) ID {client}."),
+            "Copy the Application (client) ID again from the app registration's Overview page (step 1); the assertion names it as issuer and subject.".into(),
+        ),
+        _ => return None,
+    })
 }
 
 fn entra_text(code: Option<u64>, error: &str, s: &Settings) -> (String, String) {
@@ -168,8 +230,8 @@ fn entra_text(code: Option<u64>, error: &str, s: &Settings) -> (String, String) 
             "Copy the secret's Value, not its Secret ID (step 3 of the setup): under Certificates & secrets the Value is shown only right after creation, so create a new secret if it is hidden.",
         ),
         Some(7000222) => pair(
-            "The client secret has expired.",
-            "Create a new client secret under Certificates & secrets (step 3), paste its Value here and save; secrets last 3 to 24 months.",
+            "The client secret has expired, so Microsoft Entra ID no longer accepts it.",
+            "Create a new client secret under Certificates & secrets → Client secrets (step 3), paste its Value and its Expires date here, test and save; secrets last at most 24 months. Or switch to a certificate, which Mailroom can make and warns about before it expires.",
         ),
         Some(7000112) => pair(
             "The application is disabled in the tenant.",
@@ -793,12 +855,14 @@ mod tests {
             "{}",
             slow.message
         );
-        let token = token_error(
-            &TokenError::Timeout,
-            &s,
-            "https://login.microsoftonline.us",
-            &timeouts,
-        );
+        let req = TokenRequest {
+            authority: "https://login.microsoftonline.us".into(),
+            tenant: String::new(),
+            client_id: String::new(),
+            credential: Credential::NoCertificate,
+            scope: String::new(),
+        };
+        let token = token_error(&TokenError::Timeout, &s, &req, &timeouts);
         assert!(
             token.message.contains("within 7 seconds"),
             "{}",

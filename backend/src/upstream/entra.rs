@@ -26,10 +26,27 @@ pub struct TokenRequest {
     pub tenant: String,
     /// Application (client) ID.
     pub client_id: String,
-    /// The client secret's Value.
-    pub secret: Secret,
+    /// The client secret, or the certificate that signs an assertion.
+    pub credential: Credential,
     /// The resource plus `/.default`.
     pub scope: String,
+}
+
+/// How the app proves itself (docs/API.md §13).
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The client secret's Value.
+    Secret(Secret),
+    /// A client assertion signed by this certificate's key, for `audience`:
+    /// the cloud's real token URL, even when requests go elsewhere.
+    Certificate {
+        /// The certificate and key.
+        key: std::sync::Arc<super::certificate::CertKey>,
+        /// The assertion's `aud`.
+        audience: String,
+    },
+    /// The settings name a certificate but none is stored for them.
+    NoCertificate,
 }
 
 impl TokenRequest {
@@ -43,7 +60,11 @@ impl TokenRequest {
     }
 
     fn cache_key(&self) -> String {
-        let secret_hash = hex::encode(Sha256::digest(self.secret.expose().as_bytes()));
+        let secret_hash = match &self.credential {
+            Credential::Secret(secret) => hex::encode(Sha256::digest(secret.expose().as_bytes())),
+            Credential::Certificate { key, .. } => format!("cert:{}", key.info.thumbprint_sha256),
+            Credential::NoCertificate => "no certificate".into(),
+        };
         format!(
             "{}|{}|{}|{}|{}",
             self.authority, self.tenant, self.client_id, secret_hash, self.scope
@@ -90,7 +111,14 @@ pub enum TokenError {
     Connect(String),
     /// No answer within [`TOKEN_TIMEOUT`].
     Timeout,
+    /// The client assertion could not be signed.
+    Assertion(String),
+    /// No certificate is stored for these settings.
+    NoCertificate,
 }
+
+/// `client_assertion_type` for a certificate.
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 #[derive(Deserialize)]
 struct SuccessBody {
@@ -232,13 +260,30 @@ impl TokenClient {
     }
 
     async fn fetch(&self, req: &TokenRequest) -> Result<(Secret, Duration), TokenError> {
+        let proof = match &req.credential {
+            Credential::Secret(secret) => vec![("client_secret", secret.clone())],
+            Credential::Certificate { key, audience } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let assertion = key
+                    .assertion(audience, &req.client_id, now)
+                    .map_err(|e| TokenError::Assertion(e.to_string()))?;
+                vec![
+                    ("client_assertion_type", Secret::new(ASSERTION_TYPE)),
+                    ("client_assertion", assertion),
+                ]
+            }
+            Credential::NoCertificate => return Err(TokenError::NoCertificate),
+        };
         self.requests.inc();
-        let form = [
+        let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", req.client_id.as_str()),
-            ("client_secret", req.secret.expose()),
-            ("scope", req.scope.as_str()),
         ];
+        form.extend(proof.iter().map(|(k, v)| (*k, v.expose())));
+        form.push(("scope", req.scope.as_str()));
         let response = self
             .http
             .post(req.url())

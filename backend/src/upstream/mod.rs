@@ -5,6 +5,7 @@
 //! secret ([`mask`]). The test email is one session sending one message
 //! ([`test_message`]); delivery sends many over one session.
 
+pub mod certificate;
 pub mod client;
 pub mod diagnose;
 pub mod entra;

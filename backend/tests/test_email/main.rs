@@ -74,5 +74,5 @@ async fn scripted(config: SmtpConfig, change: impl FnOnce(&mut Settings)) -> (Te
     let rig = Rig::start(config).await;
     let mut s = rig.settings();
     change(&mut s);
-    (rig.tester().run(&s, &recipient()).await, rig)
+    (rig.tester().run(&s, None, &recipient()).await, rig)
 }

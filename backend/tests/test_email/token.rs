@@ -9,7 +9,7 @@ async fn token_errors_name_the_code_the_ids_and_the_fix() {
 
     let mut wrong_secret = rig.settings();
     wrong_secret.client_secret = Some("9a8b7c6d-1111-4222-8333-444455556666".into());
-    let r = tester.run(&wrong_secret, &recipient()).await;
+    let r = tester.run(&wrong_secret, None, &recipient()).await;
     assert_fails(&r, Stage::Token, Some("AADSTS7000215"));
     assert!(
         r.hint
@@ -35,7 +35,7 @@ async fn token_errors_name_the_code_the_ids_and_the_fix() {
     let mut wrong_tenant = rig.settings();
     wrong_tenant.tenant_id = Some("11111111-2222-4333-8444-555555555555".into());
     assert_fails(
-        &tester.run(&wrong_tenant, &recipient()).await,
+        &tester.run(&wrong_tenant, None, &recipient()).await,
         Stage::Token,
         Some("AADSTS90002"),
     );
@@ -43,7 +43,7 @@ async fn token_errors_name_the_code_the_ids_and_the_fix() {
     let mut wrong_client = rig.settings();
     wrong_client.client_id = Some("11111111-2222-4333-8444-555555555555".into());
     assert_fails(
-        &tester.run(&wrong_client, &recipient()).await,
+        &tester.run(&wrong_client, None, &recipient()).await,
         Stage::Token,
         Some("AADSTS700016"),
     );
@@ -66,7 +66,7 @@ async fn token_errors_name_the_code_the_ids_and_the_fix() {
             error,
             code,
         });
-        let r = tester.run(&rig.settings(), &recipient()).await;
+        let r = tester.run(&rig.settings(), None, &recipient()).await;
         let expected = format!("AADSTS{code}");
         assert_fails(&r, Stage::Token, Some(expected.as_str()));
         let text = format!("{} {}", r.message, r.hint.clone().unwrap());
@@ -77,12 +77,12 @@ async fn token_errors_name_the_code_the_ids_and_the_fix() {
     }
 
     rig.entra.set_mode(EntraMode::BadGateway);
-    let r = tester.run(&rig.settings(), &recipient()).await;
+    let r = tester.run(&rig.settings(), None, &recipient()).await;
     assert_fails(&r, Stage::Token, Some("502"));
     assert!(r.message.contains("server error"), "{r:?}");
 
     rig.entra.set_mode(EntraMode::NotJson);
-    let r = tester.run(&rig.settings(), &recipient()).await;
+    let r = tester.run(&rig.settings(), None, &recipient()).await;
     assert_fails(&r, Stage::Token, Some("200"));
     assert!(
         r.message.contains("something other than Entra's JSON"),
@@ -102,7 +102,7 @@ async fn unreachable_and_slow_token_endpoints() {
     };
     let r = Upstream::new(&args)
         .unwrap()
-        .run(&rig.settings(), &recipient())
+        .run(&rig.settings(), None, &recipient())
         .await;
     assert_fails(&r, Stage::Token, None);
     assert!(r.message.contains("Could not connect"), "{r:?}");
@@ -124,7 +124,7 @@ async fn unreachable_and_slow_token_endpoints() {
     };
     let tester = Upstream::with_timeouts(&rig.args, timeouts).unwrap();
     let started = std::time::Instant::now();
-    let r = tester.run(&rig.settings(), &recipient()).await;
+    let r = tester.run(&rig.settings(), None, &recipient()).await;
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "gave up at the timeout"
@@ -137,8 +137,8 @@ async fn unreachable_and_slow_token_endpoints() {
 async fn token_cache_hits_shares_and_keys_by_secret() {
     let rig = Rig::start(SmtpConfig::default()).await;
     let tester = Arc::new(rig.tester());
-    assert!(tester.run(&rig.settings(), &recipient()).await.ok);
-    assert!(tester.run(&rig.settings(), &recipient()).await.ok);
+    assert!(tester.run(&rig.settings(), None, &recipient()).await.ok);
+    assert!(tester.run(&rig.settings(), None, &recipient()).await.ok);
     assert_eq!(
         rig.entra.requests(),
         1,
@@ -151,7 +151,7 @@ async fn token_cache_hits_shares_and_keys_by_secret() {
     rig.entra.register(TENANT, CLIENT, "second-secret");
     let runs = (0..3).map(|_| {
         let (t, s) = (tester.clone(), other.clone());
-        tokio::spawn(async move { t.run(&s, &recipient()).await })
+        tokio::spawn(async move { t.run(&s, None, &recipient()).await })
     });
     for r in futures_util::future::join_all(runs).await {
         assert!(r.unwrap().ok);
@@ -165,7 +165,7 @@ async fn token_cache_hits_shares_and_keys_by_secret() {
     // A changed secret never reuses a token fetched with another one.
     let mut wrong = rig.settings();
     wrong.client_secret = Some("not-the-secret".into());
-    let r = tester.run(&wrong, &recipient()).await;
+    let r = tester.run(&wrong, None, &recipient()).await;
     assert_fails(&r, Stage::Token, Some("AADSTS7000215"));
     assert_eq!(rig.entra.requests(), 3);
 
@@ -174,8 +174,8 @@ async fn token_cache_hits_shares_and_keys_by_secret() {
     let mut short = rig.settings();
     short.client_secret = Some("third".into());
     rig.entra.register(TENANT, CLIENT, "third");
-    assert!(tester.run(&short, &recipient()).await.ok);
-    assert!(tester.run(&short, &recipient()).await.ok);
+    assert!(tester.run(&short, None, &recipient()).await.ok);
+    assert!(tester.run(&short, None, &recipient()).await.ok);
     assert_eq!(rig.entra.requests(), 5);
 }
 
@@ -183,9 +183,9 @@ async fn token_cache_hits_shares_and_keys_by_secret() {
 async fn a_535_with_a_cached_token_retries_once_with_a_fresh_one() {
     let rig = Rig::start(SmtpConfig::default()).await;
     let tester = rig.tester();
-    assert!(tester.run(&rig.settings(), &recipient()).await.ok);
+    assert!(tester.run(&rig.settings(), None, &recipient()).await.ok);
     rig.entra.revoke_all();
-    let r = tester.run(&rig.settings(), &recipient()).await;
+    let r = tester.run(&rig.settings(), None, &recipient()).await;
     assert!(r.ok, "{r:?}");
     assert_eq!(rig.entra.requests(), 2, "one fresh token after the 535");
     let tokens = r.stages.iter().filter(|s| s.name == Stage::Token).count();
@@ -201,7 +201,7 @@ async fn claims_hints_for_a_missing_role() {
     })
     .await;
     rig.entra.set_mode(EntraMode::NoRole);
-    let r = rig.tester().run(&rig.settings(), &recipient()).await;
+    let r = rig.tester().run(&rig.settings(), None, &recipient()).await;
     assert_fails(&r, Stage::Auth, Some("5.7.3"));
     assert!(r.hint.unwrap().contains("no SMTP.SendAsApp role"));
     assert!(r.token_claims.unwrap().roles.is_empty());

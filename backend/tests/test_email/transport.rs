@@ -5,7 +5,7 @@ use super::*;
 #[tokio::test]
 async fn oauth_success_delivers_the_email_with_proper_headers() {
     let rig = Rig::start(SmtpConfig::default()).await;
-    let r = rig.tester().run(&rig.settings(), &recipient()).await;
+    let r = rig.tester().run(&rig.settings(), None, &recipient()).await;
     assert!(r.ok, "{r:?}");
     assert_eq!(
         (r.stage, r.code.as_deref(), r.hint.as_deref()),
@@ -165,7 +165,11 @@ async fn untrusted_certificate_fails_at_tls_naming_subject_and_issuer() {
     let other = FakeSmtp::start(SmtpConfig::default(), &rogue, rig.entra.issued_tokens()).await;
     let r = rig
         .tester()
-        .run(&oauth_settings("localhost", other.port()), &recipient())
+        .run(
+            &oauth_settings("localhost", other.port()),
+            None,
+            &recipient(),
+        )
         .await;
     assert_fails(&r, Stage::Tls, None);
     assert!(
@@ -185,7 +189,7 @@ async fn refused_and_dropped_connections() {
     let rig = Rig::start(SmtpConfig::default()).await;
     let r = rig
         .tester()
-        .run(&oauth_settings("127.0.0.1", port), &recipient())
+        .run(&oauth_settings("127.0.0.1", port), None, &recipient())
         .await;
     assert_fails(&r, Stage::Connect, None);
     assert!(r.message.contains("connection refused"), "{r:?}");
@@ -221,7 +225,7 @@ async fn a_silent_server_times_out_within_the_session_limit() {
     let tester = Upstream::with_timeouts(&rig.args, timeouts).unwrap();
     let started = std::time::Instant::now();
     let r = tester
-        .run(&oauth_settings("127.0.0.1", port), &recipient())
+        .run(&oauth_settings("127.0.0.1", port), None, &recipient())
         .await;
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_fails(&r, Stage::Connect, None);

@@ -24,6 +24,8 @@ pub struct ChecklistProps {
     pub on_sp_input: Callback<String>,
     /// The way out is Microsoft Graph: its permission steps instead of SMTP's.
     pub graph: bool,
+    /// The app proves itself with a certificate: upload it instead of making a secret.
+    pub certificate: bool,
 }
 
 /// The service principal's object ID, typed to fill the commands in.
@@ -61,10 +63,17 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                         <p>{ "API permissions › Add a permission › APIs my organization uses › Office 365 Exchange Online › Application permissions › SMTP.SendAsApp. Then Grant admin consent for your tenant." }</p>
                     </li>
                 }
-                <li>
-                    <h3>{ "Create a client secret" }</h3>
-                    <p>{ "Certificates & secrets › New client secret. Copy the Value column right away: it is shown only once. The Secret ID is not the secret." }</p>
-                </li>
+                if p.certificate {
+                    <li id="checklist-certificate">
+                        <h3>{ "Upload the certificate" }</h3>
+                        <p>{ "Download the public certificate from the form above, then Certificates & secrets › Certificates › Upload certificate. The portal then lists its thumbprint, which must match the SHA-1 thumbprint above. The private key never leaves Mailroom." }</p>
+                    </li>
+                } else {
+                    <li>
+                        <h3>{ "Create a client secret" }</h3>
+                        <p>{ "Certificates & secrets › New client secret. Copy the Value column right away: it is shown only once. The Secret ID is not the secret. Note its Expires date: Mailroom warns 30 days before." }</p>
+                    </li>
+                }
                 if p.graph {
                     <li id="graph-way-rbac">
                         <h3>{ "Way 1 (recommended): RBAC for Applications, without Entra consent" }</h3>

@@ -1,6 +1,6 @@
 //! Small pieces the views share: times, and the pause banner.
 
-use mailroom_shared::sending::Paused;
+use mailroom_shared::sending::{Paused, Warning};
 use yew::prelude::*;
 
 use crate::markup::{hint, stage_line, Markup};
@@ -51,5 +51,29 @@ pub fn pause_banner(paused: &Paused, waiting: u64) -> Html {
             "Open the settings",
         )
         .close("section");
+    m.html()
+}
+
+/// The banner on every view while a credential expires within 30 days (or
+/// has expired): what, when, and the fix (docs/API.md §13).
+pub fn warning_banner(w: &Warning) -> Html {
+    let mut m = Markup::default();
+    m.open(
+        "section",
+        &[
+            ("class", "banner warning"),
+            ("role", "status"),
+            ("id", "credential-warning"),
+        ],
+    )
+    .el("h2", &[], "Sign-in credential expiring")
+    .el("p", &[("class", "message")], &w.message);
+    hint(&mut m, &w.hint);
+    m.el(
+        "a",
+        &[("class", "button"), ("href", "#/settings")],
+        "Open the settings",
+    )
+    .close("section");
     m.html()
 }

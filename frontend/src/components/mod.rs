@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod apps;
+pub mod certificate;
 pub mod checklist;
 pub mod common;
 pub mod confirm;

@@ -6,6 +6,7 @@ use mailroom_shared::api::SettingsResponse;
 use mailroom_shared::{AuthMethod, Provider, Settings};
 use yew::prelude::*;
 
+use super::certificate::CertificatePanel;
 use super::checklist::{checklist, ChecklistProps};
 use super::confirm::{confirm, default_id, ConfirmProps};
 use super::history::{settings_history, use_history};
@@ -58,6 +59,20 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
     };
     let save = use_save(form.clone(), p.on_unauthorized.clone(), on_saved);
     let history = use_history(*saves, p.on_unauthorized.clone());
+    // The certificates, read at first and after each save (a save may make
+    // the pending one active).
+    {
+        let (form, unauthorized) = (form.clone(), p.on_unauthorized.clone());
+        use_effect_with(*saves, move |_| {
+            crate::spawn(async move {
+                if let Err(crate::api::ApiError::Unauthorized(_)) =
+                    super::certificate::reload(&form).await
+                {
+                    unauthorized.emit(());
+                }
+            });
+        });
+    }
     use_before_unload(form.dirty);
 
     // Validates everything; on errors, shows them and focuses the first
@@ -167,7 +182,9 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
             <form id="settings" onsubmit={on_save} novalidate=true>
                 { provider_section(&sec, on_provider) }
                 if oauth {
-                    { oauth_section(&sec, &show_secret) }
+                    { oauth_section(&sec, &show_secret, html! {
+                        <CertificatePanel form={form.clone()} on_unauthorized={p.on_unauthorized.clone()} />
+                    }) }
                 } else if matches!(s.auth_method, AuthMethod::Username | AuthMethod::Password) {
                     { credentials_section(&sec) }
                 }
@@ -185,6 +202,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                     sp_object_id: form.sp_object_id.clone().into(),
                     on_sp_input,
                     graph: s.transport == mailroom_shared::Transport::Graph,
+                    certificate: s.uses_certificate(),
                 }) }
             }
             { settings_history(&history) }

@@ -1,7 +1,7 @@
 //! The account the server signs in with: the Entra application (OAuth) or a
 //! username and password.
 
-use mailroom_shared::{catalogue, AuthMethod, Cloud, EnumId, Provider};
+use mailroom_shared::{catalogue, AuthMethod, ClientCredential, Cloud, EnumId, Provider};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
 
@@ -13,9 +13,36 @@ const GUID_PLACEHOLDER: AttrValue = AttrValue::Static("00000000-0000-0000-0000-0
 
 /// Cloud, tenant and client IDs, the client secret (shown in clear while
 /// `show_secret`) and the mailbox.
-pub fn oauth_section(sec: &Section, show_secret: &UseStateHandle<bool>) -> Html {
+pub fn oauth_section(sec: &Section, show_secret: &UseStateHandle<bool>, panel: Html) -> Html {
     let form = sec.form;
     let s = &form.settings;
+    let certificate = s.client_credential == ClientCredential::Certificate;
+    let credential_errors = sec.errors(Field::ClientCredential);
+    let kinds = ClientCredential::ALL.iter().map(|c| {
+        let credential = *c;
+        let id = ["client_credential-", credential.id()].concat();
+        let form = form.clone();
+        let onchange =
+            Callback::from(move |_: Event| form.dispatch(Action::Credential(credential)));
+        let (label, when) = match credential {
+            ClientCredential::Secret => (
+                "Client secret",
+                "A Value from Certificates & secrets; it lasts at most 24 months.",
+            ),
+            ClientCredential::Certificate => (
+                "Certificate (recommended by Microsoft)",
+                "Mailroom makes the key and keeps it; you upload only the public certificate.",
+            ),
+        };
+        html! {
+            <label class="radio" for={id.clone()}>
+                <input type="radio" id={id} name="client_credential" value={credential.id()}
+                    checked={s.client_credential == credential} {onchange} />
+                <strong>{ label }</strong>
+                <span class="help">{ when }</span>
+            </label>
+        }
+    });
     let warnings = |f: Field| sec.warnings(f);
     let shown = **show_secret;
     let on_cloud = {
@@ -52,6 +79,15 @@ pub fn oauth_section(sec: &Section, show_secret: &UseStateHandle<bool>) -> Html 
             { sec.text(Field::ClientId, "Application (client) ID", s.client_id.clone().unwrap_or_default(),
                 "Entra admin center › App registrations › your app › Overview › Application (client) ID.",
                 Look { placeholder: Some(GUID_PLACEHOLDER), ..Look::default() }) }
+            <fieldset id="client_credential" class="ways" aria-invalid={if credential_errors.is_empty() { "false" } else { "true" }}
+                aria-describedby={(!credential_errors.is_empty()).then_some("client_credential-error")}>
+                <legend>{ "How the app proves itself" }</legend>
+                { for kinds }
+            </fieldset>
+            { field_messages("client_credential", &credential_errors, &[]) }
+            if certificate {
+                { panel }
+            } else {
             { sec.text(Field::ClientSecret, "Client secret", form.secret_text.clone(),
                 "Entra admin center › App registrations › your app › Certificates & secrets › the Value column (shown only once), not the Secret ID.",
                 Look {
@@ -65,6 +101,10 @@ pub fn oauth_section(sec: &Section, show_secret: &UseStateHandle<bool>) -> Html 
                     },
                     ..Look::default()
                 }) }
+            { sec.text(Field::ClientSecretExpires, "Secret expires (optional)", s.client_secret_expires.clone().unwrap_or_default(),
+                "The Expires date next to the secret under Certificates & secrets. Mailroom warns 30 days before, on every page and in /metrics.",
+                Look { input_type: "date", ..Look::default() }) }
+            }
             { sec.text(Field::Username, "Username (the licensed mailbox)", s.username.clone().unwrap_or_default(),
                 "The full address of the licensed Microsoft 365 mailbox that sends, the one the service principal has access to.",
                 Look { input_type: "email", placeholder: Some(AttrValue::Static("mailer@contoso.com")), ..Look::default() }) }

@@ -1,0 +1,200 @@
+//! The certificate panel (docs/API.md §13): generate one on the server or
+//! bring your own, see the active and pending ones with their thumbprints
+//! and dates, download the public part for Entra, discard a pending one.
+
+use gloo_net::http::Method;
+use mailroom_shared::api::{CertInfo, Certificates, NewCertificate};
+use mailroom_shared::FieldMessages;
+use yew::prelude::*;
+
+use super::common::local_time;
+use super::field::field_messages;
+use crate::api::{self, ApiError};
+use crate::state::{Action, FormState};
+
+#[derive(Properties, PartialEq)]
+pub struct CertificatePanelProps {
+    /// The form (its certificates, and where the new listing goes).
+    pub form: UseReducerHandle<FormState>,
+    /// A call answered 401.
+    #[prop_or_default]
+    pub on_unauthorized: Callback<()>,
+}
+
+/// Reads the listing again into the form.
+pub async fn reload(form: &UseReducerHandle<FormState>) -> Result<(), ApiError> {
+    let certs: Certificates = api::typed(
+        Method::GET,
+        "/api/settings/certificate",
+        crate::read::certificates,
+    )
+    .await?;
+    form.dispatch(Action::Certificates(certs));
+    Ok(())
+}
+
+fn details(id: &'static str, title: &'static str, c: &CertInfo, which: &'static str) -> Html {
+    let href = ["/api/settings/certificate.pem?which=", which].concat();
+    html! {
+        <div class="cert" id={id}>
+            <h4>{ title }</h4>
+            <dl>
+                <dt>{ "Subject" }</dt><dd>{ c.subject.clone() }</dd>
+                <dt>{ "Thumbprint (SHA-1, as the portal shows it)" }</dt><dd><code class="thumb">{ c.thumbprint_sha1.clone() }</code></dd>
+                <dt>{ "SHA-256" }</dt><dd><code class="thumb">{ c.thumbprint_sha256.clone() }</code></dd>
+                <dt>{ "Valid" }</dt><dd>{ local_time(&c.not_before) }{ " to " }<strong>{ local_time(&c.not_after) }</strong></dd>
+                <dt>{ "Key" }</dt><dd>{ if c.generated { "made by Mailroom; it never leaves this server" } else { "brought by you" } }</dd>
+            </dl>
+            <a class="button" href={href} download="">{ "Download the public certificate" }</a>
+        </div>
+    }
+}
+
+/// The panel under "Certificate" in the Entra section.
+#[function_component(CertificatePanel)]
+pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
+    let own = use_state(|| false);
+    let cert_pem = use_state(String::new);
+    let key_pem = use_state(String::new);
+    let busy = use_state(|| false);
+    let errors = use_state(FieldMessages::new);
+    let error = use_state(|| None::<String>);
+    let post = {
+        let (form, busy, errors, error, own, unauthorized) = (
+            p.form.clone(),
+            busy.clone(),
+            errors.clone(),
+            error.clone(),
+            own.clone(),
+            p.on_unauthorized.clone(),
+        );
+        move |body: NewCertificate| {
+            let (form, busy, errors, error, own, unauthorized) = (
+                form.clone(),
+                busy.clone(),
+                errors.clone(),
+                error.clone(),
+                own.clone(),
+                unauthorized.clone(),
+            );
+            busy.set(true);
+            crate::spawn(async move {
+                let sent = api::fetch(
+                    Method::POST,
+                    "/api/settings/certificate",
+                    api::encode(&body),
+                )
+                .await;
+                let result = match sent {
+                    Ok(_) => reload(&form).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {
+                        errors.set(FieldMessages::new());
+                        error.set(None);
+                        own.set(false);
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(ApiError::Invalid(m, e)) => {
+                        errors.set(e);
+                        error.set(Some(m));
+                    }
+                    Err(e) => error.set(Some(e.message().to_string())),
+                }
+                busy.set(false);
+            });
+        }
+    };
+    let generate = {
+        let post = post.clone();
+        Callback::from(move |_: MouseEvent| post(NewCertificate::default()))
+    };
+    let upload = {
+        let (post, cert_pem, key_pem) = (post.clone(), cert_pem.clone(), key_pem.clone());
+        Callback::from(move |_: MouseEvent| {
+            post(NewCertificate {
+                certificate_pem: Some((*cert_pem).clone()),
+                private_key_pem: Some((*key_pem).clone()),
+            })
+        })
+    };
+    let discard = {
+        let (form, error, unauthorized) =
+            (p.form.clone(), error.clone(), p.on_unauthorized.clone());
+        Callback::from(move |_: MouseEvent| {
+            let (form, error, unauthorized) = (form.clone(), error.clone(), unauthorized.clone());
+            crate::spawn(async move {
+                let r = api::fetch(
+                    Method::DELETE,
+                    "/api/settings/certificate?which=pending",
+                    None,
+                )
+                .await;
+                match r.map(|_| ()) {
+                    Ok(()) => {
+                        if let Err(e) = reload(&form).await {
+                            error.set(Some(e.message().to_string()));
+                        }
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => error.set(Some(e.message().to_string())),
+                }
+            });
+        })
+    };
+    let toggle_own = {
+        let own = own.clone();
+        Callback::from(move |_: MouseEvent| own.set(!*own))
+    };
+    let text_input = |state: &UseStateHandle<String>| {
+        let state = state.clone();
+        Callback::from(move |e: InputEvent| {
+            state.set(
+                e.target_unchecked_into::<web_sys::HtmlTextAreaElement>()
+                    .value(),
+            )
+        })
+    };
+    let certs = &p.form.certs;
+    let field_errors = |f: &str| errors.get(f).cloned().unwrap_or_default();
+    html! {
+        <div class="cert-panel" id="cert-panel">
+            if let Some(a) = &certs.active {
+                { details("cert-active", "Active certificate: delivery signs with it", a, "active") }
+            }
+            if let Some(pending) = &certs.pending {
+                { details("cert-pending", "New certificate (pending)", pending, "pending") }
+                <p class="notice" id="cert-pending-steps">{ "Upload it in Entra (App registrations › your app › Certificates & secrets › Certificates › Upload certificate), send a test email, then save: it becomes active only then, so delivery never switches to a certificate Entra does not know yet. Remove the old one from the app registration afterwards." }</p>
+                <button type="button" class="link" id="cert-discard" onclick={discard}>{ "Discard the new certificate" }</button>
+            }
+            if certs.active.is_none() && certs.pending.is_none() {
+                <p class="help" id="cert-none">{ "No certificate yet. Microsoft recommends a certificate over a client secret: Mailroom makes the key, keeps it encrypted, and warns 30 days before it expires." }</p>
+            }
+            <div class="cert-actions">
+                <button type="button" id="cert-generate" onclick={generate} disabled={*busy}>
+                    { if certs.active.is_some() || certs.pending.is_some() { "Generate a new certificate" } else { "Generate a certificate" } }
+                </button>
+                <button type="button" class="secondary" id="cert-own" onclick={toggle_own} aria-expanded={if *own { "true" } else { "false" }}>{ "Use my own" }</button>
+            </div>
+            if *own {
+                <div class="field">
+                    <label for="certificate_pem">{ "Certificate (PEM)" }</label>
+                    <textarea id="certificate_pem" rows="4" spellcheck="false" value={(*cert_pem).clone()} oninput={text_input(&cert_pem)}
+                        placeholder="-----BEGIN CERTIFICATE-----" />
+                    { field_messages("certificate_pem", &field_errors("certificate_pem"), &[]) }
+                </div>
+                <div class="field">
+                    <label for="private_key_pem">{ "Private key (PEM, RSA 2048 bits or more, not encrypted)" }</label>
+                    <textarea id="private_key_pem" rows="4" spellcheck="false" value={(*key_pem).clone()} oninput={text_input(&key_pem)}
+                        placeholder="-----BEGIN PRIVATE KEY-----" />
+                    { field_messages("private_key_pem", &field_errors("private_key_pem"), &[]) }
+                </div>
+                <button type="button" id="cert-upload" onclick={upload} disabled={*busy}>{ "Check and keep it" }</button>
+            }
+            if let Some(m) = &*error {
+                <p class="error" id="cert-error" role="alert">{ m.clone() }</p>
+            }
+        </div>
+    }
+}
