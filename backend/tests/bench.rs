@@ -213,6 +213,62 @@ async fn bench_test_email_against_the_floor() {
     assert_eq!(token_requests, 1, "the cached runs share one token");
 }
 
+/// A token request signed with a certificate (a fresh RS256 assertion each
+/// time) against one with a client secret, both against the fake Entra,
+/// which verifies the assertion's signature as Entra does.
+#[tokio::test]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_token_assertion_vs_secret() {
+    use mailroom_backend::upstream::certificate::CertKey;
+    use mailroom_backend::upstream::entra::{Credential, TokenClient, TokenRequest};
+    use mailroom_shared::fixtures::{CLIENT, SECRET, TENANT};
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let (key, _) = CertKey::generate("Bench", time::OffsetDateTime::now_utc()).unwrap();
+    rig.entra.register_certificate(TENANT, CLIENT, key.der());
+    let audience = format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token");
+    let request = |credential| TokenRequest {
+        authority: rig.authority(),
+        tenant: TENANT.into(),
+        client_id: CLIENT.into(),
+        credential,
+        scope: "https://outlook.office365.com/.default".into(),
+    };
+    let secret = request(Credential::Secret(mailroom_backend::crypto::Secret::new(
+        SECRET,
+    )));
+    let cert = request(Credential::Certificate {
+        key: std::sync::Arc::new(key),
+        audience,
+    });
+    let tokens = TokenClient::new(std::time::Duration::from_secs(10)).unwrap();
+    const RUNS: usize = 300;
+    let (mut with_secret, mut with_cert, mut signing) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        for turn in [i % 2, 1 - i % 2] {
+            let req = if turn == 0 { &secret } else { &cert };
+            tokens.invalidate(req).await;
+            let t = Instant::now();
+            tokens.get(req).await.unwrap();
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            if turn == 0 {
+                with_secret.push(ms);
+            } else {
+                with_cert.push(ms);
+            }
+        }
+        if let Credential::Certificate { key, audience } = &cert.credential {
+            let t = Instant::now();
+            key.assertion(audience, CLIENT, 1_800_000_000).unwrap();
+            signing.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let (s, c, sign) = (median(with_secret), median(with_cert), median(signing));
+    report(
+        "token_assertion",
+        &serde_json::json!({"runs": RUNS, "secret_ms": s, "assertion_ms": c, "ratio": c / s, "signing_ms": sign}),
+    );
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status

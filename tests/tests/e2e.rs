@@ -242,6 +242,102 @@ async fn graph_is_chosen_tested_saved_and_delivers() {
     b.close().await;
 }
 
+/// The certificate way: the page generates one, the admin downloads the
+/// public part and uploads it (here: to the fake Entra), tests, saves, and
+/// the pending certificate becomes the active one.
+#[tokio::test]
+async fn a_certificate_is_generated_uploaded_tested_and_saved_from_the_page() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    b.type_in("#tenant_id", TENANT).await;
+    b.type_in("#client_id", CLIENT).await;
+    b.click("#client_credential-certificate").await;
+    b.wait_text("#cert-none", "No certificate yet").await;
+    b.type_in("#username", &mailer()).await;
+    b.type_in("#sender_name", "Contoso notifications").await;
+    b.type_in("#sender_email", &mailer()).await;
+    point_at_fake_smtp(&b, &fakes).await;
+    b.click("#cert-generate").await;
+    let pending = b.wait_text("#cert-pending", "made by Mailroom").await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        http.get(format!("{}{path}", app.url))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    let listing: serde_json::Value = get("/api/settings/certificate")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sha1 = listing["pending"]["thumbprint_sha1"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        pending.contains(&sha1),
+        "the page shows the portal's thumbprint: {pending}"
+    );
+    b.wait_text("#checklist-certificate", "Upload certificate")
+        .await;
+    b.client
+        .execute(
+            "document.querySelector('#client_credential').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    b.screenshot("certificate-panel").await;
+    // The admin downloads the public certificate and uploads it in Entra.
+    let pem = get("/api/settings/certificate.pem?which=pending")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!pem.contains("PRIVATE"), "{pem}");
+    fakes
+        .entra
+        .register_certificate(TENANT, CLIENT, &der_of_pem(&pem));
+    let result = run_test_email(&b).await;
+    assert!(result.contains("Success"), "{result}");
+    let form = fakes.entra.last_form().unwrap();
+    assert!(form.contains_key("client_assertion") && !form.contains_key("client_secret"));
+    b.click(".dialog button[type=button]").await;
+    b.wait_gone(".dialog").await;
+    b.click("#save-button").await;
+    b.wait_text(".banner.success", "saved successfully").await;
+    let active = b.wait_text("#cert-active", "Active certificate").await;
+    assert!(active.contains(&sha1), "{active}");
+    let listing: serde_json::Value = get("/api/settings/certificate")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["active"]["thumbprint_sha1"], sha1.as_str());
+    assert!(listing["pending"].is_null(), "{listing}");
+    let saved = settings_via_api(&app.url).await;
+    assert_eq!(
+        saved["settings"]["client_credential"], "certificate",
+        "{saved}"
+    );
+    b.close().await;
+}
+
+/// A PEM certificate's DER.
+fn der_of_pem(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("PEM base64")
+}
+
 #[tokio::test]
 async fn wrong_secret_fails_at_the_token_stage_with_the_fix() {
     let _serial = SERIAL.lock().await;
