@@ -9,13 +9,23 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Fills the Office 365 OAuth form, pointing the server at the fake SMTP.
 async fn fill_oauth(b: &Browser, fakes: &Fakes, secret: &str, sender: &str) {
+    fill_app_ids(b).await;
+    b.type_in("#client_secret", secret).await;
+    fill_mailbox(b, sender).await;
+    point_at_fake_smtp(b, fakes).await;
+}
+
+/// The app registration's tenant and client IDs.
+async fn fill_app_ids(b: &Browser) {
     b.type_in("#tenant_id", TENANT).await;
     b.type_in("#client_id", CLIENT).await;
-    b.type_in("#client_secret", secret).await;
+}
+
+/// The mailbox that sends, and the From it sends as.
+async fn fill_mailbox(b: &Browser, sender: &str) {
     b.type_in("#username", &mailer()).await;
     b.type_in("#sender_name", "Contoso notifications").await;
     b.type_in("#sender_email", sender).await;
-    point_at_fake_smtp(b, fakes).await;
 }
 
 async fn point_at_fake_smtp(b: &Browser, fakes: &Fakes) {
@@ -159,12 +169,9 @@ async fn graph_is_chosen_tested_saved_and_delivers() {
     let app = Mailroom::start(&fakes).await;
     let b = Browser::start().await;
     b.sign_in(&app.url).await;
-    b.type_in("#tenant_id", TENANT).await;
-    b.type_in("#client_id", CLIENT).await;
+    fill_app_ids(&b).await;
     b.type_in("#client_secret", SECRET).await;
-    b.type_in("#username", &mailer()).await;
-    b.type_in("#sender_name", "Contoso notifications").await;
-    b.type_in("#sender_email", &mailer()).await;
+    fill_mailbox(&b, &mailer()).await;
     b.click("#transport-graph").await;
     b.wait_text("#advanced-unused", "not used").await;
     b.client
@@ -252,13 +259,10 @@ async fn a_certificate_is_generated_uploaded_tested_and_saved_from_the_page() {
     let app = Mailroom::start(&fakes).await;
     let b = Browser::start().await;
     b.sign_in(&app.url).await;
-    b.type_in("#tenant_id", TENANT).await;
-    b.type_in("#client_id", CLIENT).await;
+    fill_app_ids(&b).await;
     b.click("#client_credential-certificate").await;
     b.wait_text("#cert-none", "No certificate yet").await;
-    b.type_in("#username", &mailer()).await;
-    b.type_in("#sender_name", "Contoso notifications").await;
-    b.type_in("#sender_email", &mailer()).await;
+    fill_mailbox(&b, &mailer()).await;
     point_at_fake_smtp(&b, &fakes).await;
     b.click("#cert-generate").await;
     let pending = b.wait_text("#cert-pending", "made by Mailroom").await;
