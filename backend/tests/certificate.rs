@@ -646,3 +646,21 @@ async fn an_expired_secret_pauses_delivery_with_the_fix() {
         "{q}"
     );
 }
+
+/// The certificate signs the token request for Graph too: the assertion's
+/// `aud` is the same real token URL, and the token is for Graph.
+#[tokio::test]
+async fn a_certificate_signs_in_for_microsoft_graph_as_well() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    let mut settings = cert_settings("", 0);
+    settings.transport = mailroom_shared::Transport::Graph;
+    generate_and_upload(&server, &rig).await;
+    let (status, r) = test_email(&server, &settings).await;
+    assert_eq!((status, &r["ok"]), (200, &json!(true)), "{r}");
+    let form = rig.entra.last_form().unwrap();
+    assert_eq!(form["scope"], "https://graph.microsoft.com/.default");
+    assert!(form.contains_key("client_assertion") && !form.contains_key("client_secret"));
+    assert_eq!(rig.graph.messages().len(), 1, "sent through Graph");
+    assert_eq!(r["token_claims"]["roles"][0], "Mail.Send");
+}

@@ -181,7 +181,18 @@ fn test() -> Result<(), String> {
     }
 }
 
+/// The options `cargo xtask run` passes to `mailroom serve`: both
+/// `cargo xtask run --listen …` and `cargo xtask run -- --listen …` work
+/// (the README's form has the `--`, which must not reach `mailroom serve`).
+fn serve_args(extra: &[String]) -> &[String] {
+    match extra.first().map(String::as_str) {
+        Some("--") => &extra[1..],
+        _ => extra,
+    }
+}
+
 fn run(extra: &[String]) -> Result<(), String> {
+    let extra = serve_args(extra);
     setup(false)?;
     build_ui()?;
     let mut c = cmd("cargo");
@@ -224,7 +235,20 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::Totals;
+    use super::{serve_args, Totals};
+
+    #[test]
+    fn run_passes_serve_options_with_or_without_a_leading_double_dash() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let with = args(&["--", "--listen", "0.0.0.0:8080"]);
+        let without = args(&["--listen", "0.0.0.0:8080"]);
+        assert_eq!(serve_args(&with), &without[..]);
+        assert_eq!(serve_args(&without), &without[..]);
+        assert!(serve_args(&[]).is_empty());
+        // Only the first `--` is cargo's separator; a later one is the server's.
+        let later = args(&["--listen", "x", "--"]);
+        assert_eq!(serve_args(&later), &later[..]);
+    }
 
     #[test]
     fn totals_add_up_cargo_summaries() {
