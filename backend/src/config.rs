@@ -212,6 +212,9 @@ pub struct SendingArgs {
     /// How long a server's claim on a message lasts (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_DELIVERY_LEASE", default_value = "2m", value_parser = parse_duration)]
     pub delivery_lease: std::time::Duration,
+    /// Each webhook request's limit (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_timeout: std::time::Duration,
 }
 
 impl Default for SendingArgs {
@@ -224,6 +227,7 @@ impl Default for SendingArgs {
             retention: std::time::Duration::from_secs(30 * 24 * 3600),
             pause_retry: PAUSE_RETRY,
             delivery_lease: std::time::Duration::from_secs(120),
+            webhook_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

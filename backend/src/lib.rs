@@ -28,3 +28,4 @@ pub use store::postgres as pg;
 pub use store::queue;
 pub mod test_email;
 pub mod upstream;
+pub mod webhooks;

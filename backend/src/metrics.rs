@@ -34,6 +34,13 @@ pub struct ProfileLabel {
     pub profile: String,
 }
 
+/// A metric per webhook.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabel {
+    /// The webhook's id.
+    pub webhook: String,
+}
+
 /// A metric per status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -68,6 +75,12 @@ pub struct Metrics {
     /// When the saved secret or active certificate expires (Unix seconds),
     /// per profile; absent when unknown.
     pub credential_expiry: Family<ProfileLabel, Gauge>,
+    /// Failed webhook requests, per webhook.
+    pub webhook_failures: Family<WebhookLabel, Counter>,
+    /// 1 while the profile's delivery is paused.
+    pub delivery_paused: Family<ProfileLabel, Gauge>,
+    /// Seconds the oldest waiting (queued or deferred) message has waited.
+    pub oldest_queued_age: Family<ProfileLabel, Gauge>,
     /// Connections to the SMTP relay.
     pub relay_connections: Counter,
     /// Failed AUTH attempts at the relay.
@@ -101,6 +114,24 @@ impl Metrics {
         let quota_reached = Family::<AppLabel, Counter>::default();
         let attempts = Family::<AttemptLabels, Counter>::default();
         let credential_expiry = Family::<ProfileLabel, Gauge>::default();
+        let webhook_failures = Family::<WebhookLabel, Counter>::default();
+        let delivery_paused = Family::<ProfileLabel, Gauge>::default();
+        let oldest_queued_age = Family::<ProfileLabel, Gauge>::default();
+        registry.register(
+            "webhook_failures",
+            "Webhook requests that got no 2xx answer (each retry counts)",
+            webhook_failures.clone(),
+        );
+        registry.register(
+            "delivery_paused",
+            "1 while delivery is paused (a configuration or credential problem), per profile",
+            delivery_paused.clone(),
+        );
+        registry.register(
+            "oldest_queued_age_seconds",
+            "How long the oldest queued or deferred message has waited, per profile",
+            oldest_queued_age.clone(),
+        );
         registry.register(
             "credential_expiry_timestamp_seconds",
             "When the client secret (its Expires date) or the active certificate expires, Unix seconds",
@@ -171,6 +202,9 @@ impl Metrics {
             quota_reached,
             attempts,
             credential_expiry,
+            webhook_failures,
+            delivery_paused,
+            oldest_queued_age,
         }
     }
 
@@ -212,6 +246,17 @@ async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppE
     let label = ProfileLabel {
         profile: crate::store::DEFAULT_PROFILE.into(),
     };
+    let paused = s.queue.pause_state().await?.is_some();
+    s.metrics
+        .delivery_paused
+        .get_or_create(&label)
+        .set(i64::from(paused));
+    let now = s.settings.clock.wall().unix_timestamp();
+    let oldest = s.queue.oldest_waiting_unix().await?;
+    s.metrics
+        .oldest_queued_age
+        .get_or_create(&label)
+        .set(oldest.map_or(0, |t| (now - t).max(0)));
     match crate::expiry::credential_expiry(&current) {
         Some(e) => {
             s.metrics

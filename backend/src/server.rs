@@ -125,6 +125,7 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .merge(crate::settings::routes())
         .merge(crate::test_email::routes())
         .merge(crate::http::certificate::routes())
+        .merge(crate::webhooks::routes::routes())
         .merge(crate::apps::routes())
         .merge(crate::http::activity::routes())
         .merge(crate::metrics::routes())

@@ -44,6 +44,8 @@ pub struct AppState {
     pub connection: Arc<mailroom_shared::sending::Connection>,
     /// `--trusted-proxy`: whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Events, their outbox and the sender.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl FromRef<AppState> for MetricsState {
@@ -73,6 +75,7 @@ impl FromRef<AppState> for Sending {
             settings: state.settings.clone(),
             max_message_size: state.sending.max_message_size,
             metrics: state.metrics.clone(),
+            webhooks: state.webhooks.clone(),
         }
     }
 }
@@ -96,6 +99,7 @@ impl AppState {
             self.tester.clone(),
             self.metrics.clone(),
             self.clock.clone(),
+            self.webhooks.clone(),
             DeliveryOptions {
                 connections: self
                     .sending
@@ -126,6 +130,12 @@ impl FromRef<AppState> for SettingsRepo {
 impl FromRef<AppState> for Arc<AdminAuth> {
     fn from_ref(state: &AppState) -> Self {
         state.auth.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<crate::webhooks::Webhooks> {
+    fn from_ref(state: &AppState) -> Self {
+        state.webhooks.clone()
     }
 }
 
@@ -205,6 +215,7 @@ struct Stores {
     queue: Arc<dyn Queue>,
     sessions: Arc<dyn SessionStore>,
     failures: Arc<dyn FailureStore>,
+    webhooks: Arc<dyn crate::store::WebhookStore>,
     pg: Option<Arc<PgStore>>,
     shown: String,
 }
@@ -212,13 +223,19 @@ struct Stores {
 impl Stores {
     fn of<S>(store: Arc<S>, pg: Option<Arc<PgStore>>, shown: String) -> Stores
     where
-        S: SettingsStore + Queue + SessionStore + FailureStore + 'static,
+        S: SettingsStore
+            + Queue
+            + SessionStore
+            + FailureStore
+            + crate::store::WebhookStore
+            + 'static,
     {
         Stores {
             settings: store.clone(),
             queue: store.clone(),
             sessions: store.clone(),
-            failures: store,
+            failures: store.clone(),
+            webhooks: store,
             pg,
             shown,
         }
@@ -315,10 +332,21 @@ impl AppState {
         )?;
         let tester = Upstream::new(&args.test).map_err(|e| StartError(e.to_string()))?;
         let metrics = Arc::new(Metrics::new(tester.token_requests()));
+        let cipher = Arc::new(cipher);
+        let webhooks = crate::webhooks::Webhooks::new(
+            stores.webhooks,
+            cipher.clone(),
+            clock.clone(),
+            metrics.clone(),
+            args.public_url.clone(),
+            args.sending.webhook_timeout,
+        )
+        .map_err(|e| StartError(format!("cannot build the webhook client: {e}")))?;
         let state = AppState {
+            webhooks: Arc::new(webhooks),
             settings: SettingsRepo {
                 store: stores.settings,
-                cipher: Arc::new(cipher),
+                cipher,
                 clock: clock.clone(),
                 saved: Arc::default(),
                 wake: Arc::default(),

@@ -618,21 +618,7 @@ async fn an_expiring_secret_warns_from_thirty_days_before_in_the_queue_and_metri
 #[tokio::test]
 async fn an_expired_secret_pauses_delivery_with_the_fix() {
     let (rig, server, key) = sending_rig().await;
-    rig.entra.set_mode(mailroom_fakes::EntraMode::Error {
-        status: 401,
-        error: "invalid_client",
-        code: 7000222,
-    });
-    rig.entra.revoke_all();
-    rig.entra.set_expires_in(1);
-    let (status, _) = server
-        .submit(
-            &key,
-            &json!({"to": [addr("a", "example.org")], "subject": "s", "text": "x"}),
-        )
-        .await;
-    assert_eq!(status, 202);
-    let q = server.wait_paused(1).await;
+    let q = paused_by_expired_secret(&rig, &server, &key).await;
     assert_eq!(q["paused"]["code"], "AADSTS7000222", "{q}");
     assert!(
         q["paused"]["hint"]

@@ -6,12 +6,14 @@ pub mod graph;
 pub mod pki;
 pub mod rig;
 pub mod smtp;
+pub mod webhook;
 
 pub use entra::{EntraMode, FakeEntra};
 pub use graph::{FakeGraph, GraphError, GraphReceived};
 pub use pki::TestPki;
 pub use rig::Loopback;
 pub use smtp::{FakeSmtp, Received, SmtpConfig, TlsMode};
+pub use webhook::{Answer, FakeReceiver, Hook};
 
 /// Builds an address from parts, so no editor or scraper mangles it.
 pub fn addr(local: &str, domain: &str) -> String {

@@ -14,6 +14,7 @@ pub mod powershell;
 pub mod sending;
 pub mod settings;
 pub mod validate;
+pub mod webhooks;
 
 pub use field::Field;
 pub use messages::FieldMessages;

@@ -101,6 +101,8 @@ pub struct Engine {
     unrecorded: Arc<std::sync::Mutex<Vec<oneshot::Receiver<()>>>>,
     /// This process's claims.
     lease: Lease,
+    /// Events for the webhooks.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// An attempt waiting for the recorder, and who waits for its commit.
@@ -111,6 +113,7 @@ type Pending = (String, AttemptRecord, oneshot::Sender<()>);
 async fn recorder(
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
+    webhooks: Arc<crate::webhooks::Webhooks>,
     mut rx: mpsc::UnboundedReceiver<Pending>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -123,12 +126,50 @@ async fn recorder(
         }
         let (records, acks): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|(id, r, ack)| ((id, r), ack)).unzip();
-        if let Err(e) = queue.record_many(records, &clock.rfc3339()).await {
+        let events: Vec<(String, &'static str, bool)> = records
+            .iter()
+            .filter_map(|(id, r)| {
+                let event = match r.status {
+                    Status::Sent => "message.sent",
+                    Status::Failed => "message.failed",
+                    Status::Deferred if r.counts => "message.deferred",
+                    _ => return None,
+                };
+                Some((id.clone(), event, r.status == Status::Deferred))
+            })
+            .collect();
+        let recorded = queue.record_many(records, &clock.rfc3339()).await;
+        if let Err(e) = &recorded {
             tracing::error!(error = %e, "cannot record delivery attempts");
         }
         for ack in acks {
             let _ = ack.send(());
         }
+        if recorded.is_ok() {
+            message_events(&*queue, &webhooks, events).await;
+        }
+    }
+}
+
+/// The webhook events of recorded attempts (after their commit): the
+/// message's SUMMARY; `message.deferred` for its first deferral only.
+async fn message_events(
+    queue: &dyn Queue,
+    webhooks: &crate::webhooks::Webhooks,
+    events: Vec<(String, &'static str, bool)>,
+) {
+    for (id, event, deferral) in events {
+        if !webhooks.wants(event).await {
+            continue;
+        }
+        let Ok(Some(details)) = queue.details(&id).await else {
+            continue;
+        };
+        if deferral && details.summary.attempt_count != 1 {
+            continue;
+        }
+        let data = serde_json::to_value(&details.summary).unwrap_or_default();
+        webhooks.emit(event, data).await;
     }
 }
 
@@ -151,11 +192,13 @@ impl Engine {
         tester: Arc<Upstream>,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
+        webhooks: Arc<crate::webhooks::Webhooks>,
         options: DeliveryOptions,
     ) -> Self {
         let (recorder_tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(recorder(queue.clone(), clock.clone(), rx));
+        tokio::spawn(recorder(queue.clone(), clock.clone(), webhooks.clone(), rx));
         Engine {
+            webhooks,
             recorder: recorder_tx,
             unrecorded: Arc::default(),
             lease: Lease {
@@ -195,6 +238,9 @@ impl Engine {
         handles.push(tokio::spawn(
             async move { engine.housekeeping(keeping).await },
         ));
+        // Webhooks go out on their own task: a slow receiver never holds mail.
+        let (hooks, sending) = (self.webhooks.clone(), stop.clone());
+        handles.push(tokio::spawn(async move { hooks.run(sending).await }));
         let (engine, mut stop) = (self.clone(), stop);
         handles.push(tokio::spawn(async move {
             // Saving the settings ends a pause at once: the next message tries them.
@@ -204,7 +250,7 @@ impl Engine {
                     _ = stop.changed() => return,
                 }
                 *engine.last_probe.lock().await = None;
-                let _ = engine.queue.set_pause(None).await;
+                engine.resume().await;
                 engine.wake.notify_waiters();
             }
         }));

@@ -15,8 +15,31 @@ impl Engine {
         tracing::warn!(stage = d.stage.as_str(), code = ?d.code, "delivery paused: {}", d.message);
         *self.last_probe.lock().await = Some(tokio::time::Instant::now());
         self.maybe_paused.store(true, Ordering::Relaxed);
-        if let Err(e) = self.queue.set_pause(Some(paused)).await {
+        let was = self.queue.pause_state().await.ok().flatten();
+        if let Err(e) = self.queue.set_pause(Some(paused.clone())).await {
             tracing::error!(error = %e, "cannot record the pause");
+            return;
+        }
+        if was.is_none() {
+            let mut data = serde_json::to_value(&paused).unwrap_or_default();
+            data["profile"] = crate::store::DEFAULT_PROFILE.into();
+            self.webhooks.emit("delivery.paused", data).await;
+        }
+    }
+
+    /// Ends a pause, if there is one, and says so (`delivery.resumed`).
+    pub(super) async fn resume(&self) {
+        let Ok(Some(was)) = self.queue.pause_state().await else {
+            return;
+        };
+        tracing::info!("delivery resumed");
+        if self.queue.set_pause(None).await.is_ok() {
+            let data = serde_json::json!({
+                "profile": crate::store::DEFAULT_PROFILE,
+                "since": was.since,
+                "until": self.clock.rfc3339(),
+            });
+            self.webhooks.emit("delivery.resumed", data).await;
         }
     }
 
@@ -190,10 +213,7 @@ impl Engine {
         let waited = unix(&*self.clock) - m.created_unix;
         self.metrics.latency.observe(waited.max(0) as f64);
         if self.maybe_paused.swap(false, Ordering::Relaxed) {
-            if let Ok(Some(_)) = self.queue.pause_state().await {
-                tracing::info!("delivery resumed");
-                let _ = self.queue.set_pause(None).await;
-            }
+            self.resume().await;
         }
     }
 

@@ -49,6 +49,30 @@ impl Engine {
         tokio::time::sleep_until(at).await;
     }
 
+    /// `credential.expiring` once a day while the warning lasts (docs/API.md §13).
+    async fn credential_events(&self) {
+        const EVENT: &str = "credential.expiring";
+        let Ok(current) = self.settings.load_current().await else {
+            return;
+        };
+        let now = self.clock.wall();
+        let Some(warning) = crate::expiry::warnings(&current, now).into_iter().next() else {
+            return;
+        };
+        if !self.webhooks.wants(EVENT).await {
+            return;
+        }
+        let last = self.webhooks.store().last_event_unix(EVENT).await;
+        if let Ok(Some(last)) = last {
+            if now.unix_timestamp() - last < 86_400 {
+                return;
+            }
+        }
+        let mut data = serde_json::to_value(&warning).unwrap_or_default();
+        data["profile"] = crate::store::DEFAULT_PROFILE.into();
+        self.webhooks.emit(EVENT, data).await;
+    }
+
     pub(super) async fn housekeeping(self, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             let now = self.clock.wall();
@@ -58,6 +82,7 @@ impl Engine {
                     tracing::warn!(n, "messages failed after --max-queue-time");
                 }
             }
+            self.credential_events().await;
             let keep_from = now - self.options.retention;
             if let Ok(keep_from) = keep_from.format(&time::format_description::well_known::Rfc3339)
             {

@@ -19,6 +19,8 @@ pub struct Sending {
     pub max_message_size: u64,
     /// Counts accepted messages.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `quota.reached` when an app's limit refuses a submission.
+    pub webhooks: std::sync::Arc<crate::webhooks::Webhooks>,
 }
 
 impl Sending {
@@ -57,6 +59,12 @@ impl Sending {
                 .accepted
                 .get_or_create(&crate::metrics::Metrics::app(app_id))
                 .inc();
+        }
+        if let (Enqueued::Limited(hit), Some(app)) = (&enqueued, app_id) {
+            let until = clock.wall().unix_timestamp() + hit.retry_after as i64;
+            self.webhooks
+                .quota_reached(("app", app), hit.name, u64::from(hit.value), until)
+                .await;
         }
         Ok(enqueued)
     }

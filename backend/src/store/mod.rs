@@ -33,6 +33,108 @@ pub struct Record {
     pub activate_certificate: Option<Vec<u8>>,
 }
 
+/// A webhook with its encrypted signing secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRow {
+    /// What the API shows.
+    pub webhook: mailroom_shared::webhooks::Webhook,
+    /// The encrypted `whsec_…`.
+    pub secret: Vec<u8>,
+}
+
+/// One event for one webhook, to store before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// The `webhook-id`.
+    pub id: String,
+    /// Which webhook.
+    pub webhook_id: String,
+    /// The event type.
+    pub event: String,
+    /// The Standard Webhooks body, fixed at the event.
+    pub body: String,
+    /// When the event happened, RFC 3339.
+    pub at: String,
+    /// The same, Unix seconds (first due then).
+    pub at_unix: i64,
+}
+
+/// A claimed delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    /// Its row.
+    pub seq: i64,
+    /// The `webhook-id`.
+    pub id: String,
+    /// Which webhook.
+    pub webhook_id: String,
+    /// The event type.
+    pub event: String,
+    /// The Standard Webhooks body.
+    pub body: String,
+    /// Requests made before this one.
+    pub attempts: u32,
+    /// When the event happened.
+    pub created_at: String,
+}
+
+/// What one request of a delivery came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryResult {
+    /// Requests made, this one included.
+    pub attempts: u32,
+    /// `delivered`, `pending` (another try at `next_unix`) or `failed`.
+    pub status: &'static str,
+    /// When the next try is due.
+    pub next_unix: i64,
+    /// The HTTP status, if one came.
+    pub last_status: Option<u16>,
+    /// What went wrong.
+    pub last_error: Option<String>,
+    /// Now, RFC 3339 (the webhook's last success or failure).
+    pub at: String,
+}
+
+/// Webhooks and their durable outbox.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Adds one.
+    async fn add_webhook(&self, row: WebhookRow) -> Result<(), StoreError>;
+    /// Every webhook, oldest first.
+    async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError>;
+    /// Changes url, events and format; `false` when there is no such webhook.
+    async fn update_webhook(
+        &self,
+        w: mailroom_shared::webhooks::Webhook,
+    ) -> Result<bool, StoreError>;
+    /// Deletes one and its deliveries; `false` when there was none.
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError>;
+    /// Stores events to send (committed before this returns).
+    async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError>;
+    /// Claims up to `limit` due deliveries for `owner` until `now + lease`.
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        owner: &str,
+        lease: i64,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Records a request's outcome (and the webhook's last success or failure).
+    async fn finish_delivery(
+        &self,
+        due: &DueDelivery,
+        result: DeliveryResult,
+    ) -> Result<(), StoreError>;
+    /// A webhook's recent deliveries, newest first.
+    async fn deliveries(
+        &self,
+        webhook_id: &str,
+        limit: i64,
+    ) -> Result<Vec<mailroom_shared::webhooks::Delivery>, StoreError>;
+    /// When an event of this type was last stored, Unix seconds.
+    async fn last_event_unix(&self, event: &str) -> Result<Option<i64>, StoreError>;
+}
+
 /// The profile whose settings `/api/settings` edits.
 pub const DEFAULT_PROFILE: &str = "default";
 

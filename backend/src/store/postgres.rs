@@ -28,8 +28,8 @@ use crate::queue::{
 };
 use crate::store::sql::{self, Cols};
 use crate::store::{
-    CertRow, CertSlot, FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError,
-    DEFAULT_PROFILE,
+    CertRow, CertSlot, DeliveryResult, DueDelivery, FailureStore, HistoryEntry, NewDelivery,
+    Record, SessionStore, SettingsStore, StoreError, WebhookRow, WebhookStore, DEFAULT_PROFILE,
 };
 
 /// Held while migrating, so servers that start together migrate once.
@@ -1185,6 +1185,14 @@ impl Queue for PgStore {
             .await?)
     }
 
+    async fn oldest_waiting_unix(&self) -> Result<Option<i64>, StoreError> {
+        let c = self.pool.get().await?;
+        let row = c
+            .query_one(&prepared(&c, sql::OLDEST_WAITING).await?, &[])
+            .await?;
+        Ok(row.opt_int(0)?)
+    }
+
     async fn counts(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
         let c = self.pool.get().await?;
         let mut counts: BTreeMap<Status, u64> = Status::ALL.iter().map(|s| (*s, 0)).collect();
@@ -1280,6 +1288,145 @@ impl Queue for PgStore {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl WebhookStore for PgStore {
+    async fn add_webhook(&self, row: WebhookRow) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        let w = &row.webhook;
+        let events = serde_json::to_string(&w.events).unwrap_or_default();
+        c.execute(
+            &prepared(&c, sql::ADD_WEBHOOK).await?,
+            &[
+                &w.id,
+                &w.url,
+                &events,
+                &w.format.id(),
+                &row.secret,
+                &w.created_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
+        let c = self.pool.get().await?;
+        let rows = c.query(&prepared(&c, sql::WEBHOOKS).await?, &[]).await?;
+        all(rows, sql::webhook_from)
+    }
+
+    async fn update_webhook(
+        &self,
+        w: mailroom_shared::webhooks::Webhook,
+    ) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        let events = serde_json::to_string(&w.events).unwrap_or_default();
+        let n = c
+            .execute(
+                &prepared(&c, sql::UPDATE_WEBHOOK).await?,
+                &[&w.id, &w.url, &events, &w.format.id()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(&prepared(&c, sql::DELETE_WEBHOOK).await?, &[&id])
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let stmt = prepared(&tx, sql::ENQUEUE_DELIVERY).await?;
+        for d in &rows {
+            tx.execute(
+                &stmt,
+                &[&d.id, &d.webhook_id, &d.event, &d.body, &d.at, &d.at_unix],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        owner: &str,
+        lease: i64,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let c = self.pool.get().await?;
+        let until = now + lease;
+        let rows = c
+            .query(
+                &prepared(&c, sql::CLAIM_DELIVERIES).await?,
+                &[&now, &limit, &owner, &until],
+            )
+            .await?;
+        all(rows, sql::due_delivery_from)
+    }
+
+    async fn finish_delivery(
+        &self,
+        due: &DueDelivery,
+        r: DeliveryResult,
+    ) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let attempts = i64::from(r.attempts);
+        let last_status = r.last_status.map(i64::from);
+        tx.execute(
+            &prepared(&tx, sql::FINISH_DELIVERY).await?,
+            &[
+                &due.seq,
+                &attempts,
+                &r.status,
+                &r.next_unix,
+                &last_status,
+                &r.last_error,
+            ],
+        )
+        .await?;
+        let mark = if r.status == "delivered" {
+            sql::WEBHOOK_SUCCEEDED
+        } else {
+            sql::WEBHOOK_FAILED
+        };
+        tx.execute(&prepared(&tx, mark).await?, &[&due.webhook_id, &r.at])
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn deliveries(
+        &self,
+        webhook_id: &str,
+        limit: i64,
+    ) -> Result<Vec<mailroom_shared::webhooks::Delivery>, StoreError> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                &prepared(&c, sql::DELIVERIES).await?,
+                &[&webhook_id, &limit],
+            )
+            .await?;
+        all(rows, sql::delivery_from)
+    }
+
+    async fn last_event_unix(&self, event: &str) -> Result<Option<i64>, StoreError> {
+        let c = self.pool.get().await?;
+        let row = c
+            .query_one(&prepared(&c, sql::LAST_EVENT).await?, &[&event])
+            .await?;
+        Ok(row.opt_int(0)?)
     }
 }
 

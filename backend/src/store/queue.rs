@@ -386,6 +386,8 @@ pub trait Queue: Send + Sync {
     async fn cancel(&self, id: &str, now: &str) -> Result<Summary, ChangeError>;
     /// Why delivery is paused, if it is.
     async fn pause_state(&self) -> Result<Option<Paused>, StoreError>;
+    /// When the oldest message still waiting was submitted, Unix seconds.
+    async fn oldest_waiting_unix(&self) -> Result<Option<i64>, StoreError>;
     /// Pauses (or updates the reason); `None` resumes.
     async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError>;
 }

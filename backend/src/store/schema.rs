@@ -141,7 +141,41 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_TRANSPORT,
     MIGRATION_DUE_PER_APP,
     MIGRATION_CERTIFICATES,
+    MIGRATION_WEBHOOKS,
 ];
+
+/// Step 13: webhooks and their durable outbox (docs/API.md §14): one row
+/// per event and webhook, stored before it is sent, claimed with a lease
+/// like a message so that with several servers each is sent once.
+pub const MIGRATION_WEBHOOKS: &str = "CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    format TEXT NOT NULL,
+    secret BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    last_success_at TEXT,
+    last_failure_at TEXT
+);
+CREATE TABLE webhook_deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_unix INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    next_attempt_unix INTEGER NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    locked_by TEXT,
+    locked_until INTEGER
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_unix);
+CREATE INDEX webhook_deliveries_of ON webhook_deliveries(webhook_id, seq);
+CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event, created_unix);";
 
 /// Step 12: certificate credentials (docs/API.md §13), per profile: the
 /// `active` one delivery uses, bound to the settings it was saved with, and a

@@ -31,7 +31,7 @@ use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{App, Attempt, LastError, Paused, RecipientState, Summary};
 
 use super::queue::{limits_of, stage_of, status_of};
-use super::{CertRow, CertSlot, HistoryEntry, Record};
+use super::{CertRow, CertSlot, DueDelivery, HistoryEntry, Record, WebhookRow};
 
 /// A statement of this file in PostgreSQL's placeholders.
 pub(crate) fn pg(sql: &str) -> String {
@@ -74,6 +74,41 @@ pub(crate) const ACTIVATE_PENDING: &str = "UPDATE certificates
 /// The active certificate is bound to the settings saved with it.
 pub(crate) const BIND_ACTIVE: &str =
     "UPDATE certificates SET bound_settings = ?2 WHERE profile = ?1 AND slot = 'active'";
+
+// ---- webhooks and their outbox (docs/API.md §14) ----
+
+pub(crate) const ADD_WEBHOOK: &str =
+    "INSERT INTO webhooks (id, url, events, format, secret, created_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+pub(crate) const WEBHOOKS: &str = "SELECT id, url, events, format, created_at, last_success_at,
+    last_failure_at, secret FROM webhooks ORDER BY created_at, id";
+pub(crate) const UPDATE_WEBHOOK: &str =
+    "UPDATE webhooks SET url = ?2, events = ?3, format = ?4 WHERE id = ?1";
+pub(crate) const DELETE_WEBHOOK: &str = "DELETE FROM webhooks WHERE id = ?1";
+pub(crate) const ENQUEUE_DELIVERY: &str = "INSERT INTO webhook_deliveries
+    (id, webhook_id, event, body, created_at, created_unix, status, next_attempt_unix)
+    SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT), CAST(?5 AS TEXT),
+        CAST(?6 AS BIGINT), 'pending', CAST(?6 AS BIGINT)
+    WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = CAST(?2 AS TEXT))";
+/// Takes up to `?2` due deliveries for `?3` until `?4`; the outer condition
+/// is checked again on each row, so two servers never take the same one.
+pub(crate) const CLAIM_DELIVERIES: &str =
+    "UPDATE webhook_deliveries SET locked_by = ?3, locked_until = ?4
+    WHERE status = 'pending' AND (locked_until IS NULL OR locked_until < ?1)
+      AND seq IN (SELECT seq FROM webhook_deliveries
+        WHERE status = 'pending' AND next_attempt_unix <= ?1
+          AND (locked_until IS NULL OR locked_until < ?1)
+        ORDER BY next_attempt_unix, seq LIMIT ?2)
+    RETURNING seq, id, webhook_id, event, body, attempts, created_at";
+pub(crate) const FINISH_DELIVERY: &str = "UPDATE webhook_deliveries SET attempts = ?2, status = ?3,
+    next_attempt_unix = ?4, last_status = ?5, last_error = ?6, locked_by = NULL, locked_until = NULL
+    WHERE seq = ?1";
+pub(crate) const WEBHOOK_SUCCEEDED: &str = "UPDATE webhooks SET last_success_at = ?2 WHERE id = ?1";
+pub(crate) const WEBHOOK_FAILED: &str = "UPDATE webhooks SET last_failure_at = ?2 WHERE id = ?1";
+pub(crate) const DELIVERIES: &str = "SELECT id, event, created_at, attempts, status, last_status,
+    last_error FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY seq DESC LIMIT ?2";
+pub(crate) const LAST_EVENT: &str =
+    "SELECT MAX(created_unix) FROM webhook_deliveries WHERE event = ?1";
 
 pub(crate) const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_unix <= ?1";
 pub(crate) const ADD_SESSION: &str = "INSERT INTO sessions (digest, expires_unix) VALUES (?1, ?2)";
@@ -209,6 +244,9 @@ pub(crate) const EXPIRE: &str = "UPDATE messages SET status = 'failed', updated_
 pub(crate) const PURGE: &str =
     "DELETE FROM messages WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1";
 pub(crate) const COUNTS: &str = "SELECT status, COUNT(*) FROM messages GROUP BY status";
+/// When the oldest message still waiting to go out was submitted.
+pub(crate) const OLDEST_WAITING: &str =
+    "SELECT MIN(created_unix) FROM messages WHERE status IN ('queued', 'deferred', 'sending')";
 
 // ---- activity ----
 
@@ -272,6 +310,7 @@ pub(crate) trait Cols {
     fn text(&self, i: usize) -> Result<String, Self::E>;
     fn opt_text(&self, i: usize) -> Result<Option<String>, Self::E>;
     fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, Self::E>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Self::E>;
 }
 
 impl Cols for rusqlite::Row<'_> {
@@ -286,6 +325,9 @@ impl Cols for rusqlite::Row<'_> {
         self.get(i)
     }
     fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, Self::E> {
+        self.get(i)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Self::E> {
         self.get(i)
     }
 }
@@ -306,6 +348,10 @@ impl Cols for tokio_postgres::Row {
     }
     fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, Self::E> {
         self.try_get(i)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Self::E> {
+        self.try_get::<_, Option<i64>>(i)
+            .or_else(|_| self.try_get::<_, Option<i32>>(i).map(|v| v.map(i64::from)))
     }
 }
 
@@ -335,6 +381,48 @@ pub(crate) fn certificate_from<R: Cols>(r: &R) -> Result<CertRow, R::E> {
         created_at: r.text(4)?,
         bound_settings: r.opt_text(5)?,
         passed_settings: r.opt_text(6)?,
+    })
+}
+
+/// A row of [`WEBHOOKS`].
+pub(crate) fn webhook_from<R: Cols>(r: &R) -> Result<WebhookRow, R::E> {
+    Ok(WebhookRow {
+        webhook: mailroom_shared::webhooks::Webhook {
+            id: r.text(0)?,
+            url: r.text(1)?,
+            events: serde_json::from_str(&r.text(2)?).unwrap_or_default(),
+            format: mailroom_shared::webhooks::Format::from_id(&r.text(3)?).unwrap_or_default(),
+            created_at: r.text(4)?,
+            last_success_at: r.opt_text(5)?,
+            last_failure_at: r.opt_text(6)?,
+        },
+        secret: r.opt_bytes(7)?.unwrap_or_default(),
+    })
+}
+
+/// A row of [`CLAIM_DELIVERIES`].
+pub(crate) fn due_delivery_from<R: Cols>(r: &R) -> Result<DueDelivery, R::E> {
+    Ok(DueDelivery {
+        seq: r.int(0)?,
+        id: r.text(1)?,
+        webhook_id: r.text(2)?,
+        event: r.text(3)?,
+        body: r.text(4)?,
+        attempts: r.int(5)? as u32,
+        created_at: r.text(6)?,
+    })
+}
+
+/// A row of [`DELIVERIES`].
+pub(crate) fn delivery_from<R: Cols>(r: &R) -> Result<mailroom_shared::webhooks::Delivery, R::E> {
+    Ok(mailroom_shared::webhooks::Delivery {
+        id: r.text(0)?,
+        event: r.text(1)?,
+        at: r.text(2)?,
+        attempts: r.int(3)? as u32,
+        status: r.text(4)?,
+        last_status: r.opt_int(5)?.map(|s| s as u16),
+        last_error: r.opt_text(6)?,
     })
 }
 

@@ -19,8 +19,8 @@ use super::queue::{
 use super::schema::migrations;
 use super::sql::{self, Cols};
 use super::{
-    CertRow, CertSlot, FailureStore, HistoryEntry, Record, SessionStore, SettingsStore, StoreError,
-    DEFAULT_PROFILE,
+    CertRow, CertSlot, DeliveryResult, DueDelivery, FailureStore, HistoryEntry, NewDelivery,
+    Record, SessionStore, SettingsStore, StoreError, WebhookRow, WebhookStore, DEFAULT_PROFILE,
 };
 
 const DAY: i64 = 24 * 3600;
@@ -706,6 +706,13 @@ impl Queue for SqliteStore {
             .await
     }
 
+    async fn oldest_waiting_unix(&self) -> Result<Option<i64>, StoreError> {
+        self.with_conn(
+            |c| Ok(c.query_row(sql::OLDEST_WAITING, [], |r| r.get::<_, Option<i64>>(0))?),
+        )
+        .await
+    }
+
     async fn counts(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
         self.with_conn(|c| {
             let mut counts: BTreeMap<Status, u64> = Status::ALL.iter().map(|s| (*s, 0)).collect();
@@ -862,6 +869,157 @@ fn status_and_body(c: &Connection, id: &str) -> rusqlite::Result<Option<(Status,
         Ok((status_of(&r.text(0)?), r.int(1)? != 0))
     })
     .optional()
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn add_webhook(&self, row: WebhookRow) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            let w = &row.webhook;
+            c.execute(
+                sql::ADD_WEBHOOK,
+                params![
+                    w.id,
+                    w.url,
+                    serde_json::to_string(&w.events).unwrap_or_default(),
+                    w.format.id(),
+                    row.secret,
+                    w.created_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(sql::WEBHOOKS)?;
+            let rows = stmt.query_map([], |r| sql::webhook_from(r))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn update_webhook(
+        &self,
+        w: mailroom_shared::webhooks::Webhook,
+    ) -> Result<bool, StoreError> {
+        self.with_conn(move |c| {
+            let events = serde_json::to_string(&w.events).unwrap_or_default();
+            Ok(c.execute(
+                sql::UPDATE_WEBHOOK,
+                params![w.id, w.url, events, w.format.id()],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| Ok(c.execute(sql::DELETE_WEBHOOK, params![id])? > 0))
+            .await
+    }
+
+    async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(sql::ENQUEUE_DELIVERY)?;
+                for d in &rows {
+                    stmt.execute(params![
+                        d.id,
+                        d.webhook_id,
+                        d.event,
+                        d.body,
+                        d.at,
+                        d.at_unix
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        owner: &str,
+        lease: i64,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let owner = owner.to_string();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let due = {
+                let mut stmt = tx.prepare_cached(sql::CLAIM_DELIVERIES)?;
+                let rows = stmt.query_map(params![now, limit, owner, now + lease], |r| {
+                    sql::due_delivery_from(r)
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            tx.commit()?;
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        due: &DueDelivery,
+        r: DeliveryResult,
+    ) -> Result<(), StoreError> {
+        let (seq, webhook) = (due.seq, due.webhook_id.clone());
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                sql::FINISH_DELIVERY,
+                params![
+                    seq,
+                    r.attempts,
+                    r.status,
+                    r.next_unix,
+                    r.last_status,
+                    r.last_error
+                ],
+            )?;
+            let mark = if r.status == "delivered" {
+                sql::WEBHOOK_SUCCEEDED
+            } else {
+                sql::WEBHOOK_FAILED
+            };
+            tx.execute(mark, params![webhook, r.at])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn deliveries(
+        &self,
+        webhook_id: &str,
+        limit: i64,
+    ) -> Result<Vec<mailroom_shared::webhooks::Delivery>, StoreError> {
+        let id = webhook_id.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(sql::DELIVERIES)?;
+            let rows = stmt.query_map(params![id, limit], |r| sql::delivery_from(r))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn last_event_unix(&self, event: &str) -> Result<Option<i64>, StoreError> {
+        let event = event.to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(sql::LAST_EVENT, params![event], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use tower::ServiceExt;
 pub mod pg;
 mod running;
 pub mod wire;
-pub use running::{relay_rig, saved_rig, sending_rig, start, wait_received, Running};
+pub use running::{
+    paused_by_expired_secret, relay_rig, saved_rig, sending_rig, start, wait_received, Running,
+};
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
 pub use mailroom_shared::fixtures::{mailer, CLIENT, SECRET, TENANT};

@@ -236,6 +236,26 @@ pub async fn sending_rig() -> (Loopback, Running, String) {
     (rig, server, key)
 }
 
+/// Entra refuses the secret as expired (`AADSTS7000222`); one message is
+/// submitted and delivery pauses. Answers `GET /api/queue`.
+#[allow(dead_code)]
+pub async fn paused_by_expired_secret(rig: &Loopback, server: &Running, key: &str) -> Value {
+    rig.entra.set_mode(mailroom_fakes::EntraMode::Error {
+        status: 401,
+        error: "invalid_client",
+        code: 7000222,
+    });
+    rig.entra.revoke_all();
+    let (status, _) = server
+        .submit(
+            key,
+            &json!({"to": [mailroom_fakes::addr("a", "example.org")], "subject": "s", "text": "x"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    server.wait_paused(1).await
+}
+
 /// Waits until the fake upstream has `n` messages.
 pub async fn wait_received(rig: &Loopback, n: usize) {
     let started = Instant::now();

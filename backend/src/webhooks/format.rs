@@ -1,0 +1,204 @@
+//! The chat formats (docs/REFERENCE.md, "Standard Webhooks, and chat
+//! formats"): what happened, the fix and a link, for a Slack incoming
+//! webhook (`{"text"}`) or a Teams workflow (one Adaptive Card 1.4).
+
+use mailroom_shared::webhooks::Format;
+use serde_json::{json, Value};
+
+/// A person's words for an event: a title, what happened, the fix (if
+/// any), and the page to open.
+pub struct Said {
+    /// One line.
+    pub title: String,
+    /// What happened.
+    pub what: String,
+    /// What to do.
+    pub fix: Option<String>,
+    /// The page's route (`#/settings`, `#/activity`).
+    pub route: &'static str,
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Describes a Standard Webhooks body `{"type", "timestamp", "data"}`.
+pub fn describe(event: &Value) -> Said {
+    let data = &event["data"];
+    let kind = s(event, "type");
+    let message_line = || {
+        let to: Vec<&str> = data["to"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        format!(
+            "“{}” from {} to {} ({})",
+            s(data, "subject"),
+            s(data, "from"),
+            to.join(", "),
+            s(data, "id")
+        )
+    };
+    match kind {
+        "delivery.paused" => Said {
+            title: "Mailroom: delivery is paused".into(),
+            what: format!(
+                "{} (stage {}, code {}). Messages wait; none is lost or bounced.",
+                s(data, "message"),
+                s(data, "stage"),
+                data["code"].as_str().unwrap_or("none")
+            ),
+            fix: data["hint"].as_str().map(str::to_string),
+            route: "#/settings",
+        },
+        "delivery.resumed" => Said {
+            title: "Mailroom: delivery resumed".into(),
+            what: format!(
+                "Delivery was paused from {} to {}; waiting messages are going out.",
+                s(data, "since"),
+                s(data, "until")
+            ),
+            fix: None,
+            route: "#/activity",
+        },
+        "message.failed" => Said {
+            title: "Mailroom: a message failed".into(),
+            what: format!(
+                "{}: {}",
+                message_line(),
+                data["last_error"]["message"].as_str().unwrap_or("failed")
+            ),
+            fix: Some("Open the message in Activity for the upstream's reply and the fix; retry it once fixed.".into()),
+            route: "#/activity",
+        },
+        "message.deferred" => Said {
+            title: "Mailroom: a message was deferred".into(),
+            what: format!(
+                "{}: {}. Mailroom retries it.",
+                message_line(),
+                data["last_error"]["message"].as_str().unwrap_or("a temporary answer")
+            ),
+            fix: None,
+            route: "#/activity",
+        },
+        "message.sent" => Said {
+            title: "Mailroom: a message was sent".into(),
+            what: message_line(),
+            fix: None,
+            route: "#/activity",
+        },
+        "credential.expiring" => Said {
+            title: "Mailroom: the sign-in credential expires soon".into(),
+            what: s(data, "message").to_string(),
+            fix: data["hint"].as_str().map(str::to_string),
+            route: "#/settings",
+        },
+        "quota.reached" => Said {
+            title: "Mailroom: a sending limit was reached".into(),
+            what: format!(
+                "{} {} reached its limit {} ({}); messages wait until {}.",
+                if data.get("app").is_some() { "App" } else { "Profile" },
+                data.get("app").or(data.get("profile")).and_then(Value::as_str).unwrap_or_default(),
+                s(data, "limit"),
+                data["value"],
+                data["until"].as_str().unwrap_or("the window frees")
+            ),
+            fix: Some("Raise the limit under Apps if the volume is expected, or find what sends so much.".into()),
+            route: "#/apps",
+        },
+        _ => Said {
+            title: "Mailroom: test event".into(),
+            what: "This webhook works: Mailroom can reach it.".into(),
+            fix: None,
+            route: "#/settings",
+        },
+    }
+}
+
+/// The body for a chat format.
+pub fn chat(format: Format, event: &Value, public_url: Option<&str>) -> Value {
+    let said = describe(event);
+    let link = public_url.map(|u| format!("{}/{}", u.trim_end_matches('/'), said.route));
+    match format {
+        Format::Slack => {
+            let mut text = format!("*{}*\n{}", said.title, said.what);
+            if let Some(fix) = &said.fix {
+                text.push_str(&format!("\n*Fix:* {fix}"));
+            }
+            if let Some(link) = &link {
+                text.push_str(&format!("\n<{link}|Open Mailroom>"));
+            }
+            json!({ "text": text })
+        }
+        _ => {
+            let mut body = vec![
+                json!({"type": "TextBlock", "text": said.title, "weight": "Bolder", "size": "Medium", "wrap": true}),
+                json!({"type": "TextBlock", "text": said.what, "wrap": true}),
+            ];
+            if let Some(fix) = &said.fix {
+                body.push(
+                    json!({"type": "TextBlock", "text": format!("Fix: {fix}"), "wrap": true}),
+                );
+            }
+            let mut card = json!({
+                "type": "AdaptiveCard",
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "version": "1.4",
+                "body": body,
+            });
+            if let Some(link) = link {
+                card["actions"] =
+                    json!([{"type": "Action.OpenUrl", "title": "Open Mailroom", "url": link}]);
+            }
+            json!({
+                "type": "message",
+                "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}],
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paused() -> Value {
+        json!({"type": "delivery.paused", "timestamp": "2026-12-01T10:00:00Z", "data": {
+            "profile": "default", "since": "2026-12-01T10:00:00Z", "stage": "token",
+            "code": "AADSTS7000222", "message": "The client secret has expired.",
+            "hint": "Create a new client secret."}})
+    }
+
+    #[test]
+    fn slack_says_what_the_fix_and_links_to_the_page() {
+        let v = chat(Format::Slack, &paused(), Some("https://mail.contoso.com/"));
+        let text = v["text"].as_str().unwrap();
+        assert!(text.starts_with("*Mailroom: delivery is paused*"), "{text}");
+        assert!(
+            text.contains("AADSTS7000222") && text.contains("*Fix:* Create a new client secret.")
+        );
+        assert!(
+            text.contains("<https://mail.contoso.com/#/settings|Open Mailroom>"),
+            "{text}"
+        );
+        assert!(!chat(Format::Slack, &paused(), None)["text"]
+            .as_str()
+            .unwrap()
+            .contains("Open Mailroom"));
+    }
+
+    #[test]
+    fn teams_gets_one_adaptive_card() {
+        let v = chat(Format::Teams, &paused(), Some("https://mail.contoso.com"));
+        assert_eq!(v["type"], "message");
+        let a = &v["attachments"][0];
+        assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(a["content"]["version"], "1.4");
+        assert_eq!(
+            a["content"]["actions"][0]["url"],
+            "https://mail.contoso.com/#/settings"
+        );
+        let text = a["content"]["body"].to_string();
+        assert!(text.contains("The client secret has expired.") && text.contains("Fix: Create"));
+    }
+}

@@ -1,0 +1,519 @@
+//! Webhooks (docs/API.md §14): events are stored in the outbox before they
+//! are sent (an event is never lost to a restart), then sent by a task of
+//! their own (a slow or dead receiver never slows mail), signed the
+//! Standard Webhooks way, and retried after 5 s, 30 s, 2 min, 10 min, 1 h,
+//! 4 h and 8 h with the same `webhook-id` and a fresh signature. With
+//! several servers a delivery is claimed with a lease, so each goes out once.
+
+pub mod format;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use mailroom_shared::webhooks::{Format, Webhook, WebhookTest};
+use rand::{Rng, RngCore};
+use serde_json::{json, Value};
+
+use crate::clock::Clock;
+use crate::crypto::{Cipher, Secret};
+use crate::metrics::Metrics;
+use crate::store::{DeliveryResult, DueDelivery, NewDelivery, WebhookRow, WebhookStore};
+
+/// Each request's limit.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The waits before each retry; after the last, the delivery is `failed`.
+pub const RETRY_AFTER_SECS: &[i64] = &[5, 30, 120, 600, 3600, 4 * 3600, 8 * 3600];
+/// How long a claimed delivery stays this server's.
+const LEASE_SECS: i64 = 120;
+/// Deliveries sent at once by one server.
+const BATCH: i64 = 8;
+/// How often the outbox is looked at without a wake-up.
+const POLL: Duration = Duration::from_millis(500);
+
+/// When the delivery after `attempts` failed requests is due, or `None`
+/// when it has had them all.
+pub fn next_retry(attempts: u32, now: i64) -> Option<i64> {
+    RETRY_AFTER_SECS
+        .get(attempts.saturating_sub(1) as usize)
+        .map(|wait| now + wait)
+}
+
+/// What one request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// Why it is not a success.
+    pub error: Option<String>,
+}
+
+impl Sent {
+    fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Each webhook's id and the events it wants.
+type Subscriptions = Vec<(String, Vec<String>)>;
+
+/// The events, the outbox and the sender.
+pub struct Webhooks {
+    store: Arc<dyn WebhookStore>,
+    cipher: Arc<Cipher>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    timeout: Duration,
+    wake: tokio::sync::Notify,
+    owner: String,
+    public_url: Option<String>,
+    /// Which webhooks want which events, read again every few seconds so
+    /// that other servers' changes count and an event without subscribers
+    /// costs no write.
+    subscribers: Mutex<Option<(tokio::time::Instant, Subscriptions)>>,
+    /// `quota.reached` once per crossing: the end of the window last announced.
+    announced: Mutex<HashMap<String, i64>>,
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Webhooks { .. }")
+    }
+}
+
+fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// A new signing secret: `whsec_` and 24 random bytes in base64.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// The `webhook-signature` for a body (Standard Webhooks, `v1`).
+pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Result<String, String> {
+    standardwebhooks::Webhook::new(secret)
+        .and_then(|w| w.sign(id, timestamp, body.as_bytes()))
+        .map_err(|e| e.to_string())
+}
+
+impl Webhooks {
+    /// The service over a store; `timeout` is [`REQUEST_TIMEOUT`] except in tests.
+    pub fn new(
+        store: Arc<dyn WebhookStore>,
+        cipher: Arc<Cipher>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        public_url: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            // A redirect could send the event somewhere the admin never chose.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Webhooks {
+            store,
+            cipher,
+            clock,
+            metrics,
+            http,
+            timeout,
+            wake: tokio::sync::Notify::new(),
+            owner: random_id("srv_"),
+            public_url,
+            subscribers: Mutex::new(None),
+            announced: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store (for the routes).
+    pub fn store(&self) -> &Arc<dyn WebhookStore> {
+        &self.store
+    }
+
+    /// The cipher that keeps the signing secrets.
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// The time.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Forgets the cached subscriptions (after a change on this server).
+    pub fn changed(&self) {
+        if let Ok(mut s) = self.subscribers.lock() {
+            *s = None;
+        }
+    }
+
+    async fn subscribed(&self, event: &str) -> Vec<String> {
+        let fresh = self
+            .subscribers
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .filter(|(at, _)| at.elapsed() < Duration::from_secs(5));
+        let list = match fresh {
+            Some((_, list)) => list,
+            None => {
+                let list: Subscriptions = match self.store.webhooks().await {
+                    Ok(rows) => rows
+                        .into_iter()
+                        .map(|r| (r.webhook.id, r.webhook.events))
+                        .collect(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the webhooks");
+                        return Vec::new();
+                    }
+                };
+                if let Ok(mut s) = self.subscribers.lock() {
+                    *s = Some((tokio::time::Instant::now(), list.clone()));
+                }
+                list
+            }
+        };
+        list.into_iter()
+            .filter(|(_, events)| events.iter().any(|e| e == event))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Whether any webhook wants this event (so its data is worth reading).
+    pub async fn wants(&self, event: &str) -> bool {
+        !self.subscribed(event).await.is_empty()
+    }
+
+    /// Stores the event for every webhook that wants it (committed before
+    /// this returns), then wakes the sender.
+    pub async fn emit(&self, event: &str, data: Value) {
+        let targets = self.subscribed(event).await;
+        if targets.is_empty() {
+            return;
+        }
+        let at = self.clock.rfc3339();
+        let body = json!({"type": event, "timestamp": at, "data": data}).to_string();
+        let at_unix = self.clock.wall().unix_timestamp();
+        let rows = targets
+            .into_iter()
+            .map(|webhook_id| NewDelivery {
+                id: random_id("msg_"),
+                webhook_id,
+                event: event.to_string(),
+                body: body.clone(),
+                at: at.clone(),
+                at_unix,
+            })
+            .collect();
+        match self.store.enqueue_deliveries(rows).await {
+            Ok(()) => self.wake.notify_one(),
+            Err(e) => tracing::error!(error = %e, event, "cannot store the event"),
+        }
+    }
+
+    /// `quota.reached` once per crossing: again only after `until` passed.
+    pub async fn quota_reached(&self, who: (&str, &str), limit: &str, value: u64, until: i64) {
+        let key = format!("{}={}|{limit}", who.0, who.1);
+        let now = self.clock.wall().unix_timestamp();
+        {
+            let Ok(mut announced) = self.announced.lock() else {
+                return;
+            };
+            if announced.get(&key).is_some_and(|end| *end > now) {
+                return;
+            }
+            announced.insert(key, until);
+        }
+        let until = time::OffsetDateTime::from_unix_timestamp(until)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        let mut data = json!({"limit": limit, "value": value, "until": until});
+        data[who.0] = json!(who.1);
+        self.emit("quota.reached", data).await;
+    }
+
+    /// Sends one request now, signed; nothing is stored (the test route).
+    pub async fn send(
+        &self,
+        url: &str,
+        format: Format,
+        secret: &str,
+        id: &str,
+        body: &str,
+    ) -> Sent {
+        let payload = match format {
+            Format::Standard => body.to_string(),
+            other => {
+                let event: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+                format::chat(other, &event, self.public_url.as_deref()).to_string()
+            }
+        };
+        // Fresh for every request: receivers refuse one more than 5 minutes off.
+        let timestamp = self.clock.wall().unix_timestamp();
+        let signature = match sign(secret, id, timestamp, &payload) {
+            Ok(s) => s,
+            Err(e) => {
+                return Sent {
+                    status: None,
+                    error: Some(format!("the secret cannot sign: {e}")),
+                }
+            }
+        };
+        let sent = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(payload)
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => Sent {
+                status: Some(r.status().as_u16()),
+                error: None,
+            },
+            Ok(r) if r.status().is_redirection() => Sent {
+                status: Some(r.status().as_u16()),
+                error: Some(format!(
+                    "HTTP {}: the receiver redirects, and Mailroom does not follow redirects; use the final URL",
+                    r.status().as_u16()
+                )),
+            },
+            Ok(r) => Sent {
+                status: Some(r.status().as_u16()),
+                error: Some(format!("HTTP {}", r.status().as_u16())),
+            },
+            Err(e) if e.is_timeout() => Sent {
+                status: None,
+                error: Some(format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.timeout)
+                )),
+            },
+            Err(e) => Sent {
+                status: None,
+                error: Some(crate::upstream::entra::error_chain(&e)),
+            },
+        }
+    }
+
+    fn secret_of(&self, row: &WebhookRow) -> Result<Secret, String> {
+        self.cipher
+            .decrypt("webhook_secret", &row.secret)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `POST /api/webhooks/{id}/test`: one real request of `webhook.test`.
+    pub async fn test(&self, row: &WebhookRow) -> WebhookTest {
+        let secret = match self.secret_of(row) {
+            Ok(s) => s,
+            Err(e) => {
+                return WebhookTest {
+                    ok: false,
+                    status: None,
+                    message: format!("The signing secret cannot be read ({e})."),
+                }
+            }
+        };
+        let body = json!({"type": mailroom_shared::webhooks::TEST_EVENT, "timestamp": self.clock.rfc3339(), "data": {}}).to_string();
+        let w = &row.webhook;
+        let sent = self
+            .send(&w.url, w.format, secret.expose(), &random_id("msg_"), &body)
+            .await;
+        WebhookTest {
+            ok: sent.ok(),
+            status: sent.status,
+            message: match &sent.error {
+                None => format!("{} answered {}.", w.url, sent.status.unwrap_or(200)),
+                Some(e) => format!("{} did not take the test event: {e}.", w.url),
+            },
+        }
+    }
+
+    /// Sends due deliveries until `stop`; wakes on new events.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let sent = self.send_due().await;
+            if sent == 0 {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// One round: claims due deliveries and sends them at once; how many.
+    pub async fn send_due(&self) -> usize {
+        let now = self.clock.wall().unix_timestamp();
+        let due = match self
+            .store
+            .claim_deliveries(now, &self.owner, LEASE_SECS, BATCH)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the webhook outbox");
+                return 0;
+            }
+        };
+        if due.is_empty() {
+            return 0;
+        }
+        let hooks: HashMap<String, WebhookRow> = match self.store.webhooks().await {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|r| (r.webhook.id.clone(), r))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the webhooks");
+                return 0;
+            }
+        };
+        let n = due.len();
+        let sends = due.into_iter().map(|d| {
+            let hook = hooks.get(&d.webhook_id).cloned();
+            async move { self.deliver(d, hook).await }
+        });
+        futures_util::future::join_all(sends).await;
+        n
+    }
+
+    async fn deliver(&self, d: DueDelivery, hook: Option<WebhookRow>) {
+        let attempts = d.attempts + 1;
+        let sent = match &hook {
+            None => Sent {
+                status: None,
+                error: Some("the webhook was deleted".into()),
+            },
+            Some(row) => match self.secret_of(row) {
+                Ok(secret) => {
+                    self.send(
+                        &row.webhook.url,
+                        row.webhook.format,
+                        secret.expose(),
+                        &d.id,
+                        &d.body,
+                    )
+                    .await
+                }
+                Err(e) => Sent {
+                    status: None,
+                    error: Some(format!("the signing secret cannot be read ({e})")),
+                },
+            },
+        };
+        let now = self.clock.wall().unix_timestamp();
+        let (status, next_unix) = match (&sent.error, next_retry(attempts, now)) {
+            (None, _) => ("delivered", now),
+            (Some(_), _) if hook.is_none() => ("failed", now),
+            (Some(_), Some(next)) => ("pending", next),
+            (Some(_), None) => ("failed", now),
+        };
+        if let Some(e) = &sent.error {
+            let webhook = d.webhook_id.clone();
+            self.metrics
+                .webhook_failures
+                .get_or_create(&crate::metrics::WebhookLabel { webhook })
+                .inc();
+            tracing::warn!(webhook = %d.webhook_id, id = %d.id, attempts, error = %e, status, "webhook delivery failed");
+        }
+        let result = DeliveryResult {
+            attempts,
+            status,
+            next_unix,
+            last_status: sent.status,
+            last_error: sent.error,
+            at: self.clock.rfc3339(),
+        };
+        if let Err(e) = self.store.finish_delivery(&d, result).await {
+            tracing::error!(error = %e, "cannot record a webhook delivery");
+        }
+    }
+}
+
+/// A webhook as the API shows it, with a fresh id and time.
+pub fn new_webhook(url: String, events: Vec<String>, format: Format, now: String) -> Webhook {
+    let mut id = [0u8; 8];
+    rand::thread_rng().fill(&mut id);
+    Webhook {
+        id: format!("wh_{}", hex::encode(id)),
+        url,
+        events,
+        format,
+        created_at: now,
+        last_success_at: None,
+        last_failure_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The specification's own test vector (docs/REFERENCE.md).
+    #[test]
+    fn signatures_match_the_standard_webhooks_test_vector() {
+        let sig = sign(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            r#"{"test": 2432232314}"#,
+        )
+        .unwrap();
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        // One byte more in the body, and it differs.
+        assert_ne!(
+            sign(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                r#"{"test": 2432232315}"#
+            )
+            .unwrap(),
+            sig
+        );
+    }
+
+    #[test]
+    fn retries_follow_the_schedule_then_stop() {
+        let waits: Vec<i64> = (1..=8)
+            .filter_map(|n| next_retry(n, 1000))
+            .map(|t| t - 1000)
+            .collect();
+        assert_eq!(waits, vec![5, 30, 120, 600, 3600, 14400, 28800]);
+        assert_eq!(next_retry(8, 0), None);
+    }
+
+    #[test]
+    fn secrets_are_random_and_usable() {
+        let (a, b) = (new_secret(), new_secret());
+        assert!(a.starts_with("whsec_") && a != b);
+        assert!(sign(&a, "msg_1", 1, "{}").unwrap().starts_with("v1,"));
+    }
+}

@@ -1,0 +1,162 @@
+//! `/api/webhooks` (docs/API.md §14, administrators only).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mailroom_shared::webhooks::{
+    check_events, check_url, DeliveryList, NewWebhook, Webhook, WebhookChange, WebhookCreated,
+    WebhookList, WebhookTest,
+};
+use mailroom_shared::FieldMessages;
+
+use super::{new_secret, new_webhook, Webhooks};
+use crate::crypto::Secret;
+use crate::error::{ApiJson, AppError};
+use crate::store::WebhookRow;
+
+/// At most this many webhooks (each event is stored once per webhook).
+pub const MAX_WEBHOOKS: usize = 20;
+
+fn checked(url: &str, events: &[String]) -> Result<(), AppError> {
+    let mut errors = FieldMessages::new();
+    if let Err(e) = check_url(url) {
+        errors.push("url", e);
+    }
+    if url.len() > 2048 {
+        errors.push("url", "The URL is longer than 2,048 characters.");
+    }
+    if let Err(e) = check_events(events) {
+        errors.push("events", e);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(
+            "The webhook is not valid.".into(),
+            errors,
+        ))
+    }
+}
+
+async fn row(hooks: &Webhooks, id: &str) -> Result<WebhookRow, AppError> {
+    hooks
+        .store()
+        .webhooks()
+        .await?
+        .into_iter()
+        .find(|r| r.webhook.id == id)
+        .ok_or_else(|| AppError::NotFound(format!("There is no webhook {id}.")))
+}
+
+async fn create(
+    State(hooks): State<Arc<Webhooks>>,
+    ApiJson(body): ApiJson<NewWebhook>,
+) -> Result<(StatusCode, Json<WebhookCreated>), AppError> {
+    let url = body.url.trim().to_string();
+    checked(&url, &body.events)?;
+    if hooks.store().webhooks().await?.len() >= MAX_WEBHOOKS {
+        return Err(AppError::field(
+            "url",
+            format!("Mailroom keeps at most {MAX_WEBHOOKS} webhooks; delete one first."),
+        ));
+    }
+    let webhook = new_webhook(url, body.events, body.format, hooks.clock().rfc3339());
+    let secret = new_secret();
+    hooks
+        .store()
+        .add_webhook(WebhookRow {
+            webhook: webhook.clone(),
+            secret: hooks
+                .cipher()
+                .encrypt("webhook_secret", &Secret::new(secret.clone())),
+        })
+        .await?;
+    hooks.changed();
+    tracing::info!(id = %webhook.id, url = %webhook.url, "webhook added");
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookCreated { webhook, secret }),
+    ))
+}
+
+async fn list(State(hooks): State<Arc<Webhooks>>) -> Result<Json<WebhookList>, AppError> {
+    let webhooks = hooks
+        .store()
+        .webhooks()
+        .await?
+        .into_iter()
+        .map(|r| r.webhook)
+        .collect();
+    Ok(Json(WebhookList { webhooks }))
+}
+
+async fn change(
+    State(hooks): State<Arc<Webhooks>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<WebhookChange>,
+) -> Result<Json<Webhook>, AppError> {
+    let mut w = row(&hooks, &id).await?.webhook;
+    if let Some(url) = body.url {
+        w.url = url.trim().to_string();
+    }
+    if let Some(events) = body.events {
+        w.events = events;
+    }
+    if let Some(format) = body.format {
+        w.format = format;
+    }
+    checked(&w.url, &w.events)?;
+    if !hooks.store().update_webhook(w.clone()).await? {
+        return Err(AppError::NotFound(format!("There is no webhook {id}.")));
+    }
+    hooks.changed();
+    Ok(Json(w))
+}
+
+async fn delete(
+    State(hooks): State<Arc<Webhooks>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    if !hooks.store().delete_webhook(&id).await? {
+        return Err(AppError::NotFound(format!("There is no webhook {id}.")));
+    }
+    hooks.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn test(
+    State(hooks): State<Arc<Webhooks>>,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookTest>, AppError> {
+    let row = row(&hooks, &id).await?;
+    Ok(Json(hooks.test(&row).await))
+}
+
+async fn deliveries(
+    State(hooks): State<Arc<Webhooks>>,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryList>, AppError> {
+    row(&hooks, &id).await?;
+    Ok(Json(DeliveryList {
+        deliveries: hooks.store().deliveries(&id, 50).await?,
+    }))
+}
+
+/// The webhook routes.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Webhooks>: FromRef<S>,
+{
+    Router::new()
+        .route("/api/webhooks", get(list).post(create))
+        .route(
+            "/api/webhooks/{id}",
+            axum::routing::patch(change).delete(delete),
+        )
+        .route("/api/webhooks/{id}/test", post(test))
+        .route("/api/webhooks/{id}/deliveries", get(deliveries))
+}

@@ -1,0 +1,536 @@
+//! Webhooks (docs/API.md §14): the routes against a real server, events
+//! from real deliveries, and the outbox's schedule, restarts and several
+//! servers driven directly with a manual clock. The receiver is a loopback
+//! fake; signatures are checked with the Standard Webhooks library.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use mailroom_backend::clock::{Clock, ManualClock};
+use mailroom_backend::crypto::Cipher;
+use mailroom_backend::metrics::Metrics;
+use mailroom_backend::store::{SqliteStore, WebhookRow};
+use mailroom_backend::webhooks::{new_webhook, Webhooks};
+use mailroom_fakes::{addr, Answer, FakeReceiver, Hook};
+use mailroom_shared::webhooks::Format;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn add_hook(server: &Running, url: &str, events: &[&str], format: &str) -> (String, String) {
+    let (status, r) = server
+        .admin(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"url": url, "events": events, "format": format})),
+        )
+        .await;
+    assert_eq!(status, 201, "{r}");
+    (
+        r["webhook"]["id"].as_str().unwrap().to_string(),
+        r["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+fn verified(secret: &str, hook: &Hook) -> Value {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(hook.body.as_bytes(), &hook.header_map())
+        .unwrap_or_else(|e| panic!("signature: {e:?} {hook:?}"));
+    hook.json()
+}
+
+#[tokio::test]
+async fn routes_check_what_they_take_and_show_the_secret_once() {
+    let (_rig, server) = saved_rig(|_| {}).await;
+    let bad = [
+        (
+            json!({"url": "http://hooks.example.com/x", "events": ["message.sent"]}),
+            "url",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/x", "events": []}),
+            "events",
+        ),
+        (
+            json!({"url": "https://hooks.example.com/x", "events": ["message.lost"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://u:p@hooks.example.com/", "events": ["message.sent"]}),
+            "url",
+        ),
+    ];
+    for (body, field) in bad {
+        let (status, r) = server
+            .admin(Method::POST, "/api/webhooks", Some(body.clone()))
+            .await;
+        assert_eq!(status, 422, "{body}: {r}");
+        assert!(r["errors"][field][0].is_string(), "{body}: {r}");
+    }
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"url": "https://x.example", "events": ["message.sent"], "format": "fax"})),
+        )
+        .await;
+    assert_eq!(status, 400, "an unknown format is a wrong type");
+    let (id, secret) = add_hook(
+        &server,
+        "https://hooks.example.com/mailroom",
+        &["delivery.paused"],
+        "teams",
+    )
+    .await;
+    assert!(secret.starts_with("whsec_") && secret.len() > 30);
+    let (_, list) = server.admin(Method::GET, "/api/webhooks", None).await;
+    assert_eq!(list["webhooks"][0]["id"], id.as_str());
+    assert_eq!(list["webhooks"][0]["format"], "teams");
+    assert!(!list.to_string().contains(&secret), "never shown again");
+    let path = format!("/api/webhooks/{id}");
+    let (status, w) = server
+        .admin(
+            Method::PATCH,
+            &path,
+            Some(json!({"events": ["delivery.paused", "delivery.resumed"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, w["events"].as_array().unwrap().len()),
+        (200, 2),
+        "{w}"
+    );
+    let (status, _) = server
+        .admin(Method::PATCH, &path, Some(json!({"url": "ftp://x"})))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(server.admin(Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(server.admin(Method::DELETE, &path, None).await.0, 404);
+    assert_eq!(
+        server
+            .admin(Method::POST, &format!("{path}/test"), None)
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_test_sends_one_signed_request_and_a_redirect_is_not_followed() {
+    let (_rig, server) = saved_rig(|_| {}).await;
+    let receiver = FakeReceiver::start().await;
+    let (id, secret) = add_hook(
+        &server,
+        &receiver.url("/hook"),
+        &["message.sent"],
+        "standard",
+    )
+    .await;
+    let test = format!("/api/webhooks/{id}/test");
+    let (status, r) = server.admin(Method::POST, &test, None).await;
+    assert_eq!(
+        (status, &r["ok"], &r["status"]),
+        (200, &json!(true), &json!(200)),
+        "{r}"
+    );
+    let hooks = receiver.wait_for(1).await;
+    let body = verified(&secret, &hooks[0]);
+    assert_eq!(
+        (body["type"].as_str(), &body["data"]),
+        (Some("webhook.test"), &json!({}))
+    );
+    assert!(hooks[0].header("webhook-id").starts_with("msg_"));
+    receiver.script([Answer::Redirect("/elsewhere")]);
+    let (_, r) = server.admin(Method::POST, &test, None).await;
+    assert_eq!(
+        (&r["ok"], &r["status"]),
+        (&json!(false), &json!(302)),
+        "{r}"
+    );
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not follow redirects"),
+        "{r}"
+    );
+    receiver.script([Answer::Status(500)]);
+    let (_, r) = server.admin(Method::POST, &test, None).await;
+    assert_eq!(
+        (&r["ok"], &r["status"]),
+        (&json!(false), &json!(500)),
+        "{r}"
+    );
+    let paths: Vec<String> = receiver.hooks().iter().map(|h| h.path.clone()).collect();
+    assert_eq!(
+        paths,
+        ["/hook", "/hook", "/hook"],
+        "the redirect was not followed"
+    );
+}
+
+#[tokio::test]
+async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format() {
+    let (rig, server, key) = sending_rig().await;
+    let receiver = FakeReceiver::start().await;
+    let events = ["message.sent", "message.failed", "message.deferred"];
+    let (_, secret) = add_hook(&server, &receiver.url("/std"), &events, "standard").await;
+    add_hook(
+        &server,
+        &receiver.url("/slack"),
+        &["message.failed"],
+        "slack",
+    )
+    .await;
+    let (bad, later) = (addr("nobody", "example.org"), addr("later", "example.org"));
+    rig.smtp.configure(|c| {
+        c.rcpt_replies
+            .insert(bad.clone(), "550 5.1.1 User unknown".into());
+        c.rcpt_replies
+            .insert(later.clone(), "451 4.7.500 Try again later".into());
+    });
+    let submit = |to: String| {
+        let (server, key) = (&server, key.clone());
+        async move {
+            let (status, q) = server
+                .submit(
+                    &key,
+                    &json!({"to": [to], "subject": "Invoice", "text": "x"}),
+                )
+                .await;
+            assert_eq!(status, 202, "{q}");
+            q["id"].as_str().unwrap().to_string()
+        }
+    };
+    let sent = submit(addr("a", "example.org")).await;
+    server.wait_status(&sent, "sent").await;
+    let failed = submit(bad).await;
+    server.wait_status(&failed, "failed").await;
+    let deferred = submit(later).await;
+    server.wait_status(&deferred, "deferred").await;
+    let hooks = receiver.wait_for(4).await;
+    let standard: Vec<Value> = hooks
+        .iter()
+        .filter(|h| h.path == "/std")
+        .map(|h| verified(&secret, h))
+        .collect();
+    let seen: Vec<(String, String)> = standard
+        .iter()
+        .map(|b| {
+            (
+                b["type"].as_str().unwrap().into(),
+                b["data"]["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        seen.contains(&("message.sent".into(), sent.clone())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("message.failed".into(), failed.clone())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("message.deferred".into(), deferred.clone())),
+        "{seen:?}"
+    );
+    let failed_event = standard
+        .iter()
+        .find(|b| b["type"] == "message.failed")
+        .unwrap();
+    assert_eq!(
+        failed_event["data"]["status"], "failed",
+        "the SUMMARY: {failed_event}"
+    );
+    assert_eq!(failed_event["data"]["last_error"]["code"], "5.1.1");
+    let slack = hooks.iter().find(|h| h.path == "/slack").unwrap().json();
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("*Mailroom: a message failed*"),
+        "{slack}"
+    );
+    // A second deferral of the same message says nothing new.
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            &format!("/api/messages/{deferred}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let started = std::time::Instant::now();
+    loop {
+        let m = server.message(&deferred).await;
+        if m["attempt_count"] == 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let deferrals = receiver
+        .hooks()
+        .iter()
+        .filter(|h| h.path == "/std" && h.json()["type"] == "message.deferred")
+        .count();
+    assert_eq!(deferrals, 1, "the first deferral only");
+}
+
+#[tokio::test]
+async fn a_pause_and_its_end_are_announced_and_mail_never_waits_for_a_receiver() {
+    let (rig, server, key) = sending_rig().await;
+    let receiver = FakeReceiver::start().await;
+    let (_, secret) = add_hook(
+        &server,
+        &receiver.url("/ops"),
+        &["delivery.paused", "delivery.resumed", "message.sent"],
+        "standard",
+    )
+    .await;
+    paused_by_expired_secret(&rig, &server, &key).await;
+    let paused = verified(&secret, &receiver.wait_for(1).await[0]);
+    assert_eq!(paused["type"], "delivery.paused");
+    assert_eq!(
+        (
+            paused["data"]["code"].as_str(),
+            paused["data"]["profile"].as_str()
+        ),
+        (Some("AADSTS7000222"), Some("default"))
+    );
+    // From now on the receiver hangs: mail must not wait for it.
+    receiver.always(Answer::Hang);
+    rig.entra.set_mode(mailroom_fakes::EntraMode::Normal);
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    wait_received(&rig, 1).await;
+    let (status, q) = server
+        .submit(
+            &key,
+            &json!({"to": [addr("b", "example.org")], "subject": "s2", "text": "x"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    receiver.release();
+    let hooks = receiver.wait_for(3).await;
+    let resumed = hooks
+        .iter()
+        .map(|h| verified(&secret, h))
+        .find(|b| b["type"] == "delivery.resumed")
+        .expect("resumed");
+    assert_eq!(resumed["data"]["since"], paused["data"]["since"]);
+    assert!(resumed["data"]["until"].is_string());
+}
+
+/// The outbox on its own, over SQLite, with a manual clock.
+struct Outbox {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    clock: Arc<ManualClock>,
+}
+
+impl Outbox {
+    fn new() -> Outbox {
+        let dir = tempfile::tempdir().unwrap();
+        Outbox {
+            path: dir.path().to_path_buf(),
+            _dir: dir,
+            clock: Arc::new(ManualClock::default()),
+        }
+    }
+
+    /// A "server": the store and the sender, opened afresh each time.
+    fn open(&self, timeout: Duration) -> (Arc<Webhooks>, Arc<Metrics>) {
+        let store = Arc::new(SqliteStore::open(&self.path.join("m.db")).unwrap());
+        let cipher =
+            Arc::new(Cipher::load_or_create_at(&self.path.join("secret.key"), true).unwrap());
+        let metrics = Arc::new(Metrics::new(Default::default()));
+        let hooks = Webhooks::new(
+            store,
+            cipher,
+            self.clock.clone(),
+            metrics.clone(),
+            None,
+            timeout,
+        )
+        .unwrap();
+        (Arc::new(hooks), metrics)
+    }
+}
+
+async fn subscribe(hooks: &Webhooks, url: String, events: &[&str]) -> (String, String) {
+    let w = new_webhook(
+        url,
+        events.iter().map(|e| e.to_string()).collect(),
+        Format::Standard,
+        "2026-12-01T00:00:00Z".into(),
+    );
+    let secret = mailroom_backend::webhooks::new_secret();
+    let sealed = hooks.cipher().encrypt(
+        "webhook_secret",
+        &mailroom_backend::crypto::Secret::new(secret.clone()),
+    );
+    hooks
+        .store()
+        .add_webhook(WebhookRow {
+            webhook: w.clone(),
+            secret: sealed,
+        })
+        .await
+        .unwrap();
+    hooks.changed();
+    (w.id, secret)
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_on_schedule_with_one_id_and_fresh_signatures() {
+    let receiver = FakeReceiver::start().await;
+    receiver.always(Answer::Status(500));
+    let outbox = Outbox::new();
+    let (hooks, metrics) = outbox.open(Duration::from_secs(5));
+    let (id, secret) = subscribe(&hooks, receiver.url("/h"), &["message.sent"]).await;
+    hooks.emit("message.sent", json!({"id": "msg_1"})).await;
+    assert_eq!(hooks.send_due().await, 1);
+    let waits = [5u64, 30, 120, 600, 3600, 4 * 3600, 8 * 3600];
+    for (n, wait) in waits.iter().enumerate() {
+        assert_eq!(hooks.send_due().await, 0, "not due before its wait ({n})");
+        outbox.clock.advance(Duration::from_secs(wait - 1));
+        assert_eq!(hooks.send_due().await, 0, "not due a second early ({n})");
+        outbox.clock.advance(Duration::from_secs(1));
+        assert_eq!(hooks.send_due().await, 1, "due after {wait} s");
+    }
+    outbox.clock.advance(Duration::from_secs(48 * 3600));
+    assert_eq!(hooks.send_due().await, 0, "failed after the last retry");
+    let got = receiver.hooks();
+    assert_eq!(got.len(), 8);
+    let ids: std::collections::HashSet<&str> = got.iter().map(|h| h.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 1, "one webhook-id for every retry");
+    let stamps: std::collections::HashSet<&str> =
+        got.iter().map(|h| h.header("webhook-timestamp")).collect();
+    assert_eq!(stamps.len(), 8, "each retry signed anew");
+    for h in &got {
+        let ts: i64 = h.header("webhook-timestamp").parse().unwrap();
+        let want =
+            mailroom_backend::webhooks::sign(&secret, h.header("webhook-id"), ts, &h.body).unwrap();
+        assert_eq!(h.header("webhook-signature"), want);
+    }
+    let log = hooks.store().deliveries(&id, 10).await.unwrap();
+    assert_eq!(
+        (log[0].attempts, log[0].status.as_str(), log[0].last_status),
+        (8, "failed", Some(500))
+    );
+    let text = {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &{
+            let mut r = prometheus_client::registry::Registry::default();
+            r.register("webhook_failures", "", metrics.webhook_failures.clone());
+            r
+        })
+        .unwrap();
+        out
+    };
+    assert!(
+        text.contains(&format!("webhook_failures_total{{webhook=\"{id}\"}} 8")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_stored_before_a_restart_is_sent_after_it_and_a_timeout_is_a_failure() {
+    let receiver = FakeReceiver::start().await;
+    let outbox = Outbox::new();
+    {
+        let (hooks, _) = outbox.open(Duration::from_secs(5));
+        subscribe(&hooks, receiver.url("/h"), &["delivery.paused"]).await;
+        hooks
+            .emit("delivery.paused", json!({"profile": "default"}))
+            .await;
+        // The server stops here, before its sender ran.
+    }
+    let (hooks, _) = outbox.open(Duration::from_millis(300));
+    receiver.script([Answer::Delay(Duration::from_secs(2))]);
+    assert_eq!(hooks.send_due().await, 1);
+    let id = hooks.store().webhooks().await.unwrap()[0]
+        .webhook
+        .id
+        .clone();
+    let log = hooks.store().deliveries(&id, 10).await.unwrap();
+    assert_eq!(log[0].status, "pending");
+    assert!(
+        log[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no answer within 300ms"),
+        "{log:?}"
+    );
+    outbox.clock.advance(Duration::from_secs(5));
+    assert_eq!(hooks.send_due().await, 1);
+    let log = hooks.store().deliveries(&id, 10).await.unwrap();
+    assert_eq!((log[0].status.as_str(), log[0].attempts), ("delivered", 2));
+    let got = receiver.hooks();
+    assert_eq!(got[1].json()["type"], "delivery.paused");
+    let w = &hooks.store().webhooks().await.unwrap()[0].webhook;
+    assert!(w.last_success_at.is_some() && w.last_failure_at.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_postgres_send_each_event_once() {
+    let schema = common::pg::PgSchema::new().await;
+    let receiver = FakeReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(mailroom_backend::clock::SystemClock);
+    let server = |clock: Arc<dyn Clock>| {
+        let (url, key) = (schema.url.clone(), dir.path().join("secret.key"));
+        async move {
+            let store = Arc::new(
+                mailroom_backend::pg::PgStore::connect(&url, common::pg::tls(None))
+                    .await
+                    .unwrap(),
+            );
+            let cipher = Arc::new(Cipher::load_or_create_at(&key, true).unwrap());
+            let metrics = Arc::new(Metrics::new(Default::default()));
+            Arc::new(
+                Webhooks::new(store, cipher, clock, metrics, None, Duration::from_secs(5)).unwrap(),
+            )
+        }
+    };
+    let a = server(clock.clone()).await;
+    let b = server(clock).await;
+    subscribe(&a, receiver.url("/h"), &["message.sent"]).await;
+    b.changed();
+    const EVENTS: usize = 40;
+    for i in 0..EVENTS {
+        let emitter = if i % 2 == 0 { &a } else { &b };
+        emitter
+            .emit("message.sent", json!({"id": format!("msg_{i}")}))
+            .await;
+    }
+    let (x, y) = tokio::join!(
+        async {
+            let mut n = 0;
+            for _ in 0..20 {
+                n += a.send_due().await;
+            }
+            n
+        },
+        async {
+            let mut n = 0;
+            for _ in 0..20 {
+                n += b.send_due().await;
+            }
+            n
+        }
+    );
+    assert_eq!(x + y, EVENTS, "each claimed once: {x} + {y}");
+    let got = receiver.wait_for(EVENTS).await;
+    let ids: std::collections::HashSet<&str> = got.iter().map(|h| h.header("webhook-id")).collect();
+    assert_eq!((got.len(), ids.len()), (EVENTS, EVENTS), "each sent once");
+}

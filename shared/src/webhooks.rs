@@ -1,0 +1,249 @@
+//! Webhooks (docs/API.md §14): the JSON of the routes, the events and the
+//! formats, and the rule for a receiver's URL, shared by the server and the page.
+
+use serde::{Deserialize, Serialize};
+
+/// Every event a webhook may subscribe to, in the order the page lists them.
+pub const EVENTS: &[(&str, &str)] = &[
+    (
+        "delivery.paused",
+        "Delivery paused (a wrong setting, an expired credential, the upstream down)",
+    ),
+    ("delivery.resumed", "Delivery resumed"),
+    ("message.failed", "A message failed for good"),
+    (
+        "message.deferred",
+        "A message was deferred (its first deferral only)",
+    ),
+    ("message.sent", "A message was sent"),
+    (
+        "credential.expiring",
+        "The client secret or certificate expires within 30 days (once a day)",
+    ),
+    (
+        "quota.reached",
+        "An app's limit or a profile's daily recipients reached",
+    ),
+];
+
+/// The event `POST /api/webhooks/{id}/test` sends.
+pub const TEST_EVENT: &str = "webhook.test";
+
+/// How the body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Standard Webhooks: `{"type", "timestamp", "data"}`, signed.
+    #[default]
+    Standard,
+    /// A Slack incoming webhook: `{"text"}`.
+    Slack,
+    /// A Microsoft Teams workflow: a message with one Adaptive Card.
+    Teams,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: &'static [Format] = &[Format::Standard, Format::Slack, Format::Teams];
+
+    /// The JSON id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Format::Standard => "standard",
+            Format::Slack => "slack",
+            Format::Teams => "teams",
+        }
+    }
+
+    /// The format with this id.
+    pub fn from_id(id: &str) -> Option<Format> {
+        Format::ALL.iter().copied().find(|f| f.id() == id)
+    }
+}
+
+/// WEBHOOK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// `wh_…`.
+    pub id: String,
+    /// Where events go.
+    pub url: String,
+    /// The events it receives.
+    pub events: Vec<String>,
+    /// The body's format.
+    pub format: Format,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The last 2xx answer, RFC 3339.
+    pub last_success_at: Option<String>,
+    /// The last other answer or error, RFC 3339.
+    pub last_failure_at: Option<String>,
+}
+
+/// `POST /api/webhooks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// Where events go.
+    pub url: String,
+    /// The events it receives.
+    pub events: Vec<String>,
+    /// The body's format (default `standard`).
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// `PATCH /api/webhooks/{id}`: what changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookChange {
+    /// A new URL.
+    pub url: Option<String>,
+    /// New events.
+    pub events: Option<Vec<String>>,
+    /// A new format.
+    pub format: Option<Format>,
+}
+
+/// `201` of `POST /api/webhooks`: the secret, shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookCreated {
+    /// The webhook.
+    pub webhook: Webhook,
+    /// `whsec_…`: the Standard Webhooks signing secret.
+    pub secret: String,
+}
+
+/// `GET /api/webhooks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WebhookList {
+    /// Every webhook, oldest first.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// `POST /api/webhooks/{id}/test`: the one real request's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookTest {
+    /// A 2xx came back.
+    pub ok: bool,
+    /// The HTTP status, when one came.
+    pub status: Option<u16>,
+    /// What happened, for a person.
+    pub message: String,
+}
+
+/// One delivery of one event to one webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The `webhook-id` header: the same on every retry.
+    pub id: String,
+    /// The event type.
+    pub event: String,
+    /// When the event happened, RFC 3339.
+    pub at: String,
+    /// Requests made so far.
+    pub attempts: u32,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// The last HTTP status, if any.
+    pub last_status: Option<u16>,
+    /// The last error (a non-2xx answer, a timeout, a refused connection).
+    pub last_error: Option<String>,
+}
+
+/// `GET /api/webhooks/{id}/deliveries`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DeliveryList {
+    /// Newest first.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Checks a receiver URL: `https`, or `http` to a loopback address; no
+/// user name or password in it. The error says what to change.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let url = url.trim();
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("Enter the receiver's full URL, starting with https://.")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(
+            "The URL has no host: enter it like https://hooks.example.com/mailroom.".into(),
+        );
+    }
+    if authority.contains('@') {
+        return Err("Leave the user name and password out of the URL; use the signing secret to authenticate Mailroom.".into());
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("The URL must not contain spaces or line breaks.".into());
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if crate::parse::is_loopback_address(host) || host.eq_ignore_ascii_case("localhost") => Ok(()),
+        "http" => Err("Use https: events leave this server signed but readable, so plain http is allowed only to a loopback address.".into()),
+        _ => Err("The URL must start with https://.".into()),
+    }
+}
+
+/// Checks the event list: at least one, each known, none twice.
+pub fn check_events(events: &[String]) -> Result<(), String> {
+    if events.is_empty() {
+        return Err("Choose at least one event.".into());
+    }
+    for (i, e) in events.iter().enumerate() {
+        if !EVENTS.iter().any(|(id, _)| id == e) {
+            let known: Vec<&str> = EVENTS.iter().map(|(id, _)| *id).collect();
+            return Err(format!("“{e}” is not an event; use {}.", known.join(", ")));
+        }
+        if events[..i].contains(e) {
+            return Err(format!("“{e}” is listed twice."));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_https_unless_loopback() {
+        for good in [
+            "https://hooks.slack.com/services/T/B/X",
+            "http://127.0.0.1:9000/hook",
+            "http://[::1]:80/",
+            "http://localhost:8080/x",
+        ] {
+            assert_eq!(check_url(good), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("http://hooks.example.com/x", "Use https"),
+            ("ftp://x", "https://"),
+            ("hooks.example.com", "full URL"),
+            ("https://user:pw@x.example/", "user name"),
+            ("https:///path", "no host"),
+            ("https://x.example/a b", "spaces"),
+            ("http://127.0.0.1.evil.example/", "Use https"),
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn events_are_known_and_listed_once() {
+        let ev = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_events(&ev(&["delivery.paused", "message.sent"])).is_ok());
+        assert!(check_events(&[]).unwrap_err().contains("at least one"));
+        assert!(check_events(&ev(&["message.lost"]))
+            .unwrap_err()
+            .contains("not an event"));
+        assert!(check_events(&ev(&["message.sent", "message.sent"]))
+            .unwrap_err()
+            .contains("twice"));
+    }
+}
