@@ -136,9 +136,17 @@ fn postgres() -> Result<(), String> {
     status(c)
 }
 
+/// promtool and the Debian package tools, which the tests run for real.
+fn debian_tools() -> Result<(), String> {
+    let mut c = cmd("bash");
+    c.arg("scripts/debian-tools.sh");
+    status(c)
+}
+
 fn test() -> Result<(), String> {
     setup(true)?;
     postgres()?;
+    debian_tools()?;
     build_ui()?;
     let mut totals = Totals::default();
     let mut failed_suites = Vec::new();

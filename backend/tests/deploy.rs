@@ -1,0 +1,109 @@
+//! What ships next to the binary, checked with the real tools: the
+//! Prometheus alert rules with Debian's `promtool` (installed by the test
+//! setup, `scripts/debian-tools.sh`; missing is a failure, never a skip),
+//! and every metric they use against a running server's `/metrics`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn rules_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus")
+}
+
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(rules_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("promtool ({e}): run the tests with `cargo xtask test`, whose setup installs Debian's prometheus package"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
+    let checked = promtool(&["check", "rules", "mailroom-alerts.yml"]);
+    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+    let tested = promtool(&["test", "rules", "mailroom-alerts.test.yml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+    let rules = std::fs::read_to_string(rules_dir().join("mailroom-alerts.yml")).unwrap();
+    for alert in [
+        "MailroomDeliveryPaused",
+        "MailroomCredentialExpiring",
+        "MailroomOldestQueuedMessage",
+        "MailroomWebhookFailing",
+        "MailroomQuotaReached",
+    ] {
+        assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
+    }
+    assert_eq!(rules.matches("Fix:").count(), 5, "each alert says the fix");
+}
+
+#[tokio::test]
+async fn every_metric_the_alert_rules_use_is_exported() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let mut s = oauth_settings("localhost", rig.smtp.port());
+    s.client_secret_expires = Some("2027-06-30".into());
+    server.save(&s).await;
+    // Drive every series once: an app past its limit, a webhook that fails.
+    let receiver = mailroom_fakes::FakeReceiver::start().await;
+    receiver.always(mailroom_fakes::Answer::Status(500));
+    let (status, _) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/webhooks",
+            Some(serde_json::json!({"url": receiver.url("/h"), "events": ["message.sent"]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, key) = server
+        .new_app(serde_json::json!({"name": "Busy", "limits": {"messages_per_hour": 1}}))
+        .await;
+    let mail = serde_json::json!({"to": [mailroom_fakes::addr("a", "example.org")], "subject": "s", "text": "x"});
+    let (first, q) = server.submit(&key, &mail).await;
+    assert_eq!(first, 202, "{q}");
+    assert_eq!(server.submit(&key, &mail).await.0, 429);
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    receiver.wait_for(1).await;
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let m = server.metrics().await;
+        if m.contains("mailroom_webhook_failures_total") {
+            break m;
+        }
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "no webhook failure counted:\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let rules = std::fs::read_to_string(rules_dir().join("mailroom-alerts.yml")).unwrap();
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("mailroom_"))
+        .collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used.len(), 5, "{used:?}");
+    for name in used {
+        let family = name.strip_suffix("_total").unwrap_or(name);
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "{name} is not exported:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("mailroom_delivery_paused{profile=\"default\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mailroom_oldest_queued_age_seconds{profile=\"default\"} 0"));
+}
