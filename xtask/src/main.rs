@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 mod bench;
+mod dist;
 
 pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,7 +49,7 @@ pub(crate) fn cmd(program: &str) -> Command {
     c
 }
 
-fn status(mut c: Command) -> Result<(), String> {
+pub(crate) fn status(mut c: Command) -> Result<(), String> {
     let what = format!("{c:?}");
     match c.status() {
         Ok(s) if s.success() => Ok(()),
@@ -58,7 +59,7 @@ fn status(mut c: Command) -> Result<(), String> {
 }
 
 /// Installs what is missing; the browser (Chromium, ChromeDriver) only for tests.
-fn setup(browser: bool) -> Result<(), String> {
+pub(crate) fn setup(browser: bool) -> Result<(), String> {
     let mut c = cmd("bash");
     c.arg("scripts/setup.sh");
     if browser {
@@ -148,6 +149,9 @@ fn test() -> Result<(), String> {
     postgres()?;
     debian_tools()?;
     build_ui()?;
+    // The package the packaging tests inspect (and, as root, install), with
+    // the dev binary the end-to-end tests use too.
+    dist::dist(true)?;
     let mut totals = Totals::default();
     let mut failed_suites = Vec::new();
 
@@ -225,11 +229,14 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("setup") => setup(true),
         Some("build-ui") => setup(false).and_then(|()| build_ui()),
+        Some("dist") => debian_tools()
+            .and_then(|()| dist::dist(args.get(1).map(String::as_str) == Some("--debug")))
+            .map(|_| ()),
         Some("bench") => setup(true)
             .and_then(|()| postgres())
             .and_then(|()| bench::bench()),
         _ => {
-            Err("usage: cargo xtask <run [serve options] | test | setup | build-ui | bench>".into())
+            Err("usage: cargo xtask <run [serve options] | test | setup | build-ui | dist [--debug] | bench>".into())
         }
     };
     match result {
