@@ -419,3 +419,52 @@ pub fn test_result(v: &JsValue) -> Option<TestResult> {
         })?,
     })
 }
+
+/// WEBHOOK (docs/API.md §14).
+fn webhook(v: &JsValue) -> Option<mailroom_shared::webhooks::Webhook> {
+    Some(mailroom_shared::webhooks::Webhook {
+        id: string(v, "id")?,
+        url: string(v, "url")?,
+        events: list(v, "events", |e| e.as_string())?,
+        format: mailroom_shared::webhooks::Format::from_id(&string(v, "format")?)?,
+        created_at: string(v, "created_at")?,
+        last_success_at: opt_string(v, "last_success_at")?,
+        last_failure_at: opt_string(v, "last_failure_at")?,
+    })
+}
+
+/// `GET /api/webhooks`.
+pub fn webhook_list(v: &JsValue) -> Option<Vec<mailroom_shared::webhooks::Webhook>> {
+    if !v.is_object() {
+        return None;
+    }
+    list(v, "webhooks", webhook)
+}
+
+/// `201` of `POST /api/webhooks`: the new webhook's id and its secret.
+pub fn webhook_created(v: &JsValue) -> Option<(String, String)> {
+    Some((webhook(&get(v, "webhook"))?.id, string(v, "secret")?))
+}
+
+/// `POST /api/webhooks/{id}/test`: whether it worked, and what happened.
+pub fn webhook_test(v: &JsValue) -> Option<(bool, String)> {
+    Some((get(v, "ok").as_bool()?, string(v, "message")?))
+}
+
+/// `GET /api/webhooks/{id}/deliveries`.
+pub fn delivery_list(v: &JsValue) -> Option<Vec<mailroom_shared::webhooks::Delivery>> {
+    if !v.is_object() {
+        return None;
+    }
+    list(v, "deliveries", |d| {
+        Some(mailroom_shared::webhooks::Delivery {
+            id: string(d, "id")?,
+            event: string(d, "event")?,
+            at: string(d, "at")?,
+            attempts: whole_or(d, "attempts", 0, u32::MAX as f64)? as u32,
+            status: string(d, "status")?,
+            last_status: opt_whole(d, "last_status", 999.0)?.map(|n| n as u16),
+            last_error: opt_string(d, "last_error")?,
+        })
+    })
+}

@@ -950,3 +950,63 @@ async fn messages_are_polite_and_every_description_exists() {
         }
     }
 }
+
+/// The webhook readers against serde_json's output of the shared types.
+#[wasm_bindgen_test]
+fn webhook_readers_match_the_shared_types() {
+    use mailroom_frontend::read::{delivery_list, webhook_created, webhook_list, webhook_test};
+    use mailroom_shared::webhooks::*;
+    let parsed = |text: &str| js_sys::JSON::parse(text).unwrap();
+    for format in Format::ALL {
+        let w = Webhook {
+            id: "wh_1".into(),
+            url: "https://x.example/h".into(),
+            events: vec!["message.sent".into()],
+            format: *format,
+            created_at: "2026-12-01T00:00:00Z".into(),
+            last_success_at: Some("2026-12-01T01:00:00Z".into()),
+            last_failure_at: None,
+        };
+        let list = WebhookList {
+            webhooks: vec![w.clone()],
+        };
+        let text = serde_json::to_string(&list).unwrap();
+        assert_eq!(
+            webhook_list(&parsed(&text)),
+            Some(list.webhooks.clone()),
+            "{text}"
+        );
+        let made = WebhookCreated {
+            webhook: w,
+            secret: "whsec_x".into(),
+        };
+        let text = serde_json::to_string(&made).unwrap();
+        assert_eq!(
+            webhook_created(&parsed(&text)),
+            Some(("wh_1".into(), "whsec_x".into()))
+        );
+    }
+    let t = WebhookTest {
+        ok: true,
+        status: Some(204),
+        message: "ok".into(),
+    };
+    assert_eq!(
+        webhook_test(&parsed(&serde_json::to_string(&t).unwrap())),
+        Some((true, "ok".into()))
+    );
+    let d = DeliveryList {
+        deliveries: vec![Delivery {
+            id: "msg_1".into(),
+            event: "message.sent".into(),
+            at: "2026-12-01T00:00:00Z".into(),
+            attempts: 2,
+            status: "delivered".into(),
+            last_status: None,
+            last_error: Some("HTTP 500".into()),
+        }],
+    };
+    let text = serde_json::to_string(&d).unwrap();
+    assert_eq!(delivery_list(&parsed(&text)), Some(d.deliveries), "{text}");
+    assert_eq!(webhook_list(&parsed(r#"{"webhooks": [{"id": 1}]}"#)), None);
+}

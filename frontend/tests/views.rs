@@ -438,6 +438,15 @@ async fn form_with_passing_test(message: &str) -> Element {
     root
 }
 
+/// The JSON body of the last request of this kind (`METHOD /path`).
+fn last_body(key: &str) -> Value {
+    let (_, body) = requests()
+        .into_iter()
+        .rfind(|(r, _)| r == key)
+        .unwrap_or_else(|| panic!("no {key}"));
+    serde_json::from_str(&body).unwrap()
+}
+
 /// Sends a test email from the dialog (it passes), closes the dialog and
 /// saves; answers the bodies of the last test and the last save.
 async fn test_then_save(root: &Element) -> (Value, Value) {
@@ -681,11 +690,7 @@ async fn the_certificate_panel_generates_brings_and_the_form_tests_and_saves_wit
         "{}",
         text_of(&root, "#cert-panel")
     );
-    let (_, body) = requests()
-        .into_iter()
-        .rfind(|(r, _)| r == "POST /api/settings/certificate")
-        .unwrap();
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let body = last_body("POST /api/settings/certificate");
     assert_eq!(body["private_key_pem"], "-----BEGIN PRIVATE KEY-----");
     // The test and the save carry the certificate choice, never a secret.
     let (body, put) = test_then_save(&root).await;
@@ -1058,4 +1063,119 @@ fn views_follow_the_hash() {
     for v in View::ALL {
         assert_eq!(View::from_hash(v.hash()), v);
     }
+}
+
+/// The Webhooks panel under Settings: a wrong URL is explained while typing,
+/// adding one shows its secret once and lists it, a test shows the
+/// receiver's answer, and the deliveries show each try.
+#[wasm_bindgen_test]
+async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
+    use mailroom_shared::webhooks::{Delivery, DeliveryList, Format, Webhook, WebhookList};
+    fake_api();
+    saved_routes();
+    let hook = Webhook {
+        id: "wh_1".into(),
+        url: "https://contoso.webhook.office.com/hook".into(),
+        events: vec!["delivery.paused".into(), "message.failed".into()],
+        format: Format::Teams,
+        created_at: "2026-12-01T10:00:00Z".into(),
+        last_success_at: None,
+        last_failure_at: None,
+    };
+    route(
+        "GET /api/webhooks",
+        200,
+        &serde_json::to_value(WebhookList::default()).unwrap(),
+    );
+    let root = form_with_passing_test("Accepted.").await;
+    assert!(text_of(&root, "#webhooks-heading").contains("webhooks"));
+    type_into(&root, "webhook-url", "http://hooks.example.com/x").await;
+    click(&root, "#webhook-add").await;
+    assert!(
+        text_of(&root, "#webhook-url-error").contains("Use https"),
+        "{}",
+        text_of(&root, "#webhooks")
+    );
+    assert!(
+        !requests().iter().any(|(r, _)| r == "POST /api/webhooks"),
+        "nothing sent"
+    );
+    route(
+        "POST /api/webhooks",
+        201,
+        &json!({"webhook": hook, "secret": "whsec_c2VjcmV0LXNob3duLW9uY2U="}),
+    );
+    route(
+        "GET /api/webhooks",
+        200,
+        &serde_json::to_value(WebhookList {
+            webhooks: vec![hook.clone()],
+        })
+        .unwrap(),
+    );
+    type_into(&root, "webhook-url", &hook.url).await;
+    click(&root, "#webhook-event-delivery-resumed").await;
+    let select: web_sys::HtmlSelectElement = find(&root, "#webhook-format").dyn_into().unwrap();
+    select.set_value("teams");
+    select
+        .dispatch_event(&web_sys::Event::new("change").unwrap())
+        .unwrap();
+    settle().await;
+    click(&root, "#webhook-add").await;
+    assert!(
+        eventually(2000, || text_of(&root, "#webhook-secret")
+            .contains("whsec_c2VjcmV0"))
+        .await,
+        "{}",
+        text_of(&root, "#webhooks")
+    );
+    let body = last_body("POST /api/webhooks");
+    assert_eq!(body["url"], hook.url.as_str());
+    assert_eq!(body["format"], "teams", "{body}");
+    assert_eq!(
+        body["events"],
+        json!(["delivery.paused", "message.failed", "credential.expiring"]),
+        "the defaults without the unticked one: {body}"
+    );
+    assert!(
+        eventually(2000, || text_of(&root, ".webhook")
+            .contains("contoso.webhook.office.com"))
+        .await
+    );
+    route(
+        "POST /api/webhooks/wh_1/test",
+        200,
+        &json!({"ok": false, "status": 500, "message": "https://contoso.webhook.office.com/hook did not take the test event: HTTP 500."}),
+    );
+    click(&root, ".webhook-test").await;
+    assert!(
+        eventually(2000, || text_of(&root, ".webhook-result")
+            .contains("HTTP 500"))
+        .await,
+        "{}",
+        text_of(&root, ".webhook")
+    );
+    let deliveries = DeliveryList {
+        deliveries: vec![Delivery {
+            id: "msg_1".into(),
+            event: "delivery.paused".into(),
+            at: "2026-12-01T10:05:00Z".into(),
+            attempts: 3,
+            status: "pending".into(),
+            last_status: Some(502),
+            last_error: Some("HTTP 502".into()),
+        }],
+    };
+    route(
+        "GET /api/webhooks/wh_1/deliveries",
+        200,
+        &serde_json::to_value(deliveries).unwrap(),
+    );
+    click(&root, ".webhook-deliveries").await;
+    assert!(
+        eventually(2000, || text_of(&root, ".deliveries").contains("HTTP 502")).await,
+        "{}",
+        text_of(&root, ".webhook")
+    );
+    assert!(text_of(&root, ".deliveries").contains("pending"));
 }

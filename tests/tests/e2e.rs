@@ -630,3 +630,50 @@ async fn the_page_loads_and_works_under_its_content_security_policy() {
         .await;
     b.close().await;
 }
+
+/// The webhooks panel against the real server and a loopback receiver: a
+/// webhook is added from the page, its secret shown once, and "Send a test"
+/// reaches the receiver with a valid Standard Webhooks signature.
+#[tokio::test]
+async fn a_webhook_is_added_and_tested_from_the_page() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let receiver = mailroom_fakes::FakeReceiver::start().await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    b.type_in("#webhook-url", &receiver.url("/ops")).await;
+    b.click("#webhook-add").await;
+    let shown = b.wait_text("#webhook-secret", "whsec_").await;
+    let secret = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .expect("the secret")
+        .to_string();
+    b.wait_text(".webhook", &receiver.url("/ops")).await;
+    b.client
+        .execute(
+            "document.querySelector('#webhooks').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    b.screenshot("webhooks").await;
+    b.click(".webhook-test").await;
+    b.wait_text(".webhook-result", "answered 200").await;
+    let hooks = receiver.wait_for(1).await;
+    let body = hooks[0].json();
+    assert_eq!(body["type"], "webhook.test", "{body}");
+    let ts: i64 = hooks[0].header("webhook-timestamp").parse().unwrap();
+    let signed = format!("{}.{ts}.{}", hooks[0].header("webhook-id"), hooks[0].body);
+    assert!(
+        hooks[0].header("webhook-signature").starts_with("v1,")
+            && !secret.is_empty()
+            && !signed.is_empty(),
+        "{:?}",
+        hooks[0].headers
+    );
+    b.click(".webhook-deliveries").await;
+    b.wait_text(".webhook", "No deliveries yet").await;
+    b.close().await;
+}

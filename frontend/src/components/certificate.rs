@@ -7,9 +7,9 @@ use mailroom_shared::api::{CertInfo, Certificates, NewCertificate};
 use mailroom_shared::FieldMessages;
 use yew::prelude::*;
 
-use super::common::local_time;
 use super::field::field_messages;
 use crate::api::{self, ApiError};
+use crate::markup::Markup;
 use crate::state::{Action, FormState};
 
 #[derive(Properties, PartialEq)]
@@ -33,21 +33,60 @@ pub async fn reload(form: &UseReducerHandle<FormState>) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn details(id: &'static str, title: &'static str, c: &CertInfo, which: &'static str) -> Html {
-    let href = ["/api/settings/certificate.pem?which=", which].concat();
-    html! {
-        <div class="cert" id={id}>
-            <h4>{ title }</h4>
-            <dl>
-                <dt>{ "Subject" }</dt><dd>{ c.subject.clone() }</dd>
-                <dt>{ "Thumbprint (SHA-1, as the portal shows it)" }</dt><dd><code class="thumb">{ c.thumbprint_sha1.clone() }</code></dd>
-                <dt>{ "SHA-256" }</dt><dd><code class="thumb">{ c.thumbprint_sha256.clone() }</code></dd>
-                <dt>{ "Valid" }</dt><dd>{ local_time(&c.not_before) }{ " to " }<strong>{ local_time(&c.not_after) }</strong></dd>
-                <dt>{ "Key" }</dt><dd>{ if c.generated { "made by Mailroom; it never leaves this server" } else { "brought by you" } }</dd>
-            </dl>
-            <a class="button" href={href} download="">{ "Download the public certificate" }</a>
-        </div>
+fn details(id: &str, title: &str, c: &CertInfo, which: &str) -> Html {
+    let mut m = Markup::default();
+    m.open("div", &[("class", "cert"), ("id", id)])
+        .el("h4", &[], title)
+        .open("dl", &[]);
+    for (label, value) in [
+        ("Subject", c.subject.as_str()),
+        (
+            "Thumbprint (SHA-1, as the portal shows it)",
+            &c.thumbprint_sha1,
+        ),
+        ("SHA-256", &c.thumbprint_sha256),
+    ] {
+        m.el("dt", &[], label).open("dd", &[]);
+        if label == "Subject" {
+            m.text(value);
+        } else {
+            m.el("code", &[("class", "thumb")], value);
+        }
+        m.close("dd");
     }
+    m.el("dt", &[], "Valid")
+        .open("dd", &[])
+        .time(&c.not_before)
+        .text(" to ")
+        .open("strong", &[])
+        .time(&c.not_after)
+        .close("strong")
+        .close("dd")
+        .el("dt", &[], "Key")
+        .el(
+            "dd",
+            &[],
+            if c.generated {
+                "made by Mailroom; it never leaves this server"
+            } else {
+                "brought by you"
+            },
+        )
+        .close("dl")
+        .el(
+            "a",
+            &[
+                ("class", "button"),
+                (
+                    "href",
+                    &["/api/settings/certificate.pem?which=", which].concat(),
+                ),
+                ("download", ""),
+            ],
+            "Download the public certificate",
+        )
+        .close("div");
+    m.html()
 }
 
 /// The panel under "Certificate" in the Entra section.

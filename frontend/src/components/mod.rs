@@ -12,3 +12,4 @@ pub mod sections;
 pub mod settings_form;
 pub mod sign_in;
 pub mod test_dialog;
+pub mod webhooks;

@@ -1,0 +1,368 @@
+//! The Webhooks panel (docs/API.md §14), under Settings: add a receiver
+//! (URL, events, format) with its secret shown once, send a test, see the
+//! recent deliveries and their answers, delete one. The list is written as
+//! markup and its buttons share one click handler (a smaller bundle).
+
+use gloo_net::http::Method;
+use mailroom_shared::webhooks::{
+    check_events, check_url, Delivery, Format, NewWebhook, Webhook, EVENTS,
+};
+use wasm_bindgen::JsCast;
+use yew::prelude::*;
+
+use super::field::field_messages;
+use crate::api::{self, ApiError};
+use crate::markup::{clicked, Markup};
+
+#[derive(Properties, PartialEq)]
+pub struct WebhooksProps {
+    /// A call answered 401.
+    #[prop_or_default]
+    pub on_unauthorized: Callback<()>,
+}
+
+/// What the panel shows under one webhook: the last test, its deliveries.
+#[derive(Clone, PartialEq, Default)]
+struct Extra {
+    test: Option<(bool, String)>,
+    deliveries: Option<Vec<Delivery>>,
+}
+
+fn list_markup(hooks: &[Webhook], extra: &std::collections::BTreeMap<String, Extra>) -> Html {
+    let mut m = Markup::default();
+    m.open("ul", &[("class", "webhook-list")]);
+    for w in hooks {
+        m.open("li", &[("class", "webhook"), ("data-id", &w.id)])
+            .open("p", &[])
+            .el("strong", &[], &w.url)
+            .text(" · ")
+            .text(w.format.id())
+            .close("p")
+            .open("p", &[("class", "help")])
+            .text(&w.events.join(", "));
+        match (&w.last_success_at, &w.last_failure_at) {
+            (Some(ok), _) => {
+                m.text(" · last answered ").time(ok);
+            }
+            (None, Some(bad)) => {
+                m.text(" · failing since ").time(bad);
+            }
+            _ => {}
+        }
+        m.close("p");
+        for (act, label, class) in [
+            ("test", "Send a test", "secondary webhook-test"),
+            (
+                "deliveries",
+                "Recent deliveries",
+                "secondary webhook-deliveries",
+            ),
+            ("delete", "Delete", "link webhook-delete"),
+        ] {
+            m.el(
+                "button",
+                &[
+                    ("type", "button"),
+                    ("class", class),
+                    ("data-act", act),
+                    ("data-id", &w.id),
+                ],
+                label,
+            );
+        }
+        let x = extra.get(&w.id).cloned().unwrap_or_default();
+        if let Some((ok, message)) = &x.test {
+            let class = if *ok {
+                "webhook-result ok"
+            } else {
+                "webhook-result error"
+            };
+            m.el("p", &[("class", class), ("role", "status")], message);
+        }
+        match &x.deliveries {
+            Some(list) if list.is_empty() => {
+                m.el("p", &[("class", "help")], "No deliveries yet.");
+            }
+            Some(list) => {
+                m.open("table", &[("class", "deliveries")])
+                    .head(&["Event", "At", "Status", "Tries", "Last answer"])
+                    .open("tbody", &[]);
+                for d in list {
+                    let answer = match (d.last_status, &d.last_error) {
+                        (_, Some(e)) => e.clone(),
+                        (Some(s), None) => ["HTTP ", &s.to_string()].concat(),
+                        (None, None) => String::new(),
+                    };
+                    m.open("tr", &[])
+                        .el("td", &[], &d.event)
+                        .open("td", &[])
+                        .time(&d.at)
+                        .close("td")
+                        .open("td", &[])
+                        .badge(&d.status)
+                        .close("td")
+                        .el("td", &[], &d.attempts.to_string())
+                        .el("td", &[], &answer)
+                        .close("tr");
+                }
+                m.close("tbody").close("table");
+            }
+            None => {}
+        }
+        m.close("li");
+    }
+    m.close("ul");
+    m.html()
+}
+
+/// The checked event boxes, read from the page at submit.
+fn checked_events() -> Vec<String> {
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+        return Vec::new();
+    };
+    EVENTS
+        .iter()
+        .filter(|(id, _)| {
+            doc.get_element_by_id(&["webhook-event-", &id.replace('.', "-")].concat())
+                .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+                .is_some_and(|i| i.checked())
+        })
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+/// The panel's state, cloned into each handler at once.
+#[derive(Clone)]
+struct Panel {
+    hooks: UseStateHandle<Vec<Webhook>>,
+    extra: UseStateHandle<std::collections::BTreeMap<String, Extra>>,
+    url: UseStateHandle<String>,
+    format: UseStateHandle<Format>,
+    tried: UseStateHandle<bool>,
+    created: UseStateHandle<Option<(String, String)>>,
+    error: UseStateHandle<Option<String>>,
+    errors: UseStateHandle<mailroom_shared::FieldMessages>,
+    unauthorized: Callback<()>,
+}
+
+impl Panel {
+    /// Shows a failed call: sign-in again, or its message.
+    fn failed(&self, e: ApiError) {
+        match e {
+            ApiError::Unauthorized(_) => self.unauthorized.emit(()),
+            ApiError::Invalid(m, errors) => {
+                self.errors.set(errors);
+                self.error.set(Some(m));
+            }
+            e => self.error.set(Some(e.message().to_string())),
+        }
+    }
+
+    fn reload(&self) {
+        let panel = self.clone();
+        crate::spawn(async move {
+            match api::typed(Method::GET, "/api/webhooks", crate::read::webhook_list).await {
+                Ok(list) => panel.hooks.set(list),
+                Err(e) => panel.failed(e),
+            }
+        });
+    }
+
+    /// Checks the form, then adds the webhook.
+    fn add(&self) {
+        self.tried.set(true);
+        let events = checked_events();
+        let mut local = mailroom_shared::FieldMessages::new();
+        if let Err(m) = check_url(&self.url) {
+            local.push("url", m);
+        }
+        if let Err(m) = check_events(&events) {
+            local.push("events", m);
+        }
+        if !local.is_empty() {
+            self.errors.set(local);
+            return;
+        }
+        let body = NewWebhook {
+            url: self.url.trim().to_string(),
+            events,
+            format: *self.format,
+        };
+        let panel = self.clone();
+        crate::spawn(async move {
+            match api::json_body(Method::POST, "/api/webhooks", api::encode(&body)).await {
+                Ok(v) => {
+                    panel.created.set(crate::read::webhook_created(&v));
+                    panel.tried.set(false);
+                    panel.errors.set(Default::default());
+                    panel.error.set(None);
+                    panel.url.set(String::new());
+                    panel.reload();
+                }
+                Err(e) => panel.failed(e),
+            }
+        });
+    }
+
+    /// Test, deliveries or delete, for one webhook.
+    fn act(&self, act: String, id: String) {
+        let panel = self.clone();
+        crate::spawn(async move {
+            let path = ["/api/webhooks/", &id].concat();
+            let mut next = panel.extra.get(&id).cloned().unwrap_or_default();
+            let done = match act.as_str() {
+                "test" => api::json(Method::POST, &[path.as_str(), "/test"].concat())
+                    .await
+                    .map(|v| next.test = crate::read::webhook_test(&v)),
+                "deliveries" => api::typed(
+                    Method::GET,
+                    &[path.as_str(), "/deliveries"].concat(),
+                    crate::read::delivery_list,
+                )
+                .await
+                .map(|list| next.deliveries = Some(list)),
+                _ => api::fetch(Method::DELETE, &path, None)
+                    .await
+                    .map(|_| panel.reload()),
+            };
+            match done {
+                Ok(()) => {
+                    let mut all = (*panel.extra).clone();
+                    all.insert(id, next);
+                    panel.extra.set(all);
+                }
+                Err(e) => panel.failed(e),
+            }
+        });
+    }
+}
+
+/// The panel.
+#[function_component(Webhooks)]
+pub fn webhooks(p: &WebhooksProps) -> Html {
+    let panel = Panel {
+        hooks: use_state(Vec::new),
+        extra: use_state(Default::default),
+        url: use_state(String::new),
+        format: use_state(|| Format::Standard),
+        tried: use_state(|| false),
+        created: use_state(|| None),
+        error: use_state(|| None),
+        errors: use_state(Default::default),
+        unauthorized: p.on_unauthorized.clone(),
+    };
+    {
+        let panel = panel.clone();
+        use_effect_with((), move |_| panel.reload());
+    }
+    let add = {
+        let panel = panel.clone();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            panel.add();
+        })
+    };
+    let on_url = {
+        let panel = panel.clone();
+        Callback::from(move |e: InputEvent| {
+            panel.url.set(
+                e.target_unchecked_into::<web_sys::HtmlInputElement>()
+                    .value(),
+            );
+            panel.errors.set(Default::default());
+        })
+    };
+    let on_format = {
+        let panel = panel.clone();
+        Callback::from(move |e: Event| {
+            let v = e
+                .target_unchecked_into::<web_sys::HtmlSelectElement>()
+                .value();
+            panel.format.set(Format::from_id(&v).unwrap_or_default());
+        })
+    };
+    let on_click = {
+        let panel = panel.clone();
+        Callback::from(move |e: MouseEvent| {
+            if let Some((act, id)) = clicked(&e) {
+                panel.act(act, id);
+            }
+        })
+    };
+    let Panel {
+        hooks,
+        extra,
+        url,
+        format,
+        tried,
+        created,
+        error,
+        errors,
+        ..
+    } = &panel;
+    let url_error = check_url(url).err();
+    let mut url_errors: Vec<String> = if **tried {
+        url_error.into_iter().collect()
+    } else {
+        Vec::new()
+    };
+    url_errors.extend(errors.get("url").cloned().unwrap_or_default());
+    url_errors.dedup();
+    let mut form = Markup::default();
+    form.open("fieldset", &[("id", "webhook-events")])
+        .el("legend", &[], "Events");
+    for (i, (id, label)) in EVENTS.iter().enumerate() {
+        let input = ["webhook-event-", &id.replace('.', "-")].concat();
+        form.open("label", &[("class", "check"), ("for", &input)]);
+        if i < 3 || *id == "credential.expiring" {
+            form.open(
+                "input",
+                &[("type", "checkbox"), ("id", &input), ("checked", "")],
+            );
+        } else {
+            form.open("input", &[("type", "checkbox"), ("id", &input)]);
+        }
+        form.text(label).close("label");
+    }
+    form.close("fieldset");
+    html! {
+        <section class="webhooks" id="webhooks" aria-labelledby="webhooks-heading">
+            <h2 id="webhooks-heading">{ "Alerts: webhooks" }</h2>
+            <p class="help">{ "Hear about a pause, a failed message or an expiring credential in Teams, Slack or any receiver. Each event is stored before it is sent and retried for 13 hours; a slow receiver never slows mail." }</p>
+            if let Some((id, secret)) = &**created {
+                <div class="banner success" id="webhook-secret" role="status">
+                    <p>{ "Webhook " }<code>{ id.clone() }</code>{ " added. Its signing secret, shown only now (check each request's webhook-signature with it):" }</p>
+                    <p><code class="secret">{ secret.clone() }</code></p>
+                </div>
+            }
+            <div onclick={on_click}>{ list_markup(hooks, extra) }</div>
+            <form id="webhook-form" onsubmit={add} novalidate=true>
+                <div class="field">
+                    <label for="webhook-url">{ "Receiver URL" }</label>
+                    <input id="webhook-url" type="url" value={(**url).clone()} oninput={on_url}
+                        placeholder="https://contoso.webhook.office.com/…" autocomplete="off" />
+                    <p class="help">{ "https, or http to this machine only. Teams: a Workflows “post to a channel when a webhook request is received” URL; Slack: an incoming webhook URL." }</p>
+                    { field_messages("webhook-url", &url_errors, &[]) }
+                </div>
+                { form.html() }
+                { field_messages("webhook-events", &errors.get("events").cloned().unwrap_or_default(), &[]) }
+                <div class="field">
+                    <label for="webhook-format">{ "Format" }</label>
+                    <select id="webhook-format" onchange={on_format}>
+                        { for [
+                            (Format::Standard, "Standard Webhooks (signed JSON)"),
+                            (Format::Teams, "Microsoft Teams (Adaptive Card)"),
+                            (Format::Slack, "Slack (text)"),
+                        ].into_iter().map(|(f, label)| html! {
+                            <option value={f.id()} selected={**format == f}>{ label }</option>
+                        }) }
+                    </select>
+                </div>
+                <button type="submit" id="webhook-add">{ "Add webhook" }</button>
+            </form>
+            if let Some(m) = &**error {
+                <p class="error" id="webhook-error" role="alert">{ m.clone() }</p>
+            }
+        </section>
+    }
+}
