@@ -342,6 +342,7 @@ impl AppState {
             args.sending.webhook_timeout,
         )
         .map_err(|e| StartError(format!("cannot build the webhook client: {e}")))?;
+        webhooks.set_queue(stores.queue.clone());
         let state = AppState {
             webhooks: Arc::new(webhooks),
             settings: SettingsRepo {

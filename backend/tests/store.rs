@@ -11,7 +11,8 @@ use mailroom_backend::queue::{
     AttemptRecord, Enqueued, Lease, ListFilter, NewMessage, Queue, RecipientOutcome,
 };
 use mailroom_backend::store::{
-    CertRow, CertSlot, FailureStore, Record, SessionStore, SettingsStore, SqliteStore, StoreError,
+    CertRow, CertSlot, FailureStore, NewDelivery, Record, SessionStore, SettingsStore, SqliteStore,
+    StoreError, WebhookRow, WebhookStore,
 };
 use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{Attempt, Paused, Status};
@@ -125,6 +126,7 @@ macro_rules! both {
 }
 
 both!(
+    webhook_events_commit_with_the_attempts_they_report_or_not_at_all,
     a_pending_certificate_passes_and_a_save_makes_it_active_for_every_server,
     concurrent_saves_conflict_and_one_wins,
     the_same_idempotency_key_queues_one_message,
@@ -803,6 +805,65 @@ async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
         .unwrap();
     let ids: Vec<&str> = next.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["msg_a01", "msg_a02"]);
+}
+
+async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fixture) {
+    let s = f.open().await;
+    let hooks = match &f {
+        Fixture::Sqlite(dir) => {
+            Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap()) as Arc<dyn WebhookStore>
+        }
+        Fixture::Postgres(schema) => Arc::new(
+            PgStore::connect(&schema.url, common::pg::tls(None))
+                .await
+                .unwrap(),
+        ),
+    };
+    hooks
+        .add_webhook(WebhookRow {
+            webhook: mailroom_backend::webhooks::new_webhook(
+                "https://hooks.example.com/x".into(),
+                vec!["message.sent".into()],
+                Default::default(),
+                "2026-11-26T00:00:00Z".into(),
+            ),
+            secret: vec![1],
+        })
+        .await
+        .unwrap();
+    let webhook_id = hooks.webhooks().await.unwrap()[0].webhook.id.clone();
+    let event = |id: &str| NewDelivery {
+        id: id.into(),
+        webhook_id: webhook_id.clone(),
+        event: "message.sent".into(),
+        body: "{}".into(),
+        at: "2026-11-26T00:00:01Z".into(),
+        at_unix: T0,
+    };
+    for id in ["msg_a", "msg_b"] {
+        s.queue.enqueue(message(id, None)).await.unwrap();
+    }
+    s.queue.claim(T0, 2, &lease("srv", 60)).await.unwrap();
+    let now = "2026-11-26T00:00:01Z";
+    s.queue
+        .record_many(vec![("msg_a".into(), sent(now))], now, vec![event("evt_1")])
+        .await
+        .unwrap();
+    assert_eq!(
+        (f.rows("attempts").await, f.rows("webhook_deliveries").await),
+        (1, 1)
+    );
+    // The event cannot be stored (its id is taken): the attempt is not either.
+    let failed = s
+        .queue
+        .record_many(vec![("msg_b".into(), sent(now))], now, vec![event("evt_1")])
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(
+        (f.rows("attempts").await, f.rows("webhook_deliveries").await),
+        (1, 1),
+        "one transaction"
+    );
 }
 
 async fn deleting_a_message_takes_its_recipients_and_attempts(f: Fixture) {

@@ -126,7 +126,7 @@ async fn recorder(
         }
         let (records, acks): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|(id, r, ack)| ((id, r), ack)).unzip();
-        let events: Vec<(String, &'static str, bool)> = records
+        let events: Vec<(String, &'static str)> = records
             .iter()
             .filter_map(|(id, r)| {
                 let event = match r.status {
@@ -135,41 +135,21 @@ async fn recorder(
                     Status::Deferred if r.counts => "message.deferred",
                     _ => return None,
                 };
-                Some((id.clone(), event, r.status == Status::Deferred))
+                Some((id.clone(), event))
             })
             .collect();
-        let recorded = queue.record_many(records, &clock.rfc3339()).await;
+        let rows = webhooks.message_rows(&events).await;
+        let has_events = !rows.is_empty();
+        let recorded = queue.record_many(records, &clock.rfc3339(), rows).await;
         if let Err(e) = &recorded {
             tracing::error!(error = %e, "cannot record delivery attempts");
         }
         for ack in acks {
             let _ = ack.send(());
         }
-        if recorded.is_ok() {
-            message_events(&*queue, &webhooks, events).await;
+        if recorded.is_ok() && has_events {
+            webhooks.wake();
         }
-    }
-}
-
-/// The webhook events of recorded attempts (after their commit): the
-/// message's SUMMARY; `message.deferred` for its first deferral only.
-async fn message_events(
-    queue: &dyn Queue,
-    webhooks: &crate::webhooks::Webhooks,
-    events: Vec<(String, &'static str, bool)>,
-) {
-    for (id, event, deferral) in events {
-        if !webhooks.wants(event).await {
-            continue;
-        }
-        let Ok(Some(details)) = queue.details(&id).await else {
-            continue;
-        };
-        if deferral && details.summary.attempt_count != 1 {
-            continue;
-        }
-        let data = serde_json::to_value(&details.summary).unwrap_or_default();
-        webhooks.emit(event, data).await;
     }
 }
 

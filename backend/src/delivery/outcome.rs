@@ -16,14 +16,15 @@ impl Engine {
         *self.last_probe.lock().await = Some(tokio::time::Instant::now());
         self.maybe_paused.store(true, Ordering::Relaxed);
         let was = self.queue.pause_state().await.ok().flatten();
-        if let Err(e) = self.queue.set_pause(Some(paused.clone())).await {
-            tracing::error!(error = %e, "cannot record the pause");
-            return;
-        }
+        // The event is stored first: a crash in between may announce a pause
+        // twice (it is found again at the next try), never miss one.
         if was.is_none() {
             let mut data = serde_json::to_value(&paused).unwrap_or_default();
             data["profile"] = crate::store::DEFAULT_PROFILE.into();
             self.webhooks.emit("delivery.paused", data).await;
+        }
+        if let Err(e) = self.queue.set_pause(Some(paused)).await {
+            tracing::error!(error = %e, "cannot record the pause");
         }
     }
 
@@ -33,13 +34,15 @@ impl Engine {
             return;
         };
         tracing::info!("delivery resumed");
-        if self.queue.set_pause(None).await.is_ok() {
-            let data = serde_json::json!({
-                "profile": crate::store::DEFAULT_PROFILE,
-                "since": was.since,
-                "until": self.clock.rfc3339(),
-            });
-            self.webhooks.emit("delivery.resumed", data).await;
+        // Stored before the pause ends, as for the pause itself.
+        let data = serde_json::json!({
+            "profile": crate::store::DEFAULT_PROFILE,
+            "since": was.since,
+            "until": self.clock.rfc3339(),
+        });
+        self.webhooks.emit("delivery.resumed", data).await;
+        if let Err(e) = self.queue.set_pause(None).await {
+            tracing::error!(error = %e, "cannot end the pause");
         }
     }
 

@@ -1150,11 +1150,22 @@ impl Queue for PgStore {
         &self,
         batch: Vec<(String, AttemptRecord)>,
         now: &str,
+        events: Vec<NewDelivery>,
     ) -> Result<(), StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         for (id, r) in &batch {
             record_in(&tx, id, r, now).await?;
+        }
+        if !events.is_empty() {
+            let stmt = prepared(&tx, sql::ENQUEUE_DELIVERY).await?;
+            for d in &events {
+                tx.execute(
+                    &stmt,
+                    &[&d.id, &d.webhook_id, &d.event, &d.body, &d.at, &d.at_unix],
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -1419,6 +1430,21 @@ impl WebhookStore for PgStore {
             )
             .await?;
         all(rows, sql::delivery_from)
+    }
+
+    async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        match body {
+            Some(body) => {
+                c.execute(&prepared(&c, sql::SET_DELIVERY_BODY).await?, &[&seq, &body])
+                    .await?
+            }
+            None => {
+                c.execute(&prepared(&c, sql::DROP_DELIVERY).await?, &[&seq])
+                    .await?
+            }
+        };
+        Ok(())
     }
 
     async fn last_event_unix(&self, event: &str) -> Result<Option<i64>, StoreError> {

@@ -357,15 +357,18 @@ pub trait Queue: Send + Sync {
     }
     /// Puts claimed messages that were not attempted back to `queued`.
     async fn release(&self, ids: Vec<String>) -> Result<(), StoreError>;
-    /// Records attempts and the messages' new states, in one transaction.
+    /// Records attempts and the messages' new states, and the webhook
+    /// events they raise, in one transaction (an event is never lost).
     async fn record_many(
         &self,
         batch: Vec<(String, AttemptRecord)>,
         now: &str,
+        events: Vec<super::NewDelivery>,
     ) -> Result<(), StoreError>;
     /// Records an attempt and the message's new state.
     async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError> {
-        self.record_many(vec![(id.to_string(), r)], now).await
+        self.record_many(vec![(id.to_string(), r)], now, Vec::new())
+            .await
     }
     /// Messages left `sending` by a crash go back to `queued`: all of them
     /// with one process (SQLite), those whose lease ran out with several.

@@ -103,6 +103,8 @@ pub(crate) const CLAIM_DELIVERIES: &str =
 pub(crate) const FINISH_DELIVERY: &str = "UPDATE webhook_deliveries SET attempts = ?2, status = ?3,
     next_attempt_unix = ?4, last_status = ?5, last_error = ?6, locked_by = NULL, locked_until = NULL
     WHERE seq = ?1";
+pub(crate) const SET_DELIVERY_BODY: &str = "UPDATE webhook_deliveries SET body = ?2 WHERE seq = ?1";
+pub(crate) const DROP_DELIVERY: &str = "DELETE FROM webhook_deliveries WHERE seq = ?1";
 pub(crate) const WEBHOOK_SUCCEEDED: &str = "UPDATE webhooks SET last_success_at = ?2 WHERE id = ?1";
 pub(crate) const WEBHOOK_FAILED: &str = "UPDATE webhooks SET last_failure_at = ?2 WHERE id = ?1";
 pub(crate) const DELIVERIES: &str = "SELECT id, event, created_at, attempts, status, last_status,

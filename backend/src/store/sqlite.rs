@@ -660,12 +660,19 @@ impl Queue for SqliteStore {
         &self,
         batch: Vec<(String, AttemptRecord)>,
         now: &str,
+        events: Vec<NewDelivery>,
     ) -> Result<(), StoreError> {
         let now = now.to_string();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for (id, r) in &batch {
                 record_in(&tx, id, r, &now)?;
+            }
+            for d in &events {
+                tx.execute(
+                    sql::ENQUEUE_DELIVERY,
+                    params![d.id, d.webhook_id, d.event, d.body, d.at, d.at_unix],
+                )?;
             }
             tx.commit()?;
             Ok(())
@@ -1007,6 +1014,17 @@ impl WebhookStore for SqliteStore {
             let mut stmt = c.prepare_cached(sql::DELIVERIES)?;
             let rows = stmt.query_map(params![id, limit], |r| sql::delivery_from(r))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            match body {
+                Some(body) => c.execute(sql::SET_DELIVERY_BODY, params![seq, body])?,
+                None => c.execute(sql::DROP_DELIVERY, params![seq])?,
+            };
+            Ok(())
         })
         .await
     }

@@ -76,7 +76,12 @@ pub struct Webhooks {
     subscribers: Mutex<Option<(tokio::time::Instant, Subscriptions)>>,
     /// `quota.reached` once per crossing: the end of the window last announced.
     announced: Mutex<HashMap<String, i64>>,
+    /// Where a message event's SUMMARY is read at its first try.
+    queue: std::sync::OnceLock<Arc<dyn crate::store::queue::Queue>>,
 }
+
+/// The key of a message event's data until its first try reads the SUMMARY.
+const MESSAGE_REF: &str = "$message";
 
 impl std::fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,7 +143,81 @@ impl Webhooks {
             public_url,
             subscribers: Mutex::new(None),
             announced: Mutex::new(HashMap::new()),
+            queue: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The queue that message events read their SUMMARY from.
+    pub fn set_queue(&self, queue: Arc<dyn crate::store::queue::Queue>) {
+        let _ = self.queue.set(queue);
+    }
+
+    /// Wakes the sender (after events were stored elsewhere).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The outbox rows for message events, to store in the same transaction
+    /// as the attempts they report ([`crate::store::queue::Queue::record_many`]):
+    /// the data names the message and is read at the first try.
+    pub async fn message_rows(&self, events: &[(String, &'static str)]) -> Vec<NewDelivery> {
+        let mut rows = Vec::new();
+        for (message, event) in events {
+            let targets = self.subscribed(event).await;
+            if targets.is_empty() {
+                continue;
+            }
+            let at = self.clock.rfc3339();
+            let body =
+                json!({"type": event, "timestamp": at, "data": {MESSAGE_REF: message}}).to_string();
+            let at_unix = self.clock.wall().unix_timestamp();
+            rows.extend(targets.into_iter().map(|webhook_id| NewDelivery {
+                id: random_id("msg_"),
+                webhook_id,
+                event: event.to_string(),
+                body: body.clone(),
+                at: at.clone(),
+                at_unix,
+            }));
+        }
+        rows
+    }
+
+    /// A message event's body with the message's SUMMARY in `data`, fixed
+    /// in the store so every retry sends the same; `None` when the event
+    /// does not apply after all (a deferral that is not the first).
+    async fn settle(&self, d: &DueDelivery) -> Result<Option<String>, String> {
+        let Ok(mut body) = serde_json::from_str::<Value>(&d.body) else {
+            return Ok(Some(d.body.clone()));
+        };
+        let Some(message) = body["data"][MESSAGE_REF].as_str().map(str::to_string) else {
+            return Ok(Some(d.body.clone()));
+        };
+        let Some(queue) = self.queue.get() else {
+            return Err("the queue is not connected".into());
+        };
+        let details = queue.details(&message).await.map_err(|e| e.to_string())?;
+        let settled = match details {
+            Some(details)
+                if d.event == "message.deferred" && details.summary.attempt_count != 1 =>
+            {
+                None
+            }
+            Some(details) => {
+                body["data"] = serde_json::to_value(&details.summary).unwrap_or_default();
+                Some(body.to_string())
+            }
+            // Purged meanwhile: its id is all there is to say.
+            None => {
+                body["data"] = json!({"id": message});
+                Some(body.to_string())
+            }
+        };
+        self.store
+            .settle_delivery(d.seq, settled.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(settled)
     }
 
     /// The store (for the routes).
@@ -404,7 +483,15 @@ impl Webhooks {
         n
     }
 
-    async fn deliver(&self, d: DueDelivery, hook: Option<WebhookRow>) {
+    async fn deliver(&self, mut d: DueDelivery, hook: Option<WebhookRow>) {
+        match self.settle(&d).await {
+            Ok(Some(body)) => d.body = body,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a webhook event's message");
+                return;
+            }
+        }
         let attempts = d.attempts + 1;
         let sent = match &hook {
             None => Sent {
