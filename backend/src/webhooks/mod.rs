@@ -167,20 +167,27 @@ impl Webhooks {
             if targets.is_empty() {
                 continue;
             }
-            let at = self.clock.rfc3339();
-            let body =
-                json!({"type": event, "timestamp": at, "data": {MESSAGE_REF: message}}).to_string();
-            let at_unix = self.clock.wall().unix_timestamp();
-            rows.extend(targets.into_iter().map(|webhook_id| NewDelivery {
+            rows.extend(self.rows(targets, event, json!({MESSAGE_REF: message})));
+        }
+        rows
+    }
+
+    /// One outbox row per webhook for an event that happens now.
+    fn rows(&self, targets: Vec<String>, event: &str, data: Value) -> Vec<NewDelivery> {
+        let at = self.clock.rfc3339();
+        let body = json!({"type": event, "timestamp": at, "data": data}).to_string();
+        let at_unix = self.clock.wall().unix_timestamp();
+        targets
+            .into_iter()
+            .map(|webhook_id| NewDelivery {
                 id: random_id("msg_"),
                 webhook_id,
                 event: event.to_string(),
                 body: body.clone(),
                 at: at.clone(),
                 at_unix,
-            }));
-        }
-        rows
+            })
+            .collect()
     }
 
     /// A message event's body with the message's SUMMARY in `data`, fixed
@@ -286,20 +293,7 @@ impl Webhooks {
         if targets.is_empty() {
             return;
         }
-        let at = self.clock.rfc3339();
-        let body = json!({"type": event, "timestamp": at, "data": data}).to_string();
-        let at_unix = self.clock.wall().unix_timestamp();
-        let rows = targets
-            .into_iter()
-            .map(|webhook_id| NewDelivery {
-                id: random_id("msg_"),
-                webhook_id,
-                event: event.to_string(),
-                body: body.clone(),
-                at: at.clone(),
-                at_unix,
-            })
-            .collect();
+        let rows = self.rows(targets, event, data);
         match self.store.enqueue_deliveries(rows).await {
             Ok(()) => self.wake.notify_one(),
             Err(e) => tracing::error!(error = %e, event, "cannot store the event"),
