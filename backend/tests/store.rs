@@ -864,6 +864,46 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
         (1, 1),
         "one transaction"
     );
+    // Retention takes final deliveries only.
+    hooks
+        .enqueue_deliveries(vec![NewDelivery {
+            at: "2026-11-27T00:00:00Z".into(),
+            ..event("evt_2")
+        }])
+        .await
+        .unwrap();
+    let due = hooks
+        .claim_deliveries(T0 + 86_400, "srv", 60, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    for d in &due {
+        let result = mailroom_backend::store::DeliveryResult {
+            attempts: 1,
+            status: if d.id == "evt_1" {
+                "delivered"
+            } else {
+                "pending"
+            },
+            next_unix: T0 + 86_400 + 5,
+            last_status: Some(200),
+            last_error: None,
+            at: "2026-11-27T00:00:00Z".into(),
+        };
+        hooks.finish_delivery(d, result).await.unwrap();
+    }
+    assert_eq!(
+        hooks
+            .purge_deliveries("2026-11-28T00:00:00Z")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.rows("webhook_deliveries").await,
+        1,
+        "the pending one stays"
+    );
 }
 
 async fn deleting_a_message_takes_its_recipients_and_attempts(f: Fixture) {

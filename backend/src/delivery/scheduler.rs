@@ -87,6 +87,7 @@ impl Engine {
             if let Ok(keep_from) = keep_from.format(&time::format_description::well_known::Rfc3339)
             {
                 let _ = self.queue.purge(&keep_from).await;
+                let _ = self.webhooks.store().purge_deliveries(&keep_from).await;
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}

@@ -136,6 +136,9 @@ pub trait WebhookStore: Send + Sync {
     /// Fixes a delivery's body (its data read at the first try), or drops
     /// the delivery (`None`: an event that turned out not to apply).
     async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError>;
+    /// Deletes delivered and failed deliveries of events before `cutoff`
+    /// (RFC 3339, `--retention`); answers how many.
+    async fn purge_deliveries(&self, cutoff: &str) -> Result<u64, StoreError>;
 }
 
 /// The profile whose settings `/api/settings` edits.

@@ -1432,6 +1432,14 @@ impl WebhookStore for PgStore {
         all(rows, sql::delivery_from)
     }
 
+    async fn purge_deliveries(&self, cutoff: &str) -> Result<u64, StoreError> {
+        let c = self.pool.get().await?;
+        Ok(
+            c.execute(&prepared(&c, sql::PURGE_DELIVERIES).await?, &[&cutoff])
+                .await?,
+        )
+    }
+
     async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         match body {

@@ -105,6 +105,9 @@ pub(crate) const FINISH_DELIVERY: &str = "UPDATE webhook_deliveries SET attempts
     WHERE seq = ?1";
 pub(crate) const SET_DELIVERY_BODY: &str = "UPDATE webhook_deliveries SET body = ?2 WHERE seq = ?1";
 pub(crate) const DROP_DELIVERY: &str = "DELETE FROM webhook_deliveries WHERE seq = ?1";
+/// Final deliveries older than the retention (`?1`, RFC 3339) go.
+pub(crate) const PURGE_DELIVERIES: &str =
+    "DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND created_at < ?1";
 pub(crate) const WEBHOOK_SUCCEEDED: &str = "UPDATE webhooks SET last_success_at = ?2 WHERE id = ?1";
 pub(crate) const WEBHOOK_FAILED: &str = "UPDATE webhooks SET last_failure_at = ?2 WHERE id = ?1";
 pub(crate) const DELIVERIES: &str = "SELECT id, event, created_at, attempts, status, last_status,

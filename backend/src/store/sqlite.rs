@@ -1018,6 +1018,12 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
+    async fn purge_deliveries(&self, cutoff: &str) -> Result<u64, StoreError> {
+        let cutoff = cutoff.to_string();
+        self.with_conn(move |c| Ok(c.execute(sql::PURGE_DELIVERIES, [cutoff])? as u64))
+            .await
+    }
+
     async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             match body {
