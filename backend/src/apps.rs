@@ -54,7 +54,8 @@ pub fn new_server_id() -> String {
     new_id("srv")
 }
 
-fn new_id(prefix: &str) -> String {
+/// `{prefix}_` and 12 random bytes in hex: the ids of messages, servers, webhooks.
+pub(crate) fn new_id(prefix: &str) -> String {
     let mut bytes = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut bytes);
     format!("{prefix}_{}", hex::encode(bytes))

@@ -32,12 +32,10 @@ pub fn credential_expiry(current: &Current) -> Option<Expiry> {
     }
     if settings.uses_certificate() {
         let row = current.certificate(CertSlot::Active)?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&row.cert_der).ok()?;
-        let sha1 =
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &row.cert_der);
+        let (at_unix, thumbprint) = crate::upstream::certificate::expiry_of(&row.cert_der)?;
         return Some(Expiry {
-            at_unix: cert.validity().not_after.timestamp(),
-            certificate: Some(hex::encode_upper(sha1.as_ref())),
+            at_unix,
+            certificate: Some(thumbprint),
         });
     }
     let (y, m, d) = validate::check_date(settings.client_secret_expires.as_deref()?).ok()?;

@@ -31,18 +31,10 @@ fn pairs() -> &'static [(String, String, Vec<u8>); 2] {
 }
 
 fn key_pem(stored: &Secret) -> String {
-    let b = base64::engine::general_purpose::STANDARD;
-    let der = b.decode(stored.expose()).unwrap();
-    let body: Vec<String> = b
-        .encode(der)
-        .as_bytes()
-        .chunks(64)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        body.join("\n")
-    )
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(stored.expose())
+        .unwrap();
+    pem::encode(&pem::Pem::new("PRIVATE KEY", der))
 }
 
 fn cert_settings(host: &str, port: u16) -> mailroom_shared::Settings {
@@ -349,9 +341,7 @@ async fn brought_certificates_are_checked_with_a_clear_error_for_each_problem() 
     let weak_key = include_str!("fixtures/weak-rsa-1024.key.pem").to_string();
     let expired = {
         // A's key in a certificate that ended yesterday.
-        let b = base64::engine::general_purpose::STANDARD;
-        let body: String = key_a.lines().filter(|l| !l.starts_with("-----")).collect();
-        let pkcs8 = b.decode(body).unwrap();
+        let pkcs8 = pem::parse(key_a.as_str()).unwrap().into_contents();
         let signer = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
             &rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8),
             &rcgen::PKCS_RSA_SHA256,

@@ -389,13 +389,7 @@ impl FakeEntra {
         let app = Router::new()
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Entra");
-        let addr = listener.local_addr().expect("fake Entra address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::serve_loopback(app, "fake Entra").await;
         FakeEntra { addr, inner }
     }
 
@@ -406,26 +400,24 @@ impl FakeEntra {
 
     /// Registers an app: tokens are issued for this tenant, client and secret.
     pub fn register(&self, tenant: &str, client: &str, secret: &str) {
-        self.inner
-            .apps
-            .lock()
-            .unwrap()
-            .entry((tenant.into(), client.into()))
-            .or_default()
-            .secret = Some(secret.into());
+        self.app(tenant, client, |c| c.secret = Some(secret.into()));
+    }
+
+    fn app(&self, tenant: &str, client: &str, change: impl FnOnce(&mut Creds)) {
+        change(
+            self.inner
+                .apps
+                .lock()
+                .unwrap()
+                .entry((tenant.into(), client.into()))
+                .or_default(),
+        );
     }
 
     /// Uploads a certificate (DER) to an app registration: assertions signed
     /// by its key are accepted.
     pub fn register_certificate(&self, tenant: &str, client: &str, der: &[u8]) {
-        self.inner
-            .apps
-            .lock()
-            .unwrap()
-            .entry((tenant.into(), client.into()))
-            .or_default()
-            .certificates
-            .push(der.to_vec());
+        self.app(tenant, client, |c| c.certificates.push(der.to_vec()));
     }
 
     /// Shifts the fake's clock against this machine's, as if one were off.

@@ -297,13 +297,7 @@ impl FakeGraph {
             .route("/v1.0/users/{user}/sendMail", post(send_mail))
             .layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake Graph");
-        let addr = listener.local_addr().expect("fake Graph address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::serve_loopback(app, "fake Graph").await;
         FakeGraph { addr, inner }
     }
 

@@ -19,3 +19,17 @@ pub use webhook::{Answer, FakeReceiver, Hook};
 pub fn addr(local: &str, domain: &str) -> String {
     format!("{local}@{domain}")
 }
+
+/// Serves an HTTP fake on 127.0.0.1 with a free port; answers the address.
+pub(crate) async fn serve_loopback(app: axum::Router, what: &str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind {what}: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{what} address: {e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}

@@ -140,13 +140,7 @@ impl FakeReceiver {
         let app = Router::new()
             .fallback(post(receive))
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the webhook receiver");
-        let addr = listener.local_addr().expect("receiver address");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::serve_loopback(app, "the webhook receiver").await;
         FakeReceiver { addr, inner }
     }
 

@@ -198,6 +198,14 @@ pub fn is_loopback_address(host: &str) -> bool {
     parse_ip(h).is_some_and(|ip| ip.is_loopback())
 }
 
+/// The host of a URL's `host[:port]` part: `[::1]:80` gives `::1`, `a.example:443` gives `a.example`.
+pub fn authority_host(authority: &str) -> &str {
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+}
+
 /// Whether a host is this machine: `localhost` or a loopback address (for hints only).
 pub fn is_loopback(host: &str) -> bool {
     let h = host.trim().trim_end_matches('.').to_ascii_lowercase();

@@ -177,10 +177,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("The URL must not contain spaces or line breaks.".into());
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
+    let host = crate::parse::authority_host(authority);
     match scheme.to_ascii_lowercase().as_str() {
         "https" => Ok(()),
         "http" if crate::parse::is_loopback_address(host) || host.eq_ignore_ascii_case("localhost") => Ok(()),

@@ -7,6 +7,22 @@ use mailroom_fakes::{addr, SmtpConfig};
 /// One Chromium at a time: the machine has two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// One scenario's parts: Chromium to itself, the fakes, the real binary
+/// against them, and a browser signed in to it.
+async fn signed_in() -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    Fakes,
+    Mailroom,
+    Browser,
+) {
+    let serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.sign_in(&app.url).await;
+    (serial, fakes, app, b)
+}
+
 /// Fills the Office 365 OAuth form, pointing the server at the fake SMTP.
 async fn fill_oauth(b: &Browser, fakes: &Fakes, secret: &str, sender: &str) {
     fill_app_ids(b).await;
@@ -56,11 +72,7 @@ async fn run_test_email(b: &Browser) -> String {
 
 #[tokio::test]
 async fn first_run_test_save_and_reload() {
-    let _serial = SERIAL.lock().await;
-    let fakes = Fakes::start(SmtpConfig::default()).await;
-    let app = Mailroom::start(&fakes).await;
-    let b = Browser::start().await;
-    b.sign_in(&app.url).await;
+    let (_serial, fakes, _app, b) = signed_in().await;
 
     b.find("#provider")
         .await
@@ -164,11 +176,7 @@ async fn first_run_test_save_and_reload() {
 /// settings deliver an app's mail over Graph.
 #[tokio::test]
 async fn graph_is_chosen_tested_saved_and_delivers() {
-    let _serial = SERIAL.lock().await;
-    let fakes = Fakes::start(SmtpConfig::default()).await;
-    let app = Mailroom::start(&fakes).await;
-    let b = Browser::start().await;
-    b.sign_in(&app.url).await;
+    let (_serial, fakes, app, b) = signed_in().await;
     fill_app_ids(&b).await;
     b.type_in("#client_secret", SECRET).await;
     fill_mailbox(&b, &mailer()).await;
@@ -254,11 +262,7 @@ async fn graph_is_chosen_tested_saved_and_delivers() {
 /// the pending certificate becomes the active one.
 #[tokio::test]
 async fn a_certificate_is_generated_uploaded_tested_and_saved_from_the_page() {
-    let _serial = SERIAL.lock().await;
-    let fakes = Fakes::start(SmtpConfig::default()).await;
-    let app = Mailroom::start(&fakes).await;
-    let b = Browser::start().await;
-    b.sign_in(&app.url).await;
+    let (_serial, fakes, app, b) = signed_in().await;
     fill_app_ids(&b).await;
     b.click("#client_credential-certificate").await;
     b.wait_text("#cert-none", "No certificate yet").await;
@@ -334,21 +338,13 @@ async fn a_certificate_is_generated_uploaded_tested_and_saved_from_the_page() {
 }
 
 /// A PEM certificate's DER.
-fn der_of_pem(pem: &str) -> Vec<u8> {
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("PEM base64")
+fn der_of_pem(text: &str) -> Vec<u8> {
+    pem::parse(text).expect("a PEM certificate").into_contents()
 }
 
 #[tokio::test]
 async fn wrong_secret_fails_at_the_token_stage_with_the_fix() {
-    let _serial = SERIAL.lock().await;
-    let fakes = Fakes::start(SmtpConfig::default()).await;
-    let app = Mailroom::start(&fakes).await;
-    let b = Browser::start().await;
-    b.sign_in(&app.url).await;
+    let (_serial, fakes, _app, b) = signed_in().await;
     fill_oauth(
         &b,
         &fakes,
@@ -371,11 +367,7 @@ async fn wrong_secret_fails_at_the_token_stage_with_the_fix() {
 
 #[tokio::test]
 async fn send_as_refusal_shows_the_add_recipient_permission_fix() {
-    let _serial = SERIAL.lock().await;
-    let fakes = Fakes::start(SmtpConfig::default()).await;
-    let app = Mailroom::start(&fakes).await;
-    let b = Browser::start().await;
-    b.sign_in(&app.url).await;
+    let (_serial, fakes, _app, b) = signed_in().await;
     let shared = addr("notifications", "contoso.com");
     fill_oauth(&b, &fakes, SECRET, &shared).await;
     b.wait_text("#send-as", "has Send-As rights on this mailbox")
@@ -546,11 +538,7 @@ async fn signed_out_the_api_refuses_and_the_ui_asks_to_sign_in() {
 #[tokio::test]
 #[ignore = "benchmark; run by cargo xtask bench"]
 async fn bench_keystroke_to_message() {
-    let _serial = SERIAL.lock().await;
-    let fakes = Fakes::start(SmtpConfig::default()).await;
-    let app = Mailroom::start(&fakes).await;
-    let b = Browser::start().await;
-    b.sign_in(&app.url).await;
+    let (_serial, _fakes, _app, b) = signed_in().await;
     b.find("#tenant_id").await;
     let script = r#"
         const done = arguments[arguments.length - 1];
@@ -636,12 +624,8 @@ async fn the_page_loads_and_works_under_its_content_security_policy() {
 /// reaches the receiver with a valid Standard Webhooks signature.
 #[tokio::test]
 async fn a_webhook_is_added_and_tested_from_the_page() {
-    let _serial = SERIAL.lock().await;
-    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let (_serial, _fakes, _app, b) = signed_in().await;
     let receiver = mailroom_fakes::FakeReceiver::start().await;
-    let app = Mailroom::start(&fakes).await;
-    let b = Browser::start().await;
-    b.sign_in(&app.url).await;
     b.type_in("#webhook-url", &receiver.url("/ops")).await;
     b.click("#webhook-add").await;
     let shown = b.wait_text("#webhook-secret", "whsec_").await;

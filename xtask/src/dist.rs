@@ -22,25 +22,24 @@ fn arch() -> String {
         .unwrap_or_else(|| "amd64".into())
 }
 
-fn write(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+/// Writes a file of the staged tree with its mode, making its folder.
+fn put(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(fail)?;
     }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(path, bytes).map_err(fail)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(fail)
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> Result<(), String> {
+    put(path, text.as_bytes(), mode)
 }
 
 fn copy(from: &Path, to: &Path, mode: u32) -> Result<(), String> {
-    let text = std::fs::read(from).map_err(|e| format!("{}: {e}", from.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    std::fs::write(to, text).map_err(|e| format!("{}: {e}", to.display()))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("{}: {e}", to.display()))
+    let bytes = std::fs::read(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    put(to, &bytes, mode)
 }
 
 fn control(arch: &str, installed_kib: u64) -> String {
@@ -66,9 +65,11 @@ Description: outgoing email gateway for Office 365 OAuth, SMTP and Microsoft Gra
     )
 }
 
+/// The installed size: every file but the package's own `DEBIAN/`.
 fn du_kib(dir: &Path) -> u64 {
     walk(dir)
         .iter()
+        .filter(|p| !p.starts_with(dir.join("DEBIAN")))
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len().div_ceil(1024))
         .sum()
@@ -109,7 +110,6 @@ pub fn dist(debug: bool) -> Result<(PathBuf, PathBuf), String> {
     let out = root.join("target/dist");
     let stage = out.join("deb");
     let _ = std::fs::remove_dir_all(&stage);
-    let deploy = root.join("deploy");
 
     // The tree the package installs.
     copy(&binary, &stage.join("usr/bin/mailroom"), 0o755)?;
@@ -118,31 +118,30 @@ pub fn dist(debug: bool) -> Result<(PathBuf, PathBuf), String> {
         .args(["--strip-unneeded"])
         .arg(stage.join("usr/bin/mailroom"));
     status(strip)?;
-    copy(
-        &deploy.join("debian/mailroom.service"),
-        &stage.join("lib/systemd/system/mailroom.service"),
-        0o644,
-    )?;
-    copy(
-        &deploy.join("debian/mailroom.env"),
-        &stage.join("etc/mailroom/mailroom.env"),
-        0o640,
-    )?;
-    copy(
-        &deploy.join("prometheus/mailroom-alerts.yml"),
-        &stage.join("usr/share/mailroom/prometheus/mailroom-alerts.yml"),
-        0o644,
-    )?;
-    copy(
-        &root.join("README.md"),
-        &stage.join("usr/share/doc/mailroom/README.md"),
-        0o644,
-    )?;
-    copy(
-        &root.join("docs/API.md"),
-        &stage.join("usr/share/doc/mailroom/API.md"),
-        0o644,
-    )?;
+    for (from, to, mode) in [
+        (
+            "deploy/debian/mailroom.service",
+            "lib/systemd/system/mailroom.service",
+            0o644,
+        ),
+        (
+            "deploy/debian/mailroom.env",
+            "etc/mailroom/mailroom.env",
+            0o640,
+        ),
+        (
+            "deploy/prometheus/mailroom-alerts.yml",
+            "usr/share/mailroom/prometheus/mailroom-alerts.yml",
+            0o644,
+        ),
+        ("README.md", "usr/share/doc/mailroom/README.md", 0o644),
+        ("docs/API.md", "usr/share/doc/mailroom/API.md", 0o644),
+        ("deploy/debian/postinst", "DEBIAN/postinst", 0o755),
+        ("deploy/debian/prerm", "DEBIAN/prerm", 0o755),
+        ("deploy/debian/postrm", "DEBIAN/postrm", 0o755),
+    ] {
+        copy(&root.join(from), &stage.join(to), mode)?;
+    }
     write(
         &stage.join("usr/share/doc/mailroom/copyright"),
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\nUpstream-Name: mailroom\n\nFiles: *\nLicense: MIT or Apache-2.0\n",
@@ -159,13 +158,6 @@ pub fn dist(debug: bool) -> Result<(PathBuf, PathBuf), String> {
         "/etc/mailroom/mailroom.env\n",
         0o644,
     )?;
-    for script in ["postinst", "prerm", "postrm"] {
-        copy(
-            &deploy.join("debian").join(script),
-            &stage.join("DEBIAN").join(script),
-            0o755,
-        )?;
-    }
     // Every directory 0755, whatever the umask made them.
     for dir in [
         "usr",
@@ -198,22 +190,18 @@ pub fn dist(debug: bool) -> Result<(PathBuf, PathBuf), String> {
         &tree.join("mailroom"),
         0o755,
     )?;
-    copy(
-        &deploy.join("mailroom.service"),
-        &tree.join("mailroom.service"),
-        0o644,
-    )?;
-    copy(
-        &deploy.join("debian/mailroom.env"),
-        &tree.join("mailroom.env"),
-        0o640,
-    )?;
-    copy(
-        &deploy.join("prometheus/mailroom-alerts.yml"),
-        &tree.join("mailroom-alerts.yml"),
-        0o644,
-    )?;
-    copy(&root.join("README.md"), &tree.join("README.md"), 0o644)?;
+    for (from, to, mode) in [
+        ("deploy/mailroom.service", "mailroom.service", 0o644),
+        ("deploy/debian/mailroom.env", "mailroom.env", 0o640),
+        (
+            "deploy/prometheus/mailroom-alerts.yml",
+            "mailroom-alerts.yml",
+            0o644,
+        ),
+        ("README.md", "README.md", 0o644),
+    ] {
+        copy(&root.join(from), &tree.join(to), mode)?;
+    }
     let tarball = out.join(format!("{name}.tar.gz"));
     let mut tar = cmd("tar");
     tar.arg("-czf").arg(&tarball).arg("-C").arg(&out).arg(&name);

@@ -1157,16 +1157,7 @@ impl Queue for PgStore {
         for (id, r) in &batch {
             record_in(&tx, id, r, now).await?;
         }
-        if !events.is_empty() {
-            let stmt = prepared(&tx, sql::ENQUEUE_DELIVERY).await?;
-            for d in &events {
-                tx.execute(
-                    &stmt,
-                    &[&d.id, &d.webhook_id, &d.event, &d.body, &d.at, &d.at_unix],
-                )
-                .await?;
-            }
-        }
+        insert_deliveries(&tx, &events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1302,6 +1293,25 @@ impl Queue for PgStore {
     }
 }
 
+/// Stores webhook deliveries in the caller's transaction.
+async fn insert_deliveries(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[NewDelivery],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let stmt = prepared(tx, sql::ENQUEUE_DELIVERY).await?;
+    for d in rows {
+        tx.execute(
+            &stmt,
+            &[&d.id, &d.webhook_id, &d.event, &d.body, &d.at, &d.at_unix],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl WebhookStore for PgStore {
     async fn add_webhook(&self, row: WebhookRow) -> Result<(), StoreError> {
@@ -1355,14 +1365,7 @@ impl WebhookStore for PgStore {
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        let stmt = prepared(&tx, sql::ENQUEUE_DELIVERY).await?;
-        for d in &rows {
-            tx.execute(
-                &stmt,
-                &[&d.id, &d.webhook_id, &d.event, &d.body, &d.at, &d.at_unix],
-            )
-            .await?;
-        }
+        insert_deliveries(&tx, &rows).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -430,6 +430,25 @@ fn sqlite_group(conn: Arc<Mutex<Connection>>) -> GroupFn {
 }
 
 /// Records one attempt inside a transaction.
+/// Stores webhook deliveries in the caller's transaction.
+fn insert_deliveries(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[NewDelivery],
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(sql::ENQUEUE_DELIVERY)?;
+    for d in rows {
+        stmt.execute(params![
+            d.id,
+            d.webhook_id,
+            d.event,
+            d.body,
+            d.at,
+            d.at_unix
+        ])?;
+    }
+    Ok(())
+}
+
 fn record_in(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
@@ -668,12 +687,7 @@ impl Queue for SqliteStore {
             for (id, r) in &batch {
                 record_in(&tx, id, r, &now)?;
             }
-            for d in &events {
-                tx.execute(
-                    sql::ENQUEUE_DELIVERY,
-                    params![d.id, d.webhook_id, d.event, d.body, d.at, d.at_unix],
-                )?;
-            }
+            insert_deliveries(&tx, &events)?;
             tx.commit()?;
             Ok(())
         })
@@ -931,19 +945,7 @@ impl WebhookStore for SqliteStore {
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut stmt = tx.prepare_cached(sql::ENQUEUE_DELIVERY)?;
-                for d in &rows {
-                    stmt.execute(params![
-                        d.id,
-                        d.webhook_id,
-                        d.event,
-                        d.body,
-                        d.at,
-                        d.at_unix
-                    ])?;
-                }
-            }
+            insert_deliveries(&tx, &rows)?;
             tx.commit()?;
             Ok(())
         })

@@ -322,14 +322,10 @@ impl CertKey {
 
 /// A certificate's DER as PEM, 64 characters a line.
 pub fn pem_of(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// What the API shows of a stored certificate (no key needed).
@@ -337,6 +333,13 @@ pub fn info_of(der: &[u8], generated: bool) -> Result<CertInfo, CertError> {
     let (mut info, ..) = read_certificate(der)?;
     info.generated = generated;
     Ok(info)
+}
+
+/// When a stored certificate ends (Unix seconds) and its SHA-1 thumbprint,
+/// for the expiry warning.
+pub fn expiry_of(der: &[u8]) -> Option<(i64, String)> {
+    let (info, not_after, ..) = read_certificate(der).ok()?;
+    Some((not_after, info.thumbprint_sha1))
 }
 
 fn pkcs8_secret(pkcs8: &[u8]) -> Secret {
@@ -404,11 +407,9 @@ mod tests {
     }
 
     fn pkcs8_pem(stored: &Secret) -> String {
-        let b = base64::engine::general_purpose::STANDARD;
-        let der = b.decode(stored.expose()).unwrap();
-        format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            b.encode(der)
-        )
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(stored.expose())
+            .unwrap();
+        pem::encode(&pem::Pem::new("PRIVATE KEY", der))
     }
 }

@@ -147,11 +147,7 @@ pub fn is_plain_http_to_remote(authority: &str) -> bool {
         return false;
     };
     let host_port = rest.split('/').next().unwrap_or_default();
-    let host = match host_port.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
-    };
-    !mailroom_shared::parse::is_loopback_address(host)
+    !mailroom_shared::parse::is_loopback_address(mailroom_shared::parse::authority_host(host_port))
 }
 
 fn warn_if_plain_http(authority: &str) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mailroom_shared::webhooks::{Format, Webhook, WebhookTest};
-use rand::{Rng, RngCore};
+use rand::RngCore;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
@@ -89,12 +89,6 @@ impl std::fmt::Debug for Webhooks {
     }
 }
 
-fn random_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", hex::encode(bytes))
-}
-
 /// A new signing secret: `whsec_` and 24 random bytes in base64.
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 24];
@@ -139,7 +133,7 @@ impl Webhooks {
             http,
             timeout,
             wake: tokio::sync::Notify::new(),
-            owner: random_id("srv_"),
+            owner: crate::apps::new_server_id(),
             public_url,
             subscribers: Mutex::new(None),
             announced: Mutex::new(HashMap::new()),
@@ -180,7 +174,7 @@ impl Webhooks {
         targets
             .into_iter()
             .map(|webhook_id| NewDelivery {
-                id: random_id("msg_"),
+                id: crate::apps::new_message_id(),
                 webhook_id,
                 event: event.to_string(),
                 body: body.clone(),
@@ -412,7 +406,13 @@ impl Webhooks {
         let body = json!({"type": mailroom_shared::webhooks::TEST_EVENT, "timestamp": self.clock.rfc3339(), "data": {}}).to_string();
         let w = &row.webhook;
         let sent = self
-            .send(&w.url, w.format, secret.expose(), &random_id("msg_"), &body)
+            .send(
+                &w.url,
+                w.format,
+                secret.expose(),
+                &crate::apps::new_message_id(),
+                &body,
+            )
             .await;
         WebhookTest {
             ok: sent.ok(),
@@ -540,10 +540,8 @@ impl Webhooks {
 
 /// A webhook as the API shows it, with a fresh id and time.
 pub fn new_webhook(url: String, events: Vec<String>, format: Format, now: String) -> Webhook {
-    let mut id = [0u8; 8];
-    rand::thread_rng().fill(&mut id);
     Webhook {
-        id: format!("wh_{}", hex::encode(id)),
+        id: crate::apps::new_id("wh"),
         url,
         events,
         format,

@@ -186,17 +186,28 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
         let own = own.clone();
         Callback::from(move |_: MouseEvent| own.set(!*own))
     };
-    let text_input = |state: &UseStateHandle<String>| {
-        let state = state.clone();
-        Callback::from(move |e: InputEvent| {
-            state.set(
+    let certs = &p.form.certs;
+    // A PEM text box, with the server's message about it.
+    let pem_area = |id: &'static str,
+                    label: &'static str,
+                    placeholder: &'static str,
+                    state: &UseStateHandle<String>| {
+        let state2 = state.clone();
+        let oninput = Callback::from(move |e: InputEvent| {
+            state2.set(
                 e.target_unchecked_into::<web_sys::HtmlTextAreaElement>()
                     .value(),
             )
-        })
+        });
+        let said = errors.get(id).cloned().unwrap_or_default();
+        html! {
+            <div class="field">
+                <label for={id}>{ label }</label>
+                <textarea id={id} rows="4" spellcheck="false" value={(**state).clone()} {oninput} {placeholder} />
+                { field_messages(id, &said, &[]) }
+            </div>
+        }
     };
-    let certs = &p.form.certs;
-    let field_errors = |f: &str| errors.get(f).cloned().unwrap_or_default();
     html! {
         <div class="cert-panel" id="cert-panel">
             if let Some(a) = &certs.active {
@@ -217,18 +228,8 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
                 <button type="button" class="secondary" id="cert-own" onclick={toggle_own} aria-expanded={if *own { "true" } else { "false" }}>{ "Use my own" }</button>
             </div>
             if *own {
-                <div class="field">
-                    <label for="certificate_pem">{ "Certificate (PEM)" }</label>
-                    <textarea id="certificate_pem" rows="4" spellcheck="false" value={(*cert_pem).clone()} oninput={text_input(&cert_pem)}
-                        placeholder="-----BEGIN CERTIFICATE-----" />
-                    { field_messages("certificate_pem", &field_errors("certificate_pem"), &[]) }
-                </div>
-                <div class="field">
-                    <label for="private_key_pem">{ "Private key (PEM, RSA 2048 bits or more, not encrypted)" }</label>
-                    <textarea id="private_key_pem" rows="4" spellcheck="false" value={(*key_pem).clone()} oninput={text_input(&key_pem)}
-                        placeholder="-----BEGIN PRIVATE KEY-----" />
-                    { field_messages("private_key_pem", &field_errors("private_key_pem"), &[]) }
-                </div>
+                { pem_area("certificate_pem", "Certificate (PEM)", "-----BEGIN CERTIFICATE-----", &cert_pem) }
+                { pem_area("private_key_pem", "Private key (PEM, RSA 2048 bits or more, not encrypted)", "-----BEGIN PRIVATE KEY-----", &key_pem) }
                 <button type="button" id="cert-upload" onclick={upload} disabled={*busy}>{ "Check and keep it" }</button>
             }
             if let Some(m) = &*error {
