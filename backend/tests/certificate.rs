@@ -413,6 +413,9 @@ async fn brought_certificates_are_checked_with_a_clear_error_for_each_problem() 
         let msg = r["errors"][field][0].as_str().unwrap_or_default();
         assert!(msg.contains(says), "{field}: want “{says}”, got {r}");
     }
+    // A paste over the 64 KiB body limit is refused before it is read.
+    let (status, _) = bring("x".repeat(70 * 1024), key_a.clone()).await;
+    assert_eq!(status, 413);
     // A refused one never replaced the good pending one.
     let (_, listing) = server
         .admin(Method::GET, "/api/settings/certificate", None)

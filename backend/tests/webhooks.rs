@@ -78,6 +78,21 @@ async fn routes_check_what_they_take_and_show_the_secret_once() {
         )
         .await;
     assert_eq!(status, 400, "an unknown format is a wrong type");
+    let long = format!("https://hooks.example.com/{}", "a".repeat(3000));
+    let (status, r) = server
+        .admin(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"url": long, "events": ["message.sent"]})),
+        )
+        .await;
+    assert_eq!(status, 422, "{r}");
+    assert!(
+        r["errors"]["url"][0].as_str().unwrap().contains("2,048"),
+        "{r}"
+    );
+    let (_, none) = server.admin(Method::GET, "/api/webhooks", None).await;
+    assert_eq!(none["webhooks"], json!([]), "nothing refused was stored");
     let (id, secret) = add_hook(
         &server,
         "https://hooks.example.com/mailroom",
@@ -533,4 +548,101 @@ async fn two_servers_on_postgres_send_each_event_once() {
     let got = receiver.wait_for(EVENTS).await;
     let ids: std::collections::HashSet<&str> = got.iter().map(|h| h.header("webhook-id")).collect();
     assert_eq!((got.len(), ids.len()), (EVENTS, EVENTS), "each sent once");
+}
+
+/// SIGKILL with message events in the outbox: after a restart every event
+/// of every acknowledged message goes out, each once more and no more (the
+/// kill lands after the first tries were recorded, outside any request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_stored_event_and_sends_none_twice() {
+    let rig = mailroom_fakes::Loopback::start(mailroom_fakes::SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut first, url) = spawn_mailroom(&rig, &data, "0").await;
+    let mut server = Running::client(url);
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let receiver = FakeReceiver::start().await;
+    receiver.always(Answer::Status(500));
+    let (hook, _) = add_hook(&server, &receiver.url("/h"), &["message.sent"], "standard").await;
+    let (_, key) = server.new_app(json!({"name": "Batch"})).await;
+    const N: usize = 20;
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let (status, q) = server
+            .submit(
+                &key,
+                &json!({"to": [addr("a", "example.org")], "subject": format!("m{i}"), "text": "x"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{q}");
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    // Every first try answered 500 and recorded: the kill lands between tries.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, log) = server
+            .admin(
+                Method::GET,
+                &format!("/api/webhooks/{hook}/deliveries"),
+                None,
+            )
+            .await;
+        let tried = log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["attempts"] == 1 && d["status"] == "pending")
+            .count();
+        if tried == N {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert_eq!(receiver.hooks().len(), N);
+    receiver.release();
+
+    let (_second, url) = spawn_mailroom(&rig, &data, "0").await;
+    server.url = url;
+    let got = receiver.wait_for(2 * N).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = if receiver.hooks().len() > got.len() {
+        receiver.hooks()
+    } else {
+        got
+    };
+    let mut per_id = std::collections::BTreeMap::<String, usize>::new();
+    for h in &got {
+        *per_id
+            .entry(h.header("webhook-id").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_id.len(), N, "one event per message");
+    assert!(
+        per_id.values().all(|n| *n == 2),
+        "a failed try and one retry each: {per_id:?}"
+    );
+    let mut reported: Vec<String> = got[N..]
+        .iter()
+        .map(|h| {
+            h.json()["data"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    reported.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(
+        reported, want,
+        "every acknowledged message's event went out"
+    );
 }
