@@ -25,6 +25,8 @@ use crate::queue::Queue;
 /// What the app routes need.
 #[derive(Clone)]
 pub struct AppsState {
+    /// The profiles an app may send through.
+    pub profiles: Arc<dyn crate::store::SettingsStore>,
     /// Where apps live.
     pub queue: Arc<dyn Queue>,
     /// Wrong keys per address (docs/API.md §2), apart from admin sign-ins.
@@ -111,6 +113,11 @@ async fn create(
 ) -> Result<(StatusCode, Json<CreatedApp>), AppError> {
     let mut errors: FieldMessages = validate_new_app(&body);
     let name = body.name.trim().to_string();
+    let profile = match body.profile.trim() {
+        "" => crate::store::DEFAULT_PROFILE.to_string(),
+        p => p.to_string(),
+    };
+    check_profile(&state, &profile, &mut errors).await?;
     if errors.is_empty() && state.queue.app_name_taken(&name).await? {
         errors.push(
             "name",
@@ -135,10 +142,28 @@ async fn create(
         rewrite_from: body.rewrite_from,
         limits: body.limits,
         usage: Default::default(),
+        profile,
     };
     state.queue.create_app(app.clone(), key_hash(&key)).await?;
     tracing::info!(app = %app.id, "app created");
     Ok((StatusCode::CREATED, Json(CreatedApp { app, key })))
+}
+
+/// An app's profile must exist (docs/API.md §15).
+async fn check_profile(
+    state: &AppsState,
+    profile: &str,
+    errors: &mut FieldMessages,
+) -> Result<(), AppError> {
+    let known = state.profiles.profiles().await?;
+    if !known.iter().any(|p| p.id == profile) {
+        let shown: String = profile.chars().take(80).collect();
+        errors.push(
+            "profile",
+            format!("There is no profile “{shown}”. Choose one of GET /api/profiles, or leave it out for the default profile."),
+        );
+    }
+    Ok(())
 }
 
 async fn list(State(state): State<AppsState>) -> Result<Json<AppList>, AppError> {
@@ -185,6 +210,15 @@ async fn change(
     }
     if let Some(limits) = body.limits {
         app.limits = limits;
+    }
+    if let Some(profile) = body.profile {
+        let mut errors = FieldMessages::new();
+        check_profile(&state, profile.trim(), &mut errors).await?;
+        if !errors.is_empty() {
+            return Err(AppError::Invalid("The change is not valid.".into(), errors));
+        }
+        // Its waiting messages keep the profile they were submitted under.
+        app.profile = profile.trim().to_string();
     }
     let mut app = state
         .queue

@@ -27,6 +27,9 @@ pub struct AppLabel {
     pub app: String,
 }
 
+/// `quota_reached`'s one label: `app` or `profile`.
+pub type QuotaLabel = Vec<(String, String)>;
+
 /// A metric per sending profile.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProfileLabel {
@@ -87,8 +90,10 @@ pub struct Metrics {
     pub relay_auth_failures: Counter,
     /// Messages the relay acknowledged with 250.
     pub relay_accepted: Counter,
-    /// Submissions refused at one of their app's limits, by app.
-    pub quota_reached: Family<AppLabel, Counter>,
+    /// Limits reached: an app's (`app`) or a profile's daily recipients (`profile`).
+    pub quota_reached: Family<QuotaLabel, Counter>,
+    /// Recipients counted toward a profile's rolling day.
+    pub recipients_today: Family<ProfileLabel, Gauge>,
     /// Delivery attempts by way out and outcome.
     pub attempts: Family<AttemptLabels, Counter>,
 }
@@ -111,7 +116,13 @@ impl Metrics {
         let relay_connections = Counter::default();
         let relay_auth_failures = Counter::default();
         let relay_accepted = Counter::default();
-        let quota_reached = Family::<AppLabel, Counter>::default();
+        let quota_reached = Family::<QuotaLabel, Counter>::default();
+        let recipients_today = Family::<ProfileLabel, Gauge>::default();
+        registry.register(
+            "profile_recipients_today",
+            "Recipients of messages sent in the last 24 hours, per profile (its recipients_per_day counts these)",
+            recipients_today.clone(),
+        );
         let attempts = Family::<AttemptLabels, Counter>::default();
         let credential_expiry = Family::<ProfileLabel, Gauge>::default();
         let webhook_failures = Family::<WebhookLabel, Counter>::default();
@@ -144,7 +155,7 @@ impl Metrics {
         );
         registry.register(
             "quota_reached",
-            "Submissions refused at one of their app's limits, by app",
+            "Limits reached: submissions refused at an app's limit (app), or messages waiting for a profile's daily recipients (profile)",
             quota_reached.clone(),
         );
         registry.register(
@@ -200,12 +211,18 @@ impl Metrics {
             relay_auth_failures,
             relay_accepted,
             quota_reached,
+            recipients_today,
             attempts,
             credential_expiry,
             webhook_failures,
             delivery_paused,
             oldest_queued_age,
         }
+    }
+
+    /// The label of `quota_reached`: `("app", id)` or `("profile", id)`.
+    pub fn quota(kind: &str, id: &str) -> QuotaLabel {
+        vec![(kind.to_string(), id.to_string())]
     }
 
     /// Counts one message of `app`.
@@ -242,30 +259,37 @@ async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppE
             })
             .set(n as i64);
     }
-    let current = s.settings.load_current().await?;
-    let label = ProfileLabel {
-        profile: crate::store::DEFAULT_PROFILE.into(),
-    };
-    let paused = s.queue.pause_state().await?.is_some();
-    s.metrics
-        .delivery_paused
-        .get_or_create(&label)
-        .set(i64::from(paused));
     let now = s.settings.clock.wall().unix_timestamp();
-    let oldest = s.queue.oldest_waiting_unix().await?;
-    s.metrics
-        .oldest_queued_age
-        .get_or_create(&label)
-        .set(oldest.map_or(0, |t| (now - t).max(0)));
-    match crate::expiry::credential_expiry(&current) {
-        Some(e) => {
-            s.metrics
-                .credential_expiry
-                .get_or_create(&label)
-                .set(e.at_unix);
-        }
-        None => {
-            s.metrics.credential_expiry.remove(&label);
+    let pauses = s.queue.pauses().await?;
+    for profile in s.settings.store.profiles().await? {
+        let current = s.settings.for_profile(&profile.id).load_current().await?;
+        let label = ProfileLabel {
+            profile: profile.id.clone(),
+        };
+        s.metrics
+            .delivery_paused
+            .get_or_create(&label)
+            .set(i64::from(pauses.contains_key(&profile.id)));
+        let oldest = s.queue.oldest_waiting_unix(&profile.id).await?;
+        s.metrics
+            .oldest_queued_age
+            .get_or_create(&label)
+            .set(oldest.map_or(0, |t| (now - t).max(0)));
+        let usage = s.queue.profile_usage(&profile.id, now).await?;
+        s.metrics
+            .recipients_today
+            .get_or_create(&label)
+            .set(usage.recipients_today as i64);
+        match crate::expiry::credential_expiry(&current) {
+            Some(e) => {
+                s.metrics
+                    .credential_expiry
+                    .get_or_create(&label)
+                    .set(e.at_unix);
+            }
+            None => {
+                s.metrics.credential_expiry.remove(&label);
+            }
         }
     }
     let text = s

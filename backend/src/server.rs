@@ -125,6 +125,7 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .merge(crate::settings::routes())
         .merge(crate::test_email::routes())
         .merge(crate::http::certificate::routes())
+        .merge(crate::http::profiles::routes())
         .merge(crate::webhooks::routes::routes())
         .merge(crate::apps::routes())
         .merge(crate::http::activity::routes())
@@ -221,7 +222,15 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 impl Server {
     /// Opens the state and binds the listener.
     pub async fn bind(args: &ServeArgs) -> Result<Server, StartError> {
-        let (mut state, token) = AppState::open(args).await?;
+        Self::bind_with_clock(args, Arc::new(crate::clock::SystemClock)).await
+    }
+
+    /// As [`Server::bind`], with another clock (tests).
+    pub async fn bind_with_clock(
+        args: &ServeArgs,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Server, StartError> {
+        let (mut state, token) = AppState::open_with_clock(args, clock).await?;
         let engine = state.engine().await;
         let sending = <crate::intake::Sending as axum::extract::FromRef<_>>::from_ref(&state);
         let relay = crate::relay::Relay::bind(&args.relay, &args.data_dir, sending).await?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, State};
+use axum::extract::FromRef;
 use axum::routing::get;
 use axum::{Json, Router};
 use mailroom_shared::api::{PublicSettings, PutSettings, Saved, SettingsResponse, SAVED_MESSAGE};
@@ -29,6 +29,18 @@ pub struct SettingsRepo {
     pub saved: Arc<tokio::sync::Notify>,
     /// Wakes the delivery workers (a new message, a save).
     pub wake: Arc<tokio::sync::Notify>,
+    /// Which profile's settings (docs/API.md §15); `default` for `/api/settings`.
+    pub profile: Arc<str>,
+}
+
+impl SettingsRepo {
+    /// The same store, for another profile's settings.
+    pub fn for_profile(&self, profile: &str) -> SettingsRepo {
+        SettingsRepo {
+            profile: Arc::from(profile),
+            ..self.clone()
+        }
+    }
 }
 
 /// Why a stored record could not be read.
@@ -173,8 +185,8 @@ impl Current {
 impl SettingsRepo {
     /// Loads and decrypts the current record, with the stored certificates.
     pub async fn load_current(&self) -> Result<Current, LoadError> {
-        let certificates = self.store.certificates().await?;
-        let Some(record) = self.store.load().await? else {
+        let certificates = self.store.certificates(&self.profile).await?;
+        let Some(record) = self.store.load(&self.profile).await? else {
             return Ok(Current {
                 certificates,
                 ..Current::default()
@@ -201,7 +213,7 @@ impl SettingsRepo {
     /// The saved settings without their secrets (nothing decrypted): what
     /// submission needs for the From rule and the default sender.
     pub async fn load_settings(&self) -> Result<Option<Settings>, LoadError> {
-        let Some(record) = self.store.load().await? else {
+        let Some(record) = self.store.load(&self.profile).await? else {
             return Ok(None);
         };
         Ok(Some(
@@ -227,17 +239,22 @@ pub fn decode(cipher: &Cipher, record: Record) -> Result<Current, DecodeError> {
 }
 
 async fn get_settings(
-    State(repo): State<SettingsRepo>,
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
 ) -> Result<Json<SettingsResponse>, AppError> {
+    settings_of(&repo).await.map(Json)
+}
+
+/// A profile's settings as `GET /api/settings` shows them.
+pub(crate) async fn settings_of(repo: &SettingsRepo) -> Result<SettingsResponse, AppError> {
     let current = repo.load_current().await?;
     let stored = current.stored();
-    Ok(Json(SettingsResponse {
+    Ok(SettingsResponse {
         settings: current
             .settings
             .map(|settings| PublicSettings::new(settings, stored)),
         version: current.version,
         updated_at: current.updated_at,
-    }))
+    })
 }
 
 /// The names of the fields that differ; a secret counts as changed when the
@@ -276,18 +293,45 @@ fn changed_fields(
 }
 
 async fn put_settings(
-    State(repo): State<SettingsRepo>,
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
     ApiJson(body): ApiJson<PutSettings>,
 ) -> Result<Json<Saved>, AppError> {
+    save_settings(&repo, body).await.map(Json)
+}
+
+/// `PUT /api/settings` for the repo's profile.
+pub(crate) async fn save_settings(
+    repo: &SettingsRepo,
+    body: PutSettings,
+) -> Result<Saved, AppError> {
     let current = repo.load_current().await?;
-    let report = body
-        .settings
-        .validate_with(current.stored_for(&body.settings));
+    let (record, changed) = record_to_save(repo, &current, body.settings, body.version)?;
+    let version = repo
+        .store
+        .save(&repo.profile, body.version, record, changed.clone())
+        .await?;
+    tracing::info!(profile = %repo.profile, version, changed = %changed.join(","), "settings saved");
+    repo.saved.notify_one();
+    Ok(Saved {
+        message: SAVED_MESSAGE.into(),
+        version,
+    })
+}
+
+/// Checks settings to save over `current` and makes the stored record
+/// (secrets encrypted, the certificate to activate) and the changed fields.
+pub(crate) fn record_to_save(
+    repo: &SettingsRepo,
+    current: &Current,
+    settings: Settings,
+    version: u64,
+) -> Result<(Record, Vec<String>), AppError> {
+    let report = settings.validate_with(current.stored_for(&settings));
     if !report.is_valid() {
         return Err(AppError::invalid_settings(report.errors));
     }
-    let mut new = body.settings.normalized();
-    let activate_certificate = certificate_to_activate(&current, &new)?;
+    let mut new = settings.normalized();
+    let activate_certificate = certificate_to_activate(current, &new)?;
     // Only the secret of the method in use is kept: switching methods deletes
     // the other one, and a stored one is kept only for its own destination.
     let client_secret = match new.auth_method {
@@ -312,7 +356,7 @@ async fn put_settings(
     let changed = changed_fields(
         current.settings.as_ref(),
         &new,
-        &current,
+        current,
         (client_secret.as_ref(), password.as_ref()),
     );
     let client_secret = client_secret.map(|s| repo.cipher.encrypt("client_secret", &s));
@@ -323,20 +367,11 @@ async fn put_settings(
         settings_json,
         client_secret,
         password,
-        version: body.version,
+        version,
         updated_at: repo.clock.rfc3339(),
         activate_certificate,
     };
-    let version = repo
-        .store
-        .save(body.version, record, changed.clone())
-        .await?;
-    tracing::info!(version, changed = %changed.join(","), "settings saved");
-    repo.saved.notify_one();
-    Ok(Json(Saved {
-        message: SAVED_MESSAGE.into(),
-        version,
-    }))
+    Ok((record, changed))
 }
 
 /// With `client_credential: certificate`, which pending certificate this
@@ -374,5 +409,10 @@ where
     S: Clone + Send + Sync + 'static,
     SettingsRepo: FromRef<S>,
 {
-    Router::new().route("/api/settings", get(get_settings).put(put_settings))
+    Router::new()
+        .route("/api/settings", get(get_settings).put(put_settings))
+        .route(
+            "/api/profiles/{id}/settings",
+            get(get_settings).put(put_settings),
+        )
 }

@@ -61,6 +61,7 @@ impl FromRef<AppState> for MetricsState {
 impl FromRef<AppState> for AppsState {
     fn from_ref(state: &AppState) -> Self {
         AppsState {
+            profiles: state.settings.store.clone(),
             queue: state.queue.clone(),
             key_failures: state.key_failures.clone(),
             clock: state.clock.clone(),
@@ -92,7 +93,17 @@ impl AppState {
             .and_then(|c| c.settings)
             .map(|s| s.provider)
             .unwrap_or_default();
-        let info = mailroom_shared::catalogue::provider(provider);
+        let defaults = crate::delivery::Defaults {
+            rate_per_minute: self.sending.delivery_rate,
+            connections: self.sending.delivery_connections,
+        };
+        // The default profile's limits; every profile gets its own from the
+        // supervisor (docs/API.md §15).
+        let e = mailroom_shared::profiles::ProfileLimits::default().effective(
+            provider,
+            defaults.rate_per_minute,
+            defaults.connections,
+        );
         Engine::new(
             self.queue.clone(),
             self.settings.clone(),
@@ -101,16 +112,15 @@ impl AppState {
             self.clock.clone(),
             self.webhooks.clone(),
             DeliveryOptions {
-                connections: self
-                    .sending
-                    .delivery_connections
-                    .unwrap_or(info.connections),
-                rate_per_minute: self.sending.delivery_rate.unwrap_or(info.rate_per_minute),
+                connections: e.connections,
+                rate_per_minute: e.messages_per_minute,
                 max_queue_time: self.sending.max_queue_time,
                 retention: self.sending.retention,
                 pause_retry: self.sending.pause_retry,
                 lease: self.sending.delivery_lease,
+                recipients_per_day: e.recipients_per_day,
             },
+            defaults,
         )
     }
 }
@@ -303,21 +313,24 @@ impl AppState {
             .map_err(StartError)?;
         let stores = open_stores(args).await?;
         let shown = &stores.shown;
-        let record = stores
-            .settings
-            .load()
-            .await
-            .map_err(|e| StartError(format!("cannot read the database {shown}: {e}")))?;
-        let has_secrets = record
-            .as_ref()
-            .is_some_and(|r| r.client_secret.is_some() || r.password.is_some());
+        // Every profile's secrets must open with the key.
+        let read = |e: crate::store::StoreError| {
+            StartError(format!("cannot read the database {shown}: {e}"))
+        };
+        let mut records = Vec::new();
+        for p in stores.settings.profiles().await.map_err(read)? {
+            records.extend(stores.settings.load(&p.id).await.map_err(read)?);
+        }
+        let has_secrets = records
+            .iter()
+            .any(|r| r.client_secret.is_some() || r.password.is_some());
         let key_file = args
             .secret_key_file
             .clone()
             .unwrap_or_else(|| args.data_dir.join("secret.key"));
         let cipher = Cipher::load_or_create_at(&key_file, !has_secrets)
             .map_err(|e| StartError(e.to_string()))?;
-        if let Some(record) = record {
+        for record in records {
             crate::settings::decode(&cipher, record)
                 .map_err(|_| StartError(KeyError::Mismatch(key_file.clone()).to_string()))?;
         }
@@ -351,6 +364,7 @@ impl AppState {
                 clock: clock.clone(),
                 saved: Arc::default(),
                 wake: Arc::default(),
+                profile: Arc::from(crate::store::DEFAULT_PROFILE),
             },
             queue: stores.queue,
             key_failures: Arc::new(FailureLimit::shared(

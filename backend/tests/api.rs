@@ -188,7 +188,7 @@ async fn save_read_back_without_secrets_and_keep_semantics() {
     let current = state.settings.load_current().await.unwrap();
     assert_eq!(current.client_secret.unwrap().expose(), "new-secret-value");
 
-    let history = state.settings.store.history().await.unwrap();
+    let history = state.settings.store.history("default").await.unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(
         history[0].changed_fields,

@@ -168,6 +168,7 @@ async fn changing_the_auth_method_deletes_the_unused_secret() {
     assert_eq!(got.json["settings"]["password_set"], true);
     let history = mailroom_backend::store::SettingsStore::history(
         &mailroom_backend::store::SqliteStore::open(&dir.path().join("mailroom.db")).unwrap(),
+        "default",
     )
     .await
     .unwrap();

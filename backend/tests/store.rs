@@ -186,6 +186,7 @@ fn message(id: &str, key: Option<&str>) -> NewMessage {
         limits: None,
         now: "2026-11-26T00:00:00Z".into(),
         now_unix: T0,
+        profile: "default".into(),
     }
 }
 
@@ -230,28 +231,28 @@ fn sent(at: &str) -> AttemptRecord {
 
 async fn a_pending_certificate_passes_and_a_save_makes_it_active_for_every_server(f: Fixture) {
     let (a, b) = (f.open().await, f.open().await);
-    assert!(a.settings.certificates().await.unwrap().is_empty());
+    assert!(a.settings.certificates("default").await.unwrap().is_empty());
     a.settings
-        .put_pending_certificate(cert_row(b"one"))
+        .put_pending_certificate("default", cert_row(b"one"))
         .await
         .unwrap();
     // A pass recorded on one server for another certificate changes nothing.
     b.settings
-        .pending_passed(b"other".to_vec(), "{}".into())
+        .pending_passed("default", b"other".to_vec(), "{}".into())
         .await
         .unwrap();
-    let rows = b.settings.certificates().await.unwrap();
+    let rows = b.settings.certificates("default").await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
         (rows[0].slot, rows[0].passed_settings.as_deref()),
         (CertSlot::Pending, None)
     );
     b.settings
-        .pending_passed(b"one".to_vec(), "{\"t\":1}".into())
+        .pending_passed("default", b"one".to_vec(), "{\"t\":1}".into())
         .await
         .unwrap();
     assert_eq!(
-        a.settings.certificates().await.unwrap()[0]
+        a.settings.certificates("default").await.unwrap()[0]
             .passed_settings
             .as_deref(),
         Some("{\"t\":1}")
@@ -260,49 +261,52 @@ async fn a_pending_certificate_passes_and_a_save_makes_it_active_for_every_serve
     let mut wrong = record("{\"t\":1}");
     wrong.activate_certificate = Some(b"other".to_vec());
     assert!(matches!(
-        a.settings.save(0, wrong, vec![]).await,
+        a.settings.save("default", 0, wrong, vec![]).await,
         Err(StoreError::Conflict { .. })
     ));
-    assert!(a.settings.load().await.unwrap().is_none(), "rolled back");
+    assert!(
+        a.settings.load("default").await.unwrap().is_none(),
+        "rolled back"
+    );
     let mut save = record("{\"t\":1}");
     save.activate_certificate = Some(b"one".to_vec());
     assert_eq!(
         a.settings
-            .save(0, save, vec!["client_credential".into()])
+            .save("default", 0, save, vec!["client_credential".into()])
             .await
             .unwrap(),
         1
     );
-    let rows = b.settings.certificates().await.unwrap();
+    let rows = b.settings.certificates("default").await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].slot, CertSlot::Active);
     assert_eq!(rows[0].bound_settings.as_deref(), Some("{\"t\":1}"));
     // The next one replaces the pending slot only; activating it drops the old active.
     b.settings
-        .put_pending_certificate(cert_row(b"two"))
+        .put_pending_certificate("default", cert_row(b"two"))
         .await
         .unwrap();
     b.settings
-        .put_pending_certificate(cert_row(b"three"))
+        .put_pending_certificate("default", cert_row(b"three"))
         .await
         .unwrap();
     assert_eq!(f.rows("certificates").await, 2);
     let mut save = record("{\"t\":2}");
     save.activate_certificate = Some(b"three".to_vec());
-    a.settings.save(1, save, vec![]).await.unwrap();
-    let rows = a.settings.certificates().await.unwrap();
+    a.settings.save("default", 1, save, vec![]).await.unwrap();
+    let rows = a.settings.certificates("default").await.unwrap();
     assert_eq!(
         (rows.len(), rows[0].cert_der.as_slice()),
         (1, &b"three"[..])
     );
     assert!(a
         .settings
-        .delete_certificate(CertSlot::Active)
+        .delete_certificate("default", CertSlot::Active)
         .await
         .unwrap());
     assert!(!a
         .settings
-        .delete_certificate(CertSlot::Pending)
+        .delete_certificate("default", CertSlot::Pending)
         .await
         .unwrap());
 }
@@ -310,8 +314,10 @@ async fn a_pending_certificate_passes_and_a_save_makes_it_active_for_every_serve
 async fn concurrent_saves_conflict_and_one_wins(f: Fixture) {
     let (a, b) = (f.open().await, f.open().await);
     let (x, y) = tokio::join!(
-        a.settings.save(0, record("{\"x\":1}"), vec!["host".into()]),
-        b.settings.save(0, record("{\"y\":2}"), vec!["port".into()]),
+        a.settings
+            .save("default", 0, record("{\"x\":1}"), vec!["host".into()]),
+        b.settings
+            .save("default", 0, record("{\"y\":2}"), vec!["port".into()]),
     );
     let wins = [&x, &y].iter().filter(|r| matches!(r, Ok(1))).count();
     assert_eq!(wins, 1, "{x:?} {y:?}");
@@ -322,18 +328,18 @@ async fn concurrent_saves_conflict_and_one_wins(f: Fixture) {
     );
     assert_eq!(
         a.settings
-            .save(1, record("{}"), vec!["client_secret".into()])
+            .save("default", 1, record("{}"), vec!["client_secret".into()])
             .await
             .unwrap(),
         2
     );
-    let history = b.settings.history().await.unwrap();
+    let history = b.settings.history("default").await.unwrap();
     assert_eq!(
         history.iter().map(|h| h.version).collect::<Vec<_>>(),
         vec![2, 1]
     );
     assert_eq!(history[0].changed_fields, vec!["client_secret".to_string()]);
-    let loaded = b.settings.load().await.unwrap().unwrap();
+    let loaded = b.settings.load("default").await.unwrap().unwrap();
     assert_eq!(
         (loaded.version, loaded.client_secret),
         (2, Some(vec![1, 2, 3]))
@@ -387,12 +393,16 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
             .await
             .unwrap();
     }
-    let mine = a.queue.claim(T0, 10, &lease("srv_a", 60)).await.unwrap();
+    let mine = a
+        .queue
+        .claim("default", T0, 10, &lease("srv_a", 60))
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 3);
     assert_eq!(mine[0].recipients.len(), 2);
     assert!(
         b.queue
-            .claim(T0 + 59, 10, &lease("srv_b", 60))
+            .claim("default", T0 + 59, 10, &lease("srv_b", 60))
             .await
             .unwrap()
             .is_empty(),
@@ -408,7 +418,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
     // Server A dies. After its lease (renewed for msg_0) runs out, B takes them.
     let taken = b
         .queue
-        .claim(T0 + 61, 10, &lease("srv_b", 60))
+        .claim("default", T0 + 61, 10, &lease("srv_b", 60))
         .await
         .unwrap();
     assert_eq!(
@@ -417,7 +427,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
     );
     let taken = b
         .queue
-        .claim(T0 + 91, 10, &lease("srv_b", 60))
+        .claim("default", T0 + 91, 10, &lease("srv_b", 60))
         .await
         .unwrap();
     assert_eq!(taken.len(), 1, "msg_0 after its renewal ran out too");
@@ -450,7 +460,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
     // A sent message is never claimed again; a deferred one is, when due.
     assert!(b
         .queue
-        .claim(T0 + 10_000, 10, &lease("srv_b", 60))
+        .claim("default", T0 + 10_000, 10, &lease("srv_b", 60))
         .await
         .unwrap()
         .iter()
@@ -465,7 +475,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
     assert_eq!(cancelled.status, Status::Cancelled);
     assert!(
         a.queue
-            .claim(T0 + 100, 10, &lease("srv_a", 60))
+            .claim("default", T0 + 100, 10, &lease("srv_a", 60))
             .await
             .unwrap()
             .iter()
@@ -495,7 +505,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
     };
     let claimed = a
         .queue
-        .claim(T0 + 200, 1, &lease("srv_a", 60))
+        .claim("default", T0 + 200, 1, &lease("srv_a", 60))
         .await
         .unwrap();
     a.queue.record(&claimed[0].id, failed, "t").await.unwrap();
@@ -531,7 +541,7 @@ async fn parallel_claimers_never_share_a_message(f: Fixture) {
             let mut got = Vec::new();
             loop {
                 let batch = q
-                    .claim(T0, 4, &lease(&format!("srv_{w}"), 120))
+                    .claim("default", T0, 4, &lease(&format!("srv_{w}"), 120))
                     .await
                     .unwrap();
                 if batch.is_empty() {
@@ -554,7 +564,7 @@ async fn parallel_claimers_never_share_a_message(f: Fixture) {
 
 async fn pause_is_shared_and_keeps_its_first_since(f: Fixture) {
     let (a, b) = (f.open().await, f.open().await);
-    assert!(a.queue.pause_state().await.unwrap().is_none());
+    assert!(a.queue.pause_state("default").await.unwrap().is_none());
     let p = |since: &str, code: &str| Paused {
         since: since.into(),
         stage: Stage::Token,
@@ -563,14 +573,14 @@ async fn pause_is_shared_and_keeps_its_first_since(f: Fixture) {
         hint: Some("Paste the secret's Value.".into()),
     };
     a.queue
-        .set_pause(Some(p("2026-11-26T10:00:00Z", "AADSTS7000215")))
+        .set_pause("default", Some(p("2026-11-26T10:00:00Z", "AADSTS7000215")))
         .await
         .unwrap();
     b.queue
-        .set_pause(Some(p("2026-11-26T10:05:00Z", "AADSTS700016")))
+        .set_pause("default", Some(p("2026-11-26T10:05:00Z", "AADSTS700016")))
         .await
         .unwrap();
-    let seen = a.queue.pause_state().await.unwrap().unwrap();
+    let seen = a.queue.pause_state("default").await.unwrap().unwrap();
     assert_eq!(seen.since, "2026-11-26T10:00:00Z", "the first since stays");
     assert_eq!(
         seen.code.as_deref(),
@@ -578,8 +588,8 @@ async fn pause_is_shared_and_keeps_its_first_since(f: Fixture) {
         "the reason is the latest"
     );
     assert_eq!(seen.stage, Stage::Token);
-    b.queue.set_pause(None).await.unwrap();
-    assert!(a.queue.pause_state().await.unwrap().is_none());
+    b.queue.set_pause("default", None).await.unwrap();
+    assert!(a.queue.pause_state("default").await.unwrap().is_none());
 }
 
 async fn retention_purges_final_messages_only(f: Fixture) {
@@ -587,7 +597,11 @@ async fn retention_purges_final_messages_only(f: Fixture) {
     for id in ["msg_old", "msg_waiting"] {
         s.queue.enqueue(message(id, None)).await.unwrap();
     }
-    let claimed = s.queue.claim(T0, 1, &lease("srv", 60)).await.unwrap();
+    let claimed = s
+        .queue
+        .claim("default", T0, 1, &lease("srv", 60))
+        .await
+        .unwrap();
     assert_eq!(claimed[0].id, "msg_old");
     s.queue
         .record(
@@ -656,12 +670,24 @@ async fn a_session_made_on_one_server_is_valid_on_another(f: Fixture) {
 
 async fn the_delivery_slot_is_shared_where_servers_share_a_store(f: Fixture) {
     let (a, b) = (f.open().await, f.open().await);
-    let first = a.queue.reserve_slot(2000, 1_000_000).await.unwrap();
-    let second = b.queue.reserve_slot(2000, 1_000_500).await.unwrap();
+    let first = a
+        .queue
+        .reserve_slot("default", 2000, 1_000_000)
+        .await
+        .unwrap();
+    let second = b
+        .queue
+        .reserve_slot("default", 2000, 1_000_500)
+        .await
+        .unwrap();
     if f.is_pg() {
         assert_eq!(first, Some(1_000_000));
         assert_eq!(second, Some(1_002_000), "the second server waits its turn");
-        let later = a.queue.reserve_slot(2000, 2_000_000).await.unwrap();
+        let later = a
+            .queue
+            .reserve_slot("default", 2000, 2_000_000)
+            .await
+            .unwrap();
         assert_eq!(later, Some(2_000_000), "an idle gap is not saved up");
     } else {
         // One process per SQLite file: the engine keeps the slot in memory.
@@ -791,7 +817,7 @@ async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
     s.queue.enqueue(trusted).await.unwrap();
     let claimed = s
         .queue
-        .claim(T0 + 10, 3, &lease("srv_a", 120))
+        .claim("default", T0 + 10, 3, &lease("srv_a", 120))
         .await
         .unwrap();
     let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
@@ -800,7 +826,7 @@ async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
     assert!(ids.contains(&"msg_b") && ids.contains(&"msg_t"), "{ids:?}");
     let next = s
         .queue
-        .claim(T0 + 10, 2, &lease("srv_a", 120))
+        .claim("default", T0 + 10, 2, &lease("srv_a", 120))
         .await
         .unwrap();
     let ids: Vec<&str> = next.iter().map(|c| c.id.as_str()).collect();
@@ -843,7 +869,10 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
     for id in ["msg_a", "msg_b"] {
         s.queue.enqueue(message(id, None)).await.unwrap();
     }
-    s.queue.claim(T0, 2, &lease("srv", 60)).await.unwrap();
+    s.queue
+        .claim("default", T0, 2, &lease("srv", 60))
+        .await
+        .unwrap();
     let now = "2026-11-26T00:00:01Z";
     s.queue
         .record_many(vec![("msg_a".into(), sent(now))], now, vec![event("evt_1")])
@@ -909,7 +938,10 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
 async fn deleting_a_message_takes_its_recipients_and_attempts(f: Fixture) {
     let s = f.open().await;
     s.queue.enqueue(message("msg_gone", None)).await.unwrap();
-    s.queue.claim(T0, 1, &lease("srv", 60)).await.unwrap();
+    s.queue
+        .claim("default", T0, 1, &lease("srv", 60))
+        .await
+        .unwrap();
     s.queue
         .record(
             "msg_gone",
@@ -933,18 +965,26 @@ async fn deleting_a_message_takes_its_recipients_and_attempts(f: Fixture) {
 async fn released_messages_are_queued_again_for_any_server(f: Fixture) {
     let (a, b) = (f.open().await, f.open().await);
     a.queue.enqueue(message("msg_rel", None)).await.unwrap();
-    let claimed = a.queue.claim(T0, 5, &lease("srv_a", 120)).await.unwrap();
+    let claimed = a
+        .queue
+        .claim("default", T0, 5, &lease("srv_a", 120))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert!(b
         .queue
-        .claim(T0, 5, &lease("srv_b", 120))
+        .claim("default", T0, 5, &lease("srv_b", 120))
         .await
         .unwrap()
         .is_empty());
     a.queue.release(vec!["msg_rel".into()]).await.unwrap();
     assert_eq!(a.queue.counts().await.unwrap()[&Status::Queued], 1);
     // At once, not after the lease: the other server may take it.
-    let taken = b.queue.claim(T0, 5, &lease("srv_b", 120)).await.unwrap();
+    let taken = b
+        .queue
+        .claim("default", T0, 5, &lease("srv_b", 120))
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1, "released to anyone");
     assert!(
         !a.queue
@@ -971,6 +1011,7 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         messages: 0,
         allowed_from: vec![],
         rewrite_from: false,
+        profile: "default".into(),
         limits: AppLimits {
             recipients_per_day: Some(1000),
             ..AppLimits::default()
@@ -1018,6 +1059,7 @@ async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {
                     q: Some(q),
                     limit: 50,
                     before: None,
+                    profile: None,
                 })
                 .await
                 .unwrap();
@@ -1057,6 +1099,7 @@ async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {
             q: None,
             limit: 3,
             before: None,
+            profile: None,
         })
         .await
         .unwrap();

@@ -5,6 +5,9 @@
 //! together with the decoder); `frontend/tests/page.rs` checks each reader
 //! against what serde_json writes, so they cannot drift from the schema.
 
+use mailroom_shared::profiles::{
+    Profile, ProfileLimits, ProfileState, ProfileUsage, DEFAULT_PROFILE,
+};
 use mailroom_shared::FieldMessages;
 
 use mailroom_shared::api::{
@@ -162,6 +165,7 @@ pub fn app(v: &JsValue) -> Option<mailroom_shared::sending::App> {
         messages: whole_or(v, "messages", 0, 9.0e15)?,
         allowed_from,
         rewrite_from: bool_or(v, "rewrite_from", false)?,
+        profile: string_or(v, "profile", DEFAULT_PROFILE.into())?,
         limits: AppLimits {
             messages_per_hour: limit("messages_per_hour")?,
             messages_per_day: limit("messages_per_day")?,
@@ -274,6 +278,7 @@ pub fn summary(v: &JsValue) -> Option<Summary> {
         created_at: string(v, "created_at")?,
         updated_at: string(v, "updated_at")?,
         attempt_count: whole(v, "attempt_count", u32::MAX as f64)? as u32,
+        profile: string_or(v, "profile", DEFAULT_PROFILE.into())?,
         last_error: opt_object(v, "last_error", |e| {
             Some(LastError {
                 stage: stage(e, "stage")?,
@@ -349,6 +354,62 @@ pub fn queue_state(v: &JsValue) -> Option<QueueState> {
                 })
             })?
         },
+        profiles: if absent(&get(v, "profiles")) {
+            Vec::new()
+        } else {
+            list(v, "profiles", profile_state)?
+        },
+    })
+}
+
+/// A profile's limits (docs/API.md §15): each a whole number or null.
+fn profile_limits(l: &JsValue) -> Option<ProfileLimits> {
+    if absent(l) {
+        return Some(ProfileLimits::default());
+    }
+    let one = |k: &str| opt_whole(l, k, u32::MAX as f64).map(|n| n.map(|n| n as u32));
+    Some(ProfileLimits {
+        recipients_per_day: one("recipients_per_day")?,
+        messages_per_minute: one("messages_per_minute")?,
+        connections: one("connections")?,
+    })
+}
+
+/// What a profile used.
+fn profile_usage(u: &JsValue) -> Option<ProfileUsage> {
+    if absent(u) {
+        return Some(ProfileUsage::default());
+    }
+    Some(ProfileUsage {
+        recipients_today: whole_or(u, "recipients_today", 0, EXACT)?,
+        messages_last_minute: whole_or(u, "messages_last_minute", 0, EXACT)?,
+    })
+}
+
+/// A profile in `GET /api/queue`.
+fn profile_state(p: &JsValue) -> Option<ProfileState> {
+    Some(ProfileState {
+        id: string(p, "id")?,
+        name: string(p, "name")?,
+        paused: opt_object(p, "paused", paused)?,
+        usage: profile_usage(&get(p, "usage"))?,
+        limits: profile_limits(&get(p, "limits"))?,
+    })
+}
+
+/// `GET /api/profiles`: each profile's id, name, version, limits and usage
+/// (its settings are read with [`settings_response`] when it is chosen).
+pub fn profile_list(v: &JsValue) -> Option<Vec<Profile>> {
+    list(v, "profiles", |p| {
+        Some(Profile {
+            id: string(p, "id")?,
+            name: string(p, "name")?,
+            settings: None,
+            version: whole_or(p, "version", 0, EXACT)?,
+            limits: profile_limits(&get(p, "limits"))?,
+            usage: profile_usage(&get(p, "usage"))?,
+            paused: opt_object(p, "paused", paused)?,
+        })
     })
 }
 

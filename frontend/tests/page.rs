@@ -436,6 +436,7 @@ fn the_app_reader_takes_what_serde_json_writes() {
         rewrite_from: true,
         limits: AppLimits::default(),
         usage: AppUsage::default(),
+        profile: "prf_billing".into(),
     };
     let same = |a: &App| {
         let text = serde_json::to_string(a).unwrap();
@@ -498,6 +499,11 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
                 created_at: "2026-11-26T10:00:00Z".into(),
                 updated_at: "2026-11-26T10:01:00Z".into(),
                 attempt_count: n as u32,
+                profile: if n % 2 == 0 {
+                    "default".into()
+                } else {
+                    format!("prf_{n}")
+                },
                 last_error: (n % 2 == 1).then(|| LastError {
                     stage,
                     code: (n % 3 == 0).then(|| "5.1.1".to_string()),
@@ -547,6 +553,28 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
                         at: "2027-01-01T00:00:00Z".into(),
                     })
                     .into_iter()
+                    .collect(),
+                profiles: (0..(n % 3) as u8)
+                    .map(|i| mailroom_shared::profiles::ProfileState {
+                        id: format!("prf_{i}"),
+                        name: format!("Tenant “{i}”"),
+                        paused: (i == 1).then(|| Paused {
+                            since: "2026-11-26T10:00:00Z".into(),
+                            stage,
+                            code: Some("535".into()),
+                            message: "paused".into(),
+                            hint: None,
+                        }),
+                        usage: mailroom_shared::profiles::ProfileUsage {
+                            recipients_today: 9_000 + u64::from(i),
+                            messages_last_minute: u64::from(i),
+                        },
+                        limits: mailroom_shared::profiles::ProfileLimits {
+                            recipients_per_day: (i == 0).then_some(10_000),
+                            messages_per_minute: Some(30),
+                            connections: None,
+                        },
+                    })
                     .collect(),
             };
             let text = serde_json::to_string(&q).unwrap();
@@ -642,6 +670,7 @@ fn the_activity_reducer_merges_pages_and_keeps_the_open_message() {
         updated_at: "t".into(),
         attempt_count: 0,
         last_error: None,
+        profile: "default".into(),
     };
     let ids = |s: &ActivityState| s.messages.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
     let page = |from: u32, to: u32, next: Option<&str>| Page {

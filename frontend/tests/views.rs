@@ -154,6 +154,7 @@ fn app_json(id: &str, name: &str) -> Value {
         rewrite_from: false,
         limits: Default::default(),
         usage: Default::default(),
+        profile: "default".into(),
     })
     .unwrap()
 }
@@ -746,6 +747,7 @@ fn paused_queue(paused: bool) -> Value {
             })
             .into_iter()
             .collect(),
+        profiles: Vec::new(),
     };
     serde_json::to_value(q).unwrap()
 }
@@ -888,6 +890,7 @@ fn summary_of(id: &str, status: &str, subject: &str) -> mailroom_shared::sending
         created_at: "2026-11-26T10:00:00Z".into(),
         updated_at: "2026-11-26T10:01:00Z".into(),
         attempt_count: 1,
+        profile: "default".into(),
         last_error: (status == Status::Failed).then(|| LastError {
             stage: mailroom_shared::api::Stage::Send,
             code: Some("5.1.1".into()),

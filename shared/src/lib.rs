@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod messages;
 pub mod parse;
 pub mod powershell;
+pub mod profiles;
 pub mod sending;
 pub mod settings;
 pub mod validate;

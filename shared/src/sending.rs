@@ -25,6 +25,13 @@ pub struct NewApp {
     pub rewrite_from: bool,
     /// Its limits; absent: the defaults.
     pub limits: AppLimits,
+    /// The profile that sends its mail (docs/API.md §15).
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+fn default_profile() -> String {
+    crate::profiles::DEFAULT_PROFILE.to_string()
 }
 
 /// The largest limit that can be set: higher means no limit in practice.
@@ -104,6 +111,9 @@ pub struct AppChange {
     /// New limits (the whole set; a limit left out takes its default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<AppLimits>,
+    /// Another profile to send its mail (its waiting messages keep theirs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Checks limits: each at least 1 and at most [`MAX_LIMIT`], or null.
@@ -143,6 +153,9 @@ pub struct App {
     /// What it has used of them.
     #[serde(default)]
     pub usage: AppUsage,
+    /// The profile that sends its mail (docs/API.md §15).
+    #[serde(default = "default_profile")]
+    pub profile: String,
 }
 
 /// The answer to `POST /api/apps`: the app and its key, shown this once.
@@ -373,6 +386,9 @@ pub struct QueueState {
     /// What will stop delivery soon unless someone acts (an expiring credential).
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// Every profile's pause, usage and limits (docs/API.md §15).
+    #[serde(default)]
+    pub profiles: Vec<crate::profiles::ProfileState>,
 }
 
 /// A warning of `GET /api/queue` (docs/API.md §13).
@@ -427,6 +443,9 @@ pub struct Summary {
     pub attempt_count: u32,
     /// The last failure.
     pub last_error: Option<LastError>,
+    /// The profile it goes out through (docs/API.md §15).
+    #[serde(default = "default_profile")]
+    pub profile: String,
 }
 
 /// `GET /api/messages`.
@@ -560,6 +579,7 @@ mod tests {
                 messages_per_hour: Some(0),
                 ..AppLimits::default()
             },
+            ..NewApp::default()
         };
         let errors = validate_new_app(&bad);
         assert!(errors["limits"][0].starts_with("messages_per_hour must be"));
@@ -570,6 +590,7 @@ mod tests {
             allowed_from: vec![format!("{}@{}", "scans", "contoso.com")],
             rewrite_from: true,
             limits: AppLimits::default(),
+            ..NewApp::default()
         };
         assert!(validate_new_app(&good).is_empty());
         // Limits come with their defaults; null is no limit.

@@ -29,6 +29,7 @@ use crate::upstream::Upstream;
 
 mod graph;
 mod outcome;
+mod profiles;
 mod scheduler;
 mod worker;
 
@@ -66,6 +67,18 @@ pub struct DeliveryOptions {
     pub pause_retry: Duration,
     /// How long a claim lasts before another server may take the message.
     pub lease: Duration,
+    /// Recipients a rolling day; `None`: no limit (docs/API.md §15).
+    pub recipients_per_day: Option<u32>,
+}
+
+/// The command line's delivery options, the defaults of every profile's
+/// own limits (docs/API.md §15).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Defaults {
+    /// `--delivery-rate`.
+    pub rate_per_minute: Option<u32>,
+    /// `--delivery-connections` (0: this server delivers nothing).
+    pub connections: Option<u32>,
 }
 
 /// The delivery engine.
@@ -103,6 +116,10 @@ pub struct Engine {
     lease: Lease,
     /// Events for the webhooks.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The profile this engine delivers (docs/API.md §15).
+    pub profile: Arc<str>,
+    /// The command line's defaults for every profile.
+    pub defaults: Defaults,
 }
 
 /// An attempt waiting for the recorder, and who waits for its commit.
@@ -166,6 +183,7 @@ fn unix(clock: &dyn Clock) -> i64 {
 
 impl Engine {
     /// An engine over these parts.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         queue: Arc<dyn Queue>,
         settings: SettingsRepo,
@@ -174,10 +192,13 @@ impl Engine {
         clock: Arc<dyn Clock>,
         webhooks: Arc<crate::webhooks::Webhooks>,
         options: DeliveryOptions,
+        defaults: Defaults,
     ) -> Self {
         let (recorder_tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(recorder(queue.clone(), clock.clone(), webhooks.clone(), rx));
         Engine {
+            profile: settings.profile.clone(),
+            defaults,
             webhooks,
             recorder: recorder_tx,
             unrecorded: Arc::default(),
@@ -201,7 +222,9 @@ impl Engine {
     }
 
     /// Puts messages left `sending` by a crash back in the queue, then starts
-    /// the workers and the housekeeping. They stop when `stop` turns true.
+    /// the housekeeping, the webhook sender and the supervisor, which runs
+    /// each profile's workers ([`Engine::supervise`]). They stop when `stop`
+    /// turns true.
     pub async fn start(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
         match self.queue.requeue_sending(unix(&*self.clock)).await {
             Ok(0) => {}
@@ -209,11 +232,6 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "cannot requeue messages left sending"),
         }
         let mut handles = Vec::new();
-        // `--delivery-connections 0`: this server takes mail; others deliver it.
-        for worker in 0..self.options.connections {
-            let (engine, stop) = (self.clone(), stop.clone());
-            handles.push(tokio::spawn(async move { engine.work(worker, stop).await }));
-        }
         let (engine, keeping) = (self.clone(), stop.clone());
         handles.push(tokio::spawn(
             async move { engine.housekeeping(keeping).await },
@@ -221,20 +239,30 @@ impl Engine {
         // Webhooks go out on their own task: a slow receiver never holds mail.
         let (hooks, sending) = (self.webhooks.clone(), stop.clone());
         handles.push(tokio::spawn(async move { hooks.run(sending).await }));
-        let (engine, mut stop) = (self.clone(), stop);
-        handles.push(tokio::spawn(async move {
-            // Saving the settings ends a pause at once: the next message tries them.
-            loop {
-                tokio::select! {
-                    _ = engine.settings_saved.notified() => {}
-                    _ = stop.changed() => return,
-                }
-                *engine.last_probe.lock().await = None;
-                engine.resume().await;
-                engine.wake.notify_waiters();
-            }
-        }));
+        handles.push(tokio::spawn(async move { self.supervise(stop).await }));
         handles
+    }
+
+    /// This engine's workers, one per connection; they stop when `stop` turns true.
+    pub(super) fn start_workers(
+        &self,
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut handles = Vec::new();
+        // `--delivery-connections 0`: this server takes mail; others deliver it.
+        for worker in 0..self.options.connections {
+            let (engine, stop) = (self.clone(), stop.clone());
+            handles.push(tokio::spawn(async move { engine.work(worker, stop).await }));
+        }
+        handles
+    }
+
+    /// The profile's settings were saved: a pause ends at once, and the next
+    /// message tries the new settings.
+    pub(super) async fn settings_changed(&self) {
+        *self.last_probe.lock().await = None;
+        self.resume().await;
+        self.wake.notify_waiters();
     }
 
     /// While paused, whether this worker may try a message now (one at a

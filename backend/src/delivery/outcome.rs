@@ -12,36 +12,36 @@ impl Engine {
             message: d.message.clone(),
             hint: Some(d.hint.clone()),
         };
-        tracing::warn!(stage = d.stage.as_str(), code = ?d.code, "delivery paused: {}", d.message);
+        tracing::warn!(profile = %self.profile, stage = d.stage.as_str(), code = ?d.code, "delivery paused: {}", d.message);
         *self.last_probe.lock().await = Some(tokio::time::Instant::now());
         self.maybe_paused.store(true, Ordering::Relaxed);
-        let was = self.queue.pause_state().await.ok().flatten();
+        let was = self.queue.pause_state(&self.profile).await.ok().flatten();
         // The event is stored first: a crash in between may announce a pause
         // twice (it is found again at the next try), never miss one.
         if was.is_none() {
             let mut data = serde_json::to_value(&paused).unwrap_or_default();
-            data["profile"] = crate::store::DEFAULT_PROFILE.into();
+            data["profile"] = self.profile.as_ref().into();
             self.webhooks.emit("delivery.paused", data).await;
         }
-        if let Err(e) = self.queue.set_pause(Some(paused)).await {
+        if let Err(e) = self.queue.set_pause(&self.profile, Some(paused)).await {
             tracing::error!(error = %e, "cannot record the pause");
         }
     }
 
     /// Ends a pause, if there is one, and says so (`delivery.resumed`).
     pub(super) async fn resume(&self) {
-        let Ok(Some(was)) = self.queue.pause_state().await else {
+        let Ok(Some(was)) = self.queue.pause_state(&self.profile).await else {
             return;
         };
-        tracing::info!("delivery resumed");
+        tracing::info!(profile = %self.profile, "delivery resumed");
         // Stored before the pause ends, as for the pause itself.
         let data = serde_json::json!({
-            "profile": crate::store::DEFAULT_PROFILE,
+            "profile": self.profile.as_ref(),
             "since": was.since,
             "until": self.clock.rfc3339(),
         });
         self.webhooks.emit("delivery.resumed", data).await;
-        if let Err(e) = self.queue.set_pause(None).await {
+        if let Err(e) = self.queue.set_pause(&self.profile, None).await {
             tracing::error!(error = %e, "cannot end the pause");
         }
     }

@@ -26,7 +26,7 @@ impl Engine {
         let now_ms = (self.clock.wall().unix_timestamp_nanos() / 1_000_000) as i64;
         match self
             .queue
-            .reserve_slot(gap.as_millis() as i64, now_ms)
+            .reserve_slot(&self.profile, gap.as_millis() as i64, now_ms)
             .await
         {
             Ok(Some(at_ms)) => {
@@ -49,28 +49,42 @@ impl Engine {
         tokio::time::sleep_until(at).await;
     }
 
-    /// `credential.expiring` once a day while the warning lasts (docs/API.md §13).
+    /// `credential.expiring` once a day per profile while its warning lasts
+    /// (docs/API.md §13).
     async fn credential_events(&self) {
         const EVENT: &str = "credential.expiring";
-        let Ok(current) = self.settings.load_current().await else {
-            return;
-        };
-        let now = self.clock.wall();
-        let Some(warning) = crate::expiry::warnings(&current, now).into_iter().next() else {
+        let Ok(profiles) = self.settings.store.profiles().await else {
             return;
         };
         if !self.webhooks.wants(EVENT).await {
             return;
         }
-        let last = self.webhooks.store().last_event_unix(EVENT).await;
-        if let Ok(Some(last)) = last {
-            if now.unix_timestamp() - last < 86_400 {
-                return;
+        let now = self.clock.wall();
+        for profile in profiles {
+            let repo = self.settings.for_profile(&profile.id);
+            let Ok(current) = repo.load_current().await else {
+                continue;
+            };
+            let Some(warning) = crate::expiry::warnings(&current, now).into_iter().next() else {
+                continue;
+            };
+            // Once a day per profile; after a restart, the stored last event
+            // of the type counts for the first check.
+            let key = format!("{EVENT}|{}", profile.id);
+            let last = self
+                .webhooks
+                .store()
+                .last_event_unix(EVENT)
+                .await
+                .ok()
+                .flatten();
+            if !self.webhooks.once_a_day(&key, now.unix_timestamp(), last) {
+                continue;
             }
+            let mut data = serde_json::to_value(&warning).unwrap_or_default();
+            data["profile"] = profile.id.clone().into();
+            self.webhooks.emit(EVENT, data).await;
         }
-        let mut data = serde_json::to_value(&warning).unwrap_or_default();
-        data["profile"] = crate::store::DEFAULT_PROFILE.into();
-        self.webhooks.emit(EVENT, data).await;
     }
 
     pub(super) async fn housekeeping(self, mut stop: watch::Receiver<bool>) {
@@ -83,6 +97,7 @@ impl Engine {
                 }
             }
             self.credential_events().await;
+            let _ = self.queue.purge_usage(now.unix_timestamp()).await;
             let keep_from = now - self.options.retention;
             if let Ok(keep_from) = keep_from.format(&time::format_description::well_known::Rfc3339)
             {

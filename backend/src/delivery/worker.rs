@@ -7,13 +7,24 @@ use super::*;
 impl Engine {
     pub(super) async fn work(self, worker: u32, mut stop: watch::Receiver<bool>) {
         let mut conn: Option<Connection> = None;
+        // With several servers, a connection slot of the profile (for all
+        // servers together) is held while this worker has messages.
+        let mut slot: Option<(u32, tokio::time::Instant)> = None;
         while !*stop.borrow() {
-            let paused = self.queue.pause_state().await.ok().flatten().is_some();
+            let paused = self.is_paused().await;
             if paused {
                 self.maybe_paused.store(true, Ordering::Relaxed);
                 if let Err(wait) = self.probe_due().await {
                     conn = None;
                     self.wait(&mut stop, wait).await;
+                    continue;
+                }
+            }
+            if self.queue.shared() {
+                slot = self.hold_slot(worker, slot).await;
+                if slot.is_none() {
+                    conn = None;
+                    self.wait(&mut stop, Duration::from_secs(1)).await;
                     continue;
                 }
             }
@@ -26,7 +37,7 @@ impl Engine {
             };
             let claimed = match self
                 .queue
-                .claim(unix(&*self.clock), batch, &self.lease)
+                .claim(&self.profile, unix(&*self.clock), batch, &self.lease)
                 .await
             {
                 Ok(c) => c,
@@ -40,9 +51,17 @@ impl Engine {
                 if let Some(c) = conn.take() {
                     c.open.session.quit().await;
                 }
+                if let Some((n, _)) = slot.take() {
+                    let _ = self
+                        .queue
+                        .free_connection_slot(&self.profile, n, &self.lease.owner)
+                        .await;
+                }
                 self.wait(&mut stop, Duration::from_secs(1)).await;
                 continue;
             }
+            // The profile's rolling day: what does not fit waits, with no attempt.
+            let claimed = self.within_quota(claimed).await;
             // The settings are read once per batch; a save in between shows
             // as a new version, and the next batch opens a new connection.
             let current = self
@@ -79,8 +98,7 @@ impl Engine {
                 }
                 conn = self.deliver(message, &current, conn).await;
                 // A pause or a stop ends the batch: the others go back unattempted.
-                let paused =
-                    conn.is_none() && self.queue.pause_state().await.ok().flatten().is_some();
+                let paused = conn.is_none() && self.is_paused().await;
                 if paused || *stop.borrow() {
                     let ids = rest.by_ref().map(|m| m.id).collect();
                     if let Err(e) = self.queue.release(ids).await {
@@ -94,6 +112,117 @@ impl Engine {
         if let Some(c) = conn {
             c.open.session.quit().await;
         }
+        if let Some((n, _)) = slot {
+            let _ = self
+                .queue
+                .free_connection_slot(&self.profile, n, &self.lease.owner)
+                .await;
+        }
+    }
+
+    /// Whether this profile's delivery is paused.
+    async fn is_paused(&self) -> bool {
+        let state = self.queue.pause_state(&self.profile).await;
+        state.ok().flatten().is_some()
+    }
+
+    /// Keeps (renewing at half its lease) or takes one of the profile's
+    /// connection slots, shared by all servers; `None` when all are taken.
+    async fn hold_slot(
+        &self,
+        worker: u32,
+        held: Option<(u32, tokio::time::Instant)>,
+    ) -> Option<(u32, tokio::time::Instant)> {
+        let lease = Duration::from_secs(self.lease.seconds.max(1) as u64);
+        if let Some((_, at)) = held {
+            if at.elapsed() < lease / 2 {
+                return held;
+            }
+        }
+        let now = unix(&*self.clock);
+        let until = now + self.lease.seconds.max(1);
+        let owner = format!("{}/{worker}", self.lease.owner);
+        let n = self.options.connections.max(1);
+        // Its own slot first, then any other free one.
+        let order = held
+            .map(|(s, _)| s)
+            .into_iter()
+            .chain((0..n).map(|i| (worker + i) % n));
+        for s in order {
+            match self
+                .queue
+                .take_connection_slot(&self.profile, s, &owner, now, until)
+                .await
+            {
+                Ok(true) => return Some((s, tokio::time::Instant::now())),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take a connection slot");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Counts the batch toward the profile's `recipients_per_day`; messages
+    /// past it wait (deferred, code `quota`, no attempt) until the rolling
+    /// window allows them, and `quota.reached` goes out once per crossing.
+    async fn within_quota(&self, claimed: Vec<Claimed>) -> Vec<Claimed> {
+        let sizes: Vec<u32> = claimed.iter().map(|m| m.recipients.len() as u32).collect();
+        let now = unix(&*self.clock);
+        let limit = self.options.recipients_per_day;
+        let (fit, next) = match self
+            .queue
+            .take_quota(&self.profile, sizes, limit, now)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot count the profile's daily recipients");
+                let ids = claimed.into_iter().map(|m| m.id).collect();
+                let _ = self.queue.release(ids).await;
+                return Vec::new();
+            }
+        };
+        let mut claimed = claimed;
+        let waiting = claimed.split_off(fit);
+        if let (Some(until), false) = (next, waiting.is_empty()) {
+            let limit = limit.unwrap_or_default();
+            let when = time::OffsetDateTime::from_unix_timestamp(until)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+            let text = format!(
+                "This profile reached its limit of {limit} recipients in 24 hours; the message waits until {when}, when the rolling window allows it (nothing fails for it)."
+            );
+            for m in &waiting {
+                if let Err(e) = self
+                    .queue
+                    .quota_wait(&m.id, until, &text, &self.clock.rfc3339())
+                    .await
+                {
+                    tracing::error!(error = %e, "cannot defer a message for the daily limit");
+                }
+            }
+            tracing::info!(profile = %self.profile, n = waiting.len(), "daily recipients reached: messages wait");
+            self.metrics
+                .quota_reached
+                .get_or_create(&Metrics::quota("profile", &self.profile))
+                .inc();
+            self.webhooks
+                .quota_reached(
+                    ("profile", &self.profile),
+                    "recipients_per_day",
+                    u64::from(limit),
+                    until,
+                )
+                .await;
+        }
+        claimed
     }
 
     pub(super) async fn deliver(

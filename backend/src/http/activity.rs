@@ -15,11 +15,27 @@ use crate::queue::{ChangeError, ListFilter};
 
 async fn queue_state(State(s): State<Sending>) -> Result<Json<QueueState>, AppError> {
     let q = &s.apps.queue;
-    let current = s.settings.load_current().await?;
+    let profiles = crate::http::profiles::states(&s).await?;
+    let mut warnings = Vec::new();
+    for p in &profiles {
+        let current = s.settings.for_profile(&p.id).load_current().await?;
+        let mut found = crate::expiry::warnings(&current, s.settings.clock.wall());
+        // Which profile's credential, when there are several.
+        if p.id != crate::store::DEFAULT_PROFILE {
+            for w in &mut found {
+                w.message = format!("Profile “{}”: {}", p.name, w.message);
+            }
+        }
+        warnings.extend(found);
+    }
     Ok(Json(QueueState {
         counts: q.counts().await?,
-        paused: q.pause_state().await?,
-        warnings: crate::expiry::warnings(&current, s.settings.clock.wall()),
+        paused: profiles
+            .iter()
+            .find(|p| p.id == crate::store::DEFAULT_PROFILE)
+            .and_then(|p| p.paused.clone()),
+        warnings,
+        profiles,
     }))
 }
 
@@ -30,6 +46,7 @@ struct ListQuery {
     q: Option<String>,
     limit: Option<u32>,
     before: Option<String>,
+    profile: Option<String>,
 }
 
 async fn list(
@@ -51,6 +68,7 @@ async fn list(
             q: q.q,
             limit: q.limit.unwrap_or(50),
             before: q.before.filter(|b| !b.is_empty()),
+            profile: q.profile.filter(|p| !p.is_empty()),
         })
         .await?;
     Ok(Json(MessageList { messages, next }))
@@ -108,8 +126,10 @@ async fn cancel(
     Ok(Json(summary))
 }
 
-async fn history(State(s): State<Sending>) -> Result<Json<History>, AppError> {
-    let entries = s.settings.store.history().await?;
+async fn history(
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
+) -> Result<Json<History>, AppError> {
+    let entries = repo.store.history(&repo.profile).await?;
     Ok(Json(History {
         changes: entries
             .into_iter()
@@ -127,6 +147,7 @@ pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Sending: FromRef<S>,
+    crate::settings::SettingsRepo: FromRef<S>,
 {
     Router::new()
         .route("/api/queue", get(queue_state))
@@ -135,4 +156,5 @@ where
         .route("/api/messages/{id}/retry", post(retry))
         .route("/api/messages/{id}/cancel", post(cancel))
         .route("/api/settings/history", get(history))
+        .route("/api/profiles/{id}/history", get(history))
 }

@@ -2,7 +2,7 @@
 //! or bring a certificate (it starts *pending*), list the active and pending
 //! ones, download the public part for Entra, delete one.
 
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{FromRef, Query};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -67,7 +67,7 @@ fn cert_error(e: CertError) -> AppError {
 }
 
 async fn create(
-    State(repo): State<SettingsRepo>,
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
     ApiJson(body): ApiJson<NewCertificate>,
 ) -> Result<(StatusCode, Json<CertInfo>), AppError> {
     let now = repo.clock.wall();
@@ -106,12 +106,16 @@ async fn create(
         bound_settings: None,
         passed_settings: None,
     };
-    repo.store.put_pending_certificate(row).await?;
+    repo.store
+        .put_pending_certificate(&repo.profile, row)
+        .await?;
     tracing::info!(thumbprint = %cert.info.thumbprint_sha1, generated = cert.generated, "certificate pending");
     Ok((StatusCode::CREATED, Json(cert.info.clone())))
 }
 
-async fn list(State(repo): State<SettingsRepo>) -> Result<Json<Certificates>, AppError> {
+async fn list(
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
+) -> Result<Json<Certificates>, AppError> {
     Ok(Json(listing(&repo.load_current().await?)))
 }
 
@@ -153,21 +157,21 @@ async fn download(repo: SettingsRepo, which: Which, ext: &str) -> Result<Respons
 }
 
 async fn download_pem(
-    State(repo): State<SettingsRepo>,
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
     Query(which): Query<Which>,
 ) -> Result<Response, AppError> {
     download(repo, which, "pem").await
 }
 
 async fn download_cer(
-    State(repo): State<SettingsRepo>,
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
     Query(which): Query<Which>,
 ) -> Result<Response, AppError> {
     download(repo, which, "cer").await
 }
 
 async fn delete(
-    State(repo): State<SettingsRepo>,
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
     Query(which): Query<Which>,
 ) -> Result<StatusCode, AppError> {
     let slot = which.slot(CertSlot::Pending)?;
@@ -182,7 +186,7 @@ async fn delete(
             "The saved settings sign in with the active certificate. Switch them to a client secret, or make a new certificate active (test and save with it), before deleting it.".into(),
         ));
     }
-    if !repo.store.delete_certificate(slot).await? {
+    if !repo.store.delete_certificate(&repo.profile, slot).await? {
         return Err(AppError::NotFound(format!(
             "There is no {} certificate.",
             slot.as_str()
@@ -205,4 +209,10 @@ where
         )
         .route("/api/settings/certificate.pem", get(download_pem))
         .route("/api/settings/certificate.cer", get(download_cer))
+        .route(
+            "/api/profiles/{id}/certificate",
+            get(list).post(create).delete(delete),
+        )
+        .route("/api/profiles/{id}/certificate.pem", get(download_pem))
+        .route("/api/profiles/{id}/certificate.cer", get(download_cer))
 }

@@ -2,4 +2,5 @@
 
 pub mod activity;
 pub mod certificate;
+pub mod profiles;
 pub mod submit;

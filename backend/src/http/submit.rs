@@ -74,7 +74,8 @@ async fn submit(
             )
         }
     })?;
-    let saved = s.settings.load_settings().await?;
+    // The From rule and the default sender are the app's profile's.
+    let saved = s.settings.for_profile(&app.profile).load_settings().await?;
     let policy = FromPolicy::new(saved.as_ref(), &app.allowed_from);
     let settings = saved.as_ref();
     let built = if raw {
@@ -113,7 +114,7 @@ async fn submit(
             tracing::info!(app = %app.id, limit = hit.name, "submission refused at a limit");
             s.metrics
                 .quota_reached
-                .get_or_create(&crate::metrics::Metrics::app(Some(&app.id)))
+                .get_or_create(&crate::metrics::Metrics::quota("app", &app.id))
                 .inc();
             Err(AppError::limited(hit.text(), hit.retry_after))
         }

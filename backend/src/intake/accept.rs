@@ -51,6 +51,9 @@ impl Sending {
                 limits: app.map(|a| a.limits),
                 now: clock.rfc3339(),
                 now_unix: clock.wall().unix_timestamp(),
+                profile: app
+                    .map(|a| a.profile.clone())
+                    .unwrap_or_else(|| crate::store::DEFAULT_PROFILE.to_string()),
             })
             .await?;
         if let Enqueued::New(_) = &enqueued {

@@ -134,7 +134,7 @@ impl Session {
             match self.shared.sending.apps.queue.app_by_id(&app.id).await {
                 Ok(Some((app, _))) => {
                     self.app = Some(app.clone());
-                    return Ok(Sender::App(app));
+                    return Ok(Sender::App(Box::new(app)));
                 }
                 Ok(None) => {
                     self.app = None;
@@ -171,7 +171,12 @@ impl Session {
         &mut self,
         sender: &Sender,
     ) -> Result<(FromPolicy, Option<mailroom_shared::Settings>), Flow> {
-        let current = match self.shared.sending.settings.load_settings().await {
+        let profile = match sender {
+            Sender::App(app) => app.profile.as_str(),
+            Sender::Trusted(_) => crate::store::DEFAULT_PROFILE,
+        };
+        let repo = self.shared.sending.settings.for_profile(profile);
+        let current = match repo.load_settings().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the settings");
@@ -378,7 +383,7 @@ impl Session {
         match self
             .shared
             .sending
-            .accept(app.as_ref(), source, built, None)
+            .accept(app.as_deref(), source, built, None)
             .await
         {
             Ok(Enqueued::Limited(hit)) => {
@@ -386,7 +391,10 @@ impl Session {
                     .sending
                     .metrics
                     .quota_reached
-                    .get_or_create(&crate::metrics::Metrics::app(app_id.as_deref()))
+                    .get_or_create(&crate::metrics::Metrics::quota(
+                        "app",
+                        app_id.as_deref().unwrap_or_default(),
+                    ))
                     .inc();
                 self.reply(451, "4.7.1", &hit.text());
             }

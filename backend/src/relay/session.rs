@@ -28,7 +28,7 @@ pub(super) const READ_CHUNK: usize = 8192;
 /// Who may send in this session.
 #[derive(Clone)]
 pub(super) enum Sender {
-    App(App),
+    App(Box<App>),
     Trusted(IpAddr),
 }
 

@@ -142,7 +142,7 @@ pub trait WebhookStore: Send + Sync {
 }
 
 /// The profile whose settings `/api/settings` edits.
-pub const DEFAULT_PROFILE: &str = "default";
+pub use mailroom_shared::profiles::DEFAULT_PROFILE;
 
 /// Which certificate of a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,34 +256,77 @@ pub trait SessionStore: Send + Sync {
     async fn end_session(&self, digest: [u8; 32]) -> Result<(), StoreError>;
 }
 
-/// Persistence for the one current settings row and its history.
+/// A stored profile (docs/API.md §15), without its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRow {
+    /// `default` or `prf_…`.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its limits as set.
+    pub limits: mailroom_shared::profiles::ProfileLimits,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Why a profile was not deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileDelete {
+    /// Gone, with its settings, history, certificates and usage.
+    Deleted,
+    /// There is no such profile.
+    NotFound,
+    /// Apps send through it (how many).
+    Apps(u64),
+    /// Messages of it still wait (how many).
+    Waiting(u64),
+}
+
+/// Persistence for the profiles: each one's settings row and history.
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
-    /// The current record, or `None` before the first save.
-    async fn load(&self) -> Result<Option<Record>, StoreError>;
+    /// A profile's current record, or `None` before its first save.
+    async fn load(&self, profile: &str) -> Result<Option<Record>, StoreError>;
     /// Saves atomically if `expected_version` is the stored version (0 when
     /// nothing is stored); returns the new version.
     async fn save(
         &self,
+        profile: &str,
         expected_version: u64,
         record: Record,
         changed_fields: Vec<String>,
     ) -> Result<u64, StoreError>;
-    /// The change history, newest first.
-    async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError>;
-    /// The certificates of the default profile (at most one per slot).
-    async fn certificates(&self) -> Result<Vec<CertRow>, StoreError>;
+    /// A profile's change history, newest first.
+    async fn history(&self, profile: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// A profile's certificates (at most one per slot).
+    async fn certificates(&self, profile: &str) -> Result<Vec<CertRow>, StoreError>;
     /// Stores a new pending certificate, replacing an earlier pending one.
-    async fn put_pending_certificate(&self, row: CertRow) -> Result<(), StoreError>;
+    async fn put_pending_certificate(&self, profile: &str, row: CertRow) -> Result<(), StoreError>;
     /// Deletes one; `false` when there was none.
-    async fn delete_certificate(&self, slot: CertSlot) -> Result<bool, StoreError>;
+    async fn delete_certificate(&self, profile: &str, slot: CertSlot) -> Result<bool, StoreError>;
     /// Records that a test with the pending certificate `cert_der` passed
     /// with these settings (JSON), for every server to see.
     async fn pending_passed(
         &self,
+        profile: &str,
         cert_der: Vec<u8>,
         settings_json: String,
     ) -> Result<(), StoreError>;
+    /// Every profile, `default` first.
+    async fn profiles(&self) -> Result<Vec<ProfileRow>, StoreError>;
+    /// The profile with this name (case-blind), if one has it.
+    async fn profile_named(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Adds a profile with its first settings (version 1), in one transaction.
+    async fn create_profile(
+        &self,
+        row: ProfileRow,
+        record: Record,
+        changed_fields: Vec<String>,
+    ) -> Result<(), StoreError>;
+    /// Changes a profile's name and limits; `false` when there is none.
+    async fn update_profile(&self, row: ProfileRow) -> Result<bool, StoreError>;
+    /// Deletes a profile unless an app uses it or its messages wait.
+    async fn delete_profile(&self, id: &str) -> Result<ProfileDelete, StoreError>;
 }
 
 /// Counts of failed sign-ins, kept in the store so that every server sees

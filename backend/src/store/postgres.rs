@@ -24,12 +24,13 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::queue::{
     page_end, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued, Lease,
-    ListFilter, NewMessage, Queue,
+    ListFilter, NewMessage, Queue, DAY,
 };
 use crate::store::sql::{self, Cols};
 use crate::store::{
     CertRow, CertSlot, DeliveryResult, DueDelivery, FailureStore, HistoryEntry, NewDelivery,
-    Record, SessionStore, SettingsStore, StoreError, WebhookRow, WebhookStore, DEFAULT_PROFILE,
+    ProfileDelete, ProfileRow, Record, SessionStore, SettingsStore, StoreError, WebhookRow,
+    WebhookStore,
 };
 
 /// Held while migrating, so servers that start together migrate once.
@@ -223,6 +224,7 @@ async fn recent_in<C: GenericClient>(
 /// read without locks: [`Queue::claim`] locks them.
 async fn due_in_turn<C: GenericClient>(
     c: &C,
+    profile: &str,
     now: i64,
     limit: usize,
 ) -> Result<Vec<(i64, i64)>, StoreError> {
@@ -233,14 +235,27 @@ async fn due_in_turn<C: GenericClient>(
     let pairs = |rows: Vec<Row>| all(rows, |r| Ok((r.int(0)?, r.int(1)?)));
     let mut groups = Vec::new();
     let mut last = String::new();
-    while let Some(app) = c.query_one(&next_app, &[&last]).await?.opt_text(0)? {
-        let queued = pairs(c.query(&of_app, &[&app, &"queued", &now, &n]).await?)?;
-        let deferred = pairs(c.query(&of_app, &[&app, &"deferred", &now, &n]).await?)?;
+    while let Some(app) = c
+        .query_one(&next_app, &[&last, &profile])
+        .await?
+        .opt_text(0)?
+    {
+        let queued = pairs(
+            c.query(&of_app, &[&app, &"queued", &now, &n, &profile])
+                .await?,
+        )?;
+        let deferred = pairs(
+            c.query(&of_app, &[&app, &"deferred", &now, &n, &profile])
+                .await?,
+        )?;
         groups.push(crate::queue::merged(queued, deferred));
         last = app;
     }
-    let queued = pairs(c.query(&without, &[&"queued", &now, &n]).await?)?;
-    let deferred = pairs(c.query(&without, &[&"deferred", &now, &n]).await?)?;
+    let queued = pairs(c.query(&without, &[&"queued", &now, &n, &profile]).await?)?;
+    let deferred = pairs(
+        c.query(&without, &[&"deferred", &now, &n, &profile])
+            .await?,
+    )?;
     groups.push(crate::queue::merged(queued, deferred));
     Ok(crate::queue::in_turn(groups, limit))
 }
@@ -417,100 +432,52 @@ async fn listen_once(
 
 #[async_trait]
 impl SettingsStore for PgStore {
-    async fn load(&self) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, profile: &str) -> Result<Option<Record>, StoreError> {
         let c = self.pool.get().await?;
         let row = c
-            .query_opt(&prepared(&c, sql::LOAD_SETTINGS).await?, &[])
+            .query_opt(&prepared(&c, sql::LOAD_SETTINGS).await?, &[&profile])
             .await?;
         Ok(row.as_ref().map(sql::record_from).transpose()?)
     }
 
     async fn save(
         &self,
+        profile: &str,
         expected_version: u64,
         record: Record,
         changed_fields: Vec<String>,
     ) -> Result<u64, StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        // The table lock makes concurrent saves wait, then see the new version.
-        tx.execute("LOCK TABLE settings IN EXCLUSIVE MODE", &[])
-            .await?;
-        let stored = tx
-            .query_opt(&prepared(&tx, sql::SETTINGS_VERSION).await?, &[])
-            .await?
-            .map(|r| r.int(0))
-            .transpose()?
-            .unwrap_or(0) as u64;
-        if stored != expected_version {
-            return Err(StoreError::Conflict { stored });
-        }
-        let version = (stored + 1) as i64;
-        tx.execute(
-            &prepared(&tx, sql::SAVE_SETTINGS).await?,
-            &[
-                &version,
-                &record.settings_json,
-                &record.client_secret,
-                &record.password,
-                &record.updated_at,
-            ],
-        )
-        .await?;
-        tx.execute(
-            &prepared(&tx, sql::ADD_HISTORY).await?,
-            &[&version, &record.updated_at, &changed_fields.join(",")],
-        )
-        .await?;
-        if let Some(der) = &record.activate_certificate {
-            tx.execute(
-                &prepared(&tx, sql::DELETE_CERTIFICATE).await?,
-                &[&DEFAULT_PROFILE, &"active"],
-            )
-            .await?;
-            let n = tx
-                .execute(
-                    &prepared(&tx, sql::ACTIVATE_PENDING).await?,
-                    &[&DEFAULT_PROFILE, der, &record.settings_json],
-                )
-                .await?;
-            if n != 1 {
-                // The pending certificate changed since the save was checked.
-                return Err(StoreError::Conflict { stored });
-            }
-        } else {
-            tx.execute(
-                &prepared(&tx, sql::BIND_ACTIVE).await?,
-                &[&DEFAULT_PROFILE, &record.settings_json],
-            )
-            .await?;
-        }
+        let version = save_in(&tx, profile, expected_version, &record, &changed_fields).await?;
         tx.execute("SELECT pg_notify($1, 'settings')", &[&self.channel])
             .await?;
         tx.commit().await?;
-        Ok(version as u64)
+        Ok(version)
     }
 
-    async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError> {
+    async fn history(&self, profile: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let c = self.pool.get().await?;
-        let rows = c.query(&prepared(&c, sql::HISTORY).await?, &[]).await?;
+        let rows = c
+            .query(&prepared(&c, sql::HISTORY).await?, &[&profile])
+            .await?;
         all(rows, sql::history_from)
     }
 
-    async fn certificates(&self) -> Result<Vec<CertRow>, StoreError> {
+    async fn certificates(&self, profile: &str) -> Result<Vec<CertRow>, StoreError> {
         let c = self.pool.get().await?;
         let rows = c
-            .query(&prepared(&c, sql::CERTIFICATES).await?, &[&DEFAULT_PROFILE])
+            .query(&prepared(&c, sql::CERTIFICATES).await?, &[&profile])
             .await?;
         all(rows, sql::certificate_from)
     }
 
-    async fn put_pending_certificate(&self, row: CertRow) -> Result<(), StoreError> {
+    async fn put_pending_certificate(&self, profile: &str, row: CertRow) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         c.execute(
             &prepared(&c, sql::PUT_PENDING).await?,
             &[
-                &DEFAULT_PROFILE,
+                &profile,
                 &row.cert_der,
                 &row.private_key,
                 &(row.generated as i64),
@@ -521,12 +488,12 @@ impl SettingsStore for PgStore {
         Ok(())
     }
 
-    async fn delete_certificate(&self, slot: CertSlot) -> Result<bool, StoreError> {
+    async fn delete_certificate(&self, profile: &str, slot: CertSlot) -> Result<bool, StoreError> {
         let c = self.pool.get().await?;
         let n = c
             .execute(
                 &prepared(&c, sql::DELETE_CERTIFICATE).await?,
-                &[&DEFAULT_PROFILE, &slot.as_str()],
+                &[&profile, &slot.as_str()],
             )
             .await?;
         Ok(n > 0)
@@ -534,17 +501,194 @@ impl SettingsStore for PgStore {
 
     async fn pending_passed(
         &self,
+        profile: &str,
         cert_der: Vec<u8>,
         settings_json: String,
     ) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         c.execute(
             &prepared(&c, sql::PENDING_PASSED).await?,
-            &[&DEFAULT_PROFILE, &cert_der, &settings_json],
+            &[&profile, &cert_der, &settings_json],
         )
         .await?;
         Ok(())
     }
+
+    async fn profiles(&self) -> Result<Vec<ProfileRow>, StoreError> {
+        let c = self.pool.get().await?;
+        let rows = c.query(&prepared(&c, sql::PROFILES).await?, &[]).await?;
+        all(rows, sql::profile_from)
+    }
+
+    async fn profile_named(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let c = self.pool.get().await?;
+        let row = c
+            .query_opt(
+                &prepared(&c, sql::PROFILE_NAME_TAKEN).await?,
+                &[&name.trim()],
+            )
+            .await?;
+        Ok(row.map(|r| r.text(0)).transpose()?)
+    }
+
+    async fn create_profile(
+        &self,
+        row: ProfileRow,
+        record: Record,
+        changed_fields: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        tx.execute(
+            &prepared(&tx, sql::ADD_PROFILE).await?,
+            &[
+                &row.id,
+                &row.name,
+                &crate::store::sqlite::profile_limits_json(&row.limits),
+                &row.created_at,
+            ],
+        )
+        .await?;
+        save_in(&tx, &row.id, 0, &record, &changed_fields).await?;
+        tx.execute("SELECT pg_notify($1, 'settings')", &[&self.channel])
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_profile(&self, row: ProfileRow) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(
+                &prepared(&c, sql::UPDATE_PROFILE).await?,
+                &[
+                    &row.id,
+                    &row.name,
+                    &crate::store::sqlite::profile_limits_json(&row.limits),
+                ],
+            )
+            .await?;
+        if n > 0 {
+            c.execute("SELECT pg_notify($1, 'settings')", &[&self.channel])
+                .await?;
+        }
+        Ok(n > 0)
+    }
+
+    async fn delete_profile(&self, id: &str) -> Result<ProfileDelete, StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let locked = tx
+            .query_opt("SELECT 1 FROM profiles WHERE id = $1 FOR UPDATE", &[&id])
+            .await?;
+        if locked.is_none() {
+            return Ok(ProfileDelete::NotFound);
+        }
+        let apps = tx
+            .query_one(&prepared(&tx, sql::PROFILE_APPS).await?, &[&id])
+            .await?
+            .int(0)?;
+        if apps > 0 {
+            return Ok(ProfileDelete::Apps(apps as u64));
+        }
+        let waiting = tx
+            .query_one(&prepared(&tx, sql::PROFILE_WAITING).await?, &[&id])
+            .await?
+            .int(0)?;
+        if waiting > 0 {
+            return Ok(ProfileDelete::Waiting(waiting as u64));
+        }
+        for stmt in sql::DELETE_PROFILE {
+            tx.execute(&prepared(&tx, stmt).await?, &[&id]).await?;
+        }
+        tx.execute("SELECT pg_notify($1, 'settings')", &[&self.channel])
+            .await?;
+        tx.commit().await?;
+        Ok(ProfileDelete::Deleted)
+    }
+}
+
+/// Locks a profile's row for the rest of the transaction: saves, quota
+/// counts and deletes of one profile wait for each other on every server.
+async fn lock_profile(
+    tx: &deadpool_postgres::Transaction<'_>,
+    profile: &str,
+) -> Result<(), StoreError> {
+    tx.query_opt(
+        "SELECT 1 FROM profiles WHERE id = $1 FOR UPDATE",
+        &[&profile],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A version-checked save of a profile's settings, its history line and its
+/// certificate's activation or binding, inside `tx`.
+async fn save_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    profile: &str,
+    expected_version: u64,
+    record: &Record,
+    changed_fields: &[String],
+) -> Result<u64, StoreError> {
+    // The row lock makes concurrent saves wait, then see the new version.
+    lock_profile(tx, profile).await?;
+    let stored = tx
+        .query_opt(&prepared(tx, sql::SETTINGS_VERSION).await?, &[&profile])
+        .await?
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0) as u64;
+    if stored != expected_version {
+        return Err(StoreError::Conflict { stored });
+    }
+    let version = (stored + 1) as i64;
+    tx.execute(
+        &prepared(tx, sql::SAVE_SETTINGS).await?,
+        &[
+            &version,
+            &record.settings_json,
+            &record.client_secret,
+            &record.password,
+            &record.updated_at,
+            &profile,
+        ],
+    )
+    .await?;
+    tx.execute(
+        &prepared(tx, sql::ADD_HISTORY).await?,
+        &[
+            &version,
+            &record.updated_at,
+            &changed_fields.join(","),
+            &profile,
+        ],
+    )
+    .await?;
+    if let Some(der) = &record.activate_certificate {
+        tx.execute(
+            &prepared(tx, sql::DELETE_CERTIFICATE).await?,
+            &[&profile, &"active"],
+        )
+        .await?;
+        let n = tx
+            .execute(
+                &prepared(tx, sql::ACTIVATE_PENDING).await?,
+                &[&profile, der, &record.settings_json],
+            )
+            .await?;
+        if n != 1 {
+            // The pending certificate changed since the save was checked.
+            return Err(StoreError::Conflict { stored });
+        }
+    } else {
+        tx.execute(
+            &prepared(tx, sql::BIND_ACTIVE).await?,
+            &[&profile, &record.settings_json],
+        )
+        .await?;
+    }
+    Ok(version as u64)
 }
 
 #[async_trait]
@@ -866,13 +1010,14 @@ async fn insert_messages<'a>(
     let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
     let units: Vec<i64> = messages.iter().map(|m| m.now_unix).collect();
     let rcpts: Vec<i64> = messages.iter().map(|m| m.recipients.len() as i64).collect();
+    let profiles = col(|m| Some(m.profile.clone()));
     // [`sql::INSERT_MESSAGE`] for every message at once.
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
-             SELECT id, app_id, source, mail_from, subject, size, body, 'queued', now, unix, now, unix, rcpts
-             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BYTEA[], $8::TEXT[], $9::BIGINT[], $10::BIGINT[])
-                 AS n(id, app_id, source, mail_from, subject, size, body, now, unix, rcpts)
+            "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count, profile)
+             SELECT id, app_id, source, mail_from, subject, size, body, 'queued', now, unix, now, unix, rcpts, profile
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BYTEA[], $8::TEXT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[])
+                 AS n(id, app_id, source, mail_from, subject, size, body, now, unix, rcpts, profile)
              RETURNING id, seq",
         )
         .await?;
@@ -881,6 +1026,7 @@ async fn insert_messages<'a>(
             &stmt,
             &[
                 &ids, &apps, &sources, &froms, &subjects, &sizes, &bodies, &nows, &units, &rcpts,
+                &profiles,
             ],
         )
         .await?;
@@ -927,6 +1073,7 @@ impl Queue for PgStore {
                 &(app.rewrite_from as i64),
                 &app.created_at,
                 &crate::queue::limits_json(&app.limits),
+                &app.profile,
             ],
         )
         .await?;
@@ -966,6 +1113,7 @@ impl Queue for PgStore {
                     &allowed_json(&app),
                     &(app.rewrite_from as i64),
                     &crate::queue::limits_json(&app.limits),
+                    &app.profile,
                 ],
             )
             .await?;
@@ -1021,6 +1169,7 @@ impl Queue for PgStore {
 
     async fn claim(
         &self,
+        profile: &str,
         now_unix: i64,
         limit: u32,
         lease: &Lease,
@@ -1032,7 +1181,7 @@ impl Queue for PgStore {
         // may have claimed it since the candidates were read) and locked
         // SKIP LOCKED; twice the candidates are read, so two servers that
         // read the same ones still find enough each.
-        let candidates: Vec<i64> = due_in_turn(&c, now_unix, 2 * limit as usize)
+        let candidates: Vec<i64> = due_in_turn(&c, profile, now_unix, 2 * limit as usize)
             .await?
             .into_iter()
             .map(|(seq, _)| seq)
@@ -1069,7 +1218,7 @@ impl Queue for PgStore {
             let lapsed = sql::pg(sql::LAPSED);
             let stmt = c
                 .prepare_cached(&format!(
-                    "UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
+                    "UPDATE messages m SET status = 'sending', locked_by = $4, locked_until = $5
                      FROM (SELECT m2.seq, due.turn FROM messages m2 JOIN ({lapsed}) due ON due.seq = m2.seq
                            WHERE m2.status = 'sending' AND m2.locked_until < $1 AND m2.body IS NOT NULL
                            FOR UPDATE OF m2 SKIP LOCKED) due
@@ -1077,7 +1226,7 @@ impl Queue for PgStore {
                 ))
                 .await?;
             rows.extend(
-                c.query(&stmt, &[&now_unix, &left, &lease.owner, &until])
+                c.query(&stmt, &[&now_unix, &left, &profile, &lease.owner, &until])
                     .await?
                     .into_iter()
                     .map(|r| (1i64, r)),
@@ -1117,16 +1266,25 @@ impl Queue for PgStore {
             > 0)
     }
 
-    async fn reserve_slot(&self, gap_ms: i64, now_ms: i64) -> Result<Option<i64>, StoreError> {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn reserve_slot(
+        &self,
+        profile: &str,
+        gap_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let c = self.pool.get().await?;
         let stmt = c
             .prepare_cached(
-                "INSERT INTO delivery_rate (id, next_slot_ms) VALUES (1, $1::BIGINT + $2::BIGINT)
-                 ON CONFLICT (id) DO UPDATE SET next_slot_ms = GREATEST(delivery_rate.next_slot_ms, $1::BIGINT) + $2::BIGINT
+                "INSERT INTO profile_rate (profile, next_slot_ms) VALUES ($3, $1::BIGINT + $2::BIGINT)
+                 ON CONFLICT (profile) DO UPDATE SET next_slot_ms = GREATEST(profile_rate.next_slot_ms, $1::BIGINT) + $2::BIGINT
                  RETURNING next_slot_ms - $2::BIGINT",
             )
             .await?;
-        let row = c.query_one(&stmt, &[&now_ms, &gap_ms]).await?;
+        let row = c.query_one(&stmt, &[&now_ms, &gap_ms, &profile]).await?;
         Ok(Some(row.int(0)?))
     }
 
@@ -1187,10 +1345,10 @@ impl Queue for PgStore {
             .await?)
     }
 
-    async fn oldest_waiting_unix(&self) -> Result<Option<i64>, StoreError> {
+    async fn oldest_waiting_unix(&self, profile: &str) -> Result<Option<i64>, StoreError> {
         let c = self.pool.get().await?;
         let row = c
-            .query_one(&prepared(&c, sql::OLDEST_WAITING).await?, &[])
+            .query_one(&prepared(&c, sql::OLDEST_WAITING).await?, &[&profile])
             .await?;
         Ok(row.opt_int(0)?)
     }
@@ -1212,7 +1370,14 @@ impl Queue for PgStore {
         let rows = c
             .query(
                 &prepared(&c, &sql::list(sql::PG_TO)).await?,
-                &[&status, &f.app, &like, &f.before, &(limit as i64 + 1)],
+                &[
+                    &status,
+                    &f.app,
+                    &like,
+                    &f.before,
+                    &(limit as i64 + 1),
+                    &f.profile,
+                ],
             )
             .await?;
         let mut rows = all(rows, sql::summary_from)?;
@@ -1269,26 +1434,152 @@ impl Queue for PgStore {
         s.ok_or(ChangeError::NotFound)
     }
 
-    async fn pause_state(&self) -> Result<Option<Paused>, StoreError> {
+    async fn pause_state(&self, profile: &str) -> Result<Option<Paused>, StoreError> {
         let c = self.pool.get().await?;
-        let row = c.query_opt(&prepared(&c, sql::PAUSE).await?, &[]).await?;
+        let row = c
+            .query_opt(&prepared(&c, sql::PAUSE).await?, &[&profile])
+            .await?;
         Ok(row.as_ref().map(sql::paused_from).transpose()?)
     }
 
-    async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError> {
+    async fn pauses(&self) -> Result<BTreeMap<String, Paused>, StoreError> {
+        let c = self.pool.get().await?;
+        let rows = c.query(&prepared(&c, sql::PAUSES).await?, &[]).await?;
+        Ok(all(rows, |r| Ok((r.text(5)?, sql::paused_from(r)?)))?
+            .into_iter()
+            .collect())
+    }
+
+    async fn set_pause(&self, profile: &str, p: Option<Paused>) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         match p {
             None => {
-                c.execute(&prepared(&c, sql::RESUME).await?, &[]).await?;
+                c.execute(&prepared(&c, sql::RESUME).await?, &[&profile])
+                    .await?;
             }
             Some(p) => {
                 c.execute(
                     &prepared(&c, sql::SET_PAUSE).await?,
-                    &[&p.since, &p.stage.as_str(), &p.code, &p.message, &p.hint],
+                    &[
+                        &p.since,
+                        &p.stage.as_str(),
+                        &p.code,
+                        &p.message,
+                        &p.hint,
+                        &profile,
+                    ],
                 )
                 .await?;
             }
         }
+        Ok(())
+    }
+
+    async fn profile_usage(
+        &self,
+        profile: &str,
+        now_unix: i64,
+    ) -> Result<mailroom_shared::profiles::ProfileUsage, StoreError> {
+        let c = self.pool.get().await?;
+        let row = c
+            .query_one(
+                &prepared(&c, sql::PROFILE_USAGE).await?,
+                &[&profile, &(now_unix - DAY), &(now_unix - 60)],
+            )
+            .await?;
+        Ok(sql::usage_from(&row)?)
+    }
+
+    async fn take_quota(
+        &self,
+        profile: &str,
+        recipients: Vec<u32>,
+        limit: Option<u32>,
+        now_unix: i64,
+    ) -> Result<(usize, Option<i64>), StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let sends = match limit {
+            None => Vec::new(),
+            Some(_) => {
+                // Every server counts under the profile's row lock.
+                lock_profile(&tx, profile).await?;
+                let rows = tx
+                    .query(
+                        &prepared(&tx, sql::PROFILE_SENDS).await?,
+                        &[&profile, &(now_unix - DAY)],
+                    )
+                    .await?;
+                all(rows, |r| Ok((r.int(0)?, r.int(1)?)))?
+            }
+        };
+        let (n, next) = crate::queue::quota_fits(&sends, &recipients, limit, now_unix);
+        if n > 0 {
+            let counts: Vec<i64> = recipients[..n].iter().map(|r| *r as i64).collect();
+            tx.execute(
+                "INSERT INTO profile_usage (profile, at_unix, recipients)
+                 SELECT $1, $2, r FROM UNNEST($3::BIGINT[]) AS u(r)",
+                &[&profile, &now_unix, &counts],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((n, next))
+    }
+
+    async fn quota_wait(
+        &self,
+        id: &str,
+        until_unix: i64,
+        message: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(
+            &prepared(&c, sql::QUOTA_WAIT).await?,
+            &[&id, &now, &until_unix, &message],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn take_connection_slot(
+        &self,
+        profile: &str,
+        slot: u32,
+        owner: &str,
+        now_unix: i64,
+        until_unix: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(
+                &prepared(&c, sql::TAKE_SLOT).await?,
+                &[&profile, &(slot as i64), &owner, &until_unix, &now_unix],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn free_connection_slot(
+        &self,
+        profile: &str,
+        slot: u32,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(
+            &prepared(&c, sql::FREE_SLOT).await?,
+            &[&profile, &(slot as i64), &owner],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_usage(&self, now_unix: i64) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(&prepared(&c, sql::PURGE_USAGE).await?, &[&(now_unix - DAY)])
+            .await?;
         Ok(())
     }
 }

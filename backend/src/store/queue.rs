@@ -46,7 +46,6 @@ impl LimitHit {
 }
 
 const HOUR: i64 = 3600;
-const DAY: i64 = 24 * 3600;
 
 impl Recent {
     /// What the app has used now.
@@ -157,6 +156,8 @@ pub struct NewMessage {
     pub now: String,
     /// Seconds since 1970 now.
     pub now_unix: i64,
+    /// The profile it goes out through (docs/API.md §15).
+    pub profile: String,
 }
 
 /// What storing a message did.
@@ -265,6 +266,8 @@ pub struct ListFilter {
     pub limit: u32,
     /// Older than this message.
     pub before: Option<String>,
+    /// Only this profile's.
+    pub profile: Option<String>,
 }
 
 impl ListFilter {
@@ -342,6 +345,7 @@ pub trait Queue: Send + Sync {
     /// that ran out (its server died).
     async fn claim(
         &self,
+        profile: &str,
         now_unix: i64,
         limit: u32,
         lease: &Lease,
@@ -352,8 +356,18 @@ pub trait Queue: Send + Sync {
     /// For a delivery rate shared by all servers: reserves the next send
     /// slot `gap_ms` after the last one and returns when it is (ms since
     /// 1970). `None`: the store keeps no shared slot (one process).
-    async fn reserve_slot(&self, _gap_ms: i64, _now_ms: i64) -> Result<Option<i64>, StoreError> {
+    async fn reserve_slot(
+        &self,
+        _profile: &str,
+        _gap_ms: i64,
+        _now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
         Ok(None)
+    }
+    /// Whether several servers share this store (PostgreSQL): limits that
+    /// hold for all of them are kept in it.
+    fn shared(&self) -> bool {
+        false
     }
     /// Puts claimed messages that were not attempted back to `queued`.
     async fn release(&self, ids: Vec<String>) -> Result<(), StoreError>;
@@ -387,14 +401,97 @@ pub trait Queue: Send + Sync {
     async fn retry(&self, id: &str, now: &str, now_unix: i64) -> Result<Summary, ChangeError>;
     /// `queued` or `deferred` to `cancelled`.
     async fn cancel(&self, id: &str, now: &str) -> Result<Summary, ChangeError>;
-    /// Why delivery is paused, if it is.
-    async fn pause_state(&self) -> Result<Option<Paused>, StoreError>;
-    /// When the oldest message still waiting was submitted, Unix seconds.
-    async fn oldest_waiting_unix(&self) -> Result<Option<i64>, StoreError>;
-    /// Pauses (or updates the reason); `None` resumes.
-    async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError>;
+    /// Why a profile's delivery is paused, if it is.
+    async fn pause_state(&self, profile: &str) -> Result<Option<Paused>, StoreError>;
+    /// Every paused profile's pause.
+    async fn pauses(&self) -> Result<BTreeMap<String, Paused>, StoreError>;
+    /// When a profile's oldest message still waiting was submitted, Unix seconds.
+    async fn oldest_waiting_unix(&self, profile: &str) -> Result<Option<i64>, StoreError>;
+    /// Pauses a profile (or updates the reason); `None` resumes.
+    async fn set_pause(&self, profile: &str, p: Option<Paused>) -> Result<(), StoreError>;
+    /// A profile's recipients in the 24 hours and messages in the 60 seconds before `now_unix`.
+    async fn profile_usage(
+        &self,
+        profile: &str,
+        now_unix: i64,
+    ) -> Result<mailroom_shared::profiles::ProfileUsage, StoreError>;
+    /// Counts messages of `recipients` each (in order) toward their
+    /// profile's rolling day while `limit` allows them (for all servers
+    /// together, one commit for all); answers how many were counted and,
+    /// when not all, when the next one fits (Unix seconds).
+    async fn take_quota(
+        &self,
+        profile: &str,
+        recipients: Vec<u32>,
+        limit: Option<u32>,
+        now_unix: i64,
+    ) -> Result<(usize, Option<i64>), StoreError>;
+    /// A claimed message waits for its profile's window until `until_unix`
+    /// (`deferred`, code `quota`), with no attempt added.
+    async fn quota_wait(
+        &self,
+        id: &str,
+        until_unix: i64,
+        message: &str,
+        now: &str,
+    ) -> Result<(), StoreError>;
+    /// Takes connection slot `slot` of a profile for `owner` until
+    /// `until_unix` (renewing it when it is already `owner`'s); false when
+    /// another server holds it.
+    async fn take_connection_slot(
+        &self,
+        profile: &str,
+        slot: u32,
+        owner: &str,
+        now_unix: i64,
+        until_unix: i64,
+    ) -> Result<bool, StoreError>;
+    /// Gives a connection slot back.
+    async fn free_connection_slot(
+        &self,
+        profile: &str,
+        slot: u32,
+        owner: &str,
+    ) -> Result<(), StoreError>;
+    /// Forgets usage older than a day before `now_unix`.
+    async fn purge_usage(&self, now_unix: i64) -> Result<(), StoreError>;
 }
 
+/// The day a profile's recipients are counted over.
+pub const DAY: i64 = 86_400;
+
+/// How many of messages of `sizes` recipients (in order) fit a rolling day
+/// of `limit` now, given the sends inside the window (`(at, recipients)`,
+/// oldest first), and when the first that does not fit will. A message
+/// larger than the limit goes alone, when nothing else is in the window.
+pub fn quota_fits(
+    sends: &[(i64, i64)],
+    sizes: &[u32],
+    limit: Option<u32>,
+    now: i64,
+) -> (usize, Option<i64>) {
+    let Some(limit) = limit.map(i64::from) else {
+        return (sizes.len(), None);
+    };
+    let mut window: Vec<(i64, i64)> = sends.to_vec();
+    let mut used: i64 = window.iter().map(|(_, r)| r).sum();
+    for (n, size) in sizes.iter().map(|s| i64::from(*s)).enumerate() {
+        if used + size <= limit || used == 0 {
+            used += size;
+            window.push((now, size));
+            continue;
+        }
+        let mut left = used;
+        for (at, r) in &window {
+            left -= r;
+            if left + size <= limit || left == 0 {
+                return (n, Some((at + DAY).max(now + 1)));
+            }
+        }
+        return (n, Some(now + DAY));
+    }
+    (sizes.len(), None)
+}
 /// Cuts a page fetched with one row more than `limit`; the cursor for the
 /// next page when there is one.
 /// The `LIKE … ESCAPE '\'` pattern both stores search with: `q` matched

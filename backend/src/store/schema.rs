@@ -142,7 +142,75 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_DUE_PER_APP,
     MIGRATION_CERTIFICATES,
     MIGRATION_WEBHOOKS,
+    MIGRATION_PROFILES,
 ];
+
+/// Step 14: sending profiles (docs/API.md §15). The one settings row, its
+/// history and its pause become the profile `default`'s; apps and messages
+/// name their profile (`default` for everything before); what each profile
+/// sent is counted for its rolling daily limit; and connection slots are
+/// leased so a profile's connections hold for all servers together.
+pub const MIGRATION_PROFILES: &str = "CREATE TABLE profiles (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    limits TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX profiles_name ON profiles(lower(name));
+INSERT INTO profiles (id, name, limits, created_at) VALUES ('default', 'Default', NULL, '');
+CREATE TABLE profile_settings (
+    profile TEXT PRIMARY KEY REFERENCES profiles(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    client_secret BLOB,
+    password BLOB,
+    updated_at TEXT NOT NULL
+);
+INSERT INTO profile_settings (profile, version, settings, client_secret, password, updated_at)
+    SELECT 'default', version, settings, client_secret, password, updated_at FROM settings;
+CREATE TABLE profile_history (
+    profile TEXT NOT NULL REFERENCES profiles(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    changed_at TEXT NOT NULL,
+    changed_fields TEXT NOT NULL,
+    PRIMARY KEY (profile, version)
+);
+INSERT INTO profile_history (profile, version, changed_at, changed_fields)
+    SELECT 'default', version, changed_at, changed_fields FROM settings_history;
+CREATE TABLE profile_pause (
+    profile TEXT PRIMARY KEY,
+    since TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    code TEXT,
+    message TEXT NOT NULL,
+    hint TEXT
+);
+INSERT INTO profile_pause (profile, since, stage, code, message, hint)
+    SELECT 'default', since, stage, code, message, hint FROM delivery_pause;
+DROP TABLE settings;
+DROP TABLE settings_history;
+DROP TABLE delivery_pause;
+CREATE TABLE profile_usage (
+    profile TEXT NOT NULL,
+    at_unix INTEGER NOT NULL,
+    recipients INTEGER NOT NULL
+);
+CREATE INDEX profile_usage_at ON profile_usage(profile, at_unix, recipients);
+CREATE TABLE profile_slots (
+    profile TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    owner TEXT,
+    until_unix INTEGER NOT NULL,
+    PRIMARY KEY (profile, slot)
+);
+CREATE TABLE profile_rate (
+    profile TEXT PRIMARY KEY,
+    next_slot_ms INTEGER NOT NULL
+);
+ALTER TABLE apps ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE messages ADD COLUMN profile TEXT NOT NULL DEFAULT 'default';
+DROP INDEX messages_app_due;
+CREATE INDEX messages_profile_due ON messages(profile, app_id, status, next_attempt_unix, seq);";
 
 /// Step 13: webhooks and their durable outbox (docs/API.md §14): one row
 /// per event and webhook, stored before it is sent, claimed with a lease

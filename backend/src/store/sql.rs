@@ -40,18 +40,68 @@ pub(crate) fn pg(sql: &str) -> String {
 
 // ---- settings, sessions and sign-in failures ----
 
+/// Profile `?1`'s settings.
 pub(crate) const LOAD_SETTINGS: &str =
-    "SELECT settings, client_secret, password, version, updated_at FROM settings WHERE id = 1";
-pub(crate) const SETTINGS_VERSION: &str = "SELECT version FROM settings WHERE id = 1";
+    "SELECT settings, client_secret, password, version, updated_at FROM profile_settings WHERE profile = ?1";
+pub(crate) const SETTINGS_VERSION: &str = "SELECT version FROM profile_settings WHERE profile = ?1";
 pub(crate) const SAVE_SETTINGS: &str =
-    "INSERT INTO settings (id, version, settings, client_secret, password, updated_at)
-     VALUES (1, ?1, ?2, ?3, ?4, ?5)
-     ON CONFLICT (id) DO UPDATE SET version = ?1, settings = ?2, client_secret = ?3,
+    "INSERT INTO profile_settings (profile, version, settings, client_secret, password, updated_at)
+     VALUES (?6, ?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (profile) DO UPDATE SET version = ?1, settings = ?2, client_secret = ?3,
         password = ?4, updated_at = ?5";
 pub(crate) const ADD_HISTORY: &str =
-    "INSERT INTO settings_history (version, changed_at, changed_fields) VALUES (?1, ?2, ?3)";
+    "INSERT INTO profile_history (version, changed_at, changed_fields, profile) VALUES (?1, ?2, ?3, ?4)";
 pub(crate) const HISTORY: &str =
-    "SELECT version, changed_at, changed_fields FROM settings_history ORDER BY version DESC";
+    "SELECT version, changed_at, changed_fields FROM profile_history WHERE profile = ?1 ORDER BY version DESC";
+
+// ---- profiles (docs/API.md §15) ----
+
+pub(crate) const PROFILES: &str =
+    "SELECT id, name, limits, created_at FROM profiles ORDER BY CASE WHEN id = 'default' THEN 0 ELSE 1 END, created_at, id";
+pub(crate) const PROFILE_NAME_TAKEN: &str = "SELECT id FROM profiles WHERE lower(name) = lower(?1)";
+pub(crate) const ADD_PROFILE: &str =
+    "INSERT INTO profiles (id, name, limits, created_at) VALUES (?1, ?2, ?3, ?4)";
+pub(crate) const UPDATE_PROFILE: &str = "UPDATE profiles SET name = ?2, limits = ?3 WHERE id = ?1";
+/// What keeps profile `?1` from being deleted: live apps, waiting messages.
+pub(crate) const PROFILE_APPS: &str =
+    "SELECT COUNT(*) FROM apps WHERE profile = ?1 AND revoked = 0";
+pub(crate) const PROFILE_WAITING: &str =
+    "SELECT COUNT(*) FROM messages WHERE profile = ?1 AND status IN ('queued', 'deferred', 'sending')";
+/// Everything of profile `?1` (settings and history go by `ON DELETE CASCADE`).
+pub(crate) const DELETE_PROFILE: &[&str] = &[
+    "DELETE FROM certificates WHERE profile = ?1",
+    "DELETE FROM profile_pause WHERE profile = ?1",
+    "DELETE FROM profile_usage WHERE profile = ?1",
+    "DELETE FROM profile_slots WHERE profile = ?1",
+    "DELETE FROM profile_rate WHERE profile = ?1",
+    "DELETE FROM profile_settings WHERE profile = ?1",
+    "DELETE FROM profile_history WHERE profile = ?1",
+    "DELETE FROM profiles WHERE id = ?1 AND id <> 'default'",
+];
+/// Profile `?1`'s recipients since `?2` and messages since `?3`.
+pub(crate) const PROFILE_USAGE: &str = "SELECT
+    CAST(COALESCE(SUM(CASE WHEN at_unix > ?2 THEN recipients ELSE 0 END), 0) AS BIGINT),
+    CAST(COALESCE(SUM(CASE WHEN at_unix > ?3 THEN 1 ELSE 0 END), 0) AS BIGINT)
+    FROM profile_usage WHERE profile = ?1 AND at_unix > ?2";
+/// Profile `?1`'s sends since `?2`, oldest first (when a full window frees).
+pub(crate) const PROFILE_SENDS: &str =
+    "SELECT at_unix, recipients FROM profile_usage WHERE profile = ?1 AND at_unix > ?2 ORDER BY at_unix";
+pub(crate) const ADD_USAGE: &str =
+    "INSERT INTO profile_usage (profile, at_unix, recipients) VALUES (?1, ?2, ?3)";
+pub(crate) const PURGE_USAGE: &str = "DELETE FROM profile_usage WHERE at_unix <= ?1";
+/// Takes connection slot `?2` of profile `?1` for owner `?3` until `?4`
+/// when it is free, lapsed (`?5` now) or already this owner's.
+pub(crate) const TAKE_SLOT: &str =
+    "INSERT INTO profile_slots (profile, slot, owner, until_unix) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (profile, slot) DO UPDATE SET owner = ?3, until_unix = ?4
+    WHERE profile_slots.owner IS NULL OR profile_slots.until_unix < ?5 OR profile_slots.owner = ?3";
+pub(crate) const FREE_SLOT: &str =
+    "UPDATE profile_slots SET owner = NULL WHERE profile = ?1 AND slot = ?2 AND owner = ?3";
+/// A message waits for its profile's daily window: no attempt is added.
+pub(crate) const QUOTA_WAIT: &str = "UPDATE messages SET status = 'deferred', updated_at = ?2,
+        next_attempt_unix = ?3, last_stage = 'send', last_code = 'quota', last_message = ?4,
+        locked_by = NULL, locked_until = NULL
+     WHERE id = ?1 AND status = 'sending'";
 
 // ---- certificates (docs/API.md §13) ----
 
@@ -137,15 +187,15 @@ pub(crate) const CLEAR_FAILURES: &str = "DELETE FROM sign_in_failures WHERE key 
 /// The columns [`app_from`] reads, in its order.
 macro_rules! app_columns {
     () => {
-        "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages, limits"
+        "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages, limits, profile"
     };
 }
 /// How many columns `app_columns!` names (the key hash follows in [`APP_BY_ID`]).
-pub(crate) const APP_COLUMN_COUNT: usize = 8;
+pub(crate) const APP_COLUMN_COUNT: usize = 9;
 
 pub(crate) const CREATE_APP: &str =
-    "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at, limits)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at, limits, profile)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 pub(crate) const APP_NAME_TAKEN: &str =
     "SELECT 1 FROM apps WHERE revoked = 0 AND lower(name) = lower(?1)";
 pub(crate) const LIST_APPS: &str = concat!(
@@ -155,7 +205,7 @@ pub(crate) const LIST_APPS: &str = concat!(
 );
 pub(crate) const REVOKE_APP: &str = "UPDATE apps SET revoked = 1 WHERE id = ?1 AND revoked = 0";
 pub(crate) const UPDATE_APP: &str = concat!(
-    "UPDATE apps SET name = ?2, allowed_from = ?3, rewrite_from = ?4, limits = ?5
+    "UPDATE apps SET name = ?2, allowed_from = ?3, rewrite_from = ?4, limits = ?5, profile = ?6
      WHERE id = ?1 AND revoked = 0
      RETURNING ",
     app_columns!()
@@ -190,8 +240,8 @@ pub(crate) const TAKE_IDEMPOTENCY_KEY: &str =
 pub(crate) const IDEMPOTENT_TWIN: &str = "SELECT i.message_id, m.status FROM idempotency i
      LEFT JOIN messages m ON m.id = i.message_id
      WHERE i.app_id = ?1 AND i.key = ?2";
-pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?8, ?9, ?10) RETURNING seq";
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count, profile)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?8, ?9, ?10, ?11) RETURNING seq";
 /// One recipient (SQLite's loop; PostgreSQL inserts a batch's with `UNNEST`).
 pub(crate) const INSERT_RECIPIENT: &str =
     "INSERT INTO recipients (message_seq, idx, address, status) VALUES (?1, ?2, ?3, 'queued')";
@@ -206,20 +256,23 @@ pub(crate) const INSERT_RECIPIENT: &str =
 /// [`DUE_WITHOUT_APP`]), so a claim costs a few index lookups per app
 /// however long the queue is; [`crate::queue::in_turn`] interleaves them.
 ///
-/// The app after `?1` that has messages (`''` for the first).
-pub(crate) const NEXT_APP: &str = "SELECT MIN(app_id) FROM messages WHERE app_id > ?1";
-/// App `?1`'s oldest due messages of status `?2` (`?3` now, `?4` how many).
+/// The app after `?1` that has messages of profile `?2` (`''` for the first).
+pub(crate) const NEXT_APP: &str =
+    "SELECT MIN(app_id) FROM messages WHERE profile = ?2 AND app_id > ?1";
+/// App `?1`'s oldest due messages of status `?2` (`?3` now, `?4` how many,
+/// `?5` the profile).
 pub(crate) const DUE_OF_APP: &str = "SELECT seq, next_attempt_unix FROM messages
-   WHERE app_id = ?1 AND status = ?2 AND next_attempt_unix <= ?3 AND body IS NOT NULL
+   WHERE profile = ?5 AND app_id = ?1 AND status = ?2 AND next_attempt_unix <= ?3 AND body IS NOT NULL
    ORDER BY next_attempt_unix, seq LIMIT ?4";
 /// The oldest due messages of status `?1` without an app (trusted networks;
-/// `?2` now, `?3` how many).
+/// `?2` now, `?3` how many, `?4` the profile).
 pub(crate) const DUE_WITHOUT_APP: &str = "SELECT seq, next_attempt_unix FROM messages
-   WHERE app_id IS NULL AND status = ?1 AND next_attempt_unix <= ?2 AND body IS NOT NULL
+   WHERE profile = ?4 AND app_id IS NULL AND status = ?1 AND next_attempt_unix <= ?2 AND body IS NOT NULL
    ORDER BY next_attempt_unix, seq LIMIT ?3";
-/// Messages whose server died while sending them (`?1` now, `?2` how many).
+/// Messages of profile `?3` whose server died while sending them (`?1` now,
+/// `?2` how many).
 pub(crate) const LAPSED: &str = "SELECT seq, next_attempt_unix, 0 AS turn FROM messages
-   WHERE status = 'sending' AND locked_until < ?1 AND body IS NOT NULL
+   WHERE profile = ?3 AND status = 'sending' AND locked_until < ?1 AND body IS NOT NULL
    ORDER BY seq LIMIT ?2";
 /// A claimed message's recipients still to deliver (SQLite; PostgreSQL
 /// reads them in its claim's `RETURNING`).
@@ -244,21 +297,22 @@ pub(crate) const AFTER_ATTEMPT: &str =
 pub(crate) const EXPIRE: &str = "UPDATE messages SET status = 'failed', updated_at = ?2,
         last_stage = COALESCE(last_stage, 'send'),
         last_message = 'The message waited longer than --max-queue-time without being delivered.'
-     WHERE status IN ('queued', 'deferred') AND created_unix < ?1";
+     WHERE status IN ('queued', 'deferred') AND created_unix < ?1
+       AND (last_code IS NULL OR last_code <> 'quota')";
 /// Recipients and attempts go with their message (`ON DELETE CASCADE`, on in both).
 pub(crate) const PURGE: &str =
     "DELETE FROM messages WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1";
 pub(crate) const COUNTS: &str = "SELECT status, COUNT(*) FROM messages GROUP BY status";
-/// When the oldest message still waiting to go out was submitted.
+/// When profile `?1`'s oldest message still waiting to go out was submitted.
 pub(crate) const OLDEST_WAITING: &str =
-    "SELECT MIN(created_unix) FROM messages WHERE status IN ('queued', 'deferred', 'sending')";
+    "SELECT MIN(created_unix) FROM messages WHERE status IN ('queued', 'deferred', 'sending') AND profile = ?1";
 
 // ---- activity ----
 
 /// The columns of [`summary_from`] but the last, the recipients as a JSON
 /// array, which each store writes with its own aggregate ([`SQLITE_TO`],
 /// [`PG_TO`]).
-const SUMMARY_COLUMNS: &str = "m.seq, m.id, COALESCE(m.app_id, m.source), m.mail_from, m.subject, m.size, m.status, m.created_at, m.updated_at, m.attempt_count, m.last_stage, m.last_code, m.last_message";
+const SUMMARY_COLUMNS: &str = "m.seq, m.id, COALESCE(m.app_id, m.source), m.mail_from, m.subject, m.size, m.status, m.created_at, m.updated_at, m.attempt_count, m.last_stage, m.last_code, m.last_message, m.profile";
 pub(crate) const SQLITE_TO: &str = "(SELECT json_group_array(address) FROM (SELECT r.address FROM recipients r WHERE r.message_seq = m.seq ORDER BY r.idx))";
 pub(crate) const PG_TO: &str = "(SELECT COALESCE(json_agg(r.address ORDER BY r.idx), '[]')::TEXT FROM recipients r WHERE r.message_seq = m.seq)";
 
@@ -269,7 +323,7 @@ pub(crate) fn summary_by_id(to: &str) -> String {
 
 /// A page of summaries, newest first: `?1` status, `?2` app, `?3` a
 /// [`crate::queue::like_pattern`] (lower case), `?4` the cursor, `?5` how
-/// many; each filter off when NULL.
+/// many, `?6` the profile; each filter off when NULL.
 pub(crate) fn list(to: &str) -> String {
     format!(
         "SELECT {SUMMARY_COLUMNS}, {to} FROM messages m
@@ -278,6 +332,7 @@ pub(crate) fn list(to: &str) -> String {
            AND (CAST(?3 AS TEXT) IS NULL OR lower(m.subject) LIKE ?3 ESCAPE '\\' OR lower(m.mail_from) LIKE ?3 ESCAPE '\\'
                 OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND lower(r.address) LIKE ?3 ESCAPE '\\'))
            AND (CAST(?4 AS TEXT) IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?4))
+           AND (CAST(?6 AS TEXT) IS NULL OR m.profile = ?6)
          ORDER BY m.seq DESC LIMIT ?5"
     )
 }
@@ -299,11 +354,13 @@ pub(crate) const CANCEL: &str =
 // ---- the pause ----
 
 pub(crate) const PAUSE: &str =
-    "SELECT since, stage, code, message, hint FROM delivery_pause WHERE id = 1";
-pub(crate) const RESUME: &str = "DELETE FROM delivery_pause";
-/// Pauses, or changes the reason while keeping the first `since`.
-pub(crate) const SET_PAUSE: &str = "INSERT INTO delivery_pause (id, since, stage, code, message, hint) VALUES (1, ?1, ?2, ?3, ?4, ?5)
-     ON CONFLICT (id) DO UPDATE SET stage = ?2, code = ?3, message = ?4, hint = ?5";
+    "SELECT since, stage, code, message, hint FROM profile_pause WHERE profile = ?1";
+pub(crate) const PAUSES: &str =
+    "SELECT since, stage, code, message, hint, profile FROM profile_pause";
+pub(crate) const RESUME: &str = "DELETE FROM profile_pause WHERE profile = ?1";
+/// Pauses profile `?6`, or changes the reason while keeping the first `since`.
+pub(crate) const SET_PAUSE: &str = "INSERT INTO profile_pause (profile, since, stage, code, message, hint) VALUES (?6, ?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (profile) DO UPDATE SET stage = ?2, code = ?3, message = ?4, hint = ?5";
 
 // ---- rows ----
 
@@ -369,6 +426,27 @@ pub(crate) fn record_from<R: Cols>(r: &R) -> Result<Record, R::E> {
         version: r.int(3)? as u64,
         updated_at: r.text(4)?,
         activate_certificate: None,
+    })
+}
+
+/// A row of [`PROFILES`].
+pub(crate) fn profile_from<R: Cols>(r: &R) -> Result<super::ProfileRow, R::E> {
+    Ok(super::ProfileRow {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        limits: r
+            .opt_text(2)?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
+        created_at: r.text(3)?,
+    })
+}
+
+/// A row of [`PROFILE_USAGE`].
+pub(crate) fn usage_from<R: Cols>(r: &R) -> Result<mailroom_shared::profiles::ProfileUsage, R::E> {
+    Ok(mailroom_shared::profiles::ProfileUsage {
+        recipients_today: r.int(0)?.max(0) as u64,
+        messages_last_minute: r.int(1)?.max(0) as u64,
     })
 }
 
@@ -448,6 +526,7 @@ pub(crate) fn app_from<R: Cols>(r: &R) -> Result<App, R::E> {
         messages: r.int(6)? as u64,
         limits: limits_of(r.opt_text(7)?.as_deref()),
         usage: Default::default(),
+        profile: r.text(8)?,
     })
 }
 
@@ -459,7 +538,8 @@ pub(crate) fn summary_from<R: Cols>(r: &R) -> Result<Summary, R::E> {
         id: r.text(1)?,
         app: r.opt_text(2)?,
         from: r.text(3)?,
-        to: serde_json::from_str(&r.text(13)?).unwrap_or_default(),
+        to: serde_json::from_str(&r.text(14)?).unwrap_or_default(),
+        profile: r.text(13)?,
         subject: r.text(4)?,
         size: r.int(5)? as u64,
         status: status_of(&r.text(6)?),

@@ -18,9 +18,12 @@ use super::queue::{
 };
 use super::schema::migrations;
 use super::sql::{self, Cols};
+#[cfg(test)]
+use super::DEFAULT_PROFILE;
 use super::{
     CertRow, CertSlot, DeliveryResult, DueDelivery, FailureStore, HistoryEntry, NewDelivery,
-    Record, SessionStore, SettingsStore, StoreError, WebhookRow, WebhookStore, DEFAULT_PROFILE,
+    ProfileDelete, ProfileRow, Record, SessionStore, SettingsStore, StoreError, WebhookRow,
+    WebhookStore,
 };
 
 const DAY: i64 = 24 * 3600;
@@ -86,90 +89,61 @@ impl SqliteStore {
 
 #[async_trait]
 impl SettingsStore for SqliteStore {
-    async fn load(&self) -> Result<Option<Record>, StoreError> {
-        self.with_conn(|c| {
-            Ok(c.query_row(sql::LOAD_SETTINGS, [], |r| sql::record_from(r))
-                .optional()?)
+    async fn load(&self, profile: &str) -> Result<Option<Record>, StoreError> {
+        let profile = profile.to_string();
+        self.with_conn(move |c| {
+            Ok(
+                c.query_row(sql::LOAD_SETTINGS, [profile], |r| sql::record_from(r))
+                    .optional()?,
+            )
         })
         .await
     }
 
     async fn save(
         &self,
+        profile: &str,
         expected_version: u64,
         record: Record,
         changed_fields: Vec<String>,
     ) -> Result<u64, StoreError> {
+        let profile = profile.to_string();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let stored = tx
-                .query_row(sql::SETTINGS_VERSION, [], |r| r.get::<_, i64>(0))
-                .optional()?
-                .unwrap_or(0) as u64;
-            if stored != expected_version {
-                return Err(StoreError::Conflict { stored });
-            }
-            let version = (stored + 1) as i64;
-            tx.execute(
-                sql::SAVE_SETTINGS,
-                params![
-                    version,
-                    record.settings_json,
-                    record.client_secret,
-                    record.password,
-                    record.updated_at
-                ],
-            )?;
-            tx.execute(
-                sql::ADD_HISTORY,
-                params![version, record.updated_at, changed_fields.join(",")],
-            )?;
-            if let Some(der) = &record.activate_certificate {
-                tx.execute(sql::DELETE_CERTIFICATE, params![DEFAULT_PROFILE, "active"])?;
-                let n = tx.execute(
-                    sql::ACTIVATE_PENDING,
-                    params![DEFAULT_PROFILE, der, record.settings_json],
-                )?;
-                if n != 1 {
-                    // The pending certificate changed since the save was checked.
-                    return Err(StoreError::Conflict { stored });
-                }
-            } else {
-                tx.execute(
-                    sql::BIND_ACTIVE,
-                    params![DEFAULT_PROFILE, record.settings_json],
-                )?;
-            }
+            let version = save_in(&tx, &profile, expected_version, &record, &changed_fields)?;
             tx.commit()?;
-            Ok(version as u64)
+            Ok(version)
         })
         .await
     }
 
-    async fn history(&self) -> Result<Vec<HistoryEntry>, StoreError> {
-        self.with_conn(|c| {
+    async fn history(&self, profile: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let profile = profile.to_string();
+        self.with_conn(move |c| {
             let mut stmt = c.prepare(sql::HISTORY)?;
-            let rows = stmt.query_map([], |r| sql::history_from(r))?;
+            let rows = stmt.query_map([profile], |r| sql::history_from(r))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
 
-    async fn certificates(&self) -> Result<Vec<CertRow>, StoreError> {
-        self.with_conn(|c| {
+    async fn certificates(&self, profile: &str) -> Result<Vec<CertRow>, StoreError> {
+        let profile = profile.to_string();
+        self.with_conn(move |c| {
             let mut stmt = c.prepare_cached(sql::CERTIFICATES)?;
-            let rows = stmt.query_map([DEFAULT_PROFILE], |r| sql::certificate_from(r))?;
+            let rows = stmt.query_map([profile], |r| sql::certificate_from(r))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
 
-    async fn put_pending_certificate(&self, row: CertRow) -> Result<(), StoreError> {
+    async fn put_pending_certificate(&self, profile: &str, row: CertRow) -> Result<(), StoreError> {
+        let profile = profile.to_string();
         self.with_conn(move |c| {
             c.execute(
                 sql::PUT_PENDING,
                 params![
-                    DEFAULT_PROFILE,
+                    profile,
                     row.cert_der,
                     row.private_key,
                     row.generated as i64,
@@ -181,30 +155,168 @@ impl SettingsStore for SqliteStore {
         .await
     }
 
-    async fn delete_certificate(&self, slot: CertSlot) -> Result<bool, StoreError> {
+    async fn delete_certificate(&self, profile: &str, slot: CertSlot) -> Result<bool, StoreError> {
+        let profile = profile.to_string();
         self.with_conn(move |c| {
-            Ok(c.execute(
-                sql::DELETE_CERTIFICATE,
-                params![DEFAULT_PROFILE, slot.as_str()],
-            )? > 0)
+            Ok(c.execute(sql::DELETE_CERTIFICATE, params![profile, slot.as_str()])? > 0)
         })
         .await
     }
 
     async fn pending_passed(
         &self,
+        profile: &str,
         cert_der: Vec<u8>,
         settings_json: String,
     ) -> Result<(), StoreError> {
+        let profile = profile.to_string();
         self.with_conn(move |c| {
             c.execute(
                 sql::PENDING_PASSED,
-                params![DEFAULT_PROFILE, cert_der, settings_json],
+                params![profile, cert_der, settings_json],
             )?;
             Ok(())
         })
         .await
     }
+
+    async fn profiles(&self) -> Result<Vec<ProfileRow>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(sql::PROFILES)?;
+            let rows = stmt.query_map([], |r| sql::profile_from(r))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn profile_named(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.trim().to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(sql::PROFILE_NAME_TAKEN, [name], |r| r.text(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn create_profile(
+        &self,
+        row: ProfileRow,
+        record: Record,
+        changed_fields: Vec<String>,
+    ) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                sql::ADD_PROFILE,
+                params![
+                    row.id,
+                    row.name,
+                    profile_limits_json(&row.limits),
+                    row.created_at
+                ],
+            )?;
+            save_in(&tx, &row.id, 0, &record, &changed_fields)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_profile(&self, row: ProfileRow) -> Result<bool, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.execute(
+                sql::UPDATE_PROFILE,
+                params![row.id, row.name, profile_limits_json(&row.limits)],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn delete_profile(&self, id: &str) -> Result<ProfileDelete, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists = tx
+                .query_row("SELECT 1 FROM profiles WHERE id = ?1", [&id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !exists {
+                return Ok(ProfileDelete::NotFound);
+            }
+            let apps: i64 = tx.query_row(sql::PROFILE_APPS, [&id], |r| r.get(0))?;
+            if apps > 0 {
+                return Ok(ProfileDelete::Apps(apps as u64));
+            }
+            let waiting: i64 = tx.query_row(sql::PROFILE_WAITING, [&id], |r| r.get(0))?;
+            if waiting > 0 {
+                return Ok(ProfileDelete::Waiting(waiting as u64));
+            }
+            for stmt in sql::DELETE_PROFILE {
+                tx.execute(stmt, [&id])?;
+            }
+            tx.commit()?;
+            Ok(ProfileDelete::Deleted)
+        })
+        .await
+    }
+}
+
+/// A profile's limits as stored.
+pub(crate) fn profile_limits_json(limits: &mailroom_shared::profiles::ProfileLimits) -> String {
+    serde_json::to_string(limits).unwrap_or_else(|_| "{}".into())
+}
+
+/// A version-checked save of a profile's settings, its history line and
+/// its certificate's activation or binding, inside `tx`.
+fn save_in(
+    tx: &rusqlite::Transaction<'_>,
+    profile: &str,
+    expected_version: u64,
+    record: &Record,
+    changed_fields: &[String],
+) -> Result<u64, StoreError> {
+    let stored = tx
+        .query_row(sql::SETTINGS_VERSION, [profile], |r| r.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0) as u64;
+    if stored != expected_version {
+        return Err(StoreError::Conflict { stored });
+    }
+    let version = (stored + 1) as i64;
+    tx.execute(
+        sql::SAVE_SETTINGS,
+        params![
+            version,
+            record.settings_json,
+            record.client_secret,
+            record.password,
+            record.updated_at,
+            profile
+        ],
+    )?;
+    tx.execute(
+        sql::ADD_HISTORY,
+        params![
+            version,
+            record.updated_at,
+            changed_fields.join(","),
+            profile
+        ],
+    )?;
+    if let Some(der) = &record.activate_certificate {
+        tx.execute(sql::DELETE_CERTIFICATE, params![profile, "active"])?;
+        let n = tx.execute(
+            sql::ACTIVATE_PENDING,
+            params![profile, der, record.settings_json],
+        )?;
+        if n != 1 {
+            // The pending certificate changed since the save was checked.
+            return Err(StoreError::Conflict { stored });
+        }
+    } else {
+        tx.execute(sql::BIND_ACTIVE, params![profile, record.settings_json])?;
+    }
+    Ok(version as u64)
 }
 
 #[async_trait]
@@ -356,7 +468,8 @@ fn enqueue_in(tx: &Connection, m: &NewMessage) -> rusqlite::Result<Enqueued> {
             m.body,
             m.now,
             m.now_unix,
-            m.recipients.len() as i64
+            m.recipients.len() as i64,
+            m.profile
         ],
         |r| r.get(0),
     )?;
@@ -517,7 +630,8 @@ impl Queue for SqliteStore {
                     app_json(&app),
                     app.rewrite_from as i64,
                     app.created_at,
-                    limits_json(&app.limits)
+                    limits_json(&app.limits),
+                    app.profile
                 ],
             )?;
             Ok(())
@@ -561,7 +675,8 @@ impl Queue for SqliteStore {
                     app.name,
                     app_json(&app),
                     app.rewrite_from as i64,
-                    limits_json(&app.limits)
+                    limits_json(&app.limits),
+                    app.profile
                 ],
                 |r| sql::app_from(r),
             )
@@ -604,15 +719,17 @@ impl Queue for SqliteStore {
 
     async fn claim(
         &self,
+        profile: &str,
         now_unix: i64,
         limit: u32,
         lease: &Lease,
     ) -> Result<Vec<Claimed>, StoreError> {
         let (owner, until) = (lease.owner.clone(), now_unix + lease.seconds);
+        let profile = profile.to_string();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Due messages in turn per app, then lapsed leases.
-            let mut seqs: Vec<i64> = due_in_turn(&tx, now_unix, limit as usize)?
+            let mut seqs: Vec<i64> = due_in_turn(&tx, &profile, now_unix, limit as usize)?
                 .into_iter()
                 .map(|(seq, _)| seq)
                 .collect();
@@ -620,7 +737,7 @@ impl Queue for SqliteStore {
             if left > 0 {
                 let mut stmt = tx.prepare_cached(sql::LAPSED)?;
                 seqs.extend(
-                    stmt.query_map(params![now_unix, left], |r| r.int(0))?
+                    stmt.query_map(params![now_unix, left, profile], |r| r.int(0))?
                         .collect::<rusqlite::Result<Vec<_>>>()?,
                 );
             }
@@ -727,10 +844,13 @@ impl Queue for SqliteStore {
             .await
     }
 
-    async fn oldest_waiting_unix(&self) -> Result<Option<i64>, StoreError> {
-        self.with_conn(
-            |c| Ok(c.query_row(sql::OLDEST_WAITING, [], |r| r.get::<_, Option<i64>>(0))?),
-        )
+    async fn oldest_waiting_unix(&self, profile: &str) -> Result<Option<i64>, StoreError> {
+        let profile = profile.to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(sql::OLDEST_WAITING, [profile], |r| {
+                r.get::<_, Option<i64>>(0)
+            })?)
+        })
         .await
     }
 
@@ -759,7 +879,8 @@ impl Queue for SqliteStore {
                         f.app,
                         like,
                         f.before,
-                        limit as i64 + 1
+                        limit as i64 + 1,
+                        f.profile
                     ],
                     |r| sql::summary_from(r),
                 )?
@@ -830,24 +951,42 @@ impl Queue for SqliteStore {
         .await?
     }
 
-    async fn pause_state(&self) -> Result<Option<Paused>, StoreError> {
-        self.with_conn(|c| {
-            Ok(c.query_row(sql::PAUSE, [], |r| sql::paused_from(r))
+    async fn pause_state(&self, profile: &str) -> Result<Option<Paused>, StoreError> {
+        let profile = profile.to_string();
+        self.with_conn(move |c| {
+            Ok(c.query_row(sql::PAUSE, [profile], |r| sql::paused_from(r))
                 .optional()?)
         })
         .await
     }
 
-    async fn set_pause(&self, p: Option<Paused>) -> Result<(), StoreError> {
+    async fn pauses(&self) -> Result<BTreeMap<String, Paused>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(sql::PAUSES)?;
+            let rows = stmt.query_map([], |r| Ok((r.text(5)?, sql::paused_from(r)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn set_pause(&self, profile: &str, p: Option<Paused>) -> Result<(), StoreError> {
+        let profile = profile.to_string();
         self.with_conn(move |c| {
             match p {
                 None => {
-                    c.execute(sql::RESUME, [])?;
+                    c.execute(sql::RESUME, [profile])?;
                 }
                 Some(p) => {
                     c.execute(
                         sql::SET_PAUSE,
-                        params![p.since, p.stage.as_str(), p.code, p.message, p.hint],
+                        params![
+                            p.since,
+                            p.stage.as_str(),
+                            p.code,
+                            p.message,
+                            p.hint,
+                            profile
+                        ],
                     )?;
                 }
             }
@@ -855,10 +994,120 @@ impl Queue for SqliteStore {
         })
         .await
     }
+
+    async fn profile_usage(
+        &self,
+        profile: &str,
+        now_unix: i64,
+    ) -> Result<mailroom_shared::profiles::ProfileUsage, StoreError> {
+        let profile = profile.to_string();
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(sql::PROFILE_USAGE)?
+                .query_row(params![profile, now_unix - DAY, now_unix - 60], |r| {
+                    sql::usage_from(r)
+                })?)
+        })
+        .await
+    }
+
+    async fn take_quota(
+        &self,
+        profile: &str,
+        recipients: Vec<u32>,
+        limit: Option<u32>,
+        now_unix: i64,
+    ) -> Result<(usize, Option<i64>), StoreError> {
+        let profile = profile.to_string();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let sends = match limit {
+                None => Vec::new(),
+                Some(_) => tx
+                    .prepare_cached(sql::PROFILE_SENDS)?
+                    .query_map(params![profile, now_unix - DAY], |r| {
+                        Ok((r.int(0)?, r.int(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            };
+            let (n, next) = super::queue::quota_fits(&sends, &recipients, limit, now_unix);
+            {
+                let mut add = tx.prepare_cached(sql::ADD_USAGE)?;
+                for r in &recipients[..n] {
+                    add.execute(params![profile, now_unix, *r as i64])?;
+                }
+            }
+            tx.commit()?;
+            Ok((n, next))
+        })
+        .await
+    }
+
+    async fn quota_wait(
+        &self,
+        id: &str,
+        until_unix: i64,
+        message: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let (id, message, now) = (id.to_string(), message.to_string(), now.to_string());
+        self.with_conn(move |c| {
+            c.execute(sql::QUOTA_WAIT, params![id, now, until_unix, message])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_connection_slot(
+        &self,
+        profile: &str,
+        slot: u32,
+        owner: &str,
+        now_unix: i64,
+        until_unix: i64,
+    ) -> Result<bool, StoreError> {
+        let (profile, owner) = (profile.to_string(), owner.to_string());
+        self.with_conn(move |c| {
+            Ok(c.prepare_cached(sql::TAKE_SLOT)?.execute(params![
+                profile,
+                slot as i64,
+                owner,
+                until_unix,
+                now_unix
+            ])? > 0)
+        })
+        .await
+    }
+
+    async fn free_connection_slot(
+        &self,
+        profile: &str,
+        slot: u32,
+        owner: &str,
+    ) -> Result<(), StoreError> {
+        let (profile, owner) = (profile.to_string(), owner.to_string());
+        self.with_conn(move |c| {
+            c.execute(sql::FREE_SLOT, params![profile, slot as i64, owner])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_usage(&self, now_unix: i64) -> Result<(), StoreError> {
+        self.with_conn(move |c| {
+            c.execute(sql::PURGE_USAGE, [now_unix - DAY])?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 /// The first `limit` due messages in turn per app ([`crate::queue::in_turn`]).
-fn due_in_turn(c: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<(i64, i64)>> {
+fn due_in_turn(
+    c: &Connection,
+    profile: &str,
+    now: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<(i64, i64)>> {
     let n = limit as i64;
     let rows = |stmt: &mut rusqlite::CachedStatement<'_>, p: &[&dyn rusqlite::ToSql]| {
         stmt.query_map(p, |r| Ok((r.int(0)?, r.int(1)?)))?
@@ -869,17 +1118,17 @@ fn due_in_turn(c: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<(
     loop {
         let next: Option<String> = c
             .prepare_cached(sql::NEXT_APP)?
-            .query_row([&last], |r| r.opt_text(0))?;
+            .query_row([&last, profile], |r| r.opt_text(0))?;
         let Some(app) = next else { break };
         let mut stmt = c.prepare_cached(sql::DUE_OF_APP)?;
-        let queued = rows(&mut stmt, &[&app, &"queued", &now, &n])?;
-        let deferred = rows(&mut stmt, &[&app, &"deferred", &now, &n])?;
+        let queued = rows(&mut stmt, &[&app, &"queued", &now, &n, &profile])?;
+        let deferred = rows(&mut stmt, &[&app, &"deferred", &now, &n, &profile])?;
         groups.push(crate::queue::merged(queued, deferred));
         last = app;
     }
     let mut stmt = c.prepare_cached(sql::DUE_WITHOUT_APP)?;
-    let queued = rows(&mut stmt, &[&"queued", &now, &n])?;
-    let deferred = rows(&mut stmt, &[&"deferred", &now, &n])?;
+    let queued = rows(&mut stmt, &[&"queued", &now, &n, &profile])?;
+    let deferred = rows(&mut stmt, &[&"deferred", &now, &n, &profile])?;
     groups.push(crate::queue::merged(queued, deferred));
     Ok(crate::queue::in_turn(groups, limit))
 }
@@ -1161,6 +1410,7 @@ mod tests {
             limits: None,
             now: "2026-11-26T00:00:00Z".into(),
             now_unix: 1_795_000_000,
+            profile: DEFAULT_PROFILE.into(),
         }
     }
 

@@ -17,7 +17,7 @@ use crate::store::CertSlot;
 use crate::upstream::{Upstream, MAX_CONCURRENT_TESTS};
 
 async fn test_settings(
-    State(repo): State<SettingsRepo>,
+    crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
     State(tester): State<Arc<Upstream>>,
     ApiJson(body): ApiJson<TestRequest>,
 ) -> Result<Json<TestResult>, AppError> {
@@ -57,7 +57,7 @@ async fn test_settings(
         let json = serde_json::to_string(&settings.normalized().without_secrets())
             .map_err(|e| AppError::Internal(e.to_string()))?;
         repo.store
-            .pending_passed(row.cert_der.clone(), json)
+            .pending_passed(&repo.profile, row.cert_der.clone(), json)
             .await?;
     }
     Ok(Json(result))
@@ -70,5 +70,7 @@ where
     SettingsRepo: FromRef<S>,
     Arc<Upstream>: FromRef<S>,
 {
-    Router::new().route("/api/settings/test", post(test_settings))
+    Router::new()
+        .route("/api/settings/test", post(test_settings))
+        .route("/api/profiles/{id}/test", post(test_settings))
 }

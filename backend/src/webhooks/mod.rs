@@ -294,6 +294,25 @@ impl Webhooks {
         }
     }
 
+    /// Whether an event kept to once a day under `key` may go now (and
+    /// counts it); `last_stored` (the type's last stored event) stands in
+    /// for the first check after a start.
+    pub fn once_a_day(&self, key: &str, now: i64, last_stored: Option<i64>) -> bool {
+        let Ok(mut announced) = self.announced.lock() else {
+            return false;
+        };
+        let until = match announced.get(key) {
+            Some(until) => *until,
+            None => last_stored.map_or(0, |t| t + 86_400),
+        };
+        if until > now {
+            announced.insert(key.to_string(), until);
+            return false;
+        }
+        announced.insert(key.to_string(), now + 86_400);
+        true
+    }
+
     /// `quota.reached` once per crossing: again only after `until` passed.
     pub async fn quota_reached(&self, who: (&str, &str), limit: &str, value: u64, until: i64) {
         let key = format!("{}={}|{limit}", who.0, who.1);

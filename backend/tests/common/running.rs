@@ -30,11 +30,25 @@ impl Drop for Running {
 }
 
 pub async fn start(rig: &Loopback, tweak: impl FnOnce(&mut ServeArgs)) -> Running {
+    start_with_clock(
+        rig,
+        tweak,
+        std::sync::Arc::new(mailroom_backend::clock::SystemClock),
+    )
+    .await
+}
+
+/// [`start`] with another clock.
+pub async fn start_with_clock(
+    rig: &Loopback,
+    tweak: impl FnOnce(&mut ServeArgs),
+    clock: std::sync::Arc<dyn mailroom_backend::clock::Clock>,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut a = args(dir.path(), test_args(rig));
     a.sending.delivery_rate = Some(0);
     tweak(&mut a);
-    let server = Server::bind(&a).await.unwrap();
+    let server = Server::bind_with_clock(&a, clock).await.unwrap();
     let url = format!("http://{}", server.addr);
     let smtp = server.smtp_addr;
     let data = a.data_dir.clone();

@@ -37,6 +37,8 @@ pub struct App {
     pub limits: AppLimits,
     /// What it has used of them.
     pub usage: AppUsage,
+    /// The profile that sends its mail.
+    pub profile: String,
 }
 
 impl App {
@@ -52,6 +54,7 @@ impl App {
             rewrite_from: false,
             limits: AppLimits::default(),
             usage: AppUsage::default(),
+            profile: mailroom_shared::profiles::DEFAULT_PROFILE.into(),
         });
         App {
             id: a.id,
@@ -63,6 +66,7 @@ impl App {
             rewrite_from: a.rewrite_from,
             limits: a.limits,
             usage: a.usage,
+            profile: a.profile,
         }
     }
 
@@ -430,6 +434,7 @@ struct Draft {
     name: String,
     allowed: String,
     rewrite_from: bool,
+    profile: String,
     name_touched: bool,
     allowed_touched: bool,
     submitted: bool,
@@ -442,6 +447,7 @@ impl Draft {
             allowed_from: split_addresses(&self.allowed),
             rewrite_from: self.rewrite_from,
             limits: AppLimits::default(),
+            profile: self.profile.clone(),
         }
     }
 }

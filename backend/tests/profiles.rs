@@ -1,0 +1,472 @@
+//! Sending profiles (docs/API.md §15): the routes, two profiles on two
+//! tenants where one is broken and the other delivers, the rolling daily
+//! limit with the manual clock, and the From rule of an app's profile.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mailroom_backend::clock::ManualClock;
+use mailroom_fakes::{addr, Loopback, SmtpConfig};
+use mailroom_shared::Settings;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const TENANT_B: &str = "1c5e2d3b-2345-4bcd-8ef0-123456789abc";
+const CLIENT_B: &str = "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc";
+const SECRET_B: &str = "Ab1C~secondTenantSecretValue0123456789xy";
+
+/// Profile B's settings: another tenant, app and mailbox on the same fakes.
+fn settings_b(rig: &Loopback, secret: &str) -> Settings {
+    let mut s = oauth_settings("localhost", rig.smtp.port());
+    s.tenant_id = Some(TENANT_B.into());
+    s.client_id = Some(CLIENT_B.into());
+    s.client_secret = Some(secret.into());
+    s.username = Some(addr("billing", "fabrikam.com"));
+    s.sender_email = addr("billing", "fabrikam.com");
+    s
+}
+
+async fn add_profile(server: &Running, name: &str, settings: &Settings, limits: Value) -> Value {
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/api/profiles",
+            Some(json!({"name": name, "settings": settings, "limits": limits})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+fn mail(to: &str, subject: &str) -> Value {
+    json!({"to": [to], "subject": subject, "text": "hello"})
+}
+
+#[tokio::test]
+async fn profiles_are_listed_added_changed_and_deleted_with_clear_refusals() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let (status, list) = server.admin(Method::GET, "/api/profiles", None).await;
+    assert_eq!(status, 200);
+    let profiles = list["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 1, "{list}");
+    assert_eq!(profiles[0]["id"], "default");
+    assert_eq!(profiles[0]["version"], 1);
+    assert!(
+        profiles[0]["settings"]["client_secret_set"] == true,
+        "{list}"
+    );
+    assert!(profiles[0]["settings"]["client_secret"].is_null());
+
+    // Refusals name the field.
+    let bad = |body: Value| {
+        let server = &server;
+        async move {
+            server
+                .admin(Method::POST, "/api/profiles", Some(body))
+                .await
+        }
+    };
+    let b = settings_b(&rig, SECRET_B);
+    let (s, e) = bad(json!({"name": "  ", "settings": b})).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["errors"]["name"].is_array(), "{e}");
+    let (s, e) = bad(json!({"name": "X", "settings": b, "limits": {"connections": 0}})).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["errors"]["limits"][0]
+        .as_str()
+        .unwrap()
+        .contains("connections"));
+    let mut wrong = b.clone();
+    wrong.tenant_id = Some("not-a-guid".into());
+    let (s, e) = bad(json!({"name": "X", "settings": wrong})).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["errors"]["tenant_id"].is_array(), "{e}");
+    // A new profile has no stored secret to fall back on.
+    let mut no_secret = b.clone();
+    no_secret.client_secret = None;
+    let (s, e) = bad(json!({"name": "X", "settings": no_secret})).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["errors"]["client_secret"].is_array(), "{e}");
+
+    let created = add_profile(
+        &server,
+        "Fabrikam billing",
+        &b,
+        json!({"recipients_per_day": 500}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("prf_"), "{created}");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["limits"]["recipients_per_day"], 500);
+    assert_eq!(created["usage"]["recipients_today"], 0);
+    assert!(created["paused"].is_null());
+    assert!(
+        created["settings"]["client_secret"].is_null(),
+        "never the secret"
+    );
+    // Names are unique, case-blind.
+    let (s, e) = bad(json!({"name": "FABRIKAM billing", "settings": b})).await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["errors"]["name"][0].as_str().unwrap().contains("exists"));
+
+    // Its own settings, history and version.
+    let (s, got) = server
+        .admin(Method::GET, &format!("/api/profiles/{id}/settings"), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(got["settings"]["tenant_id"], TENANT_B);
+    let (_, default) = server.admin(Method::GET, "/api/settings", None).await;
+    assert_eq!(default["settings"]["tenant_id"], TENANT);
+    let (_, same) = server
+        .admin(Method::GET, "/api/profiles/default/settings", None)
+        .await;
+    assert_eq!(same, default);
+    let mut renamed = b.clone();
+    renamed.sender_name = "Fabrikam Billing".into();
+    renamed.client_secret = None;
+    let (s, saved) = server
+        .admin(
+            Method::PUT,
+            &format!("/api/profiles/{id}"),
+            Some(json!({"settings": renamed, "version": 1})),
+        )
+        .await;
+    assert_eq!(s, 200, "{saved}");
+    assert_eq!(saved["version"], 2);
+    let (s, stale) = server
+        .admin(
+            Method::PUT,
+            &format!("/api/profiles/{id}"),
+            Some(json!({"settings": renamed, "version": 1})),
+        )
+        .await;
+    assert_eq!(s, 409, "{stale}");
+    let (_, history) = server
+        .admin(Method::GET, &format!("/api/profiles/{id}/history"), None)
+        .await;
+    assert_eq!(history["changes"].as_array().unwrap().len(), 2, "{history}");
+    assert_eq!(history["changes"][0]["fields"], json!(["sender_name"]));
+    let (_, default_history) = server
+        .admin(Method::GET, "/api/settings/history", None)
+        .await;
+    assert_eq!(default_history["changes"].as_array().unwrap().len(), 1);
+
+    // PATCH: name and limits.
+    let (s, patched) = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/profiles/{id}"),
+            Some(json!({"name": "Billing", "limits": {"messages_per_minute": 10}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{patched}");
+    assert_eq!(patched["name"], "Billing");
+    assert_eq!(patched["limits"]["messages_per_minute"], 10);
+    assert!(patched["limits"]["recipients_per_day"].is_null());
+    let (s, e) = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/profiles/{id}"),
+            Some(json!({"name": "default"})),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+
+    // Unknown profiles are 404 on every route, with the id named.
+    for path in [
+        "/api/profiles/prf_nope",
+        "/api/profiles/prf_nope/settings",
+        "/api/profiles/prf_nope/history",
+        "/api/profiles/prf_nope/certificate",
+    ] {
+        let (s, e) = server.admin(Method::GET, path, None).await;
+        assert_eq!(s, 404, "{path}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("prf_nope"), "{e}");
+    }
+
+    // An app names a profile that exists.
+    let (s, e) = server
+        .admin(
+            Method::POST,
+            "/api/apps",
+            Some(json!({"name": "Ghost", "profile": "prf_nope"})),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["errors"]["profile"].is_array(), "{e}");
+    let (app, _) = server
+        .new_app(json!({"name": "Billing app", "profile": id}))
+        .await;
+
+    // Delete: never default, not while an app uses it.
+    let (s, e) = server
+        .admin(Method::DELETE, "/api/profiles/default", None)
+        .await;
+    assert_eq!(s, 409, "{e}");
+    let (s, e) = server
+        .admin(Method::DELETE, &format!("/api/profiles/{id}"), None)
+        .await;
+    assert_eq!(s, 409, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("app"), "{e}");
+    let (s, moved) = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/apps/{app}"),
+            Some(json!({"profile": "default"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{moved}");
+    assert_eq!(moved["profile"], "default");
+    let (s, _) = server
+        .admin(Method::DELETE, &format!("/api/profiles/{id}"), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = server
+        .admin(Method::GET, &format!("/api/profiles/{id}"), None)
+        .await;
+    assert_eq!(s, 404);
+}
+
+/// Waits until `GET /api/queue` says `profile` is paused.
+async fn wait_profile_paused(server: &Running, profile: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let q = server.queue().await;
+        let p = q["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == profile)
+            .cloned()
+            .unwrap();
+        if !p["paused"].is_null() {
+            return q;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{q}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_broken_profile_pauses_only_its_own_mail_and_the_other_goes_on() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
+    // Profile B is saved with a secret Entra does not know.
+    let b = add_profile(
+        &server,
+        "Fabrikam",
+        &settings_b(&rig, "Zz9Z~wrongSecretValue0123456789abcdefgh"),
+        json!({}),
+    )
+    .await;
+    let id = b["id"].as_str().unwrap().to_string();
+    let (_, key_a) = server.new_app(json!({"name": "A"})).await;
+    let (app_b, key_b) = server.new_app(json!({"name": "B", "profile": id})).await;
+
+    // B's From rule is B's sender, not the default profile's.
+    let (s, e) = server
+        .submit(
+            &key_b,
+            &json!({"from": mailer(), "to": [addr("x", "example.org")], "subject": "s", "text": "t"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    let (s, sent_b) = server
+        .submit(&key_b, &mail(&addr("x", "example.org"), "from B"))
+        .await;
+    assert_eq!(s, 202, "{sent_b}");
+    let id_b = sent_b["id"].as_str().unwrap().to_string();
+    let q = wait_profile_paused(&server, &id).await;
+    // The default profile is not paused, and its mail still goes out.
+    assert!(q["paused"].is_null(), "{q}");
+    let (s, sent_a) = server
+        .submit(&key_a, &mail(&addr("y", "example.org"), "from A"))
+        .await;
+    assert_eq!(s, 202);
+    let a = server
+        .wait_status(sent_a["id"].as_str().unwrap(), "sent")
+        .await;
+    assert_eq!(a["profile"], "default");
+    let m = server.message(&id_b).await;
+    assert_eq!(m["status"], "queued", "{m}");
+    assert_eq!(m["profile"], id);
+    assert_eq!(m["app"], app_b);
+    let p = wait_profile_paused(&server, &id).await["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(p["paused"]["stage"], "token", "{p}");
+    assert!(
+        p["paused"]["code"].as_str().unwrap().contains("7000215"),
+        "{p}"
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(&format!("mailroom_delivery_paused{{profile=\"{id}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mailroom_delivery_paused{profile=\"default\"} 0"),
+        "{metrics}"
+    );
+    // ?profile= lists only that profile's messages.
+    let (_, listed) = server
+        .admin(Method::GET, &format!("/api/messages?profile={id}"), None)
+        .await;
+    let listed = listed["messages"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], id_b.as_str());
+
+    // The right secret, saved to B: B's message goes out, signed in as B's mailbox.
+    let (s, saved) = server
+        .admin(
+            Method::PUT,
+            &format!("/api/profiles/{id}"),
+            Some(json!({"settings": settings_b(&rig, SECRET_B), "version": 1})),
+        )
+        .await;
+    assert_eq!(s, 200, "{saved}");
+    server.wait_status(&id_b, "sent").await;
+    let received = rig.smtp.messages();
+    let from_b = received
+        .iter()
+        .find(|m| m.data.contains("Subject: from B"))
+        .unwrap();
+    assert_eq!(
+        from_b.user.as_deref(),
+        Some(addr("billing", "fabrikam.com").as_str())
+    );
+    let from_a = received
+        .iter()
+        .find(|m| m.data.contains("Subject: from A"))
+        .unwrap();
+    assert_eq!(from_a.user.as_deref(), Some(mailer().as_str()));
+    let q = server.queue().await;
+    assert!(q["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["paused"].is_null()));
+    // A profile with waiting messages cannot be deleted; sent ones do not hold it.
+    server
+        .admin(Method::DELETE, &format!("/api/apps/{app_b}"), None)
+        .await;
+    let (s, e) = server
+        .admin(Method::DELETE, &format!("/api/profiles/{id}"), None)
+        .await;
+    assert_eq!(s, 204, "{e}");
+}
+
+#[tokio::test]
+async fn the_daily_limit_makes_messages_wait_then_go_when_the_window_frees() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let clock = Arc::new(ManualClock::default());
+    let server = start_with_clock(&rig, |_| {}, clock.clone()).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let (s, _) = server
+        .admin(
+            Method::PATCH,
+            "/api/profiles/default",
+            Some(json!({"limits": {"recipients_per_day": 3}})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (_, key) = server.new_app(json!({"name": "Daily"})).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (s, m) = server
+            .submit(
+                &key,
+                &mail(&addr(&format!("r{i}"), "example.org"), &format!("m{i}")),
+            )
+            .await;
+        assert_eq!(s, 202);
+        let id = m["id"].as_str().unwrap().to_string();
+        server.wait_status(&id, "sent").await;
+        ids.push(id);
+    }
+    // The fourth passes the limit: it waits, deferred with code quota, no attempt.
+    let (_, m) = server
+        .submit(&key, &mail(&addr("r3", "example.org"), "m3"))
+        .await;
+    let late = m["id"].as_str().unwrap().to_string();
+    let waiting = server.wait_status(&late, "deferred").await;
+    assert_eq!(waiting["last_error"]["code"], "quota", "{waiting}");
+    assert!(waiting["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("3 recipients"));
+    assert_eq!(waiting["attempt_count"], 0);
+    assert_eq!(waiting["attempts"], json!([]), "no attempt is added");
+    let q = server.queue().await;
+    let p = &q["profiles"][0];
+    assert_eq!(p["usage"]["recipients_today"], 3, "{q}");
+    assert_eq!(p["limits"]["recipients_per_day"], 3, "{q}");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("mailroom_quota_reached_total{profile=\"default\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mailroom_profile_recipients_today{profile=\"default\"} 3"),
+        "{metrics}"
+    );
+    assert_eq!(rig.smtp.messages().len(), 3);
+    // Hours later, still inside the window: it still waits and never fails,
+    // however long --max-queue-time is exceeded meanwhile.
+    clock.advance(Duration::from_secs(20 * 3600));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m = server.message(&late).await;
+    assert_eq!(m["status"], "deferred", "{m}");
+    assert_eq!(rig.smtp.messages().len(), 3);
+    // A day after the first sends, the window frees and it goes.
+    clock.advance(Duration::from_secs(4 * 3600 + 5));
+    server.wait_status(&late, "sent").await;
+    assert_eq!(rig.smtp.messages().len(), 4);
+}
+
+#[tokio::test]
+async fn a_message_keeps_its_profile_when_its_app_moves() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
+    let b = add_profile(&server, "B", &settings_b(&rig, SECRET_B), json!({})).await;
+    let id = b["id"].as_str().unwrap().to_string();
+    // Pause B by refusing its tenant's tokens, so its message waits.
+    rig.entra.register(
+        TENANT_B,
+        CLIENT_B,
+        "Qq1Q~anotherSecretNowValid0123456789abcd",
+    );
+    let (app, key) = server
+        .new_app(json!({"name": "Mover", "profile": id}))
+        .await;
+    let (_, m) = server
+        .submit(&key, &mail(&addr("z", "example.org"), "moving"))
+        .await;
+    let msg = m["id"].as_str().unwrap().to_string();
+    let (s, _) = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/apps/{app}"),
+            Some(json!({"profile": "default"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let m = server.message(&msg).await;
+    assert_eq!(m["profile"], id, "{m}");
+    // The next one goes out through the default profile.
+    let (_, m2) = server
+        .submit(&key, &mail(&addr("z", "example.org"), "moved"))
+        .await;
+    let m2 = server.wait_status(m2["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(m2["profile"], "default");
+}
