@@ -305,7 +305,17 @@ async fn each_graph_reply_has_its_kind_in_delivery() {
         waiting["attempt_count"], 0,
         "a quota wait adds no attempt: {waiting}"
     );
-    assert_eq!(waiting["last_error"]["code"], "SubmissionQuotaExceeded");
+    // Waiting like a profile's own daily limit (docs/API.md §15): code
+    // quota, no attempt row, Graph's code kept in the message.
+    assert_eq!(waiting["last_error"]["code"], "quota", "{waiting}");
+    assert!(
+        waiting["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SubmissionQuotaExceeded"),
+        "{waiting}"
+    );
+    assert_eq!(waiting["attempts"], json!([]), "{waiting}");
 }
 
 #[tokio::test]

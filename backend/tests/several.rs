@@ -527,3 +527,50 @@ async fn losing_the_database_gives_503_and_4_3_0_and_nothing_acknowledged_is_los
         "a 503 stored nothing: {subjects:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_a_profiles_daily_recipients() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let shared = Shared::new().await;
+    let a = shared.server(&rig, "a", &["--delivery-rate", "0"]).await;
+    let b = shared.server(&rig, "b", &["--delivery-rate", "0"]).await;
+    let (ca, cb) = (
+        Running::client(a.url.clone()),
+        Running::client(b.url.clone()),
+    );
+    ca.save(&oauth_settings("localhost", rig.smtp.port())).await;
+    let (s, p) = ca
+        .admin(
+            reqwest::Method::PATCH,
+            "/api/profiles/default",
+            Some(json!({"limits": {"recipients_per_day": 5}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    let (_, key) = ca.new_app(json!({"name": "Both"})).await;
+    submit_all(&[a.url.clone(), b.url.clone()], &key, 12, "q").await;
+    // Both servers deliver, and together they send five: the rest wait.
+    let started = Instant::now();
+    loop {
+        let q = cb.queue().await;
+        if q["counts"]["sent"] == 5 && q["counts"]["deferred"] == 7 {
+            assert_eq!(q["profiles"][0]["usage"]["recipients_today"], 5, "{q}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{q}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        subjects(&rig).len(),
+        5,
+        "no server sent past the shared limit"
+    );
+    let (_, waiting) = cb
+        .admin(reqwest::Method::GET, "/api/messages?status=deferred", None)
+        .await;
+    for m in waiting["messages"].as_array().unwrap() {
+        assert_eq!(m["last_error"]["code"], "quota", "{m}");
+        assert_eq!(m["attempt_count"], 0, "{m}");
+    }
+}

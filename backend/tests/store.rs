@@ -11,8 +11,8 @@ use mailroom_backend::queue::{
     AttemptRecord, Enqueued, Lease, ListFilter, NewMessage, Queue, RecipientOutcome,
 };
 use mailroom_backend::store::{
-    CertRow, CertSlot, FailureStore, NewDelivery, Record, SessionStore, SettingsStore, SqliteStore,
-    StoreError, WebhookRow, WebhookStore,
+    CertRow, CertSlot, FailureStore, NewDelivery, ProfileDelete, ProfileRow, Record, SessionStore,
+    SettingsStore, SqliteStore, StoreError, WebhookRow, WebhookStore,
 };
 use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{Attempt, Paused, Status};
@@ -143,7 +143,256 @@ both!(
     apps_keep_their_limits_and_changes,
     released_messages_are_queued_again_for_any_server,
     deleting_a_message_takes_its_recipients_and_attempts,
+    profiles_keep_their_own_settings_pause_and_messages,
+    the_daily_count_holds_for_parallel_servers,
+    connection_slots_are_shared_and_lapse,
 );
+
+fn profile_row(id: &str, name: &str) -> ProfileRow {
+    ProfileRow {
+        id: id.into(),
+        name: name.into(),
+        limits: mailroom_shared::profiles::ProfileLimits {
+            recipients_per_day: Some(5),
+            ..Default::default()
+        },
+        created_at: "2026-11-26T00:00:00Z".into(),
+    }
+}
+
+async fn profiles_keep_their_own_settings_pause_and_messages(f: Fixture) {
+    let s = f.open().await;
+    let profiles = s.settings.profiles().await.unwrap();
+    assert_eq!(profiles.len(), 1);
+    assert_eq!(profiles[0].id, "default");
+    s.settings
+        .save("default", 0, record("{\"d\":1}"), vec!["host".into()])
+        .await
+        .unwrap();
+    s.settings
+        .create_profile(
+            profile_row("prf_b", "Billing"),
+            record("{\"b\":1}"),
+            vec!["tenant_id".into()],
+        )
+        .await
+        .unwrap();
+    // Names are unique, case-blind, in the store too.
+    assert!(s
+        .settings
+        .create_profile(profile_row("prf_c", "BILLING"), record("{}"), vec![])
+        .await
+        .is_err());
+    assert_eq!(
+        s.settings
+            .profile_named("billing")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("prf_b")
+    );
+    let other = f.open().await;
+    assert_eq!(
+        other
+            .settings
+            .load("prf_b")
+            .await
+            .unwrap()
+            .unwrap()
+            .settings_json,
+        "{\"b\":1}"
+    );
+    assert_eq!(
+        other
+            .settings
+            .load("default")
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(other.settings.history("prf_b").await.unwrap().len(), 1);
+    assert_eq!(other.settings.history("default").await.unwrap().len(), 1);
+    let listed = other.settings.profiles().await.unwrap();
+    assert_eq!(listed[0].id, "default", "default first");
+    assert_eq!(listed[1].limits.recipients_per_day, Some(5));
+    // One profile's pause is its own.
+    let paused = Paused {
+        since: "2026-11-26T00:00:00Z".into(),
+        stage: Stage::Token,
+        code: Some("AADSTS7000215".into()),
+        message: "m".into(),
+        hint: None,
+    };
+    s.queue
+        .set_pause("prf_b", Some(paused.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.queue.pause_state("prf_b").await.unwrap(),
+        Some(paused)
+    );
+    assert_eq!(other.queue.pause_state("default").await.unwrap(), None);
+    assert_eq!(other.queue.pauses().await.unwrap().len(), 1);
+    // Claims take only the profile's messages.
+    let mut m = message("msg_b", None);
+    m.profile = "prf_b".into();
+    s.queue.enqueue(m).await.unwrap();
+    s.queue.enqueue(message("msg_d", None)).await.unwrap();
+    let lease = Lease {
+        owner: "srv_1".into(),
+        seconds: 60,
+    };
+    let got = s.queue.claim("prf_b", T0 + 1, 10, &lease).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, "msg_b");
+    let (rows, _) = s
+        .queue
+        .list(ListFilter {
+            limit: 10,
+            profile: Some("prf_b".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].profile, "prf_b");
+    // Not deletable while its message waits; then everything of it goes.
+    assert_eq!(
+        s.settings.delete_profile("prf_b").await.unwrap(),
+        ProfileDelete::Waiting(1)
+    );
+    assert_eq!(
+        s.settings.delete_profile("default").await.unwrap(),
+        ProfileDelete::Waiting(1)
+    );
+    s.queue
+        .record(
+            "msg_b",
+            AttemptRecord {
+                attempt: Attempt {
+                    at: "t".into(),
+                    ok: true,
+                    stage: None,
+                    code: None,
+                    message: "sent".into(),
+                    hint: None,
+                    transport: None,
+                },
+                transcript: None,
+                recipients: Vec::new(),
+                status: Status::Sent,
+                next_attempt_unix: T0,
+                counts: true,
+            },
+            "t",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s.settings.delete_profile("prf_b").await.unwrap(),
+        ProfileDelete::Deleted
+    );
+    assert_eq!(s.settings.load("prf_b").await.unwrap(), None);
+    assert!(s.settings.history("prf_b").await.unwrap().is_empty());
+    assert_eq!(s.queue.pause_state("prf_b").await.unwrap(), None);
+    assert_eq!(
+        s.settings.delete_profile("prf_b").await.unwrap(),
+        ProfileDelete::NotFound
+    );
+}
+
+async fn the_daily_count_holds_for_parallel_servers(f: Fixture) {
+    let s = f.open().await;
+    s.settings
+        .create_profile(profile_row("prf_q", "Quota"), record("{}"), vec![])
+        .await
+        .unwrap();
+    // Eight "servers" each take two messages of one recipient at once
+    // against a limit of 5: exactly five are counted.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let q = f.open().await.queue;
+        tasks.push(tokio::spawn(async move {
+            q.take_quota("prf_q", vec![1, 1], Some(5), T0)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut taken = 0;
+    for t in tasks {
+        let (n, next) = t.await.unwrap();
+        taken += n;
+        if n < 2 {
+            assert_eq!(next, Some(T0 + 86_400), "free a day after the first sends");
+        }
+    }
+    assert_eq!(taken, 5);
+    let usage = s.queue.profile_usage("prf_q", T0 + 10).await.unwrap();
+    assert_eq!(usage.recipients_today, 5);
+    assert_eq!(usage.messages_last_minute, 5);
+    assert_eq!(
+        s.queue
+            .profile_usage("prf_q", T0 + 120)
+            .await
+            .unwrap()
+            .messages_last_minute,
+        0
+    );
+    // A message larger than the limit goes alone once the window is empty.
+    assert_eq!(
+        s.queue
+            .take_quota("prf_q", vec![9], Some(5), T0 + 86_400)
+            .await
+            .unwrap(),
+        (1, None)
+    );
+    // Without a limit, everything is counted.
+    assert_eq!(
+        s.queue
+            .take_quota("prf_q", vec![3, 4], None, T0)
+            .await
+            .unwrap(),
+        (2, None)
+    );
+    s.queue.purge_usage(T0 + 3 * 86_400).await.unwrap();
+    assert_eq!(f.rows("profile_usage").await, 0);
+}
+
+async fn connection_slots_are_shared_and_lapse(f: Fixture) {
+    let (a, b) = (f.open().await.queue, f.open().await.queue);
+    assert!(a
+        .take_connection_slot("default", 0, "srv_a/0", T0, T0 + 60)
+        .await
+        .unwrap());
+    assert!(!b
+        .take_connection_slot("default", 0, "srv_b/0", T0, T0 + 60)
+        .await
+        .unwrap());
+    assert!(
+        a.take_connection_slot("default", 0, "srv_a/0", T0 + 30, T0 + 90)
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    assert!(b
+        .take_connection_slot("default", 1, "srv_b/0", T0, T0 + 60)
+        .await
+        .unwrap());
+    // A dead server's slot lapses; a freed one is free at once.
+    assert!(b
+        .take_connection_slot("default", 0, "srv_b/1", T0 + 91, T0 + 151)
+        .await
+        .unwrap());
+    b.free_connection_slot("default", 1, "srv_b/0")
+        .await
+        .unwrap();
+    assert!(a
+        .take_connection_slot("default", 1, "srv_a/1", T0 + 92, T0 + 152)
+        .await
+        .unwrap());
+}
 
 const T0: i64 = 1_795_000_000;
 

@@ -146,17 +146,52 @@ impl Engine {
         self.deferred(m, d, transcript, wait, true).await;
     }
 
-    /// The mailbox's sending quota is used up: the message waits (deferred)
-    /// for `wait` (an hour when not said), adding no attempt.
+    /// The mailbox's sending quota is used up (Exchange's daily-limit reply):
+    /// the message waits like one past its profile's `recipients_per_day`
+    /// (docs/API.md §15): deferred for `wait` (an hour when not said), code
+    /// `quota`, with no attempt added and no count toward `--max-queue-time`;
+    /// `quota.reached` goes out once per crossing.
     pub(super) async fn wait_quota(
         &self,
         m: &Claimed,
         d: &Diagnosis,
-        transcript: Option<String>,
+        _transcript: Option<String>,
         wait: Option<Duration>,
     ) {
         let wait = wait.unwrap_or(Duration::from_secs(3600));
-        self.deferred(m, d, transcript, wait, false).await;
+        let until = unix(&*self.clock) + wait.as_secs().max(1) as i64;
+        let said = d
+            .code
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        let text = format!("{}{said} {}", d.message, d.hint);
+        if let Err(e) = self
+            .queue
+            .quota_wait(&m.id, until, &text, &self.clock.rfc3339())
+            .await
+        {
+            tracing::error!(error = %e, "cannot defer a message for the mailbox's quota");
+        }
+        self.quota_reached(self.options.recipients_per_day.unwrap_or_default(), until)
+            .await;
+    }
+
+    /// A profile's daily limit was reached: counted, and `quota.reached`
+    /// once per crossing.
+    pub(super) async fn quota_reached(&self, limit: u32, until: i64) {
+        self.metrics
+            .quota_reached
+            .get_or_create(&Metrics::quota("profile", &self.profile))
+            .inc();
+        self.webhooks
+            .quota_reached(
+                ("profile", &self.profile),
+                "recipients_per_day",
+                u64::from(limit),
+                until,
+            )
+            .await;
     }
 
     async fn deferred(

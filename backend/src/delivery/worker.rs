@@ -209,18 +209,7 @@ impl Engine {
                 }
             }
             tracing::info!(profile = %self.profile, n = waiting.len(), "daily recipients reached: messages wait");
-            self.metrics
-                .quota_reached
-                .get_or_create(&Metrics::quota("profile", &self.profile))
-                .inc();
-            self.webhooks
-                .quota_reached(
-                    ("profile", &self.profile),
-                    "recipients_per_day",
-                    u64::from(limit),
-                    until,
-                )
-                .await;
+            self.quota_reached(limit, until).await;
         }
         claimed
     }
