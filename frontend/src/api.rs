@@ -71,9 +71,53 @@ pub async fn json_body(
     })
 }
 
-/// `GET /api/settings`.
+thread_local! {
+    /// The sending profile the Settings view edits (docs/API.md §15).
+    static PROFILE: std::cell::RefCell<String> =
+        std::cell::RefCell::new(mailroom_shared::profiles::DEFAULT_PROFILE.into());
+}
+
+thread_local! {
+    /// The name of the profile being made: the next save adds it.
+    static NEW_PROFILE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The next save makes a new profile with this name (`None`: it saves the
+/// edited one).
+pub fn set_new_profile(name: Option<String>) {
+    NEW_PROFILE.with(|p| *p.borrow_mut() = name);
+}
+
+/// The name of the profile being made, if one is.
+pub fn new_profile() -> Option<String> {
+    NEW_PROFILE.with(|p| p.borrow().clone())
+}
+
+/// Edits another profile's settings from now on.
+pub fn set_profile(id: &str) {
+    PROFILE.with(|p| *p.borrow_mut() = id.to_string());
+}
+
+/// The profile the Settings view edits.
+pub fn profile() -> String {
+    PROFILE.with(|p| p.borrow().clone())
+}
+
+/// The route of the edited profile's `part` (`""`, `/test`, `/history`,
+/// `/certificate`, `/certificate.pem?which=`): `/api/settings…` for the
+/// default profile, `/api/profiles/{id}/…` for the others.
+pub fn profile_path(part: &str) -> String {
+    let id = profile();
+    if id == mailroom_shared::profiles::DEFAULT_PROFILE {
+        return ["/api/settings", part].concat();
+    }
+    let part = if part.is_empty() { "/settings" } else { part };
+    ["/api/profiles/", &id, part].concat()
+}
+
+/// `GET /api/settings` (of the edited profile).
 pub async fn settings() -> Result<SettingsResponse, ApiError> {
-    let v = json(Method::GET, "/api/settings").await?;
+    let v = json(Method::GET, &profile_path("")).await?;
     crate::read::settings_response(&v).ok_or_else(|| {
         ApiError::Other("The server's answer was not understood; reload the page.".into())
     })

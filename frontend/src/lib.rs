@@ -176,9 +176,60 @@ pub fn signed(p: &SignedProps) -> Html {
             });
         })
     };
+    // Which profile the Settings view edits, what it loaded, and a counter
+    // that remounts the form on each switch (docs/API.md §15).
+    let editing = use_state(|| {
+        (
+            mailroom_shared::profiles::DEFAULT_PROFILE.to_string(),
+            p.initial.clone(),
+            0u32,
+        )
+    });
+    let switch = {
+        let (editing, unauthorized) = (editing.clone(), p.on_unauthorized.clone());
+        Callback::from(move |id: String| {
+            let (editing, unauthorized) = (editing.clone(), unauthorized.clone());
+            let generation = editing.2 + 1;
+            if id == components::profiles::NEW {
+                api::set_new_profile(Some(String::new()));
+                editing.set((id, SettingsResponse::default(), generation));
+                return;
+            }
+            api::set_new_profile(None);
+            api::set_profile(&id);
+            crate::spawn(async move {
+                match api::settings().await {
+                    Ok(r) => editing.set((id, r, generation)),
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(_) => {}
+                }
+            });
+        })
+    };
+    let on_saved = {
+        let (refresh, editing, switch) = (refresh.clone(), editing.clone(), switch.clone());
+        Callback::from(move |()| {
+            refresh.emit(());
+            // Saving a new profile made it: edit it from now on.
+            if api::profile() != editing.0 && api::new_profile().is_none() {
+                switch.emit(api::profile());
+            }
+        })
+    };
+    let profiles = queue
+        .as_ref()
+        .map(|q| q.profiles.clone())
+        .unwrap_or_default();
     let paused = queue
         .as_ref()
         .and_then(|q| q.paused.as_ref().map(|p| (p, waiting(q))));
+    // The other profiles' pauses, each named (the default one is `paused`).
+    let other_pauses: Vec<Html> = profiles
+        .iter()
+        .filter(|x| x.id != mailroom_shared::profiles::DEFAULT_PROFILE)
+        .filter_map(|x| x.paused.as_ref().map(|pz| (x, pz)))
+        .map(|(x, pz)| components::common::profile_pause_banner(&x.name, pz))
+        .collect();
     let copy = Callback::from(|e: MouseEvent| {
         markup::copy_click(&e);
     });
@@ -198,15 +249,20 @@ pub fn signed(p: &SignedProps) -> Html {
             if let Some((paused, waiting)) = paused {
                 <div onclick={copy.clone()}>{ pause_banner(paused, waiting) }</div>
             }
+            { for other_pauses.into_iter().map(|b| html! { <div onclick={copy.clone()}>{ b }</div> }) }
             { for queue.iter().flat_map(|q| q.warnings.iter()).map(|w| html! {
                 <div onclick={copy.clone()}>{ components::common::warning_banner(w) }</div>
             }) }
             <div hidden={view != View::Settings}>
-                <SettingsForm initial={p.initial.clone()} on_unauthorized={p.on_unauthorized.clone()}
-                    on_saved={refresh.clone()} />
+                <components::profiles::ProfileBar profiles={profiles.clone()}
+                    current={AttrValue::from(editing.0.clone())} on_switch={switch}
+                    on_changed={refresh.clone()} on_unauthorized={p.on_unauthorized.clone()} />
+                <SettingsForm key={[editing.0.as_str(), "-", &editing.2.to_string()].concat()}
+                    initial={editing.1.clone()} on_unauthorized={p.on_unauthorized.clone()}
+                    on_saved={on_saved} />
             </div>
             if view == View::Apps {
-                <Apps on_unauthorized={p.on_unauthorized.clone()} />
+                <Apps on_unauthorized={p.on_unauthorized.clone()} profiles={profiles.clone()} />
             }
             if view == View::Activity {
                 <Activity queue={(*queue).clone()} on_unauthorized={p.on_unauthorized.clone()}

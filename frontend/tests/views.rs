@@ -174,6 +174,7 @@ async fn mount_apps() -> Element {
         root.clone(),
         AppsProps {
             on_unauthorized: Callback::noop(),
+            profiles: Vec::new(),
         },
     )
     .render();
@@ -1181,4 +1182,187 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
         text_of(&root, ".webhook")
     );
     assert!(text_of(&root, ".deliveries").contains("pending"));
+}
+
+/// `GET /api/queue` with two profiles: the default one and "Fabrikam",
+/// paused and near its daily limit (docs/API.md §15).
+fn two_profiles_queue() -> Value {
+    use mailroom_shared::profiles::{ProfileLimits, ProfileState, ProfileUsage};
+    use mailroom_shared::sending::{Paused, QueueState};
+    let profile = |id: &str, name: &str, used: u64, paused: bool| ProfileState {
+        id: id.into(),
+        name: name.into(),
+        paused: paused.then(|| Paused {
+            since: "2026-12-01T10:00:00Z".into(),
+            stage: mailroom_shared::api::Stage::Token,
+            code: Some("AADSTS7000215".into()),
+            message: "Microsoft refused the client secret.".into(),
+            hint: Some("Paste the secret's Value.".into()),
+        }),
+        usage: ProfileUsage {
+            recipients_today: used,
+            messages_last_minute: 0,
+        },
+        limits: ProfileLimits {
+            recipients_per_day: Some(10_000),
+            ..ProfileLimits::default()
+        },
+    };
+    serde_json::to_value(QueueState {
+        counts: Default::default(),
+        paused: None,
+        warnings: Vec::new(),
+        profiles: vec![
+            profile("default", "Default", 120, false),
+            profile("prf_b", "Fabrikam", 9_500, true),
+        ],
+    })
+    .unwrap()
+}
+
+async fn mount_signed_with_profiles() -> Element {
+    fake_api();
+    saved_routes();
+    apps_routes(vec![]);
+    route("GET /api/queue", 200, &two_profiles_queue());
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [], "next": null}),
+    );
+    web_sys::window()
+        .unwrap()
+        .location()
+        .set_hash("#/settings")
+        .unwrap();
+    let root = fresh_root();
+    yew::Renderer::<Signed>::with_root_and_props(
+        root.clone(),
+        SignedProps {
+            initial: valid_initial(),
+            on_unauthorized: Callback::noop(),
+            on_signed_out: Callback::noop(),
+        },
+    )
+    .render();
+    settle().await;
+    root
+}
+
+async fn choose(root: &Element, id: &str, value: &str) {
+    let select: web_sys::HtmlSelectElement = find(root, &["#", id].concat()).dyn_into().unwrap();
+    select.set_value(value);
+    let init = web_sys::EventInit::new();
+    init.set_bubbles(true);
+    select
+        .dispatch_event(&web_sys::Event::new_with_event_init_dict("change", &init).unwrap())
+        .unwrap();
+    settle().await;
+}
+
+#[wasm_bindgen_test]
+async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one() {
+    let root = mount_signed_with_profiles().await;
+    let options = root.query_selector_all("#profile-select option").unwrap();
+    assert_eq!(options.length(), 3, "two profiles and New profile…");
+    // Drawn, not only written: a meter of recipients against the limit.
+    let meter = find(&root, "#usage-prf_b meter");
+    assert_eq!(meter.get_attribute("value").as_deref(), Some("9500"));
+    assert_eq!(meter.get_attribute("max").as_deref(), Some("10000"));
+    assert!(text_of(&root, "#usage-prf_b").contains("9500 of 10000 recipients in 24 hours"));
+    assert!(text_of(&root, "#usage-prf_b").contains("paused"));
+    assert_eq!(
+        find(&root, "#usage-default meter").get_attribute("value").as_deref(),
+        Some("120")
+    );
+    // The other profile's pause has its own banner, naming it; the default is not paused.
+    assert!(root.query_selector("#paused").unwrap().is_none());
+    assert!(root.text_content().unwrap().contains("Delivery is paused for the profile “Fabrikam”"));
+
+    // Switching loads that profile's settings into the form.
+    let mut b = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    b.tenant_id = Some("1c5e2d3b-2345-4bcd-8ef0-123456789abc".into());
+    let response = mailroom_shared::api::SettingsResponse {
+        settings: Some(mailroom_shared::api::PublicSettings::new(
+            b,
+            mailroom_shared::StoredSecrets {
+                client_secret: true,
+                ..Default::default()
+            },
+        )),
+        version: 4,
+        updated_at: None,
+    };
+    route(
+        "GET /api/profiles/prf_b/settings",
+        200,
+        &serde_json::to_value(&response).unwrap(),
+    );
+    route("GET /api/profiles/prf_b/history", 200, &json!({"changes": []}));
+    route(
+        "GET /api/profiles/prf_b/certificate",
+        200,
+        &json!({"active": null, "pending": null}),
+    );
+    choose(&root, "profile-select", "prf_b").await;
+    let tenant: HtmlInputElement = find(&root, "#tenant_id").dyn_into().unwrap();
+    assert_eq!(tenant.value(), "1c5e2d3b-2345-4bcd-8ef0-123456789abc");
+    assert!(requests()
+        .iter()
+        .any(|(r, _)| r == "GET /api/profiles/prf_b/history"));
+
+    // Rename: checked while typing, then PATCHed.
+    type_into(&root, "profile-rename", &"x".repeat(65)).await;
+    assert!(text_of(&root, "#profile-error").contains("too long"));
+    assert!(find(&root, "#profile-rename-button").has_attribute("disabled"));
+    route("PATCH /api/profiles/prf_b", 200, &json!({}));
+    type_into(&root, "profile-rename", "Fabrikam billing").await;
+    click(&root, "#profile-rename-button").await;
+    let patched = requests()
+        .into_iter()
+        .find(|(r, _)| r == "PATCH /api/profiles/prf_b")
+        .expect("a PATCH");
+    assert!(patched.1.contains("\"name\":\"Fabrikam billing\""), "{}", patched.1);
+
+    // A new profile: a name checked while typing; the next save adds it.
+    choose(&root, "profile-select", "").await;
+    type_into(&root, "profile-name", "  ").await;
+    assert!(text_of(&root, "#profile-name-error").contains("Give the profile a name"));
+    type_into(&root, "profile-name", "Contoso sales").await;
+    assert_eq!(text_of(&root, "#profile-name-error"), "");
+    assert_eq!(mailroom_frontend::api::new_profile().as_deref(), Some("Contoso sales"));
+    choose(&root, "profile-select", "default").await;
+    assert_eq!(mailroom_frontend::api::new_profile(), None);
+    assert_eq!(mailroom_frontend::api::profile_path("/test"), "/api/settings/test");
+}
+
+#[wasm_bindgen_test]
+async fn a_new_app_chooses_its_profile_when_there_are_several() {
+    fake_api();
+    apps_routes(vec![]);
+    let root = fresh_root();
+    let q: mailroom_shared::sending::QueueState =
+        serde_json::from_value(two_profiles_queue()).unwrap();
+    yew::Renderer::<Apps>::with_root_and_props(
+        root.clone(),
+        AppsProps {
+            on_unauthorized: Callback::noop(),
+            profiles: q.profiles,
+        },
+    )
+    .render();
+    settle().await;
+    route(
+        "POST /api/apps",
+        201,
+        &json!({"app": app_json("app_9", "Billing scanner"), "key": "mr_x"}),
+    );
+    type_into(&root, "app-name", "Billing scanner").await;
+    choose(&root, "app-profile", "prf_b").await;
+    click(&root, "#create-app").await;
+    let created = requests()
+        .into_iter()
+        .find(|(r, _)| r == "POST /api/apps")
+        .expect("a POST");
+    assert!(created.1.contains("\"profile\":\"prf_b\""), "{}", created.1);
 }

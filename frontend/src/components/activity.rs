@@ -134,6 +134,7 @@ fn table(
     open: Option<&str>,
     details_of: Option<&Details>,
     apps: &[(String, String)],
+    profiles: &[(String, String)],
 ) -> Markup {
     let mut m = Markup::default();
     m.open("table", &[("id", "messages")]).head(&[
@@ -164,7 +165,18 @@ fn table(
             .open("td", &[])
             .time(&r.created_at)
             .close("td")
-            .el("td", &[("title", app)], app_name)
+            .open("td", &[("title", app)])
+            .text(app_name);
+        // Which profile it goes out through, when there are several.
+        if profiles.len() > 1 {
+            let name = profiles
+                .iter()
+                .find(|(i, _)| *i == r.profile)
+                .map_or(r.profile.as_str(), |(_, n)| n.as_str());
+            m.open("br", &[])
+                .el("span", &[("class", "profile")], &["via ", name].concat());
+        }
+        m.close("td")
             .el("td", &[], &r.from)
             .open("td", &[])
             .text(r.to.first().map(String::as_str).unwrap_or_default());
@@ -239,6 +251,12 @@ pub struct ActivityProps {
 pub fn activity(p: &ActivityProps) -> Html {
     let a = use_activity(p.on_unauthorized.clone(), p.on_changed.clone());
     let apps = use_state(Vec::<(String, String)>::new);
+    let profile_names: Vec<(String, String)> = p
+        .queue
+        .iter()
+        .flat_map(|q| q.profiles.iter())
+        .map(|x| (x.id.clone(), x.name.clone()))
+        .collect();
     // The element that had the focus inside the table, given it back after a refresh.
     let focused = use_mut_ref(String::new);
     let table_ref = use_node_ref();
@@ -382,7 +400,7 @@ pub fn activity(p: &ActivityProps) -> Html {
                     <p class="help" id="no-messages">{ "No messages match. Messages that apps send show here as soon as they are queued." }</p>
                 } else {
                     <div class="table-wrap" ref={table_ref} onclick={on_click} onfocusin={on_focus}>
-                        { table(&s.messages, s.open.as_deref(), s.details.as_ref(), &apps).html() }
+                        { table(&s.messages, s.open.as_deref(), s.details.as_ref(), &apps, &profile_names).html() }
                     </div>
                     if s.next.is_some() {
                         <div class="actions"><button type="button" id="load-more" onclick={more}>{ "Load more" }</button></div>

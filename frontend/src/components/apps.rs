@@ -316,7 +316,7 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
 }
 
 /// The apps as a table, each with a Revoke button naming it.
-fn apps_table(apps: &[App]) -> Html {
+fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]) -> Html {
     let mut m = Markup::default();
     m.open("table", &[("id", "apps-table")]).head(&[
         "Name",
@@ -333,8 +333,20 @@ fn apps_table(apps: &[App]) -> Html {
             .open("th", &[("scope", "row")])
             .text(&a.name)
             .open("br", &[])
-            .el("code", &[("class", "muted")], &a.id)
-            .close("th")
+            .el("code", &[("class", "muted")], &a.id);
+        // Which profile sends its mail, when there are several.
+        if profiles.len() > 1 {
+            let name = profiles
+                .iter()
+                .find(|x| x.id == a.profile)
+                .map_or(a.profile.as_str(), |x| x.name.as_str());
+            m.open("br", &[]).el(
+                "span",
+                &[("class", "profile")],
+                &["via ", name].concat(),
+            );
+        }
+        m.close("th")
             .open("td", &[])
             .time(&a.created_at)
             .close("td")
@@ -426,6 +438,9 @@ fn apps_table(apps: &[App]) -> Html {
 pub struct AppsProps {
     /// A call answered 401.
     pub on_unauthorized: Callback<()>,
+    /// The sending profiles an app may choose (docs/API.md §15).
+    #[prop_or_default]
+    pub profiles: Vec<mailroom_shared::profiles::ProfileState>,
 }
 
 /// What the new-app form holds.
@@ -551,6 +566,16 @@ pub fn apps(p: &AppsProps) -> Html {
             d.rewrite_from = e
                 .target_unchecked_into::<web_sys::HtmlInputElement>()
                 .checked();
+            draft.set(d);
+        })
+    };
+    let on_profile = {
+        let draft = draft.clone();
+        Callback::from(move |e: Event| {
+            let mut d = (*draft).clone();
+            d.profile = e
+                .target_unchecked_into::<web_sys::HtmlSelectElement>()
+                .value();
             draft.set(d);
         })
     };
@@ -763,7 +788,7 @@ pub fn apps(p: &AppsProps) -> Html {
                     Some(Err(m)) => html! { <p class="error" role="alert">{ m.clone() }</p> },
                     Some(Ok(apps)) if apps.is_empty() => html! { <p class="help" id="no-apps">{ "No apps yet. Add the first one below." }</p> },
                     Some(Ok(apps)) => html! {
-                        <div class="table-wrap" onclick={on_table_click}>{ apps_table(apps) }</div>
+                        <div class="table-wrap" onclick={on_table_click}>{ apps_table(apps, &p.profiles) }</div>
                     },
                 } }
             </section>
@@ -806,6 +831,15 @@ pub fn apps(p: &AppsProps) -> Html {
                     help: Some(AttrValue::Static("Besides the settings' username and sender, the addresses this app may send as. The mailbox must have Send-As rights on them. Separate several with commas.")),
                     ..TextFieldProps::default()
                 }) }
+                if p.profiles.len() > 1 {
+                    <label for="app-profile">{ "Sending profile" }</label>
+                    <select id="app-profile" onchange={on_profile}>
+                        { for p.profiles.iter().map(|x| html! {
+                            <option value={x.id.clone()} selected={x.id == draft.profile || (draft.profile.is_empty() && x.id == mailroom_shared::profiles::DEFAULT_PROFILE)}>{ x.name.clone() }</option>
+                        }) }
+                    </select>
+                    <p class="help">{ "The profile's mailbox sends this app's mail; its From addresses are checked against that profile's username and sender." }</p>
+                }
                 <label class="checkbox"><input type="checkbox" id="app-rewrite" checked={draft.rewrite_from} onchange={on_rewrite} />
                     <span>{ "Rewrite From to the settings' sender (for devices that cannot choose their From; the original goes to Reply-To)" }</span></label>
                 <div class="actions">

@@ -25,7 +25,7 @@ pub struct CertificatePanelProps {
 pub async fn reload(form: &UseReducerHandle<FormState>) -> Result<(), ApiError> {
     let certs: Certificates = api::typed(
         Method::GET,
-        "/api/settings/certificate",
+        &api::profile_path("/certificate"),
         crate::read::certificates,
     )
     .await?;
@@ -79,7 +79,7 @@ fn details(id: &str, title: &str, c: &CertInfo, which: &str) -> Html {
                 ("class", "button"),
                 (
                     "href",
-                    &["/api/settings/certificate.pem?which=", which].concat(),
+                    &[&api::profile_path("/certificate.pem?which="), which].concat(),
                 ),
                 ("download", ""),
             ],
@@ -120,7 +120,7 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
             crate::spawn(async move {
                 let sent = api::fetch(
                     Method::POST,
-                    "/api/settings/certificate",
+                    &api::profile_path("/certificate"),
                     api::encode(&body),
                 )
                 .await;
@@ -166,7 +166,7 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
             crate::spawn(async move {
                 let r = api::fetch(
                     Method::DELETE,
-                    "/api/settings/certificate?which=pending",
+                    &api::profile_path("/certificate?which=pending"),
                     None,
                 )
                 .await;

@@ -54,6 +54,42 @@ pub fn pause_banner(paused: &Paused, waiting: u64) -> Html {
     m.html()
 }
 
+/// The banner while another profile than the default one is paused: which
+/// profile, what failed and the fix (docs/API.md §15).
+pub fn profile_pause_banner(name: &str, paused: &Paused) -> Html {
+    let mut m = Markup::default();
+    m.open(
+        "section",
+        &[("class", "banner paused"), ("role", "alert")],
+    )
+    .el(
+        "h2",
+        &[],
+        &["Delivery is paused for the profile “", name, "”"].concat(),
+    )
+    .el(
+        "p",
+        &[("class", "waiting")],
+        "Only this profile's messages wait; the other profiles go on. Nothing is lost or bounced.",
+    );
+    stage_line(
+        &mut m,
+        paused.stage.as_str(),
+        paused.code.as_deref().unwrap_or_default(),
+    );
+    m.el("p", &[("class", "message")], &paused.message);
+    if let Some(h) = &paused.hint {
+        hint(&mut m, h);
+    }
+    m.el(
+        "a",
+        &[("class", "button"), ("href", "#/settings")],
+        "Open the settings",
+    )
+    .close("section");
+    m.html()
+}
+
 /// The banner on every view while a credential expires within 30 days (or
 /// has expired): what, when, and the fix (docs/API.md §13).
 pub fn warning_banner(w: &Warning) -> Html {

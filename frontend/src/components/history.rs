@@ -62,7 +62,7 @@ pub fn use_history(saves: u32, on_unauthorized: Callback<()>) -> History {
         let history = history.clone();
         use_effect_with(saves, move |_| {
             crate::spawn(async move {
-                match json(Method::GET, "/api/settings/history").await {
+                match json(Method::GET, &crate::api::profile_path("/history")).await {
                     Ok(h) => history.set(Some(Ok(h))),
                     Err(ApiError::Unauthorized(_)) => on_unauthorized.emit(()),
                     Err(e) => history.set(Some(Err(e.message().to_string()))),

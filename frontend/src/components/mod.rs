@@ -8,6 +8,7 @@ pub mod common;
 pub mod confirm;
 pub mod field;
 pub mod history;
+pub mod profiles;
 pub mod sections;
 pub mod settings_form;
 pub mod sign_in;

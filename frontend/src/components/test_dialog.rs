@@ -129,7 +129,11 @@ pub fn test_dialog(st: &TestState, p: TestDialogProps) -> Html {
                 settings.clone(),
             );
             crate::spawn(async move {
-                let r = json_body(Method::POST, "/api/settings/test", encode(&body)).await;
+                let r = json_body(
+                    Method::POST,
+                    &crate::api::profile_path("/test"),
+                    encode(&body),
+                ).await;
                 running.set(false);
                 match r {
                     Ok(r) => match crate::read::test_result(&r) {

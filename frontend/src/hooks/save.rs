@@ -66,7 +66,25 @@ pub fn use_save(
             saving.set(true);
             banner.set(None);
             crate::spawn(async move {
-                let r = json_body(Method::PUT, "/api/settings", encode(&body)).await;
+                // A new profile is added with its first settings (docs/API.md §15).
+                let r = match crate::api::new_profile() {
+                    Some(name) => {
+                        let new = mailroom_shared::profiles::NewProfile {
+                            name,
+                            settings: body.settings,
+                            limits: Default::default(),
+                        };
+                        let r = json_body(Method::POST, "/api/profiles", encode(&new)).await;
+                        if let Ok(made) = &r {
+                            crate::api::set_new_profile(None);
+                            crate::api::set_profile(&text(made, "id"));
+                        }
+                        r
+                    }
+                    None => {
+                        json_body(Method::PUT, &crate::api::profile_path(""), encode(&body)).await
+                    }
+                };
                 saving.set(false);
                 match r {
                     Ok(saved) => {
