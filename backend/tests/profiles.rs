@@ -470,3 +470,85 @@ async fn a_message_keeps_its_profile_when_its_app_moves() {
     let m2 = server.wait_status(m2["id"].as_str().unwrap(), "sent").await;
     assert_eq!(m2["profile"], "default");
 }
+
+#[tokio::test]
+async fn a_database_from_the_release_before_profiles_becomes_the_default_profile() {
+    use std::os::unix::fs::PermissionsExt;
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let data = tempfile::tempdir().unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/before-profiles");
+    for f in ["mailroom.db", "secret.key"] {
+        let to = data.path().join(f);
+        std::fs::copy(fixture.join(f), &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = data.path().to_path_buf();
+    let server = start(&rig, move |a| a.data_dir = dir).await;
+
+    // The old settings, history and pause are the default profile's.
+    let (_, list) = server.admin(Method::GET, "/api/profiles", None).await;
+    let p = &list["profiles"][0];
+    assert_eq!(list["profiles"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(p["id"], "default");
+    assert_eq!(p["version"], 2);
+    assert_eq!(p["settings"]["sender_name"], "Contoso");
+    assert_eq!(p["settings"]["client_secret_set"], true, "{p}");
+    assert_eq!(p["paused"]["stage"], "token", "{p}");
+    let (_, history) = server
+        .admin(Method::GET, "/api/settings/history", None)
+        .await;
+    assert_eq!(history["changes"].as_array().unwrap().len(), 2, "{history}");
+    let (_, same) = server
+        .admin(Method::GET, "/api/profiles/default/history", None)
+        .await;
+    assert_eq!(same, history);
+    let q = server.queue().await;
+    assert_eq!(q["counts"]["queued"], 3, "{q}");
+    assert_eq!(q["paused"]["stage"], "token", "{q}");
+    // The app and its messages belong to the default profile, its limits kept.
+    let (_, apps) = server.admin(Method::GET, "/api/apps", None).await;
+    assert_eq!(apps["apps"][0]["profile"], "default", "{apps}");
+    assert_eq!(apps["apps"][0]["limits"]["messages_per_day"], 500);
+    let (_, msgs) = server.admin(Method::GET, "/api/messages", None).await;
+    let msgs = msgs["messages"].as_array().unwrap().clone();
+    assert_eq!(msgs.len(), 3);
+    assert!(msgs.iter().all(|m| m["profile"] == "default"));
+
+    // The stored secret still opens: a test with the stored settings gets
+    // its token from Entra with it and fails only at the closed port after.
+    let mut old = oauth_settings("127.0.0.1", 9);
+    old.client_secret = None;
+    old.sender_name = "Contoso".into();
+    let (status, tested) = server
+        .admin(
+            Method::POST,
+            "/api/settings/test",
+            Some(json!({"settings": old, "recipient": addr("admin", "contoso.com")})),
+        )
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["ok"], false, "{tested}");
+    assert_eq!(tested["stage"], "connect", "past the token: {tested}");
+    assert!(rig.entra.requests() >= 1);
+    // Settings pointed at the fakes deliver the messages made before the upgrade.
+    let mut s = oauth_settings("localhost", rig.smtp.port());
+    s.sender_name = "Contoso".into();
+    let (status, saved) = server
+        .admin(
+            Method::PUT,
+            "/api/settings",
+            Some(json!({"settings": s, "version": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    for m in &msgs {
+        server.wait_status(m["id"].as_str().unwrap(), "sent").await;
+    }
+    assert!(rig
+        .smtp
+        .messages()
+        .iter()
+        .all(|m| m.data.contains("before the upgrade")));
+}

@@ -1501,3 +1501,73 @@ async fn postgres_over_tls_verifies_the_server_certificate() {
         "{err}"
     );
 }
+
+/// A PostgreSQL database of the release before profiles (every migration
+/// but the last, with its settings, history, pause, app and message) opens
+/// with all of it the profile `default`'s.
+#[tokio::test]
+async fn a_postgres_database_before_profiles_becomes_the_default_profile() {
+    let schema = PgSchema::new().await;
+    let (client, connection) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE TABLE mailroom_migrations (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        .await
+        .unwrap();
+    let all = mailroom_backend::pg::migrations();
+    for (i, sql) in all.iter().take(all.len() - 1).enumerate() {
+        client.batch_execute(sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO mailroom_migrations (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO settings (id, version, settings, client_secret, updated_at)
+               VALUES (1, 2, '{\"x\":2}', '\\x0102', '2026-11-02T00:00:00Z');
+             INSERT INTO settings_history (version, changed_at, changed_fields) VALUES
+               (1, '2026-11-01T00:00:00Z', 'tenant_id'), (2, '2026-11-02T00:00:00Z', 'sender_name');
+             INSERT INTO delivery_pause (id, since, stage, code, message) VALUES
+               (1, '2026-11-02T00:00:00Z', 'token', 'AADSTS7000215', 'refused');
+             INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at)
+               VALUES ('app_old', 'Old', '\\x00', '[]', 0, '2026-11-01T00:00:00Z');
+             INSERT INTO messages (id, app_id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix)
+               VALUES ('msg_old', 'app_old', 'a@b.c', 'kept', 5, '\\x41', 'queued', '2026-11-01T00:00:00Z', 1790000000, '2026-11-01T00:00:00Z', 0);",
+        )
+        .await
+        .unwrap();
+    let store = PgStore::connect(&schema.url, common::pg::tls(None))
+        .await
+        .unwrap();
+    let record = store.load("default").await.unwrap().expect("kept");
+    assert_eq!(record.version, 2);
+    assert_eq!(record.settings_json, "{\"x\":2}");
+    assert_eq!(record.client_secret, Some(vec![1, 2]));
+    let history = store.history("default").await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].changed_fields, vec!["sender_name"]);
+    let paused = store.pause_state("default").await.unwrap().expect("paused");
+    assert_eq!(paused.code.as_deref(), Some("AADSTS7000215"));
+    assert_eq!(store.list_apps().await.unwrap()[0].profile, "default");
+    let m = store.details("msg_old").await.unwrap().expect("kept");
+    assert_eq!(m.summary.profile, "default");
+    let lease = Lease {
+        owner: "srv".into(),
+        seconds: 60,
+    };
+    let claimed = store
+        .claim("default", 1_790_000_001, 5, &lease)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "its message is the default profile's to deliver"
+    );
+}

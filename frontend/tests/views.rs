@@ -1272,12 +1272,17 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
     assert!(text_of(&root, "#usage-prf_b").contains("9500 of 10000 recipients in 24 hours"));
     assert!(text_of(&root, "#usage-prf_b").contains("paused"));
     assert_eq!(
-        find(&root, "#usage-default meter").get_attribute("value").as_deref(),
+        find(&root, "#usage-default meter")
+            .get_attribute("value")
+            .as_deref(),
         Some("120")
     );
     // The other profile's pause has its own banner, naming it; the default is not paused.
     assert!(root.query_selector("#paused").unwrap().is_none());
-    assert!(root.text_content().unwrap().contains("Delivery is paused for the profile “Fabrikam”"));
+    assert!(root
+        .text_content()
+        .unwrap()
+        .contains("Delivery is paused for the profile “Fabrikam”"));
 
     // Switching loads that profile's settings into the form.
     let mut b = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
@@ -1298,7 +1303,11 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
         200,
         &serde_json::to_value(&response).unwrap(),
     );
-    route("GET /api/profiles/prf_b/history", 200, &json!({"changes": []}));
+    route(
+        "GET /api/profiles/prf_b/history",
+        200,
+        &json!({"changes": []}),
+    );
     route(
         "GET /api/profiles/prf_b/certificate",
         200,
@@ -1322,7 +1331,11 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
         .into_iter()
         .find(|(r, _)| r == "PATCH /api/profiles/prf_b")
         .expect("a PATCH");
-    assert!(patched.1.contains("\"name\":\"Fabrikam billing\""), "{}", patched.1);
+    assert!(
+        patched.1.contains("\"name\":\"Fabrikam billing\""),
+        "{}",
+        patched.1
+    );
 
     // A new profile: a name checked while typing; the next save adds it.
     choose(&root, "profile-select", "").await;
@@ -1330,10 +1343,16 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
     assert!(text_of(&root, "#profile-name-error").contains("Give the profile a name"));
     type_into(&root, "profile-name", "Contoso sales").await;
     assert_eq!(text_of(&root, "#profile-name-error"), "");
-    assert_eq!(mailroom_frontend::api::new_profile().as_deref(), Some("Contoso sales"));
+    assert_eq!(
+        mailroom_frontend::api::new_profile().as_deref(),
+        Some("Contoso sales")
+    );
     choose(&root, "profile-select", "default").await;
     assert_eq!(mailroom_frontend::api::new_profile(), None);
-    assert_eq!(mailroom_frontend::api::profile_path("/test"), "/api/settings/test");
+    assert_eq!(
+        mailroom_frontend::api::profile_path("/test"),
+        "/api/settings/test"
+    );
 }
 
 #[wasm_bindgen_test]

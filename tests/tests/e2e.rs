@@ -661,3 +661,132 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
     b.wait_text(".webhook", "No deliveries yet").await;
     b.close().await;
 }
+
+/// Two sending profiles (docs/API.md §15): the page draws each one's day,
+/// switches the form to the second one, tests and saves it there, and the
+/// default profile's settings stay as they were.
+#[tokio::test]
+async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
+    let (_serial, fakes, app, b) = signed_in().await;
+    const TENANT_B: &str = "1c5e2d3b-2345-4bcd-8ef0-123456789abc";
+    const CLIENT_B: &str = "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc";
+    const SECRET_B: &str = "Ab1C~secondTenantSecretValue0123456789xy";
+    fakes.entra.register(TENANT_B, CLIENT_B, SECRET_B);
+    let billing = addr("billing", "fabrikam.com");
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        http.request(method, format!("{}{path}", app.url))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let mut a = mailroom_shared::fixtures::office365_oauth("localhost", fakes.smtp.port());
+    let r = call(
+        reqwest::Method::PUT,
+        "/api/settings",
+        serde_json::json!({"settings": a, "version": 0}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    a.tenant_id = Some(TENANT_B.into());
+    a.client_id = Some(CLIENT_B.into());
+    a.client_secret = Some(SECRET_B.into());
+    a.username = Some(billing.clone());
+    a.sender_email = billing.clone();
+    let made: serde_json::Value = call(
+        reqwest::Method::POST,
+        "/api/profiles",
+        serde_json::json!({"name": "Fabrikam billing", "settings": a, "limits": {"recipients_per_day": 50}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = made["id"].as_str().expect("a profile id").to_string();
+    let created: serde_json::Value = call(
+        reqwest::Method::POST,
+        "/api/apps",
+        serde_json::json!({"name": "Invoices", "profile": id}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = created["key"].as_str().unwrap();
+    let sent = http
+        .post(format!("{}/api/messages", app.url))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"to": [addr("a", "example.org"), addr("b", "example.org")], "subject": "Invoice", "text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+
+    // The page: B's day drawn against its limit once the message went out.
+    b.client.refresh().await.expect("reload");
+    let meter = format!("#usage-{id} meter");
+    let started = std::time::Instant::now();
+    loop {
+        let value = b.find(&meter).await.attr("value").await.unwrap();
+        if value.as_deref() == Some("2") {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{value:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        b.find(&meter).await.attr("max").await.unwrap().as_deref(),
+        Some("50")
+    );
+    b.wait_text(&format!("#usage-{id}"), "2 of 50 recipients in 24 hours")
+        .await;
+    b.screenshot("profiles").await;
+
+    // Switch the form to B: its own settings; a test goes out as B's mailbox.
+    b.find("#profile-select")
+        .await
+        .select_by_value(&id)
+        .await
+        .expect("choose the profile");
+    let started = std::time::Instant::now();
+    while b.value("#tenant_id").await != TENANT_B {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.value("#username").await, billing);
+    let result = run_test_email(&b).await;
+    assert!(result.contains("Success"), "{result}");
+    let last = fakes.smtp.messages().pop().unwrap();
+    assert_eq!(last.user.as_deref(), Some(billing.as_str()));
+    b.click(".dialog button[type=button]").await;
+    b.wait_gone(".dialog").await;
+    b.type_in("#sender_name", "Fabrikam Billing").await;
+    save_untested(&b).await;
+    b.wait_text(
+        ".banner.success",
+        "Success: The SMTP settings have been saved successfully",
+    )
+    .await;
+    let profile: serde_json::Value = call(
+        reqwest::Method::GET,
+        &format!("/api/profiles/{id}"),
+        serde_json::json!({}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(profile["version"], 2, "{profile}");
+    assert_eq!(profile["settings"]["sender_name"], "Fabrikam Billing");
+    let default = settings_via_api(&app.url).await;
+    assert_eq!(default["settings"]["sender_name"], "Contoso notifications");
+    assert_eq!(default["version"], 1);
+    b.close().await;
+}

@@ -340,11 +340,8 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
                 .iter()
                 .find(|x| x.id == a.profile)
                 .map_or(a.profile.as_str(), |x| x.name.as_str());
-            m.open("br", &[]).el(
-                "span",
-                &[("class", "profile")],
-                &["via ", name].concat(),
-            );
+            m.open("br", &[])
+                .el("span", &[("class", "profile")], &["via ", name].concat());
         }
         m.close("th")
             .open("td", &[])

@@ -51,10 +51,7 @@ pub fn usage_list(profiles: &[ProfileState]) -> Html {
                         ("max", &limit_s),
                         ("high", &high),
                         ("value", &used_s),
-                        (
-                            "aria-label",
-                            &["Recipients today for ", &p.name].concat(),
-                        ),
+                        ("aria-label", &["Recipients today for ", &p.name].concat()),
                     ],
                     "",
                 )
@@ -68,7 +65,11 @@ pub fn usage_list(profiles: &[ProfileState]) -> Html {
                 m.el(
                     "span",
                     &[("class", "count")],
-                    &[&used.to_string(), " recipients in 24 hours (no daily limit)"].concat(),
+                    &[
+                        &used.to_string(),
+                        " recipients in 24 hours (no daily limit)",
+                    ]
+                    .concat(),
                 );
             }
         }
@@ -174,9 +175,7 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
     let new_error = (is_new && !new_name.is_empty())
         .then(|| name_errors(&new_name))
         .flatten();
-    let rename_error = (!rename.is_empty())
-        .then(|| name_errors(&rename))
-        .flatten();
+    let rename_error = (!rename.is_empty()).then(|| name_errors(&rename)).flatten();
     html! {
         <section class="card profiles" aria-labelledby="profiles-title">
             <h2 id="profiles-title">{ "Sending profile" }</h2>

@@ -133,7 +133,8 @@ pub fn test_dialog(st: &TestState, p: TestDialogProps) -> Html {
                     Method::POST,
                     &crate::api::profile_path("/test"),
                     encode(&body),
-                ).await;
+                )
+                .await;
                 running.set(false);
                 match r {
                     Ok(r) => match crate::read::test_result(&r) {
