@@ -788,3 +788,137 @@ async fn bench_postgres() {
     let json = serde_json::json!({ "runs": runs });
     report("postgres", &json);
 }
+
+/// Sending profiles (docs/API.md §15): `n` messages through each of 1 and
+/// then 4 profiles at once, each profile against its own fake SMTP server
+/// that takes `delay` to accept a message. Each profile's per-message time
+/// (from the save that resumes it to its last message) is compared with the
+/// one profile's: profiles must not slow each other down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by cargo xtask bench"]
+async fn bench_profiles() {
+    let n = env_count("MAILROOM_BENCH_PROFILE_MESSAGES", 600);
+    let mut runs = Vec::new();
+    for delay in [Duration::from_millis(20), Duration::ZERO] {
+        let one = profiles_run(1, n, delay).await;
+        let four = profiles_run(4, n, delay).await;
+        let ratio =
+            four["per_message_ms"].as_f64().unwrap() / one["per_message_ms"].as_f64().unwrap();
+        runs.push(serde_json::json!({
+            "smtp_delay_ms": delay.as_millis() as u64, "one": one, "four": four, "ratio": ratio,
+        }));
+    }
+    report(
+        "profiles",
+        &serde_json::json!({ "messages_per_profile": n, "runs": runs }),
+    );
+}
+
+async fn profiles_run(profiles: usize, n: usize, delay: Duration) -> serde_json::Value {
+    let config = SmtpConfig {
+        data_delay: delay,
+        ..SmtpConfig::default()
+    };
+    let rig = Loopback::start(config.clone()).await;
+    let mut extra = Vec::new();
+    for _ in 1..profiles {
+        extra.push(
+            mailroom_fakes::FakeSmtp::start(config.clone(), &rig.pki, rig.entra.issued_tokens())
+                .await,
+        );
+    }
+    let fakes: Vec<&mailroom_fakes::FakeSmtp> =
+        std::iter::once(&rig.smtp).chain(extra.iter()).collect();
+    let server = start(&rig, |_| {}).await;
+    let settings = |port: u16, secret: &str| {
+        let mut s = oauth_settings("localhost", port);
+        s.client_secret = Some(secret.into());
+        s
+    };
+    const WRONG: &str = "Zz9Z~wrongSecretValue0123456789abcdefgh";
+    let unlimited = serde_json::json!({"recipients_per_day": 10_000_000});
+    // Each profile paused (a secret Entra refuses) while its queue fills.
+    let mut ids = vec!["default".to_string()];
+    server.save(&settings(fakes[0].port(), WRONG)).await;
+    let (s, _) = server
+        .admin(
+            reqwest::Method::PATCH,
+            "/api/profiles/default",
+            Some(serde_json::json!({ "limits": unlimited })),
+        )
+        .await;
+    assert_eq!(s, 200);
+    for (k, fake) in fakes.iter().enumerate().skip(1) {
+        let (s, p) = server
+            .admin(
+                reqwest::Method::POST,
+                "/api/profiles",
+                Some(serde_json::json!({"name": format!("p{k}"), "settings": settings(fake.port(), WRONG), "limits": unlimited})),
+            )
+            .await;
+        assert_eq!(s, 201, "{p}");
+        ids.push(p["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let (_, key) = server
+            .new_app(serde_json::json!({"name": format!("app {id}"), "profile": id}))
+            .await;
+        submit_many(&server.url, &key, n, 8).await;
+    }
+    let started = Instant::now();
+    loop {
+        let q = server.queue().await;
+        let all_paused = q["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !p["paused"].is_null());
+        if all_paused && q["counts"]["queued"] == (profiles * n) as u64 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{q}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Resume them all; time each profile from its save to its last message.
+    let mut begun = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        begun.push(Instant::now());
+        let path = if k == 0 {
+            "/api/settings".to_string()
+        } else {
+            format!("/api/profiles/{id}")
+        };
+        let (s, body) = server
+            .admin(
+                reqwest::Method::PUT,
+                &path,
+                Some(serde_json::json!({"settings": settings(fakes[k].port(), SECRET), "version": 1})),
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let mut done: Vec<Option<f64>> = vec![None; profiles];
+    let started = Instant::now();
+    while done.iter().any(Option::is_none) {
+        for (k, fake) in fakes.iter().enumerate() {
+            if done[k].is_none() && fake.messages().len() >= n {
+                done[k] = Some(begun[k].elapsed().as_secs_f64());
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "delivery stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let per_message: Vec<f64> = done
+        .iter()
+        .map(|d| d.unwrap() * 1000.0 / n as f64)
+        .collect();
+    let mean = per_message.iter().sum::<f64>() / profiles as f64;
+    serde_json::json!({
+        "profiles": profiles, "messages": profiles * n,
+        "per_message_ms": mean, "per_profile_ms": per_message,
+        "total_per_s": (profiles * n) as f64 / done.iter().map(|d| d.unwrap()).fold(0.0, f64::max),
+    })
+}

@@ -146,7 +146,59 @@ both!(
     profiles_keep_their_own_settings_pause_and_messages,
     the_daily_count_holds_for_parallel_servers,
     connection_slots_are_shared_and_lapse,
+    due_messages_of_a_profile_are_claimed_in_turn_per_app,
 );
+
+async fn due_messages_of_a_profile_are_claimed_in_turn_per_app(f: Fixture) {
+    let s = f.open().await;
+    let of = |id: &str, app: &str, profile: &str, at: i64| {
+        let mut m = message(id, None);
+        m.app_id = Some(app.into());
+        m.profile = profile.into();
+        m.now_unix = at;
+        m
+    };
+    for i in 0..20 {
+        s.queue
+            .enqueue(of(&format!("msg_x{i:02}"), "app_busy", "prf_x", T0))
+            .await
+            .unwrap();
+    }
+    s.queue
+        .enqueue(of("msg_q", "app_quiet", "prf_x", T0 + 5))
+        .await
+        .unwrap();
+    // Older messages of another profile (and of an app between them) are not this profile's.
+    s.queue
+        .enqueue(of("msg_d", "app_middle", "default", T0 - 100))
+        .await
+        .unwrap();
+    let claimed = s
+        .queue
+        .claim("prf_x", T0 + 10, 2, &lease("srv_a", 120))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["msg_x00", "msg_q"],
+        "in turn per app, within the profile"
+    );
+    let next = s
+        .queue
+        .claim("prf_x", T0 + 10, 3, &lease("srv_a", 120))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = next.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["msg_x01", "msg_x02", "msg_x03"]);
+    let other = s
+        .queue
+        .claim("default", T0 + 10, 5, &lease("srv_a", 120))
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].id, "msg_d");
+}
 
 fn profile_row(id: &str, name: &str) -> ProfileRow {
     ProfileRow {
@@ -303,6 +355,13 @@ async fn profiles_keep_their_own_settings_pause_and_messages(f: Fixture) {
     );
 }
 
+fn rand_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
 async fn the_daily_count_holds_for_parallel_servers(f: Fixture) {
     let s = f.open().await;
     s.settings
@@ -315,7 +374,8 @@ async fn the_daily_count_holds_for_parallel_servers(f: Fixture) {
     for _ in 0..8 {
         let q = f.open().await.queue;
         tasks.push(tokio::spawn(async move {
-            q.take_quota("prf_q", vec![1, 1], Some(5), T0)
+            let id = |n: u32| format!("msg_{}_{n}", rand_id());
+            q.take_quota("prf_q", vec![(id(1), 1), (id(2), 1)], Some(5), T0)
                 .await
                 .unwrap()
         }));
@@ -343,7 +403,7 @@ async fn the_daily_count_holds_for_parallel_servers(f: Fixture) {
     // A message larger than the limit goes alone once the window is empty.
     assert_eq!(
         s.queue
-            .take_quota("prf_q", vec![9], Some(5), T0 + 86_400)
+            .take_quota("prf_q", vec![("msg_big".into(), 9)], Some(5), T0 + 86_400)
             .await
             .unwrap(),
         (1, None)
@@ -351,11 +411,27 @@ async fn the_daily_count_holds_for_parallel_servers(f: Fixture) {
     // Without a limit, everything is counted.
     assert_eq!(
         s.queue
-            .take_quota("prf_q", vec![3, 4], None, T0)
+            .take_quota(
+                "prf_q",
+                vec![("msg_c".into(), 3), ("msg_d".into(), 4)],
+                None,
+                T0
+            )
             .await
             .unwrap(),
         (2, None)
     );
+    // A message counted but not sent (released, or its attempt paused) is uncounted.
+    let today = |s: Arc<dyn Queue>| async move {
+        s.profile_usage("prf_q", T0 + 10)
+            .await
+            .unwrap()
+            .recipients_today
+    };
+    assert_eq!(today(s.queue.clone()).await, 5 + 9 + 3 + 4);
+    s.queue.unreserve("msg_c").await.unwrap();
+    s.queue.release(vec!["msg_d".into()]).await.unwrap();
+    assert_eq!(today(s.queue.clone()).await, 5 + 9);
     s.queue.purge_usage(T0 + 3 * 86_400).await.unwrap();
     assert_eq!(f.rows("profile_usage").await, 0);
 }

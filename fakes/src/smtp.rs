@@ -40,6 +40,9 @@ pub struct SmtpConfig {
     pub mail_reply: Option<String>,
     /// Reply after the DATA body.
     pub data_reply: Option<String>,
+    /// How long the server takes to accept a message (Exchange takes tens
+    /// of milliseconds): the wait before the reply to the DATA body.
+    pub data_delay: std::time::Duration,
     /// Close the connection when this verb arrives (for example "AUTH").
     pub drop_on: Option<String>,
     /// MAIL FROM must be the signed-in user unless in `send_as`; else 550 5.7.60.
@@ -66,6 +69,7 @@ impl Default for SmtpConfig {
             auth_reply: None,
             mail_reply: None,
             data_reply: None,
+            data_delay: std::time::Duration::ZERO,
             drop_on: None,
             enforce_send_as: true,
             send_as: HashSet::new(),
@@ -412,6 +416,9 @@ impl Conn {
                         .collect::<Vec<_>>()
                         .join("\r\n");
                     current.raw = raw;
+                    if !self.config.data_delay.is_zero() {
+                        tokio::time::sleep(self.config.data_delay).await;
+                    }
                     match &self.config.data_reply {
                         Some(r) => r.clone(),
                         None => {

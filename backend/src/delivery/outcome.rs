@@ -115,6 +115,10 @@ impl Engine {
         transcript: Option<String>,
     ) {
         self.pause(d).await;
+        // Nothing went out: the message no longer counts toward the day.
+        if let Err(e) = self.queue.unreserve(&m.id).await {
+            tracing::warn!(error = %e, "cannot uncount a message from the profile's day");
+        }
         let record = AttemptRecord {
             attempt: self.attempt(m, false, Some(d), String::new()),
             transcript,

@@ -169,7 +169,10 @@ impl Engine {
     /// past it wait (deferred, code `quota`, no attempt) until the rolling
     /// window allows them, and `quota.reached` goes out once per crossing.
     async fn within_quota(&self, claimed: Vec<Claimed>) -> Vec<Claimed> {
-        let sizes: Vec<u32> = claimed.iter().map(|m| m.recipients.len() as u32).collect();
+        let sizes: Vec<(String, u32)> = claimed
+            .iter()
+            .map(|m| (m.id.clone(), m.recipients.len() as u32))
+            .collect();
         let now = unix(&*self.clock);
         let limit = self.options.recipients_per_day;
         let (fit, next) = match self

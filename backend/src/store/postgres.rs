@@ -1301,6 +1301,11 @@ impl Queue for PgStore {
             )
             .await?;
         c.execute(&stmt, &[&ids]).await?;
+        // Not sent: no longer counted toward the profile's day.
+        let stmt = c
+            .prepare_cached("DELETE FROM profile_usage WHERE message_id = ANY($1)")
+            .await?;
+        c.execute(&stmt, &[&ids]).await?;
         Ok(())
     }
 
@@ -1493,10 +1498,11 @@ impl Queue for PgStore {
     async fn take_quota(
         &self,
         profile: &str,
-        recipients: Vec<u32>,
+        messages: Vec<(String, u32)>,
         limit: Option<u32>,
         now_unix: i64,
     ) -> Result<(usize, Option<i64>), StoreError> {
+        let recipients: Vec<u32> = messages.iter().map(|(_, r)| *r).collect();
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         let sends = match limit {
@@ -1516,15 +1522,23 @@ impl Queue for PgStore {
         let (n, next) = crate::queue::quota_fits(&sends, &recipients, limit, now_unix);
         if n > 0 {
             let counts: Vec<i64> = recipients[..n].iter().map(|r| *r as i64).collect();
+            let ids: Vec<&str> = messages[..n].iter().map(|(id, _)| id.as_str()).collect();
             tx.execute(
-                "INSERT INTO profile_usage (profile, at_unix, recipients)
-                 SELECT $1, $2, r FROM UNNEST($3::BIGINT[]) AS u(r)",
-                &[&profile, &now_unix, &counts],
+                "INSERT INTO profile_usage (profile, at_unix, recipients, message_id)
+                 SELECT $1, $2, r, m FROM UNNEST($3::BIGINT[], $4::TEXT[]) AS u(r, m)",
+                &[&profile, &now_unix, &counts, &ids],
             )
             .await?;
         }
         tx.commit().await?;
         Ok((n, next))
+    }
+
+    async fn unreserve(&self, id: &str) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(&prepared(&c, sql::UNRESERVE).await?, &[&id])
+            .await?;
+        Ok(())
     }
 
     async fn quota_wait(

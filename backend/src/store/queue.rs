@@ -422,10 +422,13 @@ pub trait Queue: Send + Sync {
     async fn take_quota(
         &self,
         profile: &str,
-        recipients: Vec<u32>,
+        messages: Vec<(String, u32)>,
         limit: Option<u32>,
         now_unix: i64,
     ) -> Result<(usize, Option<i64>), StoreError>;
+    /// Forgets a message's count toward its profile's day: it was not sent
+    /// (its attempt paused delivery). [`Queue::release`] does this too.
+    async fn unreserve(&self, id: &str) -> Result<(), StoreError>;
     /// A claimed message waits for its profile's window until `until_unix`
     /// (`deferred`, code `quota`), with no attempt added.
     async fn quota_wait(

@@ -193,9 +193,11 @@ DROP TABLE delivery_pause;
 CREATE TABLE profile_usage (
     profile TEXT NOT NULL,
     at_unix INTEGER NOT NULL,
-    recipients INTEGER NOT NULL
+    recipients INTEGER NOT NULL,
+    message_id TEXT
 );
 CREATE INDEX profile_usage_at ON profile_usage(profile, at_unix, recipients);
+CREATE INDEX profile_usage_message ON profile_usage(message_id);
 CREATE TABLE profile_slots (
     profile TEXT NOT NULL,
     slot INTEGER NOT NULL,

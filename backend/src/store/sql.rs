@@ -87,7 +87,10 @@ pub(crate) const PROFILE_USAGE: &str = "SELECT
 pub(crate) const PROFILE_SENDS: &str =
     "SELECT at_unix, recipients FROM profile_usage WHERE profile = ?1 AND at_unix > ?2 ORDER BY at_unix";
 pub(crate) const ADD_USAGE: &str =
-    "INSERT INTO profile_usage (profile, at_unix, recipients) VALUES (?1, ?2, ?3)";
+    "INSERT INTO profile_usage (profile, at_unix, recipients, message_id) VALUES (?1, ?2, ?3, ?4)";
+/// A message counted toward its profile's day that was not sent after all
+/// (released unattempted, or its attempt paused delivery) is counted no more.
+pub(crate) const UNRESERVE: &str = "DELETE FROM profile_usage WHERE message_id = ?1";
 pub(crate) const PURGE_USAGE: &str = "DELETE FROM profile_usage WHERE at_unix <= ?1";
 /// Takes connection slot `?2` of profile `?1` for owner `?3` until `?4`
 /// when it is free, lapsed (`?5` now) or already this owner's.

@@ -782,8 +782,10 @@ impl Queue for SqliteStore {
             let tx = c.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(sql::RELEASE)?;
+                let mut unreserve = tx.prepare_cached(sql::UNRESERVE)?;
                 for id in &ids {
                     stmt.execute([id])?;
+                    unreserve.execute([id])?;
                 }
             }
             tx.commit()?;
@@ -1013,11 +1015,12 @@ impl Queue for SqliteStore {
     async fn take_quota(
         &self,
         profile: &str,
-        recipients: Vec<u32>,
+        messages: Vec<(String, u32)>,
         limit: Option<u32>,
         now_unix: i64,
     ) -> Result<(usize, Option<i64>), StoreError> {
         let profile = profile.to_string();
+        let recipients: Vec<u32> = messages.iter().map(|(_, r)| *r).collect();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let sends = match limit {
@@ -1032,12 +1035,21 @@ impl Queue for SqliteStore {
             let (n, next) = super::queue::quota_fits(&sends, &recipients, limit, now_unix);
             {
                 let mut add = tx.prepare_cached(sql::ADD_USAGE)?;
-                for r in &recipients[..n] {
-                    add.execute(params![profile, now_unix, *r as i64])?;
+                for (id, r) in &messages[..n] {
+                    add.execute(params![profile, now_unix, *r as i64, id])?;
                 }
             }
             tx.commit()?;
             Ok((n, next))
+        })
+        .await
+    }
+
+    async fn unreserve(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            c.prepare_cached(sql::UNRESERVE)?.execute([id])?;
+            Ok(())
         })
         .await
     }
