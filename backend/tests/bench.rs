@@ -799,7 +799,11 @@ async fn bench_postgres() {
 async fn bench_profiles() {
     let n = env_count("MAILROOM_BENCH_PROFILE_MESSAGES", 600);
     let mut runs = Vec::new();
-    for delay in [Duration::from_millis(20), Duration::ZERO] {
+    for delay in [
+        Duration::from_millis(50),
+        Duration::from_millis(20),
+        Duration::ZERO,
+    ] {
         let one = profiles_run(1, n, delay).await;
         let four = profiles_run(4, n, delay).await;
         let ratio =

@@ -385,6 +385,15 @@ async fn the_daily_limit_makes_messages_wait_then_go_when_the_window_frees() {
         .await;
     assert_eq!(s, 200);
     let (_, key) = server.new_app(json!({"name": "Daily"})).await;
+    let receiver = mailroom_fakes::FakeReceiver::start().await;
+    let (s, hook) = server
+        .admin(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"url": receiver.url("/quota"), "events": ["quota.reached"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{hook}");
     let mut ids = Vec::new();
     for i in 0..3 {
         let (s, m) = server
@@ -425,6 +434,14 @@ async fn the_daily_limit_makes_messages_wait_then_go_when_the_window_frees() {
         "{metrics}"
     );
     assert_eq!(rig.smtp.messages().len(), 3);
+    // quota.reached names the profile, the limit and when it allows again.
+    let hooks = receiver.wait_for(1).await;
+    let event = hooks[0].json();
+    assert_eq!(event["type"], "quota.reached", "{event}");
+    assert_eq!(event["data"]["profile"], "default", "{event}");
+    assert_eq!(event["data"]["limit"], "recipients_per_day");
+    assert_eq!(event["data"]["value"], 3);
+    assert!(event["data"]["until"].is_string(), "{event}");
     // Hours later, still inside the window: it still waits and never fails,
     // however long --max-queue-time is exceeded meanwhile.
     clock.advance(Duration::from_secs(20 * 3600));
@@ -436,6 +453,11 @@ async fn the_daily_limit_makes_messages_wait_then_go_when_the_window_frees() {
     clock.advance(Duration::from_secs(4 * 3600 + 5));
     server.wait_status(&late, "sent").await;
     assert_eq!(rig.smtp.messages().len(), 4);
+    assert_eq!(
+        receiver.hooks().len(),
+        1,
+        "quota.reached once per crossing, not once per try"
+    );
 }
 
 #[tokio::test]

@@ -639,3 +639,45 @@ async fn a_sigkill_while_clients_send_loses_no_message_the_relay_acknowledged() 
     subjects.dedup();
     assert_eq!(n, subjects.len(), "a message went out twice");
 }
+
+/// An app of another profile (docs/API.md §15): over the relay its From is
+/// checked against that profile's mailbox, and its mail goes out as it.
+#[tokio::test]
+async fn an_app_of_another_profile_sends_as_that_profiles_mailbox() {
+    let (rig, server) = relay_rig(|_| {}).await;
+    const TENANT_B: &str = "1c5e2d3b-2345-4bcd-8ef0-123456789abc";
+    const CLIENT_B: &str = "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc";
+    const SECRET_B: &str = "Ab1C~secondTenantSecretValue0123456789xy";
+    rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
+    let billing = addr("billing", "fabrikam.com");
+    let mut b = oauth_settings("localhost", rig.smtp.port());
+    b.tenant_id = Some(TENANT_B.into());
+    b.client_id = Some(CLIENT_B.into());
+    b.client_secret = Some(SECRET_B.into());
+    b.username = Some(billing.clone());
+    b.sender_email = billing.clone();
+    let (s, p) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/profiles",
+            Some(json!({"name": "Fabrikam", "settings": b})),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    let (app, key) = server
+        .new_app(json!({"name": "Invoices", "profile": p["id"]}))
+        .await;
+    // The default profile's sender is not this app's to use.
+    let err = client(&server, Some((&app, &key)), Mechanism::Plain)
+        .send(message(&mailer(), &[addr("a", "example.org")], "x", "y"))
+        .await
+        .expect_err("not its profile's sender");
+    assert_code(&err, "550");
+    assert!(err.to_string().contains(&billing), "{err}");
+    let sent = send_through(&server, Some((&app, &key)), &billing, "invoice").await;
+    assert_eq!(sent["profile"], p["id"]);
+    wait_received(&rig, 1).await;
+    let m = &rig.smtp.messages()[0];
+    assert_eq!(m.mail_from, billing);
+    assert_eq!(m.user.as_deref(), Some(billing.as_str()));
+}

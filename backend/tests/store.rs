@@ -147,7 +147,45 @@ both!(
     the_daily_count_holds_for_parallel_servers,
     connection_slots_are_shared_and_lapse,
     due_messages_of_a_profile_are_claimed_in_turn_per_app,
+    a_quota_wait_adds_no_attempt_and_never_expires,
 );
+
+async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
+    let s = f.open().await;
+    s.queue.enqueue(message("msg_w", None)).await.unwrap();
+    s.queue.enqueue(message("msg_e", None)).await.unwrap();
+    let claimed = s
+        .queue
+        .claim("default", T0 + 1, 1, &lease("srv_a", 120))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, "msg_w");
+    s.queue
+        .quota_wait("msg_w", T0 + 86_400, "waits for the day", "t")
+        .await
+        .unwrap();
+    let d = s.queue.details("msg_w").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Deferred);
+    assert_eq!(d.summary.attempt_count, 0);
+    assert!(d.attempts.is_empty(), "no attempt is added");
+    let e = d.summary.last_error.unwrap();
+    assert_eq!(e.code.as_deref(), Some("quota"));
+    assert_eq!(e.message, "waits for the day");
+    // Not due before its time; --max-queue-time fails the other, never it.
+    assert!(s
+        .queue
+        .claim("default", T0 + 100, 5, &lease("srv_a", 120))
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| m.id != "msg_w"));
+    s.queue.release(vec!["msg_e".into()]).await.unwrap();
+    assert_eq!(s.queue.expire(T0 + 10 * 86_400, "t").await.unwrap(), 1);
+    let w = s.queue.details("msg_w").await.unwrap().unwrap();
+    assert_eq!(w.summary.status, Status::Deferred);
+    let e = s.queue.details("msg_e").await.unwrap().unwrap();
+    assert_eq!(e.summary.status, Status::Failed);
+}
 
 async fn due_messages_of_a_profile_are_claimed_in_turn_per_app(f: Fixture) {
     let s = f.open().await;
