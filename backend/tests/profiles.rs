@@ -73,6 +73,20 @@ async fn profiles_are_listed_added_changed_and_deleted_with_clear_refusals() {
     let (s, e) = bad(json!({"name": "  ", "settings": b})).await;
     assert_eq!(s, 422, "{e}");
     assert!(e["errors"]["name"].is_array(), "{e}");
+    for name in [
+        "x".repeat(10_000),
+        "two\nlines".to_string(),
+        "tab\there".to_string(),
+    ] {
+        let (s, e) = bad(json!({"name": name, "settings": b})).await;
+        assert_eq!(s, 422, "{e}");
+        assert!(e["errors"]["name"].is_array(), "{e}");
+    }
+    let (s, e) =
+        bad(json!({"name": "X", "settings": b, "limits": {"recipients_per_day": -1}})).await;
+    assert!(s == 400 || s == 422, "{s} {e}");
+    let (s, e) = bad(json!({"name": "X"})).await;
+    assert!(s == 400 || s == 422, "settings are required: {s} {e}");
     let (s, e) = bad(json!({"name": "X", "settings": b, "limits": {"connections": 0}})).await;
     assert_eq!(s, 422, "{e}");
     assert!(e["errors"]["limits"][0]
@@ -201,6 +215,33 @@ async fn profiles_are_listed_added_changed_and_deleted_with_clear_refusals() {
     let (app, _) = server
         .new_app(json!({"name": "Billing app", "profile": id}))
         .await;
+    let (s, e) = server
+        .admin(
+            Method::PATCH,
+            &format!("/api/apps/{app}"),
+            Some(json!({"profile": "prf_nope"})),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert!(e["errors"]["profile"].is_array(), "{e}");
+    // Ids that are not a profile's, however written, are a 404; an encoded
+    // one is decoded alike on every route.
+    for path in [
+        "/api/profiles/default%00",
+        "/api/profiles/default%00/settings",
+        "/api/profiles/DEFAULT/history",
+        "/api/profiles/%2Fdefault/test",
+    ] {
+        let (s, _) = server.admin(Method::GET, path, None).await;
+        assert!(s == 404 || s == 405, "{path}: {s}");
+    }
+    for path in [
+        "/api/profiles/%64efault",
+        "/api/profiles/%64efault/settings",
+    ] {
+        let (s, got) = server.admin(Method::GET, path, None).await;
+        assert_eq!(s, 200, "{path}: {got}");
+    }
 
     // Delete: never default, not while an app uses it.
     let (s, e) = server

@@ -1052,6 +1052,19 @@ async fn the_delivery_slot_is_shared_where_servers_share_a_store(f: Fixture) {
             .await
             .unwrap();
         assert_eq!(later, Some(2_000_000), "an idle gap is not saved up");
+        // Each profile has its own pace (docs/API.md §15).
+        let other = b
+            .queue
+            .reserve_slot("prf_other", 2000, 2_000_100)
+            .await
+            .unwrap();
+        assert_eq!(other, Some(2_000_100), "another profile does not wait");
+        let again = b
+            .queue
+            .reserve_slot("default", 2000, 2_000_100)
+            .await
+            .unwrap();
+        assert_eq!(again, Some(2_002_000));
     } else {
         // One process per SQLite file: the engine keeps the slot in memory.
         assert_eq!((first, second), (None, None));

@@ -752,9 +752,25 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
         .select_by_value(&id)
         .await
         .expect("choose the profile");
+    // The form is made afresh for the profile: read its value in one script
+    // (an element found before the switch is gone after it).
     let started = std::time::Instant::now();
-    while b.value("#tenant_id").await != TENANT_B {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    loop {
+        let tenant = b
+            .client
+            .execute(
+                "const e = document.querySelector('#tenant_id'); return e ? e.value : '';",
+                vec![],
+            )
+            .await
+            .expect("script");
+        if tenant == TENANT_B {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{tenant}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(b.value("#username").await, billing);

@@ -39,9 +39,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let repo = SettingsRepo::from_ref(state);
-        let Some(id) = profile_in_path(parts.uri.path()) else {
+        if profile_in_path(parts.uri.path()).is_none() {
             return Ok(ProfileRepo(repo));
-        };
+        }
+        // The `{id}` of the route, percent-decoded as every route's is.
+        let Path(params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| not_found("?"))?;
+        let id = params.get("id").map(String::as_str).unwrap_or_default();
         find(&repo, id).await?;
         Ok(ProfileRepo(repo.for_profile(id)))
     }
