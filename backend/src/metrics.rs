@@ -261,7 +261,17 @@ async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppE
     }
     let now = s.settings.clock.wall().unix_timestamp();
     let pauses = s.queue.pauses().await?;
-    for profile in s.settings.store.profiles().await? {
+    let profiles = s.settings.store.profiles().await?;
+    // Written afresh for the profiles there are: a deleted one's series go.
+    for family in [
+        &s.metrics.delivery_paused,
+        &s.metrics.oldest_queued_age,
+        &s.metrics.recipients_today,
+        &s.metrics.credential_expiry,
+    ] {
+        family.clear();
+    }
+    for profile in profiles.iter() {
         let current = s.settings.for_profile(&profile.id).load_current().await?;
         let label = ProfileLabel {
             profile: profile.id.clone(),

@@ -407,6 +407,12 @@ async fn a_broken_profile_pauses_only_its_own_mail_and_the_other_goes_on() {
         .admin(Method::DELETE, &format!("/api/profiles/{id}"), None)
         .await;
     assert_eq!(s, 204, "{e}");
+    let metrics = server.metrics().await;
+    assert!(
+        !metrics.contains(&id),
+        "a deleted profile's series go: {metrics}"
+    );
+    assert!(metrics.contains("mailroom_delivery_paused{profile=\"default\"} 0"));
 }
 
 #[tokio::test]

@@ -104,6 +104,10 @@ const BUNDLE_HISTORY: &[(&str, u64)] = &[
         "milestone 3: app limits with meters, the typed App reader (bcd6e45)",
         155_878,
     ),
+    (
+        "Graph choice, certificate panel, webhooks panel (7d403bb)",
+        189_289,
+    ),
 ];
 
 fn gzip_len(path: &Path) -> Result<u64, String> {
