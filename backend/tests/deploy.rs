@@ -32,7 +32,7 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     let checked = promtool(&["check", "rules", "mailroom-alerts.yml"]);
-    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 6 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "mailroom-alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
     let rules = std::fs::read_to_string(rules_dir().join("mailroom-alerts.yml")).unwrap();
@@ -42,10 +42,11 @@ fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
         "MailroomOldestQueuedMessage",
         "MailroomWebhookFailing",
         "MailroomQuotaReached",
+        "MailroomProfileDailyLimitReached",
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
     }
-    assert_eq!(rules.matches("Fix:").count(), 5, "each alert says the fix");
+    assert_eq!(rules.matches("Fix:").count(), 6, "each alert says the fix");
 }
 
 #[tokio::test]
