@@ -1385,3 +1385,94 @@ async fn a_new_app_chooses_its_profile_when_there_are_several() {
         .expect("a POST");
     assert!(created.1.contains("\"profile\":\"prf_b\""), "{}", created.1);
 }
+
+#[wasm_bindgen_test]
+async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
+    let root = mount_signed_with_profiles().await;
+    choose(&root, "profile-select", "").await;
+    assert_eq!(
+        find(&root, "#tenant_id")
+            .dyn_into::<HtmlInputElement>()
+            .unwrap()
+            .value(),
+        "",
+        "a new profile starts from an empty form"
+    );
+    // A save without a name is refused by the server, naming the field.
+    route(
+        "POST /api/profiles",
+        422,
+        &json!({"message": "The profile is not valid.", "errors": {"name": ["Give the profile a name, for example the mailbox or the customer it sends for."]}}),
+    );
+    type_into(&root, "tenant_id", "1c5e2d3b-2345-4bcd-8ef0-123456789abc").await;
+    type_into(&root, "client_id", "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc").await;
+    type_into(
+        &root,
+        "client_secret",
+        "Ab1C~secondTenantSecretValue0123456789xy",
+    )
+    .await;
+    let billing = ["billing", "@", "fabrikam.com"].concat();
+    type_into(&root, "username", &billing).await;
+    type_into(&root, "sender_name", "Fabrikam").await;
+    type_into(&root, "sender_email", &billing).await;
+    click(&root, "#save-button").await;
+    click(&root, "#save-prompt-other").await;
+    assert!(
+        text_of(&root, ".banner.error").contains("The new profile's name"),
+        "{}",
+        text_of(&root, ".banner.error")
+    );
+    // Named: the POST carries the name and the settings, then the form edits it.
+    type_into(&root, "profile-name", "Fabrikam").await;
+    route(
+        "POST /api/profiles",
+        201,
+        &json!({"id": "prf_new", "name": "Fabrikam", "settings": null, "version": 1,
+                "limits": {}, "usage": {}, "paused": null}),
+    );
+    let mut saved = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    saved.tenant_id = Some("1c5e2d3b-2345-4bcd-8ef0-123456789abc".into());
+    route(
+        "GET /api/profiles/prf_new/settings",
+        200,
+        &json!({"settings": saved, "version": 1, "updated_at": null}),
+    );
+    route(
+        "GET /api/profiles/prf_new/history",
+        200,
+        &json!({"changes": []}),
+    );
+    click(&root, "#save-button").await;
+    if root.query_selector("#save-prompt-other").unwrap().is_some() {
+        click(&root, "#save-prompt-other").await;
+    }
+    let posted = requests()
+        .into_iter()
+        .filter(|(r, _)| r == "POST /api/profiles")
+        .next_back()
+        .expect("a POST");
+    let body: Value = serde_json::from_str(&posted.1).unwrap();
+    assert_eq!(body["name"], "Fabrikam");
+    assert_eq!(
+        body["settings"]["tenant_id"],
+        "1c5e2d3b-2345-4bcd-8ef0-123456789abc"
+    );
+    assert_eq!(
+        body["settings"]["client_secret"],
+        "Ab1C~secondTenantSecretValue0123456789xy"
+    );
+    assert!(
+        eventually(2000, || mailroom_frontend::api::profile() == "prf_new").await,
+        "the saved profile is the edited one now"
+    );
+    assert_eq!(mailroom_frontend::api::new_profile(), None);
+    assert!(
+        eventually(2000, || requests()
+            .iter()
+            .any(|(r, _)| r == "GET /api/profiles/prf_new/settings"))
+        .await
+    );
+    // Back to the default profile for the tests after this one.
+    choose(&root, "profile-select", "default").await;
+}

@@ -102,6 +102,11 @@ pub fn use_save(
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     Err(ApiError::Conflict(m)) => banner.set(Some(Banner::Conflict(m))),
                     Err(ApiError::Invalid(m, errors)) => {
+                        // The new profile's name is above the form: say so.
+                        let m = match errors.get("name").and_then(|e| e.first()) {
+                            Some(name) => ["The new profile's name: ", name].concat(),
+                            None => m,
+                        };
                         form.dispatch(Action::ServerErrors(errors));
                         banner.set(Some(Banner::Error(m)));
                     }
