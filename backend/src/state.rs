@@ -82,28 +82,9 @@ impl FromRef<AppState> for Sending {
 }
 
 impl AppState {
-    /// The delivery engine over this state's queue, settings and tester,
-    /// with the provider's defaults where no option is given.
+    /// The delivery engine over this state's queue, settings and tester; the
+    /// command line's delivery options are every profile's defaults.
     pub async fn engine(&self) -> Engine {
-        let provider = self
-            .settings
-            .load_current()
-            .await
-            .ok()
-            .and_then(|c| c.settings)
-            .map(|s| s.provider)
-            .unwrap_or_default();
-        let defaults = crate::delivery::Defaults {
-            rate_per_minute: self.sending.delivery_rate,
-            connections: self.sending.delivery_connections,
-        };
-        // The default profile's limits; every profile gets its own from the
-        // supervisor (docs/API.md §15).
-        let e = mailroom_shared::profiles::ProfileLimits::default().effective(
-            provider,
-            defaults.rate_per_minute,
-            defaults.connections,
-        );
         Engine::new(
             self.queue.clone(),
             self.settings.clone(),
@@ -111,16 +92,21 @@ impl AppState {
             self.metrics.clone(),
             self.clock.clone(),
             self.webhooks.clone(),
+            // This engine keeps house; the supervisor gives every profile's
+            // engine its own connections, rate and daily limit (docs/API.md §15).
             DeliveryOptions {
-                connections: e.connections,
-                rate_per_minute: e.messages_per_minute,
+                connections: 0,
+                rate_per_minute: 0,
                 max_queue_time: self.sending.max_queue_time,
                 retention: self.sending.retention,
                 pause_retry: self.sending.pause_retry,
                 lease: self.sending.delivery_lease,
-                recipients_per_day: e.recipients_per_day,
+                recipients_per_day: None,
             },
-            defaults,
+            crate::delivery::Defaults {
+                rate_per_minute: self.sending.delivery_rate,
+                connections: self.sending.delivery_connections,
+            },
         )
     }
 }

@@ -14,19 +14,9 @@ use mailroom_shared::Settings;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-const TENANT_B: &str = "1c5e2d3b-2345-4bcd-8ef0-123456789abc";
-const CLIENT_B: &str = "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc";
-const SECRET_B: &str = "Ab1C~secondTenantSecretValue0123456789xy";
-
 /// Profile B's settings: another tenant, app and mailbox on the same fakes.
 fn settings_b(rig: &Loopback, secret: &str) -> Settings {
-    let mut s = oauth_settings("localhost", rig.smtp.port());
-    s.tenant_id = Some(TENANT_B.into());
-    s.client_id = Some(CLIENT_B.into());
-    s.client_secret = Some(secret.into());
-    s.username = Some(addr("billing", "fabrikam.com"));
-    s.sender_email = addr("billing", "fabrikam.com");
-    s
+    mailroom_shared::fixtures::office365_second_tenant("localhost", rig.smtp.port(), secret)
 }
 
 async fn add_profile(server: &Running, name: &str, settings: &Settings, limits: Value) -> Value {
@@ -384,10 +374,7 @@ async fn a_broken_profile_pauses_only_its_own_mail_and_the_other_goes_on() {
         .iter()
         .find(|m| m.data.contains("Subject: from B"))
         .unwrap();
-    assert_eq!(
-        from_b.user.as_deref(),
-        Some(addr("billing", "fabrikam.com").as_str())
-    );
+    assert_eq!(from_b.user.as_deref(), Some(billing().as_str()));
     let from_a = received
         .iter()
         .find(|m| m.data.contains("Subject: from A"))

@@ -645,17 +645,10 @@ async fn a_sigkill_while_clients_send_loses_no_message_the_relay_acknowledged() 
 #[tokio::test]
 async fn an_app_of_another_profile_sends_as_that_profiles_mailbox() {
     let (rig, server) = relay_rig(|_| {}).await;
-    const TENANT_B: &str = "1c5e2d3b-2345-4bcd-8ef0-123456789abc";
-    const CLIENT_B: &str = "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc";
-    const SECRET_B: &str = "Ab1C~secondTenantSecretValue0123456789xy";
     rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
-    let billing = addr("billing", "fabrikam.com");
-    let mut b = oauth_settings("localhost", rig.smtp.port());
-    b.tenant_id = Some(TENANT_B.into());
-    b.client_id = Some(CLIENT_B.into());
-    b.client_secret = Some(SECRET_B.into());
-    b.username = Some(billing.clone());
-    b.sender_email = billing.clone();
+    let billing = billing();
+    let b =
+        mailroom_shared::fixtures::office365_second_tenant("localhost", rig.smtp.port(), SECRET_B);
     let (s, p) = server
         .admin(
             reqwest::Method::POST,

@@ -26,6 +26,19 @@ impl Shared {
         }
     }
 
+    /// Servers A and B with no rate limit, clients of both, and settings
+    /// for the rig saved on A.
+    async fn two_saved(&self, rig: &Loopback) -> (Spawned, Spawned, Running, Running) {
+        let a = self.server(rig, "a", &["--delivery-rate", "0"]).await;
+        let b = self.server(rig, "b", &["--delivery-rate", "0"]).await;
+        let (ca, cb) = (
+            Running::client(a.url.clone()),
+            Running::client(b.url.clone()),
+        );
+        ca.save(&oauth_settings("localhost", rig.smtp.port())).await;
+        (a, b, ca, cb)
+    }
+
     /// A server on this database, with its own data dir and the shared key.
     async fn server(&self, rig: &Loopback, name: &str, extra: &[&str]) -> Spawned {
         let key = self.dir.path().join("secret.key");
@@ -101,13 +114,7 @@ async fn submit_all(urls: &[String], key: &str, n: usize, prefix: &str) {
 async fn two_servers_share_one_queue_and_deliver_each_message_once() {
     let rig = Loopback::start(SmtpConfig::default()).await;
     let shared = Shared::new().await;
-    let a = shared.server(&rig, "a", &["--delivery-rate", "0"]).await;
-    let b = shared.server(&rig, "b", &["--delivery-rate", "0"]).await;
-    let (ca, cb) = (
-        Running::client(a.url.clone()),
-        Running::client(b.url.clone()),
-    );
-    ca.save(&oauth_settings("localhost", rig.smtp.port())).await;
+    let (a, b, ca, cb) = shared.two_saved(&rig).await;
     // The app made on A is known to B.
     let (_, key) = ca.new_app(json!({"name": "Both"})).await;
     submit_all(&[a.url.clone(), b.url.clone()], &key, 1000, "m").await;
@@ -532,13 +539,7 @@ async fn losing_the_database_gives_503_and_4_3_0_and_nothing_acknowledged_is_los
 async fn two_servers_share_a_profiles_daily_recipients() {
     let rig = Loopback::start(SmtpConfig::default()).await;
     let shared = Shared::new().await;
-    let a = shared.server(&rig, "a", &["--delivery-rate", "0"]).await;
-    let b = shared.server(&rig, "b", &["--delivery-rate", "0"]).await;
-    let (ca, cb) = (
-        Running::client(a.url.clone()),
-        Running::client(b.url.clone()),
-    );
-    ca.save(&oauth_settings("localhost", rig.smtp.port())).await;
+    let (a, b, ca, cb) = shared.two_saved(&rig).await;
     let (s, p) = ca
         .admin(
             reqwest::Method::PATCH,

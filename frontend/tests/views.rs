@@ -755,31 +755,7 @@ fn paused_queue(paused: bool) -> Value {
 
 #[wasm_bindgen_test]
 async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
-    fake_api();
-    saved_routes();
-    apps_routes(vec![]);
-    route("GET /api/queue", 200, &paused_queue(true));
-    route(
-        "GET /api/messages",
-        200,
-        &json!({"messages": [], "next": null}),
-    );
-    web_sys::window()
-        .unwrap()
-        .location()
-        .set_hash("#/settings")
-        .unwrap();
-    let root = fresh_root();
-    yew::Renderer::<Signed>::with_root_and_props(
-        root.clone(),
-        SignedProps {
-            initial: valid_initial(),
-            on_unauthorized: Callback::noop(),
-            on_signed_out: Callback::noop(),
-        },
-    )
-    .render();
-    settle().await;
+    let root = mount_signed(&paused_queue(true)).await;
     let banner = text_of(&root, "#paused");
     assert!(banner.contains("Delivery is paused"), "{banner}");
     assert!(
@@ -1221,10 +1197,15 @@ fn two_profiles_queue() -> Value {
 }
 
 async fn mount_signed_with_profiles() -> Element {
+    mount_signed(&two_profiles_queue()).await
+}
+
+/// The signed-in page on Settings, `GET /api/queue` answering `queue`.
+async fn mount_signed(queue: &Value) -> Element {
     fake_api();
     saved_routes();
     apps_routes(vec![]);
-    route("GET /api/queue", 200, &two_profiles_queue());
+    route("GET /api/queue", 200, queue);
     route(
         "GET /api/messages",
         200,
@@ -1286,7 +1267,7 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
 
     // Switching loads that profile's settings into the form.
     let mut b = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
-    b.tenant_id = Some("1c5e2d3b-2345-4bcd-8ef0-123456789abc".into());
+    b.tenant_id = Some(mailroom_shared::fixtures::TENANT_B.into());
     let response = mailroom_shared::api::SettingsResponse {
         settings: Some(mailroom_shared::api::PublicSettings::new(
             b,
@@ -1315,7 +1296,7 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
     );
     choose(&root, "profile-select", "prf_b").await;
     let tenant: HtmlInputElement = find(&root, "#tenant_id").dyn_into().unwrap();
-    assert_eq!(tenant.value(), "1c5e2d3b-2345-4bcd-8ef0-123456789abc");
+    assert_eq!(tenant.value(), mailroom_shared::fixtures::TENANT_B);
     assert!(requests()
         .iter()
         .any(|(r, _)| r == "GET /api/profiles/prf_b/history"));
@@ -1404,15 +1385,10 @@ async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
         422,
         &json!({"message": "The profile is not valid.", "errors": {"name": ["Give the profile a name, for example the mailbox or the customer it sends for."]}}),
     );
-    type_into(&root, "tenant_id", "1c5e2d3b-2345-4bcd-8ef0-123456789abc").await;
-    type_into(&root, "client_id", "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc").await;
-    type_into(
-        &root,
-        "client_secret",
-        "Ab1C~secondTenantSecretValue0123456789xy",
-    )
-    .await;
-    let billing = ["billing", "@", "fabrikam.com"].concat();
+    type_into(&root, "tenant_id", mailroom_shared::fixtures::TENANT_B).await;
+    type_into(&root, "client_id", mailroom_shared::fixtures::CLIENT_B).await;
+    type_into(&root, "client_secret", mailroom_shared::fixtures::SECRET_B).await;
+    let billing = mailroom_shared::fixtures::billing();
     type_into(&root, "username", &billing).await;
     type_into(&root, "sender_name", "Fabrikam").await;
     type_into(&root, "sender_email", &billing).await;
@@ -1432,7 +1408,7 @@ async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
                 "limits": {}, "usage": {}, "paused": null}),
     );
     let mut saved = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
-    saved.tenant_id = Some("1c5e2d3b-2345-4bcd-8ef0-123456789abc".into());
+    saved.tenant_id = Some(mailroom_shared::fixtures::TENANT_B.into());
     route(
         "GET /api/profiles/prf_new/settings",
         200,
@@ -1456,11 +1432,11 @@ async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
     assert_eq!(body["name"], "Fabrikam");
     assert_eq!(
         body["settings"]["tenant_id"],
-        "1c5e2d3b-2345-4bcd-8ef0-123456789abc"
+        mailroom_shared::fixtures::TENANT_B
     );
     assert_eq!(
         body["settings"]["client_secret"],
-        "Ab1C~secondTenantSecretValue0123456789xy"
+        mailroom_shared::fixtures::SECRET_B
     );
     assert!(
         eventually(2000, || mailroom_frontend::api::profile() == "prf_new").await,

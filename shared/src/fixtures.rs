@@ -30,3 +30,28 @@ pub fn office365_oauth(host: &str, port: u16) -> Settings {
         ..Settings::for_provider(Provider::Office365)
     }
 }
+
+/// A second tenant's Directory (tenant) ID, for a second sending profile.
+pub const TENANT_B: &str = "1c5e2d3b-2345-4bcd-8ef0-123456789abc";
+/// The second tenant's Application (client) ID.
+pub const CLIENT_B: &str = "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc";
+/// The second tenant's client secret Value.
+pub const SECRET_B: &str = "Ab1C~secondTenantSecretValue0123456789xy";
+
+/// `billing` at `fabrikam.com`: the second tenant's mailbox.
+pub fn billing() -> String {
+    format!("{}@{}", "billing", "fabrikam.com")
+}
+
+/// Valid Office 365 OAuth settings of the second tenant, sending as
+/// [`billing`] through `host:port` with `secret`.
+pub fn office365_second_tenant(host: &str, port: u16, secret: &str) -> Settings {
+    Settings {
+        tenant_id: Some(TENANT_B.into()),
+        client_id: Some(CLIENT_B.into()),
+        client_secret: Some(secret.into()),
+        username: Some(billing()),
+        sender_email: billing(),
+        ..office365_oauth(host, port)
+    }
+}

@@ -14,7 +14,9 @@ use tokio::process::{Child, Command};
 /// The admin token every scenario signs in with.
 pub const TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 /// The app registered with the fake Entra.
-pub use mailroom_shared::fixtures::{mailer, CLIENT, SECRET, TENANT};
+pub use mailroom_shared::fixtures::{
+    billing, mailer, CLIENT, CLIENT_B, SECRET, SECRET_B, TENANT, TENANT_B,
+};
 /// How long any wait in the UI may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(30);
 

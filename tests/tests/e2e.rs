@@ -668,11 +668,8 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
 #[tokio::test]
 async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
     let (_serial, fakes, app, b) = signed_in().await;
-    const TENANT_B: &str = "1c5e2d3b-2345-4bcd-8ef0-123456789abc";
-    const CLIENT_B: &str = "7a2b3c4d-bbbb-4ccc-9ddd-123456789abc";
-    const SECRET_B: &str = "Ab1C~secondTenantSecretValue0123456789xy";
     fakes.entra.register(TENANT_B, CLIENT_B, SECRET_B);
-    let billing = addr("billing", "fabrikam.com");
+    let billing = billing();
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, body: serde_json::Value| {
         http.request(method, format!("{}{path}", app.url))
@@ -680,7 +677,7 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
             .json(&body)
             .send()
     };
-    let mut a = mailroom_shared::fixtures::office365_oauth("localhost", fakes.smtp.port());
+    let a = mailroom_shared::fixtures::office365_oauth("localhost", fakes.smtp.port());
     let r = call(
         reqwest::Method::PUT,
         "/api/settings",
@@ -689,11 +686,11 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
     .await
     .unwrap();
     assert_eq!(r.status(), 200);
-    a.tenant_id = Some(TENANT_B.into());
-    a.client_id = Some(CLIENT_B.into());
-    a.client_secret = Some(SECRET_B.into());
-    a.username = Some(billing.clone());
-    a.sender_email = billing.clone();
+    let a = mailroom_shared::fixtures::office365_second_tenant(
+        "localhost",
+        fakes.smtp.port(),
+        SECRET_B,
+    );
     let made: serde_json::Value = call(
         reqwest::Method::POST,
         "/api/profiles",

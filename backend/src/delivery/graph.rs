@@ -95,7 +95,7 @@ impl Engine {
                         Some(c)
                     }
                     Kind::Quota => {
-                        self.wait_quota(&m, &d, Some(transcript), retry_after).await;
+                        self.wait_quota(&m, &d, retry_after).await;
                         Some(c)
                     }
                     Kind::Permanent => {

@@ -155,13 +155,7 @@ impl Engine {
     /// (docs/API.md §15): deferred for `wait` (an hour when not said), code
     /// `quota`, with no attempt added and no count toward `--max-queue-time`;
     /// `quota.reached` goes out once per crossing.
-    pub(super) async fn wait_quota(
-        &self,
-        m: &Claimed,
-        d: &Diagnosis,
-        _transcript: Option<String>,
-        wait: Option<Duration>,
-    ) {
+    pub(super) async fn wait_quota(&self, m: &Claimed, d: &Diagnosis, wait: Option<Duration>) {
         let wait = wait.unwrap_or(Duration::from_secs(3600));
         let until = unix(&*self.clock) + wait.as_secs().max(1) as i64;
         let said = d

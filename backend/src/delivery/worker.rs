@@ -339,7 +339,7 @@ impl Engine {
                         None
                     }
                     Kind::Quota => {
-                        self.wait_quota(&m, &d, transcript, None).await;
+                        self.wait_quota(&m, &d, None).await;
                         self.reset_or_drop(c, true).await
                     }
                     Kind::Temporary => {

@@ -15,19 +15,7 @@ use crate::queue::{ChangeError, ListFilter};
 
 async fn queue_state(State(s): State<Sending>) -> Result<Json<QueueState>, AppError> {
     let q = &s.apps.queue;
-    let profiles = crate::http::profiles::states(&s).await?;
-    let mut warnings = Vec::new();
-    for p in &profiles {
-        let current = s.settings.for_profile(&p.id).load_current().await?;
-        let mut found = crate::expiry::warnings(&current, s.settings.clock.wall());
-        // Which profile's credential, when there are several.
-        if p.id != crate::store::DEFAULT_PROFILE {
-            for w in &mut found {
-                w.message = format!("Profile “{}”: {}", p.name, w.message);
-            }
-        }
-        warnings.extend(found);
-    }
+    let (profiles, warnings) = crate::http::profiles::states(&s).await?;
     Ok(Json(QueueState {
         counts: q.counts().await?,
         paused: profiles

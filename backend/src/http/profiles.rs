@@ -87,19 +87,26 @@ async fn profile_json(s: &Sending, row: ProfileRow) -> Result<Profile, AppError>
     })
 }
 
-/// Every profile's pause, usage and limits, for `GET /api/queue`.
-pub(crate) async fn states(s: &Sending) -> Result<Vec<ProfileState>, AppError> {
-    let now = s.apps.clock.wall().unix_timestamp();
+/// Every profile's pause, usage and limits, for `GET /api/queue`,
+/// and their credential warnings, each read once per profile.
+pub(crate) async fn states(
+    s: &Sending,
+) -> Result<(Vec<ProfileState>, Vec<mailroom_shared::sending::Warning>), AppError> {
+    let wall = s.apps.clock.wall();
+    let now = wall.unix_timestamp();
     let pauses = s.apps.queue.pauses().await?;
-    let mut out = Vec::new();
+    let (mut out, mut warnings) = (Vec::new(), Vec::new());
     for row in s.settings.store.profiles().await? {
-        let provider = s
-            .settings
-            .for_profile(&row.id)
-            .load_settings()
-            .await?
-            .map(|st| st.provider)
-            .unwrap_or_default();
+        let current = s.settings.for_profile(&row.id).load_current().await?;
+        let mut found = crate::expiry::warnings(&current, wall);
+        // Which profile's credential, when there are several.
+        if row.id != DEFAULT_PROFILE {
+            for w in &mut found {
+                w.message = format!("Profile “{}”: {}", row.name, w.message);
+            }
+        }
+        warnings.extend(found);
+        let provider = current.settings.map(|st| st.provider).unwrap_or_default();
         // The daily limit in force, so the page draws the bar against it.
         let limits = mailroom_shared::profiles::ProfileLimits {
             recipients_per_day: row
@@ -116,7 +123,7 @@ pub(crate) async fn states(s: &Sending) -> Result<Vec<ProfileState>, AppError> {
             limits,
         });
     }
-    Ok(out)
+    Ok((out, warnings))
 }
 
 async fn list(State(s): State<Sending>) -> Result<Json<ProfileList>, AppError> {

@@ -544,7 +544,7 @@ impl SettingsStore for PgStore {
             &[
                 &row.id,
                 &row.name,
-                &crate::store::sqlite::profile_limits_json(&row.limits),
+                &crate::queue::profile_limits_json(&row.limits),
                 &row.created_at,
             ],
         )
@@ -564,7 +564,7 @@ impl SettingsStore for PgStore {
                 &[
                     &row.id,
                     &row.name,
-                    &crate::store::sqlite::profile_limits_json(&row.limits),
+                    &crate::queue::profile_limits_json(&row.limits),
                 ],
             )
             .await?;
@@ -578,25 +578,14 @@ impl SettingsStore for PgStore {
     async fn delete_profile(&self, id: &str) -> Result<ProfileDelete, StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        let locked = tx
-            .query_opt("SELECT 1 FROM profiles WHERE id = $1 FOR UPDATE", &[&id])
-            .await?;
-        if locked.is_none() {
+        if !lock_profile(&tx, id).await? {
             return Ok(ProfileDelete::NotFound);
         }
-        let apps = tx
-            .query_one(&prepared(&tx, sql::PROFILE_APPS).await?, &[&id])
-            .await?
-            .int(0)?;
-        if apps > 0 {
-            return Ok(ProfileDelete::Apps(apps as u64));
-        }
-        let waiting = tx
-            .query_one(&prepared(&tx, sql::PROFILE_WAITING).await?, &[&id])
-            .await?
-            .int(0)?;
-        if waiting > 0 {
-            return Ok(ProfileDelete::Waiting(waiting as u64));
+        let in_use = tx
+            .query_one(&prepared(&tx, sql::PROFILE_IN_USE).await?, &[&id])
+            .await?;
+        if let Err(refused) = crate::queue::may_delete_profile(in_use.int(0)?, in_use.int(1)?) {
+            return Ok(refused);
         }
         for stmt in sql::DELETE_PROFILE {
             tx.execute(&prepared(&tx, stmt).await?, &[&id]).await?;
@@ -610,16 +599,18 @@ impl SettingsStore for PgStore {
 
 /// Locks a profile's row for the rest of the transaction: saves, quota
 /// counts and deletes of one profile wait for each other on every server.
+/// `false` when there is no such profile.
 async fn lock_profile(
     tx: &deadpool_postgres::Transaction<'_>,
     profile: &str,
-) -> Result<(), StoreError> {
-    tx.query_opt(
-        "SELECT 1 FROM profiles WHERE id = $1 FOR UPDATE",
-        &[&profile],
-    )
-    .await?;
-    Ok(())
+) -> Result<bool, StoreError> {
+    let locked = tx
+        .query_opt(
+            &[&sql::pg(sql::PROFILE_EXISTS), " FOR UPDATE"].concat(),
+            &[&profile],
+        )
+        .await?;
+    Ok(locked.is_some())
 }
 
 /// A version-checked save of a profile's settings, its history line and its

@@ -567,6 +567,23 @@ pub(crate) fn limits_json(limits: &mailroom_shared::sending::AppLimits) -> Strin
     serde_json::to_string(limits).unwrap_or_else(|_| "{}".into())
 }
 
+/// A profile's limits as stored.
+pub(crate) fn profile_limits_json(limits: &mailroom_shared::profiles::ProfileLimits) -> String {
+    serde_json::to_string(limits).unwrap_or_else(|_| "{}".into())
+}
+
+/// Whether a profile with these live apps and waiting messages may be
+/// deleted (docs/API.md §15).
+pub(crate) fn may_delete_profile(apps: i64, waiting: i64) -> Result<(), super::ProfileDelete> {
+    if apps > 0 {
+        Err(super::ProfileDelete::Apps(apps as u64))
+    } else if waiting > 0 {
+        Err(super::ProfileDelete::Waiting(waiting as u64))
+    } else {
+        Ok(())
+    }
+}
+
 /// One submission waiting for the group commit.
 struct Pending {
     message: Box<NewMessage>,

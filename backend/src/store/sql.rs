@@ -62,12 +62,14 @@ pub(crate) const PROFILE_NAME_TAKEN: &str = "SELECT id FROM profiles WHERE lower
 pub(crate) const ADD_PROFILE: &str =
     "INSERT INTO profiles (id, name, limits, created_at) VALUES (?1, ?2, ?3, ?4)";
 pub(crate) const UPDATE_PROFILE: &str = "UPDATE profiles SET name = ?2, limits = ?3 WHERE id = ?1";
-/// What keeps profile `?1` from being deleted: live apps, waiting messages.
-pub(crate) const PROFILE_APPS: &str =
-    "SELECT COUNT(*) FROM apps WHERE profile = ?1 AND revoked = 0";
-pub(crate) const PROFILE_WAITING: &str =
-    "SELECT COUNT(*) FROM messages WHERE profile = ?1 AND status IN ('queued', 'deferred', 'sending')";
-/// Everything of profile `?1` (settings and history go by `ON DELETE CASCADE`).
+/// Whether profile `?1` exists (PostgreSQL adds `FOR UPDATE`).
+pub(crate) const PROFILE_EXISTS: &str = "SELECT 1 FROM profiles WHERE id = ?1";
+/// What keeps profile `?1` from being deleted: its live apps and its
+/// waiting messages ([`crate::queue::may_delete_profile`]).
+pub(crate) const PROFILE_IN_USE: &str = "SELECT
+    (SELECT COUNT(*) FROM apps WHERE profile = ?1 AND revoked = 0),
+    (SELECT COUNT(*) FROM messages WHERE profile = ?1 AND status IN ('queued', 'deferred', 'sending'))";
+/// Everything of profile `?1`, the profile last (`default` never).
 pub(crate) const DELETE_PROFILE: &[&str] = &[
     "DELETE FROM certificates WHERE profile = ?1",
     "DELETE FROM profile_pause WHERE profile = ?1",

@@ -13,8 +13,8 @@ use mailroom_shared::sending::{App, Details, Paused, Status, Summary};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::queue::{
-    limits_json, page_end, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued,
-    GroupFn, Lease, ListFilter, NewMessage, Queue, Recent,
+    limits_json, page_end, profile_limits_json, status_of, AttemptRecord, ChangeError, Claimed,
+    Committer, Enqueued, GroupFn, Lease, ListFilter, NewMessage, Queue, Recent,
 };
 use super::schema::migrations;
 use super::sql::{self, Cols};
@@ -237,19 +237,16 @@ impl SettingsStore for SqliteStore {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let exists = tx
-                .query_row("SELECT 1 FROM profiles WHERE id = ?1", [&id], |_| Ok(()))
+                .query_row(sql::PROFILE_EXISTS, [&id], |_| Ok(()))
                 .optional()?
                 .is_some();
             if !exists {
                 return Ok(ProfileDelete::NotFound);
             }
-            let apps: i64 = tx.query_row(sql::PROFILE_APPS, [&id], |r| r.get(0))?;
-            if apps > 0 {
-                return Ok(ProfileDelete::Apps(apps as u64));
-            }
-            let waiting: i64 = tx.query_row(sql::PROFILE_WAITING, [&id], |r| r.get(0))?;
-            if waiting > 0 {
-                return Ok(ProfileDelete::Waiting(waiting as u64));
+            let (apps, waiting) =
+                tx.query_row(sql::PROFILE_IN_USE, [&id], |r| Ok((r.int(0)?, r.int(1)?)))?;
+            if let Err(refused) = super::queue::may_delete_profile(apps, waiting) {
+                return Ok(refused);
             }
             for stmt in sql::DELETE_PROFILE {
                 tx.execute(stmt, [&id])?;
@@ -259,11 +256,6 @@ impl SettingsStore for SqliteStore {
         })
         .await
     }
-}
-
-/// A profile's limits as stored.
-pub(crate) fn profile_limits_json(limits: &mailroom_shared::profiles::ProfileLimits) -> String {
-    serde_json::to_string(limits).unwrap_or_else(|_| "{}".into())
 }
 
 /// A version-checked save of a profile's settings, its history line and

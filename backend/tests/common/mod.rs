@@ -21,7 +21,9 @@ pub use running::{
 };
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
-pub use mailroom_shared::fixtures::{mailer, CLIENT, SECRET, TENANT};
+pub use mailroom_shared::fixtures::{
+    billing, mailer, CLIENT, CLIENT_B, SECRET, SECRET_B, TENANT, TENANT_B,
+};
 
 pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
     ServeArgs {

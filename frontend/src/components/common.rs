@@ -7,6 +7,19 @@ use crate::markup::{hint, stage_line, Markup};
 
 pub use crate::markup::local_time;
 
+/// A pause's stage and code, what failed, and the fix.
+fn what_failed(m: &mut Markup, paused: &Paused) {
+    stage_line(
+        m,
+        paused.stage.as_str(),
+        paused.code.as_deref().unwrap_or_default(),
+    );
+    m.el("p", &[("class", "message")], &paused.message);
+    if let Some(h) = &paused.hint {
+        hint(m, h);
+    }
+}
+
 /// The banner on every view while delivery is paused: what failed, the fix,
 /// how many messages wait, and the way to the settings. Its copy buttons
 /// need [`crate::markup::copy_click`] on a parent.
@@ -31,15 +44,7 @@ pub fn pause_banner(paused: &Paused, waiting: u64) -> Html {
     })
     .text("Nothing is lost or bounced: they go out once the problem is fixed.")
     .close("p");
-    stage_line(
-        &mut m,
-        paused.stage.as_str(),
-        paused.code.as_deref().unwrap_or_default(),
-    );
-    m.el("p", &[("class", "message")], &paused.message);
-    if let Some(h) = &paused.hint {
-        hint(&mut m, h);
-    }
+    what_failed(&mut m, paused);
     m.open("p", &[("class", "since")])
         .text("Since ")
         .time(&paused.since)
@@ -72,15 +77,7 @@ pub fn profile_pause_banner(name: &str, paused: &Paused) -> Html {
         &[("class", "waiting")],
         "Only this profile's messages wait; the other profiles go on. Nothing is lost or bounced.",
     );
-    stage_line(
-        &mut m,
-        paused.stage.as_str(),
-        paused.code.as_deref().unwrap_or_default(),
-    );
-    m.el("p", &[("class", "message")], &paused.message);
-    if let Some(h) = &paused.hint {
-        hint(&mut m, h);
-    }
+    what_failed(&mut m, paused);
     m.el(
         "a",
         &[("class", "button"), ("href", "#/settings")],
