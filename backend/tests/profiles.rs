@@ -77,6 +77,21 @@ async fn profiles_are_listed_added_changed_and_deleted_with_clear_refusals() {
     assert!(s == 400 || s == 422, "{s} {e}");
     let (s, e) = bad(json!({"name": "X"})).await;
     assert!(s == 400 || s == 422, "settings are required: {s} {e}");
+    // A body past the limit is a 413; nothing is stored.
+    let (s, _) = bad(json!({"name": "x".repeat(100_000), "settings": b})).await;
+    assert_eq!(s, 413);
+    let (_, still) = server.admin(Method::GET, "/api/profiles", None).await;
+    assert_eq!(still["profiles"].as_array().unwrap().len(), 1);
+    // The list filter is a value, never SQL.
+    let (s, none) = server
+        .admin(
+            Method::GET,
+            "/api/messages?profile=%27%20OR%201%3D1%20--",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{none}");
+    assert_eq!(none["messages"], json!([]));
     let (s, e) = bad(json!({"name": "X", "settings": b, "limits": {"connections": 0}})).await;
     assert_eq!(s, 422, "{e}");
     assert!(e["errors"]["limits"][0]
@@ -617,4 +632,78 @@ async fn a_database_from_the_release_before_profiles_becomes_the_default_profile
         .messages()
         .iter()
         .all(|m| m.data.contains("before the upgrade")));
+}
+
+/// SIGKILL while two profiles deliver: after a restart every acknowledged
+/// message of each goes out through its own profile, and only those in
+/// flight at the kill may go twice.
+#[tokio::test]
+async fn sigkill_while_two_profiles_deliver_loses_nothing_acknowledged() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut first, url) = spawn_mailroom(&rig, &data, "0").await;
+    let mut server = Running::client(url);
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    // Five a second each: the kill lands with messages queued and sending.
+    let pace = json!({"messages_per_minute": 300});
+    let (s, _) = server
+        .admin(
+            Method::PATCH,
+            "/api/profiles/default",
+            Some(json!({"limits": pace})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let b = add_profile(&server, "B", &settings_b(&rig, SECRET_B), pace).await;
+    let (_, key_a) = server.new_app(json!({"name": "A"})).await;
+    let (_, key_b) = server
+        .new_app(json!({"name": "B", "profile": b["id"]}))
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        for (key, who) in [(&key_a, "a"), (&key_b, "b")] {
+            let (s, m) = server
+                .submit(key, &mail(&addr("r", "example.org"), &format!("{who} {i}")))
+                .await;
+            assert_eq!(s, 202, "{m}");
+            ids.push(m["id"].as_str().unwrap().to_string());
+        }
+    }
+    wait_received(&rig, 4).await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert!(rig.smtp.messages().len() < 40, "the kill came mid-delivery");
+
+    let (_second, url) = spawn_mailroom(&rig, &data, "0").await;
+    server.url = url;
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    let mut per_subject = std::collections::BTreeMap::<String, (usize, Option<String>)>::new();
+    for m in rig.smtp.messages() {
+        let subject = m
+            .data
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or_default()
+            .to_string();
+        let e = per_subject.entry(subject).or_default();
+        e.0 += 1;
+        e.1 = m.user.clone();
+    }
+    for i in 0..20 {
+        let a = &per_subject[&format!("a {i}")];
+        assert_eq!(a.1.as_deref(), Some(mailer().as_str()), "a {i}");
+        let b = &per_subject[&format!("b {i}")];
+        assert_eq!(b.1.as_deref(), Some(billing().as_str()), "b {i}");
+    }
+    let twice = per_subject.values().filter(|(n, _)| *n > 1).count();
+    assert!(
+        twice <= 6,
+        "only messages in flight at the kill may go twice: {twice}"
+    );
 }
