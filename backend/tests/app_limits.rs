@@ -274,13 +274,7 @@ async fn one_apps_backlog_does_not_hold_back_another_apps_message() {
         .smtp
         .messages()
         .iter()
-        .map(|r| {
-            r.data
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: "))
-                .unwrap_or_default()
-                .to_string()
-        })
+        .map(|r| r.subject().unwrap_or_default().to_string())
         .collect();
     let at = subjects
         .iter()

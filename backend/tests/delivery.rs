@@ -68,12 +68,7 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
     let got = rig.smtp.messages();
     let mut per_subject = std::collections::BTreeMap::<String, usize>::new();
     for m in &got {
-        let subject = m
-            .data
-            .lines()
-            .find_map(|l| l.strip_prefix("Subject: "))
-            .unwrap_or_default()
-            .to_string();
+        let subject = m.subject().unwrap_or_default().to_string();
         *per_subject.entry(subject).or_default() += 1;
     }
     for i in 0..50 {
@@ -710,12 +705,7 @@ async fn sigterm_stops_within_ten_seconds_and_a_restart_delivers_the_rest() {
         .smtp
         .messages()
         .iter()
-        .filter_map(|m| {
-            m.data
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: "))
-                .map(str::to_string)
-        })
+        .filter_map(|m| m.subject().map(str::to_string))
         .collect();
     assert_eq!(subjects.len(), 20, "every message arrived");
     assert_eq!(

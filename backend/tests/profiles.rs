@@ -685,12 +685,7 @@ async fn sigkill_while_two_profiles_deliver_loses_nothing_acknowledged() {
     }
     let mut per_subject = std::collections::BTreeMap::<String, (usize, Option<String>)>::new();
     for m in rig.smtp.messages() {
-        let subject = m
-            .data
-            .lines()
-            .find_map(|l| l.strip_prefix("Subject: "))
-            .unwrap_or_default()
-            .to_string();
+        let subject = m.subject().unwrap_or_default().to_string();
         let e = per_subject.entry(subject).or_default();
         e.0 += 1;
         e.1 = m.user.clone();

@@ -630,10 +630,7 @@ async fn a_sigkill_while_clients_send_loses_no_message_the_relay_acknowledged() 
     }
     let got = rig.smtp.messages();
     assert!(got.len() >= acked.len(), "{} < {}", got.len(), acked.len());
-    let mut subjects: Vec<&str> = got
-        .iter()
-        .filter_map(|m| m.data.lines().find_map(|l| l.strip_prefix("Subject: ")))
-        .collect();
+    let mut subjects: Vec<&str> = got.iter().filter_map(|m| m.subject()).collect();
     let n = subjects.len();
     subjects.sort();
     subjects.dedup();

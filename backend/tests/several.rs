@@ -59,11 +59,7 @@ fn subjects(rig: &Loopback) -> Vec<String> {
     rig.smtp
         .messages()
         .iter()
-        .filter_map(|m| {
-            m.data
-                .lines()
-                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
-        })
+        .filter_map(|m| m.subject().map(str::to_string))
         .collect()
 }
 

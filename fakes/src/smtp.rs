@@ -98,6 +98,13 @@ pub struct Received {
     pub user: Option<String>,
 }
 
+impl Received {
+    /// The value of its `Subject:` header line, if it has one.
+    pub fn subject(&self) -> Option<&str> {
+        self.data.lines().find_map(|l| l.strip_prefix("Subject: "))
+    }
+}
+
 #[derive(Default)]
 struct Log {
     messages: Vec<Received>,
