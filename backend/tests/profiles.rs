@@ -702,3 +702,59 @@ async fn sigkill_while_two_profiles_deliver_loses_nothing_acknowledged() {
         "only messages in flight at the kill may go twice: {twice}"
     );
 }
+
+#[tokio::test]
+async fn credential_expiring_goes_out_once_a_day_per_profile_across_restarts() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
+    let receiver = mailroom_fakes::FakeReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let today = time::OffsetDateTime::now_utc().date();
+    let in_days = |n: i64| (today + time::Duration::days(n)).to_string();
+
+    // The default profile's secret ends in 10 days; a receiver subscribes.
+    let (mut first, url) = spawn_mailroom(&rig, &data, "0").await;
+    let server = Running::client(url);
+    let mut s = oauth_settings("localhost", rig.smtp.port());
+    s.client_secret_expires = Some(in_days(10));
+    server.save(&s).await;
+    let (status, hook) = server
+        .admin(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"url": receiver.url("/expiring"), "events": ["credential.expiring"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+
+    // The next start's check announces it, naming the profile.
+    let (mut second, url) = spawn_mailroom(&rig, &data, "0").await;
+    let server = Running::client(url);
+    let hooks = receiver.wait_for(1).await;
+    let event = hooks[0].json();
+    assert_eq!(event["type"], "credential.expiring", "{event}");
+    assert_eq!(event["data"]["profile"], "default", "{event}");
+    // A second profile whose secret ends in 20 days is added.
+    let mut b = settings_b(&rig, SECRET_B);
+    b.client_secret_expires = Some(in_days(20));
+    let b = add_profile(&server, "Billing", &b, json!({})).await;
+    second.start_kill().unwrap();
+    second.wait().await.unwrap();
+
+    // After another restart the new profile has its own warning at once,
+    // and the default profile's, sent less than a day ago, is not repeated.
+    let (_third, _) = spawn_mailroom(&rig, &data, "0").await;
+    let hooks = receiver.wait_for(2).await;
+    let event = hooks[1].json();
+    assert_eq!(event["data"]["profile"], b["id"], "{event}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let profiles: Vec<Value> = receiver
+        .hooks()
+        .iter()
+        .map(|h| h.json()["data"]["profile"].clone())
+        .collect();
+    assert_eq!(profiles, vec![json!("default"), b["id"].clone()]);
+}

@@ -16,6 +16,7 @@ use mailroom_backend::store::{
 };
 use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{Attempt, Paused, Status};
+use serde_json::{json, Value};
 
 /// Where a test's database is; [`Fixture::open`] opens it again, as another
 /// server would.
@@ -127,6 +128,7 @@ macro_rules! both {
 
 both!(
     webhook_events_commit_with_the_attempts_they_report_or_not_at_all,
+    the_last_event_of_a_type_is_found_per_profile,
     a_pending_certificate_passes_and_a_save_makes_it_active_for_every_server,
     concurrent_saves_conflict_and_one_wins,
     the_same_idempotency_key_queues_one_message,
@@ -161,7 +163,7 @@ async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
         .unwrap();
     assert_eq!(claimed[0].id, "msg_w");
     s.queue
-        .quota_wait("msg_w", T0 + 86_400, "waits for the day", "t")
+        .quota_wait("msg_w", T0 + 86_400, "waits for the day", "t", T0 + 1)
         .await
         .unwrap();
     let d = s.queue.details("msg_w").await.unwrap().unwrap();
@@ -185,6 +187,35 @@ async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
     assert_eq!(w.summary.status, Status::Deferred);
     let e = s.queue.details("msg_e").await.unwrap().unwrap();
     assert_eq!(e.summary.status, Status::Failed);
+
+    // Its day comes and its try fails for a while: from then on only the
+    // time it did not wait for the limit counts toward --max-queue-time.
+    let claimed = s
+        .queue
+        .claim("default", T0 + 86_400, 5, &lease("srv_a", 120))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let mut later = sent("t");
+    later.attempt.ok = false;
+    later.attempt.code = Some("451".into());
+    later.recipients.clear();
+    later.status = Status::Deferred;
+    later.next_attempt_unix = T0 + 86_400 + 600;
+    s.queue.record("msg_w", later, "t").await.unwrap();
+    let w = s.queue.details("msg_w").await.unwrap().unwrap();
+    assert_eq!(w.summary.status, Status::Deferred);
+    assert_eq!(w.summary.attempt_count, 1);
+    // Created at T0, waited 86,399 s for the limit: a cutoff an hour after
+    // its creation (a day after it, counting the wait) leaves it waiting...
+    assert_eq!(s.queue.expire(T0 + 3_600, "t").await.unwrap(), 0);
+    assert_eq!(s.queue.expire(T0 + 86_399, "t").await.unwrap(), 0);
+    let w = s.queue.details("msg_w").await.unwrap().unwrap();
+    assert_eq!(w.summary.status, Status::Deferred);
+    // ...and one past its creation plus its wait fails it.
+    assert_eq!(s.queue.expire(T0 + 86_400, "t").await.unwrap(), 1);
+    let w = s.queue.details("msg_w").await.unwrap().unwrap();
+    assert_eq!(w.summary.status, Status::Failed);
 }
 
 async fn due_messages_of_a_profile_are_claimed_in_turn_per_app(f: Fixture) {
@@ -1209,12 +1240,10 @@ async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
     assert_eq!(ids, ["msg_a01", "msg_a02"]);
 }
 
-async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fixture) {
-    let s = f.open().await;
-    let hooks = match &f {
-        Fixture::Sqlite(dir) => {
-            Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap()) as Arc<dyn WebhookStore>
-        }
+/// The fixture's webhook store with one webhook for `event`, and its id.
+async fn store_with_webhook(f: &Fixture, event: &str) -> (Arc<dyn WebhookStore>, String) {
+    let hooks: Arc<dyn WebhookStore> = match f {
+        Fixture::Sqlite(dir) => Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap()),
         Fixture::Postgres(schema) => Arc::new(
             PgStore::connect(&schema.url, common::pg::tls(None))
                 .await
@@ -1225,7 +1254,7 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
         .add_webhook(WebhookRow {
             webhook: mailroom_backend::webhooks::new_webhook(
                 "https://hooks.example.com/x".into(),
-                vec!["message.sent".into()],
+                vec![event.into()],
                 Default::default(),
                 "2026-11-26T00:00:00Z".into(),
             ),
@@ -1234,6 +1263,65 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
         .await
         .unwrap();
     let webhook_id = hooks.webhooks().await.unwrap()[0].webhook.id.clone();
+    (hooks, webhook_id)
+}
+
+/// `credential.expiring` goes out once a day per profile: after a restart,
+/// each profile's own last event counts (one without a profile, stored
+/// before profiles, is the default profile's).
+async fn the_last_event_of_a_type_is_found_per_profile(f: Fixture) {
+    let (hooks, webhook_id) = store_with_webhook(&f, "credential.expiring").await;
+    let event = |id: &str, event: &str, data: Value, at_unix: i64| NewDelivery {
+        id: id.into(),
+        webhook_id: webhook_id.clone(),
+        event: event.into(),
+        body: json!({"type": event, "timestamp": "t", "data": data}).to_string(),
+        at: "2026-11-26T00:00:01Z".into(),
+        at_unix,
+    };
+    const EXPIRING: &str = "credential.expiring";
+    assert_eq!(
+        hooks.last_event_unix(EXPIRING, "default").await.unwrap(),
+        None
+    );
+    hooks
+        .enqueue_deliveries(vec![
+            event("evt_1", EXPIRING, json!({"code": "x"}), T0),
+            event("evt_2", EXPIRING, json!({"profile": "prf_b"}), T0 + 10),
+            event("evt_3", EXPIRING, json!({"profile": "prf_b"}), T0 + 20),
+            event(
+                "evt_4",
+                "message.sent",
+                json!({"profile": "prf_c"}),
+                T0 + 30,
+            ),
+        ])
+        .await
+        .unwrap();
+    let last = |profile: &'static str| {
+        let hooks = hooks.clone();
+        async move { hooks.last_event_unix(EXPIRING, profile).await.unwrap() }
+    };
+    assert_eq!(last("default").await, Some(T0), "stored before profiles");
+    assert_eq!(last("prf_b").await, Some(T0 + 20));
+    assert_eq!(last("prf_c").await, None, "another type's event");
+    assert_eq!(last("prf_%").await, None, "a profile id is a value");
+    hooks
+        .enqueue_deliveries(vec![event(
+            "evt_5",
+            EXPIRING,
+            json!({"profile": "default"}),
+            T0 + 40,
+        )])
+        .await
+        .unwrap();
+    assert_eq!(last("default").await, Some(T0 + 40));
+    assert_eq!(last("prf_b").await, Some(T0 + 20));
+}
+
+async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fixture) {
+    let s = f.open().await;
+    let (hooks, webhook_id) = store_with_webhook(&f, "message.sent").await;
     let event = |id: &str| NewDelivery {
         id: id.into(),
         webhook_id: webhook_id.clone(),
@@ -1630,7 +1718,7 @@ async fn postgres_over_tls_verifies_the_server_certificate() {
 }
 
 /// A PostgreSQL database of the release before profiles (every migration
-/// but the last, with its settings, history, pause, app and message) opens
+/// before theirs, with its settings, history, pause, app and message) opens
 /// with all of it the profile `default`'s.
 #[tokio::test]
 async fn a_postgres_database_before_profiles_becomes_the_default_profile() {
@@ -1644,7 +1732,11 @@ async fn a_postgres_database_before_profiles_becomes_the_default_profile() {
         .await
         .unwrap();
     let all = mailroom_backend::pg::migrations();
-    for (i, sql) in all.iter().take(all.len() - 1).enumerate() {
+    let profiles = all
+        .iter()
+        .position(|sql| sql.contains("CREATE TABLE profiles"))
+        .unwrap();
+    for (i, sql) in all.iter().take(profiles).enumerate() {
         client.batch_execute(sql).await.unwrap();
         client
             .execute(

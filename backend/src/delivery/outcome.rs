@@ -166,7 +166,13 @@ impl Engine {
         let text = format!("{}{said} {}", d.message, d.hint);
         if let Err(e) = self
             .queue
-            .quota_wait(&m.id, until, &text, &self.clock.rfc3339())
+            .quota_wait(
+                &m.id,
+                until,
+                &text,
+                &self.clock.rfc3339(),
+                unix(&*self.clock),
+            )
             .await
         {
             tracing::error!(error = %e, "cannot defer a message for the mailbox's quota");

@@ -68,13 +68,13 @@ impl Engine {
             let Some(warning) = crate::expiry::warnings(&current, now).into_iter().next() else {
                 continue;
             };
-            // Once a day per profile; after a restart, the stored last event
-            // of the type counts for the first check.
+            // Once a day per profile; after a restart, the profile's last
+            // stored event counts for the first check.
             let key = format!("{EVENT}|{}", profile.id);
             let last = self
                 .webhooks
                 .store()
-                .last_event_unix(EVENT)
+                .last_event_unix(EVENT, &profile.id)
                 .await
                 .ok()
                 .flatten();

@@ -131,8 +131,10 @@ pub trait WebhookStore: Send + Sync {
         webhook_id: &str,
         limit: i64,
     ) -> Result<Vec<mailroom_shared::webhooks::Delivery>, StoreError>;
-    /// When an event of this type was last stored, Unix seconds.
-    async fn last_event_unix(&self, event: &str) -> Result<Option<i64>, StoreError>;
+    /// When an event of this type was last stored for a profile (its
+    /// `data.profile`; an event without one is the default profile's), Unix
+    /// seconds.
+    async fn last_event_unix(&self, event: &str, profile: &str) -> Result<Option<i64>, StoreError>;
     /// Fixes a delivery's body (its data read at the first try), or drops
     /// the delivery (`None`: an event that turned out not to apply).
     async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError>;

@@ -1538,11 +1538,12 @@ impl Queue for PgStore {
         until_unix: i64,
         message: &str,
         now: &str,
+        now_unix: i64,
     ) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
         c.execute(
             &prepared(&c, sql::QUOTA_WAIT).await?,
-            &[&id, &now, &until_unix, &message],
+            &[&id, &now, &until_unix, &message, &now_unix],
         )
         .await?;
         Ok(())
@@ -1754,10 +1755,13 @@ impl WebhookStore for PgStore {
         Ok(())
     }
 
-    async fn last_event_unix(&self, event: &str) -> Result<Option<i64>, StoreError> {
+    async fn last_event_unix(&self, event: &str, profile: &str) -> Result<Option<i64>, StoreError> {
+        /// [`sql::LAST_EVENT`] in PostgreSQL's words.
+        const LAST_EVENT: &str = "SELECT MAX(created_unix) FROM webhook_deliveries
+            WHERE event = $1 AND COALESCE(body::jsonb #>> '{data,profile}', 'default') = $2";
         let c = self.pool.get().await?;
         let row = c
-            .query_one(&prepared(&c, sql::LAST_EVENT).await?, &[&event])
+            .query_one(&prepared(&c, LAST_EVENT).await?, &[&event, &profile])
             .await?;
         Ok(row.opt_int(0)?)
     }

@@ -387,7 +387,8 @@ pub trait Queue: Send + Sync {
     /// Messages left `sending` by a crash go back to `queued`: all of them
     /// with one process (SQLite), those whose lease ran out with several.
     async fn requeue_sending(&self, now_unix: i64) -> Result<u64, StoreError>;
-    /// Fails messages older than `cutoff_unix` that are still waiting.
+    /// Fails messages older than `cutoff_unix` that are still waiting, their
+    /// waits for the profile's daily limit not counted.
     async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError>;
     /// Deletes the records of final messages updated before `cutoff`.
     async fn purge(&self, cutoff: &str) -> Result<u64, StoreError>;
@@ -430,13 +431,15 @@ pub trait Queue: Send + Sync {
     /// (its attempt paused delivery). [`Queue::release`] does this too.
     async fn unreserve(&self, id: &str) -> Result<(), StoreError>;
     /// A claimed message waits for its profile's window until `until_unix`
-    /// (`deferred`, code `quota`), with no attempt added.
+    /// (`deferred`, code `quota`), with no attempt added; the wait does not
+    /// count toward `--max-queue-time` ([`Queue::expire`]).
     async fn quota_wait(
         &self,
         id: &str,
         until_unix: i64,
         message: &str,
         now: &str,
+        now_unix: i64,
     ) -> Result<(), StoreError>;
     /// Takes connection slot `slot` of a profile for `owner` until
     /// `until_unix` (renewing it when it is already `owner`'s); false when

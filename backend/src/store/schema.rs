@@ -143,7 +143,13 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_CERTIFICATES,
     MIGRATION_WEBHOOKS,
     MIGRATION_PROFILES,
+    MIGRATION_QUOTA_WAITED,
 ];
+
+/// Step 15: how long each message has waited for its profile's daily limit
+/// (seconds), so `--max-queue-time` counts only the rest of its age.
+pub const MIGRATION_QUOTA_WAITED: &str =
+    "ALTER TABLE messages ADD COLUMN quota_waited INTEGER NOT NULL DEFAULT 0;";
 
 /// Step 14: sending profiles (docs/API.md §15). The one settings row, its
 /// history and its pause become the profile `default`'s; apps and messages

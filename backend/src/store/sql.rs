@@ -102,10 +102,12 @@ pub(crate) const TAKE_SLOT: &str =
     WHERE profile_slots.owner IS NULL OR profile_slots.until_unix < ?5 OR profile_slots.owner = ?3";
 pub(crate) const FREE_SLOT: &str =
     "UPDATE profile_slots SET owner = NULL WHERE profile = ?1 AND slot = ?2 AND owner = ?3";
-/// A message waits for its profile's daily window: no attempt is added.
+/// A message waits for its profile's daily window: no attempt is added, and
+/// the wait (from `?5`, now, to `?3`) is kept apart from its age for [`EXPIRE`].
 pub(crate) const QUOTA_WAIT: &str = "UPDATE messages SET status = 'deferred', updated_at = ?2,
         next_attempt_unix = ?3, last_stage = 'send', last_code = 'quota', last_message = ?4,
-        locked_by = NULL, locked_until = NULL
+        locked_by = NULL, locked_until = NULL,
+        quota_waited = quota_waited + CASE WHEN ?3 > CAST(?5 AS BIGINT) THEN ?3 - CAST(?5 AS BIGINT) ELSE 0 END
      WHERE id = ?1 AND status = 'sending'";
 
 // ---- certificates (docs/API.md §13) ----
@@ -167,8 +169,9 @@ pub(crate) const WEBHOOK_SUCCEEDED: &str = "UPDATE webhooks SET last_success_at 
 pub(crate) const WEBHOOK_FAILED: &str = "UPDATE webhooks SET last_failure_at = ?2 WHERE id = ?1";
 pub(crate) const DELIVERIES: &str = "SELECT id, event, created_at, attempts, status, last_status,
     last_error FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY seq DESC LIMIT ?2";
-pub(crate) const LAST_EVENT: &str =
-    "SELECT MAX(created_unix) FROM webhook_deliveries WHERE event = ?1";
+/// SQLite's words; PostgreSQL reads the body as `jsonb` (its own `LAST_EVENT`).
+pub(crate) const LAST_EVENT: &str = "SELECT MAX(created_unix) FROM webhook_deliveries
+    WHERE event = ?1 AND COALESCE(json_extract(body, '$.data.profile'), 'default') = ?2";
 
 pub(crate) const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_unix <= ?1";
 pub(crate) const ADD_SESSION: &str = "INSERT INTO sessions (digest, expires_unix) VALUES (?1, ?2)";
@@ -299,10 +302,13 @@ pub(crate) const AFTER_ATTEMPT: &str =
         attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
         body = CASE WHEN CAST(?9 AS BIGINT) = 1 THEN body ELSE NULL END, locked_by = NULL, locked_until = NULL
      WHERE seq = ?1";
+/// Fails what waited longer than `--max-queue-time` (created before `?1`),
+/// not counting the time it waited for its profile's daily limit.
 pub(crate) const EXPIRE: &str = "UPDATE messages SET status = 'failed', updated_at = ?2,
         last_stage = COALESCE(last_stage, 'send'),
         last_message = 'The message waited longer than --max-queue-time without being delivered.'
      WHERE status IN ('queued', 'deferred') AND created_unix < ?1
+       AND created_unix + quota_waited < ?1
        AND (last_code IS NULL OR last_code <> 'quota')";
 /// Recipients and attempts go with their message (`ON DELETE CASCADE`, on in both).
 pub(crate) const PURGE: &str =

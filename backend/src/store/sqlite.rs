@@ -1052,10 +1052,14 @@ impl Queue for SqliteStore {
         until_unix: i64,
         message: &str,
         now: &str,
+        now_unix: i64,
     ) -> Result<(), StoreError> {
         let (id, message, now) = (id.to_string(), message.to_string(), now.to_string());
         self.with_conn(move |c| {
-            c.execute(sql::QUOTA_WAIT, params![id, now, until_unix, message])?;
+            c.execute(
+                sql::QUOTA_WAIT,
+                params![id, now, until_unix, message, now_unix],
+            )?;
             Ok(())
         })
         .await
@@ -1290,10 +1294,10 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn last_event_unix(&self, event: &str) -> Result<Option<i64>, StoreError> {
-        let event = event.to_string();
+    async fn last_event_unix(&self, event: &str, profile: &str) -> Result<Option<i64>, StoreError> {
+        let (event, profile) = (event.to_string(), profile.to_string());
         self.with_conn(move |c| {
-            Ok(c.query_row(sql::LAST_EVENT, params![event], |r| {
+            Ok(c.query_row(sql::LAST_EVENT, params![event, profile], |r| {
                 r.get::<_, Option<i64>>(0)
             })?)
         })
