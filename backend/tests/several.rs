@@ -571,3 +571,77 @@ async fn two_servers_share_a_profiles_daily_recipients() {
         assert_eq!(m["attempt_count"], 0, "{m}");
     }
 }
+
+/// Messages this server has sent, from its own `/metrics`.
+async fn sent_by(server: &Running) -> u64 {
+    server
+        .metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("mailroom_messages_sent_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A profile's connections and pace hold for both servers together
+/// (docs/API.md §15), however many of them have messages to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_a_profiles_connections_and_pace() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let shared = Shared::new().await;
+    let (a, b, ca, cb) = shared.two_saved(&rig).await;
+    let (_, key) = ca.new_app(json!({"name": "Both"})).await;
+    let limits = |limits: serde_json::Value| {
+        let ca = &ca;
+        async move {
+            let (s, p) = ca
+                .admin(
+                    reqwest::Method::PATCH,
+                    "/api/profiles/default",
+                    Some(json!({"limits": limits})),
+                )
+                .await;
+            assert_eq!(s, 200, "{p}");
+            // Both servers restart the profile's engine with the new limits.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let urls = [a.url.clone(), b.url.clone()];
+
+    // One connection for both: each message takes 300 ms upstream and each
+    // server claims one at a time (a pace), so both would connect at once
+    // if each counted only its own.
+    rig.smtp
+        .configure(|c| c.data_delay = Duration::from_millis(300));
+    limits(json!({"connections": 1, "messages_per_minute": 600})).await;
+    submit_all(&urls, &key, 6, "c").await;
+    wait_subjects(&rig, 6, Duration::from_secs(30)).await;
+    assert_eq!(
+        rig.smtp.peak_connections(),
+        1,
+        "one connection upstream for both servers together"
+    );
+
+    // Two connections and 120 a minute for both: whichever servers hold the
+    // connections, eight messages take at least 7 × 500 ms (two servers at
+    // 120 a minute each would take about half as long). That the pace's slot
+    // is one for all servers is the store suite's
+    // `the_delivery_slot_is_shared_where_servers_share_a_store`.
+    rig.smtp.configure(|c| c.data_delay = Duration::ZERO);
+    limits(json!({"connections": 2, "messages_per_minute": 120})).await;
+    let before = (sent_by(&ca).await, sent_by(&cb).await);
+    submit_all(&urls, &key, 8, "p").await;
+    wait_subjects(&rig, 14, Duration::from_secs(30)).await;
+    let at = rig.smtp.accepted_at();
+    let span = at[at.len() - 1] - at[at.len() - 8];
+    assert!(
+        span >= Duration::from_millis(3_150),
+        "eight messages at 120 a minute for both servers together took only {span:?}"
+    );
+    let after = (sent_by(&ca).await, sent_by(&cb).await);
+    assert_eq!(
+        after.0 + after.1 - before.0 - before.1,
+        8,
+        "sent by A and B: {before:?} then {after:?}"
+    );
+}

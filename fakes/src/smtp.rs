@@ -108,8 +108,13 @@ impl Received {
 #[derive(Default)]
 struct Log {
     messages: Vec<Received>,
+    /// When each of `messages` was accepted.
+    accepted_at: Vec<std::time::Instant>,
     auth_attempts: Vec<(bool, String)>,
     connections: usize,
+    /// Connections open now, and the most open at once.
+    open: usize,
+    peak: usize,
 }
 
 /// The running fake.
@@ -429,11 +434,9 @@ impl Conn {
                     match &self.config.data_reply {
                         Some(r) => r.clone(),
                         None => {
-                            self.log
-                                .lock()
-                                .unwrap()
-                                .messages
-                                .push(std::mem::take(&mut current));
+                            let mut log = self.log.lock().unwrap();
+                            log.messages.push(std::mem::take(&mut current));
+                            log.accepted_at.push(std::time::Instant::now());
                             "250 2.0.0 OK queued as fake".into()
                         }
                     }
@@ -470,14 +473,23 @@ impl FakeSmtp {
         let (c, l) = (config.clone(), log.clone());
         tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
-                l.lock().unwrap().connections += 1;
+                {
+                    let mut log = l.lock().unwrap();
+                    log.connections += 1;
+                    log.open += 1;
+                    log.peak = log.peak.max(log.open);
+                }
                 let conn = Conn {
                     config: c.lock().unwrap().clone(),
                     tokens: tokens.clone(),
                     log: l.clone(),
                     acceptor: acceptor.clone(),
                 };
-                tokio::spawn(conn.run(tcp));
+                let log = l.clone();
+                tokio::spawn(async move {
+                    conn.run(tcp).await;
+                    log.lock().unwrap().open -= 1;
+                });
             }
         });
         FakeSmtp { addr, config, log }
@@ -501,6 +513,16 @@ impl FakeSmtp {
     /// How many connections were accepted.
     pub fn connections(&self) -> usize {
         self.log.lock().unwrap().connections
+    }
+
+    /// The most connections that were open at once.
+    pub fn peak_connections(&self) -> usize {
+        self.log.lock().unwrap().peak
+    }
+
+    /// When each message of [`FakeSmtp::messages`] was accepted, in order.
+    pub fn accepted_at(&self) -> Vec<std::time::Instant> {
+        self.log.lock().unwrap().accepted_at.clone()
     }
 
     /// The port.
