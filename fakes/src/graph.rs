@@ -346,6 +346,12 @@ impl FakeGraph {
         self.inner.received.lock().unwrap().clone()
     }
 
+    /// How many messages were accepted, without copying them (benchmarks
+    /// poll it while the fake is under load).
+    pub fn accepted(&self) -> usize {
+        self.inner.received.lock().unwrap().len()
+    }
+
     /// How many requests arrived, accepted or not.
     pub fn requests(&self) -> usize {
         self.inner.requests.load(Ordering::SeqCst)
