@@ -25,6 +25,19 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// A count with its thousands grouped, as the page writes numbers: `10,000`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
 /// HTML being written.
 #[derive(Default)]
 pub struct Markup(String);
@@ -228,4 +241,24 @@ pub fn local_time(rfc3339: &str) -> String {
         return rfc3339.to_string();
     }
     String::from(date.to_locale_string("default", &JsValue::UNDEFINED))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        let cases = [
+            (0, "0"),
+            (7, "7"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (10_000, "10,000"),
+            (123_456, "123,456"),
+            (1_234_567, "1,234,567"),
+            (u64::MAX, "18,446,744,073,709,551,615"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(super::count(n), want);
+        }
+    }
 }

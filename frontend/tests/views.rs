@@ -356,7 +356,7 @@ async fn limits_and_their_use_show_drawn_and_are_edited_with_checks_while_typing
     assert!(
         usage.contains("100 of 100")
             && usage.contains("340 (no limit)")
-            && usage.contains("2500 of 10000"),
+            && usage.contains("2,500 of 10,000"),
         "{usage}"
     );
     // Drawn: a meter per limit set, and the full one marked.
@@ -1250,7 +1250,7 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
     let meter = find(&root, "#usage-prf_b meter");
     assert_eq!(meter.get_attribute("value").as_deref(), Some("9500"));
     assert_eq!(meter.get_attribute("max").as_deref(), Some("10000"));
-    assert!(text_of(&root, "#usage-prf_b").contains("9500 of 10000 recipients in 24 hours"));
+    assert!(text_of(&root, "#usage-prf_b").contains("9,500 of 10,000 recipients in 24 hours"));
     assert!(text_of(&root, "#usage-prf_b").contains("paused"));
     assert_eq!(
         find(&root, "#usage-default meter")

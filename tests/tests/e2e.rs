@@ -741,6 +741,22 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
         serde_json::json!(["2", "50"]),
         "drawn against the limit"
     );
+    // Every profile's bar starts at the same place and is as long as the
+    // others, whatever its name and numbers (the default's limit is 10,000).
+    let bars = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#profile-usage meter')].map(m => { const r = m.getBoundingClientRect(); return [Math.round(r.left), Math.round(r.width)]; });",
+            vec![],
+        )
+        .await
+        .expect("the meters");
+    let bars = bars.as_array().unwrap();
+    assert_eq!(bars.len(), 2, "{bars:?}");
+    assert!(bars[0][1].as_i64().unwrap() > 50, "{bars:?}");
+    assert_eq!(bars[0], bars[1], "aligned and alike: {bars:?}");
+    b.wait_text("#usage-default", "0 of 10,000 recipients in 24 hours")
+        .await;
     b.screenshot("profiles").await;
 
     // Switch the form to B: its own settings; a test goes out as B's mailbox.

@@ -13,7 +13,7 @@ use super::confirm::{confirm, default_id, ConfirmProps};
 use super::field::{text_field, TextFieldProps};
 use crate::api::{encode, fetch, json, json_body, ApiError};
 use crate::hooks::focus::focus;
-use crate::markup::{command, copy_click, get, items, number, text, Markup};
+use crate::markup::{command, copy_click, count, get, items, number, text, Markup};
 
 /// An app as the page shows it, read from the API's JSON (docs/API.md §6)
 /// without a typed decoder.
@@ -379,10 +379,8 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
                     "span",
                     &[],
                     &match max {
-                        Some(limit) => {
-                            [used.to_string(), " of ".into(), limit.to_string()].concat()
-                        }
-                        None => [used.to_string(), " (no limit)".into()].concat(),
+                        Some(limit) => [count(used), " of ".into(), count(limit)].concat(),
+                        None => [count(used), " (no limit)".into()].concat(),
                     },
                 );
             if let Some(limit) = max {

@@ -8,7 +8,7 @@ use mailroom_shared::FieldMessages;
 use yew::prelude::*;
 
 use crate::api::{self, ApiError};
-use crate::markup::Markup;
+use crate::markup::{count, Markup};
 
 /// The `<select>` value for "a new profile".
 pub const NEW: &str = "";
@@ -42,6 +42,13 @@ pub fn usage_list(profiles: &[ProfileState]) -> Html {
         match p.limits.recipients_per_day {
             Some(limit) => {
                 let (used_s, limit_s) = (used.to_string(), limit.to_string());
+                let written = [
+                    &count(used),
+                    " of ",
+                    &count(u64::from(limit)),
+                    " recipients in 24 hours",
+                ]
+                .concat();
                 // Full at 90 %: Exchange stops the mailbox at its limit.
                 let high = (u64::from(limit) * 9 / 10).to_string();
                 m.el(
@@ -55,21 +62,13 @@ pub fn usage_list(profiles: &[ProfileState]) -> Html {
                     ],
                     "",
                 )
-                .el(
-                    "span",
-                    &[("class", "count")],
-                    &[&used_s, " of ", &limit_s, " recipients in 24 hours"].concat(),
-                );
+                .el("span", &[("class", "count")], &written);
             }
             None => {
                 m.el(
                     "span",
                     &[("class", "count")],
-                    &[
-                        &used.to_string(),
-                        " recipients in 24 hours (no daily limit)",
-                    ]
-                    .concat(),
+                    &[&count(used), " recipients in 24 hours (no daily limit)"].concat(),
                 );
             }
         }
