@@ -23,11 +23,7 @@ async fn binary_with_queue(
     n: usize,
     prefix: &str,
 ) -> (tokio::process::Child, Running, Vec<String>) {
-    let (child, url) = spawn_mailroom(rig, data, rate).await;
-    let server = Running::client(url);
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    let (child, server) = spawn_saved(rig, data, rate).await;
     let (_, key) = server.new_app(json!({"name": "Batch"})).await;
     let mut ids = Vec::new();
     for i in 0..n {

@@ -643,11 +643,7 @@ async fn sigkill_while_two_profiles_deliver_loses_nothing_acknowledged() {
     rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut first, url) = spawn_mailroom(&rig, &data, "0").await;
-    let mut server = Running::client(url);
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    let (mut first, mut server) = spawn_saved(&rig, &data, "0").await;
     // Five a second each: the kill lands with messages queued and sending.
     let pace = json!({"messages_per_minute": 300});
     let (s, _) = server

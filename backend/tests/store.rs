@@ -1064,37 +1064,22 @@ async fn a_session_made_on_one_server_is_valid_on_another(f: Fixture) {
 
 async fn the_delivery_slot_is_shared_where_servers_share_a_store(f: Fixture) {
     let (a, b) = (f.open().await, f.open().await);
-    let first = a
-        .queue
-        .reserve_slot("default", 2000, 1_000_000)
-        .await
-        .unwrap();
-    let second = b
-        .queue
-        .reserve_slot("default", 2000, 1_000_500)
-        .await
-        .unwrap();
+    // A 2-second slot of `profile` asked for at `at_ms` on store `s`.
+    let slot = |s: &Stores, profile: &'static str, at_ms: i64| {
+        let q = s.queue.clone();
+        async move { q.reserve_slot(profile, 2000, at_ms).await.unwrap() }
+    };
+    let first = slot(&a, "default", 1_000_000).await;
+    let second = slot(&b, "default", 1_000_500).await;
     if f.is_pg() {
         assert_eq!(first, Some(1_000_000));
         assert_eq!(second, Some(1_002_000), "the second server waits its turn");
-        let later = a
-            .queue
-            .reserve_slot("default", 2000, 2_000_000)
-            .await
-            .unwrap();
+        let later = slot(&a, "default", 2_000_000).await;
         assert_eq!(later, Some(2_000_000), "an idle gap is not saved up");
         // Each profile has its own pace (docs/API.md §15).
-        let other = b
-            .queue
-            .reserve_slot("prf_other", 2000, 2_000_100)
-            .await
-            .unwrap();
+        let other = slot(&b, "prf_other", 2_000_100).await;
         assert_eq!(other, Some(2_000_100), "another profile does not wait");
-        let again = b
-            .queue
-            .reserve_slot("default", 2000, 2_000_100)
-            .await
-            .unwrap();
+        let again = slot(&b, "default", 2_000_100).await;
         assert_eq!(again, Some(2_002_000));
     } else {
         // One process per SQLite file: the engine keeps the slot in memory.

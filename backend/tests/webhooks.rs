@@ -558,11 +558,7 @@ async fn sigkill_loses_no_stored_event_and_sends_none_twice() {
     let rig = mailroom_fakes::Loopback::start(mailroom_fakes::SmtpConfig::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut first, url) = spawn_mailroom(&rig, &data, "0").await;
-    let mut server = Running::client(url);
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    let (mut first, mut server) = spawn_saved(&rig, &data, "0").await;
     let receiver = FakeReceiver::start().await;
     receiver.always(Answer::Status(500));
     let (hook, _) = add_hook(&server, &receiver.url("/h"), &["message.sent"], "standard").await;

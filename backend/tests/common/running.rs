@@ -231,6 +231,22 @@ pub async fn saved_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running
     (rig, server)
 }
 
+/// The real binary on `data` (delivering at `rate` a minute), with settings
+/// saved for the rig's fake upstream: the process and a client for it.
+#[allow(dead_code)]
+pub async fn spawn_saved(
+    rig: &Loopback,
+    data: &std::path::Path,
+    rate: &str,
+) -> (tokio::process::Child, Running) {
+    let (child, url) = super::spawn_mailroom(rig, data, rate).await;
+    let server = Running::client(url);
+    server
+        .save(&super::oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    (child, server)
+}
+
 /// [`saved_rig`] with the relay on port 0, named `localhost`.
 #[allow(dead_code)]
 pub async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {

@@ -49,14 +49,8 @@ pub fn pause_banner(paused: &Paused, waiting: u64) -> Html {
         .text("Since ")
         .time(&paused.since)
         .text(". Mailroom tries again every minute and at once when the settings are saved.")
-        .close("p")
-        .el(
-            "a",
-            &[("class", "button"), ("href", "#/settings")],
-            "Open the settings",
-        )
-        .close("section");
-    m.html()
+        .close("p");
+    settings_link_and_end(m)
 }
 
 /// The banner while another profile than the default one is paused: which
@@ -78,13 +72,7 @@ pub fn profile_pause_banner(name: &str, paused: &Paused) -> Html {
         "Only this profile's messages wait; the other profiles go on. Nothing is lost or bounced.",
     );
     what_failed(&mut m, paused);
-    m.el(
-        "a",
-        &[("class", "button"), ("href", "#/settings")],
-        "Open the settings",
-    )
-    .close("section");
-    m.html()
+    settings_link_and_end(m)
 }
 
 /// The banner on every view while a credential expires within 30 days (or
@@ -102,6 +90,11 @@ pub fn warning_banner(w: &Warning) -> Html {
     .el("h2", &[], "Sign-in credential expiring")
     .el("p", &[("class", "message")], &w.message);
     hint(&mut m, &w.hint);
+    settings_link_and_end(m)
+}
+
+/// A banner's last line, the way to the fix, and its end.
+fn settings_link_and_end(mut m: Markup) -> Html {
     m.el(
         "a",
         &[("class", "button"), ("href", "#/settings")],
