@@ -8,7 +8,7 @@
 //! recipient (failed, with the diagnosis), or not about any one message
 //! (delivery pauses; nothing fails for it but `--max-queue-time`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,11 +33,30 @@ mod profiles;
 mod scheduler;
 mod worker;
 
-/// How many due messages a worker claims at once when no rate limit applies:
-/// one transaction for several messages, each still recorded on its own.
-pub const CLAIM_BATCH: u32 = 32;
+/// The most due messages a worker claims at once when no rate limit
+/// applies: one transaction for several messages, each still recorded on
+/// its own ([`claim_size`]).
+pub const CLAIM_BATCH: u32 = 256;
+/// What a worker claims before it knows how fast the upstream answers.
+const FIRST_CLAIM: u32 = 16;
+/// A claimed batch should take about this long to send: long enough that
+/// claiming costs little against a fast upstream, short enough that
+/// messages of other apps submitted meanwhile get their turn soon (claims
+/// take apps in turn) against a slow one.
+const CLAIM_SPAN: Duration = Duration::from_millis(500);
 /// At most this many attempts share one commit.
-const RECORD_BATCH: usize = 64;
+const RECORD_BATCH: usize = 256;
+
+/// How many messages to claim at once when one takes `per_message` to
+/// send (`None`: not measured yet): [`CLAIM_SPAN`]'s worth, from 1 to
+/// [`CLAIM_BATCH`].
+pub fn claim_size(per_message: Option<Duration>) -> u32 {
+    let Some(each) = per_message else {
+        return FIRST_CLAIM;
+    };
+    let n = CLAIM_SPAN.as_nanos() / each.as_nanos().max(1);
+    n.clamp(1, u128::from(CLAIM_BATCH)) as u32
+}
 /// How many messages one connection carries before it is closed and opened again.
 pub const MESSAGES_PER_CONNECTION: u32 = 100;
 /// How often a paused queue tries again by itself.
@@ -108,6 +127,10 @@ pub struct Engine {
     last_probe: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Set when a pause was seen or made, so a success checks whether to end it.
     maybe_paused: Arc<AtomicBool>,
+    /// How long one message takes to send, in nanoseconds (a moving
+    /// average of the workers' attempts; 0 before the first), for
+    /// [`claim_size`].
+    per_message_ns: Arc<AtomicU64>,
     /// Group commit: attempts from all workers are written together.
     recorder: mpsc::UnboundedSender<Pending>,
     /// Commits of attempts not yet confirmed.
@@ -207,6 +230,7 @@ impl Engine {
                 seconds: options.lease.as_secs().max(1) as i64,
             },
             maybe_paused: Arc::new(AtomicBool::new(false)),
+            per_message_ns: Arc::default(),
             queue,
             wake: settings.wake.clone(),
             settings_saved: settings.saved.clone(),
@@ -297,5 +321,18 @@ mod tests {
     fn backoff_doubles_up_to_an_hour() {
         let minutes: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs() / 60).collect();
         assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn claims_about_half_a_second_of_sending() {
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(claim_size(None), FIRST_CLAIM);
+        // A fast upstream: as many as allowed.
+        assert_eq!(claim_size(Some(Duration::from_micros(50))), CLAIM_BATCH);
+        assert_eq!(claim_size(Some(Duration::ZERO)), CLAIM_BATCH);
+        // 20 ms a message: 25 of them; Graph's few hundred: one or two.
+        assert_eq!(claim_size(ms(20)), 25);
+        assert_eq!(claim_size(ms(300)), 1);
+        assert_eq!(claim_size(ms(120_000)), 1);
     }
 }

@@ -31,7 +31,7 @@ impl Engine {
             // With a rate limit, claim one at a time: a claimed message shows as
             // `sending`, and it should not wait for a slot while it does.
             let batch = if self.options.rate_per_minute == 0 && !paused {
-                CLAIM_BATCH
+                claim_size(self.per_message())
             } else {
                 1
             };
@@ -96,7 +96,9 @@ impl Engine {
                         break;
                     }
                 }
+                let started = tokio::time::Instant::now();
                 conn = self.deliver(message, &current, conn).await;
+                self.measured(started.elapsed());
                 // A pause or a stop ends the batch: the others go back unattempted.
                 let paused = conn.is_none() && self.is_paused().await;
                 if paused || *stop.borrow() {
@@ -118,6 +120,28 @@ impl Engine {
                 .free_connection_slot(&self.profile, n, &self.lease.owner)
                 .await;
         }
+    }
+
+    /// How long a message has taken to send lately, if one was sent.
+    fn per_message(&self) -> Option<Duration> {
+        match self.per_message_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    /// Adds one attempt's time to the moving average (weight 1/8).
+    fn measured(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let _ = self
+            .per_message_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |was| {
+                Some(if was == 0 {
+                    took
+                } else {
+                    was - was / 8 + took / 8
+                })
+            });
     }
 
     /// Whether this profile's delivery is paused.

@@ -60,6 +60,7 @@ impl SqliteStore {
         // CASCADE` does nothing (the bundled SQLite has it on; a system one may not).
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "cache_size", -16384)?;
         migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Db(format!("migrating {}: {e}", path.display())))?;
@@ -84,6 +85,24 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Db(e.to_string()))?
+    }
+
+    /// Like [`SqliteStore::with_conn`], for a write that may be lost in a
+    /// crash without harm: committed without waiting for the disk
+    /// (`synchronous=NORMAL`). The next durable commit writes it to disk
+    /// with its own (the WAL is one file, written in order).
+    pub(crate) async fn with_conn_relaxed<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with_conn(move |c| {
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            let r = f(c);
+            c.pragma_update(None, "synchronous", "FULL")?;
+            r
+        })
+        .await
     }
 }
 
@@ -718,7 +737,7 @@ impl Queue for SqliteStore {
     ) -> Result<Vec<Claimed>, StoreError> {
         let (owner, until) = (lease.owner.clone(), now_unix + lease.seconds);
         let profile = profile.to_string();
-        self.with_conn(move |c| {
+        self.with_conn_relaxed(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Due messages in turn per app, then lapsed leases.
             let mut seqs: Vec<i64> = due_in_turn(&tx, &profile, now_unix, limit as usize)?
@@ -1013,7 +1032,7 @@ impl Queue for SqliteStore {
     ) -> Result<(usize, Option<i64>), StoreError> {
         let profile = profile.to_string();
         let recipients: Vec<u32> = messages.iter().map(|(_, r)| *r).collect();
-        self.with_conn(move |c| {
+        self.with_conn_relaxed(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let sends = match limit {
                 None => Vec::new(),
