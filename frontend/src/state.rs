@@ -44,6 +44,9 @@ pub struct FormState {
     pub sp_object_id: String,
     /// The stored certificates (active and pending), as last read.
     pub certs: Certificates,
+    /// The form makes a new profile: nothing is stored for it yet, and no
+    /// other profile's history, certificate or secret is its own.
+    pub new_profile: bool,
 }
 
 /// Prints `*****` for typed secrets (the settings' own `Debug` masks theirs).
@@ -100,6 +103,7 @@ impl FormState {
             server_errors: FieldMessages::new(),
             sp_object_id: String::new(),
             certs: Certificates::default(),
+            new_profile: false,
         }
     }
 
@@ -157,6 +161,12 @@ impl FormState {
         let mut report = self.to_settings().validate_with(self.stored_now());
         if let Err(msg) = parse_port(&self.port_text) {
             report.errors.insert("port".into(), vec![msg]);
+        }
+        if self.new_profile && self.settings.uses_certificate() {
+            report.errors.insert(
+                "client_credential".into(),
+                vec![mailroom_shared::validate::CERTIFICATE_AFTER_CREATE.into()],
+            );
         }
         report
     }

@@ -537,7 +537,7 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
             let text = serde_json::to_string(&d).unwrap();
             assert_eq!(details(&parsed(&text)).as_ref(), Some(&d), "{text}");
             let q = QueueState {
-                counts: Status::ALL.iter().map(|s| (*s, n as u64)).collect(),
+                counts: Status::ALL.iter().map(|s| (*s, n)).collect(),
                 paused: (n % 2 == 0).then(|| Paused {
                     since: "2026-11-26T10:00:00Z".into(),
                     stage,
@@ -605,7 +605,7 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
                 stages: vec![StageTiming {
                     name: stage,
                     ok: true,
-                    ms: n as u64,
+                    ms: n,
                 }],
                 transcript: vec![
                     TranscriptLine {

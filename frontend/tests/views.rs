@@ -1367,6 +1367,69 @@ async fn a_new_app_chooses_its_profile_when_there_are_several() {
     assert!(created.1.contains("\"profile\":\"prf_b\""), "{}", created.1);
 }
 
+/// A new profile uses nothing of the profile chosen before it (whose
+/// routes are still the page's until the first save): no history, no
+/// certificate panel of its; a certificate is refused while typing with the
+/// way to get one, so no test signs with the other profile's certificate.
+#[wasm_bindgen_test]
+async fn a_new_profile_uses_nothing_of_the_profile_before_it() {
+    let root = mount_signed_with_profiles().await;
+    route(
+        "GET /api/settings/certificate",
+        200,
+        &json!({"active": cert_info('A'), "pending": cert_info('B')}),
+    );
+    let before = requests().len();
+    choose(&root, "profile-select", "").await;
+    settle().await;
+    let read: Vec<String> = requests()[before..]
+        .iter()
+        .map(|(r, _)| r.clone())
+        .collect();
+    assert!(
+        !read
+            .iter()
+            .any(|r| r.contains("/history") || r.contains("/certificate")),
+        "{read:?}"
+    );
+    assert!(
+        text_of(&root, ".history").contains("Nothing saved yet"),
+        "{}",
+        text_of(&root, ".history")
+    );
+    click(&root, "#client_credential-certificate").await;
+    assert!(
+        text_of(&root, "#cert-new-profile")
+            .contains("save this new profile with a client secret first"),
+        "{}",
+        text_of(&root, "#cert-panel")
+    );
+    assert!(root.query_selector("#cert-generate").unwrap().is_none());
+    assert!(root.query_selector("#cert-active").unwrap().is_none());
+    type_into(&root, "profile-name", "Fabrikam").await;
+    type_into(&root, "tenant_id", mailroom_shared::fixtures::TENANT_B).await;
+    type_into(&root, "client_id", mailroom_shared::fixtures::CLIENT_B).await;
+    let billing = mailroom_shared::fixtures::billing();
+    type_into(&root, "username", &billing).await;
+    type_into(&root, "sender_name", "Fabrikam").await;
+    type_into(&root, "sender_email", &billing).await;
+    click(&root, "#test-button").await;
+    assert!(
+        text_of(&root, "#client_credential-error").contains("client secret first"),
+        "{}",
+        text_of(&root, "#settings")
+    );
+    assert!(
+        root.query_selector("#recipient").unwrap().is_none(),
+        "no test dialog"
+    );
+    // With a secret instead, the form is valid again.
+    click(&root, "#client_credential-secret").await;
+    type_into(&root, "client_secret", mailroom_shared::fixtures::SECRET_B).await;
+    assert_eq!(text_of(&root, "#client_credential-error"), "");
+    choose(&root, "profile-select", "default").await;
+}
+
 #[wasm_bindgen_test]
 async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
     let root = mount_signed_with_profiles().await;
@@ -1425,8 +1488,7 @@ async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
     }
     let posted = requests()
         .into_iter()
-        .filter(|(r, _)| r == "POST /api/profiles")
-        .next_back()
+        .rfind(|(r, _)| r == "POST /api/profiles")
         .expect("a POST");
     let body: Value = serde_json::from_str(&posted.1).unwrap();
     assert_eq!(body["name"], "Fabrikam");

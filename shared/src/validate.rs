@@ -107,6 +107,10 @@ impl StoredSecrets {
 /// The message when the stored certificate is bound to another destination (docs/API.md §3).
 pub const CERTIFICATE_AGAIN: &str = "Make or upload the certificate again: a stored certificate is only used for the tenant and app it was saved for.";
 
+/// The message for a new profile that is to sign in with a certificate:
+/// a certificate is made for one profile, so only once the profile exists.
+pub const CERTIFICATE_AFTER_CREATE: &str = "A certificate is made for one profile, once it exists: save this new profile with a client secret first, then switch it to a certificate and generate one.";
+
 /// The message when no certificate exists yet.
 pub const CERTIFICATE_NEEDED: &str = "Generate a certificate or bring your own below, then upload its public part in Entra: Certificates & secrets \u{2192} Certificates \u{2192} Upload.";
 

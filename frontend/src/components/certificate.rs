@@ -208,6 +208,13 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
             </div>
         }
     };
+    if p.form.new_profile {
+        return html! {
+            <div class="cert-panel" id="cert-panel">
+                <p class="help" id="cert-new-profile">{ mailroom_shared::validate::CERTIFICATE_AFTER_CREATE }</p>
+            </div>
+        };
+    }
     html! {
         <div class="cert-panel" id="cert-panel">
             if let Some(a) = &certs.active {

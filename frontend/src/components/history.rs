@@ -56,11 +56,16 @@ pub type History = UseStateHandle<Option<Result<JsValue, String>>>;
 /// this page counts one). A hook and a view function rather than a component:
 /// one component type less in the bundle.
 #[hook]
-pub fn use_history(saves: u32, on_unauthorized: Callback<()>) -> History {
+pub fn use_history(saves: u32, new_profile: bool, on_unauthorized: Callback<()>) -> History {
     let history = use_state(|| None::<Result<JsValue, String>>);
     {
         let history = history.clone();
         use_effect_with(saves, move |_| {
+            // A new profile: nothing saved yet (an empty listing).
+            if new_profile {
+                history.set(Some(Ok(JsValue::NULL)));
+                return;
+            }
             crate::spawn(async move {
                 match json(Method::GET, &crate::api::profile_path("/history")).await {
                     Ok(h) => history.set(Some(Ok(h))),

@@ -39,7 +39,10 @@ pub fn needs_test_prompt(tested: Option<&Settings>, current: &Settings) -> bool 
 /// The whole settings page below the header.
 #[function_component(SettingsForm)]
 pub fn settings_form(p: &SettingsFormProps) -> Html {
-    let form = use_reducer(|| FormState::from_response(&p.initial));
+    let form = use_reducer(|| FormState {
+        new_profile: crate::api::new_profile().is_some(),
+        ..FormState::from_response(&p.initial)
+    });
     let test = use_test_dialog();
     let advanced_open = use_state(|| form.settings.provider == Provider::Other);
     let show_secret = use_state(|| false);
@@ -58,12 +61,18 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
         })
     };
     let save = use_save(form.clone(), p.on_unauthorized.clone(), on_saved);
-    let history = use_history(*saves, p.on_unauthorized.clone());
+    // A new profile has no history or certificates yet: the routes in use
+    // are still the previous profile's, so nothing is read from them.
+    let new_profile = form.new_profile;
+    let history = use_history(*saves, new_profile, p.on_unauthorized.clone());
     // The certificates, read at first and after each save (a save may make
     // the pending one active).
     {
         let (form, unauthorized) = (form.clone(), p.on_unauthorized.clone());
         use_effect_with(*saves, move |_| {
+            if new_profile {
+                return;
+            }
             crate::spawn(async move {
                 if let Err(crate::api::ApiError::Unauthorized(_)) =
                     super::certificate::reload(&form).await
