@@ -1367,6 +1367,19 @@ async fn a_new_app_chooses_its_profile_when_there_are_several() {
     assert!(created.1.contains("\"profile\":\"prf_b\""), "{}", created.1);
 }
 
+/// Types the second tenant's app and mailbox into the form (and `secret`).
+async fn type_second_tenant(root: &Element, secret: Option<&str>) {
+    type_into(root, "tenant_id", mailroom_shared::fixtures::TENANT_B).await;
+    type_into(root, "client_id", mailroom_shared::fixtures::CLIENT_B).await;
+    if let Some(secret) = secret {
+        type_into(root, "client_secret", secret).await;
+    }
+    let billing = mailroom_shared::fixtures::billing();
+    type_into(root, "username", &billing).await;
+    type_into(root, "sender_name", "Fabrikam").await;
+    type_into(root, "sender_email", &billing).await;
+}
+
 /// A new profile uses nothing of the profile chosen before it (whose
 /// routes are still the page's until the first save): no history, no
 /// certificate panel of its; a certificate is refused while typing with the
@@ -1407,12 +1420,7 @@ async fn a_new_profile_uses_nothing_of_the_profile_before_it() {
     assert!(root.query_selector("#cert-generate").unwrap().is_none());
     assert!(root.query_selector("#cert-active").unwrap().is_none());
     type_into(&root, "profile-name", "Fabrikam").await;
-    type_into(&root, "tenant_id", mailroom_shared::fixtures::TENANT_B).await;
-    type_into(&root, "client_id", mailroom_shared::fixtures::CLIENT_B).await;
-    let billing = mailroom_shared::fixtures::billing();
-    type_into(&root, "username", &billing).await;
-    type_into(&root, "sender_name", "Fabrikam").await;
-    type_into(&root, "sender_email", &billing).await;
+    type_second_tenant(&root, None).await;
     click(&root, "#test-button").await;
     assert!(
         text_of(&root, "#client_credential-error").contains("client secret first"),
@@ -1448,13 +1456,7 @@ async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
         422,
         &json!({"message": "The profile is not valid.", "errors": {"name": ["Give the profile a name, for example the mailbox or the customer it sends for."]}}),
     );
-    type_into(&root, "tenant_id", mailroom_shared::fixtures::TENANT_B).await;
-    type_into(&root, "client_id", mailroom_shared::fixtures::CLIENT_B).await;
-    type_into(&root, "client_secret", mailroom_shared::fixtures::SECRET_B).await;
-    let billing = mailroom_shared::fixtures::billing();
-    type_into(&root, "username", &billing).await;
-    type_into(&root, "sender_name", "Fabrikam").await;
-    type_into(&root, "sender_email", &billing).await;
+    type_second_tenant(&root, Some(mailroom_shared::fixtures::SECRET_B)).await;
     click(&root, "#save-button").await;
     click(&root, "#save-prompt-other").await;
     assert!(
