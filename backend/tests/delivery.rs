@@ -14,6 +14,29 @@ fn mail(to: &[String], subject: &str) -> Value {
     json!({"to": to, "subject": subject, "text": "Hello from the tests."})
 }
 
+/// Submits one message to `{to}@example.org` for each `i` in `range`,
+/// named `{prefix}{i}`, each acknowledged; answers their ids.
+async fn submit_each(
+    server: &Running,
+    key: &str,
+    range: std::ops::Range<usize>,
+    prefix: &str,
+    to: &str,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in range {
+        let (status, q) = server
+            .submit(
+                key,
+                &mail(&[addr(to, "example.org")], &format!("{prefix}{i}")),
+            )
+            .await;
+        assert_eq!(status, 202, "{q}");
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
 /// The real binary (at `rate` a minute) with saved settings, an app, and `n`
 /// acknowledged messages named `{prefix}{i}`: the binary, a client for it, and the ids.
 async fn binary_with_queue(
@@ -25,17 +48,7 @@ async fn binary_with_queue(
 ) -> (tokio::process::Child, Running, Vec<String>) {
     let (child, server) = spawn_saved(rig, data, rate).await;
     let (_, key) = server.new_app(json!({"name": "Batch"})).await;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let (status, q) = server
-            .submit(
-                &key,
-                &mail(&[addr("a", "example.org")], &format!("{prefix}{i}")),
-            )
-            .await;
-        assert_eq!(status, 202, "{q}");
-        ids.push(q["id"].as_str().unwrap().to_string());
-    }
+    let ids = submit_each(&server, &key, 0..n, prefix, "a").await;
     (child, server, ids)
 }
 
@@ -337,13 +350,7 @@ async fn an_unreachable_server_pauses_and_nothing_fails_until_it_is_back() {
     let mut settings = oauth_settings("localhost", closed_port);
     server.save(&settings).await;
     let (_, key) = server.new_app(json!({"name": "Cron"})).await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let (_, q) = server
-            .submit(&key, &mail(&[addr("a", "example.org")], &format!("m{i}")))
-            .await;
-        ids.push(q["id"].as_str().unwrap().to_string());
-    }
+    let ids = submit_each(&server, &key, 0..3, "m", "a").await;
     let q = server.wait_paused(3).await;
     assert_eq!(q["paused"]["stage"], "connect", "{q}");
     assert!(q["paused"]["hint"].as_str().is_some_and(|h| !h.is_empty()));
@@ -389,16 +396,7 @@ async fn a_paused_queue_resumes_by_itself_when_the_server_comes_back() {
     drop(closed);
     server.save(&oauth_settings("localhost", port)).await;
     let (_, key) = server.new_app(json!({"name": "Printer"})).await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        let (_, q) = server
-            .submit(
-                &key,
-                &mail(&[addr("scan", "example.org")], &format!("p{i}")),
-            )
-            .await;
-        ids.push(q["id"].as_str().unwrap().to_string());
-    }
+    let ids = submit_each(&server, &key, 0..4, "p", "scan").await;
     let q = server.wait_paused(4).await;
     assert_eq!(q["paused"]["stage"], "connect", "{q}");
     // Several probes fail while it stays down; nothing fails and nothing is counted.
@@ -436,13 +434,7 @@ async fn a_rejected_secret_pauses_with_the_aadsts_fix_until_a_good_one_is_saved(
         code: 7000215,
     });
     let (_, key) = server.new_app(json!({"name": "Monitoring"})).await;
-    let mut ids = Vec::new();
-    for i in 0..2 {
-        let (_, q) = server
-            .submit(&key, &mail(&[addr("a", "example.org")], &format!("m{i}")))
-            .await;
-        ids.push(q["id"].as_str().unwrap().to_string());
-    }
+    let ids = submit_each(&server, &key, 0..2, "m", "a").await;
     let q = server.wait_paused(2).await;
     assert_eq!(q["paused"]["stage"], "token", "{q}");
     assert_eq!(q["paused"]["code"], "AADSTS7000215");
@@ -708,5 +700,28 @@ async fn sigterm_stops_within_ten_seconds_and_a_restart_delivers_the_rest() {
         rig.smtp.messages().len(),
         20,
         "and none twice after a clean stop"
+    );
+}
+
+/// A burst waiting in the queue is shared by the profile's connections
+/// (three for Office 365), not claimed whole by the first worker: claims
+/// are sized by the upstream's measured pace, and start small.
+#[tokio::test]
+async fn a_waiting_burst_goes_out_over_every_connection() {
+    let (rig, server, key) = sending_rig().await;
+    paused_by_expired_secret(&rig, &server, &key).await;
+    submit_each(&server, &key, 1..45, "burst ", "a").await;
+    server.wait_paused(45).await;
+    rig.smtp
+        .configure(|c| c.data_delay = Duration::from_millis(20));
+    rig.entra.set_mode(EntraMode::Normal);
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    wait_received(&rig, 45).await;
+    assert_eq!(
+        rig.smtp.peak_connections(),
+        3,
+        "every connection carried part of the burst"
     );
 }

@@ -40,10 +40,11 @@ pub const CLAIM_BATCH: u32 = 256;
 /// What a worker claims before it knows how fast the upstream answers.
 const FIRST_CLAIM: u32 = 16;
 /// A claimed batch should take about this long to send: long enough that
-/// claiming costs little against a fast upstream, short enough that
+/// claiming costs little against a fast upstream, short enough that the
 /// messages of other apps submitted meanwhile get their turn soon (claims
-/// take apps in turn) against a slow one.
-const CLAIM_SPAN: Duration = Duration::from_millis(500);
+/// take apps in turn) and that a burst is shared by all the workers
+/// rather than claimed whole by the first.
+const CLAIM_SPAN: Duration = Duration::from_millis(100);
 /// At most this many attempts share one commit.
 const RECORD_BATCH: usize = 256;
 /// How long the first attempt of a commit waits for others to share its
@@ -337,14 +338,15 @@ mod tests {
     }
 
     #[test]
-    fn claims_about_half_a_second_of_sending() {
+    fn claims_about_a_tenth_of_a_second_of_sending() {
         let ms = |n| Some(Duration::from_millis(n));
         assert_eq!(claim_size(None), FIRST_CLAIM);
         // A fast upstream: as many as allowed.
         assert_eq!(claim_size(Some(Duration::from_micros(50))), CLAIM_BATCH);
         assert_eq!(claim_size(Some(Duration::ZERO)), CLAIM_BATCH);
-        // 20 ms a message: 25 of them; Graph's few hundred: one or two.
-        assert_eq!(claim_size(ms(20)), 25);
+        // 1 ms a message: 100 of them; 20 ms: 5; Graph's few hundred: one.
+        assert_eq!(claim_size(ms(1)), 100);
+        assert_eq!(claim_size(ms(20)), 5);
         assert_eq!(claim_size(ms(300)), 1);
         assert_eq!(claim_size(ms(120_000)), 1);
     }

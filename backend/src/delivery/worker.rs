@@ -98,7 +98,11 @@ impl Engine {
                 }
                 let started = tokio::time::Instant::now();
                 conn = self.deliver(message, &current, conn).await;
-                self.measured(started.elapsed());
+                // The pace of a working upstream: an attempt that paused
+                // delivery (refused at once, most often) says nothing of it.
+                if conn.is_some() {
+                    self.measured(started.elapsed());
+                }
                 // A pause or a stop ends the batch: the others go back unattempted.
                 let paused = conn.is_none() && self.is_paused().await;
                 if paused || *stop.borrow() {
