@@ -165,17 +165,14 @@ async fn recorder(
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        let until = tokio::time::Instant::now() + RECORD_LINGER;
+        // Not woken by each attempt meanwhile: one wake-up for the batch.
+        if !rx.is_closed() {
+            tokio::time::sleep(RECORD_LINGER).await;
+        }
         while batch.len() < RECORD_BATCH {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(until, rx.recv()).await {
-                        Ok(Some(p)) => batch.push(p),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+                Err(_) => break,
             }
         }
         let (records, acks): (Vec<_>, Vec<_>) =
