@@ -99,7 +99,13 @@ impl SqliteStore {
         self.with_conn(move |c| {
             c.pragma_update(None, "synchronous", "NORMAL")?;
             let r = f(c);
-            c.pragma_update(None, "synchronous", "FULL")?;
+            // Whatever `f` did, every later commit is durable again; should
+            // that fail, the connection refuses to go on rather than commit
+            // an acknowledgement without waiting for the disk.
+            if let Err(e) = c.pragma_update(None, "synchronous", "FULL") {
+                tracing::error!(error = %e, "cannot make SQLite durable again");
+                return Err(e.into());
+            }
             r
         })
         .await
@@ -1493,6 +1499,54 @@ mod tests {
             assert!(matches!(t.unwrap(), Ok(Enqueued::New(_))));
         }
         assert_eq!(store.counts().await.unwrap()[&Status::Queued], 66);
+    }
+
+    /// Claims and daily counts commit without waiting for the disk; every
+    /// other write after them (acknowledgements above all) is durable
+    /// again, also after one of them failed.
+    #[tokio::test]
+    async fn relaxed_writes_leave_the_connection_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        let level = |store: &SqliteStore| {
+            let store = store.clone();
+            async move {
+                store
+                    .with_conn(|c| {
+                        Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?)
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        const FULL: i64 = 2;
+        assert_eq!(level(&store).await, FULL);
+        store
+            .enqueue(message("msg_1", b"x".to_vec()))
+            .await
+            .unwrap();
+        let lease = Lease {
+            owner: "srv_test".into(),
+            seconds: 60,
+        };
+        let claimed = store
+            .claim(DEFAULT_PROFILE, 1_795_000_100, 8, &lease)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        let seen = store
+            .with_conn_relaxed(|c| {
+                Ok(c.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, 1, "NORMAL inside");
+        assert_eq!(level(&store).await, FULL);
+        let failed: Result<(), _> = store
+            .with_conn_relaxed(|c| Ok(c.execute_batch("INSERT INTO no_such_table VALUES (1)")?))
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(level(&store).await, FULL);
     }
 
     #[tokio::test]
