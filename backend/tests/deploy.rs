@@ -58,14 +58,9 @@ async fn every_metric_the_alert_rules_use_is_exported() {
     // Drive every series once: an app past its limit, a webhook that fails.
     let receiver = mailroom_fakes::FakeReceiver::start().await;
     receiver.always(mailroom_fakes::Answer::Status(500));
-    let (status, _) = server
-        .admin(
-            reqwest::Method::POST,
-            "/api/webhooks",
-            Some(serde_json::json!({"url": receiver.url("/h"), "events": ["message.sent"]})),
-        )
+    server
+        .add_webhook(serde_json::json!({"url": receiver.url("/h"), "events": ["message.sent"]}))
         .await;
-    assert_eq!(status, 201);
     let (_, key) = server
         .new_app(serde_json::json!({"name": "Busy", "limits": {"messages_per_hour": 1}}))
         .await;

@@ -435,14 +435,9 @@ async fn the_daily_limit_makes_messages_wait_then_go_when_the_window_frees() {
     assert_eq!(s, 200);
     let (_, key) = server.new_app(json!({"name": "Daily"})).await;
     let receiver = mailroom_fakes::FakeReceiver::start().await;
-    let (s, hook) = server
-        .admin(
-            Method::POST,
-            "/api/webhooks",
-            Some(json!({"url": receiver.url("/quota"), "events": ["quota.reached"]})),
-        )
+    server
+        .add_webhook(json!({"url": receiver.url("/quota"), "events": ["quota.reached"]}))
         .await;
-    assert_eq!(s, 201, "{hook}");
     let mut ids = Vec::new();
     for i in 0..3 {
         let (s, m) = server
@@ -715,14 +710,9 @@ async fn credential_expiring_goes_out_once_a_day_per_profile_across_restarts() {
     let mut s = oauth_settings("localhost", rig.smtp.port());
     s.client_secret_expires = Some(in_days(10));
     server.save(&s).await;
-    let (status, hook) = server
-        .admin(
-            Method::POST,
-            "/api/webhooks",
-            Some(json!({"url": receiver.url("/expiring"), "events": ["credential.expiring"]})),
-        )
+    server
+        .add_webhook(json!({"url": receiver.url("/expiring"), "events": ["credential.expiring"]}))
         .await;
-    assert_eq!(status, 201, "{hook}");
     first.start_kill().unwrap();
     first.wait().await.unwrap();
 

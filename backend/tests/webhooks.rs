@@ -20,14 +20,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 async fn add_hook(server: &Running, url: &str, events: &[&str], format: &str) -> (String, String) {
-    let (status, r) = server
-        .admin(
-            Method::POST,
-            "/api/webhooks",
-            Some(json!({"url": url, "events": events, "format": format})),
-        )
+    let r = server
+        .add_webhook(json!({"url": url, "events": events, "format": format}))
         .await;
-    assert_eq!(status, 201, "{r}");
     (
         r["webhook"]["id"].as_str().unwrap().to_string(),
         r["secret"].as_str().unwrap().to_string(),

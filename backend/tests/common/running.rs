@@ -123,6 +123,16 @@ impl Running {
         )
     }
 
+    /// Subscribes a webhook (`{"url", "events", "format"}`); answers the
+    /// `201`'s body, with its secret.
+    pub async fn add_webhook(&self, body: Value) -> Value {
+        let (status, created) = self
+            .admin(reqwest::Method::POST, "/api/webhooks", Some(body))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
     pub async fn submit(&self, key: &str, body: &Value) -> (u16, Value) {
         self.post_message(
             key,
