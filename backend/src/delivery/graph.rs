@@ -35,9 +35,6 @@ impl Engine {
             .tester
             .graph_send(way, body, &mut lines, &mut c.open.secrets)
             .await;
-        let refs: Vec<&str> = c.open.secrets.iter().map(String::as_str).collect();
-        mask_transcript(&mut lines, &refs);
-        let transcript = transcript_text(&lines);
         match sent {
             Ok(accepted) => {
                 // Graph's answer for every recipient: 202 with its request-id,
@@ -77,6 +74,11 @@ impl Engine {
                 Some(c)
             }
             Err(f) => {
+                // Only a failure keeps its transcript (masked): a success's
+                // record is the request-id.
+                let refs: Vec<&str> = c.open.secrets.iter().map(String::as_str).collect();
+                mask_transcript(&mut lines, &refs);
+                let transcript = transcript_text(&lines);
                 let retry_after = match &f {
                     GraphFailure::Reply { retry_after, .. } => *retry_after,
                     _ => None,

@@ -331,10 +331,43 @@ fn strip_stored_transcripts(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<
     Ok(())
 }
 
+/// Step 16, SQLite's only: message bodies live in their own table, so that
+/// the frequent small changes to a message's row (claimed, leased, attempted)
+/// do not rewrite its body each time (SQLite writes a changed row whole,
+/// overflow pages included). `messages.body` stays the flag every statement
+/// of both stores reads (`NULL` once the body is dropped) and holds an empty
+/// blob; setting it to `NULL` or deleting the message drops the body too.
+/// PostgreSQL keeps a large body out of the row already (TOAST) and an
+/// update that leaves it alone does not copy it.
+pub const MIGRATION_BODIES_APART: &str = "CREATE TABLE message_bodies (
+    seq INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+);
+INSERT INTO message_bodies (seq, body) SELECT seq, body FROM messages WHERE body IS NOT NULL;
+UPDATE messages SET body = x'' WHERE body IS NOT NULL;
+CREATE TRIGGER message_body_dropped AFTER UPDATE OF body ON messages WHEN NEW.body IS NULL
+BEGIN
+    DELETE FROM message_bodies WHERE seq = NEW.seq;
+END;
+CREATE TRIGGER message_deleted AFTER DELETE ON messages
+BEGIN
+    DELETE FROM message_bodies WHERE seq = OLD.seq;
+END;";
+
+/// Steps only SQLite takes, after the first [`SHARED_BEFORE_SQLITE_ONLY`]
+/// shared ones; shared steps added later go after them, and nothing here
+/// ever moves (SQLite's `user_version` is a position in this order).
+const SQLITE_ONLY: &[&str] = &[MIGRATION_BODIES_APART];
+
+/// How many of the shared steps came before [`SQLITE_ONLY`]'s.
+const SHARED_BEFORE_SQLITE_ONLY: usize = 15;
+
 pub(crate) fn migrations() -> Migrations<'static> {
     Migrations::new(
-        SCHEMA
+        SCHEMA[..SHARED_BEFORE_SQLITE_ONLY]
             .iter()
+            .chain(SQLITE_ONLY)
+            .chain(&SCHEMA[SHARED_BEFORE_SQLITE_ONLY..])
             .map(|sql| {
                 if *sql == TRANSCRIPTS_WITHOUT_CONTENT {
                     M::up_with_hook(sql, |tx: &rusqlite::Transaction<'_>| {

@@ -482,7 +482,8 @@ fn enqueue_in(tx: &Connection, m: &NewMessage) -> rusqlite::Result<Enqueued> {
             m.mail_from,
             m.subject,
             m.body.len() as i64,
-            m.body,
+            // The flag of a kept body; the bytes go in `message_bodies`.
+            &[] as &[u8],
             m.now,
             m.now_unix,
             m.recipients.len() as i64,
@@ -490,6 +491,8 @@ fn enqueue_in(tx: &Connection, m: &NewMessage) -> rusqlite::Result<Enqueued> {
         ],
         |r| r.get(0),
     )?;
+    tx.prepare_cached(INSERT_BODY)?
+        .execute(params![seq, m.body])?;
     let mut stmt = tx.prepare_cached(sql::INSERT_RECIPIENT)?;
     for (i, r) in m.recipients.iter().enumerate() {
         stmt.execute(params![seq, i as i64, r])?;
@@ -578,6 +581,12 @@ fn insert_deliveries(
     }
     Ok(())
 }
+
+/// A submitted message's body, kept apart from its row
+/// ([`crate::store::schema::MIGRATION_BODIES_APART`]).
+const INSERT_BODY: &str = "INSERT INTO message_bodies (seq, body) VALUES (?1, ?2)";
+/// The body of a message being claimed.
+const BODY: &str = "SELECT body FROM message_bodies WHERE seq = ?1";
 
 fn record_in(
     tx: &rusqlite::Transaction<'_>,
@@ -760,18 +769,28 @@ impl Queue for SqliteStore {
             }
             let mut out = Vec::new();
             for seq in seqs {
+                let Some(body) = tx
+                    .prepare_cached(BODY)?
+                    .query_row([seq], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()?
+                else {
+                    // Only an edit of the file by hand can do this: never
+                    // send an empty message in its place.
+                    tracing::error!(seq, "a queued message has no stored body; it is left queued");
+                    continue;
+                };
                 let claimed = tx.prepare_cached(
                     "UPDATE messages SET status = 'sending', locked_by = ?2, locked_until = ?3 WHERE seq = ?1
-                     RETURNING id, mail_from, body, attempt_count, created_unix, app_id",
+                     RETURNING id, mail_from, attempt_count, created_unix, app_id",
                 )?
                 .query_row(params![seq, owner, until], |r| {
                     Ok(Claimed {
                         id: r.text(0)?,
                         mail_from: r.text(1)?,
-                        body: r.get(2)?,
-                        attempt_count: r.int(3)? as u32,
-                        created_unix: r.int(4)?,
-                        app_id: r.opt_text(5)?,
+                        body,
+                        attempt_count: r.int(2)? as u32,
+                        created_unix: r.int(3)?,
+                        app_id: r.opt_text(4)?,
                         recipients: Vec::new(),
                         transport: None,
                     })
@@ -1360,17 +1379,37 @@ mod tests {
         assert!(!transcript_without_content(cut).contains("body line"));
     }
 
+    /// Claims up to eight due messages of the default profile.
+    async fn claim_due(store: &SqliteStore) -> Vec<Claimed> {
+        let lease = Lease {
+            owner: "srv_test".into(),
+            seconds: 60,
+        };
+        store
+            .claim(DEFAULT_PROFILE, 1_795_000_100, 8, &lease)
+            .await
+            .unwrap()
+    }
+
+    /// A database file with the first `steps` shared schema steps only, as
+    /// an earlier release left it.
+    fn database_at(steps: usize) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailroom.db");
+        let mut c = Connection::open(&path).unwrap();
+        Migrations::new(SCHEMA[..steps].iter().map(|sql| M::up(sql)).collect())
+            .to_latest(&mut c)
+            .unwrap();
+        (dir, path)
+    }
+
     #[test]
     fn a_release_database_opens_with_its_data_and_orphans_go() {
         // A database as the last release left it: its six schema steps, a
         // message with a recipient and an attempt, and an orphan recipient.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mailroom.db");
+        let (_dir, path) = database_at(6);
         {
-            let mut c = Connection::open(&path).unwrap();
-            Migrations::new(SCHEMA[..6].iter().map(|sql| M::up(sql)).collect())
-                .to_latest(&mut c)
-                .unwrap();
+            let c = Connection::open(&path).unwrap();
             // An orphan can only come from a SQLite built without foreign
             // keys (the bundled one turns them on by default).
             c.pragma_update(None, "foreign_keys", "OFF").unwrap();
@@ -1423,6 +1462,100 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM recipients", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 0, "ON DELETE CASCADE");
+    }
+
+    /// Bodies live apart from their message's row (the row changes on every
+    /// claim and attempt): a database from before moves them there, a claim
+    /// reads them, and a sent, cancelled or deleted message takes its body
+    /// with it.
+    #[tokio::test]
+    async fn bodies_are_kept_apart_and_go_with_their_message() {
+        // As the release before this step left it: bodies in the row.
+        let (_dir, path) = database_at(15);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "INSERT INTO messages (id, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count)
+                   VALUES ('msg_old', 'a@b.c', 'kept', 9, CAST('old body!' AS BLOB), 'queued', '2026-11-01T00:00:00Z', 1790000000, '2026-11-01T00:00:00Z', 0, 1);
+                 INSERT INTO recipients (message_seq, idx, address, status) VALUES (1, 0, 'x@y.z', 'queued');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let count = |store: &SqliteStore, sql: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .with_conn(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?))
+                    .await
+                    .unwrap()
+            }
+        };
+        let in_rows = "SELECT COUNT(*) FROM messages WHERE length(body) > 0";
+        let apart = "SELECT COUNT(*) FROM message_bodies";
+        assert_eq!(count(&store, in_rows).await, 0, "moved out of the rows");
+        assert_eq!(count(&store, apart).await, 1);
+        let big: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        for (id, body) in [("msg_new", big.clone()), ("msg_cancel", b"c".to_vec())] {
+            let mut m = message(id, body);
+            m.app_id = None;
+            store.enqueue(m).await.unwrap();
+        }
+        assert_eq!(count(&store, in_rows).await, 0, "new bodies too");
+        assert_eq!(count(&store, apart).await, 3);
+        store
+            .cancel("msg_cancel", "2026-11-26T00:00:01Z")
+            .await
+            .unwrap();
+        assert_eq!(count(&store, apart).await, 2, "a cancel drops the body");
+        let claimed = claim_due(&store).await;
+        let body_of = |id: &str| claimed.iter().find(|m| m.id == id).unwrap().body.clone();
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(body_of("msg_old"), b"old body!");
+        assert_eq!(body_of("msg_new"), big);
+        let sent = AttemptRecord {
+            attempt: mailroom_shared::sending::Attempt {
+                at: "2026-11-26T00:00:02Z".into(),
+                ok: true,
+                stage: None,
+                code: None,
+                message: "accepted".into(),
+                hint: None,
+                transport: None,
+            },
+            transcript: None,
+            recipients: vec![crate::store::queue::RecipientOutcome {
+                idx: 0,
+                status: Status::Sent,
+                code: None,
+                message: None,
+            }],
+            status: Status::Sent,
+            next_attempt_unix: 1_795_000_100,
+            counts: true,
+        };
+        store
+            .record("msg_new", sent, "2026-11-26T00:00:02Z")
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&store, apart).await,
+            1,
+            "a sent message drops its body"
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM messages WHERE body IS NULL").await,
+            2
+        );
+        store
+            .with_conn(|c| Ok(c.execute("DELETE FROM messages WHERE id = 'msg_old'", [])?))
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&store, apart).await,
+            0,
+            "a deleted message drops its body"
+        );
     }
 
     #[test]
@@ -1525,14 +1658,7 @@ mod tests {
             .enqueue(message("msg_1", b"x".to_vec()))
             .await
             .unwrap();
-        let lease = Lease {
-            owner: "srv_test".into(),
-            seconds: 60,
-        };
-        let claimed = store
-            .claim(DEFAULT_PROFILE, 1_795_000_100, 8, &lease)
-            .await
-            .unwrap();
+        let claimed = claim_due(&store).await;
         assert_eq!(claimed.len(), 1);
         let seen = store
             .with_conn_relaxed(|c| {
