@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use mailroom_fakes::{addr, GraphError, Loopback, SmtpConfig};
 use mailroom_shared::Transport;
 use serde_json::json;
@@ -347,4 +348,81 @@ async fn a_429_holds_every_message_for_its_retry_after() {
         "the next request waited for Retry-After: {:?}",
         times[1] - times[0]
     );
+}
+
+/// SIGKILL at full speed: no rate limit and Graph answering at once, so
+/// claims are large and attempts are committed together every few
+/// milliseconds, and the kill lands with messages sent whose attempt is not
+/// committed yet. After a restart every acknowledged message goes out; only
+/// the last uncommitted group (at most one commit's worth, 256) and the one
+/// request in flight per connection may go twice.
+#[tokio::test]
+async fn sigkill_at_full_speed_loses_nothing_acknowledged() {
+    const N: usize = 1000;
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut first, url) = spawn_mailroom(&rig, &data, "0").await;
+    let mut server = Running::client(url);
+    // Paused (Graph refuses the mailbox) while the queue fills.
+    rig.graph.fail_always(GraphError::new(
+        403,
+        "ErrorAccessDenied",
+        "Access is denied.",
+    ));
+    server.save(&graph_settings()).await;
+    let (_, key) = server.new_app(json!({"name": "Batch"})).await;
+    let text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(90);
+    let submits = (0..N).map(|i| {
+        let (server, key, text) = (&server, &key, &text);
+        async move {
+            let body = json!({"to": [addr("a", "example.org")], "subject": format!("fast {i}"), "text": text});
+            let (status, q) = server.submit(key, &body).await;
+            assert_eq!(status, 202, "{q}");
+            q["id"].as_str().unwrap().to_string()
+        }
+    });
+    let ids: Vec<String> = futures_util::stream::iter(submits)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    server.wait_paused(N as u64).await;
+    rig.graph.recover();
+    server.save(&graph_settings()).await;
+    let started = std::time::Instant::now();
+    while rig.graph.accepted() < N / 10 {
+        assert!(started.elapsed() < Duration::from_secs(60), "never resumed");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let before_restart = rig.graph.accepted();
+    assert!(
+        before_restart < N,
+        "the kill came mid-delivery ({before_restart} delivered)"
+    );
+
+    let (_second, url) = spawn_mailroom(&rig, &data, "0").await;
+    server.url = url;
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    let mut per_subject = std::collections::BTreeMap::<String, usize>::new();
+    for m in rig.graph.messages() {
+        *per_subject
+            .entry(m.header("subject").unwrap_or_default())
+            .or_default() += 1;
+    }
+    for i in 0..N {
+        assert!(
+            per_subject.contains_key(&format!("fast {i}")),
+            "fast {i} was lost"
+        );
+    }
+    let twice = per_subject.values().filter(|n| **n > 1).count();
+    assert!(
+        twice <= 256 + 3,
+        "only the attempts not yet committed at the kill may go twice: {twice}"
+    );
+    assert_eq!(per_subject.len(), N, "nothing else was sent");
 }
