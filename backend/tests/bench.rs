@@ -269,6 +269,21 @@ async fn bench_token_assertion_vs_secret() {
     );
 }
 
+/// CPU time (user and system) a process has used so far, in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: fields 3 onwards; utime and
+    // stime are fields 14 and 15, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(11)
+        .zip(f.get(12))
+        .map_or(0.0, |(u, s)| (u + s) as f64 / 100.0)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -487,7 +502,8 @@ async fn graph_run(n: usize, delay: Duration) -> serde_json::Value {
     let rig = Loopback::start(SmtpConfig::default()).await;
     rig.graph.set_delay(delay);
     let dir = tempfile::tempdir().unwrap();
-    let (_child, url) = spawn_mailroom(&rig, &dir.path().join("data"), "0").await;
+    let (child, url) = spawn_mailroom(&rig, &dir.path().join("data"), "0").await;
+    let pid = child.id().unwrap_or_default();
     let server = Running::client(url.clone());
     let mut settings = oauth_settings("", 0);
     settings.transport = mailroom_shared::Transport::Graph;
@@ -504,7 +520,7 @@ async fn graph_run(n: usize, delay: Duration) -> serde_json::Value {
     let (lat, _) = submit_many(&url, &key, n, 16).await;
     server.wait_paused(lat.len() as u64).await;
     rig.graph.recover();
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_secs(pid));
     server.save(&settings).await;
     while rig.graph.accepted() < lat.len() {
         assert!(
@@ -514,6 +530,10 @@ async fn graph_run(n: usize, delay: Duration) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered_secs = started.elapsed().as_secs_f64();
+    // Mailroom's own CPU time per message (its process only; the fake and
+    // this client run in the test's), less sensitive to a busy host.
+    let cpu_us = (cpu_secs(pid) - cpu_before) * 1e6 / lat.len() as f64;
+    drop(child);
 
     // The floor: one token, then the same bodies, WORKERS requests at once.
     let http = reqwest::Client::new();
@@ -561,7 +581,7 @@ async fn graph_run(n: usize, delay: Duration) -> serde_json::Value {
         "messages": lat.len(), "workers": WORKERS, "graph_delay_ms": delay.as_millis() as u64,
         "delivered_secs": delivered_secs, "delivered_per_s": lat.len() as f64 / delivered_secs,
         "floor_secs": floor_secs, "floor_per_s": lat.len() as f64 / floor_secs,
-        "ratio": delivered_secs / floor_secs,
+        "ratio": delivered_secs / floor_secs, "mailroom_cpu_us_per_message": cpu_us,
     })
 }
 

@@ -582,6 +582,31 @@ fn insert_deliveries(
     Ok(())
 }
 
+/// The one-row writes that the delivery engine's transactions repeat for
+/// every message (a claim, a day's count, an attempt), as `OR FAIL`: a
+/// failing one fails its whole transaction anyway, so SQLite need not keep
+/// a statement journal to undo it alone, which it otherwise does for every
+/// page each of them touches.
+struct OneRow {
+    add_attempt: String,
+    set_recipient: String,
+    after_attempt: String,
+    add_usage: String,
+}
+
+static ONE_ROW: std::sync::LazyLock<OneRow> = std::sync::LazyLock::new(|| {
+    let or_fail = |sql: &str| {
+        sql.replacen("INSERT INTO", "INSERT OR FAIL INTO", 1)
+            .replacen("UPDATE ", "UPDATE OR FAIL ", 1)
+    };
+    OneRow {
+        add_attempt: or_fail(sql::ADD_ATTEMPT),
+        set_recipient: or_fail(sql::SET_RECIPIENT),
+        after_attempt: or_fail(sql::AFTER_ATTEMPT),
+        add_usage: or_fail(sql::ADD_USAGE),
+    }
+});
+
 /// A submitted message's body, kept apart from its row
 /// ([`crate::store::schema::MIGRATION_BODIES_APART`]).
 const INSERT_BODY: &str = "INSERT INTO message_bodies (seq, body) VALUES (?1, ?2)";
@@ -603,7 +628,7 @@ fn record_in(
         return Ok(());
     };
     let a = &r.attempt;
-    tx.prepare_cached(sql::ADD_ATTEMPT)?.execute(params![
+    tx.prepare_cached(&ONE_ROW.add_attempt)?.execute(params![
         seq,
         a.at,
         a.ok as i64,
@@ -614,7 +639,7 @@ fn record_in(
         r.transcript,
         a.transport.map(mailroom_shared::EnumId::id)
     ])?;
-    let mut stmt = tx.prepare_cached(sql::SET_RECIPIENT)?;
+    let mut stmt = tx.prepare_cached(&ONE_ROW.set_recipient)?;
     for o in &r.recipients {
         stmt.execute(params![
             seq,
@@ -625,7 +650,7 @@ fn record_in(
         ])?;
     }
     let (last_stage, last_code, last_message) = r.last_error();
-    tx.prepare_cached(sql::AFTER_ATTEMPT)?.execute(params![
+    tx.prepare_cached(&ONE_ROW.after_attempt)?.execute(params![
         seq,
         r.status.as_str(),
         now,
@@ -780,7 +805,7 @@ impl Queue for SqliteStore {
                     continue;
                 };
                 let claimed = tx.prepare_cached(
-                    "UPDATE messages SET status = 'sending', locked_by = ?2, locked_until = ?3 WHERE seq = ?1
+                    "UPDATE OR FAIL messages SET status = 'sending', locked_by = ?2, locked_until = ?3 WHERE seq = ?1
                      RETURNING id, mail_from, attempt_count, created_unix, app_id",
                 )?
                 .query_row(params![seq, owner, until], |r| {
@@ -1070,7 +1095,7 @@ impl Queue for SqliteStore {
             };
             let (n, next) = super::queue::quota_fits(&sends, &recipients, limit, now_unix);
             {
-                let mut add = tx.prepare_cached(sql::ADD_USAGE)?;
+                let mut add = tx.prepare_cached(&ONE_ROW.add_usage)?;
                 for (id, r) in &messages[..n] {
                     add.execute(params![profile, now_unix, *r as i64, id])?;
                 }
@@ -1556,6 +1581,25 @@ mod tests {
             0,
             "a deleted message drops its body"
         );
+    }
+
+    #[test]
+    fn the_writes_repeated_per_message_keep_no_statement_journal() {
+        let all = [
+            &ONE_ROW.add_attempt,
+            &ONE_ROW.set_recipient,
+            &ONE_ROW.after_attempt,
+            &ONE_ROW.add_usage,
+        ];
+        let mut c = Connection::open_in_memory().unwrap();
+        migrations().to_latest(&mut c).unwrap();
+        for sql in all {
+            assert!(
+                sql.starts_with("INSERT OR FAIL INTO ") || sql.starts_with("UPDATE OR FAIL "),
+                "{sql}"
+            );
+            c.prepare(sql).unwrap();
+        }
     }
 
     #[test]
