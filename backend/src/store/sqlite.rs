@@ -117,10 +117,9 @@ impl SettingsStore for SqliteStore {
     async fn load(&self, profile: &str) -> Result<Option<Record>, StoreError> {
         let profile = profile.to_string();
         self.with_conn(move |c| {
-            Ok(
-                c.query_row(sql::LOAD_SETTINGS, [profile], |r| sql::record_from(r))
-                    .optional()?,
-            )
+            Ok(c.prepare_cached(sql::LOAD_SETTINGS)?
+                .query_row([profile], |r| sql::record_from(r))
+                .optional()?)
         })
         .await
     }
@@ -539,7 +538,8 @@ pub(crate) fn enqueue_batch(
         }
     }
     for (app, (n, now)) in stored {
-        tx.execute(sql::COUNT_APP_MESSAGES, params![app, n, now])?;
+        tx.prepare_cached(sql::COUNT_APP_MESSAGES)?
+            .execute(params![app, n, now])?;
     }
     tx.commit()?;
     Ok(out)
@@ -620,9 +620,8 @@ fn record_in(
     now: &str,
 ) -> Result<(), StoreError> {
     let Some((seq, count)) = tx
-        .query_row(sql::MESSAGE_FOR_ATTEMPT, [id], |row| {
-            Ok((row.int(0)?, row.int(1)?))
-        })
+        .prepare_cached(sql::MESSAGE_FOR_ATTEMPT)?
+        .query_row([id], |row| Ok((row.int(0)?, row.int(1)?)))
         .optional()?
     else {
         return Ok(());
@@ -1017,7 +1016,8 @@ impl Queue for SqliteStore {
     async fn pause_state(&self, profile: &str) -> Result<Option<Paused>, StoreError> {
         let profile = profile.to_string();
         self.with_conn(move |c| {
-            Ok(c.query_row(sql::PAUSE, [profile], |r| sql::paused_from(r))
+            Ok(c.prepare_cached(sql::PAUSE)?
+                .query_row([profile], |r| sql::paused_from(r))
                 .optional()?)
         })
         .await
