@@ -1602,6 +1602,36 @@ mod tests {
         }
     }
 
+    /// Claims find each app's due messages in the profile's index, and an
+    /// app's limits read its own indexes: none of them scans the queue.
+    #[test]
+    fn claims_and_counts_read_their_indexes() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrations().to_latest(&mut c).unwrap();
+        let plan = |sql: &str, n: usize| {
+            let params: Vec<&dyn rusqlite::ToSql> = vec![&"x"; n];
+            c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map(params.as_slice(), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap()
+                .join("; ")
+        };
+        for (sql, n) in [
+            (sql::NEXT_APP, 2),
+            (sql::DUE_OF_APP, 5),
+            (sql::DUE_WITHOUT_APP, 4),
+        ] {
+            let p = plan(sql, n);
+            assert!(p.contains("INDEX messages_profile_due"), "{sql}: {p}");
+        }
+        let p = plan(sql::WAITING, 1);
+        assert!(p.contains("INDEX messages_app_status"), "{p}");
+        let p = plan(sql::RECENT, 2);
+        assert!(p.contains("INDEX messages_app_created"), "{p}");
+    }
+
     #[test]
     fn migrations_are_valid() {
         migrations().validate().unwrap();
