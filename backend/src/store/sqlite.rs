@@ -61,6 +61,10 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "cache_size", -16384)?;
+        // A large transaction (an upgrade's migration, a big purge) grows the
+        // WAL; after the next checkpoint it goes back to at most 64 MiB
+        // instead of keeping that size on disk.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Db(format!("migrating {}: {e}", path.display())))?;
