@@ -67,7 +67,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         migrations()
             .to_latest(&mut conn)
-            .map_err(|e| StoreError::Db(format!("migrating {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::Db(migration_failed(path, &e)))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             committer: Arc::default(),
@@ -584,6 +584,32 @@ fn insert_deliveries(
         ])?;
     }
     Ok(())
+}
+
+/// Why the schema could not be brought up to date, in words an operator can
+/// act on. Every pending step runs in one transaction, so a failure leaves
+/// the file as it was.
+fn migration_failed(path: &Path, e: &rusqlite_migration::Error) -> String {
+    use rusqlite_migration::{Error, MigrationDefinitionError};
+    let shown = path.display();
+    match e {
+        Error::RusqliteError {
+            err: rusqlite::Error::SqliteFailure(f, _),
+            ..
+        } if f.code == rusqlite::ErrorCode::DiskFull => {
+            let mb = std::fs::metadata(path)
+                .map(|m| m.len().div_ceil(1_000_000))
+                .unwrap_or(0);
+            format!(
+                "upgrading {shown}: the disk is full. The upgrade keeps a second copy of the waiting messages until it commits: free about {mb} MB (the database's size) and start again. The database was not changed."
+            )
+        }
+        Error::MigrationDefinition(MigrationDefinitionError::DatabaseTooFarAhead) => format!(
+            "{shown} was made by a newer Mailroom (its schema has steps this one does not know): run that version or a newer one, or restore a backup made by this one."
+        ),
+        Error::RusqliteError { err, .. } => format!("upgrading {shown}: {err}"),
+        other => format!("upgrading {shown}: {other}"),
+    }
 }
 
 /// The one-row writes that the delivery engine's transactions repeat for
@@ -1634,6 +1660,33 @@ mod tests {
         assert!(p.contains("INDEX messages_app_status"), "{p}");
         let p = plan(sql::RECENT, 2);
         assert!(p.contains("INDEX messages_app_created"), "{p}");
+    }
+
+    #[test]
+    fn an_upgrade_that_cannot_run_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailroom.db");
+        std::fs::write(&path, vec![0u8; 2_500_000]).unwrap();
+        let full = rusqlite_migration::Error::RusqliteError {
+            query: String::new(),
+            err: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("database or disk is full".into()),
+            ),
+        };
+        let said = migration_failed(&path, &full);
+        assert!(said.contains("the disk is full"), "{said}");
+        assert!(said.contains("free about 3 MB"), "{said}");
+        assert!(said.contains("was not changed"), "{said}");
+        // A database a newer release made: the real store refuses it.
+        std::fs::remove_file(&path).unwrap();
+        {
+            let mut c = Connection::open(&path).unwrap();
+            migrations().to_latest(&mut c).unwrap();
+            c.pragma_update(None, "user_version", 999).unwrap();
+        }
+        let err = SqliteStore::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("made by a newer Mailroom"), "{err}");
     }
 
     #[test]
