@@ -642,6 +642,15 @@ static ONE_ROW: std::sync::LazyLock<OneRow> = std::sync::LazyLock::new(|| {
 const INSERT_BODY: &str = "INSERT INTO message_bodies (seq, body) VALUES (?1, ?2)";
 /// The body of a message being claimed.
 const BODY: &str = "SELECT body FROM message_bodies WHERE seq = ?1";
+/// A due message whose body row is gone (a hand edit of the file) fails.
+const BODY_MISSING: &str = "UPDATE messages SET status = 'failed', body = NULL,
+        updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', ?2, 'unixepoch'),
+        last_stage = 'send', last_code = NULL,
+        last_message = 'Its content is missing from the database (table message_bodies), so it cannot be sent. Submit it again.'
+     WHERE seq = ?1";
+/// Its recipients, with it.
+const BODY_MISSING_RECIPIENTS: &str =
+    "UPDATE recipients SET status = 'failed' WHERE message_seq = ?1 AND status IN ('queued', 'deferred')";
 
 fn record_in(
     tx: &rusqlite::Transaction<'_>,
@@ -829,8 +838,13 @@ impl Queue for SqliteStore {
                     .optional()?
                 else {
                     // Only an edit of the file by hand can do this: never
-                    // send an empty message in its place.
-                    tracing::error!(seq, "a queued message has no stored body; it is left queued");
+                    // send an empty message in its place, and never let it
+                    // hold up the queue; it fails, saying why.
+                    tracing::error!(seq, "a queued message has no stored body; it fails");
+                    tx.prepare_cached(BODY_MISSING)?
+                        .execute(params![seq, now_unix])?;
+                    tx.prepare_cached(BODY_MISSING_RECIPIENTS)?
+                        .execute([seq])?;
                     continue;
                 };
                 let claimed = tx.prepare_cached(
@@ -1611,6 +1625,34 @@ mod tests {
             0,
             "a deleted message drops its body"
         );
+        // A body row removed by hand: that message fails with the reason,
+        // and the claim goes on to the next.
+        for id in ["msg_lost", "msg_next"] {
+            let mut m = message(id, b"x".to_vec());
+            m.app_id = None;
+            store.enqueue(m).await.unwrap();
+        }
+        store
+            .with_conn(|c| {
+                Ok(c.execute(
+                    "DELETE FROM message_bodies WHERE seq = (SELECT seq FROM messages WHERE id = 'msg_lost')",
+                    [],
+                )?)
+            })
+            .await
+            .unwrap();
+        let claimed = claim_due(&store).await;
+        let ids: Vec<&str> = claimed.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["msg_next"]);
+        let lost = store.details("msg_lost").await.unwrap().unwrap();
+        assert_eq!(lost.summary.status, Status::Failed);
+        let said = lost
+            .summary
+            .last_error
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(said.contains("content is missing"), "{said}");
+        assert!(lost.recipients.iter().all(|r| r.status == Status::Failed));
     }
 
     #[test]
