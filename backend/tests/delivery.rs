@@ -74,12 +74,12 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
     for id in &ids {
         server.wait_status(id, "sent").await;
     }
-    let got = rig.smtp.messages();
-    let mut per_subject = std::collections::BTreeMap::<String, usize>::new();
-    for m in &got {
-        let subject = m.subject().unwrap_or_default().to_string();
-        *per_subject.entry(subject).or_default() += 1;
-    }
+    let per_subject = count_each(
+        rig.smtp
+            .messages()
+            .iter()
+            .map(|m| m.subject().unwrap_or_default().to_string()),
+    );
     for i in 0..50 {
         assert!(
             per_subject.contains_key(&format!("batch {i}")),

@@ -407,12 +407,12 @@ async fn sigkill_at_full_speed_loses_nothing_acknowledged() {
     for id in &ids {
         server.wait_status(id, "sent").await;
     }
-    let mut per_subject = std::collections::BTreeMap::<String, usize>::new();
-    for m in rig.graph.messages() {
-        *per_subject
-            .entry(m.header("subject").unwrap_or_default())
-            .or_default() += 1;
-    }
+    let per_subject = count_each(
+        rig.graph
+            .messages()
+            .iter()
+            .map(|m| m.header("subject").unwrap_or_default()),
+    );
     for i in 0..N {
         assert!(
             per_subject.contains_key(&format!("fast {i}")),

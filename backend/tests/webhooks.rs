@@ -609,12 +609,7 @@ async fn sigkill_loses_no_stored_event_and_sends_none_twice() {
     } else {
         got
     };
-    let mut per_id = std::collections::BTreeMap::<String, usize>::new();
-    for h in &got {
-        *per_id
-            .entry(h.header("webhook-id").to_string())
-            .or_default() += 1;
-    }
+    let per_id = count_each(got.iter().map(|h| h.header("webhook-id").to_string()));
     assert_eq!(per_id.len(), N, "one event per message");
     assert!(
         per_id.values().all(|n| *n == 2),

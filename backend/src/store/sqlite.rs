@@ -613,10 +613,10 @@ fn migration_failed(path: &Path, e: &rusqlite_migration::Error) -> String {
 }
 
 /// The one-row writes that the delivery engine's transactions repeat for
-/// every message (a claim, a day's count, an attempt), as `OR FAIL`: a
-/// failing one fails its whole transaction anyway, so SQLite need not keep
-/// a statement journal to undo it alone, which it otherwise does for every
-/// page each of them touches.
+/// every message (a day's count, an attempt; a claim is [`CLAIM_ONE`]), as
+/// `OR FAIL`: a failing one fails its whole transaction anyway, so SQLite
+/// need not keep a statement journal to undo it alone, which it otherwise
+/// does for every page each of them touches.
 struct OneRow {
     add_attempt: String,
     set_recipient: String,
@@ -640,6 +640,10 @@ static ONE_ROW: std::sync::LazyLock<OneRow> = std::sync::LazyLock::new(|| {
 /// A submitted message's body, kept apart from its row
 /// ([`crate::store::schema::MIGRATION_BODIES_APART`]).
 const INSERT_BODY: &str = "INSERT INTO message_bodies (seq, body) VALUES (?1, ?2)";
+/// Claims one message (`OR FAIL`, like [`ONE_ROW`]'s); its body is read
+/// apart ([`BODY`]).
+const CLAIM_ONE: &str = "UPDATE OR FAIL messages SET status = 'sending', locked_by = ?2, locked_until = ?3 WHERE seq = ?1
+     RETURNING id, mail_from, attempt_count, created_unix, app_id";
 /// The body of a message being claimed.
 const BODY: &str = "SELECT body FROM message_bodies WHERE seq = ?1";
 /// A due message whose body row is gone (a hand edit of the file) fails.
@@ -843,26 +847,23 @@ impl Queue for SqliteStore {
                     tracing::error!(seq, "a queued message has no stored body; it fails");
                     tx.prepare_cached(BODY_MISSING)?
                         .execute(params![seq, now_unix])?;
-                    tx.prepare_cached(BODY_MISSING_RECIPIENTS)?
-                        .execute([seq])?;
+                    tx.prepare_cached(BODY_MISSING_RECIPIENTS)?.execute([seq])?;
                     continue;
                 };
-                let claimed = tx.prepare_cached(
-                    "UPDATE OR FAIL messages SET status = 'sending', locked_by = ?2, locked_until = ?3 WHERE seq = ?1
-                     RETURNING id, mail_from, attempt_count, created_unix, app_id",
-                )?
-                .query_row(params![seq, owner, until], |r| {
-                    Ok(Claimed {
-                        id: r.text(0)?,
-                        mail_from: r.text(1)?,
-                        body,
-                        attempt_count: r.int(2)? as u32,
-                        created_unix: r.int(3)?,
-                        app_id: r.opt_text(4)?,
-                        recipients: Vec::new(),
-                        transport: None,
-                    })
-                })?;
+                let claimed =
+                    tx.prepare_cached(CLAIM_ONE)?
+                        .query_row(params![seq, owner, until], |r| {
+                            Ok(Claimed {
+                                id: r.text(0)?,
+                                mail_from: r.text(1)?,
+                                body,
+                                attempt_count: r.int(2)? as u32,
+                                created_unix: r.int(3)?,
+                                app_id: r.opt_text(4)?,
+                                recipients: Vec::new(),
+                                transport: None,
+                            })
+                        })?;
                 let recipients = tx
                     .prepare_cached(sql::TO_DELIVER)?
                     .query_map([seq], |r| Ok((r.int(0)? as u32, r.text(1)?)))?

@@ -63,6 +63,19 @@ pub async fn router(dir: &Path, test: TestArgs) -> (Router, AppState) {
 }
 
 /// Valid Office 365 OAuth settings pointing at `host:port`.
+/// How many times each key arrived (a subject, a webhook id): what the
+/// crash tests read for lost and twice-delivered messages.
+#[allow(dead_code)]
+pub fn count_each(
+    keys: impl IntoIterator<Item = String>,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for k in keys {
+        *counts.entry(k).or_default() += 1;
+    }
+    counts
+}
+
 pub fn oauth_settings(host: &str, port: u16) -> Settings {
     mailroom_shared::fixtures::office365_oauth(host, port)
 }
