@@ -141,6 +141,7 @@ both!(
     failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_window,
     search_takes_backslash_percent_and_underscore_literally,
     app_limits_hold_under_parallel_submissions,
+    queued_max_counts_the_queue_and_a_batch_of_changed_limits,
     due_messages_are_claimed_in_turn_per_app,
     apps_keep_their_limits_and_changes,
     released_messages_are_queued_again_for_any_server,
@@ -1189,6 +1190,75 @@ async fn app_limits_hold_under_parallel_submissions(f: Fixture) {
             .unwrap(),
         Enqueued::New("msg_app3_later".into())
     );
+}
+
+/// `queued_max` counts what waits, also past the limit a batch read first:
+/// five wait, then one batch (held behind another writer so that it forms)
+/// brings a submission with `queued_max` 3 and three with 8, as after the
+/// limit was raised between them. The first is refused, two of the others
+/// fit, the last is refused: a count stopped at 3 would let all three in.
+async fn queued_max_counts_the_queue_and_a_batch_of_changed_limits(f: Fixture) {
+    let s = f.open().await;
+    for i in 0..5 {
+        let m = message(&format!("msg_wait_{i}"), None);
+        assert!(matches!(
+            s.queue.enqueue(m).await.unwrap(),
+            Enqueued::New(_)
+        ));
+    }
+    let max = |n: u32| mailroom_shared::sending::AppLimits {
+        queued_max: Some(n),
+        ..Default::default()
+    };
+    // Another writer holds the way (SQLite's write lock; app_1's lock on
+    // PostgreSQL) while the first submission waits and the rest gather.
+    let hold: Box<dyn FnOnce() + Send> = match &f {
+        Fixture::Sqlite(dir) => {
+            let c = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            Box::new(move || c.execute_batch("COMMIT").unwrap())
+        }
+        Fixture::Postgres(schema) => {
+            let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            c.execute("SELECT pg_advisory_lock(hashtextextended('app_1', 7))", &[])
+                .await
+                .unwrap();
+            Box::new(move || drop(c))
+        }
+    };
+    let submit = |m: NewMessage| {
+        let q = s.queue.clone();
+        tokio::spawn(async move { q.enqueue(m).await.unwrap() })
+    };
+    let first = submit(message("msg_held", None));
+    let mut batch = Vec::new();
+    for (i, n) in [3, 8, 8, 8].into_iter().enumerate() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut m = message(&format!("msg_batch_{i}"), None);
+        m.limits = Some(max(n));
+        batch.push(submit(m));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    hold();
+    assert!(matches!(first.await.unwrap(), Enqueued::New(_)));
+    let mut out = Vec::new();
+    for t in batch {
+        out.push(t.await.unwrap());
+    }
+    let stored: Vec<bool> = out.iter().map(|o| matches!(o, Enqueued::New(_))).collect();
+    assert_eq!(stored, [false, true, true, false], "{out:?}");
+    for o in [&out[0], &out[3]] {
+        assert!(
+            matches!(o, Enqueued::Limited(h) if h.name == "queued_max"),
+            "{o:?}"
+        );
+    }
+    assert_eq!(s.queue.counts().await.unwrap()[&Status::Queued], 8);
+    let usage = s.queue.recent("app_1", T0, false).await.unwrap();
+    assert_eq!(usage.waiting, 8);
 }
 
 async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {

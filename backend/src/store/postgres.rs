@@ -24,7 +24,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::queue::{
     page_end, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued, Lease,
-    ListFilter, NewMessage, Queue, DAY,
+    ListFilter, NewMessage, Queue, Usage, Waiting, DAY,
 };
 use crate::store::sql::{self, Cols};
 use crate::store::{
@@ -200,6 +200,7 @@ async fn recent_in<C: GenericClient>(
     app_id: &str,
     now_unix: i64,
     with_rows: bool,
+    count: Waiting,
 ) -> Result<crate::queue::Recent, StoreError> {
     let since = now_unix - 24 * 3600;
     let messages = if with_rows {
@@ -210,10 +211,20 @@ async fn recent_in<C: GenericClient>(
     } else {
         Vec::new()
     };
-    let waiting = c
-        .query_one(&prepared(c, sql::WAITING).await?, &[&app_id])
-        .await?
-        .int(0)?;
+    let waiting = match count {
+        Waiting::All => c
+            .query_one(&prepared(c, sql::WAITING).await?, &[&app_id])
+            .await?
+            .int(0)?,
+        Waiting::UpTo(max) => c
+            .query_one(
+                &prepared(c, sql::WAITING_UP_TO).await?,
+                &[&app_id, &i64::from(max)],
+            )
+            .await?
+            .int(0)?,
+        Waiting::Skip => 0,
+    };
     Ok(crate::queue::Recent {
         messages,
         waiting: waiting as u64,
@@ -855,9 +866,10 @@ async fn record_in(
 /// One app's side of a batch: its lock is held, and its recent and waiting
 /// messages are read once and kept up to date as the batch accepts more.
 struct AppTurn {
-    recent: crate::queue::Recent,
-    /// Messages accepted for it in this batch, and the last one's time.
-    accepted: i64,
+    usage: Usage,
+    /// Messages accepted for it in this batch (time, recipients), stored
+    /// when the batch ends, and the last one's time.
+    added: Vec<(i64, u32)>,
     last: String,
 }
 
@@ -868,19 +880,44 @@ struct AppTurn {
 async fn app_turn(
     tx: &deadpool_postgres::Transaction<'_>,
     app: &str,
-    now_unix: i64,
-    rows: bool,
+    m: &NewMessage,
 ) -> Result<AppTurn, StoreError> {
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
         &[&app],
     )
     .await?;
+    let read = Usage::needs(m);
     Ok(AppTurn {
-        recent: recent_in(tx, app, now_unix, rows).await?,
-        accepted: 0,
+        usage: Usage {
+            recent: recent_in(tx, app, m.now_unix, read.0, read.1).await?,
+            read,
+        },
+        added: Vec::new(),
         last: String::new(),
     })
+}
+
+/// Reads app `app`'s usage again, as message `m` needs it, with what this
+/// batch has accepted for it so far (the lock is held already).
+async fn reread(
+    tx: &deadpool_postgres::Transaction<'_>,
+    app: &str,
+    m: &NewMessage,
+    turn: &mut AppTurn,
+) -> Result<(), StoreError> {
+    let (rows, count) = Usage::needs(m);
+    let rows = rows || turn.usage.read.0;
+    let mut recent = recent_in(tx, app, m.now_unix, rows, count).await?;
+    if rows {
+        recent.messages.extend(turn.added.iter().copied());
+    }
+    recent.waiting += turn.added.len() as u64;
+    turn.usage = Usage {
+        recent,
+        read: (rows, count),
+    };
+    Ok(())
 }
 
 impl PgStore {
@@ -915,8 +952,7 @@ impl PgStore {
                 continue;
             };
             if !apps.contains_key(app) {
-                let rows = m.limits.is_some_and(|l| l.has_windows());
-                let turn = app_turn(&tx, app, m.now_unix, rows).await?;
+                let turn = app_turn(&tx, app, m).await?;
                 apps.insert(app.clone(), turn);
             }
             if let Some(key) = &m.idempotency_key {
@@ -943,9 +979,12 @@ impl PgStore {
                 }
             }
             let turn = apps.get_mut(app).expect("read above");
+            if !turn.usage.answers(m) {
+                reread(&tx, app, m, turn).await?;
+            }
             if let Some(limits) = &m.limits {
                 let rcpts = m.recipients.len() as u32;
-                if let Some(hit) = turn.recent.hit(limits, m.now_unix, rcpts) {
+                if let Some(hit) = turn.usage.recent.hit(limits, m.now_unix, rcpts) {
                     if let Some(key) = &m.idempotency_key {
                         // Refused: the key is not taken either.
                         tx.execute(
@@ -957,10 +996,10 @@ impl PgStore {
                     out[i] = Some(Enqueued::Limited(hit));
                     continue;
                 }
-                turn.recent.messages.push((m.now_unix, rcpts));
-                turn.recent.waiting += 1;
             }
-            turn.accepted += 1;
+            let added = (m.now_unix, m.recipients.len() as u32);
+            turn.usage.add(added.0, added.1);
+            turn.added.push(added);
             turn.last = m.now.clone();
             accepted.push(i);
         }
@@ -968,8 +1007,8 @@ impl PgStore {
             insert_messages(&tx, accepted.iter().map(|i| &batch[*i])).await?;
         }
         let count = prepared(&tx, sql::COUNT_APP_MESSAGES).await?;
-        for (app, turn) in apps.iter().filter(|(_, t)| t.accepted > 0) {
-            tx.execute(&count, &[app, &turn.accepted, &turn.last])
+        for (app, turn) in apps.iter().filter(|(_, t)| !t.added.is_empty()) {
+            tx.execute(&count, &[app, &(turn.added.len() as i64), &turn.last])
                 .await?;
         }
         tx.commit().await?;
@@ -1118,7 +1157,7 @@ impl Queue for PgStore {
         rows: bool,
     ) -> Result<crate::queue::Recent, StoreError> {
         let c = self.pool.get().await?;
-        recent_in(&c, app_id, now_unix, rows).await
+        recent_in(&c, app_id, now_unix, rows, Waiting::All).await
     }
 
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {

@@ -239,6 +239,10 @@ pub(crate) const COUNT_APP_MESSAGES: &str =
 pub(crate) const RECENT: &str = "SELECT created_unix, rcpt_count FROM messages WHERE app_id = ?1 AND created_unix > ?2 ORDER BY created_unix, seq";
 /// An app's waiting messages (`?1` app).
 pub(crate) const WAITING: &str = "SELECT COUNT(*) FROM messages WHERE app_id = ?1 AND status IN ('queued', 'deferred', 'sending')";
+/// An app's waiting messages, up to `?2` of them (`?1` app): a submission's
+/// `queued_max` check needs no more.
+pub(crate) const WAITING_UP_TO: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+     WHERE app_id = ?1 AND status IN ('queued', 'deferred', 'sending') LIMIT ?2) w";
 pub(crate) const DELETE_OLD_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE created_unix < ?1";
 /// Takes an idempotency key; no row changed when it was taken before.
 pub(crate) const TAKE_IDEMPOTENCY_KEY: &str =

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::queue::{
     limits_json, page_end, profile_limits_json, status_of, AttemptRecord, ChangeError, Claimed,
-    Committer, Enqueued, GroupFn, Lease, ListFilter, NewMessage, Queue, Recent,
+    Committer, Enqueued, GroupFn, Lease, ListFilter, NewMessage, Queue, Recent, Usage, Waiting,
 };
 use super::schema::migrations;
 use super::sql::{self, Cols};
@@ -432,7 +432,13 @@ fn summary_by_id(c: &Connection, id: &str) -> rusqlite::Result<Option<Summary>> 
 }
 
 /// Reads an app's recent and waiting messages.
-fn recent_in(c: &Connection, app_id: &str, now_unix: i64, rows: bool) -> rusqlite::Result<Recent> {
+fn recent_in(
+    c: &Connection,
+    app_id: &str,
+    now_unix: i64,
+    rows: bool,
+    count: Waiting,
+) -> rusqlite::Result<Recent> {
     let messages = if !rows {
         Vec::new()
     } else {
@@ -442,18 +448,60 @@ fn recent_in(c: &Connection, app_id: &str, now_unix: i64, rows: bool) -> rusqlit
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
-    let waiting: i64 = c
-        .prepare_cached(sql::WAITING)?
-        .query_row([app_id], |r| r.get(0))?;
+    let waiting: i64 = match count {
+        Waiting::All => c
+            .prepare_cached(sql::WAITING)?
+            .query_row([app_id], |r| r.get(0))?,
+        Waiting::UpTo(max) => c
+            .prepare_cached(sql::WAITING_UP_TO)?
+            .query_row(params![app_id, max], |r| r.get(0))?,
+        Waiting::Skip => 0,
+    };
     Ok(Recent {
         messages,
         waiting: waiting as u64,
     })
 }
 
+/// What a batch knows of each app's usage: read at its first message, then
+/// kept up to date as the batch stores more (one writer, in one immediate
+/// transaction, so nothing else changes it meanwhile).
+type Usages = BTreeMap<String, Usage>;
+
+/// The usage of message `m`'s app, read on its first message in the batch,
+/// and again if an earlier message needed less ([`Usage::answers`]): the
+/// batch's own messages are in the transaction by then, so they are counted.
+fn usage_of<'u>(
+    c: &Connection,
+    usages: &'u mut Usages,
+    m: &NewMessage,
+) -> rusqlite::Result<Option<&'u Recent>> {
+    let (Some(app), Some(_)) = (&m.app_id, &m.limits) else {
+        return Ok(None);
+    };
+    if usages.get(app).is_none_or(|u| !u.answers(m)) {
+        let (rows, count) = Usage::needs(m);
+        let rows = rows || usages.get(app).is_some_and(|u| u.read.0);
+        let recent = recent_in(c, app, m.now_unix, rows, count)?;
+        usages.insert(
+            app.clone(),
+            Usage {
+                recent,
+                read: (rows, count),
+            },
+        );
+    }
+    Ok(usages.get(app).map(|u| &u.recent))
+}
+
 /// Stores one message inside the batch's transaction (its own savepoint):
 /// a repeat or a limit leaves nothing behind, as the savepoint is dropped.
-fn enqueue_in(tx: &Connection, m: &NewMessage) -> rusqlite::Result<Enqueued> {
+/// `recent` is its app's usage before it, when the app has limits.
+fn enqueue_in(
+    tx: &Connection,
+    m: &NewMessage,
+    recent: Option<&Recent>,
+) -> rusqlite::Result<Enqueued> {
     if let (Some(app), Some(key)) = (&m.app_id, &m.idempotency_key) {
         // Wins the key, or finds who did.
         let taken = tx
@@ -471,8 +519,7 @@ fn enqueue_in(tx: &Connection, m: &NewMessage) -> rusqlite::Result<Enqueued> {
     }
     // The limits are read and the message stored in one immediate
     // transaction: parallel submissions cannot both take the last place.
-    if let (Some(app), Some(limits)) = (&m.app_id, &m.limits) {
-        let recent = recent_in(tx, app, m.now_unix, limits.has_windows())?;
+    if let (Some(recent), Some(limits)) = (recent, &m.limits) {
         if let Some(hit) = recent.hit(limits, m.now_unix, m.recipients.len() as u32) {
             return Ok(Enqueued::Limited(hit));
         }
@@ -517,14 +564,19 @@ pub(crate) fn enqueue_batch(
     let mut out = Vec::with_capacity(batch.len());
     // Per app: (messages stored, the last one's time).
     let mut stored: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    let mut usages = Usages::new();
     for m in &batch {
+        let recent = usage_of(&tx, &mut usages, m)?;
         let sp = tx.savepoint()?;
-        match enqueue_in(&sp, m) {
+        match enqueue_in(&sp, m, recent) {
             Ok(done @ Enqueued::New(_)) => {
                 sp.commit()?;
                 if let Some(app) = &m.app_id {
                     let entry = stored.entry(app).or_insert((0, &m.now));
                     *entry = (entry.0 + 1, &m.now);
+                    if let Some(usage) = usages.get_mut(app.as_str()) {
+                        usage.add(m.now_unix, m.recipients.len() as u32);
+                    }
                 }
                 out.push(Ok(done));
             }
@@ -780,7 +832,7 @@ impl Queue for SqliteStore {
 
     async fn recent(&self, app_id: &str, now_unix: i64, rows: bool) -> Result<Recent, StoreError> {
         let app_id = app_id.to_string();
-        self.with_conn(move |c| Ok(recent_in(c, &app_id, now_unix, rows)?))
+        self.with_conn(move |c| Ok(recent_in(c, &app_id, now_unix, rows, Waiting::All)?))
             .await
     }
 
@@ -1699,8 +1751,10 @@ mod tests {
             let p = plan(sql, n);
             assert!(p.contains("INDEX messages_profile_due"), "{sql}: {p}");
         }
-        let p = plan(sql::WAITING, 1);
-        assert!(p.contains("INDEX messages_app_status"), "{p}");
+        for (sql, n) in [(sql::WAITING, 1), (sql::WAITING_UP_TO, 2)] {
+            let p = plan(sql, n);
+            assert!(p.contains("INDEX messages_app_status"), "{sql}: {p}");
+        }
         let p = plan(sql::RECENT, 2);
         assert!(p.contains("INDEX messages_app_created"), "{p}");
     }
