@@ -142,6 +142,7 @@ both!(
     search_takes_backslash_percent_and_underscore_literally,
     app_limits_hold_under_parallel_submissions,
     queued_max_counts_the_queue_and_a_batch_of_changed_limits,
+    window_limits_count_submissions_per_second_and_forget_them_after_a_day,
     due_messages_are_claimed_in_turn_per_app,
     apps_keep_their_limits_and_changes,
     released_messages_are_queued_again_for_any_server,
@@ -1261,6 +1262,59 @@ async fn queued_max_counts_the_queue_and_a_batch_of_changed_limits(f: Fixture) {
     assert_eq!(usage.waiting, 8);
 }
 
+/// Window limits count what an app submitted, a second at a time (the
+/// messages of one second leave the window together), whatever became of the
+/// messages since; a day later the seconds are forgotten.
+async fn window_limits_count_submissions_per_second_and_forget_them_after_a_day(f: Fixture) {
+    let s = f.open().await;
+    let limits = mailroom_shared::sending::AppLimits {
+        messages_per_day: Some(3),
+        queued_max: None,
+        ..Default::default()
+    };
+    let at = |id: &str, t: i64| {
+        let mut m = message(id, None);
+        m.limits = Some(limits);
+        m.now_unix = t;
+        m
+    };
+    for (id, t) in [("msg_w1", T0), ("msg_w2", T0), ("msg_w3", T0 + 1)] {
+        assert!(matches!(
+            s.queue.enqueue(at(id, t)).await.unwrap(),
+            Enqueued::New(_)
+        ));
+    }
+    assert_eq!(f.rows("app_usage").await, 2, "two seconds");
+    let refused = |r: Enqueued| match r {
+        Enqueued::Limited(hit) => hit,
+        other => panic!("{other:?}"),
+    };
+    // Both messages of T0 leave together, a day after it.
+    let hit = refused(s.queue.enqueue(at("msg_w4", T0 + 2)).await.unwrap());
+    assert_eq!((hit.name, hit.retry_after), ("messages_per_day", 86_398));
+    // Deleted messages were still submitted.
+    f.exec("DELETE FROM messages").await;
+    refused(s.queue.enqueue(at("msg_w5", T0 + 3)).await.unwrap());
+    let usage = s
+        .queue
+        .recent("app_1", T0 + 3, true)
+        .await
+        .unwrap()
+        .usage(T0 + 3);
+    assert_eq!((usage.messages_today, usage.recipients_today), (3, 6));
+    // A day on, the window is empty and the old seconds are gone.
+    s.queue.purge_usage(T0 + 86_400 + 1).await.unwrap();
+    assert_eq!(f.rows("app_usage").await, 0);
+    assert!(matches!(
+        s.queue
+            .enqueue(at("msg_w6", T0 + 86_400 + 2))
+            .await
+            .unwrap(),
+        Enqueued::New(_)
+    ));
+    assert_eq!(f.rows("app_usage").await, 1);
+}
+
 async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
     let s = f.open().await;
     for i in 0..30 {
@@ -1729,8 +1783,8 @@ async fn a_release_postgres_database_is_upgraded_with_its_data() {
     let recent = store.recent("app_old", 1_790_000_100, true).await.unwrap();
     assert_eq!(
         recent.messages,
-        vec![(1_790_000_000, 1)],
-        "rcpt_count filled in"
+        vec![(1_790_000_000, 1, 1)],
+        "rcpt_count filled in, and the app's usage from its messages"
     );
     let t: String = client
         .query_one("SELECT transcript FROM attempts", &[])

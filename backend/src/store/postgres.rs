@@ -207,7 +207,9 @@ async fn recent_in<C: GenericClient>(
         let rows = c
             .query(&prepared(c, sql::RECENT).await?, &[&app_id, &since])
             .await?;
-        all(rows, |r| Ok((r.int(0)?, r.int(1)? as u32)))?
+        all(rows, |r| {
+            Ok((r.int(0)?, r.int(1)? as u64, r.int(2)? as u64))
+        })?
     } else {
         Vec::new()
     };
@@ -910,7 +912,9 @@ async fn reread(
     let rows = rows || turn.usage.read.0;
     let mut recent = recent_in(tx, app, m.now_unix, rows, count).await?;
     if rows {
-        recent.messages.extend(turn.added.iter().copied());
+        for (at, rcpts) in &turn.added {
+            recent.add(*at, *rcpts);
+        }
     }
     recent.waiting += turn.added.len() as u64;
     turn.usage = Usage {
@@ -1007,9 +1011,19 @@ impl PgStore {
             insert_messages(&tx, accepted.iter().map(|i| &batch[*i])).await?;
         }
         let count = prepared(&tx, sql::COUNT_APP_MESSAGES).await?;
+        let spend = prepared(&tx, sql::ADD_APP_USAGE).await?;
         for (app, turn) in apps.iter().filter(|(_, t)| !t.added.is_empty()) {
             tx.execute(&count, &[app, &(turn.added.len() as i64), &turn.last])
                 .await?;
+            // Per second: (messages, recipients).
+            let mut spent: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+            for (at, rcpts) in &turn.added {
+                let second = spent.entry(*at).or_insert((0, 0));
+                *second = (second.0 + 1, second.1 + i64::from(*rcpts));
+            }
+            for (at, (n, rcpts)) in spent {
+                tx.execute(&spend, &[app, &at, &n, &rcpts]).await?;
+            }
         }
         tx.commit().await?;
         for i in accepted {
@@ -1625,6 +1639,11 @@ impl Queue for PgStore {
         let c = self.pool.get().await?;
         c.execute(&prepared(&c, sql::PURGE_USAGE).await?, &[&(now_unix - DAY)])
             .await?;
+        c.execute(
+            &prepared(&c, sql::PURGE_APP_USAGE).await?,
+            &[&(now_unix - DAY)],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -13,13 +13,14 @@ use super::StoreError;
 
 /// An app's recent submissions and waiting messages: what its limits and
 /// usage are computed from, the same way for both stores. A submission reads
-/// the recent rows only when the app has a limit over a window (with the
+/// the recent seconds only when the app has a limit over a window (with the
 /// default, `queued_max` alone, it counts the waiting messages and nothing
 /// else).
 #[derive(Debug, Clone, Default)]
 pub struct Recent {
-    /// (submitted at, recipients) of the last 24 hours, oldest first.
-    pub messages: Vec<(i64, u32)>,
+    /// Each second of the last 24 hours in which the app submitted, oldest
+    /// first: (the second, messages, their recipients), from `app_usage`.
+    pub messages: Vec<(i64, u64, u64)>,
     /// Messages queued, deferred or sending.
     pub waiting: u64,
 }
@@ -77,7 +78,7 @@ impl Usage {
 
     /// Counts one more message of `rcpts` recipients, accepted at `at`.
     pub fn add(&mut self, at: i64, rcpts: u32) {
-        self.recent.messages.push((at, rcpts));
+        self.recent.add(at, rcpts);
         self.recent.waiting += 1;
     }
 }
@@ -106,22 +107,30 @@ impl LimitHit {
 const HOUR: i64 = 3600;
 
 impl Recent {
+    /// Counts one more submission of `rcpts` recipients at second `at` (in
+    /// its second, kept oldest first).
+    pub fn add(&mut self, at: i64, rcpts: u32) {
+        let rcpts = u64::from(rcpts);
+        match self.messages.binary_search_by_key(&at, |(t, _, _)| *t) {
+            Ok(i) => {
+                self.messages[i].1 += 1;
+                self.messages[i].2 += rcpts;
+            }
+            Err(i) => self.messages.insert(i, (at, 1, rcpts)),
+        }
+    }
+
     /// What the app has used now.
     pub fn usage(&self, now: i64) -> mailroom_shared::sending::AppUsage {
-        let hour: Vec<_> = self
-            .messages
-            .iter()
-            .filter(|(t, _)| *t > now - HOUR)
-            .collect();
-        let day: Vec<_> = self
-            .messages
-            .iter()
-            .filter(|(t, _)| *t > now - DAY)
-            .collect();
+        let since = |window: i64| {
+            self.messages
+                .iter()
+                .filter(move |(t, _, _)| *t > now - window)
+        };
         mailroom_shared::sending::AppUsage {
-            messages_last_hour: hour.len() as u64,
-            messages_today: day.len() as u64,
-            recipients_today: day.iter().map(|(_, r)| *r as u64).sum(),
+            messages_last_hour: since(HOUR).map(|(_, m, _)| m).sum(),
+            messages_today: since(DAY).map(|(_, m, _)| m).sum(),
+            recipients_today: since(DAY).map(|(_, _, r)| r).sum(),
             queued: self.waiting,
         }
     }
@@ -159,16 +168,17 @@ impl Recent {
             let inside: Vec<(i64, u64)> = self
                 .messages
                 .iter()
-                .filter(|(t, _)| *t > now - window)
-                .map(|(t, r)| (*t, weight.map_or(1, |_| *r as u64)))
+                .filter(|(t, _, _)| *t > now - window)
+                .map(|(t, m, r)| (*t, if weight.is_some() { *r } else { *m }))
                 .collect();
             let this = weight.map_or(1, u64::from);
             let mut used: u64 = inside.iter().map(|(_, w)| w).sum();
             if used + this <= max as u64 {
                 continue;
             }
-            // Wait until enough of the oldest have left the window; a message
-            // heavier than the limit itself waits a whole window.
+            // Wait until enough of the oldest have left the window (a second
+            // at a time: its messages leave together); a message heavier than
+            // the limit itself waits a whole window.
             let mut retry_after = window as u64;
             if this <= max as u64 {
                 for (t, w) in &inside {
@@ -830,7 +840,7 @@ mod tests {
         let now = 1_000_000;
         // Three messages: 50 min, 30 min and 2 h ago, of 10, 20 and 5 recipients.
         let recent = Recent {
-            messages: vec![(now - 7200, 5), (now - 3000, 10), (now - 1800, 20)],
+            messages: vec![(now - 7200, 1, 5), (now - 3000, 1, 10), (now - 1800, 1, 20)],
             waiting: 3,
         };
         let u = recent.usage(now);
@@ -890,5 +900,18 @@ mod tests {
         let hit = recent.hit(&queued, now, 1).unwrap();
         assert_eq!((hit.name, hit.retry_after), ("queued_max", 60));
         assert!(hit.text().contains("queued_max (3)"), "{}", hit.text());
+        // A second with two submissions: they count and leave together.
+        let mut two = recent.clone();
+        two.add(now - 3000, 1);
+        two.add(now - 10, 2);
+        assert_eq!(two.messages.len(), 4);
+        assert_eq!(two.messages[1], (now - 3000, 2, 11));
+        let u = two.usage(now);
+        assert_eq!((u.messages_last_hour, u.recipients_today), (4, 38));
+        let three = AppLimits {
+            messages_per_hour: Some(4),
+            ..none
+        };
+        assert_eq!(two.hit(&three, now, 1).unwrap().retry_after, 600);
     }
 }

@@ -144,7 +144,23 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_WEBHOOKS,
     MIGRATION_PROFILES,
     MIGRATION_QUOTA_WAITED,
+    MIGRATION_APP_USAGE,
 ];
+
+/// Step 16: what each app submitted per second (messages and recipients),
+/// written once per group commit, so its window limits read at most a day
+/// of busy seconds instead of every message of the day; filled from the
+/// messages already stored. Pruned a day after.
+pub const MIGRATION_APP_USAGE: &str = "CREATE TABLE app_usage (
+    app_id TEXT NOT NULL,
+    at_unix INTEGER NOT NULL,
+    messages INTEGER NOT NULL,
+    recipients INTEGER NOT NULL,
+    PRIMARY KEY (app_id, at_unix)
+);
+INSERT INTO app_usage (app_id, at_unix, messages, recipients)
+    SELECT app_id, created_unix, COUNT(*), SUM(rcpt_count) FROM messages
+    WHERE app_id IS NOT NULL GROUP BY app_id, created_unix;";
 
 /// Step 15: how long each message has waited for its profile's daily limit
 /// (seconds), so `--max-queue-time` counts only the rest of its age.

@@ -234,9 +234,16 @@ pub(crate) const COUNT_APP_MESSAGES: &str =
 
 // ---- submissions ----
 
-/// An app's messages of the last 24 hours (`?1` app, `?2` since), oldest
-/// first: when each came and how many recipients it had.
-pub(crate) const RECENT: &str = "SELECT created_unix, rcpt_count FROM messages WHERE app_id = ?1 AND created_unix > ?2 ORDER BY created_unix, seq";
+/// An app's submissions of the last 24 hours (`?1` app, `?2` since), a
+/// second at a time, oldest first: how many messages and recipients.
+pub(crate) const RECENT: &str = "SELECT at_unix, messages, recipients FROM app_usage WHERE app_id = ?1 AND at_unix > ?2 ORDER BY at_unix";
+/// Adds `?3` messages of `?4` recipients to app `?1`'s second `?2`.
+pub(crate) const ADD_APP_USAGE: &str =
+    "INSERT INTO app_usage (app_id, at_unix, messages, recipients) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (app_id, at_unix) DO UPDATE SET messages = app_usage.messages + excluded.messages,
+     recipients = app_usage.recipients + excluded.recipients";
+/// Forgets what apps submitted before `?1`.
+pub(crate) const PURGE_APP_USAGE: &str = "DELETE FROM app_usage WHERE at_unix <= ?1";
 /// An app's waiting messages (`?1` app).
 pub(crate) const WAITING: &str = "SELECT COUNT(*) FROM messages WHERE app_id = ?1 AND status IN ('queued', 'deferred', 'sending')";
 /// An app's waiting messages, up to `?2` of them (`?1` app): a submission's

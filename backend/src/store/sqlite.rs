@@ -444,7 +444,7 @@ fn recent_in(
     } else {
         c.prepare_cached(sql::RECENT)?
             .query_map(params![app_id, now_unix - DAY], |r| {
-                Ok((r.int(0)?, r.int(1)? as u32))
+                Ok((r.int(0)?, r.int(1)? as u64, r.int(2)? as u64))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
@@ -564,6 +564,8 @@ pub(crate) fn enqueue_batch(
     let mut out = Vec::with_capacity(batch.len());
     // Per app: (messages stored, the last one's time).
     let mut stored: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    // Per app and second: (messages, recipients) stored.
+    let mut spent: BTreeMap<(&str, i64), (i64, i64)> = BTreeMap::new();
     let mut usages = Usages::new();
     for m in &batch {
         let recent = usage_of(&tx, &mut usages, m)?;
@@ -574,6 +576,8 @@ pub(crate) fn enqueue_batch(
                 if let Some(app) = &m.app_id {
                     let entry = stored.entry(app).or_insert((0, &m.now));
                     *entry = (entry.0 + 1, &m.now);
+                    let second = spent.entry((app, m.now_unix)).or_insert((0, 0));
+                    *second = (second.0 + 1, second.1 + m.recipients.len() as i64);
                     if let Some(usage) = usages.get_mut(app.as_str()) {
                         usage.add(m.now_unix, m.recipients.len() as u32);
                     }
@@ -596,6 +600,10 @@ pub(crate) fn enqueue_batch(
     for (app, (n, now)) in stored {
         tx.prepare_cached(sql::COUNT_APP_MESSAGES)?
             .execute(params![app, n, now])?;
+    }
+    for ((app, at), (n, rcpts)) in spent {
+        tx.prepare_cached(sql::ADD_APP_USAGE)?
+            .execute(params![app, at, n, rcpts])?;
     }
     tx.commit()?;
     Ok(out)
@@ -1269,6 +1277,7 @@ impl Queue for SqliteStore {
     async fn purge_usage(&self, now_unix: i64) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             c.execute(sql::PURGE_USAGE, [now_unix - DAY])?;
+            c.execute(sql::PURGE_APP_USAGE, [now_unix - DAY])?;
             Ok(())
         })
         .await
@@ -1756,7 +1765,12 @@ mod tests {
             assert!(p.contains("INDEX messages_app_status"), "{sql}: {p}");
         }
         let p = plan(sql::RECENT, 2);
-        assert!(p.contains("INDEX messages_app_created"), "{p}");
+        assert!(
+            p.contains("app_usage USING PRIMARY KEY")
+                || p.contains("INDEX sqlite_autoindex_app_usage"),
+            "{p}"
+        );
+        assert!(!p.contains("messages"), "{p}");
     }
 
     #[test]
