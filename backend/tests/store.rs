@@ -1211,25 +1211,9 @@ async fn queued_max_counts_the_queue_and_a_batch_of_changed_limits(f: Fixture) {
         queued_max: Some(n),
         ..Default::default()
     };
-    // Another writer holds the way (SQLite's write lock; app_1's lock on
-    // PostgreSQL) while the first submission waits and the rest gather.
-    let hold: Box<dyn FnOnce() + Send> = match &f {
-        Fixture::Sqlite(dir) => {
-            let c = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
-            c.execute_batch("BEGIN IMMEDIATE").unwrap();
-            Box::new(move || c.execute_batch("COMMIT").unwrap())
-        }
-        Fixture::Postgres(schema) => {
-            let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            c.execute("SELECT pg_advisory_lock(hashtextextended('app_1', 7))", &[])
-                .await
-                .unwrap();
-            Box::new(move || drop(c))
-        }
-    };
+    // Another writer holds the way while the first submission waits and
+    // the rest gather.
+    let hold = held(&f, "app_1").await;
     let submit = |m: NewMessage| {
         let q = s.queue.clone();
         tokio::spawn(async move { q.enqueue(m).await.unwrap() })
@@ -1260,6 +1244,73 @@ async fn queued_max_counts_the_queue_and_a_batch_of_changed_limits(f: Fixture) {
     assert_eq!(s.queue.counts().await.unwrap()[&Status::Queued], 8);
     let usage = s.queue.recent("app_1", T0, false).await.unwrap();
     assert_eq!(usage.waiting, 8);
+    // The same for a window limit set between two submissions of a batch:
+    // app_2's first message waits behind the lock, then one without a window
+    // limit and two with `messages_per_hour` 2 gather. The first of those
+    // two must count the message just before it in the batch.
+    let hold = held(&f, "app_2").await;
+    let first = submit(message_of("msg_hour_0", "app_2", None));
+    let mut batch = Vec::new();
+    let hourly = mailroom_shared::sending::AppLimits {
+        messages_per_hour: Some(2),
+        queued_max: None,
+        ..Default::default()
+    };
+    let no_window = mailroom_shared::sending::AppLimits {
+        queued_max: None,
+        ..Default::default()
+    };
+    for (i, limits) in [no_window, hourly, hourly].into_iter().enumerate() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        batch.push(submit(message_of(
+            &format!("msg_hour_{}", i + 1),
+            "app_2",
+            Some(limits),
+        )));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    hold();
+    first.await.unwrap();
+    let mut out = Vec::new();
+    for t in batch {
+        out.push(t.await.unwrap());
+    }
+    let stored: Vec<bool> = out.iter().map(|o| matches!(o, Enqueued::New(_))).collect();
+    assert_eq!(stored, [true, false, false], "{out:?}");
+}
+
+/// Message `id` of `app` with `limits`.
+fn message_of(
+    id: &str,
+    app: &str,
+    limits: Option<mailroom_shared::sending::AppLimits>,
+) -> NewMessage {
+    let mut m = message(id, None);
+    m.app_id = Some(app.into());
+    m.limits = limits;
+    m
+}
+
+/// Holds the way for a batch to gather behind: SQLite's write lock, or
+/// `app`'s lock on PostgreSQL; the returned function lets go.
+async fn held(f: &Fixture, app: &str) -> Box<dyn FnOnce() + Send> {
+    match f {
+        Fixture::Sqlite(dir) => {
+            let c = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+            c.execute_batch("BEGIN IMMEDIATE").unwrap();
+            Box::new(move || c.execute_batch("COMMIT").unwrap())
+        }
+        Fixture::Postgres(schema) => {
+            let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            c.execute("SELECT pg_advisory_lock(hashtextextended($1, 7))", &[&app])
+                .await
+                .unwrap();
+            Box::new(move || drop(c))
+        }
+    }
 }
 
 /// Window limits count what an app submitted, a second at a time (the

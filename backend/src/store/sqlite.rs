@@ -470,7 +470,8 @@ type Usages = BTreeMap<String, Usage>;
 
 /// The usage of message `m`'s app, read on its first message in the batch,
 /// and again if an earlier message needed less ([`Usage::answers`]): the
-/// batch's own messages are in the transaction by then, so they are counted.
+/// batch's own messages (and their `app_usage`) are in the transaction by
+/// then, so they are counted.
 fn usage_of<'u>(
     c: &Connection,
     usages: &'u mut Usages,
@@ -547,6 +548,16 @@ fn enqueue_in(
     for (i, r) in m.recipients.iter().enumerate() {
         stmt.execute(params![seq, i as i64, r])?;
     }
+    // In its savepoint, so that a usage read again later in the batch
+    // ([`usage_of`]) counts it.
+    if let Some(app) = &m.app_id {
+        tx.prepare_cached(sql::ADD_APP_USAGE)?.execute(params![
+            app,
+            m.now_unix,
+            1,
+            m.recipients.len() as i64
+        ])?;
+    }
     Ok(Enqueued::New(m.id.clone()))
 }
 
@@ -564,8 +575,6 @@ pub(crate) fn enqueue_batch(
     let mut out = Vec::with_capacity(batch.len());
     // Per app: (messages stored, the last one's time).
     let mut stored: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
-    // Per app and second: (messages, recipients) stored.
-    let mut spent: BTreeMap<(&str, i64), (i64, i64)> = BTreeMap::new();
     let mut usages = Usages::new();
     for m in &batch {
         let recent = usage_of(&tx, &mut usages, m)?;
@@ -576,8 +585,6 @@ pub(crate) fn enqueue_batch(
                 if let Some(app) = &m.app_id {
                     let entry = stored.entry(app).or_insert((0, &m.now));
                     *entry = (entry.0 + 1, &m.now);
-                    let second = spent.entry((app, m.now_unix)).or_insert((0, 0));
-                    *second = (second.0 + 1, second.1 + m.recipients.len() as i64);
                     if let Some(usage) = usages.get_mut(app.as_str()) {
                         usage.add(m.now_unix, m.recipients.len() as u32);
                     }
@@ -600,10 +607,6 @@ pub(crate) fn enqueue_batch(
     for (app, (n, now)) in stored {
         tx.prepare_cached(sql::COUNT_APP_MESSAGES)?
             .execute(params![app, n, now])?;
-    }
-    for ((app, at), (n, rcpts)) in spent {
-        tx.prepare_cached(sql::ADD_APP_USAGE)?
-            .execute(params![app, at, n, rcpts])?;
     }
     tx.commit()?;
     Ok(out)
