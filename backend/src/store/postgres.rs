@@ -908,8 +908,7 @@ async fn reread(
     m: &NewMessage,
     turn: &mut AppTurn,
 ) -> Result<(), StoreError> {
-    let (rows, count) = Usage::needs(m);
-    let rows = rows || turn.usage.read.0;
+    let (rows, count) = Usage::reading(Some(&turn.usage), m);
     let mut recent = recent_in(tx, app, m.now_unix, rows, count).await?;
     if rows {
         for (at, rcpts) in &turn.added {

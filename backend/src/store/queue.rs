@@ -59,6 +59,14 @@ impl Usage {
         (limits.is_some_and(|l| l.has_windows()), count)
     }
 
+    /// What to read for message `m` when `before` (what was read for an
+    /// earlier message of its app) does not answer it: what `m` needs, and
+    /// the recent seconds again if they were read before.
+    pub fn reading(before: Option<&Usage>, m: &NewMessage) -> (bool, Waiting) {
+        let (rows, count) = Usage::needs(m);
+        (rows || before.is_some_and(|u| u.read.0), count)
+    }
+
     /// Whether what was read answers message `m`'s limits: an earlier
     /// message of the batch may have had other limits (changed between the
     /// two submissions), so that less was read than `m` needs.

@@ -481,8 +481,7 @@ fn usage_of<'u>(
         return Ok(None);
     };
     if usages.get(app).is_none_or(|u| !u.answers(m)) {
-        let (rows, count) = Usage::needs(m);
-        let rows = rows || usages.get(app).is_some_and(|u| u.read.0);
+        let (rows, count) = Usage::reading(usages.get(app), m);
         let recent = recent_in(c, app, m.now_unix, rows, count)?;
         usages.insert(
             app.clone(),
