@@ -144,6 +144,42 @@ async fn the_test_email_explains_graph_refusals_with_the_fix() {
 }
 
 #[tokio::test]
+async fn a_cached_token_graph_refuses_is_fetched_again_once_and_the_email_sent() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    let mut settings = graph_settings();
+    settings.client_secret = Some(mailroom_shared::fixtures::SECRET.into());
+    let body = json!({"settings": settings, "recipient": addr("admin", "contoso.com")});
+    let test = || {
+        server.admin(
+            reqwest::Method::POST,
+            "/api/settings/test",
+            Some(body.clone()),
+        )
+    };
+    let (status, r) = test().await;
+    assert_eq!((status, &r["ok"]), (200, &json!(true)), "{r}");
+    assert_eq!(rig.entra.requests(), 1);
+    // The cached token no longer works (Graph answers 401).
+    rig.entra.revoke_all();
+    let (status, r) = test().await;
+    assert_eq!((status, &r["ok"]), (200, &json!(true)), "{r}");
+    assert_eq!(rig.entra.requests(), 2, "one fresh token after the 401");
+    assert_eq!(rig.graph.requests(), 3, "the refused request and one again");
+    assert_eq!(rig.graph.accepted(), 2);
+    let transcript = r["transcript"].to_string();
+    assert!(
+        transcript.find("401").unwrap() < transcript.find("202").unwrap(),
+        "{transcript}"
+    );
+    assert_eq!(
+        transcript.matches("Bearer *****").count(),
+        2,
+        "{transcript}"
+    );
+}
+
+#[tokio::test]
 async fn delivery_over_graph_adds_a_bcc_only_to_the_request_and_records_graphs_answer() {
     let (rig, server, key) = graph_rig().await;
     let (to, hidden) = (addr("a", "example.org"), addr("hidden", "example.org"));

@@ -29,7 +29,6 @@ impl Engine {
         let Way::Graph(way) = &mut c.open.session else {
             return None;
         };
-        let endpoint = way.endpoint.clone();
         let mut lines = Vec::new();
         let sent = self
             .tester
@@ -83,7 +82,11 @@ impl Engine {
                     GraphFailure::Reply { retry_after, .. } => *retry_after,
                     _ => None,
                 };
-                let d = diagnose::graph_failure(&f, settings, &endpoint);
+                let endpoint = match &c.open.session {
+                    Way::Graph(way) => way.endpoint.as_str(),
+                    Way::Smtp(_) => "",
+                };
+                let d = diagnose::graph_failure(&f, settings, endpoint);
                 if let Some(wait) = retry_after {
                     self.hold(wait).await;
                 }

@@ -2,6 +2,8 @@
 //! request, and the diagnosis of any failure, shared by `POST
 //! /api/settings/test`, `mailroom check` and delivery ([`Upstream::open_session`]).
 
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,8 +56,8 @@ struct SignIn {
 pub enum Way {
     /// A signed-in SMTP connection (boxed: it holds its buffers).
     Smtp(Box<SmtpSession>),
-    /// Graph's `sendMail`.
-    Graph(GraphWay),
+    /// Graph's `sendMail` (boxed, like the SMTP session).
+    Graph(Box<GraphWay>),
 }
 
 impl Way {
@@ -87,11 +89,30 @@ impl Way {
 pub struct GraphWay {
     /// Where the requests go.
     pub endpoint: String,
-    /// The `{user}` of the path: the settings' username.
-    pub mailbox: String,
-    token: Secret,
+    /// `sendMail` for the settings' username, under [`GraphWay::endpoint`].
+    target: graph::SendTarget,
+    /// `Authorization` with the token.
+    authorization: Result<HeaderValue, String>,
     from_cache: bool,
     request: TokenRequest,
+}
+
+impl GraphWay {
+    fn new(
+        endpoint: String,
+        mailbox: &str,
+        token: &Secret,
+        from_cache: bool,
+        request: TokenRequest,
+    ) -> Self {
+        GraphWay {
+            target: graph::SendTarget::new(&endpoint, mailbox),
+            endpoint,
+            authorization: graph::authorization(token),
+            from_cache,
+            request,
+        }
+    }
 }
 
 /// A signed-in session for delivery.
@@ -279,16 +300,15 @@ impl Upstream {
     pub async fn graph_send(
         &self,
         way: &mut GraphWay,
-        body_b64: String,
+        body_b64: Bytes,
         transcript: &mut Vec<mailroom_shared::api::TranscriptLine>,
         secrets: &mut Vec<String>,
     ) -> Result<graph::Accepted, GraphFailure> {
         let first = self
             .graph
             .send_mail(
-                &way.endpoint,
-                &way.mailbox,
-                &way.token,
+                &way.target,
+                &way.authorization,
                 body_b64.clone(),
                 transcript,
             )
@@ -300,16 +320,10 @@ impl Upstream {
                     return first;
                 };
                 secrets.push(token.access_token.expose().to_string());
-                way.token = token.access_token;
+                way.authorization = graph::authorization(&token.access_token);
                 way.from_cache = false;
                 self.graph
-                    .send_mail(
-                        &way.endpoint,
-                        &way.mailbox,
-                        &way.token,
-                        body_b64,
-                        transcript,
-                    )
+                    .send_mail(&way.target, &way.authorization, body_b64, transcript)
                     .await
             }
             other => other,
@@ -399,13 +413,13 @@ impl Upstream {
                     from_cache,
                     ..
                 }) => Ok(OpenSession {
-                    session: Way::Graph(GraphWay {
-                        endpoint: self.graph_endpoint(&s),
-                        mailbox: s.username.clone().unwrap_or_default(),
-                        token,
+                    session: Way::Graph(Box::new(GraphWay::new(
+                        self.graph_endpoint(&s),
+                        s.username.as_deref().unwrap_or_default(),
+                        &token,
                         from_cache,
-                        request: req.clone(),
-                    }),
+                        req.clone(),
+                    ))),
                     progress: Progress::default(),
                     secrets,
                 }),
@@ -662,13 +676,13 @@ impl Upstream {
                 )
             }
         };
-        let mut way = GraphWay {
-            endpoint: self.graph_endpoint(s),
-            mailbox: s.username.clone().unwrap_or_default(),
-            token,
-            from_cache: sign_in.from_cache,
-            request: req.clone(),
-        };
+        let mut way = GraphWay::new(
+            self.graph_endpoint(s),
+            s.username.as_deref().unwrap_or_default(),
+            &token,
+            sign_in.from_cache,
+            req.clone(),
+        );
         let mut transcript = Vec::new();
         let t = Instant::now();
         let sent = self

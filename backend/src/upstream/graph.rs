@@ -11,9 +11,11 @@
 
 use std::time::{Duration, Instant};
 
-use mail_parser::{HeaderName, HeaderValue, MessageParser};
+use bytes::Bytes;
+use mail_parser::{HeaderName, HeaderValue as MimeValue, MessageParser};
 use mailroom_shared::api::{Direction, TranscriptLine};
 use mailroom_shared::{catalogue, Cloud};
+use reqwest::header::HeaderValue;
 
 use crate::crypto::Secret;
 
@@ -55,7 +57,7 @@ pub fn base64_len(n: usize) -> usize {
 /// The request body for a stored message and its envelope recipients: the
 /// stored bytes, with `Bcc:` naming the envelope recipients that To and Cc
 /// do not (for this request only), in base64.
-pub fn prepare(body: &[u8], envelope: &[String]) -> Result<String, Unsendable> {
+pub fn prepare(body: &[u8], envelope: &[String]) -> Result<Bytes, Unsendable> {
     use base64::Engine;
     let head_end = body
         .windows(4)
@@ -67,7 +69,7 @@ pub fn prepare(body: &[u8], envelope: &[String]) -> Result<String, Unsendable> {
     let mut named: Vec<String> = Vec::new();
     for h in parsed.headers() {
         if matches!(h.name, HeaderName::To | HeaderName::Cc) {
-            if let HeaderValue::Address(a) = &h.value {
+            if let MimeValue::Address(a) = &h.value {
                 named.extend(
                     a.iter()
                         .filter_map(|x| x.address())
@@ -107,7 +109,9 @@ pub fn prepare(body: &[u8], envelope: &[String]) -> Result<String, Unsendable> {
     if size > MAX_BASE64_BYTES {
         return Err(Unsendable::TooLarge(size));
     }
-    Ok(base64::engine::general_purpose::STANDARD.encode(request))
+    Ok(base64::engine::general_purpose::STANDARD
+        .encode(request)
+        .into())
 }
 
 /// What Graph said when it accepted.
@@ -139,6 +143,38 @@ pub enum GraphFailure {
     Connect(String),
 }
 
+/// Where one mailbox's `sendMail` requests go: worked out once for a
+/// session, not for every message.
+#[derive(Debug, Clone)]
+pub struct SendTarget {
+    /// The request's path, for the transcript.
+    path: String,
+    /// The whole URL, or why the endpoint cannot be one.
+    url: Result<reqwest::Url, String>,
+}
+
+impl SendTarget {
+    /// `{base}/v1.0/users/{mailbox}/sendMail`, the mailbox percent-encoded.
+    pub fn new(base: &str, mailbox: &str) -> Self {
+        let path = format!(
+            "/v1.0/users/{}/sendMail",
+            form_urlencoded::byte_serialize(mailbox.as_bytes()).collect::<String>()
+        );
+        let url = reqwest::Url::parse(&format!("{base}{path}"))
+            .map_err(|e| format!("the Graph endpoint {base} is not a usable URL ({e})"));
+        SendTarget { path, url }
+    }
+}
+
+/// `Authorization: Bearer …` for a token, marked sensitive (kept out of
+/// debug output), or why the token cannot go in a header.
+pub fn authorization(token: &Secret) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+        .map_err(|_| "the access token has characters a header cannot carry".to_string())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// The Graph client: one HTTP connection pool, no redirects.
 #[derive(Debug, Clone)]
 pub struct GraphClient {
@@ -159,35 +195,39 @@ impl GraphClient {
         Ok(GraphClient { http })
     }
 
-    /// Sends one message: `body_b64` from [`prepare`]. The transcript gets
-    /// the request line, the status and Graph's `request-id`,
-    /// `client-request-id` and `Date` (never the token or the message).
+    /// Sends one message: `body_b64` from [`prepare`], to `target` with
+    /// `authorization` ([`authorization`]). The transcript gets the request
+    /// line, the status and Graph's `request-id`, `client-request-id` and
+    /// `Date` (never the token or the message).
     pub async fn send_mail(
         &self,
-        base: &str,
-        mailbox: &str,
-        token: &Secret,
-        body_b64: String,
+        target: &SendTarget,
+        authorization: &Result<HeaderValue, String>,
+        body_b64: Bytes,
         transcript: &mut Vec<TranscriptLine>,
     ) -> Result<Accepted, GraphFailure> {
-        let path = format!(
-            "/v1.0/users/{}/sendMail",
-            form_urlencoded::byte_serialize(mailbox.as_bytes()).collect::<String>()
-        );
         let client_request_id = client_request_id();
         let line = |dir, line: String| TranscriptLine { dir, line };
         transcript.push(line(
             Direction::Client,
             format!(
-                "POST {path} ({} bytes of base64 MIME, Authorization: Bearer *****, client-request-id: {client_request_id})",
+                "POST {} ({} bytes of base64 MIME, Authorization: Bearer *****, client-request-id: {client_request_id})",
+                target.path,
                 body_b64.len()
             ),
         ));
+        let (url, authorization) = match (&target.url, authorization) {
+            (Ok(url), Ok(a)) => (url.clone(), a.clone()),
+            (Err(e), _) | (_, Err(e)) => {
+                transcript.push(line(Direction::Server, format!("(not sent: {e})")));
+                return Err(GraphFailure::Connect(e.clone()));
+            }
+        };
         let started = Instant::now();
         let sent = self
             .http
-            .post(format!("{base}{path}"))
-            .bearer_auth(token.expose())
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, authorization)
             .header(reqwest::header::CONTENT_TYPE, "text/plain")
             .header("client-request-id", &client_request_id)
             .header("return-client-request-id", "true")
@@ -297,7 +337,7 @@ mod tests {
     use super::*;
     use base64::Engine;
 
-    fn decoded(b64: &str) -> String {
+    fn decoded(b64: &[u8]) -> String {
         String::from_utf8(
             base64::engine::general_purpose::STANDARD
                 .decode(b64)
@@ -349,6 +389,47 @@ mod tests {
         assert_eq!(code.as_deref(), Some("ErrorAccessDenied"));
         assert_eq!(message, "Access is denied.");
         assert_eq!(error_of("<html>bad gateway</html>").0, None);
+    }
+
+    #[test]
+    fn a_sessions_target_and_authorization_are_worked_out_once_and_checked() {
+        let mailbox = format!("{}@{}", "mail er+x", "contoso.com");
+        let t = SendTarget::new("https://graph.microsoft.com", &mailbox);
+        assert_eq!(t.path, "/v1.0/users/mail+er%2Bx%40contoso.com/sendMail");
+        assert_eq!(
+            t.url.as_ref().unwrap().as_str(),
+            "https://graph.microsoft.com/v1.0/users/mail+er%2Bx%40contoso.com/sendMail"
+        );
+        let bad = SendTarget::new("graph.example", &mailbox);
+        let e = bad.url.unwrap_err();
+        assert!(e.contains("graph.example is not a usable URL"), "{e}");
+        let a = authorization(&Secret::new("eyJ0eXAi.e30.sig")).unwrap();
+        assert_eq!(a.to_str().unwrap(), "Bearer eyJ0eXAi.e30.sig");
+        assert!(a.is_sensitive());
+        let e = authorization(&Secret::new("bad\ntoken")).unwrap_err();
+        assert!(e.contains("cannot carry"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_endpoint_or_token_sends_nothing_and_says_why() {
+        let client = GraphClient::new().unwrap();
+        let good = SendTarget::new("http://127.0.0.1:9", "m");
+        let bad = SendTarget::new("127.0.0.1:9", "m");
+        for (target, auth, why) in [
+            (&bad, authorization(&Secret::new("t")), "not a usable URL"),
+            (&good, authorization(&Secret::new("t\r")), "cannot carry"),
+        ] {
+            let mut lines = Vec::new();
+            let r = client
+                .send_mail(target, &auth, Bytes::from_static(b"aGk="), &mut lines)
+                .await;
+            let Err(GraphFailure::Connect(e)) = r else {
+                panic!("{r:?}");
+            };
+            assert!(e.contains(why), "{e}");
+            assert_eq!(lines.len(), 2, "{lines:?}");
+            assert!(lines[1].line.starts_with("(not sent: "), "{lines:?}");
+        }
     }
 
     #[test]
