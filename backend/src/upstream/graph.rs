@@ -368,6 +368,36 @@ mod tests {
     }
 
     #[test]
+    fn every_to_and_cc_counts_groups_repeats_and_folded_lines_included() {
+        let a = format!("{}@{}", "a", "example.org");
+        let b = format!("{}@{}", "b", "example.org");
+        let c = format!("{}@{}", "c", "example.org");
+        let outside = |head: String| match prepare(
+            format!("From: x@contoso.com\r\n{head}\r\nhi\r\n").as_bytes(),
+            std::slice::from_ref(&a),
+        ) {
+            Err(Unsendable::OutsideEnvelope(v)) => v,
+            other => panic!("{head}: {other:?}"),
+        };
+        // A group's members, two To headers, a folded Cc, an encoded name.
+        assert_eq!(outside(format!("To: Team: {a}, <{b}>;\r\n")), [b.as_str()]);
+        assert_eq!(outside(format!("To: {a}\r\nTo: {c}\r\n")), [c.as_str()]);
+        assert_eq!(
+            outside(format!(
+                "To: {a}\r\nCc: =?utf-8?q?B=C3=A9?= <{b}>,\r\n  {c}\r\n"
+            )),
+            [b.as_str(), c.as_str()]
+        );
+        // An empty group names nobody: the envelope goes as Bcc.
+        let ok = prepare(
+            b"From: x@contoso.com\r\nTo: undisclosed-recipients:;\r\n\r\nhi\r\n",
+            std::slice::from_ref(&a),
+        )
+        .unwrap();
+        assert!(decoded(&ok).starts_with(&format!("Bcc: {a}\r\n")));
+    }
+
+    #[test]
     fn the_limit_is_on_the_base64_form() {
         let head = b"From: x@contoso.com\r\nTo: a@example.org\r\n\r\n".to_vec();
         let fits = 3_000_000 - head.len();
