@@ -497,7 +497,22 @@ async fn bench_sending() {
 #[ignore = "benchmark; run by cargo xtask bench"]
 async fn bench_graph() {
     let n: usize = env_count("MAILROOM_BENCH_GRAPH_MESSAGES", 4000);
-    let at_once = graph_run(n, Duration::ZERO).await;
+    // Against a fake that answers at once, the figure is Mailroom's CPU
+    // against the client's on a shared host, which swings from run to run
+    // (2.5 to 3.6 on one build): the median of three, with all three shown.
+    let mut at_once = Vec::new();
+    for _ in 0..3 {
+        at_once.push(graph_run(n, Duration::ZERO).await);
+    }
+    at_once.sort_by(|a, b| {
+        a["ratio"]
+            .as_f64()
+            .partial_cmp(&b["ratio"].as_f64())
+            .unwrap()
+    });
+    let ratios: Vec<f64> = at_once.iter().filter_map(|r| r["ratio"].as_f64()).collect();
+    let mut at_once = at_once.swap_remove(1);
+    at_once["ratios"] = serde_json::json!(ratios);
     let slower = graph_run(n / 10, Duration::from_millis(20)).await;
     report("graph", &serde_json::json!({ "runs": [at_once, slower] }));
 }
