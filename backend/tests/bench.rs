@@ -504,13 +504,9 @@ async fn bench_graph() {
     for _ in 0..3 {
         at_once.push(graph_run(n, Duration::ZERO).await);
     }
-    at_once.sort_by(|a, b| {
-        a["ratio"]
-            .as_f64()
-            .partial_cmp(&b["ratio"].as_f64())
-            .unwrap()
-    });
-    let ratios: Vec<f64> = at_once.iter().filter_map(|r| r["ratio"].as_f64()).collect();
+    let ratio = |r: &serde_json::Value| r["ratio"].as_f64().unwrap_or(f64::NAN);
+    at_once.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let ratios: Vec<f64> = at_once.iter().map(ratio).collect();
     let mut at_once = at_once.swap_remove(1);
     at_once["ratios"] = serde_json::json!(ratios);
     let slower = graph_run(n / 10, Duration::from_millis(20)).await;

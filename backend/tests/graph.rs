@@ -30,13 +30,20 @@ async fn graph_rig() -> (Loopback, Running, String) {
     (rig, server, key)
 }
 
-#[tokio::test]
-async fn the_test_email_goes_through_graph_with_token_and_send_stages() {
+/// A server with nothing saved, and Graph settings with their secret for the
+/// test email: the rig, the server, the settings.
+async fn test_email_rig() -> (Loopback, Running, mailroom_shared::Settings) {
     let rig = Loopback::start(SmtpConfig::default()).await;
     let server = start(&rig, |_| {}).await;
-    let to = addr("admin", "contoso.com");
     let mut settings = graph_settings();
     settings.client_secret = Some(mailroom_shared::fixtures::SECRET.into());
+    (rig, server, settings)
+}
+
+#[tokio::test]
+async fn the_test_email_goes_through_graph_with_token_and_send_stages() {
+    let (rig, server, settings) = test_email_rig().await;
+    let to = addr("admin", "contoso.com");
     let (status, r) = server
         .admin(
             reqwest::Method::POST,
@@ -79,10 +86,7 @@ async fn the_test_email_goes_through_graph_with_token_and_send_stages() {
 
 #[tokio::test]
 async fn the_test_email_explains_graph_refusals_with_the_fix() {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = start(&rig, |_| {}).await;
-    let mut settings = graph_settings();
-    settings.client_secret = Some(mailroom_shared::fixtures::SECRET.into());
+    let (rig, server, settings) = test_email_rig().await;
     let test = |settings: mailroom_shared::Settings| {
         let server = &server;
         async move {
@@ -145,10 +149,7 @@ async fn the_test_email_explains_graph_refusals_with_the_fix() {
 
 #[tokio::test]
 async fn a_cached_token_graph_refuses_is_fetched_again_once_and_the_email_sent() {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = start(&rig, |_| {}).await;
-    let mut settings = graph_settings();
-    settings.client_secret = Some(mailroom_shared::fixtures::SECRET.into());
+    let (rig, server, settings) = test_email_rig().await;
     let body = json!({"settings": settings, "recipient": addr("admin", "contoso.com")});
     let test = || {
         server.admin(

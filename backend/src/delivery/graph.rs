@@ -82,11 +82,7 @@ impl Engine {
                     GraphFailure::Reply { retry_after, .. } => *retry_after,
                     _ => None,
                 };
-                let endpoint = match &c.open.session {
-                    Way::Graph(way) => way.endpoint.as_str(),
-                    Way::Smtp(_) => "",
-                };
-                let d = diagnose::graph_failure(&f, settings, endpoint);
+                let d = diagnose::graph_failure(&f, settings, &way.endpoint);
                 if let Some(wait) = retry_after {
                     self.hold(wait).await;
                 }
