@@ -4,7 +4,8 @@
 use mailroom_shared::FieldMessages;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -154,6 +155,47 @@ pub async fn log_errors(req: Request, next: axum::middleware::Next) -> Response 
     response
 }
 
+/// Middleware: an answer of the API's that is an error but not JSON (axum's
+/// own: a path that is not UTF-8, a method the route does not take) becomes
+/// the API's `{"message", "errors"}`, with its status and headers kept.
+pub async fn json_errors(req: Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(response.headers().get(header::CONTENT_TYPE))
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // axum's texts are short; a longer one is cut, never waited for.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        // axum adds `Allow` outside this layer, so the text points to it.
+        format!("This route does not take {method}; the Allow header names the methods it takes.")
+    } else if text.is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_string() + "."
+    } else if text.ends_with('.') {
+        text
+    } else {
+        text + "."
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = ErrorBody {
+        message,
+        ..ErrorBody::default()
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(json))
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -291,6 +333,50 @@ where
         })?;
         Ok(ApiJson(parse_json(&bytes)?))
     }
+}
+
+/// A query string, with errors that name the parameter (axum's own `Query`
+/// answers a bad one in plain text, not the API's JSON).
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
+    }
+}
+
+/// Parses a query string: a parameter of the wrong type or given twice is a
+/// 400 keyed by its name.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let field = err.path().to_string();
+        let detail = err.into_inner().to_string();
+        // A repeated parameter is reported by serde without a path.
+        let repeated = detail
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.strip_suffix('`'));
+        match repeated {
+            Some(name) => AppError::field(
+                name,
+                format!("The query parameter {name} is given more than once; give it once."),
+            ),
+            None if field.is_empty() || field == "." => AppError::BadRequest(
+                format!("The query string cannot be read: {detail}."),
+                FieldMessages::new(),
+            ),
+            None => AppError::field(
+                &field,
+                format!("The query parameter {field} has a wrong value: {detail}."),
+            ),
+        }
+    })
 }
 
 /// Parses JSON, telling syntax errors (400) from type errors (400, keyed by the

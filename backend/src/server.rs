@@ -144,6 +144,7 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .route("/api", any(|| async { AppError::no_route() }))
         .route("/api/{*rest}", any(|| async { AppError::no_route() }))
         .layer(middleware::from_fn(crate::error::log_errors))
+        .layer(middleware::from_fn(crate::error::json_errors))
         .with_state(state);
     let static_dir = static_dir.filter(|d| d.join("index.html").is_file());
     let index_html = match &static_dir {

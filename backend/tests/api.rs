@@ -334,6 +334,103 @@ async fn bad_bodies_get_4xx_json_never_5xx() {
     assert!(unknown.json["message"].is_string());
 }
 
+/// What axum would answer in plain text (a query parameter of the wrong type
+/// or given twice, a path that is not UTF-8, a method a route does not take)
+/// is the API's JSON, naming the parameter where there is one.
+#[tokio::test]
+async fn bad_urls_and_methods_get_4xx_json_naming_the_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    let cases: [(&str, &str, StatusCode, Option<&str>); 9] = [
+        (
+            "GET",
+            "/api/messages?limit=-5",
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            "GET",
+            "/api/messages?limit=ten",
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            "GET",
+            "/api/messages?limit=5&limit=6",
+            StatusCode::BAD_REQUEST,
+            Some("limit"),
+        ),
+        (
+            "GET",
+            "/api/messages?status=sent&status=failed",
+            StatusCode::BAD_REQUEST,
+            Some("status"),
+        ),
+        (
+            "GET",
+            "/api/settings/certificate.pem?which=a&which=b",
+            StatusCode::BAD_REQUEST,
+            Some("which"),
+        ),
+        ("GET", "/api/messages/%FF%FE", StatusCode::BAD_REQUEST, None),
+        (
+            "POST",
+            "/api/messages/%FF/retry",
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/health",
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+        ),
+        ("PUT", "/api/messages", StatusCode::METHOD_NOT_ALLOWED, None),
+    ];
+    for (method, uri, status, field) in cases {
+        let r = call(&router, request(method, uri, None, true)).await;
+        assert_eq!(r.status, status, "{method} {uri}: {:?}", r.json);
+        assert_eq!(
+            r.headers[header::CONTENT_TYPE],
+            "application/json",
+            "{method} {uri}"
+        );
+        let message = r.json["message"].as_str().unwrap_or_default();
+        assert!(
+            message.ends_with('.'),
+            "{method} {uri}: a sentence: {:?}",
+            r.json
+        );
+        assert!(r.json["errors"].is_object(), "{method} {uri}: {:?}", r.json);
+        if let Some(f) = field {
+            assert!(
+                r.json["errors"][f].is_array(),
+                "{method} {uri}: names {f}: {:?}",
+                r.json
+            );
+            assert!(message.contains(f), "{method} {uri}: {message}");
+        }
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(message.contains(method), "{message}");
+            assert!(r.headers.contains_key(header::ALLOW), "{method} {uri}");
+        }
+    }
+    // A number the list clamps is not an error, and a good limit is used.
+    let ok = call(
+        &router,
+        request("GET", "/api/messages?limit=500", None, true),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.json);
+    // Without a token, sign-in fails first: nothing is said about the query.
+    let anonymous = call(
+        &router,
+        request("GET", "/api/messages?limit=ten", None, false),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
 fn db_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut all = Vec::new();
     for name in ["mailroom.db", "mailroom.db-wal", "mailroom.db-shm"] {

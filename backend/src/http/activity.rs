@@ -1,7 +1,7 @@
 //! The activity routes (docs/API.md §9, administrators only): the queue,
 //! the message list and details, retry and cancel, and the settings history.
 
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{FromRef, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mailroom_shared::sending::{
@@ -9,7 +9,7 @@ use mailroom_shared::sending::{
 };
 use serde::Deserialize;
 
-use crate::error::AppError;
+use crate::error::{ApiQuery, AppError};
 use crate::intake::Sending;
 use crate::queue::{ChangeError, ListFilter};
 
@@ -32,15 +32,24 @@ struct ListQuery {
     status: Option<String>,
     app: Option<String>,
     q: Option<String>,
-    limit: Option<u32>,
+    limit: Option<String>,
     before: Option<String>,
     profile: Option<String>,
 }
 
 async fn list(
     State(s): State<Sending>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<MessageList>, AppError> {
+    let limit = match q.limit.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        None => 50,
+        Some(l) => l.parse::<u32>().map_err(|_| {
+            AppError::field(
+                "limit",
+                format!("“{l}” is not a number of messages: give a whole number from 1 to 200, like limit=50."),
+            )
+        })?,
+    };
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(name) => Some(Status::from_name(name).ok_or_else(|| {
@@ -54,7 +63,7 @@ async fn list(
             status,
             app: q.app.filter(|a| !a.is_empty()),
             q: q.q,
-            limit: q.limit.unwrap_or(50),
+            limit,
             before: q.before.filter(|b| !b.is_empty()),
             profile: q.profile.filter(|p| !p.is_empty()),
         })

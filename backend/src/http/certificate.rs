@@ -2,7 +2,7 @@
 //! or bring a certificate (it starts *pending*), list the active and pending
 //! ones, download the public part for Entra, delete one.
 
-use axum::extract::{FromRef, Query};
+use axum::extract::FromRef;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use mailroom_shared::api::{CertInfo, Certificates, NewCertificate};
 use serde::Deserialize;
 
-use crate::error::{ApiJson, AppError};
+use crate::error::{ApiJson, ApiQuery, AppError};
 use crate::settings::{Current, SettingsRepo};
 use crate::store::{CertRow, CertSlot};
 use crate::upstream::certificate::{CertError, CertKey};
@@ -158,21 +158,21 @@ async fn download(repo: SettingsRepo, which: Which, ext: &str) -> Result<Respons
 
 async fn download_pem(
     crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
-    Query(which): Query<Which>,
+    ApiQuery(which): ApiQuery<Which>,
 ) -> Result<Response, AppError> {
     download(repo, which, "pem").await
 }
 
 async fn download_cer(
     crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
-    Query(which): Query<Which>,
+    ApiQuery(which): ApiQuery<Which>,
 ) -> Result<Response, AppError> {
     download(repo, which, "cer").await
 }
 
 async fn delete(
     crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
-    Query(which): Query<Which>,
+    ApiQuery(which): ApiQuery<Which>,
 ) -> Result<StatusCode, AppError> {
     let slot = which.slot(CertSlot::Pending)?;
     let current = repo.load_current().await?;
