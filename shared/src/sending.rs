@@ -188,6 +188,11 @@ pub fn validate_new_app(app: &NewApp) -> FieldMessages {
             "name",
             "The name must be one line of at most 100 characters.",
         );
+    } else if name.chars().any(char::is_control) {
+        errors.push(
+            "name",
+            "The name may not hold control characters (a tab, NUL or escape code); type it as plain text.",
+        );
     }
     validate_allowed_from(&app.allowed_from, &mut errors);
     validate_limits(&app.limits, &mut errors);
@@ -593,6 +598,28 @@ mod tests {
             ..NewApp::default()
         };
         assert!(validate_new_app(&good).is_empty());
+        // Names show in the page, the Activity list and the log: no control
+        // characters (an escape code could repaint a terminal reading the log).
+        for name in ["a\u{0}b", "Scan\tner", "\u{1b}[31mred", "x\u{7f}"] {
+            let e = validate_new_app(&NewApp {
+                name: name.into(),
+                ..good.clone()
+            });
+            assert!(
+                e["name"][0].contains("control characters"),
+                "{name:?}: {e:?}"
+            );
+            let change = validate_app_change(&AppChange {
+                name: Some(name.into()),
+                ..AppChange::default()
+            });
+            assert!(change["name"][0].contains("control characters"), "{name:?}");
+        }
+        assert!(validate_new_app(&NewApp {
+            name: "Scanner, 3rd floor – Zürich".into(),
+            ..good.clone()
+        })
+        .is_empty());
         // Limits come with their defaults; null is no limit.
         let parsed: NewApp = serde_json::from_str(
             r#"{"name": "x", "limits": {"messages_per_hour": 5, "queued_max": null}}"#,

@@ -431,6 +431,11 @@ impl Settings {
                     Field::SenderName,
                     "The sender name must not contain line breaks; put it on one line.",
                 );
+            } else if s.sender_name.chars().any(char::is_control) {
+                r.error(
+                    Field::SenderName,
+                    "The sender name may not hold control characters (a tab, NUL or escape code); type it as plain text.",
+                );
             } else if s.sender_name.is_empty() {
                 r.error(
                     Field::SenderName,
@@ -786,6 +791,15 @@ mod tests {
         let mut s = oauth();
         s.sender_name = "Contoso\r\nBcc: victim".into();
         assert!(errors(&s, Field::SenderName)[0].contains("line breaks"));
+        for name in ["Contoso\u{0}", "Con\ttoso", "\u{1b}[2JContoso"] {
+            s.sender_name = name.into();
+            assert!(
+                errors(&s, Field::SenderName)[0].contains("control characters"),
+                "{name:?}"
+            );
+        }
+        s.sender_name = "Contoso – Zürich".into();
+        assert!(errors(&s, Field::SenderName).is_empty());
         s.sender_name = "x".repeat(257);
         assert!(errors(&s, Field::SenderName)[0].contains("the limit is 256"));
         s.sender_name = String::new();
