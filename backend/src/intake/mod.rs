@@ -66,18 +66,27 @@ pub struct Checked {
     pub body: Vec<u8>,
 }
 
-/// Bare LF line ends become CRLF; CRLF (and everything else) stays.
+/// Bare LF line ends become CRLF; CRLF (and everything else) stays. The
+/// runs between line ends are copied whole (a 25 MB message is copied once,
+/// not byte by byte).
 pub fn crlf(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
-    let mut previous = 0u8;
-    for &b in raw {
-        if b == b'\n' && previous != b'\r' {
-            out.push(b'\r');
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', raw) {
+        if i == 0 || raw[i - 1] != b'\r' {
+            out.extend_from_slice(&raw[start..i]);
+            out.extend_from_slice(b"\r\n");
+            start = i + 1;
         }
-        out.push(b);
-        previous = b;
     }
+    out.extend_from_slice(&raw[start..]);
     out
+}
+
+/// Where the header block ends: the index of the first empty line's CRLF
+/// pair (`\r\n\r\n`), if there is one.
+pub fn head_end(raw: &[u8]) -> Option<usize> {
+    memchr::memmem::find(raw, b"\r\n\r\n")
 }
 
 /// One header field: its name in lower case and its lines, CRLF included.
@@ -198,7 +207,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     let raw = crlf(raw);
     // The header block ends at the first empty line; what follows (that
     // empty line included) is the body, kept byte for byte.
-    let (head, body) = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+    let (head, body) = match head_end(&raw) {
         Some(i) => (&raw[..i + 2], &raw[i + 2..]),
         None if raw.starts_with(b"\r\n") => (&raw[..0], &raw[..]),
         None => (&raw[..], &raw[raw.len()..]),
@@ -487,6 +496,54 @@ pub fn dot_stuffed(message: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The rule, byte by byte: an LF not after a CR gets one.
+    fn crlf_by_byte(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut previous = 0u8;
+        for &b in raw {
+            if b == b'\n' && previous != b'\r' {
+                out.push(b'\r');
+            }
+            out.push(b);
+            previous = b;
+        }
+        out
+    }
+
+    proptest! {
+        /// Line ends come out as the byte-by-byte rule has them, for any
+        /// mix of LF, CR, CRLF and other bytes (a bare CR stays bare, for
+        /// the check to refuse), and the header block ends where a search
+        /// byte by byte finds the first empty line.
+        #[test]
+        fn line_ends_and_the_header_end_follow_the_byte_rule(
+            raw in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0u8), any::<u8>()],
+                0..300,
+            )
+        ) {
+            let fixed = crlf(&raw);
+            prop_assert_eq!(&fixed, &crlf_by_byte(&raw));
+            prop_assert_eq!(crlf(&fixed), fixed.clone(), "CRLF text is left as it is");
+            prop_assert_eq!(
+                head_end(&fixed),
+                fixed.windows(4).position(|w| w == b"\r\n\r\n")
+            );
+        }
+    }
+
+    #[test]
+    fn line_ends_at_the_edges() {
+        assert_eq!(crlf(b"\n"), b"\r\n");
+        assert_eq!(crlf(b"\n\n"), b"\r\n\r\n");
+        assert_eq!(crlf(b"a\r\nb\nc"), b"a\r\nb\r\nc");
+        assert_eq!(crlf(b"\r\r\n\r"), b"\r\r\n\r");
+        assert_eq!(crlf(b""), b"");
+        assert_eq!(head_end(b"A: b\r\n\r\nbody"), Some(4));
+        assert_eq!(head_end(b"A: b\r\n"), None);
+    }
 
     fn at(user: &str, domain: &str) -> String {
         format!("{user}@{domain}")

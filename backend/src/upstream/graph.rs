@@ -59,10 +59,7 @@ pub fn base64_len(n: usize) -> usize {
 /// do not (for this request only), in base64.
 pub fn prepare(body: &[u8], envelope: &[String]) -> Result<Bytes, Unsendable> {
     use base64::Engine;
-    let head_end = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(body.len(), |i| i + 4);
+    let head_end = crate::intake::head_end(body).map_or(body.len(), |i| i + 4);
     let parsed = MessageParser::default()
         .parse_headers(&body[..head_end])
         .ok_or(Unsendable::Unreadable)?;
