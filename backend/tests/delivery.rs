@@ -497,6 +497,28 @@ async fn activity_lists_newest_first_with_filters_and_a_cursor() {
         )
         .await;
     assert_eq!(page2["messages"][0]["id"], ids[2].as_str());
+    // The oldest message's page is empty and ends the list; a message id
+    // that is not there is an error, never an empty page.
+    let (status, last) = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/messages?before={}", ids[0]),
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{last}");
+    assert!(last["messages"].as_array().unwrap().is_empty());
+    assert!(last["next"].is_null());
+    let (status, unknown) = server
+        .admin(reqwest::Method::GET, "/api/messages?before=msg_gone", None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{unknown}");
+    assert!(
+        unknown["errors"]["before"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("msg_gone")),
+        "{unknown}"
+    );
     let (_, found) = server
         .admin(reqwest::Method::GET, "/api/messages?q=user3", None)
         .await;

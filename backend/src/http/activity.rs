@@ -56,6 +56,7 @@ async fn list(
             AppError::field("status", format!("“{name}” is not a status: use queued, sending, sent, deferred, failed or cancelled."))
         })?),
     };
+    let before = q.before.filter(|b| !b.is_empty());
     let (messages, next) = s
         .apps
         .queue
@@ -64,10 +65,20 @@ async fn list(
             app: q.app.filter(|a| !a.is_empty()),
             q: q.q,
             limit,
-            before: q.before.filter(|b| !b.is_empty()),
+            before: before.clone(),
             profile: q.profile.filter(|p| !p.is_empty()),
         })
         .await?;
+    // An empty page after a message that is not there (mistyped, or removed
+    // by retention since the last page) would look like the list's end.
+    if let (true, Some(id)) = (messages.is_empty(), &before) {
+        if s.apps.queue.details(id).await?.is_none() {
+            return Err(AppError::field(
+                "before",
+                format!("There is no message {id} to list from (retention may have removed it); list again without before."),
+            ));
+        }
+    }
     Ok(Json(MessageList { messages, next }))
 }
 
