@@ -168,7 +168,8 @@ pub async fn json_errors(req: Request, next: axum::middleware::Next) -> Response
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    // axum's texts are short; a longer one is cut, never waited for.
+    // axum's texts are short; a body over 1 KiB is not read, and the
+    // status's reason stands in for it.
     let text = axum::body::to_bytes(body, 1024)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
