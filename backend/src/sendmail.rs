@@ -290,8 +290,10 @@ async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> (u8, String)
     match sent {
         Ok(r) => {
             let status = r.status().as_u16();
-            let body = r.text().await.unwrap_or_default();
-            outcome(status, &body)
+            let (body, _) = crate::upstream::read_capped(r, crate::upstream::MAX_ANSWER_BYTES)
+                .await
+                .unwrap_or_default();
+            outcome(status, &String::from_utf8_lossy(&body))
         }
         Err(e) => (
             exit::TEMPFAIL,

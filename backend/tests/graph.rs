@@ -134,6 +134,25 @@ async fn the_test_email_explains_graph_refusals_with_the_fix() {
         r["hint"].as_str().unwrap().contains("user principal name"),
         "{r}"
     );
+    // A proxy answers 502 with a page that never ends: Mailroom reads 64 KB
+    // of it, says so in the transcript, and explains the status.
+    rig.graph.fail_endless(502);
+    let r = test(settings.clone()).await;
+    assert_eq!(
+        (r["ok"].as_bool(), r["stage"].as_str(), r["code"].as_str()),
+        (Some(false), Some("send"), Some("502")),
+        "{r}"
+    );
+    let transcript = r["transcript"].to_string();
+    assert!(
+        transcript.contains("over 64 KB: Mailroom read no further"),
+        "{transcript}"
+    );
+    assert!(
+        r.to_string().len() < 20_000,
+        "nothing of the page is kept whole"
+    );
+    rig.graph.recover();
     // A token for another audience (the fake now wants GCC High's Graph).
     rig.graph.set_audience("https://graph.microsoft.us");
     let r = test(settings.clone()).await;

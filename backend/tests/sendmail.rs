@@ -151,6 +151,19 @@ async fn exit_codes_follow_sysexits() {
         "{}",
         ran.stderr
     );
+    // Something at MAILROOM_URL answers 503 with a body that never ends:
+    // sendmail reads 64 KB of it, and says to try again (75).
+    let endless = format!("http://{}", mailroom_fakes::serve_endless(503).await);
+    let ran = run(
+        binary(),
+        &["sendmail", &to],
+        &[("MAILROOM_URL", &endless), ("MAILROOM_APP_KEY", &key)],
+        &message,
+    )
+    .await;
+    assert_eq!(ran.code, Some(75), "{}", ran.stderr);
+    assert!(ran.stderr.contains("(503)"), "{}", ran.stderr);
+    assert!(ran.stderr.len() < 2_000, "{}", ran.stderr);
     // No recipients: 64.
     let ran = run(
         binary(),

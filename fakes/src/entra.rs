@@ -33,6 +33,8 @@ pub enum EntraMode {
     BadGateway,
     /// Answer 200 with a body that is not JSON.
     NotJson,
+    /// Answer 200 with a body that never ends.
+    Endless,
     /// Wait this long before answering.
     Delay(Duration),
     /// Issue tokens without the SMTP.SendAsApp role.
@@ -256,6 +258,7 @@ async fn token(
         EntraMode::NotJson => {
             return (StatusCode::OK, "<html>captive portal</html>").into_response()
         }
+        EntraMode::Endless => return (StatusCode::OK, crate::endless_body()).into_response(),
         EntraMode::Delay(d) => tokio::time::sleep(d).await,
         EntraMode::Redirect => {
             return (

@@ -103,6 +103,9 @@ struct Inner {
     received: Mutex<Vec<GraphReceived>>,
     requests: AtomicUsize,
     request_times: Mutex<Vec<Instant>>,
+    /// While set, every request is answered with this status and a body
+    /// that never ends.
+    endless: Mutex<Option<u16>>,
     /// How long each answer takes (Graph's own latency).
     delay: Mutex<std::time::Duration>,
 }
@@ -196,6 +199,11 @@ async fn send_mail(
         .get("client-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let endless = *inner.endless.lock().unwrap();
+    if let Some(status) = endless {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        return with_ids((status, crate::endless_body()).into_response(), &crid);
+    }
     if let Some(e) = inner.always.lock().unwrap().clone() {
         return error(&e, &crid);
     }
@@ -292,6 +300,7 @@ impl FakeGraph {
             requests: AtomicUsize::new(0),
             request_times: Mutex::new(Vec::new()),
             delay: Mutex::new(std::time::Duration::ZERO),
+            endless: Mutex::new(None),
         });
         let app = Router::new()
             .route("/v1.0/users/{user}/sendMail", post(send_mail))
@@ -335,9 +344,16 @@ impl FakeGraph {
         *self.inner.delay.lock().unwrap() = d;
     }
 
+    /// Answers every request with `status` and a body that never ends (a
+    /// broken proxy's page), until [`FakeGraph::recover`].
+    pub fn fail_endless(&self, status: u16) {
+        *self.inner.endless.lock().unwrap() = Some(status);
+    }
+
     /// Serves normally again.
     pub fn recover(&self) {
         *self.inner.always.lock().unwrap() = None;
+        *self.inner.endless.lock().unwrap() = None;
         self.inner.scripted.lock().unwrap().clear();
     }
 

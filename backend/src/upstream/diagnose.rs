@@ -135,6 +135,14 @@ pub fn token_error(
             format!("The token endpoint {authority} answered HTTP {status} with something other than Entra's JSON."),
             "A proxy or captive portal may be in the way, or --entra-authority points at the wrong server. Check the outgoing HTTPS path to the login host.".into(),
         ),
+        TokenError::TooLarge(status) => diag(
+            Some(status.to_string()),
+            format!(
+                "The token endpoint {authority} answered HTTP {status} with more than {} KB; Entra's answer is a few KB, so Mailroom read no further.",
+                super::MAX_ANSWER_BYTES / 1024
+            ),
+            "A proxy or captive portal may be in the way, or --entra-authority points at the wrong server. Check the outgoing HTTPS path to the login host.".into(),
+        ),
         TokenError::Dns(detail) => diag(
             None,
             format!("The login host of {authority} could not be resolved ({detail})."),

@@ -105,6 +105,8 @@ pub enum TokenError {
     Redirect(u16),
     /// A body that is not Entra's JSON.
     NotJson(u16),
+    /// A body longer than [`super::MAX_ANSWER_BYTES`]: not Entra's answer.
+    TooLarge(u16),
     /// The host name did not resolve.
     Dns(String),
     /// The connection failed (refused, reset, TLS).
@@ -306,13 +308,18 @@ impl TokenClient {
         if response.status().is_redirection() {
             return Err(TokenError::Redirect(status));
         }
-        let body = response.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                TokenError::Timeout
-            } else {
-                TokenError::Connect(error_chain(&e))
-            }
-        })?;
+        let (body, whole) = super::read_capped(response, super::MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    TokenError::Timeout
+                } else {
+                    TokenError::Connect(error_chain(&e))
+                }
+            })?;
+        if !whole {
+            return Err(TokenError::TooLarge(status));
+        }
         if (200..300).contains(&status) {
             let ok: SuccessBody =
                 serde_json::from_slice(&body).map_err(|_| TokenError::NotJson(status))?;

@@ -281,8 +281,20 @@ impl GraphClient {
         if (300..400).contains(&status) {
             return Err(GraphFailure::Redirect(status));
         }
-        let text = response.text().await.unwrap_or_default();
-        let (code, message) = error_of(&text);
+        // Graph's error JSON is small; a long body (a proxy's page) is cut.
+        let (body, whole) = super::read_capped(response, super::MAX_ANSWER_BYTES)
+            .await
+            .unwrap_or_else(|_| (Vec::new(), true));
+        if !whole {
+            transcript.push(line(
+                Direction::Server,
+                format!(
+                    "(the answer's body is over {} KB: Mailroom read no further)",
+                    super::MAX_ANSWER_BYTES / 1024
+                ),
+            ));
+        }
+        let (code, message) = error_of(&String::from_utf8_lossy(&body));
         if let Some(c) = &code {
             transcript.push(line(
                 Direction::Server,

@@ -17,3 +17,47 @@ pub mod test_message;
 pub use client::{is_plain_http_to_remote, Timeouts, Upstream, MAX_CONCURRENT_TESTS};
 pub use mask::{mask_text, mask_transcript};
 pub use test_message::build_message;
+
+/// The most of an HTTP answer's body read from Entra or Graph (and by
+/// `sendmail` from Mailroom). Their JSON is a few KB (a token 2 to 4 KB); a
+/// longer body is a proxy's page or a server gone wrong, and is not read to
+/// its end, so it can never fill memory.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Reads at most `cap` bytes of an answer's body: `(body, true)` when that
+/// was all of it, `(first cap bytes, false)` when it was longer (the rest is
+/// left unread and the connection is dropped, not reused).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, false));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: &[u8]) -> reqwest::Response {
+        reqwest::Response::from(axum::http::Response::new(body.to_vec()))
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_to_its_cap_and_no_further() {
+        let read =
+            |body: &'static [u8], cap| async move { read_capped(answer(body), cap).await.unwrap() };
+        assert_eq!(read(b"", 4).await, (Vec::new(), true));
+        assert_eq!(read(b"abcd", 4).await, (b"abcd".to_vec(), true));
+        assert_eq!(read(b"abcde", 4).await, (b"abcd".to_vec(), false));
+        assert_eq!(read(b"abcde", 0).await, (Vec::new(), false));
+    }
+}

@@ -88,6 +88,13 @@ async fn token_errors_name_the_code_the_ids_and_the_fix() {
         r.message.contains("something other than Entra's JSON"),
         "{r:?}"
     );
+
+    // A body that never ends (a broken proxy): read to 64 KB, no further.
+    rig.entra.set_mode(EntraMode::Endless);
+    let r = tester.run(&rig.settings(), None, &recipient()).await;
+    assert_fails(&r, Stage::Token, Some("200"));
+    assert!(r.message.contains("more than 64 KB"), "{r:?}");
+    assert!(r.hint.as_deref().unwrap().contains("proxy"), "{r:?}");
 }
 
 #[tokio::test]
