@@ -376,6 +376,34 @@ async fn each_graph_reply_has_its_kind_in_delivery() {
 }
 
 #[tokio::test]
+async fn a_retry_after_of_the_largest_number_defers_and_delivery_lives_on() {
+    // Taken as a day at most: before, the sum overflowed the clock and the
+    // worker panicked with the message still claimed.
+    let (rig, server, key) = graph_rig().await;
+    rig.graph.fail_next(GraphError {
+        retry_after: Some(u64::MAX),
+        ..GraphError::new(
+            429,
+            "ApplicationThrottled",
+            "Application is over its MailboxConcurrency limit.",
+        )
+    });
+    let mail = json!({"to": [addr("a", "example.org")], "subject": "s", "text": "x"});
+    let (_, first) = server.submit(&key, &mail).await;
+    let deferred = server
+        .wait_status(first["id"].as_str().unwrap(), "deferred")
+        .await;
+    assert_eq!(deferred["last_error"]["code"], "ApplicationThrottled");
+    assert_eq!(deferred["attempt_count"], 1, "{deferred}");
+    let (status, queue) = server.admin(reqwest::Method::GET, "/api/queue", None).await;
+    assert_eq!(status, 200, "{queue}");
+    assert_eq!(
+        queue["counts"]["sending"], 0,
+        "nothing is left claimed: {queue}"
+    );
+}
+
+#[tokio::test]
 async fn a_429_holds_every_message_for_its_retry_after() {
     let (rig, server, key) = graph_rig().await;
     rig.graph.fail_next(GraphError {

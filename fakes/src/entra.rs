@@ -355,7 +355,7 @@ async fn token(
         "tid": tenant,
         "appid": client,
         "roles": roles,
-        "exp": now() + expires_in,
+        "exp": now().saturating_add(expires_in),
         "jti": format!("{:032x}", rand::thread_rng().gen::<u128>()),
     });
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;

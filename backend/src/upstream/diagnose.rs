@@ -452,7 +452,7 @@ pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosi
             Kind::Temporary,
             shown,
             format!("Microsoft Graph is throttling this app and mailbox. {said}"),
-            "Mailroom waits as long as Graph asks (Retry-After) before the next message. Lower the delivery rate if this happens often.".into(),
+            "Mailroom waits as long as Graph asks (Retry-After, a day at most) before the next message. Lower the delivery rate if this happens often.".into(),
         ),
         (500..=599, _) => d(
             Kind::Temporary,

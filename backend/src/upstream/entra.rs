@@ -323,12 +323,7 @@ impl TokenClient {
         if (200..300).contains(&status) {
             let ok: SuccessBody =
                 serde_json::from_slice(&body).map_err(|_| TokenError::NotJson(status))?;
-            let secs = match ok.expires_in {
-                Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3599),
-                Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3599),
-                _ => 3599,
-            };
-            return Ok((Secret::new(ok.access_token), Duration::from_secs(secs)));
+            return Ok((Secret::new(ok.access_token), lifetime(ok.expires_in)));
         }
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(err) => Err(TokenError::Entra {
@@ -376,9 +371,49 @@ pub fn claims(token: &str) -> Option<TokenClaims> {
     })
 }
 
+/// The longest a token is kept: Entra's access tokens last 60 to 90 minutes
+/// (a day at most with a lifetime policy).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a token lives, from its `expires_in` (a number, or a string as
+/// the v1 endpoint wrote it): an hour when it is missing or unreadable, and
+/// never more than [`MAX_TOKEN_LIFETIME`], whatever an answer claims.
+fn lifetime(expires_in: Option<serde_json::Value>) -> Duration {
+    let secs = match expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3599),
+        Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(3599),
+        _ => 3599,
+    };
+    Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tokens_lifetime_is_read_and_kept_within_a_day() {
+        let life = |v: serde_json::Value| lifetime(Some(v)).as_secs();
+        assert_eq!(life(serde_json::json!(3599)), 3599);
+        assert_eq!(life(serde_json::json!("4999")), 4999);
+        assert_eq!(life(serde_json::json!(0)), 0);
+        assert_eq!(lifetime(None).as_secs(), 3599);
+        for odd in [
+            serde_json::json!(-5),
+            serde_json::json!(1.5),
+            serde_json::json!("soon"),
+            serde_json::json!(null),
+            serde_json::json!([1]),
+        ] {
+            assert_eq!(life(odd.clone()), 3599, "{odd}");
+        }
+        for huge in [
+            serde_json::json!(u64::MAX),
+            serde_json::json!(u64::MAX.to_string()),
+        ] {
+            assert_eq!(life(huge.clone()), 86_400, "{huge}");
+        }
+    }
 
     #[test]
     fn claims_are_read_without_verification() {

@@ -262,9 +262,7 @@ impl GraphClient {
             header("client-request-id"),
             header("date"),
         );
-        let retry_after = header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = header("retry-after").and_then(|v| retry_after(&v));
         transcript.push(line(
             Direction::Server,
             format!(
@@ -328,6 +326,18 @@ fn error_of(body: &str) -> (Option<String>, String) {
     (code, message)
 }
 
+/// The longest wait a `Retry-After` is taken for: Graph asks for seconds
+/// to minutes, and a mailbox's quota frees within its rolling day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `Retry-After` in seconds, as Graph sends it, kept within
+/// [`MAX_RETRY_AFTER`] so no answer can hold mail for ever (or overflow a
+/// clock); anything else is no `Retry-After`.
+fn retry_after(value: &str) -> Option<Duration> {
+    let secs = value.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
 fn client_request_id() -> String {
     let n: u128 = rand::random();
     let h = format!("{n:032x}");
@@ -344,6 +354,17 @@ fn client_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_kept_within_a_day() {
+        assert_eq!(retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(" 30 "), Some(Duration::from_secs(30)));
+        assert_eq!(retry_after("86401"), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(&u64::MAX.to_string()), Some(MAX_RETRY_AFTER));
+        for odd in ["", "-1", "1.5", "soon", "99999999999999999999999"] {
+            assert_eq!(retry_after(odd), None, "{odd}");
+        }
+    }
     use base64::Engine;
 
     fn decoded(b64: &[u8]) -> String {

@@ -213,3 +213,21 @@ async fn claims_hints_for_a_missing_role() {
     assert!(r.hint.unwrap().contains("no SMTP.SendAsApp role"));
     assert!(r.token_claims.unwrap().roles.is_empty());
 }
+
+#[tokio::test]
+async fn a_token_said_to_live_for_ever_is_kept_a_day_at_most() {
+    // An answer whose expires_in is the largest number there is: Mailroom
+    // keeps the token (a day at most) instead of failing on the sum.
+    let rig = Rig::start(SmtpConfig::default()).await;
+    rig.entra.set_expires_in(u64::MAX);
+    let tester = rig.tester();
+    for _ in 0..2 {
+        let r = tester.run(&rig.settings(), None, &recipient()).await;
+        assert!(r.ok, "{r:?}");
+    }
+    assert_eq!(
+        rig.entra.requests(),
+        1,
+        "the second test used the cached token"
+    );
+}
