@@ -235,10 +235,19 @@ impl Default for SendingArgs {
 /// How often a paused queue tries again by itself (docs/API.md §8).
 pub const PAUSE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A duration such as `90s`, `15m`, `24h` or `30d`.
+/// The longest duration an option takes: 100 years. Longer ones (humantime
+/// reads up to 584 billion years) would overflow the dates they are taken
+/// from, failing every queued message at once or stopping housekeeping.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(36_500 * 24 * 3600);
+
+/// A duration such as `90s`, `15m`, `24h` or `30d`, at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{e}: write a duration like 90s, 15m, 24h or 30d"))
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}: write a duration like 90s, 15m, 24h or 30d"))?;
+    if d > MAX_DURATION {
+        return Err("longer than 100 years: write at most 36500d (like 30d or 24h)".to_string());
+    }
+    Ok(d)
 }
 
 /// Options shared by `serve` and `check` for the test email.
@@ -267,4 +276,26 @@ pub struct CheckArgs {
     pub to: String,
     #[command(flatten)]
     pub test: TestArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_up_to_a_hundred_years() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.as_secs());
+        assert_eq!(secs("90s"), Ok(90));
+        assert_eq!(secs(" 24h "), Ok(86_400));
+        assert_eq!(secs("0s"), Ok(0));
+        assert_eq!(secs("36500d"), Ok(MAX_DURATION.as_secs()));
+        for long in ["36501d", "290000y", "300000000000y"] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("at most 36500d"), "{long}: {e}");
+        }
+        for odd in ["", "soon", "-5s", "584942417355y"] {
+            let e = parse_duration(odd).unwrap_err();
+            assert!(e.contains("write a duration like"), "{odd}: {e}");
+        }
+    }
 }

@@ -706,3 +706,21 @@ async fn a_short_admin_token_is_refused_at_start() {
     assert_eq!(code, Some(78));
     assert!(stderr.contains("at least 24"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_duration_past_a_hundred_years_is_refused_at_start() {
+    // 290000y overflowed the retention cutoff's date (housekeeping panicked);
+    // 300000000000y wrapped --max-queue-time negative (every message failed).
+    for (option, value) in [
+        ("--retention", "290000y"),
+        ("--max-queue-time", "300000000000y"),
+    ] {
+        let (code, stderr) =
+            serve_refused(&[option, value], "a-long-enough-admin-token-0123").await;
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(
+            stderr.contains(option) && stderr.contains("at most 36500d"),
+            "{stderr}"
+        );
+    }
+}
