@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// How long the HTTP server waits for a whole request (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_HTTP_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub http_request_timeout: std::time::Duration,
+    /// How long the HTTP server waits for a client to take more of an answer
+    /// before it closes the connection (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_HTTP_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub http_write_timeout: std::time::Duration,
     /// HTTP connections served at once (for tests; not in the contract: 1024).
     #[arg(
         long,

@@ -213,6 +213,8 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Time to send a whole request (its body between reads).
     pub request_timeout: Duration,
+    /// Time a client may take no part of an answer before it is let go.
+    pub write_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
 }
@@ -254,6 +256,7 @@ impl Server {
         let limits = HttpLimits {
             header_timeout: args.http_header_timeout,
             request_timeout: args.http_request_timeout,
+            write_timeout: args.http_write_timeout,
             max_connections: args.http_max_connections.max(1),
         };
         Ok(Server {
@@ -292,9 +295,9 @@ impl Server {
 
 /// Serves HTTP/1.1 with hyper's own limits: request headers within
 /// `header_timeout`, each read of a body within `request_timeout`
-/// (tower-http), and at most `max_connections` at once (the next waits to be
-/// accepted, in the kernel's backlog). On `shutdown`, stops accepting and lets
-/// open requests finish.
+/// (tower-http), each write of an answer within `write_timeout`, and at most
+/// `max_connections` at once (the next waits to be accepted, in the kernel's
+/// backlog). On `shutdown`, stops accepting and lets open requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -338,7 +341,12 @@ pub async fn serve(
                     .insert(axum::extract::ConnectInfo(peer));
                 router.clone().oneshot(req.map(axum::body::Body::new))
             });
-        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+        // A client that takes no part of an answer for the write timeout
+        // (it never reads, or pipelines requests without reading) is let go,
+        // so it cannot hold its place among max_connections for ever.
+        let mut io = tokio_io_timeout::TimeoutStream::new(tcp);
+        io.set_write_timeout(Some(limits.write_timeout));
+        let conn = builder.serve_connection(TokioIo::new(Box::pin(io)), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;

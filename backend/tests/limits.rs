@@ -270,6 +270,44 @@ async fn the_http_server_times_out_slow_headers_and_slow_bodies() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_let_go() {
+    // One connection allowed. A client pipelines requests and reads none of
+    // the answers: once the socket's buffers are full the server cannot
+    // write, and after the write timeout it closes the connection, so the
+    // next client is served instead of waiting for ever.
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |a| {
+        a.http_max_connections = 1;
+        a.http_write_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(http_addr(&server)).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let request = b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n".repeat(256);
+        // Writes until the server stops reading (or lets go); never reads.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), stuck.write_all(&request)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return "closed",
+                Err(_) => return "stalled",
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        server.http.get(format!("{}/api/health", server.url)).send(),
+    )
+    .await
+    .expect("the next client is served once the stuck one is let go")
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    writer.abort();
+}
+
+#[tokio::test]
 async fn past_the_connection_cap_new_connections_wait_their_turn() {
     let rig = Loopback::start(Default::default()).await;
     let server = start(&rig, |a| a.http_max_connections = 2).await;

@@ -34,6 +34,7 @@ pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
         trusted_proxies: Vec::new(),
         http_header_timeout: std::time::Duration::from_secs(10),
         http_request_timeout: std::time::Duration::from_secs(60),
+        http_write_timeout: std::time::Duration::from_secs(30),
         http_max_connections: 1024,
         secret_key_file: None,
         admin_token: Some(TOKEN.into()),
