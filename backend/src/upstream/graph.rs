@@ -250,13 +250,7 @@ impl GraphClient {
             }
         };
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let header = |name: &str| response.headers().get(name).and_then(header_text);
         let (request_id, echoed, date) = (
             header("request-id"),
             header("client-request-id"),
@@ -326,6 +320,17 @@ fn error_of(body: &str) -> (Option<String>, String) {
     (code, message)
 }
 
+/// The most of one answer header kept: Graph's ids are GUIDs and its
+/// `Date` is 29 characters; the request-id is stored with every recipient.
+pub const MAX_HEADER_CHARS: usize = 128;
+
+/// An answer header as text, cut at [`MAX_HEADER_CHARS`]; `None` when it
+/// is not visible ASCII.
+fn header_text(value: &reqwest::header::HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    Some(text.chars().take(MAX_HEADER_CHARS).collect())
+}
+
 /// The longest wait a `Retry-After` is taken for: Graph asks for seconds
 /// to minutes, and a mailbox's quota frees within its rolling day.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
@@ -354,6 +359,20 @@ fn client_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answer_headers_are_kept_short() {
+        use reqwest::header::HeaderValue;
+        let id = "0d5e5d68-8a2b-4bd0-9c4f-6a1f1b0d8c11";
+        assert_eq!(
+            header_text(&HeaderValue::from_static(id)).as_deref(),
+            Some(id)
+        );
+        let long = HeaderValue::from_str(&"a".repeat(60_000)).unwrap();
+        assert_eq!(header_text(&long).unwrap().len(), MAX_HEADER_CHARS);
+        let binary = HeaderValue::from_bytes(b"caf\xe9").unwrap();
+        assert_eq!(header_text(&binary), None);
+    }
 
     #[test]
     fn retry_after_is_seconds_kept_within_a_day() {
