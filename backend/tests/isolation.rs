@@ -298,6 +298,54 @@ async fn json_submissions_pass_the_same_checks() {
 }
 
 #[tokio::test]
+async fn an_upstreams_long_replies_are_stored_cut() {
+    // A server that accepts with 60 KB of continuation lines, and refuses one
+    // recipient the same way: each recipient keeps at most 1,000 characters
+    // of it (before, the whole reply was stored with every recipient).
+    let filler = "250-".to_string() + &"x".repeat(76) + "\r\n";
+    let refusal = "550-".to_string() + &"y".repeat(76) + "\r\n";
+    let mut rcpt_replies = std::collections::HashMap::new();
+    rcpt_replies.insert(
+        addr("gone", "example.org"),
+        refusal.repeat(700) + "550 5.1.1 no such user",
+    );
+    let rig = Loopback::start(mailroom_fakes::SmtpConfig {
+        data_reply: Some(filler.repeat(700) + "250 2.0.0 OK queued"),
+        rcpt_replies,
+        ..Default::default()
+    })
+    .await;
+    let server = start(&rig, |_| {}).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let (_, key) = server.new_app(json!({"name": "Reports"})).await;
+    let to = [addr("a", "example.org"), addr("gone", "example.org")];
+    let (status, body) = server
+        .submit(&key, &json!({"to": to, "subject": "s", "text": "x"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    // Sent to one of its two recipients.
+    let done = server.wait_status(&id, "sent").await;
+    let recipients = done["recipients"].as_array().unwrap();
+    assert_eq!(recipients.len(), 2, "{done}");
+    for r in recipients {
+        let message = r["message"].as_str().unwrap();
+        // The reply's first 1,000 characters, in the diagnosis's words for
+        // the refused one.
+        let chars = message.chars().count();
+        assert!((1_000..1_300).contains(&chars), "{chars}: {message}");
+        assert!(message.contains('…'), "{message}");
+    }
+    assert!(
+        done.to_string().len() < 20_000,
+        "{} bytes",
+        done.to_string().len()
+    );
+}
+
+#[tokio::test]
 async fn stored_transcripts_never_hold_the_message() {
     // The upstream refuses DATA: the failed attempt keeps its transcript.
     let rig = Loopback::start(mailroom_fakes::SmtpConfig {
