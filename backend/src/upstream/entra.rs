@@ -326,19 +326,21 @@ impl TokenClient {
             return Ok((Secret::new(ok.access_token), lifetime(ok.expires_in)));
         }
         match serde_json::from_slice::<ErrorBody>(&body) {
+            // Its words are kept short (each is shown, and stored with a pause).
             Ok(err) => Err(TokenError::Entra {
                 status,
-                error: err.error,
+                error: super::cut_text(err.error),
                 codes: err.error_codes,
-                description: err
-                    .error_description
-                    .unwrap_or_default()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                trace_id: err.trace_id,
-                correlation_id: err.correlation_id,
+                description: super::cut_text(
+                    err.error_description
+                        .unwrap_or_default()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                trace_id: err.trace_id.map(super::cut_text),
+                correlation_id: err.correlation_id.map(super::cut_text),
             }),
             Err(_) if status >= 500 => Err(TokenError::ServerError(status)),
             Err(_) => Err(TokenError::NotJson(status)),

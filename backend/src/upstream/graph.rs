@@ -306,10 +306,12 @@ impl GraphClient {
 fn error_of(body: &str) -> (Option<String>, String) {
     let v: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let e = v.as_ref().map(|v| &v["error"]);
-    let code = e.and_then(|e| e["code"].as_str()).map(str::to_string);
+    let code = e
+        .and_then(|e| e["code"].as_str())
+        .map(|c| super::cut_text(c.to_string()));
     let message = e
         .and_then(|e| e["message"].as_str())
-        .map(str::to_string)
+        .map(|m| super::cut_text(m.to_string()))
         .unwrap_or_else(|| {
             body.chars()
                 .take(200)
@@ -468,6 +470,15 @@ mod tests {
         assert_eq!(code.as_deref(), Some("ErrorAccessDenied"));
         assert_eq!(message, "Access is denied.");
         assert_eq!(error_of("<html>bad gateway</html>").0, None);
+        // A code and message of 60,000 characters each are kept short.
+        let long = "x".repeat(60_000);
+        let body = serde_json::json!({"error": {"code": long, "message": long}}).to_string();
+        let (code, message) = error_of(&body);
+        assert_eq!(
+            code.unwrap().chars().count(),
+            super::super::MAX_ANSWER_TEXT + 1
+        );
+        assert_eq!(message.chars().count(), super::super::MAX_ANSWER_TEXT + 1);
     }
 
     #[test]

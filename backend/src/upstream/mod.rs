@@ -24,6 +24,22 @@ pub use test_message::build_message;
 /// its end, so it can never fill memory.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// The most of an upstream's own words kept where they are stored or shown
+/// (a recipient's outcome, an attempt, a pause, an event, a diagnosis); the
+/// transcript keeps its own, larger, caps. Exchange's longest replies and
+/// Entra's and Graph's error texts are a few hundred characters; a server
+/// sending kilobytes is cut here instead of being stored with every
+/// recipient.
+pub const MAX_ANSWER_TEXT: usize = 1_000;
+
+/// `text` cut at [`MAX_ANSWER_TEXT`] characters, ending with "…" when cut.
+pub fn cut_text(text: String) -> String {
+    match text.char_indices().nth(MAX_ANSWER_TEXT) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
 /// Reads at most `cap` bytes of an answer's body: `(body, true)` when that
 /// was all of it, `(first cap bytes, false)` when it was longer (the rest is
 /// left unread and the connection is dropped, not reused).
@@ -49,6 +65,17 @@ mod tests {
 
     fn answer(body: &[u8]) -> reqwest::Response {
         reqwest::Response::from(axum::http::Response::new(body.to_vec()))
+    }
+
+    #[test]
+    fn upstream_text_is_kept_to_its_first_thousand_characters() {
+        let short = "250 2.0.0 OK <id@contoso.com> [Hostname=AM0PR01MB1234]".to_string();
+        assert_eq!(cut_text(short.clone()), short);
+        let exact = "é".repeat(MAX_ANSWER_TEXT);
+        assert_eq!(cut_text(exact.clone()), exact);
+        let long = cut_text("é".repeat(60_000));
+        assert_eq!(long.chars().count(), MAX_ANSWER_TEXT + 1);
+        assert!(long.ends_with("é…"), "cut on a character, marked");
     }
 
     #[tokio::test]

@@ -89,6 +89,21 @@ async fn token_errors_name_the_code_the_ids_and_the_fix() {
         "{r:?}"
     );
 
+    // An error whose words run to 60,000 characters: the message keeps
+    // the first 1,000 of them.
+    rig.entra.set_mode(EntraMode::Error {
+        status: 400,
+        error: Box::leak("e".repeat(60_000).into_boxed_str()),
+        code: 9_999_999,
+    });
+    let r = tester.run(&rig.settings(), None, &recipient()).await;
+    assert_fails(&r, Stage::Token, Some("AADSTS9999999"));
+    assert!(
+        r.message.contains('…') && r.message.len() < 3_000,
+        "{} bytes",
+        r.message.len()
+    );
+
     // A body that never ends (a broken proxy): read to 64 KB, no further.
     rig.entra.set_mode(EntraMode::Endless);
     let r = tester.run(&rig.settings(), None, &recipient()).await;

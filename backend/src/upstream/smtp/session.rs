@@ -110,7 +110,7 @@ impl Progress {
                 .filter(|(c, _)| *c == code)
                 .map(|(_, text)| text)
                 .unwrap_or_else(|| err.to_string());
-            let text = cut_reply(text);
+            let text = crate::upstream::cut_text(text);
             return SmtpFailure::Reply { stage, code, text };
         }
         if err.is_timeout() {
@@ -127,23 +127,8 @@ impl Progress {
     }
 }
 
-/// The most of a reply's text kept with a message, its recipients, a pause
-/// or an event (the transcript keeps its own, larger, caps). Exchange's
-/// longest replies are about 250 characters; a server sending kilobytes of
-/// continuation lines is cut here instead of being stored with every
-/// recipient.
-pub const MAX_REPLY_TEXT: usize = 1_000;
-
-/// `text` cut at [`MAX_REPLY_TEXT`] characters, ending with "…" when cut.
-pub fn cut_reply(text: String) -> String {
-    match text.char_indices().nth(MAX_REPLY_TEXT) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text,
-    }
-}
-
 /// A reply's code (enhanced when given) and its text on one line, cut at
-/// [`MAX_REPLY_TEXT`].
+/// [`crate::upstream::MAX_ANSWER_TEXT`].
 fn reply_of(reply: &Response) -> (String, String) {
     let basic = u16::from(reply.code());
     let text = reply.message().collect::<Vec<_>>().join(" ");
@@ -157,7 +142,7 @@ fn reply_of(reply: &Response) -> (String, String) {
     let code = enhanced.map_or_else(|| basic.to_string(), str::to_string);
     (
         code,
-        cut_reply(format!("{basic} {text}").trim_end().to_string()),
+        crate::upstream::cut_text(format!("{basic} {text}").trim_end().to_string()),
     )
 }
 
@@ -551,17 +536,6 @@ async fn auth_exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reply_is_kept_to_its_first_thousand_characters() {
-        let short = "250 2.0.0 OK <id@contoso.com> [Hostname=AM0PR01MB1234]".to_string();
-        assert_eq!(cut_reply(short.clone()), short);
-        let exact = "é".repeat(MAX_REPLY_TEXT);
-        assert_eq!(cut_reply(exact.clone()), exact);
-        let long = cut_reply("é".repeat(60_000));
-        assert_eq!(long.chars().count(), MAX_REPLY_TEXT + 1);
-        assert!(long.ends_with("é…"), "cut on a character, marked");
-    }
 
     #[test]
     fn io_errors_are_found_through_the_source_chain() {
