@@ -144,6 +144,18 @@ impl AppError {
 #[derive(Debug, Clone)]
 pub struct LoggedError(pub String);
 
+/// The answer of a handler that panicked (tower-http's `CatchPanicLayer`):
+/// the API's JSON 500, its panic message logged by [`log_errors`], never
+/// shown to the client.
+pub fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let said = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message");
+    AppError::Internal(format!("a handler panicked: {said}")).into_response()
+}
+
 /// Middleware: logs the failures of ours that handlers answered (axum's
 /// error-handling example), once, with the request's method and path.
 pub async fn log_errors(req: Request, next: axum::middleware::Next) -> Response {

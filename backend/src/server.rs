@@ -119,6 +119,19 @@ async fn connection(State(state): State<AppState>) -> Json<Connection> {
 
 /// The whole application; tests drive it with `oneshot`. The page comes from
 /// `static_dir` when given (development), else from the binary itself.
+/// The API's layers, inside out: a handler that panics answers the API's
+/// JSON 500 (tower-http's `CatchPanicLayer`) instead of dropping the
+/// connection without a word; failures of ours are logged with the request;
+/// axum's own errors that are not JSON become JSON.
+fn api_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            crate::error::panic_answer,
+        ))
+        .layer(middleware::from_fn(crate::error::log_errors))
+        .layer(middleware::from_fn(crate::error::json_errors))
+}
+
 pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
     let trusted_proxies = state.trusted_proxies.clone();
     let protected = Router::new()
@@ -142,10 +155,8 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .merge(crate::http::submit::routes(state.sending.max_message_size))
         .merge(protected)
         .route("/api", any(|| async { AppError::no_route() }))
-        .route("/api/{*rest}", any(|| async { AppError::no_route() }))
-        .layer(middleware::from_fn(crate::error::log_errors))
-        .layer(middleware::from_fn(crate::error::json_errors))
-        .with_state(state);
+        .route("/api/{*rest}", any(|| async { AppError::no_route() }));
+    let api = api_layers(api).with_state(state);
     let static_dir = static_dir.filter(|d| d.join("index.html").is_file());
     let index_html = match &static_dir {
         Some(dir) => std::fs::read_to_string(dir.join("index.html")).unwrap_or_default(),
@@ -382,6 +393,55 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::is_hashed_asset;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_the_apis_json_500() {
+        use tower::ServiceExt as _;
+        let router = super::api_layers(
+            axum::Router::new()
+                .route(
+                    "/api/boom",
+                    axum::routing::get(|| async {
+                        if true {
+                            panic!("boom at {}", 42);
+                        }
+                    }),
+                )
+                .route("/api/fine", axum::routing::get(|| async { "fine" })),
+        );
+        let call = |path: &'static str| {
+            let router = router.clone();
+            async move {
+                let r = router
+                    .oneshot(
+                        axum::http::Request::get(path)
+                            .body(axum::body::Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let (status, body) = call("/api/boom").await;
+        assert_eq!(status, 500);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["message"].as_str().unwrap().contains("internal error"),
+            "{v}"
+        );
+        assert!(
+            !body.contains("boom"),
+            "the panic's words stay in the log: {body}"
+        );
+        // The router goes on serving.
+        assert_eq!(
+            call("/api/fine").await,
+            (axum::http::StatusCode::OK, "fine".into())
+        );
+    }
 
     #[test]
     fn inline_scripts_are_hashed_for_the_csp() {
