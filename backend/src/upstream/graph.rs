@@ -59,6 +59,13 @@ pub fn base64_len(n: usize) -> usize {
 /// do not (for this request only), in base64.
 pub fn prepare(body: &[u8], envelope: &[String]) -> Result<Bytes, Unsendable> {
     use base64::Engine;
+    use std::collections::HashSet;
+    // Too large already without a Bcc line: refused before its headers are
+    // read (they could hold hundreds of thousands of addresses).
+    let least = base64_len(body.len());
+    if least > MAX_BASE64_BYTES {
+        return Err(Unsendable::TooLarge(least));
+    }
     let head_end = crate::intake::head_end(body).map_or(body.len(), |i| i + 4);
     let parsed = MessageParser::default()
         .parse_headers(&body[..head_end])
@@ -75,19 +82,22 @@ pub fn prepare(body: &[u8], envelope: &[String]) -> Result<Bytes, Unsendable> {
             }
         }
     }
+    // Sets, so a header naming many addresses costs one lookup each.
     let envelope_lower: Vec<String> = envelope.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let in_envelope: HashSet<&str> = envelope_lower.iter().map(String::as_str).collect();
     let outside: Vec<String> = named
         .iter()
-        .filter(|a| !envelope_lower.contains(a))
+        .filter(|a| !in_envelope.contains(a.as_str()))
         .cloned()
         .collect();
     if !outside.is_empty() {
         return Err(Unsendable::OutsideEnvelope(outside));
     }
+    let in_headers: HashSet<&str> = named.iter().map(String::as_str).collect();
     let hidden: Vec<&String> = envelope
         .iter()
         .zip(&envelope_lower)
-        .filter(|(_, lower)| !named.contains(lower))
+        .filter(|(_, lower)| !in_headers.contains(lower.as_str()))
         .map(|(a, _)| a)
         .collect();
     let mut request = Vec::with_capacity(body.len() + 64);
@@ -459,6 +469,13 @@ mod tests {
         body.push(b'x');
         assert_eq!(
             prepare(&body, &["a@example.org".into()]),
+            Err(Unsendable::TooLarge(4_000_004))
+        );
+        // Too large is found before the headers are read: a To outside
+        // the envelope in a message that size is not looked at.
+        let envelope = ["someone@example.org".to_string()];
+        assert_eq!(
+            prepare(&body, &envelope),
             Err(Unsendable::TooLarge(4_000_004))
         );
     }
