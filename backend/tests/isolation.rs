@@ -309,16 +309,12 @@ async fn an_upstreams_long_replies_are_stored_cut() {
         addr("gone", "example.org"),
         refusal.repeat(700) + "550 5.1.1 no such user",
     );
-    let rig = Loopback::start(mailroom_fakes::SmtpConfig {
+    let config = mailroom_fakes::SmtpConfig {
         data_reply: Some(filler.repeat(700) + "250 2.0.0 OK queued"),
         rcpt_replies,
         ..Default::default()
-    })
-    .await;
-    let server = start(&rig, |_| {}).await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    };
+    let (_rig, server) = saved_rig_with(config, |_| {}).await;
     let (_, key) = server.new_app(json!({"name": "Reports"})).await;
     let to = [addr("a", "example.org"), addr("gone", "example.org")];
     let (status, body) = server
@@ -348,15 +344,11 @@ async fn an_upstreams_long_replies_are_stored_cut() {
 #[tokio::test]
 async fn stored_transcripts_never_hold_the_message() {
     // The upstream refuses DATA: the failed attempt keeps its transcript.
-    let rig = Loopback::start(mailroom_fakes::SmtpConfig {
+    let config = mailroom_fakes::SmtpConfig {
         data_reply: Some("554 5.6.0 refused for the test".into()),
         ..Default::default()
-    })
-    .await;
-    let server = start(&rig, |_| {}).await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    };
+    let (_rig, server) = saved_rig_with(config, |_| {}).await;
     let (_, key) = server.new_app(json!({"name": "Reports"})).await;
     let (status, body) = server
         .submit(

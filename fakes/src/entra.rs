@@ -258,7 +258,7 @@ async fn token(
         EntraMode::NotJson => {
             return (StatusCode::OK, "<html>captive portal</html>").into_response()
         }
-        EntraMode::Endless => return (StatusCode::OK, crate::endless_body()).into_response(),
+        EntraMode::Endless => return crate::endless_answer(200),
         EntraMode::Delay(d) => tokio::time::sleep(d).await,
         EntraMode::Redirect => {
             return (

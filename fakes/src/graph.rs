@@ -201,8 +201,7 @@ async fn send_mail(
         .map(str::to_string);
     let endless = *inner.endless.lock().unwrap();
     if let Some(status) = endless {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-        return with_ids((status, crate::endless_body()).into_response(), &crid);
+        return with_ids(crate::endless_answer(status), &crid);
     }
     if let Some(e) = inner.always.lock().unwrap().clone() {
         return error(&e, &crid);

@@ -36,20 +36,24 @@ pub(crate) async fn serve_loopback(app: axum::Router, what: &str) -> std::net::S
 
 /// A body that never ends (spaces, 8 KB at a time), as a broken proxy or a
 /// hostile server might send: a client must stop reading on its own.
-pub(crate) fn endless_body() -> axum::body::Body {
+fn endless_body() -> axum::body::Body {
     static CHUNK: [u8; 8192] = [b' '; 8192];
     axum::body::Body::from_stream(futures_util::stream::repeat_with(|| {
         Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(&CHUNK))
     }))
 }
 
-/// An HTTP server on 127.0.0.1 answering every request with `status` and a
-/// body that never ends; answers its address.
-pub async fn serve_endless(status: u16) -> std::net::SocketAddr {
+/// An answer with `status` (502 if it is not one) and a body that never ends.
+pub(crate) fn endless_answer(status: u16) -> axum::response::Response {
     use axum::response::IntoResponse;
     let status =
         axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-    let app = axum::Router::new()
-        .fallback(move || async move { (status, endless_body()).into_response() });
+    (status, endless_body()).into_response()
+}
+
+/// An HTTP server on 127.0.0.1 answering every request with `status` and a
+/// body that never ends; answers its address.
+pub async fn serve_endless(status: u16) -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(move || async move { endless_answer(status) });
     serve_loopback(app, "endless server").await
 }

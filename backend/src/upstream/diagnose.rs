@@ -77,6 +77,9 @@ fn sp_fix(s: &Settings) -> String {
     )
 }
 
+/// The fix when the token endpoint's answer is not Entra's.
+const PROXY_IN_THE_WAY: &str = "A proxy or captive portal may be in the way, or --entra-authority points at the wrong server. Check the outgoing HTTPS path to the login host.";
+
 /// Explains a token failure.
 pub fn token_error(
     e: &TokenError,
@@ -133,7 +136,7 @@ pub fn token_error(
         TokenError::NotJson(status) => diag(
             Some(status.to_string()),
             format!("The token endpoint {authority} answered HTTP {status} with something other than Entra's JSON."),
-            "A proxy or captive portal may be in the way, or --entra-authority points at the wrong server. Check the outgoing HTTPS path to the login host.".into(),
+            PROXY_IN_THE_WAY.into(),
         ),
         TokenError::TooLarge(status) => diag(
             Some(status.to_string()),
@@ -141,7 +144,7 @@ pub fn token_error(
                 "The token endpoint {authority} answered HTTP {status} with more than {} KB; Entra's answer is a few KB, so Mailroom read no further.",
                 super::MAX_ANSWER_BYTES / 1024
             ),
-            "A proxy or captive portal may be in the way, or --entra-authority points at the wrong server. Check the outgoing HTTPS path to the login host.".into(),
+            PROXY_IN_THE_WAY.into(),
         ),
         TokenError::Dns(detail) => diag(
             None,

@@ -233,7 +233,15 @@ impl Running {
 
 /// A server against a fresh rig, with settings saved for its fake upstream.
 pub async fn saved_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
-    let rig = Loopback::start(mailroom_fakes::SmtpConfig::default()).await;
+    saved_rig_with(mailroom_fakes::SmtpConfig::default(), tweak).await
+}
+
+/// [`saved_rig`] with a fake upstream that behaves as `config` says.
+pub async fn saved_rig_with(
+    config: mailroom_fakes::SmtpConfig,
+    tweak: impl FnOnce(&mut ServeArgs),
+) -> (Loopback, Running) {
+    let rig = Loopback::start(config).await;
     let server = start(&rig, tweak).await;
     server
         .save(&super::oauth_settings("localhost", rig.smtp.port()))
