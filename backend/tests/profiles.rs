@@ -555,7 +555,13 @@ async fn a_database_from_the_release_before_profiles_becomes_the_default_profile
     }
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let dir = data.path().to_path_buf();
-    let server = start(&rig, move |a| a.data_dir = dir).await;
+    // The fixture's messages were queued on 2026-12-02: with the default
+    // 24 hours they would fail as too old on any later day.
+    let server = start(&rig, move |a| {
+        a.data_dir = dir;
+        a.sending.max_queue_time = std::time::Duration::from_secs(3650 * 86_400);
+    })
+    .await;
 
     // The old settings, history and pause are the default profile's.
     let (_, list) = server.admin(Method::GET, "/api/profiles", None).await;
