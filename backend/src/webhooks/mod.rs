@@ -238,17 +238,15 @@ impl Webhooks {
 
     /// Forgets the cached subscriptions (after a change on this server).
     pub fn changed(&self) {
-        if let Ok(mut s) = self.subscribers.lock() {
-            *s = None;
-        }
+        *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     async fn subscribed(&self, event: &str) -> Vec<String> {
         let fresh = self
             .subscribers
             .lock()
-            .ok()
-            .and_then(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
             .filter(|(at, _)| at.elapsed() < Duration::from_secs(5));
         let list = match fresh {
             Some((_, list)) => list,
@@ -263,9 +261,8 @@ impl Webhooks {
                         return Vec::new();
                     }
                 };
-                if let Ok(mut s) = self.subscribers.lock() {
-                    *s = Some((tokio::time::Instant::now(), list.clone()));
-                }
+                *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((tokio::time::Instant::now(), list.clone()));
                 list
             }
         };
@@ -298,9 +295,7 @@ impl Webhooks {
     /// counts it); `last_stored` (the type's last stored event) stands in
     /// for the first check after a start.
     pub fn once_a_day(&self, key: &str, now: i64, last_stored: Option<i64>) -> bool {
-        let Ok(mut announced) = self.announced.lock() else {
-            return false;
-        };
+        let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
         let until = match announced.get(key) {
             Some(until) => *until,
             None => last_stored.map_or(0, |t| t + 86_400),
@@ -318,9 +313,7 @@ impl Webhooks {
         let key = format!("{}={}|{limit}", who.0, who.1);
         let now = self.clock.wall().unix_timestamp();
         {
-            let Ok(mut announced) = self.announced.lock() else {
-                return;
-            };
+            let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
             if announced.get(&key).is_some_and(|end| *end > now) {
                 return;
             }
