@@ -96,6 +96,8 @@ impl Engine {
         running: &mut HashMap<String, Running>,
         retired: &mut Vec<tokio::task::JoinHandle<()>>,
     ) {
+        // Workers already stopped need no waiting for at shutdown.
+        retired.retain(|h| !h.is_finished());
         let profiles = match self.settings.store.profiles().await {
             Ok(p) => p,
             Err(e) => {
