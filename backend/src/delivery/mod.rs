@@ -53,6 +53,16 @@ const RECORD_BATCH: usize = 256;
 /// the sending; an attempt's record is never an acknowledgement, so a few
 /// milliseconds later costs nothing.
 const RECORD_LINGER: Duration = Duration::from_millis(5);
+/// The waits before a batch of attempts that could not be committed is
+/// tried again: about half a minute in all, well within a claim's lease
+/// (2 minutes), so nobody claims those messages meanwhile.
+const RECORD_RETRIES: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+];
 
 /// How many messages to claim at once when one takes `per_message` to
 /// send (`None`: not measured yet): [`CLAIM_SPAN`]'s worth, from 1 to
@@ -139,9 +149,7 @@ pub struct Engine {
     /// [`claim_size`].
     per_message_ns: Arc<AtomicU64>,
     /// Group commit: attempts from all workers are written together.
-    recorder: mpsc::UnboundedSender<Pending>,
-    /// Commits of attempts not yet confirmed.
-    unrecorded: Arc<std::sync::Mutex<Vec<oneshot::Receiver<()>>>>,
+    recorder: mpsc::UnboundedSender<ToRecord>,
     /// This process's claims.
     lease: Lease,
     /// Events for the webhooks.
@@ -152,16 +160,22 @@ pub struct Engine {
     pub defaults: Defaults,
 }
 
-/// An attempt waiting for the recorder, and who waits for its commit.
-type Pending = (String, AttemptRecord, oneshot::Sender<()>);
+/// What the recorder is handed: an attempt to commit, or a wait for the
+/// commit of every attempt handed to it before.
+enum ToRecord {
+    Attempt(String, AttemptRecord),
+    Flush(oneshot::Sender<()>),
+}
 
 /// Writes the attempts that arrive while a commit is in progress in the next
 /// transaction, so the workers share one fsync instead of queueing for one each.
+/// It keeps nothing once a batch is committed: a flush is answered in turn,
+/// after the attempts sent before it.
 async fn recorder(
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
     webhooks: Arc<crate::webhooks::Webhooks>,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
+    mut rx: mpsc::UnboundedReceiver<ToRecord>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -175,33 +189,88 @@ async fn recorder(
                 Err(_) => break,
             }
         }
-        let (records, acks): (Vec<_>, Vec<_>) =
-            batch.into_iter().map(|(id, r, ack)| ((id, r), ack)).unzip();
-        let events: Vec<(String, &'static str)> = records
-            .iter()
-            .filter_map(|(id, r)| {
-                let event = match r.status {
-                    Status::Sent => "message.sent",
-                    Status::Failed => "message.failed",
-                    Status::Deferred if r.counts => "message.deferred",
-                    _ => return None,
-                };
-                Some((id.clone(), event))
-            })
-            .collect();
-        let rows = webhooks.message_rows(&events).await;
-        let has_events = !rows.is_empty();
-        let recorded = queue.record_many(records, &clock.rfc3339(), rows).await;
-        if let Err(e) = &recorded {
-            tracing::error!(error = %e, "cannot record delivery attempts");
+        let (mut records, mut acks) = (Vec::new(), Vec::new());
+        for item in batch {
+            match item {
+                ToRecord::Attempt(id, r) => records.push((id, r)),
+                ToRecord::Flush(ack) => acks.push(ack),
+            }
+        }
+        if !records.is_empty() {
+            record_batch(&*queue, &*clock, &webhooks, records).await;
         }
         for ack in acks {
             let _ = ack.send(());
         }
-        if recorded.is_ok() && has_events {
-            webhooks.wake();
+    }
+}
+
+/// Commits one batch of attempts with their webhook events, then wakes the
+/// webhook sender. A batch that cannot be committed (the database briefly
+/// away: a PostgreSQL restart, a lock held too long) is tried again after
+/// each of [`RECORD_RETRIES`]: dropped, its messages would stay `sending`
+/// until their lease lapsed and then go out a second time. Past the last,
+/// each attempt is tried alone, so one that cannot be stored does not cost
+/// the others their record.
+async fn record_batch(
+    queue: &dyn Queue,
+    clock: &dyn Clock,
+    webhooks: &crate::webhooks::Webhooks,
+    records: Vec<(String, AttemptRecord)>,
+) {
+    let rows = webhooks.message_rows(&message_events(&records)).await;
+    let has_events = !rows.is_empty();
+    let mut waits = RECORD_RETRIES.iter();
+    loop {
+        let tried = queue
+            .record_many(records.clone(), &clock.rfc3339(), rows.clone())
+            .await;
+        match (tried, waits.next()) {
+            (Ok(()), _) => {
+                if has_events {
+                    webhooks.wake();
+                }
+                return;
+            }
+            (Err(e), Some(wait)) => {
+                tracing::warn!(error = %e, n = records.len(), retry_in = ?wait, "cannot record delivery attempts; trying again");
+                tokio::time::sleep(*wait).await;
+            }
+            (Err(e), None) => {
+                tracing::error!(error = %e, n = records.len(), "cannot record delivery attempts; trying each alone");
+                break;
+            }
         }
     }
+    for record in records {
+        let one = std::slice::from_ref(&record);
+        let rows = webhooks.message_rows(&message_events(one)).await;
+        let id = record.0.clone();
+        if let Err(e) = queue
+            .record_many(vec![record], &clock.rfc3339(), rows)
+            .await
+        {
+            tracing::error!(error = %e, id, "cannot record a delivery attempt");
+        }
+    }
+    webhooks.wake();
+}
+
+/// The webhook event each attempt announces, if any: a final outcome, or a
+/// deferral that counts as an attempt.
+fn message_events(records: &[(String, AttemptRecord)]) -> Vec<(String, &'static str)> {
+    records
+        .iter()
+        .filter_map(|(id, r)| {
+            let event = match r.status {
+                Status::Sent => "message.sent",
+                Status::Failed => "message.failed",
+                Status::Deferred if r.counts => "message.deferred",
+                _ => return None,
+            };
+            Some((id.clone(), event))
+        })
+        .collect()
 }
 
 /// A worker's open connection.
@@ -235,7 +304,6 @@ impl Engine {
             defaults,
             webhooks,
             recorder: recorder_tx,
-            unrecorded: Arc::default(),
             lease: Lease {
                 owner: crate::apps::new_server_id(),
                 seconds: options.lease.as_secs().max(1) as i64,
@@ -327,6 +395,151 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A recorder over a fresh SQLite store holding 40 claimed messages:
+    /// the store, the recorder's sender, the messages' ids and the time.
+    async fn recording(
+        dir: &std::path::Path,
+    ) -> (
+        Arc<crate::store::sqlite::SqliteStore>,
+        mpsc::UnboundedSender<ToRecord>,
+        Vec<String>,
+        i64,
+    ) {
+        use crate::store::queue::NewMessage;
+        use crate::store::sqlite::SqliteStore;
+        let store = Arc::new(SqliteStore::open(&dir.join("m.db")).unwrap());
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let cipher = crate::crypto::Cipher::load_or_create_at(&dir.join("key"), true).unwrap();
+        let webhooks = crate::webhooks::Webhooks::new(
+            store.clone(),
+            Arc::new(cipher),
+            clock.clone(),
+            Arc::new(Metrics::new(Default::default())),
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let now = clock.wall().unix_timestamp();
+        let ids: Vec<String> = (0..40).map(|i| format!("msg_{i}")).collect();
+        for id in &ids {
+            store
+                .enqueue(NewMessage {
+                    id: id.clone(),
+                    app_id: None,
+                    source: None,
+                    mail_from: "a@b.example".into(),
+                    recipients: vec!["c@d.example".into()],
+                    subject: "s".into(),
+                    body: b"x".to_vec(),
+                    idempotency_key: None,
+                    limits: None,
+                    now: clock.rfc3339(),
+                    now_unix: now,
+                    profile: crate::store::DEFAULT_PROFILE.into(),
+                })
+                .await
+                .unwrap();
+        }
+        let lease = Lease {
+            owner: "srv_test".into(),
+            seconds: 60,
+        };
+        let claimed = store
+            .claim(crate::store::DEFAULT_PROFILE, now, 40, &lease)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 40);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue: Arc<dyn Queue> = store.clone();
+        tokio::spawn(recorder(queue, clock, Arc::new(webhooks), rx));
+        (store, tx, ids, now)
+    }
+
+    /// Hands the recorder a `sent` attempt for each message, its text
+    /// `words` long, then a flush; returns the flush's answer.
+    fn sent_each(
+        tx: &mpsc::UnboundedSender<ToRecord>,
+        ids: &[String],
+        now: i64,
+        words: usize,
+    ) -> oneshot::Receiver<()> {
+        for id in ids {
+            let record = AttemptRecord {
+                attempt: serde_json::from_value(
+                    serde_json::json!({"at": "t", "ok": true, "message": "sent ".repeat(words)}),
+                )
+                .unwrap(),
+                transcript: None,
+                recipients: vec![RecipientOutcome {
+                    idx: 0,
+                    status: Status::Sent,
+                    code: Some("250".into()),
+                    message: None,
+                }],
+                status: Status::Sent,
+                next_attempt_unix: now,
+                counts: true,
+            };
+            tx.send(ToRecord::Attempt(id.clone(), record)).unwrap();
+        }
+        let (ack, done) = oneshot::channel();
+        tx.send(ToRecord::Flush(ack)).unwrap();
+        done
+    }
+
+    /// A flush answers only once every attempt handed over before it is
+    /// committed (a stopping worker relies on it: nothing it sent may be
+    /// left `sending`, to go out twice after a restart), and the recorder
+    /// keeps nothing per attempt once it is.
+    #[tokio::test]
+    async fn a_flush_waits_for_the_attempts_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tx, ids, now) = recording(dir.path()).await;
+        sent_each(&tx, &ids, now, 1)
+            .await
+            .expect("the flush is answered");
+        let counts = store.counts().await.unwrap();
+        assert_eq!(counts[&Status::Sent], 40, "{counts:?}");
+        assert_eq!(counts[&Status::Sending], 0, "{counts:?}");
+        // A flush with nothing before it is answered too.
+        let (ack, done) = oneshot::channel();
+        tx.send(ToRecord::Flush(ack)).unwrap();
+        done.await.expect("the flush is answered");
+    }
+
+    /// A batch the database refuses for a while (here it is full) is kept
+    /// and committed once it can be, not dropped: dropped, its messages
+    /// would stay `sending` and go out again when their lease lapsed.
+    #[tokio::test]
+    async fn attempts_the_database_refuses_for_a_while_are_recorded_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, tx, ids, now) = recording(dir.path()).await;
+        let cap = |more: i64| {
+            store.with_conn(move |c| {
+                let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                let sql = format!("PRAGMA max_page_count = {}", pages + more);
+                c.query_row(&sql, [], |_| Ok(()))?;
+                Ok(())
+            })
+        };
+        cap(0).await.unwrap();
+        // 40 attempts of 10 KB each cannot fit in the pages there are.
+        let mut done = sent_each(&tx, &ids, now, 2_000);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            done.try_recv().is_err(),
+            "not recorded while the disk is full"
+        );
+        let counts = store.counts().await.unwrap();
+        assert_eq!(counts[&Status::Sending], 40, "{counts:?}");
+        cap(100_000).await.unwrap();
+        done.await.expect("the flush is answered");
+        let counts = store.counts().await.unwrap();
+        assert_eq!(counts[&Status::Sent], 40, "{counts:?}");
+        let details = store.details("msg_7").await.unwrap().unwrap();
+        assert_eq!(details.attempts.len(), 1, "recorded once");
+    }
 
     #[test]
     fn backoff_doubles_up_to_an_hour() {

@@ -51,24 +51,19 @@ impl Engine {
     /// server's lease until the commit, so nobody claims it);
     /// [`Engine::flush_records`] waits for the commits.
     pub(super) async fn record(&self, id: &str, r: AttemptRecord) {
-        let (ack, done) = oneshot::channel();
-        if self.recorder.send((id.to_string(), r, ack)).is_err() {
+        if self
+            .recorder
+            .send(ToRecord::Attempt(id.to_string(), r))
+            .is_err()
+        {
             tracing::error!(id, "the recorder has stopped; the attempt is not recorded");
-            return;
-        }
-        if let Ok(mut pending) = self.unrecorded.lock() {
-            pending.push(done);
         }
     }
 
     /// Waits until every attempt handed to the recorder so far is committed.
     pub(super) async fn flush_records(&self) {
-        let pending: Vec<_> = self
-            .unrecorded
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default();
-        for done in pending {
+        let (ack, done) = oneshot::channel();
+        if self.recorder.send(ToRecord::Flush(ack)).is_ok() {
             let _ = done.await;
         }
     }
