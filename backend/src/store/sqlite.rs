@@ -1,16 +1,18 @@
-//! The embedded store: SQLite in `<data-dir>/mailroom.db`, one connection
-//! behind a mutex on the blocking pool. WAL with `synchronous=FULL`, so a
+//! The embedded store: SQLite in `<data-dir>/mailroom.db`, one writing
+//! connection behind a mutex on the blocking pool, and one read-only
+//! connection beside it for the administrator's reads over the whole queue
+//! ([`SqliteStore::with_read`]). WAL with `synchronous=FULL`, so a
 //! committed transaction survives a crash; foreign keys on, so deleting a
 //! message takes its recipients and attempts. The statements are
 //! [`super::sql`]'s, shared with PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use mailroom_shared::sending::{App, Details, Paused, Status, Summary};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use super::queue::{
     limits_json, page_end, profile_limits_json, status_of, AttemptRecord, ChangeError, Claimed,
@@ -28,10 +30,24 @@ use super::{
 
 const DAY: i64 = 24 * 3600;
 
+/// [`sql::PURGE`] through its partial index (without statistics SQLite
+/// prefers the status index, which reads every final row), at most `?2`
+/// messages at a time: see [`SqliteStore::purge_in_batches`].
+const PURGE: &str = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages INDEXED BY messages_final_age WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1 LIMIT ?2)";
+/// [`sql::PURGE_DELIVERIES`] likewise.
+const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries INDEXED BY webhook_deliveries_final_age WHERE status IN ('delivered', 'failed') AND created_at < ?1 LIMIT ?2)";
+/// Rows a purge deletes per transaction.
+const PURGE_BATCH: i64 = 2_000;
+
 /// SQLite in `<data-dir>/mailroom.db`.
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) conn: Arc<Mutex<Connection>>,
+    /// A read-only connection for the administrator's reads that may cover
+    /// the whole retained queue (counts, searches, details): with WAL they
+    /// read a committed snapshot beside the writer, so a search through
+    /// months of mail never holds up a submission, a claim or a record.
+    read: Arc<Mutex<Connection>>,
     /// The group committer of submissions, started at the first one
     /// ([`Committer`]).
     committer: Arc<std::sync::OnceLock<Committer>>,
@@ -68,8 +84,15 @@ impl SqliteStore {
         migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Db(migration_failed(path, &e)))?;
+        let read = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        read.busy_timeout(std::time::Duration::from_secs(5))?;
+        read.pragma_update(None, "cache_size", -8192)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            read: Arc::new(Mutex::new(read)),
             committer: Arc::default(),
         })
     }
@@ -80,15 +103,43 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| StoreError::Db("database lock poisoned".into()))?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Db(e.to_string()))?
+        on(self.conn.clone(), f).await
+    }
+
+    /// Runs `f` on the read-only connection, on the blocking pool: it sees
+    /// every commit made before it starts, and never waits for the writer.
+    pub(crate) async fn with_read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        on(self.read.clone(), f).await
+    }
+
+    /// Runs a purge (`?1` the cutoff, `?2` the batch) until a batch deletes
+    /// fewer than `batch` rows, letting go of the connection between
+    /// batches: after a shorter `--retention`, or days down, millions of
+    /// rows may be due at once (2,000,000 messages took 16 s in one
+    /// statement), and submissions, claims and records wait for one batch
+    /// at most, not for all. Returns the rows deleted and the batches run.
+    pub(crate) async fn purge_in_batches(
+        &self,
+        sql: &'static str,
+        cutoff: &str,
+        batch: i64,
+    ) -> Result<(u64, u32), StoreError> {
+        let (mut deleted, mut batches) = (0u64, 0u32);
+        loop {
+            let cutoff = cutoff.to_string();
+            let n = self
+                .with_conn(move |c| Ok(c.execute(sql, params![cutoff, batch])? as u64))
+                .await?;
+            deleted += n;
+            batches += 1;
+            if (n as i64) < batch {
+                return Ok((deleted, batches));
+            }
+        }
     }
 
     /// Like [`SqliteStore::with_conn`], for a write that may be lost in a
@@ -114,6 +165,39 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Runs `f` on `conn`, on the blocking pool.
+async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f(&mut *lock(&conn)?))
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))?
+}
+
+/// Locks a connection. A call that panicked while holding it (a bug)
+/// leaves the mutex poisoned and may leave a transaction open or (the
+/// writer's) commits relaxed ([`SqliteStore::with_conn_relaxed`]); the
+/// connection itself is sound, so that is undone here and the store goes
+/// on. Refusing every later call instead would stop intake, delivery and
+/// the API until a restart.
+fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>, StoreError> {
+    let guard = match conn.lock() {
+        Ok(guard) => return Ok(guard),
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    tracing::error!(
+        "a database call panicked; its transaction is rolled back and the store goes on"
+    );
+    if !guard.is_autocommit() {
+        guard.execute_batch("ROLLBACK")?;
+    }
+    guard.pragma_update(None, "synchronous", "FULL")?;
+    conn.clear_poison();
+    Ok(guard)
 }
 
 #[async_trait]
@@ -613,19 +697,7 @@ pub(crate) fn enqueue_batch(
 
 /// SQLite's group: [`enqueue_batch`] on the blocking pool.
 fn sqlite_group(conn: Arc<Mutex<Connection>>) -> GroupFn {
-    Arc::new(move |messages| {
-        let conn = conn.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut c = conn
-                    .lock()
-                    .map_err(|_| StoreError::Db("database lock poisoned".into()))?;
-                enqueue_batch(&mut c, messages)
-            })
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Db(e.to_string())))
-        })
-    })
+    Arc::new(move |messages| Box::pin(on(conn.clone(), move |c| enqueue_batch(c, messages))))
 }
 
 /// Records one attempt inside a transaction.
@@ -1008,14 +1080,12 @@ impl Queue for SqliteStore {
     }
 
     async fn purge(&self, cutoff: &str) -> Result<u64, StoreError> {
-        let cutoff = cutoff.to_string();
-        self.with_conn(move |c| Ok(c.execute(sql::PURGE, [cutoff])? as u64))
-            .await
+        Ok(self.purge_in_batches(PURGE, cutoff, PURGE_BATCH).await?.0)
     }
 
     async fn oldest_waiting_unix(&self, profile: &str) -> Result<Option<i64>, StoreError> {
         let profile = profile.to_string();
-        self.with_conn(move |c| {
+        self.with_read(move |c| {
             Ok(c.query_row(sql::OLDEST_WAITING, [profile], |r| {
                 r.get::<_, Option<i64>>(0)
             })?)
@@ -1024,7 +1094,7 @@ impl Queue for SqliteStore {
     }
 
     async fn counts(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
-        self.with_conn(|c| {
+        self.with_read(|c| {
             let mut counts: BTreeMap<Status, u64> = Status::ALL.iter().map(|s| (*s, 0)).collect();
             let mut stmt = c.prepare(sql::COUNTS)?;
             for row in stmt.query_map([], |r| Ok((r.text(0)?, r.int(1)?)))? {
@@ -1037,7 +1107,7 @@ impl Queue for SqliteStore {
     }
 
     async fn list(&self, f: ListFilter) -> Result<(Vec<Summary>, Option<String>), StoreError> {
-        self.with_conn(move |c| {
+        self.with_read(move |c| {
             let limit = f.limit.clamp(1, 200);
             let like = f.search_pattern();
             let mut stmt = c.prepare_cached(&sql::list(sql::SQLITE_TO))?;
@@ -1062,7 +1132,7 @@ impl Queue for SqliteStore {
 
     async fn details(&self, id: &str) -> Result<Option<Details>, StoreError> {
         let id = id.to_string();
-        self.with_conn(move |c| {
+        self.with_read(move |c| {
             let Some(summary) = summary_by_id(c, &id)? else {
                 return Ok(None);
             };
@@ -1455,9 +1525,10 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn purge_deliveries(&self, cutoff: &str) -> Result<u64, StoreError> {
-        let cutoff = cutoff.to_string();
-        self.with_conn(move |c| Ok(c.execute(sql::PURGE_DELIVERIES, [cutoff])? as u64))
-            .await
+        Ok(self
+            .purge_in_batches(PURGE_DELIVERIES, cutoff, PURGE_BATCH)
+            .await?
+            .0)
     }
 
     async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError> {
@@ -1773,6 +1844,29 @@ mod tests {
             "{p}"
         );
         assert!(!p.contains("messages"), "{p}");
+        // Each failed sign-in or wrong key first deletes the expired ones.
+        let p = plan(sql::DELETE_OLD_FAILURES, 1);
+        assert!(p.contains("INDEX sign_in_failures_first"), "{p}");
+        // Housekeeping's purges, every minute, through their partial indexes.
+        for (ours, shared, index) in [
+            (PURGE, sql::PURGE, "messages_final_age"),
+            (
+                PURGE_DELIVERIES,
+                sql::PURGE_DELIVERIES,
+                "webhook_deliveries_final_age",
+            ),
+        ] {
+            let (_, condition) = shared.split_once(" WHERE ").unwrap();
+            assert!(
+                ours.contains(&format!("INDEXED BY {index} WHERE {condition} LIMIT ?2)")),
+                "{ours}"
+            );
+            let p = plan(ours, 2);
+            assert!(p.contains(&format!("INDEX {index} (")), "{p}");
+        }
+        // Each group commit with a keyed submission deletes a day's old keys.
+        let p = plan(sql::DELETE_OLD_IDEMPOTENCY, 1);
+        assert!(p.contains("INDEX idempotency_created"), "{p}");
     }
 
     #[test]
@@ -1917,6 +2011,149 @@ mod tests {
             .await;
         assert!(failed.is_err());
         assert_eq!(level(&store).await, FULL);
+    }
+
+    /// A bug that panics while it holds the one connection (inside a
+    /// transaction, with commits relaxed) costs that call only: the store
+    /// rolls the half-done transaction back, is durable again, and serves
+    /// every later call, instead of refusing them all as "poisoned".
+    #[tokio::test]
+    async fn a_panic_holding_the_connection_costs_that_call_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        let panicked: Result<(), _> = store
+            .with_conn_relaxed(|c| {
+                let tx = c.transaction()?;
+                tx.execute_batch("CREATE TABLE half_done (x)")?;
+                panic!("a bug inside a transaction");
+            })
+            .await;
+        assert!(panicked.is_err());
+        // A transaction begun by hand, with no guard to roll it back.
+        let panicked: Result<(), _> = store
+            .with_conn(|c| {
+                c.execute_batch("BEGIN IMMEDIATE; CREATE TABLE by_hand (x)")?;
+                panic!("a bug after BEGIN");
+            })
+            .await;
+        assert!(panicked.is_err());
+        store
+            .enqueue(message("msg_1", b"x".to_vec()))
+            .await
+            .expect("the store serves on");
+        assert_eq!(claim_due(&store).await.len(), 1);
+        let (level, tables, autocommit) = store
+            .with_conn(|c| {
+                let level: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                let tables: i64 = c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name IN ('half_done', 'by_hand')",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok((level, tables, c.is_autocommit()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(level, 2, "commits wait for the disk again (FULL)");
+        assert_eq!(tables, 0, "both half-done transactions rolled back");
+        assert!(autocommit, "no transaction left open");
+    }
+
+    /// The administrator's reads that may cover the whole retained queue
+    /// (counts, a search, a message's details, the oldest waiting) and the
+    /// writes do not wait for each other: each answers while the other
+    /// connection is held, and a read sees what was committed before it.
+    #[tokio::test]
+    // Holding one connection's lock while the other answers is the test.
+    #[allow(clippy::await_holding_lock)]
+    async fn reads_and_writes_never_wait_for_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        let soon = std::time::Duration::from_secs(10);
+        store
+            .enqueue(message("msg_1", b"x".to_vec()))
+            .await
+            .unwrap();
+        {
+            // The writer is busy (a long claim or commit, say).
+            let _writing = store.conn.lock().unwrap();
+            let counts = tokio::time::timeout(soon, store.counts())
+                .await
+                .expect("counts answer while the writer is busy")
+                .unwrap();
+            assert_eq!(counts[&Status::Queued], 1);
+            let filter = ListFilter {
+                q: Some("c@d".into()),
+                limit: 50,
+                ..ListFilter::default()
+            };
+            let (found, _) = tokio::time::timeout(soon, store.list(filter))
+                .await
+                .expect("a search answers while the writer is busy")
+                .unwrap();
+            assert_eq!(found.len(), 1);
+            let details = tokio::time::timeout(soon, store.details("msg_1"))
+                .await
+                .expect("details answer while the writer is busy")
+                .unwrap();
+            assert!(details.is_some());
+            let oldest = tokio::time::timeout(soon, store.oldest_waiting_unix(DEFAULT_PROFILE))
+                .await
+                .expect("the oldest waiting answers while the writer is busy")
+                .unwrap();
+            assert_eq!(oldest, Some(1_795_000_000));
+        }
+        {
+            // A slow search holds the reader.
+            let _reading = store.read.lock().unwrap();
+            tokio::time::timeout(soon, store.enqueue(message("msg_2", b"y".to_vec())))
+                .await
+                .expect("a submission is stored during a slow search")
+                .unwrap();
+            assert_eq!(
+                tokio::time::timeout(soon, claim_due(&store))
+                    .await
+                    .unwrap()
+                    .len(),
+                2
+            );
+        }
+        let counts = store.counts().await.unwrap();
+        assert_eq!(counts[&Status::Sending], 2, "the reader sees the claim");
+    }
+
+    /// A purge with many rows due goes in batches, each its own
+    /// transaction, until one finds fewer than a batch; what is not due stays.
+    #[tokio::test]
+    async fn a_large_purge_goes_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        for i in 0..7 {
+            let id = format!("msg_{i}");
+            store.enqueue(message(&id, b"x".to_vec())).await.unwrap();
+            // Five cancelled long ago, two just now.
+            let when = if i < 5 {
+                "2026-01-01T00:00:00Z"
+            } else {
+                "2026-11-30T00:00:00Z"
+            };
+            store.cancel(&id, when).await.unwrap();
+        }
+        let cutoff = "2026-06-01T00:00:00Z";
+        let done = store.purge_in_batches(PURGE, cutoff, 2).await.unwrap();
+        assert_eq!(done, (5, 3), "2 + 2 + 1");
+        let counts = store.counts().await.unwrap();
+        assert_eq!(counts[&Status::Cancelled], 2, "{counts:?}");
+        assert!(store.details("msg_6").await.unwrap().is_some());
+        // Exactly a batch due: one more (empty) batch ends it.
+        assert_eq!(
+            store
+                .purge_in_batches(PURGE, "2026-12-31T00:00:00Z", 2)
+                .await
+                .unwrap(),
+            (2, 2)
+        );
+        assert_eq!(store.purge(cutoff).await.unwrap(), 0);
     }
 
     #[tokio::test]
