@@ -396,14 +396,16 @@ impl Engine {
 mod tests {
     use super::*;
 
-    /// A recorder over a fresh SQLite store holding 40 claimed messages:
-    /// the store, the recorder's sender, the messages' ids and the time.
-    async fn recording(
+    /// A fresh SQLite store holding 40 messages claimed by one lease, with
+    /// the clock and the webhooks an engine needs: the store, the claims,
+    /// the clock, the webhooks and the time.
+    async fn claimed_40(
         dir: &std::path::Path,
     ) -> (
         Arc<crate::store::sqlite::SqliteStore>,
-        mpsc::UnboundedSender<ToRecord>,
-        Vec<String>,
+        Vec<Claimed>,
+        Arc<dyn Clock>,
+        Arc<crate::webhooks::Webhooks>,
         i64,
     ) {
         use crate::store::queue::NewMessage;
@@ -421,11 +423,10 @@ mod tests {
         )
         .unwrap();
         let now = clock.wall().unix_timestamp();
-        let ids: Vec<String> = (0..40).map(|i| format!("msg_{i}")).collect();
-        for id in &ids {
+        for i in 0..40 {
             store
                 .enqueue(NewMessage {
-                    id: id.clone(),
+                    id: format!("msg_{i}"),
                     app_id: None,
                     source: None,
                     mail_from: "a@b.example".into(),
@@ -450,10 +451,124 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(claimed.len(), 40);
+        (store, claimed, clock, Arc::new(webhooks), now)
+    }
+
+    /// A recorder over [`claimed_40`]'s store: the store, the recorder's
+    /// sender, the messages' ids and the time.
+    async fn recording(
+        dir: &std::path::Path,
+    ) -> (
+        Arc<crate::store::sqlite::SqliteStore>,
+        mpsc::UnboundedSender<ToRecord>,
+        Vec<String>,
+        i64,
+    ) {
+        let (store, claimed, clock, webhooks, now) = claimed_40(dir).await;
         let (tx, rx) = mpsc::unbounded_channel();
         let queue: Arc<dyn Queue> = store.clone();
-        tokio::spawn(recorder(queue, clock, Arc::new(webhooks), rx));
-        (store, tx, ids, now)
+        tokio::spawn(recorder(queue, clock, webhooks, rx));
+        (store, tx, claimed.into_iter().map(|m| m.id).collect(), now)
+    }
+
+    /// An attempt that panics (a bug, in Mailroom or a crate it uses, on an
+    /// odd message) costs its message one attempt, deferred with the
+    /// reason, and not the worker: the guard returns, so the worker goes on
+    /// with the next message.
+    #[tokio::test]
+    async fn an_attempt_that_panics_defers_its_message_and_the_worker_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, claimed, clock, webhooks, now) = claimed_40(dir.path()).await;
+        let cipher = crate::crypto::Cipher::load_or_create_at(&dir.path().join("key"), true);
+        let settings = SettingsRepo {
+            store: store.clone(),
+            cipher: Arc::new(cipher.unwrap()),
+            clock: clock.clone(),
+            saved: Arc::default(),
+            wake: Arc::default(),
+            profile: Arc::from(crate::store::DEFAULT_PROFILE),
+        };
+        let tester = Upstream::new(&crate::config::TestArgs::default()).unwrap();
+        let options = DeliveryOptions {
+            connections: 1,
+            rate_per_minute: 0,
+            max_queue_time: Duration::from_secs(86_400),
+            retention: Duration::from_secs(86_400),
+            pause_retry: Duration::from_secs(60),
+            lease: Duration::from_secs(60),
+            recipients_per_day: None,
+        };
+        let engine = Engine::new(
+            store.clone(),
+            settings,
+            Arc::new(tester),
+            Arc::new(Metrics::new(Default::default())),
+            clock,
+            webhooks,
+            options,
+            Defaults::default(),
+        );
+        let index = 7;
+        let conn = engine
+            .guarded(&claimed[0].without_body(), async move {
+                let recipients: Vec<u32> = vec![1, 2, 3];
+                Some(recipients[index]).map(|_| unreachable!())
+            })
+            .await;
+        assert!(conn.is_none(), "the connection is not reused");
+        // A panic with a plain text reason too, on another message.
+        let conn = engine
+            .guarded(&claimed[1].without_body(), async {
+                panic!("a plain reason")
+            })
+            .await;
+        assert!(conn.is_none());
+        engine.flush_records().await;
+        for (m, reason) in [
+            (
+                &claimed[0],
+                "index out of bounds: the len is 3 but the index is 7",
+            ),
+            (&claimed[1], "a plain reason"),
+        ] {
+            let d = store.details(&m.id).await.unwrap().unwrap();
+            assert_eq!(d.summary.status, Status::Deferred, "{d:?}");
+            assert_eq!(d.attempts.len(), 1, "{d:?}");
+            let a = &d.attempts[0];
+            assert!(!a.ok);
+            assert_eq!(
+                a.message,
+                format!("Mailroom stopped this attempt with an internal error ({reason})."),
+            );
+            assert!(
+                a.hint.as_deref().unwrap().contains("tried again later"),
+                "{a:?}"
+            );
+        }
+        // Deferred with backoff: not due now, due within the first backoff.
+        let later = |secs| {
+            let store = store.clone();
+            let lease = Lease {
+                owner: "srv_other".into(),
+                seconds: 60,
+            };
+            async move {
+                store
+                    .claim(crate::store::DEFAULT_PROFILE, now + secs, 40, &lease)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| m.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(later(0).await, Vec::<String>::new(), "not due at once");
+        // (The others' lease has lapsed by then too.)
+        let due = later(backoff(1).as_secs() as i64 + 5).await;
+        assert!(
+            due.contains(&claimed[0].id) && due.contains(&claimed[1].id),
+            "{due:?}"
+        );
     }
 
     /// Hands the recorder a `sent` attempt for each message, its text

@@ -97,7 +97,10 @@ impl Engine {
                     }
                 }
                 let started = tokio::time::Instant::now();
-                conn = self.deliver(message, &current, conn).await;
+                let which = message.without_body();
+                conn = self
+                    .guarded(&which, self.deliver(message, &current, conn))
+                    .await;
                 // The pace of a working upstream: an attempt that paused
                 // delivery (refused at once, most often) says nothing of it.
                 if conn.is_some() {
@@ -385,11 +388,52 @@ impl Engine {
         }
     }
 
+    /// Runs one message's attempt. A panic in it (a bug, in Mailroom or in
+    /// a crate it uses, on some odd message) costs that message one attempt,
+    /// deferred with the reason, and its connection: it never ends the
+    /// worker. Without this, a message that panics its worker each time was
+    /// claimed again when its lease lapsed and took the next worker with it,
+    /// until the profile delivered nothing at all and said nothing.
+    pub(super) async fn guarded(
+        &self,
+        m: &Claimed,
+        attempt: impl std::future::Future<Output = Option<Connection>>,
+    ) -> Option<Connection> {
+        use futures_util::FutureExt;
+        match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+            Ok(conn) => conn,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no reason given".into());
+                tracing::error!(id = %m.id, panic = %what, "an attempt panicked; the message is deferred");
+                let d = internal_error(&what);
+                self.defer(m, &d, None, None).await;
+                None
+            }
+        }
+    }
+
     pub(super) async fn reset_or_drop(&self, mut c: Connection, alive: bool) -> Option<Connection> {
         if alive && c.open.session.reset(&mut c.open.progress).await.is_ok() {
             Some(c)
         } else {
             None
         }
+    }
+}
+
+/// What an attempt that panicked shows on its message.
+fn internal_error(what: &str) -> Diagnosis {
+    Diagnosis {
+        kind: Kind::Temporary,
+        stage: Stage::Send,
+        code: None,
+        message: crate::upstream::cut_text(format!(
+            "Mailroom stopped this attempt with an internal error ({what})."
+        )),
+        hint: "The message is kept and tried again later, like any deferred message. If it happens again, report it with this message's id and the server log's lines around \"an attempt panicked\"; other messages go on meanwhile.".into(),
     }
 }

@@ -277,6 +277,22 @@ pub struct Claimed {
     pub transport: Option<mailroom_shared::Transport>,
 }
 
+impl Claimed {
+    /// The same claim without its body: what recording an attempt needs.
+    pub fn without_body(&self) -> Claimed {
+        Claimed {
+            id: self.id.clone(),
+            app_id: self.app_id.clone(),
+            mail_from: self.mail_from.clone(),
+            recipients: self.recipients.clone(),
+            body: Vec::new(),
+            attempt_count: self.attempt_count,
+            created_unix: self.created_unix,
+            transport: self.transport,
+        }
+    }
+}
+
 /// The outcome of one recipient in an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipientOutcome {
