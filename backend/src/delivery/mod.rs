@@ -399,7 +399,7 @@ mod tests {
     /// A fresh SQLite store holding 40 messages claimed by one lease, with
     /// the clock and the webhooks an engine needs: the store, the claims,
     /// the clock, the webhooks and the time.
-    async fn claimed_40(
+    pub(super) async fn claimed_40(
         dir: &std::path::Path,
     ) -> (
         Arc<crate::store::sqlite::SqliteStore>,
@@ -471,15 +471,14 @@ mod tests {
         (store, tx, claimed.into_iter().map(|m| m.id).collect(), now)
     }
 
-    /// An attempt that panics (a bug, in Mailroom or a crate it uses, on an
-    /// odd message) costs its message one attempt, deferred with the
-    /// reason, and not the worker: the guard returns, so the worker goes on
-    /// with the next message.
-    #[tokio::test]
-    async fn an_attempt_that_panics_defers_its_message_and_the_worker_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, claimed, clock, webhooks, now) = claimed_40(dir.path()).await;
-        let cipher = crate::crypto::Cipher::load_or_create_at(&dir.path().join("key"), true);
+    /// An engine over [`claimed_40`]'s parts, the default profile's.
+    pub(super) fn engine_over(
+        dir: &std::path::Path,
+        store: Arc<crate::store::sqlite::SqliteStore>,
+        clock: Arc<dyn Clock>,
+        webhooks: Arc<crate::webhooks::Webhooks>,
+    ) -> Engine {
+        let cipher = crate::crypto::Cipher::load_or_create_at(&dir.join("key"), true);
         let settings = SettingsRepo {
             store: store.clone(),
             cipher: Arc::new(cipher.unwrap()),
@@ -498,7 +497,7 @@ mod tests {
             lease: Duration::from_secs(60),
             recipients_per_day: None,
         };
-        let engine = Engine::new(
+        Engine::new(
             store.clone(),
             settings,
             Arc::new(tester),
@@ -507,7 +506,18 @@ mod tests {
             webhooks,
             options,
             Defaults::default(),
-        );
+        )
+    }
+
+    /// An attempt that panics (a bug, in Mailroom or a crate it uses, on an
+    /// odd message) costs its message one attempt, deferred with the
+    /// reason, and not the worker: the guard returns, so the worker goes on
+    /// with the next message.
+    #[tokio::test]
+    async fn an_attempt_that_panics_defers_its_message_and_the_worker_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, claimed, clock, webhooks, now) = claimed_40(dir.path()).await;
+        let engine = engine_over(dir.path(), store.clone(), clock, webhooks);
         let index = 7;
         let conn = engine
             .guarded(&claimed[0].without_body(), async move {

@@ -122,14 +122,22 @@ impl Engine {
                 continue;
             };
             if let Some(r) = running.get_mut(&row.id) {
-                if r.effective == effective {
+                // A worker is never told to stop while its profile runs: one
+                // that ended anyway died of a bug outside an attempt (those
+                // inside are caught: [`Engine::guarded`]).
+                let died = r.handles.iter().any(|h| h.is_finished());
+                if r.effective == effective && !died {
                     if r.version != version {
                         r.version = version;
                         r.engine.settings_changed().await;
                     }
                     continue;
                 }
-                // New limits: the old workers finish their message and stop.
+                if died {
+                    tracing::error!(profile = %row.id, "a delivery worker stopped by itself; the profile's workers start again");
+                }
+                // New limits, or a worker gone: the old workers finish
+                // their message and stop, and new ones start.
                 let r = running.remove(&row.id).expect("present");
                 let _ = r.stop.send(true);
                 retired.extend(r.handles);
@@ -157,5 +165,66 @@ impl Engine {
             );
         }
         retired.retain(|h| !h.is_finished());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{claimed_40, engine_over};
+    use super::*;
+    use crate::store::DEFAULT_PROFILE;
+
+    /// A profile whose worker ended without being told to (a bug outside
+    /// an attempt) gets new workers at the supervisor's next look, instead
+    /// of delivering nothing, and saying nothing, until a restart.
+    #[tokio::test]
+    async fn a_worker_that_died_is_started_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, clock, webhooks, _) = claimed_40(dir.path()).await;
+        let engine = engine_over(dir.path(), store, clock, webhooks);
+        let (mut running, mut retired) = (HashMap::new(), Vec::new());
+        engine.reconcile(&mut running, &mut retired).await;
+        let ids = |running: &HashMap<String, Running>| -> Vec<tokio::task::Id> {
+            running[DEFAULT_PROFILE]
+                .handles
+                .iter()
+                .map(|h| h.id())
+                .collect()
+        };
+        let first = ids(&running);
+        assert!(!first.is_empty());
+        // Nothing changed: the same workers go on.
+        engine.reconcile(&mut running, &mut retired).await;
+        assert_eq!(ids(&running), first);
+        assert!(retired.is_empty());
+        // One dies.
+        let dying = &running[DEFAULT_PROFILE].handles[0];
+        dying.abort();
+        while !dying.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        engine.reconcile(&mut running, &mut retired).await;
+        let now = ids(&running);
+        assert_eq!(now.len(), first.len(), "as many workers as before");
+        assert!(now.iter().all(|id| !first.contains(id)), "all new");
+        assert!(running[DEFAULT_PROFILE]
+            .handles
+            .iter()
+            .all(|h| !h.is_finished()));
+        // The others were told to stop, and do.
+        for h in retired.drain(..) {
+            tokio::time::timeout(Duration::from_secs(10), h)
+                .await
+                .expect("a retired worker stops")
+                .unwrap();
+        }
+        let r = running.remove(DEFAULT_PROFILE).unwrap();
+        r.stop.send(true).unwrap();
+        for h in r.handles {
+            tokio::time::timeout(Duration::from_secs(10), h)
+                .await
+                .expect("a worker stops")
+                .unwrap();
+        }
     }
 }
