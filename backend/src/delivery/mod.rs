@@ -509,6 +509,46 @@ mod tests {
         )
     }
 
+    /// A housekeeping pass that panics (here a retention too long to
+    /// subtract, standing in for any bug) costs that pass only: the steps
+    /// before it ran, and the task waits for its next pass instead of
+    /// ending, after which nothing would expire, warn or purge again until
+    /// a restart.
+    #[tokio::test]
+    async fn a_housekeeping_pass_that_panics_costs_that_pass_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, claimed, _, webhooks, _) = claimed_40(dir.path()).await;
+        let clock = Arc::new(crate::clock::ManualClock::default());
+        let mut engine = engine_over(dir.path(), store.clone(), clock.clone(), webhooks);
+        store
+            .release(claimed.iter().map(|m| m.id.clone()).collect())
+            .await
+            .unwrap();
+        // Two days on, every message is past its day in the queue.
+        clock.advance(Duration::from_secs(2 * 86_400));
+        engine.options.retention = Duration::MAX;
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(engine.housekeeping(rx));
+        let started = std::time::Instant::now();
+        while store.counts().await.unwrap()[&Status::Failed] < 40 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nothing expired"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !task.is_finished(),
+            "housekeeping goes on after a pass panicked"
+        );
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("housekeeping stops when told")
+            .expect("and did not panic");
+    }
+
     /// An attempt that panics (a bug, in Mailroom or a crate it uses, on an
     /// odd message) costs its message one attempt, deferred with the
     /// reason, and not the worker: the guard returns, so the worker goes on

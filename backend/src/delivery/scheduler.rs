@@ -88,25 +88,44 @@ impl Engine {
     }
 
     pub(super) async fn housekeeping(self, mut stop: watch::Receiver<bool>) {
+        use futures_util::FutureExt;
         while !*stop.borrow() {
-            let now = self.clock.wall();
-            let cutoff = now.unix_timestamp() - self.options.max_queue_time.as_secs() as i64;
-            if let Ok(n) = self.queue.expire(cutoff, &self.clock.rfc3339()).await {
-                if n > 0 {
-                    tracing::warn!(n, "messages failed after --max-queue-time");
-                }
-            }
-            self.credential_events().await;
-            let _ = self.queue.purge_usage(now.unix_timestamp()).await;
-            let keep_from = now - self.options.retention;
-            if let Ok(keep_from) = keep_from.format(&time::format_description::well_known::Rfc3339)
-            {
-                let _ = self.queue.purge(&keep_from).await;
-                let _ = self.webhooks.store().purge_deliveries(&keep_from).await;
+            // A bug in one pass costs that pass, not every later one (a
+            // panic would end the task: nothing would expire, purge or warn
+            // again until a restart).
+            let pass = std::panic::AssertUnwindSafe(self.housekeep_once()).catch_unwind();
+            if pass.await.is_err() {
+                tracing::error!("a housekeeping pass panicked; the next runs in a minute");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}
                 _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// One pass: fails messages past `--max-queue-time`, warns of expiring
+    /// credentials, and purges what `--retention` no longer keeps. Each
+    /// step's error is logged and the others still run.
+    pub(super) async fn housekeep_once(&self) {
+        let now = self.clock.wall();
+        let cutoff = now.unix_timestamp() - self.options.max_queue_time.as_secs() as i64;
+        match self.queue.expire(cutoff, &self.clock.rfc3339()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(n, "messages failed after --max-queue-time"),
+            Err(e) => tracing::error!(error = %e, "cannot fail the messages past --max-queue-time"),
+        }
+        self.credential_events().await;
+        if let Err(e) = self.queue.purge_usage(now.unix_timestamp()).await {
+            tracing::error!(error = %e, "cannot purge old usage counts");
+        }
+        let keep_from = now - self.options.retention;
+        if let Ok(keep_from) = keep_from.format(&time::format_description::well_known::Rfc3339) {
+            if let Err(e) = self.queue.purge(&keep_from).await {
+                tracing::error!(error = %e, "cannot purge messages past --retention");
+            }
+            if let Err(e) = self.webhooks.store().purge_deliveries(&keep_from).await {
+                tracing::error!(error = %e, "cannot purge webhook deliveries past --retention");
             }
         }
     }
