@@ -438,8 +438,16 @@ impl Webhooks {
 
     /// Sends due deliveries until `stop`; wakes on new events.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        use futures_util::FutureExt;
         loop {
-            let sent = self.send_due().await;
+            // A bug in one round costs that round: the deliveries it claimed
+            // go again when their lease lapses. A panic would end the task,
+            // and no event would go out again until a restart.
+            let round = std::panic::AssertUnwindSafe(self.send_due()).catch_unwind();
+            let sent = round.await.unwrap_or_else(|_| {
+                tracing::error!("a webhook round panicked; its deliveries go again later");
+                0
+            });
             if sent == 0 {
                 tokio::select! {
                     _ = self.wake.notified() => {}
@@ -589,6 +597,68 @@ mod tests {
             .unwrap(),
             sig
         );
+    }
+
+    /// A clock whose first `panics` readings panic, then tells the time.
+    #[derive(Debug)]
+    struct FaultyClock {
+        readings: std::sync::atomic::AtomicU32,
+        panics: u32,
+    }
+
+    impl Clock for FaultyClock {
+        fn now(&self) -> std::time::Instant {
+            std::time::Instant::now()
+        }
+        fn wall(&self) -> time::OffsetDateTime {
+            let n = self
+                .readings
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert!(n >= self.panics, "a bug in round {n}");
+            time::OffsetDateTime::now_utc()
+        }
+    }
+
+    /// A round of the sender that panics (a faulty clock stands in for any
+    /// bug) costs that round only: the sender goes on to the next round
+    /// instead of ending, and stops when told.
+    #[tokio::test]
+    async fn a_round_that_panics_costs_that_round_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        let cipher = crate::crypto::Cipher::load_or_create_at(&dir.path().join("key"), true);
+        let clock = Arc::new(FaultyClock {
+            readings: Default::default(),
+            panics: 2,
+        });
+        let hooks = Webhooks::new(
+            Arc::new(store),
+            Arc::new(cipher.unwrap()),
+            clock.clone(),
+            Arc::new(Metrics::new(Default::default())),
+            None,
+            Duration::from_secs(5),
+        )
+        .map(Arc::new)
+        .unwrap();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(hooks.clone().run(rx));
+        let started = std::time::Instant::now();
+        // Two rounds panic; the third reads the time and finds nothing due.
+        while clock.readings.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            assert!(!task.is_finished(), "the sender ended after a panic");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no third round"
+            );
+            hooks.wake();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the sender stops when told")
+            .expect("and did not panic");
     }
 
     #[test]
