@@ -73,6 +73,31 @@ impl Clock for ManualClock {
     }
 }
 
+/// A clock whose first `panics` wall readings panic, then tells the time:
+/// a stand-in, in tests, for a bug in a long-running task.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct FaultyClock {
+    /// Wall readings so far, the panicking ones too.
+    pub readings: std::sync::atomic::AtomicU32,
+    /// How many readings panic.
+    pub panics: u32,
+}
+
+#[cfg(test)]
+impl Clock for FaultyClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> time::OffsetDateTime {
+        let n = self
+            .readings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(n >= self.panics, "a bug at reading {n}");
+        time::OffsetDateTime::now_utc()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

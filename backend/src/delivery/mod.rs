@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use lettre::Address;
 use mailroom_shared::api::{Stage, TranscriptLine};
 use mailroom_shared::sending::{Attempt, Paused, Status};
@@ -197,7 +198,22 @@ async fn recorder(
             }
         }
         if !records.is_empty() {
-            record_batch(&*queue, &*clock, &webhooks, records).await;
+            // A bug in one batch costs that batch (its messages go again
+            // when their lease lapses), not every later attempt's record:
+            // a panic would end the recorder, and nothing would be recorded
+            // again until a restart.
+            let n = records.len();
+            let batch = record_batch(&*queue, &*clock, &webhooks, records);
+            if std::panic::AssertUnwindSafe(batch)
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    n,
+                    "recording a batch of attempts panicked; its messages go again later"
+                );
+            }
         }
         for ack in acks {
             let _ = ack.send(());
@@ -671,6 +687,36 @@ mod tests {
         let (ack, done) = oneshot::channel();
         tx.send(ToRecord::Flush(ack)).unwrap();
         done.await.expect("the flush is answered");
+    }
+
+    /// A batch whose recording panics (a clock whose first reading panics
+    /// stands in for any bug) costs that batch only: the recorder answers
+    /// the flush after it and records the next batch.
+    #[tokio::test]
+    async fn a_batch_that_panics_costs_that_batch_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, claimed, _, webhooks, now) = claimed_40(dir.path()).await;
+        let ids: Vec<String> = claimed.into_iter().map(|m| m.id).collect();
+        let clock = Arc::new(crate::clock::FaultyClock {
+            panics: 1,
+            ..Default::default()
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(recorder(store.clone(), clock, webhooks, rx));
+        let soon = Duration::from_secs(10);
+        let answered = tokio::time::timeout(soon, sent_each(&tx, &ids[..20], now, 1)).await;
+        answered
+            .expect("the flush is answered")
+            .expect("by a recorder still running");
+        assert_eq!(store.counts().await.unwrap()[&Status::Sent], 0);
+        let answered = tokio::time::timeout(soon, sent_each(&tx, &ids[20..], now, 1)).await;
+        answered.unwrap().unwrap();
+        let counts = store.counts().await.unwrap();
+        assert_eq!(
+            counts[&Status::Sent],
+            20,
+            "the next batch is recorded: {counts:?}"
+        );
     }
 
     /// A batch the database refuses for a while (here it is full) is kept

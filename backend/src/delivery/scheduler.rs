@@ -88,7 +88,6 @@ impl Engine {
     }
 
     pub(super) async fn housekeeping(self, mut stop: watch::Receiver<bool>) {
-        use futures_util::FutureExt;
         while !*stop.borrow() {
             // A bug in one pass costs that pass, not every later one (a
             // panic would end the task: nothing would expire, purge or warn

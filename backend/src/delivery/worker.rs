@@ -399,7 +399,6 @@ impl Engine {
         m: &Claimed,
         attempt: impl std::future::Future<Output = Option<Connection>>,
     ) -> Option<Connection> {
-        use futures_util::FutureExt;
         match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
             Ok(conn) => conn,
             Err(panic) => {

@@ -599,26 +599,6 @@ mod tests {
         );
     }
 
-    /// A clock whose first `panics` readings panic, then tells the time.
-    #[derive(Debug)]
-    struct FaultyClock {
-        readings: std::sync::atomic::AtomicU32,
-        panics: u32,
-    }
-
-    impl Clock for FaultyClock {
-        fn now(&self) -> std::time::Instant {
-            std::time::Instant::now()
-        }
-        fn wall(&self) -> time::OffsetDateTime {
-            let n = self
-                .readings
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            assert!(n >= self.panics, "a bug in round {n}");
-            time::OffsetDateTime::now_utc()
-        }
-    }
-
     /// A round of the sender that panics (a faulty clock stands in for any
     /// bug) costs that round only: the sender goes on to the next round
     /// instead of ending, and stops when told.
@@ -627,9 +607,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::sqlite::SqliteStore::open(&dir.path().join("m.db")).unwrap();
         let cipher = crate::crypto::Cipher::load_or_create_at(&dir.path().join("key"), true);
-        let clock = Arc::new(FaultyClock {
-            readings: Default::default(),
+        let clock = Arc::new(crate::clock::FaultyClock {
             panics: 2,
+            ..Default::default()
         });
         let hooks = Webhooks::new(
             Arc::new(store),
