@@ -296,6 +296,14 @@ struct Connection {
     sent: u32,
 }
 
+/// Whether a task that `stop` tells should end: it was told, or nobody is
+/// left to tell it (the sender dropped without a word, as when the server's
+/// future is dropped), after which every wait on `stop` returns at once and
+/// the task would spin.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
 fn unix(clock: &dyn Clock) -> i64 {
     clock.wall().unix_timestamp()
 }
@@ -523,6 +531,31 @@ mod tests {
             options,
             Defaults::default(),
         )
+    }
+
+    /// Housekeeping and the workers end when nobody is left to stop them
+    /// (the sender dropped without a word, as when the server's future is
+    /// dropped). Before, every wait on the closed channel returned at once:
+    /// housekeeping ran its passes back to back against the database and
+    /// idle workers spun, for as long as the runtime lasted.
+    #[tokio::test]
+    async fn tasks_end_when_nobody_is_left_to_stop_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, clock, webhooks, _) = claimed_40(dir.path()).await;
+        let engine = engine_over(dir.path(), store, clock, webhooks);
+        let (stop, rx) = watch::channel(false);
+        let mut handles = engine.start_workers(&rx);
+        assert_eq!(handles.len(), 1);
+        handles.push(tokio::spawn(engine.clone().housekeeping(rx)));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(handles.iter().all(|h| !h.is_finished()), "running");
+        drop(stop);
+        for h in handles {
+            tokio::time::timeout(Duration::from_secs(10), h)
+                .await
+                .expect("a task whose stop sender is gone ends")
+                .unwrap();
+        }
     }
 
     /// A housekeeping pass that panics (here a retention too long to

@@ -88,7 +88,7 @@ impl Engine {
     }
 
     pub(super) async fn housekeeping(self, mut stop: watch::Receiver<bool>) {
-        while !*stop.borrow() {
+        while !stopping(&stop) {
             // A bug in one pass costs that pass, not every later one (a
             // panic would end the task: nothing would expire, purge or warn
             // again until a restart).

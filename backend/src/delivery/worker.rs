@@ -10,7 +10,7 @@ impl Engine {
         // With several servers, a connection slot of the profile (for all
         // servers together) is held while this worker has messages.
         let mut slot: Option<(u32, tokio::time::Instant)> = None;
-        while !*stop.borrow() {
+        while !stopping(&stop) {
             let paused = self.is_paused().await;
             if paused {
                 self.maybe_paused.store(true, Ordering::Relaxed);
@@ -108,7 +108,7 @@ impl Engine {
                 }
                 // A pause or a stop ends the batch: the others go back unattempted.
                 let paused = conn.is_none() && self.is_paused().await;
-                if paused || *stop.borrow() {
+                if paused || stopping(&stop) {
                     let ids = rest.by_ref().map(|m| m.id).collect();
                     if let Err(e) = self.queue.release(ids).await {
                         tracing::error!(worker, error = %e, "cannot release claimed messages");
