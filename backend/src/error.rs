@@ -148,12 +148,28 @@ pub struct LoggedError(pub String);
 /// the API's JSON 500, its panic message logged by [`log_errors`], never
 /// shown to the client.
 pub fn panic_answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let said = panic
+    let said = panic_words(&*panic);
+    AppError::Internal(format!("a handler panicked: {said}")).into_response()
+}
+
+/// What a panic said: its message, or "no message".
+pub fn panic_words(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("no message");
-    AppError::Internal(format!("a handler panicked: {said}")).into_response()
+        .unwrap_or("no message")
+}
+
+/// Runs `work`, catching a panic in it: a long-running task (a delivery
+/// worker, housekeeping, the recorder, the webhook sender) loses the one
+/// piece of work that panicked, never itself. `Err` holds what it said.
+pub async fn caught<F: std::future::Future>(work: F) -> Result<F::Output, String> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| panic_words(&*panic).to_string())
 }
 
 /// Middleware: logs the failures of ours that handlers answered (axum's

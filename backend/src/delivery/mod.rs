@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use lettre::Address;
 use mailroom_shared::api::{Stage, TranscriptLine};
 use mailroom_shared::sending::{Attempt, Paused, Status};
@@ -204,15 +203,8 @@ async fn recorder(
             // again until a restart.
             let n = records.len();
             let batch = record_batch(&*queue, &*clock, &webhooks, records);
-            if std::panic::AssertUnwindSafe(batch)
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                tracing::error!(
-                    n,
-                    "recording a batch of attempts panicked; its messages go again later"
-                );
+            if let Err(what) = crate::error::caught(batch).await {
+                tracing::error!(n, panic = %what, "recording a batch of attempts panicked; its messages go again later");
             }
         }
         for ack in acks {

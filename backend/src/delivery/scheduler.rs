@@ -92,9 +92,8 @@ impl Engine {
             // A bug in one pass costs that pass, not every later one (a
             // panic would end the task: nothing would expire, purge or warn
             // again until a restart).
-            let pass = std::panic::AssertUnwindSafe(self.housekeep_once()).catch_unwind();
-            if pass.await.is_err() {
-                tracing::error!("a housekeeping pass panicked; the next runs in a minute");
+            if let Err(what) = crate::error::caught(self.housekeep_once()).await {
+                tracing::error!(panic = %what, "a housekeeping pass panicked; the next runs in a minute");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(60)) => {}

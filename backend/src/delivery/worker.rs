@@ -399,14 +399,9 @@ impl Engine {
         m: &Claimed,
         attempt: impl std::future::Future<Output = Option<Connection>>,
     ) -> Option<Connection> {
-        match std::panic::AssertUnwindSafe(attempt).catch_unwind().await {
+        match crate::error::caught(attempt).await {
             Ok(conn) => conn,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no reason given".into());
+            Err(what) => {
                 tracing::error!(id = %m.id, panic = %what, "an attempt panicked; the message is deferred");
                 let d = internal_error(&what);
                 self.defer(m, &d, None, None).await;

@@ -438,16 +438,16 @@ impl Webhooks {
 
     /// Sends due deliveries until `stop`; wakes on new events.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        use futures_util::FutureExt;
         loop {
             // A bug in one round costs that round: the deliveries it claimed
             // go again when their lease lapses. A panic would end the task,
             // and no event would go out again until a restart.
-            let round = std::panic::AssertUnwindSafe(self.send_due()).catch_unwind();
-            let sent = round.await.unwrap_or_else(|_| {
-                tracing::error!("a webhook round panicked; its deliveries go again later");
-                0
-            });
+            let sent = crate::error::caught(self.send_due())
+                .await
+                .unwrap_or_else(|what| {
+                    tracing::error!(panic = %what, "a webhook round panicked; its deliveries go again later");
+                    0
+                });
             if sent == 0 {
                 tokio::select! {
                     _ = self.wake.notified() => {}
