@@ -1499,7 +1499,11 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
         .unwrap();
     let now = "2026-11-26T00:00:01Z";
     s.queue
-        .record_many(vec![("msg_a".into(), sent(now))], now, vec![event("evt_1")])
+        .record_many(
+            vec![("msg_a".into(), sent(now))].into(),
+            now,
+            vec![event("evt_1")].into(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1509,7 +1513,11 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
     // The event cannot be stored (its id is taken): the attempt is not either.
     let failed = s
         .queue
-        .record_many(vec![("msg_b".into(), sent(now))], now, vec![event("evt_1")])
+        .record_many(
+            vec![("msg_b".into(), sent(now))].into(),
+            now,
+            vec![event("evt_1")].into(),
+        )
         .await;
     assert!(failed.is_err());
     assert_eq!(

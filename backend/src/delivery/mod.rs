@@ -226,8 +226,12 @@ async fn record_batch(
     webhooks: &crate::webhooks::Webhooks,
     records: Vec<(String, AttemptRecord)>,
 ) {
-    let rows = webhooks.message_rows(&message_events(&records)).await;
+    let rows: Arc<[_]> = webhooks
+        .message_rows(&message_events(&records))
+        .await
+        .into();
     let has_events = !rows.is_empty();
+    let records: Arc<[_]> = records.into();
     let mut waits = RECORD_RETRIES.iter();
     loop {
         let tried = queue
@@ -250,15 +254,14 @@ async fn record_batch(
             }
         }
     }
-    for record in records {
-        let one = std::slice::from_ref(&record);
+    for record in records.iter() {
+        let one = std::slice::from_ref(record);
         let rows = webhooks.message_rows(&message_events(one)).await;
-        let id = record.0.clone();
         if let Err(e) = queue
-            .record_many(vec![record], &clock.rfc3339(), rows)
+            .record_many(one.into(), &clock.rfc3339(), rows.into())
             .await
         {
-            tracing::error!(error = %e, id, "cannot record a delivery attempt");
+            tracing::error!(error = %e, id = record.0, "cannot record a delivery attempt");
         }
     }
     webhooks.wake();

@@ -1354,13 +1354,13 @@ impl Queue for PgStore {
 
     async fn record_many(
         &self,
-        batch: Vec<(String, AttemptRecord)>,
+        batch: Arc<[(String, AttemptRecord)]>,
         now: &str,
-        events: Vec<NewDelivery>,
+        events: Arc<[NewDelivery]>,
     ) -> Result<(), StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        for (id, r) in &batch {
+        for (id, r) in batch.iter() {
             record_in(&tx, id, r, now).await?;
         }
         insert_deliveries(&tx, &events).await?;

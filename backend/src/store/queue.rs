@@ -4,6 +4,7 @@
 //! message is acknowledged only after the transaction that stores it commits.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use mailroom_shared::api::Stage;
@@ -465,15 +466,16 @@ pub trait Queue: Send + Sync {
     async fn release(&self, ids: Vec<String>) -> Result<(), StoreError>;
     /// Records attempts and the messages' new states, and the webhook
     /// events they raise, in one transaction (an event is never lost).
+    /// Shared, so a caller that must try again keeps them without a copy.
     async fn record_many(
         &self,
-        batch: Vec<(String, AttemptRecord)>,
+        batch: Arc<[(String, AttemptRecord)]>,
         now: &str,
-        events: Vec<super::NewDelivery>,
+        events: Arc<[super::NewDelivery]>,
     ) -> Result<(), StoreError>;
     /// Records an attempt and the message's new state.
     async fn record(&self, id: &str, r: AttemptRecord, now: &str) -> Result<(), StoreError> {
-        self.record_many(vec![(id.to_string(), r)], now, Vec::new())
+        self.record_many(Arc::new([(id.to_string(), r)]), now, Arc::new([]))
             .await
     }
     /// Messages left `sending` by a crash go back to `queued`: all of them

@@ -700,7 +700,6 @@ fn sqlite_group(conn: Arc<Mutex<Connection>>) -> GroupFn {
     Arc::new(move |messages| Box::pin(on(conn.clone(), move |c| enqueue_batch(c, messages))))
 }
 
-/// Records one attempt inside a transaction.
 /// Stores webhook deliveries in the caller's transaction.
 fn insert_deliveries(
     tx: &rusqlite::Transaction<'_>,
@@ -1035,14 +1034,14 @@ impl Queue for SqliteStore {
 
     async fn record_many(
         &self,
-        batch: Vec<(String, AttemptRecord)>,
+        batch: Arc<[(String, AttemptRecord)]>,
         now: &str,
-        events: Vec<NewDelivery>,
+        events: Arc<[NewDelivery]>,
     ) -> Result<(), StoreError> {
         let now = now.to_string();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for (id, r) in &batch {
+            for (id, r) in batch.iter() {
                 record_in(&tx, id, r, &now)?;
             }
             insert_deliveries(&tx, &events)?;
