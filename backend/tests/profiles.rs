@@ -1,6 +1,7 @@
 //! Sending profiles (docs/API.md §15): the routes, two profiles on two
-//! tenants where one is broken and the other delivers, the rolling daily
-//! limit with the manual clock, and the From rule of an app's profile.
+//! tenants where one is broken and the other delivers, a Graph throttle that
+//! holds one profile only, the rolling daily limit with the manual clock, and
+//! the From rule of an app's profile.
 
 mod common;
 
@@ -415,6 +416,83 @@ async fn a_broken_profile_pauses_only_its_own_mail_and_the_other_goes_on() {
         "a deleted profile's series go: {metrics}"
     );
     assert!(metrics.contains("mailroom_delivery_paused{profile=\"default\"} 0"));
+}
+
+/// Graph's throttling is per mailbox, so a `429` with `Retry-After` holds
+/// the workers of the profile that got it and no other: profile B's message
+/// goes out at once while profile A's next one waits for the half minute.
+#[tokio::test]
+async fn a_graph_throttle_holds_only_the_profile_that_got_it() {
+    use mailroom_fakes::GraphError;
+    let graph = |mut s: Settings| {
+        s.transport = mailroom_shared::Transport::Graph;
+        s.host = String::new();
+        s.port = 0;
+        s
+    };
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
+    rig.graph.add_mailbox(&billing());
+    let server = start(&rig, |_| {}).await;
+    server.save(&graph(oauth_settings("", 0))).await;
+    let b = add_profile(
+        &server,
+        "Fabrikam",
+        &graph(settings_b(&rig, SECRET_B)),
+        json!({}),
+    )
+    .await;
+    let id = b["id"].as_str().unwrap().to_string();
+    let (_, key_a) = server.new_app(json!({"name": "A"})).await;
+    let (_, key_b) = server.new_app(json!({"name": "B", "profile": id})).await;
+
+    rig.graph.fail_next(GraphError {
+        retry_after: Some(30),
+        ..GraphError::new(
+            429,
+            "ApplicationThrottled",
+            "Application is over its MailboxConcurrency limit.",
+        )
+    });
+    let (_, first) = server
+        .submit(&key_a, &mail(&addr("x", "example.org"), "A first"))
+        .await;
+    let first = server
+        .wait_status(first["id"].as_str().unwrap(), "deferred")
+        .await;
+    assert_eq!(
+        first["last_error"]["code"], "ApplicationThrottled",
+        "{first}"
+    );
+    let (_, second) = server
+        .submit(&key_a, &mail(&addr("y", "example.org"), "A second"))
+        .await;
+    let started = Instant::now();
+    let (_, from_b) = server
+        .submit(&key_b, &mail(&addr("z", "example.org"), "from B"))
+        .await;
+    server
+        .wait_status(from_b["id"].as_str().unwrap(), "sent")
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "B was not held by A's Retry-After: {:?}",
+        started.elapsed()
+    );
+    let second = server.message(second["id"].as_str().unwrap()).await;
+    // Claimed and held, or not claimed yet: either way not tried.
+    assert!(
+        ["sending", "queued"].contains(&second["status"].as_str().unwrap()),
+        "A's next message waits: {second}"
+    );
+    assert_eq!(second["attempt_count"], 0, "{second}");
+    let mailboxes: Vec<String> = rig
+        .graph
+        .messages()
+        .into_iter()
+        .map(|m| m.mailbox)
+        .collect();
+    assert_eq!(mailboxes, [billing()], "only B's message reached Graph");
 }
 
 #[tokio::test]
