@@ -665,6 +665,47 @@ mod tests {
         );
     }
 
+    /// A panic after the attempt's outcome went to the recorder keeps that
+    /// outcome. Deferring on top of a `sent` made the message go out again
+    /// at its next try.
+    #[tokio::test]
+    async fn an_attempt_that_panics_after_its_outcome_keeps_that_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, claimed, clock, webhooks, now) = claimed_40(dir.path()).await;
+        let engine = engine_over(dir.path(), store.clone(), clock, webhooks);
+        let m = claimed[0].without_body();
+        let sent = sent_record(engine.attempt(&m, true, None, "Sent.".into()), now);
+        let conn = engine
+            .guarded(&m, async {
+                engine.record(&m.id, sent).await;
+                panic!("after the outcome")
+            })
+            .await;
+        assert!(conn.is_none(), "the connection is not reused");
+        engine.flush_records().await;
+        let d = store.details(&m.id).await.unwrap().unwrap();
+        assert_eq!(d.summary.status, Status::Sent, "{d:?}");
+        assert_eq!(d.attempts.len(), 1, "no deferral on top: {d:?}");
+        assert!(d.attempts[0].ok);
+    }
+
+    /// `attempt` recorded as `sent` to the first recipient with a `250`.
+    fn sent_record(attempt: Attempt, now: i64) -> AttemptRecord {
+        AttemptRecord {
+            attempt,
+            transcript: None,
+            recipients: vec![RecipientOutcome {
+                idx: 0,
+                status: Status::Sent,
+                code: Some("250".into()),
+                message: None,
+            }],
+            status: Status::Sent,
+            next_attempt_unix: now,
+            counts: true,
+        }
+    }
+
     /// Hands the recorder a `sent` attempt for each message, its text
     /// `words` long, then a flush; returns the flush's answer.
     fn sent_each(
@@ -674,23 +715,12 @@ mod tests {
         words: usize,
     ) -> oneshot::Receiver<()> {
         for id in ids {
-            let record = AttemptRecord {
-                attempt: serde_json::from_value(
-                    serde_json::json!({"at": "t", "ok": true, "message": "sent ".repeat(words)}),
-                )
-                .unwrap(),
-                transcript: None,
-                recipients: vec![RecipientOutcome {
-                    idx: 0,
-                    status: Status::Sent,
-                    code: Some("250".into()),
-                    message: None,
-                }],
-                status: Status::Sent,
-                next_attempt_unix: now,
-                counts: true,
-            };
-            tx.send(ToRecord::Attempt(id.clone(), record)).unwrap();
+            let attempt = serde_json::from_value(
+                serde_json::json!({"at": "t", "ok": true, "message": "sent ".repeat(words)}),
+            )
+            .unwrap();
+            tx.send(ToRecord::Attempt(id.clone(), sent_record(attempt, now)))
+                .unwrap();
         }
         let (ack, done) = oneshot::channel();
         tx.send(ToRecord::Flush(ack)).unwrap();

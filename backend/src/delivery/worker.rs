@@ -394,13 +394,22 @@ impl Engine {
     /// worker. Without this, a message that panics its worker each time was
     /// claimed again when its lease lapsed and took the next worker with it,
     /// until the profile delivered nothing at all and said nothing.
+    ///
+    /// A panic after the attempt's outcome went to the recorder (sent,
+    /// deferred, failed) keeps that outcome: deferring on top of a `sent`
+    /// would send the message again.
     pub(super) async fn guarded(
         &self,
         m: &Claimed,
         attempt: impl std::future::Future<Output = Option<Connection>>,
     ) -> Option<Connection> {
-        match crate::error::caught(attempt).await {
+        let recorded = Arc::new(AtomicBool::new(false));
+        match crate::error::caught(RECORDED.scope(recorded.clone(), attempt)).await {
             Ok(conn) => conn,
+            Err(what) if recorded.load(Ordering::Relaxed) => {
+                tracing::error!(id = %m.id, panic = %what, "an attempt panicked after its outcome was recorded; the message keeps that outcome");
+                None
+            }
             Err(what) => {
                 tracing::error!(id = %m.id, panic = %what, "an attempt panicked; the message is deferred");
                 let d = internal_error(&what);
@@ -417,6 +426,12 @@ impl Engine {
             None
         }
     }
+}
+
+tokio::task_local! {
+    /// Set once the attempt that [`Engine::guarded`] runs has handed its
+    /// outcome to the recorder ([`Engine::record`]).
+    pub(super) static RECORDED: Arc<AtomicBool>;
 }
 
 /// What an attempt that panicked shows on its message.
