@@ -48,6 +48,10 @@ pub struct SqliteStore {
     /// read a committed snapshot beside the writer, so a search through
     /// months of mail never holds up a submission, a claim or a record.
     read: Arc<Mutex<Connection>>,
+    /// A read-only connection for the point lookups of every submission and
+    /// sign-in (the app by its key, a profile's settings): on the writer they
+    /// waited for each group commit's fsync, and on `read` for a search.
+    lookup: Arc<Mutex<Connection>>,
     /// The group committer of submissions, started at the first one
     /// ([`Committer`]).
     committer: Arc<std::sync::OnceLock<Committer>>,
@@ -84,15 +88,19 @@ impl SqliteStore {
         migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Db(migration_failed(path, &e)))?;
-        let read = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        read.busy_timeout(std::time::Duration::from_secs(5))?;
-        read.pragma_update(None, "cache_size", -8192)?;
+        let reader = |cache_kib: i64| -> Result<Connection, StoreError> {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.pragma_update(None, "cache_size", -cache_kib)?;
+            Ok(c)
+        };
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
-            read: Arc::new(Mutex::new(read)),
+            read: Arc::new(Mutex::new(reader(8192)?)),
+            lookup: Arc::new(Mutex::new(reader(2048)?)),
             committer: Arc::default(),
         })
     }
@@ -114,6 +122,16 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         on(self.read.clone(), f).await
+    }
+
+    /// Runs `f` on the lookup connection ([`SqliteStore::lookup`]), on the
+    /// blocking pool: it sees every commit made before it starts.
+    pub(crate) async fn with_lookup<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        on(self.lookup.clone(), f).await
     }
 
     /// Runs a purge (`?1` the cutoff, `?2` the batch) until a batch deletes
@@ -204,7 +222,7 @@ fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>, StoreErr
 impl SettingsStore for SqliteStore {
     async fn load(&self, profile: &str) -> Result<Option<Record>, StoreError> {
         let profile = profile.to_string();
-        self.with_conn(move |c| {
+        self.with_lookup(move |c| {
             Ok(c.prepare_cached(sql::LOAD_SETTINGS)?
                 .query_row([profile], |r| sql::record_from(r))
                 .optional()?)
@@ -918,7 +936,7 @@ impl Queue for SqliteStore {
     }
 
     async fn app_by_key(&self, key_hash: [u8; 32]) -> Result<Option<App>, StoreError> {
-        self.with_conn(move |c| {
+        self.with_lookup(move |c| {
             Ok(c.prepare_cached(sql::APP_BY_KEY)?
                 .query_row([key_hash.to_vec()], |r| sql::app_from(r))
                 .optional()?)
@@ -2119,6 +2137,55 @@ mod tests {
         }
         let counts = store.counts().await.unwrap();
         assert_eq!(counts[&Status::Sending], 2, "the reader sees the claim");
+    }
+
+    /// A submission's lookups (its app by key, its profile's settings) wait
+    /// neither for the writer (a group commit's fsync) nor for a slow search,
+    /// and see what was committed before them: a revoked key fails at once.
+    #[tokio::test]
+    // Holding the other connections' locks while the lookups answer is the test.
+    #[allow(clippy::await_holding_lock)]
+    async fn lookups_wait_for_neither_the_writer_nor_a_search() {
+        use crate::store::SettingsStore;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        let soon = std::time::Duration::from_secs(10);
+        let app = App {
+            id: "app_1".into(),
+            name: "Billing".into(),
+            created_at: "2026-11-26T00:00:00Z".into(),
+            last_used_at: None,
+            messages: 0,
+            allowed_from: vec![],
+            rewrite_from: false,
+            profile: DEFAULT_PROFILE.into(),
+            limits: Default::default(),
+            usage: Default::default(),
+        };
+        store.create_app(app, [7u8; 32]).await.unwrap();
+        {
+            let _writing = store.conn.lock().unwrap();
+            let _reading = store.read.lock().unwrap();
+            let found = tokio::time::timeout(soon, store.app_by_key([7u8; 32]))
+                .await
+                .expect("the key is looked up while the writer and the reader are busy")
+                .unwrap();
+            assert_eq!(found.map(|a| a.id).as_deref(), Some("app_1"));
+            assert!(tokio::time::timeout(soon, store.app_by_key([8u8; 32]))
+                .await
+                .expect("a wrong key too")
+                .unwrap()
+                .is_none());
+            tokio::time::timeout(soon, store.load(DEFAULT_PROFILE))
+                .await
+                .expect("the settings are read while the writer and the reader are busy")
+                .unwrap();
+        }
+        assert!(store.revoke_app("app_1").await.unwrap());
+        assert!(
+            store.app_by_key([7u8; 32]).await.unwrap().is_none(),
+            "a revoked key is refused at once"
+        );
     }
 
     /// A purge with many rows due goes in batches, each its own
