@@ -48,9 +48,10 @@ pub struct SqliteStore {
     /// read a committed snapshot beside the writer, so a search through
     /// months of mail never holds up a submission, a claim or a record.
     read: Arc<Mutex<Connection>>,
-    /// A read-only connection for the point lookups of every submission and
-    /// sign-in (the app by its key, a profile's settings): on the writer they
-    /// waited for each group commit's fsync, and on `read` for a search.
+    /// A read-only connection for the point lookups of every submission (the
+    /// app by its key, or by its id for each relay transaction, and its
+    /// profile's settings): on the writer they waited for each group
+    /// commit's fsync, and on `read` for a search.
     lookup: Arc<Mutex<Connection>>,
     /// The group committer of submissions, started at the first one
     /// ([`Committer`]).
@@ -946,13 +947,14 @@ impl Queue for SqliteStore {
 
     async fn app_by_id(&self, id: &str) -> Result<Option<(App, [u8; 32])>, StoreError> {
         let id = id.to_string();
-        self.with_conn(move |c| {
-            Ok(c.query_row(sql::APP_BY_ID, [id], |row| {
-                let app = sql::app_from(row)?;
-                let hash: Vec<u8> = row.get(sql::APP_COLUMN_COUNT)?;
-                Ok((app, hash.try_into().unwrap_or([0u8; 32])))
-            })
-            .optional()?)
+        self.with_lookup(move |c| {
+            Ok(c.prepare_cached(sql::APP_BY_ID)?
+                .query_row([id], |row| {
+                    let app = sql::app_from(row)?;
+                    let hash: Vec<u8> = row.get(sql::APP_COLUMN_COUNT)?;
+                    Ok((app, hash.try_into().unwrap_or([0u8; 32])))
+                })
+                .optional()?)
         })
         .await
     }
@@ -2171,6 +2173,11 @@ mod tests {
                 .expect("the key is looked up while the writer and the reader are busy")
                 .unwrap();
             assert_eq!(found.map(|a| a.id).as_deref(), Some("app_1"));
+            let by_id = tokio::time::timeout(soon, store.app_by_id("app_1"))
+                .await
+                .expect("the relay's lookup by id too")
+                .unwrap();
+            assert_eq!(by_id.map(|(_, hash)| hash), Some([7u8; 32]));
             assert!(tokio::time::timeout(soon, store.app_by_key([8u8; 32]))
                 .await
                 .expect("a wrong key too")
@@ -2186,6 +2193,7 @@ mod tests {
             store.app_by_key([7u8; 32]).await.unwrap().is_none(),
             "a revoked key is refused at once"
         );
+        assert!(store.app_by_id("app_1").await.unwrap().is_none());
     }
 
     /// A purge with many rows due goes in batches, each its own
