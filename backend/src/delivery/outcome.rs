@@ -51,7 +51,7 @@ impl Engine {
     /// server's lease until the commit, so nobody claims it);
     /// [`Engine::flush_records`] waits for the commits.
     pub(super) async fn record(&self, id: &str, r: AttemptRecord) {
-        // Outside an attempt (a pause's release, tests) there is no flag.
+        // Outside an attempt (the guard's own deferral, tests) there is no flag.
         let _ = super::worker::RECORDED.try_with(|r| r.store(true, Ordering::Relaxed));
         if self
             .recorder
