@@ -1548,19 +1548,30 @@ impl Queue for PgStore {
         let recipients: Vec<u32> = messages.iter().map(|(_, r)| *r).collect();
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        let sends = match limit {
-            None => Vec::new(),
+        let since = now_unix - DAY;
+        let used = match limit {
+            None => 0,
             Some(_) => {
                 // Every server counts under the profile's row lock.
                 lock_profile(&tx, profile).await?;
-                let rows = tx
-                    .query(
-                        &prepared(&tx, sql::PROFILE_SENDS).await?,
-                        &[&profile, &(now_unix - DAY)],
-                    )
-                    .await?;
-                all(rows, |r| Ok((r.int(0)?, r.int(1)?)))?
+                tx.query_one(
+                    &prepared(&tx, sql::PROFILE_USED).await?,
+                    &[&profile, &since],
+                )
+                .await?
+                .int(0)?
             }
+        };
+        let sends = if crate::queue::quota_fits_all(used, &recipients, limit) {
+            Vec::new()
+        } else {
+            let rows = tx
+                .query(
+                    &prepared(&tx, sql::PROFILE_SENDS).await?,
+                    &[&profile, &since],
+                )
+                .await?;
+            all(rows, |r| Ok((r.int(0)?, r.int(1)?)))?
         };
         let (n, next) = crate::queue::quota_fits(&sends, &recipients, limit, now_unix);
         if n > 0 {

@@ -560,6 +560,16 @@ pub trait Queue: Send + Sync {
 /// The day a profile's recipients are counted over.
 pub const DAY: i64 = 86_400;
 
+/// Whether every message of `sizes` fits beside the `used` recipients the
+/// rolling day already holds: then [`quota_fits`] takes them all whatever
+/// the window's sends, and the stores need not read them. A profile near
+/// its limit reads them; one far from it (nearly always) sums an index.
+pub fn quota_fits_all(used: i64, sizes: &[u32], limit: Option<u32>) -> bool {
+    limit.is_none_or(|limit| {
+        used + sizes.iter().map(|s| i64::from(*s)).sum::<i64>() <= i64::from(limit)
+    })
+}
+
 /// How many of messages of `sizes` recipients (in order) fit a rolling day
 /// of `limit` now, given the sends inside the window (`(at, recipients)`,
 /// oldest first), and when the first that does not fit will. A message
@@ -783,6 +793,36 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// When the window's total and the batch fit the limit, the stores skip
+    /// reading the window's sends: the answer must be the one reading them
+    /// gives, and the limit itself still fits.
+    #[test]
+    fn a_batch_that_fits_beside_the_total_is_taken_whole() {
+        assert!(quota_fits_all(9_990, &[5, 5], Some(10_000)));
+        assert!(!quota_fits_all(9_990, &[5, 6], Some(10_000)));
+        assert!(quota_fits_all(i64::from(u32::MAX), &[u32::MAX], None));
+        // Over it, the sends are read: alone in an empty window, a message
+        // larger than the limit still goes.
+        assert!(!quota_fits_all(0, &[9], Some(5)));
+        assert_eq!(quota_fits(&[], &[9], Some(5), 0), (1, None));
+        proptest::proptest!(|(
+            sends in proptest::collection::vec((0i64..86_400, 1i64..60), 0..40),
+            sizes in proptest::collection::vec(1u32..60, 1..20),
+            limit in 1u32..1_500,
+        )| {
+            let mut sends = sends;
+            sends.sort();
+            let used = sends.iter().map(|(_, r)| r).sum();
+            let now = 86_400;
+            if quota_fits_all(used, &sizes, Some(limit)) {
+                proptest::prop_assert_eq!(
+                    quota_fits(&sends, &sizes, Some(limit), now),
+                    (sizes.len(), None)
+                );
+            }
+        });
+    }
 
     #[test]
     fn due_messages_are_taken_in_turn_per_group() {

@@ -1280,14 +1280,19 @@ impl Queue for SqliteStore {
         let recipients: Vec<u32> = messages.iter().map(|(_, r)| *r).collect();
         self.with_conn_relaxed(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let sends = match limit {
-                None => Vec::new(),
+            let since = now_unix - DAY;
+            let used = match limit {
+                None => 0,
                 Some(_) => tx
-                    .prepare_cached(sql::PROFILE_SENDS)?
-                    .query_map(params![profile, now_unix - DAY], |r| {
-                        Ok((r.int(0)?, r.int(1)?))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                    .prepare_cached(sql::PROFILE_USED)?
+                    .query_row(params![profile, since], |r| r.int(0))?,
+            };
+            let sends = if super::queue::quota_fits_all(used, &recipients, limit) {
+                Vec::new()
+            } else {
+                tx.prepare_cached(sql::PROFILE_SENDS)?
+                    .query_map(params![profile, since], |r| Ok((r.int(0)?, r.int(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
             };
             let (n, next) = super::queue::quota_fits(&sends, &recipients, limit, now_unix);
             {
