@@ -85,12 +85,12 @@ pub(crate) const PROFILE_USAGE: &str = "SELECT
     CAST(COALESCE(SUM(CASE WHEN at_unix > ?2 THEN recipients ELSE 0 END), 0) AS BIGINT),
     CAST(COALESCE(SUM(CASE WHEN at_unix > ?3 THEN 1 ELSE 0 END), 0) AS BIGINT)
     FROM profile_usage WHERE profile = ?1 AND at_unix > ?2";
-/// Profile `?1`'s sends since `?2`, oldest first (when a full window frees).
 /// The recipients counted toward profile `?1`'s rolling day since `?2`:
 /// one index range summed in the database, so a batch that fits beside
 /// them never reads the window's rows ([`PROFILE_SENDS`]).
 pub(crate) const PROFILE_USED: &str =
     "SELECT CAST(COALESCE(SUM(recipients), 0) AS BIGINT) FROM profile_usage WHERE profile = ?1 AND at_unix > ?2";
+/// Profile `?1`'s sends since `?2`, oldest first (when a full window frees).
 pub(crate) const PROFILE_SENDS: &str =
     "SELECT at_unix, recipients FROM profile_usage WHERE profile = ?1 AND at_unix > ?2 ORDER BY at_unix";
 pub(crate) const ADD_USAGE: &str =
