@@ -1885,6 +1885,63 @@ async fn postgres_over_tls_verifies_the_server_certificate() {
     );
 }
 
+/// A COMMIT whose answer is lost (the connection breaks after PostgreSQL got
+/// it) is neither reported as failed when it committed, which would make a
+/// client send the message again and the engine record its attempt twice,
+/// nor reported as done when it never arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_told_from_one_that_failed() {
+    use common::pg::{CommitCutter, Cut};
+    let f = Fixture::postgres().await;
+    let Fixture::Postgres(schema) = &f else {
+        unreachable!()
+    };
+    let cutter = CommitCutter::start().await;
+    let store = PgStore::connect(&cutter.url(&schema.url), common::pg::tls(None))
+        .await
+        .unwrap();
+
+    // Committed, its answer lost: acknowledged, and stored once.
+    cutter.arm(Cut::AnswerLost);
+    let r = store.enqueue(message("msg_kept", None)).await;
+    assert_eq!(cutter.cuts(), 1, "the proxy cut that COMMIT");
+    assert!(
+        matches!(&r, Ok(Enqueued::New(id)) if id == "msg_kept"),
+        "a stored submission is acknowledged: {r:?}"
+    );
+    assert_eq!(f.rows("messages").await, 1);
+
+    // Never arrived: an error (the client tries again), and nothing stored.
+    cutter.arm(Cut::NeverArrives);
+    let r = store.enqueue(message("msg_lost", None)).await;
+    assert_eq!(cutter.cuts(), 2);
+    assert!(
+        r.is_err(),
+        "a submission that was not stored is refused: {r:?}"
+    );
+    assert_eq!(f.rows("messages").await, 1);
+    assert!(store.details("msg_lost").await.unwrap().is_none());
+
+    // An attempt's record, committed with its answer lost: one attempt, as
+    // the engine tries a failed record again.
+    let claimed = store
+        .claim("default", T0 + 1, 5, &lease("srv_a", 120))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    cutter.arm(Cut::AnswerLost);
+    let r = store.record("msg_kept", sent("t"), "t").await;
+    assert_eq!(cutter.cuts(), 3);
+    if r.is_err() {
+        store.record("msg_kept", sent("t"), "t").await.unwrap();
+    }
+    assert_eq!(f.rows("attempts").await, 1, "recorded once");
+    assert!(r.is_ok(), "a committed record is reported done: {r:?}");
+    let d = store.details("msg_kept").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Sent);
+    assert_eq!(d.summary.attempt_count, 1);
+}
+
 /// A PostgreSQL database of the release before profiles (every migration
 /// before theirs, with its settings, history, pause, app and message) opens
 /// with all of it the profile `default`'s.

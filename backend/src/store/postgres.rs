@@ -186,6 +186,54 @@ async fn prepared<C: GenericClient>(c: &C, statement: &str) -> Result<Statement,
     Ok(c.prepare_cached(&sql::pg(statement)).await?)
 }
 
+/// How often, and how far apart, [`commit`] asks what became of a
+/// transaction whose COMMIT lost its answer while the server still has it
+/// in progress (writing its commit record, or waiting for a synchronous
+/// standby): about five seconds in all.
+const COMMIT_CHECKS: u32 = 50;
+const COMMIT_CHECK_GAP: Duration = Duration::from_millis(100);
+
+/// Commits `tx`, telling a COMMIT whose answer was lost from one that
+/// failed. When the connection breaks after the COMMIT left, the transaction
+/// may have committed or not: reporting a committed one as failed would make
+/// its caller's retry do it twice (a submission stored and sent twice, an
+/// attempt or a webhook event recorded twice), and reporting one that did not
+/// commit as done would acknowledge what is not stored. So the transaction's
+/// id is read first, and after a lost answer the server is asked on another
+/// connection (`txid_status`, which PostgreSQL keeps for this): committed is
+/// `Ok`; aborted, unknown or no answer is the original error.
+async fn commit(pool: &Pool, tx: deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let xid: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await?
+        .try_get(0)?;
+    let lost = match tx.commit().await {
+        Ok(()) => return Ok(()),
+        // The server answered: it did not commit.
+        Err(e) if e.as_db_error().is_some() => return Err(e.into()),
+        Err(e) => e,
+    };
+    for _ in 0..COMMIT_CHECKS {
+        match commit_status(pool, xid).await.as_deref() {
+            Some("committed") => {
+                tracing::warn!(xid, error = %lost, "the connection broke during a COMMIT, which the server has committed");
+                return Ok(());
+            }
+            Some("in progress") => tokio::time::sleep(COMMIT_CHECK_GAP).await,
+            _ => break,
+        }
+    }
+    Err(lost.into())
+}
+
+/// `committed`, `aborted` or `in progress` for transaction `xid`, read on a
+/// connection of its own; `None` when the server cannot say.
+async fn commit_status(pool: &Pool, xid: i64) -> Option<String> {
+    let c = pool.get().await.ok()?;
+    let row = c.query_one("SELECT txid_status($1)", &[&xid]).await.ok()?;
+    row.try_get::<_, Option<String>>(0).ok().flatten()
+}
+
 /// Every row of `rows` read with `read`.
 fn all<T>(
     rows: Vec<Row>,
@@ -465,7 +513,7 @@ impl SettingsStore for PgStore {
         let version = save_in(&tx, profile, expected_version, &record, &changed_fields).await?;
         tx.execute("SELECT pg_notify($1, 'settings')", &[&self.channel])
             .await?;
-        tx.commit().await?;
+        commit(&self.pool, tx).await?;
         Ok(version)
     }
 
@@ -565,7 +613,7 @@ impl SettingsStore for PgStore {
         save_in(&tx, &row.id, 0, &record, &changed_fields).await?;
         tx.execute("SELECT pg_notify($1, 'settings')", &[&self.channel])
             .await?;
-        tx.commit().await?;
+        commit(&self.pool, tx).await?;
         Ok(())
     }
 
@@ -605,7 +653,7 @@ impl SettingsStore for PgStore {
         }
         tx.execute("SELECT pg_notify($1, 'settings')", &[&self.channel])
             .await?;
-        tx.commit().await?;
+        commit(&self.pool, tx).await?;
         Ok(ProfileDelete::Deleted)
     }
 }
@@ -1024,7 +1072,7 @@ impl PgStore {
                 tx.execute(&spend, &[app, &at, &n, &rcpts]).await?;
             }
         }
-        tx.commit().await?;
+        commit(&self.pool, tx).await?;
         for i in accepted {
             out[i] = Some(Enqueued::New(batch[i].id.clone()));
         }
@@ -1364,7 +1412,7 @@ impl Queue for PgStore {
             record_in(&tx, id, r, now).await?;
         }
         insert_deliveries(&tx, &events).await?;
-        tx.commit().await?;
+        commit(&self.pool, tx).await?;
         Ok(())
     }
 
@@ -1465,7 +1513,7 @@ impl Queue for PgStore {
             .await
             .map_err(StoreError::from)?;
         let s = summary_by_id(&tx, id).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        commit(&self.pool, tx).await?;
         s.ok_or(ChangeError::NotFound)
     }
 
@@ -1478,7 +1526,7 @@ impl Queue for PgStore {
             .await
             .map_err(StoreError::from)?;
         let s = summary_by_id(&tx, id).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        commit(&self.pool, tx).await?;
         s.ok_or(ChangeError::NotFound)
     }
 
@@ -1584,7 +1632,7 @@ impl Queue for PgStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        commit(&self.pool, tx).await?;
         Ok((n, next))
     }
 
@@ -1731,7 +1779,7 @@ impl WebhookStore for PgStore {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         insert_deliveries(&tx, &rows).await?;
-        tx.commit().await?;
+        commit(&self.pool, tx).await?;
         Ok(())
     }
 
@@ -1781,7 +1829,7 @@ impl WebhookStore for PgStore {
         };
         tx.execute(&prepared(&tx, mark).await?, &[&due.webhook_id, &r.at])
             .await?;
-        tx.commit().await?;
+        commit(&self.pool, tx).await?;
         Ok(())
     }
 

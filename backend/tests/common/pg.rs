@@ -89,3 +89,147 @@ impl Drop for PgSchema {
         .join();
     }
 }
+
+/// What [`CommitCutter`] does to the next COMMIT it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// PostgreSQL gets the COMMIT; its answer never reaches the client.
+    AnswerLost,
+    /// The COMMIT never reaches PostgreSQL.
+    NeverArrives,
+}
+
+/// A loopback proxy to the test's PostgreSQL that can take one COMMIT's
+/// fate out of the client's hands ([`Cut`]); either way the client's
+/// connection then breaks, as when a network or a server fails mid-COMMIT.
+/// Everything else passes through unchanged.
+pub struct CommitCutter {
+    addr: std::net::SocketAddr,
+    armed: std::sync::Arc<std::sync::Mutex<Option<Cut>>>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CommitCutter {
+    pub async fn start() -> CommitCutter {
+        let base = reqwest::Url::parse(&base_url()).unwrap();
+        let upstream = format!(
+            "{}:{}",
+            base.host_str().unwrap_or("127.0.0.1"),
+            base.port().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cutter = CommitCutter {
+            addr: listener.local_addr().unwrap(),
+            armed: Default::default(),
+            cuts: Default::default(),
+        };
+        let (armed, cuts) = (cutter.armed.clone(), cutter.cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                tokio::spawn(relay(client, server, armed.clone(), cuts.clone()));
+            }
+        });
+        cutter
+    }
+
+    /// `url` (a [`PgSchema::url`]) through this proxy.
+    pub fn url(&self, url: &str) -> String {
+        let mut u = reqwest::Url::parse(url).unwrap();
+        u.set_host(Some("127.0.0.1")).unwrap();
+        u.set_port(Some(self.addr.port())).unwrap();
+        u.to_string()
+    }
+
+    /// The next COMMIT on any connection gets `cut`.
+    pub fn arm(&self, cut: Cut) {
+        *self.armed.lock().unwrap() = Some(cut);
+    }
+
+    /// How many COMMITs were cut so far.
+    pub fn cuts(&self) -> usize {
+        self.cuts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One client connection: the server's bytes pass as they come; the
+/// client's are read message by message (the untyped start-up messages,
+/// then tag, length, body) so an armed proxy can find `Q` `COMMIT`.
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    armed: std::sync::Arc<std::sync::Mutex<Option<Cut>>>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_server, mut to_server) = server.into_split();
+    let muted = std::sync::Arc::new(AtomicBool::new(false));
+    let answers = {
+        let muted = muted.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = match from_server.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if muted.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if to_client.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut started = false;
+    loop {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = match from_client.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            let head = if started { 5 } else { 4 };
+            if buf.len() < head {
+                break;
+            }
+            let len = u32::from_be_bytes(buf[head - 4..head].try_into().unwrap()) as usize;
+            let total = if started { 1 + len } else { len };
+            if buf.len() < total {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..total).collect();
+            if !started && frame.len() >= 8 {
+                // The start-up message (protocol 3.0); SSLRequest and the
+                // like come before it.
+                started = u32::from_be_bytes(frame[4..8].try_into().unwrap()) == 196_608;
+            } else if started && frame[0] == b'Q' && &frame[5..] == b"COMMIT\0" {
+                let cut = armed.lock().unwrap().take();
+                if let Some(cut) = cut {
+                    cuts.fetch_add(1, Ordering::SeqCst);
+                    if cut == Cut::AnswerLost {
+                        muted.store(true, Ordering::SeqCst);
+                        let _ = to_server.write_all(&frame).await;
+                        // Time for the server to commit before both ends close.
+                        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    }
+                    answers.abort();
+                    return;
+                }
+            }
+            if to_server.write_all(&frame).await.is_err() {
+                answers.abort();
+                return;
+            }
+        }
+    }
+    let _ = to_server.shutdown().await;
+    let _ = answers.await;
+}
