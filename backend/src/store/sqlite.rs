@@ -260,7 +260,7 @@ impl SettingsStore for SqliteStore {
 
     async fn certificates(&self, profile: &str) -> Result<Vec<CertRow>, StoreError> {
         let profile = profile.to_string();
-        self.with_conn(move |c| {
+        self.with_lookup(move |c| {
             let mut stmt = c.prepare_cached(sql::CERTIFICATES)?;
             let rows = stmt.query_map([profile], |r| sql::certificate_from(r))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -1211,7 +1211,7 @@ impl Queue for SqliteStore {
 
     async fn pause_state(&self, profile: &str) -> Result<Option<Paused>, StoreError> {
         let profile = profile.to_string();
-        self.with_conn(move |c| {
+        self.with_lookup(move |c| {
             Ok(c.prepare_cached(sql::PAUSE)?
                 .query_row([profile], |r| sql::paused_from(r))
                 .optional()?)
@@ -2192,7 +2192,33 @@ mod tests {
                 .await
                 .expect("the settings are read while the writer and the reader are busy")
                 .unwrap();
+            // What each delivery worker reads before each batch.
+            tokio::time::timeout(soon, store.certificates(DEFAULT_PROFILE))
+                .await
+                .expect("the certificates, read with the settings")
+                .unwrap();
+            let pause = tokio::time::timeout(soon, store.pause_state(DEFAULT_PROFILE))
+                .await
+                .expect("the pause")
+                .unwrap();
+            assert!(pause.is_none());
         }
+        let paused = Paused {
+            since: "2026-11-26T00:00:00Z".into(),
+            stage: mailroom_shared::api::Stage::Auth,
+            code: Some("535".into()),
+            message: "refused".into(),
+            hint: None,
+        };
+        store
+            .set_pause(DEFAULT_PROFILE, Some(paused.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.pause_state(DEFAULT_PROFILE).await.unwrap(),
+            Some(paused),
+            "a pause is seen at once"
+        );
         assert!(store.revoke_app("app_1").await.unwrap());
         assert!(
             store.app_by_key([7u8; 32]).await.unwrap().is_none(),
