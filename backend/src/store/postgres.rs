@@ -203,10 +203,30 @@ const COMMIT_CHECK_GAP: Duration = Duration::from_millis(100);
 /// connection (`txid_status`, which PostgreSQL keeps for this): committed is
 /// `Ok`; aborted, unknown or no answer is the original error.
 async fn commit(pool: &Pool, tx: deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
-    let xid: i64 = tx
-        .query_one("SELECT txid_current()", &[])
-        .await?
-        .try_get(0)?;
+    let xid = xact_id(&tx).await?;
+    commit_known(pool, tx, xid).await
+}
+
+/// The transaction's id, for [`commit_known`]. One simple query, sent when
+/// first polled: run beside a transaction's first statements (`try_join!`),
+/// it is pipelined with them and costs no round trip of its own.
+async fn xact_id(tx: &deadpool_postgres::Transaction<'_>) -> Result<i64, StoreError> {
+    let answer = tx.simple_query("SELECT txid_current()").await?;
+    answer
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse().ok(),
+            _ => None,
+        })
+        .ok_or_else(|| StoreError::Db("PostgreSQL gave no transaction id".into()))
+}
+
+/// [`commit`] for a transaction whose id `xid` was read already.
+async fn commit_known(
+    pool: &Pool,
+    tx: deadpool_postgres::Transaction<'_>,
+    xid: i64,
+) -> Result<(), StoreError> {
     let lost = match tx.commit().await {
         Ok(()) => return Ok(()),
         // The server answered: it did not commit.
@@ -984,11 +1004,30 @@ impl PgStore {
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
+        let (xid, (accepted, mut out)) =
+            tokio::try_join!(xact_id(&tx), Self::stage_batch(&tx, &batch))?;
+        commit_known(&self.pool, tx, xid).await?;
+        for i in accepted {
+            out[i] = Some(Enqueued::New(batch[i].id.clone()));
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::Db("not stored".into())))
+            .collect())
+    }
+
+    /// [`PgStore::enqueue_batch`]'s statements before the commit: which
+    /// messages are accepted (their positions in `batch`), and the answer
+    /// for each of the others.
+    async fn stage_batch(
+        tx: &deadpool_postgres::Transaction<'_>,
+        batch: &[NewMessage],
+    ) -> Result<(Vec<usize>, Vec<Option<Enqueued>>), StoreError> {
         let mut order: Vec<usize> = (0..batch.len()).collect();
         order.sort_by(|a, b| batch[*a].app_id.cmp(&batch[*b].app_id));
         if let Some(m) = batch.iter().find(|m| m.idempotency_key.is_some()) {
             tx.execute(
-                &prepared(&tx, sql::DELETE_OLD_IDEMPOTENCY).await?,
+                &prepared(tx, sql::DELETE_OLD_IDEMPOTENCY).await?,
                 &[&(m.now_unix - 24 * 3600)],
             )
             .await?;
@@ -1003,20 +1042,20 @@ impl PgStore {
                 continue;
             };
             if !apps.contains_key(app) {
-                let turn = app_turn(&tx, app, m).await?;
+                let turn = app_turn(tx, app, m).await?;
                 apps.insert(app.clone(), turn);
             }
             if let Some(key) = &m.idempotency_key {
                 // Wins the key, or finds who did (a concurrent twin waits for it).
                 let taken = tx
                     .execute(
-                        &prepared(&tx, sql::TAKE_IDEMPOTENCY_KEY).await?,
+                        &prepared(tx, sql::TAKE_IDEMPOTENCY_KEY).await?,
                         &[app, key, &m.id, &m.now_unix],
                     )
                     .await?;
                 if taken == 0 {
                     let row = tx
-                        .query_one(&prepared(&tx, sql::IDEMPOTENT_TWIN).await?, &[app, key])
+                        .query_one(&prepared(tx, sql::IDEMPOTENT_TWIN).await?, &[app, key])
                         .await?;
                     let twin = row.text(0)?;
                     // A twin in this batch is not stored yet: it is queued.
@@ -1031,7 +1070,7 @@ impl PgStore {
             }
             let turn = apps.get_mut(app).expect("read above");
             if !turn.usage.answers(m) {
-                reread(&tx, app, m, turn).await?;
+                reread(tx, app, m, turn).await?;
             }
             if let Some(limits) = &m.limits {
                 let rcpts = m.recipients.len() as u32;
@@ -1055,10 +1094,10 @@ impl PgStore {
             accepted.push(i);
         }
         if !accepted.is_empty() {
-            insert_messages(&tx, accepted.iter().map(|i| &batch[*i])).await?;
+            insert_messages(tx, accepted.iter().map(|i| &batch[*i])).await?;
         }
-        let count = prepared(&tx, sql::COUNT_APP_MESSAGES).await?;
-        let spend = prepared(&tx, sql::ADD_APP_USAGE).await?;
+        let count = prepared(tx, sql::COUNT_APP_MESSAGES).await?;
+        let spend = prepared(tx, sql::ADD_APP_USAGE).await?;
         for (app, turn) in apps.iter().filter(|(_, t)| !t.added.is_empty()) {
             tx.execute(&count, &[app, &(turn.added.len() as i64), &turn.last])
                 .await?;
@@ -1072,14 +1111,7 @@ impl PgStore {
                 tx.execute(&spend, &[app, &at, &n, &rcpts]).await?;
             }
         }
-        commit(&self.pool, tx).await?;
-        for i in accepted {
-            out[i] = Some(Enqueued::New(batch[i].id.clone()));
-        }
-        Ok(out
-            .into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::Db("not stored".into())))
-            .collect())
+        Ok((accepted, out))
     }
 }
 
@@ -1408,12 +1440,13 @@ impl Queue for PgStore {
     ) -> Result<(), StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        for (id, r) in batch.iter() {
-            record_in(&tx, id, r, now).await?;
-        }
-        insert_deliveries(&tx, &events).await?;
-        commit(&self.pool, tx).await?;
-        Ok(())
+        let (xid, ()) = tokio::try_join!(xact_id(&tx), async {
+            for (id, r) in batch.iter() {
+                record_in(&tx, id, r, now).await?;
+            }
+            insert_deliveries(&tx, &events).await
+        })?;
+        commit_known(&self.pool, tx, xid).await
     }
 
     async fn requeue_sending(&self, now_unix: i64) -> Result<u64, StoreError> {
@@ -1627,7 +1660,7 @@ impl Queue for PgStore {
             let ids: Vec<&str> = messages[..n].iter().map(|(id, _)| id.as_str()).collect();
             tx.execute(
                 "INSERT INTO profile_usage (profile, at_unix, recipients, message_id)
-                 SELECT $1, $2, r, m FROM UNNEST($3::BIGINT[], $4::TEXT[]) AS u(r, m)",
+             SELECT $1, $2, r, m FROM UNNEST($3::BIGINT[], $4::TEXT[]) AS u(r, m)",
                 &[&profile, &now_unix, &counts, &ids],
             )
             .await?;
