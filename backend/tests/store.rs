@@ -1940,6 +1940,18 @@ async fn a_commit_whose_answer_is_lost_is_told_from_one_that_failed() {
     let d = store.details("msg_kept").await.unwrap().unwrap();
     assert_eq!(d.summary.status, Status::Sent);
     assert_eq!(d.summary.attempt_count, 1);
+
+    // Committed, and then the server is out of reach for a second (every
+    // connection broken, new ones refused, as in a restart): asked again
+    // until it answers, it is acknowledged.
+    cutter.arm(Cut::AnswerLostThenDown);
+    let r = store.enqueue(message("msg_restart", None)).await;
+    assert_eq!(cutter.cuts(), 4);
+    assert!(
+        matches!(&r, Ok(Enqueued::New(id)) if id == "msg_restart"),
+        "a stored submission is acknowledged once the server answers again: {r:?}"
+    );
+    assert_eq!(f.rows("messages").await, 2);
 }
 
 /// A PostgreSQL database of the release before profiles (every migration

@@ -234,24 +234,29 @@ async fn commit_known(
         Err(e) => e,
     };
     for _ in 0..COMMIT_CHECKS {
-        match commit_status(pool, xid).await.as_deref() {
-            Some("committed") => {
+        match commit_status(pool, xid).await {
+            Ok(Some(s)) if s == "committed" => {
                 tracing::warn!(xid, error = %lost, "the connection broke during a COMMIT, which the server has committed");
                 return Ok(());
             }
-            Some("in progress") => tokio::time::sleep(COMMIT_CHECK_GAP).await,
-            _ => break,
+            // Still committing, or no answer yet (the server restarting, or
+            // the pool handing out another connection that broke too).
+            Ok(Some(s)) if s == "in progress" => {}
+            Err(_) => {}
+            // Aborted, or too old for the server to know.
+            Ok(_) => break,
         }
+        tokio::time::sleep(COMMIT_CHECK_GAP).await;
     }
     Err(lost.into())
 }
 
 /// `committed`, `aborted` or `in progress` for transaction `xid`, read on a
-/// connection of its own; `None` when the server cannot say.
-async fn commit_status(pool: &Pool, xid: i64) -> Option<String> {
-    let c = pool.get().await.ok()?;
-    let row = c.query_one("SELECT txid_status($1)", &[&xid]).await.ok()?;
-    row.try_get::<_, Option<String>>(0).ok().flatten()
+/// connection of its own; `None` when the server no longer knows.
+async fn commit_status(pool: &Pool, xid: i64) -> Result<Option<String>, StoreError> {
+    let c = pool.get().await?;
+    let row = c.query_one("SELECT txid_status($1)", &[&xid]).await?;
+    Ok(row.try_get::<_, Option<String>>(0)?)
 }
 
 /// Every row of `rows` read with `read`.

@@ -97,6 +97,9 @@ pub enum Cut {
     AnswerLost,
     /// The COMMIT never reaches PostgreSQL.
     NeverArrives,
+    /// As [`Cut::AnswerLost`], and then, as while a server restarts, every
+    /// connection of the proxy breaks and new ones are refused for a second.
+    AnswerLostThenDown,
 }
 
 /// A loopback proxy to the test's PostgreSQL that can take one COMMIT's
@@ -109,6 +112,23 @@ pub struct CommitCutter {
     cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// The proxy's state shared by its connections.
+#[derive(Clone, Default)]
+struct CutState {
+    armed: std::sync::Arc<std::sync::Mutex<Option<Cut>>>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections are refused until then, and those open are broken.
+    down_until: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Bumped when every connection must break.
+    outage: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl CutState {
+    fn is_down(&self) -> bool {
+        matches!(*self.down_until.lock().unwrap(), Some(t) if std::time::Instant::now() < t)
+    }
+}
+
 impl CommitCutter {
     pub async fn start() -> CommitCutter {
         let base = reqwest::Url::parse(&base_url()).unwrap();
@@ -118,18 +138,21 @@ impl CommitCutter {
             base.port().unwrap_or(5432)
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let state = CutState::default();
         let cutter = CommitCutter {
             addr: listener.local_addr().unwrap(),
-            armed: Default::default(),
-            cuts: Default::default(),
+            armed: state.armed.clone(),
+            cuts: state.cuts.clone(),
         };
-        let (armed, cuts) = (cutter.armed.clone(), cutter.cuts.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if state.is_down() {
+                    continue;
+                }
                 let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                     continue;
                 };
-                tokio::spawn(relay(client, server, armed.clone(), cuts.clone()));
+                tokio::spawn(relay(client, server, state.clone()));
             }
         });
         cutter
@@ -157,17 +180,32 @@ impl CommitCutter {
 /// One client connection: the server's bytes pass as they come; the
 /// client's are read message by message (the untyped start-up messages,
 /// then tag, length, body) so an armed proxy can find `Q` `COMMIT`.
-async fn relay(
+async fn relay(client: tokio::net::TcpStream, server: tokio::net::TcpStream, state: CutState) {
+    let mut outage = state.outage.subscribe();
+    tokio::select! {
+        () = relay_until_cut(client, server, &state) => {}
+        _ = outage.changed() => {}
+    }
+}
+
+async fn relay_until_cut(
     client: tokio::net::TcpStream,
     server: tokio::net::TcpStream,
-    armed: std::sync::Arc<std::sync::Mutex<Option<Cut>>>,
-    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    state: &CutState,
 ) {
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
     let muted = std::sync::Arc::new(AtomicBool::new(false));
+    /// Ends the server's side too when this connection's relay ends (or is
+    /// dropped, at an outage).
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     let answers = {
         let muted = muted.clone();
         tokio::spawn(async move {
@@ -186,6 +224,7 @@ async fn relay(
             }
         })
     };
+    let _guard = AbortOnDrop(answers.abort_handle());
     let mut buf: Vec<u8> = Vec::new();
     let mut started = false;
     loop {
@@ -211,14 +250,19 @@ async fn relay(
                 // like come before it.
                 started = u32::from_be_bytes(frame[4..8].try_into().unwrap()) == 196_608;
             } else if started && frame[0] == b'Q' && &frame[5..] == b"COMMIT\0" {
-                let cut = armed.lock().unwrap().take();
+                let cut = state.armed.lock().unwrap().take();
                 if let Some(cut) = cut {
-                    cuts.fetch_add(1, Ordering::SeqCst);
-                    if cut == Cut::AnswerLost {
+                    state.cuts.fetch_add(1, Ordering::SeqCst);
+                    if cut != Cut::NeverArrives {
                         muted.store(true, Ordering::SeqCst);
                         let _ = to_server.write_all(&frame).await;
                         // Time for the server to commit before both ends close.
                         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    }
+                    if cut == Cut::AnswerLostThenDown {
+                        *state.down_until.lock().unwrap() =
+                            Some(std::time::Instant::now() + std::time::Duration::from_secs(1));
+                        state.outage.send_modify(|n| *n += 1);
                     }
                     answers.abort();
                     return;
