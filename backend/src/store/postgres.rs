@@ -1665,7 +1665,7 @@ impl Queue for PgStore {
             let ids: Vec<&str> = messages[..n].iter().map(|(id, _)| id.as_str()).collect();
             tx.execute(
                 "INSERT INTO profile_usage (profile, at_unix, recipients, message_id)
-             SELECT $1, $2, r, m FROM UNNEST($3::BIGINT[], $4::TEXT[]) AS u(r, m)",
+                 SELECT $1, $2, r, m FROM UNNEST($3::BIGINT[], $4::TEXT[]) AS u(r, m)",
                 &[&profile, &now_unix, &counts, &ids],
             )
             .await?;

@@ -108,8 +108,7 @@ pub enum Cut {
 /// Everything else passes through unchanged.
 pub struct CommitCutter {
     addr: std::net::SocketAddr,
-    armed: std::sync::Arc<std::sync::Mutex<Option<Cut>>>,
-    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    state: CutState,
 }
 
 /// The proxy's state shared by its connections.
@@ -141,8 +140,7 @@ impl CommitCutter {
         let state = CutState::default();
         let cutter = CommitCutter {
             addr: listener.local_addr().unwrap(),
-            armed: state.armed.clone(),
-            cuts: state.cuts.clone(),
+            state: state.clone(),
         };
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -168,12 +166,12 @@ impl CommitCutter {
 
     /// The next COMMIT on any connection gets `cut`.
     pub fn arm(&self, cut: Cut) {
-        *self.armed.lock().unwrap() = Some(cut);
+        *self.state.armed.lock().unwrap() = Some(cut);
     }
 
     /// How many COMMITs were cut so far.
     pub fn cuts(&self) -> usize {
-        self.cuts.load(std::sync::atomic::Ordering::SeqCst)
+        self.state.cuts.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
