@@ -1,6 +1,7 @@
 //! Isolation, the limits part: the relay's per-address cap, PROXY protocol,
 //! AUTH deadline, command budget, session cap and write timeout (docs/API.md
-//! §11); the HTTP server's header and body timeouts and connection cap, and
+//! §11); the HTTP server's header and body timeouts (kept-alive connections
+//! too) and connection cap, and
 //! lockouts that only slow guessing, behind a trusted proxy too (§2). Each is
 //! tried with a raw socket or a real client, as an attacker would.
 
@@ -322,6 +323,80 @@ async fn past_the_connection_cap_new_connections_wait_their_turn() {
     let status = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
         .expect("served once a place is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
+/// Reads one answer from a raw HTTP/1.1 connection: its head and its body
+/// of Content-Length bytes.
+async fn read_answer(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .expect("the answer has a Content-Length");
+            if buf.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert!(n > 0, "closed before the whole answer: {text}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A kept-alive connection counts among max_connections while it stays
+/// open: one that goes quiet after its answers would hold its place for
+/// ever, and enough of them would lock every client out. It gets the header
+/// timeout to start its next request, as a new connection does.
+#[tokio::test]
+async fn a_kept_alive_connection_that_goes_quiet_is_let_go() {
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |a| {
+        a.http_header_timeout = Duration::from_secs(1);
+        a.http_max_connections = 1;
+    })
+    .await;
+    let mut quiet = TcpStream::connect(http_addr(&server)).await.unwrap();
+    // Two requests on the one connection: it is kept alive.
+    for _ in 0..2 {
+        quiet
+            .write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut quiet).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // Then silence, holding the only place: the next client waits.
+    let started = Instant::now();
+    let url = format!("{}/api/health", server.url);
+    let waiting = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut rest))
+        .await
+        .expect("the quiet connection is closed")
+        .unwrap();
+    assert!(rest.is_empty(), "nothing more was sent: {rest:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "closed at the header timeout, not at once: {:?}",
+        started.elapsed()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting client is served once the quiet one is let go")
         .unwrap()
         .unwrap();
     assert_eq!(status, 200);
