@@ -69,16 +69,29 @@ impl Engine {
     }
 
     /// Runs every profile's engine until `stop`; then waits for them.
+    ///
+    /// A look that panics (a bug) is logged and tried again soon: the
+    /// supervisor holds every worker's stop signal, so if it ended, every
+    /// profile's workers would stop with it and delivery would stay silent
+    /// until a restart.
     pub(super) async fn supervise(self, mut stop: watch::Receiver<bool>) {
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut retired = Vec::new();
         loop {
-            self.reconcile(&mut running, &mut retired).await;
-            tokio::select! {
-                _ = self.settings_saved.notified() => {}
+            let next_look = match crate::error::caught(self.reconcile(&mut running, &mut retired))
+                .await
+            {
                 // Profiles added or changed on another server without a
                 // notice that reached this one.
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                Ok(()) => Duration::from_secs(30),
+                Err(what) => {
+                    tracing::error!(panic = %what, "the delivery supervisor's look at the profiles panicked; it looks again in a second");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = self.settings_saved.notified() => {}
+                _ = tokio::time::sleep(next_look) => {}
                 _ = stop.changed() => break,
             }
         }
@@ -96,6 +109,10 @@ impl Engine {
         running: &mut HashMap<String, Running>,
         retired: &mut Vec<tokio::task::JoinHandle<()>>,
     ) {
+        #[cfg(test)]
+        if tests::PANIC_NEXT_LOOK.with(|p| p.replace(false)) {
+            panic!("a bug in the supervisor's look");
+        }
         // Workers already stopped need no waiting for at shutdown.
         retired.retain(|h| !h.is_finished());
         let profiles = match self.settings.store.profiles().await {
@@ -165,6 +182,8 @@ impl Engine {
             );
         }
         retired.retain(|h| !h.is_finished());
+        #[cfg(test)]
+        tests::LOOKS.with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -173,6 +192,46 @@ mod tests {
     use super::super::tests::{claimed_40, engine_over};
     use super::*;
     use crate::store::DEFAULT_PROFILE;
+
+    thread_local! {
+        /// The supervisor's next look panics (on this test's thread).
+        pub(super) static PANIC_NEXT_LOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Looks that ran to their end (on this test's thread).
+        pub(super) static LOOKS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The supervisor outlives a look that panics: it holds every worker's
+    /// stop signal, so its end would stop all delivery without a word.
+    #[tokio::test]
+    async fn the_supervisor_outlives_a_look_that_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, clock, webhooks, _) = claimed_40(dir.path()).await;
+        let engine = engine_over(dir.path(), store, clock, webhooks);
+        PANIC_NEXT_LOOK.with(|p| p.set(true));
+        let (stop, rx) = watch::channel(false);
+        let supervisor = tokio::spawn(engine.supervise(rx));
+        let started = std::time::Instant::now();
+        while LOOKS.with(|n| n.get()) == 0 {
+            assert!(
+                !supervisor.is_finished(),
+                "the supervisor ended with its look"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no look after the one that panicked"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !PANIC_NEXT_LOOK.with(|p| p.get()),
+            "the first look panicked"
+        );
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), supervisor)
+            .await
+            .expect("the supervisor stops when told")
+            .expect("and ends without a panic");
+    }
 
     /// A profile whose worker ended without being told to (a bug outside
     /// an attempt) gets new workers at the supervisor's next look, instead
