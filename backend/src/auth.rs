@@ -101,6 +101,40 @@ pub fn bucket(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Open connections per client address (IPv6 by /64); a [`Slot`] gives its
+/// place back when dropped.
+#[derive(Default)]
+pub struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+/// A connection's place among its address's.
+pub struct Slot(Arc<PerAddress>, IpAddr);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}
+
+impl PerAddress {
+    /// A place for a connection from `ip`, or none when it has `max` open.
+    pub fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
+        let ip = bucket(ip);
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot(self.clone(), ip))
+    }
+}
+
 fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
 }

@@ -82,6 +82,16 @@ pub struct ServeArgs {
         default_value_t = 1024
     )]
     pub http_max_connections: usize,
+    /// HTTP connections at once from one address (IPv6: one /64), so one
+    /// client cannot take every place; trusted proxies are exempt (for
+    /// tests; not in the contract: 256).
+    #[arg(
+        long,
+        hide = true,
+        env = "MAILROOM_HTTP_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256
+    )]
+    pub http_max_connections_per_ip: usize,
     /// The encryption key for stored secrets; default <data-dir>/secret.key.
     /// Several servers sharing one PostgreSQL need the same key.
     #[arg(long, env = "MAILROOM_SECRET_KEY_FILE")]

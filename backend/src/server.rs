@@ -218,7 +218,7 @@ pub struct Server {
 }
 
 /// The HTTP server's limits (docs/API.md §2).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpLimits {
     /// Time to send a request's headers.
     pub header_timeout: Duration,
@@ -228,6 +228,12 @@ pub struct HttpLimits {
     pub write_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections at once from one address (IPv6: one /64); more are
+    /// answered 429 and closed.
+    pub max_per_address: usize,
+    /// Peers exempt from `max_per_address`: reverse proxies carry many
+    /// clients' connections.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 /// How long in-flight deliveries get to finish at shutdown.
@@ -269,6 +275,8 @@ impl Server {
             request_timeout: args.http_request_timeout,
             write_timeout: args.http_write_timeout,
             max_connections: args.http_max_connections.max(1),
+            max_per_address: args.http_max_connections_per_ip.max(1),
+            trusted_proxies: Arc::new(args.trusted_proxies.clone()),
         };
         Ok(Server {
             limits,
@@ -308,7 +316,8 @@ impl Server {
 /// `header_timeout`, each read of a body within `request_timeout`
 /// (tower-http), each write of an answer within `write_timeout`, and at most
 /// `max_connections` at once (the next waits to be accepted, in the kernel's
-/// backlog). On `shutdown`, stops accepting and lets open requests finish.
+/// backlog), `max_per_address` of them from one client address (the next is
+/// answered 429). On `shutdown`, stops accepting and lets open requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -321,6 +330,9 @@ pub async fn serve(
         limits.request_timeout,
     ));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_address = Arc::new(auth::PerAddress::default());
+    const REFUSALS: usize = 64;
+    let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSALS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -345,6 +357,36 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
+        // One client (a script that leaks connections) gets a share of the
+        // places, never all of them. A reverse proxy carries everyone's.
+        let ip = peer.ip().to_canonical();
+        let slot = if limits.trusted_proxies.iter().any(|n| n.contains(&ip)) {
+            None
+        } else {
+            match per_address.take(ip, limits.max_per_address) {
+                Some(slot) => Some(slot),
+                None => {
+                    // The 429 takes none of the places, and at most
+                    // REFUSALS at once for at most two seconds each: past
+                    // that, the connection is just closed.
+                    drop(permit);
+                    let Ok(refusal) = refusals.clone().try_acquire_owned() else {
+                        continue;
+                    };
+                    let conn = builder.serve_connection(
+                        TokioIo::new(tcp),
+                        hyper::service::service_fn(|_| async {
+                            Ok::<_, std::convert::Infallible>(too_many_connections())
+                        }),
+                    );
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                        drop(refusal);
+                    });
+                    continue;
+                }
+            }
+        };
         let router = router.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -361,6 +403,7 @@ pub async fn serve(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(slot);
             drop(permit);
         });
     }
@@ -372,6 +415,30 @@ pub async fn serve(
         tracing::warn!("open HTTP connections were closed at shutdown");
     }
     Ok(())
+}
+
+/// The answer on a connection past its address's share: the API's JSON
+/// error, and the connection closes.
+fn too_many_connections() -> hyper::Response<axum::body::Body> {
+    let body = serde_json::json!({
+        "message": "Too many connections from your address at once: close some (reuse one connection for many requests) and try again.",
+        "errors": {},
+    });
+    let mut r = hyper::Response::new(axum::body::Body::from(body.to_string()));
+    *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r
 }
 
 async fn shutdown_signal() {

@@ -402,6 +402,94 @@ async fn a_kept_alive_connection_that_goes_quiet_is_let_go() {
     assert_eq!(status, 200);
 }
 
+/// One client that leaks connections (or floods them) gets its share of the
+/// HTTP server's places, never all of them; a reverse proxy, which carries
+/// everyone's, is exempt.
+#[tokio::test]
+async fn one_address_gets_only_its_share_of_the_http_server() {
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |a| a.http_max_connections_per_ip = 2).await;
+    let url = format!("{}/api/health", server.url);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(http_addr(&server)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["connection"], "close");
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Too many connections"), "{body}");
+    assert!(body["errors"].is_object(), "{body}");
+    // A place given back is taken again.
+    held.pop();
+    let started = Instant::now();
+    loop {
+        let r = reqwest::get(&url).await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the place was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+
+    let proxied = start(&rig, |a| {
+        a.http_max_connections_per_ip = 2;
+        a.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(http_addr(&proxied)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = reqwest::get(format!("{}/api/health", proxied.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a trusted proxy has no per-address cap");
+}
+
+/// Refusals cost the server little: a flood of connections from one
+/// address that never send a request takes none of the places.
+#[tokio::test]
+async fn connections_refused_for_their_address_take_no_place() {
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |a| {
+        a.http_max_connections = 4;
+        a.http_max_connections_per_ip = 1;
+    })
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        flood.push(TcpStream::connect(http_addr(&server)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The flood's first connection holds the address's one place; the other
+    // 99 were refused at once, holding none of the server's four. Once the
+    // first closes, a request is served at once; were refusals to hold
+    // places while they wait for a request that never comes, it would
+    // queue behind the flood.
+    drop(flood.remove(0));
+    let url = format!("{}/api/health", server.url);
+    let served = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let r = reqwest::get(&url).await.unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert_eq!(r.status(), 429);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    served.await.expect("the flood holds the server's places");
+}
+
 #[tokio::test]
 async fn wrong_app_keys_stay_401_and_slow_down_while_the_right_key_passes() {
     let (_rig, server, key) = sending_rig().await;

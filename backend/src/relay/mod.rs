@@ -13,9 +13,8 @@ mod commands;
 mod session;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,38 +48,6 @@ pub(crate) struct Shared {
 pub const MAX_COMMANDS_BEFORE_AUTH: u32 = 20;
 /// Time a load balancer has to send its PROXY header.
 const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Open connections per client address (IPv6 by /64); a [`Slot`] gives its
-/// place back when dropped.
-#[derive(Default)]
-struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
-
-struct Slot(Arc<PerAddress>, IpAddr);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut map = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.1);
-            }
-        }
-    }
-}
-
-impl PerAddress {
-    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
-        let ip = crate::auth::bucket(ip);
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(Slot(self.clone(), ip))
-    }
-}
 
 /// Why a PROXY header was not taken.
 #[derive(Debug)]
@@ -153,7 +120,7 @@ pub struct Relay {
     listener: TcpListener,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
-    per_address: Arc<PerAddress>,
+    per_address: Arc<crate::auth::PerAddress>,
     max_per_address: usize,
     proxies: Vec<ipnet::IpNet>,
 }

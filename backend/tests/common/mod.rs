@@ -36,6 +36,7 @@ pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
         http_request_timeout: std::time::Duration::from_secs(60),
         http_write_timeout: std::time::Duration::from_secs(30),
         http_max_connections: 1024,
+        http_max_connections_per_ip: 256,
         secret_key_file: None,
         admin_token: Some(TOKEN.into()),
         static_dir: None,
