@@ -690,6 +690,33 @@ mod tests {
         );
     }
 
+    /// Connections count per address as the failures do: one IPv6 /64 is
+    /// one client, an IPv4-mapped address is its IPv4 one, and a place is
+    /// given back when its connection ends.
+    #[test]
+    fn connections_are_counted_per_address_and_given_back() {
+        let places = Arc::new(PerAddress::default());
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let first = places.take(a, 2).expect("a first place");
+        let second = places.take(same_64, 2).expect("a second place");
+        assert!(places.take(a, 2).is_none(), "a /64 has two places");
+        assert!(places.take(other, 2).is_some(), "another /64 has its own");
+        drop(first);
+        let third = places.take(same_64, 2).expect("the place given back");
+        drop((second, third));
+        let v4: IpAddr = "10.0.0.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        let held = places.take(v4, 1).expect("a place");
+        assert!(places.take(mapped, 1).is_none(), "the same client");
+        drop(held);
+        assert!(
+            places.0.lock().unwrap().is_empty(),
+            "no address is kept once its connections end"
+        );
+    }
+
     #[test]
     fn the_client_is_found_behind_trusted_proxies_only() {
         let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
