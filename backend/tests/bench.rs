@@ -850,13 +850,26 @@ async fn bench_profiles() {
         Duration::from_millis(20),
         Duration::ZERO,
     ] {
-        let one = profiles_run(1, n, delay).await;
-        let four = profiles_run(4, n, delay).await;
-        let ratio =
-            four["per_message_ms"].as_f64().unwrap() / one["per_message_ms"].as_f64().unwrap();
-        runs.push(serde_json::json!({
-            "smtp_delay_ms": delay.as_millis() as u64, "one": one, "four": four, "ratio": ratio,
-        }));
+        // One and four alternately, three times: whatever else the host
+        // does meanwhile (PostgreSQL's checkpoint after the bench before
+        // this one, the noise of a shared VM) falls on both alike, and the
+        // median pair is kept, with every pair's ratio shown.
+        let mut pairs = Vec::new();
+        for _ in 0..3 {
+            let one = profiles_run(1, n, delay).await;
+            let four = profiles_run(4, n, delay).await;
+            let ratio =
+                four["per_message_ms"].as_f64().unwrap() / one["per_message_ms"].as_f64().unwrap();
+            pairs.push(serde_json::json!({
+                "smtp_delay_ms": delay.as_millis() as u64, "one": one, "four": four, "ratio": ratio,
+            }));
+        }
+        let ratio = |r: &serde_json::Value| r["ratio"].as_f64().unwrap_or(f64::NAN);
+        pairs.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+        let ratios: Vec<f64> = pairs.iter().map(ratio).collect();
+        let mut median = pairs.swap_remove(1);
+        median["ratios"] = serde_json::json!(ratios);
+        runs.push(median);
     }
     report(
         "profiles",
