@@ -851,8 +851,7 @@ async fn bench_profiles() {
         Duration::ZERO,
     ] {
         // One and four alternately, three times: whatever else the host
-        // does meanwhile (PostgreSQL's checkpoint after the bench before
-        // this one, the noise of a shared VM) falls on both alike, and the
+        // does meanwhile (a shared VM's noise) falls on both alike, and the
         // median pair is kept, with every pair's ratio shown.
         let mut pairs = Vec::new();
         for _ in 0..3 {
