@@ -82,12 +82,9 @@ pub struct ServeArgs {
         default_value_t = 1024
     )]
     pub http_max_connections: usize,
-    /// HTTP connections at once from one address (IPv6: one /64), so one
-    /// client cannot take every place; trusted proxies are exempt (for
-    /// tests; not in the contract: 256).
+    /// HTTP connections at once from one address (IPv6: one /64), out of 1,024; trusted proxies are exempt.
     #[arg(
         long,
-        hide = true,
         env = "MAILROOM_HTTP_MAX_CONNECTIONS_PER_IP",
         default_value_t = 256
     )]
