@@ -236,6 +236,11 @@ pub struct HttpLimits {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
+/// Connections answered 429 for their address's share at once, each for at
+/// most [`REFUSAL_TIME`]; past that, such a connection is just closed.
+const REFUSALS: usize = 64;
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
+
 /// How long in-flight deliveries get to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -262,6 +267,7 @@ impl Server {
                 loopback_only: r.addr.ip().is_loopback(),
             }),
         });
+        let trusted_proxies = state.trusted_proxies.clone();
         let router = app(state, args.static_dir.clone());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -276,7 +282,7 @@ impl Server {
             write_timeout: args.http_write_timeout,
             max_connections: args.http_max_connections.max(1),
             max_per_address: args.http_max_connections_per_ip.max(1),
-            trusted_proxies: Arc::new(args.trusted_proxies.clone()),
+            trusted_proxies,
         };
         Ok(Server {
             limits,
@@ -331,7 +337,6 @@ pub async fn serve(
     ));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let per_address = Arc::new(auth::PerAddress::default());
-    const REFUSALS: usize = 64;
     let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSALS));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -366,9 +371,7 @@ pub async fn serve(
             match per_address.take(ip, limits.max_per_address) {
                 Some(slot) => Some(slot),
                 None => {
-                    // The 429 takes none of the places, and at most
-                    // REFUSALS at once for at most two seconds each: past
-                    // that, the connection is just closed.
+                    // The 429 takes none of the places.
                     drop(permit);
                     let Ok(refusal) = refusals.clone().try_acquire_owned() else {
                         continue;
@@ -380,7 +383,7 @@ pub async fn serve(
                         }),
                     );
                     tokio::spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                        let _ = tokio::time::timeout(REFUSAL_TIME, conn).await;
                         drop(refusal);
                     });
                     continue;
