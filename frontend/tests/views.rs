@@ -1035,6 +1035,89 @@ async fn data_in_the_activity_table_is_text_never_markup() {
 }
 
 #[wasm_bindgen_test]
+async fn a_run_of_the_same_failure_is_shown_once_with_its_count_and_span() {
+    use mailroom_shared::api::Stage;
+    use mailroom_shared::sending::{Attempt, Details};
+    fake_api();
+    let row = summary("msg_5", "queued", "Weekly report");
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [row], "next": null}),
+    );
+    let attempt = |at: &str, stage: Stage, message: &str| Attempt {
+        at: at.into(),
+        ok: false,
+        stage: Some(stage),
+        code: None,
+        message: message.into(),
+        hint: Some("Check this server's DNS.".into()),
+        transport: Some(mailroom_shared::Transport::Smtp),
+    };
+    let unresolved = "The login host could not be resolved.";
+    // A paused profile's probes: the same failure each minute, then another
+    // one, then the first again (not merged across the other).
+    let mut attempts: Vec<Attempt> = (0..40)
+        .map(|i| {
+            let at = format!("2026-11-28T10:{i:02}:00Z");
+            attempt(&at, Stage::Token, unresolved)
+        })
+        .collect();
+    attempts.push(attempt("2026-11-28T10:45:00Z", Stage::Connect, "Refused."));
+    attempts.push(attempt("2026-11-28T10:46:00Z", Stage::Token, unresolved));
+    attempts.push(attempt("2026-11-28T10:47:00Z", Stage::Token, unresolved));
+    let details = Details {
+        summary: summary_of("msg_5", "queued", "Weekly report"),
+        recipients: Vec::new(),
+        attempts,
+    };
+    route(
+        "GET /api/messages/msg_5",
+        200,
+        &serde_json::to_value(details).unwrap(),
+    );
+    let root = mount_activity().await;
+    click(&root, "#row-msg_5 button.open").await;
+    let items = root
+        .query_selector_all("#details-msg_5 .attempts li")
+        .unwrap();
+    assert_eq!(items.length(), 3, "40 of one, 1 of another, 2 of the first");
+    let text = |i: u32| {
+        items
+            .get(i)
+            .and_then(|n| n.text_content())
+            .unwrap_or_default()
+    };
+    let first = text(0);
+    assert!(
+        first.contains("Failed · 40 times, from") && first.contains(unresolved),
+        "{first}"
+    );
+    assert_eq!(first.matches(unresolved).count(), 1, "said once: {first}");
+    let times: Vec<String> = {
+        let t = root
+            .query_selector_all("#details-msg_5 .attempts li:first-child time")
+            .unwrap();
+        (0..t.length())
+            .filter_map(|i| t.get(i))
+            .filter_map(|n| n.dyn_into::<Element>().ok())
+            .filter_map(|e| e.get_attribute("datetime"))
+            .collect()
+    };
+    assert_eq!(
+        times,
+        ["2026-11-28T10:00:00Z", "2026-11-28T10:39:00Z"],
+        "the run's first and last time"
+    );
+    let single = text(1);
+    assert!(
+        single.contains("Refused.") && !single.contains("times"),
+        "{single}"
+    );
+    assert!(text(2).contains("2 times"), "{}", text(2));
+}
+
+#[wasm_bindgen_test]
 fn views_follow_the_hash() {
     assert_eq!(View::from_hash("#/apps"), View::Apps);
     assert_eq!(View::from_hash("#/activity/"), View::Activity);

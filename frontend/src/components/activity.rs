@@ -1,7 +1,7 @@
 //! The Activity view: the queue's counts, the messages newest first with a
 //! status filter, search and "load more", and each message's details
 //! (recipients with their replies, attempts with stage, code, message and
-//! hint) with Retry and Cancel. It refreshes while open, in place, keeping
+//! hint, a run of the same failure once) with Retry and Cancel. It refreshes while open, in place, keeping
 //! the scroll position, an open message and the focus.
 //!
 //! The state and the requests are [`crate::hooks::use_activity`]'s; this
@@ -9,7 +9,7 @@
 //! the biggest view costs little of the bundle.
 
 use gloo_net::http::Method;
-use mailroom_shared::sending::{Details, QueueState, Status, Summary};
+use mailroom_shared::sending::{Attempt, Details, QueueState, Status, Summary};
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
@@ -17,6 +17,19 @@ use crate::hooks::use_activity;
 use crate::markup::{copy_click, hint, items, stage_line, Markup};
 
 pub use crate::hooks::activity::list_path;
+
+/// Whether two attempts ended the same way, all but their time. A run of
+/// such attempts is shown once, with its count and span: a paused profile
+/// tries one message a minute, so over a weekend one message can gather
+/// hundreds of the same failure.
+fn same_outcome(a: &Attempt, b: &Attempt) -> bool {
+    a.ok == b.ok
+        && a.stage == b.stage
+        && a.code == b.code
+        && a.message == b.message
+        && a.hint == b.hint
+        && a.transport == b.transport
+}
 
 /// One message's details, laid out like the test dialog's result.
 fn details(m: &mut Markup, d: &Details) {
@@ -64,15 +77,28 @@ fn details(m: &mut Markup, d: &Details) {
         m.el("p", &[("class", "help")], "None yet.");
     }
     m.open("ol", &[("class", "attempts")]);
-    for a in &d.attempts {
+    for run in d.attempts.chunk_by(same_outcome) {
+        let (a, last) = (&run[0], &run[run.len() - 1]);
         m.open(
             "li",
             &[("class", if a.ok { "result ok" } else { "result failed" })],
         )
         .open("p", &[])
         .el("strong", &[], if a.ok { "Accepted" } else { "Failed" })
-        .text(" · ")
-        .time(&a.at);
+        .text(" · ");
+        if run.len() > 1 {
+            m.el(
+                "span",
+                &[("class", "times")],
+                &[&run.len().to_string(), " times"].concat(),
+            )
+            .text(", from ")
+            .time(&a.at)
+            .text(" to ")
+            .time(&last.at);
+        } else {
+            m.time(&a.at);
+        }
         if let Some(t) = a.transport {
             m.text(" · via ").el(
                 "span",
