@@ -228,7 +228,9 @@ pub fn signed(p: &SignedProps) -> Html {
         .iter()
         .filter(|x| x.id != mailroom_shared::profiles::DEFAULT_PROFILE)
         .filter_map(|x| x.paused.as_ref().map(|pz| (x, pz)))
-        .map(|(x, pz)| components::common::profile_pause_banner(&x.name, pz))
+        .map(|(x, pz)| {
+            components::common::profile_pause_banner(&x.name, pz, view == View::Settings)
+        })
         .collect();
     let copy = Callback::from(|e: MouseEvent| {
         markup::copy_click(&e);
@@ -247,11 +249,11 @@ pub fn signed(p: &SignedProps) -> Html {
         </header>
         <main class={classes!("page", (view != View::Settings).then_some("wide"))}>
             if let Some((paused, waiting)) = paused {
-                <div onclick={copy.clone()}>{ pause_banner(paused, waiting) }</div>
+                <div onclick={copy.clone()}>{ pause_banner(paused, waiting, view == View::Settings) }</div>
             }
             { for other_pauses.into_iter().map(|b| html! { <div onclick={copy.clone()}>{ b }</div> }) }
             { for queue.iter().flat_map(|q| q.warnings.iter()).map(|w| html! {
-                <div onclick={copy.clone()}>{ components::common::warning_banner(w) }</div>
+                <div onclick={copy.clone()}>{ components::common::warning_banner(w, view == View::Settings) }</div>
             }) }
             <div hidden={view != View::Settings}>
                 <components::profiles::ProfileBar profiles={profiles.clone()}

@@ -775,9 +775,11 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
         "queued and deferred: {banner}"
     );
     assert!(text_of(&root, "#paused .command code").contains("New client secret"));
-    assert_eq!(
-        find(&root, "#paused a").get_attribute("href").as_deref(),
-        Some("#/settings")
+    assert!(
+        root.query_selector("#paused a, #credential-warning a")
+            .unwrap()
+            .is_none(),
+        "on the Settings view, no link to where the reader already is"
     );
 
     // Other views: the banner stays; the navigation marks the view and moves the focus.
@@ -794,6 +796,15 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
         .await
     );
     assert!(root.query_selector("#paused").unwrap().is_some());
+    for banner in ["#paused", "#credential-warning"] {
+        assert_eq!(
+            find(&root, &[banner, " a"].concat())
+                .get_attribute("href")
+                .as_deref(),
+            Some("#/settings"),
+            "elsewhere, each banner leads to the settings"
+        );
+    }
     assert_eq!(
         find(&root, "#nav-activity")
             .get_attribute("aria-current")

@@ -23,7 +23,7 @@ fn what_failed(m: &mut Markup, paused: &Paused) {
 /// The banner on every view while delivery is paused: what failed, the fix,
 /// how many messages wait, and the way to the settings. Its copy buttons
 /// need [`crate::markup::copy_click`] on a parent.
-pub fn pause_banner(paused: &Paused, waiting: u64) -> Html {
+pub fn pause_banner(paused: &Paused, waiting: u64, on_settings: bool) -> Html {
     let mut m = Markup::default();
     m.open(
         "section",
@@ -50,12 +50,12 @@ pub fn pause_banner(paused: &Paused, waiting: u64) -> Html {
         .time(&paused.since)
         .text(". Mailroom tries again every minute and at once when the settings are saved.")
         .close("p");
-    settings_link_and_end(m)
+    settings_link_and_end(m, on_settings)
 }
 
 /// The banner while another profile than the default one is paused: which
 /// profile, what failed and the fix (docs/API.md §15).
-pub fn profile_pause_banner(name: &str, paused: &Paused) -> Html {
+pub fn profile_pause_banner(name: &str, paused: &Paused, on_settings: bool) -> Html {
     let mut m = Markup::default();
     m.open(
         "section",
@@ -72,12 +72,12 @@ pub fn profile_pause_banner(name: &str, paused: &Paused) -> Html {
         "Only this profile's messages wait; the other profiles go on. Nothing is lost or bounced.",
     );
     what_failed(&mut m, paused);
-    settings_link_and_end(m)
+    settings_link_and_end(m, on_settings)
 }
 
 /// The banner on every view while a credential expires within 30 days (or
 /// has expired): what, when, and the fix (docs/API.md §13).
-pub fn warning_banner(w: &Warning) -> Html {
+pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
     let mut m = Markup::default();
     m.open(
         "section",
@@ -90,16 +90,19 @@ pub fn warning_banner(w: &Warning) -> Html {
     .el("h2", &[], "Sign-in credential expiring")
     .el("p", &[("class", "message")], &w.message);
     hint(&mut m, &w.hint);
-    settings_link_and_end(m)
+    settings_link_and_end(m, on_settings)
 }
 
-/// A banner's last line, the way to the fix, and its end.
-fn settings_link_and_end(mut m: Markup) -> Html {
-    m.el(
-        "a",
-        &[("class", "button"), ("href", "#/settings")],
-        "Open the settings",
-    )
-    .close("section");
+/// A banner's last line, the way to the fix (not on the Settings view
+/// itself, where it would lead nowhere), and its end.
+fn settings_link_and_end(mut m: Markup, on_settings: bool) -> Html {
+    if !on_settings {
+        m.el(
+            "a",
+            &[("class", "button"), ("href", "#/settings")],
+            "Open the settings",
+        );
+    }
+    m.close("section");
     m.html()
 }
