@@ -136,6 +136,7 @@ both!(
     parallel_claimers_never_share_a_message,
     pause_is_shared_and_keeps_its_first_since,
     retention_purges_final_messages_only,
+    a_large_purge_goes_in_batches,
     a_session_made_on_one_server_is_valid_on_another,
     the_delivery_slot_is_shared_where_servers_share_a_store,
     failed_sign_ins_are_counted_for_every_server_and_start_over_after_the_window,
@@ -2026,4 +2027,92 @@ async fn a_postgres_database_before_profiles_becomes_the_default_profile() {
         1,
         "its message is the default profile's to deliver"
     );
+}
+
+/// Seven messages: five cancelled long ago, two just now.
+async fn five_old_and_two_new(queue: &dyn Queue) {
+    for i in 0..7 {
+        let id = format!("msg_{i}");
+        queue.enqueue(message(&id, None)).await.unwrap();
+        let when = if i < 5 {
+            "2026-01-01T00:00:00Z"
+        } else {
+            "2026-11-30T00:00:00Z"
+        };
+        queue.cancel(&id, when).await.unwrap();
+    }
+}
+
+/// Final messages before `cutoff` purged `batch` at a time, past the traits:
+/// `(deleted, batches)`.
+async fn purge_in_batches(f: &Fixture, cutoff: &str, batch: i64) -> (u64, u32) {
+    match f {
+        Fixture::Sqlite(dir) => SqliteStore::open(&dir.path().join("m.db"))
+            .unwrap()
+            .purge_messages_in_batches(cutoff, batch)
+            .await
+            .unwrap(),
+        Fixture::Postgres(schema) => PgStore::connect(&schema.url, common::pg::tls(None))
+            .await
+            .unwrap()
+            .purge_messages_in_batches(cutoff, batch)
+            .await
+            .unwrap(),
+    }
+}
+
+/// A purge with many rows due goes in batches, each its own transaction,
+/// until one finds fewer than a batch; what is not due stays.
+async fn a_large_purge_goes_in_batches(f: Fixture) {
+    let s = f.open().await;
+    five_old_and_two_new(&*s.queue).await;
+    let cutoff = "2026-06-01T00:00:00Z";
+    assert_eq!(purge_in_batches(&f, cutoff, 2).await, (5, 3), "2 + 2 + 1");
+    let counts = s.queue.counts().await.unwrap();
+    assert_eq!(counts[&Status::Cancelled], 2, "{counts:?}");
+    assert!(s.queue.details("msg_6").await.unwrap().is_some());
+    // Exactly a batch due: one more (empty) batch ends it.
+    assert_eq!(
+        purge_in_batches(&f, "2026-12-31T00:00:00Z", 2).await,
+        (2, 2)
+    );
+    assert_eq!(s.queue.purge(cutoff).await.unwrap(), 0);
+}
+
+/// On PostgreSQL, rows another server's purge holds are skipped, not
+/// waited for, and go with a later purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_on_postgres_skips_the_rows_another_purge_holds() {
+    let f = Fixture::postgres().await;
+    let s = f.open().await;
+    five_old_and_two_new(&*s.queue).await;
+    let Fixture::Postgres(schema) = &f else {
+        unreachable!()
+    };
+    // Another server's purge holds msg_0 in its transaction.
+    let (other, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    other.batch_execute("BEGIN").await.unwrap();
+    other
+        .execute(
+            "SELECT seq FROM messages WHERE id = 'msg_0' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+    let cutoff = "2026-06-01T00:00:00Z";
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        purge_in_batches(&f, cutoff, 2),
+    )
+    .await
+    .expect("a held row is skipped, not waited for");
+    assert_eq!(done, (4, 3), "2 + 2 + 0: msg_0 is held");
+    assert!(s.queue.details("msg_0").await.unwrap().is_some());
+    assert!(s.queue.details("msg_1").await.unwrap().is_none());
+    other.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(s.queue.purge(cutoff).await.unwrap(), 1, "let go, it goes");
+    assert_eq!(s.queue.counts().await.unwrap()[&Status::Cancelled], 2);
 }

@@ -46,6 +46,16 @@ fn to_pg(sqlite: &str) -> String {
         .replace("BLOB", "BYTEA")
 }
 
+/// `sql::PURGE` at most `?2` messages at a time, each batch its own
+/// statement (see [`PgStore::purge_in_batches`]). Rows another server's
+/// purge holds are skipped, not waited for: each server deletes a batch of
+/// its own.
+const PURGE: &str = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1 LIMIT ?2 FOR UPDATE SKIP LOCKED)";
+/// `sql::PURGE_DELIVERIES` likewise.
+const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND created_at < ?1 LIMIT ?2 FOR UPDATE SKIP LOCKED)";
+/// Rows a purge deletes per statement.
+const PURGE_BATCH: i64 = 2_000;
+
 /// Steps only PostgreSQL needs: the delivery slot all servers share.
 const PG_ONLY: &[&str] =
     &["CREATE TABLE delivery_rate (id BIGINT PRIMARY KEY CHECK (id = 1), next_slot_ms BIGINT NOT NULL);"];
@@ -356,6 +366,43 @@ async fn summary_by_id<C: GenericClient>(c: &C, id: &str) -> Result<Option<Summa
 }
 
 impl PgStore {
+    /// Housekeeping's purge of final messages with a batch of the test's
+    /// choosing (it uses [`PURGE_BATCH`]): one statement per batch, rows
+    /// other servers hold skipped. `(deleted, statements)`, for the tests.
+    pub async fn purge_messages_in_batches(
+        &self,
+        cutoff: &str,
+        batch: i64,
+    ) -> Result<(u64, u32), StoreError> {
+        self.purge_in_batches(PURGE, cutoff, batch).await
+    }
+
+    /// Runs `statement` (a `DELETE` of at most `?2` rows older than `?1`)
+    /// until it deletes fewer than `batch`, each batch its own statement
+    /// committed on its own: after a shorter `--retention`, or days down,
+    /// millions of rows may be due at once, and one statement for them all
+    /// would be one long transaction, holding back vacuum for every table
+    /// and all its row locks until the end. Returns the rows deleted and the
+    /// statements run.
+    async fn purge_in_batches(
+        &self,
+        statement: &'static str,
+        cutoff: &str,
+        batch: i64,
+    ) -> Result<(u64, u32), StoreError> {
+        let c = self.pool.get().await?;
+        let statement = prepared(&c, statement).await?;
+        let (mut deleted, mut batches) = (0u64, 0u32);
+        loop {
+            let n = c.execute(&statement, &[&cutoff, &batch]).await?;
+            deleted += n;
+            batches += 1;
+            if (n as i64) < batch {
+                return Ok((deleted, batches));
+            }
+        }
+    }
+
     /// Connects, checks the connection and migrates. TLS follows the URL's
     /// `sslmode` (`prefer` by default, `require` to insist) and trusts the
     /// system's roots plus `--extra-ca-file`. The error names the URL
@@ -1474,9 +1521,7 @@ impl Queue for PgStore {
     }
 
     async fn purge(&self, cutoff: &str) -> Result<u64, StoreError> {
-        let c = self.pool.get().await?;
-        Ok(c.execute(&prepared(&c, sql::PURGE).await?, &[&cutoff])
-            .await?)
+        Ok(self.purge_in_batches(PURGE, cutoff, PURGE_BATCH).await?.0)
     }
 
     async fn oldest_waiting_unix(&self, profile: &str) -> Result<Option<i64>, StoreError> {
@@ -1887,11 +1932,10 @@ impl WebhookStore for PgStore {
     }
 
     async fn purge_deliveries(&self, cutoff: &str) -> Result<u64, StoreError> {
-        let c = self.pool.get().await?;
-        Ok(
-            c.execute(&prepared(&c, sql::PURGE_DELIVERIES).await?, &[&cutoff])
-                .await?,
-        )
+        Ok(self
+            .purge_in_batches(PURGE_DELIVERIES, cutoff, PURGE_BATCH)
+            .await?
+            .0)
     }
 
     async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError> {
@@ -1924,6 +1968,23 @@ impl WebhookStore for PgStore {
 #[cfg(test)]
 mod tests {
     use super::describe;
+
+    /// The batched purges delete exactly what the shared statements name.
+    #[test]
+    fn the_batched_purges_keep_the_shared_conditions() {
+        use crate::store::sql;
+        for (ours, shared) in [
+            (super::PURGE, sql::PURGE),
+            (super::PURGE_DELIVERIES, sql::PURGE_DELIVERIES),
+        ] {
+            let (delete, condition) = shared.split_once(" WHERE ").unwrap();
+            let table = delete.trim_start_matches("DELETE FROM ");
+            assert_eq!(
+                ours,
+                format!("{delete} WHERE seq IN (SELECT seq FROM {table} WHERE {condition} LIMIT ?2 FOR UPDATE SKIP LOCKED)")
+            );
+        }
+    }
 
     #[test]
     fn the_password_never_shows() {
