@@ -1,8 +1,9 @@
 //! The Activity view: the queue's counts, the messages newest first with a
 //! status filter, search and "load more", and each message's details
 //! (recipients with their replies, attempts with stage, code, message and
-//! hint, a run of the same failure once) with Retry and Cancel. It refreshes while open, in place, keeping
-//! the scroll position, an open message and the focus.
+//! hint, a run of the same outcome once) with Retry and Cancel. It refreshes
+//! while open, in place, keeping the scroll position, an open message and
+//! the focus.
 //!
 //! The state and the requests are [`crate::hooks::use_activity`]'s; this
 //! file draws them. The table is written as HTML text ([`crate::markup`]):
@@ -20,8 +21,8 @@ pub use crate::hooks::activity::list_path;
 
 /// Whether two attempts ended the same way, all but their time. A run of
 /// such attempts is shown once, with its count and span: a paused profile
-/// tries one message a minute, so over a weekend one message can gather
-/// hundreds of the same failure.
+/// tries one message a minute, so one message can gather hundreds of the
+/// same failure before `--max-queue-time` ends it.
 fn same_outcome(a: &Attempt, b: &Attempt) -> bool {
     a.ok == b.ok
         && a.stage == b.stage
