@@ -1955,6 +1955,62 @@ async fn a_commit_whose_answer_is_lost_is_told_from_one_that_failed() {
     assert_eq!(f.rows("messages").await, 2);
 }
 
+/// A claim on PostgreSQL is one transaction: when its COMMIT never arrives,
+/// nothing was claimed and another claim takes the messages at once (not
+/// after the lease); when only the COMMIT's answer is lost, the claim still
+/// hands out what it committed, and no later claim takes them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_commit_is_cut_hands_out_its_messages_or_leaves_them_due() {
+    use common::pg::{CommitCutter, Cut};
+    let f = Fixture::postgres().await;
+    let Fixture::Postgres(schema) = &f else {
+        unreachable!()
+    };
+    let s = f.open().await;
+    for id in ["msg_a", "msg_b"] {
+        s.queue.enqueue(message(id, None)).await.unwrap();
+    }
+    let cutter = CommitCutter::start().await;
+    let cut = PgStore::connect(&cutter.url(&schema.url), common::pg::tls(None))
+        .await
+        .unwrap();
+
+    cutter.arm(Cut::NeverArrives);
+    let r = cut.claim("default", T0 + 1, 1, &lease("srv_a", 120)).await;
+    assert_eq!(cutter.cuts(), 1, "the proxy cut the claim's COMMIT");
+    assert!(r.is_err(), "nothing claimed is reported: {r:?}");
+    let again = s
+        .queue
+        .claim("default", T0 + 1, 5, &lease("srv_b", 120))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = again.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["msg_a", "msg_b"],
+        "due again at once, not after the lease"
+    );
+    s.queue
+        .release(ids.iter().map(|i| i.to_string()).collect())
+        .await
+        .unwrap();
+
+    cutter.arm(Cut::AnswerLost);
+    let r = cut
+        .claim("default", T0 + 2, 1, &lease("srv_a", 120))
+        .await
+        .expect("a committed claim is handed out");
+    assert_eq!(cutter.cuts(), 2);
+    assert_eq!(r.len(), 1);
+    let others = s
+        .queue
+        .claim("default", T0 + 2, 5, &lease("srv_b", 120))
+        .await
+        .unwrap();
+    assert_eq!(others.len(), 1, "only the other message is left");
+    assert_ne!(others[0].id, r[0].id, "never claimed twice");
+}
+
 /// A PostgreSQL database of the release before profiles (every migration
 /// before theirs, with its settings, history, pause, app and message) opens
 /// with all of it the profile `default`'s.

@@ -1349,7 +1349,7 @@ impl Queue for PgStore {
         limit: u32,
         lease: &Lease,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let c = self.pool.get().await?;
+        let mut c = self.pool.get().await?;
         let until = now_unix + lease.seconds;
         // Due messages in turn per app (round robin), then lapsed leases.
         // Each pick is checked again on the row as locked (another server
@@ -1361,13 +1361,21 @@ impl Queue for PgStore {
             .into_iter()
             .map(|(seq, _)| seq)
             .collect();
+        // Both picks are one transaction, committed with [`commit_known`]:
+        // when the connection breaks before the COMMIT, nothing was claimed
+        // and the messages are due again at once; when only its answer is
+        // lost, what it committed is still handed out. (With each pick
+        // committed on its own, a lost answer left its messages under this
+        // server's lease, unsent, until the lease ran out.)
+        let tx = c.transaction().await?;
+        let xid = xact_id(&tx).await?;
         let returning = "RETURNING m.seq, m.id, m.mail_from, m.body, m.attempt_count, m.created_unix, m.app_id,
                 ARRAY(SELECT r.idx FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
                 ARRAY(SELECT r.address FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
                 due.turn::BIGINT";
         let mut rows = Vec::new();
         if !candidates.is_empty() {
-            let stmt = c
+            let stmt = tx
                 .prepare_cached(&format!(
                     "UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
                      FROM (SELECT m2.seq, array_position($5::BIGINT[], m2.seq) AS turn FROM messages m2
@@ -1379,7 +1387,7 @@ impl Queue for PgStore {
                 .await?;
             let limit = limit as i64;
             rows.extend(
-                c.query(
+                tx.query(
                     &stmt,
                     &[&now_unix, &limit, &lease.owner, &until, &candidates],
                 )
@@ -1391,7 +1399,7 @@ impl Queue for PgStore {
         let left = limit as i64 - rows.len() as i64;
         if left > 0 {
             let lapsed = sql::pg(sql::LAPSED);
-            let stmt = c
+            let stmt = tx
                 .prepare_cached(&format!(
                     "UPDATE messages m SET status = 'sending', locked_by = $4, locked_until = $5
                      FROM (SELECT m2.seq, due.turn FROM messages m2 JOIN ({lapsed}) due ON due.seq = m2.seq
@@ -1401,12 +1409,13 @@ impl Queue for PgStore {
                 ))
                 .await?;
             rows.extend(
-                c.query(&stmt, &[&now_unix, &left, &profile, &lease.owner, &until])
+                tx.query(&stmt, &[&now_unix, &left, &profile, &lease.owner, &until])
                     .await?
                     .into_iter()
                     .map(|r| (1i64, r)),
             );
         }
+        commit_known(&self.pool, tx, xid).await?;
         let mut out: Vec<((i64, i64, i64), Claimed)> = Vec::new();
         for (round, r) in &rows {
             let idx: Vec<i64> = r.try_get(7)?;
