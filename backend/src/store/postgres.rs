@@ -1368,7 +1368,6 @@ impl Queue for PgStore {
         // committed on its own, a lost answer left its messages under this
         // server's lease, unsent, until the lease ran out.)
         let tx = c.transaction().await?;
-        let xid = xact_id(&tx).await?;
         let returning = "RETURNING m.seq, m.id, m.mail_from, m.body, m.attempt_count, m.created_unix, m.app_id,
                 ARRAY(SELECT r.idx FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
                 ARRAY(SELECT r.address FROM recipients r WHERE r.message_seq = m.seq AND r.status IN ('queued', 'deferred') ORDER BY r.idx),
@@ -1415,7 +1414,13 @@ impl Queue for PgStore {
                     .map(|r| (1i64, r)),
             );
         }
-        commit_known(&self.pool, tx, xid).await?;
+        if rows.is_empty() {
+            // Nothing claimed: no transaction id to spend (idle servers claim often).
+            tx.rollback().await?;
+        } else {
+            let xid = xact_id(&tx).await?;
+            commit_known(&self.pool, tx, xid).await?;
+        }
         let mut out: Vec<((i64, i64, i64), Claimed)> = Vec::new();
         for (round, r) in &rows {
             let idx: Vec<i64> = r.try_get(7)?;
