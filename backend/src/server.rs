@@ -420,21 +420,16 @@ pub async fn serve(
     Ok(())
 }
 
-/// The answer on a connection past its address's share: the API's JSON
-/// error, and the connection closes.
-fn too_many_connections() -> hyper::Response<axum::body::Body> {
-    let body = serde_json::json!({
-        "message": "Too many connections from your address at once: close some (reuse one connection for many requests) and try again.",
-        "errors": {},
+/// The answer on a connection past its address's share: the API's `429`
+/// (`Retry-After: 1`), and the connection closes. It is served outside the
+/// router, so the headers its middleware would add are set here.
+fn too_many_connections() -> Response {
+    let mut r = axum::response::IntoResponse::into_response(AppError::TooMany {
+        message: "Too many connections from your address at once: close some (reuse one connection for many requests) and try again.".into(),
+        retry_after: 1,
+        errors: Default::default(),
     });
-    let mut r = hyper::Response::new(axum::body::Body::from(body.to_string()));
-    *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(

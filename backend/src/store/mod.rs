@@ -241,6 +241,34 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Rows a retention purge deletes per batch, in both stores.
+pub(crate) const PURGE_BATCH: i64 = 2_000;
+
+/// Runs `once` (one purge batch: a `DELETE` of at most `batch` rows, each
+/// its own transaction) until it deletes fewer than `batch`: after a shorter
+/// `--retention`, or days down, millions of rows may be due at once, and one
+/// statement for them all would hold SQLite's one writer (2,000,000 messages
+/// took 16 s) or be one long PostgreSQL transaction holding back vacuum.
+/// Returns the rows deleted and the batches run.
+pub(crate) async fn purge_in_batches<F, Fut>(
+    batch: i64,
+    mut once: F,
+) -> Result<(u64, u32), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    let (mut deleted, mut batches) = (0u64, 0u32);
+    loop {
+        let n = once().await?;
+        deleted += n;
+        batches += 1;
+        if (n as i64) < batch {
+            return Ok((deleted, batches));
+        }
+    }
+}
+
 /// Administrator sessions, by the digest of their id: in the store so that
 /// every server sees them and they survive a restart.
 #[async_trait]

@@ -33,6 +33,7 @@ use crate::store::{
     WebhookStore,
 };
 
+use crate::store::PURGE_BATCH;
 /// Held while migrating, so servers that start together migrate once.
 const MIGRATION_LOCK: i64 = 0x6d61_696c_726f_6f6d;
 
@@ -53,8 +54,6 @@ fn to_pg(sqlite: &str) -> String {
 const PURGE: &str = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1 LIMIT ?2 FOR UPDATE SKIP LOCKED)";
 /// `sql::PURGE_DELIVERIES` likewise.
 const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND created_at < ?1 LIMIT ?2 FOR UPDATE SKIP LOCKED)";
-/// Rows a purge deletes per statement.
-const PURGE_BATCH: i64 = 2_000;
 
 /// Steps only PostgreSQL needs: the delivery slot all servers share.
 const PG_ONLY: &[&str] =
@@ -377,13 +376,9 @@ impl PgStore {
         self.purge_in_batches(PURGE, cutoff, batch).await
     }
 
-    /// Runs `statement` (a `DELETE` of at most `?2` rows older than `?1`)
-    /// until it deletes fewer than `batch`, each batch its own statement
-    /// committed on its own: after a shorter `--retention`, or days down,
-    /// millions of rows may be due at once, and one statement for them all
-    /// would be one long transaction, holding back vacuum for every table
-    /// and all its row locks until the end. Returns the rows deleted and the
-    /// statements run.
+    /// [`crate::store::purge_in_batches`] of `statement` (`?1` the cutoff,
+    /// `?2` the batch) on one connection, each batch a statement committed
+    /// on its own.
     async fn purge_in_batches(
         &self,
         statement: &'static str,
@@ -392,15 +387,10 @@ impl PgStore {
     ) -> Result<(u64, u32), StoreError> {
         let c = self.pool.get().await?;
         let statement = prepared(&c, statement).await?;
-        let (mut deleted, mut batches) = (0u64, 0u32);
-        loop {
-            let n = c.execute(&statement, &[&cutoff, &batch]).await?;
-            deleted += n;
-            batches += 1;
-            if (n as i64) < batch {
-                return Ok((deleted, batches));
-            }
-        }
+        crate::store::purge_in_batches(batch, || async {
+            Ok(c.execute(&statement, &[&cutoff, &batch]).await?)
+        })
+        .await
     }
 
     /// Connects, checks the connection and migrates. TLS follows the URL's

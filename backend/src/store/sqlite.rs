@@ -28,6 +28,7 @@ use super::{
     WebhookStore,
 };
 
+use super::PURGE_BATCH;
 const DAY: i64 = 24 * 3600;
 
 /// `sql::PURGE` through its partial index (without statistics SQLite
@@ -36,8 +37,6 @@ const DAY: i64 = 24 * 3600;
 const PURGE: &str = "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages INDEXED BY messages_final_age WHERE status IN ('sent', 'failed', 'cancelled') AND updated_at < ?1 LIMIT ?2)";
 /// `sql::PURGE_DELIVERIES` likewise.
 const PURGE_DELIVERIES: &str = "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries INDEXED BY webhook_deliveries_final_age WHERE status IN ('delivered', 'failed') AND created_at < ?1 LIMIT ?2)";
-/// Rows a purge deletes per transaction.
-const PURGE_BATCH: i64 = 2_000;
 
 /// SQLite in `<data-dir>/mailroom.db`.
 #[derive(Clone)]
@@ -145,30 +144,20 @@ impl SqliteStore {
         self.purge_in_batches(PURGE, cutoff, batch).await
     }
 
-    /// Runs a purge (`?1` the cutoff, `?2` the batch) until a batch deletes
-    /// fewer than `batch` rows, letting go of the connection between
-    /// batches: after a shorter `--retention`, or days down, millions of
-    /// rows may be due at once (2,000,000 messages took 16 s in one
-    /// statement), and submissions, claims and records wait for one batch
-    /// at most, not for all. Returns the rows deleted and the batches run.
+    /// [`super::purge_in_batches`] of `sql` (`?1` the cutoff, `?2` the
+    /// batch), letting go of the writing connection between batches, so
+    /// submissions, claims and records wait for one batch at most.
     async fn purge_in_batches(
         &self,
         sql: &'static str,
         cutoff: &str,
         batch: i64,
     ) -> Result<(u64, u32), StoreError> {
-        let (mut deleted, mut batches) = (0u64, 0u32);
-        loop {
+        super::purge_in_batches(batch, || {
             let cutoff = cutoff.to_string();
-            let n = self
-                .with_conn(move |c| Ok(c.execute(sql, params![cutoff, batch])? as u64))
-                .await?;
-            deleted += n;
-            batches += 1;
-            if (n as i64) < batch {
-                return Ok((deleted, batches));
-            }
-        }
+            self.with_conn(move |c| Ok(c.execute(sql, params![cutoff, batch])? as u64))
+        })
+        .await
     }
 
     /// Like [`SqliteStore::with_conn`], for a write that may be lost in a
