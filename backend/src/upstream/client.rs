@@ -31,6 +31,8 @@ pub struct Timeouts {
     pub connect: std::time::Duration,
     /// The whole SMTP session (30 s).
     pub session: std::time::Duration,
+    /// One Microsoft Graph `sendMail` request, its answer read (60 s).
+    pub graph: std::time::Duration,
 }
 
 impl Default for Timeouts {
@@ -39,6 +41,7 @@ impl Default for Timeouts {
             token: entra::TOKEN_TIMEOUT,
             connect: smtp::CONNECT_TIMEOUT,
             session: smtp::SESSION_TIMEOUT,
+            graph: graph::REQUEST_TIMEOUT,
         }
     }
 }
@@ -239,7 +242,7 @@ impl Upstream {
             trust: TlsTrust::load(args.extra_ca_file.as_deref())?,
             tokens: TokenClient::new(timeouts.token).map_err(UpstreamError::HttpClient)?,
             graph_override: args.graph_endpoint.clone(),
-            graph: GraphClient::new().map_err(UpstreamError::HttpClient)?,
+            graph: GraphClient::new(timeouts.graph).map_err(UpstreamError::HttpClient)?,
         })
     }
 

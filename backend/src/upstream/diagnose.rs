@@ -367,11 +367,11 @@ pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosi
                 "Check --graph-endpoint (or the proxy in front of Graph): it must be Graph's own address.".into(),
             )
         }
-        GraphFailure::Timeout => {
+        GraphFailure::Timeout(limit) => {
             return d(
                 Kind::Temporary,
                 None,
-                format!("Microsoft Graph ({endpoint}) did not answer within {} seconds.", super::graph::REQUEST_TIMEOUT.as_secs()),
+                format!("Microsoft Graph ({endpoint}) did not answer within {} seconds.", limit.as_secs()),
                 "Mailroom tries again later. If it keeps happening, check the network path to Graph.".into(),
             )
         }
@@ -747,7 +747,12 @@ mod tests {
         );
         assert_eq!(d.kind, Kind::Quota);
         assert_eq!(
-            graph_failure(&GraphFailure::Timeout, &s, "x").kind,
+            graph_failure(
+                &GraphFailure::Timeout(std::time::Duration::from_secs(60)),
+                &s,
+                "x"
+            )
+            .kind,
             Kind::Temporary
         );
         assert_eq!(
@@ -853,6 +858,7 @@ mod tests {
             token: std::time::Duration::from_secs(7),
             connect: std::time::Duration::from_secs(3),
             session: std::time::Duration::from_secs(9),
+            graph: std::time::Duration::from_secs(11),
         };
         let refused = smtp_failure(&SmtpFailure::Refused, &s, &timeouts);
         assert!(
@@ -878,6 +884,12 @@ mod tests {
             token.message.contains("within 7 seconds"),
             "{}",
             token.message
+        );
+        let graph = graph_failure(&GraphFailure::Timeout(timeouts.graph), &s, "x");
+        assert!(
+            graph.message.contains("within 11 seconds"),
+            "{}",
+            graph.message
         );
     }
 }

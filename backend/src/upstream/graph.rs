@@ -21,7 +21,8 @@ use crate::crypto::Secret;
 
 /// The largest request body `sendMail` takes: the message in base64.
 pub const MAX_BASE64_BYTES: usize = 4_000_000;
-/// One `sendMail` request's time limit.
+/// One `sendMail` request's time limit (its answer read), unless
+/// [`super::Timeouts`] says otherwise.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Graph's endpoint for a cloud, or `--graph-endpoint`.
@@ -144,8 +145,8 @@ pub enum GraphFailure {
     },
     /// A redirect, never followed: the token goes to one host only.
     Redirect(u16),
-    /// No answer within [`REQUEST_TIMEOUT`].
-    Timeout,
+    /// No whole answer within the time limit (given).
+    Timeout(Duration),
     /// The connection failed (DNS, refused, TLS).
     Connect(String),
 }
@@ -186,20 +187,22 @@ pub fn authorization(token: &Secret) -> Result<HeaderValue, String> {
 #[derive(Debug, Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
+    /// Each request's time limit, from the connection to its answer's end.
+    timeout: Duration,
 }
 
 impl GraphClient {
-    /// Builds the client.
-    pub fn new() -> Result<Self, String> {
+    /// Builds the client; each request, its answer read, takes at most `timeout`.
+    pub fn new(timeout: Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(10))
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10).min(timeout))
             .pool_max_idle_per_host(4)
             .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(GraphClient { http })
+        Ok(GraphClient { http, timeout })
     }
 
     /// Sends one message: `body_b64` from [`prepare`], to `target` with
@@ -245,7 +248,7 @@ impl GraphClient {
             Ok(r) => r,
             Err(e) => {
                 let failure = if e.is_timeout() {
-                    GraphFailure::Timeout
+                    GraphFailure::Timeout(self.timeout)
                 } else {
                     GraphFailure::Connect(super::entra::error_chain(&e))
                 };
@@ -519,7 +522,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unusable_endpoint_or_token_sends_nothing_and_says_why() {
-        let client = GraphClient::new().unwrap();
+        let client = GraphClient::new(REQUEST_TIMEOUT).unwrap();
         let good = SendTarget::new("http://127.0.0.1:9", "m");
         let bad = SendTarget::new("127.0.0.1:9", "m");
         for (target, auth, why) in [

@@ -3,6 +3,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod graph_wire;
 mod replies;
 mod routes;
 mod token;
