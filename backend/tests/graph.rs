@@ -434,6 +434,53 @@ async fn a_429_holds_every_message_for_its_retry_after() {
     );
 }
 
+#[tokio::test]
+async fn graph_gets_no_more_requests_at_once_than_it_takes_per_mailbox() {
+    // Eight connections asked for; Graph answers a fifth request at once for
+    // a mailbox with 429 (its MailboxConcurrency limit), which would defer
+    // messages and hold the whole profile back.
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    rig.graph.set_delay(Duration::from_millis(50));
+    let server = start(&rig, |a| a.sending.delivery_connections = Some(8)).await;
+    // Paused (Graph refuses the mailbox) while the queue fills, so every
+    // worker has work at once when it resumes; the fake counts from then.
+    rig.graph.fail_always(GraphError::new(
+        403,
+        "ErrorAccessDenied",
+        "Access is denied.",
+    ));
+    server.save(&graph_settings()).await;
+    let (_, key) = server.new_app(json!({"name": "Billing"})).await;
+    let mut ids = Vec::new();
+    // Enough that each of eight workers' first claims (16) finds messages.
+    const N: usize = 150;
+    for i in 0..N {
+        let mail =
+            json!({"to": [addr("a", "example.org")], "subject": format!("m{i}"), "text": "x"});
+        let (status, m) = server.submit(&key, &mail).await;
+        assert_eq!(status, 202, "{m}");
+        ids.push(m["id"].as_str().unwrap().to_string());
+    }
+    server.wait_paused(N as u64).await;
+    let refused = rig.graph.requests();
+    rig.graph.recover();
+    server.save(&graph_settings()).await;
+    for id in &ids {
+        let sent = server.wait_status(id, "sent").await;
+        let attempts = sent["attempts"].as_array().unwrap();
+        assert!(
+            attempts.iter().all(|a| a["code"] != "ApplicationThrottled"),
+            "never throttled: {sent}"
+        );
+    }
+    assert_eq!(rig.graph.requests() - refused, N, "one request each");
+    let most = rig.graph.most_at_once();
+    assert!(
+        (2..=mailroom_fakes::graph::MAX_CONCURRENT).contains(&most),
+        "requests at once for the mailbox: {most}"
+    );
+}
+
 /// SIGKILL at full speed: no rate limit and Graph answering at once, so
 /// claims are large and attempts are committed together every few
 /// milliseconds, and the kill lands with messages sent whose attempt is not

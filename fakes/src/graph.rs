@@ -4,10 +4,11 @@
 //! `Date`, or Graph's JSON error body. It checks what Graph checks: the
 //! token was issued by the fake Entra and its audience is Graph's, the
 //! mailbox exists, the body is base64 of a MIME message with recipients, and
-//! the request is under 4 MB. Errors of REFERENCE.md's table can be scripted,
-//! `429` with `Retry-After` included.
+//! the request is under 4 MB, and no more than four requests for one mailbox
+//! are answered at once (a fifth gets `429`, over the MailboxConcurrency limit). Errors of
+//! REFERENCE.md's table can be scripted, `429` with `Retry-After` included.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,11 @@ use rand::Rng;
 
 /// Graph's request limit for `sendMail` (4 MB).
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Graph's limit of requests at once per app and mailbox; one more is
+/// answered `429 ApplicationThrottled`, "over its MailboxConcurrency limit"
+/// (REFERENCE: throttling).
+pub const MAX_CONCURRENT: usize = 4;
 
 /// A scripted answer: Graph's status, `error.code` and `error.message`.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +114,44 @@ struct Inner {
     endless: Mutex<Option<u16>>,
     /// How long each answer takes (Graph's own latency).
     delay: Mutex<std::time::Duration>,
+    /// Requests being answered now, per mailbox (lowercase).
+    in_flight: Mutex<HashMap<String, usize>>,
+    /// The most requests for one mailbox answered at once so far.
+    most_at_once: AtomicUsize,
+}
+
+/// One request counted in [`Inner::in_flight`] while it is answered.
+struct InFlight<'a> {
+    inner: &'a Inner,
+    mailbox: String,
+    /// How many (this one included) were being answered when it came.
+    at_once: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(inner: &'a Inner, mailbox: &str) -> Self {
+        let mailbox = mailbox.to_ascii_lowercase();
+        let at_once = {
+            let mut map = inner.in_flight.lock().unwrap();
+            let n = map.entry(mailbox.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        inner.most_at_once.fetch_max(at_once, Ordering::SeqCst);
+        InFlight {
+            inner,
+            mailbox,
+            at_once,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.inner.in_flight.lock().unwrap().get_mut(&self.mailbox) {
+            *n -= 1;
+        }
+    }
 }
 
 /// The running fake.
@@ -191,6 +235,7 @@ async fn send_mail(
 ) -> Response {
     inner.requests.fetch_add(1, Ordering::SeqCst);
     inner.request_times.lock().unwrap().push(Instant::now());
+    let in_flight = InFlight::enter(&inner, &user);
     let delay = *inner.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -207,6 +252,17 @@ async fn send_mail(
         return error(&e, &crid);
     }
     if let Some(e) = inner.scripted.lock().unwrap().pop_front() {
+        return error(&e, &crid);
+    }
+    if in_flight.at_once > MAX_CONCURRENT {
+        let e = GraphError {
+            retry_after: Some(1),
+            ..GraphError::new(
+                429,
+                "ApplicationThrottled",
+                "Application is over its MailboxConcurrency limit.",
+            )
+        };
         return error(&e, &crid);
     }
     let token = headers
@@ -300,6 +356,8 @@ impl FakeGraph {
             request_times: Mutex::new(Vec::new()),
             delay: Mutex::new(std::time::Duration::ZERO),
             endless: Mutex::new(None),
+            in_flight: Mutex::new(HashMap::new()),
+            most_at_once: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v1.0/users/{user}/sendMail", post(send_mail))
@@ -349,8 +407,9 @@ impl FakeGraph {
         *self.inner.endless.lock().unwrap() = Some(status);
     }
 
-    /// Serves normally again.
+    /// Serves normally again, and counts [`FakeGraph::most_at_once`] anew.
     pub fn recover(&self) {
+        self.inner.most_at_once.store(0, Ordering::SeqCst);
         *self.inner.always.lock().unwrap() = None;
         *self.inner.endless.lock().unwrap() = None;
         self.inner.scripted.lock().unwrap().clear();
@@ -375,6 +434,12 @@ impl FakeGraph {
     /// When each request arrived.
     pub fn request_times(&self) -> Vec<Instant> {
         self.inner.request_times.lock().unwrap().clone()
+    }
+
+    /// The most requests for one mailbox that were answered at once (since
+    /// the last [`FakeGraph::recover`]).
+    pub fn most_at_once(&self) -> usize {
+        self.inner.most_at_once.load(Ordering::SeqCst)
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::PublicSettings;
 use crate::messages::FieldMessages;
 use crate::sending::Paused;
-use crate::settings::{Provider, Settings};
+use crate::settings::{Provider, Settings, Transport};
 
 /// The profile `/api/settings` edits; it always exists and cannot be deleted.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -49,6 +49,26 @@ pub struct Effective {
 
 /// Exchange Online's recipient rate limit per mailbox (REFERENCE: sending limits).
 pub const EXCHANGE_RECIPIENTS_PER_DAY: u32 = 10_000;
+
+/// Microsoft Graph's limit of requests at once per app and mailbox
+/// (REFERENCE: Graph's throttling); a fifth is refused with `429
+/// MailboxConcurrency`.
+pub const GRAPH_MAX_CONCURRENT: u32 = 4;
+
+impl Effective {
+    /// The limits as a transport can use them: over Graph, at most
+    /// [`GRAPH_MAX_CONCURRENT`] connections (requests at once), since more
+    /// would only be throttled and hold the whole profile back.
+    pub fn for_transport(self, transport: Transport) -> Effective {
+        match transport {
+            Transport::Graph => Effective {
+                connections: self.connections.min(GRAPH_MAX_CONCURRENT),
+                ..self
+            },
+            Transport::Smtp => self,
+        }
+    }
+}
 
 impl ProfileLimits {
     /// The limits in force for a provider, with `rate` and `connections` the
@@ -235,6 +255,27 @@ mod tests {
             (e.recipients_per_day, e.messages_per_minute, e.connections),
             (None, 100, 9)
         );
+    }
+
+    #[test]
+    fn graph_takes_at_most_four_connections_and_keeps_the_rest() {
+        let many = ProfileLimits {
+            connections: Some(20),
+            ..ProfileLimits::default()
+        }
+        .effective(Provider::Office365, Some(100), None);
+        assert_eq!(many.for_transport(Transport::Smtp), many);
+        let graph = many.for_transport(Transport::Graph);
+        assert_eq!(
+            (
+                graph.connections,
+                graph.messages_per_minute,
+                graph.recipients_per_day
+            ),
+            (GRAPH_MAX_CONCURRENT, 100, Some(10_000))
+        );
+        let few = ProfileLimits::default().effective(Provider::Office365, None, None);
+        assert_eq!(few.for_transport(Transport::Graph).connections, 3);
     }
 
     #[test]

@@ -55,16 +55,20 @@ impl Engine {
                 return None;
             }
         };
-        let provider = current
+        let (provider, transport) = current
             .settings
             .as_ref()
-            .map(|s| s.provider)
+            .map(|s| (s.provider, s.transport))
             .unwrap_or_default();
-        let e = row.limits.effective(
-            provider,
-            self.defaults.rate_per_minute,
-            self.defaults.connections,
-        );
+        // Over Graph, no more requests at once than Graph takes per mailbox.
+        let e = row
+            .limits
+            .effective(
+                provider,
+                self.defaults.rate_per_minute,
+                self.defaults.connections,
+            )
+            .for_transport(transport);
         Some((e, current.version))
     }
 

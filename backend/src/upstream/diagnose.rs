@@ -451,6 +451,14 @@ pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosi
             format!("The message is too large for Microsoft Graph. {said}"),
             "Send large messages over SMTP, or make the attachments smaller.".into(),
         ),
+        // Graph says it as `ApplicationThrottled` with "… over its
+        // MailboxConcurrency limit", or as the code itself.
+        (429, _) if c == "MailboxConcurrency" || lower.contains("mailboxconcurrency") => d(
+            Kind::Temporary,
+            shown,
+            format!("Microsoft Graph had more requests at once for {user} than it takes (4 per app and mailbox). {said}"),
+            "Mailroom sends at most 4 at once per profile, so something else is sending as this mailbox with the same app at the same time: another profile with the same mailbox and app, or another program. Give each its own mailbox or app registration. Mailroom waits as long as Graph asks (Retry-After) before the next message.".into(),
+        ),
         (429, _) => d(
             Kind::Temporary,
             shown,
@@ -719,6 +727,24 @@ mod tests {
             (403, "SubmissionQuotaExceeded", Kind::Quota, "profiles"),
             (403, "ErrorQuotaExceeded", Kind::Pause, "retention policy"),
         ];
+        let concurrency = graph_failure(
+            &graph(
+                429,
+                "ApplicationThrottled",
+                "Application is over its MailboxConcurrency limit.",
+            ),
+            &s,
+            "https://graph.microsoft.com",
+        );
+        assert_eq!(concurrency.kind, Kind::Temporary);
+        assert!(
+            concurrency.hint.contains("at most 4 at once")
+                && concurrency
+                    .hint
+                    .contains("another profile with the same mailbox"),
+            "{}",
+            concurrency.hint
+        );
         for (status, code, kind, fix) in rows {
             let d = graph_failure(
                 &graph(*status, code, "text"),
