@@ -256,9 +256,11 @@ pub fn signed(p: &SignedProps) -> Html {
                 <div onclick={copy.clone()}>{ components::common::warning_banner(w, view == View::Settings) }</div>
             }) }
             <div hidden={view != View::Settings}>
-                <components::profiles::ProfileBar profiles={profiles.clone()}
+                <components::profiles::ProfileBar key={editing.0.clone()} profiles={profiles.clone()}
                     current={AttrValue::from(editing.0.clone())} on_switch={switch}
-                    on_changed={refresh.clone()} on_unauthorized={p.on_unauthorized.clone()} />
+                    on_changed={refresh.clone()} on_unauthorized={p.on_unauthorized.clone()}
+                    provider={editing.1.settings.as_ref().map(|s| s.provider).unwrap_or_default()}
+                    transport={editing.1.settings.as_ref().map(|s| s.transport).unwrap_or_default()} />
                 <SettingsForm key={[editing.0.as_str(), "-", &editing.2.to_string()].concat()}
                     initial={editing.1.clone()} on_unauthorized={p.on_unauthorized.clone()}
                     on_saved={on_saved} />

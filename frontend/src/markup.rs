@@ -26,17 +26,7 @@ pub fn esc(text: &str) -> String {
 }
 
 /// A count with its thousands grouped, as the page writes numbers: `10,000`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(d);
-    }
-    out
-}
+pub use mailroom_shared::group_thousands as count;
 
 /// HTML being written.
 #[derive(Default)]

@@ -375,6 +375,11 @@ fn profile_limits(l: &JsValue) -> Option<ProfileLimits> {
     })
 }
 
+/// `GET /api/profiles/{id}`'s limits, as set (`null`: the default).
+pub fn limits_of_profile(v: &JsValue) -> Option<ProfileLimits> {
+    profile_limits(&get(v, "limits"))
+}
+
 /// What a profile used.
 fn profile_usage(u: &JsValue) -> Option<ProfileUsage> {
     if absent(u) {

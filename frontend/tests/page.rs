@@ -579,6 +579,27 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
             };
             let text = serde_json::to_string(&q).unwrap();
             assert_eq!(queue_state(&parsed(&text)).as_ref(), Some(&q), "{text}");
+            // `GET /api/profiles/{id}`: its limits as set, each null or a number.
+            let limits = mailroom_shared::profiles::ProfileLimits {
+                recipients_per_day: (n % 2 == 0).then_some(9_999_999),
+                messages_per_minute: (n % 3 == 0).then_some(100_000),
+                connections: (n % 4 != 0).then_some(32),
+            };
+            let profile = mailroom_shared::profiles::Profile {
+                id: "prf_1".into(),
+                name: "Tenant".into(),
+                settings: None,
+                version: n,
+                limits,
+                usage: Default::default(),
+                paused: None,
+            };
+            let text = serde_json::to_string(&profile).unwrap();
+            assert_eq!(
+                mailroom_frontend::read::limits_of_profile(&parsed(&text)),
+                Some(limits),
+                "{text}"
+            );
             let certs = mailroom_shared::api::Certificates {
                 active: (n % 2 == 0).then(|| mailroom_shared::api::CertInfo {
                     subject: "CN=Mailroom".into(),

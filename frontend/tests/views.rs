@@ -1290,6 +1290,22 @@ fn two_profiles_queue() -> Value {
     .unwrap()
 }
 
+/// What choosing "Fabrikam" reads: its settings (`settings`), an empty
+/// history and no certificate.
+fn profile_b_routes(settings: &Value) {
+    route("GET /api/profiles/prf_b/settings", 200, settings);
+    route(
+        "GET /api/profiles/prf_b/history",
+        200,
+        &json!({"changes": []}),
+    );
+    route(
+        "GET /api/profiles/prf_b/certificate",
+        200,
+        &json!({"active": null, "pending": null}),
+    );
+}
+
 async fn mount_signed_with_profiles() -> Element {
     mount_signed(&two_profiles_queue()).await
 }
@@ -1373,21 +1389,7 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
         version: 4,
         updated_at: None,
     };
-    route(
-        "GET /api/profiles/prf_b/settings",
-        200,
-        &serde_json::to_value(&response).unwrap(),
-    );
-    route(
-        "GET /api/profiles/prf_b/history",
-        200,
-        &json!({"changes": []}),
-    );
-    route(
-        "GET /api/profiles/prf_b/certificate",
-        200,
-        &json!({"active": null, "pending": null}),
-    );
+    profile_b_routes(&serde_json::to_value(&response).unwrap());
     choose(&root, "profile-select", "prf_b").await;
     let tenant: HtmlInputElement = find(&root, "#tenant_id").dyn_into().unwrap();
     assert_eq!(tenant.value(), mailroom_shared::fixtures::TENANT_B);
@@ -1428,6 +1430,90 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
         mailroom_frontend::api::profile_path("/test"),
         "/api/settings/test"
     );
+}
+
+#[wasm_bindgen_test]
+async fn a_profiles_limits_are_checked_and_explained_while_typing_then_patched() {
+    let root = mount_signed_with_profiles().await;
+    // The limits as set: the queue's daily limit is the one in force.
+    route(
+        "GET /api/profiles/default",
+        200,
+        &json!({"id": "default", "name": "Default", "settings": null, "version": 1,
+            "limits": {"recipients_per_day": null, "messages_per_minute": 20, "connections": null},
+            "usage": {"recipients_today": 0, "messages_last_minute": 0}, "paused": null}),
+    );
+    assert!(root
+        .query_selector("#profile-limits-form")
+        .unwrap()
+        .is_none());
+    click(&root, "#profile-limits-button").await;
+    let value = |id: &str| {
+        find(&root, &["#profile-limit-", id].concat())
+            .dyn_into::<HtmlInputElement>()
+            .unwrap()
+    };
+    assert_eq!(value("messages_per_minute").value(), "20");
+    assert_eq!(value("recipients_per_day").value(), "");
+    assert_eq!(
+        value("recipients_per_day").placeholder(),
+        "Default: 10,000",
+        "the provider's default, as the saved settings are Office 365"
+    );
+    // Checked while typing: out of range, and not a number.
+    type_into(&root, "profile-limit-connections", "0").await;
+    assert!(
+        text_of(&root, "#profile-limit-connections-error").contains("from 1 to 32"),
+        "{}",
+        text_of(&root, "#profile-limits-form")
+    );
+    assert!(find(&root, "#profile-limits-save").has_attribute("disabled"));
+    type_into(&root, "profile-limit-recipients_per_day", "lots").await;
+    assert!(text_of(&root, "#profile-limit-recipients_per_day-error").contains("whole number"));
+    // Allowed, but past Exchange's: explained, not refused.
+    type_into(&root, "profile-limit-connections", "8").await;
+    type_into(&root, "profile-limit-recipients_per_day", "5,000").await;
+    assert_eq!(text_of(&root, "#profile-limit-connections-error"), "");
+    assert!(text_of(&root, "#profile-limit-connections-warning").contains("432 4.3.2"));
+    assert!(!find(&root, "#profile-limits-save").has_attribute("disabled"));
+    route("PATCH /api/profiles/default", 200, &json!({}));
+    let queue_reads = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r == "GET /api/queue")
+            .count()
+    };
+    let before = queue_reads();
+    click(&root, "#profile-limits-save").await;
+    settle().await;
+    let patched = requests()
+        .into_iter()
+        .find(|(r, _)| r == "PATCH /api/profiles/default")
+        .expect("a PATCH");
+    let body: Value = serde_json::from_str(&patched.1).unwrap();
+    assert_eq!(
+        body,
+        json!({"limits": {"recipients_per_day": 5000, "messages_per_minute": 20, "connections": 8}})
+    );
+    assert!(root
+        .query_selector("#profile-limits-form")
+        .unwrap()
+        .is_none());
+    assert!(text_of(&root, "#profile-limits-notice").contains("The limits of “Default” are saved."));
+    assert!(queue_reads() > before, "the usage bars are read again");
+    // Open, then another profile chosen: the form was this profile's.
+    click(&root, "#profile-limits-button").await;
+    assert!(root
+        .query_selector("#profile-limits-form")
+        .unwrap()
+        .is_some());
+    profile_b_routes(&json!({"settings": null, "version": 0, "updated_at": null}));
+    choose(&root, "profile-select", "prf_b").await;
+    assert!(root
+        .query_selector("#profile-limits-form")
+        .unwrap()
+        .is_none());
+    assert_eq!(text_of(&root, "#profile-limits-notice"), "");
 }
 
 #[wasm_bindgen_test]

@@ -218,6 +218,86 @@ pub fn validate_limits(limits: &ProfileLimits, errors: &mut FieldMessages) {
     }
 }
 
+/// The limit names in the page's order, with their labels.
+pub const LIMIT_FIELDS: [(&str, &str); 3] = [
+    ("recipients_per_day", "Recipients per 24 hours"),
+    ("messages_per_minute", "Messages per minute"),
+    ("connections", "Connections at once"),
+];
+
+/// Reads the limits form: each field as typed, in [`LIMIT_FIELDS`] order
+/// (empty: the provider's default; `10,000` and `10 000` are read as
+/// 10000). The messages are keyed by the limit's name.
+pub fn parse_limits(typed: &[String; 3]) -> (ProfileLimits, FieldMessages) {
+    let mut errors = FieldMessages::default();
+    let mut parsed = [None; 3];
+    let maxima = ProfileLimits::default().named().map(|(_, _, max)| max);
+    for (i, v) in typed.iter().enumerate() {
+        let v = v.trim().replace([',', '_', ' ', '\u{a0}'], "");
+        if v.is_empty() {
+            continue;
+        }
+        match v.parse::<u64>() {
+            Ok(n) if (1..=u64::from(maxima[i])).contains(&n) => parsed[i] = Some(n as u32),
+            _ => errors.push(
+                LIMIT_FIELDS[i].0,
+                format!(
+                    "Enter a whole number from 1 to {}, or leave it empty for the provider's default.",
+                    crate::group_thousands(u64::from(maxima[i]))
+                ),
+            ),
+        }
+    }
+    let limits = ProfileLimits {
+        recipients_per_day: parsed[0],
+        messages_per_minute: parsed[1],
+        connections: parsed[2],
+    };
+    (limits, errors)
+}
+
+/// Advice on limits set above what the provider takes for one mailbox
+/// (REFERENCE: Exchange's sending limits, Graph's throttling), keyed by the
+/// limit's name. They are allowed (a custom Exchange policy, several
+/// mailboxes behind a connector) but say what will happen.
+pub fn limit_warnings(
+    limits: &ProfileLimits,
+    provider: Provider,
+    transport: Transport,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if provider != Provider::Office365 {
+        return out;
+    }
+    if limits
+        .recipients_per_day
+        .is_some_and(|n| n > EXCHANGE_RECIPIENTS_PER_DAY)
+    {
+        out.push((
+            "recipients_per_day",
+            "Exchange Online stops a mailbox at 10,000 recipients a day: past that, its own refusals make the messages wait anyway.".to_string(),
+        ));
+    }
+    if limits.messages_per_minute.is_some_and(|n| n > 30) {
+        out.push((
+            "messages_per_minute",
+            "Exchange Online takes 30 messages a minute from one mailbox: faster, it refuses some, and they are tried again later.".to_string(),
+        ));
+    }
+    match (transport, limits.connections) {
+        (Transport::Graph, Some(n)) if n > GRAPH_MAX_CONCURRENT => out.push((
+            "connections",
+            format!("Microsoft Graph takes {GRAPH_MAX_CONCURRENT} requests at once per app and mailbox: Mailroom uses {GRAPH_MAX_CONCURRENT}, not {n}."),
+        )),
+        (Transport::Smtp, Some(n)) if n > 3 => out.push((
+            "connections",
+            "Exchange Online takes 3 SMTP connections per mailbox: a fourth gets 432 4.3.2 and its message is tried again later.".to_string(),
+        )),
+        _ => {}
+    }
+    out
+}
+
 /// Checks a `PATCH`.
 pub fn validate_change(change: &ProfileChange) -> FieldMessages {
     let mut errors = FieldMessages::default();
@@ -255,6 +335,65 @@ mod tests {
             (e.recipients_per_day, e.messages_per_minute, e.connections),
             (None, 100, 9)
         );
+    }
+
+    #[test]
+    fn the_limits_form_reads_numbers_with_separators_and_names_each_bad_one() {
+        let typed = |a: &str, b: &str, c: &str| [a.to_string(), b.to_string(), c.to_string()];
+        let (l, e) = parse_limits(&typed(" 5,000 ", "", "2"));
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(
+            l,
+            ProfileLimits {
+                recipients_per_day: Some(5000),
+                messages_per_minute: None,
+                connections: Some(2),
+            }
+        );
+        let (l, e) = parse_limits(&typed("0", "ten", "33"));
+        assert_eq!(l, ProfileLimits::default());
+        for name in ["recipients_per_day", "messages_per_minute", "connections"] {
+            assert!(e.get(name).is_some(), "{name}: {e:?}");
+        }
+        assert!(e.get("connections").unwrap()[0].contains("from 1 to 32"));
+        assert!(e.get("recipients_per_day").unwrap()[0].contains("10,000,000"));
+        let (_, e) = parse_limits(&typed("99999999999999999999999", "-1", "3.5"));
+        assert_eq!(e.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn limits_past_exchanges_and_graphs_are_explained_not_refused() {
+        let high = ProfileLimits {
+            recipients_per_day: Some(20_000),
+            messages_per_minute: Some(60),
+            connections: Some(8),
+        };
+        let names =
+            |w: Vec<(&'static str, String)>| w.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        let smtp = limit_warnings(&high, Provider::Office365, Transport::Smtp);
+        assert!(smtp[2].1.contains("432 4.3.2"), "{smtp:?}");
+        assert_eq!(
+            names(smtp),
+            ["recipients_per_day", "messages_per_minute", "connections"]
+        );
+        let graph = limit_warnings(&high, Provider::Office365, Transport::Graph);
+        assert!(graph[2].1.contains("uses 4, not 8"), "{graph:?}");
+        let within = ProfileLimits {
+            recipients_per_day: Some(10_000),
+            messages_per_minute: Some(30),
+            connections: Some(3),
+        };
+        assert!(limit_warnings(&within, Provider::Office365, Transport::Smtp).is_empty());
+        let four = ProfileLimits {
+            connections: Some(4),
+            ..ProfileLimits::default()
+        };
+        assert!(limit_warnings(&four, Provider::Office365, Transport::Graph).is_empty());
+        assert_eq!(
+            names(limit_warnings(&four, Provider::Office365, Transport::Smtp)),
+            ["connections"]
+        );
+        assert!(limit_warnings(&high, Provider::Gmail, Transport::Smtp).is_empty());
     }
 
     #[test]

@@ -702,6 +702,14 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
     .await
     .unwrap();
     let id = made["id"].as_str().expect("a profile id").to_string();
+    let read_profile = || async {
+        let r = call(
+            reqwest::Method::GET,
+            &format!("/api/profiles/{id}"),
+            serde_json::json!({}),
+        );
+        r.await.unwrap().json::<serde_json::Value>().await.unwrap()
+    };
     let created: serde_json::Value = call(
         reqwest::Method::POST,
         "/api/apps",
@@ -800,20 +808,36 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
         "Success: The SMTP settings have been saved successfully",
     )
     .await;
-    let profile: serde_json::Value = call(
-        reqwest::Method::GET,
-        &format!("/api/profiles/{id}"),
-        serde_json::json!({}),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let profile = read_profile().await;
     assert_eq!(profile["version"], 2, "{profile}");
     assert_eq!(profile["settings"]["sender_name"], "Fabrikam Billing");
     let default = settings_via_api(&app.url).await;
     assert_eq!(default["settings"]["sender_name"], "Contoso notifications");
     assert_eq!(default["version"], 1);
+
+    // B's limits: read as set, explained while typing, saved, and its day
+    // drawn against the new limit.
+    b.click("#profile-limits-button").await;
+    b.wait_text("#profile-limits-title", "Limits of “Fabrikam billing”")
+        .await;
+    assert_eq!(b.value("#profile-limit-recipients_per_day").await, "50");
+    assert_eq!(b.value("#profile-limit-connections").await, "");
+    b.type_in("#profile-limit-connections", "6").await;
+    b.wait_text("#profile-limit-connections-warning", "432 4.3.2")
+        .await;
+    b.type_in("#profile-limit-connections", "2").await;
+    b.wait_gone("#profile-limit-connections-warning").await;
+    b.type_in("#profile-limit-recipients_per_day", "1,000")
+        .await;
+    b.click("#profile-limits-save").await;
+    b.wait_text("#profile-limits-notice", "are saved").await;
+    b.wait_text(&format!("#usage-{id}"), "2 of 1,000 recipients in 24 hours")
+        .await;
+    let profile = read_profile().await;
+    assert_eq!(
+        profile["limits"],
+        serde_json::json!({"recipients_per_day": 1000, "messages_per_minute": null, "connections": 2}),
+        "{profile}"
+    );
     b.close().await;
 }

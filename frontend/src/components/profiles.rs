@@ -1,13 +1,17 @@
 //! The profile switcher on Settings (docs/API.md §15): which sending profile
-//! the form edits, a new profile, rename and delete, and each profile's
-//! recipients of the last 24 hours drawn against its daily limit.
+//! the form edits, a new profile, rename, delete and limits, and each
+//! profile's recipients of the last 24 hours drawn against its daily limit.
 
 use gloo_net::http::Method;
-use mailroom_shared::profiles::{validate_name, ProfileState, DEFAULT_PROFILE};
-use mailroom_shared::FieldMessages;
+use mailroom_shared::profiles::{
+    limit_warnings, parse_limits, validate_name, ProfileChange, ProfileLimits, ProfileState,
+    DEFAULT_PROFILE, LIMIT_FIELDS,
+};
+use mailroom_shared::{FieldMessages, Provider, Transport};
 use yew::prelude::*;
 
 use crate::api::{self, ApiError};
+use crate::components::field::{text_field, TextFieldProps};
 use crate::markup::{count, Markup};
 
 /// The `<select>` value for "a new profile".
@@ -27,6 +31,12 @@ pub struct ProfileBarProps {
     /// A call answered 401.
     #[prop_or_default]
     pub on_unauthorized: Callback<()>,
+    /// The chosen profile's saved provider, for its limits' defaults and advice.
+    #[prop_or_default]
+    pub provider: Provider,
+    /// The chosen profile's saved way out, for its limits' advice.
+    #[prop_or_default]
+    pub transport: Transport,
 }
 
 /// Each profile's usage bar: recipients today against its daily limit,
@@ -81,6 +91,63 @@ pub fn usage_list(profiles: &[ProfileState]) -> Html {
     m.html()
 }
 
+/// The limits as the form shows them: each set one, empty for the default.
+fn typed_limits(l: &ProfileLimits) -> [String; 3] {
+    [l.recipients_per_day, l.messages_per_minute, l.connections]
+        .map(|v| v.map(|n| n.to_string()).unwrap_or_default())
+}
+
+/// A profile's limits form, checked and explained while typing: `values`
+/// as typed, `errors` from [`parse_limits`].
+fn limits_form(
+    name: &str,
+    values: &[String; 3],
+    errors: &FieldMessages,
+    warnings: &[(&'static str, String)],
+    provider: Provider,
+    handlers: (
+        Callback<(usize, String)>,
+        Callback<SubmitEvent>,
+        Callback<MouseEvent>,
+    ),
+    busy: bool,
+) -> Html {
+    let (on_input, onsubmit, cancel) = handlers;
+    let defaults = ProfileLimits::default().effective(provider, None, None);
+    let default_text = [
+        defaults
+            .recipients_per_day
+            .map_or("none".to_string(), |n| count(u64::from(n))),
+        match defaults.messages_per_minute {
+            0 => "none".to_string(),
+            n => count(u64::from(n)),
+        },
+        defaults.connections.to_string(),
+    ];
+    html! {
+        <form id="profile-limits-form" onsubmit={onsubmit} novalidate=true aria-labelledby="profile-limits-title">
+            <h3 id="profile-limits-title">{ ["Limits of “", name, "”"].concat() }</h3>
+            <p class="help">{ "For all servers together. An empty field takes the default: the provider's, or the server's " }<code>{ "--delivery-rate" }</code>{ " and " }<code>{ "--delivery-connections" }</code>{ " when set. Past the daily limit, messages wait; they never fail for it." }</p>
+            { for LIMIT_FIELDS.iter().enumerate().map(|(i, (field, label))| text_field(TextFieldProps {
+                id: AttrValue::from(["profile-limit-", field].concat()),
+                label: AttrValue::Static(label),
+                value: values[i].clone().into(),
+                placeholder: Some(["Default: ", &default_text[i]].concat().into()),
+                errors: errors.get(field).cloned().unwrap_or_default(),
+                warnings: warnings.iter().filter(|(n, _)| n == field).map(|(_, w)| w.clone()).collect(),
+                inputmode: Some(AttrValue::Static("numeric")),
+                on_input: on_input.reform(move |v| (i, v)),
+                ..TextFieldProps::default()
+            })) }
+            <div class="actions">
+                <button type="submit" class="primary" id="profile-limits-save"
+                    disabled={busy || !errors.is_empty()}>{ "Save limits" }</button>
+                <button type="button" id="profile-limits-cancel" onclick={cancel}>{ "Cancel" }</button>
+            </div>
+        </form>
+    }
+}
+
 /// The switcher.
 #[function_component(ProfileBar)]
 pub fn profile_bar(p: &ProfileBarProps) -> Html {
@@ -88,6 +155,10 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
     let rename = use_state(String::new);
     let error = use_state(|| None::<String>);
     let busy = use_state(|| false);
+    // The limits form (as typed) while open, and what its last save said;
+    // the bar is made afresh for each profile chosen (keyed by it).
+    let limits = use_state(|| None::<[String; 3]>);
+    let notice = use_state(String::new);
     let is_new = p.current.as_str() == NEW;
     let current = p.profiles.iter().find(|x| x.id == p.current.as_str());
     let name_errors = |name: &str| {
@@ -138,7 +209,7 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
             let (changed, unauthorized, switch) =
                 (changed.clone(), unauthorized.clone(), switch.clone());
             let path = ["/api/profiles/", &id].concat();
-            let body = api::encode(&mailroom_shared::profiles::ProfileChange {
+            let body = api::encode(&ProfileChange {
                 name: Some(rename.trim().to_string()),
                 limits: None,
             });
@@ -171,6 +242,103 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
             });
         })
     };
+    // Opens the limits form with the limits as set (the queue's show the
+    // daily limit in force, not whether it is the default).
+    let open_limits = {
+        let (limits, notice, error, busy) =
+            (limits.clone(), notice.clone(), error.clone(), busy.clone());
+        let unauthorized = p.on_unauthorized.clone();
+        let path = ["/api/profiles/", &p.current].concat();
+        Callback::from(move |_: MouseEvent| {
+            let (limits, notice, error, busy) =
+                (limits.clone(), notice.clone(), error.clone(), busy.clone());
+            let (unauthorized, path) = (unauthorized.clone(), path.clone());
+            busy.set(true);
+            crate::spawn(async move {
+                let r = api::typed(Method::GET, &path, crate::read::limits_of_profile).await;
+                busy.set(false);
+                match r {
+                    Ok(l) => {
+                        notice.set(String::new());
+                        error.set(None);
+                        limits.set(Some(typed_limits(&l)));
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => error.set(Some(e.message().to_string())),
+                }
+            });
+        })
+    };
+    let on_limit_input = {
+        let limits = limits.clone();
+        Callback::from(move |(i, v): (usize, String)| {
+            if let Some(mut values) = (*limits).clone() {
+                values[i] = v;
+                limits.set(Some(values));
+            }
+        })
+    };
+    // PATCH the limits typed; saved, the form closes and the bars are read again.
+    let save_limits = {
+        let (limits, notice, error, busy) =
+            (limits.clone(), notice.clone(), error.clone(), busy.clone());
+        let (changed, unauthorized) = (p.on_changed.clone(), p.on_unauthorized.clone());
+        let path = ["/api/profiles/", &p.current].concat();
+        let name = current.map(|c| c.name.clone()).unwrap_or_default();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let Some(values) = &*limits else { return };
+            let (typed, errors) = parse_limits(values);
+            if !errors.is_empty() {
+                return;
+            }
+            let (limits, notice, error, busy) =
+                (limits.clone(), notice.clone(), error.clone(), busy.clone());
+            let (changed, unauthorized) = (changed.clone(), unauthorized.clone());
+            let (path, name) = (path.clone(), name.clone());
+            let body = api::encode(&ProfileChange {
+                name: None,
+                limits: Some(typed),
+            });
+            busy.set(true);
+            crate::spawn(async move {
+                let r = api::fetch(Method::PATCH, &path, body).await;
+                busy.set(false);
+                match r {
+                    Ok(_) => {
+                        limits.set(None);
+                        notice.set(["The limits of “", &name, "” are saved."].concat());
+                        changed.emit(());
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(ApiError::Invalid(m, errors)) => {
+                        error.set(Some(errors.values().flatten().next().cloned().unwrap_or(m)))
+                    }
+                    Err(e) => error.set(Some(e.message().to_string())),
+                }
+            });
+        })
+    };
+    let close_limits = {
+        let limits = limits.clone();
+        Callback::from(move |_: MouseEvent| limits.set(None))
+    };
+    let (limit_errors, limit_advice) = match &*limits {
+        Some(values) => {
+            let (typed, errors) = parse_limits(values);
+            (errors, limit_warnings(&typed, p.provider, p.transport))
+        }
+        None => Default::default(),
+    };
+    // Hidden while the form is open.
+    let limits_button = if limits.is_some() {
+        Html::default()
+    } else {
+        html! {
+            <button type="button" id="profile-limits-button" disabled={*busy}
+                onclick={open_limits}>{ "Change limits" }</button>
+        }
+    };
     let new_error = (is_new && !new_name.is_empty())
         .then(|| name_errors(&new_name))
         .flatten();
@@ -199,13 +367,29 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
                 <input id="profile-rename" type="text" value={(*rename).clone()} oninput={on_rename_input}
                     aria-invalid={rename_error.is_some().then_some("true")} />
                 <div class="actions">
+                    { limits_button.clone() }
                     <button type="button" id="profile-rename-button"
                         disabled={*busy || rename.trim().is_empty() || rename_error.is_some()}
                         onclick={let c = change.clone(); Callback::from(move |_| c.emit(false))}>{ "Rename" }</button>
                     <button type="button" class="danger" id="profile-delete" disabled={*busy}
                         onclick={let c = change.clone(); Callback::from(move |_| c.emit(true))}>{ "Delete this profile" }</button>
                 </div>
-                <p class="error" id="profile-error" role="alert">{ rename_error.or_else(|| (*error).clone()).unwrap_or_default() }</p>
+                <p class="error" id="profile-error" role="alert">{ rename_error.or_else(|| (*error).clone().filter(|_| limits.is_none())).unwrap_or_default() }</p>
+            }
+            if let Some(c) = current.filter(|_| !is_new) {
+                if let Some(values) = &*limits {
+                    { limits_form(&c.name, values, &limit_errors, &limit_advice, p.provider,
+                        (on_limit_input, save_limits, close_limits), *busy) }
+                } else if c.id == DEFAULT_PROFILE {
+                    // The other profiles have it beside Rename and Delete.
+                    <div class="actions">{ limits_button }</div>
+                }
+                if c.id == DEFAULT_PROFILE || limits.is_some() {
+                    <p class="error" id="profile-limits-error" role="alert">{ (*error).clone().unwrap_or_default() }</p>
+                }
+                if !notice.is_empty() {
+                    <div class="banner success" id="profile-limits-notice" role="status">{ (*notice).clone() }</div>
+                }
             }
         </section>
     }
