@@ -354,8 +354,16 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 /// [`MAX_RETRY_AFTER`] so no answer can hold mail for ever (or overflow a
 /// clock); anything else is no `Retry-After`.
 fn retry_after(value: &str) -> Option<Duration> {
-    let secs = value.trim().parse::<u64>().ok()?;
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        // The other form HTTP allows (a proxy's, an older gateway's): a date.
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 fn client_request_id() -> String {
@@ -390,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_seconds_kept_within_a_day() {
+    fn retry_after_is_seconds_or_a_date_kept_within_a_day() {
         assert_eq!(retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(retry_after(" 30 "), Some(Duration::from_secs(30)));
         assert_eq!(retry_after("86401"), Some(MAX_RETRY_AFTER));
@@ -398,6 +406,24 @@ mod tests {
         for odd in ["", "-1", "1.5", "soon", "99999999999999999999999"] {
             assert_eq!(retry_after(odd), None, "{odd}");
         }
+        // An HTTP date: the time until then, none when it has passed.
+        let at = |offset: i64| {
+            let now = std::time::SystemTime::now();
+            let t = if offset >= 0 {
+                now + Duration::from_secs(offset as u64)
+            } else {
+                now - Duration::from_secs(offset.unsigned_abs())
+            };
+            httpdate::fmt_http_date(t)
+        };
+        let soon = retry_after(&at(120)).unwrap();
+        assert!(
+            (Duration::from_secs(118)..=Duration::from_secs(120)).contains(&soon),
+            "{soon:?}"
+        );
+        assert_eq!(retry_after(&at(-60)), Some(Duration::ZERO));
+        assert_eq!(retry_after(&at(3 * 86_400)), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after("Wed, 31 Feb 2026 25:00:00 GMT"), None);
     }
     use base64::Engine;
 
