@@ -193,3 +193,59 @@ async fn a_graph_answer_that_trickles_in_is_cut_at_the_time_limit() {
     assert!(t.contains("403 Forbidden (request-id: slow-1"), "{t}");
     server.abort();
 }
+
+#[tokio::test]
+async fn mailroom_check_sends_over_graph_and_explains_a_refusal() {
+    let rig = Rig::start(SmtpConfig::default()).await;
+    let graph = rig._rig.graph.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("settings.json");
+    std::fs::write(&file, serde_json::to_string(&graph_settings()).unwrap()).unwrap();
+    let check = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+            .arg("check")
+            .arg("--settings")
+            .arg(&file)
+            .args(["--to", &recipient()])
+            .args([
+                "--entra-authority",
+                &rig.args.entra_authority.clone().unwrap(),
+            ])
+            .args(["--graph-endpoint", &graph.endpoint()])
+            .arg("--extra-ca-file")
+            .arg(rig.args.extra_ca_file.clone().unwrap())
+            .output()
+    };
+    let ok = check().await.unwrap();
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("token    ok") && out.contains("send     ok"),
+        "{out}"
+    );
+    assert!(out.contains("aud=https://graph.microsoft.com"), "{out}");
+    assert!(out.contains("POST /v1.0/users/"), "{out}");
+    assert!(
+        out.contains("ok: Microsoft Graph accepted the test email"),
+        "{out}"
+    );
+    assert!(!out.contains(mailroom_shared::fixtures::SECRET), "{out}");
+    let sent = graph.messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].mailbox, mailer());
+
+    graph.fail_next(mailroom_fakes::GraphError::new(
+        403,
+        "ErrorAccessDenied",
+        "Access is denied. Check credentials and try again.",
+    ));
+    let refused = check().await.unwrap();
+    let out = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(out.contains("failed at send (ErrorAccessDenied)"), "{out}");
+    assert!(
+        out.contains("fix: ") && out.contains("New-ManagementRoleAssignment"),
+        "{out}"
+    );
+    assert_eq!(graph.messages().len(), 1, "nothing more was accepted");
+}
