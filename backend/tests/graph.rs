@@ -380,14 +380,7 @@ async fn a_retry_after_of_the_largest_number_defers_and_delivery_lives_on() {
     // Taken as a day at most: before, the sum overflowed the clock and the
     // worker panicked with the message still claimed.
     let (rig, server, key) = graph_rig().await;
-    rig.graph.fail_next(GraphError {
-        retry_after: Some(u64::MAX),
-        ..GraphError::new(
-            429,
-            "ApplicationThrottled",
-            "Application is over its MailboxConcurrency limit.",
-        )
-    });
+    rig.graph.fail_next(GraphError::throttled(u64::MAX));
     let mail = json!({"to": [addr("a", "example.org")], "subject": "s", "text": "x"});
     let (_, first) = server.submit(&key, &mail).await;
     let deferred = server
@@ -406,14 +399,7 @@ async fn a_retry_after_of_the_largest_number_defers_and_delivery_lives_on() {
 #[tokio::test]
 async fn a_429_holds_every_message_for_its_retry_after() {
     let (rig, server, key) = graph_rig().await;
-    rig.graph.fail_next(GraphError {
-        retry_after: Some(2),
-        ..GraphError::new(
-            429,
-            "ApplicationThrottled",
-            "Application is over its MailboxConcurrency limit.",
-        )
-    });
+    rig.graph.fail_next(GraphError::throttled(2));
     let mail =
         |subject: &str| json!({"to": [addr("a", "example.org")], "subject": subject, "text": "x"});
     let (_, first) = server.submit(&key, &mail("first")).await;

@@ -446,14 +446,7 @@ async fn a_graph_throttle_holds_only_the_profile_that_got_it() {
     let (_, key_a) = server.new_app(json!({"name": "A"})).await;
     let (_, key_b) = server.new_app(json!({"name": "B", "profile": id})).await;
 
-    rig.graph.fail_next(GraphError {
-        retry_after: Some(30),
-        ..GraphError::new(
-            429,
-            "ApplicationThrottled",
-            "Application is over its MailboxConcurrency limit.",
-        )
-    });
+    rig.graph.fail_next(GraphError::throttled(30));
     let (_, first) = server
         .submit(&key_a, &mail(&addr("x", "example.org"), "A first"))
         .await;

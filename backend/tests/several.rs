@@ -645,3 +645,51 @@ async fn two_servers_share_a_profiles_connections_and_pace() {
         "sent by A and B: {before:?} then {after:?}"
     );
 }
+
+/// Graph's `Retry-After` is for the app and mailbox, not for one server: the
+/// server that got the `429` holds the profile's shared pace in the
+/// database, where every server takes its slots
+/// (`the_delivery_slot_is_shared_where_servers_share_a_store` shows the
+/// other server waiting for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_retry_after_holds_the_profiles_shared_pace() {
+    use mailroom_fakes::GraphError;
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let shared = Shared::new().await;
+    let a = shared.server(&rig, "a", &["--delivery-rate", "600"]).await;
+    let ca = Running::client(a.url.clone());
+    let mut settings = oauth_settings("", 0);
+    settings.transport = mailroom_shared::Transport::Graph;
+    ca.save(&settings).await;
+    let (_, key) = ca.new_app(json!({"name": "Held"})).await;
+    rig.graph.fail_next(GraphError::throttled(30));
+    let asked = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    submit_all(std::slice::from_ref(&a.url), &key, 1, "h").await;
+    let (client, connection) = tokio_postgres::connect(&shared.schema.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let started = Instant::now();
+    loop {
+        let next: Option<i64> = client
+            .query_opt(
+                "SELECT next_slot_ms FROM profile_rate WHERE profile = 'default'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        if rig.graph.requests() == 1 && next.is_some_and(|n| n >= asked + 29_000) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the shared pace was not held for the Retry-After: next slot {next:?}, asked at {asked}, {} requests",
+            rig.graph.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1084,9 +1084,22 @@ async fn the_delivery_slot_is_shared_where_servers_share_a_store(f: Fixture) {
         assert_eq!(other, Some(2_000_100), "another profile does not wait");
         let again = slot(&b, "default", 2_000_100).await;
         assert_eq!(again, Some(2_002_000));
+        // An upstream's Retry-After, seen by A: B's next slot is after it,
+        // and a shorter hold after a longer one never brings it forward.
+        assert!(a.queue.hold_slots("default", 9_000_000).await.unwrap());
+        assert!(a.queue.hold_slots("default", 5_000_000).await.unwrap());
+        let held = slot(&b, "default", 3_000_000).await;
+        assert_eq!(held, Some(9_000_000), "the other server waits too");
+        assert_eq!(slot(&a, "default", 3_000_000).await, Some(9_002_000));
+        let free = slot(&b, "prf_other", 3_000_000).await;
+        assert_eq!(free, Some(3_000_000), "another profile is not held");
+        // A profile with no slot yet is held from its first.
+        assert!(b.queue.hold_slots("prf_new", 4_000_000).await.unwrap());
+        assert_eq!(slot(&a, "prf_new", 3_000_000).await, Some(4_000_000));
     } else {
         // One process per SQLite file: the engine keeps the slot in memory.
         assert_eq!((first, second), (None, None));
+        assert!(!a.queue.hold_slots("default", 9_000_000).await.unwrap());
     }
 }
 

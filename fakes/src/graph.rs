@@ -45,6 +45,19 @@ pub struct GraphError {
 }
 
 impl GraphError {
+    /// Graph's throttling answer: `429 ApplicationThrottled`, over the
+    /// MailboxConcurrency limit, with `Retry-After: secs`.
+    pub fn throttled(secs: u64) -> Self {
+        GraphError {
+            retry_after: Some(secs),
+            ..GraphError::new(
+                429,
+                "ApplicationThrottled",
+                "Application is over its MailboxConcurrency limit.",
+            )
+        }
+    }
+
     /// An error without `Retry-After`.
     pub fn new(status: u16, code: &'static str, message: &'static str) -> Self {
         GraphError {
@@ -255,14 +268,7 @@ async fn send_mail(
         return error(&e, &crid);
     }
     if in_flight.at_once > MAX_CONCURRENT {
-        let e = GraphError {
-            retry_after: Some(1),
-            ..GraphError::new(
-                429,
-                "ApplicationThrottled",
-                "Application is over its MailboxConcurrency limit.",
-            )
-        };
+        let e = GraphError::throttled(1);
         return error(&e, &crid);
     }
     let token = headers

@@ -4,11 +4,23 @@
 use super::*;
 
 impl Engine {
-    /// Holds every worker for `wait` (or longer, if already held longer).
+    /// Holds every worker for `wait` (or longer, if already held longer);
+    /// with a pace shared by several servers, theirs too.
     pub(super) async fn hold(&self, wait: Duration) {
         let until = tokio::time::Instant::now() + wait;
-        let mut hold = self.hold_until.lock().await;
-        *hold = Some(hold.map_or(until, |h| h.max(until)));
+        {
+            let mut hold = self.hold_until.lock().await;
+            *hold = Some(hold.map_or(until, |h| h.max(until)));
+        }
+        // The other servers' workers take their slots from the shared pace:
+        // it starts again only after the wait, for them too.
+        if self.options.rate_per_minute > 0 && self.queue.shared() {
+            let now_ms = (self.clock.wall().unix_timestamp_nanos() / 1_000_000) as i64;
+            let until_ms = now_ms.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+            if let Err(e) = self.queue.hold_slots(&self.profile, until_ms).await {
+                tracing::warn!(error = %e, "cannot hold the shared send slots; the other servers go on");
+            }
+        }
     }
 
     /// Waits for a hold to pass and for the rate limit's next slot.

@@ -1467,6 +1467,18 @@ impl Queue for PgStore {
         Ok(Some(row.int(0)?))
     }
 
+    async fn hold_slots(&self, profile: &str, until_ms: i64) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        let stmt = c
+            .prepare_cached(
+                "INSERT INTO profile_rate (profile, next_slot_ms) VALUES ($1, $2)
+                 ON CONFLICT (profile) DO UPDATE SET next_slot_ms = GREATEST(profile_rate.next_slot_ms, $2)",
+            )
+            .await?;
+        c.execute(&stmt, &[&profile, &until_ms]).await?;
+        Ok(true)
+    }
+
     async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());

@@ -457,6 +457,13 @@ pub trait Queue: Send + Sync {
     ) -> Result<Option<i64>, StoreError> {
         Ok(None)
     }
+    /// For a delivery rate shared by all servers: no slot is handed out
+    /// before `until_ms` (an upstream's `Retry-After`, which it says to
+    /// the app and mailbox, not to one server). `false`: the store keeps no
+    /// shared slot (one process), and the caller's own hold is all there is.
+    async fn hold_slots(&self, _profile: &str, _until_ms: i64) -> Result<bool, StoreError> {
+        Ok(false)
+    }
     /// Whether several servers share this store (PostgreSQL): limits that
     /// hold for all of them are kept in it.
     fn shared(&self) -> bool {
