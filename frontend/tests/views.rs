@@ -1476,6 +1476,24 @@ async fn a_profiles_limits_are_checked_and_explained_while_typing_then_patched()
     assert_eq!(text_of(&root, "#profile-limit-connections-error"), "");
     assert!(text_of(&root, "#profile-limit-connections-warning").contains("432 4.3.2"));
     assert!(!find(&root, "#profile-limits-save").has_attribute("disabled"));
+    // The server's refusal is shown under the form, which stays open.
+    route(
+        "PATCH /api/profiles/default",
+        422,
+        &json!({"message": "The limits are not valid.",
+            "errors": {"limits": ["connections must be a whole number from 1 to 32, or empty for the provider's default."]}}),
+    );
+    click(&root, "#profile-limits-save").await;
+    settle().await;
+    assert!(
+        text_of(&root, "#profile-limits-error").contains("connections must be"),
+        "{}",
+        text_of(&root, "#profiles-title")
+    );
+    assert!(root
+        .query_selector("#profile-limits-form")
+        .unwrap()
+        .is_some());
     route("PATCH /api/profiles/default", 200, &json!({}));
     let queue_reads = || {
         requests()
@@ -1501,6 +1519,23 @@ async fn a_profiles_limits_are_checked_and_explained_while_typing_then_patched()
         .is_none());
     assert!(text_of(&root, "#profile-limits-notice").contains("The limits of “Default” are saved."));
     assert!(queue_reads() > before, "the usage bars are read again");
+    assert_eq!(
+        text_of(&root, "#profile-limits-error"),
+        "",
+        "the refusal is gone"
+    );
+    // Cancel closes the form and sends nothing.
+    click(&root, "#profile-limits-button").await;
+    click(&root, "#profile-limits-cancel").await;
+    assert!(root
+        .query_selector("#profile-limits-form")
+        .unwrap()
+        .is_none());
+    let patches = requests()
+        .iter()
+        .filter(|(r, _)| r == "PATCH /api/profiles/default")
+        .count();
+    assert_eq!(patches, 2, "the refused one and the saved one");
     // Open, then another profile chosen: the form was this profile's.
     click(&root, "#profile-limits-button").await;
     assert!(root

@@ -307,6 +307,7 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
                 match r {
                     Ok(_) => {
                         limits.set(None);
+                        error.set(None);
                         notice.set(["The limits of “", &name, "” are saved."].concat());
                         changed.emit(());
                     }
@@ -320,8 +321,11 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
         })
     };
     let close_limits = {
-        let limits = limits.clone();
-        Callback::from(move |_: MouseEvent| limits.set(None))
+        let (limits, error) = (limits.clone(), error.clone());
+        Callback::from(move |_: MouseEvent| {
+            limits.set(None);
+            error.set(None);
+        })
     };
     let (limit_errors, limit_advice) = match &*limits {
         Some(values) => {
