@@ -534,11 +534,7 @@ async fn graph_run(n: usize, delay: Duration) -> serde_json::Value {
     let mut settings = oauth_settings("", 0);
     settings.transport = mailroom_shared::Transport::Graph;
     // Paused (Graph refuses the mailbox) while the queue fills.
-    rig.graph.fail_always(GraphError::new(
-        403,
-        "ErrorAccessDenied",
-        "Access is denied.",
-    ));
+    rig.graph.fail_always(GraphError::access_denied());
     server.save(&settings).await;
     let (_, key) = server
         .new_app(serde_json::json!({"name": "graph bench", "limits": {"queued_max": null}}))

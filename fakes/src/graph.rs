@@ -58,6 +58,12 @@ impl GraphError {
         }
     }
 
+    /// `403 ErrorAccessDenied`: the app may not send as the mailbox, which
+    /// pauses delivery (tests fill a queue behind it).
+    pub fn access_denied() -> Self {
+        GraphError::new(403, "ErrorAccessDenied", "Access is denied.")
+    }
+
     /// An error without `Retry-After`.
     pub fn new(status: u16, code: &'static str, message: &'static str) -> Self {
         GraphError {

@@ -278,10 +278,15 @@ pub fn limit_warnings(
             "Exchange Online stops a mailbox at 10,000 recipients a day: past that, its own refusals make the messages wait anyway.".to_string(),
         ));
     }
-    if limits.messages_per_minute.is_some_and(|n| n > 30) {
+    // Exchange's pace and connections per mailbox, as the catalogue has them.
+    let exchange = crate::catalogue::provider(Provider::Office365);
+    if limits
+        .messages_per_minute
+        .is_some_and(|n| n > exchange.rate_per_minute)
+    {
         out.push((
             "messages_per_minute",
-            "Exchange Online takes 30 messages a minute from one mailbox: faster, it refuses some, and they are tried again later.".to_string(),
+            format!("Exchange Online takes {} messages a minute from one mailbox: faster, it refuses some, and they are tried again later.", exchange.rate_per_minute),
         ));
     }
     match (transport, limits.connections) {
@@ -289,9 +294,9 @@ pub fn limit_warnings(
             "connections",
             format!("Microsoft Graph takes {GRAPH_MAX_CONCURRENT} requests at once per app and mailbox: Mailroom uses {GRAPH_MAX_CONCURRENT}, not {n}."),
         )),
-        (Transport::Smtp, Some(n)) if n > 3 => out.push((
+        (Transport::Smtp, Some(n)) if n > exchange.connections => out.push((
             "connections",
-            "Exchange Online takes 3 SMTP connections per mailbox: a fourth gets 432 4.3.2 and its message is tried again later.".to_string(),
+            format!("Exchange Online takes {} SMTP connections per mailbox: a fourth gets 432 4.3.2 and its message is tried again later.", exchange.connections),
         )),
         _ => {}
     }

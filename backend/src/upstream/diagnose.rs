@@ -2,6 +2,7 @@
 //! PowerShell lines filled in from the settings (docs/REFERENCE.md tables).
 
 use mailroom_shared::api::Stage;
+use mailroom_shared::profiles::GRAPH_MAX_CONCURRENT;
 use mailroom_shared::{catalogue, powershell as ps, AuthMethod, Settings};
 
 use super::certificate::CertKey;
@@ -456,8 +457,8 @@ pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosi
         (429, _) if c == "MailboxConcurrency" || lower.contains("mailboxconcurrency") => d(
             Kind::Temporary,
             shown,
-            format!("Microsoft Graph had more requests at once for {user} than it takes (4 per app and mailbox). {said}"),
-            "Mailroom sends at most 4 at once per profile, so something else is sending as this mailbox with the same app at the same time: another profile with the same mailbox and app, or another program. Give each its own mailbox or app registration. Mailroom waits as long as Graph asks (Retry-After) before the next message.".into(),
+            format!("Microsoft Graph had more requests at once for {user} than it takes ({GRAPH_MAX_CONCURRENT} per app and mailbox). {said}"),
+            format!("Mailroom sends at most {GRAPH_MAX_CONCURRENT} at once per profile, so something else is sending as this mailbox with the same app at the same time: another profile with the same mailbox and app, or another program. Give each its own mailbox or app registration. Mailroom waits as long as Graph asks (Retry-After) before the next message."),
         ),
         (429, _) => d(
             Kind::Temporary,

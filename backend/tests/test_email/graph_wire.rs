@@ -17,15 +17,19 @@ fn graph_settings() -> Settings {
     s
 }
 
-/// A tester whose Graph requests go to `endpoint` with a short time limit.
-fn graph_tester(rig: &Rig, endpoint: String, limit: Duration) -> Upstream {
+/// The test email over Graph, its requests sent to the server on loopback
+/// `port` with the time limit `limit`: the result, and how long it took.
+async fn test_against(rig: &Rig, port: u16, limit: Duration) -> (TestResult, Duration) {
     let mut args = rig.args.clone();
-    args.graph_endpoint = Some(endpoint);
+    args.graph_endpoint = Some(format!("http://127.0.0.1:{port}"));
     let timeouts = Timeouts {
         graph: limit,
         ..Timeouts::default()
     };
-    Upstream::with_timeouts(&args, timeouts).unwrap()
+    let tester = Upstream::with_timeouts(&args, timeouts).unwrap();
+    let started = std::time::Instant::now();
+    let r = tester.run(&graph_settings(), None, &recipient()).await;
+    (r, started.elapsed())
 }
 
 /// Reads one request's head (up to the blank line); returns it as text.
@@ -58,17 +62,10 @@ async fn a_graph_endpoint_that_never_answers_ends_at_the_time_limit() {
             }
         }
     });
-    let tester = graph_tester(
-        &rig,
-        format!("http://127.0.0.1:{port}"),
-        Duration::from_millis(600),
-    );
-    let started = std::time::Instant::now();
-    let r = tester.run(&graph_settings(), None, &recipient()).await;
+    let (r, took) = test_against(&rig, port, Duration::from_millis(600)).await;
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "gave up at the time limit, not later: {:?}",
-        started.elapsed()
+        took < Duration::from_secs(5),
+        "gave up at the time limit, not later: {took:?}"
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "the request was made");
     assert_fails(&r, Stage::Send, None);
@@ -119,12 +116,7 @@ async fn a_graph_redirect_is_never_followed_and_the_token_goes_nowhere_else() {
             }
         }
     });
-    let tester = graph_tester(
-        &rig,
-        format!("http://127.0.0.1:{port}"),
-        Duration::from_secs(5),
-    );
-    let r = tester.run(&graph_settings(), None, &recipient()).await;
+    let (r, _) = test_against(&rig, port, Duration::from_secs(5)).await;
     assert_fails(&r, Stage::Send, Some("307"));
     assert!(r.message.contains("redirect"), "{r:?}");
     assert!(
@@ -175,17 +167,10 @@ async fn a_graph_answer_that_trickles_in_is_cut_at_the_time_limit() {
             });
         }
     });
-    let tester = graph_tester(
-        &rig,
-        format!("http://127.0.0.1:{port}"),
-        Duration::from_millis(800),
-    );
-    let started = std::time::Instant::now();
-    let r = tester.run(&graph_settings(), None, &recipient()).await;
+    let (r, took) = test_against(&rig, port, Duration::from_millis(800)).await;
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the body was waited for: {:?}",
-        started.elapsed()
+        took < Duration::from_secs(5),
+        "the body was waited for: {took:?}"
     );
     // The status arrived: it is what the diagnosis goes by.
     assert_fails(&r, Stage::Send, Some("403"));
