@@ -251,10 +251,27 @@ pub const PAUSE_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 /// from, failing every queued message at once or stopping housekeeping.
 pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(36_500 * 24 * 3600);
 
-/// A duration such as `90s`, `15m`, `24h` or `30d`, at most [`MAX_DURATION`].
+/// A duration such as `90s`, `15m`, `24h` or `30d`, from a second to
+/// [`MAX_DURATION`].
+///
+/// Zero is refused for every option: none of them means "off" or "no
+/// limit" by it, and each would do harm; so is a fraction of a second,
+/// which the options kept in whole seconds (the queue time, retention, the
+/// lease) read as zero. `--max-queue-time 0` failed every
+/// message not sent at its first try (while paused, all of them: a wrong
+/// configuration then bounced mail), `--retention 0` dropped a failed
+/// message's body before anyone could retry it, a lease of 0 let a second
+/// server claim a message being sent, and a retry or time limit of 0 spun
+/// or cut everything at once.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{e}: write a duration like 90s, 15m, 24h or 30d"))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(
+            "less than a second, which is no time at all here (zero does not mean unlimited): write at least 1s, like 90s, 15m, 24h or 30d"
+                .to_string(),
+        );
+    }
     if d > MAX_DURATION {
         return Err("longer than 100 years: write at most 36500d (like 30d or 24h)".to_string());
     }
@@ -298,7 +315,11 @@ mod tests {
         let secs = |t: &str| parse_duration(t).map(|d| d.as_secs());
         assert_eq!(secs("90s"), Ok(90));
         assert_eq!(secs(" 24h "), Ok(86_400));
-        assert_eq!(secs("0s"), Ok(0));
+        assert_eq!(secs("1s"), Ok(1));
+        for zero in ["0s", "0", " 0m ", "0d", "999ms", "500ms"] {
+            let e = parse_duration(zero).unwrap_err();
+            assert!(e.contains("write at least 1s"), "{zero}: {e}");
+        }
         assert_eq!(secs("36500d"), Ok(MAX_DURATION.as_secs()));
         for long in ["36501d", "290000y", "300000000000y"] {
             let e = parse_duration(long).unwrap_err();

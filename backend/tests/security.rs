@@ -724,3 +724,24 @@ async fn a_duration_past_a_hundred_years_is_refused_at_start() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_zero_or_sub_second_duration_is_refused_at_start() {
+    // `--max-queue-time 0` (read as "no limit" by some) failed every message
+    // not sent at once, and all of them while delivery was paused; a lease
+    // under a second was 0 s, so another server could claim a message
+    // being sent.
+    for (option, value) in [
+        ("--max-queue-time", "0"),
+        ("--retention", "0s"),
+        ("--delivery-lease", "500ms"),
+    ] {
+        let (code, stderr) =
+            serve_refused(&[option, value], "a-long-enough-admin-token-0123").await;
+        assert_eq!(code, Some(2), "{option} {value}: {stderr}");
+        assert!(
+            stderr.contains(option) && stderr.contains("write at least 1s"),
+            "{stderr}"
+        );
+    }
+}
