@@ -707,22 +707,29 @@ async fn a_short_admin_token_is_refused_at_start() {
     assert!(stderr.contains("at least 24"), "{stderr}");
 }
 
+/// Starts the binary with each option and value; each must be refused
+/// with clap's usage exit (2), naming the option and `says`.
+async fn durations_refused(cases: &[(&str, &str)], says: &str) {
+    for (option, value) in cases {
+        let (code, stderr) =
+            serve_refused(&[option, value], "a-long-enough-admin-token-0123").await;
+        assert_eq!(code, Some(2), "{option} {value}: {stderr}");
+        assert!(stderr.contains(option) && stderr.contains(says), "{stderr}");
+    }
+}
+
 #[tokio::test]
 async fn a_duration_past_a_hundred_years_is_refused_at_start() {
     // 290000y overflowed the retention cutoff's date (housekeeping panicked);
     // 300000000000y wrapped --max-queue-time negative (every message failed).
-    for (option, value) in [
-        ("--retention", "290000y"),
-        ("--max-queue-time", "300000000000y"),
-    ] {
-        let (code, stderr) =
-            serve_refused(&[option, value], "a-long-enough-admin-token-0123").await;
-        assert_eq!(code, Some(2), "{stderr}");
-        assert!(
-            stderr.contains(option) && stderr.contains("at most 36500d"),
-            "{stderr}"
-        );
-    }
+    durations_refused(
+        &[
+            ("--retention", "290000y"),
+            ("--max-queue-time", "300000000000y"),
+        ],
+        "at most 36500d",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -731,17 +738,13 @@ async fn a_zero_or_sub_second_duration_is_refused_at_start() {
     // not sent at once, and all of them while delivery was paused; a lease
     // under a second was 0 s, so another server could claim a message
     // being sent.
-    for (option, value) in [
-        ("--max-queue-time", "0"),
-        ("--retention", "0s"),
-        ("--delivery-lease", "500ms"),
-    ] {
-        let (code, stderr) =
-            serve_refused(&[option, value], "a-long-enough-admin-token-0123").await;
-        assert_eq!(code, Some(2), "{option} {value}: {stderr}");
-        assert!(
-            stderr.contains(option) && stderr.contains("write at least 1s"),
-            "{stderr}"
-        );
-    }
+    durations_refused(
+        &[
+            ("--max-queue-time", "0"),
+            ("--retention", "0s"),
+            ("--delivery-lease", "500ms"),
+        ],
+        "write at least 1s",
+    )
+    .await;
 }
