@@ -201,8 +201,8 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
 /// Options of the sending side (docs/API.md §1, §7, §8).
 #[derive(Debug, Clone, Args)]
 pub struct SendingArgs {
-    /// The largest message accepted, in bytes.
-    #[arg(long, env = "MAILROOM_MAX_MESSAGE_SIZE", default_value_t = 26_214_400)]
+    /// The largest message accepted, in bytes (at least 1024).
+    #[arg(long, env = "MAILROOM_MAX_MESSAGE_SIZE", default_value = "26214400", value_parser = parse_message_size)]
     pub max_message_size: u64,
     /// Outgoing SMTP connections at once (default: the provider's; Office 365: 3);
     /// 0: this server only accepts mail, and other servers deliver it.
@@ -278,6 +278,24 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// The smallest `--max-message-size`: headers alone take a few hundred bytes.
+pub const MIN_MESSAGE_SIZE: u64 = 1024;
+
+/// A message size in bytes, at least [`MIN_MESSAGE_SIZE`]. `0` refused every
+/// message while the relay's `SIZE 0` told clients there was no limit
+/// (RFC 1870), so a typo stopped all mail with nothing saying why at start.
+pub fn parse_message_size(text: &str) -> Result<u64, String> {
+    let n: u64 = text.trim().parse().map_err(|_| {
+        "not a whole number of bytes: write one like 26214400 (25 MiB, the default)".to_string()
+    })?;
+    if n < MIN_MESSAGE_SIZE {
+        return Err(format!(
+            "{n} bytes would refuse every message (0 does not mean unlimited): write at least {MIN_MESSAGE_SIZE}, like 26214400 (25 MiB, the default)"
+        ));
+    }
+    Ok(n)
+}
+
 /// Options shared by `serve` and `check` for the test email.
 #[derive(Debug, Clone, Args, Default)]
 pub struct TestArgs {
@@ -309,6 +327,20 @@ pub struct CheckArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_sizes_start_at_a_kibibyte() {
+        assert_eq!(parse_message_size("26214400"), Ok(26_214_400));
+        assert_eq!(parse_message_size(" 1024 "), Ok(1024));
+        for small in ["0", "1023"] {
+            let e = parse_message_size(small).unwrap_err();
+            assert!(e.contains("write at least 1024"), "{small}: {e}");
+        }
+        for odd in ["", "25MB", "-1", "1e6", "18446744073709551616"] {
+            let e = parse_message_size(odd).unwrap_err();
+            assert!(e.contains("whole number of bytes"), "{odd}: {e}");
+        }
+    }
 
     #[test]
     fn durations_are_read_up_to_a_hundred_years() {

@@ -748,3 +748,20 @@ async fn a_zero_or_sub_second_duration_is_refused_at_start() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_max_message_size_under_a_kibibyte_is_refused_at_start() {
+    // 0 refused every message, while the relay's EHLO said `SIZE 0`: no limit.
+    for value in ["0", "100"] {
+        let (code, stderr) = serve_refused(
+            &["--max-message-size", value],
+            "a-long-enough-admin-token-0123",
+        )
+        .await;
+        assert_eq!(code, Some(2), "{value}: {stderr}");
+        assert!(
+            stderr.contains("--max-message-size") && stderr.contains("write at least 1024"),
+            "{stderr}"
+        );
+    }
+}
