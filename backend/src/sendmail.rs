@@ -123,11 +123,13 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
 }
 
 /// The largest message read from stdin: `MAILROOM_MAX_MESSAGE_SIZE` (the
-/// server's `--max-message-size`), else its default of 25 MiB.
+/// server's `--max-message-size`) read as the server reads it, else its
+/// default of 25 MiB (the server, which refuses a value it cannot take at
+/// start, still has the last word).
 pub fn max_message_size() -> u64 {
     std::env::var("MAILROOM_MAX_MESSAGE_SIZE")
         .ok()
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| crate::config::parse_message_size(&v).ok())
         .unwrap_or(26_214_400)
 }
 

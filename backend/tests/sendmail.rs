@@ -198,3 +198,26 @@ async fn exit_codes_follow_sysexits() {
     assert_eq!(ran.code, Some(65), "{}", ran.stderr);
     assert_eq!(server.queue().await["counts"]["queued"], 0);
 }
+
+#[tokio::test]
+async fn a_max_message_size_the_server_would_refuse_is_not_applied_to_stdin() {
+    // `MAILROOM_MAX_MESSAGE_SIZE=0` (the server refuses it at start) made
+    // sendmail refuse every message as too large.
+    let (rig, server, key) = sending_rig().await;
+    let to = addr("ops", "example.org");
+    let message = format!("From: {}\nTo: {to}\nSubject: s\n\nbody\n", mailer());
+    let ran = run(
+        binary(),
+        &["sendmail", "-t"],
+        &[
+            ("MAILROOM_URL", &server.url),
+            ("MAILROOM_APP_KEY", &key),
+            ("MAILROOM_MAX_MESSAGE_SIZE", "0"),
+        ],
+        &message,
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    wait_received(&rig, 1).await;
+    assert_eq!(rig.smtp.messages()[0].rcpt_to, vec![to]);
+}
