@@ -62,7 +62,7 @@ pub struct ServeArgs {
     )]
     pub database_url_file: Option<PathBuf>,
     /// A CIDR of reverse proxies whose X-Forwarded-For names the client; repeatable.
-    #[arg(long = "trusted-proxy", env = "MAILROOM_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_cidr)]
+    #[arg(long = "trusted-proxy", env = "MAILROOM_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_trusted_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How long the HTTP server waits for a request's headers (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -127,7 +127,7 @@ pub struct RelayArgs {
     #[arg(long, env = "MAILROOM_SMTP_TLS_KEY", requires = "smtp_tls_cert")]
     pub smtp_tls_key: Option<PathBuf>,
     /// A CIDR whose clients may send without AUTH (printers, scanners); repeatable.
-    #[arg(long = "smtp-trusted-network", env = "MAILROOM_SMTP_TRUSTED_NETWORKS", value_delimiter = ',', value_parser = parse_cidr)]
+    #[arg(long = "smtp-trusted-network", env = "MAILROOM_SMTP_TRUSTED_NETWORKS", value_delimiter = ',', value_parser = parse_trusted_network)]
     pub smtp_trusted_networks: Vec<ipnet::IpNet>,
     /// How long an idle relay connection stays open (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_SMTP_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
@@ -140,7 +140,7 @@ pub struct RelayArgs {
     )]
     pub smtp_max_connections_per_ip: u32,
     /// A CIDR of TCP load balancers whose connections start with a PROXY protocol header (v1 or v2).
-    #[arg(long = "smtp-proxy-protocol", env = "MAILROOM_SMTP_PROXY_PROTOCOL", value_delimiter = ',', value_parser = parse_cidr)]
+    #[arg(long = "smtp-proxy-protocol", env = "MAILROOM_SMTP_PROXY_PROTOCOL", value_delimiter = ',', value_parser = parse_proxy_protocol)]
     pub smtp_proxy_protocol: Vec<ipnet::IpNet>,
     /// How long a client has to finish AUTH after the greeting (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_SMTP_AUTH_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
@@ -196,6 +196,65 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     text.parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("“{text}” is not a network like 192.168.1.0/24 or an address"))
+}
+
+/// The widest network any option trusts: an IPv4 /8 (`10.0.0.0/8`), an
+/// IPv6 /7 (`fc00::/7`, every unique local address).
+const WIDEST_V4: u8 = 8;
+const WIDEST_V6: u8 = 7;
+
+/// Whether `net` is wider than anything an organisation's own network can
+/// be: `0.0.0.0/0`, `::/0`, `2000::/3`, or IPv4 written as IPv6
+/// (`::ffff:0.0.0.0/96`) past a /8.
+fn too_wide_to_trust(net: &ipnet::IpNet) -> bool {
+    match net {
+        ipnet::IpNet::V4(n) => n.prefix_len() < WIDEST_V4,
+        ipnet::IpNet::V6(n) => {
+            let mapped: ipnet::Ipv6Net = "::ffff:0:0/96".parse().expect("a valid network");
+            if mapped.contains(n) {
+                n.prefix_len() < 96 + WIDEST_V4
+            } else {
+                n.prefix_len() < WIDEST_V6
+            }
+        }
+    }
+}
+
+/// A network an option trusts: refused when it takes in much of the
+/// internet, saying what anyone there could then do.
+fn parse_trusted(text: &str, anyone_could: &str) -> Result<ipnet::IpNet, String> {
+    let net = parse_cidr(text)?;
+    if too_wide_to_trust(&net) {
+        return Err(format!(
+            "“{}” is too wide to trust: anyone in it, much of the internet, could {anyone_could}. Name your own network, like 192.168.10.0/24 (at most a /{WIDEST_V4}, or an IPv6 /{WIDEST_V6})",
+            text.trim()
+        ));
+    }
+    Ok(net)
+}
+
+/// `--smtp-trusted-network`: clients that send without AUTH.
+fn parse_trusted_network(text: &str) -> Result<ipnet::IpNet, String> {
+    parse_trusted(
+        text,
+        "send mail through the relay as your mailbox without AUTH",
+    )
+}
+
+/// `--trusted-proxy`: proxies whose `X-Forwarded-For` names the client.
+fn parse_trusted_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    parse_trusted(
+        text,
+        "name itself any address in X-Forwarded-For, past the sign-in lockouts and per-address limits",
+    )
+}
+
+/// `--smtp-proxy-protocol`: load balancers whose PROXY header names the client.
+fn parse_proxy_protocol(text: &str) -> Result<ipnet::IpNet, String> {
+    parse_trusted(
+        text,
+        "claim any address in a PROXY header, a trusted network's included, past the relay's per-address limits",
+    )
 }
 
 /// Options of the sending side (docs/API.md §1, §7, §8).
@@ -327,6 +386,51 @@ pub struct CheckArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_networks_stop_at_a_slash_eight() {
+        for ok in [
+            "10.0.0.0/8",
+            "192.168.10.0/24",
+            "203.0.113.7",
+            "fc00::/7",
+            "2001:db8::/32",
+            "::1",
+            "::ffff:10.0.0.0/104",
+        ] {
+            for parse in [
+                parse_trusted_network,
+                parse_trusted_proxy,
+                parse_proxy_protocol,
+            ] {
+                assert!(parse(ok).is_ok(), "{ok}");
+            }
+        }
+        for wide in [
+            "0.0.0.0/0",
+            "0.0.0.0/1",
+            "10.0.0.0/7",
+            "::/0",
+            "2000::/3",
+            "::ffff:0.0.0.0/96",
+            "::ffff:0:0/103",
+        ] {
+            let e = parse_trusted_network(wide).unwrap_err();
+            assert!(
+                e.contains("too wide to trust") && e.contains("without AUTH"),
+                "{wide}: {e}"
+            );
+            assert!(parse_trusted_proxy(wide)
+                .unwrap_err()
+                .contains("X-Forwarded-For"));
+            assert!(parse_proxy_protocol(wide)
+                .unwrap_err()
+                .contains("PROXY header"));
+        }
+        assert!(parse_trusted_network("bogus")
+            .unwrap_err()
+            .contains("is not a network"));
+    }
 
     #[test]
     fn message_sizes_start_at_a_kibibyte() {

@@ -709,7 +709,7 @@ async fn a_short_admin_token_is_refused_at_start() {
 
 /// Starts the binary with each option and value; each must be refused
 /// with clap's usage exit (2), naming the option and `says`.
-async fn durations_refused(cases: &[(&str, &str)], says: &str) {
+async fn refused_at_start(cases: &[(&str, &str)], says: &str) {
     for (option, value) in cases {
         let (code, stderr) =
             serve_refused(&[option, value], "a-long-enough-admin-token-0123").await;
@@ -722,7 +722,7 @@ async fn durations_refused(cases: &[(&str, &str)], says: &str) {
 async fn a_duration_past_a_hundred_years_is_refused_at_start() {
     // 290000y overflowed the retention cutoff's date (housekeeping panicked);
     // 300000000000y wrapped --max-queue-time negative (every message failed).
-    durations_refused(
+    refused_at_start(
         &[
             ("--retention", "290000y"),
             ("--max-queue-time", "300000000000y"),
@@ -738,7 +738,7 @@ async fn a_zero_or_sub_second_duration_is_refused_at_start() {
     // not sent at once, and all of them while delivery was paused; a lease
     // under a second was 0 s, so another server could claim a message
     // being sent.
-    durations_refused(
+    refused_at_start(
         &[
             ("--max-queue-time", "0"),
             ("--retention", "0s"),
@@ -752,16 +752,26 @@ async fn a_zero_or_sub_second_duration_is_refused_at_start() {
 #[tokio::test]
 async fn a_max_message_size_under_a_kibibyte_is_refused_at_start() {
     // 0 refused every message, while the relay's EHLO said `SIZE 0`: no limit.
-    for value in ["0", "100"] {
-        let (code, stderr) = serve_refused(
-            &["--max-message-size", value],
-            "a-long-enough-admin-token-0123",
-        )
-        .await;
-        assert_eq!(code, Some(2), "{value}: {stderr}");
-        assert!(
-            stderr.contains("--max-message-size") && stderr.contains("write at least 1024"),
-            "{stderr}"
-        );
-    }
+    refused_at_start(
+        &[("--max-message-size", "0"), ("--max-message-size", "100")],
+        "write at least 1024",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_network_too_wide_to_trust_is_refused_at_start() {
+    // `--smtp-trusted-network 0.0.0.0/0` made the relay send as the mailbox
+    // for anyone on the internet without AUTH; a proxy range that wide let
+    // any client name itself any address.
+    refused_at_start(
+        &[
+            ("--smtp-trusted-network", "0.0.0.0/0"),
+            ("--smtp-trusted-network", "::/0"),
+            ("--trusted-proxy", "0.0.0.0/1"),
+            ("--smtp-proxy-protocol", "::ffff:0.0.0.0/96"),
+        ],
+        "too wide to trust",
+    )
+    .await;
 }
