@@ -190,12 +190,25 @@ fn parse_smtp_listen(text: &str) -> Result<SmtpListen, String> {
         .map_err(|_| format!("“{text}” is not an address and port like 127.0.0.1:2525 (or `off`)"))
 }
 
-/// A network like `10.0.0.0/8`; a bare address means that one host.
+/// A network like `10.0.0.0/8`; a bare address means that one host. IPv4
+/// written as IPv6 (`::ffff:10.0.0.0/104`) is read as the IPv4 network it
+/// is (`10.0.0.0/8`): peers are compared in their canonical form, so as
+/// written it would never match anyone.
 fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
-    text.parse::<ipnet::IpNet>()
+    let net = text
+        .parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("“{text}” is not a network like 192.168.1.0/24 or an address"))
+        .map_err(|_| format!("“{text}” is not a network like 192.168.1.0/24 or an address"))?;
+    Ok(match net {
+        ipnet::IpNet::V6(n) if n.prefix_len() >= 96 => match n.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, n.prefix_len() - 96)
+                .map(|n| ipnet::IpNet::V4(n.trunc()))
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
+    })
 }
 
 /// The widest network any option trusts: an IPv4 /8 (`10.0.0.0/8`), an
@@ -205,18 +218,11 @@ const WIDEST_V6: u8 = 7;
 
 /// Whether `net` is wider than anything an organisation's own network can
 /// be: `0.0.0.0/0`, `::/0`, `2000::/3`, or IPv4 written as IPv6
-/// (`::ffff:0.0.0.0/96`) past a /8.
+/// (`::ffff:0.0.0.0/96`, read as `0.0.0.0/0`).
 fn too_wide_to_trust(net: &ipnet::IpNet) -> bool {
     match net {
         ipnet::IpNet::V4(n) => n.prefix_len() < WIDEST_V4,
-        ipnet::IpNet::V6(n) => {
-            let mapped: ipnet::Ipv6Net = "::ffff:0:0/96".parse().expect("a valid network");
-            if mapped.contains(n) {
-                n.prefix_len() < 96 + WIDEST_V4
-            } else {
-                n.prefix_len() < WIDEST_V6
-            }
-        }
+        ipnet::IpNet::V6(n) => n.prefix_len() < WIDEST_V6,
     }
 }
 
@@ -430,6 +436,15 @@ mod tests {
         assert!(parse_trusted_network("bogus")
             .unwrap_err()
             .contains("is not a network"));
+        // IPv4 written as IPv6 is the IPv4 network, which canonical peers match.
+        for (written, read) in [
+            ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+            ("::ffff:192.168.10.7/120", "192.168.10.0/24"),
+            ("::ffff:192.0.2.9", "192.0.2.9/32"),
+            ("2001:db8::/32", "2001:db8::/32"),
+        ] {
+            assert_eq!(parse_cidr(written), Ok(read.parse().unwrap()), "{written}");
+        }
     }
 
     #[test]
