@@ -118,7 +118,7 @@ pub struct RelayArgs {
     #[arg(long, env = "MAILROOM_SMTP_LISTEN", default_value = "127.0.0.1:2525", value_parser = parse_smtp_listen)]
     pub smtp_listen: SmtpListen,
     /// The name in the relay's greeting and its generated certificate (default: this machine's).
-    #[arg(long, env = "MAILROOM_SMTP_HOSTNAME")]
+    #[arg(long, env = "MAILROOM_SMTP_HOSTNAME", value_parser = parse_hostname)]
     pub smtp_hostname: Option<String>,
     /// PEM certificate (chain) for the relay's STARTTLS; default a self-signed one in the data dir.
     #[arg(long, env = "MAILROOM_SMTP_TLS_CERT", requires = "smtp_tls_key")]
@@ -209,6 +209,60 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
         },
         _ => net,
     })
+}
+
+/// A host name for the relay's greeting and certificate, like
+/// `mail.contoso.com`: dot-separated labels of letters, digits and hyphens
+/// (RFC 1123), each at most 63 characters, 253 in all; a final dot is
+/// dropped. Empty (an env file's `MAILROOM_SMTP_HOSTNAME=`) stays empty:
+/// the machine's name. Anything else went into every greeting and EHLO reply as
+/// written: a line break there ended the reply early and let the rest read
+/// as another reply.
+pub fn parse_hostname(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    let name = name
+        .strip_suffix('.')
+        .filter(|n| !n.is_empty())
+        .unwrap_or(name);
+    let shown: String = name.chars().take(80).flat_map(char::escape_debug).collect();
+    let bad = |why: String| {
+        Err(format!(
+            "“{shown}” is not a host name like mail.contoso.com: {why}"
+        ))
+    };
+    if name.is_empty() {
+        return Ok(String::new());
+    }
+    if name.len() > 253 {
+        return bad(format!(
+            "it is {} characters long, and at most 253 fit",
+            name.len()
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return bad("it has an empty part between dots".into());
+        }
+        if label.len() > 63 {
+            return bad(format!(
+                "its part “{}…” is longer than 63 characters",
+                &label[..20]
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
+        {
+            return bad(format!(
+                "“{}” is not allowed (only letters, digits, hyphens and dots)",
+                c.escape_debug()
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad(format!("its part “{label}” starts or ends with a hyphen"));
+        }
+    }
+    Ok(name.to_string())
 }
 
 /// The widest network any option trusts: an IPv4 /8 (`10.0.0.0/8`), an
@@ -444,6 +498,37 @@ mod tests {
             ("2001:db8::/32", "2001:db8::/32"),
         ] {
             assert_eq!(parse_cidr(written), Ok(read.parse().unwrap()), "{written}");
+        }
+    }
+
+    #[test]
+    fn host_names_are_letters_digits_and_hyphens_in_dotted_parts() {
+        for (ok, read) in [
+            ("mail.contoso.com", "mail.contoso.com"),
+            (" relay-1.corp.example. ", "relay-1.corp.example"),
+            ("localhost", "localhost"),
+            (" ", ""),
+            ("192.0.2.25", "192.0.2.25"),
+        ] {
+            assert_eq!(parse_hostname(ok).as_deref(), Ok(read), "{ok}");
+        }
+        let long_label = format!("{}.example", "a".repeat(64));
+        let long_name = vec!["abcdefghi"; 26].join(".");
+        for (bad, says) in [
+            ("a..b", "empty part"),
+            (".", "empty part"),
+            ("mail\r\n250 fake", "“\\r” is not allowed"),
+            ("mail host", "“ ” is not allowed"),
+            ("under_score.example", "“_” is not allowed"),
+            ("-mail.example", "starts or ends with a hyphen"),
+            (long_label.as_str(), "longer than 63"),
+            (long_name.as_str(), "at most 253"),
+        ] {
+            let e = parse_hostname(bad).unwrap_err();
+            assert!(
+                e.contains("is not a host name like") && e.contains(says),
+                "{bad:?}: {e}"
+            );
         }
     }
 

@@ -775,3 +775,17 @@ async fn a_network_too_wide_to_trust_is_refused_at_start() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_relay_host_name_that_is_not_one_is_refused_at_start() {
+    // The name went into every greeting as written: a line break in it
+    // ended the reply early and the rest read as another reply.
+    refused_at_start(
+        &[
+            ("--smtp-hostname", "mail\r\n250 fake"),
+            ("--smtp-hostname", "a..b"),
+        ],
+        "is not a host name like mail.contoso.com",
+    )
+    .await;
+}

@@ -131,11 +131,14 @@ pub fn may_auth(tls: bool, peer: std::net::IpAddr) -> bool {
 }
 
 /// This machine's name, for the greeting when `--smtp-hostname` is not set.
+/// This machine's name, if it is a host name the greeting can carry (a
+/// container's may not be), else `localhost`.
 fn machine_hostname() -> String {
     hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.trim().is_empty())
+        .and_then(|h| crate::config::parse_hostname(&h).ok())
+        .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
 
