@@ -323,9 +323,9 @@ pub struct SendingArgs {
     /// The largest message accepted, in bytes (at least 1024).
     #[arg(long, env = "MAILROOM_MAX_MESSAGE_SIZE", default_value = "26214400", value_parser = parse_message_size)]
     pub max_message_size: u64,
-    /// Outgoing SMTP connections at once (default: the provider's; Office 365: 3);
-    /// 0: this server only accepts mail, and other servers deliver it.
-    #[arg(long, env = "MAILROOM_DELIVERY_CONNECTIONS")]
+    /// Outgoing SMTP connections at once (default: the provider's; Office 365: 3),
+    /// at most 32; 0: this server only accepts mail, and other servers deliver it.
+    #[arg(long, env = "MAILROOM_DELIVERY_CONNECTIONS", value_parser = parse_connections)]
     pub delivery_connections: Option<u32>,
     /// Messages per minute sent upstream; 0 means no limit (default: the provider's; Office 365: 30).
     #[arg(long, env = "MAILROOM_DELIVERY_RATE")]
@@ -395,6 +395,20 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         return Err("longer than 100 years: write at most 36500d (like 30d or 24h)".to_string());
     }
     Ok(d)
+}
+
+/// `--delivery-connections`: 0 to a profile's highest (32, as
+/// `PATCH /api/profiles/{id}` takes). Each is a worker that looks for work
+/// every second when idle: 100,000 had the server claiming 100,000 times a
+/// second with nothing to send.
+pub fn parse_connections(text: &str) -> Result<u32, String> {
+    let most = mailroom_shared::profiles::MAX_CONNECTIONS;
+    match text.trim().parse::<u32>() {
+        Ok(n) if n <= most => Ok(n),
+        _ => Err(format!(
+            "write a whole number from 0 (this server only accepts mail) to {most}; Office 365 takes 3 at once per mailbox (432 4.3.2 past that)"
+        )),
+    }
 }
 
 /// The smallest `--max-message-size`: headers alone take a few hundred bytes.
@@ -528,6 +542,20 @@ mod tests {
             assert!(
                 e.contains("is not a host name like") && e.contains(says),
                 "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn delivery_connections_go_from_0_to_32() {
+        assert_eq!(parse_connections("0"), Ok(0));
+        assert_eq!(parse_connections(" 3 "), Ok(3));
+        assert_eq!(parse_connections("32"), Ok(32));
+        for bad in ["33", "100000", "-1", "three", ""] {
+            let e = parse_connections(bad).unwrap_err();
+            assert!(
+                e.contains("from 0 (this server only accepts mail) to 32"),
+                "{bad}: {e}"
             );
         }
     }

@@ -789,3 +789,16 @@ async fn a_relay_host_name_that_is_not_one_is_refused_at_start() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn delivery_connections_past_a_profiles_highest_are_refused_at_start() {
+    // 100,000 started 100,000 workers, each claiming once a second when idle.
+    refused_at_start(
+        &[
+            ("--delivery-connections", "33"),
+            ("--delivery-connections", "100000"),
+        ],
+        "to 32",
+    )
+    .await;
+}
