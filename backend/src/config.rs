@@ -213,8 +213,9 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
 
 /// A host name for the relay's greeting and certificate, like
 /// `mail.contoso.com`: dot-separated labels of letters, digits and hyphens
-/// (RFC 1123), each at most 63 characters, 253 in all; a final dot is
-/// dropped. Empty (an env file's `MAILROOM_SMTP_HOSTNAME=`) stays empty:
+/// (RFC 1123; underscores too, which some internal names have and which
+/// refusing would stop an upgraded server from starting), each at most 63
+/// characters, 253 in all; a final dot is dropped. Empty (an env file's `MAILROOM_SMTP_HOSTNAME=`) stays empty:
 /// the machine's name. Anything else went into every greeting and EHLO reply as
 /// written: a line break there ended the reply early and let the rest read
 /// as another reply.
@@ -239,23 +240,22 @@ pub fn parse_hostname(text: &str) -> Result<String, String> {
             name.len()
         ));
     }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     for label in name.split('.') {
         if label.is_empty() {
             return bad("it has an empty part between dots".into());
         }
+        if let Some(c) = label.chars().find(|c| !allowed(*c)) {
+            return bad(format!(
+                "“{}” is not allowed (only letters, digits, hyphens, underscores and dots)",
+                c.escape_debug()
+            ));
+        }
+        // ASCII from here: a byte is a character.
         if label.len() > 63 {
             return bad(format!(
                 "its part “{}…” is longer than 63 characters",
                 &label[..20]
-            ));
-        }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !c.is_ascii_alphanumeric() && *c != '-')
-        {
-            return bad(format!(
-                "“{}” is not allowed (only letters, digits, hyphens and dots)",
-                c.escape_debug()
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -521,19 +521,23 @@ mod tests {
             ("mail.contoso.com", "mail.contoso.com"),
             (" relay-1.corp.example. ", "relay-1.corp.example"),
             ("localhost", "localhost"),
+            ("mail_relay.corp", "mail_relay.corp"),
             (" ", ""),
             ("192.0.2.25", "192.0.2.25"),
         ] {
             assert_eq!(parse_hostname(ok).as_deref(), Ok(read), "{ok}");
         }
         let long_label = format!("{}.example", "a".repeat(64));
+        // Past 63 bytes with a character across byte 20 (it was cut there).
+        let long_accented = format!("a{}", "é".repeat(40));
         let long_name = vec!["abcdefghi"; 26].join(".");
         for (bad, says) in [
             ("a..b", "empty part"),
             (".", "empty part"),
             ("mail\r\n250 fake", "“\\r” is not allowed"),
             ("mail host", "“ ” is not allowed"),
-            ("under_score.example", "“_” is not allowed"),
+            ("mail/relay.example", "“/” is not allowed"),
+            (long_accented.as_str(), "“é” is not allowed"),
             ("-mail.example", "starts or ends with a hyphen"),
             (long_label.as_str(), "longer than 63"),
             (long_name.as_str(), "at most 253"),
