@@ -9,15 +9,32 @@ use mailroom_shared::Settings;
 use super::Upstream;
 use crate::config::CheckArgs;
 
+/// The largest settings file read: one is a few hundred bytes.
+const MAX_SETTINGS_FILE: u64 = 1024 * 1024;
+
+/// Reads at most [`MAX_SETTINGS_FILE`] bytes of `path`: `--settings
+/// /dev/zero` (or a log named by mistake) read until memory ran out.
+fn read_settings(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SETTINGS_FILE + 1).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_SETTINGS_FILE {
+        return Err(format!(
+            "{} is larger than 1 MiB, so it is not a SETTINGS file (one is a few hundred bytes): name the JSON file the page's settings were saved to",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
 /// Runs the check and prints each stage and the outcome.
 pub async fn run(args: CheckArgs) -> ExitCode {
-    let text = match std::fs::read_to_string(&args.settings) {
+    let text = match read_settings(&args.settings) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
-                "mailroom check: cannot read {}: {e}",
-                args.settings.display()
-            );
+            eprintln!("mailroom check: {e}");
             return ExitCode::from(2);
         }
     };

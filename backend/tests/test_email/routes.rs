@@ -106,12 +106,27 @@ async fn check_command_exit_codes() {
     .await
     .unwrap();
     assert_eq!(usage.status.code(), Some(2));
-    let garbage = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args(["check", "--settings", "/nonexistent/file.json", "--to"])
-        .arg(recipient())
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(garbage.status.code(), Some(2));
+    // A missing file, and one that never ends (it was read until memory
+    // ran out): each refused with exit 2, saying why.
+    for (file, says) in [
+        (
+            "/nonexistent/file.json",
+            "cannot read /nonexistent/file.json",
+        ),
+        ("/dev/zero", "larger than 1 MiB"),
+    ] {
+        let garbage = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+            .args(["check", "--settings", file, "--to"])
+            .arg(recipient())
+            .kill_on_drop(true)
+            .output();
+        let garbage = tokio::time::timeout(std::time::Duration::from_secs(30), garbage)
+            .await
+            .expect("check ends")
+            .unwrap();
+        assert_eq!(garbage.status.code(), Some(2), "{file}");
+        let stderr = String::from_utf8_lossy(&garbage.stderr);
+        assert!(stderr.contains(says), "{file}: {stderr}");
+    }
     assert_eq!(rig.smtp.messages().len(), 1, "only the valid run sent mail");
 }
