@@ -390,9 +390,11 @@ impl Webhooks {
                     humantime::format_duration(self.timeout)
                 )),
             },
+            // Without the URL, which for Slack and Teams is the credential
+            // (this text is logged and shown).
             Err(e) => Sent {
                 status: None,
-                error: Some(crate::upstream::entra::error_chain(&e)),
+                error: Some(crate::upstream::entra::error_chain(&e.without_url())),
             },
         }
     }

@@ -75,7 +75,13 @@ async fn create(
         })
         .await?;
     hooks.changed();
-    tracing::info!(id = %webhook.id, url = %webhook.url, "webhook added");
+    // The host only: a Slack or Teams incoming-webhook URL is itself the
+    // credential that posts to the channel, and logs are read more widely.
+    let host = reqwest::Url::parse(&webhook.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    tracing::info!(id = %webhook.id, %host, "webhook added");
     Ok((
         StatusCode::CREATED,
         Json(WebhookCreated { webhook, secret }),
