@@ -633,33 +633,11 @@ async fn sigkill_loses_no_stored_event_and_sends_none_twice() {
     );
 }
 
-/// A `MakeWriter` keeping what the server logs, to read it after.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_webhooks_url_never_reaches_the_log() {
     // A Slack or Teams incoming-webhook URL is the credential that posts to
     // the channel: "webhook added" logged it whole.
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // The test's runtime has one thread, so the server's handlers log here.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = CapturedLog::start();
     let (_rig, server) = saved_rig(|_| {}).await;
     let key = "B0SECRET0KEY0OF0THE0CHANNEL";
     let receiver = FakeReceiver::start().await;
@@ -675,7 +653,7 @@ async fn a_webhooks_url_never_reaches_the_log() {
         // The answer to the admin who typed it may name it; the log may not.
         assert_eq!(status, 200, "{r}");
     }
-    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let log = log.text();
     assert!(
         log.contains("webhook added") && log.contains("127.0.0.1"),
         "{log}"

@@ -224,3 +224,46 @@ pub async fn serve_refused(extra: &[&str], admin_token: &str) -> (Option<i32>, S
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Everything logged on this thread from `start` until it is dropped, at
+/// every level. A `#[tokio::test]` runtime has one thread, so a server
+/// started in the test logs here too.
+#[allow(dead_code)]
+pub struct CapturedLog {
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+#[allow(dead_code)]
+impl CapturedLog {
+    pub fn start() -> CapturedLog {
+        use tracing_subscriber::layer::SubscriberExt;
+        let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = LogSink(bytes.clone());
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || sink.clone())
+                .with_ansi(false),
+        );
+        let _guard = tracing::subscriber::set_default(subscriber);
+        CapturedLog { bytes, _guard }
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+}
+
+#[derive(Clone)]
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -66,16 +66,8 @@ async fn oauth_success_delivers_the_email_with_proper_headers() {
 
 #[tokio::test]
 async fn transcript_and_logs_never_hold_a_secret() {
-    use tracing_subscriber::layer::SubscriberExt;
     let rig = Rig::start(SmtpConfig::default()).await;
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let sink = logs.clone();
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_subscriber::fmt::layer()
-            .with_writer(move || LogWriter(sink.clone()))
-            .with_ansi(false),
-    );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let log = CapturedLog::start();
     let dir = tempfile::tempdir().unwrap();
     let (router, _) = router(dir.path(), rig.args.clone()).await;
     let body =
@@ -100,7 +92,7 @@ async fn transcript_and_logs_never_hold_a_secret() {
     let b64 = base64::engine::general_purpose::STANDARD;
     let blob = b64.encode(format!("user={}\x01auth=Bearer {token}\x01\x01", mailer()));
     let response_text = reply.json.to_string();
-    let log_text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    let log_text = log.text();
     assert!(
         log_text.contains("test email"),
         "the subscriber captured the backend's logs"
@@ -114,20 +106,6 @@ async fn transcript_and_logs_never_hold_a_secret() {
     ] {
         assert!(!response_text.contains(&needle), "response leaks {needle}");
         assert!(!log_text.contains(&needle), "logs leak {needle}");
-    }
-}
-
-#[derive(Clone)]
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
