@@ -265,6 +265,31 @@ async fn the_same_idempotency_key_queues_one_message() {
     assert_eq!(again.status().as_u16(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
+    // Two keys: refused, whichever comes first, and nothing queued.
+    for keys in [["order-4711", "order-4712"], ["order-4713", "order-4711"]] {
+        let mut headers = reqwest::header::HeaderMap::new();
+        for k in keys {
+            headers.append("idempotency-key", k.parse().unwrap());
+        }
+        let two = server
+            .http
+            .post(format!("{}/api/messages", server.url))
+            .bearer_auth(&key)
+            .headers(headers)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(two.status().as_u16(), 422);
+        let two: Value = two.json().await.unwrap();
+        assert!(
+            two["errors"]["idempotency_key"][0]
+                .as_str()
+                .unwrap()
+                .contains("more than one"),
+            "{two}"
+        );
+    }
     server
         .wait_status(first["id"].as_str().unwrap(), "sent")
         .await;

@@ -54,6 +54,14 @@ async fn submit(
     if !raw && !is_json(content_type) {
         return Err(AppError::UnsupportedMediaType);
     }
+    // Two keys are refused, not one of them picked: retried with the other
+    // first, the same message would be queued twice.
+    if headers.get_all("idempotency-key").iter().nth(1).is_some() {
+        return Err(invalid(FieldMessages::from([(
+            "idempotency_key",
+            vec!["Send one Idempotency-Key header; this request has more than one.".to_string()],
+        )])));
+    }
     let idempotency_key = match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => None,
         Some(Ok(k)) if !k.trim().is_empty() && k.len() <= 200 => Some(k.trim().to_string()),
