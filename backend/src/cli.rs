@@ -9,12 +9,27 @@ use crate::config::{Cli, Command};
 use crate::server::Server;
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILROOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use tracing_subscriber::EnvFilter;
+    // Unset or empty means info; one that cannot be read also means info,
+    // and says so (before, a typo there silently logged at info).
+    let wanted = std::env::var("MAILROOM_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (filter, refused) = match wanted.as_deref().map(EnvFilter::try_new) {
+        None => (EnvFilter::new("info"), None),
+        Some(Ok(f)) => (f, None),
+        Some(Err(e)) => (EnvFilter::new("info"), Some(e)),
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+    if let (Some(e), Some(text)) = (refused, wanted) {
+        tracing::warn!(
+            "MAILROOM_LOG “{}” is not a log filter ({e}): logging at info. Write a level like warn or debug, or mailroom_backend=debug,info",
+            text.escape_debug()
+        );
+    }
 }
 
 /// Parses the command line and runs it. Called as `sendmail` (a symlink),

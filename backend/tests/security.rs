@@ -701,6 +701,20 @@ async fn expired_tokens_are_evicted_from_the_cache() {
 }
 
 #[tokio::test]
+async fn a_log_filter_that_cannot_be_read_is_named_and_info_is_used() {
+    // A typo in MAILROOM_LOG silently logged at info. A short token then
+    // ends the start, so the process ends on its own.
+    let (code, stderr) =
+        serve_refused_with_env(&[], "short-token", &[("MAILROOM_LOG", "mailroom=[[[")]).await;
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("MAILROOM_LOG “mailroom=[[[” is not a log filter")
+            && stderr.contains("logging at info"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn a_short_admin_token_is_refused_at_start() {
     let (code, stderr) = serve_refused(&[], "short-token").await;
     assert_eq!(code, Some(78));

@@ -206,6 +206,15 @@ pub async fn spawn_mailroom_with(
 /// Runs `mailroom serve` (port 0, relay off) with `extra` options and this
 /// admin token, expecting it to refuse to start: its exit code and stderr.
 pub async fn serve_refused(extra: &[&str], admin_token: &str) -> (Option<i32>, String) {
+    serve_refused_with_env(extra, admin_token, &[]).await
+}
+
+/// [`serve_refused`] with these environment variables set as well.
+pub async fn serve_refused_with_env(
+    extra: &[&str],
+    admin_token: &str,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
         .args(["serve", "--listen", "127.0.0.1:0", "--smtp-listen", "off"])
@@ -213,6 +222,7 @@ pub async fn serve_refused(extra: &[&str], admin_token: &str) -> (Option<i32>, S
         .arg("--data-dir")
         .arg(dir.path())
         .env("MAILROOM_ADMIN_TOKEN", admin_token)
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
