@@ -215,10 +215,10 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
 /// `mail.contoso.com`: dot-separated labels of letters, digits and hyphens
 /// (RFC 1123; underscores too, which some internal names have and which
 /// refusing would stop an upgraded server from starting), each at most 63
-/// characters, 253 in all; a final dot is dropped. Empty (an env file's `MAILROOM_SMTP_HOSTNAME=`) stays empty:
-/// the machine's name. Anything else went into every greeting and EHLO reply as
-/// written: a line break there ended the reply early and let the rest read
-/// as another reply.
+/// characters, 253 in all; a final dot is dropped. Empty (an env file's
+/// `MAILROOM_SMTP_HOSTNAME=`) stays empty: the machine's name. Anything
+/// else went into every greeting and EHLO reply as written: a line break
+/// there ended the reply early and let the rest read as another reply.
 pub fn parse_hostname(text: &str) -> Result<String, String> {
     let name = text.trim();
     let name = name
@@ -376,12 +376,12 @@ pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(36_
 /// Zero is refused for every option: none of them means "off" or "no
 /// limit" by it, and each would do harm; so is a fraction of a second,
 /// which the options kept in whole seconds (the queue time, retention, the
-/// lease) read as zero. `--max-queue-time 0` failed every
-/// message not sent at its first try (while paused, all of them: a wrong
-/// configuration then bounced mail), `--retention 0` dropped a failed
-/// message's body before anyone could retry it, a lease of 0 let a second
-/// server claim a message being sent, and a retry or time limit of 0 spun
-/// or cut everything at once.
+/// lease) read as zero. `--max-queue-time 0` failed every message not sent
+/// at its first try (while paused, all of them: a wrong configuration then
+/// bounced mail), `--retention 0` dropped a failed message's body before
+/// anyone could retry it, a lease of 0 let a second server claim a message
+/// being sent, and a retry or time limit of 0 spun or cut everything at
+/// once.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{e}: write a duration like 90s, 15m, 24h or 30d"))?;

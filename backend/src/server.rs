@@ -261,7 +261,8 @@ impl Server {
         let relay = crate::relay::Relay::bind(&args.relay, &args.data_dir, sending).await?;
         state.connection = Arc::new(Connection {
             smtp: relay.as_ref().map(|r| RelayInfo {
-                hostname: args.relay.smtp_hostname.clone(),
+                // Empty (`MAILROOM_SMTP_HOSTNAME=`) is not given: `null`.
+                hostname: args.relay.smtp_hostname.clone().filter(|h| !h.is_empty()),
                 ip: r.addr.ip().to_string(),
                 port: r.addr.port(),
                 loopback_only: r.addr.ip().is_loopback(),

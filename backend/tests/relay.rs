@@ -164,6 +164,14 @@ async fn the_page_learns_where_the_relay_listens_and_off_means_none() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"smtp": null}));
+
+    // `MAILROOM_SMTP_HOSTNAME=` (empty) names nothing: the machine's name
+    // is used, and the page is told none was given.
+    let (_rig, unnamed) = relay_rig(|a| a.relay.smtp_hostname = Some(String::new())).await;
+    let (_, body) = unnamed
+        .admin(reqwest::Method::GET, "/api/connection", None)
+        .await;
+    assert_eq!(body["smtp"]["hostname"], json!(null), "{body}");
 }
 
 #[tokio::test]
