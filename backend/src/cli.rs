@@ -84,6 +84,9 @@ async fn serve(args: crate::config::ServeArgs) -> ExitCode {
     if let Some(addr) = server.smtp_addr {
         println!("smtp listening on {addr}");
     }
+    if let Some(w) = crate::server::plain_http_warning(server.addr, args.public_url.as_deref()) {
+        tracing::warn!("{w}");
+    }
     println!("listening on http://{}", server.addr);
     let _ = std::io::stdout().flush();
     match server.run().await {

@@ -424,6 +424,27 @@ pub async fn serve(
 /// The answer on a connection past its address's share: the API's `429`
 /// (`Retry-After: 1`), and the connection closes. It is served outside the
 /// router, so the headers its middleware would add are set here.
+/// What to say at start when the page is served over plain HTTP to other
+/// machines: the admin token and the session cookie would cross the
+/// network in clear. Nothing when it listens on loopback only, or when an
+/// `https` `--public-url` says a TLS proxy is in front.
+pub fn plain_http_warning(
+    listen: std::net::SocketAddr,
+    public_url: Option<&str>,
+) -> Option<String> {
+    let behind_tls = public_url.is_some_and(|u| {
+        u.trim()
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    });
+    if listen.ip().to_canonical().is_loopback() || behind_tls {
+        return None;
+    }
+    Some(format!(
+        "the page and API listen on {listen} over plain HTTP, and no https --public-url is set: the admin token and the session cookie would cross the network in clear. Put a TLS reverse proxy in front and set --public-url https://… (its address), or listen on 127.0.0.1"
+    ))
+}
+
 fn too_many_connections() -> Response {
     let mut r = axum::response::IntoResponse::into_response(AppError::TooMany {
         message: "Too many connections from your address at once: close some (reuse one connection for many requests) and try again.".into(),
@@ -459,6 +480,33 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::is_hashed_asset;
+
+    #[test]
+    fn plain_http_to_other_machines_is_warned_about() {
+        let warn = |listen: &str, url: Option<&str>| {
+            super::plain_http_warning(listen.parse().unwrap(), url)
+        };
+        for quiet in [
+            ("127.0.0.1:8080", None),
+            ("[::1]:8080", None),
+            ("[::ffff:127.0.0.1]:8080", None),
+            ("0.0.0.0:8080", Some("https://mail.contoso.com")),
+            ("192.0.2.10:8080", Some(" HTTPS://mail.contoso.com/ ")),
+        ] {
+            assert_eq!(warn(quiet.0, quiet.1), None, "{quiet:?}");
+        }
+        for loud in [
+            ("0.0.0.0:8080", None),
+            ("[::]:8080", None),
+            ("192.0.2.10:8080", Some("http://mail.contoso.com")),
+        ] {
+            let w = warn(loud.0, loud.1).unwrap_or_default();
+            assert!(
+                w.contains(loud.0) && w.contains("in clear") && w.contains("--public-url https://"),
+                "{loud:?}: {w}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn a_handler_that_panics_answers_the_apis_json_500() {
