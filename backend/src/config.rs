@@ -219,6 +219,10 @@ fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
 /// `MAILROOM_SMTP_HOSTNAME=`) stays empty: the machine's name. Anything
 /// else went into every greeting and EHLO reply as written: a line break
 /// there ended the reply early and let the rest read as another reply.
+///
+/// Not `mailroom_shared::parse::check_host_name`, the form's check of the
+/// upstream's host: that one refuses underscores, and its messages speak to
+/// the form's Host field rather than to an option.
 pub fn parse_hostname(text: &str) -> Result<String, String> {
     let name = text.trim();
     let name = name

@@ -432,11 +432,10 @@ pub fn plain_http_warning(
     listen: std::net::SocketAddr,
     public_url: Option<&str>,
 ) -> Option<String> {
-    let behind_tls = public_url.is_some_and(|u| {
-        u.trim()
-            .get(..8)
-            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    });
+    // The origin as sign-in reads it (scheme in lower case).
+    let behind_tls = public_url
+        .and_then(|u| crate::auth::parse_public_url(u).ok())
+        .is_some_and(|origin| origin.starts_with("https://"));
     if listen.ip().to_canonical().is_loopback() || behind_tls {
         return None;
     }
