@@ -68,6 +68,10 @@ pub fn main() -> ExitCode {
 
 async fn serve(args: crate::config::ServeArgs) -> ExitCode {
     init_tracing();
+    let files = crate::server::files_needed(args.http_max_connections);
+    if let Some(w) = crate::server::raise_open_files(files) {
+        tracing::warn!("{w}");
+    }
     let server = match Server::bind(&args).await {
         Ok(s) => s,
         Err(e) => {

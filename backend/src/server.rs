@@ -421,9 +421,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// The answer on a connection past its address's share: the API's `429`
-/// (`Retry-After: 1`), and the connection closes. It is served outside the
-/// router, so the headers its middleware would add are set here.
 /// What to say at start when the page is served over plain HTTP to other
 /// machines: the admin token and the session cookie would cross the
 /// network in clear. Nothing when it listens on loopback only, or when an
@@ -444,6 +441,47 @@ pub fn plain_http_warning(
     ))
 }
 
+/// Files the server may hold open besides its connections: the database
+/// (three a SQLite connection, with its journal), the listeners, and the
+/// outgoing connections of delivery, tokens and webhooks.
+const FILES_BESIDES_CONNECTIONS: u64 = 256;
+
+/// How many files the server may need open at once: each HTTP connection
+/// and refusal, each relay connection, and the rest.
+pub fn files_needed(http_max_connections: usize) -> u64 {
+    (http_max_connections + REFUSALS + crate::relay::MAX_CONNECTIONS) as u64
+        + FILES_BESIDES_CONNECTIONS
+}
+
+/// Raises the soft limit of open files to the hard one, as Go programs do:
+/// systemd and most shells start a program at 1,024, fewer than the HTTP
+/// server's connections alone, and past it every new connection fails,
+/// the relay's and delivery's to Microsoft too. Says what to do at start
+/// when even the hard limit is below `needed`.
+pub fn raise_open_files(needed: u64) -> Option<String> {
+    // glibc's setrlimit is the prlimit64 system call, which the systemd
+    // unit's @system-service filter allows.
+    let raised = rlimit::increase_nofile_limit(u64::MAX);
+    let hard = rlimit::Resource::NOFILE.get().map(|(_, hard)| hard);
+    match (raised, hard) {
+        (Ok(soft), Ok(hard)) => open_files_warning(soft, hard, needed),
+        (Err(e), _) | (_, Err(e)) => Some(format!(
+            "cannot read or raise the limit of open files ({e}); if it is the usual 1,024, connections past it will fail: set LimitNOFILE=65536 in the systemd unit, or run ulimit -n 65536 before starting"
+        )),
+    }
+}
+
+/// The warning for a limit of `soft` open files (of at most `hard`) when the
+/// server may need `needed`.
+pub fn open_files_warning(soft: u64, hard: u64, needed: u64) -> Option<String> {
+    (soft < needed).then(|| format!(
+        "only {soft} files may be open at once (RLIMIT_NOFILE; hard limit {hard}), fewer than the {needed} the HTTP and relay connections may need: past it, new connections wait and delivery cannot connect to the upstream. Raise it: LimitNOFILE=65536 in the systemd unit, or ulimit -n 65536 before starting"
+    ))
+}
+
+/// The answer on a connection past its address's share: the API's `429`
+/// (`Retry-After: 1`), and the connection closes. It is served outside the
+/// router, so the headers its middleware would add are set here.
 fn too_many_connections() -> Response {
     let mut r = axum::response::IntoResponse::into_response(AppError::TooMany {
         message: "Too many connections from your address at once: close some (reuse one connection for many requests) and try again.".into(),
@@ -479,6 +517,26 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::is_hashed_asset;
+
+    #[test]
+    fn too_few_open_files_for_the_connections_is_warned_about() {
+        let needed = super::files_needed(1024);
+        // 1,024 HTTP connections, 64 refusals, the relay's 100, and the rest.
+        assert_eq!(needed, 1024 + 64 + 100 + 256);
+        assert!(super::files_needed(2048) > needed);
+        let w = super::open_files_warning(1024, 1024, needed).unwrap();
+        assert!(
+            w.contains("only 1024 files") && w.contains("hard limit 1024"),
+            "{w}"
+        );
+        assert!(w.contains(&format!("fewer than the {needed}")), "{w}");
+        assert!(
+            w.contains("LimitNOFILE=65536") && w.contains("ulimit -n 65536"),
+            "{w}"
+        );
+        assert_eq!(super::open_files_warning(needed, needed, needed), None);
+        assert_eq!(super::open_files_warning(524_288, 524_288, needed), None);
+    }
 
     #[test]
     fn plain_http_to_other_machines_is_warned_about() {

@@ -2,8 +2,9 @@
 //! AUTH deadline, command budget, session cap and write timeout (docs/API.md
 //! §11); the HTTP server's header and body timeouts (kept-alive connections
 //! too) and connection cap, and
-//! lockouts that only slow guessing, behind a trusted proxy too (§2). Each is
-//! tried with a raw socket or a real client, as an attacker would.
+//! lockouts that only slow guessing, behind a trusted proxy too (§2); the
+//! open-files limit raised at start. Each is tried with a raw socket or a
+//! real client, as an attacker would.
 
 mod common;
 
@@ -549,4 +550,92 @@ async fn behind_a_trusted_proxy_each_client_is_counted_on_its_own() {
             .unwrap();
         assert_eq!(r.status(), if i < 5 { 401 } else { 429 }, "guess {i}");
     }
+}
+
+/// Starts the real binary under `sh` after `ulimit`, with `token` as the
+/// admin token; stdout and stderr are piped.
+fn start_under_ulimit(ulimit: &str, token: &str, data: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit {ulimit} && exec \"$0\" serve --listen 127.0.0.1:0 --smtp-listen off --data-dir \"$1\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_mailroom"))
+        .arg(data)
+        .env("MAILROOM_ADMIN_TOKEN", token)
+        .env("MAILROOM_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// The soft and hard "Max open files" of a running process.
+fn open_files_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+#[tokio::test]
+async fn the_open_files_limit_is_raised_to_the_hard_one_at_start() {
+    // systemd and most shells start a program at 1,024 open files: 1,024
+    // HTTP connections took them all, and the relay's accept and delivery's
+    // connections to Microsoft failed ("Too many open files").
+    use tokio::io::AsyncBufReadExt;
+    let (hard_here, _) = open_files_limits(std::process::id());
+    assert!(hard_here >= 256, "this test needs a limit of 256 or more");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start_under_ulimit("-Sn 256", TOKEN, dir.path());
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("it starts")
+            .unwrap()
+            .expect("mailroom exited before listening");
+        if line.starts_with("listening on ") {
+            break;
+        }
+    }
+    let (soft, hard) = open_files_limits(pid);
+    assert!(soft > 256, "the soft limit was raised from 256: {soft}");
+    assert_eq!(soft, hard, "to the hard limit");
+}
+
+/// Starts the binary after `ulimit` with a short admin token, which ends
+/// the start after the warnings (exit 78); returns its stderr.
+async fn refused_under_ulimit(ulimit: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = start_under_ulimit(ulimit, "short-token", dir.path()).wait_with_output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("it ends")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn a_hard_open_files_limit_too_low_for_the_connections_is_named_at_start() {
+    // Nothing can raise a hard limit from inside: the admin is told how.
+    let stderr = refused_under_ulimit("-n 512").await;
+    assert!(
+        stderr.contains("only 512 files may be open at once")
+            && stderr.contains("LimitNOFILE=65536"),
+        "{stderr}"
+    );
+    // With room for every connection, nothing is said.
+    let stderr = refused_under_ulimit("-n 4096").await;
+    assert!(!stderr.contains("files may be open"), "{stderr}");
 }

@@ -120,6 +120,7 @@ fn the_package_holds_the_binary_the_unit_the_env_file_and_its_scripts() {
         "ExecStart=/usr/bin/mailroom serve",
         "StateDirectory=mailroom",
         "NoNewPrivileges=yes",
+        "LimitNOFILE=65536",
         "WantedBy=multi-user.target",
     ] {
         assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
