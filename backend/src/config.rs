@@ -346,6 +346,14 @@ pub struct SendingArgs {
     /// How long a server's claim on a message lasts (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_DELIVERY_LEASE", default_value = "2m", value_parser = parse_duration)]
     pub delivery_lease: std::time::Duration,
+    /// Bytes of messages being received at once, over HTTP and the relay
+    /// together; more wait their turn (default: 4 × --max-message-size, at least 256 MiB).
+    #[arg(long, env = "MAILROOM_INTAKE_MEMORY", value_parser = parse_message_size)]
+    pub intake_memory: Option<u64>,
+    /// How long a message waits for room in that memory before it is refused
+    /// for now (HTTP 429, SMTP 451 4.3.1; for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_INTAKE_WAIT", default_value = "30s", value_parser = parse_duration)]
+    pub intake_wait: std::time::Duration,
     /// Each webhook request's limit (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub webhook_timeout: std::time::Duration,
@@ -362,6 +370,8 @@ impl Default for SendingArgs {
             pause_retry: PAUSE_RETRY,
             delivery_lease: std::time::Duration::from_secs(120),
             webhook_timeout: std::time::Duration::from_secs(10),
+            intake_memory: None,
+            intake_wait: crate::intake::budget::WAIT,
         }
     }
 }

@@ -96,6 +96,11 @@ pub struct Metrics {
     pub recipients_today: Family<ProfileLabel, Gauge>,
     /// Delivery attempts by way out and outcome.
     pub attempts: Family<AttemptLabels, Counter>,
+    /// Bytes of messages being received now, read from the intake's budget
+    /// at each scrape.
+    pub intake_bytes: Gauge,
+    /// The intake's budget in bytes.
+    pub intake_budget_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +123,18 @@ impl Metrics {
         let relay_accepted = Counter::default();
         let quota_reached = Family::<QuotaLabel, Counter>::default();
         let recipients_today = Family::<ProfileLabel, Gauge>::default();
+        let intake_bytes = Gauge::default();
+        let intake_budget_bytes = Gauge::default();
+        registry.register(
+            "intake_bytes",
+            "Bytes of messages being received now (HTTP bodies and the relay's DATA); at intake_budget_bytes, more wait",
+            intake_bytes.clone(),
+        );
+        registry.register(
+            "intake_budget_bytes",
+            "The most bytes of messages received at once, over HTTP and the relay together",
+            intake_budget_bytes.clone(),
+        );
         registry.register(
             "profile_recipients_today",
             "Recipients of messages sent in the last 24 hours, per profile (its recipients_per_day counts these)",
@@ -217,6 +234,8 @@ impl Metrics {
             webhook_failures,
             delivery_paused,
             oldest_queued_age,
+            intake_bytes,
+            intake_budget_bytes,
         }
     }
 
@@ -248,9 +267,16 @@ pub struct MetricsState {
     pub queue: Arc<dyn Queue>,
     /// The saved settings, for the credential's expiry.
     pub settings: crate::settings::SettingsRepo,
+    /// The intake's budget, for what it holds.
+    pub intake: crate::intake::Budget,
 }
 
 async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppError> {
+    let budget = i64::try_from(s.intake.bytes()).unwrap_or(i64::MAX);
+    s.metrics.intake_budget_bytes.set(budget);
+    s.metrics
+        .intake_bytes
+        .set(i64::try_from(s.intake.held()).unwrap_or(i64::MAX));
     for (status, n) in s.queue.counts().await? {
         s.metrics
             .depth

@@ -447,9 +447,10 @@ pub fn plain_http_warning(
 const FILES_BESIDES_CONNECTIONS: u64 = 256;
 
 /// How many files the server may need open at once: each HTTP connection
-/// and refusal, each relay connection, and the rest.
+/// and refusal, each relay connection (two handles: one to ACK at once),
+/// and the rest.
 pub fn files_needed(http_max_connections: usize) -> u64 {
-    (http_max_connections + REFUSALS + crate::relay::MAX_CONNECTIONS) as u64
+    (http_max_connections + REFUSALS + 2 * crate::relay::MAX_CONNECTIONS) as u64
         + FILES_BESIDES_CONNECTIONS
 }
 
@@ -521,8 +522,9 @@ mod tests {
     #[test]
     fn too_few_open_files_for_the_connections_is_warned_about() {
         let needed = super::files_needed(1024);
-        // 1,024 HTTP connections, 64 refusals, the relay's 100, and the rest.
-        assert_eq!(needed, 1024 + 64 + 100 + 256);
+        // 1,024 HTTP connections, 64 refusals, the relay's 100 (two
+        // handles each), and the rest.
+        assert_eq!(needed, 1024 + 64 + 200 + 256);
         assert!(super::files_needed(2048) > needed);
         let w = super::open_files_warning(1024, 1024, needed).unwrap();
         assert!(

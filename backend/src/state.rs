@@ -46,6 +46,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Events, their outbox and the sender.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Room for messages being received (HTTP and the relay together).
+    pub intake: crate::intake::Budget,
 }
 
 impl FromRef<AppState> for MetricsState {
@@ -54,6 +56,7 @@ impl FromRef<AppState> for MetricsState {
             metrics: state.metrics.clone(),
             queue: state.queue.clone(),
             settings: SettingsRepo::from_ref(state),
+            intake: state.intake.clone(),
         }
     }
 }
@@ -75,6 +78,7 @@ impl FromRef<AppState> for Sending {
             apps: AppsState::from_ref(state),
             settings: state.settings.clone(),
             max_message_size: state.sending.max_message_size,
+            budget: state.intake.clone(),
             metrics: state.metrics.clone(),
             webhooks: state.webhooks.clone(),
         }
@@ -359,6 +363,11 @@ impl AppState {
                 "app",
             )),
             sending: args.sending.clone(),
+            intake: crate::intake::Budget::new(
+                args.sending.intake_memory,
+                crate::http::submit::body_limit(args.sending.max_message_size),
+                args.sending.intake_wait,
+            ),
             metrics,
             connection: Arc::default(),
             trusted_proxies: Arc::new(args.trusted_proxies.clone()),

@@ -72,6 +72,21 @@ async fn submit(
             )])));
         }
     };
+    // Room for the body before it is read: its length, or the most a body
+    // may be when it has none (chunked). Without room it stays in the
+    // client's socket, and the client waits.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let limit = body_limit(s.max_message_size);
+    let mut room = intake::budget::Reservation::default();
+    if !room
+        .cover(&s.budget, declared.unwrap_or(limit).min(limit))
+        .await
+    {
+        return Err(AppError::busy(s.budget.full_text(), 5));
+    }
     let bytes = Bytes::from_request(req, &()).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::message_too_large(s.max_message_size)
@@ -129,16 +144,19 @@ async fn submit(
     }
 }
 
+/// The largest request body of `POST /api/messages`: the largest message
+/// and room for the JSON around it.
+pub fn body_limit(max_message_size: u64) -> u64 {
+    max_message_size.saturating_add(64 * 1024)
+}
+
 /// `POST /api/messages`, authenticated by an app key.
 pub fn routes<S>(max_message_size: u64) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Sending: FromRef<S>,
 {
-    let limit = usize::try_from(max_message_size)
-        .unwrap_or(usize::MAX)
-        // Room for the JSON around the message.
-        .saturating_add(64 * 1024);
+    let limit = usize::try_from(body_limit(max_message_size)).unwrap_or(usize::MAX);
     Router::new().route(
         "/api/messages",
         post(submit).layer(DefaultBodyLimit::max(limit)),

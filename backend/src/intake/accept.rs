@@ -17,6 +17,8 @@ pub struct Sending {
     pub settings: SettingsRepo,
     /// The largest message accepted, in bytes.
     pub max_message_size: u64,
+    /// Room for messages being received, shared by HTTP and the relay.
+    pub budget: super::Budget,
     /// Counts accepted messages.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// `quota.reached` when an app's limit refuses a submission.

@@ -17,11 +17,13 @@
 //!   characters; a Message-ID and a Date added when missing.
 
 pub mod accept;
+pub mod budget;
 pub mod json;
 
 use std::str::FromStr;
 
 pub use accept::Sending;
+pub use budget::Budget;
 use lettre::message::Mailbox;
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 use mailroom_shared::sending::{FromPolicy, MAX_RECIPIENTS};

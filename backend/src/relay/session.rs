@@ -44,8 +44,9 @@ pub(super) enum Mode {
     Command,
     /// DATA, kept while within `--max-message-size`.
     Data(DataReceiver, Vec<u8>),
-    /// DATA past the limit: read to its end and dropped.
-    Skip(DummyDataReceiver),
+    /// DATA past the limit, or with no room to hold it: read to its end and
+    /// dropped.
+    Skip(DummyDataReceiver, Skipped),
     /// AUTH PLAIN's response line.
     AuthPlain(LineReceiver<()>),
     /// AUTH LOGIN's user name line.
@@ -53,6 +54,19 @@ pub(super) enum Mode {
     /// AUTH LOGIN's password line, after the user name.
     AuthPass(LineReceiver<String>),
 }
+
+/// Why DATA is being dropped.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Skipped {
+    /// Past `--max-message-size`: `552 5.3.4`.
+    TooBig,
+    /// The intake's memory budget stayed full: `451 4.3.1`, send it again.
+    NoRoom,
+}
+
+/// The intake's budget is taken in steps of this many bytes, so most
+/// messages take it once.
+const ROOM_STEP: usize = 256 * 1024;
 
 /// What ended a wait for the client.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +103,8 @@ pub(super) struct Session {
     /// each read: a client whose final `.` waits behind Nagle's algorithm
     /// would otherwise wait for the delayed-ACK timer (40 ms) per message.
     pub(super) socket: Option<socket2::Socket>,
+    /// The intake's memory held for the message in DATA.
+    pub(super) room: crate::intake::budget::Reservation,
 }
 
 /// Serves one connection to its end.
@@ -121,6 +137,7 @@ pub(super) async fn serve(
         started: Instant::now(),
         commands: 0,
         trusted_mail: false,
+        room: Default::default(),
     };
     let mut stream = stream;
     // The greeting names the host first (RFC 5321 4.3.1), without a status code.
@@ -229,6 +246,27 @@ impl Session {
             {
                 return self.close_at(io, Deadline::Session).await;
             }
+            // Room for what the next read may add to the message in DATA;
+            // without it the client waits, and then the message is refused
+            // (451) instead of the server running out of memory.
+            if let Mode::Data(receiver, body) = &mut self.mode {
+                let want = (body.len() + READ_CHUNK).next_multiple_of(ROOM_STEP) as u64;
+                let budget = &self.shared.sending.budget;
+                let covered = tokio::select! {
+                    ok = self.room.cover(budget, want) => ok,
+                    _ = stop.changed() => {
+                        self.reply(421, "4.3.2", &format!("{} Mailroom is shutting down; try again shortly", self.hostname()));
+                        self.flush(io).await;
+                        return Flow::Close;
+                    }
+                };
+                if !covered {
+                    tracing::warn!(peer = %self.peer, bytes = budget.bytes(), "relay: the intake's memory stayed full; a message is refused for now");
+                    *body = Vec::new();
+                    self.room.release();
+                    self.mode = Mode::Skip(DummyDataReceiver::new_data(receiver), Skipped::NoRoom);
+                }
+            }
             let (wait, deadline) = self.read_deadline();
             let read = tokio::select! {
                 r = tokio::time::timeout(wait, io.read(&mut buf)) => r,
@@ -277,24 +315,39 @@ impl Session {
                         if done {
                             let body = std::mem::take(body);
                             self.mode = Mode::Command;
-                            self.end_of_data(body).await
+                            let flow = self.end_of_data(body).await;
+                            self.room.release();
+                            flow
                         } else {
                             if body.len() as u64 > self.shared.sending.max_message_size {
-                                self.mode = Mode::Skip(DummyDataReceiver::new_data(receiver));
+                                self.mode = Mode::Skip(
+                                    DummyDataReceiver::new_data(receiver),
+                                    Skipped::TooBig,
+                                );
+                                self.room.release();
                             }
                             Flow::Go
                         }
                     }
-                    Mode::Skip(receiver) => {
+                    Mode::Skip(receiver, why) => {
                         if receiver.ingest(&mut bytes) {
+                            let why = *why;
                             self.mode = Mode::Command;
                             self.tx = None;
-                            let max = self.shared.sending.max_message_size;
-                            self.reply(
-                                552,
-                                "5.3.4",
-                                &format!("Message too big: the limit is {max} bytes"),
-                            );
+                            match why {
+                                Skipped::TooBig => {
+                                    let max = self.shared.sending.max_message_size;
+                                    self.reply(
+                                        552,
+                                        "5.3.4",
+                                        &format!("Message too big: the limit is {max} bytes"),
+                                    );
+                                }
+                                Skipped::NoRoom => {
+                                    let text = self.shared.sending.budget.full_text();
+                                    self.reply(451, "4.3.1", &text);
+                                }
+                            }
                         }
                         Flow::Go
                     }
