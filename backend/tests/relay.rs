@@ -726,9 +726,9 @@ async fn intake_bytes(server: &Running) -> u64 {
 
 #[tokio::test]
 async fn large_messages_at_once_share_a_memory_budget_then_wait_or_are_refused_for_now() {
-    // Each byte of a message being received is held about three times over,
+    // Each byte of a message being received is held about 2.6 times over,
     // and nothing bounded them: one app's runaway uploader on 1,024 HTTP
-    // connections of 25 MiB could take 75 GiB and the server with it. HTTP
+    // connections of 25 MiB could take 65 GiB and the server with it. HTTP
     // bodies and the relay's DATA now share a budget (here about 2.2 MB).
     let (_rig, server) = relay_rig(|a| {
         a.sending.max_message_size = 1 << 20;

@@ -2,8 +2,10 @@
 //! together hold at most the budget's bytes, so many large messages at once
 //! (one app's runaway uploader, or hundreds of scanners) wait their turn
 //! instead of exhausting the server's memory for everyone: each byte of a
-//! message is held about three times over while it is checked and stored,
-//! and 1,024 HTTP connections of 25 MiB each would need 75 GiB.
+//! message was held about 2.6 times over while it is checked and stored
+//! (20 uploads of 20 MB at once took 1.06 GB), so 1,024 HTTP connections of
+//! 25 MiB each would need about 65 GiB. With the default budget, 80 such
+//! uploads at once peaked at 1.2 GB, the allocator's slack included.
 
 use std::sync::Arc;
 use std::time::Duration;
