@@ -133,6 +133,7 @@ both!(
     concurrent_saves_conflict_and_one_wins,
     the_same_idempotency_key_queues_one_message,
     a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over,
+    a_claim_takes_at_most_its_bytes_of_bodies,
     parallel_claimers_never_share_a_message,
     pause_is_shared_and_keeps_its_first_since,
     retention_purges_final_messages_only,
@@ -780,6 +781,67 @@ async fn the_same_idempotency_key_queues_one_message(f: Fixture) {
             .unwrap(),
         Enqueued::New(_)
     ));
+}
+
+async fn a_claim_takes_at_most_its_bytes_of_bodies(f: Fixture) {
+    use mailroom_backend::queue::CLAIM_BYTES;
+    // A fast upstream claims up to 256 messages at once: of 25 MiB each,
+    // that was 6.4 GiB of bodies in memory for one connection.
+    let (a, b) = (f.open().await, f.open().await);
+    let third = (CLAIM_BYTES / 3 + 1) as usize;
+    let large = |id: &str, size: usize| {
+        let mut m = message(id, None);
+        m.body.resize(size, b'x');
+        m
+    };
+    for i in 0..5 {
+        a.queue
+            .enqueue(large(&format!("msg_{i}"), third))
+            .await
+            .unwrap();
+    }
+    let ids = |claimed: &[mailroom_backend::queue::Claimed]| {
+        claimed.iter().map(|m| m.id.clone()).collect::<Vec<_>>()
+    };
+    // Two fit in CLAIM_BYTES, three do not; the rest stay due.
+    let mine = a
+        .queue
+        .claim("default", T0, 10, &lease("srv_a", 60))
+        .await
+        .unwrap();
+    assert_eq!(ids(&mine), ["msg_0", "msg_1"]);
+    assert_eq!(mine[0].body.len(), third);
+    // Server A dies; B's batches take due messages first, then lapsed
+    // leases, the bytes of both counted together.
+    let mut batches = Vec::new();
+    for at in 61..64 {
+        let batch = b
+            .queue
+            .claim("default", T0 + at, 10, &lease("srv_b", 60))
+            .await
+            .unwrap();
+        batches.push(ids(&batch));
+    }
+    assert_eq!(
+        batches,
+        [
+            vec!["msg_2", "msg_3"],
+            vec!["msg_4", "msg_0"],
+            vec!["msg_1"]
+        ]
+    );
+    // One message larger than CLAIM_BYTES is claimed alone.
+    a.queue
+        .enqueue(large("msg_huge", CLAIM_BYTES as usize + 1))
+        .await
+        .unwrap();
+    a.queue.enqueue(large("msg_small", 100)).await.unwrap();
+    let alone = a
+        .queue
+        .claim("default", T0 + 64, 10, &lease("srv_a", 60))
+        .await
+        .unwrap();
+    assert_eq!(ids(&alone), ["msg_huge"]);
 }
 
 async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) {

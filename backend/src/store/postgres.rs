@@ -1364,44 +1364,88 @@ impl Queue for PgStore {
                 due.turn::BIGINT";
         let mut rows = Vec::new();
         if !candidates.is_empty() {
+            // Candidates in turn while their bodies add up to CLAIM_BYTES
+            // (the first one whatever its size); the rest stay due.
             let stmt = tx
                 .prepare_cached(&format!(
-                    "UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
-                     FROM (SELECT m2.seq, array_position($5::BIGINT[], m2.seq) AS turn FROM messages m2
-                           WHERE m2.seq = ANY($5) AND m2.status IN ('queued', 'deferred')
+                    "WITH fits AS (
+                       SELECT seq, turn FROM (
+                         SELECT m2.seq, array_position($5::BIGINT[], m2.seq) AS turn,
+                                SUM(m2.size) OVER (ORDER BY array_position($5::BIGINT[], m2.seq)) AS upto,
+                                ROW_NUMBER() OVER (ORDER BY array_position($5::BIGINT[], m2.seq)) AS n
+                         FROM messages m2
+                         WHERE m2.seq = ANY($5) AND m2.status IN ('queued', 'deferred')
+                           AND m2.next_attempt_unix <= $1 AND m2.body IS NOT NULL) w
+                       WHERE n = 1 OR upto <= $6::BIGINT)
+                     UPDATE messages m SET status = 'sending', locked_by = $3, locked_until = $4
+                     FROM (SELECT m2.seq, fits.turn FROM messages m2 JOIN fits ON fits.seq = m2.seq
+                           WHERE m2.status IN ('queued', 'deferred')
                              AND m2.next_attempt_unix <= $1 AND m2.body IS NOT NULL
-                           ORDER BY turn LIMIT $2 FOR UPDATE OF m2 SKIP LOCKED) due
+                           ORDER BY fits.turn LIMIT $2 FOR UPDATE OF m2 SKIP LOCKED) due
                      WHERE m.seq = due.seq {returning}"
                 ))
                 .await?;
             let limit = limit as i64;
+            let max_bytes = crate::queue::CLAIM_BYTES as i64;
             rows.extend(
                 tx.query(
                     &stmt,
-                    &[&now_unix, &limit, &lease.owner, &until, &candidates],
+                    &[
+                        &now_unix,
+                        &limit,
+                        &lease.owner,
+                        &until,
+                        &candidates,
+                        &max_bytes,
+                    ],
                 )
                 .await?
                 .into_iter()
                 .map(|r| (0i64, r)),
             );
         }
+        // Lapsed leases fill the batch while its bodies stay within
+        // CLAIM_BYTES (the first one whatever its size, when none came before).
+        let claimed_bytes: u64 = rows
+            .iter()
+            .map(|(_, r)| r.try_get::<_, &[u8]>(3).map_or(0, |b| b.len() as u64))
+            .sum();
+        let room = crate::queue::CLAIM_BYTES.saturating_sub(claimed_bytes) as i64;
         let left = limit as i64 - rows.len() as i64;
-        if left > 0 {
+        if left > 0 && (room > 0 || rows.is_empty()) {
             let lapsed = sql::pg(sql::LAPSED);
             let stmt = tx
                 .prepare_cached(&format!(
-                    "UPDATE messages m SET status = 'sending', locked_by = $4, locked_until = $5
-                     FROM (SELECT m2.seq, due.turn FROM messages m2 JOIN ({lapsed}) due ON due.seq = m2.seq
+                    "WITH fits AS (
+                       SELECT seq, turn FROM (
+                         SELECT l.seq, l.turn, SUM(m2.size) OVER (ORDER BY l.seq) AS upto,
+                                ROW_NUMBER() OVER (ORDER BY l.seq) AS n
+                         FROM ({lapsed}) l JOIN messages m2 ON m2.seq = l.seq) w
+                       WHERE upto <= $6::BIGINT OR (n = 1 AND $7::BOOLEAN))
+                     UPDATE messages m SET status = 'sending', locked_by = $4, locked_until = $5
+                     FROM (SELECT m2.seq, fits.turn FROM messages m2 JOIN fits ON fits.seq = m2.seq
                            WHERE m2.status = 'sending' AND m2.locked_until < $1 AND m2.body IS NOT NULL
                            FOR UPDATE OF m2 SKIP LOCKED) due
                      WHERE m.seq = due.seq {returning}"
                 ))
                 .await?;
+            let first = rows.is_empty();
             rows.extend(
-                tx.query(&stmt, &[&now_unix, &left, &profile, &lease.owner, &until])
-                    .await?
-                    .into_iter()
-                    .map(|r| (1i64, r)),
+                tx.query(
+                    &stmt,
+                    &[
+                        &now_unix,
+                        &left,
+                        &profile,
+                        &lease.owner,
+                        &until,
+                        &room,
+                        &first,
+                    ],
+                )
+                .await?
+                .into_iter()
+                .map(|r| (1i64, r)),
             );
         }
         if rows.is_empty() {

@@ -115,6 +115,13 @@ impl LimitHit {
 
 const HOUR: i64 = 3600;
 
+/// The most bytes of message bodies one claim takes into memory, however
+/// many messages its `limit` allows (one message larger than this is
+/// claimed alone). A fast upstream makes batches of up to 256 messages: of
+/// 25 MiB each (a burst of scans behind small notifications), that was
+/// 6.4 GiB for one connection's batch.
+pub const CLAIM_BYTES: u64 = 32 * 1024 * 1024;
+
 impl Recent {
     /// Counts one more submission of `rcpts` recipients at second `at` (in
     /// its second, kept oldest first).
@@ -434,8 +441,9 @@ pub trait Queue: Send + Sync {
     /// Stores a message (or finds its idempotent twin) in one transaction.
     async fn enqueue(&self, m: NewMessage) -> Result<Enqueued, StoreError>;
     /// Marks up to `limit` due messages `sending` under `lease` and returns
-    /// them. Due: `queued` or `deferred` and time, or `sending` under a lease
-    /// that ran out (its server died).
+    /// them, with at most [`CLAIM_BYTES`] of bodies in all (or one message).
+    /// Due: `queued` or `deferred` and time, or `sending` under a lease that
+    /// ran out (its server died).
     async fn claim(
         &self,
         profile: &str,

@@ -987,6 +987,7 @@ impl Queue for SqliteStore {
                 );
             }
             let mut out = Vec::new();
+            let mut bytes = 0u64;
             for seq in seqs {
                 let Some(body) = tx
                     .prepare_cached(BODY)?
@@ -1002,6 +1003,11 @@ impl Queue for SqliteStore {
                     tx.prepare_cached(BODY_MISSING_RECIPIENTS)?.execute([seq])?;
                     continue;
                 };
+                // The rest stay due for the next claim.
+                bytes += body.len() as u64;
+                if bytes > crate::queue::CLAIM_BYTES && !out.is_empty() {
+                    break;
+                }
                 let claimed =
                     tx.prepare_cached(CLAIM_ONE)?
                         .query_row(params![seq, owner, until], |r| {
