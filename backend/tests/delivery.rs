@@ -549,6 +549,31 @@ async fn activity_lists_newest_first_with_filters_and_a_cursor() {
         .await;
     assert_eq!(found["messages"].as_array().unwrap().len(), 1);
     assert_eq!(found["messages"][0]["subject"], "report 3");
+    // A search past SQLite's 50,000 bytes for a pattern was a 500; one over
+    // 1,000 characters is refused naming q, and wildcards up to it are
+    // searched for literally.
+    let max = mailroom_backend::http::activity::MAX_SEARCH;
+    let (status, long) = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/messages?q={}", "a".repeat(60_000)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{long}");
+    assert!(long["errors"]["q"][0]
+        .as_str()
+        .unwrap()
+        .contains("60000 characters"));
+    let (status, at_most) = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/messages?q={}", "%25".repeat(max)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{at_most}");
+    assert!(at_most["messages"].as_array().unwrap().is_empty());
     let (_, none) = server
         .admin(reqwest::Method::GET, "/api/messages?status=failed", None)
         .await;

@@ -27,6 +27,11 @@ async fn queue_state(State(s): State<Sending>) -> Result<Json<QueueState>, AppEr
     }))
 }
 
+/// The longest search: more than any address (254) or subject (998), and
+/// far under SQLite's 50,000 bytes for a LIKE pattern, past which the query
+/// failed with a 500.
+pub const MAX_SEARCH: usize = 1000;
+
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
@@ -57,6 +62,14 @@ async fn list(
         })?),
     };
     let before = q.before.filter(|b| !b.is_empty());
+    if let Some(n) = q.q.as_ref().map(|t| t.chars().count()) {
+        if n > MAX_SEARCH {
+            return Err(AppError::field(
+                "q",
+                format!("The search is {n} characters long; search for at most {MAX_SEARCH}, such as part of an address or the subject."),
+            ));
+        }
+    }
     let (messages, next) = s
         .apps
         .queue
