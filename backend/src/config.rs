@@ -347,7 +347,8 @@ pub struct SendingArgs {
     #[arg(long, hide = true, env = "MAILROOM_DELIVERY_LEASE", default_value = "2m", value_parser = parse_duration)]
     pub delivery_lease: std::time::Duration,
     /// Bytes of messages being received at once, over HTTP and the relay
-    /// together; more wait their turn (default: 4 × --max-message-size, at least 256 MiB).
+    /// together, one app holding at most half; more wait their turn (default:
+    /// 4 × --max-message-size, at least 256 MiB).
     #[arg(long, env = "MAILROOM_INTAKE_MEMORY", value_parser = parse_message_size)]
     pub intake_memory: Option<u64>,
     /// How long a message waits for room in that memory before it is refused

@@ -82,7 +82,7 @@ async fn submit(
     let limit = body_limit(s.max_message_size);
     let mut room = intake::budget::Reservation::default();
     if !room
-        .cover(&s.budget, declared.unwrap_or(limit).min(limit))
+        .cover(&s.budget, &app.id, declared.unwrap_or(limit).min(limit))
         .await
     {
         return Err(AppError::busy(s.budget.full_text(), 5));

@@ -250,10 +250,16 @@ impl Session {
             // without it the client waits, and then the message is refused
             // (451) instead of the server running out of memory.
             if let Mode::Data(receiver, body) = &mut self.mode {
+                // Each sender (an app, or a trusted network's client) has its share.
+                let sender = match self.tx.as_ref().map(|t| &t.sender) {
+                    Some(Sender::App(app)) => app.id.clone(),
+                    Some(Sender::Trusted(ip)) => format!("trusted network {ip}"),
+                    None => format!("peer {}", self.peer),
+                };
                 let want = (body.len() + READ_CHUNK).next_multiple_of(ROOM_STEP) as u64;
                 let budget = &self.shared.sending.budget;
                 let covered = tokio::select! {
-                    ok = self.room.cover(budget, want) => ok,
+                    ok = self.room.cover(budget, &sender, want) => ok,
                     _ = stop.changed() => {
                         self.reply(421, "4.3.2", &format!("{} Mailroom is shutting down; try again shortly", self.hostname()));
                         self.flush(io).await;
