@@ -222,7 +222,7 @@ pub struct Server {
 pub struct HttpLimits {
     /// Time to send a request's headers.
     pub header_timeout: Duration,
-    /// Time to send a whole request (its body between reads).
+    /// Time to send a request's whole body, from its first read.
     pub request_timeout: Duration,
     /// Time a client may take no part of an answer before it is let go.
     pub write_timeout: Duration,
@@ -320,8 +320,8 @@ impl Server {
 }
 
 /// Serves HTTP/1.1 with hyper's own limits: request headers within
-/// `header_timeout`, each read of a body within `request_timeout`
-/// (tower-http), each write of an answer within `write_timeout`, and at most
+/// `header_timeout`, a whole body within `request_timeout` ([`WholeBody`]),
+/// each write of an answer within `write_timeout`, and at most
 /// `max_connections` at once (the next waits to be accepted, in the kernel's
 /// backlog), `max_per_address` of them from one client address (the next is
 /// answered 429). On `shutdown`, stops accepting and lets open requests finish.
@@ -333,8 +333,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower::ServiceExt as _;
-    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        limits.request_timeout,
+    let limit = limits.request_timeout;
+    let router = router.layer(tower::util::MapRequestLayer::new(
+        move |req: axum::extract::Request| {
+            req.map(|body| axum::body::Body::new(WholeBody::new(body, limit)))
+        },
     ));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let per_address = Arc::new(auth::PerAddress::default());
@@ -419,6 +422,73 @@ pub async fn serve(
         tracing::warn!("open HTTP connections were closed at shutdown");
     }
     Ok(())
+}
+
+/// A request body that must arrive whole within its time, counted from its
+/// first read (docs/API.md §2: a whole request within 60 seconds).
+/// tower-http's body timeout starts again at each part, so a client sending
+/// a byte a minute held its connection, and its message's room in the
+/// intake's memory, for ever.
+struct WholeBody {
+    inner: axum::body::Body,
+    limit: Duration,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WholeBody {
+    fn new(inner: axum::body::Body, limit: Duration) -> Self {
+        WholeBody {
+            inner,
+            limit,
+            deadline: None,
+        }
+    }
+}
+
+/// The error of a body past its time.
+#[derive(Debug)]
+struct BodyTooSlow(Duration);
+
+impl std::fmt::Display for BodyTooSlow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive within {} seconds",
+            self.0.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for BodyTooSlow {}
+
+impl hyper::body::Body for WholeBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let limit = this.limit;
+        let deadline = this
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if std::future::Future::poll(deadline.as_mut(), cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err(Box::new(BodyTooSlow(limit)))));
+        }
+        std::pin::Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// What to say at start when the page is served over plain HTTP to other

@@ -261,6 +261,34 @@ async fn the_http_server_times_out_slow_headers_and_slow_bodies() {
         text.is_empty() || text.starts_with("HTTP/1.1 4"),
         "a client error, never a 5xx: {text}"
     );
+    // A body that trickles in, a byte well within each second: the whole
+    // body has its time, not each part (it held its place for ever).
+    let s = TcpStream::connect(http_addr(&server)).await.unwrap();
+    let (mut read_half, mut write_half) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        let head = "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+        write_half.write_all(head.as_bytes()).await.ok()?;
+        for _ in 0..40 {
+            write_half.write_all(b" ").await.ok()?;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Some(())
+    });
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), read_half.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "answered or closed, never held");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 4"),
+        "a client error, never a 5xx: {text}"
+    );
+    trickle.abort();
     // And the server still answers.
     let r = server
         .http
