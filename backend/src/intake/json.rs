@@ -33,7 +33,6 @@ const RESERVED: &[&str] = &[
 /// and values) in all. lettre replaces a header by name with a search of
 /// those before it, so each one costs more than the last: 40,000 took 23
 /// seconds of a core (debug build), and a 25 MiB body could hold millions.
-/// Exchange takes 256 KB of headers at most.
 pub const MAX_HEADERS: usize = 100;
 /// See [`MAX_HEADERS`].
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
