@@ -72,13 +72,10 @@ async fn submit(
             )])));
         }
     };
-    // Room for the body before it is read: its length, or the most a body
-    // may be when it has none (chunked). Without room it stays in the
-    // client's socket, and the client waits.
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    // Room for the body before it is read: its length as hyper read it from
+    // Content-Length, or the most a body may be when it has none (chunked).
+    // Without room it stays in the client's socket, and the client waits.
+    let declared = axum::body::HttpBody::size_hint(req.body()).upper();
     let limit = body_limit(s.max_message_size);
     let mut room = intake::budget::Reservation::default();
     if !room

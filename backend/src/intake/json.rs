@@ -132,34 +132,34 @@ pub fn build(
     }
     let mut extra = Vec::new();
     let header_bytes: usize = req.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
-    let too_many = req.headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES;
-    if req.headers.len() > MAX_HEADERS {
-        errors.push(
-            "headers",
-            format!(
-                "{} headers were given; at most {MAX_HEADERS} are taken. Send the others' content in the body, or the whole message as message/rfc822.",
-                req.headers.len()
-            ),
-        );
+    let past_limits = if req.headers.len() > MAX_HEADERS {
+        Some(format!(
+            "{} headers were given; at most {MAX_HEADERS} are taken. Send the others' content in the body, or the whole message as message/rfc822.",
+            req.headers.len()
+        ))
     } else if header_bytes > MAX_HEADER_BYTES {
-        errors.push(
-            "headers",
-            format!(
-                "The headers hold {header_bytes} bytes; at most {MAX_HEADER_BYTES} are taken. Send long content in the body."
-            ),
-        );
-    }
-    // Past the limits, each header is not judged: that could make a
-    // message for each of thousands.
-    for (name, value) in req.headers.iter().filter(|_| !too_many) {
-        let valid_name =
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-        if !valid_name || value.contains(['\r', '\n']) {
-            errors.push("headers", format!("The header “{name}” must be a name without spaces or colons, and a value on one line."));
-        } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-            errors.push("headers", format!("The header {name} is set from the message's own fields; remove it from headers."));
-        } else if let Ok(n) = HeaderName::new_from_ascii(name.clone()) {
-            extra.push(HeaderValue::new(n, value.clone()));
+        Some(format!(
+            "The headers hold {header_bytes} bytes; at most {MAX_HEADER_BYTES} are taken. Send long content in the body."
+        ))
+    } else {
+        None
+    };
+    match past_limits {
+        // Each header is not judged: that could make a message for each of
+        // thousands.
+        Some(m) => errors.push("headers", m),
+        None => {
+            for (name, value) in &req.headers {
+                let valid_name =
+                    !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+                if !valid_name || value.contains(['\r', '\n']) {
+                    errors.push("headers", format!("The header “{name}” must be a name without spaces or colons, and a value on one line."));
+                } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+                    errors.push("headers", format!("The header {name} is set from the message's own fields; remove it from headers."));
+                } else if let Ok(n) = HeaderName::new_from_ascii(name.clone()) {
+                    extra.push(HeaderValue::new(n, value.clone()));
+                }
+            }
         }
     }
     let Some(from) = from else {

@@ -1405,14 +1405,15 @@ impl Queue for PgStore {
             );
         }
         // Lapsed leases fill the batch while its bodies stay within
-        // CLAIM_BYTES (the first one whatever its size, when none came before).
+        // CLAIM_BYTES (the first one whatever its size, when none came before:
+        // then all of CLAIM_BYTES is room).
         let claimed_bytes: u64 = rows
             .iter()
             .map(|(_, r)| r.try_get::<_, &[u8]>(3).map_or(0, |b| b.len() as u64))
             .sum();
         let room = crate::queue::CLAIM_BYTES.saturating_sub(claimed_bytes) as i64;
         let left = limit as i64 - rows.len() as i64;
-        if left > 0 && (room > 0 || rows.is_empty()) {
+        if left > 0 && room > 0 {
             let lapsed = sql::pg(sql::LAPSED);
             let stmt = tx
                 .prepare_cached(&format!(
