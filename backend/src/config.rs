@@ -349,7 +349,7 @@ pub struct SendingArgs {
     /// Bytes of messages being received at once, over HTTP and the relay
     /// together, one app holding at most half; more wait their turn (default:
     /// 4 × --max-message-size, at least 256 MiB).
-    #[arg(long, env = "MAILROOM_INTAKE_MEMORY", value_parser = parse_message_size)]
+    #[arg(long, env = "MAILROOM_INTAKE_MEMORY", value_parser = parse_intake_memory)]
     pub intake_memory: Option<u64>,
     /// How long a message waits for room in that memory before it is refused
     /// for now (HTTP 429, SMTP 451 4.3.1; for tests; not in the contract).
@@ -439,6 +439,22 @@ pub fn parse_message_size(text: &str) -> Result<u64, String> {
     if n < MIN_MESSAGE_SIZE {
         return Err(format!(
             "{n} bytes would refuse every message (0 does not mean unlimited): write at least {MIN_MESSAGE_SIZE}, like 26214400 (25 MiB, the default)"
+        ));
+    }
+    Ok(n)
+}
+
+/// `--intake-memory`: bytes, at least [`MIN_MESSAGE_SIZE`] (less is raised
+/// to one largest message anyway, so it is surely a typo).
+pub fn parse_intake_memory(text: &str) -> Result<u64, String> {
+    let unset = "unset, it is four times --max-message-size, at least 268435456 (256 MiB)";
+    let n: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a whole number of bytes: write one like 268435456; {unset}"))?;
+    if n < MIN_MESSAGE_SIZE {
+        return Err(format!(
+            "{n} bytes cannot hold a message: write at least {MIN_MESSAGE_SIZE}; {unset}"
         ));
     }
     Ok(n)

@@ -774,6 +774,16 @@ async fn a_max_message_size_under_a_kibibyte_is_refused_at_start() {
 }
 
 #[tokio::test]
+async fn an_intake_memory_that_is_not_a_size_is_refused_naming_its_own_default() {
+    // It took --max-message-size's words, which name another default.
+    refused_at_start(
+        &[("--intake-memory", "100"), ("--intake-memory", "lots")],
+        "four times --max-message-size, at least 268435456",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_network_too_wide_to_trust_is_refused_at_start() {
     // `--smtp-trusted-network 0.0.0.0/0` made the relay send as the mailbox
     // for anyone on the internet without AUTH; a proxy range that wide let
