@@ -552,7 +552,7 @@ async fn activity_lists_newest_first_with_filters_and_a_cursor() {
     // A search past SQLite's 50,000 bytes for a pattern was a 500; one over
     // 1,000 characters is refused naming q, and wildcards up to it are
     // searched for literally.
-    let max = mailroom_backend::http::activity::MAX_SEARCH;
+    let max = mailroom_shared::sending::MAX_SEARCH;
     let (status, long) = server
         .admin(
             reqwest::Method::GET,

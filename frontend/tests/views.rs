@@ -949,6 +949,11 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
         .dispatch_event(&web_sys::Event::new_with_event_init_dict("change", &init).unwrap())
         .unwrap();
     settle().await;
+    // The box stops where the server would refuse the search (400 on `q`).
+    assert_eq!(
+        find(&root, "#search").get_attribute("maxlength").as_deref(),
+        Some(mailroom_shared::sending::MAX_SEARCH.to_string().as_str())
+    );
     type_into(&root, "search", "Invoice 7").await;
     settle().await;
     click(&root, "#load-more").await;

@@ -13,6 +13,12 @@ use crate::settings::Settings;
 /// The most recipients one message may have.
 pub const MAX_RECIPIENTS: usize = 500;
 
+/// The longest Activity search (`GET /api/messages?q=`), in characters: more
+/// than any address (254) or subject (998), and far under SQLite's 50,000
+/// bytes for a LIKE pattern, past which the query failed with a 500. The
+/// page's search box stops there too.
+pub const MAX_SEARCH: usize = 1000;
+
 /// `POST /api/apps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]

@@ -27,10 +27,7 @@ async fn queue_state(State(s): State<Sending>) -> Result<Json<QueueState>, AppEr
     }))
 }
 
-/// The longest search: more than any address (254) or subject (998), and
-/// far under SQLite's 50,000 bytes for a LIKE pattern, past which the query
-/// failed with a 500.
-pub const MAX_SEARCH: usize = 1000;
+use mailroom_shared::sending::MAX_SEARCH;
 
 #[derive(Deserialize)]
 struct ListQuery {

@@ -10,7 +10,7 @@
 //! the biggest view costs little of the bundle.
 
 use gloo_net::http::Method;
-use mailroom_shared::sending::{Attempt, Details, QueueState, Status, Summary};
+use mailroom_shared::sending::{Attempt, Details, QueueState, Status, Summary, MAX_SEARCH};
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
@@ -412,7 +412,7 @@ pub fn activity(p: &ActivityProps) -> Html {
                     </div>
                     <div class="field grow">
                         <label for="search">{ "Search addresses and subject" }</label>
-                        <input id="search" type="search" value={s.query.clone()} oninput={on_search} autocomplete="off" />
+                        <input id="search" type="search" value={s.query.clone()} oninput={on_search} autocomplete="off" maxlength={MAX_SEARCH.to_string()} />
                     </div>
                 </div>
                 if let Some(n) = &s.notice {
