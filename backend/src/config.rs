@@ -358,6 +358,31 @@ pub struct SendingArgs {
     /// Each webhook request's limit (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub webhook_timeout: std::time::Duration,
+    /// Microsoft Graph's requests per app and mailbox, as COUNT/DURATION,
+    /// kept ahead of time (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_GRAPH_REQUEST_LIMIT", default_value = "10000/10m", value_parser = parse_per)]
+    pub graph_request_limit: (u64, std::time::Duration),
+    /// Microsoft Graph's uploaded bytes per app and mailbox, as
+    /// BYTES/DURATION, kept ahead of time (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_GRAPH_UPLOAD_LIMIT", default_value = "150000000/5m", value_parser = parse_per)]
+    pub graph_upload_limit: (u64, std::time::Duration),
+}
+
+/// `N/DURATION`, like `10000/10m`: at least 1 in a duration as
+/// [`parse_duration`] takes it.
+fn parse_per(text: &str) -> Result<(u64, std::time::Duration), String> {
+    let (n, span) = text.split_once('/').ok_or_else(|| {
+        format!("“{text}” is not a number per duration: write it like 10000/10m.")
+    })?;
+    let n = n
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            format!("“{n}” is not a whole number of at least 1: write it like 10000/10m.")
+        })?;
+    Ok((n, parse_duration(span.trim())?))
 }
 
 impl Default for SendingArgs {
@@ -373,6 +398,8 @@ impl Default for SendingArgs {
             webhook_timeout: std::time::Duration::from_secs(10),
             intake_memory: None,
             intake_wait: crate::intake::budget::WAIT,
+            graph_request_limit: (10_000, std::time::Duration::from_secs(600)),
+            graph_upload_limit: (150_000_000, std::time::Duration::from_secs(300)),
         }
     }
 }
@@ -491,6 +518,35 @@ pub struct CheckArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_per_duration_is_read_or_refused_in_words() {
+        use std::time::Duration;
+        assert_eq!(
+            parse_per("10000/10m"),
+            Ok((10_000, Duration::from_secs(600)))
+        );
+        assert_eq!(
+            parse_per(" 60000 / 3s "),
+            Ok((60_000, Duration::from_secs(3)))
+        );
+        for bad in [
+            "",
+            "10000",
+            "/10m",
+            "0/10m",
+            "-1/10m",
+            "x/10m",
+            "10/0s",
+            "10/",
+            "10/forever",
+        ] {
+            let e = parse_per(bad).expect_err(bad);
+            assert!(!e.is_empty() && !e.contains("panick"), "{bad}: {e}");
+        }
+        assert!(parse_per("0/10m").unwrap_err().contains("at least 1"));
+        assert!(parse_per("10000").unwrap_err().contains("like 10000/10m"));
+    }
 
     #[test]
     fn trusted_networks_stop_at_a_slash_eight() {

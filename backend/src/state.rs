@@ -106,6 +106,12 @@ impl AppState {
                 pause_retry: self.sending.pause_retry,
                 lease: self.sending.delivery_lease,
                 recipients_per_day: None,
+                graph_limits: crate::delivery::pace::GraphLimits {
+                    requests: self.sending.graph_request_limit.0,
+                    requests_span: self.sending.graph_request_limit.1,
+                    bytes: self.sending.graph_upload_limit.0,
+                    bytes_span: self.sending.graph_upload_limit.1,
+                },
             },
             crate::delivery::Defaults {
                 rate_per_minute: self.sending.delivery_rate,

@@ -465,6 +465,96 @@ async fn graph_gets_no_more_requests_at_once_than_it_takes_per_mailbox() {
     );
 }
 
+/// Graph's limits per mailbox (150 MB uploaded in 5 minutes, 10,000
+/// requests in 10), scaled down in Mailroom and in the fake alike: messages
+/// past them wait for room instead of being throttled (a `429` would hold
+/// the whole profile for its `Retry-After` and add an attempt).
+async fn paced_rig(bytes: u64, requests: u64, span: Duration) -> (Loopback, Running, String) {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    rig.graph.set_limits(mailroom_fakes::graph::Limits {
+        requests: requests as usize,
+        requests_span: span,
+        bytes,
+        bytes_span: span,
+    });
+    let server = start(&rig, |a| {
+        a.sending.graph_upload_limit = (bytes, span);
+        a.sending.graph_request_limit = (requests, span);
+    })
+    .await;
+    server.save(&graph_settings()).await;
+    let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
+    (rig, server, key)
+}
+
+/// Submits `n` messages of `text` and waits until all are sent, each at
+/// its first attempt; returns when each request reached the fake.
+async fn send_paced(
+    rig: &Loopback,
+    server: &Running,
+    key: &str,
+    n: usize,
+    text: &str,
+) -> Vec<std::time::Instant> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mail =
+            json!({"to": [addr("a", "example.org")], "subject": format!("scan {i}"), "text": text});
+        let (status, m) = server.submit(key, &mail).await;
+        assert_eq!(status, 202, "{m}");
+        ids.push(m["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let sent = server.wait_status(id, "sent").await;
+        assert_eq!(
+            sent["attempt_count"], 1,
+            "sent at its first attempt: {sent}"
+        );
+    }
+    assert_eq!(
+        rig.graph.throttled(),
+        0,
+        "Graph never throttled the mailbox"
+    );
+    let mut times: Vec<_> = rig.graph.messages().iter().map(|m| m.at).collect();
+    times.sort();
+    assert_eq!(times.len(), n);
+    times
+}
+
+#[tokio::test]
+async fn uploads_past_graphs_byte_limit_wait_for_room_instead_of_a_429() {
+    // About 27 KB a request: two fit in 60 KB, a third waits for the window.
+    let span = Duration::from_secs(3);
+    let (rig, server, key) = paced_rig(60_000, 1000, span).await;
+    let text = "Scanned page, 300 dpi, one of many in this document.\n".repeat(380);
+    let times = send_paced(&rig, &server, &key, 5, &text).await;
+    assert!(
+        times[2] - times[0] >= span - Duration::from_millis(100),
+        "the third request waited until the first left the window: {:?}",
+        times[2] - times[0]
+    );
+    assert!(
+        times[4] - times[0] >= 2 * span - Duration::from_millis(200),
+        "the fifth waited for a second window: {:?}",
+        times[4] - times[0]
+    );
+}
+
+#[tokio::test]
+async fn requests_past_graphs_request_limit_wait_for_room_instead_of_a_429() {
+    let span = Duration::from_secs(2);
+    let (rig, server, key) = paced_rig(150_000_000, 2, span).await;
+    let times = send_paced(&rig, &server, &key, 5, "x").await;
+    for (a, b) in [(0, 2), (2, 4)] {
+        assert!(
+            times[b] - times[a] >= span - Duration::from_millis(100),
+            "request {b} waited until request {a} left the window: {:?}",
+            times[b] - times[a]
+        );
+    }
+}
+
 /// SIGKILL at full speed: no rate limit and Graph answering at once, so
 /// claims are large and attempts are committed together every few
 /// milliseconds, and the kill lands with messages sent whose attempt is not

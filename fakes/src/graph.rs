@@ -137,6 +137,56 @@ struct Inner {
     in_flight: Mutex<HashMap<String, usize>>,
     /// The most requests for one mailbox answered at once so far.
     most_at_once: AtomicUsize,
+    /// While set, Graph's throttling limits per mailbox ([`FakeGraph::set_limits`]).
+    limits: Mutex<Option<Limits>>,
+    /// Requests answered `429` for being over those limits.
+    throttled: AtomicUsize,
+    /// Per mailbox (lowercase): when each request was taken, and its bytes.
+    taken: Mutex<HashMap<String, VecDeque<(Instant, u64)>>>,
+}
+
+/// Graph's throttling limits for one app and mailbox: `requests` in
+/// `requests_span`, request bytes `bytes` in `bytes_span` (REFERENCE.md:
+/// 10,000 in 10 minutes, 150 MB in 5 minutes).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub requests: usize,
+    pub requests_span: std::time::Duration,
+    pub bytes: u64,
+    pub bytes_span: std::time::Duration,
+}
+
+/// Whether a request of `bytes` for `mailbox` fits in the limits; it counts
+/// if it does. Else the seconds until enough has left the windows, as
+/// Graph's `Retry-After`.
+fn within(inner: &Inner, mailbox: &str, bytes: u64) -> Result<(), u64> {
+    let Some(l) = *inner.limits.lock().unwrap() else {
+        return Ok(());
+    };
+    let now = Instant::now();
+    let mut taken = inner.taken.lock().unwrap();
+    let log = taken.entry(mailbox.to_ascii_lowercase()).or_default();
+    let longest = l.requests_span.max(l.bytes_span);
+    while log.front().is_some_and(|(at, _)| now - *at >= longest) {
+        log.pop_front();
+    }
+    let recent = |span| log.iter().filter(move |(at, _)| now - *at < span);
+    let requests = recent(l.requests_span).count();
+    let used: u64 = recent(l.bytes_span).map(|(_, b)| b).sum();
+    if requests < l.requests && used + bytes <= l.bytes {
+        log.push_back((now, bytes));
+        return Ok(());
+    }
+    // Until the oldest request of a full window leaves it; Graph's own
+    // answer is a whole number of seconds, at least 1.
+    let full = if requests >= l.requests {
+        l.requests_span
+    } else {
+        l.bytes_span
+    };
+    let oldest = recent(full).next().map_or(now, |(at, _)| *at);
+    let wait = (oldest + full).saturating_duration_since(now);
+    Err(wait.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 /// One request counted in [`Inner::in_flight`] while it is answered.
@@ -277,6 +327,10 @@ async fn send_mail(
         let e = GraphError::throttled(1);
         return error(&e, &crid);
     }
+    if let Err(wait) = within(&inner, &user, body.len() as u64) {
+        inner.throttled.fetch_add(1, Ordering::SeqCst);
+        return error(&GraphError::throttled(wait), &crid);
+    }
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -370,6 +424,9 @@ impl FakeGraph {
             endless: Mutex::new(None),
             in_flight: Mutex::new(HashMap::new()),
             most_at_once: AtomicUsize::new(0),
+            limits: Mutex::new(None),
+            taken: Mutex::new(HashMap::new()),
+            throttled: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v1.0/users/{user}/sendMail", post(send_mail))
@@ -446,6 +503,17 @@ impl FakeGraph {
     /// When each request arrived.
     pub fn request_times(&self) -> Vec<Instant> {
         self.inner.request_times.lock().unwrap().clone()
+    }
+
+    /// Throttles each mailbox past `limits`, as Graph does, answering `429
+    /// ApplicationThrottled` with a `Retry-After`.
+    pub fn set_limits(&self, limits: Limits) {
+        *self.inner.limits.lock().unwrap() = Some(limits);
+    }
+
+    /// How many requests were throttled for being over [`FakeGraph::set_limits`].
+    pub fn throttled(&self) -> usize {
+        self.inner.throttled.load(Ordering::SeqCst)
     }
 
     /// The most requests for one mailbox that were answered at once (since

@@ -8,6 +8,7 @@
 //! recipient (failed, with the diagnosis), or not about any one message
 //! (delivery pauses; nothing fails for it but `--max-queue-time`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ use crate::upstream::Upstream;
 
 mod graph;
 mod outcome;
+pub mod pace;
 mod profiles;
 mod scheduler;
 mod worker;
@@ -105,6 +107,8 @@ pub struct DeliveryOptions {
     pub lease: Duration,
     /// Recipients a rolling day; `None`: no limit (docs/API.md §15).
     pub recipients_per_day: Option<u32>,
+    /// Graph's throttling limits, kept ahead of time ([`pace`]).
+    pub graph_limits: pace::GraphLimits,
 }
 
 /// The command line's delivery options, the defaults of every profile's
@@ -140,6 +144,11 @@ pub struct Engine {
     next_slot: Arc<Mutex<tokio::time::Instant>>,
     /// No message goes before this: the upstream asked to wait (`Retry-After`).
     hold_until: Arc<Mutex<Option<tokio::time::Instant>>>,
+    /// This profile's use of Graph's limits, shared by its workers.
+    graph_pace: pace::Shared,
+    /// Every profile's, kept when a profile's workers start again with new
+    /// limits, so that what went out in the last minutes still counts.
+    graph_paces: Arc<std::sync::Mutex<HashMap<Arc<str>, pace::Shared>>>,
     /// When a paused queue was last tried, shared so one worker probes at a time.
     last_probe: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Set when a pause was seen or made, so a success checks whether to end it.
@@ -318,9 +327,15 @@ impl Engine {
     ) -> Self {
         let (recorder_tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(recorder(queue.clone(), clock.clone(), webhooks.clone(), rx));
+        let graph_pace = Arc::new(std::sync::Mutex::new(pace::GraphPace::new(
+            options.graph_limits,
+        )));
+        let graph_paces = HashMap::from([(settings.profile.clone(), graph_pace.clone())]);
         Engine {
             profile: settings.profile.clone(),
             defaults,
+            graph_pace,
+            graph_paces: Arc::new(std::sync::Mutex::new(graph_paces)),
             webhooks,
             recorder: recorder_tx,
             lease: Lease {
@@ -515,6 +530,7 @@ mod tests {
             pause_retry: Duration::from_secs(60),
             lease: Duration::from_secs(60),
             recipients_per_day: None,
+            graph_limits: Default::default(),
         };
         Engine::new(
             store.clone(),

@@ -28,9 +28,22 @@ impl Engine {
         } else {
             e.connections
         };
+        let profile: Arc<str> = Arc::from(profile);
+        let graph_pace = self
+            .graph_paces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(profile.clone())
+            .or_insert_with(|| {
+                Arc::new(std::sync::Mutex::new(pace::GraphPace::new(
+                    self.options.graph_limits,
+                )))
+            })
+            .clone();
         Engine {
-            profile: Arc::from(profile),
-            settings: self.settings.for_profile(profile),
+            settings: self.settings.for_profile(&profile),
+            profile,
+            graph_pace,
             options: DeliveryOptions {
                 connections,
                 rate_per_minute: e.messages_per_minute,
@@ -202,6 +215,36 @@ mod tests {
         pub(super) static PANIC_NEXT_LOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         /// Looks that ran to their end (on this test's thread).
         pub(super) static LOOKS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    /// What a profile sent over Graph in the last minutes still counts when
+    /// its workers start again with new limits: a fresh window would let a
+    /// burst through that Graph then throttles.
+    #[tokio::test]
+    async fn a_profiles_use_of_graphs_limits_outlives_its_workers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, clock, webhooks, _) = claimed_40(dir.path()).await;
+        let engine = engine_over(dir.path(), store, clock, webhooks);
+        let limits = |messages_per_minute| Effective {
+            recipients_per_day: None,
+            messages_per_minute,
+            connections: 3,
+        };
+        let first = engine.for_profile("sales", limits(30));
+        let now = tokio::time::Instant::now();
+        let big = first.options.graph_limits.bytes;
+        assert_eq!(first.graph_pace.lock().unwrap().take(now, big), now);
+        let again = engine.for_profile("sales", limits(60));
+        assert!(
+            again.graph_pace.lock().unwrap().take(now, 1) > now,
+            "the window is the one the first workers filled"
+        );
+        let other = engine.for_profile("support", limits(30));
+        assert_eq!(
+            other.graph_pace.lock().unwrap().take(now, 1),
+            now,
+            "another profile has its own"
+        );
     }
 
     /// The supervisor outlives a look that panics: it holds every worker's

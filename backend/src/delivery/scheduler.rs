@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// How a wait with a message claimed ended.
+pub(super) enum Waited {
+    /// Its time came, the message still claimed.
+    Ready,
+    /// Its claim was taken over (another server's now): leave it.
+    Lost,
+    /// The server stops, or the claim cannot be renewed: give it back.
+    Stopping,
+}
+
 impl Engine {
     /// Holds every worker for `wait` (or longer, if already held longer);
     /// with a pace shared by several servers, theirs too.
@@ -59,6 +69,71 @@ impl Engine {
             at
         };
         tokio::time::sleep_until(at).await;
+    }
+
+    /// Over Microsoft Graph, takes this message's room in Graph's windows
+    /// ([`pace`]): `None` when it may go now, else when it may go.
+    pub(super) fn graph_room(
+        &self,
+        m: &Claimed,
+        current: &Result<Current, String>,
+    ) -> Option<tokio::time::Instant> {
+        let graph = matches!(current, Ok(c) if c.settings.as_ref().is_some_and(|s| s.transport == mailroom_shared::Transport::Graph));
+        if !graph {
+            return None;
+        }
+        let bytes = pace::request_bytes(m.body.len(), m.recipients.len());
+        let now = tokio::time::Instant::now();
+        let at = self
+            .graph_pace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(now, bytes);
+        (at > now).then(|| {
+            let l = self.options.graph_limits;
+            tracing::info!(
+                profile = %self.profile,
+                wait_ms = (at - now).as_millis() as u64,
+                "the next message waits for room in Microsoft Graph's limits ({} requests in {}, {} MB uploaded in {} per mailbox), so that Graph does not throttle the profile",
+                l.requests,
+                humantime::format_duration(l.requests_span),
+                l.bytes / 1_000_000,
+                humantime::format_duration(l.bytes_span),
+            );
+            at
+        })
+    }
+
+    /// Waits until `at` with message `id` claimed, renewing its claim at
+    /// half its lease.
+    pub(super) async fn wait_claimed(
+        &self,
+        id: &str,
+        at: tokio::time::Instant,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Waited {
+        let step = Duration::from_secs(self.lease.seconds.max(1) as u64) / 2;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= at {
+                return Waited::Ready;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.min(now + step)) => {}
+                _ = stop.changed() => {}
+            }
+            if stopping(stop) {
+                return Waited::Stopping;
+            }
+            match self.queue.renew(id, unix(&*self.clock), &self.lease).await {
+                Ok(true) => {}
+                Ok(false) => return Waited::Lost,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot renew a lease");
+                    return Waited::Stopping;
+                }
+            }
+        }
     }
 
     /// `credential.expiring` once a day per profile while its warning lasts

@@ -2,6 +2,7 @@
 //! connection, reused for consecutive messages.
 
 use super::outcome::transcript_text;
+use super::scheduler::Waited;
 use super::*;
 
 impl Engine {
@@ -73,7 +74,28 @@ impl Engine {
             let half_lease = Duration::from_secs(self.lease.seconds.max(0) as u64) / 2;
             let mut rest = claimed.into_iter();
             while let Some(message) = rest.next() {
+                // The pace of a working upstream counts the waits for Graph's
+                // windows too, so that claims shrink while they last.
+                let started = tokio::time::Instant::now();
                 self.take_slot().await;
+                if let Some(at) = self.graph_room(&message, &current) {
+                    // The rest of the batch goes back to the queue rather than
+                    // wait with its leases running out; this one stays claimed.
+                    let ids = rest.by_ref().map(|m| m.id).collect();
+                    if let Err(e) = self.queue.release(ids).await {
+                        tracing::error!(worker, error = %e, "cannot release claimed messages");
+                    }
+                    match self.wait_claimed(&message.id, at, &mut stop).await {
+                        Waited::Ready => {}
+                        Waited::Lost => continue,
+                        Waited::Stopping => {
+                            if let Err(e) = self.queue.release(vec![message.id]).await {
+                                tracing::error!(worker, error = %e, "cannot release a claimed message");
+                            }
+                            break;
+                        }
+                    }
+                }
                 // Late in a slow batch (a rate limit, a slow server), the lease
                 // is renewed before the attempt; one that ran out may be
                 // another server's now: leave that message to it.
@@ -96,7 +118,6 @@ impl Engine {
                         break;
                     }
                 }
-                let started = tokio::time::Instant::now();
                 let which = message.without_body();
                 conn = self
                     .guarded(&which, self.deliver(message, &current, conn))
