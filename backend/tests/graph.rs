@@ -470,6 +470,15 @@ async fn graph_gets_no_more_requests_at_once_than_it_takes_per_mailbox() {
 /// past them wait for room instead of being throttled (a `429` would hold
 /// the whole profile for its `Retry-After` and add an attempt).
 async fn paced_rig(bytes: u64, requests: u64, span: Duration) -> (Loopback, Running, String) {
+    paced_rig_with(bytes, requests, span, |_| {}).await
+}
+
+async fn paced_rig_with(
+    bytes: u64,
+    requests: u64,
+    span: Duration,
+    tweak: impl FnOnce(&mut mailroom_backend::config::ServeArgs),
+) -> (Loopback, Running, String) {
     let rig = Loopback::start(SmtpConfig::default()).await;
     rig.graph.set_limits(mailroom_fakes::graph::Limits {
         requests: requests as usize,
@@ -480,6 +489,7 @@ async fn paced_rig(bytes: u64, requests: u64, span: Duration) -> (Loopback, Runn
     let server = start(&rig, |a| {
         a.sending.graph_upload_limit = (bytes, span);
         a.sending.graph_request_limit = (requests, span);
+        tweak(a);
     })
     .await;
     server.save(&graph_settings()).await;
@@ -553,6 +563,27 @@ async fn requests_past_graphs_request_limit_wait_for_room_instead_of_a_429() {
             times[b] - times[a]
         );
     }
+}
+
+/// On PostgreSQL (several servers' store), a wait for Graph's windows
+/// longer than the claim's lease keeps the message: its claim is renewed
+/// meanwhile and the connection slot, lapsed, is taken again before it goes.
+#[tokio::test]
+async fn a_wait_for_graphs_windows_longer_than_the_lease_keeps_the_claim_on_postgresql() {
+    let schema = common::pg::PgSchema::new().await;
+    let span = Duration::from_secs(3);
+    let (rig, server, key) = paced_rig_with(60_000, 1000, span, |a| {
+        a.database_url = Some(schema.url.clone());
+        a.sending.delivery_lease = Duration::from_secs(1);
+    })
+    .await;
+    let text = "Scanned page, 300 dpi, one of many in this document.\n".repeat(380);
+    let times = send_paced(&rig, &server, &key, 3, &text).await;
+    assert!(times[2] - times[0] >= span - Duration::from_millis(100));
+    // A lapsed claim would be claimed again by another worker, which would
+    // wait its turn and then send the message a second time.
+    tokio::time::sleep(2 * span).await;
+    assert_eq!(rig.graph.requests(), 3, "each message went once");
 }
 
 /// SIGKILL at full speed: no rate limit and Graph answering at once, so

@@ -74,10 +74,10 @@ impl Engine {
             let half_lease = Duration::from_secs(self.lease.seconds.max(0) as u64) / 2;
             let mut rest = claimed.into_iter();
             while let Some(message) = rest.next() {
+                self.take_slot().await;
                 // The pace of a working upstream counts the waits for Graph's
                 // windows too, so that claims shrink while they last.
                 let started = tokio::time::Instant::now();
-                self.take_slot().await;
                 if let Some(at) = self.graph_room(&message, &current) {
                     // The rest of the batch goes back to the queue rather than
                     // wait with its leases running out; this one stays claimed.
@@ -85,10 +85,16 @@ impl Engine {
                     if let Err(e) = self.queue.release(ids).await {
                         tracing::error!(worker, error = %e, "cannot release claimed messages");
                     }
-                    match self.wait_claimed(&message.id, at, &mut stop).await {
-                        Waited::Ready => {}
+                    let waited = self.wait_claimed(&message.id, at, &mut stop).await;
+                    // With several servers, the connection slot may have
+                    // lapsed meanwhile: it is taken again (or another) first.
+                    if matches!(waited, Waited::Ready) && self.queue.shared() {
+                        slot = self.hold_slot(worker, slot).await;
+                    }
+                    match waited {
+                        Waited::Ready if !self.queue.shared() || slot.is_some() => {}
                         Waited::Lost => continue,
-                        Waited::Stopping => {
+                        Waited::Ready | Waited::Stopping => {
                             if let Err(e) = self.queue.release(vec![message.id]).await {
                                 tracing::error!(worker, error = %e, "cannot release a claimed message");
                             }
