@@ -422,6 +422,25 @@ async fn a_429_holds_every_message_for_its_retry_after() {
     );
 }
 
+/// Saves Graph settings while Graph refuses the mailbox (delivery pauses)
+/// and queues `n` messages of a new app, so that every worker has work at
+/// once when it resumes: their ids, and the requests made so far.
+async fn queued_while_paused(rig: &Loopback, server: &Running, n: usize) -> (Vec<String>, usize) {
+    rig.graph.fail_always(GraphError::access_denied());
+    server.save(&graph_settings()).await;
+    let (_, key) = server.new_app(json!({"name": "Billing"})).await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mail =
+            json!({"to": [addr("a", "example.org")], "subject": format!("m{i}"), "text": "x"});
+        let (status, m) = server.submit(&key, &mail).await;
+        assert_eq!(status, 202, "{m}");
+        ids.push(m["id"].as_str().unwrap().to_string());
+    }
+    server.wait_paused(n as u64).await;
+    (ids, rig.graph.requests())
+}
+
 #[tokio::test]
 async fn graph_gets_no_more_requests_at_once_than_it_takes_per_mailbox() {
     // Eight connections asked for; Graph answers a fifth request at once for
@@ -432,21 +451,9 @@ async fn graph_gets_no_more_requests_at_once_than_it_takes_per_mailbox() {
     let server = start(&rig, |a| a.sending.delivery_connections = Some(8)).await;
     // Paused (Graph refuses the mailbox) while the queue fills, so every
     // worker has work at once when it resumes; the fake counts from then.
-    rig.graph.fail_always(GraphError::access_denied());
-    server.save(&graph_settings()).await;
-    let (_, key) = server.new_app(json!({"name": "Billing"})).await;
-    let mut ids = Vec::new();
     // Enough that each of eight workers' first claims (16) finds messages.
     const N: usize = 150;
-    for i in 0..N {
-        let mail =
-            json!({"to": [addr("a", "example.org")], "subject": format!("m{i}"), "text": "x"});
-        let (status, m) = server.submit(&key, &mail).await;
-        assert_eq!(status, 202, "{m}");
-        ids.push(m["id"].as_str().unwrap().to_string());
-    }
-    server.wait_paused(N as u64).await;
-    let refused = rig.graph.requests();
+    let (ids, refused) = queued_while_paused(&rig, &server, N).await;
     rig.graph.recover();
     server.save(&graph_settings()).await;
     for id in &ids {
@@ -584,6 +591,34 @@ async fn a_wait_for_graphs_windows_longer_than_the_lease_keeps_the_claim_on_post
     // wait its turn and then send the message a second time.
     tokio::time::sleep(2 * span).await;
     assert_eq!(rig.graph.requests(), 3, "each message went once");
+}
+
+/// A batch claimed by one worker that outlasts its lease (an upstream that
+/// became slow): another worker of the same server takes the lapsed
+/// messages, and the first must then leave them, not renew its claim over
+/// the other's and send them a second time.
+#[tokio::test]
+async fn a_lapsed_claim_taken_by_another_worker_is_not_sent_twice() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |a| {
+        a.sending.delivery_lease = Duration::from_secs(1);
+        a.sending.delivery_connections = Some(2);
+    })
+    .await;
+    const N: usize = 6;
+    let (ids, refused) = queued_while_paused(&rig, &server, N).await;
+    // Six requests take longer than the lease, each one less: the first
+    // worker's batch lapses behind it while it sends, each message's claim
+    // renewed just before its request.
+    rig.graph.set_delay(Duration::from_millis(600));
+    rig.graph.recover();
+    server.save(&graph_settings()).await;
+    for id in &ids {
+        let sent = server.wait_status(id, "sent").await;
+        assert_eq!(sent["attempt_count"], 1, "sent once: {sent}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rig.graph.requests() - refused, N, "one request each");
 }
 
 /// SIGKILL at full speed: no rate limit and Graph answering at once, so

@@ -104,15 +104,16 @@ impl Engine {
         })
     }
 
-    /// Waits until `at` with message `id` claimed, renewing its claim at
-    /// half its lease.
+    /// Waits until `at` with message `id` claimed under `lease`, renewing
+    /// the claim at half the lease.
     pub(super) async fn wait_claimed(
         &self,
         id: &str,
+        lease: &Lease,
         at: tokio::time::Instant,
         stop: &mut watch::Receiver<bool>,
     ) -> Waited {
-        let step = Duration::from_secs(self.lease.seconds.max(1) as u64) / 2;
+        let step = Duration::from_secs(lease.seconds.max(1) as u64) / 2;
         loop {
             let now = tokio::time::Instant::now();
             if now >= at {
@@ -125,7 +126,7 @@ impl Engine {
             if stopping(stop) {
                 return Waited::Stopping;
             }
-            match self.queue.renew(id, unix(&*self.clock), &self.lease).await {
+            match self.queue.renew(id, unix(&*self.clock), lease).await {
                 Ok(true) => {}
                 Ok(false) => return Waited::Lost,
                 Err(e) => {

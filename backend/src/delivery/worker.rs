@@ -7,6 +7,19 @@ use super::*;
 
 impl Engine {
     pub(super) async fn work(self, worker: u32, mut stop: watch::Receiver<bool>) {
+        // Claims are this worker's own: when a batch outlasts its lease and
+        // another worker of this server takes the lapsed messages, this one's
+        // renewal fails and it leaves them (with the server's id alone it
+        // renewed the other's claim, and both sent them).
+        static WORKERS: AtomicU64 = AtomicU64::new(0);
+        let lease = Lease {
+            owner: format!(
+                "{}/w{}",
+                self.lease.owner,
+                WORKERS.fetch_add(1, Ordering::Relaxed)
+            ),
+            seconds: self.lease.seconds,
+        };
         let mut conn: Option<Connection> = None;
         // With several servers, a connection slot of the profile (for all
         // servers together) is held while this worker has messages.
@@ -38,7 +51,7 @@ impl Engine {
             };
             let claimed = match self
                 .queue
-                .claim(&self.profile, unix(&*self.clock), batch, &self.lease)
+                .claim(&self.profile, unix(&*self.clock), batch, &lease)
                 .await
             {
                 Ok(c) => c,
@@ -85,7 +98,7 @@ impl Engine {
                     if let Err(e) = self.queue.release(ids).await {
                         tracing::error!(worker, error = %e, "cannot release claimed messages");
                     }
-                    let waited = self.wait_claimed(&message.id, at, &mut stop).await;
+                    let waited = self.wait_claimed(&message.id, &lease, at, &mut stop).await;
                     // With several servers, the connection slot may have
                     // lapsed meanwhile: it is taken again (or another) first.
                     if matches!(waited, Waited::Ready) && self.queue.shared() {
@@ -109,7 +122,7 @@ impl Engine {
                     Ok(true)
                 } else {
                     self.queue
-                        .renew(&message.id, unix(&*self.clock), &self.lease)
+                        .renew(&message.id, unix(&*self.clock), &lease)
                         .await
                 };
                 match renewed {
