@@ -599,18 +599,31 @@ async fn a_wait_for_graphs_windows_longer_than_the_lease_keeps_the_claim_on_post
 /// the other's and send them a second time.
 #[tokio::test]
 async fn a_lapsed_claim_taken_by_another_worker_is_not_sent_twice() {
+    // Six requests take longer than the lease, each one less: the first
+    // worker's batch lapses behind it while it sends, each message's claim
+    // renewed just before its request.
+    lapsed_claims_go_once(6, Duration::from_millis(600)).await;
+}
+
+/// A request that takes longer than the lease (a slow upstream): the
+/// message's claim is renewed while it is sent, so no other worker takes it
+/// and sends it at the same time.
+#[tokio::test]
+async fn a_request_longer_than_the_lease_keeps_its_claim() {
+    lapsed_claims_go_once(2, Duration::from_millis(2500)).await;
+}
+
+/// `n` messages claimed together by one of two workers, each request taking
+/// `each` against a lease of a second: every message goes exactly once.
+async fn lapsed_claims_go_once(n: usize, each: Duration) {
     let rig = Loopback::start(SmtpConfig::default()).await;
     let server = start(&rig, |a| {
         a.sending.delivery_lease = Duration::from_secs(1);
         a.sending.delivery_connections = Some(2);
     })
     .await;
-    const N: usize = 6;
-    let (ids, refused) = queued_while_paused(&rig, &server, N).await;
-    // Six requests take longer than the lease, each one less: the first
-    // worker's batch lapses behind it while it sends, each message's claim
-    // renewed just before its request.
-    rig.graph.set_delay(Duration::from_millis(600));
+    let (ids, refused) = queued_while_paused(&rig, &server, n).await;
+    rig.graph.set_delay(each);
     rig.graph.recover();
     server.save(&graph_settings()).await;
     for id in &ids {
@@ -618,7 +631,7 @@ async fn a_lapsed_claim_taken_by_another_worker_is_not_sent_twice() {
         assert_eq!(sent["attempt_count"], 1, "sent once: {sent}");
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(rig.graph.requests() - refused, N, "one request each");
+    assert_eq!(rig.graph.requests() - refused, n, "one request each");
 }
 
 /// SIGKILL at full speed: no rate limit and Graph answering at once, so

@@ -137,6 +137,31 @@ impl Engine {
         }
     }
 
+    /// Runs an attempt on message `id`, renewing its claim at half the
+    /// lease while it lasts: an upstream may take longer than the lease (an
+    /// SMTP session may open for a minute, then send for two), and a claim
+    /// that lapsed mid-attempt let another worker or server send the
+    /// message too. Once the attempt is recorded, a renewal changes nothing.
+    pub(super) async fn renewing<T>(
+        &self,
+        id: &str,
+        lease: &Lease,
+        attempt: impl std::future::Future<Output = T>,
+    ) -> T {
+        let step = Duration::from_secs(lease.seconds.max(1) as u64) / 2;
+        tokio::pin!(attempt);
+        loop {
+            tokio::select! {
+                out = &mut attempt => return out,
+                _ = tokio::time::sleep(step) => {
+                    if let Err(e) = self.queue.renew(id, unix(&*self.clock), lease).await {
+                        tracing::warn!(error = %e, "cannot renew the lease of a message being sent");
+                    }
+                }
+            }
+        }
+    }
+
     /// `credential.expiring` once a day per profile while its warning lasts
     /// (docs/API.md §13).
     async fn credential_events(&self) {

@@ -138,9 +138,8 @@ impl Engine {
                     }
                 }
                 let which = message.without_body();
-                conn = self
-                    .guarded(&which, self.deliver(message, &current, conn))
-                    .await;
+                let attempt = self.guarded(&which, self.deliver(message, &current, conn));
+                conn = self.renewing(&which.id, &lease, attempt).await;
                 // The pace of a working upstream: an attempt that paused
                 // delivery (refused at once, most often) says nothing of it.
                 if conn.is_some() {
