@@ -148,6 +148,7 @@ both!(
     due_messages_are_claimed_in_turn_per_app,
     apps_keep_their_limits_and_changes,
     released_messages_are_queued_again_for_any_server,
+    a_release_gives_back_only_what_its_owner_holds,
     deleting_a_message_takes_its_recipients_and_attempts,
     profiles_keep_their_own_settings_pause_and_messages,
     the_daily_count_holds_for_parallel_servers,
@@ -185,7 +186,10 @@ async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
         .unwrap()
         .iter()
         .all(|m| m.id != "msg_w"));
-    s.queue.release(vec!["msg_e".into()]).await.unwrap();
+    s.queue
+        .release(vec!["msg_e".into()], "srv_a")
+        .await
+        .unwrap();
     assert_eq!(s.queue.expire(T0 + 10 * 86_400, "t").await.unwrap(), 1);
     let w = s.queue.details("msg_w").await.unwrap().unwrap();
     assert_eq!(w.summary.status, Status::Deferred);
@@ -503,7 +507,14 @@ async fn the_daily_count_holds_for_parallel_servers(f: Fixture) {
     };
     assert_eq!(today(s.queue.clone()).await, 5 + 9 + 3 + 4);
     s.queue.unreserve("msg_c").await.unwrap();
-    s.queue.release(vec!["msg_d".into()]).await.unwrap();
+    // A release by someone who does not hold the message changes nothing
+    // (`a_release_gives_back_only_what_its_owner_holds` has the rest).
+    s.queue
+        .release(vec!["msg_d".into()], "srv_a")
+        .await
+        .unwrap();
+    assert_eq!(today(s.queue.clone()).await, 5 + 9 + 4);
+    s.queue.unreserve("msg_d").await.unwrap();
     assert_eq!(today(s.queue.clone()).await, 5 + 9);
     s.queue.purge_usage(T0 + 3 * 86_400).await.unwrap();
     assert_eq!(f.rows("profile_usage").await, 0);
@@ -926,7 +937,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
         .all(|m| m.id != "msg_0"));
     // Unattempted claims go back at once.
     b.queue
-        .release(vec!["msg_1".into(), "msg_2".into()])
+        .release(vec!["msg_1".into(), "msg_2".into()], "srv_b")
         .await
         .unwrap();
     assert_eq!(a.queue.counts().await.unwrap()[&Status::Queued], 2);
@@ -941,7 +952,10 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
             .all(|m| m.id != "msg_2"),
         "a cancelled message is not sent"
     );
-    a.queue.release(vec!["msg_1".into()]).await.unwrap();
+    a.queue
+        .release(vec!["msg_1".into()], "srv_a")
+        .await
+        .unwrap();
     assert!(matches!(
         b.queue.cancel("msg_0", "t").await,
         Err(mailroom_backend::queue::ChangeError::Status(Status::Sent))
@@ -1070,7 +1084,7 @@ async fn retention_purges_final_messages_only(f: Fixture) {
         )
         .await
         .unwrap();
-    s.queue.release(vec![]).await.unwrap();
+    s.queue.release(vec![], "srv").await.unwrap();
     assert_eq!(
         s.queue.purge("2026-09-01T00:00:00Z").await.unwrap(),
         0,
@@ -1685,7 +1699,10 @@ async fn released_messages_are_queued_again_for_any_server(f: Fixture) {
         .await
         .unwrap()
         .is_empty());
-    a.queue.release(vec!["msg_rel".into()]).await.unwrap();
+    a.queue
+        .release(vec!["msg_rel".into()], "srv_a")
+        .await
+        .unwrap();
     assert_eq!(a.queue.counts().await.unwrap()[&Status::Queued], 1);
     // At once, not after the lease: the other server may take it.
     let taken = b
@@ -1706,6 +1723,63 @@ async fn released_messages_are_queued_again_for_any_server(f: Fixture) {
         .renew("msg_rel", T0, &lease("srv_b", 120))
         .await
         .unwrap());
+}
+
+/// A worker gives back the rest of its batch (paused, stopping, waiting for
+/// Graph's limits); a message in it whose claim lapsed and was taken by
+/// another worker or server meanwhile is theirs, being sent: it must stay
+/// `sending`, or a third claim would send it again.
+async fn a_release_gives_back_only_what_its_owner_holds(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    a.queue.enqueue(message("msg_own", None)).await.unwrap();
+    let mine = a
+        .queue
+        .claim("default", T0, 5, &lease("srv_a/w0", 60))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    a.queue
+        .take_quota("default", vec![("msg_own".into(), 1)], None, T0)
+        .await
+        .unwrap();
+    // A's claim lapses; B takes the message.
+    let theirs = b
+        .queue
+        .claim("default", T0 + 61, 5, &lease("srv_b/w0", 60))
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    a.queue
+        .release(vec!["msg_own".into()], "srv_a/w0")
+        .await
+        .unwrap();
+    assert_eq!(
+        a.queue.counts().await.unwrap()[&Status::Sending],
+        1,
+        "B's claim stands"
+    );
+    assert!(
+        a.queue
+            .claim("default", T0 + 62, 5, &lease("srv_a/w1", 60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "nobody else may take it"
+    );
+    let usage = |q: Arc<dyn Queue>| async move {
+        q.profile_usage("default", T0 + 62)
+            .await
+            .unwrap()
+            .recipients_today
+    };
+    assert_eq!(usage(a.queue.clone()).await, 1, "still counted for the day");
+    // B's own release gives it back, and uncounts it.
+    b.queue
+        .release(vec!["msg_own".into()], "srv_b/w0")
+        .await
+        .unwrap();
+    assert_eq!(a.queue.counts().await.unwrap()[&Status::Queued], 1);
+    assert_eq!(usage(a.queue.clone()).await, 0);
 }
 
 async fn apps_keep_their_limits_and_changes(f: Fixture) {
@@ -2066,7 +2140,7 @@ async fn a_claim_whose_commit_is_cut_hands_out_its_messages_or_leaves_them_due()
         "due again at once, not after the lease"
     );
     s.queue
-        .release(ids.iter().map(|i| i.to_string()).collect())
+        .release(ids.iter().map(|i| i.to_string()).collect(), "srv_b")
         .await
         .unwrap();
 

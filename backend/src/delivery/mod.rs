@@ -581,7 +581,7 @@ mod tests {
         let clock = Arc::new(crate::clock::ManualClock::default());
         let mut engine = engine_over(dir.path(), store.clone(), clock.clone(), webhooks);
         store
-            .release(claimed.iter().map(|m| m.id.clone()).collect())
+            .release(claimed.iter().map(|m| m.id.clone()).collect(), "srv_test")
             .await
             .unwrap();
         // Two days on, every message is past its day in the queue.

@@ -75,7 +75,7 @@ impl Engine {
                 continue;
             }
             // The profile's rolling day: what does not fit waits, with no attempt.
-            let claimed = self.within_quota(claimed).await;
+            let claimed = self.within_quota(claimed, &lease).await;
             // The settings are read once per batch; a save in between shows
             // as a new version, and the next batch opens a new connection.
             let current = self
@@ -95,7 +95,7 @@ impl Engine {
                     // The rest of the batch goes back to the queue rather than
                     // wait with its leases running out; this one stays claimed.
                     let ids = rest.by_ref().map(|m| m.id).collect();
-                    if let Err(e) = self.queue.release(ids).await {
+                    if let Err(e) = self.queue.release(ids, &lease.owner).await {
                         tracing::error!(worker, error = %e, "cannot release claimed messages");
                     }
                     let waited = self.wait_claimed(&message.id, &lease, at, &mut stop).await;
@@ -108,7 +108,8 @@ impl Engine {
                         Waited::Ready if !self.queue.shared() || slot.is_some() => {}
                         Waited::Lost => continue,
                         Waited::Ready | Waited::Stopping => {
-                            if let Err(e) = self.queue.release(vec![message.id]).await {
+                            if let Err(e) = self.queue.release(vec![message.id], &lease.owner).await
+                            {
                                 tracing::error!(worker, error = %e, "cannot release a claimed message");
                             }
                             break;
@@ -133,7 +134,7 @@ impl Engine {
                         let ids = std::iter::once(message.id)
                             .chain(rest.by_ref().map(|m| m.id))
                             .collect();
-                        let _ = self.queue.release(ids).await;
+                        let _ = self.queue.release(ids, &lease.owner).await;
                         break;
                     }
                 }
@@ -149,7 +150,7 @@ impl Engine {
                 let paused = conn.is_none() && self.is_paused().await;
                 if paused || stopping(&stop) {
                     let ids = rest.by_ref().map(|m| m.id).collect();
-                    if let Err(e) = self.queue.release(ids).await {
+                    if let Err(e) = self.queue.release(ids, &lease.owner).await {
                         tracing::error!(worker, error = %e, "cannot release claimed messages");
                     }
                 }
@@ -238,7 +239,7 @@ impl Engine {
     /// Counts the batch toward the profile's `recipients_per_day`; messages
     /// past it wait (deferred, code `quota`, no attempt) until the rolling
     /// window allows them, and `quota.reached` goes out once per crossing.
-    async fn within_quota(&self, claimed: Vec<Claimed>) -> Vec<Claimed> {
+    async fn within_quota(&self, claimed: Vec<Claimed>, lease: &Lease) -> Vec<Claimed> {
         let sizes: Vec<(String, u32)> = claimed
             .iter()
             .map(|m| (m.id.clone(), m.recipients.len() as u32))
@@ -254,7 +255,7 @@ impl Engine {
             Err(e) => {
                 tracing::error!(error = %e, "cannot count the profile's daily recipients");
                 let ids = claimed.into_iter().map(|m| m.id).collect();
-                let _ = self.queue.release(ids).await;
+                let _ = self.queue.release(ids, &lease.owner).await;
                 return Vec::new();
             }
         };

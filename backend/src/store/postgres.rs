@@ -1524,24 +1524,23 @@ impl Queue for PgStore {
         Ok(true)
     }
 
-    async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
+    async fn release(&self, ids: Vec<String>, owner: &str) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
         let c = self.pool.get().await?;
-        // [`sql::RELEASE`] for every id at once.
+        // [`sql::RELEASE`] for every id at once; those released, not sent,
+        // no longer count toward the profile's day.
         let stmt = c
             .prepare_cached(
-                "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL
-                 WHERE id = ANY($1) AND status = 'sending'",
+                "WITH released AS (
+                   UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL
+                   WHERE id = ANY($1) AND status = 'sending' AND locked_by = $2
+                   RETURNING id)
+                 DELETE FROM profile_usage WHERE message_id IN (SELECT id FROM released)",
             )
             .await?;
-        c.execute(&stmt, &[&ids]).await?;
-        // Not sent: no longer counted toward the profile's day.
-        let stmt = c
-            .prepare_cached("DELETE FROM profile_usage WHERE message_id = ANY($1)")
-            .await?;
-        c.execute(&stmt, &[&ids]).await?;
+        c.execute(&stmt, &[&ids, &owner]).await?;
         Ok(())
     }
 

@@ -477,8 +477,10 @@ pub trait Queue: Send + Sync {
     fn shared(&self) -> bool {
         false
     }
-    /// Puts claimed messages that were not attempted back to `queued`.
-    async fn release(&self, ids: Vec<String>) -> Result<(), StoreError>;
+    /// Puts claimed messages that were not attempted back to `queued`: only
+    /// those `owner` still holds (a lapsed claim another worker or server
+    /// took since is theirs, and stays `sending`).
+    async fn release(&self, ids: Vec<String>, owner: &str) -> Result<(), StoreError>;
     /// Records attempts and the messages' new states, and the webhook
     /// events they raise, in one transaction (an event is never lost).
     /// Shared, so a caller that must try again keeps them without a copy.

@@ -306,7 +306,7 @@ pub(crate) const TO_DELIVER: &str = "SELECT idx, address FROM recipients WHERE m
 pub(crate) const RENEW: &str =
     "UPDATE messages SET locked_until = ?3 WHERE id = ?1 AND status = 'sending' AND locked_by = ?2";
 /// A claimed message back to the queue (SQLite's loop; PostgreSQL's `= ANY`).
-pub(crate) const RELEASE: &str = "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE id = ?1 AND status = 'sending'";
+pub(crate) const RELEASE: &str = "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE id = ?1 AND status = 'sending' AND locked_by = ?2";
 /// The message an attempt is recorded on (PostgreSQL adds `FOR UPDATE`).
 pub(crate) const MESSAGE_FOR_ATTEMPT: &str =
     "SELECT seq, attempt_count FROM messages WHERE id = ?1";

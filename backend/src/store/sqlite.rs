@@ -1037,18 +1037,20 @@ impl Queue for SqliteStore {
         .await
     }
 
-    async fn release(&self, ids: Vec<String>) -> Result<(), StoreError> {
+    async fn release(&self, ids: Vec<String>, owner: &str) -> Result<(), StoreError> {
         if ids.is_empty() {
             return Ok(());
         }
+        let owner = owner.to_string();
         self.with_conn(move |c| {
             let tx = c.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(sql::RELEASE)?;
                 let mut unreserve = tx.prepare_cached(sql::UNRESERVE)?;
                 for id in &ids {
-                    stmt.execute([id])?;
-                    unreserve.execute([id])?;
+                    if stmt.execute(params![id, owner])? > 0 {
+                        unreserve.execute([id])?;
+                    }
                 }
             }
             tx.commit()?;
