@@ -3,16 +3,6 @@
 
 use super::*;
 
-/// How a wait with a message claimed ended.
-pub(super) enum Waited {
-    /// Its time came, the message still claimed.
-    Ready,
-    /// Its claim was taken over (another server's now): leave it.
-    Lost,
-    /// The server stops, or the claim cannot be renewed: give it back.
-    Stopping,
-}
-
 impl Engine {
     /// Holds every worker for `wait` (or longer, if already held longer);
     /// with a pace shared by several servers, theirs too.
@@ -104,43 +94,10 @@ impl Engine {
         })
     }
 
-    /// Waits until `at` with message `id` claimed under `lease`, renewing
-    /// the claim at half the lease.
-    pub(super) async fn wait_claimed(
-        &self,
-        id: &str,
-        lease: &Lease,
-        at: tokio::time::Instant,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Waited {
-        let step = Duration::from_secs(lease.seconds.max(1) as u64) / 2;
-        loop {
-            let now = tokio::time::Instant::now();
-            if now >= at {
-                return Waited::Ready;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(at.min(now + step)) => {}
-                _ = stop.changed() => {}
-            }
-            if stopping(stop) {
-                return Waited::Stopping;
-            }
-            match self.queue.renew(id, unix(&*self.clock), lease).await {
-                Ok(true) => {}
-                Ok(false) => return Waited::Lost,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot renew a lease");
-                    return Waited::Stopping;
-                }
-            }
-        }
-    }
-
-    /// Runs an attempt on message `id`, renewing its claim at half the
-    /// lease while it lasts: an upstream may take longer than the lease (an
-    /// SMTP session may open for a minute, then send for two), and a claim
-    /// that lapsed mid-attempt let another worker or server send the
+    /// Runs `attempt` (or a wait) on message `id`, renewing its claim at
+    /// half the lease while it lasts: an upstream may take longer than the
+    /// lease (an SMTP session may open for a minute, then send for two), and
+    /// a claim that lapsed mid-attempt let another worker or server send the
     /// message too. Once the attempt is recorded, a renewal changes nothing.
     pub(super) async fn renewing<T>(
         &self,

@@ -2,7 +2,6 @@
 //! connection, reused for consecutive messages.
 
 use super::outcome::transcript_text;
-use super::scheduler::Waited;
 use super::*;
 
 impl Engine {
@@ -98,22 +97,25 @@ impl Engine {
                     if let Err(e) = self.queue.release(ids, &lease.owner).await {
                         tracing::error!(worker, error = %e, "cannot release claimed messages");
                     }
-                    let waited = self.wait_claimed(&message.id, &lease, at, &mut stop).await;
+                    // Its claim is renewed meanwhile ([`Engine::renewing`]);
+                    // one lost anyway is found by the renewal below.
+                    let wait = async {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(at) => {}
+                            _ = stop.changed() => {}
+                        }
+                    };
+                    self.renewing(&message.id, &lease, wait).await;
                     // With several servers, the connection slot may have
                     // lapsed meanwhile: it is taken again (or another) first.
-                    if matches!(waited, Waited::Ready) && self.queue.shared() {
+                    if !stopping(&stop) && self.queue.shared() {
                         slot = self.hold_slot(worker, slot).await;
                     }
-                    match waited {
-                        Waited::Ready if !self.queue.shared() || slot.is_some() => {}
-                        Waited::Lost => continue,
-                        Waited::Ready | Waited::Stopping => {
-                            if let Err(e) = self.queue.release(vec![message.id], &lease.owner).await
-                            {
-                                tracing::error!(worker, error = %e, "cannot release a claimed message");
-                            }
-                            break;
+                    if stopping(&stop) || (self.queue.shared() && slot.is_none()) {
+                        if let Err(e) = self.queue.release(vec![message.id], &lease.owner).await {
+                            tracing::error!(worker, error = %e, "cannot release a claimed message");
                         }
+                        break;
                     }
                 }
                 // Late in a slow batch (a rate limit, a slow server), the lease
