@@ -149,6 +149,7 @@ both!(
     apps_keep_their_limits_and_changes,
     released_messages_are_queued_again_for_any_server,
     a_release_gives_back_only_what_its_owner_holds,
+    a_late_attempt_leaves_the_message_to_whoever_holds_it,
     deleting_a_message_takes_its_recipients_and_attempts,
     profiles_keep_their_own_settings_pause_and_messages,
     the_daily_count_holds_for_parallel_servers,
@@ -204,7 +205,7 @@ async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    let mut later = sent("t");
+    let mut later = sent("srv_a", "t");
     later.attempt.ok = false;
     later.attempt.code = Some("451".into());
     later.recipients.clear();
@@ -414,6 +415,7 @@ async fn profiles_keep_their_own_settings_pause_and_messages(f: Fixture) {
                 status: Status::Sent,
                 next_attempt_unix: T0,
                 counts: true,
+                owner: "srv_1".into(),
             },
             "t",
         )
@@ -606,7 +608,7 @@ fn lease(owner: &str, seconds: i64) -> Lease {
     }
 }
 
-fn sent(at: &str) -> AttemptRecord {
+fn sent(owner: &str, at: &str) -> AttemptRecord {
     AttemptRecord {
         attempt: Attempt {
             at: at.into(),
@@ -635,6 +637,7 @@ fn sent(at: &str) -> AttemptRecord {
         status: Status::Sent,
         next_attempt_unix: T0,
         counts: true,
+        owner: owner.into(),
     }
 }
 
@@ -916,7 +919,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
     b.queue
         .record(
             "msg_0",
-            sent("2026-11-26T00:01:00Z"),
+            sent("srv_b", "2026-11-26T00:01:00Z"),
             "2026-11-26T00:01:00Z",
         )
         .await
@@ -975,6 +978,7 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
         status: Status::Failed,
         next_attempt_unix: T0,
         counts: true,
+        owner: "srv_a".into(),
     };
     let claimed = a
         .queue
@@ -1079,7 +1083,7 @@ async fn retention_purges_final_messages_only(f: Fixture) {
     s.queue
         .record(
             "msg_old",
-            sent("2026-10-01T00:00:00Z"),
+            sent("srv", "2026-10-01T00:00:00Z"),
             "2026-10-01T00:00:00Z",
         )
         .await
@@ -1528,6 +1532,7 @@ async fn the_last_event_of_a_type_is_found_per_profile(f: Fixture) {
         body: json!({"type": event, "timestamp": "t", "data": data}).to_string(),
         at: "2026-11-26T00:00:01Z".into(),
         at_unix,
+        message: None,
     };
     const EXPIRING: &str = "credential.expiring";
     assert_eq!(
@@ -1579,6 +1584,7 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
         body: "{}".into(),
         at: "2026-11-26T00:00:01Z".into(),
         at_unix: T0,
+        message: None,
     };
     for id in ["msg_a", "msg_b"] {
         s.queue.enqueue(message(id, None)).await.unwrap();
@@ -1590,7 +1596,7 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
     let now = "2026-11-26T00:00:01Z";
     s.queue
         .record_many(
-            vec![("msg_a".into(), sent(now))].into(),
+            vec![("msg_a".into(), sent("srv", now))].into(),
             now,
             vec![event("evt_1")].into(),
         )
@@ -1604,7 +1610,7 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
     let failed = s
         .queue
         .record_many(
-            vec![("msg_b".into(), sent(now))].into(),
+            vec![("msg_b".into(), sent("srv", now))].into(),
             now,
             vec![event("evt_1")].into(),
         )
@@ -1667,7 +1673,7 @@ async fn deleting_a_message_takes_its_recipients_and_attempts(f: Fixture) {
     s.queue
         .record(
             "msg_gone",
-            sent("2026-11-26T00:00:01Z"),
+            sent("srv", "2026-11-26T00:00:01Z"),
             "2026-11-26T00:00:01Z",
         )
         .await
@@ -1780,6 +1786,92 @@ async fn a_release_gives_back_only_what_its_owner_holds(f: Fixture) {
         .unwrap();
     assert_eq!(a.queue.counts().await.unwrap()[&Status::Queued], 1);
     assert_eq!(usage(a.queue.clone()).await, 0);
+}
+
+/// An attempt recorded after its claim lapsed and another worker or server
+/// took the message (a process stalled past its lease, a database away
+/// longer than the renewals): the attempt joins the history, but the
+/// message, its recipients, its count and its events stay the holder's.
+/// Written over the holder's `sending`, a late `deferred` let a third claim
+/// send the message while the holder sent it; written over its `sent`, the
+/// message went out again.
+async fn a_late_attempt_leaves_the_message_to_whoever_holds_it(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    let (_hooks, webhook_id) = store_with_webhook(&f, "message.deferred").await;
+    a.queue.enqueue(message("msg_late", None)).await.unwrap();
+    let claimed = |q: Arc<dyn Queue>, at: i64, owner: &'static str| async move {
+        q.claim("default", at, 5, &lease(owner, 60))
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(claimed(a.queue.clone(), T0, "srv_a/w0").await, 1);
+    // A's claim lapses; B takes the message.
+    assert_eq!(claimed(b.queue.clone(), T0 + 61, "srv_b/w0").await, 1);
+    let mut late = sent("srv_a/w0", "2026-11-26T00:01:02Z");
+    late.attempt.ok = false;
+    late.attempt.code = Some("451".into());
+    late.attempt.message = "timed out".into();
+    for r in &mut late.recipients {
+        r.status = Status::Deferred;
+    }
+    late.status = Status::Deferred;
+    late.next_attempt_unix = T0 + 62;
+    let event = NewDelivery {
+        id: "evt_late".into(),
+        webhook_id,
+        event: "message.deferred".into(),
+        body: "{}".into(),
+        at: "2026-11-26T00:01:02Z".into(),
+        at_unix: T0 + 62,
+        message: Some("msg_late".into()),
+    };
+    let record_late = |q: Arc<dyn Queue>| {
+        let (late, event) = (late.clone(), event.clone());
+        async move {
+            q.record_many(
+                vec![("msg_late".into(), late)].into(),
+                "2026-11-26T00:01:02Z",
+                vec![event].into(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    record_late(a.queue.clone()).await;
+    let d = a.queue.details("msg_late").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Sending, "B's claim stands: {d:?}");
+    assert_eq!(d.summary.attempt_count, 0, "{d:?}");
+    assert!(d.summary.last_error.is_none(), "{d:?}");
+    assert!(
+        d.recipients.iter().all(|r| r.status == Status::Queued),
+        "{d:?}"
+    );
+    assert_eq!(d.attempts.len(), 1, "the attempt is in the history");
+    assert_eq!(d.attempts[0].message, "timed out");
+    assert_eq!(f.rows("webhook_deliveries").await, 0, "no event");
+    assert_eq!(
+        claimed(a.queue.clone(), T0 + 63, "srv_a/w1").await,
+        0,
+        "nobody else may take it"
+    );
+    // B's own record counts; A's, again after it, changes nothing.
+    b.queue
+        .record("msg_late", sent("srv_b/w0", "2026-11-26T00:01:03Z"), "t")
+        .await
+        .unwrap();
+    record_late(a.queue.clone()).await;
+    let d = a.queue.details("msg_late").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Sent, "{d:?}");
+    assert_eq!(d.summary.attempt_count, 1, "{d:?}");
+    assert!(d.recipients.iter().all(|r| r.status == Status::Sent));
+    assert_eq!(d.attempts.len(), 3);
+    assert_eq!(f.rows("webhook_deliveries").await, 0);
+    assert_eq!(
+        claimed(a.queue.clone(), T0 + 10_000, "srv_a/w1").await,
+        0,
+        "sent once is sent"
+    );
 }
 
 async fn apps_keep_their_limits_and_changes(f: Fixture) {
@@ -2080,10 +2172,13 @@ async fn a_commit_whose_answer_is_lost_is_told_from_one_that_failed() {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     cutter.arm(Cut::AnswerLost);
-    let r = store.record("msg_kept", sent("t"), "t").await;
+    let r = store.record("msg_kept", sent("srv_a", "t"), "t").await;
     assert_eq!(cutter.cuts(), 3);
     if r.is_err() {
-        store.record("msg_kept", sent("t"), "t").await.unwrap();
+        store
+            .record("msg_kept", sent("srv_a", "t"), "t")
+            .await
+            .unwrap();
     }
     assert_eq!(f.rows("attempts").await, 1, "recorded once");
     assert!(r.is_ok(), "a committed record is reported done: {r:?}");

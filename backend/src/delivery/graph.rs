@@ -67,6 +67,7 @@ impl Engine {
                     status: Status::Sent,
                     next_attempt_unix: unix(&*self.clock),
                     counts: true,
+                    owner: m.owner.clone(),
                 };
                 self.record(&m.id, record).await;
                 self.counted_sent(&m).await;

@@ -170,7 +170,10 @@ pub struct Engine {
 }
 
 /// What the recorder is handed: an attempt to commit, or a wait for the
-/// commit of every attempt handed to it before.
+/// commit of every attempt handed to it before. Nearly every item is an
+/// attempt, moved once through the channel: boxing it would only add an
+/// allocation to each.
+#[allow(clippy::large_enum_variant)]
 enum ToRecord {
     Attempt(String, AttemptRecord),
     Flush(oneshot::Sender<()>),
@@ -719,6 +722,8 @@ mod tests {
             status: Status::Sent,
             next_attempt_unix: now,
             counts: true,
+            // `claimed_40`'s claims.
+            owner: "srv_test".into(),
         }
     }
 
@@ -761,6 +766,61 @@ mod tests {
         let (ack, done) = oneshot::channel();
         tx.send(ToRecord::Flush(ack)).unwrap();
         done.await.expect("the flush is answered");
+    }
+
+    /// An attempt handed to the recorder after its claim lapsed and another
+    /// worker or server took the message leaves the message, and the event,
+    /// to the claim's holder ([`Queue::record_many`]); the batch's other
+    /// attempts are recorded with their events as usual.
+    #[tokio::test]
+    async fn a_late_attempt_raises_no_event_and_leaves_its_message_sending() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, claimed, clock, webhooks, now) = claimed_40(dir.path()).await;
+        use crate::store::WebhookStore;
+        let hook = crate::webhooks::new_webhook(
+            "https://hooks.example.com/x".into(),
+            vec!["message.sent".into()],
+            Default::default(),
+            clock.rfc3339(),
+        );
+        store
+            .add_webhook(crate::store::WebhookRow {
+                webhook: hook,
+                secret: vec![1],
+            })
+            .await
+            .unwrap();
+        webhooks.changed();
+        let others = Lease {
+            owner: "srv_other".into(),
+            seconds: 60,
+        };
+        // The claims lapse, and another server takes the first one.
+        let taken = store
+            .claim(crate::store::DEFAULT_PROFILE, now + 61, 1, &others)
+            .await
+            .unwrap();
+        let ids: Vec<String> = claimed.iter().map(|m| m.id.clone()).collect();
+        assert_eq!(taken.len(), 1);
+        assert!(ids[..2].contains(&taken[0].id), "{} taken", taken[0].id);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(recorder(store.clone(), clock, webhooks, rx));
+        sent_each(&tx, &ids[..2], now, 1).await.unwrap();
+        let late = store.details(&taken[0].id).await.unwrap().unwrap();
+        assert_eq!(late.summary.status, Status::Sending, "{late:?}");
+        let other = ids[..2].iter().find(|id| **id != taken[0].id).unwrap();
+        let on_time = store.details(other).await.unwrap().unwrap();
+        assert_eq!(on_time.summary.status, Status::Sent);
+        let events: Vec<String> = store
+            .with_conn(|c| {
+                let mut stmt = c.prepare("SELECT body FROM webhook_deliveries")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<String>, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].contains(other.as_str()), "{events:?}");
     }
 
     /// A batch whose recording panics (a clock whose first reading panics

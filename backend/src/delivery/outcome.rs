@@ -123,6 +123,7 @@ impl Engine {
             status: Status::Queued,
             next_attempt_unix: unix(&*self.clock),
             counts: false,
+            owner: m.owner.clone(),
         };
         self.record(&m.id, record).await;
     }
@@ -210,6 +211,7 @@ impl Engine {
             status: Status::Deferred,
             next_attempt_unix: unix(&*self.clock) + wait.as_secs() as i64,
             counts,
+            owner: m.owner.clone(),
         };
         self.record(&m.id, record).await;
     }
@@ -241,6 +243,7 @@ impl Engine {
             status: Status::Failed,
             next_attempt_unix: unix(&*self.clock),
             counts: true,
+            owner: m.owner.clone(),
         };
         self.record(&m.id, record).await;
     }
@@ -336,6 +339,7 @@ impl Engine {
             status,
             next_attempt_unix: next,
             counts: true,
+            owner: m.owner.clone(),
         };
         self.record(&m.id, record).await;
         match status {

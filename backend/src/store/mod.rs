@@ -57,6 +57,28 @@ pub struct NewDelivery {
     pub at: String,
     /// The same, Unix seconds (first due then).
     pub at_unix: i64,
+    /// The message a message event is about (not stored): the event is
+    /// stored only with its attempt's hold on the message
+    /// ([`Queue::record_many`]).
+    pub message: Option<String>,
+}
+
+/// The events of a batch of attempts, less those about the `lapsed`
+/// messages, whose attempts no longer held their claim.
+pub(crate) fn held_events<'a>(
+    events: &'a [NewDelivery],
+    lapsed: &[&str],
+) -> std::borrow::Cow<'a, [NewDelivery]> {
+    if lapsed.is_empty() {
+        return events.into();
+    }
+    let about_lapsed = |d: &NewDelivery| d.message.as_deref().is_some_and(|m| lapsed.contains(&m));
+    events
+        .iter()
+        .filter(|d| !about_lapsed(d))
+        .cloned()
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// A claimed delivery.

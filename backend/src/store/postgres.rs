@@ -920,12 +920,12 @@ async fn record_in(
     id: &str,
     r: &AttemptRecord,
     now: &str,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let stmt = prepared(tx, &format!("{} FOR UPDATE", sql::MESSAGE_FOR_ATTEMPT)).await?;
-    let Some(row) = tx.query_opt(&stmt, &[&id]).await? else {
-        return Ok(());
+    let Some(row) = tx.query_opt(&stmt, &[&id, &r.owner]).await? else {
+        return Ok(false);
     };
-    let (seq, count) = (row.int(0)?, row.int(1)?);
+    let (seq, count, held) = (row.int(0)?, row.int(1)?, row.int(2)? == 1);
     let a = &r.attempt;
     tx.execute(
         &prepared(tx, sql::ADD_ATTEMPT).await?,
@@ -942,6 +942,9 @@ async fn record_in(
         ],
     )
     .await?;
+    if !held {
+        return Ok(false);
+    }
     let set = prepared(tx, sql::SET_RECIPIENT).await?;
     for o in &r.recipients {
         tx.execute(
@@ -972,7 +975,7 @@ async fn record_in(
         ],
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// One app's side of a batch: its lock is held, and its recent and waiting
@@ -1472,6 +1475,7 @@ impl Queue for PgStore {
                     app_id: r.opt_text(6)?,
                     recipients: idx.into_iter().map(|i| i as u32).zip(addresses).collect(),
                     transport: None,
+                    owner: lease.owner.clone(),
                 },
             ));
         }
@@ -1553,10 +1557,13 @@ impl Queue for PgStore {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         let (xid, ()) = tokio::try_join!(xact_id(&tx), async {
+            let mut lapsed = Vec::new();
             for (id, r) in batch.iter() {
-                record_in(&tx, id, r, now).await?;
+                if !record_in(&tx, id, r, now).await? {
+                    lapsed.push(id.as_str());
+                }
             }
-            insert_deliveries(&tx, &events).await
+            insert_deliveries(&tx, &super::held_events(&events, &lapsed)).await
         })?;
         commit_known(&self.pool, tx, xid).await
     }

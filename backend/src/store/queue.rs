@@ -283,6 +283,8 @@ pub struct Claimed {
     pub created_unix: i64,
     /// The way out its attempt takes, once the engine knows (not stored).
     pub transport: Option<mailroom_shared::Transport>,
+    /// The lease owner it was claimed for: its attempt's record names it.
+    pub owner: String,
 }
 
 impl Claimed {
@@ -297,6 +299,7 @@ impl Claimed {
             attempt_count: self.attempt_count,
             created_unix: self.created_unix,
             transport: self.transport,
+            owner: self.owner.clone(),
         }
     }
 }
@@ -329,6 +332,10 @@ pub struct AttemptRecord {
     pub next_attempt_unix: i64,
     /// Whether this counts as an attempt (a pause does not).
     pub counts: bool,
+    /// The lease owner whose claim the attempt was made under
+    /// ([`Claimed::owner`]). Only while that claim holds does the record
+    /// change the message; see [`Queue::record_many`].
+    pub owner: String,
 }
 
 impl AttemptRecord {
@@ -484,6 +491,14 @@ pub trait Queue: Send + Sync {
     /// Records attempts and the messages' new states, and the webhook
     /// events they raise, in one transaction (an event is never lost).
     /// Shared, so a caller that must try again keeps them without a copy.
+    ///
+    /// An attempt whose claim lapsed and was taken by another worker or
+    /// server (its [`AttemptRecord::owner`] no longer holds the message) is
+    /// kept in the message's history, but leaves its state, recipients,
+    /// attempt count and events to the claim's holder: written over the
+    /// holder's `sending`, it made the message claimable by a third while
+    /// the holder sent it, or a `deferred` over the holder's `sent` sent it
+    /// again later.
     async fn record_many(
         &self,
         batch: Arc<[(String, AttemptRecord)]>,

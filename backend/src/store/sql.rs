@@ -307,9 +307,11 @@ pub(crate) const RENEW: &str =
     "UPDATE messages SET locked_until = ?3 WHERE id = ?1 AND status = 'sending' AND locked_by = ?2";
 /// A claimed message back to the queue (SQLite's loop; PostgreSQL's `= ANY`).
 pub(crate) const RELEASE: &str = "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE id = ?1 AND status = 'sending' AND locked_by = ?2";
-/// The message an attempt is recorded on (PostgreSQL adds `FOR UPDATE`).
+/// The message an attempt is recorded on (PostgreSQL adds `FOR UPDATE`),
+/// and 1 when the attempt's owner `?2` still holds its claim.
 pub(crate) const MESSAGE_FOR_ATTEMPT: &str =
-    "SELECT seq, attempt_count FROM messages WHERE id = ?1";
+    "SELECT seq, attempt_count, CASE WHEN status = 'sending' AND locked_by = ?2 THEN 1 ELSE 0 END
+     FROM messages WHERE id = ?1";
 pub(crate) const ADD_ATTEMPT: &str =
     "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript, transport)
      VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE message_seq = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";

@@ -807,18 +807,22 @@ const BODY_MISSING: &str = "UPDATE messages SET status = 'failed', body = NULL,
 const BODY_MISSING_RECIPIENTS: &str =
     "UPDATE recipients SET status = 'failed' WHERE message_seq = ?1 AND status IN ('queued', 'deferred')";
 
+/// Records one attempt; `false` when its claim is no longer held, and only
+/// the attempt itself was kept ([`Queue::record_many`]).
 fn record_in(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
     r: &AttemptRecord,
     now: &str,
-) -> Result<(), StoreError> {
-    let Some((seq, count)) = tx
+) -> Result<bool, StoreError> {
+    let Some((seq, count, held)) = tx
         .prepare_cached(sql::MESSAGE_FOR_ATTEMPT)?
-        .query_row([id], |row| Ok((row.int(0)?, row.int(1)?)))
+        .query_row(params![id, r.owner], |row| {
+            Ok((row.int(0)?, row.int(1)?, row.int(2)? == 1))
+        })
         .optional()?
     else {
-        return Ok(());
+        return Ok(false);
     };
     let a = &r.attempt;
     tx.prepare_cached(&ONE_ROW.add_attempt)?.execute(params![
@@ -832,6 +836,9 @@ fn record_in(
         r.transcript,
         a.transport.map(mailroom_shared::EnumId::id)
     ])?;
+    if !held {
+        return Ok(false);
+    }
     let mut stmt = tx.prepare_cached(&ONE_ROW.set_recipient)?;
     for o in &r.recipients {
         stmt.execute(params![
@@ -854,7 +861,7 @@ fn record_in(
         last_message,
         r.keeps_body() as i64
     ])?;
-    Ok(())
+    Ok(true)
 }
 
 fn app_json(app: &App) -> String {
@@ -1020,6 +1027,7 @@ impl Queue for SqliteStore {
                                 app_id: r.opt_text(4)?,
                                 recipients: Vec::new(),
                                 transport: None,
+                                owner: owner.clone(),
                             })
                         })?;
                 let recipients = tx
@@ -1068,10 +1076,13 @@ impl Queue for SqliteStore {
         let now = now.to_string();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut lapsed = Vec::new();
             for (id, r) in batch.iter() {
-                record_in(&tx, id, r, &now)?;
+                if !record_in(&tx, id, r, &now)? {
+                    lapsed.push(id.as_str());
+                }
             }
-            insert_deliveries(&tx, &events)?;
+            insert_deliveries(&tx, &super::held_events(&events, &lapsed))?;
             tx.commit()?;
             Ok(())
         })
@@ -1768,6 +1779,7 @@ mod tests {
             status: Status::Sent,
             next_attempt_unix: 1_795_000_100,
             counts: true,
+            owner: "srv_test".into(),
         };
         store
             .record("msg_new", sent, "2026-11-26T00:00:02Z")

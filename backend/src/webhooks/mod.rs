@@ -161,7 +161,11 @@ impl Webhooks {
             if targets.is_empty() {
                 continue;
             }
-            rows.extend(self.rows(targets, event, json!({MESSAGE_REF: message})));
+            let mut about = self.rows(targets, event, json!({MESSAGE_REF: message}));
+            for row in &mut about {
+                row.message = Some(message.clone());
+            }
+            rows.extend(about);
         }
         rows
     }
@@ -180,6 +184,7 @@ impl Webhooks {
                 body: body.clone(),
                 at: at.clone(),
                 at_unix,
+                message: None,
             })
             .collect()
     }
