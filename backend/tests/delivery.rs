@@ -369,9 +369,8 @@ async fn a_temporary_refusal_defers_then_a_retry_sends() {
 async fn an_unreachable_server_pauses_and_nothing_fails_until_it_is_back() {
     let rig = Loopback::start(SmtpConfig::default()).await;
     let server = start(&rig, |_| {}).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let closed_port = closed.port;
     let mut settings = oauth_settings("localhost", closed_port);
     server.save(&settings).await;
     let (_, key) = server.new_app(json!({"name": "Cron"})).await;
@@ -394,10 +393,8 @@ async fn an_unreachable_server_pauses_and_nothing_fails_until_it_is_back() {
 
 /// Forwards every connection at `port` to the fake SMTP server: the upstream
 /// coming back at the address the settings already name.
-async fn forward(port: u16, to: u16) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("the closed port can be bound again");
+async fn forward(port: common::ClosedPort, to: u16) -> tokio::task::JoinHandle<()> {
+    let listener = port.listen();
     tokio::spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
             tokio::spawn(async move {
@@ -416,9 +413,8 @@ async fn a_paused_queue_resumes_by_itself_when_the_server_comes_back() {
         a.sending.pause_retry = std::time::Duration::from_millis(300)
     })
     .await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let port = closed.port;
     server.save(&oauth_settings("localhost", port)).await;
     let (_, key) = server.new_app(json!({"name": "Printer"})).await;
     let ids = submit_each(&server, &key, 0..4, "p", "scan").await;
@@ -438,7 +434,7 @@ async fn a_paused_queue_resumes_by_itself_when_the_server_comes_back() {
         assert_eq!(d["attempt_count"], 0, "a pause is not an attempt: {d}");
     }
     // The upstream comes back at the same address; no settings are saved.
-    let _up = forward(port, rig.smtp.port()).await;
+    let _up = forward(closed, rig.smtp.port()).await;
     for id in &ids {
         server.wait_status(id, "sent").await;
     }

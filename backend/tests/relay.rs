@@ -593,9 +593,8 @@ async fn a_sigkill_while_clients_send_loses_no_message_the_relay_acknowledged() 
     let mut server = Running::client(first.url.clone());
     (server.smtp, server.data) = (first.smtp, data.clone());
     // Delivery is paused meanwhile (nothing listens at the port): only storage counts.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let closed_port = closed.port;
     server.save(&oauth_settings("localhost", closed_port)).await;
     let (app, key) = server.new_app(json!({"name": "Crash"})).await;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

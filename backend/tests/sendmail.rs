@@ -134,9 +134,8 @@ async fn exit_codes_follow_sysexits() {
     assert_eq!(ran.code, Some(77), "{}", ran.stderr);
     assert!(ran.stderr.contains("key"), "{}", ran.stderr);
     // A closed port: 75, try again.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let port = closed.port;
     let url = format!("http://127.0.0.1:{port}");
     let ran = run(
         binary(),

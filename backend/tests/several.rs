@@ -217,9 +217,8 @@ async fn a_settings_save_on_one_server_wakes_delivery_on_the_other() {
         Running::client(a.url.clone()),
         Running::client(b.url.clone()),
     );
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let closed_port = closed.port;
     ca.save(&oauth_settings("localhost", closed_port)).await;
     let (_, key) = ca.new_app(json!({"name": "Wake"})).await;
     submit_all(std::slice::from_ref(&a.url), &key, 3, "w").await;
@@ -350,9 +349,8 @@ async fn a_bad_database_url_gives_a_clear_message_and_78() {
         );
     }
     // Nothing listening.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let closed_port = closed.port;
     let (code, err) = start_error(&format!(
         "postgres://postgres:pw@127.0.0.1:{closed_port}/test"
     ))

@@ -642,9 +642,8 @@ async fn a_webhooks_url_never_reaches_the_log() {
     let key = "B0SECRET0KEY0OF0THE0CHANNEL";
     let receiver = FakeReceiver::start().await;
     // One that answers, and one at a port nothing listens on, each tested.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_url = format!("http://{}/services/T0/{key}", closed.local_addr().unwrap());
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let closed_url = format!("http://{}/services/T0/{key}", closed.addr());
     for url in [receiver.url(&format!("/services/T0/{key}")), closed_url] {
         let (id, _) = add_hook(&server, &url, &["message.sent"], "slack").await;
         let (status, r) = server

@@ -277,3 +277,37 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// A loopback port that nothing listens on, held for the test: bound but not
+/// listening, so a connection to it is refused, and no other test (nor a
+/// server a test starts on port 0) is handed it meanwhile. A port that was
+/// only bound and dropped could be, and then a test that expected "refused"
+/// reached a stranger's listener.
+pub struct ClosedPort {
+    socket: socket2::Socket,
+    /// The port.
+    pub port: u16,
+}
+
+impl ClosedPort {
+    pub fn new() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&loopback.into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        ClosedPort { socket, port }
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts listening at the port: the service "comes back" there.
+    pub fn listen(self) -> tokio::net::TcpListener {
+        self.socket.listen(128).unwrap();
+        self.socket.set_nonblocking(true).unwrap();
+        tokio::net::TcpListener::from_std(self.socket.into()).unwrap()
+    }
+}

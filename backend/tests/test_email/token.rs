@@ -114,9 +114,8 @@ async fn token_errors_name_the_code_the_ids_and_the_fix() {
 
 #[tokio::test]
 async fn unreachable_and_slow_token_endpoints() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let port = closed.port;
     let rig = Rig::start(SmtpConfig::default()).await;
     let args = TestArgs {
         entra_authority: Some(format!("http://127.0.0.1:{port}")),

@@ -161,9 +161,8 @@ async fn untrusted_certificate_fails_at_tls_naming_subject_and_issuer() {
 
 #[tokio::test]
 async fn refused_and_dropped_connections() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = common::ClosedPort::new();
+    let port = closed.port;
     let rig = Rig::start(SmtpConfig::default()).await;
     let r = rig
         .tester()
