@@ -500,7 +500,10 @@ async fn the_daily_count_holds_for_parallel_servers(f: Fixture) {
             .unwrap(),
         (2, None)
     );
-    // A message counted but not sent (released, or its attempt paused) is uncounted.
+    // A message counted but not sent is uncounted by its claim's release or
+    // its paused attempt (`a_release_gives_back_only_what_its_owner_holds`,
+    // `a_late_attempt_leaves_the_message_to_whoever_holds_it`); a release
+    // by someone who does not hold it changes nothing.
     let today = |s: Arc<dyn Queue>| async move {
         s.profile_usage("prf_q", T0 + 10)
             .await
@@ -508,16 +511,11 @@ async fn the_daily_count_holds_for_parallel_servers(f: Fixture) {
             .recipients_today
     };
     assert_eq!(today(s.queue.clone()).await, 5 + 9 + 3 + 4);
-    s.queue.unreserve("msg_c").await.unwrap();
-    // A release by someone who does not hold the message changes nothing
-    // (`a_release_gives_back_only_what_its_owner_holds` has the rest).
     s.queue
         .release(vec!["msg_d".into()], "srv_a")
         .await
         .unwrap();
-    assert_eq!(today(s.queue.clone()).await, 5 + 9 + 4);
-    s.queue.unreserve("msg_d").await.unwrap();
-    assert_eq!(today(s.queue.clone()).await, 5 + 9);
+    assert_eq!(today(s.queue.clone()).await, 5 + 9 + 3 + 4);
     s.queue.purge_usage(T0 + 3 * 86_400).await.unwrap();
     assert_eq!(f.rows("profile_usage").await, 0);
 }
@@ -1855,7 +1853,36 @@ async fn a_late_attempt_leaves_the_message_to_whoever_holds_it(f: Fixture) {
         0,
         "nobody else may take it"
     );
-    // B's own record counts; A's, again after it, changes nothing.
+    // A pause (nothing went out) uncounts the message from the profile's
+    // day, but only its holder's: A's late one leaves B's count.
+    b.queue
+        .take_quota("default", vec![("msg_late".into(), 2)], None, T0 + 61)
+        .await
+        .unwrap();
+    let today = |q: Arc<dyn Queue>| async move {
+        q.profile_usage("default", T0 + 63)
+            .await
+            .unwrap()
+            .recipients_today
+    };
+    let mut paused = late.clone();
+    paused.recipients.clear();
+    paused.status = Status::Queued;
+    paused.counts = false;
+    a.queue
+        .record("msg_late", paused.clone(), "t")
+        .await
+        .unwrap();
+    let d = a.queue.details("msg_late").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Sending, "{d:?}");
+    assert_eq!(today(a.queue.clone()).await, 2, "B's count stands");
+    paused.owner = "srv_b/w0".into();
+    b.queue.record("msg_late", paused, "t").await.unwrap();
+    let d = a.queue.details("msg_late").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Queued, "{d:?}");
+    assert_eq!(today(a.queue.clone()).await, 0, "B's pause uncounts it");
+    // B's next claim sends it; A's late record after that changes nothing.
+    assert_eq!(claimed(b.queue.clone(), T0 + 64, "srv_b/w0").await, 1);
     b.queue
         .record("msg_late", sent("srv_b/w0", "2026-11-26T00:01:03Z"), "t")
         .await
@@ -1865,7 +1892,7 @@ async fn a_late_attempt_leaves_the_message_to_whoever_holds_it(f: Fixture) {
     assert_eq!(d.summary.status, Status::Sent, "{d:?}");
     assert_eq!(d.summary.attempt_count, 1, "{d:?}");
     assert!(d.recipients.iter().all(|r| r.status == Status::Sent));
-    assert_eq!(d.attempts.len(), 3);
+    assert_eq!(d.attempts.len(), 5);
     assert_eq!(f.rows("webhook_deliveries").await, 0);
     assert_eq!(
         claimed(a.queue.clone(), T0 + 10_000, "srv_a/w1").await,

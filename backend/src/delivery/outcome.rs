@@ -112,10 +112,8 @@ impl Engine {
         transcript: Option<String>,
     ) {
         self.pause(d).await;
-        // Nothing went out: the message no longer counts toward the day.
-        if let Err(e) = self.queue.unreserve(&m.id).await {
-            tracing::warn!(error = %e, "cannot uncount a message from the profile's day");
-        }
+        // Nothing went out: its record uncounts it from the profile's day
+        // too (while its claim holds: a late one leaves the holder's count).
         let record = AttemptRecord {
             attempt: self.attempt(m, false, Some(d), String::new()),
             transcript,

@@ -975,6 +975,11 @@ async fn record_in(
         ],
     )
     .await?;
+    if r.status == Status::Queued {
+        // Its attempt paused delivery: nothing went out.
+        tx.execute(&prepared(tx, sql::UNRESERVE).await?, &[&id])
+            .await?;
+    }
     Ok(true)
 }
 
@@ -1784,13 +1789,6 @@ impl Queue for PgStore {
         }
         commit(&self.pool, tx).await?;
         Ok((n, next))
-    }
-
-    async fn unreserve(&self, id: &str) -> Result<(), StoreError> {
-        let c = self.pool.get().await?;
-        c.execute(&prepared(&c, sql::UNRESERVE).await?, &[&id])
-            .await?;
-        Ok(())
     }
 
     async fn quota_wait(

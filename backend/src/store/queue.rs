@@ -326,7 +326,8 @@ pub struct AttemptRecord {
     pub transcript: Option<String>,
     /// Recipients whose state changed.
     pub recipients: Vec<RecipientOutcome>,
-    /// The message's new status.
+    /// The message's new status; `queued` (its attempt paused delivery,
+    /// and nothing went out) also uncounts it from its profile's day.
     pub status: Status,
     /// For `deferred` (and `queued` after a pause): when to try again.
     pub next_attempt_unix: i64,
@@ -553,9 +554,6 @@ pub trait Queue: Send + Sync {
         limit: Option<u32>,
         now_unix: i64,
     ) -> Result<(usize, Option<i64>), StoreError>;
-    /// Forgets a message's count toward its profile's day: it was not sent
-    /// (its attempt paused delivery). [`Queue::release`] does this too.
-    async fn unreserve(&self, id: &str) -> Result<(), StoreError>;
     /// A claimed message waits for its profile's window until `until_unix`
     /// (`deferred`, code `quota`), with no attempt added; the wait does not
     /// count toward `--max-queue-time` ([`Queue::expire`]).

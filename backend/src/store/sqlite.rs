@@ -861,6 +861,10 @@ fn record_in(
         last_message,
         r.keeps_body() as i64
     ])?;
+    if r.status == Status::Queued {
+        // Its attempt paused delivery: nothing went out.
+        tx.prepare_cached(sql::UNRESERVE)?.execute([id])?;
+    }
     Ok(true)
 }
 
@@ -1321,15 +1325,6 @@ impl Queue for SqliteStore {
             }
             tx.commit()?;
             Ok((n, next))
-        })
-        .await
-    }
-
-    async fn unreserve(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.with_conn(move |c| {
-            c.prepare_cached(sql::UNRESERVE)?.execute([id])?;
-            Ok(())
         })
         .await
     }
