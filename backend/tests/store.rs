@@ -1899,6 +1899,20 @@ async fn a_late_attempt_leaves_the_message_to_whoever_holds_it(f: Fixture) {
         0,
         "sent once is sent"
     );
+
+    // A claim that lapsed and was put back to wait by a server starting,
+    // with nobody claiming it since: the late attempt still decides it (its
+    // `sent` is not sent again).
+    a.queue.enqueue(message("msg_back", None)).await.unwrap();
+    assert_eq!(claimed(a.queue.clone(), T0 + 10_000, "srv_a/w0").await, 1);
+    assert_eq!(b.queue.requeue_sending(T0 + 10_061).await.unwrap(), 1);
+    a.queue
+        .record("msg_back", sent("srv_a/w0", "2026-11-26T02:48:00Z"), "t")
+        .await
+        .unwrap();
+    let d = a.queue.details("msg_back").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Sent, "{d:?}");
+    assert_eq!(d.summary.attempt_count, 1, "{d:?}");
 }
 
 async fn apps_keep_their_limits_and_changes(f: Fixture) {

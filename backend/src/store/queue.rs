@@ -499,7 +499,9 @@ pub trait Queue: Send + Sync {
     /// attempt count and events to the claim's holder: written over the
     /// holder's `sending`, it made the message claimable by a third while
     /// the holder sent it, or a `deferred` over the holder's `sent` sent it
-    /// again later.
+    /// again later. A lapsed claim that was only put back to wait (nobody
+    /// has claimed the message since) still decides it: its `sent` keeps
+    /// the message from going again.
     async fn record_many(
         &self,
         batch: Arc<[(String, AttemptRecord)]>,

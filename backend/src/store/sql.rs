@@ -308,9 +308,12 @@ pub(crate) const RENEW: &str =
 /// A claimed message back to the queue (SQLite's loop; PostgreSQL's `= ANY`).
 pub(crate) const RELEASE: &str = "UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE id = ?1 AND status = 'sending' AND locked_by = ?2";
 /// The message an attempt is recorded on (PostgreSQL adds `FOR UPDATE`),
-/// and 1 when the attempt's owner `?2` still holds its claim.
-pub(crate) const MESSAGE_FOR_ATTEMPT: &str =
-    "SELECT seq, attempt_count, CASE WHEN status = 'sending' AND locked_by = ?2 THEN 1 ELSE 0 END
+/// and 1 when the attempt may still decide it: the attempt's owner `?2`
+/// still holds its claim, or the claim lapsed and was put back to wait
+/// (a server starting requeues lapsed claims) with nobody holding it since.
+pub(crate) const MESSAGE_FOR_ATTEMPT: &str = "SELECT seq, attempt_count,
+       CASE WHEN (status = 'sending' AND locked_by = ?2)
+              OR (status IN ('queued', 'deferred') AND locked_by IS NULL) THEN 1 ELSE 0 END
      FROM messages WHERE id = ?1";
 pub(crate) const ADD_ATTEMPT: &str =
     "INSERT INTO attempts (message_seq, n, at, ok, stage, code, message, hint, transcript, transport)
