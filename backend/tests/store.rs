@@ -128,6 +128,7 @@ macro_rules! both {
 
 both!(
     webhook_events_commit_with_the_attempts_they_report_or_not_at_all,
+    a_late_webhook_outcome_leaves_the_delivery_to_its_holder,
     the_last_event_of_a_type_is_found_per_profile,
     a_pending_certificate_passes_and_a_save_makes_it_active_for_every_server,
     concurrent_saves_conflict_and_one_wins,
@@ -1658,6 +1659,83 @@ async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fi
         f.rows("webhook_deliveries").await,
         1,
         "the pending one stays"
+    );
+}
+
+/// A webhook delivery whose claim lapsed (a server stalled past its lease)
+/// and was taken by another server: the late server's outcome changes
+/// nothing, the holder's decides. Written over the holder's claim, a late
+/// failure made the event due again (a third request, and a second post in
+/// a Teams or Slack channel, which do not skip a repeated `webhook-id`).
+async fn a_late_webhook_outcome_leaves_the_delivery_to_its_holder(f: Fixture) {
+    use mailroom_backend::store::DeliveryResult;
+    let (hooks, webhook_id) = store_with_webhook(&f, "message.sent").await;
+    hooks
+        .enqueue_deliveries(vec![NewDelivery {
+            id: "evt_late".into(),
+            webhook_id: webhook_id.clone(),
+            event: "message.sent".into(),
+            body: "{}".into(),
+            at: "2026-11-26T00:00:00Z".into(),
+            at_unix: T0,
+            message: None,
+        }])
+        .await
+        .unwrap();
+    let claim = |owner: &'static str, at: i64| {
+        let hooks = hooks.clone();
+        async move { hooks.claim_deliveries(at, owner, 60, 10).await.unwrap() }
+    };
+    let a = claim("srv_a", T0).await;
+    assert_eq!(a.len(), 1);
+    assert!(claim("srv_b", T0 + 1).await.is_empty(), "A holds it");
+    let b = claim("srv_b", T0 + 61).await;
+    assert_eq!(b.len(), 1, "A's claim lapsed");
+    let outcome = |status: &'static str, error: Option<&str>| DeliveryResult {
+        attempts: 1,
+        status,
+        next_unix: T0 + 66,
+        last_status: if error.is_none() { Some(200) } else { None },
+        last_error: error.map(str::to_string),
+        at: "2026-11-26T00:01:05Z".into(),
+    };
+    let shown = || {
+        let (hooks, webhook_id) = (hooks.clone(), webhook_id.clone());
+        async move { hooks.deliveries(&webhook_id, 10).await.unwrap()[0].clone() }
+    };
+    // A's request timed out, late.
+    hooks
+        .finish_delivery(&a[0], outcome("pending", Some("timed out")))
+        .await
+        .unwrap();
+    let d = shown().await;
+    assert_eq!((d.attempts, d.last_error), (0, None), "B's claim stands");
+    assert!(
+        claim("srv_c", T0 + 70).await.is_empty(),
+        "nobody else may take it"
+    );
+    let failed_at = |hooks: Arc<dyn WebhookStore>| async move {
+        hooks.webhooks().await.unwrap()[0]
+            .webhook
+            .last_failure_at
+            .clone()
+    };
+    assert_eq!(failed_at(hooks.clone()).await, None);
+    // B's outcome decides; A's again after it changes nothing.
+    hooks
+        .finish_delivery(&b[0], outcome("delivered", None))
+        .await
+        .unwrap();
+    hooks
+        .finish_delivery(&a[0], outcome("pending", Some("timed out")))
+        .await
+        .unwrap();
+    let d = shown().await;
+    assert_eq!((d.status.as_str(), d.attempts), ("delivered", 1));
+    assert_eq!(failed_at(hooks.clone()).await, None);
+    assert!(
+        claim("srv_c", T0 + 10_000).await.is_empty(),
+        "delivered once"
     );
 }
 

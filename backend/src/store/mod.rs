@@ -98,6 +98,8 @@ pub struct DueDelivery {
     pub attempts: u32,
     /// When the event happened.
     pub created_at: String,
+    /// Whom it was claimed for: only that claim records its outcome.
+    pub owner: String,
 }
 
 /// What one request of a delivery came to.
@@ -141,7 +143,9 @@ pub trait WebhookStore: Send + Sync {
         lease: i64,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError>;
-    /// Records a request's outcome (and the webhook's last success or failure).
+    /// Records a request's outcome (and the webhook's last success or
+    /// failure) while the claim is still `due.owner`'s; one that lapsed and
+    /// was taken by another server is left to it (its outcome decides).
     async fn finish_delivery(
         &self,
         due: &DueDelivery,

@@ -1958,18 +1958,23 @@ impl WebhookStore for PgStore {
         let tx = c.transaction().await?;
         let attempts = i64::from(r.attempts);
         let last_status = r.last_status.map(i64::from);
-        tx.execute(
-            &prepared(&tx, sql::FINISH_DELIVERY).await?,
-            &[
-                &due.seq,
-                &attempts,
-                &r.status,
-                &r.next_unix,
-                &last_status,
-                &r.last_error,
-            ],
-        )
-        .await?;
+        let finished = tx
+            .execute(
+                &prepared(&tx, sql::FINISH_DELIVERY).await?,
+                &[
+                    &due.seq,
+                    &attempts,
+                    &r.status,
+                    &r.next_unix,
+                    &last_status,
+                    &r.last_error,
+                    &due.owner,
+                ],
+            )
+            .await?;
+        if finished == 0 {
+            return Ok(());
+        }
         let mark = if r.status == "delivered" {
             sql::WEBHOOK_SUCCEEDED
         } else {

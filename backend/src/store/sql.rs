@@ -161,10 +161,12 @@ pub(crate) const CLAIM_DELIVERIES: &str =
         WHERE status = 'pending' AND next_attempt_unix <= ?1
           AND (locked_until IS NULL OR locked_until < ?1)
         ORDER BY next_attempt_unix, seq LIMIT ?2)
-    RETURNING seq, id, webhook_id, event, body, attempts, created_at";
+    RETURNING seq, id, webhook_id, event, body, attempts, created_at, locked_by";
+/// A request's outcome, by the claim's owner `?7` only: a server stalled
+/// past its lease finds the delivery another's (sent by it, or being sent).
 pub(crate) const FINISH_DELIVERY: &str = "UPDATE webhook_deliveries SET attempts = ?2, status = ?3,
     next_attempt_unix = ?4, last_status = ?5, last_error = ?6, locked_by = NULL, locked_until = NULL
-    WHERE seq = ?1";
+    WHERE seq = ?1 AND locked_by = ?7";
 pub(crate) const SET_DELIVERY_BODY: &str = "UPDATE webhook_deliveries SET body = ?2 WHERE seq = ?1";
 pub(crate) const DROP_DELIVERY: &str = "DELETE FROM webhook_deliveries WHERE seq = ?1";
 /// Final deliveries older than the retention (`?1`, RFC 3339) go; in
@@ -531,6 +533,7 @@ pub(crate) fn due_delivery_from<R: Cols>(r: &R) -> Result<DueDelivery, R::E> {
         body: r.text(4)?,
         attempts: r.int(5)? as u32,
         created_at: r.text(6)?,
+        owner: r.text(7)?,
     })
 }
 

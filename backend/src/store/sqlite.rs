@@ -1521,10 +1521,10 @@ impl WebhookStore for SqliteStore {
         due: &DueDelivery,
         r: DeliveryResult,
     ) -> Result<(), StoreError> {
-        let (seq, webhook) = (due.seq, due.webhook_id.clone());
+        let (seq, webhook, owner) = (due.seq, due.webhook_id.clone(), due.owner.clone());
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
+            let finished = tx.execute(
                 sql::FINISH_DELIVERY,
                 params![
                     seq,
@@ -1532,9 +1532,13 @@ impl WebhookStore for SqliteStore {
                     r.status,
                     r.next_unix,
                     r.last_status,
-                    r.last_error
+                    r.last_error,
+                    owner
                 ],
             )?;
+            if finished == 0 {
+                return Ok(());
+            }
             let mark = if r.status == "delivered" {
                 sql::WEBHOOK_SUCCEEDED
             } else {
