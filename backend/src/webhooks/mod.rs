@@ -3,7 +3,8 @@
 //! their own (a slow or dead receiver never slows mail), signed the
 //! Standard Webhooks way, and retried after 5 s, 30 s, 2 min, 10 min, 1 h,
 //! 4 h and 8 h with the same `webhook-id` and a fresh signature. With
-//! several servers a delivery is claimed with a lease, so each goes out once.
+//! several servers a delivery is claimed with a lease, so one server sends
+//! it at a time, and only the claim's holder records its outcome.
 
 pub mod format;
 pub mod routes;
