@@ -393,7 +393,7 @@ async fn an_unreachable_server_pauses_and_nothing_fails_until_it_is_back() {
 
 /// Forwards every connection at `port` to the fake SMTP server: the upstream
 /// coming back at the address the settings already name.
-async fn forward(port: common::ClosedPort, to: u16) -> tokio::task::JoinHandle<()> {
+fn forward(port: common::ClosedPort, to: u16) -> tokio::task::JoinHandle<()> {
     let listener = port.listen();
     tokio::spawn(async move {
         while let Ok((mut inbound, _)) = listener.accept().await {
@@ -434,7 +434,7 @@ async fn a_paused_queue_resumes_by_itself_when_the_server_comes_back() {
         assert_eq!(d["attempt_count"], 0, "a pause is not an attempt: {d}");
     }
     // The upstream comes back at the same address; no settings are saved.
-    let _up = forward(closed, rig.smtp.port()).await;
+    let _up = forward(closed, rig.smtp.port());
     for id in &ids {
         server.wait_status(id, "sent").await;
     }

@@ -278,18 +278,22 @@ async fn profiles_are_listed_added_changed_and_deleted_with_clear_refusals() {
     assert_eq!(s, 404);
 }
 
+/// `profile`'s entry in an answer of `GET /api/queue`.
+fn profile_in(q: &Value, profile: &str) -> Value {
+    let profiles = q["profiles"].as_array().unwrap();
+    profiles
+        .iter()
+        .find(|p| p["id"] == profile)
+        .cloned()
+        .unwrap()
+}
+
 /// Waits until `GET /api/queue` says `profile` is paused.
 async fn wait_profile_paused(server: &Running, profile: &str) -> Value {
     let started = Instant::now();
     loop {
         let q = server.queue().await;
-        let p = q["profiles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["id"] == profile)
-            .cloned()
-            .unwrap();
+        let p = profile_in(&q, profile);
         if !p["paused"].is_null() {
             return q;
         }
@@ -342,13 +346,7 @@ async fn a_broken_profile_pauses_only_its_own_mail_and_the_other_goes_on() {
     assert_eq!(m["status"], "queued", "{m}");
     assert_eq!(m["profile"], id);
     assert_eq!(m["app"], app_b);
-    let p = wait_profile_paused(&server, &id).await["profiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id.as_str())
-        .cloned()
-        .unwrap();
+    let p = profile_in(&wait_profile_paused(&server, &id).await, &id);
     assert_eq!(p["paused"]["stage"], "token", "{p}");
     // The paused attempt's record, which uncounts it, commits just after
     // the pause shows.
@@ -356,13 +354,7 @@ async fn a_broken_profile_pauses_only_its_own_mail_and_the_other_goes_on() {
     let mut usage = p["usage"].clone();
     while usage["recipients_today"] != 0 && started.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let q = server.queue().await;
-        let p = q["profiles"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["id"] == id.as_str());
-        usage = p.unwrap()["usage"].clone();
+        usage = profile_in(&server.queue().await, &id)["usage"].clone();
     }
     assert_eq!(
         usage["recipients_today"], 0,

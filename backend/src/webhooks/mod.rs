@@ -162,17 +162,21 @@ impl Webhooks {
             if targets.is_empty() {
                 continue;
             }
-            let mut about = self.rows(targets, event, json!({MESSAGE_REF: message}));
-            for row in &mut about {
-                row.message = Some(message.clone());
-            }
-            rows.extend(about);
+            let data = json!({MESSAGE_REF: message});
+            rows.extend(self.rows(targets, event, data, Some(message)));
         }
         rows
     }
 
-    /// One outbox row per webhook for an event that happens now.
-    fn rows(&self, targets: Vec<String>, event: &str, data: Value) -> Vec<NewDelivery> {
+    /// One outbox row per webhook for an event that happens now (about
+    /// `message`, for a message event).
+    fn rows(
+        &self,
+        targets: Vec<String>,
+        event: &str,
+        data: Value,
+        message: Option<&String>,
+    ) -> Vec<NewDelivery> {
         let at = self.clock.rfc3339();
         let body = json!({"type": event, "timestamp": at, "data": data}).to_string();
         let at_unix = self.clock.wall().unix_timestamp();
@@ -185,7 +189,7 @@ impl Webhooks {
                 body: body.clone(),
                 at: at.clone(),
                 at_unix,
-                message: None,
+                message: message.cloned(),
             })
             .collect()
     }
@@ -290,7 +294,7 @@ impl Webhooks {
         if targets.is_empty() {
             return;
         }
-        let rows = self.rows(targets, event, data);
+        let rows = self.rows(targets, event, data, None);
         match self.store.enqueue_deliveries(rows).await {
             Ok(()) => self.wake.notify_one(),
             Err(e) => tracing::error!(error = %e, event, "cannot store the event"),
