@@ -315,6 +315,14 @@ pub enum BodyError {
     /// JSON of the wrong shape, not tied to one field.
     #[error("The request body has the wrong shape: {0}.")]
     Shape(String),
+    /// A field the request does not take (a typing mistake in its name).
+    #[error("This request has no field {field}: {expected}.")]
+    Unknown {
+        /// The name as sent (its first 80 characters).
+        field: String,
+        /// The fields it takes, as serde lists them.
+        expected: String,
+    },
     /// One field has a value of the wrong type.
     #[error("The field {field} has a wrong value: {detail}.")]
     Field {
@@ -328,7 +336,9 @@ pub enum BodyError {
 impl From<BodyError> for AppError {
     fn from(e: BodyError) -> Self {
         match &e {
-            BodyError::Field { field, .. } => AppError::field(field, e.to_string()),
+            BodyError::Field { field, .. } | BodyError::Unknown { field, .. } => {
+                AppError::field(field, e.to_string())
+            }
             _ => AppError::BadRequest(e.to_string(), FieldMessages::new()),
         }
     }
@@ -385,8 +395,8 @@ where
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|err| {
-        let field = err.path().to_string();
-        let detail = err.into_inner().to_string();
+        let field = clip(&err.path().to_string());
+        let detail = clip(&err.into_inner().to_string());
         // A repeated parameter is reported by serde without a path.
         let repeated = detail
             .strip_prefix("duplicate field `")
@@ -416,21 +426,67 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return BodyError::Syntax(inner.to_string());
+            // serde_json reports a choice (`provider`, `security`, `format`…)
+            // given as a number, `true`, `null` or a list as "expected value",
+            // a syntax error. When the body is valid JSON, reading it again
+            // from its parsed tree tells which field holds what.
+            return match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(tree) => match serde_path_to_error::deserialize::<_, T>(tree) {
+                    Err(err) => {
+                        let path = err.path().to_string();
+                        let detail = err
+                            .into_inner()
+                            .to_string()
+                            .replace(", expected string or map", ", expected a string");
+                        wrong_value(&path, detail)
+                    }
+                    Ok(_) => BodyError::Syntax(inner.to_string()),
+                },
+                Err(_) => BodyError::Syntax(inner.to_string()),
+            };
         }
-        let field = path.strip_prefix("settings.").unwrap_or(&path).to_string();
         let detail = inner.to_string();
         let detail = detail
             .split(" at line ")
             .next()
             .unwrap_or(&detail)
             .to_string();
-        if field.is_empty() || field == "." {
-            BodyError::Shape(detail)
-        } else {
-            BodyError::Field { field, detail }
-        }
+        wrong_value(&path, detail)
     })
+}
+
+/// How much of a value the client sent an error message repeats.
+const ECHO: usize = 80;
+
+/// Shortens what serde repeats of the client's value (a wrong string, an
+/// unknown field's name), which may be as long as the body, to its first
+/// [`ECHO`] characters; what was expected stays whole.
+fn clip(text: &str) -> String {
+    let (said, expected) = text.split_at(text.rfind(", expected ").unwrap_or(text.len()));
+    if said.chars().count() <= ECHO {
+        return text.to_string();
+    }
+    let kept: String = said.chars().take(ECHO).collect();
+    format!("{kept}…{expected}")
+}
+
+/// The error for the value at `path` (the body itself when empty).
+fn wrong_value(path: &str, detail: String) -> BodyError {
+    let field = clip(path.strip_prefix("settings.").unwrap_or(path));
+    if field.is_empty() || field == "." {
+        return BodyError::Shape(clip(&detail));
+    }
+    let unknown = detail.strip_prefix("unknown field `").and_then(|rest| {
+        rest.rfind("`, expected ")
+            .map(|i| rest[i + "`, ".len()..].to_string())
+    });
+    match unknown {
+        Some(expected) => BodyError::Unknown { field, expected },
+        None => BodyError::Field {
+            field,
+            detail: clip(&detail),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -494,5 +550,80 @@ mod tests {
             errors["provider"][0].contains("unknown variant"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn a_choice_of_the_wrong_json_type_is_a_wrong_value_not_a_syntax_error() {
+        for (value, says) in [
+            ("1", "integer `1`"),
+            ("true", "boolean `true`"),
+            ("null", "null"),
+            ("[]", "sequence"),
+        ] {
+            let body = format!(r#"{{"settings": {{"provider": {value}}}, "version": 0}}"#);
+            let err = parse_json::<PutSettings>(body.as_bytes()).unwrap_err();
+            let BodyError::Field { field, detail } = &err else {
+                panic!("{value}: {err:?}")
+            };
+            assert_eq!(field, "provider");
+            assert_eq!(
+                detail,
+                &format!("invalid type: {says}, expected a string"),
+                "{value}"
+            );
+        }
+        // Real syntax errors stay syntax errors, a cut-off body too.
+        for body in [
+            &br#"{"settings": {"security": 1}"#[..],
+            br#"{"settings": {"security": tru}, "version": 0}"#,
+            &[b'['; 1000][..],
+        ] {
+            let err = parse_json::<PutSettings>(body).unwrap_err();
+            assert!(matches!(err, BodyError::Syntax(_)), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_value_or_name_is_repeated_only_in_part() {
+        let long = "z".repeat(50_000);
+        let body = format!(r#"{{"settings": {{"port": "{long}"}}, "version": 0}}"#);
+        let err = parse_json::<PutSettings>(body.as_bytes()).unwrap_err();
+        let BodyError::Field { field, detail } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(field, "port");
+        assert!(detail.ends_with("…, expected u16"), "{detail}");
+        assert_eq!(
+            detail.chars().count(),
+            ECHO + "…, expected u16".chars().count()
+        );
+        let body = format!(r#"{{"url": "https://example.com/", "events": [], "{long}": 1}}"#);
+        let err = parse_json::<mailroom_shared::webhooks::NewWebhook>(body.as_bytes()).unwrap_err();
+        let BodyError::Unknown { field, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(field.chars().count(), ECHO + 1, "{field}");
+        let query = format!("limit={long}");
+        let AppError::BadRequest(m, errors) =
+            parse_query::<std::collections::HashMap<String, u32>>(&query).unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(m.len() < 200, "{m}");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_the_fields_the_request_takes() {
+        let body = br#"{"url": "https://example.com/", "events": [], "fromat": "slack"}"#;
+        let err = parse_json::<mailroom_shared::webhooks::NewWebhook>(body).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "This request has no field fromat: expected one of `url`, `events`, `format`."
+        );
+        let AppError::BadRequest(_, errors) = AppError::from(err) else {
+            panic!()
+        };
+        assert!(errors.contains_key("fromat"), "{errors:?}");
     }
 }

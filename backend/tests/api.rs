@@ -297,6 +297,36 @@ async fn bad_bodies_get_4xx_json_never_5xx() {
             Some("version"),
         ),
         (r#"[1, 2]"#.into(), StatusCode::BAD_REQUEST, None),
+        // A choice given as something other than a string is valid JSON of
+        // the wrong type: named, not called a syntax error.
+        (
+            r#"{"settings": {"provider": 1}, "version": 0}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("provider"),
+        ),
+        (
+            r#"{"settings": {"security": true}, "version": 0}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("security"),
+        ),
+        (
+            r#"{"settings": {"transport": null}, "version": 0}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("transport"),
+        ),
+        (
+            r#"{"settings": {"auth_method": ["oauth2_client_credentials"]}, "version": 0}"#.into(),
+            StatusCode::BAD_REQUEST,
+            Some("auth_method"),
+        ),
+        (
+            format!(
+                r#"{{"settings": {{"port": "{}"}}, "version": 0}}"#,
+                "9".repeat(60 * 1024)
+            ),
+            StatusCode::BAD_REQUEST,
+            Some("port"),
+        ),
         (
             format!(
                 r#"{{"settings": {{"sender_name": "{}"}}, "version": 0}}"#,
@@ -319,7 +349,15 @@ async fn bad_bodies_get_4xx_json_never_5xx() {
         .await;
         let short = &body[..body.len().min(60)];
         assert_eq!(r.status, status, "{short}: {:?}", r.json);
-        assert!(r.json["message"].is_string(), "{short}: JSON message");
+        let message = r.json["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{short}: JSON message");
+        // What the client sent is repeated only in part.
+        assert!(message.len() < 400, "{short}: {} bytes", message.len());
+        assert_eq!(
+            message.contains("not valid JSON"),
+            serde_json::from_str::<serde_json::Value>(&body).is_err(),
+            "{short}: {message}"
+        );
         assert!(r.json["errors"].is_object(), "{short}: JSON errors object");
         if let Some(f) = field {
             assert!(
