@@ -316,6 +316,30 @@ fn check_length(report: &mut Report, field: Field, label: &str, value: &str) -> 
     true
 }
 
+/// A pasted secret or password that holds a line break or another control
+/// character: no provider issues one, and a NUL would end the password early
+/// in SMTP AUTH PLAIN. Returns whether the value passed.
+fn check_pasted(report: &mut Report, field: Field, label: &str, value: &str) -> bool {
+    if parse::has_line_break(value) {
+        report.error(
+            field,
+            format!("The {label} contains a line break: it was copied across two lines. Paste it again as one line."),
+        );
+        return false;
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        report.error(
+            field,
+            format!(
+                "The {label} holds the control character {}, which no {label} has. Copy it again from where it was shown.",
+                shown(c)
+            ),
+        );
+        return false;
+    }
+    true
+}
+
 impl Settings {
     /// Validates with no secret stored on the server.
     pub fn validate(&self) -> Report {
@@ -411,7 +435,9 @@ impl Settings {
                     },
                 ),
                 Some(p) => {
-                    check_length(&mut r, Field::Password, "password", p);
+                    if check_length(&mut r, Field::Password, "password", p) {
+                        check_pasted(&mut r, Field::Password, "password", p);
+                    }
                 }
             }
             if office365 {
@@ -570,6 +596,13 @@ impl Settings {
                         r.error(
                             Field::ClientSecret,
                             "The client secret starts or ends with a space. Paste the Value again without surrounding spaces.",
+                        );
+                    } else if check_pasted(r, Field::ClientSecret, "client secret", secret)
+                        && secret.contains(char::is_whitespace)
+                    {
+                        r.error(
+                            Field::ClientSecret,
+                            "The client secret contains a space, which a secret's Value never has: two things were pasted together. Copy the Value column again, alone.",
                         );
                     }
                     if parse::is_guid(secret) {
@@ -883,6 +916,40 @@ mod tests {
             parse_port("0").is_err() && parse_port("70000").is_err() && parse_port("x").is_err()
         );
         assert_eq!(parse_port(" 2525 "), Ok(2525));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn a_secret_or_password_pasted_with_a_break_or_control_character_is_refused() {
+        let mut s = oauth();
+        for (secret, says) in [
+            ("abc8Q~def\r\nghi", "contains a line break"),
+            ("abc8Q~def\nghi", "contains a line break"),
+            ("abc8Q~def\u{0}ghi", "control character U+0000"),
+            ("abc8Q~def\u{1b}ghi", "control character U+001B"),
+            ("abc8Q~def ghi", "contains a space"),
+            ("abc8Q~def\tghi", "control character U+0009"),
+        ] {
+            s.client_secret = Some(secret.into());
+            let e = errors(&s, Field::ClientSecret);
+            assert_eq!(e.len(), 1, "{secret:?}: {e:?}");
+            assert!(e[0].contains(says), "{secret:?}: {e:?}");
+        }
+        s.client_secret = Some("abc8Q~def.ghi_jkl-mno".into());
+        assert!(errors(&s, Field::ClientSecret).is_empty());
+        s.auth_method = AuthMethod::Password;
+        for (password, says) in [
+            ("correct horse\r\n", "contains a line break"),
+            ("correct\u{0}horse", "control character U+0000"),
+        ] {
+            s.password = Some(password.into());
+            let e = errors(&s, Field::Password);
+            assert_eq!(e.len(), 1, "{password:?}: {e:?}");
+            assert!(e[0].contains(says), "{password:?}: {e:?}");
+        }
+        // Google shows app passwords in groups of four, with spaces.
+        s.password = Some("abcd efgh ijkl mnop".into());
+        assert!(errors(&s, Field::Password).is_empty());
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
