@@ -37,6 +37,97 @@ pub const MAX_HEADERS: usize = 100;
 /// See [`MAX_HEADERS`].
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// The longest line a message may have, CRLF not counted (RFC 5322 2.1.1).
+const MAX_LINE: usize = 998;
+/// Where a long header line is folded when it can be (RFC 5322's "should").
+const FOLD_AT: usize = 78;
+
+/// The field of a submission that a header of the built message comes from.
+fn field_of(header: &str) -> &'static str {
+    match header.to_ascii_lowercase().as_str() {
+        "from" | "sender" => "from",
+        "to" => "to",
+        "cc" => "cc",
+        "reply-to" => "reply_to",
+        "subject" => "subject",
+        _ => "headers",
+    }
+}
+
+/// Folds the header lines lettre writes whole (an address list, a long
+/// display name, a custom header's long value) at their spaces, to lines of
+/// about 78 characters: a CRLF before a space, which readers remove when they
+/// unfold (RFC 5322 2.2.3). Without it a To of 60 recipients is one line of
+/// 1,600 characters, over the 998 a line may have, which Gmail refuses as
+/// not RFC 5322 compliant and Exim freezes. A run of more than 998
+/// characters without a space cannot be folded and is refused, naming the
+/// field it came from.
+fn fold_headers(formatted: Vec<u8>) -> Result<Vec<u8>, FieldMessages> {
+    let Some(end) = super::head_end(&formatted) else {
+        return Ok(formatted);
+    };
+    let head = &formatted[..end + 2];
+    if head
+        .split(|&b| b == b'\n')
+        .all(|line| line.len() <= FOLD_AT + 1)
+    {
+        return Ok(formatted);
+    }
+    let mut out = Vec::with_capacity(formatted.len() + formatted.len() / 32);
+    let mut name = String::new();
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\r\n").unwrap_or(line);
+        if !text.starts_with(b" ") && !text.starts_with(b"\t") {
+            name = String::from_utf8_lossy(text.split(|&b| b == b':').next().unwrap_or_default())
+                .into_owned();
+        }
+        let mut start = 0;
+        while text.len() - start > FOLD_AT {
+            // The last space that leaves a line of at most FOLD_AT, else the
+            // first one after it; never the one a line starts with.
+            let cut = text[start + 1..=start + FOLD_AT]
+                .iter()
+                .rposition(|&b| b == b' ')
+                .map(|i| start + 1 + i)
+                .or_else(|| {
+                    let from = start + FOLD_AT + 1;
+                    text[from..]
+                        .iter()
+                        .position(|&b| b == b' ')
+                        .map(|i| from + i)
+                });
+            let longest = cut.unwrap_or(text.len()) - start;
+            if longest > MAX_LINE {
+                let mut errors = FieldMessages::new();
+                errors.push(
+                    field_of(&name),
+                    format!("The {name} header has a run of {longest} characters without a space, and a line of mail holds at most {MAX_LINE} (RFC 5322). Shorten it, or put spaces in it."),
+                );
+                return Err(errors);
+            }
+            let Some(cut) = cut else { break };
+            out.extend_from_slice(&text[start..cut]);
+            out.extend_from_slice(b"\r\n");
+            start = cut;
+        }
+        out.extend_from_slice(&text[start..]);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&formatted[end + 2..]);
+    Ok(out)
+}
+
+/// A body as lettre should get it: a CR not before an LF is a line end
+/// too (lettre turns LF into CRLF, but would keep a bare CR, which SMTP
+/// servers refuse or read differently).
+fn body_text(text: &str) -> String {
+    if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        text.to_string()
+    }
+}
+
 fn mailboxes(field: &str, list: &[String], errors: &mut FieldMessages) -> Vec<Mailbox> {
     let mut out = Vec::new();
     for (i, a) in list.iter().enumerate() {
@@ -130,6 +221,14 @@ pub fn build(
     if req.text.is_none() && req.html.is_none() {
         errors.push("text", "Give the body as text, html, or both.");
     }
+    for (field, body) in [("text", &req.text), ("html", &req.html)] {
+        if body.as_deref().is_some_and(|b| b.contains('\0')) {
+            errors.push(
+                field,
+                format!("The {field} holds a NUL character (U+0000), which mail cannot carry. Remove it."),
+            );
+        }
+    }
     let mut extra = Vec::new();
     let header_bytes: usize = req.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
     let past_limits = if req.headers.len() > MAX_HEADERS {
@@ -205,10 +304,12 @@ pub fn build(
     for h in extra {
         b = b.raw_header(h);
     }
-    let message = match (&req.text, &req.html) {
-        (Some(t), Some(h)) => b.multipart(MultiPart::alternative_plain_html(t.clone(), h.clone())),
-        (None, Some(h)) => b.header(ContentType::TEXT_HTML).body(h.clone()),
-        (Some(t), None) => b.header(ContentType::TEXT_PLAIN).body(t.clone()),
+    let text = req.text.as_deref().map(body_text);
+    let html = req.html.as_deref().map(body_text);
+    let message = match (text, html) {
+        (Some(t), Some(h)) => b.multipart(MultiPart::alternative_plain_html(t, h)),
+        (None, Some(h)) => b.header(ContentType::TEXT_HTML).body(h),
+        (Some(t), None) => b.header(ContentType::TEXT_PLAIN).body(t),
         (None, None) => unreachable!("checked above"),
     }
     .map_err(|e| {
@@ -225,7 +326,7 @@ pub fn build(
     // lettre leaves Bcc out of the formatted message; the intake checks
     // what it wrote like any other message (extra headers included).
     check(
-        &message.formatted(),
+        &fold_headers(message.formatted())?,
         Envelope {
             from: Some(header_from.email.to_string()),
             to: recipients,
@@ -236,4 +337,142 @@ pub fn build(
             rewrite_from: false,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(user: &str, domain: &str) -> String {
+        format!("{user}@{domain}")
+    }
+
+    fn request() -> MessageRequest {
+        MessageRequest {
+            from: Some(format!("Helpdesk <{}>", at("helpdesk", "contoso.com"))),
+            to: vec![at("a", "example.org")],
+            subject: "Ticket 42".into(),
+            text: Some("Hello".into()),
+            ..MessageRequest::default()
+        }
+    }
+
+    fn built(req: &MessageRequest) -> Result<Checked, FieldMessages> {
+        let policy = FromPolicy {
+            allowed: vec![at("helpdesk", "contoso.com")],
+        };
+        build(req, &policy, None, false)
+    }
+
+    fn head(c: &Checked) -> String {
+        let text = String::from_utf8_lossy(&c.body);
+        text.split("\r\n\r\n").next().unwrap().to_string()
+    }
+
+    /// The field `name`'s value, unfolded (RFC 5322 2.2.3).
+    fn unfolded(head: &str, name: &str) -> String {
+        let start = head
+            .find(&format!("\r\n{name}:"))
+            .map(|i| i + 2)
+            .or_else(|| head.starts_with(&format!("{name}:")).then_some(0))
+            .unwrap_or_else(|| panic!("no {name} in {head}"));
+        let rest = &head[start + name.len() + 1..];
+        let end = rest
+            .match_indices("\r\n")
+            .find(|(i, _)| !rest[i + 2..].starts_with([' ', '\t']))
+            .map_or(rest.len(), |(i, _)| i);
+        let value = rest[..end].replace("\r\n", "");
+        value.strip_prefix(' ').unwrap_or(&value).to_string()
+    }
+
+    #[test]
+    fn long_address_lists_and_values_are_folded_to_short_lines_that_unfold_whole() {
+        let mut req = request();
+        req.to = (0..60)
+            .map(|i| at(&format!("recipient-{i:03}"), "example.com"))
+            .collect();
+        req.cc = (0..30)
+            .map(|i| format!("Person {i} <{}>", at(&format!("p{i}"), "example.net")))
+            .collect();
+        let name = "Contoso Helpdesk of the Northern Region ".repeat(10);
+        req.from = Some(format!(
+            "{} <{}>",
+            name.trim(),
+            at("helpdesk", "contoso.com")
+        ));
+        req.headers
+            .insert("X-Tags".into(), "tag ".repeat(300).trim().into());
+        let c = built(&req).unwrap();
+        let head = head(&c);
+        for line in head.split("\r\n") {
+            assert!(line.len() <= FOLD_AT, "{} characters: {line}", line.len());
+        }
+        assert_eq!(unfolded(&head, "To"), req.to.join(", "));
+        assert_eq!(unfolded(&head, "X-Tags"), req.headers["X-Tags"]);
+        assert!(unfolded(&head, "From").contains(name.trim()), "{head}");
+        assert_eq!(c.recipients.len(), 90);
+    }
+
+    #[test]
+    fn a_run_too_long_to_fold_is_refused_naming_its_field() {
+        for (field, req) in [
+            ("headers", {
+                let mut r = request();
+                r.headers.insert("X-Long".into(), "y".repeat(5000));
+                r
+            }),
+            ("from", {
+                let mut r = request();
+                r.from = Some(format!(
+                    "{} <{}>",
+                    "N".repeat(2000),
+                    at("helpdesk", "contoso.com")
+                ));
+                r
+            }),
+            ("subject", {
+                let mut r = request();
+                r.subject = "s".repeat(998);
+                r
+            }),
+        ] {
+            let e = built(&req).expect_err(field);
+            let m = e.get(field).unwrap_or_else(|| panic!("{field}: {e:?}"));
+            assert!(m[0].contains("at most 998"), "{m:?}");
+        }
+        // 900 characters fit on one line.
+        let mut r = request();
+        r.headers.insert("X-Token".into(), "t".repeat(900));
+        let c = built(&r).unwrap();
+        assert_eq!(unfolded(&head(&c), "X-Token"), "t".repeat(900));
+    }
+
+    #[test]
+    fn a_bare_cr_in_a_body_is_a_line_end_and_a_nul_is_refused() {
+        let mut req = request();
+        req.text = Some("one\rtwo\r\nthree\nfour".into());
+        req.html = Some("<p>a</p>\r<p>b</p>".into());
+        let c = built(&req).unwrap();
+        let body = &c.body;
+        for (i, &b) in body.iter().enumerate() {
+            if b == b'\r' {
+                assert_eq!(body.get(i + 1), Some(&b'\n'), "a bare CR at {i}");
+            } else if b == b'\n' {
+                assert_eq!(body[i - 1], b'\r', "a bare LF at {i}");
+            }
+        }
+        let text = String::from_utf8_lossy(body);
+        assert!(text.contains("one\r\ntwo\r\nthree\r\nfour"), "{text}");
+        for field in ["text", "html"] {
+            let mut req = request();
+            let with_nul = Some("a\0b".to_string());
+            if field == "text" {
+                req.text = with_nul;
+            } else {
+                req.html = with_nul;
+            }
+            let e = built(&req).expect_err(field);
+            assert!(e.get(field).is_some_and(|m| m[0].contains("NUL")), "{e:?}");
+        }
+    }
 }
