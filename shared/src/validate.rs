@@ -283,9 +283,15 @@ fn host_message(label: &str, err: &HostError) -> String {
 
 /// Checks a test recipient address; returns the message to show, if any.
 pub fn check_recipient(recipient: &str) -> Option<String> {
-    parse::check_email(recipient)
+    check_address("recipient address", recipient)
+}
+
+/// Checks an address that `label` names ("address 2 of cc"); returns what
+/// is wrong with it and how to write it, if anything is.
+pub fn check_address(label: &str, address: &str) -> Option<String> {
+    parse::check_email(address)
         .err()
-        .map(|e| email_message("recipient address", &e))
+        .map(|e| email_message(label, &e))
 }
 
 /// Checks a port typed as text, as the form holds it.

@@ -128,6 +128,26 @@ fn body_text(text: &str) -> String {
     }
 }
 
+/// Why `text` (an address, or `Name <address>`) is not a mailbox lettre
+/// takes, said the way the settings form says it, with the address
+/// repeated only in part; `label` names it ("address 2 of cc").
+fn not_a_mailbox(label: &str, text: &str, lettre: &lettre::address::AddressError) -> String {
+    if text.is_empty() {
+        return format!(
+            "The {label} is empty. Enter an address, like name@example.com, or leave it out."
+        );
+    }
+    let label = format!("{label} (“{}”)", super::in_part(text));
+    // The address inside `Name <…>`, where there is one.
+    let address = match text.rsplit_once('<') {
+        Some((_, rest)) => rest.split('>').next().unwrap_or_default(),
+        None => text,
+    };
+    mailroom_shared::validate::check_address(&label, address).unwrap_or_else(|| {
+        format!("The {label} cannot be read as an address ({lettre}). Write it as name@example.com or as Name <name@example.com>.")
+    })
+}
+
 fn mailboxes(field: &str, list: &[String], errors: &mut FieldMessages) -> Vec<Mailbox> {
     let mut out = Vec::new();
     for (i, a) in list.iter().enumerate() {
@@ -142,11 +162,7 @@ fn mailboxes(field: &str, list: &[String], errors: &mut FieldMessages) -> Vec<Ma
             Ok(m) => out.push(m),
             Err(e) => errors.push(
                 field,
-                format!(
-                    "Address {} of {field} (“{}”) is not an email address: {e}.",
-                    i + 1,
-                    a.trim()
-                ),
+                not_a_mailbox(&format!("address {} of {field}", i + 1), a.trim(), &e),
             ),
         }
     }
@@ -170,7 +186,7 @@ pub fn build(
         Some(f) => match Mailbox::from_str(f) {
             Ok(m) => Some(m),
             Err(e) => {
-                errors.push("from", format!("“{f}” is not an email address: {e}."));
+                errors.push("from", not_a_mailbox("From address", f, &e));
                 None
             }
         },
@@ -445,6 +461,35 @@ mod tests {
         r.headers.insert("X-Token".into(), "t".repeat(900));
         let c = built(&r).unwrap();
         assert_eq!(unfolded(&head(&c), "X-Token"), "t".repeat(900));
+    }
+
+    #[test]
+    fn a_refused_address_is_explained_with_its_fix_and_shown_in_part() {
+        let long = "x".repeat(100_000);
+        for (to, says) in [
+            ("", "The address 1 of to is empty. Enter an address"),
+            ("<script>", "needs an @ between the name and the domain"),
+            ("a@@example.org", "has more than one @"),
+            ("someone@localhost", "needs a domain with a dot"),
+            (long.as_str(), "longer than 254 characters"),
+            ("Name <a@example.org", "cannot be read as an address"),
+        ] {
+            let mut req = request();
+            req.to = vec![to.into()];
+            let e = built(&req).expect_err(to);
+            let m = &e.get("to").unwrap_or_else(|| panic!("{e:?}"))[0];
+            assert!(m.contains(says), "{to:.40}: {m}");
+            assert!(m.len() < 400, "{} bytes", m.len());
+        }
+        let mut req = request();
+        req.from = Some(long);
+        let e = built(&req).expect_err("from");
+        let m = &e.get("from").unwrap()[0];
+        assert!(
+            m.starts_with("The From address (“xxx") && m.contains("…”)"),
+            "{m:.200}"
+        );
+        assert!(m.len() < 400, "{} bytes", m.len());
     }
 
     #[test]

@@ -85,6 +85,17 @@ pub fn crlf(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The first 80 characters of what a client sent, for a message that
+/// repeats it (with `…` when there was more).
+pub(crate) fn in_part(text: &str) -> String {
+    const SHOWN: usize = 80;
+    let mut shown: String = text.chars().take(SHOWN).collect();
+    if text.chars().count() > SHOWN {
+        shown.push('…');
+    }
+    shown
+}
+
 /// Where the header block ends: the index of the first empty line's CRLF
 /// pair (`\r\n\r\n`), if there is one.
 pub fn head_end(raw: &[u8]) -> Option<usize> {
@@ -332,18 +343,18 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             "from",
             "The message has no From header, and no settings are saved to take the sender from.",
         ),
-        (_, Some(f)) if mailroom_shared::parse::check_email(f).is_err() => errors.push(
-            "from",
-            format!("The envelope sender “{f}” is not an email address."),
-        ),
+        (_, Some(f)) => {
+            let label = format!("envelope sender (“{}”)", in_part(f));
+            if let Some(m) = mailroom_shared::validate::check_address(&label, f) {
+                errors.push("from", m);
+            }
+        }
         _ => {}
     }
     for r in &recipients {
-        if mailroom_shared::parse::check_email(r).is_err() {
-            errors.push(
-                "to",
-                format!("The recipient “{r}” is not an email address."),
-            );
+        let label = format!("recipient (“{}”)", in_part(r));
+        if let Some(m) = mailroom_shared::validate::check_address(&label, r) {
+            errors.push("to", m);
         }
     }
     if recipients.is_empty() {
