@@ -175,6 +175,51 @@ async fn the_page_learns_where_the_relay_listens_and_off_means_none() {
 }
 
 #[tokio::test]
+async fn a_too_long_command_line_gets_one_reply_and_the_session_goes_on() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    assert!(w.command("EHLO client.test").await.starts_with("250"));
+    // 20,000 bytes in parts, so the relay reads past its 4,096-byte line
+    // before the line ends, then two commands pipelined behind it.
+    for _ in 0..4 {
+        w.send(&"X".repeat(5_000)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.send("\r\nNOOP\r\nQUIT\r\n").await;
+    let too_long = w.reply().await;
+    assert!(
+        too_long.starts_with("500 5.5.2 Line too long"),
+        "{too_long}"
+    );
+    let noop = w.reply().await;
+    assert!(noop.starts_with("250 2.0.0"), "NOOP's own reply: {noop}");
+    let quit = w.reply().await;
+    assert!(quit.starts_with("221"), "{quit}");
+}
+
+#[tokio::test]
+async fn binary_content_is_refused_at_mail_from_as_bdat_is_not_offered() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Binary"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    let ehlo = w.command("EHLO client.test").await;
+    assert!(
+        !ehlo.contains("CHUNKING") && !ehlo.contains("BINARYMIME"),
+        "{ehlo}"
+    );
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    let from = mailer();
+    let r = w
+        .command(&format!("MAIL FROM:<{from}> BODY=BINARYMIME"))
+        .await;
+    assert!(r.starts_with("555 5.5.4 BODY=BINARYMIME needs BDAT"), "{r}");
+    let r = w
+        .command(&format!("MAIL FROM:<{from}> BODY=8BITMIME"))
+        .await;
+    assert!(r.starts_with("250 2.1.0"), "{r}");
+}
+
+#[tokio::test]
 async fn pipelined_mail_rcpt_and_data_are_answered_in_order() {
     let (rig, server) = relay_rig(|_| {}).await;
     let (app, key) = server.new_app(json!({"name": "Cron"})).await;

@@ -202,6 +202,17 @@ impl Session {
         if self.tx.is_some() {
             return self.out_of_sequence("A mail transaction is already open; send RSET first");
         }
+        if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
+            // RFC 3030: binary content only comes in BDAT chunks, which the
+            // relay does not offer; DATA would cut it at its first CRLF.CRLF.
+            self.errors += 1;
+            self.reply(
+                555,
+                "5.5.4",
+                "BODY=BINARYMIME needs BDAT, which this relay does not offer; send the message as 8BITMIME or 7BIT with DATA",
+            );
+            return self.too_many_errors();
+        }
         let max = self.shared.sending.max_message_size;
         let sender = match self.sender().await {
             Ok(s) => s,

@@ -22,6 +22,8 @@ use super::Shared;
 
 /// Protocol errors allowed in one session before it is closed.
 pub(super) const MAX_ERRORS: u32 = 10;
+/// smtp-proto's longest command line.
+const LONG_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 /// Bytes read at a time.
 pub(super) const READ_CHUNK: usize = 8192;
 
@@ -53,6 +55,11 @@ pub(super) enum Mode {
     AuthUser(LineReceiver<()>),
     /// AUTH LOGIN's password line, after the user name.
     AuthPass(LineReceiver<String>),
+    /// The rest of a command line over smtp-proto's [`LONG_LINE`], dropped
+    /// up to its line end: answered once, not once for each 4,096 bytes (a
+    /// pipelining client would read those as the replies to its next
+    /// commands). The bytes dropped so far.
+    LongLine(usize),
 }
 
 /// Why DATA is being dropped.
@@ -241,7 +248,7 @@ impl Session {
             if !self.flush(io).await {
                 return Flow::Close;
             }
-            if matches!(self.mode, Mode::Command)
+            if matches!(self.mode, Mode::Command | Mode::LongLine(_))
                 && self.started.elapsed() >= self.shared.session_limit
             {
                 return self.close_at(io, Deadline::Session).await;
@@ -314,8 +321,33 @@ impl Session {
                             self.command(request).await
                         }
                         Err(ProtoError::NeedsMoreData { .. }) => break,
+                        Err(ProtoError::ResponseTooLong) => {
+                            self.mode = Mode::LongLine(0);
+                            self.protocol_error(ProtoError::ResponseTooLong)
+                        }
                         Err(e) => self.protocol_error(e),
                     },
+                    Mode::LongLine(dropped) => {
+                        let rest = bytes.as_slice();
+                        match memchr::memchr(b'\n', rest) {
+                            Some(end) => {
+                                bytes = rest[end + 1..].iter();
+                                self.mode = Mode::Command;
+                                Flow::Go
+                            }
+                            None => {
+                                bytes = [].iter();
+                                // Each further LONG_LINE bytes counts as an error,
+                                // unanswered, so an endless line still ends
+                                // the session as ten long lines would.
+                                let before = *dropped / LONG_LINE;
+                                *dropped += rest.len();
+                                let errors = (*dropped / LONG_LINE - before) as u32;
+                                self.errors += errors;
+                                self.too_many_errors()
+                            }
+                        }
+                    }
                     Mode::Data(receiver, body) => {
                         let done = receiver.ingest(&mut bytes, body);
                         if done {
@@ -466,7 +498,11 @@ impl Session {
                 let param: String = param.chars().take(64).collect();
                 self.reply(504, "5.5.4", &format!("Unsupported parameter {param}"))
             }
-            ProtoError::ResponseTooLong => self.reply(500, "5.5.2", "Line too long"),
+            ProtoError::ResponseTooLong => self.reply(
+                500,
+                "5.5.2",
+                "Line too long: a command is at most 512 bytes; the rest of the line is ignored",
+            ),
             ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
                 self.reply(500, "5.5.1", "Unknown command")
             }
