@@ -177,6 +177,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("The URL must not contain spaces or line breaks.".into());
     }
+    check_authority(authority)?;
     let host = crate::parse::authority_host(authority);
     match scheme.to_ascii_lowercase().as_str() {
         "https" => Ok(()),
@@ -184,6 +185,58 @@ pub fn check_url(url: &str) -> Result<(), String> {
         "http" => Err("Use https: events leave this server signed but readable, so plain http is allowed only to a loopback address.".into()),
         _ => Err("The URL must start with https://.".into()),
     }
+}
+
+/// Checks a URL's host and port, which would otherwise fail only when the
+/// first event is sent: a name of labels (letters of any script, digits,
+/// hyphens, underscores), an IPv4 address or a bracketed IPv6 one, and a
+/// port from 1 to 65535 when one is given.
+fn check_authority(authority: &str) -> Result<(), String> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (v6, after) = rest.split_once(']').ok_or(
+                "The URL's IPv6 address has no closing ]: write it like https://[2001:db8::1]/hook.",
+            )?;
+            if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("“{v6}” in the URL is not an IPv6 address."));
+            }
+            match after.strip_prefix(':') {
+                Some(port) => (None, Some(port)),
+                None if after.is_empty() => (None, None),
+                None => return Err("After the URL's closing ], put only a :port, like https://[2001:db8::1]:8443/hook.".into()),
+            }
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (Some(host), Some(port)),
+            None => (Some(authority), None),
+        },
+    };
+    if let Some(port) = port.filter(|p| !p.is_empty()) {
+        if !port.bytes().all(|b| b.is_ascii_digit())
+            || !matches!(port.parse::<u32>(), Ok(1..=65535))
+        {
+            return Err(format!(
+                "The URL's port “{port}” is not a port: use 1 to 65535, or leave it out for https's 443."
+            ));
+        }
+    }
+    let Some(host) = host else { return Ok(()) };
+    let labels = host.strip_suffix('.').unwrap_or(host);
+    let bad_label = labels.split('.').any(|label| {
+        label.is_empty()
+            || label.chars().count() > 63
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+    });
+    if bad_label {
+        return Err(format!(
+            "“{host}” in the URL is not a host name: write it like hooks.example.com, with letters, digits and hyphens between single dots."
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the event list: at least one, each known, none twice.
@@ -214,6 +267,11 @@ mod tests {
             "http://127.0.0.1:9000/hook",
             "http://[::1]:80/",
             "http://localhost:8080/x",
+            "https://例え.jp/hook",
+            "https://my_service.internal:8443/x",
+            "https://[2001:db8::1]:8443/h",
+            "https://hooks.example.com./x?a=b#c",
+            "https://10.0.0.5/hook",
         ] {
             assert_eq!(check_url(good), Ok(()), "{good}");
         }
@@ -225,6 +283,15 @@ mod tests {
             ("https:///path", "no host"),
             ("https://x.example/a b", "spaces"),
             ("http://127.0.0.1.evil.example/", "Use https"),
+            ("https://example.com:99999/x", "port “99999” is not a port"),
+            ("https://example.com:0/", "port “0”"),
+            ("https://example.com:44a/", "port “44a”"),
+            ("https://exa_mple..com/", "not a host name"),
+            ("https://-bad.example/", "not a host name"),
+            ("https://%00/x", "not a host name"),
+            ("https://[::1/x", "no closing ]"),
+            ("https://[::g]/x", "not an IPv6 address"),
+            ("https://[::1]x/", "put only a :port"),
         ] {
             let e = check_url(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
