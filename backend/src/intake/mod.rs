@@ -337,7 +337,11 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     } else {
         envelope.to
     };
-    recipients.retain(|r| !r.trim().is_empty());
+    // Each address once (case aside, as Exchange reads them): a second RCPT
+    // for the same mailbox would count twice against the limits and show
+    // twice in Activity, for one delivery.
+    let mut seen = std::collections::HashSet::new();
+    recipients.retain(|r| !r.trim().is_empty() && seen.insert(r.trim().to_lowercase()));
     match (&header_from, &envelope_from) {
         (None, _) if !errors.contains_key("from") => errors.push(
             "from",
@@ -755,6 +759,32 @@ mod tests {
             "subject",
         );
         assert!(text.contains("2 Subject headers"), "{text}");
+    }
+
+    #[test]
+    fn a_recipient_given_twice_is_kept_once() {
+        let (a, b) = (at("a", "example.org"), at("b", "example.org"));
+        let raw = format!(
+            "From: {}\r\nTo: {a}, {}\r\nCc: {b}, {a}\r\nSubject: hi\r\n\r\nbody\r\n",
+            at("allowed", "contoso.com"),
+            a.to_uppercase()
+        );
+        assert_eq!(run(&raw).unwrap().recipients, [a.clone(), b.clone()]);
+        let policy = policy();
+        let c = check(
+            raw.as_bytes(),
+            Envelope {
+                from: None,
+                to: vec![b.clone(), a.clone(), b.to_uppercase()],
+            },
+            &Rules {
+                policy: &policy,
+                settings: None,
+                rewrite_from: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(c.recipients, [b, a]);
     }
 
     #[test]

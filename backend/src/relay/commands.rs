@@ -286,6 +286,18 @@ impl Session {
     }
 
     pub(super) async fn rcpt(&mut self, to: String) -> Flow {
+        // The same mailbox again (case aside): accepted, kept once, and not
+        // counted again against the app's limits.
+        if let Some(tx) = &self.tx {
+            if tx
+                .rcpts
+                .iter()
+                .any(|r| r.to_lowercase() == to.to_lowercase())
+            {
+                self.reply(250, "2.1.5", "Ok (already a recipient)");
+                return Flow::Go;
+            }
+        }
         let app = match &self.tx {
             Some(Transaction {
                 sender: Sender::App(app),
