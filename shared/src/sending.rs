@@ -228,13 +228,21 @@ pub fn validate_app_change(change: &AppChange) -> FieldMessages {
 
 fn validate_allowed_from(list: &[String], errors: &mut FieldMessages) {
     for (i, a) in list.iter().enumerate() {
-        if parse::check_email(a.trim()).is_err() {
+        let a = a.trim();
+        if parse::check_email(a).is_err() {
             errors.push(
                 "allowed_from",
                 format!(
-                    "Address {} (“{}”) is not an email address, like scans@contoso.com.",
-                    i + 1,
-                    a.trim()
+                    "Address {} (“{a}”) is not an email address, like scans@contoso.com.",
+                    i + 1
+                ),
+            );
+        } else if list[..i].iter().any(|b| b.trim().eq_ignore_ascii_case(a)) {
+            errors.push(
+                "allowed_from",
+                format!(
+                    "Address {} (“{a}”) is listed already; give each address once.",
+                    i + 1
                 ),
             );
         }
@@ -604,6 +612,17 @@ mod tests {
             ..NewApp::default()
         };
         assert!(validate_new_app(&good).is_empty());
+        let twice = NewApp {
+            allowed_from: vec![
+                format!("{}@{}", "scans", "contoso.com"),
+                format!("{}@{}", "Scans", "Contoso.com "),
+            ],
+            ..good.clone()
+        };
+        let e = validate_new_app(&twice);
+        assert_eq!(e["allowed_from"].len(), 1, "{e:?}");
+        assert!(e["allowed_from"][0].starts_with("Address 2 ("), "{e:?}");
+        assert!(e["allowed_from"][0].contains("listed already"), "{e:?}");
         // Names show in the page, the Activity list and the log: no control
         // characters (an escape code could repaint a terminal reading the log).
         for name in ["a\u{0}b", "Scan\tner", "\u{1b}[31mred", "x\u{7f}"] {
