@@ -598,18 +598,20 @@ impl Settings {
             ),
             Some(secret) => {
                 if check_length(r, Field::ClientSecret, "client secret", secret) {
-                    if secret.trim() != secret {
-                        r.error(
-                            Field::ClientSecret,
-                            "The client secret starts or ends with a space. Paste the Value again without surrounding spaces.",
-                        );
-                    } else if check_pasted(r, Field::ClientSecret, "client secret", secret)
-                        && secret.contains(char::is_whitespace)
-                    {
-                        r.error(
-                            Field::ClientSecret,
-                            "The client secret contains a space, which a secret's Value never has: two things were pasted together. Copy the Value column again, alone.",
-                        );
+                    // A line break (a trailing one too) is named as one,
+                    // before the spaces around or inside.
+                    if check_pasted(r, Field::ClientSecret, "client secret", secret) {
+                        if secret.trim() != secret {
+                            r.error(
+                                Field::ClientSecret,
+                                "The client secret starts or ends with a space. Paste the Value again without surrounding spaces.",
+                            );
+                        } else if secret.contains(char::is_whitespace) {
+                            r.error(
+                                Field::ClientSecret,
+                                "The client secret contains a space, which a secret's Value never has: two things were pasted together. Copy the Value column again, alone.",
+                            );
+                        }
                     }
                     if parse::is_guid(secret) {
                         r.warn(
@@ -935,6 +937,8 @@ mod tests {
             ("abc8Q~def\u{1b}ghi", "control character U+001B"),
             ("abc8Q~def ghi", "contains a space"),
             ("abc8Q~def\tghi", "control character U+0009"),
+            ("abc8Q~defghi\n", "contains a line break"),
+            (" abc8Q~defghi", "starts or ends with a space"),
         ] {
             s.client_secret = Some(secret.into());
             let e = errors(&s, Field::ClientSecret);
