@@ -148,6 +148,28 @@ fn not_a_mailbox(label: &str, text: &str, lettre: &lettre::address::AddressError
     })
 }
 
+/// One mailbox as JSON gives it. Each string is one mailbox, so a name
+/// with a comma or parentheses and no quotes (`Doe, John <j@contoso.com>`,
+/// as address books write it) can only mean that name: it is taken as if
+/// quoted, where RFC 5322 would read a list or a comment.
+fn mailbox(text: &str) -> Result<Mailbox, lettre::address::AddressError> {
+    Mailbox::from_str(text).or_else(|e| {
+        let unquoted = text
+            .strip_suffix('>')
+            .and_then(|t| t.split_once('<'))
+            .filter(|(name, address)| {
+                !name.trim().is_empty() && !name.contains(['"', '<', '>']) && !address.contains('<')
+            });
+        match unquoted {
+            Some((name, address)) => Ok(Mailbox::new(
+                Some(name.trim().to_string()),
+                address.trim().parse()?,
+            )),
+            None => Err(e),
+        }
+    })
+}
+
 fn mailboxes(field: &str, list: &[String], errors: &mut FieldMessages) -> Vec<Mailbox> {
     let mut out = Vec::new();
     for (i, a) in list.iter().enumerate() {
@@ -158,7 +180,7 @@ fn mailboxes(field: &str, list: &[String], errors: &mut FieldMessages) -> Vec<Ma
             );
             continue;
         }
-        match Mailbox::from_str(a.trim()) {
+        match mailbox(a.trim()) {
             Ok(m) => out.push(m),
             Err(e) => errors.push(
                 field,
@@ -183,7 +205,7 @@ pub fn build(
             errors.push("from", "The From address contains a line break.");
             None
         }
-        Some(f) => match Mailbox::from_str(f) {
+        Some(f) => match mailbox(f) {
             Ok(m) => Some(m),
             Err(e) => {
                 errors.push("from", not_a_mailbox("From address", f, &e));
@@ -490,6 +512,64 @@ mod tests {
             "{m:.200}"
         );
         assert!(m.len() < 400, "{} bytes", m.len());
+    }
+
+    #[test]
+    fn a_name_with_a_comma_or_parentheses_is_taken_as_written() {
+        let mut req = request();
+        req.from = Some(format!(
+            "Helpdesk, Contoso <{}>",
+            at("helpdesk", "contoso.com")
+        ));
+        req.to = vec![
+            format!("Doe, John <{}>", at("john", "example.org")),
+            format!("Anna (Sales) <{}>", at("anna", "example.org")),
+        ];
+        req.reply_to = Some(format!("Smith, Bo <{}>", at("bo", "example.org")));
+        let c = built(&req).unwrap();
+        assert_eq!(
+            c.recipients,
+            [at("john", "example.org"), at("anna", "example.org")]
+        );
+        // As a reader sees them (lettre writes such a name as an encoded word).
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&c.body)
+            .unwrap();
+        let names = |list: Option<&mail_parser::Address>| -> Vec<(String, String)> {
+            list.unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a.name().unwrap_or_default().to_string(),
+                        a.address().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(parsed.from()),
+            [(
+                "Helpdesk, Contoso".to_string(),
+                at("helpdesk", "contoso.com")
+            )]
+        );
+        assert_eq!(
+            names(parsed.to()),
+            [
+                ("Doe, John".to_string(), at("john", "example.org")),
+                ("Anna (Sales)".to_string(), at("anna", "example.org"))
+            ]
+        );
+        assert_eq!(names(parsed.reply_to())[0].0, "Smith, Bo");
+        // Still refused: two addresses in one string, a bad address.
+        for to in [
+            format!("{}, {}", at("a", "example.org"), at("b", "example.org")),
+            "Doe, John <not an address>".to_string(),
+        ] {
+            let mut req = request();
+            req.to = vec![to.clone()];
+            assert!(built(&req).is_err(), "{to}");
+        }
     }
 
     #[test]
