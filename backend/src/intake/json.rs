@@ -213,7 +213,13 @@ pub fn build(
             }
         },
         None => match settings {
-            Some(s) => Mailbox::from_str(&format!("{} <{}>", s.sender_name, s.sender_email)).ok(),
+            Some(s) => match super::settings_sender(s) {
+                Some(m) => Some(m),
+                None => {
+                    errors.push("from", format!("Give a From address: the saved sender (“{}”) is not an address Mailroom can write.", super::in_part(&s.sender_email)));
+                    None
+                }
+            },
             None => {
                 errors.push("from", "Give a From address: no settings are saved yet, so there is no default sender.");
                 None
@@ -312,12 +318,17 @@ pub fn build(
     // becomes the Reply-To when the message has none.
     let (header_from, reply_to) = match (rewrite_from, settings) {
         (true, Some(s)) => {
-            let sender = Mailbox::from_str(&format!("{} <{}>", s.sender_name, s.sender_email))
-                .map_err(|e| {
-                    let mut errors = FieldMessages::new();
-                    errors.push("from", format!("The saved sender is not usable: {e}."));
-                    errors
-                })?;
+            let sender = super::settings_sender(s).ok_or_else(|| {
+                let mut errors = FieldMessages::new();
+                errors.push(
+                    "from",
+                    format!(
+                        "The saved sender (“{}”) is not an address Mailroom can write.",
+                        super::in_part(&s.sender_email)
+                    ),
+                );
+                errors
+            })?;
             (sender, reply_to.or(Some(from.clone())))
         }
         _ => (from.clone(), reply_to),
@@ -570,6 +581,51 @@ mod tests {
             req.to = vec![to.clone()];
             assert!(built(&req).is_err(), "{to}");
         }
+    }
+
+    #[test]
+    fn a_saved_sender_name_with_a_comma_is_the_from_of_messages_without_one() {
+        let mut settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        settings.sender_name = "Contoso, IT Department".into();
+        let policy = FromPolicy::new(Some(&settings), &[]);
+        let mut req = request();
+        req.from = None;
+        for rewrite in [false, true] {
+            let c = build(&req, &policy, Some(&settings), rewrite).unwrap();
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&c.body)
+                .unwrap();
+            let from = parsed.from().unwrap().first().unwrap();
+            assert_eq!(
+                from.name(),
+                Some("Contoso, IT Department"),
+                "rewrite {rewrite}"
+            );
+            assert_eq!(from.address(), Some(settings.sender_email.as_str()));
+        }
+        // And a raw message of an app that sends as the settings' sender.
+        let raw = format!(
+            "From: {}\r\nTo: {}\r\nSubject: hi\r\n\r\nbody\r\n",
+            at("someone", "example.net"),
+            at("a", "example.org")
+        );
+        let c = super::super::check(
+            raw.as_bytes(),
+            super::super::Envelope::default(),
+            &super::super::Rules {
+                policy: &policy,
+                settings: Some(&settings),
+                rewrite_from: true,
+            },
+        )
+        .unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&c.body)
+            .unwrap();
+        assert_eq!(
+            parsed.from().unwrap().first().unwrap().name(),
+            Some("Contoso, IT Department")
+        );
     }
 
     #[test]

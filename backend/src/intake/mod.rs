@@ -20,8 +20,6 @@ pub mod accept;
 pub mod budget;
 pub mod json;
 
-use std::str::FromStr;
-
 pub use accept::Sending;
 pub use budget::Budget;
 use lettre::message::Mailbox;
@@ -201,10 +199,20 @@ fn addresses(value: &HeaderValue<'_>) -> Vec<String> {
     }
 }
 
+/// The settings' sender as a mailbox: built from its parts, not parsed
+/// from `Name <address>` text, which a name with a comma or parentheses
+/// ("Contoso, Inc.") would make a list or a comment.
+pub(crate) fn settings_sender(s: &Settings) -> Option<Mailbox> {
+    let name = s.sender_name.trim();
+    let email = s.sender_email.trim().parse().ok()?;
+    Some(Mailbox::new(
+        (!name.is_empty()).then(|| name.to_string()),
+        email,
+    ))
+}
+
 fn sender_mailbox(s: &Settings) -> String {
-    Mailbox::from_str(&format!("{} <{}>", s.sender_name, s.sender_email))
-        .map(|m| m.to_string())
-        .unwrap_or_else(|_| s.sender_email.clone())
+    settings_sender(s).map_or_else(|| s.sender_email.clone(), |m| m.to_string())
 }
 
 const NOT_A_MESSAGE: &str = "The body is not an RFC 5322 message: it needs header lines (From:, To:, Subject:), an empty line, then the text.";
