@@ -421,6 +421,10 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
 /// Parses JSON, telling syntax errors (400) from type errors (400, keyed by the
 /// field's name without the `settings.` envelope prefix).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
+    // A UTF-8 byte order mark, as Windows PowerShell 5.1's `Out-File` and
+    // Notepad write one, is not JSON but says nothing either (RFC 8259 8.1
+    // lets a parser ignore it).
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -581,6 +585,20 @@ mod tests {
             let err = parse_json::<PutSettings>(body).unwrap_err();
             assert!(matches!(err, BodyError::Syntax(_)), "{err:?}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_json_is_ignored() {
+        let body = b"\xEF\xBB\xBF{\"settings\": {\"port\": \"x\"}, \"version\": 0}";
+        let err = parse_json::<PutSettings>(body).unwrap_err();
+        assert!(
+            matches!(&err, BodyError::Field { field, .. } if field == "port"),
+            "{err:?}"
+        );
+        let ok = parse_json::<mailroom_shared::webhooks::NewWebhook>(
+            b"\xEF\xBB\xBF{\"url\": \"https://example.com/\", \"events\": []}",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

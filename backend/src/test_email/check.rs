@@ -41,8 +41,18 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     let settings: Settings = match crate::error::parse_json(text.as_bytes()) {
         Ok(s) => s,
         Err(e) => {
+            // Said of the file, not of a request body.
+            let why = match e {
+                crate::error::BodyError::Syntax(detail) => {
+                    format!("it is not valid JSON: {detail}.")
+                }
+                crate::error::BodyError::Shape(detail) => {
+                    format!("it does not hold SETTINGS: {detail}.")
+                }
+                other => other.to_string(),
+            };
             eprintln!(
-                "mailroom check: {} is not a valid SETTINGS file: {e}",
+                "mailroom check: {} is not a valid SETTINGS file: {why}",
                 args.settings.display()
             );
             return ExitCode::from(2);

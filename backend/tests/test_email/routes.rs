@@ -128,5 +128,29 @@ async fn check_command_exit_codes() {
         let stderr = String::from_utf8_lossy(&garbage.stderr);
         assert!(stderr.contains(says), "{file}: {stderr}");
     }
+    // A file as Windows PowerShell 5.1 writes it, with a UTF-8 byte order
+    // mark, is read like any other; a file that is not JSON is said to be so.
+    let bom = dir.path().join("bom.json");
+    for (bytes, says, not) in [
+        (
+            [&b"\xEF\xBB\xBF"[..], br#"{"port": "587"}"#].concat(),
+            "The field port has a wrong value",
+            "not valid JSON",
+        ),
+        (b"{nope".to_vec(), "it is not valid JSON", "request body"),
+    ] {
+        std::fs::write(&bom, bytes).unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+            .args(["check", "--settings"])
+            .arg(&bom)
+            .arg("--to")
+            .arg(recipient())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says) && !stderr.contains(not), "{stderr}");
+    }
     assert_eq!(rig.smtp.messages().len(), 1, "only the valid run sent mail");
 }
