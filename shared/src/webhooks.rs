@@ -227,9 +227,11 @@ fn check_authority(authority: &str) -> Result<(), String> {
             || label.chars().count() > 63
             || label.starts_with('-')
             || label.ends_with('-')
+            // Any letter beyond ASCII (an IDN label); not `is_alphanumeric`,
+            // whose Unicode tables cost the page KBs.
             || !label
                 .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || !c.is_ascii())
     });
     if bad_label {
         return Err(format!(
