@@ -462,16 +462,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
 /// How much of a value the client sent an error message repeats.
 const ECHO: usize = 80;
 
+/// The first [`ECHO`] characters of what a client sent, for a message that
+/// repeats it (with `…` when there was more).
+pub fn short(text: &str) -> String {
+    let mut shown: String = text.chars().take(ECHO).collect();
+    if text.chars().count() > ECHO {
+        shown.push('…');
+    }
+    shown
+}
+
 /// Shortens what serde repeats of the client's value (a wrong string, an
-/// unknown field's name), which may be as long as the body, to its first
-/// [`ECHO`] characters; what was expected stays whole.
+/// unknown field's name), which may be as long as the body, with [`short`];
+/// what was expected stays whole.
 fn clip(text: &str) -> String {
     let (said, expected) = text.split_at(text.rfind(", expected ").unwrap_or(text.len()));
-    if said.chars().count() <= ECHO {
-        return text.to_string();
-    }
-    let kept: String = said.chars().take(ECHO).collect();
-    format!("{kept}…{expected}")
+    format!("{}{expected}", short(said))
 }
 
 /// The error for the value at `path` (the body itself when empty).

@@ -268,29 +268,21 @@ async fn two_concurrent_saves_exactly_one_wins() {
 async fn bad_bodies_get_4xx_json_never_5xx() {
     let dir = tempfile::tempdir().unwrap();
     let (router, _) = router(dir.path(), TestArgs::default()).await;
+    // One SETTINGS field of the wrong type: a 400 that names it.
+    let wrong = |field: &'static str, value: &str| {
+        (
+            format!(r#"{{"settings": {{"{field}": {value}}}, "version": 0}}"#),
+            StatusCode::BAD_REQUEST,
+            Some(field),
+        )
+    };
     let cases: Vec<(String, StatusCode, Option<&str>)> = vec![
         ("{not json".into(), StatusCode::BAD_REQUEST, None),
         ("".into(), StatusCode::BAD_REQUEST, None),
-        (
-            r#"{"settings": {"port": "587"}, "version": 0}"#.into(),
-            StatusCode::BAD_REQUEST,
-            Some("port"),
-        ),
-        (
-            r#"{"settings": {"port": 70000}, "version": 0}"#.into(),
-            StatusCode::BAD_REQUEST,
-            Some("port"),
-        ),
-        (
-            r#"{"settings": {"provider": "yahoo"}, "version": 0}"#.into(),
-            StatusCode::BAD_REQUEST,
-            Some("provider"),
-        ),
-        (
-            r#"{"settings": {"security": "ssl"}, "version": 0}"#.into(),
-            StatusCode::BAD_REQUEST,
-            Some("security"),
-        ),
+        wrong("port", r#""587""#),
+        wrong("port", "70000"),
+        wrong("provider", r#""yahoo""#),
+        wrong("security", r#""ssl""#),
         (
             r#"{"settings": {}, "version": "one"}"#.into(),
             StatusCode::BAD_REQUEST,
@@ -299,34 +291,11 @@ async fn bad_bodies_get_4xx_json_never_5xx() {
         (r#"[1, 2]"#.into(), StatusCode::BAD_REQUEST, None),
         // A choice given as something other than a string is valid JSON of
         // the wrong type: named, not called a syntax error.
-        (
-            r#"{"settings": {"provider": 1}, "version": 0}"#.into(),
-            StatusCode::BAD_REQUEST,
-            Some("provider"),
-        ),
-        (
-            r#"{"settings": {"security": true}, "version": 0}"#.into(),
-            StatusCode::BAD_REQUEST,
-            Some("security"),
-        ),
-        (
-            r#"{"settings": {"transport": null}, "version": 0}"#.into(),
-            StatusCode::BAD_REQUEST,
-            Some("transport"),
-        ),
-        (
-            r#"{"settings": {"auth_method": ["oauth2_client_credentials"]}, "version": 0}"#.into(),
-            StatusCode::BAD_REQUEST,
-            Some("auth_method"),
-        ),
-        (
-            format!(
-                r#"{{"settings": {{"port": "{}"}}, "version": 0}}"#,
-                "9".repeat(60 * 1024)
-            ),
-            StatusCode::BAD_REQUEST,
-            Some("port"),
-        ),
+        wrong("provider", "1"),
+        wrong("security", "true"),
+        wrong("transport", "null"),
+        wrong("auth_method", r#"["oauth2_client_credentials"]"#),
+        wrong("port", &format!(r#""{}""#, "9".repeat(60 * 1024))),
         (
             format!(
                 r#"{{"settings": {{"sender_name": "{}"}}, "version": 0}}"#,

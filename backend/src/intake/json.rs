@@ -98,12 +98,10 @@ fn fold_headers(formatted: Vec<u8>) -> Result<Vec<u8>, FieldMessages> {
                 });
             let longest = cut.unwrap_or(text.len()) - start;
             if longest > MAX_LINE {
-                let mut errors = FieldMessages::new();
-                errors.push(
-                    field_of(&name),
-                    format!("The {name} header has a run of {longest} characters without a space, and a line of mail holds at most {MAX_LINE} (RFC 5322). Shorten it, or put spaces in it."),
-                );
-                return Err(errors);
+                return Err(FieldMessages::from([(
+                    field_of(&name).to_string(),
+                    vec![format!("The {name} header has a run of {longest} characters without a space, and a line of mail holds at most {MAX_LINE} (RFC 5322). Shorten it, or put spaces in it.")],
+                )]));
             }
             let Some(cut) = cut else { break };
             out.extend_from_slice(&text[start..cut]);
@@ -137,7 +135,7 @@ fn not_a_mailbox(label: &str, text: &str, lettre: &lettre::address::AddressError
             "The {label} is empty. Enter an address, like name@example.com, or leave it out."
         );
     }
-    let label = format!("{label} (“{}”)", super::in_part(text));
+    let label = format!("{label} (“{}”)", crate::error::short(text));
     // The address inside `Name <…>`, where there is one.
     let address = match text.rsplit_once('<') {
         Some((_, rest)) => rest.split('>').next().unwrap_or_default(),
@@ -216,7 +214,7 @@ pub fn build(
             Some(s) => match super::settings_sender(s) {
                 Some(m) => Some(m),
                 None => {
-                    errors.push("from", format!("Give a From address: the saved sender (“{}”) is not an address Mailroom can write.", super::in_part(&s.sender_email)));
+                    errors.push("from", format!("Give a From address: the saved sender (“{}”) is not an address Mailroom can write.", crate::error::short(&s.sender_email)));
                     None
                 }
             },
@@ -319,15 +317,13 @@ pub fn build(
     let (header_from, reply_to) = match (rewrite_from, settings) {
         (true, Some(s)) => {
             let sender = super::settings_sender(s).ok_or_else(|| {
-                let mut errors = FieldMessages::new();
-                errors.push(
-                    "from",
-                    format!(
+                FieldMessages::from([(
+                    "from".to_string(),
+                    vec![format!(
                         "The saved sender (“{}”) is not an address Mailroom can write.",
-                        super::in_part(&s.sender_email)
-                    ),
-                );
-                errors
+                        crate::error::short(&s.sender_email)
+                    )],
+                )])
             })?;
             (sender, reply_to.or(Some(from.clone())))
         }
@@ -362,9 +358,10 @@ pub fn build(
         (None, None) => unreachable!("checked above"),
     }
     .map_err(|e| {
-        let mut errors = FieldMessages::new();
-        errors.push("to", format!("The message could not be built: {e}."));
-        errors
+        FieldMessages::from([(
+            "to".to_string(),
+            vec![format!("The message could not be built: {e}.")],
+        )])
     })?;
     let recipients: Vec<String> = to
         .iter()
@@ -420,18 +417,11 @@ mod tests {
 
     /// The field `name`'s value, unfolded (RFC 5322 2.2.3).
     fn unfolded(head: &str, name: &str) -> String {
-        let start = head
-            .find(&format!("\r\n{name}:"))
-            .map(|i| i + 2)
-            .or_else(|| head.starts_with(&format!("{name}:")).then_some(0))
-            .unwrap_or_else(|| panic!("no {name} in {head}"));
-        let rest = &head[start + name.len() + 1..];
-        let end = rest
-            .match_indices("\r\n")
-            .find(|(i, _)| !rest[i + 2..].starts_with([' ', '\t']))
-            .map_or(rest.len(), |(i, _)| i);
-        let value = rest[..end].replace("\r\n", "");
-        value.strip_prefix(' ').unwrap_or(&value).to_string()
+        let values = mailroom_fakes::graph::header_values(head.as_bytes(), name);
+        values
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no {name} in {head}"))
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod json;
 pub use accept::Sending;
 pub use budget::Budget;
 use lettre::message::Mailbox;
+
+use crate::error::short;
 use mail_parser::{HeaderName, HeaderValue, MessageParser};
 use mailroom_shared::sending::{FromPolicy, MAX_RECIPIENTS};
 use mailroom_shared::{FieldMessages, Settings};
@@ -81,17 +83,6 @@ pub fn crlf(raw: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(&raw[start..]);
     out
-}
-
-/// The first 80 characters of what a client sent, for a message that
-/// repeats it (with `…` when there was more).
-pub(crate) fn in_part(text: &str) -> String {
-    const SHOWN: usize = 80;
-    let mut shown: String = text.chars().take(SHOWN).collect();
-    if text.chars().count() > SHOWN {
-        shown.push('…');
-    }
-    shown
 }
 
 /// Where the header block ends: the index of the first empty line's CRLF
@@ -356,7 +347,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             "The message has no From header, and no settings are saved to take the sender from.",
         ),
         (_, Some(f)) => {
-            let label = format!("envelope sender (“{}”)", in_part(f));
+            let label = format!("envelope sender (“{}”)", short(f));
             if let Some(m) = mailroom_shared::validate::check_address(&label, f) {
                 errors.push("from", m);
             }
@@ -364,7 +355,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         _ => {}
     }
     for r in &recipients {
-        let label = format!("recipient (“{}”)", in_part(r));
+        let label = format!("recipient (“{}”)", short(r));
         if let Some(m) = mailroom_shared::validate::check_address(&label, r) {
             errors.push("to", m);
         }
@@ -483,14 +474,6 @@ fn display_name(lower: &str) -> &'static str {
         "reply-to" => "Reply-To",
         _ => "Subject",
     }
-}
-
-fn short(value: &str) -> String {
-    let mut s: String = value.chars().take(80).collect();
-    if value.chars().count() > 80 {
-        s.push('…');
-    }
-    s
 }
 
 /// The DATA section as sent, on bytes: lines starting with "." doubled

@@ -289,11 +289,8 @@ impl Session {
         // The same mailbox again (case aside): accepted, kept once, and not
         // counted again against the app's limits.
         if let Some(tx) = &self.tx {
-            if tx
-                .rcpts
-                .iter()
-                .any(|r| r.to_lowercase() == to.to_lowercase())
-            {
+            let key = to.to_lowercase();
+            if tx.rcpts.iter().any(|r| r.to_lowercase() == key) {
                 self.reply(250, "2.1.5", "Ok (already a recipient)");
                 return Flow::Go;
             }
