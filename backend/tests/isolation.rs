@@ -83,6 +83,14 @@ fn attacks() -> Vec<Attack> {
             smtp: "550 5.6.0",
         },
         Attack {
+            name: "two Date headers",
+            raw: format!(
+                "From: {me}\r\nDate: Tue, 1 Dec 2026 10:00:00 +0000\r\nDate: Tue, 1 Dec 2026 10:00:01 +0000\r\n{tail}"
+            ),
+            field: "headers",
+            smtp: "550 5.6.0",
+        },
+        Attack {
             name: "a subject of 999 characters",
             raw: format!(
                 "From: {me}\r\nTo: {to}\r\nSubject: {}\r\n\r\nbody\r\n",

@@ -9,8 +9,9 @@
 //!   the header block is refused (a bare CR would end the header block early
 //!   at the upstream, past a From nobody checked);
 //! - exactly one From holding exactly one mailbox; at most one Sender, To,
-//!   Cc, Reply-To and Subject (two From headers are read differently by
-//!   different parsers, and two To headers lose recipients);
+//!   Cc, Reply-To, Subject, Date, Message-ID, In-Reply-To and References
+//!   (two From headers are read differently by different parsers, two To
+//!   headers lose recipients, and Gmail refuses two of any of them);
 //! - the From policy of §6 on the envelope sender, From, Sender, and every
 //!   Resent-From and Resent-Sender;
 //! - Bcc and Resent-Bcc removed; the Subject at most [`MAX_SUBJECT`]
@@ -32,8 +33,24 @@ use mailroom_shared::{FieldMessages, Settings};
 /// The longest Subject, in characters (RFC 5322's line limit).
 pub const MAX_SUBJECT: usize = 998;
 
-/// Headers of which a message may carry at most one (From exactly one).
-const SINGLE: &[&str] = &["from", "sender", "to", "cc", "reply-to", "subject"];
+/// Headers of which a message may carry at most one (From exactly one). The
+/// last four are beyond §7's list: RFC 5322 3.6 allows each once too, and
+/// Gmail refuses a message with two as "not RFC 5322 compliant".
+const SINGLE: &[&str] = &[
+    "from",
+    "sender",
+    "to",
+    "cc",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+];
+
+/// The headers of [`SINGLE`] that hold lists of addresses: two are merged.
+const ADDRESS_HEADERS: &[&str] = &["to", "cc", "reply-to"];
 
 /// The envelope a way in gives along with the bytes.
 #[derive(Debug, Clone, Default)]
@@ -259,7 +276,15 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
                 _ => HEADERS,
             };
             let shown = display_name(name);
-            errors.push(field, format!("The message has {count} {shown} headers; it may have only one. Merge them into one {shown} header."));
+            let fix = if ADDRESS_HEADERS.contains(name) {
+                format!("Merge them into one {shown} header.")
+            } else {
+                format!("Keep one {shown} header and remove the others.")
+            };
+            errors.push(
+                field,
+                format!("The message has {count} {shown} headers; it may have only one. {fix}"),
+            );
         }
     }
     if !errors.is_empty() {
@@ -472,6 +497,10 @@ fn display_name(lower: &str) -> &'static str {
         "to" => "To",
         "cc" => "Cc",
         "reply-to" => "Reply-To",
+        "date" => "Date",
+        "message-id" => "Message-ID",
+        "in-reply-to" => "In-Reply-To",
+        "references" => "References",
         _ => "Subject",
     }
 }
@@ -750,6 +779,36 @@ mod tests {
             "subject",
         );
         assert!(text.contains("2 Subject headers"), "{text}");
+    }
+
+    #[test]
+    fn two_date_message_id_in_reply_to_or_references_headers_are_refused() {
+        // RFC 5322 3.6 allows each once; Gmail refuses a message with two
+        // as "not RFC 5322 compliant", long after Mailroom said 250.
+        let from = format!("From: {}\r\n", at("allowed", "contoso.com"));
+        for (h, a, b) in [
+            (
+                "Date",
+                "Tue, 1 Dec 2026 10:00:00 +0000",
+                "Tue, 1 Dec 2026 10:00:01 +0000",
+            ),
+            ("Message-ID", "<1@contoso.com>", "<2@contoso.com>"),
+            ("In-Reply-To", "<1@contoso.com>", "<2@contoso.com>"),
+            ("References", "<1@contoso.com>", "<2@contoso.com>"),
+        ] {
+            let text = refused(&msg(&format!("{from}{h}: {a}\r\n{h}: {b}\r\n")), "headers");
+            assert!(
+                text.contains(&format!("2 {h} headers")) && text.contains("Keep one"),
+                "{text}"
+            );
+            // One of each is taken as it is.
+            let c = run(&msg(&format!("{from}{h}: {a}\r\n"))).unwrap();
+            let kept = String::from_utf8_lossy(&c.body)
+                .matches(&format!("\r\n{h}: "))
+                .count()
+                + usize::from(c.body.starts_with(format!("{h}: ").as_bytes()));
+            assert_eq!(kept, 1, "{h}");
+        }
     }
 
     #[test]
