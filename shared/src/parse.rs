@@ -220,6 +220,20 @@ pub fn has_line_break(s: &str) -> bool {
     s.contains('\r') || s.contains('\n')
 }
 
+/// Why a name may not hold a mark that shows the text after it in another
+/// order (U+202A to U+202E, U+2066 to U+2069), when it holds one: with one, a
+/// name "Invoice\u{202E}fdp.exe" shows as "Invoiceexe.pdf". The marks
+/// right-to-left text needs within a name (U+200E, U+200F) stay allowed.
+pub fn reordering_mark(label: &str, s: &str) -> Option<String> {
+    let c = s
+        .chars()
+        .find(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))?;
+    Some(format!(
+        "The {label} holds the invisible mark U+{:04X}, which shows the text after it in another order than it is written; type the {label} again without it.",
+        c as u32
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,6 +201,8 @@ pub fn validate_name(name: &str, errors: &mut FieldMessages) {
             "name",
             "The name may not hold control characters (line breaks, tabs).",
         );
+    } else if let Some(m) = crate::parse::reordering_mark("name", name) {
+        errors.push("name", m);
     }
 }
 
@@ -433,6 +435,8 @@ mod tests {
         assert!(!check("  "));
         assert!(!check("a\nb"));
         assert!(!check(&"x".repeat(MAX_NAME + 1)));
+        assert!(!check("Billing\u{202E}xobliam"));
+        assert!(check("\u{5d3}\u{5d5}\u{5d0}\u{5e8} \u{200f}2"));
         let mut e = FieldMessages::default();
         validate_limits(
             &ProfileLimits {

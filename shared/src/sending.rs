@@ -199,6 +199,8 @@ pub fn validate_new_app(app: &NewApp) -> FieldMessages {
             "name",
             "The name may not hold control characters (a tab, NUL or escape code); type it as plain text.",
         );
+    } else if let Some(m) = parse::reordering_mark("name", name) {
+        errors.push("name", m);
     }
     validate_allowed_from(&app.allowed_from, &mut errors);
     validate_limits(&app.limits, &mut errors);
@@ -640,6 +642,21 @@ mod tests {
             });
             assert!(change["name"][0].contains("control characters"), "{name:?}");
         }
+        // Nor marks that show the text after them in another order: the
+        // Activity list would show "Invoice\u{202E}fdp.exe" as "Invoiceexe.pdf".
+        for name in ["Invoice\u{202E}fdp.exe", "a\u{2066}b", "\u{202A}x"] {
+            let e = validate_new_app(&NewApp {
+                name: name.into(),
+                ..good.clone()
+            });
+            assert!(e["name"][0].contains("in another order"), "{name:?}: {e:?}");
+        }
+        // Right-to-left names, with their ordinary marks, are names.
+        assert!(validate_new_app(&NewApp {
+            name: "\u{5e1}\u{5d5}\u{5e8}\u{5e7} 3\u{200f}".into(),
+            ..good.clone()
+        })
+        .is_empty());
         assert!(validate_new_app(&NewApp {
             name: "Scanner, 3rd floor – Zürich".into(),
             ..good.clone()
