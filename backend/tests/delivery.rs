@@ -793,3 +793,83 @@ async fn a_waiting_burst_goes_out_over_every_connection() {
         "every connection carried part of the burst"
     );
 }
+
+/// An address beyond ASCII (RFC 6531) goes with MAIL FROM's `SMTPUTF8` where
+/// the server offers it, as Exchange Online does; where it does not, that
+/// recipient (or, for the sender, the message) fails with the reason, and
+/// the others are sent. 8-bit content goes with `BODY=8BITMIME`.
+#[tokio::test]
+async fn an_address_beyond_ascii_goes_with_smtputf8_or_fails_with_the_reason() {
+    let (jorg, ok) = (addr("j\u{f6}rg", "example.org"), addr("ok", "example.org"));
+    let (rig, server, key) = sending_rig().await;
+    let (_, q) = server
+        .submit(&key, &mail(&[jorg.clone(), ok.clone()], "utf8"))
+        .await;
+    let m = server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    let statuses: Vec<&Value> = m["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, ["sent", "sent"], "{m}");
+    let got = &rig.smtp.messages()[0];
+    assert_eq!(got.rcpt_to, vec![jorg.clone(), ok.clone()]);
+    assert!(
+        got.mail_params.iter().any(|p| p == "SMTPUTF8"),
+        "{:?}",
+        got.mail_params
+    );
+    // An ASCII message carries no parameter; an 8-bit body carries BODY=8BITMIME.
+    let (_, q) = server
+        .submit(&key, &mail(std::slice::from_ref(&ok), "ascii"))
+        .await;
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(rig.smtp.messages()[1].mail_params, Vec::<String>::new());
+    let mut raw = format!("From: {}\r\nTo: {ok}\r\nSubject: 8bit\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n", addr("mailer", "contoso.com")).into_bytes();
+    raw.extend_from_slice(b"caf\xe9\r\n");
+    let (status, q) = server.submit_raw(&key, "", raw).await;
+    assert_eq!(status, 202, "{q}");
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(rig.smtp.messages()[2].mail_params, ["BODY=8BITMIME"]);
+
+    // A server without SMTPUTF8.
+    let config = mailroom_fakes::SmtpConfig {
+        smtputf8: false,
+        enforce_send_as: false,
+        ..Default::default()
+    };
+    let (rig, server) = saved_rig_with(config, |_| {}).await;
+    let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
+    let (_, q) = server
+        .submit(&key, &mail(&[jorg.clone(), ok.clone()], "utf8"))
+        .await;
+    let m = server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    let r = &m["recipients"][0];
+    assert_eq!(
+        (&r["status"], &r["code"]),
+        (&json!("failed"), &json!("5.6.7")),
+        "{m}"
+    );
+    assert!(r["message"].as_str().unwrap().contains("SMTPUTF8"), "{m}");
+    assert_eq!(m["recipients"][1]["status"], "sent", "{m}");
+    assert_eq!(rig.smtp.messages()[0].rcpt_to, vec![ok.clone()]);
+    // A sender beyond ASCII fails the message, with the fix, and sends nothing.
+    let sender = addr("j\u{f6}rg", "contoso.com");
+    let (_, key) = server
+        .new_app(json!({"name": "Jorg", "allowed_from": [sender.clone()]}))
+        .await;
+    let (_, q) = server
+        .submit(
+            &key,
+            &json!({"from": sender, "to": [ok], "subject": "s", "text": "x"}),
+        )
+        .await;
+    let m = server
+        .wait_status(q["id"].as_str().unwrap(), "failed")
+        .await;
+    let last = &m["attempts"][0];
+    assert_eq!(last["code"], "5.6.7", "{m}");
+    assert!(last["hint"].as_str().unwrap().contains("SMTPUTF8"), "{m}");
+    assert_eq!(rig.smtp.messages().len(), 1);
+}

@@ -60,6 +60,10 @@ pub struct SmtpConfig {
     /// Written, as is, as the reply to STARTTLS instead of `220 2.0.0 SMTP server
     /// ready\r\n` (a hostile server appends lines here in the same write).
     pub starttls_reply: Option<String>,
+    /// Offer SMTPUTF8 (RFC 6531), as Exchange Online does. Either way an
+    /// address beyond ASCII in a MAIL FROM without the SMTPUTF8 parameter is
+    /// refused `553 5.6.7`, as real servers do.
+    pub smtputf8: bool,
 }
 
 impl Default for SmtpConfig {
@@ -78,6 +82,7 @@ impl Default for SmtpConfig {
             mechanisms: "LOGIN PLAIN XOAUTH2".into(),
             starttls_reply: None,
             rcpt_replies: HashMap::new(),
+            smtputf8: true,
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct Received {
     pub raw: Vec<u8>,
     /// The user that signed in, if any.
     pub user: Option<String>,
+    /// MAIL FROM's parameters, upper case (`SMTPUTF8`, `BODY=8BITMIME`).
+    pub mail_params: Vec<String>,
 }
 
 impl Received {
@@ -297,6 +304,9 @@ impl Conn {
                     if tls || self.config.tls == TlsMode::PlainWithAuth {
                         lines.push(format!("250-AUTH {}", self.config.mechanisms));
                     }
+                    if self.config.smtputf8 {
+                        lines.push("250-SMTPUTF8".into());
+                    }
                     lines.push("250 8BITMIME".into());
                     lines.join("\r\n")
                 }
@@ -373,8 +383,17 @@ impl Conn {
                 }
                 "MAIL" => {
                     let from = angle(&arg);
+                    let params: Vec<String> = arg
+                        .rsplit_once('>')
+                        .map(|(_, p)| p.split_whitespace().map(str::to_ascii_uppercase).collect())
+                        .unwrap_or_default();
+                    let utf8 = params.iter().any(|p| p == "SMTPUTF8");
                     if let Some(r) = &self.config.mail_reply {
                         r.clone()
+                    } else if utf8 && !self.config.smtputf8 {
+                        "555 5.5.4 SMTPUTF8 is not offered here".into()
+                    } else if !from.is_ascii() && !utf8 {
+                        "553 5.6.7 Non-ASCII addresses need the SMTPUTF8 parameter".into()
                     } else if self.config.require_auth && user.is_none() {
                         "530 5.7.57 Client not authenticated to send mail. [fake.outlook.test]"
                             .into()
@@ -393,6 +412,7 @@ impl Conn {
                         current = Received {
                             mail_from: from,
                             user: user.clone(),
+                            mail_params: params,
                             ..Received::default()
                         };
                         "250 2.1.0 Sender OK".into()
@@ -400,8 +420,12 @@ impl Conn {
                 }
                 "RCPT" => {
                     let to = angle(&arg);
+                    let utf8 = current.mail_params.iter().any(|p| p == "SMTPUTF8");
                     match self.config.rcpt_replies.get(&to.to_ascii_lowercase()) {
                         Some(reply) => reply.clone(),
+                        None if !to.is_ascii() && !utf8 => {
+                            "553 5.6.7 Non-ASCII addresses need the SMTPUTF8 parameter".into()
+                        }
                         None => {
                             current.rcpt_to.push(to);
                             "250 2.1.5 Recipient OK".into()

@@ -648,6 +648,10 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
             format!("Exchange could not open the mailbox {user}. {said}"),
             format!("Check that {user} is a licensed mailbox with Exchange Online, then try again in a few minutes."),
         ),
+        (_, Some("5.6.7")) => (
+            said.clone(),
+            "The address has characters beyond ASCII (an internationalised address, RFC 6531), which needs the server's SMTPUTF8 extension. Use the mailbox's ASCII address, or send through a server that offers SMTPUTF8 (Office 365 and Gmail do).".into(),
+        ),
         (501, Some("5.5.124")) => (
             format!("The server says the XOAUTH2 data is malformed. {said}"),
             "The username must be the mailbox's full address; check it, and that the token was issued for the right cloud.".into(),

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Auth, Data, Ehlo, Mail, Quit, Rcpt, Rset, Starttls};
-use lettre::transport::smtp::extension::{ClientId, Extension, ServerInfo};
+use lettre::transport::smtp::extension::{
+    ClientId, Extension, MailBodyParameter, MailParameter, ServerInfo,
+};
 use lettre::transport::smtp::response::Response;
 use lettre::Address;
 use mailroom_shared::api::{Stage, StageTiming};
@@ -127,6 +129,24 @@ impl Progress {
     }
 }
 
+fn is_ascii(address: &Address) -> bool {
+    AsRef::<str>::as_ref(address).is_ascii()
+}
+
+/// An address beyond ASCII that the server cannot take, because it does not
+/// offer SMTPUTF8: refused as such a server would (`553 5.6.7`), without
+/// asking it, so the address is never sent mangled.
+fn no_smtputf8(address: &Address) -> SmtpFailure {
+    SmtpFailure::Reply {
+        stage: Stage::Send,
+        code: 553,
+        text: format!(
+            "5.6.7 Not sent by Mailroom: {} has characters beyond ASCII, which need the server's SMTPUTF8 extension, and the server does not offer it",
+            crate::error::short(address.as_ref() as &str)
+        ),
+    }
+}
+
 /// A reply's code (enhanced when given) and its text on one line, cut at
 /// [`crate::upstream::MAX_ANSWER_TEXT`].
 fn reply_of(reply: &Response) -> (String, String) {
@@ -152,6 +172,9 @@ pub struct SmtpSession {
     /// The same stream lettre talks through, for the message's bytes, which
     /// lettre can only send as text or with its own line-end handling.
     raw: RecStream,
+    /// What the server offered in its last EHLO (after STARTTLS, if any);
+    /// lettre's own copy is the one from before STARTTLS.
+    info: ServerInfo,
 }
 
 impl SmtpSession {
@@ -167,7 +190,7 @@ impl SmtpSession {
             info = starttls(&mut conn, &raw.conn, target, trust, p).await?;
         }
         authenticate(&mut conn, &info, auth, p).await?;
-        Ok(SmtpSession { conn, raw })
+        Ok(SmtpSession { conn, raw, info })
     }
 
     /// Sends one message: MAIL FROM, RCPT TO for each recipient, DATA.
@@ -212,12 +235,30 @@ impl SmtpSession {
         p: &mut Progress,
     ) -> Result<Vec<Result<(), SmtpFailure>>, SmtpFailure> {
         p.data_reply = None;
+        // An address beyond ASCII (RFC 6531) needs the server's SMTPUTF8;
+        // sent without it, servers refuse it (553 5.6.7) or mangle it.
+        let utf8 = self.info.supports_feature(Extension::SmtpUtfEight);
+        if !is_ascii(from) && !utf8 {
+            return Err(no_smtputf8(from));
+        }
+        let mut params = Vec::new();
+        if utf8 && (!is_ascii(from) || to.iter().any(|a| !is_ascii(a))) {
+            params.push(MailParameter::SmtpUtfEight);
+        }
+        // 8-bit content is declared where the server offers 8BITMIME (RFC 6152).
+        if !message.is_ascii() && self.info.supports_feature(Extension::EightBitMime) {
+            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
         self.conn
-            .command(Mail::new(Some(from.clone()), vec![]))
+            .command(Mail::new(Some(from.clone()), params))
             .await
             .map_err(|e| p.failure(Stage::Send, &e))?;
         let mut outcomes = Vec::with_capacity(to.len());
         for rcpt in to {
+            if !is_ascii(rcpt) && !utf8 {
+                outcomes.push(Err(no_smtputf8(rcpt)));
+                continue;
+            }
             match self.conn.command(Rcpt::new(rcpt.clone(), vec![])).await {
                 Ok(_) => outcomes.push(Ok(())),
                 Err(e) => match p.failure(Stage::Send, &e) {
