@@ -80,6 +80,8 @@ pub enum EmailError {
     NoLocalPart,
     /// The part after the `@` is not a domain with a dot.
     BadDomain,
+    /// The domain has characters beyond ASCII (an IDN in its Unicode form).
+    DomainBeyondAscii,
     /// Longer than 254 characters.
     TooLong,
 }
@@ -112,6 +114,9 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
             )
     }) {
         return Err(EmailError::NoLocalPart);
+    }
+    if !domain.is_ascii() && domain.contains('.') {
+        return Err(EmailError::DomainBeyondAscii);
     }
     if !domain.contains('.') || check_host_name(domain).is_err() {
         return Err(EmailError::BadDomain);
@@ -302,6 +307,16 @@ mod tests {
         assert_eq!(
             check_email(&format!("{}@{}", "mailer", "contoso")),
             Err(EmailError::BadDomain)
+        );
+        // A domain in its Unicode form is named as such; a local part
+        // beyond ASCII (RFC 6531) is an address.
+        assert_eq!(
+            check_email(&format!("{}@{}", "mailer", "m\u{fc}nchen.de")),
+            Err(EmailError::DomainBeyondAscii)
+        );
+        assert_eq!(
+            check_email(&format!("{}@{}", "j\u{f6}rg", "example.org")),
+            Ok(())
         );
         assert_eq!(
             check_email(&format!("{}@{}", "mail er", "contoso.com")),

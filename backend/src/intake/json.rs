@@ -494,6 +494,7 @@ mod tests {
             ("<script>", "needs an @ between the name and the domain"),
             ("a@@example.org", "has more than one @"),
             ("someone@localhost", "needs a domain with a dot"),
+            ("j\u{f6}rg@m\u{fc}nchen.de", "xn--mnchen-3ya.de"),
             (long.as_str(), "longer than 254 characters"),
             ("Name <a@example.org", "cannot be read as an address"),
         ] {
