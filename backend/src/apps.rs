@@ -184,7 +184,7 @@ async fn change(
 ) -> Result<Json<App>, AppError> {
     let mut errors = validate_app_change(&body);
     let Some((mut app, _)) = state.queue.app_by_id(&id).await? else {
-        return Err(AppError::NotFound(format!("There is no app {id}.")));
+        return Err(AppError::no_such("app", &id));
     };
     if let Some(name) = &body.name {
         let name = name.trim().to_string();
@@ -224,7 +224,7 @@ async fn change(
         .queue
         .update_app(app)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("There is no app {id}.")))?;
+        .ok_or_else(|| AppError::no_such("app", &id))?;
     let now = state.clock.wall().unix_timestamp();
     app.usage = state.queue.recent(&app.id, now, true).await?.usage(now);
     tracing::info!(app = %app.id, "app changed");
@@ -239,7 +239,7 @@ async fn revoke(
         tracing::info!(app = %id, "app revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::NotFound(format!("There is no app {id}.")))
+        Err(AppError::no_such("app", &id))
     }
 }
 

@@ -68,6 +68,12 @@ impl AppError {
         AppError::Invalid("The settings are not valid.".into(), errors)
     }
 
+    /// A 404 for an id that names no `kind` (message, app, webhook): the id is
+    /// repeated in its first characters only, as every echo is.
+    pub fn no_such(kind: &str, id: &str) -> Self {
+        AppError::NotFound(format!("There is no {kind} “{}”.", short(id)))
+    }
+
     /// An unknown API route: 404.
     pub fn no_route() -> Self {
         AppError::NotFound("There is no such API route.".into())

@@ -675,3 +675,42 @@ fn settings_type_round_trips_provider_defaults() {
     let s = Settings::for_provider(Provider::Gmail);
     assert_eq!(s.host, "smtp.gmail.com");
 }
+
+/// An id that names nothing is repeated in the 404 only in its first 80
+/// characters, as every other echo is: a 20,000-character id came back whole.
+#[tokio::test]
+async fn an_unknown_id_is_repeated_only_in_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, _) = router(dir.path(), TestArgs::default()).await;
+    let long = "x".repeat(20_000);
+    for (method, uri, body) in [
+        ("GET", format!("/api/messages/{long}"), None),
+        ("POST", format!("/api/messages/{long}/retry"), None),
+        ("POST", format!("/api/messages/{long}/cancel"), None),
+        ("GET", format!("/api/messages?before={long}"), None),
+        (
+            "PATCH",
+            format!("/api/apps/{long}"),
+            Some(r#"{"name": "x"}"#),
+        ),
+        ("DELETE", format!("/api/apps/{long}"), None),
+        ("DELETE", format!("/api/webhooks/{long}"), None),
+        ("POST", format!("/api/webhooks/{long}/test"), None),
+        ("GET", format!("/api/webhooks/{long}/deliveries"), None),
+        ("GET", format!("/api/profiles/{long}/history"), None),
+    ] {
+        let got = call(&router, request(method, &uri, body.map(String::from), true)).await;
+        let message = got.json["message"].as_str().unwrap_or_default();
+        assert!(
+            got.status.is_client_error() && message.contains("xxx…"),
+            "{method} {:.40}: {} {message:.200}",
+            uri,
+            got.status
+        );
+        assert!(
+            message.len() < 300,
+            "{method} {uri:.40}: {} bytes",
+            message.len()
+        );
+    }
+}

@@ -85,7 +85,7 @@ async fn list(
         if s.apps.queue.details(id).await?.is_none() {
             return Err(AppError::field(
                 "before",
-                format!("There is no message {id} to list from (retention may have removed it); list again without before."),
+                format!("There is no message “{}” to list from (retention may have removed it); list again without before.", crate::error::short(id)),
             ));
         }
     }
@@ -101,12 +101,12 @@ async fn details(
         .details(&id)
         .await?
         .map(Json)
-        .ok_or_else(|| AppError::NotFound(format!("There is no message {id}.")))
+        .ok_or_else(|| AppError::no_such("message", &id))
 }
 
 fn change_error(id: &str, e: ChangeError, allowed: &str) -> AppError {
     match e {
-        ChangeError::NotFound => AppError::NotFound(format!("There is no message {id}.")),
+        ChangeError::NotFound => AppError::no_such("message", id),
         ChangeError::Status(status) => AppError::Conflict(format!(
             "The message is {}; only a {allowed} message can be changed this way.",
             status.as_str()

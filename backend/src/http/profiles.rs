@@ -64,9 +64,9 @@ async fn find(repo: &SettingsRepo, id: &str) -> Result<ProfileRow, AppError> {
 }
 
 fn not_found(id: &str) -> AppError {
-    let shown: String = id.chars().take(80).collect();
     AppError::NotFound(format!(
-        "There is no profile “{shown}”. GET /api/profiles lists them."
+        "There is no profile “{}”. GET /api/profiles lists them.",
+        crate::error::short(id)
     ))
 }
 

@@ -48,7 +48,7 @@ async fn row(hooks: &Webhooks, id: &str) -> Result<WebhookRow, AppError> {
         .await?
         .into_iter()
         .find(|r| r.webhook.id == id)
-        .ok_or_else(|| AppError::NotFound(format!("There is no webhook {id}.")))
+        .ok_or_else(|| AppError::no_such("webhook", id))
 }
 
 async fn create(
@@ -116,7 +116,7 @@ async fn change(
     }
     checked(&w.url, &w.events)?;
     if !hooks.store().update_webhook(w.clone()).await? {
-        return Err(AppError::NotFound(format!("There is no webhook {id}.")));
+        return Err(AppError::no_such("webhook", &id));
     }
     hooks.changed();
     Ok(Json(w))
@@ -127,7 +127,7 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     if !hooks.store().delete_webhook(&id).await? {
-        return Err(AppError::NotFound(format!("There is no webhook {id}.")));
+        return Err(AppError::no_such("webhook", &id));
     }
     hooks.changed();
     Ok(StatusCode::NO_CONTENT)
