@@ -450,6 +450,17 @@ async fn json_headers_are_limited_in_number_and_bytes() {
             .contains("at most 65536"),
         "{body}"
     );
+    // A bad name is repeated in its first characters only.
+    let bad = format!("X Bad{}", "n".repeat(50_000));
+    let (status, body) = server
+        .submit(&key, &with([(bad, json!("v"))].into_iter().collect()))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let said = body["errors"]["headers"][0].as_str().unwrap();
+    assert!(
+        said.contains("without spaces") && said.len() < 300,
+        "{said:.300}"
+    );
     // Up to the limit, each arrives upstream.
     let (status, body) = server.submit(&key, &with(many(MAX_HEADERS, "v"))).await;
     assert_eq!(status, 202, "{body}");

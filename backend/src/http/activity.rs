@@ -48,14 +48,14 @@ async fn list(
         Some(l) => l.parse::<u32>().map_err(|_| {
             AppError::field(
                 "limit",
-                format!("“{l}” is not a number of messages: give a whole number from 1 to 200, like limit=50."),
+                format!("“{}” is not a number of messages: give a whole number from 1 to 200, like limit=50.", crate::error::short(l)),
             )
         })?,
     };
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(name) => Some(Status::from_name(name).ok_or_else(|| {
-            AppError::field("status", format!("“{name}” is not a status: use queued, sending, sent, deferred, failed or cancelled."))
+            AppError::field("status", format!("“{}” is not a status: use queued, sending, sent, deferred, failed or cancelled.", crate::error::short(name)))
         })?),
     };
     let before = q.before.filter(|b| !b.is_empty());

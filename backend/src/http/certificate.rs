@@ -36,7 +36,8 @@ impl Which {
                 [(
                     "which",
                     vec![format!(
-                        "“{other}” is not a certificate: use active or pending."
+                        "“{}” is not a certificate: use active or pending.",
+                        crate::error::short(other)
                     )],
                 )]
                 .into(),

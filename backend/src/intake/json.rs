@@ -294,7 +294,7 @@ pub fn build(
                 let valid_name =
                     !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
                 if !valid_name || value.contains(['\r', '\n']) {
-                    errors.push("headers", format!("The header “{name}” must be a name without spaces or colons, and a value on one line."));
+                    errors.push("headers", format!("The header “{}” must be a name without spaces or colons, and a value on one line.", crate::error::short(name)));
                 } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
                     errors.push("headers", format!("The header {name} is set from the message's own fields; remove it from headers."));
                 } else if let Ok(n) = HeaderName::new_from_ascii(name.clone()) {
