@@ -31,8 +31,8 @@ pub enum AppError {
     Conflict(String),
     /// A body over a limit, the message naming which: 413.
     TooLarge(String),
-    /// A body that is not JSON: 415.
-    UnsupportedMediaType,
+    /// A body of a type the route does not take: 415, saying which it takes.
+    UnsupportedMediaType(&'static str),
     /// Input that is not valid: 422 with per-field messages.
     Invalid(String, FieldMessages),
     /// Too many at once, a lockout or an app's limit: 429 with `Retry-After`.
@@ -135,7 +135,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Storage => StatusCode::INSUFFICIENT_STORAGE,
@@ -249,9 +249,7 @@ impl IntoResponse for AppError {
             | AppError::NotFound(m)
             | AppError::Conflict(m)
             | AppError::TooLarge(m) => plain(m),
-            AppError::UnsupportedMediaType => plain(
-                "Send the request body as JSON, with `Content-Type: application/json`.".into(),
-            ),
+            AppError::UnsupportedMediaType(m) => plain(m.into()),
             AppError::TooMany {
                 message,
                 retry_after,
@@ -364,7 +362,9 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(AppError::UnsupportedMediaType);
+            return Err(AppError::UnsupportedMediaType(
+                "Send the request body as JSON, with `Content-Type: application/json`.",
+            ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -219,6 +219,18 @@ async fn bad_submissions_get_a_4xx_naming_the_field_and_queue_nothing() {
         .await
         .unwrap();
     assert_eq!(raw.status().as_u16(), 400);
+    // Another type is a 415 that names both types this route takes.
+    for content_type in ["text/plain", "message/rfc8222", "multipart/form-data"] {
+        let (status, answer) = server
+            .post_message(&key, "", content_type, b"x".to_vec())
+            .await;
+        assert_eq!(status, 415, "{content_type}: {answer}");
+        let said = answer["message"].as_str().unwrap();
+        assert!(
+            said.contains("application/json") && said.contains("message/rfc822"),
+            "{said}"
+        );
+    }
     let (status, _) = server.submit("mr_wrong", &mail(&to, "x")).await;
     assert_eq!(status, 401);
     let (status, _) = server

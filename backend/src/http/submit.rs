@@ -52,7 +52,9 @@ async fn submit(
     let content_type = headers.get(header::CONTENT_TYPE);
     let raw = is_rfc822(content_type);
     if !raw && !is_json(content_type) {
-        return Err(AppError::UnsupportedMediaType);
+        return Err(AppError::UnsupportedMediaType(
+            "Send the message as JSON, with `Content-Type: application/json`, or as a whole RFC 5322 message, with `Content-Type: message/rfc822`.",
+        ));
     }
     // Two keys are refused, not one of them picked: retried with the other
     // first, the same message would be queued twice.

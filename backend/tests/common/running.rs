@@ -155,7 +155,8 @@ impl Running {
             .await
     }
 
-    async fn post_message(
+    /// POSTs `body` to `/api/messages` with this `Content-Type`.
+    pub async fn post_message(
         &self,
         key: &str,
         query: &str,
