@@ -226,6 +226,12 @@ async fn pipelined_mail_rcpt_and_data_are_answered_in_order() {
     let (mut w, greeting) = Wire::connect(smtp(&server)).await;
     assert!(greeting.starts_with("220 localhost "), "{greeting}");
     let ehlo = w.command("EHLO client.test").await;
+    // The first line names the server and the client's address, as mail
+    // servers do (smtp-proto's own text is a joke).
+    assert!(
+        ehlo.starts_with("250-localhost Hello client.test [127.0.0.1]\r\n"),
+        "{ehlo}"
+    );
     for ext in [
         "PIPELINING",
         "SIZE 26214400",

@@ -30,7 +30,7 @@ impl Session {
             self.commands = self.commands.saturating_add(1);
         }
         match request {
-            Request::Ehlo { .. } => {
+            Request::Ehlo { host } => {
                 self.helo = true;
                 self.tx = None;
                 let mut ehlo = EhloResponse::new(self.hostname());
@@ -46,7 +46,15 @@ impl Session {
                     ehlo.capabilities |= smtp_proto::EXT_AUTH;
                     ehlo.auth_mechanisms = smtp_proto::AUTH_PLAIN | smtp_proto::AUTH_LOGIN;
                 }
-                let _ = ehlo.write(&mut self.out);
+                // smtp-proto's first line is "{host} you had me at EHLO":
+                // the server's name and the client's, as mail servers say.
+                let mut reply = Vec::new();
+                let _ = ehlo.write(&mut reply);
+                let rest = reply.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let client = printable(&host, 64);
+                let first = format!("250-{} Hello {client} [{}]\r\n", self.hostname(), self.peer);
+                self.out.extend_from_slice(first.as_bytes());
+                self.out.extend_from_slice(&reply[rest..]);
                 Flow::Go
             }
             Request::Helo { .. } | Request::Lhlo { .. } => {
@@ -436,5 +444,33 @@ impl Session {
             }
         }
         Flow::Go
+    }
+}
+
+/// A client's own name (its EHLO argument) for a reply line: visible ASCII
+/// only, at most `max` characters, so nothing it sent can break the line.
+fn printable(name: &str, max: usize) -> String {
+    let shown: String = name
+        .chars()
+        .filter(char::is_ascii_graphic)
+        .take(max)
+        .collect();
+    if shown.is_empty() {
+        "unknown".into()
+    } else {
+        shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_clients_name_is_shown_visible_and_short() {
+        assert_eq!(printable("client.test", 64), "client.test");
+        assert_eq!(printable("a\u{1b}[2Jb\u{202e}c", 64), "a[2Jbc");
+        assert_eq!(printable(&"h".repeat(300), 64).len(), 64);
+        assert_eq!(printable("\u{e9}", 64), "unknown");
     }
 }
