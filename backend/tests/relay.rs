@@ -459,6 +459,40 @@ async fn a_trusted_network_sends_without_auth_and_is_named_as_the_source() {
     assert_code(&err, "550");
 }
 
+/// A web page can make a browser on a trusted network POST to the relay's
+/// port (2525 is not on browsers' list of blocked ports), with SMTP
+/// commands in the body: a request line ends the session before any of them.
+#[tokio::test]
+async fn an_http_request_to_the_relay_ends_the_session_before_its_body() {
+    let (rig, server) = relay_rig(|a| {
+        a.relay.smtp_trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let victim = addr("victim", "example.org");
+    let body = format!(
+        "EHLO x\r\nMAIL FROM:<{}>\r\nRCPT TO:<{victim}>\r\nDATA\r\nSubject: spam\r\n\r\nspam\r\n.\r\nQUIT\r\n",
+        mailer()
+    );
+    for method in ["POST", "GET", "CONNECT"] {
+        let (mut w, _) = Wire::connect(smtp(&server)).await;
+        w.send(&format!(
+            "{method} / HTTP/1.1\r\nHost: mailroom:2525\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
+        let r = w.reply().await;
+        assert!(r.starts_with("554 5.7.0"), "{method}: {r}");
+        assert!(r.contains("not a web server"), "{r}");
+        assert_eq!(w.reply().await, "", "{method}: closed");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.queue().await["counts"]["queued"], 0);
+    assert!(rig.smtp.messages().is_empty());
+    // Lower case is not HTTP, and goes on as an unknown command.
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    assert!(w.command("get / x").await.starts_with("500 5.5.1"));
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_closed_with_421() {
     let (_rig, server) =

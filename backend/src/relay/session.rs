@@ -314,6 +314,7 @@ impl Session {
                 return Flow::Close;
             }
             while !bytes.as_slice().is_empty() {
+                let line_start = bytes.as_slice();
                 let flow = match &mut self.mode {
                     Mode::Command => match requests.ingest(&mut bytes) {
                         Ok(request) => {
@@ -321,6 +322,9 @@ impl Session {
                             self.command(request).await
                         }
                         Err(ProtoError::NeedsMoreData { .. }) => break,
+                        Err(ProtoError::UnknownCommand) if is_http_request(line_start) => {
+                            self.not_a_web_server()
+                        }
                         Err(ProtoError::ResponseTooLong) => {
                             self.mode = Mode::LongLine(0);
                             self.protocol_error(ProtoError::ResponseTooLong)
@@ -510,6 +514,18 @@ impl Session {
         self.too_many_errors()
     }
 
+    /// An HTTP request line: answered once, then the connection closes, so
+    /// nothing in the request's body is read as a command.
+    fn not_a_web_server(&mut self) -> Flow {
+        tracing::warn!(peer = %self.peer, "relay: an HTTP request on the SMTP port (a web page may have sent a browser here); connection closed");
+        let text = format!(
+            "{} This is an SMTP server, not a web server; closing the connection",
+            self.hostname()
+        );
+        self.reply(554, "5.7.0", &text);
+        Flow::Close
+    }
+
     pub(super) fn too_many_errors(&mut self) -> Flow {
         if self.errors >= MAX_ERRORS {
             self.reply(
@@ -538,6 +554,25 @@ impl Session {
     pub(super) fn trusted(&self) -> bool {
         self.shared.trusted.iter().any(|n| n.contains(&self.peer))
     }
+}
+
+/// Whether a line is an HTTP request line: a browser on a trusted network,
+/// sent to the relay's port by a web page, whose body would otherwise be
+/// read as SMTP commands (as Postfix's `smtpd_forbidden_commands`). HTTP
+/// methods are upper case; no SMTP verb is one of them.
+fn is_http_request(line: &[u8]) -> bool {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"HEAD ",
+        b"PUT ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    METHODS.iter().any(|m| line.starts_with(m))
 }
 
 /// Whether bytes start like a PROXY protocol header (v1 text or v2 binary).
