@@ -457,6 +457,30 @@ async fn a_trusted_network_sends_without_auth_and_is_named_as_the_source() {
         .await
         .expect_err("not allowed");
     assert_code(&err, "550");
+    // The refusal speaks of the network, not of an app it does not have,
+    // at MAIL FROM and for the header From alike.
+    let other = addr("x", "fabrikam.example");
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO printer").await;
+    let r = w.command(&format!("MAIL FROM:<{other}>")).await;
+    assert!(
+        r.starts_with("550 5.7.1")
+            && r.contains("from a trusted network")
+            && !r.contains("for this app"),
+        "{r}"
+    );
+    assert!(r.contains("an app of its own"), "{r}");
+    w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    w.command(&format!("RCPT TO:<{}>", addr("a", "example.org")))
+        .await;
+    assert!(w.command("DATA").await.starts_with("354"));
+    let r = w
+        .command(&format!("From: {other}\r\nSubject: x\r\n\r\nx\r\n."))
+        .await;
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("from a trusted network"),
+        "{r}"
+    );
 }
 
 /// A web page can make a browser on a trusted network POST to the relay's

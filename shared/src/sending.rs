@@ -256,6 +256,9 @@ fn validate_allowed_from(list: &[String], errors: &mut FieldMessages) {
 pub struct FromPolicy {
     /// The settings' username and sender, then the app's `allowed_from`.
     pub allowed: Vec<String>,
+    /// For a trusted network's client, which has no app: only the settings'
+    /// addresses, and a refusal that says so.
+    pub network: bool,
 }
 
 impl FromPolicy {
@@ -275,7 +278,18 @@ impl FromPolicy {
             seen.push(lower);
             new
         });
-        FromPolicy { allowed }
+        FromPolicy {
+            allowed,
+            network: false,
+        }
+    }
+
+    /// The policy for a trusted network's client: the settings' addresses.
+    pub fn for_trusted_network(settings: Option<&Settings>) -> Self {
+        FromPolicy {
+            network: true,
+            ..FromPolicy::new(settings, &[])
+        }
     }
 
     /// Whether `address` may send.
@@ -286,14 +300,16 @@ impl FromPolicy {
 
     /// Why `address` is refused, naming the allowed ones and the fix.
     pub fn refusal(&self, address: &str) -> String {
-        format!(
-            "{address} may not send through Mailroom for this app. Allowed: {}. Add it to the app's allowed From addresses (allowed_from) if the mailbox may send as it, or turn on rewrite_from.",
-            if self.allowed.is_empty() {
-                "none yet (save the settings first)".to_string()
-            } else {
-                self.allowed.join(", ")
-            }
-        )
+        let allowed = if self.allowed.is_empty() {
+            "none yet (save the settings first)".to_string()
+        } else {
+            self.allowed.join(", ")
+        };
+        if self.network {
+            format!("{address} may not send from a trusted network, whose devices send only as the saved settings' addresses. Allowed: {allowed}. Send as one of them, or give the device an app of its own (AUTH with the app's id and key) with this address in its allowed_from.")
+        } else {
+            format!("{address} may not send through Mailroom for this app. Allowed: {allowed}. Add it to the app's allowed From addresses (allowed_from) if the mailbox may send as it, or turn on rewrite_from.")
+        }
     }
 }
 

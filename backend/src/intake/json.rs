@@ -406,6 +406,7 @@ mod tests {
     fn built(req: &MessageRequest) -> Result<Checked, FieldMessages> {
         let policy = FromPolicy {
             allowed: vec![at("helpdesk", "contoso.com")],
+            network: false,
         };
         build(req, &policy, None, false)
     }

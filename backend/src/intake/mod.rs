@@ -589,6 +589,7 @@ mod tests {
     fn policy() -> FromPolicy {
         FromPolicy {
             allowed: vec![at("allowed", "contoso.com")],
+            network: false,
         }
     }
 

@@ -196,11 +196,11 @@ impl Session {
                 return Err(Flow::Go);
             }
         };
-        let allowed: &[String] = match sender {
-            Sender::App(app) => &app.allowed_from,
-            Sender::Trusted(_) => &[],
+        let policy = match sender {
+            Sender::App(app) => FromPolicy::new(current.as_ref(), &app.allowed_from),
+            Sender::Trusted(_) => FromPolicy::for_trusted_network(current.as_ref()),
         };
-        Ok((FromPolicy::new(current.as_ref(), allowed), current))
+        Ok((policy, current))
     }
 
     pub(super) async fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Flow {
