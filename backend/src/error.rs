@@ -74,6 +74,19 @@ impl AppError {
         AppError::NotFound(format!("There is no {kind} “{}”.", short(id)))
     }
 
+    /// A body that could not be read: 400, saying when it was too slow.
+    pub fn unreadable_body(rejection: &axum::extract::rejection::BytesRejection) -> Self {
+        let message = match crate::server::body_too_slow(rejection) {
+            Some(limit) => {
+                let secs = limit.as_secs();
+                let unit = if secs == 1 { "second" } else { "seconds" };
+                format!("The request body did not arrive within {secs} {unit} (--http-request-timeout); nothing was done. Send it again, or raise the timeout for slow links.")
+            }
+            None => "The request body could not be read.".into(),
+        };
+        AppError::BadRequest(message, FieldMessages::new())
+    }
+
     /// An unknown API route: 404.
     pub fn no_route() -> Self {
         AppError::NotFound("There is no such API route.".into())
@@ -370,10 +383,7 @@ where
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::body_too_large()
             } else {
-                AppError::BadRequest(
-                    "The request body could not be read.".into(),
-                    FieldMessages::new(),
-                )
+                AppError::unreadable_body(&rejection)
             }
         })?;
         Ok(ApiJson(parse_json(&bytes)?))

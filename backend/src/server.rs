@@ -461,6 +461,19 @@ impl std::fmt::Display for BodyTooSlow {
 
 impl std::error::Error for BodyTooSlow {}
 
+/// The time a body had, when reading it failed because it did not arrive
+/// in that time (`--http-request-timeout`).
+pub(crate) fn body_too_slow(error: &(dyn std::error::Error + 'static)) -> Option<Duration> {
+    let mut at = Some(error);
+    while let Some(e) = at {
+        if let Some(slow) = e.downcast_ref::<BodyTooSlow>() {
+            return Some(slow.0);
+        }
+        at = e.source();
+    }
+    None
+}
+
 impl hyper::body::Body for WholeBody {
     type Data = axum::body::Bytes;
     type Error = axum::BoxError;

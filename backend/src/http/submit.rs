@@ -90,10 +90,7 @@ async fn submit(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::message_too_large(s.max_message_size)
         } else {
-            AppError::BadRequest(
-                "The request body could not be read.".into(),
-                FieldMessages::new(),
-            )
+            AppError::unreadable_body(&rejection)
         }
     })?;
     // The From rule and the default sender are the app's profile's.
