@@ -807,9 +807,10 @@ async fn a_waiting_burst_goes_out_over_every_connection() {
 }
 
 /// An address beyond ASCII (RFC 6531) goes with MAIL FROM's `SMTPUTF8` where
-/// the server offers it, as Exchange Online does; where it does not, that
-/// recipient (or, for the sender, the message) fails with the reason, and
-/// the others are sent. 8-bit content goes with `BODY=8BITMIME`.
+/// the server offers it, as Exchange Online does; where it does not, a
+/// domain beyond ASCII goes in its xn-- form, and a local part beyond ASCII
+/// fails that recipient (or, for the sender, the message) with the reason,
+/// while the others are sent. 8-bit content goes with `BODY=8BITMIME`.
 #[tokio::test]
 async fn an_address_beyond_ascii_goes_with_smtputf8_or_fails_with_the_reason() {
     let (jorg, ok) = (addr("j\u{f6}rg", "example.org"), addr("ok", "example.org"));
@@ -844,6 +845,18 @@ async fn an_address_beyond_ascii_goes_with_smtputf8_or_fails_with_the_reason() {
     assert_eq!(status, 202, "{q}");
     server.wait_status(q["id"].as_str().unwrap(), "sent").await;
     assert_eq!(rig.smtp.messages()[2].mail_params, ["BODY=8BITMIME"]);
+    // A domain beyond ASCII goes as it is, with SMTPUTF8.
+    let idn = addr("ok", "m\u{fc}nchen.de");
+    let (_, q) = server
+        .submit(&key, &mail(std::slice::from_ref(&idn), "idn"))
+        .await;
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(rig.smtp.messages()[3].rcpt_to, vec![idn.clone()]);
+    // Its To header holds it in UTF-8 (RFC 6532): 8-bit content too.
+    assert_eq!(
+        rig.smtp.messages()[3].mail_params,
+        ["SMTPUTF8", "BODY=8BITMIME"]
+    );
 
     // A server without SMTPUTF8.
     let config = mailroom_fakes::SmtpConfig {
@@ -854,7 +867,10 @@ async fn an_address_beyond_ascii_goes_with_smtputf8_or_fails_with_the_reason() {
     let (rig, server) = saved_rig_with(config, |_| {}).await;
     let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
     let (_, q) = server
-        .submit(&key, &mail(&[jorg.clone(), ok.clone()], "utf8"))
+        .submit(
+            &key,
+            &mail(&[jorg.clone(), ok.clone(), idn.clone()], "utf8"),
+        )
         .await;
     let m = server.wait_status(q["id"].as_str().unwrap(), "sent").await;
     let r = &m["recipients"][0];
@@ -865,7 +881,14 @@ async fn an_address_beyond_ascii_goes_with_smtputf8_or_fails_with_the_reason() {
     );
     assert!(r["message"].as_str().unwrap().contains("SMTPUTF8"), "{m}");
     assert_eq!(m["recipients"][1]["status"], "sent", "{m}");
-    assert_eq!(rig.smtp.messages()[0].rcpt_to, vec![ok.clone()]);
+    // Where only the domain is beyond ASCII, it goes in its xn-- form, and
+    // the recipient keeps its own spelling in Activity.
+    assert_eq!(m["recipients"][2]["status"], "sent", "{m}");
+    assert_eq!(m["recipients"][2]["address"], json!(idn), "{m}");
+    assert_eq!(
+        rig.smtp.messages()[0].rcpt_to,
+        vec![ok.clone(), addr("ok", "xn--mnchen-3ya.de")]
+    );
     // A sender beyond ASCII fails the message, with the fix, and sends nothing.
     let sender = addr("j\u{f6}rg", "contoso.com");
     let (_, key) = server

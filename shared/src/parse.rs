@@ -80,8 +80,6 @@ pub enum EmailError {
     NoLocalPart,
     /// The part after the `@` is not a domain with a dot.
     BadDomain,
-    /// The domain has characters beyond ASCII (an IDN in its Unicode form).
-    DomainBeyondAscii,
     /// Longer than 254 characters.
     TooLong,
 }
@@ -115,10 +113,13 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
     }) {
         return Err(EmailError::NoLocalPart);
     }
-    if !domain.is_ascii() && domain.contains('.') {
-        return Err(EmailError::DomainBeyondAscii);
-    }
-    if !domain.contains('.') || check_host_name(domain).is_err() {
+    // A domain beyond ASCII (an international domain name, RFC 6531) keeps
+    // the rules of its labels; the server checks the rest (IDNA) with lettre.
+    let shape: String = domain
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { 'a' })
+        .collect();
+    if !domain.contains('.') || check_host_name(&shape).is_err() {
         return Err(EmailError::BadDomain);
     }
     Ok(())
@@ -308,12 +309,18 @@ mod tests {
             check_email(&format!("{}@{}", "mailer", "contoso")),
             Err(EmailError::BadDomain)
         );
-        // A domain in its Unicode form is named as such; a local part
-        // beyond ASCII (RFC 6531) is an address.
-        assert_eq!(
-            check_email(&format!("{}@{}", "mailer", "m\u{fc}nchen.de")),
-            Err(EmailError::DomainBeyondAscii)
-        );
+        // An internationalised address (RFC 6531): beyond ASCII in the
+        // local part, the domain, or both; the domain's labels keep their rules.
+        for ok in [
+            "mailer@m\u{fc}nchen.de",
+            "j\u{f6}rg@m\u{fc}nchen.de",
+            "a@\u{4f8b}\u{5b50}.\u{4e2d}\u{56fd}",
+        ] {
+            assert_eq!(check_email(ok), Ok(()), "{ok}");
+        }
+        for bad in ["a@m\u{fc}nchen..de", "a@-m\u{fc}nchen.de", "a@m\u{fc}nchen"] {
+            assert_eq!(check_email(bad), Err(EmailError::BadDomain), "{bad}");
+        }
         assert_eq!(
             check_email(&format!("{}@{}", "j\u{f6}rg", "example.org")),
             Ok(())

@@ -254,9 +254,6 @@ fn email_message(label: &str, err: &EmailError) -> String {
         EmailError::BadDomain => format!(
             "The {label} needs a domain with a dot after the @, like name@example.com."
         ),
-        EmailError::DomainBeyondAscii => format!(
-            "The {label} has a domain with characters beyond ASCII. Write the domain in its ASCII form, which starts with xn-- (münchen.de is xn--mnchen-3ya.de); the domain's registrar shows it."
-        ),
         EmailError::TooLong => format!("The {label} is longer than 254 characters; shorten it."),
     }
 }

@@ -52,6 +52,23 @@ const SINGLE: &[&str] = &[
 /// The headers of [`SINGLE`] that hold lists of addresses: two are merged.
 const ADDRESS_HEADERS: &[&str] = &["to", "cc", "reply-to"];
 
+/// Why `address` cannot be sent to or from: the shared rule (the settings
+/// form's words), then, for a domain beyond ASCII, IDNA's, as lettre checks
+/// it when the message is sent.
+pub(crate) fn check_address(label: &str, address: &str) -> Option<String> {
+    if let Some(m) = mailroom_shared::validate::check_address(label, address) {
+        return Some(m);
+    }
+    let domain = address.trim().rsplit_once('@')?.1;
+    if domain.is_ascii() || address.trim().parse::<lettre::Address>().is_ok() {
+        return None;
+    }
+    Some(format!(
+        "The {label} has a domain that is not a valid international domain name (“{}”); check its spelling.",
+        short(domain)
+    ))
+}
+
 /// The envelope a way in gives along with the bytes.
 #[derive(Debug, Clone, Default)]
 pub struct Envelope {
@@ -373,7 +390,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         ),
         (_, Some(f)) => {
             let label = format!("envelope sender (“{}”)", short(f));
-            if let Some(m) = mailroom_shared::validate::check_address(&label, f) {
+            if let Some(m) = check_address(&label, f) {
                 errors.push("from", m);
             }
         }
@@ -381,7 +398,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     }
     for r in &recipients {
         let label = format!("recipient (“{}”)", short(r));
-        if let Some(m) = mailroom_shared::validate::check_address(&label, r) {
+        if let Some(m) = check_address(&label, r) {
             errors.push("to", m);
         }
     }

@@ -133,6 +133,20 @@ fn is_ascii(address: &Address) -> bool {
     AsRef::<str>::as_ref(address).is_ascii()
 }
 
+/// `address` as a server without SMTPUTF8 can take it: as it is when it is
+/// ASCII, with its domain in the xn-- form when only the domain is beyond
+/// ASCII (RFC 5890), and none when its local part is beyond ASCII.
+fn ascii_form(address: &Address) -> Option<Address> {
+    if is_ascii(address) {
+        return Some(address.clone());
+    }
+    if !address.user().is_ascii() {
+        return None;
+    }
+    let domain = idna::domain_to_ascii(address.domain()).ok()?;
+    Address::new(address.user(), domain).ok()
+}
+
 /// An address beyond ASCII that the server cannot take, because it does not
 /// offer SMTPUTF8: refused as such a server would (`553 5.6.7`), without
 /// asking it, so the address is never sent mangled.
@@ -237,10 +251,12 @@ impl SmtpSession {
         p.data_reply = None;
         // An address beyond ASCII (RFC 6531) needs the server's SMTPUTF8;
         // sent without it, servers refuse it (553 5.6.7) or mangle it.
+        // Without it, a domain beyond ASCII goes in its xn-- form.
         let utf8 = self.info.supports_feature(Extension::SmtpUtfEight);
-        if !is_ascii(from) && !utf8 {
+        let sendable = |a: &Address| if utf8 { Some(a.clone()) } else { ascii_form(a) };
+        let Some(sent_from) = sendable(from) else {
             return Err(no_smtputf8(from));
-        }
+        };
         let mut params = Vec::new();
         if utf8 && (!is_ascii(from) || to.iter().any(|a| !is_ascii(a))) {
             params.push(MailParameter::SmtpUtfEight);
@@ -250,16 +266,16 @@ impl SmtpSession {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         self.conn
-            .command(Mail::new(Some(from.clone()), params))
+            .command(Mail::new(Some(sent_from), params))
             .await
             .map_err(|e| p.failure(Stage::Send, &e))?;
         let mut outcomes = Vec::with_capacity(to.len());
         for rcpt in to {
-            if !is_ascii(rcpt) && !utf8 {
+            let Some(sent) = sendable(rcpt) else {
                 outcomes.push(Err(no_smtputf8(rcpt)));
                 continue;
-            }
-            match self.conn.command(Rcpt::new(rcpt.clone(), vec![])).await {
+            };
+            match self.conn.command(Rcpt::new(sent, vec![])).await {
                 Ok(_) => outcomes.push(Ok(())),
                 Err(e) => match p.failure(Stage::Send, &e) {
                     f @ SmtpFailure::Reply { .. } => outcomes.push(Err(f)),
