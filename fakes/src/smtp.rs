@@ -61,8 +61,9 @@ pub struct SmtpConfig {
     /// ready\r\n` (a hostile server appends lines here in the same write).
     pub starttls_reply: Option<String>,
     /// Offer SMTPUTF8 (RFC 6531), as Exchange Online does. Either way an
-    /// address beyond ASCII in a MAIL FROM without the SMTPUTF8 parameter is
-    /// refused `553 5.6.7`, as real servers do.
+    /// address beyond ASCII in MAIL FROM or RCPT TO, in a transaction whose
+    /// MAIL FROM lacks the SMTPUTF8 parameter, is refused `553 5.6.7`, as
+    /// real servers do.
     pub smtputf8: bool,
 }
 
