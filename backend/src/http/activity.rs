@@ -9,7 +9,7 @@ use mailroom_shared::sending::{
 };
 use serde::Deserialize;
 
-use crate::error::{ApiQuery, AppError};
+use crate::error::{short, ApiQuery, AppError};
 use crate::intake::Sending;
 use crate::queue::{ChangeError, ListFilter};
 
@@ -48,14 +48,14 @@ async fn list(
         Some(l) => l.parse::<u32>().map_err(|_| {
             AppError::field(
                 "limit",
-                format!("“{}” is not a number of messages: give a whole number from 1 to 200, like limit=50.", crate::error::short(l)),
+                format!("“{}” is not a number of messages: give a whole number from 1 to 200, like limit=50.", short(l)),
             )
         })?,
     };
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(name) => Some(Status::from_name(name).ok_or_else(|| {
-            AppError::field("status", format!("“{}” is not a status: use queued, sending, sent, deferred, failed or cancelled.", crate::error::short(name)))
+            AppError::field("status", format!("“{}” is not a status: use queued, sending, sent, deferred, failed or cancelled.", short(name)))
         })?),
     };
     let before = q.before.filter(|b| !b.is_empty());
@@ -85,7 +85,7 @@ async fn list(
         if s.apps.queue.details(id).await?.is_none() {
             return Err(AppError::field(
                 "before",
-                format!("There is no message “{}” to list from (retention may have removed it); list again without before.", crate::error::short(id)),
+                format!("There is no message “{}” to list from (retention may have removed it); list again without before.", short(id)),
             ));
         }
     }

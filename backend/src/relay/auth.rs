@@ -57,13 +57,11 @@ impl Session {
     }
 
     pub(super) fn auth_cancelled(&mut self, line: &[u8]) -> Flow {
-        self.errors += 1;
         if line.trim_ascii() == b"*" {
-            self.reply(501, "5.7.0", "Authentication cancelled");
+            self.error(501, "5.7.0", "Authentication cancelled")
         } else {
-            self.reply(501, "5.5.2", "Cannot decode the response as base64");
+            self.error(501, "5.5.2", "Cannot decode the response as base64")
         }
-        self.too_many_errors()
     }
 
     pub(super) async fn auth_plain(&mut self, line: &[u8]) -> Flow {
@@ -75,13 +73,11 @@ impl Session {
         let (Some(_), Some(user), Some(pass), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            self.errors += 1;
-            self.reply(
+            return self.error(
                 501,
                 "5.5.2",
                 "AUTH PLAIN needs authzid NUL username NUL password",
             );
-            return self.too_many_errors();
         };
         let user = String::from_utf8_lossy(user).into_owned();
         let pass = String::from_utf8_lossy(pass).into_owned();

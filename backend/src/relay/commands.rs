@@ -85,9 +85,7 @@ impl Session {
                     return self.out_of_sequence("Send MAIL FROM first");
                 };
                 if tx.rcpts.is_empty() {
-                    self.errors += 1;
-                    self.reply(554, "5.5.1", "No valid recipients");
-                    return self.too_many_errors();
+                    return self.error(554, "5.5.1", "No valid recipients");
                 }
                 self.mode = Mode::Data(DataReceiver::new(), Vec::new());
                 self.out
@@ -128,11 +126,7 @@ impl Session {
                 self.reply(502, "5.5.1", "BDAT is not offered; use DATA");
                 Flow::Close
             }
-            _ => {
-                self.errors += 1;
-                self.reply(502, "5.5.1", "Command not implemented");
-                self.too_many_errors()
-            }
+            _ => self.error(502, "5.5.1", "Command not implemented"),
         }
     }
 
@@ -213,13 +207,11 @@ impl Session {
         if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
             // RFC 3030: binary content only comes in BDAT chunks, which the
             // relay does not offer; DATA would cut it at its first CRLF.CRLF.
-            self.errors += 1;
-            self.reply(
+            return self.error(
                 555,
                 "5.5.4",
                 "BODY=BINARYMIME needs BDAT, which this relay does not offer; send the message as 8BITMIME or 7BIT with DATA",
             );
-            return self.too_many_errors();
         }
         let max = self.shared.sending.max_message_size;
         let sender = match self.sender().await {

@@ -541,10 +541,15 @@ impl Session {
         Flow::Go
     }
 
-    pub(super) fn out_of_sequence(&mut self, text: &str) -> Flow {
+    /// A refused command: its reply, counted as one of the session's errors.
+    pub(super) fn error(&mut self, code: u16, status: &str, text: &str) -> Flow {
         self.errors += 1;
-        self.reply(503, "5.5.1", text);
+        self.reply(code, status, text);
         self.too_many_errors()
+    }
+
+    pub(super) fn out_of_sequence(&mut self, text: &str) -> Flow {
+        self.error(503, "5.5.1", text)
     }
 
     pub(super) fn may_auth(&self) -> bool {
