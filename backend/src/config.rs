@@ -31,8 +31,9 @@ pub enum Command {
     /// Validate a settings JSON file and send a test email from the terminal.
     Check(CheckArgs),
     /// Submit one message from stdin to a running Mailroom, like sendmail:
-    /// [-t] [-i] [-f FROM] [RECIPIENT...]; server from MAILROOM_URL, key from
-    /// MAILROOM_APP_KEY or /etc/mailroom/app-key.
+    /// [-t] [-i] [-f FROM] [RECIPIENT...], or -bs for SMTP on stdin and
+    /// stdout; server from MAILROOM_URL, key from MAILROOM_APP_KEY or
+    /// /etc/mailroom/app-key.
     Sendmail {
         /// sendmail's options and the recipients.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 struct Ran {
     code: Option<i32>,
+    stdout: String,
     stderr: String,
 }
 
@@ -23,7 +24,7 @@ async fn run(program: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -
         .env_remove("MAILROOM_APP_KEY")
         .env_remove("MAILROOM_URL")
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
@@ -38,6 +39,7 @@ async fn run(program: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -
         .unwrap();
     Ran {
         code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
@@ -219,4 +221,163 @@ async fn a_max_message_size_the_server_would_refuse_is_not_applied_to_stdin() {
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     wait_received(&rig, 1).await;
     assert_eq!(rig.smtp.messages()[0].rcpt_to, vec![to]);
+}
+
+/// `sendmail` in a directory of its own: the binary called by that name.
+fn sendmail_link(dir: &Path) -> std::path::PathBuf {
+    let link = dir.join("sendmail");
+    std::os::unix::fs::symlink(binary(), &link).unwrap();
+    link
+}
+
+/// Runs Debian's Symfony Mailer (backend/tests/fixtures/symfony-mailer.php)
+/// with `args`: it runs `{sendmail} -bs` and speaks SMTP to it, as Symfony
+/// and Laravel apps do by default.
+async fn symfony_mailer(args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/symfony-mailer.php");
+    let php = which_php();
+    let mut all = vec![script.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(&php, &all, env, "").await
+}
+
+fn which_php() -> std::path::PathBuf {
+    let found = std::process::Command::new("php")
+        .args([
+            "-r",
+            "require '/usr/share/php/Symfony/Component/Mailer/autoload.php'; echo 'ok';",
+        ])
+        .output();
+    match found {
+        Ok(out) if out.stdout == b"ok" => "php".into(),
+        other => panic!(
+            "PHP with Symfony Mailer ({other:?}): run the tests with `cargo xtask test`, whose setup installs Debian's php-cli and php-symfony-mailer"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn symfony_mailer_sends_through_dash_bs_and_hears_each_refusal() {
+    let (rig, server, key) = sending_rig().await;
+    let dir = tempfile::tempdir().unwrap();
+    let link = sendmail_link(dir.path());
+    let link = link.to_str().unwrap();
+    let (from, to, bcc) = (
+        mailer(),
+        addr("ops", "example.org"),
+        addr("audit", "example.org"),
+    );
+    let env = [
+        ("MAILROOM_URL", server.url.as_str()),
+        ("MAILROOM_APP_KEY", key.as_str()),
+    ];
+    // Two messages through one sendmail process, as an app sends a batch.
+    let ran = symfony_mailer(&[link, &from, &to, &bcc, "Invoice 1", "Invoice 2"], &env).await;
+    assert_eq!(ran.code, Some(0), "{}{}", ran.stdout, ran.stderr);
+    assert_eq!(ran.stdout.trim(), "sent 2");
+    wait_received(&rig, 2).await;
+    let got = rig.smtp.messages();
+    for (m, subject) in got.iter().zip(["Invoice 1", "Invoice 2"]) {
+        let mut rcpts = m.rcpt_to.clone();
+        rcpts.sort();
+        assert_eq!(rcpts, vec![bcc.clone(), to.clone()]);
+        assert!(
+            m.data.contains(&format!("Subject: {subject}\r\n")),
+            "{}",
+            m.data
+        );
+        assert!(
+            !m.data.contains(&bcc),
+            "the Bcc stays out of the message: {}",
+            m.data
+        );
+        // Dots at the start of a line went through SMTP's dot-stuffing both
+        // ways: the lone dot did not end the message.
+        assert!(
+            m.data.contains("the line above is a lone dot"),
+            "{}",
+            m.data
+        );
+        assert!(!m.data.contains("\r\n..a line"), "{}", m.data);
+    }
+    // A From the app may not use: the server's reason reaches the app.
+    let stranger = addr("x", "fabrikam.example");
+    let ran = symfony_mailer(&[link, &stranger, &to, &bcc, "Stranger"], &env).await;
+    assert_eq!(ran.code, Some(3), "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("550"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("allowed_from"), "{}", ran.stdout);
+    // Mailroom unreachable: a 451, so the app knows to try again.
+    let closed = common::ClosedPort::new();
+    let url = format!("http://127.0.0.1:{}", closed.port);
+    let env = [
+        ("MAILROOM_URL", url.as_str()),
+        ("MAILROOM_APP_KEY", key.as_str()),
+    ];
+    let ran = symfony_mailer(&[link, &from, &to, &bcc, "Later"], &env).await;
+    assert_eq!(ran.code, Some(3), "{}{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("451"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("cannot reach Mailroom"),
+        "{}",
+        ran.stdout
+    );
+    let counts = &server.queue().await["counts"];
+    assert_eq!(
+        counts["sent"].as_u64().unwrap()
+            + counts["queued"].as_u64().unwrap()
+            + counts["sending"].as_u64().unwrap(),
+        2,
+        "{counts}"
+    );
+}
+
+#[tokio::test]
+async fn dash_bs_answers_250_only_for_a_committed_message_and_75_for_an_unfinished_one() {
+    let (rig, server, key) = sending_rig().await;
+    let env = [
+        ("MAILROOM_URL", server.url.as_str()),
+        ("MAILROOM_APP_KEY", key.as_str()),
+    ];
+    let (from, to) = (mailer(), addr("ops", "example.org"));
+    // Pipelined, as a client may: everything at once, then QUIT.
+    let session = format!(
+        "EHLO app\r\nMAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\nFrom: {from}\r\nSubject: piped\r\n\r\n..dot\r\n.\r\nQUIT\r\n"
+    );
+    let ran = run(binary(), &["sendmail", "-bs"], &env, &session).await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(ran.stdout.starts_with("220 "), "{}", ran.stdout);
+    let queued = ran
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("250 2.0.0 Queued by Mailroom as msg_"))
+        .unwrap_or_else(|| panic!("{}", ran.stdout));
+    assert!(
+        ran.stdout.ends_with("221 2.0.0 localhost Bye\r\n"),
+        "{}",
+        ran.stdout
+    );
+    wait_received(&rig, 1).await;
+    let m = &rig.smtp.messages()[0];
+    assert!(
+        m.data.contains("\r\n.dot") && !m.data.contains("..dot"),
+        "{}",
+        m.data
+    );
+    // The id in the reply is the message's own.
+    let msg_id = queued.rsplit(' ').next().unwrap();
+    server.wait_status(msg_id, "sent").await;
+    // Input that ends inside a message: nothing is queued, and the exit
+    // code says to try again.
+    let half = format!(
+        "EHLO app\r\nMAIL FROM:<{from}>\r\nRCPT TO:<{to}>\r\nDATA\r\nSubject: half\r\n\r\nno end"
+    );
+    let ran = run(binary(), &["sendmail", "-bs"], &env, &half).await;
+    assert_eq!(ran.code, Some(75), "{}", ran.stderr);
+    assert!(!ran.stdout.contains("Queued"), "{}", ran.stdout);
+    let counts = &server.queue().await["counts"];
+    let total: u64 = ["queued", "sending", "sent", "deferred", "failed"]
+        .iter()
+        .map(|k| counts[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 1, "{counts}");
 }

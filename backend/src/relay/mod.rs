@@ -10,7 +10,7 @@
 
 mod auth;
 mod commands;
-mod session;
+pub(crate) mod session;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};

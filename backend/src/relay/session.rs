@@ -171,7 +171,7 @@ pub(super) async fn serve(
 }
 
 /// An SMTP reply text: one line of printable ASCII.
-pub(super) fn ascii_line(text: &str) -> String {
+pub(crate) fn ascii_line(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '“' | '”' => '"',
@@ -181,6 +181,34 @@ pub(super) fn ascii_line(text: &str) -> String {
             _ => '?',
         })
         .collect()
+}
+
+/// The reply to a command smtp-proto could not read (the relay's, and
+/// `mailroom sendmail -bs`'s).
+pub(crate) fn protocol_reply(e: ProtoError) -> (u16, &'static str, String) {
+    match e {
+        ProtoError::UnknownCommand => (500, "5.5.1", "Unknown command".into()),
+        ProtoError::InvalidSenderAddress => (501, "5.1.7", "Bad sender address syntax".into()),
+        ProtoError::InvalidRecipientAddress => {
+            (501, "5.1.3", "Bad recipient address syntax".into())
+        }
+        ProtoError::SyntaxError { syntax } => (501, "5.5.4", format!("Syntax: {syntax}")),
+        ProtoError::InvalidParameter { param } => {
+            (501, "5.5.4", format!("Invalid parameter {param}"))
+        }
+        ProtoError::UnsupportedParameter { param } => {
+            let param: String = param.chars().take(64).collect();
+            (504, "5.5.4", format!("Unsupported parameter {param}"))
+        }
+        ProtoError::ResponseTooLong => (
+            500,
+            "5.5.2",
+            "Line too long: a command is at most 512 bytes; the rest of the line is ignored".into(),
+        ),
+        ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
+            (500, "5.5.1", "Unknown command".into())
+        }
+    }
 }
 
 impl Session {
@@ -484,33 +512,8 @@ impl Session {
 
     pub(super) fn protocol_error(&mut self, e: ProtoError) -> Flow {
         self.errors += 1;
-        match e {
-            ProtoError::UnknownCommand => self.reply(500, "5.5.1", "Unknown command"),
-            ProtoError::InvalidSenderAddress => {
-                self.reply(501, "5.1.7", "Bad sender address syntax")
-            }
-            ProtoError::InvalidRecipientAddress => {
-                self.reply(501, "5.1.3", "Bad recipient address syntax")
-            }
-            ProtoError::SyntaxError { syntax } => {
-                self.reply(501, "5.5.4", &format!("Syntax: {syntax}"))
-            }
-            ProtoError::InvalidParameter { param } => {
-                self.reply(501, "5.5.4", &format!("Invalid parameter {param}"))
-            }
-            ProtoError::UnsupportedParameter { param } => {
-                let param: String = param.chars().take(64).collect();
-                self.reply(504, "5.5.4", &format!("Unsupported parameter {param}"))
-            }
-            ProtoError::ResponseTooLong => self.reply(
-                500,
-                "5.5.2",
-                "Line too long: a command is at most 512 bytes; the rest of the line is ignored",
-            ),
-            ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
-                self.reply(500, "5.5.1", "Unknown command")
-            }
-        }
+        let (code, status, text) = protocol_reply(e);
+        self.reply(code, status, &text);
         self.too_many_errors()
     }
 

@@ -5,6 +5,9 @@
 //!
 //! The command line follows sendmail's own (single-dash options, values
 //! attached or separate), which is why it is read here rather than by clap.
+//! With `-bs` it speaks SMTP on stdin and stdout instead ([`smtp`]).
+
+pub mod smtp;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -44,6 +47,9 @@ pub struct Options {
     pub verbose: bool,
     /// The recipient arguments.
     pub recipients: Vec<String>,
+    /// `-bs`: SMTP on stdin and stdout, each message's envelope from its
+    /// MAIL and RCPT commands.
+    pub smtp: bool,
 }
 
 /// Options that take a value, attached (`-fX`) or as the next argument.
@@ -85,14 +91,17 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                     i += 1;
                 }
             }
-            // -bm (deliver mail) is what this does; other modes are not offered.
-            'b' => {
-                if rest != "m" {
+            // -bm (deliver mail) is the default; -bs speaks SMTP on stdin and
+            // stdout; other modes are not offered.
+            'b' => match rest.as_str() {
+                "m" => o.smtp = false,
+                "s" => o.smtp = true,
+                _ => {
                     return Err(format!(
-                        "-b{rest} is not supported: mailroom sendmail only submits a message (-bm)"
-                    ));
+                        "-b{rest} is not supported: mailroom sendmail submits a message read on stdin (-bm) or sent with SMTP on stdin and stdout (-bs)"
+                    ))
                 }
-            }
+            },
             'G' | 'U' | 'n' | 'm' | 'e' | 's' | 'x' | 'A' => {}
             c if WITH_VALUE.contains(&c) => {
                 let value = if rest.is_empty() {
@@ -206,6 +215,7 @@ pub fn envelope_query(o: &Options, raw: &[u8]) -> Result<String, String> {
     Ok(q.finish())
 }
 
+/// The app key: `MAILROOM_APP_KEY`, else [`KEY_FILE`].
 fn app_key() -> Result<String, String> {
     if let Ok(k) = std::env::var("MAILROOM_APP_KEY") {
         if !k.trim().is_empty() {
@@ -272,14 +282,34 @@ pub fn outcome(status: u16, body: &str) -> (u8, String) {
     }
 }
 
-async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> (u8, String) {
+/// What the server answered a submission, or why it could not be asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Its HTTP status and body.
+    Http(u16, String),
+    /// It could not be reached: why, and what to do.
+    Unreachable(String),
+}
+
+impl Answer {
+    /// The exit code and message of `mailroom sendmail` for this answer.
+    pub fn outcome(&self) -> (u8, String) {
+        match self {
+            Answer::Http(status, body) => outcome(*status, body),
+            Answer::Unreachable(text) => (exit::TEMPFAIL, text.clone()),
+        }
+    }
+}
+
+/// Submits one message to the server at `url`: `POST /api/messages?{query}`.
+pub async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> Answer {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .connect_timeout(Duration::from_secs(10))
         .build()
     {
         Ok(c) => c,
-        Err(e) => return (exit::TEMPFAIL, format!("cannot start the HTTP client: {e}")),
+        Err(e) => return Answer::Unreachable(format!("cannot start the HTTP client: {e}")),
     };
     let endpoint = format!("{}/api/messages?{query}", url.trim_end_matches('/'));
     let sent = client
@@ -295,13 +325,28 @@ async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> (u8, String)
             let (body, _) = crate::upstream::read_capped(r, crate::upstream::MAX_ANSWER_BYTES)
                 .await
                 .unwrap_or_default();
-            outcome(status, &String::from_utf8_lossy(&body))
+            Answer::Http(status, String::from_utf8_lossy(&body).into_owned())
         }
-        Err(e) => (
-            exit::TEMPFAIL,
-            format!("cannot reach Mailroom at {url}: {e}; is `mailroom serve` running? Set MAILROOM_URL if it runs elsewhere"),
-        ),
+        Err(e) => Answer::Unreachable(format!(
+            "cannot reach Mailroom at {url}: {e}; is `mailroom serve` running? Set MAILROOM_URL if it runs elsewhere"
+        )),
     }
+}
+
+/// The server's address: `MAILROOM_URL`, else [`DEFAULT_URL`].
+fn server_url() -> String {
+    std::env::var("MAILROOM_URL")
+        .ok()
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.into())
+}
+
+/// A runtime for the submissions of one run.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Runs `mailroom sendmail ARGS` (the program name not included).
@@ -316,11 +361,14 @@ pub fn run(args: &[String]) -> ExitCode {
             return fail(
                 exit::USAGE,
                 &format!(
-                    "{e}\nusage: mailroom sendmail [-t] [-i] [-f FROM] [RECIPIENT...] < message"
+                    "{e}\nusage: mailroom sendmail [-t] [-i] [-f FROM] [RECIPIENT...] < message\n       mailroom sendmail -bs   (SMTP on stdin and stdout)"
                 ),
             )
         }
     };
+    if options.smtp {
+        return smtp::run();
+    }
     let raw = match read_message(
         &mut std::io::stdin().lock(),
         options.ignore_dots,
@@ -348,18 +396,12 @@ pub fn run(args: &[String]) -> ExitCode {
         Ok(k) => k,
         Err(e) => return fail(exit::NOPERM, &e),
     };
-    let url = std::env::var("MAILROOM_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_URL.into());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let url = server_url();
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => return fail(exit::TEMPFAIL, &format!("cannot start: {e}")),
     };
-    let (code, text) = runtime.block_on(submit(url.trim(), &key, &query, raw));
+    let (code, text) = runtime.block_on(submit(&url, &key, &query, raw)).outcome();
     if code == exit::OK {
         if options.verbose {
             eprintln!("sendmail: queued by Mailroom ({text})");
@@ -408,7 +450,11 @@ mod tests {
         assert!(parse(&args(&["-f"]))
             .unwrap_err()
             .contains("-f needs a value"));
-        assert!(parse(&args(&["-bs"])).unwrap_err().contains("-bs"));
+        assert!(parse(&args(&["-bs", "-i"])).unwrap().smtp);
+        assert!(!parse(&args(&["-bs", "-bm"])).unwrap().smtp);
+        assert!(parse(&args(&["-bp"]))
+            .unwrap_err()
+            .contains("-bp is not supported"));
         assert!(parse(&args(&["-Z"]))
             .unwrap_err()
             .contains("unknown option -Z"));
