@@ -349,7 +349,7 @@ async fn dash_bs_answers_250_only_for_a_committed_message_and_75_for_an_unfinish
     let queued = ran
         .stdout
         .lines()
-        .find(|l| l.starts_with("250 2.0.0 Queued by Mailroom as msg_"))
+        .find(|l| l.starts_with("250 2.0.0 Ok: queued as msg_"))
         .unwrap_or_else(|| panic!("{}", ran.stdout));
     assert!(
         ran.stdout.ends_with("221 2.0.0 localhost Bye\r\n"),
@@ -373,7 +373,7 @@ async fn dash_bs_answers_250_only_for_a_committed_message_and_75_for_an_unfinish
     );
     let ran = run(binary(), &["sendmail", "-bs"], &env, &half).await;
     assert_eq!(ran.code, Some(75), "{}", ran.stderr);
-    assert!(!ran.stdout.contains("Queued"), "{}", ran.stdout);
+    assert!(!ran.stdout.contains("queued as"), "{}", ran.stdout);
     let counts = &server.queue().await["counts"];
     let total: u64 = ["queued", "sending", "sent", "deferred", "failed"]
         .iter()

@@ -333,7 +333,7 @@ pub fn reply_to(answer: &Answer) -> (u16, &'static str, String) {
                 .ok()
                 .and_then(|v| v["id"].as_str().map(str::to_string))
                 .unwrap_or_default();
-            (250, "2.0.0", format!("Queued by Mailroom as {id}"))
+            (250, "2.0.0", format!("Ok: queued as {id}"))
         }
         (exit::TEMPFAIL, _) => (451, "4.3.0", says),
         (exit::NOPERM, _) => (554, "5.7.8", says),
@@ -422,10 +422,7 @@ mod tests {
                 "221"
             ]
         );
-        assert!(
-            out.contains("250 2.0.0 Queued by Mailroom as msg_1"),
-            "{out}"
-        );
+        assert!(out.contains("250 2.0.0 Ok: queued as msg_1"), "{out}");
         assert_eq!(got.len(), 2);
         assert_eq!(
             got[0].0,
@@ -500,7 +497,7 @@ mod tests {
             let (out, got, _) = talk(input.as_bytes(), answer, 1000);
             assert_eq!(got.len(), 1);
             assert!(out.contains(want), "{want}: {out}");
-            assert!(!out.contains("Queued"), "{out}");
+            assert!(!out.contains("queued as"), "{out}");
         }
     }
 
