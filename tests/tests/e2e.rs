@@ -643,6 +643,19 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
         .await
         .expect("scroll");
     b.screenshot("webhooks").await;
+    // Each event's box stands apart from its words, as the form's other
+    // boxes do (they touched: 3 px, the box's own margin).
+    let gap = b
+        .client
+        .execute(
+            "const l = document.querySelector('#webhook-events label'); \
+             const r = document.createRange(); r.selectNodeContents(l.lastChild); \
+             return r.getBoundingClientRect().left - l.querySelector('input').getBoundingClientRect().right;",
+            vec![],
+        )
+        .await
+        .expect("the gap");
+    assert!(gap.as_f64().unwrap_or_default() >= 6.0, "{gap}");
     b.click(".webhook-test").await;
     b.wait_text(".webhook-result", "answered 200").await;
     let hooks = receiver.wait_for(1).await;
