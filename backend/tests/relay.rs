@@ -330,6 +330,54 @@ async fn wrong_or_missing_credentials_are_refused_and_five_failures_lock_the_add
     assert!(connections >= 4, "{connections}");
 }
 
+/// A printer or a script seldom shows the relay's reply, so each refusal is
+/// logged with the client's address and app, and a failed sign-in with what
+/// was wrong; the reply to the client stays the same for every wrong pair.
+#[tokio::test]
+async fn refusals_are_logged_with_the_reason_and_never_the_key() {
+    let log = CapturedLog::start();
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Scanner"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    let email = addr("scanner", "contoso.com");
+    let replies = [
+        w.auth_plain(&email, &key).await,
+        w.auth_plain(&key, &key).await,
+        w.auth_plain(&app, "mr_wrong").await,
+    ];
+    for r in &replies {
+        assert!(r.starts_with("535 5.7.8"), "{r}");
+    }
+    assert!(replies.iter().all(|r| r == &replies[0]), "{replies:?}");
+    // No AUTH, then a From the app may not use.
+    let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    assert!(r.starts_with("530 5.7.0"), "{r}");
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    let stranger = addr("ceo", "fabrikam.example");
+    let r = w.command(&format!("MAIL FROM:<{stranger}>")).await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    let text = log.text();
+    assert!(text.contains("relay sign-in refused"), "{text}");
+    assert!(
+        text.contains(&format!("the username \"{email}\" is an email address")),
+        "{text}"
+    );
+    assert!(text.contains("a key was given as the username"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the password is not the key of app {app} (\"Scanner\")"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("530 5.7.0 Authentication required"), "{text}");
+    assert!(
+        text.contains(&format!("app={app}")) && text.contains(&stranger),
+        "{text}"
+    );
+    assert!(!text.contains(&key), "the key reached the log: {text}");
+}
+
 #[tokio::test]
 async fn auth_needs_tls_except_on_loopback() {
     let (_rig, server) = relay_rig(|_| {}).await;

@@ -4,7 +4,7 @@
 use smtp_proto::request::receiver::LineReceiver;
 use subtle::ConstantTimeEq;
 
-use super::session::{Flow, Mode, Session};
+use super::session::{ascii_line, Flow, Mode, Session};
 use crate::apps::key_hash;
 use crate::auth::Refused;
 
@@ -17,7 +17,7 @@ impl Session {
             return self.out_of_sequence("AUTH is not allowed during a mail transaction");
         }
         if !self.may_auth() {
-            self.reply(
+            self.refuse(
                 538,
                 "5.7.11",
                 "Encryption required: send STARTTLS, then AUTH",
@@ -113,6 +113,9 @@ impl Session {
             }
         };
         let hash = key_hash(pass.trim());
+        let named = found
+            .as_ref()
+            .map(|(app, _)| (app.id.clone(), app.name.clone()));
         let app = found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
         let verdict = limit.check(self.peer, app.is_some()).await;
         if let (Ok(()), Some(app)) = (verdict, app) {
@@ -121,6 +124,18 @@ impl Session {
             self.reply(235, "2.7.0", "Authentication successful");
             return Flow::Go;
         }
+        // The reply stays the same for every wrong pair (it tells a guesser
+        // nothing); the log tells the admin which part is wrong.
+        let why = match (&named, verdict) {
+            (_, Err(Refused::LockedOut(_))) => {
+                "too many failed sign-ins from this address".to_string()
+            }
+            (Some((id, name)), _) => {
+                format!("the password is not the key of app {id} (\"{name}\"): a revoked key, another app's, or a typo")
+            }
+            (None, _) => wrong_username(user.trim()),
+        };
+        tracing::warn!(peer = %self.peer, reason = %ascii_line(&why), "relay sign-in refused");
         self.shared.sending.metrics.relay_auth_failures.inc();
         self.reply(
             535,
@@ -134,6 +149,23 @@ impl Session {
             }
             _ => Flow::Go,
         }
+    }
+}
+
+/// Why a username that is no app's id was refused, for the log: what it
+/// looks like, and never a key given in its place.
+fn wrong_username(user: &str) -> String {
+    const FIX: &str = "the username is the app's id (app_...), shown on the Apps page, and the password its key (mr_...)";
+    if user.is_empty() {
+        format!("no username: {FIX}")
+    } else if user.starts_with("mr_") {
+        format!("a key was given as the username: {FIX}")
+    } else if user.contains('@') {
+        let shown: String = user.chars().take(64).collect();
+        format!("the username \"{shown}\" is an email address: {FIX}")
+    } else {
+        let shown: String = user.chars().take(64).collect();
+        format!("no app has the id \"{shown}\" (revoked, or a typo): {FIX}")
     }
 }
 
@@ -153,6 +185,18 @@ pub(super) fn decode_line(line: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrong_username_is_explained_and_a_key_in_its_place_never_shown() {
+        let email = format!("{}@{}", "scanner", "contoso.com");
+        assert!(wrong_username(&email).contains("is an email address"));
+        let key = "mr_0123456789abcdef";
+        let why = wrong_username(key);
+        assert!(why.contains("a key was given as the username") && !why.contains(key));
+        assert!(wrong_username("").starts_with("no username"));
+        assert!(wrong_username("app_gone").contains("no app has the id \"app_gone\""));
+        assert!(wrong_username(&"x".repeat(10_000)).len() < 300);
+    }
 
     #[test]
     fn auth_responses_decode_and_a_star_cancels() {

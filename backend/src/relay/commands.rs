@@ -139,12 +139,12 @@ impl Session {
                     return Ok(Sender::App(Box::new(app)));
                 }
                 Ok(None) => {
-                    self.app = None;
-                    self.reply(
+                    self.refuse(
                         530,
                         "5.7.0",
                         "Authentication required: this app was revoked, so its key no longer works",
                     );
+                    self.app = None;
                     return Err(Flow::Go);
                 }
                 Err(e) => {
@@ -157,7 +157,7 @@ impl Session {
         if self.trusted() {
             return Ok(Sender::Trusted(self.peer));
         }
-        self.reply(
+        self.refuse(
             530,
             "5.7.0",
             if self.may_auth() {
@@ -238,13 +238,13 @@ impl Session {
                 } else {
                     from.address.as_str()
                 };
-                self.reply(550, "5.7.1", &policy.refusal(who));
+                self.refuse(550, "5.7.1", &policy.refusal(who));
                 return Flow::Go;
             }
         }
         if let Sender::App(app) = &sender {
             if let Some(hit) = self.limit_hit(app, 0).await {
-                self.reply(451, "4.7.1", &hit.text());
+                self.refuse(451, "4.7.1", &hit.text());
                 return Flow::Go;
             }
         }
@@ -307,7 +307,7 @@ impl Session {
         };
         if let Some((app, count)) = app {
             if let Some(hit) = self.limit_hit(&app, count + 1).await {
-                self.reply(451, "4.7.1", &hit.text());
+                self.refuse(451, "4.7.1", &hit.text());
                 return Flow::Go;
             }
         }
@@ -378,7 +378,7 @@ impl Session {
             Err(errors) => {
                 let from = errors.get("from").and_then(|m| m.first());
                 match from {
-                    Some(m) => self.reply(550, "5.7.1", m),
+                    Some(m) => self.refuse(550, "5.7.1", m),
                     None => {
                         let first = errors
                             .values()
@@ -386,7 +386,7 @@ impl Session {
                             .next()
                             .cloned()
                             .unwrap_or_else(|| "The message is not valid".into());
-                        self.reply(550, "5.6.0", &first);
+                        self.refuse(550, "5.6.0", &first);
                     }
                 }
                 return Flow::Go;
@@ -416,7 +416,7 @@ impl Session {
                         app_id.as_deref().unwrap_or_default(),
                     ))
                     .inc();
-                self.reply(451, "4.7.1", &hit.text());
+                self.refuse(451, "4.7.1", &hit.text());
             }
             Ok(Enqueued::New(id)) | Ok(Enqueued::Repeat(id, _)) => {
                 tracing::info!(%id, app = ?app_id, peer = %self.peer, "message queued over SMTP");

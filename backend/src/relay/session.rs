@@ -545,6 +545,15 @@ impl Session {
     }
 
     /// A refused command: its reply, counted as one of the session's errors.
+    /// A refusal the admin may need to see, since a printer or a script
+    /// seldom shows the reply: answered, and logged with the client's
+    /// address and app (docs/API.md §11).
+    pub(super) fn refuse(&mut self, code: u16, status: &str, text: &str) {
+        let app = self.app.as_ref().map_or("none", |a| a.id.as_str());
+        tracing::warn!(peer = %self.peer, app = %app, reply = %format!("{code} {status} {}", ascii_line(text)), "relay refused a client");
+        self.reply(code, status, text);
+    }
+
     pub(super) fn error(&mut self, code: u16, status: &str, text: &str) -> Flow {
         self.errors += 1;
         self.reply(code, status, text);
