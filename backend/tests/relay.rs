@@ -378,6 +378,65 @@ async fn refusals_are_logged_with_the_reason_and_never_the_key() {
     assert!(!text.contains(&key), "the key reached the log: {text}");
 }
 
+/// Waits until the log holds `needle`; returns it all.
+async fn logged(log: &CapturedLog, needle: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let text = log.text();
+        if text.contains(needle) || started.elapsed() > Duration::from_secs(10) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The two usual reasons a device's STARTTLS fails, an old TLS version and a
+/// certificate it does not trust, are logged with what to do about each.
+#[tokio::test]
+async fn a_failed_starttls_is_logged_with_what_to_do() {
+    let log = CapturedLog::start();
+    let (_rig, server) = relay_rig(|_| {}).await;
+    // A device that speaks TLS 1.0 only: its ClientHello offers version
+    // 3.1 and TLS_RSA_WITH_AES_128_CBC_SHA, no extensions.
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO printer").await;
+    assert!(w.command("STARTTLS").await.starts_with("220"));
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x00, 0x2d, 0x01, 0x00, 0x00, 0x29, 0x03, 0x01,
+    ];
+    hello.extend_from_slice(&[0x42; 32]);
+    hello.extend_from_slice(&[0x00, 0x00, 0x02, 0x00, 0x2f, 0x01, 0x00]);
+    w.send_bytes(&hello).await;
+    let _ = w.reply().await;
+    let text = logged(&log, "TLS 1.2 and 1.3 only").await;
+    assert!(text.contains("relay STARTTLS handshake failed"), "{text}");
+    assert!(
+        text.contains("the relay takes TLS 1.2 and 1.3 only"),
+        "{text}"
+    );
+    assert!(text.contains("--smtp-trusted-network"), "{text}");
+    // A client that does not trust the generated certificate.
+    let untrusting = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(smtp(&server).port())
+        .tls(Tls::Required(
+            TlsParameters::builder("localhost".into())
+                .build_rustls()
+                .unwrap(),
+        ))
+        .timeout(Some(Duration::from_secs(20)))
+        .build();
+    untrusting
+        .send(message(&mailer(), &[addr("a", "example.org")], "x", "y"))
+        .await
+        .expect_err("an untrusted certificate");
+    let text = logged(&log, "does not trust the relay's certificate").await;
+    assert!(
+        text.contains("the client does not trust the relay's certificate"),
+        "{text}"
+    );
+    assert!(text.contains("smtp-tls-cert.pem"), "{text}");
+}
+
 #[tokio::test]
 async fn auth_needs_tls_except_on_loopback() {
     let (_rig, server) = relay_rig(|_| {}).await;

@@ -156,9 +156,18 @@ pub(super) async fn serve(
         return;
     }
     let handshake = tokio::time::timeout(s.read_deadline().0, shared.tls.accept(stream)).await;
-    let Ok(Ok(mut tls)) = handshake else {
-        tracing::debug!(%peer, "relay TLS handshake failed");
-        return;
+    let mut tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            // A device seldom says why its STARTTLS failed: the log does.
+            let reason = ascii_line(&handshake_failure(&e));
+            tracing::warn!(%peer, %reason, "relay STARTTLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "relay STARTTLS handshake not finished in time");
+            return;
+        }
     };
     // RFC 3207: forget what was said before TLS.
     s.tls = true;
@@ -168,6 +177,34 @@ pub(super) async fn serve(
     s.mode = Mode::Command;
     let _ = s.run(&mut tls, stop).await;
     let _ = tls.shutdown().await;
+}
+
+/// What a failed STARTTLS handshake means, in words a device's admin can
+/// act on: old TLS versions and an untrusted certificate are the usual two.
+pub(crate) fn handshake_failure(e: &std::io::Error) -> String {
+    use tokio_rustls::rustls::{AlertDescription as Alert, Error as TlsError};
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<TlsError>())
+    else {
+        return format!("the connection ended during the handshake ({e})");
+    };
+    match tls {
+        TlsError::PeerIncompatible(why) => format!(
+            "the client offers no TLS version or cipher suite the relay takes ({why:?}): the relay takes TLS 1.2 and 1.3 only. Update the device's firmware, or add its network to --smtp-trusted-network and turn its TLS off"
+        ),
+        TlsError::AlertReceived(
+            alert @ (Alert::UnknownCA
+            | Alert::BadCertificate
+            | Alert::CertificateUnknown
+            | Alert::CertificateExpired
+            | Alert::UnsupportedCertificate),
+        ) => format!(
+            "the client does not trust the relay's certificate ({alert:?}): give --smtp-tls-cert a certificate for this host name from a CA the device trusts, or load the relay's own (smtp-tls-cert.pem in the data dir) into the device"
+        ),
+        TlsError::AlertReceived(Alert::ProtocolVersion) => "the client refused the TLS version (ProtocolVersion): the relay takes TLS 1.2 and 1.3 only. Update the device's firmware, or add its network to --smtp-trusted-network and turn its TLS off".into(),
+        other => format!("{other}"),
+    }
 }
 
 /// An SMTP reply text: one line of printable ASCII.
