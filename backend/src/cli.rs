@@ -20,8 +20,14 @@ fn init_tracing() {
         Some(Ok(f)) => (f, None),
         Some(Err(e)) => (EnvFilter::new("info"), Some(e)),
     };
+    // Colours only on a terminal, and not with NO_COLOR (no-color.org): in
+    // systemd's journal a line holding an escape code shows as "[blob data]",
+    // and files and `docker logs` would keep the codes.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
     if let (Some(e), Some(text)) = (refused, wanted) {

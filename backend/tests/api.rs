@@ -569,12 +569,20 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
         ])
         .arg(dir.path())
         .env("MAILROOM_ADMIN_TOKEN", TOKEN)
+        .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut all = Vec::new();
+        let _ = stderr.read_to_end(&mut all).await;
+        all
+    });
     let smtp = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .unwrap()
@@ -615,6 +623,12 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "graceful exit on SIGTERM: {status}");
+    // The log, when it is not a terminal (systemd's journal, a file, docker),
+    // has no colour codes: journalctl shows a line holding one as "[blob data]".
+    let log = log.await.unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!log.contains(&0x1b), "escape codes in the log: {text:?}");
 }
 
 #[tokio::test]
