@@ -192,6 +192,35 @@ fn as_root_the_package_installs_runs_as_its_user_and_purges_cleanly() {
         "root:mailroom 640"
     );
     assert!(run("/usr/bin/mailroom", &["--version"]).starts_with("mailroom "));
+    // `mailroom sendmail` run by any user (cron, PHP as www-data) reads
+    // /etc/mailroom/app-key where its mode allows, before and after an
+    // upgrade (postinst once closed the folder, so only mailroom's group
+    // could reach the key); the options file stays closed to them.
+    std::fs::write("/etc/mailroom/app-key", "mr_test\n").unwrap();
+    std::fs::set_permissions(
+        "/etc/mailroom/app-key",
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let as_nobody = |file: &str| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", "cat", file])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for round in ["install", "upgrade"] {
+        if round == "upgrade" {
+            run("dpkg", &["-i", path(&deb)]);
+        }
+        assert!(as_nobody("/etc/mailroom/app-key"), "after the {round}");
+        assert!(
+            !as_nobody("/etc/mailroom/mailroom.env"),
+            "after the {round}"
+        );
+    }
+    std::fs::remove_file("/etc/mailroom/app-key").unwrap();
 
     // Started as the unit starts it: as `mailroom`, with the env file.
     let env = std::fs::read_to_string("/etc/mailroom/mailroom.env").unwrap();
