@@ -345,6 +345,7 @@ async fn refusals_are_logged_with_the_reason_and_never_the_key() {
         w.auth_plain(&email, &key).await,
         w.auth_plain(&key, &key).await,
         w.auth_plain(&app, "mr_wrong").await,
+        w.auth_plain("scanner", &key).await,
     ];
     for r in &replies {
         assert!(r.starts_with("535 5.7.8"), "{r}");
@@ -367,6 +368,12 @@ async fn refusals_are_logged_with_the_reason_and_never_the_key() {
     assert!(
         text.contains(&format!(
             "the password is not the key of app {app} (\"Scanner\")"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "the username \"Scanner\" is the name of app {app}: the username is the app's id ({app})"
         )),
         "{text}"
     );

@@ -133,7 +133,22 @@ impl Session {
             (Some((id, name)), _) => {
                 format!("the password is not the key of app {id} (\"{name}\"): a revoked key, another app's, or a typo")
             }
-            (None, _) => wrong_username(user.trim()),
+            (None, _) => {
+                // An app's name where its id belongs is the likeliest slip.
+                let named = match self.shared.sending.apps.queue.list_apps().await {
+                    Ok(apps) => apps
+                        .into_iter()
+                        .find(|a| a.name.eq_ignore_ascii_case(user.trim())),
+                    Err(_) => None,
+                };
+                match named {
+                    Some(app) => format!(
+                        "the username \"{}\" is the name of app {}: the username is the app's id ({}), the password its key (mr_...)",
+                        app.name, app.id, app.id
+                    ),
+                    None => wrong_username(user.trim()),
+                }
+            }
         };
         tracing::warn!(peer = %self.peer, reason = %ascii_line(&why), "relay sign-in refused");
         self.shared.sending.metrics.relay_auth_failures.inc();
