@@ -179,9 +179,12 @@ pub(super) async fn serve(
     let _ = tls.shutdown().await;
 }
 
+/// What to do about a client whose TLS is too old for the relay.
+const OLD_TLS_FIX: &str = "the relay takes TLS 1.2 and 1.3 only. Update the device's firmware, or add its network to --smtp-trusted-network and turn its TLS off";
+
 /// What a failed STARTTLS handshake means, in words a device's admin can
 /// act on: old TLS versions and an untrusted certificate are the usual two.
-pub(crate) fn handshake_failure(e: &std::io::Error) -> String {
+fn handshake_failure(e: &std::io::Error) -> String {
     use tokio_rustls::rustls::{AlertDescription as Alert, Error as TlsError};
     let Some(tls) = e
         .get_ref()
@@ -191,7 +194,7 @@ pub(crate) fn handshake_failure(e: &std::io::Error) -> String {
     };
     match tls {
         TlsError::PeerIncompatible(why) => format!(
-            "the client offers no TLS version or cipher suite the relay takes ({why:?}): the relay takes TLS 1.2 and 1.3 only. Update the device's firmware, or add its network to --smtp-trusted-network and turn its TLS off"
+            "the client offers no TLS version or cipher suite the relay takes ({why:?}): {OLD_TLS_FIX}"
         ),
         TlsError::AlertReceived(
             alert @ (Alert::UnknownCA
@@ -202,7 +205,9 @@ pub(crate) fn handshake_failure(e: &std::io::Error) -> String {
         ) => format!(
             "the client does not trust the relay's certificate ({alert:?}): give --smtp-tls-cert a certificate for this host name from a CA the device trusts, or load the relay's own (smtp-tls-cert.pem in the data dir) into the device"
         ),
-        TlsError::AlertReceived(Alert::ProtocolVersion) => "the client refused the TLS version (ProtocolVersion): the relay takes TLS 1.2 and 1.3 only. Update the device's firmware, or add its network to --smtp-trusted-network and turn its TLS off".into(),
+        TlsError::AlertReceived(Alert::ProtocolVersion) => {
+            format!("the client refused the TLS version (ProtocolVersion): {OLD_TLS_FIX}")
+        }
         other => format!("{other}"),
     }
 }

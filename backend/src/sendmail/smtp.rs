@@ -78,17 +78,14 @@ impl<'a> Session<'a> {
     /// Speaks SMTP until QUIT or the end of `input`. True when it ended
     /// cleanly: by QUIT, or at the end of input with no message half given.
     pub fn serve(&mut self, input: &mut impl Read, output: &mut impl Write) -> bool {
-        match &self.unusable {
-            Some(why) => {
-                let text = format!("{HOST} Mailroom sendmail cannot send: {why}");
-                self.reply(554, "5.3.5", &text);
-            }
-            None => self.reply(
-                220,
-                "2.0.0",
-                &format!("{HOST} ESMTP Mailroom sendmail -bs ready"),
-            ),
-        }
+        // The greeting names the host first, without an enhanced status
+        // code (RFC 5321 4.3.1, RFC 2034), as the relay's does.
+        let greeting = match &self.unusable {
+            Some(why) => format!("554 {HOST} Mailroom sendmail cannot send: {why}"),
+            None => format!("220 {HOST} ESMTP Mailroom sendmail -bs ready"),
+        };
+        self.out.extend_from_slice(ascii_line(&greeting).as_bytes());
+        self.out.extend_from_slice(b"\r\n");
         let mut mode = Mode::Command(RequestReceiver::default());
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -410,7 +407,7 @@ mod tests {
         );
         let (out, got, clean) = talk(input.as_bytes(), queued(), 1 << 20);
         assert!(clean);
-        assert!(out.starts_with("220 2.0.0 localhost"), "{out}");
+        assert!(out.starts_with("220 localhost ESMTP"), "{out}");
         assert!(
             out.contains("250-SMTPUTF8\r\n") && out.contains("250 SIZE 1048576\r\n"),
             "{out}"
@@ -559,7 +556,7 @@ mod tests {
             .serve(&mut &b"EHLO x\r\nMAIL FROM:<>\r\nQUIT\r\n"[..], &mut out);
         let out = String::from_utf8(out).unwrap();
         assert!(
-            out.starts_with("554 5.3.5 localhost Mailroom sendmail cannot send: no app key"),
+            out.starts_with("554 localhost Mailroom sendmail cannot send: no app key"),
             "{out}"
         );
         assert_eq!(codes(&out), ["554", "503", "503", "221"]);
