@@ -118,6 +118,35 @@ async fn called_as_sendmail_with_arguments_like_cron_and_php_mail() {
 }
 
 #[tokio::test]
+async fn addresses_in_angle_brackets_with_names_or_in_lists_are_read_as_sendmail_reads_them() {
+    // `mail -r "Backup Server <…>"` passes the name along; scripts write
+    // `<…>` and comma-separated lists. Each was refused as not an address.
+    let (rig, server, key) = sending_rig().await;
+    let (a, b) = (addr("ops", "example.org"), addr("audit", "example.org"));
+    let from = mailer();
+    let ran = run(
+        binary(),
+        &[
+            "sendmail",
+            "-f",
+            &format!("Backup Server <{from}>"),
+            &format!("Ops <{a}>, <{b}>"),
+        ],
+        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        "Subject: nightly backup\n\nBackup finished.\n",
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    wait_received(&rig, 1).await;
+    let m = &rig.smtp.messages()[0];
+    let mut got = m.rcpt_to.clone();
+    got.sort();
+    assert_eq!(got, vec![b.clone(), a.clone()]);
+    assert_eq!(m.mail_from, from);
+    assert!(m.data.contains(&format!("From: {from}")), "{}", m.data);
+}
+
+#[tokio::test]
 async fn exit_codes_follow_sysexits() {
     let (_rig, server, key) = sending_rig().await;
     let to = addr("a", "example.org");

@@ -115,7 +115,15 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                     rest
                 };
                 match c {
-                    'f' | 'r' => o.sender = Some(value.trim().to_string()),
+                    'f' | 'r' => {
+                        let value = value.trim();
+                        // `<>` is the null sender; `Name <a@b>` is a@b.
+                        o.sender = Some(if value == "<>" {
+                            String::new()
+                        } else {
+                            addresses_in(value).swap_remove(0)
+                        });
+                    }
                     'q' => {
                         return Err("-q (run the queue) is not supported: Mailroom's server delivers its own queue".into())
                     }
@@ -187,9 +195,36 @@ fn header_recipients(raw: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The addresses in one command-line argument, read as sendmail and
+/// Postfix read them: `a@b`, `<a@b>`, `Name <a@b>` (as `mail -r` passes
+/// it) or several separated by commas. An argument that holds none, or a
+/// line break, is kept as it is, for the server to refuse with its reason.
+pub fn addresses_in(arg: &str) -> Vec<String> {
+    let arg = arg.trim();
+    if !arg.contains(['<', ',', '(', '"']) || arg.contains(['\r', '\n']) {
+        return vec![arg.to_string()];
+    }
+    let header = format!("To: {arg}\r\n\r\n");
+    let found: Vec<String> = mail_parser::MessageParser::default()
+        .parse_headers(header.as_bytes())
+        .and_then(|m| {
+            m.to().map(|a| {
+                a.iter()
+                    .filter_map(|x| x.address().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    if found.is_empty() {
+        vec![arg.to_string()]
+    } else {
+        found
+    }
+}
+
 /// The query of §7: `from=` and `to=` repeated.
 pub fn envelope_query(o: &Options, raw: &[u8]) -> Result<String, String> {
-    let mut to = o.recipients.clone();
+    let mut to: Vec<String> = o.recipients.iter().flat_map(|r| addresses_in(r)).collect();
     if o.from_headers {
         to.extend(header_recipients(raw));
     }
@@ -509,6 +544,43 @@ mod tests {
         assert!(envelope_query(&o, raw)
             .unwrap_err()
             .contains("no recipients"));
+    }
+
+    #[test]
+    fn addresses_are_read_from_angle_brackets_names_and_lists() {
+        let at = |l: &str| format!("{l}@{}", "contoso.test");
+        let (a, b) = (at("a"), at("b"));
+        assert_eq!(addresses_in(&a), vec![a.clone()]);
+        assert_eq!(addresses_in(&format!(" <{a}> ")), vec![a.clone()]);
+        assert_eq!(
+            addresses_in(&format!("Backup Server <{a}>")),
+            vec![a.clone()]
+        );
+        assert_eq!(
+            addresses_in(&format!("{a}, \"Ops, Team\" <{b}>")),
+            vec![a.clone(), b.clone()]
+        );
+        // Nothing found, or a line break: kept for the server to refuse.
+        assert_eq!(
+            addresses_in("not an address"),
+            vec!["not an address".to_string()]
+        );
+        assert_eq!(
+            addresses_in("<a@b>\r\nBcc: x@y"),
+            vec!["<a@b>\r\nBcc: x@y".to_string()]
+        );
+        let o = parse(&args(&[
+            "-f",
+            &format!("Cron Daemon <{a}>"),
+            &format!("<{b}>"),
+        ]))
+        .unwrap();
+        assert_eq!(o.sender.as_deref(), Some(a.as_str()));
+        assert_eq!(
+            envelope_query(&o, b"").unwrap(),
+            "from=a%40contoso.test&to=b%40contoso.test"
+        );
+        assert_eq!(parse(&args(&["-f<>", &b])).unwrap().sender, None);
     }
 
     #[test]
