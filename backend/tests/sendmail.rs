@@ -44,6 +44,15 @@ async fn run(program: &Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -
     }
 }
 
+/// The one message the fake upstream got, and its recipients sorted.
+async fn the_message(rig: &mailroom_fakes::Loopback) -> (mailroom_fakes::Received, Vec<String>) {
+    wait_received(rig, 1).await;
+    let m = rig.smtp.messages().remove(0);
+    let mut rcpts = m.rcpt_to.clone();
+    rcpts.sort();
+    (m, rcpts)
+}
+
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mailroom"))
 }
@@ -65,10 +74,7 @@ async fn dash_t_sends_to_to_cc_and_bcc_and_the_bcc_header_is_gone() {
     )
     .await;
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    wait_received(&rig, 1).await;
-    let m = &rig.smtp.messages()[0];
-    let mut got = m.rcpt_to.clone();
-    got.sort();
+    let (m, got) = the_message(&rig).await;
     assert_eq!(got, vec![bcc.clone(), to.clone()]);
     assert!(!m.data.contains("Bcc:"), "{}", m.data);
     assert!(!m.data.contains(&bcc), "{}", m.data);
@@ -137,10 +143,7 @@ async fn addresses_in_angle_brackets_with_names_or_in_lists_are_read_as_sendmail
     )
     .await;
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    wait_received(&rig, 1).await;
-    let m = &rig.smtp.messages()[0];
-    let mut got = m.rcpt_to.clone();
-    got.sort();
+    let (m, got) = the_message(&rig).await;
     assert_eq!(got, vec![b.clone(), a.clone()]);
     assert_eq!(m.mail_from, from);
     assert!(m.data.contains(&format!("From: {from}")), "{}", m.data);
