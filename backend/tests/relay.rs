@@ -444,6 +444,36 @@ async fn a_failed_starttls_is_logged_with_what_to_do() {
     assert!(text.contains("smtp-tls-cert.pem"), "{text}");
 }
 
+/// `MAIL FROM:a@b` and `RCPT TO:a@b` without angle brackets, as some devices
+/// and scripts send them and Postfix takes them by default, are read as if
+/// bracketed; they got `501` before.
+#[tokio::test]
+async fn envelope_addresses_without_angle_brackets_are_taken_as_postfix_takes_them() {
+    let (rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "UPS"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO ups").await;
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    let (from, to) = (mailer(), addr("ops", "example.org"));
+    let r = w.command(&format!("MAIL FROM:{from} SIZE=200")).await;
+    assert!(r.starts_with("250 2.1.0"), "{r}");
+    let r = w.command(&format!("rcpt to: {to}")).await;
+    assert!(r.starts_with("250 2.1.5"), "{r}");
+    assert!(w.command("DATA").await.starts_with("354"));
+    let r = w
+        .command(&format!(
+            "From: {from}\r\nSubject: on battery\r\n\r\nx\r\n."
+        ))
+        .await;
+    assert!(r.starts_with("250 2.0.0 Ok: queued as msg_"), "{r}");
+    // Still refused: a line that is not an address at all.
+    let r = w.command("MAIL FROM: ").await;
+    assert!(r.starts_with("501"), "{r}");
+    wait_received(&rig, 1).await;
+    let m = &rig.smtp.messages()[0];
+    assert_eq!(m.rcpt_to, vec![to]);
+}
+
 #[tokio::test]
 async fn auth_needs_tls_except_on_loopback() {
     let (_rig, server) = relay_rig(|_| {}).await;

@@ -225,6 +225,32 @@ pub(crate) fn ascii_line(text: &str) -> String {
         .collect()
 }
 
+/// `MAIL FROM:a@b` or `RCPT TO:a@b` without the angle brackets, which some
+/// devices and scripts send and Postfix takes by default
+/// (`strict_rfc821_envelopes = no`): the request read with the address
+/// bracketed, when the line is one of those two and then reads.
+pub(crate) fn unbracketed(line: &[u8]) -> Option<smtp_proto::Request<String>> {
+    let text = std::str::from_utf8(line)
+        .ok()?
+        .trim_end_matches(['\r', '\n']);
+    let (verb, rest) = text.split_once(':')?;
+    let known = ["MAIL FROM", "RCPT TO"]
+        .iter()
+        .any(|v| verb.eq_ignore_ascii_case(v));
+    let rest = rest.trim_start();
+    if !known || rest.is_empty() || rest.starts_with('<') {
+        return None;
+    }
+    let (address, params) = rest.split_once(' ').unwrap_or((rest, ""));
+    let fixed = format!("{verb}:<{address}> {params}")
+        .trim_end()
+        .to_string()
+        + "\r\n";
+    smtp_proto::Request::parse(&mut fixed.as_bytes().iter())
+        .ok()
+        .map(smtp_proto::Request::into_owned)
+}
+
 /// The reply to a command smtp-proto could not read (the relay's, and
 /// `mailroom sendmail -bs`'s).
 pub(crate) fn protocol_reply(e: ProtoError) -> (u16, &'static str, String) {
@@ -398,6 +424,13 @@ impl Session {
                         Err(ProtoError::ResponseTooLong) => {
                             self.mode = Mode::LongLine(0);
                             self.protocol_error(ProtoError::ResponseTooLong)
+                        }
+                        Err(e @ ProtoError::SyntaxError { .. }) => {
+                            let line = &line_start[..line_start.len() - bytes.as_slice().len()];
+                            match unbracketed(line) {
+                                Some(request) => self.command(request).await,
+                                None => self.protocol_error(e),
+                            }
                         }
                         Err(e) => self.protocol_error(e),
                     },
@@ -646,5 +679,31 @@ mod tests {
     #[test]
     fn replies_are_one_line_of_ascii() {
         assert_eq!(ascii_line("“a” — b\r\nc"), "\"a\" - b??c");
+    }
+
+    #[test]
+    fn envelope_addresses_without_angle_brackets_are_read() {
+        let a = format!("{}@{}", "a", "contoso.test");
+        let Some(smtp_proto::Request::Mail { from }) =
+            unbracketed(format!("MAIL FROM:{a} SIZE=100\r\n").as_bytes())
+        else {
+            panic!("MAIL FROM without brackets");
+        };
+        assert_eq!((from.address.as_str(), from.size), (a.as_str(), 100));
+        let Some(smtp_proto::Request::Rcpt { to }) =
+            unbracketed(format!("rcpt to: {a}\r\n").as_bytes())
+        else {
+            panic!("RCPT TO without brackets");
+        };
+        assert_eq!(to.address, a);
+        // Anything else stays an error.
+        for line in [
+            "MAIL FROM:\r\n",
+            "MAIL FROM:<a@b\r\n",
+            "HELO x\r\n",
+            "MAIL FROM:a@b BOGUS=1\r\n",
+        ] {
+            assert!(unbracketed(line.as_bytes()).is_none(), "{line}");
+        }
     }
 }

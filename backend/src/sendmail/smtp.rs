@@ -16,7 +16,7 @@ use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestRece
 use smtp_proto::Request;
 
 use super::{exit, Answer, Options};
-use crate::relay::session::{ascii_line, protocol_reply};
+use crate::relay::session::{ascii_line, protocol_reply, unbracketed};
 
 /// The name the session gives itself: it runs on this machine only.
 const HOST: &str = "localhost";
@@ -101,6 +101,7 @@ impl<'a> Session<'a> {
             };
             let mut bytes = chunk[..n].iter();
             while !bytes.as_slice().is_empty() {
+                let line_start = bytes.as_slice();
                 let flow = match &mut mode {
                     Mode::Command(receiver) => match receiver.ingest(&mut bytes) {
                         Ok(request) => {
@@ -113,6 +114,17 @@ impl<'a> Session<'a> {
                             }
                         }
                         Err(smtp_proto::Error::NeedsMoreData { .. }) => Flow::Go,
+                        Err(e @ smtp_proto::Error::SyntaxError { .. }) => {
+                            let line = &line_start[..line_start.len() - bytes.as_slice().len()];
+                            match unbracketed(line) {
+                                Some(request) => self.command(request),
+                                None => {
+                                    let (code, status, text) = protocol_reply(e);
+                                    self.reply(code, status, &text);
+                                    Flow::Go
+                                }
+                            }
+                        }
                         Err(e) => {
                             let (code, status, text) = protocol_reply(e);
                             self.reply(code, status, &text);
@@ -428,6 +440,22 @@ mod tests {
         assert_eq!(got[0].1, b"Subject: one\r\n\r\n.leading dot\r\n");
         // A null sender leaves the sender to the server.
         assert_eq!(got[1].0, "to=a%40contoso.test");
+    }
+
+    #[test]
+    fn envelope_addresses_without_angle_brackets_are_read() {
+        let (a, b) = (
+            format!("{}@{}", "a", "contoso.test"),
+            format!("{}@{}", "b", "contoso.test"),
+        );
+        let input = format!("HELO x\r\nMAIL FROM:{a}\r\nRCPT TO: {b}\r\nDATA\r\nSubject: s\r\n\r\nx\r\n.\r\nQUIT\r\n");
+        let (out, got, _) = talk(input.as_bytes(), queued(), 1000);
+        assert_eq!(
+            codes(&out),
+            ["220", "250", "250", "250", "354", "250", "221"],
+            "{out}"
+        );
+        assert_eq!(got[0].0, "from=a%40contoso.test&to=b%40contoso.test");
     }
 
     #[test]
