@@ -192,6 +192,18 @@ fn as_root_the_package_installs_runs_as_its_user_and_purges_cleanly() {
         "root:mailroom 640"
     );
     assert!(run("/usr/bin/mailroom", &["--version"]).starts_with("mailroom "));
+    // systemd reads the installed unit without a complaint (an unknown or
+    // misspelt directive would be named here, and ignored at boot).
+    let verified = Command::new("systemd-analyze")
+        .args(["verify", "/lib/systemd/system/mailroom.service"])
+        .output()
+        .expect("systemd-analyze (Debian's systemd package)");
+    let said = String::from_utf8_lossy(&verified.stderr).into_owned()
+        + &String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && said.trim().is_empty(),
+        "{said}"
+    );
     // `mailroom sendmail` run by any user (cron, PHP as www-data) reads
     // /etc/mailroom/app-key where its mode allows, before and after an
     // upgrade (postinst once closed the folder, so only mailroom's group
