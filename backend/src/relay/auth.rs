@@ -135,13 +135,13 @@ impl Session {
             }
             (None, _) => {
                 // An app's name where its id belongs is the likeliest slip.
-                let named = match self.shared.sending.apps.queue.list_apps().await {
+                let by_name = match self.shared.sending.apps.queue.list_apps().await {
                     Ok(apps) => apps
                         .into_iter()
                         .find(|a| a.name.eq_ignore_ascii_case(user.trim())),
                     Err(_) => None,
                 };
-                match named {
+                match by_name {
                     Some(app) => format!(
                         "the username \"{}\" is the name of app {}: the username is the app's id ({}), the password its key (mr_...)",
                         app.name, app.id, app.id
@@ -171,15 +171,14 @@ impl Session {
 /// looks like, and never a key given in its place.
 fn wrong_username(user: &str) -> String {
     const FIX: &str = "the username is the app's id (app_...), shown on the Apps page, and the password its key (mr_...)";
+    let shown: String = user.chars().take(64).collect();
     if user.is_empty() {
         format!("no username: {FIX}")
     } else if user.starts_with("mr_") {
         format!("a key was given as the username: {FIX}")
     } else if user.contains('@') {
-        let shown: String = user.chars().take(64).collect();
         format!("the username \"{shown}\" is an email address: {FIX}")
     } else {
-        let shown: String = user.chars().take(64).collect();
         format!("no app has the id \"{shown}\" (revoked, or a typo): {FIX}")
     }
 }

@@ -441,7 +441,7 @@ impl Session {
 
 /// A client's own name (its EHLO argument) for a reply line: visible ASCII
 /// only, at most `max` characters, so nothing it sent can break the line.
-fn printable(name: &str, max: usize) -> String {
+pub(crate) fn printable(name: &str, max: usize) -> String {
     let shown: String = name
         .chars()
         .filter(char::is_ascii_graphic)

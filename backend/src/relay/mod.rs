@@ -9,7 +9,7 @@
 //! This file listens, caps connections and reads PROXY headers.
 
 mod auth;
-mod commands;
+pub(crate) mod commands;
 pub(crate) mod session;
 pub mod tls;
 

@@ -225,11 +225,23 @@ pub(crate) fn ascii_line(text: &str) -> String {
         .collect()
 }
 
-/// `MAIL FROM:a@b` or `RCPT TO:a@b` without the angle brackets, which some
-/// devices and scripts send and Postfix takes by default
-/// (`strict_rfc821_envelopes = no`): the request read with the address
-/// bracketed, when the line is one of those two and then reads.
-pub(crate) fn unbracketed(line: &[u8]) -> Option<smtp_proto::Request<String>> {
+/// A command line smtp-proto refused with `e`, read again where Postfix is
+/// lenient by default: `MAIL FROM:a@b` or `RCPT TO:a@b` without the angle
+/// brackets, which some devices and scripts send (`strict_rfc821_envelopes
+/// = no`). Anything else stays `e`. The relay's and `sendmail -bs`'s.
+pub(crate) fn read_leniently(
+    e: ProtoError,
+    line: &[u8],
+) -> Result<smtp_proto::Request<String>, ProtoError> {
+    match e {
+        ProtoError::SyntaxError { .. } => unbracketed(line).ok_or(e),
+        e => Err(e),
+    }
+}
+
+/// The request read with the address bracketed, when the line is `MAIL
+/// FROM:` or `RCPT TO:` with an address without brackets and then reads.
+fn unbracketed(line: &[u8]) -> Option<smtp_proto::Request<String>> {
     let text = std::str::from_utf8(line)
         .ok()?
         .trim_end_matches(['\r', '\n']);
@@ -279,10 +291,15 @@ pub(crate) fn protocol_reply(e: ProtoError) -> (u16, &'static str, String) {
     }
 }
 
+/// One reply line: code, enhanced status and text as printable ASCII.
+pub(crate) fn reply_line(code: u16, status: &str, text: &str) -> String {
+    format!("{code} {status} {}\r\n", ascii_line(text))
+}
+
 impl Session {
     pub(super) fn reply(&mut self, code: u16, status: &str, text: &str) {
         self.out
-            .extend_from_slice(format!("{code} {status} {}\r\n", ascii_line(text)).as_bytes());
+            .extend_from_slice(reply_line(code, status, text).as_bytes());
     }
 
     pub(super) fn hostname(&self) -> String {
@@ -425,14 +442,13 @@ impl Session {
                             self.mode = Mode::LongLine(0);
                             self.protocol_error(ProtoError::ResponseTooLong)
                         }
-                        Err(e @ ProtoError::SyntaxError { .. }) => {
+                        Err(e) => {
                             let line = &line_start[..line_start.len() - bytes.as_slice().len()];
-                            match unbracketed(line) {
-                                Some(request) => self.command(request).await,
-                                None => self.protocol_error(e),
+                            match read_leniently(e, line) {
+                                Ok(request) => self.command(request).await,
+                                Err(e) => self.protocol_error(e),
                             }
                         }
-                        Err(e) => self.protocol_error(e),
                     },
                     Mode::LongLine(dropped) => {
                         let rest = bytes.as_slice();

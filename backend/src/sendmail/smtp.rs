@@ -16,7 +16,8 @@ use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestRece
 use smtp_proto::Request;
 
 use super::{exit, Answer, Options};
-use crate::relay::session::{ascii_line, protocol_reply, unbracketed};
+use crate::relay::commands::printable;
+use crate::relay::session::{ascii_line, protocol_reply, read_leniently, reply_line};
 
 /// The name the session gives itself: it runs on this machine only.
 const HOST: &str = "localhost";
@@ -72,7 +73,7 @@ impl<'a> Session<'a> {
 
     fn reply(&mut self, code: u16, status: &str, text: &str) {
         self.out
-            .extend_from_slice(format!("{code} {status} {}\r\n", ascii_line(text)).as_bytes());
+            .extend_from_slice(reply_line(code, status, text).as_bytes());
     }
 
     /// Speaks SMTP until QUIT or the end of `input`. True when it ended
@@ -114,21 +115,16 @@ impl<'a> Session<'a> {
                             }
                         }
                         Err(smtp_proto::Error::NeedsMoreData { .. }) => Flow::Go,
-                        Err(e @ smtp_proto::Error::SyntaxError { .. }) => {
+                        Err(e) => {
                             let line = &line_start[..line_start.len() - bytes.as_slice().len()];
-                            match unbracketed(line) {
-                                Some(request) => self.command(request),
-                                None => {
+                            match read_leniently(e, line) {
+                                Ok(request) => self.command(request),
+                                Err(e) => {
                                     let (code, status, text) = protocol_reply(e);
                                     self.reply(code, status, &text);
                                     Flow::Go
                                 }
                             }
-                        }
-                        Err(e) => {
-                            let (code, status, text) = protocol_reply(e);
-                            self.reply(code, status, &text);
-                            Flow::Go
                         }
                     },
                     Mode::Data(receiver, body) => {
@@ -207,13 +203,17 @@ impl<'a> Session<'a> {
                 let max = self.max;
                 let greeting = format!(
                     "250-{HOST} Hello {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE {max}\r\n",
-                    shown(&host)
+                    printable(&host, 64)
                 );
                 self.out.extend_from_slice(greeting.as_bytes());
             }
             Request::Helo { host } => {
                 self.tx = None;
-                self.reply(250, "2.0.0", &format!("{HOST} Hello {}", shown(&host)));
+                self.reply(
+                    250,
+                    "2.0.0",
+                    &format!("{HOST} Hello {}", printable(&host, 64)),
+                );
             }
             Request::Mail { from } => self.mail(from),
             Request::Rcpt { to } => self.rcpt(to.address),
@@ -315,20 +315,6 @@ impl<'a> Session<'a> {
             Err(e) => (554, "5.5.1", e),
         };
         self.reply(code, status, &text);
-    }
-}
-
-/// A client's EHLO name as shown back: visible ASCII, at most 64 characters.
-fn shown(host: &str) -> String {
-    let shown: String = host
-        .chars()
-        .filter(char::is_ascii_graphic)
-        .take(64)
-        .collect();
-    if shown.is_empty() {
-        "unknown".into()
-    } else {
-        shown
     }
 }
 
