@@ -94,6 +94,9 @@ async fn serve(args: crate::config::ServeArgs) -> ExitCode {
     if let Some(addr) = server.smtp_addr {
         println!("smtp listening on {addr}");
     }
+    if let Some(addr) = server.smtps_addr {
+        println!("smtps listening on {addr}");
+    }
     if let Some(w) = crate::server::plain_http_warning(server.addr, args.public_url.as_deref()) {
         tracing::warn!("{w}");
     }

@@ -118,6 +118,10 @@ pub struct RelayArgs {
     /// The SMTP relay's address and port; `off` turns it off; port 0 picks a free one.
     #[arg(long, env = "MAILROOM_SMTP_LISTEN", default_value = "127.0.0.1:2525", value_parser = parse_smtp_listen)]
     pub smtp_listen: SmtpListen,
+    /// The relay with implicit TLS (RFC 8314, "SMTPS", usually port 465):
+    /// TLS from the first byte, with the STARTTLS certificate; `off` by default.
+    #[arg(long, env = "MAILROOM_SMTPS_LISTEN", default_value = "off", value_parser = parse_smtps_listen)]
+    pub smtps_listen: SmtpListen,
     /// The name in the relay's greeting and its generated certificate (default: this machine's).
     #[arg(long, env = "MAILROOM_SMTP_HOSTNAME", value_parser = parse_hostname)]
     pub smtp_hostname: Option<String>,
@@ -158,6 +162,7 @@ impl Default for RelayArgs {
     fn default() -> Self {
         RelayArgs {
             smtp_listen: SmtpListen::Off,
+            smtps_listen: SmtpListen::Off,
             smtp_hostname: None,
             smtp_tls_cert: None,
             smtp_tls_key: None,
@@ -182,13 +187,22 @@ pub enum SmtpListen {
 }
 
 fn parse_smtp_listen(text: &str) -> Result<SmtpListen, String> {
+    parse_listen(text, "127.0.0.1:2525")
+}
+
+/// `--smtps-listen`: an address, or `off`.
+fn parse_smtps_listen(text: &str) -> Result<SmtpListen, String> {
+    parse_listen(text, "0.0.0.0:465")
+}
+
+fn parse_listen(text: &str, example: &str) -> Result<SmtpListen, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("off") {
         return Ok(SmtpListen::Off);
     }
     text.parse()
         .map(SmtpListen::On)
-        .map_err(|_| format!("“{text}” is not an address and port like 127.0.0.1:2525 (or `off`)"))
+        .map_err(|_| format!("“{text}” is not an address and port like {example} (or `off`)"))
 }
 
 /// A network like `10.0.0.0/8`; a bare address means that one host. IPv4

@@ -207,6 +207,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The SMTP relay's address, unless it is off.
     pub smtp_addr: Option<SocketAddr>,
+    /// The relay's implicit TLS address, unless it is off.
+    pub smtps_addr: Option<SocketAddr>,
     listener: tokio::net::TcpListener,
     router: Router,
     engine: crate::delivery::Engine,
@@ -259,14 +261,20 @@ impl Server {
         let engine = state.engine().await;
         let sending = <crate::intake::Sending as axum::extract::FromRef<_>>::from_ref(&state);
         let relay = crate::relay::Relay::bind(&args.relay, &args.data_dir, sending).await?;
-        state.connection = Arc::new(Connection {
-            smtp: relay.as_ref().map(|r| RelayInfo {
+        let info = |addr: Option<SocketAddr>| {
+            addr.map(|a| RelayInfo {
                 // Empty (`MAILROOM_SMTP_HOSTNAME=`) is not given: `null`.
                 hostname: args.relay.smtp_hostname.clone().filter(|h| !h.is_empty()),
-                ip: r.addr.ip().to_string(),
-                port: r.addr.port(),
-                loopback_only: r.addr.ip().is_loopback(),
-            }),
+                ip: a.ip().to_string(),
+                port: a.port(),
+                loopback_only: a.ip().is_loopback(),
+            })
+        };
+        let smtp_addr = relay.as_ref().and_then(|r| r.addr);
+        let smtps_addr = relay.as_ref().and_then(|r| r.smtps_addr);
+        state.connection = Arc::new(Connection {
+            smtp: info(smtp_addr),
+            smtps: info(smtps_addr),
         });
         let trusted_proxies = state.trusted_proxies.clone();
         let router = app(state, args.static_dir.clone());
@@ -288,7 +296,8 @@ impl Server {
         Ok(Server {
             limits,
             addr,
-            smtp_addr: relay.as_ref().map(|r| r.addr),
+            smtp_addr,
+            smtps_addr,
             listener,
             router,
             engine,

@@ -569,6 +569,7 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
         ])
         .arg(dir.path())
         .env("MAILROOM_ADMIN_TOKEN", TOKEN)
+        .env("MAILROOM_SMTPS_LISTEN", "127.0.0.1:0")
         .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -599,6 +600,18 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
         String::from_utf8_lossy(&buf[..n]).to_string()
     };
     assert!(greeting.starts_with("220 "), "{greeting}");
+    // The implicit TLS listener (MAILROOM_SMTPS_LISTEN), printed the same way.
+    let smtps = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let smtps = smtps
+        .strip_prefix("smtps listening on ")
+        .expect("smtps line");
+    let smtps: std::net::SocketAddr = smtps.parse().expect("ADDR:PORT");
+    assert!(smtps.port() != 0 && smtps.port() != smtp.port(), "{smtps}");
+    tokio::net::TcpStream::connect(smtps).await.unwrap();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .unwrap()

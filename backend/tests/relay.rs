@@ -163,7 +163,24 @@ async fn the_page_learns_where_the_relay_listens_and_off_means_none() {
         .admin(reqwest::Method::GET, "/api/connection", None)
         .await;
     assert_eq!(status, 200);
-    assert_eq!(body, json!({"smtp": null}));
+    assert_eq!(body, json!({"smtp": null, "smtps": null}));
+
+    // Implicit TLS alone: the relay runs, and the page is told where.
+    let (_rig, smtps_only) = saved_rig(|a| {
+        a.relay.smtp_listen = SmtpListen::Off;
+        a.relay.smtps_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let (_, body) = smtps_only
+        .admin(reqwest::Method::GET, "/api/connection", None)
+        .await;
+    assert_eq!(body["smtp"], json!(null), "{body}");
+    assert_eq!(
+        body["smtps"]["port"],
+        smtps_only.smtps.unwrap().port(),
+        "{body}"
+    );
+    assert_eq!(body["smtps"]["loopback_only"], true, "{body}");
 
     // `MAILROOM_SMTP_HOSTNAME=` (empty) names nothing: the machine's name
     // is used, and the page is told none was given.
@@ -442,6 +459,192 @@ async fn a_failed_starttls_is_logged_with_what_to_do() {
         "{text}"
     );
     assert!(text.contains("smtp-tls-cert.pem"), "{text}");
+}
+
+/// A relay with implicit TLS on a free port beside STARTTLS's.
+async fn smtps_rig(
+    tweak: impl FnOnce(&mut mailroom_backend::config::ServeArgs),
+) -> (Loopback, Running) {
+    relay_rig(|a| {
+        a.relay.smtps_listen = SmtpListen::On("127.0.0.1:0".parse().unwrap());
+        tweak(a);
+    })
+    .await
+}
+
+/// A TLS connection to the relay's implicit TLS port, trusting its
+/// generated certificate, read a line at a time.
+async fn tls_wire(
+    server: &Running,
+) -> tokio::io::BufReader<tokio_rustls::client::TlsStream<TcpStream>> {
+    let trust = mailroom_backend::upstream::smtp::tls::TlsTrust::load(Some(
+        &server.data.join("smtp-tls-cert.pem"),
+    ))
+    .unwrap();
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(trust.client_config().unwrap()));
+    let tcp = TcpStream::connect(server.smtps.expect("smtps runs"))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio::time::timeout(Duration::from_secs(20), connector.connect(name, tcp))
+        .await
+        .expect("a handshake in time")
+        .expect("the relay's certificate is trusted");
+    tokio::io::BufReader::new(tls)
+}
+
+/// One whole reply from a [`tls_wire`], or "" when the server closed.
+async fn tls_reply(
+    w: &mut tokio::io::BufReader<tokio_rustls::client::TlsStream<TcpStream>>,
+) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(20), w.read_line(&mut line))
+            .await
+            .expect("a reply in time")
+            .unwrap_or(0);
+        all.push_str(&line);
+        if n == 0 || line.as_bytes().get(3) != Some(&b'-') {
+            return all;
+        }
+    }
+}
+
+/// `--smtps-listen`: TLS from the first byte (RFC 8314), as PHPMailer's
+/// `smtps`, Python's `SMTP_SSL`, Nodemailer's `secure: true` and devices
+/// set to "SSL/TLS" speak it. The greeting comes inside TLS, EHLO offers
+/// AUTH and no STARTTLS, and lettre's wrapper mode sends through it.
+#[tokio::test]
+async fn implicit_tls_takes_auth_and_the_message_reaches_the_upstream() {
+    let (rig, server) = smtps_rig(|_| {}).await;
+    let smtps = server.smtps.expect("smtps runs");
+    assert_ne!(smtps.port(), smtp(&server).port());
+    let (_, body) = server
+        .admin(reqwest::Method::GET, "/api/connection", None)
+        .await;
+    assert_eq!(body["smtps"]["port"], smtps.port(), "{body}");
+    assert_eq!(body["smtp"]["port"], smtp(&server).port(), "{body}");
+
+    let mut w = tls_wire(&server).await;
+    let greeting = tls_reply(&mut w).await;
+    assert!(greeting.starts_with("220 localhost ESMTP"), "{greeting}");
+    w.get_mut().write_all(b"EHLO scanner\r\n").await.unwrap();
+    let ehlo = tls_reply(&mut w).await;
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"), "TLS is already on: {ehlo}");
+    w.get_mut().write_all(b"STARTTLS\r\n").await.unwrap();
+    let again = tls_reply(&mut w).await;
+    assert!(again.starts_with("503"), "{again}");
+
+    let (app, key) = server.new_app(json!({"name": "Scanner"})).await;
+    let pem = std::fs::read(server.data.join("smtp-tls-cert.pem")).unwrap();
+    let tls = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+        .build_rustls()
+        .unwrap();
+    let wrapped = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(smtps.port())
+        .tls(Tls::Wrapper(tls))
+        .credentials(Credentials::new(app.clone(), key))
+        .authentication(vec![Mechanism::Plain])
+        .timeout(Some(Duration::from_secs(20)))
+        .build();
+    let to = addr("someone", "example.org");
+    let reply = wrapped
+        .send(message(
+            &mailer(),
+            std::slice::from_ref(&to),
+            "over smtps",
+            "z",
+        ))
+        .await
+        .expect("the relay takes it over implicit TLS");
+    let m = server.wait_status(&queued_id(&reply), "sent").await;
+    assert_eq!(m["app"], app.as_str(), "{m}");
+    wait_received(&rig, 1).await;
+    assert!(rig.smtp.messages()[0].data.contains("Subject: over smtps"));
+}
+
+/// The two ways a client gets the relay's TLS wrong, each logged with the
+/// fix (a device shows only "connection failed"): TLS at once on the
+/// STARTTLS port is closed at once, not left to time out; plain SMTP on the
+/// implicit TLS port, sending first or waiting for a greeting, is named.
+#[tokio::test]
+async fn tls_on_the_wrong_port_is_logged_with_which_port_to_use() {
+    let log = CapturedLog::start();
+    let (_rig, server) = smtps_rig(|a| a.relay.smtp_auth_timeout = Duration::from_secs(2)).await;
+    // lettre in wrapper mode against the STARTTLS port.
+    let pem = std::fs::read(server.data.join("smtp-tls-cert.pem")).unwrap();
+    let tls = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+        .build_rustls()
+        .unwrap();
+    let wrong = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(smtp(&server).port())
+        .tls(Tls::Wrapper(tls))
+        .timeout(Some(Duration::from_secs(20)))
+        .build();
+    let started = Instant::now();
+    wrong
+        .send(message(&mailer(), &[addr("a", "example.org")], "x", "y"))
+        .await
+        .expect_err("TLS at once on the STARTTLS port");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "closed at once, not at a timeout: {:?}",
+        started.elapsed()
+    );
+    let text = logged(&log, "relay: TLS without STARTTLS").await;
+    assert!(
+        text.contains("Set the client's security to STARTTLS"),
+        "{text}"
+    );
+    assert!(text.contains("--smtps-listen"), "{text}");
+
+    // A plain client that speaks first on the implicit TLS port.
+    let mut plain = TcpStream::connect(server.smtps.unwrap()).await.unwrap();
+    plain.write_all(b"EHLO printer\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), plain.read_to_end(&mut buf)).await;
+    assert!(
+        !buf.starts_with(b"220"),
+        "no plain greeting on the TLS port"
+    );
+    let text = logged(&log, "relay TLS handshake failed").await;
+    assert!(
+        text.contains("it may expect plain SMTP with STARTTLS"),
+        "{text}"
+    );
+    assert!(text.contains("--smtp-listen"), "{text}");
+
+    // One that waits for a greeting: nothing comes, and the log says why.
+    let mut w = TcpStream::connect(server.smtps.unwrap()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), w.read_to_end(&mut buf)).await;
+    assert!(buf.is_empty(), "{buf:?}");
+    let text = logged(&log, "relay TLS handshake not begun in time").await;
+    assert!(
+        text.contains("it may expect plain SMTP with STARTTLS"),
+        "{text}"
+    );
+}
+
+/// The per-address limit counts both ports, and the implicit TLS port's
+/// `421` comes inside TLS, where the client can read it.
+#[tokio::test]
+async fn the_per_address_limit_spans_both_ports_and_is_told_inside_tls() {
+    let (_rig, server) = smtps_rig(|a| a.relay.smtp_max_connections_per_ip = 1).await;
+    let (_held, greeting) = Wire::connect(smtp(&server)).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    let mut w = tls_wire(&server).await;
+    let refused = tls_reply(&mut w).await;
+    assert!(
+        refused.starts_with("421 4.7.0 localhost Too many connections from your address"),
+        "{refused}"
+    );
 }
 
 /// `MAIL FROM:a@b` and `RCPT TO:a@b` without angle brackets, as some devices

@@ -251,6 +251,62 @@ async fn a_new_apps_key_is_shown_once_with_its_connection_details_and_gone_after
     assert_eq!(active_id(), "app-name");
 }
 
+/// The key panel's SMTP details for each way the relay may listen: both
+/// ports, implicit TLS alone (`--smtps-listen`), and neither.
+#[wasm_bindgen_test]
+async fn the_key_panel_names_the_implicit_tls_port_when_the_relay_has_one() {
+    let key = "mr_0123456789abcdefghijklmnopqrstuv";
+    let listener = |port: u16| json!({"hostname": null, "ip": "127.0.0.1", "port": port, "loopback_only": true});
+    for (connection, smtp, smtps, open) in [
+        (
+            json!({"smtp": listener(2525), "smtps": listener(4650)}),
+            Some("2525"),
+            Some("4650"),
+            "--smtp-listen 0.0.0.0:2525",
+        ),
+        (
+            json!({"smtp": null, "smtps": listener(4650)}),
+            None,
+            Some("4650"),
+            "--smtps-listen 0.0.0.0:4650",
+        ),
+        (
+            json!({"smtp": null, "smtps": null}),
+            None,
+            None,
+            "The SMTP relay is off",
+        ),
+    ] {
+        fake_api();
+        apps_routes(vec![]);
+        route("GET /api/connection", 200, &connection);
+        route(
+            "POST /api/apps",
+            201,
+            &json!({"app": app_json("app_7k2", "Scanner"), "key": key}),
+        );
+        let root = mount_apps().await;
+        type_into(&root, "app-name", "Scanner").await;
+        click(&root, "#create-app").await;
+        assert_eq!(text_of(&root, "#new-key code"), key, "{connection}");
+        let shown = |selector: &str| {
+            root.query_selector(selector)
+                .unwrap()
+                .map(|e| e.text_content().unwrap_or_default())
+        };
+        assert_eq!(shown("#smtp-port").as_deref(), smtp, "{connection}");
+        assert_eq!(shown("#smtps-port").as_deref(), smtps, "{connection}");
+        let panel = text_of(&root, "#key-panel");
+        assert!(panel.contains(open), "{connection}: {panel}");
+        assert_eq!(panel.contains("STARTTLS"), smtp.is_some(), "{panel}");
+        assert_eq!(
+            panel.contains("Port with SSL/TLS"),
+            smtps.is_some(),
+            "{panel}"
+        );
+    }
+}
+
 #[wasm_bindgen_test]
 async fn allowed_from_addresses_are_checked_while_typing_and_nothing_invalid_is_sent() {
     fake_api();

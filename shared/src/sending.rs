@@ -564,9 +564,12 @@ pub struct History {
 pub struct Connection {
     /// The relay, or `None` when it runs with `--smtp-listen off`.
     pub smtp: Option<RelayInfo>,
+    /// The relay with implicit TLS (`--smtps-listen`), or `None` when off.
+    #[serde(default)]
+    pub smtps: Option<RelayInfo>,
 }
 
-/// Where the relay listens.
+/// Where one of the relay's listeners listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayInfo {
     /// `--smtp-hostname` when it was given: the name in the relay's certificate.

@@ -5,8 +5,9 @@
 //! Requests are parsed by Stalwart's `smtp-proto`. [`session`] reads the
 //! connection (commands, DATA, deadlines, replies; limits checked as bytes
 //! arrive), [`commands`] answers each command and holds the mail
-//! transaction, [`auth`] checks app keys, [`tls`] makes STARTTLS's config.
-//! This file listens, caps connections and reads PROXY headers.
+//! transaction, [`auth`] checks app keys, [`tls`] makes the TLS config of
+//! STARTTLS and of implicit TLS (`--smtps-listen`). This file listens on
+//! both ports, caps connections and reads PROXY headers.
 
 mod auth;
 pub(crate) mod commands;
@@ -115,9 +116,13 @@ pub async fn read_proxy_header<S: tokio::io::AsyncRead + Unpin>(
 
 /// A bound relay, ready to run.
 pub struct Relay {
-    /// The address it listens on (the real port when 0 was asked for).
-    pub addr: SocketAddr,
-    listener: TcpListener,
+    /// The address it listens on for STARTTLS (the real port when 0 was
+    /// asked for), unless `--smtp-listen off`.
+    pub addr: Option<SocketAddr>,
+    /// The address it listens on with implicit TLS, unless `--smtps-listen off`.
+    pub smtps_addr: Option<SocketAddr>,
+    listener: Option<TcpListener>,
+    smtps_listener: Option<TcpListener>,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     per_address: Arc<crate::auth::PerAddress>,
@@ -143,32 +148,34 @@ fn machine_hostname() -> String {
 }
 
 impl Relay {
-    /// Binds `--smtp-listen` (none when `off`) and prepares its certificate.
+    /// Binds `--smtp-listen` and `--smtps-listen` (none when both are
+    /// `off`) and prepares their certificate.
     pub async fn bind(
         args: &RelayArgs,
         data_dir: &std::path::Path,
         sending: Sending,
     ) -> Result<Option<Relay>, StartError> {
-        let SmtpListen::On(listen) = args.smtp_listen else {
+        if args.smtp_listen == SmtpListen::Off && args.smtps_listen == SmtpListen::Off {
             return Ok(None);
-        };
+        }
         let hostname = args
             .smtp_hostname
             .clone()
             .filter(|h| !h.trim().is_empty())
             .unwrap_or_else(machine_hostname);
         let tls = tls::acceptor(args, data_dir, &hostname).map_err(StartError)?;
-        let listener = TcpListener::bind(listen).await.map_err(|e| {
-            StartError(format!(
-                "cannot listen for SMTP on {listen}: {e} (choose another --smtp-listen, or `off`)"
-            ))
-        })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| StartError(e.to_string()))?;
+        let listener = listen(args.smtp_listen, "SMTP", "--smtp-listen").await?;
+        let smtps_listener = listen(args.smtps_listen, "SMTPS", "--smtps-listen").await?;
+        let addr_of = |l: &Option<TcpListener>| {
+            l.as_ref()
+                .map(|l| l.local_addr().map_err(|e| StartError(e.to_string())))
+                .transpose()
+        };
         Ok(Some(Relay {
-            addr,
+            addr: addr_of(&listener)?,
+            smtps_addr: addr_of(&smtps_listener)?,
             listener,
+            smtps_listener,
             shared: Arc::new(Shared {
                 sending,
                 hostname,
@@ -190,16 +197,18 @@ impl Relay {
     /// `421 4.3.2` at their next command.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "SMTP accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+            let (accepted, implicit) = tokio::select! {
+                a = accept(&self.listener) => (a, false),
+                a = accept(&self.smtps_listener) => (a, true),
                 _ = stop.changed() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, implicit_tls = implicit, "SMTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             self.shared.sending.metrics.relay_connections.inc();
             let _ = stream.set_nodelay(true);
@@ -228,6 +237,7 @@ impl Relay {
                                     refuse(
                                         &shared,
                                         stream,
+                                        implicit,
                                         "421 4.7.0",
                                         "Malformed PROXY protocol header",
                                     )
@@ -250,6 +260,7 @@ impl Relay {
                                     refuse(
                                         &shared,
                                         stream,
+                                        implicit,
                                         "421 4.7.0",
                                         "Too many connections from your address; try again later",
                                     )
@@ -258,7 +269,7 @@ impl Relay {
                                 }
                             }
                         };
-                        session::serve(shared, stream, client, stop).await;
+                        session::serve(shared, stream, client, stop, implicit).await;
                         drop(slot);
                         drop(permit);
                     });
@@ -268,6 +279,7 @@ impl Relay {
                         refuse(
                             &shared,
                             stream,
+                            implicit,
                             "421 4.7.0",
                             "Too many connections; try again later",
                         )
@@ -279,12 +291,101 @@ impl Relay {
     }
 }
 
-/// Answers a connection that will not be served with one reply, and closes it.
-async fn refuse(shared: &Shared, mut stream: TcpStream, code: &str, text: &str) {
+/// Answers a connection that will not be served with one reply, and closes
+/// it; with implicit TLS, inside TLS, so that the client can read it.
+async fn refuse(shared: &Shared, stream: TcpStream, implicit: bool, code: &str, text: &str) {
     let line = format!("{code} {} {text}\r\n", shared.hostname);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = stream.write_all(line.as_bytes()).await;
-        let _ = stream.shutdown().await;
+        if implicit {
+            if let Ok(mut tls) = shared.tls.accept(stream).await {
+                let _ = tls.write_all(line.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        } else {
+            let mut stream = stream;
+            let _ = stream.write_all(line.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
     })
     .await;
+}
+
+/// Binds one of the relay's listeners, unless it is `off`.
+async fn listen(
+    listen: SmtpListen,
+    what: &str,
+    option: &str,
+) -> Result<Option<TcpListener>, StartError> {
+    let SmtpListen::On(at) = listen else {
+        return Ok(None);
+    };
+    TcpListener::bind(at)
+        .await
+        .map(Some)
+        .map_err(|e| StartError(listen_error(&e, at, what, option)))
+}
+
+/// Why a listener could not be bound, and what to do: a port below 1024
+/// (25, 465, 587) needs a capability the packaged unit does not grant.
+fn listen_error(e: &std::io::Error, at: SocketAddr, what: &str, option: &str) -> String {
+    let fix = if e.kind() == std::io::ErrorKind::PermissionDenied && at.port() < 1024 {
+        format!("ports below 1024 need CAP_NET_BIND_SERVICE: under systemd, run `systemctl edit mailroom` and add AmbientCapabilities=CAP_NET_BIND_SERVICE and CapabilityBoundingSet=CAP_NET_BIND_SERVICE under [Service]; or give {option} a port from 1024 up")
+    } else {
+        format!("choose another {option}, or `off`")
+    };
+    format!("cannot listen for {what} on {at}: {e} ({fix})")
+}
+
+/// The next connection on `listener`; never, when it is off.
+async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_low_port_names_the_capability_and_another_port_does_not() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let low = listen_error(
+            &denied,
+            "0.0.0.0:465".parse().unwrap(),
+            "SMTPS",
+            "--smtps-listen",
+        );
+        assert!(
+            low.starts_with("cannot listen for SMTPS on 0.0.0.0:465: "),
+            "{low}"
+        );
+        assert!(
+            low.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE"),
+            "{low}"
+        );
+        assert!(
+            low.contains("give --smtps-listen a port from 1024 up"),
+            "{low}"
+        );
+        let high = listen_error(
+            &denied,
+            "0.0.0.0:2525".parse().unwrap(),
+            "SMTP",
+            "--smtp-listen",
+        );
+        assert!(!high.contains("CAP_NET_BIND_SERVICE"), "{high}");
+        let taken = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let busy = listen_error(
+            &taken,
+            "0.0.0.0:465".parse().unwrap(),
+            "SMTPS",
+            "--smtps-listen",
+        );
+        assert!(
+            busy.ends_with("(choose another --smtps-listen, or `off`)"),
+            "{busy}"
+        );
+    }
 }

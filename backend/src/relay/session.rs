@@ -114,12 +114,14 @@ pub(super) struct Session {
     pub(super) room: crate::intake::budget::Reservation,
 }
 
-/// Serves one connection to its end.
+/// Serves one connection to its end: in plain text until STARTTLS, or
+/// (`implicit`, `--smtps-listen`) in TLS from the first byte.
 pub(super) async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: IpAddr,
     stop: watch::Receiver<bool>,
+    implicit: bool,
 ) {
     let peer = peer.to_canonical();
     let socket = {
@@ -146,22 +148,31 @@ pub(super) async fn serve(
         trusted_mail: false,
         room: Default::default(),
     };
-    let mut stream = stream;
-    // The greeting names the host first (RFC 5321 4.3.1), without a status code.
-    s.out
-        .extend_from_slice(format!("220 {} ESMTP Mailroom ready\r\n", shared.hostname).as_bytes());
-    let next = s.run(&mut stream, stop.clone()).await;
-    if !matches!(next, Flow::StartTls) {
-        let _ = stream.shutdown().await;
-        return;
-    }
+    let stream = if implicit {
+        stream
+    } else {
+        let mut stream = stream;
+        s.greet();
+        let next = s.run(&mut stream, stop.clone()).await;
+        if !matches!(next, Flow::StartTls) {
+            let _ = stream.shutdown().await;
+            return;
+        }
+        stream
+    };
     let handshake = tokio::time::timeout(s.read_deadline().0, shared.tls.accept(stream)).await;
+    let what = if implicit { "TLS" } else { "STARTTLS" };
     let mut tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            // A device seldom says why its STARTTLS failed: the log does.
-            let reason = ascii_line(&handshake_failure(&e));
-            tracing::warn!(%peer, %reason, "relay STARTTLS handshake failed");
+            // A device seldom says why its TLS failed: the log does.
+            let reason = ascii_line(&handshake_failure(&e, implicit));
+            tracing::warn!(%peer, %reason, "relay {what} handshake failed");
+            return;
+        }
+        Err(_) if implicit => {
+            // A client that waits for a greeting in plain text sends nothing.
+            tracing::warn!(%peer, reason = PLAIN_ON_SMTPS, "relay TLS handshake not begun in time");
             return;
         }
         Err(_) => {
@@ -175,16 +186,25 @@ pub(super) async fn serve(
     s.app = None;
     s.tx = None;
     s.mode = Mode::Command;
+    if implicit {
+        s.greet();
+    }
     let _ = s.run(&mut tls, stop).await;
     let _ = tls.shutdown().await;
 }
+
+/// What to do about a client that expects plain SMTP on the implicit TLS port.
+const PLAIN_ON_SMTPS: &str = "the client sent no TLS handshake: it may expect plain SMTP with STARTTLS, which the relay takes on --smtp-listen. Point it at that port, or set its security to SSL/TLS for this one";
+
+/// What to do about a client that begins TLS at once on the STARTTLS port.
+const TLS_ON_STARTTLS: &str = "the client began TLS at once (implicit TLS, often called SSL/TLS or SMTPS), but this port takes plain SMTP with STARTTLS. Set the client's security to STARTTLS, or point it at the relay's --smtps-listen port (usually 465)";
 
 /// What to do about a client whose TLS is too old for the relay.
 const OLD_TLS_FIX: &str = "the relay takes TLS 1.2 and 1.3 only. Update the device's firmware, or add its network to --smtp-trusted-network and turn its TLS off";
 
 /// What a failed STARTTLS handshake means, in words a device's admin can
 /// act on: old TLS versions and an untrusted certificate are the usual two.
-fn handshake_failure(e: &std::io::Error) -> String {
+fn handshake_failure(e: &std::io::Error, implicit: bool) -> String {
     use tokio_rustls::rustls::{AlertDescription as Alert, Error as TlsError};
     let Some(tls) = e
         .get_ref()
@@ -208,6 +228,8 @@ fn handshake_failure(e: &std::io::Error) -> String {
         TlsError::AlertReceived(Alert::ProtocolVersion) => {
             format!("the client refused the TLS version (ProtocolVersion): {OLD_TLS_FIX}")
         }
+        // Plain SMTP where TLS was expected: a client's EHLO, or its QUIT.
+        TlsError::InvalidMessage(_) if implicit => format!("{tls}: {PLAIN_ON_SMTPS}"),
         other => format!("{other}"),
     }
 }
@@ -297,6 +319,12 @@ pub(crate) fn reply_line(code: u16, status: &str, text: &str) -> String {
 }
 
 impl Session {
+    /// The greeting names the host first (RFC 5321 4.3.1), without a status code.
+    fn greet(&mut self) {
+        let line = format!("220 {} ESMTP Mailroom ready\r\n", self.shared.hostname);
+        self.out.extend_from_slice(line.as_bytes());
+    }
+
     pub(super) fn reply(&mut self, code: u16, status: &str, text: &str) {
         self.out
             .extend_from_slice(reply_line(code, status, text).as_bytes());
@@ -411,6 +439,12 @@ impl Session {
                 let _ = socket.set_tcp_quickack(true);
             }
             let mut bytes = buf[..n].iter();
+            if !self.tls && !self.helo && self.commands == 0 && is_tls_hello(&buf[..n]) {
+                // No reply: the client reads only TLS now, and would call
+                // any text a bad TLS record. The log says what to change.
+                tracing::warn!(peer = %self.peer, reason = TLS_ON_STARTTLS, "relay: TLS without STARTTLS");
+                return Flow::Close;
+            }
             if self.commands == 0
                 && matches!(self.mode, Mode::Command)
                 && is_proxy_header(&buf[..n])
@@ -684,6 +718,12 @@ fn is_http_request(line: &[u8]) -> bool {
 }
 
 /// Whether bytes start like a PROXY protocol header (v1 text or v2 binary).
+/// A TLS handshake record (a ClientHello): type 22, version 3.x. No SMTP
+/// command begins with that byte.
+fn is_tls_hello(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, ..])
+}
+
 fn is_proxy_header(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PROXY ") || bytes.starts_with(b"\r\n\r\n\0\r\nQUIT\n")
 }

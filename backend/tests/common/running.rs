@@ -17,6 +17,8 @@ pub struct Running {
     pub http: reqwest::Client,
     /// The relay's address, when it runs.
     pub smtp: Option<std::net::SocketAddr>,
+    /// The relay's implicit TLS address, when it runs (`--smtps-listen`).
+    pub smtps: Option<std::net::SocketAddr>,
     /// The data dir (the relay's generated certificate is here).
     pub data: std::path::PathBuf,
     pub _dir: tempfile::TempDir,
@@ -50,7 +52,7 @@ pub async fn start_with_clock(
     tweak(&mut a);
     let server = Server::bind_with_clock(&a, clock).await.unwrap();
     let url = format!("http://{}", server.addr);
-    let smtp = server.smtp_addr;
+    let (smtp, smtps) = (server.smtp_addr, server.smtps_addr);
     let data = a.data_dir.clone();
     let task = tokio::spawn(async move {
         let _ = server.run().await;
@@ -59,6 +61,7 @@ pub async fn start_with_clock(
         url,
         http: reqwest::Client::new(),
         smtp,
+        smtps,
         data,
         _dir: dir,
         task,
@@ -73,6 +76,7 @@ impl Running {
             url,
             http: reqwest::Client::new(),
             smtp: None,
+            smtps: None,
             data: dir.path().to_path_buf(),
             _dir: dir,
             task: tokio::spawn(async {}),

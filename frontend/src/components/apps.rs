@@ -156,27 +156,31 @@ impl LimitsDraft {
     }
 }
 
-/// Where the relay listens (`GET /api/connection`'s `smtp`).
+/// Where the relay listens (`GET /api/connection`'s `smtp` and `smtps`).
 #[derive(Clone, PartialEq)]
 pub struct Relay {
     /// `--smtp-hostname`, or empty.
     pub hostname: String,
     /// The address it listens on.
     pub ip: String,
-    /// The port, as text.
+    /// The STARTTLS port, as text; empty with `--smtp-listen off`.
     pub port: String,
+    /// The implicit TLS port, as text; empty with `--smtps-listen off`.
+    pub smtps_port: String,
     /// Only this machine can reach it.
     pub loopback_only: bool,
 }
 
-/// The relay from `GET /api/connection`, or `None` when it is off.
+/// The relay from `GET /api/connection`, or `None` when both its ports are off.
 pub fn relay_of(connection: &JsValue) -> Option<Relay> {
-    let smtp = get(connection, "smtp");
-    smtp.is_object().then(|| Relay {
-        hostname: text(&smtp, "hostname"),
-        ip: text(&smtp, "ip"),
+    let (smtp, smtps) = (get(connection, "smtp"), get(connection, "smtps"));
+    let main = [&smtp, &smtps].into_iter().find(|l| l.is_object())?;
+    Some(Relay {
+        hostname: text(main, "hostname"),
+        ip: text(main, "ip"),
         port: number(&smtp, "port"),
-        loopback_only: get(&smtp, "loopback_only").as_bool().unwrap_or(false),
+        smtps_port: number(&smtps, "port"),
+        loopback_only: get(main, "loopback_only").as_bool().unwrap_or(false),
     })
 }
 
@@ -244,15 +248,20 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
     match relay {
         Some(relay) => {
             let host = relay_host(relay);
-            let port = relay.port.clone();
+            let (port, smtps) = (relay.port.as_str(), relay.smtps_port.as_str());
             m.open("dl", &[("class", "pairs")]);
-            for (label, id, value) in [
-                ("Server", "smtp-host", host.as_str()),
-                ("Port", "smtp-port", &port),
-                ("Security", "", "STARTTLS"),
-                ("Username", "smtp-username", &app.id),
+            let mut rows = vec![("Server", "smtp-host", host.as_str())];
+            if !port.is_empty() {
+                rows.extend([("Port", "smtp-port", port), ("Security", "", "STARTTLS")]);
+            }
+            if !smtps.is_empty() {
+                rows.push(("Port with SSL/TLS", "smtps-port", smtps));
+            }
+            rows.extend([
+                ("Username", "smtp-username", app.id.as_str()),
                 ("Password", "", "the key above"),
-            ] {
+            ]);
+            for (label, id, value) in rows {
                 m.el("dt", &[], label).open("dd", &[]);
                 if id.is_empty() {
                     m.text(value);
@@ -267,7 +276,15 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
                     .text("The relay listens on ")
                     .el("code", &[], &relay.ip)
                     .text(" only, so only programs on this machine can reach it. For devices on the network, start Mailroom with ")
-                    .el("code", &[], &["--smtp-listen 0.0.0.0:", &port].concat())
+                    .el(
+                        "code",
+                        &[],
+                        &if port.is_empty() {
+                            ["--smtps-listen 0.0.0.0:", smtps].concat()
+                        } else {
+                            ["--smtp-listen 0.0.0.0:", port].concat()
+                        },
+                    )
                     .text(".")
                     .close("p");
             }
@@ -276,7 +293,7 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
             m.el(
                 "p",
                 &[("class", "warning")],
-                "The SMTP relay is off (--smtp-listen off): this app can send over HTTP or sendmail.",
+                "The SMTP relay is off (--smtp-listen off, and no --smtps-listen): this app can send over HTTP or sendmail.",
             );
         }
     }
