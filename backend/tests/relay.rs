@@ -1040,6 +1040,47 @@ async fn the_hundred_and_first_connection_is_told_to_come_back() {
     common::wire::wait_greeted(smtp(&server)).await;
 }
 
+/// A client past its per-address limit on the implicit TLS port, its
+/// refusals stalled in their handshakes, holds none of the relay's 100
+/// places: a trusted device (exempt from that limit) is still served.
+#[tokio::test]
+async fn stalled_refusals_on_the_tls_port_hold_none_of_the_relays_places() {
+    let (_rig, server) = smtps_rig(|a| {
+        a.relay.smtp_max_connections_per_ip = 1;
+        a.relay.smtp_trusted_networks = vec!["127.0.0.2/32".parse().unwrap()];
+    })
+    .await;
+    let (_held, greeting) = Wire::connect(smtp(&server)).await;
+    assert!(greeting.starts_with("220"), "{greeting}");
+    // Past the limit, and never a ClientHello: each refusal waits.
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        stalled.push(TcpStream::connect(server.smtps.unwrap()).await.unwrap());
+    }
+    let accepted = "mailroom_relay_connections_total 101";
+    let started = Instant::now();
+    while !server.metrics().await.contains(accepted) {
+        assert!(started.elapsed() < Duration::from_secs(20), "{accepted}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let device = tokio::net::TcpSocket::new_v4().unwrap();
+    device.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut w = Wire::from_stream(device.connect(smtp(&server)).await.unwrap());
+    let greeting = w.reply().await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    // Those refusals' handshakes are 16 at most; the rest close at once.
+    let waits = stalled.iter_mut().map(|s| async move {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(2), s.read(&mut byte)).await
+    });
+    let closed = futures_util::future::join_all(waits)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Ok(0)) | Ok(Err(_))))
+        .count();
+    assert!(closed >= 100 - 16, "{closed} closed at once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkill_while_clients_send_loses_no_message_the_relay_acknowledged() {
     let rig = Loopback::start(mailroom_fakes::SmtpConfig::default()).await;

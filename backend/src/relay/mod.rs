@@ -29,6 +29,8 @@ use crate::state::StartError;
 
 /// Connections served at once; more are told `421 4.7.0` at the greeting.
 pub const MAX_CONNECTIONS: usize = 100;
+/// Refusals answered inside TLS at once on the implicit TLS port.
+const TLS_REFUSALS: usize = 16;
 
 /// What every session shares.
 pub(crate) struct Shared {
@@ -43,6 +45,8 @@ pub(crate) struct Shared {
     pub session_limit: Duration,
     /// Time to write one reply.
     pub write_timeout: Duration,
+    /// Refusals on the implicit TLS port being answered (each a handshake).
+    pub tls_refusals: Arc<Semaphore>,
 }
 
 /// Commands a client may send before AUTH (docs/API.md §11).
@@ -185,6 +189,7 @@ impl Relay {
                 auth_timeout: args.smtp_auth_timeout,
                 session_limit: args.smtp_session_limit,
                 write_timeout: args.smtp_write_timeout,
+                tls_refusals: Arc::new(Semaphore::new(TLS_REFUSALS)),
             }),
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             per_address: Arc::default(),
@@ -234,6 +239,8 @@ impl Relay {
                                 Ok(Ok(client)) => client.unwrap_or(peer.ip()),
                                 Ok(Err(ProxyError::Malformed)) => {
                                     tracing::warn!(%peer, "relay: malformed PROXY header from a load balancer");
+                                    // A refusal holds none of the places.
+                                    drop(permit);
                                     refuse(
                                         &shared,
                                         stream,
@@ -257,6 +264,11 @@ impl Relay {
                             match per_address.take(client, max) {
                                 Some(slot) => Some(slot),
                                 None => {
+                                    // A refusal holds none of the places: with
+                                    // implicit TLS it takes a handshake, which a
+                                    // client past its limit could otherwise
+                                    // stall to hold them all.
+                                    drop(permit);
                                     refuse(
                                         &shared,
                                         stream,
@@ -292,9 +304,18 @@ impl Relay {
 }
 
 /// Answers a connection that will not be served with one reply, and closes
-/// it; with implicit TLS, inside TLS, so that the client can read it.
+/// it; with implicit TLS, inside TLS, so that the client can read it. Those
+/// handshakes are [`TLS_REFUSALS`] at most at once; past that, the
+/// connection closes without a word.
 async fn refuse(shared: &Shared, stream: TcpStream, implicit: bool, code: &str, text: &str) {
     let line = format!("{code} {} {text}\r\n", shared.hostname);
+    let _turn = match implicit {
+        true => match shared.tls_refusals.clone().try_acquire_owned() {
+            Ok(turn) => Some(turn),
+            Err(_) => return,
+        },
+        false => None,
+    };
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         if implicit {
             if let Ok(mut tls) = shared.tls.accept(stream).await {
