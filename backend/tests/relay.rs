@@ -477,15 +477,24 @@ async fn smtps_rig(
 async fn tls_wire(
     server: &Running,
 ) -> tokio::io::BufReader<tokio_rustls::client::TlsStream<TcpStream>> {
+    tls_wire_after(server, b"").await
+}
+
+/// [`tls_wire`], with `first` sent before the handshake (a PROXY header).
+async fn tls_wire_after(
+    server: &Running,
+    first: &[u8],
+) -> tokio::io::BufReader<tokio_rustls::client::TlsStream<TcpStream>> {
     let trust = mailroom_backend::upstream::smtp::tls::TlsTrust::load(Some(
         &server.data.join("smtp-tls-cert.pem"),
     ))
     .unwrap();
     let connector =
         tokio_rustls::TlsConnector::from(std::sync::Arc::new(trust.client_config().unwrap()));
-    let tcp = TcpStream::connect(server.smtps.expect("smtps runs"))
+    let mut tcp = TcpStream::connect(server.smtps.expect("smtps runs"))
         .await
         .unwrap();
+    tcp.write_all(first).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = tokio::time::timeout(Duration::from_secs(20), connector.connect(name, tcp))
         .await
@@ -629,6 +638,23 @@ async fn tls_on_the_wrong_port_is_logged_with_which_port_to_use() {
     assert!(
         text.contains("it may expect plain SMTP with STARTTLS"),
         "{text}"
+    );
+}
+
+/// Behind a TCP load balancer, its PROXY header comes before the TLS
+/// handshake, and the client it names is the one the relay sees.
+#[tokio::test]
+async fn a_proxy_header_comes_before_implicit_tls() {
+    let (_rig, server) =
+        smtps_rig(|a| a.relay.smtp_proxy_protocol = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    let header = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 465\r\n";
+    let mut w = tls_wire_after(&server, header).await;
+    assert!(tls_reply(&mut w).await.starts_with("220 "));
+    w.get_mut().write_all(b"EHLO printer\r\n").await.unwrap();
+    let ehlo = tls_reply(&mut w).await;
+    assert!(
+        ehlo.starts_with("250-localhost Hello printer [203.0.113.7]"),
+        "{ehlo}"
     );
 }
 
