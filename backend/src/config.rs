@@ -153,6 +153,9 @@ pub struct RelayArgs {
     /// The longest relay session (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_SMTP_SESSION_LIMIT", default_value = "30m", value_parser = parse_duration)]
     pub smtp_session_limit: std::time::Duration,
+    /// How often the relay's certificate files are read again (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_SMTP_TLS_RELOAD_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub smtp_tls_reload_interval: std::time::Duration,
     /// How long writing one reply may take (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_SMTP_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub smtp_write_timeout: std::time::Duration,
@@ -173,6 +176,7 @@ impl Default for RelayArgs {
             smtp_auth_timeout: std::time::Duration::from_secs(60),
             smtp_session_limit: std::time::Duration::from_secs(30 * 60),
             smtp_write_timeout: std::time::Duration::from_secs(30),
+            smtp_tls_reload_interval: std::time::Duration::from_secs(60),
         }
     }
 }

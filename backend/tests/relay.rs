@@ -673,6 +673,109 @@ async fn the_per_address_limit_spans_both_ports_and_is_told_inside_tls() {
     );
 }
 
+/// A self-signed pair for localhost: (cert PEM, key PEM).
+fn localhost_pair() -> (String, String) {
+    localhost_pair_until(None)
+}
+
+/// [`localhost_pair`], ending at `end` when given.
+fn localhost_pair_until(end: Option<time::OffsetDateTime>) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    if let Some(end) = end {
+        params.not_after = end;
+    }
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+/// Whether STARTTLS succeeds for a client that trusts only `pem`.
+async fn trusted_by(server: &Running, pem: &str) -> bool {
+    let tls = TlsParameters::builder("localhost".into())
+        .add_root_certificate(Certificate::from_pem(pem.as_bytes()).unwrap())
+        .build_rustls()
+        .unwrap();
+    let client: AsyncSmtpTransport<Tokio1Executor> =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+            .port(smtp(server).port())
+            .tls(Tls::Required(tls))
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
+    client.test_connection().await.unwrap_or(false)
+}
+
+/// A renewed `--smtp-tls-cert` pair (certbot writes one every 60 days) is
+/// served without a restart; a half-renewed pair keeps the one in use and
+/// the log says why. Before, the relay served the pair it read at start
+/// until it expired and every device checking it failed.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let log = CapturedLog::start();
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        files.path().join("relay.crt"),
+        files.path().join("relay.key"),
+    );
+    let (old_cert, old_key) = localhost_pair();
+    std::fs::write(&cert, &old_cert).unwrap();
+    std::fs::write(&key, &old_key).unwrap();
+    let (_rig, server) = relay_rig(|a| {
+        a.relay.smtp_tls_cert = Some(cert.clone());
+        a.relay.smtp_tls_key = Some(key.clone());
+        a.relay.smtp_tls_reload_interval = Duration::from_millis(100);
+    })
+    .await;
+    assert!(trusted_by(&server, &old_cert).await);
+    let (new_cert, new_key) = localhost_pair();
+    std::fs::write(&cert, &new_cert).unwrap();
+    std::fs::write(&key, &new_key).unwrap();
+    let started = Instant::now();
+    while !trusted_by(&server, &new_cert).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!trusted_by(&server, &old_cert).await, "the old one is gone");
+    logged(&log, "the relay's TLS certificate changed on disk").await;
+    // The certificate renewed, its key not yet: the pair in use stays.
+    let (half, _) = localhost_pair();
+    std::fs::write(&cert, &half).unwrap();
+    let text = logged(&log, "do not load").await;
+    assert!(text.contains("do not make a usable pair"), "{text}");
+    assert!(
+        trusted_by(&server, &new_cert).await,
+        "still the last good pair"
+    );
+}
+
+/// A relay certificate that ends within 14 days is reported at start with
+/// its date and what to do (and once a day after).
+#[tokio::test]
+async fn a_relay_certificate_near_its_end_is_reported_at_start() {
+    let log = CapturedLog::start();
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (
+        files.path().join("ending.crt"),
+        files.path().join("ending.key"),
+    );
+    let end = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+    let (pem, private) = localhost_pair_until(Some(end));
+    std::fs::write(&cert, &pem).unwrap();
+    std::fs::write(&key, &private).unwrap();
+    let (_rig, _server) = relay_rig(|a| {
+        a.relay.smtp_tls_cert = Some(cert.clone());
+        a.relay.smtp_tls_key = Some(key.clone());
+    })
+    .await;
+    let text = logged(&log, "ending.crt expires on").await;
+    assert!(
+        text.contains("in 4 days") || text.contains("in 5 days"),
+        "{text}"
+    );
+    assert!(text.contains("without a restart"), "{text}");
+}
+
 /// `MAIL FROM:a@b` and `RCPT TO:a@b` without angle brackets, as some devices
 /// and scripts send them and Postfix takes them by default, are read as if
 /// bracketed; they got `501` before.

@@ -130,6 +130,9 @@ pub struct Relay {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     per_address: Arc<crate::auth::PerAddress>,
+    /// The certificate, read again every `reload_every`.
+    certs: Arc<tls::Reloading>,
+    reload_every: Duration,
     max_per_address: usize,
     proxies: Vec<ipnet::IpNet>,
 }
@@ -167,7 +170,7 @@ impl Relay {
             .clone()
             .filter(|h| !h.trim().is_empty())
             .unwrap_or_else(machine_hostname);
-        let tls = tls::acceptor(args, data_dir, &hostname).map_err(StartError)?;
+        let (tls, certs) = tls::acceptor(args, data_dir, &hostname).map_err(StartError)?;
         let listener = listen(args.smtp_listen, "SMTP", "--smtp-listen").await?;
         let smtps_listener = listen(args.smtps_listen, "SMTPS", "--smtps-listen").await?;
         let addr_of = |l: &Option<TcpListener>| {
@@ -193,6 +196,8 @@ impl Relay {
             }),
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             per_address: Arc::default(),
+            certs,
+            reload_every: args.smtp_tls_reload_interval,
             max_per_address: args.smtp_max_connections_per_ip.max(1) as usize,
             proxies: args.smtp_proxy_protocol.clone(),
         }))
@@ -201,6 +206,11 @@ impl Relay {
     /// Accepts connections until `stop` turns true; open sessions are told
     /// `421 4.3.2` at their next command.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        tokio::spawn(watch_certificate(
+            self.certs.clone(),
+            self.reload_every,
+            stop.clone(),
+        ));
         loop {
             let (accepted, implicit) = tokio::select! {
                 a = accept(&self.listener) => (a, false),
@@ -329,6 +339,53 @@ async fn refuse(shared: &Shared, stream: TcpStream, implicit: bool, code: &str, 
         }
     })
     .await;
+}
+
+/// A certificate this close to its end is reported, once a day.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// Reads the relay's certificate files again every `every`, so that a
+/// renewed pair is served without a restart, and says at start, once a day
+/// and for each new pair when the one in use ends within [`EXPIRY_WARNING`].
+async fn watch_certificate(
+    certs: Arc<tls::Reloading>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    const DAY: Duration = Duration::from_secs(86_400);
+    let every = every.max(Duration::from_millis(50));
+    let mut checked: Option<tokio::time::Instant> = None;
+    loop {
+        if checked.is_none_or(|at| at.elapsed() >= DAY) {
+            checked = Some(tokio::time::Instant::now());
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let soon = EXPIRY_WARNING.as_secs() as i64;
+            let warning = certs
+                .not_after()
+                .and_then(|end| tls::expiry_warning(certs.path(), end, now, soon));
+            if let Some(warning) = warning {
+                tracing::warn!("{warning}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let reading = certs.clone();
+        let Ok(reloaded) = tokio::task::spawn_blocking(move || reading.reload()).await else {
+            continue;
+        };
+        match reloaded {
+            tls::Reloaded::Same => {}
+            tls::Reloaded::New => {
+                tracing::info!(cert = %certs.path().display(), "the relay's TLS certificate changed on disk: new connections get the new one");
+                checked = None;
+            }
+            tls::Reloaded::Refused(reason) => {
+                tracing::warn!(%reason, "the relay's TLS certificate files changed but do not load; the relay keeps serving the pair it has");
+            }
+        }
+    }
 }
 
 /// Binds one of the relay's listeners, unless it is `off`.

@@ -1,11 +1,17 @@
-//! The relay's STARTTLS certificate: the `--smtp-tls-cert` and
-//! `--smtp-tls-key` files, or a self-signed pair for `--smtp-hostname`
-//! generated with rcgen into the data dir on first start and reused after.
+//! The relay's TLS certificate (STARTTLS and implicit TLS): the
+//! `--smtp-tls-cert` and `--smtp-tls-key` files, or a self-signed pair for
+//! `--smtp-hostname` generated with rcgen into the data dir on first start
+//! and reused after. The files are read again while the relay runs
+//! ([`Reloading`]), so a renewed certificate (certbot renews every 60 days)
+//! is served without a restart, and one close to its end is reported.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::RelayArgs;
@@ -72,34 +78,248 @@ fn files(args: &RelayArgs, data_dir: &Path, hostname: &str) -> Result<(PathBuf, 
     Ok((cert, key))
 }
 
-/// The acceptor for STARTTLS.
-pub fn acceptor(args: &RelayArgs, data_dir: &Path, hostname: &str) -> Result<TlsAcceptor, String> {
+/// The acceptor for STARTTLS and implicit TLS, and its certificate.
+pub fn acceptor(
+    args: &RelayArgs,
+    data_dir: &Path,
+    hostname: &str,
+) -> Result<(TlsAcceptor, Arc<Reloading>), String> {
     let (cert, key) = files(args, data_dir, hostname)?;
-    let (certs, private) = parse(
-        &read_pem(&cert, "certificate")?,
-        &read_pem(&key, "key")?,
-        &cert,
-        &key,
-    )?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pair = read_pair(&cert, &key)?;
+    let loaded = load(&pair, &cert, &key, &provider)?;
+    let certs = Arc::new(Reloading {
+        cert,
+        key,
+        provider: provider.clone(),
+        state: RwLock::new(State {
+            loaded,
+            seen: pair.0,
+            refused: None,
+        }),
+    });
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?
         .with_no_client_auth()
-        .with_single_cert(certs, private)
-        .map_err(|e| {
-            format!(
-                "{} and {} do not make a usable pair: {e}",
-                cert.display(),
-                key.display()
-            )
-        })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        .with_cert_resolver(certs.clone());
+    Ok((TlsAcceptor::from(Arc::new(config)), certs))
+}
+
+/// Reads the pair's files, as one run of bytes to see a change, and the
+/// certificate's end.
+fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, usize), String> {
+    let cert_pem = read_pem(cert, "certificate")?;
+    let split = cert_pem.len();
+    Ok(([cert_pem, read_pem(key, "key")?].concat(), split))
+}
+
+/// Checks a pair read by [`read_pair`]: the certificate chain, a private
+/// key, and that the key is the certificate's.
+fn load(
+    (bytes, split): &(Vec<u8>, usize),
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let (certs, private) = parse(&bytes[..*split], &bytes[*split..], cert, key)?;
+    let loaded = CertifiedKey::from_der(certs, private, provider).map_err(|e| {
+        format!(
+            "{} and {} do not make a usable pair: {e}",
+            cert.display(),
+            key.display()
+        )
+    })?;
+    Ok(Arc::new(loaded))
+}
+
+/// The relay's certificate pair, served to each handshake, and read again
+/// from its files by [`Reloading::reload`].
+#[derive(Debug)]
+pub struct Reloading {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+    state: RwLock<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    loaded: Arc<CertifiedKey>,
+    /// The files' bytes when `loaded` was read.
+    seen: Vec<u8>,
+    /// Why the files as they are now were refused (said once).
+    refused: Option<String>,
+}
+
+/// What reading the files again found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// Nothing changed, or a refusal already reported.
+    Same,
+    /// A new pair is in use.
+    New,
+    /// The files changed but do not load; the pair in use stays.
+    Refused(String),
+}
+
+impl ResolvesServerCert for Reloading {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        Some(state.loaded.clone())
+    }
+}
+
+impl Reloading {
+    /// The certificate file.
+    pub fn path(&self) -> &Path {
+        &self.cert
+    }
+
+    /// Reads the files again and, when they changed and load, serves the
+    /// new pair to the next handshakes. A half-written or mismatched pair
+    /// (the certificate renewed, the key not yet) keeps the old one.
+    pub fn reload(&self) -> Reloaded {
+        let read = read_pair(&self.cert, &self.key);
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if read.as_ref().is_ok_and(|(bytes, _)| *bytes == state.seen) {
+            state.refused = None;
+            return Reloaded::Same;
+        }
+        let loaded = read.and_then(|pair| {
+            load(&pair, &self.cert, &self.key, &self.provider).map(|loaded| (loaded, pair.0))
+        });
+        match loaded {
+            Ok((loaded, seen)) => {
+                *state = State {
+                    loaded,
+                    seen,
+                    refused: None,
+                };
+                Reloaded::New
+            }
+            Err(why) if state.refused.as_ref() == Some(&why) => Reloaded::Same,
+            Err(why) => {
+                state.refused = Some(why.clone());
+                Reloaded::Refused(why)
+            }
+        }
+    }
+
+    /// The certificate in use (DER), for tests.
+    #[cfg(test)]
+    fn serving(&self) -> Vec<u8> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.loaded.cert[0].to_vec()
+    }
+
+    /// When the certificate in use ends, as Unix seconds.
+    pub fn not_after(&self) -> Option<i64> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let leaf = state.loaded.end_entity_cert().ok()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        Some(parsed.validity().not_after.timestamp())
+    }
+}
+
+/// What to say of a certificate that ends at `not_after` (Unix seconds),
+/// `now` being now: nothing while more than `soon` seconds are left.
+pub fn expiry_warning(path: &Path, not_after: i64, now: i64, soon: i64) -> Option<String> {
+    let left = not_after - now;
+    if left > soon {
+        return None;
+    }
+    let date = time::OffsetDateTime::from_unix_timestamp(not_after)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| not_after.to_string());
+    let renew = "renew it and write the new pair over the same files: the relay reads them again within a minute, without a restart";
+    Some(if left <= 0 {
+        format!("the relay's TLS certificate {} expired on {date}: devices that check certificates refuse its TLS; {renew}", path.display())
+    } else {
+        format!(
+            "the relay's TLS certificate {} expires on {date}, in {} days: {renew}",
+            path.display(),
+            left / 86_400
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A self-signed pair for localhost ending in `year`: (cert PEM, key PEM, cert DER).
+    fn pair(year: i32) -> (String, String, Vec<u8>) {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+    }
+
+    #[test]
+    fn changed_files_are_served_and_a_broken_pair_keeps_the_old_one_saying_why_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("relay.crt"), dir.path().join("relay.key"));
+        let (a_cert, a_key, a_der) = pair(2031);
+        std::fs::write(&cert, &a_cert).unwrap();
+        std::fs::write(&key, &a_key).unwrap();
+        let args = RelayArgs {
+            smtp_tls_cert: Some(cert.clone()),
+            smtp_tls_key: Some(key.clone()),
+            ..Default::default()
+        };
+        let (_, certs) = acceptor(&args, dir.path(), "localhost").unwrap();
+        assert_eq!(certs.serving(), a_der);
+        assert_eq!(certs.reload(), Reloaded::Same);
+        // Renewed: both files replaced.
+        let (b_cert, b_key, b_der) = pair(2032);
+        std::fs::write(&cert, &b_cert).unwrap();
+        std::fs::write(&key, &b_key).unwrap();
+        assert_eq!(certs.reload(), Reloaded::New);
+        assert_eq!(certs.serving(), b_der);
+        // The certificate renewed and the key not yet: the pair in use stays.
+        let (c_cert, _, _) = pair(2033);
+        std::fs::write(&cert, &c_cert).unwrap();
+        match certs.reload() {
+            Reloaded::Refused(why) => assert!(why.contains("do not make a usable pair"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(certs.serving(), b_der);
+        assert_eq!(certs.reload(), Reloaded::Same, "said once");
+        // A file gone for a moment (a renewal's rename) is no change either.
+        std::fs::remove_file(&key).unwrap();
+        assert!(matches!(certs.reload(), Reloaded::Refused(why) if why.contains("relay.key")));
+        assert_eq!(certs.serving(), b_der);
+        std::fs::write(&cert, &b_cert).unwrap();
+        std::fs::write(&key, &b_key).unwrap();
+        assert_eq!(certs.reload(), Reloaded::Same, "back to the pair in use");
+        let end = certs.not_after().unwrap();
+        assert_eq!(
+            end,
+            time::macros::datetime!(2032-01-01 0:00 UTC).unix_timestamp()
+        );
+    }
+
+    #[test]
+    fn a_certificate_near_its_end_is_reported_with_the_date_and_what_to_do() {
+        let path = Path::new("/etc/mailroom/relay.crt");
+        let end = time::macros::datetime!(2027-01-01 0:00 UTC).unix_timestamp();
+        let day = 86_400;
+        assert_eq!(expiry_warning(path, end, end - 15 * day, 14 * day), None);
+        let soon = expiry_warning(path, end, end - 10 * day, 14 * day).unwrap();
+        assert!(
+            soon.contains("/etc/mailroom/relay.crt expires on 2027-01-01T00:00:00Z, in 10 days"),
+            "{soon}"
+        );
+        assert!(soon.contains("without a restart"), "{soon}");
+        let gone = expiry_warning(path, end, end + day, 14 * day).unwrap();
+        assert!(gone.contains("expired on 2027-01-01T00:00:00Z"), "{gone}");
+    }
 
     #[test]
     fn a_generated_pair_is_kept_and_reused() {
