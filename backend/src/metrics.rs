@@ -30,6 +30,13 @@ pub struct AppLabel {
 /// `quota_reached`'s one label: `app` or `profile`.
 pub type QuotaLabel = Vec<(String, String)>;
 
+/// The relay's certificate, by its file.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabel {
+    /// The certificate file (`--smtp-tls-cert`, or the generated one).
+    pub cert: String,
+}
+
 /// A metric per sending profile.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProfileLabel {
@@ -86,6 +93,9 @@ pub struct Metrics {
     pub oldest_queued_age: Family<ProfileLabel, Gauge>,
     /// Connections to the SMTP relay.
     pub relay_connections: Counter,
+    /// When the relay's TLS certificate in use expires (Unix seconds);
+    /// absent while the relay is off.
+    pub relay_certificate_expiry: Family<CertLabel, Gauge>,
     /// Failed AUTH attempts at the relay.
     pub relay_auth_failures: Counter,
     /// Messages the relay acknowledged with 250.
@@ -206,6 +216,12 @@ impl Metrics {
             "Connections to the SMTP relay",
             relay_connections.clone(),
         );
+        let relay_certificate_expiry = Family::<CertLabel, Gauge>::default();
+        registry.register(
+            "relay_certificate_expiry_timestamp_seconds",
+            "When the SMTP relay's TLS certificate in use expires, Unix seconds (read again from its file every minute)",
+            relay_certificate_expiry.clone(),
+        );
         registry.register(
             "relay_auth_failures",
             "Failed AUTH attempts at the SMTP relay",
@@ -225,6 +241,7 @@ impl Metrics {
             latency,
             token_requests,
             relay_connections,
+            relay_certificate_expiry,
             relay_auth_failures,
             relay_accepted,
             quota_reached,

@@ -32,13 +32,14 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     let checked = promtool(&["check", "rules", "mailroom-alerts.yml"]);
-    assert!(checked.contains("SUCCESS: 7 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "mailroom-alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
     let rules = std::fs::read_to_string(rules_dir().join("mailroom-alerts.yml")).unwrap();
     for alert in [
         "MailroomDeliveryPaused",
         "MailroomCredentialExpiring",
+        "MailroomRelayCertificateExpiring",
         "MailroomOldestQueuedMessage",
         "MailroomWebhookFailing",
         "MailroomQuotaReached",
@@ -47,12 +48,12 @@ fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
     }
-    assert_eq!(rules.matches("Fix:").count(), 7, "each alert says the fix");
+    assert_eq!(rules.matches("Fix:").count(), 8, "each alert says the fix");
 }
 
 #[tokio::test]
 async fn every_metric_the_alert_rules_use_is_exported() {
-    let (rig, server) = saved_rig(|_| {}).await;
+    let (rig, server) = relay_rig(|_| {}).await;
     let mut s = oauth_settings("localhost", rig.smtp.port());
     s.client_secret_expires = Some("2027-06-30".into());
     server.save(&s).await;
@@ -90,7 +91,7 @@ async fn every_metric_the_alert_rules_use_is_exported() {
         .collect();
     used.sort();
     used.dedup();
-    assert_eq!(used.len(), 7, "{used:?}");
+    assert_eq!(used.len(), 8, "{used:?}");
     for name in used {
         let family = name.strip_suffix("_total").unwrap_or(name);
         assert!(
@@ -103,4 +104,14 @@ async fn every_metric_the_alert_rules_use_is_exported() {
         "{metrics}"
     );
     assert!(metrics.contains("mailroom_oldest_queued_age_seconds{profile=\"default\"} 0"));
+    // The relay's generated certificate, good until 4096.
+    let cert = server.data.join("smtp-tls-cert.pem").display().to_string();
+    let line = format!("mailroom_relay_certificate_expiry_timestamp_seconds{{cert=\"{cert}\"}} ");
+    let end: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .unwrap_or_else(|| panic!("{line}:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(end > 4_000_000_000, "{end}");
 }

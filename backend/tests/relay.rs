@@ -725,7 +725,8 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     })
     .await;
     assert!(trusted_by(&server, &old_cert).await);
-    let (new_cert, new_key) = localhost_pair();
+    let (new_cert, new_key) =
+        localhost_pair_until(Some(time::macros::datetime!(2030-01-01 0:00 UTC)));
     std::fs::write(&cert, &new_cert).unwrap();
     std::fs::write(&key, &new_key).unwrap();
     let started = Instant::now();
@@ -738,6 +739,11 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     }
     assert!(!trusted_by(&server, &old_cert).await, "the old one is gone");
     logged(&log, "the relay's TLS certificate changed on disk").await;
+    let series = format!(
+        "mailroom_relay_certificate_expiry_timestamp_seconds{{cert=\"{}\"}} 1893456000",
+        cert.display()
+    );
+    assert!(server.metrics().await.contains(&series), "{series}");
     // The certificate renewed, its key not yet: the pair in use stays.
     let (half, _) = localhost_pair();
     std::fs::write(&cert, &half).unwrap();

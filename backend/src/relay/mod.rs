@@ -209,6 +209,7 @@ impl Relay {
         tokio::spawn(watch_certificate(
             self.certs.clone(),
             self.reload_every,
+            self.shared.sending.metrics.clone(),
             stop.clone(),
         ));
         loop {
@@ -350,19 +351,22 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 async fn watch_certificate(
     certs: Arc<tls::Reloading>,
     every: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     const DAY: Duration = Duration::from_secs(86_400);
     let every = every.max(Duration::from_millis(50));
+    let label = crate::metrics::CertLabel {
+        cert: certs.path().display().to_string(),
+    };
     let mut checked: Option<tokio::time::Instant> = None;
     loop {
         if checked.is_none_or(|at| at.elapsed() >= DAY) {
             checked = Some(tokio::time::Instant::now());
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let soon = EXPIRY_WARNING.as_secs() as i64;
-            let warning = certs
-                .not_after()
-                .and_then(|end| tls::expiry_warning(certs.path(), end, now, soon));
+            let end = record_end(&certs, &metrics, &label);
+            let warning = end.and_then(|end| tls::expiry_warning(certs.path(), end, now, soon));
             if let Some(warning) = warning {
                 tracing::warn!("{warning}");
             }
@@ -378,6 +382,7 @@ async fn watch_certificate(
         match reloaded {
             tls::Reloaded::Same => {}
             tls::Reloaded::New => {
+                record_end(&certs, &metrics, &label);
                 tracing::info!(cert = %certs.path().display(), "the relay's TLS certificate changed on disk: new connections get the new one");
                 checked = None;
             }
@@ -386,6 +391,27 @@ async fn watch_certificate(
             }
         }
     }
+}
+
+/// Sets the metric of when the certificate in use ends, and returns it.
+fn record_end(
+    certs: &tls::Reloading,
+    metrics: &crate::metrics::Metrics,
+    label: &crate::metrics::CertLabel,
+) -> Option<i64> {
+    let end = certs.not_after();
+    match end {
+        Some(end) => {
+            metrics
+                .relay_certificate_expiry
+                .get_or_create(label)
+                .set(end);
+        }
+        None => {
+            metrics.relay_certificate_expiry.remove(label);
+        }
+    }
+    end
 }
 
 /// Binds one of the relay's listeners, unless it is `off`.
