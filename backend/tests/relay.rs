@@ -807,6 +807,11 @@ async fn envelope_addresses_without_angle_brackets_are_taken_as_postfix_takes_th
     // Still refused: a line that is not an address at all.
     let r = w.command("MAIL FROM: ").await;
     assert!(r.starts_with("501"), "{r}");
+    // A line that arrives in two reads is read whole.
+    w.send_bytes(b"MAIL FR").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = w.command(&format!("OM:{from}")).await;
+    assert!(r.starts_with("250 2.1.0"), "{r}");
     wait_received(&rig, 1).await;
     let m = &rig.smtp.messages()[0];
     assert_eq!(m.rcpt_to, vec![to]);

@@ -251,13 +251,39 @@ pub(crate) fn ascii_line(text: &str) -> String {
 /// lenient by default: `MAIL FROM:a@b` or `RCPT TO:a@b` without the angle
 /// brackets, which some devices and scripts send (`strict_rfc821_envelopes
 /// = no`). Anything else stays `e`. The relay's and `sendmail -bs`'s.
-pub(crate) fn read_leniently(
-    e: ProtoError,
-    line: &[u8],
-) -> Result<smtp_proto::Request<String>, ProtoError> {
+fn read_leniently(e: ProtoError, line: &[u8]) -> Result<smtp_proto::Request<String>, ProtoError> {
     match e {
         ProtoError::SyntaxError { .. } => unbracketed(line).ok_or(e),
         e => Err(e),
+    }
+}
+
+/// The next command in `bytes` for `receiver`: smtp-proto's reading, or,
+/// when it refuses the line, [`read_leniently`]'s, over the whole line even
+/// when it came in several reads (smtp-proto keeps the start of a line
+/// until its end arrives). The relay's and `mailroom sendmail -bs`'s.
+pub(crate) fn next_command(
+    receiver: &mut RequestReceiver,
+    bytes: &mut std::slice::Iter<'_, u8>,
+) -> Result<smtp_proto::Request<String>, ProtoError> {
+    let pending = match receiver.buf() {
+        b if b.is_empty() => None,
+        b => Some(b.clone()),
+    };
+    let start = bytes.as_slice();
+    match receiver.ingest(bytes) {
+        Ok(request) => Ok(request.into_owned()),
+        Err(e @ (ProtoError::NeedsMoreData { .. } | ProtoError::ResponseTooLong)) => Err(e),
+        Err(e) => {
+            let read = &start[..start.len() - bytes.as_slice().len()];
+            match pending {
+                Some(mut line) => {
+                    line.extend_from_slice(read);
+                    read_leniently(e, &line)
+                }
+                None => read_leniently(e, read),
+            }
+        }
     }
 }
 
@@ -463,11 +489,8 @@ impl Session {
             while !bytes.as_slice().is_empty() {
                 let line_start = bytes.as_slice();
                 let flow = match &mut self.mode {
-                    Mode::Command => match requests.ingest(&mut bytes) {
-                        Ok(request) => {
-                            let request = request.into_owned();
-                            self.command(request).await
-                        }
+                    Mode::Command => match next_command(&mut requests, &mut bytes) {
+                        Ok(request) => self.command(request).await,
                         Err(ProtoError::NeedsMoreData { .. }) => break,
                         Err(ProtoError::UnknownCommand) if is_http_request(line_start) => {
                             self.not_a_web_server()
@@ -476,13 +499,7 @@ impl Session {
                             self.mode = Mode::LongLine(0);
                             self.protocol_error(ProtoError::ResponseTooLong)
                         }
-                        Err(e) => {
-                            let line = &line_start[..line_start.len() - bytes.as_slice().len()];
-                            match read_leniently(e, line) {
-                                Ok(request) => self.command(request).await,
-                                Err(e) => self.protocol_error(e),
-                            }
-                        }
+                        Err(e) => self.protocol_error(e),
                     },
                     Mode::LongLine(dropped) => {
                         let rest = bytes.as_slice();

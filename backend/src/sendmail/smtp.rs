@@ -17,7 +17,7 @@ use smtp_proto::Request;
 
 use super::{exit, Answer, Options};
 use crate::relay::commands::printable;
-use crate::relay::session::{ascii_line, protocol_reply, read_leniently, reply_line};
+use crate::relay::session::{ascii_line, next_command, protocol_reply, reply_line};
 
 /// The name the session gives itself: it runs on this machine only.
 const HOST: &str = "localhost";
@@ -102,11 +102,9 @@ impl<'a> Session<'a> {
             };
             let mut bytes = chunk[..n].iter();
             while !bytes.as_slice().is_empty() {
-                let line_start = bytes.as_slice();
                 let flow = match &mut mode {
-                    Mode::Command(receiver) => match receiver.ingest(&mut bytes) {
+                    Mode::Command(receiver) => match next_command(receiver, &mut bytes) {
                         Ok(request) => {
-                            let request = request.into_owned();
                             if matches!(request, Request::Data) && self.data_may_start() {
                                 mode = Mode::Data(DataReceiver::new(), Vec::new());
                                 Flow::Go
@@ -116,15 +114,9 @@ impl<'a> Session<'a> {
                         }
                         Err(smtp_proto::Error::NeedsMoreData { .. }) => Flow::Go,
                         Err(e) => {
-                            let line = &line_start[..line_start.len() - bytes.as_slice().len()];
-                            match read_leniently(e, line) {
-                                Ok(request) => self.command(request),
-                                Err(e) => {
-                                    let (code, status, text) = protocol_reply(e);
-                                    self.reply(code, status, &text);
-                                    Flow::Go
-                                }
-                            }
+                            let (code, status, text) = protocol_reply(e);
+                            self.reply(code, status, &text);
+                            Flow::Go
                         }
                     },
                     Mode::Data(receiver, body) => {
@@ -370,13 +362,22 @@ mod tests {
 
     /// Runs a session over `input`; returns its output and what it submitted.
     fn talk(input: &[u8], answer: Answer, max: u64) -> (String, Vec<(String, Vec<u8>)>, bool) {
+        talk_from(&mut &input[..], answer, max)
+    }
+
+    /// [`talk`], reading `input` as it gives its bytes.
+    fn talk_from(
+        input: &mut impl Read,
+        answer: Answer,
+        max: u64,
+    ) -> (String, Vec<(String, Vec<u8>)>, bool) {
         let mut got = Vec::new();
         let mut submit = |query: &str, raw: Vec<u8>| {
             got.push((query.to_string(), raw));
             answer.clone()
         };
         let mut out = Vec::new();
-        let clean = Session::new(max, None, &mut submit).serve(&mut &input[..], &mut out);
+        let clean = Session::new(max, None, &mut submit).serve(input, &mut out);
         (String::from_utf8(out).unwrap(), got, clean)
     }
 
@@ -428,6 +429,20 @@ mod tests {
         assert_eq!(got[1].0, "to=a%40contoso.test");
     }
 
+    /// Input that arrives a few bytes per read, as from a slow pipe.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(5);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// Without brackets, in one read or a few bytes at a time (a command
+    /// split across reads is read whole).
     #[test]
     fn envelope_addresses_without_angle_brackets_are_read() {
         let (a, b) = (
@@ -435,13 +450,18 @@ mod tests {
             format!("{}@{}", "b", "contoso.test"),
         );
         let input = format!("HELO x\r\nMAIL FROM:{a}\r\nRCPT TO: {b}\r\nDATA\r\nSubject: s\r\n\r\nx\r\n.\r\nQUIT\r\n");
-        let (out, got, _) = talk(input.as_bytes(), queued(), 1000);
-        assert_eq!(
-            codes(&out),
-            ["220", "250", "250", "250", "354", "250", "221"],
-            "{out}"
-        );
-        assert_eq!(got[0].0, "from=a%40contoso.test&to=b%40contoso.test");
+        for (out, got, clean) in [
+            talk(input.as_bytes(), queued(), 1000),
+            talk_from(&mut Trickle(input.as_bytes()), queued(), 1000),
+        ] {
+            assert!(clean, "{out}");
+            assert_eq!(
+                codes(&out),
+                ["220", "250", "250", "250", "354", "250", "221"],
+                "{out}"
+            );
+            assert_eq!(got[0].0, "from=a%40contoso.test&to=b%40contoso.test");
+        }
     }
 
     #[test]
