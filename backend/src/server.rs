@@ -117,6 +117,30 @@ async fn connection(State(state): State<AppState>) -> Json<Connection> {
     Json((*state.connection).clone())
 }
 
+/// `GET /api/connection/certificate`: the relay's TLS certificate in use,
+/// as PEM, for devices that must be given it to trust the relay.
+async fn relay_certificate(
+    State(state): State<AppState>,
+) -> Result<axum::response::Response, crate::error::AppError> {
+    use axum::response::IntoResponse;
+    let Some(certs) = &state.relay_certs else {
+        return Err(crate::error::AppError::NotFound(
+            "The SMTP relay is off (--smtp-listen off, and no --smtps-listen), so it has no certificate.".into(),
+        ));
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"mailroom-relay.pem\"",
+            ),
+        ],
+        certs.pem(),
+    )
+        .into_response())
+}
+
 /// The whole application; tests drive it with `oneshot`. The page comes from
 /// `static_dir` when given (development), else from the binary itself.
 /// The API's layers, inside out: a handler that panics answers the API's
@@ -145,6 +169,7 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
         .merge(crate::metrics::routes())
         .merge(auth::protected_routes())
         .route("/api/connection", get(connection))
+        .route("/api/connection/certificate", get(relay_certificate))
         .route_layer(middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require_admin,
@@ -272,6 +297,7 @@ impl Server {
         };
         let smtp_addr = relay.as_ref().and_then(|r| r.addr);
         let smtps_addr = relay.as_ref().and_then(|r| r.smtps_addr);
+        state.relay_certs = relay.as_ref().map(crate::relay::Relay::certs);
         state.connection = Arc::new(Connection {
             smtp: info(smtp_addr),
             smtps: info(smtps_addr),

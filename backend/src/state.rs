@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Where the relay listens, for the page's instructions.
     pub connection: Arc<mailroom_shared::sending::Connection>,
+    /// The relay's certificate, unless the relay is off.
+    pub relay_certs: Option<Arc<crate::relay::tls::Reloading>>,
     /// `--trusted-proxy`: whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Events, their outbox and the sender.
@@ -376,6 +378,7 @@ impl AppState {
             ),
             metrics,
             connection: Arc::default(),
+            relay_certs: None,
             trusted_proxies: Arc::new(args.trusted_proxies.clone()),
             auth: Arc::new(AdminAuth::new(
                 &token.token,

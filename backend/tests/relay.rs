@@ -461,6 +461,48 @@ async fn a_failed_starttls_is_logged_with_what_to_do() {
     assert!(text.contains("smtp-tls-cert.pem"), "{text}");
 }
 
+/// The relay's certificate in use, as an admin downloads it for a device.
+async fn downloaded_certificate(server: &Running) -> (u16, String, String) {
+    let r = server
+        .http
+        .get(format!("{}/api/connection/certificate", server.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let kind = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, kind, r.text().await.unwrap())
+}
+
+/// A device that checks the relay's certificate must be given it: the
+/// admin downloads the one in use from the Apps view, never the key.
+#[tokio::test]
+async fn an_admin_downloads_the_relays_certificate_for_devices() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (status, kind, pem) = downloaded_certificate(&server).await;
+    assert_eq!(status, 200, "{pem}");
+    assert_eq!(kind, "application/x-pem-file");
+    let file = std::fs::read_to_string(server.data.join("smtp-tls-cert.pem")).unwrap();
+    assert_eq!(pem, file);
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    assert!(!pem.contains("PRIVATE KEY"), "never the key");
+    // lettre trusting exactly what was downloaded gets through STARTTLS.
+    assert!(trusted_by(&server, &pem).await);
+    let anonymous = reqwest::get(format!("{}/api/connection/certificate", server.url))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401, "admins only");
+    let (_rig, off) = saved_rig(|a| a.relay.smtp_listen = SmtpListen::Off).await;
+    let (status, _, body) = downloaded_certificate(&off).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("The SMTP relay is off"), "{body}");
+}
+
 /// A relay with implicit TLS on a free port beside STARTTLS's.
 async fn smtps_rig(
     tweak: impl FnOnce(&mut mailroom_backend::config::ServeArgs),
@@ -744,6 +786,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         cert.display()
     );
     assert!(server.metrics().await.contains(&series), "{series}");
+    assert_eq!(downloaded_certificate(&server).await.2, new_cert);
     // The certificate renewed, its key not yet: the pair in use stays.
     let (half, _) = localhost_pair();
     std::fs::write(&cert, &half).unwrap();

@@ -254,7 +254,7 @@ async fn a_new_apps_key_is_shown_once_with_its_connection_details_and_gone_after
 /// The key panel's SMTP details for each way the relay may listen: both
 /// ports, implicit TLS alone (`--smtps-listen`), and neither.
 #[wasm_bindgen_test]
-async fn the_key_panel_names_the_implicit_tls_port_when_the_relay_has_one() {
+async fn the_key_panel_names_the_relays_ports_and_links_its_certificate() {
     let key = "mr_0123456789abcdefghijklmnopqrstuv";
     let listener = |port: u16| json!({"hostname": null, "ip": "127.0.0.1", "port": port, "loopback_only": true});
     for (connection, smtp, smtps, open) in [
@@ -303,6 +303,12 @@ async fn the_key_panel_names_the_implicit_tls_port_when_the_relay_has_one() {
             panel.contains("Port with SSL/TLS"),
             smtps.is_some(),
             "{panel}"
+        );
+        let link = root.query_selector("#relay-certificate").unwrap();
+        assert_eq!(
+            link.and_then(|a| a.get_attribute("href")).as_deref(),
+            (smtp.is_some() || smtps.is_some()).then_some("/api/connection/certificate"),
+            "{connection}"
         );
     }
 }

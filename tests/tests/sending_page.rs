@@ -195,6 +195,21 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     let username = b.wait_text("#smtp-username", "app_").await;
     b.wait_text("#key-panel", "you will not see this key again")
         .await;
+    // The relay's certificate for devices, as the panel's link fetches it
+    // with the page's session.
+    let pem = b
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(document.querySelector('#relay-certificate').href)
+               .then(r => r.text().then(t => done(r.status + ' ' + t)), e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("fetch in the page");
+    let pem = pem.as_str().unwrap_or_default();
+    assert!(pem.starts_with("200 -----BEGIN CERTIFICATE-----"), "{pem}");
+    assert!(!pem.contains("PRIVATE KEY"), "{pem}");
     screenshots(&b, "apps-new-key", "#apps-title").await;
     b.click("#key-done").await;
     b.wait_gone("#key-panel").await;

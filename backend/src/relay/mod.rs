@@ -155,6 +155,11 @@ fn machine_hostname() -> String {
 }
 
 impl Relay {
+    /// Its TLS certificate.
+    pub fn certs(&self) -> Arc<tls::Reloading> {
+        self.certs.clone()
+    }
+
     /// Binds `--smtp-listen` and `--smtps-listen` (none when both are
     /// `off`) and prepares their certificate.
     pub async fn bind(

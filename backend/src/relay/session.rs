@@ -223,7 +223,7 @@ fn handshake_failure(e: &std::io::Error, implicit: bool) -> String {
             | Alert::CertificateExpired
             | Alert::UnsupportedCertificate),
         ) => format!(
-            "the client does not trust the relay's certificate ({alert:?}): give --smtp-tls-cert a certificate for this host name from a CA the device trusts, or load the relay's own (smtp-tls-cert.pem in the data dir) into the device"
+            "the client does not trust the relay's certificate ({alert:?}): give --smtp-tls-cert a certificate for this host name from a CA the device trusts, or load the relay's own into the device (a new app's panel under Apps downloads it; smtp-tls-cert.pem in the data dir)"
         ),
         TlsError::AlertReceived(Alert::ProtocolVersion) => {
             format!("the client refused the TLS version (ProtocolVersion): {OLD_TLS_FIX}")

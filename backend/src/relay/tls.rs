@@ -95,6 +95,7 @@ pub fn acceptor(
         state: RwLock::new(State {
             loaded,
             seen: pair.0,
+            split: pair.1,
             refused: None,
         }),
     });
@@ -146,8 +147,10 @@ pub struct Reloading {
 #[derive(Debug)]
 struct State {
     loaded: Arc<CertifiedKey>,
-    /// The files' bytes when `loaded` was read.
+    /// The files' bytes when `loaded` was read: the certificate's, then the key's.
     seen: Vec<u8>,
+    /// Where the key's bytes start in `seen`.
+    split: usize,
     /// Why the files as they are now were refused (said once).
     refused: Option<String>,
 }
@@ -187,13 +190,14 @@ impl Reloading {
             return Reloaded::Same;
         }
         let loaded = read.and_then(|pair| {
-            load(&pair, &self.cert, &self.key, &self.provider).map(|loaded| (loaded, pair.0))
+            load(&pair, &self.cert, &self.key, &self.provider).map(|loaded| (loaded, pair))
         });
         match loaded {
-            Ok((loaded, seen)) => {
+            Ok((loaded, (seen, split))) => {
                 *state = State {
                     loaded,
                     seen,
+                    split,
                     refused: None,
                 };
                 Reloaded::New
@@ -211,6 +215,12 @@ impl Reloading {
     fn serving(&self) -> Vec<u8> {
         let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         state.loaded.cert[0].to_vec()
+    }
+
+    /// The certificate in use, as its file held it (PEM, the chain as given).
+    pub fn pem(&self) -> Vec<u8> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.seen[..state.split].to_vec()
     }
 
     /// When the certificate in use ends, as Unix seconds.

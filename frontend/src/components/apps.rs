@@ -271,6 +271,19 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
                 m.close("dd");
             }
             m.close("dl");
+            m.open("p", &[])
+                .text("A device that checks the server's certificate needs it: ")
+                .el(
+                    "a",
+                    &[
+                        ("id", "relay-certificate"),
+                        ("href", "/api/connection/certificate"),
+                        ("download", "mailroom-relay.pem"),
+                    ],
+                    "download the relay's certificate",
+                )
+                .text(".")
+                .close("p");
             if relay.loopback_only {
                 m.open("p", &[("class", "warning")])
                     .text("The relay listens on ")
