@@ -211,7 +211,7 @@ impl Relay {
     /// Accepts connections until `stop` turns true; open sessions are told
     /// `421 4.3.2` at their next command.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        tokio::spawn(watch_certificate(
+        tokio::spawn(tls::watch(
             self.certs.clone(),
             self.reload_every,
             self.shared.sending.metrics.clone(),
@@ -325,12 +325,13 @@ impl Relay {
 /// connection closes without a word.
 async fn refuse(shared: &Shared, stream: TcpStream, implicit: bool, code: &str, text: &str) {
     let line = format!("{code} {} {text}\r\n", shared.hostname);
-    let _turn = match implicit {
-        true => match shared.tls_refusals.clone().try_acquire_owned() {
+    let _turn = if implicit {
+        match shared.tls_refusals.clone().try_acquire_owned() {
             Ok(turn) => Some(turn),
             Err(_) => return,
-        },
-        false => None,
+        }
+    } else {
+        None
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         if implicit {
@@ -345,78 +346,6 @@ async fn refuse(shared: &Shared, stream: TcpStream, implicit: bool, code: &str, 
         }
     })
     .await;
-}
-
-/// A certificate this close to its end is reported, once a day.
-const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
-
-/// Reads the relay's certificate files again every `every`, so that a
-/// renewed pair is served without a restart, and says at start, once a day
-/// and for each new pair when the one in use ends within [`EXPIRY_WARNING`].
-async fn watch_certificate(
-    certs: Arc<tls::Reloading>,
-    every: Duration,
-    metrics: Arc<crate::metrics::Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
-    const DAY: Duration = Duration::from_secs(86_400);
-    let every = every.max(Duration::from_millis(50));
-    let label = crate::metrics::CertLabel {
-        cert: certs.path().display().to_string(),
-    };
-    let mut checked: Option<tokio::time::Instant> = None;
-    loop {
-        if checked.is_none_or(|at| at.elapsed() >= DAY) {
-            checked = Some(tokio::time::Instant::now());
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let soon = EXPIRY_WARNING.as_secs() as i64;
-            let end = record_end(&certs, &metrics, &label);
-            let warning = end.and_then(|end| tls::expiry_warning(certs.path(), end, now, soon));
-            if let Some(warning) = warning {
-                tracing::warn!("{warning}");
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        let reading = certs.clone();
-        let Ok(reloaded) = tokio::task::spawn_blocking(move || reading.reload()).await else {
-            continue;
-        };
-        match reloaded {
-            tls::Reloaded::Same => {}
-            tls::Reloaded::New => {
-                record_end(&certs, &metrics, &label);
-                tracing::info!(cert = %certs.path().display(), "the relay's TLS certificate changed on disk: new connections get the new one");
-                checked = None;
-            }
-            tls::Reloaded::Refused(reason) => {
-                tracing::warn!(%reason, "the relay's TLS certificate files changed but do not load; the relay keeps serving the pair it has");
-            }
-        }
-    }
-}
-
-/// Sets the metric of when the certificate in use ends, and returns it.
-fn record_end(
-    certs: &tls::Reloading,
-    metrics: &crate::metrics::Metrics,
-    label: &crate::metrics::CertLabel,
-) -> Option<i64> {
-    let end = certs.not_after();
-    match end {
-        Some(end) => {
-            metrics
-                .relay_certificate_expiry
-                .get_or_create(label)
-                .set(end);
-        }
-        None => {
-            metrics.relay_certificate_expiry.remove(label);
-        }
-    }
-    end
 }
 
 /// Binds one of the relay's listeners, unless it is `off`.

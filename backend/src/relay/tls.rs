@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -256,6 +257,78 @@ pub fn expiry_warning(path: &Path, not_after: i64, now: i64, soon: i64) -> Optio
             left / 86_400
         )
     })
+}
+
+/// A certificate this close to its end is reported, once a day.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// Reads the relay's certificate files again every `every`, so that a
+/// renewed pair is served without a restart, and says at start, once a day
+/// and for each new pair when the one in use ends within [`EXPIRY_WARNING`].
+pub(super) async fn watch(
+    certs: Arc<Reloading>,
+    every: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const DAY: Duration = Duration::from_secs(86_400);
+    let every = every.max(Duration::from_millis(50));
+    let label = crate::metrics::CertLabel {
+        cert: certs.path().display().to_string(),
+    };
+    let mut checked: Option<tokio::time::Instant> = None;
+    loop {
+        if checked.is_none_or(|at| at.elapsed() >= DAY) {
+            checked = Some(tokio::time::Instant::now());
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let soon = EXPIRY_WARNING.as_secs() as i64;
+            let end = record_end(&certs, &metrics, &label);
+            let warning = end.and_then(|end| expiry_warning(certs.path(), end, now, soon));
+            if let Some(warning) = warning {
+                tracing::warn!("{warning}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let reading = certs.clone();
+        let Ok(reloaded) = tokio::task::spawn_blocking(move || reading.reload()).await else {
+            continue;
+        };
+        match reloaded {
+            Reloaded::Same => {}
+            Reloaded::New => {
+                record_end(&certs, &metrics, &label);
+                tracing::info!(cert = %certs.path().display(), "the relay's TLS certificate changed on disk: new connections get the new one");
+                checked = None;
+            }
+            Reloaded::Refused(reason) => {
+                tracing::warn!(%reason, "the relay's TLS certificate files changed but do not load; the relay keeps serving the pair it has");
+            }
+        }
+    }
+}
+
+/// Sets the metric of when the certificate in use ends, and returns it.
+fn record_end(
+    certs: &Reloading,
+    metrics: &crate::metrics::Metrics,
+    label: &crate::metrics::CertLabel,
+) -> Option<i64> {
+    let end = certs.not_after();
+    match end {
+        Some(end) => {
+            metrics
+                .relay_certificate_expiry
+                .get_or_create(label)
+                .set(end);
+        }
+        None => {
+            metrics.relay_certificate_expiry.remove(label);
+        }
+    }
+    end
 }
 
 #[cfg(test)]
