@@ -78,6 +78,16 @@ const NONCE_LEN: usize = 24;
 /// file or the whole one: a temporary file in the same directory, fsynced,
 /// renamed into place, then the directory fsynced. Fails if `path` exists.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_private(path, contents, false)
+}
+
+/// [`write_private_file`], replacing `path` if it exists: a reader sees the
+/// old file or the new one, whole.
+pub fn replace_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_private(path, contents, true)
+}
+
+fn write_private(path: &Path, contents: &[u8], replace: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -94,10 +104,14 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
-        // A hard link refuses to replace an existing file, unlike rename:
-        // two servers starting together cannot overwrite each other's key.
-        fs::hard_link(&tmp, path)?;
-        fs::remove_file(&tmp)?;
+        if replace {
+            fs::rename(&tmp, path)?;
+        } else {
+            // A hard link refuses to replace an existing file, unlike rename:
+            // two servers starting together cannot overwrite each other's key.
+            fs::hard_link(&tmp, path)?;
+            fs::remove_file(&tmp)?;
+        }
         fs::File::open(dir)?.sync_all()
     })();
     if result.is_err() {

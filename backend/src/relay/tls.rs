@@ -63,7 +63,19 @@ fn files(args: &RelayArgs, data_dir: &Path, hostname: &str) -> Result<(PathBuf, 
     }
     let (cert, key) = (data_dir.join(GENERATED_CERT), data_dir.join(GENERATED_KEY));
     if cert.is_file() && key.is_file() {
-        return Ok((cert, key));
+        // Made for another name (the machine's, before --smtp-hostname was
+        // set): devices that check the name would refuse it, so a new one.
+        match dns_names(&cert) {
+            Some(names) if !names.iter().any(|n| n.eq_ignore_ascii_case(hostname)) => {
+                tracing::info!(
+                    cert = %cert.display(),
+                    was = %names.join(", "),
+                    now = hostname,
+                    "the relay's generated certificate names another host; generating one for this name (devices given the old one need the new one)"
+                );
+            }
+            _ => return Ok((cert, key)),
+        }
     }
     let mut names = vec![hostname.to_string()];
     if hostname != "localhost" {
@@ -71,12 +83,32 @@ fn files(args: &RelayArgs, data_dir: &Path, hostname: &str) -> Result<(PathBuf, 
     }
     let generated = rcgen::generate_simple_self_signed(names)
         .map_err(|e| format!("cannot generate the relay's certificate: {e}"))?;
-    crate::crypto::write_private_file(&key, generated.key_pair.serialize_pem().as_bytes())
+    crate::crypto::replace_private_file(&key, generated.key_pair.serialize_pem().as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", key.display()))?;
-    crate::crypto::write_private_file(&cert, generated.cert.pem().as_bytes())
+    crate::crypto::replace_private_file(&cert, generated.cert.pem().as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed certificate for the SMTP relay");
     Ok((cert, key))
+}
+
+/// The DNS names of the (first) certificate in a PEM file, if it reads.
+fn dns_names(path: &Path) -> Option<Vec<String>> {
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::extensions::GeneralName;
+    let der = CertificateDer::from_pem_file(path).ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let names = parsed.subject_alternative_name().ok()??;
+    Some(
+        names
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// The acceptor for STARTTLS and implicit TLS, and its certificate.
@@ -421,6 +453,27 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_generated_pair_for_another_name_is_made_anew_for_this_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = RelayArgs::default();
+        acceptor(&args, dir.path(), "debian").unwrap();
+        let path = dir.path().join(GENERATED_CERT);
+        assert_eq!(dns_names(&path).unwrap(), ["debian", "localhost"]);
+        let first = std::fs::read(&path).unwrap();
+        // --smtp-hostname set later: a certificate for that name.
+        acceptor(&args, dir.path(), "Relay.Contoso.test").unwrap();
+        assert_eq!(
+            dns_names(&path).unwrap(),
+            ["Relay.Contoso.test", "localhost"]
+        );
+        assert_ne!(std::fs::read(&path).unwrap(), first);
+        // The same name, in another case: kept.
+        let second = std::fs::read(&path).unwrap();
+        acceptor(&args, dir.path(), "relay.contoso.test").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), second);
     }
 
     #[test]
