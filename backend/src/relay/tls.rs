@@ -474,6 +474,10 @@ mod tests {
         let second = std::fs::read(&path).unwrap();
         acceptor(&args, dir.path(), "relay.contoso.test").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), second);
+        // Only the certificate left (the key deleted by hand): a new pair.
+        std::fs::remove_file(dir.path().join(GENERATED_KEY)).unwrap();
+        acceptor(&args, dir.path(), "relay.contoso.test").unwrap();
+        assert_ne!(std::fs::read(&path).unwrap(), second);
     }
 
     #[test]
