@@ -184,18 +184,21 @@ struct State {
     seen: Vec<u8>,
     /// Where the key's bytes start in `seen`.
     split: usize,
-    /// Why the files as they are now were refused (said once).
-    refused: Option<String>,
+    /// Why the files as they are now were refused, and whether that was
+    /// said: it is said when a second reading finds the same, so a renewal
+    /// caught between writing its two files says nothing.
+    refused: Option<(String, bool)>,
 }
 
 /// What reading the files again found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reloaded {
-    /// Nothing changed, or a refusal already reported.
+    /// Nothing changed, or a refusal seen once or already reported.
     Same,
     /// A new pair is in use.
     New,
-    /// The files changed but do not load; the pair in use stays.
+    /// The files changed but do not load, found twice in a row; the pair
+    /// in use stays.
     Refused(String),
 }
 
@@ -235,11 +238,19 @@ impl Reloading {
                 };
                 Reloaded::New
             }
-            Err(why) if state.refused.as_ref() == Some(&why) => Reloaded::Same,
-            Err(why) => {
-                state.refused = Some(why.clone());
-                Reloaded::Refused(why)
-            }
+            Err(why) => match &mut state.refused {
+                Some((seen, said)) if *seen == why => {
+                    if std::mem::replace(said, true) {
+                        Reloaded::Same
+                    } else {
+                        Reloaded::Refused(why)
+                    }
+                }
+                other => {
+                    *other = Some((why, false));
+                    Reloaded::Same
+                }
+            },
         }
     }
 
@@ -400,6 +411,11 @@ mod tests {
         // The certificate renewed and the key not yet: the pair in use stays.
         let (c_cert, _, _) = pair(2033);
         std::fs::write(&cert, &c_cert).unwrap();
+        assert_eq!(
+            certs.reload(),
+            Reloaded::Same,
+            "maybe mid-renewal: not said yet"
+        );
         match certs.reload() {
             Reloaded::Refused(why) => assert!(why.contains("do not make a usable pair"), "{why}"),
             other => panic!("{other:?}"),
@@ -408,6 +424,7 @@ mod tests {
         assert_eq!(certs.reload(), Reloaded::Same, "said once");
         // A file gone for a moment (a renewal's rename) is no change either.
         std::fs::remove_file(&key).unwrap();
+        assert_eq!(certs.reload(), Reloaded::Same);
         assert!(matches!(certs.reload(), Reloaded::Refused(why) if why.contains("relay.key")));
         assert_eq!(certs.serving(), b_der);
         std::fs::write(&cert, &b_cert).unwrap();
