@@ -1208,6 +1208,7 @@ async fn garbage_gets_errors_or_a_close_and_the_next_client_is_served() {
 
 #[tokio::test]
 async fn the_hundred_and_first_connection_is_told_to_come_back() {
+    let log = CapturedLog::start();
     // From one address; the per-address cap is raised out of the way.
     let (_rig, server) = relay_rig(|a| a.relay.smtp_max_connections_per_ip = 1000).await;
     let mut open = Vec::new();
@@ -1218,6 +1219,11 @@ async fn the_hundred_and_first_connection_is_told_to_come_back() {
     }
     let (_, greeting) = Wire::connect(smtp(&server)).await;
     assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    let text = log.text();
+    assert!(
+        text.contains("relay: a connection refused, as the relay serves 100 at once"),
+        "{text}"
+    );
     drop(open);
     // Slots come back when sessions end.
     common::wire::wait_greeted(smtp(&server)).await;

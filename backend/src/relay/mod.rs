@@ -47,6 +47,35 @@ pub(crate) struct Shared {
     pub write_timeout: Duration,
     /// Refusals on the implicit TLS port being answered (each a handshake).
     pub tls_refusals: Arc<Semaphore>,
+    /// Lines about refused connections, at most one a minute.
+    pub refusals_logged: Throttle,
+}
+
+/// Lets a line through at most once a minute, counting what it held back:
+/// a device refused for want of room is worth a line in the log, and a
+/// flood of them is worth one line a minute.
+#[derive(Default)]
+pub(crate) struct Throttle {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// `Some(n)` when a line may go now, `n` being those held back since
+    /// the last; `None` when one went less than a minute ago.
+    pub fn pass(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        Some(self.held.swap(0, Ordering::Relaxed))
+    }
 }
 
 /// Commands a client may send before AUTH (docs/API.md §11).
@@ -198,6 +227,7 @@ impl Relay {
                 session_limit: args.smtp_session_limit,
                 write_timeout: args.smtp_write_timeout,
                 tls_refusals: Arc::new(Semaphore::new(TLS_REFUSALS)),
+                refusals_logged: Throttle::default(),
             }),
             slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             per_address: Arc::default(),
@@ -280,6 +310,9 @@ impl Relay {
                             match per_address.take(client, max) {
                                 Some(slot) => Some(slot),
                                 None => {
+                                    if let Some(held) = shared.refusals_logged.pass() {
+                                        tracing::warn!(peer = %client, limit = max, more_refused = held, "relay: a connection refused, as its address already holds --smtp-max-connections-per-ip connections; devices behind one address (NAT) need a higher limit, or their network in --smtp-trusted-network");
+                                    }
                                     // A refusal holds none of the places: with
                                     // implicit TLS it takes a handshake, which a
                                     // client past its limit could otherwise
@@ -303,6 +336,9 @@ impl Relay {
                     });
                 }
                 Err(_) => {
+                    if let Some(held) = shared.refusals_logged.pass() {
+                        tracing::warn!(%peer, more_refused = held, "relay: a connection refused, as the relay serves {MAX_CONNECTIONS} at once; if these are real devices, spread them over time, or look for a client that holds connections open");
+                    }
                     tokio::spawn(async move {
                         refuse(
                             &shared,
