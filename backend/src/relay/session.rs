@@ -202,8 +202,9 @@ const TLS_ON_STARTTLS: &str = "the client began TLS at once (implicit TLS, often
 /// What to do about a client whose TLS is too old for the relay.
 const OLD_TLS_FIX: &str = "the relay takes TLS 1.2 and 1.3 only. Update the device's firmware, or add its network to --smtp-trusted-network and turn its TLS off";
 
-/// What a failed STARTTLS handshake means, in words a device's admin can
-/// act on: old TLS versions and an untrusted certificate are the usual two.
+/// What a failed TLS handshake (STARTTLS, or implicit TLS when `implicit`)
+/// means, in words a device's admin can act on: old TLS versions and an
+/// untrusted certificate are the usual two.
 fn handshake_failure(e: &std::io::Error, implicit: bool) -> String {
     use tokio_rustls::rustls::{AlertDescription as Alert, Error as TlsError};
     let Some(tls) = e

@@ -140,8 +140,8 @@ pub fn acceptor(
     Ok((TlsAcceptor::from(Arc::new(config)), certs))
 }
 
-/// Reads the pair's files, as one run of bytes to see a change, and the
-/// certificate's end.
+/// Reads the pair's files as one run of bytes (to see a change), and
+/// where the certificate's bytes end in it.
 fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, usize), String> {
     let cert_pem = read_pem(cert, "certificate")?;
     let split = cert_pem.len();
