@@ -338,6 +338,8 @@ impl Server {
     pub async fn run(self) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let workers = self.engine.start(stop_rx.clone()).await;
+        let reload = self.relay.as_ref().map(crate::relay::Relay::reload_now);
+        tokio::spawn(on_hangup(reload));
         let relay = self.relay.map(|r| tokio::spawn(r.run(stop_rx)));
         let served = serve(self.listener, self.router, self.limits, shutdown_signal()).await;
         let _ = stop_tx.send(true);
@@ -615,6 +617,28 @@ fn too_many_connections() -> Response {
         HeaderValue::from_static("nosniff"),
     );
     r
+}
+
+/// SIGHUP (`systemctl reload mailroom`, a certbot hook, an admin's habit)
+/// reads the relay's certificate files again at once; it used to end the
+/// server without a word. Options are read only at start, and the log
+/// says so.
+async fn on_hangup(relay: Option<Arc<tokio::sync::Notify>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match &relay {
+            Some(now) => {
+                tracing::info!("SIGHUP: reading the relay's TLS certificate files again now; other options take effect at a restart");
+                now.notify_one();
+            }
+            None => {
+                tracing::info!("SIGHUP: nothing to read again (the relay is off); options take effect at a restart");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -555,28 +555,24 @@ async fn generated_admin_token_and_data_dir_modes() {
     assert!(again.generated_token.is_none(), "printed only once");
 }
 
-#[tokio::test]
-async fn binary_prints_listening_lines_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--smtp-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
+/// The real binary as `mailroom serve`, given `command`'s options, its
+/// stdout read a line at a time, and all its stderr once it ends.
+type Spawned = (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    tokio::task::JoinHandle<Vec<u8>>,
+);
+
+fn spawn_serve(command: &mut tokio::process::Command) -> Spawned {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
         .env("MAILROOM_ADMIN_TOKEN", TOKEN)
-        .env("MAILROOM_SMTPS_LISTEN", "127.0.0.1:0")
-        .env_remove("NO_COLOR")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = child.stderr.take().unwrap();
     let log = tokio::spawn(async move {
         use tokio::io::AsyncReadExt;
@@ -584,6 +580,51 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
         let _ = stderr.read_to_end(&mut all).await;
         all
     });
+    (child, lines, log)
+}
+
+/// Stops a [`spawn_serve`]d server with SIGTERM, wants a clean exit, and
+/// returns its stderr.
+async fn stop_with_sigterm(
+    mut child: tokio::process::Child,
+    log: tokio::task::JoinHandle<Vec<u8>>,
+) -> Vec<u8> {
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM: {status}");
+    log.await.unwrap()
+}
+
+/// `mailroom serve` on port 0 for HTTP and the relay, in `data`.
+fn serve_command(data: &std::path::Path) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
+    c.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--smtp-listen",
+        "127.0.0.1:0",
+    ])
+    .arg("--data-dir")
+    .arg(data);
+    c
+}
+
+#[tokio::test]
+async fn binary_prints_listening_lines_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, mut lines, log) = spawn_serve(
+        serve_command(dir.path())
+            .env("MAILROOM_SMTPS_LISTEN", "127.0.0.1:0")
+            .env_remove("NO_COLOR"),
+    );
     let smtp = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .unwrap()
@@ -626,22 +667,98 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "graceful exit on SIGTERM: {status}");
+    let log = stop_with_sigterm(child, log).await;
     // The log, when it is not a terminal (systemd's journal, a file, docker),
     // has no colour codes: journalctl shows a line holding one as "[blob data]".
-    let log = log.await.unwrap();
     let text = String::from_utf8_lossy(&log);
     assert!(text.contains("INFO"), "{text}");
     assert!(!log.contains(&0x1b), "escape codes in the log: {text:?}");
+}
+
+/// A self-signed pair for localhost ending on 1 January of `year`, written
+/// to `cert` and `key`.
+fn write_pair(cert: &std::path::Path, key: &std::path::Path, year: i32) {
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(year, 1, 1);
+    std::fs::write(cert, params.self_signed(&pair).unwrap().pem()).unwrap();
+    std::fs::write(key, pair.serialize_pem()).unwrap();
+}
+
+/// SIGHUP (`systemctl reload mailroom`, a certbot hook) reads the relay's
+/// certificate files again at once, and the server goes on; before, it
+/// ended the server.
+#[tokio::test]
+async fn sighup_reads_the_relays_certificate_again_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("relay.crt"), dir.path().join("relay.key"));
+    write_pair(&cert, &key, 2031);
+    let (child, mut lines, log) = spawn_serve(
+        serve_command(&dir.path().join("data"))
+            .arg("--smtp-tls-cert")
+            .arg(&cert)
+            .arg("--smtp-tls-key")
+            .arg(&key),
+    );
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a listening line");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.to_string();
+        }
+    };
+    let http = reqwest::Client::new();
+    let metrics = || async {
+        http.get(format!("{url}/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
+    let series = |year: i32| {
+        let end = time::Date::from_calendar_date(year, time::Month::January, 1)
+            .unwrap()
+            .midnight()
+            .assume_utc()
+            .unix_timestamp();
+        format!(
+            "mailroom_relay_certificate_expiry_timestamp_seconds{{cert=\"{}\"}} {end}",
+            cert.display()
+        )
+    };
+    let started = std::time::Instant::now();
+    while !metrics().await.unwrap_or_default().contains(&series(2031)) {
+        assert!(started.elapsed() < Duration::from_secs(20), "no series");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Renewed on disk; read again on SIGHUP, not a minute later.
+    write_pair(&cert, &key, 2032);
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let now = metrics().await.expect("the server goes on after SIGHUP");
+        if now.contains(&series(2032)) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = String::from_utf8_lossy(&stop_with_sigterm(child, log).await).into_owned();
+    assert!(
+        text.contains("SIGHUP: reading the relay's TLS certificate files again now"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -118,6 +118,7 @@ fn the_package_holds_the_binary_the_unit_the_env_file_and_its_scripts() {
         "User=mailroom",
         "EnvironmentFile=/etc/mailroom/mailroom.env",
         "ExecStart=/usr/bin/mailroom serve",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "StateDirectory=mailroom",
         "NoNewPrivileges=yes",
         "LimitNOFILE=65536",

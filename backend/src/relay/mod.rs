@@ -159,9 +159,11 @@ pub struct Relay {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     per_address: Arc<crate::auth::PerAddress>,
-    /// The certificate, read again every `reload_every`.
+    /// The certificate, read again every `reload_every`, or at once when
+    /// `reload_now` is notified (SIGHUP).
     certs: Arc<tls::Reloading>,
     reload_every: Duration,
+    reload_now: Arc<tokio::sync::Notify>,
     max_per_address: usize,
     proxies: Vec<ipnet::IpNet>,
 }
@@ -187,6 +189,11 @@ impl Relay {
     /// Its TLS certificate.
     pub fn certs(&self) -> Arc<tls::Reloading> {
         self.certs.clone()
+    }
+
+    /// Notified to read the certificate files again at once.
+    pub fn reload_now(&self) -> Arc<tokio::sync::Notify> {
+        self.reload_now.clone()
     }
 
     /// Binds `--smtp-listen` and `--smtps-listen` (none when both are
@@ -233,6 +240,7 @@ impl Relay {
             per_address: Arc::default(),
             certs,
             reload_every: args.smtp_tls_reload_interval,
+            reload_now: Arc::default(),
             max_per_address: args.smtp_max_connections_per_ip.max(1) as usize,
             proxies: args.smtp_proxy_protocol.clone(),
         }))
@@ -244,6 +252,7 @@ impl Relay {
         tokio::spawn(tls::watch(
             self.certs.clone(),
             self.reload_every,
+            self.reload_now.clone(),
             self.shared.sending.metrics.clone(),
             stop.clone(),
         ));

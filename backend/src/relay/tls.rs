@@ -305,12 +305,14 @@ pub fn expiry_warning(path: &Path, not_after: i64, now: i64, soon: i64) -> Optio
 /// A certificate this close to its end is reported, once a day.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
 
-/// Reads the relay's certificate files again every `every`, so that a
+/// Reads the relay's certificate files again every `every` (and when `now`
+/// is notified), so that a
 /// renewed pair is served without a restart, and says at start, once a day
 /// and for each new pair when the one in use ends within [`EXPIRY_WARNING`].
 pub(super) async fn watch(
     certs: Arc<Reloading>,
     every: Duration,
+    now: Arc<tokio::sync::Notify>,
     metrics: Arc<crate::metrics::Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -333,6 +335,7 @@ pub(super) async fn watch(
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            _ = now.notified() => {}
             _ = stop.changed() => return,
         }
         let reading = certs.clone();
