@@ -22,6 +22,14 @@ pub trait Clock: Send + Sync + fmt::Debug {
     }
 }
 
+/// A moment given as Unix seconds, in RFC 3339; `None` out of range.
+pub fn rfc3339_at(unix: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

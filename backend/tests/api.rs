@@ -678,11 +678,7 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
 /// A self-signed pair for localhost ending on 1 January of `year`, written
 /// to `cert` and `key`.
 fn write_pair(cert: &std::path::Path, key: &std::path::Path, year: i32) {
-    let pair = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params.not_after = rcgen::date_time_ymd(year, 1, 1);
-    std::fs::write(cert, params.self_signed(&pair).unwrap().pem()).unwrap();
-    std::fs::write(key, pair.serialize_pem()).unwrap();
+    write_localhost_pair(cert, key, Some(rcgen::date_time_ymd(year, 1, 1)));
 }
 
 /// SIGHUP (`systemctl reload mailroom`, a certbot hook) reads the relay's

@@ -66,23 +66,8 @@ async fn put(server: &Running, settings: &mailroom_shared::Settings) -> (u16, Va
 }
 
 async fn download(server: &Running, which: &str) -> (u16, String, String) {
-    let r = server
-        .http
-        .get(format!(
-            "{}/api/settings/certificate.pem?which={which}",
-            server.url
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let disposition = r
-        .headers()
-        .get("content-disposition")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, disposition, r.text().await.unwrap())
+    let path = format!("/api/settings/certificate.pem?which={which}");
+    server.admin_text(&path, "content-disposition").await
 }
 
 fn der_of(pem: &str) -> Vec<u8> {

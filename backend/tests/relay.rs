@@ -463,20 +463,9 @@ async fn a_failed_starttls_is_logged_with_what_to_do() {
 
 /// The relay's certificate in use, as an admin downloads it for a device.
 async fn downloaded_certificate(server: &Running) -> (u16, String, String) {
-    let r = server
-        .http
-        .get(format!("{}/api/connection/certificate", server.url))
-        .bearer_auth(TOKEN)
-        .send()
+    server
+        .admin_text("/api/connection/certificate", "content-type")
         .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let kind = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, kind, r.text().await.unwrap())
 }
 
 /// A device that checks the relay's certificate must be given it: the
@@ -715,21 +704,6 @@ async fn the_per_address_limit_spans_both_ports_and_is_told_inside_tls() {
     );
 }
 
-/// A self-signed pair for localhost: (cert PEM, key PEM).
-fn localhost_pair() -> (String, String) {
-    localhost_pair_until(None)
-}
-
-/// [`localhost_pair`], ending at `end` when given.
-fn localhost_pair_until(end: Option<time::OffsetDateTime>) -> (String, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    if let Some(end) = end {
-        params.not_after = end;
-    }
-    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
-}
-
 /// Whether STARTTLS succeeds for a client that trusts only `pem`.
 async fn trusted_by(server: &Running, pem: &str) -> bool {
     let tls = TlsParameters::builder("localhost".into())
@@ -757,9 +731,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
         files.path().join("relay.crt"),
         files.path().join("relay.key"),
     );
-    let (old_cert, old_key) = localhost_pair();
-    std::fs::write(&cert, &old_cert).unwrap();
-    std::fs::write(&key, &old_key).unwrap();
+    let old_cert = write_localhost_pair(&cert, &key, None);
     let (_rig, server) = relay_rig(|a| {
         a.relay.smtp_tls_cert = Some(cert.clone());
         a.relay.smtp_tls_key = Some(key.clone());
@@ -767,10 +739,8 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     })
     .await;
     assert!(trusted_by(&server, &old_cert).await);
-    let (new_cert, new_key) =
-        localhost_pair_until(Some(time::macros::datetime!(2030-01-01 0:00 UTC)));
-    std::fs::write(&cert, &new_cert).unwrap();
-    std::fs::write(&key, &new_key).unwrap();
+    let end = time::macros::datetime!(2030-01-01 0:00 UTC);
+    let new_cert = write_localhost_pair(&cert, &key, Some(end));
     let started = Instant::now();
     while !trusted_by(&server, &new_cert).await {
         assert!(
@@ -788,7 +758,7 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     assert!(server.metrics().await.contains(&series), "{series}");
     assert_eq!(downloaded_certificate(&server).await.2, new_cert);
     // The certificate renewed, its key not yet: the pair in use stays.
-    let (half, _) = localhost_pair();
+    let (half, _) = localhost_pair(None);
     std::fs::write(&cert, &half).unwrap();
     let text = logged(&log, "do not load").await;
     assert!(text.contains("do not make a usable pair"), "{text}");
@@ -809,9 +779,7 @@ async fn a_relay_certificate_near_its_end_is_reported_at_start() {
         files.path().join("ending.key"),
     );
     let end = time::OffsetDateTime::now_utc() + time::Duration::days(5);
-    let (pem, private) = localhost_pair_until(Some(end));
-    std::fs::write(&cert, &pem).unwrap();
-    std::fs::write(&key, &private).unwrap();
+    write_localhost_pair(&cert, &key, Some(end));
     let (_rig, _server) = relay_rig(|a| {
         a.relay.smtp_tls_cert = Some(cert.clone());
         a.relay.smtp_tls_key = Some(key.clone());

@@ -265,13 +265,7 @@ impl Engine {
         let waiting = claimed.split_off(fit);
         if let (Some(until), false) = (next, waiting.is_empty()) {
             let limit = limit.unwrap_or_default();
-            let when = time::OffsetDateTime::from_unix_timestamp(until)
-                .ok()
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .unwrap_or_default();
+            let when = crate::clock::rfc3339_at(until).unwrap_or_default();
             let text = format!(
                 "This profile reached its limit of {limit} recipients in 24 hours; the message waits until {when}, when the rolling window allows it (nothing fails for it)."
             );

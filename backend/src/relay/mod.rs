@@ -370,27 +370,24 @@ impl Relay {
 /// connection closes without a word.
 async fn refuse(shared: &Shared, stream: TcpStream, implicit: bool, code: &str, text: &str) {
     let line = format!("{code} {} {text}\r\n", shared.hostname);
-    let _turn = if implicit {
-        match shared.tls_refusals.clone().try_acquire_owned() {
-            Ok(turn) => Some(turn),
-            Err(_) => return,
+    let said = async {
+        if !implicit {
+            return say(stream, &line).await;
         }
-    } else {
-        None
+        let Ok(_turn) = shared.tls_refusals.clone().try_acquire_owned() else {
+            return;
+        };
+        if let Ok(tls) = shared.tls.accept(stream).await {
+            say(tls, &line).await;
+        }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        if implicit {
-            if let Ok(mut tls) = shared.tls.accept(stream).await {
-                let _ = tls.write_all(line.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            }
-        } else {
-            let mut stream = stream;
-            let _ = stream.write_all(line.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        }
-    })
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), said).await;
+}
+
+/// Writes `line` and closes.
+async fn say(mut io: impl tokio::io::AsyncWrite + Unpin, line: &str) {
+    let _ = io.write_all(line.as_bytes()).await;
+    let _ = io.shutdown().await;
 }
 
 /// Binds one of the relay's listeners, unless it is `off`.
@@ -433,13 +430,16 @@ mod tests {
 
     #[test]
     fn a_refused_low_port_names_the_capability_and_another_port_does_not() {
-        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
-        let low = listen_error(
-            &denied,
-            "0.0.0.0:465".parse().unwrap(),
-            "SMTPS",
-            "--smtps-listen",
-        );
+        use std::io::ErrorKind::{AddrInUse, PermissionDenied};
+        let error = |kind, at: &str, what, option| {
+            listen_error(
+                &std::io::Error::from(kind),
+                at.parse().unwrap(),
+                what,
+                option,
+            )
+        };
+        let low = error(PermissionDenied, "0.0.0.0:465", "SMTPS", "--smtps-listen");
         assert!(
             low.starts_with("cannot listen for SMTPS on 0.0.0.0:465: "),
             "{low}"
@@ -452,20 +452,9 @@ mod tests {
             low.contains("give --smtps-listen a port from 1024 up"),
             "{low}"
         );
-        let high = listen_error(
-            &denied,
-            "0.0.0.0:2525".parse().unwrap(),
-            "SMTP",
-            "--smtp-listen",
-        );
+        let high = error(PermissionDenied, "0.0.0.0:2525", "SMTP", "--smtp-listen");
         assert!(!high.contains("CAP_NET_BIND_SERVICE"), "{high}");
-        let taken = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-        let busy = listen_error(
-            &taken,
-            "0.0.0.0:465".parse().unwrap(),
-            "SMTPS",
-            "--smtps-listen",
-        );
+        let busy = error(AddrInUse, "0.0.0.0:465", "SMTPS", "--smtps-listen");
         assert!(
             busy.ends_with("(choose another --smtps-listen, or `off`)"),
             "{busy}"

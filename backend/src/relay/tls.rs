@@ -283,13 +283,7 @@ pub fn expiry_warning(path: &Path, not_after: i64, now: i64, soon: i64) -> Optio
     if left > soon {
         return None;
     }
-    let date = time::OffsetDateTime::from_unix_timestamp(not_after)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| not_after.to_string());
+    let date = crate::clock::rfc3339_at(not_after).unwrap_or_else(|| not_after.to_string());
     let renew = "renew it and write the new pair over the same files: the relay reads them again within a minute, without a restart";
     Some(if left <= 0 {
         format!("the relay's TLS certificate {} expired on {date}: devices that check certificates refuse its TLS; {renew}", path.display())

@@ -329,12 +329,7 @@ impl Webhooks {
             }
             announced.insert(key, until);
         }
-        let until = time::OffsetDateTime::from_unix_timestamp(until)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            });
+        let until = crate::clock::rfc3339_at(until);
         let mut data = json!({"limit": limit, "value": value, "until": until});
         data[who.0] = json!(who.1);
         self.emit("quota.reached", data).await;

@@ -25,6 +25,25 @@ pub use mailroom_shared::fixtures::{
     billing, mailer, CLIENT, CLIENT_B, SECRET, SECRET_B, TENANT, TENANT_B,
 };
 
+/// A self-signed pair for localhost, as a relay certificate: (cert PEM,
+/// key PEM), ending at `end` (rcgen's default when `None`).
+pub fn localhost_pair(end: Option<time::OffsetDateTime>) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    if let Some(end) = end {
+        params.not_after = end;
+    }
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+/// A [`localhost_pair`] written to `cert` and `key`; returns the cert PEM.
+pub fn write_localhost_pair(cert: &Path, key: &Path, end: Option<time::OffsetDateTime>) -> String {
+    let (pem, private) = localhost_pair(end);
+    std::fs::write(cert, &pem).unwrap();
+    std::fs::write(key, private).unwrap();
+    pem
+}
+
 pub fn args(dir: &Path, test: TestArgs) -> ServeArgs {
     ServeArgs {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -101,6 +101,25 @@ impl Running {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET path` as the admin, for an answer that is not JSON: its
+    /// status, the value of `header` ("" without it) and its text.
+    pub async fn admin_text(&self, path: &str, header: &str) -> (u16, String, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let value = r
+            .headers()
+            .get(header)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, value, r.text().await.unwrap())
+    }
+
     pub async fn save(&self, settings: &Settings) {
         let (_, current) = self
             .admin(reqwest::Method::GET, "/api/settings", None)
