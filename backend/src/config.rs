@@ -538,6 +538,38 @@ pub struct CheckArgs {
 mod tests {
     use super::*;
 
+    /// `--smtps-listen` takes an address and port or `off`; anything else
+    /// (a bare port, a port out of range, a line break inside, a host name)
+    /// stops the start with the option named and an example.
+    #[test]
+    fn a_listen_address_is_read_or_refused_naming_the_option() {
+        assert_eq!(parse_smtps_listen(" OFF "), Ok(SmtpListen::Off));
+        assert_eq!(
+            parse_smtps_listen("[::]:465"),
+            Ok(SmtpListen::On("[::]:465".parse().unwrap()))
+        );
+        for bad in [
+            "465",
+            "0.0.0.0:70000",
+            "0.0.0.0:4\n65",
+            "relay.contoso.com:465",
+            "",
+        ] {
+            let e = parse_smtps_listen(bad).unwrap_err();
+            assert!(
+                e.ends_with("is not an address and port like 0.0.0.0:465 (or `off`)"),
+                "{e}"
+            );
+        }
+        let e = Cli::try_parse_from(["mailroom", "serve", "--smtps-listen", "465"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--smtps-listen") && e.contains("like 0.0.0.0:465"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_number_per_duration_is_read_or_refused_in_words() {
         use std::time::Duration;

@@ -687,6 +687,14 @@ async fn a_proxy_header_comes_before_implicit_tls() {
         ehlo.starts_with("250-localhost Hello printer [203.0.113.7]"),
         "{ehlo}"
     );
+    // Twelve bytes that are no PROXY header: refused inside TLS, named.
+    let mut w = tls_wire_after(&server, b"NOT A HEADER").await;
+    let refused = tls_reply(&mut w).await;
+    assert!(
+        refused.starts_with("421 4.7.0 localhost Malformed PROXY protocol header"),
+        "{refused}"
+    );
+    assert_eq!(tls_reply(&mut w).await, "", "closed");
 }
 
 /// The per-address limit counts both ports, and the implicit TLS port's
