@@ -50,6 +50,9 @@ pub struct AppState {
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Room for messages being received (HTTP and the relay together).
     pub intake: crate::intake::Budget,
+    /// This server's name (`--smtp-hostname`, else the machine's), in the
+    /// relay's greeting and every message's `Received` field.
+    pub hostname: Arc<str>,
 }
 
 impl FromRef<AppState> for MetricsState {
@@ -83,6 +86,7 @@ impl FromRef<AppState> for Sending {
             budget: state.intake.clone(),
             metrics: state.metrics.clone(),
             webhooks: state.webhooks.clone(),
+            hostname: state.hostname.clone(),
         }
     }
 }
@@ -380,6 +384,7 @@ impl AppState {
             connection: Arc::default(),
             relay_certs: None,
             trusted_proxies: Arc::new(args.trusted_proxies.clone()),
+            hostname: crate::relay::hostname(&args.relay).into(),
             auth: Arc::new(AdminAuth::new(
                 &token.token,
                 public_origin,

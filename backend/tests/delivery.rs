@@ -665,6 +665,58 @@ async fn a_raw_message_keeps_its_headers_loses_bcc_and_gains_a_message_id() {
         .contains("allowed_from"));
 }
 
+/// RFC 5321 4.4: a message sent over HTTP (JSON or whole) gets a
+/// `Received` field at its top naming the client's address (behind a
+/// trusted proxy, the one it vouched for), this server, `HTTP` and the id.
+#[tokio::test]
+async fn a_message_over_http_gets_a_received_field_naming_the_client_and_its_id() {
+    let (rig, server) = saved_rig(|a| {
+        a.relay.smtp_hostname = Some("mailroom.contoso.test".into());
+        a.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let (_, key) = server.new_app(json!({"name": "Billing"})).await;
+    let to = addr("a", "example.org");
+    let top = |data: &str| data.split_once(";\r\n\t").unwrap().0.to_string();
+    let (status, q) = server
+        .submit(&key, &mail(std::slice::from_ref(&to), "json"))
+        .await;
+    assert_eq!(status, 202, "{q}");
+    let id = q["id"].as_str().unwrap().to_string();
+    server.wait_status(&id, "sent").await;
+    let got = rig.smtp.messages()[0].data.clone();
+    assert_eq!(
+        top(&got),
+        format!("Received: from [127.0.0.1] ([127.0.0.1])\r\n\tby mailroom.contoso.test (Mailroom) with HTTP id {id}")
+    );
+    assert_eq!(got.matches("Received: ").count(), 1, "{got}");
+    // Behind the trusted proxy: the client it names.
+    let raw = format!(
+        "From: {}\r\nTo: {to}\r\nSubject: raw\r\n\r\nx\r\n",
+        mailer()
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/messages", server.url))
+        .bearer_auth(&key)
+        .header("content-type", "message/rfc822")
+        .header("x-forwarded-for", "2001:db8::7")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.wait_status(&id, "sent").await;
+    let got = rig.smtp.messages()[1].data.clone();
+    assert_eq!(
+        top(&got),
+        format!("Received: from [IPv6:2001:db8::7] ([IPv6:2001:db8::7])\r\n\tby mailroom.contoso.test (Mailroom) with HTTP id {id}")
+    );
+}
+
 #[tokio::test]
 async fn rewrite_from_sends_as_the_settings_sender_with_the_original_in_reply_to() {
     let (rig, server, _) = sending_rig().await;

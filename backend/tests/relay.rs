@@ -989,6 +989,118 @@ async fn a_trusted_network_sends_without_auth_and_is_named_as_the_source() {
     );
 }
 
+/// The field at the top of a relayed message, up to its date.
+fn received_of(data: &str) -> &str {
+    assert!(data.starts_with("Received: from "), "{data}");
+    let end = data.find(";\r\n\t").expect("the field's date");
+    &data[..end]
+}
+
+/// RFC 5321 4.4: the relay writes a `Received` field at the top of each
+/// message, naming the device (its EHLO name and address), the relay, the
+/// protocol (RFC 3848) and the message's id; a hostile EHLO name cannot
+/// add a line or forge the comment.
+#[tokio::test]
+async fn each_relayed_message_gets_a_received_field_naming_the_device_and_its_id() {
+    use lettre::transport::smtp::extension::ClientId;
+    let (rig, server) = relay_rig(|a| {
+        a.relay.smtp_hostname = Some("relay.contoso.test".into());
+        a.relay.smtp_trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let (app, key) = server.new_app(json!({"name": "Scanner"})).await;
+    let pem = std::fs::read(server.data.join("smtp-tls-cert.pem")).expect("generated cert");
+    let tls = TlsParameters::builder("relay.contoso.test".into())
+        .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+        .build_rustls()
+        .unwrap();
+    let scanner = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+        .port(smtp(&server).port())
+        .tls(Tls::Required(tls))
+        .hello_name(ClientId::Domain("scanner-3.contoso.local".into()))
+        .credentials(Credentials::new(app.clone(), key.clone()))
+        .authentication(vec![Mechanism::Plain])
+        .build();
+    // A message that already crossed a hop keeps that hop's field, below.
+    let earlier = "Received: from app01 by mx.fabrikam.example; Fri, 4 Dec 2026 10:00:00 +0000";
+    let raw = format!(
+        "{earlier}\r\nFrom: {}\r\nTo: {}\r\nSubject: scan\r\n\r\npage\r\n",
+        mailer(),
+        addr("a", "example.org")
+    );
+    let envelope = lettre::address::Envelope::new(
+        Some(mailer().parse().unwrap()),
+        vec![addr("a", "example.org").parse().unwrap()],
+    )
+    .unwrap();
+    let reply = scanner.send_raw(&envelope, raw.as_bytes()).await.unwrap();
+    let id = queued_id(&reply);
+    server.wait_status(&id, "sent").await;
+    let got = rig.smtp.messages()[0].data.clone();
+    assert_eq!(
+        received_of(&got),
+        format!("Received: from scanner-3.contoso.local ([127.0.0.1])\r\n\tby relay.contoso.test (Mailroom) with ESMTPSA id {id}")
+    );
+    assert_eq!(got.matches("\r\nReceived: ").count(), 1, "{got}");
+    let (_, after) = got.split_once(";\r\n\t").unwrap();
+    let (date, rest) = after.split_once("\r\n").unwrap();
+    assert!(
+        time::OffsetDateTime::parse(date, &time::format_description::well_known::Rfc2822).is_ok(),
+        "{date}"
+    );
+    assert!(
+        rest.starts_with(earlier),
+        "the earlier hop stays below: {rest}"
+    );
+
+    // A printer on the trusted network, in plain text and without AUTH;
+    // then one that says HELO, and one whose name would break the field.
+    for (hello, want) in [
+        (
+            "EHLO printer-2",
+            "from printer-2 ([127.0.0.1])\r\n\tby relay.contoso.test (Mailroom) with ESMTP id",
+        ),
+        (
+            "HELO printer-2",
+            "from printer-2 ([127.0.0.1])\r\n\tby relay.contoso.test (Mailroom) with SMTP id",
+        ),
+        (
+            "EHLO x)\tby forged.example (Mailroom",
+            "from unknown ([127.0.0.1])\r\n\tby relay.contoso.test (Mailroom) with ESMTP id",
+        ),
+    ] {
+        let (mut w, _) = Wire::connect(smtp(&server)).await;
+        assert!(w.command(hello).await.starts_with("250"), "{hello}");
+        w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+        w.command(&format!("RCPT TO:<{}>", addr("a", "example.org")))
+            .await;
+        assert!(w.command("DATA").await.starts_with("354"));
+        let r = w
+            .command(&format!(
+                "From: {}\r\nSubject: {hello}\r\n\r\nx\r\n.",
+                mailer()
+            ))
+            .await;
+        assert!(r.starts_with("250"), "{r}");
+        let id = r
+            .split_whitespace()
+            .find(|w| w.starts_with("msg_"))
+            .unwrap();
+        server.wait_status(id, "sent").await;
+        let got = rig
+            .smtp
+            .messages()
+            .into_iter()
+            .find(|m| m.data.contains(&format!("Subject: {hello}")))
+            .unwrap();
+        assert_eq!(
+            received_of(&got.data),
+            format!("Received: {want} {id}"),
+            "{hello}"
+        );
+    }
+}
+
 /// A web page can make a browser on a trusted network POST to the relay's
 /// port (2525 is not on browsers' list of blocked ports), with SMTP
 /// commands in the body: a request line ends the session before any of them.

@@ -116,7 +116,13 @@ async fn submit(
     if built.body.len() as u64 > s.max_message_size {
         return Err(AppError::message_too_large(s.max_message_size));
     }
-    let enqueued = s.accept(Some(&app), None, built, idempotency_key).await?;
+    let trace = intake::Trace {
+        peer: ip,
+        via: intake::Via::Http,
+    };
+    let enqueued = s
+        .accept(Some(&app), None, built, idempotency_key, &trace)
+        .await?;
     match enqueued {
         Enqueued::New(id) => {
             tracing::info!(%id, app = %app.id, "message queued");

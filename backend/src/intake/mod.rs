@@ -20,10 +20,12 @@
 pub mod accept;
 pub mod budget;
 pub mod json;
+pub mod trace;
 
 pub use accept::Sending;
 pub use budget::Budget;
 use lettre::message::Mailbox;
+pub use trace::{Trace, Via};
 
 use crate::error::short;
 use mail_parser::{HeaderName, HeaderValue, MessageParser};

@@ -31,7 +31,7 @@ impl Session {
         }
         match request {
             Request::Ehlo { host } => {
-                self.helo = true;
+                self.helo = Some((host.clone(), true));
                 self.tx = None;
                 let mut ehlo = EhloResponse::new(self.hostname());
                 ehlo.capabilities = smtp_proto::EXT_PIPELINING
@@ -57,8 +57,8 @@ impl Session {
                 self.out.extend_from_slice(&reply[rest..]);
                 Flow::Go
             }
-            Request::Helo { .. } | Request::Lhlo { .. } => {
-                self.helo = true;
+            Request::Helo { host } | Request::Lhlo { host } => {
+                self.helo = Some((host, false));
                 self.tx = None;
                 let text = format!("250 {}\r\n", self.hostname());
                 self.out.extend_from_slice(text.as_bytes());
@@ -198,7 +198,7 @@ impl Session {
     }
 
     pub(super) async fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Flow {
-        if !self.helo {
+        if self.helo.is_none() {
             return self.out_of_sequence("Send EHLO first");
         }
         if self.tx.is_some() {
@@ -403,7 +403,7 @@ impl Session {
         match self
             .shared
             .sending
-            .accept(app.as_deref(), source, built, None)
+            .accept(app.as_deref(), source, built, None, &self.trace())
             .await
         {
             Ok(Enqueued::Limited(hit)) => {

@@ -173,9 +173,18 @@ pub fn may_auth(tls: bool, peer: std::net::IpAddr) -> bool {
     tls || peer.to_canonical().is_loopback()
 }
 
-/// This machine's name, for the greeting when `--smtp-hostname` is not set.
-/// This machine's name, if it is a host name the greeting can carry (a
-/// container's may not be), else `localhost`.
+/// The relay's name, and this server's in every message's `Received`
+/// field: `--smtp-hostname`, else the machine's.
+pub fn hostname(args: &RelayArgs) -> String {
+    args.smtp_hostname
+        .clone()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(machine_hostname)
+}
+
+/// This machine's name, for the greeting when `--smtp-hostname` is not set,
+/// if it is a host name the greeting can carry (a container's may not be),
+/// else `localhost`.
 fn machine_hostname() -> String {
     hostname::get()
         .ok()
@@ -206,11 +215,7 @@ impl Relay {
         if args.smtp_listen == SmtpListen::Off && args.smtps_listen == SmtpListen::Off {
             return Ok(None);
         }
-        let hostname = args
-            .smtp_hostname
-            .clone()
-            .filter(|h| !h.trim().is_empty())
-            .unwrap_or_else(machine_hostname);
+        let hostname = hostname(args);
         let (tls, certs) = tls::acceptor(args, data_dir, &hostname).map_err(StartError)?;
         let listener = listen(args.smtp_listen, "SMTP", "--smtp-listen").await?;
         let smtps_listener = listen(args.smtps_listen, "SMTPS", "--smtps-listen").await?;

@@ -94,7 +94,8 @@ pub(super) struct Session {
     pub(super) shared: Arc<Shared>,
     pub(super) peer: IpAddr,
     pub(super) tls: bool,
-    pub(super) helo: bool,
+    /// The name the client gave in EHLO or HELO, and whether it was EHLO.
+    pub(super) helo: Option<(String, bool)>,
     pub(super) app: Option<App>,
     pub(super) tx: Option<Transaction>,
     pub(super) mode: Mode,
@@ -137,7 +138,7 @@ pub(super) async fn serve(
         shared: shared.clone(),
         peer,
         tls: false,
-        helo: false,
+        helo: None,
         app: None,
         tx: None,
         mode: Mode::Command,
@@ -182,7 +183,7 @@ pub(super) async fn serve(
     };
     // RFC 3207: forget what was said before TLS.
     s.tls = true;
-    s.helo = false;
+    s.helo = None;
     s.app = None;
     s.tx = None;
     s.mode = Mode::Command;
@@ -361,6 +362,20 @@ impl Session {
         self.shared.hostname.clone()
     }
 
+    /// How this session's message came, for its `Received` field.
+    pub(super) fn trace(&self) -> crate::intake::Trace {
+        let (name, extended) = self.helo.clone().unzip();
+        crate::intake::Trace {
+            peer: self.peer,
+            via: crate::intake::Via::Smtp {
+                name,
+                extended: extended.unwrap_or(false),
+                tls: self.tls,
+                auth: self.app.is_some(),
+            },
+        }
+    }
+
     /// Writes the gathered replies; a client that does not read them within
     /// the write timeout loses the connection (docs/API.md §11).
     async fn flush<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> bool {
@@ -466,7 +481,7 @@ impl Session {
                 let _ = socket.set_tcp_quickack(true);
             }
             let mut bytes = buf[..n].iter();
-            if !self.tls && !self.helo && self.commands == 0 && is_tls_hello(&buf[..n]) {
+            if !self.tls && self.helo.is_none() && self.commands == 0 && is_tls_hello(&buf[..n]) {
                 // No reply: the client reads only TLS now, and would call
                 // any text a bad TLS record. The log says what to change.
                 tracing::warn!(peer = %self.peer, reason = TLS_ON_STARTTLS, "relay: TLS without STARTTLS");
