@@ -31,6 +31,9 @@ pub enum AppError {
     Conflict(String),
     /// A body over a limit, the message naming which: 413.
     TooLarge(String),
+    /// A body that did not arrive within `--http-request-timeout`: 408 and
+    /// the connection closed; nothing was done, so the client sends again.
+    TooSlow(String),
     /// A body of a type the route does not take: 415, saying which it takes.
     UnsupportedMediaType(&'static str),
     /// Input that is not valid: 422 with per-field messages.
@@ -74,17 +77,21 @@ impl AppError {
         AppError::NotFound(format!("There is no {kind} “{}”.", short(id)))
     }
 
-    /// A body that could not be read: 400, saying when it was too slow.
+    /// A body that could not be read: 400, or 408 when it was too slow (a
+    /// slow link, not a bad request: `mailroom sendmail` exits 75 on it, so
+    /// its caller tries again, where a 400 is 65 and the message is given up).
     pub fn unreadable_body(rejection: &axum::extract::rejection::BytesRejection) -> Self {
-        let message = match crate::server::body_too_slow(rejection) {
+        match crate::server::body_too_slow(rejection) {
             Some(limit) => {
                 let secs = limit.as_secs();
                 let unit = if secs == 1 { "second" } else { "seconds" };
-                format!("The request body did not arrive within {secs} {unit} (--http-request-timeout); nothing was done. Send it again, or raise the timeout for slow links.")
+                AppError::TooSlow(format!("The request body did not arrive within {secs} {unit} (--http-request-timeout); nothing was done. Send it again, or raise the timeout for slow links."))
             }
-            None => "The request body could not be read.".into(),
-        };
-        AppError::BadRequest(message, FieldMessages::new())
+            None => AppError::BadRequest(
+                "The request body could not be read.".into(),
+                FieldMessages::new(),
+            ),
+        }
     }
 
     /// An unknown API route: 404.
@@ -148,6 +155,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -261,7 +269,8 @@ impl IntoResponse for AppError {
             | AppError::Forbidden(m)
             | AppError::NotFound(m)
             | AppError::Conflict(m)
-            | AppError::TooLarge(m) => plain(m),
+            | AppError::TooLarge(m)
+            | AppError::TooSlow(m) => plain(m),
             AppError::UnsupportedMediaType(m) => plain(m.into()),
             AppError::TooMany {
                 message,
@@ -282,6 +291,13 @@ impl IntoResponse for AppError {
             }
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // RFC 9110 15.5.9: the rest of the body may still come; the
+            // connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(secs) = retry {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -602,5 +602,7 @@ mod tests {
         assert_eq!(outcome(413, "{}").0, 69);
         assert_eq!(outcome(503, "{}").0, 75);
         assert_eq!(outcome(429, "{}").0, 75);
+        // A body the server did not get in time: the link, not the message.
+        assert_eq!(outcome(408, "{}").0, 75);
     }
 }
