@@ -989,6 +989,45 @@ async fn a_trusted_network_sends_without_auth_and_is_named_as_the_source() {
     );
 }
 
+/// RFC 6531: the relay offers SMTPUTF8 (as `sendmail -bs` does), so a
+/// client that checks for it (lettre, Python's smtplib) can send to an
+/// address beyond ASCII; delivery passes it on with SMTPUTF8 upstream.
+#[tokio::test]
+async fn an_address_beyond_ascii_goes_through_the_relay_with_smtputf8() {
+    let (rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Scanner"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    let ehlo = w.command("EHLO client").await;
+    assert!(ehlo.contains("250-SMTPUTF8\r\n"), "{ehlo}");
+    let jorg = addr("j\u{f6}rg", "example.org");
+    let reply = client(&server, Some((&app, &key)), Mechanism::Plain)
+        .send(message(
+            &mailer(),
+            std::slice::from_ref(&jorg),
+            "f\u{fc}r J\u{f6}rg",
+            "Gr\u{fc}\u{df}e",
+        ))
+        .await
+        .expect("the relay takes an address beyond ASCII");
+    let id = queued_id(&reply);
+    let m = server.wait_status(&id, "sent").await;
+    assert_eq!(m["recipients"][0]["address"], jorg.as_str(), "{m}");
+    wait_received(&rig, 1).await;
+    let got = &rig.smtp.messages()[0];
+    assert_eq!(got.rcpt_to, vec![jorg.clone()]);
+    assert!(
+        got.mail_params.iter().any(|p| p == "SMTPUTF8"),
+        "{:?}",
+        got.mail_params
+    );
+    // RFC 6531 3.7.3: its Received field says so.
+    assert!(
+        received_of(&got.data).ends_with(&format!(" with UTF8SMTPSA id {id}")),
+        "{}",
+        got.data
+    );
+}
+
 /// The field at the top of a relayed message, up to its date.
 fn received_of(data: &str) -> &str {
     assert!(data.starts_with("Received: from "), "{data}");

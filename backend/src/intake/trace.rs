@@ -22,13 +22,14 @@ pub struct Trace {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Via {
     /// The relay: the name the client gave (`None` before any), whether it
-    /// said EHLO, whether the session was in TLS and whether it
-    /// authenticated.
+    /// said EHLO, whether the session was in TLS, whether it authenticated,
+    /// and whether its MAIL FROM said `SMTPUTF8`.
     Smtp {
         name: Option<String>,
         extended: bool,
         tls: bool,
         auth: bool,
+        utf8: bool,
     },
     /// `POST /api/messages`, `mailroom sendmail` included.
     Http,
@@ -51,18 +52,24 @@ impl Trace {
                 extended,
                 tls,
                 auth,
+                utf8,
             } => {
                 let name = name
                     .as_deref()
                     .filter(|n| is_client_name(n))
                     .unwrap_or("unknown");
-                // RFC 3848: S for TLS, A for AUTH; both are ESMTP's.
-                let protocol = match (*extended || *tls || *auth, *tls, *auth) {
+                // RFC 3848: S for TLS, A for AUTH; both are ESMTP's. RFC
+                // 6531 3.7.3: UTF8SMTP and its kin when SMTPUTF8 was used.
+                let protocol = match (*extended || *tls || *auth || *utf8, *tls, *auth, *utf8) {
                     (false, ..) => "SMTP",
-                    (true, false, false) => "ESMTP",
-                    (true, true, false) => "ESMTPS",
-                    (true, false, true) => "ESMTPA",
-                    (true, true, true) => "ESMTPSA",
+                    (true, false, false, false) => "ESMTP",
+                    (true, true, false, false) => "ESMTPS",
+                    (true, false, true, false) => "ESMTPA",
+                    (true, true, true, false) => "ESMTPSA",
+                    (true, false, false, true) => "UTF8SMTP",
+                    (true, true, false, true) => "UTF8SMTPS",
+                    (true, false, true, true) => "UTF8SMTPA",
+                    (true, true, true, true) => "UTF8SMTPSA",
                 };
                 (name.to_string(), protocol)
             }
@@ -119,6 +126,7 @@ mod tests {
                 extended,
                 tls,
                 auth,
+                utf8: false,
             },
         }
     }
@@ -157,6 +165,18 @@ mod tests {
         assert_eq!(with(true, true, true), "ESMTPSA");
         // TLS and AUTH are extensions: a HELO client that used them spoke ESMTP.
         assert_eq!(with(false, true, true), "ESMTPSA");
+        // RFC 6531's names when MAIL FROM said SMTPUTF8.
+        let utf8 = |tls, auth| {
+            let mut t = relay(Some("printer"), true, tls, auth);
+            if let Via::Smtp { utf8, .. } = &mut t.via {
+                *utf8 = true;
+            }
+            t.field("msg_1", "h", DATE)
+        };
+        assert!(utf8(false, false).contains(" with UTF8SMTP id "));
+        assert!(utf8(true, false).contains(" with UTF8SMTPS id "));
+        assert!(utf8(false, true).contains(" with UTF8SMTPA id "));
+        assert!(utf8(true, true).contains(" with UTF8SMTPSA id "));
     }
 
     #[test]

@@ -37,7 +37,11 @@ impl Session {
                 ehlo.capabilities = smtp_proto::EXT_PIPELINING
                     | smtp_proto::EXT_SIZE
                     | smtp_proto::EXT_8BIT_MIME
-                    | smtp_proto::EXT_ENHANCED_STATUS_CODES;
+                    | smtp_proto::EXT_ENHANCED_STATUS_CODES
+                    // RFC 6531, as `sendmail -bs` offers it: without it,
+                    // clients that check (lettre, smtplib) refuse to send to
+                    // an address beyond ASCII, which intake and delivery take.
+                    | smtp_proto::EXT_SMTP_UTF8;
                 ehlo.size = self.shared.sending.max_message_size as usize;
                 if !self.tls {
                     ehlo.capabilities |= smtp_proto::EXT_START_TLS;
@@ -255,6 +259,7 @@ impl Session {
             sender,
             from: from.address,
             rcpts: Vec::new(),
+            utf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
         });
         self.reply(250, "2.1.0", "Ok");
         Flow::Go
@@ -403,7 +408,7 @@ impl Session {
         match self
             .shared
             .sending
-            .accept(app.as_deref(), source, built, None, &self.trace())
+            .accept(app.as_deref(), source, built, None, &self.trace(tx.utf8))
             .await
         {
             Ok(Enqueued::Limited(hit)) => {

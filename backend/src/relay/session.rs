@@ -39,6 +39,8 @@ pub(super) struct Transaction {
     pub(super) sender: Sender,
     pub(super) from: String,
     pub(super) rcpts: Vec<String>,
+    /// MAIL FROM carried `SMTPUTF8` (RFC 6531).
+    pub(super) utf8: bool,
 }
 
 /// What the session is reading.
@@ -362,8 +364,9 @@ impl Session {
         self.shared.hostname.clone()
     }
 
-    /// How this session's message came, for its `Received` field.
-    pub(super) fn trace(&self) -> crate::intake::Trace {
+    /// How this session's message came (`utf8`: its MAIL FROM said
+    /// `SMTPUTF8`), for its `Received` field.
+    pub(super) fn trace(&self, utf8: bool) -> crate::intake::Trace {
         let (name, extended) = self.helo.clone().unzip();
         crate::intake::Trace {
             peer: self.peer,
@@ -372,6 +375,7 @@ impl Session {
                 extended: extended.unwrap_or(false),
                 tls: self.tls,
                 auth: self.app.is_some(),
+                utf8,
             },
         }
     }
