@@ -858,6 +858,67 @@ async fn a_waiting_burst_goes_out_over_every_connection() {
     );
 }
 
+/// Exchange's own daily-limit reply over SMTP (docs/API.md §15: "SMTP
+/// `5.2.2`/`SubmissionQuotaExceeded` … treated the same way" as a profile's
+/// `recipients_per_day`): the message waits (deferred, code `quota`, no
+/// attempt added), `quota.reached` is counted, and delivery is not paused.
+/// A sender-level refusal of every recipient at RCPT (Exchange's `5.1.8`
+/// for a mailbox it blocked) pauses delivery, as at MAIL FROM; before, it
+/// failed the message.
+#[tokio::test]
+async fn exchanges_daily_limit_over_smtp_is_a_quota_wait_and_a_blocked_sender_pauses() {
+    let (rig, server, key) = sending_rig().await;
+    let to = addr("a", "example.org");
+    rig.smtp.configure(|c| {
+        c.data_reply = Some("554 5.2.2 mailbox full; STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message due to a permanent exception with message Cannot submit message.".into())
+    });
+    let (_, q) = server
+        .submit(&key, &mail(std::slice::from_ref(&to), "quota"))
+        .await;
+    let waiting = server
+        .wait_status(q["id"].as_str().unwrap(), "deferred")
+        .await;
+    assert_eq!(waiting["last_error"]["code"], "quota", "{waiting}");
+    assert_eq!(waiting["attempt_count"], 0, "{waiting}");
+    let said = waiting["last_error"]["message"].as_str().unwrap();
+    assert!(
+        said.contains("SubmissionQuotaExceeded") && said.contains("daily sending limit"),
+        "{waiting}"
+    );
+    assert!(server.queue().await["paused"].is_null(), "not a pause");
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("mailroom_quota_reached_total{profile=\"default\"} 1"),
+        "{metrics}"
+    );
+
+    // Every recipient refused at RCPT for who sends: a pause with the fix,
+    // and the message kept.
+    rig.smtp.configure(|c| {
+        c.data_reply = None;
+        c.rcpt_replies.insert(
+            addr("b", "example.org"),
+            "550 5.1.8 Access denied, bad outbound sender".into(),
+        );
+    });
+    let (_, q) = server
+        .submit(&key, &mail(&[addr("b", "example.org")], "blocked"))
+        .await;
+    let paused = server.wait_paused(1).await;
+    assert_eq!(paused["paused"]["code"], "5.1.8", "{paused}");
+    assert!(
+        paused["paused"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Restricted entities"),
+        "{paused}"
+    );
+    assert_eq!(
+        server.message(q["id"].as_str().unwrap()).await["status"],
+        "queued"
+    );
+}
+
 /// An address beyond ASCII (RFC 6531) goes with MAIL FROM's `SMTPUTF8` where
 /// the server offers it, as Exchange Online does; where it does not, a
 /// domain beyond ASCII goes in its xn-- form, and a local part beyond ASCII

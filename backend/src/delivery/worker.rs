@@ -392,7 +392,7 @@ impl Engine {
         )
         .await
         .unwrap_or(Err(SmtpFailure::Timeout(Stage::Send)));
-        match result {
+        match refused_for_the_sender(result) {
             Ok(outcomes) => {
                 let reusable = self.finish_sent(&m, &settings, outcomes, &mut c).await;
                 reusable.then_some(c)
@@ -480,5 +480,27 @@ fn internal_error(what: &str) -> Diagnosis {
             "Mailroom stopped this attempt with an internal error ({what})."
         )),
         hint: "The message is kept and tried again later, like any deferred message. If it happens again, report it with this message's id and the server log's lines around \"an attempt panicked\"; other messages go on meanwhile.".into(),
+    }
+}
+
+/// A transaction whose every recipient was refused for who sends, not for
+/// who receives (Exchange's `5.1.8` for a mailbox it blocked, its daily
+/// quota, sign-in trouble), is that refusal: delivery pauses or waits, as
+/// when MAIL FROM is refused, instead of failing the message recipient by
+/// recipient.
+fn refused_for_the_sender(
+    result: Result<Vec<Result<(), SmtpFailure>>, SmtpFailure>,
+) -> Result<Vec<Result<(), SmtpFailure>>, SmtpFailure> {
+    let Ok(outcomes) = result else {
+        return result;
+    };
+    let first = match outcomes.as_slice() {
+        [Err(first), rest @ ..] if rest.iter().all(Result::is_err) => first,
+        _ => return Ok(outcomes),
+    };
+    if matches!(diagnose::classify(first), Kind::Pause | Kind::Quota) {
+        Err(first.clone())
+    } else {
+        Ok(outcomes)
     }
 }

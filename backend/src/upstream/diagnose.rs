@@ -46,13 +46,14 @@ pub fn classify(f: &SmtpFailure) -> Kind {
     match f {
         SmtpFailure::Reply { code, text, .. } => {
             let text = text.to_ascii_lowercase();
-            // The mailbox's daily quota, a blocked sender, or sign-in trouble
-            // is about the configuration, not the message.
-            if text.contains("submissionquotaexceeded")
-                || text.contains("5.1.8")
-                || *code == 530
-                || *code == 535
-            {
+            // The mailbox's daily quota (554 5.2.0 or 5.2.2 …
+            // SubmissionQuotaExceededException) is a wait, as a profile's
+            // own `recipients_per_day` is (docs/API.md §15).
+            if text.contains("submissionquotaexceeded") {
+                Kind::Quota
+            // A blocked sender, or sign-in trouble, is about the
+            // configuration, not the message.
+            } else if text.contains("5.1.8") || *code == 530 || *code == 535 {
                 Kind::Pause
             } else if (400..500).contains(code) {
                 Kind::Temporary
@@ -603,6 +604,14 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
     let oauth = s.auth_method == AuthMethod::OAuth2ClientCredentials;
     let said = format!("The server answered “{code} {text}”.");
     let (message, hint): (String, String) = match (code, enhanced.as_deref()) {
+        _ if lower.contains("submissionquotaexceeded") => (
+            format!("The mailbox {user} has reached its daily sending limit (Exchange Online: 10,000 recipients in 24 hours). {said}"),
+            "Messages wait until the 24-hour window frees; nothing fails. Spread the mail over several sending profiles (mailboxes) if this happens often, and lower this profile's recipients_per_day so Mailroom waits before Exchange refuses.".into(),
+        ),
+        (_, Some("5.1.8")) => (
+            format!("Microsoft has blocked {user} from sending, usually after suspected spam or a compromised account. {said}"),
+            format!("A Microsoft 365 admin must check the account (reset its password if it was compromised) and release it in Microsoft Defender: Email & collaboration > Review > Restricted entities (security.microsoft.com/restrictedentities). Delivery resumes by itself once {user} is released, or at once when the settings are saved."),
+        ),
         (535, Some("5.7.139")) if lower.contains("basic authentication is disabled") => (
             format!("Basic authentication (the app password) is disabled for this tenant. {said}"),
             "Move to OAuth 2.0 (Client Credentials): choose it as the authentication method and follow the setup checklist.".into(),
@@ -849,12 +858,26 @@ mod tests {
             )),
             Kind::Permanent
         );
+        // The daily quota is a wait (docs/API.md §15), in both of
+        // Exchange's wordings.
         assert_eq!(
             classify(&failure(
                 554,
                 "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException"
             )),
-            Kind::Pause
+            Kind::Quota
+        );
+        assert_eq!(
+            classify(&failure(
+                554,
+                "5.2.2 mailbox full; STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message"
+            )),
+            Kind::Quota
+        );
+        // A recipient's full mailbox is that recipient's, for good.
+        assert_eq!(
+            classify(&failure(552, "5.2.2 Mailbox full")),
+            Kind::Permanent
         );
         assert_eq!(
             classify(&failure(550, "5.1.8 Access denied, bad outbound sender")),
