@@ -885,6 +885,19 @@ async fn exchanges_daily_limit_over_smtp_is_a_quota_wait_and_a_blocked_sender_pa
         said.contains("SubmissionQuotaExceeded") && said.contains("daily sending limit"),
         "{waiting}"
     );
+    // It says when it is tried again (an hour on, Exchange naming no time).
+    let when = said
+        .split("tried again at ")
+        .nth(1)
+        .and_then(|w| w.strip_suffix('.'))
+        .unwrap_or_else(|| panic!("no time in {said}"));
+    let when =
+        time::OffsetDateTime::parse(when, &time::format_description::well_known::Rfc3339).unwrap();
+    let ahead = when - time::OffsetDateTime::now_utc();
+    assert!(
+        ahead > time::Duration::minutes(55) && ahead <= time::Duration::minutes(60),
+        "{when}"
+    );
     assert!(server.queue().await["paused"].is_null(), "not a pause");
     let metrics = server.metrics().await;
     assert!(

@@ -159,7 +159,11 @@ impl Engine {
             .as_deref()
             .map(|c| format!(" ({c})"))
             .unwrap_or_default();
-        let text = format!("{}{said} {}", d.message, d.hint);
+        let when = crate::clock::rfc3339_at(until).unwrap_or_default();
+        let text = format!(
+            "{}{said} {} This message is tried again at {when}.",
+            d.message, d.hint
+        );
         if let Err(e) = self
             .queue
             .quota_wait(
