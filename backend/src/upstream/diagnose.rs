@@ -49,7 +49,7 @@ pub fn classify(f: &SmtpFailure) -> Kind {
             // The mailbox's daily quota (554 5.2.0 or 5.2.2 …
             // SubmissionQuotaExceededException) is a wait, as a profile's
             // own `recipients_per_day` is (docs/API.md §15).
-            if text.contains("submissionquotaexceeded") {
+            if is_daily_quota(&text) {
                 Kind::Quota
             // A blocked sender, or sign-in trouble, is about the
             // configuration, not the message.
@@ -66,6 +66,12 @@ pub fn classify(f: &SmtpFailure) -> Kind {
         }
         _ => Kind::Pause,
     }
+}
+
+/// Whether a reply (lower case) is Exchange's daily sending limit:
+/// `SubmissionQuotaExceededException`, or the same in words.
+fn is_daily_quota(lower: &str) -> bool {
+    lower.contains("submissionquotaexceeded") || lower.contains("submission quota exceeded")
 }
 
 fn sp_fix(s: &Settings) -> String {
@@ -604,7 +610,7 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
     let oauth = s.auth_method == AuthMethod::OAuth2ClientCredentials;
     let said = format!("The server answered “{code} {text}”.");
     let (message, hint): (String, String) = match (code, enhanced.as_deref()) {
-        _ if lower.contains("submissionquotaexceeded") => (
+        _ if is_daily_quota(&lower) => (
             format!("The mailbox {user} has reached its daily sending limit (Exchange Online: 10,000 recipients in 24 hours). {said}"),
             "Messages wait until the 24-hour window frees; nothing fails. Spread the mail over several sending profiles (mailboxes) if this happens often, and lower this profile's recipients_per_day so Mailroom waits before Exchange refuses.".into(),
         ),
@@ -872,6 +878,10 @@ mod tests {
                 554,
                 "5.2.2 mailbox full; STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message"
             )),
+            Kind::Quota
+        );
+        assert_eq!(
+            classify(&failure(554, "5.2.2 Submission quota exceeded")),
             Kind::Quota
         );
         // A recipient's full mailbox is that recipient's, for good.
