@@ -659,6 +659,16 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
                 ps::add_recipient_permission(sender, user)
             ),
         ),
+        (_, Some("4.3.2"))
+            if lower.contains("thread limit") || lower.contains("concurrent connection") =>
+        (
+            format!("Exchange takes at most 3 SMTP connections at once for {user}, and this one was past them. {said}"),
+            format!("Mailroom tries this message again. Lower this profile's connections (limits, or --delivery-connections) to 3 or fewer in all, counting every server, and check that no other program or device signs in as {user} at the same time: each takes one of its 3."),
+        ),
+        (_, Some(e)) if e.starts_with("4.") && lower.contains("submission rate") => (
+            format!("Exchange refused more messages from {user} for now: it takes 30 a minute per mailbox. {said}"),
+            format!("Mailroom tries this message again later. Keep this profile's messages_per_minute (limits, or --delivery-rate) at 30 or less, and check that nothing else sends as {user} at the same time; spread heavier mail over several profiles (mailboxes)."),
+        ),
         (430, _) | (_, Some("4.2.0")) => (
             format!("Exchange could not open the mailbox {user}. {said}"),
             format!("Check that {user} is a licensed mailbox with Exchange Online, then try again in a few minutes."),
@@ -902,6 +912,41 @@ mod tests {
             Kind::Temporary
         );
         assert_eq!(classify(&SmtpFailure::Refused), Kind::Pause);
+    }
+
+    /// REFERENCE.md's throttling replies say which limit, and which of
+    /// Mailroom's settings keeps under it.
+    #[test]
+    fn throttling_replies_name_the_limit_and_the_setting() {
+        let s = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        let timeouts = Timeouts {
+            token: std::time::Duration::from_secs(10),
+            connect: std::time::Duration::from_secs(10),
+            session: std::time::Duration::from_secs(10),
+            graph: std::time::Duration::from_secs(10),
+        };
+        for (reply, limit, setting) in [
+            (
+                failure(432, "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"),
+                "3 SMTP connections",
+                "--delivery-connections",
+            ),
+            (
+                failure(432, "4.3.2 STOREDRV.ClientSubmit; concurrent connection limit exceeded"),
+                "3 SMTP connections",
+                "--delivery-connections",
+            ),
+            (
+                failure(450, "4.7.0 Message submission rate for this client has exceeded the configured limit"),
+                "30 a minute",
+                "messages_per_minute",
+            ),
+        ] {
+            let d = smtp_failure(&reply, &s, &timeouts);
+            assert_eq!(d.kind, Kind::Temporary, "{}", d.message);
+            assert!(d.message.contains(limit), "{}", d.message);
+            assert!(d.hint.contains(setting), "{}", d.hint);
+        }
     }
 
     #[test]
