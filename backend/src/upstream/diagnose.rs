@@ -669,6 +669,18 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
             format!("Exchange refused more messages from {user} for now: it takes 30 a minute per mailbox. {said}"),
             format!("Mailroom tries this message again later. Keep this profile's messages_per_minute (limits, or --delivery-rate) at 30 or less, and check that nothing else sends as {user} at the same time; spread heavier mail over several profiles (mailboxes)."),
         ),
+        (_, Some("5.1.1" | "5.1.10")) => (
+            format!("The server has no such recipient. {said}"),
+            "Check the recipient's address for a typo, or whether that mailbox still exists; the message's other recipients are not affected.".into(),
+        ),
+        (_, Some("5.3.4")) => (
+            if s.provider == mailroom_shared::Provider::Office365 {
+                format!("The message is larger than the server takes (Exchange Online refuses messages over about 35 MB, though it advertises 150 MB). {said}")
+            } else {
+                format!("The message is larger than the server takes. {said}")
+            },
+            "Send the attachments as a link, or split them over several messages; --max-message-size can refuse such messages when they are submitted instead.".into(),
+        ),
         (430, _) | (_, Some("4.2.0")) => (
             format!("Exchange could not open the mailbox {user}. {said}"),
             format!("Check that {user} is a licensed mailbox with Exchange Online, then try again in a few minutes."),
@@ -946,6 +958,28 @@ mod tests {
             assert_eq!(d.kind, Kind::Temporary, "{}", d.message);
             assert!(d.message.contains(limit), "{}", d.message);
             assert!(d.hint.contains(setting), "{}", d.hint);
+        }
+    }
+
+    /// A missing recipient and a message too large say so, with the fix.
+    #[test]
+    fn a_missing_recipient_and_a_message_too_large_say_so() {
+        let s = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        let timeouts = Timeouts {
+            token: std::time::Duration::from_secs(10),
+            connect: std::time::Duration::from_secs(10),
+            session: std::time::Duration::from_secs(10),
+            graph: std::time::Duration::from_secs(10),
+        };
+        for (reply, said, fix) in [
+            (failure(550, "5.1.1 RESOLVER.ADR.RecipNotFound; not found"), "no such recipient", "typo"),
+            (failure(550, "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"), "no such recipient", "typo"),
+            (failure(552, "5.3.4 Message size exceeds fixed maximum message size"), "35 MB", "--max-message-size"),
+        ] {
+            let d = smtp_failure(&reply, &s, &timeouts);
+            assert_eq!(d.kind, Kind::Permanent, "{}", d.message);
+            assert!(d.message.contains(said), "{}", d.message);
+            assert!(d.hint.contains(fix), "{}", d.hint);
         }
     }
 
