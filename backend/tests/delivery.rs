@@ -932,6 +932,56 @@ async fn exchanges_daily_limit_over_smtp_is_a_quota_wait_and_a_blocked_sender_pa
     );
 }
 
+/// REFERENCE.md: a Send-As refusal is permanent for the message, "a pause
+/// if every message fails it". When Exchange refuses the settings' own
+/// sender (its Send-As right was taken away after the settings were
+/// saved), every message sent as it would fail: delivery pauses with the
+/// fix, and resumes once the right is back and the settings are saved. An
+/// app's `allowed_from` address refused the same way still fails only that
+/// message (docs/API.md §6).
+#[tokio::test]
+async fn a_send_as_refusal_of_the_settings_sender_pauses_and_an_apps_own_address_fails() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let helpdesk = addr("helpdesk", "contoso.com");
+    let mut settings = oauth_settings("localhost", rig.smtp.port());
+    settings.sender_email = helpdesk.clone();
+    settings.send_as_confirmed = true;
+    server.save(&settings).await;
+    let other = addr("billing", "contoso.com");
+    let (_, key) = server
+        .new_app(json!({"name": "Billing", "allowed_from": [other]}))
+        .await;
+    let to = addr("a", "example.org");
+    let (_, q) = server
+        .submit(&key, &mail(std::slice::from_ref(&to), "as helpdesk"))
+        .await;
+    let paused = server.wait_paused(1).await;
+    assert_eq!(paused["paused"]["code"], "5.7.60", "{paused}");
+    let hint = paused["paused"]["hint"].as_str().unwrap();
+    assert!(hint.contains("Add-RecipientPermission"), "{paused}");
+    let id = q["id"].as_str().unwrap();
+    assert_eq!(server.message(id).await["status"], "queued");
+    // The right given back, the settings saved: it goes.
+    rig.smtp.configure(|c| {
+        c.send_as.insert((mailer(), helpdesk.clone()));
+    });
+    server.save(&settings).await;
+    server.wait_status(id, "sent").await;
+    assert!(server.queue().await["paused"].is_null());
+    // An app's own address that Exchange refuses fails that message alone.
+    let (_, q) = server
+        .submit(
+            &key,
+            &json!({"from": other, "to": [to], "subject": "as billing", "text": "x"}),
+        )
+        .await;
+    let failed = server
+        .wait_status(q["id"].as_str().unwrap(), "failed")
+        .await;
+    assert_eq!(failed["last_error"]["code"], "5.7.60", "{failed}");
+    assert!(server.queue().await["paused"].is_null());
+}
+
 /// An address beyond ASCII (RFC 6531) goes with MAIL FROM's `SMTPUTF8` where
 /// the server offers it, as Exchange Online does; where it does not, a
 /// domain beyond ASCII goes in its xn-- form, and a local part beyond ASCII

@@ -399,6 +399,7 @@ impl Engine {
             }
             Err(f) => {
                 let d = diagnose::smtp_failure(&f, &settings, &self.tester.timeouts());
+                let d = diagnose::settings_sender_refused(d, &m.mail_from, &settings);
                 let transcript = Some(self.masked_transcript(&mut c));
                 match d.kind {
                     Kind::Pause => {

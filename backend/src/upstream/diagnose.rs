@@ -515,6 +515,24 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagn
     }
 }
 
+/// A Send-As refusal (5.7.60, `SendAsDeniedException`) of the settings' own
+/// sender, `from`: every message sent as it would fail the same, so it is
+/// the configuration's, a pause (REFERENCE.md: "a pause if every message
+/// fails it"). An app's `allowed_from` address refused so stays that
+/// message's failure (docs/API.md §6).
+pub fn settings_sender_refused(mut d: Diagnosis, from: &str, s: &Settings) -> Diagnosis {
+    let send_as = d.code.as_deref() == Some("5.7.60")
+        || d.message.to_ascii_lowercase().contains("sendasdenied");
+    if send_as && d.kind == Kind::Permanent && from.eq_ignore_ascii_case(&s.sender_email) {
+        d.kind = Kind::Pause;
+        d.message = format!(
+            "{} Every message sent as the settings' sender {} fails the same, so delivery waits.",
+            d.message, s.sender_email
+        );
+    }
+    d
+}
+
 fn explain(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagnosis {
     let host = format!("{}:{}", s.host, s.port);
     // The Office 365 host of the configured cloud (GCC High and China have their own).
