@@ -944,17 +944,24 @@ mod tests {
         assert_eq!(classify(&SmtpFailure::Refused), Kind::Pause);
     }
 
+    /// Office 365 settings, and ten seconds for each timeout.
+    fn office365() -> (Settings, Timeouts) {
+        let ten = std::time::Duration::from_secs(10);
+        let timeouts = Timeouts {
+            token: ten,
+            connect: ten,
+            session: ten,
+            graph: ten,
+        };
+        let s = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        (s, timeouts)
+    }
+
     /// REFERENCE.md's throttling replies say which limit, and which of
     /// Mailroom's settings keeps under it.
     #[test]
     fn throttling_replies_name_the_limit_and_the_setting() {
-        let s = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
-        let timeouts = Timeouts {
-            token: std::time::Duration::from_secs(10),
-            connect: std::time::Duration::from_secs(10),
-            session: std::time::Duration::from_secs(10),
-            graph: std::time::Duration::from_secs(10),
-        };
+        let (s, timeouts) = office365();
         for (reply, limit, setting) in [
             (
                 failure(432, "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"),
@@ -982,13 +989,7 @@ mod tests {
     /// A missing recipient and a message too large say so, with the fix.
     #[test]
     fn a_missing_recipient_and_a_message_too_large_say_so() {
-        let s = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
-        let timeouts = Timeouts {
-            token: std::time::Duration::from_secs(10),
-            connect: std::time::Duration::from_secs(10),
-            session: std::time::Duration::from_secs(10),
-            graph: std::time::Duration::from_secs(10),
-        };
+        let (s, timeouts) = office365();
         for (reply, said, fix) in [
             (failure(550, "5.1.1 RESOLVER.ADR.RecipNotFound; not found"), "no such recipient", "typo"),
             (failure(550, "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"), "no such recipient", "typo"),
