@@ -339,6 +339,86 @@ async fn a_refused_recipient_fails_alone_and_the_message_is_sent() {
     assert_eq!(rig.smtp.messages()[0].rcpt_to, vec![ok]);
 }
 
+/// A recipient refused for now (a 4xx to its RCPT) while another is
+/// accepted: the message is not done. It stays `deferred`, its body kept,
+/// and the next attempt goes to that recipient alone; before, the message
+/// was `sent`, its body deleted, and that recipient never had it.
+#[tokio::test]
+async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
+    let (rig, server, key) = sending_rig().await;
+    let (busy, ok) = (addr("busy", "example.org"), addr("ok", "example.org"));
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            busy.clone(),
+            "450 4.2.1 Mailbox busy, try again later".into(),
+        );
+    });
+    let retry = |id: String| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/api/messages/{id}/retry"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let (_, q) = server
+        .submit(&key, &mail(&[busy.clone(), ok.clone()], "two"))
+        .await;
+    let id = q["id"].as_str().unwrap().to_string();
+    let m = server.wait_status(&id, "deferred").await;
+    let recipients = m["recipients"].as_array().unwrap();
+    assert_eq!(recipients[0]["status"], "deferred", "{m}");
+    assert_eq!(recipients[1]["status"], "sent", "{m}");
+    assert_eq!(m["last_error"]["code"], "4.2.1", "{m}");
+    // The busy mailbox takes it now: the next attempt is for it alone.
+    rig.smtp.configure(|c| c.rcpt_replies.clear());
+    retry(id.clone()).await;
+    let m = server.wait_status(&id, "sent").await;
+    assert!(
+        m["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "sent"),
+        "{m}"
+    );
+    let got = rig.smtp.messages();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].rcpt_to, vec![ok.clone()]);
+    assert_eq!(got[1].rcpt_to, vec![busy.clone()], "ok is not sent twice");
+    assert_eq!(got[0].data, got[1].data, "the same message, kept whole");
+
+    // When the one left later fails for good, the message is still sent:
+    // someone had it.
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            busy.clone(),
+            "450 4.2.1 Mailbox busy, try again later".into(),
+        );
+    });
+    let (_, q) = server
+        .submit(&key, &mail(&[busy.clone(), ok.clone()], "again"))
+        .await;
+    let id = q["id"].as_str().unwrap().to_string();
+    server.wait_status(&id, "deferred").await;
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            busy.clone(),
+            "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found".into(),
+        );
+    });
+    retry(id.clone()).await;
+    let m = server.wait_status(&id, "sent").await;
+    let recipients = m["recipients"].as_array().unwrap();
+    assert_eq!(recipients[0]["status"], "failed", "{m}");
+    assert_eq!(recipients[1]["status"], "sent", "{m}");
+}
+
 #[tokio::test]
 async fn a_temporary_refusal_defers_then_a_retry_sends() {
     let (rig, server, key) = sending_rig().await;

@@ -261,6 +261,18 @@ impl Engine {
         }
     }
 
+    /// Whether an earlier attempt of `m` delivered it to a recipient (one
+    /// that left others to try again). Only a message tried before can have.
+    async fn sent_before(&self, m: &Claimed) -> bool {
+        if m.attempt_count == 0 {
+            return false;
+        }
+        match self.queue.details(&m.id).await {
+            Ok(Some(d)) => d.recipients.iter().any(|r| r.status == Status::Sent),
+            _ => false,
+        }
+    }
+
     /// Records per-recipient outcomes; returns whether the connection can be
     /// used for the next message.
     pub(super) async fn finish_sent(
@@ -305,15 +317,20 @@ impl Engine {
                 }
             }
         }
-        // Sent once the server took DATA for at least one recipient.
-        let (status, next) = if sent > 0 {
-            (Status::Sent, unix(&*self.clock))
-        } else if deferred > 0 {
+        // Not done while a recipient waits to be tried again: the message
+        // stays deferred, its body kept, and its next attempt goes to the
+        // recipients left (before, one accepted recipient made it `sent`,
+        // and a deferred one never had it). Once none is left, it is sent
+        // when the server took DATA for at least one recipient, in this
+        // attempt or an earlier one.
+        let (status, next) = if deferred > 0 {
             let attempts = m.attempt_count + 1;
             (
                 Status::Deferred,
                 unix(&*self.clock) + backoff(attempts).as_secs() as i64,
             )
+        } else if sent > 0 || self.sent_before(m).await {
+            (Status::Sent, unix(&*self.clock))
         } else {
             (Status::Failed, unix(&*self.clock))
         };
@@ -322,19 +339,31 @@ impl Engine {
             // Keep memory flat over a long-lived connection.
             let _ = c.open.progress.take_transcript();
         }
+        let of = m.recipients.len();
+        // A message left deferred says why, even when some recipients had it.
+        let waits = match (&last_failure, status, sent) {
+            (Some(d), Status::Deferred, 1..) => Some(Diagnosis {
+                message: format!(
+                    "The server accepted the message for {sent} of {of} recipients; the others are tried again later. {}",
+                    d.message
+                ),
+                ..d.clone()
+            }),
+            _ => None,
+        };
         let record = AttemptRecord {
             attempt: self.attempt(
                 m,
-                sent > 0,
-                if sent > 0 {
-                    None
-                } else {
-                    last_failure.as_ref()
+                status == Status::Sent,
+                match status {
+                    Status::Sent => None,
+                    _ => waits.as_ref().or(last_failure.as_ref()),
                 },
-                format!(
-                    "The server accepted the message for {sent} of {} recipients.",
-                    m.recipients.len()
-                ),
+                if sent == 0 && status == Status::Sent {
+                    format!("The server refused the {of} recipients left; an earlier attempt delivered the message to the others.")
+                } else {
+                    format!("The server accepted the message for {sent} of {of} recipients.")
+                },
             ),
             transcript,
             recipients,
