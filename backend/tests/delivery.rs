@@ -417,6 +417,23 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     let recipients = m["recipients"].as_array().unwrap();
     assert_eq!(recipients[0]["status"], "failed", "{m}");
     assert_eq!(recipients[1]["status"], "sent", "{m}");
+
+    // A recipient refused for who sends (the daily quota) beside one the
+    // server took waits too: it never fails for the sender's trouble.
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            busy.clone(),
+            "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException".into(),
+        );
+    });
+    let (_, q) = server
+        .submit(&key, &mail(&[busy.clone(), ok.clone()], "quota"))
+        .await;
+    let m = server
+        .wait_status(q["id"].as_str().unwrap(), "deferred")
+        .await;
+    assert_eq!(m["recipients"][0]["status"], "deferred", "{m}");
+    assert_eq!(m["recipients"][1]["status"], "sent", "{m}");
 }
 
 #[tokio::test]

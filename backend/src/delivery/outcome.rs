@@ -301,7 +301,10 @@ impl Engine {
                 }
                 Err(f) => {
                     let d = diagnose::smtp_failure(&f, settings, &timeouts);
-                    let status = if d.kind == Kind::Temporary {
+                    // Refused for now, or for who sends rather than for who
+                    // receives (a quota, a blocked mailbox, beside recipients
+                    // the server took): tried again, never failed for it.
+                    let status = if matches!(d.kind, Kind::Temporary | Kind::Pause | Kind::Quota) {
                         deferred += 1;
                         Status::Deferred
                     } else {
