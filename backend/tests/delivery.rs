@@ -347,10 +347,15 @@ async fn a_refused_recipient_fails_alone_and_the_message_is_sent() {
 async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     let (rig, server, key) = sending_rig().await;
     let (busy, ok) = (addr("busy", "example.org"), addr("ok", "example.org"));
+    let gone = addr("gone", "example.org");
     rig.smtp.configure(|c| {
         c.rcpt_replies.insert(
             busy.clone(),
             "450 4.2.1 Mailbox busy, try again later".into(),
+        );
+        c.rcpt_replies.insert(
+            gone.clone(),
+            "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found".into(),
         );
     });
     let retry = |id: String| {
@@ -367,26 +372,32 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
         }
     };
     let (_, q) = server
-        .submit(&key, &mail(&[busy.clone(), ok.clone()], "two"))
+        .submit(
+            &key,
+            &mail(&[busy.clone(), ok.clone(), gone.clone()], "two"),
+        )
         .await;
     let id = q["id"].as_str().unwrap().to_string();
     let m = server.wait_status(&id, "deferred").await;
     let recipients = m["recipients"].as_array().unwrap();
     assert_eq!(recipients[0]["status"], "deferred", "{m}");
     assert_eq!(recipients[1]["status"], "sent", "{m}");
+    assert_eq!(recipients[2]["status"], "failed", "{m}");
+    // Why it waits: the busy recipient's reply, not the missing one's.
     assert_eq!(m["last_error"]["code"], "4.2.1", "{m}");
     // The busy mailbox takes it now: the next attempt is for it alone.
-    rig.smtp.configure(|c| c.rcpt_replies.clear());
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.remove(&busy);
+    });
     retry(id.clone()).await;
     let m = server.wait_status(&id, "sent").await;
-    assert!(
-        m["recipients"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] == "sent"),
-        "{m}"
-    );
+    let statuses: Vec<&Value> = m["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, ["sent", "sent", "failed"], "{m}");
     let got = rig.smtp.messages();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].rcpt_to, vec![ok.clone()]);

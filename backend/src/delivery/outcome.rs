@@ -285,6 +285,8 @@ impl Engine {
         let mut recipients = Vec::new();
         let (mut sent, mut deferred) = (0, 0);
         let mut last_failure: Option<Diagnosis> = None;
+        // The reason the message waits, when a recipient does.
+        let mut waits_for: Option<Diagnosis> = None;
         let timeouts = self.tester.timeouts();
         for ((idx, _), outcome) in m.recipients.iter().zip(outcomes) {
             match outcome {
@@ -316,6 +318,9 @@ impl Engine {
                         code: d.code.clone(),
                         message: Some(d.message.clone()),
                     });
+                    if status == Status::Deferred {
+                        waits_for = Some(d.clone());
+                    }
                     last_failure = Some(d);
                 }
             }
@@ -343,16 +348,17 @@ impl Engine {
             let _ = c.open.progress.take_transcript();
         }
         let of = m.recipients.len();
-        // A message left deferred says why, even when some recipients had it.
-        let waits = match (&last_failure, status, sent) {
-            (Some(d), Status::Deferred, 1..) => Some(Diagnosis {
+        // A message left deferred says why (a recipient's reason to wait,
+        // not another's failure), even when some recipients had it.
+        let waits = match (waits_for, sent) {
+            (Some(d), 1..) => Some(Diagnosis {
                 message: format!(
                     "The server accepted the message for {sent} of {of} recipients; the others are tried again later. {}",
                     d.message
                 ),
-                ..d.clone()
+                ..d
             }),
-            _ => None,
+            (d, _) => d,
         };
         let record = AttemptRecord {
             attempt: self.attempt(
