@@ -10,6 +10,14 @@ use common::*;
 use mailroom_fakes::{addr, EntraMode, Loopback, SmtpConfig};
 use serde_json::{json, Value};
 
+/// Each recipient's status, in order.
+fn statuses(m: &Value) -> Vec<&Value> {
+    m["recipients"]
+        .as_array()
+        .map(|r| r.iter().map(|r| &r["status"]).collect())
+        .unwrap_or_default()
+}
+
 fn mail(to: &[String], subject: &str) -> Value {
     json!({"to": to, "subject": subject, "text": "Hello from the tests."})
 }
@@ -391,12 +399,7 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     });
     retry(id.clone()).await;
     let m = server.wait_status(&id, "sent").await;
-    let statuses: Vec<&Value> = m["recipients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| &r["status"])
-        .collect();
+    let statuses = statuses(&m);
     assert_eq!(statuses, ["sent", "sent", "failed"], "{m}");
     let got = rig.smtp.messages();
     assert_eq!(got.len(), 2);
@@ -1103,12 +1106,7 @@ async fn an_address_beyond_ascii_goes_with_smtputf8_or_fails_with_the_reason() {
         .submit(&key, &mail(&[jorg.clone(), ok.clone()], "utf8"))
         .await;
     let m = server.wait_status(q["id"].as_str().unwrap(), "sent").await;
-    let statuses: Vec<&Value> = m["recipients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| &r["status"])
-        .collect();
+    let statuses = statuses(&m);
     assert_eq!(statuses, ["sent", "sent"], "{m}");
     let got = &rig.smtp.messages()[0];
     assert_eq!(got.rcpt_to, vec![jorg.clone(), ok.clone()]);
