@@ -356,6 +356,12 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     let (rig, server, key) = sending_rig().await;
     let (busy, ok) = (addr("busy", "example.org"), addr("ok", "example.org"));
     let gone = addr("gone", "example.org");
+    // What the busy recipient's RCPT is answered.
+    let busy_says = |reply: &str| {
+        rig.smtp.configure(|c| {
+            c.rcpt_replies.insert(busy.clone(), reply.into());
+        })
+    };
     rig.smtp.configure(|c| {
         c.rcpt_replies.insert(
             busy.clone(),
@@ -409,23 +415,13 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
 
     // When the one left later fails for good, the message is still sent:
     // someone had it.
-    rig.smtp.configure(|c| {
-        c.rcpt_replies.insert(
-            busy.clone(),
-            "450 4.2.1 Mailbox busy, try again later".into(),
-        );
-    });
+    busy_says("450 4.2.1 Mailbox busy, try again later");
     let (_, q) = server
         .submit(&key, &mail(&[busy.clone(), ok.clone()], "again"))
         .await;
     let id = q["id"].as_str().unwrap().to_string();
     server.wait_status(&id, "deferred").await;
-    rig.smtp.configure(|c| {
-        c.rcpt_replies.insert(
-            busy.clone(),
-            "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found".into(),
-        );
-    });
+    busy_says("550 5.1.1 RESOLVER.ADR.RecipNotFound; not found");
     retry(id.clone()).await;
     let m = server.wait_status(&id, "sent").await;
     let recipients = m["recipients"].as_array().unwrap();
@@ -434,12 +430,7 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
 
     // A recipient refused for who sends (the daily quota) beside one the
     // server took waits too: it never fails for the sender's trouble.
-    rig.smtp.configure(|c| {
-        c.rcpt_replies.insert(
-            busy.clone(),
-            "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException".into(),
-        );
-    });
+    busy_says("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException");
     let (_, q) = server
         .submit(&key, &mail(&[busy.clone(), ok.clone()], "quota"))
         .await;
@@ -788,7 +779,6 @@ async fn a_message_over_http_gets_a_received_field_naming_the_client_and_its_id(
     .await;
     let (_, key) = server.new_app(json!({"name": "Billing"})).await;
     let to = addr("a", "example.org");
-    let top = |data: &str| data.split_once(";\r\n\t").unwrap().0.to_string();
     let (status, q) = server
         .submit(&key, &mail(std::slice::from_ref(&to), "json"))
         .await;
@@ -797,7 +787,7 @@ async fn a_message_over_http_gets_a_received_field_naming_the_client_and_its_id(
     server.wait_status(&id, "sent").await;
     let got = rig.smtp.messages()[0].data.clone();
     assert_eq!(
-        top(&got),
+        received_of(&got),
         format!("Received: from [127.0.0.1] ([127.0.0.1])\r\n\tby mailroom.contoso.test (Mailroom) with HTTP id {id}")
     );
     assert_eq!(got.matches("Received: ").count(), 1, "{got}");
@@ -823,7 +813,7 @@ async fn a_message_over_http_gets_a_received_field_naming_the_client_and_its_id(
     server.wait_status(&id, "sent").await;
     let got = rig.smtp.messages()[1].data.clone();
     assert_eq!(
-        top(&got),
+        received_of(&got),
         format!("Received: from [IPv6:2001:db8::7] ([IPv6:2001:db8::7])\r\n\tby mailroom.contoso.test (Mailroom) with HTTP id {id}")
     );
 }

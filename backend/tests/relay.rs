@@ -1028,13 +1028,6 @@ async fn an_address_beyond_ascii_goes_through_the_relay_with_smtputf8() {
     );
 }
 
-/// The field at the top of a relayed message, up to its date.
-fn received_of(data: &str) -> &str {
-    assert!(data.starts_with("Received: from "), "{data}");
-    let end = data.find(";\r\n\t").expect("the field's date");
-    &data[..end]
-}
-
 /// RFC 5321 4.4: the relay writes a `Received` field at the top of each
 /// message, naming the device (its EHLO name and address), the relay, the
 /// protocol (RFC 3848) and the message's id; a hostile EHLO name cannot

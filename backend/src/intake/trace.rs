@@ -56,8 +56,8 @@ impl Trace {
             } => {
                 let name = name
                     .as_deref()
-                    .filter(|n| is_client_name(n))
-                    .unwrap_or("unknown");
+                    .and_then(client_name)
+                    .unwrap_or_else(|| "unknown".into());
                 // RFC 3848: S for TLS, A for AUTH; both are ESMTP's. RFC
                 // 6531 3.7.3: UTF8SMTP and its kin when SMTPUTF8 was used.
                 let protocol = match (*extended || *tls || *auth || *utf8, *tls, *auth, *utf8) {
@@ -89,27 +89,28 @@ fn address_literal(ip: IpAddr) -> String {
     }
 }
 
-/// Whether a client's EHLO name can be written as it is: a domain (letters,
-/// digits, hyphens, underscores as Windows machines have, dots) or an
-/// address literal, of at most [`LONGEST_NAME`]. Anything else (a space, a
-/// parenthesis that would end the comment early, a line break) is not.
-fn is_client_name(name: &str) -> bool {
-    let domain = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    };
-    let literal = |s: &str| {
-        s.strip_prefix('[')
-            .and_then(|s| s.strip_suffix(']'))
-            .is_some_and(|inner| {
-                !inner.is_empty()
-                    && inner
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':'))
-            })
-    };
-    name.len() <= LONGEST_NAME && (domain(name) || literal(name))
+/// A client's EHLO name as it can be written: a host name by the rule
+/// `--smtp-hostname` is held to ([`crate::config::parse_hostname`]:
+/// letters, digits, hyphens, underscores as Windows machines have, dotted
+/// parts of at most 63, 253 in all), or an address literal of at most
+/// [`LONGEST_NAME`]. Anything else (a space, a parenthesis that would end the
+/// comment early, a line break) is not.
+fn client_name(name: &str) -> Option<String> {
+    let literal = name
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .is_some_and(|inner| {
+            !inner.is_empty()
+                && inner
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':'))
+        });
+    if literal {
+        return (name.len() <= LONGEST_NAME).then(|| name.to_string());
+    }
+    crate::config::parse_hostname(name)
+        .ok()
+        .filter(|h| !h.is_empty())
 }
 
 #[cfg(test)]

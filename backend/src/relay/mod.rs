@@ -215,7 +215,8 @@ impl Relay {
         if args.smtp_listen == SmtpListen::Off && args.smtps_listen == SmtpListen::Off {
             return Ok(None);
         }
-        let hostname = hostname(args);
+        // The name the state found once (`--smtp-hostname`, else the machine's).
+        let hostname = sending.hostname.to_string();
         let (tls, certs) = tls::acceptor(args, data_dir, &hostname).map_err(StartError)?;
         let listener = listen(args.smtp_listen, "SMTP", "--smtp-listen").await?;
         let smtps_listener = listen(args.smtps_listen, "SMTPS", "--smtps-listen").await?;

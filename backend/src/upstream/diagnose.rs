@@ -68,6 +68,12 @@ pub fn classify(f: &SmtpFailure) -> Kind {
     }
 }
 
+/// Whether a reply (its enhanced code, its text in lower case) is Exchange's
+/// Send-As refusal: `5.7.60`, or `SendAsDeniedException` after DATA.
+fn is_send_as_denied(enhanced: Option<&str>, lower: &str) -> bool {
+    enhanced == Some("5.7.60") || lower.contains("sendasdenied")
+}
+
 /// Whether a reply (lower case) is Exchange's daily sending limit:
 /// `SubmissionQuotaExceededException`, or the same in words.
 fn is_daily_quota(lower: &str) -> bool {
@@ -521,8 +527,7 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagn
 /// fails it"). An app's `allowed_from` address refused so stays that
 /// message's failure (docs/API.md §6).
 pub fn settings_sender_refused(mut d: Diagnosis, from: &str, s: &Settings) -> Diagnosis {
-    let send_as = d.code.as_deref() == Some("5.7.60")
-        || d.message.to_ascii_lowercase().contains("sendasdenied");
+    let send_as = is_send_as_denied(d.code.as_deref(), &d.message.to_ascii_lowercase());
     if send_as && d.kind == Kind::Permanent && from.eq_ignore_ascii_case(&s.sender_email) {
         d.kind = Kind::Pause;
         d.message = format!(
@@ -670,7 +675,7 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
             format!("The server requires authentication before sending. {said}"),
             "Choose an authentication method: for Office 365, OAuth 2.0 (Client Credentials).".into(),
         ),
-        _ if code >= 500 && (enhanced.as_deref() == Some("5.7.60") || lower.contains("sendasdenied")) => (
+        _ if code >= 500 && is_send_as_denied(enhanced.as_deref(), &lower) => (
             format!("{user} may not send as {sender}. {said}"),
             format!(
                 "Give the username Send-As rights on the sender: `{}`, or use {user} as the sender email.",

@@ -83,7 +83,14 @@ pub async fn router(dir: &Path, test: TestArgs) -> (Router, AppState) {
     (app(state.clone(), None), state)
 }
 
-/// Valid Office 365 OAuth settings pointing at `host:port`.
+/// The `Received` field Mailroom writes at the top of a delivered message,
+/// up to its date.
+pub fn received_of(data: &str) -> &str {
+    assert!(data.starts_with("Received: from "), "{data}");
+    let end = data.find(";\r\n\t").expect("the field's date");
+    &data[..end]
+}
+
 /// How many times each key arrived (a subject, a webhook id): what the
 /// crash tests read for lost and twice-delivered messages.
 #[allow(dead_code)]
@@ -97,6 +104,7 @@ pub fn count_each(
     counts
 }
 
+/// Valid Office 365 OAuth settings pointing at `host:port`.
 pub fn oauth_settings(host: &str, port: u16) -> Settings {
     mailroom_shared::fixtures::office365_oauth(host, port)
 }
