@@ -101,6 +101,70 @@ async fn sigkill_mid_delivery_loses_nothing_acknowledged() {
     );
 }
 
+/// A message that one recipient already has, killed while its retry to
+/// the other is in flight: after the restart the other gets it, and the
+/// one who has it never gets it again.
+#[tokio::test]
+async fn sigkill_during_the_retry_of_a_partly_delivered_message_sends_only_the_rest() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (busy, ok) = (addr("busy", "example.org"), addr("ok", "example.org"));
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            busy.clone(),
+            "450 4.2.1 Mailbox busy, try again later".into(),
+        );
+    });
+    let (mut first, server) = spawn_saved(&rig, &data, "0").await;
+    let (_, key) = server.new_app(json!({"name": "Batch"})).await;
+    let (status, q) = server
+        .submit(&key, &mail(&[busy.clone(), ok.clone()], "partly"))
+        .await;
+    assert_eq!(status, 202, "{q}");
+    let id = q["id"].as_str().unwrap().to_string();
+    let m = server.wait_status(&id, "deferred").await;
+    assert_eq!(statuses(&m), ["deferred", "sent"], "{m}");
+
+    // The busy mailbox takes it now, but the server holds its reply to
+    // DATA: the kill lands while the retry is in flight.
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.remove(&busy);
+        c.data_delay = Duration::from_secs(30);
+    });
+    let connections = rig.smtp.connections();
+    server.retry(&id).await;
+    server.wait_status(&id, "sending").await;
+    let started = Instant::now();
+    while rig.smtp.connections() == connections {
+        assert!(started.elapsed() < Duration::from_secs(20), "no retry");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert_eq!(
+        rig.smtp.messages().len(),
+        1,
+        "only ok's copy before the kill"
+    );
+
+    rig.smtp.configure(|c| c.data_delay = Duration::ZERO);
+    let (_second, url) = spawn_mailroom(&rig, &data, "0").await;
+    let mut server = server;
+    server.url = url;
+    let m = server.wait_status(&id, "sent").await;
+    assert_eq!(statuses(&m), ["sent", "sent"], "{m}");
+    let got = rig.smtp.messages();
+    let to = |who: &String| got.iter().filter(|g| g.rcpt_to.contains(who)).count();
+    assert_eq!(to(&ok), 1, "ok had it before the kill: {got:?}");
+    assert!(to(&busy) >= 1, "busy never got it: {got:?}");
+    assert!(
+        got.iter().all(|g| g.data == got[0].data),
+        "every copy is the one stored message"
+    );
+}
+
 #[tokio::test]
 async fn an_app_sends_json_mail_that_is_delivered_with_xoauth2() {
     let (rig, server, key) = sending_rig().await;
@@ -372,19 +436,6 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
             "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found".into(),
         );
     });
-    let retry = |id: String| {
-        let server = &server;
-        async move {
-            let (status, body) = server
-                .admin(
-                    reqwest::Method::POST,
-                    &format!("/api/messages/{id}/retry"),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200, "{body}");
-        }
-    };
     let (_, q) = server
         .submit(
             &key,
@@ -403,7 +454,7 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     rig.smtp.configure(|c| {
         c.rcpt_replies.remove(&busy);
     });
-    retry(id.clone()).await;
+    server.retry(&id).await;
     let m = server.wait_status(&id, "sent").await;
     let statuses = statuses(&m);
     assert_eq!(statuses, ["sent", "sent", "failed"], "{m}");
@@ -422,7 +473,7 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     let id = q["id"].as_str().unwrap().to_string();
     server.wait_status(&id, "deferred").await;
     busy_says("550 5.1.1 RESOLVER.ADR.RecipNotFound; not found");
-    retry(id.clone()).await;
+    server.retry(&id).await;
     let m = server.wait_status(&id, "sent").await;
     let recipients = m["recipients"].as_array().unwrap();
     assert_eq!(recipients[0]["status"], "failed", "{m}");
@@ -459,14 +510,7 @@ async fn a_temporary_refusal_defers_then_a_retry_sends() {
         "one message's trouble does not pause"
     );
     rig.smtp.configure(|c| c.mail_reply = None);
-    let (status, retried) = server
-        .admin(
-            reqwest::Method::POST,
-            &format!("/api/messages/{id}/retry"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{retried}");
+    server.retry(id).await;
     let sent = server.wait_status(id, "sent").await;
     assert_eq!(sent["attempt_count"], 2);
     let (status, _) = server
@@ -860,13 +904,7 @@ async fn a_connection_dropped_mid_transaction_defers_the_message() {
     assert_eq!(m["last_error"]["stage"], "send", "{m}");
     assert!(server.queue().await["paused"].is_null());
     rig.smtp.configure(|c| c.drop_on = None);
-    server
-        .admin(
-            reqwest::Method::POST,
-            &format!("/api/messages/{id}/retry"),
-            None,
-        )
-        .await;
+    server.retry(id).await;
     server.wait_status(id, "sent").await;
     assert_eq!(rig.smtp.messages().len(), 1);
 }

@@ -134,6 +134,7 @@ both!(
     concurrent_saves_conflict_and_one_wins,
     the_same_idempotency_key_queues_one_message,
     a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over,
+    a_lapsed_retry_of_a_partly_sent_message_hands_out_only_the_rest,
     a_claim_takes_at_most_its_bytes_of_bodies,
     parallel_claimers_never_share_a_message,
     pause_is_shared_and_keeps_its_first_since,
@@ -1001,6 +1002,70 @@ async fn a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over(f: Fixture) 
         b.queue.retry("msg_0", "t3", T0).await,
         Err(mailroom_backend::queue::ChangeError::Status(Status::Sent))
     ));
+}
+
+/// One recipient took the message and one was refused for now; the
+/// server retrying the other dies. Whoever takes the message over is
+/// handed the recipient left alone, with the whole body.
+async fn a_lapsed_retry_of_a_partly_sent_message_hands_out_only_the_rest(f: Fixture) {
+    let (a, b) = (f.open().await, f.open().await);
+    a.queue.enqueue(message("msg_p", None)).await.unwrap();
+    let first = a
+        .queue
+        .claim("default", T0, 10, &lease("srv_a", 60))
+        .await
+        .unwrap();
+    assert_eq!(first[0].recipients.len(), 2);
+    let mut partly = sent("srv_a", "2026-11-26T00:00:01Z");
+    partly.attempt.ok = false;
+    partly.attempt.code = Some("4.2.1".into());
+    partly.recipients[0].status = Status::Deferred;
+    partly.recipients[0].code = Some("4.2.1".into());
+    partly.status = Status::Deferred;
+    partly.next_attempt_unix = T0 + 60;
+    a.queue
+        .record("msg_p", partly, "2026-11-26T00:00:01Z")
+        .await
+        .unwrap();
+    assert!(
+        a.queue
+            .claim("default", T0 + 59, 10, &lease("srv_a", 60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let retry = a
+        .queue
+        .claim("default", T0 + 60, 10, &lease("srv_a", 60))
+        .await
+        .unwrap();
+    let rest = vec![(0, format!("{}@{}", "a", "example.org"))];
+    assert_eq!(retry[0].recipients, rest, "the retry is for a alone");
+    // Server A dies mid-retry; after its lease B takes the message over.
+    let taken = b
+        .queue
+        .claim("default", T0 + 121, 10, &lease("srv_b", 60))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        taken[0].recipients, rest,
+        "b, who has it, is not handed out"
+    );
+    assert_eq!(taken[0].body, first[0].body, "the whole body is kept");
+    let mut done = sent("srv_b", "2026-11-26T00:02:02Z");
+    done.recipients.truncate(1);
+    b.queue
+        .record("msg_p", done, "2026-11-26T00:02:02Z")
+        .await
+        .unwrap();
+    let d = a.queue.details("msg_p").await.unwrap().unwrap();
+    assert_eq!(d.summary.status, Status::Sent);
+    assert!(
+        d.recipients.iter().all(|r| r.status == Status::Sent),
+        "{d:?}"
+    );
 }
 
 async fn parallel_claimers_never_share_a_message(f: Fixture) {

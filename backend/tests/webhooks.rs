@@ -266,14 +266,7 @@ async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format()
         "{slack}"
     );
     // A second deferral of the same message says nothing new.
-    let (status, _) = server
-        .admin(
-            Method::POST,
-            &format!("/api/messages/{deferred}/retry"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
+    server.retry(&deferred).await;
     let started = std::time::Instant::now();
     loop {
         let m = server.message(&deferred).await;

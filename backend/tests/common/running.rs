@@ -205,6 +205,20 @@ impl Running {
             .1
     }
 
+    /// `POST /api/messages/{id}/retry`, which must answer `200`; the summary.
+    #[allow(dead_code)]
+    pub async fn retry(&self, id: &str) -> Value {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/messages/{id}/retry"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "retry {id}: {body}");
+        body
+    }
+
     /// Waits until the message has this status.
     pub async fn wait_status(&self, id: &str, want: &str) -> Value {
         let started = Instant::now();
