@@ -135,6 +135,7 @@ both!(
     the_same_idempotency_key_queues_one_message,
     a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over,
     a_lapsed_retry_of_a_partly_sent_message_hands_out_only_the_rest,
+    cancelling_a_partly_sent_message_cancels_the_recipients_left,
     a_claim_takes_at_most_its_bytes_of_bodies,
     parallel_claimers_never_share_a_message,
     pause_is_shared_and_keeps_its_first_since,
@@ -1065,6 +1066,48 @@ async fn a_lapsed_retry_of_a_partly_sent_message_hands_out_only_the_rest(f: Fixt
     assert!(
         d.recipients.iter().all(|r| r.status == Status::Sent),
         "{d:?}"
+    );
+}
+
+/// A message that one recipient has and one waits for, cancelled: the one
+/// waiting is cancelled with it (not shown as still waiting to retry), and
+/// the one who has it stays sent.
+async fn cancelling_a_partly_sent_message_cancels_the_recipients_left(f: Fixture) {
+    let a = f.open().await;
+    a.queue.enqueue(message("msg_c", None)).await.unwrap();
+    a.queue
+        .claim("default", T0, 10, &lease("srv_a", 60))
+        .await
+        .unwrap();
+    let mut partly = sent("srv_a", "2026-11-26T00:00:01Z");
+    partly.attempt.ok = false;
+    partly.recipients[0].status = Status::Deferred;
+    partly.status = Status::Deferred;
+    partly.next_attempt_unix = T0 + 60;
+    a.queue
+        .record("msg_c", partly, "2026-11-26T00:00:01Z")
+        .await
+        .unwrap();
+    let cancelled = a
+        .queue
+        .cancel("msg_c", "2026-11-26T00:00:02Z")
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, Status::Cancelled);
+    let d = a.queue.details("msg_c").await.unwrap().unwrap();
+    let statuses: Vec<Status> = d.recipients.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Status::Cancelled, Status::Sent]);
+    // A queued message's recipients are cancelled with it too.
+    a.queue.enqueue(message("msg_q", None)).await.unwrap();
+    a.queue
+        .cancel("msg_q", "2026-11-26T00:00:03Z")
+        .await
+        .unwrap();
+    let d = a.queue.details("msg_q").await.unwrap().unwrap();
+    assert!(
+        d.recipients.iter().all(|r| r.status == Status::Cancelled),
+        "{:?}",
+        d.recipients
     );
 }
 

@@ -1680,6 +1680,9 @@ impl Queue for PgStore {
         tx.execute(&prepared(&tx, sql::CANCEL).await?, &[&id, &now])
             .await
             .map_err(StoreError::from)?;
+        tx.execute(&prepared(&tx, sql::CANCEL_RECIPIENTS).await?, &[&id])
+            .await
+            .map_err(StoreError::from)?;
         let s = summary_by_id(&tx, id).await?;
         commit(&self.pool, tx).await?;
         s.ok_or(ChangeError::NotFound)

@@ -390,6 +390,9 @@ pub(crate) const RETRY: &str = "UPDATE messages SET status = 'queued', updated_a
 pub(crate) const RETRY_RECIPIENTS: &str = "UPDATE recipients SET status = 'queued' WHERE message_seq = (SELECT seq FROM messages WHERE id = ?1) AND status IN ('failed', 'deferred')";
 pub(crate) const CANCEL: &str =
     "UPDATE messages SET status = 'cancelled', updated_at = ?2, body = NULL WHERE id = ?1";
+/// The recipients a cancelled message had left: cancelled with it, not
+/// shown as still waiting (one that has the message stays `sent`).
+pub(crate) const CANCEL_RECIPIENTS: &str = "UPDATE recipients SET status = 'cancelled' WHERE message_seq = (SELECT seq FROM messages WHERE id = ?1) AND status IN ('queued', 'deferred')";
 
 // ---- the pause ----
 

@@ -1224,6 +1224,7 @@ impl Queue for SqliteStore {
                 return Ok(Err(e));
             }
             tx.execute(sql::CANCEL, params![id, now])?;
+            tx.execute(sql::CANCEL_RECIPIENTS, [&id])?;
             let s = summary_by_id(&tx, &id)?;
             tx.commit()?;
             Ok(s.ok_or(ChangeError::NotFound))
