@@ -85,10 +85,12 @@ async fn serve(args: crate::config::ServeArgs) -> ExitCode {
             return ExitCode::from(78);
         }
     };
-    if let Some(path) = &server.generated_token {
+    // Printed this once (contract section 1); later starts read the file.
+    if let Some((path, token)) = &server.generated_token {
         println!(
-            "admin token generated into {} (mode 0600); sign in with its contents",
-            path.display()
+            "admin token (generated into {}, mode 0600; printed only this once): {}",
+            path.display(),
+            token.expose()
         );
     }
     if let Some(addr) = server.smtp_addr {

@@ -239,8 +239,9 @@ pub struct Server {
     engine: crate::delivery::Engine,
     /// The SMTP relay, unless `--smtp-listen off`.
     relay: Option<crate::relay::Relay>,
-    /// The admin token's file, when the token was generated at this start.
-    pub generated_token: Option<PathBuf>,
+    /// The admin token's file and the token, when it was generated at this
+    /// start (printed once, docs/API.md §1).
+    pub generated_token: Option<(PathBuf, crate::crypto::Secret)>,
     limits: HttpLimits,
 }
 
@@ -310,7 +311,7 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(e.to_string()))?;
-        let generated_token = token.generated_into;
+        let generated_token = token.generated_into.map(|path| (path, token.token));
         let limits = HttpLimits {
             header_timeout: args.http_header_timeout,
             request_timeout: args.http_request_timeout,

@@ -539,9 +539,10 @@ async fn generated_admin_token_and_data_dir_modes() {
     let mut a = args(&data, TestArgs::default());
     a.admin_token = None;
     let server = Server::bind(&a).await.unwrap();
-    let path = server.generated_token.clone().unwrap();
+    let (path, printed) = server.generated_token.clone().unwrap();
     let token = std::fs::read_to_string(&path).unwrap();
     assert_eq!(token.len(), 48, "24 random bytes in hex");
+    assert_eq!(printed.expose(), token);
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
@@ -555,6 +556,51 @@ async fn generated_admin_token_and_data_dir_modes() {
     assert!(again.generated_token.is_none(), "printed only once");
 }
 
+/// The lines a start without a configured admin token prints before it
+/// listens.
+async fn lines_of_a_start_without_a_token(data: &std::path::Path) -> Vec<String> {
+    let (mut child, mut lines, _) =
+        spawn_serve(serve_command(data).env_remove("MAILROOM_ADMIN_TOKEN"));
+    let mut seen = Vec::new();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server prints its lines")
+            .unwrap()
+            .unwrap_or_else(|| panic!("the server stopped before it listened: {seen:?}"));
+        if line.starts_with("listening on") {
+            break;
+        }
+        seen.push(line);
+    }
+    child.kill().await.unwrap();
+    seen
+}
+
+/// Contract section 1: a generated admin token is printed once, by the
+/// start that makes it (with its file, so the admin knows where it is
+/// kept), and never again.
+#[tokio::test]
+async fn the_binary_prints_a_generated_admin_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = lines_of_a_start_without_a_token(&data).await;
+    let file = data.join("admin-token");
+    let token = std::fs::read_to_string(&file).unwrap();
+    let printed: Vec<&String> = first.iter().filter(|l| l.contains(&token)).collect();
+    assert_eq!(printed.len(), 1, "printed once: {first:?}");
+    assert!(
+        printed[0].contains(&file.display().to_string()),
+        "{printed:?}"
+    );
+    let again = lines_of_a_start_without_a_token(&data).await;
+    assert!(
+        again.iter().all(|l| !l.contains(&token)),
+        "never again: {again:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), token, "kept");
+}
+
 /// The real binary as `mailroom serve`, given `command`'s options, its
 /// stdout read a line at a time, and all its stderr once it ends.
 type Spawned = (
@@ -565,8 +611,15 @@ type Spawned = (
 
 fn spawn_serve(command: &mut tokio::process::Command) -> Spawned {
     use tokio::io::AsyncBufReadExt;
+    // The test's token, unless the command sets (or removes) its own.
+    if !command
+        .as_std()
+        .get_envs()
+        .any(|(k, _)| k == "MAILROOM_ADMIN_TOKEN")
+    {
+        command.env("MAILROOM_ADMIN_TOKEN", TOKEN);
+    }
     let mut child = command
-        .env("MAILROOM_ADMIN_TOKEN", TOKEN)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
