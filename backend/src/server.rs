@@ -245,6 +245,10 @@ pub struct Server {
     limits: HttpLimits,
 }
 
+/// The largest request header block taken, in bytes (a 16 KiB cookie and
+/// more fit; browsers send a few KiB).
+pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
 /// The HTTP server's limits (docs/API.md §2).
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -384,7 +388,11 @@ pub async fn serve(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        // A header block is held whole until it ends, on every connection:
+        // past this, 431 and the connection closed (hyper's default takes
+        // whatever fits its ~400 KB buffer).
+        .max_header_size(MAX_REQUEST_HEAD);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {

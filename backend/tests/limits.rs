@@ -413,6 +413,46 @@ async fn read_answer(s: &mut TcpStream) -> String {
     }
 }
 
+/// A request's header block is held in memory until it is whole, on each
+/// of up to 1,024 connections: past 64 KiB or 100 fields it is refused
+/// (`431`) and the connection closed, while a big but real one (a 16 KiB
+/// cookie) is served.
+#[tokio::test]
+async fn request_headers_past_64_kib_are_refused_with_431() {
+    let rig = Loopback::start(Default::default()).await;
+    let server = start(&rig, |_| {}).await;
+    let ask = |extra: String| {
+        let addr = http_addr(&server);
+        async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let head = format!("GET /api/health HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+            // The server may stop reading once it has refused.
+            let _ = s.write_all(head.as_bytes()).await;
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    let cookie = format!(
+        "Cookie: a={}\r\nConnection: close\r\n",
+        "c".repeat(16 * 1024)
+    );
+    let answer = ask(cookie).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let huge = format!("X-Huge: {}\r\n", "h".repeat(100 * 1024));
+    let answer = ask(huge).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let many: String = (0..70)
+        .map(|i| format!("X-Field-{i}: {}\r\n", "m".repeat(1000)))
+        .collect();
+    let answer = ask(many).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // Small, but more fields than any client sends.
+    let countless: String = (0..101).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let answer = ask(countless).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
 /// A kept-alive connection counts among max_connections while it stays
 /// open: one that goes quiet after its answers would hold its place for
 /// ever, and enough of them would lock every client out. It gets the header
