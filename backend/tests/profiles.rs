@@ -32,6 +32,18 @@ async fn add_profile(server: &Running, name: &str, settings: &Settings, limits: 
     body
 }
 
+/// Sets the default profile's `recipients_per_day`.
+async fn daily_limit(server: &Running, n: u32) {
+    let (s, body) = server
+        .admin(
+            Method::PATCH,
+            "/api/profiles/default",
+            Some(json!({"limits": {"recipients_per_day": n}})),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+}
+
 fn mail(to: &str, subject: &str) -> Value {
     json!({"to": [to], "subject": subject, "text": "hello"})
 }
@@ -502,14 +514,7 @@ async fn the_daily_limit_makes_messages_wait_then_go_when_the_window_frees() {
     server
         .save(&oauth_settings("localhost", rig.smtp.port()))
         .await;
-    let (s, _) = server
-        .admin(
-            Method::PATCH,
-            "/api/profiles/default",
-            Some(json!({"limits": {"recipients_per_day": 3}})),
-        )
-        .await;
-    assert_eq!(s, 200);
+    daily_limit(&server, 3).await;
     let (_, key) = server.new_app(json!({"name": "Daily"})).await;
     let receiver = mailroom_fakes::FakeReceiver::start().await;
     server
@@ -579,6 +584,59 @@ async fn the_daily_limit_makes_messages_wait_then_go_when_the_window_frees() {
         1,
         "quota.reached once per crossing, not once per try"
     );
+}
+
+/// The profile's day counts the recipients the server took, as Exchange
+/// does: an attempt the server put off (a busy `451` to DATA) counts none,
+/// so its retry is not held back by a quota its own failed try used up; a
+/// partly delivered one counts the recipients that had it.
+#[tokio::test]
+async fn the_day_counts_only_recipients_the_server_took() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |_| {}).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    daily_limit(&server, 3).await;
+    let (_, key) = server.new_app(json!({"name": "Daily"})).await;
+    let today = || async {
+        let q = server.queue().await;
+        q["profiles"][0]["usage"]["recipients_today"].clone()
+    };
+    rig.smtp.configure(|c| {
+        c.data_reply = Some("451 4.7.500 Server busy. Please try again later".into())
+    });
+    let two = json!({"to": [addr("a", "example.org"), addr("b", "example.org")], "subject": "busy", "text": "x"});
+    let (s, m) = server.submit(&key, &two).await;
+    assert_eq!(s, 202, "{m}");
+    let id = m["id"].as_str().unwrap().to_string();
+    let m = server.wait_status(&id, "deferred").await;
+    assert_eq!(m["last_error"]["code"], "4.7.500", "{m}");
+    assert_eq!(today().await, 0, "the server took no recipient");
+    rig.smtp.configure(|c| c.data_reply = None);
+    server.retry(&id).await;
+    let m = server.wait_status(&id, "sent").await;
+    assert_eq!(m["attempt_count"], 2, "{m}");
+    assert_eq!(today().await, 2);
+    // One recipient put off at RCPT beside one taken: one counts.
+    daily_limit(&server, 10).await;
+    let busy = addr("busy", "example.org");
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            busy.clone(),
+            "450 4.2.1 Mailbox busy, try again later".into(),
+        );
+    });
+    let (_, m) = server
+        .submit(
+            &key,
+            &json!({"to": [busy.clone(), addr("c", "example.org")], "subject": "partly", "text": "x"}),
+        )
+        .await;
+    let id = m["id"].as_str().unwrap().to_string();
+    let m = server.wait_status(&id, "deferred").await;
+    assert_eq!(m["last_error"]["code"], "4.2.1", "{m}");
+    assert_eq!(today().await, 3);
 }
 
 #[tokio::test]

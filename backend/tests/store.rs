@@ -136,6 +136,7 @@ both!(
     a_message_is_claimed_once_and_a_lapsed_lease_is_taken_over,
     a_lapsed_retry_of_a_partly_sent_message_hands_out_only_the_rest,
     cancelling_a_partly_sent_message_cancels_the_recipients_left,
+    the_day_keeps_only_the_recipients_an_attempt_delivered,
     a_claim_takes_at_most_its_bytes_of_bodies,
     parallel_claimers_never_share_a_message,
     pause_is_shared_and_keeps_its_first_since,
@@ -609,6 +610,19 @@ fn lease(owner: &str, seconds: i64) -> Lease {
     }
 }
 
+/// An attempt at `at` that delivered to the message's second recipient
+/// while the first was put off (`4.2.1`), due again at `next`.
+fn partly_sent(owner: &str, at: &str, next: i64) -> AttemptRecord {
+    let mut r = sent(owner, at);
+    r.attempt.ok = false;
+    r.attempt.code = Some("4.2.1".into());
+    r.recipients[0].status = Status::Deferred;
+    r.recipients[0].code = Some("4.2.1".into());
+    r.status = Status::Deferred;
+    r.next_attempt_unix = next;
+    r
+}
+
 fn sent(owner: &str, at: &str) -> AttemptRecord {
     AttemptRecord {
         attempt: Attempt {
@@ -1017,13 +1031,7 @@ async fn a_lapsed_retry_of_a_partly_sent_message_hands_out_only_the_rest(f: Fixt
         .await
         .unwrap();
     assert_eq!(first[0].recipients.len(), 2);
-    let mut partly = sent("srv_a", "2026-11-26T00:00:01Z");
-    partly.attempt.ok = false;
-    partly.attempt.code = Some("4.2.1".into());
-    partly.recipients[0].status = Status::Deferred;
-    partly.recipients[0].code = Some("4.2.1".into());
-    partly.status = Status::Deferred;
-    partly.next_attempt_unix = T0 + 60;
+    let partly = partly_sent("srv_a", "2026-11-26T00:00:01Z", T0 + 60);
     a.queue
         .record("msg_p", partly, "2026-11-26T00:00:01Z")
         .await
@@ -1079,11 +1087,7 @@ async fn cancelling_a_partly_sent_message_cancels_the_recipients_left(f: Fixture
         .claim("default", T0, 10, &lease("srv_a", 60))
         .await
         .unwrap();
-    let mut partly = sent("srv_a", "2026-11-26T00:00:01Z");
-    partly.attempt.ok = false;
-    partly.recipients[0].status = Status::Deferred;
-    partly.status = Status::Deferred;
-    partly.next_attempt_unix = T0 + 60;
+    let partly = partly_sent("srv_a", "2026-11-26T00:00:01Z", T0 + 60);
     a.queue
         .record("msg_c", partly, "2026-11-26T00:00:01Z")
         .await
@@ -1109,6 +1113,65 @@ async fn cancelling_a_partly_sent_message_cancels_the_recipients_left(f: Fixture
         "{:?}",
         d.recipients
     );
+}
+
+/// A claim reserves its recipients in the profile's day; its attempt
+/// leaves only those the server took: none for a deferral, one for a
+/// recipient taken beside one put off, all for a delivery.
+async fn the_day_keeps_only_the_recipients_an_attempt_delivered(f: Fixture) {
+    let a = f.open().await;
+    a.queue.enqueue(message("msg_u", None)).await.unwrap();
+    let today = |at: i64| {
+        let q = a.queue.clone();
+        async move {
+            q.profile_usage("default", at)
+                .await
+                .unwrap()
+                .recipients_today
+        }
+    };
+    let attempt = |at: i64, left: usize| {
+        let q = a.queue.clone();
+        async move {
+            let claimed = q
+                .claim("default", at, 10, &lease("srv_a", 60))
+                .await
+                .unwrap();
+            assert_eq!(claimed[0].recipients.len(), left);
+            let fit = q
+                .take_quota("default", vec![("msg_u".into(), left as u32)], Some(10), at)
+                .await
+                .unwrap();
+            assert_eq!(fit, (1, None));
+        }
+    };
+    attempt(T0, 2).await;
+    assert_eq!(today(T0).await, 2, "reserved at the claim");
+    let mut busy = sent("srv_a", "2026-11-26T00:00:01Z");
+    busy.attempt.ok = false;
+    busy.recipients.clear();
+    busy.status = Status::Deferred;
+    busy.next_attempt_unix = T0 + 60;
+    a.queue
+        .record("msg_u", busy, "2026-11-26T00:00:01Z")
+        .await
+        .unwrap();
+    assert_eq!(today(T0).await, 0, "a deferral took nothing");
+    attempt(T0 + 60, 2).await;
+    let partly = partly_sent("srv_a", "2026-11-26T00:01:01Z", T0 + 120);
+    a.queue
+        .record("msg_u", partly, "2026-11-26T00:01:01Z")
+        .await
+        .unwrap();
+    assert_eq!(today(T0 + 60).await, 1, "one recipient was taken");
+    attempt(T0 + 120, 1).await;
+    let mut done = sent("srv_a", "2026-11-26T00:02:01Z");
+    done.recipients.truncate(1);
+    a.queue
+        .record("msg_u", done, "2026-11-26T00:02:01Z")
+        .await
+        .unwrap();
+    assert_eq!(today(T0 + 120).await, 2, "each recipient counted once");
 }
 
 async fn parallel_claimers_never_share_a_message(f: Fixture) {

@@ -980,6 +980,20 @@ async fn record_in(
         tx.execute(&prepared(tx, sql::UNRESERVE).await?, &[&id])
             .await?;
     }
+    match r.counted_recipients() {
+        None => {}
+        Some(0) => {
+            tx.execute(&prepared(tx, sql::DROP_USAGE).await?, &[&id])
+                .await?;
+        }
+        Some(n) => {
+            tx.execute(
+                &prepared(tx, sql::SETTLE_USAGE).await?,
+                &[&id, &i64::from(n)],
+            )
+            .await?;
+        }
+    }
     Ok(true)
 }
 

@@ -354,6 +354,26 @@ impl AttemptRecord {
         }
     }
 
+    /// What this attempt leaves counted toward the profile's day, when that
+    /// is less than its claim reserved: `Some(n)`, the recipients the
+    /// server took (Exchange counts those, not the ones it refused or put
+    /// off); `None` when every recipient it tried was taken, or when it
+    /// paused delivery (the whole reservation goes then).
+    pub fn counted_recipients(&self) -> Option<u32> {
+        let taken = self
+            .recipients
+            .iter()
+            .filter(|o| o.status == Status::Sent)
+            .count();
+        // Without recipient outcomes, the message's status says it.
+        let all_taken = if self.recipients.is_empty() {
+            self.status == Status::Sent
+        } else {
+            taken == self.recipients.len()
+        };
+        (!all_taken && self.status != Status::Queued).then_some(taken as u32)
+    }
+
     /// A sent or cancelled message keeps its record, not its body; a failed
     /// one keeps its body until retention, so it can be retried.
     pub fn keeps_body(&self) -> bool {
@@ -825,6 +845,45 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_leaves_counted_the_recipients_the_server_took() {
+        let outcome = |idx, status| RecipientOutcome {
+            idx,
+            status,
+            code: None,
+            message: None,
+        };
+        let record = |status, recipients| AttemptRecord {
+            attempt: Attempt {
+                at: "t".into(),
+                ok: status == Status::Sent,
+                stage: None,
+                code: None,
+                message: String::new(),
+                hint: None,
+                transport: None,
+            },
+            transcript: None,
+            recipients,
+            status,
+            next_attempt_unix: 0,
+            counts: true,
+            owner: "o".into(),
+        };
+        use Status::*;
+        let all = vec![outcome(0, Sent), outcome(1, Sent)];
+        assert_eq!(record(Sent, all).counted_recipients(), None);
+        assert_eq!(record(Sent, vec![]).counted_recipients(), None);
+        let partly = vec![outcome(0, Deferred), outcome(1, Sent)];
+        assert_eq!(record(Deferred, partly).counted_recipients(), Some(1));
+        assert_eq!(record(Deferred, vec![]).counted_recipients(), Some(0));
+        assert_eq!(record(Failed, vec![]).counted_recipients(), Some(0));
+        let refused = vec![outcome(0, Failed)];
+        assert_eq!(record(Sent, refused).counted_recipients(), Some(0));
+        // A pause gives the whole reservation back another way.
+        assert_eq!(record(Queued, vec![]).counted_recipients(), None);
+    }
 
     /// When the window's total and the batch fit the limit, the stores skip
     /// reading the window's sends: the answer must be the one reading them

@@ -98,6 +98,14 @@ pub(crate) const ADD_USAGE: &str =
 /// A message counted toward its profile's day that was not sent after all
 /// (released unattempted, or its attempt paused delivery) is counted no more.
 pub(crate) const UNRESERVE: &str = "DELETE FROM profile_usage WHERE message_id = ?1";
+/// The newest reservation of message `?1` (its claim's; an older one is an
+/// earlier attempt's, or a lapsed claim's whose outcome is unknown) keeps
+/// `?2` recipients, those the server took ([`crate::queue::AttemptRecord::counted_recipients`]).
+pub(crate) const SETTLE_USAGE: &str = "UPDATE profile_usage SET recipients = ?2
+    WHERE message_id = ?1 AND at_unix = (SELECT MAX(at_unix) FROM profile_usage WHERE message_id = ?1)";
+/// [`SETTLE_USAGE`] when the server took none: the reservation goes.
+pub(crate) const DROP_USAGE: &str = "DELETE FROM profile_usage
+    WHERE message_id = ?1 AND at_unix = (SELECT MAX(at_unix) FROM profile_usage WHERE message_id = ?1)";
 pub(crate) const PURGE_USAGE: &str = "DELETE FROM profile_usage WHERE at_unix <= ?1";
 /// Takes connection slot `?2` of profile `?1` for owner `?3` until `?4`
 /// when it is free, lapsed (`?5` now) or already this owner's.

@@ -865,6 +865,16 @@ fn record_in(
         // Its attempt paused delivery: nothing went out.
         tx.prepare_cached(sql::UNRESERVE)?.execute([id])?;
     }
+    match r.counted_recipients() {
+        None => {}
+        Some(0) => {
+            tx.prepare_cached(sql::DROP_USAGE)?.execute([id])?;
+        }
+        Some(n) => {
+            tx.prepare_cached(sql::SETTLE_USAGE)?
+                .execute(params![id, n as i64])?;
+        }
+    }
     Ok(true)
 }
 
