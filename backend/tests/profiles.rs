@@ -637,6 +637,20 @@ async fn the_day_counts_only_recipients_the_server_took() {
     let m = server.wait_status(&id, "deferred").await;
     assert_eq!(m["last_error"]["code"], "4.2.1", "{m}");
     assert_eq!(today().await, 3);
+    // Exchange's own daily limit takes nothing either: the message waits,
+    // and Mailroom's count does not grow with each hour's try.
+    rig.smtp.configure(|c| {
+        c.data_reply =
+            Some("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException".into())
+    });
+    let (_, m) = server
+        .submit(&key, &mail(&addr("d", "example.org"), "over"))
+        .await;
+    let m = server
+        .wait_status(m["id"].as_str().unwrap(), "deferred")
+        .await;
+    assert_eq!(m["last_error"]["code"], "quota", "{m}");
+    assert_eq!(today().await, 3, "Exchange took nothing");
 }
 
 #[tokio::test]

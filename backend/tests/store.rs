@@ -173,7 +173,14 @@ async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
         .unwrap();
     assert_eq!(claimed[0].id, "msg_w");
     s.queue
-        .quota_wait("msg_w", T0 + 86_400, "waits for the day", "t", T0 + 1)
+        .quota_wait(
+            "msg_w",
+            T0 + 86_400,
+            "waits for the day",
+            "t",
+            T0 + 1,
+            false,
+        )
         .await
         .unwrap();
     let d = s.queue.details("msg_w").await.unwrap().unwrap();
@@ -1172,6 +1179,30 @@ async fn the_day_keeps_only_the_recipients_an_attempt_delivered(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(today(T0 + 120).await, 2, "each recipient counted once");
+    // The mailbox's own daily limit refused the next one: it waits, and
+    // its claim's count goes back (the server took nothing).
+    a.queue.enqueue(message("msg_v", None)).await.unwrap();
+    a.queue
+        .claim("default", T0 + 180, 10, &lease("srv_a", 60))
+        .await
+        .unwrap();
+    a.queue
+        .take_quota("default", vec![("msg_v".into(), 2)], Some(10), T0 + 180)
+        .await
+        .unwrap();
+    assert_eq!(today(T0 + 180).await, 4);
+    a.queue
+        .quota_wait(
+            "msg_v",
+            T0 + 3780,
+            "the mailbox's limit",
+            "t",
+            T0 + 181,
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(today(T0 + 181).await, 2, "msg_u's two stay");
 }
 
 async fn parallel_claimers_never_share_a_message(f: Fixture) {

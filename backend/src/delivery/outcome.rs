@@ -172,6 +172,7 @@ impl Engine {
                 &text,
                 &self.clock.rfc3339(),
                 unix(&*self.clock),
+                true,
             )
             .await
         {

@@ -272,7 +272,7 @@ impl Engine {
             for m in &waiting {
                 if let Err(e) = self
                     .queue
-                    .quota_wait(&m.id, until, &text, &self.clock.rfc3339(), now)
+                    .quota_wait(&m.id, until, &text, &self.clock.rfc3339(), now, false)
                     .await
                 {
                     tracing::error!(error = %e, "cannot defer a message for the daily limit");

@@ -1815,13 +1815,21 @@ impl Queue for PgStore {
         message: &str,
         now: &str,
         now_unix: i64,
+        reserved: bool,
     ) -> Result<(), StoreError> {
-        let c = self.pool.get().await?;
-        c.execute(
-            &prepared(&c, sql::QUOTA_WAIT).await?,
-            &[&id, &now, &until_unix, &message, &now_unix],
-        )
-        .await?;
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let waits = tx
+            .execute(
+                &prepared(&tx, sql::QUOTA_WAIT).await?,
+                &[&id, &now, &until_unix, &message, &now_unix],
+            )
+            .await?;
+        if waits > 0 && reserved {
+            tx.execute(&prepared(&tx, sql::DROP_USAGE).await?, &[&id])
+                .await?;
+        }
+        commit(&self.pool, tx).await?;
         Ok(())
     }
 

@@ -578,7 +578,9 @@ pub trait Queue: Send + Sync {
     ) -> Result<(usize, Option<i64>), StoreError>;
     /// A claimed message waits for its profile's window until `until_unix`
     /// (`deferred`, code `quota`), with no attempt added; the wait does not
-    /// count toward `--max-queue-time` ([`Queue::expire`]).
+    /// count toward `--max-queue-time` ([`Queue::expire`]). `reserved`: its
+    /// claim counted it toward the day and the mailbox's own limit refused
+    /// its attempt, so the server took nothing and the count goes back.
     async fn quota_wait(
         &self,
         id: &str,
@@ -586,6 +588,7 @@ pub trait Queue: Send + Sync {
         message: &str,
         now: &str,
         now_unix: i64,
+        reserved: bool,
     ) -> Result<(), StoreError>;
     /// Takes connection slot `slot` of a profile for `owner` until
     /// `until_unix` (renewing it when it is already `owner`'s); false when

@@ -1347,13 +1347,19 @@ impl Queue for SqliteStore {
         message: &str,
         now: &str,
         now_unix: i64,
+        reserved: bool,
     ) -> Result<(), StoreError> {
         let (id, message, now) = (id.to_string(), message.to_string(), now.to_string());
         self.with_conn(move |c| {
-            c.execute(
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let waits = tx.execute(
                 sql::QUOTA_WAIT,
                 params![id, now, until_unix, message, now_unix],
             )?;
+            if waits > 0 && reserved {
+                tx.execute(sql::DROP_USAGE, [&id])?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await
