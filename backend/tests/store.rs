@@ -1171,6 +1171,23 @@ async fn the_day_keeps_only_the_recipients_an_attempt_delivered(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(today(T0 + 60).await, 1, "one recipient was taken");
+    // The next try pauses delivery (a token error): its own count goes
+    // back, the recipient taken before stays counted.
+    attempt(T0 + 120, 1).await;
+    let mut paused = sent("srv_a", "2026-11-26T00:02:00Z");
+    paused.attempt.ok = false;
+    paused.recipients.clear();
+    paused.status = Status::Queued;
+    paused.counts = false;
+    a.queue
+        .record("msg_u", paused, "2026-11-26T00:02:00Z")
+        .await
+        .unwrap();
+    assert_eq!(
+        today(T0 + 120).await,
+        1,
+        "the earlier delivery stays counted"
+    );
     attempt(T0 + 120, 1).await;
     let mut done = sent("srv_a", "2026-11-26T00:02:01Z");
     done.recipients.truncate(1);

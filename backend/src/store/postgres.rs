@@ -976,8 +976,9 @@ async fn record_in(
     )
     .await?;
     if r.status == Status::Queued {
-        // Its attempt paused delivery: nothing went out.
-        tx.execute(&prepared(tx, sql::UNRESERVE).await?, &[&id])
+        // Its attempt paused delivery: nothing went out. Its claim's count
+        // goes; an earlier attempt's recipients stay counted.
+        tx.execute(&prepared(tx, sql::DROP_USAGE).await?, &[&id])
             .await?;
     }
     match r.counted_recipients() {

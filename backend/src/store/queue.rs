@@ -358,7 +358,7 @@ impl AttemptRecord {
     /// is less than its claim reserved: `Some(n)`, the recipients the
     /// server took (Exchange counts those, not the ones it refused or put
     /// off); `None` when every recipient it tried was taken, or when it
-    /// paused delivery (the whole reservation goes then).
+    /// paused delivery (its claim's reservation goes then).
     pub fn counted_recipients(&self) -> Option<u32> {
         let taken = self
             .recipients

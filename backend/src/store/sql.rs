@@ -95,8 +95,8 @@ pub(crate) const PROFILE_SENDS: &str =
     "SELECT at_unix, recipients FROM profile_usage WHERE profile = ?1 AND at_unix > ?2 ORDER BY at_unix";
 pub(crate) const ADD_USAGE: &str =
     "INSERT INTO profile_usage (profile, at_unix, recipients, message_id) VALUES (?1, ?2, ?3, ?4)";
-/// A message counted toward its profile's day that was not sent after all
-/// (released unattempted, or its attempt paused delivery) is counted no more.
+/// A message counted toward its profile's day that was released
+/// unattempted is counted no more.
 pub(crate) const UNRESERVE: &str = "DELETE FROM profile_usage WHERE message_id = ?1";
 /// The newest reservation of message `?1` (its claim's; an older one is an
 /// earlier attempt's, or a lapsed claim's whose outcome is unknown) keeps

@@ -862,8 +862,9 @@ fn record_in(
         r.keeps_body() as i64
     ])?;
     if r.status == Status::Queued {
-        // Its attempt paused delivery: nothing went out.
-        tx.prepare_cached(sql::UNRESERVE)?.execute([id])?;
+        // Its attempt paused delivery: nothing went out. Its claim's count
+        // goes; an earlier attempt's recipients stay counted.
+        tx.prepare_cached(sql::DROP_USAGE)?.execute([id])?;
     }
     match r.counted_recipients() {
         None => {}
