@@ -975,12 +975,8 @@ async fn record_in(
         ],
     )
     .await?;
-    if r.status == Status::Queued {
-        // Its attempt paused delivery: nothing went out. Its claim's count
-        // goes; an earlier attempt's recipients stay counted.
-        tx.execute(&prepared(tx, sql::DROP_USAGE).await?, &[&id])
-            .await?;
-    }
+    // Its claim's count keeps the recipients the server took; an earlier
+    // attempt's stay counted.
     match r.counted_recipients() {
         None => {}
         Some(0) => {

@@ -357,9 +357,13 @@ impl AttemptRecord {
     /// What this attempt leaves counted toward the profile's day, when that
     /// is less than its claim reserved: `Some(n)`, the recipients the
     /// server took (Exchange counts those, not the ones it refused or put
-    /// off); `None` when every recipient it tried was taken, or when it
-    /// paused delivery (its claim's reservation goes then).
+    /// off; none when it paused delivery); `None` when every recipient it
+    /// tried was taken.
     pub fn counted_recipients(&self) -> Option<u32> {
+        if self.status == Status::Queued {
+            // Its attempt paused delivery: nothing went out.
+            return Some(0);
+        }
         let taken = self
             .recipients
             .iter()
@@ -371,7 +375,7 @@ impl AttemptRecord {
         } else {
             taken == self.recipients.len()
         };
-        (!all_taken && self.status != Status::Queued).then_some(taken as u32)
+        (!all_taken).then_some(taken as u32)
     }
 
     /// A sent or cancelled message keeps its record, not its body; a failed
@@ -884,8 +888,8 @@ mod tests {
         assert_eq!(record(Failed, vec![]).counted_recipients(), Some(0));
         let refused = vec![outcome(0, Failed)];
         assert_eq!(record(Sent, refused).counted_recipients(), Some(0));
-        // A pause gives the whole reservation back another way.
-        assert_eq!(record(Queued, vec![]).counted_recipients(), None);
+        // A pause: nothing went out.
+        assert_eq!(record(Queued, vec![]).counted_recipients(), Some(0));
     }
 
     /// When the window's total and the batch fit the limit, the stores skip

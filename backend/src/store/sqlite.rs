@@ -861,11 +861,8 @@ fn record_in(
         last_message,
         r.keeps_body() as i64
     ])?;
-    if r.status == Status::Queued {
-        // Its attempt paused delivery: nothing went out. Its claim's count
-        // goes; an earlier attempt's recipients stay counted.
-        tx.prepare_cached(sql::DROP_USAGE)?.execute([id])?;
-    }
+    // Its claim's count keeps the recipients the server took; an earlier
+    // attempt's stay counted.
     match r.counted_recipients() {
         None => {}
         Some(0) => {
