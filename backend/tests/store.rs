@@ -2401,7 +2401,11 @@ async fn a_release_postgres_database_is_upgraded_with_its_data() {
              INSERT INTO recipients (message_seq, idx, address, status)
                SELECT seq, 0, 'x@y.z', 'queued' FROM messages;
              INSERT INTO attempts (message_seq, n, at, ok, message, transcript)
-               SELECT seq, 1, '2026-11-01T00:00:00Z', 0, 'deferred', E'S: 354 go\\nC: secret body\\nC: .\\nS: 451 later\\n' FROM messages;",
+               SELECT seq, 1, '2026-11-01T00:00:00Z', 0, 'deferred', E'S: 354 go\\nC: secret body\\nC: .\\nS: 451 later\\n' FROM messages;
+             INSERT INTO messages (id, app_id, mail_from, subject, size, status, created_at, created_unix, updated_at, next_attempt_unix)
+               VALUES ('msg_cxl', NULL, 'a@b.c', 'cancelled', 5, 'cancelled', '2026-11-01T00:00:00Z', 1790000000, '2026-11-01T00:00:00Z', 0);
+             INSERT INTO recipients (message_seq, idx, address, status)
+               SELECT seq, 0, 'x@y.z', 'queued' FROM messages WHERE id = 'msg_cxl';",
         )
         .await
         .unwrap();
@@ -2419,6 +2423,12 @@ async fn a_release_postgres_database_is_upgraded_with_its_data() {
         .unwrap()
         .expect("the message is kept");
     assert_eq!(details.summary.subject, "kept");
+    let cancelled = store.details("msg_cxl").await.unwrap().unwrap();
+    assert_eq!(
+        cancelled.recipients[0].status,
+        Status::Cancelled,
+        "a cancelled message's recipient left waiting is cancelled too"
+    );
     let recent = store.recent("app_old", 1_790_000_100, true).await.unwrap();
     assert_eq!(
         recent.messages,

@@ -147,7 +147,15 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_APP_USAGE,
     MIGRATION_EXPIRY_INDEXES,
     MIGRATION_FINAL_BY_AGE,
+    MIGRATION_CANCELLED_RECIPIENTS,
 ];
+
+/// Step 19: a cancelled message's recipients still waiting are cancelled
+/// with it, as `cancel` now does; those of messages cancelled before kept
+/// `queued` or `deferred`, as if they were still to be tried.
+pub const MIGRATION_CANCELLED_RECIPIENTS: &str = "UPDATE recipients SET status = 'cancelled'
+    WHERE status IN ('queued', 'deferred')
+      AND message_seq IN (SELECT seq FROM messages WHERE status = 'cancelled');";
 
 /// Step 18: final messages and webhook deliveries by age, for the purge
 /// that housekeeping runs every minute. It found them through the status

@@ -1664,6 +1664,40 @@ mod tests {
     }
 
     #[test]
+    fn recipients_of_messages_cancelled_before_are_cancelled_at_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailroom.db");
+        let step = SCHEMA
+            .iter()
+            .position(|s| *s == crate::store::schema::MIGRATION_CANCELLED_RECIPIENTS)
+            .unwrap();
+        {
+            // The release before: every step but this one (and SQLite's own).
+            let mut c = Connection::open(&path).unwrap();
+            migrations().to_version(&mut c, step + 1).unwrap();
+            c.execute_batch(
+                "INSERT INTO messages (id, mail_from, subject, size, status, created_at, created_unix, updated_at, next_attempt_unix)
+                   VALUES ('msg_c', 'a@b.c', 'gone', 5, 'cancelled', 't', 1, 't', 0),
+                          ('msg_q', 'a@b.c', 'waits', 5, 'queued', 't', 1, 't', 0);
+                 INSERT INTO recipients (message_seq, idx, address, status) VALUES
+                   (1, 0, 'x@y.z', 'queued'), (1, 1, 'w@y.z', 'sent'), (1, 2, 'v@y.z', 'deferred'),
+                   (2, 0, 'x@y.z', 'queued');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let c = store.conn.lock().unwrap();
+        let statuses: Vec<String> = c
+            .prepare("SELECT status FROM recipients ORDER BY message_seq, idx")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(statuses, ["cancelled", "sent", "cancelled", "queued"]);
+    }
+
+    #[test]
     fn a_release_database_opens_with_its_data_and_orphans_go() {
         // A database as the last release left it: its six schema steps, a
         // message with a recipient and an attempt, and an orphan recipient.
