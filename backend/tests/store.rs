@@ -1188,6 +1188,13 @@ async fn the_day_keeps_only_the_recipients_an_attempt_delivered(f: Fixture) {
         1,
         "the earlier delivery stays counted"
     );
+    // Claimed again and given back unattempted (a stop): the same.
+    attempt(T0 + 120, 1).await;
+    a.queue
+        .release(vec!["msg_u".into()], "srv_a")
+        .await
+        .unwrap();
+    assert_eq!(today(T0 + 120).await, 1, "released, the earlier stays");
     attempt(T0 + 120, 1).await;
     let mut done = sent("srv_a", "2026-11-26T00:02:01Z");
     done.recipients.truncate(1);

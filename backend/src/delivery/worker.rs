@@ -256,6 +256,9 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot count the profile's daily recipients");
+                // Nothing of this claim was counted; the release gives back
+                // a message's newest count, for a partly delivered one an
+                // earlier try's (an undercount of a few, on a database error).
                 let ids = claimed.into_iter().map(|m| m.id).collect();
                 let _ = self.queue.release(ids, &lease.owner).await;
                 return Vec::new();

@@ -1550,14 +1550,16 @@ impl Queue for PgStore {
         }
         let c = self.pool.get().await?;
         // [`sql::RELEASE`] for every id at once; those released, not sent,
-        // no longer count toward the profile's day.
+        // give back their claim's count toward the profile's day (the
+        // newest, [`sql::DROP_USAGE`]; an earlier attempt's stays).
         let stmt = c
             .prepare_cached(
                 "WITH released AS (
                    UPDATE messages SET status = 'queued', locked_by = NULL, locked_until = NULL
                    WHERE id = ANY($1) AND status = 'sending' AND locked_by = $2
                    RETURNING id)
-                 DELETE FROM profile_usage WHERE message_id IN (SELECT id FROM released)",
+                 DELETE FROM profile_usage u WHERE u.message_id IN (SELECT id FROM released)
+                   AND u.at_unix = (SELECT MAX(v.at_unix) FROM profile_usage v WHERE v.message_id = u.message_id)",
             )
             .await?;
         c.execute(&stmt, &[&ids, &owner]).await?;

@@ -95,15 +95,13 @@ pub(crate) const PROFILE_SENDS: &str =
     "SELECT at_unix, recipients FROM profile_usage WHERE profile = ?1 AND at_unix > ?2 ORDER BY at_unix";
 pub(crate) const ADD_USAGE: &str =
     "INSERT INTO profile_usage (profile, at_unix, recipients, message_id) VALUES (?1, ?2, ?3, ?4)";
-/// A message counted toward its profile's day that was released
-/// unattempted is counted no more.
-pub(crate) const UNRESERVE: &str = "DELETE FROM profile_usage WHERE message_id = ?1";
 /// The newest reservation of message `?1` (its claim's; an older one is an
 /// earlier attempt's, or a lapsed claim's whose outcome is unknown) keeps
 /// `?2` recipients, those the server took ([`crate::queue::AttemptRecord::counted_recipients`]).
 pub(crate) const SETTLE_USAGE: &str = "UPDATE profile_usage SET recipients = ?2
     WHERE message_id = ?1 AND at_unix = (SELECT MAX(at_unix) FROM profile_usage WHERE message_id = ?1)";
-/// [`SETTLE_USAGE`] when the server took none: the reservation goes.
+/// [`SETTLE_USAGE`] when the server took none, or the claim was released
+/// unattempted: the reservation goes.
 pub(crate) const DROP_USAGE: &str = "DELETE FROM profile_usage
     WHERE message_id = ?1 AND at_unix = (SELECT MAX(at_unix) FROM profile_usage WHERE message_id = ?1)";
 pub(crate) const PURGE_USAGE: &str = "DELETE FROM profile_usage WHERE at_unix <= ?1";

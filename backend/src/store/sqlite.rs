@@ -1066,10 +1066,10 @@ impl Queue for SqliteStore {
             let tx = c.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(sql::RELEASE)?;
-                let mut unreserve = tx.prepare_cached(sql::UNRESERVE)?;
+                let mut give_back = tx.prepare_cached(sql::DROP_USAGE)?;
                 for id in &ids {
                     if stmt.execute(params![id, owner])? > 0 {
-                        unreserve.execute([id])?;
+                        give_back.execute([id])?;
                     }
                 }
             }
