@@ -342,6 +342,14 @@ async fn allowed_from_addresses_are_checked_while_typing_and_nothing_invalid_is_
         "",
         "untouched fields stay quiet"
     );
+    // A pattern is named as one while typing (`*@…` is a valid address).
+    let domain = scans().split_once('@').unwrap().1.to_string();
+    type_into(&root, "app-allowed", &format!("*@{domain}")).await;
+    let error = text_of(&root, "#app-allowed-error");
+    assert!(
+        error.contains("is a pattern") && error.contains("whole addresses"),
+        "{error}"
+    );
     type_into(&root, "app-allowed", &scans()).await;
     assert_eq!(text_of(&root, "#app-allowed-error"), "");
 

@@ -231,7 +231,18 @@ pub fn validate_app_change(change: &AppChange) -> FieldMessages {
 fn validate_allowed_from(list: &[String], errors: &mut FieldMessages) {
     for (i, a) in list.iter().enumerate() {
         let a = a.trim();
-        if parse::check_email(a).is_err() {
+        if a.starts_with('*') || a.starts_with('@') {
+            // `*@contoso.com` is a valid address (`*` is an atom
+            // character), but meant as a pattern it would be accepted here
+            // and then refuse every message.
+            errors.push(
+                "allowed_from",
+                format!(
+                    "Address {} (“{a}”) is a pattern; allowed_from takes whole addresses, as Exchange grants Send As mailbox by mailbox. List each address the app sends from, like scans@contoso.com, or turn on rewrite_from to send everything as the settings' sender.",
+                    i + 1
+                ),
+            );
+        } else if parse::check_email(a).is_err() {
             errors.push(
                 "allowed_from",
                 format!(
@@ -625,6 +636,27 @@ mod tests {
         assert!(errors["limits"][0].starts_with("messages_per_hour must be"));
         assert!(errors["name"][0].starts_with("Enter a name"));
         assert!(errors["allowed_from"][0].contains("not an address"));
+        // Patterns are named as such, not taken as an address (`*@…` is
+        // one, and would refuse every message) nor called "not an address".
+        for pattern in ["*@contoso.com", "@contoso.com", "*"] {
+            let e = validate_new_app(&NewApp {
+                allowed_from: vec![crate::fixtures::mailer(), format!(" {pattern}")],
+                ..NewApp::default()
+            });
+            assert_eq!(e["allowed_from"].len(), 1, "{pattern}: {e:?}");
+            assert!(
+                e["allowed_from"][0].starts_with(&format!("Address 2 (“{pattern}”) is a pattern")),
+                "{pattern}: {e:?}"
+            );
+            let change = validate_app_change(&AppChange {
+                allowed_from: Some(vec![pattern.into()]),
+                ..AppChange::default()
+            });
+            assert!(
+                change["allowed_from"][0].contains("is a pattern"),
+                "{change:?}"
+            );
+        }
         let good = NewApp {
             name: "Scanner".into(),
             allowed_from: vec![format!("{}@{}", "scans", "contoso.com")],
