@@ -12,6 +12,7 @@ use common::wire::Wire;
 use common::*;
 use mailroom_backend::config::SmtpListen;
 use mailroom_fakes::{addr, Loopback};
+use reqwest::Method;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
@@ -310,6 +311,84 @@ async fn json_submissions_pass_the_same_checks() {
     );
     let (status, body) = server.submit(&key, &base).await;
     assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test]
+async fn a_field_a_request_does_not_take_is_refused_naming_it_and_nothing_is_made() {
+    // Each would have been dropped without a word: the message sent
+    // without its copies or files, the app made or left with other rights.
+    let (rig, server, key) = sending_rig().await;
+    let base = json!({"to": [to()], "subject": "s", "text": "x"});
+    for (field, value, says) in [
+        ("Cc", json!([ceo()]), "expected one of `from`, `to`, `cc`"),
+        (
+            "attachments",
+            json!([{"filename": "a.pdf", "content": "JVBERi0="}]),
+            "message/rfc822",
+        ),
+    ] {
+        let mut body = base.clone();
+        body[field] = value;
+        let (status, answer) = server.submit(&key, &body).await;
+        assert_eq!(status, 400, "{answer}");
+        let said = answer["errors"][field][0].as_str().unwrap_or_default();
+        assert!(
+            said.starts_with(&format!("This request has no field {field}:")) && said.contains(says),
+            "{answer}"
+        );
+    }
+    let (status, apps) = server.admin(Method::GET, "/api/apps", None).await;
+    assert_eq!(status, 200);
+    let before = apps["apps"].as_array().unwrap().len();
+    let (status, answer) = server
+        .admin(
+            Method::POST,
+            "/api/apps",
+            Some(json!({"name": "Printer", "allowed_frm": [ceo()]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["errors"]["allowed_frm"].is_array(), "{answer}");
+    let app = apps["apps"][0]["id"].as_str().unwrap().to_string();
+    for (path, body) in [
+        (
+            format!("/api/apps/{app}"),
+            json!({"limit": {"messages_per_hour": 1}}),
+        ),
+        (
+            "/api/profiles/default".to_string(),
+            json!({"limit": {"recipients_per_day": 1}}),
+        ),
+        (
+            "/api/profiles".to_string(),
+            json!({"name": "P", "settings": {}, "limit": {}}),
+        ),
+    ] {
+        let method = if path == "/api/profiles" {
+            Method::POST
+        } else {
+            Method::PATCH
+        };
+        let (status, answer) = server.admin(method, &path, Some(body)).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(answer["errors"]["limit"].is_array(), "{path}: {answer}");
+    }
+    let (_, after) = server.admin(Method::GET, "/api/apps", None).await;
+    assert_eq!(after["apps"].as_array().unwrap().len(), before);
+    assert_eq!(after["apps"][0]["limits"], apps["apps"][0]["limits"]);
+    let (_, profiles) = server.admin(Method::GET, "/api/profiles", None).await;
+    assert_eq!(
+        profiles["profiles"].as_array().unwrap().len(),
+        1,
+        "{profiles}"
+    );
+    // The known fields still work, and nothing refused went out.
+    let (status, answer) = server.submit(&key, &base).await;
+    assert_eq!(status, 202, "{answer}");
+    server
+        .wait_status(answer["id"].as_str().unwrap(), "sent")
+        .await;
+    assert_eq!(rig.smtp.messages().len(), 1);
 }
 
 #[tokio::test]

@@ -144,8 +144,9 @@ pub struct ProfileList {
     pub profiles: Vec<Profile>,
 }
 
-/// `POST /api/profiles`.
+/// `POST /api/profiles`; a field it does not take is refused, naming it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewProfile {
     /// Its name.
     pub name: String,
@@ -158,7 +159,7 @@ pub struct NewProfile {
 
 /// `PATCH /api/profiles/{id}`: absent fields stay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProfileChange {
     /// A new name.
     #[serde(skip_serializing_if = "Option::is_none")]

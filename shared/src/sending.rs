@@ -20,8 +20,11 @@ pub const MAX_RECIPIENTS: usize = 500;
 pub const MAX_SEARCH: usize = 1000;
 
 /// `POST /api/apps`.
+// A field the request does not take is refused, naming it (docs/API.md §2):
+// a misspelt `allowed_from` or `limits` would otherwise make an app with
+// other rights than the admin meant, and say nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct NewApp {
     /// What the admin calls it ("Scanner, 3rd floor").
     pub name: String,
@@ -103,7 +106,7 @@ pub struct AppUsage {
 
 /// `PATCH /api/apps/{id}`: what to change; absent fields stay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AppChange {
     /// A new name.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -324,9 +327,11 @@ impl FromPolicy {
     }
 }
 
-/// `POST /api/messages` as JSON (docs/API.md §7).
+/// `POST /api/messages` as JSON (docs/API.md §7). A field it does not take
+/// is refused, naming it: a `Cc` for `cc` or an `attachments` list would
+/// otherwise be dropped and the message sent without them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MessageRequest {
     /// `Name <address>` or an address; the settings' sender when absent.
     pub from: Option<String>,

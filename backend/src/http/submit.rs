@@ -11,7 +11,7 @@ use mailroom_shared::FieldMessages;
 
 use crate::apps;
 use crate::auth::client_ip;
-use crate::error::{is_json, parse_json, AppError};
+use crate::error::{is_json, parse_json, AppError, BodyError};
 use crate::intake::{self, Sending};
 use crate::queue::Enqueued;
 
@@ -109,7 +109,7 @@ async fn submit(
             },
         )
     } else {
-        let body: MessageRequest = parse_json(&bytes)?;
+        let body: MessageRequest = parse_json(&bytes).map_err(unknown_field)?;
         intake::json::build(&body, &policy, settings, app.rewrite_from)
     }
     .map_err(invalid)?;
@@ -163,4 +163,24 @@ where
         "/api/messages",
         post(submit).layer(DefaultBodyLimit::max(limit)),
     )
+}
+
+/// A JSON message's field it does not take, with the way to send files when
+/// the field meant them (other services' APIs have `attachments`).
+fn unknown_field(e: BodyError) -> AppError {
+    if let BodyError::Unknown { field, .. } = &e {
+        let name = field.to_ascii_lowercase();
+        if ["attachment", "file", "inline"]
+            .iter()
+            .any(|word| name.contains(word))
+        {
+            return AppError::field(
+                field,
+                format!(
+                    "{e} To send files, send the whole message as Content-Type: message/rfc822 (any mail library builds one, attachments included), or through the SMTP relay."
+                ),
+            );
+        }
+    }
+    e.into()
 }

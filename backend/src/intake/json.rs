@@ -290,6 +290,7 @@ pub fn build(
         // thousands.
         Some(m) => errors.push("headers", m),
         None => {
+            let mut seen = std::collections::HashSet::new();
             for (name, value) in &req.headers {
                 let valid_name =
                     !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
@@ -297,6 +298,10 @@ pub fn build(
                     errors.push("headers", format!("The header “{}” must be a name without spaces or colons, and a value on one line.", crate::error::short(name)));
                 } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
                     errors.push("headers", format!("The header {name} is set from the message's own fields; remove it from headers."));
+                } else if !seen.insert(name.to_ascii_lowercase()) {
+                    // Names differ only in case: one header, which the
+                    // builder would keep one value of, dropping the other.
+                    errors.push("headers", format!("The header {name} is given twice (header names ignore case); give it once, its values joined if it may hold several."));
                 } else if let Ok(n) = HeaderName::new_from_ascii(name.clone()) {
                     extra.push(HeaderValue::new(n, value.clone()));
                 }
@@ -423,6 +428,21 @@ mod tests {
             .into_iter()
             .next()
             .unwrap_or_else(|| panic!("no {name} in {head}"))
+    }
+
+    #[test]
+    fn a_header_given_twice_in_two_cases_is_refused_not_half_dropped() {
+        let mut req = request();
+        req.headers.insert("X-Ticket".into(), "42".into());
+        req.headers.insert("x-ticket".into(), "43".into());
+        let errors = built(&req).unwrap_err();
+        let said = errors["headers"].join(" ");
+        assert!(said.contains("given twice"), "{said}");
+        req.headers.remove("x-ticket");
+        req.headers.insert("X-Other".into(), "1".into());
+        let head = head(&built(&req).unwrap());
+        assert_eq!(unfolded(&head, "X-Ticket"), "42");
+        assert_eq!(unfolded(&head, "X-Other"), "1");
     }
 
     #[test]
