@@ -402,7 +402,52 @@ where
                 AppError::unreadable_body(&rejection)
             }
         })?;
-        Ok(ApiJson(parse_json(&bytes)?))
+        let body = parse_json(&bytes)?;
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        if let Ok(serde_json::Value::Object(mut whole)) = serde_json::from_slice(bytes) {
+            if let Some(serde_json::Value::Object(given)) = whole.remove("settings") {
+                unknown_settings_field(&given)?;
+            }
+        }
+        Ok(ApiJson(body))
+    }
+}
+
+/// A field of a SETTINGS object (a request's `settings`, or `mailroom
+/// check`'s file) that SETTINGS does not take, as [`BodyError::Unknown`]: a
+/// misspelt `client_secret_expires` would leave the secret to expire
+/// unwarned. SETTINGS itself reads leniently, as it reads the stored
+/// settings too; `client_secret_set` and `password_set`, which `GET` answers
+/// in the secrets' place, are taken and ignored, so an edited answer can be
+/// sent back.
+pub fn unknown_settings_field(
+    given: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), BodyError> {
+    let every = mailroom_shared::Settings {
+        client_secret: Some(String::new()),
+        password: Some(String::new()),
+        ..Default::default()
+    };
+    let Ok(serde_json::Value::Object(known)) = serde_json::to_value(every) else {
+        return Ok(());
+    };
+    let answered = ["client_secret_set", "password_set"];
+    match given
+        .keys()
+        .find(|k| !known.contains_key(*k) && !answered.contains(&k.as_str()))
+    {
+        None => Ok(()),
+        Some(field) => Err(BodyError::Unknown {
+            field: short(field),
+            expected: format!(
+                "expected one of {}",
+                known
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
     }
 }
 

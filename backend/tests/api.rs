@@ -198,6 +198,74 @@ async fn save_read_back_without_secrets_and_keep_semantics() {
 }
 
 #[tokio::test]
+async fn a_misspelt_settings_field_is_refused_by_name_and_a_read_answer_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (router, state) = router(dir.path(), TestArgs::default()).await;
+    let settings = oauth_settings("smtp.office365.com", 587);
+    assert_eq!(put(&router, &settings, 0).await.status, StatusCode::OK);
+    // Sent back as GET answered it (`client_secret_set` and `password_set`
+    // in the secrets' place), edited: taken.
+    let got = call(&router, request("GET", "/api/settings", None, true)).await;
+    let mut answer = got.json["settings"].clone();
+    answer["client_secret_expires"] = serde_json::json!("2027-06-30");
+    let body = serde_json::json!({"settings": answer, "version": 1});
+    let r = call(
+        &router,
+        request("PUT", "/api/settings", Some(body.to_string()), true),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    // The expiry misspelt would have left the secret to expire unwarned.
+    let mut typo = answer.clone();
+    typo.as_object_mut()
+        .unwrap()
+        .remove("client_secret_expires");
+    typo["client_secret_expiry"] = serde_json::json!("2027-12-31");
+    let recipient = format!("{}@{}", "admin", "contoso.com");
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/api/settings",
+            serde_json::json!({"settings": typo, "version": 2}),
+        ),
+        (
+            "POST",
+            "/api/settings/test",
+            serde_json::json!({"settings": typo, "recipient": recipient}),
+        ),
+        (
+            "POST",
+            "/api/profiles",
+            serde_json::json!({"name": "Second", "settings": typo}),
+        ),
+        (
+            "PUT",
+            "/api/profiles/default",
+            serde_json::json!({"settings": typo, "version": 2}),
+        ),
+    ] {
+        let r = call(&router, request(method, path, Some(body.to_string()), true)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {:?}", r.json);
+        let said = r.json["errors"]["client_secret_expiry"][0]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            said.starts_with("This request has no field client_secret_expiry: expected one of")
+                && said.contains("`client_secret_expires`")
+                && !said.contains("client_secret_set"),
+            "{path}: {:?}",
+            r.json
+        );
+    }
+    let current = state.settings.load_current().await.unwrap();
+    assert_eq!(current.version, 2, "nothing saved");
+    assert_eq!(
+        current.settings.unwrap().client_secret_expires.as_deref(),
+        Some("2027-06-30")
+    );
+}
+
+#[tokio::test]
 async fn invalid_settings_get_422_with_the_shared_messages() {
     let dir = tempfile::tempdir().unwrap();
     let (router, _) = router(dir.path(), TestArgs::default()).await;

@@ -38,7 +38,14 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings: Settings = match crate::error::parse_json(text.as_bytes()) {
+    let parsed = crate::error::parse_json(text.as_bytes()).and_then(|s: Settings| {
+        match serde_json::from_str(text.trim_start_matches('\u{feff}')) {
+            Ok(serde_json::Value::Object(given)) => crate::error::unknown_settings_field(&given),
+            _ => Ok(()),
+        }
+        .map(|()| s)
+    });
+    let settings = match parsed {
         Ok(s) => s,
         Err(e) => {
             // Said of the file, not of a request body.
@@ -48,6 +55,9 @@ pub async fn run(args: CheckArgs) -> ExitCode {
                 }
                 crate::error::BodyError::Shape(detail) => {
                     format!("it does not hold SETTINGS: {detail}.")
+                }
+                crate::error::BodyError::Unknown { field, expected } => {
+                    format!("it has no field {field}: {expected}.")
                 }
                 other => other.to_string(),
             };

@@ -99,6 +99,20 @@ async fn check_command_exit_codes() {
         "{stderr}"
     );
 
+    // A misspelt field is named, not ignored, and nothing is sent.
+    let mut typo = serde_json::to_value(rig.settings()).unwrap();
+    typo["sender_emial"] = typo["sender_email"].clone();
+    let sent_before = rig.smtp.messages().len();
+    let misspelt = run(typo, recipient()).await.unwrap();
+    assert_eq!(misspelt.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&misspelt.stderr);
+    assert!(
+        stderr.contains("it has no field sender_emial: expected one of")
+            && stderr.contains("`sender_email`"),
+        "{stderr}"
+    );
+    assert_eq!(rig.smtp.messages().len(), sent_before);
+
     let usage = run(
         serde_json::to_value(rig.settings()).unwrap(),
         "not-an-address".into(),
