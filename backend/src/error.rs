@@ -478,6 +478,18 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
         let repeated = detail
             .strip_prefix("duplicate field `")
             .and_then(|rest| rest.strip_suffix('`'));
+        // One the route does not take (a misspelt `status` would list every
+        // message, for a script to retry or cancel), with those it takes.
+        let unknown = detail.strip_prefix("unknown field `").and_then(|rest| {
+            let (name, expected) = rest.split_once("`, expected ")?;
+            Some((name, expected.replace("one of ", "")))
+        });
+        if let Some((name, takes)) = unknown {
+            return AppError::field(
+                name,
+                format!("This request has no query parameter {name}: it takes {takes}."),
+            );
+        }
         match repeated {
             Some(name) => AppError::field(
                 name,

@@ -416,7 +416,21 @@ async fn bad_bodies_get_4xx_json_never_5xx() {
 async fn bad_urls_and_methods_get_4xx_json_naming_the_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let (router, _) = router(dir.path(), TestArgs::default()).await;
-    let cases: [(&str, &str, StatusCode, Option<&str>); 9] = [
+    let cases: [(&str, &str, StatusCode, Option<&str>); 11] = [
+        // A misspelt filter would list every message (for a script to
+        // retry or cancel): named, with the ones taken.
+        (
+            "GET",
+            "/api/messages?stauts=failed",
+            StatusCode::BAD_REQUEST,
+            Some("stauts"),
+        ),
+        (
+            "GET",
+            "/api/settings/certificate.pem?whcih=active",
+            StatusCode::BAD_REQUEST,
+            Some("whcih"),
+        ),
         (
             "GET",
             "/api/messages?limit=-5",
@@ -484,6 +498,14 @@ async fn bad_urls_and_methods_get_4xx_json_naming_the_parameter() {
                 r.json
             );
             assert!(message.contains(f), "{method} {uri}: {message}");
+            if ["stauts", "whcih"].contains(&f) {
+                assert!(
+                    message.starts_with(&format!(
+                        "This request has no query parameter {f}: it takes `"
+                    )) && message.contains(if f == "stauts" { "`status`" } else { "`which`" }),
+                    "{message}"
+                );
+            }
         }
         if status == StatusCode::METHOD_NOT_ALLOWED {
             assert!(message.contains(method), "{message}");

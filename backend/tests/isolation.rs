@@ -392,6 +392,55 @@ async fn a_field_a_request_does_not_take_is_refused_naming_it_and_nothing_is_mad
 }
 
 #[tokio::test]
+async fn the_submission_query_takes_only_a_whole_messages_envelope() {
+    // Ignored, a misspelt `to` would send the message to the addresses in
+    // its headers; a second `from` would pick one of two senders.
+    let (rig, server, key) = sending_rig().await;
+    let raw = format!(
+        "From: {}\r\nTo: {}\r\nSubject: q\r\n\r\nbody\r\n",
+        mailer(),
+        to()
+    );
+    let other = addr("other", "example.org");
+    for (query, field, says) in [
+        (format!("?too={other}"), "too", "it takes from and to"),
+        (
+            format!("?from={0}&from={0}", mailer()),
+            "from",
+            "more than once",
+        ),
+    ] {
+        let (status, answer) = server.submit_raw(&key, &query, raw.clone()).await;
+        assert_eq!(status, 400, "{query}: {answer}");
+        let said = answer["errors"][field][0].as_str().unwrap_or_default();
+        assert!(said.contains(says), "{query}: {answer}");
+    }
+    let json = serde_json::to_vec(&json!({"to": [to()], "subject": "s", "text": "x"})).unwrap();
+    let (status, answer) = server
+        .post_message(&key, &format!("?to={other}"), "application/json", json)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["errors"]["to"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("message/rfc822"),
+        "{answer}"
+    );
+    // The envelope as the contract gives it is used.
+    let (status, answer) = server
+        .submit_raw(&key, &format!("?from={}&to={other}", mailer()), raw)
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    server
+        .wait_status(answer["id"].as_str().unwrap(), "sent")
+        .await;
+    let sent = rig.smtp.messages();
+    assert_eq!(sent.len(), 1, "none of the refused ones went");
+    assert_eq!(sent[0].rcpt_to, [other]);
+}
+
+#[tokio::test]
 async fn an_upstreams_long_replies_are_stored_cut() {
     // A server that accepts with 60 KB of continuation lines, and refuses one
     // recipient the same way: each recipient keeps at most 1,000 characters

@@ -30,6 +30,7 @@ async fn queue_state(State(s): State<Sending>) -> Result<Json<QueueState>, AppEr
 use mailroom_shared::sending::MAX_SEARCH;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     status: Option<String>,
     app: Option<String>,

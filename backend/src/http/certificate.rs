@@ -16,6 +16,7 @@ use crate::store::{CertRow, CertSlot};
 use crate::upstream::certificate::{CertError, CertKey};
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Which {
     which: Option<String>,
 }

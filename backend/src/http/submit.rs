@@ -25,16 +25,41 @@ fn is_rfc822(content_type: Option<&axum::http::HeaderValue>) -> bool {
 
 /// The envelope given in the query of a raw submission: `from`, and `to`
 /// repeated.
-fn envelope_query(query: Option<&str>) -> (Option<String>, Vec<String>) {
+/// The envelope of a whole message in the query: `from` once, `to` any
+/// number of times. Any other parameter, or any at all with JSON, is
+/// refused by name: ignored, a misspelt `to` would send the message to the
+/// addresses in its headers instead.
+fn envelope_query(
+    query: Option<&str>,
+    raw: bool,
+) -> Result<(Option<String>, Vec<String>), AppError> {
     let (mut from, mut to) = (None, Vec::new());
     for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let name = crate::error::short(&k);
         match k.as_ref() {
+            "from" | "to" if !raw => {
+                return Err(AppError::field(
+                    &name,
+                    format!("The envelope in the query ({name}=) is for a whole message (Content-Type: message/rfc822); with JSON, give the sender in from and the recipients in to, cc and bcc."),
+                ));
+            }
+            "from" if from.is_some() => {
+                return Err(AppError::field(
+                    "from",
+                    "The query parameter from is given more than once; give the envelope sender once.",
+                ));
+            }
             "from" => from = Some(v.trim().to_string()),
             "to" => to.push(v.trim().to_string()),
-            _ => {}
+            _ => {
+                return Err(AppError::field(
+                    &name,
+                    format!("This request has no query parameter {name}: it takes from and to, the envelope of a whole message."),
+                ));
+            }
         }
     }
-    (from, to)
+    Ok((from, to))
 }
 
 fn invalid(errors: FieldMessages) -> AppError {
@@ -56,6 +81,8 @@ async fn submit(
             "Send the message as JSON, with `Content-Type: application/json`, or as a whole RFC 5322 message, with `Content-Type: message/rfc822`.",
         ));
     }
+    // Before the body is read: a wrong query wastes no room.
+    let envelope = envelope_query(query.as_deref(), raw)?;
     // Two keys are refused, not one of them picked: retried with the other
     // first, the same message would be queued twice.
     if headers.get_all("idempotency-key").iter().nth(1).is_some() {
@@ -98,7 +125,7 @@ async fn submit(
     let policy = FromPolicy::new(saved.as_ref(), &app.allowed_from);
     let settings = saved.as_ref();
     let built = if raw {
-        let (from, to) = envelope_query(query.as_deref());
+        let (from, to) = envelope;
         intake::check(
             &bytes,
             intake::Envelope { from, to },
