@@ -276,7 +276,20 @@ pub(crate) fn next_command(
     };
     let start = bytes.as_slice();
     match receiver.ingest(bytes) {
-        Ok(request) => Ok(request.into_owned()),
+        Ok(request) => {
+            let mut request = request.into_owned();
+            if let smtp_proto::Request::Mail { from } = &mut request {
+                let read = &start[..start.len() - bytes.as_slice().len()];
+                let line = match &pending {
+                    Some(p) => [p.as_slice(), read].concat(),
+                    None => read.to_vec(),
+                };
+                if size_past_usize(&line) {
+                    from.size = usize::MAX;
+                }
+            }
+            Ok(request)
+        }
         Err(e @ (ProtoError::NeedsMoreData { .. } | ProtoError::ResponseTooLong)) => Err(e),
         Err(e) => {
             let read = &start[..start.len() - bytes.as_slice().len()];
@@ -289,6 +302,23 @@ pub(crate) fn next_command(
             }
         }
     }
+}
+
+/// Whether a MAIL line declares a `SIZE=` of more digits than a `usize`
+/// holds. smtp-proto 0.2.5 reads such a size as its last few digits (its
+/// saturating read starts again after it saturates), so a client could
+/// declare any size and be taken; such a size is over every limit.
+fn size_past_usize(line: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return false;
+    };
+    text.split_ascii_whitespace().skip(1).any(|param| {
+        param
+            .get(..5)
+            .is_some_and(|key| key.eq_ignore_ascii_case("SIZE="))
+            && param[5..].bytes().all(|b| b.is_ascii_digit())
+            && param[5..].parse::<usize>().is_err()
+    })
 }
 
 /// The request read with the address bracketed, when the line is `MAIL
