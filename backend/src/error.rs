@@ -403,26 +403,38 @@ where
             }
         })?;
         let body = parse_json(&bytes)?;
-        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        if let Ok(serde_json::Value::Object(mut whole)) = serde_json::from_slice(bytes) {
-            if let Some(serde_json::Value::Object(given)) = whole.remove("settings") {
-                unknown_settings_field(&given)?;
-            }
-        }
+        unknown_settings_field(&bytes, Some("settings"))?;
         Ok(ApiJson(body))
     }
 }
 
-/// A field of a SETTINGS object (a request's `settings`, or `mailroom
-/// check`'s file) that SETTINGS does not take, as [`BodyError::Unknown`]: a
+/// A UTF-8 byte order mark, as Windows PowerShell 5.1's `Out-File` and
+/// Notepad write one, is not JSON but says nothing either (RFC 8259 8.1 lets
+/// a parser ignore it): `bytes` without it.
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// A field of a SETTINGS object that SETTINGS does not take, as
+/// [`BodyError::Unknown`]: the object under `key` in a request body
+/// (`settings`), or the whole of `mailroom check`'s file (`None`). A
 /// misspelt `client_secret_expires` would leave the secret to expire
 /// unwarned. SETTINGS itself reads leniently, as it reads the stored
 /// settings too; `client_secret_set` and `password_set`, which `GET` answers
 /// in the secrets' place, are taken and ignored, so an edited answer can be
 /// sent back.
-pub fn unknown_settings_field(
-    given: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), BodyError> {
+pub fn unknown_settings_field(bytes: &[u8], key: Option<&str>) -> Result<(), BodyError> {
+    let Ok(serde_json::Value::Object(mut whole)) = serde_json::from_slice(without_bom(bytes))
+    else {
+        return Ok(());
+    };
+    let given = match key {
+        None => whole,
+        Some(key) => match whole.remove(key) {
+            Some(serde_json::Value::Object(given)) => given,
+            _ => return Ok(()),
+        },
+    };
     let every = mailroom_shared::Settings {
         client_secret: Some(String::new()),
         password: Some(String::new()),
@@ -480,11 +492,9 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
             .and_then(|rest| rest.strip_suffix('`'));
         // One the route does not take (a misspelt `status` would list every
         // message, for a script to retry or cancel), with those it takes.
-        let unknown = detail.strip_prefix("unknown field `").and_then(|rest| {
-            let (name, expected) = rest.split_once("`, expected ")?;
-            Some((name, expected.replace("one of ", "")))
-        });
-        if let Some((name, takes)) = unknown {
+        if let Some((name, expected)) = unknown_field(&detail) {
+            let takes = expected.trim_start_matches("expected ");
+            let takes = takes.trim_start_matches("one of ");
             return AppError::field(
                 name,
                 format!("This request has no query parameter {name}: it takes {takes}."),
@@ -510,10 +520,7 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
 /// Parses JSON, telling syntax errors (400) from type errors (400, keyed by the
 /// field's name without the `settings.` envelope prefix).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
-    // A UTF-8 byte order mark, as Windows PowerShell 5.1's `Out-File` and
-    // Notepad write one, is not JSON but says nothing either (RFC 8259 8.1
-    // lets a parser ignore it).
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let bytes = without_bom(bytes);
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -569,18 +576,25 @@ fn clip(text: &str) -> String {
     format!("{}{expected}", short(said))
 }
 
+/// serde's "unknown field `NAME`, expected …": the name and the
+/// "expected …" part.
+fn unknown_field(detail: &str) -> Option<(&str, &str)> {
+    let rest = detail.strip_prefix("unknown field `")?;
+    let i = rest.rfind("`, expected ")?;
+    Some((&rest[..i], &rest[i + "`, ".len()..]))
+}
+
 /// The error for the value at `path` (the body itself when empty).
 fn wrong_value(path: &str, detail: String) -> BodyError {
     let field = clip(path.strip_prefix("settings.").unwrap_or(path));
     if field.is_empty() || field == "." {
         return BodyError::Shape(clip(&detail));
     }
-    let unknown = detail.strip_prefix("unknown field `").and_then(|rest| {
-        rest.rfind("`, expected ")
-            .map(|i| rest[i + "`, ".len()..].to_string())
-    });
-    match unknown {
-        Some(expected) => BodyError::Unknown { field, expected },
+    match unknown_field(&detail) {
+        Some((_, expected)) => BodyError::Unknown {
+            field,
+            expected: expected.to_string(),
+        },
         None => BodyError::Field {
             field,
             detail: clip(&detail),

@@ -19,10 +19,9 @@ pub const MAX_RECIPIENTS: usize = 500;
 /// page's search box stops there too.
 pub const MAX_SEARCH: usize = 1000;
 
-/// `POST /api/apps`.
-// A field the request does not take is refused, naming it (docs/API.md §2):
-// a misspelt `allowed_from` or `limits` would otherwise make an app with
-// other rights than the admin meant, and say nothing.
+/// `POST /api/apps`. A field it does not take is refused, naming it: a
+/// misspelt `allowed_from` or `limits` would otherwise make an app with other
+/// rights than the admin meant, and say nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct NewApp {

@@ -23,8 +23,6 @@ fn is_rfc822(content_type: Option<&axum::http::HeaderValue>) -> bool {
         .is_some_and(|e| e.trim().eq_ignore_ascii_case("message/rfc822"))
 }
 
-/// The envelope given in the query of a raw submission: `from`, and `to`
-/// repeated.
 /// The envelope of a whole message in the query: `from` once, `to` any
 /// number of times. Any other parameter, or any at all with JSON, is
 /// refused by name: ignored, a misspelt `to` would send the message to the

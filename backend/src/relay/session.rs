@@ -275,32 +275,23 @@ pub(crate) fn next_command(
         b => Some(b.clone()),
     };
     let start = bytes.as_slice();
-    match receiver.ingest(bytes) {
-        Ok(request) => {
-            let mut request = request.into_owned();
+    let result = receiver.ingest(bytes).map(smtp_proto::Request::into_owned);
+    let read = &start[..start.len() - bytes.as_slice().len()];
+    let line = || match &pending {
+        Some(p) => [p.as_slice(), read].concat(),
+        None => read.to_vec(),
+    };
+    match result {
+        Ok(mut request) => {
             if let smtp_proto::Request::Mail { from } = &mut request {
-                let read = &start[..start.len() - bytes.as_slice().len()];
-                let line = match &pending {
-                    Some(p) => [p.as_slice(), read].concat(),
-                    None => read.to_vec(),
-                };
-                if size_past_usize(&line) {
+                if size_past_usize(&line()) {
                     from.size = usize::MAX;
                 }
             }
             Ok(request)
         }
         Err(e @ (ProtoError::NeedsMoreData { .. } | ProtoError::ResponseTooLong)) => Err(e),
-        Err(e) => {
-            let read = &start[..start.len() - bytes.as_slice().len()];
-            match pending {
-                Some(mut line) => {
-                    line.extend_from_slice(read);
-                    read_leniently(e, &line)
-                }
-                None => read_leniently(e, read),
-            }
-        }
+        Err(e) => read_leniently(e, &line()),
     }
 }
 

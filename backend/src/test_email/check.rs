@@ -39,11 +39,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         }
     };
     let parsed = crate::error::parse_json(text.as_bytes()).and_then(|s: Settings| {
-        match serde_json::from_str(text.trim_start_matches('\u{feff}')) {
-            Ok(serde_json::Value::Object(given)) => crate::error::unknown_settings_field(&given),
-            _ => Ok(()),
-        }
-        .map(|()| s)
+        crate::error::unknown_settings_field(text.as_bytes(), None).map(|()| s)
     });
     let settings = match parsed {
         Ok(s) => s,
