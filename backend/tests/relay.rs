@@ -215,6 +215,40 @@ async fn a_too_long_command_line_gets_one_reply_and_the_session_goes_on() {
 }
 
 #[tokio::test]
+async fn a_command_that_takes_no_parameters_is_refused_with_one_and_the_bare_one_works() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Strict"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    assert!(w.command("EHLO client.test").await.starts_with("250"));
+    let r = w.command("STARTTLS now").await;
+    assert!(
+        r.starts_with("501 5.5.4 Syntax: STARTTLS (it takes no parameters)"),
+        "{r}"
+    );
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    w.command(&format!("RCPT TO:<{}>", addr("a", "example.org")))
+        .await;
+    let r = w.command("DATA please").await;
+    assert!(r.starts_with("501 5.5.4 Syntax: DATA"), "{r}");
+    let r = w.command("RSET all").await;
+    assert!(r.starts_with("501 5.5.4 Syntax: RSET"), "{r}");
+    let r = w.command("QUIT later").await;
+    assert!(r.starts_with("501 5.5.4 Syntax: QUIT"), "{r}");
+    // Trailing spaces are no parameter; the transaction is still open.
+    assert!(w.command("DATA  ").await.starts_with("354"));
+    let r = w
+        .command(&format!(
+            "From: {}\r\nSubject: s\r\n\r\nbody\r\n.",
+            mailer()
+        ))
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    assert!(w.command("RSET").await.starts_with("250"));
+    assert!(w.command("QUIT").await.starts_with("221"));
+}
+
+#[tokio::test]
 async fn binary_content_is_refused_at_mail_from_as_bdat_is_not_offered() {
     let (_rig, server) = relay_rig(|_| {}).await;
     let (app, key) = server.new_app(json!({"name": "Binary"})).await;

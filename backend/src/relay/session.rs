@@ -288,11 +288,36 @@ pub(crate) fn next_command(
                     from.size = usize::MAX;
                 }
             }
-            Ok(request)
+            match no_parameters(&request) {
+                Some(syntax) if has_parameters(&line()) => Err(ProtoError::SyntaxError { syntax }),
+                _ => Ok(request),
+            }
         }
         Err(e @ (ProtoError::NeedsMoreData { .. } | ProtoError::ResponseTooLong)) => Err(e),
         Err(e) => read_leniently(e, &line()),
     }
+}
+
+/// The syntax to answer with when `request` is a command RFC 5321 and
+/// RFC 3207 give no parameters. smtp-proto 0.2.5 reads `STARTTLS foo` or
+/// `DATA foo` as the bare command; Postfix and Exchange answer `501`.
+fn no_parameters(request: &smtp_proto::Request<String>) -> Option<&'static str> {
+    use smtp_proto::Request;
+    match request {
+        Request::StartTls => Some("STARTTLS (it takes no parameters)"),
+        Request::Data => Some("DATA (it takes no parameters)"),
+        Request::Rset => Some("RSET (it takes no parameters)"),
+        Request::Quit => Some("QUIT (it takes no parameters)"),
+        _ => None,
+    }
+}
+
+/// Whether a command line holds anything after its verb but spaces.
+fn has_parameters(line: &[u8]) -> bool {
+    let text = line.trim_ascii();
+    text.iter()
+        .position(|b| b.is_ascii_whitespace())
+        .is_some_and(|at| !text[at..].trim_ascii().is_empty())
 }
 
 /// Whether a MAIL line declares a `SIZE=` of more digits than a `usize`
