@@ -57,10 +57,14 @@ if [ ! -x "$TOOLS/node_modules/.bin/wasm-opt" ]; then
     (cd "$TOOLS" && npm install --silent --no-audit --no-fund binaryen@132 >/dev/null)
 fi
 
-# The JS minifier of release builds (scripts/minify-js.sh, a Trunk hook).
+# The JS and CSS minifiers of release builds (scripts/minify.sh, a Trunk hook).
 if [ ! -x "$TOOLS/node_modules/.bin/terser" ]; then
     log "installing terser (npm) into $TOOLS"
     (cd "$TOOLS" && npm install --silent --no-audit --no-fund terser@5 >/dev/null)
+fi
+if [ ! -x "$TOOLS/node_modules/.bin/lightningcss" ]; then
+    log "installing lightningcss (npm) into $TOOLS"
+    (cd "$TOOLS" && npm install --silent --no-audit --no-fund lightningcss-cli@1 >/dev/null)
 fi
 
 log "all tools present"

@@ -121,6 +121,29 @@ async fn first_run_test_save_and_reload() {
         .await
         .expect("scroll");
     b.screenshot("phone-form").await;
+    // At a phone's width the day's count reads on a line or two, under its
+    // meter, not squeezed into a narrow column beside it; nothing is wider
+    // than the screen.
+    let fit = b
+        .client
+        .execute(
+            "const c = document.querySelector('#profile-usage .count');\
+             const lh = parseFloat(getComputedStyle(c).lineHeight);\
+             return [c.getBoundingClientRect().height / lh,\
+                     document.documentElement.scrollWidth - window.innerWidth];",
+            vec![],
+        )
+        .await
+        .expect("measure the day's count");
+    let (lines, overflow) = (fit[0].as_f64().unwrap(), fit[1].as_f64().unwrap());
+    assert!(
+        lines < 2.5,
+        "the day's count takes {lines:.1} lines at a phone's width"
+    );
+    assert!(
+        overflow <= 0.0,
+        "the page is {overflow} px wider than a phone"
+    );
     b.client
         .set_window_size(1280, 1800)
         .await

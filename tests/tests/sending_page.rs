@@ -37,6 +37,23 @@ async fn screenshots(b: &Browser, name: &str, at: &str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     scroll(b).await;
     b.screenshot(&[name, "-phone"].concat()).await;
+    // At a phone's width every table fits the screen: each row reads as a
+    // card, with nothing to scroll sideways (an open message's details too).
+    let wider = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('.table-wrap, html')]\
+               .filter(e => e.scrollWidth > e.clientWidth + 1)\
+               .map(e => (e.querySelector('table') || e).id || e.tagName);",
+            vec![],
+        )
+        .await
+        .expect("measure the tables");
+    assert_eq!(
+        wider,
+        json!([]),
+        "{name}: wider than a phone's screen, to scroll sideways"
+    );
     b.client
         .set_window_size(DESKTOP.0, DESKTOP.1)
         .await
