@@ -72,8 +72,72 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `MAILROOM_` variables that are no option of `mailroom serve` but are not
+/// mistakes: the sendmail drop-in's, the log filter, and those of the
+/// project's own scripts, tests and benchmarks.
+const OTHER_VARIABLES: &[&str] = &["MAILROOM_LOG", "MAILROOM_URL", "MAILROOM_APP_KEY"];
+const OTHER_PREFIXES: &[&str] = &[
+    "MAILROOM_TEST_",
+    "MAILROOM_BENCH_",
+    "MAILROOM_TOOLS",
+    "MAILROOM_PG_",
+];
+
+/// A warning for each `MAILROOM_` variable in `vars` that no option reads,
+/// naming the option it most likely meant. Such a variable does nothing, and
+/// the server starts without the setting the admin thought was made
+/// (`MAILROOM_SMTP_TRUSTED_NETWORK` for `MAILROOM_SMTP_TRUSTED_NETWORKS`).
+pub fn unknown_variables(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let mut known: Vec<String> = std::iter::once(&cli)
+        .chain(cli.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    known.sort();
+    known.dedup();
+    let mut unknown: Vec<String> = vars
+        .into_iter()
+        .filter(|v| v.starts_with("MAILROOM_"))
+        .filter(|v| !known.contains(v) && !OTHER_VARIABLES.contains(&v.as_str()))
+        .filter(|v| !OTHER_PREFIXES.iter().any(|p| v.starts_with(p)))
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|v| {
+            // Alike after the prefix every name shares: a letter or two
+            // wrong, missing or extra, or a plural.
+            let nearest = known
+                .iter()
+                .map(|k| {
+                    let score = strsim::normalized_damerau_levenshtein(
+                        &v["MAILROOM_".len()..],
+                        &k["MAILROOM_".len()..],
+                    );
+                    (score, k)
+                })
+                .filter(|(score, _)| *score >= 0.75)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let hint = match nearest {
+                Some((_, k)) => format!("did you mean {k}?"),
+                None => "mailroom --help lists each option with its variable".into(),
+            };
+            format!(
+                "{v} is set, but no option of mailroom serve reads it, so it does nothing: {hint}"
+            )
+        })
+        .collect()
+}
+
 async fn serve(args: crate::config::ServeArgs) -> ExitCode {
     init_tracing();
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    for w in unknown_variables(names) {
+        tracing::warn!("{w}");
+    }
     let files = crate::server::files_needed(args.http_max_connections);
     if let Some(w) = crate::server::raise_open_files(files) {
         tracing::warn!("{w}");
@@ -110,5 +174,62 @@ async fn serve(args: crate::config::ServeArgs) -> ExitCode {
             eprintln!("mailroom: server error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unknown_variables;
+
+    fn warned(vars: &[&str]) -> Vec<String> {
+        unknown_variables(vars.iter().map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_named_with_the_option_it_meant() {
+        let w = warned(&["MAILROOM_SMTP_TRUSTED_NETWORK", "PATH", "HOME"]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("MAILROOM_SMTP_TRUSTED_NETWORK is set, but no option")
+                && w[0].ends_with("did you mean MAILROOM_SMTP_TRUSTED_NETWORKS?"),
+            "{}",
+            w[0]
+        );
+        for (typo, meant) in [
+            ("MAILROOM_TRUSTED_PROXY", "MAILROOM_TRUSTED_PROXIES"),
+            ("MAILROOM_LISTN", "MAILROOM_LISTEN"),
+            ("MAILROOM_PUBLICURL", "MAILROOM_PUBLIC_URL"),
+            (
+                "MAILROOM_DELIVERY_CONECTIONS",
+                "MAILROOM_DELIVERY_CONNECTIONS",
+            ),
+        ] {
+            let w = warned(&[typo]);
+            assert!(w[0].ends_with(&format!("did you mean {meant}?")), "{w:?}");
+        }
+        let w = warned(&["MAILROOM_COLOUR"]);
+        assert!(
+            w[0].ends_with("mailroom --help lists each option with its variable"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn options_and_the_other_known_variables_are_not_warned_of() {
+        let quiet = [
+            "MAILROOM_LISTEN",
+            "MAILROOM_SMTP_TRUSTED_NETWORKS",
+            "MAILROOM_HTTP_HEADER_TIMEOUT",
+            "MAILROOM_GRAPH_ENDPOINT",
+            "MAILROOM_LOG",
+            "MAILROOM_URL",
+            "MAILROOM_APP_KEY",
+            "MAILROOM_TEST_DATABASE_URL",
+            "MAILROOM_BENCH_MESSAGES",
+            "MAILROOM_TOOLS",
+            "MAILROOM_PG_DIR",
+            "RUST_LOG",
+        ];
+        assert_eq!(warned(&quiet), Vec::<String>::new());
     }
 }

@@ -745,6 +745,23 @@ async fn stop_with_sigterm(
     log.await.unwrap()
 }
 
+/// The URL of a [`spawn_serve`]d server's `listening on` line, the lines
+/// before it skipped.
+async fn listening_url(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a listening line");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            return url.to_string();
+        }
+    }
+}
+
 /// `mailroom serve` on port 0 for HTTP and the relay, in `data`.
 fn serve_command(data: &std::path::Path) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
@@ -818,6 +835,29 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
     assert!(!log.contains(&0x1b), "escape codes in the log: {text:?}");
 }
 
+/// A misspelt `MAILROOM_` variable does nothing; the server says so at
+/// start, naming the option it meant, and starts as before.
+#[tokio::test]
+async fn a_misspelt_variable_is_warned_of_at_start_with_the_option_meant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, mut lines, log) = spawn_serve(
+        serve_command(dir.path())
+            .env("MAILROOM_SMTP_TRUSTED_NETWORK", "192.0.2.0/24")
+            .env("MAILROOM_URL", "http://127.0.0.1:9"),
+    );
+    listening_url(&mut lines).await;
+    let log = String::from_utf8_lossy(&stop_with_sigterm(child, log).await).into_owned();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert!(
+        warned.iter().any(|l| l.contains(
+            "MAILROOM_SMTP_TRUSTED_NETWORK is set, but no option of mailroom serve reads it, so it does nothing: did you mean MAILROOM_SMTP_TRUSTED_NETWORKS?"
+        )),
+        "{log}"
+    );
+    // The sendmail drop-in's own variable is no mistake.
+    assert!(!warned.iter().any(|l| l.contains("MAILROOM_URL")), "{log}");
+}
+
 /// A self-signed pair for localhost ending on 1 January of `year`, written
 /// to `cert` and `key`.
 fn write_pair(cert: &std::path::Path, key: &std::path::Path, year: i32) {
@@ -839,16 +879,7 @@ async fn sighup_reads_the_relays_certificate_again_and_the_server_goes_on() {
             .arg("--smtp-tls-key")
             .arg(&key),
     );
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("a listening line");
-        if let Some(url) = line.strip_prefix("listening on ") {
-            break url.to_string();
-        }
-    };
+    let url = listening_url(&mut lines).await;
     let http = reqwest::Client::new();
     let metrics = || async {
         http.get(format!("{url}/metrics"))
