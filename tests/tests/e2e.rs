@@ -666,6 +666,53 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
         .await
         .expect("scroll");
     b.screenshot("webhooks").await;
+    // At a phone's width the panel, its long URL and its buttons fit the
+    // screen, with nothing to scroll sideways.
+    b.client
+        .set_window_size(390, 1400)
+        .await
+        .expect("phone width");
+    b.client
+        .execute(
+            "document.querySelector('#webhooks').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    b.screenshot("webhooks-phone").await;
+    let wider = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('#webhooks, #webhooks *')]\
+               .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)\
+               .map(e => e.tagName + '.' + e.className);",
+            vec![],
+        )
+        .await
+        .expect("measure the panel");
+    assert_eq!(wider, serde_json::json!([]), "wider than a phone's screen");
+    // Words break between them, not inside ("mes" and "sage.failed"); only
+    // what does not fit a line (a long URL) breaks anywhere.
+    let split = b
+        .client
+        .execute(
+            "return [...document.querySelectorAll('.webhook p')].flatMap(p => {\
+               const t = p.firstChild; if (!t || t.nodeType !== 3) return [];\
+               return [...t.data.matchAll(/[^\\s,]+/g)].filter(m => {\
+                 const r = document.createRange();\
+                 r.setStart(t, m.index); r.setEnd(t, m.index + m[0].length);\
+                 return r.getClientRects().length > 1;\
+               }).map(m => m[0]);\
+             });",
+            vec![],
+        )
+        .await
+        .expect("find split words");
+    assert_eq!(split, serde_json::json!([]), "words split across lines");
+    b.client
+        .set_window_size(1280, 1800)
+        .await
+        .expect("desktop width");
     // Each event's box stands apart from its words, as the form's other
     // boxes do (they touched: 3 px, the box's own margin).
     let gap = b
