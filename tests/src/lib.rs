@@ -282,6 +282,15 @@ impl Browser {
         path
     }
 
+    /// Scrolls the first element `css` matches into view.
+    pub async fn scroll_to(&self, css: &str) {
+        let script = ["document.querySelector('", css, "').scrollIntoView()"].concat();
+        self.client
+            .execute(&script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("scroll to {css}: {e}"));
+    }
+
     /// Opens the app and signs in with the admin token.
     pub async fn sign_in(&self, url: &str) {
         self.client.goto(url).await.expect("open the app");

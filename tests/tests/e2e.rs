@@ -104,13 +104,7 @@ async fn first_run_test_save_and_reload() {
 
     fill_oauth(&b, &fakes, SECRET, &mailer()).await;
     b.screenshot("filled-form").await;
-    b.client
-        .execute(
-            "document.querySelector('.checklist').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .expect("scroll");
+    b.scroll_to(".checklist").await;
     b.screenshot("checklist").await;
     b.client
         .set_window_size(390, 1400)
@@ -205,26 +199,14 @@ async fn graph_is_chosen_tested_saved_and_delivers() {
     fill_mailbox(&b, &mailer()).await;
     b.click("#transport-graph").await;
     b.wait_text("#advanced-unused", "not used").await;
-    b.client
-        .execute(
-            "document.querySelector('#transport').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .expect("scroll");
+    b.scroll_to("#transport").await;
     b.screenshot("graph-way-out").await;
     let rbac = b
         .wait_text("#graph-way-rbac", "New-ManagementRoleAssignment")
         .await;
     assert!(rbac.contains(CLIENT) && rbac.contains(&mailer()), "{rbac}");
     b.wait_text("#consent-warning", "every mailbox").await;
-    b.client
-        .execute(
-            "document.querySelector('.checklist').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .expect("scroll");
+    b.scroll_to(".checklist").await;
     b.screenshot("graph-checklist").await;
     let result = run_test_email(&b).await;
     assert!(result.contains("Success"), "{result}");
@@ -315,13 +297,7 @@ async fn a_certificate_is_generated_uploaded_tested_and_saved_from_the_page() {
     );
     b.wait_text("#checklist-certificate", "Upload certificate")
         .await;
-    b.client
-        .execute(
-            "document.querySelector('#client_credential').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .expect("scroll");
+    b.scroll_to("#client_credential").await;
     b.screenshot("certificate-panel").await;
     // The admin downloads the public certificate and uploads it in Entra.
     let pem = get("/api/settings/certificate.pem?which=pending")
@@ -658,13 +634,7 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
         .expect("the secret")
         .to_string();
     b.wait_text(".webhook", &receiver.url("/ops")).await;
-    b.client
-        .execute(
-            "document.querySelector('#webhooks').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .expect("scroll");
+    b.scroll_to("#webhooks").await;
     b.screenshot("webhooks").await;
     // At a phone's width the panel, its long URL and its buttons fit the
     // screen, with nothing to scroll sideways.
@@ -672,13 +642,7 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
         .set_window_size(390, 1400)
         .await
         .expect("phone width");
-    b.client
-        .execute(
-            "document.querySelector('#webhooks').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .expect("scroll");
+    b.scroll_to("#webhooks").await;
     b.screenshot("webhooks-phone").await;
     let wider = b
         .client
