@@ -639,6 +639,27 @@ async fn choosing_graph_changes_the_form_and_the_checklist_and_tests_and_saves_i
     assert!(text_of(&root, "#graph-way-policy")
         .contains(&format!("New-ApplicationAccessPolicy -AppId {client}")));
     assert!(text_of(&root, "#consent-warning").contains("every mailbox"));
+    // The steps in the order they are done: the app and its credential,
+    // then the choice between the two ways, right above them.
+    let steps: Vec<String> = {
+        let list = root
+            .query_selector_all(".checklist > ol > li > h3")
+            .unwrap();
+        (0..list.length())
+            .filter_map(|i| list.item(i)?.text_content())
+            .collect()
+    };
+    assert_eq!(
+        steps,
+        [
+            "Register the application",
+            "Create a client secret",
+            "Choose how the app may send: only as its mailbox",
+            "Way 1 (recommended): RBAC for Applications, without Entra consent",
+            "Way 2: Entra consent plus an Application Access Policy",
+        ],
+        "{steps:?}"
+    );
     // The stored secret was saved for SMTP: it must be typed again for Graph.
     click(&root, "#save-button").await;
     assert!(

@@ -52,12 +52,7 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                     <h3>{ "Register the application" }</h3>
                     <p>{ "Microsoft Entra admin center › App registrations › New registration: a single-tenant app (for example “Mailroom SMTP”). Its Overview page shows the Directory (tenant) ID and the Application (client) ID." }</p>
                 </li>
-                if p.graph {
-                    <li>
-                        <h3>{ "Choose how the app may send: only as its mailbox" }</h3>
-                        <p class="notice" id="consent-warning" role="note">{ "Microsoft Graph's Mail.Send granted in Entra with admin consent alone lets the app send as every mailbox in the tenant. Use one of the two ways below, never consent alone." }</p>
-                    </li>
-                } else {
+                if !p.graph {
                     <li>
                         <h3>{ "Grant the API permission" }</h3>
                         <p>{ "API permissions › Add a permission › APIs my organization uses › Office 365 Exchange Online › Application permissions › SMTP.SendAsApp. Then Grant admin consent for your tenant." }</p>
@@ -75,6 +70,10 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                     </li>
                 }
                 if p.graph {
+                    <li>
+                        <h3>{ "Choose how the app may send: only as its mailbox" }</h3>
+                        <p class="notice" id="consent-warning" role="note">{ "Microsoft Graph's Mail.Send granted in Entra with admin consent alone lets the app send as every mailbox in the tenant. Use one of the two ways below, never consent alone." }</p>
+                    </li>
                     <li id="graph-way-rbac">
                         <h3>{ "Way 1 (recommended): RBAC for Applications, without Entra consent" }</h3>
                         <p>{ "Do not grant Mail.Send in Entra: RBAC grants add to consent, so a consented Mail.Send would still reach every mailbox. In Exchange Online PowerShell, register the app, make a scope that holds only the mailbox, and give the app the Application Mail.Send role in that scope:" }</p>
