@@ -521,6 +521,11 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
 /// field's name without the `settings.` envelope prefix).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     let bytes = without_bom(bytes);
+    if let Some(what) = not_an_object(bytes) {
+        return Err(BodyError::Shape(format!(
+            "it must be a JSON object, {{ … }} with named fields, not {what}"
+        )));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -552,6 +557,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
             .unwrap_or(&detail)
             .to_string();
         wrong_value(&path, detail)
+    })
+}
+
+/// What the JSON in `bytes` is when it is not an object: serde reads a
+/// struct from an array too, field by field in order, so `["Billing"]`
+/// made an app named Billing and a list of messages was read as one
+/// message's fields. Every request body is an object.
+fn not_an_object(bytes: &[u8]) -> Option<&'static str> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
+    Some(match first {
+        b'[' => "an array (send one at a time, each in its own request)",
+        b'"' => "a string",
+        b'0'..=b'9' | b'-' => "a number",
+        b't' | b'f' => "true or false",
+        b'n' => "null",
+        _ => return None,
     })
 }
 
@@ -689,11 +710,34 @@ mod tests {
         for body in [
             &br#"{"settings": {"security": 1}"#[..],
             br#"{"settings": {"security": tru}, "version": 0}"#,
-            &[b'['; 1000][..],
+            &[b'{'; 1000][..],
+            b"settings",
         ] {
             let err = parse_json::<PutSettings>(body).unwrap_err();
             assert!(matches!(err, BodyError::Syntax(_)), "{err:?}");
         }
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused_before_serde_reads_a_struct_from_it() {
+        // serde reads a struct from an array, field by field in order.
+        let positional = br#"[{"settings": null}, 3]"#;
+        for (body, what) in [
+            (&positional[..], "an array (send one at a time"),
+            (&[b'['; 1000][..], "an array"),
+            (b" \r\n\t\"x\"", "a string"),
+            (b"-1", "a number"),
+            (b"false", "true or false"),
+            (b"null", "null"),
+            (b"\xEF\xBB\xBF[]", "an array"),
+        ] {
+            let err = parse_json::<PutSettings>(body).unwrap_err();
+            assert!(
+                matches!(&err, BodyError::Shape(d) if d.starts_with("it must be a JSON object, { … } with named fields, not ") && d.contains(what)),
+                "{err:?}"
+            );
+        }
+        assert!(parse_json::<PutSettings>(b" \n{\"settings\": {}, \"version\": 0}").is_ok());
     }
 
     #[test]

@@ -392,6 +392,53 @@ async fn a_field_a_request_does_not_take_is_refused_naming_it_and_nothing_is_mad
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused_and_nothing_is_made() {
+    // serde reads a struct from an array too, field by field in order:
+    // `["Billing"]` made an app named Billing, and a list of messages was
+    // read as the fields of one.
+    let (rig, server, key) = sending_rig().await;
+    let one = json!({"to": [to()], "subject": "s", "text": "x"});
+    for body in [json!([one.clone(), one.clone()]), json!("hello"), json!(7)] {
+        let (status, answer) = server.submit(&key, &body).await;
+        assert_eq!(status, 400, "{answer}");
+        let said = answer["message"].as_str().unwrap_or_default();
+        assert!(
+            said.starts_with(
+                "The request body has the wrong shape: it must be a JSON object, { … } with named fields, not "
+            ),
+            "{answer}"
+        );
+    }
+    let (status, answer) = server.submit(&key, &json!([one.clone()])).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not an array (send one at a time, each in its own request)"),
+        "{answer}"
+    );
+    let (_, apps) = server.admin(Method::GET, "/api/apps", None).await;
+    let before = apps["apps"].as_array().unwrap().len();
+    let (status, answer) = server
+        .admin(Method::POST, "/api/apps", Some(json!(["Billing"])))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let (_, after) = server.admin(Method::GET, "/api/apps", None).await;
+    assert_eq!(after["apps"].as_array().unwrap().len(), before, "{after}");
+    // Whitespace before the object is still JSON.
+    let spaced = [b"\r\n  ".to_vec(), serde_json::to_vec(&one).unwrap()].concat();
+    let (status, answer) = server
+        .post_message(&key, "", "application/json", spaced)
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    server
+        .wait_status(answer["id"].as_str().unwrap(), "sent")
+        .await;
+    assert_eq!(rig.smtp.messages().len(), 1);
+}
+
+#[tokio::test]
 async fn the_submission_query_takes_only_a_whole_messages_envelope() {
     // Ignored, a misspelt `to` would send the message to the addresses in
     // its headers; a second `from` would pick one of two senders.
