@@ -243,6 +243,28 @@ pub struct Server {
     /// start (printed once, docs/API.md §1).
     pub generated_token: Option<(PathBuf, crate::crypto::Secret)>,
     limits: HttpLimits,
+    signals: Signals,
+}
+
+/// SIGTERM, SIGINT and SIGHUP, taken over when the server is bound, before
+/// it says it listens: until a signal is taken over its default action
+/// ends the process, so a `systemctl stop` or `reload` right after the
+/// `listening on` line ended the server without its orderly stop.
+struct Signals {
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn take_over() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            terminate: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            hangup: signal(SignalKind::hangup()).ok(),
+        }
+    }
 }
 
 /// The largest request header block taken, in bytes (a 16 KiB cookie and
@@ -334,6 +356,7 @@ impl Server {
             engine,
             relay,
             generated_token,
+            signals: Signals::take_over(),
         })
     }
 
@@ -344,9 +367,15 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let workers = self.engine.start(stop_rx.clone()).await;
         let reload = self.relay.as_ref().map(crate::relay::Relay::reload_now);
-        tokio::spawn(on_hangup(reload));
+        let Signals {
+            terminate,
+            interrupt,
+            hangup,
+        } = self.signals;
+        tokio::spawn(on_hangup(hangup, reload));
         let relay = self.relay.map(|r| tokio::spawn(r.run(stop_rx)));
-        let served = serve(self.listener, self.router, self.limits, shutdown_signal()).await;
+        let stop = shutdown_signal(terminate, interrupt);
+        let served = serve(self.listener, self.router, self.limits, stop).await;
         let _ = stop_tx.send(true);
         if let Some(relay) = relay {
             let _ = relay.await;
@@ -632,9 +661,11 @@ fn too_many_connections() -> Response {
 /// reads the relay's certificate files again at once; it used to end the
 /// server without a word. Options are read only at start, and the log
 /// says so.
-async fn on_hangup(relay: Option<Arc<tokio::sync::Notify>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+async fn on_hangup(
+    hangups: Option<tokio::signal::unix::Signal>,
+    relay: Option<Arc<tokio::sync::Notify>>,
+) {
+    let Some(mut hangups) = hangups else {
         return;
     };
     while hangups.recv().await.is_some() {
@@ -650,19 +681,20 @@ async fn on_hangup(relay: Option<Arc<tokio::sync::Notify>>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// Waits for SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal(
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+) {
+    async fn received(signal: Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
+    tokio::select! { _ = received(terminate) => {}, _ = received(interrupt) => {} }
     tracing::info!("shutting down");
 }
 

@@ -835,6 +835,30 @@ async fn binary_prints_listening_lines_and_stops_on_sigterm() {
     assert!(!log.contains(&0x1b), "escape codes in the log: {text:?}");
 }
 
+/// The server takes over SIGTERM and SIGHUP before it says it listens:
+/// a `systemctl stop` right after the `listening on` line is an orderly
+/// stop, and a `reload` there leaves it running (before, either could
+/// arrive while the signal's default action still ended the process).
+#[tokio::test]
+async fn a_stop_or_a_reload_right_after_the_listening_line_is_handled() {
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, mut lines, log) = spawn_serve(&mut serve_command(dir.path()));
+        listening_url(&mut lines).await;
+        stop_with_sigterm(child, log).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (child, mut lines, log) = spawn_serve(&mut serve_command(dir.path()));
+    let url = listening_url(&mut lines).await;
+    std::process::Command::new("kill")
+        .args(["-HUP", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let health = reqwest::get(format!("{url}/api/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "running after SIGHUP");
+    stop_with_sigterm(child, log).await;
+}
+
 /// A misspelt `MAILROOM_` variable does nothing; the server says so at
 /// start, naming the option it meant, and starts as before.
 #[tokio::test]
