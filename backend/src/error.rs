@@ -385,7 +385,7 @@ pub struct ApiJson<T>(pub T);
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned,
+    T: DeserializeOwned + serde::Serialize,
 {
     type Rejection = AppError;
 
@@ -404,6 +404,7 @@ where
         })?;
         let body = parse_json(&bytes)?;
         unknown_settings_field(&bytes, Some("settings"))?;
+        positional_field(&bytes, &body)?;
         Ok(ApiJson(body))
     }
 }
@@ -413,6 +414,47 @@ where
 /// a parser ignore it): `bytes` without it.
 fn without_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// A field given as an array where the request takes an object, as
+/// [`BodyError::Field`]: serde reads a struct from an array too, field by
+/// field in order, so `"limits": [10, 100]` set the first two limits. The
+/// body as sent is laid beside `read` (what it was read as, written out
+/// again): an array in the one where the other has an object is one.
+fn positional_field<T: serde::Serialize>(bytes: &[u8], read: &T) -> Result<(), BodyError> {
+    fn walk(sent: &serde_json::Value, read: &serde_json::Value, path: &str) -> Option<String> {
+        use serde_json::Value::{Array, Object};
+        match (sent, read) {
+            (Array(_), Object(_)) => Some(path.to_string()),
+            (Object(sent), Object(read)) => sent.iter().find_map(|(key, value)| {
+                let inner = if path.is_empty() {
+                    key.clone()
+                } else {
+                    [path, ".", key].concat()
+                };
+                walk(value, read.get(key)?, &inner)
+            }),
+            (Array(sent), Array(read)) => sent
+                .iter()
+                .zip(read)
+                .enumerate()
+                .find_map(|(i, (s, r))| walk(s, r, &format!("{path}[{i}]"))),
+            _ => None,
+        }
+    }
+    let (Ok(sent), Ok(read)) = (
+        serde_json::from_slice::<serde_json::Value>(without_bom(bytes)),
+        serde_json::to_value(read),
+    ) else {
+        return Ok(());
+    };
+    match walk(&sent, &read, "") {
+        None => Ok(()),
+        Some(path) => Err(BodyError::Field {
+            field: clip(path.strip_prefix("settings.").unwrap_or(&path)),
+            detail: "it must be an object, { … } with named fields, not an array".into(),
+        }),
+    }
 }
 
 /// A field of a SETTINGS object that SETTINGS does not take, as

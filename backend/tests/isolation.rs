@@ -426,6 +426,34 @@ async fn a_body_that_is_not_a_json_object_is_refused_and_nothing_is_made() {
     assert_eq!(status, 400, "{answer}");
     let (_, after) = server.admin(Method::GET, "/api/apps", None).await;
     assert_eq!(after["apps"].as_array().unwrap().len(), before, "{after}");
+    // Inside a body too: `"limits": [1, 2]` set the first two limits.
+    let app = after["apps"][0]["id"].as_str().unwrap().to_string();
+    for (method, path, body, field) in [
+        (
+            Method::PATCH,
+            format!("/api/apps/{app}"),
+            json!({"limits": [1, 2]}),
+            "limits",
+        ),
+        (
+            Method::POST,
+            "/api/profiles".to_string(),
+            json!({"name": "P", "settings": ["office365"]}),
+            "settings",
+        ),
+    ] {
+        let (status, answer) = server.admin(method, &path, Some(body)).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(
+            answer["errors"][field][0],
+            format!("The field {field} has a wrong value: it must be an object, {{ … }} with named fields, not an array."),
+            "{path}: {answer}"
+        );
+    }
+    let (_, now) = server.admin(Method::GET, "/api/apps", None).await;
+    assert_eq!(now["apps"][0]["limits"], after["apps"][0]["limits"]);
+    let (_, profiles) = server.admin(Method::GET, "/api/profiles", None).await;
+    assert_eq!(profiles["profiles"].as_array().unwrap().len(), 1);
     // Whitespace before the object is still JSON.
     let spaced = [b"\r\n  ".to_vec(), serde_json::to_vec(&one).unwrap()].concat();
     let (status, answer) = server
