@@ -291,6 +291,25 @@ impl Browser {
             .unwrap_or_else(|e| panic!("scroll to {css}: {e}"));
     }
 
+    /// The elements inside `css` (itself included) that reach past the
+    /// window's right edge, as `tag.class`: on a phone, what would have to
+    /// be scrolled sideways.
+    pub async fn wider_than_the_window(&self, css: &str) -> serde_json::Value {
+        let script = [
+            "return [...document.querySelectorAll('",
+            css,
+            ", ",
+            css,
+            " *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)\
+               .map(e => e.tagName + '.' + e.className);",
+        ]
+        .concat();
+        self.client
+            .execute(&script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("measure {css}: {e}"))
+    }
+
     /// Opens the app and signs in with the admin token.
     pub async fn sign_in(&self, url: &str) {
         self.client.goto(url).await.expect("open the app");

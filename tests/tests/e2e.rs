@@ -184,6 +184,17 @@ async fn first_run_test_save_and_reload() {
     assert_eq!(placeholder.as_deref(), Some("stored — leave empty to keep"));
     let page = b.client.source().await.unwrap();
     assert!(!page.contains(SECRET), "the secret never reaches the page");
+    // The history of saves, at a phone's width: its table fits the screen.
+    b.wait_text(".history", "Which fields each save changed")
+        .await;
+    b.client
+        .set_window_size(390, 1400)
+        .await
+        .expect("phone width");
+    b.scroll_to(".history").await;
+    b.screenshot("history-phone").await;
+    let wider = b.wider_than_the_window(".history").await;
+    assert_eq!(wider, serde_json::json!([]), "wider than a phone's screen");
     b.close().await;
 }
 
@@ -644,16 +655,7 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
         .expect("phone width");
     b.scroll_to("#webhooks").await;
     b.screenshot("webhooks-phone").await;
-    let wider = b
-        .client
-        .execute(
-            "return [...document.querySelectorAll('#webhooks, #webhooks *')]\
-               .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)\
-               .map(e => e.tagName + '.' + e.className);",
-            vec![],
-        )
-        .await
-        .expect("measure the panel");
+    let wider = b.wider_than_the_window("#webhooks").await;
     assert_eq!(wider, serde_json::json!([]), "wider than a phone's screen");
     // Words break between them, not inside ("mes" and "sage.failed"); only
     // what does not fit a line (a long URL) breaks anywhere.
