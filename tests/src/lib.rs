@@ -282,6 +282,14 @@ impl Browser {
         path
     }
 
+    /// Sets the window's size in CSS pixels (390 wide is a phone's).
+    pub async fn window_size(&self, width: u32, height: u32) {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .unwrap_or_else(|e| panic!("window size {width}x{height}: {e}"));
+    }
+
     /// Scrolls the first element `css` matches into view.
     pub async fn scroll_to(&self, css: &str) {
         let script = ["document.querySelector('", css, "').scrollIntoView()"].concat();

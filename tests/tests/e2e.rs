@@ -106,10 +106,7 @@ async fn first_run_test_save_and_reload() {
     b.screenshot("filled-form").await;
     b.scroll_to(".checklist").await;
     b.screenshot("checklist").await;
-    b.client
-        .set_window_size(390, 1400)
-        .await
-        .expect("phone width");
+    b.window_size(390, 1400).await;
     b.client
         .execute("window.scrollTo(0, 0)", vec![])
         .await
@@ -138,10 +135,7 @@ async fn first_run_test_save_and_reload() {
         overflow <= 0.0,
         "the page is {overflow} px wider than a phone"
     );
-    b.client
-        .set_window_size(1280, 1800)
-        .await
-        .expect("desktop width");
+    b.window_size(1280, 1800).await;
     let result = run_test_email(&b).await;
     assert!(result.contains("Success"), "{result}");
     b.screenshot("test-result").await;
@@ -187,10 +181,7 @@ async fn first_run_test_save_and_reload() {
     // The history of saves, at a phone's width: its table fits the screen.
     b.wait_text(".history", "Which fields each save changed")
         .await;
-    b.client
-        .set_window_size(390, 1400)
-        .await
-        .expect("phone width");
+    b.window_size(390, 1400).await;
     b.scroll_to(".history").await;
     b.screenshot("history-phone").await;
     let wider = b.wider_than_the_window(".history").await;
@@ -649,10 +640,7 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
     b.screenshot("webhooks").await;
     // At a phone's width the panel, its long URL and its buttons fit the
     // screen, with nothing to scroll sideways.
-    b.client
-        .set_window_size(390, 1400)
-        .await
-        .expect("phone width");
+    b.window_size(390, 1400).await;
     b.scroll_to("#webhooks").await;
     b.screenshot("webhooks-phone").await;
     let wider = b.wider_than_the_window("#webhooks").await;
@@ -675,10 +663,7 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
         .await
         .expect("find split words");
     assert_eq!(split, serde_json::json!([]), "words split across lines");
-    b.client
-        .set_window_size(1280, 1800)
-        .await
-        .expect("desktop width");
+    b.window_size(1280, 1800).await;
     // Each event's box stands apart from its words, as the form's other
     // boxes do (they touched: 3 px, the box's own margin).
     let gap = b
