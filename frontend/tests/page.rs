@@ -314,6 +314,13 @@ async fn checklist_fills_in_the_powershell_lines() {
     assert!(text.contains("New-ServicePrincipal -AppId 6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab -ServiceId 11111111-2222-4333-8444-555555555555"), "{text}");
     assert!(text.contains("not the App registration's"), "{text}");
     assert!(text.contains("Connect-ExchangeOnline"));
+    // The field comes before the commands it fills in, read top down.
+    let field = find(&root, "#sp_object_id");
+    let first = find(&root, ".checklist .command");
+    assert!(
+        field.compare_document_position(&first) & web_sys::Node::DOCUMENT_POSITION_FOLLOWING != 0,
+        "the object ID field is below the commands"
+    );
 }
 
 #[wasm_bindgen_test]

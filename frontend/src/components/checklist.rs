@@ -77,12 +77,12 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                     <li id="graph-way-rbac">
                         <h3>{ "Way 1 (recommended): RBAC for Applications, without Entra consent" }</h3>
                         <p>{ "Do not grant Mail.Send in Entra: RBAC grants add to consent, so a consented Mail.Send would still reach every mailbox. In Exchange Online PowerShell, register the app, make a scope that holds only the mailbox, and give the app the Application Mail.Send role in that scope:" }</p>
+                        { sp_field(p) }
                         { command_html(ps::connect()) }
                         { command_html(&ps::new_service_principal(&p.client_id, &p.sp_object_id)) }
                         { command_html(&ps::new_management_scope(&p.username)) }
                         { command_html(&ps::new_mail_send_assignment(&p.client_id)) }
                         { command_html(&ps::test_service_principal_authorization(&p.client_id, &p.username)) }
-                        { sp_field(p) }
                     </li>
                     <li id="graph-way-policy">
                         <h3>{ "Way 2: Entra consent plus an Application Access Policy" }</h3>
@@ -100,6 +100,7 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                 } else {
                     <li>
                         <h3>{ "Register the service principal in Exchange Online" }</h3>
+                        { sp_field(p) }
                         <p>{ "In Exchange Online PowerShell, run:" }</p>
                         { command_html(ps::connect()) }
                         { command_html(&ps::new_service_principal(&p.client_id, &p.sp_object_id)) }
@@ -108,7 +109,6 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                             <p>{ "The sender differs from the username, so also give the username Send-As rights on the sender:" }</p>
                             { command_html(&ps::add_recipient_permission(&p.sender, &p.username)) }
                         }
-                        { sp_field(p) }
                     </li>
                 }
             </ol>
