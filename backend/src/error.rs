@@ -403,8 +403,10 @@ where
             }
         })?;
         let body = parse_json(&bytes)?;
-        unknown_settings_field(&bytes, Some("settings"))?;
-        positional_field(&bytes, &body)?;
+        if let Some(sent) = json_tree(&bytes) {
+            unknown_settings_field(&sent, Some("settings"))?;
+            positional_field(&sent, &body)?;
+        }
         Ok(ApiJson(body))
     }
 }
@@ -416,12 +418,21 @@ fn without_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
+/// The JSON in `bytes` as a tree, for the checks serde's own reading does
+/// not make ([`unknown_settings_field`], [`positional_field`]).
+pub fn json_tree(bytes: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(without_bom(bytes)).ok()
+}
+
 /// A field given as an array where the request takes an object, as
 /// [`BodyError::Field`]: serde reads a struct from an array too, field by
 /// field in order, so `"limits": [10, 100]` set the first two limits. The
-/// body as sent is laid beside `read` (what it was read as, written out
+/// body as `sent` is laid beside `read` (what it was read as, written out
 /// again): an array in the one where the other has an object is one.
-fn positional_field<T: serde::Serialize>(bytes: &[u8], read: &T) -> Result<(), BodyError> {
+fn positional_field<T: serde::Serialize>(
+    sent: &serde_json::Value,
+    read: &T,
+) -> Result<(), BodyError> {
     fn walk(sent: &serde_json::Value, read: &serde_json::Value, path: &str) -> Option<String> {
         use serde_json::Value::{Array, Object};
         match (sent, read) {
@@ -442,13 +453,10 @@ fn positional_field<T: serde::Serialize>(bytes: &[u8], read: &T) -> Result<(), B
             _ => None,
         }
     }
-    let (Ok(sent), Ok(read)) = (
-        serde_json::from_slice::<serde_json::Value>(without_bom(bytes)),
-        serde_json::to_value(read),
-    ) else {
+    let Ok(read) = serde_json::to_value(read) else {
         return Ok(());
     };
-    match walk(&sent, &read, "") {
+    match walk(sent, &read, "") {
         None => Ok(()),
         Some(path) => Err(BodyError::Field {
             field: clip(path.strip_prefix("settings.").unwrap_or(&path)),
@@ -458,24 +466,24 @@ fn positional_field<T: serde::Serialize>(bytes: &[u8], read: &T) -> Result<(), B
 }
 
 /// A field of a SETTINGS object that SETTINGS does not take, as
-/// [`BodyError::Unknown`]: the object under `key` in a request body
-/// (`settings`), or the whole of `mailroom check`'s file (`None`). A
+/// [`BodyError::Unknown`]: the object under `key` in a request body's
+/// [`json_tree`] (`settings`), or the whole of `mailroom check`'s file
+/// (`None`). A
 /// misspelt `client_secret_expires` would leave the secret to expire
 /// unwarned. SETTINGS itself reads leniently, as it reads the stored
 /// settings too; `client_secret_set` and `password_set`, which `GET` answers
 /// in the secrets' place, are taken and ignored, so an edited answer can be
 /// sent back.
-pub fn unknown_settings_field(bytes: &[u8], key: Option<&str>) -> Result<(), BodyError> {
-    let Ok(serde_json::Value::Object(mut whole)) = serde_json::from_slice(without_bom(bytes))
-    else {
-        return Ok(());
-    };
+pub fn unknown_settings_field(
+    tree: &serde_json::Value,
+    key: Option<&str>,
+) -> Result<(), BodyError> {
     let given = match key {
-        None => whole,
-        Some(key) => match whole.remove(key) {
-            Some(serde_json::Value::Object(given)) => given,
-            _ => return Ok(()),
-        },
+        None => Some(tree),
+        Some(key) => tree.get(key),
+    };
+    let Some(given) = given.and_then(serde_json::Value::as_object) else {
+        return Ok(());
     };
     let every = mailroom_shared::Settings {
         client_secret: Some(String::new()),

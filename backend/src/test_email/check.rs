@@ -39,7 +39,10 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         }
     };
     let parsed = crate::error::parse_json(text.as_bytes()).and_then(|s: Settings| {
-        crate::error::unknown_settings_field(text.as_bytes(), None).map(|()| s)
+        match crate::error::json_tree(text.as_bytes()) {
+            Some(tree) => crate::error::unknown_settings_field(&tree, None).map(|()| s),
+            None => Ok(s),
+        }
     });
     let settings = match parsed {
         Ok(s) => s,
