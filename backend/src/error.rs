@@ -348,6 +348,9 @@ pub enum BodyError {
     /// JSON of the wrong shape, not tied to one field.
     #[error("The request body has the wrong shape: {0}.")]
     Shape(String),
+    /// Text in another encoding than UTF-8, which JSON must be (RFC 8259).
+    #[error("The request body is not UTF-8: {0}.")]
+    Encoding(String),
     /// A field the request does not take (a typing mistake in its name).
     #[error("This request has no field {field}: {expected}.")]
     Unknown {
@@ -578,6 +581,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
+        // Looked for only once reading failed: a wrong encoding explains
+        // every other error, and valid bodies pay for no second pass.
+        if let Some(why) = not_utf8(bytes) {
+            return BodyError::Encoding(why);
+        }
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -624,6 +632,39 @@ fn not_an_object(bytes: &[u8]) -> Option<&'static str> {
         b'n' => "null",
         _ => return None,
     })
+}
+
+/// Why `bytes` are not UTF-8 text, with the fix, or `None` when they are.
+/// Windows writes JSON in two other encodings that look right on screen:
+/// UTF-16, from Windows PowerShell's `Out-File` and `>`, and Latin-1, which
+/// Windows PowerShell 5.1's `Invoke-RestMethod` sends a text body in unless
+/// the content type names a charset. serde_json's own words for them
+/// ("expected value at line 1 column 1", "invalid unicode code point")
+/// name neither the cause nor the fix.
+fn not_utf8(bytes: &[u8]) -> Option<String> {
+    const SAVE: &str = "JSON must be UTF-8 (RFC 8259): save the file as UTF-8 (in PowerShell, Out-File -Encoding utf8), or send the text with Invoke-RestMethod -ContentType 'application/json; charset=utf-8'";
+    let utf16 = bytes.starts_with(b"\xFF\xFE")
+        || bytes.starts_with(b"\xFE\xFF")
+        || matches!(bytes, [0, b, ..] | [b, 0, ..] if b.is_ascii() && *b != 0);
+    if utf16 {
+        return Some(format!(
+            "it is UTF-16 text, as Windows PowerShell's Out-File and > write it; {SAVE}"
+        ));
+    }
+    let valid = std::str::from_utf8(bytes).err()?.valid_up_to();
+    let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count()
+        + 1;
+    Some(format!(
+        "byte 0x{:02X} at line {line}, column {column} is not UTF-8, so the text is in another encoding (Windows PowerShell 5.1's Invoke-RestMethod sends Latin-1 unless the content type names a charset); {SAVE}",
+        bytes[valid]
+    ))
 }
 
 /// How much of a value the client sent an error message repeats.
@@ -766,6 +807,44 @@ mod tests {
             let err = parse_json::<PutSettings>(body).unwrap_err();
             assert!(matches!(err, BodyError::Syntax(_)), "{err:?}");
         }
+    }
+
+    #[test]
+    fn text_in_another_encoding_is_named_with_where_it_breaks() {
+        let encoding = |body: &[u8]| match parse_json::<PutSettings>(body) {
+            Err(BodyError::Encoding(why)) => Some(why),
+            _ => None,
+        };
+        // Not UTF-8: the first bad byte, by line and character (é is one
+        // character before it), a multi-byte sequence cut at the end too.
+        let why = encoding(b"{\n  \"settings\": {\"sender_name\": \"\xC3\xA9\xE9\"}}").unwrap();
+        assert!(
+            why.starts_with("byte 0xE9 at line 2, column 33 is not UTF-8"),
+            "{why}"
+        );
+        let why = encoding(b"{\"version\": 1, \"x\": \"\xE2\x82").unwrap();
+        assert!(why.starts_with("byte 0xE2 at line 1, column 22 "), "{why}");
+        // UTF-16 with or without its byte order mark, either byte order.
+        for body in [
+            &b"\xFF\xFE{\0}\0"[..],
+            b"\xFE\xFF\0{\0}",
+            b"{\0}\0",
+            b"\0{\0}",
+        ] {
+            let why = encoding(body).unwrap();
+            assert!(why.starts_with("it is UTF-16 text"), "{why}");
+        }
+        // UTF-8 beyond ASCII is read as it is, and a syntax error in
+        // UTF-8 stays a syntax error.
+        let ok = "{\"settings\": null, \"version\": 1, \"note\": \"é ü 日本\"}";
+        assert!(!matches!(
+            parse_json::<PutSettings>(ok.as_bytes()),
+            Err(BodyError::Encoding(_))
+        ));
+        assert!(matches!(
+            parse_json::<PutSettings>("{\"é\" 1}".as_bytes()),
+            Err(BodyError::Syntax(_))
+        ));
     }
 
     #[test]

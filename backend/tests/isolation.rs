@@ -458,6 +458,74 @@ async fn a_body_that_is_not_a_json_object_is_refused_and_nothing_is_made() {
 }
 
 #[tokio::test]
+async fn a_json_body_in_another_encoding_than_utf8_is_explained_and_nothing_is_made() {
+    // Windows PowerShell 5.1's Invoke-RestMethod sends a text body as
+    // Latin-1, and its Out-File writes UTF-16: serde_json called them
+    // "invalid unicode code point" and "expected value at line 1 column 1".
+    let (rig, server, key) = sending_rig().await;
+    let utf8 =
+        serde_json::to_string(&json!({"to": [to()], "subject": "Café", "text": "x"})).unwrap();
+    let latin1: Vec<u8> = utf8.chars().map(|c| c as u32 as u8).collect();
+    let column = utf8.find('é').unwrap() + 1;
+    let utf16le: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(utf8.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    let utf16be: Vec<u8> = utf8.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    let fix = "JSON must be UTF-8 (RFC 8259): save the file as UTF-8 (in PowerShell, Out-File -Encoding utf8), or send the text with Invoke-RestMethod -ContentType 'application/json; charset=utf-8'.";
+    let expect = [
+        (
+            latin1.clone(),
+            format!("The request body is not UTF-8: byte 0xE9 at line 1, column {column} is not UTF-8, so the text is in another encoding (Windows PowerShell 5.1's Invoke-RestMethod sends Latin-1 unless the content type names a charset); {fix}"),
+        ),
+        (
+            utf16le,
+            format!("The request body is not UTF-8: it is UTF-16 text, as Windows PowerShell's Out-File and > write it; {fix}"),
+        ),
+        (
+            utf16be,
+            format!("The request body is not UTF-8: it is UTF-16 text, as Windows PowerShell's Out-File and > write it; {fix}"),
+        ),
+    ];
+    for (body, said) in expect {
+        let (status, answer) = server
+            .post_message(&key, "", "application/json", body)
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["message"], said.as_str());
+    }
+    // An admin body too: no app is made from a Latin-1 name.
+    let (status, _, answer) = server
+        .post_bytes(
+            "/api/apps",
+            TOKEN,
+            &[("content-type", "application/json")],
+            b"{\"name\": \"Caf\xE9\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("The request body is not UTF-8: byte 0xE9 at line 1, column 14 "),
+        "{answer}"
+    );
+    let (_, apps) = server.admin(Method::GET, "/api/apps", None).await;
+    assert!(!apps.to_string().contains("Caf"), "no app was made: {apps}");
+    // The same message in UTF-8 goes, and is the only one.
+    let sent = the_only_one_sent(
+        &rig,
+        &server,
+        server
+            .post_message(&key, "", "application/json", utf8.into_bytes())
+            .await,
+    )
+    .await;
+    assert_eq!(sent.rcpt_to, [to()]);
+}
+
+#[tokio::test]
 async fn the_submission_query_takes_only_a_whole_messages_envelope() {
     // Ignored, a misspelt `to` would send the message to the addresses in
     // its headers; a second `from` would pick one of two senders.

@@ -14,11 +14,13 @@ const MAX_SETTINGS_FILE: u64 = 1024 * 1024;
 
 /// Reads at most [`MAX_SETTINGS_FILE`] bytes of `path`: `--settings
 /// /dev/zero` (or a log named by mistake) read until memory ran out.
-fn read_settings(path: &std::path::Path) -> Result<String, String> {
+/// Bytes, not a string: a file in another encoding than UTF-8 is explained
+/// by the JSON reader, with the fix.
+fn read_settings(path: &std::path::Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let mut text = String::new();
+    let mut text = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SETTINGS_FILE + 1).read_to_string(&mut text))
+        .and_then(|f| f.take(MAX_SETTINGS_FILE + 1).read_to_end(&mut text))
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if text.len() as u64 > MAX_SETTINGS_FILE {
         return Err(format!(
@@ -38,8 +40,8 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let parsed = crate::error::parse_json(text.as_bytes()).and_then(|s: Settings| {
-        match crate::error::json_tree(text.as_bytes()) {
+    let parsed = crate::error::parse_json(&text).and_then(|s: Settings| {
+        match crate::error::json_tree(&text) {
             Some(tree) => crate::error::unknown_settings_field(&tree, None).map(|()| s),
             None => Ok(s),
         }
@@ -54,6 +56,9 @@ pub async fn run(args: CheckArgs) -> ExitCode {
                 }
                 crate::error::BodyError::Shape(detail) => {
                     format!("it does not hold SETTINGS: {detail}.")
+                }
+                crate::error::BodyError::Encoding(detail) => {
+                    format!("it is not UTF-8: {detail}.")
                 }
                 crate::error::BodyError::Unknown { field, expected } => {
                     format!("it has no field {field}: {expected}.")

@@ -186,17 +186,37 @@ impl Running {
         content_type: &str,
         body: Vec<u8>,
     ) -> (u16, Value) {
-        let resp = self
+        let (status, _, answer) = self
+            .post_bytes(
+                &format!("/api/messages{query}"),
+                key,
+                &[("content-type", content_type)],
+                body,
+            )
+            .await;
+        (status, answer)
+    }
+
+    /// POSTs `body` as it is to `path` with the bearer token `bearer` and
+    /// these headers: the status, the answer's headers and its JSON.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        bearer: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut r = self
             .http
-            .post(format!("{}/api/messages{query}", self.url))
-            .bearer_auth(key)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(bearer);
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        let resp = r.body(body).send().await.unwrap();
         let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let headers = resp.headers().clone();
+        (status, headers, resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn message(&self, id: &str) -> Value {

@@ -152,6 +152,12 @@ async fn check_command_exit_codes() {
             "not valid JSON",
         ),
         (b"{nope".to_vec(), "it is not valid JSON", "request body"),
+        // Windows PowerShell's Out-File and > write UTF-16.
+        (
+            [&b"\xFF\xFE"[..], &br#"{}"#.iter().flat_map(|b| [*b, 0]).collect::<Vec<u8>>()].concat(),
+            "is not a valid SETTINGS file: it is not UTF-8: it is UTF-16 text, as Windows PowerShell's Out-File and > write it; JSON must be UTF-8 (RFC 8259): save the file as UTF-8",
+            "request body",
+        ),
     ] {
         std::fs::write(&bom, bytes).unwrap();
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
