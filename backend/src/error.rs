@@ -6,7 +6,7 @@ use mailroom_shared::FieldMessages;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mailroom_shared::api::ErrorBody;
@@ -34,8 +34,9 @@ pub enum AppError {
     /// A body that did not arrive within `--http-request-timeout`: 408 and
     /// the connection closed; nothing was done, so the client sends again.
     TooSlow(String),
-    /// A body of a type the route does not take: 415, saying which it takes.
-    UnsupportedMediaType(&'static str),
+    /// A body of a type or a content coding the route does not take: 415,
+    /// saying which it takes.
+    UnsupportedMediaType(String),
     /// Input that is not valid: 422 with per-field messages.
     Invalid(String, FieldMessages),
     /// Too many at once, a lockout or an app's limit: 429 with `Retry-After`.
@@ -271,7 +272,7 @@ impl IntoResponse for AppError {
             | AppError::Conflict(m)
             | AppError::TooLarge(m)
             | AppError::TooSlow(m) => plain(m),
-            AppError::UnsupportedMediaType(m) => plain(m.into()),
+            AppError::UnsupportedMediaType(m) => plain(m),
             AppError::TooMany {
                 message,
                 retry_after,
@@ -298,6 +299,13 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            // RFC 9110 12.5.3: the content codings a body may have.
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
         if let Some(secs) = retry {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -316,6 +324,31 @@ pub fn is_json(content_type: Option<&HeaderValue>) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Refuses a body with a `Content-Encoding` other than `identity` (415,
+/// before it is read): the body would be read as it came, so a gzipped
+/// message was called "not valid JSON" or a raw message with a NUL byte,
+/// and a plain body labelled `br` was taken as if unlabelled.
+pub fn not_encoded(headers: &HeaderMap) -> Result<(), AppError> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let Ok(text) = value.to_str() else {
+            return Err(AppError::UnsupportedMediaType(
+                "The Content-Encoding header is not readable text; send the request body as it is, without a Content-Encoding header.".into(),
+            ));
+        };
+        let coding = text
+            .split(',')
+            .map(str::trim)
+            .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+        if let Some(coding) = coding {
+            return Err(AppError::UnsupportedMediaType(format!(
+                "Mailroom takes request bodies as they are, not with Content-Encoding: {}; send the body uncompressed, without a Content-Encoding header.",
+                short(coding)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn wait_text(secs: u64) -> String {
@@ -395,9 +428,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(AppError::UnsupportedMediaType(
-                "Send the request body as JSON, with `Content-Type: application/json`.",
+                "Send the request body as JSON, with `Content-Type: application/json`.".into(),
             ));
         }
+        not_encoded(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::body_too_large()
@@ -640,9 +674,15 @@ fn not_an_object(bytes: &[u8]) -> Option<&'static str> {
 /// Windows PowerShell 5.1's `Invoke-RestMethod` sends a text body in unless
 /// the content type names a charset. serde_json's own words for them
 /// ("expected value at line 1 column 1", "invalid unicode code point")
-/// name neither the cause nor the fix.
+/// name neither the cause nor the fix. A gzipped body sent without its
+/// `Content-Encoding` (with one it is a 415, [`not_encoded`]) is named too.
 fn not_utf8(bytes: &[u8]) -> Option<String> {
     const SAVE: &str = "JSON must be UTF-8 (RFC 8259): save the file as UTF-8 (in PowerShell, Out-File -Encoding utf8), or send the text with Invoke-RestMethod -ContentType 'application/json; charset=utf-8'";
+    if bytes.starts_with(b"\x1F\x8B") {
+        return Some(
+            "it is gzip-compressed data, not text; send the JSON itself, uncompressed".into(),
+        );
+    }
     let utf16 = bytes.starts_with(b"\xFF\xFE")
         || bytes.starts_with(b"\xFE\xFF")
         || matches!(bytes, [0, b, ..] | [b, 0, ..] if b.is_ascii() && *b != 0);
@@ -834,6 +874,9 @@ mod tests {
             let why = encoding(body).unwrap();
             assert!(why.starts_with("it is UTF-16 text"), "{why}");
         }
+        // Compressed without saying so.
+        let why = encoding(b"\x1F\x8B\x08\0\0\0\0\0\0\x03").unwrap();
+        assert!(why.starts_with("it is gzip-compressed data"), "{why}");
         // UTF-8 beyond ASCII is read as it is, and a syntax error in
         // UTF-8 stays a syntax error.
         let ok = "{\"settings\": null, \"version\": 1, \"note\": \"é ü 日本\"}";

@@ -526,6 +526,82 @@ async fn a_json_body_in_another_encoding_than_utf8_is_explained_and_nothing_is_m
 }
 
 #[tokio::test]
+async fn a_body_with_a_content_encoding_is_refused_before_it_is_read() {
+    // Bodies were read as they came: a gzipped message was "not valid
+    // JSON", a gzipped raw message "holds a NUL byte", and a plain body
+    // labelled br was taken as if it were not labelled.
+    let (rig, server, key) = sending_rig().await;
+    let json = serde_json::to_vec(&json!({"to": [to()], "subject": "s", "text": "x"})).unwrap();
+    let raw = format!(
+        "From: {}\r\nTo: {}\r\nSubject: s\r\n\r\nx\r\n",
+        mailer(),
+        to()
+    );
+    let gzip = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03].to_vec();
+    for (content_type, coding, body) in [
+        ("application/json", "gzip", gzip.clone()),
+        ("application/json", "br", json.clone()),
+        ("application/json", "identity, deflate", json.clone()),
+        ("message/rfc822", "GZIP", gzip.clone()),
+        ("message/rfc822", "zstd", raw.clone().into_bytes()),
+    ] {
+        let (status, headers, answer) = server
+            .post_bytes(
+                "/api/messages",
+                &key,
+                &[("content-type", content_type), ("content-encoding", coding)],
+                body,
+            )
+            .await;
+        assert_eq!(status, 415, "{coding}: {answer}");
+        assert_eq!(headers["accept-encoding"], "identity");
+        let named = coding.rsplit(", ").next().unwrap();
+        assert_eq!(
+            answer["message"],
+            format!("Mailroom takes request bodies as they are, not with Content-Encoding: {named}; send the body uncompressed, without a Content-Encoding header.")
+        );
+    }
+    // An admin body too: no app is made.
+    let (status, _, answer) = server
+        .post_bytes(
+            "/api/apps",
+            TOKEN,
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "deflate"),
+            ],
+            br#"{"name": "Compressed"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 415, "{answer}");
+    let (_, apps) = server.admin(Method::GET, "/api/apps", None).await;
+    assert!(!apps.to_string().contains("Compressed"), "{apps}");
+    // identity, or an empty value, is no coding at all.
+    for coding in ["identity", ""] {
+        let (status, _, answer) = server
+            .post_bytes(
+                "/api/messages",
+                &key,
+                &[
+                    ("content-type", "message/rfc822"),
+                    ("content-encoding", coding),
+                ],
+                raw.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, 202, "{coding:?}: {answer}");
+        server
+            .wait_status(answer["id"].as_str().unwrap(), "sent")
+            .await;
+    }
+    assert_eq!(
+        rig.smtp.messages().len(),
+        2,
+        "only the two unencoded ones went"
+    );
+}
+
+#[tokio::test]
 async fn the_submission_query_takes_only_a_whole_messages_envelope() {
     // Ignored, a misspelt `to` would send the message to the addresses in
     // its headers; a second `from` would pick one of two senders.
