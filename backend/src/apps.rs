@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use base64::Engine;
@@ -75,12 +75,7 @@ pub async fn authenticate(
     headers: &HeaderMap,
     ip: IpAddr,
 ) -> Result<App, AppError> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default();
+    let key = crate::auth::bearer(headers)?.unwrap_or_default();
     let app = if key.starts_with("mr_") {
         state.queue.app_by_key(key_hash(key)).await?
     } else {

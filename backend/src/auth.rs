@@ -410,11 +410,7 @@ impl AdminAuth {
     /// Who sent the request: a bearer token (counted against the failure
     /// limit when wrong) or a live session cookie.
     async fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Proof, AppError> {
-        if let Some(bearer) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        {
+        if let Some(bearer) = bearer(headers)? {
             let ok = self.token_matches(bearer.trim());
             if !ok && bearer.trim().starts_with("mr_") {
                 // An app's key sent to an admin route is a mistake, not a
@@ -443,6 +439,34 @@ impl AdminAuth {
             false => Err(AppError::Unauthorized("Sign in first: send the admin token as `Authorization: Bearer <token>` or sign in on the settings page.".into())),
         }
     }
+}
+
+/// The credentials of the request's `Authorization: Bearer …` header, or
+/// `None` without one (or with another scheme, such as Basic).
+///
+/// The scheme is read without regard to case (RFC 9110 11.1): `bearer`
+/// was taken for no credentials at all. Two `Authorization` headers are a
+/// `400`: the field holds one credential (RFC 9110 11.6.2), and using the
+/// first, as before, let the order of a proxy's header and the client's
+/// decide who the request came from.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(AppError::BadRequest(
+            "This request has more than one Authorization header; send one, with one credential."
+                .into(),
+            mailroom_shared::FieldMessages::new(),
+        ));
+    }
+    let Some((scheme, credentials)) = value.to_str().ok().and_then(|v| v.split_once(' ')) else {
+        return Ok(None);
+    };
+    Ok(scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim()))
 }
 
 fn behind_tls(headers: &HeaderMap) -> bool {

@@ -602,6 +602,73 @@ async fn a_body_with_a_content_encoding_is_refused_before_it_is_read() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_read_in_any_case_and_two_authorization_headers_are_refused() {
+    let (rig, server, key) = sending_rig().await;
+    let call = |method: Method, path: &str, credentials: &[&str]| {
+        let mut r = server.http.request(method, format!("{}{path}", server.url));
+        for c in credentials {
+            r = r.header("authorization", *c);
+        }
+        r
+    };
+    // RFC 9110 11.1: the scheme is case-insensitive; `bearer` was taken
+    // for no credentials at all.
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = call(Method::GET, "/api/apps", &[&format!("{scheme} {TOKEN}")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let one = json!({"to": [to()], "subject": "s", "text": "x"});
+    let sent = call(Method::POST, "/api/messages", &[&format!("bearer {key}")])
+        .json(&one)
+        .send()
+        .await
+        .unwrap();
+    let status = sent.status().as_u16();
+    let sent = sent.json().await.unwrap();
+    // Two credentials: the first was used, so the order of a proxy's
+    // header and the client's decided who the request came from.
+    let two = "This request has more than one Authorization header; send one, with one credential.";
+    for (method, path, credentials) in [
+        (
+            Method::POST,
+            "/api/messages",
+            [format!("Bearer {key}"), format!("Bearer {TOKEN}")],
+        ),
+        (
+            Method::GET,
+            "/api/apps",
+            [format!("Bearer {TOKEN}"), format!("Bearer {TOKEN}")],
+        ),
+        (
+            Method::GET,
+            "/api/apps",
+            ["Bearer guess".into(), format!("Bearer {TOKEN}")],
+        ),
+    ] {
+        let credentials = [credentials[0].as_str(), credentials[1].as_str()];
+        let r = call(method, path, &credentials)
+            .json(&one)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let answer: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(answer["message"], two, "{path}");
+    }
+    // Another scheme is no credential.
+    let r = call(Method::GET, "/api/apps", &[&format!("Basic {TOKEN}")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let sent = the_only_one_sent(&rig, &server, (status, sent)).await;
+    assert_eq!(sent.rcpt_to, [to()]);
+}
+
+#[tokio::test]
 async fn the_submission_query_takes_only_a_whole_messages_envelope() {
     // Ignored, a misspelt `to` would send the message to the addresses in
     // its headers; a second `from` would pick one of two senders.
