@@ -326,11 +326,26 @@ pub fn is_json(content_type: Option<&HeaderValue>) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Refuses a body with a `Content-Encoding` other than `identity` (415,
-/// before it is read): the body would be read as it came, so a gzipped
-/// message was called "not valid JSON" or a raw message with a NUL byte,
-/// and a plain body labelled `br` was taken as if unlabelled.
-pub fn not_encoded(headers: &HeaderMap) -> Result<(), AppError> {
+/// Checks the headers that say how to read a body, before it is read:
+/// - more than one `Content-Type` is a 400: the first was used, so a body
+///   labelled both JSON and `message/rfc822` was read by whichever came
+///   first;
+/// - a `Content-Encoding` other than `identity` is a 415: the body would be
+///   read as it came, so a gzipped message was called "not valid JSON" or a
+///   raw message with a NUL byte, and a plain body labelled `br` was taken
+///   as if unlabelled.
+pub fn check_body_headers(headers: &HeaderMap) -> Result<(), AppError> {
+    if headers
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(AppError::BadRequest(
+            "This request has more than one Content-Type header; send one, naming the body's one type.".into(),
+            FieldMessages::new(),
+        ));
+    }
     for value in headers.get_all(header::CONTENT_ENCODING) {
         let Ok(text) = value.to_str() else {
             return Err(AppError::UnsupportedMediaType(
@@ -426,12 +441,12 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        check_body_headers(req.headers())?;
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(AppError::UnsupportedMediaType(
                 "Send the request body as JSON, with `Content-Type: application/json`.".into(),
             ));
         }
-        not_encoded(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::body_too_large()
@@ -675,7 +690,7 @@ fn not_an_object(bytes: &[u8]) -> Option<&'static str> {
 /// the content type names a charset. serde_json's own words for them
 /// ("expected value at line 1 column 1", "invalid unicode code point")
 /// name neither the cause nor the fix. A gzipped body sent without its
-/// `Content-Encoding` (with one it is a 415, [`not_encoded`]) is named too.
+/// `Content-Encoding` (with one it is a 415, [`check_body_headers`]) is named too.
 fn not_utf8(bytes: &[u8]) -> Option<String> {
     const SAVE: &str = "JSON must be UTF-8 (RFC 8259): save the file as UTF-8 (in PowerShell, Out-File -Encoding utf8), or send the text with Invoke-RestMethod -ContentType 'application/json; charset=utf-8'";
     if bytes.starts_with(b"\x1F\x8B") {

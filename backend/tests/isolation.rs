@@ -526,7 +526,7 @@ async fn a_json_body_in_another_encoding_than_utf8_is_explained_and_nothing_is_m
 }
 
 #[tokio::test]
-async fn a_body_with_a_content_encoding_is_refused_before_it_is_read() {
+async fn a_body_encoded_or_typed_twice_is_refused_before_it_is_read() {
     // Bodies were read as they came: a gzipped message was "not valid
     // JSON", a gzipped raw message "holds a NUL byte", and a plain body
     // labelled br was taken as if it were not labelled.
@@ -561,19 +561,41 @@ async fn a_body_with_a_content_encoding_is_refused_before_it_is_read() {
             format!("Mailroom takes request bodies as they are, not with Content-Encoding: {named}; send the body uncompressed, without a Content-Encoding header.")
         );
     }
+    // Two types: the first was used, so the same body was read as JSON or
+    // as a whole message by the order of the headers.
+    for types in [
+        ["application/json", "message/rfc822"],
+        ["message/rfc822", "application/json"],
+    ] {
+        let (status, _, answer) = server
+            .post_bytes(
+                "/api/messages",
+                &key,
+                &[("content-type", types[0]), ("content-type", types[1])],
+                json.clone(),
+            )
+            .await;
+        assert_eq!(status, 400, "{types:?}: {answer}");
+        assert_eq!(
+            answer["message"],
+            "This request has more than one Content-Type header; send one, naming the body's one type."
+        );
+    }
     // An admin body too: no app is made.
-    let (status, _, answer) = server
-        .post_bytes(
-            "/api/apps",
-            TOKEN,
-            &[
-                ("content-type", "application/json"),
-                ("content-encoding", "deflate"),
-            ],
-            br#"{"name": "Compressed"}"#.to_vec(),
-        )
-        .await;
-    assert_eq!(status, 415, "{answer}");
+    for (second, status) in [
+        (("content-encoding", "deflate"), 415),
+        (("content-type", "text/plain"), 400),
+    ] {
+        let (got, _, answer) = server
+            .post_bytes(
+                "/api/apps",
+                TOKEN,
+                &[("content-type", "application/json"), second],
+                br#"{"name": "Compressed"}"#.to_vec(),
+            )
+            .await;
+        assert_eq!(got, status, "{answer}");
+    }
     let (_, apps) = server.admin(Method::GET, "/api/apps", None).await;
     assert!(!apps.to_string().contains("Compressed"), "{apps}");
     // identity, or an empty value, is no coding at all.

@@ -11,7 +11,7 @@ use mailroom_shared::FieldMessages;
 
 use crate::apps;
 use crate::auth::client_ip;
-use crate::error::{is_json, not_encoded, parse_json, AppError, BodyError};
+use crate::error::{check_body_headers, is_json, parse_json, AppError, BodyError};
 use crate::intake::{self, Sending};
 use crate::queue::Enqueued;
 
@@ -72,6 +72,7 @@ async fn submit(
     let app = apps::authenticate(&s.apps, req.headers(), ip).await?;
     let headers: HeaderMap = req.headers().clone();
     let query = req.uri().query().map(str::to_string);
+    check_body_headers(&headers)?;
     let content_type = headers.get(header::CONTENT_TYPE);
     let raw = is_rfc822(content_type);
     if !raw && !is_json(content_type) {
@@ -79,7 +80,6 @@ async fn submit(
             "Send the message as JSON, with `Content-Type: application/json`, or as a whole RFC 5322 message, with `Content-Type: message/rfc822`.".into(),
         ));
     }
-    not_encoded(&headers)?;
     // Before the body is read: a wrong query wastes no room.
     let envelope = envelope_query(query.as_deref(), raw)?;
     // Two keys are refused, not one of them picked: retried with the other
