@@ -78,8 +78,17 @@ pub enum EmailError {
     AtCount(usize),
     /// Nothing before the `@`.
     NoLocalPart,
-    /// The part after the `@` is not a domain with a dot.
-    BadDomain,
+    /// The name before the `@` starts or ends with a dot, or has two in a
+    /// row (`ann.@example.org`): not a dot-atom (RFC 5322 3.4.1), so no
+    /// server takes it.
+    LocalDots,
+    /// The part after the `@` has no dot (`name@localhost`).
+    NoDot,
+    /// The part after the `@` is not a domain name, and why.
+    BadDomain(HostError),
+    /// An IP address after the `@` (`name@10.0.0.1`): a top-level domain is
+    /// never all digits (RFC 3696 2), so it is no domain name.
+    IpAddress,
     /// Longer than 254 characters.
     TooLong,
 }
@@ -113,14 +122,29 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
     }) {
         return Err(EmailError::NoLocalPart);
     }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(EmailError::LocalDots);
+    }
     // A domain beyond ASCII (an international domain name, RFC 6531) keeps
     // the rules of its labels; the server checks the rest (IDNA) with lettre.
     let shape: String = domain
         .chars()
         .map(|c| if c.is_ascii() { c } else { 'a' })
         .collect();
-    if !domain.contains('.') || check_host_name(&shape).is_err() {
-        return Err(EmailError::BadDomain);
+    if !domain.contains('.') {
+        return Err(EmailError::NoDot);
+    }
+    if domain.ends_with('.') {
+        return Err(EmailError::BadDomain(HostError::BadLabel));
+    }
+    check_host_name(&shape).map_err(EmailError::BadDomain)?;
+    let top = shape
+        .trim_end_matches('.')
+        .rsplit('.')
+        .next()
+        .unwrap_or_default();
+    if top.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(EmailError::IpAddress);
     }
     Ok(())
 }
@@ -307,7 +331,39 @@ mod tests {
         );
         assert_eq!(
             check_email(&format!("{}@{}", "mailer", "contoso")),
-            Err(EmailError::BadDomain)
+            Err(EmailError::NoDot)
+        );
+        // Each way the domain is not one is told apart.
+        for (domain, why) in [
+            (
+                "exa_mple.org",
+                EmailError::BadDomain(HostError::BadChar('_')),
+            ),
+            ("-example.org", EmailError::BadDomain(HostError::BadLabel)),
+            ("example..org", EmailError::BadDomain(HostError::BadLabel)),
+            // lettre, which sends it, refuses the root's dot at the end.
+            ("example.org.", EmailError::BadDomain(HostError::BadLabel)),
+            ("10.0.0.1", EmailError::IpAddress),
+        ] {
+            let address = format!("{}@{}", "mailer", domain);
+            assert_eq!(check_email(&address), Err(why), "{address}");
+        }
+        // A digit-only label is a name below the top level.
+        assert_eq!(
+            check_email(&format!("{}@{}", "mailer", "365.contoso.com")),
+            Ok(())
+        );
+        for local in [".ann", "ann.", "a..nn"] {
+            let address = format!("{}@{}", local, "example.org");
+            assert_eq!(
+                check_email(&address),
+                Err(EmailError::LocalDots),
+                "{address}"
+            );
+        }
+        assert_eq!(
+            check_email(&format!("{}@{}", "a.n.n", "example.org")),
+            Ok(())
         );
         // An internationalised address (RFC 6531): beyond ASCII in the
         // local part, the domain, or both; the domain's labels keep their rules.
@@ -318,9 +374,14 @@ mod tests {
         ] {
             assert_eq!(check_email(ok), Ok(()), "{ok}");
         }
-        for bad in ["a@m\u{fc}nchen..de", "a@-m\u{fc}nchen.de", "a@m\u{fc}nchen"] {
-            assert_eq!(check_email(bad), Err(EmailError::BadDomain), "{bad}");
+        for bad in ["a@m\u{fc}nchen..de", "a@-m\u{fc}nchen.de"] {
+            assert_eq!(
+                check_email(bad),
+                Err(EmailError::BadDomain(HostError::BadLabel)),
+                "{bad}"
+            );
         }
+        assert_eq!(check_email("a@m\u{fc}nchen"), Err(EmailError::NoDot));
         assert_eq!(
             check_email(&format!("{}@{}", "j\u{f6}rg", "example.org")),
             Ok(())

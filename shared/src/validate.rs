@@ -251,8 +251,24 @@ fn email_message(label: &str, err: &EmailError) -> String {
         EmailError::NoLocalPart => format!(
             "The {label} needs a valid name before the @, like name@example.com."
         ),
-        EmailError::BadDomain => format!(
+        EmailError::LocalDots => format!(
+            "The {label} has a dot at the start or end of the name before the @, or two in a row; no server takes that. Check for a typing slip, like name@example.com."
+        ),
+        EmailError::NoDot => format!(
             "The {label} needs a domain with a dot after the @, like name@example.com."
+        ),
+        EmailError::BadDomain(HostError::BadChar(c)) => format!(
+            "The {label} has “{}” in the domain after the @: a domain has only letters, digits, hyphens and dots, like name@example.com.",
+            shown(*c)
+        ),
+        EmailError::BadDomain(HostError::BadLabel) => format!(
+            "The domain after the @ in the {label} has a dot at either end or two in a row, or a part that starts or ends with a hyphen; write it like name@example.com."
+        ),
+        EmailError::BadDomain(_) => format!(
+            "The part after the @ in the {label} is not a domain name; write it like name@example.com."
+        ),
+        EmailError::IpAddress => format!(
+            "The {label} has an IP address after the @; mail goes to a domain name, like name@example.com."
         ),
         EmailError::TooLong => format!("The {label} is longer than 254 characters; shorten it."),
     }

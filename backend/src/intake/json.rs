@@ -515,6 +515,13 @@ mod tests {
             ("<script>", "needs an @ between the name and the domain"),
             ("a@@example.org", "has more than one @"),
             ("someone@localhost", "needs a domain with a dot"),
+            // "needs a domain with a dot" was said of each of these too.
+            ("a@exa_mple.org", "has “_” in the domain after the @"),
+            ("a@-example.org", "has a dot at either end or two in a row, or a part that starts or ends with a hyphen"),
+            ("a@10.0.0.1", "has an IP address after the @"),
+            // lettre's "Invalid input" was all these got.
+            ("a.@example.org", "has a dot at the start or end of the name before the @"),
+            ("a@example.org.", "has a dot at either end or two in a row"),
             // Not an international domain name: a label starts with a combining mark.
             ("a@\u{301}x.de", "not a valid international domain name"),
             (long.as_str(), "longer than 254 characters"),
