@@ -82,6 +82,9 @@ pub enum EmailError {
     /// row (`ann.@example.org`): not a dot-atom (RFC 5322 3.4.1), so no
     /// server takes it.
     LocalDots,
+    /// The name before the `@` is longer than the 64 bytes of RFC 5321
+    /// 4.5.3.1.1; its length in bytes.
+    LocalTooLong(usize),
     /// The part after the `@` has no dot (`name@localhost`).
     NoDot,
     /// The part after the `@` is not a domain name, and why.
@@ -121,6 +124,9 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
             )
     }) {
         return Err(EmailError::NoLocalPart);
+    }
+    if local.len() > 64 {
+        return Err(EmailError::LocalTooLong(local.len()));
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err(EmailError::LocalDots);
@@ -364,6 +370,17 @@ mod tests {
         assert_eq!(
             check_email(&format!("{}@{}", "a.n.n", "example.org")),
             Ok(())
+        );
+        // At most 64 bytes before the @ (RFC 5321), beyond ASCII too.
+        let name = "a".repeat(64);
+        assert_eq!(check_email(&format!("{name}@{}", "example.org")), Ok(()));
+        assert_eq!(
+            check_email(&format!("{name}b@{}", "example.org")),
+            Err(EmailError::LocalTooLong(65))
+        );
+        assert_eq!(
+            check_email(&format!("{}@{}", "\u{e9}".repeat(33), "example.org")),
+            Err(EmailError::LocalTooLong(66))
         );
         // An internationalised address (RFC 6531): beyond ASCII in the
         // local part, the domain, or both; the domain's labels keep their rules.

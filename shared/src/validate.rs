@@ -254,6 +254,9 @@ fn email_message(label: &str, err: &EmailError) -> String {
         EmailError::LocalDots => format!(
             "The {label} has a dot at the start or end of the name before the @, or two in a row; no server takes that. Check for a typing slip, like name@example.com."
         ),
+        EmailError::LocalTooLong(n) => format!(
+            "The name before the @ in the {label} is {n} bytes long; a mailbox name holds at most 64 (RFC 5321)."
+        ),
         EmailError::NoDot => format!(
             "The {label} needs a domain with a dot after the @, like name@example.com."
         ),
@@ -262,7 +265,7 @@ fn email_message(label: &str, err: &EmailError) -> String {
             shown(*c)
         ),
         EmailError::BadDomain(HostError::BadLabel) => format!(
-            "The domain after the @ in the {label} has a dot at either end or two in a row, or a part that starts or ends with a hyphen; write it like name@example.com."
+            "The domain after the @ in the {label} has a dot at either end or two in a row, or a part that starts or ends with a hyphen or is longer than 63 characters; write it like name@example.com."
         ),
         EmailError::BadDomain(_) => format!(
             "The part after the @ in the {label} is not a domain name; write it like name@example.com."

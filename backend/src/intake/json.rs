@@ -510,6 +510,7 @@ mod tests {
     #[test]
     fn a_refused_address_is_explained_with_its_fix_and_shown_in_part() {
         let long = "x".repeat(100_000);
+        let local65 = format!("{}@{}", "x".repeat(65), "example.org");
         for (to, says) in [
             ("", "The address 1 of to is empty. Enter an address"),
             ("<script>", "needs an @ between the name and the domain"),
@@ -522,6 +523,7 @@ mod tests {
             // lettre's "Invalid input" was all these got.
             ("a.@example.org", "has a dot at the start or end of the name before the @"),
             ("a@example.org.", "has a dot at either end or two in a row"),
+            (local65.as_str(), "is 65 bytes long; a mailbox name holds at most 64"),
             // Not an international domain name: a label starts with a combining mark.
             ("a@\u{301}x.de", "not a valid international domain name"),
             (long.as_str(), "longer than 254 characters"),
