@@ -189,19 +189,18 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
     };
     let csp = HeaderValue::from_str(&content_security_policy(&inline_script_hashes(&index_html)))
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"));
-    let router = match static_dir {
+    let page = match static_dir {
         Some(dir) => {
             let index = ServeFile::new(dir.join("index.html"));
-            api.fallback_service(ServeDir::new(dir).fallback(index))
+            Router::new().fallback_service(ServeDir::new(dir).fallback(index))
         }
-        None => api.merge(
-            memory_serve::load!()
-                .index_file(Some("/index.html"))
-                .fallback(Some("/index.html"))
-                .fallback_status(StatusCode::OK)
-                .into_router(),
-        ),
+        None => memory_serve::load!()
+            .index_file(Some("/index.html"))
+            .fallback(Some("/index.html"))
+            .fallback_status(StatusCode::OK)
+            .into_router(),
     };
+    let router = api.merge(page.layer(middleware::from_fn(page_methods)));
     router
         .layer(middleware::from_fn_with_state(
             Arc::new(csp),
@@ -224,6 +223,35 @@ pub fn app(state: AppState, static_dir: Option<PathBuf>) -> Router {
                     tracing::info!(status = res.status().as_u16(), ms = latency.as_millis() as u64, "request");
                 }),
         )
+}
+
+/// The page's addresses only show it (GET and HEAD): anything else is a
+/// `405` naming where mail goes. The page answered every method with its
+/// `200` and HTML, so a `POST` of a message to a mistyped address
+/// (`MAILROOM_URL=http://host/mailroom`, a proxy's prefix) looked accepted
+/// to a client that trusts the status, and the message was nowhere.
+async fn page_methods(req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    if matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        return next.run(req).await;
+    }
+    let body = mailroom_shared::api::ErrorBody {
+        message: format!(
+            "{} is an address of the settings page, which only shows pages (GET and HEAD); {} is not taken here. Mail is sent with POST /api/messages.",
+            crate::error::short(req.uri().path()),
+            req.method()
+        ),
+        ..Default::default()
+    };
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, HeaderValue::from_static("GET, HEAD"))],
+        Json(body),
+    )
+        .into_response()
 }
 
 /// A server bound to its port, ready to run.

@@ -456,6 +456,29 @@ async fn security_headers_on_the_api_and_the_page() {
     assert_eq!(api.headers[header::CACHE_CONTROL], "no-store");
     let unauthorized = call(&router, request("GET", "/api/settings", None, false)).await;
     assert_eq!(unauthorized.headers[header::CACHE_CONTROL], "no-store");
+    // The page's addresses only show it: its 200 and HTML answered a POST
+    // of a message to a mistyped address, which looked queued.
+    for (method, path) in [
+        ("POST", "/"),
+        ("POST", "/mailroom/api/messages"),
+        ("PUT", "/index.html"),
+        ("DELETE", "/apps"),
+    ] {
+        let r = call(&router, request(method, path, None, false)).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(r.headers[header::ALLOW], "GET, HEAD");
+        assert!(
+            r.json["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Mail is sent with POST /api/messages")),
+            "{:?}",
+            r.json
+        );
+    }
+    for method in ["GET", "HEAD"] {
+        let r = call(&router, request(method, "/apps", None, false)).await;
+        assert_eq!(r.status, StatusCode::OK, "{method}");
+    }
 }
 
 #[tokio::test]

@@ -167,36 +167,48 @@ async fn exit_codes_follow_sysexits() {
     .await;
     assert_eq!(ran.code, Some(77), "{}", ran.stderr);
     assert!(ran.stderr.contains("key"), "{}", ran.stderr);
-    // A closed port: 75, try again.
+    // A closed port, or something at MAILROOM_URL that answers 503 with a
+    // body that never ends (sendmail reads 64 KB of it): 75, try again.
     let closed = common::ClosedPort::new();
-    let port = closed.port;
-    let url = format!("http://127.0.0.1:{port}");
-    let ran = run(
-        binary(),
-        &["sendmail", &to],
-        &[("MAILROOM_URL", &url), ("MAILROOM_APP_KEY", &key)],
-        &message,
-    )
-    .await;
-    assert_eq!(ran.code, Some(75), "{}", ran.stderr);
-    assert!(
-        ran.stderr.contains("cannot reach Mailroom"),
-        "{}",
-        ran.stderr
-    );
-    // Something at MAILROOM_URL answers 503 with a body that never ends:
-    // sendmail reads 64 KB of it, and says to try again (75).
     let endless = format!("http://{}", mailroom_fakes::serve_endless(503).await);
-    let ran = run(
-        binary(),
-        &["sendmail", &to],
-        &[("MAILROOM_URL", &endless), ("MAILROOM_APP_KEY", &key)],
-        &message,
-    )
-    .await;
-    assert_eq!(ran.code, Some(75), "{}", ran.stderr);
-    assert!(ran.stderr.contains("(503)"), "{}", ran.stderr);
-    assert!(ran.stderr.len() < 2_000, "{}", ran.stderr);
+    let page = format!("http://{}", mailroom_fakes::serve_any_page().await);
+    for (url, says) in [
+        (
+            format!("http://127.0.0.1:{}", closed.port),
+            "cannot reach Mailroom".to_string(),
+        ),
+        (endless, "(503)".to_string()),
+        // The page's address with a path: its 200 and HTML looked queued.
+        (
+            format!("{}/mailroom/", server.url),
+            "takes mail (405): MAILROOM_URL should be the address of Mailroom's page".to_string(),
+        ),
+        (
+            format!("{}/api", server.url),
+            format!("takes mail (404): MAILROOM_URL ends in /api: set it to the address of Mailroom's page, {}, and sendmail adds /api/messages itself", server.url),
+        ),
+        // Another server answering 200 to everything.
+        (
+            page.clone(),
+            format!("{page} answered 200 but not as Mailroom does (no message id), so the message is not known to be queued"),
+        ),
+        // reqwest called it a "builder error".
+        (
+            server.url.trim_start_matches("http://").to_string(),
+            "is not the http:// or https:// address of Mailroom's page; set it like http://127.0.0.1:8080".to_string(),
+        ),
+    ] {
+        let ran = run(
+            binary(),
+            &["sendmail", &to],
+            &[("MAILROOM_URL", &url), ("MAILROOM_APP_KEY", &key)],
+            &message,
+        )
+        .await;
+        assert_eq!(ran.code, Some(75), "{url}: {}", ran.stderr);
+        assert!(ran.stderr.contains(&says), "{url}: {}", ran.stderr);
+        assert!(ran.stderr.len() < 2_000, "{}", ran.stderr);
+    }
     // No recipients: 64.
     let ran = run(
         binary(),
@@ -406,6 +418,19 @@ async fn dash_bs_answers_250_only_for_a_committed_message_and_75_for_an_unfinish
     let ran = run(binary(), &["sendmail", "-bs"], &env, &half).await;
     assert_eq!(ran.code, Some(75), "{}", ran.stderr);
     assert!(!ran.stdout.contains("queued as"), "{}", ran.stdout);
+    // A server that answers 200 to everything queued nothing: 451, not
+    // "250 Ok: queued as " with no id.
+    let page = format!("http://{}", mailroom_fakes::serve_any_page().await);
+    let elsewhere = [
+        ("MAILROOM_URL", page.as_str()),
+        ("MAILROOM_APP_KEY", key.as_str()),
+    ];
+    let ran = run(binary(), &["sendmail", "-bs"], &elsewhere, &session).await;
+    assert!(
+        ran.stdout.contains("\r\n451 4.3.0 ") && !ran.stdout.contains("\r\n250 2.0.0 Ok: queued"),
+        "{}",
+        ran.stdout
+    );
     let counts = &server.queue().await["counts"];
     let total: u64 = ["queued", "sending", "sent", "deferred", "failed"]
         .iter()

@@ -51,6 +51,16 @@ pub(crate) fn endless_answer(status: u16) -> axum::response::Response {
     (status, endless_body()).into_response()
 }
 
+/// An HTTP server on 127.0.0.1 answering every request, whatever its method
+/// and path, with `200` and a small HTML page, as a web server's catch-all
+/// page or a proxy's sign-in page does; answers its address.
+pub async fn serve_any_page() -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(|| async {
+        axum::response::Html("<!doctype html><title>Welcome</title><p>It works!</p>")
+    });
+    serve_loopback(app, "catch-all page").await
+}
+
 /// An HTTP server on 127.0.0.1 answering every request with `status` and a
 /// body that never ends; answers its address.
 pub async fn serve_endless(status: u16) -> std::net::SocketAddr {

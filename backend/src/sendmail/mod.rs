@@ -346,6 +346,9 @@ pub async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> Answer {
         Ok(c) => c,
         Err(e) => return Answer::Unreachable(format!("cannot start the HTTP client: {e}")),
     };
+    if let Err(why) = check_url(url) {
+        return Answer::Unreachable(why);
+    }
     let endpoint = format!("{}/api/messages?{query}", url.trim_end_matches('/'));
     let sent = client
         .post(&endpoint)
@@ -360,12 +363,76 @@ pub async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> Answer {
             let (body, _) = crate::upstream::read_capped(r, crate::upstream::MAX_ANSWER_BYTES)
                 .await
                 .unwrap_or_default();
-            Answer::Http(status, String::from_utf8_lossy(&body).into_owned())
+            let body = String::from_utf8_lossy(&body).into_owned();
+            if status == 404 || status == 405 {
+                return Answer::Unreachable(not_found(url, status));
+            }
+            if (200..300).contains(&status) && queued_id(&body).is_none() {
+                return Answer::Unreachable(format!(
+                    "{url} answered {status} but not as Mailroom does (no message id), so the message is not known to be queued: MAILROOM_URL should be the address of Mailroom's page, like {DEFAULT_URL}"
+                ));
+            }
+            Answer::Http(status, body)
         }
         Err(e) => Answer::Unreachable(format!(
-            "cannot reach Mailroom at {url}: {e}; is `mailroom serve` running? Set MAILROOM_URL if it runs elsewhere"
+            "cannot reach Mailroom at {url}: {}; is `mailroom serve` running? Set MAILROOM_URL if it runs elsewhere",
+            crate::upstream::entra::error_chain(&e)
         )),
     }
+}
+
+/// Refuses a server address that is not an `http://` or `https://` URL of a
+/// host, before anything is sent: reqwest called `127.0.0.1:8080` a
+/// "builder error".
+fn check_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).ok();
+    let usable = parsed.as_ref().is_some_and(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.query().is_none()
+            && u.fragment().is_none()
+    });
+    if usable {
+        return Ok(());
+    }
+    Err(format!(
+        "MAILROOM_URL “{}” is not the http:// or https:// address of Mailroom's page; set it like {DEFAULT_URL}",
+        crate::error::short(url)
+    ))
+}
+
+/// The id of the message the server queued: Mailroom's answer to a
+/// submission, `{"id": "msg_…", "status": …}`. Anything else with a 2xx
+/// status (a proxy's page, a web server answering every path) queued
+/// nothing, so it is never taken for success.
+pub fn queued_id(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["id"]
+        .as_str()
+        .filter(|id| id.starts_with("msg_"))
+        .map(str::to_string)
+}
+
+/// Why nothing at `url`'s `/api/messages` takes mail (404, or 405 from
+/// another page): Mailroom always has that route, so the address is not
+/// Mailroom's. Not the server refusing the message: once MAILROOM_URL is
+/// right, the same message goes, so the caller is told to try again (75),
+/// never that it was refused.
+fn not_found(url: &str, status: u16) -> String {
+    let base = url.trim_end_matches('/');
+    let path = reqwest::Url::parse(base)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    let hint = match ["/api/messages", "/api"].iter().find(|end| path.ends_with(*end)) {
+        Some(end) => format!(
+            "MAILROOM_URL ends in {end}: set it to the address of Mailroom's page, {}, and sendmail adds /api/messages itself",
+            &base[..base.len() - end.len()]
+        ),
+        None => format!(
+            "MAILROOM_URL should be the address of Mailroom's page (the one the settings page opens at), like {DEFAULT_URL}"
+        ),
+    };
+    format!("nothing at {base}/api/messages takes mail ({status}): {hint}")
 }
 
 /// The server's address: `MAILROOM_URL`, else [`DEFAULT_URL`].

@@ -316,10 +316,7 @@ pub fn reply_to(answer: &Answer) -> (u16, &'static str, String) {
     let (code, says) = answer.outcome();
     match (code, answer) {
         (exit::OK, Answer::Http(_, body)) => {
-            let id = serde_json::from_str::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| v["id"].as_str().map(str::to_string))
-                .unwrap_or_default();
+            let id = super::queued_id(body).unwrap_or_default();
             (250, "2.0.0", format!("Ok: queued as {id}"))
         }
         (exit::TEMPFAIL, _) => (451, "4.3.0", says),
