@@ -251,6 +251,46 @@ async fn a_new_apps_key_is_shown_once_with_its_connection_details_and_gone_after
     assert_eq!(active_id(), "app-name");
 }
 
+/// The curl command is one a shell runs as shown, whatever the app's name:
+/// a `"` or `\` in it broke the command's JSON, and a `'` was dropped.
+#[wasm_bindgen_test]
+async fn the_key_panels_curl_command_sends_valid_json_for_any_app_name() {
+    let key = "mr_0123456789abcdefghijklmnopqrstuv";
+    let name = r#"Bob's "3rd" \ floor"#;
+    fake_api();
+    apps_routes(vec![]);
+    route(
+        "POST /api/apps",
+        201,
+        &json!({"app": app_json("app_7k2", name), "key": key}),
+    );
+    let root = mount_apps().await;
+    type_into(&root, "app-name", name).await;
+    click(&root, "#create-app").await;
+    let list = root.query_selector_all("#key-panel .command code").unwrap();
+    let curl = (0..list.length())
+        .map(|i| list.item(i).unwrap().text_content().unwrap())
+        .find(|c| c.starts_with("curl "))
+        .expect("a curl command");
+    // The argument after -d, read as a POSIX shell reads single quotes.
+    let quoted = curl.split_once(" -d ").expect("-d").1;
+    let mut body = String::new();
+    for (i, part) in quoted.split("'\\''").enumerate() {
+        if i > 0 {
+            body.push('\'');
+        }
+        body.push_str(part);
+    }
+    let body = body
+        .strip_prefix('\'')
+        .and_then(|b| b.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("one quoted argument: {quoted}"));
+    let sent: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(sent["subject"], format!("Hello from {name}"));
+    assert_eq!(sent["to"][0], format!("{}@{}", "you", "example.org"));
+    assert_eq!(sent["text"], "It works.");
+}
+
 /// The key panel's SMTP details for each way the relay may listen: both
 /// ports, implicit TLS alone (`--smtps-listen`), and neither.
 #[wasm_bindgen_test]

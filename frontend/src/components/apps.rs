@@ -197,6 +197,20 @@ fn example_recipient() -> String {
     ["you", "@", "example.org"].concat()
 }
 
+/// The message of the HTTP example.
+#[derive(serde::Serialize)]
+struct Example<'a> {
+    to: [&'a str; 1],
+    subject: String,
+    text: &'a str,
+}
+
+/// `text` as one argument of a POSIX shell: in single quotes, each `'`
+/// closing them, escaped, and opening them again.
+fn shell_quoted(text: &str) -> String {
+    ["'", &text.replace('\'', "'\\''"), "'"].concat()
+}
+
 /// The page's own origin, for the HTTP examples.
 fn origin() -> String {
     web_sys::window()
@@ -311,6 +325,13 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
         }
     }
     m.el("h4", &[], "HTTP");
+    // JSON as serde_json writes it, in shell quotes: an app named with a
+    // `"` or `\` broke the JSON of the command, and a `'` was dropped.
+    let example = Example {
+        to: [&to],
+        subject: ["Hello from ", &app.name].concat(),
+        text: "It works.",
+    };
     command(
         &mut m,
         &[
@@ -318,11 +339,8 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
             &origin,
             "/api/messages -H 'Authorization: Bearer ",
             key,
-            "' -H 'Content-Type: application/json' -d '{\"to\": [\"",
-            &to,
-            "\"], \"subject\": \"Hello from ",
-            &app.name.replace('\'', ""),
-            "\", \"text\": \"It works.\"}'",
+            "' -H 'Content-Type: application/json' -d ",
+            &shell_quoted(&crate::api::encode(&example).unwrap_or_default()),
         ]
         .concat(),
         "curl command",
