@@ -17,6 +17,28 @@ fn or<'a>(value: &'a str, placeholder: &'a str) -> &'a str {
     }
 }
 
+/// `value` inside a PowerShell double-quoted string: `$` would start a
+/// variable (`pay$roll@contoso.com` became `pay@contoso.com`, another
+/// mailbox), and a backtick or `"` would escape or end the string; each
+/// gets PowerShell's escape character, the backtick.
+fn in_quotes(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '`' | '$' | '"') {
+            out.push('`');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `value` inside an OPATH filter's single quotes: a `'` (as in
+/// `o'brien@contoso.com`) is doubled, else it ends the value and the
+/// filter is refused.
+fn in_filter_quotes(value: &str) -> String {
+    value.replace('\'', "''")
+}
+
 /// `Connect-ExchangeOnline`, the first line of step 4.
 pub fn connect() -> &'static str {
     "Connect-ExchangeOnline"
@@ -35,7 +57,7 @@ pub fn new_service_principal(client_id: &str, sp_object_id: &str) -> String {
 pub fn add_mailbox_permission(mailbox: &str, sp_object_id: &str) -> String {
     format!(
         "Add-MailboxPermission -Identity \"{}\" -User {} -AccessRights FullAccess",
-        or(mailbox, MAILBOX_PLACEHOLDER),
+        in_quotes(or(mailbox, MAILBOX_PLACEHOLDER)),
         or(sp_object_id, SP_PLACEHOLDER)
     )
 }
@@ -44,8 +66,8 @@ pub fn add_mailbox_permission(mailbox: &str, sp_object_id: &str) -> String {
 pub fn add_recipient_permission(sender: &str, trustee: &str) -> String {
     format!(
         "Add-RecipientPermission -Identity \"{}\" -Trustee \"{}\" -AccessRights SendAs",
-        or(sender, "<SENDER>"),
-        or(trustee, "<USERNAME>")
+        in_quotes(or(sender, "<SENDER>")),
+        in_quotes(or(trustee, "<USERNAME>"))
     )
 }
 
@@ -53,7 +75,7 @@ pub fn add_recipient_permission(sender: &str, trustee: &str) -> String {
 pub fn enable_smtp_auth_mailbox(mailbox: &str) -> String {
     format!(
         "Set-CASMailbox -Identity \"{}\" -SmtpClientAuthenticationDisabled $false",
-        or(mailbox, MAILBOX_PLACEHOLDER)
+        in_quotes(or(mailbox, MAILBOX_PLACEHOLDER))
     )
 }
 
@@ -67,7 +89,7 @@ pub fn enable_smtp_auth_tenant() -> &'static str {
 pub fn new_management_scope(mailbox: &str) -> String {
     format!(
         "New-ManagementScope -Name \"Mailroom senders\" -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{}'\"",
-        or(mailbox, MAILBOX_PLACEHOLDER)
+        in_quotes(&in_filter_quotes(or(mailbox, MAILBOX_PLACEHOLDER)))
     )
 }
 
@@ -86,7 +108,7 @@ pub fn new_application_access_policy(client_id: &str, group: &str) -> String {
     format!(
         "New-ApplicationAccessPolicy -AppId {} -PolicyScopeGroupId \"{}\" -AccessRight RestrictAccess -Description \"Mailroom may send only as these mailboxes\"",
         or(client_id, CLIENT_ID_PLACEHOLDER),
-        or(group, "<MAIL_ENABLED_GROUP>")
+        in_quotes(or(group, "<MAIL_ENABLED_GROUP>"))
     )
 }
 
@@ -95,7 +117,7 @@ pub fn test_service_principal_authorization(client_id: &str, mailbox: &str) -> S
     format!(
         "Test-ServicePrincipalAuthorization -Identity {} -Resource \"{}\"",
         or(client_id, CLIENT_ID_PLACEHOLDER),
-        or(mailbox, MAILBOX_PLACEHOLDER)
+        in_quotes(or(mailbox, MAILBOX_PLACEHOLDER))
     )
 }
 
@@ -120,5 +142,37 @@ mod tests {
             )
         );
         assert!(enable_smtp_auth_mailbox("").contains("<MAILBOX>"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn addresses_are_quoted_as_powershell_and_opath_read_them() {
+        // `$roll` was a variable, so the line named pay@contoso.com.
+        let payroll = format!("{}@{}", "pay$roll", "contoso.com");
+        let quoted = format!("{}@{}", "pay`$roll", "contoso.com");
+        assert_eq!(
+            enable_smtp_auth_mailbox(&payroll),
+            format!(
+                "Set-CASMailbox -Identity \"{quoted}\" -SmtpClientAuthenticationDisabled $false"
+            )
+        );
+        for line in [
+            add_mailbox_permission(&payroll, "1111"),
+            add_recipient_permission(&payroll, &payroll),
+            test_service_principal_authorization("2222", &payroll),
+            new_application_access_policy("2222", &payroll),
+        ] {
+            assert!(line.contains(&format!("\"{quoted}\"")), "{line}");
+            assert!(!line.contains(&payroll), "{line}");
+        }
+        // A ' is doubled inside the filter's quotes; the filter's own
+        // quotes stay.
+        let obrien = format!("{}@{}", "o'brien", "contoso.com");
+        assert_eq!(
+            new_management_scope(&obrien),
+            format!("New-ManagementScope -Name \"Mailroom senders\" -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{}@{}'\"", "o''brien", "contoso.com")
+        );
+        // A backtick and a " are escaped with a backtick.
+        assert!(add_recipient_permission("a`b\"c", "x").contains("\"a``b`\"c\""));
     }
 }
