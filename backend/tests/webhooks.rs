@@ -208,7 +208,9 @@ async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format()
             let (status, q) = server
                 .submit(
                     &key,
-                    &json!({"to": [to], "subject": "Invoice", "text": "x"}),
+                    // Whoever sends a message writes its subject: in
+                    // Slack, <!channel> notified the whole channel.
+                    &json!({"to": [to], "subject": "<!channel> Invoice", "text": "x"}),
                 )
                 .await;
             assert_eq!(status, 202, "{q}");
@@ -263,6 +265,11 @@ async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format()
             .as_str()
             .unwrap()
             .starts_with("*Mailroom: a message failed*"),
+        "{slack}"
+    );
+    let text = slack["text"].as_str().unwrap();
+    assert!(
+        text.contains("“&lt;!channel&gt; Invoice”") && !text.contains("<!channel>"),
         "{slack}"
     );
     // A second deferral of the same message says nothing new.

@@ -115,15 +115,33 @@ pub fn describe(event: &Value) -> Said {
     }
 }
 
+/// Text for Slack's `text`, shown as written: `&`, `<` and `>` are
+/// Slack's control characters, so a subject (any app's sender writes it)
+/// holding `<!channel>` notified the whole channel, and one holding
+/// `<https://…|Open Mailroom>` put a link of its choosing beside ours.
+fn slack_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Text for a Teams card's TextBlock, whose markdown makes `[words](url)`
+/// a link showing only the words: a space after the `]` leaves both as
+/// text, so no subject or upstream reply can dress a link of its choosing
+/// as one of ours.
+fn teams_text(text: &str) -> String {
+    text.replace("](", "] (")
+}
+
 /// The body for a chat format.
 pub fn chat(format: Format, event: &Value, public_url: Option<&str>) -> Value {
     let said = describe(event);
     let link = public_url.map(|u| format!("{}/{}", u.trim_end_matches('/'), said.route));
     match format {
         Format::Slack => {
-            let mut text = format!("*{}*\n{}", said.title, said.what);
+            let mut text = format!("*{}*\n{}", slack_text(&said.title), slack_text(&said.what));
             if let Some(fix) = &said.fix {
-                text.push_str(&format!("\n*Fix:* {fix}"));
+                text.push_str(&format!("\n*Fix:* {}", slack_text(fix)));
             }
             if let Some(link) = &link {
                 text.push_str(&format!("\n<{link}|Open Mailroom>"));
@@ -132,12 +150,12 @@ pub fn chat(format: Format, event: &Value, public_url: Option<&str>) -> Value {
         }
         _ => {
             let mut body = vec![
-                json!({"type": "TextBlock", "text": said.title, "weight": "Bolder", "size": "Medium", "wrap": true}),
-                json!({"type": "TextBlock", "text": said.what, "wrap": true}),
+                json!({"type": "TextBlock", "text": teams_text(&said.title), "weight": "Bolder", "size": "Medium", "wrap": true}),
+                json!({"type": "TextBlock", "text": teams_text(&said.what), "wrap": true}),
             ];
             if let Some(fix) = &said.fix {
                 body.push(
-                    json!({"type": "TextBlock", "text": format!("Fix: {fix}"), "wrap": true}),
+                    json!({"type": "TextBlock", "text": format!("Fix: {}", teams_text(fix)), "wrap": true}),
                 );
             }
             let mut card = json!({
@@ -185,6 +203,43 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("Open Mailroom"));
+    }
+
+    /// A failed message whose subject and upstream reply were written by
+    /// whoever sent it.
+    fn hostile() -> Value {
+        json!({"type": "message.failed", "timestamp": "2026-12-01T10:00:00Z", "data": {
+            "id": "msg_1", "subject": "<!channel> R&D [Open Mailroom](https://evil.example) <https://evil.example|Open Mailroom>",
+            "from": "a@contoso.com", "to": ["b@example.org"],
+            "last_error": {"message": "550 5.1.1 <b@example.org> unknown"}}})
+    }
+
+    #[test]
+    fn what_senders_write_stays_text_in_slack_and_teams() {
+        let slack = chat(Format::Slack, &hostile(), Some("https://mail.contoso.com"));
+        let text = slack["text"].as_str().unwrap();
+        assert!(
+            text.contains("&lt;!channel&gt; R&amp;D [Open Mailroom](https://evil.example) &lt;https://evil.example|Open Mailroom&gt;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("550 5.1.1 &lt;b@example.org&gt; unknown"),
+            "{text}"
+        );
+        // Ours is the one link Slack reads, and the only < and > are its.
+        assert!(
+            text.ends_with("\n<https://mail.contoso.com/#/activity|Open Mailroom>"),
+            "{text}"
+        );
+        assert_eq!(text.matches('<').count(), 1, "{text}");
+        assert_eq!(text.matches('>').count(), 1, "{text}");
+        let teams = chat(Format::Teams, &hostile(), Some("https://mail.contoso.com"));
+        let body = teams["attachments"][0]["content"]["body"].to_string();
+        assert!(
+            body.contains("[Open Mailroom] (https://evil.example)"),
+            "{body}"
+        );
+        assert!(!body.contains("]("), "{body}");
     }
 
     #[test]
