@@ -43,7 +43,7 @@ pub fn screenshot_dir() -> PathBuf {
 
 /// The `mailroom` binary, built (or found up to date) by cargo once per test
 /// run, so a scenario never runs a stale binary. It embeds the UI in `dist/`.
-fn mailroom_binary() -> PathBuf {
+pub fn mailroom_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {

@@ -14,6 +14,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const DESKTOP: (u32, u32) = (1280, 1000);
 const PHONE: (u32, u32) = (390, 1400);
+/// How long a queued message may take to reach the fake upstream.
+const WAIT_SENT: Duration = Duration::from_secs(30);
 
 /// Screenshots at desktop and phone widths, named `{name}` and `{name}-phone`,
 /// each scrolled to the element `at`.
@@ -227,6 +229,54 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     let pem = pem.as_str().unwrap_or_default();
     assert!(pem.starts_with("200 -----BEGIN CERTIFICATE-----"), "{pem}");
     assert!(!pem.contains("PRIVATE KEY"), "{pem}");
+    // The panel's commands run as shown, in a shell, with this server's
+    // address and the key filled in: each queues a message.
+    let commands = b
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('#key-panel .command code'), c => c.textContent);",
+            vec![],
+        )
+        .await
+        .expect("the commands");
+    let commands: Vec<String> = serde_json::from_value(commands).unwrap();
+    let bin = mailroom_binary();
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ran = 0;
+    for command in commands
+        .iter()
+        .filter(|c| c.starts_with("curl ") || c.contains("mailroom sendmail"))
+    {
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", command])
+            .env("PATH", &path)
+            .output()
+            .await
+            .expect("sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{command}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if command.starts_with("curl ") {
+            assert!(stdout.contains(r#""status":"queued""#), "{stdout}");
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 2, "{commands:?}");
+    let deadline = Instant::now() + WAIT_SENT;
+    while fakes.smtp.messages().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the commands' messages were not sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     screenshots(&b, "apps-new-key", "#apps-title").await;
     b.click("#key-done").await;
     b.wait_gone("#key-panel").await;
@@ -247,10 +297,14 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         row.contains("Build 1234 passed") && row.contains(&to),
         "{row}"
     );
-    b.wait_text("#count-sent", "1").await;
+    b.wait_text("#count-sent", "3").await;
     let delivered = fakes.smtp.messages();
-    assert_eq!(delivered.len(), 2, "the test email and the app's message");
-    assert_eq!(delivered[1].rcpt_to, vec![to.clone()]);
+    assert_eq!(
+        delivered.len(),
+        4,
+        "the test email, the panel's two commands' and the app's message"
+    );
+    assert_eq!(delivered[3].rcpt_to, vec![to.clone()]);
     screenshots(&b, "activity", "#activity-title").await;
 
     b.click(&[row_css.as_str(), " button.open"].concat()).await;

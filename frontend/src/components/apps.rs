@@ -335,7 +335,7 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
     command(
         &mut m,
         &[
-            "curl -sS ",
+            "curl -sS --fail-with-body ",
             &origin,
             "/api/messages -H 'Authorization: Bearer ",
             key,
