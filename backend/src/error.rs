@@ -764,9 +764,28 @@ fn wrong_value(path: &str, detail: String) -> BodyError {
         },
         None => BodyError::Field {
             field,
-            detail: clip(&detail),
+            detail: clip(&in_words(&detail)),
         },
     }
+}
+
+/// serde's "expected …" in words a client knows: `u32` and its kin are a
+/// whole number, `struct AppLimits` an object, `a sequence` a list. The
+/// rest ("a string", "a boolean") says it already.
+fn in_words(detail: &str) -> String {
+    let Some((said, expected)) = detail.rsplit_once(", expected ") else {
+        return detail.to_string();
+    };
+    let words = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => {
+            "a whole number"
+        }
+        "a sequence" => "a list, [ … ]",
+        "a map" => "an object, { … } with named fields",
+        e if e.starts_with("struct ") => "an object, { … } with named fields",
+        _ => return detail.to_string(),
+    };
+    format!("{said}, expected {words}")
 }
 
 #[cfg(test)]
@@ -942,6 +961,31 @@ mod tests {
     }
 
     #[test]
+    fn serdes_type_names_are_said_in_words() {
+        let said =
+            |body: &str| match parse_json::<mailroom_shared::sending::AppChange>(body.as_bytes()) {
+                Err(BodyError::Field { field, detail }) => format!("{field}: {detail}"),
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(
+            said(r#"{"limits": {"messages_per_hour": 1e3}}"#),
+            "limits.messages_per_hour: invalid type: floating point `1000.0`, expected a whole number"
+        );
+        assert_eq!(
+            said(r#"{"limits": {"messages_per_hour": -1}}"#),
+            "limits.messages_per_hour: invalid value: integer `-1`, expected a whole number"
+        );
+        assert_eq!(
+            said(r#"{"limits": "none"}"#),
+            "limits: invalid type: string \"none\", expected an object, { … } with named fields"
+        );
+        assert_eq!(
+            said(r#"{"allowed_from": "a@example.org"}"#),
+            "allowed_from: invalid type: string \"a@example.org\", expected a list, [ … ]"
+        );
+    }
+
+    #[test]
     fn a_long_value_or_name_is_repeated_only_in_part() {
         let long = "z".repeat(50_000);
         let body = format!(r#"{{"settings": {{"port": "{long}"}}, "version": 0}}"#);
@@ -950,10 +994,10 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(field, "port");
-        assert!(detail.ends_with("…, expected u16"), "{detail}");
+        assert!(detail.ends_with("…, expected a whole number"), "{detail}");
         assert_eq!(
             detail.chars().count(),
-            ECHO + "…, expected u16".chars().count()
+            ECHO + "…, expected a whole number".chars().count()
         );
         let body = format!(r#"{{"url": "https://example.com/", "events": [], "{long}": 1}}"#);
         let err = parse_json::<mailroom_shared::webhooks::NewWebhook>(body.as_bytes()).unwrap_err();
