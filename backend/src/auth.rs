@@ -575,7 +575,15 @@ async fn login(
     let ip = client_ip(&req);
     let secure = auth.secure_cookie(req.headers());
     let ApiJson(body): ApiJson<LoginRequest> = ApiJson::from_request(req, &()).await?;
-    let ok = auth.token_matches(body.token.trim());
+    let token = body.token.trim();
+    // A token copied from a header line (`Bearer …`, as the docs and the
+    // API examples write it) is that token: it was a wrong token, and
+    // counted as a guess.
+    let bare = token
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, rest)| rest.trim());
+    let ok = auth.token_matches(token) || bare.is_some_and(|t| auth.token_matches(t));
     match auth.failures.check(ip, ok).await {
         Ok(()) => {}
         Err(Refused::LockedOut(wait)) => return Err(AppError::locked_out(wait)),

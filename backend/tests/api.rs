@@ -56,6 +56,19 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_it() {
     let (router, _) = router(dir.path(), TestArgs::default()).await;
     let bad = login(&router, "wrong").await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    // A token copied with its header's scheme, as the docs write it, is
+    // the token; with a wrong one it is still wrong.
+    for pasted in [format!("Bearer {TOKEN}"), format!(" bearer  {TOKEN} ")] {
+        assert_eq!(
+            login(&router, &pasted).await.status,
+            StatusCode::NO_CONTENT,
+            "{pasted}"
+        );
+    }
+    assert_eq!(
+        login(&router, "Bearer wrong").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let good = login(&router, TOKEN).await;
     assert_eq!(good.status, StatusCode::NO_CONTENT);
     let cookie = good.headers[header::SET_COOKIE]
