@@ -420,13 +420,19 @@ pub fn queued_id(body: &str) -> Option<String> {
 /// never that it was refused.
 fn not_found(url: &str, status: u16) -> String {
     let base = url.trim_end_matches('/');
-    let path = reqwest::Url::parse(base)
-        .map(|u| u.path().trim_end_matches('/').to_string())
-        .unwrap_or_default();
-    let hint = match ["/api/messages", "/api"].iter().find(|end| path.ends_with(*end)) {
-        Some(end) => format!(
-            "MAILROOM_URL ends in {end}: set it to the address of Mailroom's page, {}, and sendmail adds /api/messages itself",
-            &base[..base.len() - end.len()]
+    // The address without a trailing /api or /api/messages, from the
+    // parsed URL (its path as the request used it).
+    let without = reqwest::Url::parse(base).ok().and_then(|mut u| {
+        let path = u.path().trim_end_matches('/').to_string();
+        let end = ["/api/messages", "/api"]
+            .into_iter()
+            .find(|e| path.ends_with(e))?;
+        u.set_path(&path[..path.len() - end.len()]);
+        Some((end, u.as_str().trim_end_matches('/').to_string()))
+    });
+    let hint = match without {
+        Some((end, page)) => format!(
+            "MAILROOM_URL ends in {end}: set it to the address of Mailroom's page, {page}, and sendmail adds /api/messages itself"
         ),
         None => format!(
             "MAILROOM_URL should be the address of Mailroom's page (the one the settings page opens at), like {DEFAULT_URL}"
@@ -519,6 +525,39 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_404_names_the_page_address_to_give() {
+        for (url, page) in [
+            ("http://127.0.0.1:8080/api", "http://127.0.0.1:8080"),
+            (
+                "http://127.0.0.1:8080/api/messages/",
+                "http://127.0.0.1:8080",
+            ),
+            (
+                "https://mail.contoso.com/mailroom/api",
+                "https://mail.contoso.com/mailroom",
+            ),
+            // The path as the URL reads it, never a cut inside a character.
+            (
+                "http://h\u{e9}.example/api/\u{e9}/..",
+                "http://xn--h-bga.example",
+            ),
+        ] {
+            let said = not_found(url, 404);
+            assert!(
+                said.contains(&format!(
+                    "set it to the address of Mailroom's page, {page}, and"
+                )),
+                "{url}: {said}"
+            );
+        }
+        let said = not_found("http://127.0.0.1:8080/other", 405);
+        assert!(
+            said.contains("(405): MAILROOM_URL should be the address of Mailroom's page"),
+            "{said}"
+        );
     }
 
     #[test]
