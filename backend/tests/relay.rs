@@ -249,6 +249,43 @@ async fn a_command_that_takes_no_parameters_is_refused_with_one_and_the_bare_one
 }
 
 #[tokio::test]
+async fn a_recipient_that_is_no_address_is_refused_saying_why() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Printer"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    assert!(w.command("EHLO client.test").await.starts_with("250"));
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    // Each was "501 5.1.3 Bad recipient address syntax".
+    for (to, says) in [
+        (
+            "postmaster".to_string(),
+            "The recipient needs a whole address with its domain: RCPT TO:<name@example.com>",
+        ),
+        (
+            addr("ann", "exa_mple.org"),
+            "The recipient has \"_\" in the domain after the @",
+        ),
+        (
+            addr("ann.", "example.org"),
+            "The recipient has a dot at the start or end of the name before the @",
+        ),
+        (
+            addr("ann", "10.0.0.1"),
+            "The recipient has an IP address after the @",
+        ),
+    ] {
+        let r = w.command(&format!("RCPT TO:<{to}>")).await;
+        assert!(r.starts_with(&format!("501 5.1.3 {says}")), "{to}: {r}");
+    }
+    // The transaction is still open for a right one.
+    let r = w
+        .command(&format!("RCPT TO:<{}>", addr("ann", "example.org")))
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+}
+
+#[tokio::test]
 async fn binary_content_is_refused_at_mail_from_as_bdat_is_not_offered() {
     let (_rig, server) = relay_rig(|_| {}).await;
     let (app, key) = server.new_app(json!({"name": "Binary"})).await;

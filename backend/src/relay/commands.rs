@@ -327,8 +327,19 @@ impl Session {
             );
             return Flow::Go;
         }
-        if mailroom_shared::parse::check_email(&to).is_err() {
-            self.reply(501, "5.1.3", "Bad recipient address syntax");
+        // What is wrong with it, in the words the page and the HTTP API use
+        // ("Bad recipient address syntax" named no cause).
+        if to.is_empty() {
+            // smtp-proto reads a local part alone (`<postmaster>`) as empty.
+            self.reply(
+                501,
+                "5.1.3",
+                "The recipient needs a whole address with its domain: RCPT TO:<name@example.com>",
+            );
+            return Flow::Go;
+        }
+        if let Some(why) = mailroom_shared::validate::check_address("recipient", &to) {
+            self.reply(501, "5.1.3", &why);
             return Flow::Go;
         }
         tx.rcpts.push(to);
