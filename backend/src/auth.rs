@@ -411,8 +411,8 @@ impl AdminAuth {
     /// limit when wrong) or a live session cookie.
     async fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Proof, AppError> {
         if let Some(bearer) = bearer(headers)? {
-            let ok = self.token_matches(bearer.trim());
-            if !ok && bearer.trim().starts_with("mr_") {
+            let ok = self.token_matches(bearer);
+            if !ok && bearer.starts_with("mr_") {
                 // An app's key sent to an admin route is a mistake, not a
                 // guess at the admin token: not counted (docs/API.md §2).
                 return Err(AppError::Unauthorized(
@@ -450,23 +450,25 @@ impl AdminAuth {
 /// first, as before, let the order of a proxy's header and the client's
 /// decide who the request came from.
 pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
-    let mut all = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = all.next() else {
-        return Ok(None);
-    };
-    if all.next().is_some() {
-        return Err(AppError::BadRequest(
-            "This request has more than one Authorization header; send one, with one credential."
-                .into(),
-            mailroom_shared::FieldMessages::new(),
+    if crate::error::sent_twice(headers, header::AUTHORIZATION) {
+        return Err(crate::error::header_twice(
+            "Authorization",
+            "with one credential",
         ));
     }
-    let Some((scheme, credentials)) = value.to_str().ok().and_then(|v| v.split_once(' ')) else {
-        return Ok(None);
-    };
-    Ok(scheme
+    Ok(headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_credentials))
+}
+
+/// The credentials of `Bearer <credentials>`, the scheme in any case; `None`
+/// for another scheme or none.
+fn bearer_credentials(text: &str) -> Option<&str> {
+    let (scheme, credentials) = text.split_once(' ')?;
+    scheme
         .eq_ignore_ascii_case("bearer")
-        .then(|| credentials.trim()))
+        .then(|| credentials.trim())
 }
 
 fn behind_tls(headers: &HeaderMap) -> bool {
@@ -579,11 +581,8 @@ async fn login(
     // A token copied from a header line (`Bearer …`, as the docs and the
     // API examples write it) is that token: it was a wrong token, and
     // counted as a guess.
-    let bare = token
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, rest)| rest.trim());
-    let ok = auth.token_matches(token) || bare.is_some_and(|t| auth.token_matches(t));
+    let ok = auth.token_matches(token)
+        || bearer_credentials(token).is_some_and(|t| auth.token_matches(t));
     match auth.failures.check(ip, ok).await {
         Ok(()) => {}
         Err(Refused::LockedOut(wait)) => return Err(AppError::locked_out(wait)),

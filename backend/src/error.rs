@@ -335,16 +335,8 @@ pub fn is_json(content_type: Option<&HeaderValue>) -> bool {
 ///   raw message with a NUL byte, and a plain body labelled `br` was taken
 ///   as if unlabelled.
 pub fn check_body_headers(headers: &HeaderMap) -> Result<(), AppError> {
-    if headers
-        .get_all(header::CONTENT_TYPE)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        return Err(AppError::BadRequest(
-            "This request has more than one Content-Type header; send one, naming the body's one type.".into(),
-            FieldMessages::new(),
-        ));
+    if sent_twice(headers, header::CONTENT_TYPE) {
+        return Err(header_twice("Content-Type", "naming the body's one type"));
     }
     for value in headers.get_all(header::CONTENT_ENCODING) {
         let Ok(text) = value.to_str() else {
@@ -364,6 +356,20 @@ pub fn check_body_headers(headers: &HeaderMap) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+/// Whether the request carries the header `name` more than once, where it
+/// may hold one value: which of them counts would be the order's choice.
+pub fn sent_twice(headers: &HeaderMap, name: impl header::AsHeaderName) -> bool {
+    headers.get_all(name).iter().nth(1).is_some()
+}
+
+/// The `400` for a header `name` sent more than once: "send one, {how}".
+pub fn header_twice(name: &str, how: &str) -> AppError {
+    AppError::BadRequest(
+        format!("This request has more than one {name} header; send one, {how}."),
+        FieldMessages::new(),
+    )
 }
 
 fn wait_text(secs: u64) -> String {

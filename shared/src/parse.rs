@@ -144,11 +144,8 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
         return Err(EmailError::BadDomain(HostError::BadLabel));
     }
     check_host_name(&shape).map_err(EmailError::BadDomain)?;
-    let top = shape
-        .trim_end_matches('.')
-        .rsplit('.')
-        .next()
-        .unwrap_or_default();
+    // No dot at the end (refused above), so the last label is the top.
+    let top = shape.rsplit('.').next().unwrap_or_default();
     if top.bytes().all(|b| b.is_ascii_digit()) {
         return Err(EmailError::IpAddress);
     }

@@ -11,7 +11,7 @@ use mailroom_shared::FieldMessages;
 
 use crate::apps;
 use crate::auth::client_ip;
-use crate::error::{check_body_headers, is_json, parse_json, AppError, BodyError};
+use crate::error::{check_body_headers, is_json, parse_json, sent_twice, AppError, BodyError};
 use crate::intake::{self, Sending};
 use crate::queue::Enqueued;
 
@@ -84,7 +84,7 @@ async fn submit(
     let envelope = envelope_query(query.as_deref(), raw)?;
     // Two keys are refused, not one of them picked: retried with the other
     // first, the same message would be queued twice.
-    if headers.get_all("idempotency-key").iter().nth(1).is_some() {
+    if sent_twice(&headers, "idempotency-key") {
         return Err(invalid(FieldMessages::from([(
             "idempotency_key",
             vec!["Send one Idempotency-Key header; this request has more than one.".to_string()],
