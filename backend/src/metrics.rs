@@ -10,7 +10,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -34,7 +34,30 @@ pub type QuotaLabel = Vec<(String, String)>;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabel {
     /// The certificate file (`--smtp-tls-cert`, or the generated one).
-    pub cert: String,
+    pub cert: LabelText,
+}
+
+/// A label value the administrator wrote (a file's path), written as the
+/// text format asks: `\`, `"` and a line feed escaped. prometheus-client
+/// writes label values as they are (client_rust issue 151), so one `"` in
+/// a path ended the value early and Prometheus refused the whole scrape,
+/// every metric with it. Ids Mailroom makes itself need none of this.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct LabelText(pub String);
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A metric per sending profile.
@@ -365,4 +388,22 @@ where
     MetricsState: FromRef<S>,
 {
     Router::new().route("/metrics", get(scrape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_path_with_quotes_a_backslash_and_a_line_feed_keeps_the_scrape_readable() {
+        let metrics = Metrics::new(Counter::default());
+        let cert = LabelText("/etc/mail \"relay\"\\new\nline.pem".into());
+        metrics
+            .relay_certificate_expiry
+            .get_or_create(&CertLabel { cert })
+            .set(42);
+        let text = metrics.encode().unwrap();
+        let line = r#"mailroom_relay_certificate_expiry_timestamp_seconds{cert="/etc/mail \"relay\"\\new\nline.pem"} 42"#;
+        assert!(text.lines().any(|l| l == line), "{text}");
+    }
 }

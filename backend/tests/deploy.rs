@@ -115,3 +115,70 @@ async fn every_metric_the_alert_rules_use_is_exported() {
         .unwrap();
     assert!(end > 4_000_000_000, "{end}");
 }
+
+/// A relay certificate in a directory whose name holds a `"`, a `\` and a
+/// line feed is named in its label as the text format asks: the whole scrape
+/// passes `promtool check metrics`. Before, the `"` ended the label's value
+/// early and Prometheus refused the scrape, every metric with it.
+#[tokio::test]
+async fn the_scrape_stays_readable_with_an_odd_certificate_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("relay \"tls\"\\new\nline");
+    std::fs::create_dir(&odd).unwrap();
+    let (cert, key) = (odd.join("relay.crt"), odd.join("relay.key"));
+    write_localhost_pair(&cert, &key, None);
+    let (_rig, server) = relay_rig(|a| {
+        a.relay.smtp_tls_cert = Some(cert.clone());
+        a.relay.smtp_tls_key = Some(key.clone());
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let m = server.metrics().await;
+        if m.contains("mailroom_relay_certificate_expiry_timestamp_seconds{") {
+            break m;
+        }
+        assert!(started.elapsed().as_secs() < 20, "no certificate:\n{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let escaped = odd
+        .join("relay.crt")
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    assert!(
+        metrics.contains(&format!("{{cert=\"{escaped}\"}} ")),
+        "{metrics}"
+    );
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool: run the tests with `cargo xtask test`");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // promtool reads the classic text format, where the HELP of an
+    // OpenMetrics counter (named without `_total`) is not its sample's: it
+    // lints "no help text" for those and exits 3. A scrape it cannot read
+    // exits 1 with "error while linting: text format parsing error".
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)) && !said.contains("error"),
+        "promtool check metrics ({}):\n{said}\n{metrics}",
+        out.status
+    );
+}

@@ -313,7 +313,7 @@ pub(super) async fn watch(
     const DAY: Duration = Duration::from_secs(86_400);
     let every = every.max(Duration::from_millis(50));
     let label = crate::metrics::CertLabel {
-        cert: certs.path().display().to_string(),
+        cert: crate::metrics::LabelText(certs.path().display().to_string()),
     };
     let mut checked: Option<tokio::time::Instant> = None;
     loop {
