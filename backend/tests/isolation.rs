@@ -917,3 +917,69 @@ async fn json_headers_are_limited_in_number_and_bytes() {
     assert!(data.contains("X-Field-0: v") && data.contains("X-Field-99: v"));
     assert_eq!(received.len(), 1, "nothing of the refused ones left");
 }
+
+/// A message naming 200,000 unreadable recipients, as JSON or in a raw
+/// message's To, is answered with the count against the limit first, 20
+/// of the addresses and one line counting the rest: before, the answer
+/// named every one (about 22 MB of JSON for a 2 MB request).
+#[tokio::test]
+async fn a_flood_of_bad_recipients_gets_a_short_answer_with_the_limit_first() {
+    let (rig, server, key) = sending_rig().await;
+    let bad: Vec<String> = (0..200_000).map(|i| format!("x{i}")).collect();
+    let mail = json!({"to": bad, "subject": "s", "text": "x"});
+    let (status, _, body) = server
+        .post_bytes(
+            "/api/messages",
+            &key,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&mail).unwrap(),
+        )
+        .await;
+    let text = body.to_string();
+    assert_eq!(status, 422, "{text:.500}");
+    assert!(text.len() < 10_000, "{} bytes: {text:.500}", text.len());
+    let said: Vec<&str> = body["errors"]["to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(said.len(), 21, "{said:#?}");
+    assert!(
+        said[0].contains("200000 recipients; the limit is 500"),
+        "{said:#?}"
+    );
+    assert!(said[1].contains("address 1 of to (“x0”)"), "{said:#?}");
+    assert_eq!(said[20], "… and 199981 more: only the first 20 are listed.");
+    // The same in a raw message's To header.
+    let list = (0..200_000)
+        .map(|i| format!("x{i}@"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let raw = format!(
+        "From: {}\r\nTo: {list}\r\nSubject: s\r\n\r\nx\r\n",
+        addr("scanner", "contoso.com")
+    );
+    let (status, _, body) = server
+        .post_bytes(
+            "/api/messages",
+            &key,
+            &[("content-type", "message/rfc822")],
+            raw.into_bytes(),
+        )
+        .await;
+    let text = body.to_string();
+    assert_eq!(status, 422, "{text:.500}");
+    assert!(text.len() < 10_000, "{} bytes: {text:.500}", text.len());
+    let said = body["errors"]["to"].as_array().unwrap();
+    assert_eq!(said.len(), 21, "{said:#?}");
+    assert!(
+        said[0].as_str().unwrap().contains("the limit is 500"),
+        "{said:#?}"
+    );
+    assert!(said[20]
+        .as_str()
+        .unwrap()
+        .contains("more: only the first 20"));
+    assert!(rig.smtp.messages().is_empty(), "nothing left");
+}

@@ -13,13 +13,30 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Messages keyed by field name, keys kept in order and unique.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldMessages(Vec<(String, Vec<String>)>);
+///
+/// [`push`](Self::push) keeps at most [`MAX_PER_FIELD`] messages for a field
+/// and then one line that counts the rest: a message naming a million
+/// unreadable recipients is answered with a few lines, not with a hundred
+/// megabytes of them.
+#[derive(Debug, Clone, Default)]
+pub struct FieldMessages(Vec<(String, Vec<String>)>, Vec<(String, usize)>);
+
+/// Equal when they say the same: how a count line came to be is not compared.
+impl PartialEq for FieldMessages {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for FieldMessages {}
+
+/// The most messages [`FieldMessages::push`] lists for one field.
+pub const MAX_PER_FIELD: usize = 20;
 
 impl FieldMessages {
     /// No messages.
     pub const fn new() -> Self {
-        Self(Vec::new())
+        Self(Vec::new(), Vec::new())
     }
 
     /// True when no field has a message.
@@ -46,17 +63,36 @@ impl FieldMessages {
         self.find(key).is_ok()
     }
 
-    /// Adds one message to a field, after the ones it has.
+    /// Adds one message to a field, after the ones it has; past
+    /// [`MAX_PER_FIELD`], the field's last line counts the ones left out.
     pub fn push(&mut self, key: &str, message: impl Into<String>) {
-        let message = message.into();
         match self.find(key) {
-            Ok(i) => self.0[i].1.push(message),
-            Err(i) => self.0.insert(i, (key.to_string(), vec![message])),
+            Ok(i) if self.0[i].1.len() < MAX_PER_FIELD => self.0[i].1.push(message.into()),
+            Ok(i) => {
+                let more = match self.1.iter_mut().find(|(k, _)| k == key) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        self.1.push((key.to_string(), 1));
+                        1
+                    }
+                };
+                let line = format!("… and {more} more: only the first {MAX_PER_FIELD} are listed.");
+                let list = &mut self.0[i].1;
+                if list.len() > MAX_PER_FIELD {
+                    list.pop();
+                }
+                list.push(line);
+            }
+            Err(i) => self.0.insert(i, (key.to_string(), vec![message.into()])),
         }
     }
 
     /// Sets a field's messages, giving back the ones it replaced.
     pub fn insert(&mut self, key: String, messages: Vec<String>) -> Option<Vec<String>> {
+        self.1.retain(|(k, _)| *k != key);
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, messages)),
             Err(i) => {
@@ -68,6 +104,7 @@ impl FieldMessages {
 
     /// Takes a field's messages out.
     pub fn remove(&mut self, key: &str) -> Option<Vec<String>> {
+        self.1.retain(|(k, _)| k != key);
         self.find(key).ok().map(|i| self.0.remove(i).1)
     }
 
@@ -79,6 +116,7 @@ impl FieldMessages {
     /// Drops every message.
     pub fn clear(&mut self) {
         self.0.clear();
+        self.1.clear();
     }
 
     /// The messages, field by field, taken out.
@@ -227,6 +265,30 @@ mod tests {
         assert_eq!(dup.get("k"), Some(&v(&["new"])));
         assert!(serde_json::from_str::<FieldMessages>(r#"{"k":"not a list"}"#).is_err());
         assert!(serde_json::from_str::<FieldMessages>("[]").is_err());
+    }
+
+    #[test]
+    fn a_field_lists_twenty_messages_and_counts_the_rest() {
+        let mut m = FieldMessages::new();
+        for n in 0..1_000_000 {
+            m.push("to", format!("Address {n} of to cannot be read."));
+        }
+        m.push("from", "The From address is empty.");
+        let to = &m["to"];
+        assert_eq!(to.len(), MAX_PER_FIELD + 1);
+        assert_eq!(to[0], "Address 0 of to cannot be read.");
+        assert_eq!(to[19], "Address 19 of to cannot be read.");
+        assert_eq!(to[20], "… and 999980 more: only the first 20 are listed.");
+        assert_eq!(m["from"].len(), 1);
+        // Set again, a field counts afresh.
+        m.insert("to".into(), v(&["one"]));
+        for _ in 0..MAX_PER_FIELD {
+            m.push("to", "again");
+        }
+        assert_eq!(
+            m["to"].last().unwrap(),
+            "… and 1 more: only the first 20 are listed."
+        );
     }
 
     #[test]

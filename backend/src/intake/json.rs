@@ -224,9 +224,8 @@ pub fn build(
             }
         },
     };
-    let to = mailboxes("to", &req.to, &mut errors);
-    let cc = mailboxes("cc", &req.cc, &mut errors);
-    let bcc = mailboxes("bcc", &req.bcc, &mut errors);
+    // The count first: past the limit, it is the line that matters, and
+    // the list of unreadable addresses after it may be cut short.
     let count = req.to.len() + req.cc.len() + req.bcc.len();
     if count == 0 {
         errors.push("to", "Give at least one recipient in to, cc or bcc.");
@@ -235,6 +234,9 @@ pub fn build(
             format!("The message has {count} recipients; the limit is {MAX_RECIPIENTS}. Split it into several messages."),
         );
     }
+    let to = mailboxes("to", &req.to, &mut errors);
+    let cc = mailboxes("cc", &req.cc, &mut errors);
+    let bcc = mailboxes("bcc", &req.bcc, &mut errors);
     let reply_to = match req
         .reply_to
         .as_deref()

@@ -398,12 +398,8 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         }
         _ => {}
     }
-    for r in &recipients {
-        let label = format!("recipient (“{}”)", short(r));
-        if let Some(m) = check_address(&label, r) {
-            errors.push("to", m);
-        }
-    }
+    // The count first: past the limit, it is the line that matters, and
+    // the list of unreadable addresses after it may be cut short.
     if recipients.is_empty() {
         errors.push(
             "to",
@@ -411,6 +407,12 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         );
     } else if recipients.len() > MAX_RECIPIENTS {
         errors.push("to", format!("The message has {} recipients; the limit is {MAX_RECIPIENTS}. Split it into several messages.", recipients.len()));
+    }
+    for r in &recipients {
+        let label = format!("recipient (“{}”)", short(r));
+        if let Some(m) = check_address(&label, r) {
+            errors.push("to", m);
+        }
     }
     if !rules.rewrite_from && !errors.contains_key("from") {
         let envelope_identity = envelope_from.iter().map(|a| ("envelope", a.clone()));
