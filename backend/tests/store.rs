@@ -160,7 +160,117 @@ both!(
     connection_slots_are_shared_and_lapse,
     due_messages_of_a_profile_are_claimed_in_turn_per_app,
     a_quota_wait_adds_no_attempt_and_never_expires,
+    an_expired_message_a_recipient_had_ends_sent_with_its_event,
 );
+
+/// `--max-queue-time` ends a message one recipient had as `sent` (the rule
+/// of docs/API.md §8), the recipient left `failed`; one nobody had as
+/// `failed`; each with its webhook event in the same transaction, at most
+/// `limit` a call. Before, both were `failed`, the recipient left `deferred`
+/// for ever, and no event went out.
+async fn an_expired_message_a_recipient_had_ends_sent_with_its_event(f: Fixture) {
+    use mailroom_backend::queue::ExpiryEvents;
+    let s = f.open().await;
+    let (_hooks, webhook_id) = store_with_webhook(&f, "message.failed").await;
+    for id in ["msg_part", "msg_none", "msg_young"] {
+        let mut m = message(id, None);
+        if id == "msg_young" {
+            m.now_unix = T0 + 86_400;
+        }
+        s.queue.enqueue(m).await.unwrap();
+    }
+    let now = "2026-11-26T00:00:01Z";
+    let claimed = s
+        .queue
+        .claim("default", T0 + 86_400, 3, &lease("srv", 60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let mut none = partly_sent("srv", now, T0 + 600);
+    none.recipients[1] = none.recipients[0].clone();
+    none.recipients[1].idx = 1;
+    let batch = vec![
+        ("msg_part".to_string(), partly_sent("srv", now, T0 + 600)),
+        ("msg_none".to_string(), none.clone()),
+        ("msg_young".to_string(), none),
+    ];
+    s.queue
+        .record_many(batch.into(), now, Vec::new().into())
+        .await
+        .unwrap();
+    let bodies = "messages WHERE body IS NOT NULL";
+    assert_eq!(f.rows(bodies).await, 3);
+    let hook = webhook_id.clone();
+    let events: ExpiryEvents = Arc::new(move |id, status| {
+        vec![NewDelivery {
+            id: format!("evt_{id}"),
+            webhook_id: hook.clone(),
+            event: format!("message.{}", status.as_str()),
+            body: "{}".into(),
+            at: "2026-11-27T00:00:00Z".into(),
+            at_unix: T0 + 86_400,
+            message: Some(id.into()),
+        }]
+    });
+    let cutoff = T0 + 3_600;
+    let first = s
+        .queue
+        .expire_some(cutoff, "2026-11-27T00:00:00Z", 1, events.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1, "at most the limit");
+    let rest = s
+        .queue
+        .expire_some(cutoff, "2026-11-27T00:00:00Z", 10, events)
+        .await
+        .unwrap();
+    let mut ended: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|e| (e.id.as_str(), e.app.as_deref(), e.status))
+        .collect();
+    ended.sort();
+    assert_eq!(
+        ended,
+        vec![
+            ("msg_none", Some("app_1"), Status::Failed),
+            ("msg_part", Some("app_1"), Status::Sent),
+        ]
+    );
+    let part = s.queue.details("msg_part").await.unwrap().unwrap();
+    assert_eq!(part.summary.status, Status::Sent);
+    let states: Vec<_> = part.recipients.iter().map(|r| r.status).collect();
+    assert_eq!(states, vec![Status::Failed, Status::Sent]);
+    assert_eq!(
+        part.recipients[0].code.as_deref(),
+        Some("4.2.1"),
+        "the last reply stays"
+    );
+    assert!(part
+        .summary
+        .last_error
+        .unwrap()
+        .message
+        .contains("without reaching every recipient"));
+    let none = s.queue.details("msg_none").await.unwrap().unwrap();
+    assert_eq!(none.summary.status, Status::Failed);
+    assert!(none.recipients.iter().all(|r| r.status == Status::Failed));
+    let young = s.queue.details("msg_young").await.unwrap().unwrap();
+    assert_eq!(young.summary.status, Status::Deferred, "not old enough");
+    assert_eq!(
+        f.rows(bodies).await,
+        2,
+        "the sent one's body goes; a failed one keeps it for a retry"
+    );
+    assert_eq!(f.rows("webhook_deliveries").await, 2);
+    assert_eq!(
+        f.rows("webhook_deliveries WHERE event = 'message.sent' AND id = 'evt_msg_part'")
+            .await,
+        1
+    );
+    // Nothing is left to end.
+    assert_eq!(s.queue.expire(cutoff, "t").await.unwrap(), 0);
+}
 
 async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
     let s = f.open().await;

@@ -509,6 +509,41 @@ mod tests {
     }
 
     /// An engine over [`claimed_40`]'s parts, the default profile's.
+    /// The bodies of the webhook events stored.
+    async fn event_bodies(store: &crate::store::sqlite::SqliteStore) -> Vec<String> {
+        store
+            .with_conn(|c| {
+                let mut stmt = c.prepare("SELECT body FROM webhook_deliveries")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<String>, _>>()?)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A webhook that takes `event`, in `store`, seen by `webhooks` at once.
+    async fn subscribe(
+        store: &crate::store::sqlite::SqliteStore,
+        webhooks: &crate::webhooks::Webhooks,
+        event: &str,
+    ) {
+        use crate::store::WebhookStore;
+        let hook = crate::webhooks::new_webhook(
+            "https://hooks.example.com/x".into(),
+            vec![event.into()],
+            Default::default(),
+            "2026-12-01T00:00:00Z".into(),
+        );
+        store
+            .add_webhook(crate::store::WebhookRow {
+                webhook: hook,
+                secret: vec![1],
+            })
+            .await
+            .unwrap();
+        webhooks.changed();
+    }
+
     pub(super) fn engine_over(
         dir: &std::path::Path,
         store: Arc<crate::store::sqlite::SqliteStore>,
@@ -610,6 +645,36 @@ mod tests {
             .await
             .expect("housekeeping stops when told")
             .expect("and did not panic");
+    }
+
+    /// Messages past `--max-queue-time` are announced to the webhooks that
+    /// take `message.failed`, their events stored with them, and counted in
+    /// `mailroom_messages_failed_total`, in batches: before, they failed
+    /// without a word, in neither.
+    #[tokio::test]
+    async fn expired_messages_are_announced_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, claimed, _, webhooks, _) = claimed_40(dir.path()).await;
+        let clock = Arc::new(crate::clock::ManualClock::default());
+        subscribe(&store, &webhooks, "message.failed").await;
+        let engine = engine_over(dir.path(), store.clone(), clock.clone(), webhooks);
+        store
+            .release(claimed.iter().map(|m| m.id.clone()).collect(), "srv_test")
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(2 * 86_400));
+        engine.housekeep_once().await;
+        assert_eq!(store.counts().await.unwrap()[&Status::Failed], 40);
+        let failed = engine.metrics.failed.get_or_create(&Metrics::app(None));
+        assert_eq!(failed.get(), 40);
+        let events = event_bodies(&store).await;
+        assert_eq!(events.len(), 40);
+        for m in &claimed {
+            let quoted = format!("\"{}\"", m.id);
+            let about = events.iter().filter(|e| e.contains(&quoted)).count();
+            assert_eq!(about, 1, "{}: {events:?}", m.id);
+        }
+        assert!(events.iter().all(|e| e.contains("\"message.failed\"")));
     }
 
     /// An attempt that panics (a bug, in Mailroom or a crate it uses, on an
@@ -776,21 +841,7 @@ mod tests {
     async fn a_late_attempt_raises_no_event_and_leaves_its_message_sending() {
         let dir = tempfile::tempdir().unwrap();
         let (store, claimed, clock, webhooks, now) = claimed_40(dir.path()).await;
-        use crate::store::WebhookStore;
-        let hook = crate::webhooks::new_webhook(
-            "https://hooks.example.com/x".into(),
-            vec!["message.sent".into()],
-            Default::default(),
-            clock.rfc3339(),
-        );
-        store
-            .add_webhook(crate::store::WebhookRow {
-                webhook: hook,
-                secret: vec![1],
-            })
-            .await
-            .unwrap();
-        webhooks.changed();
+        subscribe(&store, &webhooks, "message.sent").await;
         let others = Lease {
             owner: "srv_other".into(),
             seconds: 60,
@@ -811,14 +862,7 @@ mod tests {
         let other = ids[..2].iter().find(|id| **id != taken[0].id).unwrap();
         let on_time = store.details(other).await.unwrap().unwrap();
         assert_eq!(on_time.summary.status, Status::Sent);
-        let events: Vec<String> = store
-            .with_conn(|c| {
-                let mut stmt = c.prepare("SELECT body FROM webhook_deliveries")?;
-                let rows = stmt.query_map([], |r| r.get(0))?;
-                Ok(rows.collect::<Result<Vec<String>, _>>()?)
-            })
-            .await
-            .unwrap();
+        let events = event_bodies(&store).await;
         assert_eq!(events.len(), 1, "{events:?}");
         assert!(events[0].contains(other.as_str()), "{events:?}");
     }

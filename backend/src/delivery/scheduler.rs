@@ -172,17 +172,54 @@ impl Engine {
         }
     }
 
+    /// Ends the messages past `--max-queue-time`, a batch at a time, each
+    /// with its `message.failed` (or, when a recipient had it, its
+    /// `message.sent`) event committed with it, and counts them in
+    /// `/metrics` as the attempts that end messages do.
+    async fn expire(&self, cutoff: i64) {
+        loop {
+            let events = self.webhooks.expiry_rows().await;
+            let batch = crate::store::queue::EXPIRE_BATCH;
+            let ended = match self
+                .queue
+                .expire_some(cutoff, &self.clock.rfc3339(), batch, events)
+                .await
+            {
+                Ok(ended) => ended,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot end the messages past --max-queue-time");
+                    return;
+                }
+            };
+            for m in &ended {
+                let label = Metrics::app(m.app.as_deref());
+                match m.status {
+                    Status::Sent => self.metrics.sent.get_or_create(&label).inc(),
+                    _ => self.metrics.failed.get_or_create(&label).inc(),
+                };
+            }
+            if !ended.is_empty() {
+                let sent = ended.iter().filter(|m| m.status == Status::Sent).count();
+                tracing::warn!(
+                    n = ended.len(),
+                    partly_sent = sent,
+                    "messages ended after --max-queue-time"
+                );
+                self.webhooks.wake();
+            }
+            if ended.len() < batch as usize {
+                return;
+            }
+        }
+    }
+
     /// One pass: fails messages past `--max-queue-time`, warns of expiring
     /// credentials, and purges what `--retention` no longer keeps. Each
     /// step's error is logged and the others still run.
     pub(super) async fn housekeep_once(&self) {
         let now = self.clock.wall();
         let cutoff = now.unix_timestamp() - self.options.max_queue_time.as_secs() as i64;
-        match self.queue.expire(cutoff, &self.clock.rfc3339()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(n, "messages failed after --max-queue-time"),
-            Err(e) => tracing::error!(error = %e, "cannot fail the messages past --max-queue-time"),
-        }
+        self.expire(cutoff).await;
         self.credential_events().await;
         if let Err(e) = self.queue.purge_usage(now.unix_timestamp()).await {
             tracing::error!(error = %e, "cannot purge old usage counts");

@@ -23,8 +23,8 @@ use tokio_postgres::{Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::queue::{
-    page_end, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued, Lease,
-    ListFilter, NewMessage, Queue, Usage, Waiting, DAY,
+    page_end, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued, Expired,
+    ExpiryEvents, Lease, ListFilter, NewMessage, Queue, Usage, Waiting, DAY,
 };
 use crate::store::sql::{self, Cols};
 use crate::store::{
@@ -1597,12 +1597,48 @@ impl Queue for PgStore {
         .await?)
     }
 
-    async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError> {
-        let c = self.pool.get().await?;
-        Ok(
-            c.execute(&prepared(&c, sql::EXPIRE).await?, &[&cutoff_unix, &now])
-                .await?,
-        )
+    async fn expire_some(
+        &self,
+        cutoff_unix: i64,
+        now: &str,
+        limit: u32,
+        events: ExpiryEvents,
+    ) -> Result<Vec<Expired>, StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let (xid, ended) = tokio::try_join!(xact_id(&tx), async {
+            // Another server's housekeeping skips what this one ends.
+            let expiring = format!("{} FOR UPDATE OF m SKIP LOCKED", sql::EXPIRING);
+            let due = tx
+                .query(
+                    &prepared(&tx, &expiring).await?,
+                    &[&cutoff_unix, &(limit as i64)],
+                )
+                .await?;
+            let (end, left) = tokio::try_join!(
+                prepared(&tx, sql::END_EXPIRED),
+                prepared(&tx, sql::EXPIRED_RECIPIENTS)
+            )?;
+            let mut ended = Vec::with_capacity(due.len());
+            let mut rows = Vec::new();
+            for row in due {
+                let (seq, id, app): (i64, String, Option<String>) =
+                    (row.get(0), row.get(1), row.get(2));
+                let status = if row.get::<_, bool>(3) {
+                    Status::Sent
+                } else {
+                    Status::Failed
+                };
+                tx.execute(&end, &[&seq, &status.as_str(), &now]).await?;
+                tx.execute(&left, &[&seq]).await?;
+                rows.extend(events(&id, status));
+                ended.push(Expired { id, app, status });
+            }
+            insert_deliveries(&tx, &rows).await?;
+            Ok::<_, StoreError>(ended)
+        })?;
+        commit_known(&self.pool, tx, xid).await?;
+        Ok(ended)
     }
 
     async fn purge(&self, cutoff: &str) -> Result<u64, StoreError> {

@@ -385,6 +385,24 @@ impl AttemptRecord {
     }
 }
 
+/// A message [`Queue::expire_some`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The message.
+    pub id: String,
+    /// The app that sent it.
+    pub app: Option<String>,
+    /// `sent` when a recipient had it, else `failed`.
+    pub status: Status,
+}
+
+/// The webhook deliveries that announce an expired message, by its id and
+/// final status, stored with it.
+pub type ExpiryEvents = Arc<dyn Fn(&str, Status) -> Vec<super::NewDelivery> + Send + Sync>;
+
+/// The most messages one [`Queue::expire_some`] ends.
+pub const EXPIRE_BATCH: u32 = 500;
+
 /// Filters of `GET /api/messages`.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -540,9 +558,33 @@ pub trait Queue: Send + Sync {
     /// Messages left `sending` by a crash go back to `queued`: all of them
     /// with one process (SQLite), those whose lease ran out with several.
     async fn requeue_sending(&self, now_unix: i64) -> Result<u64, StoreError>;
-    /// Fails messages older than `cutoff_unix` that are still waiting, their
-    /// waits for the profile's daily limit not counted.
-    async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError>;
+    /// Ends at most `limit` messages older than `cutoff_unix` that are still
+    /// waiting (their waits for the profile's daily limit not counted), in
+    /// one transaction with the webhook deliveries `events` gives for each:
+    /// `sent` where a recipient had it, the recipients left `failed` and its
+    /// body dropped (a message is `sent` once the server took DATA for one
+    /// recipient, docs/API.md §8), else `failed`.
+    async fn expire_some(
+        &self,
+        cutoff_unix: i64,
+        now: &str,
+        limit: u32,
+        events: ExpiryEvents,
+    ) -> Result<Vec<Expired>, StoreError>;
+    /// [`Queue::expire_some`] until none is left, without events: how many ended.
+    async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError> {
+        let none: ExpiryEvents = Arc::new(|_, _| Vec::new());
+        let mut n = 0;
+        loop {
+            let ended = self
+                .expire_some(cutoff_unix, now, EXPIRE_BATCH, none.clone())
+                .await?;
+            n += ended.len() as u64;
+            if ended.len() < EXPIRE_BATCH as usize {
+                return Ok(n);
+            }
+        }
+    }
     /// Deletes the records of final messages updated before `cutoff`.
     async fn purge(&self, cutoff: &str) -> Result<u64, StoreError>;
     /// Messages by status.

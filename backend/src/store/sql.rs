@@ -114,7 +114,7 @@ pub(crate) const TAKE_SLOT: &str =
 pub(crate) const FREE_SLOT: &str =
     "UPDATE profile_slots SET owner = NULL WHERE profile = ?1 AND slot = ?2 AND owner = ?3";
 /// A message waits for its profile's daily window: no attempt is added, and
-/// the wait (from `?5`, now, to `?3`) is kept apart from its age for [`EXPIRE`].
+/// the wait (from `?5`, now, to `?3`) is kept apart from its age for [`EXPIRING`].
 pub(crate) const QUOTA_WAIT: &str = "UPDATE messages SET status = 'deferred', updated_at = ?2,
         next_attempt_unix = ?3, last_stage = 'send', last_code = 'quota', last_message = ?4,
         locked_by = NULL, locked_until = NULL,
@@ -333,14 +333,29 @@ pub(crate) const AFTER_ATTEMPT: &str =
         attempt_count = ?5, last_stage = ?6, last_code = ?7, last_message = ?8,
         body = CASE WHEN CAST(?9 AS BIGINT) = 1 THEN body ELSE NULL END, locked_by = NULL, locked_until = NULL
      WHERE seq = ?1";
-/// Fails what waited longer than `--max-queue-time` (created before `?1`),
-/// not counting the time it waited for its profile's daily limit.
-pub(crate) const EXPIRE: &str = "UPDATE messages SET status = 'failed', updated_at = ?2,
+/// What waited longer than `--max-queue-time` (created before `?1`), not
+/// counting the time it waited for its profile's daily limit, `?2` at most,
+/// and whether a recipient has it already.
+pub(crate) const EXPIRING: &str = "SELECT m.seq, m.id, m.app_id,
+        EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND r.status = 'sent')
+     FROM messages m
+     WHERE m.status IN ('queued', 'deferred') AND m.created_unix < ?1
+       AND m.created_unix + m.quota_waited < ?1
+       AND (m.last_code IS NULL OR m.last_code <> 'quota')
+     ORDER BY m.seq LIMIT ?2";
+/// Ends an [`EXPIRING`] message as `?2`: `sent` (a recipient has it: its
+/// body goes, as a sent message's does) or `failed` (its body stays for a retry).
+pub(crate) const END_EXPIRED: &str = "UPDATE messages SET status = ?2, updated_at = ?3,
         last_stage = COALESCE(last_stage, 'send'),
-        last_message = 'The message waited longer than --max-queue-time without being delivered.'
-     WHERE status IN ('queued', 'deferred') AND created_unix < ?1
-       AND created_unix + quota_waited < ?1
-       AND (last_code IS NULL OR last_code <> 'quota')";
+        last_message = CASE WHEN CAST(?2 AS TEXT) = 'sent'
+            THEN 'The message waited longer than --max-queue-time without reaching every recipient; the ones left failed.'
+            ELSE 'The message waited longer than --max-queue-time without being delivered.' END,
+        body = CASE WHEN CAST(?2 AS TEXT) = 'sent' THEN NULL ELSE body END
+     WHERE seq = ?1";
+/// The recipients an expired message had left fail with it.
+pub(crate) const EXPIRED_RECIPIENTS: &str = "UPDATE recipients SET status = 'failed',
+        message = COALESCE(message, 'Not delivered within --max-queue-time.')
+     WHERE message_seq = ?1 AND status IN ('queued', 'deferred')";
 /// Recipients and attempts go with their message (`ON DELETE CASCADE`, on in both).
 /// What the purge deletes: each store runs it a batch at a time in its own
 /// words (SQLite through its partial index, PostgreSQL skipping locked
@@ -656,7 +671,9 @@ mod tests {
             super::ADD_FAILURE,
             super::AFTER_ATTEMPT,
             &super::list(super::SQLITE_TO),
-            super::EXPIRE,
+            super::EXPIRING,
+            super::END_EXPIRED,
+            super::EXPIRED_RECIPIENTS,
         ] {
             for (i, _) in sql.match_indices('?') {
                 assert!(

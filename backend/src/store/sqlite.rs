@@ -16,7 +16,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use super::queue::{
     limits_json, page_end, profile_limits_json, status_of, AttemptRecord, ChangeError, Claimed,
-    Committer, Enqueued, GroupFn, Lease, ListFilter, NewMessage, Queue, Recent, Usage, Waiting,
+    Committer, Enqueued, Expired, ExpiryEvents, GroupFn, Lease, ListFilter, NewMessage, Queue,
+    Recent, Usage, Waiting,
 };
 use super::schema::migrations;
 use super::sql::{self, Cols};
@@ -1122,10 +1123,42 @@ impl Queue for SqliteStore {
         .await
     }
 
-    async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError> {
+    async fn expire_some(
+        &self,
+        cutoff_unix: i64,
+        now: &str,
+        limit: u32,
+        events: ExpiryEvents,
+    ) -> Result<Vec<Expired>, StoreError> {
         let now = now.to_string();
-        self.with_conn(move |c| Ok(c.execute(sql::EXPIRE, params![cutoff_unix, now])? as u64))
-            .await
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let due = tx
+                .prepare_cached(sql::EXPIRING)?
+                .query_map(params![cutoff_unix, limit as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, bool>(3)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut ended = Vec::with_capacity(due.len());
+            let mut rows = Vec::new();
+            for (seq, id, app, partly) in due {
+                let status = if partly { Status::Sent } else { Status::Failed };
+                tx.prepare_cached(sql::END_EXPIRED)?
+                    .execute(params![seq, status.as_str(), now])?;
+                tx.prepare_cached(sql::EXPIRED_RECIPIENTS)?.execute([seq])?;
+                rows.extend(events(&id, status));
+                ended.push(Expired { id, app, status });
+            }
+            insert_deliveries(&tx, &rows)?;
+            tx.commit()?;
+            Ok(ended)
+        })
+        .await
     }
 
     async fn purge(&self, cutoff: &str) -> Result<u64, StoreError> {

@@ -168,6 +168,28 @@ impl Webhooks {
         rows
     }
 
+    /// A builder of the outbox rows that announce messages `--max-queue-time`
+    /// ended ([`crate::store::queue::Queue::expire_some`], which stores them
+    /// with the change): `message.sent` for one a recipient had, else
+    /// `message.failed`, to the webhooks subscribed now.
+    pub async fn expiry_rows(self: &Arc<Self>) -> crate::store::queue::ExpiryEvents {
+        let sent = self.subscribed("message.sent").await;
+        let failed = self.subscribed("message.failed").await;
+        let hooks = self.clone();
+        Arc::new(move |message: &str, status| {
+            let (event, targets) = match status {
+                mailroom_shared::sending::Status::Sent => ("message.sent", &sent),
+                _ => ("message.failed", &failed),
+            };
+            if targets.is_empty() {
+                return Vec::new();
+            }
+            let message = message.to_string();
+            let data = json!({MESSAGE_REF: message});
+            hooks.rows(targets.clone(), event, data, Some(&message))
+        })
+    }
+
     /// One outbox row per webhook for an event that happens now (about
     /// `message`, for a message event).
     fn rows(
