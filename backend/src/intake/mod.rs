@@ -35,6 +35,14 @@ use mailroom_shared::{FieldMessages, Settings};
 /// The longest Subject, in characters (RFC 5322's line limit).
 pub const MAX_SUBJECT: usize = 998;
 
+/// The largest header block a raw message may have, in bytes (256 KiB).
+/// Mail that a program submits has a few KB of headers; without a bound,
+/// one message of 20 MB of short header lines held about 400 MB of memory
+/// while it was read (its fields and their parse), far past the intake's
+/// budget, which counts the message's bytes. Postfix keeps 100 KB
+/// (`header_size_limit`).
+pub const MAX_HEADER_BLOCK: usize = 256 * 1024;
+
 /// Headers of which a message may carry at most one (From exactly one). The
 /// last four are beyond §7's list: RFC 5322 3.6 allows each once too, and
 /// Gmail refuses a message with two as "not RFC 5322 compliant".
@@ -272,6 +280,10 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     };
     if head.is_empty() {
         errors.push("message", NOT_A_MESSAGE);
+        return Err(errors);
+    }
+    if head.len() > MAX_HEADER_BLOCK {
+        errors.push(HEADERS, format!("The header block (everything before the first empty line) is {} bytes; the limit is {MAX_HEADER_BLOCK} (256 KiB). Put long content in the body, and check that an empty line separates the headers from it.", head.len()));
         return Err(errors);
     }
     let mut fields = match fields(head) {
@@ -900,6 +912,27 @@ mod tests {
                 .unwrap()
                 .subject,
             fine
+        );
+    }
+
+    #[test]
+    fn a_header_block_past_256_kib_is_refused_before_it_is_parsed() {
+        let from = format!("From: <{}>\r\n", at("allowed", "contoso.com"));
+        // To, Subject and the empty line after the padding come to 46 bytes.
+        let fixed = from.len() + msg("").find("\r\n\r\n").unwrap() + 2;
+        let padded = |pad: usize| {
+            let line = format!("X-Pad: {}\r\n", "p".repeat(91));
+            let mut headers = from.clone() + &line.repeat(pad / line.len());
+            headers += &format!("X-Pad: {}\r\n", "p".repeat(pad % line.len() - 9));
+            msg(&headers)
+        };
+        let at_limit = padded(MAX_HEADER_BLOCK - fixed);
+        assert_eq!(head_end(at_limit.as_bytes()), Some(MAX_HEADER_BLOCK - 2));
+        assert!(run(&at_limit).is_ok(), "256 KiB of headers pass");
+        let said = refused(&padded(MAX_HEADER_BLOCK - fixed + 1), "headers");
+        assert!(
+            said.contains("is 262145 bytes; the limit is 262144 (256 KiB)"),
+            "{said}"
         );
     }
 
