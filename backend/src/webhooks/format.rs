@@ -81,6 +81,14 @@ pub fn describe(event: &Value) -> Said {
             fix: None,
             route: "#/activity",
         },
+        // Sent, and a recipient failed: a permanent refusal, or
+        // --max-queue-time ending the ones still waiting.
+        "message.sent" if data["last_error"]["message"].is_string() => Said {
+            title: "Mailroom: a message was sent, but not to every recipient".into(),
+            what: format!("{}: {}", message_line(), s(&data["last_error"], "message")),
+            fix: Some("Open the message in Activity for each recipient's reply and the fix; send it again to the ones it did not reach.".into()),
+            route: "#/activity",
+        },
         "message.sent" => Said {
             title: "Mailroom: a message was sent".into(),
             what: message_line(),
@@ -240,6 +248,32 @@ mod tests {
             "{body}"
         );
         assert!(!body.contains("]("), "{body}");
+    }
+
+    #[test]
+    fn a_message_sent_to_some_recipients_says_so_with_the_fix() {
+        let mut event = hostile();
+        event["type"] = json!("message.sent");
+        event["data"]["subject"] = json!("Invoice");
+        let text = chat(Format::Slack, &event, None)["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            text.starts_with("*Mailroom: a message was sent, but not to every recipient*"),
+            "{text}"
+        );
+        assert!(text.contains("(msg_1): 550 5.1.1"), "{text}");
+        assert!(
+            text.contains("*Fix:* Open the message in Activity"),
+            "{text}"
+        );
+        event["data"]["last_error"] = Value::Null;
+        let text = chat(Format::Slack, &event, None)["text"].to_string();
+        assert!(
+            text.contains("*Mailroom: a message was sent*") && !text.contains("Fix"),
+            "{text}"
+        );
     }
 
     #[test]
