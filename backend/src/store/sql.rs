@@ -334,15 +334,17 @@ pub(crate) const AFTER_ATTEMPT: &str =
         body = CASE WHEN CAST(?9 AS BIGINT) = 1 THEN body ELSE NULL END, locked_by = NULL, locked_until = NULL
      WHERE seq = ?1";
 /// What waited longer than `--max-queue-time` (created before `?1`), not
-/// counting the time it waited for its profile's daily limit, `?2` at most,
-/// and whether a recipient has it already.
+/// counting the time it waited for its profile's daily limit, `?2` at most
+/// in no order (an order could make SQLite walk every row by `seq` instead
+/// of the few waiting ones by `messages_due`), and whether a recipient has
+/// it already.
 pub(crate) const EXPIRING: &str = "SELECT m.seq, m.id, m.app_id,
         EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND r.status = 'sent')
      FROM messages m
      WHERE m.status IN ('queued', 'deferred') AND m.created_unix < ?1
        AND m.created_unix + m.quota_waited < ?1
        AND (m.last_code IS NULL OR m.last_code <> 'quota')
-     ORDER BY m.seq LIMIT ?2";
+     LIMIT ?2";
 /// Ends an [`EXPIRING`] message as `?2`: `sent` (a recipient has it: its
 /// body goes, as a sent message's does) or `failed` (its body stays for a retry).
 pub(crate) const END_EXPIRED: &str = "UPDATE messages SET status = ?2, updated_at = ?3,
