@@ -950,7 +950,7 @@ async fn a_flood_of_bad_recipients_gets_a_short_answer_with_the_limit_first() {
         "{said:#?}"
     );
     assert!(said[1].contains("address 1 of to (“x0”)"), "{said:#?}");
-    assert_eq!(said[20], "… and 199981 more: only the first 20 are listed.");
+    assert_eq!(said[20], "… and 199981 more, not listed.");
     // The same in a raw message's To header.
     let list = (0..20_000)
         .map(|i| format!("x{i}@"))
@@ -977,10 +977,7 @@ async fn a_flood_of_bad_recipients_gets_a_short_answer_with_the_limit_first() {
         said[0].as_str().unwrap().contains("the limit is 500"),
         "{said:#?}"
     );
-    assert!(said[20]
-        .as_str()
-        .unwrap()
-        .contains("more: only the first 20"));
+    assert!(said[20].as_str().unwrap().contains("more, not listed."));
     assert!(rig.smtp.messages().is_empty(), "nothing left");
 }
 

@@ -69,19 +69,21 @@ impl FieldMessages {
         match self.find(key) {
             Ok(i) if self.0[i].1.len() < MAX_PER_FIELD => self.0[i].1.push(message.into()),
             Ok(i) => {
-                let more = match self.1.iter_mut().find(|(k, _)| k == key) {
-                    Some((_, n)) => {
-                        *n += 1;
-                        *n
+                // The field's last line is the count once there is one.
+                let counted = self.1.iter().position(|(k, _)| k == key);
+                let more = match counted {
+                    Some(j) => {
+                        self.1[j].1 += 1;
+                        self.1[j].1
                     }
                     None => {
                         self.1.push((key.to_string(), 1));
                         1
                     }
                 };
-                let line = format!("… and {more} more: only the first {MAX_PER_FIELD} are listed.");
+                let line = format!("… and {more} more, not listed.");
                 let list = &mut self.0[i].1;
-                if list.len() > MAX_PER_FIELD {
+                if counted.is_some() {
                     list.pop();
                 }
                 list.push(line);
@@ -278,17 +280,20 @@ mod tests {
         assert_eq!(to.len(), MAX_PER_FIELD + 1);
         assert_eq!(to[0], "Address 0 of to cannot be read.");
         assert_eq!(to[19], "Address 19 of to cannot be read.");
-        assert_eq!(to[20], "… and 999980 more: only the first 20 are listed.");
+        assert_eq!(to[20], "… and 999980 more, not listed.");
         assert_eq!(m["from"].len(), 1);
         // Set again, a field counts afresh.
         m.insert("to".into(), v(&["one"]));
         for _ in 0..MAX_PER_FIELD {
             m.push("to", "again");
         }
-        assert_eq!(
-            m["to"].last().unwrap(),
-            "… and 1 more: only the first 20 are listed."
-        );
+        assert_eq!(m["to"].last().unwrap(), "… and 1 more, not listed.");
+        // A field set with more than 20 (read back from JSON) loses none of them.
+        let many: Vec<String> = (0..25).map(|n| n.to_string()).collect();
+        m.insert("cc".into(), many.clone());
+        m.push("cc", "25");
+        assert_eq!(m["cc"][..25], many[..]);
+        assert_eq!(m["cc"][25], "… and 1 more, not listed.");
     }
 
     #[test]
