@@ -918,7 +918,7 @@ mod tests {
     #[test]
     fn a_header_block_past_256_kib_is_refused_before_it_is_parsed() {
         let from = format!("From: <{}>\r\n", at("allowed", "contoso.com"));
-        // To, Subject and the empty line after the padding come to 46 bytes.
+        // The bytes of From, To and Subject; X-Pad lines make up the rest.
         let fixed = from.len() + msg("").find("\r\n\r\n").unwrap() + 2;
         let padded = |pad: usize| {
             let line = format!("X-Pad: {}\r\n", "p".repeat(91));
