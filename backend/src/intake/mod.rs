@@ -604,6 +604,92 @@ mod tests {
         }
     }
 
+    /// Pieces of header blocks for [`any_header_soup_is_checked_without_a_panic`].
+    const SOUP: &[&str] = &[
+        "From: ",
+        "To: ",
+        "Cc: ",
+        "Bcc: ",
+        "Sender: ",
+        "Resent-From: ",
+        "Reply-To: ",
+        "Subject: ",
+        "Date: ",
+        "Message-ID: ",
+        "From ",
+        "\r\n",
+        "\n",
+        "\r\n ",
+        "\r\n\r\n",
+        concat!("allowed", "@", "contoso.com"),
+        "<",
+        ">",
+        "\"",
+        "(",
+        ")",
+        ",",
+        ";",
+        ":",
+        "@",
+        ".",
+        "\\",
+        " ",
+        "group:",
+        "=?utf-8?b?w6k=?=",
+        "=?x?q?",
+        "é",
+        "\u{202e}",
+    ];
+
+    proptest! {
+        // Ran with 20,000 cases once (no failure); a few hundred each run.
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Any soup of header names, addresses, quotes, comments, groups,
+        /// encoded words, line ends and other characters is checked without
+        /// a panic (which would drop the submitter's connection unanswered),
+        /// with and without an envelope and rewrite_from.
+        #[test]
+        fn any_header_soup_is_checked_without_a_panic(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    proptest::sample::select(SOUP).prop_map(str::to_string),
+                    "[a-z]{1,5}",
+                    any::<char>().prop_map(String::from),
+                ],
+                0..60,
+            )
+        ) {
+            let raw = parts.concat();
+            let policy = policy();
+            for (to, rewrite_from) in [(vec![], false), (vec![at("x", "example.org")], false), (vec![], true)] {
+                let rules = Rules { policy: &policy, settings: None, rewrite_from };
+                let _ = check(raw.as_bytes(), Envelope { from: None, to }, &rules);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+        /// Any JSON submission's strings are built and checked without a panic.
+        #[test]
+        fn any_json_submission_is_built_without_a_panic(
+            from in proptest::option::of("[\\PC\\s<>\"@(),;:.\\\\]{0,30}"),
+            to in proptest::collection::vec("[\\PC\\s<>\"@(),;:.\\\\]{0,30}", 0..4),
+            subject in "[\\PC\\s]{0,40}",
+            text in proptest::option::of("[\\PC\\s.]{0,40}"),
+            html in proptest::option::of("[\\PC\\s<>]{0,40}"),
+            headers in proptest::collection::btree_map("[\\PC\\s:]{0,12}", "[\\PC\\s]{0,20}", 0..3),
+        ) {
+            let req = mailroom_shared::sending::MessageRequest {
+                from, to, cc: vec![], bcc: vec![], reply_to: None, subject, text, html, headers,
+            };
+            let policy = policy();
+            let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+            let _ = json::build(&req, &policy, None, false);
+            let _ = json::build(&req, &policy, Some(&settings), true);
+        }
+    }
+
     #[test]
     fn line_ends_at_the_edges() {
         assert_eq!(crlf(b"\n"), b"\r\n");
