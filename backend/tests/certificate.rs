@@ -359,6 +359,13 @@ async fn brought_certificates_are_checked_with_a_clear_error_for_each_problem() 
             "certificate_pem",
             "not a PEM certificate",
         ),
+        // The two pasted in each other's box.
+        (
+            key_a.clone(),
+            cert_a.clone(),
+            "certificate_pem",
+            "This is a private key, not the certificate",
+        ),
         (
             cert_a.clone(),
             "-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n".into(),

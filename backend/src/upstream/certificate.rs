@@ -124,6 +124,35 @@ fn weak_key(bits: usize) -> CertError {
     ))
 }
 
+/// Why the certificate box holds no certificate, naming what it holds
+/// when that is another PEM block (the key, a signing request, a public key).
+fn not_a_certificate(text: &str) -> String {
+    let whole =
+        "Paste the whole text from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----.";
+    if text.contains("PRIVATE KEY-----") {
+        format!("This is a private key, not the certificate: it goes in the private key box (private_key_pem). {whole}")
+    } else if text.contains("CERTIFICATE REQUEST-----") {
+        format!("This is a certificate signing request (CSR), not a certificate. Use the certificate made from it (a .cer or .pem file), or let Mailroom generate one. {whole}")
+    } else if text.contains("PUBLIC KEY-----") {
+        format!("This is a public key, not a certificate; Entra takes certificates. {whole}")
+    } else {
+        format!("This is not a PEM certificate. {whole}")
+    }
+}
+
+/// Why the key box holds no private key, naming what it holds when that is
+/// another PEM block.
+fn not_a_key(text: &str) -> String {
+    let whole = "Paste the whole text from -----BEGIN PRIVATE KEY----- (or BEGIN RSA PRIVATE KEY) to its END line.";
+    if text.contains("BEGIN CERTIFICATE-----") {
+        format!("This is a certificate, not its private key: it goes in the certificate box (certificate_pem). {whole}")
+    } else if text.contains("PUBLIC KEY-----") {
+        format!("This is a public key; Mailroom needs the private key made with the certificate. {whole}")
+    } else {
+        format!("This is not a PEM private key. {whole}")
+    }
+}
+
 impl CertKey {
     /// Makes a new RSA 2048 key and a self-signed certificate for it, valid
     /// for [`GENERATED_VALIDITY_DAYS`] from `now`; the key never leaves the server.
@@ -173,11 +202,7 @@ impl CertKey {
     ) -> Result<(CertKey, Secret), CertError> {
         let cert_der = match CertificateDer::pem_slice_iter(certificate_pem.as_bytes()).next() {
             Some(Ok(der)) => der.to_vec(),
-            _ => {
-                return Err(CertError::Certificate(
-                    "This is not a PEM certificate. Paste the whole text from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----.".into(),
-                ))
-            }
+            _ => return Err(CertError::Certificate(not_a_certificate(certificate_pem))),
         };
         let (_, not_after, _, bits) = read_certificate(&cert_der)?;
         if key_pem.contains("ENCRYPTED PRIVATE KEY") || key_pem.contains("Proc-Type: 4,ENCRYPTED") {
@@ -204,11 +229,7 @@ impl CertKey {
                     "The key is not an RSA key (it is an EC key); Entra needs RSA of 2048 bits or more. Make an RSA key, or let Mailroom generate the certificate.".into(),
                 ))
             }
-            Err(_) => {
-                return Err(CertError::Key(
-                    "This is not a PEM private key. Paste the whole text from -----BEGIN PRIVATE KEY----- (or BEGIN RSA PRIVATE KEY) to its END line.".into(),
-                ))
-            }
+            Err(_) => return Err(CertError::Key(not_a_key(key_pem))),
         };
         if bits < MIN_RSA_BITS {
             return Err(weak_key(bits));
@@ -404,6 +425,30 @@ mod tests {
         let (brought, _) = CertKey::bring(&pem, &pkcs8_pem(&stored), now()).unwrap();
         assert_eq!(brought.info.thumbprint_sha256, k.info.thumbprint_sha256);
         assert!(!brought.generated);
+    }
+
+    /// A PEM block of another kind in a box is named, with where it goes.
+    #[test]
+    fn a_pem_block_in_the_wrong_box_is_named() {
+        let (k, stored) = CertKey::generate("Mailroom test", now()).unwrap();
+        let (cert, key) = (k.pem(), pkcs8_pem(&stored));
+        let certificate_error = |text: &str| match CertKey::bring(text, &key, now()) {
+            Err(CertError::Certificate(m)) => m,
+            other => panic!("{:?}", other.map(|_| ())),
+        };
+        let key_error = |text: &str| match CertKey::bring(&cert, text, now()) {
+            Err(CertError::Key(m)) => m,
+            other => panic!("{:?}", other.map(|_| ())),
+        };
+        assert!(certificate_error(&key).starts_with("This is a private key, not the certificate"));
+        let csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
+        assert!(certificate_error(csr).contains("signing request (CSR)"));
+        let public = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n";
+        assert!(certificate_error(public).starts_with("This is a public key"));
+        assert!(certificate_error("hello").starts_with("This is not a PEM certificate."));
+        assert!(key_error(&cert).starts_with("This is a certificate, not its private key"));
+        assert!(key_error(public).starts_with("This is a public key"));
+        assert!(key_error("hello").starts_with("This is not a PEM private key."));
     }
 
     fn pkcs8_pem(stored: &Secret) -> String {
