@@ -813,7 +813,16 @@ async fn the_certificate_panel_generates_brings_and_the_form_tests_and_saves_wit
         &json!({"message": "The certificate is not usable.", "errors": {"private_key_pem": ["This private key does not belong to the certificate: their public keys differ."]}}),
     );
     click(&root, "#cert-own").await;
+    // The key pasted in the certificate's box is named as it is pasted.
+    type_into_area(&root, "certificate_pem", "-----BEGIN PRIVATE KEY-----\nMII").await;
+    assert!(
+        text_of(&root, "#certificate_pem-error")
+            .starts_with("This is a private key, not the certificate"),
+        "{}",
+        text_of(&root, "#cert-panel")
+    );
     type_into_area(&root, "certificate_pem", "-----BEGIN CERTIFICATE-----").await;
+    assert!(text_of(&root, "#certificate_pem-error").is_empty());
     type_into_area(&root, "private_key_pem", "-----BEGIN PRIVATE KEY-----").await;
     click(&root, "#cert-upload").await;
     assert!(

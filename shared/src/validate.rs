@@ -111,6 +111,33 @@ pub const CERTIFICATE_AGAIN: &str = "Make or upload the certificate again: a sto
 /// a certificate is made for one profile, so only once the profile exists.
 pub const CERTIFICATE_AFTER_CREATE: &str = "A certificate is made for one profile, once it exists: save this new profile with a client secret first, then switch it to a certificate and generate one.";
 
+/// The two boxes of a certificate brought to Mailroom (docs/API.md §13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PemBox {
+    /// `certificate_pem`.
+    Certificate,
+    /// `private_key_pem`.
+    PrivateKey,
+}
+
+/// A PEM block of another kind in a box, named with where the right one
+/// goes: checked on every keystroke in the page, and by the server.
+pub fn pem_in_wrong_box(pem_box: PemBox, text: &str) -> Option<&'static str> {
+    let private = text.contains("PRIVATE KEY-----");
+    let public = text.contains("PUBLIC KEY-----");
+    let certificate = text.contains("BEGIN CERTIFICATE-----");
+    match pem_box {
+        // A file of both (the certificate, then its key) is a certificate.
+        PemBox::Certificate if certificate => None,
+        PemBox::Certificate if private => Some("This is a private key, not the certificate: it goes in the private key box (private_key_pem)."),
+        PemBox::Certificate if text.contains("CERTIFICATE REQUEST-----") => Some("This is a certificate signing request (CSR), not a certificate. Use the certificate made from it (a .cer or .pem file), or let Mailroom generate one."),
+        PemBox::Certificate if public => Some("This is a public key, not a certificate; Entra takes certificates."),
+        PemBox::PrivateKey if !private && certificate => Some("This is a certificate, not its private key: it goes in the certificate box (certificate_pem)."),
+        PemBox::PrivateKey if !private && public => Some("This is a public key; Mailroom needs the private key made with the certificate."),
+        _ => None,
+    }
+}
+
 /// The message when no certificate exists yet.
 pub const CERTIFICATE_NEEDED: &str = "Generate a certificate or bring your own below, then upload its public part in Entra: Certificates & secrets \u{2192} Certificates \u{2192} Upload.";
 
@@ -686,6 +713,34 @@ mod tests {
 
     fn errors(s: &Settings, field: Field) -> Vec<String> {
         s.validate().errors_for(field).to_vec()
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn a_pem_block_in_the_wrong_box_is_named_and_the_right_ones_pass() {
+        let block = |kind: &str| format!("-----BEGIN {kind}-----\nMIIB\n-----END {kind}-----\n");
+        let (cert, key) = (block("CERTIFICATE"), block("PRIVATE KEY"));
+        let wrong = |b, text: &str| pem_in_wrong_box(b, text).unwrap_or_default();
+        assert!(wrong(PemBox::Certificate, &key).starts_with("This is a private key"));
+        assert!(wrong(PemBox::Certificate, &block("RSA PRIVATE KEY")).contains("private_key_pem"));
+        assert!(wrong(PemBox::Certificate, &block("CERTIFICATE REQUEST")).contains("(CSR)"));
+        assert!(
+            wrong(PemBox::Certificate, &block("PUBLIC KEY")).starts_with("This is a public key")
+        );
+        assert!(wrong(PemBox::PrivateKey, &cert).contains("certificate_pem"));
+        assert!(wrong(PemBox::PrivateKey, &block("PUBLIC KEY")).starts_with("This is a public key"));
+        // The right blocks, a file of both, a paste in progress and nothing pass.
+        for (b, text) in [
+            (PemBox::Certificate, cert.clone()),
+            (PemBox::Certificate, format!("{cert}{key}")),
+            (PemBox::PrivateKey, key.clone()),
+            (PemBox::PrivateKey, block("RSA PRIVATE KEY")),
+            (PemBox::PrivateKey, format!("{cert}{key}")),
+            (PemBox::Certificate, "-----BEGIN CERT".into()),
+            (PemBox::PrivateKey, String::new()),
+        ] {
+            assert_eq!(pem_in_wrong_box(b, &text), None, "{b:?} {text}");
+        }
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

@@ -11,6 +11,7 @@ use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::RSA_PKCS1_SHA256;
 use base64::Engine;
 use mailroom_shared::api::CertInfo;
+use mailroom_shared::validate::{pem_in_wrong_box, PemBox};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
@@ -124,32 +125,16 @@ fn weak_key(bits: usize) -> CertError {
     ))
 }
 
-/// Why the certificate box holds no certificate, naming what it holds
-/// when that is another PEM block (the key, a signing request, a public key).
-fn not_a_certificate(text: &str) -> String {
-    let whole =
-        "Paste the whole text from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----.";
-    if text.contains("PRIVATE KEY-----") {
-        format!("This is a private key, not the certificate: it goes in the private key box (private_key_pem). {whole}")
-    } else if text.contains("CERTIFICATE REQUEST-----") {
-        format!("This is a certificate signing request (CSR), not a certificate. Use the certificate made from it (a .cer or .pem file), or let Mailroom generate one. {whole}")
-    } else if text.contains("PUBLIC KEY-----") {
-        format!("This is a public key, not a certificate; Entra takes certificates. {whole}")
-    } else {
-        format!("This is not a PEM certificate. {whole}")
-    }
-}
-
-/// Why the key box holds no private key, naming what it holds when that is
-/// another PEM block.
-fn not_a_key(text: &str) -> String {
-    let whole = "Paste the whole text from -----BEGIN PRIVATE KEY----- (or BEGIN RSA PRIVATE KEY) to its END line.";
-    if text.contains("BEGIN CERTIFICATE-----") {
-        format!("This is a certificate, not its private key: it goes in the certificate box (certificate_pem). {whole}")
-    } else if text.contains("PUBLIC KEY-----") {
-        format!("This is a public key; Mailroom needs the private key made with the certificate. {whole}")
-    } else {
-        format!("This is not a PEM private key. {whole}")
+/// Why a box holds no certificate or no private key: the other PEM block
+/// it holds ([`pem_in_wrong_box`]), else that it is not PEM, with how to paste it.
+fn not_pem(pem_box: PemBox, text: &str) -> String {
+    let (what, whole) = match pem_box {
+        PemBox::Certificate => ("a PEM certificate", "Paste the whole text from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----."),
+        PemBox::PrivateKey => ("a PEM private key", "Paste the whole text from -----BEGIN PRIVATE KEY----- (or BEGIN RSA PRIVATE KEY) to its END line."),
+    };
+    match pem_in_wrong_box(pem_box, text) {
+        Some(said) => format!("{said} {whole}"),
+        None => format!("This is not {what}. {whole}"),
     }
 }
 
@@ -202,7 +187,12 @@ impl CertKey {
     ) -> Result<(CertKey, Secret), CertError> {
         let cert_der = match CertificateDer::pem_slice_iter(certificate_pem.as_bytes()).next() {
             Some(Ok(der)) => der.to_vec(),
-            _ => return Err(CertError::Certificate(not_a_certificate(certificate_pem))),
+            _ => {
+                return Err(CertError::Certificate(not_pem(
+                    PemBox::Certificate,
+                    certificate_pem,
+                )))
+            }
         };
         let (_, not_after, _, bits) = read_certificate(&cert_der)?;
         if key_pem.contains("ENCRYPTED PRIVATE KEY") || key_pem.contains("Proc-Type: 4,ENCRYPTED") {
@@ -229,7 +219,7 @@ impl CertKey {
                     "The key is not an RSA key (it is an EC key); Entra needs RSA of 2048 bits or more. Make an RSA key, or let Mailroom generate the certificate.".into(),
                 ))
             }
-            Err(_) => return Err(CertError::Key(not_a_key(key_pem))),
+            Err(_) => return Err(CertError::Key(not_pem(PemBox::PrivateKey, key_pem))),
         };
         if bits < MIN_RSA_BITS {
             return Err(weak_key(bits));
