@@ -823,6 +823,17 @@ async fn the_certificate_panel_generates_brings_and_the_form_tests_and_saves_wit
     );
     type_into_area(&root, "certificate_pem", "-----BEGIN CERTIFICATE-----").await;
     assert!(text_of(&root, "#certificate_pem-error").is_empty());
+    type_into_area(
+        &root,
+        "private_key_pem",
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+    )
+    .await;
+    assert!(
+        text_of(&root, "#private_key_pem-error").contains("encrypted with a passphrase"),
+        "{}",
+        text_of(&root, "#cert-panel")
+    );
     type_into_area(&root, "private_key_pem", "-----BEGIN PRIVATE KEY-----").await;
     click(&root, "#cert-upload").await;
     assert!(

@@ -120,9 +120,13 @@ pub enum PemBox {
     PrivateKey,
 }
 
+/// A private key encrypted with a passphrase, which Mailroom cannot use.
+pub const ENCRYPTED_KEY: &str = "The private key is encrypted with a passphrase. Decrypt it first (openssl pkcs8 -topk8 -nocrypt -in key.pem), then paste it; Mailroom stores it encrypted.";
+
 /// A PEM block of another kind in a box, named with where the right one
-/// goes: checked on every keystroke in the page, and by the server.
-pub fn pem_in_wrong_box(pem_box: PemBox, text: &str) -> Option<&'static str> {
+/// goes, or an encrypted private key: checked on every keystroke in the
+/// page, and by the server.
+pub fn pem_mistake(pem_box: PemBox, text: &str) -> Option<&'static str> {
     let private = text.contains("PRIVATE KEY-----");
     let public = text.contains("PUBLIC KEY-----");
     let certificate = text.contains("BEGIN CERTIFICATE-----");
@@ -132,6 +136,11 @@ pub fn pem_in_wrong_box(pem_box: PemBox, text: &str) -> Option<&'static str> {
         PemBox::Certificate if private => Some("This is a private key, not the certificate: it goes in the private key box (private_key_pem)."),
         PemBox::Certificate if text.contains("CERTIFICATE REQUEST-----") => Some("This is a certificate signing request (CSR), not a certificate. Use the certificate made from it (a .cer or .pem file), or let Mailroom generate one."),
         PemBox::Certificate if public => Some("This is a public key, not a certificate; Entra takes certificates."),
+        PemBox::PrivateKey
+            if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") =>
+        {
+            Some(ENCRYPTED_KEY)
+        }
         PemBox::PrivateKey if !private && certificate => Some("This is a certificate, not its private key: it goes in the certificate box (certificate_pem)."),
         PemBox::PrivateKey if !private && public => Some("This is a public key; Mailroom needs the private key made with the certificate."),
         _ => None,
@@ -717,10 +726,10 @@ mod tests {
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
     #[test]
-    fn a_pem_block_in_the_wrong_box_is_named_and_the_right_ones_pass() {
+    fn a_pem_block_in_the_wrong_box_or_an_encrypted_key_is_named_and_the_right_ones_pass() {
         let block = |kind: &str| format!("-----BEGIN {kind}-----\nMIIB\n-----END {kind}-----\n");
         let (cert, key) = (block("CERTIFICATE"), block("PRIVATE KEY"));
-        let wrong = |b, text: &str| pem_in_wrong_box(b, text).unwrap_or_default();
+        let wrong = |b, text: &str| pem_mistake(b, text).unwrap_or_default();
         assert!(wrong(PemBox::Certificate, &key).starts_with("This is a private key"));
         assert!(wrong(PemBox::Certificate, &block("RSA PRIVATE KEY")).contains("private_key_pem"));
         assert!(wrong(PemBox::Certificate, &block("CERTIFICATE REQUEST")).contains("(CSR)"));
@@ -729,6 +738,12 @@ mod tests {
         );
         assert!(wrong(PemBox::PrivateKey, &cert).contains("certificate_pem"));
         assert!(wrong(PemBox::PrivateKey, &block("PUBLIC KEY")).starts_with("This is a public key"));
+        assert_eq!(
+            wrong(PemBox::PrivateKey, &block("ENCRYPTED PRIVATE KEY")),
+            ENCRYPTED_KEY
+        );
+        let traditional = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n";
+        assert_eq!(wrong(PemBox::PrivateKey, traditional), ENCRYPTED_KEY);
         // The right blocks, a file of both, a paste in progress and nothing pass.
         for (b, text) in [
             (PemBox::Certificate, cert.clone()),
@@ -739,7 +754,7 @@ mod tests {
             (PemBox::Certificate, "-----BEGIN CERT".into()),
             (PemBox::PrivateKey, String::new()),
         ] {
-            assert_eq!(pem_in_wrong_box(b, &text), None, "{b:?} {text}");
+            assert_eq!(pem_mistake(b, &text), None, "{b:?} {text}");
         }
     }
 

@@ -11,7 +11,7 @@ use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::RSA_PKCS1_SHA256;
 use base64::Engine;
 use mailroom_shared::api::CertInfo;
-use mailroom_shared::validate::{pem_in_wrong_box, PemBox};
+use mailroom_shared::validate::{pem_mistake, PemBox};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
@@ -126,13 +126,13 @@ fn weak_key(bits: usize) -> CertError {
 }
 
 /// Why a box holds no certificate or no private key: the other PEM block
-/// it holds ([`pem_in_wrong_box`]), else that it is not PEM, with how to paste it.
+/// it holds ([`pem_mistake`]), else that it is not PEM, with how to paste it.
 fn not_pem(pem_box: PemBox, text: &str) -> String {
     let (what, whole) = match pem_box {
         PemBox::Certificate => ("a PEM certificate", "Paste the whole text from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE-----."),
         PemBox::PrivateKey => ("a PEM private key", "Paste the whole text from -----BEGIN PRIVATE KEY----- (or BEGIN RSA PRIVATE KEY) to its END line."),
     };
-    match pem_in_wrong_box(pem_box, text) {
+    match pem_mistake(pem_box, text) {
         Some(said) => format!("{said} {whole}"),
         None => format!("This is not {what}. {whole}"),
     }
@@ -195,10 +195,8 @@ impl CertKey {
             }
         };
         let (_, not_after, _, bits) = read_certificate(&cert_der)?;
-        if key_pem.contains("ENCRYPTED PRIVATE KEY") || key_pem.contains("Proc-Type: 4,ENCRYPTED") {
-            return Err(CertError::Key(
-                "The private key is encrypted with a passphrase. Decrypt it first (openssl pkcs8 -topk8 -nocrypt -in key.pem), then paste it; Mailroom stores it encrypted.".into(),
-            ));
+        if let Some(said) = pem_mistake(PemBox::PrivateKey, key_pem) {
+            return Err(CertError::Key(said.into()));
         }
         let pkcs8 = match PrivateKeyDer::from_pem_slice(key_pem.as_bytes()) {
             Ok(PrivateKeyDer::Pkcs8(k)) => k.secret_pkcs8_der().to_vec(),

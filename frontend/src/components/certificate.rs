@@ -4,7 +4,7 @@
 
 use gloo_net::http::Method;
 use mailroom_shared::api::{CertInfo, Certificates, NewCertificate};
-use mailroom_shared::validate::{pem_in_wrong_box, PemBox};
+use mailroom_shared::validate::{pem_mistake, PemBox};
 use mailroom_shared::FieldMessages;
 use yew::prelude::*;
 
@@ -201,13 +201,13 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
             )
         });
         let mut said = errors.get(id).cloned().unwrap_or_default();
-        // Another PEM block in this box is named as it is pasted.
+        // Another PEM block in this box, or an encrypted key, is named as it is pasted.
         let pem_box = if id == "certificate_pem" {
             PemBox::Certificate
         } else {
             PemBox::PrivateKey
         };
-        if let Some(m) = pem_in_wrong_box(pem_box, state) {
+        if let Some(m) = pem_mistake(pem_box, state) {
             if !said.iter().any(|s| s.starts_with(m)) {
                 said.insert(0, m.to_string());
             }
