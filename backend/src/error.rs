@@ -413,6 +413,13 @@ pub enum BodyError {
         /// The fields it takes, as serde lists them.
         expected: String,
     },
+    /// A field given twice in one object (JSON allows it; which one would
+    /// count is up to the reader).
+    #[error("The field {field} is given twice; give it once.")]
+    Twice {
+        /// Its path, like `to` or `limits.messages_per_hour`.
+        field: String,
+    },
     /// One field has a value of the wrong type.
     #[error("The field {field} has a wrong value: {detail}.")]
     Field {
@@ -426,9 +433,9 @@ pub enum BodyError {
 impl From<BodyError> for AppError {
     fn from(e: BodyError) -> Self {
         match &e {
-            BodyError::Field { field, .. } | BodyError::Unknown { field, .. } => {
-                AppError::field(field, e.to_string())
-            }
+            BodyError::Field { field, .. }
+            | BodyError::Unknown { field, .. }
+            | BodyError::Twice { field } => AppError::field(field, e.to_string()),
             _ => AppError::BadRequest(e.to_string(), FieldMessages::new()),
         }
     }
@@ -760,6 +767,17 @@ fn unknown_field(detail: &str) -> Option<(&str, &str)> {
 /// The error for the value at `path` (the body itself when empty).
 fn wrong_value(path: &str, detail: String) -> BodyError {
     let field = clip(path.strip_prefix("settings.").unwrap_or(path));
+    let at_top = field.is_empty() || field == "." || path == "settings";
+    if let Some(name) = detail
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        let field = match at_top {
+            true => short(name),
+            false => format!("{field}.{}", short(name)),
+        };
+        return BodyError::Twice { field };
+    }
     if field.is_empty() || field == "." {
         return BodyError::Shape(clip(&detail));
     }
@@ -964,6 +982,43 @@ mod tests {
             b"\xEF\xBB\xBF{\"url\": \"https://example.com/\", \"events\": []}",
         );
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    /// A field given twice is named, at the top, in SETTINGS and nested;
+    /// it was a 400 "wrong shape: duplicate field `to`" with no field.
+    #[test]
+    fn a_field_given_twice_is_named() {
+        fn twice<T>(err: Result<T, BodyError>) -> String {
+            match err {
+                Err(e @ BodyError::Twice { .. }) => e.to_string(),
+                other => panic!("{:?}", other.map(|_| ())),
+            }
+        }
+        let message = br#"{"to": ["a@example.org"], "to": ["b@example.org"], "subject": "s"}"#;
+        assert_eq!(
+            twice(parse_json::<mailroom_shared::sending::MessageRequest>(
+                message
+            )),
+            "The field to is given twice; give it once."
+        );
+        let settings = br#"{"settings": {"host": "a", "host": "b"}, "version": 0}"#;
+        assert_eq!(
+            twice(parse_json::<PutSettings>(settings)),
+            "The field host is given twice; give it once."
+        );
+        let nested = br#"{"limits": {"queued_max": 1, "queued_max": 2}}"#;
+        assert_eq!(
+            twice(parse_json::<mailroom_shared::sending::AppChange>(nested)),
+            "The field limits.queued_max is given twice; give it once."
+        );
+        let error: AppError = parse_json::<PutSettings>(settings).unwrap_err().into();
+        let AppError::BadRequest(_, errors) = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(
+            errors["host"],
+            ["The field host is given twice; give it once."]
+        );
     }
 
     #[test]

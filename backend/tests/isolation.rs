@@ -337,6 +337,20 @@ async fn a_field_a_request_does_not_take_is_refused_naming_it_and_nothing_is_mad
             "{answer}"
         );
     }
+    // A field given twice is named too (it was a 400 naming no field).
+    let twice = format!(
+        r#"{{"to": ["{}"], "to": ["{}"], "subject": "s", "text": "x"}}"#,
+        to(),
+        ceo()
+    );
+    let (status, answer) = server
+        .post_message(&key, "", "application/json", twice.into_bytes())
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["errors"]["to"][0], "The field to is given twice; give it once.",
+        "{answer}"
+    );
     let (status, apps) = server.admin(Method::GET, "/api/apps", None).await;
     assert_eq!(status, 200);
     let before = apps["apps"].as_array().unwrap().len();
