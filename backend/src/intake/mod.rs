@@ -179,12 +179,7 @@ fn fields(head: &[u8]) -> Result<Vec<Field>, String> {
             }
             continue;
         }
-        let name = content
-            .iter()
-            .position(|b| *b == b':')
-            .map(|colon| &content[..colon])
-            .filter(|name| !name.is_empty() && name.iter().all(|b| (33..=126).contains(b)));
-        let Some(name) = name else {
+        let Some(name) = field_name(content) else {
             let shown: String = String::from_utf8_lossy(content).chars().take(40).collect();
             if out.is_empty() {
                 return Err(NOT_A_MESSAGE.into());
@@ -201,6 +196,15 @@ fn fields(head: &[u8]) -> Result<Vec<Field>, String> {
         });
     }
     Ok(out)
+}
+
+/// The name of a header line (`Name: value`, without its line end): printable
+/// ASCII up to the first colon; `None` for a line that is not a field.
+fn field_name(line: &[u8]) -> Option<&[u8]> {
+    line.iter()
+        .position(|b| *b == b':')
+        .map(|colon| &line[..colon])
+        .filter(|name| !name.is_empty() && name.iter().all(|b| (33..=126).contains(b)))
 }
 
 /// `@` signs outside quoted strings and comments: one per address a parser
@@ -283,6 +287,12 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         return Err(errors);
     }
     if head.len() > MAX_HEADER_BLOCK {
+        // Plain text with no header at all is that, whatever its size.
+        let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+        if field_name(first).is_none() {
+            errors.push("message", NOT_A_MESSAGE);
+            return Err(errors);
+        }
         errors.push(HEADERS, format!("The header block (everything before the first empty line) is {} bytes; the limit is {MAX_HEADER_BLOCK} (256 KiB). Put long content in the body, and check that an empty line separates the headers from it.", head.len()));
         return Err(errors);
     }
@@ -1020,6 +1030,10 @@ mod tests {
             said.contains("is 262145 bytes; the limit is 262144 (256 KiB)"),
             "{said}"
         );
+        // Plain text of that size, with no header and no empty line, is
+        // called what it is.
+        let text = "Hello, this is a report.\r\n".repeat(MAX_HEADER_BLOCK / 20);
+        assert_eq!(refused(&text, "message"), NOT_A_MESSAGE);
     }
 
     #[test]
