@@ -508,7 +508,6 @@ mod tests {
         (store, tx, claimed.into_iter().map(|m| m.id).collect(), now)
     }
 
-    /// An engine over [`claimed_40`]'s parts, the default profile's.
     /// The bodies of the webhook events stored.
     async fn event_bodies(store: &crate::store::sqlite::SqliteStore) -> Vec<String> {
         store
@@ -544,6 +543,7 @@ mod tests {
         webhooks.changed();
     }
 
+    /// An engine over [`claimed_40`]'s parts, the default profile's.
     pub(super) fn engine_over(
         dir: &std::path::Path,
         store: Arc<crate::store::sqlite::SqliteStore>,
