@@ -767,18 +767,20 @@ fn unknown_field(detail: &str) -> Option<(&str, &str)> {
 /// The error for the value at `path` (the body itself when empty).
 fn wrong_value(path: &str, detail: String) -> BodyError {
     let field = clip(path.strip_prefix("settings.").unwrap_or(path));
-    let at_top = field.is_empty() || field == "." || path == "settings";
+    let body = field.is_empty() || field == ".";
     if let Some(name) = detail
         .strip_prefix("duplicate field `")
         .and_then(|rest| rest.strip_suffix('`'))
     {
-        let field = match at_top {
-            true => short(name),
-            false => format!("{field}.{}", short(name)),
+        // SETTINGS' own fields are named without their envelope.
+        let field = if body || path == "settings" {
+            short(name)
+        } else {
+            format!("{field}.{}", short(name))
         };
         return BodyError::Twice { field };
     }
-    if field.is_empty() || field == "." {
+    if body {
         return BodyError::Shape(clip(&detail));
     }
     match unknown_field(&detail) {

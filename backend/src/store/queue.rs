@@ -571,20 +571,6 @@ pub trait Queue: Send + Sync {
         limit: u32,
         events: ExpiryEvents,
     ) -> Result<Vec<Expired>, StoreError>;
-    /// [`Queue::expire_some`] until none is left, without events: how many ended.
-    async fn expire(&self, cutoff_unix: i64, now: &str) -> Result<u64, StoreError> {
-        let none: ExpiryEvents = Arc::new(|_, _| Vec::new());
-        let mut n = 0;
-        loop {
-            let ended = self
-                .expire_some(cutoff_unix, now, EXPIRE_BATCH, none.clone())
-                .await?;
-            n += ended.len() as u64;
-            if ended.len() < EXPIRE_BATCH as usize {
-                return Ok(n);
-            }
-        }
-    }
     /// Deletes the records of final messages updated before `cutoff`.
     async fn purge(&self, cutoff: &str) -> Result<u64, StoreError>;
     /// Messages by status.

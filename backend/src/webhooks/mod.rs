@@ -159,13 +159,20 @@ impl Webhooks {
         let mut rows = Vec::new();
         for (message, event) in events {
             let targets = self.subscribed(event).await;
-            if targets.is_empty() {
-                continue;
-            }
-            let data = json!({MESSAGE_REF: message});
-            rows.extend(self.rows(targets, event, data, Some(message)));
+            rows.extend(self.message_event(targets, event, message));
         }
         rows
+    }
+
+    /// The rows of one message event for `targets`: the data names the
+    /// message, whose SUMMARY is read at the first try.
+    fn message_event(&self, targets: Vec<String>, event: &str, message: &str) -> Vec<NewDelivery> {
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        let message = message.to_string();
+        let data = json!({MESSAGE_REF: message});
+        self.rows(targets, event, data, Some(&message))
     }
 
     /// A builder of the outbox rows that announce messages `--max-queue-time`
@@ -181,12 +188,7 @@ impl Webhooks {
                 mailroom_shared::sending::Status::Sent => ("message.sent", &sent),
                 _ => ("message.failed", &failed),
             };
-            if targets.is_empty() {
-                return Vec::new();
-            }
-            let message = message.to_string();
-            let data = json!({MESSAGE_REF: message});
-            hooks.rows(targets.clone(), event, data, Some(&message))
+            hooks.message_event(targets.clone(), event, message)
         })
     }
 
