@@ -349,6 +349,70 @@ async fn the_same_idempotency_key_queues_one_message() {
     assert_eq!(again.status().as_u16(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
+    // The same JSON with other spacing and its fields in another order is
+    // the same request.
+    let mut fields: Vec<(String, Value)> = body.as_object().unwrap().clone().into_iter().collect();
+    fields.reverse();
+    let reordered = format!(
+        "{{ {} }}",
+        fields
+            .iter()
+            .map(|(k, v)| format!("{k:?} :  {v}"))
+            .collect::<Vec<_>>()
+            .join(",\n ")
+    );
+    let key_of_app = key.clone();
+    let keyed = |key: &str, content_type: &str, body: Vec<u8>, query: &str| {
+        server
+            .http
+            .post(format!("{}/api/messages{query}", server.url))
+            .bearer_auth(&key_of_app)
+            .header("idempotency-key", key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let same = keyed("order-4711", "application/json", reordered.into_bytes(), "")
+        .await
+        .unwrap();
+    assert_eq!(same.status().as_u16(), 200);
+    assert_eq!(same.json::<Value>().await.unwrap()["id"], first["id"]);
+    // The key with another message: refused, naming the first; nothing queued.
+    let mut other = body.clone();
+    other["subject"] = "twice".into();
+    let reused = keyed(
+        "order-4711",
+        "application/json",
+        other.to_string().into_bytes(),
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(reused.status().as_u16(), 422);
+    let reused: Value = reused.json().await.unwrap();
+    let said = reused["errors"]["idempotency_key"][0].as_str().unwrap();
+    assert!(
+        said.contains(first["id"].as_str().unwrap()) && said.contains("new key"),
+        "{reused}"
+    );
+    // A whole message: the same bytes to another envelope is another request.
+    let raw = format!(
+        "From: {}\r\nTo: {}\r\nSubject: raw\r\n\r\nbody\r\n",
+        mailroom_shared::fixtures::mailer(),
+        addr("a", "example.org")
+    );
+    let raw_to = |who: &str| {
+        let query = format!("?to={}", addr(who, "example.org"));
+        keyed("raw-1", "message/rfc822", raw.clone().into_bytes(), &query)
+    };
+    let raw_first = raw_to("a").await.unwrap();
+    assert_eq!(raw_first.status().as_u16(), 202);
+    let raw_id = raw_first.json::<Value>().await.unwrap()["id"].clone();
+    let raw_again = raw_to("a").await.unwrap();
+    assert_eq!(raw_again.status().as_u16(), 200);
+    assert_eq!(raw_again.json::<Value>().await.unwrap()["id"], raw_id);
+    let raw_elsewhere = raw_to("b").await.unwrap();
+    assert_eq!(raw_elsewhere.status().as_u16(), 422);
     // Two keys: refused, whichever comes first, and nothing queued.
     for keys in [["order-4711", "order-4712"], ["order-4713", "order-4711"]] {
         let mut headers = reqwest::header::HeaderMap::new();
@@ -377,8 +441,9 @@ async fn the_same_idempotency_key_queues_one_message() {
     server
         .wait_status(first["id"].as_str().unwrap(), "sent")
         .await;
+    server.wait_status(raw_id.as_str().unwrap(), "sent").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(rig.smtp.messages().len(), 1);
+    assert_eq!(rig.smtp.messages().len(), 2);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::pg::PgSchema;
 use mailroom_backend::pg::PgStore;
 use mailroom_backend::queue::{
-    AttemptRecord, Enqueued, Lease, ListFilter, NewMessage, Queue, RecipientOutcome,
+    AttemptRecord, Enqueued, IdempotencyKey, Lease, ListFilter, NewMessage, Queue, RecipientOutcome,
 };
 use mailroom_backend::store::{
     CertRow, CertSlot, FailureStore, NewDelivery, ProfileDelete, ProfileRow, Record, SessionStore,
@@ -715,7 +715,10 @@ fn message(id: &str, key: Option<&str>) -> NewMessage {
         ],
         subject: format!("subject of {id}"),
         body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
-        idempotency_key: key.map(str::to_string),
+        idempotency_key: key.map(|key| IdempotencyKey {
+            key: key.into(),
+            request: "the same request".into(),
+        }),
         limits: None,
         now: "2026-11-26T00:00:00Z".into(),
         now_unix: T0,
@@ -939,6 +942,17 @@ async fn the_same_idempotency_key_queues_one_message(f: Fixture) {
         }
     }
     assert_eq!(s.queue.counts().await.unwrap()[&Status::Queued], 1);
+    // The key with another request: refused, naming the first, nothing kept.
+    let mut other = message("msg_reused", Some("nightly-1"));
+    if let Some(k) = other.idempotency_key.as_mut() {
+        k.request = "another request".into();
+    }
+    assert_eq!(
+        s.queue.enqueue(other).await.unwrap(),
+        Enqueued::KeyReused(new[0].clone())
+    );
+    assert_eq!(s.queue.counts().await.unwrap()[&Status::Queued], 1);
+    assert!(s.queue.details("msg_reused").await.unwrap().is_none());
     // Another key is another message.
     assert!(matches!(
         s.queue

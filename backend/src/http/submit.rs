@@ -13,7 +13,7 @@ use crate::apps;
 use crate::auth::client_ip;
 use crate::error::{check_body_headers, is_json, parse_json, sent_twice, AppError, BodyError};
 use crate::intake::{self, Sending};
-use crate::queue::Enqueued;
+use crate::queue::{Enqueued, IdempotencyKey};
 
 /// Whether a `Content-Type` is `message/rfc822`.
 fn is_rfc822(content_type: Option<&axum::http::HeaderValue>) -> bool {
@@ -123,22 +123,40 @@ async fn submit(
     let saved = s.settings.for_profile(&app.profile).load_settings().await?;
     let policy = FromPolicy::new(saved.as_ref(), &app.allowed_from);
     let settings = saved.as_ref();
-    let built = if raw {
+    let keyed = idempotency_key.is_some();
+    let (built, request) = if raw {
         let (from, to) = envelope;
-        intake::check(
-            &bytes,
-            intake::Envelope { from, to },
-            &intake::Rules {
-                policy: &policy,
-                settings,
-                rewrite_from: app.rewrite_from,
-            },
-        )
+        let request = keyed.then(|| {
+            let mut parts = vec![
+                &b"message/rfc822"[..],
+                from.as_deref().unwrap_or("").as_bytes(),
+            ];
+            parts.extend(to.iter().map(String::as_bytes));
+            parts.push(&bytes);
+            request_digest(&parts)
+        });
+        let rules = intake::Rules {
+            policy: &policy,
+            settings,
+            rewrite_from: app.rewrite_from,
+        };
+        let built = intake::check(&bytes, intake::Envelope { from, to }, &rules);
+        (built, request)
     } else {
         let body: MessageRequest = parse_json(&bytes).map_err(unknown_field)?;
-        intake::json::build(&body, &policy, settings, app.rewrite_from)
-    }
-    .map_err(invalid)?;
+        // As serde_json writes it back: the same message with other spacing
+        // or another order of its fields is the same request.
+        let request = keyed.then(|| {
+            let written = serde_json::to_vec(&body).unwrap_or_default();
+            request_digest(&[b"application/json", &written])
+        });
+        let built = intake::json::build(&body, &policy, settings, app.rewrite_from);
+        (built, request)
+    };
+    let built = built.map_err(invalid)?;
+    let idempotency_key = idempotency_key
+        .zip(request)
+        .map(|(key, request)| IdempotencyKey { key, request });
     if built.body.len() as u64 > s.max_message_size {
         return Err(AppError::message_too_large(s.max_message_size));
     }
@@ -161,6 +179,12 @@ async fn submit(
             ))
         }
         Enqueued::Repeat(id, status) => Ok((StatusCode::OK, Json(Submitted { id, status }))),
+        Enqueued::KeyReused(id) => Err(invalid(FieldMessages::from([(
+            "idempotency_key",
+            vec![format!(
+                "This Idempotency-Key was used in the last 24 hours for another request, which queued {id}; nothing was queued now. A retry must send the same message as the first request; a new message needs a new key."
+            )],
+        )]))),
         Enqueued::Limited(hit) => {
             tracing::info!(app = %app.id, limit = hit.name, "submission refused at a limit");
             s.metrics
@@ -170,6 +194,19 @@ async fn submit(
             Err(AppError::limited(hit.text(), hit.retry_after))
         }
     }
+}
+
+/// A digest of what a request asks to send, for its `Idempotency-Key`
+/// (hex SHA-256 over each part, each prefixed by its length, so no two lists
+/// of parts read alike).
+fn request_digest(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    hex::encode(h.finalize())
 }
 
 /// The largest request body of `POST /api/messages`: the largest message

@@ -3,7 +3,7 @@
 //! sendmail (over HTTP) all end here.
 
 use crate::apps::{self, AppsState};
-use crate::queue::{Enqueued, NewMessage};
+use crate::queue::{Enqueued, IdempotencyKey, NewMessage};
 use crate::settings::SettingsRepo;
 
 use time::format_description::well_known::{Rfc2822, Rfc3339};
@@ -39,7 +39,7 @@ impl Sending {
         app: Option<&mailroom_shared::sending::App>,
         source: Option<String>,
         built: Checked,
-        idempotency_key: Option<String>,
+        idempotency_key: Option<IdempotencyKey>,
         trace: &Trace,
     ) -> Result<Enqueued, crate::store::StoreError> {
         let app_id = app.map(|a| a.id.as_str());

@@ -434,6 +434,11 @@ impl Session {
                     .inc();
                 self.refuse(451, "4.7.1", &hit.text());
             }
+            // The relay takes no idempotency key, so no other request can
+            // hold one; answered as nothing stored, should that change.
+            Ok(Enqueued::KeyReused(_)) => {
+                self.reply(451, "4.3.0", "Not queued; try again later");
+            }
             Ok(Enqueued::New(id)) | Ok(Enqueued::Repeat(id, _)) => {
                 tracing::info!(%id, app = ?app_id, peer = %self.peer, "message queued over SMTP");
                 self.shared.sending.metrics.relay_accepted.inc();

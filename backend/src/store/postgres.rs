@@ -1111,12 +1111,12 @@ impl PgStore {
                 let taken = tx
                     .execute(
                         &prepared(tx, sql::TAKE_IDEMPOTENCY_KEY).await?,
-                        &[app, key, &m.id, &m.now_unix],
+                        &[app, &key.key, &m.id, &m.now_unix, &key.request],
                     )
                     .await?;
                 if taken == 0 {
                     let row = tx
-                        .query_one(&prepared(tx, sql::IDEMPOTENT_TWIN).await?, &[app, key])
+                        .query_one(&prepared(tx, sql::IDEMPOTENT_TWIN).await?, &[app, &key.key])
                         .await?;
                     let twin = row.text(0)?;
                     // A twin in this batch is not stored yet: it is queued.
@@ -1125,7 +1125,8 @@ impl PgStore {
                         None if accepted.iter().any(|a| batch[*a].id == twin) => Status::Queued,
                         None => Status::Sent,
                     };
-                    out[i] = Some(Enqueued::Repeat(twin, status));
+                    let digest = row.opt_text(2)?;
+                    out[i] = Some(super::twin(twin, status, digest.as_deref(), key));
                     continue;
                 }
             }
@@ -1140,7 +1141,7 @@ impl PgStore {
                         // Refused: the key is not taken either.
                         tx.execute(
                             "DELETE FROM idempotency WHERE app_id = $1 AND key = $2",
-                            &[app, key],
+                            &[app, &key.key],
                         )
                         .await?;
                     }

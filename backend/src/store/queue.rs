@@ -232,8 +232,8 @@ pub struct NewMessage {
     pub subject: String,
     /// The whole message, Bcc removed, Message-ID and Date set.
     pub body: Vec<u8>,
-    /// `Idempotency-Key`.
-    pub idempotency_key: Option<String>,
+    /// `Idempotency-Key`, with the request it came with.
+    pub idempotency_key: Option<IdempotencyKey>,
     /// The app's limits, checked in the same transaction that stores it.
     pub limits: Option<mailroom_shared::sending::AppLimits>,
     /// RFC 3339 now.
@@ -244,13 +244,27 @@ pub struct NewMessage {
     pub profile: String,
 }
 
+/// An app's `Idempotency-Key` and a digest of the request that carried it:
+/// a repeat must be the same request, or it is another message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The header's value.
+    pub key: String,
+    /// The request's digest (hex SHA-256; see `http::submit`).
+    pub request: String,
+}
+
 /// What storing a message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     /// Stored now.
     New(String),
-    /// The same idempotency key was used before: that message, untouched.
+    /// The same idempotency key was used before, with the same request: that
+    /// message, untouched.
     Repeat(String, Status),
+    /// The same idempotency key was used before with another request (that
+    /// message's id): nothing was stored.
+    KeyReused(String),
     /// Refused: the app is at one of its limits; nothing was stored.
     Limited(LimitHit),
 }

@@ -148,7 +148,15 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_EXPIRY_INDEXES,
     MIGRATION_FINAL_BY_AGE,
     MIGRATION_CANCELLED_RECIPIENTS,
+    MIGRATION_IDEMPOTENT_REQUEST,
 ];
+
+/// Step 20: each idempotency key keeps a digest of the request it came with,
+/// so a later request with the key and another body is refused rather than
+/// answered with the first message (which lost the second without a word).
+/// Keys taken before have none, and answer as they did.
+pub const MIGRATION_IDEMPOTENT_REQUEST: &str =
+    "ALTER TABLE idempotency ADD COLUMN request_digest TEXT;";
 
 /// Step 19: a cancelled message's recipients still waiting are cancelled
 /// with it, as `cancel` now does; those of messages cancelled before kept

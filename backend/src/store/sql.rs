@@ -266,12 +266,16 @@ pub(crate) const WAITING: &str = "SELECT COUNT(*) FROM messages WHERE app_id = ?
 pub(crate) const WAITING_UP_TO: &str = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
      WHERE app_id = ?1 AND status IN ('queued', 'deferred', 'sending') LIMIT ?2) w";
 pub(crate) const DELETE_OLD_IDEMPOTENCY: &str = "DELETE FROM idempotency WHERE created_unix < ?1";
-/// Takes an idempotency key; no row changed when it was taken before.
+/// Takes an idempotency key for request digest `?5`; no row changed when it
+/// was taken before.
 pub(crate) const TAKE_IDEMPOTENCY_KEY: &str =
-    "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES (?1, ?2, ?3, ?4)
+    "INSERT INTO idempotency (app_id, key, message_id, created_unix, request_digest)
+     VALUES (?1, ?2, ?3, ?4, ?5)
      ON CONFLICT (app_id, key) DO NOTHING";
-/// The message that took key `?2` of app `?1`, and its status.
-pub(crate) const IDEMPOTENT_TWIN: &str = "SELECT i.message_id, m.status FROM idempotency i
+/// The message that took key `?2` of app `?1`, its status, and the digest of
+/// the request that took it (`NULL` for keys taken before there were digests).
+pub(crate) const IDEMPOTENT_TWIN: &str =
+    "SELECT i.message_id, m.status, i.request_digest FROM idempotency i
      LEFT JOIN messages m ON m.id = i.message_id
      WHERE i.app_id = ?1 AND i.key = ?2";
 pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count, profile)

@@ -609,13 +609,15 @@ fn enqueue_in(
         // Wins the key, or finds who did.
         let taken = tx
             .prepare_cached(sql::TAKE_IDEMPOTENCY_KEY)?
-            .execute(params![app, key, m.id, m.now_unix])?;
+            .execute(params![app, key.key, m.id, m.now_unix, key.request])?;
         if taken == 0 {
-            return tx.query_row(sql::IDEMPOTENT_TWIN, params![app, key], |r| {
+            return tx.query_row(sql::IDEMPOTENT_TWIN, params![app, key.key], |r| {
                 let status = r.opt_text(1)?;
-                Ok(Enqueued::Repeat(
+                Ok(super::twin(
                     r.text(0)?,
                     status.as_deref().map(status_of).unwrap_or(Status::Sent),
+                    r.opt_text(2)?.as_deref(),
+                    key,
                 ))
             });
         }
@@ -1645,6 +1647,7 @@ impl WebhookStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::IdempotencyKey;
     use crate::store::{transcript_without_content, SCHEMA};
     use rusqlite_migration::{Migrations, M};
 
@@ -1670,6 +1673,37 @@ mod tests {
         );
         let cut = "S: 354 go\nC: body line\n";
         assert!(!transcript_without_content(cut).contains("body line"));
+    }
+
+    #[tokio::test]
+    async fn a_key_taken_before_requests_had_digests_answers_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+        store
+            .enqueue(message("msg_old", b"x".to_vec()))
+            .await
+            .unwrap();
+        // As step 20 left a key taken by an earlier release: no digest.
+        store
+            .with_conn(|c| {
+                c.execute(
+                    "INSERT INTO idempotency (app_id, key, message_id, created_unix) VALUES ('app_1', 'k', 'msg_old', 1795000000)",
+                    [],
+                )
+                .map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        let mut again = message("msg_new", b"y".to_vec());
+        again.idempotency_key = Some(IdempotencyKey {
+            key: "k".into(),
+            request: "any".into(),
+        });
+        assert_eq!(
+            store.enqueue(again).await.unwrap(),
+            Enqueued::Repeat("msg_old".into(), Status::Queued)
+        );
+        assert_eq!(store.counts().await.unwrap()[&Status::Queued], 1);
     }
 
     /// Claims up to eight due messages of the default profile.
@@ -2051,17 +2085,21 @@ mod tests {
             messages_per_hour: Some(2),
             ..AppLimits::default()
         };
-        let with = |id: &str, key: Option<&str>| {
+        let with = |id: &str, key: Option<(&str, &str)>| {
             let mut m = message(id, b"x".to_vec());
             m.limits = Some(limits);
-            m.idempotency_key = key.map(str::to_string);
+            m.idempotency_key = key.map(|(key, request)| IdempotencyKey {
+                key: key.into(),
+                request: request.into(),
+            });
             m
         };
         let batch = vec![
-            with("msg_1", Some("k")),
-            with("msg_twin", Some("k")),
+            with("msg_1", Some(("k", "first"))),
+            with("msg_twin", Some(("k", "first"))),
             with("msg_2", None),
             with("msg_3", None),
+            with("msg_other", Some(("k", "another request"))),
         ];
         let out = store
             .with_conn(move |c| enqueue_batch(c, batch))
@@ -2078,6 +2116,11 @@ mod tests {
             matches!(out[3], Ok(Enqueued::Limited(_))),
             "the third within the hour: {:?}",
             out[3]
+        );
+        assert_eq!(
+            out[4].as_ref().unwrap(),
+            &Enqueued::KeyReused("msg_1".into()),
+            "the key with another request"
         );
         assert_eq!(store.counts().await.unwrap()[&Status::Queued], 2);
         // Through the committer: 64 at once, every one stored and answered.
