@@ -22,6 +22,21 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v.get(k).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// How many of a message's recipients a chat post names.
+const RECIPIENTS_SHOWN: usize = 5;
+
+/// The first [`RECIPIENTS_SHOWN`] recipients, then how many more. A message
+/// may have 500, and their addresses made a post of 17 KB and more: Microsoft
+/// documents 28 KB for a Teams post, and posts of 14 to 20 KB have been
+/// refused with `413` in practice. A refused post was retried until it
+/// failed, and the channel never heard of the message at all.
+fn recipients(to: &[&str]) -> String {
+    match to.len().checked_sub(RECIPIENTS_SHOWN) {
+        Some(more) if more > 0 => format!("{} and {more} more", to[..RECIPIENTS_SHOWN].join(", ")),
+        _ => to.join(", "),
+    }
+}
+
 /// Describes a Standard Webhooks body `{"type", "timestamp", "data"}`.
 pub fn describe(event: &Value) -> Said {
     let data = &event["data"];
@@ -35,7 +50,7 @@ pub fn describe(event: &Value) -> Said {
             "“{}” from {} to {} ({})",
             s(data, "subject"),
             s(data, "from"),
-            to.join(", "),
+            recipients(&to),
             s(data, "id")
         )
     };
@@ -274,6 +289,31 @@ mod tests {
             text.contains("*Mailroom: a message was sent*") && !text.contains("Fix"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_message_to_many_names_its_first_recipients_and_counts_the_rest() {
+        let mut event = hostile();
+        let to: Vec<String> = (0..500)
+            .map(|i| {
+                format!(
+                    "{}@{}",
+                    format_args!("person.{i:03}.long-name"),
+                    "example.org"
+                )
+            })
+            .collect();
+        event["data"]["to"] = json!(to);
+        event["data"]["subject"] = json!("x".repeat(998));
+        for format in [Format::Slack, Format::Teams] {
+            let post = chat(format, &event, Some("https://mail.contoso.com")).to_string();
+            assert!(post.len() < 4_000, "{} bytes", post.len());
+            assert!(post.contains(&to[4]) && !post.contains(&to[5]), "{post}");
+            assert!(post.contains("and 495 more"), "{post}");
+        }
+        event["data"]["to"] = json!(to[..5]);
+        let text = chat(Format::Slack, &event, None).to_string();
+        assert!(text.contains(&to[4]) && !text.contains("more"), "{text}");
     }
 
     #[test]
