@@ -376,10 +376,19 @@ impl Outbox {
 }
 
 async fn subscribe(hooks: &Webhooks, url: String, events: &[&str]) -> (String, String) {
+    subscribe_as(hooks, url, events, Format::Standard).await
+}
+
+async fn subscribe_as(
+    hooks: &Webhooks,
+    url: String,
+    events: &[&str],
+    format: Format,
+) -> (String, String) {
     let w = new_webhook(
         url,
         events.iter().map(|e| e.to_string()).collect(),
-        Format::Standard,
+        format,
         "2026-12-01T00:00:00Z".into(),
     );
     let secret = mailroom_backend::webhooks::new_secret();
@@ -397,6 +406,18 @@ async fn subscribe(hooks: &Webhooks, url: String, events: &[&str]) -> (String, S
         .unwrap();
     hooks.changed();
     (w.id, secret)
+}
+
+/// `webhook_failures_total` as the text format writes it.
+fn failures_counted(metrics: &Metrics) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &{
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register("webhook_failures", "", metrics.webhook_failures.clone());
+        r
+    })
+    .unwrap();
+    out
 }
 
 #[tokio::test]
@@ -436,19 +457,132 @@ async fn a_failing_receiver_is_retried_on_schedule_with_one_id_and_fresh_signatu
         (log[0].attempts, log[0].status.as_str(), log[0].last_status),
         (8, "failed", Some(500))
     );
-    let text = {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &{
-            let mut r = prometheus_client::registry::Registry::default();
-            r.register("webhook_failures", "", metrics.webhook_failures.clone());
-            r
-        })
-        .unwrap();
-        out
-    };
+    let text = failures_counted(&metrics);
     assert!(
         text.contains(&format!("webhook_failures_total{{webhook=\"{id}\"}} 8")),
         "{text}"
+    );
+}
+
+/// The events one chat post stands for: "Mailroom: 22 events", or one.
+fn events_in(title: &str) -> usize {
+    title
+        .strip_prefix("Mailroom: ")
+        .and_then(|t| t.strip_suffix(" events"))
+        .map_or(1, |n| n.parse().unwrap())
+}
+
+/// The posts the receiver got at `path`.
+fn posts(receiver: &FakeReceiver, path: &str) -> Vec<Hook> {
+    receiver
+        .hooks()
+        .into_iter()
+        .filter(|h| h.path == path)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_burst_goes_to_a_chat_channel_in_a_few_posts_and_to_a_receiver_one_by_one() {
+    let receiver = FakeReceiver::start().await;
+    let outbox = Outbox::new();
+    let (hooks, _) = outbox.open(Duration::from_secs(5));
+    let paused = ["delivery.paused"];
+    let (slack, _) = subscribe_as(&hooks, receiver.url("/slack"), &paused, Format::Slack).await;
+    let (teams, _) = subscribe_as(&hooks, receiver.url("/teams"), &paused, Format::Teams).await;
+    let (standard, secret) = subscribe(&hooks, receiver.url("/standard"), &paused).await;
+    for i in 0..40 {
+        let data = json!({"profile": format!("p{i}"), "message": format!("pause {i}")});
+        hooks.emit("delivery.paused", data).await;
+    }
+    while hooks.send_due().await > 0 {}
+    let to_slack = posts(&receiver, "/slack");
+    let to_teams = posts(&receiver, "/teams");
+    // 120 deliveries claimed 64 at a time: two rounds, a post each.
+    assert!(
+        to_slack.len() <= 2 && to_teams.len() <= 2,
+        "{} Slack and {} Teams posts for 40 events",
+        to_slack.len(),
+        to_teams.len()
+    );
+    let in_slack: usize = to_slack
+        .iter()
+        .map(|h| {
+            events_in(
+                h.json()["text"]
+                    .as_str()
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .trim_matches('*'),
+            )
+        })
+        .sum();
+    let in_teams: usize = to_teams
+        .iter()
+        .map(|h| {
+            let card = &h.json()["attachments"][0]["content"];
+            events_in(card["body"][0]["text"].as_str().unwrap())
+        })
+        .sum();
+    assert_eq!((in_slack, in_teams), (40, 40));
+    let one_by_one = posts(&receiver, "/standard");
+    assert_eq!(one_by_one.len(), 40, "one request per event");
+    for h in &one_by_one {
+        assert_eq!(verified(&secret, h)["type"], "delivery.paused");
+    }
+    for id in [&slack, &teams, &standard] {
+        let log = hooks.store().deliveries(id, 100).await.unwrap();
+        assert_eq!(log.len(), 40);
+        assert!(log.iter().all(|d| d.status == "delivered"), "{log:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_post_is_retried_for_every_event_it_held() {
+    let receiver = FakeReceiver::start().await;
+    receiver.always(Answer::Status(429));
+    let outbox = Outbox::new();
+    let (hooks, metrics) = outbox.open(Duration::from_secs(5));
+    let (id, _) = subscribe_as(
+        &hooks,
+        receiver.url("/slack"),
+        &["delivery.paused"],
+        Format::Slack,
+    )
+    .await;
+    for i in 0..40 {
+        let data = json!({"profile": format!("p{i}"), "message": format!("pause {i}")});
+        hooks.emit("delivery.paused", data).await;
+    }
+    assert_eq!(hooks.send_due().await, 40);
+    assert_eq!(receiver.hooks().len(), 1);
+    let log = hooks.store().deliveries(&id, 100).await.unwrap();
+    assert!(
+        log.iter()
+            .all(|d| (d.status.as_str(), d.attempts, d.last_status) == ("pending", 1, Some(429))),
+        "{log:?}"
+    );
+    // One refused request is one failure counted, whatever it held.
+    let text = failures_counted(&metrics);
+    assert!(
+        text.contains(&format!("webhook_failures_total{{webhook=\"{id}\"}} 1")),
+        "{text}"
+    );
+    receiver.release();
+    outbox.clock.advance(Duration::from_secs(5));
+    assert_eq!(hooks.send_due().await, 40);
+    let got = receiver.hooks();
+    assert_eq!(got.len(), 2);
+    assert!(got[1].json()["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("*Mailroom: 40 events*"));
+    let log = hooks.store().deliveries(&id, 100).await.unwrap();
+    assert!(
+        log.iter()
+            .all(|d| (d.status.as_str(), d.attempts) == ("delivered", 2)),
+        "{log:?}"
     );
 }
 

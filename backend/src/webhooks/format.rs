@@ -156,15 +156,104 @@ fn teams_text(text: &str) -> String {
     text.replace("](", "] (")
 }
 
+/// An event's kind in a digest: its title without the product's name.
+fn kind_of(s: &Said) -> &str {
+    s.title.trim_start_matches("Mailroom: ")
+}
+
+/// Events one post shows one by one; the rest are counted.
+pub const DIGEST_SHOWN: usize = 10;
+
+/// One part of a post: an optional heading (a digest's kind of event), what
+/// happened, and the fix.
+struct Part<'a> {
+    head: Option<&'a str>,
+    what: &'a str,
+    fix: Option<&'a str>,
+}
+
 /// The body for a chat format.
 pub fn chat(format: Format, event: &Value, public_url: Option<&str>) -> Value {
-    let said = describe(event);
-    let link = public_url.map(|u| format!("{}/{}", u.trim_end_matches('/'), said.route));
+    chat_digest(format, std::slice::from_ref(event), public_url)
+}
+
+/// One post for `events` (at least one; one gives [`chat`]'s post), all due
+/// at once for one chat webhook. A burst (a long pause ended by
+/// `--max-queue-time`, a recipient domain refusing every message) made one
+/// post per message, and Slack and Teams take about one a second: the
+/// channel was flooded, and the rest retried and could fail unheard. The
+/// title counts the events, a line counts each kind, the first
+/// [`DIGEST_SHOWN`] follow with their fix (once while it repeats), and the
+/// rest are counted.
+pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -> Value {
+    let said: Vec<Said> = events.iter().map(describe).collect();
+    // Each kind with its count, in the order first seen.
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for s in &said {
+        match kinds.iter_mut().find(|(k, _)| *k == kind_of(s)) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind_of(s), 1)),
+        }
+    }
+    let counts = kinds
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (title, route, parts, more) = match said.as_slice() {
+        [one] => {
+            let part = Part {
+                head: None,
+                what: &one.what,
+                fix: one.fix.as_deref(),
+            };
+            (one.title.clone(), one.route, vec![part], 0)
+        }
+        _ => {
+            let route = match said.first() {
+                Some(first) if said.iter().all(|s| s.route == first.route) => first.route,
+                _ => "#/activity",
+            };
+            let mut parts = vec![Part {
+                head: None,
+                what: &counts,
+                fix: None,
+            }];
+            let shown = &said[..said.len().min(DIGEST_SHOWN)];
+            let mut last_fix = None;
+            for s in shown {
+                let fix = s.fix.as_deref();
+                parts.push(Part {
+                    head: Some(kind_of(s)),
+                    what: &s.what,
+                    fix: fix.filter(|f| last_fix != Some(*f)),
+                });
+                last_fix = fix;
+            }
+            let title = format!("Mailroom: {} events", said.len());
+            (title, route, parts, said.len() - shown.len())
+        }
+    };
+    let tail = (more > 0).then(|| format!("… and {more} more, each in Activity."));
+    let link = public_url.map(|u| format!("{}/{}", u.trim_end_matches('/'), route));
     match format {
         Format::Slack => {
-            let mut text = format!("*{}*\n{}", slack_text(&said.title), slack_text(&said.what));
-            if let Some(fix) = &said.fix {
-                text.push_str(&format!("\n*Fix:* {}", slack_text(fix)));
+            let mut text = format!("*{}*", slack_text(&title));
+            for p in &parts {
+                match p.head {
+                    Some(head) => text.push_str(&format!(
+                        "\n• *{}*: {}",
+                        slack_text(head),
+                        slack_text(p.what)
+                    )),
+                    None => text.push_str(&format!("\n{}", slack_text(p.what))),
+                }
+                if let Some(fix) = p.fix {
+                    text.push_str(&format!("\n*Fix:* {}", slack_text(fix)));
+                }
+            }
+            if let Some(tail) = &tail {
+                text.push_str(&format!("\n{tail}"));
             }
             if let Some(link) = &link {
                 text.push_str(&format!("\n<{link}|Open Mailroom>"));
@@ -172,14 +261,25 @@ pub fn chat(format: Format, event: &Value, public_url: Option<&str>) -> Value {
             json!({ "text": text })
         }
         _ => {
+            let block = |text: String| json!({"type": "TextBlock", "text": text, "wrap": true});
             let mut body = vec![
-                json!({"type": "TextBlock", "text": teams_text(&said.title), "weight": "Bolder", "size": "Medium", "wrap": true}),
-                json!({"type": "TextBlock", "text": teams_text(&said.what), "wrap": true}),
+                json!({"type": "TextBlock", "text": teams_text(&title), "weight": "Bolder", "size": "Medium", "wrap": true}),
             ];
-            if let Some(fix) = &said.fix {
-                body.push(
-                    json!({"type": "TextBlock", "text": format!("Fix: {}", teams_text(fix)), "wrap": true}),
-                );
+            for p in &parts {
+                body.push(match p.head {
+                    Some(head) => {
+                        let mut b = block(format!("{}: {}", teams_text(head), teams_text(p.what)));
+                        b["separator"] = json!(true);
+                        b
+                    }
+                    None => block(teams_text(p.what)),
+                });
+                if let Some(fix) = p.fix {
+                    body.push(block(format!("Fix: {}", teams_text(fix))));
+                }
+            }
+            if let Some(tail) = tail {
+                body.push(block(tail));
             }
             let mut card = json!({
                 "type": "AdaptiveCard",
@@ -314,6 +414,61 @@ mod tests {
         event["data"]["to"] = json!(to[..5]);
         let text = chat(Format::Slack, &event, None).to_string();
         assert!(text.contains(&to[4]) && !text.contains("more"), "{text}");
+    }
+
+    #[test]
+    fn a_burst_is_one_post_counting_each_kind_and_showing_the_first_ten() {
+        let mut events: Vec<Value> = (0..30)
+            .map(|i| {
+                let mut e = hostile();
+                e["data"]["id"] = json!(format!("msg_{i}"));
+                e
+            })
+            .collect();
+        events.insert(3, paused());
+        events.extend((0..6).map(|i| {
+            json!({"type": "message.deferred", "data": {"id": format!("msg_d{i}"), "subject": "later",
+                "last_error": {"message": "451 4.4.0 try later"}}})
+        }));
+        let text = chat_digest(Format::Slack, &events, Some("https://mail.contoso.com"))["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(text.starts_with("*Mailroom: 37 events*\na message failed: 30; delivery is paused: 1; a message was deferred: 6\n"), "{text}");
+        assert_eq!(text.matches("\n• *").count(), DIGEST_SHOWN, "{text}");
+        assert!(
+            text.contains("(msg_8)") && !text.contains("(msg_9)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n… and 27 more, each in Activity."),
+            "{text}"
+        );
+        // A fix once while it repeats: the failures', the pause's, the failures' again.
+        assert_eq!(text.matches("*Fix:* Open the message").count(), 2, "{text}");
+        assert_eq!(
+            text.matches("*Fix:* Create a new client secret.").count(),
+            1
+        );
+        // Mixed pages: the link goes to Activity; what senders wrote stays text.
+        assert!(
+            text.ends_with("\n<https://mail.contoso.com/#/activity|Open Mailroom>"),
+            "{text}"
+        );
+        assert_eq!(text.matches('<').count(), 1, "{text}");
+        let teams = chat_digest(Format::Teams, &events, None);
+        let body = &teams["attachments"][0]["content"]["body"];
+        assert_eq!(body[0]["text"], "Mailroom: 37 events");
+        let blocks = body.to_string();
+        assert!(
+            blocks.contains("a message failed: 30; delivery is paused: 1"),
+            "{blocks}"
+        );
+        assert!(
+            blocks.contains("… and 27 more") && !blocks.contains("]("),
+            "{blocks}"
+        );
+        assert!(blocks.len() < 12_000, "{} bytes", blocks.len());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures_util::StreamExt;
 use mailroom_shared::webhooks::{Format, Webhook, WebhookTest};
 use rand::RngCore;
 use serde_json::{json, Value};
@@ -29,8 +30,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const RETRY_AFTER_SECS: &[i64] = &[5, 30, 120, 600, 3600, 4 * 3600, 8 * 3600];
 /// How long a claimed delivery stays this server's.
 const LEASE_SECS: i64 = 120;
-/// Deliveries sent at once by one server.
-const BATCH: i64 = 8;
+/// Deliveries claimed in one round. A chat webhook's due deliveries of a
+/// round go as one post, so a burst of events reaches its channel in a few.
+const BATCH: i64 = 64;
+/// Requests at once by one server. With [`REQUEST_TIMEOUT`], a round of
+/// [`BATCH`] takes at most 80 s, inside its claim's [`LEASE_SECS`].
+const SENDS_AT_ONCE: usize = 8;
 /// How often the outbox is looked at without a wake-up.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -368,11 +373,34 @@ impl Webhooks {
         id: &str,
         body: &str,
     ) -> Sent {
-        let payload = match format {
-            Format::Standard => body.to_string(),
-            other => {
-                let event: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-                format::chat(other, &event, self.public_url.as_deref()).to_string()
+        self.post(url, format, secret, id, &[body]).await
+    }
+
+    /// Sends `bodies` (events' Standard Webhooks bodies) in one request,
+    /// signed as `id`: a Standard webhook takes one, a chat webhook gets one
+    /// post for them all ([`format::chat_digest`]).
+    async fn post(
+        &self,
+        url: &str,
+        format: Format,
+        secret: &str,
+        id: &str,
+        bodies: &[&str],
+    ) -> Sent {
+        let payload = match (format, bodies) {
+            (Format::Standard, [body]) => body.to_string(),
+            (Format::Standard, _) => {
+                return Sent {
+                    status: None,
+                    error: Some(format!("{} events for one request", bodies.len())),
+                }
+            }
+            (chat, _) => {
+                let events: Vec<Value> = bodies
+                    .iter()
+                    .map(|b| serde_json::from_str(b).unwrap_or(Value::Null))
+                    .collect();
+                format::chat_digest(chat, &events, self.public_url.as_deref()).to_string()
             }
         };
         // Fresh for every request: receivers refuse one more than 5 minutes off.
@@ -520,24 +548,46 @@ impl Webhooks {
             }
         };
         let n = due.len();
-        let sends = due.into_iter().map(|d| {
+        // A chat webhook's deliveries go together; each other one alone.
+        let mut units: Vec<(Option<WebhookRow>, Vec<DueDelivery>)> = Vec::new();
+        for d in due {
             let hook = hooks.get(&d.webhook_id).cloned();
-            async move { self.deliver(d, hook).await }
-        });
-        futures_util::future::join_all(sends).await;
+            let chat = hook
+                .as_ref()
+                .is_some_and(|h| h.webhook.format != Format::Standard);
+            match units
+                .iter_mut()
+                .find(|(h, _)| chat && h.as_ref().is_some_and(|h| h.webhook.id == d.webhook_id))
+            {
+                Some((_, together)) => together.push(d),
+                None => units.push((hook, vec![d])),
+            }
+        }
+        futures_util::stream::iter(units)
+            .map(|(hook, due)| self.deliver(due, hook))
+            .buffer_unordered(SENDS_AT_ONCE)
+            .for_each(|()| async {})
+            .await;
         n
     }
 
-    async fn deliver(&self, mut d: DueDelivery, hook: Option<WebhookRow>) {
-        match self.settle(&d).await {
-            Ok(Some(body)) => d.body = body,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read a webhook event's message");
-                return;
+    /// Sends `due` (one delivery, or a chat webhook's several) in one
+    /// request and records its outcome on each.
+    async fn deliver(&self, due: Vec<DueDelivery>, hook: Option<WebhookRow>) {
+        let mut ready = Vec::with_capacity(due.len());
+        for mut d in due {
+            match self.settle(&d).await {
+                Ok(Some(body)) => {
+                    d.body = body;
+                    ready.push(d);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "cannot read a webhook event's message"),
             }
         }
-        let attempts = d.attempts + 1;
+        let Some(first) = ready.first() else {
+            return;
+        };
         let sent = match &hook {
             None => Sent {
                 status: None,
@@ -545,14 +595,10 @@ impl Webhooks {
             },
             Some(row) => match self.secret_of(row) {
                 Ok(secret) => {
-                    self.send(
-                        &row.webhook.url,
-                        row.webhook.format,
-                        secret.expose(),
-                        &d.id,
-                        &d.body,
-                    )
-                    .await
+                    let bodies: Vec<&str> = ready.iter().map(|d| d.body.as_str()).collect();
+                    let w = &row.webhook;
+                    self.post(&w.url, w.format, secret.expose(), &first.id, &bodies)
+                        .await
                 }
                 Err(e) => Sent {
                     status: None,
@@ -560,30 +606,39 @@ impl Webhooks {
                 },
             },
         };
-        let now = self.clock.wall().unix_timestamp();
-        let (status, next_unix) = match (&sent.error, next_retry(attempts, now)) {
-            (None, _) => ("delivered", now),
-            (Some(_), _) if hook.is_none() => ("failed", now),
-            (Some(_), Some(next)) => ("pending", next),
-            (Some(_), None) => ("failed", now),
-        };
         if let Some(e) = &sent.error {
-            let webhook = d.webhook_id.clone();
+            let webhook = first.webhook_id.clone();
             self.metrics
                 .webhook_failures
                 .get_or_create(&crate::metrics::WebhookLabel { webhook })
                 .inc();
-            tracing::warn!(webhook = %d.webhook_id, id = %d.id, attempts, error = %e, status, "webhook delivery failed");
+            tracing::warn!(webhook = %first.webhook_id, id = %first.id, events = ready.len(), error = %e, "webhook delivery failed");
         }
+        for d in &ready {
+            self.record(d, hook.is_some(), &sent).await;
+        }
+    }
+
+    /// Records one delivery's request: delivered, due again on the retry
+    /// schedule, or failed (after the last retry, or its webhook deleted).
+    async fn record(&self, d: &DueDelivery, webhook_exists: bool, sent: &Sent) {
+        let attempts = d.attempts + 1;
+        let now = self.clock.wall().unix_timestamp();
+        let (status, next_unix) = match (&sent.error, next_retry(attempts, now)) {
+            (None, _) => ("delivered", now),
+            (Some(_), _) if !webhook_exists => ("failed", now),
+            (Some(_), Some(next)) => ("pending", next),
+            (Some(_), None) => ("failed", now),
+        };
         let result = DeliveryResult {
             attempts,
             status,
             next_unix,
             last_status: sent.status,
-            last_error: sent.error,
+            last_error: sent.error.clone(),
             at: self.clock.rfc3339(),
         };
-        if let Err(e) = self.store.finish_delivery(&d, result).await {
+        if let Err(e) = self.store.finish_delivery(d, result).await {
             tracing::error!(error = %e, "cannot record a webhook delivery");
         }
     }

@@ -269,6 +269,13 @@ pub async fn serve_refused_with_env(
 pub struct CapturedLog {
     bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     _guard: tracing::subscriber::DefaultGuard,
+    /// A second live dispatcher. tracing caches each callsite's interest for
+    /// the whole process, and while one dispatcher is registered it asks
+    /// only the default of the thread that reaches the callsite first: a
+    /// test on another thread, with no subscriber, cached `never`, and the
+    /// event was lost here too (tracing-core 0.1 `Rebuilder::JustOne`).
+    /// With two, every live one is asked.
+    _anchor: tracing::Dispatch,
 }
 
 #[allow(dead_code)]
@@ -282,8 +289,14 @@ impl CapturedLog {
                 .with_writer(move || sink.clone())
                 .with_ansi(false),
         );
+        let _anchor = tracing::Dispatch::new(tracing_subscriber::registry());
         let _guard = tracing::subscriber::set_default(subscriber);
-        CapturedLog { bytes, _guard }
+        tracing::callsite::rebuild_interest_cache();
+        CapturedLog {
+            bytes,
+            _guard,
+            _anchor,
+        }
     }
 
     /// What was logged so far.
