@@ -30,12 +30,21 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const RETRY_AFTER_SECS: &[i64] = &[5, 30, 120, 600, 3600, 4 * 3600, 8 * 3600];
 /// How long a claimed delivery stays this server's.
 const LEASE_SECS: i64 = 120;
-/// Deliveries claimed in one round. A chat webhook's due deliveries of a
-/// round go as one post, so a burst of events reaches its channel in a few.
+/// Deliveries claimed in one round, at most. A chat webhook's due
+/// deliveries of a round go as one post, so a burst of events reaches its
+/// channel in a few.
 const BATCH: i64 = 64;
-/// Requests at once by one server. With [`REQUEST_TIMEOUT`], a round of
-/// [`BATCH`] takes at most 80 s, inside its claim's [`LEASE_SECS`].
+/// Requests at once by one server.
 const SENDS_AT_ONCE: usize = 8;
+
+/// How many deliveries a round claims: [`BATCH`], or fewer when requests
+/// may take so long that [`SENDS_AT_ONCE`] at a time would not finish them
+/// 20 s inside their claim's [`LEASE_SECS`] (another server would take them
+/// and send them again). With [`REQUEST_TIMEOUT`], 64 take at most 80 s.
+fn claim_size(timeout: Duration) -> i64 {
+    let waves = (LEASE_SECS - 20) / (timeout.as_secs() as i64).max(1);
+    (SENDS_AT_ONCE as i64 * waves).clamp(SENDS_AT_ONCE as i64, BATCH)
+}
 /// How often the outbox is looked at without a wake-up.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -525,7 +534,7 @@ impl Webhooks {
         let now = self.clock.wall().unix_timestamp();
         let due = match self
             .store
-            .claim_deliveries(now, &self.owner, LEASE_SECS, BATCH)
+            .claim_deliveries(now, &self.owner, LEASE_SECS, claim_size(self.timeout))
             .await
         {
             Ok(d) => d,
@@ -725,6 +734,15 @@ mod tests {
             .await
             .expect("the sender stops when told")
             .expect("and did not panic");
+    }
+
+    #[test]
+    fn a_round_claims_what_it_can_send_within_its_lease() {
+        assert_eq!(claim_size(REQUEST_TIMEOUT), 64);
+        assert_eq!(claim_size(Duration::from_millis(300)), 64);
+        // 30 s a request: 8 at a time for 3 waves, 90 s of the 120.
+        assert_eq!(claim_size(Duration::from_secs(30)), 24);
+        assert_eq!(claim_size(Duration::from_secs(600)), 8);
     }
 
     #[test]
