@@ -53,9 +53,7 @@ pub struct Options {
 }
 
 /// Options that take a value, attached (`-fX`) or as the next argument.
-const WITH_VALUE: &[char] = &[
-    'f', 'r', 'F', 'N', 'R', 'V', 'X', 'L', 'h', 'C', 'O', 'p', 'q',
-];
+const WITH_VALUE: &[char] = &['f', 'r', 'F', 'N', 'R', 'V', 'X', 'L', 'h', 'C', 'O', 'p'];
 
 /// Reads sendmail's command line (without the program name).
 pub fn parse(args: &[String]) -> Result<Options, String> {
@@ -103,6 +101,12 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                 }
             },
             'G' | 'U' | 'n' | 'm' | 'e' | 's' | 'x' | 'A' => {}
+            // `-q` alone runs the queue once, `-q15m` every 15 minutes: as
+            // one option taking a value, bare `-q` (the usual cron line) was
+            // told "-q needs a value", or took the next argument as one.
+            'q' => {
+                return Err("-q (run the queue) is not supported: Mailroom's server delivers its own queue".into())
+            }
             c if WITH_VALUE.contains(&c) => {
                 let value = if rest.is_empty() {
                     let v = args
@@ -123,9 +127,6 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                         } else {
                             addresses_in(value).swap_remove(0)
                         });
-                    }
-                    'q' => {
-                        return Err("-q (run the queue) is not supported: Mailroom's server delivers its own queue".into())
                     }
                     _ => {}
                 }
@@ -596,6 +597,14 @@ mod tests {
         assert!(parse(&args(&["-bp"]))
             .unwrap_err()
             .contains("-bp is not supported"));
+        for queue in [&["-q"][..], &["-q15m"], &["-q", "-v"]] {
+            assert!(
+                parse(&args(queue))
+                    .unwrap_err()
+                    .starts_with("-q (run the queue) is not supported"),
+                "{queue:?}"
+            );
+        }
         assert!(parse(&args(&["-Z"]))
             .unwrap_err()
             .contains("unknown option -Z"));
