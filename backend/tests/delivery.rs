@@ -819,6 +819,51 @@ async fn activity_lists_newest_first_with_filters_and_a_cursor() {
     assert_eq!(anonymous.status().as_u16(), 401);
 }
 
+/// SMTP smuggling (2023): an upstream that takes a bare CR as a line end
+/// read `CR . CR` in a body as the end of the data, and what followed as
+/// commands: a second message, sent as an address the app's From policy
+/// refuses. Mailroom sends a bare CR only as CRLF, so that dot line goes
+/// stuffed and the upstream gets the one message it was given.
+#[tokio::test]
+async fn a_body_cannot_smuggle_a_second_message_past_the_from_policy() {
+    let (rig, server, key) = sending_rig().await;
+    let (ceo, victim) = (addr("ceo", "contoso.com"), addr("victim", "example.org"));
+    rig.smtp.configure(|c| {
+        c.bare_cr_ends_lines = true;
+        // The mailbox may send as the CEO; the app may not.
+        c.send_as.insert((mailer(), ceo.clone()));
+    });
+    let raw = format!(
+        "From: {}\r\nTo: {}\r\nSubject: hello\r\n\r\nhello\r.\rMAIL FROM:<{ceo}>\r\nRCPT TO:<{victim}>\r\nDATA\r\nFrom: {ceo}\r\nTo: {victim}\r\nSubject: urgent\r\n\r\nwire the money\r\n",
+        mailer(),
+        addr("a", "example.org")
+    );
+    let (status, q) = server.submit_raw(&key, "", raw).await;
+    assert_eq!(status, 202, "{q}");
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = rig.smtp.messages();
+    let senders: Vec<&str> = got.iter().map(|m| m.mail_from.as_str()).collect();
+    assert_eq!(
+        senders,
+        vec![mailer().as_str()],
+        "one message, from the app's sender"
+    );
+    assert!(
+        got[0].data.contains(&format!("MAIL FROM:<{ceo}>")),
+        "the lines arrive as the text they are: {}",
+        got[0].data
+    );
+    assert!(
+        !got[0]
+            .raw
+            .iter()
+            .enumerate()
+            .any(|(i, b)| *b == b'\r' && got[0].raw.get(i + 1) != Some(&b'\n')),
+        "no bare CR reaches the upstream"
+    );
+}
+
 #[tokio::test]
 async fn a_raw_message_keeps_its_headers_loses_bcc_and_gains_a_message_id() {
     let (rig, server, key) = sending_rig().await;

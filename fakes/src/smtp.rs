@@ -65,6 +65,10 @@ pub struct SmtpConfig {
     /// MAIL FROM lacks the SMTPUTF8 parameter, is refused `553 5.6.7`, as
     /// real servers do.
     pub smtputf8: bool,
+    /// Inside DATA, takes a bare CR as a line end, as some receivers did
+    /// (SMTP smuggling, 2023): `CR . CR` ends the data, and what follows is
+    /// read as commands.
+    pub bare_cr_ends_lines: bool,
 }
 
 impl Default for SmtpConfig {
@@ -84,6 +88,7 @@ impl Default for SmtpConfig {
             starttls_reply: None,
             rcpt_replies: HashMap::new(),
             smtputf8: true,
+            bare_cr_ends_lines: false,
         }
     }
 }
@@ -204,6 +209,23 @@ async fn read_bytes(s: &mut Stream) -> Option<Vec<u8>> {
     Some(line)
 }
 
+/// A line split where a bare CR (one not followed by LF) ends a piece, each
+/// piece keeping its line end.
+fn bare_cr_lines(line: &[u8]) -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, b) in line.iter().enumerate() {
+        if *b == b'\r' && line.get(i + 1) != Some(&b'\n') {
+            pieces.push(line[start..=i].to_vec());
+            start = i + 1;
+        }
+    }
+    if start < line.len() {
+        pieces.push(line[start..].to_vec());
+    }
+    pieces
+}
+
 async fn send(s: &mut Stream, text: &str) -> bool {
     s.write_all(format!("{text}\r\n").as_bytes()).await.is_ok() && s.flush().await.is_ok()
 }
@@ -280,7 +302,16 @@ impl Conn {
         }
         let mut user: Option<String> = None;
         let mut current = Received::default();
-        while let Some(line) = read_line(&mut s).await {
+        // Commands read as data's end (`bare_cr_ends_lines`) and not yet run.
+        let mut pushed: std::collections::VecDeque<String> = Default::default();
+        loop {
+            let line = match pushed.pop_front() {
+                Some(l) => l,
+                None => match read_line(&mut s).await {
+                    Some(l) => l,
+                    None => break,
+                },
+            };
             let (verb, arg) = match line.split_once(' ') {
                 Some((v, a)) => (v.to_ascii_uppercase(), a.to_string()),
                 None => (line.to_ascii_uppercase(), String::new()),
@@ -438,11 +469,27 @@ impl Conn {
                         return;
                     }
                     let mut raw: Vec<u8> = Vec::new();
-                    while let Some(l) = read_bytes(&mut s).await {
-                        if l == b".\r\n" || l == b".\n" || l == b"." {
-                            break;
+                    'data: while let Some(l) = read_bytes(&mut s).await {
+                        let pieces = if self.config.bare_cr_ends_lines {
+                            bare_cr_lines(&l)
+                        } else {
+                            vec![l]
+                        };
+                        for (k, piece) in pieces.iter().enumerate() {
+                            let content: &[u8] = piece
+                                .strip_suffix(b"\r\n")
+                                .or_else(|| piece.strip_suffix(b"\n"))
+                                .or_else(|| piece.strip_suffix(b"\r"))
+                                .unwrap_or(piece);
+                            if content == b"." {
+                                for rest in &pieces[k + 1..] {
+                                    let text = String::from_utf8_lossy(rest);
+                                    pushed.push_back(text.trim_end_matches(['\r', '\n']).into());
+                                }
+                                break 'data;
+                            }
+                            raw.extend_from_slice(piece.strip_prefix(b".").unwrap_or(piece));
                         }
-                        raw.extend_from_slice(l.strip_prefix(b".").unwrap_or(&l));
                     }
                     if raw.ends_with(b"\r\n") {
                         raw.truncate(raw.len() - 2);

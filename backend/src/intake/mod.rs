@@ -129,6 +129,24 @@ pub fn crlf(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Copies a body with each bare CR (one not followed by LF) turned into
+/// CRLF. RFC 5321 (2.3.8) forbids a client to send a CR or LF but as CRLF,
+/// and an upstream that takes a bare CR as a line end (SMTP smuggling,
+/// 2023) reads `CR . CR` as the end of the data: what followed it in a body
+/// was read as commands, a second message with a From no policy checked. As
+/// line ends, such a dot line is dot-stuffed on the way out like any other.
+fn cr_as_line_end(body: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\r', body) {
+        if body.get(i + 1) != Some(&b'\n') {
+            out.extend_from_slice(&body[start..=i]);
+            out.push(b'\n');
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&body[start..]);
+}
+
 /// Where the header block ends: the index of the first empty line's CRLF
 /// pair (`\r\n\r\n`), if there is one.
 pub fn head_end(raw: &[u8]) -> Option<usize> {
@@ -523,7 +541,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     if body.is_empty() {
         out.extend_from_slice(b"\r\n");
     } else {
-        out.extend_from_slice(body);
+        cr_as_line_end(body, &mut out);
     }
     Ok(Checked {
         envelope_from,
@@ -850,12 +868,63 @@ mod tests {
         assert!(text.contains("bare carriage return"), "{text}");
         let text = refused(&msg(&format!("{from}X-Note: a\0b\r\n")), "headers");
         assert!(text.contains("NUL"), "{text}");
-        // In the body, a lone CR is content.
+        // In the body, a lone CR is a line end (next test).
         assert!(run(&format!(
             "{from}To: {}\r\n\r\na\rb\r\n",
             at("t", "example.org")
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn a_bare_cr_in_the_body_becomes_a_line_end_and_its_dot_line_is_stuffed() {
+        let from = format!("From: {}\r\n", at("allowed", "contoso.com"));
+        // What SMTP smuggling sends: CR . CR, then commands of its own.
+        let smuggled = format!(
+            "MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\nFrom: {}\r\n\r\nwire the money\r\n",
+            at("ceo", "contoso.com"),
+            at("victim", "example.org"),
+            at("ceo", "contoso.com")
+        );
+        for (end, body) in [
+            ("CR . CR", format!("hello\r.\r{smuggled}")),
+            ("CR . CRLF", format!("hello\r.\r\n{smuggled}")),
+            ("CR . LF", format!("hello\r.\n{smuggled}")),
+            ("a CR last", "hello\r".to_string()),
+        ] {
+            let c = run(&format!(
+                "{from}To: {}\r\n\r\n{body}",
+                at("t", "example.org")
+            ))
+            .unwrap_or_else(|e| panic!("{end}: {e:?}"));
+            let bare = c
+                .body
+                .iter()
+                .enumerate()
+                .any(|(i, b)| *b == b'\r' && c.body.get(i + 1) != Some(&b'\n'));
+            assert!(!bare, "{end}: {:?}", String::from_utf8_lossy(&c.body));
+            let wire = dot_stuffed(&c.body);
+            if end != "a CR last" {
+                assert!(
+                    memchr::memmem::find(&wire, b"hello\r\n..\r\nMAIL FROM").is_some(),
+                    "{end}: {:?}",
+                    String::from_utf8_lossy(&wire)
+                );
+            }
+            // The data ends once, at its end.
+            assert_eq!(
+                memchr::memmem::find_iter(&wire, b"\r\n.\r\n").count(),
+                1,
+                "{end}"
+            );
+        }
+        // CRLF stays as it is.
+        let c = run(&format!(
+            "{from}To: {}\r\n\r\na\r\nb\r\n",
+            at("t", "example.org")
+        ))
+        .unwrap();
+        assert!(c.body.ends_with(b"\r\n\r\na\r\nb\r\n"));
     }
 
     #[test]
