@@ -420,6 +420,12 @@ pub enum BodyError {
         /// Its path, like `to` or `limits.messages_per_hour`.
         field: String,
     },
+    /// A field the request needs is not there.
+    #[error("The field {field} is missing; this request needs it.")]
+    Missing {
+        /// Its path, like `url` or `settings.version`.
+        field: String,
+    },
     /// One field has a value of the wrong type.
     #[error("The field {field} has a wrong value: {detail}.")]
     Field {
@@ -435,7 +441,8 @@ impl From<BodyError> for AppError {
         match &e {
             BodyError::Field { field, .. }
             | BodyError::Unknown { field, .. }
-            | BodyError::Twice { field } => AppError::field(field, e.to_string()),
+            | BodyError::Twice { field }
+            | BodyError::Missing { field } => AppError::field(field, e.to_string()),
             _ => AppError::BadRequest(e.to_string(), FieldMessages::new()),
         }
     }
@@ -768,17 +775,28 @@ fn unknown_field(detail: &str) -> Option<(&str, &str)> {
 fn wrong_value(path: &str, detail: String) -> BodyError {
     let field = clip(path.strip_prefix("settings.").unwrap_or(path));
     let body = field.is_empty() || field == ".";
-    if let Some(name) = detail
-        .strip_prefix("duplicate field `")
-        .and_then(|rest| rest.strip_suffix('`'))
-    {
-        // SETTINGS' own fields are named without their envelope.
-        let field = if body || path == "settings" {
+    // Twice or missing, serde names the field inside the object the path
+    // ends at; SETTINGS' own fields are named without their envelope.
+    let inside = |name: &str| {
+        if body || path == "settings" {
             short(name)
         } else {
             format!("{field}.{}", short(name))
-        };
+        }
+    };
+    let named = |prefix: &str| {
+        detail
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix('`'))
+            .map(inside)
+    };
+    if let Some(field) = named("duplicate field `") {
         return BodyError::Twice { field };
+    }
+    // A body without a field it needs said "wrong shape: missing field
+    // `url`", with nothing under errors.
+    if let Some(field) = named("missing field `") {
+        return BodyError::Missing { field };
     }
     if body {
         return BodyError::Shape(clip(&detail));
@@ -984,6 +1002,52 @@ mod tests {
             b"\xEF\xBB\xBF{\"url\": \"https://example.com/\", \"events\": []}",
         );
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    /// A missing field is named, at the top and nested; it was a 400
+    /// "wrong shape: missing field `url`" with nothing under errors.
+    #[test]
+    fn a_missing_field_is_named() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Inner,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            needed: u32,
+        }
+        fn missing<T: std::fmt::Debug>(err: Result<T, BodyError>) -> String {
+            match err {
+                Err(e @ BodyError::Missing { .. }) => e.to_string(),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            missing(parse_json::<mailroom_shared::webhooks::NewWebhook>(
+                br#"{"events": ["message.failed"], "format": "slack"}"#
+            )),
+            "The field url is missing; this request needs it."
+        );
+        assert_eq!(
+            missing(parse_json::<PutSettings>(br#"{"settings": {}}"#)),
+            "The field version is missing; this request needs it."
+        );
+        assert_eq!(
+            missing(parse_json::<Outer>(br#"{"inner": {}}"#)),
+            "The field inner.needed is missing; this request needs it."
+        );
+        match AppError::from(parse_json::<Outer>(br#"{}"#).unwrap_err()) {
+            AppError::BadRequest(message, errors) => {
+                assert_eq!(
+                    message,
+                    "The field inner is missing; this request needs it."
+                );
+                assert_eq!(errors.get("inner"), Some(&vec![message]));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A field given twice is named, at the top, in SETTINGS and nested;

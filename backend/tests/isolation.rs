@@ -351,6 +351,20 @@ async fn a_field_a_request_does_not_take_is_refused_naming_it_and_nothing_is_mad
         answer["errors"]["to"][0], "The field to is given twice; give it once.",
         "{answer}"
     );
+    // A missing field is named (it was a 400 "wrong shape: missing field
+    // `url`" naming none under errors).
+    let (status, answer) = server
+        .admin(
+            Method::POST,
+            "/api/webhooks",
+            Some(json!({"events": ["message.failed"], "format": "slack"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["errors"]["url"][0], "The field url is missing; this request needs it.",
+        "{answer}"
+    );
     let (status, apps) = server.admin(Method::GET, "/api/apps", None).await;
     assert_eq!(status, 200);
     let before = apps["apps"].as_array().unwrap().len();
