@@ -2,6 +2,8 @@
 //! formats"): what happened, the fix and a link, for a Slack incoming
 //! webhook (`{"text"}`) or a Teams workflow (one Adaptive Card 1.4).
 
+use std::borrow::Cow;
+
 use mailroom_shared::webhooks::Format;
 use serde_json::{json, Value};
 
@@ -161,6 +163,19 @@ fn kind_of(s: &Said) -> &str {
     s.title.trim_start_matches("Mailroom: ")
 }
 
+/// The most of an event's text a digest shows, in characters: ten events
+/// with a 998-character subject and a 1,000-character reply each made a
+/// post of over 20 KB, which a Teams workflow may refuse.
+const DIGEST_TEXT: usize = 300;
+
+/// `text` cut at [`DIGEST_TEXT`] characters, ending with "…" when cut.
+fn shortened(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(DIGEST_TEXT) {
+        Some((at, _)) => format!("{}…", &text[..at]).into(),
+        None => text.into(),
+    }
+}
+
 /// Events one post shows one by one; the rest are counted.
 pub const DIGEST_SHOWN: usize = 10;
 
@@ -168,7 +183,7 @@ pub const DIGEST_SHOWN: usize = 10;
 /// happened, and the fix.
 struct Part<'a> {
     head: Option<&'a str>,
-    what: &'a str,
+    what: Cow<'a, str>,
     fix: Option<&'a str>,
 }
 
@@ -204,7 +219,7 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
         [one] => {
             let part = Part {
                 head: None,
-                what: &one.what,
+                what: one.what.as_str().into(),
                 fix: one.fix.as_deref(),
             };
             (one.title.clone(), one.route, vec![part], 0)
@@ -216,7 +231,7 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
             };
             let mut parts = vec![Part {
                 head: None,
-                what: &counts,
+                what: counts.as_str().into(),
                 fix: None,
             }];
             let shown = &said[..said.len().min(DIGEST_SHOWN)];
@@ -225,7 +240,7 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
                 let fix = s.fix.as_deref();
                 parts.push(Part {
                     head: Some(kind_of(s)),
-                    what: &s.what,
+                    what: shortened(&s.what),
                     fix: fix.filter(|f| last_fix != Some(*f)),
                 });
                 last_fix = fix;
@@ -244,9 +259,9 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
                     Some(head) => text.push_str(&format!(
                         "\n• *{}*: {}",
                         slack_text(head),
-                        slack_text(p.what)
+                        slack_text(&p.what)
                     )),
-                    None => text.push_str(&format!("\n{}", slack_text(p.what))),
+                    None => text.push_str(&format!("\n{}", slack_text(&p.what))),
                 }
                 if let Some(fix) = p.fix {
                     text.push_str(&format!("\n*Fix:* {}", slack_text(fix)));
@@ -268,11 +283,11 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
             for p in &parts {
                 body.push(match p.head {
                     Some(head) => {
-                        let mut b = block(format!("{}: {}", teams_text(head), teams_text(p.what)));
+                        let mut b = block(format!("{}: {}", teams_text(head), teams_text(&p.what)));
                         b["separator"] = json!(true);
                         b
                     }
-                    None => block(teams_text(p.what)),
+                    None => block(teams_text(&p.what)),
                 });
                 if let Some(fix) = p.fix {
                     body.push(block(format!("Fix: {}", teams_text(fix))));
@@ -469,6 +484,24 @@ mod tests {
             "{blocks}"
         );
         assert!(blocks.len() < 12_000, "{} bytes", blocks.len());
+        // Ten of the longest subjects and replies stay a post Teams takes.
+        let long: Vec<Value> = (0..12)
+            .map(|i| {
+                let mut e = hostile();
+                e["data"]["id"] = json!(format!("msg_{i}"));
+                e["data"]["subject"] = json!("s".repeat(998));
+                e["data"]["last_error"]["message"] = json!("r".repeat(1000));
+                e
+            })
+            .collect();
+        for format in [Format::Slack, Format::Teams] {
+            let post = chat_digest(format, &long, Some("https://mail.contoso.com")).to_string();
+            assert!(post.len() < 8_000, "{format:?}: {} bytes", post.len());
+            assert_eq!(post.matches("s…").count(), DIGEST_SHOWN, "{post}");
+        }
+        // A single event keeps its whole text.
+        let one = chat(Format::Slack, &long[0], None).to_string();
+        assert!(one.contains(&"r".repeat(1000)), "{one}");
     }
 
     #[test]
