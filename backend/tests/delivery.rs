@@ -862,6 +862,22 @@ async fn a_body_cannot_smuggle_a_second_message_past_the_from_policy() {
             .any(|(i, b)| *b == b'\r' && got[0].raw.get(i + 1) != Some(&b'\n')),
         "no bare CR reaches the upstream"
     );
+    // A receiver that drops NUL bytes reads a line of NUL and dot as the
+    // end: a body holding a NUL is refused, as JSON text with one is.
+    let nul = format!(
+        "From: {}\r\nTo: {victim}\r\nSubject: nul\r\n\r\nhello\r\n\0.\r\nMAIL FROM:<{ceo}>\r\n",
+        mailer()
+    );
+    let (status, answer) = server.submit_raw(&key, "", nul).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["errors"]["message"][0]
+            .as_str()
+            .unwrap()
+            .contains("NUL byte (on its line 2)"),
+        "{answer}"
+    );
+    assert_eq!(rig.smtp.messages().len(), 1);
 }
 
 #[tokio::test]

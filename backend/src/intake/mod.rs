@@ -454,6 +454,16 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             errors.push("to", m);
         }
     }
+    // As a JSON text or html with one is refused. A receiver that drops NUL
+    // bytes reads a line of NUL and dot as the end of the data (SMTP
+    // smuggling; such servers were found), and dot-stuffing leaves it alone.
+    if let Some(at) = memchr::memchr(0, body) {
+        let line = memchr::memchr_iter(b'\n', &body[..at]).count();
+        errors.push(
+            "message",
+            format!("The body holds a NUL byte (on its line {line}), which mail cannot carry (RFC 5321). Remove it, or attach binary content base64-encoded."),
+        );
+    }
     if !rules.rewrite_from && !errors.contains_key("from") {
         let envelope_identity = envelope_from.iter().map(|a| ("envelope", a.clone()));
         let added = added_from.iter().map(|a| ("From", a.clone()));
@@ -796,7 +806,7 @@ mod tests {
             at("to", "example.org")
         )
         .into_bytes();
-        raw.extend_from_slice(&[0xe9, 0x00, 0xff, b'\r', b'\n']);
+        raw.extend_from_slice(&[0xe9, 0x01, 0xff, b'\r', b'\n']);
         let p = policy();
         let c = check(
             &raw,
@@ -810,7 +820,7 @@ mod tests {
         .unwrap();
         assert!(c
             .body
-            .ends_with(&[b'\r', b'\n', 0xe9, 0x00, 0xff, b'\r', b'\n']));
+            .ends_with(&[b'\r', b'\n', 0xe9, 0x01, 0xff, b'\r', b'\n']));
     }
 
     #[test]
@@ -874,6 +884,15 @@ mod tests {
             at("t", "example.org")
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn a_nul_in_the_body_is_refused_with_its_line() {
+        let from = format!("From: {}\r\n", at("allowed", "contoso.com"));
+        let head = format!("{from}To: {}\r\n\r\n", at("t", "example.org"));
+        let text = refused(&format!("{head}hi\r\n\0.\r\nmore\r\n"), "message");
+        assert!(text.contains("NUL byte (on its line 2)"), "{text}");
+        assert!(run(&format!("{head}hi\r\n.\r\n")).is_ok());
     }
 
     #[test]
