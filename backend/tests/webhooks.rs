@@ -586,6 +586,36 @@ async fn a_refused_post_is_retried_for_every_event_it_held() {
     );
 }
 
+/// A failed read of the webhooks (a database error on that one query) made
+/// the event go nowhere: the list last read stands in.
+#[tokio::test]
+async fn an_event_goes_to_the_webhooks_last_read_when_they_cannot_be_read() {
+    let outbox = Outbox::new();
+    let (hooks, _) = outbox.open(Duration::from_secs(5));
+    let url = format!("http://127.0.0.1:{}/h", 9);
+    let (id, _) = subscribe(&hooks, url, &["delivery.paused"]).await;
+    hooks
+        .emit("delivery.paused", json!({"profile": "first"}))
+        .await;
+    let db = rusqlite::Connection::open(outbox.path.join("m.db")).unwrap();
+    // A row the read cannot take: the query fails, and writes still work.
+    let secret: Vec<u8> = db
+        .query_row("SELECT secret FROM webhooks", [], |r| r.get(0))
+        .unwrap();
+    db.execute("UPDATE webhooks SET secret = 'text'", [])
+        .unwrap();
+    assert!(hooks.store().webhooks().await.is_err(), "the read fails");
+    // A change here has the list read again before its next use.
+    hooks.changed();
+    hooks
+        .emit("delivery.paused", json!({"profile": "second"}))
+        .await;
+    db.execute("UPDATE webhooks SET secret = ?1", [secret])
+        .unwrap();
+    let log = hooks.store().deliveries(&id, 10).await.unwrap();
+    assert_eq!(log.len(), 2, "{log:?}");
+}
+
 #[tokio::test]
 async fn an_event_stored_before_a_restart_is_sent_after_it_and_a_timeout_is_a_failure() {
     let receiver = FakeReceiver::start().await;

@@ -74,6 +74,14 @@ impl Sent {
 /// Each webhook's id and the events it wants.
 type Subscriptions = Vec<(String, Vec<String>)>;
 
+/// The subscriptions as last read.
+struct Cached {
+    read_at: tokio::time::Instant,
+    /// A change on this server since: read again before use.
+    stale: bool,
+    list: Subscriptions,
+}
+
 /// The events, the outbox and the sender.
 pub struct Webhooks {
     store: Arc<dyn WebhookStore>,
@@ -88,7 +96,7 @@ pub struct Webhooks {
     /// Which webhooks want which events, read again every few seconds so
     /// that other servers' changes count and an event without subscribers
     /// costs no write.
-    subscribers: Mutex<Option<(tokio::time::Instant, Subscriptions)>>,
+    subscribers: Mutex<Option<Cached>>,
     /// `quota.reached` once per crossing: the end of the window last announced.
     announced: Mutex<HashMap<String, i64>>,
     /// Where a message event's SUMMARY is read at its first try.
@@ -284,35 +292,59 @@ impl Webhooks {
         &self.clock
     }
 
-    /// Forgets the cached subscriptions (after a change on this server).
+    /// Has the cached subscriptions read again before their next use
+    /// (after a change on this server).
     pub fn changed(&self) {
-        *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    async fn subscribed(&self, event: &str) -> Vec<String> {
-        let fresh = self
+        if let Some(c) = self
             .subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .filter(|(at, _)| at.elapsed() < Duration::from_secs(5));
+            .as_mut()
+        {
+            c.stale = true;
+        }
+    }
+
+    /// The webhooks that want `event`: read at most every 5 seconds. When
+    /// the read fails, the list last read stands in: the event was dropped
+    /// (a message's event with it, although its attempt was recorded).
+    async fn subscribed(&self, event: &str) -> Vec<String> {
+        let (fresh, known) = {
+            let cached = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+            match cached.as_ref() {
+                Some(c) if !c.stale && c.read_at.elapsed() < Duration::from_secs(5) => {
+                    (Some(c.list.clone()), None)
+                }
+                Some(c) => (None, Some(c.list.clone())),
+                None => (None, None),
+            }
+        };
         let list = match fresh {
-            Some((_, list)) => list,
-            None => {
-                let list: Subscriptions = match self.store.webhooks().await {
-                    Ok(rows) => rows
+            Some(list) => list,
+            None => match self.store.webhooks().await {
+                Ok(rows) => {
+                    let list: Subscriptions = rows
                         .into_iter()
                         .map(|r| (r.webhook.id, r.webhook.events))
-                        .collect(),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read the webhooks");
+                        .collect();
+                    *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()) = Some(Cached {
+                        read_at: tokio::time::Instant::now(),
+                        stale: false,
+                        list: list.clone(),
+                    });
+                    list
+                }
+                Err(e) => match known {
+                    Some(list) => {
+                        tracing::warn!(error = %e, event, "cannot read the webhooks; the event goes to those last read");
+                        list
+                    }
+                    None => {
+                        tracing::error!(error = %e, event, "cannot read the webhooks; the event is not stored");
                         return Vec::new();
                     }
-                };
-                *self.subscribers.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((tokio::time::Instant::now(), list.clone()));
-                list
-            }
+                },
+            },
         };
         list.into_iter()
             .filter(|(_, events)| events.iter().any(|e| e == event))
