@@ -487,8 +487,20 @@ pub fn parse_message_size(text: &str) -> Result<u64, String> {
             "{n} bytes would refuse every message (0 does not mean unlimited): write at least {MIN_MESSAGE_SIZE}, like 26214400 (25 MiB, the default)"
         ));
     }
+    if n > MAX_MESSAGE_SIZE {
+        return Err(format!(
+            "{n} bytes is past what any upstream takes and what Mailroom holds in memory while a message comes in: write at most {MAX_MESSAGE_SIZE} (1 GiB); Exchange Online takes up to 157286400 (150 MiB)"
+        ));
+    }
     Ok(n)
 }
+
+/// The largest `--max-message-size`: a message is held in memory while it
+/// is received and checked, and the intake's default room is four of them.
+/// Without a ceiling, 18446744073709551615 was taken, which left the intake
+/// no bound (its room four times that) and had the relay offer `SIZE` of 16
+/// exabytes.
+pub const MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
 /// `--intake-memory`: bytes, at least [`MIN_MESSAGE_SIZE`] (less is raised
 /// to one largest message anyway, so it is surely a typo).
@@ -713,6 +725,14 @@ mod tests {
         for odd in ["", "25MB", "-1", "1e6", "18446744073709551616"] {
             let e = parse_message_size(odd).unwrap_err();
             assert!(e.contains("whole number of bytes"), "{odd}: {e}");
+        }
+        assert_eq!(parse_message_size("1073741824"), Ok(MAX_MESSAGE_SIZE));
+        for large in ["1073741825", "18446744073709551615"] {
+            let e = parse_message_size(large).unwrap_err();
+            assert!(
+                e.contains("write at most 1073741824 (1 GiB)"),
+                "{large}: {e}"
+            );
         }
     }
 
