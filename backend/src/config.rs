@@ -87,7 +87,8 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "MAILROOM_HTTP_MAX_CONNECTIONS_PER_IP",
-        default_value_t = 256
+        default_value = "256",
+        value_parser = parse_per_address
     )]
     pub http_max_connections_per_ip: usize,
     /// The encryption key for stored secrets; default <data-dir>/secret.key.
@@ -141,7 +142,8 @@ pub struct RelayArgs {
     #[arg(
         long,
         env = "MAILROOM_SMTP_MAX_CONNECTIONS_PER_IP",
-        default_value_t = 20
+        default_value = "20",
+        value_parser = parse_per_address_u32
     )]
     pub smtp_max_connections_per_ip: u32,
     /// A CIDR of TCP load balancers whose connections start with a PROXY protocol header (v1 or v2).
@@ -502,6 +504,24 @@ pub fn parse_message_size(text: &str) -> Result<u64, String> {
 /// exabytes.
 pub const MAX_MESSAGE_SIZE: u64 = 1 << 30;
 
+/// `--http-max-connections-per-ip` and `--smtp-max-connections-per-ip`: a
+/// whole number from 1. `0` was taken as 1: written to mean "no limit", as
+/// with many servers, it let each address (a NAT of printers, an office
+/// behind one router) hold one connection at a time.
+pub fn parse_per_address(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 would let each address hold one connection at a time (0 does not mean unlimited): write a whole number of connections from 1, like the default".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("not a whole number of connections: write one from 1, like the default".into()),
+    }
+}
+
+/// [`parse_per_address`] for the relay's option.
+pub fn parse_per_address_u32(text: &str) -> Result<u32, String> {
+    let n = parse_per_address(text)?;
+    u32::try_from(n).map_err(|_| format!("{n} is more connections than one server serves: write a smaller number, like the default"))
+}
+
 /// `--intake-memory`: bytes, at least [`MIN_MESSAGE_SIZE`] (less is raised
 /// to one largest message anyway, so it is surely a typo).
 pub fn parse_intake_memory(text: &str) -> Result<u64, String> {
@@ -712,6 +732,21 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn connections_per_address_start_at_one() {
+        assert_eq!(parse_per_address(" 256 "), Ok(256));
+        assert_eq!(parse_per_address_u32("1"), Ok(1));
+        for zero in ["0", " 0"] {
+            let e = parse_per_address(zero).unwrap_err();
+            assert!(e.contains("0 does not mean unlimited"), "{e}");
+            assert!(parse_per_address_u32(zero).is_err());
+        }
+        for odd in ["", "-1", "many", "2.5"] {
+            assert!(parse_per_address(odd).unwrap_err().contains("whole number"));
+        }
+        assert!(parse_per_address_u32("4294967296").is_err());
     }
 
     #[test]

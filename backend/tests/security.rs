@@ -797,6 +797,34 @@ async fn a_max_message_size_under_a_kibibyte_is_refused_at_start() {
 }
 
 #[tokio::test]
+async fn a_max_message_size_past_a_gibibyte_is_refused_at_start() {
+    // u64::MAX was taken: the intake's room had no bound, and the relay
+    // offered SIZE 18446744073709551615.
+    refused_at_start(
+        &[
+            ("--max-message-size", "1073741825"),
+            ("--max-message-size", "18446744073709551615"),
+        ],
+        "write at most 1073741824 (1 GiB)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn zero_connections_per_address_is_refused_at_start() {
+    // 0 was taken as 1: meant as "no limit", each address (a NAT of
+    // printers) could hold one connection at a time.
+    refused_at_start(
+        &[
+            ("--smtp-max-connections-per-ip", "0"),
+            ("--http-max-connections-per-ip", "0"),
+        ],
+        "0 does not mean unlimited",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_intake_memory_that_is_not_a_size_is_refused_naming_its_own_default() {
     // It took --max-message-size's words, which name another default.
     refused_at_start(
