@@ -57,6 +57,16 @@ async fn routes_check_what_they_take_and_show_the_secret_once() {
             json!({"url": "https://u:p@hooks.example.com/", "events": ["message.sent"]}),
             "url",
         ),
+        // A Slack incoming webhook takes Slack's body only: every event
+        // would have failed with 400 no_text.
+        (
+            json!({"url": "https://hooks.slack.com/services/T0/B0/X", "events": ["message.sent"]}),
+            "format",
+        ),
+        (
+            json!({"url": "https://hooks.slack.com/services/T0/B0/X", "events": ["message.sent"], "format": "teams"}),
+            "format",
+        ),
     ];
     for (body, field) in bad {
         let (status, r) = server
@@ -117,6 +127,14 @@ async fn routes_check_what_they_take_and_show_the_secret_once() {
         .admin(Method::PATCH, &path, Some(json!({"url": "ftp://x"})))
         .await;
     assert_eq!(status, 422);
+    // Moved to a Slack incoming webhook, it must say Slack's format too.
+    let slack = json!({"url": "https://hooks.slack.com/services/T0/B0/X"});
+    let (status, r) = server.admin(Method::PATCH, &path, Some(slack)).await;
+    assert_eq!(status, 422, "{r}");
+    assert!(r["errors"]["format"][0].is_string(), "{r}");
+    let both = json!({"url": "https://hooks.slack.com/services/T0/B0/X", "format": "slack"});
+    let (status, r) = server.admin(Method::PATCH, &path, Some(both)).await;
+    assert_eq!((status, &r["format"]), (200, &json!("slack")), "{r}");
     assert_eq!(server.admin(Method::DELETE, &path, None).await.0, 204);
     assert_eq!(server.admin(Method::DELETE, &path, None).await.0, 404);
     assert_eq!(

@@ -1343,7 +1343,22 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
         })
         .unwrap(),
     );
+    // A Slack incoming webhook's URL with the default format: named as it
+    // is typed, and nothing is sent.
+    let slack = ["https://hooks.slack.com", "/services/T0/B0/XYZ"].concat();
+    type_into(&root, "webhook-url", &slack).await;
+    assert!(
+        text_of(&root, "#webhook-format-error").contains("choose the Slack format"),
+        "{}",
+        text_of(&root, "#webhooks")
+    );
+    click(&root, "#webhook-add").await;
+    assert!(
+        !requests().iter().any(|(r, _)| r == "POST /api/webhooks"),
+        "nothing sent"
+    );
     type_into(&root, "webhook-url", &hook.url).await;
+    assert_eq!(text_of(&root, "#webhook-format-error"), "");
     click(&root, "#webhook-event-delivery-resumed").await;
     let select: web_sys::HtmlSelectElement = find(&root, "#webhook-format").dyn_into().unwrap();
     select.set_value("teams");

@@ -241,6 +241,31 @@ fn check_authority(authority: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that the format suits a receiver its URL names: a Slack incoming
+/// webhook (`https://hooks.slack.com/services/…`) takes only Slack's
+/// `{"text"}` and answers any other body `400` (`no_text`,
+/// `invalid_payload`), so every event would fail, found only when the first
+/// is sent. Other URLs take any format: Slack's workflow webhooks take any
+/// JSON, Mattermost and Rocket.Chat take Slack's, and a Power Automate flow
+/// may be built for Standard Webhooks.
+pub fn check_format(url: &str, format: Format) -> Result<(), String> {
+    if format == Format::Slack {
+        return Ok(());
+    }
+    let Some((_, rest)) = url.trim().split_once("://") else {
+        return Ok(());
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = crate::parse::authority_host(authority).trim_end_matches('.');
+    let slack = ["hooks.slack.com", "hooks.slack-gov.com"]
+        .iter()
+        .any(|h| host.eq_ignore_ascii_case(h));
+    if slack && path.starts_with("services/") {
+        return Err("This is a Slack incoming webhook URL: choose the Slack format. Slack refuses any other body, so every event would fail.".into());
+    }
+    Ok(())
+}
+
 /// Checks the event list: at least one, each known, none twice.
 pub fn check_events(events: &[String]) -> Result<(), String> {
     if events.is_empty() {
@@ -261,6 +286,34 @@ pub fn check_events(events: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slack_incoming_webhook_takes_the_slack_format_only() {
+        let slack = "https://hooks.slack.com/services/T0/B0/XYZ";
+        assert_eq!(check_format(slack, Format::Slack), Ok(()));
+        for other in [Format::Standard, Format::Teams] {
+            let e = check_format(slack, other).unwrap_err();
+            assert!(e.contains("choose the Slack format"), "{e}");
+        }
+        for also in [
+            "https://HOOKS.SLACK.COM./services/T0/B0/XYZ",
+            "https://hooks.slack.com:443/services/T0/B0/XYZ",
+            "  https://hooks.slack-gov.com/services/T0/B0/XYZ",
+        ] {
+            assert!(check_format(also, Format::Standard).is_err(), "{also}");
+        }
+        // Any JSON: workflow webhooks, other hosts, Teams' own.
+        for any in [
+            "https://hooks.slack.com/workflows/T0/A0/1/x",
+            "https://hooks.slack.com.evil.example/services/T0",
+            "https://chat.contoso.com/hooks/xyz",
+            "https://prod-01.westeurope.logic.azure.com/workflows/1",
+            "not a url",
+        ] {
+            assert_eq!(check_format(any, Format::Standard), Ok(()), "{any}");
+            assert_eq!(check_format(any, Format::Teams), Ok(()), "{any}");
+        }
+    }
 
     #[test]
     fn urls_must_be_https_unless_loopback() {

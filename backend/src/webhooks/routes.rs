@@ -7,8 +7,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mailroom_shared::webhooks::{
-    check_events, check_url, DeliveryList, NewWebhook, Webhook, WebhookChange, WebhookCreated,
-    WebhookList, WebhookTest,
+    check_events, check_format, check_url, DeliveryList, Format, NewWebhook, Webhook,
+    WebhookChange, WebhookCreated, WebhookList, WebhookTest,
 };
 use mailroom_shared::FieldMessages;
 
@@ -20,10 +20,12 @@ use crate::store::WebhookRow;
 /// At most this many webhooks (each event is stored once per webhook).
 pub const MAX_WEBHOOKS: usize = 20;
 
-fn checked(url: &str, events: &[String]) -> Result<(), AppError> {
+fn checked(url: &str, events: &[String], format: Format) -> Result<(), AppError> {
     let mut errors = FieldMessages::new();
     if let Err(e) = check_url(url) {
         errors.push("url", e);
+    } else if let Err(e) = check_format(url, format) {
+        errors.push("format", e);
     }
     if url.len() > 2048 {
         errors.push("url", "The URL is longer than 2,048 characters.");
@@ -56,7 +58,7 @@ async fn create(
     ApiJson(body): ApiJson<NewWebhook>,
 ) -> Result<(StatusCode, Json<WebhookCreated>), AppError> {
     let url = body.url.trim().to_string();
-    checked(&url, &body.events)?;
+    checked(&url, &body.events, body.format)?;
     if hooks.store().webhooks().await?.len() >= MAX_WEBHOOKS {
         return Err(AppError::field(
             "url",
@@ -114,7 +116,7 @@ async fn change(
     if let Some(format) = body.format {
         w.format = format;
     }
-    checked(&w.url, &w.events)?;
+    checked(&w.url, &w.events, w.format)?;
     if !hooks.store().update_webhook(w.clone()).await? {
         return Err(AppError::no_such("webhook", &id));
     }

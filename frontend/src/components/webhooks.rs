@@ -5,7 +5,7 @@
 
 use gloo_net::http::Method;
 use mailroom_shared::webhooks::{
-    check_events, check_url, Delivery, Format, NewWebhook, Webhook, EVENTS,
+    check_events, check_format, check_url, Delivery, Format, NewWebhook, Webhook, EVENTS,
 };
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
@@ -179,6 +179,9 @@ impl Panel {
         if let Err(m) = check_events(&events) {
             local.push("events", m);
         }
+        if let Err(m) = check_format(&self.url, *self.format) {
+            local.push("format", m);
+        }
         if !local.is_empty() {
             self.errors.set(local);
             return;
@@ -308,6 +311,9 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
     };
     url_errors.extend(errors.get("url").cloned().unwrap_or_default());
     url_errors.dedup();
+    // As the URL is pasted: the format that URL refuses is named at once,
+    // and goes when another is chosen.
+    let format_errors: Vec<String> = check_format(url, **format).err().into_iter().collect();
     let mut form = Markup::default();
     form.open("fieldset", &[("id", "webhook-events")])
         .el("legend", &[], "Events");
@@ -357,6 +363,7 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
                             <option value={f.id()} selected={**format == f}>{ label }</option>
                         }) }
                     </select>
+                    { field_messages("webhook-format", &format_errors, &[]) }
                 </div>
                 <button type="submit" id="webhook-add">{ "Add webhook" }</button>
             </form>
