@@ -1359,6 +1359,12 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
     );
     type_into(&root, "webhook-url", &hook.url).await;
     assert_eq!(text_of(&root, "#webhook-format-error"), "");
+    // A Teams URL with the Standard format: advice, not a refusal.
+    assert!(
+        text_of(&root, "#webhook-format-warning").contains("takes the Teams format"),
+        "{}",
+        text_of(&root, "#webhooks")
+    );
     click(&root, "#webhook-event-delivery-resumed").await;
     let select: web_sys::HtmlSelectElement = find(&root, "#webhook-format").dyn_into().unwrap();
     select.set_value("teams");
@@ -1366,6 +1372,10 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
         .dispatch_event(&web_sys::Event::new("change").unwrap())
         .unwrap();
     settle().await;
+    assert!(root
+        .query_selector("#webhook-format-warning")
+        .unwrap()
+        .is_none());
     click(&root, "#webhook-add").await;
     assert!(
         eventually(2000, || text_of(&root, "#webhook-secret")

@@ -266,6 +266,31 @@ pub fn check_format(url: &str, format: Format) -> Result<(), String> {
     Ok(())
 }
 
+/// Advice on a format that a Microsoft Teams URL (a Workflows or Logic Apps
+/// trigger, or an older Office 365 connector) most likely does not take: the
+/// Teams template "post to a channel when a webhook request is received"
+/// reads an Adaptive Card, and answers `202` to any body, so a Slack or
+/// Standard body is taken and never shown. Allowed, since a flow may be
+/// built to read Standard Webhooks.
+pub fn format_advice(url: &str, format: Format) -> Option<String> {
+    if format == Format::Teams {
+        return None;
+    }
+    let (_, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = crate::parse::authority_host(authority)
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let teams = [
+        ".webhook.office.com",
+        ".logic.azure.com",
+        ".powerplatform.com",
+    ]
+    .iter()
+    .any(|suffix| host.ends_with(suffix));
+    teams.then(|| "This looks like a Microsoft Teams workflow URL: its template “post to a channel when a webhook request is received” takes the Teams format and shows nothing of another. Keep this format only for a flow built to read it.".to_string())
+}
+
 /// Checks the event list: at least one, each known, none twice.
 pub fn check_events(events: &[String]) -> Result<(), String> {
     if events.is_empty() {
@@ -286,6 +311,29 @@ pub fn check_events(events: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_teams_url_with_another_format_gets_advice() {
+        for teams in [
+            "https://contoso.webhook.office.com/webhookb2/x",
+            "https://prod-01.westeurope.logic.azure.com:443/workflows/1/triggers/manual",
+            "https://default1.environment.api.powerplatform.com/powerautomate/x",
+        ] {
+            for other in [Format::Standard, Format::Slack] {
+                let a = format_advice(teams, other).unwrap_or_default();
+                assert!(a.contains("takes the Teams format"), "{teams}: {a}");
+            }
+            assert_eq!(format_advice(teams, Format::Teams), None);
+        }
+        for other in [
+            "https://hooks.example.com/x",
+            "https://logic.azure.com.evil.example/x",
+            "https://evilwebhook.office.com/x",
+            "nonsense",
+        ] {
+            assert_eq!(format_advice(other, Format::Standard), None, "{other}");
+        }
+    }
 
     #[test]
     fn a_slack_incoming_webhook_takes_the_slack_format_only() {

@@ -5,7 +5,8 @@
 
 use gloo_net::http::Method;
 use mailroom_shared::webhooks::{
-    check_events, check_format, check_url, Delivery, Format, NewWebhook, Webhook, EVENTS,
+    check_events, check_format, check_url, format_advice, Delivery, Format, NewWebhook, Webhook,
+    EVENTS,
 };
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
@@ -314,6 +315,7 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
     // As the URL is pasted: the format that URL refuses is named at once,
     // and goes when another is chosen.
     let format_errors: Vec<String> = check_format(url, **format).err().into_iter().collect();
+    let format_advice: Vec<String> = format_advice(url, **format).into_iter().collect();
     let mut form = Markup::default();
     form.open("fieldset", &[("id", "webhook-events")])
         .el("legend", &[], "Events");
@@ -363,7 +365,7 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
                             <option value={f.id()} selected={**format == f}>{ label }</option>
                         }) }
                     </select>
-                    { field_messages("webhook-format", &format_errors, &[]) }
+                    { field_messages("webhook-format", &format_errors, &format_advice) }
                 </div>
                 <button type="submit" id="webhook-add">{ "Add webhook" }</button>
             </form>
