@@ -7,7 +7,9 @@
 //! The rules, on the bytes themselves (never on a lossy UTF-8 copy):
 //! - bare LF becomes CRLF before anything is checked; a bare CR or a NUL in
 //!   the header block is refused (a bare CR would end the header block early
-//!   at the upstream, past a From nobody checked);
+//!   at the upstream, past a From nobody checked); in the body a bare CR
+//!   becomes CRLF and a NUL is refused, so no upstream finds the end of the
+//!   data inside it (SMTP smuggling);
 //! - exactly one From holding exactly one mailbox; at most one Sender, To,
 //!   Cc, Reply-To, Subject, Date, Message-ID, In-Reply-To and References
 //!   (two From headers are read differently by different parsers, two To
