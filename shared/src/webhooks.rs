@@ -241,6 +241,19 @@ fn check_authority(authority: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A URL's host, lower case and without a final dot or a port, and its path
+/// without the leading `/` (what the format rules read).
+fn host_and_path(url: &str) -> Option<(String, &str)> {
+    let (_, rest) = url.trim().split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let host = crate::parse::authority_host(authority).trim_end_matches('.');
+    Some((
+        host.to_ascii_lowercase(),
+        path.strip_prefix('/').unwrap_or(path),
+    ))
+}
+
 /// Checks that the format suits a receiver its URL names: a Slack incoming
 /// webhook (`https://hooks.slack.com/services/…`) takes only Slack's
 /// `{"text"}` and answers any other body `400` (`no_text`,
@@ -252,14 +265,12 @@ pub fn check_format(url: &str, format: Format) -> Result<(), String> {
     if format == Format::Slack {
         return Ok(());
     }
-    let Some((_, rest)) = url.trim().split_once("://") else {
+    let Some((host, path)) = host_and_path(url) else {
         return Ok(());
     };
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = crate::parse::authority_host(authority).trim_end_matches('.');
     let slack = ["hooks.slack.com", "hooks.slack-gov.com"]
         .iter()
-        .any(|h| host.eq_ignore_ascii_case(h));
+        .any(|h| host == *h);
     if slack && path.starts_with("services/") {
         return Err("This is a Slack incoming webhook URL: choose the Slack format. Slack refuses any other body, so every event would fail.".into());
     }
@@ -276,11 +287,7 @@ pub fn format_advice(url: &str, format: Format) -> Option<String> {
     if format == Format::Teams {
         return None;
     }
-    let (_, rest) = url.trim().split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = crate::parse::authority_host(authority)
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+    let (host, _) = host_and_path(url)?;
     let teams = [
         ".webhook.office.com",
         ".logic.azure.com",

@@ -81,21 +81,6 @@ pub(crate) fn held_events<'a>(
         .into()
 }
 
-/// What a request with a taken idempotency key gets: the message that took
-/// it when the request is the same (or the key was taken before requests
-/// had digests), else a refusal naming that message.
-pub(crate) fn twin(
-    id: String,
-    status: mailroom_shared::sending::Status,
-    taken_by: Option<&str>,
-    key: &crate::queue::IdempotencyKey,
-) -> crate::queue::Enqueued {
-    match taken_by {
-        Some(digest) if digest != key.request => crate::queue::Enqueued::KeyReused(id),
-        _ => crate::queue::Enqueued::Repeat(id, status),
-    }
-}
-
 /// A claimed delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueDelivery {

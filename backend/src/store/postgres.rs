@@ -1126,7 +1126,7 @@ impl PgStore {
                         None => Status::Sent,
                     };
                     let digest = row.opt_text(2)?;
-                    out[i] = Some(super::twin(twin, status, digest.as_deref(), key));
+                    out[i] = Some(key.answer(twin, status, digest.as_deref()));
                     continue;
                 }
             }

@@ -254,6 +254,19 @@ pub struct IdempotencyKey {
     pub request: String,
 }
 
+impl IdempotencyKey {
+    /// What this request gets when its key was taken by message `id` (now
+    /// at `status`), with `taken_by` the digest of that request: the message
+    /// when the request is the same (or the key was taken before requests
+    /// had digests), else a refusal naming it.
+    pub(crate) fn answer(&self, id: String, status: Status, taken_by: Option<&str>) -> Enqueued {
+        match taken_by {
+            Some(digest) if digest != self.request => Enqueued::KeyReused(id),
+            _ => Enqueued::Repeat(id, status),
+        }
+    }
+}
+
 /// What storing a message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {

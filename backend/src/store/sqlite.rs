@@ -613,11 +613,10 @@ fn enqueue_in(
         if taken == 0 {
             return tx.query_row(sql::IDEMPOTENT_TWIN, params![app, key.key], |r| {
                 let status = r.opt_text(1)?;
-                Ok(super::twin(
+                Ok(key.answer(
                     r.text(0)?,
                     status.as_deref().map(status_of).unwrap_or(Status::Sent),
                     r.opt_text(2)?.as_deref(),
-                    key,
                 ))
             });
         }
