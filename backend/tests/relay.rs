@@ -1029,6 +1029,46 @@ async fn a_from_that_is_not_allowed_is_refused_naming_the_fix_and_rewrite_from_s
     assert!(m.data.contains(&format!("<{}>", mailer())), "{}", m.data);
 }
 
+/// `MAIL FROM:<>` (auto-replies, read receipts and forwarded bounces use
+/// it, RFC 3834 and 8098) names no sender to check or add to `allowed_from`:
+/// the message goes as its header From, which the policy checks at the end of
+/// DATA, as a missing `from` over HTTP and `mailroom sendmail -bs` do.
+#[tokio::test]
+async fn a_null_sender_is_sent_as_its_header_from_which_the_policy_checks() {
+    let (rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Helpdesk"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+    // One transaction with `MAIL FROM:<>`; the reply to its end of DATA.
+    let mut null_sender = async |from: &str| {
+        let r = w.command("MAIL FROM:<>").await;
+        assert!(r.starts_with("250"), "{r}");
+        let to = addr("a", "example.org");
+        assert!(w
+            .command(&format!("RCPT TO:<{to}>"))
+            .await
+            .starts_with("250"));
+        assert!(w.command("DATA").await.starts_with("354"));
+        w.command(&format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\nAway.\r\n."
+        ))
+        .await
+    };
+    let r = null_sender(&mailer()).await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    wait_received(&rig, 1).await;
+    assert_eq!(rig.smtp.messages()[0].mail_from, mailer());
+    // The header From is still the app's to choose only within allowed_from.
+    let stranger = addr("ceo", "contoso.com");
+    let r = null_sender(&stranger).await;
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains(&stranger) && r.contains("allowed_from"),
+        "{r}"
+    );
+    assert_eq!(rig.smtp.messages().len(), 1);
+}
+
 #[tokio::test]
 async fn a_trusted_network_sends_without_auth_and_is_named_as_the_source() {
     let (rig, server) = relay_rig(|a| {

@@ -231,18 +231,17 @@ impl Session {
             return Flow::Go;
         }
         let rewrite = matches!(&sender, Sender::App(a) if a.rewrite_from);
-        if !rewrite {
+        // The null sender `<>` (auto-replies, read receipts, forwarded
+        // bounces) names no address to check: the message goes as its header
+        // From, which the intake checks at the end of DATA, as it does for a
+        // submission over HTTP without `from`.
+        if !rewrite && !from.address.is_empty() {
             let (policy, _) = match self.policy(&sender).await {
                 Ok(p) => p,
                 Err(flow) => return flow,
             };
             if !policy.allows(&from.address) {
-                let who = if from.address.is_empty() {
-                    "<>"
-                } else {
-                    from.address.as_str()
-                };
-                self.refuse(550, "5.7.1", &policy.refusal(who));
+                self.refuse(550, "5.7.1", &policy.refusal(&from.address));
                 return Flow::Go;
             }
         }
