@@ -274,6 +274,27 @@ async fn a_recipient_that_is_no_address_is_refused_saying_why() {
             addr("ann", "10.0.0.1"),
             "The recipient has an IP address after the @",
         ),
+        // smtp-proto refuses these itself; the reason is named all the same.
+        (
+            addr("ann", "[10.0.0.1]"),
+            "The recipient has an IP address after the @",
+        ),
+        (
+            addr("ann", "[IPv6:::1]"),
+            "The recipient has an IP address after the @",
+        ),
+        (
+            addr("ann..lee", "example.org"),
+            "The recipient has a dot at the start or end of the name before the @, or two in a row",
+        ),
+        (
+            addr("ann lee", "example.org"),
+            "The recipient must not contain spaces",
+        ),
+        (
+            addr("ann@", "example.org"),
+            "The recipient has more than one @",
+        ),
     ] {
         let r = w.command(&format!("RCPT TO:<{to}>")).await;
         assert!(r.starts_with(&format!("501 5.1.3 {says}")), "{to}: {r}");
@@ -282,6 +303,17 @@ async fn a_recipient_that_is_no_address_is_refused_saying_why() {
     let r = w
         .command(&format!("RCPT TO:<{}>", addr("ann", "example.org")))
         .await;
+    assert!(r.starts_with("250"), "{r}");
+    // A sender likewise ("501 5.1.7 Bad sender address syntax").
+    assert!(w.command("RSET").await.starts_with("250"));
+    for from in [
+        addr("mailer lee", "contoso.com"),
+        addr(".mailer", "contoso.com"),
+    ] {
+        let r = w.command(&format!("MAIL FROM:<{from}>")).await;
+        assert!(r.starts_with("501 5.1.7 The sender "), "{from}: {r}");
+    }
+    let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
     assert!(r.starts_with("250"), "{r}");
 }
 

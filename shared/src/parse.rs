@@ -90,7 +90,9 @@ pub enum EmailError {
     /// The part after the `@` is not a domain name, and why.
     BadDomain(HostError),
     /// An IP address after the `@` (`name@10.0.0.1`): a top-level domain is
-    /// never all digits (RFC 3696 2), so it is no domain name.
+    /// never all digits (RFC 3696 2), so it is no domain name. So is an
+    /// address literal (`name@[10.0.0.1]`, `name@[IPv6:::1]`, RFC 5321
+    /// 4.1.3), which names a server, not a domain Exchange delivers to.
     IpAddress,
     /// Longer than 254 characters.
     TooLong,
@@ -133,6 +135,9 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
     }
     // A domain beyond ASCII (an international domain name, RFC 6531) keeps
     // the rules of its labels; the server checks the rest (IDNA) with lettre.
+    if domain.starts_with('[') && domain.ends_with(']') {
+        return Err(EmailError::IpAddress);
+    }
     let shape: String = domain
         .chars()
         .map(|c| if c.is_ascii() { c } else { 'a' })
@@ -347,6 +352,8 @@ mod tests {
             // lettre, which sends it, refuses the root's dot at the end.
             ("example.org.", EmailError::BadDomain(HostError::BadLabel)),
             ("10.0.0.1", EmailError::IpAddress),
+            ("[10.0.0.1]", EmailError::IpAddress),
+            ("[IPv6:::1]", EmailError::IpAddress),
         ] {
             let address = format!("{}@{}", "mailer", domain);
             assert_eq!(check_email(&address), Err(why), "{address}");

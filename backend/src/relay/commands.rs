@@ -208,6 +208,9 @@ impl Session {
         if self.tx.is_some() {
             return self.out_of_sequence("A mail transaction is already open; send RSET first");
         }
+        if let Some(why) = super::session::sender_syntax(&from.address) {
+            return self.error(501, "5.1.7", &why);
+        }
         if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
             // RFC 3030: binary content only comes in BDAT chunks, which the
             // relay does not offer; DATA would cut it at its first CRLF.CRLF.

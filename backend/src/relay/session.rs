@@ -258,8 +258,56 @@ pub(crate) fn ascii_line(text: &str) -> String {
 fn read_leniently(e: ProtoError, line: &[u8]) -> Result<smtp_proto::Request<String>, ProtoError> {
     match e {
         ProtoError::SyntaxError { .. } => unbracketed(line).ok_or(e),
+        ProtoError::InvalidSenderAddress | ProtoError::InvalidRecipientAddress => {
+            with_refused_address(e, line)
+        }
         e => Err(e),
     }
+}
+
+/// What is wrong with a MAIL FROM address, in the words the page and the
+/// HTTP API use; none for the null sender `<>`. The relay's and
+/// `sendmail -bs`'s.
+pub(crate) fn sender_syntax(address: &str) -> Option<String> {
+    if address.is_empty() {
+        return None;
+    }
+    mailroom_shared::validate::check_address("sender", address)
+}
+
+/// A MAIL or RCPT whose address smtp-proto refused, as that command with the
+/// address as written, when the shared rules (which the command's handler
+/// applies first) can name what is wrong with it: `ann..lee@example.org`,
+/// `ann@[10.0.0.1]`. "Bad recipient address syntax" named no cause, while the
+/// same address over HTTP or in the page was told why. Otherwise stays `e`.
+fn with_refused_address(
+    e: ProtoError,
+    line: &[u8],
+) -> Result<smtp_proto::Request<String>, ProtoError> {
+    let address = std::str::from_utf8(line).ok().and_then(|text| {
+        let start = text.find('<')? + 1;
+        text.get(start..start + text[start..].rfind('>')?)
+    });
+    let Some(address) = address.filter(|a| {
+        !a.is_empty() && mailroom_shared::validate::check_address("address", a).is_some()
+    }) else {
+        return Err(e);
+    };
+    let address = address.to_string();
+    Ok(match e {
+        ProtoError::InvalidSenderAddress => smtp_proto::Request::Mail {
+            from: smtp_proto::MailFrom {
+                address,
+                ..Default::default()
+            },
+        },
+        _ => smtp_proto::Request::Rcpt {
+            to: smtp_proto::RcptTo {
+                address,
+                ..Default::default()
+            },
+        },
+    })
 }
 
 /// The next command in `bytes` for `receiver`: smtp-proto's reading, or,
