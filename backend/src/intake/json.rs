@@ -21,13 +21,37 @@ const RESERVED: &[&str] = &[
     "reply-to",
     "subject",
     "date",
-    "message-id",
     "sender",
     "content-type",
     "content-transfer-encoding",
     "mime-version",
     "return-path",
 ];
+
+/// An app's own Message-ID, trimmed, when it is one (RFC 5322 3.6.4):
+/// `<left@right>`, each side a dot-atom, the right one a domain literal
+/// (`[10.0.0.1]`) too.
+fn message_id(value: &str) -> Option<&str> {
+    let id = value.trim();
+    let (left, right) = id.strip_prefix('<')?.strip_suffix('>')?.split_once('@')?;
+    let dot_atom = |s: &str| {
+        s.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+        })
+    };
+    let literal = |s: &str| {
+        s.strip_prefix('[')
+            .and_then(|s| s.strip_suffix(']'))
+            .is_some_and(|d| {
+                d.bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"[]\\".contains(&b))
+            })
+    };
+    (dot_atom(left) && (dot_atom(right) || literal(right))).then_some(id)
+}
 
 /// The most extra headers a JSON submission may set, and their bytes (names
 /// and values) in all. lettre replaces a header by name with a search of
@@ -287,6 +311,7 @@ pub fn build(
     } else {
         None
     };
+    let mut own_message_id = None;
     match past_limits {
         // Each header is not judged: that could make a message for each of
         // thousands.
@@ -304,6 +329,12 @@ pub fn build(
                     // Names differ only in case: one header, which the
                     // builder would keep one value of, dropping the other.
                     errors.push("headers", format!("The header {name} is given twice (header names ignore case); give it once, its values joined if it may hold several."));
+                } else if name.eq_ignore_ascii_case("message-id") {
+                    // The app's own, to thread its replies (In-Reply-To).
+                    match message_id(value) {
+                        Some(id) => own_message_id = Some(id.to_string()),
+                        None => errors.push("headers", format!("The Message-ID header (“{}”) must be one id in angle brackets, with an @ and no spaces, like <ticket-42@helpdesk.contoso.com> (RFC 5322 3.6.4); leave it out to have one made.", crate::error::short(value))),
+                    }
                 } else if let Ok(n) = HeaderName::new_from_ascii(name.clone()) {
                     extra.push(HeaderValue::new(n, value.clone()));
                 }
@@ -340,7 +371,7 @@ pub fn build(
         .from(header_from.clone())
         .subject(req.subject.clone())
         .date_now()
-        .message_id(None);
+        .message_id(own_message_id);
     for m in &to {
         b = b.to(m.clone());
     }
@@ -445,6 +476,52 @@ mod tests {
         let head = head(&built(&req).unwrap());
         assert_eq!(unfolded(&head, "X-Ticket"), "42");
         assert_eq!(unfolded(&head, "X-Other"), "1");
+    }
+
+    /// A helpdesk threads its replies by its own Message-ID; the header was
+    /// refused as "set from the message's own fields", which have none.
+    #[test]
+    fn an_apps_message_id_is_kept_for_threading_and_a_malformed_one_is_named() {
+        for id in [
+            format!("<ticket-42.reply-3@{}>", "helpdesk.contoso.com"),
+            format!("<{}>", at("a+b!#$%&'*/=?^_`{|}~-1", "[10.0.0.1]")),
+        ] {
+            let mut req = request();
+            req.headers.insert("Message-ID".into(), format!(" {id} "));
+            req.headers.insert(
+                "In-Reply-To".into(),
+                format!("<ticket-42@{}>", "helpdesk.contoso.com"),
+            );
+            let head = head(&built(&req).unwrap());
+            let ids = mailroom_fakes::graph::header_values(head.as_bytes(), "Message-ID");
+            assert_eq!(ids, [id], "{head}");
+        }
+        for bad in [
+            "ticket-42".to_string(),
+            "<ticket 42@contoso.com>".to_string(),
+            "<ticket-42>".to_string(),
+            format!("<{}>", at("ticket..42", "contoso.com")),
+            format!("<{}> <{}>", at("a", "contoso.com"), at("b", "contoso.com")),
+            "<@contoso.com>".to_string(),
+            String::new(),
+        ] {
+            let mut req = request();
+            req.headers.insert("message-id".into(), bad.clone());
+            let errors = built(&req).unwrap_err();
+            let said = errors["headers"].join(" ");
+            assert!(
+                said.contains("Message-ID") && said.contains("<ticket-42@helpdesk.contoso.com>"),
+                "{bad}: {said}"
+            );
+        }
+        // One Message-ID, in either case.
+        let mut req = request();
+        req.headers
+            .insert("Message-ID".into(), format!("<a@{}>", "contoso.com"));
+        req.headers
+            .insert("message-id".into(), format!("<b@{}>", "contoso.com"));
+        let said = built(&req).unwrap_err()["headers"].join(" ");
+        assert!(said.contains("given twice"), "{said}");
     }
 
     #[test]
