@@ -211,6 +211,36 @@ pub async fn log_errors(req: Request, next: axum::middleware::Next) -> Response 
     response
 }
 
+/// A NUL byte (`%00`) in an API request's path is a `404`, and in its query
+/// a `400` keyed by the parameter that holds it, before any route reads
+/// them. No id,
+/// name or search holds one: PostgreSQL refuses a NUL in text, so such a
+/// request was a `500`, and SQLite ended a search at it and listed every
+/// message.
+pub async fn no_nul_bytes(req: Request, next: axum::middleware::Next) -> Response {
+    match nul_in(req.uri()) {
+        Some(refusal) => refusal.into_response(),
+        None => next.run(req).await,
+    }
+}
+
+fn nul_in(uri: &axum::http::Uri) -> Option<AppError> {
+    const NUL: &str = "%00";
+    if uri.path().contains(NUL) {
+        return Some(AppError::NotFound(
+            "Nothing is found at an address that holds %00, a NUL byte: no id or name holds one. Remove it.".into(),
+        ));
+    }
+    let query = uri.query().filter(|q| q.contains(NUL))?;
+    let name = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        .map(|(k, _)| short(&k.replace('\0', "")))?;
+    Some(AppError::field(
+        &name,
+        format!("The query parameter {name} holds %00, a NUL byte, which no id, name or search holds; remove it."),
+    ))
+}
+
 /// Middleware: an answer of the API's that is an error but not JSON (axum's
 /// own: a path that is not UTF-8, a method the route does not take) becomes
 /// the API's `{"message", "errors"}`, with its status and headers kept.

@@ -153,6 +153,7 @@ fn api_layers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> 
             crate::error::panic_answer,
         ))
         .layer(middleware::from_fn(crate::error::log_errors))
+        .layer(middleware::from_fn(crate::error::no_nul_bytes))
         .layer(middleware::from_fn(crate::error::json_errors))
 }
 

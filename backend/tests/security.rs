@@ -16,6 +16,7 @@ use mailroom_backend::upstream::Upstream;
 use mailroom_fakes::{addr, EntraMode, Loopback, SmtpConfig};
 use mailroom_shared::api::Stage;
 use mailroom_shared::{AuthMethod, Settings};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const AGAIN_PASSWORD: &str =
@@ -876,4 +877,65 @@ async fn delivery_connections_past_a_profiles_highest_are_refused_at_start() {
         "to 32",
     )
     .await;
+}
+
+/// A NUL byte (`%00`) in an API address or query parameter names no id,
+/// name or search: a `404` in the address and a `400` in the query, on both
+/// stores. PostgreSQL refuses a NUL
+/// in text, so each such request was a `500`; SQLite read `q=%00` as an
+/// empty search and listed every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_byte_in_an_address_or_a_query_is_refused_on_both_stores() {
+    let schema = common::pg::PgSchema::new().await;
+    for pg in [false, true] {
+        let (_rig, server) = saved_rig(|a| {
+            if pg {
+                a.database_url = Some(schema.url.clone());
+            }
+        })
+        .await;
+        let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
+        let (status, queued) = server
+            .submit(
+                &key,
+                &json!({"to": [addr("a", "example.org")], "subject": "s", "text": "t"}),
+            )
+            .await;
+        assert_eq!(status, 202);
+        // Delivered, so no transaction is open when the schema is dropped.
+        server
+            .wait_status(queued["id"].as_str().unwrap(), "sent")
+            .await;
+        use reqwest::Method;
+        for (method, path, field) in [
+            (Method::GET, "/api/messages?q=%00", Some("q")),
+            (Method::GET, "/api/messages?q=a%00b&limit=5", Some("q")),
+            (Method::GET, "/api/messages?app=app_%00", Some("app")),
+            (Method::GET, "/api/messages?before=msg_%00", Some("before")),
+            (Method::GET, "/api/messages/msg_%00", None),
+            (Method::POST, "/api/messages/msg_%00/retry", None),
+            (Method::POST, "/api/messages/msg_%00/cancel", None),
+            (Method::DELETE, "/api/apps/app_%00", None),
+            (Method::PATCH, "/api/apps/app_%00", None),
+            (Method::DELETE, "/api/webhooks/wh_%00", None),
+            (Method::DELETE, "/api/profiles/p%00", None),
+            (Method::GET, "/api/profiles/p%00/settings", None),
+        ] {
+            let body = (method == Method::PATCH).then(|| json!({"name": "x"}));
+            let (status, answer) = server.admin(method.clone(), path, body).await;
+            let want = if field.is_some() { 400 } else { 404 };
+            assert_eq!(status, want, "pg {pg}: {method} {path}: {answer}");
+            let message = answer["message"].as_str().unwrap_or_default();
+            assert!(message.contains("%00"), "{path}: {answer}");
+            if let Some(field) = field {
+                assert!(answer["errors"][field].is_array(), "{path}: {answer}");
+            }
+        }
+        // The search and the message still work.
+        let (status, list) = server
+            .admin(Method::GET, "/api/messages?q=example", None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(list["messages"].as_array().unwrap().len(), 1, "{list}");
+    }
 }
