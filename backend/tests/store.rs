@@ -2383,6 +2383,11 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
     s.queue.create_app(app.clone(), [7u8; 32]).await.unwrap();
     let listed = s.queue.list_apps().await.unwrap();
     assert_eq!(listed[0].limits, app.limits);
+    assert!(s.queue.app_by_id("app_lim").await.unwrap().is_some());
+    // A relay sign-in's username with a NUL byte (AUTH LOGIN may carry any
+    // byte) names no app; PostgreSQL refused it in text, and the relay
+    // answered 454 "cannot reach its database".
+    assert!(s.queue.app_by_id("app_lim\0").await.unwrap().is_none());
     let mut changed = app.clone();
     changed.name = "Renamed".into();
     changed.limits.queued_max = None;

@@ -1327,6 +1327,11 @@ impl Queue for PgStore {
     }
 
     async fn app_by_id(&self, id: &str) -> Result<Option<(App, [u8; 32])>, StoreError> {
+        // A relay sign-in's username may hold any byte; PostgreSQL refuses
+        // a NUL in text, and no id holds one.
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let c = self.pool.get().await?;
         let Some(row) = c
             .query_opt(&prepared(&c, sql::APP_BY_ID).await?, &[&id])
