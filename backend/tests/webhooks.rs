@@ -200,6 +200,72 @@ async fn a_test_sends_one_signed_request_and_a_redirect_is_not_followed() {
     );
 }
 
+/// A refusal is told in the receiver's own words, with the fix for Slack's:
+/// the test said "HTTP 404" for a Slack webhook that was removed, and the
+/// admin had to guess.
+#[tokio::test]
+async fn a_refusal_is_told_in_the_receivers_words_with_slacks_fix() {
+    let (_rig, server) = saved_rig(|_| {}).await;
+    let receiver = FakeReceiver::start().await;
+    let test = async |id: &str, answer: Answer| {
+        receiver.script([answer]);
+        let (status, r) = server
+            .admin(Method::POST, &format!("/api/webhooks/{id}/test"), None)
+            .await;
+        assert_eq!((status, &r["ok"]), (200, &json!(false)), "{r}");
+        r["message"].as_str().unwrap().to_string()
+    };
+    let (slack, _) = add_hook(
+        &server,
+        &receiver.url("/services/T0/B0/k3y"),
+        &["message.sent"],
+        "slack",
+    )
+    .await;
+    for (status, word, fix) in [
+        (404, "no_service", "add a new incoming webhook"),
+        (403, "invalid_token", "copy the whole webhook URL"),
+        (410, "channel_is_archived", "unarchive"),
+        (404, "channel_not_found", "channel was deleted"),
+        (403, "action_prohibited", "Slack admin"),
+    ] {
+        let said = test(&slack, Answer::Said(status, word.into())).await;
+        assert!(
+            said.contains(&format!("HTTP {status}")) && said.contains(word) && said.contains(fix),
+            "{word}: {said}"
+        );
+    }
+    let (standard, _) = add_hook(
+        &server,
+        &receiver.url("/flow"),
+        &["message.sent"],
+        "standard",
+    )
+    .await;
+    let refusal = json!({"error": {"code": "WorkflowTriggerIsNotEnabled", "message": "The workflow trigger is not enabled."}});
+    let said = test(&standard, Answer::Said(400, refusal.to_string())).await;
+    assert!(
+        said.contains("HTTP 400")
+            && said.contains("WorkflowTriggerIsNotEnabled")
+            && said.contains("The workflow trigger is not enabled"),
+        "{said}"
+    );
+    // A web page is not words; a long answer is cut; control characters go.
+    let said = test(
+        &standard,
+        Answer::Said(502, "<html><body>Bad gateway</body></html>".into()),
+    )
+    .await;
+    assert!(said.contains("HTTP 502") && !said.contains('<'), "{said}");
+    let said = test(
+        &standard,
+        Answer::Said(400, format!("bad\u{1b}[31m {}", "x".repeat(10_000))),
+    )
+    .await;
+    assert!(said.contains("bad") && !said.contains('\u{1b}'), "{said}");
+    assert!(said.len() < 1_000, "{} bytes: {said}", said.len());
+}
+
 #[tokio::test]
 async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format() {
     let (rig, server, key) = sending_rig().await;

@@ -59,6 +59,10 @@ impl Hook {
 pub enum Answer {
     /// This status.
     Status(u16),
+    /// This status with this body, as JSON when it starts with `{` (Power
+    /// Automate's `{"error": {"code", "message"}}`), else as text (Slack's
+    /// `no_service`).
+    Said(u16, String),
     /// 200 after this long.
     Delay(Duration),
     /// `302 Found` to this path on the same receiver.
@@ -116,6 +120,19 @@ async fn receive(
             "answer",
         )
             .into_response(),
+        Answer::Said(s, body) => {
+            let kind = if body.starts_with('{') {
+                "application/json"
+            } else {
+                "text/plain"
+            };
+            (
+                StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                [(axum::http::header::CONTENT_TYPE, kind)],
+                body,
+            )
+                .into_response()
+        }
         Answer::Delay(d) => {
             tokio::time::sleep(d).await;
             (StatusCode::OK, "late").into_response()

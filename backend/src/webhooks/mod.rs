@@ -7,6 +7,7 @@
 //! it at a time, and only the claim's holder records its outcome.
 
 pub mod format;
+pub mod refusal;
 pub mod routes;
 
 use std::collections::HashMap;
@@ -477,10 +478,18 @@ impl Webhooks {
                     r.status().as_u16()
                 )),
             },
-            Ok(r) => Sent {
-                status: Some(r.status().as_u16()),
-                error: Some(format!("HTTP {}", r.status().as_u16())),
-            },
+            Ok(r) => {
+                let status = r.status().as_u16();
+                // What it said, if it says it in time; a body that does not
+                // come leaves the status alone.
+                let (body, _) = crate::upstream::read_capped(r, refusal::READ_BYTES)
+                    .await
+                    .unwrap_or_default();
+                Sent {
+                    status: Some(status),
+                    error: Some(refusal::refusal(status, format, &body, url)),
+                }
+            }
             Err(e) if e.is_timeout() => Sent {
                 status: None,
                 error: Some(format!(
