@@ -272,6 +272,28 @@ pub fn reordering_mark(label: &str, s: &str) -> Option<String> {
     ))
 }
 
+/// Why a name may not hold a character that shows as nothing, when it holds
+/// one: the zero width space (U+200B), the soft hyphen (U+00AD), the word
+/// joiner and invisible operators (U+2060 to U+2064), the byte order mark
+/// (U+FEFF), the Mongolian vowel separator (U+180E) and the Hangul fillers
+/// (U+115F, U+1160, U+3164, U+FFA0). With one, "Scanner\u{200B}" looked like
+/// "Scanner", past the rule that names differ, and a name of one alone was
+/// blank. The joiners that scripts and emoji need (U+200C, U+200D) stay
+/// allowed.
+pub fn invisible_mark(label: &str, s: &str) -> Option<String> {
+    let c = s.chars().find(|c| {
+        matches!(
+            c,
+            '\u{AD}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{200B}' | '\u{2060}'
+                ..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        )
+    })?;
+    Some(format!(
+        "The {label} holds U+{:04X}, a character that shows as nothing, so the {label} could look like another or blank; type the {label} again without it.",
+        c as u32
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

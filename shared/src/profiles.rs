@@ -202,7 +202,9 @@ pub fn validate_name(name: &str, errors: &mut FieldMessages) {
             "name",
             "The name may not hold control characters (line breaks, tabs).",
         );
-    } else if let Some(m) = crate::parse::reordering_mark("name", name) {
+    } else if let Some(m) = crate::parse::reordering_mark("name", name)
+        .or_else(|| crate::parse::invisible_mark("name", name))
+    {
         errors.push("name", m);
     }
 }
@@ -437,6 +439,7 @@ mod tests {
         assert!(!check("a\nb"));
         assert!(!check(&"x".repeat(MAX_NAME + 1)));
         assert!(!check("Billing\u{202E}xobliam"));
+        assert!(!check("Billing\u{200B}"));
         assert!(check("\u{5d3}\u{5d5}\u{5d0}\u{5e8} \u{200f}2"));
         let mut e = FieldMessages::default();
         validate_limits(

@@ -201,7 +201,9 @@ pub fn validate_new_app(app: &NewApp) -> FieldMessages {
             "name",
             "The name may not hold control characters (a tab, NUL or escape code); type it as plain text.",
         );
-    } else if let Some(m) = parse::reordering_mark("name", name) {
+    } else if let Some(m) =
+        parse::reordering_mark("name", name).or_else(|| parse::invisible_mark("name", name))
+    {
         errors.push("name", m);
     }
     validate_allowed_from(&app.allowed_from, &mut errors);
@@ -697,14 +699,39 @@ mod tests {
             });
             assert!(change["name"][0].contains("control characters"), "{name:?}");
         }
-        // Nor marks that show the text after them in another order: the
-        // Activity list would show "Invoice\u{202E}fdp.exe" as "Invoiceexe.pdf".
-        for name in ["Invoice\u{202E}fdp.exe", "a\u{2066}b", "\u{202A}x"] {
+        // The first words of the refusal for each name, none for a name.
+        let said = |name: &str| {
             let e = validate_new_app(&NewApp {
                 name: name.into(),
                 ..good.clone()
             });
-            assert!(e["name"][0].contains("in another order"), "{name:?}: {e:?}");
+            e.get("name").map(|m| m[0].clone()).unwrap_or_default()
+        };
+        // Nor marks that show the text after them in another order (the
+        // Activity list would show "Invoice\u{202E}fdp.exe" as
+        // "Invoiceexe.pdf"), nor characters that show as nothing
+        // ("Scanner\u{200B}" looked like "Scanner", past the rule that names
+        // differ, and "\u{200B}" alone was a name nobody could see).
+        for (name, says) in [
+            ("Invoice\u{202E}fdp.exe", "in another order"),
+            ("a\u{2066}b", "in another order"),
+            ("\u{202A}x", "in another order"),
+            ("\u{200B}", "shows as nothing"),
+            ("Scanner\u{200B}", "shows as nothing"),
+            ("Scan\u{AD}ner", "shows as nothing"),
+            ("\u{FEFF}x", "shows as nothing"),
+            ("a\u{2060}b", "shows as nothing"),
+            ("\u{3164}", "shows as nothing"),
+            // Joiners that scripts and emoji need stay allowed.
+            ("\u{928}\u{94d}\u{200d}", ""),
+            ("Dev \u{1F469}\u{200D}\u{1F4BB}", ""),
+            ("\u{645}\u{6cc}\u{200c}\u{62e}", ""),
+        ] {
+            let got = said(name);
+            assert!(
+                got.contains(says) && (says.is_empty() == got.is_empty()),
+                "{name:?}: {got}"
+            );
         }
         // Right-to-left names, with their ordinary marks, are names.
         assert!(validate_new_app(&NewApp {

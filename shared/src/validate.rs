@@ -523,7 +523,9 @@ impl Settings {
                     Field::SenderName,
                     "The sender name may not hold control characters (a tab, NUL or escape code); type it as plain text.",
                 );
-            } else if let Some(m) = parse::reordering_mark("sender name", &s.sender_name) {
+            } else if let Some(m) = parse::reordering_mark("sender name", &s.sender_name)
+                .or_else(|| parse::invisible_mark("sender name", &s.sender_name))
+            {
                 r.error(Field::SenderName, m);
             } else if s.sender_name.is_empty() {
                 r.error(
@@ -934,6 +936,8 @@ mod tests {
         // reads as another address.
         s.sender_name = "Contoso \u{202E}moc.osotnoc@ecivres".into();
         assert!(errors(&s, Field::SenderName)[0].contains("in another order"));
+        s.sender_name = "Contoso\u{200B} IT".into();
+        assert!(errors(&s, Field::SenderName)[0].contains("shows as nothing"));
         s.sender_name = "Contoso – Zürich".into();
         assert!(errors(&s, Field::SenderName).is_empty());
         s.sender_name = "x".repeat(257);
