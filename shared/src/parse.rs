@@ -74,6 +74,9 @@ pub enum EmailError {
     Empty,
     /// Spaces, tabs or line breaks inside.
     Whitespace,
+    /// A character that shows as nothing ([`invisible_char`]), pasted along
+    /// with the address: it looks right, and no server knows it.
+    Invisible(char),
     /// No `@`, or more than one.
     AtCount(usize),
     /// Nothing before the `@`.
@@ -106,6 +109,9 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
     }
     if s.chars().any(char::is_whitespace) {
         return Err(EmailError::Whitespace);
+    }
+    if let Some(c) = invisible_char(s) {
+        return Err(EmailError::Invisible(c));
     }
     if s.chars().count() > 254 {
         return Err(EmailError::TooLong);
@@ -281,17 +287,24 @@ pub fn reordering_mark(label: &str, s: &str) -> Option<String> {
 /// blank. The joiners that scripts and emoji need (U+200C, U+200D) stay
 /// allowed.
 pub fn invisible_mark(label: &str, s: &str) -> Option<String> {
-    let c = s.chars().find(|c| {
+    let c = invisible_char(s)?;
+    Some(format!(
+        "The {label} holds U+{:04X}, a character that shows as nothing, so the {label} could look like another or blank; type the {label} again without it.",
+        c as u32
+    ))
+}
+
+/// The first character of `s` that shows as nothing (see
+/// [`invisible_mark`]); pasted from a web page or a chat, one makes an
+/// address or a secret that looks right and is not.
+pub fn invisible_char(s: &str) -> Option<char> {
+    s.chars().find(|c| {
         matches!(
             c,
             '\u{AD}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{200B}' | '\u{2060}'
                 ..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
         )
-    })?;
-    Some(format!(
-        "The {label} holds U+{:04X}, a character that shows as nothing, so the {label} could look like another or blank; type the {label} again without it.",
-        c as u32
-    ))
+    })
 }
 
 #[cfg(test)]
@@ -374,6 +387,8 @@ mod tests {
             // lettre, which sends it, refuses the root's dot at the end.
             ("example.org.", EmailError::BadDomain(HostError::BadLabel)),
             ("10.0.0.1", EmailError::IpAddress),
+            ("contoso.com\u{200B}", EmailError::Invisible('\u{200B}')),
+            ("contoso\u{AD}.com", EmailError::Invisible('\u{AD}')),
             ("[10.0.0.1]", EmailError::IpAddress),
             ("[IPv6:::1]", EmailError::IpAddress),
         ] {

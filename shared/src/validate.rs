@@ -278,6 +278,10 @@ fn email_message(label: &str, err: &EmailError) -> String {
         EmailError::Whitespace => format!(
             "The {label} must not contain spaces or line breaks. Enter a single address, like name@example.com."
         ),
+        EmailError::Invisible(c) => format!(
+            "The {label} holds U+{:04X}, a character that shows as nothing, which came along when it was copied; type the address again.",
+            *c as u32
+        ),
         EmailError::AtCount(0) => format!(
             "The {label} needs an @ between the name and the domain, like name@example.com."
         ),
@@ -394,6 +398,16 @@ fn check_pasted(report: &mut Report, field: Field, label: &str, value: &str) -> 
             format!(
                 "The {label} holds the control character {}, which no {label} has. Copy it again from where it was shown.",
                 shown(c)
+            ),
+        );
+        return false;
+    }
+    if let Some(c) = parse::invisible_char(value) {
+        report.error(
+            field,
+            format!(
+                "The {label} holds U+{:04X}, a character that shows as nothing and that no {label} has: it came along when it was copied. Copy it again from where it was shown.",
+                c as u32
             ),
         );
         return false;
@@ -1038,6 +1052,15 @@ mod tests {
             ("abc8Q~def\tghi", "control character U+0009"),
             ("abc8Q~defghi\n", "contains a line break"),
             (" abc8Q~defghi", "starts or ends with a space"),
+            // Pasted from a chat or a web page along with the secret.
+            (
+                "abc8Q~def\u{200B}ghi",
+                "U+200B, a character that shows as nothing",
+            ),
+            (
+                "\u{FEFF}abc8Q~defghi",
+                "U+FEFF, a character that shows as nothing",
+            ),
         ] {
             s.client_secret = Some(secret.into());
             let e = errors(&s, Field::ClientSecret);
@@ -1050,6 +1073,10 @@ mod tests {
         for (password, says) in [
             ("correct horse\r\n", "contains a line break"),
             ("correct\u{0}horse", "control character U+0000"),
+            (
+                "correct\u{AD}horse",
+                "U+00AD, a character that shows as nothing",
+            ),
         ] {
             s.password = Some(password.into());
             let e = errors(&s, Field::Password);
