@@ -1040,3 +1040,56 @@ async fn a_header_block_past_256_kib_is_refused_over_http_and_the_relay() {
     );
     assert!(rig.smtp.messages().is_empty(), "nothing left");
 }
+
+/// A body sent with the other type's Content-Type is told which to use:
+/// JSON sent as `message/rfc22` was read as a message whose first header
+/// was `{"to"`, and answered "no From header" and "no recipient"; a whole
+/// message sent as JSON was "not valid JSON at line 1 column 1".
+#[tokio::test]
+async fn a_body_sent_with_the_other_types_content_type_is_told_which_to_use() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let (_, key) = server.new_app(json!({"name": "Script"})).await;
+    let json_body = json!({"to": [addr("a", "example.org")], "subject": "s", "text": "t"});
+    for body in [
+        json_body.to_string(),
+        format!("\u{feff}  \r\n{json_body:#}"),
+    ] {
+        let (status, answer) = server
+            .post_message(&key, "", "message/rfc822", body.into_bytes())
+            .await;
+        assert_eq!(status, 422, "{answer}");
+        let said = answer["errors"]["message"][0].as_str().unwrap_or_default();
+        assert!(
+            said.contains("JSON") && said.contains("Content-Type: application/json"),
+            "{answer}"
+        );
+        assert!(answer["errors"].get("from").is_none(), "{answer}");
+    }
+    let raw = format!(
+        "From: {}\r\nTo: {}\r\nSubject: s\r\n\r\nbody\r\n",
+        mailer(),
+        addr("a", "example.org")
+    );
+    let (status, answer) = server
+        .post_message(&key, "", "application/json", raw.into_bytes())
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let said = answer["message"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("not valid JSON") && said.contains("Content-Type: message/rfc822"),
+        "{answer}"
+    );
+    // Plain bad JSON keeps its own words.
+    let (status, answer) = server
+        .post_message(&key, "", "application/json", b"{\"to\": [".to_vec())
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        !answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("message/rfc822"),
+        "{answer}"
+    );
+    assert!(rig.smtp.messages().is_empty(), "nothing was sent");
+}

@@ -135,6 +135,12 @@ async fn submit(
             parts.push(&bytes);
             request_digest(&parts)
         });
+        if is_json_object(&bytes) {
+            return Err(invalid(FieldMessages::from([(
+                "message",
+                vec!["This body is JSON, sent as Content-Type: message/rfc822, which is for a whole RFC 5322 message; send JSON with Content-Type: application/json.".to_string()],
+            )])));
+        }
         let rules = intake::Rules {
             policy: &policy,
             settings,
@@ -143,7 +149,13 @@ async fn submit(
         let built = intake::check(&bytes, intake::Envelope { from, to }, &rules);
         (built, request)
     } else {
-        let body: MessageRequest = parse_json(&bytes).map_err(unknown_field)?;
+        let body: MessageRequest = parse_json(&bytes).map_err(|e| match e {
+            BodyError::Syntax(_) if starts_with_a_header(&bytes) => AppError::BadRequest(
+                format!("{e} It is a whole message (its first line is a header field); send it with Content-Type: message/rfc822."),
+                FieldMessages::new(),
+            ),
+            e => unknown_field(e),
+        })?;
         // As serde_json writes it back: the same message with other spacing
         // or another order of its fields is the same request.
         let request = keyed.then(|| {
@@ -230,6 +242,28 @@ where
 
 /// A JSON message's field it does not take, with the way to send files when
 /// the field meant them (other services' APIs have `attachments`).
+/// Whether a body sent as a whole message is a JSON object: JSON sent with
+/// the other Content-Type was read as a message whose first header was
+/// `{"to"`, and answered as one without recipients.
+fn is_json_object(bytes: &[u8]) -> bool {
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    text.trim_ascii_start().starts_with(b"{")
+        && crate::error::json_tree(bytes).is_some_and(|v| v.is_object())
+}
+
+/// Whether a body that is not JSON starts with a header field (`From: …`,
+/// `Return-Path: …`: letters, digits and hyphens, then a colon), as a whole
+/// message sent with `Content-Type: application/json` does.
+fn starts_with_a_header(bytes: &[u8]) -> bool {
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    line.iter().position(|b| *b == b':').is_some_and(|colon| {
+        colon > 0
+            && line[..colon]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    })
+}
+
 fn unknown_field(e: BodyError) -> AppError {
     if let BodyError::Unknown { field, .. } = &e {
         let name = field.to_ascii_lowercase();
