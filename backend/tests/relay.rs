@@ -934,6 +934,14 @@ async fn envelope_addresses_without_angle_brackets_are_taken_as_postfix_takes_th
     tokio::time::sleep(Duration::from_millis(200)).await;
     let r = w.command(&format!("OM:{from}")).await;
     assert!(r.starts_with("250 2.1.0"), "{r}");
+    // One that is not an address is told why, as with brackets.
+    let r = w
+        .command(&format!("RCPT TO:{}", addr("ops..team", "example.org")))
+        .await;
+    assert!(
+        r.starts_with("501 5.1.3 The recipient has a dot at the start or end"),
+        "{r}"
+    );
     wait_received(&rig, 1).await;
     let m = &rig.smtp.messages()[0];
     assert_eq!(m.rcpt_to, vec![to]);

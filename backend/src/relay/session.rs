@@ -404,9 +404,13 @@ fn unbracketed(line: &[u8]) -> Option<smtp_proto::Request<String>> {
         .trim_end()
         .to_string()
         + "\r\n";
-    smtp_proto::Request::parse(&mut fixed.as_bytes().iter())
-        .ok()
-        .map(smtp_proto::Request::into_owned)
+    match smtp_proto::Request::parse(&mut fixed.as_bytes().iter()) {
+        Ok(request) => Some(request.into_owned()),
+        Err(e @ (ProtoError::InvalidSenderAddress | ProtoError::InvalidRecipientAddress)) => {
+            with_refused_address(e, fixed.as_bytes()).ok()
+        }
+        Err(_) => None,
+    }
 }
 
 /// The reply to a command smtp-proto could not read (the relay's, and
