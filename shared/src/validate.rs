@@ -265,7 +265,7 @@ fn guid_message(short: &str, label: &str, err: &GuidError) -> String {
 /// A character as a message shows it: itself, or `U+XXXX` when invisible.
 /// (Not `escape_debug`: its Unicode tables cost KBs of wasm.)
 fn shown(c: char) -> String {
-    if c.is_control() || c.is_whitespace() {
+    if c.is_control() || c.is_whitespace() || parse::invisible_char(&c.to_string()).is_some() {
         format!("U+{:04X}", c as u32)
     } else {
         c.to_string()
@@ -996,6 +996,14 @@ mod tests {
         s.sender_email = mailer();
         assert!(errors(&s, Field::Host)[0].starts_with("Enter the SMTP host"));
         assert_eq!(errors(&s, Field::Port)[0], port_message());
+        // A character that shows as nothing is named by its code, not shown
+        // as an empty pair of quotes.
+        s.host = "smtp.contoso.com\u{200B}".into();
+        assert!(
+            errors(&s, Field::Host)[0].starts_with("The SMTP host contains “U+200B”"),
+            "{:?}",
+            errors(&s, Field::Host)
+        );
         s.host = "smtp.contoso.com".into();
         s.port = 465;
         let r = s.validate();

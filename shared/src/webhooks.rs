@@ -177,6 +177,12 @@ pub fn check_url(url: &str) -> Result<(), String> {
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("The URL must not contain spaces or line breaks.".into());
     }
+    if let Some(c) = crate::parse::invisible_char(url) {
+        return Err(format!(
+            "The URL holds U+{:04X}, a character that shows as nothing, which came along when it was copied; paste the URL again.",
+            c as u32
+        ));
+    }
     check_authority(authority)?;
     let host = crate::parse::authority_host(authority);
     match scheme.to_ascii_lowercase().as_str() {
@@ -318,6 +324,22 @@ pub fn check_events(events: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_pasted_with_a_character_that_shows_as_nothing_is_refused() {
+        for url in [
+            "https://hooks.slack.com/services/T0/B0/x\u{200B}",
+            "https://hooks.slack.com\u{200B}/services/T0/B0/x",
+            "https://exa\u{AD}mple.com/x",
+        ] {
+            let e = check_url(url).unwrap_err();
+            assert!(e.contains("shows as nothing"), "{url:?}: {e}");
+        }
+        assert_eq!(
+            check_url("https://hooks.slack.com/services/T0/B0/x"),
+            Ok(())
+        );
+    }
 
     #[test]
     fn a_teams_url_with_another_format_gets_advice() {
