@@ -290,11 +290,31 @@ pub fn parse_public_url(url: &str) -> Result<String, String> {
         ));
     }
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.is_empty() || host.contains('@') {
+    if host.contains('@') {
+        return Err(format!(
+            "--public-url {url} must not hold a user name or password; give the page's address, like https://mail.contoso.com"
+        ));
+    }
+    if host.is_empty() {
         return Err(format!(
             "--public-url {url} must name a host, like https://mail.contoso.com"
         ));
     }
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "--public-url {url} must not hold a query (?…) or a fragment (#…): links to the page are made from it; give the page's address, like https://mail.contoso.com or https://contoso.com/mailroom"
+        ));
+    }
+    if let Some(c) = mailroom_shared::parse::invisible_char(url) {
+        return Err(format!(
+            "--public-url {url} holds U+{:04X}, a character that shows as nothing; type it again",
+            c as u32
+        ));
+    }
+    // A host no browser's Origin can equal would refuse every request of
+    // the signed-in page.
+    mailroom_shared::webhooks::check_authority(host)
+        .map_err(|e| format!("--public-url {url}: {e}"))?;
     Ok(format!("{scheme}://{}", host.to_ascii_lowercase()))
 }
 
@@ -854,5 +874,28 @@ mod tests {
         );
         assert!(parse_public_url("mail.contoso.com").is_err());
         assert!(parse_public_url("ftp://x").is_err());
+        // A path is a prefix behind a proxy; the rest cannot be the page's
+        // address: a host no Origin can equal locked the page's sign-in out
+        // (every cookie request was 403), and a query or fragment broke the
+        // links in webhook posts.
+        assert_eq!(
+            parse_public_url("https://contoso.com/mailroom").unwrap(),
+            "https://contoso.com"
+        );
+        for (url, says) in [
+            ("https://mail room.example", "not a host name"),
+            ("https://mail.contoso.com:99999", "port"),
+            ("https://mail..contoso.com", "not a host name"),
+            ("https://mail.contoso.com/?x=1", "query"),
+            ("https://mail.contoso.com/#/activity", "fragment"),
+            ("https://admin:pw@mail.contoso.com", "user name or password"),
+            ("https://mail.contoso.com\u{200B}", "shows as nothing"),
+        ] {
+            let e = parse_public_url(url).unwrap_err();
+            assert!(
+                e.starts_with(&format!("--public-url {url}")) && e.contains(says),
+                "{url}: {e}"
+            );
+        }
     }
 }

@@ -197,7 +197,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 /// first event is sent: a name of labels (letters of any script, digits,
 /// hyphens, underscores), an IPv4 address or a bracketed IPv6 one, and a
 /// port from 1 to 65535 when one is given.
-fn check_authority(authority: &str) -> Result<(), String> {
+pub fn check_authority(authority: &str) -> Result<(), String> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(rest) => {
             let (v6, after) = rest.split_once(']').ok_or(
