@@ -189,6 +189,10 @@ pub(super) fn decode_bytes(line: &[u8]) -> Option<Vec<u8>> {
     if line == b"*" {
         return None;
     }
+    // RFC 4954 4: a response of zero length is sent as a single "=".
+    if line == b"=" {
+        return Some(Vec::new());
+    }
     base64::engine::general_purpose::STANDARD.decode(line).ok()
 }
 
@@ -217,5 +221,8 @@ mod tests {
         assert_eq!(decode_line(b"dXNlcg==").as_deref(), Some("user"));
         assert_eq!(decode_line(b"*"), None);
         assert_eq!(decode_line(b"not base64!"), None);
+        // RFC 4954 4: an empty response is sent as "=" (it was "cannot
+        // decode the response as base64").
+        assert_eq!(decode_line(b"="), Some(String::new()));
     }
 }
