@@ -412,11 +412,19 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     };
     let header_from = from_addresses.first().cloned().or(added_from.clone());
     let envelope_from = query_from.or_else(|| header_from.clone());
-    let subject = parsed.subject().unwrap_or_default().to_string();
-    let subject_chars = subject.chars().count();
+    let decoded_subject = parsed.subject().unwrap_or_default();
+    let subject_chars = decoded_subject.chars().count();
     if subject_chars > MAX_SUBJECT {
         errors.push("subject", format!("The subject is {subject_chars} characters long; the limit is {MAX_SUBJECT}. Put the rest in the body."));
     }
+    // The summary's subject is one line: an encoded subject may decode to
+    // line breaks, which in a Slack or Teams post made lines of their own
+    // under Mailroom's name. The message keeps its bytes.
+    let subject = decoded_subject
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut recipients = if envelope.to.is_empty() {
         header_rcpts
     } else {
@@ -1099,6 +1107,25 @@ mod tests {
                 .subject,
             fine
         );
+    }
+
+    /// The summary's subject (Activity, the search, webhook posts) is one
+    /// line: an encoded subject decoded to line breaks, and in a Slack or
+    /// Teams post it added lines of its own under Mailroom's name ("Fix:
+    /// run this…"). The message itself keeps its bytes.
+    #[test]
+    fn the_summarys_subject_is_one_line_whatever_it_decodes_to() {
+        use base64::Engine as _;
+        let sneaky = "Invoice\r\n\r\n*Fix:* run this\ttoo\u{2028}and\u{85}this";
+        let encoded = base64::engine::general_purpose::STANDARD.encode(sneaky);
+        let raw = format!(
+            "From: {}\r\nTo: {}\r\nSubject: =?UTF-8?B?{encoded}?=\r\n\r\nx",
+            at("allowed", "contoso.com"),
+            at("a", "b.c")
+        );
+        let c = run(&raw).unwrap();
+        assert_eq!(c.subject, "Invoice *Fix:* run this too and this");
+        assert!(String::from_utf8_lossy(&c.body).contains(&encoded));
     }
 
     #[test]
