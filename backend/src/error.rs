@@ -213,10 +213,9 @@ pub async fn log_errors(req: Request, next: axum::middleware::Next) -> Response 
 
 /// A NUL byte (`%00`) in an API request's path is a `404`, and in its query
 /// a `400` keyed by the parameter that holds it, before any route reads
-/// them. No id,
-/// name or search holds one: PostgreSQL refuses a NUL in text, so such a
-/// request was a `500`, and SQLite ended a search at it and listed every
-/// message.
+/// them. No id, name or search holds one: PostgreSQL refuses a NUL in text,
+/// so such a request was a `500`, and SQLite ended a search at it and listed
+/// every message.
 pub async fn no_nul_bytes(req: Request, next: axum::middleware::Next) -> Response {
     match nul_in(req.uri()) {
         Some(refusal) => refusal.into_response(),

@@ -240,8 +240,6 @@ where
     )
 }
 
-/// A JSON message's field it does not take, with the way to send files when
-/// the field meant them (other services' APIs have `attachments`).
 /// Whether a body sent as a whole message is a JSON object: JSON sent with
 /// the other Content-Type was read as a message whose first header was
 /// `{"to"`, and answered as one without recipients.
@@ -264,6 +262,8 @@ fn starts_with_a_header(bytes: &[u8]) -> bool {
     })
 }
 
+/// A JSON message's field it does not take, with the way to send files when
+/// the field meant them (other services' APIs have `attachments`).
 fn unknown_field(e: BodyError) -> AppError {
     if let BodyError::Unknown { field, .. } = &e {
         let name = field.to_ascii_lowercase();
