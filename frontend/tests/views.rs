@@ -390,6 +390,19 @@ async fn allowed_from_addresses_are_checked_while_typing_and_nothing_invalid_is_
         error.contains("is a pattern") && error.contains("whole addresses"),
         "{error}"
     );
+    // A character that shows as nothing, pasted along, is named while typing:
+    // in an address, and in a name, where it made a second "Scanner" that
+    // looked like the first.
+    type_into(&root, "app-allowed", &format!("{}\u{200B}", scans())).await;
+    let error = text_of(&root, "#app-allowed-error");
+    assert!(error.contains("U+200B"), "{error}");
+    type_into(&root, "app-name", "Scanner\u{200B}").await;
+    let error = text_of(&root, "#app-name-error");
+    assert!(
+        error.contains("U+200B") && error.contains("shows as nothing"),
+        "{error}"
+    );
+    type_into(&root, "app-name", "").await;
     type_into(&root, "app-allowed", &scans()).await;
     assert_eq!(text_of(&root, "#app-allowed-error"), "");
 

@@ -246,6 +246,15 @@ fn validate_allowed_from(list: &[String], errors: &mut FieldMessages) {
                     i + 1
                 ),
             );
+        } else if let Err(parse::EmailError::Invisible(c)) = parse::check_email(a) {
+            errors.push(
+                "allowed_from",
+                format!(
+                    "Address {} holds U+{:04X}, a character that shows as nothing, which came along when it was copied; type the address again.",
+                    i + 1,
+                    c as u32
+                ),
+            );
         } else if parse::check_email(a).is_err() {
             errors.push(
                 "allowed_from",
