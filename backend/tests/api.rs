@@ -58,7 +58,15 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_it() {
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     // A token copied with its header's scheme, as the docs write it, is
     // the token; with a wrong one it is still wrong.
-    for pasted in [format!("Bearer {TOKEN}"), format!(" bearer  {TOKEN} ")] {
+    // So is one copied from a chat or a web page with a character that shows
+    // as nothing (Teams and Slack put U+200B in long words; it was "not
+    // correct", and counted as a guess).
+    for pasted in [
+        format!("Bearer {TOKEN}"),
+        format!(" bearer  {TOKEN} "),
+        format!("{TOKEN}\u{200B}"),
+        format!("\u{FEFF}{}\u{AD}{}", &TOKEN[..10], &TOKEN[10..]),
+    ] {
         assert_eq!(
             login(&router, &pasted).await.status,
             StatusCode::NO_CONTENT,

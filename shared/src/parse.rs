@@ -294,6 +294,13 @@ pub fn invisible_mark(label: &str, s: &str) -> Option<String> {
     ))
 }
 
+/// `s` without the characters that show as nothing ([`invisible_char`]).
+pub fn without_invisible(s: &str) -> String {
+    s.chars()
+        .filter(|c| invisible_char(c.encode_utf8(&mut [0; 4])).is_none())
+        .collect()
+}
+
 /// The first character of `s` that shows as nothing (see
 /// [`invisible_mark`]); pasted from a web page or a chat, one makes an
 /// address or a secret that looks right and is not.
