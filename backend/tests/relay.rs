@@ -317,6 +317,20 @@ async fn a_recipient_that_is_no_address_is_refused_saying_why() {
     assert!(r.starts_with("250"), "{r}");
 }
 
+/// An id or key pasted from a chat with a character that shows as nothing
+/// in it is the id or key (it was refused as wrong credentials).
+#[tokio::test]
+async fn credentials_pasted_with_a_character_that_shows_as_nothing_are_taken() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Copier"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO copier").await;
+    let r = w
+        .auth_plain(&format!("\u{FEFF}{app}"), &format!("{key}\u{200B}"))
+        .await;
+    assert!(r.starts_with("235"), "{r}");
+}
+
 #[tokio::test]
 async fn binary_content_is_refused_at_mail_from_as_bdat_is_not_offered() {
     let (_rig, server) = relay_rig(|_| {}).await;

@@ -104,10 +104,16 @@ async fn called_as_sendmail_with_arguments_like_cron_and_php_mail() {
     )
     .await;
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    // A key as Notepad saves it (a byte order mark, a CRLF) is the key: it
+    // was sent with the mark and refused, exit 77 for a right key.
+    let saved_by_notepad = format!("\u{FEFF}{key}\r\n");
     let ran = run(
         &link,
         &["-f", &from, &to],
-        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        &[
+            ("MAILROOM_URL", &server.url),
+            ("MAILROOM_APP_KEY", &saved_by_notepad),
+        ],
         message,
     )
     .await;

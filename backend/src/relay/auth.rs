@@ -99,6 +99,12 @@ impl Session {
     /// address's limit, past which each is answered after a delay and the
     /// connection closed (docs/API.md §2).
     pub(super) async fn verify(&mut self, user: &str, pass: &str) -> Flow {
+        // An id and a key hold no character that shows as nothing; one
+        // pasted along (from a chat) made a right key wrong.
+        let (user, pass) = (
+            &mailroom_shared::parse::without_invisible(user),
+            &mailroom_shared::parse::without_invisible(pass),
+        );
         let limit = self.shared.sending.apps.key_failures.clone();
         let found = match self.shared.sending.apps.queue.app_by_id(user.trim()).await {
             Ok(found) => found,

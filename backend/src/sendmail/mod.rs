@@ -251,15 +251,22 @@ pub fn envelope_query(o: &Options, raw: &[u8]) -> Result<String, String> {
     Ok(q.finish())
 }
 
-/// The app key: `MAILROOM_APP_KEY`, else [`KEY_FILE`].
+/// The app key: `MAILROOM_APP_KEY`, else [`KEY_FILE`]; without the
+/// characters that show as nothing, such as the byte order mark Notepad
+/// writes first (a key holds none; with one it was refused, exit 77).
 fn app_key() -> Result<String, String> {
+    let visible = |k: &str| {
+        mailroom_shared::parse::without_invisible(k)
+            .trim()
+            .to_string()
+    };
     if let Ok(k) = std::env::var("MAILROOM_APP_KEY") {
-        if !k.trim().is_empty() {
-            return Ok(k.trim().to_string());
+        if !visible(&k).is_empty() {
+            return Ok(visible(&k));
         }
     }
     match std::fs::read_to_string(KEY_FILE) {
-        Ok(k) if !k.trim().is_empty() => Ok(k.trim().to_string()),
+        Ok(k) if !visible(&k).is_empty() => Ok(visible(&k)),
         Ok(_) => Err(format!(
             "{KEY_FILE} is empty: put the app's key (mr_…) in it"
         )),
