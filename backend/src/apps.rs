@@ -77,7 +77,7 @@ pub async fn authenticate(
 ) -> Result<App, AppError> {
     let key = crate::auth::bearer(headers)?.unwrap_or_default();
     let app = if key.starts_with("mr_") {
-        state.queue.app_by_key(key_hash(key)).await?
+        state.queue.app_by_key(key_hash(&key)).await?
     } else {
         None
     };

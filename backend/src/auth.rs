@@ -431,7 +431,7 @@ impl AdminAuth {
     /// limit when wrong) or a live session cookie.
     async fn authenticate(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Proof, AppError> {
         if let Some(bearer) = bearer(headers)? {
-            let ok = self.token_matches(bearer);
+            let ok = self.token_matches(&bearer);
             if !ok && bearer.starts_with("mr_") {
                 // An app's key sent to an admin route is a mistake, not a
                 // guess at the admin token: not counted (docs/API.md §2).
@@ -469,7 +469,11 @@ impl AdminAuth {
 /// `400`: the field holds one credential (RFC 9110 11.6.2), and using the
 /// first, as before, let the order of a proxy's header and the client's
 /// decide who the request came from.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
+///
+/// A credential holds no character that shows as nothing: one pasted along
+/// (a key file's byte order mark, a chat's U+200B) is left out, where it
+/// made a right key wrong.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     if crate::error::sent_twice(headers, header::AUTHORIZATION) {
         return Err(crate::error::header_twice(
             "Authorization",
@@ -478,8 +482,13 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     }
     Ok(headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_credentials))
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .and_then(bearer_credentials)
+        .map(|c| {
+            mailroom_shared::parse::without_invisible(c)
+                .trim()
+                .to_string()
+        }))
 }
 
 /// The credentials of `Bearer <credentials>`, the scheme in any case; `None`

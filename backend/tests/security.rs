@@ -939,3 +939,31 @@ async fn a_nul_byte_in_an_address_or_a_query_is_refused_on_both_stores() {
         assert_eq!(list["messages"].as_array().unwrap().len(), 1, "{list}");
     }
 }
+
+/// A key or token sent with a character that shows as nothing in it (a key
+/// file's byte order mark, as `curl -H "Authorization: Bearer $(cat key)"`
+/// sends it, or a chat's U+200B) is that key: it was `401`, counted as a
+/// wrong key.
+#[tokio::test]
+async fn a_bearer_credential_with_a_character_that_shows_as_nothing_is_taken() {
+    let (_rig, server) = saved_rig(|_| {}).await;
+    let (_, key) = server.new_app(json!({"name": "Script"})).await;
+    let message = json!({"to": [addr("a", "example.org")], "subject": "s", "text": "t"});
+    let (status, _, answer) = server
+        .post_bytes(
+            "/api/messages",
+            &format!("\u{FEFF}{key}"),
+            &[("content-type", "application/json")],
+            message.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let r = server
+        .http
+        .get(format!("{}/api/queue", server.url))
+        .bearer_auth(format!("{TOKEN}\u{200B}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
