@@ -114,6 +114,15 @@ pub struct Checked {
     pub body: Vec<u8>,
 }
 
+/// `text` on one line: each run of line breaks, tabs, other control
+/// characters and spaces is one space.
+pub fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Bare LF line ends become CRLF; CRLF (and everything else) stays. The
 /// runs between line ends are copied whole (a 25 MB message is copied once,
 /// not byte by byte).
@@ -420,11 +429,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     // The summary's subject is one line: an encoded subject may decode to
     // line breaks, which in a Slack or Teams post made lines of their own
     // under Mailroom's name. The message keeps its bytes.
-    let subject = decoded_subject
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let subject = one_line(decoded_subject);
     let mut recipients = if envelope.to.is_empty() {
         header_rcpts
     } else {

@@ -50,7 +50,9 @@ pub fn describe(event: &Value) -> Said {
             .unwrap_or_default();
         format!(
             "“{}” from {} to {} ({})",
-            s(data, "subject"),
+            // One line, as the intake stores it now: one stored before
+            // could add a line of its own to the post.
+            crate::intake::one_line(s(data, "subject")),
             s(data, "from"),
             recipients(&to),
             s(data, "id")
@@ -350,6 +352,21 @@ mod tests {
             "id": "msg_1", "subject": "<!channel> R&D [Open Mailroom](https://evil.example) <https://evil.example|Open Mailroom>",
             "from": "a@contoso.com", "to": ["b@example.org"],
             "last_error": {"message": "550 5.1.1 <b@example.org> unknown"}}})
+    }
+
+    /// A subject that holds line breaks (stored before the intake made it
+    /// one line) adds no line of its own, such as a false "Fix:".
+    #[test]
+    fn a_subject_with_line_breaks_adds_no_line_to_the_post() {
+        let mut event = hostile();
+        event["data"]["subject"] = json!("Invoice\r\n\r\n*Fix:* run this\u{2028}now");
+        for format in [Format::Slack, Format::Teams] {
+            let post = chat(format, &event, None).to_string();
+            assert!(
+                post.contains("Invoice *Fix:* run this now"),
+                "{format:?}: {post}"
+            );
+        }
     }
 
     #[test]
