@@ -515,7 +515,7 @@ where
 /// A UTF-8 byte order mark, as Windows PowerShell 5.1's `Out-File` and
 /// Notepad write one, is not JSON but says nothing either (RFC 8259 8.1 lets
 /// a parser ignore it): `bytes` without it.
-fn without_bom(bytes: &[u8]) -> &[u8] {
+pub(crate) fn without_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 

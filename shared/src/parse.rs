@@ -296,22 +296,23 @@ pub fn invisible_mark(label: &str, s: &str) -> Option<String> {
 
 /// `s` without the characters that show as nothing ([`invisible_char`]).
 pub fn without_invisible(s: &str) -> String {
-    s.chars()
-        .filter(|c| invisible_char(c.encode_utf8(&mut [0; 4])).is_none())
-        .collect()
+    s.chars().filter(|c| !is_invisible(*c)).collect()
 }
 
 /// The first character of `s` that shows as nothing (see
 /// [`invisible_mark`]); pasted from a web page or a chat, one makes an
 /// address or a secret that looks right and is not.
 pub fn invisible_char(s: &str) -> Option<char> {
-    s.chars().find(|c| {
-        matches!(
-            c,
-            '\u{AD}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{200B}' | '\u{2060}'
-                ..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
-        )
-    })
+    s.chars().find(|c| is_invisible(*c))
+}
+
+/// Whether `c` shows as nothing (see [`invisible_mark`]).
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{200B}' | '\u{2060}'
+            ..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+    )
 }
 
 #[cfg(test)]

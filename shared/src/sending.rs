@@ -246,23 +246,19 @@ fn validate_allowed_from(list: &[String], errors: &mut FieldMessages) {
                     i + 1
                 ),
             );
-        } else if let Err(parse::EmailError::Invisible(c)) = parse::check_email(a) {
-            errors.push(
-                "allowed_from",
-                format!(
+        } else if let Err(e) = parse::check_email(a) {
+            let said = match e {
+                parse::EmailError::Invisible(c) => format!(
                     "Address {} holds U+{:04X}, a character that shows as nothing, which came along when it was copied; type the address again.",
                     i + 1,
                     c as u32
                 ),
-            );
-        } else if parse::check_email(a).is_err() {
-            errors.push(
-                "allowed_from",
-                format!(
+                _ => format!(
                     "Address {} (“{a}”) is not an email address, like scans@contoso.com.",
                     i + 1
                 ),
-            );
+            };
+            errors.push("allowed_from", said);
         } else if list[..i].iter().any(|b| b.trim().eq_ignore_ascii_case(a)) {
             errors.push(
                 "allowed_from",

@@ -265,7 +265,7 @@ fn guid_message(short: &str, label: &str, err: &GuidError) -> String {
 /// A character as a message shows it: itself, or `U+XXXX` when invisible.
 /// (Not `escape_debug`: its Unicode tables cost KBs of wasm.)
 fn shown(c: char) -> String {
-    if c.is_control() || c.is_whitespace() || parse::invisible_char(&c.to_string()).is_some() {
+    if c.is_control() || c.is_whitespace() || parse::is_invisible(c) {
         format!("U+{:04X}", c as u32)
     } else {
         c.to_string()

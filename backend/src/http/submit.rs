@@ -244,8 +244,9 @@ where
 /// the other Content-Type was read as a message whose first header was
 /// `{"to"`, and answered as one without recipients.
 fn is_json_object(bytes: &[u8]) -> bool {
-    let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    text.trim_ascii_start().starts_with(b"{")
+    crate::error::without_bom(bytes)
+        .trim_ascii_start()
+        .starts_with(b"{")
         && crate::error::json_tree(bytes).is_some_and(|v| v.is_object())
 }
 

@@ -34,9 +34,18 @@ pub const MAX_ANSWER_TEXT: usize = 1_000;
 
 /// `text` cut at [`MAX_ANSWER_TEXT`] characters, ending with "…" when cut.
 pub fn cut_text(text: String) -> String {
-    match text.char_indices().nth(MAX_ANSWER_TEXT) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text,
+    match cut_at(&text, MAX_ANSWER_TEXT) {
+        std::borrow::Cow::Owned(cut) => cut,
+        std::borrow::Cow::Borrowed(_) => text,
+    }
+}
+
+/// `text` cut at `max` characters, ending with "…" when cut (a chat post's
+/// event, a receiver's words, an upstream's answer).
+pub fn cut_at(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]).into(),
+        None => text.into(),
     }
 }
 

@@ -172,10 +172,7 @@ const DIGEST_TEXT: usize = 300;
 
 /// `text` cut at [`DIGEST_TEXT`] characters, ending with "…" when cut.
 fn shortened(text: &str) -> Cow<'_, str> {
-    match text.char_indices().nth(DIGEST_TEXT) {
-        Some((at, _)) => format!("{}…", &text[..at]).into(),
-        None => text.into(),
-    }
+    crate::upstream::cut_at(text, DIGEST_TEXT)
 }
 
 /// Events one post shows one by one; the rest are counted.

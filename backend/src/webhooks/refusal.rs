@@ -57,11 +57,7 @@ fn words(body: &[u8]) -> Option<String> {
 /// Control characters out, whitespace runs as one space, the URL (and its
 /// path, which holds a chat webhook's key) masked, cut at [`WORDS_KEPT`].
 fn clean(words: &str, url: &str) -> String {
-    let spaced: String = words
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let mut text = spaced.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut text = crate::intake::one_line(words);
     let path = url
         .split_once("://")
         .and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..]))
@@ -69,10 +65,7 @@ fn clean(words: &str, url: &str) -> String {
     for secret in [Some(url), path].into_iter().flatten() {
         text = text.replace(secret, "(the webhook's URL)");
     }
-    match text.char_indices().nth(WORDS_KEPT) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text,
-    }
+    crate::upstream::cut_at(&text, WORDS_KEPT).into_owned()
 }
 
 /// The fix for the errors Slack's incoming webhooks answer ("Handling
