@@ -30,7 +30,7 @@ use lettre::message::Mailbox;
 pub use trace::{Trace, Via};
 
 use crate::error::short;
-use mail_parser::{HeaderName, HeaderValue, MessageParser};
+use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 use mailroom_shared::sending::{FromPolicy, MAX_RECIPIENTS};
 use mailroom_shared::{FieldMessages, Settings};
 
@@ -385,6 +385,18 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         let found = addresses(&h.value);
         let value = field.value();
         let key = if label == "From" { "from" } else { HEADERS };
+        // RFC 5322 3.6.2: From and Sender are mailboxes, never a group
+        // (`Team: a@b;`), which is for To and Cc.
+        if matches!(h.value, HeaderValue::Address(Address::Group(_))) {
+            errors.push(
+                key,
+                format!(
+                    "The {label} header (“{}”) is a group, which only To and Cc may hold: write the sender as Name <address>.",
+                    short(&value)
+                ),
+            );
+            continue;
+        }
         if found.is_empty() || found.iter().any(String::is_empty) {
             errors.push(
                 key,
@@ -846,6 +858,35 @@ mod tests {
             let text = refused(&msg(&format!("From: {a}\r\nFrom: {b}\r\n")), "from");
             assert!(text.contains("2 From headers"), "{text}");
         }
+    }
+
+    #[test]
+    fn a_group_is_no_from_or_sender() {
+        // RFC 5322 3.6.2: From and Sender are mailboxes; a group (`Team:
+        // a@b;`) is for To and Cc. Exchange reads such a From its own way.
+        let ok = at("allowed", "contoso.com");
+        for (header, key) in [
+            (format!("From: Team: {ok};\r\n"), "from"),
+            (format!("From: Team: <{ok}>;\r\n"), "from"),
+            (format!("From: {ok}\r\nSender: Team: {ok};\r\n"), "headers"),
+        ] {
+            let text = refused(&msg(&header), key);
+            assert!(
+                text.contains("group") && text.contains("Name <address>"),
+                "{header}: {text}"
+            );
+        }
+        // In To and Cc, a group is what it is for.
+        let c = run(&format!(
+            "From: {ok}\r\nTo: Team: {}, {};\r\nCc: Undisclosed recipients:;\r\nSubject: hi\r\n\r\nbody\r\n",
+            at("ann", "example.org"),
+            at("bob", "example.org")
+        ))
+        .unwrap();
+        assert_eq!(
+            c.recipients,
+            vec![at("ann", "example.org"), at("bob", "example.org")]
+        );
     }
 
     #[test]
