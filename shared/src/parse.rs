@@ -17,6 +17,37 @@ pub enum GuidError {
     Hyphens,
     /// It looks like a domain name (`contoso.onmicrosoft.com`), not an ID.
     DomainName,
+    /// Not a GUID alone, but text holding one (lower case): an endpoint URL
+    /// with the tenant ID in it, an Application ID URI (`api://…`), or the
+    /// ID copied with its label.
+    Within(String),
+    /// Text holding this many different GUIDs; which one is meant is not
+    /// guessed.
+    Several(usize),
+}
+
+/// The GUIDs in 8-4-4-4-12 form inside a text, each once, in order; a run
+/// of hex digits and hyphens longer than one is not one.
+pub fn guids_within(text: &str) -> Vec<String> {
+    let bytes = text.as_bytes();
+    let part = |b: u8| b.is_ascii_hexdigit() || b == b'-';
+    let mut found: Vec<String> = Vec::new();
+    for start in 0..bytes.len().saturating_sub(35) {
+        let window = &bytes[start..start + 36];
+        let shaped = window.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        });
+        let alone = (start == 0 || !part(bytes[start - 1]))
+            && bytes.get(start + 36).is_none_or(|&b| !part(b));
+        if shaped && alone {
+            let guid = String::from_utf8_lossy(window).to_ascii_lowercase();
+            if !found.contains(&guid) {
+                found.push(guid);
+            }
+        }
+    }
+    found
 }
 
 /// Canonical form of a GUID-ish input: trimmed, braces removed, lower case.
@@ -42,6 +73,14 @@ pub fn check_guid(input: &str) -> Result<String, GuidError> {
     let s = normalize_guid(input);
     if s.is_empty() {
         return Err(GuidError::Empty);
+    }
+    if s.len() > 36 {
+        let within = guids_within(&s);
+        match within.len() {
+            0 => {}
+            1 => return Err(GuidError::Within(within[0].clone())),
+            n => return Err(GuidError::Several(n)),
+        }
     }
     if s.contains('.') && s.chars().any(|c| c.is_ascii_alphabetic()) && !s.contains(' ') {
         return Err(GuidError::DomainName);

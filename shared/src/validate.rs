@@ -259,6 +259,12 @@ fn guid_message(short: &str, label: &str, err: &GuidError) -> String {
         GuidError::DomainName => format!(
             "{base} You entered a domain name: copy the {label} from the app registration's Overview page instead."
         ),
+        GuidError::Within(guid) => format!(
+            "{base} What you entered holds one with more around it: {guid}. If that is the {label}, enter only it."
+        ),
+        GuidError::Several(n) => format!(
+            "{base} What you entered holds {n} GUIDs: copy the {label} alone from the app registration's Overview page."
+        ),
     }
 }
 
@@ -805,6 +811,43 @@ mod tests {
         assert!(errors(&s, Field::TenantId)[0].starts_with("Enter the Directory (tenant) ID."));
         s.tenant_id = Some("contoso.onmicrosoft.com".into());
         assert!(errors(&s, Field::TenantId)[0].contains("domain name"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn an_id_pasted_with_what_surrounds_it_is_named() {
+        // Entra shows the tenant ID inside its endpoint URLs and the client
+        // ID inside the Application ID URI (`api://…`); both get pasted
+        // whole, and were "a domain name" or "Character 2 is p".
+        let mut s = oauth();
+        s.tenant_id = Some(format!(
+            "https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"
+        ));
+        let e = errors(&s, Field::TenantId);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains(TENANT) && e[0].contains("only"), "{e:?}");
+        s.tenant_id = Some(TENANT.into());
+        let client = "6f1e2d3c-aaaa-4bbb-8ccc-123456789abc";
+        for pasted in [
+            format!("api://{client}"),
+            format!("Application (client) ID: {}", client.to_uppercase()),
+            format!("{client}\tCopy to clipboard"),
+        ] {
+            s.client_id = Some(pasted.clone());
+            let e = errors(&s, Field::ClientId);
+            assert_eq!(e.len(), 1, "{pasted}: {e:?}");
+            assert!(
+                e[0].contains(client) && e[0].contains("only"),
+                "{pasted}: {e:?}"
+            );
+        }
+        // Two GUIDs: which one is meant is not guessed.
+        s.client_id = Some(format!("appId/{client}/objectId/{TENANT}"));
+        let e = errors(&s, Field::ClientId);
+        assert!(e[0].contains("2 GUIDs") && !e[0].contains(client), "{e:?}");
+        // A GUID with a digit too many is still a length error, not one inside.
+        s.client_id = Some(format!("{client}0"));
+        assert!(errors(&s, Field::ClientId)[0].contains("33 hex digits"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
