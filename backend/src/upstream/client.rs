@@ -146,6 +146,48 @@ pub enum UpstreamError {
     /// The HTTP client for the token endpoint could not be built.
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
+    /// `--entra-authority` or `--graph-endpoint` is no usable URL.
+    #[error("{0}")]
+    Endpoint(String),
+}
+
+/// `--entra-authority` and `--graph-endpoint` as the requests will use
+/// them: an http or https URL with a host, and perhaps a path (a proxy's
+/// prefix). Another scheme failed only at the first test email, as a
+/// network error, and a query, fragment or user name would be lost or
+/// sent where the path goes.
+fn check_endpoint(option: &str, value: &str) -> Result<(), UpstreamError> {
+    let fix = "give it as scheme and host, like http://127.0.0.1:9000";
+    let refuse = |why: String| {
+        Err(UpstreamError::Endpoint(format!(
+            "{option} “{value}”: {why}"
+        )))
+    };
+    let trimmed = value.trim();
+    if !["http://", "https://"].iter().any(|p| {
+        trimmed
+            .get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+    }) {
+        return refuse(format!("must start with http:// or https://; {fix}."));
+    }
+    let url = match reqwest::Url::parse(trimmed) {
+        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => u,
+        Ok(_) => return refuse(format!("is not a URL (no host); {fix}.")),
+        Err(e) => return refuse(format!("is not a URL ({e}); {fix}.")),
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return refuse(
+            "has a query or fragment, which the requests' paths would follow; remove it.".into(),
+        );
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return refuse(
+            "holds a user name or password, which is not how this endpoint signs in; remove it."
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// How many test emails may run at once; the next one gets 429.
@@ -222,9 +264,11 @@ impl Upstream {
     /// As [`Upstream::new`], with other timeouts (tests use short ones).
     pub fn with_timeouts(args: &TestArgs, timeouts: Timeouts) -> Result<Self, UpstreamError> {
         if let Some(authority) = args.entra_authority.as_deref() {
+            check_endpoint("--entra-authority", authority)?;
             warn_if_plain_http(authority);
         }
         if let Some(endpoint) = args.graph_endpoint.as_deref() {
+            check_endpoint("--graph-endpoint", endpoint)?;
             if is_plain_http_to_remote(endpoint) {
                 tracing::warn!(
                     endpoint,
@@ -237,11 +281,11 @@ impl Upstream {
             timeouts,
             authority_override: args
                 .entra_authority
-                .clone()
-                .map(|a| a.trim_end_matches('/').to_string()),
+                .as_deref()
+                .map(|a| a.trim().trim_end_matches('/').to_string()),
             trust: TlsTrust::load(args.extra_ca_file.as_deref())?,
             tokens: TokenClient::new(timeouts.token).map_err(UpstreamError::HttpClient)?,
-            graph_override: args.graph_endpoint.clone(),
+            graph_override: args.graph_endpoint.as_deref().map(|g| g.trim().to_string()),
             graph: GraphClient::new(timeouts.graph).map_err(UpstreamError::HttpClient)?,
         })
     }
@@ -742,6 +786,41 @@ mod tests {
         assert!(hints.contains("issued by tenant 11111111"), "{hints}");
         assert!(hints.contains("issued to application 99999999"), "{hints}");
         assert!(hints.contains("no SMTP.SendAsApp role"), "{hints}");
+    }
+
+    #[test]
+    fn a_test_endpoint_must_be_an_http_url_without_query_or_credentials() {
+        let with = |authority: Option<&str>, graph: Option<&str>| {
+            Upstream::new(&TestArgs {
+                entra_authority: authority.map(String::from),
+                graph_endpoint: graph.map(String::from),
+                extra_ca_file: None,
+            })
+        };
+        for (url, words) in [
+            ("ftp://127.0.0.1:9000", "http:// or https://"),
+            ("127.0.0.1:9000", "http:// or https://"),
+            ("http://", "not a URL"),
+            ("http://127.0.0.1:9000/?x=1", "query"),
+            ("http://127.0.0.1:9000/#top", "query"),
+            ("http://u:p@127.0.0.1:9000", "user name"),
+            ("http://127.0.0.1:99999", "not a URL"),
+        ] {
+            for (option, authority, graph) in [
+                ("--entra-authority", Some(url), None),
+                ("--graph-endpoint", None, Some(url)),
+            ] {
+                let e = with(authority, graph).expect_err(url).to_string();
+                assert!(e.contains(option) && e.contains(words), "{url}: {e}");
+            }
+        }
+        for url in [
+            "http://127.0.0.1:9000",
+            "https://graph.example.net/prefix/",
+            "http://[::1]:1",
+        ] {
+            assert!(with(Some(url), Some(url)).is_ok(), "{url}");
+        }
     }
 
     #[test]
