@@ -98,7 +98,8 @@ pub struct ServeArgs {
     /// The secret an administrator signs in with; generated on first start when unset.
     #[arg(long, env = "MAILROOM_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Where the built settings page is; default the Trunk build in ./dist.
+    /// A Trunk build of the settings page to serve from disk (it must hold
+    /// index.html); default the page built into the binary.
     #[arg(long, env = "MAILROOM_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
     /// The address people use, like https://mail.contoso.com: cookie requests must

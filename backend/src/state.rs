@@ -313,6 +313,17 @@ impl AppState {
             .map(auth::parse_public_url)
             .transpose()
             .map_err(StartError)?;
+        // Without its index.html the directory was passed over for the page
+        // built into the binary, without a word: a typing error or a Trunk
+        // build not run yet showed an older page.
+        if let Some(dir) = &args.static_dir {
+            if !dir.join("index.html").is_file() {
+                return Err(StartError(format!(
+                    "--static-dir {}: there is no index.html in it; give the directory Trunk built (dist), or leave the option out to serve the page built into mailroom",
+                    dir.display()
+                )));
+            }
+        }
         let stores = open_stores(args).await?;
         let shown = &stores.shown;
         // Every profile's secrets must open with the key.

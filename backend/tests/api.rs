@@ -1029,6 +1029,34 @@ async fn serves_the_ui_with_fallback_cache_headers_and_compression() {
     );
 }
 
+#[tokio::test]
+async fn a_static_dir_without_the_page_is_a_start_error() {
+    use mailroom_backend::server::AppState;
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("dist");
+    std::fs::create_dir_all(&empty).unwrap();
+    // An empty directory (Trunk not run yet) and one that is not there
+    // (a typing error) served the page built into the binary, silently.
+    for static_dir in [empty.clone(), dir.path().join("dsit")] {
+        let mut a = args(&dir.path().join("data"), TestArgs::default());
+        a.static_dir = Some(static_dir.clone());
+        let err = AppState::open(&a).await.err().expect("refused");
+        assert!(
+            err.0.contains("--static-dir") && err.0.contains("index.html"),
+            "{}",
+            err.0
+        );
+    }
+    std::fs::write(
+        empty.join("index.html"),
+        "<!doctype html><title>Mailroom</title>",
+    )
+    .unwrap();
+    let mut a = args(&dir.path().join("data"), TestArgs::default());
+    a.static_dir = Some(empty);
+    assert!(AppState::open(&a).await.is_ok());
+}
+
 #[test]
 fn settings_type_round_trips_provider_defaults() {
     let s = Settings::for_provider(Provider::Gmail);
