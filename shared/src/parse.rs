@@ -138,6 +138,35 @@ pub enum EmailError {
     IpAddress,
     /// Longer than 254 characters.
     TooLong,
+    /// An address with more around it, as it gets copied: `Ann <ann@…>`,
+    /// `<ann@…>`, `mailto:ann@…`, in quotes, or with Outlook's `;` after
+    /// it. Holds the address alone.
+    Wrapped(String),
+}
+
+/// The address alone inside text copied with more around it (see
+/// [`EmailError::Wrapped`]), when that is what the text is.
+fn unwrapped_address(s: &str) -> Option<String> {
+    let mut t = s.trim().trim_end_matches([';', ',']).trim_end();
+    if let Some(inner) = t
+        .strip_suffix('>')
+        .and_then(|u| u.rsplit_once('<'))
+        .map(|(_, a)| a)
+    {
+        t = inner.trim();
+    }
+    if t.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("mailto:"))
+    {
+        t = t[7..].split('?').next().unwrap_or_default();
+    }
+    for q in ['"', '\'', '“'] {
+        let close = if q == '“' { '”' } else { q };
+        if let Some(inner) = t.strip_prefix(q).and_then(|u| u.strip_suffix(close)) {
+            t = inner.trim();
+        }
+    }
+    (t != s.trim() && check_email(t).is_ok()).then(|| t.to_string())
 }
 
 /// Checks an email address for the syntax SMTP servers accept in practice.
@@ -145,6 +174,11 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
     let s = input.trim();
     if s.is_empty() {
         return Err(EmailError::Empty);
+    }
+    if s.contains(['<', ':', '"', '\'', '“', ';', ',']) {
+        if let Some(address) = unwrapped_address(s) {
+            return Err(EmailError::Wrapped(address));
+        }
     }
     if s.chars().any(char::is_whitespace) {
         return Err(EmailError::Whitespace);

@@ -253,6 +253,10 @@ fn validate_allowed_from(list: &[String], errors: &mut FieldMessages) {
                     i + 1,
                     c as u32
                 ),
+                parse::EmailError::Wrapped(address) => format!(
+                    "Address {} (“{a}”) has more around it than the address: list only {address}.",
+                    i + 1
+                ),
                 _ => format!(
                     "Address {} (“{a}”) is not an email address, like scans@contoso.com.",
                     i + 1
@@ -668,6 +672,15 @@ mod tests {
                 "{change:?}"
             );
         }
+        // An address pasted from an address book is named alone.
+        let e = validate_new_app(&NewApp {
+            allowed_from: vec![format!("Scans <{}>", crate::fixtures::mailer())],
+            ..NewApp::default()
+        });
+        assert!(
+            e["allowed_from"][0].ends_with(&format!("list only {}.", crate::fixtures::mailer())),
+            "{e:?}"
+        );
         let good = NewApp {
             name: "Scanner".into(),
             allowed_from: vec![format!("{}@{}", "scans", "contoso.com")],

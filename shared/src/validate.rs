@@ -320,6 +320,9 @@ fn email_message(label: &str, err: &EmailError) -> String {
             "The {label} has an IP address after the @; mail goes to a domain name, like name@example.com."
         ),
         EmailError::TooLong => format!("The {label} is longer than 254 characters; shorten it."),
+        EmailError::Wrapped(address) => format!(
+            "Enter only the address in the {label}, {address}, without a name, angle brackets, quotes, “mailto:” or “;” around it."
+        ),
     }
 }
 
@@ -1182,6 +1185,44 @@ mod tests {
         let r = s.validate();
         assert!(r.warnings_for(Field::Cloud)[0].contains("not documented end to end"));
         assert!(r.warnings_for(Field::Host)[0].contains("smtp.office365.us"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn an_address_copied_with_more_around_it_is_named_alone() {
+        // As Outlook, a mailto: link or an address book copy it; each was
+        // "needs a valid name before the @" or "must not contain spaces".
+        let address = mailer();
+        for pasted in [
+            format!("Mailer <{address}>"),
+            format!("<{address}>"),
+            format!("mailto:{address}"),
+            format!("MAILTO:{address}?subject=hi"),
+            format!("\"{address}\""),
+            format!("“{address}”"),
+            format!("{address};"),
+            format!("\"Doe, Ann\" <{address}>; "),
+        ] {
+            let said = check_recipient(&pasted).unwrap_or_default();
+            assert!(
+                said.starts_with("Enter only the address") && said.contains(&address),
+                "{pasted}: {said}"
+            );
+            let mut s = oauth();
+            s.sender_email = pasted.clone();
+            let e = errors(&s, Field::SenderEmail);
+            assert!(
+                e[0].contains(&address) && e[0].contains("sender email"),
+                "{pasted}: {e:?}"
+            );
+        }
+        // An apostrophe is part of many names; nothing around a broken
+        // address makes it whole.
+        assert!(check_recipient(&format!("o'{address}")).is_none());
+        let broken = format!("<{}>", address.replace('@', "@@"));
+        assert!(!check_recipient(&broken)
+            .unwrap_or_default()
+            .contains("Enter only"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
