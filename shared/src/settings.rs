@@ -192,7 +192,8 @@ impl std::fmt::Debug for Settings {
 
 impl Settings {
     /// The same settings with IDs and addresses in canonical form: GUIDs lower case
-    /// without braces or spaces, addresses and host names trimmed.
+    /// without braces or spaces, addresses and host names trimmed, a host
+    /// without a final dot.
     ///
     /// Normalising twice gives the same result as normalising once.
     pub fn normalized(&self) -> Settings {
@@ -208,7 +209,14 @@ impl Settings {
             .map(str::to_string);
         s.sender_email = s.sender_email.trim().to_string();
         s.sender_name = s.sender_name.trim().to_string();
-        s.host = s.host.trim().to_string();
+        // A host written as a full name, with its final dot
+        // (`smtp.office365.com.`), is that host; the dot made it a name
+        // this machine's resolver and the server's certificate may not know.
+        s.host = s
+            .host
+            .trim_start()
+            .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+            .to_string();
         s.client_hostname = s
             .client_hostname
             .as_deref()

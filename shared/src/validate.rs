@@ -1185,6 +1185,11 @@ mod tests {
         let r = s.validate();
         assert!(r.warnings_for(Field::Cloud)[0].contains("not documented end to end"));
         assert!(r.warnings_for(Field::Host)[0].contains("smtp.office365.us"));
+        // The cloud's own host written as a full name, with its final dot,
+        // is that host: it was warned of as another.
+        let mut s = oauth();
+        s.host = "SMTP.office365.com.".into();
+        assert!(s.validate().warnings_for(Field::Host).is_empty());
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

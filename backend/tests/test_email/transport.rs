@@ -402,3 +402,12 @@ async fn one_session_sends_several_messages_with_rset_between() {
         "signed in once"
     );
 }
+
+#[tokio::test]
+async fn a_host_written_with_its_final_dot_is_that_host_for_tls() {
+    // `smtp.office365.com.` is the same host, and the form takes it; the
+    // certificate for `localhost` must match `localhost.` too.
+    let (r, rig) = scripted(SmtpConfig::default(), |s| s.host = "localhost.".into()).await;
+    assert!(r.ok, "{r:?}");
+    assert_eq!(rig.smtp.messages().len(), 1);
+}
