@@ -288,6 +288,14 @@ fn create_data_dir(dir: &Path) -> Result<(), StartError> {
                 StartError(format!("cannot create the data dir {}: {e}", dir.display()))
             })?;
     } else if let Ok(meta) = std::fs::metadata(dir) {
+        // A file given as the data dir was made 0700 (executable) before
+        // the database failed to open under it.
+        if !meta.is_dir() {
+            return Err(StartError(format!(
+                "--data-dir {} is a file, not a directory: give a directory for Mailroom's database and keys (it is made when missing)",
+                dir.display()
+            )));
+        }
         if meta.permissions().mode() & 0o077 != 0 {
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }

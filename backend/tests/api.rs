@@ -1030,6 +1030,29 @@ async fn serves_the_ui_with_fallback_cache_headers_and_compression() {
 }
 
 #[tokio::test]
+async fn a_data_dir_that_is_a_file_is_a_start_error_and_the_file_is_left_alone() {
+    use mailroom_backend::server::AppState;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "mine").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = AppState::open(&args(&file, TestArgs::default()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.0.contains("--data-dir") && err.0.contains("not a directory"),
+        "{}",
+        err.0
+    );
+    // It was made 0700, executable, before the database failed to open.
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+}
+
+#[tokio::test]
 async fn a_static_dir_without_the_page_is_a_start_error() {
     use mailroom_backend::server::AppState;
     let dir = tempfile::tempdir().unwrap();
