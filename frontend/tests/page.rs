@@ -119,6 +119,32 @@ async fn invalid_tenant_id_shows_its_message_and_fixing_clears_it() {
 }
 
 #[wasm_bindgen_test]
+async fn an_id_or_address_pasted_with_more_around_it_is_named_alone_while_typing() {
+    let root = mount_form(SettingsResponse::default()).await;
+    let tenant = "0b4f1c2a-1234-4abc-9def-0123456789ab";
+    type_into(
+        &root,
+        "tenant_id",
+        &format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
+    )
+    .await;
+    let message = error_text(&root, "tenant_id");
+    assert!(
+        message.contains(tenant) && message.contains("enter only it"),
+        "{message}"
+    );
+    let address = format!("{}@{}", "mailer", "contoso.com");
+    type_into(&root, "sender_email", &format!("Mailer <{address}>")).await;
+    let message = error_text(&root, "sender_email");
+    assert!(
+        message.starts_with("Enter only the address") && message.contains(&address),
+        "{message}"
+    );
+    type_into(&root, "sender_email", &address).await;
+    assert!(error_text(&root, "sender_email").is_empty());
+}
+
+#[wasm_bindgen_test]
 async fn guid_shaped_secret_warns_about_the_secret_id() {
     let root = mount_form(SettingsResponse::default()).await;
     type_into(
