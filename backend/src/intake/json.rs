@@ -154,10 +154,42 @@ fn body_text(text: &str) -> String {
 /// takes, said the way the settings form says it, with the address
 /// repeated only in part; `label` names it ("address 2 of cc").
 fn not_a_mailbox(label: &str, text: &str, lettre: &lettre::address::AddressError) -> String {
+    // `to`, `cc` and `bcc` are lists; `from` and `reply_to` take one.
+    let in_a_list = ["of to", "of cc", "of bcc"]
+        .iter()
+        .any(|l| label.ends_with(l));
     if text.is_empty() {
         return format!(
             "The {label} is empty. Enter an address, like name@example.com, or leave it out."
         );
+    }
+    // Several addresses joined in one string, as Outlook's To line or a
+    // script's join writes them: each goes in its own string.
+    let parts: Vec<&str> = text
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.len() > 1 && parts.iter().all(|p| Mailbox::from_str(p).is_ok()) {
+        let mut shown: Vec<String> = parts
+            .iter()
+            .take(3)
+            .map(|p| serde_json::Value::from(*p).to_string())
+            .collect();
+        if parts.len() > 3 {
+            shown.push("…".into());
+        }
+        let shown = format!("[{}]", shown.join(", "));
+        return match in_a_list {
+            true => format!(
+                "The {label} holds {} addresses in one string; give each as its own string in the list: {shown}.",
+                parts.len()
+            ),
+            false => format!(
+                "The {label} holds {} addresses ({shown}); it takes one.",
+                parts.len()
+            ),
+        };
     }
     let label = format!("{label} (“{}”)", crate::error::short(text));
     // The address inside `Name <…>`, where there is one.
@@ -461,6 +493,46 @@ mod tests {
             .into_iter()
             .next()
             .unwrap_or_else(|| panic!("no {name} in {head}"))
+    }
+
+    #[test]
+    fn several_addresses_in_one_string_are_told_to_go_one_to_a_string() {
+        // As they are typed in Outlook's To line, or joined by a script.
+        let (ann, bob) = (at("ann", "example.org"), at("bob", "example.org"));
+        for (joined, n) in [
+            (format!("{ann}, {bob}"), 2),
+            (format!("{ann};{bob}; "), 2),
+            (format!("Ann <{ann}>, {bob},{}", at("cy", "example.org")), 3),
+        ] {
+            let mut req = request();
+            req.cc = vec![joined.clone()];
+            let said = built(&req).unwrap_err()["cc"].join(" ");
+            assert!(
+                said.contains(&format!("holds {n} addresses"))
+                    && said.contains(&ann)
+                    && said.contains(&format!(", \"{bob}\"")),
+                "{joined}: {said}"
+            );
+        }
+        // From and Reply-To take one address.
+        let mut req = request();
+        req.reply_to = Some(format!("{ann}, {bob}"));
+        let said = built(&req).unwrap_err()["reply_to"].join(" ");
+        assert!(
+            said.contains("holds 2 addresses") && said.contains("it takes one"),
+            "{said}"
+        );
+        let mut req = request();
+        req.from = Some(format!("{ann}; {bob}"));
+        let said = built(&req).unwrap_err()["from"].join(" ");
+        assert!(
+            said.contains("holds 2 addresses") && said.contains("it takes one"),
+            "{said}"
+        );
+        // A name with a comma is still one mailbox.
+        let mut req = request();
+        req.cc = vec![format!("Doe, Ann <{ann}>")];
+        assert!(built(&req).is_ok());
     }
 
     #[test]
