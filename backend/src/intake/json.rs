@@ -515,20 +515,19 @@ mod tests {
             );
         }
         // From and Reply-To take one address.
-        let mut req = request();
-        req.reply_to = Some(format!("{ann}, {bob}"));
-        let said = built(&req).unwrap_err()["reply_to"].join(" ");
-        assert!(
-            said.contains("holds 2 addresses") && said.contains("it takes one"),
-            "{said}"
-        );
-        let mut req = request();
-        req.from = Some(format!("{ann}; {bob}"));
-        let said = built(&req).unwrap_err()["from"].join(" ");
-        assert!(
-            said.contains("holds 2 addresses") && said.contains("it takes one"),
-            "{said}"
-        );
+        for field in ["reply_to", "from"] {
+            let mut req = request();
+            let joined = Some(format!("{ann}; {bob}"));
+            match field {
+                "from" => req.from = joined,
+                _ => req.reply_to = joined,
+            }
+            let said = built(&req).unwrap_err()[field].join(" ");
+            assert!(
+                said.contains("holds 2 addresses") && said.contains("it takes one"),
+                "{field}: {said}"
+            );
+        }
         // A name with a comma is still one mailbox.
         let mut req = request();
         req.cc = vec![format!("Doe, Ann <{ann}>")];
