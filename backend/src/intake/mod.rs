@@ -210,6 +210,10 @@ fn fields(head: &[u8]) -> Result<Vec<Field>, String> {
         }
         let Some(name) = field_name(content) else {
             let shown: String = String::from_utf8_lossy(content).chars().take(40).collect();
+            if let Some(name) = spaced_field_name(content) {
+                let name = String::from_utf8_lossy(name);
+                return Err(format!("Header line {n} (“{shown}”) has a space before its colon, which RFC 5322 no longer allows and servers read differently: write {name}: value."));
+            }
             if out.is_empty() {
                 return Err(NOT_A_MESSAGE.into());
             }
@@ -234,6 +238,17 @@ fn field_name(line: &[u8]) -> Option<&[u8]> {
         .position(|b| *b == b':')
         .map(|colon| &line[..colon])
         .filter(|name| !name.is_empty() && name.iter().all(|b| (33..=126).contains(b)))
+}
+
+/// The name of a line written `Name : value`, with spaces or tabs before
+/// the colon (RFC 5322 4.5's obsolete syntax); `None` for any other line.
+fn spaced_field_name(line: &[u8]) -> Option<&[u8]> {
+    let colon = line.iter().position(|b| *b == b':')?;
+    let name = &line[..colon];
+    let trimmed = name.trim_ascii_end();
+    (trimmed.len() < name.len())
+        .then_some(trimmed)
+        .filter(|t| !t.is_empty() && t.iter().all(|b| (33..=126).contains(b)))
 }
 
 /// `@` signs outside quoted strings and comments: one per address a parser
@@ -301,8 +316,10 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         None if raw.starts_with(b"\r\n") => (&raw[..0], &raw[..]),
         None => (&raw[..], &raw[raw.len()..]),
     };
-    // An mbox "From " line (some scripts write one) is not a header.
-    let head = if head.starts_with(b"From ") {
+    // An mbox "From " line (some scripts write one) is not a header; a
+    // `From : …` field is.
+    let first = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let head = if head.starts_with(b"From ") && spaced_field_name(first).is_none() {
         let end = head
             .windows(2)
             .position(|w| w == b"\r\n")
@@ -1213,6 +1230,33 @@ mod tests {
         ))
         .unwrap();
         assert!(c.body.starts_with(b"From: "));
+    }
+
+    #[test]
+    fn a_field_name_with_a_space_before_its_colon_is_named_not_dropped() {
+        // `From : …` (RFC 5322's obsolete syntax) was taken for an mbox
+        // "From " line and dropped, so the settings' sender took its place.
+        let ok = at("allowed", "contoso.com");
+        for (raw, line) in [
+            (format!("From : {ok}\r\nTo: {}\r\n\r\nx", at("a", "b.c")), 1),
+            (
+                format!("From\t: {ok}\r\nTo: {}\r\n\r\nx", at("a", "b.c")),
+                1,
+            ),
+            (
+                format!(
+                    "From: {ok}\r\nSubject : hi\r\nTo: {}\r\n\r\nx",
+                    at("a", "b.c")
+                ),
+                2,
+            ),
+        ] {
+            let text = refused(&raw, "headers");
+            assert!(
+                text.contains(&format!("Header line {line}")) && text.contains("before its colon"),
+                "{raw:?}: {text}"
+            );
+        }
     }
 
     #[test]
