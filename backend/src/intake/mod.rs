@@ -309,6 +309,16 @@ const HEADERS: &str = "headers";
 pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checked, FieldMessages> {
     let mut errors = FieldMessages::new();
     let raw = crlf(raw);
+    // A script's here-document often starts with an empty line, which ends
+    // the header block before it began.
+    if raw.starts_with(b"\r\n") {
+        let after = raw.trim_ascii_start();
+        let first = after.split(|b| *b == b'\r').next().unwrap_or_default();
+        if field_name(first).is_some() {
+            errors.push("message", "The message starts with an empty line, which ends the headers before the first one: remove the empty line(s) before the first header.");
+            return Err(errors);
+        }
+    }
     // The header block ends at the first empty line; what follows (that
     // empty line included) is the body, kept byte for byte.
     let (head, body) = match head_end(&raw) {
@@ -1257,6 +1267,20 @@ mod tests {
                 "{raw:?}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn a_message_that_starts_with_an_empty_line_is_told_so() {
+        let raw = msg(&format!("From: {}\r\n", at("allowed", "contoso.com")));
+        for lead in ["\r\n", "\n", "\r\n \r\n"] {
+            let text = refused(&format!("{lead}{raw}"), "message");
+            assert!(
+                text.contains("starts with an empty line"),
+                "{lead:?}: {text}"
+            );
+        }
+        // Plain text is not a message either way.
+        assert_eq!(refused("\r\nhello\r\n", "message"), NOT_A_MESSAGE);
     }
 
     #[test]
