@@ -130,6 +130,53 @@ async fn called_as_sendmail_with_arguments_like_cron_and_php_mail() {
 }
 
 #[tokio::test]
+async fn a_body_without_headers_is_sent_as_sendmail_sends_it() {
+    // `echo "disk full" | sendmail admin@…`: Postfix and sendmail take the
+    // whole input as the body and add the headers; it was exit 65, "not an
+    // RFC 5322 message".
+    let (rig, server, key) = sending_rig().await;
+    let to = addr("admin", "example.org");
+    for (n, body) in ["disk /var is 97% full\n", "\nafter an empty line\n"]
+        .into_iter()
+        .enumerate()
+    {
+        let ran = run(
+            binary(),
+            &["sendmail", &to],
+            &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+            body,
+        )
+        .await;
+        assert_eq!(ran.code, Some(0), "{body:?}: {}", ran.stderr);
+        wait_received(&rig, n + 1).await;
+        let m = rig.smtp.messages().remove(n);
+        let (head, text) = m.data.split_once("\r\n\r\n").expect("a header block");
+        assert!(
+            head.contains("From: ") && head.contains("Date: "),
+            "{}",
+            m.data
+        );
+        assert_eq!(text.trim_end(), body.trim(), "{}", m.data);
+        assert_eq!(m.rcpt_to, vec![to.clone()]);
+    }
+    // Header lines after an empty line are a mistake that is named, not
+    // sent as text.
+    let ran = run(
+        binary(),
+        &["sendmail", &to],
+        &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
+        &format!("\nFrom: {}\nSubject: x\n\nhi\n", mailer()),
+    )
+    .await;
+    assert_eq!(ran.code, Some(65), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("starts with an empty line"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[tokio::test]
 async fn addresses_in_angle_brackets_with_names_or_in_lists_are_read_as_sendmail_reads_them() {
     // `mail -r "Backup Server <…>"` passes the name along; scripts write
     // `<…>` and comma-separated lists. Each was refused as not an address.
@@ -238,12 +285,13 @@ async fn exit_codes_follow_sysexits() {
     .await;
     assert_eq!(ran.code, Some(69), "{}", ran.stderr);
     assert!(ran.stderr.contains("allowed_from"), "{}", ran.stderr);
-    // Not a message at all: 65.
+    // A malformed message: 65. (Words without headers are a body, which
+    // sendmail sends: see a_body_without_headers_is_sent_as_sendmail_sends_it.)
     let ran = run(
         binary(),
         &["sendmail", &to],
         &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
-        "just some words without headers",
+        &format!("From: {}\nnot a header line\n\nbody\n", mailer()),
     )
     .await;
     assert_eq!(ran.code, Some(65), "{}", ran.stderr);

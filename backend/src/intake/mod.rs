@@ -240,6 +240,19 @@ fn field_name(line: &[u8]) -> Option<&[u8]> {
         .filter(|name| !name.is_empty() && name.iter().all(|b| (33..=126).contains(b)))
 }
 
+/// Whether a raw message's first line that holds anything is a header
+/// field (`Name: value`, `Name : value`, or an mbox `From ` line): what
+/// `sendmail` reads as a message with headers, where anything else is a
+/// body alone.
+pub fn has_headers(raw: &[u8]) -> bool {
+    let first = raw
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .find(|l| !l.trim_ascii().is_empty())
+        .unwrap_or_default();
+    field_name(first).is_some() || spaced_field_name(first).is_some() || first.starts_with(b"From ")
+}
+
 /// The name of a line written `Name : value`, with spaces or tabs before
 /// the colon (RFC 5322 4.5's obsolete syntax); `None` for any other line.
 fn spaced_field_name(line: &[u8]) -> Option<&[u8]> {

@@ -184,6 +184,24 @@ pub fn read_message(
     Ok(all)
 }
 
+/// The message with a header block: a body alone (`echo "disk full" |
+/// sendmail admin@…`) gets a Date header, as sendmail and Postfix give it
+/// theirs; the server adds From and Message-ID as to any message without.
+pub fn with_headers(raw: Vec<u8>) -> Vec<u8> {
+    if crate::intake::has_headers(&raw) {
+        return raw;
+    }
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap_or_default();
+    let mut out = format!("Date: {now}\r\n").into_bytes();
+    if !raw.starts_with(b"\n") && !raw.starts_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&raw);
+    out
+}
+
 /// The addresses of To, Cc and Bcc (for `-t`).
 fn header_recipients(raw: &[u8]) -> Vec<String> {
     let Some(parsed) = mail_parser::MessageParser::default().parse_headers(raw) else {
@@ -504,6 +522,7 @@ pub fn run(args: &[String]) -> ExitCode {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return fail(exit::DATAERR, "the message on stdin is empty");
     }
+    let raw = with_headers(raw);
     let query = match envelope_query(&options, &raw) {
         Ok(q) => q,
         Err(e) => return fail(exit::USAGE, &e),
