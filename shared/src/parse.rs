@@ -138,6 +138,8 @@ pub enum EmailError {
     IpAddress,
     /// Longer than 254 characters.
     TooLong,
+    /// A GUID (an ID from the app registration) where an address goes.
+    Guid,
     /// An address with more around it, as it gets copied: `Ann <ann@…>`,
     /// `<ann@…>`, `mailto:ann@…`, in quotes, or with Outlook's `;` after
     /// it. Holds the address alone.
@@ -174,6 +176,9 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
     let s = input.trim();
     if s.is_empty() {
         return Err(EmailError::Empty);
+    }
+    if !s.contains('@') && is_guid(s) {
+        return Err(EmailError::Guid);
     }
     if s.contains(['<', ':', '"', '\'', '“', ';', ',']) {
         if let Some(address) = unwrapped_address(s) {

@@ -320,6 +320,9 @@ fn email_message(label: &str, err: &EmailError) -> String {
             "The {label} has an IP address after the @; mail goes to a domain name, like name@example.com."
         ),
         EmailError::TooLong => format!("The {label} is longer than 254 characters; shorten it."),
+        EmailError::Guid => format!(
+            "The {label} is an ID (a GUID), not an email address: enter an address, like name@example.com. The app registration's IDs go in Tenant ID and Client ID."
+        ),
         EmailError::Wrapped(address) => format!(
             "Enter only the address in the {label}, {address}, without a name, angle brackets, quotes, “mailto:” or “;” around it."
         ),
@@ -1228,6 +1231,24 @@ mod tests {
         assert!(!check_recipient(&broken)
             .unwrap_or_default()
             .contains("Enter only"));
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn an_id_in_an_address_field_is_named_as_one() {
+        // The Client ID pasted into Username, one box too far.
+        let mut s = oauth();
+        let id = s.client_id.clone().unwrap();
+        s.username = Some(id.to_uppercase());
+        s.sender_email = format!("{{{id}}}");
+        let r = s.validate();
+        for field in [Field::Username, Field::SenderEmail] {
+            let e = r.errors_for(field);
+            assert!(
+                e[0].contains("is an ID (a GUID)") && e[0].contains("Tenant ID"),
+                "{e:?}"
+            );
+        }
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
