@@ -17,6 +17,8 @@ pub enum GuidError {
     Hyphens,
     /// It looks like a domain name (`contoso.onmicrosoft.com`), not an ID.
     DomainName,
+    /// It is an email address (a sign-in name or the mailbox), not an ID.
+    EmailAddress,
     /// Not a GUID alone, but text holding one (lower case): an endpoint URL
     /// with the tenant ID in it, an Application ID URI (`api://…`), or the
     /// ID copied with its label.
@@ -81,6 +83,9 @@ pub fn check_guid(input: &str) -> Result<String, GuidError> {
             1 => return Err(GuidError::Within(within[0].clone())),
             n => return Err(GuidError::Several(n)),
         }
+    }
+    if s.contains('@') && check_email(&s).is_ok() {
+        return Err(GuidError::EmailAddress);
     }
     if s.contains('.') && s.chars().any(|c| c.is_ascii_alphabetic()) && !s.contains(' ') {
         return Err(GuidError::DomainName);

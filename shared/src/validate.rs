@@ -259,6 +259,9 @@ fn guid_message(short: &str, label: &str, err: &GuidError) -> String {
         GuidError::DomainName => format!(
             "{base} You entered a domain name: copy the {label} from the app registration's Overview page instead."
         ),
+        GuidError::EmailAddress => format!(
+            "{base} You entered an email address: the mailbox's address goes in Username; copy the {label} from the app registration's Overview page."
+        ),
         GuidError::Within(guid) => format!(
             "{base} What you entered holds one with more around it: {guid}. If that is the {label}, enter only it."
         ),
@@ -817,6 +820,13 @@ mod tests {
         assert!(errors(&s, Field::TenantId)[0].starts_with("Enter the Directory (tenant) ID."));
         s.tenant_id = Some("contoso.onmicrosoft.com".into());
         assert!(errors(&s, Field::TenantId)[0].contains("domain name"));
+        // The admin's own sign-in name, one box too early.
+        s.tenant_id = Some(mailer());
+        let e = errors(&s, Field::TenantId);
+        assert!(
+            e[0].contains("an email address") && e[0].contains("Username"),
+            "{e:?}"
+        );
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
