@@ -399,6 +399,15 @@ fn check_length(report: &mut Report, field: Field, label: &str, value: &str) -> 
 /// A pasted secret or password that holds a line break or another control
 /// character: no provider issues one, and a NUL would end the password early
 /// in SMTP AUTH PLAIN. Returns whether the value passed.
+/// Whether a value is wrapped in a pair of quotes, straight or curly.
+fn in_quotes(value: &str) -> bool {
+    [('"', '"'), ('\'', '\''), ('“', '”')]
+        .iter()
+        .any(|&(open, close)| {
+            value.chars().count() > 2 && value.starts_with(open) && value.ends_with(close)
+        })
+}
+
 fn check_pasted(report: &mut Report, field: Field, label: &str, value: &str) -> bool {
     if parse::has_line_break(value) {
         report.error(
@@ -525,8 +534,14 @@ impl Settings {
                     },
                 ),
                 Some(p) => {
-                    if check_length(&mut r, Field::Password, "password", p) {
-                        check_pasted(&mut r, Field::Password, "password", p);
+                    if check_length(&mut r, Field::Password, "password", p)
+                        && check_pasted(&mut r, Field::Password, "password", p)
+                        && in_quotes(p)
+                    {
+                        r.warn(
+                            Field::Password,
+                            "The password is in quotes, as a file or a script writes it: unless the quotes are part of it, paste it without them.",
+                        );
                     }
                 }
             }
@@ -700,6 +715,12 @@ impl Settings {
                                 "The client secret contains a space, which a secret's Value never has: two things were pasted together. Copy the Value column again, alone.",
                             );
                         }
+                    }
+                    if in_quotes(secret) {
+                        r.warn(
+                            Field::ClientSecret,
+                            "The client secret is in quotes, which Entra's secret Values never have: they came along from a file or a script. Paste the Value without them.",
+                        );
                     }
                     if parse::is_guid(secret) {
                         r.warn(
@@ -886,6 +907,19 @@ mod tests {
         assert!(r.is_valid(), "a GUID-shaped secret only warns");
         assert!(r.warnings_for(Field::ClientSecret)[0]
             .contains("looks like the Secret ID, not its Value"));
+        // Copied from a JSON file or a script, quotes and all.
+        for quoted in ["\"Abc8Q~x.y_z-1\"", "'Abc8Q~x.y_z-1'", "“Abc8Q~x.y_z-1”"] {
+            s.client_secret = Some(quoted.into());
+            let r = s.validate();
+            assert!(r.is_valid(), "{quoted}: quotes only warn");
+            let w = r.warnings_for(Field::ClientSecret);
+            assert!(
+                w.len() == 1 && w[0].contains("in quotes"),
+                "{quoted}: {w:?}"
+            );
+        }
+        s.client_secret = Some("Abc8Q~x\"y".into());
+        assert!(s.validate().warnings_for(Field::ClientSecret).is_empty());
         s.client_secret = None;
         assert!(errors(&s, Field::ClientSecret)[0].contains("Enter the client secret's Value"));
         let kept = s.validate_with(StoredSecrets {
@@ -1153,6 +1187,10 @@ mod tests {
         // Google shows app passwords in groups of four, with spaces.
         s.password = Some("abcd efgh ijkl mnop".into());
         assert!(errors(&s, Field::Password).is_empty());
+        s.password = Some("'abcd efgh ijkl mnop'".into());
+        let r = s.validate();
+        assert!(r.errors_for(Field::Password).is_empty());
+        assert!(r.warnings_for(Field::Password)[0].contains("in quotes"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
