@@ -162,6 +162,17 @@ pub struct DeliveryList {
 /// user name or password in it. The error says what to change.
 pub fn check_url(url: &str) -> Result<(), String> {
     let url = url.trim();
+    // Slack's and Markdown's `<url>`, or a URL copied from JSON in quotes.
+    for (open, close) in [('<', '>'), ('"', '"'), ('\'', '\''), ('“', '”')] {
+        if let Some(inner) = url.strip_prefix(open).and_then(|u| u.strip_suffix(close)) {
+            if check_url(inner).is_ok() {
+                // Not repeated: the URL is the receiver's credential.
+                return Err(format!(
+                    "Enter the URL without the {open} {close} around it."
+                ));
+            }
+        }
+    }
     let (scheme, rest) = url
         .split_once("://")
         .ok_or("Enter the receiver's full URL, starting with https://.")?;
@@ -324,6 +335,27 @@ pub fn check_events(events: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_pasted_in_brackets_or_quotes_is_named_without_them() {
+        let url = "https://hooks.slack.com/services/T0/B0/x";
+        for pasted in [
+            format!("<{url}>"),
+            format!("\"{url}\""),
+            format!(" “{url}” "),
+        ] {
+            let e = check_url(&pasted).unwrap_err();
+            assert!(
+                e.starts_with("Enter the URL without") && !e.contains(url),
+                "{pasted}: {e}"
+            );
+        }
+        // Brackets around something that is no URL are not the mistake.
+        assert_eq!(
+            check_url("<hooks>").unwrap_err(),
+            "Enter the receiver's full URL, starting with https://."
+        );
+    }
 
     #[test]
     fn a_url_pasted_with_a_character_that_shows_as_nothing_is_refused() {
