@@ -183,6 +183,45 @@ pub fn check_date(text: &str) -> Result<(i32, u8, u8), &'static str> {
     Ok((y as i32, m as u8, d as u8))
 }
 
+/// A date written another way than `YYYY-MM-DD`, as the portal shows it in
+/// the browser's language (`6/30/2027`, `30.06.2027`, `2027/6/30`): the
+/// message naming the `YYYY-MM-DD` form it is, or the two it may be when
+/// day and month could be either. `None` when it is no such date.
+fn date_as_written(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text
+        .trim()
+        .split(['/', '.', '-', ' '])
+        .filter(|p| !p.is_empty())
+        .collect();
+    let [a, b, c] = parts[..] else { return None };
+    if !parts
+        .iter()
+        .all(|p| p.len() <= 4 && p.bytes().all(|x| x.is_ascii_digit()))
+    {
+        return None;
+    }
+    let n = |p: &str| p.parse::<u32>().ok();
+    let iso = |y: u32, m: u32, d: u32| {
+        let text = format!("{y:04}-{m:02}-{d:02}");
+        check_date(&text).is_ok().then_some(text)
+    };
+    let want = "Enter the date as YYYY-MM-DD";
+    if a.len() == 4 {
+        return iso(n(a)?, n(b)?, n(c)?).map(|d| format!("{want}: {d}."));
+    }
+    if c.len() != 4 {
+        return None;
+    }
+    let (x, y, year) = (n(a)?, n(b)?, n(c)?);
+    match (iso(year, x, y), iso(year, y, x)) {
+        (Some(m_first), Some(d_first)) if m_first != d_first => Some(format!(
+            "{want}: {m_first} if the month comes first, {d_first} if the day does."
+        )),
+        (Some(d), _) | (None, Some(d)) => Some(format!("{want}: {d}.")),
+        (None, None) => None,
+    }
+}
+
 /// The message for a left-out secret whose stored value is bound elsewhere (docs/API.md §3).
 pub const SECRET_BOUND_ELSEWHERE: &str =
     "a stored secret is only sent to the server it was saved for.";
@@ -689,7 +728,10 @@ impl Settings {
         }
         if let Some(date) = s.client_secret_expires.as_deref() {
             if let Err(e) = check_date(date) {
-                r.error(Field::ClientSecretExpires, e);
+                r.error(
+                    Field::ClientSecretExpires,
+                    date_as_written(date).unwrap_or_else(|| e.to_string()),
+                );
             }
         }
         match self.client_secret.as_deref() {
@@ -1373,6 +1415,26 @@ mod tests {
             assert!(e.len() == 1 && e[0].contains(says), "{bad}: {e:?}");
         }
         assert_eq!(check_date("2026-12-31"), Ok((2026, 12, 31)));
+        // As the portal shows it in the browser's language.
+        for (written, says) in [
+            ("6/30/2027", "YYYY-MM-DD: 2027-06-30."),
+            ("30.06.2027", "YYYY-MM-DD: 2027-06-30."),
+            ("2027/6/30", "YYYY-MM-DD: 2027-06-30."),
+            ("2027-6-30", "YYYY-MM-DD: 2027-06-30."),
+            (
+                "6/7/2027",
+                "2027-06-07 if the month comes first, 2027-07-06 if the day does.",
+            ),
+            ("7/7/2027", "YYYY-MM-DD: 2027-07-07."),
+            (
+                "31/31/2027",
+                "Enter the date as YYYY-MM-DD, like 2027-06-30",
+            ),
+        ] {
+            s.client_secret_expires = Some(written.into());
+            let e = errors(&s, Field::ClientSecretExpires);
+            assert!(e.len() == 1 && e[0].contains(says), "{written}: {e:?}");
+        }
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
