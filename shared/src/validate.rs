@@ -615,6 +615,16 @@ impl Settings {
                     Field::SenderName,
                     "Enter a sender name: the display name recipients see, like “Contoso notifications”.",
                 );
+            } else if in_quotes(&s.sender_name) {
+                r.warn(
+                    Field::SenderName,
+                    "The sender name is in quotes, which recipients would see as part of it: type it without them (the message gets the quotes it needs).",
+                );
+            } else if s.sender_name.contains('<') && s.sender_name.contains('>') {
+                r.warn(
+                    Field::SenderName,
+                    "The sender name holds an address in < >, which recipients would see as part of the name: the address goes in Sender email.",
+                );
             }
         }
         let sender_ok = check_length(&mut r, Field::SenderEmail, "sender email", &s.sender_email)
@@ -1089,6 +1099,20 @@ mod tests {
         assert!(errors(&s, Field::SenderName)[0].contains("shows as nothing"));
         s.sender_name = "Contoso – Zürich".into();
         assert!(errors(&s, Field::SenderName).is_empty());
+        assert!(s.validate().warnings_for(Field::SenderName).is_empty());
+        // The whole mailbox pasted into the name box, or the name in quotes.
+        for (name, says) in [
+            ("\"Contoso IT\"".to_string(), "in quotes"),
+            (format!("Contoso IT <{}>", mailer()), "goes in Sender email"),
+        ] {
+            s.sender_name = name.clone();
+            let r = s.validate();
+            assert!(r.errors_for(Field::SenderName).is_empty(), "{name}");
+            assert!(
+                r.warnings_for(Field::SenderName)[0].contains(says),
+                "{name}: {r:?}"
+            );
+        }
         s.sender_name = "x".repeat(257);
         assert!(errors(&s, Field::SenderName)[0].contains("the limit is 256"));
         s.sender_name = String::new();
