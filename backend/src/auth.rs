@@ -610,11 +610,23 @@ async fn login(
     // API examples write it) is that token: it was a wrong token, and
     // counted as a guess. So is one copied with a character that shows as
     // nothing, which chats put in long words (no token holds one).
+    // So is one copied from the environment file or a script: with its
+    // variable's name (`MAILROOM_ADMIN_TOKEN=…`) or in quotes.
     let visible = mailroom_shared::parse::without_invisible(&body.token);
-    let ok = [body.token.trim(), visible.trim()].iter().any(|token| {
-        auth.token_matches(token)
-            || bearer_credentials(token).is_some_and(|t| auth.token_matches(t))
-    });
+    let ok = [body.token.as_str(), visible.as_str()]
+        .into_iter()
+        .flat_map(|pasted| {
+            let trimmed = pasted.trim();
+            let value = trimmed
+                .strip_prefix("MAILROOM_ADMIN_TOKEN=")
+                .unwrap_or(trimmed)
+                .trim();
+            [trimmed, value, unquoted(value)]
+        })
+        .any(|token| {
+            auth.token_matches(token)
+                || bearer_credentials(token).is_some_and(|t| auth.token_matches(t))
+        });
     match auth.failures.check(ip, ok).await {
         Ok(()) => {}
         Err(Refused::LockedOut(wait)) => return Err(AppError::locked_out(wait)),
@@ -630,6 +642,15 @@ async fn login(
         jar.add(session_cookie(id, secure, SESSION_TTL)),
         StatusCode::NO_CONTENT,
     ))
+}
+
+/// A value without the pair of quotes around it, as a shell or an
+/// environment file writes it; the value itself when there is none.
+fn unquoted(value: &str) -> &str {
+    ['"', '\'']
+        .iter()
+        .find_map(|&q| value.strip_prefix(q)?.strip_suffix(q))
+        .unwrap_or(value)
 }
 
 /// Ends the session and clears the cookie.

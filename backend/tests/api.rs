@@ -66,6 +66,11 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_it() {
         format!(" bearer  {TOKEN} "),
         format!("{TOKEN}\u{200B}"),
         format!("\u{FEFF}{}\u{AD}{}", &TOKEN[..10], &TOKEN[10..]),
+        // Copied from the environment file or a script, quotes and all.
+        format!("\"{TOKEN}\""),
+        format!("'{TOKEN}'"),
+        format!("MAILROOM_ADMIN_TOKEN={TOKEN}"),
+        format!("MAILROOM_ADMIN_TOKEN=\"{TOKEN}\"\n"),
     ] {
         assert_eq!(
             login(&router, &pasted).await.status,
@@ -73,10 +78,13 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_it() {
             "{pasted}"
         );
     }
-    assert_eq!(
-        login(&router, "Bearer wrong").await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    for wrong in ["Bearer wrong", "\"wrong\"", "MAILROOM_ADMIN_TOKEN=wrong"] {
+        assert_eq!(
+            login(&router, wrong).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{wrong}"
+        );
+    }
     let good = login(&router, TOKEN).await;
     assert_eq!(good.status, StatusCode::NO_CONTENT);
     let cookie = good.headers[header::SET_COOKIE]
