@@ -646,7 +646,7 @@ async fn login(
 
 /// A value without the pair of quotes around it, as a shell or an
 /// environment file writes it; the value itself when there is none.
-fn unquoted(value: &str) -> &str {
+pub(crate) fn unquoted(value: &str) -> &str {
     ['"', '\'']
         .iter()
         .find_map(|&q| value.strip_prefix(q)?.strip_suffix(q))

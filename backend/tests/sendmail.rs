@@ -106,19 +106,23 @@ async fn called_as_sendmail_with_arguments_like_cron_and_php_mail() {
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
     // A key as Notepad saves it (a byte order mark, a CRLF) is the key: it
     // was sent with the mark and refused, exit 77 for a right key.
-    let saved_by_notepad = format!("\u{FEFF}{key}\r\n");
-    let ran = run(
-        &link,
-        &["-f", &from, &to],
-        &[
-            ("MAILROOM_URL", &server.url),
-            ("MAILROOM_APP_KEY", &saved_by_notepad),
-        ],
-        message,
-    )
-    .await;
-    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
-    wait_received(&rig, 2).await;
+    // So is one in quotes, as Docker's --env-file passes them on, or the
+    // environment file's whole line.
+    for pasted in [
+        format!("\u{FEFF}{key}\r\n"),
+        format!("\"{key}\""),
+        format!("MAILROOM_APP_KEY='{key}'\n"),
+    ] {
+        let ran = run(
+            &link,
+            &["-f", &from, &to],
+            &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &pasted)],
+            message,
+        )
+        .await;
+        assert_eq!(ran.code, Some(0), "{pasted:?}: {}", ran.stderr);
+    }
+    wait_received(&rig, 4).await;
     let got = rig.smtp.messages();
     let with_i = got.iter().find(|m| m.data.contains("not part of it"));
     let without_i = got.iter().find(|m| !m.data.contains("not part of it"));

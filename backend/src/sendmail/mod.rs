@@ -273,10 +273,14 @@ pub fn envelope_query(o: &Options, raw: &[u8]) -> Result<String, String> {
 /// characters that show as nothing, such as the byte order mark Notepad
 /// writes first (a key holds none; with one it was refused, exit 77).
 fn app_key() -> Result<String, String> {
+    // As pasted: with a character that shows as nothing (Notepad's byte
+    // order mark), in quotes (Docker's --env-file keeps them), or as the
+    // environment file's line. No key holds a quote or an `=`.
     let visible = |k: &str| {
-        mailroom_shared::parse::without_invisible(k)
-            .trim()
-            .to_string()
+        let k = mailroom_shared::parse::without_invisible(k);
+        let k = k.trim();
+        let k = k.strip_prefix("MAILROOM_APP_KEY=").unwrap_or(k).trim();
+        crate::auth::unquoted(k).trim().to_string()
     };
     if let Ok(k) = std::env::var("MAILROOM_APP_KEY") {
         if !visible(&k).is_empty() {
