@@ -215,6 +215,21 @@ async fn a_too_long_command_line_gets_one_reply_and_the_session_goes_on() {
 }
 
 #[tokio::test]
+async fn a_greeting_without_a_name_or_with_too_long_a_one_says_what_to_send() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    for hello in ["EHLO", "HELO ", &format!("EHLO {}", "a".repeat(256))] {
+        let r = w.command(hello).await;
+        assert!(
+            r.starts_with("501 5.5.4 Syntax: ") && r.contains("at most 255 characters"),
+            "{hello}: {r}"
+        );
+    }
+    let r = w.command(&format!("EHLO {}", "a".repeat(255))).await;
+    assert!(r.starts_with("250"), "{r}");
+}
+
+#[tokio::test]
 async fn a_command_that_takes_no_parameters_is_refused_with_one_and_the_bare_one_works() {
     let (_rig, server) = relay_rig(|_| {}).await;
     let (app, key) = server.new_app(json!({"name": "Strict"})).await;

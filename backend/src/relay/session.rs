@@ -422,6 +422,14 @@ pub(crate) fn protocol_reply(e: ProtoError) -> (u16, &'static str, String) {
         ProtoError::InvalidRecipientAddress => {
             (501, "5.1.3", "Bad recipient address syntax".into())
         }
+        // A device's name missing or past smtp-proto's 255 characters.
+        ProtoError::SyntaxError {
+            syntax: syntax @ ("EHLO domain" | "HELO domain" | "LHLO domain"),
+        } => (
+            501,
+            "5.5.4",
+            format!("Syntax: {syntax}: give this device's name, at most 255 characters, like {} scanner.contoso.com", &syntax[..4]),
+        ),
         ProtoError::SyntaxError { syntax } => (501, "5.5.4", format!("Syntax: {syntax}")),
         ProtoError::InvalidParameter { param } => {
             (501, "5.5.4", format!("Invalid parameter {param}"))
