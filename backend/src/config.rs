@@ -45,7 +45,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address and port to listen on; port 0 picks a free one.
-    #[arg(long, env = "MAILROOM_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "MAILROOM_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_parser = parse_http_listen
+    )]
     pub listen: SocketAddr,
     /// Holds the SQLite database, the encryption key and a generated admin token.
     #[arg(long, env = "MAILROOM_DATA_DIR", default_value = "./data")]
@@ -207,9 +212,29 @@ fn parse_listen(text: &str, example: &str) -> Result<SmtpListen, String> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(SmtpListen::Off);
     }
-    text.parse()
-        .map(SmtpListen::On)
-        .map_err(|_| format!("“{text}” is not an address and port like {example} (or `off`)"))
+    socket_address(text, &format!("{example} (or `off`)")).map(SmtpListen::On)
+}
+
+/// `--listen`: an address and port.
+fn parse_http_listen(text: &str) -> Result<SocketAddr, String> {
+    socket_address(text.trim(), "127.0.0.1:8080")
+}
+
+/// An IP address and port; the error names what was given and, for a port
+/// alone (`8080`, `:8080`) or a host name (`localhost:8080`), the address
+/// meant.
+fn socket_address(text: &str, example: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        let port = text.rsplit(':').next().unwrap_or_default();
+        let port = match port.parse::<u16>() {
+            Ok(p) if !text.trim_start_matches(':').contains(':') || text.starts_with("localhost:") => Some(p),
+            _ => None,
+        };
+        match port {
+            Some(p) => format!("“{text}” is not an address and port like {example}: for port {p}, give 127.0.0.1:{p} (this machine only) or 0.0.0.0:{p} (every address)"),
+            None => format!("“{text}” is not an address and port like {example}"),
+        }
+    })
 }
 
 /// A network like `10.0.0.0/8`; a bare address means that one host. IPv4
@@ -575,6 +600,28 @@ mod tests {
     /// (a bare port, a port out of range, a line break inside, a host name)
     /// stops the start with the option named and an example.
     #[test]
+    fn a_port_alone_or_localhost_is_told_the_address_meant() {
+        for given in ["8080", ":8080", "localhost:8080", " 8080 "] {
+            let e = parse_http_listen(given).unwrap_err();
+            assert!(
+                e.contains("give 127.0.0.1:8080 (this machine only) or 0.0.0.0:8080"),
+                "{given}: {e}"
+            );
+        }
+        let e = parse_smtp_listen("2525").unwrap_err();
+        assert!(
+            e.contains("like 127.0.0.1:2525 (or `off`): for port 2525, give 127.0.0.1:2525"),
+            "{e}"
+        );
+        assert_eq!(parse_http_listen("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
+        let e = parse_http_listen("mail.contoso.com:8080").unwrap_err();
+        assert_eq!(
+            e,
+            "“mail.contoso.com:8080” is not an address and port like 127.0.0.1:8080"
+        );
+    }
+
+    #[test]
     fn a_listen_address_is_read_or_refused_naming_the_option() {
         assert_eq!(parse_smtps_listen(" OFF "), Ok(SmtpListen::Off));
         assert_eq!(
@@ -590,7 +637,7 @@ mod tests {
         ] {
             let e = parse_smtps_listen(bad).unwrap_err();
             assert!(
-                e.ends_with("is not an address and port like 0.0.0.0:465 (or `off`)"),
+                e.contains("is not an address and port like 0.0.0.0:465 (or `off`)"),
                 "{e}"
             );
         }
