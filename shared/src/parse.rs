@@ -173,7 +173,7 @@ fn unwrapped_address(s: &str) -> Option<String> {
             t = inner.trim();
         }
     }
-    (t != s.trim() && check_email(t).is_ok()).then(|| t.to_string())
+    (t != s.trim() && check_bare_email(t).is_ok()).then(|| t.to_string())
 }
 
 /// Checks an email address for the syntax SMTP servers accept in practice.
@@ -189,6 +189,15 @@ pub fn check_email(input: &str) -> Result<(), EmailError> {
         if let Some(address) = unwrapped_address(s) {
             return Err(EmailError::Wrapped(address));
         }
+    }
+    check_bare_email(s)
+}
+
+/// [`check_email`] without looking for what was copied around the address:
+/// it never calls itself, whatever the input.
+fn check_bare_email(s: &str) -> Result<(), EmailError> {
+    if s.is_empty() {
+        return Err(EmailError::Empty);
     }
     if s.chars().any(char::is_whitespace) {
         return Err(EmailError::Whitespace);
@@ -416,6 +425,25 @@ mod tests {
             normalize_guid(&normalize_guid(" {A} ")),
             normalize_guid(" {A} ")
         );
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn deeply_nested_wrappers_are_read_without_recursion() {
+        // A JSON recipient may be megabytes: each pair of quotes or
+        // brackets used to cost a stack frame.
+        let address = format!("{}@{}", "ann", "example.org");
+        for (open, close) in [("\"", "\""), ("<", ">"), ("'", "'")] {
+            let nested = format!("{}{address}{}", open.repeat(200_000), close.repeat(200_000));
+            assert!(check_email(&nested).is_err());
+            assert!(check_guid(&nested).is_err());
+        }
+        let url = format!(
+            "{}https://example.org/x{}",
+            "<".repeat(200_000),
+            ">".repeat(200_000)
+        );
+        assert!(crate::webhooks::check_url(&url).is_err());
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

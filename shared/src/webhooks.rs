@@ -165,7 +165,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
     // Slack's and Markdown's `<url>`, or a URL copied from JSON in quotes.
     for (open, close) in [('<', '>'), ('"', '"'), ('\'', '\''), ('“', '”')] {
         if let Some(inner) = url.strip_prefix(open).and_then(|u| u.strip_suffix(close)) {
-            if check_url(inner).is_ok() {
+            if check_bare_url(inner.trim()).is_ok() {
                 // Not repeated: the URL is the receiver's credential.
                 return Err(format!(
                     "Enter the URL without the {open} {close} around it."
@@ -173,6 +173,12 @@ pub fn check_url(url: &str) -> Result<(), String> {
             }
         }
     }
+    check_bare_url(url)
+}
+
+/// [`check_url`] without looking for brackets or quotes around the URL: it
+/// never calls itself, whatever the input.
+fn check_bare_url(url: &str) -> Result<(), String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or("Enter the receiver's full URL, starting with https://.")?;

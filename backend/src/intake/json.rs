@@ -528,6 +528,15 @@ mod tests {
                 "{field}: {said}"
             );
         }
+        // Nested quotes by the hundred thousand are refused, not read with
+        // a stack frame each (which ended the process).
+        let mut req = request();
+        req.to = vec![format!(
+            "{}{ann}{}",
+            "\"".repeat(200_000),
+            "\"".repeat(200_000)
+        )];
+        assert!(built(&req).unwrap_err().contains_key("to"));
         // A name with a comma is still one mailbox.
         let mut req = request();
         req.cc = vec![format!("Doe, Ann <{ann}>")];
