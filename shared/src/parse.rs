@@ -34,6 +34,7 @@ pub fn guids_within(text: &str) -> Vec<String> {
     let bytes = text.as_bytes();
     let part = |b: u8| b.is_ascii_hexdigit() || b == b'-';
     let mut found: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     for start in 0..bytes.len().saturating_sub(35) {
         let window = &bytes[start..start + 36];
         let shaped = window.iter().enumerate().all(|(i, &b)| match i {
@@ -44,7 +45,7 @@ pub fn guids_within(text: &str) -> Vec<String> {
             && bytes.get(start + 36).is_none_or(|&b| !part(b));
         if shaped && alone {
             let guid = String::from_utf8_lossy(window).to_ascii_lowercase();
-            if !found.contains(&guid) {
+            if seen.insert(guid.clone()) {
                 found.push(guid);
             }
         }
@@ -444,6 +445,12 @@ mod tests {
             ">".repeat(200_000)
         );
         assert!(crate::webhooks::check_url(&url).is_err());
+        // A long pasted list is counted: each GUID is looked up in a set,
+        // where comparing it with every other took seconds for 30,000.
+        let many: String = (0..30_000u32)
+            .map(|i| format!("{i:08x}-0000-4000-8000-000000000000 "))
+            .collect();
+        assert_eq!(check_guid(&many), Err(GuidError::Several(30_000)));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
