@@ -182,10 +182,10 @@ fn check_endpoint(option: &str, value: &str) -> Result<(), UpstreamError> {
         );
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return refuse(
-            "holds a user name or password, which is not how this endpoint signs in; remove it."
-                .into(),
-        );
+        // Not repeated: the password would go to the terminal and the log.
+        return Err(UpstreamError::Endpoint(format!(
+            "{option} holds a user name or password, which is not how this endpoint signs in; remove it."
+        )));
     }
     Ok(())
 }
@@ -803,7 +803,7 @@ mod tests {
             ("http://", "not a URL"),
             ("http://127.0.0.1:9000/?x=1", "query"),
             ("http://127.0.0.1:9000/#top", "query"),
-            ("http://u:p@127.0.0.1:9000", "user name"),
+            ("http://u:pw123@127.0.0.1:9000", "user name"),
             ("http://127.0.0.1:99999", "not a URL"),
         ] {
             for (option, authority, graph) in [
@@ -812,6 +812,7 @@ mod tests {
             ] {
                 let e = with(authority, graph).expect_err(url).to_string();
                 assert!(e.contains(option) && e.contains(words), "{url}: {e}");
+                assert!(!e.contains("pw123"), "{e}");
             }
         }
         for url in [
