@@ -620,7 +620,12 @@ impl Settings {
                     Field::SenderName,
                     "The sender name is in quotes, which recipients would see as part of it: type it without them (the message gets the quotes it needs).",
                 );
-            } else if s.sender_name.contains('<') && s.sender_name.contains('>') {
+            } else if s
+                .sender_name
+                .split_once('<')
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .is_some_and(|(inside, _)| inside.contains('@'))
+            {
                 r.warn(
                     Field::SenderName,
                     "The sender name holds an address in < >, which recipients would see as part of the name: the address goes in Sender email.",
@@ -1099,6 +1104,8 @@ mod tests {
         assert!(errors(&s, Field::SenderName)[0].contains("shows as nothing"));
         s.sender_name = "Contoso – Zürich".into();
         assert!(errors(&s, Field::SenderName).is_empty());
+        assert!(s.validate().warnings_for(Field::SenderName).is_empty());
+        s.sender_name = "R&D <Team 4>".into();
         assert!(s.validate().warnings_for(Field::SenderName).is_empty());
         // The whole mailbox pasted into the name box, or the name in quotes.
         for (name, says) in [
