@@ -245,7 +245,7 @@ fn field_name(line: &[u8]) -> Option<&[u8]> {
 /// `sendmail` reads as a message with headers, where anything else is a
 /// body alone.
 pub fn has_headers(raw: &[u8]) -> bool {
-    let first = raw
+    let first = crate::error::without_bom(raw)
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .find(|l| !l.trim_ascii().is_empty())
@@ -321,7 +321,9 @@ const HEADERS: &str = "headers";
 /// policy's or about the From header.
 pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checked, FieldMessages> {
     let mut errors = FieldMessages::new();
-    let raw = crlf(raw);
+    // A byte order mark (Notepad's, PowerShell 5.1's) is no part of a
+    // message: before the first header it made that header no header.
+    let raw = crlf(crate::error::without_bom(raw));
     // A script's here-document often starts with an empty line, which ends
     // the header block before it began.
     if raw.starts_with(b"\r\n") {
@@ -1280,6 +1282,23 @@ mod tests {
                 "{raw:?}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_header_is_dropped() {
+        // Notepad and PowerShell 5.1 save a message file with one; the
+        // first header was no header, and sendmail took the whole file
+        // for a body.
+        let raw = msg(&format!("From: {}\r\n", at("allowed", "contoso.com")));
+        let with_bom = format!("\u{FEFF}{raw}");
+        assert!(has_headers(with_bom.as_bytes()));
+        let c = run(&with_bom).unwrap();
+        assert!(
+            c.body.starts_with(b"From: "),
+            "{:?}",
+            String::from_utf8_lossy(&c.body)
+        );
+        assert!(!has_headers("\u{FEFF}just words".as_bytes()));
     }
 
     #[test]
