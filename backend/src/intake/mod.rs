@@ -433,7 +433,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             errors.push(
                 key,
                 format!(
-                    "The {label} header (“{}”) is a group, which only To and Cc may hold: write the sender as Name <address>.",
+                    "The {label} header (“{}”) reads as a group (a name, a colon, addresses), which only To and Cc may hold: write the sender as Name <address>, with a name that has a colon in quotes (\"IT: Alerts\" <address>).",
                     short(&value)
                 ),
             );
@@ -911,6 +911,7 @@ mod tests {
             (format!("From: Team: {ok};\r\n"), "from"),
             (format!("From: Team: <{ok}>;\r\n"), "from"),
             (format!("From: {ok}\r\nSender: Team: {ok};\r\n"), "headers"),
+            (format!("From: IT: Alerts <{ok}>\r\n"), "from"),
         ] {
             let text = refused(&msg(&header), key);
             assert!(
@@ -918,6 +919,8 @@ mod tests {
                 "{header}: {text}"
             );
         }
+        // A name with a colon, quoted, is a name.
+        assert!(run(&msg(&format!("From: \"IT: Alerts\" <{ok}>\r\n"))).is_ok());
         // In To and Cc, a group is what it is for.
         let c = run(&format!(
             "From: {ok}\r\nTo: Team: {}, {};\r\nCc: Undisclosed recipients:;\r\nSubject: hi\r\n\r\nbody\r\n",
