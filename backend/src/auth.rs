@@ -279,32 +279,23 @@ impl FailureLimit {
 
 /// The origin (`scheme://host[:port]`) of `--public-url`, lower case.
 pub fn parse_public_url(url: &str) -> Result<String, String> {
+    use crate::config::UrlFault;
     let url = url.trim();
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        format!("--public-url {url} must be a full URL, like https://mail.contoso.com")
-    })?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "http" && scheme != "https" {
-        return Err(format!(
-            "--public-url {url} must start with https:// (or http://)"
-        ));
-    }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if host.contains('@') {
-        return Err(format!(
+    let (scheme, host) = crate::config::base_url(url).map_err(|fault| match fault {
+        UrlFault::NoScheme => {
+            format!("--public-url {url} must be a full URL, like https://mail.contoso.com")
+        }
+        UrlFault::Scheme => format!("--public-url {url} must start with https:// (or http://)"),
+        UrlFault::UserInfo => format!(
             "--public-url {url} must not hold a user name or password; give the page's address, like https://mail.contoso.com"
-        ));
-    }
-    if host.is_empty() {
-        return Err(format!(
-            "--public-url {url} must name a host, like https://mail.contoso.com"
-        ));
-    }
-    if url.contains(['?', '#']) {
-        return Err(format!(
+        ),
+        UrlFault::NoHost => {
+            format!("--public-url {url} must name a host, like https://mail.contoso.com")
+        }
+        UrlFault::QueryOrFragment => format!(
             "--public-url {url} must not hold a query (?…) or a fragment (#…): links to the page are made from it; give the page's address, like https://mail.contoso.com or https://contoso.com/mailroom"
-        ));
-    }
+        ),
+    })?;
     if let Some(c) = mailroom_shared::parse::invisible_char(url) {
         return Err(format!(
             "--public-url {url} holds U+{:04X}, a character that shows as nothing; type it again",
@@ -647,10 +638,7 @@ async fn login(
 /// A value without the pair of quotes around it, as a shell or an
 /// environment file writes it; the value itself when there is none.
 pub(crate) fn unquoted(value: &str) -> &str {
-    ['"', '\'']
-        .iter()
-        .find_map(|&q| value.strip_prefix(q)?.strip_suffix(q))
-        .unwrap_or(value)
+    mailroom_shared::parse::inside(value, &mailroom_shared::parse::QUOTES[..2]).unwrap_or(value)
 }
 
 /// Ends the session and clears the cookie.

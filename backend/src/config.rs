@@ -225,11 +225,12 @@ fn parse_http_listen(text: &str) -> Result<SocketAddr, String> {
 /// meant.
 fn socket_address(text: &str, example: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| {
-        let port = text.rsplit(':').next().unwrap_or_default();
-        let port = match port.parse::<u16>() {
-            Ok(p) if !text.trim_start_matches(':').contains(':') || text.starts_with("localhost:") => Some(p),
-            _ => None,
-        };
+        // A port alone (`8080`, `:8080`) or after `localhost`.
+        let (host, port) = text.rsplit_once(':').unwrap_or(("", text));
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|_| matches!(host.trim_start_matches(':'), "" | "localhost"));
         match port {
             Some(p) => format!("“{text}” is not an address and port like {example}: for port {p}, give 127.0.0.1:{p} (this machine only) or 0.0.0.0:{p} (every address)"),
             None => format!("“{text}” is not an address and port like {example}"),
@@ -241,6 +242,44 @@ fn socket_address(text: &str, example: &str) -> Result<SocketAddr, String> {
 /// written as IPv6 (`::ffff:10.0.0.0/104`) is read as the IPv4 network it
 /// is (`10.0.0.0/8`): peers are compared in their canonical form, so as
 /// written it would never match anyone.
+/// What keeps an option's URL (`--public-url`, `--entra-authority`,
+/// `--graph-endpoint`) from being an `http`/`https` base address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlFault {
+    /// No `scheme://`.
+    NoScheme,
+    /// A scheme other than http or https.
+    Scheme,
+    /// A user name or password before the host.
+    UserInfo,
+    /// Nothing where the host goes.
+    NoHost,
+    /// A query (`?…`) or a fragment (`#…`).
+    QueryOrFragment,
+}
+
+/// An option's URL as a base address: its scheme, lower case, and its
+/// authority (host and port, not yet checked), or what keeps it from being
+/// one. A path (a proxy's prefix) is allowed.
+pub fn base_url(url: &str) -> Result<(String, &str), UrlFault> {
+    let (scheme, rest) = url.split_once("://").ok_or(UrlFault::NoScheme)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(UrlFault::Scheme);
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(UrlFault::UserInfo);
+    }
+    if authority.is_empty() {
+        return Err(UrlFault::NoHost);
+    }
+    if url.contains(['?', '#']) {
+        return Err(UrlFault::QueryOrFragment);
+    }
+    Ok((scheme, authority))
+}
+
 fn parse_cidr(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
     let net = text

@@ -152,6 +152,16 @@ pub enum EmailError {
     Wrapped(String),
 }
 
+/// The pairs of quotes a value gets copied in: straight, single and curly.
+pub const QUOTES: [(char, char); 3] = [('"', '"'), ('\'', '\''), ('“', '”')];
+
+/// `text` without the first of `pairs` that opens and closes it, if one does.
+pub fn inside<'a>(text: &'a str, pairs: &[(char, char)]) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find_map(|&(open, close)| text.strip_prefix(open)?.strip_suffix(close))
+}
+
 /// The address alone inside text copied with more around it (see
 /// [`EmailError::Wrapped`]), when that is what the text is.
 fn unwrapped_address(s: &str) -> Option<String> {
@@ -168,9 +178,8 @@ fn unwrapped_address(s: &str) -> Option<String> {
     {
         t = t[7..].split('?').next().unwrap_or_default();
     }
-    for q in ['"', '\'', '“'] {
-        let close = if q == '“' { '”' } else { q };
-        if let Some(inner) = t.strip_prefix(q).and_then(|u| u.strip_suffix(close)) {
+    for pair in QUOTES {
+        if let Some(inner) = inside(t, &[pair]) {
             t = inner.trim();
         }
     }

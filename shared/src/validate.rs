@@ -440,11 +440,7 @@ fn check_length(report: &mut Report, field: Field, label: &str, value: &str) -> 
 /// in SMTP AUTH PLAIN. Returns whether the value passed.
 /// Whether a value is wrapped in a pair of quotes, straight or curly.
 fn in_quotes(value: &str) -> bool {
-    [('"', '"'), ('\'', '\''), ('“', '”')]
-        .iter()
-        .any(|&(open, close)| {
-            value.chars().count() > 2 && value.starts_with(open) && value.ends_with(close)
-        })
+    parse::inside(value, &parse::QUOTES).is_some_and(|inner| !inner.is_empty())
 }
 
 fn check_pasted(report: &mut Report, field: Field, label: &str, value: &str) -> bool {

@@ -163,8 +163,8 @@ pub struct DeliveryList {
 pub fn check_url(url: &str) -> Result<(), String> {
     let url = url.trim();
     // Slack's and Markdown's `<url>`, or a URL copied from JSON in quotes.
-    for (open, close) in [('<', '>'), ('"', '"'), ('\'', '\''), ('“', '”')] {
-        if let Some(inner) = url.strip_prefix(open).and_then(|u| u.strip_suffix(close)) {
+    for pair @ (open, close) in [('<', '>')].into_iter().chain(crate::parse::QUOTES) {
+        if let Some(inner) = crate::parse::inside(url, &[pair]) {
             if check_bare_url(inner.trim()).is_ok() {
                 // Not repeated: the URL is the receiver's credential.
                 return Err(format!(

@@ -153,11 +153,13 @@ fn body_text(text: &str) -> String {
 /// Why `text` (an address, or `Name <address>`) is not a mailbox lettre
 /// takes, said the way the settings form says it, with the address
 /// repeated only in part; `label` names it ("address 2 of cc").
-fn not_a_mailbox(label: &str, text: &str, lettre: &lettre::address::AddressError) -> String {
-    // `to`, `cc` and `bcc` are lists; `from` and `reply_to` take one.
-    let in_a_list = ["of to", "of cc", "of bcc"]
-        .iter()
-        .any(|l| label.ends_with(l));
+/// `in_a_list`: the field is a list (`to`, `cc`, `bcc`), not one address.
+fn not_a_mailbox(
+    label: &str,
+    text: &str,
+    lettre: &lettre::address::AddressError,
+    in_a_list: bool,
+) -> String {
     if text.is_empty() {
         return format!(
             "The {label} is empty. Enter an address, like name@example.com, or leave it out."
@@ -238,7 +240,12 @@ fn mailboxes(field: &str, list: &[String], errors: &mut FieldMessages) -> Vec<Ma
             Ok(m) => out.push(m),
             Err(e) => errors.push(
                 field,
-                not_a_mailbox(&format!("address {} of {field}", i + 1), a.trim(), &e),
+                not_a_mailbox(
+                    &format!("address {} of {field}", i + 1),
+                    a.trim(),
+                    &e,
+                    field != "reply_to",
+                ),
             ),
         }
     }
@@ -262,7 +269,7 @@ pub fn build(
         Some(f) => match mailbox(f) {
             Ok(m) => Some(m),
             Err(e) => {
-                errors.push("from", not_a_mailbox("From address", f, &e));
+                errors.push("from", not_a_mailbox("From address", f, &e, false));
                 None
             }
         },

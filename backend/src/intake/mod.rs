@@ -237,7 +237,12 @@ fn field_name(line: &[u8]) -> Option<&[u8]> {
     line.iter()
         .position(|b| *b == b':')
         .map(|colon| &line[..colon])
-        .filter(|name| !name.is_empty() && name.iter().all(|b| (33..=126).contains(b)))
+        .filter(|name| is_field_name(name))
+}
+
+/// A field name: printable ASCII without spaces, at least one character.
+fn is_field_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|b| (33..=126).contains(b))
 }
 
 /// Whether a raw message's first line that holds anything is a header
@@ -259,9 +264,7 @@ fn spaced_field_name(line: &[u8]) -> Option<&[u8]> {
     let colon = line.iter().position(|b| *b == b':')?;
     let name = &line[..colon];
     let trimmed = name.trim_ascii_end();
-    (trimmed.len() < name.len())
-        .then_some(trimmed)
-        .filter(|t| !t.is_empty() && t.iter().all(|b| (33..=126).contains(b)))
+    (trimmed.len() < name.len() && is_field_name(trimmed)).then_some(trimmed)
 }
 
 /// `@` signs outside quoted strings and comments: one per address a parser
@@ -605,12 +608,9 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         });
     }
     if !fields.iter().any(|f| f.name == "date") {
-        let now = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap_or_default();
         fields.push(Field {
             name: "date".into(),
-            raw: format!("Date: {now}\r\n").into_bytes(),
+            raw: format!("Date: {}\r\n", date_now()).into_bytes(),
         });
     }
     let mut out: Vec<u8> = Vec::with_capacity(raw.len() + 128);
@@ -628,6 +628,14 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         subject,
         body: out,
     })
+}
+
+/// A Date header's value for now (RFC 5322 3.3), as the intake adds it to a
+/// message without one.
+pub fn date_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap_or_default()
 }
 
 fn display_name(lower: &str) -> &'static str {

@@ -191,10 +191,7 @@ pub fn with_headers(raw: Vec<u8>) -> Vec<u8> {
     if crate::intake::has_headers(&raw) {
         return raw;
     }
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default();
-    let mut out = format!("Date: {now}\r\n").into_bytes();
+    let mut out = format!("Date: {}\r\n", crate::intake::date_now()).into_bytes();
     if !raw.starts_with(b"\n") && !raw.starts_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }

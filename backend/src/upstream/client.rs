@@ -157,37 +157,24 @@ pub enum UpstreamError {
 /// network error, and a query, fragment or user name would be lost or
 /// sent where the path goes.
 fn check_endpoint(option: &str, value: &str) -> Result<(), UpstreamError> {
+    use crate::config::UrlFault;
     let fix = "give it as scheme and host, like http://127.0.0.1:9000";
-    let refuse = |why: String| {
-        Err(UpstreamError::Endpoint(format!(
-            "{option} “{value}”: {why}"
-        )))
-    };
-    let trimmed = value.trim();
-    if !["http://", "https://"].iter().any(|p| {
-        trimmed
-            .get(..p.len())
-            .is_some_and(|s| s.eq_ignore_ascii_case(p))
-    }) {
-        return refuse(format!("must start with http:// or https://; {fix}."));
-    }
-    let url = match reqwest::Url::parse(trimmed) {
-        Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => u,
-        Ok(_) => return refuse(format!("is not a URL (no host); {fix}.")),
-        Err(e) => return refuse(format!("is not a URL ({e}); {fix}.")),
-    };
-    if url.query().is_some() || url.fragment().is_some() {
-        return refuse(
+    let refused = |why: String| UpstreamError::Endpoint(format!("{option} “{value}”: {why}"));
+    let (_, authority) = crate::config::base_url(value.trim()).map_err(|fault| match fault {
+        UrlFault::NoScheme | UrlFault::Scheme => {
+            refused(format!("must start with http:// or https://; {fix}."))
+        }
+        UrlFault::NoHost => refused(format!("is not a URL (no host); {fix}.")),
+        UrlFault::QueryOrFragment => refused(
             "has a query or fragment, which the requests' paths would follow; remove it.".into(),
-        );
-    }
-    if !url.username().is_empty() || url.password().is_some() {
+        ),
         // Not repeated: the password would go to the terminal and the log.
-        return Err(UpstreamError::Endpoint(format!(
+        UrlFault::UserInfo => UpstreamError::Endpoint(format!(
             "{option} holds a user name or password, which is not how this endpoint signs in; remove it."
-        )));
-    }
-    Ok(())
+        )),
+    })?;
+    mailroom_shared::webhooks::check_authority(authority)
+        .map_err(|e| refused(format!("is not a URL ({e}); {fix}.")))
 }
 
 /// How many test emails may run at once; the next one gets 429.
