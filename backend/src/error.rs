@@ -1184,4 +1184,41 @@ mod tests {
         };
         assert!(errors.contains_key("fromat"), "{errors:?}");
     }
+
+    /// A misspelt limit was dropped, and the limits given replace the whole
+    /// set: `{"limits": {"messages_per_hr": 5}}` made an app (or a profile)
+    /// with no limit at all, and said nothing.
+    #[test]
+    fn a_misspelt_limit_is_named_not_dropped() {
+        let said = |r: Result<(), BodyError>| match r {
+            Err(e) => {
+                let text = e.to_string();
+                let AppError::BadRequest(_, errors) = AppError::from(e) else {
+                    panic!()
+                };
+                (text, errors.keys().cloned().collect::<Vec<_>>())
+            }
+            Ok(()) => panic!("taken"),
+        };
+        let app = br#"{"name": "x", "limits": {"messages_per_hr": 5}}"#;
+        let (text, keys) = said(parse_json::<mailroom_shared::sending::NewApp>(app).map(|_| ()));
+        assert!(
+            text.starts_with("This request has no field limits.messages_per_hr: expected one of `messages_per_hour`"),
+            "{text}"
+        );
+        assert_eq!(keys, ["limits.messages_per_hr"]);
+        let change = br#"{"limits": {"queued": 5}}"#;
+        let (text, _) = said(parse_json::<mailroom_shared::sending::AppChange>(change).map(|_| ()));
+        assert!(text.contains("no field limits.queued:"), "{text}");
+        let profile = br#"{"limits": {"recipients_per_dya": 5}}"#;
+        let (text, keys) =
+            said(parse_json::<mailroom_shared::profiles::ProfileChange>(profile).map(|_| ()));
+        assert!(
+            text.contains(
+                "no field limits.recipients_per_dya: expected one of `recipients_per_day`"
+            ),
+            "{text}"
+        );
+        assert_eq!(keys, ["limits.recipients_per_dya"]);
+    }
 }

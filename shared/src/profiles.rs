@@ -24,9 +24,10 @@ pub const MAX_PER_MINUTE: u32 = 100_000;
 pub const MAX_PER_DAY: u32 = 10_000_000;
 
 /// A profile's limits; `None` takes the provider's default (Office 365:
-/// 10,000 recipients a day, 30 messages a minute, 3 connections).
+/// 10,000 recipients a day, 30 messages a minute, 3 connections). A field
+/// it does not take is refused, naming it (as [`crate::sending::AppLimits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProfileLimits {
     /// Recipients in any 24 hours.
     pub recipients_per_day: Option<u32>,

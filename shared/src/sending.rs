@@ -46,8 +46,10 @@ fn default_profile() -> String {
 pub const MAX_LIMIT: u32 = 1_000_000_000;
 
 /// An app's limits (docs/API.md §6). Windows are rolling; `None` is no limit.
+/// A field it does not take is refused, naming it: the limits given replace
+/// the whole set, so a misspelt one would leave the app with no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AppLimits {
     /// Messages in any 60 minutes.
     pub messages_per_hour: Option<u32>,
