@@ -151,13 +151,31 @@ async fn check_profile(
     errors: &mut FieldMessages,
 ) -> Result<(), AppError> {
     let known = state.profiles.profiles().await?;
-    if !known.iter().any(|p| p.id == profile) {
-        let shown: String = profile.chars().take(80).collect();
-        errors.push(
-            "profile",
-            format!("There is no profile “{shown}”. Choose one of GET /api/profiles, or leave it out for the default profile."),
-        );
+    if known.iter().any(|p| p.id == profile) {
+        return Ok(());
     }
+    let shown: String = profile.chars().take(80).collect();
+    // The page shows profiles by name: one given by its name, or its id in
+    // another case, is told the id to give.
+    let given = profile.trim();
+    let meant = known
+        .iter()
+        .find(|p| p.id.eq_ignore_ascii_case(given))
+        .or_else(|| {
+            known
+                .iter()
+                .find(|p| p.name.trim().eq_ignore_ascii_case(given))
+        });
+    errors.push(
+        "profile",
+        match meant {
+            Some(p) => format!(
+                "An app names its profile by id: for the profile “{}” give \"profile\": \"{}\".",
+                p.name, p.id
+            ),
+            None => format!("There is no profile “{shown}”. Choose one of GET /api/profiles, or leave it out for the default profile."),
+        },
+    );
     Ok(())
 }
 

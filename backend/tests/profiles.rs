@@ -230,6 +230,28 @@ async fn profiles_are_listed_added_changed_and_deleted_with_clear_refusals() {
         .await;
     assert_eq!(s, 422, "{e}");
     assert!(e["errors"]["profile"].is_array(), "{e}");
+    // A profile's name (as the page shows it), or its id in other case, is
+    // told to be given as the id, which is named.
+    for given in ["billing", " Billing ", "DEFAULT"] {
+        let (s, e) = server
+            .admin(
+                Method::POST,
+                "/api/apps",
+                Some(json!({"name": "By name", "profile": given})),
+            )
+            .await;
+        assert_eq!(s, 422, "{given}: {e}");
+        let said = e["errors"]["profile"][0].as_str().unwrap();
+        let want = if given == "DEFAULT" {
+            "default"
+        } else {
+            id.as_str()
+        };
+        assert!(
+            said.contains(&format!("\"profile\": \"{want}\"")),
+            "{given}: {said}"
+        );
+    }
     let (app, _) = server
         .new_app(json!({"name": "Billing app", "profile": id}))
         .await;
