@@ -107,20 +107,25 @@ async fn called_as_sendmail_with_arguments_like_cron_and_php_mail() {
     // A key as Notepad saves it (a byte order mark, a CRLF) is the key: it
     // was sent with the mark and refused, exit 77 for a right key.
     // So is one in quotes, as Docker's --env-file passes them on, or the
-    // environment file's whole line.
-    for pasted in [
-        format!("\u{FEFF}{key}\r\n"),
-        format!("\"{key}\""),
-        format!("MAILROOM_APP_KEY='{key}'\n"),
+    // environment file's whole line; and the server's address alike (it
+    // exited 75, "not the http:// or https:// address").
+    let url = &server.url;
+    for (pasted, address) in [
+        (format!("\u{FEFF}{key}\r\n"), url.clone()),
+        (format!("\"{key}\""), format!("\"{url}\"")),
+        (
+            format!("MAILROOM_APP_KEY='{key}'\n"),
+            format!("MAILROOM_URL='{url}'\n"),
+        ),
     ] {
         let ran = run(
             &link,
             &["-f", &from, &to],
-            &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &pasted)],
+            &[("MAILROOM_URL", &address), ("MAILROOM_APP_KEY", &pasted)],
             message,
         )
         .await;
-        assert_eq!(ran.code, Some(0), "{pasted:?}: {}", ran.stderr);
+        assert_eq!(ran.code, Some(0), "{pasted:?}, {address:?}: {}", ran.stderr);
     }
     wait_received(&rig, 4).await;
     let got = rig.smtp.messages();

@@ -266,6 +266,17 @@ pub fn envelope_query(o: &Options, raw: &[u8]) -> Result<String, String> {
     Ok(q.finish())
 }
 
+/// A value as pasted into an environment variable or a file: without
+/// characters that show as nothing (Notepad's byte order mark), without the
+/// environment file's `NAME=`, and out of its quotes (Docker's `--env-file`
+/// keeps them). Neither a key nor Mailroom's address holds a quote.
+fn as_pasted(value: &str, line_start: &str) -> String {
+    let value = mailroom_shared::parse::without_invisible(value);
+    let value = value.trim();
+    let value = value.strip_prefix(line_start).unwrap_or(value).trim();
+    crate::auth::unquoted(value).trim().to_string()
+}
+
 /// The app key: `MAILROOM_APP_KEY`, else [`KEY_FILE`]; without the
 /// characters that show as nothing, such as the byte order mark Notepad
 /// writes first (a key holds none; with one it was refused, exit 77).
@@ -273,12 +284,7 @@ fn app_key() -> Result<String, String> {
     // As pasted: with a character that shows as nothing (Notepad's byte
     // order mark), in quotes (Docker's --env-file keeps them), or as the
     // environment file's line. No key holds a quote or an `=`.
-    let visible = |k: &str| {
-        let k = mailroom_shared::parse::without_invisible(k);
-        let k = k.trim();
-        let k = k.strip_prefix("MAILROOM_APP_KEY=").unwrap_or(k).trim();
-        crate::auth::unquoted(k).trim().to_string()
-    };
+    let visible = |k: &str| as_pasted(k, "MAILROOM_APP_KEY=");
     if let Ok(k) = std::env::var("MAILROOM_APP_KEY") {
         if !visible(&k).is_empty() {
             return Ok(visible(&k));
@@ -468,11 +474,12 @@ fn not_found(url: &str, status: u16) -> String {
     format!("nothing at {base}/api/messages takes mail ({status}): {hint}")
 }
 
-/// The server's address: `MAILROOM_URL`, else [`DEFAULT_URL`].
+/// The server's address: `MAILROOM_URL` (as pasted, [`as_pasted`]), else
+/// [`DEFAULT_URL`].
 fn server_url() -> String {
     std::env::var("MAILROOM_URL")
         .ok()
-        .map(|u| u.trim().to_string())
+        .map(|u| as_pasted(&u, "MAILROOM_URL="))
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| DEFAULT_URL.into())
 }
