@@ -53,7 +53,7 @@ pub fn resolve_admin_token(
     configured: Option<String>,
 ) -> std::io::Result<AdminToken> {
     if let Some(t) = configured.filter(|t| !t.trim().is_empty()) {
-        let len = t.trim().chars().count();
+        let len = unquoted(t.trim()).trim().chars().count();
         if len < MIN_TOKEN_LEN {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -313,6 +313,8 @@ pub fn parse_public_url(url: &str) -> Result<String, String> {
 /// every server sees them and they survive a restart), and failure counts.
 pub struct AdminAuth {
     token_digest: [u8; 32],
+    /// The configured token without its quotes, when it has them.
+    unquoted_digest: Option<[u8; 32]>,
     sessions: Arc<dyn SessionStore>,
     /// Failed sign-ins and wrong bearer tokens, per address.
     pub failures: FailureLimit,
@@ -343,8 +345,16 @@ impl AdminAuth {
         failures: FailureLimit,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        // Docker's `--env-file` keeps the quotes of MAILROOM_ADMIN_TOKEN="…":
+        // the token is then taken with them (as configured) and without.
+        let inside = unquoted(token.expose().trim());
+        let unquoted_digest = (inside != token.expose() && !inside.trim().is_empty()).then(|| {
+            tracing::info!("the configured admin token is in quotes (Docker's --env-file keeps them); it is taken with and without them");
+            digest(inside.trim())
+        });
         AdminAuth {
             token_digest: digest(token.expose()),
+            unquoted_digest,
             sessions,
             failures,
             public_origin,
@@ -352,9 +362,12 @@ impl AdminAuth {
         }
     }
 
-    /// Compares in constant time (over fixed-length digests).
+    /// Compares in constant time (over fixed-length digests), with the
+    /// configured token and, when that is in quotes, with what they hold.
     pub fn token_matches(&self, candidate: &str) -> bool {
-        digest(candidate).ct_eq(&self.token_digest).into()
+        let candidate = digest(candidate);
+        let inside = self.unquoted_digest.unwrap_or(self.token_digest);
+        (candidate.ct_eq(&self.token_digest) | candidate.ct_eq(&inside)).into()
     }
 
     fn now_unix(&self) -> i64 {
@@ -705,6 +718,38 @@ mod tests {
             std::fs::read_dir(dir.path()).unwrap().count() == 1,
             "no temporary file is left behind"
         );
+    }
+
+    /// Docker's `--env-file` passes MAILROOM_ADMIN_TOKEN="…" on with its
+    /// quotes: the token typed without them was refused (and counted).
+    #[test]
+    fn a_configured_token_in_quotes_is_taken_with_and_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let token = "0123456789abcdef01234567";
+        let auth = |configured: &str| {
+            AdminAuth::new(
+                &Secret::new(configured),
+                None,
+                store.clone(),
+                FailureLimit::new(clock.clone()),
+                clock.clone(),
+            )
+        };
+        for configured in [format!("\"{token}\""), format!("'{token}'")] {
+            let quoted = auth(&configured);
+            assert!(quoted.token_matches(token), "{configured}");
+            assert!(quoted.token_matches(&configured), "{configured}");
+            assert!(!quoted.token_matches(&token[1..]), "{configured}");
+            assert!(!quoted.token_matches(""), "{configured}");
+        }
+        let plain = auth(token);
+        assert!(plain.token_matches(token));
+        assert!(!plain.token_matches(&format!("\"{token}\"x")));
+        // Quotes around a short token do not make it long enough.
+        let short = resolve_admin_token(dir.path(), Some(format!("\"{}\"", &token[..22])));
+        assert!(short.unwrap_err().to_string().contains("22 characters"));
     }
 
     #[test]
