@@ -31,6 +31,19 @@ fn read_settings(path: &std::path::Path) -> Result<Vec<u8>, String> {
     Ok(text)
 }
 
+/// The object under `"settings"` of a file that holds SETTINGS that way: a
+/// `PUT /api/settings` body, the answer of `GET /api/settings` or of a
+/// profile saved to a file. `None` for a file of SETTINGS itself.
+fn under_settings(text: &[u8]) -> Option<Vec<u8>> {
+    let tree = crate::error::json_tree(text)?;
+    let outer = tree.as_object()?;
+    if outer.contains_key("provider") {
+        return None;
+    }
+    let inner = outer.get("settings")?.as_object()?;
+    serde_json::to_vec(inner).ok()
+}
+
 /// Runs the check and prints each stage and the outcome.
 pub async fn run(args: CheckArgs) -> ExitCode {
     let text = match read_settings(&args.settings) {
@@ -39,6 +52,16 @@ pub async fn run(args: CheckArgs) -> ExitCode {
             eprintln!("mailroom check: {e}");
             return ExitCode::from(2);
         }
+    };
+    let text = match under_settings(&text) {
+        Some(inner) => {
+            eprintln!(
+                "mailroom check: {} holds more than SETTINGS; reading the object under \"settings\"",
+                args.settings.display()
+            );
+            inner
+        }
+        None => text,
     };
     let parsed = crate::error::parse_json(&text).and_then(|s: Settings| {
         match crate::error::json_tree(&text) {

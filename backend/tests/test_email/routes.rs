@@ -71,6 +71,17 @@ async fn check_command_exit_codes() {
     assert_eq!(ok.status.code(), Some(0), "{out}");
     assert!(out.contains("token") && out.contains("ok:"), "{out}");
     assert!(!out.contains(SECRET));
+    // The settings as a PUT body, or as GET /api/settings and a profile
+    // hold them, under "settings": that object is read (it was "it has no
+    // field settings"), and it is said so.
+    let wrapped = serde_json::json!({"settings": rig.settings(), "version": 3});
+    let ok = run(wrapped, recipient()).await.unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr),
+    );
+    assert_eq!(ok.status.code(), Some(0), "{out}{err}");
+    assert!(err.contains("the object under \"settings\""), "{err}");
 
     let mut failing = rig.settings();
     failing.client_secret = Some("wrong-secret".into());
@@ -172,5 +183,9 @@ async fn check_command_exit_codes() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says) && !stderr.contains(not), "{stderr}");
     }
-    assert_eq!(rig.smtp.messages().len(), 1, "only the valid run sent mail");
+    assert_eq!(
+        rig.smtp.messages().len(),
+        2,
+        "only the valid runs sent mail"
+    );
 }
