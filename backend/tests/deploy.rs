@@ -32,7 +32,7 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     let checked = promtool(&["check", "rules", "mailroom-alerts.yml"]);
-    assert!(checked.contains("SUCCESS: 8 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 10 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "mailroom-alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
     let rules = std::fs::read_to_string(rules_dir().join("mailroom-alerts.yml")).unwrap();
@@ -45,10 +45,12 @@ fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
         "MailroomQuotaReached",
         "MailroomProfileDailyLimitReached",
         "MailroomIntakeFull",
+        "MailroomDown",
+        "MailroomMessagesFailed",
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
     }
-    assert_eq!(rules.matches("Fix:").count(), 8, "each alert says the fix");
+    assert_eq!(rules.matches("Fix:").count(), 10, "each alert says the fix");
 }
 
 #[tokio::test]
@@ -71,6 +73,19 @@ async fn every_metric_the_alert_rules_use_is_exported() {
     assert_eq!(first, 202, "{q}");
     assert_eq!(server.submit(&key, &mail).await.0, 429);
     server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    // And a message that fails for good: its only recipient is refused.
+    let gone = mailroom_fakes::addr("gone", "example.org");
+    rig.smtp.configure(|c| {
+        c.rcpt_replies
+            .insert(gone.clone(), "550 5.1.1 RESOLVER.ADR.RecipNotFound".into());
+    });
+    let (_, other) = server.new_app(serde_json::json!({"name": "Other"})).await;
+    let to_gone = serde_json::json!({"to": [gone], "subject": "s", "text": "x"});
+    let (status, q) = server.submit(&other, &to_gone).await;
+    assert_eq!(status, 202, "{q}");
+    server
+        .wait_status(q["id"].as_str().unwrap(), "failed")
+        .await;
     receiver.wait_for(1).await;
     let started = std::time::Instant::now();
     let metrics = loop {
@@ -91,7 +106,7 @@ async fn every_metric_the_alert_rules_use_is_exported() {
         .collect();
     used.sort();
     used.dedup();
-    assert_eq!(used.len(), 8, "{used:?}");
+    assert_eq!(used.len(), 9, "{used:?}");
     for name in used {
         let family = name.strip_suffix("_total").unwrap_or(name);
         assert!(
