@@ -31,7 +31,7 @@ const RESERVED: &[&str] = &[
 /// An app's own Message-ID, trimmed, when it is one (RFC 5322 3.6.4):
 /// `<left@right>`, each side a dot-atom, the right one a domain literal
 /// (`[10.0.0.1]`) too.
-fn message_id(value: &str) -> Option<&str> {
+pub(crate) fn message_id(value: &str) -> Option<&str> {
     let id = value.trim();
     let (left, right) = id.strip_prefix('<')?.strip_suffix('>')?.split_once('@')?;
     let dot_atom = |s: &str| {

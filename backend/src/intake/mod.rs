@@ -405,6 +405,19 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     if !errors.is_empty() {
         return Err(errors);
     }
+    // A Message-ID that is not one (RFC 5322 3.6.4: `<left@right>`, no
+    // brackets or a colon in it): Gmail refuses such mail ("Messages
+    // missing a valid Message-ID header are not accepted") after Exchange
+    // took it, so Mailroom said sent for mail no one got. A printer cannot
+    // be told to write another, so the field keeps its line under
+    // X-Original-Message-ID and the message gets a Message-ID of its own.
+    for f in fields.iter_mut().filter(|f| f.name == "message-id") {
+        if json::message_id(&f.value()).is_none() {
+            let colon = f.raw.iter().position(|b| *b == b':').unwrap_or(0);
+            f.raw = [&b"X-Original-Message-ID"[..], &f.raw[colon..]].concat();
+            f.name = "x-original-message-id".into();
+        }
+    }
     let mut head_bytes: Vec<u8> = fields.iter().flat_map(|f| f.raw.clone()).collect();
     head_bytes.extend_from_slice(b"\r\n");
     let Some(parsed) = MessageParser::default().parse_headers(&head_bytes) else {
@@ -873,6 +886,42 @@ mod tests {
             .ends_with("\r\n\r\n\u{e9}t\u{e9}\r\n\u{ff}".as_bytes()));
         assert_eq!(c.envelope_from, at("allowed", "contoso.com"));
         assert_eq!(c.recipients, vec![at("to", "example.org")]);
+    }
+
+    /// Gmail refuses a message whose Message-ID is not `<left@right>`
+    /// after Exchange took it: such a one is kept as X-Original-Message-ID
+    /// and the message gets its own; a right one is kept as it is.
+    #[test]
+    fn a_message_id_that_is_not_one_is_replaced_and_kept_aside() {
+        let from = format!("From: {}\r\n", at("allowed", "contoso.com"));
+        for bad in [
+            "1234.scanner",
+            "scan@printer.local",
+            "<platform:EMAIL:42@contoso.com>",
+            "<a b@contoso.com>",
+            "<>",
+            "",
+        ] {
+            let raw = msg(&format!("{from}Message-ID: {bad}\r\n"));
+            let c = run(&raw).unwrap();
+            let text = String::from_utf8_lossy(&c.body);
+            assert!(
+                text.contains(&format!("\r\nX-Original-Message-ID: {bad}\r\n")),
+                "{bad}: {text}"
+            );
+            let ids: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("Message-ID: "))
+                .collect();
+            assert_eq!(ids.len(), 1, "{bad}: {text}");
+            assert!(json::message_id(ids[0]).is_some(), "{bad}: {text}");
+        }
+        // Folded, in another case, and right: kept byte for byte.
+        let good = format!("message-id:\r\n <ticket-42@{}>\r\n", "helpdesk.contoso.com");
+        let c = run(&msg(&format!("{from}{good}"))).unwrap();
+        let text = String::from_utf8_lossy(&c.body);
+        assert!(text.contains(&good) && !text.contains("Original"), "{text}");
+        assert!(!text.contains("\r\nMessage-ID: <"), "{text}");
     }
 
     #[test]
