@@ -538,10 +538,33 @@ pub fn settings_sender_refused(mut d: Diagnosis, from: &str, s: &Settings) -> Di
     d
 }
 
+/// Where the settings' provider takes mail, for a hint: "Office 365 uses
+/// smtp.office365.com port 587 with STARTTLS" (the configured cloud's host),
+/// Gmail's and the others' from the catalogue; for `other`, the usual ports.
+fn provider_endpoint(s: &Settings) -> String {
+    use mailroom_shared::{Provider, Security};
+    let p = catalogue::provider(s.provider);
+    let host = match s.provider {
+        // GCC High and China have their own.
+        Provider::Office365 => catalogue::cloud(s.cloud).smtp_host,
+        _ => p.host,
+    };
+    if host.is_empty() {
+        return "your provider's documentation names them; most servers take port 587 with STARTTLS or port 465 with implicit TLS".into();
+    }
+    let security = match p.security {
+        Security::Starttls => "STARTTLS",
+        Security::Tls => "implicit TLS",
+        Security::None => "no TLS",
+    };
+    format!("{} uses {host} port {} with {security}", p.name, p.port)
+}
+
 fn explain(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagnosis {
     let host = format!("{}:{}", s.host, s.port);
     // The Office 365 host of the configured cloud (GCC High and China have their own).
     let o365 = catalogue::cloud(s.cloud).smtp_host;
+    let endpoint = provider_endpoint(s);
     let d = |stage: Stage, code: Option<String>, message: String, hint: String| Diagnosis {
         stage,
         kind: Kind::Pause,
@@ -555,7 +578,7 @@ fn explain(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagnosis {
             Stage::Connect,
             None,
             format!("Nothing accepted the connection at {host} (connection refused)."),
-            format!("Check the host and port: Office 365 uses {o365} port 587 with STARTTLS. If they are right, a firewall may refuse outgoing SMTP."),
+            format!("Check the host and port: {endpoint}. If they are right, a firewall may refuse outgoing SMTP."),
         ),
         SmtpFailure::Dns(detail) => d(
             Stage::Connect,
@@ -586,7 +609,7 @@ fn explain(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagnosis {
             Stage::Tls,
             None,
             format!("The server at {host} does not offer STARTTLS, so Mailroom stopped before sending any credentials."),
-            format!("Check the host and port (Office 365: {o365}, 587), or choose implicit TLS if the server uses port 465."),
+            format!("Check the host and port ({endpoint}), or choose implicit TLS if the server uses port 465."),
         ),
         SmtpFailure::Tls { detail, subject, issuer } => {
             let cert = match (subject, issuer) {
@@ -737,6 +760,42 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The connection hints name the settings' own provider's host and port:
+    /// every provider was told "Office 365 uses smtp.office365.com port 587".
+    #[test]
+    fn connection_hints_name_the_providers_own_host_and_port() {
+        use mailroom_shared::{Cloud, Provider};
+        let hint = |s: &Settings, f: SmtpFailure| explain(&f, s, &Timeouts::default()).hint;
+        let mut s = mailroom_shared::fixtures::office365_oauth("127.0.0.1", 9);
+        let said = hint(&s, SmtpFailure::Refused);
+        assert!(
+            said.contains("Office 365 uses smtp.office365.com port 587 with STARTTLS"),
+            "{said}"
+        );
+        s.cloud = Cloud::Usgov;
+        let said = hint(&s, SmtpFailure::NoStarttls);
+        assert!(
+            said.contains(catalogue::cloud(Cloud::Usgov).smtp_host),
+            "{said}"
+        );
+        let mut gmail = Settings::for_provider(Provider::Gmail);
+        gmail.host = "127.0.0.1".into();
+        let said = hint(&gmail, SmtpFailure::Refused);
+        assert!(
+            said.contains("Gmail uses smtp.gmail.com port 587 with STARTTLS"),
+            "{said}"
+        );
+        assert!(!said.contains("Office 365"), "{said}");
+        let other = Settings::for_provider(Provider::Other);
+        for f in [SmtpFailure::Refused, SmtpFailure::NoStarttls] {
+            let said = hint(&other, f);
+            assert!(
+                said.contains("your provider's documentation") && !said.contains("Office 365"),
+                "{said}"
+            );
+        }
+    }
 
     fn graph(status: u16, code: &str, message: &str) -> GraphFailure {
         GraphFailure::Reply {
