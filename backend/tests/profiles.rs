@@ -921,3 +921,60 @@ async fn credential_expiring_goes_out_once_a_day_per_profile_across_restarts() {
         .collect();
     assert_eq!(profiles, vec![json!("default"), b["id"].clone()]);
 }
+
+/// A profile copied from another whose mailbox was not changed: Exchange's
+/// limits are the mailbox's, each profile counts only its own, so
+/// `GET /api/queue` warns until the two profiles' limits fit together.
+#[tokio::test]
+async fn profiles_that_sign_in_as_one_mailbox_are_warned_of_until_their_limits_fit() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let shared = |q: &Value| -> Vec<Value> {
+        q["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["code"] == "mailbox_shared")
+            .cloned()
+            .collect()
+    };
+    let queue = || async { server.admin(Method::GET, "/api/queue", None).await.1 };
+    assert!(shared(&queue().await).is_empty());
+    let copy = oauth_settings("localhost", rig.smtp.port());
+    let made = add_profile(&server, "Copy of default", &copy, json!({})).await;
+    let id = made["id"].as_str().unwrap().to_string();
+    // Another tenant's mailbox shares nothing.
+    add_profile(&server, "Other tenant", &settings_b(&rig, "x"), json!({})).await;
+    let q = queue().await;
+    let w = shared(&q);
+    assert_eq!(w.len(), 1, "{q}");
+    let said = w[0]["message"].as_str().unwrap();
+    let mailbox = copy.username.clone().unwrap();
+    assert!(
+        said.contains("“Default” and “Copy of default” both sign in as")
+            && said.contains(&mailbox)
+            && said.contains("together 20000 recipients a day and 60 messages a minute")
+            && !said.contains("Other tenant"),
+        "{said}"
+    );
+    assert!(w[0]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("own licensed mailbox"));
+    // Limits that fit the mailbox together: no warning.
+    let limits = |path: String, day: u32, minute: Option<u32>| {
+        let server = &server;
+        async move {
+            let body =
+                json!({"limits": {"recipients_per_day": day, "messages_per_minute": minute}});
+            let (s, e) = server.admin(Method::PATCH, &path, Some(body)).await;
+            assert_eq!(s, 200, "{e}");
+        }
+    };
+    limits("/api/profiles/default".into(), 6000, Some(20)).await;
+    limits(format!("/api/profiles/{id}"), 4000, Some(10)).await;
+    assert!(shared(&queue().await).is_empty());
+    // Back to the provider's rate on one: 20 + 30 a minute pass 30.
+    limits(format!("/api/profiles/{id}"), 4000, None).await;
+    let q = queue().await;
+    assert_eq!(shared(&q).len(), 1, "{q}");
+}

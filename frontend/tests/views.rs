@@ -904,13 +904,24 @@ fn paused_queue(paused: bool) -> Value {
             hint: Some("Paste the secret's Value, not its Secret ID: `New client secret` in Certificates & secrets.".into()),
         }),
         warnings: paused
-            .then(|| mailroom_shared::sending::Warning {
-                code: mailroom_shared::sending::CREDENTIAL_EXPIRING.into(),
-                message: "The client secret expires on 2026-12-20, in 19 days; after that, no mail goes out.".into(),
-                hint: "Make a new secret in Entra.".into(),
-                at: "2026-12-20T00:00:00Z".into(),
+            .then(|| {
+                [
+                    mailroom_shared::sending::Warning {
+                        code: mailroom_shared::sending::CREDENTIAL_EXPIRING.into(),
+                        message: "The client secret expires on 2026-12-20, in 19 days; after that, no mail goes out.".into(),
+                        hint: "Make a new secret in Entra.".into(),
+                        at: "2026-12-20T00:00:00Z".into(),
+                    },
+                    mailroom_shared::sending::Warning {
+                        code: mailroom_shared::sending::MAILBOX_SHARED.into(),
+                        message: "Profiles “Default” and “Copy” both sign in as one mailbox.".into(),
+                        hint: "Give each profile its own licensed mailbox.".into(),
+                        at: "2026-12-01T00:00:00Z".into(),
+                    },
+                ]
             })
             .into_iter()
+            .flatten()
             .collect(),
         profiles: Vec::new(),
     };
@@ -926,6 +937,14 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
         text_of(&root, "#credential-warning").contains("expires on 2026-12-20"),
         "the expiry warning shows on every view too"
     );
+    // Each warning under its own heading: a shared mailbox is no expiring credential.
+    assert!(text_of(&root, "#credential-warning h2").contains("credential expiring"));
+    let shared = text_of(&root, "#mailbox-warning");
+    assert!(
+        shared.contains("Profiles share one mailbox") && shared.contains("both sign in as"),
+        "{shared}"
+    );
+    assert!(!shared.contains("credential"), "{shared}");
     assert!(
         banner.contains("token") && banner.contains("AADSTS7000215"),
         "{banner}"

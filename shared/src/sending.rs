@@ -459,7 +459,7 @@ pub struct QueueState {
 /// A warning of `GET /api/queue` (docs/API.md §13).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
-    /// `credential_expiring`.
+    /// [`CREDENTIAL_EXPIRING`] or [`MAILBOX_SHARED`].
     pub code: String,
     /// One sentence for a person.
     pub message: String,
@@ -471,6 +471,10 @@ pub struct Warning {
 
 /// The code of the warning about a secret or certificate that expires soon.
 pub const CREDENTIAL_EXPIRING: &str = "credential_expiring";
+
+/// The code of the warning about profiles that sign in as one Exchange
+/// mailbox and, together, could pass its limits.
+pub const MAILBOX_SHARED: &str = "mailbox_shared";
 
 /// The last error of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -96,8 +96,12 @@ pub(crate) async fn states(
     let now = wall.unix_timestamp();
     let pauses = s.apps.queue.pauses().await?;
     let (mut out, mut warnings) = (Vec::new(), Vec::new());
+    let mut signing_in = Vec::new();
     for row in s.settings.store.profiles().await? {
         let current = s.settings.for_profile(&row.id).load_current().await?;
+        if let Some(st) = &current.settings {
+            signing_in.push((row.name.clone(), st.clone(), row.limits));
+        }
         let mut found = crate::expiry::warnings(&current, wall);
         // Which profile's credential, when there are several.
         if row.id != DEFAULT_PROFILE {
@@ -123,7 +127,91 @@ pub(crate) async fn states(
             limits,
         });
     }
+    let at = wall
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    warnings.extend(shared_mailboxes(&signing_in, &at));
     Ok((out, warnings))
+}
+
+/// Profiles that sign in as one Exchange Online mailbox share its limits
+/// (REFERENCE: 10,000 recipients a day and 30 messages a minute per
+/// mailbox), while each counts only its own: a copied profile whose
+/// mailbox was not changed could pass them together, and Exchange refuses
+/// the rest for a while. Warned of until the profiles' limits together fit.
+fn shared_mailboxes(
+    profiles: &[(
+        String,
+        mailroom_shared::Settings,
+        mailroom_shared::profiles::ProfileLimits,
+    )],
+    at: &str,
+) -> Vec<mailroom_shared::sending::Warning> {
+    use mailroom_shared::{catalogue, AuthMethod, Provider};
+    let mut by_mailbox: std::collections::BTreeMap<(&str, String), Vec<usize>> = Default::default();
+    for (i, (_, st, _)) in profiles.iter().enumerate() {
+        let Some(user) = st.username.as_deref().filter(|_| {
+            st.provider == Provider::Office365
+                && st.auth_method == AuthMethod::OAuth2ClientCredentials
+        }) else {
+            continue;
+        };
+        let key = (
+            catalogue::cloud(st.cloud).name,
+            user.trim().to_ascii_lowercase(),
+        );
+        by_mailbox.entry(key).or_default().push(i);
+    }
+    let mailbox = mailroom_shared::profiles::ProfileLimits::default().effective(
+        Provider::Office365,
+        None,
+        None,
+    );
+    let (day_max, minute_max) = (
+        u64::from(mailbox.recipients_per_day.unwrap_or_default()),
+        u64::from(mailbox.messages_per_minute),
+    );
+    let mut out = Vec::new();
+    for ((_, user), group) in by_mailbox.into_iter().filter(|(_, g)| g.len() > 1) {
+        let each: Vec<_> = group
+            .iter()
+            .map(|&i| profiles[i].2.effective(Provider::Office365, None, None))
+            .collect();
+        // No limit (None, 0) passes any mailbox's.
+        let day: Option<u64> = each
+            .iter()
+            .map(|e| e.recipients_per_day.map(u64::from))
+            .sum();
+        let minute: Option<u64> = each
+            .iter()
+            .map(|e| (e.messages_per_minute > 0).then_some(u64::from(e.messages_per_minute)))
+            .sum();
+        if day.is_some_and(|d| d <= day_max) && minute.is_some_and(|m| m <= minute_max) {
+            continue;
+        }
+        let names: Vec<String> = group
+            .iter()
+            .map(|&i| format!("“{}”", profiles[i].0))
+            .collect();
+        let names = match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        let together = |n: Option<u64>| n.map_or("no limit".to_string(), |n| format!("{n}"));
+        out.push(mailroom_shared::sending::Warning {
+            code: mailroom_shared::sending::MAILBOX_SHARED.into(),
+            message: format!(
+                "Profiles {names} {} sign in as {user}, and Exchange's sending limits are the mailbox's: {day_max} recipients a day and {minute_max} messages a minute for all of them together. Each profile counts only its own (together {} recipients a day and {} messages a minute), so past the mailbox's limits Exchange refuses mail for a while; it waits in the queue, none is lost.",
+                if group.len() == 2 { "both" } else { "all" },
+                together(day),
+                together(minute)
+            ),
+            hint: format!("Give each profile its own licensed mailbox as its username (each may still send as the same address with Send-As), or lower the profiles' limits under Settings → Change limits (PATCH /api/profiles/ID) so that together they stay within {day_max} recipients a day and {minute_max} messages a minute."),
+            at: at.to_string(),
+        });
+    }
+    out
 }
 
 async fn list(State(s): State<Sending>) -> Result<Json<ProfileList>, AppError> {

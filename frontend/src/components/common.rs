@@ -76,18 +76,24 @@ pub fn profile_pause_banner(name: &str, paused: &Paused, on_settings: bool) -> H
 }
 
 /// The banner on every view while a credential expires within 30 days (or
-/// has expired): what, when, and the fix (docs/API.md §13).
+/// has expired), or while profiles share one mailbox: what, and the fix
+/// (docs/API.md §13, §15).
 pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
+    let (id, title) = match w.code.as_str() {
+        mailroom_shared::sending::CREDENTIAL_EXPIRING => {
+            ("credential-warning", "Sign-in credential expiring")
+        }
+        mailroom_shared::sending::MAILBOX_SHARED => {
+            ("mailbox-warning", "Profiles share one mailbox")
+        }
+        _ => ("warning", "Warning"),
+    };
     let mut m = Markup::default();
     m.open(
         "section",
-        &[
-            ("class", "banner warning"),
-            ("role", "status"),
-            ("id", "credential-warning"),
-        ],
+        &[("class", "banner warning"), ("role", "status"), ("id", id)],
     )
-    .el("h2", &[], "Sign-in credential expiring")
+    .el("h2", &[], title)
     .el("p", &[("class", "message")], &w.message);
     hint(&mut m, &w.hint);
     settings_link_and_end(m, on_settings)
