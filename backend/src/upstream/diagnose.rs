@@ -49,7 +49,7 @@ pub fn classify(f: &SmtpFailure) -> Kind {
             // The mailbox's daily quota (554 5.2.0 or 5.2.2 …
             // SubmissionQuotaExceededException) is a wait, as a profile's
             // own `recipients_per_day` is (docs/API.md §15).
-            if is_daily_quota(&text) {
+            if is_daily_quota(&text) || is_tenant_external_quota(&text) {
                 Kind::Quota
             // A blocked sender, or sign-in trouble, is about the
             // configuration, not the message.
@@ -78,6 +78,14 @@ fn is_send_as_denied(enhanced: Option<&str>, lower: &str) -> bool {
 /// `SubmissionQuotaExceededException`, or the same in words.
 fn is_daily_quota(lower: &str) -> bool {
     lower.contains("submissionquotaexceeded") || lower.contains("submission quota exceeded")
+}
+
+/// Whether a reply (lower case) is Exchange Online's tenant external
+/// recipient rate limit (TERRL): `5.7.233` (`5.7.232` for a trial tenant),
+/// a rolling 24 hours for the whole tenant, that frees by itself.
+fn is_tenant_external_quota(lower: &str) -> bool {
+    matches!(enhanced_code(lower).as_deref(), Some("5.7.232" | "5.7.233"))
+        || lower.contains("external recipient rate limit")
 }
 
 fn sp_fix(s: &Settings) -> String {
@@ -656,6 +664,10 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
     let oauth = s.auth_method == AuthMethod::OAuth2ClientCredentials;
     let said = format!("The server answered “{code} {text}”.");
     let (message, hint): (String, String) = match (code, enhanced.as_deref()) {
+        _ if is_tenant_external_quota(&lower) => (
+            format!("The tenant has reached its daily limit of external recipients (Exchange Online's tenant external recipient rate limit, over the last 24 hours for every mailbox and app of the tenant together). {said}"),
+            "Mail to recipients outside the tenant's domains waits until the 24-hour window frees; nothing fails. The limit and its use are in the Exchange admin center: Reports > Mail flow > Tenant outbound external recipients (500 × licences^0.7 + 9,500 a day; a trial tenant 5,000). For bulk mail Microsoft points to Azure Communication Services Email.".into(),
+        ),
         _ if is_daily_quota(&lower) => (
             format!("The mailbox {user} has reached its daily sending limit (Exchange Online: 10,000 recipients in 24 hours). {said}"),
             "Messages wait until the 24-hour window frees; nothing fails. Spread the mail over several sending profiles (mailboxes) if this happens often, and lower this profile's recipients_per_day so Mailroom waits before Exchange refuses.".into(),
@@ -988,6 +1000,19 @@ mod tests {
             classify(&failure(554, "5.2.2 Submission quota exceeded")),
             Kind::Quota
         );
+        // The tenant's external recipient rate limit (TERRL) frees by
+        // itself within 24 hours: a wait too, never a failure.
+        for text in [
+            "5.7.233 Your message can't be sent because your tenant exceeded its daily limit for sending email to external recipients (tenant external recipient rate limit)",
+            "5.7.232 Your message can't be sent because your trial tenant has exceeded its daily limit for sending email to external recipients (tenant external recipient rate limit)",
+        ] {
+            assert_eq!(classify(&failure(550, text)), Kind::Quota, "{text}");
+            let s = mailroom_shared::fixtures::office365_oauth("", 0);
+            let d = reply(Stage::Send, 550, text, &s);
+            assert!(d.message.contains("external recipients"), "{}", d.message);
+            assert!(d.hint.contains("nothing fails"), "{}", d.hint);
+            assert!(!d.message.contains("10,000 recipients"), "{}", d.message);
+        }
         // A recipient's full mailbox is that recipient's, for good.
         assert_eq!(
             classify(&failure(552, "5.2.2 Mailbox full")),
