@@ -303,6 +303,17 @@ async fn bad_submissions_get_a_4xx_naming_the_field_and_queue_nothing() {
             "{said}"
         );
     }
+    // curl's -d and --data-binary send a form's type unless told: said so,
+    // with the header to add.
+    let (status, answer) = server
+        .post_message(&key, "", "application/x-www-form-urlencoded", b"x".to_vec())
+        .await;
+    assert_eq!(status, 415, "{answer}");
+    let said = answer["message"].as_str().unwrap();
+    assert!(
+        said.contains("curl") && said.contains("-H 'Content-Type: message/rfc822'"),
+        "{said}"
+    );
     let (status, _) = server.submit("mr_wrong", &mail(&to, "x")).await;
     assert_eq!(status, 401);
     let (status, _) = server

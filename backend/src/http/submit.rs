@@ -76,9 +76,20 @@ async fn submit(
     let content_type = headers.get(header::CONTENT_TYPE);
     let raw = is_rfc822(content_type);
     if !raw && !is_json(content_type) {
-        return Err(AppError::UnsupportedMediaType(
-            "Send the message as JSON, with `Content-Type: application/json`, or as a whole RFC 5322 message, with `Content-Type: message/rfc822`.".into(),
-        ));
+        let both = "Send the message as JSON, with `Content-Type: application/json`, or as a whole RFC 5322 message, with `Content-Type: message/rfc822`.";
+        // curl's -d and --data-binary send a form's type unless told.
+        let form = content_type
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                v.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        return Err(AppError::UnsupportedMediaType(if form {
+            format!("This request's Content-Type is application/x-www-form-urlencoded, which curl's -d and --data-binary send unless told otherwise. {both} With curl, add -H 'Content-Type: message/rfc822' (or -H 'Content-Type: application/json').")
+        } else {
+            both.into()
+        }));
     }
     // Before the body is read: a wrong query wastes no room.
     let envelope = envelope_query(query.as_deref(), raw)?;
