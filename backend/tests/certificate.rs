@@ -405,6 +405,19 @@ async fn brought_certificates_are_checked_with_a_clear_error_for_each_problem() 
         let msg = r["errors"][field][0].as_str().unwrap_or_default();
         assert!(msg.contains(says), "{field}: want “{says}”, got {r}");
     }
+    // One text holding both, as `openssl pkcs12 -in x.pfx -nodes` writes
+    // it (attribute lines, the key, then the certificate), pasted in either
+    // box with the other left empty, is taken: it was "Paste the private key".
+    let both = format!(
+        "Bag Attributes\n    localKeyID: 01 00 00 00\n{key_a}Bag Attributes\n    friendlyName: mailroom\nsubject=CN = Mailroom\n{cert_a}"
+    );
+    for (cert, key) in [(both.clone(), String::new()), (String::new(), both)] {
+        let (status, r) = bring(cert, key).await;
+        assert_eq!(status, 201, "{r}");
+        assert_eq!(r["thumbprint_sha1"], good["thumbprint_sha1"], "{r}");
+    }
+    let (status, good) = bring(cert_a.clone(), key_a.clone()).await;
+    assert_eq!(status, 201, "{good}");
     // A paste over the 64 KiB body limit is refused before it is read.
     let (status, _) = bring("x".repeat(70 * 1024), key_a.clone()).await;
     assert_eq!(status, 413);

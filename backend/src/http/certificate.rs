@@ -68,6 +68,13 @@ fn cert_error(e: CertError) -> AppError {
     }
 }
 
+/// Whether a pasted text holds a certificate and a private key.
+fn holds_both(text: Option<&str>) -> bool {
+    text.is_some_and(|t| {
+        t.contains("-----BEGIN CERTIFICATE-----") && t.contains("PRIVATE KEY-----")
+    })
+}
+
 async fn create(
     crate::http::profiles::ProfileRepo(repo): crate::http::profiles::ProfileRepo,
     ApiJson(body): ApiJson<NewCertificate>,
@@ -91,6 +98,16 @@ async fn create(
             body.private_key_pem.as_deref().unwrap_or_default(),
             now,
         ),
+        // One text holding both, as `openssl pkcs12 -nodes` writes a .pfx
+        // out (its key, then its certificate), pasted in either box.
+        (true, false) if holds_both(body.certificate_pem.as_deref()) => {
+            let both = body.certificate_pem.as_deref().unwrap_or_default();
+            CertKey::bring(both, both, now)
+        }
+        (false, true) if holds_both(body.private_key_pem.as_deref()) => {
+            let both = body.private_key_pem.as_deref().unwrap_or_default();
+            CertKey::bring(both, both, now)
+        }
         (true, false) => Err(CertError::Key(
             "Paste the private key that belongs to this certificate, or send {} to let Mailroom generate both.".into(),
         )),
