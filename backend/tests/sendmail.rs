@@ -271,6 +271,42 @@ async fn exit_codes_follow_sysexits() {
         assert!(ran.stderr.contains(&says), "{url}: {}", ran.stderr);
         assert!(ran.stderr.len() < 2_000, "{}", ran.stderr);
     }
+    // Mailroom behind an HTTPS proxy whose certificate comes from a CA this
+    // machine does not trust: said so, with SSL_CERT_FILE (it was "cannot
+    // reach Mailroom … is `mailroom serve` running?"); with SSL_CERT_FILE
+    // at that CA, the same address is reached (its 404 is the proxy's).
+    let pki = mailroom_fakes::TestPki::new("Contoso Private CA");
+    let proxy = format!(
+        "https://localhost:{}",
+        mailroom_fakes::serve_tls_not_found(&pki).await.port()
+    );
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    pki.write_ca(ca.path());
+    let ca_path = ca.path().display().to_string();
+    for (extra, says) in [
+        (None, "its TLS certificate is not trusted here"),
+        (
+            Some(("SSL_CERT_FILE", ca_path.as_str())),
+            "takes mail (404)",
+        ),
+    ] {
+        let mut env = vec![
+            ("MAILROOM_URL", proxy.as_str()),
+            ("MAILROOM_APP_KEY", key.as_str()),
+        ];
+        env.extend(extra);
+        let ran = run(binary(), &["sendmail", &to], &env, &message).await;
+        assert_eq!(ran.code, Some(75), "{extra:?}: {}", ran.stderr);
+        assert!(ran.stderr.contains(says), "{extra:?}: {}", ran.stderr);
+        if extra.is_none() {
+            assert!(ran.stderr.contains("SSL_CERT_FILE"), "{}", ran.stderr);
+            assert!(
+                !ran.stderr.contains("is `mailroom serve` running"),
+                "{}",
+                ran.stderr
+            );
+        }
+    }
     // No recipients: 64.
     let ran = run(
         binary(),

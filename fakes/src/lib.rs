@@ -34,6 +34,45 @@ pub(crate) async fn serve_loopback(app: axum::Router, what: &str) -> std::net::S
     addr
 }
 
+/// An HTTPS server on 127.0.0.1 presenting `pki`'s leaf (for `localhost`)
+/// and answering every request `404` (a TLS proxy in front of nothing that
+/// takes mail); answers its address. A client that does not trust `pki`'s
+/// CA fails the handshake.
+pub async fn serve_tls_not_found(pki: &TestPki) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the TLS page");
+    let addr = listener.local_addr().expect("TLS page address");
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                // The request's head, then the answer; the body is not read.
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
 /// A body that never ends (spaces, 8 KB at a time), as a broken proxy or a
 /// hostile server might send: a client must stop reading on its own.
 fn endless_body() -> axum::body::Body {
