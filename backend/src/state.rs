@@ -375,6 +375,14 @@ impl AppState {
             args.public_url.clone(),
             args.sending.webhook_timeout,
         )
+        .and_then(|w| match args.test.extra_ca_file.as_deref() {
+            // A receiver inside the organisation, with its own CA.
+            Some(extra) => crate::upstream::smtp::tls::TlsTrust::load(Some(extra))
+                .map_err(|e| e.to_string())
+                .and_then(|trust| trust.client_config())
+                .and_then(|tls| w.trusting(tls)),
+            None => Ok(w),
+        })
         .map_err(|e| StartError(format!("cannot build the webhook client: {e}")))?;
         webhooks.set_queue(stores.queue.clone());
         let state = AppState {

@@ -907,3 +907,33 @@ async fn a_webhooks_url_never_reaches_the_log() {
     );
     assert!(!log.contains(key), "{log}");
 }
+
+/// A receiver inside the organisation, its certificate from the
+/// organisation's own CA: trusted with `--extra-ca-file`, as a private SMTP
+/// relay is; one from a CA nobody gave is told so, with that option (it was
+/// rustls's words alone, "invalid peer certificate: UnknownIssuer").
+#[tokio::test]
+async fn a_receiver_with_the_organisations_own_ca_is_trusted_with_extra_ca_file() {
+    // The rig's CA is the server's --extra-ca-file.
+    let (rig, server) = saved_rig(|_| {}).await;
+    let test = async |url: String| {
+        let (id, _) = add_hook(&server, &url, &["message.sent"], "standard").await;
+        let (status, r) = server
+            .admin(Method::POST, &format!("/api/webhooks/{id}/test"), None)
+            .await;
+        assert_eq!(status, 200, "{r}");
+        r
+    };
+    let inside = mailroom_fakes::serve_tls_not_found(&rig.pki).await;
+    let r = test(format!("https://localhost:{}/hook", inside.port())).await;
+    assert_eq!(r["status"], 404, "the handshake passed: {r}");
+    let unknown = mailroom_fakes::TestPki::new("Nobody's CA");
+    let outside = mailroom_fakes::serve_tls_not_found(&unknown).await;
+    let r = test(format!("https://localhost:{}/hook", outside.port())).await;
+    assert!(r["status"].is_null(), "{r}");
+    let said = r["message"].as_str().unwrap();
+    assert!(
+        said.contains("its TLS certificate is not trusted") && said.contains("--extra-ca-file"),
+        "{said}"
+    );
+}

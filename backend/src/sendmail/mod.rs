@@ -409,7 +409,7 @@ pub async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> Answer {
         }
         Err(e) => {
             let chain = crate::upstream::entra::error_chain(&e);
-            Answer::Unreachable(if untrusted_certificate(&e) {
+            Answer::Unreachable(if crate::upstream::untrusted_certificate(&e) {
                 format!(
                     "{url} answered, but its TLS certificate is not trusted here ({chain}). If it comes from your organisation's own CA, point SSL_CERT_FILE at that CA's PEM file (SSL_CERT_FILE=/etc/ssl/certs/contoso-ca.pem mailroom sendmail …) or add the CA to this machine's trust store; if the URL's host is not a name in the certificate, use one that is"
                 )
@@ -418,29 +418,6 @@ pub async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> Answer {
             })
         }
     }
-}
-
-/// Whether a request failed on the server's certificate (rustls refused it
-/// during the handshake), not on reaching the server.
-fn untrusted_certificate(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        // An io::Error's source() skips the error it wraps: read that too.
-        let inner = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|e| e as &(dyn std::error::Error + 'static));
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                return matches!(
-                    tls,
-                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-                );
-            }
-        }
-        source = inner.or_else(|| err.source());
-    }
-    false
 }
 
 /// Refuses a server address that is not an `http://` or `https://` URL of a

@@ -130,6 +130,27 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Result<String
         .map_err(|e| e.to_string())
 }
 
+/// The client for receivers: no redirects (one could send the event
+/// somewhere the admin never chose), `timeout` for each request, and the
+/// given roots or else the system's.
+fn http_client(
+    timeout: Duration,
+    tls: Option<rustls::ClientConfig>,
+) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder();
+    let builder = match tls {
+        Some(config) => builder.use_preconfigured_tls(config),
+        None => builder.use_rustls_tls(),
+    };
+    builder
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 impl Webhooks {
     /// The service over a store; `timeout` is [`REQUEST_TIMEOUT`] except in tests.
     pub fn new(
@@ -140,15 +161,7 @@ impl Webhooks {
         public_url: Option<String>,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            // A redirect could send the event somewhere the admin never chose.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("Mailroom/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let http = http_client(timeout, None)?;
         Ok(Webhooks {
             store,
             cipher,
@@ -499,11 +512,27 @@ impl Webhooks {
             },
             // Without the URL, which for Slack and Teams is the credential
             // (this text is logged and shown).
-            Err(e) => Sent {
-                status: None,
-                error: Some(crate::upstream::entra::error_chain(&e.without_url())),
-            },
+            Err(e) => {
+                let untrusted = crate::upstream::untrusted_certificate(&e);
+                let chain = crate::upstream::entra::error_chain(&e.without_url());
+                Sent {
+                    status: None,
+                    error: Some(if untrusted {
+                        format!("its TLS certificate is not trusted ({chain}); a receiver whose certificate comes from your organisation's own CA needs that CA in --extra-ca-file")
+                    } else {
+                        chain
+                    }),
+                }
+            }
         }
+    }
+
+    /// Trusts these roots (the system's and `--extra-ca-file`'s) for the
+    /// receivers: one inside the organisation may have a certificate from
+    /// its own CA, as a private SMTP relay may.
+    pub fn trusting(mut self, tls: rustls::ClientConfig) -> Result<Self, String> {
+        self.http = http_client(self.timeout, Some(tls))?;
+        Ok(self)
     }
 
     fn secret_of(&self, row: &WebhookRow) -> Result<Secret, String> {
