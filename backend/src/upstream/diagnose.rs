@@ -99,6 +99,16 @@ fn sp_fix(s: &Settings) -> String {
     )
 }
 
+/// The fix when Microsoft's login host or Graph presented a certificate
+/// this machine does not trust: Microsoft's own always chain to a public
+/// root, so something in between answered for it.
+const TLS_INSPECTED: &str = "Something between this server and Microsoft presented a certificate this machine does not trust: usually a firewall or proxy that inspects TLS (Zscaler, Palo Alto, Fortinet and the like). Add that device's root certificate to this machine's trust store (Debian: copy it as a .crt file to /usr/local/share/ca-certificates/, run update-ca-certificates, then restart Mailroom), or have the login host and graph.microsoft.com exempted from inspection.";
+
+/// Whether a connection failure's text is a certificate rustls refused.
+fn untrusted(detail: &str) -> bool {
+    detail.contains("invalid peer certificate")
+}
+
 /// The fix when the token endpoint's answer is not Entra's.
 const PROXY_IN_THE_WAY: &str = "A proxy or captive portal may be in the way, or --entra-authority points at the wrong server. Check the outgoing HTTPS path to the login host.";
 
@@ -176,7 +186,11 @@ pub fn token_error(
         TokenError::Connect(detail) => diag(
             None,
             format!("Could not connect to the token endpoint at {authority} ({detail})."),
-            "Check that this server may reach the Microsoft login host over HTTPS (port 443), through any proxy or firewall.".into(),
+            if untrusted(detail) {
+                TLS_INSPECTED.into()
+            } else {
+                "Check that this server may reach the Microsoft login host over HTTPS (port 443), through any proxy or firewall.".into()
+            },
         ),
         TokenError::Assertion(detail) => diag(
             None,
@@ -402,7 +416,11 @@ pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosi
                 Kind::Pause,
                 None,
                 format!("Mailroom could not reach Microsoft Graph at {endpoint}: {e}."),
-                "Check that this server can reach it over HTTPS (port 443): DNS, firewall and any proxy.".into(),
+                if untrusted(e) {
+                    TLS_INSPECTED.into()
+                } else {
+                    "Check that this server can reach it over HTTPS (port 443): DNS, firewall and any proxy.".into()
+                },
             )
         }
     };
@@ -1142,5 +1160,23 @@ mod tests {
             "{}",
             graph.message
         );
+        // A certificate nobody here trusts, from the login host or Graph:
+        // a TLS-inspecting firewall, whose root goes in the trust store.
+        let inspected = "invalid peer certificate: UnknownIssuer";
+        let token = token_error(&TokenError::Connect(inspected.into()), &s, &req, &timeouts);
+        let graph = graph_failure(&GraphFailure::Connect(inspected.into()), &s, "x");
+        for hint in [&token.hint, &graph.hint] {
+            assert!(
+                hint.contains("inspects TLS") && hint.contains("trust store"),
+                "{hint}"
+            );
+        }
+        let refused = token_error(
+            &TokenError::Connect("Connection refused".into()),
+            &s,
+            &req,
+            &timeouts,
+        );
+        assert!(!refused.hint.contains("inspects TLS"), "{}", refused.hint);
     }
 }
