@@ -56,6 +56,8 @@ pub fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("sendmail") {
         return crate::sendmail::run(&args[2..]);
     }
+    let unquoted = unquote_variables();
+    let _ = UNQUOTED.set(unquoted);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -70,6 +72,37 @@ pub fn main() -> ExitCode {
         Some(Command::Serve(args)) => runtime.block_on(serve(*args)),
         None => runtime.block_on(serve(cli.serve)),
     }
+}
+
+/// The variables [`unquote_variables`] took out of their quotes, for the
+/// warning once logging runs.
+static UNQUOTED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Takes each `MAILROOM_` variable's value out of a pair of quotes around
+/// it, as Docker's `--env-file` passes `MAILROOM_LISTEN="0.0.0.0:8080"` on
+/// (systemd and shells remove them): with them, `MAILROOM_PUBLIC_URL` was
+/// refused as not https and `MAILROOM_DATA_DIR` named a directory `"` under
+/// the working directory. No option's value starts and ends with a quote.
+/// The admin token is left as it is: sign-in takes it with and without
+/// them ([`crate::auth::AdminAuth`]). Runs before anything else, with one
+/// thread. Answers the names it changed.
+fn unquote_variables() -> Vec<String> {
+    let mut changed = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            continue;
+        };
+        if !name.starts_with("MAILROOM_") || name == "MAILROOM_ADMIN_TOKEN" {
+            continue;
+        }
+        let inside = crate::auth::unquoted(value.trim());
+        if inside.len() < value.trim().len() {
+            std::env::set_var(name, inside);
+            changed.push(name.to_string());
+        }
+    }
+    changed.sort();
+    changed
 }
 
 /// `MAILROOM_` variables that are no option of `mailroom serve` but are not
@@ -137,6 +170,9 @@ async fn serve(args: crate::config::ServeArgs) -> ExitCode {
     let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
     for w in unknown_variables(names) {
         tracing::warn!("{w}");
+    }
+    for name in UNQUOTED.get().into_iter().flatten() {
+        tracing::warn!("{name} is in quotes, as Docker's --env-file passes them on; Mailroom takes what they hold. Write {name}=value without quotes in an --env-file");
     }
     let files = crate::server::files_needed(args.http_max_connections);
     if let Some(w) = crate::server::raise_open_files(files) {

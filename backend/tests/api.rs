@@ -911,6 +911,45 @@ async fn a_misspelt_variable_is_warned_of_at_start_with_the_option_meant() {
     assert!(!warned.iter().any(|l| l.contains("MAILROOM_URL")), "{log}");
 }
 
+/// Docker's `--env-file` passes `MAILROOM_PUBLIC_URL="https://…"` on with
+/// its quotes: such a value was refused ("must start with https://"), and a
+/// quoted MAILROOM_DATA_DIR was a directory named `"` under the working
+/// directory. The server takes what the quotes hold, and says so.
+#[tokio::test]
+async fn a_variable_in_quotes_as_docker_passes_it_is_taken_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, mut lines, log) = spawn_serve(
+        serve_command(dir.path())
+            .env("MAILROOM_PUBLIC_URL", "\"https://mail.contoso.com\"")
+            .env("MAILROOM_MAX_QUEUE_TIME", "'36h'")
+            .env("MAILROOM_RETENTION", "7d"),
+    );
+    let url = listening_url(&mut lines).await;
+    // An https --public-url makes the session cookie Secure.
+    let signed_in = reqwest::Client::new()
+        .post(format!("{url}/api/login"))
+        .header("origin", "https://mail.contoso.com")
+        .json(&serde_json::json!({"token": TOKEN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 204);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    let log = String::from_utf8_lossy(&stop_with_sigterm(child, log).await).into_owned();
+    for name in ["MAILROOM_PUBLIC_URL", "MAILROOM_MAX_QUEUE_TIME"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains(&format!("{name} is in quotes"))),
+            "{name}: {log}"
+        );
+    }
+    assert!(!log.contains("MAILROOM_RETENTION is in quotes"), "{log}");
+}
+
 /// A self-signed pair for localhost ending on 1 January of `year`, written
 /// to `cert` and `key`.
 fn write_pair(cert: &std::path::Path, key: &std::path::Path, year: i32) {
