@@ -233,6 +233,31 @@ fn as_root_the_package_installs_runs_as_its_user_and_purges_cleanly() {
             "after the {round}"
         );
     }
+    // A key file its user may not read is said to be so, with the fix
+    // (it was "no app key … (Permission denied)").
+    std::fs::set_permissions(
+        "/etc/mailroom/app-key",
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let refused = Command::new("runuser")
+        .args([
+            "-u",
+            "nobody",
+            "--",
+            "sh",
+            "-c",
+            "printf 'Subject: disk\\n\\nfull\\n' | /usr/bin/mailroom sendmail ann@example.org",
+        ])
+        .env_remove("MAILROOM_APP_KEY")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(77), "{said}");
+    assert!(
+        said.contains("this user may not read it") && said.contains("chmod 640"),
+        "{said}"
+    );
     std::fs::remove_file("/etc/mailroom/app-key").unwrap();
 
     // Started as the unit starts it: as `mailroom`, with the env file.

@@ -295,6 +295,10 @@ fn app_key() -> Result<String, String> {
         Ok(_) => Err(format!(
             "{KEY_FILE} is empty: put the app's key (mr_…) in it"
         )),
+        // PHP and cron jobs run as www-data or their own user, not root.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "{KEY_FILE} is there but this user may not read it ({e}): give the user that runs sendmail (PHP's www-data, a cron job's owner) read access, such as `chgrp www-data {KEY_FILE} && chmod 640 {KEY_FILE}`, or set MAILROOM_APP_KEY for it"
+        )),
         Err(e) => Err(format!(
             "no app key: set MAILROOM_APP_KEY, or put the key in {KEY_FILE} ({e})"
         )),
