@@ -1355,3 +1355,81 @@ async fn an_address_beyond_ascii_goes_with_smtputf8_or_fails_with_the_reason() {
     assert!(last["hint"].as_str().unwrap().contains("SMTPUTF8"), "{m}");
     assert_eq!(rig.smtp.messages().len(), 1);
 }
+
+/// After a fix (here: the recipient's mailbox made), the messages it failed
+/// go again with one request, `POST /api/messages/retry` with the filter of
+/// `GET /api/messages`; messages outside the filter stay as they are.
+#[tokio::test]
+async fn the_failed_messages_a_filter_matches_are_retried_at_once() {
+    let (rig, server, _) = sending_rig().await;
+    let gone = addr("gone", "example.org");
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            gone.clone(),
+            "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found".into(),
+        );
+    });
+    let (reports, reports_key) = server.new_app(json!({"name": "Reports"})).await;
+    let (_, other_key) = server.new_app(json!({"name": "Other"})).await;
+    let mut ids = Vec::new();
+    for (key, subject) in [
+        (&reports_key, "r1"),
+        (&reports_key, "r2"),
+        (&reports_key, "r3"),
+        (&other_key, "o1"),
+    ] {
+        let (status, q) = server
+            .submit(key, &mail(std::slice::from_ref(&gone), subject))
+            .await;
+        assert_eq!(status, 202, "{q}");
+        ids.push(q["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        server.wait_status(id, "failed").await;
+    }
+    let retry = |query: String| {
+        let server = &server;
+        async move {
+            server
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/api/messages/retry{query}"),
+                    None,
+                )
+                .await
+        }
+    };
+    // Only failed or deferred messages, and a status is always given.
+    for (query, says) in [
+        ("".to_string(), "status=failed or status=deferred"),
+        ("?status=sent".to_string(), "not “sent”"),
+        ("?status=failed&apps=x".to_string(), "apps"),
+        ("?status=failed&limit=5".to_string(), "not limit"),
+    ] {
+        let (status, r) = retry(query.clone()).await;
+        assert_eq!(status, 400, "{query}: {r}");
+        assert!(r.to_string().contains(says), "{query}: {r}");
+    }
+    // The mailbox exists now.
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.clear();
+    });
+    let (status, r) = retry(format!("?status=failed&app={reports}")).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r, json!({"retried": 3, "skipped": 0, "more": false}));
+    for id in &ids[..3] {
+        server.wait_status(id, "sent").await;
+    }
+    let other = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/messages/{}", ids[3]),
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(other["status"], "failed", "outside the filter: {other}");
+    // Nothing of Reports is failed now: nothing to retry.
+    let (_, r) = retry(format!("?status=failed&app={reports}")).await;
+    assert_eq!(r, json!({"retried": 0, "skipped": 0, "more": false}));
+}

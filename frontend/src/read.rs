@@ -517,6 +517,19 @@ pub fn webhook_test(v: &JsValue) -> Option<(bool, String)> {
     Some((get(v, "ok").as_bool()?, string(v, "message")?))
 }
 
+/// `POST /api/messages/retry`.
+pub fn retried(v: &JsValue) -> Option<mailroom_shared::sending::Retried> {
+    let whole = |key: &str| {
+        let n = get(v, key).as_f64()?;
+        (n.fract() == 0.0 && (0.0..=9e15).contains(&n)).then_some(n as u64)
+    };
+    Some(mailroom_shared::sending::Retried {
+        retried: whole("retried")?,
+        skipped: whole("skipped")?,
+        more: get(v, "more").as_bool()?,
+    })
+}
+
 /// `GET /api/webhooks/{id}/deliveries`.
 pub fn delivery_list(v: &JsValue) -> Option<Vec<mailroom_shared::webhooks::Delivery>> {
     if !v.is_object() {

@@ -1034,6 +1034,19 @@ async fn messages_are_polite_and_every_description_exists() {
     }
 }
 
+/// The bulk retry's answer as serde_json writes it.
+#[wasm_bindgen_test]
+fn the_bulk_retry_reader_matches_the_shared_type() {
+    let r = mailroom_shared::sending::Retried {
+        retried: 3,
+        skipped: 1,
+        more: true,
+    };
+    let text = serde_json::to_string(&r).unwrap();
+    assert_eq!(mailroom_frontend::read::retried(&parsed(&text)), Some(r));
+    assert_eq!(mailroom_frontend::read::retried(&parsed("[]")), None);
+}
+
 /// The webhook readers against serde_json's output of the shared types.
 #[wasm_bindgen_test]
 fn webhook_readers_match_the_shared_types() {

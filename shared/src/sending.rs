@@ -526,6 +526,22 @@ pub struct MessageList {
     pub next: Option<String>,
 }
 
+/// `POST /api/messages/retry`: how many matching messages were queued
+/// again, how many could not be (their body is gone, or another change came
+/// first), and whether more match than one call retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retried {
+    /// Queued again.
+    pub retried: u64,
+    /// Matched but not queued again.
+    pub skipped: u64,
+    /// More match than [`MAX_BULK_RETRY`]: call again.
+    pub more: bool,
+}
+
+/// The most messages one `POST /api/messages/retry` queues again.
+pub const MAX_BULK_RETRY: usize = 10_000;
+
 /// One recipient's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientState {

@@ -457,5 +457,19 @@ async fn a_failed_message_is_retried_from_its_details() {
         .map(|v| v.len())
         .unwrap_or(0);
     assert_eq!(entries, 1, "the same failure twice is said once");
+
+    // The mailbox exists now: every failed message goes again at once,
+    // from the list filtered to failed ones.
+    fakes.smtp.configure(|c| c.rcpt_replies.clear());
+    b.find("#status-filter")
+        .await
+        .select_by_value("failed")
+        .await
+        .expect("filter on failed");
+    b.wait_text("#retry-all", "Retry all failed").await;
+    b.click("#retry-all").await;
+    b.wait_text(".banner.success", "Queued again: 1 message.")
+        .await;
+    wait_field(&app, &id, "status", json!("sent")).await;
     b.close().await;
 }

@@ -40,6 +40,17 @@ struct ListQuery {
     profile: Option<String>,
 }
 
+/// A search of at most [`MAX_SEARCH`] characters.
+fn check_search(q: Option<&str>) -> Result<(), AppError> {
+    match q.map(|t| t.chars().count()) {
+        Some(n) if n > MAX_SEARCH => Err(AppError::field(
+            "q",
+            format!("The search is {n} characters long; search for at most {MAX_SEARCH}, such as part of an address or the subject."),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn list(
     State(s): State<Sending>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -60,14 +71,7 @@ async fn list(
         })?),
     };
     let before = q.before.filter(|b| !b.is_empty());
-    if let Some(n) = q.q.as_ref().map(|t| t.chars().count()) {
-        if n > MAX_SEARCH {
-            return Err(AppError::field(
-                "q",
-                format!("The search is {n} characters long; search for at most {MAX_SEARCH}, such as part of an address or the subject."),
-            ));
-        }
-    }
+    check_search(q.q.as_deref())?;
     let (messages, next) = s
         .apps
         .queue
@@ -132,6 +136,102 @@ async fn retry(
     Ok(Json(summary))
 }
 
+/// `POST /api/messages/retry?status=failed&app=&profile=&q=` (beyond the
+/// contract): every message the filter of `GET /api/messages` matches,
+/// failed or deferred, queued again as `POST /api/messages/{id}/retry`
+/// does one. After a fix (a Send-As right granted, a mailbox enabled), the
+/// messages it failed go again without a request each.
+async fn retry_all(
+    State(s): State<Sending>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<mailroom_shared::sending::Retried>, AppError> {
+    use mailroom_shared::sending::{Retried, MAX_BULK_RETRY};
+    // The list's filter, not its pages: every match is retried.
+    for (name, given) in [("limit", &q.limit), ("before", &q.before)] {
+        if given.is_some() {
+            return Err(AppError::field(
+                name,
+                format!("Retrying takes status, app, profile and q, not {name}: every message they match is queued again."),
+            ));
+        }
+    }
+    let status = match q.status.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        Some("failed") => Status::Failed,
+        Some("deferred") => Status::Deferred,
+        Some(other) => {
+            return Err(AppError::field(
+                "status",
+                format!("Only failed or deferred messages can be retried, not “{}”: give status=failed or status=deferred.", short(other)),
+            ))
+        }
+        None => {
+            return Err(AppError::field(
+                "status",
+                "Say which messages to retry: status=failed or status=deferred, and app=, profile= or q= to narrow them as GET /api/messages does.",
+            ))
+        }
+    };
+    check_search(q.q.as_deref())?;
+    // The matching ids first, then each retried: a retried message leaves
+    // the status the pages are read by.
+    let mut ids = Vec::new();
+    let mut before = None;
+    let more = loop {
+        let (page, next) = s
+            .apps
+            .queue
+            .list(ListFilter {
+                status: Some(status),
+                app: q.app.clone().filter(|a| !a.is_empty()),
+                q: q.q.clone().filter(|t| !t.is_empty()),
+                limit: 200,
+                before: before.take(),
+                profile: q.profile.clone().filter(|p| !p.is_empty()),
+            })
+            .await?;
+        ids.extend(page.into_iter().map(|m| m.id));
+        if ids.len() >= MAX_BULK_RETRY {
+            let more = ids.len() > MAX_BULK_RETRY || next.is_some();
+            ids.truncate(MAX_BULK_RETRY);
+            break more;
+        }
+        match next {
+            Some(id) => before = Some(id),
+            None => break false,
+        }
+    };
+    let clock = &s.apps.clock;
+    let (mut retried, mut skipped) = (0, 0);
+    for id in &ids {
+        match s
+            .apps
+            .queue
+            .retry(id, &clock.rfc3339(), clock.wall().unix_timestamp())
+            .await
+        {
+            Ok(_) => retried += 1,
+            // Its body is gone, or it changed meanwhile.
+            Err(ChangeError::NotFound | ChangeError::Status(_)) => skipped += 1,
+            Err(ChangeError::Store(e)) => return Err(e.into()),
+        }
+    }
+    if retried > 0 {
+        s.settings.wake.notify_waiters();
+    }
+    tracing::info!(
+        retried,
+        skipped,
+        more,
+        status = status.as_str(),
+        "messages retried"
+    );
+    Ok(Json(Retried {
+        retried,
+        skipped,
+        more,
+    }))
+}
+
 async fn cancel(
     State(s): State<Sending>,
     Path(id): Path<String>,
@@ -172,6 +272,7 @@ where
         .route("/api/queue", get(queue_state))
         .route("/api/messages", get(list))
         .route("/api/messages/{id}", get(details))
+        .route("/api/messages/retry", post(retry_all))
         .route("/api/messages/{id}/retry", post(retry))
         .route("/api/messages/{id}/cancel", post(cancel))
         .route("/api/settings/history", get(history))

@@ -343,6 +343,21 @@ pub fn activity(p: &ActivityProps) -> Html {
         })
     };
     let more = a.more.reform(|_: MouseEvent| ());
+    // Failed or deferred messages shown: all of them can go again at once
+    // (after a fix, such as a Send-As right granted).
+    let retry_all = matches!(s.status.as_str(), "failed" | "deferred").then(|| {
+        let label = [
+            "Retry all ",
+            &s.status,
+            if s.query.trim().is_empty() {
+                ""
+            } else {
+                " matching the search"
+            },
+        ]
+        .concat();
+        (label, a.retry_all.reform(|_: MouseEvent| ()))
+    });
     let on_focus = {
         let focused = focused.clone();
         Callback::from(move |e: FocusEvent| {
@@ -431,6 +446,9 @@ pub fn activity(p: &ActivityProps) -> Html {
                     </div>
                     if s.next.is_some() {
                         <div class="actions"><button type="button" id="load-more" onclick={more}>{ "Load more" }</button></div>
+                    }
+                    if let Some((label, onclick)) = retry_all {
+                        <div class="actions"><button type="button" id="retry-all" {onclick}>{ label }</button></div>
                     }
                 }
             </div>

@@ -101,6 +101,8 @@ pub enum ActivityAction {
     Changed { summary: Summary, retried: bool },
     /// Retry or Cancel was refused.
     Refused(String),
+    /// What a bulk retry did.
+    Notice(String),
 }
 
 impl Reducible for ActivityState {
@@ -172,7 +174,7 @@ impl Reducible for ActivityState {
                     *row = summary;
                 }
             }
-            ActivityAction::Refused(e) => s.notice = Some(e),
+            ActivityAction::Refused(e) | ActivityAction::Notice(e) => s.notice = Some(e),
         }
         Rc::new(s)
     }
@@ -189,6 +191,37 @@ pub struct UseActivity {
     pub toggle: Callback<String>,
     /// Retry (`true`) or Cancel (`false`) a message.
     pub change: Callback<(String, bool)>,
+    /// Retry every message the status filter and search match.
+    pub retry_all: Callback<()>,
+}
+
+/// `POST /api/messages/retry` for the messages a filter shows.
+pub fn retry_path(status: &str, q: &str) -> String {
+    let mut path = String::from("/api/messages/retry?status=");
+    path.push_str(&String::from(js_sys::encode_uri_component(status)));
+    if !q.trim().is_empty() {
+        path.push_str("&q=");
+        path.push_str(&String::from(js_sys::encode_uri_component(q.trim())));
+    }
+    path
+}
+
+/// What a bulk retry did, in words.
+pub fn retried_notice(r: &mailroom_shared::sending::Retried) -> String {
+    let mut text = match r.retried {
+        1 => "Queued again: 1 message.".to_string(),
+        n => format!("Queued again: {n} messages."),
+    };
+    if r.skipped > 0 {
+        text.push_str(&format!(
+            " {} could not be (their content is gone, or they changed meanwhile).",
+            r.skipped
+        ));
+    }
+    if r.more {
+        text.push_str(" More match: retry again for the rest.");
+    }
+    text
 }
 
 /// The Activity view's state, loaded at once and refreshed every
@@ -292,6 +325,7 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
             }
         })
     };
+    let (changed_all, unauthorized_all) = (on_changed.clone(), on_unauthorized.clone());
     let change = {
         let (state, load_details) = (state.clone(), load_details.clone());
         Callback::from(move |(id, retried): (String, bool)| {
@@ -316,11 +350,36 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
             });
         })
     };
+    let retry_all = {
+        let (state, load) = (state.clone(), load.clone());
+        Callback::from(move |()| {
+            let (state, load, changed, unauthorized) = (
+                state.clone(),
+                load.clone(),
+                changed_all.clone(),
+                unauthorized_all.clone(),
+            );
+            let (status, query) = (state.status.clone(), state.query.clone());
+            let path = retry_path(&status, &query);
+            crate::spawn(async move {
+                match typed(Method::POST, &path, read::retried).await {
+                    Ok(r) => {
+                        state.dispatch(ActivityAction::Notice(retried_notice(&r)));
+                        changed.emit(());
+                        load.emit((status, query, PAGE, None));
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => state.dispatch(ActivityAction::Refused(e.message().to_string())),
+                }
+            });
+        })
+    };
     UseActivity {
         state,
         filter,
         more,
         toggle,
         change,
+        retry_all,
     }
 }
