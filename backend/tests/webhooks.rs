@@ -250,6 +250,14 @@ async fn a_refusal_is_told_in_the_receivers_words_with_slacks_fix() {
             && said.contains("The workflow trigger is not enabled"),
         "{said}"
     );
+    // What the Standard Webhooks libraries answer, with the fix.
+    for (words, fix) in [
+        ("Message timestamp too old", "this server's clock"),
+        ("No matching signature found", "whsec_"),
+    ] {
+        let said = test(&standard, Answer::Said(400, words.into())).await;
+        assert!(said.contains(words) && said.contains(fix), "{said}");
+    }
     // A web page is not words; a long answer is cut; control characters go.
     let said = test(
         &standard,

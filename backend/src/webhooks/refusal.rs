@@ -27,9 +27,28 @@ pub fn refusal(status: u16, format: Format, body: &[u8], url: &str) -> String {
     else {
         return format!("HTTP {status}");
     };
-    match (format, slack_fix(&words)) {
-        (Format::Slack, Some(fix)) => format!("HTTP {status}: {words}; {fix}"),
-        _ => format!("HTTP {status}: {words}"),
+    let fix = match format {
+        Format::Slack => slack_fix(&words),
+        Format::Standard => standard_fix(&words),
+        Format::Teams => None,
+    };
+    match fix {
+        Some(fix) => format!("HTTP {status}: {words}; {fix}"),
+        None => format!("HTTP {status}: {words}"),
+    }
+}
+
+/// The fix for what the Standard Webhooks libraries answer when they refuse
+/// a request (their `WebhookVerificationError` texts): a timestamp more than
+/// 5 minutes from the receiver's clock, or a signature under another secret.
+fn standard_fix(words: &str) -> Option<&'static str> {
+    let lower = words.to_ascii_lowercase();
+    if lower.contains("timestamp too old") || lower.contains("timestamp too new") {
+        Some("the receiver takes a webhook-timestamp within 5 minutes of its own clock: check this server's clock and the receiver's (timedatectl; both synchronised with NTP)")
+    } else if lower.contains("no matching signature") || lower.contains("signature mismatch") {
+        Some("the receiver checks the signature with another secret: give it the whsec_… secret Mailroom showed when this webhook was added (delete and add the webhook again for a new one)")
+    } else {
+        None
     }
 }
 
