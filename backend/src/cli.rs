@@ -87,12 +87,14 @@ static UNQUOTED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 /// them ([`crate::auth::AdminAuth`]). Runs before anything else, with one
 /// thread. Answers the names it changed.
 fn unquote_variables() -> Vec<String> {
+    let read = option_variables();
     let mut changed = Vec::new();
     for (name, value) in std::env::vars_os() {
         let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
             continue;
         };
-        if !name.starts_with("MAILROOM_") || name == "MAILROOM_ADMIN_TOKEN" {
+        let server_reads = name == "MAILROOM_LOG" || read.iter().any(|k| k == name);
+        if !server_reads || name == "MAILROOM_ADMIN_TOKEN" {
             continue;
         }
         let inside = crate::auth::unquoted(value.trim());
@@ -116,11 +118,8 @@ const OTHER_PREFIXES: &[&str] = &[
     "MAILROOM_PG_",
 ];
 
-/// A warning for each `MAILROOM_` variable in `vars` that no option reads,
-/// naming the option it most likely meant. Such a variable does nothing, and
-/// the server starts without the setting the admin thought was made
-/// (`MAILROOM_SMTP_TRUSTED_NETWORK` for `MAILROOM_SMTP_TRUSTED_NETWORKS`).
-pub fn unknown_variables(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+/// The variables the options of `mailroom serve` and `mailroom check` read.
+fn option_variables() -> Vec<String> {
     use clap::CommandFactory;
     let cli = Cli::command();
     let mut known: Vec<String> = std::iter::once(&cli)
@@ -131,6 +130,15 @@ pub fn unknown_variables(vars: impl IntoIterator<Item = String>) -> Vec<String> 
         .collect();
     known.sort();
     known.dedup();
+    known
+}
+
+/// A warning for each `MAILROOM_` variable in `vars` that no option reads,
+/// naming the option it most likely meant. Such a variable does nothing, and
+/// the server starts without the setting the admin thought was made
+/// (`MAILROOM_SMTP_TRUSTED_NETWORK` for `MAILROOM_SMTP_TRUSTED_NETWORKS`).
+pub fn unknown_variables(vars: impl IntoIterator<Item = String>) -> Vec<String> {
+    let known = option_variables();
     let mut unknown: Vec<String> = vars
         .into_iter()
         .filter(|v| v.starts_with("MAILROOM_"))
