@@ -198,14 +198,16 @@ fn shared_mailboxes(
             Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
             None => String::new(),
         };
-        let together = |n: Option<u64>| n.map_or("no limit".to_string(), |n| format!("{n}"));
+        let together = |n: Option<u64>, what: &str| {
+            n.map_or(format!("no limit on {what}"), |n| format!("{n} {what}"))
+        };
         out.push(mailroom_shared::sending::Warning {
             code: mailroom_shared::sending::MAILBOX_SHARED.into(),
             message: format!(
-                "Profiles {names} {} sign in as {user}, and Exchange's sending limits are the mailbox's: {day_max} recipients a day and {minute_max} messages a minute for all of them together. Each profile counts only its own (together {} recipients a day and {} messages a minute), so past the mailbox's limits Exchange refuses mail for a while; it waits in the queue, none is lost.",
+                "Profiles {names} {} sign in as {user}, and Exchange's sending limits are the mailbox's: {day_max} recipients a day and {minute_max} messages a minute for all of them together. Each profile counts only its own (together {} and {}), so past the mailbox's limits Exchange refuses mail for a while; it waits in the queue, none is lost.",
                 if group.len() == 2 { "both" } else { "all" },
-                together(day),
-                together(minute)
+                together(day, "recipients a day"),
+                together(minute, "messages a minute")
             ),
             hint: format!("Give each profile its own licensed mailbox as its username (each may still send as the same address with Send-As), or lower the profiles' limits under Settings → Change limits (PATCH /api/profiles/ID) so that together they stay within {day_max} recipients a day and {minute_max} messages a minute."),
             at: at.to_string(),
