@@ -539,8 +539,9 @@ pub struct Retried {
     pub more: bool,
 }
 
-/// The most messages one `POST /api/messages/retry` queues again.
-pub const MAX_BULK_RETRY: usize = 10_000;
+/// The most messages one `POST /api/messages/retry` queues again: each is
+/// its own durable commit, so a call stays within seconds.
+pub const MAX_BULK_RETRY: usize = 1_000;
 
 /// One recipient's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
