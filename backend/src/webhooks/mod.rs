@@ -518,7 +518,7 @@ impl Webhooks {
                 Sent {
                     status: None,
                     error: Some(if untrusted {
-                        format!("its TLS certificate is not trusted ({chain}); a receiver whose certificate comes from your organisation's own CA needs that CA in --extra-ca-file")
+                        format!("its TLS certificate is not trusted ({chain}): if it comes from your organisation's own CA, put that CA in --extra-ca-file; if it is for another host name, use that name in the URL")
                     } else {
                         chain
                     }),
