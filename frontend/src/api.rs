@@ -123,10 +123,33 @@ pub async fn settings() -> Result<SettingsResponse, ApiError> {
     })
 }
 
+/// An API path (`/api/…`) relative to the page (`api/…`): behind a reverse
+/// proxy under a path (`https://contoso.com/mailroom/`) the page's own
+/// address leads to the API, the site's root does not.
+pub fn relative(path: &str) -> &str {
+    path.strip_prefix('/').unwrap_or(path)
+}
+
+/// The page's address without its fragment and file: where `api/…` is,
+/// for commands to copy (`https://contoso.com/mailroom`).
+pub fn page_url() -> String {
+    let location = web_sys::window().map(|w| w.location());
+    let origin = location
+        .as_ref()
+        .and_then(|l| l.origin().ok())
+        .unwrap_or_default();
+    let path = location
+        .as_ref()
+        .and_then(|l| l.pathname().ok())
+        .unwrap_or_default();
+    let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+    [origin.as_str(), dir].concat()
+}
+
 /// Sends the request and returns the text of a 2xx answer; anything else
 /// becomes the [`ApiError`] the page acts on.
 pub async fn fetch(method: Method, path: &str, body: Option<String>) -> Result<String, ApiError> {
-    let builder = RequestBuilder::new(path)
+    let builder = RequestBuilder::new(relative(path))
         .method(method)
         .header("Accept", "application/json");
     let request = match body {

@@ -326,3 +326,79 @@ impl Browser {
         self.find("#provider").await;
     }
 }
+
+/// A reverse proxy on 127.0.0.1 serving `upstream` under `/mailroom/`, as
+/// nginx's `location /mailroom/ { proxy_pass http://127.0.0.1:8080/; }`
+/// does (with its redirect of `/mailroom` to `/mailroom/`); answers the
+/// page's address there, `http://127.0.0.1:PORT/mailroom/`.
+pub async fn proxy_under_path(upstream: &str) -> String {
+    use axum::body::{to_bytes, Body};
+    use axum::extract::Request;
+    use axum::http::{header, StatusCode};
+    use axum::response::Response;
+    let upstream = upstream.trim_end_matches('/').to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("proxy client");
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            if path == "/mailroom" {
+                return Response::builder()
+                    .status(StatusCode::MOVED_PERMANENTLY)
+                    .header(header::LOCATION, "/mailroom/")
+                    .body(Body::empty())
+                    .expect("redirect");
+            }
+            let Some(rest) = path.strip_prefix("/mailroom") else {
+                return Response::builder()
+                    .status(StatusCode::NOT_FOUND)
+                    .body(Body::from("not under /mailroom/"))
+                    .expect("404");
+            };
+            let method = req.method().clone();
+            let headers = req.headers().clone();
+            let body = to_bytes(req.into_body(), 64 * 1024 * 1024)
+                .await
+                .unwrap_or_default();
+            // The browser's Host and Origin go on, as nginx's
+            // `proxy_set_header Host $host` sends them.
+            let mut forward = client.request(method, format!("{upstream}{rest}"));
+            let hop = |name: &header::HeaderName| {
+                matches!(
+                    name.as_str(),
+                    "connection" | "transfer-encoding" | "keep-alive"
+                )
+            };
+            for (name, value) in headers.iter().filter(|(n, _)| !hop(n)) {
+                forward = forward.header(name, value);
+            }
+            let Ok(answer) = forward.body(body).send().await else {
+                return Response::builder()
+                    .status(StatusCode::BAD_GATEWAY)
+                    .body(Body::empty())
+                    .expect("502");
+            };
+            let mut out = Response::builder().status(answer.status());
+            for (name, value) in answer.headers().iter().filter(|(n, _)| !hop(n)) {
+                out = out.header(name, value);
+            }
+            let bytes = answer.bytes().await.unwrap_or_default();
+            out.body(Body::from(bytes)).expect("answer")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/mailroom/")
+}

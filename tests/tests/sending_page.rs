@@ -174,6 +174,19 @@ async fn configured() -> (Fakes, Mailroom, Browser) {
     (fakes, app, b)
 }
 
+/// The commands the new key's panel shows, as their text.
+async fn panel_commands(b: &Browser) -> Vec<String> {
+    let commands = b
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('#key-panel .command code'), c => c.textContent);",
+            vec![],
+        )
+        .await
+        .expect("the commands");
+    serde_json::from_value(commands).unwrap()
+}
+
 /// Waits until the message's `field` is `want`; returns the message.
 async fn wait_field(app: &Mailroom, id: &str, field: &str, want: Value) -> Value {
     let started = Instant::now();
@@ -231,15 +244,7 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     assert!(!pem.contains("PRIVATE KEY"), "{pem}");
     // The panel's commands run as shown, in a shell, with this server's
     // address and the key filled in: each queues a message.
-    let commands = b
-        .client
-        .execute(
-            "return Array.from(document.querySelectorAll('#key-panel .command code'), c => c.textContent);",
-            vec![],
-        )
-        .await
-        .expect("the commands");
-    let commands: Vec<String> = serde_json::from_value(commands).unwrap();
+    let commands = panel_commands(&b).await;
     let bin = mailroom_binary();
     let path = format!(
         "{}:{}",
@@ -471,5 +476,47 @@ async fn a_failed_message_is_retried_from_its_details() {
     b.wait_text(".banner.success", "Queued again: 1 message.")
         .await;
     wait_field(&app, &id, "status", json!("sent")).await;
+    b.close().await;
+}
+
+/// Behind a reverse proxy that serves Mailroom under a path
+/// (`https://contoso.com/mailroom/`, nginx's `location /mailroom/`): the
+/// page loads its files and calls the API there, not at the site's root,
+/// and the commands the Apps page shows name that path and queue mail.
+#[tokio::test]
+async fn the_page_and_its_commands_work_behind_a_proxy_under_a_path() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    save_settings_via_api(&app, &fakes).await;
+    let page = proxy_under_path(&app.url).await;
+    let b = Browser::start().await;
+    b.client
+        .set_window_size(DESKTOP.0, DESKTOP.1)
+        .await
+        .expect("size");
+    // Signed in and the settings read through the proxy's path.
+    b.sign_in(&page).await;
+    b.wait_text(".history tbody", "tenant_id").await;
+    b.click("#nav-apps").await;
+    b.type_in("#app-name", "Intranet").await;
+    b.click("#create-app").await;
+    b.wait_text("#new-key code", "mr_").await;
+    let commands = panel_commands(&b).await;
+    let curl = commands
+        .iter()
+        .find(|c| c.starts_with("curl "))
+        .expect("a curl command");
+    assert!(curl.contains(&format!("{page}api/messages")), "{curl}");
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", curl])
+        .output()
+        .await
+        .expect("sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(r#""status":"queued""#), "{curl}: {stdout}");
+    // Activity through the proxy shows it.
+    b.click("#nav-activity").await;
+    b.wait_text(".table-wrap", "Hello from Intranet").await;
     b.close().await;
 }

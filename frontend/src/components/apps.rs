@@ -203,13 +203,6 @@ fn shell_quoted(text: &str) -> String {
     ["'", &text.replace('\'', "'\\''"), "'"].concat()
 }
 
-/// The page's own origin, for the HTTP examples.
-fn origin() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().origin().ok())
-        .unwrap_or_default()
-}
-
 /// The host programs should connect to: `--smtp-hostname`, else the host of
 /// this page when the relay listens on every address, else its address.
 pub fn relay_host(relay: &Relay) -> String {
@@ -226,7 +219,8 @@ pub fn relay_host(relay: &Relay) -> String {
 
 /// The key once, and how to send with this app: SMTP, HTTP and sendmail, filled in.
 pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
-    let origin = origin();
+    // The page's address, with the path a reverse proxy serves it under.
+    let origin = crate::api::page_url();
     let to = example_recipient();
     let mut m = Markup::default();
     m.open("h3", &[("id", "key-title"), ("tabindex", "-1")])
@@ -283,7 +277,7 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
                     "a",
                     &[
                         ("id", "relay-certificate"),
-                        ("href", "/api/connection/certificate"),
+                        ("href", crate::api::relative("/api/connection/certificate")),
                         ("download", "mailroom-relay.pem"),
                     ],
                     "download the relay's certificate",

@@ -80,7 +80,11 @@ fn details(id: &str, title: &str, c: &CertInfo, which: &str) -> Html {
                 ("class", "button"),
                 (
                     "href",
-                    &[&api::profile_path("/certificate.pem?which="), which].concat(),
+                    &[
+                        api::relative(&api::profile_path("/certificate.pem?which=")),
+                        which,
+                    ]
+                    .concat(),
                 ),
                 ("download", ""),
             ],
