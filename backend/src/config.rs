@@ -231,8 +231,16 @@ fn socket_address(text: &str, example: &str) -> Result<SocketAddr, String> {
             .parse::<u16>()
             .ok()
             .filter(|_| matches!(host.trim_start_matches(':'), "" | "localhost"));
+        // An IPv6 address and port without the brackets (`::1:8080`).
+        let bracketed = port.is_none()
+            && host.parse::<std::net::Ipv6Addr>().is_ok()
+            && text.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
         match port {
             Some(p) => format!("“{text}” is not an address and port like {example}: for port {p}, give 127.0.0.1:{p} (this machine only) or 0.0.0.0:{p} (every address)"),
+            None if bracketed => {
+                let (host, port) = text.rsplit_once(':').unwrap_or_default();
+                format!("“{text}” is not an address and port like {example}: an IPv6 address goes in brackets before its port, [{host}]:{port}")
+            }
             None => format!("“{text}” is not an address and port like {example}"),
         }
     })
@@ -653,6 +661,20 @@ mod tests {
             "{e}"
         );
         assert_eq!(parse_http_listen("[::1]:0"), Ok("[::1]:0".parse().unwrap()));
+        // IPv6 without its brackets: told where they go.
+        for (given, meant) in [
+            ("::1:8080", "[::1]:8080"),
+            ("::: 2525", ""),
+            ("fe80::1:25", "[fe80::1]:25"),
+        ] {
+            let e = parse_http_listen(given).unwrap_err();
+            assert_eq!(
+                e.contains("goes in brackets"),
+                !meant.is_empty(),
+                "{given}: {e}"
+            );
+            assert!(e.contains(meant), "{given}: {e}");
+        }
         let e = parse_http_listen("mail.contoso.com:8080").unwrap_err();
         assert_eq!(
             e,
