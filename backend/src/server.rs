@@ -362,7 +362,14 @@ impl Server {
         let router = app(state, args.static_dir.clone());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .map_err(|e| StartError(format!("cannot listen on {}: {e}", args.listen)))?;
+            .map_err(|e| {
+                StartError(crate::relay::listen_error(
+                    &e,
+                    args.listen,
+                    None,
+                    "--listen",
+                ))
+            })?;
         let addr = listener
             .local_addr()
             .map_err(|e| StartError(e.to_string()))?;

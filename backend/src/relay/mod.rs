@@ -408,18 +408,35 @@ async fn listen(
     TcpListener::bind(at)
         .await
         .map(Some)
-        .map_err(|e| StartError(listen_error(&e, at, what, option)))
+        .map_err(|e| StartError(listen_error(&e, at, Some(what), option)))
 }
 
 /// Why a listener could not be bound, and what to do: a port below 1024
-/// (25, 465, 587) needs a capability the packaged unit does not grant.
-fn listen_error(e: &std::io::Error, at: SocketAddr, what: &str, option: &str) -> String {
-    let fix = if e.kind() == std::io::ErrorKind::PermissionDenied && at.port() < 1024 {
-        format!("ports below 1024 need CAP_NET_BIND_SERVICE: under systemd, run `systemctl edit mailroom` and add AmbientCapabilities=CAP_NET_BIND_SERVICE and CapabilityBoundingSet=CAP_NET_BIND_SERVICE under [Service]; or give {option} a port from 1024 up")
-    } else {
-        format!("choose another {option}, or `off`")
+/// (25, 465, 587, 80) needs a capability the packaged unit does not grant;
+/// a port in use is another program's. `what` names a relay's listener
+/// (which may be `off`); `None` is the web page's, `--listen`.
+pub(crate) fn listen_error(
+    e: &std::io::Error,
+    at: SocketAddr,
+    what: Option<&str>,
+    option: &str,
+) -> String {
+    let other = match what {
+        Some(_) => format!("choose another {option}, or `off`"),
+        None => format!("choose another {option}"),
     };
-    format!("cannot listen for {what} on {at}: {e} ({fix})")
+    let fix = match e.kind() {
+        std::io::ErrorKind::PermissionDenied if at.port() < 1024 => format!("ports below 1024 need CAP_NET_BIND_SERVICE: under systemd, run `systemctl edit mailroom` and add AmbientCapabilities=CAP_NET_BIND_SERVICE and CapabilityBoundingSet=CAP_NET_BIND_SERVICE under [Service]; or give {option} a port from 1024 up"),
+        std::io::ErrorKind::AddrInUse => format!(
+            "another program listens there (`ss -ltnp 'sport = :{}'` names it): stop it, or {other}",
+            at.port()
+        ),
+        _ => other,
+    };
+    match what {
+        Some(what) => format!("cannot listen for {what} on {at}: {e} ({fix})"),
+        None => format!("cannot listen on {at}: {e} ({fix})"),
+    }
 }
 
 /// The next connection on `listener`; never, when it is off.
@@ -445,7 +462,12 @@ mod tests {
                 option,
             )
         };
-        let low = error(PermissionDenied, "0.0.0.0:465", "SMTPS", "--smtps-listen");
+        let low = error(
+            PermissionDenied,
+            "0.0.0.0:465",
+            Some("SMTPS"),
+            "--smtps-listen",
+        );
         assert!(
             low.starts_with("cannot listen for SMTPS on 0.0.0.0:465: "),
             "{low}"
@@ -458,11 +480,28 @@ mod tests {
             low.contains("give --smtps-listen a port from 1024 up"),
             "{low}"
         );
-        let high = error(PermissionDenied, "0.0.0.0:2525", "SMTP", "--smtp-listen");
+        let high = error(
+            PermissionDenied,
+            "0.0.0.0:2525",
+            Some("SMTP"),
+            "--smtp-listen",
+        );
         assert!(!high.contains("CAP_NET_BIND_SERVICE"), "{high}");
-        let busy = error(AddrInUse, "0.0.0.0:465", "SMTPS", "--smtps-listen");
+        let busy = error(AddrInUse, "0.0.0.0:465", Some("SMTPS"), "--smtps-listen");
         assert!(
-            busy.ends_with("(choose another --smtps-listen, or `off`)"),
+            busy.ends_with("another program listens there (`ss -ltnp 'sport = :465'` names it): stop it, or choose another --smtps-listen, or `off`)"),
+            "{busy}"
+        );
+        // The web page's own, --listen: the same fixes, and no `off`.
+        let page = error(PermissionDenied, "0.0.0.0:80", None, "--listen");
+        assert!(
+            page.starts_with("cannot listen on 0.0.0.0:80: ")
+                && page.contains("give --listen a port from 1024 up"),
+            "{page}"
+        );
+        let busy = error(AddrInUse, "127.0.0.1:8080", None, "--listen");
+        assert!(
+            busy.ends_with("stop it, or choose another --listen)"),
             "{busy}"
         );
     }
