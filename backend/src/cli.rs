@@ -186,6 +186,14 @@ async fn serve(args: crate::config::ServeArgs) -> ExitCode {
     if let Some(w) = crate::server::raise_open_files(files) {
         tracing::warn!("{w}");
     }
+    // Held until the process ends: one server per SQLite database.
+    let _lock = match crate::state::lock_sqlite(&args) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("mailroom: cannot start: {e}");
+            return ExitCode::from(78);
+        }
+    };
     let server = match Server::bind(&args).await {
         Ok(s) => s,
         Err(e) => {

@@ -277,6 +277,47 @@ async fn open_stores(args: &ServeArgs) -> Result<Stores, StartError> {
     }
 }
 
+/// Holds `<database>.lock` (an advisory `flock`, released when the process
+/// ends, however it ends) while this process serves an SQLite database: a
+/// second `mailroom serve` on the same file, such as a manual run beside
+/// the service, is refused at start. Several servers share one queue only
+/// on PostgreSQL, which needs no lock here. `None` for PostgreSQL, and
+/// where the file system takes no locks.
+pub fn lock_sqlite(args: &ServeArgs) -> Result<Option<std::fs::File>, StartError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Database::Sqlite(path) = database(args)? else {
+        return Ok(None);
+    };
+    if path.parent() == Some(args.data_dir.as_path()) {
+        create_data_dir(&args.data_dir)?;
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let lock = path.with_file_name(name);
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock)
+    else {
+        // The database's own opening says what is wrong with its place.
+        return Ok(None);
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError(format!(
+            "another Mailroom server uses the database {} (it holds {}): stop that one first (systemctl stop mailroom), or give this one another --data-dir; several servers share one queue only on PostgreSQL (--database-url postgres://…)",
+            path.display(),
+            lock.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            tracing::warn!(lock = %lock.display(), error = %e, "cannot lock the database file; a second server on it would not be refused");
+            Ok(None)
+        }
+    }
+}
+
 fn create_data_dir(dir: &Path) -> Result<(), StartError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {

@@ -950,6 +950,42 @@ async fn a_variable_in_quotes_as_docker_passes_it_is_taken_without_them() {
     assert!(!log.contains("MAILROOM_RETENTION is in quotes"), "{log}");
 }
 
+/// A second `mailroom serve` on the same SQLite database (a manual run
+/// beside the service) is refused at start, naming the fix: two delivery
+/// engines over one SQLite file were never meant to share it (PostgreSQL
+/// is how several servers do). Once the first is gone, even killed, the
+/// next starts.
+#[tokio::test]
+async fn a_second_server_on_the_same_sqlite_database_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, mut lines, log) = spawn_serve(&mut serve_command(dir.path()));
+    listening_url(&mut lines).await;
+    let second = serve_command(dir.path())
+        .env("MAILROOM_ADMIN_TOKEN", TOKEN)
+        .kill_on_drop(true)
+        .output();
+    let second = tokio::time::timeout(std::time::Duration::from_secs(20), second)
+        .await
+        .expect("the second server stops at start, as it did not before")
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(78), "{said}");
+    assert!(
+        said.contains("another Mailroom server uses the database") && said.contains("PostgreSQL"),
+        "{said}"
+    );
+    // SIGKILL: the lock goes with the process.
+    let pid = first.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .unwrap();
+    let _ = log.await;
+    let (third, mut lines, log) = spawn_serve(&mut serve_command(dir.path()));
+    listening_url(&mut lines).await;
+    stop_with_sigterm(third, log).await;
+}
+
 /// A self-signed pair for localhost ending on 1 January of `year`, written
 /// to `cert` and `key`.
 fn write_pair(cert: &std::path::Path, key: &std::path::Path, year: i32) {
