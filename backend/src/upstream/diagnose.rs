@@ -104,9 +104,18 @@ fn sp_fix(s: &Settings) -> String {
 /// root, so something in between answered for it.
 const TLS_INSPECTED: &str = "Something between this server and Microsoft presented a certificate this machine does not trust: usually a firewall or proxy that inspects TLS (Zscaler, Palo Alto, Fortinet and the like). Add that device's root certificate to this machine's trust store (Debian: copy it as a .crt file to /usr/local/share/ca-certificates/, run update-ca-certificates, then restart Mailroom), or have the login host and graph.microsoft.com exempted from inspection.";
 
-/// Whether a connection failure's text is a certificate rustls refused.
-fn untrusted(detail: &str) -> bool {
-    detail.contains("invalid peer certificate")
+/// The fix when the outgoing proxy (HTTPS_PROXY) could not be used.
+const PROXY_FAILED: &str = "The outgoing proxy named by HTTPS_PROXY (or https_proxy, ALL_PROXY) in Mailroom's environment could not be used: check its address and port, and that it allows CONNECT to the login host and graph.microsoft.com on port 443; unset it if this server reaches Microsoft directly.";
+
+/// The fix for a connection to Microsoft that failed, from its text.
+fn connect_fix(detail: &str, otherwise: &str) -> String {
+    if detail.contains("invalid peer certificate") {
+        TLS_INSPECTED.into()
+    } else if detail.contains("tunnel error") {
+        PROXY_FAILED.into()
+    } else {
+        otherwise.into()
+    }
 }
 
 /// The fix when the token endpoint's answer is not Entra's.
@@ -186,11 +195,7 @@ pub fn token_error(
         TokenError::Connect(detail) => diag(
             None,
             format!("Could not connect to the token endpoint at {authority} ({detail})."),
-            if untrusted(detail) {
-                TLS_INSPECTED.into()
-            } else {
-                "Check that this server may reach the Microsoft login host over HTTPS (port 443), through any proxy or firewall.".into()
-            },
+            connect_fix(detail, "Check that this server may reach the Microsoft login host over HTTPS (port 443), through any proxy or firewall."),
         ),
         TokenError::Assertion(detail) => diag(
             None,
@@ -416,11 +421,7 @@ pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosi
                 Kind::Pause,
                 None,
                 format!("Mailroom could not reach Microsoft Graph at {endpoint}: {e}."),
-                if untrusted(e) {
-                    TLS_INSPECTED.into()
-                } else {
-                    "Check that this server can reach it over HTTPS (port 443): DNS, firewall and any proxy.".into()
-                },
+                connect_fix(e, "Check that this server can reach it over HTTPS (port 443): DNS, firewall and any proxy."),
             )
         }
     };
@@ -1178,5 +1179,13 @@ mod tests {
             &timeouts,
         );
         assert!(!refused.hint.contains("inspects TLS"), "{}", refused.hint);
+        // HTTPS_PROXY set to a proxy that cannot be used (reqwest's words).
+        let tunnel = "tunnel error: failed to create underlying connection: tcp connect error: Connection refused (os error 111)";
+        let token = token_error(&TokenError::Connect(tunnel.into()), &s, &req, &timeouts);
+        let graph = graph_failure(&GraphFailure::Connect(tunnel.into()), &s, "x");
+        for hint in [&token.hint, &graph.hint] {
+            assert!(hint.contains("HTTPS_PROXY"), "{hint}");
+        }
+        assert!(!refused.hint.contains("HTTPS_PROXY"), "{}", refused.hint);
     }
 }
