@@ -413,7 +413,7 @@ pub async fn submit(url: &str, key: &str, query: &str, raw: Vec<u8>) -> Answer {
         }
         Err(e) => {
             let chain = crate::upstream::entra::error_chain(&e);
-            Answer::Unreachable(if crate::upstream::untrusted_certificate(&e) {
+            Answer::Unreachable(if crate::upstream::untrusted_certificate(&chain) {
                 format!(
                     "{url} answered, but its TLS certificate is not trusted here ({chain}). If it comes from your organisation's own CA, point SSL_CERT_FILE at that CA's PEM file (SSL_CERT_FILE=/etc/ssl/certs/contoso-ca.pem mailroom sendmail …) or add the CA to this machine's trust store; if the URL's host is not a name in the certificate, use one that is"
                 )

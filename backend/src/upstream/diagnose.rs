@@ -109,7 +109,7 @@ const PROXY_FAILED: &str = "The outgoing proxy named by HTTPS_PROXY (or https_pr
 
 /// The fix for a connection to Microsoft that failed, from its text.
 fn connect_fix(detail: &str, otherwise: &str) -> String {
-    if detail.contains("invalid peer certificate") {
+    if super::untrusted_certificate(detail) {
         TLS_INSPECTED.into()
     } else if detail.contains("tunnel error") {
         PROXY_FAILED.into()

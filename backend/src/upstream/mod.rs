@@ -49,27 +49,11 @@ pub fn cut_at(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Whether a request failed on the server's certificate (rustls refused it
-/// during the handshake), not on reaching the server.
-pub fn untrusted_certificate(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        // An io::Error's source() skips the error it wraps: read that too.
-        let inner = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|e| e as &(dyn std::error::Error + 'static));
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
-                return matches!(
-                    tls,
-                    rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-                );
-            }
-        }
-        source = inner.or_else(|| err.source());
-    }
-    false
+/// Whether a failed request's error chain ([`entra::error_chain`]) is a
+/// certificate rustls refused during the handshake, not a server that
+/// could not be reached: rustls says "invalid peer certificate: …".
+pub fn untrusted_certificate(chain: &str) -> bool {
+    chain.contains("invalid peer certificate")
 }
 
 /// Reads at most `cap` bytes of an answer's body: `(body, true)` when that

@@ -513,8 +513,8 @@ impl Webhooks {
             // Without the URL, which for Slack and Teams is the credential
             // (this text is logged and shown).
             Err(e) => {
-                let untrusted = crate::upstream::untrusted_certificate(&e);
                 let chain = crate::upstream::entra::error_chain(&e.without_url());
+                let untrusted = crate::upstream::untrusted_certificate(&chain);
                 Sent {
                     status: None,
                     error: Some(if untrusted {

@@ -23,19 +23,25 @@ pub const MAX_PAGE: usize = 200;
 pub fn list_path(status: &str, q: &str, limit: usize, before: Option<&str>) -> String {
     let mut path = String::from("/api/messages?limit=");
     path.push_str(&limit.to_string());
-    for (key, value) in [
-        ("status", status),
-        ("q", q.trim()),
-        ("before", before.unwrap_or("")),
-    ] {
-        if !value.is_empty() {
-            path.push('&');
-            path.push_str(key);
-            path.push('=');
-            path.push_str(&String::from(js_sys::encode_uri_component(value)));
-        }
-    }
+    push_query(
+        &mut path,
+        &[
+            ("status", status),
+            ("q", q.trim()),
+            ("before", before.unwrap_or("")),
+        ],
+    );
     path
+}
+
+/// Each pair with a value as `&key=value`, the value encoded.
+fn push_query(path: &mut String, pairs: &[(&str, &str)]) {
+    for (key, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        path.push('&');
+        path.push_str(key);
+        path.push('=');
+        path.push_str(&String::from(js_sys::encode_uri_component(value)));
+    }
 }
 
 /// `GET /api/messages`: a page and the cursor after it.
@@ -197,12 +203,12 @@ pub struct UseActivity {
 
 /// `POST /api/messages/retry` for the messages a filter shows.
 pub fn retry_path(status: &str, q: &str) -> String {
-    let mut path = String::from("/api/messages/retry?status=");
-    path.push_str(&String::from(js_sys::encode_uri_component(status)));
-    if !q.trim().is_empty() {
-        path.push_str("&q=");
-        path.push_str(&String::from(js_sys::encode_uri_component(q.trim())));
-    }
+    let mut path = [
+        "/api/messages/retry?status=",
+        &String::from(js_sys::encode_uri_component(status)),
+    ]
+    .concat();
+    push_query(&mut path, &[("q", q.trim())]);
     path
 }
 
