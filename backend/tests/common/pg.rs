@@ -79,10 +79,16 @@ impl Drop for PgSchema {
                 .enable_all()
                 .build()
                 .unwrap();
+            // Bounded: a server of the test may still hold a transaction on
+            // the schema, on the very runtime this join blocks, so an
+            // unbounded DROP waited on it for ever (a CI run hung here). A
+            // schema left behind is only a test database's leftover.
             rt.block_on(async {
                 let _ = admin()
                     .await
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .batch_execute(&format!(
+                        "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {name} CASCADE"
+                    ))
                     .await;
             });
         })
