@@ -1031,7 +1031,8 @@ async fn oversize_and_too_many_recipients_are_refused_with_their_codes() {
     assert!(r.starts_with("552 5.3.4"), "{r}");
     // A size past what a number holds is over the limit too: smtp-proto
     // read one of many digits as its last few, and it was taken. One just
-    // past it smtp-proto itself refuses as not a size.
+    // past it smtp-proto itself refused as not a size (501), while RFC 1870
+    // allows 20 digits.
     let r = w
         .command(&format!("MAIL FROM:<{}> SIZE={}", mailer(), "9".repeat(23)))
         .await;
@@ -1041,6 +1042,11 @@ async fn oversize_and_too_many_recipients_are_refused_with_their_codes() {
             "MAIL FROM:<{}> SIZE=18446744073709551616",
             mailer()
         ))
+        .await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    // Not a number at all stays a syntax error.
+    let r = w
+        .command(&format!("MAIL FROM:<{}> SIZE=12x", mailer()))
         .await;
     assert!(r.starts_with("501 5.5.4"), "{r}");
     assert!(w.command("RSET").await.starts_with("250"));

@@ -258,6 +258,7 @@ pub(crate) fn ascii_line(text: &str) -> String {
 fn read_leniently(e: ProtoError, line: &[u8]) -> Result<smtp_proto::Request<String>, ProtoError> {
     match e {
         ProtoError::SyntaxError { .. } => unbracketed(line).ok_or(e),
+        ProtoError::InvalidParameter { param: "SIZE" } => sized_past_usize(line).ok_or(e),
         ProtoError::InvalidSenderAddress | ProtoError::InvalidRecipientAddress => {
             with_refused_address(e, line)
         }
@@ -383,6 +384,34 @@ fn size_past_usize(line: &[u8]) -> bool {
             && param[5..].bytes().all(|b| b.is_ascii_digit())
             && param[5..].parse::<usize>().is_err()
     })
+}
+
+/// The MAIL line read with its `SIZE=` past what a `usize` holds as
+/// `usize::MAX`, over every limit, when smtp-proto refused it as not a size:
+/// it refuses one that saturates exactly (`SIZE=18446744073709551616`), while
+/// RFC 1870 allows up to 20 digits, so the answer is `552`, not `501`.
+fn sized_past_usize(line: &[u8]) -> Option<smtp_proto::Request<String>> {
+    if !size_past_usize(line) {
+        return None;
+    }
+    let text = std::str::from_utf8(line)
+        .ok()?
+        .trim_end_matches(['\r', '\n']);
+    let fixed: Vec<&str> = text
+        .split(' ')
+        .map(|word| match word.get(..5) {
+            Some(key) if key.eq_ignore_ascii_case("SIZE=") => "SIZE=0",
+            _ => word,
+        })
+        .collect();
+    let fixed = fixed.join(" ") + "\r\n";
+    match smtp_proto::Request::parse(&mut fixed.as_bytes().iter()).ok()? {
+        smtp_proto::Request::Mail { mut from } => {
+            from.size = usize::MAX;
+            Some(smtp_proto::Request::Mail { from }.into_owned())
+        }
+        _ => None,
+    }
 }
 
 /// The request read with the address bracketed, when the line is `MAIL
