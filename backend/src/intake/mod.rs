@@ -418,6 +418,20 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             f.name = "x-original-message-id".into();
         }
     }
+    // A Date that is not one (a script's `Date: $(date)`, `Sun Dec  6
+    // 19:55:11 UTC 2026`; a zone left out; `yesterday`): mail clients show
+    // no date or sort it apart, and spam filters count it against the
+    // message (SpamAssassin's INVALID_DATE). The same as a Message-ID that
+    // is not one: the line is kept under X-Original-Date and the message
+    // gets Mailroom's Date (RFC 6409 8.2).
+    for f in fields.iter_mut().filter(|f| f.name == "date") {
+        let date = mail_parser::DateTime::parse_rfc822(f.value().trim());
+        if !date.is_some_and(|d| d.is_valid()) {
+            let colon = f.raw.iter().position(|b| *b == b':').unwrap_or(0);
+            f.raw = [&b"X-Original-Date"[..], &f.raw[colon..]].concat();
+            f.name = "x-original-date".into();
+        }
+    }
     let mut head_bytes: Vec<u8> = fields.iter().flat_map(|f| f.raw.clone()).collect();
     head_bytes.extend_from_slice(b"\r\n");
     let Some(parsed) = MessageParser::default().parse_headers(&head_bytes) else {
@@ -886,6 +900,56 @@ mod tests {
             .ends_with("\r\n\r\n\u{e9}t\u{e9}\r\n\u{ff}".as_bytes()));
         assert_eq!(c.envelope_from, at("allowed", "contoso.com"));
         assert_eq!(c.recipients, vec![at("to", "example.org")]);
+    }
+
+    /// A Date that is not one (the shell's `date`, no zone, a word) is kept
+    /// as X-Original-Date and the message gets Mailroom's; a right one, in
+    /// any zone or with a comment, is kept as it is.
+    #[test]
+    fn a_date_that_is_not_one_is_replaced_and_kept_aside() {
+        for bad in [
+            "Sun Dec  6 19:55:11 UTC 2026",
+            "Sun, 06 Dec 2026 19:55:11",
+            "2026-12-06T19:55:11Z",
+            "06/12/2026 19:55",
+            "Sun, 06 Dec 2026 25:55:11 +0000",
+            "yesterday",
+            "",
+        ] {
+            let raw = msg(&format!(
+                "From: {}\r\nDate: {bad}\r\n",
+                at("allowed", "contoso.com")
+            ));
+            let c = run(&raw).unwrap();
+            let text = String::from_utf8_lossy(&c.body);
+            let kept = format!("\r\nX-Original-Date: {bad}\r\n");
+            assert!(text.contains(&kept), "{bad}: {text}");
+            let dates: Vec<&str> = text
+                .split("\r\n")
+                .filter_map(|l| l.strip_prefix("Date: "))
+                .collect();
+            assert_eq!(dates.len(), 1, "{bad}: {text}");
+            let date = mail_parser::DateTime::parse_rfc822(dates[0]).expect("a date");
+            assert!(date.is_valid() && date.year >= 2026, "{bad}: {}", dates[0]);
+        }
+        for good in [
+            "Sun, 06 Dec 2026 19:55:11 +0000",
+            "6 Dec 2026 19:55 +0100",
+            "Sun, 6 Dec 2026 19:55:11 GMT",
+            "Sun, 06 Dec 2026 19:55:11 -0000 (UTC)",
+        ] {
+            let raw = msg(&format!(
+                "From: {}\r\nDate: {good}\r\n",
+                at("allowed", "contoso.com")
+            ));
+            let text = String::from_utf8_lossy(&run(&raw).unwrap().body).into_owned();
+            assert!(
+                text.contains(&format!("\r\nDate: {good}\r\n")),
+                "{good}: {text}"
+            );
+            assert!(!text.contains("X-Original-Date"), "{good}: {text}");
+            assert_eq!(text.matches("\r\nDate: ").count(), 1, "{good}: {text}");
+        }
     }
 
     /// Gmail refuses a message whose Message-ID is not `<left@right>`
