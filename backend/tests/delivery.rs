@@ -1405,6 +1405,7 @@ async fn the_failed_messages_a_filter_matches_are_retried_at_once() {
         ("?status=sent".to_string(), "not “sent”"),
         ("?status=failed&apps=x".to_string(), "apps"),
         ("?status=failed&limit=5".to_string(), "not limit"),
+        (format!("?status=failed&q={}", "x".repeat(1001)), "1001 characters"),
     ] {
         let (status, r) = retry(query.clone()).await;
         assert_eq!(status, 400, "{query}: {r}");
