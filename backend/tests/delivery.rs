@@ -485,6 +485,37 @@ async fn a_refused_recipient_fails_alone_and_the_message_is_sent() {
         "{m}"
     );
     assert_eq!(rig.smtp.messages()[0].rcpt_to, vec![ok]);
+    // Its summary says who did not get it, where the list and the
+    // message.sent event read it; it said nothing (last_error null).
+    let said = &m["last_error"];
+    assert_eq!(
+        (&said["stage"], &said["code"]),
+        (&json!("send"), &json!("5.1.1")),
+        "{m}"
+    );
+    let text = said["message"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with(&format!(
+            "Sent, but not to {gone} (5.1.1). The server has no such recipient."
+        )),
+        "{m}"
+    );
+    let listed = server
+        .admin(reqwest::Method::GET, "/api/messages?status=sent", None)
+        .await
+        .1;
+    assert_eq!(
+        listed["messages"][0]["last_error"], m["last_error"],
+        "{listed}"
+    );
+    // The attempt was a success, with the refusal's code and fix.
+    let attempt = &m["attempts"][0];
+    assert_eq!(
+        (&attempt["ok"], &attempt["code"]),
+        (&json!(true), &json!("5.1.1")),
+        "{m}"
+    );
+    assert!(attempt["hint"].is_string(), "{m}");
 }
 
 /// A recipient refused for now (a 4xx to its RCPT) while another is
@@ -534,6 +565,14 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     let m = server.wait_status(&id, "sent").await;
     let statuses = statuses(&m);
     assert_eq!(statuses, ["sent", "sent", "failed"], "{m}");
+    // The recipient an earlier attempt failed is still named once the
+    // last one is sent.
+    assert_eq!(m["last_error"]["code"], "5.1.1", "{m}");
+    let said = m["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with(&format!("Sent, but not to {gone} (5.1.1). ")),
+        "{m}"
+    );
     let got = rig.smtp.messages();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].rcpt_to, vec![ok.clone()]);
@@ -554,6 +593,11 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     let recipients = m["recipients"].as_array().unwrap();
     assert_eq!(recipients[0]["status"], "failed", "{m}");
     assert_eq!(recipients[1]["status"], "sent", "{m}");
+    let said = m["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with(&format!("Sent, but not to {busy} (5.1.1). ")),
+        "{m}"
+    );
 
     // A recipient refused for who sends (the daily quota) beside one the
     // server took waits too: it never fails for the sender's trouble.
@@ -1405,7 +1449,10 @@ async fn the_failed_messages_a_filter_matches_are_retried_at_once() {
         ("?status=sent".to_string(), "not “sent”"),
         ("?status=failed&apps=x".to_string(), "apps"),
         ("?status=failed&limit=5".to_string(), "not limit"),
-        (format!("?status=failed&q={}", "x".repeat(1001)), "1001 characters"),
+        (
+            format!("?status=failed&q={}", "x".repeat(1001)),
+            "1001 characters",
+        ),
     ] {
         let (status, r) = retry(query.clone()).await;
         assert_eq!(status, 400, "{query}: {r}");

@@ -384,6 +384,58 @@ async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format()
     assert_eq!(deferrals, 1, "the first deferral only");
 }
 
+/// A message sent to some of its recipients, another refused for good:
+/// `message.sent`'s SUMMARY names the one it did not reach, and a chat
+/// post says so with the fix. Both said a plain "sent" (its last_error
+/// was null), so the app and the channel never heard of the refusal.
+#[tokio::test]
+async fn a_message_sent_to_some_recipients_is_announced_as_such() {
+    let (rig, server, key) = sending_rig().await;
+    let receiver = FakeReceiver::start().await;
+    let (_, secret) = add_hook(
+        &server,
+        &receiver.url("/std"),
+        &["message.sent"],
+        "standard",
+    )
+    .await;
+    add_hook(&server, &receiver.url("/slack"), &["message.sent"], "slack").await;
+    let bad = addr("nobody", "example.org");
+    rig.smtp.configure(|c| {
+        c.rcpt_replies
+            .insert(bad.clone(), "550 5.1.1 User unknown".into());
+    });
+    let (status, q) = server
+        .submit(
+            &key,
+            &json!({"to": [addr("a", "example.org"), bad.clone()], "subject": "Invoice", "text": "x"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{q}");
+    let id = q["id"].as_str().unwrap();
+    server.wait_status(id, "sent").await;
+    let hooks = receiver.wait_for(2).await;
+    let std = hooks.iter().find(|h| h.path == "/std").unwrap();
+    let event = verified(&secret, std);
+    assert_eq!(
+        (&event["type"], &event["data"]["id"]),
+        (&json!("message.sent"), &json!(id)),
+        "{event}"
+    );
+    assert_eq!(event["data"]["last_error"]["code"], "5.1.1", "{event}");
+    let said = event["data"]["last_error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(said.contains(&format!("not to {bad} (5.1.1)")), "{event}");
+    let slack = hooks.iter().find(|h| h.path == "/slack").unwrap().json();
+    let text = slack["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("*Mailroom: a message was sent, but not to every recipient*"),
+        "{slack}"
+    );
+    assert!(text.contains(&bad) && text.contains("*Fix:*"), "{slack}");
+}
+
 #[tokio::test]
 async fn a_pause_and_its_end_are_announced_and_mail_never_waits_for_a_receiver() {
     let (rig, server, key) = sending_rig().await;

@@ -262,15 +262,27 @@ impl Engine {
         }
     }
 
-    /// Whether an earlier attempt of `m` delivered it to a recipient (one
-    /// that left others to try again). Only a message tried before can have.
-    async fn sent_before(&self, m: &Claimed) -> bool {
+    /// The recipients of `m` as its earlier attempts left them: whether one
+    /// had it (an attempt that left others to try again), and those that
+    /// failed for good, with their codes. Only a message tried before has any.
+    async fn earlier(&self, m: &Claimed) -> (bool, Vec<Refused>) {
         if m.attempt_count == 0 {
-            return false;
+            return (false, Vec::new());
         }
         match self.queue.details(&m.id).await {
-            Ok(Some(d)) => d.recipients.iter().any(|r| r.status == Status::Sent),
-            _ => false,
+            Ok(Some(d)) => (
+                d.recipients.iter().any(|r| r.status == Status::Sent),
+                d.recipients
+                    .into_iter()
+                    .filter(|r| r.status == Status::Failed)
+                    .map(|r| Refused {
+                        address: r.address,
+                        code: r.code,
+                        message: r.message.unwrap_or_default(),
+                    })
+                    .collect(),
+            ),
+            _ => (false, Vec::new()),
         }
     }
 
@@ -289,7 +301,9 @@ impl Engine {
         // The reason the message waits, when a recipient does.
         let mut waits_for: Option<Diagnosis> = None;
         let timeouts = self.tester.timeouts();
-        for ((idx, _), outcome) in m.recipients.iter().zip(outcomes) {
+        // Those that failed for good, with their codes.
+        let mut refused = Vec::new();
+        for ((idx, address), outcome) in m.recipients.iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
                     sent += 1;
@@ -321,6 +335,12 @@ impl Engine {
                     });
                     if status == Status::Deferred {
                         waits_for = Some(d.clone());
+                    } else {
+                        refused.push(Refused {
+                            address: address.clone(),
+                            code: d.code.clone(),
+                            message: d.message.clone(),
+                        });
                     }
                     last_failure = Some(d);
                 }
@@ -332,16 +352,49 @@ impl Engine {
         // and a deferred one never had it). Once none is left, it is sent
         // when the server took DATA for at least one recipient, in this
         // attempt or an earlier one.
+        let (sent_before, refused_before) = match deferred {
+            0 => self.earlier(m).await,
+            _ => (false, Vec::new()),
+        };
         let (status, next) = if deferred > 0 {
             let attempts = m.attempt_count + 1;
             (
                 Status::Deferred,
                 unix(&*self.clock) + backoff(attempts).as_secs() as i64,
             )
-        } else if sent > 0 || self.sent_before(m).await {
+        } else if sent > 0 || sent_before {
             (Status::Sent, unix(&*self.clock))
         } else {
             (Status::Failed, unix(&*self.clock))
+        };
+        // Sent, but a recipient failed for good (in this attempt or an
+        // earlier one): the message says so where its summary is read (the
+        // list, `message.sent`'s data, a chat post), not only in its
+        // details; its last_error was cleared as for a message every
+        // recipient had.
+        let refused: Vec<Refused> = refused_before.into_iter().chain(refused).collect();
+        let partly = match (status, refused.last()) {
+            (Status::Sent, Some(last)) => {
+                let (stage, hint) = match &last_failure {
+                    Some(d) => (d.stage, d.hint.clone()),
+                    None => (
+                        Stage::Send,
+                        "Each recipient's reply is in the message's details; send the message again to the ones it did not reach.".into(),
+                    ),
+                };
+                Some(Diagnosis {
+                    stage,
+                    code: last.code.clone(),
+                    message: format!(
+                        "Sent, but not to {}. {}",
+                        not_reached(&refused),
+                        last.message
+                    ),
+                    hint,
+                    kind: Kind::Permanent,
+                })
+            }
+            _ => None,
         };
         let transcript = last_failure.as_ref().map(|_| self.masked_transcript(c));
         if last_failure.is_none() {
@@ -366,7 +419,7 @@ impl Engine {
                 m,
                 status == Status::Sent,
                 match status {
-                    Status::Sent => None,
+                    Status::Sent => partly.as_ref(),
                     _ => waits.as_ref().or(last_failure.as_ref()),
                 },
                 if sent == 0 && status == Status::Sent {
@@ -395,6 +448,36 @@ impl Engine {
             return c.open.session.reset(&mut c.open.progress).await.is_ok();
         }
         true
+    }
+}
+
+/// A recipient that failed for good: its address, and the reply's code
+/// and explanation.
+struct Refused {
+    address: String,
+    code: Option<String>,
+    message: String,
+}
+
+/// The recipients a sent message did not reach, with their codes: the
+/// first five, and how many more.
+fn not_reached(refused: &[Refused]) -> String {
+    const SHOWN: usize = 5;
+    let mut names: Vec<String> = refused
+        .iter()
+        .take(SHOWN)
+        .map(|r| match &r.code {
+            Some(code) => format!("{} ({code})", r.address),
+            None => r.address.clone(),
+        })
+        .collect();
+    if refused.len() > SHOWN {
+        names.push(format!("{} more", refused.len() - SHOWN));
+    }
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 

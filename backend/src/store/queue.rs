@@ -367,10 +367,12 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
-    /// The message's `last_error` columns after this attempt: cleared by a success.
+    /// The message's `last_error` columns after this attempt: cleared by a
+    /// success, unless it names recipients that failed for good (a stage:
+    /// the message was sent to the others).
     pub fn last_error(&self) -> (Option<&'static str>, Option<String>, Option<String>) {
         let a = &self.attempt;
-        if a.ok {
+        if a.ok && a.stage.is_none() {
             (None, None, None)
         } else {
             (
