@@ -35,6 +35,13 @@ pub struct AppsState {
     pub clock: Arc<dyn Clock>,
 }
 
+/// How a message from a trusted network names who sent it, in place of an
+/// app: `trusted network 10.0.0.5`.
+pub const TRUSTED_SOURCE: &str = "trusted network";
+
+/// How many characters a key has: `mr_` and 43.
+pub const KEY_CHARS: usize = 46;
+
 /// A new key: `mr_` and 32 random bytes in URL-safe base64 (43 characters).
 pub fn new_key() -> String {
     let mut bytes = [0u8; 32];

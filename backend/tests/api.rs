@@ -1195,6 +1195,8 @@ async fn an_unknown_id_is_repeated_only_in_part() {
         // A query value that is not one of its choices.
         ("GET", format!("/api/messages?status={long}"), None),
         ("GET", format!("/api/messages?limit={long}"), None),
+        ("GET", format!("/api/messages?app={long}"), None),
+        ("GET", format!("/api/messages?profile={long}"), None),
         (
             "GET",
             format!("/api/settings/certificate.pem?which={long}"),

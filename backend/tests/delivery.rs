@@ -874,6 +874,94 @@ async fn activity_lists_newest_first_with_filters_and_a_cursor() {
     assert_eq!(anonymous.status().as_u16(), 401);
 }
 
+/// A list filtered by an app or profile that names none was an empty list,
+/// which told a script checking `?status=failed&app=Billing` (the app's
+/// name, as the page shows it) that nothing failed. It is a 400 naming the
+/// field, with the id when the name or another case of it was given; a
+/// known one with nothing to list stays an empty list.
+#[tokio::test]
+async fn a_filter_by_an_app_or_profile_that_names_none_is_refused() {
+    let (_rig, server, _key) = sending_rig().await;
+    let (billing, _) = server.new_app(json!({"name": "Billing"})).await;
+    let get = |path: String| {
+        let server = &server;
+        async move { server.admin(reqwest::Method::GET, &path, None).await }
+    };
+    for (path, field, says) in [
+        (
+            "/api/messages?status=failed&app=Billing".to_string(),
+            "app",
+            format!("app={billing}"),
+        ),
+        (
+            format!("/api/messages?app={}", billing.to_uppercase()),
+            "app",
+            format!("app={billing}"),
+        ),
+        (
+            "/api/messages?app=app_0000".to_string(),
+            "app",
+            "There is no app “app_0000”".to_string(),
+        ),
+        (
+            "/api/messages?profile=Default".to_string(),
+            "profile",
+            "profile=default".to_string(),
+        ),
+        (
+            "/api/messages?profile=prf_gone".to_string(),
+            "profile",
+            "There is no profile “prf_gone”".to_string(),
+        ),
+        (
+            "/api/messages?app=trusted%20network%2010.0.0.5".to_string(),
+            "app",
+            "find them with q=".to_string(),
+        ),
+    ] {
+        let (status, r) = get(path.clone()).await;
+        assert_eq!(status, 400, "{path}: {r}");
+        let said = r["errors"][field][0].as_str().unwrap_or_default();
+        assert!(said.contains(&says), "{path}: {r}");
+    }
+    // Known, with nothing to list: an empty list, as before.
+    for path in [
+        format!("/api/messages?status=failed&app={billing}"),
+        "/api/messages?status=failed&profile=default".to_string(),
+    ] {
+        let (status, r) = get(path.clone()).await;
+        assert_eq!(status, 200, "{path}: {r}");
+        assert_eq!(r["messages"], json!([]), "{path}: {r}");
+    }
+    // The bulk retry reads its filter the same way.
+    let (status, r) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/messages/retry?status=failed&app=Billing",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{r}");
+    assert!(
+        r["errors"]["app"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&billing),
+        "{r}"
+    );
+    let (status, r) = server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/messages/retry?status=failed&app={billing}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, r),
+        (200, json!({"retried": 0, "skipped": 0, "more": false}))
+    );
+}
+
 /// SMTP smuggling (2023): an upstream that takes a bare CR as a line end
 /// read `CR . CR` in a body as the end of the data, and what followed as
 /// commands: a second message, sent as an address the app's From policy

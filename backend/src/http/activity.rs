@@ -51,6 +51,64 @@ fn check_search(q: Option<&str>) -> Result<(), AppError> {
     }
 }
 
+/// When a filtered list came back empty: an `app` or `profile` that names
+/// none is refused, where an empty list said "nothing failed" to a script
+/// that gave an app's name (`app=Billing`, as the page shows it) or a
+/// mistyped id; one given by name, or its id in another case, is told the
+/// id. An id of a deleted app whose messages are left still lists them.
+async fn check_names(
+    s: &Sending,
+    app: Option<&str>,
+    profile: Option<&str>,
+) -> Result<(), AppError> {
+    if let Some(given) = app {
+        let apps = s.apps.queue.list_apps().await?;
+        if !apps.iter().any(|a| a.id == given) {
+            let meant = named(&apps, given, |a| (&a.id, &a.name));
+            return Err(AppError::field(
+                "app",
+                match meant {
+                    Some(a) => format!("Filter by the app's id: app={} (“{}” is its name).", a.id, short(&a.name)),
+                    // A message from a trusted network shows its source in
+                    // `app`; the filter reads apps' ids only.
+                    None if given.starts_with(crate::apps::TRUSTED_SOURCE) => "Messages from a trusted network have no app to filter by: find them with q= and their sender's address.".into(),
+                    None => format!("There is no app “{}”, and no message of one by that id: give an app's id (app_…) from GET /api/apps.", short(given)),
+                },
+            ));
+        }
+    }
+    if let Some(given) = profile {
+        let profiles = s.apps.profiles.profiles().await?;
+        if !profiles.iter().any(|p| p.id == given) {
+            let meant = named(&profiles, given, |p| (&p.id, &p.name));
+            return Err(AppError::field(
+                "profile",
+                match meant {
+                    Some(p) => format!("Filter by the profile's id: profile={} (“{}” is its name).", p.id, short(&p.name)),
+                    None => format!("There is no profile “{}”, and no message of one by that id: give a profile's id (default or prf_…) from GET /api/profiles.", short(given)),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The one of `all` that `given` names by its id in another case, or by
+/// its name.
+fn named<'a, T>(
+    all: &'a [T],
+    given: &str,
+    id_name: impl Fn(&T) -> (&String, &String),
+) -> Option<&'a T> {
+    let given = given.trim();
+    all.iter()
+        .find(|t| id_name(t).0.eq_ignore_ascii_case(given))
+        .or_else(|| {
+            all.iter()
+                .find(|t| id_name(t).1.trim().eq_ignore_ascii_case(given))
+        })
+}
+
 async fn list(
     State(s): State<Sending>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -71,19 +129,24 @@ async fn list(
         })?),
     };
     let before = q.before.filter(|b| !b.is_empty());
+    let q_app = q.app.filter(|a| !a.is_empty());
+    let q_profile = q.profile.filter(|p| !p.is_empty());
     check_search(q.q.as_deref())?;
     let (messages, next) = s
         .apps
         .queue
         .list(ListFilter {
             status,
-            app: q.app.filter(|a| !a.is_empty()),
+            app: q_app.clone(),
             q: q.q,
             limit,
             before: before.clone(),
-            profile: q.profile.filter(|p| !p.is_empty()),
+            profile: q_profile.clone(),
         })
         .await?;
+    if messages.is_empty() {
+        check_names(&s, q_app.as_deref(), q_profile.as_deref()).await?;
+    }
     // An empty page after a message that is not there (mistyped, or removed
     // by retention since the last page) would look like the list's end.
     if let (true, Some(id)) = (messages.is_empty(), &before) {
@@ -200,6 +263,14 @@ async fn retry_all(
             None => break false,
         }
     };
+    if ids.is_empty() {
+        check_names(
+            &s,
+            q.app.as_deref().filter(|a| !a.is_empty()),
+            q.profile.as_deref().filter(|p| !p.is_empty()),
+        )
+        .await?;
+    }
     let clock = &s.apps.clock;
     let (mut retried, mut skipped) = (0, 0);
     for id in &ids {

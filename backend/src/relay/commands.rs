@@ -377,7 +377,11 @@ impl Session {
         };
         let (app, source, rewrite) = match &sender {
             Sender::App(app) => (Some(app.clone()), None, app.rewrite_from),
-            Sender::Trusted(ip) => (None, Some(format!("trusted network {ip}")), false),
+            Sender::Trusted(ip) => (
+                None,
+                Some(format!("{} {ip}", crate::apps::TRUSTED_SOURCE)),
+                false,
+            ),
         };
         let app_id = app.as_ref().map(|a| a.id.clone());
         let built = match crate::intake::check(

@@ -582,7 +582,7 @@ impl Session {
                 // Each sender (an app, or a trusted network's client) has its share.
                 let sender = match self.tx.as_ref().map(|t| &t.sender) {
                     Some(Sender::App(app)) => app.id.clone(),
-                    Some(Sender::Trusted(ip)) => format!("trusted network {ip}"),
+                    Some(Sender::Trusted(ip)) => format!("{} {ip}", crate::apps::TRUSTED_SOURCE),
                     None => format!("peer {}", self.peer),
                 };
                 let want = (body.len() + READ_CHUNK).next_multiple_of(ROOM_STEP) as u64;
