@@ -534,6 +534,49 @@ async fn refusals_are_logged_with_the_reason_and_never_the_key() {
     assert!(!text.contains(&key), "the key reached the log: {text}");
 }
 
+/// A device whose password or username field holds fewer characters than
+/// a key (46) or an app's id (28) cuts them; the log says so, with the way
+/// out (a trusted network), where it said "a revoked key, another app's,
+/// or a typo" and "no app has the id".
+#[tokio::test]
+async fn a_key_or_id_a_device_cut_short_is_logged_as_such() {
+    let log = CapturedLog::start();
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, key) = server.new_app(json!({"name": "Printer"})).await;
+    assert_eq!(key.len(), 46, "{key}");
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w
+        .auth_plain(&app, &key[..32])
+        .await
+        .starts_with("535 5.7.8"));
+    assert!(w
+        .auth_plain(&app[..20], &key)
+        .await
+        .starts_with("535 5.7.8"));
+    let text = logged(&log, "is the start of app").await;
+    assert!(
+        text.contains(&format!(
+            "the password is not the key of app {app} (\"Printer\"): it is 32 characters of a key's 46: the device cut it"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "the username \"{}\" is the start of app {app}'s id, 20 of its 28 characters: the device cut it",
+            &app[..20]
+        )),
+        "{text}"
+    );
+    assert!(text.contains("--smtp-trusted-network"), "{text}");
+    assert!(
+        !text.contains(&key[..32]),
+        "the key reached the log: {text}"
+    );
+    // Whole, they sign in.
+    assert!(w.auth_plain(&app, &key).await.starts_with("235"));
+}
+
 /// Waits until the log holds `needle`; returns it all.
 async fn logged(log: &CapturedLog, needle: &str) -> String {
     let started = Instant::now();

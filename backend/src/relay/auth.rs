@@ -136,23 +136,38 @@ impl Session {
             (_, Err(Refused::LockedOut(_))) => {
                 "too many failed sign-ins from this address".to_string()
             }
-            (Some((id, name)), _) => {
-                format!("the password is not the key of app {id} (\"{name}\"): a revoked key, another app's, or a typo")
-            }
+            (Some((id, name)), _) => match cut_key(pass.trim()) {
+                Some(cut) => format!("the password is not the key of app {id} (\"{name}\"): {cut}"),
+                None => format!("the password is not the key of app {id} (\"{name}\"): a revoked key, another app's, or a typo"),
+            },
             (None, _) => {
-                // An app's name where its id belongs is the likeliest slip.
-                let by_name = match self.shared.sending.apps.queue.list_apps().await {
-                    Ok(apps) => apps
-                        .into_iter()
-                        .find(|a| a.name.eq_ignore_ascii_case(user.trim())),
-                    Err(_) => None,
-                };
-                match by_name {
-                    Some(app) => format!(
+                let apps = self
+                    .shared
+                    .sending
+                    .apps
+                    .queue
+                    .list_apps()
+                    .await
+                    .unwrap_or_default();
+                let given = user.trim();
+                // An app's name where its id belongs is the likeliest slip;
+                // then the start of an id, where a device's field was short.
+                let by_name = apps.iter().find(|a| a.name.eq_ignore_ascii_case(given));
+                let cut_from = apps.iter().find(|a| {
+                    given.len() >= 8 && a.id.len() > given.len() && a.id.starts_with(given)
+                });
+                match (by_name, cut_from) {
+                    (Some(app), _) => format!(
                         "the username \"{}\" is the name of app {}: the username is the app's id ({}), the password its key (mr_...)",
                         app.name, app.id, app.id
                     ),
-                    None => wrong_username(user.trim()),
+                    (None, Some(app)) => format!(
+                        "the username \"{given}\" is the start of app {}'s id, {} of its {} characters: {CUT_FIX}",
+                        app.id,
+                        given.len(),
+                        app.id.len()
+                    ),
+                    (None, None) => wrong_username(given),
                 }
             }
         };
@@ -171,6 +186,23 @@ impl Session {
             _ => Flow::Go,
         }
     }
+}
+
+/// What to do when a device cut the username or the password to what its
+/// field holds.
+const CUT_FIX: &str = "the device cut it to what its field holds. Give it whole; a device whose field cannot hold it can send without AUTH from a trusted network (--smtp-trusted-network), each such message shown as from that address";
+
+/// Why a password given for a known app's id is wrong, when it looks like
+/// a key a device cut short (some printers' password fields hold 32 or
+/// fewer characters; a key has [`crate::apps::KEY_CHARS`]).
+fn cut_key(pass: &str) -> Option<String> {
+    let chars = pass.chars().count();
+    (pass.starts_with("mr_") && chars < crate::apps::KEY_CHARS).then(|| {
+        format!(
+            "it is {chars} characters of a key's {}: {CUT_FIX}",
+            crate::apps::KEY_CHARS
+        )
+    })
 }
 
 /// Why a username that is no app's id was refused, for the log: what it
