@@ -853,7 +853,12 @@ fn in_words(detail: &str) -> String {
         "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => {
             "a whole number"
         }
-        "a sequence" => "a list, [ … ]",
+        // One address where a list belongs (`"to": "a@example.org"`): the
+        // list to write instead.
+        "a sequence" => match said.strip_prefix("invalid type: string ") {
+            Some(text) => return format!("{said}, expected a list: write [{text}]"),
+            None => "a list, [ … ]",
+        },
         "a map" => "an object, { … } with named fields",
         e if e.starts_with("struct ") => "an object, { … } with named fields",
         _ => return detail.to_string(),
@@ -1137,7 +1142,11 @@ mod tests {
         );
         assert_eq!(
             said(r#"{"allowed_from": "a@example.org"}"#),
-            "allowed_from: invalid type: string \"a@example.org\", expected a list, [ … ]"
+            "allowed_from: invalid type: string \"a@example.org\", expected a list: write [\"a@example.org\"]"
+        );
+        assert_eq!(
+            said(r#"{"allowed_from": 5}"#),
+            "allowed_from: invalid type: integer `5`, expected a list, [ … ]"
         );
     }
 
