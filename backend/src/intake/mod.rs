@@ -267,10 +267,24 @@ fn spaced_field_name(line: &[u8]) -> Option<&[u8]> {
     (trimmed.len() < name.len() && is_field_name(trimmed)).then_some(trimmed)
 }
 
-/// `@` signs outside quoted strings and comments: one per address a parser
-/// may find, so a value that hides a second address is noticed.
-fn bare_at_signs(value: &str) -> usize {
-    let (mut quoted, mut depth, mut escaped, mut count) = (false, 0u32, false, 0);
+/// The marks of an address field outside quoted strings and comments.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Marks {
+    /// `@` signs: one per address a parser may find, so a value that hides
+    /// a second address is noticed.
+    at: usize,
+    /// Commas, which part mailboxes.
+    commas: usize,
+    /// `<` and `>`.
+    opened: usize,
+    closed: usize,
+    /// Whether a `<` came inside another, or a `>` before its `<`.
+    misnested: bool,
+}
+
+fn bare_marks(value: &str) -> Marks {
+    let (mut quoted, mut depth, mut escaped, mut angle) = (false, 0u32, false, 0u32);
+    let mut m = Marks::default();
     for c in value.chars() {
         if escaped {
             escaped = false;
@@ -281,11 +295,44 @@ fn bare_at_signs(value: &str) -> usize {
             '"' if depth == 0 => quoted = !quoted,
             '(' if !quoted => depth += 1,
             ')' if !quoted && depth > 0 => depth -= 1,
-            '@' if !quoted && depth == 0 => count += 1,
+            _ if quoted || depth > 0 => {}
+            '@' => m.at += 1,
+            ',' => m.commas += 1,
+            '<' => {
+                m.opened += 1;
+                m.misnested |= angle > 0;
+                angle += 1;
+            }
+            '>' => {
+                m.closed += 1;
+                m.misnested |= angle == 0;
+                angle = angle.saturating_sub(1);
+            }
             _ => {}
         }
     }
-    count
+    m
+}
+
+/// What is wrong with the shape of a sender field (From, Sender, …) that a
+/// lenient parser would read past, in words with the fix: a name holding a
+/// comma outside quotes (`Smith, John <…>`, as directories write names),
+/// which makes two mailboxes of one; an angle bracket left open or one
+/// inside another; a name before an address without brackets.
+fn sender_shape(label: &str, value: &str, found: &[String]) -> Option<String> {
+    let m = bare_marks(value);
+    let shown = short(value);
+    if m.opened != m.closed || m.misnested {
+        return Some(format!("The {label} header (“{shown}”) has an angle bracket without its pair, or one inside another: write the sender as Name <address>, with one < before the address and one > after it."));
+    }
+    let addressed = found.iter().filter(|a| !a.is_empty()).count();
+    if m.commas > 0 && m.at == 1 && addressed == 1 && found.len() > 1 {
+        return Some(format!("The {label} header (“{shown}”) has a comma in its name outside quotes, which makes two mailboxes of it: put the name in double quotes, like \"Smith, John\" <address>."));
+    }
+    if m.opened == 0 && m.at == 1 && found.iter().any(|a| a.trim().contains(char::is_whitespace)) {
+        return Some(format!("The {label} header (“{shown}”) has a name and an address without angle brackets: write it as Name <address>."));
+    }
+    None
 }
 
 fn addresses(value: &HeaderValue<'_>) -> Vec<String> {
@@ -469,6 +516,10 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             );
             continue;
         }
+        if let Some(why) = sender_shape(label, &value, &found) {
+            errors.push(key, why);
+            continue;
+        }
         if found.is_empty() || found.iter().any(String::is_empty) {
             errors.push(
                 key,
@@ -479,7 +530,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             );
             continue;
         }
-        if bare_at_signs(&value) != found.len() {
+        if bare_marks(&value).at != found.len() {
             errors.push(key, format!("The {label} header (“{}”) is ambiguous: write each address once, as Name <address>.", short(&value)));
             continue;
         }
@@ -496,6 +547,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     // A message without From (cron, PHP mail()) is from its envelope sender,
     // or else from the settings' sender, as sendmail would write it.
     let query_from = envelope.from.clone().filter(|f| !f.trim().is_empty());
+    let from_query = query_from.is_some();
     let added_from = match from_addresses.first() {
         Some(_) => None,
         None if fields.iter().any(|f| f.name == "from") => None,
@@ -530,7 +582,11 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             "The message has no From header, and no settings are saved to take the sender from.",
         ),
         (_, Some(f)) => {
-            let label = format!("envelope sender (“{}”)", short(f));
+            // Named as where it came from: the query's `from`, or the From header.
+            let label = match from_query {
+                true => format!("envelope sender (“{}”)", short(f)),
+                false => format!("From header's address (“{}”)", short(f)),
+            };
             if let Some(m) = check_address(&label, f) {
                 errors.push("from", m);
             }
@@ -900,6 +956,52 @@ mod tests {
             .ends_with("\r\n\r\n\u{e9}t\u{e9}\r\n\u{ff}".as_bytes()));
         assert_eq!(c.envelope_from, at("allowed", "contoso.com"));
         assert_eq!(c.recipients, vec![at("to", "example.org")]);
+    }
+
+    /// A From whose shape a lenient parser reads past is refused with the
+    /// fix: a comma in the name outside quotes (directories write `Smith,
+    /// John`), an angle bracket left open or doubled, a name and an address
+    /// without brackets. Right ones, with the comma quoted, in a comment or
+    /// encoded, are taken.
+    #[test]
+    fn a_from_of_the_wrong_shape_is_told_how_to_write_it() {
+        let a = at("allowed", "contoso.com");
+        for (from, says) in [
+            (
+                format!("Smith, John <{a}>"),
+                "has a comma in its name outside quotes",
+            ),
+            (format!("Mailer <{a}"), "an angle bracket without its pair"),
+            (format!("Mailer {a}>"), "an angle bracket without its pair"),
+            (format!("<<{a}>>"), "an angle bracket without its pair"),
+            (
+                format!("Mailer {a}"),
+                "a name and an address without angle brackets",
+            ),
+        ] {
+            let said = refused(&msg(&format!("From: {from}\r\n")), "from");
+            assert!(
+                said.contains(says) && said.contains(&from),
+                "{from}: {said}"
+            );
+            assert!(!said.contains("envelope"), "{from}: {said}");
+        }
+        for from in [
+            format!("\"Smith, John\" <{a}>"),
+            format!("{a} (Smith, John)"),
+            format!("=?utf-8?q?Smith=2C_John?= <{a}>"),
+            format!("Mailer<{a}>"),
+            format!("<{a}> (Mailer)"),
+            format!("\"Mailer <at> contoso\" <{a}>"),
+        ] {
+            let c =
+                run(&msg(&format!("From: {from}\r\n"))).unwrap_or_else(|e| panic!("{from}: {e:?}"));
+            assert_eq!(c.envelope_from, a, "{from}");
+        }
+        // An address of the wrong shape from the From header is named as
+        // the From header's, not as an envelope sender the client never gave.
+        let said = refused(&msg("From: mailer@\r\n"), "from");
+        assert!(!said.contains("envelope sender"), "{said}");
     }
 
     /// A Date that is not one (the shell's `date`, no zone, a word) is kept
