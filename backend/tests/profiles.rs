@@ -95,7 +95,8 @@ async fn profiles_are_listed_added_changed_and_deleted_with_clear_refusals() {
     assert_eq!(s, 413);
     let (_, still) = server.admin(Method::GET, "/api/profiles", None).await;
     assert_eq!(still["profiles"].as_array().unwrap().len(), 1);
-    // The list filter is a value, never SQL.
+    // The list filter is a value, never SQL: it names no profile, and is
+    // refused as such (it was an empty list).
     let (s, none) = server
         .admin(
             Method::GET,
@@ -103,8 +104,13 @@ async fn profiles_are_listed_added_changed_and_deleted_with_clear_refusals() {
             None,
         )
         .await;
-    assert_eq!(s, 200, "{none}");
-    assert_eq!(none["messages"], json!([]));
+    assert_eq!(s, 400, "{none}");
+    assert!(
+        none["errors"]["profile"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with("There is no profile “' OR 1=1 --”")),
+        "{none}"
+    );
     let (s, e) = bad(json!({"name": "X", "settings": b, "limits": {"connections": 0}})).await;
     assert_eq!(s, 422, "{e}");
     assert!(e["errors"]["limits"][0]
