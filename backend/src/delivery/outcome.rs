@@ -506,3 +506,32 @@ pub(super) fn transcript_text(lines: &[TranscriptLine]) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recipients a sent message missed: each with its code, joined
+    /// with "and", the first five and then how many more.
+    #[test]
+    fn the_recipients_not_reached_are_named_five_at_most() {
+        let refused = |n: usize| -> Vec<Refused> {
+            (0..n)
+                .map(|i| Refused {
+                    address: format!("r{i}@example.org"),
+                    code: (i != 1).then(|| "5.1.1".to_string()),
+                    message: String::new(),
+                })
+                .collect()
+        };
+        assert_eq!(not_reached(&refused(1)), "r0@example.org (5.1.1)");
+        assert_eq!(
+            not_reached(&refused(2)),
+            "r0@example.org (5.1.1) and r1@example.org"
+        );
+        assert_eq!(
+            not_reached(&refused(8)),
+            "r0@example.org (5.1.1), r1@example.org, r2@example.org (5.1.1), r3@example.org (5.1.1), r4@example.org (5.1.1) and 3 more"
+        );
+    }
+}
