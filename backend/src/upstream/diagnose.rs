@@ -53,7 +53,7 @@ pub fn classify(f: &SmtpFailure) -> Kind {
                 Kind::Quota
             // A blocked sender, or sign-in trouble, is about the
             // configuration, not the message.
-            } else if text.contains("5.1.8") || *code == 530 || *code == 535 {
+            } else if is_sender_blocked(&text) || *code == 530 || *code == 535 {
                 Kind::Pause
             } else if (400..500).contains(code) {
                 Kind::Temporary
@@ -66,6 +66,16 @@ pub fn classify(f: &SmtpFailure) -> Kind {
         }
         _ => Kind::Pause,
     }
+}
+
+/// Whether a reply (lower case) is Microsoft blocking the sender itself,
+/// whatever the message: the mailbox restricted (`5.1.8`), the account
+/// banned for spam (`5.7.501` to `5.7.503`), or the whole tenant
+/// (`5.7.705`). Every message would get the same, so delivery pauses.
+fn is_sender_blocked(lower: &str) -> bool {
+    ["5.1.8", "5.7.501", "5.7.502", "5.7.503", "5.7.705"]
+        .iter()
+        .any(|c| lower.contains(c))
 }
 
 /// Whether a reply (its enhanced code, its text in lower case) is Exchange's
@@ -695,6 +705,14 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
             format!("Microsoft has blocked {user} from sending, usually after suspected spam or a compromised account. {said}"),
             format!("A Microsoft 365 admin must check the account (reset its password if it was compromised) and release it in Microsoft Defender: Email & collaboration > Review > Restricted entities (security.microsoft.com/restrictedentities). Delivery resumes by itself once {user} is released, or at once when the settings are saved."),
         ),
+        (_, Some("5.7.501" | "5.7.502" | "5.7.503")) => (
+            format!("Microsoft has banned {user} from sending after spam was detected from it, most often from a compromised account. {said}"),
+            format!("A Microsoft 365 admin must secure the account (reset its password, check its sign-ins and the app's secret), then ask Microsoft support to restore its sending, and check Microsoft Defender: Email & collaboration > Review > Restricted entities (security.microsoft.com/restrictedentities). Messages wait meanwhile; delivery resumes by itself once {user} may send again, or at once when the settings are saved."),
+        ),
+        (_, Some("5.7.705")) => (
+            format!("Microsoft has blocked the whole tenant from sending: most of its recent mail looked like spam. {said}"),
+            "A Microsoft 365 admin must look for compromised accounts and open a support request in the Microsoft 365 admin center; no setting in Mailroom changes this. Messages wait meanwhile; delivery resumes by itself once the tenant may send again.".into(),
+        ),
         (535, Some("5.7.139")) if lower.contains("basic authentication is disabled") => (
             format!("Basic authentication (the app password) is disabled for this tenant. {said}"),
             "Move to OAuth 2.0 (Client Credentials): choose it as the authentication method and follow the setup checklist.".into(),
@@ -1045,6 +1063,35 @@ mod tests {
             classify(&failure(530, "5.7.57 Client not authenticated")),
             Kind::Pause
         );
+        // The account or the tenant banned for spam: every message would
+        // get the same, so delivery pauses with who must do what.
+        let (s, _) = office365();
+        for (text, says, fix) in [
+            (
+                "5.7.501 Access denied, spam abuse detected",
+                "banned",
+                "Restricted entities",
+            ),
+            (
+                "5.7.503 Access denied, banned sender",
+                "banned",
+                "Microsoft support",
+            ),
+            (
+                "5.7.705 Access denied, tenant has exceeded threshold",
+                "whole tenant",
+                "support request",
+            ),
+        ] {
+            assert_eq!(classify(&failure(550, text)), Kind::Pause, "{text}");
+            let d = reply(Stage::Send, 550, text, &s);
+            assert!(
+                d.message.contains(says) && d.message.contains(text),
+                "{}",
+                d.message
+            );
+            assert!(d.hint.contains(fix), "{}", d.hint);
+        }
         assert_eq!(
             classify(&SmtpFailure::Dropped(Stage::Send)),
             Kind::Temporary
