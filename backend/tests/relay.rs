@@ -1196,6 +1196,20 @@ async fn a_trusted_network_sends_without_auth_and_is_named_as_the_source() {
     let m = send_through(&server, None, &mailer(), "from the printer").await;
     assert_eq!(m["app"], "trusted network 127.0.0.1", "{m}");
     wait_received(&rig, 1).await;
+    // Activity's filter takes what `app` shows, as for an app's id.
+    let (_, listed) = server
+        .admin(
+            reqwest::Method::GET,
+            "/api/messages?app=trusted%20network%20127.0.0.1",
+            None,
+        )
+        .await;
+    assert_eq!(listed["messages"][0]["id"], m["id"], "{listed}");
+    assert_eq!(
+        listed["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
     // Only the settings' addresses may send from a trusted network.
     let err = client(&server, None, Mechanism::Plain)
         .send(message(

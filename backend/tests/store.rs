@@ -1860,6 +1860,28 @@ async fn due_messages_are_claimed_in_turn_per_app(f: Fixture) {
         .unwrap();
     let ids: Vec<&str> = next.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["msg_a01", "msg_a02"]);
+    // The list's app filter takes an app's id, or the source a message
+    // without one shows in its place.
+    for (app, want) in [
+        ("trusted network 192.0.2.9", vec!["msg_t"]),
+        ("app_quiet", vec!["msg_b"]),
+        ("trusted network 192.0.2.99", vec![]),
+    ] {
+        let (listed, _) = s
+            .queue
+            .list(ListFilter {
+                status: None,
+                app: Some(app.into()),
+                q: None,
+                limit: 50,
+                before: None,
+                profile: None,
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = listed.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, want, "{app}");
+    }
 }
 
 /// The fixture's webhook store with one webhook for `event`, and its id.
