@@ -151,6 +151,22 @@ async fn create(
     Ok((StatusCode::CREATED, Json(CreatedApp { app, key })))
 }
 
+/// The one of `all` that `given` names by its id in another case, or by
+/// its name, as the page shows it: `id_name` gives each one's id and name.
+pub(crate) fn meant_by<'a, T>(
+    all: &'a [T],
+    given: &str,
+    id_name: impl Fn(&T) -> (&String, &String),
+) -> Option<&'a T> {
+    let given = given.trim();
+    all.iter()
+        .find(|t| id_name(t).0.eq_ignore_ascii_case(given))
+        .or_else(|| {
+            all.iter()
+                .find(|t| id_name(t).1.trim().eq_ignore_ascii_case(given))
+        })
+}
+
 /// An app's profile must exist (docs/API.md §15).
 async fn check_profile(
     state: &AppsState,
@@ -164,15 +180,7 @@ async fn check_profile(
     let shown: String = profile.chars().take(80).collect();
     // The page shows profiles by name: one given by its name, or its id in
     // another case, is told the id to give.
-    let given = profile.trim();
-    let meant = known
-        .iter()
-        .find(|p| p.id.eq_ignore_ascii_case(given))
-        .or_else(|| {
-            known
-                .iter()
-                .find(|p| p.name.trim().eq_ignore_ascii_case(given))
-        });
+    let meant = meant_by(&known, profile, |p| (&p.id, &p.name));
     errors.push(
         "profile",
         match meant {

@@ -2,6 +2,7 @@
 //! failures and pauses, each with its diagnosis and the masked transcript.
 
 use super::*;
+use mailroom_shared::sending::RecipientState;
 
 impl Engine {
     pub(super) async fn pause(&self, d: &Diagnosis) {
@@ -265,7 +266,7 @@ impl Engine {
     /// The recipients of `m` as its earlier attempts left them: whether one
     /// had it (an attempt that left others to try again), and those that
     /// failed for good, with their codes. Only a message tried before has any.
-    async fn earlier(&self, m: &Claimed) -> (bool, Vec<Refused>) {
+    async fn earlier(&self, m: &Claimed) -> (bool, Vec<RecipientState>) {
         if m.attempt_count == 0 {
             return (false, Vec::new());
         }
@@ -275,11 +276,6 @@ impl Engine {
                 d.recipients
                     .into_iter()
                     .filter(|r| r.status == Status::Failed)
-                    .map(|r| Refused {
-                        address: r.address,
-                        code: r.code,
-                        message: r.message.unwrap_or_default(),
-                    })
                     .collect(),
             ),
             _ => (false, Vec::new()),
@@ -336,10 +332,11 @@ impl Engine {
                     if status == Status::Deferred {
                         waits_for = Some(d.clone());
                     } else {
-                        refused.push(Refused {
+                        refused.push(RecipientState {
                             address: address.clone(),
+                            status,
                             code: d.code.clone(),
-                            message: d.message.clone(),
+                            message: Some(d.message.clone()),
                         });
                     }
                     last_failure = Some(d);
@@ -372,7 +369,7 @@ impl Engine {
         // list, `message.sent`'s data, a chat post), not only in its
         // details; its last_error was cleared as for a message every
         // recipient had.
-        let refused: Vec<Refused> = refused_before.into_iter().chain(refused).collect();
+        let refused: Vec<RecipientState> = refused_before.into_iter().chain(refused).collect();
         let partly = match (status, refused.last()) {
             (Status::Sent, Some(last)) => {
                 let (stage, hint) = match &last_failure {
@@ -388,7 +385,7 @@ impl Engine {
                     message: format!(
                         "Sent, but not to {}. {}",
                         not_reached(&refused),
-                        last.message
+                        last.message.as_deref().unwrap_or_default()
                     ),
                     hint,
                     kind: Kind::Permanent,
@@ -451,17 +448,9 @@ impl Engine {
     }
 }
 
-/// A recipient that failed for good: its address, and the reply's code
-/// and explanation.
-struct Refused {
-    address: String,
-    code: Option<String>,
-    message: String,
-}
-
 /// The recipients a sent message did not reach, with their codes: the
 /// first five, and how many more.
-fn not_reached(refused: &[Refused]) -> String {
+fn not_reached(refused: &[RecipientState]) -> String {
     const SHOWN: usize = 5;
     let mut names: Vec<String> = refused
         .iter()
@@ -515,12 +504,13 @@ mod tests {
     /// with "and", the first five and then how many more.
     #[test]
     fn the_recipients_not_reached_are_named_five_at_most() {
-        let refused = |n: usize| -> Vec<Refused> {
+        let refused = |n: usize| -> Vec<RecipientState> {
             (0..n)
-                .map(|i| Refused {
+                .map(|i| RecipientState {
                     address: format!("r{i}@example.org"),
+                    status: Status::Failed,
                     code: (i != 1).then(|| "5.1.1".to_string()),
-                    message: String::new(),
+                    message: None,
                 })
                 .collect()
         };

@@ -51,6 +51,11 @@ fn check_search(q: Option<&str>) -> Result<(), AppError> {
     }
 }
 
+/// A filter's value, when one is given (`app=` alone is none).
+fn given(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.is_empty())
+}
+
 /// When a filtered list came back empty: an `app` or `profile` that names
 /// none is refused, where an empty list said "nothing failed" to a script
 /// that gave an app's name (`app=Billing`, as the page shows it) or a
@@ -67,7 +72,7 @@ async fn check_names(
         // (`trusted network 10.0.0.5`): one with nothing to list is none.
         let source = given.starts_with(crate::apps::TRUSTED_SOURCE);
         if !source && !apps.iter().any(|a| a.id == given) {
-            let meant = named(&apps, given, |a| (&a.id, &a.name));
+            let meant = crate::apps::meant_by(&apps, given, |a| (&a.id, &a.name));
             return Err(AppError::field(
                 "app",
                 match meant {
@@ -80,7 +85,7 @@ async fn check_names(
     if let Some(given) = profile {
         let profiles = s.apps.profiles.profiles().await?;
         if !profiles.iter().any(|p| p.id == given) {
-            let meant = named(&profiles, given, |p| (&p.id, &p.name));
+            let meant = crate::apps::meant_by(&profiles, given, |p| (&p.id, &p.name));
             return Err(AppError::field(
                 "profile",
                 match meant {
@@ -91,22 +96,6 @@ async fn check_names(
         }
     }
     Ok(())
-}
-
-/// The one of `all` that `given` names by its id in another case, or by
-/// its name.
-fn named<'a, T>(
-    all: &'a [T],
-    given: &str,
-    id_name: impl Fn(&T) -> (&String, &String),
-) -> Option<&'a T> {
-    let given = given.trim();
-    all.iter()
-        .find(|t| id_name(t).0.eq_ignore_ascii_case(given))
-        .or_else(|| {
-            all.iter()
-                .find(|t| id_name(t).1.trim().eq_ignore_ascii_case(given))
-        })
 }
 
 async fn list(
@@ -129,23 +118,21 @@ async fn list(
         })?),
     };
     let before = q.before.filter(|b| !b.is_empty());
-    let q_app = q.app.filter(|a| !a.is_empty());
-    let q_profile = q.profile.filter(|p| !p.is_empty());
     check_search(q.q.as_deref())?;
     let (messages, next) = s
         .apps
         .queue
         .list(ListFilter {
             status,
-            app: q_app.clone(),
-            q: q.q,
+            app: given(&q.app),
+            q: q.q.clone(),
             limit,
             before: before.clone(),
-            profile: q_profile.clone(),
+            profile: given(&q.profile),
         })
         .await?;
     if messages.is_empty() {
-        check_names(&s, q_app.as_deref(), q_profile.as_deref()).await?;
+        check_names(&s, given(&q.app).as_deref(), given(&q.profile).as_deref()).await?;
     }
     // An empty page after a message that is not there (mistyped, or removed
     // by retention since the last page) would look like the list's end.
@@ -245,11 +232,11 @@ async fn retry_all(
             .queue
             .list(ListFilter {
                 status: Some(status),
-                app: q.app.clone().filter(|a| !a.is_empty()),
+                app: given(&q.app),
                 q: q.q.clone().filter(|t| !t.is_empty()),
                 limit: 200,
                 before: before.take(),
-                profile: q.profile.clone().filter(|p| !p.is_empty()),
+                profile: given(&q.profile),
             })
             .await?;
         ids.extend(page.into_iter().map(|m| m.id));
@@ -264,12 +251,7 @@ async fn retry_all(
         }
     };
     if ids.is_empty() {
-        check_names(
-            &s,
-            q.app.as_deref().filter(|a| !a.is_empty()),
-            q.profile.as_deref().filter(|p| !p.is_empty()),
-        )
-        .await?;
+        check_names(&s, given(&q.app).as_deref(), given(&q.profile).as_deref()).await?;
     }
     let clock = &s.apps.clock;
     let (mut retried, mut skipped) = (0, 0);

@@ -171,6 +171,14 @@ struct Field {
 }
 
 impl Field {
+    /// Keeps the field's line under `name` (`X-Original-Date`), its value
+    /// as written, so the message can be given one of Mailroom's own.
+    fn set_aside(&mut self, name: &str) {
+        let colon = self.raw.iter().position(|b| *b == b':').unwrap_or(0);
+        self.raw = [name.as_bytes(), &self.raw[colon..]].concat();
+        self.name = name.to_ascii_lowercase();
+    }
+
     /// The value, unfolded, without the name.
     fn value(&self) -> String {
         let text = String::from_utf8_lossy(&self.raw);
@@ -460,9 +468,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     // X-Original-Message-ID and the message gets a Message-ID of its own.
     for f in fields.iter_mut().filter(|f| f.name == "message-id") {
         if json::message_id(&f.value()).is_none() {
-            let colon = f.raw.iter().position(|b| *b == b':').unwrap_or(0);
-            f.raw = [&b"X-Original-Message-ID"[..], &f.raw[colon..]].concat();
-            f.name = "x-original-message-id".into();
+            f.set_aside("X-Original-Message-ID");
         }
     }
     // A Date that is not one (a script's `Date: $(date)`, `Sun Dec  6
@@ -474,9 +480,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     for f in fields.iter_mut().filter(|f| f.name == "date") {
         let date = mail_parser::DateTime::parse_rfc822(f.value().trim());
         if !date.is_some_and(|d| d.is_valid()) {
-            let colon = f.raw.iter().position(|b| *b == b':').unwrap_or(0);
-            f.raw = [&b"X-Original-Date"[..], &f.raw[colon..]].concat();
-            f.name = "x-original-date".into();
+            f.set_aside("X-Original-Date");
         }
     }
     let mut head_bytes: Vec<u8> = fields.iter().flat_map(|f| f.raw.clone()).collect();
