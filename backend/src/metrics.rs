@@ -1,5 +1,6 @@
 //! `GET /metrics` (docs/API.md §9): Prometheus text from the
 //! `prometheus-client` crate — messages accepted, sent and failed by app,
+//! the recipients a sent message did not reach,
 //! queue depth by status, delivery latency, token requests, relay connections,
 //! delivery attempts by transport.
 
@@ -99,6 +100,8 @@ pub struct Metrics {
     pub sent: Family<AppLabel, Counter>,
     /// Messages failed for good.
     pub failed: Family<AppLabel, Counter>,
+    /// Recipients a sent message did not reach.
+    pub recipients_failed: Family<AppLabel, Counter>,
     /// Messages by status, read from the queue at each scrape.
     pub depth: Family<StatusLabel, Gauge>,
     /// Seconds from submission to delivery.
@@ -149,6 +152,7 @@ impl Metrics {
         let accepted = Family::<AppLabel, Counter>::default();
         let sent = Family::<AppLabel, Counter>::default();
         let failed = Family::<AppLabel, Counter>::default();
+        let recipients_failed = Family::<AppLabel, Counter>::default();
         let depth = Family::<StatusLabel, Gauge>::default();
         let latency = Histogram::new(exponential_buckets(0.05, 2.0, 16));
         let relay_connections = Counter::default();
@@ -223,6 +227,11 @@ impl Metrics {
             "Messages failed for good, by app",
             failed.clone(),
         );
+        registry.register(
+            "recipients_failed",
+            "Recipients a sent message did not reach (refused for good, or still waiting at --max-queue-time), by app; a message no recipient had counts in messages_failed",
+            recipients_failed.clone(),
+        );
         registry.register("queue_depth", "Messages by status", depth.clone());
         registry.register(
             "delivery_latency_seconds",
@@ -260,6 +269,7 @@ impl Metrics {
             accepted,
             sent,
             failed,
+            recipients_failed,
             depth,
             latency,
             token_requests,

@@ -516,6 +516,12 @@ async fn a_refused_recipient_fails_alone_and_the_message_is_sent() {
         "{m}"
     );
     assert!(attempt["hint"].is_string(), "{m}");
+    // And /metrics counts the recipient it did not reach, for an alert
+    // (mailroom_messages_failed_total counts only messages no one had).
+    let app = m["app"].as_str().unwrap_or_default();
+    let text = server.metrics().await;
+    let line = format!("mailroom_recipients_failed_total{{app=\"{app}\"}} 1");
+    assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
 }
 
 /// A recipient refused for now (a 4xx to its RCPT) while another is
@@ -578,6 +584,11 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
     assert_eq!(got[0].rcpt_to, vec![ok.clone()]);
     assert_eq!(got[1].rcpt_to, vec![busy.clone()], "ok is not sent twice");
     assert_eq!(got[0].data, got[1].data, "the same message, kept whole");
+    // Counted once, when the message was sent, not again at each attempt.
+    let app = m["app"].as_str().unwrap_or_default().to_string();
+    let counted = |n: u32| format!("mailroom_recipients_failed_total{{app=\"{app}\"}} {n}");
+    let text = server.metrics().await;
+    assert!(text.lines().any(|l| l == counted(1)), "{text}");
 
     // When the one left later fails for good, the message is still sent:
     // someone had it.
@@ -598,6 +609,8 @@ async fn a_recipient_deferred_beside_a_sent_one_is_tried_again_alone() {
         said.starts_with(&format!("Sent, but not to {busy} (5.1.1). ")),
         "{m}"
     );
+    let text = server.metrics().await;
+    assert!(text.lines().any(|l| l == counted(2)), "{text}");
 
     // A recipient refused for who sends (the daily quota) beside one the
     // server took waits too: it never fails for the sender's trouble.

@@ -32,7 +32,7 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     let checked = promtool(&["check", "rules", "mailroom-alerts.yml"]);
-    assert!(checked.contains("SUCCESS: 10 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 11 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "mailroom-alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
     let rules = std::fs::read_to_string(rules_dir().join("mailroom-alerts.yml")).unwrap();
@@ -47,10 +47,11 @@ fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
         "MailroomIntakeFull",
         "MailroomDown",
         "MailroomMessagesFailed",
+        "MailroomRecipientsFailed",
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
     }
-    assert_eq!(rules.matches("Fix:").count(), 10, "each alert says the fix");
+    assert_eq!(rules.matches("Fix:").count(), 11, "each alert says the fix");
 }
 
 #[tokio::test]
@@ -86,6 +87,12 @@ async fn every_metric_the_alert_rules_use_is_exported() {
     server
         .wait_status(q["id"].as_str().unwrap(), "failed")
         .await;
+    // And one sent, but not to every recipient.
+    let some = mailroom_fakes::addr("some", "example.org");
+    let to_some = serde_json::json!({"to": [some, gone], "subject": "s", "text": "x"});
+    let (status, q) = server.submit(&other, &to_some).await;
+    assert_eq!(status, 202, "{q}");
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
     receiver.wait_for(1).await;
     let started = std::time::Instant::now();
     let metrics = loop {
@@ -106,7 +113,7 @@ async fn every_metric_the_alert_rules_use_is_exported() {
         .collect();
     used.sort();
     used.dedup();
-    assert_eq!(used.len(), 9, "{used:?}");
+    assert_eq!(used.len(), 10, "{used:?}");
     for name in used {
         let family = name.strip_suffix("_total").unwrap_or(name);
         assert!(
@@ -119,6 +126,10 @@ async fn every_metric_the_alert_rules_use_is_exported() {
         "{metrics}"
     );
     assert!(metrics.contains("mailroom_oldest_queued_age_seconds{profile=\"default\"} 0"));
+    assert!(
+        metrics.contains("mailroom_recipients_failed_total{app=\"app_"),
+        "{metrics}"
+    );
     // The relay's generated certificate, good until 4096.
     let cert = server.data.join("smtp-tls-cert.pem").display().to_string();
     let line = format!("mailroom_relay_certificate_expiry_timestamp_seconds{{cert=\"{cert}\"}} ");

@@ -227,14 +227,15 @@ async fn an_expired_message_a_recipient_had_ends_sent_with_its_event(f: Fixture)
     let mut ended: Vec<_> = first
         .iter()
         .chain(&rest)
-        .map(|e| (e.id.as_str(), e.app.as_deref(), e.status))
+        .map(|e| (e.id.as_str(), e.app.as_deref(), e.status, e.missed))
         .collect();
     ended.sort();
+    // With the recipients each did not reach, which /metrics counts.
     assert_eq!(
         ended,
         vec![
-            ("msg_none", Some("app_1"), Status::Failed),
-            ("msg_part", Some("app_1"), Status::Sent),
+            ("msg_none", Some("app_1"), Status::Failed, 2),
+            ("msg_part", Some("app_1"), Status::Sent, 1),
         ]
     );
     let part = s.queue.details("msg_part").await.unwrap().unwrap();

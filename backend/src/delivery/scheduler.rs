@@ -194,9 +194,15 @@ impl Engine {
             for m in &ended {
                 let label = Metrics::app(m.app.as_deref());
                 match m.status {
-                    Status::Sent => self.metrics.sent.get_or_create(&label).inc(),
-                    _ => self.metrics.failed.get_or_create(&label).inc(),
-                };
+                    Status::Sent => {
+                        self.metrics.sent.get_or_create(&label).inc();
+                        let missed = self.metrics.recipients_failed.get_or_create(&label);
+                        missed.inc_by(m.missed);
+                    }
+                    _ => {
+                        self.metrics.failed.get_or_create(&label).inc();
+                    }
+                }
             }
             if !ended.is_empty() {
                 let sent = ended.iter().filter(|m| m.status == Status::Sent).count();

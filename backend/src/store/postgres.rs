@@ -1638,7 +1638,13 @@ impl Queue for PgStore {
                 tx.execute(&end, &[&seq, &status.as_str(), &now]).await?;
                 tx.execute(&left, &[&seq]).await?;
                 rows.extend(events(&id, status));
-                ended.push(Expired { id, app, status });
+                let missed = row.get::<_, i64>(4) as u64;
+                ended.push(Expired {
+                    id,
+                    app,
+                    status,
+                    missed,
+                });
             }
             insert_deliveries(&tx, &rows).await?;
             Ok::<_, StoreError>(ended)

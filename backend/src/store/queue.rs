@@ -423,6 +423,9 @@ pub struct Expired {
     pub app: Option<String>,
     /// `sent` when a recipient had it, else `failed`.
     pub status: Status,
+    /// Its recipients that did not get it: those it ended, and those that
+    /// failed for good before.
+    pub missed: u64,
 }
 
 /// The webhook deliveries that announce an expired message, by its id and

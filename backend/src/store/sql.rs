@@ -343,7 +343,8 @@ pub(crate) const AFTER_ATTEMPT: &str =
 /// of the few waiting ones by `messages_due`), and whether a recipient has
 /// it already.
 pub(crate) const EXPIRING: &str = "SELECT m.seq, m.id, m.app_id,
-        EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND r.status = 'sent')
+        EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND r.status = 'sent'),
+        (SELECT COUNT(*) FROM recipients r WHERE r.message_seq = m.seq AND r.status <> 'sent')
      FROM messages m
      WHERE m.status IN ('queued', 'deferred') AND m.created_unix < ?1
        AND m.created_unix + m.quota_waited < ?1

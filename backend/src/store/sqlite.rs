@@ -1142,18 +1142,25 @@ impl Queue for SqliteStore {
                         r.get::<_, String>(1)?,
                         r.get::<_, Option<String>>(2)?,
                         r.get::<_, bool>(3)?,
+                        r.get::<_, i64>(4)?,
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut ended = Vec::with_capacity(due.len());
             let mut rows = Vec::new();
-            for (seq, id, app, partly) in due {
+            for (seq, id, app, partly, missed) in due {
                 let status = if partly { Status::Sent } else { Status::Failed };
                 tx.prepare_cached(sql::END_EXPIRED)?
                     .execute(params![seq, status.as_str(), now])?;
                 tx.prepare_cached(sql::EXPIRED_RECIPIENTS)?.execute([seq])?;
                 rows.extend(events(&id, status));
-                ended.push(Expired { id, app, status });
+                let missed = missed as u64;
+                ended.push(Expired {
+                    id,
+                    app,
+                    status,
+                    missed,
+                });
             }
             insert_deliveries(&tx, &rows)?;
             tx.commit()?;
