@@ -926,6 +926,12 @@ async fn a_filter_by_an_app_or_profile_that_names_none_is_refused() {
             "profile",
             "There is no profile “prf_gone”".to_string(),
         ),
+        (
+            // A trusted network's source, mistyped.
+            "/api/messages?app=trusted%20network%2010.0.0".to_string(),
+            "app",
+            "“trusted network 10.0.0” names no address".to_string(),
+        ),
     ] {
         let (status, r) = get(path.clone()).await;
         assert_eq!(status, 400, "{path}: {r}");

@@ -70,8 +70,18 @@ async fn check_names(
         let apps = s.apps.queue.list_apps().await?;
         // A message from a trusted network shows its source in `app`
         // (`trusted network 10.0.0.5`): one with nothing to list is none.
-        let source = given.starts_with(crate::apps::TRUSTED_SOURCE);
-        if !source && !apps.iter().any(|a| a.id == given) {
+        let source = given.strip_prefix(crate::apps::TRUSTED_SOURCE);
+        // ... and names the address it came from: one mistyped
+        // (`trusted network 10.0.0`) listed nothing without a word.
+        if let Some(ip) = source.map(str::trim) {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(AppError::field(
+                    "app",
+                    format!("“{}” names no address: write it as a message from a trusted network shows it, like app=trusted network 10.0.0.5.", short(given)),
+                ));
+            }
+        }
+        if source.is_none() && !apps.iter().any(|a| a.id == given) {
             let meant = crate::apps::meant_by(&apps, given, |a| (&a.id, &a.name));
             return Err(AppError::field(
                 "app",
