@@ -860,6 +860,10 @@ fn in_words(detail: &str) -> String {
             None => "a list, [ … ]",
         },
         "a map" => "an object, { … } with named fields",
+        // A list where one text belongs (`"reply_to": ["a@…", "b@…"]`).
+        "a string" if said == "invalid type: sequence" => {
+            "one text in quotes, not a list: give one value"
+        }
         e if e.starts_with("struct ") => "an object, { … } with named fields",
         _ => return detail.to_string(),
     };
@@ -932,10 +936,13 @@ mod tests {
     #[test]
     fn a_choice_of_the_wrong_json_type_is_a_wrong_value_not_a_syntax_error() {
         for (value, says) in [
-            ("1", "integer `1`"),
-            ("true", "boolean `true`"),
-            ("null", "null"),
-            ("[]", "sequence"),
+            ("1", "integer `1`, expected a string"),
+            ("true", "boolean `true`, expected a string"),
+            ("null", "null, expected a string"),
+            (
+                "[]",
+                "sequence, expected one text in quotes, not a list: give one value",
+            ),
         ] {
             let body = format!(r#"{{"settings": {{"provider": {value}}}, "version": 0}}"#);
             let err = parse_json::<PutSettings>(body.as_bytes()).unwrap_err();
@@ -943,11 +950,7 @@ mod tests {
                 panic!("{value}: {err:?}")
             };
             assert_eq!(field, "provider");
-            assert_eq!(
-                detail,
-                &format!("invalid type: {says}, expected a string"),
-                "{value}"
-            );
+            assert_eq!(detail, &format!("invalid type: {says}"), "{value}");
         }
         // Real syntax errors stay syntax errors, a cut-off body too.
         for body in [
@@ -1147,6 +1150,43 @@ mod tests {
         assert_eq!(
             said(r#"{"allowed_from": 5}"#),
             "allowed_from: invalid type: integer `5`, expected a list, [ … ]"
+        );
+    }
+
+    /// Fields a typed client writes as `null` (C#, Java and TypeScript
+    /// write every field of their class) are as ones left out; a list
+    /// where one text belongs is told so.
+    #[test]
+    fn a_message_with_null_fields_is_read_as_without_them() {
+        use mailroom_shared::sending::MessageRequest;
+        let to = format!("{}@{}", "ann", "example.org");
+        let nulls = format!(
+            r#"{{"from": null, "to": ["{to}"], "cc": null, "bcc": null, "reply_to": null,
+                "subject": null, "text": "x", "html": null, "headers": null}}"#
+        );
+        let read = parse_json::<MessageRequest>(nulls.as_bytes()).unwrap();
+        let plain = format!(r#"{{"to": ["{to}"], "text": "x"}}"#);
+        assert_eq!(
+            read,
+            parse_json::<MessageRequest>(plain.as_bytes()).unwrap()
+        );
+        // Still given twice when given twice, and still typed.
+        let twice = br#"{"cc": null, "cc": ["a@example.org"]}"#;
+        assert!(matches!(
+            parse_json::<MessageRequest>(twice),
+            Err(BodyError::Twice { .. })
+        ));
+        let said = |body: &str| match parse_json::<MessageRequest>(body.as_bytes()) {
+            Err(BodyError::Field { field, detail }) => format!("{field}: {detail}"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            said(r#"{"cc": 5}"#),
+            "cc: invalid type: integer `5`, expected a list, [ … ]"
+        );
+        assert_eq!(
+            said(r#"{"reply_to": ["a@example.org", "b@example.org"]}"#),
+            "reply_to: invalid type: sequence, expected one text in quotes, not a list: give one value"
         );
     }
 

@@ -341,28 +341,45 @@ impl FromPolicy {
 
 /// `POST /api/messages` as JSON (docs/API.md §7). A field it does not take
 /// is refused, naming it: a `Cc` for `cc` or an `attachments` list would
-/// otherwise be dropped and the message sent without them.
+/// otherwise be dropped and the message sent without them. A field given
+/// as `null` is as one left out: C#, Java and TypeScript clients write
+/// every field of their class, `"cc": null` for a list they did not fill,
+/// and each such message was refused (400, "expected a list").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct MessageRequest {
     /// `Name <address>` or an address; the settings' sender when absent.
     pub from: Option<String>,
     /// Recipients.
+    #[serde(deserialize_with = "null_as_empty")]
     pub to: Vec<String>,
     /// Copies.
+    #[serde(deserialize_with = "null_as_empty")]
     pub cc: Vec<String>,
     /// Blind copies: delivered, never shown.
+    #[serde(deserialize_with = "null_as_empty")]
     pub bcc: Vec<String>,
     /// Where replies go.
     pub reply_to: Option<String>,
     /// The subject.
+    #[serde(deserialize_with = "null_as_empty")]
     pub subject: String,
     /// The plain-text body.
     pub text: Option<String>,
     /// The HTML body.
     pub html: Option<String>,
     /// Extra headers.
+    #[serde(deserialize_with = "null_as_empty")]
     pub headers: BTreeMap<String, String>,
+}
+
+/// `null` read as the field's empty value, as if it were left out.
+fn null_as_empty<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Message status (docs/API.md §8).
