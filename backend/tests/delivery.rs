@@ -1080,7 +1080,18 @@ async fn a_raw_message_keeps_its_headers_loses_bcc_and_gains_a_message_id() {
     let (status, q) = server.submit_raw(&key, &format!("?to={only}"), raw).await;
     assert_eq!(status, 202, "{q}");
     server.wait_status(q["id"].as_str().unwrap(), "sent").await;
-    assert_eq!(rig.smtp.messages()[1].rcpt_to, vec![only]);
+    assert_eq!(rig.smtp.messages()[1].rcpt_to, vec![only.clone()]);
+    // Several in one to=, as sendmail's arguments take them.
+    let also = addr("also", "example.org");
+    let query = format!("?to={only},%20{also}&to={to}");
+    let raw = format!(
+        "From: {}\r\nTo: {to}\r\nSubject: env\r\n\r\nx\r\n",
+        mailer()
+    );
+    let (status, q) = server.submit_raw(&key, &query, raw).await;
+    assert_eq!(status, 202, "{q}");
+    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    assert_eq!(rig.smtp.messages()[2].rcpt_to, vec![only, also, to.clone()]);
     let (status, bad) = server.submit_raw(&key, "", "no headers at all").await;
     assert_eq!(status, 422, "{bad}");
     assert!(bad["errors"]["message"].is_array(), "{bad}");

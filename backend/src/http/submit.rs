@@ -24,7 +24,7 @@ fn is_rfc822(content_type: Option<&axum::http::HeaderValue>) -> bool {
 }
 
 /// The envelope of a whole message in the query: `from` once, `to` any
-/// number of times. Any other parameter, or any at all with JSON, is
+/// number of times, each one address or several separated by commas. Any other parameter, or any at all with JSON, is
 /// refused by name: ignored, a misspelt `to` would send the message to the
 /// addresses in its headers instead.
 fn envelope_query(
@@ -48,6 +48,15 @@ fn envelope_query(
                 ));
             }
             "from" => from = Some(v.trim().to_string()),
+            // Several in one, `to=a@…,b@…`, as sendmail's arguments take
+            // them (no address holds a comma outside quotes, which the
+            // intake refuses anyway): it was "has more than one @".
+            "to" if v.contains(',') => to.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string),
+            ),
             "to" => to.push(v.trim().to_string()),
             _ => {
                 return Err(AppError::field(
