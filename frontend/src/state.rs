@@ -158,7 +158,18 @@ impl FormState {
 
     /// The shared validation report, with the typed port's own message.
     pub fn report(&self) -> Report {
-        let mut report = self.to_settings().validate_with(self.stored_now());
+        let settings = self.to_settings();
+        let mut report = settings.validate_with(self.stored_now());
+        // The secret's Expires date against the day here (the browser's).
+        let now = js_sys::Date::new_0();
+        let today = (
+            now.get_full_year() as i32,
+            (now.get_month() + 1) as u8,
+            now.get_date() as u8,
+        );
+        if let Some(note) = mailroom_shared::validate::secret_expiry_note(&settings, today) {
+            report.warn(Field::ClientSecretExpires, note);
+        }
         if let Err(msg) = parse_port(&self.port_text) {
             report.errors.insert("port".into(), vec![msg]);
         }

@@ -144,6 +144,33 @@ async fn an_id_or_address_pasted_with_more_around_it_is_named_alone_while_typing
     assert!(error_text(&root, "sender_email").is_empty());
 }
 
+/// The secret's Expires date is told while typing when it has passed (a
+/// slip of the year) or is near; it never blocks the save.
+#[wasm_bindgen_test]
+async fn a_passed_or_near_secret_expiry_date_warns_while_typing() {
+    let root = mount_form(SettingsResponse::default()).await;
+    let warning =
+        |root: &Element| text_of(root, "#client_secret_expires-warning").unwrap_or_default();
+    type_into(&root, "client_secret_expires", "2020-01-01").await;
+    let w = warning(&root);
+    assert!(w.contains("2020-01-01 has passed"), "{w}");
+    assert!(error_text(&root, "client_secret_expires").is_empty());
+    // Ten days from the browser's today.
+    let near = js_sys::Date::new_0();
+    near.set_date(near.get_date() + 10);
+    let near = format!(
+        "{:04}-{:02}-{:02}",
+        near.get_full_year(),
+        near.get_month() + 1,
+        near.get_date()
+    );
+    type_into(&root, "client_secret_expires", &near).await;
+    let w = warning(&root);
+    assert!(w.contains("expires in 10 days"), "{near}: {w}");
+    type_into(&root, "client_secret_expires", "2199-12-31").await;
+    assert_eq!(warning(&root), "");
+}
+
 #[wasm_bindgen_test]
 async fn guid_shaped_secret_warns_about_the_secret_id() {
     let root = mount_form(SettingsResponse::default()).await;

@@ -183,6 +183,41 @@ pub fn check_date(text: &str) -> Result<(i32, u8, u8), &'static str> {
     Ok((y as i32, m as u8, d as u8))
 }
 
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
+/// (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
+    let (m, d) = (i64::from(m), i64::from(d));
+    let y = i64::from(y) - i64::from(m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
+}
+
+/// Days before a credential's end that Mailroom warns (docs/API.md §13).
+pub const EXPIRY_WARN_DAYS: i64 = 30;
+
+/// A warning for the secret's Expires date as it is typed, against the
+/// day the page is on (`today`, year, month, day): a date that has passed,
+/// usually a slip of the year, would be told only by the banner after the
+/// save; one within [`EXPIRY_WARN_DAYS`] is said before it is saved.
+/// `None` for a date further off, a certificate, or text that is no date
+/// (its error says so).
+pub fn secret_expiry_note(s: &Settings, today: (i32, u8, u8)) -> Option<String> {
+    if s.auth_method != AuthMethod::OAuth2ClientCredentials || s.uses_certificate() {
+        return None;
+    }
+    let date = s.client_secret_expires.as_deref()?.trim();
+    let (y, m, d) = check_date(date).ok()?;
+    let left = days_from_civil(y, m, d) - days_from_civil(today.0, today.1, today.2);
+    match left {
+        ..0 => Some(format!("{date} has passed: Entra refuses a secret after its Expires date (AADSTS7000222), so no mail would go out. Check the year; if the date is right, make a new secret under Certificates & secrets and enter its Value and Expires date.")),
+        0 => Some("The secret expires today: make a new one under Certificates & secrets now and enter its Value and Expires date, or switch to a certificate.".into()),
+        1..=EXPIRY_WARN_DAYS => Some(format!("The secret expires in {left} day{}: make a new one under Certificates & secrets before then, or switch to a certificate. Until then Mailroom warns on every page.", if left == 1 { "" } else { "s" })),
+        _ => None,
+    }
+}
+
 /// A date written another way than `YYYY-MM-DD`, as the portal shows it in
 /// the browser's language (`6/30/2027`, `30.06.2027`, `2027/6/30`): the
 /// message naming the `YYYY-MM-DD` form it is, or the two it may be when
@@ -1462,6 +1497,41 @@ mod tests {
             let e = errors(&s, Field::ClientSecretExpires);
             assert!(e.len() == 1 && e[0].contains(says), "{written}: {e:?}");
         }
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn a_secret_expiry_date_passed_or_near_is_told_while_typing() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(
+            days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28),
+            2
+        );
+        assert_eq!(
+            days_from_civil(2027, 1, 1) - days_from_civil(2026, 12, 31),
+            1
+        );
+        let mut s = oauth();
+        let today = (2026, 12, 6);
+        let note = |s: &Settings| secret_expiry_note(s, today).unwrap_or_default();
+        for (date, says) in [
+            ("2025-12-06", "2025-12-06 has passed: Entra refuses"),
+            ("2026-12-05", "has passed"),
+            ("2026-12-06", "expires today"),
+            ("2026-12-07", "expires in 1 day:"),
+            (" 2027-01-05 ", "expires in 30 days:"),
+        ] {
+            s.client_secret_expires = Some(date.into());
+            assert!(note(&s).contains(says), "{date}: {}", note(&s));
+        }
+        for quiet in ["2027-01-06", "2028-12-31", "not a date", ""] {
+            s.client_secret_expires = Some(quiet.into());
+            assert_eq!(secret_expiry_note(&s, today), None, "{quiet}");
+        }
+        // A certificate's own date is what counts then.
+        s.client_secret_expires = Some("2025-12-06".into());
+        s.client_credential = ClientCredential::Certificate;
+        assert_eq!(secret_expiry_note(&s, today), None);
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
