@@ -100,6 +100,12 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let mut report = settings.validate();
+    // The secret's Expires date against today, as the page tells it.
+    let now = time::OffsetDateTime::now_utc();
+    let today = (now.year(), now.month() as u8, now.day());
+    if let Some(note) = mailroom_shared::validate::secret_expiry_note(&settings, today) {
+        report.warn(mailroom_shared::Field::ClientSecretExpires, note);
+    }
     if let Some(msg) = mailroom_shared::validate::check_recipient(&args.to) {
         report.error(mailroom_shared::Field::Recipient, msg);
     }

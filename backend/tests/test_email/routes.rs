@@ -82,6 +82,19 @@ async fn check_command_exit_codes() {
     );
     assert_eq!(ok.status.code(), Some(0), "{out}{err}");
     assert!(err.contains("the object under \"settings\""), "{err}");
+    // An Expires date that has passed is told, as the page tells it; the
+    // test still runs.
+    let mut passed = rig.settings();
+    passed.client_secret_expires = Some("2020-01-01".into());
+    let ok = run(serde_json::to_value(passed).unwrap(), recipient())
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("warning  client_secret_expires: 2020-01-01 has passed"),
+        "{out}"
+    );
 
     let mut failing = rig.settings();
     failing.client_secret = Some("wrong-secret".into());
@@ -185,7 +198,7 @@ async fn check_command_exit_codes() {
     }
     assert_eq!(
         rig.smtp.messages().len(),
-        2,
+        3,
         "only the valid runs sent mail"
     );
 }
