@@ -68,12 +68,19 @@ async fn dash_t_sends_to_to_cc_and_bcc_and_the_bcc_header_is_gone() {
     );
     let ran = run(
         binary(),
-        &["sendmail", "-t", "-i"],
+        &["sendmail", "-t", "-i", "-v"],
         &[("MAILROOM_URL", &server.url), ("MAILROOM_APP_KEY", &key)],
         &message,
     )
     .await;
     assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    // -v names the message's id, which Activity finds it by (it said
+    // "queued by Mailroom ()").
+    assert!(
+        ran.stderr.starts_with("sendmail: queued by Mailroom (msg_"),
+        "{}",
+        ran.stderr
+    );
     let (m, got) = the_message(&rig).await;
     assert_eq!(got, vec![bcc.clone(), to.clone()]);
     assert!(!m.data.contains("Bcc:"), "{}", m.data);

@@ -325,7 +325,8 @@ fn server_says(body: &str) -> String {
 pub fn outcome(status: u16, body: &str) -> (u8, String) {
     let says = server_says(body);
     match status {
-        200..=299 => (exit::OK, says),
+        // The message's id (the answer has no `message`).
+        200..=299 => (exit::OK, queued_id(body).unwrap_or(says)),
         401 => (exit::NOPERM, format!("the app key was refused: {says}")),
         400 => (exit::DATAERR, says),
         // Refused for who sends it: 69; for what the message is: 65.
@@ -744,7 +745,10 @@ mod tests {
 
     #[test]
     fn answers_map_to_sysexits() {
-        assert_eq!(outcome(202, r#"{"id":"msg_1","status":"queued"}"#).0, 0);
+        assert_eq!(
+            outcome(202, r#"{"id":"msg_1","status":"queued"}"#),
+            (0, "msg_1".to_string())
+        );
         assert_eq!(outcome(401, r#"{"message":"bad key"}"#).0, 77);
         assert_eq!(
             outcome(
