@@ -82,15 +82,24 @@ pub async fn authenticate(
     headers: &HeaderMap,
     ip: IpAddr,
 ) -> Result<App, AppError> {
-    let key = crate::auth::bearer(headers)?.unwrap_or_default();
+    let (key, user) = match crate::auth::bearer(headers)? {
+        Some(key) => (key, None),
+        None => match basic_credentials(headers) {
+            Some((user, key)) => (key, Some(user)),
+            None => (String::new(), None),
+        },
+    };
     let app = if key.starts_with("mr_") {
         state.queue.app_by_key(key_hash(&key)).await?
     } else {
         None
     };
+    // With Basic, the user name is the key's app, as in the relay's AUTH,
+    // or none (tools that have only a token field send an empty one).
+    let app = app.filter(|a| user.as_ref().is_none_or(|u| u.is_empty() || *u == a.id));
     let wrong = || {
         AppError::Unauthorized(
-        "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created (a revoked app's key no longer works).".into(),
+        "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created, or Basic with the app's id as the user name and its key as the password (a revoked app's key no longer works).".into(),
     )
     };
     match (state.key_failures.check(ip, app.is_some()).await, app) {
@@ -103,6 +112,32 @@ pub async fn authenticate(
             Err(wrong())
         }
     }
+}
+
+/// `Authorization: Basic` as (user name, password), for the tools that can
+/// send only Basic (monitoring systems, the HTTP step of a scanner or of a
+/// CI job): the app's id and its key, as the relay's AUTH takes them. Each
+/// part without the characters that show as nothing, as a bearer key.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let text = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, encoded) = text.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, key) = decoded.split_once(':')?;
+    let clean = |t: &str| {
+        mailroom_shared::parse::without_invisible(t)
+            .trim()
+            .to_string()
+    };
+    Some((clean(user), clean(key)))
 }
 
 /// How long a wrong app key waits for its answer once its address is past

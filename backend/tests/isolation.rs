@@ -724,6 +724,58 @@ async fn the_bearer_scheme_is_read_in_any_case_and_two_authorization_headers_are
     assert_eq!(sent.rcpt_to, [to()]);
 }
 
+/// Tools that can send only Basic (monitoring systems, a scanner's HTTP
+/// step) send with the app's id as the user name and its key as the
+/// password, as the relay's AUTH takes them; another app's id with the
+/// key, or the key as the user name, is a wrong key. Admin routes never
+/// take Basic.
+#[tokio::test]
+async fn an_app_key_is_taken_as_basic_with_the_apps_id_or_no_user_name() {
+    let (rig, server, key) = sending_rig().await;
+    let (_, apps) = server.admin(Method::GET, "/api/apps", None).await;
+    let id = apps["apps"][0]["id"].as_str().unwrap().to_string();
+    let (other, _) = server.new_app(json!({"name": "Other"})).await;
+    let one = json!({"to": [to()], "subject": "s", "text": "x"});
+    let post = |user: String, password: Option<String>| {
+        server
+            .http
+            .post(format!("{}/api/messages", server.url))
+            .basic_auth(user, password)
+            .json(&one)
+            .send()
+    };
+    let mut ids = Vec::new();
+    for user in [id.clone(), String::new()] {
+        let r = post(user.clone(), Some(key.clone())).await.unwrap();
+        assert_eq!(r.status(), 202, "user {user:?}");
+        let answer: serde_json::Value = r.json().await.unwrap();
+        ids.push(answer["id"].as_str().unwrap().to_string());
+    }
+    for (user, password) in [
+        (other.clone(), Some(key.clone())),
+        (key.clone(), None),
+        (id.clone(), Some(format!("{key}x"))),
+    ] {
+        let r = post(user.clone(), password).await.unwrap();
+        assert_eq!(r.status(), 401, "user {user:?}");
+        let answer: serde_json::Value = r.json().await.unwrap();
+        let said = answer["message"].as_str().unwrap_or_default();
+        assert!(said.contains("Basic with the app's id"), "{answer}");
+    }
+    let r = server
+        .http
+        .get(format!("{}/api/apps", server.url))
+        .basic_auth(&id, Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    for id in &ids {
+        server.wait_status(id, "sent").await;
+    }
+    assert_eq!(rig.smtp.messages().len(), 2, "only the two right ones went");
+}
+
 #[tokio::test]
 async fn the_submission_query_takes_only_a_whole_messages_envelope() {
     // Ignored, a misspelt `to` would send the message to the addresses in
