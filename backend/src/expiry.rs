@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 use crate::settings::Current;
 use crate::store::CertSlot;
 
-/// How long before the expiry the warning starts.
-pub const WARN_DAYS: i64 = 30;
+/// How long before the expiry the warning starts (the page's while-typing
+/// note uses the same).
+pub const WARN_DAYS: i64 = validate::EXPIRY_WARN_DAYS;
 
 /// What expires, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,9 +24,10 @@ fn is_rfc822(content_type: Option<&axum::http::HeaderValue>) -> bool {
 }
 
 /// The envelope of a whole message in the query: `from` once, `to` any
-/// number of times, each one address or several separated by commas. Any other parameter, or any at all with JSON, is
-/// refused by name: ignored, a misspelt `to` would send the message to the
-/// addresses in its headers instead.
+/// number of times, each one address or several separated by commas. Any
+/// other parameter, or any at all with JSON, is refused by name: ignored, a
+/// misspelt `to` would send the message to the addresses in its headers
+/// instead.
 fn envelope_query(
     query: Option<&str>,
     raw: bool,

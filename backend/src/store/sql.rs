@@ -340,8 +340,8 @@ pub(crate) const AFTER_ATTEMPT: &str =
 /// What waited longer than `--max-queue-time` (created before `?1`), not
 /// counting the time it waited for its profile's daily limit, `?2` at most
 /// in no order (an order could make SQLite walk every row by `seq` instead
-/// of the few waiting ones by `messages_due`), and whether a recipient has
-/// it already.
+/// of the few waiting ones by `messages_due`), whether a recipient has it
+/// already, and how many recipients have not (for `/metrics`).
 pub(crate) const EXPIRING: &str = "SELECT m.seq, m.id, m.app_id,
         EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND r.status = 'sent'),
         (SELECT COUNT(*) FROM recipients r WHERE r.message_seq = m.seq AND r.status <> 'sent')
