@@ -1518,6 +1518,75 @@ async fn an_address_beyond_ascii_goes_with_smtputf8_or_fails_with_the_reason() {
 /// After a fix (here: the recipient's mailbox made), the messages it failed
 /// go again with one request, `POST /api/messages/retry` with the filter of
 /// `GET /api/messages`; messages outside the filter stay as they are.
+/// `q` matches a message's last error too, its code and its words: after
+/// fixing what refused them (a Send-As right, a mailbox), the admin finds
+/// and retries exactly the messages it refused (`q=5.7.60`); a search
+/// matched only addresses and the subject.
+#[tokio::test]
+async fn a_search_finds_messages_by_their_last_error_and_retries_them() {
+    let (rig, server, key) = sending_rig().await;
+    let (gone, ok) = (addr("gone", "example.org"), addr("ok", "example.org"));
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.insert(
+            gone.clone(),
+            "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found".into(),
+        );
+    });
+    let (_, failing) = server
+        .submit(&key, &mail(std::slice::from_ref(&gone), "f"))
+        .await;
+    let failing = failing["id"].as_str().unwrap().to_string();
+    let (_, fine) = server
+        .submit(&key, &mail(std::slice::from_ref(&ok), "s"))
+        .await;
+    let fine = fine["id"].as_str().unwrap().to_string();
+    server.wait_status(&failing, "failed").await;
+    server.wait_status(&fine, "sent").await;
+    let said = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/messages/{failing}"),
+            None,
+        )
+        .await
+        .1;
+    let words = said["last_error"]["message"].as_str().unwrap().to_string();
+    // A few words from the middle of its last error, in another case.
+    let middle: String = words
+        .split(' ')
+        .skip(1)
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    for q in ["5.1.1".to_string(), middle.to_uppercase()] {
+        let q_value: String = form_urlencoded::byte_serialize(q.as_bytes()).collect();
+        let path = format!("/api/messages?q={q_value}");
+        let (status, r) = server.admin(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{r}");
+        let ids: Vec<&str> = r["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [failing.as_str()], "q={q}: {r}");
+    }
+    // The mailbox exists now: the messages it refused are retried.
+    rig.smtp.configure(|c| {
+        c.rcpt_replies.clear();
+    });
+    let (status, r) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/messages/retry?status=failed&q=5.1.1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r, json!({"retried": 1, "skipped": 0, "more": false}));
+    server.wait_status(&failing, "sent").await;
+}
+
 #[tokio::test]
 async fn the_failed_messages_a_filter_matches_are_retried_at_once() {
     let (rig, server, _) = sending_rig().await;

@@ -398,6 +398,7 @@ pub(crate) fn list(to: &str) -> String {
          WHERE (CAST(?1 AS TEXT) IS NULL OR m.status = ?1)
            AND (CAST(?2 AS TEXT) IS NULL OR m.app_id = ?2 OR (m.app_id IS NULL AND m.source = ?2))
            AND (CAST(?3 AS TEXT) IS NULL OR lower(m.subject) LIKE ?3 ESCAPE '\\' OR lower(m.mail_from) LIKE ?3 ESCAPE '\\'
+                OR lower(m.last_code) LIKE ?3 ESCAPE '\\' OR lower(m.last_message) LIKE ?3 ESCAPE '\\'
                 OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND lower(r.address) LIKE ?3 ESCAPE '\\'))
            AND (CAST(?4 AS TEXT) IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?4))
            AND (CAST(?6 AS TEXT) IS NULL OR m.profile = ?6)

@@ -426,7 +426,7 @@ pub fn activity(p: &ActivityProps) -> Html {
                         </select>
                     </div>
                     <div class="field grow">
-                        <label for="search">{ "Search addresses and subject" }</label>
+                        <label for="search">{ "Search addresses, subject and errors" }</label>
                         <input id="search" type="search" value={s.query.clone()} oninput={on_search} autocomplete="off" maxlength={MAX_SEARCH.to_string()} />
                     </div>
                 </div>
