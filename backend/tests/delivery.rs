@@ -1587,6 +1587,60 @@ async fn a_search_finds_messages_by_their_last_error_and_retries_them() {
     server.wait_status(&failing, "sent").await;
 }
 
+/// More failed messages match than one bulk retry takes: the first call
+/// retries [`MAX_BULK_RETRY`] and says `more`, and the next call takes the
+/// rest, so a script that calls again until `more` is false retries every
+/// one.
+#[tokio::test]
+async fn a_bulk_retry_past_its_limit_says_more_and_the_next_call_takes_the_rest() {
+    use mailroom_shared::sending::MAX_BULK_RETRY;
+    let (rig, server, key) = sending_rig().await;
+    let gone = addr("gone", "example.org");
+    let says = |reply: &str| {
+        rig.smtp.configure(|c| {
+            c.rcpt_replies.insert(gone.clone(), reply.into());
+        })
+    };
+    says("550 5.1.1 RESOLVER.ADR.RecipNotFound; not found");
+    let n = MAX_BULK_RETRY + 1;
+    for i in 0..n {
+        let (status, q) = server
+            .submit(&key, &mail(std::slice::from_ref(&gone), &format!("m{i}")))
+            .await;
+        assert_eq!(status, 202, "{q}");
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let (_, q) = server.admin(reqwest::Method::GET, "/api/queue", None).await;
+        if q["counts"]["failed"] == json!(n) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{q}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Retried, they wait (a 4xx defers): none is failed again meanwhile.
+    says("450 4.2.1 Mailbox busy, try again later");
+    let retry = || async {
+        server
+            .admin(
+                reqwest::Method::POST,
+                "/api/messages/retry?status=failed",
+                None,
+            )
+            .await
+    };
+    let (status, r) = retry().await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        r,
+        json!({"retried": MAX_BULK_RETRY, "skipped": 0, "more": true})
+    );
+    let (_, r) = retry().await;
+    assert_eq!(r, json!({"retried": 1, "skipped": 0, "more": false}));
+    let (_, q) = server.admin(reqwest::Method::GET, "/api/queue", None).await;
+    assert_eq!(q["counts"]["failed"], 0, "{q}");
+}
+
 #[tokio::test]
 async fn the_failed_messages_a_filter_matches_are_retried_at_once() {
     let (rig, server, _) = sending_rig().await;
