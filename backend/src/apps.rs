@@ -84,7 +84,7 @@ pub async fn authenticate(
 ) -> Result<App, AppError> {
     let (key, user) = match crate::auth::bearer(headers)? {
         Some(key) => (key, None),
-        None => match basic_credentials(headers) {
+        None => match crate::auth::basic(headers) {
             Some((user, key)) => (key, Some(user)),
             None => (String::new(), None),
         },
@@ -112,32 +112,6 @@ pub async fn authenticate(
             Err(wrong())
         }
     }
-}
-
-/// `Authorization: Basic` as (user name, password), for the tools that can
-/// send only Basic (monitoring systems, the HTTP step of a scanner or of a
-/// CI job): the app's id and its key, as the relay's AUTH takes them. Each
-/// part without the characters that show as nothing, as a bearer key.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let text = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, encoded) = text.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, key) = decoded.split_once(':')?;
-    let clean = |t: &str| {
-        mailroom_shared::parse::without_invisible(t)
-            .trim()
-            .to_string()
-    };
-    Some((clean(user), clean(key)))
 }
 
 /// How long a wrong app key waits for its answer once its address is past

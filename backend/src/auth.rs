@@ -484,24 +484,45 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<String>, AppError> {
             "with one credential",
         ));
     }
-    Ok(headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .and_then(bearer_credentials)
-        .map(|c| {
-            mailroom_shared::parse::without_invisible(c)
-                .trim()
-                .to_string()
-        }))
+    Ok(credentials_of(headers, "bearer").map(cleaned))
 }
 
-/// The credentials of `Bearer <credentials>`, the scheme in any case; `None`
-/// for another scheme or none.
-fn bearer_credentials(text: &str) -> Option<&str> {
-    let (scheme, credentials) = text.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
+/// The user name and password of the request's `Authorization: Basic …`
+/// header (RFC 7617), each read as [`bearer`] reads its credential; `None`
+/// without one. Only app keys are taken so (the app's id and its key, as
+/// the relay's AUTH takes them), for tools that can send nothing else;
+/// [`bearer`] is asked first, and refuses two headers.
+pub fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = credentials_of(headers, "basic")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((cleaned(user), cleaned(password)))
+}
+
+/// The credentials of the request's `Authorization: <scheme> …` header.
+fn credentials_of<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let text = std::str::from_utf8(headers.get(header::AUTHORIZATION)?.as_bytes()).ok()?;
+    scheme_credentials(text, scheme)
+}
+
+/// The credentials of `<scheme> <credentials>`, the scheme in any case;
+/// `None` for another scheme or none.
+fn scheme_credentials<'a>(text: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, credentials) = text.split_once(' ')?;
+    given
+        .eq_ignore_ascii_case(scheme)
         .then(|| credentials.trim())
+}
+
+/// A credential without the characters that show as nothing, trimmed.
+fn cleaned(credential: &str) -> String {
+    mailroom_shared::parse::without_invisible(credential)
+        .trim()
+        .to_string()
 }
 
 fn behind_tls(headers: &HeaderMap) -> bool {
@@ -629,7 +650,7 @@ async fn login(
         })
         .any(|token| {
             auth.token_matches(token)
-                || bearer_credentials(token).is_some_and(|t| auth.token_matches(t))
+                || scheme_credentials(token, "bearer").is_some_and(|t| auth.token_matches(t))
         });
     match auth.failures.check(ip, ok).await {
         Ok(()) => {}

@@ -433,17 +433,16 @@ impl Engine {
             owner: m.owner.clone(),
         };
         self.record(&m.id, record).await;
+        let label = Metrics::app(m.app_id.as_deref());
         match status {
             Status::Sent => {
                 self.counted_sent(m).await;
                 if !refused.is_empty() {
-                    let label = Metrics::app(m.app_id.as_deref());
                     let missed = self.metrics.recipients_failed.get_or_create(&label);
                     missed.inc_by(refused.len() as u64);
                 }
             }
             Status::Failed => {
-                let label = Metrics::app(m.app_id.as_deref());
                 self.metrics.failed.get_or_create(&label).inc();
             }
             _ => {}

@@ -67,45 +67,55 @@ async fn check_names(
     profile: Option<&str>,
 ) -> Result<(), AppError> {
     if let Some(given) = app {
-        let apps = s.apps.queue.list_apps().await?;
         // A message from a trusted network shows its source in `app`
-        // (`trusted network 10.0.0.5`): one with nothing to list is none.
-        let source = given.strip_prefix(crate::apps::TRUSTED_SOURCE);
-        // ... and names the address it came from: one mistyped
+        // (`trusted network 10.0.0.5`): one with nothing to list is none,
+        // when it names the address it came from; one mistyped
         // (`trusted network 10.0.0`) listed nothing without a word.
-        if let Some(ip) = source.map(str::trim) {
-            if ip.parse::<std::net::IpAddr>().is_err() {
+        match given
+            .strip_prefix(crate::apps::TRUSTED_SOURCE)
+            .map(str::trim)
+        {
+            Some(ip) if ip.parse::<std::net::IpAddr>().is_ok() => {}
+            Some(_) => {
                 return Err(AppError::field(
                     "app",
                     format!("“{}” names no address: write it as a message from a trusted network shows it, like app=trusted network 10.0.0.5.", short(given)),
                 ));
             }
-        }
-        if source.is_none() && !apps.iter().any(|a| a.id == given) {
-            let meant = crate::apps::meant_by(&apps, given, |a| (&a.id, &a.name));
-            return Err(AppError::field(
-                "app",
-                match meant {
-                    Some(a) => format!("Filter by the app's id: app={} (“{}” is its name).", a.id, short(&a.name)),
-                    None => format!("There is no app “{}”, and no message of one by that id: give an app's id (app_…) from GET /api/apps.", short(given)),
-                },
-            ));
+            None => {
+                let apps = s.apps.queue.list_apps().await?;
+                names_one(&apps, given, |a| (&a.id, &a.name), ("app", "an", "app_…"))?;
+            }
         }
     }
     if let Some(given) = profile {
         let profiles = s.apps.profiles.profiles().await?;
-        if !profiles.iter().any(|p| p.id == given) {
-            let meant = crate::apps::meant_by(&profiles, given, |p| (&p.id, &p.name));
-            return Err(AppError::field(
-                "profile",
-                match meant {
-                    Some(p) => format!("Filter by the profile's id: profile={} (“{}” is its name).", p.id, short(&p.name)),
-                    None => format!("There is no profile “{}”, and no message of one by that id: give a profile's id (default or prf_…) from GET /api/profiles.", short(given)),
-                },
-            ));
-        }
+        let ids = ("profile", "a", "default or prf_…");
+        names_one(&profiles, given, |p| (&p.id, &p.name), ids)?;
     }
     Ok(())
+}
+
+/// `given` is the id of one of `all` (`id_name` gives each one's id and
+/// name), or the refusal on the field `kind` (with its article and the
+/// shape of its ids), telling the id of the one it names by its name or
+/// by its id in another case.
+fn names_one<T>(
+    all: &[T],
+    given: &str,
+    id_name: impl Fn(&T) -> (&String, &String),
+    (kind, article, ids): (&str, &str, &str),
+) -> Result<(), AppError> {
+    if all.iter().any(|t| id_name(t).0 == given) {
+        return Ok(());
+    }
+    Err(AppError::field(
+        kind,
+        match crate::apps::meant_by(all, given, &id_name).map(id_name) {
+            Some((id, name)) => format!("Filter by the {kind}'s id: {kind}={id} (“{}” is its name).", short(name)),
+            None => format!("There is no {kind} “{}”, and no message of one by that id: give {article} {kind}'s id ({ids}) from GET /api/{kind}s.", short(given)),
+        },
+    ))
 }
 
 async fn list(
@@ -243,7 +253,7 @@ async fn retry_all(
             .list(ListFilter {
                 status: Some(status),
                 app: given(&q.app),
-                q: q.q.clone().filter(|t| !t.is_empty()),
+                q: given(&q.q),
                 limit: 200,
                 before: before.take(),
                 profile: given(&q.profile),
