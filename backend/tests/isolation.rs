@@ -762,6 +762,26 @@ async fn an_app_key_is_taken_as_basic_with_the_apps_id_or_no_user_name() {
         let said = answer["message"].as_str().unwrap_or_default();
         assert!(said.contains("Basic with the app's id"), "{answer}");
     }
+    // Basic that is not base64, holds no colon, or is not UTF-8: a wrong
+    // key, never a 500.
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    for credentials in [
+        "Basic !!!not-base64".to_string(),
+        format!("Basic {}", b64(key.as_bytes())),
+        format!("Basic {}", b64(b"\xff\xfe:\xff")),
+        "Basic".to_string(),
+    ] {
+        let r = server
+            .http
+            .post(format!("{}/api/messages", server.url))
+            .header("authorization", &credentials)
+            .json(&one)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{credentials}");
+    }
     let r = server
         .http
         .get(format!("{}/api/apps", server.url))
