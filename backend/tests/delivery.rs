@@ -1367,6 +1367,48 @@ async fn exchanges_daily_limit_over_smtp_is_a_quota_wait_and_a_blocked_sender_pa
     );
 }
 
+/// The sending mailbox full (Exchange keeps a copy of each message sent in
+/// its Sent Items; Microsoft's "554 5.2.2 mailbox full;
+/// STOREDRV.Submission.Exception:QuotaExceededException…"): every message
+/// would get the same, so delivery pauses with the fix (free space, a
+/// retention policy on Sent Items) and the message waits. Before, each
+/// message failed for good, bounced for a full mailbox.
+#[tokio::test]
+async fn a_full_sending_mailbox_pauses_delivery_with_the_sent_items_fix() {
+    let (rig, server, key) = sending_rig().await;
+    rig.smtp.configure(|c| {
+        c.data_reply = Some("554 5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded; Failed to process message due to a permanent exception with message Cannot save changes made to an item to store.".into())
+    });
+    let to = addr("a", "example.org");
+    let (_, q) = server
+        .submit(&key, &mail(std::slice::from_ref(&to), "full"))
+        .await;
+    let id = q["id"].as_str().unwrap();
+    let paused = server.wait_paused(1).await;
+    assert_eq!(paused["paused"]["code"], "5.2.2", "{paused}");
+    let message = paused["paused"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("The mailbox {} is full", mailer())),
+        "{paused}"
+    );
+    let hint = paused["paused"]["hint"].as_str().unwrap();
+    assert!(
+        hint.contains(&format!(
+            "`Set-Mailbox -Identity \"{}\" -RetentionPolicy \"Mailroom sending mailbox\"`",
+            mailer()
+        )),
+        "{paused}"
+    );
+    assert_eq!(server.message(id).await["status"], "queued");
+    // Room made: saving the settings sends it at once.
+    rig.smtp.configure(|c| c.data_reply = None);
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    server.wait_status(id, "sent").await;
+    assert!(server.queue().await["paused"].is_null());
+}
+
 /// REFERENCE.md: a Send-As refusal is permanent for the message, "a pause
 /// if every message fails it". When Exchange refuses the settings' own
 /// sender (its Send-As right was taken away after the settings were

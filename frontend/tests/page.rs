@@ -367,6 +367,25 @@ async fn checklist_fills_in_the_powershell_lines() {
     assert!(text.contains("New-ServicePrincipal -AppId 6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab -ServiceId 11111111-2222-4333-8444-555555555555"), "{text}");
     assert!(text.contains("not the App registration's"), "{text}");
     assert!(text.contains("Connect-ExchangeOnline"));
+    // Last, Sent Items kept from filling the sending mailbox, for it.
+    let mailbox = format!("{}@{}", "mailer", "contoso.com");
+    type_into(&root, "username", &mailbox).await;
+    let step = find(&root, "#checklist-sent-items");
+    let said = step.text_content().unwrap();
+    assert!(said.contains("a full mailbox sends nothing"), "{said}");
+    let codes = step.query_selector_all(".command code").unwrap();
+    let commands: Vec<String> = (0..codes.length())
+        .filter_map(|i| codes.item(i)?.text_content())
+        .collect();
+    assert_eq!(
+        commands,
+        mailroom_shared::powershell::sent_items_retention(&mailbox),
+        "{said}"
+    );
+    assert!(
+        commands[2].contains(&format!("-Identity \"{mailbox}\"")),
+        "{commands:?}"
+    );
     // The field comes before the commands it fills in, read top down.
     let field = find(&root, "#sp_object_id");
     let first = find(&root, ".checklist .command");

@@ -711,6 +711,7 @@ async fn choosing_graph_changes_the_form_and_the_checklist_and_tests_and_saves_i
             "Choose how the app may send: only as its mailbox",
             "Way 1 (recommended): RBAC for Applications, without Entra consent",
             "Way 2: Entra consent plus an Application Access Policy",
+            "Keep the mailbox from filling up",
         ],
         "{steps:?}"
     );

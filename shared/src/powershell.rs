@@ -121,6 +121,27 @@ pub fn test_service_principal_authorization(client_id: &str, mailbox: &str) -> S
     )
 }
 
+/// The name of the Sent Items retention tag of [`sent_items_retention`].
+pub const SENT_ITEMS_TAG: &str = "Mailroom Sent Items 30 days";
+/// The name of the retention policy of [`sent_items_retention`].
+pub const SENT_ITEMS_POLICY: &str = "Mailroom sending mailbox";
+
+/// Keeps a sending mailbox from filling up: Exchange keeps a copy of every
+/// message sent over SMTP AUTH or Graph in its Sent Items, and a full
+/// mailbox may send nothing. A tag that deletes Sent Items after 30 days,
+/// a policy with it, that policy on the mailbox (it replaces the mailbox's
+/// policy, so for a mailbox that only sends), and the assistant run at once
+/// rather than within the week.
+pub fn sent_items_retention(mailbox: &str) -> [String; 4] {
+    let mailbox = in_quotes(or(mailbox, MAILBOX_PLACEHOLDER));
+    [
+        format!("New-RetentionPolicyTag \"{SENT_ITEMS_TAG}\" -Type SentItems -AgeLimitForRetention 30 -RetentionEnabled $true -RetentionAction DeleteAndAllowRecovery"),
+        format!("New-RetentionPolicy \"{SENT_ITEMS_POLICY}\" -RetentionPolicyTagLinks \"{SENT_ITEMS_TAG}\""),
+        format!("Set-Mailbox -Identity \"{mailbox}\" -RetentionPolicy \"{SENT_ITEMS_POLICY}\""),
+        format!("Start-ManagedFolderAssistant -Identity \"{mailbox}\""),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +163,28 @@ mod tests {
             )
         );
         assert!(enable_smtp_auth_mailbox("").contains("<MAILBOX>"));
+        // The policy links the tag by its name, and the mailbox gets that policy.
+        let [tag, policy, mailbox_line, assistant] = sent_items_retention(&mailbox);
+        assert!(tag.starts_with("New-RetentionPolicyTag \"Mailroom Sent Items 30 days\" -Type SentItems -AgeLimitForRetention 30 "));
+        assert!(
+            policy.ends_with("-RetentionPolicyTagLinks \"Mailroom Sent Items 30 days\""),
+            "{policy}"
+        );
+        assert!(
+            policy.starts_with("New-RetentionPolicy \"Mailroom sending mailbox\""),
+            "{policy}"
+        );
+        assert_eq!(
+            mailbox_line,
+            format!(
+                "Set-Mailbox -Identity \"{mailbox}\" -RetentionPolicy \"Mailroom sending mailbox\""
+            )
+        );
+        assert_eq!(
+            assistant,
+            format!("Start-ManagedFolderAssistant -Identity \"{mailbox}\"")
+        );
+        assert!(sent_items_retention("")[2].contains("<MAILBOX>"));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
@@ -161,6 +204,8 @@ mod tests {
             add_recipient_permission(&payroll, &payroll),
             test_service_principal_authorization("2222", &payroll),
             new_application_access_policy("2222", &payroll),
+            sent_items_retention(&payroll)[2].clone(),
+            sent_items_retention(&payroll)[3].clone(),
         ] {
             assert!(line.contains(&format!("\"{quoted}\"")), "{line}");
             assert!(!line.contains(&payroll), "{line}");

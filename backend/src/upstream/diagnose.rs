@@ -53,7 +53,11 @@ pub fn classify(f: &SmtpFailure) -> Kind {
                 Kind::Quota
             // A blocked sender, or sign-in trouble, is about the
             // configuration, not the message.
-            } else if is_sender_blocked(&text) || *code == 530 || *code == 535 {
+            } else if is_sender_blocked(&text)
+                || is_sender_mailbox_full(&text)
+                || *code == 530
+                || *code == 535
+            {
                 Kind::Pause
             } else if (400..500).contains(code) {
                 Kind::Temporary
@@ -82,6 +86,23 @@ fn is_sender_blocked(lower: &str) -> bool {
 /// Send-As refusal: `5.7.60`, or `SendAsDeniedException` after DATA.
 fn is_send_as_denied(enhanced: Option<&str>, lower: &str) -> bool {
     enhanced == Some("5.7.60") || lower.contains("sendasdenied")
+}
+
+/// Whether a reply (lower case) is Exchange refusing to send because the
+/// sending mailbox itself is full (`554 5.2.2 mailbox full;
+/// STOREDRV.Submission.Exception:QuotaExceededException.MapiException…`):
+/// every message would get the same until it has room, so delivery pauses.
+/// The daily limit's `SubmissionQuotaExceededException` is another thing,
+/// told apart first ([`is_daily_quota`]).
+fn is_sender_mailbox_full(lower: &str) -> bool {
+    lower.contains("quotaexceededexception") && !is_daily_quota(lower)
+}
+
+/// The fix for a sending mailbox that is full: Exchange keeps a copy of
+/// every message sent (over SMTP AUTH or Graph) in its Sent Items.
+fn sent_items_fix(user: &str) -> String {
+    let [tag, policy, mailbox, assistant] = ps::sent_items_retention(user);
+    format!("Free space in {user} (empty or archive its Sent Items), then keep it from filling again with a retention policy that deletes Sent Items after 30 days: `{tag}`, `{policy}`, `{mailbox}`, `{assistant}` (the policy replaces the mailbox's own, which suits a mailbox that only sends). Messages wait meanwhile; delivery resumes by itself once the mailbox has room, or at once when the settings are saved.")
 }
 
 /// Whether a reply (lower case) is Exchange's daily sending limit:
@@ -455,7 +476,7 @@ pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosi
             Kind::Pause,
             shown,
             format!("The mailbox {user} is full, so Sent Items cannot take the copy Graph keeps. {said}"),
-            format!("Free space in {user}, or give its Sent Items a retention policy that removes old copies."),
+            sent_items_fix(user),
         );
     }
     match (status, c) {
@@ -701,6 +722,10 @@ fn reply(stage: Stage, code: u16, text: &str, s: &Settings) -> Diagnosis {
             format!("The mailbox {user} has reached its daily sending limit (Exchange Online: 10,000 recipients in 24 hours). {said}"),
             "Messages wait until the 24-hour window frees; nothing fails. Spread the mail over several sending profiles (mailboxes) if this happens often, and lower this profile's recipients_per_day so Mailroom waits before Exchange refuses.".into(),
         ),
+        _ if is_sender_mailbox_full(&lower) => (
+            format!("The mailbox {user} is full, so Exchange Online sends nothing from it: it keeps a copy of every message sent in the mailbox's Sent Items. {said}"),
+            sent_items_fix(user),
+        ),
         (_, Some("5.1.8")) => (
             format!("Microsoft has blocked {user} from sending, usually after suspected spam or a compromised account. {said}"),
             format!("A Microsoft 365 admin must check the account (reset its password if it was compromised) and release it in Microsoft Defender: Email & collaboration > Review > Restricted entities (security.microsoft.com/restrictedentities). Delivery resumes by itself once {user} is released, or at once when the settings are saved."),
@@ -898,7 +923,7 @@ mod tests {
             (503, "", Kind::Temporary, "Retry-After"),
             (504, "", Kind::Temporary, "Retry-After"),
             (403, "SubmissionQuotaExceeded", Kind::Quota, "profiles"),
-            (403, "ErrorQuotaExceeded", Kind::Pause, "retention policy"),
+            (403, "ErrorQuotaExceeded", Kind::Pause, "-Type SentItems"),
         ];
         let concurrency = graph_failure(
             &graph(
@@ -1037,6 +1062,22 @@ mod tests {
             classify(&failure(554, "5.2.2 Submission quota exceeded")),
             Kind::Quota
         );
+        // The sending mailbox itself full (Microsoft's two wordings, for
+        // SMTP AUTH submission): every message would get it, so delivery
+        // pauses with the Sent Items fix instead of failing each message.
+        for text in [
+            "5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionShutoffQuotaExceeded",
+            "5.2.2 mailbox full; STOREDRV.Submission.Exception:QuotaExceededException.MapiExceptionQuotaExceeded; Failed to process message due to a permanent exception with message Cannot save changes made to an item to store.",
+        ] {
+            assert_eq!(classify(&failure(554, text)), Kind::Pause, "{text}");
+            let s = mailroom_shared::fixtures::office365_oauth("", 0);
+            let user = s.username.clone().unwrap_or_default();
+            let d = reply(Stage::Send, 554, text, &s);
+            assert!(d.message.starts_with(&format!("The mailbox {user} is full")), "{}", d.message);
+            assert!(d.message.contains(text), "{}", d.message);
+            assert!(d.hint.contains(&format!("`Set-Mailbox -Identity \"{user}\" -RetentionPolicy \"Mailroom sending mailbox\"`")), "{}", d.hint);
+            assert!(d.hint.contains("-Type SentItems -AgeLimitForRetention 30"), "{}", d.hint);
+        }
         // The tenant's external recipient rate limit (TERRL) frees by
         // itself within 24 hours: a wait too, never a failure.
         for text in [

@@ -1,6 +1,6 @@
 //! The Office 365 OAuth setup checklist: the guide's four steps (SMTP) or
-//! the two ways to grant Graph's Mail.Send for one mailbox, with the
-//! PowerShell lines filled in from the form.
+//! the two ways to grant Graph's Mail.Send for one mailbox, then a Sent
+//! Items retention policy, with the PowerShell lines filled in from the form.
 
 use mailroom_shared::powershell as ps;
 use yew::prelude::*;
@@ -111,6 +111,11 @@ pub fn checklist(p: &ChecklistProps) -> Html {
                         }
                     </li>
                 }
+                <li id="checklist-sent-items">
+                    <h3>{ "Keep the mailbox from filling up" }</h3>
+                    <p>{ "Exchange keeps a copy of every message Mailroom sends in the mailbox's Sent Items, and a full mailbox sends nothing (delivery then pauses, and Mailroom says why). For a mailbox that only sends, delete Sent Items after 30 days:" }</p>
+                    { for ps::sent_items_retention(&p.username).iter().map(|c| command_html(c)) }
+                </li>
             </ol>
         </section>
     }
