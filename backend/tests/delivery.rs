@@ -246,6 +246,11 @@ async fn bad_submissions_get_a_4xx_naming_the_field_and_queue_nothing() {
             "headers",
         ),
         (
+            json!({"to": to, "subject": "x", "text": "x", "headers": {"Authentication-Results": "mx.contoso.com; dkim=pass"}}),
+            422,
+            "headers",
+        ),
+        (
             json!({"to": to, "subject": "x", "text": "x".repeat(5000)}),
             413,
             "",

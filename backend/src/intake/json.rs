@@ -28,6 +28,20 @@ const RESERVED: &[&str] = &[
     "return-path",
 ];
 
+/// Headers mail servers add on the way, never the sender: the path a
+/// message took (`Received`) and what servers found checking it (DKIM, ARC,
+/// `Authentication-Results`). Mailroom builds a JSON submission's body, so
+/// no signature of the app's can hold over it; a forged trace or result
+/// misleads whoever reads the message's path or its checks.
+const ADDED_ON_THE_WAY: &[&str] = &[
+    "received",
+    "authentication-results",
+    "dkim-signature",
+    "arc-seal",
+    "arc-message-signature",
+    "arc-authentication-results",
+];
+
 /// An app's own Message-ID, trimmed, when it is one (RFC 5322 3.6.4):
 /// `<left@right>`, each side a dot-atom, the right one a domain literal
 /// (`[10.0.0.1]`) too.
@@ -364,6 +378,8 @@ pub fn build(
                     errors.push("headers", format!("The header “{}” must be a name without spaces or colons, and a value on one line.", crate::error::short(name)));
                 } else if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
                     errors.push("headers", format!("The header {name} is set from the message's own fields; remove it from headers."));
+                } else if ADDED_ON_THE_WAY.contains(&name.to_ascii_lowercase().as_str()) {
+                    errors.push("headers", format!("The header {name} is added by mail servers on the way (the message's path, or what they found checking it), never by the sender; remove it from headers."));
                 } else if !seen.insert(name.to_ascii_lowercase()) {
                     // Names differ only in case: one header, which the
                     // builder would keep one value of, dropping the other.
@@ -563,6 +579,41 @@ mod tests {
         let head = head(&built(&req).unwrap());
         assert_eq!(unfolded(&head, "X-Ticket"), "42");
         assert_eq!(unfolded(&head, "X-Other"), "1");
+    }
+
+    /// A trace or an authentication result is the servers' on the way:
+    /// one an app sets (in any case) is refused, naming it, where it was
+    /// added to the message as given.
+    #[test]
+    fn headers_servers_add_on_the_way_are_refused_naming_them() {
+        for name in [
+            "Received",
+            "authentication-results",
+            "DKIM-Signature",
+            "ARC-Seal",
+            "ARC-Message-Signature",
+            "ARC-Authentication-Results",
+        ] {
+            let mut req = request();
+            req.headers
+                .insert(name.into(), "from a by b; dkim=pass".into());
+            req.headers.insert("X-Ticket".into(), "42".into());
+            let errors = built(&req).unwrap_err();
+            let said = errors["headers"].join(" ");
+            assert!(
+                said.contains(&format!("The header {name} is added by mail servers")),
+                "{said}"
+            );
+            assert_eq!(errors["headers"].len(), 1, "{said}");
+        }
+        // Their kin that an app may well set still go.
+        let mut req = request();
+        req.headers
+            .insert("X-Received-By".into(), "helpdesk".into());
+        req.headers
+            .insert("List-Unsubscribe".into(), "<https://contoso.com/u>".into());
+        let head = head(&built(&req).unwrap());
+        assert_eq!(unfolded(&head, "X-Received-By"), "helpdesk");
     }
 
     /// A helpdesk threads its replies by its own Message-ID; the header was
