@@ -1331,6 +1331,8 @@ async fn exchanges_daily_limit_over_smtp_is_a_quota_wait_and_a_blocked_sender_pa
         .nth(1)
         .and_then(|w| w.strip_suffix('.'))
         .unwrap_or_else(|| panic!("no time in {said}"));
+    // The details say the same time as their own field.
+    assert_eq!(waiting["next_attempt_at"].as_str(), Some(when), "{waiting}");
     let when =
         time::OffsetDateTime::parse(when, &time::format_description::well_known::Rfc3339).unwrap();
     let ahead = when - time::OffsetDateTime::now_utc();

@@ -298,6 +298,12 @@ async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
     assert_eq!(d.summary.status, Status::Deferred);
     assert_eq!(d.summary.attempt_count, 0);
     assert!(d.attempts.is_empty(), "no attempt is added");
+    let at = mailroom_backend::clock::rfc3339_at;
+    assert_eq!(
+        d.next_attempt_at,
+        at(T0 + 86_400),
+        "tried when the day frees"
+    );
     let e = d.summary.last_error.unwrap();
     assert_eq!(e.code.as_deref(), Some("quota"));
     assert_eq!(e.message, "waits for the day");
@@ -340,6 +346,11 @@ async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
     let w = s.queue.details("msg_w").await.unwrap().unwrap();
     assert_eq!(w.summary.status, Status::Deferred);
     assert_eq!(w.summary.attempt_count, 1);
+    assert_eq!(
+        w.next_attempt_at,
+        at(T0 + 86_400 + 600),
+        "tried after its wait"
+    );
     // Created at T0, waited 86,399 s for the limit: a cutoff an hour after
     // its creation (a day after it, counting the wait) leaves it waiting...
     assert_eq!(expire_all(&*s.queue, T0 + 3_600, "t").await.unwrap(), 0);
@@ -350,6 +361,10 @@ async fn a_quota_wait_adds_no_attempt_and_never_expires(f: Fixture) {
     assert_eq!(expire_all(&*s.queue, T0 + 86_400, "t").await.unwrap(), 1);
     let w = s.queue.details("msg_w").await.unwrap().unwrap();
     assert_eq!(w.summary.status, Status::Failed);
+    assert_eq!(
+        w.next_attempt_at, None,
+        "a failed message is not tried again"
+    );
 }
 
 async fn due_messages_of_a_profile_are_claimed_in_turn_per_app(f: Fixture) {

@@ -315,6 +315,7 @@ pub fn details(v: &JsValue) -> Option<Details> {
                 },
             })
         })?,
+        next_attempt_at: opt_string(v, "next_attempt_at")?,
     })
 }
 

@@ -1103,6 +1103,7 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
                 hint: Some("Check the address for typos.".into()),
                 transport: Some(mailroom_shared::Transport::Graph),
             }],
+            next_attempt_at: None,
         })
         .unwrap()
     };
@@ -1271,6 +1272,7 @@ async fn a_run_of_the_same_failure_is_shown_once_with_its_count_and_span() {
         summary: summary_of("msg_5", "queued", "Weekly report"),
         recipients: Vec::new(),
         attempts,
+        next_attempt_at: None,
     };
     route(
         "GET /api/messages/msg_5",
@@ -1295,16 +1297,7 @@ async fn a_run_of_the_same_failure_is_shown_once_with_its_count_and_span() {
         "{first}"
     );
     assert_eq!(first.matches(unresolved).count(), 1, "said once: {first}");
-    let times: Vec<String> = {
-        let t = root
-            .query_selector_all("#details-msg_5 .attempts li:first-child time")
-            .unwrap();
-        (0..t.length())
-            .filter_map(|i| t.get(i))
-            .filter_map(|n| n.dyn_into::<Element>().ok())
-            .filter_map(|e| e.get_attribute("datetime"))
-            .collect()
-    };
+    let times = datetimes(&root, "#details-msg_5 .attempts li:first-child time");
     assert_eq!(
         times,
         ["2026-11-28T10:00:00Z", "2026-11-28T10:39:00Z"],
@@ -1316,6 +1309,69 @@ async fn a_run_of_the_same_failure_is_shown_once_with_its_count_and_span() {
         "{single}"
     );
     assert!(text(2).contains("2 times"), "{}", text(2));
+}
+
+/// The `datetime` of each `<time>` that `selector` finds, in order.
+fn datetimes(root: &Element, selector: &str) -> Vec<String> {
+    let t = root.query_selector_all(selector).unwrap();
+    (0..t.length())
+        .filter_map(|i| t.get(i))
+        .filter_map(|n| n.dyn_into::<Element>().ok())
+        .filter_map(|e| e.get_attribute("datetime"))
+        .collect()
+}
+
+/// A deferred message's details say when it is tried next; other
+/// messages' say nothing of it.
+#[wasm_bindgen_test]
+async fn a_deferred_messages_details_say_when_it_is_tried_next() {
+    use mailroom_shared::sending::Details;
+    fake_api();
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [summary("msg_7", "deferred", "Invoice 9"), summary("msg_6", "sent", "Ticket 1")], "next": null}),
+    );
+    for (id, status, next) in [
+        ("msg_7", "deferred", Some("2026-11-28T10:05:00Z")),
+        ("msg_6", "sent", None),
+    ] {
+        let details = Details {
+            summary: summary_of(id, status, "x"),
+            recipients: Vec::new(),
+            attempts: Vec::new(),
+            next_attempt_at: next.map(str::to_string),
+        };
+        route(
+            &format!("GET /api/messages/{id}"),
+            200,
+            &serde_json::to_value(details).unwrap(),
+        );
+    }
+    let root = mount_activity().await;
+    click(&root, "#row-msg_7 button.open").await;
+    let pairs = root
+        .query_selector("#details-msg_7 .pairs")
+        .unwrap()
+        .and_then(|e| e.text_content())
+        .unwrap_or_default();
+    assert!(pairs.contains("Next try"), "{pairs}");
+    let times = datetimes(&root, "#details-msg_7 .pairs time");
+    assert_eq!(
+        times.last().map(String::as_str),
+        Some("2026-11-28T10:05:00Z"),
+        "{times:?}"
+    );
+    click(&root, "#row-msg_6 button.open").await;
+    let pairs = root
+        .query_selector("#details-msg_6 .pairs")
+        .unwrap()
+        .and_then(|e| e.text_content())
+        .unwrap_or_default();
+    assert!(
+        pairs.contains("Queued") && !pairs.contains("Next try"),
+        "{pairs}"
+    );
 }
 
 #[wasm_bindgen_test]

@@ -604,6 +604,11 @@ pub struct Details {
     pub recipients: Vec<RecipientState>,
     /// Each attempt, oldest first.
     pub attempts: Vec<Attempt>,
+    /// RFC 3339: when a `deferred` message is tried next (after a failed
+    /// attempt's wait, or a quota's); null for any other status (beyond
+    /// the contract, docs/API.md §9).
+    #[serde(default)]
+    pub next_attempt_at: Option<String>,
 }
 
 /// One saved version in `GET /api/settings/history`: names, never values.

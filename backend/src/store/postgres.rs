@@ -1710,10 +1710,16 @@ impl Queue for PgStore {
             .query(&prepared(&c, sql::ATTEMPTS_OF).await?, &[&id])
             .await?;
         let attempts = all(rows, sql::attempt_from)?;
+        let next = c
+            .query_opt(&prepared(&c, sql::NEXT_ATTEMPT_OF).await?, &[&id])
+            .await?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?;
         Ok(Some(Details {
             summary,
             recipients,
             attempts,
+            next_attempt_at: next.and_then(crate::clock::rfc3339_at),
         }))
     }
 

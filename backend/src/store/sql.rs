@@ -409,6 +409,9 @@ pub(crate) fn list(to: &str) -> String {
 pub(crate) const RECIPIENTS_OF: &str =
     "SELECT r.address, r.status, r.code, r.message FROM recipients r
      JOIN messages m ON m.seq = r.message_seq WHERE m.id = ?1 ORDER BY r.idx";
+/// When a deferred message is tried next (no row for any other status).
+pub(crate) const NEXT_ATTEMPT_OF: &str =
+    "SELECT next_attempt_unix FROM messages WHERE id = ?1 AND status = 'deferred'";
 pub(crate) const ATTEMPTS_OF: &str =
     "SELECT a.at, a.ok, a.stage, a.code, a.message, a.hint, a.transport FROM attempts a
      JOIN messages m ON m.seq = a.message_seq WHERE m.id = ?1 ORDER BY a.n";

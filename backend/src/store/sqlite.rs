@@ -1234,10 +1234,15 @@ impl Queue for SqliteStore {
                 .prepare_cached(sql::ATTEMPTS_OF)?
                 .query_map([&id], |r| sql::attempt_from(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next = c
+                .prepare_cached(sql::NEXT_ATTEMPT_OF)?
+                .query_row([&id], |r| r.get::<_, i64>(0))
+                .optional()?;
             Ok(Some(Details {
                 summary,
                 recipients,
                 attempts,
+                next_attempt_at: next.and_then(crate::clock::rfc3339_at),
             }))
         })
         .await

@@ -51,7 +51,11 @@ fn details(m: &mut Markup, d: &Details) {
     }
     m.el("dt", &[], "Size")
         .el("dd", &[], &[s.size.to_string().as_str(), " bytes"].concat());
-    for (label, value) in [("Queued", &s.created_at), ("Updated", &s.updated_at)] {
+    let next = d.next_attempt_at.as_ref().map(|at| ("Next try", at));
+    for (label, value) in [("Queued", &s.created_at), ("Updated", &s.updated_at)]
+        .into_iter()
+        .chain(next)
+    {
         m.el("dt", &[], label)
             .open("dd", &[])
             .time(value)
