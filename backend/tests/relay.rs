@@ -141,6 +141,75 @@ async fn starttls_and_auth_then_the_message_reaches_the_upstream() {
     );
 }
 
+/// A printer moved from Office 365 keeps the mailbox's address as its
+/// username; only the server and the password change. The key names its
+/// app, which must be allowed to send as that address (its allowed_from,
+/// or the settings' username and sender): another address, or another
+/// app's key, is refused and logged saying which.
+#[tokio::test]
+async fn a_device_keeping_an_address_it_sends_as_for_its_username_signs_in_with_the_key() {
+    let log = CapturedLog::start();
+    let (rig, server) = relay_rig(|_| {}).await;
+    let scanner = addr("scanner", "contoso.com");
+    rig.smtp.configure(|c| {
+        c.send_as.insert((mailer(), scanner.clone()));
+    });
+    let (app, key) = server
+        .new_app(json!({"name": "Scanner", "allowed_from": [scanner]}))
+        .await;
+    let (_, other_key) = server.new_app(json!({"name": "Billing"})).await;
+    // lettre, as a device sends, with each mechanism and address.
+    for (i, (user, mechanism)) in [
+        (scanner.clone(), Mechanism::Login),
+        (scanner.to_uppercase(), Mechanism::Plain),
+        (mailer(), Mechanism::Plain),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let reply = client(&server, Some((&user, &key)), mechanism)
+            .send(message(
+                &scanner,
+                &[addr("a", "example.org")],
+                &format!("scan {i}"),
+                "y",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{user}: {e}"));
+        let m = server.wait_status(&queued_id(&reply), "sent").await;
+        assert_eq!(m["app"], app.as_str(), "{m}");
+    }
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    let ceo = addr("ceo", "contoso.com");
+    for (user, pass) in [
+        (&ceo, &key),
+        (&scanner, &other_key),
+        (&scanner, &"mr_wrong".to_string()),
+    ] {
+        let r = w.auth_plain(user, pass).await;
+        assert!(r.starts_with("535 5.7.8"), "{user}: {r}");
+        assert!(r.contains("or an address it sends as"), "{r}");
+    }
+    let text = logged(&log, "is no app's key").await;
+    assert!(
+        text.contains(&format!(
+            "the username \"{ceo}\" is an email address that app {app} (\"Scanner\") may not send as"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "the username \"{scanner}\" is an email address that app"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&key) && !text.contains(&other_key),
+        "a key reached the log"
+    );
+}
+
 #[tokio::test]
 async fn the_page_learns_where_the_relay_listens_and_off_means_none() {
     let (_rig, server) = relay_rig(|_| {}).await;

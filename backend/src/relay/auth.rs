@@ -1,6 +1,8 @@
-//! AUTH on the relay: PLAIN and LOGIN with an app's id and key, checked in
-//! constant time, with the same lockout as the HTTP API (docs/API.md §2).
+//! AUTH on the relay: PLAIN and LOGIN with an app's id (or an address the
+//! app may send as) and key, checked in constant time, with the same
+//! lockout as the HTTP API (docs/API.md §2).
 
+use mailroom_shared::sending::{App, FromPolicy};
 use smtp_proto::request::receiver::LineReceiver;
 use subtle::ConstantTimeEq;
 
@@ -106,7 +108,23 @@ impl Session {
             &mailroom_shared::parse::without_invisible(pass),
         );
         let limit = self.shared.sending.apps.key_failures.clone();
-        let found = match self.shared.sending.apps.queue.app_by_id(user.trim()).await {
+        let hash = key_hash(pass.trim());
+        let looked_up = if user.trim().contains('@') {
+            self.by_address(user.trim(), hash).await
+        } else {
+            match self.shared.sending.apps.queue.app_by_id(user.trim()).await {
+                Ok(found) => {
+                    let named = found
+                        .as_ref()
+                        .map(|(app, _)| (app.id.clone(), app.name.clone()));
+                    let app = found
+                        .and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
+                    Ok((named, app, None))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let (named, app, refused) = match looked_up {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read apps for an SMTP sign-in");
@@ -118,11 +136,6 @@ impl Session {
                 return Flow::Go;
             }
         };
-        let hash = key_hash(pass.trim());
-        let named = found
-            .as_ref()
-            .map(|(app, _)| (app.id.clone(), app.name.clone()));
-        let app = found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
         let verdict = limit.check(self.peer, app.is_some()).await;
         if let (Ok(()), Some(app)) = (verdict, app) {
             tracing::info!(app = %app.id, peer = %self.peer, "relay sign-in");
@@ -136,6 +149,7 @@ impl Session {
             (_, Err(Refused::LockedOut(_))) => {
                 "too many failed sign-ins from this address".to_string()
             }
+            _ if refused.is_some() => refused.unwrap_or_default(),
             (Some((id, name)), _) => match cut_key(pass.trim()) {
                 Some(cut) => format!("the password is not the key of app {id} (\"{name}\"): {cut}"),
                 None => format!("the password is not the key of app {id} (\"{name}\"): a revoked key, another app's, or a typo"),
@@ -176,7 +190,7 @@ impl Session {
         self.reply(
             535,
             "5.7.8",
-            "Authentication credentials invalid: the username is the app's id (app_...) and the password its key (mr_...)",
+            "Authentication credentials invalid: the username is the app's id (app_...) or an address it sends as, and the password its key (mr_...)",
         );
         match verdict {
             Err(Refused::LockedOut(wait)) => {
@@ -185,6 +199,45 @@ impl Session {
             }
             _ => Flow::Go,
         }
+    }
+}
+
+impl Session {
+    /// A username that is an email address, as a device set up for Office
+    /// 365 keeps (the mailbox's address) when it is moved to Mailroom: the
+    /// key alone names its app, which must be allowed to send as that
+    /// address (its `allowed_from`, or its profile's username and sender),
+    /// so a key pasted for the wrong device is still caught. Answers the
+    /// app when it may, else why not (for the log) when the key is an
+    /// app's; `named` stays empty, as for a username that is no app's id.
+    #[allow(clippy::type_complexity)]
+    async fn by_address(
+        &mut self,
+        address: &str,
+        hash: [u8; 32],
+    ) -> Result<(Option<(String, String)>, Option<App>, Option<String>), String> {
+        let apps = &self.shared.sending.apps.queue;
+        let Some(app) = apps.app_by_key(hash).await.map_err(|e| e.to_string())? else {
+            return Ok((None, None, None));
+        };
+        let settings = self
+            .shared
+            .sending
+            .settings
+            .for_profile(&app.profile)
+            .load_settings()
+            .await
+            .map_err(|e| e.to_string())?;
+        let policy = FromPolicy::new(settings.as_ref(), &app.allowed_from);
+        if policy.allows(address) {
+            return Ok((None, Some(app), None));
+        }
+        let shown: String = address.chars().take(64).collect();
+        let why = format!(
+            "the username \"{shown}\" is an email address that app {} (\"{}\") may not send as, though the password is its key: use the app's id ({}) as the username, or add the address to the app's allowed From addresses (allowed_from)",
+            app.id, app.name, app.id
+        );
+        Ok((None, None, Some(why)))
     }
 }
 
@@ -208,14 +261,14 @@ fn cut_key(pass: &str) -> Option<String> {
 /// Why a username that is no app's id was refused, for the log: what it
 /// looks like, and never a key given in its place.
 fn wrong_username(user: &str) -> String {
-    const FIX: &str = "the username is the app's id (app_...), shown on the Apps page, and the password its key (mr_...)";
+    const FIX: &str = "the username is the app's id (app_...), shown on the Apps page, or an address the app may send as, and the password its key (mr_...)";
     let shown: String = user.chars().take(64).collect();
     if user.is_empty() {
         format!("no username: {FIX}")
     } else if user.starts_with("mr_") {
         format!("a key was given as the username: {FIX}")
     } else if user.contains('@') {
-        format!("the username \"{shown}\" is an email address: {FIX}")
+        format!("the username \"{shown}\" is an email address, and the password is no app's key (revoked, another server's, or a typo): {FIX}")
     } else {
         format!("no app has the id \"{shown}\" (revoked, or a typo): {FIX}")
     }
