@@ -1464,6 +1464,21 @@ async fn a_send_as_refusal_of_the_settings_sender_pauses_and_an_apps_own_address
         .await;
     assert_eq!(failed["last_error"]["code"], "5.7.60", "{failed}");
     assert!(server.queue().await["paused"].is_null());
+    // Its words and fix name the address refused, not the settings' sender
+    // (whose right was given back above).
+    let said = failed["last_error"]["message"].as_str().unwrap();
+    assert!(
+        said.starts_with(&format!("{} may not send as {other}.", mailer())),
+        "{failed}"
+    );
+    let hint = failed["attempts"][0]["hint"].as_str().unwrap();
+    assert!(
+        hint.contains(&format!(
+            "`Add-RecipientPermission -Identity \"{other}\" -Trustee \"{}\" -AccessRights SendAs`",
+            mailer()
+        )),
+        "{failed}"
+    );
 }
 
 /// An address beyond ASCII (RFC 6531) goes with MAIL FROM's `SMTPUTF8` where

@@ -317,6 +317,33 @@ async fn each_graph_reply_has_its_kind_in_delivery() {
             .contains("Add-RecipientPermission"),
         "{failed}"
     );
+    // Sent as an app's own address, the words and the fix name that address.
+    let billing = addr("billing", "contoso.com");
+    let (_, own) = server
+        .new_app(json!({"name": "Invoices", "allowed_from": [billing]}))
+        .await;
+    rig.graph.fail_next(GraphError::new(403, "ErrorSendAsDenied", "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account."));
+    let (_, q) = server
+        .submit(
+            &own,
+            &json!({"from": billing, "to": [addr("a", "example.org")], "subject": "own", "text": "x"}),
+        )
+        .await;
+    let failed = server
+        .wait_status(q["id"].as_str().unwrap(), "failed")
+        .await;
+    let said = failed["last_error"]["message"].as_str().unwrap();
+    assert!(
+        said.starts_with(&format!("{} may not send as {billing}.", mailer())),
+        "{failed}"
+    );
+    assert!(
+        failed["attempts"][0]["hint"].as_str().unwrap().contains(&format!(
+            "`Add-RecipientPermission -Identity \"{billing}\" -Trustee \"{}\" -AccessRights SendAs`",
+            mailer()
+        )),
+        "{failed}"
+    );
     // Busy: deferred, tried again later.
     rig.graph.fail_next(GraphError::new(
         503,

@@ -83,7 +83,8 @@ impl Engine {
                     GraphFailure::Reply { retry_after, .. } => *retry_after,
                     _ => None,
                 };
-                let d = diagnose::graph_failure(&f, settings, &way.endpoint);
+                let sent_as = diagnose::as_sent(settings, &m.mail_from);
+                let d = diagnose::graph_failure(&f, &sent_as, &way.endpoint);
                 if let Some(wait) = retry_after {
                     self.hold(wait).await;
                 }

@@ -297,6 +297,7 @@ impl Engine {
         // The reason the message waits, when a recipient does.
         let mut waits_for: Option<Diagnosis> = None;
         let timeouts = self.tester.timeouts();
+        let sent_as = diagnose::as_sent(settings, &m.mail_from);
         // Those that failed for good, with their codes.
         let mut refused = Vec::new();
         for ((idx, address), outcome) in m.recipients.iter().zip(outcomes) {
@@ -313,7 +314,7 @@ impl Engine {
                     });
                 }
                 Err(f) => {
-                    let d = diagnose::smtp_failure(&f, settings, &timeouts);
+                    let d = diagnose::smtp_failure(&f, &sent_as, &timeouts);
                     // Refused for now, or for who sends rather than for who
                     // receives (a quota, a blocked mailbox, beside recipients
                     // the server took): tried again, never failed for it.

@@ -401,7 +401,8 @@ impl Engine {
                 reusable.then_some(c)
             }
             Err(f) => {
-                let d = diagnose::smtp_failure(&f, &settings, &self.tester.timeouts());
+                let sent_as = diagnose::as_sent(&settings, &m.mail_from);
+                let d = diagnose::smtp_failure(&f, &sent_as, &self.tester.timeouts());
                 let d = diagnose::settings_sender_refused(d, &m.mail_from, &settings);
                 let transcript = Some(self.masked_transcript(&mut c));
                 match d.kind {

@@ -493,7 +493,7 @@ pub fn graph_failure(f: &GraphFailure, s: &Settings, endpoint: &str) -> Diagnosi
         (403, "ErrorSendAsDenied") => d(
             Kind::Permanent,
             shown,
-            format!("{user} may not send as this message's From address. {said}"),
+            format!("{user} may not send as {}. {said}", s.sender_email),
             format!(
                 "Give {user} Send-As rights on the sender: `{}`, or send from {user}.",
                 ps::add_recipient_permission(&s.sender_email, user)
@@ -576,6 +576,18 @@ pub fn smtp_failure(f: &SmtpFailure, s: &Settings, timeouts: &Timeouts) -> Diagn
     Diagnosis {
         kind: classify(f),
         ..explain(f, s, timeouts)
+    }
+}
+
+/// The settings as one message was sent: its envelope sender in place of
+/// the settings' sender, so that a Send-As refusal's words and fix name
+/// the address that was refused. An app's `allowed_from` address is not the
+/// settings' sender, and the fix named the latter: `Add-RecipientPermission`
+/// on a mailbox that had the right already.
+pub fn as_sent(s: &Settings, mail_from: &str) -> Settings {
+    Settings {
+        sender_email: mail_from.to_string(),
+        ..s.clone()
     }
 }
 
