@@ -336,6 +336,13 @@ async fn the_key_panel_names_the_relays_ports_and_links_its_certificate() {
         };
         assert_eq!(shown("#smtp-port").as_deref(), smtp, "{connection}");
         assert_eq!(shown("#smtps-port").as_deref(), smtps, "{connection}");
+        // With a relay, a device keeping its mailbox's address is told it may.
+        assert_eq!(
+            shown("#smtp-username-address")
+                .is_some_and(|t| t.contains("keep its mailbox's address")),
+            smtp.is_some() || smtps.is_some(),
+            "{connection}"
+        );
         let panel = text_of(&root, "#key-panel");
         assert!(panel.contains(open), "{connection}: {panel}");
         assert_eq!(panel.contains("STARTTLS"), smtp.is_some(), "{panel}");

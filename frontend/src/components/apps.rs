@@ -270,7 +270,11 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
                 }
                 m.close("dd");
             }
-            m.close("dl");
+            m.close("dl").el(
+                "p",
+                &[("class", "help"), ("id", "smtp-username-address")],
+                "A device moved from Office 365 may keep its mailbox's address as the username, if this app may send as it.",
+            );
             m.open("p", &[])
                 .text("A device that checks the server's certificate needs it: ")
                 .el(
