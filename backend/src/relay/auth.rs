@@ -112,19 +112,13 @@ impl Session {
         let looked_up = if user.trim().contains('@') {
             self.by_address(user.trim(), hash).await
         } else {
-            match self.shared.sending.apps.queue.app_by_id(user.trim()).await {
-                Ok(found) => {
-                    let named = found
-                        .as_ref()
-                        .map(|(app, _)| (app.id.clone(), app.name.clone()));
-                    let app = found
-                        .and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
-                    Ok((named, app, None))
-                }
-                Err(e) => Err(e.to_string()),
-            }
+            self.by_id(user.trim(), hash).await
         };
-        let (named, app, refused) = match looked_up {
+        let Looked {
+            named,
+            app,
+            refused,
+        } = match looked_up {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read apps for an SMTP sign-in");
@@ -145,16 +139,16 @@ impl Session {
         }
         // The reply stays the same for every wrong pair (it tells a guesser
         // nothing); the log tells the admin which part is wrong.
-        let why = match (&named, verdict) {
-            (_, Err(Refused::LockedOut(_))) => {
+        let why = match (&named, verdict, refused) {
+            (_, Err(Refused::LockedOut(_)), _) => {
                 "too many failed sign-ins from this address".to_string()
             }
-            _ if refused.is_some() => refused.unwrap_or_default(),
-            (Some((id, name)), _) => match cut_key(pass.trim()) {
+            (_, _, Some(refused)) => refused,
+            (Some((id, name)), _, None) => match cut_key(pass.trim()) {
                 Some(cut) => format!("the password is not the key of app {id} (\"{name}\"): {cut}"),
                 None => format!("the password is not the key of app {id} (\"{name}\"): a revoked key, another app's, or a typo"),
             },
-            (None, _) => {
+            (None, _, None) => {
                 let apps = self
                     .shared
                     .sending
@@ -202,23 +196,48 @@ impl Session {
     }
 }
 
+/// What a sign-in's username and key found.
+#[derive(Default)]
+struct Looked {
+    /// The app the username names, `(id, name)`, whatever the key.
+    named: Option<(String, String)>,
+    /// The app signed in as: the username and the key agree.
+    app: Option<App>,
+    /// Why a right key was refused, for the log.
+    refused: Option<String>,
+}
+
 impl Session {
+    /// A username that is an app's id: that app, when the key is its own
+    /// (compared in constant time).
+    async fn by_id(&self, id: &str, hash: [u8; 32]) -> Result<Looked, String> {
+        let found = self
+            .shared
+            .sending
+            .apps
+            .queue
+            .app_by_id(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Looked {
+            named: found
+                .as_ref()
+                .map(|(app, _)| (app.id.clone(), app.name.clone())),
+            app: found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app)),
+            refused: None,
+        })
+    }
+
     /// A username that is an email address, as a device set up for Office
     /// 365 keeps (the mailbox's address) when it is moved to Mailroom: the
     /// key alone names its app, which must be allowed to send as that
     /// address (its `allowed_from`, or its profile's username and sender),
-    /// so a key pasted for the wrong device is still caught. Answers the
-    /// app when it may, else why not (for the log) when the key is an
-    /// app's; `named` stays empty, as for a username that is no app's id.
-    #[allow(clippy::type_complexity)]
-    async fn by_address(
-        &mut self,
-        address: &str,
-        hash: [u8; 32],
-    ) -> Result<(Option<(String, String)>, Option<App>, Option<String>), String> {
+    /// so a key pasted for the wrong device is still caught. No app is
+    /// `named`, as for a username that is no app's id.
+    async fn by_address(&self, address: &str, hash: [u8; 32]) -> Result<Looked, String> {
         let apps = &self.shared.sending.apps.queue;
         let Some(app) = apps.app_by_key(hash).await.map_err(|e| e.to_string())? else {
-            return Ok((None, None, None));
+            return Ok(Looked::default());
         };
         let settings = self
             .shared
@@ -230,14 +249,20 @@ impl Session {
             .map_err(|e| e.to_string())?;
         let policy = FromPolicy::new(settings.as_ref(), &app.allowed_from);
         if policy.allows(address) {
-            return Ok((None, Some(app), None));
+            return Ok(Looked {
+                app: Some(app),
+                ..Looked::default()
+            });
         }
         let shown: String = address.chars().take(64).collect();
         let why = format!(
             "the username \"{shown}\" is an email address that app {} (\"{}\") may not send as, though the password is its key: use the app's id ({}) as the username, or add the address to the app's allowed From addresses (allowed_from)",
             app.id, app.name, app.id
         );
-        Ok((None, None, Some(why)))
+        Ok(Looked {
+            refused: Some(why),
+            ..Looked::default()
+        })
     }
 }
 
@@ -268,7 +293,7 @@ fn wrong_username(user: &str) -> String {
     } else if user.starts_with("mr_") {
         format!("a key was given as the username: {FIX}")
     } else if user.contains('@') {
-        format!("the username \"{shown}\" is an email address, and the password is no app's key (revoked, another server's, or a typo): {FIX}")
+        format!("the username \"{shown}\" is an email address, and the password is no app's key (revoked, or a typo): {FIX}")
     } else {
         format!("no app has the id \"{shown}\" (revoked, or a typo): {FIX}")
     }
