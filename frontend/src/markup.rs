@@ -156,10 +156,12 @@ pub fn copy_click(event: &web_sys::MouseEvent) -> Option<(String, String)> {
 }
 
 /// A hint: prose, with each `backticked` command on its own line with a copy button.
+/// The commas and stops between commands (`` `a`, `b`. ``) are left out: each
+/// command is a line of its own, and they stood alone between them.
 pub fn hint(m: &mut Markup, hint: &str) {
     m.open("div", &[("class", "hint")]);
     for (i, part) in hint.split('`').enumerate() {
-        if part.trim().is_empty() {
+        if part.trim().trim_matches([',', ';', '.']).trim().is_empty() {
             continue;
         }
         if i % 2 == 1 {

@@ -454,21 +454,51 @@ async fn result_panel_shows_stage_code_hint_commands_and_transcript() {
     }
 }
 
-#[wasm_bindgen_test]
-async fn hint_without_commands_is_plain_text() {
-    let root = fresh_root();
+/// `markup::hint(text)`, rendered in a fresh root.
+async fn rendered_hint(text: &str) -> Element {
     #[derive(Properties, PartialEq)]
-    struct P {}
+    struct P {
+        text: String,
+    }
     #[function_component(Wrap)]
-    fn wrap(_: &P) -> Html {
+    fn wrap(p: &P) -> Html {
         let mut m = mailroom_frontend::markup::Markup::default();
-        mailroom_frontend::markup::hint(&mut m, "Check the host and port.");
+        mailroom_frontend::markup::hint(&mut m, &p.text);
         m.html()
     }
-    yew::Renderer::<Wrap>::with_root_and_props(root.clone(), P {}).render();
+    let root = fresh_root();
+    yew::Renderer::<Wrap>::with_root_and_props(root.clone(), P { text: text.into() }).render();
     yew::scheduler::flush().await;
+    root
+}
+
+#[wasm_bindgen_test]
+async fn hint_without_commands_is_plain_text() {
+    let root = rendered_hint("Check the host and port.").await;
     assert_eq!(text_of(&root, ".hint").unwrap(), "Check the host and port.");
     assert!(root.query_selector(".command").unwrap().is_none());
+}
+
+/// Commands each on a line of their own, without the commas and the stop
+/// that stood alone between them; prose around them stays.
+#[wasm_bindgen_test]
+async fn a_hints_commands_stand_without_the_commas_between_them() {
+    let root = rendered_hint("Free space, then: `New-RetentionPolicy a`, `Set-Mailbox b`, `Start-ManagedFolderAssistant c` (it replaces the policy). Then save.").await;
+    let hint = root.query_selector(".hint").unwrap().unwrap();
+    let children = hint.children();
+    let parts: Vec<(String, String)> = (0..children.length())
+        .filter_map(|i| children.item(i))
+        .map(|c| {
+            (
+                c.tag_name().to_lowercase(),
+                c.text_content().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(kinds, ["span", "div", "div", "div", "span"], "{parts:?}");
+    assert_eq!(parts[0].1, "Free space, then: ");
+    assert_eq!(parts[4].1, " (it replaces the policy). Then save.");
 }
 
 fn parsed(text: &str) -> wasm_bindgen::JsValue {
