@@ -1037,6 +1037,15 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
     settle().await;
 }
 
+/// The fake API answers `GET /api/messages/{id}` of `d`'s message with `d`.
+fn route_details(d: &mailroom_shared::sending::Details) {
+    route(
+        &format!("GET /api/messages/{}", d.summary.id),
+        200,
+        &serde_json::to_value(d).unwrap(),
+    );
+}
+
 async fn mount_activity() -> Element {
     let root = fresh_root();
     yew::Renderer::<Activity>::with_root_and_props(
@@ -1281,11 +1290,7 @@ async fn a_run_of_the_same_failure_is_shown_once_with_its_count_and_span() {
         attempts,
         next_attempt_at: None,
     };
-    route(
-        "GET /api/messages/msg_5",
-        200,
-        &serde_json::to_value(details).unwrap(),
-    );
+    route_details(&details);
     let root = mount_activity().await;
     click(&root, "#row-msg_5 button.open").await;
     let items = root
@@ -1343,25 +1348,16 @@ async fn a_deferred_messages_details_say_when_it_is_tried_next() {
         ("msg_7", "deferred", Some("2026-11-28T10:05:00Z")),
         ("msg_6", "sent", None),
     ] {
-        let details = Details {
+        route_details(&Details {
             summary: summary_of(id, status, "x"),
             recipients: Vec::new(),
             attempts: Vec::new(),
             next_attempt_at: next.map(str::to_string),
-        };
-        route(
-            &format!("GET /api/messages/{id}"),
-            200,
-            &serde_json::to_value(details).unwrap(),
-        );
+        });
     }
     let root = mount_activity().await;
     click(&root, "#row-msg_7 button.open").await;
-    let pairs = root
-        .query_selector("#details-msg_7 .pairs")
-        .unwrap()
-        .and_then(|e| e.text_content())
-        .unwrap_or_default();
+    let pairs = text_of(&root, "#details-msg_7 .pairs");
     assert!(pairs.contains("Next try"), "{pairs}");
     let times = datetimes(&root, "#details-msg_7 .pairs time");
     assert_eq!(
@@ -1370,11 +1366,7 @@ async fn a_deferred_messages_details_say_when_it_is_tried_next() {
         "{times:?}"
     );
     click(&root, "#row-msg_6 button.open").await;
-    let pairs = root
-        .query_selector("#details-msg_6 .pairs")
-        .unwrap()
-        .and_then(|e| e.text_content())
-        .unwrap_or_default();
+    let pairs = text_of(&root, "#details-msg_6 .pairs");
     assert!(
         pairs.contains("Queued") && !pairs.contains("Next try"),
         "{pairs}"

@@ -2,11 +2,11 @@
 //! app may send as) and key, checked in constant time, with the same
 //! lockout as the HTTP API (docs/API.md §2).
 
-use mailroom_shared::sending::{App, FromPolicy};
+use mailroom_shared::sending::App;
 use smtp_proto::request::receiver::LineReceiver;
 use subtle::ConstantTimeEq;
 
-use super::session::{ascii_line, Flow, Mode, Session};
+use super::session::{ascii_line, Flow, Mode, Sender, Session};
 use crate::apps::key_hash;
 use crate::auth::Refused;
 
@@ -239,15 +239,10 @@ impl Session {
         let Some(app) = apps.app_by_key(hash).await.map_err(|e| e.to_string())? else {
             return Ok(Looked::default());
         };
-        let settings = self
-            .shared
-            .sending
-            .settings
-            .for_profile(&app.profile)
-            .load_settings()
+        let (policy, _) = self
+            .sender_policy(&Sender::App(Box::new(app.clone())))
             .await
             .map_err(|e| e.to_string())?;
-        let policy = FromPolicy::new(settings.as_ref(), &app.allowed_from);
         if policy.allows(address) {
             return Ok(Looked {
                 app: Some(app),

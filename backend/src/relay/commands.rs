@@ -177,13 +177,8 @@ impl Session {
         &mut self,
         sender: &Sender,
     ) -> Result<(FromPolicy, Option<mailroom_shared::Settings>), Flow> {
-        let profile = match sender {
-            Sender::App(app) => app.profile.as_str(),
-            Sender::Trusted(_) => crate::store::DEFAULT_PROFILE,
-        };
-        let repo = self.shared.sending.settings.for_profile(profile);
-        let current = match repo.load_settings().await {
-            Ok(c) => c,
+        match self.sender_policy(sender).await {
+            Ok(found) => Ok(found),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the settings");
                 self.reply(
@@ -191,9 +186,23 @@ impl Session {
                     "4.3.0",
                     "Temporary failure reading the settings; try again",
                 );
-                return Err(Flow::Go);
+                Err(Flow::Go)
             }
+        }
+    }
+
+    /// Who may send as what for `sender`, under its profile's settings
+    /// (a trusted network's: the default profile's), and those settings.
+    pub(super) async fn sender_policy(
+        &self,
+        sender: &Sender,
+    ) -> Result<(FromPolicy, Option<mailroom_shared::Settings>), crate::settings::LoadError> {
+        let profile = match sender {
+            Sender::App(app) => app.profile.as_str(),
+            Sender::Trusted(_) => crate::store::DEFAULT_PROFILE,
         };
+        let repo = self.shared.sending.settings.for_profile(profile);
+        let current = repo.load_settings().await?;
         let policy = match sender {
             Sender::App(app) => FromPolicy::new(current.as_ref(), &app.allowed_from),
             Sender::Trusted(_) => FromPolicy::for_trusted_network(current.as_ref()),
