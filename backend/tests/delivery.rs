@@ -1479,6 +1479,13 @@ async fn a_send_as_refusal_of_the_settings_sender_pauses_and_an_apps_own_address
         )),
         "{failed}"
     );
+    // Its other way is the app's, not the settings': sending as the
+    // settings' sender (whose right is back) would be to use the mailbox.
+    assert!(
+        hint.contains(&format!("If the app should not send as {other}, take it out of the app's allowed_from, or turn on the app's rewrite_from so that its mail goes as {helpdesk}.")),
+        "{failed}"
+    );
+    assert!(!hint.contains("as the sender email"), "{failed}");
 }
 
 /// An address beyond ASCII (RFC 6531) goes with MAIL FROM's `SMTPUTF8` where

@@ -337,13 +337,20 @@ async fn each_graph_reply_has_its_kind_in_delivery() {
         said.starts_with(&format!("{} may not send as {billing}.", mailer())),
         "{failed}"
     );
+    let hint = failed["attempts"][0]["hint"].as_str().unwrap();
     assert!(
-        failed["attempts"][0]["hint"].as_str().unwrap().contains(&format!(
+        hint.contains(&format!(
             "`Add-RecipientPermission -Identity \"{billing}\" -Trustee \"{}\" -AccessRights SendAs`",
             mailer()
         )),
         "{failed}"
     );
+    // Or the app sends as the settings' sender, not "send from the mailbox".
+    assert!(
+        hint.contains("take it out of the app's allowed_from, or turn on the app's rewrite_from"),
+        "{failed}"
+    );
+    assert!(!hint.contains("or send from"), "{failed}");
     // Busy: deferred, tried again later.
     rig.graph.fail_next(GraphError::new(
         503,

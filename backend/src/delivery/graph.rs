@@ -85,6 +85,7 @@ impl Engine {
                 };
                 let sent_as = diagnose::as_sent(settings, &m.mail_from);
                 let d = diagnose::graph_failure(&f, &sent_as, &way.endpoint);
+                let d = diagnose::app_address_refused(d, &m.mail_from, settings);
                 if let Some(wait) = retry_after {
                     self.hold(wait).await;
                 }

@@ -315,6 +315,7 @@ impl Engine {
                 }
                 Err(f) => {
                     let d = diagnose::smtp_failure(&f, &sent_as, &timeouts);
+                    let d = diagnose::app_address_refused(d, &m.mail_from, settings);
                     // Refused for now, or for who sends rather than for who
                     // receives (a quota, a blocked mailbox, beside recipients
                     // the server took): tried again, never failed for it.

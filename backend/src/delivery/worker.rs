@@ -404,6 +404,7 @@ impl Engine {
                 let sent_as = diagnose::as_sent(&settings, &m.mail_from);
                 let d = diagnose::smtp_failure(&f, &sent_as, &self.tester.timeouts());
                 let d = diagnose::settings_sender_refused(d, &m.mail_from, &settings);
+                let d = diagnose::app_address_refused(d, &m.mail_from, &settings);
                 let transcript = Some(self.masked_transcript(&mut c));
                 match d.kind {
                     Kind::Pause => {

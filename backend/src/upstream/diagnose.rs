@@ -608,6 +608,25 @@ pub fn settings_sender_refused(mut d: Diagnosis, from: &str, s: &Settings) -> Di
     d
 }
 
+/// A Send-As refusal (5.7.60, `ErrorSendAsDenied`) of an address an app
+/// sends as (its `allowed_from`), `from`, not the settings' sender: the fix
+/// gives the right on that address, or has the app send as the settings'
+/// sender instead. The fix for the settings' sender ends "or use {user} as
+/// the sender email", which for an app's own address means its settings.
+pub fn app_address_refused(mut d: Diagnosis, from: &str, s: &Settings) -> Diagnosis {
+    let send_as = is_send_as_denied(d.code.as_deref(), &d.message.to_ascii_lowercase());
+    let user = s.username.as_deref().unwrap_or_default();
+    let the_settings = |a: &str| from.eq_ignore_ascii_case(a);
+    if send_as && !the_settings(&s.sender_email) && !the_settings(user) {
+        d.hint = format!(
+            "Give {user} Send-As rights on {from}: `{}`. If the app should not send as {from}, take it out of the app's allowed_from, or turn on the app's rewrite_from so that its mail goes as {sender}.",
+            ps::add_recipient_permission(from, user),
+            sender = s.sender_email,
+        );
+    }
+    d
+}
+
 /// Where the settings' provider takes mail, for a hint: "Office 365 uses
 /// smtp.office365.com port 587 with STARTTLS" (the configured cloud's host),
 /// Gmail's and the others' from the catalogue; for `other`, the usual ports.
