@@ -109,6 +109,23 @@ fn find(root: &Element, selector: &str) -> Element {
         .unwrap_or_else(|| panic!("no {selector} in {}", root.inner_html()))
 }
 
+/// The JSON body of the first request `METHOD /path` the page made.
+fn sent_json(request: &str) -> Value {
+    let (_, body) = requests()
+        .into_iter()
+        .find(|(r, _)| r == request)
+        .unwrap_or_else(|| panic!("no {request} was sent"));
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The value of the input with this id.
+fn input_value(root: &Element, id: &str) -> String {
+    find(root, &["#", id].concat())
+        .dyn_into::<HtmlInputElement>()
+        .unwrap()
+        .value()
+}
+
 fn text_of(root: &Element, selector: &str) -> String {
     root.query_selector(selector)
         .unwrap()
@@ -169,17 +186,29 @@ fn apps_routes(apps: Vec<Value>) {
 }
 
 async fn mount_apps() -> Element {
+    mount_apps_with(Vec::new()).await
+}
+
+/// The Apps view with the sending profiles of the queue's answer.
+async fn mount_apps_with(profiles: Vec<mailroom_shared::profiles::ProfileState>) -> Element {
     let root = fresh_root();
     yew::Renderer::<Apps>::with_root_and_props(
         root.clone(),
         AppsProps {
             on_unauthorized: Callback::noop(),
-            profiles: Vec::new(),
+            profiles,
         },
     )
     .render();
     settle().await;
     root
+}
+
+/// The Apps view when there are two profiles (`default` and `prf_b`).
+async fn mount_apps_on_two_profiles() -> Element {
+    let q: mailroom_shared::sending::QueueState =
+        serde_json::from_value(two_profiles_queue()).unwrap();
+    mount_apps_with(q.profiles).await
 }
 
 #[wasm_bindgen_test]
@@ -498,12 +527,7 @@ async fn limits_and_their_use_show_drawn_and_are_edited_with_checks_while_typing
     assert!(text_of(&root, ".use.full").contains("Messages, last hour"));
     click(&root, "#apps-table tbody button[data-act=limits]").await;
     assert!(text_of(&root, "#limits-title").contains("Bulk"));
-    let value = |id: &str| -> String {
-        find(&root, &["#", id].concat())
-            .dyn_into::<HtmlInputElement>()
-            .unwrap()
-            .value()
-    };
+    let value = |id: &str| input_value(&root, id);
     assert_eq!(value("limit-messages_per_hour"), "100");
     assert_eq!(value("limit-messages_per_day"), "", "no limit is empty");
     // Checked while typing, before anything is sent.
@@ -524,11 +548,7 @@ async fn limits_and_their_use_show_drawn_and_are_edited_with_checks_while_typing
     type_into(&root, "limit-recipients_per_day", "10,000").await;
     assert!(!text_of(&root, "#limits-form").contains("must be"));
     click(&root, "#save-limits").await;
-    let (_, body) = requests()
-        .into_iter()
-        .find(|(r, _)| r == "PATCH /api/apps/app_1")
-        .expect("the change was sent");
-    let sent: Value = serde_json::from_str(&body).unwrap();
+    let sent = sent_json("PATCH /api/apps/app_1");
     assert_eq!(
         sent["limits"],
         json!({"messages_per_hour": 500, "messages_per_day": null, "recipients_per_day": 10000, "queued_max": 10000})
@@ -538,6 +558,82 @@ async fn limits_and_their_use_show_drawn_and_are_edited_with_checks_while_typing
         "closed"
     );
     assert!(text_of(&root, ".banner.success").contains("limits of “Bulk” are saved"));
+}
+
+/// An app is edited in place: its name, From addresses and rewrite, checked
+/// while typing with the new-app rules, sent as one `PATCH` (the key stays),
+/// and the form is a new app's again once saved or cancelled.
+#[wasm_bindgen_test]
+async fn an_app_is_edited_in_place_with_checks_while_typing_and_keeps_its_key() {
+    fake_api();
+    let app = app_json("app_1", "Scanner");
+    apps_routes(vec![app.clone()]);
+    let billing = ["billing", "@", "contoso.com"].concat();
+    let mut changed = app.clone();
+    changed["name"] = json!("Scanner, 3rd floor");
+    changed["allowed_from"] = json!([scans(), billing]);
+    changed["rewrite_from"] = json!(true);
+    route("PATCH /api/apps/app_1", 200, &changed);
+    let root = mount_apps().await;
+    assert_eq!(
+        find(&root, "#apps-table tbody button[data-act=edit]")
+            .get_attribute("aria-label")
+            .as_deref(),
+        Some("Edit Scanner")
+    );
+    click(&root, "#apps-table tbody button[data-act=edit]").await;
+    assert_eq!(text_of(&root, "#new-app-title"), "Edit “Scanner”");
+    assert!(text_of(&root, "#edit-app-help").contains("key stays the same"));
+    assert!(root.query_selector("#create-app").unwrap().is_none());
+    let value = |id: &str| input_value(&root, id);
+    assert_eq!(value("app-name"), "Scanner");
+    assert_eq!(value("app-allowed"), scans(), "filled in from the app");
+    // The new-app rules, while typing, and nothing invalid is sent.
+    type_into(
+        &root,
+        "app-allowed",
+        &[scans().as_str(), ", billing@"].concat(),
+    )
+    .await;
+    assert!(
+        text_of(&root, "#new-app").contains("billing@"),
+        "the bad address is named: {}",
+        root.inner_html()
+    );
+    click(&root, "#save-app").await;
+    assert!(!requests().iter().any(|(r, _)| r.starts_with("PATCH")));
+    type_into(&root, "app-allowed", &[scans(), billing.clone()].join(", ")).await;
+    type_into(&root, "app-name", "Scanner, 3rd floor").await;
+    click(&root, "#app-rewrite").await;
+    click(&root, "#save-app").await;
+    let sent = sent_json("PATCH /api/apps/app_1");
+    assert_eq!(
+        sent,
+        json!({"name": "Scanner, 3rd floor", "allowed_from": [scans(), billing],
+               "rewrite_from": true, "profile": "default"}),
+        "everything but the limits, which keep theirs"
+    );
+    assert!(
+        !requests().iter().any(|(r, _)| r.starts_with("POST")),
+        "no new app"
+    );
+    assert!(text_of(&root, ".banner.success")
+        .contains("“Scanner, 3rd floor” is saved; its key stays the same."));
+    assert_eq!(text_of(&root, "#new-app-title"), "New app");
+    assert_eq!(value("app-name"), "", "the form is a new app's again");
+
+    // Cancelled, nothing is sent and the form is a new app's.
+    click(&root, "#apps-table tbody button[data-act=edit]").await;
+    type_into(&root, "app-name", "Other").await;
+    click(&root, "#cancel-edit").await;
+    assert_eq!(text_of(&root, "#new-app-title"), "New app");
+    assert_eq!(
+        requests()
+            .iter()
+            .filter(|(r, _)| r.starts_with("PATCH"))
+            .count(),
+        1
+    );
 }
 
 /// The settings form with saved OAuth settings, where a test passes with `message`.
@@ -1825,18 +1921,7 @@ async fn a_profiles_limits_are_checked_and_explained_while_typing_then_patched()
 async fn a_new_app_chooses_its_profile_when_there_are_several() {
     fake_api();
     apps_routes(vec![]);
-    let root = fresh_root();
-    let q: mailroom_shared::sending::QueueState =
-        serde_json::from_value(two_profiles_queue()).unwrap();
-    yew::Renderer::<Apps>::with_root_and_props(
-        root.clone(),
-        AppsProps {
-            on_unauthorized: Callback::noop(),
-            profiles: q.profiles,
-        },
-    )
-    .render();
-    settle().await;
+    let root = mount_apps_on_two_profiles().await;
     route(
         "POST /api/apps",
         201,
@@ -1850,6 +1935,25 @@ async fn a_new_app_chooses_its_profile_when_there_are_several() {
         .find(|(r, _)| r == "POST /api/apps")
         .expect("a POST");
     assert!(created.1.contains("\"profile\":\"prf_b\""), "{}", created.1);
+}
+
+/// Edited, an app shows the profile it is on and moves to another.
+#[wasm_bindgen_test]
+async fn an_edited_app_shows_its_profile_and_moves_to_another() {
+    fake_api();
+    let mut app = app_json("app_9", "Billing scanner");
+    app["profile"] = json!("prf_b");
+    apps_routes(vec![app.clone()]);
+    route("PATCH /api/apps/app_9", 200, &app);
+    let root = mount_apps_on_two_profiles().await;
+    let select =
+        || -> web_sys::HtmlSelectElement { find(&root, "#app-profile").dyn_into().unwrap() };
+    assert_eq!(select().value(), "default", "a new app's");
+    click(&root, "#apps-table tbody button[data-act=edit]").await;
+    assert_eq!(select().value(), "prf_b", "the app's own");
+    choose(&root, "app-profile", "default").await;
+    click(&root, "#save-app").await;
+    assert_eq!(sent_json("PATCH /api/apps/app_9")["profile"], "default");
 }
 
 /// Types the second tenant's app and mailbox into the form (and `secret`).
@@ -1928,10 +2032,7 @@ async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
     let root = mount_signed_with_profiles().await;
     choose(&root, "profile-select", "").await;
     assert_eq!(
-        find(&root, "#tenant_id")
-            .dyn_into::<HtmlInputElement>()
-            .unwrap()
-            .value(),
+        input_value(&root, "tenant_id"),
         "",
         "a new profile starts from an empty form"
     );

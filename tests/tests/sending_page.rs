@@ -320,6 +320,33 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     );
     screenshots(&b, "message-details", &row_css).await;
 
+    // Edited in place on Apps: an address added to what it may send as,
+    // taken by the server at once with the same key.
+    let builds = addr("builds", "contoso.com");
+    let as_builds = || async {
+        http()
+            .post(format!("{}/api/messages", app.url))
+            .bearer_auth(&key)
+            .json(&json!({"from": builds, "to": [to], "subject": "as builds", "text": "x"}))
+            .send()
+            .await
+            .expect("POST /api/messages")
+            .status()
+    };
+    assert_eq!(as_builds().await, 422, "not yet allowed");
+    b.click("#nav-apps").await;
+    b.click("#apps-table tbody button[data-act=edit]").await;
+    b.wait_text("#new-app-title", "Edit “Build server”").await;
+    b.type_in("#app-allowed", &builds).await;
+    b.click("#save-app").await;
+    // (The settings view, hidden, has a success banner of its own.)
+    b.wait_text("#apps-title ~ .banner.success", "its key stays the same")
+        .await;
+    b.wait_text("#apps-table tbody", &builds).await;
+    assert_eq!(as_builds().await, 202, "allowed after the edit, same key");
+    b.click("#nav-activity").await;
+    b.find("#activity-title").await;
+
     // Back and reload keep the view.
     b.client.back().await.expect("back");
     b.find("#app-name").await;

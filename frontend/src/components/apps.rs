@@ -442,32 +442,23 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
             }
             m.close("div");
         }
-        m.close("td")
-            .open("td", &[])
-            .el(
-                "button",
-                &[
-                    ("type", "button"),
-                    ("data-act", "limits"),
-                    ("data-id", &a.id),
-                    ("aria-label", &["Edit the limits of ", &a.name].concat()),
-                ],
-                "Limits",
-            )
-            .text(" ")
-            .el(
-                "button",
-                &[
-                    ("type", "button"),
-                    ("class", "danger"),
-                    ("data-act", "revoke"),
-                    ("data-id", &a.id),
-                    ("aria-label", &["Revoke ", &a.name].concat()),
-                ],
-                "Revoke",
-            )
-            .close("td")
-            .close("tr");
+        m.close("td").open("td", &[]);
+        for (act, label, aria, class) in [
+            ("edit", "Edit", "Edit ", ""),
+            ("limits", "Limits", "Edit the limits of ", ""),
+            ("revoke", "Revoke", "Revoke ", "danger"),
+        ] {
+            let aria = [aria, &a.name].concat();
+            let attrs = [
+                ("type", "button"),
+                ("class", class),
+                ("data-act", act),
+                ("data-id", &a.id),
+                ("aria-label", &aria),
+            ];
+            m.el("button", &attrs, label).text(" ");
+        }
+        m.close("td").close("tr");
     }
     m.close("tbody").close("table");
     m.html()
@@ -482,9 +473,13 @@ pub struct AppsProps {
     pub profiles: Vec<mailroom_shared::profiles::ProfileState>,
 }
 
-/// What the new-app form holds.
+/// What the app form holds: a new app, or an app being edited.
 #[derive(Clone, Default, PartialEq)]
 struct Draft {
+    /// The app being edited (its key stays); empty for a new app.
+    id: String,
+    /// Its name when the edit began, for the form's title.
+    was: String,
     name: String,
     allowed: String,
     rewrite_from: bool,
@@ -495,6 +490,32 @@ struct Draft {
 }
 
 impl Draft {
+    /// An app's name, From addresses, rewrite and profile, to edit.
+    fn of(app: &App) -> Draft {
+        Draft {
+            id: app.id.clone(),
+            was: app.name.clone(),
+            name: app.name.clone(),
+            allowed: app.allowed_from.join(", "),
+            rewrite_from: app.rewrite_from,
+            profile: app.profile.clone(),
+            ..Draft::default()
+        }
+    }
+
+    /// The edit as `PATCH /api/apps/{id}` takes it: all but the limits,
+    /// which have their own form.
+    fn to_change(&self) -> AppChange {
+        let new = self.to_new_app();
+        AppChange {
+            name: Some(new.name),
+            allowed_from: Some(new.allowed_from),
+            rewrite_from: Some(new.rewrite_from),
+            limits: None,
+            profile: (!new.profile.is_empty()).then_some(new.profile),
+        }
+    }
+
     fn to_new_app(&self) -> NewApp {
         NewApp {
             name: self.name.trim().to_string(),
@@ -619,13 +640,14 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
     let onsubmit = {
-        let (draft, server_errors, busy, created, load, unauthorized) = (
+        let (draft, server_errors, busy, created, load, unauthorized, notice) = (
             draft.clone(),
             server_errors.clone(),
             busy.clone(),
             created.clone(),
             load.clone(),
             p.on_unauthorized.clone(),
+            notice.clone(),
         );
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
@@ -646,18 +668,36 @@ pub fn apps(p: &AppsProps) -> Html {
                 return;
             }
             busy.set(true);
-            let (draft, server_errors, busy, created, load, unauthorized) = (
+            let (draft, server_errors, busy, created, load, unauthorized, notice) = (
                 draft.clone(),
                 server_errors.clone(),
                 busy.clone(),
                 created.clone(),
                 load.clone(),
                 unauthorized.clone(),
+                notice.clone(),
             );
             crate::spawn(async move {
-                let r = json_body(Method::POST, "/api/apps", encode(&body)).await;
+                let r = if d.id.is_empty() {
+                    json_body(Method::POST, "/api/apps", encode(&body)).await
+                } else {
+                    let path = ["/api/apps/", &d.id].concat();
+                    json_body(Method::PATCH, &path, encode(&d.to_change())).await
+                };
                 busy.set(false);
                 match r {
+                    Ok(c) if !d.id.is_empty() => {
+                        notice.set(Some(
+                            [
+                                "“",
+                                &text(&c, "name"),
+                                "” is saved; its key stays the same.",
+                            ]
+                            .concat(),
+                        ));
+                        draft.set(Draft::default());
+                        load.emit(());
+                    }
                     Ok(c) => {
                         created.set(Some((App::from_json(&get(&c, "app")), text(&c, "key"))));
                         draft.set(Draft::default());
@@ -674,6 +714,13 @@ pub fn apps(p: &AppsProps) -> Html {
             });
         })
     };
+    let cancel_edit = {
+        let (draft, server_errors) = (draft.clone(), server_errors.clone());
+        Callback::from(move |_: MouseEvent| {
+            draft.set(Draft::default());
+            server_errors.set(Default::default());
+        })
+    };
     let done = {
         let created = created.clone();
         Callback::from(move |_: MouseEvent| {
@@ -682,11 +729,13 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
     let on_table_click = {
-        let (revoking, list, editing, limit_errors) = (
+        let (revoking, list, editing, limit_errors, draft, server_errors) = (
             revoking.clone(),
             list.clone(),
             editing.clone(),
             limit_errors.clone(),
+            draft.clone(),
+            server_errors.clone(),
         );
         Callback::from(move |e: MouseEvent| {
             if let Some((act, id)) = copy_click(&e) {
@@ -694,6 +743,13 @@ pub fn apps(p: &AppsProps) -> Html {
                 let app = apps.iter().find(|a| a.id == id);
                 match act.as_str() {
                     "revoke" => revoking.set(app.cloned()),
+                    "edit" => {
+                        if let Some(a) = app {
+                            draft.set(Draft::of(a));
+                            server_errors.set(Default::default());
+                            focus("app-name");
+                        }
+                    }
                     "limits" => {
                         editing.set(app.map(LimitsDraft::of));
                         limit_errors.set(Default::default());
@@ -851,7 +907,12 @@ pub fn apps(p: &AppsProps) -> Html {
                 </form>
             }
             <form class="card" id="new-app" onsubmit={onsubmit} novalidate=true aria-labelledby="new-app-title">
-                <h3 id="new-app-title">{ "New app" }</h3>
+                if draft.id.is_empty() {
+                    <h3 id="new-app-title">{ "New app" }</h3>
+                } else {
+                    <h3 id="new-app-title">{ ["Edit “", &draft.was, "”"].concat() }</h3>
+                    <p class="help" id="edit-app-help">{ "Its key stays the same, so whatever uses it goes on sending. Messages already waiting keep the profile and From they were sent with." }</p>
+                }
                 { text_field(TextFieldProps {
                     id: AttrValue::Static("app-name"),
                     label: AttrValue::Static("Name"),
@@ -882,7 +943,12 @@ pub fn apps(p: &AppsProps) -> Html {
                 <label class="checkbox"><input type="checkbox" id="app-rewrite" checked={draft.rewrite_from} onchange={on_rewrite} />
                     <span>{ "Rewrite From to the settings' sender (for devices that cannot choose their From; the original goes to Reply-To)" }</span></label>
                 <div class="actions">
-                    <button type="submit" class="primary" id="create-app" disabled={*busy}>{ if *busy { "Creating…" } else { "Create app and show its key" } }</button>
+                    if draft.id.is_empty() {
+                        <button type="submit" class="primary" id="create-app" disabled={*busy}>{ if *busy { "Creating…" } else { "Create app and show its key" } }</button>
+                    } else {
+                        <button type="submit" class="primary" id="save-app" disabled={*busy}>{ if *busy { "Saving…" } else { "Save changes" } }</button>
+                        <button type="button" id="cancel-edit" onclick={cancel_edit}>{ "Cancel" }</button>
+                    }
                 </div>
             </form>
             if let Some(app) = &*revoking {
