@@ -109,15 +109,6 @@ fn find(root: &Element, selector: &str) -> Element {
         .unwrap_or_else(|| panic!("no {selector} in {}", root.inner_html()))
 }
 
-/// The JSON body of the first request `METHOD /path` the page made.
-fn sent_json(request: &str) -> Value {
-    let (_, body) = requests()
-        .into_iter()
-        .find(|(r, _)| r == request)
-        .unwrap_or_else(|| panic!("no {request} was sent"));
-    serde_json::from_str(&body).unwrap()
-}
-
 /// The value of the input with this id.
 fn input_value(root: &Element, id: &str) -> String {
     find(root, &["#", id].concat())
@@ -548,7 +539,7 @@ async fn limits_and_their_use_show_drawn_and_are_edited_with_checks_while_typing
     type_into(&root, "limit-recipients_per_day", "10,000").await;
     assert!(!text_of(&root, "#limits-form").contains("must be"));
     click(&root, "#save-limits").await;
-    let sent = sent_json("PATCH /api/apps/app_1");
+    let sent = last_body("PATCH /api/apps/app_1");
     assert_eq!(
         sent["limits"],
         json!({"messages_per_hour": 500, "messages_per_day": null, "recipients_per_day": 10000, "queued_max": 10000})
@@ -606,7 +597,7 @@ async fn an_app_is_edited_in_place_with_checks_while_typing_and_keeps_its_key() 
     type_into(&root, "app-name", "Scanner, 3rd floor").await;
     click(&root, "#app-rewrite").await;
     click(&root, "#save-app").await;
-    let sent = sent_json("PATCH /api/apps/app_1");
+    let sent = last_body("PATCH /api/apps/app_1");
     assert_eq!(
         sent,
         json!({"name": "Scanner, 3rd floor", "allowed_from": [scans(), billing],
@@ -1618,6 +1609,69 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
         text_of(&root, ".webhook")
     );
     assert!(text_of(&root, ".deliveries").contains("pending"));
+
+    // Edited in the same form, filled in with its URL, events and format;
+    // saved as one PATCH (its secret stays), then the form is a new one's.
+    route(
+        "PATCH /api/webhooks/wh_1",
+        200,
+        &serde_json::to_value(&hook).unwrap(),
+    );
+    click(&root, ".webhook-edit").await;
+    assert!(text_of(&root, "#webhook-editing").contains("wh_1"));
+    assert!(root.query_selector("#webhook-add").unwrap().is_none());
+    assert_eq!(input_value(&root, "webhook-url"), hook.url);
+    let checked = |id: &str| {
+        find(&root, &["#webhook-event-", id].concat())
+            .dyn_into::<HtmlInputElement>()
+            .unwrap()
+            .checked()
+    };
+    assert!(checked("delivery-paused") && checked("message-failed"));
+    assert!(
+        !checked("delivery-resumed") && !checked("credential-expiring"),
+        "its events, not a new one's"
+    );
+    let format = || -> String {
+        find(&root, "#webhook-format")
+            .dyn_into::<web_sys::HtmlSelectElement>()
+            .unwrap()
+            .value()
+    };
+    assert_eq!(format(), "teams");
+    click(&root, "#webhook-event-message-deferred").await;
+    click(&root, "#webhook-save").await;
+    let body = last_body("PATCH /api/webhooks/wh_1");
+    assert_eq!(body["url"], hook.url.as_str(), "{body}");
+    assert_eq!(body["format"], "teams", "{body}");
+    let mut events: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    events.sort_unstable();
+    assert_eq!(
+        events,
+        ["delivery.paused", "message.deferred", "message.failed"]
+    );
+    assert!(
+        eventually(2000, || text_of(&root, "#webhook-saved")
+            .contains("signing secret stays the same"))
+        .await,
+        "{}",
+        text_of(&root, "#webhooks")
+    );
+    assert!(root.query_selector("#webhook-add").unwrap().is_some());
+    assert_eq!(input_value(&root, "webhook-url"), "");
+    assert!(checked("credential-expiring"), "a new one's again");
+    assert_eq!(format(), "standard");
+    assert!(
+        !requests()
+            .iter()
+            .any(|(r, _)| r == "DELETE /api/webhooks/wh_1"),
+        "edited, not made again"
+    );
 }
 
 /// `GET /api/queue` with two profiles: the default one and "Fabrikam",
@@ -1937,6 +1991,56 @@ async fn a_new_app_chooses_its_profile_when_there_are_several() {
     assert!(created.1.contains("\"profile\":\"prf_b\""), "{}", created.1);
 }
 
+/// The From addresses an app may use besides the mailbox's own come with
+/// the Send-As line each needs, filled in for the chosen profile's mailbox;
+/// none for the mailbox's own address, an address not valid yet, or a
+/// provider without Send-As.
+#[wasm_bindgen_test]
+async fn the_app_form_gives_the_send_as_line_each_other_from_address_needs() {
+    fake_api();
+    apps_routes(vec![]);
+    let settings =
+        serde_json::to_value(mailroom_shared::fixtures::office365_oauth("localhost", 587)).unwrap();
+    let mailer = settings["username"].as_str().unwrap().to_string();
+    let mut gmail = settings.clone();
+    gmail["provider"] = json!("gmail");
+    route(
+        "GET /api/profiles",
+        200,
+        &json!({"profiles": [
+            {"id": "default", "name": "Default", "settings": settings},
+            {"id": "prf_b", "name": "Fabrikam", "settings": gmail},
+        ]}),
+    );
+    let root = mount_apps_on_two_profiles().await;
+    assert!(root.query_selector("#app-send-as").unwrap().is_none());
+    let billing = ["billing", "@", "contoso.com"].concat();
+    let typed = [mailer.as_str(), &billing, &scans()].join(", ");
+    type_into(&root, "app-allowed", &typed).await;
+    let lines = text_of(&root, "#app-send-as");
+    assert!(
+        lines.contains(&format!(
+            "Add-RecipientPermission -Identity \"{billing}\" -Trustee \"{mailer}\" -AccessRights SendAs"
+        )),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!("-Identity \"{}\"", scans())),
+        "{lines}"
+    );
+    assert!(
+        !lines.contains(&format!("-Identity \"{mailer}\"")),
+        "the mailbox's own address needs none: {lines}"
+    );
+    type_into(&root, "app-allowed", "billing@").await;
+    assert!(root.query_selector("#app-send-as").unwrap().is_none());
+    type_into(&root, "app-allowed", &billing).await;
+    assert!(root.query_selector("#app-send-as").unwrap().is_some());
+    // The other profile sends through Gmail, which has no Send-As.
+    choose(&root, "app-profile", "prf_b").await;
+    assert!(root.query_selector("#app-send-as").unwrap().is_none());
+}
+
 /// Edited, an app shows the profile it is on and moves to another.
 #[wasm_bindgen_test]
 async fn an_edited_app_shows_its_profile_and_moves_to_another() {
@@ -1953,7 +2057,7 @@ async fn an_edited_app_shows_its_profile_and_moves_to_another() {
     assert_eq!(select().value(), "prf_b", "the app's own");
     choose(&root, "app-profile", "default").await;
     click(&root, "#save-app").await;
-    assert_eq!(sent_json("PATCH /api/apps/app_9")["profile"], "default");
+    assert_eq!(last_body("PATCH /api/apps/app_9")["profile"], "default");
 }
 
 /// Types the second tenant's app and mailbox into the form (and `secret`).

@@ -338,6 +338,15 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     b.click("#apps-table tbody button[data-act=edit]").await;
     b.wait_text("#new-app-title", "Edit “Build server”").await;
     b.type_in("#app-allowed", &builds).await;
+    // The Send-As right it needs, for the mailbox the server's profile has.
+    let line = b.wait_text("#app-send-as", &builds).await;
+    assert!(
+        line.contains(&format!(
+            "Add-RecipientPermission -Identity \"{builds}\" -Trustee \"{}\" -AccessRights SendAs",
+            mailroom_shared::fixtures::mailer()
+        )),
+        "{line}"
+    );
     b.click("#save-app").await;
     // (The settings view, hidden, has a success banner of its own.)
     b.wait_text("#apps-title ~ .banner.success", "its key stays the same")

@@ -527,6 +527,63 @@ impl Draft {
     }
 }
 
+/// A profile's Office 365 mailbox and sender, from `GET /api/profiles`: the
+/// app form names the Send-As right each other From address needs.
+#[derive(Clone, PartialEq)]
+struct Mailbox {
+    profile: String,
+    username: String,
+    sender: String,
+}
+
+/// The Office 365 profiles' mailboxes (other providers have no Send-As).
+fn mailboxes_of(v: &JsValue) -> Vec<Mailbox> {
+    items(v, "profiles")
+        .iter()
+        .filter_map(|p| {
+            let s = get(p, "settings");
+            (text(&s, "provider") == "office365").then(|| Mailbox {
+                profile: text(p, "id"),
+                username: text(&s, "username"),
+                sender: text(&s, "sender_email"),
+            })
+        })
+        .collect()
+}
+
+/// Under the From addresses: the line that gives the profile's mailbox
+/// Send-As rights on each address it is not already, which Exchange
+/// refuses (5.7.60) until it has them.
+fn send_as_lines(mailbox: &Mailbox, allowed: &[String]) -> Option<Html> {
+    let own = |a: &str| {
+        a.eq_ignore_ascii_case(&mailbox.username) || a.eq_ignore_ascii_case(&mailbox.sender)
+    };
+    let mut lines = allowed.iter().filter(|a| !own(a)).peekable();
+    lines.peek()?;
+    let mut m = Markup::default();
+    m.el(
+        "p",
+        &[],
+        &[
+            "Exchange refuses mail from these until ",
+            &mailbox.username,
+            " has Send-As rights on them. In Exchange Online PowerShell:",
+        ]
+        .concat(),
+    );
+    for a in lines {
+        command(
+            &mut m,
+            &mailroom_shared::powershell::add_recipient_permission(a, &mailbox.username),
+            "",
+        );
+    }
+    let onclick = Callback::from(|e: MouseEvent| {
+        copy_click(&e);
+    });
+    Some(html! { <div class="help" id="app-send-as" {onclick}>{ m.html() }</div> })
+}
+
 /// The view.
 #[function_component(Apps)]
 pub fn apps(p: &AppsProps) -> Html {
@@ -546,6 +603,7 @@ pub fn apps(p: &AppsProps) -> Html {
     let notice = use_state(|| None::<String>);
     let editing = use_state(|| None::<LimitsDraft>);
     let limit_errors = use_state(mailroom_shared::FieldMessages::new);
+    let mailboxes = use_state(Vec::<Mailbox>::new);
 
     let load = {
         let (list, unauthorized) = (list.clone(), p.on_unauthorized.clone());
@@ -564,12 +622,15 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
     {
-        let (load, relay) = (load.clone(), relay.clone());
+        let (load, relay, mailboxes) = (load.clone(), relay.clone(), mailboxes.clone());
         use_effect_with((), move |()| {
             load.emit(());
             crate::spawn(async move {
                 if let Ok(c) = json(Method::GET, "/api/connection").await {
                     relay.set(relay_of(&c));
+                }
+                if let Ok(p) = json(Method::GET, "/api/profiles").await {
+                    mailboxes.set(mailboxes_of(&p));
                 }
             });
         });
@@ -601,6 +662,20 @@ pub fn apps(p: &AppsProps) -> Html {
     };
     let name_errors = shown("name", draft.name_touched);
     let allowed_errors = shown("allowed_from", draft.allowed_touched);
+    // Once the addresses are valid, the Send-As right each needs.
+    let send_as = if errors.contains_key("allowed_from") {
+        None
+    } else {
+        let profile = if draft.profile.is_empty() {
+            mailroom_shared::profiles::DEFAULT_PROFILE
+        } else {
+            draft.profile.as_str()
+        };
+        mailboxes
+            .iter()
+            .find(|m| m.profile == profile)
+            .and_then(|m| send_as_lines(m, &split_addresses(&draft.allowed)))
+    };
 
     let set = |f: fn(&mut Draft, String)| {
         let (draft, server_errors) = (draft.clone(), server_errors.clone());
@@ -931,6 +1006,7 @@ pub fn apps(p: &AppsProps) -> Html {
                     help: Some(AttrValue::Static("Besides the settings' username and sender, the addresses this app may send as. The mailbox must have Send-As rights on them. Separate several with commas.")),
                     ..TextFieldProps::default()
                 }) }
+                { for send_as }
                 if p.profiles.len() > 1 {
                     <label for="app-profile">{ "Sending profile" }</label>
                     <select id="app-profile" onchange={on_profile}>

@@ -1,12 +1,13 @@
 //! The Webhooks panel (docs/API.md §14), under Settings: add a receiver
 //! (URL, events, format) with its secret shown once, send a test, see the
-//! recent deliveries and their answers, delete one. The list is written as
+//! recent deliveries and their answers, edit one in the same form (its
+//! secret stays), delete one. The list is written as
 //! markup and its buttons share one click handler (a smaller bundle).
 
 use gloo_net::http::Method;
 use mailroom_shared::webhooks::{
     check_events, check_format, check_url, format_advice, Delivery, Format, NewWebhook, Webhook,
-    EVENTS,
+    WebhookChange, EVENTS,
 };
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
@@ -53,6 +54,7 @@ fn list_markup(hooks: &[Webhook], extra: &std::collections::BTreeMap<String, Ext
         m.close("p");
         for (act, label, class) in [
             ("test", "Send a test", "secondary webhook-test"),
+            ("edit", "Edit", "secondary webhook-edit"),
             (
                 "deliveries",
                 "Recent deliveries",
@@ -143,6 +145,10 @@ struct Panel {
     created: UseStateHandle<Option<(String, String)>>,
     error: UseStateHandle<Option<String>>,
     errors: UseStateHandle<mailroom_shared::FieldMessages>,
+    /// The webhook the form edits (its secret stays), or none: a new one.
+    editing: UseStateHandle<Option<String>>,
+    /// What the last edit saved.
+    saved: UseStateHandle<Option<String>>,
     unauthorized: Callback<()>,
 }
 
@@ -169,7 +175,30 @@ impl Panel {
         });
     }
 
-    /// Checks the form, then adds the webhook.
+    /// Back to a new webhook's form.
+    fn clear(&self) {
+        self.tried.set(false);
+        self.errors.set(Default::default());
+        self.error.set(None);
+        self.url.set(String::new());
+        self.format.set(Format::Standard);
+        self.editing.set(None);
+    }
+
+    /// The form filled in with a webhook's URL, events and format, to edit.
+    fn edit(&self, id: &str) {
+        let Some(w) = self.hooks.iter().find(|w| w.id == id) else {
+            return;
+        };
+        self.clear();
+        self.url.set(w.url.clone());
+        self.format.set(w.format);
+        self.editing.set(Some(w.id.clone()));
+        self.saved.set(None);
+        crate::hooks::focus::focus("webhook-url");
+    }
+
+    /// Checks the form, then adds the webhook (or saves the one edited).
     fn add(&self) {
         self.tried.set(true);
         let events = checked_events();
@@ -193,6 +222,32 @@ impl Panel {
             format: *self.format,
         };
         let panel = self.clone();
+        if let Some(id) = (*self.editing).clone() {
+            let change = WebhookChange {
+                url: Some(body.url),
+                events: Some(body.events),
+                format: Some(body.format),
+            };
+            crate::spawn(async move {
+                let path = ["/api/webhooks/", &id].concat();
+                match api::json_body(Method::PATCH, &path, api::encode(&change)).await {
+                    Ok(_) => {
+                        panel.clear();
+                        panel.saved.set(Some(
+                            [
+                                "Webhook ",
+                                &id,
+                                " is saved; its signing secret stays the same.",
+                            ]
+                            .concat(),
+                        ));
+                        panel.reload();
+                    }
+                    Err(e) => panel.failed(e),
+                }
+            });
+            return;
+        }
         crate::spawn(async move {
             match api::json_body(Method::POST, "/api/webhooks", api::encode(&body)).await {
                 Ok(v) => {
@@ -208,8 +263,12 @@ impl Panel {
         });
     }
 
-    /// Test, deliveries or delete, for one webhook.
+    /// Test, deliveries, edit or delete, for one webhook.
     fn act(&self, act: String, id: String) {
+        if act == "edit" {
+            self.edit(&id);
+            return;
+        }
         let panel = self.clone();
         crate::spawn(async move {
             let path = ["/api/webhooks/", &id].concat();
@@ -253,6 +312,8 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         created: use_state(|| None),
         error: use_state(|| None),
         errors: use_state(Default::default),
+        editing: use_state(|| None),
+        saved: use_state(|| None),
         unauthorized: p.on_unauthorized.clone(),
     };
     {
@@ -285,6 +346,10 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
             panel.format.set(Format::from_id(&v).unwrap_or_default());
         })
     };
+    let cancel = {
+        let panel = panel.clone();
+        Callback::from(move |_: MouseEvent| panel.clear())
+    };
     let on_click = {
         let panel = panel.clone();
         Callback::from(move |e: MouseEvent| {
@@ -302,6 +367,8 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         created,
         error,
         errors,
+        editing,
+        saved,
         ..
     } = &panel;
     let url_error = check_url(url).err();
@@ -316,13 +383,28 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
     // and goes when another is chosen.
     let format_errors: Vec<String> = check_format(url, **format).err().into_iter().collect();
     let format_advice: Vec<String> = format_advice(url, **format).into_iter().collect();
+    // The events of the webhook edited, or a new one's defaults. The
+    // fieldset names which, so the boxes are drawn again on a switch.
+    let edited = editing
+        .as_ref()
+        .and_then(|id| hooks.iter().find(|w| &w.id == id));
     let mut form = Markup::default();
-    form.open("fieldset", &[("id", "webhook-events")])
-        .el("legend", &[], "Events");
+    form.open(
+        "fieldset",
+        &[
+            ("id", "webhook-events"),
+            ("data-for", edited.map_or("", |w| w.id.as_str())),
+        ],
+    )
+    .el("legend", &[], "Events");
     for (i, (id, label)) in EVENTS.iter().enumerate() {
         let input = ["webhook-event-", &id.replace('.', "-")].concat();
         form.open("label", &[("class", "check"), ("for", &input)]);
-        if i < 3 || *id == "credential.expiring" {
+        let checked = match edited {
+            Some(w) => w.events.iter().any(|e| e == id),
+            None => i < 3 || *id == "credential.expiring",
+        };
+        if checked {
             form.open(
                 "input",
                 &[("type", "checkbox"), ("id", &input), ("checked", "")],
@@ -343,8 +425,14 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
                     <p><code class="secret">{ secret.clone() }</code></p>
                 </div>
             }
+            if let Some(m) = &**saved {
+                <p class="banner success" id="webhook-saved" role="status">{ m.clone() }</p>
+            }
             <div onclick={on_click}>{ list_markup(hooks, extra) }</div>
             <form id="webhook-form" onsubmit={add} novalidate=true>
+                if let Some(id) = &**editing {
+                    <p class="help" id="webhook-editing">{ "Editing webhook " }<code>{ id.clone() }</code>{ ": its signing secret stays the same, so its receiver keeps checking the signatures." }</p>
+                }
                 <div class="field">
                     <label for="webhook-url">{ "Receiver URL" }</label>
                     <input id="webhook-url" type="url" value={(**url).clone()} oninput={on_url}
@@ -367,7 +455,12 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
                     </select>
                     { field_messages("webhook-format", &format_errors, &format_advice) }
                 </div>
-                <button type="submit" id="webhook-add">{ "Add webhook" }</button>
+                if editing.is_some() {
+                    <button type="submit" id="webhook-save">{ "Save webhook" }</button>
+                    <button type="button" id="webhook-cancel" onclick={cancel}>{ "Cancel" }</button>
+                } else {
+                    <button type="submit" id="webhook-add">{ "Add webhook" }</button>
+                }
             </form>
             if let Some(m) = &**error {
                 <p class="error" id="webhook-error" role="alert">{ m.clone() }</p>
