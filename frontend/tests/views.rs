@@ -574,6 +574,7 @@ async fn an_app_is_edited_in_place_with_checks_while_typing_and_keeps_its_key() 
     );
     click(&root, "#apps-table tbody button[data-act=edit]").await;
     assert_eq!(text_of(&root, "#new-app-title"), "Edit “Scanner”");
+    assert_eq!(active_id(), "app-name", "the form takes the focus");
     assert!(text_of(&root, "#edit-app-help").contains("key stays the same"));
     assert!(root.query_selector("#create-app").unwrap().is_none());
     let value = |id: &str| input_value(&root, id);
@@ -1619,6 +1620,7 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
     );
     click(&root, ".webhook-edit").await;
     assert!(text_of(&root, "#webhook-editing").contains("wh_1"));
+    assert_eq!(active_id(), "webhook-url", "the form takes the focus");
     assert!(root.query_selector("#webhook-add").unwrap().is_none());
     assert_eq!(input_value(&root, "webhook-url"), hook.url);
     let checked = |id: &str| {

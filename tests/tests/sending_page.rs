@@ -340,6 +340,11 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     b.type_in("#app-allowed", &builds).await;
     // The Send-As right it needs, for the mailbox the server's profile has.
     let line = b.wait_text("#app-send-as", &builds).await;
+    assert_eq!(
+        b.value("#app-allowed").await,
+        builds,
+        "typed whole: the field kept its focus as the Send-As line appeared"
+    );
     assert!(
         line.contains(&format!(
             "Add-RecipientPermission -Identity \"{builds}\" -Trustee \"{}\" -AccessRights SendAs",

@@ -553,7 +553,9 @@ fn mailboxes_of(v: &JsValue) -> Vec<Mailbox> {
 
 /// Under the From addresses: the line that gives the profile's mailbox
 /// Send-As rights on each address it is not already, which Exchange
-/// refuses (5.7.60) until it has them.
+/// refuses (5.7.60) until it has them. The view keeps the element around
+/// it whether or not there are lines: one appearing beside the field as an
+/// address became valid took the field's focus away in the middle of typing.
 fn send_as_lines(mailbox: &Mailbox, allowed: &[String]) -> Option<Html> {
     let own = |a: &str| {
         a.eq_ignore_ascii_case(&mailbox.username) || a.eq_ignore_ascii_case(&mailbox.sender)
@@ -561,16 +563,17 @@ fn send_as_lines(mailbox: &Mailbox, allowed: &[String]) -> Option<Html> {
     let mut lines = allowed.iter().filter(|a| !own(a)).peekable();
     lines.peek()?;
     let mut m = Markup::default();
-    m.el(
-        "p",
-        &[],
-        &[
-            "Exchange refuses mail from these until ",
-            &mailbox.username,
-            " has Send-As rights on them. In Exchange Online PowerShell:",
-        ]
-        .concat(),
-    );
+    m.open("div", &[("class", "help"), ("id", "app-send-as")])
+        .el(
+            "p",
+            &[],
+            &[
+                "Exchange refuses mail from these until ",
+                &mailbox.username,
+                " has Send-As rights on them. In Exchange Online PowerShell:",
+            ]
+            .concat(),
+        );
     for a in lines {
         command(
             &mut m,
@@ -578,10 +581,8 @@ fn send_as_lines(mailbox: &Mailbox, allowed: &[String]) -> Option<Html> {
             "",
         );
     }
-    let onclick = Callback::from(|e: MouseEvent| {
-        copy_click(&e);
-    });
-    Some(html! { <div class="help" id="app-send-as" {onclick}>{ m.html() }</div> })
+    m.close("div");
+    Some(m.html())
 }
 
 /// The view.
@@ -1006,7 +1007,7 @@ pub fn apps(p: &AppsProps) -> Html {
                     help: Some(AttrValue::Static("Besides the settings' username and sender, the addresses this app may send as. The mailbox must have Send-As rights on them. Separate several with commas.")),
                     ..TextFieldProps::default()
                 }) }
-                { for send_as }
+                <div onclick={Callback::from(|e: MouseEvent| { copy_click(&e); })}>{ send_as.unwrap_or_default() }</div>
                 if p.profiles.len() > 1 {
                     <label for="app-profile">{ "Sending profile" }</label>
                     <select id="app-profile" onchange={on_profile}>
