@@ -1135,11 +1135,16 @@ fn route_details(d: &mailroom_shared::sending::Details) {
 }
 
 async fn mount_activity() -> Element {
+    mount_activity_with(None).await
+}
+
+/// Activity with the queue's state (its profiles, its counts).
+async fn mount_activity_with(queue: Option<mailroom_shared::sending::QueueState>) -> Element {
     let root = fresh_root();
     yew::Renderer::<Activity>::with_root_and_props(
         root.clone(),
         ActivityProps {
-            queue: None,
+            queue,
             on_unauthorized: Callback::noop(),
             on_changed: Callback::noop(),
         },
@@ -1147,6 +1152,70 @@ async fn mount_activity() -> Element {
     .render();
     settle().await;
     root
+}
+
+/// Activity filters by app, and by profile when there are several; the bulk
+/// retry takes the same filter, so it retries no other app's mail.
+#[wasm_bindgen_test]
+async fn activity_filters_by_app_and_profile_and_retries_only_what_it_shows() {
+    fake_api();
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [summary("msg_2", "failed", "Invoice 7")], "next": null}),
+    );
+    apps_routes(vec![
+        app_json("app_1", "Scanner"),
+        app_json("app_2", "Billing"),
+    ]);
+    route(
+        "POST /api/messages/retry",
+        200,
+        &json!({"retried": 1, "skipped": 0, "more": false}),
+    );
+    let root = mount_activity_with(serde_json::from_value(two_profiles_queue()).unwrap()).await;
+    let options = text_of(&root, "#app-filter");
+    assert!(
+        options.contains("All apps") && options.contains("Scanner") && options.contains("Billing"),
+        "{options}"
+    );
+    choose(&root, "status-filter", "failed").await;
+    choose(&root, "app-filter", "app_2").await;
+    choose(&root, "profile-filter", "prf_b").await;
+    type_into(&root, "search", "Invoice").await;
+    settle().await;
+    let paths: Vec<String> = requests().into_iter().map(|(r, _)| r).collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p
+                == "GET /api/messages?limit=50&status=failed&q=Invoice&app=app_2&profile=prf_b"),
+        "{paths:?}"
+    );
+    assert_eq!(
+        text_of(&root, "#retry-all"),
+        "Retry all failed of “Billing” via “Fabrikam” matching the search"
+    );
+    click(&root, "#retry-all").await;
+    assert!(
+        requests().iter().any(|(r, _)| r
+            == "POST /api/messages/retry?status=failed&q=Invoice&app=app_2&profile=prf_b"),
+        "{:?}",
+        requests()
+    );
+    // Back to every app: the others stay as chosen.
+    choose(&root, "app-filter", "").await;
+    assert!(
+        requests()
+            .iter()
+            .any(|(r, _)| r == "GET /api/messages?limit=50&status=failed&q=Invoice&profile=prf_b"),
+        "{:?}",
+        requests()
+    );
+    assert_eq!(
+        text_of(&root, "#retry-all"),
+        "Retry all failed via “Fabrikam” matching the search"
+    );
 }
 
 /// A SUMMARY as the server writes it (serde_json of the shared type).

@@ -345,6 +345,7 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         builds,
         "typed whole: the field kept its focus as the Send-As line appeared"
     );
+    screenshots(&b, "apps-edit", "#new-app").await;
     assert!(
         line.contains(&format!(
             "Add-RecipientPermission -Identity \"{builds}\" -Trustee \"{}\" -AccessRights SendAs",
@@ -465,6 +466,10 @@ async fn a_failed_message_is_retried_from_its_details() {
     let key = new_app_via_api(&app, "Helpdesk").await;
     let id = submit(&app, &key, &nobody, "Ticket 42").await;
     wait_field(&app, &id, "status", json!("failed")).await;
+    // Another app's message failed the same way.
+    let other_key = new_app_via_api(&app, "Reports").await;
+    let other = submit(&app, &other_key, &nobody, "Weekly report").await;
+    wait_field(&app, &other, "status", json!("failed")).await;
 
     let b = Browser::start().await;
     b.client
@@ -504,19 +509,28 @@ async fn a_failed_message_is_retried_from_its_details() {
         .unwrap_or(0);
     assert_eq!(entries, 1, "the same failure twice is said once");
 
-    // The mailbox exists now: every failed message goes again at once,
-    // from the list filtered to failed ones.
+    // The mailbox exists now: every failed message of the helpdesk goes
+    // again at once, from the list filtered to its failed ones; the other
+    // app's stays as it was.
     fakes.smtp.configure(|c| c.rcpt_replies.clear());
     b.find("#status-filter")
         .await
         .select_by_value("failed")
         .await
         .expect("filter on failed");
-    b.wait_text("#retry-all", "Retry all failed").await;
+    b.find("#app-filter")
+        .await
+        .select_by_label("Helpdesk")
+        .await
+        .expect("filter on the helpdesk app");
+    b.wait_gone(&["#row-", &other].concat()).await;
+    b.wait_text("#retry-all", "Retry all failed of “Helpdesk”")
+        .await;
     b.click("#retry-all").await;
     b.wait_text(".banner.success", "Queued again: 1 message.")
         .await;
     wait_field(&app, &id, "status", json!("sent")).await;
+    assert_eq!(message(&app, &other).await["status"], "failed");
     b.close().await;
 }
 

@@ -14,6 +14,7 @@ use mailroom_shared::sending::{Attempt, Details, QueueState, Status, Summary, MA
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
+use crate::hooks::activity::Filter;
 use crate::hooks::use_activity;
 use crate::markup::{copy_click, hint, items, stage_line, Markup};
 
@@ -328,38 +329,53 @@ pub fn activity(p: &ActivityProps) -> Html {
         });
     }
     let s = &*a.state;
-    let on_status = {
-        let (filter, query) = (a.filter.clone(), s.query.clone());
+    let f = &s.filter;
+    // The filter with one part changed, from a select.
+    let choose = |part: fn(&mut Filter, String)| {
+        let (filter, current) = (a.filter.clone(), f.clone());
         Callback::from(move |e: Event| {
-            let v = e
-                .target_unchecked_into::<web_sys::HtmlSelectElement>()
-                .value();
-            filter.emit((v, query.clone()));
+            let mut next = current.clone();
+            part(
+                &mut next,
+                e.target_unchecked_into::<web_sys::HtmlSelectElement>()
+                    .value(),
+            );
+            filter.emit(next);
         })
     };
+    let on_status = choose(|f, v| f.status = v);
+    let on_app = choose(|f, v| f.app = v);
+    let on_profile = choose(|f, v| f.profile = v);
     let on_search = {
-        let (filter, status) = (a.filter.clone(), s.status.clone());
+        let (filter, current) = (a.filter.clone(), f.clone());
         Callback::from(move |e: InputEvent| {
-            let v = e
-                .target_unchecked_into::<web_sys::HtmlInputElement>()
-                .value();
-            filter.emit((status.clone(), v));
+            filter.emit(Filter {
+                query: e
+                    .target_unchecked_into::<web_sys::HtmlInputElement>()
+                    .value(),
+                ..current.clone()
+            });
         })
+    };
+    let name_of = |list: &[(String, String)], id: &str| {
+        list.iter()
+            .find(|(x, _)| x == id)
+            .map_or(id.to_string(), |(_, name)| name.clone())
     };
     let more = a.more.reform(|_: MouseEvent| ());
     // Failed or deferred messages shown: all of them can go again at once
     // (after a fix, such as a Send-As right granted).
-    let retry_all = matches!(s.status.as_str(), "failed" | "deferred").then(|| {
-        let label = [
-            "Retry all ",
-            &s.status,
-            if s.query.trim().is_empty() {
-                ""
-            } else {
-                " matching the search"
-            },
-        ]
-        .concat();
+    let retry_all = matches!(f.status.as_str(), "failed" | "deferred").then(|| {
+        let mut label = ["Retry all ", &f.status].concat();
+        if !f.app.is_empty() {
+            label.push_str(&[" of “", &name_of(&apps, &f.app), "”"].concat());
+        }
+        if !f.profile.is_empty() {
+            label.push_str(&[" via “", &name_of(&profile_names, &f.profile), "”"].concat());
+        }
+        if !f.query.trim().is_empty() {
+            label.push_str(" matching the search");
+        }
         (label, a.retry_all.reform(|_: MouseEvent| ()))
     });
     let on_focus = {
@@ -423,16 +439,37 @@ pub fn activity(p: &ActivityProps) -> Html {
                     <div class="field">
                         <label for="status-filter">{ "Status" }</label>
                         <select id="status-filter" onchange={on_status}>
-                            <option value="" selected={s.status.is_empty()}>{ "All" }</option>
+                            <option value="" selected={f.status.is_empty()}>{ "All" }</option>
                             { for Status::ALL.iter().map(|st| html! {
-                                <option value={st.as_str()} selected={s.status == st.as_str()}>{ st.as_str() }</option>
+                                <option value={st.as_str()} selected={f.status == st.as_str()}>{ st.as_str() }</option>
+                            }) }
+                        </select>
+                    </div>
+                    <div class="field">
+                        <label for="app-filter">{ "App" }</label>
+                        <select id="app-filter" onchange={on_app}>
+                            <option value="" selected={f.app.is_empty()}>{ "All apps" }</option>
+                            { for apps.iter().map(|(id, name)| html! {
+                                <option value={id.clone()} selected={&f.app == id}>{ name.clone() }</option>
                             }) }
                         </select>
                     </div>
                     <div class="field grow">
                         <label for="search">{ "Search addresses, subject and errors" }</label>
-                        <input id="search" type="search" value={s.query.clone()} oninput={on_search} autocomplete="off" maxlength={MAX_SEARCH.to_string()} />
+                        <input id="search" type="search" value={f.query.clone()} oninput={on_search} autocomplete="off" maxlength={MAX_SEARCH.to_string()} />
                     </div>
+                    // Last: appearing when the profiles come, it moves no field.
+                    if profile_names.len() > 1 {
+                        <div class="field">
+                            <label for="profile-filter">{ "Profile" }</label>
+                            <select id="profile-filter" onchange={on_profile}>
+                                <option value="" selected={f.profile.is_empty()}>{ "All profiles" }</option>
+                                { for profile_names.iter().map(|(id, name)| html! {
+                                    <option value={id.clone()} selected={&f.profile == id}>{ name.clone() }</option>
+                                }) }
+                            </select>
+                        </div>
+                    }
                 </div>
                 if let Some(n) = &s.notice {
                     <p class="banner success" role="status">{ n.clone() }</p>

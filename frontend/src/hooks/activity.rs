@@ -19,18 +19,38 @@ pub const PAGE: usize = 50;
 /// The most rows one refresh asks for (the API's own limit).
 pub const MAX_PAGE: usize = 200;
 
-/// `GET /api/messages?…` for a filter, a search, a page size and a cursor.
-pub fn list_path(status: &str, q: &str, limit: usize, before: Option<&str>) -> String {
+/// What the list shows: a status, a search, an app and a profile (each
+/// `""` for all), as `GET /api/messages` and the bulk retry take them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// The status (`""` for all).
+    pub status: String,
+    /// The search.
+    pub query: String,
+    /// An app's id.
+    pub app: String,
+    /// A profile's id.
+    pub profile: String,
+}
+
+impl Filter {
+    /// The query pairs both routes take.
+    fn pairs(&self) -> [(&str, &str); 4] {
+        [
+            ("status", self.status.as_str()),
+            ("q", self.query.trim()),
+            ("app", self.app.as_str()),
+            ("profile", self.profile.as_str()),
+        ]
+    }
+}
+
+/// `GET /api/messages?…` for a filter, a page size and a cursor.
+pub fn list_path(filter: &Filter, limit: usize, before: Option<&str>) -> String {
     let mut path = String::from("/api/messages?limit=");
     path.push_str(&limit.to_string());
-    push_query(
-        &mut path,
-        &[
-            ("status", status),
-            ("q", q.trim()),
-            ("before", before.unwrap_or("")),
-        ],
-    );
+    push_query(&mut path, &filter.pairs());
+    push_query(&mut path, &[("before", before.unwrap_or(""))]);
     path
 }
 
@@ -68,10 +88,8 @@ pub fn page(v: &wasm_bindgen::JsValue) -> Option<Page> {
 /// What the Activity view shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActivityState {
-    /// The status filter (`""` for all).
-    pub status: String,
-    /// The search.
-    pub query: String,
+    /// What the list shows.
+    pub filter: Filter,
     /// The rows shown, newest first.
     pub messages: Vec<Summary>,
     /// The cursor for "Load more".
@@ -92,7 +110,7 @@ pub struct ActivityState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActivityAction {
     /// A new filter or search: the rows stay until the new page comes.
-    Filter { status: String, query: String },
+    Filter(Filter),
     /// The first page (`limit` rows asked), over the rows shown.
     First { page: Page, limit: usize },
     /// The page after the last row, appended.
@@ -117,10 +135,7 @@ impl Reducible for ActivityState {
     fn reduce(self: Rc<Self>, action: ActivityAction) -> Rc<Self> {
         let mut s = (*self).clone();
         match action {
-            ActivityAction::Filter { status, query } => {
-                s.status = status;
-                s.query = query;
-            }
+            ActivityAction::Filter(filter) => s.filter = filter,
             ActivityAction::First { page, limit } => {
                 // A refreshed first page replaces the rows it covers; older
                 // rows loaded with "Load more" stay below it.
@@ -189,8 +204,8 @@ impl Reducible for ActivityState {
 /// The state and what the view can do with it.
 pub struct UseActivity {
     pub state: UseReducerHandle<ActivityState>,
-    /// A new filter and search: `(status, query)`.
-    pub filter: Callback<(String, String)>,
+    /// A new filter and search.
+    pub filter: Callback<Filter>,
     /// The next page.
     pub more: Callback<()>,
     /// Opens or closes a message's details.
@@ -201,14 +216,16 @@ pub struct UseActivity {
     pub retry_all: Callback<()>,
 }
 
-/// `POST /api/messages/retry` for the messages a filter shows.
-pub fn retry_path(status: &str, q: &str) -> String {
+/// `POST /api/messages/retry` for the messages a filter shows (its app
+/// and profile too: retrying all failed of one app retries no other's).
+pub fn retry_path(filter: &Filter) -> String {
     let mut path = [
         "/api/messages/retry?status=",
-        &String::from(js_sys::encode_uri_component(status)),
+        &String::from(js_sys::encode_uri_component(&filter.status)),
     ]
     .concat();
-    push_query(&mut path, &[("q", q.trim())]);
+    // The rest of the filter: the search, the app, the profile.
+    push_query(&mut path, &filter.pairs()[1..]);
     path
 }
 
@@ -238,18 +255,18 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
     let state = use_reducer(ActivityState::default);
     let generation = use_mut_ref(|| 0u32);
 
-    // (status, query, limit, cursor): the first page when no cursor.
+    // (filter, limit, cursor): the first page when no cursor.
     let load = {
         let (state, generation, unauthorized) =
             (state.clone(), generation.clone(), on_unauthorized.clone());
         Callback::from(
-            move |(status, q, limit, before): (String, String, usize, Option<String>)| {
+            move |(filter, limit, before): (Filter, usize, Option<String>)| {
                 let (state, generation, unauthorized) =
                     (state.clone(), generation.clone(), unauthorized.clone());
                 let append = before.is_some();
                 let mine = *generation.borrow() + u32::from(!append);
                 *generation.borrow_mut() = mine;
-                let path = list_path(&status, &q, limit, before.as_deref());
+                let path = list_path(&filter, limit, before.as_deref());
                 crate::spawn(async move {
                     let r = typed(Method::GET, &path, page).await;
                     if *generation.borrow() != mine {
@@ -283,7 +300,7 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
     {
         let load = load.clone();
         use_effect_with((), move |()| {
-            load.emit((String::new(), String::new(), PAGE, None));
+            load.emit((Filter::default(), PAGE, None));
         });
     }
     {
@@ -293,7 +310,7 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
             crate::POLL_MS,
             Callback::from(move |()| {
                 let shown = s.messages.len().clamp(PAGE, MAX_PAGE);
-                load.emit((s.status.clone(), s.query.clone(), shown, None));
+                load.emit((s.filter.clone(), shown, None));
                 if let Some(id) = &s.open {
                     load_details.emit(id.clone());
                 }
@@ -302,24 +319,14 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
     }
     let filter = {
         let (state, load) = (state.clone(), load.clone());
-        Callback::from(move |(status, query): (String, String)| {
-            state.dispatch(ActivityAction::Filter {
-                status: status.clone(),
-                query: query.clone(),
-            });
-            load.emit((status, query, PAGE, None));
+        Callback::from(move |filter: Filter| {
+            state.dispatch(ActivityAction::Filter(filter.clone()));
+            load.emit((filter, PAGE, None));
         })
     };
     let more = {
         let (state, load) = (state.clone(), load.clone());
-        Callback::from(move |()| {
-            load.emit((
-                state.status.clone(),
-                state.query.clone(),
-                PAGE,
-                state.next.clone(),
-            ))
-        })
+        Callback::from(move |()| load.emit((state.filter.clone(), PAGE, state.next.clone())))
     };
     let toggle = {
         let (state, load_details) = (state.clone(), load_details.clone());
@@ -365,14 +372,14 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
                 changed_all.clone(),
                 unauthorized_all.clone(),
             );
-            let (status, query) = (state.status.clone(), state.query.clone());
-            let path = retry_path(&status, &query);
+            let filter = state.filter.clone();
+            let path = retry_path(&filter);
             crate::spawn(async move {
                 match typed(Method::POST, &path, read::retried).await {
                     Ok(r) => {
                         state.dispatch(ActivityAction::Notice(retried_notice(&r)));
                         changed.emit(());
-                        load.emit((status, query, PAGE, None));
+                        load.emit((filter, PAGE, None));
                     }
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     Err(e) => state.dispatch(ActivityAction::Refused(e.message().to_string())),
