@@ -1,5 +1,6 @@
 //! The page's three views, chosen by the URL hash (`#/settings`, `#/apps`,
 //! `#/activity`), so reload, back and forward work without a server route.
+//! Activity's hash may carry its filter: `#/activity?app=app_…&profile=…`.
 
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
@@ -20,9 +21,10 @@ impl View {
     /// Every view, in the navigation's order.
     pub const ALL: [View; 3] = [View::Settings, View::Apps, View::Activity];
 
-    /// The view a hash names; anything else is the settings.
+    /// The view a hash names (its `?…` aside); anything else is the settings.
     pub fn from_hash(hash: &str) -> View {
-        match hash.trim_start_matches('#').trim_matches('/') {
+        let path = hash.trim_start_matches('#');
+        match path.split('?').next().unwrap_or(path).trim_matches('/') {
             "apps" => View::Apps,
             "activity" => View::Activity,
             _ => View::Settings,
@@ -66,10 +68,50 @@ impl View {
     }
 }
 
-fn current_hash() -> String {
+/// The URL's hash now (`#/activity?app=…`).
+pub fn current_hash() -> String {
     web_sys::window()
         .and_then(|w| w.location().hash().ok())
         .unwrap_or_default()
+}
+
+/// A value of the hash's `?name=value&…`, decoded; `""` when absent.
+pub fn hash_value(hash: &str, name: &str) -> String {
+    let Some((_, query)) = hash.split_once('?') else {
+        return String::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| js_sys::decode_uri_component(value).ok())
+        .map(String::from)
+        .unwrap_or_default()
+}
+
+/// `#/activity`, with an app and a profile to show (each left out when
+/// empty): a link from Apps, and the URL while Activity is so filtered.
+pub fn activity_hash(app: &str, profile: &str) -> String {
+    let mut hash = String::from("#/activity");
+    for (i, (key, value)) in [("app", app), ("profile", profile)]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .enumerate()
+    {
+        hash.push(if i == 0 { '?' } else { '&' });
+        hash.push_str(key);
+        hash.push('=');
+        hash.push_str(&String::from(js_sys::encode_uri_component(value)));
+    }
+    hash
+}
+
+/// Puts `hash` in the address bar without a new history entry or a
+/// `hashchange` (the view already shows it).
+pub fn replace_hash(hash: &str) {
+    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(hash));
+    }
 }
 
 /// The view the URL names now, following `hashchange` (links, back, forward).

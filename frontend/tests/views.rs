@@ -626,6 +626,16 @@ async fn an_app_is_edited_in_place_with_checks_while_typing_and_keeps_its_key() 
             .count(),
         1
     );
+    // Revoked while it is edited, the form is a new app's again.
+    route("DELETE /api/apps/app_1", 204, &Value::Null);
+    click(&root, "#apps-table tbody button[data-act=edit]").await;
+    click(&root, "#apps-table tbody button[data-act=revoke]").await;
+    click(&root, "#revoke-prompt-other").await;
+    assert!(
+        eventually(2000, || text_of(&root, "#new-app-title") == "New app").await,
+        "{}",
+        text_of(&root, "#new-app")
+    );
 }
 
 /// The settings form with saved OAuth settings, where a test passes with `message`.
@@ -1135,12 +1145,23 @@ fn route_details(d: &mailroom_shared::sending::Details) {
 }
 
 async fn mount_activity() -> Element {
-    mount_activity_with(None).await
+    mount_activity_with(None, "").await
 }
 
-/// Activity with the queue's state (its profiles, its counts).
-async fn mount_activity_with(queue: Option<mailroom_shared::sending::QueueState>) -> Element {
+/// Activity with the queue's state (its profiles, its counts), opened at
+/// `hash` (`""`: none).
+async fn mount_activity_with(
+    queue: Option<mailroom_shared::sending::QueueState>,
+    hash: &str,
+) -> Element {
     let root = fresh_root();
+    if !hash.is_empty() {
+        web_sys::window()
+            .unwrap()
+            .location()
+            .set_hash(hash)
+            .unwrap();
+    }
     yew::Renderer::<Activity>::with_root_and_props(
         root.clone(),
         ActivityProps {
@@ -1152,6 +1173,49 @@ async fn mount_activity_with(queue: Option<mailroom_shared::sending::QueueState>
     .render();
     settle().await;
     root
+}
+
+/// An app's message count links to Activity filtered to it
+/// (`#/activity?app=…`); opened so, Activity lists that app's messages, and
+/// the address follows the filter as it changes.
+#[wasm_bindgen_test]
+async fn an_apps_message_count_opens_activity_filtered_to_it() {
+    fake_api();
+    apps_routes(vec![
+        app_json("app_1", "Scanner"),
+        app_json("app_2", "Billing"),
+    ]);
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [], "next": null}),
+    );
+    let root = mount_apps().await;
+    let link = find(&root, "#apps-table a[href='#/activity?app=app_2']");
+    assert_eq!(
+        link.get_attribute("aria-label").as_deref(),
+        Some("Messages of Billing: 3")
+    );
+    let root = mount_activity_with(None, "/activity?app=app_2").await;
+    let location = web_sys::window().unwrap().location();
+    assert!(
+        requests()
+            .iter()
+            .any(|(r, _)| r == "GET /api/messages?limit=50&app=app_2"),
+        "{:?}",
+        requests()
+    );
+    let chosen = || -> String {
+        find(&root, "#app-filter")
+            .dyn_into::<web_sys::HtmlSelectElement>()
+            .unwrap()
+            .value()
+    };
+    assert_eq!(chosen(), "app_2");
+    choose(&root, "app-filter", "app_1").await;
+    assert_eq!(location.hash().unwrap(), "#/activity?app=app_1");
+    choose(&root, "app-filter", "").await;
+    assert_eq!(location.hash().unwrap(), "#/activity");
 }
 
 /// Activity filters by app, and by profile when there are several; the bulk
@@ -1173,7 +1237,7 @@ async fn activity_filters_by_app_and_profile_and_retries_only_what_it_shows() {
         200,
         &json!({"retried": 1, "skipped": 0, "more": false}),
     );
-    let root = mount_activity_with(serde_json::from_value(two_profiles_queue()).unwrap()).await;
+    let root = mount_activity_with(serde_json::from_value(two_profiles_queue()).unwrap(), "").await;
     let options = text_of(&root, "#app-filter");
     assert!(
         options.contains("All apps") && options.contains("Scanner") && options.contains("Billing"),
@@ -1536,6 +1600,7 @@ fn views_follow_the_hash() {
     assert_eq!(View::from_hash("#/activity/"), View::Activity);
     assert_eq!(View::from_hash(""), View::Settings);
     assert_eq!(View::from_hash("#/nonsense"), View::Settings);
+    assert_eq!(View::from_hash("#/activity?app=app_1"), View::Activity);
     for v in View::ALL {
         assert_eq!(View::from_hash(v.hash()), v);
     }
@@ -1742,6 +1807,20 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
             .iter()
             .any(|(r, _)| r == "DELETE /api/webhooks/wh_1"),
         "edited, not made again"
+    );
+    // Deleted while it is edited, the form is a new one's again.
+    route("DELETE /api/webhooks/wh_1", 204, &Value::Null);
+    click(&root, ".webhook-edit").await;
+    assert!(root.query_selector("#webhook-editing").unwrap().is_some());
+    click(&root, ".webhook-delete").await;
+    assert!(
+        eventually(2000, || root
+            .query_selector("#webhook-editing")
+            .unwrap()
+            .is_none())
+        .await,
+        "{}",
+        text_of(&root, "#webhooks")
     );
 }
 

@@ -359,8 +359,18 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         .await;
     b.wait_text("#apps-table tbody", &builds).await;
     assert_eq!(as_builds().await, 202, "allowed after the edit, same key");
-    b.click("#nav-activity").await;
+    // Its message count opens Activity filtered to it.
+    b.click(&format!("#apps-table a[href='#/activity?app={username}']"))
+        .await;
     b.find("#activity-title").await;
+    b.wait_text(&row_css, "Build 1234 passed").await;
+    assert_eq!(b.value("#app-filter").await, username);
+    let url = b.client.current_url().await.unwrap();
+    assert!(
+        url.as_str()
+            .ends_with(&format!("#/activity?app={username}")),
+        "{url}"
+    );
 
     // Back and reload keep the view.
     b.client.back().await.expect("back");

@@ -398,7 +398,20 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
             m.time(&a.last_used_at);
         }
         m.close("td")
-            .el("td", &[], &a.messages)
+            .open("td", &[])
+            // Its messages: Activity filtered to this app.
+            .el(
+                "a",
+                &[
+                    ("href", &crate::route::activity_hash(&a.id, "")),
+                    (
+                        "aria-label",
+                        &["Messages of ", &a.name, ": ", &a.messages].concat(),
+                    ),
+                ],
+                &a.messages,
+            )
+            .close("td")
             .open("td", &[])
             .text(&if a.allowed_from.is_empty() {
                 "the settings' username and sender".to_string()
@@ -911,24 +924,36 @@ pub fn apps(p: &AppsProps) -> Html {
         Callback::from(move |()| revoking.set(None))
     };
     let revoke = {
-        let (revoking, notice, load, unauthorized) = (
+        let (revoking, notice, load, unauthorized, draft) = (
             revoking.clone(),
             notice.clone(),
             load.clone(),
             p.on_unauthorized.clone(),
+            draft.clone(),
         );
         Callback::from(move |()| {
             let Some(app) = (*revoking).clone() else {
                 return;
             };
             revoking.set(None);
-            let (notice, load, unauthorized) = (notice.clone(), load.clone(), unauthorized.clone());
+            let (notice, load, unauthorized, draft) = (
+                notice.clone(),
+                load.clone(),
+                unauthorized.clone(),
+                draft.clone(),
+            );
             crate::spawn(async move {
                 let path = ["/api/apps/", &app.id].concat();
                 match fetch(Method::DELETE, &path, None).await {
-                    Ok(_) => notice.set(Some(
-                        ["“", &app.name, "” is revoked: its key no longer works."].concat(),
-                    )),
+                    Ok(_) => {
+                        // The form no longer edits an app that is gone.
+                        if draft.id == app.id {
+                            draft.set(Draft::default());
+                        }
+                        notice.set(Some(
+                            ["“", &app.name, "” is revoked: its key no longer works."].concat(),
+                        ));
+                    }
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     Err(e) => notice.set(Some(e.message().to_string())),
                 }

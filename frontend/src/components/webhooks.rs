@@ -284,9 +284,13 @@ impl Panel {
                 )
                 .await
                 .map(|list| next.deliveries = Some(list)),
-                _ => api::fetch(Method::DELETE, &path, None)
-                    .await
-                    .map(|_| panel.reload()),
+                _ => api::fetch(Method::DELETE, &path, None).await.map(|_| {
+                    // The form no longer edits a webhook that is gone.
+                    if panel.editing.as_deref() == Some(id.as_str()) {
+                        panel.clear();
+                    }
+                    panel.reload();
+                }),
             };
             match done {
                 Ok(()) => {

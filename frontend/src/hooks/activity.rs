@@ -252,7 +252,18 @@ pub fn retried_notice(r: &mailroom_shared::sending::Retried) -> String {
 /// typing fast never shows a stale list.
 #[hook]
 pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> UseActivity {
-    let state = use_reducer(ActivityState::default);
+    // A link from Apps names the app (`#/activity?app=…`), or a profile.
+    let state = use_reducer(|| {
+        let hash = crate::route::current_hash();
+        ActivityState {
+            filter: Filter {
+                app: crate::route::hash_value(&hash, "app"),
+                profile: crate::route::hash_value(&hash, "profile"),
+                ..Filter::default()
+            },
+            ..ActivityState::default()
+        }
+    });
     let generation = use_mut_ref(|| 0u32);
 
     // (filter, limit, cursor): the first page when no cursor.
@@ -298,9 +309,9 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
         })
     };
     {
-        let load = load.clone();
+        let (load, first) = (load.clone(), state.filter.clone());
         use_effect_with((), move |()| {
-            load.emit((Filter::default(), PAGE, None));
+            load.emit((first, PAGE, None));
         });
     }
     {
@@ -320,6 +331,9 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
     let filter = {
         let (state, load) = (state.clone(), load.clone());
         Callback::from(move |filter: Filter| {
+            // The address says which app and profile are shown, so a
+            // reload or a copied link shows the same.
+            crate::route::replace_hash(&crate::route::activity_hash(&filter.app, &filter.profile));
             state.dispatch(ActivityAction::Filter(filter.clone()));
             load.emit((filter, PAGE, None));
         })

@@ -7,7 +7,17 @@ use web_sys::Element;
 /// A new, empty root for one test's component. Earlier tests' roots go, so
 /// ids stay unique; the runner's own nodes stay.
 pub fn fresh_root() -> Element {
-    let doc = web_sys::window().unwrap().document().unwrap();
+    // No hash left by a test before (Activity writes its filter there, and
+    // the page opens the view a hash names).
+    let window = web_sys::window().unwrap();
+    let location = window.location();
+    let plain = [location.pathname().unwrap(), location.search().unwrap()].concat();
+    window
+        .history()
+        .unwrap()
+        .replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&plain))
+        .unwrap();
+    let doc = window.document().unwrap();
     let body = doc.body().unwrap();
     let old = doc.query_selector_all(".test-root").unwrap();
     for i in 0..old.length() {
