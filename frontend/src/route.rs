@@ -92,18 +92,12 @@ pub fn hash_value(hash: &str, name: &str) -> String {
 /// `#/activity`, with an app and a profile to show (each left out when
 /// empty): a link from Apps, and the URL while Activity is so filtered.
 pub fn activity_hash(app: &str, profile: &str) -> String {
-    let mut hash = String::from("#/activity");
-    for (i, (key, value)) in [("app", app), ("profile", profile)]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .enumerate()
-    {
-        hash.push(if i == 0 { '?' } else { '&' });
-        hash.push_str(key);
-        hash.push('=');
-        hash.push_str(&String::from(js_sys::encode_uri_component(value)));
+    let mut query = String::new();
+    crate::hooks::activity::push_query(&mut query, &[("app", app), ("profile", profile)]);
+    match query.strip_prefix('&') {
+        Some(query) => ["#/activity?", query].concat(),
+        None => "#/activity".to_string(),
     }
-    hash
 }
 
 /// Puts `hash` in the address bar without a new history entry or a

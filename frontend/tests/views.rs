@@ -1808,11 +1808,28 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
             .any(|(r, _)| r == "DELETE /api/webhooks/wh_1"),
         "edited, not made again"
     );
-    // Deleted while it is edited, the form is a new one's again.
+    // Delete asks first, naming the receiver; keeping it sends nothing.
     route("DELETE /api/webhooks/wh_1", 204, &Value::Null);
     click(&root, ".webhook-edit").await;
     assert!(root.query_selector("#webhook-editing").unwrap().is_some());
     click(&root, ".webhook-delete").await;
+    assert!(text_of(&root, "#webhook-delete-prompt-title").contains(&hook.url));
+    assert_eq!(active_id(), "webhook-delete-prompt-default");
+    click(&root, "#webhook-delete-prompt-default").await;
+    assert!(root
+        .query_selector("#webhook-delete-prompt")
+        .unwrap()
+        .is_none());
+    assert!(
+        !requests().iter().any(|(r, _)| r.starts_with("DELETE")),
+        "kept"
+    );
+    // Deleted while it is edited, the form is a new one's again.
+    click(&root, ".webhook-delete").await;
+    click(&root, "#webhook-delete-prompt-other").await;
+    assert!(requests()
+        .iter()
+        .any(|(r, _)| r == "DELETE /api/webhooks/wh_1"));
     assert!(
         eventually(2000, || root
             .query_selector("#webhook-editing")
@@ -1983,6 +2000,36 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
         "{}",
         patched.1
     );
+
+    // Delete asks first, naming the profile; keeping it sends nothing.
+    click(&root, "#profile-delete").await;
+    let dialog: web_sys::HtmlDialogElement = find(&root, "dialog#profile-delete-prompt")
+        .dyn_into()
+        .unwrap();
+    assert!(dialog.open() && dialog.matches(":modal").unwrap());
+    assert!(
+        text_of(&root, "#profile-delete-prompt-title").contains("Delete the profile “Fabrikam”?")
+    );
+    assert_eq!(
+        active_id(),
+        "profile-delete-prompt-default",
+        "the safe answer has the focus"
+    );
+    click(&root, "#profile-delete-prompt-default").await;
+    assert!(root
+        .query_selector("#profile-delete-prompt")
+        .unwrap()
+        .is_none());
+    assert!(
+        !requests().iter().any(|(r, _)| r.starts_with("DELETE")),
+        "kept"
+    );
+    route("DELETE /api/profiles/prf_b", 204, &Value::Null);
+    click(&root, "#profile-delete").await;
+    click(&root, "#profile-delete-prompt-other").await;
+    assert!(requests()
+        .iter()
+        .any(|(r, _)| r == "DELETE /api/profiles/prf_b"));
 
     // A new profile: a name checked while typing; the next save adds it.
     choose(&root, "profile-select", "").await;

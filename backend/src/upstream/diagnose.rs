@@ -616,8 +616,8 @@ pub fn settings_sender_refused(mut d: Diagnosis, from: &str, s: &Settings) -> Di
 pub fn app_address_refused(mut d: Diagnosis, from: &str, s: &Settings) -> Diagnosis {
     let send_as = is_send_as_denied(d.code.as_deref(), &d.message.to_ascii_lowercase());
     let user = s.username.as_deref().unwrap_or_default();
-    let the_settings = |a: &str| from.eq_ignore_ascii_case(a);
-    if send_as && !the_settings(&s.sender_email) && !the_settings(user) {
+    let is = |a: &str| from.eq_ignore_ascii_case(a);
+    if send_as && !is(&s.sender_email) && !is(user) {
         d.hint = format!(
             "Give {user} Send-As rights on {from}: `{}`. If the app should not send as {from}, take it out of the app's allowed_from, or turn on the app's rewrite_from so that its mail goes as {sender}.",
             ps::add_recipient_permission(from, user),

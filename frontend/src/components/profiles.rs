@@ -11,6 +11,7 @@ use mailroom_shared::{FieldMessages, Provider, Transport};
 use yew::prelude::*;
 
 use crate::api::{self, ApiError};
+use crate::components::confirm::{confirm, default_id, ConfirmProps};
 use crate::components::field::{text_field, TextFieldProps};
 use crate::markup::{count, Markup};
 
@@ -159,6 +160,14 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
     // the bar is made afresh for each profile chosen (keyed by it).
     let limits = use_state(|| None::<[String; 3]>);
     let notice = use_state(String::new);
+    // Delete asks first: the profile's settings, secret and history go.
+    let deleting = use_state(|| false);
+    let delete_dialog = use_node_ref();
+    crate::hooks::use_modal(
+        *deleting,
+        delete_dialog.clone(),
+        default_id("profile-delete-prompt"),
+    );
     let is_new = p.current.as_str() == NEW;
     let current = p.profiles.iter().find(|x| x.id == p.current.as_str());
     let name_errors = |name: &str| {
@@ -376,7 +385,7 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
                         disabled={*busy || rename.trim().is_empty() || rename_error.is_some()}
                         onclick={let c = change.clone(); Callback::from(move |_| c.emit(false))}>{ "Rename" }</button>
                     <button type="button" class="danger" id="profile-delete" disabled={*busy}
-                        onclick={let c = change.clone(); Callback::from(move |_| c.emit(true))}>{ "Delete this profile" }</button>
+                        onclick={let d = deleting.clone(); Callback::from(move |_| d.set(true))}>{ "Delete this profile" }</button>
                 </div>
                 <p class="error" id="profile-error" role="alert">{ rename_error.or_else(|| (*error).clone().filter(|_| limits.is_none())).unwrap_or_default() }</p>
             }
@@ -394,6 +403,20 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
                 if !notice.is_empty() {
                     <div class="banner success" id="profile-limits-notice" role="status">{ (*notice).clone() }</div>
                 }
+            }
+            if let Some(c) = current.filter(|_| *deleting) {
+                { confirm(ConfirmProps {
+                    id: "profile-delete-prompt",
+                    dialog: delete_dialog,
+                    title: ["Delete the profile “", &c.name, "”?"].concat().into(),
+                    children: html! { <p>{ "Its settings, its secret or certificate and its history go with it, and this cannot be undone. Mailroom refuses while an app sends through it or one of its messages waits." }</p> },
+                    default_label: "Keep it".into(),
+                    on_default: { let d = deleting.clone(); Callback::from(move |()| d.set(false)) },
+                    other_label: ["Delete “", &c.name, "”"].concat().into(),
+                    on_other: { let (d, c) = (deleting.clone(), change.clone()); Callback::from(move |()| { d.set(false); c.emit(true); }) },
+                    danger: true,
+                    on_close: { let d = deleting.clone(); Callback::from(move |()| d.set(false)) },
+                }) }
             }
         </section>
     }

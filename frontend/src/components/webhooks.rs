@@ -12,6 +12,7 @@ use mailroom_shared::webhooks::{
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
+use super::confirm::{confirm, default_id, ConfirmProps};
 use super::field::field_messages;
 use crate::api::{self, ApiError};
 use crate::markup::{clicked, Markup};
@@ -149,6 +150,8 @@ struct Panel {
     editing: UseStateHandle<Option<String>>,
     /// What the last edit saved.
     saved: UseStateHandle<Option<String>>,
+    /// The webhook whose Delete asks first: its secret goes with it.
+    deleting: UseStateHandle<Option<String>>,
     unauthorized: Callback<()>,
 }
 
@@ -263,11 +266,13 @@ impl Panel {
         });
     }
 
-    /// Test, deliveries, edit or delete, for one webhook.
+    /// Test, deliveries, edit or delete (which asks first; `remove` is
+    /// the answer), for one webhook.
     fn act(&self, act: String, id: String) {
-        if act == "edit" {
-            self.edit(&id);
-            return;
+        match act.as_str() {
+            "edit" => return self.edit(&id),
+            "delete" => return self.deleting.set(Some(id)),
+            _ => {}
         }
         let panel = self.clone();
         crate::spawn(async move {
@@ -284,6 +289,7 @@ impl Panel {
                 )
                 .await
                 .map(|list| next.deliveries = Some(list)),
+                // "remove"
                 _ => api::fetch(Method::DELETE, &path, None).await.map(|_| {
                     // The form no longer edits a webhook that is gone.
                     if panel.editing.as_deref() == Some(id.as_str()) {
@@ -318,8 +324,15 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         errors: use_state(Default::default),
         editing: use_state(|| None),
         saved: use_state(|| None),
+        deleting: use_state(|| None),
         unauthorized: p.on_unauthorized.clone(),
     };
+    let delete_dialog = use_node_ref();
+    crate::hooks::use_modal(
+        panel.deleting.is_some(),
+        delete_dialog.clone(),
+        default_id("webhook-delete-prompt"),
+    );
     {
         let panel = panel.clone();
         use_effect_with((), move |_| panel.reload());
@@ -354,6 +367,20 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         let panel = panel.clone();
         Callback::from(move |_: MouseEvent| panel.clear())
     };
+    let keep = {
+        let panel = panel.clone();
+        Callback::from(move |()| panel.deleting.set(None))
+    };
+    let delete = {
+        let panel = panel.clone();
+        Callback::from(move |()| {
+            if let Some(id) = (*panel.deleting).clone() {
+                panel.deleting.set(None);
+                // The list's own action, now asked.
+                panel.act("remove".into(), id);
+            }
+        })
+    };
     let on_click = {
         let panel = panel.clone();
         Callback::from(move |e: MouseEvent| {
@@ -373,6 +400,7 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         errors,
         editing,
         saved,
+        deleting,
         ..
     } = &panel;
     let url_error = check_url(url).err();
@@ -468,6 +496,20 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
             </form>
             if let Some(m) = &**error {
                 <p class="error" id="webhook-error" role="alert">{ m.clone() }</p>
+            }
+            if let Some(w) = deleting.as_ref().and_then(|id| hooks.iter().find(|w| &w.id == id)) {
+                { confirm(ConfirmProps {
+                    id: "webhook-delete-prompt",
+                    dialog: delete_dialog,
+                    title: ["Delete the webhook to ", &w.url, "?"].concat().into(),
+                    children: html! { <p>{ "Its receiver gets no more events, and its signing secret goes: adding it again makes a new secret, which the receiver must then be given." }</p> },
+                    default_label: "Keep it".into(),
+                    on_default: keep.clone(),
+                    other_label: "Delete webhook".into(),
+                    on_other: delete,
+                    danger: true,
+                    on_close: keep,
+                }) }
             }
         </section>
     }

@@ -55,7 +55,7 @@ pub fn list_path(filter: &Filter, limit: usize, before: Option<&str>) -> String 
 }
 
 /// Each pair with a value as `&key=value`, the value encoded.
-fn push_query(path: &mut String, pairs: &[(&str, &str)]) {
+pub fn push_query(path: &mut String, pairs: &[(&str, &str)]) {
     for (key, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
         path.push('&');
         path.push_str(key);
