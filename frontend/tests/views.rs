@@ -109,6 +109,35 @@ fn find(root: &Element, selector: &str) -> Element {
         .unwrap_or_else(|| panic!("no {selector} in {}", root.inner_html()))
 }
 
+/// A destructive button asks first in a modal dialog `prompt` whose title
+/// holds `about`, the safe answer focused: kept, nothing is deleted; asked
+/// again and confirmed, the page goes on to delete.
+async fn keep_then_confirm(root: &Element, button: &str, prompt: &str, about: &str) {
+    click(root, button).await;
+    let dialog: web_sys::HtmlDialogElement = find(root, &["dialog#", prompt].concat())
+        .dyn_into()
+        .unwrap();
+    assert!(dialog.open() && dialog.matches(":modal").unwrap());
+    let title = text_of(root, &["#", prompt, "-title"].concat());
+    assert!(title.contains(about), "{title}");
+    assert_eq!(
+        active_id(),
+        [prompt, "-default"].concat(),
+        "the safe answer has the focus"
+    );
+    click(root, &["#", prompt, "-default"].concat()).await;
+    assert!(root
+        .query_selector(&["#", prompt].concat())
+        .unwrap()
+        .is_none());
+    assert!(
+        !requests().iter().any(|(r, _)| r.starts_with("DELETE")),
+        "kept"
+    );
+    click(root, button).await;
+    click(root, &["#", prompt, "-other"].concat()).await;
+}
+
 /// The value of the input with this id.
 fn input_value(root: &Element, id: &str) -> String {
     find(root, &["#", id].concat())
@@ -922,6 +951,22 @@ async fn the_certificate_panel_generates_brings_and_the_form_tests_and_saves_wit
         Some("api/settings/certificate.pem?which=pending")
     );
     assert!(text_of(&root, "#cert-pending-steps").contains("send a test email, then save"));
+    // Discarding it asks first.
+    route("DELETE /api/settings/certificate", 204, &Value::Null);
+    keep_then_confirm(
+        &root,
+        "#cert-discard",
+        "cert-discard-prompt",
+        "Discard the new certificate?",
+    )
+    .await;
+    assert!(
+        requests()
+            .iter()
+            .any(|(r, _)| r == "DELETE /api/settings/certificate?which=pending"),
+        "{:?}",
+        requests()
+    );
     assert!(
         text_of(&root, "#client_credential-error").is_empty(),
         "fixed by the new certificate"
@@ -1808,25 +1853,12 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
             .any(|(r, _)| r == "DELETE /api/webhooks/wh_1"),
         "edited, not made again"
     );
-    // Delete asks first, naming the receiver; keeping it sends nothing.
+    // Delete asks first, naming the receiver; deleted while it is edited,
+    // the form is a new one's again.
     route("DELETE /api/webhooks/wh_1", 204, &Value::Null);
     click(&root, ".webhook-edit").await;
     assert!(root.query_selector("#webhook-editing").unwrap().is_some());
-    click(&root, ".webhook-delete").await;
-    assert!(text_of(&root, "#webhook-delete-prompt-title").contains(&hook.url));
-    assert_eq!(active_id(), "webhook-delete-prompt-default");
-    click(&root, "#webhook-delete-prompt-default").await;
-    assert!(root
-        .query_selector("#webhook-delete-prompt")
-        .unwrap()
-        .is_none());
-    assert!(
-        !requests().iter().any(|(r, _)| r.starts_with("DELETE")),
-        "kept"
-    );
-    // Deleted while it is edited, the form is a new one's again.
-    click(&root, ".webhook-delete").await;
-    click(&root, "#webhook-delete-prompt-other").await;
+    keep_then_confirm(&root, ".webhook-delete", "webhook-delete-prompt", &hook.url).await;
     assert!(requests()
         .iter()
         .any(|(r, _)| r == "DELETE /api/webhooks/wh_1"));
@@ -2001,32 +2033,15 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
         patched.1
     );
 
-    // Delete asks first, naming the profile; keeping it sends nothing.
-    click(&root, "#profile-delete").await;
-    let dialog: web_sys::HtmlDialogElement = find(&root, "dialog#profile-delete-prompt")
-        .dyn_into()
-        .unwrap();
-    assert!(dialog.open() && dialog.matches(":modal").unwrap());
-    assert!(
-        text_of(&root, "#profile-delete-prompt-title").contains("Delete the profile “Fabrikam”?")
-    );
-    assert_eq!(
-        active_id(),
-        "profile-delete-prompt-default",
-        "the safe answer has the focus"
-    );
-    click(&root, "#profile-delete-prompt-default").await;
-    assert!(root
-        .query_selector("#profile-delete-prompt")
-        .unwrap()
-        .is_none());
-    assert!(
-        !requests().iter().any(|(r, _)| r.starts_with("DELETE")),
-        "kept"
-    );
+    // Delete asks first, naming the profile.
     route("DELETE /api/profiles/prf_b", 204, &Value::Null);
-    click(&root, "#profile-delete").await;
-    click(&root, "#profile-delete-prompt-other").await;
+    keep_then_confirm(
+        &root,
+        "#profile-delete",
+        "profile-delete-prompt",
+        "Delete the profile “Fabrikam”?",
+    )
+    .await;
     assert!(requests()
         .iter()
         .any(|(r, _)| r == "DELETE /api/profiles/prf_b"));

@@ -8,6 +8,7 @@ use mailroom_shared::validate::{pem_mistake, PemBox};
 use mailroom_shared::FieldMessages;
 use yew::prelude::*;
 
+use super::confirm::{confirm, default_id, ConfirmProps};
 use super::field::field_messages;
 use crate::api::{self, ApiError};
 use crate::markup::Markup;
@@ -101,6 +102,15 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
     let cert_pem = use_state(String::new);
     let key_pem = use_state(String::new);
     let busy = use_state(|| false);
+    // Discard asks first: the new key is deleted, and with it whatever was
+    // uploaded of it to Entra.
+    let discarding = use_state(|| false);
+    let discard_dialog = use_node_ref();
+    crate::hooks::use_modal(
+        *discarding,
+        discard_dialog.clone(),
+        default_id("cert-discard-prompt"),
+    );
     let errors = use_state(FieldMessages::new);
     let error = use_state(|| None::<String>);
     let post = {
@@ -166,7 +176,7 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
     let discard = {
         let (form, error, unauthorized) =
             (p.form.clone(), error.clone(), p.on_unauthorized.clone());
-        Callback::from(move |_: MouseEvent| {
+        Callback::from(move |()| {
             let (form, error, unauthorized) = (form.clone(), error.clone(), unauthorized.clone());
             crate::spawn(async move {
                 let r = api::fetch(
@@ -239,7 +249,8 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
             if let Some(pending) = &certs.pending {
                 { details("cert-pending", "New certificate (pending)", pending, "pending") }
                 <p class="notice" id="cert-pending-steps">{ "Upload it in Entra (App registrations › your app › Certificates & secrets › Certificates › Upload certificate), send a test email, then save: it becomes active only then, so delivery never switches to a certificate Entra does not know yet. Remove the old one from the app registration afterwards." }</p>
-                <button type="button" class="link" id="cert-discard" onclick={discard}>{ "Discard the new certificate" }</button>
+                <button type="button" class="link" id="cert-discard"
+                    onclick={let d = discarding.clone(); Callback::from(move |_| d.set(true))}>{ "Discard the new certificate" }</button>
             }
             if certs.active.is_none() && certs.pending.is_none() {
                 <p class="help" id="cert-none">{ "No certificate yet. Microsoft recommends a certificate over a client secret: Mailroom makes the key, keeps it encrypted, and warns 30 days before it expires." }</p>
@@ -257,6 +268,20 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
             }
             if let Some(m) = &*error {
                 <p class="error" id="cert-error" role="alert">{ m.clone() }</p>
+            }
+            if *discarding && certs.pending.is_some() {
+                { confirm(ConfirmProps {
+                    id: "cert-discard-prompt",
+                    dialog: discard_dialog,
+                    title: "Discard the new certificate?".into(),
+                    children: html! { <p>{ "Its private key is deleted, so a copy already uploaded in Entra can never sign in: remove it there too. The active certificate (or secret) stays in use." }</p> },
+                    default_label: "Keep it".into(),
+                    on_default: { let d = discarding.clone(); Callback::from(move |()| d.set(false)) },
+                    other_label: "Discard it".into(),
+                    on_other: { let d = discarding.clone(); Callback::from(move |()| { d.set(false); discard.emit(()); }) },
+                    danger: true,
+                    on_close: { let d = discarding.clone(); Callback::from(move |()| d.set(false)) },
+                }) }
             }
         </div>
     }
