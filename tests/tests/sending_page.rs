@@ -345,7 +345,6 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         builds,
         "typed whole: the field kept its focus as the Send-As line appeared"
     );
-    screenshots(&b, "apps-edit", "#new-app").await;
     assert!(
         line.contains(&format!(
             "Add-RecipientPermission -Identity \"{builds}\" -Trustee \"{}\" -AccessRights SendAs",
@@ -353,6 +352,7 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         )),
         "{line}"
     );
+    screenshots(&b, "apps-edit", "#new-app").await;
     b.click("#save-app").await;
     // (The settings view, hidden, has a success banner of its own.)
     b.wait_text("#apps-title ~ .banner.success", "its key stays the same")

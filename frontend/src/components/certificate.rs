@@ -111,6 +111,10 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
         discard_dialog.clone(),
         default_id("cert-discard-prompt"),
     );
+    let keep = {
+        let d = discarding.clone();
+        Callback::from(move |()| d.set(false))
+    };
     let errors = use_state(FieldMessages::new);
     let error = use_state(|| None::<String>);
     let post = {
@@ -276,11 +280,11 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
                     title: "Discard the new certificate?".into(),
                     children: html! { <p>{ "Its private key is deleted, so a copy already uploaded in Entra can never sign in: remove it there too. The active certificate (or secret) stays in use." }</p> },
                     default_label: "Keep it".into(),
-                    on_default: { let d = discarding.clone(); Callback::from(move |()| d.set(false)) },
+                    on_default: keep.clone(),
                     other_label: "Discard it".into(),
                     on_other: { let d = discarding.clone(); Callback::from(move |()| { d.set(false); discard.emit(()); }) },
                     danger: true,
-                    on_close: { let d = discarding.clone(); Callback::from(move |()| d.set(false)) },
+                    on_close: keep,
                 }) }
             }
         </div>

@@ -168,6 +168,10 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
         delete_dialog.clone(),
         default_id("profile-delete-prompt"),
     );
+    let keep = {
+        let d = deleting.clone();
+        Callback::from(move |()| d.set(false))
+    };
     let is_new = p.current.as_str() == NEW;
     let current = p.profiles.iter().find(|x| x.id == p.current.as_str());
     let name_errors = |name: &str| {
@@ -411,11 +415,11 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
                     title: ["Delete the profile “", &c.name, "”?"].concat().into(),
                     children: html! { <p>{ "Its settings, its secret or certificate and its history go with it, and this cannot be undone. Mailroom refuses while an app sends through it or one of its messages waits." }</p> },
                     default_label: "Keep it".into(),
-                    on_default: { let d = deleting.clone(); Callback::from(move |()| d.set(false)) },
+                    on_default: keep.clone(),
                     other_label: ["Delete “", &c.name, "”"].concat().into(),
                     on_other: { let (d, c) = (deleting.clone(), change.clone()); Callback::from(move |()| { d.set(false); c.emit(true); }) },
                     danger: true,
-                    on_close: { let d = deleting.clone(); Callback::from(move |()| d.set(false)) },
+                    on_close: keep,
                 }) }
             }
         </section>
