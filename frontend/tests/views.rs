@@ -1261,6 +1261,20 @@ async fn an_apps_message_count_opens_activity_filtered_to_it() {
     assert_eq!(location.hash().unwrap(), "#/activity?app=app_1");
     choose(&root, "app-filter", "").await;
     assert_eq!(location.hash().unwrap(), "#/activity");
+    // An app that is no longer listed (revoked, or a trusted network's
+    // address) is shown as the filter, not as "All apps".
+    let root = mount_activity_with(None, "/activity?app=trusted%20network%2010.0.0.5").await;
+    assert!(
+        requests()
+            .iter()
+            .any(|(r, _)| r == "GET /api/messages?limit=50&app=trusted%20network%2010.0.0.5"),
+        "{:?}",
+        requests()
+    );
+    let chosen = find(&root, "#app-filter")
+        .dyn_into::<web_sys::HtmlSelectElement>()
+        .unwrap();
+    assert_eq!(chosen.value(), "trusted network 10.0.0.5");
 }
 
 /// Activity filters by app, and by profile when there are several; the bulk

@@ -452,6 +452,11 @@ pub fn activity(p: &ActivityProps) -> Html {
                             { for apps.iter().map(|(id, name)| html! {
                                 <option value={id.clone()} selected={&f.app == id}>{ name.clone() }</option>
                             }) }
+                            // An app the link names that is not listed (revoked, or a
+                            // trusted network's address): shown as it is filtered.
+                            if !f.app.is_empty() && !apps.iter().any(|(id, _)| id == &f.app) {
+                                <option value={f.app.clone()} selected=true>{ f.app.clone() }</option>
+                            }
                         </select>
                     </div>
                     <div class="field grow">
