@@ -9,7 +9,7 @@ use mailroom_shared::sending::{
 use wasm_bindgen::JsValue;
 use yew::prelude::*;
 
-use super::confirm::{confirm, default_id, ConfirmProps};
+use super::confirm::{confirm, ConfirmProps};
 use super::field::{text_field, TextFieldProps};
 use crate::api::{encode, fetch, json, json_body, ApiError};
 use crate::hooks::focus::focus;
@@ -607,13 +607,8 @@ pub fn apps(p: &AppsProps) -> Html {
     let server_errors = use_state(mailroom_shared::FieldMessages::new);
     let busy = use_state(|| false);
     let created = use_state(|| None::<(App, String)>);
-    let revoking = use_state(|| None::<App>);
-    let revoke_dialog = use_node_ref();
-    crate::hooks::use_modal(
-        revoking.is_some(),
-        revoke_dialog.clone(),
-        default_id("revoke-prompt"),
-    );
+    let question = crate::hooks::use_question::<App>("revoke-prompt");
+    let revoking = question.about.clone();
     let notice = use_state(|| None::<String>);
     let editing = use_state(|| None::<LimitsDraft>);
     let limit_errors = use_state(mailroom_shared::FieldMessages::new);
@@ -919,10 +914,6 @@ pub fn apps(p: &AppsProps) -> Html {
             });
         })
     };
-    let cancel_revoke = {
-        let revoking = revoking.clone();
-        Callback::from(move |()| revoking.set(None))
-    };
     let revoke = {
         let (revoking, notice, load, unauthorized, draft) = (
             revoking.clone(),
@@ -1056,15 +1047,15 @@ pub fn apps(p: &AppsProps) -> Html {
             if let Some(app) = &*revoking {
                 { confirm(ConfirmProps {
                     id: "revoke-prompt",
-                    dialog: revoke_dialog,
+                    dialog: question.dialog.clone(),
                     title: ["Revoke “", &app.name, "”?"].concat().into(),
                     children: html! { <p>{ "Its key stops working at once, in open SMTP sessions too. Whatever uses it can no longer send until it gets a new app's key. This cannot be undone." }</p> },
                     default_label: "Keep it".into(),
-                    on_default: cancel_revoke.clone(),
+                    on_default: question.close.clone(),
                     other_label: ["Revoke “", &app.name, "”"].concat().into(),
                     on_other: revoke,
                     danger: true,
-                    on_close: cancel_revoke,
+                    on_close: question.close.clone(),
                 }) }
             }
         </section>

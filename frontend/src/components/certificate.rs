@@ -8,7 +8,7 @@ use mailroom_shared::validate::{pem_mistake, PemBox};
 use mailroom_shared::FieldMessages;
 use yew::prelude::*;
 
-use super::confirm::{confirm, default_id, ConfirmProps};
+use super::confirm::{confirm, ConfirmProps};
 use super::field::field_messages;
 use crate::api::{self, ApiError};
 use crate::markup::Markup;
@@ -104,17 +104,7 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
     let busy = use_state(|| false);
     // Discard asks first: the new key is deleted, and with it whatever was
     // uploaded of it to Entra.
-    let discarding = use_state(|| false);
-    let discard_dialog = use_node_ref();
-    crate::hooks::use_modal(
-        *discarding,
-        discard_dialog.clone(),
-        default_id("cert-discard-prompt"),
-    );
-    let keep = {
-        let d = discarding.clone();
-        Callback::from(move |()| d.set(false))
-    };
+    let discarding = crate::hooks::use_question::<()>("cert-discard-prompt");
     let errors = use_state(FieldMessages::new);
     let error = use_state(|| None::<String>);
     let post = {
@@ -254,7 +244,7 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
                 { details("cert-pending", "New certificate (pending)", pending, "pending") }
                 <p class="notice" id="cert-pending-steps">{ "Upload it in Entra (App registrations › your app › Certificates & secrets › Certificates › Upload certificate), send a test email, then save: it becomes active only then, so delivery never switches to a certificate Entra does not know yet. Remove the old one from the app registration afterwards." }</p>
                 <button type="button" class="link" id="cert-discard"
-                    onclick={let d = discarding.clone(); Callback::from(move |_| d.set(true))}>{ "Discard the new certificate" }</button>
+                    onclick={let d = discarding.about.clone(); Callback::from(move |_| d.set(Some(())))}>{ "Discard the new certificate" }</button>
             }
             if certs.active.is_none() && certs.pending.is_none() {
                 <p class="help" id="cert-none">{ "No certificate yet. Microsoft recommends a certificate over a client secret: Mailroom makes the key, keeps it encrypted, and warns 30 days before it expires." }</p>
@@ -273,18 +263,18 @@ pub fn certificate_panel(p: &CertificatePanelProps) -> Html {
             if let Some(m) = &*error {
                 <p class="error" id="cert-error" role="alert">{ m.clone() }</p>
             }
-            if *discarding && certs.pending.is_some() {
+            if discarding.about.is_some() && certs.pending.is_some() {
                 { confirm(ConfirmProps {
                     id: "cert-discard-prompt",
-                    dialog: discard_dialog,
+                    dialog: discarding.dialog.clone(),
                     title: "Discard the new certificate?".into(),
                     children: html! { <p>{ "Its private key is deleted, so a copy already uploaded in Entra can never sign in: remove it there too. The active certificate (or secret) stays in use." }</p> },
                     default_label: "Keep it".into(),
-                    on_default: keep.clone(),
+                    on_default: discarding.close.clone(),
                     other_label: "Discard it".into(),
-                    on_other: { let d = discarding.clone(); Callback::from(move |()| { d.set(false); discard.emit(()); }) },
+                    on_other: { let close = discarding.close.clone(); Callback::from(move |()| { close.emit(()); discard.emit(()); }) },
                     danger: true,
-                    on_close: keep,
+                    on_close: discarding.close.clone(),
                 }) }
             }
         </div>

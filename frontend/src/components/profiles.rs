@@ -11,7 +11,7 @@ use mailroom_shared::{FieldMessages, Provider, Transport};
 use yew::prelude::*;
 
 use crate::api::{self, ApiError};
-use crate::components::confirm::{confirm, default_id, ConfirmProps};
+use crate::components::confirm::{confirm, ConfirmProps};
 use crate::components::field::{text_field, TextFieldProps};
 use crate::markup::{count, Markup};
 
@@ -161,17 +161,7 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
     let limits = use_state(|| None::<[String; 3]>);
     let notice = use_state(String::new);
     // Delete asks first: the profile's settings, secret and history go.
-    let deleting = use_state(|| false);
-    let delete_dialog = use_node_ref();
-    crate::hooks::use_modal(
-        *deleting,
-        delete_dialog.clone(),
-        default_id("profile-delete-prompt"),
-    );
-    let keep = {
-        let d = deleting.clone();
-        Callback::from(move |()| d.set(false))
-    };
+    let deleting = crate::hooks::use_question::<()>("profile-delete-prompt");
     let is_new = p.current.as_str() == NEW;
     let current = p.profiles.iter().find(|x| x.id == p.current.as_str());
     let name_errors = |name: &str| {
@@ -389,7 +379,7 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
                         disabled={*busy || rename.trim().is_empty() || rename_error.is_some()}
                         onclick={let c = change.clone(); Callback::from(move |_| c.emit(false))}>{ "Rename" }</button>
                     <button type="button" class="danger" id="profile-delete" disabled={*busy}
-                        onclick={let d = deleting.clone(); Callback::from(move |_| d.set(true))}>{ "Delete this profile" }</button>
+                        onclick={let d = deleting.about.clone(); Callback::from(move |_| d.set(Some(())))}>{ "Delete this profile" }</button>
                 </div>
                 <p class="error" id="profile-error" role="alert">{ rename_error.or_else(|| (*error).clone().filter(|_| limits.is_none())).unwrap_or_default() }</p>
             }
@@ -408,18 +398,18 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
                     <div class="banner success" id="profile-limits-notice" role="status">{ (*notice).clone() }</div>
                 }
             }
-            if let Some(c) = current.filter(|_| *deleting) {
+            if let Some(c) = current.filter(|_| deleting.about.is_some()) {
                 { confirm(ConfirmProps {
                     id: "profile-delete-prompt",
-                    dialog: delete_dialog,
+                    dialog: deleting.dialog.clone(),
                     title: ["Delete the profile “", &c.name, "”?"].concat().into(),
                     children: html! { <p>{ "Its settings, its secret or certificate and its history go with it, and this cannot be undone. Mailroom refuses while an app sends through it or one of its messages waits." }</p> },
                     default_label: "Keep it".into(),
-                    on_default: keep.clone(),
+                    on_default: deleting.close.clone(),
                     other_label: ["Delete “", &c.name, "”"].concat().into(),
-                    on_other: { let (d, c) = (deleting.clone(), change.clone()); Callback::from(move |()| { d.set(false); c.emit(true); }) },
+                    on_other: { let (close, c) = (deleting.close.clone(), change.clone()); Callback::from(move |()| { close.emit(()); c.emit(true); }) },
                     danger: true,
-                    on_close: keep,
+                    on_close: deleting.close.clone(),
                 }) }
             }
         </section>

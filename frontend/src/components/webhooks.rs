@@ -12,7 +12,7 @@ use mailroom_shared::webhooks::{
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 
-use super::confirm::{confirm, default_id, ConfirmProps};
+use super::confirm::{confirm, ConfirmProps};
 use super::field::field_messages;
 use crate::api::{self, ApiError};
 use crate::markup::{clicked, Markup};
@@ -313,6 +313,7 @@ impl Panel {
 /// The panel.
 #[function_component(Webhooks)]
 pub fn webhooks(p: &WebhooksProps) -> Html {
+    let question = crate::hooks::use_question::<String>("webhook-delete-prompt");
     let panel = Panel {
         hooks: use_state(Vec::new),
         extra: use_state(Default::default),
@@ -324,15 +325,9 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         errors: use_state(Default::default),
         editing: use_state(|| None),
         saved: use_state(|| None),
-        deleting: use_state(|| None),
+        deleting: question.about.clone(),
         unauthorized: p.on_unauthorized.clone(),
     };
-    let delete_dialog = use_node_ref();
-    crate::hooks::use_modal(
-        panel.deleting.is_some(),
-        delete_dialog.clone(),
-        default_id("webhook-delete-prompt"),
-    );
     {
         let panel = panel.clone();
         use_effect_with((), move |_| panel.reload());
@@ -366,10 +361,6 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
     let cancel = {
         let panel = panel.clone();
         Callback::from(move |_: MouseEvent| panel.clear())
-    };
-    let keep = {
-        let panel = panel.clone();
-        Callback::from(move |()| panel.deleting.set(None))
     };
     let delete = {
         let panel = panel.clone();
@@ -500,15 +491,15 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
             if let Some(w) = deleting.as_ref().and_then(|id| hooks.iter().find(|w| &w.id == id)) {
                 { confirm(ConfirmProps {
                     id: "webhook-delete-prompt",
-                    dialog: delete_dialog,
+                    dialog: question.dialog.clone(),
                     title: ["Delete the webhook to ", &w.url, "?"].concat().into(),
                     children: html! { <p>{ "Its receiver gets no more events, and its signing secret goes: adding it again makes a new secret, which the receiver must then be given." }</p> },
                     default_label: "Keep it".into(),
-                    on_default: keep.clone(),
+                    on_default: question.close.clone(),
                     other_label: "Delete webhook".into(),
                     on_other: delete,
                     danger: true,
-                    on_close: keep,
+                    on_close: question.close.clone(),
                 }) }
             }
         </section>

@@ -11,5 +11,5 @@ pub use activity::{use_activity, ActivityAction, ActivityState, UseActivity};
 pub use before_unload::use_before_unload;
 pub use focus::use_focus_request;
 pub use interval::use_interval;
-pub use modal::use_modal;
+pub use modal::{use_modal, use_question, Question};
 pub use save::{use_save, Banner, UseSave};

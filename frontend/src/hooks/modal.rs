@@ -37,3 +37,37 @@ pub fn use_modal(open: bool, dialog: NodeRef, focus_id: AttrValue) {
         }
     });
 }
+
+/// A question a confirm dialog asks (`components::confirm`): what it is
+/// about while it is open, the dialog it is asked in (shown modal, its safe
+/// answer focused), and the callback that closes it unanswered.
+pub struct Question<T: 'static> {
+    /// What the open question is about; `None` while closed.
+    pub about: UseStateHandle<Option<T>>,
+    /// The `<dialog>`, for `ConfirmProps::dialog`.
+    pub dialog: NodeRef,
+    /// Closes it (the safe answer, Escape).
+    pub close: Callback<()>,
+}
+
+/// A question for the confirm dialog with id `id`: every destructive
+/// button of the page asks first through one of these.
+#[hook]
+pub fn use_question<T: 'static>(id: &'static str) -> Question<T> {
+    let about = use_state(|| None::<T>);
+    let dialog = use_node_ref();
+    use_modal(
+        about.is_some(),
+        dialog.clone(),
+        crate::components::confirm::default_id(id),
+    );
+    let close = {
+        let about = about.clone();
+        Callback::from(move |()| about.set(None))
+    };
+    Question {
+        about,
+        dialog,
+        close,
+    }
+}
