@@ -1501,6 +1501,46 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
     );
 }
 
+/// Hostile values where this page reads names and the address: an app's
+/// name in the filter's options is text, never markup; an app in the hash
+/// that smuggles another parameter goes to the server as one encoded value,
+/// and one that is not valid percent-encoding is no filter at all.
+#[wasm_bindgen_test]
+async fn hostile_app_names_and_hashes_stay_values() {
+    fake_api();
+    let hostile = "<img src=x onerror=\"window.__owned=1\"> & Co";
+    apps_routes(vec![app_json("app_1", hostile)]);
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [], "next": null}),
+    );
+    let root = mount_activity_with(None, "/activity?app=x%26status%3Dfailed").await;
+    assert!(root.query_selector("#app-filter img").unwrap().is_none());
+    assert!(
+        text_of(&root, "#app-filter").contains(hostile),
+        "shown as typed"
+    );
+    assert!(
+        requests()
+            .iter()
+            .any(|(r, _)| r == "GET /api/messages?limit=50&app=x%26status%3Dfailed"),
+        "{:?}",
+        requests()
+    );
+    let owned = js_sys::Reflect::get(&web_sys::window().unwrap(), &"__owned".into()).unwrap();
+    assert!(owned.is_undefined(), "nothing ran");
+    mount_activity_with(None, "/activity?app=%E0%A4%A").await;
+    assert!(
+        requests()
+            .iter()
+            .rfind(|(r, _)| r.starts_with("GET /api/messages?"))
+            .is_some_and(|(r, _)| r == "GET /api/messages?limit=50"),
+        "{:?}",
+        requests()
+    );
+}
+
 #[wasm_bindgen_test]
 async fn data_in_the_activity_table_is_text_never_markup() {
     fake_api();
