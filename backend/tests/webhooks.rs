@@ -276,7 +276,8 @@ async fn a_refusal_is_told_in_the_receivers_words_with_slacks_fix() {
 
 #[tokio::test]
 async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format() {
-    let (rig, server, key) = sending_rig().await;
+    let (rig, server) = saved_rig(|a| a.public_url = Some("https://mail.contoso.com".into())).await;
+    let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
     let receiver = FakeReceiver::start().await;
     let events = ["message.sent", "message.failed", "message.deferred"];
     let (_, secret) = add_hook(&server, &receiver.url("/std"), &events, "standard").await;
@@ -362,6 +363,13 @@ async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format()
     let text = slack["text"].as_str().unwrap();
     assert!(
         text.contains("“&lt;!channel&gt; Invoice”") && !text.contains("<!channel>"),
+        "{slack}"
+    );
+    // Its link opens that message in Activity (the page reads `message=`).
+    assert!(
+        text.ends_with(&format!(
+            "\n<https://mail.contoso.com/#/activity?message={failed}|Open Mailroom>"
+        )),
         "{slack}"
     );
     // A second deferral of the same message says nothing new.

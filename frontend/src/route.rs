@@ -1,6 +1,8 @@
 //! The page's three views, chosen by the URL hash (`#/settings`, `#/apps`,
 //! `#/activity`), so reload, back and forward work without a server route.
-//! Activity's hash may carry its filter: `#/activity?app=app_…&profile=…`.
+//! Activity's hash may carry its filter and an open message:
+//! `#/activity?status=failed&q=…&app=app_…&profile=…&message=msg_…` (the
+//! links of Apps and of webhook posts, and the address while it shows them).
 
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
@@ -89,11 +91,12 @@ pub fn hash_value(hash: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `#/activity`, with an app and a profile to show (each left out when
-/// empty): a link from Apps, and the URL while Activity is so filtered.
-pub fn activity_hash(app: &str, profile: &str) -> String {
+/// `#/activity` with a filter and an open message (each part left out when
+/// empty): a link from Apps, and the URL while Activity shows them.
+pub fn activity_hash(filter: &crate::hooks::activity::Filter, open: Option<&str>) -> String {
     let mut query = String::new();
-    crate::hooks::activity::push_query(&mut query, &[("app", app), ("profile", profile)]);
+    crate::hooks::activity::push_query(&mut query, &filter.pairs());
+    crate::hooks::activity::push_query(&mut query, &[("message", open.unwrap_or_default())]);
     match query.strip_prefix('&') {
         Some(query) => ["#/activity?", query].concat(),
         None => "#/activity".to_string(),
@@ -108,32 +111,38 @@ pub fn replace_hash(hash: &str) {
     }
 }
 
+/// Calls `on_change` with the URL's hash at each `hashchange` (a link, back,
+/// forward, an address typed) while the caller is mounted. The first
+/// callback is kept: give it state handles, which always reach the latest.
+#[hook]
+pub fn use_hashchange(on_change: Callback<String>) {
+    use_effect_with((), move |()| {
+        let listener = Closure::<dyn Fn()>::new(move || on_change.emit(current_hash()));
+        let window = web_sys::window();
+        if let Some(w) = &window {
+            let _ =
+                w.add_event_listener_with_callback("hashchange", listener.as_ref().unchecked_ref());
+        }
+        move || {
+            if let Some(w) = window {
+                let _ = w.remove_event_listener_with_callback(
+                    "hashchange",
+                    listener.as_ref().unchecked_ref(),
+                );
+            }
+        }
+    });
+}
+
 /// The view the URL names now, following `hashchange` (links, back, forward).
 #[hook]
 pub fn use_view() -> View {
     let view = use_state(|| View::from_hash(&current_hash()));
     {
         let view = view.clone();
-        use_effect_with((), move |()| {
-            let listener = Closure::<dyn Fn()>::new(move || {
-                view.set(View::from_hash(&current_hash()));
-            });
-            let window = web_sys::window();
-            if let Some(w) = &window {
-                let _ = w.add_event_listener_with_callback(
-                    "hashchange",
-                    listener.as_ref().unchecked_ref(),
-                );
-            }
-            move || {
-                if let Some(w) = window {
-                    let _ = w.remove_event_listener_with_callback(
-                        "hashchange",
-                        listener.as_ref().unchecked_ref(),
-                    );
-                }
-            }
-        });
+        use_hashchange(Callback::from(move |hash: String| {
+            view.set(View::from_hash(&hash))
+        }));
     }
     *view
 }

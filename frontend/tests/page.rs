@@ -784,7 +784,7 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
 /// open message, and Retry replaces its row and says so.
 #[wasm_bindgen_test]
 fn the_activity_reducer_merges_pages_and_keeps_the_open_message() {
-    use mailroom_frontend::hooks::activity::Page;
+    use mailroom_frontend::hooks::activity::{Filter, Page};
     use mailroom_frontend::hooks::{ActivityAction, ActivityState};
     use mailroom_shared::sending::{Details, Status, Summary};
     use std::rc::Rc;
@@ -857,6 +857,69 @@ fn the_activity_reducer_merges_pages_and_keeps_the_open_message() {
     assert_eq!((s.open.as_deref(), s.details.as_ref()), (None, None));
     let s = s.reduce(ActivityAction::Failed("offline".into()));
     assert_eq!((s.error.as_deref(), s.messages.len()), (Some("offline"), 6));
+
+    // A link opens a message to bring into sight; why its details did not
+    // come lands only on it, and only while it has none.
+    let failed = Filter {
+        status: "failed".into(),
+        ..Filter::default()
+    };
+    let s = s.reduce(ActivityAction::Linked {
+        filter: failed.clone(),
+        open: Some("msg_3".into()),
+    });
+    assert_eq!(
+        (&s.filter, s.open.as_deref(), s.reveal),
+        (&failed, Some("msg_3"), true)
+    );
+    let s = s.reduce(ActivityAction::DetailsFailed("msg_9".into(), "gone".into()));
+    assert_eq!(s.details_error, None, "not the open one");
+    let s = s.reduce(ActivityAction::DetailsFailed("msg_3".into(), "gone".into()));
+    assert_eq!(s.details_error.as_deref(), Some("gone"));
+    let s = s.reduce(ActivityAction::Revealed);
+    assert!(!s.reveal);
+    let mut three = d(9);
+    three.summary.id = "msg_3".into();
+    let s = s.reduce(ActivityAction::Details(three));
+    assert_eq!(s.details_error, None, "the details came after all");
+    let s = s.reduce(ActivityAction::DetailsFailed(
+        "msg_3".into(),
+        "offline".into(),
+    ));
+    assert_eq!(
+        s.details_error, None,
+        "a failed refresh keeps the details shown"
+    );
+    // Another filter closes the open message.
+    let s = s.reduce(ActivityAction::Filter(Filter::default()));
+    assert_eq!((s.open.as_deref(), s.details.as_ref()), (None, None));
+}
+
+/// Activity's address names its filter (`#/activity?status=…&q=…&app=…`),
+/// decoded; a status the queue has not, or a search longer than the server
+/// takes, is no filter, and the address written back is the one read.
+#[wasm_bindgen_test]
+fn activity_reads_and_writes_its_filter_in_the_address() {
+    use mailroom_frontend::hooks::activity::Filter;
+    use mailroom_frontend::route::activity_hash;
+    let hash = "#/activity?status=failed&q=Invoice%207%20%26%20co&app=trusted%20network%2010.0.0.5&profile=billing&message=msg_1";
+    let f = Filter::from_hash(hash);
+    assert_eq!(
+        f,
+        Filter {
+            status: "failed".into(),
+            query: "Invoice 7 & co".into(),
+            app: "trusted network 10.0.0.5".into(),
+            profile: "billing".into(),
+        }
+    );
+    assert_eq!(activity_hash(&f, Some("msg_1")), hash);
+    assert_eq!(Filter::from_hash("#/activity?status=bogus").status, "");
+    let long = ["#/activity?q=", &"x".repeat(1001)].concat();
+    assert_eq!(Filter::from_hash(&long).query, "");
+    let most = ["#/activity?q=", &"x".repeat(1000)].concat();
+    assert_eq!(Filter::from_hash(&most).query.len(), 1000);
+    assert_eq!(activity_hash(&Filter::default(), None), "#/activity");
 }
 
 /// The page reads `GET /api/settings` and error bodies by hand

@@ -1501,6 +1501,137 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
     );
 }
 
+/// A link opens its message in Activity (a webhook post's, a copied
+/// address): the filter it names, the message's details in its row or, when
+/// the list does not show it, above the list, with the focus on it; the
+/// address follows what is open. A message whose record is gone says so,
+/// and a value that is no message id requests nothing.
+#[wasm_bindgen_test]
+async fn a_link_opens_its_message_with_the_filter_it_names() {
+    use mailroom_shared::sending::Details;
+    fake_api();
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [summary("msg_2", "failed", "Invoice 7")], "next": null}),
+    );
+    let details_of = |id: &str, subject: &str| Details {
+        summary: summary_of(id, "failed", subject),
+        recipients: vec![],
+        attempts: vec![],
+        next_attempt_at: None,
+    };
+    route_details(&details_of("msg_9", "Payslip 3"));
+    route_details(&details_of("msg_2", "Invoice 7"));
+    route(
+        "POST /api/messages/msg_9/retry",
+        200,
+        &summary("msg_9", "queued", "Payslip 3"),
+    );
+    let location = web_sys::window().unwrap().location();
+
+    // An older message, not in the list: shown above it, focused.
+    let root = mount_activity_with(
+        None,
+        "/activity?status=failed&q=Invoice%207&app=app_1&message=msg_9",
+    )
+    .await;
+    let paths: Vec<String> = requests().into_iter().map(|(r, _)| r).collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p == "GET /api/messages?limit=50&status=failed&q=Invoice%207&app=app_1"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p == "GET /api/messages/msg_9"),
+        "{paths:?}"
+    );
+    assert_eq!(
+        find(&root, "#status-filter")
+            .dyn_into::<web_sys::HtmlSelectElement>()
+            .unwrap()
+            .value(),
+        "failed"
+    );
+    assert_eq!(input_value(&root, "search"), "Invoice 7");
+    let card = text_of(&root, "#linked-message");
+    assert!(
+        card.contains("msg_9") && card.contains("Payslip 3") && card.contains("Retry now"),
+        "{card}"
+    );
+    assert_eq!(active_id(), "linked-title");
+    click(&root, "#linked-message #retry-message").await;
+    assert!(requests()
+        .iter()
+        .any(|(r, _)| r == "POST /api/messages/msg_9/retry"));
+    click(&root, "#close-linked").await;
+    assert!(root.query_selector("#linked-message").unwrap().is_none());
+    assert_eq!(
+        location.hash().unwrap(),
+        "#/activity?status=failed&q=Invoice%207&app=app_1",
+        "a closed message leaves the address"
+    );
+    // Opening a row puts it in the address.
+    click(&root, "#row-msg_2 button.open").await;
+    assert_eq!(
+        location.hash().unwrap(),
+        "#/activity?status=failed&q=Invoice%207&app=app_1&message=msg_2"
+    );
+
+    // A message the list shows: in its row, focused; no card.
+    let root = mount_activity_with(None, "/activity?message=msg_2").await;
+    assert!(text_of(&root, "#details-msg_2").contains("Invoice 7"));
+    assert!(root.query_selector("#linked-message").unwrap().is_none());
+    assert_eq!(active_id(), "open-msg_2");
+
+    // Followed in the same tab while Activity shows: that message opens.
+    location.set_hash("#/activity?message=msg_9").unwrap();
+    assert!(
+        eventually(3000, || root
+            .query_selector("#linked-message")
+            .unwrap()
+            .is_some_and(|c| c
+                .text_content()
+                .unwrap_or_default()
+                .contains("Payslip 3")))
+        .await,
+        "{}",
+        root.inner_html()
+    );
+
+    // A message whose record is gone: why, in its place.
+    route(
+        "GET /api/messages/msg_gone",
+        404,
+        &json!({"message": "There is no message “msg_gone”."}),
+    );
+    let root = mount_activity_with(None, "/activity?message=msg_gone").await;
+    let why = text_of(&root, "#linked-message .error");
+    assert!(
+        why.contains("There is no message “msg_gone”.") && why.contains("--retention"),
+        "{why}"
+    );
+
+    // No request for what is no message id, nor for a status the queue has not.
+    let before = requests().len();
+    let root = mount_activity_with(None, "/activity?status=bogus&message=..%2Fsettings").await;
+    let later: Vec<String> = requests()[before..]
+        .iter()
+        .map(|(r, _)| r.clone())
+        .collect();
+    // (Earlier mounts may poll meanwhile, each with its own filter.)
+    assert!(
+        later.iter().any(|r| r == "GET /api/messages?limit=50")
+            && !later
+                .iter()
+                .any(|r| r.contains("bogus") || r.contains("settings") || r.contains("..")),
+        "{later:?}"
+    );
+    assert!(root.query_selector("#linked-message").unwrap().is_none());
+    location.set_hash("").unwrap();
+}
+
 /// Hostile values where this page reads names and the address: an app's
 /// name in the filter's options is text, never markup; an app in the hash
 /// that smuggles another parameter goes to the server as one encoded value,

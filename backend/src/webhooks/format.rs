@@ -16,8 +16,55 @@ pub struct Said {
     pub what: String,
     /// What to do.
     pub fix: Option<String>,
-    /// The page's route (`#/settings`, `#/activity`).
-    pub route: &'static str,
+    /// The page's route (`#/settings`, `#/apps`): for a message, Activity
+    /// with that message open (`#/activity?message=msg_…`).
+    pub route: String,
+}
+
+/// `#/activity` with these of its filters (`status`, `app`, `message`),
+/// each value percent-encoded, empty ones left out: the page reads the same
+/// names from its address (docs/API.md §14).
+pub fn activity_route(pairs: &[(&str, &str)]) -> String {
+    let mut route = String::from("#/activity");
+    for (i, (name, value)) in pairs.iter().filter(|(_, v)| !v.is_empty()).enumerate() {
+        route.push(if i == 0 { '?' } else { '&' });
+        route.push_str(name);
+        route.push('=');
+        // form_urlencoded writes a space as `+`, which the page's
+        // decodeURIComponent keeps; a `+` itself is written `%2B`.
+        for part in form_urlencoded::byte_serialize(value.as_bytes()) {
+            route.push_str(&part.replace('+', "%20"));
+        }
+    }
+    route
+}
+
+/// Where a post about several events links: their common page, else
+/// Activity filtered to what they share (all failed: the failed ones, with
+/// *Retry all*; all one app's: that app's), else Activity.
+fn digest_route(events: &[Value], said: &[Said]) -> String {
+    if let Some(first) = said
+        .first()
+        .filter(|f| said.iter().all(|s| s.route == f.route))
+    {
+        return first.route.clone();
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| s(e, "type")).collect();
+    if !kinds.iter().all(|k| k.starts_with("message.")) {
+        return "#/activity".into();
+    }
+    let status = if kinds.iter().all(|k| *k == "message.failed") {
+        "failed"
+    } else {
+        ""
+    };
+    let app = s(&events[0]["data"], "app");
+    let app = if events.iter().all(|e| s(&e["data"], "app") == app) {
+        app
+    } else {
+        ""
+    };
+    activity_route(&[("status", status), ("app", app)])
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -43,6 +90,7 @@ fn recipients(to: &[&str]) -> String {
 pub fn describe(event: &Value) -> Said {
     let data = &event["data"];
     let kind = s(event, "type");
+    let message_route = || activity_route(&[("message", s(data, "id"))]);
     let message_line = || {
         let to: Vec<&str> = data["to"]
             .as_array()
@@ -68,7 +116,7 @@ pub fn describe(event: &Value) -> Said {
                 data["code"].as_str().unwrap_or("none")
             ),
             fix: data["hint"].as_str().map(str::to_string),
-            route: "#/settings",
+            route: "#/settings".into(),
         },
         "delivery.resumed" => Said {
             title: "Mailroom: delivery resumed".into(),
@@ -78,7 +126,7 @@ pub fn describe(event: &Value) -> Said {
                 s(data, "until")
             ),
             fix: None,
-            route: "#/activity",
+            route: "#/activity".into(),
         },
         "message.failed" => Said {
             title: "Mailroom: a message failed".into(),
@@ -88,7 +136,7 @@ pub fn describe(event: &Value) -> Said {
                 data["last_error"]["message"].as_str().unwrap_or("failed")
             ),
             fix: Some("Open the message in Activity for the upstream's reply and the fix; retry it once fixed.".into()),
-            route: "#/activity",
+            route: message_route(),
         },
         "message.deferred" => Said {
             title: "Mailroom: a message was deferred".into(),
@@ -98,7 +146,7 @@ pub fn describe(event: &Value) -> Said {
                 data["last_error"]["message"].as_str().unwrap_or("a temporary answer")
             ),
             fix: None,
-            route: "#/activity",
+            route: message_route(),
         },
         // Sent, and a recipient failed: a permanent refusal, or
         // --max-queue-time ending the ones still waiting.
@@ -106,19 +154,19 @@ pub fn describe(event: &Value) -> Said {
             title: "Mailroom: a message was sent, but not to every recipient".into(),
             what: format!("{}: {}", message_line(), s(&data["last_error"], "message")),
             fix: Some("Open the message in Activity for each recipient's reply and the fix; send it again to the ones it did not reach.".into()),
-            route: "#/activity",
+            route: message_route(),
         },
         "message.sent" => Said {
             title: "Mailroom: a message was sent".into(),
             what: message_line(),
             fix: None,
-            route: "#/activity",
+            route: message_route(),
         },
         "credential.expiring" => Said {
             title: "Mailroom: the sign-in credential expires soon".into(),
             what: s(data, "message").to_string(),
             fix: data["hint"].as_str().map(str::to_string),
-            route: "#/settings",
+            route: "#/settings".into(),
         },
         "quota.reached" => Said {
             title: "Mailroom: a sending limit was reached".into(),
@@ -131,13 +179,13 @@ pub fn describe(event: &Value) -> Said {
                 data["until"].as_str().unwrap_or("the window frees")
             ),
             fix: Some("Raise the limit under Apps if the volume is expected, or find what sends so much.".into()),
-            route: "#/apps",
+            route: "#/apps".into(),
         },
         _ => Said {
             title: "Mailroom: test event".into(),
             what: "This webhook works: Mailroom can reach it.".into(),
             fix: None,
-            route: "#/settings",
+            route: "#/settings".into(),
         },
     }
 }
@@ -221,13 +269,10 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
                 what: one.what.as_str().into(),
                 fix: one.fix.as_deref(),
             };
-            (one.title.clone(), one.route, vec![part], 0)
+            (one.title.clone(), one.route.clone(), vec![part], 0)
         }
         _ => {
-            let route = match said.first() {
-                Some(first) if said.iter().all(|s| s.route == first.route) => first.route,
-                _ => "#/activity",
-            };
+            let route = digest_route(events, &said);
             let mut parts = vec![Part {
                 head: None,
                 what: counts.as_str().into(),
@@ -270,7 +315,8 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
                 text.push_str(&format!("\n{tail}"));
             }
             if let Some(link) = &link {
-                text.push_str(&format!("\n<{link}|Open Mailroom>"));
+                // `&` is Slack's control character in a link too.
+                text.push_str(&format!("\n<{}|Open Mailroom>", link.replace('&', "&amp;")));
             }
             json!({ "text": text })
         }
@@ -380,7 +426,7 @@ mod tests {
         );
         // Ours is the one link Slack reads, and the only < and > are its.
         assert!(
-            text.ends_with("\n<https://mail.contoso.com/#/activity|Open Mailroom>"),
+            text.ends_with("\n<https://mail.contoso.com/#/activity?message=msg_1|Open Mailroom>"),
             "{text}"
         );
         assert_eq!(text.matches('<').count(), 1, "{text}");
@@ -516,6 +562,100 @@ mod tests {
         // A single event keeps its whole text.
         let one = chat(Format::Slack, &long[0], None).to_string();
         assert!(one.contains(&"r".repeat(1000)), "{one}");
+    }
+
+    /// The link opens what the post is about: a message's own details in
+    /// Activity; for a burst, the page all its events share, else Activity
+    /// filtered to what they share (all failed, one app), so *Retry all*
+    /// retries exactly them.
+    #[test]
+    fn links_open_the_message_or_what_a_burst_shares() {
+        let url = Some("https://mail.contoso.com/");
+        let failed = |id: &str, app: &str| {
+            let mut e = hostile();
+            e["data"]["id"] = json!(id);
+            e["data"]["app"] = json!(app);
+            e
+        };
+        let slack_link = |events: &[Value]| {
+            let text = chat_digest(Format::Slack, events, url)["text"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let start = text.rfind("\n<").expect("a link") + 1;
+            text[start..].to_string()
+        };
+        let teams_link = |events: &[Value]| {
+            chat_digest(Format::Teams, events, url)["attachments"][0]["content"]["actions"][0]
+                ["url"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let one = [failed("msg_7", "app_1")];
+        assert_eq!(
+            slack_link(&one),
+            "<https://mail.contoso.com/#/activity?message=msg_7|Open Mailroom>"
+        );
+        assert_eq!(
+            teams_link(&one),
+            "https://mail.contoso.com/#/activity?message=msg_7"
+        );
+        for kind in ["message.deferred", "message.sent"] {
+            let mut e = failed("msg_8", "app_1");
+            e["type"] = json!(kind);
+            assert_eq!(
+                teams_link(&[e]),
+                "https://mail.contoso.com/#/activity?message=msg_8",
+                "{kind}"
+            );
+        }
+        // An id is one value, whatever it holds: it cannot add a filter,
+        // end Slack's link or hide it behind words of its choosing.
+        let odd = [failed("msg_1&status=sent|x> y+", "app_1")];
+        assert_eq!(
+            teams_link(&odd),
+            "https://mail.contoso.com/#/activity?message=msg_1%26status%3Dsent%7Cx%3E%20y%2B"
+        );
+        assert_eq!(slack_link(&odd).matches('|').count(), 1);
+
+        // A burst of one app's failures: exactly those, with Retry all.
+        let burst = [failed("msg_1", "app_1"), failed("msg_2", "app_1")];
+        assert_eq!(
+            teams_link(&burst),
+            "https://mail.contoso.com/#/activity?status=failed&app=app_1"
+        );
+        assert_eq!(
+            slack_link(&burst),
+            "<https://mail.contoso.com/#/activity?status=failed&amp;app=app_1|Open Mailroom>",
+            "& is written as Slack's entity"
+        );
+        // Several apps' failures: every failed message.
+        let apps = [
+            failed("msg_1", "app_1"),
+            failed("msg_2", "trusted network 10.0.0.5"),
+        ];
+        assert_eq!(
+            teams_link(&apps),
+            "https://mail.contoso.com/#/activity?status=failed"
+        );
+        // One (trusted network's) app's failures and deferrals: that app's.
+        let mut deferred = failed("msg_3", "trusted network 10.0.0.5");
+        deferred["type"] = json!("message.deferred");
+        assert_eq!(
+            teams_link(&[failed("msg_2", "trusted network 10.0.0.5"), deferred]),
+            "https://mail.contoso.com/#/activity?app=trusted%20network%2010.0.0.5"
+        );
+        // A pause among them: Activity, unfiltered.
+        assert_eq!(
+            teams_link(&[failed("msg_1", "app_1"), paused()]),
+            "https://mail.contoso.com/#/activity"
+        );
+        // Two pauses of one profile: the page they share.
+        assert_eq!(
+            teams_link(&[paused(), paused()]),
+            "https://mail.contoso.com/#/settings"
+        );
     }
 
     #[test]

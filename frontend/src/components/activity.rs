@@ -160,11 +160,62 @@ fn details(m: &mut Markup, d: &Details) {
     m.close("div");
 }
 
+/// The open message's details, or why they are not there (yet).
+fn open_details(m: &mut Markup, id: &str, details_of: Option<&Details>, error: Option<&str>) {
+    match (details_of, error) {
+        (Some(d), _) if d.summary.id == id => details(m, d),
+        (_, Some(why)) => {
+            m.el(
+                "p",
+                &[("class", "error"), ("role", "alert")],
+                &[
+                    why,
+                    " A message's record is kept for the server's --retention (30 days by default) after it ends.",
+                ]
+                .concat(),
+            );
+        }
+        _ => {
+            m.el(
+                "p",
+                &[("class", "progress"), ("role", "status")],
+                "Loading…",
+            );
+        }
+    }
+}
+
+/// The open message when the list does not show it (a link to an older
+/// message, or one the filter leaves out), above the list.
+fn linked_card(id: &str, details_of: Option<&Details>, error: Option<&str>) -> Markup {
+    let mut m = Markup::default();
+    m.open("section", &[("id", "linked-message"), ("class", "linked")])
+        .open("h3", &[("id", "linked-title"), ("tabindex", "-1")])
+        .text("Message ")
+        .el("code", &[], id)
+        .close("h3");
+    open_details(&mut m, id, details_of, error);
+    m.open("div", &[("class", "actions")])
+        .el(
+            "button",
+            &[
+                ("type", "button"),
+                ("id", "close-linked"),
+                ("data-act", "open"),
+                ("data-id", id),
+            ],
+            "Close",
+        )
+        .close("div")
+        .close("section");
+    m
+}
+
 /// The table of messages, with the open message's details under its row.
 fn table(
     rows: &[Summary],
     open: Option<&str>,
-    details_of: Option<&Details>,
+    (details_of, error): (Option<&Details>, Option<&str>),
     apps: &[(String, String)],
     profiles: &[(String, String)],
 ) -> Markup {
@@ -250,16 +301,7 @@ fn table(
         if is_open {
             m.open("tr", &[("class", "details-row")])
                 .open("td", &[("colspan", "7"), ("id", &details_id)]);
-            match details_of {
-                Some(d) if d.summary.id == id => details(&mut m, d),
-                _ => {
-                    m.el(
-                        "p",
-                        &[("class", "progress"), ("role", "status")],
-                        "Loading…",
-                    );
-                }
-            }
+            open_details(&mut m, id, details_of, error);
             m.close("td").close("tr");
         }
     }
@@ -325,6 +367,27 @@ pub fn activity(p: &ActivityProps) -> Html {
                 if let (true, Some(open)) = (lost(), open) {
                     crate::hooks::focus::focus(&["open-", &open].concat());
                 }
+            }
+        });
+    }
+    // A link opened a message: once its details (or why they are not
+    // there) show, it takes the focus and comes into sight, in its row or
+    // in the card above the list.
+    {
+        let state = a.state.clone();
+        use_effect(move || {
+            let s = &*state;
+            let shown = s.loaded && (s.details.is_some() || s.details_error.is_some());
+            if let (true, true, Some(id)) = (s.reveal, shown, s.open.as_deref()) {
+                let doc = web_sys::window().and_then(|w| w.document());
+                match doc.and_then(|d| d.get_element_by_id(&["row-", id].concat())) {
+                    Some(row) => {
+                        crate::hooks::focus::focus(&["open-", id].concat());
+                        row.scroll_into_view();
+                    }
+                    None => crate::hooks::focus::focus("linked-title"),
+                }
+                state.dispatch(crate::hooks::activity::ActivityAction::Revealed);
             }
         });
     }
@@ -404,6 +467,12 @@ pub fn activity(p: &ActivityProps) -> Html {
         })
     };
 
+    // The open message, when the list does not show it.
+    let linked = s
+        .open
+        .as_deref()
+        .filter(|id| s.loaded && !s.messages.iter().any(|r| r.id == *id));
+
     let mut counts = Markup::default();
     counts.open(
         "ul",
@@ -482,13 +551,18 @@ pub fn activity(p: &ActivityProps) -> Html {
                 if let Some(e) = &s.error {
                     <p class="error" role="alert">{ e.clone() }</p>
                 }
+                if let Some(id) = linked {
+                    <div onclick={on_click.clone()} onfocusin={on_focus.clone()}>
+                        { linked_card(id, s.details.as_ref(), s.details_error.as_deref()).html() }
+                    </div>
+                }
                 if !s.loaded {
                     <p class="progress" role="status">{ "Loading…" }</p>
                 } else if s.messages.is_empty() {
                     <p class="help" id="no-messages">{ "No messages match. Messages that apps send show here as soon as they are queued." }</p>
                 } else {
                     <div class="table-wrap" ref={table_ref} onclick={on_click} onfocusin={on_focus}>
-                        { table(&s.messages, s.open.as_deref(), s.details.as_ref(), &apps, &profile_names).html() }
+                        { table(&s.messages, s.open.as_deref(), (s.details.as_ref(), s.details_error.as_deref()), &apps, &profile_names).html() }
                     </div>
                     if s.next.is_some() {
                         <div class="actions"><button type="button" id="load-more" onclick={more}>{ "Load more" }</button></div>

@@ -403,7 +403,16 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
             .el(
                 "a",
                 &[
-                    ("href", &crate::route::activity_hash(&a.id, "")),
+                    (
+                        "href",
+                        &crate::route::activity_hash(
+                            &crate::hooks::activity::Filter {
+                                app: a.id.clone(),
+                                ..Default::default()
+                            },
+                            None,
+                        ),
+                    ),
                     (
                         "aria-label",
                         &["Messages of ", &a.name, ": ", &a.messages].concat(),

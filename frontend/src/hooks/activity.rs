@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use gloo_net::http::Method;
-use mailroom_shared::sending::{Details, Summary};
+use mailroom_shared::sending::{Details, Status, Summary, MAX_SEARCH};
 use yew::prelude::*;
 
 use crate::api::{typed, ApiError};
@@ -34,8 +34,30 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The query pairs both routes take.
-    fn pairs(&self) -> [(&str, &str); 4] {
+    /// The filter an address names (`#/activity?status=failed&q=…&app=…`).
+    /// A status that is none of the queue's, or a search longer than the
+    /// server takes, is no filter: the list shows what it would otherwise.
+    pub fn from_hash(hash: &str) -> Filter {
+        let value = |name| crate::route::hash_value(hash, name);
+        let (status, query) = (value("status"), value("q"));
+        Filter {
+            status: if Status::ALL.iter().any(|s| s.as_str() == status) {
+                status
+            } else {
+                String::new()
+            },
+            query: if query.len() <= MAX_SEARCH {
+                query
+            } else {
+                String::new()
+            },
+            app: value("app"),
+            profile: value("profile"),
+        }
+    }
+
+    /// The query pairs both routes take, and the page's address.
+    pub fn pairs(&self) -> [(&str, &str); 4] {
         [
             ("status", self.status.as_str()),
             ("q", self.query.trim()),
@@ -102,6 +124,11 @@ pub struct ActivityState {
     pub open: Option<String>,
     /// Its details, once loaded.
     pub details: Option<Details>,
+    /// Why its details could not be loaded (a link to a message whose record
+    /// is gone); the next refresh tries again.
+    pub details_error: Option<String>,
+    /// A link opened the message: the view brings it into sight once shown.
+    pub reveal: bool,
     /// What the last Retry or Cancel did, or why it failed.
     pub notice: Option<String>,
 }
@@ -109,8 +136,14 @@ pub struct ActivityState {
 /// One change to [`ActivityState`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActivityAction {
-    /// A new filter or search: the rows stay until the new page comes.
+    /// A new filter or search: the rows stay until the new page comes, and
+    /// an open message closes.
     Filter(Filter),
+    /// An address (a link followed) names a filter and a message to open.
+    Linked {
+        filter: Filter,
+        open: Option<String>,
+    },
     /// The first page (`limit` rows asked), over the rows shown.
     First { page: Page, limit: usize },
     /// The page after the last row, appended.
@@ -121,6 +154,10 @@ pub enum ActivityAction {
     Toggle(String),
     /// The open message's details came.
     Details(Details),
+    /// The open message's details could not be loaded: (its id, why).
+    DetailsFailed(String, String),
+    /// The view brought the linked message into sight.
+    Revealed,
     /// Retry or Cancel changed a message.
     Changed { summary: Summary, retried: bool },
     /// Retry or Cancel was refused.
@@ -135,7 +172,19 @@ impl Reducible for ActivityState {
     fn reduce(self: Rc<Self>, action: ActivityAction) -> Rc<Self> {
         let mut s = (*self).clone();
         match action {
-            ActivityAction::Filter(filter) => s.filter = filter,
+            ActivityAction::Filter(filter) => {
+                s.filter = filter;
+                s.open = None;
+                s.details = None;
+                s.details_error = None;
+            }
+            ActivityAction::Linked { filter, open } => {
+                s.filter = filter;
+                s.reveal = open.is_some();
+                s.open = open;
+                s.details = None;
+                s.details_error = None;
+            }
             ActivityAction::First { page, limit } => {
                 // A refreshed first page replaces the rows it covers; older
                 // rows loaded with "Load more" stay below it.
@@ -173,10 +222,19 @@ impl Reducible for ActivityState {
                     s.open = Some(id);
                 }
                 s.details = None;
+                s.details_error = None;
+                s.reveal = false;
             }
             ActivityAction::Details(d) => {
                 if s.open.as_deref() == Some(d.summary.id.as_str()) {
                     s.details = Some(d);
+                    s.details_error = None;
+                }
+            }
+            ActivityAction::Revealed => s.reveal = false,
+            ActivityAction::DetailsFailed(id, why) => {
+                if s.open.as_deref() == Some(id.as_str()) && s.details.is_none() {
+                    s.details_error = Some(why);
                 }
             }
             ActivityAction::Changed { summary, retried } => {
@@ -199,6 +257,18 @@ impl Reducible for ActivityState {
         }
         Rc::new(s)
     }
+}
+
+/// The filter and the message to open that an address names (`message=`).
+/// Only a value shaped like Mailroom's ids (`msg_…`) is opened: the id
+/// goes into the request's path, where `..` would name another route.
+fn linked(hash: &str) -> (Filter, Option<String>) {
+    let open = crate::route::hash_value(hash, "message");
+    let id_like = (1..=64).contains(&open.len())
+        && open
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    (Filter::from_hash(hash), id_like.then_some(open))
 }
 
 /// The state and what the view can do with it.
@@ -252,15 +322,14 @@ pub fn retried_notice(r: &mailroom_shared::sending::Retried) -> String {
 /// typing fast never shows a stale list.
 #[hook]
 pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> UseActivity {
-    // A link from Apps names the app (`#/activity?app=…`), or a profile.
+    // A link (from Apps, a webhook post, a copied address) names the
+    // filter, and perhaps a message to open.
     let state = use_reducer(|| {
-        let hash = crate::route::current_hash();
+        let (filter, open) = linked(&crate::route::current_hash());
         ActivityState {
-            filter: Filter {
-                app: crate::route::hash_value(&hash, "app"),
-                profile: crate::route::hash_value(&hash, "profile"),
-                ..Filter::default()
-            },
+            filter,
+            reveal: open.is_some(),
+            open,
             ..ActivityState::default()
         }
     });
@@ -302,17 +371,43 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
                 match typed(Method::GET, &path, read::details).await {
                     Ok(d) => state.dispatch(ActivityAction::Details(d)),
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
-                    // The next refresh tries again.
-                    Err(_) => {}
+                    // Shown in place of the details; the next refresh tries again.
+                    Err(e) => {
+                        state.dispatch(ActivityAction::DetailsFailed(id, e.message().to_string()))
+                    }
                 }
             });
         })
     };
     {
-        let (load, first) = (load.clone(), state.filter.clone());
+        let (load, load_details) = (load.clone(), load_details.clone());
+        let (first, open) = (state.filter.clone(), state.open.clone());
         use_effect_with((), move |()| {
             load.emit((first, PAGE, None));
+            if let Some(id) = open {
+                load_details.emit(id);
+            }
         });
+    }
+    // Another address while Activity shows (a link pasted or followed in
+    // this tab): its filter and message. The page's own changes replace the
+    // address without a `hashchange`.
+    {
+        let (state, load, load_details) = (state.clone(), load.clone(), load_details.clone());
+        crate::route::use_hashchange(Callback::from(move |hash: String| {
+            if crate::route::View::from_hash(&hash) != crate::route::View::Activity {
+                return;
+            }
+            let (filter, open) = linked(&hash);
+            state.dispatch(ActivityAction::Linked {
+                filter: filter.clone(),
+                open: open.clone(),
+            });
+            load.emit((filter, PAGE, None));
+            if let Some(id) = open {
+                load_details.emit(id);
+            }
+        }));
     }
     {
         let (load, load_details) = (load.clone(), load_details.clone());
@@ -331,9 +426,9 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
     let filter = {
         let (state, load) = (state.clone(), load.clone());
         Callback::from(move |filter: Filter| {
-            // The address says which app and profile are shown, so a
-            // reload or a copied link shows the same.
-            crate::route::replace_hash(&crate::route::activity_hash(&filter.app, &filter.profile));
+            // The address says what is shown, so a reload or a copied link
+            // shows the same.
+            crate::route::replace_hash(&crate::route::activity_hash(&filter, None));
             state.dispatch(ActivityAction::Filter(filter.clone()));
             load.emit((filter, PAGE, None));
         })
@@ -346,6 +441,11 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
         let (state, load_details) = (state.clone(), load_details.clone());
         Callback::from(move |id: String| {
             let opening = state.open.as_deref() != Some(id.as_str());
+            // A copied address opens the same message.
+            crate::route::replace_hash(&crate::route::activity_hash(
+                &state.filter,
+                opening.then_some(id.as_str()),
+            ));
             state.dispatch(ActivityAction::Toggle(id.clone()));
             if opening {
                 load_details.emit(id);
