@@ -2495,6 +2495,10 @@ async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {
         vec!["msg_bs", "msg_plain"],
         "case does not matter"
     );
+    // A message's id finds it (the relay's "queued as msg_…"); only the
+    // whole id, so a few letters never match ids at random.
+    assert_eq!(search(" msg_pct ").await, vec!["msg_pct"]);
+    assert_eq!(search("msg_p").await, Vec::<String>::new());
     // The newest first, in pages.
     let (rows, next) = s
         .queue

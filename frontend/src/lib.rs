@@ -122,6 +122,56 @@ pub fn waiting(queue: &QueueState) -> u64 {
         .sum()
 }
 
+/// "Discard your unsaved changes?" before the form edits another profile:
+/// keeping them leaves the form (and the switcher, and the address) on the
+/// profile edited; discarding switches.
+fn switch_prompt(
+    q: &hooks::Question<String>,
+    profiles: &[mailroom_shared::profiles::ProfileState],
+    current: &str,
+    target: &str,
+    switch: Callback<String>,
+    bar: UseStateHandle<u32>,
+) -> Html {
+    let name = |id: &str| -> String {
+        if id == components::profiles::NEW {
+            return "a new profile".into();
+        }
+        let name = profiles
+            .iter()
+            .find(|x| x.id == id)
+            .map_or(id, |x| x.name.as_str());
+        ["“", name, "”"].concat()
+    };
+    let keep = {
+        let (close, current) = (q.close.clone(), current.to_string());
+        Callback::from(move |()| {
+            close.emit(());
+            bar.set(*bar + 1);
+            route::replace_hash(&route::settings_hash(&current));
+        })
+    };
+    let go = {
+        let (close, target) = (q.close.clone(), target.to_string());
+        Callback::from(move |()| {
+            close.emit(());
+            switch.emit(target.clone());
+        })
+    };
+    components::confirm::confirm(components::confirm::ConfirmProps {
+        id: "profile-switch-prompt",
+        dialog: q.dialog.clone(),
+        title: "Discard your unsaved changes?".into(),
+        children: html! { <p>{ ["The settings of ", &name(current), " have changes that are not saved. Editing ", &name(target), " instead discards them."].concat() }</p> },
+        default_label: "Keep editing".into(),
+        on_default: keep.clone(),
+        other_label: "Discard them".into(),
+        on_other: go,
+        danger: true,
+        on_close: keep,
+    })
+}
+
 /// The signed-in page: navigation, the pause banner, and the current view.
 /// The settings form stays mounted (hidden) on the other views, so switching
 /// views never loses an edit.
@@ -206,6 +256,63 @@ pub fn signed(p: &SignedProps) -> Html {
             });
         })
     };
+    // Whether the form holds unsaved changes: switching to another profile
+    // asks first (it remounts the form, and the edits would go unseen).
+    let dirty = use_mut_ref(|| false);
+    let on_dirty = {
+        let dirty = dirty.clone();
+        Callback::from(move |d: bool| *dirty.borrow_mut() = d)
+    };
+    let leaving = hooks::use_question::<String>("profile-switch-prompt");
+    // Remounts the switcher when a switch is not made, so it shows the
+    // profile still edited rather than the one chosen.
+    let bar = use_state(|| 0u32);
+    let request_switch = {
+        let (dirty, leaving, switch, current) = (
+            dirty.clone(),
+            leaving.about.clone(),
+            switch.clone(),
+            editing.0.clone(),
+        );
+        Callback::from(move |id: String| {
+            if id == current {
+                return;
+            }
+            if *dirty.borrow() {
+                leaving.set(Some(id));
+            } else {
+                switch.emit(id);
+            }
+        })
+    };
+    // The address names the profile to edit (`#/settings?profile=…`: a
+    // pause banner's link, a webhook post's, a reload): the hash at load,
+    // then at each `hashchange`, acted on with this render's callbacks.
+    // Each arrival is counted, so the same link followed again after "Keep
+    // editing" asks again.
+    let arrived = use_state(|| (route::current_hash(), 0u32));
+    {
+        let (arrived, count) = (arrived.clone(), use_mut_ref(|| 0u32));
+        route::use_hashchange(Callback::from(move |hash: String| {
+            *count.borrow_mut() += 1;
+            arrived.set((hash, *count.borrow()));
+        }));
+    }
+    {
+        let request = request_switch.clone();
+        use_effect_with((*arrived).clone(), move |(hash, _)| {
+            let id = route::hash_value(hash, "profile");
+            if View::from_hash(hash) == View::Settings && !id.is_empty() {
+                request.emit(id);
+            }
+        });
+    }
+    // The address follows the profile edited while Settings shows.
+    use_effect_with((view, editing.0.clone()), |(view, id)| {
+        if *view == View::Settings {
+            route::replace_hash(&route::settings_hash(id));
+        }
+    });
     let on_saved = {
         let (refresh, editing, switch) = (refresh.clone(), editing.clone(), switch.clone());
         Callback::from(move |()| {
@@ -215,6 +322,10 @@ pub fn signed(p: &SignedProps) -> Html {
                 switch.emit(api::profile());
             }
         })
+    };
+    let on_deleted = {
+        let switch = switch.clone();
+        Callback::from(move |()| switch.emit(mailroom_shared::profiles::DEFAULT_PROFILE.into()))
     };
     let profiles = queue
         .as_ref()
@@ -229,7 +340,12 @@ pub fn signed(p: &SignedProps) -> Html {
         .filter(|x| x.id != mailroom_shared::profiles::DEFAULT_PROFILE)
         .filter_map(|x| x.paused.as_ref().map(|pz| (x, pz)))
         .map(|(x, pz)| {
-            components::common::profile_pause_banner(&x.name, pz, view == View::Settings)
+            components::common::profile_pause_banner(
+                &x.id,
+                &x.name,
+                pz,
+                view == View::Settings && editing.0 == x.id,
+            )
         })
         .collect();
     let copy = Callback::from(|e: MouseEvent| {
@@ -249,21 +365,24 @@ pub fn signed(p: &SignedProps) -> Html {
         </header>
         <main class={classes!("page", (view != View::Settings).then_some("wide"))}>
             if let Some((paused, waiting)) = paused {
-                <div onclick={copy.clone()}>{ pause_banner(paused, waiting, view == View::Settings) }</div>
+                <div onclick={copy.clone()}>{ pause_banner(paused, waiting, view == View::Settings && editing.0 == mailroom_shared::profiles::DEFAULT_PROFILE) }</div>
             }
             { for other_pauses.into_iter().map(|b| html! { <div onclick={copy.clone()}>{ b }</div> }) }
             { for queue.iter().flat_map(|q| q.warnings.iter()).map(|w| html! {
                 <div onclick={copy.clone()}>{ components::common::warning_banner(w, view == View::Settings) }</div>
             }) }
             <div hidden={view != View::Settings}>
-                <components::profiles::ProfileBar key={editing.0.clone()} profiles={profiles.clone()}
-                    current={AttrValue::from(editing.0.clone())} on_switch={switch}
+                <components::profiles::ProfileBar key={[editing.0.as_str(), "-", &bar.to_string()].concat()} profiles={profiles.clone()}
+                    current={AttrValue::from(editing.0.clone())} on_switch={request_switch} {on_deleted}
                     on_changed={refresh.clone()} on_unauthorized={p.on_unauthorized.clone()}
                     provider={editing.1.settings.as_ref().map(|s| s.provider).unwrap_or_default()}
                     transport={editing.1.settings.as_ref().map(|s| s.transport).unwrap_or_default()} />
                 <SettingsForm key={[editing.0.as_str(), "-", &editing.2.to_string()].concat()}
                     initial={editing.1.clone()} on_unauthorized={p.on_unauthorized.clone()}
-                    on_saved={on_saved} />
+                    on_saved={on_saved} {on_dirty} />
+                if let Some(target) = (*leaving.about).clone() {
+                    { switch_prompt(&leaving, &profiles, &editing.0, &target, switch.clone(), bar.clone()) }
+                }
             </div>
             if view == View::Apps {
                 <Apps on_unauthorized={p.on_unauthorized.clone()} profiles={profiles.clone()} />

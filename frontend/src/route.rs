@@ -103,6 +103,24 @@ pub fn activity_hash(filter: &crate::hooks::activity::Filter, open: Option<&str>
     }
 }
 
+/// A link to a profile's settings (`#/settings?profile=prf_…`): followed,
+/// the form edits that profile (the default one too).
+pub fn settings_link(profile: &str) -> String {
+    let mut query = String::new();
+    crate::hooks::activity::push_query(&mut query, &[("profile", profile)]);
+    ["#/settings?", query.trim_start_matches('&')].concat()
+}
+
+/// The address while the form edits `profile`: the default one (or a new
+/// one) is plain `#/settings`, so a reload shows the same.
+pub fn settings_hash(profile: &str) -> String {
+    if profile == mailroom_shared::profiles::DEFAULT_PROFILE || profile.is_empty() {
+        "#/settings".into()
+    } else {
+        settings_link(profile)
+    }
+}
+
 /// Puts `hash` in the address bar without a new history entry or a
 /// `hashchange` (the view already shows it).
 pub fn replace_hash(hash: &str) {

@@ -26,6 +26,7 @@ async fn mount_form(initial: SettingsResponse) -> Element {
             initial,
             on_unauthorized: Callback::noop(),
             on_saved: Callback::noop(),
+            on_dirty: Callback::noop(),
         },
     )
     .render();

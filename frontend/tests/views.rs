@@ -691,6 +691,7 @@ async fn form_with_passing_test(message: &str) -> Element {
             initial: valid_initial(),
             on_unauthorized: Callback::noop(),
             on_saved: Callback::noop(),
+            on_dirty: Callback::noop(),
         },
     )
     .render();
@@ -1131,12 +1132,17 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
         .await
     );
     assert!(root.query_selector("#paused").unwrap().is_some());
-    for banner in ["#paused", "#credential-warning"] {
+    // The pause is the default profile's: its link opens that profile's
+    // settings, whichever profile the form edits.
+    for (banner, link) in [
+        ("#paused", "#/settings?profile=default"),
+        ("#credential-warning", "#/settings"),
+    ] {
         assert_eq!(
             find(&root, &[banner, " a"].concat())
                 .get_attribute("href")
                 .as_deref(),
-            Some("#/settings"),
+            Some(link),
             "elsewhere, each banner leads to the settings"
         );
     }
@@ -1611,6 +1617,17 @@ async fn a_link_opens_its_message_with_the_filter_it_names() {
     assert!(
         why.contains("There is no message “msg_gone”.") && why.contains("--retention"),
         "{why}"
+    );
+
+    // A webhook post's link for one profile (`delivery.resumed`) filters by
+    // it, and says so, though the profiles are not known yet.
+    let root = mount_activity_with(None, "/activity?profile=prf_b").await;
+    assert_eq!(
+        find(&root, "#profile-filter")
+            .dyn_into::<web_sys::HtmlSelectElement>()
+            .unwrap()
+            .value(),
+        "prf_b"
     );
 
     // No request for what is no message id, nor for a status the queue has not.
@@ -2116,7 +2133,15 @@ async fn mount_signed_with_profiles() -> Element {
 
 /// The signed-in page on Settings, `GET /api/queue` answering `queue`.
 async fn mount_signed(queue: &Value) -> Element {
+    mount_signed_at(queue, "#/settings", &[]).await
+}
+
+/// The signed-in page opened at `hash`, after `more` routes are set up.
+async fn mount_signed_at(queue: &Value, hash: &str, more: &[fn()]) -> Element {
     fake_api();
+    for f in more {
+        f();
+    }
     saved_routes();
     apps_routes(vec![]);
     route("GET /api/queue", 200, queue);
@@ -2125,12 +2150,12 @@ async fn mount_signed(queue: &Value) -> Element {
         200,
         &json!({"messages": [], "next": null}),
     );
+    let root = fresh_root();
     web_sys::window()
         .unwrap()
         .location()
-        .set_hash("#/settings")
+        .set_hash(hash)
         .unwrap();
-    let root = fresh_root();
     yew::Renderer::<Signed>::with_root_and_props(
         root.clone(),
         SignedProps {
@@ -2180,20 +2205,7 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
         .contains("Delivery is paused for the profile “Fabrikam”"));
 
     // Switching loads that profile's settings into the form.
-    let mut b = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
-    b.tenant_id = Some(mailroom_shared::fixtures::TENANT_B.into());
-    let response = mailroom_shared::api::SettingsResponse {
-        settings: Some(mailroom_shared::api::PublicSettings::new(
-            b,
-            mailroom_shared::StoredSecrets {
-                client_secret: true,
-                ..Default::default()
-            },
-        )),
-        version: 4,
-        updated_at: None,
-    };
-    profile_b_routes(&serde_json::to_value(&response).unwrap());
+    profile_b_settings();
     choose(&root, "profile-select", "prf_b").await;
     let tenant: HtmlInputElement = find(&root, "#tenant_id").dyn_into().unwrap();
     assert_eq!(tenant.value(), mailroom_shared::fixtures::TENANT_B);
@@ -2247,6 +2259,128 @@ async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one()
         mailroom_frontend::api::profile_path("/test"),
         "/api/settings/test"
     );
+}
+
+/// The second profile's settings, as `GET /api/profiles/prf_b/settings`
+/// answers them (Fabrikam's tenant).
+fn profile_b_settings() {
+    let mut b = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    b.tenant_id = Some(mailroom_shared::fixtures::TENANT_B.into());
+    let response = mailroom_shared::api::SettingsResponse {
+        settings: Some(mailroom_shared::api::PublicSettings::new(
+            b,
+            mailroom_shared::StoredSecrets {
+                client_secret: true,
+                ..Default::default()
+            },
+        )),
+        version: 4,
+        updated_at: None,
+    };
+    profile_b_routes(&serde_json::to_value(&response).unwrap());
+}
+
+/// Unsaved edits are never dropped by choosing another profile: the page
+/// asks first, and keeping them leaves the form, the switcher and the
+/// address as they were. The address names the profile edited
+/// (`#/settings?profile=…`), and a link naming one (a pause banner's, a
+/// webhook post's, a reload) opens that profile's settings.
+#[wasm_bindgen_test]
+async fn unsaved_edits_ask_before_another_profile_and_links_name_the_profile() {
+    let root = mount_signed_at(&two_profiles_queue(), "#/settings", &[profile_b_settings]).await;
+    route(
+        "GET /api/settings",
+        200,
+        &serde_json::to_value(valid_initial()).unwrap(),
+    );
+    let location = web_sys::window().unwrap().location();
+    let tenant = || input_value(&root, "tenant_id");
+    let typed = "11111111-2222-3333-4444-555555555555";
+    type_into(&root, "tenant_id", typed).await;
+    choose(&root, "profile-select", "prf_b").await;
+    let dialog: web_sys::HtmlDialogElement = find(&root, "dialog#profile-switch-prompt")
+        .dyn_into()
+        .unwrap();
+    assert!(dialog.open() && dialog.matches(":modal").unwrap());
+    let said = text_of(&root, "#profile-switch-prompt");
+    assert!(
+        said.contains("Discard your unsaved changes?")
+            && said.contains("The settings of “Default” have changes")
+            && said.contains("Editing “Fabrikam” instead discards them."),
+        "{said}"
+    );
+    assert_eq!(active_id(), "profile-switch-prompt-default");
+    assert!(!requests()
+        .iter()
+        .any(|(r, _)| r == "GET /api/profiles/prf_b/settings"));
+    click(&root, "#profile-switch-prompt-default").await;
+    assert!(root
+        .query_selector("#profile-switch-prompt")
+        .unwrap()
+        .is_none());
+    assert_eq!(tenant(), typed, "the edit is kept");
+    let chosen = || {
+        find(&root, "#profile-select")
+            .dyn_into::<web_sys::HtmlSelectElement>()
+            .unwrap()
+            .value()
+    };
+    assert_eq!(chosen(), "default", "the switcher shows the profile edited");
+    assert_eq!(location.hash().unwrap(), "#/settings");
+
+    // Discarding them switches; the address names the profile.
+    choose(&root, "profile-select", "prf_b").await;
+    click(&root, "#profile-switch-prompt-other").await;
+    assert_eq!(tenant(), mailroom_shared::fixtures::TENANT_B);
+    assert_eq!(location.hash().unwrap(), "#/settings?profile=prf_b");
+    // Its own pause banner has no link while its form shows.
+    assert!(root
+        .query_selector("a[href='#/settings?profile=prf_b']")
+        .unwrap()
+        .is_none());
+    // Nothing unsaved: back to the default without a question.
+    choose(&root, "profile-select", "default").await;
+    assert!(root
+        .query_selector("#profile-switch-prompt")
+        .unwrap()
+        .is_none());
+    assert_eq!(tenant(), mailroom_shared::fixtures::TENANT);
+    assert_eq!(location.hash().unwrap(), "#/settings");
+    // Fabrikam's pause banner leads to Fabrikam's settings.
+    click(&root, "a[href='#/settings?profile=prf_b']").await;
+    assert!(
+        eventually(3000, || tenant() == mailroom_shared::fixtures::TENANT_B).await,
+        "{}",
+        tenant()
+    );
+    // With unsaved edits, a link asks as the switcher does.
+    type_into(&root, "tenant_id", typed).await;
+    location.set_hash("#/settings?profile=default").unwrap();
+    assert!(
+        eventually(3000, || root
+            .query_selector("#profile-switch-prompt")
+            .unwrap()
+            .is_some())
+        .await
+    );
+    click(&root, "#profile-switch-prompt-default").await;
+    assert_eq!(tenant(), typed);
+    assert_eq!(location.hash().unwrap(), "#/settings?profile=prf_b");
+
+    // Opened at a profile's address (a reload, a webhook post's link).
+    let root = mount_signed_at(
+        &two_profiles_queue(),
+        "#/settings?profile=prf_b",
+        &[profile_b_settings],
+    )
+    .await;
+    assert!(
+        eventually(3000, || input_value(&root, "tenant_id")
+            == mailroom_shared::fixtures::TENANT_B)
+        .await
+    );
+    assert_eq!(location.hash().unwrap(), "#/settings?profile=prf_b");
+    location.set_hash("#/settings").unwrap();
 }
 
 #[wasm_bindgen_test]

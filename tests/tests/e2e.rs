@@ -729,6 +729,31 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
     b.close().await;
 }
 
+/// Waits until the form's field `css` holds `want`. The form is made
+/// afresh for each profile, so the value is read in one script each time
+/// (an element found before a switch is gone after it).
+async fn wait_form_value(b: &Browser, css: &str, want: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let shown = b
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.value : '';",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .expect("script");
+        if shown == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{css}: {shown}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Two sending profiles (docs/API.md §15): the page draws each one's day,
 /// switches the form to the second one, tests and saves it there, and the
 /// default profile's settings stay as they were.
@@ -840,27 +865,7 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
         .select_by_value(&id)
         .await
         .expect("choose the profile");
-    // The form is made afresh for the profile: read its value in one script
-    // (an element found before the switch is gone after it).
-    let started = std::time::Instant::now();
-    loop {
-        let tenant = b
-            .client
-            .execute(
-                "const e = document.querySelector('#tenant_id'); return e ? e.value : '';",
-                vec![],
-            )
-            .await
-            .expect("script");
-        if tenant == TENANT_B {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "{tenant}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_form_value(&b, "#tenant_id", TENANT_B).await;
     assert_eq!(b.value("#username").await, billing);
     let result = run_test_email(&b).await;
     assert!(result.contains("Success"), "{result}");
@@ -881,6 +886,13 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
     let default = settings_via_api(&app.url).await;
     assert_eq!(default["settings"]["sender_name"], "Contoso notifications");
     assert_eq!(default["version"], 1);
+    // The address names the profile edited, so a reload (or the link of a
+    // webhook post about it) shows B's settings again, not the default's.
+    let url = b.client.current_url().await.expect("url").to_string();
+    assert!(url.ends_with(&format!("#/settings?profile={id}")), "{url}");
+    b.client.refresh().await.expect("reload");
+    wait_form_value(&b, "#sender_name", "Fabrikam Billing").await;
+    assert_eq!(b.value("#username").await, billing);
 
     // B's limits: read as set, explained while typing, saved, and its day
     // drawn against the new limit.

@@ -1678,6 +1678,7 @@ impl Queue for PgStore {
         let c = self.pool.get().await?;
         let status = f.status.map(|s| s.as_str());
         let like = f.search_pattern();
+        let id = f.search_id();
         let limit = f.limit.clamp(1, 200);
         let rows = c
             .query(
@@ -1689,6 +1690,7 @@ impl Queue for PgStore {
                     &f.before,
                     &(limit as i64 + 1),
                     &f.profile,
+                    &id,
                 ],
             )
             .await?;

@@ -442,7 +442,8 @@ pub struct ListFilter {
     pub status: Option<Status>,
     /// Only this app.
     pub app: Option<String>,
-    /// Addresses or subject containing this.
+    /// Addresses, subject or last error containing this, or the message
+    /// of this id.
     pub q: Option<String>,
     /// At most this many.
     pub limit: u32,
@@ -453,6 +454,15 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
+    /// The search as typed (trimmed), for the exact id it may be.
+    pub(crate) fn search_id(&self) -> Option<String> {
+        self.q
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(str::to_string)
+    }
+
     /// The search as both stores match it: lower case, `LIKE … ESCAPE '\'`.
     pub(crate) fn search_pattern(&self) -> Option<String> {
         self.q

@@ -391,7 +391,9 @@ pub(crate) fn summary_by_id(to: &str) -> String {
 
 /// A page of summaries, newest first: `?1` status, `?2` app, `?3` a
 /// [`crate::queue::like_pattern`] (lower case), `?4` the cursor, `?5` how
-/// many, `?6` the profile; each filter off when NULL.
+/// many, `?6` the profile, `?7` the search as typed, which also finds the
+/// message of that id (the relay's "queued as msg_…", the API's `id`);
+/// each filter off when NULL.
 pub(crate) fn list(to: &str) -> String {
     format!(
         "SELECT {SUMMARY_COLUMNS}, {to} FROM messages m
@@ -399,7 +401,8 @@ pub(crate) fn list(to: &str) -> String {
            AND (CAST(?2 AS TEXT) IS NULL OR m.app_id = ?2 OR (m.app_id IS NULL AND m.source = ?2))
            AND (CAST(?3 AS TEXT) IS NULL OR lower(m.subject) LIKE ?3 ESCAPE '\\' OR lower(m.mail_from) LIKE ?3 ESCAPE '\\'
                 OR lower(m.last_code) LIKE ?3 ESCAPE '\\' OR lower(m.last_message) LIKE ?3 ESCAPE '\\'
-                OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND lower(r.address) LIKE ?3 ESCAPE '\\'))
+                OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND lower(r.address) LIKE ?3 ESCAPE '\\')
+                OR m.id = ?7)
            AND (CAST(?4 AS TEXT) IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?4))
            AND (CAST(?6 AS TEXT) IS NULL OR m.profile = ?6)
          ORDER BY m.seq DESC LIMIT ?5"

@@ -1209,7 +1209,8 @@ impl Queue for SqliteStore {
                         like,
                         f.before,
                         limit as i64 + 1,
-                        f.profile
+                        f.profile,
+                        f.search_id()
                     ],
                     |r| sql::summary_from(r),
                 )?

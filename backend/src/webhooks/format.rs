@@ -39,6 +39,12 @@ pub fn activity_route(pairs: &[(&str, &str)]) -> String {
     route
 }
 
+/// A profile's settings (`#/settings?profile=…`; the page edits that
+/// profile), or the settings when the event names none.
+pub fn settings_route(profile: &str) -> String {
+    activity_route(&[("profile", profile)]).replacen("#/activity", "#/settings", 1)
+}
+
 /// Where a post about several events links: their common page, else
 /// Activity filtered to what they share (all failed: the failed ones, with
 /// *Retry all*; all one app's: that app's), else Activity.
@@ -116,7 +122,7 @@ pub fn describe(event: &Value) -> Said {
                 data["code"].as_str().unwrap_or("none")
             ),
             fix: data["hint"].as_str().map(str::to_string),
-            route: "#/settings".into(),
+            route: settings_route(s(data, "profile")),
         },
         "delivery.resumed" => Said {
             title: "Mailroom: delivery resumed".into(),
@@ -126,7 +132,7 @@ pub fn describe(event: &Value) -> Said {
                 s(data, "until")
             ),
             fix: None,
-            route: "#/activity".into(),
+            route: activity_route(&[("profile", s(data, "profile"))]),
         },
         "message.failed" => Said {
             title: "Mailroom: a message failed".into(),
@@ -166,7 +172,7 @@ pub fn describe(event: &Value) -> Said {
             title: "Mailroom: the sign-in credential expires soon".into(),
             what: s(data, "message").to_string(),
             fix: data["hint"].as_str().map(str::to_string),
-            route: "#/settings".into(),
+            route: settings_route(s(data, "profile")),
         },
         "quota.reached" => Said {
             title: "Mailroom: a sending limit was reached".into(),
@@ -178,8 +184,16 @@ pub fn describe(event: &Value) -> Said {
                 data["value"],
                 data["until"].as_str().unwrap_or("the window frees")
             ),
-            fix: Some("Raise the limit under Apps if the volume is expected, or find what sends so much.".into()),
-            route: "#/apps".into(),
+            // A profile's limits are set beside its settings, and follow
+            // its mailbox's own: raising them past Exchange's gains nothing.
+            fix: Some(match data.get("app") {
+                Some(_) => "Raise the limit under Apps if the volume is expected, or find what sends so much.".into(),
+                None => "The profile's limits are under Settings, with that profile chosen (Change limits); raise them only as far as its mailbox's own limits allow (Exchange Online: 10,000 recipients a day), else send part of the mail through another profile, or find what sends so much.".into(),
+            }),
+            route: match data.get("app") {
+                Some(_) => "#/apps".into(),
+                None => settings_route(s(data, "profile")),
+            },
         },
         _ => Said {
             title: "Mailroom: test event".into(),
@@ -379,7 +393,7 @@ mod tests {
             text.contains("AADSTS7000222") && text.contains("*Fix:* Create a new client secret.")
         );
         assert!(
-            text.contains("<https://mail.contoso.com/#/settings|Open Mailroom>"),
+            text.contains("<https://mail.contoso.com/#/settings?profile=default|Open Mailroom>"),
             "{text}"
         );
         assert!(!chat(Format::Slack, &paused(), None)["text"]
@@ -651,10 +665,64 @@ mod tests {
             teams_link(&[failed("msg_1", "app_1"), paused()]),
             "https://mail.contoso.com/#/activity"
         );
-        // Two pauses of one profile: the page they share.
+        // Two pauses of one profile: the page they share, that profile's
+        // settings.
         assert_eq!(
             teams_link(&[paused(), paused()]),
-            "https://mail.contoso.com/#/settings"
+            "https://mail.contoso.com/#/settings?profile=default"
+        );
+        // Each profile's event: its settings, or its messages once resumed.
+        let of = |kind: &str, data: Value| json!({"type": kind, "data": data});
+        for (event, link) in [
+            (
+                of(
+                    "delivery.paused",
+                    json!({"profile": "prf_b", "message": "m"}),
+                ),
+                "#/settings?profile=prf_b",
+            ),
+            (
+                of(
+                    "credential.expiring",
+                    json!({"profile": "prf_b", "message": "m"}),
+                ),
+                "#/settings?profile=prf_b",
+            ),
+            (
+                of("delivery.resumed", json!({"profile": "prf_b"})),
+                "#/activity?profile=prf_b",
+            ),
+            (
+                of(
+                    "quota.reached",
+                    json!({"profile": "prf_b", "limit": "recipients_per_day"}),
+                ),
+                "#/settings?profile=prf_b",
+            ),
+            (
+                of(
+                    "quota.reached",
+                    json!({"app": "app_1", "limit": "messages_per_hour"}),
+                ),
+                "#/apps",
+            ),
+            (of("delivery.paused", json!({"message": "m"})), "#/settings"),
+        ] {
+            assert_eq!(
+                teams_link(std::slice::from_ref(&event)),
+                ["https://mail.contoso.com/", link].concat(),
+                "{event}"
+            );
+        }
+        // A profile's quota says where its limits are, not Apps.
+        let quota = of(
+            "quota.reached",
+            json!({"profile": "prf_b", "limit": "recipients_per_day"}),
+        );
+        let text = chat(Format::Slack, &quota, None)["text"].to_string();
+        assert!(
+            text.contains("Change limits") && !text.contains("under Apps"),
+            "{text}"
         );
     }
 
@@ -667,7 +735,7 @@ mod tests {
         assert_eq!(a["content"]["version"], "1.4");
         assert_eq!(
             a["content"]["actions"][0]["url"],
-            "https://mail.contoso.com/#/settings"
+            "https://mail.contoso.com/#/settings?profile=default"
         );
         let text = a["content"]["body"].to_string();
         assert!(text.contains("The client secret has expired.") && text.contains("Fix: Create"));

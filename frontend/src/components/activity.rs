@@ -529,11 +529,12 @@ pub fn activity(p: &ActivityProps) -> Html {
                         </select>
                     </div>
                     <div class="field grow">
-                        <label for="search">{ "Search addresses, subject and errors" }</label>
+                        <label for="search">{ "Search addresses, subject, errors or a message id" }</label>
                         <input id="search" type="search" value={f.query.clone()} oninput={on_search} autocomplete="off" maxlength={MAX_SEARCH.to_string()} />
                     </div>
                     // Last: appearing when the profiles come, it moves no field.
-                    if profile_names.len() > 1 {
+                    // (Also while a link filters by a profile, with one profile.)
+                    if profile_names.len() > 1 || !f.profile.is_empty() {
                         <div class="field">
                             <label for="profile-filter">{ "Profile" }</label>
                             <select id="profile-filter" onchange={on_profile}>
@@ -541,6 +542,9 @@ pub fn activity(p: &ActivityProps) -> Html {
                                 { for profile_names.iter().map(|(id, name)| html! {
                                     <option value={id.clone()} selected={&f.profile == id}>{ name.clone() }</option>
                                 }) }
+                                if !f.profile.is_empty() && !profile_names.iter().any(|(id, _)| id == &f.profile) {
+                                    <option value={f.profile.clone()} selected=true>{ f.profile.clone() }</option>
+                                }
                             </select>
                         </div>
                     }

@@ -50,12 +50,17 @@ pub fn pause_banner(paused: &Paused, waiting: u64, on_settings: bool) -> Html {
         .time(&paused.since)
         .text(". Mailroom tries again every minute and at once when the settings are saved.")
         .close("p");
-    settings_link_and_end(m, on_settings)
+    // The default profile's settings, whichever profile the form edits.
+    settings_link_and_end(
+        m,
+        on_settings,
+        &crate::route::settings_link(mailroom_shared::profiles::DEFAULT_PROFILE),
+    )
 }
 
 /// The banner while another profile than the default one is paused: which
 /// profile, what failed and the fix (docs/API.md §15).
-pub fn profile_pause_banner(name: &str, paused: &Paused, on_settings: bool) -> Html {
+pub fn profile_pause_banner(id: &str, name: &str, paused: &Paused, on_settings: bool) -> Html {
     let mut m = Markup::default();
     m.open(
         "section",
@@ -72,7 +77,7 @@ pub fn profile_pause_banner(name: &str, paused: &Paused, on_settings: bool) -> H
         "Only this profile's messages wait; the other profiles go on. Nothing is lost or bounced.",
     );
     what_failed(&mut m, paused);
-    settings_link_and_end(m, on_settings)
+    settings_link_and_end(m, on_settings, &crate::route::settings_link(id))
 }
 
 /// The banner on every view while a credential expires within 30 days (or
@@ -96,16 +101,16 @@ pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
     .el("h2", &[], title)
     .el("p", &[("class", "message")], &w.message);
     hint(&mut m, &w.hint);
-    settings_link_and_end(m, on_settings)
+    settings_link_and_end(m, on_settings, "#/settings")
 }
 
-/// A banner's last line, the way to the fix (not on the Settings view
-/// itself, where it would lead nowhere), and its end.
-fn settings_link_and_end(mut m: Markup, on_settings: bool) -> Html {
+/// A banner's last line, the way to the fix (not where the form already
+/// shows the settings it is about, where it would lead nowhere), and its end.
+fn settings_link_and_end(mut m: Markup, on_settings: bool, href: &str) -> Html {
     if !on_settings {
         m.el(
             "a",
-            &[("class", "button"), ("href", "#/settings")],
+            &[("class", "button"), ("href", href)],
             "Open the settings",
         );
     }

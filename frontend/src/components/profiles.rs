@@ -26,6 +26,9 @@ pub struct ProfileBarProps {
     pub current: AttrValue,
     /// Edit another profile (`""`: a new one).
     pub on_switch: Callback<String>,
+    /// The profile was deleted: the form edits the default one.
+    #[prop_or_default]
+    pub on_deleted: Callback<()>,
     /// A profile was renamed or deleted.
     #[prop_or_default]
     pub on_changed: Callback<()>,
@@ -201,16 +204,16 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
     // PATCH the name, or DELETE the profile.
     let change = {
         let (error, busy, rename) = (error.clone(), busy.clone(), rename.clone());
-        let (changed, unauthorized, switch) = (
+        let (changed, unauthorized, deleted) = (
             p.on_changed.clone(),
             p.on_unauthorized.clone(),
-            p.on_switch.clone(),
+            p.on_deleted.clone(),
         );
         let id = p.current.to_string();
         Callback::from(move |delete: bool| {
             let (error, busy, rename) = (error.clone(), busy.clone(), rename.clone());
-            let (changed, unauthorized, switch) =
-                (changed.clone(), unauthorized.clone(), switch.clone());
+            let (changed, unauthorized, deleted) =
+                (changed.clone(), unauthorized.clone(), deleted.clone());
             let path = ["/api/profiles/", &id].concat();
             let body = api::encode(&ProfileChange {
                 name: Some(rename.trim().to_string()),
@@ -229,7 +232,7 @@ pub fn profile_bar(p: &ProfileBarProps) -> Html {
                         error.set(None);
                         rename.set(String::new());
                         if delete {
-                            switch.emit(DEFAULT_PROFILE.into());
+                            deleted.emit(());
                         }
                         changed.emit(());
                     }

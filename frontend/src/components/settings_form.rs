@@ -28,6 +28,9 @@ pub struct SettingsFormProps {
     /// The settings were saved.
     #[prop_or_default]
     pub on_saved: Callback<()>,
+    /// Whether the form holds unsaved changes, each time that changes.
+    #[prop_or_default]
+    pub on_dirty: Callback<bool>,
 }
 
 /// Whether Save must first ask: the values about to be saved are not the
@@ -83,6 +86,10 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
         });
     }
     use_before_unload(form.dirty);
+    {
+        let on_dirty = p.on_dirty.clone();
+        use_effect_with(form.dirty, move |dirty| on_dirty.emit(*dirty));
+    }
 
     // Validates everything; on errors, shows them and focuses the first
     // (opening the advanced section when it is there).

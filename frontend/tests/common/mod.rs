@@ -17,6 +17,10 @@ pub fn fresh_root() -> Element {
         .unwrap()
         .replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&plain))
         .unwrap();
+    // The page edits the default profile again (a test that switched
+    // profiles left its own there, and the form's calls would go to it).
+    mailroom_frontend::api::set_profile(mailroom_shared::profiles::DEFAULT_PROFILE);
+    mailroom_frontend::api::set_new_profile(None);
     let doc = window.document().unwrap();
     let body = doc.body().unwrap();
     let old = doc.query_selector_all(".test-root").unwrap();
