@@ -85,5 +85,6 @@ pub fn warnings(current: &Current, now: OffsetDateTime) -> Vec<Warning> {
         message,
         hint,
         at: day,
+        profile: None,
     }]
 }

@@ -915,7 +915,20 @@ async fn credential_expiring_goes_out_once_a_day_per_profile_across_restarts() {
 
     // After another restart the new profile has its own warning at once,
     // and the default profile's, sent less than a day ago, is not repeated.
-    let (_third, _) = spawn_mailroom(&rig, &data, "0").await;
+    let (_third, url) = spawn_mailroom(&rig, &data, "0").await;
+    // The page's warnings name their profile too, so each links to its own
+    // settings.
+    let (_, q) = Running::client(url)
+        .admin(Method::GET, "/api/queue", None)
+        .await;
+    let named: Vec<Value> = q["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["code"] == "credential_expiring")
+        .map(|w| w["profile"].clone())
+        .collect();
+    assert_eq!(named, vec![json!("default"), b["id"].clone()], "{q}");
     let hooks = receiver.wait_for(2).await;
     let event = hooks[1].json();
     assert_eq!(event["data"]["profile"], b["id"], "{event}");
@@ -953,6 +966,7 @@ async fn profiles_that_sign_in_as_one_mailbox_are_warned_of_until_their_limits_f
     let q = queue().await;
     let w = shared(&q);
     assert_eq!(w.len(), 1, "{q}");
+    assert!(w[0].get("profile").is_none(), "about several: {q}");
     let said = w[0]["message"].as_str().unwrap();
     let mailbox = copy.username.clone().unwrap();
     assert!(

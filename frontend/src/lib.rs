@@ -369,7 +369,7 @@ pub fn signed(p: &SignedProps) -> Html {
             }
             { for other_pauses.into_iter().map(|b| html! { <div onclick={copy.clone()}>{ b }</div> }) }
             { for queue.iter().flat_map(|q| q.warnings.iter()).map(|w| html! {
-                <div onclick={copy.clone()}>{ components::common::warning_banner(w, view == View::Settings) }</div>
+                <div onclick={copy.clone()}>{ components::common::warning_banner(w, view == View::Settings && w.profile.as_ref().is_none_or(|p| *p == editing.0)) }</div>
             }) }
             <div hidden={view != View::Settings}>
                 <components::profiles::ProfileBar key={[editing.0.as_str(), "-", &bar.to_string()].concat()} profiles={profiles.clone()}

@@ -352,6 +352,7 @@ pub fn queue_state(v: &JsValue) -> Option<QueueState> {
                     message: string(w, "message")?,
                     hint: string(w, "hint")?,
                     at: string(w, "at")?,
+                    profile: opt_string(w, "profile")?,
                 })
             })?
         },

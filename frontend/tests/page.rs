@@ -662,6 +662,8 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
                         message: "expires".into(),
                         hint: "renew".into(),
                         at: "2027-01-01T00:00:00Z".into(),
+                        // Absent for one in two (a warning about several profiles).
+                        profile: (n % 2 == 0).then(|| "prf_b".into()),
                     })
                     .into_iter()
                     .collect(),

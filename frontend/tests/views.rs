@@ -1064,12 +1064,14 @@ fn paused_queue(paused: bool) -> Value {
                         message: "The client secret expires on 2026-12-20, in 19 days; after that, no mail goes out.".into(),
                         hint: "Make a new secret in Entra.".into(),
                         at: "2026-12-20T00:00:00Z".into(),
+                        profile: Some("prf_b".into()),
                     },
                     mailroom_shared::sending::Warning {
                         code: mailroom_shared::sending::MAILBOX_SHARED.into(),
                         message: "Profiles “Default” and “Copy” both sign in as one mailbox.".into(),
                         hint: "Give each profile its own licensed mailbox.".into(),
                         at: "2026-12-01T00:00:00Z".into(),
+                        profile: None,
                     },
                 ]
             })
@@ -1112,10 +1114,17 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
     );
     assert!(text_of(&root, "#paused .command code").contains("New client secret"));
     assert!(
-        root.query_selector("#paused a, #credential-warning a")
+        root.query_selector("#paused a, #mailbox-warning a")
             .unwrap()
             .is_none(),
         "on the Settings view, no link to where the reader already is"
+    );
+    // The credential is another profile's than the form edits: its link stays.
+    assert_eq!(
+        find(&root, "#credential-warning a")
+            .get_attribute("href")
+            .as_deref(),
+        Some("#/settings?profile=prf_b")
     );
 
     // Other views: the banner stays; the navigation marks the view and moves the focus.
@@ -1136,7 +1145,9 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
     // settings, whichever profile the form edits.
     for (banner, link) in [
         ("#paused", "#/settings?profile=default"),
-        ("#credential-warning", "#/settings"),
+        // A credential's warning: its own profile's settings.
+        ("#credential-warning", "#/settings?profile=prf_b"),
+        ("#mailbox-warning", "#/settings"),
     ] {
         assert_eq!(
             find(&root, &[banner, " a"].concat())

@@ -484,6 +484,11 @@ pub struct Warning {
     pub hint: String,
     /// When it happens (the credential's expiry), RFC 3339.
     pub at: String,
+    /// The profile whose credential it is (beyond the contract, as in the
+    /// `credential.expiring` event), so the page's link opens its settings;
+    /// absent for a warning about several profiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// The code of the warning about a secret or certificate that expires soon.

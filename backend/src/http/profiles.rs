@@ -104,10 +104,11 @@ pub(crate) async fn states(
         }
         let mut found = crate::expiry::warnings(&current, wall);
         // Which profile's credential, when there are several.
-        if row.id != DEFAULT_PROFILE {
-            for w in &mut found {
+        for w in &mut found {
+            if row.id != DEFAULT_PROFILE {
                 w.message = format!("Profile “{}”: {}", row.name, w.message);
             }
+            w.profile = Some(row.id.clone());
         }
         warnings.extend(found);
         let provider = current.settings.map(|st| st.provider).unwrap_or_default();
@@ -211,6 +212,7 @@ fn shared_mailboxes(
             ),
             hint: format!("Give each profile its own licensed mailbox as its username (each may still send as the same address with Send-As), or lower the profiles' limits under Settings → Change limits (PATCH /api/profiles/ID) so that together they stay within {day_max} recipients a day and {minute_max} messages a minute."),
             at: at.to_string(),
+            profile: None,
         });
     }
     out

@@ -101,7 +101,12 @@ pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
     .el("h2", &[], title)
     .el("p", &[("class", "message")], &w.message);
     hint(&mut m, &w.hint);
-    settings_link_and_end(m, on_settings, "#/settings")
+    // A credential's warning opens its own profile's settings.
+    let link = w
+        .profile
+        .as_deref()
+        .map_or_else(|| "#/settings".to_string(), crate::route::settings_link);
+    settings_link_and_end(m, on_settings, &link)
 }
 
 /// A banner's last line, the way to the fix (not where the form already
