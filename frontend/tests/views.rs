@@ -2058,6 +2058,13 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
     );
     assert!(root.query_selector("#webhook-add").unwrap().is_some());
     assert_eq!(input_value(&root, "webhook-url"), "");
+    assert!(
+        root.query_selector(".webhook-result, .deliveries")
+            .unwrap()
+            .is_none(),
+        "the last test and deliveries were the webhook's before the change: {}",
+        text_of(&root, ".webhook")
+    );
     assert!(checked("credential-expiring"), "a new one's again");
     assert_eq!(format(), "standard");
     assert!(

@@ -236,6 +236,11 @@ impl Panel {
                 match api::json_body(Method::PATCH, &path, api::encode(&change)).await {
                     Ok(_) => {
                         panel.clear();
+                        // Its last test and deliveries were of the webhook
+                        // before the change (another URL, perhaps).
+                        let mut extra = (*panel.extra).clone();
+                        extra.remove(&id);
+                        panel.extra.set(extra);
                         panel.saved.set(Some(
                             [
                                 "Webhook ",
