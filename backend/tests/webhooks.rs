@@ -200,6 +200,37 @@ async fn a_test_sends_one_signed_request_and_a_redirect_is_not_followed() {
     );
 }
 
+/// A chat webhook's test says when its posts will carry no link to
+/// Mailroom (no `--public-url`), and how to give them one; a Standard
+/// Webhooks receiver, or a server with the option, is told nothing of it.
+#[tokio::test]
+async fn a_chat_webhooks_test_says_when_its_posts_have_no_link() {
+    async fn said(server: &Running, format: &str) -> String {
+        let receiver = FakeReceiver::start().await;
+        let (id, _) = add_hook(server, &receiver.url("/chat"), &["message.failed"], format).await;
+        let (status, r) = server
+            .admin(Method::POST, &format!("/api/webhooks/{id}/test"), None)
+            .await;
+        assert_eq!((status, &r["ok"]), (200, &json!(true)), "{r}");
+        r["message"].as_str().unwrap().to_string()
+    }
+    let (_rig, server) = saved_rig(|_| {}).await;
+    for format in ["slack", "teams"] {
+        let message = said(&server, format).await;
+        assert!(
+            message.ends_with(mailroom_backend::webhooks::NO_LINK)
+                && message.contains("--public-url"),
+            "{format}: {message}"
+        );
+    }
+    let message = said(&server, "standard").await;
+    assert!(!message.contains("--public-url"), "{message}");
+    let (_rig, server) =
+        saved_rig(|a| a.public_url = Some("https://mail.contoso.com".into())).await;
+    let message = said(&server, "slack").await;
+    assert!(!message.contains("--public-url"), "{message}");
+}
+
 /// A refusal is told in the receiver's own words, with the fix for Slack's:
 /// the test said "HTTP 404" for a Slack webhook that was removed, and the
 /// admin had to guess.

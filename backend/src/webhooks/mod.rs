@@ -83,6 +83,10 @@ struct Cached {
     list: Subscriptions,
 }
 
+/// What a chat webhook's test adds while `--public-url` is not set: its
+/// posts then end without the link to what they are about.
+pub const NO_LINK: &str = " Its posts carry no link to Mailroom: start Mailroom with --public-url set to the address people open it at (such as https://mail.contoso.com), and each post ends with Open Mailroom, leading to the message or the settings it is about.";
+
 /// The events, the outbox and the sender.
 pub struct Webhooks {
     store: Arc<dyn WebhookStore>,
@@ -568,7 +572,14 @@ impl Webhooks {
             ok: sent.ok(),
             status: sent.status,
             message: match &sent.error {
-                None => format!("{} answered {}.", w.url, sent.status.unwrap_or(200)),
+                None => {
+                    let mut said = format!("{} answered {}.", w.url, sent.status.unwrap_or(200));
+                    // A chat post's one link needs the address people use.
+                    if w.format != Format::Standard && self.public_url.is_none() {
+                        said.push_str(NO_LINK);
+                    }
+                    said
+                }
                 Some(e) => format!("{} did not take the test event: {e}.", w.url),
             },
         }
