@@ -246,12 +246,20 @@ pub fn signed(p: &SignedProps) -> Html {
                 return;
             }
             api::set_new_profile(None);
+            // The requests go to the profile chosen; if its settings cannot
+            // be read (a link to a deleted profile), the form keeps editing
+            // the one it shows, and its calls go there again.
+            let shown = api::profile();
             api::set_profile(&id);
             crate::spawn(async move {
                 match api::settings().await {
                     Ok(r) => editing.set((id, r, generation)),
-                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
-                    Err(_) => {}
+                    Err(e) => {
+                        api::set_profile(&shown);
+                        if let ApiError::Unauthorized(_) = e {
+                            unauthorized.emit(());
+                        }
+                    }
                 }
             });
         })
@@ -301,8 +309,9 @@ pub fn signed(p: &SignedProps) -> Html {
     {
         let request = request_switch.clone();
         use_effect_with((*arrived).clone(), move |(hash, _)| {
+            // Only an id's shape: it goes into the requests' paths.
             let id = route::hash_value(hash, "profile");
-            if View::from_hash(hash) == View::Settings && !id.is_empty() {
+            if View::from_hash(hash) == View::Settings && route::id_like(&id) {
                 request.emit(id);
             }
         });

@@ -103,6 +103,16 @@ pub fn activity_hash(filter: &crate::hooks::activity::Filter, open: Option<&str>
     }
 }
 
+/// Whether an address's value is shaped like Mailroom's ids (`msg_…`,
+/// `prf_…`, `default`): only such a value goes into a request's path, where
+/// `..` or `/` would name another route.
+pub fn id_like(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// A link to a profile's settings (`#/settings?profile=prf_…`): followed,
 /// the form edits that profile (the default one too).
 pub fn settings_link(profile: &str) -> String {

@@ -2154,8 +2154,19 @@ async fn mount_signed(queue: &Value) -> Element {
     mount_signed_at(queue, "#/settings", &[]).await
 }
 
+thread_local! {
+    /// The signed-in page these tests mounted last: the next mount ends it,
+    /// so no page of an earlier test follows the address or polls.
+    static SIGNED: std::cell::RefCell<Option<yew::AppHandle<Signed>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// The signed-in page opened at `hash`, after `more` routes are set up.
 async fn mount_signed_at(queue: &Value, hash: &str, more: &[fn()]) -> Element {
+    if let Some(page) = SIGNED.with(|s| s.borrow_mut().take()) {
+        page.destroy();
+        settle().await;
+    }
     fake_api();
     for f in more {
         f();
@@ -2174,7 +2185,7 @@ async fn mount_signed_at(queue: &Value, hash: &str, more: &[fn()]) -> Element {
         .location()
         .set_hash(hash)
         .unwrap();
-    yew::Renderer::<Signed>::with_root_and_props(
+    let page = yew::Renderer::<Signed>::with_root_and_props(
         root.clone(),
         SignedProps {
             initial: valid_initial(),
@@ -2183,6 +2194,7 @@ async fn mount_signed_at(queue: &Value, hash: &str, more: &[fn()]) -> Element {
         },
     )
     .render();
+    SIGNED.with(|s| *s.borrow_mut() = Some(page));
     settle().await;
     root
 }
@@ -2201,6 +2213,11 @@ async fn choose(root: &Element, id: &str, value: &str) {
 #[wasm_bindgen_test]
 async fn the_profile_switcher_draws_each_profiles_day_and_edits_the_chosen_one() {
     let root = mount_signed_with_profiles().await;
+    route(
+        "GET /api/settings",
+        200,
+        &serde_json::to_value(valid_initial()).unwrap(),
+    );
     let options = root.query_selector_all("#profile-select option").unwrap();
     assert_eq!(options.length(), 3, "two profiles and New profile…");
     // Drawn, not only written: a meter of recipients against the limit.
@@ -2398,6 +2415,32 @@ async fn unsaved_edits_ask_before_another_profile_and_links_name_the_profile() {
         .await
     );
     assert_eq!(location.hash().unwrap(), "#/settings?profile=prf_b");
+
+    // A link to a profile that is gone: the form keeps editing the default,
+    // and its calls still go there. One whose value is no id asks nothing.
+    let root = mount_signed_at(&two_profiles_queue(), "#/settings?profile=prf_gone", &[]).await;
+    assert!(requests()
+        .iter()
+        .any(|(r, _)| r == "GET /api/profiles/prf_gone/settings"));
+    assert_eq!(
+        input_value(&root, "tenant_id"),
+        mailroom_shared::fixtures::TENANT
+    );
+    assert_eq!(
+        mailroom_frontend::api::profile_path("/test"),
+        "/api/settings/test"
+    );
+    // (The mount starts the fake's record afresh.)
+    mount_signed_at(&two_profiles_queue(), "#/settings?profile=..%2Fx", &[]).await;
+    // `/api/profiles/../x/settings` would reach `/api/x/settings`.
+    assert!(
+        !requests()
+            .iter()
+            .any(|(r, _)| r.contains("/api/x/") || r.contains("/api/profiles/")),
+        "{:?}",
+        requests()
+    );
+    assert_eq!(mailroom_frontend::api::profile_path(""), "/api/settings");
     location.set_hash("#/settings").unwrap();
 }
 

@@ -499,6 +499,7 @@ async fn a_failed_message_is_retried_from_its_details() {
         .await;
     assert!(card.contains("Weekly report"), "{card}");
     b.wait_text("#no-messages", "No messages match").await;
+    b.screenshot("activity-linked").await;
     // Another link followed in the same tab: that message, in its row.
     b.client
         .goto(&[app.url.as_str(), "/#/activity?message=", &id].concat())

@@ -264,10 +264,7 @@ impl Reducible for ActivityState {
 /// goes into the request's path, where `..` would name another route.
 fn linked(hash: &str) -> (Filter, Option<String>) {
     let open = crate::route::hash_value(hash, "message");
-    let id_like = (1..=64).contains(&open.len())
-        && open
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let id_like = crate::route::id_like(&open);
     (Filter::from_hash(hash), id_like.then_some(open))
 }
 
