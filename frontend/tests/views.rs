@@ -1660,6 +1660,55 @@ async fn a_link_opens_its_message_with_the_filter_it_names() {
     location.set_hash("").unwrap();
 }
 
+/// An app's name in a row filters the list to that app, keeping the rest of
+/// the filter: the way to a trusted network's messages (its address is no
+/// app, so the app filter does not list it).
+#[wasm_bindgen_test]
+async fn an_apps_name_in_a_row_filters_the_list_to_it() {
+    fake_api();
+    let mut row = summary_of("msg_1", "failed", "Scan 12");
+    row.app = Some("trusted network 10.0.0.5".into());
+    route(
+        "GET /api/messages",
+        200,
+        &json!({"messages": [row], "next": null}),
+    );
+    let root = mount_activity_with(None, "/activity?status=failed").await;
+    let link = find(&root, "#row-msg_1 a.app-link");
+    assert_eq!(
+        link.get_attribute("href").as_deref(),
+        Some("#/activity?status=failed&app=trusted%20network%2010.0.0.5")
+    );
+    assert_eq!(
+        link.text_content().as_deref(),
+        Some("trusted network 10.0.0.5")
+    );
+    click(&root, "#row-msg_1 a.app-link").await;
+    assert!(
+        eventually(3000, || requests().iter().any(|(r, _)| {
+            r == "GET /api/messages?limit=50&status=failed&app=trusted%20network%2010.0.0.5"
+        }))
+        .await,
+        "{:?}",
+        requests()
+    );
+    assert!(
+        eventually(3000, || find(&root, "#app-filter")
+            .dyn_into::<web_sys::HtmlSelectElement>()
+            .unwrap()
+            .value()
+            == "trusted network 10.0.0.5")
+        .await
+    );
+    assert!(
+        root.query_selector("#row-msg_1 a.app-link")
+            .unwrap()
+            .is_none(),
+        "filtered to it: its name is no link"
+    );
+    web_sys::window().unwrap().location().set_hash("").unwrap();
+}
+
 /// Hostile values where this page reads names and the address: an app's
 /// name in the filter's options is text, never markup; an app in the hash
 /// that smuggles another parameter goes to the server as one encoded value,

@@ -189,11 +189,18 @@ fn open_details(m: &mut Markup, id: &str, details_of: Option<&Details>, error: O
 /// message, or one the filter leaves out), above the list.
 fn linked_card(id: &str, details_of: Option<&Details>, error: Option<&str>) -> Markup {
     let mut m = Markup::default();
+    // Its subject once known (the details list its id), else its id.
     m.open("section", &[("id", "linked-message"), ("class", "linked")])
-        .open("h3", &[("id", "linked-title"), ("tabindex", "-1")])
-        .text("Message ")
-        .el("code", &[], id)
-        .close("h3");
+        .open("h3", &[("id", "linked-title"), ("tabindex", "-1")]);
+    match details_of.filter(|d| d.summary.id == id) {
+        Some(d) if !d.summary.subject.is_empty() => {
+            m.text(&["“", &d.summary.subject, "”"].concat());
+        }
+        _ => {
+            m.text("Message ").el("code", &[], id);
+        }
+    }
+    m.close("h3");
     open_details(&mut m, id, details_of, error);
     m.open("div", &[("class", "actions")])
         .el(
@@ -214,6 +221,7 @@ fn linked_card(id: &str, details_of: Option<&Details>, error: Option<&str>) -> M
 /// The table of messages, with the open message's details under its row.
 fn table(
     rows: &[Summary],
+    filter: &Filter,
     open: Option<&str>,
     (details_of, error): (Option<&Details>, Option<&str>),
     apps: &[(String, String)],
@@ -248,8 +256,26 @@ fn table(
             .open("td", &[])
             .time(&r.created_at)
             .close("td")
-            .open("td", &[("title", app)])
-            .text(app_name);
+            .open("td", &[("title", app)]);
+        // Every app's name filters the list to it (a trusted network's
+        // address too, which the app filter does not list).
+        if app.is_empty() || filter.app == app {
+            m.text(app_name);
+        } else {
+            let only = Filter {
+                app: app.to_string(),
+                ..filter.clone()
+            };
+            m.el(
+                "a",
+                &[
+                    ("href", &crate::route::activity_hash(&only, None)),
+                    ("class", "app-link"),
+                    ("aria-label", &["Only the messages of ", app_name].concat()),
+                ],
+                app_name,
+            );
+        }
         // Which profile it goes out through, when there are several.
         if profiles.len() > 1 {
             let name = profiles
@@ -566,7 +592,7 @@ pub fn activity(p: &ActivityProps) -> Html {
                     <p class="help" id="no-messages">{ "No messages match. Messages that apps send show here as soon as they are queued." }</p>
                 } else {
                     <div class="table-wrap" ref={table_ref} onclick={on_click} onfocusin={on_focus}>
-                        { table(&s.messages, s.open.as_deref(), (s.details.as_ref(), s.details_error.as_deref()), &apps, &profile_names).html() }
+                        { table(&s.messages, f, s.open.as_deref(), (s.details.as_ref(), s.details_error.as_deref()), &apps, &profile_names).html() }
                     </div>
                     if s.next.is_some() {
                         <div class="actions"><button type="button" id="load-more" onclick={more}>{ "Load more" }</button></div>
