@@ -499,7 +499,8 @@ async fn a_failed_message_is_retried_from_its_details() {
         .await;
     assert!(card.contains("Weekly report"), "{card}");
     b.wait_text("#no-messages", "No messages match").await;
-    b.screenshot("activity-linked").await;
+    // On a phone too, it fits the screen (checked by the helper).
+    screenshots(&b, "activity-linked", "#linked-message").await;
     // Another link followed in the same tab: that message, in its row.
     b.client
         .goto(&[app.url.as_str(), "/#/activity?message=", &id].concat())
