@@ -122,6 +122,57 @@ pub fn waiting(queue: &QueueState) -> u64 {
         .sum()
 }
 
+/// A profile's name in quotes, for a question ("a new profile" while one
+/// is made).
+fn profile_name(profiles: &[mailroom_shared::profiles::ProfileState], id: &str) -> String {
+    if id == components::profiles::NEW {
+        return "a new profile".into();
+    }
+    let name = profiles
+        .iter()
+        .find(|x| x.id == id)
+        .map_or(id, |x| x.name.as_str());
+    ["“", name, "”"].concat()
+}
+
+/// "Sign out and discard your unsaved changes?": keeping them shows the
+/// form that holds them.
+fn sign_out_prompt(
+    q: &hooks::Question<()>,
+    profiles: &[mailroom_shared::profiles::ProfileState],
+    current: &str,
+    sign_out: Callback<()>,
+) -> Html {
+    let keep = {
+        let (close, hash) = (q.close.clone(), route::settings_hash(current));
+        Callback::from(move |()| {
+            close.emit(());
+            if let Some(w) = web_sys::window() {
+                let _ = w.location().set_hash(&hash);
+            }
+        })
+    };
+    let go = {
+        let close = q.close.clone();
+        Callback::from(move |()| {
+            close.emit(());
+            sign_out.emit(());
+        })
+    };
+    components::confirm::confirm(components::confirm::ConfirmProps {
+        id: "sign-out-prompt",
+        dialog: q.dialog.clone(),
+        title: "Sign out and discard your unsaved changes?".into(),
+        children: html! { <p>{ ["The settings of ", &profile_name(profiles, current), " have changes that are not saved; signing out discards them."].concat() }</p> },
+        default_label: "Keep editing".into(),
+        on_default: keep.clone(),
+        other_label: "Sign out".into(),
+        on_other: go,
+        danger: true,
+        on_close: keep,
+    })
+}
+
 /// "Discard your unsaved changes?" before the form edits another profile:
 /// keeping them leaves the form (and the switcher, and the address) on the
 /// profile edited; discarding switches.
@@ -133,16 +184,7 @@ fn switch_prompt(
     switch: Callback<String>,
     bar: UseStateHandle<u32>,
 ) -> Html {
-    let name = |id: &str| -> String {
-        if id == components::profiles::NEW {
-            return "a new profile".into();
-        }
-        let name = profiles
-            .iter()
-            .find(|x| x.id == id)
-            .map_or(id, |x| x.name.as_str());
-        ["“", name, "”"].concat()
-    };
+    let name = |id: &str| profile_name(profiles, id);
     let keep = {
         let (close, current) = (q.close.clone(), current.to_string());
         Callback::from(move |()| {
@@ -216,9 +258,9 @@ pub fn signed(p: &SignedProps) -> Html {
             }
         });
     }
-    let sign_out = {
+    let sign_out_now = {
         let cb = p.on_signed_out.clone();
-        Callback::from(move |_: MouseEvent| {
+        Callback::from(move |()| {
             let cb = cb.clone();
             crate::spawn(async move {
                 let _ = api::fetch(gloo_net::http::Method::POST, "/api/logout", None).await;
@@ -272,6 +314,23 @@ pub fn signed(p: &SignedProps) -> Html {
         Callback::from(move |d: bool| *dirty.borrow_mut() = d)
     };
     let leaving = hooks::use_question::<String>("profile-switch-prompt");
+    // Signing out with unsaved changes asks first too: the form goes with
+    // the page.
+    let signing_out = hooks::use_question::<()>("sign-out-prompt");
+    let sign_out = {
+        let (dirty, ask, now) = (
+            dirty.clone(),
+            signing_out.about.clone(),
+            sign_out_now.clone(),
+        );
+        Callback::from(move |_: MouseEvent| {
+            if *dirty.borrow() {
+                ask.set(Some(()));
+            } else {
+                now.emit(());
+            }
+        })
+    };
     // Remounts the switcher when a switch is not made, so it shows the
     // profile still edited rather than the one chosen.
     let bar = use_state(|| 0u32);
@@ -393,6 +452,9 @@ pub fn signed(p: &SignedProps) -> Html {
                     { switch_prompt(&leaving, &profiles, &editing.0, &target, switch.clone(), bar.clone()) }
                 }
             </div>
+            if signing_out.about.is_some() {
+                { sign_out_prompt(&signing_out, &profiles, &editing.0, sign_out_now) }
+            }
             if view == View::Apps {
                 <Apps on_unauthorized={p.on_unauthorized.clone()} profiles={profiles.clone()} />
             }

@@ -114,17 +114,9 @@ fn find(root: &Element, selector: &str) -> Element {
 /// again and confirmed, the page goes on to delete.
 async fn keep_then_confirm(root: &Element, button: &str, prompt: &str, about: &str) {
     click(root, button).await;
-    let dialog: web_sys::HtmlDialogElement = find(root, &["dialog#", prompt].concat())
-        .dyn_into()
-        .unwrap();
-    assert!(dialog.open() && dialog.matches(":modal").unwrap());
+    asked(root, prompt);
     let title = text_of(root, &["#", prompt, "-title"].concat());
     assert!(title.contains(about), "{title}");
-    assert_eq!(
-        active_id(),
-        [prompt, "-default"].concat(),
-        "the safe answer has the focus"
-    );
     click(root, &["#", prompt, "-default"].concat()).await;
     assert!(root
         .query_selector(&["#", prompt].concat())
@@ -136,6 +128,21 @@ async fn keep_then_confirm(root: &Element, button: &str, prompt: &str, about: &s
     );
     click(root, button).await;
     click(root, &["#", prompt, "-other"].concat()).await;
+}
+
+/// The confirm dialog `prompt` is open, modal, with its safe answer
+/// focused: its text.
+fn asked(root: &Element, prompt: &str) -> String {
+    let dialog: web_sys::HtmlDialogElement = find(root, &["dialog#", prompt].concat())
+        .dyn_into()
+        .unwrap();
+    assert!(dialog.open() && dialog.matches(":modal").unwrap());
+    assert_eq!(
+        active_id(),
+        [prompt, "-default"].concat(),
+        "the safe answer has the focus"
+    );
+    text_of(root, &["#", prompt].concat())
 }
 
 /// The value of the input with this id.
@@ -2382,18 +2389,13 @@ async fn unsaved_edits_ask_before_another_profile_and_links_name_the_profile() {
     let typed = "11111111-2222-3333-4444-555555555555";
     type_into(&root, "tenant_id", typed).await;
     choose(&root, "profile-select", "prf_b").await;
-    let dialog: web_sys::HtmlDialogElement = find(&root, "dialog#profile-switch-prompt")
-        .dyn_into()
-        .unwrap();
-    assert!(dialog.open() && dialog.matches(":modal").unwrap());
-    let said = text_of(&root, "#profile-switch-prompt");
+    let said = asked(&root, "profile-switch-prompt");
     assert!(
         said.contains("Discard your unsaved changes?")
             && said.contains("The settings of “Default” have changes")
             && said.contains("Editing “Fabrikam” instead discards them."),
         "{said}"
     );
-    assert_eq!(active_id(), "profile-switch-prompt-default");
     assert!(!requests()
         .iter()
         .any(|(r, _)| r == "GET /api/profiles/prf_b/settings"));
@@ -2491,6 +2493,48 @@ async fn unsaved_edits_ask_before_another_profile_and_links_name_the_profile() {
     );
     assert_eq!(mailroom_frontend::api::profile_path(""), "/api/settings");
     location.set_hash("#/settings").unwrap();
+}
+
+/// Signing out with unsaved changes asks first (the form goes with the
+/// page); keeping them shows the form that holds them, from any view.
+#[wasm_bindgen_test]
+async fn signing_out_with_unsaved_changes_asks_first() {
+    let root = mount_signed(&two_profiles_queue()).await;
+    route("POST /api/logout", 204, &Value::Null);
+    let logouts = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r == "POST /api/logout")
+            .count()
+    };
+    let location = web_sys::window().unwrap().location();
+    let typed = "11111111-2222-3333-4444-555555555555";
+    type_into(&root, "tenant_id", typed).await;
+    location.set_hash("#/activity").unwrap();
+    assert!(
+        eventually(3000, || root
+            .query_selector("#activity-title")
+            .unwrap()
+            .is_some())
+        .await
+    );
+    click(&root, "header.top button.link").await;
+    let said = asked(&root, "sign-out-prompt");
+    assert!(
+        said.contains("The settings of “Default” have changes"),
+        "{said}"
+    );
+    click(&root, "#sign-out-prompt-default").await;
+    assert_eq!(logouts(), 0, "kept");
+    assert!(
+        eventually(3000, || location.hash().unwrap() == "#/settings").await,
+        "{}",
+        location.hash().unwrap()
+    );
+    assert_eq!(input_value(&root, "tenant_id"), typed);
+    click(&root, "header.top button.link").await;
+    click(&root, "#sign-out-prompt-other").await;
+    assert_eq!(logouts(), 1);
 }
 
 #[wasm_bindgen_test]
