@@ -922,6 +922,9 @@ fn activity_reads_and_writes_its_filter_in_the_address() {
     assert_eq!(Filter::from_hash(&long).query, "");
     let most = ["#/activity?q=", &"x".repeat(1000)].concat();
     assert_eq!(Filter::from_hash(&most).query.len(), 1000);
+    // Characters, as the server counts them, not bytes.
+    let wide = ["#/activity?q=", &"%C3%A9".repeat(1000)].concat();
+    assert_eq!(Filter::from_hash(&wide).query.chars().count(), 1000);
     assert_eq!(activity_hash(&Filter::default(), None), "#/activity");
 }
 

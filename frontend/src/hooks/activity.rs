@@ -46,7 +46,7 @@ impl Filter {
             } else {
                 String::new()
             },
-            query: if query.len() <= MAX_SEARCH {
+            query: if query.chars().count() <= MAX_SEARCH {
                 query
             } else {
                 String::new()
