@@ -1585,6 +1585,13 @@ async fn a_link_opens_its_message_with_the_filter_it_names() {
         "{card}"
     );
     assert_eq!(active_id(), "linked-title");
+    assert_eq!(
+        find(&root, "#linked-message")
+            .get_attribute("aria-labelledby")
+            .as_deref(),
+        Some("linked-title"),
+        "a region named by its title"
+    );
     click(&root, "#linked-message #retry-message").await;
     assert!(requests()
         .iter()

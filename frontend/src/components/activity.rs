@@ -190,8 +190,15 @@ fn open_details(m: &mut Markup, id: &str, details_of: Option<&Details>, error: O
 fn linked_card(id: &str, details_of: Option<&Details>, error: Option<&str>) -> Markup {
     let mut m = Markup::default();
     // Its subject once known (the details list its id), else its id.
-    m.open("section", &[("id", "linked-message"), ("class", "linked")])
-        .open("h3", &[("id", "linked-title"), ("tabindex", "-1")]);
+    m.open(
+        "section",
+        &[
+            ("id", "linked-message"),
+            ("class", "linked"),
+            ("aria-labelledby", "linked-title"),
+        ],
+    )
+    .open("h3", &[("id", "linked-title"), ("tabindex", "-1")]);
     match details_of.filter(|d| d.summary.id == id) {
         Some(d) if !d.summary.subject.is_empty() => {
             m.text(&["“", &d.summary.subject, "”"].concat());
