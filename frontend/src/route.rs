@@ -91,18 +91,6 @@ pub fn hash_value(hash: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `#/activity` with a filter and an open message (each part left out when
-/// empty): a link from Apps, and the URL while Activity shows them.
-pub fn activity_hash(filter: &crate::hooks::activity::Filter, open: Option<&str>) -> String {
-    let mut query = String::new();
-    crate::hooks::activity::push_query(&mut query, &filter.pairs());
-    crate::hooks::activity::push_query(&mut query, &[("message", open.unwrap_or_default())]);
-    match query.strip_prefix('&') {
-        Some(query) => ["#/activity?", query].concat(),
-        None => "#/activity".to_string(),
-    }
-}
-
 /// Whether an address's value is shaped like Mailroom's ids (`msg_…`,
 /// `prf_…`, `default`): only such a value goes into a request's path, where
 /// `..` or `/` would name another route.
@@ -117,7 +105,7 @@ pub fn id_like(value: &str) -> bool {
 /// the form edits that profile (the default one too).
 pub fn settings_link(profile: &str) -> String {
     let mut query = String::new();
-    crate::hooks::activity::push_query(&mut query, &[("profile", profile)]);
+    push_query(&mut query, &[("profile", profile)]);
     ["#/settings?", query.trim_start_matches('&')].concat()
 }
 
@@ -128,6 +116,17 @@ pub fn settings_hash(profile: &str) -> String {
         "#/settings".into()
     } else {
         settings_link(profile)
+    }
+}
+
+/// Each pair with a value as `&key=value`, the value encoded (an API
+/// path's query, or the address's).
+pub fn push_query(path: &mut String, pairs: &[(&str, &str)]) {
+    for (key, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
+        path.push('&');
+        path.push_str(key);
+        path.push('=');
+        path.push_str(&String::from(js_sys::encode_uri_component(value)));
     }
 }
 

@@ -904,7 +904,6 @@ fn the_activity_reducer_merges_pages_and_keeps_the_open_message() {
 #[wasm_bindgen_test]
 fn activity_reads_and_writes_its_filter_in_the_address() {
     use mailroom_frontend::hooks::activity::Filter;
-    use mailroom_frontend::route::activity_hash;
     let hash = "#/activity?status=failed&q=Invoice%207%20%26%20co&app=trusted%20network%2010.0.0.5&profile=billing&message=msg_1";
     let f = Filter::from_hash(hash);
     assert_eq!(
@@ -916,7 +915,7 @@ fn activity_reads_and_writes_its_filter_in_the_address() {
             profile: "billing".into(),
         }
     );
-    assert_eq!(activity_hash(&f, Some("msg_1")), hash);
+    assert_eq!(f.hash(Some("msg_1")), hash);
     assert_eq!(Filter::from_hash("#/activity?status=bogus").status, "");
     let long = ["#/activity?q=", &"x".repeat(1001)].concat();
     assert_eq!(Filter::from_hash(&long).query, "");
@@ -925,7 +924,7 @@ fn activity_reads_and_writes_its_filter_in_the_address() {
     // Characters, as the server counts them, not bytes.
     let wide = ["#/activity?q=", &"%C3%A9".repeat(1000)].concat();
     assert_eq!(Filter::from_hash(&wide).query.chars().count(), 1000);
-    assert_eq!(activity_hash(&Filter::default(), None), "#/activity");
+    assert_eq!(Filter::default().hash(None), "#/activity");
 }
 
 /// The page reads `GET /api/settings` and error bodies by hand

@@ -465,11 +465,7 @@ impl ListFilter {
 
     /// The search as both stores match it: lower case, `LIKE … ESCAPE '\'`.
     pub(crate) fn search_pattern(&self) -> Option<String> {
-        self.q
-            .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(|q| like_pattern(&q.to_lowercase()))
+        self.search_id().map(|q| like_pattern(&q.to_lowercase()))
     }
 }
 

@@ -21,11 +21,23 @@ pub struct Said {
     pub route: String,
 }
 
-/// `#/activity` with these of its filters (`status`, `app`, `message`),
-/// each value percent-encoded, empty ones left out: the page reads the same
-/// names from its address (docs/API.md §14).
+/// `#/activity` with these of its filters (`status`, `app`, `profile`,
+/// `message`): the page reads the same names from its address (docs/API.md
+/// §14).
 pub fn activity_route(pairs: &[(&str, &str)]) -> String {
-    let mut route = String::from("#/activity");
+    page_route("#/activity", pairs)
+}
+
+/// A profile's settings (`#/settings?profile=…`; the page edits that
+/// profile), or the settings when the event names none.
+pub fn settings_route(profile: &str) -> String {
+    page_route("#/settings", &[("profile", profile)])
+}
+
+/// A view's route with these pairs, each value percent-encoded, empty ones
+/// left out.
+fn page_route(view: &str, pairs: &[(&str, &str)]) -> String {
+    let mut route = String::from(view);
     for (i, (name, value)) in pairs.iter().filter(|(_, v)| !v.is_empty()).enumerate() {
         route.push(if i == 0 { '?' } else { '&' });
         route.push_str(name);
@@ -37,12 +49,6 @@ pub fn activity_route(pairs: &[(&str, &str)]) -> String {
         }
     }
     route
-}
-
-/// A profile's settings (`#/settings?profile=…`; the page edits that
-/// profile), or the settings when the event names none.
-pub fn settings_route(profile: &str) -> String {
-    activity_route(&[("profile", profile)]).replacen("#/activity", "#/settings", 1)
 }
 
 /// Where a post about several events links: their common page, else
@@ -97,6 +103,7 @@ pub fn describe(event: &Value) -> Said {
     let data = &event["data"];
     let kind = s(event, "type");
     let message_route = || activity_route(&[("message", s(data, "id"))]);
+
     let message_line = || {
         let to: Vec<&str> = data["to"]
             .as_array()
@@ -174,27 +181,34 @@ pub fn describe(event: &Value) -> Said {
             fix: data["hint"].as_str().map(str::to_string),
             route: settings_route(s(data, "profile")),
         },
-        "quota.reached" => Said {
-            title: "Mailroom: a sending limit was reached".into(),
-            what: format!(
-                "{} {} reached its limit {} ({}); messages wait until {}.",
-                if data.get("app").is_some() { "App" } else { "Profile" },
-                data.get("app").or(data.get("profile")).and_then(Value::as_str).unwrap_or_default(),
-                s(data, "limit"),
-                data["value"],
-                data["until"].as_str().unwrap_or("the window frees")
-            ),
-            // A profile's limits are set beside its settings, and follow
-            // its mailbox's own: raising them past Exchange's gains nothing.
-            fix: Some(match data.get("app") {
-                Some(_) => "Raise the limit under Apps if the volume is expected, or find what sends so much.".into(),
-                None => "The profile's limits are under Settings, with that profile chosen (Change limits); raise them only as far as its mailbox's own limits allow (Exchange Online: 10,000 recipients a day), else send part of the mail through another profile, or find what sends so much.".into(),
-            }),
-            route: match data.get("app") {
-                Some(_) => "#/apps".into(),
-                None => settings_route(s(data, "profile")),
-            },
-        },
+        "quota.reached" => {
+            // An app's limits are under Apps; a profile's beside its
+            // settings, and they follow its mailbox's own: raising them past
+            // Exchange's gains nothing.
+            let (fix, route) = match data.get("app") {
+                Some(_) => (
+                    "Raise the limit under Apps if the volume is expected, or find what sends so much.",
+                    "#/apps".to_string(),
+                ),
+                None => (
+                    "The profile's limits are under Settings, with that profile chosen (Change limits); raise them only as far as its mailbox's own limits allow (Exchange Online: 10,000 recipients a day), else send part of the mail through another profile, or find what sends so much.",
+                    settings_route(s(data, "profile")),
+                ),
+            };
+            Said {
+                title: "Mailroom: a sending limit was reached".into(),
+                what: format!(
+                    "{} {} reached its limit {} ({}); messages wait until {}.",
+                    if data.get("app").is_some() { "App" } else { "Profile" },
+                    data.get("app").or(data.get("profile")).and_then(Value::as_str).unwrap_or_default(),
+                    s(data, "limit"),
+                    data["value"],
+                    data["until"].as_str().unwrap_or("the window frees")
+                ),
+                fix: Some(fix.into()),
+                route,
+            }
+        }
         _ => Said {
             title: "Mailroom: test event".into(),
             what: "This webhook works: Mailroom can reach it.".into(),

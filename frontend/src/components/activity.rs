@@ -276,7 +276,7 @@ fn table(
             m.el(
                 "a",
                 &[
-                    ("href", &crate::route::activity_hash(&only, None)),
+                    ("href", &only.hash(None)),
                     ("class", "app-link"),
                     ("aria-label", &["Only the messages of ", app_name].concat()),
                 ],

@@ -405,13 +405,11 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
                 &[
                     (
                         "href",
-                        &crate::route::activity_hash(
-                            &crate::hooks::activity::Filter {
-                                app: a.id.clone(),
-                                ..Default::default()
-                            },
-                            None,
-                        ),
+                        &crate::hooks::activity::Filter {
+                            app: a.id.clone(),
+                            ..Default::default()
+                        }
+                        .hash(None),
                     ),
                     (
                         "aria-label",

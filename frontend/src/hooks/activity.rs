@@ -13,6 +13,7 @@ use yew::prelude::*;
 use crate::api::{typed, ApiError};
 use crate::hooks::use_interval;
 use crate::read;
+use crate::route::push_query;
 
 /// Rows per page.
 pub const PAGE: usize = 50;
@@ -56,6 +57,19 @@ impl Filter {
         }
     }
 
+    /// Activity's address showing this filter and an open message (each
+    /// part left out when empty): a link from Apps or a row, and the URL
+    /// while Activity shows them.
+    pub fn hash(&self, open: Option<&str>) -> String {
+        let mut query = String::new();
+        push_query(&mut query, &self.pairs());
+        push_query(&mut query, &[("message", open.unwrap_or_default())]);
+        match query.strip_prefix('&') {
+            Some(query) => ["#/activity?", query].concat(),
+            None => "#/activity".to_string(),
+        }
+    }
+
     /// The query pairs both routes take, and the page's address.
     pub fn pairs(&self) -> [(&str, &str); 4] {
         [
@@ -74,16 +88,6 @@ pub fn list_path(filter: &Filter, limit: usize, before: Option<&str>) -> String 
     push_query(&mut path, &filter.pairs());
     push_query(&mut path, &[("before", before.unwrap_or(""))]);
     path
-}
-
-/// Each pair with a value as `&key=value`, the value encoded.
-pub fn push_query(path: &mut String, pairs: &[(&str, &str)]) {
-    for (key, value) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
-        path.push('&');
-        path.push_str(key);
-        path.push('=');
-        path.push_str(&String::from(js_sys::encode_uri_component(value)));
-    }
 }
 
 /// `GET /api/messages`: a page and the cursor after it.
@@ -425,7 +429,7 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
         Callback::from(move |filter: Filter| {
             // The address says what is shown, so a reload or a copied link
             // shows the same.
-            crate::route::replace_hash(&crate::route::activity_hash(&filter, None));
+            crate::route::replace_hash(&filter.hash(None));
             state.dispatch(ActivityAction::Filter(filter.clone()));
             load.emit((filter, PAGE, None));
         })
@@ -439,10 +443,7 @@ pub fn use_activity(on_unauthorized: Callback<()>, on_changed: Callback<()>) -> 
         Callback::from(move |id: String| {
             let opening = state.open.as_deref() != Some(id.as_str());
             // A copied address opens the same message.
-            crate::route::replace_hash(&crate::route::activity_hash(
-                &state.filter,
-                opening.then_some(id.as_str()),
-            ));
+            crate::route::replace_hash(&state.filter.hash(opening.then_some(id.as_str())));
             state.dispatch(ActivityAction::Toggle(id.clone()));
             if opening {
                 load_details.emit(id);
