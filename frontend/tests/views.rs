@@ -216,9 +216,30 @@ async fn mount_apps() -> Element {
     mount_apps_with(Vec::new()).await
 }
 
+/// A fresh root, the page's address at `hash` (`""`: none).
+fn fresh_root_at(hash: &str) -> Element {
+    let root = fresh_root();
+    if !hash.is_empty() {
+        web_sys::window()
+            .unwrap()
+            .location()
+            .set_hash(hash)
+            .unwrap();
+    }
+    root
+}
+
 /// The Apps view with the sending profiles of the queue's answer.
 async fn mount_apps_with(profiles: Vec<mailroom_shared::profiles::ProfileState>) -> Element {
-    let root = fresh_root();
+    mount_apps_at("", profiles).await
+}
+
+/// The Apps view opened at `hash` (`""`: none).
+async fn mount_apps_at(
+    hash: &str,
+    profiles: Vec<mailroom_shared::profiles::ProfileState>,
+) -> Element {
+    let root = fresh_root_at(hash);
     yew::Renderer::<Apps>::with_root_and_props(
         root.clone(),
         AppsProps {
@@ -1223,14 +1244,7 @@ async fn mount_activity_with(
     queue: Option<mailroom_shared::sending::QueueState>,
     hash: &str,
 ) -> Element {
-    let root = fresh_root();
-    if !hash.is_empty() {
-        web_sys::window()
-            .unwrap()
-            .location()
-            .set_hash(hash)
-            .unwrap();
-    }
+    let root = fresh_root_at(hash);
     yew::Renderer::<Activity>::with_root_and_props(
         root.clone(),
         ActivityProps {
@@ -1720,6 +1734,28 @@ async fn an_apps_name_in_a_row_filters_the_list_to_it() {
             .is_none(),
         "filtered to it: its name is no link"
     );
+    web_sys::window().unwrap().location().set_hash("").unwrap();
+}
+
+/// A webhook post about an app's limit links to Apps with that app's
+/// limits open (`#/apps?limits=app_…`), focused; an id that names no app
+/// opens nothing.
+#[wasm_bindgen_test]
+async fn a_link_opens_an_apps_limits() {
+    fake_api();
+    apps_routes(vec![
+        app_json("app_1", "Scanner"),
+        app_json("app_2", "Billing"),
+    ]);
+    let root = mount_apps_at("#/apps?limits=app_2", Vec::new()).await;
+    assert!(
+        text_of(&root, "#limits-title").contains("Limits of “Billing”"),
+        "{}",
+        text_of(&root, "#limits-title")
+    );
+    assert_eq!(active_id(), "limit-messages_per_hour");
+    let root = mount_apps_at("#/apps?limits=app_9", Vec::new()).await;
+    assert!(root.query_selector("#limits-form").unwrap().is_none());
     web_sys::window().unwrap().location().set_hash("").unwrap();
 }
 
@@ -2242,12 +2278,7 @@ async fn mount_signed_at(queue: &Value, hash: &str, more: &[fn()]) -> Element {
         200,
         &json!({"messages": [], "next": null}),
     );
-    let root = fresh_root();
-    web_sys::window()
-        .unwrap()
-        .location()
-        .set_hash(hash)
-        .unwrap();
+    let root = fresh_root_at(hash);
     let page = yew::Renderer::<Signed>::with_root_and_props(
         root.clone(),
         SignedProps {

@@ -186,9 +186,10 @@ pub fn describe(event: &Value) -> Said {
             // settings, and they follow its mailbox's own: raising them past
             // Exchange's gains nothing.
             let (fix, route) = match data.get("app") {
-                Some(_) => (
+                // Apps with that app's limits open.
+                Some(app) => (
                     "Raise the limit under Apps if the volume is expected, or find what sends so much.",
-                    "#/apps".to_string(),
+                    page_route("#/apps", &[("limits", app.as_str().unwrap_or_default())]),
                 ),
                 None => (
                     "The profile's limits are under Settings, with that profile chosen (Change limits); raise them only as far as its mailbox's own limits allow (Exchange Online: 10,000 recipients a day), else send part of the mail through another profile, or find what sends so much.",
@@ -718,7 +719,7 @@ mod tests {
                     "quota.reached",
                     json!({"app": "app_1", "limit": "messages_per_hour"}),
                 ),
-                "#/apps",
+                "#/apps?limits=app_1",
             ),
             (of("delivery.paused", json!({"message": "m"})), "#/settings"),
         ] {

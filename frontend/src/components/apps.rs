@@ -651,6 +651,22 @@ pub fn apps(p: &AppsProps) -> Html {
             });
         });
     }
+    // A link names an app whose limits to open (`#/apps?limits=app_…`, a
+    // webhook post about one of its limits): opened once the list has come.
+    let wanted = use_mut_ref(|| crate::route::hash_value(&crate::route::current_hash(), "limits"));
+    let focus_later = crate::hooks::focus::use_focus_request();
+    {
+        let (list, editing) = (list.clone(), editing.clone());
+        use_effect_with(list.is_some(), move |_| {
+            if let Some(Ok(apps)) = &*list {
+                let id = std::mem::take(&mut *wanted.borrow_mut());
+                if let Some(app) = apps.iter().find(|a| !id.is_empty() && a.id == id) {
+                    editing.set(Some(LimitsDraft::of(app)));
+                    focus_later.emit("limit-messages_per_hour");
+                }
+            }
+        });
+    }
     // Focus the key once it shows, so a screen reader reads the warning.
     use_effect_with(created.is_some(), |shown| {
         if *shown {
