@@ -399,7 +399,7 @@ async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format()
     // Its link opens that message in Activity (the page reads `message=`).
     assert!(
         text.ends_with(&format!(
-            "\n<https://mail.contoso.com/#/activity?message={failed}|Open Mailroom>"
+            "\n<https://mail.contoso.com/#/activity?message={failed}|Open the message in Mailroom>"
         )),
         "{slack}"
     );

@@ -51,6 +51,18 @@ fn page_route(view: &str, pairs: &[(&str, &str)]) -> String {
     route
 }
 
+/// The words of a post's link: what it opens.
+fn link_text(route: &str) -> &'static str {
+    let (view, query) = route.split_once('?').unwrap_or((route, ""));
+    match view {
+        "#/activity" if query.starts_with("message=") => "Open the message in Mailroom",
+        "#/activity" if !query.is_empty() => "Open these messages in Mailroom",
+        "#/settings" => "Open the settings in Mailroom",
+        "#/apps" if !query.is_empty() => "Open the app's limits in Mailroom",
+        _ => "Open Mailroom",
+    }
+}
+
 /// Where a post about several events links: their common page, else
 /// Activity filtered to what they share (all failed: the failed ones, with
 /// *Retry all*; all one app's: that app's), else Activity.
@@ -345,7 +357,11 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
             }
             if let Some(link) = &link {
                 // `&` is Slack's control character in a link too.
-                text.push_str(&format!("\n<{}|Open Mailroom>", link.replace('&', "&amp;")));
+                text.push_str(&format!(
+                    "\n<{}|{}>",
+                    link.replace('&', "&amp;"),
+                    link_text(&route)
+                ));
             }
             json!({ "text": text })
         }
@@ -378,7 +394,7 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
             });
             if let Some(link) = link {
                 card["actions"] =
-                    json!([{"type": "Action.OpenUrl", "title": "Open Mailroom", "url": link}]);
+                    json!([{"type": "Action.OpenUrl", "title": link_text(&route), "url": link}]);
             }
             json!({
                 "type": "message",
@@ -408,13 +424,15 @@ mod tests {
             text.contains("AADSTS7000222") && text.contains("*Fix:* Create a new client secret.")
         );
         assert!(
-            text.contains("<https://mail.contoso.com/#/settings?profile=default|Open Mailroom>"),
+            text.contains(
+                "<https://mail.contoso.com/#/settings?profile=default|Open the settings in Mailroom>"
+            ),
             "{text}"
         );
         assert!(!chat(Format::Slack, &paused(), None)["text"]
             .as_str()
             .unwrap()
-            .contains("Open Mailroom"));
+            .contains("Mailroom>"));
     }
 
     /// A failed message whose subject and upstream reply were written by
@@ -455,7 +473,9 @@ mod tests {
         );
         // Ours is the one link Slack reads, and the only < and > are its.
         assert!(
-            text.ends_with("\n<https://mail.contoso.com/#/activity?message=msg_1|Open Mailroom>"),
+            text.ends_with(
+                "\n<https://mail.contoso.com/#/activity?message=msg_1|Open the message in Mailroom>"
+            ),
             "{text}"
         );
         assert_eq!(text.matches('<').count(), 1, "{text}");
@@ -614,17 +634,18 @@ mod tests {
             let start = text.rfind("\n<").expect("a link") + 1;
             text[start..].to_string()
         };
-        let teams_link = |events: &[Value]| {
-            chat_digest(Format::Teams, events, url)["attachments"][0]["content"]["actions"][0]
-                ["url"]
+        // The Teams card's action: its `url` or its `title`.
+        let teams_action = |events: &[Value], part: &str| {
+            chat_digest(Format::Teams, events, url)["attachments"][0]["content"]["actions"][0][part]
                 .as_str()
                 .unwrap()
                 .to_string()
         };
+        let teams_link = |events: &[Value]| teams_action(events, "url");
         let one = [failed("msg_7", "app_1")];
         assert_eq!(
             slack_link(&one),
-            "<https://mail.contoso.com/#/activity?message=msg_7|Open Mailroom>"
+            "<https://mail.contoso.com/#/activity?message=msg_7|Open the message in Mailroom>"
         );
         assert_eq!(
             teams_link(&one),
@@ -656,7 +677,7 @@ mod tests {
         );
         assert_eq!(
             slack_link(&burst),
-            "<https://mail.contoso.com/#/activity?status=failed&amp;app=app_1|Open Mailroom>",
+            "<https://mail.contoso.com/#/activity?status=failed&amp;app=app_1|Open these messages in Mailroom>",
             "& is written as Slack's entity"
         );
         // Several apps' failures: every failed message.
@@ -729,6 +750,20 @@ mod tests {
                 "{event}"
             );
         }
+        // The link's words say what it opens.
+        let title = |events: &[Value]| teams_action(events, "title");
+        assert_eq!(title(&one), "Open the message in Mailroom");
+        assert_eq!(title(&burst), "Open these messages in Mailroom");
+        assert_eq!(title(&[paused()]), "Open the settings in Mailroom");
+        let app_quota = of(
+            "quota.reached",
+            json!({"app": "app_1", "limit": "messages_per_hour"}),
+        );
+        assert_eq!(title(&[app_quota]), "Open the app's limits in Mailroom");
+        assert_eq!(
+            title(&[failed("msg_1", "app_1"), paused()]),
+            "Open Mailroom"
+        );
         // A profile's quota says where its limits are, not Apps.
         let quota = of(
             "quota.reached",

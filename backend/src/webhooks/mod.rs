@@ -85,7 +85,7 @@ struct Cached {
 
 /// What a chat webhook's test adds while `--public-url` is not set: its
 /// posts then end without the link to what they are about.
-pub const NO_LINK: &str = " Its posts carry no link to Mailroom: start Mailroom with --public-url set to the address people open it at (such as https://mail.contoso.com), and each post ends with Open Mailroom, leading to the message or the settings it is about.";
+pub const NO_LINK: &str = " Its posts carry no link to Mailroom: start Mailroom with --public-url set to the address people open it at (such as https://mail.contoso.com), and each post ends with a link to the message or the settings it is about.";
 
 /// The events, the outbox and the sender.
 pub struct Webhooks {
