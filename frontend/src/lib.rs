@@ -135,6 +135,37 @@ fn profile_name(profiles: &[mailroom_shared::profiles::ProfileState], id: &str) 
     ["“", name, "”"].concat()
 }
 
+/// A question before unsaved changes in the settings form go: *Keep
+/// editing* (the default, also Escape) closes it and runs `keep`; the other
+/// answer closes it and runs `discard`.
+fn unsaved_prompt<T: 'static>(
+    q: &hooks::Question<T>,
+    id: &'static str,
+    (title, text, discard_label): (&'static str, String, &'static str),
+    keep: impl Fn() + 'static,
+    discard: impl Fn() + 'static,
+) -> Html {
+    let then = |close: Callback<()>, after: Box<dyn Fn()>| {
+        Callback::from(move |()| {
+            close.emit(());
+            after();
+        })
+    };
+    let keep = then(q.close.clone(), Box::new(keep));
+    components::confirm::confirm(components::confirm::ConfirmProps {
+        id,
+        dialog: q.dialog.clone(),
+        title: title.into(),
+        children: html! { <p>{ text }</p> },
+        default_label: "Keep editing".into(),
+        on_default: keep.clone(),
+        other_label: discard_label.into(),
+        on_other: then(q.close.clone(), Box::new(discard)),
+        danger: true,
+        on_close: keep,
+    })
+}
+
 /// "Sign out and discard your unsaved changes?": keeping them shows the
 /// form that holds them.
 fn sign_out_prompt(
@@ -143,34 +174,28 @@ fn sign_out_prompt(
     current: &str,
     sign_out: Callback<()>,
 ) -> Html {
-    let keep = {
-        let (close, hash) = (q.close.clone(), route::settings_hash(current));
-        Callback::from(move |()| {
-            close.emit(());
+    let hash = route::settings_hash(current);
+    let text = [
+        "The settings of ",
+        &profile_name(profiles, current),
+        " have changes that are not saved; signing out discards them.",
+    ]
+    .concat();
+    unsaved_prompt(
+        q,
+        "sign-out-prompt",
+        (
+            "Sign out and discard your unsaved changes?",
+            text,
+            "Sign out",
+        ),
+        move || {
             if let Some(w) = web_sys::window() {
                 let _ = w.location().set_hash(&hash);
             }
-        })
-    };
-    let go = {
-        let close = q.close.clone();
-        Callback::from(move |()| {
-            close.emit(());
-            sign_out.emit(());
-        })
-    };
-    components::confirm::confirm(components::confirm::ConfirmProps {
-        id: "sign-out-prompt",
-        dialog: q.dialog.clone(),
-        title: "Sign out and discard your unsaved changes?".into(),
-        children: html! { <p>{ ["The settings of ", &profile_name(profiles, current), " have changes that are not saved; signing out discards them."].concat() }</p> },
-        default_label: "Keep editing".into(),
-        on_default: keep.clone(),
-        other_label: "Sign out".into(),
-        on_other: go,
-        danger: true,
-        on_close: keep,
-    })
+        },
+        move || sign_out.emit(()),
+    )
 }
 
 /// "Discard your unsaved changes?" before the form edits another profile:
@@ -184,34 +209,25 @@ fn switch_prompt(
     switch: Callback<String>,
     bar: UseStateHandle<u32>,
 ) -> Html {
-    let name = |id: &str| profile_name(profiles, id);
-    let keep = {
-        let (close, current) = (q.close.clone(), current.to_string());
-        Callback::from(move |()| {
-            close.emit(());
+    let text = [
+        "The settings of ",
+        &profile_name(profiles, current),
+        " have changes that are not saved. Editing ",
+        &profile_name(profiles, target),
+        " instead discards them.",
+    ]
+    .concat();
+    let (hash, target) = (route::settings_hash(current), target.to_string());
+    unsaved_prompt(
+        q,
+        "profile-switch-prompt",
+        ("Discard your unsaved changes?", text, "Discard them"),
+        move || {
             bar.set(*bar + 1);
-            route::replace_hash(&route::settings_hash(&current));
-        })
-    };
-    let go = {
-        let (close, target) = (q.close.clone(), target.to_string());
-        Callback::from(move |()| {
-            close.emit(());
-            switch.emit(target.clone());
-        })
-    };
-    components::confirm::confirm(components::confirm::ConfirmProps {
-        id: "profile-switch-prompt",
-        dialog: q.dialog.clone(),
-        title: "Discard your unsaved changes?".into(),
-        children: html! { <p>{ ["The settings of ", &name(current), " have changes that are not saved. Editing ", &name(target), " instead discards them."].concat() }</p> },
-        default_label: "Keep editing".into(),
-        on_default: keep.clone(),
-        other_label: "Discard them".into(),
-        on_other: go,
-        danger: true,
-        on_close: keep,
-    })
+            route::replace_hash(&hash);
+        },
+        move || switch.emit(target.clone()),
+    )
 }
 
 /// The signed-in page: navigation, the pause banner, and the current view.

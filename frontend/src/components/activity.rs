@@ -225,6 +225,41 @@ fn linked_card(id: &str, details_of: Option<&Details>, error: Option<&str>) -> M
     m
 }
 
+/// The name of the app or profile `id` in `list` (`(id, name)` pairs), else
+/// the id itself (a revoked app, a trusted network's address).
+fn name_in<'a>(list: &'a [(String, String)], id: &'a str) -> &'a str {
+    list.iter()
+        .find(|(x, _)| x == id)
+        .map_or(id, |(_, name)| name.as_str())
+}
+
+/// A filter's select: "All …", each of `list`, and the value in force when
+/// the list does not hold it (an address naming a revoked app, a trusted
+/// network's address, a profile not yet known), shown as it is filtered.
+fn choice(
+    id: &'static str,
+    label: &'static str,
+    all: &'static str,
+    list: &[(String, String)],
+    current: &str,
+    onchange: Callback<Event>,
+) -> Html {
+    html! {
+        <div class="field">
+            <label for={id}>{ label }</label>
+            <select {id} {onchange}>
+                <option value="" selected={current.is_empty()}>{ all }</option>
+                { for list.iter().map(|(value, name)| html! {
+                    <option value={value.clone()} selected={current == value}>{ name.clone() }</option>
+                }) }
+                if !current.is_empty() && !list.iter().any(|(value, _)| value == current) {
+                    <option value={current.to_string()} selected=true>{ current.to_string() }</option>
+                }
+            </select>
+        </div>
+    }
+}
+
 /// The table of messages, with the open message's details under its row.
 fn table(
     rows: &[Summary],
@@ -250,11 +285,7 @@ fn table(
         let status = r.status.as_str();
         let is_open = open == Some(id);
         let app = r.app.as_deref().unwrap_or_default();
-        let app_name = apps
-            .iter()
-            .find(|(i, _)| i == app)
-            .map(|(_, n)| n.as_str())
-            .unwrap_or(app);
+        let app_name = name_in(apps, app);
         let details_id = ["details-", id].concat();
         m.open("tr", &[("id", &["row-", id].concat()), ("class", status)])
             .open("td", &[])
@@ -285,10 +316,7 @@ fn table(
         }
         // Which profile it goes out through, when there are several.
         if profiles.len() > 1 {
-            let name = profiles
-                .iter()
-                .find(|(i, _)| *i == r.profile)
-                .map_or(r.profile.as_str(), |(_, n)| n.as_str());
+            let name = name_in(profiles, &r.profile);
             m.open("br", &[])
                 .el("span", &[("class", "profile")], &["via ", name].concat());
         }
@@ -453,21 +481,16 @@ pub fn activity(p: &ActivityProps) -> Html {
             });
         })
     };
-    let name_of = |list: &[(String, String)], id: &str| {
-        list.iter()
-            .find(|(x, _)| x == id)
-            .map_or(id.to_string(), |(_, name)| name.clone())
-    };
     let more = a.more.reform(|_: MouseEvent| ());
     // Failed or deferred messages shown: all of them can go again at once
     // (after a fix, such as a Send-As right granted).
     let retry_all = matches!(f.status.as_str(), "failed" | "deferred").then(|| {
         let mut label = ["Retry all ", &f.status].concat();
         if !f.app.is_empty() {
-            label.push_str(&[" of “", &name_of(&apps, &f.app), "”"].concat());
+            label.push_str(&[" of “", name_in(&apps, &f.app), "”"].concat());
         }
         if !f.profile.is_empty() {
-            label.push_str(&[" via “", &name_of(&profile_names, &f.profile), "”"].concat());
+            label.push_str(&[" via “", name_in(&profile_names, &f.profile), "”"].concat());
         }
         if !f.query.trim().is_empty() {
             label.push_str(" matching the search");
@@ -547,20 +570,7 @@ pub fn activity(p: &ActivityProps) -> Html {
                             }) }
                         </select>
                     </div>
-                    <div class="field">
-                        <label for="app-filter">{ "App" }</label>
-                        <select id="app-filter" onchange={on_app}>
-                            <option value="" selected={f.app.is_empty()}>{ "All apps" }</option>
-                            { for apps.iter().map(|(id, name)| html! {
-                                <option value={id.clone()} selected={&f.app == id}>{ name.clone() }</option>
-                            }) }
-                            // An app the link names that is not listed (revoked, or a
-                            // trusted network's address): shown as it is filtered.
-                            if !f.app.is_empty() && !apps.iter().any(|(id, _)| id == &f.app) {
-                                <option value={f.app.clone()} selected=true>{ f.app.clone() }</option>
-                            }
-                        </select>
-                    </div>
+                    { choice("app-filter", "App", "All apps", &apps, &f.app, on_app) }
                     <div class="field grow">
                         <label for="search">{ "Search addresses, subject, errors or a message id" }</label>
                         <input id="search" type="search" value={f.query.clone()} oninput={on_search} autocomplete="off" maxlength={MAX_SEARCH.to_string()} />
@@ -568,18 +578,7 @@ pub fn activity(p: &ActivityProps) -> Html {
                     // Last: appearing when the profiles come, it moves no field.
                     // (Also while a link filters by a profile, with one profile.)
                     if profile_names.len() > 1 || !f.profile.is_empty() {
-                        <div class="field">
-                            <label for="profile-filter">{ "Profile" }</label>
-                            <select id="profile-filter" onchange={on_profile}>
-                                <option value="" selected={f.profile.is_empty()}>{ "All profiles" }</option>
-                                { for profile_names.iter().map(|(id, name)| html! {
-                                    <option value={id.clone()} selected={&f.profile == id}>{ name.clone() }</option>
-                                }) }
-                                if !f.profile.is_empty() && !profile_names.iter().any(|(id, _)| id == &f.profile) {
-                                    <option value={f.profile.clone()} selected=true>{ f.profile.clone() }</option>
-                                }
-                            </select>
-                        </div>
+                        { choice("profile-filter", "Profile", "All profiles", &profile_names, &f.profile, on_profile) }
                     }
                 </div>
                 if let Some(n) = &s.notice {
