@@ -167,20 +167,32 @@ fn unsaved_prompt<T: 'static>(
 }
 
 /// "Sign out and discard your unsaved changes?": keeping them shows the
-/// form that holds them.
+/// view that holds them (the settings form's first, then Apps').
 fn sign_out_prompt(
     q: &hooks::Question<()>,
-    profiles: &[mailroom_shared::profiles::ProfileState],
-    current: &str,
+    (profiles, current, settings): (&[mailroom_shared::profiles::ProfileState], &str, bool),
+    apps: Option<String>,
     sign_out: Callback<()>,
 ) -> Html {
-    let hash = route::settings_hash(current);
-    let text = [
-        "The settings of ",
-        &profile_name(profiles, current),
-        " have changes that are not saved; signing out discards them.",
-    ]
-    .concat();
+    let mut text = String::new();
+    if settings {
+        text = [
+            "The settings of ",
+            &profile_name(profiles, current),
+            " have changes that are not saved. ",
+        ]
+        .concat();
+    }
+    if let Some(apps) = apps {
+        text.push_str(&apps);
+        text.push(' ');
+    }
+    text.push_str("Signing out discards them.");
+    let hash = if settings {
+        route::settings_hash(current)
+    } else {
+        View::Apps.hash().to_string()
+    };
     unsaved_prompt(
         q,
         "sign-out-prompt",
@@ -231,8 +243,8 @@ fn switch_prompt(
 }
 
 /// The signed-in page: navigation, the pause banner, and the current view.
-/// The settings form stays mounted (hidden) on the other views, so switching
-/// views never loses an edit.
+/// The settings form stays mounted (hidden) on the other views, and so does
+/// Apps once opened, so switching views never loses an edit or a new key.
 #[function_component(Signed)]
 pub fn signed(p: &SignedProps) -> Html {
     let view = use_view();
@@ -330,17 +342,29 @@ pub fn signed(p: &SignedProps) -> Html {
         Callback::from(move |d: bool| *dirty.borrow_mut() = d)
     };
     let leaving = hooks::use_question::<String>("profile-switch-prompt");
+    // What Apps would lose (a key not marked as copied, typing).
+    let apps_unsaved = use_mut_ref(|| None::<String>);
+    let on_apps_unsaved = {
+        let apps_unsaved = apps_unsaved.clone();
+        Callback::from(move |u: Option<String>| *apps_unsaved.borrow_mut() = u)
+    };
+    // Apps mounts when first opened, then stays.
+    let apps_opened = use_mut_ref(|| false);
+    if view == View::Apps {
+        *apps_opened.borrow_mut() = true;
+    }
     // Signing out with unsaved changes asks first too: the form goes with
-    // the page.
+    // the page, and so does a key not yet copied.
     let signing_out = hooks::use_question::<()>("sign-out-prompt");
     let sign_out = {
-        let (dirty, ask, now) = (
+        let (dirty, apps_unsaved, ask, now) = (
             dirty.clone(),
+            apps_unsaved.clone(),
             signing_out.about.clone(),
             sign_out_now.clone(),
         );
         Callback::from(move |_: MouseEvent| {
-            if *dirty.borrow() {
+            if *dirty.borrow() || apps_unsaved.borrow().is_some() {
                 ask.set(Some(()));
             } else {
                 now.emit(());
@@ -469,10 +493,13 @@ pub fn signed(p: &SignedProps) -> Html {
                 }
             </div>
             if signing_out.about.is_some() {
-                { sign_out_prompt(&signing_out, &profiles, &editing.0, sign_out_now) }
+                { sign_out_prompt(&signing_out, (&profiles, &editing.0, *dirty.borrow()), apps_unsaved.borrow().clone(), sign_out_now) }
             }
-            if view == View::Apps {
-                <Apps on_unauthorized={p.on_unauthorized.clone()} profiles={profiles.clone()} />
+            if *apps_opened.borrow() {
+                <div hidden={view != View::Apps}>
+                    <Apps on_unauthorized={p.on_unauthorized.clone()} profiles={profiles.clone()}
+                        shown={view == View::Apps} on_unsaved={on_apps_unsaved} />
+                </div>
             }
             if view == View::Activity {
                 <Activity queue={(*queue).clone()} on_unauthorized={p.on_unauthorized.clone()}

@@ -4,6 +4,7 @@
 
 use mailroom_frontend::components::settings_form::{SettingsForm, SettingsFormProps};
 use mailroom_frontend::components::test_dialog::{progress_steps, ResultPanel, ResultPanelProps};
+use mailroom_frontend::hooks::before_unload::holders;
 use mailroom_shared::api::{
     Direction, PublicSettings, SettingsResponse, Stage, StageTiming, TestResult, TranscriptLine,
 };
@@ -1025,10 +1026,11 @@ fn the_readers_take_what_serde_json_writes() {
 async fn unsaved_changes_guard_the_page() {
     let root = mount_form(valid_initial()).await;
     let window = web_sys::window().unwrap();
-    assert!(window.onbeforeunload().is_none(), "nothing to lose yet");
+    // Earlier tests' pages stay mounted: count this form's part only.
+    let before = holders();
     type_into(&root, "sender_name", "Renamed").await;
-    assert!(window.onbeforeunload().is_some(), "leaving now asks first");
-    window.set_onbeforeunload(None);
+    assert_eq!(holders(), before + 1, "leaving now asks first");
+    assert!(window.onbeforeunload().is_some());
 }
 
 #[wasm_bindgen_test]

@@ -245,6 +245,8 @@ async fn mount_apps_at(
         AppsProps {
             on_unauthorized: Callback::noop(),
             profiles,
+            shown: true,
+            on_unsaved: Callback::noop(),
         },
     )
     .render();
@@ -2928,4 +2930,148 @@ async fn a_new_profile_is_added_by_its_first_save_and_then_edited() {
     );
     // Back to the default profile for the tests after this one.
     choose(&root, "profile-select", "default").await;
+}
+
+/// Apps stays mounted once opened: a new key not yet marked as copied and
+/// what is typed in its forms are there on coming back from another view,
+/// the apps are read again, leaving the page or signing out asks first, and
+/// its passing notice does not wait hidden for another view.
+#[wasm_bindgen_test]
+async fn a_new_key_and_typing_in_apps_survive_a_view_change() {
+    let root = mount_signed_at(&paused_queue(false), "#/activity", &[]).await;
+    let key = "mr_0123456789abcdefghijklmnopqrstuv";
+    apps_routes(vec![app_json("app_1", "Scanner")]);
+    route(
+        "POST /api/apps",
+        201,
+        &json!({"app": app_json("app_7k2", "Billing"), "key": key}),
+    );
+    route("POST /api/logout", 204, &Value::Null);
+    let location = web_sys::window().unwrap().location();
+    let go = |hash: &'static str, heading: &'static str| {
+        let (root, location) = (root.clone(), location.clone());
+        async move {
+            location.set_hash(hash).unwrap();
+            assert!(
+                eventually(3000, || root
+                    .query_selector(&["#", heading].concat())
+                    .unwrap()
+                    .and_then(|h| h.closest("[hidden]").ok())
+                    .is_some_and(|hidden| hidden.is_none()))
+                .await,
+                "{hash} shows"
+            );
+            settle().await;
+        }
+    };
+    let before = mailroom_frontend::hooks::before_unload::holders();
+    go("#/apps", "apps-title").await;
+    type_into(&root, "app-name", "Billing").await;
+    click(&root, "#create-app").await;
+    assert_eq!(text_of(&root, "#new-key code"), key);
+    assert_eq!(
+        mailroom_frontend::hooks::before_unload::holders(),
+        before + 1,
+        "closing the tab now asks first"
+    );
+    type_into(&root, "app-name", "Printer").await;
+
+    go("#/activity", "activity-title").await;
+    // Meanwhile another admin made an app.
+    apps_routes(vec![
+        app_json("app_1", "Scanner"),
+        app_json("app_7k2", "Billing"),
+        app_json("app_9", "Made elsewhere"),
+    ]);
+    go("#/apps", "apps-title").await;
+    assert_eq!(
+        text_of(&root, "#new-key code"),
+        key,
+        "the key is still there"
+    );
+    assert_eq!(input_value(&root, "app-name"), "Printer", "and the typing");
+    assert!(
+        eventually(3000, || text_of(&root, "#apps-table")
+            .contains("Made elsewhere"))
+        .await,
+        "the apps are read again on return"
+    );
+
+    go("#/settings", "settings-title").await;
+    click(&root, "header.top button.link").await;
+    let said = asked(&root, "sign-out-prompt");
+    assert!(
+        said.contains("The key of “Billing” is shown only once, and it is not marked as copied.")
+            && said.contains("The new app's form holds typing that is not saved.")
+            && !said.contains("The settings of"),
+        "{said}"
+    );
+    click(&root, "#sign-out-prompt-default").await;
+    assert!(
+        eventually(3000, || location.hash().unwrap() == "#/apps").await,
+        "kept: Apps shows what would go ({})",
+        location.hash().unwrap()
+    );
+    assert!(!requests().iter().any(|(r, _)| r == "POST /api/logout"));
+
+    click(&root, "#key-done").await;
+    type_into(&root, "app-name", "").await;
+    assert_eq!(mailroom_frontend::hooks::before_unload::holders(), before);
+    // Saved limits' notice goes with the view, so no other view shows it.
+    route("PATCH /api/apps/app_1", 200, &app_json("app_1", "Scanner"));
+    click(&root, "#apps-table tbody button[data-act=limits]").await;
+    type_into(&root, "limit-messages_per_hour", "60").await;
+    click(&root, "#save-limits").await;
+    assert!(text_of(&root, ".banner.success").contains("The limits of “Scanner” are saved."));
+    go("#/activity", "activity-title").await;
+    assert!(root.query_selector(".banner.success").unwrap().is_none());
+    click(&root, "header.top button.link").await;
+    assert!(
+        requests().iter().any(|(r, _)| r == "POST /api/logout"),
+        "nothing is lost now: no question"
+    );
+}
+
+/// A link to an app's limits followed while Apps is open or hidden opens
+/// them, focused.
+#[wasm_bindgen_test]
+async fn a_link_to_an_apps_limits_opens_them_when_apps_is_already_mounted() {
+    let root = mount_signed_at(&paused_queue(false), "#/activity", &[]).await;
+    apps_routes(vec![
+        app_json("app_1", "Scanner"),
+        app_json("app_2", "Billing"),
+    ]);
+    let location = web_sys::window().unwrap().location();
+    location.set_hash("#/apps").unwrap();
+    assert!(
+        eventually(3000, || root
+            .query_selector("#apps-table")
+            .unwrap()
+            .is_some())
+        .await
+    );
+    assert!(root.query_selector("#limits-form").unwrap().is_none());
+    location.set_hash("#/activity").unwrap();
+    settle().await;
+    location.set_hash("#/apps?limits=app_2").unwrap();
+    assert!(
+        eventually(3000, || root
+            .query_selector("#limits-title")
+            .unwrap()
+            .is_some())
+        .await,
+        "the limits open"
+    );
+    assert!(text_of(&root, "#limits-title").contains("Limits of “Billing”"));
+    assert!(
+        eventually(3000, || active_id() == "limit-messages_per_hour").await,
+        "{}",
+        active_id()
+    );
+    location.set_hash("#/apps?limits=app_1").unwrap();
+    assert!(
+        eventually(3000, || text_of(&root, "#limits-title").contains("Scanner")).await,
+        "followed while Apps shows"
+    );
+    location.set_hash("").unwrap();
 }

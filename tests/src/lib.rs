@@ -265,13 +265,23 @@ impl Browser {
             .unwrap_or_default()
     }
 
-    /// Clicks an element.
+    /// Clicks an element. One the page replaced between finding it and
+    /// clicking (a list read again as it shows) is found again, as a
+    /// person's click lands on what is there.
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let started = Instant::now();
+        loop {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && started.elapsed() < WAIT =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Saves a PNG screenshot of the page under `target/e2e-screenshots/`.

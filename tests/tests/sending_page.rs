@@ -596,6 +596,10 @@ async fn the_page_and_its_commands_work_behind_a_proxy_under_a_path() {
     assert!(stdout.contains(r#""status":"queued""#), "{curl}: {stdout}");
     // Activity through the proxy shows it.
     b.click("#nav-activity").await;
-    b.wait_text(".table-wrap", "Hello from Intranet").await;
+    b.wait_text(
+        "section[aria-labelledby=activity-title] .table-wrap",
+        "Hello from Intranet",
+    )
+    .await;
     b.close().await;
 }

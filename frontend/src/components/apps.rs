@@ -491,6 +491,15 @@ pub struct AppsProps {
     /// The sending profiles an app may choose (docs/API.md §15).
     #[prop_or_default]
     pub profiles: Vec<mailroom_shared::profiles::ProfileState>,
+    /// Whether the view shows. Once opened it stays mounted, hidden on the
+    /// other views, so a key not yet copied and a form's typing are there
+    /// on coming back; each return reads the apps again.
+    #[prop_or(true)]
+    pub shown: bool,
+    /// What leaving the page would lose, as a sentence (a key not marked
+    /// as copied, typing not saved); `None` when nothing.
+    #[prop_or_default]
+    pub on_unsaved: Callback<Option<String>>,
 }
 
 /// What the app form holds: a new app, or an app being edited.
@@ -510,6 +519,28 @@ struct Draft {
 }
 
 impl Draft {
+    /// Whether it holds typing not saved: a new app's form anything at
+    /// all, an edit anything other than the app as it is in `apps`.
+    fn typed(&self, apps: &[App]) -> bool {
+        let fields = |d: &Draft| {
+            (
+                d.name.trim().to_string(),
+                d.allowed.trim().to_string(),
+                d.rewrite_from,
+                d.profile.clone(),
+            )
+        };
+        let start = if self.id.is_empty() {
+            Draft::default()
+        } else {
+            match apps.iter().find(|a| a.id == self.id) {
+                Some(app) => Draft::of(app),
+                None => return false,
+            }
+        };
+        fields(self) != fields(&start)
+    }
+
     /// An app's name, From addresses, rewrite and profile, to edit.
     fn of(app: &App) -> Draft {
         Draft {
@@ -637,9 +668,18 @@ pub fn apps(p: &AppsProps) -> Html {
             });
         })
     };
+    // Each time the view shows (it opens shown): the apps, the relay's
+    // address and the profiles' mailboxes, read again. Hidden, its passing
+    // notice and an open question go; the key and the forms stay.
     {
         let (load, relay, mailboxes) = (load.clone(), relay.clone(), mailboxes.clone());
-        use_effect_with((), move |()| {
+        let (notice, close) = (notice.clone(), question.close.clone());
+        use_effect_with(p.shown, move |shown| {
+            if !*shown {
+                notice.set(None);
+                close.emit(());
+                return;
+            }
             load.emit(());
             crate::spawn(async move {
                 if let Ok(c) = json(Method::GET, "/api/connection").await {
@@ -652,19 +692,72 @@ pub fn apps(p: &AppsProps) -> Html {
         });
     }
     // A link names an app whose limits to open (`#/apps?limits=app_…`, a
-    // webhook post about one of its limits): opened once the list has come.
-    let wanted = use_mut_ref(|| crate::route::hash_value(&crate::route::current_hash(), "limits"));
+    // webhook post about one of its limits), at load or followed later:
+    // opened once the list holds it.
+    let wanted = use_state(|| crate::route::hash_value(&crate::route::current_hash(), "limits"));
+    {
+        let wanted = wanted.clone();
+        crate::route::use_hashchange(Callback::from(move |hash: String| {
+            let id = crate::route::hash_value(&hash, "limits");
+            if crate::route::View::from_hash(&hash) == crate::route::View::Apps && !id.is_empty() {
+                wanted.set(id);
+            }
+        }));
+    }
     let focus_later = crate::hooks::focus::use_focus_request();
     {
-        let (list, editing) = (list.clone(), editing.clone());
-        use_effect_with(list.is_some(), move |_| {
-            if let Some(Ok(apps)) = &*list {
-                let id = std::mem::take(&mut *wanted.borrow_mut());
-                if let Some(app) = apps.iter().find(|a| !id.is_empty() && a.id == id) {
+        let (editing, limit_errors, wanted_now) =
+            (editing.clone(), limit_errors.clone(), wanted.clone());
+        use_effect_with(((*list).clone(), (*wanted).clone()), move |(list, id)| {
+            if let Some(Ok(apps)) = list {
+                if let Some(app) = apps.iter().find(|a| !id.is_empty() && a.id == *id) {
                     editing.set(Some(LimitsDraft::of(app)));
+                    limit_errors.set(Default::default());
                     focus_later.emit("limit-messages_per_hour");
+                    wanted_now.set(String::new());
                 }
             }
+        });
+    }
+    // What leaving would lose: the page asks before it goes, and the
+    // signed-in page before signing out.
+    let unsaved = {
+        let apps = match &*list {
+            Some(Ok(apps)) => apps.as_slice(),
+            _ => &[],
+        };
+        let mut lost = Vec::new();
+        if let Some((app, _)) = &*created {
+            lost.push(
+                [
+                    "The key of “",
+                    &app.name,
+                    "” is shown only once, and it is not marked as copied.",
+                ]
+                .concat(),
+            );
+        }
+        if draft.typed(apps) {
+            lost.push(if draft.id.is_empty() {
+                "The new app's form holds typing that is not saved.".to_string()
+            } else {
+                ["The changes to “", &draft.was, "” are not saved."].concat()
+            });
+        }
+        if let Some(d) = &*editing {
+            if d.values != LimitsDraft::of(&d.app).values {
+                lost.push(["The limits typed for “", &d.app.name, "” are not saved."].concat());
+            }
+        }
+        (!lost.is_empty()).then(|| lost.join(" "))
+    };
+    crate::hooks::use_before_unload(unsaved.is_some());
+    {
+        let on_unsaved = p.on_unsaved.clone();
+        use_effect_with(unsaved, move |unsaved| {
+            on_unsaved.emit(unsaved.clone());
+            // Unmounted (the page signed out), nothing is held here.
+            move || on_unsaved.emit(None)
         });
     }
     // Focus the key once it shows, so a screen reader reads the warning.
