@@ -20,7 +20,7 @@ use components::activity::Activity;
 use components::apps::Apps;
 use components::common::pause_banner;
 use components::settings_form::SettingsForm;
-use components::sign_in::{sign_in, use_sign_in};
+use components::sign_in::{session_dialog, sign_in, use_sign_in};
 use hooks::use_interval;
 use route::{use_view, View};
 
@@ -62,11 +62,16 @@ enum Screen {
     Failed(String),
 }
 
-/// The whole page: the sign-in gate, then the signed-in page.
+/// The whole page: the sign-in gate, then the signed-in page. When the
+/// session ends with the page open, it stays, under a dialog that signs in
+/// again (signing out ends the page).
 #[function_component(App)]
 pub fn app() -> Html {
     let screen = use_state(|| Screen::Loading);
     let signing_in = use_sign_in();
+    let expired = use_state(|| false);
+    let dialog = use_node_ref();
+    hooks::use_modal(*expired, dialog.clone(), AttrValue::Static("admin-token"));
     let load = {
         let screen = screen.clone();
         Callback::from(move |()| {
@@ -93,11 +98,19 @@ pub fn app() -> Html {
             html! { <main class="page"><p class="progress" role="status">{ "Loading…" }</p></main> }
         }
         Screen::SignIn(notice) => sign_in(&signing_in, notice.as_ref(), load),
-        Screen::Ready(r) => html! {
-            <Signed initial={(**r).clone()}
-                on_unauthorized={notice("Your session has ended. Sign in again to continue.")}
-                on_signed_out={notice("You are signed out.")} />
-        },
+        Screen::Ready(r) => {
+            let (expire, renewed) = (expired.clone(), expired.clone());
+            html! {
+                <>
+                <Signed initial={(**r).clone()}
+                    on_unauthorized={Callback::from(move |()| expire.set(true))}
+                    on_signed_out={notice("You are signed out.")} />
+                if *expired {
+                    { session_dialog(&signing_in, dialog, Callback::from(move |()| renewed.set(false))) }
+                }
+                </>
+            }
+        }
         Screen::Failed(m) => html! {
             <main class="page"><div class="banner error" role="alert">{ m.clone() }</div></main>
         },

@@ -3075,3 +3075,79 @@ async fn a_link_to_an_apps_limits_opens_them_when_apps_is_already_mounted() {
     );
     location.set_hash("").unwrap();
 }
+
+/// A session that ends with the page open leaves the page as it is, under
+/// a dialog that signs in again: what was typed is still there after, and
+/// the dialog does not go while the session is over.
+#[wasm_bindgen_test]
+async fn a_session_that_ends_keeps_the_page_and_signs_in_again_over_it() {
+    if let Some(page) = SIGNED.with(|s| s.borrow_mut().take()) {
+        page.destroy();
+        settle().await;
+    }
+    fake_api();
+    saved_routes();
+    apps_routes(vec![]);
+    route(
+        "GET /api/settings",
+        200,
+        &serde_json::to_value(valid_initial()).unwrap(),
+    );
+    route("GET /api/queue", 200, &paused_queue(false));
+    let root = fresh_root_at("#/settings");
+    let page = yew::Renderer::<mailroom_frontend::App>::with_root(root.clone()).render();
+    assert!(
+        eventually(3000, || root
+            .query_selector("#tenant_id")
+            .unwrap()
+            .is_some())
+        .await
+    );
+    let typed = "11111111-2222-3333-4444-555555555555";
+    type_into(&root, "tenant_id", typed).await;
+
+    let ended = json!({"message": "Sign in first."});
+    route("GET /api/queue", 401, &ended);
+    let dialog = || {
+        root.query_selector("dialog#session-dialog")
+            .unwrap()
+            .map(|d| d.dyn_into::<web_sys::HtmlDialogElement>().unwrap())
+    };
+    assert!(
+        eventually(6000, || dialog().is_some_and(|d| d.open())).await,
+        "the next poll finds the session over"
+    );
+    assert!(text_of(&root, "#session-dialog").contains("Your session has ended"));
+    assert_eq!(active_id(), "admin-token");
+    assert_eq!(input_value(&root, "tenant_id"), typed, "the page stays");
+    // Closed by the browser (a second Escape), it opens again.
+    dialog().unwrap().close();
+    settle().await;
+    assert!(dialog().unwrap().open(), "still over: it stays");
+
+    route(
+        "POST /api/login",
+        401,
+        &json!({"message": "The admin token is not correct."}),
+    );
+    type_into(&root, "admin-token", "wrong").await;
+    click(&root, "#session-dialog button[type=submit]").await;
+    assert!(
+        eventually(3000, || text_of(&root, "#session-dialog")
+            .contains("not correct"))
+        .await
+    );
+    route("POST /api/login", 204, &Value::Null);
+    route("GET /api/queue", 200, &paused_queue(false));
+    type_into(&root, "admin-token", "right").await;
+    click(&root, "#session-dialog button[type=submit]").await;
+    assert!(
+        eventually(3000, || dialog().is_none()).await,
+        "signed in again"
+    );
+    assert_eq!(input_value(&root, "tenant_id"), typed, "nothing was lost");
+    assert!(root.query_selector(".sign-in").unwrap().is_none());
+    assert_eq!(last_body("POST /api/login")["token"], "right");
+    page.destroy();
+    settle().await;
+}

@@ -523,7 +523,30 @@ async fn signed_out_the_api_refuses_and_the_ui_asks_to_sign_in() {
     b.type_in("#admin-token", TOKEN).await;
     b.click("button[type=submit]").await;
     b.find("#provider").await;
+    // The session ends with the page open (its cookie gone): the next poll
+    // finds out, the page stays under a dialog, and signing in there again
+    // keeps what was typed.
+    let typed = "11111111-2222-3333-4444-555555555555";
+    b.type_in("#tenant_id", typed).await;
+    b.client.delete_all_cookies().await.unwrap();
+    b.wait_text("#session-dialog[open]", "Your session has ended")
+        .await;
+    b.type_in("#session-dialog #admin-token", TOKEN).await;
+    b.click("#session-dialog button[type=submit]").await;
+    b.wait_gone("#session-dialog").await;
+    assert_eq!(b.value("#tenant_id").await, typed, "nothing was lost");
+    let r = b
+        .client
+        .execute_async(
+            "fetch('/api/settings').then(r => arguments[0](r.status))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, serde_json::json!(200), "signed in again for real");
     b.click("header button.link").await;
+    // What was typed is not saved: signing out asks first.
+    b.click("#sign-out-prompt-other").await;
     b.wait_text(".sign-in", "You are signed out").await;
     // The earlier wrong token's error does not come back with the screen.
     b.wait_gone("#admin-token-error").await;

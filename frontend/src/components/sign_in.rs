@@ -1,4 +1,5 @@
-//! The sign-in screen: the admin token, exchanged for a session cookie.
+//! The sign-in screen: the admin token, exchanged for a session cookie;
+//! and the same form in a dialog when the session ends with the page open.
 //!
 //! A view function over state the `App` holds (one component type less in
 //! the bundle); `use_sign_in` is that state.
@@ -32,6 +33,51 @@ pub fn use_sign_in() -> SignIn {
 
 /// Asks for the admin token; `notice` says why, if not the first visit.
 pub fn sign_in(st: &SignIn, notice: Option<&AttrValue>, on_signed_in: Callback<()>) -> Html {
+    let intro = html! {
+        <>
+        <h1>{ "Mailroom" }</h1>
+        <p>{ "Sign in to configure the organisation's outgoing email server." }</p>
+        if let Some(n) = notice {
+            <p class="notice" role="status">{ n.clone() }</p>
+        }
+        </>
+    };
+    html! { <main class="sign-in">{ form(st, intro, on_signed_in) }</main> }
+}
+
+/// When the session ends while the page is open: the same form in a modal
+/// dialog over the page, which stays as it is (unsaved changes, a new key
+/// not yet copied) and goes on once signed in again. Escape does not close
+/// it: behind it, every call would be refused.
+pub fn session_dialog(st: &SignIn, dialog: NodeRef, on_signed_in: Callback<()>) -> Html {
+    let intro = html! {
+        <>
+        <h2 id="session-title">{ "Your session has ended" }</h2>
+        <p>{ "Sign in again to continue. The page stays as it is, unsaved changes included." }</p>
+        </>
+    };
+    let oncancel = Callback::from(|e: Event| e.prevent_default());
+    // A browser may close it anyway (a second Escape): it opens again
+    // while the session is still over.
+    let onclose = {
+        let dialog = dialog.clone();
+        Callback::from(move |_: Event| {
+            if let Some(d) = dialog.cast::<web_sys::HtmlDialogElement>() {
+                if d.is_connected() {
+                    let _ = d.show_modal();
+                }
+            }
+        })
+    };
+    html! {
+        <dialog class="dialog session" id="session-dialog" ref={dialog} aria-labelledby="session-title"
+            {oncancel} {onclose}>
+            { form(st, intro, on_signed_in) }
+        </dialog>
+    }
+}
+
+fn form(st: &SignIn, intro: Html, on_signed_in: Callback<()>) -> Html {
     let onsubmit = {
         let (input, error, busy) = (st.input.clone(), st.error.clone(), st.busy.clone());
         Callback::from(move |e: SubmitEvent| {
@@ -66,13 +112,8 @@ pub fn sign_in(st: &SignIn, notice: Option<&AttrValue>, on_signed_in: Callback<(
     let error = &*st.error;
     let busy = *st.busy;
     html! {
-        <main class="sign-in">
             <form {onsubmit} novalidate=true>
-                <h1>{ "Mailroom" }</h1>
-                <p>{ "Sign in to configure the organisation's outgoing email server." }</p>
-                if let Some(n) = notice {
-                    <p class="notice" role="status">{ n.clone() }</p>
-                }
+                { intro }
                 <div class={if error.is_some() { "field invalid" } else { "field" }}>
                     <label for="admin-token">{ "Admin token" }</label>
                     <input id="admin-token" type="password" autocomplete="current-password" ref={st.input.clone()}
@@ -87,6 +128,5 @@ pub fn sign_in(st: &SignIn, notice: Option<&AttrValue>, on_signed_in: Callback<(
                 </div>
                 <button type="submit" class="primary" disabled={busy}>{ if busy { "Signing in…" } else { "Sign in" } }</button>
             </form>
-        </main>
     }
 }
