@@ -67,4 +67,10 @@ if [ ! -x "$TOOLS/node_modules/.bin/lightningcss" ]; then
     (cd "$TOOLS" && npm install --silent --no-audit --no-fund lightningcss-cli@1 >/dev/null)
 fi
 
+# The accessibility engine the browser tests audit each view with.
+if [ "$WITH_BROWSER" = 1 ] && [ ! -f "$TOOLS/node_modules/axe-core/axe.min.js" ]; then
+    log "installing axe-core (npm) into $TOOLS"
+    (cd "$TOOLS" && npm install --silent --no-audit --no-fund axe-core@4 >/dev/null)
+fi
+
 log "all tools present"

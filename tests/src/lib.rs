@@ -35,6 +35,18 @@ fn target_dir() -> PathBuf {
 }
 
 /// Where screenshots go: under `target/`, never committed from there.
+/// axe-core's script in the tools folder (`$MAILROOM_TOOLS`, else
+/// `~/.cache/mailroom-tools`), where `scripts/setup.sh` puts it.
+fn axe_path() -> PathBuf {
+    std::env::var_os("MAILROOM_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/mailroom-tools")
+        })
+        .join("node_modules/axe-core/axe.min.js")
+}
+
 pub fn screenshot_dir() -> PathBuf {
     let dir = target_dir().join("e2e-screenshots");
     std::fs::create_dir_all(&dir).expect("create the screenshot dir");
@@ -285,11 +297,70 @@ impl Browser {
     }
 
     /// Saves a PNG screenshot of the page under `target/e2e-screenshots/`.
+    ///
+    /// Every state worth a screenshot is also checked for accessibility
+    /// first ([`Browser::audit`]).
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        self.audit(name).await;
         let png = self.client.screenshot().await.expect("screenshot");
         let path = screenshot_dir().join(format!("{name}.png"));
         std::fs::write(&path, png).expect("write screenshot");
         path
+    }
+
+    /// Checks the page as it is now with axe-core (the engine of Chrome's
+    /// Lighthouse and of most accessibility audits) against WCAG 2.0, 2.1
+    /// and 2.2 A and AA and axe's best practices: every violation fails the test, each named with its rule, its
+    /// elements and what to fix. axe-core is installed by `scripts/setup.sh
+    /// --with-browser` into the tools folder.
+    pub async fn audit(&self, what: &str) {
+        let found = self.violations().await;
+        assert!(
+            found.is_empty(),
+            "{what}: {} accessibility violation(s) (WCAG 2.2 AA, axe best practices):\n{}",
+            found.len(),
+            found.join("\n")
+        );
+    }
+
+    /// What axe-core finds (the rules of [`Browser::audit`]) in the page as it is
+    /// now, one entry per rule broken: `rule (impact): help` and a line for
+    /// each element.
+    pub async fn violations(&self) -> Vec<String> {
+        let loaded = self
+            .client
+            .execute("return typeof window.axe === 'object'", vec![])
+            .await
+            .expect("axe loaded?");
+        if loaded != serde_json::json!(true) {
+            let path = axe_path();
+            let source = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "axe-core is not at {}: {e} (run scripts/setup.sh --with-browser)",
+                    path.display()
+                )
+            });
+            self.client
+                .execute(&[source.as_str(), "\nreturn true;"].concat(), vec![])
+                .await
+                .expect("load axe-core");
+        }
+        let script = r#"
+            const done = arguments[arguments.length - 1];
+            axe.run(document, {
+                runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] },
+                resultTypes: ['violations'],
+            }).then(r => done(r.violations.map(v =>
+                v.id + ' (' + v.impact + '): ' + v.help + '\n' + v.nodes.map(n =>
+                    '    ' + n.target.join(' ') + ': ' + n.failureSummary.replace(/\n/g, ' ')
+                ).join('\n'))), e => done(['axe failed: ' + e]));
+        "#;
+        let found = self
+            .client
+            .execute_async(script, vec![])
+            .await
+            .expect("run axe-core");
+        serde_json::from_value(found).expect("axe's answer")
     }
 
     /// Sets the window's size in CSS pixels (390 wide is a phone's).

@@ -480,6 +480,7 @@ async fn save_untested(b: &Browser) {
     b.click("#save-button").await;
     b.wait_text("#save-prompt-title", "Save without a successful test?")
         .await;
+    b.audit("the question before saving untested values").await;
     b.click("#save-prompt-other").await;
 }
 
@@ -531,6 +532,7 @@ async fn signed_out_the_api_refuses_and_the_ui_asks_to_sign_in() {
     b.client.delete_all_cookies().await.unwrap();
     b.wait_text("#session-dialog[open]", "Your session has ended")
         .await;
+    b.screenshot("session-ended").await;
     b.type_in("#session-dialog #admin-token", TOKEN).await;
     b.click("#session-dialog button[type=submit]").await;
     b.wait_gone("#session-dialog").await;
@@ -546,6 +548,9 @@ async fn signed_out_the_api_refuses_and_the_ui_asks_to_sign_in() {
     assert_eq!(r, serde_json::json!(200), "signed in again for real");
     b.click("header button.link").await;
     // What was typed is not saved: signing out asks first.
+    b.wait_text("#sign-out-prompt", "Sign out and discard")
+        .await;
+    b.audit("the question before signing out").await;
     b.click("#sign-out-prompt-other").await;
     b.wait_text(".sign-in", "You are signed out").await;
     // The earlier wrong token's error does not come back with the screen.
@@ -553,6 +558,33 @@ async fn signed_out_the_api_refuses_and_the_ui_asks_to_sign_in() {
     assert_eq!(b.value("#admin-token").await, "", "the token is not kept");
     b.client.refresh().await.unwrap();
     b.find("#admin-token").await;
+    b.close().await;
+}
+
+/// The accessibility audit every screenshot runs can fail: the sign-in
+/// screen passes it, and the same screen with an input nobody labelled
+/// does not.
+#[tokio::test]
+async fn the_accessibility_audit_finds_what_breaks_wcag() {
+    let _serial = SERIAL.lock().await;
+    let fakes = Fakes::start(SmtpConfig::default()).await;
+    let app = Mailroom::start(&fakes).await;
+    let b = Browser::start().await;
+    b.client.goto(&app.url).await.unwrap();
+    b.find("#admin-token").await;
+    b.audit("the sign-in screen").await;
+    b.client
+        .execute(
+            "document.querySelector('form').append(document.createElement('input')); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let found = b.violations().await;
+    assert!(
+        found.iter().any(|v| v.starts_with("label (critical)")),
+        "{found:?}"
+    );
     b.close().await;
 }
 

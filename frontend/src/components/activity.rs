@@ -34,7 +34,7 @@ fn same_outcome(a: &Attempt, b: &Attempt) -> bool {
 }
 
 /// One message's details, laid out like the test dialog's result.
-fn details(m: &mut Markup, d: &Details) {
+fn details(m: &mut Markup, d: &Details, heading: &str) {
     let s = &d.summary;
     let status = s.status.as_str();
     m.open("div", &[("class", "message-details")])
@@ -62,7 +62,7 @@ fn details(m: &mut Markup, d: &Details) {
             .time(value)
             .close("dd");
     }
-    m.close("dl").el("h4", &[], "Recipients");
+    m.close("dl").el(heading, &[], "Recipients");
     m.open("table", &[("class", "recipients")])
         .head(&["Address", "Status", "Code", "Reply"])
         .open("tbody", &[]);
@@ -78,7 +78,7 @@ fn details(m: &mut Markup, d: &Details) {
             .el("td", &[], r.message.as_deref().unwrap_or_default())
             .close("tr");
     }
-    m.close("tbody").close("table").el("h4", &[], "Attempts");
+    m.close("tbody").close("table").el(heading, &[], "Attempts");
     if d.attempts.is_empty() {
         m.el("p", &[("class", "help")], "None yet.");
     }
@@ -160,10 +160,17 @@ fn details(m: &mut Markup, d: &Details) {
     m.close("div");
 }
 
-/// The open message's details, or why they are not there (yet).
-fn open_details(m: &mut Markup, id: &str, details_of: Option<&Details>, error: Option<&str>) {
+/// The open message's details, or why they are not there (yet). Their
+/// headings are `heading`s: one level below what they sit under (the view's
+/// title in the list, the card's own above the list).
+fn open_details(
+    m: &mut Markup,
+    (id, heading): (&str, &str),
+    details_of: Option<&Details>,
+    error: Option<&str>,
+) {
     match (details_of, error) {
-        (Some(d), _) if d.summary.id == id => details(m, d),
+        (Some(d), _) if d.summary.id == id => details(m, d, heading),
         (_, Some(why)) => {
             m.el(
                 "p",
@@ -208,7 +215,7 @@ fn linked_card(id: &str, details_of: Option<&Details>, error: Option<&str>) -> M
         }
     }
     m.close("h3");
-    open_details(&mut m, id, details_of, error);
+    open_details(&mut m, (id, "h4"), details_of, error);
     m.open("div", &[("class", "actions")])
         .el(
             "button",
@@ -362,7 +369,7 @@ fn table(
         if is_open {
             m.open("tr", &[("class", "details-row")])
                 .open("td", &[("colspan", "7"), ("id", &details_id)]);
-            open_details(&mut m, id, details_of, error);
+            open_details(&mut m, (id, "h3"), details_of, error);
             m.close("td").close("tr");
         }
     }

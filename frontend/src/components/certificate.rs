@@ -38,7 +38,7 @@ pub async fn reload(form: &UseReducerHandle<FormState>) -> Result<(), ApiError> 
 fn details(id: &str, title: &str, c: &CertInfo, which: &str) -> Html {
     let mut m = Markup::default();
     m.open("div", &[("class", "cert"), ("id", id)])
-        .el("h4", &[], title)
+        .el("h3", &[], title)
         .open("dl", &[]);
     for (label, value) in [
         ("Subject", c.subject.as_str()),
