@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use mailroom_shared::sending::{
@@ -280,7 +280,26 @@ async fn revoke(
     }
 }
 
-/// `POST`/`GET /api/apps`, `DELETE /api/apps/{id}` (administrators only).
+/// `POST /api/apps/{id}/key` (beyond the contract): a new key for an app
+/// whose key was lost or leaked, shown once. The old key stops working at
+/// once, in open SMTP sessions too; the app keeps its id, name, From
+/// addresses, limits, profile and history.
+async fn replace_key(
+    State(state): State<AppsState>,
+    Path(id): Path<String>,
+) -> Result<Json<CreatedApp>, AppError> {
+    let key = new_key();
+    let Some(mut app) = state.queue.replace_app_key(&id, key_hash(&key)).await? else {
+        return Err(AppError::no_such("app", &id));
+    };
+    let now = state.clock.wall().unix_timestamp();
+    app.usage = state.queue.recent(&app.id, now, true).await?.usage(now);
+    tracing::info!(app = %app.id, "app key replaced");
+    Ok(Json(CreatedApp { app, key }))
+}
+
+/// `POST`/`GET /api/apps`, `DELETE`/`PATCH /api/apps/{id}`, `POST
+/// /api/apps/{id}/key` (administrators only).
 pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -289,6 +308,7 @@ where
     Router::new()
         .route("/api/apps", get(list).post(create))
         .route("/api/apps/{id}", delete(revoke).patch(change))
+        .route("/api/apps/{id}/key", post(replace_key))
 }
 
 #[cfg(test)]

@@ -1542,6 +1542,79 @@ async fn a_key_revoked_mid_session_stops_working_at_once() {
     assert_eq!(listed["messages"], json!([]), "nothing stored");
 }
 
+/// A new key for an app (`POST /api/apps/{id}/key`, beyond the contract):
+/// the app stays (id, name, history), the new key sends over the relay and
+/// the API, and the old one stops at once: at AUTH, over HTTP, and in a
+/// session that signed in with it before.
+#[tokio::test]
+async fn an_apps_new_key_sends_and_the_old_one_stops_at_once() {
+    let (_rig, server) = relay_rig(|_| {}).await;
+    let (app, old) = server.new_app(json!({"name": "Scanner"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &old).await.starts_with("235"));
+    send_through(&server, Some((&app, &old)), &mailer(), "before").await;
+
+    // Only an administrator may.
+    let r = server
+        .http
+        .post(format!("{}/api/apps/{app}/key", server.url))
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "an app's key is not the admin token");
+    let (status, body) = server
+        .admin(reqwest::Method::POST, &format!("/api/apps/{app}/key"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let new = body["key"].as_str().unwrap().to_string();
+    assert!(new.starts_with("mr_") && new != old, "{new}");
+    assert_eq!(body["app"]["id"], app.as_str());
+    assert_eq!(body["app"]["name"], "Scanner");
+    assert_eq!(body["app"]["messages"], 1, "its history stays");
+
+    // The session that signed in with the old key: refused from now on.
+    let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    assert!(r.starts_with("530 5.7.0") && r.contains("replaced"), "{r}");
+    let err = client(&server, Some((&app, &old)), Mechanism::Plain)
+        .send(message(&mailer(), &[addr("a", "example.org")], "old", "y"))
+        .await
+        .unwrap_err();
+    assert_code(&err, "535");
+    let (status, _) = upload(
+        &server,
+        &old,
+        format!(
+            "From: {}\r\nTo: {}\r\nSubject: s\r\n\r\nx\r\n",
+            mailer(),
+            addr("a", "example.org")
+        )
+        .into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 401, "the old key over HTTP");
+    let sent = send_through(&server, Some((&app, &new)), &mailer(), "after").await;
+    assert_eq!(sent["app"], app.as_str());
+
+    // No app, or a revoked one: 404 naming it, and no key.
+    let (status, body) = server
+        .admin(reqwest::Method::POST, "/api/apps/app_nope/key", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("app_nope"),
+        "{body}"
+    );
+    server
+        .admin(reqwest::Method::DELETE, &format!("/api/apps/{app}"), None)
+        .await;
+    let (status, body) = server
+        .admin(reqwest::Method::POST, &format!("/api/apps/{app}/key"), None)
+        .await;
+    assert_eq!((status, body.get("key")), (404, None), "{body}");
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()

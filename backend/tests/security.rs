@@ -917,6 +917,7 @@ async fn a_nul_byte_in_an_address_or_a_query_is_refused_on_both_stores() {
             (Method::POST, "/api/messages/msg_%00/cancel", None),
             (Method::DELETE, "/api/apps/app_%00", None),
             (Method::PATCH, "/api/apps/app_%00", None),
+            (Method::POST, "/api/apps/app_%00/key", None),
             (Method::DELETE, "/api/webhooks/wh_%00", None),
             (Method::DELETE, "/api/profiles/p%00", None),
             (Method::GET, "/api/profiles/p%00/settings", None),

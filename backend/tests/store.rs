@@ -2434,11 +2434,46 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         (back.name.as_str(), back.limits),
         ("Renamed", changed.limits)
     );
+    // A new key: the app and its limits stay, the old key names nothing.
+    let renewed = s
+        .queue
+        .replace_app_key("app_lim", [9u8; 32])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (renewed.id.as_str(), renewed.limits),
+        ("app_lim", back.limits)
+    );
+    assert!(s.queue.app_by_key([7u8; 32]).await.unwrap().is_none());
+    assert_eq!(
+        s.queue.app_by_key([9u8; 32]).await.unwrap().map(|a| a.id),
+        Some("app_lim".to_string())
+    );
+    assert_eq!(
+        s.queue.app_by_id("app_lim").await.unwrap().map(|(_, h)| h),
+        Some([9u8; 32])
+    );
+    assert!(s
+        .queue
+        .replace_app_key("app_none", [1u8; 32])
+        .await
+        .unwrap()
+        .is_none());
     assert!(s.queue.revoke_app("app_lim").await.unwrap());
     assert!(
         s.queue.update_app(changed).await.unwrap().is_none(),
         "revoked"
     );
+    assert!(
+        s.queue
+            .replace_app_key("app_lim", [2u8; 32])
+            .await
+            .unwrap()
+            .is_none(),
+        "a revoked app gets no new key"
+    );
+    assert!(s.queue.app_by_key([2u8; 32]).await.unwrap().is_none());
 }
 
 async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {

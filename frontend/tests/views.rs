@@ -3151,3 +3151,56 @@ async fn a_session_that_ends_keeps_the_page_and_signs_in_again_over_it() {
     page.destroy();
     settle().await;
 }
+
+/// An app whose key was lost or leaked gets a new one from its row: asked
+/// first (keeping the current key is the default), then shown once like a
+/// new app's, with the app's id the same.
+#[wasm_bindgen_test]
+async fn an_app_gets_a_new_key_after_a_question_and_sees_it_once() {
+    fake_api();
+    apps_routes(vec![app_json("app_1", "Scanner")]);
+    let key = "mr_newnewnewnewnewnewnewnewnewnewnew";
+    route(
+        "POST /api/apps/app_1/key",
+        200,
+        &json!({"app": app_json("app_1", "Scanner"), "key": key}),
+    );
+    let root = mount_apps().await;
+    let posts = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r == "POST /api/apps/app_1/key")
+            .count()
+    };
+    let button = "#apps-table tbody button[data-act=rekey]";
+    assert_eq!(
+        find(&root, button).get_attribute("aria-label").as_deref(),
+        Some("Give a new key to Scanner")
+    );
+    click(&root, button).await;
+    let said = asked(&root, "rekey-prompt");
+    assert!(
+        said.contains("Give “Scanner” a new key?") && said.contains("stops working at once"),
+        "{said}"
+    );
+    click(&root, "#rekey-prompt-default").await;
+    assert_eq!(posts(), 0, "kept");
+    assert!(root.query_selector("#key-panel").unwrap().is_none());
+    click(&root, button).await;
+    click(&root, "#rekey-prompt-other").await;
+    assert_eq!(posts(), 1);
+    assert!(
+        eventually(3000, || root
+            .query_selector("#key-panel")
+            .unwrap()
+            .is_some())
+        .await
+    );
+    assert_eq!(text_of(&root, "#new-key code"), key);
+    assert_eq!(text_of(&root, "#smtp-username"), "app_1", "the same id");
+    assert!(
+        text_of(&root, "#key-panel").contains("give the app a new key"),
+        "{}",
+        text_of(&root, "#key-panel")
+    );
+}

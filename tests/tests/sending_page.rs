@@ -359,6 +359,18 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         .await;
     b.wait_text("#apps-table tbody", &builds).await;
     assert_eq!(as_builds().await, 202, "allowed after the edit, same key");
+    // A lost key: a new one from the app's row, after a question. The old
+    // key stops at once; the new one sends as the same app.
+    b.click("#apps-table tbody button[data-act=rekey]").await;
+    b.wait_text("#rekey-prompt", "a new key?").await;
+    b.audit("the question before a new key").await;
+    b.click("#rekey-prompt-other").await;
+    let renewed = b.wait_text("#new-key code", "mr_").await;
+    assert_ne!(renewed, key);
+    assert_eq!(as_builds().await, 401, "the old key no longer works");
+    submit(&app, &renewed, &to, "after a new key").await;
+    b.click("#key-done").await;
+    b.wait_gone("#key-panel").await;
     // Its message count opens Activity filtered to it.
     b.click(&format!("#apps-table a[href='#/activity?app={username}']"))
         .await;

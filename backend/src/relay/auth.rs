@@ -134,6 +134,7 @@ impl Session {
         if let (Ok(()), Some(app)) = (verdict, app) {
             tracing::info!(app = %app.id, peer = %self.peer, "relay sign-in");
             self.app = Some(app);
+            self.key = hash;
             self.reply(235, "2.7.0", "Authentication successful");
             return Flow::Go;
         }

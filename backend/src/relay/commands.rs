@@ -134,13 +134,25 @@ impl Session {
         }
     }
 
-    /// The session's sender, checked again now: a revoked app stops here.
+    /// The session's sender, checked again now: a revoked app, or one
+    /// whose key was replaced since the session signed in, stops here.
     pub(super) async fn sender(&mut self) -> Result<Sender, Flow> {
+        use subtle::ConstantTimeEq;
         if let Some(app) = &self.app {
             match self.shared.sending.apps.queue.app_by_id(&app.id).await {
-                Ok(Some((app, _))) => {
+                Ok(Some((app, stored))) if bool::from(stored.ct_eq(&self.key)) => {
                     self.app = Some(app.clone());
                     return Ok(Sender::App(Box::new(app)));
+                }
+                Ok(Some((app, _))) => {
+                    tracing::info!(app = %app.id, peer = %self.peer, "relay session refused: the app's key was replaced");
+                    self.refuse(
+                        530,
+                        "5.7.0",
+                        "Authentication required: this app's key was replaced, so the key this session signed in with no longer works",
+                    );
+                    self.app = None;
+                    return Err(Flow::Go);
                 }
                 Ok(None) => {
                     self.refuse(

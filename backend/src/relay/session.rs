@@ -99,6 +99,9 @@ pub(super) struct Session {
     /// The name the client gave in EHLO or HELO, and whether it was EHLO.
     pub(super) helo: Option<(String, bool)>,
     pub(super) app: Option<App>,
+    /// The hash of the key `app` signed in with: once the app's key is
+    /// replaced, the session's next transaction is refused.
+    pub(super) key: [u8; 32],
     pub(super) tx: Option<Transaction>,
     pub(super) mode: Mode,
     pub(super) errors: u32,
@@ -142,6 +145,7 @@ pub(super) async fn serve(
         tls: false,
         helo: None,
         app: None,
+        key: [0; 32],
         tx: None,
         mode: Mode::Command,
         errors: 0,

@@ -1287,6 +1287,21 @@ impl Queue for PgStore {
             > 0)
     }
 
+    async fn replace_app_key(
+        &self,
+        id: &str,
+        key_hash: [u8; 32],
+    ) -> Result<Option<App>, StoreError> {
+        let c = self.pool.get().await?;
+        let row = c
+            .query_opt(
+                &prepared(&c, sql::REPLACE_APP_KEY).await?,
+                &[&id, &key_hash.as_slice()],
+            )
+            .await?;
+        Ok(row.as_ref().map(sql::app_from).transpose()?)
+    }
+
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {
         let c = self.pool.get().await?;
         let row = c

@@ -516,6 +516,13 @@ pub trait Queue: Send + Sync {
     async fn list_apps(&self) -> Result<Vec<App>, StoreError>;
     /// Revokes an app; false when there was none.
     async fn revoke_app(&self, id: &str) -> Result<bool, StoreError>;
+    /// Gives a live app a new key (its hash): the old one stops working;
+    /// `None` when there is no such app.
+    async fn replace_app_key(
+        &self,
+        id: &str,
+        key_hash: [u8; 32],
+    ) -> Result<Option<App>, StoreError>;
     /// Changes a live app's name, From addresses, rewrite and limits; `None`
     /// when there is no such app.
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError>;

@@ -233,6 +233,11 @@ pub(crate) const UPDATE_APP: &str = concat!(
      RETURNING ",
     app_columns!()
 );
+/// A live app's key replaced: `?2` is the new key's hash.
+pub(crate) const REPLACE_APP_KEY: &str = concat!(
+    "UPDATE apps SET key_hash = ?2 WHERE id = ?1 AND revoked = 0 RETURNING ",
+    app_columns!()
+);
 pub(crate) const APP_BY_KEY: &str = concat!(
     "SELECT ",
     app_columns!(),

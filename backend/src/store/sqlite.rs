@@ -931,6 +931,23 @@ impl Queue for SqliteStore {
             .await
     }
 
+    async fn replace_app_key(
+        &self,
+        id: &str,
+        key_hash: [u8; 32],
+    ) -> Result<Option<App>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            Ok(
+                c.query_row(sql::REPLACE_APP_KEY, params![id, key_hash.to_vec()], |r| {
+                    sql::app_from(r)
+                })
+                .optional()?,
+            )
+        })
+        .await
+    }
+
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {
         self.with_conn(move |c| {
             Ok(c.query_row(

@@ -235,7 +235,7 @@ pub fn key_panel(app: &App, key: &str, relay: Option<&Relay>) -> Html {
             "Copy it now: you will not see this key again.",
         )
         .text(
-            " Mailroom keeps only a hash of it. If it is lost, revoke the app and make a new one.",
+            " Mailroom keeps only a hash of it. If it is lost, give the app a new key (New key in its row): the old one then stops working.",
         )
         .close("p");
     m.open("div", &[("id", "new-key")]);
@@ -466,6 +466,7 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
         for (act, label, aria, class) in [
             ("edit", "Edit", "Edit ", ""),
             ("limits", "Limits", "Edit the limits of ", ""),
+            ("rekey", "New key", "Give a new key to ", ""),
             ("revoke", "Revoke", "Revoke ", "danger"),
         ] {
             let aria = [aria, &a.name].concat();
@@ -647,6 +648,7 @@ pub fn apps(p: &AppsProps) -> Html {
     let created = use_state(|| None::<(App, String)>);
     let question = crate::hooks::use_question::<App>("revoke-prompt");
     let revoking = question.about.clone();
+    let rekey_question = crate::hooks::use_question::<App>("rekey-prompt");
     let notice = use_state(|| None::<String>);
     let editing = use_state(|| None::<LimitsDraft>);
     let limit_errors = use_state(mailroom_shared::FieldMessages::new);
@@ -673,11 +675,16 @@ pub fn apps(p: &AppsProps) -> Html {
     // notice and an open question go; the key and the forms stay.
     {
         let (load, relay, mailboxes) = (load.clone(), relay.clone(), mailboxes.clone());
-        let (notice, close) = (notice.clone(), question.close.clone());
+        let (notice, close, close_rekey) = (
+            notice.clone(),
+            question.close.clone(),
+            rekey_question.close.clone(),
+        );
         use_effect_with(p.shown, move |shown| {
             if !*shown {
                 notice.set(None);
                 close.emit(());
+                close_rekey.emit(());
                 return;
             }
             load.emit(());
@@ -929,6 +936,7 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
     let on_table_click = {
+        let rekeying = rekey_question.about.clone();
         let (revoking, list, editing, limit_errors, draft, server_errors) = (
             revoking.clone(),
             list.clone(),
@@ -943,6 +951,7 @@ pub fn apps(p: &AppsProps) -> Html {
                 let app = apps.iter().find(|a| a.id == id);
                 match act.as_str() {
                     "revoke" => revoking.set(app.cloned()),
+                    "rekey" => rekeying.set(app.cloned()),
                     "edit" => {
                         if let Some(a) = app {
                             draft.set(Draft::of(a));
@@ -1069,6 +1078,41 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
 
+    // A new key for an app whose key was lost or leaked: shown once, like
+    // a new app's; the old key stops working at once.
+    let rekey = {
+        let (rekeying, created, notice, load, unauthorized) = (
+            rekey_question.about.clone(),
+            created.clone(),
+            notice.clone(),
+            load.clone(),
+            p.on_unauthorized.clone(),
+        );
+        Callback::from(move |()| {
+            let Some(app) = (*rekeying).clone() else {
+                return;
+            };
+            rekeying.set(None);
+            let (created, notice, load, unauthorized) = (
+                created.clone(),
+                notice.clone(),
+                load.clone(),
+                unauthorized.clone(),
+            );
+            crate::spawn(async move {
+                let path = ["/api/apps/", &app.id, "/key"].concat();
+                match json_body(Method::POST, &path, None).await {
+                    Ok(c) => {
+                        created.set(Some((App::from_json(&get(&c, "app")), text(&c, "key"))));
+                    }
+                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                    Err(e) => notice.set(Some(e.message().to_string())),
+                }
+                load.emit(());
+            });
+        })
+    };
+
     html! {
         <section class="view" aria-labelledby="apps-title">
             <h2 id="apps-title" class="view-title" tabindex="-1">{ "Apps" }</h2>
@@ -1160,6 +1204,20 @@ pub fn apps(p: &AppsProps) -> Html {
                     }
                 </div>
             </form>
+            if let Some(app) = &*rekey_question.about {
+                { confirm(ConfirmProps {
+                    id: "rekey-prompt",
+                    dialog: rekey_question.dialog.clone(),
+                    title: ["Give “", &app.name, "” a new key?"].concat().into(),
+                    children: html! { <p>{ "Its current key stops working at once, in open SMTP sessions too: whatever uses it sends again once given the new key, which is shown once. Its id (the SMTP username), name, From addresses, limits, profile and history stay." }</p> },
+                    default_label: "Keep the current key".into(),
+                    on_default: rekey_question.close.clone(),
+                    other_label: "Give it a new key".into(),
+                    on_other: rekey,
+                    danger: true,
+                    on_close: rekey_question.close.clone(),
+                }) }
+            }
             if let Some(app) = &*revoking {
                 { confirm(ConfirmProps {
                     id: "revoke-prompt",
