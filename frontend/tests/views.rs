@@ -2046,6 +2046,7 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
         .query_selector("#webhook-format-warning")
         .unwrap()
         .is_none());
+    let holding = mailroom_frontend::hooks::before_unload::holders();
     click(&root, "#webhook-add").await;
     assert!(
         eventually(2000, || text_of(&root, "#webhook-secret")
@@ -2054,6 +2055,22 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
         "{}",
         text_of(&root, "#webhooks")
     );
+    // Shown once: with a copy button, and leaving the page asks until it
+    // is said copied.
+    assert_eq!(
+        find(&root, "#webhook-secret button.copy")
+            .get_attribute("aria-label")
+            .as_deref(),
+        Some("Copy the signing secret")
+    );
+    assert_eq!(
+        mailroom_frontend::hooks::before_unload::holders(),
+        holding + 1
+    );
+    click(&root, "#webhook-secret-done").await;
+    assert!(root.query_selector("#webhook-secret").unwrap().is_none());
+    assert_eq!(mailroom_frontend::hooks::before_unload::holders(), holding);
+    assert_eq!(active_id(), "webhook-url");
     let body = last_body("POST /api/webhooks");
     assert_eq!(body["url"], hook.url.as_str());
     assert_eq!(body["format"], "teams", "{body}");

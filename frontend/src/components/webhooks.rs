@@ -315,6 +315,16 @@ impl Panel {
     }
 }
 
+/// A new webhook's secret with a copy button (named for what it copies).
+fn secret_row(secret: &str) -> Html {
+    let mut m = crate::markup::Markup::default();
+    crate::markup::command(&mut m, secret, "signing secret");
+    let onclick = Callback::from(|e: MouseEvent| {
+        crate::markup::copy_click(&e);
+    });
+    html! { <div class="secret" {onclick}>{ m.html() }</div> }
+}
+
 /// The panel.
 #[function_component(Webhooks)]
 pub fn webhooks(p: &WebhooksProps) -> Html {
@@ -385,6 +395,16 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
             }
         })
     };
+    // A new secret is shown once: leaving the page while it shows asks
+    // first, and it goes when said copied.
+    crate::hooks::use_before_unload(panel.created.is_some());
+    let secret_done = {
+        let created = panel.created.clone();
+        Callback::from(move |_: MouseEvent| {
+            created.set(None);
+            crate::hooks::focus::focus("webhook-url");
+        })
+    };
     let Panel {
         hooks,
         extra,
@@ -450,7 +470,10 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
             if let Some((id, secret)) = &**created {
                 <div class="banner success" id="webhook-secret" role="status">
                     <p>{ "Webhook " }<code>{ id.clone() }</code>{ " added. Its signing secret, shown only now (check each request's webhook-signature with it):" }</p>
-                    <p><code class="secret">{ secret.clone() }</code></p>
+                    { secret_row(secret) }
+                    <div class="actions">
+                        <button type="button" id="webhook-secret-done" onclick={secret_done}>{ "I have copied the secret" }</button>
+                    </div>
                 </div>
             }
             if let Some(m) = &**saved {
