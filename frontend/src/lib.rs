@@ -180,11 +180,12 @@ fn unsaved_prompt<T: 'static>(
 }
 
 /// "Sign out and discard your unsaved changes?": keeping them shows the
-/// view that holds them (the settings form's first, then Apps').
+/// view that holds them (the settings form's first, then the first of the
+/// others: a key or a secret shown once, typing in Apps).
 fn sign_out_prompt(
     q: &hooks::Question<()>,
     (profiles, current, settings): (&[mailroom_shared::profiles::ProfileState], &str, bool),
-    apps: Option<String>,
+    others: &[(&'static str, String)],
     sign_out: Callback<()>,
 ) -> Html {
     let mut text = String::new();
@@ -196,15 +197,14 @@ fn sign_out_prompt(
         ]
         .concat();
     }
-    if let Some(apps) = apps {
-        text.push_str(&apps);
+    for (_, what) in others {
+        text.push_str(what);
         text.push(' ');
     }
     text.push_str("Signing out discards them.");
-    let hash = if settings {
-        route::settings_hash(current)
-    } else {
-        View::Apps.hash().to_string()
+    let hash = match others.first() {
+        Some((view, _)) if !settings && *view != View::Settings.hash() => view.to_string(),
+        _ => route::settings_hash(current),
     };
     unsaved_prompt(
         q,
@@ -355,29 +355,22 @@ pub fn signed(p: &SignedProps) -> Html {
         Callback::from(move |d: bool| *dirty.borrow_mut() = d)
     };
     let leaving = hooks::use_question::<String>("profile-switch-prompt");
-    // What Apps would lose (a key not marked as copied, typing).
-    let apps_unsaved = use_mut_ref(|| None::<String>);
-    let on_apps_unsaved = {
-        let apps_unsaved = apps_unsaved.clone();
-        Callback::from(move |u: Option<String>| *apps_unsaved.borrow_mut() = u)
-    };
     // Apps mounts when first opened, then stays.
     let apps_opened = use_mut_ref(|| false);
     if view == View::Apps {
         *apps_opened.borrow_mut() = true;
     }
     // Signing out with unsaved changes asks first too: the form goes with
-    // the page, and so does a key not yet copied.
+    // the page, and so does a key or a secret not yet copied.
     let signing_out = hooks::use_question::<()>("sign-out-prompt");
     let sign_out = {
-        let (dirty, apps_unsaved, ask, now) = (
+        let (dirty, ask, now) = (
             dirty.clone(),
-            apps_unsaved.clone(),
             signing_out.about.clone(),
             sign_out_now.clone(),
         );
         Callback::from(move |_: MouseEvent| {
-            if *dirty.borrow() || apps_unsaved.borrow().is_some() {
+            if *dirty.borrow() || !hooks::before_unload::unsaved().is_empty() {
                 ask.set(Some(()));
             } else {
                 now.emit(());
@@ -506,12 +499,12 @@ pub fn signed(p: &SignedProps) -> Html {
                 }
             </div>
             if signing_out.about.is_some() {
-                { sign_out_prompt(&signing_out, (&profiles, &editing.0, *dirty.borrow()), apps_unsaved.borrow().clone(), sign_out_now) }
+                { sign_out_prompt(&signing_out, (&profiles, &editing.0, *dirty.borrow()), &hooks::before_unload::unsaved(), sign_out_now) }
             }
             if *apps_opened.borrow() {
                 <div hidden={view != View::Apps}>
                     <Apps on_unauthorized={p.on_unauthorized.clone()} profiles={profiles.clone()}
-                        shown={view == View::Apps} on_unsaved={on_apps_unsaved} />
+                        shown={view == View::Apps} />
                 </div>
             }
             if view == View::Activity {

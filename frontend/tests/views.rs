@@ -239,19 +239,35 @@ async fn mount_apps_at(
     hash: &str,
     profiles: Vec<mailroom_shared::profiles::ProfileState>,
 ) -> Element {
+    end_apps().await;
     let root = fresh_root_at(hash);
-    yew::Renderer::<Apps>::with_root_and_props(
+    let page = yew::Renderer::<Apps>::with_root_and_props(
         root.clone(),
         AppsProps {
             on_unauthorized: Callback::noop(),
             profiles,
             shown: true,
-            on_unsaved: Callback::noop(),
         },
     )
     .render();
+    APPS.with(|a| *a.borrow_mut() = Some(page));
     settle().await;
     root
+}
+
+thread_local! {
+    /// The Apps view these tests mounted last on its own: the next mount
+    /// ends it, so a key it still shows is not held as unsaved for the
+    /// next test's page.
+    static APPS: std::cell::RefCell<Option<yew::AppHandle<Apps>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+async fn end_apps() {
+    if let Some(page) = APPS.with(|a| a.borrow_mut().take()) {
+        page.destroy();
+        settle().await;
+    }
 }
 
 /// The Apps view when there are two profiles (`default` and `prf_b`).
@@ -1965,15 +1981,16 @@ fn views_follow_the_hash() {
     }
 }
 
-/// The Webhooks panel under Settings: a wrong URL is explained while typing,
-/// adding one shows its secret once and lists it, a test shows the
-/// receiver's answer, and the deliveries show each try.
-#[wasm_bindgen_test]
-async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
-    use mailroom_shared::webhooks::{Delivery, DeliveryList, Format, Webhook, WebhookList};
-    fake_api();
-    saved_routes();
-    let hook = Webhook {
+/// A Teams webhook `wh_1` as the server answers it once made; the list
+/// of webhooks is empty until then.
+fn teams_hook_and_no_webhooks() -> mailroom_shared::webhooks::Webhook {
+    use mailroom_shared::webhooks::{Format, Webhook, WebhookList};
+    route(
+        "GET /api/webhooks",
+        200,
+        &serde_json::to_value(WebhookList::default()).unwrap(),
+    );
+    Webhook {
         id: "wh_1".into(),
         url: "https://contoso.webhook.office.com/hook".into(),
         events: vec!["delivery.paused".into(), "message.failed".into()],
@@ -1981,12 +1998,18 @@ async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
         created_at: "2026-12-01T10:00:00Z".into(),
         last_success_at: None,
         last_failure_at: None,
-    };
-    route(
-        "GET /api/webhooks",
-        200,
-        &serde_json::to_value(WebhookList::default()).unwrap(),
-    );
+    }
+}
+
+/// The Webhooks panel under Settings: a wrong URL is explained while typing,
+/// adding one shows its secret once and lists it, a test shows the
+/// receiver's answer, and the deliveries show each try.
+#[wasm_bindgen_test]
+async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
+    use mailroom_shared::webhooks::{Delivery, DeliveryList, WebhookList};
+    fake_api();
+    saved_routes();
+    let hook = teams_hook_and_no_webhooks();
     let root = form_with_passing_test("Accepted.").await;
     assert!(text_of(&root, "#webhooks-heading").contains("webhooks"));
     type_into(&root, "webhook-url", "http://hooks.example.com/x").await;
@@ -2285,6 +2308,7 @@ async fn mount_signed_at(queue: &Value, hash: &str, more: &[fn()]) -> Element {
         page.destroy();
         settle().await;
     }
+    end_apps().await;
     fake_api();
     for f in more {
         f();
@@ -2552,21 +2576,17 @@ async fn unsaved_edits_ask_before_another_profile_and_links_name_the_profile() {
     location.set_hash("#/settings").unwrap();
 }
 
-/// Signing out with unsaved changes asks first (the form goes with the
-/// page); keeping them shows the form that holds them, from any view.
-#[wasm_bindgen_test]
-async fn signing_out_with_unsaved_changes_asks_first() {
-    let root = mount_signed(&two_profiles_queue()).await;
-    route("POST /api/logout", 204, &Value::Null);
-    let logouts = || {
-        requests()
-            .iter()
-            .filter(|(r, _)| r == "POST /api/logout")
-            .count()
-    };
+fn logouts() -> usize {
+    requests()
+        .iter()
+        .filter(|(r, _)| r == "POST /api/logout")
+        .count()
+}
+
+/// *Sign out* from Activity, answered *Keep editing*: nothing is sent, and
+/// Settings shows again. Returns the question's words.
+async fn sign_out_from_activity_then_keep(root: &Element) -> String {
     let location = web_sys::window().unwrap().location();
-    let typed = "11111111-2222-3333-4444-555555555555";
-    type_into(&root, "tenant_id", typed).await;
     location.set_hash("#/activity").unwrap();
     assert!(
         eventually(3000, || root
@@ -2575,18 +2595,30 @@ async fn signing_out_with_unsaved_changes_asks_first() {
             .is_some())
         .await
     );
-    click(&root, "header.top button.link").await;
-    let said = asked(&root, "sign-out-prompt");
-    assert!(
-        said.contains("The settings of “Default” have changes"),
-        "{said}"
-    );
-    click(&root, "#sign-out-prompt-default").await;
+    click(root, "header.top button.link").await;
+    let said = asked(root, "sign-out-prompt");
+    click(root, "#sign-out-prompt-default").await;
     assert_eq!(logouts(), 0, "kept");
     assert!(
         eventually(3000, || location.hash().unwrap() == "#/settings").await,
         "{}",
         location.hash().unwrap()
+    );
+    said
+}
+
+/// Signing out with unsaved changes asks first (the form goes with the
+/// page); keeping them shows the form that holds them, from any view.
+#[wasm_bindgen_test]
+async fn signing_out_with_unsaved_changes_asks_first() {
+    let root = mount_signed(&two_profiles_queue()).await;
+    route("POST /api/logout", 204, &Value::Null);
+    let typed = "11111111-2222-3333-4444-555555555555";
+    type_into(&root, "tenant_id", typed).await;
+    let said = sign_out_from_activity_then_keep(&root).await;
+    assert!(
+        said.contains("The settings of “Default” have changes"),
+        "{said}"
     );
     assert_eq!(input_value(&root, "tenant_id"), typed);
     click(&root, "header.top button.link").await;
@@ -3220,4 +3252,36 @@ async fn an_app_gets_a_new_key_after_a_question_and_sees_it_once() {
         "{}",
         text_of(&root, "#key-panel")
     );
+}
+
+/// A webhook's secret shown once counts as unsaved for signing out: the
+/// question names it, keeping it shows Settings, and once it is said
+/// copied signing out asks nothing.
+#[wasm_bindgen_test]
+async fn signing_out_while_a_webhooks_secret_shows_asks_first() {
+    let root = mount_signed_at(&paused_queue(false), "#/settings", &[]).await;
+    let hook = teams_hook_and_no_webhooks();
+    route(
+        "POST /api/webhooks",
+        201,
+        &json!({"webhook": hook, "secret": "whsec_c2VjcmV0LXNob3duLW9uY2U="}),
+    );
+    route("POST /api/logout", 204, &Value::Null);
+    type_into(&root, "webhook-url", &hook.url).await;
+    click(&root, "#webhook-add").await;
+    assert!(
+        eventually(3000, || root
+            .query_selector("#webhook-secret")
+            .unwrap()
+            .is_some())
+        .await
+    );
+    let said = sign_out_from_activity_then_keep(&root).await;
+    assert!(
+        said.contains("The signing secret of webhook wh_1 is shown only once"),
+        "{said}"
+    );
+    click(&root, "#webhook-secret-done").await;
+    click(&root, "header.top button.link").await;
+    assert_eq!(logouts(), 1, "nothing held: no question");
 }

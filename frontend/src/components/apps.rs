@@ -497,10 +497,6 @@ pub struct AppsProps {
     /// on coming back; each return reads the apps again.
     #[prop_or(true)]
     pub shown: bool,
-    /// What leaving the page would lose, as a sentence (a key not marked
-    /// as copied, typing not saved); `None` when nothing.
-    #[prop_or_default]
-    pub on_unsaved: Callback<Option<String>>,
 }
 
 /// What the app form holds: a new app, or an app being edited.
@@ -758,15 +754,7 @@ pub fn apps(p: &AppsProps) -> Html {
         }
         (!lost.is_empty()).then(|| lost.join(" "))
     };
-    crate::hooks::use_before_unload(unsaved.is_some());
-    {
-        let on_unsaved = p.on_unsaved.clone();
-        use_effect_with(unsaved, move |unsaved| {
-            on_unsaved.emit(unsaved.clone());
-            // Unmounted (the page signed out), nothing is held here.
-            move || on_unsaved.emit(None)
-        });
-    }
+    crate::hooks::use_unsaved(crate::route::View::Apps.hash(), unsaved);
     // Focus the key once it shows, so a screen reader reads the warning.
     use_effect_with(created.is_some(), |shown| {
         if *shown {

@@ -397,7 +397,17 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
     };
     // A new secret is shown once: leaving the page while it shows asks
     // first, and it goes when said copied.
-    crate::hooks::use_before_unload(panel.created.is_some());
+    crate::hooks::use_unsaved(
+        crate::route::View::Settings.hash(),
+        panel.created.as_ref().map(|(id, _)| {
+            [
+                "The signing secret of webhook ",
+                id,
+                " is shown only once, and it is not marked as copied.",
+            ]
+            .concat()
+        }),
+    );
     let secret_done = {
         let created = panel.created.clone();
         Callback::from(move |_: MouseEvent| {

@@ -8,7 +8,7 @@ pub mod modal;
 pub mod save;
 
 pub use activity::{use_activity, ActivityAction, ActivityState, UseActivity};
-pub use before_unload::use_before_unload;
+pub use before_unload::{use_before_unload, use_unsaved};
 pub use focus::use_focus_request;
 pub use interval::use_interval;
 pub use modal::{use_modal, use_question, Question};
