@@ -99,7 +99,7 @@ pub async fn authenticate(
     let app = app.filter(|a| user.as_ref().is_none_or(|u| u.is_empty() || *u == a.id));
     let wrong = || {
         AppError::Unauthorized(
-        "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created, or Basic with the app's id as the user name and its key as the password (a revoked app's key no longer works).".into(),
+        "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created (or given its last new key), or Basic with the app's id as the user name and its key as the password (a revoked app's key, or one replaced by a new key, no longer works).".into(),
     )
     };
     match (state.key_failures.check(ip, app.is_some()).await, app) {

@@ -310,9 +310,10 @@ impl Browser {
 
     /// Checks the page as it is now with axe-core (the engine of Chrome's
     /// Lighthouse and of most accessibility audits) against WCAG 2.0, 2.1
-    /// and 2.2 A and AA and axe's best practices: every violation fails the test, each named with its rule, its
-    /// elements and what to fix. axe-core is installed by `scripts/setup.sh
-    /// --with-browser` into the tools folder.
+    /// and 2.2 A and AA and axe's best practices: every violation fails the
+    /// test, each named with its rule, its elements and what to fix.
+    /// axe-core is installed by `scripts/setup.sh --with-browser` into the
+    /// tools folder.
     pub async fn audit(&self, what: &str) {
         let found = self.violations().await;
         assert!(

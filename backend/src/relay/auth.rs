@@ -147,7 +147,7 @@ impl Session {
             (_, _, Some(refused)) => refused,
             (Some((id, name)), _, None) => match cut_key(pass.trim()) {
                 Some(cut) => format!("the password is not the key of app {id} (\"{name}\"): {cut}"),
-                None => format!("the password is not the key of app {id} (\"{name}\"): a revoked key, another app's, or a typo"),
+                None => format!("the password is not the key of app {id} (\"{name}\"): a key replaced by a new one (Apps, New key), another app's, or a typo"),
             },
             (None, _, None) => {
                 let apps = self

@@ -139,36 +139,27 @@ impl Session {
     pub(super) async fn sender(&mut self) -> Result<Sender, Flow> {
         use subtle::ConstantTimeEq;
         if let Some(app) = &self.app {
-            match self.shared.sending.apps.queue.app_by_id(&app.id).await {
+            let why = match self.shared.sending.apps.queue.app_by_id(&app.id).await {
                 Ok(Some((app, stored))) if bool::from(stored.ct_eq(&self.key)) => {
                     self.app = Some(app.clone());
                     return Ok(Sender::App(Box::new(app)));
                 }
                 Ok(Some((app, _))) => {
                     tracing::info!(app = %app.id, peer = %self.peer, "relay session refused: the app's key was replaced");
-                    self.refuse(
-                        530,
-                        "5.7.0",
-                        "Authentication required: this app's key was replaced, so the key this session signed in with no longer works",
-                    );
-                    self.app = None;
-                    return Err(Flow::Go);
+                    "Authentication required: this app's key was replaced, so the key this session signed in with no longer works"
                 }
                 Ok(None) => {
-                    self.refuse(
-                        530,
-                        "5.7.0",
-                        "Authentication required: this app was revoked, so its key no longer works",
-                    );
-                    self.app = None;
-                    return Err(Flow::Go);
+                    "Authentication required: this app was revoked, so its key no longer works"
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read apps");
                     self.reply(451, "4.3.0", "Temporary failure reading apps; try again");
                     return Err(Flow::Go);
                 }
-            }
+            };
+            self.refuse(530, "5.7.0", why);
+            self.app = None;
+            return Err(Flow::Go);
         }
         if self.trusted() {
             return Ok(Sender::Trusted(self.peer));
