@@ -188,20 +188,11 @@ fn sign_out_prompt(
     others: &[(&'static str, String)],
     sign_out: Callback<()>,
 ) -> Html {
-    let mut text = String::new();
-    if settings {
-        text = [
-            "The settings of ",
-            &profile_name(profiles, current),
-            " have changes that are not saved. ",
-        ]
-        .concat();
-    }
-    for (_, what) in others {
-        text.push_str(what);
-        text.push(' ');
-    }
-    text.push_str("Signing out discards them.");
+    let text = [
+        &what_goes(profiles, current, settings, others),
+        "Signing out discards them.",
+    ]
+    .concat();
     let hash = match others.first() {
         Some((view, _)) if !settings && *view != View::Settings.hash() => view.to_string(),
         _ => route::settings_hash(current),
@@ -223,21 +214,52 @@ fn sign_out_prompt(
     )
 }
 
+/// What would go, a sentence each: the settings form's unsaved changes
+/// (when `dirty`), then each of `others` (from [`hooks::before_unload::unsaved`]).
+fn what_goes(
+    profiles: &[mailroom_shared::profiles::ProfileState],
+    current: &str,
+    dirty: bool,
+    others: &[(&'static str, String)],
+) -> String {
+    let mut text = String::new();
+    if dirty {
+        text = [
+            "The settings of ",
+            &profile_name(profiles, current),
+            " have changes that are not saved. ",
+        ]
+        .concat();
+    }
+    for (_, what) in others {
+        text.push_str(what);
+        text.push(' ');
+    }
+    text
+}
+
+/// What the Settings view would lose besides the form's changes (a new
+/// webhook's secret): it is remade for another profile.
+fn held_in_settings() -> Vec<(&'static str, String)> {
+    hooks::before_unload::unsaved()
+        .into_iter()
+        .filter(|(view, _)| *view == View::Settings.hash())
+        .collect()
+}
+
 /// "Discard your unsaved changes?" before the form edits another profile:
 /// keeping them leaves the form (and the switcher, and the address) on the
 /// profile edited; discarding switches.
 fn switch_prompt(
     q: &hooks::Question<String>,
-    profiles: &[mailroom_shared::profiles::ProfileState],
-    current: &str,
+    (profiles, current, dirty): (&[mailroom_shared::profiles::ProfileState], &str, bool),
     target: &str,
     switch: Callback<String>,
     bar: UseStateHandle<u32>,
 ) -> Html {
     let text = [
-        "The settings of ",
-        &profile_name(profiles, current),
-        " have changes that are not saved. Editing ",
+        &what_goes(profiles, current, dirty, &held_in_settings()),
+        "Editing ",
         &profile_name(profiles, target),
         " instead discards them.",
     ]
@@ -348,7 +370,8 @@ pub fn signed(p: &SignedProps) -> Html {
         })
     };
     // Whether the form holds unsaved changes: switching to another profile
-    // asks first (it remounts the form, and the edits would go unseen).
+    // asks first (it remounts the form, and the edits would go unseen), as
+    // it does while a new webhook's secret shows (the panel is remade too).
     let dirty = use_mut_ref(|| false);
     let on_dirty = {
         let dirty = dirty.clone();
@@ -391,7 +414,7 @@ pub fn signed(p: &SignedProps) -> Html {
             if id == current {
                 return;
             }
-            if *dirty.borrow() {
+            if *dirty.borrow() || !held_in_settings().is_empty() {
                 leaving.set(Some(id));
             } else {
                 switch.emit(id);
@@ -495,7 +518,7 @@ pub fn signed(p: &SignedProps) -> Html {
                     initial={editing.1.clone()} on_unauthorized={p.on_unauthorized.clone()}
                     on_saved={on_saved} {on_dirty} />
                 if let Some(target) = (*leaving.about).clone() {
-                    { switch_prompt(&leaving, &profiles, &editing.0, &target, switch.clone(), bar.clone()) }
+                    { switch_prompt(&leaving, (&profiles, &editing.0, *dirty.borrow()), &target, switch.clone(), bar.clone()) }
                 }
             </div>
             if signing_out.about.is_some() {

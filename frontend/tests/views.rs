@@ -1981,6 +1981,27 @@ fn views_follow_the_hash() {
     }
 }
 
+/// Adds `hook` from the panel as the server makes it, until its secret shows.
+async fn add_webhook_until_its_secret_shows(
+    root: &Element,
+    hook: &mailroom_shared::webhooks::Webhook,
+) {
+    route(
+        "POST /api/webhooks",
+        201,
+        &json!({"webhook": hook, "secret": "whsec_c2VjcmV0LXNob3duLW9uY2U="}),
+    );
+    type_into(root, "webhook-url", &hook.url).await;
+    click(root, "#webhook-add").await;
+    assert!(
+        eventually(3000, || root
+            .query_selector("#webhook-secret")
+            .unwrap()
+            .is_some())
+        .await
+    );
+}
+
 /// A Teams webhook `wh_1` as the server answers it once made; the list
 /// of webhooks is empty until then.
 fn teams_hook_and_no_webhooks() -> mailroom_shared::webhooks::Webhook {
@@ -3261,21 +3282,8 @@ async fn an_app_gets_a_new_key_after_a_question_and_sees_it_once() {
 async fn signing_out_while_a_webhooks_secret_shows_asks_first() {
     let root = mount_signed_at(&paused_queue(false), "#/settings", &[]).await;
     let hook = teams_hook_and_no_webhooks();
-    route(
-        "POST /api/webhooks",
-        201,
-        &json!({"webhook": hook, "secret": "whsec_c2VjcmV0LXNob3duLW9uY2U="}),
-    );
     route("POST /api/logout", 204, &Value::Null);
-    type_into(&root, "webhook-url", &hook.url).await;
-    click(&root, "#webhook-add").await;
-    assert!(
-        eventually(3000, || root
-            .query_selector("#webhook-secret")
-            .unwrap()
-            .is_some())
-        .await
-    );
+    add_webhook_until_its_secret_shows(&root, &hook).await;
     let said = sign_out_from_activity_then_keep(&root).await;
     assert!(
         said.contains("The signing secret of webhook wh_1 is shown only once"),
@@ -3284,4 +3292,38 @@ async fn signing_out_while_a_webhooks_secret_shows_asks_first() {
     click(&root, "#webhook-secret-done").await;
     click(&root, "header.top button.link").await;
     assert_eq!(logouts(), 1, "nothing held: no question");
+}
+
+/// Choosing another profile remakes the Settings view, the webhooks panel
+/// with it: while a new webhook's secret shows, the page asks first.
+#[wasm_bindgen_test]
+async fn choosing_another_profile_while_a_webhooks_secret_shows_asks_first() {
+    let root = mount_signed_at(&two_profiles_queue(), "#/settings", &[profile_b_settings]).await;
+    let hook = teams_hook_and_no_webhooks();
+    let switched = || {
+        requests()
+            .iter()
+            .any(|(r, _)| r == "GET /api/profiles/prf_b/settings")
+    };
+    add_webhook_until_its_secret_shows(&root, &hook).await;
+    choose(&root, "profile-select", "prf_b").await;
+    let said = asked(&root, "profile-switch-prompt");
+    assert!(
+        said.contains("The signing secret of webhook wh_1 is shown only once")
+            && said.contains("Editing “Fabrikam” instead discards them.")
+            && !said.contains("The settings of"),
+        "{said}"
+    );
+    click(&root, "#profile-switch-prompt-default").await;
+    assert!(!switched());
+    assert!(text_of(&root, "#webhook-secret").contains("whsec_c2VjcmV0"));
+    click(&root, "#webhook-secret-done").await;
+    choose(&root, "profile-select", "prf_b").await;
+    assert!(
+        root.query_selector("#profile-switch-prompt")
+            .unwrap()
+            .is_none_or(|d| !d.dyn_into::<web_sys::HtmlDialogElement>().unwrap().open()),
+        "nothing to lose: no question"
+    );
+    assert!(eventually(3000, switched).await);
 }
