@@ -3327,3 +3327,53 @@ async fn choosing_another_profile_while_a_webhooks_secret_shows_asks_first() {
     );
     assert!(eventually(3000, switched).await);
 }
+
+/// A key shown once is not replaced by another before it is said copied:
+/// making another app or giving one a new key says so, sends nothing,
+/// and leaves the key where it is.
+#[wasm_bindgen_test]
+async fn a_key_not_yet_copied_is_not_replaced_by_another() {
+    fake_api();
+    apps_routes(vec![app_json("app_1", "Scanner")]);
+    let key = "mr_0123456789abcdefghijklmnopqrstuv";
+    route(
+        "POST /api/apps",
+        201,
+        &json!({"app": app_json("app_7k2", "Billing"), "key": key}),
+    );
+    route(
+        "POST /api/apps/app_1/key",
+        200,
+        &json!({"app": app_json("app_1", "Scanner"), "key": "mr_other"}),
+    );
+    let root = mount_apps().await;
+    let posts = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r.starts_with("POST /api/apps"))
+            .count()
+    };
+    type_into(&root, "app-name", "Billing").await;
+    click(&root, "#create-app").await;
+    assert_eq!(text_of(&root, "#new-key code"), key);
+    type_into(&root, "app-name", "Printer").await;
+    click(&root, "#create-app").await;
+    assert_eq!(posts(), 1, "no second app yet");
+    assert!(
+        text_of(&root, "#app-name-error").contains("The key of “Billing” above is shown only once"),
+        "{}",
+        text_of(&root, "#new-app")
+    );
+    assert_eq!(active_id(), "key-title");
+    click(&root, "#apps-table tbody button[data-act=rekey]").await;
+    assert!(root
+        .query_selector("#rekey-prompt")
+        .unwrap()
+        .is_none_or(|d| !d.dyn_into::<web_sys::HtmlDialogElement>().unwrap().open()));
+    assert!(text_of(&root, ".banner.success").contains("copy it and choose"));
+    assert_eq!(posts(), 1);
+    assert_eq!(text_of(&root, "#new-key code"), key, "the key stays");
+    click(&root, "#key-done").await;
+    click(&root, "#create-app").await;
+    assert_eq!(posts(), 2, "once copied, the next app is made");
+}

@@ -633,6 +633,19 @@ fn send_as_lines(mailbox: &Mailbox, allowed: &[String]) -> Option<Html> {
     Some(m.html())
 }
 
+/// Why another key cannot be shown yet: the one shown (once) is not marked
+/// as copied, and a second panel would replace it.
+fn key_first(created: &Option<(App, String)>) -> Option<String> {
+    created.as_ref().map(|(app, _)| {
+        [
+            "The key of “",
+            &app.name,
+            "” above is shown only once: copy it and choose “I have copied the key” first.",
+        ]
+        .concat()
+    })
+}
+
 /// The view.
 #[function_component(Apps)]
 pub fn apps(p: &AppsProps) -> Html {
@@ -859,6 +872,14 @@ pub fn apps(p: &AppsProps) -> Html {
                 });
                 return;
             }
+            // A new app's key would replace the one shown, not yet copied.
+            if let Some(why) = key_first(&created).filter(|_| d.id.is_empty()) {
+                let mut errors = mailroom_shared::FieldMessages::new();
+                errors.push("name", why);
+                server_errors.set(errors);
+                focus("key-title");
+                return;
+            }
             if *busy {
                 return;
             }
@@ -924,7 +945,11 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
     let on_table_click = {
-        let rekeying = rekey_question.about.clone();
+        let (rekeying, created, notice) = (
+            rekey_question.about.clone(),
+            created.clone(),
+            notice.clone(),
+        );
         let (revoking, list, editing, limit_errors, draft, server_errors) = (
             revoking.clone(),
             list.clone(),
@@ -939,7 +964,13 @@ pub fn apps(p: &AppsProps) -> Html {
                 let app = apps.iter().find(|a| a.id == id);
                 match act.as_str() {
                     "revoke" => revoking.set(app.cloned()),
-                    "rekey" => rekeying.set(app.cloned()),
+                    "rekey" => match key_first(&created) {
+                        Some(why) => {
+                            notice.set(Some(why));
+                            focus("key-title");
+                        }
+                        None => rekeying.set(app.cloned()),
+                    },
                     "edit" => {
                         if let Some(a) = app {
                             draft.set(Draft::of(a));
