@@ -365,6 +365,18 @@ async fn summary_by_id<C: GenericClient>(c: &C, id: &str) -> Result<Option<Summa
 }
 
 impl PgStore {
+    /// The app an `UPDATE … RETURNING` of a live app gives back; `None`
+    /// when it changed none.
+    async fn app_returned(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<App>, StoreError> {
+        let c = self.pool.get().await?;
+        let row = c.query_opt(&prepared(&c, statement).await?, params).await?;
+        Ok(row.as_ref().map(sql::app_from).transpose()?)
+    }
+
     /// Housekeeping's purge of final messages with a batch of the test's
     /// choosing (it uses [`PURGE_BATCH`]): one statement per batch, rows
     /// other servers hold skipped. `(deleted, statements)`, for the tests.
@@ -1292,32 +1304,23 @@ impl Queue for PgStore {
         id: &str,
         key_hash: [u8; 32],
     ) -> Result<Option<App>, StoreError> {
-        let c = self.pool.get().await?;
-        let row = c
-            .query_opt(
-                &prepared(&c, sql::REPLACE_APP_KEY).await?,
-                &[&id, &key_hash.as_slice()],
-            )
-            .await?;
-        Ok(row.as_ref().map(sql::app_from).transpose()?)
+        self.app_returned(sql::REPLACE_APP_KEY, &[&id, &key_hash.as_slice()])
+            .await
     }
 
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {
-        let c = self.pool.get().await?;
-        let row = c
-            .query_opt(
-                &prepared(&c, sql::UPDATE_APP).await?,
-                &[
-                    &app.id,
-                    &app.name,
-                    &allowed_json(&app),
-                    &(app.rewrite_from as i64),
-                    &crate::queue::limits_json(&app.limits),
-                    &app.profile,
-                ],
-            )
-            .await?;
-        Ok(row.as_ref().map(sql::app_from).transpose()?)
+        self.app_returned(
+            sql::UPDATE_APP,
+            &[
+                &app.id,
+                &app.name,
+                &allowed_json(&app),
+                &(app.rewrite_from as i64),
+                &crate::queue::limits_json(&app.limits),
+                &app.profile,
+            ],
+        )
+        .await
     }
 
     async fn recent(

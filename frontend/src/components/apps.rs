@@ -646,6 +646,40 @@ fn key_first(created: &Option<(App, String)>) -> Option<String> {
     })
 }
 
+/// *Yes* to a question about an app (revoke it, give it a new key): the
+/// question closes and `request` runs for its app; a refused session signs
+/// in again, another failure shows as the notice, and the list is read
+/// again either way.
+fn answered<F>(
+    about: UseStateHandle<Option<App>>,
+    (notice, load, unauthorized): (UseStateHandle<Option<String>>, Callback<()>, Callback<()>),
+    request: impl Fn(App) -> F + 'static,
+) -> Callback<()>
+where
+    F: std::future::Future<Output = Result<(), ApiError>> + 'static,
+{
+    Callback::from(move |()| {
+        let Some(app) = (*about).clone() else {
+            return;
+        };
+        about.set(None);
+        let (done, notice, load, unauthorized) = (
+            request(app),
+            notice.clone(),
+            load.clone(),
+            unauthorized.clone(),
+        );
+        crate::spawn(async move {
+            match done.await {
+                Ok(()) => {}
+                Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                Err(e) => notice.set(Some(e.message().to_string())),
+            }
+            load.emit(());
+        });
+    })
+}
+
 /// The view.
 #[function_component(Apps)]
 pub fn apps(p: &AppsProps) -> Html {
@@ -1058,77 +1092,36 @@ pub fn apps(p: &AppsProps) -> Html {
             });
         })
     };
+    let answer_to = (notice.clone(), load.clone(), p.on_unauthorized.clone());
     let revoke = {
-        let (revoking, notice, load, unauthorized, draft) = (
-            revoking.clone(),
-            notice.clone(),
-            load.clone(),
-            p.on_unauthorized.clone(),
-            draft.clone(),
-        );
-        Callback::from(move |()| {
-            let Some(app) = (*revoking).clone() else {
-                return;
-            };
-            revoking.set(None);
-            let (notice, load, unauthorized, draft) = (
-                notice.clone(),
-                load.clone(),
-                unauthorized.clone(),
-                draft.clone(),
-            );
-            crate::spawn(async move {
-                let path = ["/api/apps/", &app.id].concat();
-                match fetch(Method::DELETE, &path, None).await {
-                    Ok(_) => {
-                        // The form no longer edits an app that is gone.
-                        if draft.id == app.id {
-                            draft.set(Draft::default());
-                        }
-                        notice.set(Some(
-                            ["“", &app.name, "” is revoked: its key no longer works."].concat(),
-                        ));
-                    }
-                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
-                    Err(e) => notice.set(Some(e.message().to_string())),
+        let (notice, draft) = (notice.clone(), draft.clone());
+        answered(revoking.clone(), answer_to.clone(), move |app: App| {
+            let (notice, draft) = (notice.clone(), draft.clone());
+            async move {
+                fetch(Method::DELETE, &["/api/apps/", &app.id].concat(), None).await?;
+                // The form no longer edits an app that is gone.
+                if draft.id == app.id {
+                    draft.set(Draft::default());
                 }
-                load.emit(());
-            });
+                notice.set(Some(
+                    ["“", &app.name, "” is revoked: its key no longer works."].concat(),
+                ));
+                Ok(())
+            }
         })
     };
-
     // A new key for an app whose key was lost or leaked: shown once, like
     // a new app's; the old key stops working at once.
     let rekey = {
-        let (rekeying, created, notice, load, unauthorized) = (
-            rekey_question.about.clone(),
-            created.clone(),
-            notice.clone(),
-            load.clone(),
-            p.on_unauthorized.clone(),
-        );
-        Callback::from(move |()| {
-            let Some(app) = (*rekeying).clone() else {
-                return;
-            };
-            rekeying.set(None);
-            let (created, notice, load, unauthorized) = (
-                created.clone(),
-                notice.clone(),
-                load.clone(),
-                unauthorized.clone(),
-            );
-            crate::spawn(async move {
+        let created = created.clone();
+        answered(rekey_question.about.clone(), answer_to, move |app: App| {
+            let created = created.clone();
+            async move {
                 let path = ["/api/apps/", &app.id, "/key"].concat();
-                match json_body(Method::POST, &path, None).await {
-                    Ok(c) => {
-                        created.set(Some((App::from_json(&get(&c, "app")), text(&c, "key"))));
-                    }
-                    Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
-                    Err(e) => notice.set(Some(e.message().to_string())),
-                }
-                load.emit(());
-            });
+                let c = json_body(Method::POST, &path, None).await?;
+                created.set(Some((App::from_json(&get(&c, "app")), text(&c, "key"))));
+                Ok(())
+            }
         })
     };
 
