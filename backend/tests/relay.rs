@@ -1181,12 +1181,16 @@ async fn a_from_that_is_not_allowed_is_refused_naming_the_fix_and_rewrite_from_s
     let (rig, server) = relay_rig(|_| {}).await;
     let (app, key) = server.new_app(json!({"name": "Billing"})).await;
     let stranger = addr("billing", "fabrikam.example");
-    let err = client(&server, Some((&app, &key)), Mechanism::Plain)
-        .send(message(&stranger, &[addr("a", "example.org")], "x", "y"))
-        .await
-        .expect_err("not allowed");
-    assert_code(&err, "550");
-    let text = err.to_string();
+    // What a real client is told when it sends as `from`.
+    let refused = async |from: &str| {
+        let err = client(&server, Some((&app, &key)), Mechanism::Plain)
+            .send(message(from, &[addr("a", "example.org")], "x", "y"))
+            .await
+            .expect_err(from);
+        assert_code(&err, "550");
+        err.to_string()
+    };
+    let text = refused(&stranger).await;
     assert!(
         text.contains(&mailer()) && text.contains("allowed_from"),
         "{text}"
@@ -1200,6 +1204,13 @@ async fn a_from_that_is_not_allowed_is_refused_naming_the_fix_and_rewrite_from_s
         r.starts_with("550 5.7.1") && r.contains("allowed_from"),
         "{r}"
     );
+    // So is a header From whose name shows another address.
+    let text = refused(&format!("\"{stranger}\" <{}>", mailer())).await;
+    assert!(
+        text.contains(&format!("shows the address {stranger}")),
+        "{text}"
+    );
+    assert_eq!(rig.smtp.messages().len(), 0);
     // rewrite_from: sent as the settings' sender, the original in Reply-To.
     let (app2, key2) = server
         .new_app(json!({"name": "Legacy", "rewrite_from": true}))

@@ -823,6 +823,28 @@ mod tests {
     }
 
     #[test]
+    fn a_from_name_showing_another_address_is_refused_on_from() {
+        let mut req = request();
+        req.from = Some(format!(
+            "\"{}\" <{}>",
+            at("ceo", "contoso.com"),
+            at("helpdesk", "contoso.com")
+        ));
+        let e = built(&req).expect_err("refused");
+        let text = e.get("from").expect("on from").join(" ");
+        assert!(
+            text.contains(&format!("shows the address {}", at("ceo", "contoso.com"))),
+            "{text}"
+        );
+        // The mailbox's own address in its name is no other.
+        req.from = Some(format!(
+            "\"Helpdesk ({0})\" <{0}>",
+            at("helpdesk", "contoso.com")
+        ));
+        assert!(built(&req).is_ok());
+    }
+
+    #[test]
     fn a_saved_sender_name_with_a_comma_is_the_from_of_messages_without_one() {
         let mut settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
         settings.sender_name = "Contoso, IT Department".into();

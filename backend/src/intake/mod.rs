@@ -343,6 +343,64 @@ fn sender_shape(label: &str, value: &str, found: &[String]) -> Option<String> {
     None
 }
 
+/// Addresses written in a display name (`"ceo@contoso.com" <app@…>`): mail
+/// programs show the name, often alone, so a name holding another address
+/// shows the message as from that address. Lookalike at signs (fullwidth
+/// `＠`, small `﹫`) count as `@`; a token counts when it has a local part and
+/// a domain with a dot, so `Sales @ Contoso` or `Support@Contoso` do not.
+pub(crate) fn addresses_in_name(name: &str) -> Vec<String> {
+    let name: String = name
+        .chars()
+        .map(|c| match c {
+            '\u{FF20}' | '\u{FE6B}' => '@',
+            _ => c,
+        })
+        .collect();
+    name.split(|c: char| {
+        c.is_whitespace()
+            || c.is_control()
+            || matches!(
+                c,
+                '<' | '>'
+                    | '('
+                    | ')'
+                    | '['
+                    | ']'
+                    | '"'
+                    | '\''
+                    | ','
+                    | ';'
+                    | ':'
+                    | '\u{200B}'
+                    | '\u{2060}'
+                    | '\u{FEFF}'
+            )
+    })
+    .filter_map(|token| {
+        let token = token.trim_matches(|c: char| c == '.' || c == '\u{200B}');
+        let (local, domain) = token.rsplit_once('@')?;
+        let labels: Vec<&str> = domain.split('.').collect();
+        let shaped = !local.is_empty()
+            && labels.len() > 1
+            && labels.iter().all(|l| !l.is_empty())
+            && labels.last().is_some_and(|l| l.chars().count() > 1);
+        shaped.then(|| token.to_string())
+    })
+    .collect()
+}
+
+/// The display names of an address header's mailboxes.
+fn names(value: &HeaderValue<'_>) -> Vec<String> {
+    match value {
+        HeaderValue::Address(a) => a
+            .iter()
+            .filter_map(|x| x.name())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn addresses(value: &HeaderValue<'_>) -> Vec<String> {
     match value {
         HeaderValue::Address(a) => a
@@ -492,6 +550,8 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
     // The addresses of each identity header, checked for a hidden second one.
     let mut from_addresses: Vec<String> = Vec::new();
     let mut identities: Vec<(&'static str, String)> = Vec::new();
+    // Addresses shown in the names of those headers, other than their own.
+    let mut shown_in_names: Vec<(&'static str, String, String)> = Vec::new();
     let mut header_rcpts: Vec<String> = Vec::new();
     for (field, h) in fields.iter().zip(parsed.headers()) {
         let label = match h.name {
@@ -540,6 +600,13 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         }
         if label == "From" {
             from_addresses = found.clone();
+        }
+        for name in names(&h.value) {
+            for shown in addresses_in_name(&name) {
+                if !found.iter().any(|a| a.eq_ignore_ascii_case(&shown)) {
+                    shown_in_names.push((label, name.clone(), shown));
+                }
+            }
         }
         for a in found {
             identities.push((label, a));
@@ -635,6 +702,22 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
                 errors.push("from", text);
                 break;
             }
+        }
+        // The name the admin gave the settings' sender is theirs to word.
+        let own_name = rules.settings.map(|s| s.sender_name.trim());
+        let spoofed = shown_in_names
+            .iter()
+            .filter(|(_, name, _)| own_name != Some(name.trim()))
+            .find(|(_, _, shown)| !rules.policy.allows(shown));
+        if let (Some((label, name, shown)), false) = (spoofed, errors.contains_key("from")) {
+            errors.push(
+                "from",
+                format!(
+                    "The {label} header's name (“{}”) shows the address {shown}, so mail programs would show the message as from {shown}. Remove the address from the name. {}",
+                    short(name),
+                    rules.policy.refusal(shown)
+                ),
+            );
         }
     }
     if !errors.is_empty() {
@@ -1184,13 +1267,126 @@ mod tests {
             "from",
         );
         assert!(text.contains("ambiguous"), "{text}");
-        // A quoted display name may hold an @.
-        assert!(run(&msg(&format!(
+        // A quoted display name may hold an @, and its own address.
+        for name in [
+            "Sales @ Contoso",
+            "Support@Contoso",
+            &at("allowed", "contoso.com"),
+        ] {
+            assert!(
+                run(&msg(&format!(
+                    "From: \"{name}\" <{}>\r\n",
+                    at("allowed", "contoso.com")
+                )))
+                .is_ok(),
+                "{name}"
+            );
+        }
+    }
+
+    /// A display name is what mail programs show, often alone: a name
+    /// holding another address would show an app's message as from that
+    /// address, past the From policy.
+    #[test]
+    fn a_name_that_shows_another_address_is_refused_unless_that_one_is_allowed() {
+        let ceo = at("ceo", "contoso.com");
+        let allowed = at("allowed", "contoso.com");
+        for (header, shown) in [
+            (format!("From: \"{ceo}\" <{allowed}>\r\n"), ceo.clone()),
+            (
+                format!("From: \"CEO ({ceo})\" <{allowed}>\r\n"),
+                ceo.clone(),
+            ),
+            // Encoded as RFC 2047, as mail programs decode it.
+            (
+                format!("From: =?utf-8?q?ceo=40contoso=2Ecom?= <{allowed}>\r\n"),
+                ceo.clone(),
+            ),
+            // A fullwidth at sign looks the same.
+            (
+                format!("From: \"ceo\u{FF20}contoso.com\" <{allowed}>\r\n"),
+                "ceo@contoso.com".into(),
+            ),
+            // Sender and Resent-From as From.
+            (
+                format!("From: {allowed}\r\nSender: \"{ceo}\" <{allowed}>\r\n"),
+                ceo.clone(),
+            ),
+            (
+                format!("From: {allowed}\r\nResent-From: \"{ceo}\" <{allowed}>\r\n"),
+                ceo.clone(),
+            ),
+        ] {
+            let text = refused(&msg(&header), "from");
+            assert!(
+                text.contains(&format!("shows the address {shown}"))
+                    && text.contains("Remove the address from the name")
+                    && text.contains("allowed_from"),
+                "{header}: {text}"
+            );
+        }
+        // An address the app may send as may be shown.
+        let policy = FromPolicy {
+            allowed: vec![allowed.clone(), ceo.clone()],
+            network: false,
+        };
+        let rules = Rules {
+            policy: &policy,
+            settings: None,
+            rewrite_from: false,
+        };
+        let raw = msg(&format!("From: \"{ceo}\" <{allowed}>\r\n"));
+        assert!(check(raw.as_bytes(), Envelope::default(), &rules).is_ok());
+        // With rewrite_from the From is the settings' sender's anyway.
+        let policy = self::policy();
+        let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        let raw = msg(&format!("From: \"{ceo}\" <{allowed}>\r\n"));
+        let rewritten = check(
+            raw.as_bytes(),
+            Envelope::default(),
+            &Rules {
+                policy: &policy,
+                settings: Some(&settings),
+                rewrite_from: true,
+            },
+        )
+        .expect("rewritten");
+        let parsed = MessageParser::default().parse(&rewritten.body).unwrap();
+        let from = parsed.from().unwrap().first().unwrap();
+        assert_eq!(from.address(), Some(settings.sender_email.as_str()));
+        assert!(!from.name().unwrap_or_default().contains(&ceo));
+        // The name the admin saved for the sender is theirs to word.
+        let mut settings = settings;
+        settings.sender_name = format!("Helpdesk ({})", at("help", "contoso.com"));
+        let policy = FromPolicy::new(Some(&settings), &[]);
+        let raw = msg(&format!(
             "From: \"{}\" <{}>\r\n",
-            at("x", "y.z"),
-            at("allowed", "contoso.com")
-        )))
-        .is_ok());
+            settings.sender_name, settings.sender_email
+        ));
+        let rules = Rules {
+            policy: &policy,
+            settings: Some(&settings),
+            rewrite_from: false,
+        };
+        assert!(check(raw.as_bytes(), Envelope::default(), &rules).is_ok());
+    }
+
+    #[test]
+    fn addresses_in_a_name_are_found_as_a_reader_would_see_them() {
+        let found = |name: &str| addresses_in_name(name);
+        assert_eq!(found("CEO <ceo@contoso.com>."), ["ceo@contoso.com"]);
+        assert_eq!(found("ceo\u{FE6B}contoso.com"), ["ceo@contoso.com"]);
+        assert_eq!(found("a@b.co, c@d.org"), ["a@b.co", "c@d.org"]);
+        for none in [
+            "Sales @ Contoso",
+            "Support@Contoso",
+            "@contoso.com",
+            "x@y.",
+            "x@y.z",
+            "",
+        ] {
+            assert!(found(none).is_empty(), "{none}");
+        }
     }
 
     #[test]
