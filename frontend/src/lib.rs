@@ -238,15 +238,6 @@ fn what_goes(
     text
 }
 
-/// What the Settings view would lose besides the form's changes (a new
-/// webhook's secret): it is remade for another profile.
-fn held_in_settings() -> Vec<(&'static str, String)> {
-    hooks::before_unload::unsaved()
-        .into_iter()
-        .filter(|(view, _)| *view == View::Settings.hash())
-        .collect()
-}
-
 /// "Discard your unsaved changes?" before the form edits another profile:
 /// keeping them leaves the form (and the switcher, and the address) on the
 /// profile edited; discarding switches.
@@ -258,7 +249,7 @@ fn switch_prompt(
     bar: UseStateHandle<u32>,
 ) -> Html {
     let text = [
-        &what_goes(profiles, current, dirty, &held_in_settings()),
+        &what_goes(profiles, current, dirty, &[]),
         "Editing ",
         &profile_name(profiles, target),
         " instead discards them.",
@@ -414,7 +405,7 @@ pub fn signed(p: &SignedProps) -> Html {
             if id == current {
                 return;
             }
-            if *dirty.borrow() || !held_in_settings().is_empty() {
+            if *dirty.borrow() {
                 leaving.set(Some(id));
             } else {
                 switch.emit(id);
@@ -517,6 +508,9 @@ pub fn signed(p: &SignedProps) -> Html {
                 <SettingsForm key={[editing.0.as_str(), "-", &editing.2.to_string()].concat()}
                     initial={editing.1.clone()} on_unauthorized={p.on_unauthorized.clone()}
                     on_saved={on_saved} {on_dirty} />
+                // Webhooks hear from every profile: outside the form, which is
+                // remade for each, so a secret shown once stays on a switch.
+                <components::webhooks::Webhooks on_unauthorized={p.on_unauthorized.clone()} />
                 if let Some(target) = (*leaving.about).clone() {
                     { switch_prompt(&leaving, (&profiles, &editing.0, *dirty.borrow()), &target, switch.clone(), bar.clone()) }
                 }

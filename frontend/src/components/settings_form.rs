@@ -222,7 +222,6 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                 }) }
             }
             { settings_history(&history) }
-            <super::webhooks::Webhooks on_unauthorized={p.on_unauthorized.clone()} />
         </section>
         if *test.open {
             { test_dialog(&test, TestDialogProps {

@@ -476,7 +476,7 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
     html! {
         <section class="webhooks" id="webhooks" aria-labelledby="webhooks-heading">
             <h2 id="webhooks-heading">{ "Alerts: webhooks" }</h2>
-            <p class="help">{ "Hear about a pause, a failed message or an expiring credential in Teams, Slack or any receiver. Each event is stored before it is sent and retried for 13 hours; Teams and Slack get a burst of events as one post; a slow receiver never slows mail." }</p>
+            <p class="help">{ "Hear about a pause, a failed message or an expiring credential of any profile in Teams, Slack or any receiver. Each event is stored before it is sent and retried for 13 hours; Teams and Slack get a burst of events as one post; a slow receiver never slows mail." }</p>
             if let Some((id, secret)) = &**created {
                 <div class="banner success" id="webhook-secret" role="status">
                     <p>{ "Webhook " }<code>{ id.clone() }</code>{ " added. Its signing secret, shown only now (check each request's webhook-signature with it):" }</p>
