@@ -30,8 +30,31 @@ async fn screenshots(b: &Browser, name: &str, at: &str) {
         let client = b.client.clone();
         async move { client.execute(&script, vec![]).await.expect("scroll") }
     };
+    // Every table fits the screen, with nothing to scroll sideways (an
+    // open message's details too, an app's buttons too): on a desktop in
+    // full, and at a phone's width with each row read as a card.
+    let sideways = |b: &Browser, width: &'static str| {
+        let client = b.client.clone();
+        async move {
+            let wider = client
+                .execute(
+                    "return [...document.querySelectorAll('.table-wrap, html')]\
+                       .filter(e => e.scrollWidth > e.clientWidth + 1)\
+                       .map(e => (e.querySelector('table') || e).id || e.tagName);",
+                    vec![],
+                )
+                .await
+                .expect("measure the tables");
+            assert_eq!(
+                wider,
+                json!([]),
+                "{name}: wider than {width}, to scroll sideways"
+            );
+        }
+    };
     scroll(b).await;
     b.screenshot(name).await;
+    sideways(b, "a desktop's window").await;
     b.client
         .set_window_size(PHONE.0, PHONE.1)
         .await
@@ -39,23 +62,7 @@ async fn screenshots(b: &Browser, name: &str, at: &str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     scroll(b).await;
     b.screenshot(&[name, "-phone"].concat()).await;
-    // At a phone's width every table fits the screen: each row reads as a
-    // card, with nothing to scroll sideways (an open message's details too).
-    let wider = b
-        .client
-        .execute(
-            "return [...document.querySelectorAll('.table-wrap, html')]\
-               .filter(e => e.scrollWidth > e.clientWidth + 1)\
-               .map(e => (e.querySelector('table') || e).id || e.tagName);",
-            vec![],
-        )
-        .await
-        .expect("measure the tables");
-    assert_eq!(
-        wider,
-        json!([]),
-        "{name}: wider than a phone's screen, to scroll sideways"
-    );
+    sideways(b, "a phone's screen").await;
     b.client
         .set_window_size(DESKTOP.0, DESKTOP.1)
         .await

@@ -1128,7 +1128,7 @@ pub fn apps(p: &AppsProps) -> Html {
     html! {
         <section class="view" aria-labelledby="apps-title">
             <h2 id="apps-title" class="view-title" tabindex="-1">{ "Apps" }</h2>
-            <p class="help">{ "Each program, device or script that sends through Mailroom gets its own key, so one can be revoked without touching the others." }</p>
+            <p class="help" id="apps-intro">{ "Each program, device or script that sends through Mailroom gets its own key, so one can be revoked without touching the others." }</p>
             if let Some(n) = &*notice {
                 <div class="banner success" role="status">{ n.clone() }</div>
             }
