@@ -343,50 +343,46 @@ fn sender_shape(label: &str, value: &str, found: &[String]) -> Option<String> {
     None
 }
 
+/// What ends an address-like token in a display name: brackets, quotes
+/// and list marks.
+const NOT_IN_AN_ADDRESS: [char; 10] = ['<', '>', '(', ')', '[', ']', '"', ',', ';', ':'];
+
+/// Characters that show as nothing: dropped before looking, since
+/// `ceo\u{200B}@contoso.com` reads as `ceo@contoso.com`.
+const INVISIBLE: [char; 6] = [
+    '\u{00AD}', '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}',
+];
+
 /// Addresses written in a display name (`"ceo@contoso.com" <app@…>`): mail
 /// programs show the name, often alone, so a name holding another address
 /// shows the message as from that address. Lookalike at signs (fullwidth
-/// `＠`, small `﹫`) count as `@`; a token counts when it has a local part and
-/// a domain with a dot, so `Sales @ Contoso` or `Support@Contoso` do not.
+/// `＠`, small `﹫`) count as `@` and lookalike dots as `.`, and characters that show as nothing are
+/// not there; a token counts when it has a local part and a domain with a
+/// dot, so `Sales @ Contoso` or `Support@Contoso` do not.
 pub(crate) fn addresses_in_name(name: &str) -> Vec<String> {
     let name: String = name
         .chars()
+        .filter(|c| !INVISIBLE.contains(c))
         .map(|c| match c {
             '\u{FF20}' | '\u{FE6B}' => '@',
+            '\u{FF0E}' | '\u{2024}' | '\u{FE52}' => '.',
             _ => c,
         })
         .collect();
-    name.split(|c: char| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(
-                c,
-                '<' | '>'
-                    | '('
-                    | ')'
-                    | '['
-                    | ']'
-                    | '"'
-                    | '\''
-                    | ','
-                    | ';'
-                    | ':'
-                    | '\u{200B}'
-                    | '\u{2060}'
-                    | '\u{FEFF}'
-            )
-    })
-    .filter_map(|token| {
-        let token = token.trim_matches(|c: char| c == '.' || c == '\u{200B}');
-        let (local, domain) = token.rsplit_once('@')?;
-        let labels: Vec<&str> = domain.split('.').collect();
-        let shaped = !local.is_empty()
-            && labels.len() > 1
-            && labels.iter().all(|l| !l.is_empty())
-            && labels.last().is_some_and(|l| l.chars().count() > 1);
-        shaped.then(|| token.to_string())
-    })
-    .collect()
+    name.split(|c: char| c.is_whitespace() || c.is_control() || NOT_IN_AN_ADDRESS.contains(&c))
+        .filter_map(|token| {
+            // A sentence's full stop, or single quotes around it ('a@b.c'); an
+            // apostrophe inside is part of many a local part (o'brien@…).
+            let token = token.trim_matches(['.', '\'']);
+            let (local, domain) = token.rsplit_once('@')?;
+            let labels: Vec<&str> = domain.split('.').collect();
+            let shaped = !local.is_empty()
+                && labels.len() > 1
+                && labels.iter().all(|l| !l.is_empty())
+                && labels.last().is_some_and(|l| l.chars().count() > 1);
+            shaped.then(|| token.to_string())
+        })
+        .collect()
 }
 
 /// The display names of an address header's mailboxes.
@@ -1377,6 +1373,15 @@ mod tests {
         assert_eq!(found("CEO <ceo@contoso.com>."), ["ceo@contoso.com"]);
         assert_eq!(found("ceo\u{FE6B}contoso.com"), ["ceo@contoso.com"]);
         assert_eq!(found("a@b.co, c@d.org"), ["a@b.co", "c@d.org"]);
+        // An apostrophe is part of many a local part; quotes around are not.
+        assert_eq!(found("o'brien@contoso.com"), ["o'brien@contoso.com"]);
+        assert_eq!(found("'ceo@contoso.com'"), ["ceo@contoso.com"]);
+        // What shows as nothing is not there.
+        assert_eq!(
+            found("ceo\u{200B}@contoso\u{00AD}.com"),
+            ["ceo@contoso.com"]
+        );
+        assert_eq!(found("ceo@contoso\u{FF0E}com"), ["ceo@contoso.com"]);
         for none in [
             "Sales @ Contoso",
             "Support@Contoso",
