@@ -161,7 +161,37 @@ both!(
     due_messages_of_a_profile_are_claimed_in_turn_per_app,
     a_quota_wait_adds_no_attempt_and_never_expires,
     an_expired_message_a_recipient_had_ends_sent_with_its_event,
+    a_webhooks_new_secret_keeps_the_old_one_until_its_time,
 );
+
+/// A new secret moves the current one to `previous` with its end; a
+/// second one moves the new one there and the oldest is gone; no webhook
+/// (or a NUL in its id) changes nothing.
+async fn a_webhooks_new_secret_keeps_the_old_one_until_its_time(f: Fixture) {
+    let (hooks, id) = store_with_webhook(&f, "message.sent").await;
+    let row = |hooks: Arc<dyn WebhookStore>| async move {
+        let all = hooks.webhooks().await.unwrap();
+        (all[0].secret.clone(), all[0].previous.clone())
+    };
+    assert_eq!(row(hooks.clone()).await, (vec![1], None));
+    assert!(hooks
+        .replace_webhook_secret(&id, vec![2], 100)
+        .await
+        .unwrap());
+    assert_eq!(row(hooks.clone()).await, (vec![2], Some((vec![1], 100))));
+    assert!(hooks
+        .replace_webhook_secret(&id, vec![3], 200)
+        .await
+        .unwrap());
+    assert_eq!(row(hooks.clone()).await, (vec![3], Some((vec![2], 200))));
+    for missing in ["wh_none", "wh_\0"] {
+        assert!(!hooks
+            .replace_webhook_secret(missing, vec![9], 300)
+            .await
+            .unwrap());
+    }
+    assert_eq!(row(hooks.clone()).await, (vec![3], Some((vec![2], 200))));
+}
 
 /// `--max-queue-time` ends a message one recipient had as `sent` (the rule
 /// of docs/API.md §8), the recipient left `failed`; one nobody had as
@@ -1919,6 +1949,7 @@ async fn store_with_webhook(f: &Fixture, event: &str) -> (Arc<dyn WebhookStore>,
                 "2026-11-26T00:00:00Z".into(),
             ),
             secret: vec![1],
+            previous: None,
         })
         .await
         .unwrap();

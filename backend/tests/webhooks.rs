@@ -584,6 +584,7 @@ async fn subscribe_as(
         .add_webhook(WebhookRow {
             webhook: w.clone(),
             secret: sealed,
+            previous: None,
         })
         .await
         .unwrap();
@@ -630,10 +631,7 @@ async fn a_failing_receiver_is_retried_on_schedule_with_one_id_and_fresh_signatu
         got.iter().map(|h| h.header("webhook-timestamp")).collect();
     assert_eq!(stamps.len(), 8, "each retry signed anew");
     for h in &got {
-        let ts: i64 = h.header("webhook-timestamp").parse().unwrap();
-        let want =
-            mailroom_backend::webhooks::sign(&secret, h.header("webhook-id"), ts, &h.body).unwrap();
-        assert_eq!(h.header("webhook-signature"), want);
+        assert_eq!(h.header("webhook-signature"), signature(&secret, h));
     }
     let log = hooks.store().deliveries(&id, 10).await.unwrap();
     assert_eq!(
@@ -1034,5 +1032,130 @@ async fn a_receiver_with_the_organisations_own_ca_is_trusted_with_extra_ca_file(
     assert!(
         said.contains("its TLS certificate is not trusted") && said.contains("--extra-ca-file"),
         "{said}"
+    );
+}
+
+/// The signature `secret` makes for `hook`'s id, timestamp and body.
+fn signature(secret: &str, hook: &Hook) -> String {
+    let ts: i64 = hook.header("webhook-timestamp").parse().unwrap();
+    mailroom_backend::webhooks::sign(secret, hook.header("webhook-id"), ts, &hook.body).unwrap()
+}
+
+/// Whether `secret` verifies `hook`'s signature.
+fn verifies(secret: &str, hook: &Hook) -> bool {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(hook.body.as_bytes(), &hook.header_map())
+        .is_ok()
+}
+
+/// `POST /api/webhooks/{id}/secret` (beyond the contract): a new secret,
+/// shown once; the old one signs beside it meanwhile, so a receiver that
+/// knows either takes each request, and a second new secret ends the
+/// oldest at once. A chat webhook has no secret; no webhook, no secret.
+#[tokio::test]
+async fn a_new_secret_signs_beside_the_old_one_and_a_chat_webhook_has_none() {
+    let (_rig, server) = saved_rig(|_| {}).await;
+    let receiver = FakeReceiver::start().await;
+    let (id, first) = add_hook(
+        &server,
+        &receiver.url("/hook"),
+        &["message.sent"],
+        "standard",
+    )
+    .await;
+    let replace = format!("/api/webhooks/{id}/secret");
+    let test = format!("/api/webhooks/{id}/test");
+    let (status, r) = server.admin(Method::POST, &replace, None).await;
+    assert_eq!(status, 200, "{r}");
+    let second = r["secret"].as_str().unwrap().to_string();
+    assert!(second.starts_with("whsec_") && second != first, "{r}");
+    assert_eq!(r["webhook"]["id"], json!(id));
+    let until = time::OffsetDateTime::parse(
+        r["previous_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let hours = (until - time::OffsetDateTime::now_utc()).whole_minutes() as f64 / 60.0;
+    assert!((23.9..=24.0).contains(&hours), "{hours} hours");
+    // Never shown again.
+    let (_, listed) = server.admin(Method::GET, "/api/webhooks", None).await;
+    assert!(!listed.to_string().contains(&second), "{listed}");
+    server.admin(Method::POST, &test, None).await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].header("webhook-signature").matches("v1,").count(), 2);
+    assert!(verifies(&second, &got[0]) && verifies(&first, &got[0]));
+    // A second new secret: the first one signs no more.
+    let (_, r) = server.admin(Method::POST, &replace, None).await;
+    let third = r["secret"].as_str().unwrap().to_string();
+    server.admin(Method::POST, &test, None).await;
+    let got = receiver.wait_for(2).await;
+    assert!(verifies(&third, &got[1]) && verifies(&second, &got[1]));
+    assert!(!verifies(&first, &got[1]), "the oldest ended at once");
+    // A chat webhook's URL is its credential.
+    let (teams, _) = add_hook(&server, &receiver.url("/teams"), &["message.sent"], "teams").await;
+    let (status, r) = server
+        .admin(Method::POST, &format!("/api/webhooks/{teams}/secret"), None)
+        .await;
+    assert_eq!(status, 422, "{r}");
+    assert!(
+        r["errors"]["format"][0]
+            .as_str()
+            .unwrap()
+            .contains("make a new URL"),
+        "{r}"
+    );
+    for missing in ["wh_none", "wh%00x"] {
+        let (status, _) = server
+            .admin(
+                Method::POST,
+                &format!("/api/webhooks/{missing}/secret"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "{missing}");
+    }
+}
+
+/// The old secret signs for 24 hours after a new one, then no more.
+#[tokio::test]
+async fn a_replaced_secret_stops_signing_after_its_day() {
+    let receiver = FakeReceiver::start().await;
+    let outbox = Outbox::new();
+    let (hooks, _) = outbox.open(Duration::from_secs(5));
+    let (id, old) = subscribe(&hooks, receiver.url("/h"), &["message.sent"]).await;
+    let new = mailroom_backend::webhooks::new_secret();
+    let sealed = hooks.cipher().encrypt(
+        "webhook_secret",
+        &mailroom_backend::crypto::Secret::new(new.clone()),
+    );
+    let until = outbox.clock.wall().unix_timestamp()
+        + mailroom_shared::webhooks::PREVIOUS_SECRET_HOURS * 3600;
+    assert!(hooks
+        .store()
+        .replace_webhook_secret(&id, sealed, until)
+        .await
+        .unwrap());
+    hooks.changed();
+    hooks.emit("message.sent", json!({"id": "msg_1"})).await;
+    assert_eq!(hooks.send_due().await, 1);
+    outbox.clock.advance(Duration::from_secs(24 * 3600 - 1));
+    hooks.emit("message.sent", json!({"id": "msg_2"})).await;
+    assert_eq!(hooks.send_due().await, 1);
+    outbox.clock.advance(Duration::from_secs(1));
+    hooks.emit("message.sent", json!({"id": "msg_3"})).await;
+    assert_eq!(hooks.send_due().await, 1);
+    // The manual clock is a day ahead of the library's own: the signatures
+    // are compared as it makes them.
+    let signed_by = |secret: &str, h: &Hook| {
+        let want = signature(secret, h);
+        h.header("webhook-signature").split(' ').any(|s| s == want)
+    };
+    let got = receiver.hooks();
+    let by_old: Vec<bool> = got.iter().map(|h| signed_by(&old, h)).collect();
+    let by_new: Vec<bool> = got.iter().map(|h| signed_by(&new, h)).collect();
+    assert_eq!(
+        (by_old, by_new),
+        (vec![true, true, false], vec![true, true, true])
     );
 }

@@ -514,6 +514,13 @@ pub fn webhook_created(v: &JsValue) -> Option<(String, String)> {
     Some((webhook(&get(v, "webhook"))?.id, string(v, "secret")?))
 }
 
+/// `POST /api/webhooks/{id}/secret`: the webhook's id, the new secret, and
+/// until when the old one signs too.
+pub fn webhook_secret_replaced(v: &JsValue) -> Option<(String, String, String)> {
+    let (id, secret) = webhook_created(v)?;
+    Some((id, secret, string(v, "previous_until")?))
+}
+
 /// `POST /api/webhooks/{id}/test`: whether it worked, and what happened.
 pub fn webhook_test(v: &JsValue) -> Option<(bool, String)> {
     Some((get(v, "ok").as_bool()?, string(v, "message")?))

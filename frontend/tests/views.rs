@@ -145,6 +145,24 @@ fn asked(root: &Element, prompt: &str) -> String {
     text_of(root, &["#", prompt].concat())
 }
 
+/// Clicks `button`, reads the question `prompt` it asks, keeps (its default,
+/// after which `posts` must still be 0), then clicks again and takes the
+/// other answer; what the question said.
+async fn asked_kept_then_taken(
+    root: &Element,
+    button: &str,
+    prompt: &str,
+    posts: impl Fn() -> usize,
+) -> String {
+    click(root, button).await;
+    let said = asked(root, prompt);
+    click(root, &["#", prompt, "-default"].concat()).await;
+    assert_eq!(posts(), 0, "kept");
+    click(root, button).await;
+    click(root, &["#", prompt, "-other"].concat()).await;
+    said
+}
+
 /// The value of the input with this id.
 fn input_value(root: &Element, id: &str) -> String {
     find(root, &["#", id].concat())
@@ -1993,13 +2011,27 @@ async fn add_webhook_until_its_secret_shows(
     );
     type_into(root, "webhook-url", &hook.url).await;
     click(root, "#webhook-add").await;
-    assert!(
-        eventually(3000, || root
-            .query_selector("#webhook-secret")
-            .unwrap()
-            .is_some())
-        .await
-    );
+    assert!(shows(root, "#webhook-secret").await);
+}
+
+/// Whether `css` is on the page within 3 s.
+async fn shows(root: &Element, css: &str) -> bool {
+    eventually(3000, || root.query_selector(css).unwrap().is_some()).await
+}
+
+/// The webhooks panel alone, as Settings shows it below the form.
+async fn mount_webhooks() -> Element {
+    use mailroom_frontend::components::webhooks::{Webhooks, WebhooksProps};
+    let root = fresh_root();
+    yew::Renderer::<Webhooks>::with_root_and_props(
+        root.clone(),
+        WebhooksProps {
+            on_unauthorized: Callback::noop(),
+        },
+    )
+    .render();
+    settle().await;
+    root
 }
 
 /// A Teams webhook `wh_1` as the server answers it once made; the list
@@ -2027,19 +2059,10 @@ fn teams_hook_and_no_webhooks() -> mailroom_shared::webhooks::Webhook {
 /// receiver's answer, and the deliveries show each try.
 #[wasm_bindgen_test]
 async fn the_webhooks_panel_adds_tests_and_shows_deliveries() {
-    use mailroom_frontend::components::webhooks::{Webhooks, WebhooksProps};
     use mailroom_shared::webhooks::{Delivery, DeliveryList, WebhookList};
     fake_api();
     let hook = teams_hook_and_no_webhooks();
-    let root = fresh_root();
-    yew::Renderer::<Webhooks>::with_root_and_props(
-        root.clone(),
-        WebhooksProps {
-            on_unauthorized: Callback::noop(),
-        },
-    )
-    .render();
-    settle().await;
+    let root = mount_webhooks().await;
     assert!(text_of(&root, "#webhooks-heading").contains("webhooks"));
     type_into(&root, "webhook-url", "http://hooks.example.com/x").await;
     click(&root, "#webhook-add").await;
@@ -3255,17 +3278,11 @@ async fn an_app_gets_a_new_key_after_a_question_and_sees_it_once() {
         find(&root, button).get_attribute("aria-label").as_deref(),
         Some("Give a new key to Scanner")
     );
-    click(&root, button).await;
-    let said = asked(&root, "rekey-prompt");
+    let said = asked_kept_then_taken(&root, button, "rekey-prompt", posts).await;
     assert!(
         said.contains("Give “Scanner” a new key?") && said.contains("stops working at once"),
         "{said}"
     );
-    click(&root, "#rekey-prompt-default").await;
-    assert_eq!(posts(), 0, "kept");
-    assert!(root.query_selector("#key-panel").unwrap().is_none());
-    click(&root, button).await;
-    click(&root, "#rekey-prompt-other").await;
     assert_eq!(posts(), 1);
     assert!(
         eventually(3000, || root
@@ -3385,4 +3402,86 @@ async fn a_key_not_yet_copied_is_not_replaced_by_another() {
     click(&root, "#key-done").await;
     click(&root, "#create-app").await;
     assert_eq!(posts(), 2, "once copied, the next app is made");
+}
+
+/// *New secret* on a Standard webhook asks first (keeping is the default),
+/// then shows the new secret once, saying until when the old one signs
+/// too; while it shows, another New secret sends nothing. A Teams
+/// webhook, whose URL is its credential, has no such button.
+#[wasm_bindgen_test]
+async fn a_webhook_gets_a_new_secret_after_a_question_and_it_shows_once() {
+    use mailroom_shared::webhooks::{Format, WebhookList};
+    fake_api();
+    let teams = teams_hook_and_no_webhooks();
+    let standard = mailroom_shared::webhooks::Webhook {
+        id: "wh_2".into(),
+        url: "https://ops.contoso.com/hooks".into(),
+        format: Format::Standard,
+        ..teams.clone()
+    };
+    route(
+        "GET /api/webhooks",
+        200,
+        &serde_json::to_value(WebhookList {
+            webhooks: vec![teams, standard.clone()],
+        })
+        .unwrap(),
+    );
+    route(
+        "POST /api/webhooks/wh_2/secret",
+        200,
+        &json!({"webhook": standard, "secret": "whsec_bmV3LXNlY3JldC1zaG93bi1vbmNl",
+                "previous_until": "2026-12-08T12:00:00Z"}),
+    );
+    let root = mount_webhooks().await;
+    assert!(
+        eventually(3000, || root
+            .query_selector("li[data-id=wh_2]")
+            .unwrap()
+            .is_some())
+        .await
+    );
+    assert!(
+        root.query_selector("li[data-id=wh_1] .webhook-new-secret")
+            .unwrap()
+            .is_none(),
+        "a Teams webhook has no secret"
+    );
+    let posts = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r == "POST /api/webhooks/wh_2/secret")
+            .count()
+    };
+    let said = asked_kept_then_taken(
+        &root,
+        "li[data-id=wh_2] .webhook-new-secret",
+        "webhook-secret-prompt",
+        posts,
+    )
+    .await;
+    assert!(
+        said.contains("https://ops.contoso.com/hooks") && said.contains("24 hours"),
+        "{said}"
+    );
+    assert!(shows(&root, "#webhook-secret").await);
+    let shown = text_of(&root, "#webhook-secret");
+    assert!(
+        shown.contains("whsec_bmV3LXNlY3JldC1zaG93bi1vbmNl")
+            && shown.contains("has a new signing secret")
+            && shown.contains("The old one still signs"),
+        "{shown}"
+    );
+    assert_eq!(posts(), 1);
+    // Not replaced before it is said copied.
+    click(&root, "li[data-id=wh_2] .webhook-new-secret").await;
+    assert_eq!(posts(), 1);
+    assert!(text_of(&root, "#webhook-error").contains("Copy the signing secret shown above first"));
+    assert_eq!(active_id(), "webhook-secret-done");
+    assert!(mailroom_frontend::hooks::before_unload::unsaved()
+        .iter()
+        .any(|(_, what)| what.contains("webhook wh_2")));
+    click(&root, "#webhook-secret-done").await;
+    assert!(root.query_selector("#webhook-secret").unwrap().is_none());
+    assert!(root.query_selector("#webhook-error").unwrap().is_none());
 }

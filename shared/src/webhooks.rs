@@ -114,6 +114,22 @@ pub struct WebhookCreated {
     pub secret: String,
 }
 
+/// `200` of `POST /api/webhooks/{id}/secret` (beyond the contract): the
+/// new secret, shown once, and until when the old one signs as well.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSecretReplaced {
+    /// The webhook.
+    pub webhook: Webhook,
+    /// The new `whsec_…`.
+    pub secret: String,
+    /// RFC 3339: until then each request carries a signature with the old
+    /// secret too.
+    pub previous_until: String,
+}
+
+/// How long a replaced secret goes on signing, beside the new one.
+pub const PREVIOUS_SECRET_HOURS: i64 = 24;
+
 /// `GET /api/webhooks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct WebhookList {

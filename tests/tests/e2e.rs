@@ -781,6 +781,32 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
     verifier
         .verify(hooks[1].body.as_bytes(), &hooks[1].header_map())
         .unwrap_or_else(|e| panic!("{e:?}: {:?}", hooks[1].headers));
+
+    // New secret, asked first: the page shows the new one once, and the
+    // next request verifies under either secret.
+    b.click("#webhook-secret-done").await;
+    b.wait_gone("#webhook-secret").await;
+    b.click(".webhook-new-secret").await;
+    b.find("#webhook-secret-prompt[open]").await;
+    b.audit("webhook-secret-prompt").await;
+    b.click("#webhook-secret-prompt-other").await;
+    let shown = b
+        .wait_text("#webhook-secret", "has a new signing secret")
+        .await;
+    let new_secret = shown
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .expect("the new secret")
+        .to_string();
+    assert_ne!(new_secret, secret);
+    b.click(".webhook-test").await;
+    let hooks = receiver.wait_for(3).await;
+    for s in [&secret, &new_secret] {
+        standardwebhooks::Webhook::new(s)
+            .expect("a whsec_ secret")
+            .verify(hooks[2].body.as_bytes(), &hooks[2].header_map())
+            .unwrap_or_else(|e| panic!("{e:?}: {:?}", hooks[2].headers));
+    }
     b.close().await;
 }
 

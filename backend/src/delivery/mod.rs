@@ -537,6 +537,7 @@ mod tests {
             .add_webhook(crate::store::WebhookRow {
                 webhook: hook,
                 secret: vec![1],
+                previous: None,
             })
             .await
             .unwrap();

@@ -40,6 +40,9 @@ pub struct WebhookRow {
     pub webhook: mailroom_shared::webhooks::Webhook,
     /// The encrypted `whsec_…`.
     pub secret: Vec<u8>,
+    /// The encrypted secret it had before a new one, and until when (Unix
+    /// seconds) requests are signed with it too.
+    pub previous: Option<(Vec<u8>, i64)>,
 }
 
 /// One event for one webhook, to store before it is sent.
@@ -133,6 +136,14 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Deletes one and its deliveries; `false` when there was none.
     async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError>;
+    /// Gives one a new (encrypted) secret; its current one signs too until
+    /// `previous_until` (Unix seconds). `false` when there is no such webhook.
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        secret: Vec<u8>,
+        previous_until: i64,
+    ) -> Result<bool, StoreError>;
     /// Stores events to send (committed before this returns).
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError>;
     /// Claims up to `limit` due deliveries for `owner` until `now + lease`.

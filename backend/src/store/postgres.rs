@@ -2021,6 +2021,26 @@ impl WebhookStore for PgStore {
         Ok(n > 0)
     }
 
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        secret: Vec<u8>,
+        previous_until: i64,
+    ) -> Result<bool, StoreError> {
+        // PostgreSQL refuses a NUL in text, and no id holds one.
+        if id.contains('\0') {
+            return Ok(false);
+        }
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(
+                &prepared(&c, sql::REPLACE_WEBHOOK_SECRET).await?,
+                &[&id, &secret, &previous_until],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;

@@ -149,7 +149,16 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_FINAL_BY_AGE,
     MIGRATION_CANCELLED_RECIPIENTS,
     MIGRATION_IDEMPOTENT_REQUEST,
+    MIGRATION_WEBHOOK_PREVIOUS_SECRET,
 ];
+
+/// Step 21: a webhook given a new signing secret keeps its old one for a
+/// while (`previous_until`, Unix seconds), and each request is signed
+/// with both meanwhile, so its receiver can move to the new one without
+/// refusing a request (Standard Webhooks: several signatures, any one valid).
+pub const MIGRATION_WEBHOOK_PREVIOUS_SECRET: &str =
+    "ALTER TABLE webhooks ADD COLUMN previous_secret BLOB;
+ALTER TABLE webhooks ADD COLUMN previous_until INTEGER;";
 
 /// Step 20: each idempotency key keeps a digest of the request it came with,
 /// so a later request with the key and another body is refused rather than

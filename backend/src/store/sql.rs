@@ -149,7 +149,11 @@ pub(crate) const ADD_WEBHOOK: &str =
     "INSERT INTO webhooks (id, url, events, format, secret, created_at)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 pub(crate) const WEBHOOKS: &str = "SELECT id, url, events, format, created_at, last_success_at,
-    last_failure_at, secret FROM webhooks ORDER BY created_at, id";
+    last_failure_at, secret, previous_secret, previous_until FROM webhooks ORDER BY created_at, id";
+/// The current secret becomes the previous one, until `?3`; `?2` is the new
+/// one. (The right-hand sides read the row as it was.)
+pub(crate) const REPLACE_WEBHOOK_SECRET: &str = "UPDATE webhooks
+    SET previous_secret = secret, previous_until = ?3, secret = ?2 WHERE id = ?1";
 pub(crate) const UPDATE_WEBHOOK: &str =
     "UPDATE webhooks SET url = ?2, events = ?3, format = ?4 WHERE id = ?1";
 pub(crate) const DELETE_WEBHOOK: &str = "DELETE FROM webhooks WHERE id = ?1";
@@ -563,6 +567,10 @@ pub(crate) fn webhook_from<R: Cols>(r: &R) -> Result<WebhookRow, R::E> {
             last_failure_at: r.opt_text(6)?,
         },
         secret: r.opt_bytes(7)?.unwrap_or_default(),
+        previous: match (r.opt_bytes(8)?, r.opt_int(9)?) {
+            (Some(secret), Some(until)) => Some((secret, until)),
+            _ => None,
+        },
     })
 }
 

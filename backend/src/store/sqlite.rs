@@ -1562,6 +1562,22 @@ impl WebhookStore for SqliteStore {
             .await
     }
 
+    async fn replace_webhook_secret(
+        &self,
+        id: &str,
+        secret: Vec<u8>,
+        previous_until: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            Ok(c.execute(
+                sql::REPLACE_WEBHOOK_SECRET,
+                params![id, secret, previous_until],
+            )? > 0)
+        })
+        .await
+    }
+
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;

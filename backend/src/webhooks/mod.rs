@@ -428,11 +428,11 @@ impl Webhooks {
         &self,
         url: &str,
         format: Format,
-        secret: &str,
+        secrets: &[&str],
         id: &str,
         body: &str,
     ) -> Sent {
-        self.post(url, format, secret, id, &[body]).await
+        self.post(url, format, secrets, id, &[body]).await
     }
 
     /// Sends `bodies` (events' Standard Webhooks bodies) in one request,
@@ -442,7 +442,7 @@ impl Webhooks {
         &self,
         url: &str,
         format: Format,
-        secret: &str,
+        secrets: &[&str],
         id: &str,
         bodies: &[&str],
     ) -> Sent {
@@ -464,8 +464,14 @@ impl Webhooks {
         };
         // Fresh for every request: receivers refuse one more than 5 minutes off.
         let timestamp = self.clock.wall().unix_timestamp();
-        let signature = match sign(secret, id, timestamp, &payload) {
-            Ok(s) => s,
+        // One signature per secret, space-separated: while a replaced secret
+        // still signs, a receiver that knows either one takes the request.
+        let signature = match secrets
+            .iter()
+            .map(|secret| sign(secret, id, timestamp, &payload))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(s) => s.join(" "),
             Err(e) => {
                 return Sent {
                     status: None,
@@ -539,15 +545,28 @@ impl Webhooks {
         Ok(self)
     }
 
-    fn secret_of(&self, row: &WebhookRow) -> Result<Secret, String> {
-        self.cipher
-            .decrypt("webhook_secret", &row.secret)
-            .map_err(|e| e.to_string())
+    /// The secrets that sign a webhook's requests now: its own, then the
+    /// one it had before a new one, until that one's time is up.
+    fn secrets_of(&self, row: &WebhookRow) -> Result<Vec<Secret>, String> {
+        let now = self.clock.wall().unix_timestamp();
+        let previous = row
+            .previous
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(secret, _)| secret);
+        std::iter::once(&row.secret)
+            .chain(previous)
+            .map(|s| {
+                self.cipher
+                    .decrypt("webhook_secret", s)
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
     }
 
     /// `POST /api/webhooks/{id}/test`: one real request of `webhook.test`.
     pub async fn test(&self, row: &WebhookRow) -> WebhookTest {
-        let secret = match self.secret_of(row) {
+        let secrets = match self.secrets_of(row) {
             Ok(s) => s,
             Err(e) => {
                 return WebhookTest {
@@ -563,7 +582,7 @@ impl Webhooks {
             .send(
                 &w.url,
                 w.format,
-                secret.expose(),
+                &secrets.iter().map(Secret::expose).collect::<Vec<_>>(),
                 &crate::apps::new_message_id(),
                 &body,
             )
@@ -683,11 +702,12 @@ impl Webhooks {
                 status: None,
                 error: Some("the webhook was deleted".into()),
             },
-            Some(row) => match self.secret_of(row) {
-                Ok(secret) => {
+            Some(row) => match self.secrets_of(row) {
+                Ok(secrets) => {
                     let bodies: Vec<&str> = ready.iter().map(|d| d.body.as_str()).collect();
+                    let secrets: Vec<&str> = secrets.iter().map(Secret::expose).collect();
                     let w = &row.webhook;
-                    self.post(&w.url, w.format, secret.expose(), &first.id, &bodies)
+                    self.post(&w.url, w.format, &secrets, &first.id, &bodies)
                         .await
                 }
                 Err(e) => Sent {

@@ -46,7 +46,7 @@ fn standard_fix(words: &str) -> Option<&'static str> {
     if lower.contains("timestamp too old") || lower.contains("timestamp too new") {
         Some("the receiver takes a webhook-timestamp within 5 minutes of its own clock: check this server's clock and the receiver's (timedatectl; both synchronised with NTP)")
     } else if lower.contains("no matching signature") || lower.contains("signature mismatch") {
-        Some("the receiver checks the signature with another secret: give it the whsec_… secret Mailroom showed when this webhook was added (delete and add the webhook again for a new one)")
+        Some("the receiver checks the signature with another secret: give it the whsec_… secret Mailroom showed when this webhook was added or last given a new secret (if it is lost, New secret in the webhooks panel makes another, and the old one still signs beside it for 24 hours)")
     } else {
         None
     }

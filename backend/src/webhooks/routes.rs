@@ -8,7 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mailroom_shared::webhooks::{
     check_events, check_format, check_url, DeliveryList, Format, NewWebhook, Webhook,
-    WebhookChange, WebhookCreated, WebhookList, WebhookTest,
+    WebhookChange, WebhookCreated, WebhookList, WebhookSecretReplaced, WebhookTest,
+    PREVIOUS_SECRET_HOURS,
 };
 use mailroom_shared::FieldMessages;
 
@@ -74,6 +75,7 @@ async fn create(
             secret: hooks
                 .cipher()
                 .encrypt("webhook_secret", &Secret::new(secret.clone())),
+            previous: None,
         })
         .await?;
     hooks.changed();
@@ -135,6 +137,46 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /api/webhooks/{id}/secret` (beyond the contract): a new signing
+/// secret, shown once. The old one goes on signing each request beside it
+/// for [`PREVIOUS_SECRET_HOURS`], so the receiver can be given the new one
+/// without refusing anything meanwhile; a second new secret in that time
+/// ends the oldest at once. A Slack or Teams webhook has none: its URL is
+/// the credential.
+async fn replace_secret(
+    State(hooks): State<Arc<Webhooks>>,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookSecretReplaced>, AppError> {
+    let webhook = row(&hooks, &id).await?.webhook;
+    if webhook.format != Format::Standard {
+        let mut errors = FieldMessages::new();
+        errors.push("format", "A Slack or Teams webhook is not signed: its URL is what lets it post. To replace that, make a new URL in the channel (Teams: a new Workflows webhook; Slack: a new incoming webhook) and edit the webhook to use it.");
+        return Err(AppError::Invalid(
+            "This webhook has no signing secret.".into(),
+            errors,
+        ));
+    }
+    let secret = new_secret();
+    let until = hooks.clock().wall().unix_timestamp() + PREVIOUS_SECRET_HOURS * 3600;
+    let stored = hooks
+        .cipher()
+        .encrypt("webhook_secret", &Secret::new(secret.clone()));
+    if !hooks
+        .store()
+        .replace_webhook_secret(&id, stored, until)
+        .await?
+    {
+        return Err(AppError::no_such("webhook", &id));
+    }
+    hooks.changed();
+    tracing::info!(id = %webhook.id, "webhook signing secret replaced; the old one signs too for {PREVIOUS_SECRET_HOURS} hours");
+    Ok(Json(WebhookSecretReplaced {
+        webhook,
+        secret,
+        previous_until: crate::clock::rfc3339_at(until).unwrap_or_default(),
+    }))
+}
+
 async fn test(
     State(hooks): State<Arc<Webhooks>>,
     Path(id): Path<String>,
@@ -166,5 +208,6 @@ where
             axum::routing::patch(change).delete(delete),
         )
         .route("/api/webhooks/{id}/test", post(test))
+        .route("/api/webhooks/{id}/secret", post(replace_secret))
         .route("/api/webhooks/{id}/deliveries", get(deliveries))
 }

@@ -1,7 +1,8 @@
 //! The Webhooks panel (docs/API.md §14), under Settings: add a receiver
 //! (URL, events, format) with its secret shown once, send a test, see the
 //! recent deliveries and their answers, edit one in the same form (its
-//! secret stays), delete one. The list is written as
+//! secret stays), give one a new secret (the old one signs beside it for a
+//! day), delete one. The list is written as
 //! markup and its buttons share one click handler (a smaller bundle).
 
 use gloo_net::http::Method;
@@ -61,8 +62,13 @@ fn list_markup(hooks: &[Webhook], extra: &std::collections::BTreeMap<String, Ext
                 "Recent deliveries",
                 "secondary webhook-deliveries",
             ),
+            ("secret", "New secret", "secondary webhook-new-secret"),
             ("delete", "Delete", "link webhook-delete"),
         ] {
+            // A chat webhook is not signed: its URL is its credential.
+            if act == "secret" && w.format != Format::Standard {
+                continue;
+            }
             m.el(
                 "button",
                 &[
@@ -144,6 +150,8 @@ struct Panel {
     format: UseStateHandle<Format>,
     tried: UseStateHandle<bool>,
     created: UseStateHandle<Option<(String, String)>>,
+    /// For a secret shown after *New secret*: until when the old one signs.
+    old_until: UseStateHandle<Option<String>>,
     error: UseStateHandle<Option<String>>,
     errors: UseStateHandle<mailroom_shared::FieldMessages>,
     /// The webhook the form edits (its secret stays), or none: a new one.
@@ -152,6 +160,8 @@ struct Panel {
     saved: UseStateHandle<Option<String>>,
     /// The webhook whose Delete asks first: its secret goes with it.
     deleting: UseStateHandle<Option<String>>,
+    /// The webhook whose New secret asks first.
+    replacing: UseStateHandle<Option<String>>,
     unauthorized: Callback<()>,
 }
 
@@ -260,6 +270,7 @@ impl Panel {
             match api::json_body(Method::POST, "/api/webhooks", api::encode(&body)).await {
                 Ok(v) => {
                     panel.created.set(crate::read::webhook_created(&v));
+                    panel.old_until.set(None);
                     panel.tried.set(false);
                     panel.errors.set(Default::default());
                     panel.error.set(None);
@@ -277,6 +288,14 @@ impl Panel {
         match act.as_str() {
             "edit" => return self.edit(&id),
             "delete" => return self.deleting.set(Some(id)),
+            // A secret shown once is not replaced by another before it is
+            // said copied.
+            "secret" if self.created.is_some() => {
+                self.error.set(Some("Copy the signing secret shown above first, then choose “I have copied the secret”: it is shown only once.".into()));
+                crate::hooks::focus::focus("webhook-secret-done");
+                return;
+            }
+            "secret" => return self.replacing.set(Some(id)),
             _ => {}
         }
         let panel = self.clone();
@@ -287,6 +306,16 @@ impl Panel {
                 "test" => api::json(Method::POST, &[path.as_str(), "/test"].concat())
                     .await
                     .map(|v| next.test = crate::read::webhook_test(&v)),
+                "new-secret" => api::json(Method::POST, &[path.as_str(), "/secret"].concat())
+                    .await
+                    .map(|v| {
+                        if let Some((id, secret, until)) = crate::read::webhook_secret_replaced(&v)
+                        {
+                            panel.created.set(Some((id, secret)));
+                            panel.old_until.set(Some(until));
+                            panel.error.set(None);
+                        }
+                    }),
                 "deliveries" => api::typed(
                     Method::GET,
                     &[path.as_str(), "/deliveries"].concat(),
@@ -329,6 +358,7 @@ fn secret_row(secret: &str) -> Html {
 #[function_component(Webhooks)]
 pub fn webhooks(p: &WebhooksProps) -> Html {
     let question = crate::hooks::use_question::<String>("webhook-delete-prompt");
+    let replace_question = crate::hooks::use_question::<String>("webhook-secret-prompt");
     let panel = Panel {
         hooks: use_state(Vec::new),
         extra: use_state(Default::default),
@@ -336,11 +366,13 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         format: use_state(|| Format::Standard),
         tried: use_state(|| false),
         created: use_state(|| None),
+        old_until: use_state(|| None),
         error: use_state(|| None),
         errors: use_state(Default::default),
         editing: use_state(|| None),
         saved: use_state(|| None),
         deleting: question.about.clone(),
+        replacing: replace_question.about.clone(),
         unauthorized: p.on_unauthorized.clone(),
     };
     {
@@ -387,6 +419,15 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
             }
         })
     };
+    let replace = {
+        let panel = panel.clone();
+        Callback::from(move |()| {
+            if let Some(id) = (*panel.replacing).clone() {
+                panel.replacing.set(None);
+                panel.act("new-secret".into(), id);
+            }
+        })
+    };
     let on_click = {
         let panel = panel.clone();
         Callback::from(move |e: MouseEvent| {
@@ -409,9 +450,10 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         }),
     );
     let secret_done = {
-        let created = panel.created.clone();
+        let (created, error) = (panel.created.clone(), panel.error.clone());
         Callback::from(move |_: MouseEvent| {
             created.set(None);
+            error.set(None);
             crate::hooks::focus::focus("webhook-url");
         })
     };
@@ -422,11 +464,13 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         format,
         tried,
         created,
+        old_until,
         error,
         errors,
         editing,
         saved,
         deleting,
+        replacing,
         ..
     } = &panel;
     let url_error = check_url(url).err();
@@ -479,7 +523,11 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
             <p class="help">{ "Hear about a pause, a failed message or an expiring credential of any profile in Teams, Slack or any receiver. Each event is stored before it is sent and retried for 13 hours; Teams and Slack get a burst of events as one post; a slow receiver never slows mail." }</p>
             if let Some((id, secret)) = &**created {
                 <div class="banner success" id="webhook-secret" role="status">
-                    <p>{ "Webhook " }<code>{ id.clone() }</code>{ " added. Its signing secret, shown only now (check each request's webhook-signature with it):" }</p>
+                    if let Some(until) = &**old_until {
+                        <p>{ "Webhook " }<code>{ id.clone() }</code>{ " has a new signing secret, shown only now. The old one still signs each request beside it until " }{ crate::markup::local_time(until) }{ ": give the receiver this one before then." }</p>
+                    } else {
+                        <p>{ "Webhook " }<code>{ id.clone() }</code>{ " added. Its signing secret, shown only now (check each request's webhook-signature with it):" }</p>
+                    }
                     { secret_row(secret) }
                     <div class="actions">
                         <button type="button" id="webhook-secret-done" onclick={secret_done}>{ "I have copied the secret" }</button>
@@ -538,6 +586,20 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
                     on_other: delete,
                     danger: true,
                     on_close: question.close.clone(),
+                }) }
+            }
+            if let Some(w) = replacing.as_ref().and_then(|id| hooks.iter().find(|w| &w.id == id)) {
+                { confirm(ConfirmProps {
+                    id: "webhook-secret-prompt",
+                    dialog: replace_question.dialog.clone(),
+                    title: ["Give the webhook to ", &w.url, " a new signing secret?"].concat().into(),
+                    children: html! { <p>{ "The new secret is shown once. For 24 hours each request is signed with the old secret as well, so the receiver goes on taking them until it is given the new one." }</p> },
+                    default_label: "Keep the current secret".into(),
+                    on_default: replace_question.close.clone(),
+                    other_label: "Make a new secret".into(),
+                    on_other: replace,
+                    danger: false,
+                    on_close: replace_question.close.clone(),
                 }) }
             }
         </section>
