@@ -374,26 +374,43 @@ impl AdminAuth {
         self.clock.wall().unix_timestamp()
     }
 
-    /// A new session id; only its digest is stored.
+    /// What the store keeps of a session id: its HMAC under the admin
+    /// token's digest. A session is then one of this token's: the token
+    /// changed (it leaked, say) and restarted with, every session signed in
+    /// with the old one ends, on every server, as a password change ends
+    /// them. (They were kept for up to 12 hours.)
+    fn session_key(&self, id: &str) -> [u8; 32] {
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.token_digest);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(hmac::sign(&key, id.as_bytes()).as_ref());
+        out
+    }
+
+    /// A new session id; only its [`Self::session_key`] is stored.
     async fn new_session(&self) -> Result<String, StoreError> {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
         let id = hex::encode(bytes);
         let now = self.now_unix();
         self.sessions
-            .create_session(digest(&id), now + SESSION_TTL.as_secs() as i64, now)
+            .create_session(
+                self.session_key(&id),
+                now + SESSION_TTL.as_secs() as i64,
+                now,
+            )
             .await?;
         Ok(id)
     }
 
     async fn session_valid(&self, id: &str) -> Result<bool, StoreError> {
         self.sessions
-            .session_valid(digest(id), self.now_unix())
+            .session_valid(self.session_key(id), self.now_unix())
             .await
     }
 
     async fn end_session(&self, id: &str) -> Result<(), StoreError> {
-        self.sessions.end_session(digest(id)).await
+        self.sessions.end_session(self.session_key(id)).await
     }
 
     /// Whether the session cookie must be `Secure`: `--public-url` is https,
@@ -947,6 +964,32 @@ mod tests {
         assert!(auth.session_valid(&other).await.unwrap());
         auth.end_session(&other).await.unwrap();
         assert!(!auth.session_valid(&other).await.unwrap(), "signed out");
+    }
+
+    /// A session belongs to the token it was signed in with: another server
+    /// with the same token takes it; a restart with a new token (the old one
+    /// leaked) ends it, and a session of the new token is not the old one's.
+    #[tokio::test]
+    async fn a_new_admin_token_ends_the_sessions_of_the_old_one() {
+        let clock = Arc::new(ManualClock::default());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
+        let with = |token: &str| {
+            AdminAuth::new(
+                &Secret::new(token),
+                None,
+                store.clone(),
+                FailureLimit::new(clock.clone()),
+                clock.clone(),
+            )
+        };
+        let (old, same, new) = (with("leaked"), with("leaked"), with("fresh"));
+        let id = old.new_session().await.unwrap();
+        assert!(same.session_valid(&id).await.unwrap(), "another server");
+        assert!(!new.session_valid(&id).await.unwrap(), "the token changed");
+        let fresh = new.new_session().await.unwrap();
+        assert!(new.session_valid(&fresh).await.unwrap());
+        assert!(!old.session_valid(&fresh).await.unwrap());
     }
 
     #[test]

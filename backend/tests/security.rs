@@ -968,3 +968,52 @@ async fn a_bearer_credential_with_a_character_that_shows_as_nothing_is_taken() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A leaked admin token is replaced by restarting with a new one: every
+/// session signed in with the old one ends with it (the real binary, its
+/// data dir kept across the restart). Sessions were kept for up to 12 hours.
+#[tokio::test]
+async fn restarting_with_a_new_admin_token_ends_the_old_ones_sessions() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let status_with = |url: String, cookie: String| async move {
+        reqwest::Client::new()
+            .get(format!("{url}/api/settings"))
+            .header(header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mut first = spawn_mailroom_with(&rig, &data, &["--smtp-listen", "off"]).await;
+    let login = reqwest::Client::new()
+        .post(format!("{}/api/login", first.url))
+        .json(&json!({ "token": TOKEN }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 204);
+    let cookie = login.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(status_with(first.url.clone(), cookie.clone()).await, 200);
+    first.child.kill().await.unwrap();
+    let fresh = "fresh-admin-token-0123456789abcdef";
+    let second = spawn_mailroom_with(
+        &rig,
+        &data,
+        &["--smtp-listen", "off", "--admin-token", fresh],
+    )
+    .await;
+    assert_eq!(
+        status_with(second.url.clone(), cookie.clone()).await,
+        401,
+        "the old token's session ended with it"
+    );
+}
