@@ -733,21 +733,7 @@ async fn an_app_is_edited_in_place_with_checks_while_typing_and_keeps_its_key() 
 
 /// The settings form with saved OAuth settings, where a test passes with `message`.
 async fn form_with_passing_test(message: &str) -> Element {
-    route(
-        "POST /api/settings/test",
-        200,
-        &serde_json::to_value(mailroom_shared::api::TestResult {
-            ok: true,
-            stage: None,
-            code: None,
-            message: message.into(),
-            hint: None,
-            stages: Vec::new(),
-            transcript: Vec::new(),
-            token_claims: None,
-        })
-        .unwrap(),
-    );
+    route_test_result(true, message);
     let root = fresh_root();
     yew::Renderer::<SettingsForm>::with_root_and_props(
         root.clone(),
@@ -779,8 +765,8 @@ async fn test_then_save(root: &Element) -> (Value, Value) {
     type_into(root, "recipient", &["admin", "@", "contoso.com"].concat()).await;
     click(root, "#test-dialog button[type=submit]").await;
     assert!(text_of(root, ".dialog .result").contains("Success"));
-    click(root, "#test-dialog .actions button[type=button]").await;
-    click(root, "#save-button").await;
+    // The passed test's next step, offered in the dialog.
+    click(root, "#test-save").await;
     let last = |key: &str| -> Value {
         let (_, body) = requests().into_iter().rfind(|(r, _)| r == key).expect(key);
         serde_json::from_str(&body).unwrap()
@@ -829,7 +815,9 @@ async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away
     find(&root, "dialog#test-dialog");
     click(&root, "#test-dialog button[type=submit]").await;
     assert!(text_of(&root, ".dialog .result").contains("Success"));
-    click(&root, "#test-dialog .actions button[type=button]").await;
+    assert_eq!(text_of(&root, "#test-save"), "Save these settings");
+    assert!(!requests().iter().any(|(r, _)| r.starts_with("PUT")));
+    click(&root, "#test-close").await;
     click(&root, "#save-button").await;
     assert!(
         root.query_selector("#save-prompt").unwrap().is_none(),
@@ -861,6 +849,53 @@ async fn saving_untested_values_asks_first_and_a_passed_test_saves_straight_away
         needs_test_prompt(Some(&tested), &s),
         "a new secret is untested"
     );
+}
+
+/// The test route answers a test that passed (or not) with `message`.
+fn route_test_result(ok: bool, message: &str) {
+    route(
+        "POST /api/settings/test",
+        200,
+        &serde_json::to_value(mailroom_shared::api::TestResult {
+            ok,
+            stage: (!ok).then_some(mailroom_shared::api::Stage::Auth),
+            code: (!ok).then(|| "535 5.7.3".into()),
+            message: message.into(),
+            hint: None,
+            stages: Vec::new(),
+            transcript: Vec::new(),
+            token_claims: None,
+        })
+        .unwrap(),
+    );
+}
+
+/// A passed test offers the save in its dialog, which closes and saves
+/// what was tested; a failed one offers only to try again.
+#[wasm_bindgen_test]
+async fn a_passed_test_offers_the_save_and_a_failed_one_does_not() {
+    fake_api();
+    saved_routes();
+    let root = form_with_passing_test("Accepted.").await;
+    route_test_result(false, "Authentication unsuccessful.");
+    click(&root, "#test-button").await;
+    type_into(&root, "recipient", &["admin", "@", "contoso.com"].concat()).await;
+    click(&root, "#test-dialog button[type=submit]").await;
+    assert!(eventually(3000, || text_of(&root, ".dialog .result").contains("535")).await);
+    assert!(root.query_selector("#test-save").unwrap().is_none());
+    assert_eq!(text_of(&root, "#test-dialog button[type=submit]"), "Retry");
+    click(&root, "#test-close").await;
+    route_test_result(true, "Accepted.");
+    let (test, save) = test_then_save(&root).await;
+    assert_eq!(
+        test["settings"], save["settings"],
+        "what was tested is saved"
+    );
+    assert!(root
+        .query_selector("dialog#test-dialog[open]")
+        .unwrap()
+        .is_none());
+    assert!(text_of(&root, ".banner.success").contains("saved successfully"));
 }
 
 /// `GET /api/queue` as the server writes it (serde_json of the shared type).

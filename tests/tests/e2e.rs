@@ -150,9 +150,9 @@ async fn first_run_test_save_and_reload() {
         .data
         .contains(&format!("To: {}", addr("admin", "contoso.com"))));
 
-    b.click(".dialog button[type=button]").await;
+    // The passed test's next step, in its dialog: saving what was tested.
+    b.click("#test-save").await;
     b.wait_gone(".dialog").await;
-    b.click("#save-button").await;
     b.wait_text(
         ".banner.success",
         "Success: The SMTP settings have been saved successfully",
@@ -220,7 +220,7 @@ async fn graph_is_chosen_tested_saved_and_delivers() {
     let got = fakes.graph.messages();
     assert_eq!(got.len(), 1, "the test went through Graph");
     assert_eq!(fakes.smtp.messages().len(), 0, "not through SMTP");
-    b.click(".dialog button[type=button]").await;
+    b.click("#test-close").await;
     b.wait_gone(".dialog").await;
     b.click("#save-button").await;
     b.wait_text(".banner.success", "saved successfully").await;
@@ -316,7 +316,7 @@ async fn a_certificate_is_generated_uploaded_tested_and_saved_from_the_page() {
     assert!(result.contains("Success"), "{result}");
     let form = fakes.entra.last_form().unwrap();
     assert!(form.contains_key("client_assertion") && !form.contains_key("client_secret"));
-    b.click(".dialog button[type=button]").await;
+    b.click("#test-close").await;
     b.wait_gone(".dialog").await;
     b.click("#save-button").await;
     b.wait_text(".banner.success", "saved successfully").await;
@@ -952,7 +952,7 @@ async fn a_second_profile_is_chosen_tested_and_saved_and_its_day_is_drawn() {
     assert!(result.contains("Success"), "{result}");
     let last = fakes.smtp.messages().pop().unwrap();
     assert_eq!(last.user.as_deref(), Some(billing.as_str()));
-    b.click(".dialog button[type=button]").await;
+    b.click("#test-close").await;
     b.wait_gone(".dialog").await;
     b.type_in("#sender_name", "Fabrikam Billing").await;
     save_untested(&b).await;

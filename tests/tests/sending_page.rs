@@ -153,7 +153,7 @@ async fn configure_through_the_page(b: &Browser, fakes: &Fakes) {
     b.click(".dialog button[type=submit]").await;
     let result = b.wait_text(".dialog .result", "Success").await;
     assert!(result.contains("accepted"), "{result}");
-    b.click(".dialog .actions button[type=button]").await;
+    b.click("#test-close").await;
     b.wait_gone(".dialog").await;
     b.click("#save-button").await;
     b.wait_text(".banner.success", "saved successfully").await;

@@ -228,6 +228,7 @@ pub fn settings_form(p: &SettingsFormProps) -> Html {
                 settings: form.to_settings(),
                 on_unauthorized: p.on_unauthorized.clone(),
                 on_passed,
+                on_save: save.save.clone(),
             }) }
         }
         if *asking {

@@ -73,6 +73,8 @@ pub struct TestDialogProps {
     pub on_unauthorized: Callback<()>,
     /// The test succeeded, for exactly these settings.
     pub on_passed: Callback<Settings>,
+    /// Saves the settings tested (offered once the test passed).
+    pub on_save: Callback<()>,
 }
 
 /// The dialog, while `st.open`.
@@ -177,6 +179,15 @@ pub fn test_dialog(st: &TestState, p: TestDialogProps) -> Html {
         let cb = on_close.clone();
         Callback::from(move |_: MouseEvent| cb.emit(()))
     };
+    // A passed test's next step is the save: offered here, first.
+    let save_now = {
+        let (cb, save) = (on_close.clone(), p.on_save);
+        Callback::from(move |_: MouseEvent| {
+            cb.emit(());
+            save.emit(());
+        })
+    };
+    let passed = result.as_ref().is_some_and(|r| r.ok);
     let onkeydown = {
         let cb = on_close.clone();
         let running = running.clone();
@@ -229,10 +240,15 @@ pub fn test_dialog(st: &TestState, p: TestDialogProps) -> Html {
                         { result_html(r) }
                     }
                     <div class="actions">
-                        <button type="submit" class="primary" disabled={*running}>
-                            { if result.is_some() || error.is_some() { "Retry" } else { "Send test email" } }
-                        </button>
-                        <button type="button" onclick={close} disabled={*running}>{ "Close" }</button>
+                        if passed {
+                            <button type="button" id="test-save" class="primary" onclick={save_now}>{ "Save these settings" }</button>
+                            <button type="submit" disabled={*running}>{ "Send again" }</button>
+                        } else {
+                            <button type="submit" class="primary" disabled={*running}>
+                                { if result.is_some() || error.is_some() { "Retry" } else { "Send test email" } }
+                            </button>
+                        }
+                        <button type="button" id="test-close" onclick={close} disabled={*running}>{ "Close" }</button>
                     </div>
                 </form>
             </dialog>
