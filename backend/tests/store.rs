@@ -191,6 +191,11 @@ async fn a_webhooks_new_secret_keeps_the_old_one_until_its_time(f: Fixture) {
             .unwrap());
     }
     assert_eq!(row(hooks.clone()).await, (vec![3], Some((vec![2], 200))));
+    // Past its time, the replaced secret is dropped, not kept.
+    assert_eq!(hooks.forget_old_webhook_secrets(199).await.unwrap(), 0);
+    assert_eq!(row(hooks.clone()).await, (vec![3], Some((vec![2], 200))));
+    assert_eq!(hooks.forget_old_webhook_secrets(200).await.unwrap(), 1);
+    assert_eq!(row(hooks.clone()).await, (vec![3], None));
 }
 
 /// `--max-queue-time` ends a message one recipient had as `sent` (the rule

@@ -230,6 +230,14 @@ impl Engine {
         if let Err(e) = self.queue.purge_usage(now.unix_timestamp()).await {
             tracing::error!(error = %e, "cannot purge old usage counts");
         }
+        if let Err(e) = self
+            .webhooks
+            .store()
+            .forget_old_webhook_secrets(now.unix_timestamp())
+            .await
+        {
+            tracing::error!(error = %e, "cannot drop replaced webhook secrets past their day");
+        }
         let keep_from = now - self.options.retention;
         if let Ok(keep_from) = keep_from.format(&time::format_description::well_known::Rfc3339) {
             if let Err(e) = self.queue.purge(&keep_from).await {

@@ -356,9 +356,9 @@ const INVISIBLE: [char; 6] = [
 /// Addresses written in a display name (`"ceo@contoso.com" <app@…>`): mail
 /// programs show the name, often alone, so a name holding another address
 /// shows the message as from that address. Lookalike at signs (fullwidth
-/// `＠`, small `﹫`) count as `@` and lookalike dots as `.`, and characters that show as nothing are
-/// not there; a token counts when it has a local part and a domain with a
-/// dot, so `Sales @ Contoso` or `Support@Contoso` do not.
+/// `＠`, small `﹫`) count as `@` and lookalike dots as `.`; characters that
+/// show as nothing are not there. A token counts when it has a local part
+/// and a domain with a dot, so `Sales @ Contoso` or `Support@Contoso` do not.
 pub(crate) fn addresses_in_name(name: &str) -> Vec<String> {
     let name: String = name
         .chars()

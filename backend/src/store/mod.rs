@@ -144,6 +144,9 @@ pub trait WebhookStore: Send + Sync {
         secret: Vec<u8>,
         previous_until: i64,
     ) -> Result<bool, StoreError>;
+    /// Drops each replaced secret whose time to sign ended by `now_unix`:
+    /// it is not kept (even encrypted) past its use.
+    async fn forget_old_webhook_secrets(&self, now_unix: i64) -> Result<u64, StoreError>;
     /// Stores events to send (committed before this returns).
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError>;
     /// Claims up to `limit` due deliveries for `owner` until `now + lease`.

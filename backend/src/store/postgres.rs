@@ -2041,6 +2041,15 @@ impl WebhookStore for PgStore {
         Ok(n > 0)
     }
 
+    async fn forget_old_webhook_secrets(&self, now_unix: i64) -> Result<u64, StoreError> {
+        let c = self.pool.get().await?;
+        Ok(c.execute(
+            &prepared(&c, sql::FORGET_OLD_WEBHOOK_SECRETS).await?,
+            &[&now_unix],
+        )
+        .await?)
+    }
+
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;

@@ -154,6 +154,8 @@ pub(crate) const WEBHOOKS: &str = "SELECT id, url, events, format, created_at, l
 /// one. (The right-hand sides read the row as it was.)
 pub(crate) const REPLACE_WEBHOOK_SECRET: &str = "UPDATE webhooks
     SET previous_secret = secret, previous_until = ?3, secret = ?2 WHERE id = ?1";
+pub(crate) const FORGET_OLD_WEBHOOK_SECRETS: &str = "UPDATE webhooks
+    SET previous_secret = NULL, previous_until = NULL WHERE previous_until <= ?1";
 pub(crate) const UPDATE_WEBHOOK: &str =
     "UPDATE webhooks SET url = ?2, events = ?3, format = ?4 WHERE id = ?1";
 pub(crate) const DELETE_WEBHOOK: &str = "DELETE FROM webhooks WHERE id = ?1";

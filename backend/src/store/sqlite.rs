@@ -1578,6 +1578,13 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
+    async fn forget_old_webhook_secrets(&self, now_unix: i64) -> Result<u64, StoreError> {
+        self.with_conn(move |c| {
+            Ok(c.execute(sql::FORGET_OLD_WEBHOOK_SECRETS, params![now_unix])? as u64)
+        })
+        .await
+    }
+
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -309,11 +309,14 @@ impl Panel {
                 "new-secret" => api::json(Method::POST, &[path.as_str(), "/secret"].concat())
                     .await
                     .map(|v| {
-                        if let Some((id, secret, until)) = crate::read::webhook_secret_replaced(&v)
-                        {
-                            panel.created.set(Some((id, secret)));
-                            panel.old_until.set(Some(until));
-                            panel.error.set(None);
+                        match crate::read::webhook_secret_replaced(&v) {
+                            Some((id, secret, until)) => {
+                                panel.created.set(Some((id, secret)));
+                                panel.old_until.set(Some(until));
+                                panel.error.set(None);
+                            }
+                            // The server made the secret: say so, never nothing.
+                            None => panel.error.set(Some("The server's answer to New secret was not understood, so its new secret cannot be shown. Reload the page (the server may be newer than it) and give the webhook a new secret again.".into())),
                         }
                     }),
                 "deliveries" => api::typed(
