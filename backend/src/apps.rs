@@ -102,6 +102,9 @@ pub async fn authenticate(
         "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created (or given its last new key), or Basic with the app's id as the user name and its key as the password (a revoked app's key, or one replaced by a new key, no longer works).".into(),
     )
     };
+    if app.is_none() && key.starts_with("mr_") {
+        replaced_key_logged(state, &key, ip).await;
+    }
     match (state.key_failures.check(ip, app.is_some()).await, app) {
         (Ok(()), Some(app)) => Ok(app),
         (Ok(()), None) | (Err(Refused::Wrong), _) => Err(wrong()),
@@ -111,6 +114,15 @@ pub async fn authenticate(
             tokio::time::sleep(WRONG_KEY_DELAY).await;
             Err(wrong())
         }
+    }
+}
+
+/// A refused key that is an app's key from before its last *New key* is
+/// logged as such, with what to do: the client is told only that the key
+/// is not valid, as for any wrong key.
+async fn replaced_key_logged(state: &AppsState, key: &str, ip: IpAddr) {
+    if let Ok(Some(r)) = state.queue.app_of_replaced_key(key_hash(key)).await {
+        tracing::warn!(app = %r.app, peer = %ip, "app key refused: it is the key app {} (\"{}\") had until its new key of {}; give whatever still sends with it the new key", r.app, crate::error::short(&r.name), r.replaced_at);
     }
 }
 
@@ -289,7 +301,12 @@ async fn replace_key(
     Path(id): Path<String>,
 ) -> Result<Json<CreatedApp>, AppError> {
     let key = new_key();
-    let Some(mut app) = state.queue.replace_app_key(&id, key_hash(&key)).await? else {
+    let replaced_at = state.clock.rfc3339();
+    let Some(mut app) = state
+        .queue
+        .replace_app_key(&id, key_hash(&key), &replaced_at)
+        .await?
+    else {
         return Err(AppError::no_such("app", &id));
     };
     let now = state.clock.wall().unix_timestamp();

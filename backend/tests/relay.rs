@@ -1559,6 +1559,7 @@ async fn a_key_revoked_mid_session_stops_working_at_once() {
 /// session that signed in with it before.
 #[tokio::test]
 async fn an_apps_new_key_sends_and_the_old_one_stops_at_once() {
+    let log = CapturedLog::start();
     let (_rig, server) = relay_rig(|_| {}).await;
     let (app, old) = server.new_app(json!({"name": "Scanner"})).await;
     let (mut w, _) = Wire::connect(smtp(&server)).await;
@@ -1605,6 +1606,16 @@ async fn an_apps_new_key_sends_and_the_old_one_stops_at_once() {
     )
     .await;
     assert_eq!(status, 401, "the old key over HTTP");
+    // The admin's log names the old key as such, at AUTH and over HTTP
+    // (the clients are told only that it is not valid), never the key.
+    let said = format!("the key app {app} (\"Scanner\") had until its new key of");
+    let text = logged(&log, "app key refused: it is the key").await;
+    assert!(
+        text.contains(&format!("the password is {said}"))
+            && text.contains(&format!("app key refused: it is {said}")),
+        "{text}"
+    );
+    assert!(!text.contains(&old) && !text.contains(&new), "{text}");
     let sent = send_through(&server, Some((&app, &new)), &mailer(), "after").await;
     assert_eq!(sent["app"], app.as_str());
 

@@ -2473,10 +2473,25 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
     // A new key: the app and its limits stay, the old key names nothing.
     let renewed = s
         .queue
-        .replace_app_key("app_lim", [9u8; 32])
+        .replace_app_key("app_lim", [9u8; 32], "2026-11-27T08:00:00Z")
         .await
         .unwrap()
         .unwrap();
+    // The key before is recognised, for the log, and signs nothing in.
+    assert_eq!(
+        s.queue.app_of_replaced_key([7u8; 32]).await.unwrap(),
+        Some(mailroom_backend::store::queue::ReplacedKey {
+            app: "app_lim".into(),
+            name: "Renamed".into(),
+            replaced_at: "2026-11-27T08:00:00Z".into(),
+        })
+    );
+    assert!(s
+        .queue
+        .app_of_replaced_key([9u8; 32])
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
         (renewed.id.as_str(), renewed.limits),
         ("app_lim", back.limits)
@@ -2492,7 +2507,7 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
     );
     assert!(s
         .queue
-        .replace_app_key("app_none", [1u8; 32])
+        .replace_app_key("app_none", [1u8; 32], "2026-11-27T08:00:00Z")
         .await
         .unwrap()
         .is_none());
@@ -2503,13 +2518,21 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
     );
     assert!(
         s.queue
-            .replace_app_key("app_lim", [2u8; 32])
+            .replace_app_key("app_lim", [2u8; 32], "2026-11-27T09:00:00Z")
             .await
             .unwrap()
             .is_none(),
         "a revoked app gets no new key"
     );
     assert!(s.queue.app_by_key([2u8; 32]).await.unwrap().is_none());
+    assert!(
+        s.queue
+            .app_of_replaced_key([7u8; 32])
+            .await
+            .unwrap()
+            .is_none(),
+        "a revoked app's old key names it no more"
+    );
 }
 
 async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {

@@ -145,10 +145,23 @@ impl Session {
                 "too many failed sign-ins from this address".to_string()
             }
             (_, _, Some(refused)) => refused,
-            (Some((id, name)), _, None) => match cut_key(pass.trim()) {
-                Some(cut) => format!("the password is not the key of app {id} (\"{name}\"): {cut}"),
-                None => format!("the password is not the key of app {id} (\"{name}\"): a key replaced by a new one (Apps, New key), another app's, or a typo"),
-            },
+            (Some((id, name)), _, None) => {
+                let replaced = self
+                    .shared
+                    .sending
+                    .apps
+                    .queue
+                    .app_of_replaced_key(hash)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|r| &r.app == id);
+                match (replaced, cut_key(pass.trim())) {
+                    (Some(r), _) => format!("the password is the key app {id} (\"{name}\") had until its new key of {}: give the device the new key", r.replaced_at),
+                    (None, Some(cut)) => format!("the password is not the key of app {id} (\"{name}\"): {cut}"),
+                    (None, None) => format!("the password is not the key of app {id} (\"{name}\"): another app's key, an older one, or a typo"),
+                }
+            }
             (None, _, None) => {
                 let apps = self
                     .shared

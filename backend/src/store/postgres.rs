@@ -24,7 +24,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::queue::{
     page_end, status_of, AttemptRecord, ChangeError, Claimed, Committer, Enqueued, Expired,
-    ExpiryEvents, Lease, ListFilter, NewMessage, Queue, Usage, Waiting, DAY,
+    ExpiryEvents, Lease, ListFilter, NewMessage, Queue, ReplacedKey, Usage, Waiting, DAY,
 };
 use crate::store::sql::{self, Cols};
 use crate::store::{
@@ -1303,9 +1303,35 @@ impl Queue for PgStore {
         &self,
         id: &str,
         key_hash: [u8; 32],
+        replaced_at: &str,
     ) -> Result<Option<App>, StoreError> {
-        self.app_returned(sql::REPLACE_APP_KEY, &[&id, &key_hash.as_slice()])
-            .await
+        self.app_returned(
+            sql::REPLACE_APP_KEY,
+            &[&id, &key_hash.as_slice(), &replaced_at],
+        )
+        .await
+    }
+
+    async fn app_of_replaced_key(
+        &self,
+        key_hash: [u8; 32],
+    ) -> Result<Option<ReplacedKey>, StoreError> {
+        let c = self.pool.get().await?;
+        let row = c
+            .query_opt(
+                &prepared(&c, sql::APP_BY_REPLACED_KEY).await?,
+                &[&key_hash.as_slice()],
+            )
+            .await?;
+        Ok(row
+            .map(|r| -> Result<ReplacedKey, tokio_postgres::Error> {
+                Ok(ReplacedKey {
+                    app: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    replaced_at: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
+                })
+            })
+            .transpose()?)
     }
 
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {

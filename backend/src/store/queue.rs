@@ -17,6 +17,17 @@ use super::StoreError;
 /// the recent seconds only when the app has a limit over a window (with the
 /// default, `queued_max` alone, it counts the waiting messages and nothing
 /// else).
+/// A key refused because the app was given a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacedKey {
+    /// The app's id.
+    pub app: String,
+    /// Its name.
+    pub name: String,
+    /// When the key was replaced (RFC 3339).
+    pub replaced_at: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Recent {
     /// Each second of the last 24 hours in which the app submitted, oldest
@@ -522,7 +533,14 @@ pub trait Queue: Send + Sync {
         &self,
         id: &str,
         key_hash: [u8; 32],
+        replaced_at: &str,
     ) -> Result<Option<App>, StoreError>;
+    /// The live app whose key before its last new key has this hash: a
+    /// refused key recognised as a replaced one.
+    async fn app_of_replaced_key(
+        &self,
+        key_hash: [u8; 32],
+    ) -> Result<Option<ReplacedKey>, StoreError>;
     /// Changes a live app's name, From addresses, rewrite and limits; `None`
     /// when there is no such app.
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError>;

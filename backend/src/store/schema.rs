@@ -150,7 +150,15 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_CANCELLED_RECIPIENTS,
     MIGRATION_IDEMPOTENT_REQUEST,
     MIGRATION_WEBHOOK_PREVIOUS_SECRET,
+    MIGRATION_REPLACED_APP_KEY,
 ];
+
+/// Step 22: an app given a new key keeps the hash of the one before and
+/// when it was replaced, so a device still signing in with it is logged as
+/// such (with what to do), not as a typo or another app's key. The old
+/// hash signs nothing in: it is only compared after a refusal.
+pub const MIGRATION_REPLACED_APP_KEY: &str = "ALTER TABLE apps ADD COLUMN previous_key_hash BLOB;
+ALTER TABLE apps ADD COLUMN key_replaced_at TEXT;";
 
 /// Step 21: a webhook given a new signing secret keeps its old one for a
 /// while (`previous_until`, Unix seconds), and each request is signed

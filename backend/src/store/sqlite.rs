@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use super::queue::{
     limits_json, page_end, profile_limits_json, status_of, AttemptRecord, ChangeError, Claimed,
     Committer, Enqueued, Expired, ExpiryEvents, GroupFn, Lease, ListFilter, NewMessage, Queue,
-    Recent, Usage, Waiting,
+    Recent, ReplacedKey, Usage, Waiting,
 };
 use super::schema::migrations;
 use super::sql::{self, Cols};
@@ -935,15 +935,34 @@ impl Queue for SqliteStore {
         &self,
         id: &str,
         key_hash: [u8; 32],
+        replaced_at: &str,
     ) -> Result<Option<App>, StoreError> {
-        let id = id.to_string();
+        let (id, at) = (id.to_string(), replaced_at.to_string());
         self.with_conn(move |c| {
-            Ok(
-                c.query_row(sql::REPLACE_APP_KEY, params![id, key_hash.to_vec()], |r| {
-                    sql::app_from(r)
-                })
-                .optional()?,
+            Ok(c.query_row(
+                sql::REPLACE_APP_KEY,
+                params![id, key_hash.to_vec(), at],
+                |r| sql::app_from(r),
             )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn app_of_replaced_key(
+        &self,
+        key_hash: [u8; 32],
+    ) -> Result<Option<ReplacedKey>, StoreError> {
+        self.with_lookup(move |c| {
+            Ok(c.prepare_cached(sql::APP_BY_REPLACED_KEY)?
+                .query_row([key_hash.to_vec()], |r| {
+                    Ok(ReplacedKey {
+                        app: r.get(0)?,
+                        name: r.get(1)?,
+                        replaced_at: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    })
+                })
+                .optional()?)
         })
         .await
     }
