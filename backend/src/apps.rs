@@ -102,12 +102,16 @@ pub async fn authenticate(
         "The app key is not valid: send `Authorization: Bearer mr_…` with the key shown when the app was created (or given its last new key), or Basic with the app's id as the user name and its key as the password (a revoked app's key, or one replaced by a new key, no longer works).".into(),
     )
     };
-    if app.is_none() && key.starts_with("mr_") {
-        replaced_key_logged(state, &key, ip).await;
-    }
     match (state.key_failures.check(ip, app.is_some()).await, app) {
         (Ok(()), Some(app)) => Ok(app),
-        (Ok(()), None) | (Err(Refused::Wrong), _) => Err(wrong()),
+        // Looked up only below the failure limit: a flood of guesses past
+        // it costs the database nothing more.
+        (Ok(()), None) | (Err(Refused::Wrong), _) => {
+            if key.starts_with("mr_") {
+                replaced_key_logged(state, &key, ip).await;
+            }
+            Err(wrong())
+        }
         // Past the limit a wrong key is still a 401 (so `mailroom sendmail`
         // exits 77, not "try again"), only slower (docs/API.md §2).
         (Err(Refused::LockedOut(_)), _) => {
