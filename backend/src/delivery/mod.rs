@@ -678,6 +678,31 @@ mod tests {
         assert!(events.iter().all(|e| e.contains("\"message.failed\"")));
     }
 
+    /// Housekeeping deletes a replaced webhook secret once its day is over,
+    /// and not before.
+    #[tokio::test]
+    async fn housekeeping_deletes_a_replaced_webhook_secret_after_its_day() {
+        use crate::clock::Clock;
+        use crate::store::WebhookStore;
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _, _, webhooks, _) = claimed_40(dir.path()).await;
+        let clock = Arc::new(crate::clock::ManualClock::default());
+        subscribe(&store, &webhooks, "message.sent").await;
+        let id = store.webhooks().await.unwrap()[0].webhook.id.clone();
+        let until = clock.wall().unix_timestamp() + 60;
+        assert!(store
+            .replace_webhook_secret(&id, vec![2], until)
+            .await
+            .unwrap());
+        let engine = engine_over(dir.path(), store.clone(), clock.clone(), webhooks);
+        let previous = || async { store.webhooks().await.unwrap()[0].previous.clone() };
+        engine.housekeep_once().await;
+        assert_eq!(previous().await, Some((vec![1], until)), "still its day");
+        clock.advance(Duration::from_secs(60));
+        engine.housekeep_once().await;
+        assert_eq!(previous().await, None);
+    }
+
     /// An attempt that panics (a bug, in Mailroom or a crate it uses, on an
     /// odd message) costs its message one attempt, deferred with the
     /// reason, and not the worker: the guard returns, so the worker goes on
