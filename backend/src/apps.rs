@@ -89,8 +89,9 @@ pub async fn authenticate(
             None => (String::new(), None),
         },
     };
+    let hash = key_hash(&key);
     let app = if key.starts_with("mr_") {
-        state.queue.app_by_key(key_hash(&key)).await?
+        state.queue.app_by_key(hash).await?
     } else {
         None
     };
@@ -108,7 +109,7 @@ pub async fn authenticate(
         // it costs the database nothing more.
         (Ok(()), None) | (Err(Refused::Wrong), _) => {
             if key.starts_with("mr_") {
-                replaced_key_logged(state, &key, ip).await;
+                replaced_key_logged(state, hash, ip).await;
             }
             Err(wrong())
         }
@@ -124,8 +125,8 @@ pub async fn authenticate(
 /// A refused key that is an app's key from before its last *New key* is
 /// logged as such, with what to do: the client is told only that the key
 /// is not valid, as for any wrong key.
-async fn replaced_key_logged(state: &AppsState, key: &str, ip: IpAddr) {
-    if let Ok(Some(r)) = state.queue.app_of_replaced_key(key_hash(key)).await {
+async fn replaced_key_logged(state: &AppsState, hash: [u8; 32], ip: IpAddr) {
+    if let Ok(Some(r)) = state.queue.app_of_replaced_key(hash).await {
         tracing::warn!(app = %r.app, peer = %ip, "app key refused: it is the key app {} (\"{}\") had until its new key of {}; give whatever still sends with it the new key", r.app, crate::error::short(&r.name), r.replaced_at);
     }
 }

@@ -939,18 +939,27 @@ mod tests {
         assert_eq!(limit.attempt(ip, true), Ok(()));
     }
 
+    /// Sign-in for `token` over `store`, on `clock`, without --public-url.
+    fn auth_over(
+        store: &Arc<crate::store::SqliteStore>,
+        clock: &Arc<ManualClock>,
+        token: &str,
+    ) -> AdminAuth {
+        AdminAuth::new(
+            &Secret::new(token),
+            None,
+            store.clone(),
+            FailureLimit::new(clock.clone()),
+            clock.clone(),
+        )
+    }
+
     #[tokio::test]
     async fn sessions_expire_after_their_lifetime_and_end_on_sign_out() {
         let clock = Arc::new(ManualClock::default());
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
-        let auth = AdminAuth::new(
-            &Secret::new("t"),
-            None,
-            store,
-            FailureLimit::new(clock.clone()),
-            clock.clone(),
-        );
+        let auth = auth_over(&store, &clock, "t");
         let id = auth.new_session().await.unwrap();
         assert!(auth.session_valid(&id).await.unwrap());
         clock.advance(SESSION_TTL - Duration::from_secs(1));
@@ -974,15 +983,7 @@ mod tests {
         let clock = Arc::new(ManualClock::default());
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(crate::store::SqliteStore::open(&dir.path().join("a.db")).unwrap());
-        let with = |token: &str| {
-            AdminAuth::new(
-                &Secret::new(token),
-                None,
-                store.clone(),
-                FailureLimit::new(clock.clone()),
-                clock.clone(),
-            )
-        };
+        let with = |token: &str| auth_over(&store, &clock, token);
         let (old, same, new) = (with("leaked"), with("leaked"), with("fresh"));
         let id = old.new_session().await.unwrap();
         assert!(same.session_valid(&id).await.unwrap(), "another server");

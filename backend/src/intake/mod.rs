@@ -347,22 +347,19 @@ fn sender_shape(label: &str, value: &str, found: &[String]) -> Option<String> {
 /// and list marks.
 const NOT_IN_AN_ADDRESS: [char; 10] = ['<', '>', '(', ')', '[', ']', '"', ',', ';', ':'];
 
-/// Characters that show as nothing: dropped before looking, since
-/// `ceo\u{200B}@contoso.com` reads as `ceo@contoso.com`.
-const INVISIBLE: [char; 6] = [
-    '\u{00AD}', '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}',
-];
-
 /// Addresses written in a display name (`"ceo@contoso.com" <app@…>`): mail
 /// programs show the name, often alone, so a name holding another address
 /// shows the message as from that address. Lookalike at signs (fullwidth
-/// `＠`, small `﹫`) count as `@` and lookalike dots as `.`; characters that
-/// show as nothing are not there. A token counts when it has a local part
-/// and a domain with a dot, so `Sales @ Contoso` or `Support@Contoso` do not.
+/// `＠`, small `﹫`) count as `@` and lookalike dots as `.`. Characters that
+/// show as nothing (the settings' rule,
+/// [`mailroom_shared::parse::is_invisible`]) are not there, since
+/// `ceo\u{200B}@contoso.com` reads as `ceo@contoso.com`. A token counts when
+/// it has a local part and a domain with a dot, so `Sales @ Contoso` or
+/// `Support@Contoso` do not.
 pub(crate) fn addresses_in_name(name: &str) -> Vec<String> {
     let name: String = name
         .chars()
-        .filter(|c| !INVISIBLE.contains(c))
+        .filter(|c| !mailroom_shared::parse::is_invisible(*c))
         .map(|c| match c {
             '\u{FF20}' | '\u{FE6B}' => '@',
             '\u{FF0E}' | '\u{2024}' | '\u{FE52}' => '.',
