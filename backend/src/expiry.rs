@@ -1,8 +1,9 @@
 //! Credentials that never expire by surprise (docs/API.md §13): when the
 //! saved client secret or the active certificate expires, and the warning
-//! that `GET /api/queue`, the page and `/metrics` give from 30 days before.
+//! that `GET /api/queue`, the page and `/metrics` give from 30 days before;
+//! and a password for Exchange Online, which Microsoft is retiring.
 
-use mailroom_shared::sending::{Warning, CREDENTIAL_EXPIRING};
+use mailroom_shared::sending::{Warning, BASIC_AUTH_RETIRING, CREDENTIAL_EXPIRING};
 use mailroom_shared::{validate, Settings};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -87,4 +88,112 @@ pub fn warnings(current: &Current, now: OffsetDateTime) -> Vec<Warning> {
         at: day,
         profile: None,
     }]
+}
+
+/// When Microsoft turns basic authentication for SMTP AUTH off by default
+/// for existing tenants: the end of December 2026 (REFERENCE, "The legacy
+/// path and its deadline"), its last day at 00:00 UTC to be early.
+const BASIC_AUTH_OFF_UNIX: i64 = 1_798_675_200;
+
+/// The warning for settings that sign in to Exchange Online with a
+/// password, on every view for as long as they do (beyond the contract,
+/// docs/API.md §13): before the end of December 2026 how long is left,
+/// after it what has happened. The form says the same while typing.
+pub fn basic_auth_warning(settings: &Settings, now: OffsetDateTime) -> Option<Warning> {
+    if !validate::uses_retiring_basic_auth(settings) {
+        return None;
+    }
+    let left = BASIC_AUTH_OFF_UNIX - now.unix_timestamp();
+    let who =
+        "Mailroom signs in to Office 365 with a password (basic authentication for SMTP AUTH)";
+    let message = if left > 0 {
+        let days = (left + 86_399) / 86_400;
+        format!(
+            "{who}, which Microsoft turns off by default for existing tenants at the end of December 2026, in {days} day{}. After that Exchange refuses the password (535 5.7.139) and delivery pauses; no message is lost, but none goes out.",
+            if days == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(
+            "{who}, which Microsoft has turned off by default for existing tenants since the end of December 2026. Unless the tenant turned it back on, Exchange refuses the password (535 5.7.139) and delivery pauses; a tenant that did keeps it only until Microsoft's final removal, to be announced in the second half of 2027."
+        )
+    };
+    let at = OffsetDateTime::from_unix_timestamp(BASIC_AUTH_OFF_UNIX)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default();
+    Some(Warning {
+        code: BASIC_AUTH_RETIRING.into(),
+        message,
+        hint: "Switch to OAuth 2.0 (Client Credentials) under Settings: register an app in Entra ID with the SMTP.SendAsApp permission and access to the mailbox (or Mail.Send, to send through Microsoft Graph), enter its IDs and a secret or a certificate, send a test email and save. Messages keep going out with the password until then.".into(),
+        at,
+        profile: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailroom_shared::{AuthMethod, Provider};
+
+    fn password(provider: Provider, host: &str) -> Settings {
+        let mut s = mailroom_shared::fixtures::office365_oauth(host, 587);
+        s.provider = provider;
+        s.auth_method = AuthMethod::Password;
+        s.password = Some("app-password".into());
+        s
+    }
+
+    fn at(y: i32, m: time::Month, d: u8) -> OffsetDateTime {
+        time::Date::from_calendar_date(y, m, d)
+            .unwrap()
+            .midnight()
+            .assume_utc()
+    }
+
+    #[test]
+    fn the_deadline_is_the_last_day_of_december_2026() {
+        assert_eq!(
+            OffsetDateTime::from_unix_timestamp(BASIC_AUTH_OFF_UNIX).unwrap(),
+            at(2026, time::Month::December, 31)
+        );
+    }
+
+    #[test]
+    fn a_password_for_exchange_online_is_warned_of_before_and_after_the_deadline() {
+        let s = password(Provider::Office365, "smtp.office365.com");
+        let before = basic_auth_warning(&s, at(2026, time::Month::December, 7)).unwrap();
+        assert_eq!(before.code, "basic_auth_retiring");
+        assert_eq!(before.at, "2026-12-31T00:00:00Z");
+        assert!(
+            before
+                .message
+                .contains("at the end of December 2026, in 24 days.")
+                && before.message.contains("535 5.7.139"),
+            "{}",
+            before.message
+        );
+        assert!(before.hint.starts_with("Switch to OAuth 2.0"));
+        let last = basic_auth_warning(&s, at(2026, time::Month::December, 30)).unwrap();
+        assert!(last.message.contains("in 1 day."), "{}", last.message);
+        let after = basic_auth_warning(&s, at(2027, time::Month::January, 15)).unwrap();
+        assert!(
+            after.message.contains("has turned off by default")
+                && after.message.contains("second half of 2027")
+                && !after.message.contains(" day"),
+            "{}",
+            after.message
+        );
+        // The host typed under another provider is Exchange Online too.
+        let typed = password(Provider::Other, "smtp.office365.com");
+        assert!(basic_auth_warning(&typed, at(2026, time::Month::December, 7)).is_some());
+    }
+
+    #[test]
+    fn oauth_or_another_server_has_nothing_to_retire() {
+        let now = at(2026, time::Month::December, 7);
+        let oauth = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+        assert_eq!(basic_auth_warning(&oauth, now), None);
+        let gmail = password(Provider::Other, "smtp.gmail.com");
+        assert_eq!(basic_auth_warning(&gmail, now), None);
+    }
 }

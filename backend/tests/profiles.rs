@@ -20,6 +20,17 @@ fn settings_b(rig: &Loopback, secret: &str) -> Settings {
     mailroom_shared::fixtures::office365_second_tenant("localhost", rig.smtp.port(), secret)
 }
 
+/// `GET /api/queue`'s warnings of one code.
+fn coded(queue: &Value, code: &str) -> Vec<Value> {
+    queue["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["code"] == code)
+        .cloned()
+        .collect()
+}
+
 async fn add_profile(server: &Running, name: &str, settings: &Settings, limits: Value) -> Value {
     let (status, body) = server
         .admin(
@@ -921,11 +932,8 @@ async fn credential_expiring_goes_out_once_a_day_per_profile_across_restarts() {
     let (_, q) = Running::client(url)
         .admin(Method::GET, "/api/queue", None)
         .await;
-    let named: Vec<Value> = q["warnings"]
-        .as_array()
-        .unwrap()
+    let named: Vec<Value> = coded(&q, "credential_expiring")
         .iter()
-        .filter(|w| w["code"] == "credential_expiring")
         .map(|w| w["profile"].clone())
         .collect();
     assert_eq!(named, vec![json!("default"), b["id"].clone()], "{q}");
@@ -947,15 +955,7 @@ async fn credential_expiring_goes_out_once_a_day_per_profile_across_restarts() {
 #[tokio::test]
 async fn profiles_that_sign_in_as_one_mailbox_are_warned_of_until_their_limits_fit() {
     let (rig, server) = saved_rig(|_| {}).await;
-    let shared = |q: &Value| -> Vec<Value> {
-        q["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|w| w["code"] == "mailbox_shared")
-            .cloned()
-            .collect()
-    };
+    let shared = |q: &Value| coded(q, "mailbox_shared");
     let queue = || async { server.admin(Method::GET, "/api/queue", None).await.1 };
     assert!(shared(&queue().await).is_empty());
     let copy = oauth_settings("localhost", rig.smtp.port());
@@ -997,4 +997,44 @@ async fn profiles_that_sign_in_as_one_mailbox_are_warned_of_until_their_limits_f
     limits(format!("/api/profiles/{id}"), 4000, None).await;
     let q = queue().await;
     assert_eq!(shared(&q).len(), 1, "{q}");
+}
+
+/// A profile that signs in to Exchange Online with a password is warned of
+/// on every view (Microsoft turns basic authentication off by default at
+/// the end of December 2026), naming the profile so the page links to its
+/// settings; switching it to OAuth ends the warning.
+#[tokio::test]
+async fn a_profile_signing_in_to_office_365_with_a_password_is_warned_of_until_it_uses_oauth() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let retiring = |q: &Value| coded(q, "basic_auth_retiring");
+    let queue = || async { server.admin(Method::GET, "/api/queue", None).await.1 };
+    assert!(retiring(&queue().await).is_empty(), "OAuth");
+    let mut basic = settings_b(&rig, "x");
+    basic.auth_method = mailroom_shared::AuthMethod::Password;
+    basic.password = Some("app-password".into());
+    let made = add_profile(&server, "Old printer", &basic, json!({})).await;
+    let id = made["id"].as_str().unwrap().to_string();
+    let q = queue().await;
+    let w = retiring(&q);
+    assert_eq!(w.len(), 1, "{q}");
+    assert_eq!(w[0]["profile"], id.as_str(), "{q}");
+    assert_eq!(w[0]["at"], "2026-12-31T00:00:00Z", "{q}");
+    let said = w[0]["message"].as_str().unwrap();
+    assert!(
+        said.starts_with("Profile “Old printer”: Mailroom signs in to Office 365 with a password")
+            && said.contains("535 5.7.139"),
+        "{said}"
+    );
+    assert!(w[0]["hint"].as_str().unwrap().contains("SMTP.SendAsApp"));
+    // The same profile on OAuth: nothing left to retire.
+    let (s, saved) = server
+        .admin(
+            Method::PUT,
+            &format!("/api/profiles/{id}"),
+            Some(json!({"settings": settings_b(&rig, "x"), "version": 1})),
+        )
+        .await;
+    assert_eq!(s, 200, "{saved}");
+    let q = queue().await;
+    assert!(retiring(&q).is_empty(), "{q}");
 }

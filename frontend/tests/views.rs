@@ -1172,6 +1172,13 @@ fn paused_queue(paused: bool) -> Value {
                         at: "2026-12-01T00:00:00Z".into(),
                         profile: None,
                     },
+                    mailroom_shared::sending::Warning {
+                        code: mailroom_shared::sending::BASIC_AUTH_RETIRING.into(),
+                        message: "Profile “Old printer”: Mailroom signs in to Office 365 with a password (basic authentication for SMTP AUTH), which Microsoft turns off by default for existing tenants at the end of December 2026, in 24 days.".into(),
+                        hint: "Switch to OAuth 2.0 (Client Credentials) under Settings.".into(),
+                        at: "2026-12-31T00:00:00Z".into(),
+                        profile: Some("prf_old".into()),
+                    },
                 ]
             })
             .into_iter()
@@ -1199,6 +1206,13 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
         "{shared}"
     );
     assert!(!shared.contains("credential"), "{shared}");
+    let retiring = text_of(&root, "#basic-auth-warning");
+    assert!(
+        retiring.contains("Password sign-in is being retired")
+            && retiring.contains("in 24 days")
+            && retiring.contains("Switch to OAuth 2.0"),
+        "{retiring}"
+    );
     assert!(
         banner.contains("token") && banner.contains("AADSTS7000215"),
         "{banner}"
@@ -1247,6 +1261,7 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
         // A credential's warning: its own profile's settings.
         ("#credential-warning", "#/settings?profile=prf_b"),
         ("#mailbox-warning", "#/settings"),
+        ("#basic-auth-warning", "#/settings?profile=prf_old"),
     ] {
         assert_eq!(
             find(&root, &[banner, " a"].concat())

@@ -476,7 +476,7 @@ pub struct QueueState {
 /// A warning of `GET /api/queue` (docs/API.md §13).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
-    /// [`CREDENTIAL_EXPIRING`] or [`MAILBOX_SHARED`].
+    /// [`CREDENTIAL_EXPIRING`], [`MAILBOX_SHARED`] or [`BASIC_AUTH_RETIRING`].
     pub code: String,
     /// One sentence for a person.
     pub message: String,
@@ -497,6 +497,10 @@ pub const CREDENTIAL_EXPIRING: &str = "credential_expiring";
 /// The code of the warning about profiles that sign in as one Exchange
 /// mailbox and, together, could pass its limits.
 pub const MAILBOX_SHARED: &str = "mailbox_shared";
+
+/// The code of the warning about a profile that signs in to Exchange Online
+/// with a password, which Microsoft is retiring.
+pub const BASIC_AUTH_RETIRING: &str = "basic_auth_retiring";
 
 /// The last error of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -312,6 +312,18 @@ pub fn basic_auth_retirement() -> String {
     text
 }
 
+/// Whether these settings sign in to Exchange Online with a password:
+/// basic authentication for SMTP AUTH, which Microsoft is retiring
+/// ([`BASIC_AUTH_RETIREMENT`]). Office 365 as the provider, or its host
+/// typed under another.
+pub fn uses_retiring_basic_auth(s: &Settings) -> bool {
+    let host = s.host.trim().trim_end_matches('.').to_ascii_lowercase();
+    s.auth_method == AuthMethod::Password
+        && (s.provider == Provider::Office365
+            || host == "office365.com"
+            || host.ends_with(".office365.com"))
+}
+
 const GUID_EXAMPLE: &str = "00000000-0000-0000-0000-000000000000";
 
 fn guid_message(short: &str, label: &str, err: &GuidError) -> String {
@@ -615,7 +627,7 @@ impl Settings {
                     }
                 }
             }
-            if office365 {
+            if uses_retiring_basic_auth(&s) {
                 r.warn(Field::AuthMethod, basic_auth_retirement());
             }
         }
@@ -1330,6 +1342,27 @@ mod tests {
             !s.validate_with(stored.towards(None, &s)).is_valid(),
             "nothing saved, nothing bound"
         );
+    }
+
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]
+    #[test]
+    fn exchange_online_typed_under_another_provider_is_still_retiring_basic_auth() {
+        let mut s = oauth();
+        s.auth_method = AuthMethod::Password;
+        s.password = Some("app-password".into());
+        assert!(uses_retiring_basic_auth(&s));
+        s.provider = Provider::Other;
+        s.host = "SMTP.Office365.com.".into();
+        assert!(uses_retiring_basic_auth(&s));
+        assert_eq!(
+            s.validate().warnings_for(Field::AuthMethod),
+            [basic_auth_retirement()]
+        );
+        // Another server, or Office 365 with OAuth: nothing to retire.
+        s.host = "smtp.office365.com.example.org".into();
+        assert!(!uses_retiring_basic_auth(&s));
+        assert!(s.validate().warnings_for(Field::AuthMethod).is_empty());
+        assert!(!uses_retiring_basic_auth(&oauth()));
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "unknown"), wasm_bindgen_test)]

@@ -103,6 +103,12 @@ pub(crate) async fn states(
             signing_in.push((row.name.clone(), st.clone(), row.limits));
         }
         let mut found = crate::expiry::warnings(&current, wall);
+        found.extend(
+            current
+                .settings
+                .as_ref()
+                .and_then(|st| crate::expiry::basic_auth_warning(st, wall)),
+        );
         // Which profile's credential, when there are several.
         for w in &mut found {
             if row.id != DEFAULT_PROFILE {

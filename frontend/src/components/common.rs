@@ -81,8 +81,9 @@ pub fn profile_pause_banner(id: &str, name: &str, paused: &Paused, on_settings: 
 }
 
 /// The banner on every view while a credential expires within 30 days (or
-/// has expired), or while profiles share one mailbox: what, and the fix
-/// (docs/API.md §13, §15).
+/// has expired), while profiles share one mailbox, or while a profile signs
+/// in to Exchange Online with a password: what, and the fix (docs/API.md
+/// §13, §15).
 pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
     let (id, title) = match w.code.as_str() {
         mailroom_shared::sending::CREDENTIAL_EXPIRING => {
@@ -90,6 +91,9 @@ pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
         }
         mailroom_shared::sending::MAILBOX_SHARED => {
             ("mailbox-warning", "Profiles share one mailbox")
+        }
+        mailroom_shared::sending::BASIC_AUTH_RETIRING => {
+            ("basic-auth-warning", "Password sign-in is being retired")
         }
         _ => ("warning", "Warning"),
     };
