@@ -62,6 +62,14 @@ impl Default for ManualClock {
 }
 
 impl ManualClock {
+    /// A clock standing still at `wall` (its monotonic time starting now).
+    pub fn at(wall: time::OffsetDateTime) -> Self {
+        ManualClock {
+            wall_start: wall,
+            ..ManualClock::default()
+        }
+    }
+
     /// Moves the time forward.
     pub fn advance(&self, by: Duration) {
         *self.offset.lock().unwrap_or_else(|e| e.into_inner()) += by;

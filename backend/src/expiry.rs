@@ -95,15 +95,35 @@ pub fn warnings(current: &Current, now: OffsetDateTime) -> Vec<Warning> {
 /// path and its deadline"), its last day at 00:00 UTC to be early.
 const BASIC_AUTH_OFF_UNIX: i64 = 1_798_675_200;
 
+/// When the password these settings sign in to Exchange Online with is
+/// turned off by default (Unix seconds), for `/metrics`; `None` for any
+/// other settings.
+pub fn basic_auth_deadline(settings: &Settings) -> Option<i64> {
+    validate::uses_retiring_basic_auth(settings).then_some(BASIC_AUTH_OFF_UNIX)
+}
+
+/// What the daily `credential.expiring` event of a profile says, if
+/// anything: its credential's warning; else, from [`WARN_DAYS`] before the
+/// end of December 2026 until then, its password's retirement. After that
+/// date a refused password pauses delivery, and `delivery.paused` says so.
+pub fn event_warning(current: &Current, now: OffsetDateTime) -> Option<Warning> {
+    if let Some(w) = warnings(current, now).into_iter().next() {
+        return Some(w);
+    }
+    let left = BASIC_AUTH_OFF_UNIX - now.unix_timestamp();
+    if left <= 0 || left > WARN_DAYS * 86_400 {
+        return None;
+    }
+    basic_auth_warning(current.settings.as_ref()?, now)
+}
+
 /// The warning for settings that sign in to Exchange Online with a
 /// password, on every view for as long as they do (beyond the contract,
 /// docs/API.md §13): before the end of December 2026 how long is left,
 /// after it what has happened. The form says the same while typing.
 pub fn basic_auth_warning(settings: &Settings, now: OffsetDateTime) -> Option<Warning> {
-    if !validate::uses_retiring_basic_auth(settings) {
-        return None;
-    }
-    let left = BASIC_AUTH_OFF_UNIX - now.unix_timestamp();
+    let deadline = basic_auth_deadline(settings)?;
+    let left = deadline - now.unix_timestamp();
     let who =
         "Mailroom signs in to Office 365 with a password (basic authentication for SMTP AUTH)";
     let message = if left > 0 {
@@ -117,7 +137,7 @@ pub fn basic_auth_warning(settings: &Settings, now: OffsetDateTime) -> Option<Wa
             "{who}, which Microsoft has turned off by default for existing tenants since the end of December 2026. Unless the tenant turned it back on, Exchange refuses the password (535 5.7.139) and delivery pauses; a tenant that did keeps it only until Microsoft's final removal, to be announced in the second half of 2027."
         )
     };
-    let at = OffsetDateTime::from_unix_timestamp(BASIC_AUTH_OFF_UNIX)
+    let at = OffsetDateTime::from_unix_timestamp(deadline)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default();

@@ -111,6 +111,10 @@ pub struct Metrics {
     /// When the saved secret or active certificate expires (Unix seconds),
     /// per profile; absent when unknown.
     pub credential_expiry: Family<ProfileLabel, Gauge>,
+    /// When Microsoft turns off by default the password (basic
+    /// authentication) a profile signs in to Exchange Online with (Unix
+    /// seconds); absent for every other profile.
+    pub basic_auth_retirement: Family<ProfileLabel, Gauge>,
     /// Failed webhook requests, per webhook.
     pub webhook_failures: Family<WebhookLabel, Counter>,
     /// 1 while the profile's delivery is paused.
@@ -179,6 +183,7 @@ impl Metrics {
         );
         let attempts = Family::<AttemptLabels, Counter>::default();
         let credential_expiry = Family::<ProfileLabel, Gauge>::default();
+        let basic_auth_retirement = Family::<ProfileLabel, Gauge>::default();
         let webhook_failures = Family::<WebhookLabel, Counter>::default();
         let delivery_paused = Family::<ProfileLabel, Gauge>::default();
         let oldest_queued_age = Family::<ProfileLabel, Gauge>::default();
@@ -201,6 +206,11 @@ impl Metrics {
             "credential_expiry_timestamp_seconds",
             "When the client secret (its Expires date) or the active certificate expires, Unix seconds",
             credential_expiry.clone(),
+        );
+        registry.register(
+            "basic_auth_retirement_timestamp_seconds",
+            "When Microsoft turns off by default the basic authentication (a password) this profile signs in to Exchange Online with, Unix seconds; only for such profiles",
+            basic_auth_retirement.clone(),
         );
         registry.register(
             "delivery_attempts",
@@ -281,6 +291,7 @@ impl Metrics {
             recipients_today,
             attempts,
             credential_expiry,
+            basic_auth_retirement,
             webhook_failures,
             delivery_paused,
             oldest_queued_age,
@@ -344,6 +355,7 @@ async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppE
         &s.metrics.oldest_queued_age,
         &s.metrics.recipients_today,
         &s.metrics.credential_expiry,
+        &s.metrics.basic_auth_retirement,
     ] {
         family.clear();
     }
@@ -376,6 +388,16 @@ async fn scrape(State(s): State<MetricsState>) -> Result<impl IntoResponse, AppE
             None => {
                 s.metrics.credential_expiry.remove(&label);
             }
+        }
+        let retiring = current
+            .settings
+            .as_ref()
+            .and_then(crate::expiry::basic_auth_deadline);
+        if let Some(at) = retiring {
+            s.metrics
+                .basic_auth_retirement
+                .get_or_create(&label)
+                .set(at);
         }
     }
     let text = s

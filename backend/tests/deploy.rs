@@ -32,13 +32,14 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     let checked = promtool(&["check", "rules", "mailroom-alerts.yml"]);
-    assert!(checked.contains("SUCCESS: 11 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 12 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "mailroom-alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
     let rules = std::fs::read_to_string(rules_dir().join("mailroom-alerts.yml")).unwrap();
     for alert in [
         "MailroomDeliveryPaused",
         "MailroomCredentialExpiring",
+        "MailroomBasicAuthRetiring",
         "MailroomRelayCertificateExpiring",
         "MailroomOldestQueuedMessage",
         "MailroomWebhookFailing",
@@ -51,7 +52,7 @@ fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
     }
-    assert_eq!(rules.matches("Fix:").count(), 11, "each alert says the fix");
+    assert_eq!(rules.matches("Fix:").count(), 12, "each alert says the fix");
 }
 
 #[tokio::test]
@@ -60,6 +61,19 @@ async fn every_metric_the_alert_rules_use_is_exported() {
     let mut s = oauth_settings("localhost", rig.smtp.port());
     s.client_secret_expires = Some("2027-06-30".into());
     server.save(&s).await;
+    // A profile that still signs in to Exchange Online with a password.
+    let mut basic =
+        mailroom_shared::fixtures::office365_second_tenant("localhost", rig.smtp.port(), "x");
+    basic.auth_method = mailroom_shared::AuthMethod::Password;
+    basic.password = Some("app-password".into());
+    let (status, made) = server
+        .admin(
+            reqwest::Method::POST,
+            "/api/profiles",
+            Some(serde_json::json!({"name": "Old printer", "settings": basic})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
     // Drive every series once: an app past its limit, a webhook that fails.
     let receiver = mailroom_fakes::FakeReceiver::start().await;
     receiver.always(mailroom_fakes::Answer::Status(500));
@@ -113,7 +127,7 @@ async fn every_metric_the_alert_rules_use_is_exported() {
         .collect();
     used.sort();
     used.dedup();
-    assert_eq!(used.len(), 10, "{used:?}");
+    assert_eq!(used.len(), 11, "{used:?}");
     for name in used {
         let family = name.strip_suffix("_total").unwrap_or(name);
         assert!(

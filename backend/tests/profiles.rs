@@ -1026,6 +1026,15 @@ async fn a_profile_signing_in_to_office_365_with_a_password_is_warned_of_until_i
         "{said}"
     );
     assert!(w[0]["hint"].as_str().unwrap().contains("SMTP.SendAsApp"));
+    // For alerting, the date (the OAuth profile has none).
+    let series = "mailroom_basic_auth_retirement_timestamp_seconds";
+    let metrics = server.metrics().await;
+    let dated: Vec<&str> = metrics.lines().filter(|l| l.starts_with(series)).collect();
+    assert_eq!(
+        dated,
+        [format!("{series}{{profile=\"{id}\"}} 1798675200")],
+        "{metrics}"
+    );
     // The same profile on OAuth: nothing left to retire.
     let (s, saved) = server
         .admin(
@@ -1037,4 +1046,5 @@ async fn a_profile_signing_in_to_office_365_with_a_password_is_warned_of_until_i
     assert_eq!(s, 200, "{saved}");
     let q = queue().await;
     assert!(retiring(&q).is_empty(), "{q}");
+    assert!(!server.metrics().await.contains(&format!("{series}{{")));
 }

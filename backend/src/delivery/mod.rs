@@ -703,6 +703,62 @@ mod tests {
         assert_eq!(previous().await, None);
     }
 
+    /// In the 30 days before Microsoft turns basic authentication for SMTP
+    /// AUTH off by default, a profile signing in to Exchange Online with a
+    /// password gets the daily `credential.expiring` event saying so; not
+    /// earlier, and not after (a refused password then pauses delivery,
+    /// which `delivery.paused` tells).
+    #[tokio::test]
+    async fn a_password_for_exchange_online_is_announced_in_the_month_before_its_retirement() {
+        use time::Month;
+        let day = |y, m, d| {
+            time::Date::from_calendar_date(y, m, d)
+                .unwrap()
+                .midnight()
+                .assume_utc()
+        };
+        for (wall, announced) in [
+            (day(2026, Month::November, 30), false),
+            (day(2026, Month::December, 7), true),
+            (day(2027, Month::January, 2), false),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (store, _, _, webhooks, _) = claimed_40(dir.path()).await;
+            let clock = Arc::new(crate::clock::ManualClock::at(wall));
+            subscribe(&store, &webhooks, "credential.expiring").await;
+            let engine = engine_over(dir.path(), store.clone(), clock, webhooks);
+            let mut s = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+            s.auth_method = mailroom_shared::AuthMethod::Password;
+            s.password = Some("app-password".into());
+            let put = mailroom_shared::api::PutSettings {
+                settings: s,
+                version: 0,
+            };
+            crate::settings::save_settings(&engine.settings, put)
+                .await
+                .unwrap();
+            engine.housekeep_once().await;
+            let events: Vec<serde_json::Value> = event_bodies(&store)
+                .await
+                .iter()
+                .map(|b| serde_json::from_str(b).unwrap())
+                .filter(|e: &serde_json::Value| e["type"] == "credential.expiring")
+                .collect();
+            if !announced {
+                assert_eq!(events, Vec::<serde_json::Value>::new(), "{wall}");
+                continue;
+            }
+            assert_eq!(events.len(), 1, "{wall}: {events:?}");
+            let data = &events[0]["data"];
+            assert_eq!(data["code"], "basic_auth_retiring", "{data}");
+            assert_eq!(data["profile"], "default", "{data}");
+            assert!(
+                data["message"].as_str().unwrap().contains("in 24 days"),
+                "{data}"
+            );
+        }
+    }
+
     /// An attempt that panics (a bug, in Mailroom or a crate it uses, on an
     /// odd message) costs its message one attempt, deferred with the
     /// reason, and not the worker: the guard returns, so the worker goes on

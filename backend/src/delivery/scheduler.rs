@@ -120,7 +120,8 @@ impl Engine {
     }
 
     /// `credential.expiring` once a day per profile while its warning lasts
-    /// (docs/API.md §13).
+    /// (docs/API.md §13), or in the 30 days before its password for
+    /// Exchange Online is turned off by default.
     async fn credential_events(&self) {
         const EVENT: &str = "credential.expiring";
         let Ok(profiles) = self.settings.store.profiles().await else {
@@ -135,7 +136,7 @@ impl Engine {
             let Ok(current) = repo.load_current().await else {
                 continue;
             };
-            let Some(warning) = crate::expiry::warnings(&current, now).into_iter().next() else {
+            let Some(warning) = crate::expiry::event_warning(&current, now) else {
                 continue;
             };
             // Once a day per profile; after a restart, the profile's last

@@ -188,7 +188,13 @@ pub fn describe(event: &Value) -> Said {
             route: message_route(),
         },
         "credential.expiring" => Said {
-            title: "Mailroom: the sign-in credential expires soon".into(),
+            // A password for Exchange Online is retired rather than expiring.
+            title: if data["code"] == mailroom_shared::sending::BASIC_AUTH_RETIRING {
+                "Mailroom: Microsoft turns off the sign-in password soon"
+            } else {
+                "Mailroom: the sign-in credential expires soon"
+            }
+            .into(),
             what: s(data, "message").to_string(),
             fix: data["hint"].as_str().map(str::to_string),
             route: settings_route(s(data, "profile")),
@@ -446,6 +452,27 @@ mod tests {
 
     /// A subject that holds line breaks (stored before the intake made it
     /// one line) adds no line of its own, such as a false "Fix:".
+    #[test]
+    fn a_password_being_retired_is_not_called_an_expiring_credential() {
+        let event = |code: &str| {
+            json!({"type": "credential.expiring", "data": {
+                "code": code, "message": "m", "hint": "Switch to OAuth 2.0.", "profile": "prf_b",
+                "at": "2026-12-31T00:00:00Z"}})
+        };
+        let retiring = describe(&event("basic_auth_retiring"));
+        assert_eq!(
+            retiring.title,
+            "Mailroom: Microsoft turns off the sign-in password soon"
+        );
+        assert_eq!(retiring.fix.as_deref(), Some("Switch to OAuth 2.0."));
+        assert_eq!(retiring.route, "#/settings?profile=prf_b");
+        let expiring = describe(&event("credential_expiring"));
+        assert_eq!(
+            expiring.title,
+            "Mailroom: the sign-in credential expires soon"
+        );
+    }
+
     #[test]
     fn a_subject_with_line_breaks_adds_no_line_to_the_post() {
         let mut event = hostile();
