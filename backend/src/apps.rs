@@ -12,7 +12,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use mailroom_shared::sending::{
-    validate_app_change, validate_new_app, App, AppChange, AppList, CreatedApp, NewApp,
+    validate_app_change, validate_new_app, App, AppChange, AppList, CreatedApp, NewApp, NewKey,
+    NewKeyRequest, MAX_KEEP_OLD_KEY_HOURS,
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -21,6 +22,7 @@ use crate::auth::{FailureLimit, Refused};
 use crate::clock::Clock;
 use crate::error::{ApiJson, AppError};
 use crate::queue::Queue;
+use crate::store::queue::ReplacedKey;
 
 /// What the app routes need.
 #[derive(Clone)]
@@ -90,11 +92,26 @@ pub async fn authenticate(
         },
     };
     let hash = key_hash(&key);
-    let app = if key.starts_with("mr_") {
+    let mut app = if key.starts_with("mr_") {
         state.queue.app_by_key(hash).await?
     } else {
         None
     };
+    // A key from before the app's last *New key*: its app's while the time
+    // given for moving devices lasts, else only named in the log. Looked up
+    // only below the failure limit: a flood of guesses past it costs the
+    // database nothing more.
+    let mut replaced = None;
+    if app.is_none() && key.starts_with("mr_") && state.key_failures.locked(ip).await.is_none() {
+        replaced = state.queue.app_of_replaced_key(hash).await.ok().flatten();
+        let now = state.clock.wall().unix_timestamp();
+        if let Some(r) = replaced.as_ref().filter(|r| r.works_at(now)) {
+            app = state.queue.app_by_id(&r.app).await?.map(|(app, _)| app);
+            if app.is_some() {
+                tracing::warn!(app = %r.app, peer = %ip, "{}", old_key_used(r));
+            }
+        }
+    }
     // With Basic, the user name is the key's app, as in the relay's AUTH,
     // or none (tools that have only a token field send an empty one).
     let app = app.filter(|a| user.as_ref().is_none_or(|u| u.is_empty() || *u == a.id));
@@ -108,8 +125,8 @@ pub async fn authenticate(
         // Looked up only below the failure limit: a flood of guesses past
         // it costs the database nothing more.
         (Ok(()), None) | (Err(Refused::Wrong), _) => {
-            if key.starts_with("mr_") {
-                replaced_key_logged(state, hash, ip).await;
+            if let Some(r) = replaced {
+                tracing::warn!(app = %r.app, peer = %ip, "app key refused: it is the key app {} (\"{}\") had until its new key of {}; give whatever still sends with it the new key", r.app, crate::error::short(&r.name), r.replaced_at);
             }
             Err(wrong())
         }
@@ -122,12 +139,37 @@ pub async fn authenticate(
     }
 }
 
-/// A refused key that is an app's key from before its last *New key* is
-/// logged as such, with what to do: the client is told only that the key
-/// is not valid, as for any wrong key.
-async fn replaced_key_logged(state: &AppsState, hash: [u8; 32], ip: IpAddr) {
-    if let Ok(Some(r)) = state.queue.app_of_replaced_key(hash).await {
-        tracing::warn!(app = %r.app, peer = %ip, "app key refused: it is the key app {} (\"{}\") had until its new key of {}; give whatever still sends with it the new key", r.app, crate::error::short(&r.name), r.replaced_at);
+/// The log line for a key from before its app's last *New key* that still
+/// works (over HTTP and at the relay's AUTH): which app, until when, and
+/// what to do, so the admin finds each device still to move.
+pub fn old_key_used(r: &ReplacedKey) -> String {
+    let until = r
+        .until
+        .and_then(crate::clock::rfc3339_at)
+        .unwrap_or_default();
+    format!(
+        "signed in with the key app {} (\"{}\") had until its new key of {}, which works until {until}: give whatever still sends with it the new key before then",
+        r.app,
+        crate::error::short(&r.name),
+        r.replaced_at
+    )
+}
+
+impl AppsState {
+    /// The live app whose key from before its last *New key* hashes to
+    /// `hash`, while that key still works.
+    pub async fn app_of_old_key(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<Option<(App, ReplacedKey)>, crate::store::StoreError> {
+        let now = self.clock.wall().unix_timestamp();
+        let Some(r) = self.queue.app_of_replaced_key(hash).await? else {
+            return Ok(None);
+        };
+        if !r.works_at(now) {
+            return Ok(None);
+        }
+        Ok(self.queue.app_by_id(&r.app).await?.map(|(app, _)| (app, r)))
     }
 }
 
@@ -297,27 +339,67 @@ async fn revoke(
     }
 }
 
-/// `POST /api/apps/{id}/key` (beyond the contract): a new key for an app
-/// whose key was lost or leaked, shown once. The old key stops working at
-/// once, in open SMTP sessions too; the app keeps its id, name, From
-/// addresses, limits, profile and history.
+/// `POST /api/apps/{id}/key` (beyond the contract): a new key for an app,
+/// shown once. The old key stops working at once (a leaked key), in open
+/// SMTP sessions too, or after `keep_old_key_hours` (moving devices one by
+/// one); the app keeps its id, name, From addresses, limits, profile and
+/// history.
 async fn replace_key(
     State(state): State<AppsState>,
     Path(id): Path<String>,
-) -> Result<Json<CreatedApp>, AppError> {
+    request: axum::extract::Request,
+) -> Result<Json<NewKey>, AppError> {
+    let body: NewKeyRequest = optional_json(request).await?;
+    if body.keep_old_key_hours > MAX_KEEP_OLD_KEY_HOURS {
+        let mut errors = FieldMessages::new();
+        errors.push(
+            "keep_old_key_hours",
+            format!(
+                "The old key can go on working for at most {MAX_KEEP_OLD_KEY_HOURS} hours (a week), not {}: give the hours the devices need to be moved, or 0 to stop it at once.",
+                body.keep_old_key_hours
+            ),
+        );
+        return Err(AppError::Invalid("The new key is not made.".into(), errors));
+    }
     let key = new_key();
     let replaced_at = state.clock.rfc3339();
+    let now = state.clock.wall().unix_timestamp();
+    let old_until =
+        (body.keep_old_key_hours > 0).then(|| now + i64::from(body.keep_old_key_hours) * 3600);
     let Some(mut app) = state
         .queue
-        .replace_app_key(&id, key_hash(&key), &replaced_at)
+        .replace_app_key(&id, key_hash(&key), &replaced_at, old_until)
         .await?
     else {
         return Err(AppError::no_such("app", &id));
     };
-    let now = state.clock.wall().unix_timestamp();
     app.usage = state.queue.recent(&app.id, now, true).await?.usage(now);
-    tracing::info!(app = %app.id, "app key replaced");
-    Ok(Json(CreatedApp { app, key }))
+    let old_key_until = old_until.and_then(crate::clock::rfc3339_at);
+    tracing::info!(app = %app.id, old_key_until = old_key_until.as_deref().unwrap_or("now"), "app key replaced");
+    Ok(Json(NewKey {
+        app,
+        key,
+        old_key_until,
+    }))
+}
+
+/// A JSON body that may be left out: none at all (no `Content-Type`, no
+/// bytes) is `T`'s default; anything else is read as [`ApiJson`] reads it.
+async fn optional_json<T>(request: axum::extract::Request) -> Result<T, AppError>
+where
+    T: Default + serde::de::DeserializeOwned + serde::Serialize,
+{
+    use axum::extract::FromRequest;
+    let headers = request.headers();
+    let empty = !headers.contains_key(axum::http::header::CONTENT_TYPE)
+        && !headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        && headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_none_or(|l| l.as_bytes() == b"0");
+    if empty {
+        return Ok(T::default());
+    }
+    Ok(ApiJson::<T>::from_request(request, &()).await?.0)
 }
 
 /// `POST`/`GET /api/apps`, `DELETE`/`PATCH /api/apps/{id}`, `POST

@@ -1637,6 +1637,126 @@ async fn an_apps_new_key_sends_and_the_old_one_stops_at_once() {
     assert_eq!((status, body.get("key")), (404, None), "{body}");
 }
 
+/// A new key that leaves the old one working for a while
+/// (`keep_old_key_hours`): devices are moved one by one without a message
+/// refused. Until then the old key signs in at AUTH, over HTTP and in a
+/// session that signed in with it, each use logged with until when; after
+/// it, the old key stops everywhere, that session too.
+#[tokio::test]
+async fn an_apps_old_key_works_beside_the_new_one_for_the_hours_given() {
+    let log = CapturedLog::start();
+    let rig = mailroom_fakes::Loopback::start(mailroom_fakes::SmtpConfig::default()).await;
+    let clock = std::sync::Arc::new(mailroom_backend::clock::ManualClock::default());
+    let server = start_with_clock(
+        &rig,
+        |a| {
+            a.relay.smtp_listen =
+                mailroom_backend::config::SmtpListen::On("127.0.0.1:0".parse().unwrap());
+            a.relay.smtp_hostname = Some("localhost".into());
+        },
+        clock.clone(),
+    )
+    .await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    let (app, old) = server.new_app(json!({"name": "Printers"})).await;
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &old).await.starts_with("235"));
+
+    let path = format!("/api/apps/{app}/key");
+    // More than a week, less than nothing, or a field of another name:
+    // refused, naming it (a value of the wrong type is a 400, as for any
+    // body).
+    for (body, field, want) in [
+        (
+            json!({"keep_old_key_hours": 169}),
+            "keep_old_key_hours",
+            422,
+        ),
+        (json!({"keep_old_key_hours": -1}), "keep_old_key_hours", 400),
+        (json!({"keep_old_hours": 24}), "keep_old_hours", 400),
+    ] {
+        let (status, said) = server
+            .admin(reqwest::Method::POST, &path, Some(body.clone()))
+            .await;
+        assert_eq!(status, want, "{body}: {said}");
+        assert!(said.to_string().contains(field), "{body}: {said}");
+    }
+    let r = server
+        .http
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(TOKEN)
+        .body("keep_old_key_hours=24")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        415,
+        "a body that is not JSON is not taken as none"
+    );
+    assert!(
+        send_through(&server, Some((&app, &old)), &mailer(), "still").await["app"] == app.as_str()
+    );
+
+    let (status, body) = server
+        .admin(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"keep_old_key_hours": 2})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let new = body["key"].as_str().unwrap().to_string();
+    let until = time::OffsetDateTime::parse(
+        body["old_key_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expected = mailroom_backend::clock::Clock::wall(&*clock) + Duration::from_secs(2 * 3600);
+    assert!(
+        (until - expected).abs() < time::Duration::seconds(2),
+        "{body}"
+    );
+
+    // Meanwhile the old key goes on: the open session, a new AUTH, HTTP.
+    let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    assert!(r.starts_with("250"), "{r}");
+    w.command("RSET").await;
+    send_through(&server, Some((&app, &old)), &mailer(), "old key, AUTH").await;
+    let raw = format!(
+        "From: {}\r\nTo: {}\r\nSubject: s\r\n\r\nx\r\n",
+        mailer(),
+        addr("a", "example.org")
+    );
+    let (status, said) = upload(&server, &old, raw.clone().into_bytes()).await;
+    assert_eq!(status, 202, "the old key over HTTP: {said}");
+    send_through(&server, Some((&app, &new)), &mailer(), "new key").await;
+    // Each use is logged with until when, so the admin finds the devices
+    // still to move; never the key.
+    let text = logged(&log, "which works until").await;
+    let said = format!("signed in with the key app {app} (\"Printers\") had until its new key of");
+    assert!(
+        text.contains(&format!("relay: {said}")) && text.matches(&said).count() >= 2,
+        "{text}"
+    );
+    assert!(!text.contains(&old) && !text.contains(&new), "{text}");
+
+    // Its time over, the old key stops everywhere.
+    clock.advance(Duration::from_secs(2 * 3600));
+    let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    assert!(r.starts_with("530 5.7.0") && r.contains("replaced"), "{r}");
+    let err = client(&server, Some((&app, &old)), Mechanism::Plain)
+        .send(message(&mailer(), &[addr("a", "example.org")], "late", "y"))
+        .await
+        .unwrap_err();
+    assert_code(&err, "535");
+    assert_eq!(upload(&server, &old, raw.into_bytes()).await.0, 401);
+    send_through(&server, Some((&app, &new)), &mailer(), "new key, later").await;
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()

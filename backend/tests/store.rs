@@ -2473,19 +2473,29 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
     // A new key: the app and its limits stay, the old key names nothing.
     let renewed = s
         .queue
-        .replace_app_key("app_lim", [9u8; 32], "2026-11-27T08:00:00Z")
+        .replace_app_key(
+            "app_lim",
+            [9u8; 32],
+            "2026-11-27T08:00:00Z",
+            Some(1_800_000_000),
+        )
         .await
         .unwrap()
         .unwrap();
-    // The key before is recognised, for the log, and signs nothing in.
+    // The key before is recognised, with until when it still works; the
+    // current key is not looked up there.
+    let old = s.queue.app_of_replaced_key([7u8; 32]).await.unwrap();
     assert_eq!(
-        s.queue.app_of_replaced_key([7u8; 32]).await.unwrap(),
+        old,
         Some(mailroom_backend::store::queue::ReplacedKey {
             app: "app_lim".into(),
             name: "Renamed".into(),
             replaced_at: "2026-11-27T08:00:00Z".into(),
+            until: Some(1_800_000_000),
         })
     );
+    let old = old.unwrap();
+    assert!(old.works_at(1_799_999_999) && !old.works_at(1_800_000_000));
     assert!(s
         .queue
         .app_of_replaced_key([9u8; 32])
@@ -2505,9 +2515,29 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         s.queue.app_by_id("app_lim").await.unwrap().map(|(_, h)| h),
         Some([9u8; 32])
     );
+    // Another new key, stopping the one before at once: the first key is
+    // forgotten, and the one before works no more.
+    s.queue
+        .replace_app_key("app_lim", [8u8; 32], "2026-11-27T08:30:00Z", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(s
         .queue
-        .replace_app_key("app_none", [1u8; 32], "2026-11-27T08:00:00Z")
+        .app_of_replaced_key([7u8; 32])
+        .await
+        .unwrap()
+        .is_none());
+    let old = s.queue.app_of_replaced_key([9u8; 32]).await.unwrap();
+    assert_eq!(old.as_ref().map(|r| r.until), Some(None), "{old:?}");
+    s.queue
+        .replace_app_key("app_lim", [9u8; 32], "2026-11-27T08:40:00Z", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(s
+        .queue
+        .replace_app_key("app_none", [1u8; 32], "2026-11-27T08:00:00Z", None)
         .await
         .unwrap()
         .is_none());
@@ -2518,7 +2548,7 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
     );
     assert!(
         s.queue
-            .replace_app_key("app_lim", [2u8; 32], "2026-11-27T09:00:00Z")
+            .replace_app_key("app_lim", [2u8; 32], "2026-11-27T09:00:00Z", None)
             .await
             .unwrap()
             .is_none(),
@@ -2527,7 +2557,7 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
     assert!(s.queue.app_by_key([2u8; 32]).await.unwrap().is_none());
     assert!(
         s.queue
-            .app_of_replaced_key([7u8; 32])
+            .app_of_replaced_key([8u8; 32])
             .await
             .unwrap()
             .is_none(),

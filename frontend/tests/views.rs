@@ -3350,6 +3350,61 @@ async fn an_app_gets_a_new_key_after_a_question_and_sees_it_once() {
     );
 }
 
+/// Ticking the question's box keeps the old key working for a day: the
+/// request says so, and the notice says until when; unticked (the
+/// default, and again after the question closes) the request has no body.
+#[wasm_bindgen_test]
+async fn a_new_key_can_leave_the_old_one_working_for_a_day() {
+    fake_api();
+    apps_routes(vec![app_json("app_1", "Printers")]);
+    route(
+        "POST /api/apps/app_1/key",
+        200,
+        &json!({"app": app_json("app_1", "Printers"), "key": "mr_new",
+                "old_key_until": "2026-12-08T15:00:00Z"}),
+    );
+    let root = mount_apps().await;
+    let button = "#apps-table tbody button[data-act=rekey]";
+    let bodies = || {
+        requests()
+            .into_iter()
+            .filter(|(r, _)| r == "POST /api/apps/app_1/key")
+            .map(|(_, b)| b)
+            .collect::<Vec<_>>()
+    };
+    click(&root, button).await;
+    let tick = "#rekey-prompt #rekey-keep-old";
+    let label = text_of(&root, "#rekey-prompt label.check");
+    assert!(
+        label.contains("24 hours") && label.contains("leaked"),
+        "{label}"
+    );
+    click(&root, tick).await;
+    // Kept: the box does not stay ticked for the next question.
+    click(&root, "#rekey-prompt-default").await;
+    click(&root, button).await;
+    let input: HtmlInputElement = find(&root, tick).dyn_into().unwrap();
+    assert!(!input.checked(), "a new question starts unticked");
+    click(&root, tick).await;
+    click(&root, "#rekey-prompt-other").await;
+    assert!(eventually(3000, || bodies().len() == 1).await);
+    let sent: Value = serde_json::from_str(&bodies()[0]).unwrap();
+    assert_eq!(sent, json!({"keep_old_key_hours": 24}));
+    assert!(
+        eventually(3000, || text_of(&root, ".banner.success")
+            .contains("The old key of “Printers” goes on working until"))
+        .await,
+        "{}",
+        text_of(&root, ".banner.success")
+    );
+    click(&root, "#key-done").await;
+    // Unticked: no body, the old key stops at once.
+    click(&root, button).await;
+    click(&root, "#rekey-prompt-other").await;
+    assert!(eventually(3000, || bodies().len() == 2).await);
+    assert_eq!(bodies()[1], "", "no body");
+}
+
 /// A webhook's secret shown once counts as unsaved for signing out: the
 /// question names it, keeping it shows Settings, and once it is said
 /// copied signing out asks nothing.

@@ -177,6 +177,31 @@ pub struct CreatedApp {
     pub key: String,
 }
 
+/// The body of `POST /api/apps/{id}/key` (beyond the contract; none is the
+/// default): how long the old key goes on working beside the new one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyRequest {
+    /// Hours, up to [`MAX_KEEP_OLD_KEY_HOURS`]; 0 (a leaked key): it stops at once.
+    #[serde(default)]
+    pub keep_old_key_hours: u32,
+}
+
+/// The longest an old key may go on working after *New key*: a week.
+pub const MAX_KEEP_OLD_KEY_HOURS: u32 = 168;
+
+/// The answer to `POST /api/apps/{id}/key`: the app, its new key shown this
+/// once, and until when the old one works (RFC 3339; `None`: it stopped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewKey {
+    /// The app.
+    pub app: App,
+    /// `mr_…`, stored only as a hash.
+    pub key: String,
+    /// Until when the key before it still works, if it does.
+    pub old_key_until: Option<String>,
+}
+
 /// `GET /api/apps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppList {

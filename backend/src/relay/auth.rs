@@ -233,13 +233,35 @@ impl Session {
             .app_by_id(id)
             .await
             .map_err(|e| e.to_string())?;
+        let named = found
+            .as_ref()
+            .map(|(app, _)| (app.id.clone(), app.name.clone()));
+        let mut app =
+            found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
+        // The app's key from before its last *New key*, while it still works.
+        if let (None, Some((id, _))) = (&app, &named) {
+            app = self.old_key_app(hash).await?.filter(|a| &a.id == id);
+        }
         Ok(Looked {
-            named: found
-                .as_ref()
-                .map(|(app, _)| (app.id.clone(), app.name.clone())),
-            app: found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app)),
+            named,
+            app,
             refused: None,
         })
+    }
+
+    /// The app whose key from before its last *New key* this is, while it
+    /// still works, logged with until when and what to do.
+    async fn old_key_app(&self, hash: [u8; 32]) -> Result<Option<App>, String> {
+        let apps = &self.shared.sending.apps;
+        // Past the failure limit, guesses cost the database nothing more.
+        if apps.key_failures.locked(self.peer).await.is_some() {
+            return Ok(None);
+        }
+        let found = apps.app_of_old_key(hash).await.map_err(|e| e.to_string())?;
+        Ok(found.map(|(app, r)| {
+            tracing::warn!(app = %app.id, peer = %self.peer, "relay: {}", crate::apps::old_key_used(&r));
+            app
+        }))
     }
 
     /// A username that is an email address, as a device set up for Office
@@ -250,7 +272,11 @@ impl Session {
     /// `named`, as for a username that is no app's id.
     async fn by_address(&self, address: &str, hash: [u8; 32]) -> Result<Looked, String> {
         let apps = &self.shared.sending.apps.queue;
-        let Some(app) = apps.app_by_key(hash).await.map_err(|e| e.to_string())? else {
+        let mut app = apps.app_by_key(hash).await.map_err(|e| e.to_string())?;
+        if app.is_none() {
+            app = self.old_key_app(hash).await?;
+        }
+        let Some(app) = app else {
             return Ok(Looked::default());
         };
         let (policy, _) = self

@@ -134,6 +134,13 @@ impl Session {
         }
     }
 
+    /// Whether the key this session signed in with is app `id`'s key from
+    /// before its last *New key*, and still works.
+    async fn old_key_works(&self, id: &str) -> bool {
+        let apps = &self.shared.sending.apps;
+        matches!(apps.app_of_old_key(self.key).await, Ok(Some((app, _))) if app.id == id)
+    }
+
     /// The session's sender, checked again now: a revoked app, or one
     /// whose key was replaced since the session signed in, stops here.
     pub(super) async fn sender(&mut self) -> Result<Sender, Flow> {
@@ -141,6 +148,12 @@ impl Session {
         if let Some(app) = &self.app {
             let why = match self.shared.sending.apps.queue.app_by_id(&app.id).await {
                 Ok(Some((app, stored))) if bool::from(stored.ct_eq(&self.key)) => {
+                    self.app = Some(app.clone());
+                    return Ok(Sender::App(Box::new(app)));
+                }
+                // Signed in with the key from before its last *New key*,
+                // which still works for a while.
+                Ok(Some((app, _))) if self.old_key_works(&app.id).await => {
                     self.app = Some(app.clone());
                     return Ok(Sender::App(Box::new(app)));
                 }

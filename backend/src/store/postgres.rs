@@ -1304,10 +1304,11 @@ impl Queue for PgStore {
         id: &str,
         key_hash: [u8; 32],
         replaced_at: &str,
+        old_until: Option<i64>,
     ) -> Result<Option<App>, StoreError> {
         self.app_returned(
             sql::REPLACE_APP_KEY,
-            &[&id, &key_hash.as_slice(), &replaced_at],
+            &[&id, &key_hash.as_slice(), &replaced_at, &old_until],
         )
         .await
     }
@@ -1329,6 +1330,7 @@ impl Queue for PgStore {
                     app: r.try_get(0)?,
                     name: r.try_get(1)?,
                     replaced_at: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    until: r.try_get(3)?,
                 })
             })
             .transpose()?)

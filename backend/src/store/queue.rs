@@ -26,6 +26,15 @@ pub struct ReplacedKey {
     pub name: String,
     /// When the key was replaced (RFC 3339).
     pub replaced_at: String,
+    /// Until when it still works (Unix seconds); `None`: it stopped then.
+    pub until: Option<i64>,
+}
+
+impl ReplacedKey {
+    /// Whether the old key still signs its app in at `now` (Unix seconds).
+    pub fn works_at(&self, now: i64) -> bool {
+        self.until.is_some_and(|until| now < until)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -527,16 +536,19 @@ pub trait Queue: Send + Sync {
     async fn list_apps(&self) -> Result<Vec<App>, StoreError>;
     /// Revokes an app; false when there was none.
     async fn revoke_app(&self, id: &str) -> Result<bool, StoreError>;
-    /// Gives a live app a new key (its hash): the old one stops working;
-    /// `None` when there is no such app.
+    /// Gives a live app a new key (its hash): the old one stops working,
+    /// at once or at `old_until` (Unix seconds); `None` when there is no
+    /// such app.
     async fn replace_app_key(
         &self,
         id: &str,
         key_hash: [u8; 32],
         replaced_at: &str,
+        old_until: Option<i64>,
     ) -> Result<Option<App>, StoreError>;
     /// The live app whose key before its last new key has this hash: a
-    /// refused key recognised as a replaced one.
+    /// key that is not the current one, recognised as a replaced one (and
+    /// until when it still works, if it does).
     async fn app_of_replaced_key(
         &self,
         key_hash: [u8; 32],

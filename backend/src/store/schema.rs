@@ -151,7 +151,14 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_IDEMPOTENT_REQUEST,
     MIGRATION_WEBHOOK_PREVIOUS_SECRET,
     MIGRATION_REPLACED_APP_KEY,
+    MIGRATION_OLD_APP_KEY_UNTIL,
 ];
+
+/// Step 23: an app given a new key may keep its old one working for a
+/// while (`previous_key_until`, Unix seconds; none: it stopped at once), so
+/// devices can be moved to the new key one by one without refusing mail.
+pub const MIGRATION_OLD_APP_KEY_UNTIL: &str =
+    "ALTER TABLE apps ADD COLUMN previous_key_until INTEGER;";
 
 /// Step 22: an app given a new key keeps the hash of the one before and
 /// when it was replaced, so a device still signing in with it is logged as

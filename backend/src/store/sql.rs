@@ -239,17 +239,19 @@ pub(crate) const UPDATE_APP: &str = concat!(
      RETURNING ",
     app_columns!()
 );
-/// A live app's key replaced: `?2` is the new key's hash, `?3` the time;
-/// the old hash is kept to recognise it (the right-hand sides read the row
-/// as it was).
+/// A live app's key replaced: `?2` is the new key's hash, `?3` the time,
+/// `?4` until when the old key still works (Unix seconds; NULL: it stops
+/// now); the old hash is kept to recognise it (the right-hand sides read
+/// the row as it was).
 pub(crate) const REPLACE_APP_KEY: &str = concat!(
-    "UPDATE apps SET previous_key_hash = key_hash, key_replaced_at = ?3, key_hash = ?2
+    "UPDATE apps SET previous_key_hash = key_hash, key_replaced_at = ?3,
+     previous_key_until = ?4, key_hash = ?2
      WHERE id = ?1 AND revoked = 0 RETURNING ",
     app_columns!()
 );
 /// The live app whose key before its last new key hashes to `?1`.
-pub(crate) const APP_BY_REPLACED_KEY: &str = "SELECT id, name, key_replaced_at FROM apps
-    WHERE revoked = 0 AND previous_key_hash = ?1";
+pub(crate) const APP_BY_REPLACED_KEY: &str = "SELECT id, name, key_replaced_at,
+    previous_key_until FROM apps WHERE revoked = 0 AND previous_key_hash = ?1";
 pub(crate) const APP_BY_KEY: &str = concat!(
     "SELECT ",
     app_columns!(),

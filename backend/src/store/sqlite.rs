@@ -936,12 +936,13 @@ impl Queue for SqliteStore {
         id: &str,
         key_hash: [u8; 32],
         replaced_at: &str,
+        old_until: Option<i64>,
     ) -> Result<Option<App>, StoreError> {
         let (id, at) = (id.to_string(), replaced_at.to_string());
         self.with_conn(move |c| {
             Ok(c.query_row(
                 sql::REPLACE_APP_KEY,
-                params![id, key_hash.to_vec(), at],
+                params![id, key_hash.to_vec(), at, old_until],
                 |r| sql::app_from(r),
             )
             .optional()?)
@@ -960,6 +961,7 @@ impl Queue for SqliteStore {
                         app: r.get(0)?,
                         name: r.get(1)?,
                         replaced_at: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        until: r.get(3)?,
                     })
                 })
                 .optional()?)

@@ -680,6 +680,9 @@ where
     })
 }
 
+/// How long the old key works when the *New key* question's box is ticked.
+const KEEP_OLD_KEY_HOURS: u32 = 24;
+
 /// The view.
 #[function_component(Apps)]
 pub fn apps(p: &AppsProps) -> Html {
@@ -692,6 +695,8 @@ pub fn apps(p: &AppsProps) -> Html {
     let question = crate::hooks::use_question::<App>("revoke-prompt");
     let revoking = question.about.clone();
     let rekey_question = crate::hooks::use_question::<App>("rekey-prompt");
+    // The question's choice: the old key goes on working for a day.
+    let keep_old = use_state(|| false);
     let notice = use_state(|| None::<String>);
     let editing = use_state(|| None::<LimitsDraft>);
     let limit_errors = use_state(mailroom_shared::FieldMessages::new);
@@ -1110,18 +1115,52 @@ pub fn apps(p: &AppsProps) -> Html {
             }
         })
     };
-    // A new key for an app whose key was lost or leaked: shown once, like
-    // a new app's; the old key stops working at once.
+    // A new key for an app: shown once, like a new app's; the old key stops
+    // working at once (a leaked key), or after a day when the question's
+    // box is ticked (devices moved one by one), which the notice says.
     let rekey = {
-        let created = created.clone();
+        let (created, keep_old, notice) = (created.clone(), keep_old.clone(), notice.clone());
         answered(rekey_question.about.clone(), answer_to, move |app: App| {
-            let created = created.clone();
+            let (created, notice) = (created.clone(), notice.clone());
+            let body = (*keep_old).then(|| {
+                serde_json::json!({ "keep_old_key_hours": KEEP_OLD_KEY_HOURS }).to_string()
+            });
+            keep_old.set(false);
             async move {
                 let path = ["/api/apps/", &app.id, "/key"].concat();
-                let c = json_body(Method::POST, &path, None).await?;
+                let c = json_body(Method::POST, &path, body).await?;
                 created.set(Some((App::from_json(&get(&c, "app")), text(&c, "key"))));
+                let until = text(&c, "old_key_until");
+                if !until.is_empty() {
+                    notice.set(Some(
+                        [
+                            "The old key of “",
+                            &app.name,
+                            "” goes on working until ",
+                            &crate::markup::local_time(&until),
+                            ": give each device the new key below before then. After that only the new key works.",
+                        ]
+                        .concat(),
+                    ));
+                }
                 Ok(())
             }
+        })
+    };
+    let on_keep_old = {
+        let keep_old = keep_old.clone();
+        Callback::from(move |e: Event| {
+            let checked = e
+                .target_dyn_into::<web_sys::HtmlInputElement>()
+                .is_some_and(|i| i.checked());
+            keep_old.set(checked);
+        })
+    };
+    let close_rekey = {
+        let (close, keep_old) = (rekey_question.close.clone(), keep_old.clone());
+        Callback::from(move |()| {
+            keep_old.set(false);
+            close.emit(());
         })
     };
 
@@ -1221,13 +1260,19 @@ pub fn apps(p: &AppsProps) -> Html {
                     id: "rekey-prompt",
                     dialog: rekey_question.dialog.clone(),
                     title: ["Give “", &app.name, "” a new key?"].concat().into(),
-                    children: html! { <p>{ "Its current key stops working at once, in open SMTP sessions too: whatever uses it sends again once given the new key, which is shown once. Its id (the SMTP username), name, From addresses, limits, profile and history stay." }</p> },
+                    children: html! { <>
+                        <p>{ "Its current key stops working at once, in open SMTP sessions too: whatever uses it sends again once given the new key, which is shown once. Its id (the SMTP username), name, From addresses, limits, profile and history stay." }</p>
+                        <label class="check">
+                            <input type="checkbox" id="rekey-keep-old" checked={*keep_old} onchange={on_keep_old} />
+                            { " Keep the old key working for 24 hours, so devices can be moved to the new one one by one. Leave this off for a key that leaked." }
+                        </label>
+                    </> },
                     default_label: "Keep the current key".into(),
-                    on_default: rekey_question.close.clone(),
+                    on_default: close_rekey.clone(),
                     other_label: "Give it a new key".into(),
                     on_other: rekey,
                     danger: true,
-                    on_close: rekey_question.close.clone(),
+                    on_close: close_rekey,
                 }) }
             }
             if let Some(app) = &*revoking {
