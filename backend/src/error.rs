@@ -843,16 +843,16 @@ fn wrong_value(path: &str, detail: String) -> BodyError {
 }
 
 /// serde's "expected …" in words a client knows: `u32` and its kin are a
-/// whole number, `struct AppLimits` an object, `a sequence` a list. The
-/// rest ("a string", "a boolean") says it already.
+/// whole number of 0 or more (so `-1` is told what is wrong with it), `i64`
+/// and its kin a whole number, `struct AppLimits` an object, `a sequence` a
+/// list. The rest ("a string", "a boolean") says it already.
 fn in_words(detail: &str) -> String {
     let Some((said, expected)) = detail.rsplit_once(", expected ") else {
         return detail.to_string();
     };
     let words = match expected {
-        "u8" | "u16" | "u32" | "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => {
-            "a whole number"
-        }
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
         // One address where a list belongs (`"to": "a@example.org"`): the
         // list to write instead.
         "a sequence" => match said.strip_prefix("invalid type: string ") {
@@ -1133,11 +1133,11 @@ mod tests {
             };
         assert_eq!(
             said(r#"{"limits": {"messages_per_hour": 1e3}}"#),
-            "limits.messages_per_hour: invalid type: floating point `1000.0`, expected a whole number"
+            "limits.messages_per_hour: invalid type: floating point `1000.0`, expected a whole number, 0 or more"
         );
         assert_eq!(
             said(r#"{"limits": {"messages_per_hour": -1}}"#),
-            "limits.messages_per_hour: invalid value: integer `-1`, expected a whole number"
+            "limits.messages_per_hour: invalid value: integer `-1`, expected a whole number, 0 or more"
         );
         assert_eq!(
             said(r#"{"limits": "none"}"#),
@@ -1199,11 +1199,9 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(field, "port");
-        assert!(detail.ends_with("…, expected a whole number"), "{detail}");
-        assert_eq!(
-            detail.chars().count(),
-            ECHO + "…, expected a whole number".chars().count()
-        );
+        let ending = "…, expected a whole number, 0 or more";
+        assert!(detail.ends_with(ending), "{detail}");
+        assert_eq!(detail.chars().count(), ECHO + ending.chars().count());
         let body = format!(r#"{{"url": "https://example.com/", "events": [], "{long}": 1}}"#);
         let err = parse_json::<mailroom_shared::webhooks::NewWebhook>(body.as_bytes()).unwrap_err();
         let BodyError::Unknown { field, .. } = &err else {
