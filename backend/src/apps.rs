@@ -107,9 +107,6 @@ pub async fn authenticate(
         let now = state.clock.wall().unix_timestamp();
         if let Some(r) = replaced.as_ref().filter(|r| r.works_at(now)) {
             app = state.queue.app_by_id(&r.app).await?.map(|(app, _)| app);
-            if app.is_some() {
-                tracing::warn!(app = %r.app, peer = %ip, "{}", old_key_used(r));
-            }
         }
     }
     // With Basic, the user name is the key's app, as in the relay's AUTH,
@@ -121,7 +118,12 @@ pub async fn authenticate(
     )
     };
     match (state.key_failures.check(ip, app.is_some()).await, app) {
-        (Ok(()), Some(app)) => Ok(app),
+        (Ok(()), Some(app)) => {
+            if let Some(r) = replaced.filter(|r| r.app == app.id) {
+                tracing::warn!(app = %r.app, peer = %ip, "{}", old_key_used(&r));
+            }
+            Ok(app)
+        }
         // Looked up only below the failure limit: a flood of guesses past
         // it costs the database nothing more.
         (Ok(()), None) | (Err(Refused::Wrong), _) => {

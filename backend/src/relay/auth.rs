@@ -118,6 +118,7 @@ impl Session {
             named,
             app,
             refused,
+            old_key,
         } = match looked_up {
             Ok(found) => found,
             Err(e) => {
@@ -133,6 +134,9 @@ impl Session {
         let verdict = limit.check(self.peer, app.is_some()).await;
         if let (Ok(()), Some(app)) = (verdict, app) {
             tracing::info!(app = %app.id, peer = %self.peer, "relay sign-in");
+            if let Some(r) = &old_key {
+                tracing::warn!(app = %app.id, peer = %self.peer, "relay: {}", crate::apps::old_key_used(r));
+            }
             self.app = Some(app);
             self.key = hash;
             self.reply(235, "2.7.0", "Authentication successful");
@@ -219,6 +223,8 @@ struct Looked {
     app: Option<App>,
     /// Why a right key was refused, for the log.
     refused: Option<String>,
+    /// The key is `app`'s from before its last *New key*, still working.
+    old_key: Option<crate::store::queue::ReplacedKey>,
 }
 
 impl Session {
@@ -236,32 +242,40 @@ impl Session {
         let named = found
             .as_ref()
             .map(|(app, _)| (app.id.clone(), app.name.clone()));
-        let mut app =
-            found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
-        // The app's key from before its last *New key*, while it still works.
-        if let (None, Some((id, _))) = (&app, &named) {
-            app = self.old_key_app(hash).await?.filter(|a| &a.id == id);
+        let app = found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
+        if app.is_some() || named.is_none() {
+            return Ok(Looked {
+                named,
+                app,
+                ..Looked::default()
+            });
         }
+        // The app's key from before its last *New key*, while it still works.
+        let old = self
+            .old_key_app(hash)
+            .await?
+            .filter(|(a, _)| named.as_ref().is_some_and(|(id, _)| *id == a.id));
+        let (app, old_key) = old.map_or((None, None), |(a, r)| (Some(a), Some(r)));
         Ok(Looked {
             named,
             app,
-            refused: None,
+            old_key,
+            ..Looked::default()
         })
     }
 
     /// The app whose key from before its last *New key* this is, while it
-    /// still works, logged with until when and what to do.
-    async fn old_key_app(&self, hash: [u8; 32]) -> Result<Option<App>, String> {
+    /// still works.
+    async fn old_key_app(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<Option<(App, crate::store::queue::ReplacedKey)>, String> {
         let apps = &self.shared.sending.apps;
         // Past the failure limit, guesses cost the database nothing more.
         if apps.key_failures.locked(self.peer).await.is_some() {
             return Ok(None);
         }
-        let found = apps.app_of_old_key(hash).await.map_err(|e| e.to_string())?;
-        Ok(found.map(|(app, r)| {
-            tracing::warn!(app = %app.id, peer = %self.peer, "relay: {}", crate::apps::old_key_used(&r));
-            app
-        }))
+        apps.app_of_old_key(hash).await.map_err(|e| e.to_string())
     }
 
     /// A username that is an email address, as a device set up for Office
@@ -272,12 +286,12 @@ impl Session {
     /// `named`, as for a username that is no app's id.
     async fn by_address(&self, address: &str, hash: [u8; 32]) -> Result<Looked, String> {
         let apps = &self.shared.sending.apps.queue;
-        let mut app = apps.app_by_key(hash).await.map_err(|e| e.to_string())?;
-        if app.is_none() {
-            app = self.old_key_app(hash).await?;
-        }
-        let Some(app) = app else {
-            return Ok(Looked::default());
+        let (app, old_key) = match apps.app_by_key(hash).await.map_err(|e| e.to_string())? {
+            Some(app) => (app, None),
+            None => match self.old_key_app(hash).await? {
+                Some((app, r)) => (app, Some(r)),
+                None => return Ok(Looked::default()),
+            },
         };
         let (policy, _) = self
             .sender_policy(&Sender::App(Box::new(app.clone())))
@@ -286,6 +300,7 @@ impl Session {
         if policy.allows(address) {
             return Ok(Looked {
                 app: Some(app),
+                old_key,
                 ..Looked::default()
             });
         }
