@@ -385,22 +385,23 @@ async fn replace_key(
     }))
 }
 
-/// A JSON body that may be left out: none at all (no `Content-Type`, no
-/// bytes) is `T`'s default; anything else is read as [`ApiJson`] reads it.
+/// A JSON body that may be left out: none at all (no bytes but white
+/// space, whatever the `Content-Type`, as scripts that always set one send)
+/// is `T`'s default; anything else is read as [`ApiJson`] reads it.
 async fn optional_json<T>(request: axum::extract::Request) -> Result<T, AppError>
 where
     T: Default + serde::de::DeserializeOwned + serde::Serialize,
 {
     use axum::extract::FromRequest;
-    let headers = request.headers();
-    let empty = !headers.contains_key(axum::http::header::CONTENT_TYPE)
-        && !headers.contains_key(axum::http::header::TRANSFER_ENCODING)
-        && headers
-            .get(axum::http::header::CONTENT_LENGTH)
-            .is_none_or(|l| l.as_bytes() == b"0");
-    if empty {
+    const MOST: usize = 64 * 1024;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MOST)
+        .await
+        .map_err(|_| AppError::body_too_large())?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
     Ok(ApiJson::<T>::from_request(request, &()).await?.0)
 }
 

@@ -1779,8 +1779,23 @@ async fn an_apps_old_key_works_beside_the_new_one_for_the_hours_given() {
         .await
         .unwrap_err();
     assert_code(&err, "535");
-    assert_eq!(upload(&server, &old, raw.into_bytes()).await.0, 401);
+    assert_eq!(upload(&server, &old, raw.clone().into_bytes()).await.0, 401);
     send_through(&server, Some((&app, &new)), &mailer(), "new key, later").await;
+
+    // A script that always sends a Content-Type, with no body: the old key
+    // stops at once, as with none.
+    let r = server
+        .http
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["old_key_until"], serde_json::Value::Null, "{body}");
+    assert_eq!(upload(&server, &new, raw.into_bytes()).await.0, 401);
 }
 
 fn rss_kib() -> u64 {

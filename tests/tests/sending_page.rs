@@ -378,6 +378,21 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     submit(&app, &renewed, &to, "after a new key").await;
     b.click("#key-done").await;
     b.wait_gone("#key-panel").await;
+    // Moving devices one by one: with the question's box ticked, the key
+    // before goes on working beside the new one, and the page says until
+    // when.
+    b.click("#apps-table tbody button[data-act=rekey]").await;
+    b.wait_text("#rekey-prompt", "a new key?").await;
+    b.click("#rekey-keep-old").await;
+    b.click("#rekey-prompt-other").await;
+    let third = b.wait_text("#new-key code", "mr_").await;
+    assert_ne!(third, renewed);
+    b.wait_text("#apps-title ~ .banner.success", "goes on working until")
+        .await;
+    submit(&app, &renewed, &to, "the key before, for a day").await;
+    submit(&app, &third, &to, "the newest key").await;
+    b.click("#key-done").await;
+    b.wait_gone("#key-panel").await;
     // Its message count opens Activity filtered to it.
     b.click(&format!("#apps-table a[href='#/activity?app={username}']"))
         .await;
