@@ -1261,7 +1261,7 @@ pub fn apps(p: &AppsProps) -> Html {
                     dialog: rekey_question.dialog.clone(),
                     title: ["Give “", &app.name, "” a new key?"].concat().into(),
                     children: html! { <>
-                        <p>{ "Its current key stops working at once, in open SMTP sessions too: whatever uses it sends again once given the new key, which is shown once. Its id (the SMTP username), name, From addresses, limits, profile and history stay." }</p>
+                        <p>{ "Unless the box below is ticked, its current key stops working at once, in open SMTP sessions too: whatever uses it sends again once given the new key, which is shown once. Its id (the SMTP username), name, From addresses, limits, profile and history stay." }</p>
                         <label class="check">
                             <input type="checkbox" id="rekey-keep-old" checked={*keep_old} onchange={on_keep_old} />
                             { " Keep the old key working for 24 hours, so devices can be moved to the new one one by one. Leave this off for a key that leaked." }
