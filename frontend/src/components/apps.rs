@@ -1122,9 +1122,13 @@ pub fn apps(p: &AppsProps) -> Html {
         let (created, keep_old, notice) = (created.clone(), keep_old.clone(), notice.clone());
         answered(rekey_question.about.clone(), answer_to, move |app: App| {
             let (created, notice) = (created.clone(), notice.clone());
-            let body = (*keep_old).then(|| {
-                serde_json::json!({ "keep_old_key_hours": KEEP_OLD_KEY_HOURS }).to_string()
-            });
+            let body = (*keep_old)
+                .then(|| {
+                    encode(&mailroom_shared::sending::NewKeyRequest {
+                        keep_old_key_hours: KEEP_OLD_KEY_HOURS,
+                    })
+                })
+                .flatten();
             keep_old.set(false);
             async move {
                 let path = ["/api/apps/", &app.id, "/key"].concat();
