@@ -35,6 +35,8 @@ pub struct AppsState {
     pub key_failures: Arc<FailureLimit>,
     /// The time.
     pub clock: Arc<dyn Clock>,
+    /// Where sign-ins with an old key are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How a message from a trusted network names who sent it, in place of an
@@ -120,7 +122,7 @@ pub async fn authenticate(
     match (state.key_failures.check(ip, app.is_some()).await, app) {
         (Ok(()), Some(app)) => {
             if let Some(r) = replaced.filter(|r| r.app == app.id) {
-                tracing::warn!(app = %r.app, peer = %ip, "{}", old_key_used(&r));
+                state.old_key_signed_in(&r, &ip.to_string());
             }
             Ok(app)
         }
@@ -144,7 +146,7 @@ pub async fn authenticate(
 /// The log line for a key from before its app's last *New key* that still
 /// works (over HTTP and at the relay's AUTH): which app, until when, and
 /// what to do, so the admin finds each device still to move.
-pub fn old_key_used(r: &ReplacedKey) -> String {
+fn old_key_used(r: &ReplacedKey) -> String {
     let until = r
         .until
         .and_then(crate::clock::rfc3339_at)
@@ -158,6 +160,14 @@ pub fn old_key_used(r: &ReplacedKey) -> String {
 }
 
 impl AppsState {
+    /// A sign-in won with the key from before app `r.app`'s last *New
+    /// key*: logged with the client's address (`peer`) and counted.
+    pub fn old_key_signed_in(&self, r: &ReplacedKey, peer: &str) {
+        tracing::warn!(app = %r.app, peer = %peer, "{}", old_key_used(r));
+        let label = crate::metrics::Metrics::app(Some(&r.app));
+        self.metrics.old_key_sign_ins.get_or_create(&label).inc();
+    }
+
     /// The live app whose key from before its last *New key* hashes to
     /// `hash`, while that key still works.
     pub async fn app_of_old_key(

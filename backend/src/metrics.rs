@@ -128,6 +128,9 @@ pub struct Metrics {
     pub relay_certificate_expiry: Family<CertLabel, Gauge>,
     /// Failed AUTH attempts at the relay.
     pub relay_auth_failures: Counter,
+    /// Sign-ins (HTTP and relay) with an app's key from before its last
+    /// *New key*, while it still works, per app.
+    pub old_key_sign_ins: Family<AppLabel, Counter>,
     /// Messages the relay acknowledged with 250.
     pub relay_accepted: Counter,
     /// Limits reached: an app's (`app`) or a profile's daily recipients (`profile`).
@@ -161,6 +164,7 @@ impl Metrics {
         let latency = Histogram::new(exponential_buckets(0.05, 2.0, 16));
         let relay_connections = Counter::default();
         let relay_auth_failures = Counter::default();
+        let old_key_sign_ins = Family::<AppLabel, Counter>::default();
         let relay_accepted = Counter::default();
         let quota_reached = Family::<QuotaLabel, Counter>::default();
         let recipients_today = Family::<ProfileLabel, Gauge>::default();
@@ -270,6 +274,11 @@ impl Metrics {
             relay_auth_failures.clone(),
         );
         registry.register(
+            "app_old_key_sign_ins",
+            "Sign-ins (HTTP requests and relay AUTH) with an app's key from before its last New key, while it still works: when it stops growing, every device has the new key",
+            old_key_sign_ins.clone(),
+        );
+        registry.register(
             "relay_messages_accepted",
             "Messages the SMTP relay acknowledged",
             relay_accepted.clone(),
@@ -286,6 +295,7 @@ impl Metrics {
             relay_connections,
             relay_certificate_expiry,
             relay_auth_failures,
+            old_key_sign_ins,
             relay_accepted,
             quota_reached,
             recipients_today,

@@ -73,6 +73,7 @@ impl FromRef<AppState> for AppsState {
             queue: state.queue.clone(),
             key_failures: state.key_failures.clone(),
             clock: state.clock.clone(),
+            metrics: state.metrics.clone(),
         }
     }
 }

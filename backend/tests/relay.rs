@@ -1765,10 +1765,18 @@ async fn an_apps_old_key_works_beside_the_new_one_for_the_hours_given() {
     let text = logged(&log, "which works until").await;
     let said = format!("signed in with the key app {app} (\"Printers\") had until its new key of");
     assert!(
-        text.contains(&format!("relay: {said}")) && text.matches(&said).count() == 3,
+        text.contains("peer=127.0.0.1 (relay)") && text.matches(&said).count() == 3,
         "two sign-ins at the relay (by id, by address) and one over HTTP: {text}"
     );
     assert!(!text.contains(&old) && !text.contains(&new), "{text}");
+    // And counted, so a graph shows when the last device moved.
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "mailroom_app_old_key_sign_ins_total{{app=\"{app}\"}} 3"
+        )),
+        "{metrics}"
+    );
 
     // Its time over, the old key stops everywhere.
     clock.advance(Duration::from_secs(2 * 3600));

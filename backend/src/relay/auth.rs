@@ -135,7 +135,8 @@ impl Session {
         if let (Ok(()), Some(app)) = (verdict, app) {
             tracing::info!(app = %app.id, peer = %self.peer, "relay sign-in");
             if let Some(r) = &old_key {
-                tracing::warn!(app = %app.id, peer = %self.peer, "relay: {}", crate::apps::old_key_used(r));
+                let peer = format!("{} (relay)", self.peer);
+                self.shared.sending.apps.old_key_signed_in(r, &peer);
             }
             self.app = Some(app);
             self.key = hash;
