@@ -144,7 +144,7 @@ pub fn basic_auth_warning(settings: &Settings, now: OffsetDateTime) -> Option<Wa
     Some(Warning {
         code: BASIC_AUTH_RETIRING.into(),
         message,
-        hint: "Switch to OAuth 2.0 (Client Credentials) under Settings: register an app in Entra ID with the SMTP.SendAsApp permission and access to the mailbox (or Mail.Send, to send through Microsoft Graph), enter its IDs and a secret or a certificate, send a test email and save. Messages keep going out with the password until then.".into(),
+        hint: "Switch to OAuth 2.0 (Client Credentials) under Settings: register an app in Entra ID with the SMTP.SendAsApp permission and access to the mailbox (or Mail.Send, to send through Microsoft Graph), enter its IDs and a secret or a certificate, send a test email and save. Until then messages go out with the password for as long as Exchange takes it.".into(),
         at,
         profile: None,
     })
