@@ -106,9 +106,8 @@ pub async fn authenticate(
     let mut replaced = None;
     if app.is_none() && key.starts_with("mr_") && state.key_failures.locked(ip).await.is_none() {
         replaced = state.queue.app_of_replaced_key(hash).await.ok().flatten();
-        let now = state.clock.wall().unix_timestamp();
-        if let Some(r) = replaced.as_ref().filter(|r| r.works_at(now)) {
-            app = state.queue.app_by_id(&r.app).await?.map(|(app, _)| app);
+        if let Some(r) = &replaced {
+            app = state.app_during_old_key(r).await?;
         }
     }
     // With Basic, the user name is the key's app, as in the relay's AUTH,
@@ -174,14 +173,21 @@ impl AppsState {
         &self,
         hash: [u8; 32],
     ) -> Result<Option<(App, ReplacedKey)>, crate::store::StoreError> {
-        let now = self.clock.wall().unix_timestamp();
         let Some(r) = self.queue.app_of_replaced_key(hash).await? else {
             return Ok(None);
         };
-        if !r.works_at(now) {
+        Ok(self.app_during_old_key(&r).await?.map(|app| (app, r)))
+    }
+
+    /// The live app a replaced key `r` still signs in, while it works.
+    async fn app_during_old_key(
+        &self,
+        r: &ReplacedKey,
+    ) -> Result<Option<App>, crate::store::StoreError> {
+        if !r.works_at(self.clock.wall().unix_timestamp()) {
             return Ok(None);
         }
-        Ok(self.queue.app_by_id(&r.app).await?.map(|(app, _)| (app, r)))
+        Ok(self.queue.app_by_id(&r.app).await?.map(|(app, _)| app))
     }
 }
 

@@ -110,11 +110,12 @@ pub fn event_warning(current: &Current, now: OffsetDateTime) -> Option<Warning> 
     if let Some(w) = warnings(current, now).into_iter().next() {
         return Some(w);
     }
-    let left = BASIC_AUTH_OFF_UNIX - now.unix_timestamp();
+    let settings = current.settings.as_ref()?;
+    let left = basic_auth_deadline(settings)? - now.unix_timestamp();
     if left <= 0 || left > WARN_DAYS * 86_400 {
         return None;
     }
-    basic_auth_warning(current.settings.as_ref()?, now)
+    basic_auth_warning(settings, now)
 }
 
 /// The warning for settings that sign in to Exchange Online with a

@@ -1645,21 +1645,8 @@ async fn an_apps_new_key_sends_and_the_old_one_stops_at_once() {
 #[tokio::test]
 async fn an_apps_old_key_works_beside_the_new_one_for_the_hours_given() {
     let log = CapturedLog::start();
-    let rig = mailroom_fakes::Loopback::start(mailroom_fakes::SmtpConfig::default()).await;
     let clock = std::sync::Arc::new(mailroom_backend::clock::ManualClock::default());
-    let server = start_with_clock(
-        &rig,
-        |a| {
-            a.relay.smtp_listen =
-                mailroom_backend::config::SmtpListen::On("127.0.0.1:0".parse().unwrap());
-            a.relay.smtp_hostname = Some("localhost".into());
-        },
-        clock.clone(),
-    )
-    .await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    let (_rig, server) = saved_rig_clocked(Default::default(), relay_on, clock.clone()).await;
     let (app, old) = server.new_app(json!({"name": "Printers"})).await;
     let (mut w, _) = Wire::connect(smtp(&server)).await;
     w.command("EHLO t").await;

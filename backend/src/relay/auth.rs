@@ -244,18 +244,15 @@ impl Session {
             .as_ref()
             .map(|(app, _)| (app.id.clone(), app.name.clone()));
         let app = found.and_then(|(app, stored)| bool::from(stored.ct_eq(&hash)).then_some(app));
-        if app.is_some() || named.is_none() {
+        let Some((id, _)) = named.as_ref().filter(|_| app.is_none()) else {
             return Ok(Looked {
                 named,
                 app,
                 ..Looked::default()
             });
-        }
+        };
         // The app's key from before its last *New key*, while it still works.
-        let old = self
-            .old_key_app(hash)
-            .await?
-            .filter(|(a, _)| named.as_ref().is_some_and(|(id, _)| *id == a.id));
+        let old = self.old_key_app(hash).await?.filter(|(a, _)| a.id == *id);
         let (app, old_key) = old.map_or((None, None), |(a, r)| (Some(a), Some(r)));
         Ok(Looked {
             named,

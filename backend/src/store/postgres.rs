@@ -1324,16 +1324,7 @@ impl Queue for PgStore {
                 &[&key_hash.as_slice()],
             )
             .await?;
-        Ok(row
-            .map(|r| -> Result<ReplacedKey, tokio_postgres::Error> {
-                Ok(ReplacedKey {
-                    app: r.try_get(0)?,
-                    name: r.try_get(1)?,
-                    replaced_at: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    until: r.try_get(3)?,
-                })
-            })
-            .transpose()?)
+        Ok(row.as_ref().map(sql::replaced_key_from).transpose()?)
     }
 
     async fn update_app(&self, app: App) -> Result<Option<App>, StoreError> {

@@ -30,7 +30,7 @@
 use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{App, Attempt, LastError, Paused, RecipientState, Summary};
 
-use super::queue::{limits_of, stage_of, status_of};
+use super::queue::{limits_of, stage_of, status_of, ReplacedKey};
 use super::{CertRow, CertSlot, DueDelivery, HistoryEntry, Record, WebhookRow};
 
 /// A statement of this file in PostgreSQL's placeholders.
@@ -629,6 +629,16 @@ pub(crate) fn app_from<R: Cols>(r: &R) -> Result<App, R::E> {
         limits: limits_of(r.opt_text(7)?.as_deref()),
         usage: Default::default(),
         profile: r.text(8)?,
+    })
+}
+
+/// A row of [`APP_BY_REPLACED_KEY`].
+pub(crate) fn replaced_key_from<R: Cols>(r: &R) -> Result<ReplacedKey, R::E> {
+    Ok(ReplacedKey {
+        app: r.text(0)?,
+        name: r.text(1)?,
+        replaced_at: r.opt_text(2)?.unwrap_or_default(),
+        until: r.opt_int(3)?,
     })
 }
 

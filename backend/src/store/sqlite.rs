@@ -956,14 +956,7 @@ impl Queue for SqliteStore {
     ) -> Result<Option<ReplacedKey>, StoreError> {
         self.with_lookup(move |c| {
             Ok(c.prepare_cached(sql::APP_BY_REPLACED_KEY)?
-                .query_row([key_hash.to_vec()], |r| {
-                    Ok(ReplacedKey {
-                        app: r.get(0)?,
-                        name: r.get(1)?,
-                        replaced_at: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                        until: r.get(3)?,
-                    })
-                })
+                .query_row([key_hash.to_vec()], |r| sql::replaced_key_from(r))
                 .optional()?)
         })
         .await

@@ -299,8 +299,18 @@ pub async fn saved_rig_with(
     config: mailroom_fakes::SmtpConfig,
     tweak: impl FnOnce(&mut ServeArgs),
 ) -> (Loopback, Running) {
+    let clock = std::sync::Arc::new(mailroom_backend::clock::SystemClock);
+    saved_rig_clocked(config, tweak, clock).await
+}
+
+/// [`saved_rig_with`] on another clock.
+pub async fn saved_rig_clocked(
+    config: mailroom_fakes::SmtpConfig,
+    tweak: impl FnOnce(&mut ServeArgs),
+    clock: std::sync::Arc<dyn mailroom_backend::clock::Clock>,
+) -> (Loopback, Running) {
     let rig = Loopback::start(config).await;
-    let server = start(&rig, tweak).await;
+    let server = start_with_clock(&rig, tweak, clock).await;
     server
         .save(&super::oauth_settings("localhost", rig.smtp.port()))
         .await;
@@ -327,12 +337,16 @@ pub async fn spawn_saved(
 #[allow(dead_code)]
 pub async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running) {
     saved_rig(|a| {
-        a.relay.smtp_listen =
-            mailroom_backend::config::SmtpListen::On("127.0.0.1:0".parse().unwrap());
-        a.relay.smtp_hostname = Some("localhost".into());
+        relay_on(a);
         tweak(a);
     })
     .await
+}
+
+/// The relay on port 0, named `localhost` (for its generated certificate).
+pub fn relay_on(a: &mut ServeArgs) {
+    a.relay.smtp_listen = mailroom_backend::config::SmtpListen::On("127.0.0.1:0".parse().unwrap());
+    a.relay.smtp_hostname = Some("localhost".into());
 }
 
 /// [`saved_rig`] with an app: the rig, the server and the app's key.
