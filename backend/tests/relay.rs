@@ -1696,6 +1696,22 @@ async fn an_apps_old_key_works_beside_the_new_one_for_the_hours_given() {
         415,
         "a body that is not JSON is not taken as none"
     );
+    // A huge body, even of blanks: 413, read no further, and no key made.
+    let r = server
+        .http
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(" ".repeat(100_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let said: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        said["message"].as_str().unwrap().contains("larger than"),
+        "{said}"
+    );
     assert!(
         send_through(&server, Some((&app, &old)), &mailer(), "still").await["app"] == app.as_str()
     );
