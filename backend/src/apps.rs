@@ -179,6 +179,17 @@ impl AppsState {
         Ok(self.app_during_old_key(&r).await?.map(|app| (app, r)))
     }
 
+    /// What the API shows of `app` at `now`: its usage, and until when its
+    /// old key works, while it does.
+    async fn shown(&self, mut app: App, now: i64) -> Result<App, crate::store::StoreError> {
+        app.usage = self.queue.recent(&app.id, now, true).await?.usage(now);
+        app.old_key_until = app.old_key_until.filter(|until| {
+            time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|t| t.unix_timestamp() > now)
+        });
+        Ok(app)
+    }
+
     /// The live app a replaced key `r` still signs in, while it works.
     async fn app_during_old_key(
         &self,
@@ -231,6 +242,7 @@ async fn create(
         limits: body.limits,
         usage: Default::default(),
         profile,
+        old_key_until: None,
     };
     state.queue.create_app(app.clone(), key_hash(&key)).await?;
     tracing::info!(app = %app.id, "app created");
@@ -282,9 +294,9 @@ async fn check_profile(
 
 async fn list(State(state): State<AppsState>) -> Result<Json<AppList>, AppError> {
     let now = state.clock.wall().unix_timestamp();
-    let mut apps = state.queue.list_apps().await?;
-    for app in &mut apps {
-        app.usage = state.queue.recent(&app.id, now, true).await?.usage(now);
+    let mut apps = Vec::new();
+    for app in state.queue.list_apps().await? {
+        apps.push(state.shown(app, now).await?);
     }
     Ok(Json(AppList { apps }))
 }
@@ -334,13 +346,13 @@ async fn change(
         // Its waiting messages keep the profile they were submitted under.
         app.profile = profile.trim().to_string();
     }
-    let mut app = state
+    let app = state
         .queue
         .update_app(app)
         .await?
         .ok_or_else(|| AppError::no_such("app", &id))?;
     let now = state.clock.wall().unix_timestamp();
-    app.usage = state.queue.recent(&app.id, now, true).await?.usage(now);
+    let app = state.shown(app, now).await?;
     tracing::info!(app = %app.id, "app changed");
     Ok(Json(app))
 }
@@ -351,6 +363,23 @@ async fn revoke(
 ) -> Result<StatusCode, AppError> {
     if state.queue.revoke_app(&id).await? {
         tracing::info!(app = %id, "app revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::no_such("app", &id))
+    }
+}
+
+/// `DELETE /api/apps/{id}/old-key` (beyond the contract): the key from
+/// before the app's last *New key*, left working for a while, stops now,
+/// in open SMTP sessions too: once every device has the new one, or when
+/// the old key turns out to have leaked after all. Without such a key it
+/// is already so: `204` all the same.
+async fn end_old_key(
+    State(state): State<AppsState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    if state.queue.end_old_key(&id).await? {
+        tracing::info!(app = %id, "app's old key ended");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::no_such("app", &id))
@@ -384,14 +413,14 @@ async fn replace_key(
     let now = state.clock.wall().unix_timestamp();
     let old_until =
         (body.keep_old_key_hours > 0).then(|| now + i64::from(body.keep_old_key_hours) * 3600);
-    let Some(mut app) = state
+    let Some(app) = state
         .queue
         .replace_app_key(&id, key_hash(&key), &replaced_at, old_until)
         .await?
     else {
         return Err(AppError::no_such("app", &id));
     };
-    app.usage = state.queue.recent(&app.id, now, true).await?.usage(now);
+    let app = state.shown(app, now).await?;
     let old_key_until = old_until.and_then(crate::clock::rfc3339_at);
     tracing::info!(app = %app.id, old_key_until = old_key_until.as_deref().unwrap_or("now"), "app key replaced");
     Ok(Json(NewKey {
@@ -432,6 +461,7 @@ where
         .route("/api/apps", get(list).post(create))
         .route("/api/apps/{id}", delete(revoke).patch(change))
         .route("/api/apps/{id}/key", post(replace_key))
+        .route("/api/apps/{id}/old-key", delete(end_old_key))
 }
 
 #[cfg(test)]

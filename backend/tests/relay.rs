@@ -1589,11 +1589,7 @@ async fn an_apps_new_key_sends_and_the_old_one_stops_at_once() {
     // The session that signed in with the old key: refused from now on.
     let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
     assert!(r.starts_with("530 5.7.0") && r.contains("replaced"), "{r}");
-    let err = client(&server, Some((&app, &old)), Mechanism::Plain)
-        .send(message(&mailer(), &[addr("a", "example.org")], "old", "y"))
-        .await
-        .unwrap_err();
-    assert_code(&err, "535");
+    relay_refuses(&server, &app, &old, "old", "535").await;
     let (status, _) = upload(
         &server,
         &old,
@@ -1745,22 +1741,9 @@ async fn an_apps_old_key_works_beside_the_new_one_for_the_hours_given() {
     // Office 365 keeps it; never as another app.
     send_through(&server, Some((&mailer(), &old)), &mailer(), "by address").await;
     let (other, _) = server.new_app(json!({"name": "Other"})).await;
-    let err = client(&server, Some((&other, &old)), Mechanism::Plain)
-        .send(message(
-            &mailer(),
-            &[addr("a", "example.org")],
-            "other",
-            "y",
-        ))
-        .await
-        .unwrap_err();
-    assert_code(&err, "535");
-    let raw = format!(
-        "From: {}\r\nTo: {}\r\nSubject: s\r\n\r\nx\r\n",
-        mailer(),
-        addr("a", "example.org")
-    );
-    let (status, said) = upload(&server, &old, raw.clone().into_bytes()).await;
+    relay_refuses(&server, &other, &old, "other", "535").await;
+    let raw = raw_message(200);
+    let (status, said) = upload(&server, &old, raw.clone()).await;
     assert_eq!(status, 202, "the old key over HTTP: {said}");
     send_through(&server, Some((&app, &new)), &mailer(), "new key").await;
     // Each use is logged with until when, so the admin finds the devices
@@ -1785,12 +1768,8 @@ async fn an_apps_old_key_works_beside_the_new_one_for_the_hours_given() {
     clock.advance(Duration::from_secs(2 * 3600));
     let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
     assert!(r.starts_with("530 5.7.0") && r.contains("replaced"), "{r}");
-    let err = client(&server, Some((&app, &old)), Mechanism::Plain)
-        .send(message(&mailer(), &[addr("a", "example.org")], "late", "y"))
-        .await
-        .unwrap_err();
-    assert_code(&err, "535");
-    assert_eq!(upload(&server, &old, raw.clone().into_bytes()).await.0, 401);
+    relay_refuses(&server, &app, &old, "late", "535").await;
+    assert_eq!(upload(&server, &old, raw.clone()).await.0, 401);
     send_through(&server, Some((&app, &new)), &mailer(), "new key, later").await;
 
     // A script that always sends a Content-Type, with no body: the old key
@@ -1806,7 +1785,124 @@ async fn an_apps_old_key_works_beside_the_new_one_for_the_hours_given() {
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["old_key_until"], serde_json::Value::Null, "{body}");
-    assert_eq!(upload(&server, &new, raw.into_bytes()).await.0, 401);
+    assert_eq!(upload(&server, &new, raw).await.0, 401);
+}
+
+/// The Apps list shows until when an app's old key still works, and only
+/// while it does; `DELETE /api/apps/{id}/old-key` ends it before then (every
+/// device moved, or the key leaked after all): at once, in a session that
+/// signed in with it too, while the new key goes on.
+#[tokio::test]
+async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
+    let log = CapturedLog::start();
+    let clock = std::sync::Arc::new(mailroom_backend::clock::ManualClock::default());
+    let (_rig, server) = saved_rig_clocked(Default::default(), relay_on, clock.clone()).await;
+    let (app, old) = server.new_app(json!({"name": "Copiers"})).await;
+    let listed = |apps: &serde_json::Value| {
+        apps["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == app.as_str())
+            .cloned()
+            .unwrap()
+    };
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert!(
+        listed(&apps).get("old_key_until").is_none(),
+        "no old key: the field is left out, as before: {apps}"
+    );
+    let (status, body) = server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/apps/{app}/key"),
+            Some(json!({"keep_old_key_hours": 24})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let new = body["key"].as_str().unwrap().to_string();
+    let until = body["old_key_until"].clone();
+    assert!(
+        until.is_string() && body["app"]["old_key_until"] == until,
+        "{body}"
+    );
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert_eq!(listed(&apps)["old_key_until"], until, "{apps}");
+    let (status, changed) = server
+        .admin(
+            reqwest::Method::PATCH,
+            &format!("/api/apps/{app}"),
+            Some(json!({"name": "Copiers, all floors"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &changed["old_key_until"]),
+        (200, &until),
+        "{changed}"
+    );
+
+    // A session signed in with the old key, before it ends.
+    let (mut w, _) = Wire::connect(smtp(&server)).await;
+    w.command("EHLO t").await;
+    assert!(w.auth_plain(&app, &old).await.starts_with("235"));
+    let path = format!("/api/apps/{app}/old-key");
+    // Only the admin ends it.
+    let r = server
+        .http
+        .delete(format!("{}{path}", server.url))
+        .bearer_auth(&new)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (status, body) = server.admin(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204, "{body}");
+    let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
+    assert!(r.starts_with("530 5.7.0") && r.contains("replaced"), "{r}");
+    relay_refuses(&server, &app, &old, "ended", "535").await;
+    let raw = raw_message(200);
+    assert_eq!(upload(&server, &old, raw.clone()).await.0, 401);
+    let (status, said) = upload(&server, &new, raw).await;
+    assert_eq!(status, 202, "the new key goes on: {said}");
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert!(listed(&apps).get("old_key_until").is_none(), "{apps}");
+    assert!(logged(&log, "app's old key ended").await.contains(&app));
+    // Again, with nothing left to end: as asked, 204.
+    assert_eq!(
+        server.admin(reqwest::Method::DELETE, &path, None).await.0,
+        204
+    );
+
+    // A time that ran out leaves the list by itself.
+    let (status, body) = server
+        .admin(
+            reqwest::Method::POST,
+            &format!("/api/apps/{app}/key"),
+            Some(json!({"keep_old_key_hours": 1})),
+        )
+        .await;
+    assert!(status == 200 && body["old_key_until"].is_string(), "{body}");
+    clock.advance(Duration::from_secs(3600));
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert!(listed(&apps).get("old_key_until").is_none(), "{apps}");
+
+    // No such app, or one revoked: 404 in JSON, naming it.
+    for id in ["app_nonexistent".to_string(), app.clone()] {
+        if id == app {
+            server
+                .admin(reqwest::Method::DELETE, &format!("/api/apps/{app}"), None)
+                .await;
+        }
+        let (status, body) = server
+            .admin(
+                reqwest::Method::DELETE,
+                &format!("/api/apps/{id}/old-key"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "{id}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(&id), "{body}");
+    }
 }
 
 fn rss_kib() -> u64 {
@@ -2080,6 +2176,21 @@ async fn an_app_of_another_profile_sends_as_that_profiles_mailbox() {
     let m = &rig.smtp.messages()[0];
     assert_eq!(m.mail_from, billing);
     assert_eq!(m.user.as_deref(), Some(billing.as_str()));
+}
+
+/// A message through the relay, signed in as `user` with `key`, refused
+/// with `code`.
+async fn relay_refuses(server: &Running, user: &str, key: &str, subject: &str, code: &str) {
+    let err = client(server, Some((user, key)), Mechanism::Plain)
+        .send(message(
+            &mailer(),
+            &[addr("a", "example.org")],
+            subject,
+            "y",
+        ))
+        .await
+        .unwrap_err();
+    assert_code(&err, code);
 }
 
 /// A whole message from the mailbox to one recipient, `size` bytes long.

@@ -2453,6 +2453,7 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
             ..AppLimits::default()
         },
         usage: Default::default(),
+        old_key_until: None,
     };
     s.queue.create_app(app.clone(), [7u8; 32]).await.unwrap();
     let listed = s.queue.list_apps().await.unwrap();
@@ -2502,6 +2503,23 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         .await
         .unwrap()
         .is_none());
+    // The app's row says until when too, however it is read.
+    let until = mailroom_backend::clock::rfc3339_at(1_800_000_000);
+    assert_eq!(renewed.old_key_until, until);
+    assert_eq!(s.queue.list_apps().await.unwrap()[0].old_key_until, until);
+    let by_id = s.queue.app_by_id("app_lim").await.unwrap().unwrap().0;
+    assert_eq!(by_id.old_key_until, until);
+    // Ended early: recognised still (to say it was replaced), working no more.
+    assert!(s.queue.end_old_key("app_lim").await.unwrap());
+    let old = s.queue.app_of_replaced_key([7u8; 32]).await.unwrap();
+    assert_eq!(old.as_ref().map(|r| r.until), Some(None), "{old:?}");
+    assert_eq!(s.queue.list_apps().await.unwrap()[0].old_key_until, None);
+    assert!(!s.queue.end_old_key("app_none").await.unwrap());
+    assert_eq!(
+        s.queue.app_by_key([9u8; 32]).await.unwrap().map(|a| a.id),
+        Some("app_lim".to_string()),
+        "the new key goes on"
+    );
     assert_eq!(
         (renewed.id.as_str(), renewed.limits),
         ("app_lim", back.limits)

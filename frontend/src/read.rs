@@ -182,6 +182,7 @@ pub fn app(v: &JsValue) -> Option<mailroom_shared::sending::App> {
                 queued: used("queued")?,
             }
         },
+        old_key_until: opt_string(v, "old_key_until")?,
     })
 }
 

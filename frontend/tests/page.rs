@@ -548,6 +548,7 @@ fn the_app_reader_takes_what_serde_json_writes() {
         limits: AppLimits::default(),
         usage: AppUsage::default(),
         profile: "prf_billing".into(),
+        old_key_until: None,
     };
     let same = |a: &App| {
         let text = serde_json::to_string(a).unwrap();
@@ -567,6 +568,7 @@ fn the_app_reader_takes_what_serde_json_writes() {
         recipients_today: 3,
         queued: 4,
     };
+    a.old_key_until = Some("2026-12-08T15:00:00Z".into());
     same(&a);
     // An app from before limits: the defaults, as the server's serde reads it.
     let old = r#"{"id": "app_2", "name": "Old", "created_at": "2026-11-01T00:00:00Z", "last_used_at": null, "messages": 0, "allowed_from": [], "rewrite_from": false}"#;
@@ -579,6 +581,7 @@ fn the_app_reader_takes_what_serde_json_writes() {
         r#"{"id": "a", "name": "x", "created_at": "t", "messages": -1}"#,
         r#"{"id": "a", "name": "x", "created_at": "t", "limits": {"queued_max": "many"}}"#,
         r#"{"id": "a", "name": "x", "created_at": "t", "allowed_from": [3]}"#,
+        r#"{"id": "a", "name": "x", "created_at": "t", "old_key_until": 1}"#,
     ] {
         assert_eq!(app(&parsed(bad)), None, "{bad}");
     }

@@ -217,6 +217,7 @@ fn app_json(id: &str, name: &str) -> Value {
         limits: Default::default(),
         usage: Default::default(),
         profile: "default".into(),
+        old_key_until: None,
     })
     .unwrap()
 }
@@ -3403,6 +3404,77 @@ async fn a_new_key_can_leave_the_old_one_working_for_a_day() {
     click(&root, "#rekey-prompt-other").await;
     assert!(eventually(3000, || bodies().len() == 2).await);
     assert_eq!(bodies()[1], "", "no body");
+}
+
+/// An app whose old key still works says until when in the list, and only
+/// it has *End old key*: asked first (kept: nothing sent), then `DELETE
+/// …/old-key`, a notice, and the list read again.
+#[wasm_bindgen_test]
+async fn an_old_key_still_working_shows_and_can_be_ended() {
+    fake_api();
+    let mut printers = app_json("app_1", "Printers");
+    printers["old_key_until"] = json!("2026-12-08T15:00:00Z");
+    apps_routes(vec![printers, app_json("app_2", "Billing")]);
+    route("DELETE /api/apps/app_1/old-key", 204, &Value::Null);
+    let root = mount_apps().await;
+    let rows = root.query_selector_all("#apps-table tbody tr").unwrap();
+    let row = |i: u32| rows.item(i).unwrap().dyn_into::<Element>().unwrap();
+    let first = row(0).text_content().unwrap_or_default();
+    assert!(first.contains("Old key also works until"), "{first}");
+    let at = row(0)
+        .query_selector(".old-key time")
+        .unwrap()
+        .expect("the time, as a time element");
+    assert_eq!(
+        at.get_attribute("datetime").unwrap(),
+        "2026-12-08T15:00:00Z"
+    );
+    let second = row(1);
+    assert!(
+        !second
+            .text_content()
+            .unwrap_or_default()
+            .contains("Old key")
+            && second
+                .query_selector("button[data-act=end-old-key]")
+                .unwrap()
+                .is_none(),
+        "only the app with an old key has the line and the button"
+    );
+    let button = "#apps-table tbody button[data-act=end-old-key]";
+    assert_eq!(
+        find(&root, button).get_attribute("aria-label").unwrap(),
+        "End the old key of Printers"
+    );
+    let deletes = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r == "DELETE /api/apps/app_1/old-key")
+            .count()
+    };
+    let loads = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r == "GET /api/apps")
+            .count()
+    };
+    let loaded = loads();
+    let said = asked_kept_then_taken(&root, button, "end-old-key-prompt", deletes).await;
+    assert!(
+        said.contains("End the old key of “Printers” now?")
+            && said.contains("refused from now on")
+            && said.contains("The new key goes on working"),
+        "{said}"
+    );
+    assert!(eventually(3000, || deletes() == 1).await);
+    assert!(
+        eventually(3000, || text_of(&root, ".banner.success")
+            .contains("The old key of “Printers” no longer works"))
+        .await,
+        "{}",
+        text_of(&root, ".banner.success")
+    );
+    assert!(eventually(3000, || loads() > loaded).await, "read again");
 }
 
 /// A webhook's secret shown once counts as unsaved for signing out: the

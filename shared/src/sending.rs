@@ -166,6 +166,10 @@ pub struct App {
     /// The profile that sends its mail (docs/API.md §15).
     #[serde(default = "default_profile")]
     pub profile: String,
+    /// Beyond the contract: until when (RFC 3339) the key before its last
+    /// *New key* still works beside the new one; left out when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_key_until: Option<String>,
 }
 
 /// The answer to `POST /api/apps`: the app and its key, shown this once.

@@ -393,6 +393,27 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     submit(&app, &third, &to, "the newest key").await;
     b.click("#key-done").await;
     b.wait_gone("#key-panel").await;
+    // The list says so until then; the last device moved, the old key is
+    // ended from its row, after a question, and only the newest sends.
+    b.wait_text("#apps-table tbody .old-key", "Old key also works until")
+        .await;
+    b.click("#apps-table tbody button[data-act=end-old-key]")
+        .await;
+    b.wait_text("#end-old-key-prompt", "now?").await;
+    b.audit("the question before ending an old key").await;
+    b.click("#end-old-key-prompt-other").await;
+    b.wait_text("#apps-title ~ .banner.success", "no longer works")
+        .await;
+    b.wait_gone("#apps-table tbody .old-key").await;
+    let with_renewed = http()
+        .post(format!("{}/api/messages", app.url))
+        .bearer_auth(&renewed)
+        .json(&json!({"to": [to], "subject": "ended", "text": "x"}))
+        .send()
+        .await
+        .expect("POST /api/messages");
+    assert_eq!(with_renewed.status(), 401, "the old key was ended");
+    submit(&app, &third, &to, "the newest key, after").await;
     // Its message count opens Activity filtered to it.
     b.click(&format!("#apps-table a[href='#/activity?app={username}']"))
         .await;

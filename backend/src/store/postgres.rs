@@ -1299,6 +1299,13 @@ impl Queue for PgStore {
             > 0)
     }
 
+    async fn end_old_key(&self, id: &str) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        Ok(c.execute(&prepared(&c, sql::END_OLD_KEY).await?, &[&id])
+            .await?
+            > 0)
+    }
+
     async fn replace_app_key(
         &self,
         id: &str,

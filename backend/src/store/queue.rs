@@ -536,6 +536,9 @@ pub trait Queue: Send + Sync {
     async fn list_apps(&self) -> Result<Vec<App>, StoreError>;
     /// Revokes an app; false when there was none.
     async fn revoke_app(&self, id: &str) -> Result<bool, StoreError>;
+    /// Ends a live app's old key now, where its last new key left it
+    /// working for a while; false when there is no such app.
+    async fn end_old_key(&self, id: &str) -> Result<bool, StoreError>;
     /// Gives a live app a new key (its hash): the old one stops working,
     /// at once or at `old_until` (Unix seconds); `None` when there is no
     /// such app.

@@ -216,11 +216,12 @@ pub(crate) const CLEAR_FAILURES: &str = "DELETE FROM sign_in_failures WHERE key 
 /// The columns [`app_from`] reads, in its order.
 macro_rules! app_columns {
     () => {
-        "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages, limits, profile"
+        "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages, limits, profile,
+         previous_key_until"
     };
 }
 /// How many columns `app_columns!` names (the key hash follows in [`APP_BY_ID`]).
-pub(crate) const APP_COLUMN_COUNT: usize = 9;
+pub(crate) const APP_COLUMN_COUNT: usize = 10;
 
 pub(crate) const CREATE_APP: &str =
     "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at, limits, profile)
@@ -233,6 +234,10 @@ pub(crate) const LIST_APPS: &str = concat!(
     " FROM apps WHERE revoked = 0 ORDER BY created_at, id"
 );
 pub(crate) const REVOKE_APP: &str = "UPDATE apps SET revoked = 1 WHERE id = ?1 AND revoked = 0";
+/// A live app's key from before its last new key stops now (it is still
+/// recognised as a replaced key, to say so).
+pub(crate) const END_OLD_KEY: &str =
+    "UPDATE apps SET previous_key_until = NULL WHERE id = ?1 AND revoked = 0";
 pub(crate) const UPDATE_APP: &str = concat!(
     "UPDATE apps SET name = ?2, allowed_from = ?3, rewrite_from = ?4, limits = ?5, profile = ?6
      WHERE id = ?1 AND revoked = 0
@@ -629,6 +634,9 @@ pub(crate) fn app_from<R: Cols>(r: &R) -> Result<App, R::E> {
         limits: limits_of(r.opt_text(7)?.as_deref()),
         usage: Default::default(),
         profile: r.text(8)?,
+        // Until when the key before the last new one works, passed or not:
+        // the API shows it only while it does (`AppsState::shown`).
+        old_key_until: r.opt_int(9)?.and_then(crate::clock::rfc3339_at),
     })
 }
 

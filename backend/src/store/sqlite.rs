@@ -931,6 +931,12 @@ impl Queue for SqliteStore {
             .await
     }
 
+    async fn end_old_key(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| Ok(c.execute(sql::END_OLD_KEY, [id])? > 0))
+            .await
+    }
+
     async fn replace_app_key(
         &self,
         id: &str,
@@ -2377,6 +2383,7 @@ mod tests {
             profile: DEFAULT_PROFILE.into(),
             limits: Default::default(),
             usage: Default::default(),
+            old_key_until: None,
         };
         store.create_app(app, [7u8; 32]).await.unwrap();
         {

@@ -39,6 +39,9 @@ pub struct App {
     pub usage: AppUsage,
     /// The profile that sends its mail.
     pub profile: String,
+    /// Until when (RFC 3339) the key before its last *New key* still
+    /// works; empty when it does not.
+    pub old_key_until: String,
 }
 
 impl App {
@@ -55,6 +58,7 @@ impl App {
             limits: AppLimits::default(),
             usage: AppUsage::default(),
             profile: mailroom_shared::profiles::DEFAULT_PROFILE.into(),
+            old_key_until: None,
         });
         App {
             id: a.id,
@@ -67,6 +71,7 @@ impl App {
             limits: a.limits,
             usage: a.usage,
             profile: a.profile,
+            old_key_until: a.old_key_until.unwrap_or_default(),
         }
     }
 
@@ -387,6 +392,15 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
             m.open("br", &[])
                 .el("span", &[("class", "profile")], &["via ", name].concat());
         }
+        // A *New key* left the old one working: until when, so the devices
+        // still to move are not forgotten.
+        if !a.old_key_until.is_empty() {
+            m.open("br", &[])
+                .open("span", &[("class", "old-key")])
+                .text("Old key also works until ")
+                .time(&a.old_key_until)
+                .close("span");
+        }
         m.close("th")
             .open("td", &[])
             .time(&a.created_at)
@@ -463,12 +477,17 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
             m.close("div");
         }
         m.close("td").open("td", &[]);
+        let old_key = !a.old_key_until.is_empty();
         for (act, label, aria, class) in [
             ("edit", "Edit", "Edit ", ""),
             ("limits", "Limits", "Edit the limits of ", ""),
             ("rekey", "New key", "Give a new key to ", ""),
+            ("end-old-key", "End old key", "End the old key of ", ""),
             ("revoke", "Revoke", "Revoke ", "danger"),
         ] {
+            if act == "end-old-key" && !old_key {
+                continue;
+            }
             let aria = [aria, &a.name].concat();
             let attrs = [
                 ("type", "button"),
@@ -697,6 +716,7 @@ pub fn apps(p: &AppsProps) -> Html {
     let rekey_question = crate::hooks::use_question::<App>("rekey-prompt");
     // The question's choice: the old key goes on working for a day.
     let keep_old = use_state(|| false);
+    let end_question = crate::hooks::use_question::<App>("end-old-key-prompt");
     let notice = use_state(|| None::<String>);
     let editing = use_state(|| None::<LimitsDraft>);
     let limit_errors = use_state(mailroom_shared::FieldMessages::new);
@@ -723,16 +743,18 @@ pub fn apps(p: &AppsProps) -> Html {
     // notice and an open question go; the key and the forms stay.
     {
         let (load, relay, mailboxes) = (load.clone(), relay.clone(), mailboxes.clone());
-        let (notice, close, close_rekey) = (
+        let (notice, close, close_rekey, close_end) = (
             notice.clone(),
             question.close.clone(),
             rekey_question.close.clone(),
+            end_question.close.clone(),
         );
         use_effect_with(p.shown, move |shown| {
             if !*shown {
                 notice.set(None);
                 close.emit(());
                 close_rekey.emit(());
+                close_end.emit(());
                 return;
             }
             load.emit(());
@@ -984,8 +1006,9 @@ pub fn apps(p: &AppsProps) -> Html {
         })
     };
     let on_table_click = {
-        let (rekeying, created, notice) = (
+        let (rekeying, ending, created, notice) = (
             rekey_question.about.clone(),
+            end_question.about.clone(),
             created.clone(),
             notice.clone(),
         );
@@ -1003,6 +1026,7 @@ pub fn apps(p: &AppsProps) -> Html {
                 let app = apps.iter().find(|a| a.id == id);
                 match act.as_str() {
                     "revoke" => revoking.set(app.cloned()),
+                    "end-old-key" => ending.set(app.cloned()),
                     "rekey" => match key_first(&created) {
                         Some(why) => {
                             notice.set(Some(why));
@@ -1114,6 +1138,31 @@ pub fn apps(p: &AppsProps) -> Html {
                 Ok(())
             }
         })
+    };
+    // The old key of an app, left working by its last *New key*, ends now
+    // (every device moved, or it leaked after all).
+    let end_old_key = {
+        let notice = notice.clone();
+        answered(
+            end_question.about.clone(),
+            answer_to.clone(),
+            move |app: App| {
+                let notice = notice.clone();
+                async move {
+                    let path = ["/api/apps/", &app.id, "/old-key"].concat();
+                    fetch(Method::DELETE, &path, None).await?;
+                    notice.set(Some(
+                        [
+                            "The old key of “",
+                            &app.name,
+                            "” no longer works: only its new key does.",
+                        ]
+                        .concat(),
+                    ));
+                    Ok(())
+                }
+            },
+        )
     };
     // A new key for an app: shown once, like a new app's; the old key stops
     // working at once (a leaked key), or after a day when the question's
@@ -1277,6 +1326,24 @@ pub fn apps(p: &AppsProps) -> Html {
                     on_other: rekey,
                     danger: true,
                     on_close: close_rekey,
+                }) }
+            }
+            if let Some(app) = &*end_question.about {
+                { confirm(ConfirmProps {
+                    id: "end-old-key-prompt",
+                    dialog: end_question.dialog.clone(),
+                    title: ["End the old key of “", &app.name, "” now?"].concat().into(),
+                    children: html! { <p>{ [
+                        "Otherwise it works until ",
+                        &crate::markup::local_time(&app.old_key_until),
+                        ". Whatever still sends with it is refused from now on, in open SMTP sessions too, until it is given the new key. The new key goes on working.",
+                    ].concat() }</p> },
+                    default_label: "Keep it until then".into(),
+                    on_default: end_question.close.clone(),
+                    other_label: "End the old key".into(),
+                    on_other: end_old_key,
+                    danger: true,
+                    on_close: end_question.close.clone(),
                 }) }
             }
             if let Some(app) = &*revoking {
