@@ -33,6 +33,8 @@ pub struct AppsState {
     pub queue: Arc<dyn Queue>,
     /// Wrong keys per address (docs/API.md §2), apart from admin sign-ins.
     pub key_failures: Arc<FailureLimit>,
+    /// The old keys' uses kept lately.
+    pub old_key_uses: Arc<OldKeyUses>,
     /// The time.
     pub clock: Arc<dyn Clock>,
     /// Where sign-ins with an old key are counted.
@@ -121,7 +123,7 @@ pub async fn authenticate(
     match (state.key_failures.check(ip, app.is_some()).await, app) {
         (Ok(()), Some(app)) => {
             if let Some(r) = replaced.filter(|r| r.app == app.id) {
-                state.old_key_signed_in(&r, &ip.to_string());
+                state.old_key_signed_in(&r, &format!("{ip} (HTTP)")).await;
             }
             Ok(app)
         }
@@ -130,6 +132,9 @@ pub async fn authenticate(
         (Ok(()), None) | (Err(Refused::Wrong), _) => {
             if let Some(r) = replaced {
                 tracing::warn!(app = %r.app, peer = %ip, "app key refused: it is the key app {} (\"{}\") had until its new key of {}; give whatever still sends with it the new key", r.app, crate::error::short(&r.name), r.replaced_at);
+                state
+                    .old_key_use(&r.app, &format!("{ip} (HTTP)"), true)
+                    .await;
             }
             Err(wrong())
         }
@@ -158,13 +163,54 @@ fn old_key_used(r: &ReplacedKey) -> String {
     )
 }
 
+/// How often the same use of an app's old key (the same client, refused
+/// or not) is written again: a device sending many messages a minute with
+/// it costs one write a minute, and the time shown is at most this old.
+const OLD_KEY_USE_EVERY: i64 = 60;
+
+/// The last use of each app's old key written, per app: when (Unix
+/// seconds), the client, and whether it was refused.
+#[derive(Debug, Default)]
+pub struct OldKeyUses(std::sync::Mutex<std::collections::HashMap<String, (i64, String, bool)>>);
+
+impl OldKeyUses {
+    /// Whether this use is worth writing: the first of the app's, another
+    /// client's, the other outcome, or a minute after the last written.
+    /// Taken as written when it is.
+    fn take(&self, app: &str, at: i64, from: &str, refused: bool) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let same = last.get(app).is_some_and(|(when, who, was)| {
+            who == from && *was == refused && (0..OLD_KEY_USE_EVERY).contains(&(at - when))
+        });
+        if !same {
+            last.insert(app.to_string(), (at, from.to_string(), refused));
+        }
+        !same
+    }
+}
+
 impl AppsState {
     /// A sign-in won with the key from before app `r.app`'s last *New
-    /// key*: logged with the client's address (`peer`) and counted.
-    pub fn old_key_signed_in(&self, r: &ReplacedKey, peer: &str) {
+    /// key*: logged with the client (`peer`), counted, and kept for the
+    /// Apps list.
+    pub async fn old_key_signed_in(&self, r: &ReplacedKey, peer: &str) {
         tracing::warn!(app = %r.app, peer = %peer, "{}", old_key_used(r));
         let label = crate::metrics::Metrics::app(Some(&r.app));
         self.metrics.old_key_sign_ins.get_or_create(&label).inc();
+        self.old_key_use(&r.app, peer, false).await;
+    }
+
+    /// Keeps the last use of app `app`'s old key by `peer` for the Apps
+    /// list (at most one write a minute for the same use). A store error
+    /// is logged: the sign-in's answer does not depend on it.
+    pub async fn old_key_use(&self, app: &str, peer: &str, refused: bool) {
+        let at = self.clock.wall().unix_timestamp();
+        if !self.old_key_uses.take(app, at, peer, refused) {
+            return;
+        }
+        if let Err(e) = self.queue.note_old_key_use(app, at, peer, refused).await {
+            tracing::warn!(app, error = %e, "cannot keep the old key's last use");
+        }
     }
 
     /// The live app whose key from before its last *New key* hashes to
@@ -183,9 +229,20 @@ impl AppsState {
     /// old key works, while it does.
     async fn shown(&self, mut app: App, now: i64) -> Result<App, crate::store::StoreError> {
         app.usage = self.queue.recent(&app.id, now, true).await?.usage(now);
-        app.old_key_until = app.old_key_until.filter(|until| {
-            time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
-                .is_ok_and(|t| t.unix_timestamp() > now)
+        let unix = |at: &str| {
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .map_or(0, |t| t.unix_timestamp())
+        };
+        app.old_key_until = app.old_key_until.filter(|until| unix(until) > now);
+        // A use while the old key works, until it stops; a refused one
+        // for a week (the device still to be given the new key).
+        let works = app.old_key_until.is_some();
+        app.old_key_used = app.old_key_used.filter(|u| {
+            if u.refused {
+                unix(&u.at) > now - 7 * crate::store::queue::DAY
+            } else {
+                works
+            }
         });
         Ok(app)
     }
@@ -243,6 +300,7 @@ async fn create(
         usage: Default::default(),
         profile,
         old_key_until: None,
+        old_key_used: None,
     };
     state.queue.create_app(app.clone(), key_hash(&key)).await?;
     tracing::info!(app = %app.id, "app created");
@@ -467,6 +525,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same use of an old key is written once a minute; another
+    /// client, the other outcome or another app is written at once.
+    #[test]
+    fn an_old_keys_same_use_is_written_once_a_minute() {
+        let uses = OldKeyUses::default();
+        let relay = "10.0.0.5 (relay)";
+        assert!(uses.take("app_1", 1000, relay, false), "the first");
+        assert!(!uses.take("app_1", 1030, relay, false), "the same, soon");
+        assert!(!uses.take("app_1", 1059, relay, false));
+        assert!(uses.take("app_1", 1060, relay, false), "a minute on");
+        assert!(
+            uses.take("app_1", 1061, "10.0.0.6 (relay)", false),
+            "another client"
+        );
+        assert!(
+            uses.take("app_1", 1062, "10.0.0.6 (relay)", true),
+            "refused now"
+        );
+        assert!(
+            uses.take("app_2", 1062, "10.0.0.6 (relay)", true),
+            "another app"
+        );
+        // A clock set back writes at once rather than waiting.
+        assert!(uses.take("app_2", 900, "10.0.0.6 (relay)", true));
+    }
 
     #[test]
     fn keys_are_long_random_and_hashed() {

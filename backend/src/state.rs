@@ -36,6 +36,9 @@ pub struct AppState {
     pub queue: Arc<dyn Queue>,
     /// Wrong app keys per address.
     pub key_failures: Arc<FailureLimit>,
+    /// The last use of each app's old key kept lately, so a device using it
+    /// many times a minute costs one write a minute.
+    pub old_key_uses: Arc<crate::apps::OldKeyUses>,
     /// The sending options.
     pub sending: SendingArgs,
     /// `/metrics`.
@@ -72,6 +75,7 @@ impl FromRef<AppState> for AppsState {
             profiles: state.settings.store.clone(),
             queue: state.queue.clone(),
             key_failures: state.key_failures.clone(),
+            old_key_uses: state.old_key_uses.clone(),
             clock: state.clock.clone(),
             metrics: state.metrics.clone(),
         }
@@ -443,6 +447,7 @@ impl AppState {
                 stores.failures.clone(),
                 "app",
             )),
+            old_key_uses: Arc::default(),
             sending: args.sending.clone(),
             intake: crate::intake::Budget::new(
                 args.sending.intake_memory,

@@ -1845,6 +1845,14 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     let (mut w, _) = Wire::connect(smtp(&server)).await;
     w.command("EHLO t").await;
     assert!(w.auth_plain(&app, &old).await.starts_with("235"));
+    // Its use is kept for the list: when, and which client.
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    let used = &listed(&apps)["old_key_used"];
+    assert_eq!(
+        (&used["from"], &used["refused"]),
+        (&json!("127.0.0.1 (relay)"), &json!(false)),
+        "{apps}"
+    );
     let path = format!("/api/apps/{app}/old-key");
     // Only the admin ends it.
     let r = server
@@ -1866,6 +1874,13 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     assert_eq!(status, 202, "the new key goes on: {said}");
     let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
     assert!(listed(&apps).get("old_key_until").is_none(), "{apps}");
+    // The device still trying it is named: the last refusal, over HTTP.
+    let used = &listed(&apps)["old_key_used"];
+    assert_eq!(
+        (&used["from"], &used["refused"]),
+        (&json!("127.0.0.1 (HTTP)"), &json!(true)),
+        "{apps}"
+    );
     assert!(logged(&log, "app's old key ended").await.contains(&app));
     // Again, with nothing left to end: as asked, 204.
     assert_eq!(
@@ -1882,9 +1897,20 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         )
         .await;
     assert!(status == 200 && body["old_key_until"].is_string(), "{body}");
+    assert!(
+        body["app"].get("old_key_used").is_none(),
+        "a new key starts with its old key unused: {body}"
+    );
     clock.advance(Duration::from_secs(3600));
     let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
     assert!(listed(&apps).get("old_key_until").is_none(), "{apps}");
+    // Tried after its time: shown for a week, then no more.
+    assert_eq!(upload(&server, &new, raw_message(200)).await.0, 401);
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert_eq!(listed(&apps)["old_key_used"]["refused"], true, "{apps}");
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert!(listed(&apps).get("old_key_used").is_none(), "{apps}");
 
     // No such app, or one revoked: 404 in JSON, naming it.
     for id in ["app_nonexistent".to_string(), app.clone()] {

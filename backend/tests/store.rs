@@ -2454,6 +2454,7 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         },
         usage: Default::default(),
         old_key_until: None,
+        old_key_used: None,
     };
     s.queue.create_app(app.clone(), [7u8; 32]).await.unwrap();
     let listed = s.queue.list_apps().await.unwrap();
@@ -2509,6 +2510,36 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
     assert_eq!(s.queue.list_apps().await.unwrap()[0].old_key_until, until);
     let by_id = s.queue.app_by_id("app_lim").await.unwrap().unwrap().0;
     assert_eq!(by_id.old_key_until, until);
+    // Its last use is kept, and a new key starts again with none.
+    s.queue
+        .note_old_key_use("app_lim", 1_799_000_000, "10.0.0.5 (relay)", false)
+        .await
+        .unwrap();
+    let used = s.queue.list_apps().await.unwrap()[0].old_key_used.clone();
+    assert_eq!(
+        used,
+        Some(mailroom_shared::sending::OldKeyUse {
+            at: mailroom_backend::clock::rfc3339_at(1_799_000_000).unwrap(),
+            from: "10.0.0.5 (relay)".into(),
+            refused: false,
+        })
+    );
+    s.queue
+        .note_old_key_use("app_lim", 1_799_000_100, "10.0.0.6 (HTTP)", true)
+        .await
+        .unwrap();
+    let used = s
+        .queue
+        .app_by_id("app_lim")
+        .await
+        .unwrap()
+        .unwrap()
+        .0
+        .old_key_used;
+    assert_eq!(
+        used.map(|u| (u.from, u.refused)),
+        Some(("10.0.0.6 (HTTP)".to_string(), true))
+    );
     // Ended early: recognised still (to say it was replaced), working no more.
     assert!(s.queue.end_old_key("app_lim").await.unwrap());
     let old = s.queue.app_of_replaced_key([7u8; 32]).await.unwrap();
@@ -2548,6 +2579,11 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         .is_none());
     let old = s.queue.app_of_replaced_key([9u8; 32]).await.unwrap();
     assert_eq!(old.as_ref().map(|r| r.until), Some(None), "{old:?}");
+    assert_eq!(
+        s.queue.list_apps().await.unwrap()[0].old_key_used,
+        None,
+        "the key before the newest has not been used"
+    );
     s.queue
         .replace_app_key("app_lim", [9u8; 32], "2026-11-27T08:40:00Z", None)
         .await

@@ -183,6 +183,18 @@ pub fn app(v: &JsValue) -> Option<mailroom_shared::sending::App> {
             }
         },
         old_key_until: opt_string(v, "old_key_until")?,
+        old_key_used: {
+            let u = get(v, "old_key_used");
+            if absent(&u) {
+                None
+            } else {
+                Some(mailroom_shared::sending::OldKeyUse {
+                    at: get(&u, "at").as_string()?,
+                    from: get(&u, "from").as_string()?,
+                    refused: bool_or(&u, "refused", false)?,
+                })
+            }
+        },
     })
 }
 

@@ -549,6 +549,7 @@ fn the_app_reader_takes_what_serde_json_writes() {
         usage: AppUsage::default(),
         profile: "prf_billing".into(),
         old_key_until: None,
+        old_key_used: None,
     };
     let same = |a: &App| {
         let text = serde_json::to_string(a).unwrap();
@@ -569,6 +570,11 @@ fn the_app_reader_takes_what_serde_json_writes() {
         queued: 4,
     };
     a.old_key_until = Some("2026-12-08T15:00:00Z".into());
+    a.old_key_used = Some(mailroom_shared::sending::OldKeyUse {
+        at: "2026-12-07T15:30:00Z".into(),
+        from: "10.0.0.5 (relay)".into(),
+        refused: true,
+    });
     same(&a);
     // An app from before limits: the defaults, as the server's serde reads it.
     let old = r#"{"id": "app_2", "name": "Old", "created_at": "2026-11-01T00:00:00Z", "last_used_at": null, "messages": 0, "allowed_from": [], "rewrite_from": false}"#;
@@ -582,6 +588,7 @@ fn the_app_reader_takes_what_serde_json_writes() {
         r#"{"id": "a", "name": "x", "created_at": "t", "limits": {"queued_max": "many"}}"#,
         r#"{"id": "a", "name": "x", "created_at": "t", "allowed_from": [3]}"#,
         r#"{"id": "a", "name": "x", "created_at": "t", "old_key_until": 1}"#,
+        r#"{"id": "a", "name": "x", "created_at": "t", "old_key_used": {"at": "t"}}"#,
     ] {
         assert_eq!(app(&parsed(bad)), None, "{bad}");
     }

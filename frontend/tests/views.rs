@@ -218,6 +218,7 @@ fn app_json(id: &str, name: &str) -> Value {
         usage: Default::default(),
         profile: "default".into(),
         old_key_until: None,
+        old_key_used: None,
     })
     .unwrap()
 }
@@ -3414,37 +3415,63 @@ async fn an_old_key_still_working_shows_and_can_be_ended() {
     fake_api();
     let mut printers = app_json("app_1", "Printers");
     printers["old_key_until"] = json!("2026-12-08T15:00:00Z");
-    apps_routes(vec![printers, app_json("app_2", "Billing")]);
+    printers["old_key_used"] =
+        json!({"at": "2026-12-07T15:30:00Z", "from": "10.0.0.5 (relay)", "refused": false});
+    // Its time over, a device still tried it: named, with what to do.
+    let mut billing = app_json("app_2", "Billing");
+    billing["old_key_used"] =
+        json!({"at": "2026-12-07T16:00:00Z", "from": "10.0.0.9 (HTTP)", "refused": true});
+    let mut copier = app_json("app_3", "Copier");
+    copier["old_key_until"] = json!("2026-12-08T15:00:00Z");
+    apps_routes(vec![printers, billing, copier]);
     route("DELETE /api/apps/app_1/old-key", 204, &Value::Null);
     let root = mount_apps().await;
     let rows = root.query_selector_all("#apps-table tbody tr").unwrap();
     let row = |i: u32| rows.item(i).unwrap().dyn_into::<Element>().unwrap();
-    let first = row(0).text_content().unwrap_or_default();
-    assert!(first.contains("Old key also works until"), "{first}");
-    let at = row(0)
-        .query_selector(".old-key time")
-        .unwrap()
-        .expect("the time, as a time element");
-    assert_eq!(
-        at.get_attribute("datetime").unwrap(),
-        "2026-12-08T15:00:00Z"
-    );
-    let second = row(1);
-    assert!(
-        !second
-            .text_content()
+    let line = |i: u32| {
+        row(i)
+            .query_selector(".old-key")
+            .unwrap()
+            .and_then(|e| e.text_content())
             .unwrap_or_default()
-            .contains("Old key")
-            && second
-                .query_selector("button[data-act=end-old-key]")
-                .unwrap()
-                .is_none(),
-        "only the app with an old key has the line and the button"
+    };
+    let first = line(0);
+    assert!(
+        first.starts_with("Old key also works until")
+            && first.contains("; last used")
+            && first.ends_with(" from 10.0.0.5 (relay)"),
+        "{first}"
     );
-    let button = "#apps-table tbody button[data-act=end-old-key]";
+    let times: Vec<String> = (0..2)
+        .map(|i| {
+            let t = row(0).query_selector_all(".old-key time").unwrap().item(i);
+            let t: Element = t.expect("a time element").dyn_into().unwrap();
+            t.get_attribute("datetime").unwrap()
+        })
+        .collect();
+    assert_eq!(times, ["2026-12-08T15:00:00Z", "2026-12-07T15:30:00Z"]);
+    let second = line(1);
+    assert!(
+        second.starts_with("Old key refused")
+            && second.ends_with(" from 10.0.0.9 (HTTP): give that device the new key"),
+        "{second}"
+    );
+    assert!(
+        line(2).ends_with("; not used since the new key"),
+        "{}",
+        line(2)
+    );
+    assert!(
+        row(1)
+            .query_selector("button[data-act=end-old-key]")
+            .unwrap()
+            .is_none(),
+        "only an app whose old key works has the button"
+    );
+    let button = "#apps-table tbody tr:first-child button[data-act=end-old-key]";
     assert_eq!(
         find(&root, button).get_attribute("aria-label").unwrap(),
-        "End the old key of Printers"
+        "End old key of Printers"
     );
     let deletes = || {
         requests()

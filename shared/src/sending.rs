@@ -170,6 +170,22 @@ pub struct App {
     /// *New key* still works beside the new one; left out when it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_key_until: Option<String>,
+    /// Beyond the contract: the last use of that key since the new one,
+    /// while it still works, or refused in the last week; left out
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_key_used: Option<OldKeyUse>,
+}
+
+/// A use of an app's key from before its last *New key*.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OldKeyUse {
+    /// When (RFC 3339).
+    pub at: String,
+    /// The client: its address, and `(relay)` or `(HTTP)`.
+    pub from: String,
+    /// Whether it was refused (its time over, or ended).
+    pub refused: bool,
 }
 
 /// The answer to `POST /api/apps`: the app and its key, shown this once.

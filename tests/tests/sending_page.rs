@@ -397,6 +397,8 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
     // ended from its row, after a question, and only the newest sends.
     b.wait_text("#apps-table tbody .old-key", "Old key also works until")
         .await;
+    // Its line and one more button still fit, on a phone too.
+    screenshots(&b, "apps-old-key", "#apps-title").await;
     b.click("#apps-table tbody button[data-act=end-old-key]")
         .await;
     b.wait_text("#end-old-key-prompt", "now?").await;
@@ -414,6 +416,17 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         .expect("POST /api/messages");
     assert_eq!(with_renewed.status(), 401, "the old key was ended");
     submit(&app, &third, &to, "the newest key, after").await;
+    // The list, read again, names the client still using the ended key.
+    b.click("#nav-activity").await;
+    b.find("#activity-title").await;
+    b.click("#nav-apps").await;
+    let said = b
+        .wait_text("#apps-table tbody .old-key", "Old key refused")
+        .await;
+    assert!(
+        said.contains("from 127.0.0.1 (HTTP): give that device the new key"),
+        "{said}"
+    );
     // Its message count opens Activity filtered to it.
     b.click(&format!("#apps-table a[href='#/activity?app={username}']"))
         .await;

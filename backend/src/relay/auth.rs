@@ -136,7 +136,7 @@ impl Session {
             tracing::info!(app = %app.id, peer = %self.peer, "relay sign-in");
             if let Some(r) = &old_key {
                 let peer = format!("{} (relay)", self.peer);
-                self.shared.sending.apps.old_key_signed_in(r, &peer);
+                self.shared.sending.apps.old_key_signed_in(r, &peer).await;
             }
             self.app = Some(app);
             self.key = hash;
@@ -161,6 +161,10 @@ impl Session {
                     .ok()
                     .flatten()
                     .filter(|r| &r.app == id);
+                if replaced.is_some() {
+                    let peer = format!("{} (relay)", self.peer);
+                    self.shared.sending.apps.old_key_use(id, &peer, true).await;
+                }
                 match (replaced, cut_key(pass.trim())) {
                     (Some(r), _) => format!("the password is the key app {id} (\"{name}\") had until its new key of {}: give the device the new key", r.replaced_at),
                     (None, Some(cut)) => format!("the password is not the key of app {id} (\"{name}\"): {cut}"),

@@ -1306,6 +1306,23 @@ impl Queue for PgStore {
             > 0)
     }
 
+    async fn note_old_key_use(
+        &self,
+        id: &str,
+        at: i64,
+        from: &str,
+        refused: bool,
+    ) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        let refused = i64::from(refused);
+        c.execute(
+            &prepared(&c, sql::NOTE_OLD_KEY_USE).await?,
+            &[&id, &at, &from, &refused],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn replace_app_key(
         &self,
         id: &str,

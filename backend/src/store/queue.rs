@@ -539,6 +539,15 @@ pub trait Queue: Send + Sync {
     /// Ends a live app's old key now, where its last new key left it
     /// working for a while; false when there is no such app.
     async fn end_old_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// Keeps the last use of a live app's old key: when (Unix seconds),
+    /// by which client, and whether it was refused.
+    async fn note_old_key_use(
+        &self,
+        id: &str,
+        at: i64,
+        from: &str,
+        refused: bool,
+    ) -> Result<(), StoreError>;
     /// Gives a live app a new key (its hash): the old one stops working,
     /// at once or at `old_until` (Unix seconds); `None` when there is no
     /// such app.

@@ -152,7 +152,16 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_WEBHOOK_PREVIOUS_SECRET,
     MIGRATION_REPLACED_APP_KEY,
     MIGRATION_OLD_APP_KEY_UNTIL,
+    MIGRATION_OLD_APP_KEY_USED,
 ];
+
+/// Step 24: the last use of an app's key from before its last *New key*
+/// (Unix seconds, the client, and whether it was refused), so the Apps
+/// list names the device still to move without a look at the log.
+pub const MIGRATION_OLD_APP_KEY_USED: &str =
+    "ALTER TABLE apps ADD COLUMN previous_key_used_at INTEGER;
+ALTER TABLE apps ADD COLUMN previous_key_used_from TEXT;
+ALTER TABLE apps ADD COLUMN previous_key_refused INTEGER;";
 
 /// Step 23: an app given a new key may keep its old one working for a
 /// while (`previous_key_until`, Unix seconds; none: it stopped at once), so

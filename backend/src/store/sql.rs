@@ -28,7 +28,9 @@
 //!   function call.
 
 use mailroom_shared::api::Stage;
-use mailroom_shared::sending::{App, Attempt, LastError, Paused, RecipientState, Summary};
+use mailroom_shared::sending::{
+    App, Attempt, LastError, OldKeyUse, Paused, RecipientState, Summary,
+};
 
 use super::queue::{limits_of, stage_of, status_of, ReplacedKey};
 use super::{CertRow, CertSlot, DueDelivery, HistoryEntry, Record, WebhookRow};
@@ -217,11 +219,11 @@ pub(crate) const CLEAR_FAILURES: &str = "DELETE FROM sign_in_failures WHERE key 
 macro_rules! app_columns {
     () => {
         "id, name, created_at, last_used_at, allowed_from, rewrite_from, messages, limits, profile,
-         previous_key_until"
+         previous_key_until, previous_key_used_at, previous_key_used_from, previous_key_refused"
     };
 }
 /// How many columns `app_columns!` names (the key hash follows in [`APP_BY_ID`]).
-pub(crate) const APP_COLUMN_COUNT: usize = 10;
+pub(crate) const APP_COLUMN_COUNT: usize = 13;
 
 pub(crate) const CREATE_APP: &str =
     "INSERT INTO apps (id, name, key_hash, allowed_from, rewrite_from, created_at, limits, profile)
@@ -238,6 +240,10 @@ pub(crate) const REVOKE_APP: &str = "UPDATE apps SET revoked = 1 WHERE id = ?1 A
 /// recognised as a replaced key, to say so).
 pub(crate) const END_OLD_KEY: &str =
     "UPDATE apps SET previous_key_until = NULL WHERE id = ?1 AND revoked = 0";
+/// A use of a live app's old key: `?2` when (Unix seconds), `?3` the
+/// client, `?4` 1 when it was refused.
+pub(crate) const NOTE_OLD_KEY_USE: &str = "UPDATE apps SET previous_key_used_at = ?2,
+     previous_key_used_from = ?3, previous_key_refused = ?4 WHERE id = ?1 AND revoked = 0";
 pub(crate) const UPDATE_APP: &str = concat!(
     "UPDATE apps SET name = ?2, allowed_from = ?3, rewrite_from = ?4, limits = ?5, profile = ?6
      WHERE id = ?1 AND revoked = 0
@@ -250,7 +256,8 @@ pub(crate) const UPDATE_APP: &str = concat!(
 /// the row as it was).
 pub(crate) const REPLACE_APP_KEY: &str = concat!(
     "UPDATE apps SET previous_key_hash = key_hash, key_replaced_at = ?3,
-     previous_key_until = ?4, key_hash = ?2
+     previous_key_until = ?4, key_hash = ?2, previous_key_used_at = NULL,
+     previous_key_used_from = NULL, previous_key_refused = NULL
      WHERE id = ?1 AND revoked = 0 RETURNING ",
     app_columns!()
 );
@@ -637,6 +644,14 @@ pub(crate) fn app_from<R: Cols>(r: &R) -> Result<App, R::E> {
         // Until when the key before the last new one works, passed or not:
         // the API shows it only while it does (`AppsState::shown`).
         old_key_until: r.opt_int(9)?.and_then(crate::clock::rfc3339_at),
+        old_key_used: match (r.opt_int(10)?, r.opt_text(11)?, r.opt_int(12)?) {
+            (Some(at), Some(from), refused) => crate::clock::rfc3339_at(at).map(|at| OldKeyUse {
+                at,
+                from,
+                refused: refused.unwrap_or_default() != 0,
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -937,6 +937,24 @@ impl Queue for SqliteStore {
             .await
     }
 
+    async fn note_old_key_use(
+        &self,
+        id: &str,
+        at: i64,
+        from: &str,
+        refused: bool,
+    ) -> Result<(), StoreError> {
+        let (id, from) = (id.to_string(), from.to_string());
+        self.with_conn(move |c| {
+            c.execute(
+                sql::NOTE_OLD_KEY_USE,
+                rusqlite::params![id, at, from, i64::from(refused)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn replace_app_key(
         &self,
         id: &str,
@@ -2384,6 +2402,7 @@ mod tests {
             limits: Default::default(),
             usage: Default::default(),
             old_key_until: None,
+            old_key_used: None,
         };
         store.create_app(app, [7u8; 32]).await.unwrap();
         {

@@ -42,6 +42,8 @@ pub struct App {
     /// Until when (RFC 3339) the key before its last *New key* still
     /// works; empty when it does not.
     pub old_key_until: String,
+    /// That key's last use since, shown while it works or refused lately.
+    pub old_key_used: Option<mailroom_shared::sending::OldKeyUse>,
 }
 
 impl App {
@@ -59,6 +61,7 @@ impl App {
             usage: AppUsage::default(),
             profile: mailroom_shared::profiles::DEFAULT_PROFILE.into(),
             old_key_until: None,
+            old_key_used: None,
         });
         App {
             id: a.id,
@@ -72,6 +75,7 @@ impl App {
             usage: a.usage,
             profile: a.profile,
             old_key_until: a.old_key_until.unwrap_or_default(),
+            old_key_used: a.old_key_used,
         }
     }
 
@@ -392,13 +396,32 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
             m.open("br", &[])
                 .el("span", &[("class", "profile")], &["via ", name].concat());
         }
-        // A *New key* left the old one working: until when, so the devices
-        // still to move are not forgotten.
+        // A *New key* left the old one working: until when, and its last
+        // use since (or that it was not used), so the devices still to move
+        // are not forgotten; once it stops, a device still refused with it.
+        let used = a.old_key_used.as_ref();
         if !a.old_key_until.is_empty() {
             m.open("br", &[])
                 .open("span", &[("class", "old-key")])
                 .text("Old key also works until ")
-                .time(&a.old_key_until)
+                .time(&a.old_key_until);
+            match used.filter(|u| !u.refused) {
+                Some(u) => {
+                    m.text("; last used ")
+                        .time(&u.at)
+                        .text(&[" from ", &u.from].concat());
+                }
+                None => {
+                    m.text("; not used since the new key");
+                }
+            }
+            m.close("span");
+        } else if let Some(u) = used.filter(|u| u.refused) {
+            m.open("br", &[])
+                .open("span", &[("class", "old-key")])
+                .text("Old key refused ")
+                .time(&u.at)
+                .text(&[" from ", &u.from, ": give that device the new key"].concat())
                 .close("span");
         }
         m.close("th")
@@ -482,7 +505,7 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
             ("edit", "Edit", "Edit ", ""),
             ("limits", "Limits", "Edit the limits of ", ""),
             ("rekey", "New key", "Give a new key to ", ""),
-            ("end-old-key", "End old key", "End the old key of ", ""),
+            ("end-old-key", "End old key", "End old key of ", ""),
             ("revoke", "Revoke", "Revoke ", "danger"),
         ] {
             if act == "end-old-key" && !old_key {
