@@ -1868,6 +1868,42 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
     assert!(r.starts_with("530 5.7.0") && r.contains("replaced"), "{r}");
     relay_refuses(&server, &app, &old, "ended", "535").await;
+    let last_use = |apps: &serde_json::Value| {
+        let used = &listed(apps)["old_key_used"];
+        (
+            used["at"].clone(),
+            used["from"].clone(),
+            used["refused"].clone(),
+        )
+    };
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    let now = || {
+        let wall = mailroom_backend::clock::Clock::wall(&*clock).unix_timestamp();
+        json!(mailroom_backend::clock::rfc3339_at(wall))
+    };
+    assert_eq!(
+        last_use(&apps),
+        (now(), json!("127.0.0.1 (relay)"), json!(true)),
+        "{apps}"
+    );
+    // By the mailbox's address, as a device moved from Office 365 signs
+    // in: the log says it is the replaced key, not a wrong username, and
+    // the list has it (a minute on: the same use is kept once a minute).
+    clock.advance(Duration::from_secs(61));
+    relay_refuses(&server, &mailer(), &old, "by address", "535").await;
+    let said = logged(&log, "is an email address, and the password is the key app").await;
+    assert!(
+        said.contains(&format!(
+            "is an email address, and the password is the key app {app} (\"Copiers, all floors\") had until its new key of"
+        )),
+        "{said}"
+    );
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert_eq!(
+        last_use(&apps),
+        (now(), json!("127.0.0.1 (relay)"), json!(true)),
+        "{apps}"
+    );
     let raw = raw_message(200);
     assert_eq!(upload(&server, &old, raw.clone()).await.0, 401);
     let (status, said) = upload(&server, &new, raw).await;

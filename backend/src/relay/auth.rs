@@ -151,24 +151,25 @@ impl Session {
             }
             (_, _, Some(refused)) => refused,
             (Some((id, name)), _, None) => {
-                let replaced = self
-                    .shared
-                    .sending
-                    .apps
-                    .queue
-                    .app_of_replaced_key(hash)
-                    .await
-                    .ok()
-                    .flatten()
-                    .filter(|r| &r.app == id);
-                if replaced.is_some() {
-                    let peer = format!("{} (relay)", self.peer);
-                    self.shared.sending.apps.old_key_use(id, &peer, true).await;
-                }
+                let replaced = self.replaced_key_refused(hash, Some(id)).await;
                 match (replaced, cut_key(pass.trim())) {
                     (Some(r), _) => format!("the password is the key app {id} (\"{name}\") had until its new key of {}: give the device the new key", r.replaced_at),
                     (None, Some(cut)) => format!("the password is not the key of app {id} (\"{name}\"): {cut}"),
                     (None, None) => format!("the password is not the key of app {id} (\"{name}\"): another app's key, an older one, or a typo"),
+                }
+            }
+            // A mailbox's address as the username (by_address) and a key
+            // from before its app's last *New key*, its time over.
+            (None, _, None) if user.trim().contains('@') && pass.trim().starts_with("mr_") => {
+                match self.replaced_key_refused(hash, None).await {
+                    Some(r) => format!(
+                        "the username \"{}\" is an email address, and the password is the key app {} (\"{}\") had until its new key of {}: give the device the new key",
+                        user.trim().chars().take(64).collect::<String>(),
+                        r.app,
+                        crate::error::short(&r.name),
+                        r.replaced_at
+                    ),
+                    None => wrong_username(user.trim()),
                 }
             }
             (None, _, None) => {
@@ -233,6 +234,22 @@ struct Looked {
 }
 
 impl Session {
+    /// The app whose key from before its last *New key* `hash` is (of app
+    /// `of`, when the username named one), refused here: its use is kept
+    /// for the Apps list, naming this client.
+    async fn replaced_key_refused(
+        &self,
+        hash: [u8; 32],
+        of: Option<&String>,
+    ) -> Option<crate::store::queue::ReplacedKey> {
+        let apps = &self.shared.sending.apps;
+        let r = apps.queue.app_of_replaced_key(hash).await.ok().flatten();
+        let r = r.filter(|r| of.is_none_or(|id| r.app == *id))?;
+        let peer = format!("{} (relay)", self.peer);
+        apps.old_key_use(&r.app, &peer, true).await;
+        Some(r)
+    }
+
     /// A username that is an app's id: that app, when the key is its own
     /// (compared in constant time).
     async fn by_id(&self, id: &str, hash: [u8; 32]) -> Result<Looked, String> {
