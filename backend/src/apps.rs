@@ -201,9 +201,14 @@ impl AppsState {
     }
 
     /// Keeps the last use of app `app`'s old key by `peer` for the Apps
-    /// list (at most one write a minute for the same use). A store error
-    /// is logged: the sign-in's answer does not depend on it.
+    /// list (at most one write a minute for the same use), and counts a
+    /// refused one. A store error is logged: the sign-in's answer does not
+    /// depend on it.
     pub async fn old_key_use(&self, app: &str, peer: &str, refused: bool) {
+        if refused {
+            let label = crate::metrics::Metrics::app(Some(app));
+            self.metrics.old_key_refusals.get_or_create(&label).inc();
+        }
         let at = self.clock.wall().unix_timestamp();
         if !self.old_key_uses.take(app, at, peer, refused) {
             return;

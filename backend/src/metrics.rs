@@ -131,6 +131,9 @@ pub struct Metrics {
     /// Sign-ins (HTTP and relay) with an app's key from before its last
     /// *New key*, while it still works, per app.
     pub old_key_sign_ins: Family<AppLabel, Counter>,
+    /// Sign-ins refused with an app's key from before its last *New key*,
+    /// its time over or ended, per app: a device still to be given it.
+    pub old_key_refusals: Family<AppLabel, Counter>,
     /// Messages the relay acknowledged with 250.
     pub relay_accepted: Counter,
     /// Limits reached: an app's (`app`) or a profile's daily recipients (`profile`).
@@ -165,6 +168,7 @@ impl Metrics {
         let relay_connections = Counter::default();
         let relay_auth_failures = Counter::default();
         let old_key_sign_ins = Family::<AppLabel, Counter>::default();
+        let old_key_refusals = Family::<AppLabel, Counter>::default();
         let relay_accepted = Counter::default();
         let quota_reached = Family::<QuotaLabel, Counter>::default();
         let recipients_today = Family::<ProfileLabel, Gauge>::default();
@@ -279,6 +283,11 @@ impl Metrics {
             old_key_sign_ins.clone(),
         );
         registry.register(
+            "app_old_key_refusals",
+            "Sign-ins refused (HTTP requests and relay AUTH) with an app's key from before its last New key, its time over or ended: a device still to be given the new key, whose mail never reaches Mailroom",
+            old_key_refusals.clone(),
+        );
+        registry.register(
             "relay_messages_accepted",
             "Messages the SMTP relay acknowledged",
             relay_accepted.clone(),
@@ -296,6 +305,7 @@ impl Metrics {
             relay_certificate_expiry,
             relay_auth_failures,
             old_key_sign_ins,
+            old_key_refusals,
             relay_accepted,
             quota_reached,
             recipients_today,

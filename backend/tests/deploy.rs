@@ -32,7 +32,7 @@ fn promtool(args: &[&str]) -> String {
 #[test]
 fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     let checked = promtool(&["check", "rules", "mailroom-alerts.yml"]);
-    assert!(checked.contains("SUCCESS: 12 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 13 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "mailroom-alerts.test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
     let rules = std::fs::read_to_string(rules_dir().join("mailroom-alerts.yml")).unwrap();
@@ -40,6 +40,7 @@ fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
         "MailroomDeliveryPaused",
         "MailroomCredentialExpiring",
         "MailroomBasicAuthRetiring",
+        "MailroomAppOldKeyRefused",
         "MailroomRelayCertificateExpiring",
         "MailroomOldestQueuedMessage",
         "MailroomWebhookFailing",
@@ -52,7 +53,7 @@ fn the_alert_rules_pass_promtool_and_their_own_unit_tests() {
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "{alert}");
     }
-    assert_eq!(rules.matches("Fix:").count(), 12, "each alert says the fix");
+    assert_eq!(rules.matches("Fix:").count(), 13, "each alert says the fix");
 }
 
 #[tokio::test]
@@ -87,6 +88,14 @@ async fn every_metric_the_alert_rules_use_is_exported() {
     let (first, q) = server.submit(&key, &mail).await;
     assert_eq!(first, 202, "{q}");
     assert_eq!(server.submit(&key, &mail).await.0, 429);
+    // A device still using an app's replaced key.
+    let (moved, old) = server.new_app(serde_json::json!({"name": "Moved"})).await;
+    let path = format!("/api/apps/{moved}/key");
+    assert_eq!(
+        server.admin(reqwest::Method::POST, &path, None).await.0,
+        200
+    );
+    assert_eq!(server.submit(&old, &mail).await.0, 401);
     server.wait_status(q["id"].as_str().unwrap(), "sent").await;
     // And a message that fails for good: its only recipient is refused.
     let gone = mailroom_fakes::addr("gone", "example.org");
@@ -127,7 +136,7 @@ async fn every_metric_the_alert_rules_use_is_exported() {
         .collect();
     used.sort();
     used.dedup();
-    assert_eq!(used.len(), 11, "{used:?}");
+    assert_eq!(used.len(), 12, "{used:?}");
     for name in used {
         let family = name.strip_suffix("_total").unwrap_or(name);
         assert!(

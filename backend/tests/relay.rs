@@ -1910,6 +1910,15 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     assert_eq!(status, 202, "the new key goes on: {said}");
     let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
     assert!(listed(&apps).get("old_key_until").is_none(), "{apps}");
+    // Each refused try is counted (by id and by address at the relay, and
+    // over HTTP), for the alert MailroomAppOldKeyRefused.
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "mailroom_app_old_key_refusals_total{{app=\"{app}\"}} 3"
+        )),
+        "{metrics}"
+    );
     // The device still trying it is named: the last refusal, over HTTP.
     let used = &listed(&apps)["old_key_used"];
     assert_eq!(
