@@ -230,8 +230,9 @@ impl AppsState {
         Ok(self.app_during_old_key(&r).await?.map(|app| (app, r)))
     }
 
-    /// What the API shows of `app` at `now`: its usage, and until when its
-    /// old key works, while it does.
+    /// What the API shows of `app` at `now`: its usage, until when its old
+    /// key works (while it does), and that key's last use (while it works,
+    /// or refused in the last week).
     async fn shown(&self, mut app: App, now: i64) -> Result<App, crate::store::StoreError> {
         app.usage = self.queue.recent(&app.id, now, true).await?.usage(now);
         let unix = |at: &str| {

@@ -3468,6 +3468,33 @@ async fn an_old_key_still_working_shows_and_can_be_ended() {
             .is_none(),
         "only an app whose old key works has the button"
     );
+    // Another new key meanwhile would end that old key at once: the
+    // question says so, only for the app whose old key still works.
+    click(
+        &root,
+        "#apps-table tbody tr:first-child button[data-act=rekey]",
+    )
+    .await;
+    let said = text_of(&root, "#rekey-prompt");
+    assert!(
+        said.contains("Its old key, which still works until")
+            && said.contains("stops at once either way"),
+        "{said}"
+    );
+    click(&root, "#rekey-prompt-default").await;
+    click(
+        &root,
+        "#apps-table tbody tr:nth-child(2) button[data-act=rekey]",
+    )
+    .await;
+    assert!(
+        root.query_selector("#rekey-old-key-ends")
+            .unwrap()
+            .is_none(),
+        "{}",
+        text_of(&root, "#rekey-prompt")
+    );
+    click(&root, "#rekey-prompt-default").await;
     let button = "#apps-table tbody tr:first-child button[data-act=end-old-key]";
     assert_eq!(
         find(&root, button).get_attribute("aria-label").unwrap(),

@@ -1338,6 +1338,13 @@ pub fn apps(p: &AppsProps) -> Html {
                     title: ["Give “", &app.name, "” a new key?"].concat().into(),
                     children: html! { <>
                         <p>{ "Unless the box below is ticked, its current key stops working at once, in open SMTP sessions too: whatever uses it sends again once given the new key, which is shown once. Its id (the SMTP username), name, From addresses, limits, profile and history stay." }</p>
+                        if !app.old_key_until.is_empty() {
+                            <p class="old-key-ends" id="rekey-old-key-ends">{ [
+                                "Its old key, which still works until ",
+                                &crate::markup::local_time(&app.old_key_until),
+                                ", stops at once either way: only the key before the newest is kept. Devices not yet moved to the current key are refused until given the new one.",
+                            ].concat() }</p>
+                        }
                         <label class="check">
                             <input type="checkbox" id="rekey-keep-old" checked={*keep_old} onchange={on_keep_old} />
                             { " Keep the old key working for 24 hours, so devices can be moved to the new one one by one. Leave this off for a key that leaked." }
