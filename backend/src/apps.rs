@@ -163,6 +163,30 @@ fn old_key_used(r: &ReplacedKey) -> String {
     )
 }
 
+/// The warning on every view while a device was refused in the last day for
+/// signing in with `app`'s key from before its last *New key* (its time
+/// over, or ended): its mail never reaches Mailroom, so nothing else shows
+/// it. `now` is Unix seconds.
+pub fn old_key_refused_warning(app: &App, now: i64) -> Option<mailroom_shared::sending::Warning> {
+    let used = app.old_key_used.as_ref().filter(|u| u.refused)?;
+    let at = time::OffsetDateTime::parse(&used.at, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    if at.unix_timestamp() <= now - crate::store::queue::DAY {
+        return None;
+    }
+    Some(mailroom_shared::sending::Warning {
+        code: mailroom_shared::sending::OLD_KEY_REFUSED.into(),
+        message: format!(
+            "App “{}” was given a new key, but a device still signs in with its old key (last from {}) and is refused: its mail never reaches Mailroom.",
+            crate::error::short(&app.name),
+            used.from
+        ),
+        hint: "Give that device the app's new key. If no one kept it, give the app another New key under Apps with “Keep the old key working for 24 hours” ticked, so the devices already moved go on sending meanwhile.".into(),
+        at: used.at.clone(),
+        profile: None,
+    })
+}
+
 /// How often the same use of an app's old key (the same client, refused
 /// or not) is written again: a device sending many messages a minute with
 /// it costs one write a minute, and the time shown is at most this old.

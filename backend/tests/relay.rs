@@ -1919,6 +1919,29 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         )),
         "{metrics}"
     );
+    // And warned of on every view (GET /api/queue) for a day.
+    let warned = |q: &serde_json::Value| {
+        q["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["code"] == "old_key_refused")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (_, q) = server.admin(reqwest::Method::GET, "/api/queue", None).await;
+    let w = warned(&q);
+    assert_eq!(w.len(), 1, "{q}");
+    let said = w[0]["message"].as_str().unwrap();
+    assert!(
+        said.contains("App “Copiers, all floors” was given a new key")
+            && said.contains("(last from 127.0.0.1 (HTTP))"),
+        "{said}"
+    );
+    assert!(w[0]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("Keep the old key working"));
     // The device still trying it is named: the last refusal, over HTTP.
     let used = &listed(&apps)["old_key_used"];
     assert_eq!(
@@ -1953,7 +1976,15 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     assert_eq!(upload(&server, &new, raw_message(200)).await.0, 401);
     let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
     assert_eq!(listed(&apps)["old_key_used"]["refused"], true, "{apps}");
-    clock.advance(Duration::from_secs(7 * 86_400));
+    clock.advance(Duration::from_secs(86_400));
+    let (_, q) = server.admin(reqwest::Method::GET, "/api/queue", None).await;
+    assert!(warned(&q).is_empty(), "a day on, no more: {q}");
+    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    assert!(
+        listed(&apps)["old_key_used"]["refused"] == true,
+        "the list keeps it for a week"
+    );
+    clock.advance(Duration::from_secs(6 * 86_400));
     let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
     assert!(listed(&apps).get("old_key_used").is_none(), "{apps}");
 

@@ -1175,6 +1175,13 @@ fn paused_queue(paused: bool) -> Value {
                         profile: None,
                     },
                     mailroom_shared::sending::Warning {
+                        code: mailroom_shared::sending::OLD_KEY_REFUSED.into(),
+                        message: "App “Printers” was given a new key, but a device still signs in with its old key (last from 10.0.0.5 (relay)) and is refused: its mail never reaches Mailroom.".into(),
+                        hint: "Give that device the app's new key.".into(),
+                        at: "2026-12-07T15:00:00Z".into(),
+                        profile: None,
+                    },
+                    mailroom_shared::sending::Warning {
                         code: mailroom_shared::sending::BASIC_AUTH_RETIRING.into(),
                         message: "Profile “Old printer”: Mailroom signs in to Office 365 with a password (basic authentication for SMTP AUTH), which Microsoft turns off by default for existing tenants at the end of December 2026, in 24 days.".into(),
                         hint: "Switch to OAuth 2.0 (Client Credentials) under Settings.".into(),
@@ -1233,6 +1240,21 @@ async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
             .unwrap()
             .is_none(),
         "on the Settings view, no link to where the reader already is"
+    );
+    // A device on an app's replaced key: under its own heading, linking to
+    // Apps (where the list names it), on the Settings view too.
+    let old_key = text_of(&root, "#old-key-warning");
+    assert!(
+        old_key.contains("A device still uses an app's replaced key")
+            && old_key.contains("last from 10.0.0.5 (relay)")
+            && old_key.contains("Give that device the app's new key."),
+        "{old_key}"
+    );
+    assert_eq!(
+        find(&root, "#old-key-warning a")
+            .get_attribute("href")
+            .as_deref(),
+        Some("#/apps")
     );
     // The credential is another profile's than the form edits: its link stays.
     assert_eq!(

@@ -521,7 +521,8 @@ pub struct QueueState {
 /// A warning of `GET /api/queue` (docs/API.md §13).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
-    /// [`CREDENTIAL_EXPIRING`], [`MAILBOX_SHARED`] or [`BASIC_AUTH_RETIRING`].
+    /// [`CREDENTIAL_EXPIRING`], [`MAILBOX_SHARED`], [`BASIC_AUTH_RETIRING`]
+    /// or [`OLD_KEY_REFUSED`].
     pub code: String,
     /// One sentence for a person.
     pub message: String,
@@ -546,6 +547,11 @@ pub const MAILBOX_SHARED: &str = "mailbox_shared";
 /// The code of the warning about a profile that signs in to Exchange Online
 /// with a password, which Microsoft is retiring.
 pub const BASIC_AUTH_RETIRING: &str = "basic_auth_retiring";
+
+/// The code of the warning (beyond the contract) about a device refused in
+/// the last day for signing in with an app's key from before its last *New
+/// key*: its mail never reaches Mailroom.
+pub const OLD_KEY_REFUSED: &str = "old_key_refused";
 
 /// The last error of a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

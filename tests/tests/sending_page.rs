@@ -427,6 +427,14 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         said.contains("from 127.0.0.1 (HTTP): give that device the new key"),
         "{said}"
     );
+    // And on every view, as a warning that links to Apps.
+    let warned = b
+        .wait_text(
+            "#old-key-warning",
+            "A device still uses an app's replaced key",
+        )
+        .await;
+    assert!(warned.contains("(last from 127.0.0.1 (HTTP))"), "{warned}");
     // Its message count opens Activity filtered to it.
     b.click(&format!("#apps-table a[href='#/activity?app={username}']"))
         .await;

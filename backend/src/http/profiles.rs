@@ -138,6 +138,9 @@ pub(crate) async fn states(
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     warnings.extend(shared_mailboxes(&signing_in, &at));
+    for app in s.apps.queue.list_apps().await? {
+        warnings.extend(crate::apps::old_key_refused_warning(&app, now));
+    }
     Ok((out, warnings))
 }
 

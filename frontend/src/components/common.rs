@@ -95,6 +95,10 @@ pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
         mailroom_shared::sending::BASIC_AUTH_RETIRING => {
             ("basic-auth-warning", "Password sign-in is being retired")
         }
+        mailroom_shared::sending::OLD_KEY_REFUSED => (
+            "old-key-warning",
+            "A device still uses an app's replaced key",
+        ),
         _ => ("warning", "Warning"),
     };
     let mut m = Markup::default();
@@ -105,6 +109,12 @@ pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
     .el("h2", &[], title)
     .el("p", &[("class", "message")], &w.message);
     hint(&mut m, &w.hint);
+    // An app's key is under Apps, where the list names the device.
+    if w.code == mailroom_shared::sending::OLD_KEY_REFUSED {
+        m.el("a", &[("class", "button"), ("href", "#/apps")], "Open Apps")
+            .close("section");
+        return m.html();
+    }
     // A credential's warning opens its own profile's settings.
     let link = w
         .profile
