@@ -35,6 +35,8 @@ pub struct AppsState {
     pub key_failures: Arc<FailureLimit>,
     /// The old keys' uses kept lately.
     pub old_key_uses: Arc<OldKeyUses>,
+    /// Where a device refused for an old key is told of.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The time.
     pub clock: Arc<dyn Clock>,
     /// Where sign-ins with an old key are counted.
@@ -239,6 +241,19 @@ impl AppsState {
         }
         if let Err(e) = self.queue.note_old_key_use(app, at, peer, refused).await {
             tracing::warn!(app, error = %e, "cannot keep the old key's last use");
+            return;
+        }
+        // A refused device's mail never reaches Mailroom: the webhooks
+        // hear of it, once a day per app, with the warning the page shows.
+        let key = format!("old_key_refused|{app}");
+        if refused && self.webhooks.once_a_day(&key, at, None) {
+            if let Ok(Some((row, _))) = self.queue.app_by_id(app).await {
+                if let Some(w) = old_key_refused_warning(&row, at) {
+                    let mut data = serde_json::to_value(&w).unwrap_or_default();
+                    data["app"] = serde_json::json!(app);
+                    self.webhooks.emit("app.old_key_refused", data).await;
+                }
+            }
         }
     }
 

@@ -76,6 +76,7 @@ impl FromRef<AppState> for AppsState {
             queue: state.queue.clone(),
             key_failures: state.key_failures.clone(),
             old_key_uses: state.old_key_uses.clone(),
+            webhooks: state.webhooks.clone(),
             clock: state.clock.clone(),
             metrics: state.metrics.clone(),
         }

@@ -427,6 +427,82 @@ async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format()
 /// `message.sent`'s SUMMARY names the one it did not reach, and a chat
 /// post says so with the fix. Both said a plain "sent" (its last_error
 /// was null), so the app and the channel never heard of the refusal.
+/// A device refused for an app's replaced key: its mail never reaches
+/// Mailroom, so the webhooks hear of it (`app.old_key_refused`, with the
+/// page's warning as data), once a day per app; a Slack post says the fix
+/// and links to Apps.
+#[tokio::test]
+async fn a_device_refused_for_an_apps_replaced_key_is_announced_once_a_day() {
+    let clock = Arc::new(ManualClock::default());
+    let (_rig, server) = saved_rig_clocked(
+        Default::default(),
+        |a| a.public_url = Some("https://mail.contoso.com".into()),
+        clock.clone(),
+    )
+    .await;
+    let receiver = FakeReceiver::start().await;
+    let (_, secret) = add_hook(
+        &server,
+        &receiver.url("/std"),
+        &["app.old_key_refused"],
+        "standard",
+    )
+    .await;
+    add_hook(
+        &server,
+        &receiver.url("/slack"),
+        &["app.old_key_refused"],
+        "slack",
+    )
+    .await;
+    let (app, old) = server.new_app(json!({"name": "Scanner"})).await;
+    let path = format!("/api/apps/{app}/key");
+    assert_eq!(server.admin(Method::POST, &path, None).await.0, 200);
+    let mail = json!({"to": [addr("a", "example.org")], "subject": "s", "text": "x"});
+    assert_eq!(server.submit(&old, &mail).await.0, 401);
+    let hooks = receiver.wait_for(2).await;
+    let std: Vec<Value> = hooks
+        .iter()
+        .filter(|h| h.path == "/std")
+        .map(|h| verified(&secret, h))
+        .collect();
+    assert_eq!(std.len(), 1, "{hooks:?}");
+    assert_eq!(std[0]["type"], "app.old_key_refused");
+    let data = &std[0]["data"];
+    assert_eq!(
+        (&data["app"], &data["code"]),
+        (&json!(app), &json!("old_key_refused"))
+    );
+    assert!(
+        data["message"]
+            .as_str()
+            .unwrap()
+            .contains("App “Scanner” was given a new key")
+            && data["message"]
+                .as_str()
+                .unwrap()
+                .contains("127.0.0.1 (HTTP)"),
+        "{data}"
+    );
+    let slack = hooks.iter().find(|h| h.path == "/slack").unwrap().json();
+    let text = slack["text"].as_str().unwrap();
+    assert!(
+        text.contains("a device still uses an app's replaced key")
+            && text.contains("Give that device the app's new key")
+            && text.contains("https://mail.contoso.com/#/apps"),
+        "{text}"
+    );
+    // Again the same day (the try itself kept, minutes later): nothing
+    // more; a day on, once more.
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(server.submit(&old, &mail).await.0, 401);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.hooks().len(), 2, "once a day per app");
+    clock.advance(Duration::from_secs(86_400));
+    assert_eq!(server.submit(&old, &mail).await.0, 401);
+    assert_eq!(receiver.wait_for(4).await.len(), 4);
+}
+
 #[tokio::test]
 async fn a_message_sent_to_some_recipients_is_announced_as_such() {
     let (rig, server, key) = sending_rig().await;

@@ -24,6 +24,10 @@ pub const EVENTS: &[(&str, &str)] = &[
         "quota.reached",
         "An app's limit or a profile's daily recipients reached",
     ),
+    (
+        "app.old_key_refused",
+        "A device was refused for an app's replaced key (once a day per app)",
+    ),
 ];
 
 /// The event `POST /api/webhooks/{id}/test` sends.

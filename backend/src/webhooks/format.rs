@@ -228,6 +228,12 @@ pub fn describe(event: &Value) -> Said {
                 route,
             }
         }
+        "app.old_key_refused" => Said {
+            title: "Mailroom: a device still uses an app's replaced key".into(),
+            what: s(data, "message").to_string(),
+            fix: data["hint"].as_str().map(str::to_string),
+            route: page_route("#/apps", &[]),
+        },
         _ => Said {
             title: "Mailroom: test event".into(),
             what: "This webhook works: Mailroom can reach it.".into(),
