@@ -259,6 +259,15 @@ async fn mount_apps_at(
     hash: &str,
     profiles: Vec<mailroom_shared::profiles::ProfileState>,
 ) -> Element {
+    mount_apps_polling(hash, profiles, None).await
+}
+
+/// The Apps view opened at `hash`, reading its list every `poll_ms`.
+async fn mount_apps_polling(
+    hash: &str,
+    profiles: Vec<mailroom_shared::profiles::ProfileState>,
+    poll_ms: Option<i32>,
+) -> Element {
     end_apps().await;
     let root = fresh_root_at(hash);
     let page = yew::Renderer::<Apps>::with_root_and_props(
@@ -267,6 +276,7 @@ async fn mount_apps_at(
             on_unauthorized: Callback::noop(),
             profiles,
             shown: true,
+            poll_ms: poll_ms.unwrap_or(mailroom_frontend::components::apps::APPS_POLL_MS),
         },
     )
     .render();
@@ -3551,6 +3561,46 @@ async fn an_old_key_still_working_shows_and_can_be_ended() {
         text_of(&root, ".banner.success")
     );
     assert!(eventually(3000, || loads() > loaded).await, "read again");
+}
+
+/// While Apps shows, its list is read again now and then: a device refused
+/// for an app's old key shows without a reload; a failed read keeps the
+/// list as it was.
+#[wasm_bindgen_test]
+async fn the_apps_list_is_read_again_while_it_shows() {
+    fake_api();
+    apps_routes(vec![app_json("app_1", "Printers")]);
+    let root = mount_apps_polling("", Vec::new(), Some(200)).await;
+    assert!(!text_of(&root, "#apps-table").contains("Old key"));
+    let mut printers = app_json("app_1", "Printers");
+    printers["old_key_used"] =
+        json!({"at": "2026-12-07T16:00:00Z", "from": "10.0.0.9 (relay)", "refused": true});
+    apps_routes(vec![printers]);
+    assert!(
+        eventually(3000, || text_of(&root, "#apps-table .old-key")
+            .contains("from 10.0.0.9 (relay)"))
+        .await,
+        "{}",
+        text_of(&root, "#apps-table")
+    );
+    route(
+        "GET /api/apps",
+        500,
+        &json!({"message": "The database is busy."}),
+    );
+    let loads = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r == "GET /api/apps")
+            .count()
+    };
+    let before = loads();
+    assert!(eventually(3000, || loads() > before + 1).await);
+    assert!(
+        text_of(&root, "#apps-table .old-key").contains("from 10.0.0.9 (relay)"),
+        "a failed read keeps the list"
+    );
+    end_apps().await;
 }
 
 /// A webhook's secret shown once counts as unsaved for signing out: the

@@ -539,7 +539,14 @@ pub struct AppsProps {
     /// on coming back; each return reads the apps again.
     #[prop_or(true)]
     pub shown: bool,
+    /// How often the list is read again while the view shows, in ms.
+    #[prop_or(APPS_POLL_MS)]
+    pub poll_ms: i32,
 }
+
+/// How often the Apps list is read again while it shows: its use and an
+/// old key's last use stay current without a reload.
+pub const APPS_POLL_MS: i32 = 30_000;
 
 /// What the app form holds: a new app, or an app being edited.
 #[derive(Clone, Default, PartialEq)]
@@ -722,6 +729,12 @@ where
     })
 }
 
+/// `GET /api/apps`, each APP as the page shows it.
+async fn read_apps() -> Result<Vec<App>, ApiError> {
+    let l = json(Method::GET, "/api/apps").await?;
+    Ok(items(&l, "apps").iter().map(App::from_json).collect())
+}
+
 /// How long the old key works when the *New key* question's box is ticked.
 const KEEP_OLD_KEY_HOURS: u32 = 24;
 
@@ -750,11 +763,8 @@ pub fn apps(p: &AppsProps) -> Html {
         Callback::from(move |()| {
             let (list, unauthorized) = (list.clone(), unauthorized.clone());
             crate::spawn(async move {
-                match json(Method::GET, "/api/apps").await {
-                    Ok(l) => list.set(Some(Ok(items(&l, "apps")
-                        .iter()
-                        .map(App::from_json)
-                        .collect()))),
+                match read_apps().await {
+                    Ok(apps) => list.set(Some(Ok(apps))),
                     Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
                     Err(e) => list.set(Some(Err(e.message().to_string()))),
                 }
@@ -790,6 +800,28 @@ pub fn apps(p: &AppsProps) -> Html {
                 }
             });
         });
+    }
+    // While shown, the list is read again now and then, so its use and an
+    // old key's last use (a device still to move) stay current. A failed
+    // read keeps the list shown; a refused session signs in again.
+    {
+        let (list, shown, unauthorized) = (list.clone(), p.shown, p.on_unauthorized.clone());
+        crate::hooks::use_interval(
+            p.poll_ms,
+            Callback::from(move |()| {
+                if !shown {
+                    return;
+                }
+                let (list, unauthorized) = (list.clone(), unauthorized.clone());
+                crate::spawn(async move {
+                    match read_apps().await {
+                        Ok(apps) => list.set(Some(Ok(apps))),
+                        Err(ApiError::Unauthorized(_)) => unauthorized.emit(()),
+                        Err(_) => {}
+                    }
+                });
+            }),
+        );
     }
     // A link names an app whose limits to open (`#/apps?limits=app_…`, a
     // webhook post about one of its limits), at load or followed later:
