@@ -171,9 +171,7 @@ fn old_key_used(r: &ReplacedKey) -> String {
 /// it. `now` is Unix seconds.
 pub fn old_key_refused_warning(app: &App, now: i64) -> Option<mailroom_shared::sending::Warning> {
     let used = app.old_key_used.as_ref().filter(|u| u.refused)?;
-    let at = time::OffsetDateTime::parse(&used.at, &time::format_description::well_known::Rfc3339)
-        .ok()?;
-    if at.unix_timestamp() <= now - crate::store::queue::DAY {
+    if crate::clock::unix_of(&used.at)? <= now - crate::store::queue::DAY {
         return None;
     }
     Some(mailroom_shared::sending::Warning {
@@ -274,10 +272,7 @@ impl AppsState {
     /// or refused in the last week).
     async fn shown(&self, mut app: App, now: i64) -> Result<App, crate::store::StoreError> {
         app.usage = self.queue.recent(&app.id, now, true).await?.usage(now);
-        let unix = |at: &str| {
-            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-                .map_or(0, |t| t.unix_timestamp())
-        };
+        let unix = |at: &str| crate::clock::unix_of(at).unwrap_or(0);
         app.old_key_until = app.old_key_until.filter(|until| unix(until) > now);
         // A use while the old key works, until it stops; a refused one
         // for a week (the device still to be given the new key).
@@ -524,7 +519,7 @@ async fn replace_key(
         return Err(AppError::no_such("app", &id));
     };
     let app = state.shown(app, now).await?;
-    let old_key_until = old_until.and_then(crate::clock::rfc3339_at);
+    let old_key_until = app.old_key_until.clone();
     tracing::info!(app = %app.id, old_key_until = old_key_until.as_deref().unwrap_or("now"), "app key replaced");
     Ok(Json(NewKey {
         app,

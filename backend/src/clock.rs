@@ -30,6 +30,13 @@ pub fn rfc3339_at(unix: i64) -> Option<String> {
         .ok()
 }
 
+/// An RFC 3339 moment as Unix seconds; `None` when it is not one.
+pub fn unix_of(rfc3339: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

@@ -1798,7 +1798,9 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     let clock = std::sync::Arc::new(mailroom_backend::clock::ManualClock::default());
     let (_rig, server) = saved_rig_clocked(Default::default(), relay_on, clock.clone()).await;
     let (app, old) = server.new_app(json!({"name": "Copiers"})).await;
-    let listed = |apps: &serde_json::Value| {
+    // The app's row in GET /api/apps.
+    let row = || async {
+        let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
         apps["apps"]
             .as_array()
             .unwrap()
@@ -1807,10 +1809,10 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
             .cloned()
             .unwrap()
     };
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    let listed = row().await;
     assert!(
-        listed(&apps).get("old_key_until").is_none(),
-        "no old key: the field is left out, as before: {apps}"
+        listed.get("old_key_until").is_none(),
+        "no old key: the field is left out, as before: {listed}"
     );
     let (status, body) = server
         .admin(
@@ -1826,8 +1828,8 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         until.is_string() && body["app"]["old_key_until"] == until,
         "{body}"
     );
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
-    assert_eq!(listed(&apps)["old_key_until"], until, "{apps}");
+    let listed = row().await;
+    assert_eq!(listed["old_key_until"], until, "{listed}");
     let (status, changed) = server
         .admin(
             reqwest::Method::PATCH,
@@ -1846,12 +1848,12 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     w.command("EHLO t").await;
     assert!(w.auth_plain(&app, &old).await.starts_with("235"));
     // Its use is kept for the list: when, and which client.
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
-    let used = &listed(&apps)["old_key_used"];
+    let listed = row().await;
+    let used = &listed["old_key_used"];
     assert_eq!(
         (&used["from"], &used["refused"]),
         (&json!("127.0.0.1 (relay)"), &json!(false)),
-        "{apps}"
+        "{listed}"
     );
     let path = format!("/api/apps/{app}/old-key");
     // Only the admin ends it.
@@ -1868,23 +1870,23 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;
     assert!(r.starts_with("530 5.7.0") && r.contains("replaced"), "{r}");
     relay_refuses(&server, &app, &old, "ended", "535").await;
-    let last_use = |apps: &serde_json::Value| {
-        let used = &listed(apps)["old_key_used"];
+    let last_use = |listed: &serde_json::Value| {
+        let used = &listed["old_key_used"];
         (
             used["at"].clone(),
             used["from"].clone(),
             used["refused"].clone(),
         )
     };
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    let listed = row().await;
     let now = || {
         let wall = mailroom_backend::clock::Clock::wall(&*clock).unix_timestamp();
         json!(mailroom_backend::clock::rfc3339_at(wall))
     };
     assert_eq!(
-        last_use(&apps),
+        last_use(&listed),
         (now(), json!("127.0.0.1 (relay)"), json!(true)),
-        "{apps}"
+        "{listed}"
     );
     // By the mailbox's address, as a device moved from Office 365 signs
     // in: the log says it is the replaced key, not a wrong username, and
@@ -1898,18 +1900,18 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         )),
         "{said}"
     );
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    let listed = row().await;
     assert_eq!(
-        last_use(&apps),
+        last_use(&listed),
         (now(), json!("127.0.0.1 (relay)"), json!(true)),
-        "{apps}"
+        "{listed}"
     );
     let raw = raw_message(200);
     assert_eq!(upload(&server, &old, raw.clone()).await.0, 401);
     let (status, said) = upload(&server, &new, raw).await;
     assert_eq!(status, 202, "the new key goes on: {said}");
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
-    assert!(listed(&apps).get("old_key_until").is_none(), "{apps}");
+    let listed = row().await;
+    assert!(listed.get("old_key_until").is_none(), "{listed}");
     // Each refused try is counted (by id and by address at the relay, and
     // over HTTP), for the alert MailroomAppOldKeyRefused.
     let metrics = server.metrics().await;
@@ -1943,11 +1945,11 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         .unwrap()
         .contains("Keep the old key working"));
     // The device still trying it is named: the last refusal, over HTTP.
-    let used = &listed(&apps)["old_key_used"];
+    let used = &listed["old_key_used"];
     assert_eq!(
         (&used["from"], &used["refused"]),
         (&json!("127.0.0.1 (HTTP)"), &json!(true)),
-        "{apps}"
+        "{listed}"
     );
     assert!(logged(&log, "app's old key ended").await.contains(&app));
     // Again, with nothing left to end: as asked, 204.
@@ -1970,23 +1972,23 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         "a new key starts with its old key unused: {body}"
     );
     clock.advance(Duration::from_secs(3600));
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
-    assert!(listed(&apps).get("old_key_until").is_none(), "{apps}");
+    let listed = row().await;
+    assert!(listed.get("old_key_until").is_none(), "{listed}");
     // Tried after its time: shown for a week, then no more.
     assert_eq!(upload(&server, &new, raw_message(200)).await.0, 401);
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
-    assert_eq!(listed(&apps)["old_key_used"]["refused"], true, "{apps}");
+    let listed = row().await;
+    assert_eq!(listed["old_key_used"]["refused"], true, "{listed}");
     clock.advance(Duration::from_secs(86_400));
     let (_, q) = server.admin(reqwest::Method::GET, "/api/queue", None).await;
     assert!(warned(&q).is_empty(), "a day on, no more: {q}");
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
+    let listed = row().await;
     assert!(
-        listed(&apps)["old_key_used"]["refused"] == true,
+        listed["old_key_used"]["refused"] == true,
         "the list keeps it for a week"
     );
     clock.advance(Duration::from_secs(6 * 86_400));
-    let (_, apps) = server.admin(reqwest::Method::GET, "/api/apps", None).await;
-    assert!(listed(&apps).get("old_key_used").is_none(), "{apps}");
+    let listed = row().await;
+    assert!(listed.get("old_key_used").is_none(), "{listed}");
 
     // No such app, or one revoked: 404 in JSON, naming it.
     for id in ["app_nonexistent".to_string(), app.clone()] {
