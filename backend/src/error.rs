@@ -775,9 +775,18 @@ fn not_utf8(bytes: &[u8]) -> Option<String> {
 const ECHO: usize = 80;
 
 /// The first [`ECHO`] characters of what a client sent, for a message that
-/// repeats it (with `…` when there was more).
+/// repeats it (with `…` when there was more). A control character shows
+/// escaped (`\r`, `\n`, `\u{1b}`), so an echoed value cannot break a
+/// message or a log line into lines of its own choosing.
 pub fn short(text: &str) -> String {
-    let mut shown: String = text.chars().take(ECHO).collect();
+    let mut shown = String::new();
+    for c in text.chars().take(ECHO) {
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
     if text.chars().count() > ECHO {
         shown.push('…');
     }
@@ -873,6 +882,19 @@ fn in_words(detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a client sent comes back cut to 80 characters, with its
+    /// control characters escaped: it cannot start lines of its own.
+    #[test]
+    fn an_echoed_value_is_short_and_on_one_line() {
+        assert_eq!(
+            short("app_\r\ninjected\u{1b}[2J"),
+            "app_\\r\\ninjected\\u{1b}[2J"
+        );
+        assert_eq!(short("Scanner “3rd” floor"), "Scanner “3rd” floor");
+        let long = short(&"x".repeat(200));
+        assert_eq!((long.chars().count(), long.ends_with('…')), (81, true));
+    }
 
     #[tokio::test]
     async fn failures_of_ours_are_logged_not_shown_and_limits_say_when() {

@@ -1991,21 +1991,33 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     assert!(listed.get("old_key_used").is_none(), "{listed}");
 
     // No such app, or one revoked: 404 in JSON, naming it.
+    let end_old = |id: String| {
+        let server = &server;
+        async move {
+            let path = format!("/api/apps/{id}/old-key");
+            server.admin(reqwest::Method::DELETE, &path, None).await
+        }
+    };
     for id in ["app_nonexistent".to_string(), app.clone()] {
         if id == app {
             server
                 .admin(reqwest::Method::DELETE, &format!("/api/apps/{app}"), None)
                 .await;
         }
-        let (status, body) = server
-            .admin(
-                reqwest::Method::DELETE,
-                &format!("/api/apps/{id}/old-key"),
-                None,
-            )
-            .await;
+        let (status, body) = end_old(id.clone()).await;
         assert_eq!(status, 404, "{id}: {body}");
         assert!(body["message"].as_str().unwrap().contains(&id), "{body}");
+    }
+    // A huge id, or one with a control character in it: 404 in JSON, the
+    // name cut short and shown without it.
+    for id in ["x".repeat(4000), "app_%0D%0Ainjected".to_string()] {
+        let (status, body) = end_old(id).await;
+        let said = body["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            said.starts_with("There is no app") && said.len() < 300 && !said.contains(['\r', '\n']),
+            "{said}"
+        );
     }
 }
 
