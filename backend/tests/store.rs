@@ -166,7 +166,8 @@ both!(
 
 /// A new secret moves the current one to `previous` with its end; a
 /// second one moves the new one there and the oldest is gone; no webhook
-/// (or a NUL in its id) changes nothing.
+/// (or a NUL in its id) changes nothing. *End old secret* drops the
+/// previous one before its time, and leaves the current one.
 async fn a_webhooks_new_secret_keeps_the_old_one_until_its_time(f: Fixture) {
     let (hooks, id) = store_with_webhook(&f, "message.sent").await;
     let row = |hooks: Arc<dyn WebhookStore>| async move {
@@ -196,6 +197,18 @@ async fn a_webhooks_new_secret_keeps_the_old_one_until_its_time(f: Fixture) {
     assert_eq!(row(hooks.clone()).await, (vec![3], Some((vec![2], 200))));
     assert_eq!(hooks.forget_old_webhook_secrets(200).await.unwrap(), 1);
     assert_eq!(row(hooks.clone()).await, (vec![3], None));
+    assert!(hooks
+        .replace_webhook_secret(&id, vec![4], 300)
+        .await
+        .unwrap());
+    assert!(hooks.end_old_webhook_secret(&id).await.unwrap());
+    assert_eq!(row(hooks.clone()).await, (vec![4], None));
+    // Again (none left): the webhook is there, nothing changes.
+    assert!(hooks.end_old_webhook_secret(&id).await.unwrap());
+    assert_eq!(row(hooks.clone()).await, (vec![4], None));
+    for missing in ["wh_none", "wh_\0"] {
+        assert!(!hooks.end_old_webhook_secret(missing).await.unwrap());
+    }
 }
 
 /// `--max-queue-time` ends a message one recipient had as `sent` (the rule

@@ -29,6 +29,28 @@ async fn add_hook(server: &Running, url: &str, events: &[&str], format: &str) ->
     )
 }
 
+/// A server with saved settings, a receiver, and a Standard webhook to its
+/// `/hook` for `message.sent`: the rig, the server, the receiver, the
+/// webhook's id and its secret.
+async fn one_standard_hook() -> (
+    mailroom_fakes::Loopback,
+    Running,
+    FakeReceiver,
+    String,
+    String,
+) {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let receiver = FakeReceiver::start().await;
+    let (id, secret) = add_hook(
+        &server,
+        &receiver.url("/hook"),
+        &["message.sent"],
+        "standard",
+    )
+    .await;
+    (rig, server, receiver, id, secret)
+}
+
 fn verified(secret: &str, hook: &Hook) -> Value {
     standardwebhooks::Webhook::new(secret)
         .unwrap()
@@ -148,15 +170,7 @@ async fn routes_check_what_they_take_and_show_the_secret_once() {
 
 #[tokio::test]
 async fn a_test_sends_one_signed_request_and_a_redirect_is_not_followed() {
-    let (_rig, server) = saved_rig(|_| {}).await;
-    let receiver = FakeReceiver::start().await;
-    let (id, secret) = add_hook(
-        &server,
-        &receiver.url("/hook"),
-        &["message.sent"],
-        "standard",
-    )
-    .await;
+    let (_rig, server, receiver, id, secret) = one_standard_hook().await;
     let test = format!("/api/webhooks/{id}/test");
     let (status, r) = server.admin(Method::POST, &test, None).await;
     assert_eq!(
@@ -1131,15 +1145,7 @@ fn verifies(secret: &str, hook: &Hook) -> bool {
 /// oldest at once. A chat webhook has no secret; no webhook, no secret.
 #[tokio::test]
 async fn a_new_secret_signs_beside_the_old_one_and_a_chat_webhook_has_none() {
-    let (_rig, server) = saved_rig(|_| {}).await;
-    let receiver = FakeReceiver::start().await;
-    let (id, first) = add_hook(
-        &server,
-        &receiver.url("/hook"),
-        &["message.sent"],
-        "standard",
-    )
-    .await;
+    let (_rig, server, receiver, id, first) = one_standard_hook().await;
     let replace = format!("/api/webhooks/{id}/secret");
     let test = format!("/api/webhooks/{id}/test");
     let (status, r) = server.admin(Method::POST, &replace, None).await;
@@ -1191,6 +1197,85 @@ async fn a_new_secret_signs_beside_the_old_one_and_a_chat_webhook_has_none() {
             .await;
         assert_eq!(status, 404, "{missing}");
     }
+}
+
+/// `DELETE /api/webhooks/{id}/old-secret` (beyond the contract): the list
+/// shows until when the old secret signs beside the new one; ended early,
+/// only the new one signs, so a test shows whether the receiver has it.
+/// Twice is fine; an app's key, no such webhook or a hostile id is refused.
+#[tokio::test]
+async fn ending_the_old_secret_early_leaves_only_the_new_one_signing() {
+    let (_rig, server, receiver, id, first) = one_standard_hook().await;
+    let listed = || {
+        let server = &server;
+        async move {
+            let (_, list) = server.admin(Method::GET, "/api/webhooks", None).await;
+            list["webhooks"][0].clone()
+        }
+    };
+    let shown = listed().await;
+    assert_eq!(shown["id"], json!(id));
+    assert!(shown.get("old_secret_until").is_none(), "{shown}");
+    let (status, r) = server
+        .admin(Method::POST, &format!("/api/webhooks/{id}/secret"), None)
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let second = r["secret"].as_str().unwrap().to_string();
+    assert!(r["previous_until"].is_string(), "{r}");
+    assert_eq!(r["webhook"]["old_secret_until"], r["previous_until"]);
+    assert_eq!(listed().await["old_secret_until"], r["previous_until"]);
+
+    let end = format!("/api/webhooks/{id}/old-secret");
+    // Only the admin ends it.
+    let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
+    let by_app = server
+        .http
+        .delete(format!("{}{end}", server.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_app.status(), 401);
+    assert_eq!(listed().await["old_secret_until"], r["previous_until"]);
+    let (status, body) = server.admin(Method::DELETE, &end, None).await;
+    assert_eq!(status, 204, "{body}");
+    let shown = listed().await;
+    assert!(shown.get("old_secret_until").is_none(), "{shown}");
+    server
+        .admin(Method::POST, &format!("/api/webhooks/{id}/test"), None)
+        .await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].header("webhook-signature").matches("v1,").count(), 1);
+    assert!(verifies(&second, &got[0]), "the new secret signs");
+    assert!(!verifies(&first, &got[0]), "the old one no more");
+    // Again, with none left: still there, still 204.
+    assert_eq!(server.admin(Method::DELETE, &end, None).await.0, 204);
+    // No such webhook, a huge id, one with CR LF: a short one-line 404.
+    for missing in [
+        "wh_none".to_string(),
+        "x".repeat(4000),
+        "wh_%0D%0Ainjected".to_string(),
+    ] {
+        let (status, body) = server
+            .admin(
+                Method::DELETE,
+                &format!("/api/webhooks/{missing}/old-secret"),
+                None,
+            )
+            .await;
+        let said = body["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 404, "{body}");
+        assert!(
+            said.starts_with("There is no webhook")
+                && said.len() < 300
+                && !said.contains(['\r', '\n']),
+            "{said}"
+        );
+    }
+    let (_, r) = server
+        .admin(Method::POST, &format!("/api/webhooks/{id}/secret"), None)
+        .await;
+    assert!(r["webhook"]["old_secret_until"].is_string(), "{r}");
 }
 
 /// The old secret signs for 24 hours after a new one, then no more.

@@ -511,6 +511,7 @@ fn webhook(v: &JsValue) -> Option<mailroom_shared::webhooks::Webhook> {
         created_at: string(v, "created_at")?,
         last_success_at: opt_string(v, "last_success_at")?,
         last_failure_at: opt_string(v, "last_failure_at")?,
+        old_secret_until: opt_string(v, "old_secret_until")?,
     })
 }
 

@@ -1220,9 +1220,15 @@ fn webhook_readers_match_the_shared_types() {
             created_at: "2026-12-01T00:00:00Z".into(),
             last_success_at: Some("2026-12-01T01:00:00Z".into()),
             last_failure_at: None,
+            old_secret_until: None,
+        };
+        // With a replaced secret still signing, and without (left out).
+        let signing = Webhook {
+            old_secret_until: Some("2026-12-02T00:00:00Z".into()),
+            ..w.clone()
         };
         let list = WebhookList {
-            webhooks: vec![w.clone()],
+            webhooks: vec![w.clone(), signing],
         };
         let text = serde_json::to_string(&list).unwrap();
         assert_eq!(

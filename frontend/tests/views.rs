@@ -2135,6 +2135,7 @@ fn teams_hook_and_no_webhooks() -> mailroom_shared::webhooks::Webhook {
         created_at: "2026-12-01T10:00:00Z".into(),
         last_success_at: None,
         last_failure_at: None,
+        old_secret_until: None,
     }
 }
 
@@ -3707,6 +3708,81 @@ async fn a_key_not_yet_copied_is_not_replaced_by_another() {
     assert_eq!(posts(), 2, "once copied, the next app is made");
 }
 
+/// A webhook whose replaced secret still signs says until when, with *End
+/// old secret*; that asks first (keeping both is the default), then calls
+/// `DELETE …/old-secret`, reads the list again (the line and the button
+/// go) and says to send a test. A webhook without one has no such button.
+#[wasm_bindgen_test]
+async fn a_webhooks_old_secret_shows_until_when_and_ends_after_a_question() {
+    use mailroom_shared::webhooks::{Format, WebhookList};
+    fake_api();
+    let teams = teams_hook_and_no_webhooks();
+    let ended = mailroom_shared::webhooks::Webhook {
+        id: "wh_2".into(),
+        url: "https://ops.contoso.com/hooks".into(),
+        format: Format::Standard,
+        ..teams.clone()
+    };
+    let signing = mailroom_shared::webhooks::Webhook {
+        old_secret_until: Some("2026-12-08T12:00:00Z".into()),
+        ..ended.clone()
+    };
+    let list = |hooks: Vec<mailroom_shared::webhooks::Webhook>| {
+        serde_json::to_value(WebhookList { webhooks: hooks }).unwrap()
+    };
+    route(
+        "GET /api/webhooks",
+        200,
+        &list(vec![teams.clone(), signing]),
+    );
+    route("DELETE /api/webhooks/wh_2/old-secret", 204, &Value::Null);
+    let root = mount_webhooks().await;
+    let button = "li[data-id=wh_2] .webhook-end-old-secret";
+    assert!(eventually(3000, || root.query_selector(button).unwrap().is_some()).await);
+    assert!(
+        root.query_selector("li[data-id=wh_1] .webhook-end-old-secret")
+            .unwrap()
+            .is_none(),
+        "no old secret, no button"
+    );
+    let line = text_of(&root, "li[data-id=wh_2] .old-secret");
+    assert!(
+        line.contains("The old secret also signs each request until")
+            && line.contains("send a test"),
+        "{line}"
+    );
+    assert_eq!(
+        find(&root, "li[data-id=wh_2] .old-secret time").get_attribute("datetime"),
+        Some("2026-12-08T12:00:00Z".into())
+    );
+    let deletes = || {
+        requests()
+            .iter()
+            .filter(|(r, _)| r == "DELETE /api/webhooks/wh_2/old-secret")
+            .count()
+    };
+    // Read again after the end: the server no longer has it.
+    route("GET /api/webhooks", 200, &list(vec![teams, ended]));
+    let said = asked_kept_then_taken(&root, button, "webhook-end-old-secret-prompt", deletes).await;
+    assert!(
+        said.contains("https://ops.contoso.com/hooks")
+            && said.contains("give it the new one first"),
+        "{said}"
+    );
+    assert!(eventually(3000, || root.query_selector(button).unwrap().is_none()).await);
+    assert_eq!(deletes(), 1);
+    assert!(root
+        .query_selector("li[data-id=wh_2] .old-secret")
+        .unwrap()
+        .is_none());
+    assert!(
+        text_of(&root, "#webhook-saved")
+            .contains("now signs with its new secret only. Send a test"),
+        "{}",
+        text_of(&root, "#webhook-saved")
+    );
+}
+
 /// *New secret* on a Standard webhook asks first (keeping is the default),
 /// then shows the new secret once, saying until when the old one signs
 /// too; while it shows, another New secret sends nothing. A Teams
@@ -3756,6 +3832,13 @@ async fn a_webhook_gets_a_new_secret_after_a_question_and_it_shows_once() {
             .filter(|(r, _)| r == "POST /api/webhooks/wh_2/secret")
             .count()
     };
+    // Read again after the new secret: the server says until when the
+    // old one signs.
+    let signing = mailroom_shared::webhooks::Webhook {
+        old_secret_until: Some("2026-12-08T12:00:00Z".into()),
+        ..standard.clone()
+    };
+    route("GET /api/webhooks", 200, &json!({"webhooks": [signing]}));
     let said = asked_kept_then_taken(
         &root,
         "li[data-id=wh_2] .webhook-new-secret",
@@ -3763,6 +3846,14 @@ async fn a_webhook_gets_a_new_secret_after_a_question_and_it_shows_once() {
         posts,
     )
     .await;
+    assert!(
+        eventually(3000, || root
+            .query_selector("li[data-id=wh_2] .old-secret")
+            .unwrap()
+            .is_some())
+        .await,
+        "the list is read again and says until when the old secret signs"
+    );
     assert!(
         said.contains("https://ops.contoso.com/hooks") && said.contains("24 hours"),
         "{said}"

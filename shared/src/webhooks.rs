@@ -82,6 +82,11 @@ pub struct Webhook {
     pub last_success_at: Option<String>,
     /// The last other answer or error, RFC 3339.
     pub last_failure_at: Option<String>,
+    /// Beyond the contract: until when (RFC 3339) the secret before its
+    /// last *New secret* still signs each request beside the current one;
+    /// left out when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_secret_until: Option<String>,
 }
 
 /// `POST /api/webhooks`.

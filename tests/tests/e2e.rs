@@ -793,6 +793,8 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
     let shown = b
         .wait_text("#webhook-secret", "has a new signing secret")
         .await;
+    // The edit's notice said the secret stays: no longer so.
+    b.wait_gone("#webhook-saved").await;
     let new_secret = shown
         .split_whitespace()
         .find(|w| w.starts_with("whsec_"))
@@ -807,6 +809,38 @@ async fn a_webhook_is_added_and_tested_from_the_page() {
             .verify(hooks[2].body.as_bytes(), &hooks[2].header_map())
             .unwrap_or_else(|e| panic!("{e:?}: {:?}", hooks[2].headers));
     }
+
+    // The receiver has the new secret: End old secret (asked first), and
+    // the next test is signed with the new one alone.
+    b.click("#webhook-secret-done").await;
+    b.wait_text(".webhook .old-secret", "also signs each request until")
+        .await;
+    b.screenshot("webhooks-old-secret").await;
+    b.click(".webhook-end-old-secret").await;
+    b.find("#webhook-end-old-secret-prompt[open]").await;
+    b.audit("webhook-end-old-secret-prompt").await;
+    b.click("#webhook-end-old-secret-prompt-other").await;
+    b.wait_text("#webhook-saved", "new secret only").await;
+    b.wait_gone(".webhook-end-old-secret").await;
+    b.click(".webhook-test").await;
+    let hooks = receiver.wait_for(4).await;
+    assert_eq!(
+        hooks[3].header("webhook-signature").matches("v1,").count(),
+        1,
+        "{:?}",
+        hooks[3].headers
+    );
+    standardwebhooks::Webhook::new(&new_secret)
+        .expect("a whsec_ secret")
+        .verify(hooks[3].body.as_bytes(), &hooks[3].header_map())
+        .unwrap_or_else(|e| panic!("{e:?}: {:?}", hooks[3].headers));
+    assert!(
+        standardwebhooks::Webhook::new(&secret)
+            .expect("a whsec_ secret")
+            .verify(hooks[3].body.as_bytes(), &hooks[3].header_map())
+            .is_err(),
+        "the old secret signs no more"
+    );
     b.close().await;
 }
 

@@ -124,10 +124,7 @@ const BUNDLE_HISTORY: &[(&str, u64)] = &[
         "Graph choice, certificate panel, webhooks panel (7d403bb)",
         189_289,
     ),
-    (
-        "as measured on 2026-12-05 (5bc4682)",
-        208_060,
-    ),
+    ("as measured on 2026-12-05 (5bc4682)", 208_060),
 ];
 
 fn gzip_len(path: &Path) -> Result<u64, String> {

@@ -147,6 +147,9 @@ pub trait WebhookStore: Send + Sync {
     /// Drops each replaced secret whose time to sign ended by `now_unix`:
     /// it is not kept (even encrypted) past its use.
     async fn forget_old_webhook_secrets(&self, now_unix: i64) -> Result<u64, StoreError>;
+    /// Drops a webhook's replaced secret now (*End old secret*): only its
+    /// current one signs. `false` when there is no such webhook.
+    async fn end_old_webhook_secret(&self, id: &str) -> Result<bool, StoreError>;
     /// Stores events to send (committed before this returns).
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError>;
     /// Claims up to `limit` due deliveries for `owner` until `now + lease`.

@@ -2093,6 +2093,18 @@ impl WebhookStore for PgStore {
         .await?)
     }
 
+    async fn end_old_webhook_secret(&self, id: &str) -> Result<bool, StoreError> {
+        // PostgreSQL refuses a NUL in text, and no id holds one.
+        if id.contains('\0') {
+            return Ok(false);
+        }
+        let c = self.pool.get().await?;
+        let n = c
+            .execute(&prepared(&c, sql::END_OLD_WEBHOOK_SECRET).await?, &[&id])
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;

@@ -158,6 +158,10 @@ pub(crate) const REPLACE_WEBHOOK_SECRET: &str = "UPDATE webhooks
     SET previous_secret = secret, previous_until = ?3, secret = ?2 WHERE id = ?1";
 pub(crate) const FORGET_OLD_WEBHOOK_SECRETS: &str = "UPDATE webhooks
     SET previous_secret = NULL, previous_until = NULL WHERE previous_until <= ?1";
+/// *End old secret*: the replaced secret signs no more, and is not kept.
+/// Counts the webhook whether or not it had one.
+pub(crate) const END_OLD_WEBHOOK_SECRET: &str = "UPDATE webhooks
+    SET previous_secret = NULL, previous_until = NULL WHERE id = ?1";
 pub(crate) const UPDATE_WEBHOOK: &str =
     "UPDATE webhooks SET url = ?2, events = ?3, format = ?4 WHERE id = ?1";
 pub(crate) const DELETE_WEBHOOK: &str = "DELETE FROM webhooks WHERE id = ?1";
@@ -587,6 +591,7 @@ pub(crate) fn webhook_from<R: Cols>(r: &R) -> Result<WebhookRow, R::E> {
             created_at: r.text(4)?,
             last_success_at: r.opt_text(5)?,
             last_failure_at: r.opt_text(6)?,
+            old_secret_until: None,
         },
         secret: r.opt_bytes(7)?.unwrap_or_default(),
         previous: match (r.opt_bytes(8)?, r.opt_int(9)?) {

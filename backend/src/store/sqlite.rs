@@ -1623,6 +1623,12 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
+    async fn end_old_webhook_secret(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| Ok(c.execute(sql::END_OLD_WEBHOOK_SECRET, [id])? > 0))
+            .await
+    }
+
     async fn enqueue_deliveries(&self, rows: Vec<NewDelivery>) -> Result<(), StoreError> {
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -764,6 +764,7 @@ pub fn new_webhook(url: String, events: Vec<String>, format: Format, now: String
         created_at: now,
         last_success_at: None,
         last_failure_at: None,
+        old_secret_until: None,
     }
 }
 

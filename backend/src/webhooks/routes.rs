@@ -92,13 +92,25 @@ async fn create(
     ))
 }
 
+/// A webhook as the API shows it: with `old_secret_until` (beyond the
+/// contract) while the secret before its last *New secret* still signs.
+fn shown(hooks: &Webhooks, row: WebhookRow) -> Webhook {
+    let now = hooks.clock().wall().unix_timestamp();
+    let mut w = row.webhook;
+    w.old_secret_until = row
+        .previous
+        .filter(|(_, until)| now < *until)
+        .and_then(|(_, until)| crate::clock::rfc3339_at(until));
+    w
+}
+
 async fn list(State(hooks): State<Arc<Webhooks>>) -> Result<Json<WebhookList>, AppError> {
     let webhooks = hooks
         .store()
         .webhooks()
         .await?
         .into_iter()
-        .map(|r| r.webhook)
+        .map(|r| shown(&hooks, r))
         .collect();
     Ok(Json(WebhookList { webhooks }))
 }
@@ -108,7 +120,7 @@ async fn change(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<WebhookChange>,
 ) -> Result<Json<Webhook>, AppError> {
-    let mut w = row(&hooks, &id).await?.webhook;
+    let mut w = shown(&hooks, row(&hooks, &id).await?);
     if let Some(url) = body.url {
         w.url = url.trim().to_string();
     }
@@ -147,7 +159,7 @@ async fn replace_secret(
     State(hooks): State<Arc<Webhooks>>,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookSecretReplaced>, AppError> {
-    let webhook = row(&hooks, &id).await?.webhook;
+    let mut webhook = row(&hooks, &id).await?.webhook;
     if webhook.format != Format::Standard {
         let mut errors = FieldMessages::new();
         errors.push("format", "A Slack or Teams webhook is not signed: its URL is what lets it post. To replace that, make a new URL in the channel (Teams: a new Workflows webhook; Slack: a new incoming webhook) and edit the webhook to use it.");
@@ -170,11 +182,30 @@ async fn replace_secret(
     }
     hooks.changed();
     tracing::info!(id = %webhook.id, "webhook signing secret replaced; the old one signs too for {PREVIOUS_SECRET_HOURS} hours");
+    let previous_until = crate::clock::rfc3339_at(until).unwrap_or_default();
+    webhook.old_secret_until = Some(previous_until.clone());
     Ok(Json(WebhookSecretReplaced {
         webhook,
         secret,
-        previous_until: crate::clock::rfc3339_at(until).unwrap_or_default(),
+        previous_until,
     }))
+}
+
+/// `DELETE /api/webhooks/{id}/old-secret` (beyond the contract): the secret
+/// before the last *New secret* signs no more, before its day is up. Once
+/// the receiver has the new one, a test then shows that it takes that one
+/// alone (while both sign, a receiver that knows only the old one passes).
+/// `204` whether or not one was signing; `404` for no such webhook.
+async fn end_old_secret(
+    State(hooks): State<Arc<Webhooks>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    if !hooks.store().end_old_webhook_secret(&id).await? {
+        return Err(AppError::no_such("webhook", &id));
+    }
+    hooks.changed();
+    tracing::info!(id = %id, "webhook's old signing secret ended: only its current one signs");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn test(
@@ -209,5 +240,9 @@ where
         )
         .route("/api/webhooks/{id}/test", post(test))
         .route("/api/webhooks/{id}/secret", post(replace_secret))
+        .route(
+            "/api/webhooks/{id}/old-secret",
+            axum::routing::delete(end_old_secret),
+        )
         .route("/api/webhooks/{id}/deliveries", get(deliveries))
 }

@@ -2,7 +2,7 @@
 //! (URL, events, format) with its secret shown once, send a test, see the
 //! recent deliveries and their answers, edit one in the same form (its
 //! secret stays), give one a new secret (the old one signs beside it for a
-//! day), delete one. The list is written as
+//! day, or until *End old secret*), delete one. The list is written as
 //! markup and its buttons share one click handler (a smaller bundle).
 
 use gloo_net::http::Method;
@@ -54,6 +54,13 @@ fn list_markup(hooks: &[Webhook], extra: &std::collections::BTreeMap<String, Ext
             _ => {}
         }
         m.close("p");
+        if let Some(until) = &w.old_secret_until {
+            m.open("p", &[("class", "help old-secret")])
+                .text("The old secret also signs each request until ")
+                .time(until)
+                .text(": once the receiver has the new one, end it and send a test.")
+                .close("p");
+        }
         for (act, label, class) in [
             ("test", "Send a test", "secondary webhook-test"),
             ("edit", "Edit", "secondary webhook-edit"),
@@ -63,10 +70,18 @@ fn list_markup(hooks: &[Webhook], extra: &std::collections::BTreeMap<String, Ext
                 "secondary webhook-deliveries",
             ),
             ("secret", "New secret", "secondary webhook-new-secret"),
+            (
+                "end-old-secret",
+                "End old secret",
+                "secondary webhook-end-old-secret",
+            ),
             ("delete", "Delete", "link webhook-delete"),
         ] {
             // A chat webhook is not signed: its URL is its credential.
             if act == "secret" && w.format != Format::Standard {
+                continue;
+            }
+            if act == "end-old-secret" && w.old_secret_until.is_none() {
                 continue;
             }
             m.el(
@@ -162,6 +177,8 @@ struct Panel {
     deleting: UseStateHandle<Option<String>>,
     /// The webhook whose New secret asks first.
     replacing: UseStateHandle<Option<String>>,
+    /// The webhook whose End old secret asks first.
+    ending: UseStateHandle<Option<String>>,
     unauthorized: Callback<()>,
 }
 
@@ -296,6 +313,7 @@ impl Panel {
                 return;
             }
             "secret" => return self.replacing.set(Some(id)),
+            "end-old-secret" => return self.ending.set(Some(id)),
             _ => {}
         }
         let panel = self.clone();
@@ -314,11 +332,32 @@ impl Panel {
                                 panel.created.set(Some((id, secret)));
                                 panel.old_until.set(Some(until));
                                 panel.error.set(None);
+                                // An earlier edit's "its secret stays the same" no longer holds.
+                                panel.saved.set(None);
+                                // The list says until when, with End old secret.
+                                panel.reload();
                             }
                             // The server made the secret: say so, never nothing.
                             None => panel.error.set(Some("The server's answer to New secret was not understood, so its new secret cannot be shown. Reload the page (the server may be newer than it) and give the webhook a new secret again.".into())),
                         }
                     }),
+                "end-old" => api::fetch(
+                    Method::DELETE,
+                    &[path.as_str(), "/old-secret"].concat(),
+                    None,
+                )
+                .await
+                .map(|_| {
+                    panel.saved.set(Some(
+                        [
+                            "Webhook ",
+                            &id,
+                            " now signs with its new secret only. Send a test to check that the receiver takes it.",
+                        ]
+                        .concat(),
+                    ));
+                    panel.reload();
+                }),
                 "deliveries" => api::typed(
                     Method::GET,
                     &[path.as_str(), "/deliveries"].concat(),
@@ -362,6 +401,7 @@ fn secret_row(secret: &str) -> Html {
 pub fn webhooks(p: &WebhooksProps) -> Html {
     let question = crate::hooks::use_question::<String>("webhook-delete-prompt");
     let replace_question = crate::hooks::use_question::<String>("webhook-secret-prompt");
+    let end_question = crate::hooks::use_question::<String>("webhook-end-old-secret-prompt");
     let panel = Panel {
         hooks: use_state(Vec::new),
         extra: use_state(Default::default),
@@ -376,6 +416,7 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         saved: use_state(|| None),
         deleting: question.about.clone(),
         replacing: replace_question.about.clone(),
+        ending: end_question.about.clone(),
         unauthorized: p.on_unauthorized.clone(),
     };
     {
@@ -431,6 +472,15 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
             }
         })
     };
+    let end_old = {
+        let panel = panel.clone();
+        Callback::from(move |()| {
+            if let Some(id) = (*panel.ending).clone() {
+                panel.ending.set(None);
+                panel.act("end-old".into(), id);
+            }
+        })
+    };
     let on_click = {
         let panel = panel.clone();
         Callback::from(move |e: MouseEvent| {
@@ -474,6 +524,7 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         saved,
         deleting,
         replacing,
+        ending,
         ..
     } = &panel;
     let url_error = check_url(url).err();
@@ -603,6 +654,28 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
                     on_other: replace,
                     danger: false,
                     on_close: replace_question.close.clone(),
+                }) }
+            }
+            if let Some((w, until)) = ending
+                .as_ref()
+                .and_then(|id| hooks.iter().find(|w| &w.id == id))
+                .and_then(|w| Some((w, w.old_secret_until.as_deref()?)))
+            {
+                { confirm(ConfirmProps {
+                    id: "webhook-end-old-secret-prompt",
+                    dialog: end_question.dialog.clone(),
+                    title: ["Stop signing with the old secret of ", &w.url, "?"].concat().into(),
+                    children: html! { <p>{ [
+                        "Otherwise it signs each request beside the new one until ",
+                        &crate::markup::local_time(until),
+                        ". From now on only the new secret signs: a receiver that still has the old one refuses the requests, so give it the new one first.",
+                    ].concat() }</p> },
+                    default_label: "Keep both until then".into(),
+                    on_default: end_question.close.clone(),
+                    other_label: "End old secret".into(),
+                    on_other: end_old,
+                    danger: true,
+                    on_close: end_question.close.clone(),
                 }) }
             }
         </section>
