@@ -192,22 +192,31 @@ pub fn old_key_refused_warning(app: &App, now: i64) -> Option<mailroom_shared::s
 /// it costs one write a minute, and the time shown is at most this old.
 const OLD_KEY_USE_EVERY: i64 = 60;
 
-/// The last use of each app's old key written, per app: when (Unix
-/// seconds), the client, and whether it was refused.
+/// How many (app, client) pairs [`OldKeyUses`] remembers; past that it
+/// starts again (a few more writes, never a lost use).
+const OLD_KEY_USES_KEPT: usize = 4096;
+
+/// The last use of each app's old key written, per app and client: when
+/// (Unix seconds), and whether it was refused.
 #[derive(Debug, Default)]
-pub struct OldKeyUses(std::sync::Mutex<std::collections::HashMap<String, (i64, String, bool)>>);
+pub struct OldKeyUses(std::sync::Mutex<std::collections::HashMap<(String, String), (i64, bool)>>);
 
 impl OldKeyUses {
-    /// Whether this use is worth writing: the first of the app's, another
-    /// client's, the other outcome, or a minute after the last written.
+    /// Whether this use is worth writing: the first of the app's from this
+    /// client, the other outcome, or a minute after the last written. So
+    /// devices taking turns cost one write a minute each, not one a use.
     /// Taken as written when it is.
     fn take(&self, app: &str, at: i64, from: &str, refused: bool) -> bool {
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let same = last.get(app).is_some_and(|(when, who, was)| {
-            who == from && *was == refused && (0..OLD_KEY_USE_EVERY).contains(&(at - when))
+        let key = (app.to_string(), from.to_string());
+        let same = last.get(&key).is_some_and(|(when, was)| {
+            *was == refused && (0..OLD_KEY_USE_EVERY).contains(&(at - when))
         });
         if !same {
-            last.insert(app.to_string(), (at, from.to_string(), refused));
+            if last.len() >= OLD_KEY_USES_KEPT {
+                last.clear();
+            }
+            last.insert(key, (at, refused));
         }
         !same
     }
@@ -277,13 +286,15 @@ impl AppsState {
         // A use while the old key works, until it stops; a refused one
         // for a week (the device still to be given the new key).
         let works = app.old_key_until.is_some();
-        app.old_key_used = app.old_key_used.filter(|u| {
+        let shown = |u: &mailroom_shared::sending::OldKeyUse| {
             if u.refused {
                 unix(&u.at) > now - 7 * crate::store::queue::DAY
             } else {
                 works
             }
-        });
+        };
+        app.old_key_used = app.old_key_used.filter(shown);
+        app.old_key_clients.retain(shown);
         Ok(app)
     }
 
@@ -341,6 +352,7 @@ async fn create(
         profile,
         old_key_until: None,
         old_key_used: None,
+        old_key_clients: Vec::new(),
     };
     state.queue.create_app(app.clone(), key_hash(&key)).await?;
     tracing::info!(app = %app.id, "app created");
@@ -590,6 +602,12 @@ mod tests {
         );
         // A clock set back writes at once rather than waiting.
         assert!(uses.take("app_2", 900, "10.0.0.6 (relay)", true));
+        // Devices taking turns: each once a minute, not at every turn.
+        assert!(uses.take("app_3", 2000, "10.0.0.7 (relay)", false));
+        assert!(uses.take("app_3", 2001, "10.0.0.8 (relay)", false));
+        assert!(!uses.take("app_3", 2002, "10.0.0.7 (relay)", false));
+        assert!(!uses.take("app_3", 2003, "10.0.0.8 (relay)", false));
+        assert!(uses.take("app_3", 2060, "10.0.0.7 (relay)", false));
     }
 
     #[test]

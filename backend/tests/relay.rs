@@ -1951,6 +1951,21 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         (&json!("127.0.0.1 (HTTP)"), &json!(true)),
         "{listed}"
     );
+    // And each client refused, the last first: both are still to move.
+    let clients: Vec<_> = listed["old_key_clients"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|u| (u["from"].clone(), u["refused"].clone()))
+        .collect();
+    assert_eq!(
+        clients,
+        [
+            (json!("127.0.0.1 (HTTP)"), json!(true)),
+            (json!("127.0.0.1 (relay)"), json!(true)),
+        ],
+        "{listed}"
+    );
     assert!(logged(&log, "app's old key ended").await.contains(&app));
     // Again, with nothing left to end: as asked, 204.
     assert_eq!(
@@ -1968,7 +1983,7 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         .await;
     assert!(status == 200 && body["old_key_until"].is_string(), "{body}");
     assert!(
-        body["app"].get("old_key_used").is_none(),
+        body["app"].get("old_key_used").is_none() && body["app"].get("old_key_clients").is_none(),
         "a new key starts with its old key unused: {body}"
     );
     clock.advance(Duration::from_secs(3600));
@@ -1986,9 +2001,11 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
         listed["old_key_used"]["refused"] == true,
         "the list keeps it for a week"
     );
+    assert_eq!(listed["old_key_clients"][0]["refused"], true, "{listed}");
     clock.advance(Duration::from_secs(6 * 86_400));
     let listed = row().await;
     assert!(listed.get("old_key_used").is_none(), "{listed}");
+    assert!(listed.get("old_key_clients").is_none(), "{listed}");
 
     // No such app, or one revoked: 404 in JSON, naming it.
     let end_old = |id: String| {

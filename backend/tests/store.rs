@@ -2468,6 +2468,7 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         usage: Default::default(),
         old_key_until: None,
         old_key_used: None,
+        old_key_clients: Vec::new(),
     };
     s.queue.create_app(app.clone(), [7u8; 32]).await.unwrap();
     let listed = s.queue.list_apps().await.unwrap();
@@ -2553,6 +2554,34 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         used.map(|u| (u.from, u.refused)),
         Some(("10.0.0.6 (HTTP)".to_string(), true))
     );
+    // Each client's last use is kept too, newest first.
+    let clients = || async {
+        s.queue.list_apps().await.unwrap()[0]
+            .old_key_clients
+            .iter()
+            .map(|u| (u.from.clone(), u.refused, u.at.clone()))
+            .collect::<Vec<_>>()
+    };
+    let at = |unix: i64| mailroom_backend::clock::rfc3339_at(unix).unwrap();
+    assert_eq!(
+        clients().await,
+        [
+            ("10.0.0.6 (HTTP)".to_string(), true, at(1_799_000_100)),
+            ("10.0.0.5 (relay)".to_string(), false, at(1_799_000_000)),
+        ]
+    );
+    s.queue
+        .note_old_key_use("app_lim", 1_799_000_200, "10.0.0.5 (relay)", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        clients().await,
+        [
+            ("10.0.0.5 (relay)".to_string(), false, at(1_799_000_200)),
+            ("10.0.0.6 (HTTP)".to_string(), true, at(1_799_000_100)),
+        ],
+        "a client's use again is its row, moved up"
+    );
     // Ended early: recognised still (to say it was replaced), working no more.
     assert!(s.queue.end_old_key("app_lim").await.unwrap());
     let old = s.queue.app_of_replaced_key([7u8; 32]).await.unwrap();
@@ -2597,6 +2626,24 @@ async fn apps_keep_their_limits_and_changes(f: Fixture) {
         None,
         "the key before the newest has not been used"
     );
+    assert_eq!(clients().await, [], "nor by any client");
+    // The newest clients are kept, at most OLD_KEY_CLIENTS.
+    let keep = mailroom_shared::sending::OLD_KEY_CLIENTS as i64;
+    for n in 0..keep + 2 {
+        s.queue
+            .note_old_key_use(
+                "app_lim",
+                1_799_001_000 + n,
+                &format!("10.0.1.{n} (relay)"),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let kept = clients().await;
+    assert_eq!(kept.len() as i64, keep);
+    assert_eq!(kept[0].0, format!("10.0.1.{} (relay)", keep + 1));
+    assert_eq!(kept.last().unwrap().0, "10.0.1.2 (relay)");
     s.queue
         .replace_app_key("app_lim", [9u8; 32], "2026-11-27T08:40:00Z", None)
         .await

@@ -188,13 +188,19 @@ pub fn app(v: &JsValue) -> Option<mailroom_shared::sending::App> {
             if absent(&u) {
                 None
             } else {
-                Some(mailroom_shared::sending::OldKeyUse {
-                    at: get(&u, "at").as_string()?,
-                    from: get(&u, "from").as_string()?,
-                    refused: bool_or(&u, "refused", false)?,
-                })
+                Some(old_key_use(&u)?)
             }
         },
+        old_key_clients: list(v, "old_key_clients", old_key_use)?,
+    })
+}
+
+/// One use of an app's old key.
+fn old_key_use(u: &JsValue) -> Option<mailroom_shared::sending::OldKeyUse> {
+    Some(mailroom_shared::sending::OldKeyUse {
+        at: get(u, "at").as_string()?,
+        from: get(u, "from").as_string()?,
+        refused: bool_or(u, "refused", false)?,
     })
 }
 

@@ -550,6 +550,7 @@ fn the_app_reader_takes_what_serde_json_writes() {
         profile: "prf_billing".into(),
         old_key_until: None,
         old_key_used: None,
+        old_key_clients: Vec::new(),
     };
     let same = |a: &App| {
         let text = serde_json::to_string(a).unwrap();
@@ -576,6 +577,15 @@ fn the_app_reader_takes_what_serde_json_writes() {
         refused: true,
     });
     same(&a);
+    a.old_key_clients = vec![
+        a.old_key_used.clone().unwrap(),
+        mailroom_shared::sending::OldKeyUse {
+            at: "2026-12-07T14:00:00Z".into(),
+            from: "10.0.0.7 (HTTP)".into(),
+            refused: false,
+        },
+    ];
+    same(&a);
     // An app from before limits: the defaults, as the server's serde reads it.
     let old = r#"{"id": "app_2", "name": "Old", "created_at": "2026-11-01T00:00:00Z", "last_used_at": null, "messages": 0, "allowed_from": [], "rewrite_from": false}"#;
     let read = app(&parsed(old)).unwrap();
@@ -589,6 +599,8 @@ fn the_app_reader_takes_what_serde_json_writes() {
         r#"{"id": "a", "name": "x", "created_at": "t", "allowed_from": [3]}"#,
         r#"{"id": "a", "name": "x", "created_at": "t", "old_key_until": 1}"#,
         r#"{"id": "a", "name": "x", "created_at": "t", "old_key_used": {"at": "t"}}"#,
+        r#"{"id": "a", "name": "x", "created_at": "t", "old_key_clients": [{"at": "t"}]}"#,
+        r#"{"id": "a", "name": "x", "created_at": "t", "old_key_clients": {}}"#,
     ] {
         assert_eq!(app(&parsed(bad)), None, "{bad}");
     }

@@ -219,6 +219,7 @@ fn app_json(id: &str, name: &str) -> Value {
         profile: "default".into(),
         old_key_until: None,
         old_key_used: None,
+        old_key_clients: Vec::new(),
     })
     .unwrap()
 }
@@ -3450,13 +3451,25 @@ async fn an_old_key_still_working_shows_and_can_be_ended() {
     printers["old_key_until"] = json!("2026-12-08T15:00:00Z");
     printers["old_key_used"] =
         json!({"at": "2026-12-07T15:30:00Z", "from": "10.0.0.5 (relay)", "refused": false});
-    // Its time over, a device still tried it: named, with what to do.
+    // Each device that used it since, the last first.
+    printers["old_key_clients"] = json!([
+        {"at": "2026-12-07T15:30:00Z", "from": "10.0.0.5 (relay)", "refused": false},
+        {"at": "2026-12-07T14:00:00Z", "from": "10.0.0.7 (relay)", "refused": false},
+    ]);
+    // Its time over, a device still tried it: named, with what to do (a
+    // use kept before each client's was: the last one alone).
     let mut billing = app_json("app_2", "Billing");
     billing["old_key_used"] =
         json!({"at": "2026-12-07T16:00:00Z", "from": "10.0.0.9 (HTTP)", "refused": true});
+    // Two devices refused.
+    let mut scanners = app_json("app_4", "Scanners");
+    scanners["old_key_clients"] = json!([
+        {"at": "2026-12-07T16:10:00Z", "from": "10.0.0.11 (relay)", "refused": true},
+        {"at": "2026-12-07T16:05:00Z", "from": "10.0.0.12 (relay)", "refused": true},
+    ]);
     let mut copier = app_json("app_3", "Copier");
     copier["old_key_until"] = json!("2026-12-08T15:00:00Z");
-    apps_routes(vec![printers, billing, copier]);
+    apps_routes(vec![printers, billing, copier, scanners]);
     route("DELETE /api/apps/app_1/old-key", 204, &Value::Null);
     let root = mount_apps().await;
     let rows = root.query_selector_all("#apps-table tbody tr").unwrap();
@@ -3471,23 +3484,37 @@ async fn an_old_key_still_working_shows_and_can_be_ended() {
     let first = line(0);
     assert!(
         first.starts_with("Old key also works until")
-            && first.contains("; last used")
-            && first.ends_with(" from 10.0.0.5 (relay)"),
+            && first.contains("; since the new key used by 10.0.0.5 (relay) at ")
+            && first.contains(", 10.0.0.7 (relay) at "),
         "{first}"
     );
-    let times: Vec<String> = (0..2)
+    let times: Vec<String> = (0..3)
         .map(|i| {
             let t = row(0).query_selector_all(".old-key time").unwrap().item(i);
             let t: Element = t.expect("a time element").dyn_into().unwrap();
             t.get_attribute("datetime").unwrap()
         })
         .collect();
-    assert_eq!(times, ["2026-12-08T15:00:00Z", "2026-12-07T15:30:00Z"]);
+    assert_eq!(
+        times,
+        [
+            "2026-12-08T15:00:00Z",
+            "2026-12-07T15:30:00Z",
+            "2026-12-07T14:00:00Z"
+        ]
+    );
     let second = line(1);
     assert!(
-        second.starts_with("Old key refused")
-            && second.ends_with(" from 10.0.0.9 (HTTP): give that device the new key"),
+        second.starts_with("Old key refused from 10.0.0.9 (HTTP) at ")
+            && second.ends_with(": give that device the new key"),
         "{second}"
+    );
+    let fourth = line(3);
+    assert!(
+        fourth.starts_with("Old key refused from 10.0.0.11 (relay) at ")
+            && fourth.contains(", 10.0.0.12 (relay) at ")
+            && fourth.ends_with(": give those devices the new key"),
+        "{fourth}"
     );
     assert!(
         line(2).ends_with("; not used since the new key"),

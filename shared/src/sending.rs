@@ -175,7 +175,15 @@ pub struct App {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_key_used: Option<OldKeyUse>,
+    /// Beyond the contract: each client's last use of that key since the
+    /// new one (newest first, at most [`OLD_KEY_CLIENTS`]), shown as
+    /// `old_key_used` is: the devices still to be given the new key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub old_key_clients: Vec<OldKeyUse>,
 }
+
+/// How many clients of an app's old key are kept (the newest).
+pub const OLD_KEY_CLIENTS: usize = 32;
 
 /// A use of an app's key from before its last *New key*.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -424,7 +424,8 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         .wait_text("#apps-table tbody .old-key", "Old key refused")
         .await;
     assert!(
-        said.contains("from 127.0.0.1 (HTTP): give that device the new key"),
+        said.contains("Old key refused from 127.0.0.1 (HTTP) at ")
+            && said.ends_with(": give that device the new key"),
         "{said}"
     );
     // And on every view, as a warning that links to Apps.

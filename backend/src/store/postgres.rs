@@ -1289,7 +1289,12 @@ impl Queue for PgStore {
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
         let c = self.pool.get().await?;
         let rows = c.query(&prepared(&c, sql::LIST_APPS).await?, &[]).await?;
-        all(rows, sql::app_from)
+        let mut apps = all(rows, sql::app_from)?;
+        let rows = c
+            .query(&prepared(&c, sql::OLD_KEY_CLIENTS).await?, &[])
+            .await?;
+        sql::with_old_key_clients(&mut apps, all(rows, sql::old_key_client_from)?);
+        Ok(apps)
     }
 
     async fn revoke_app(&self, id: &str) -> Result<bool, StoreError> {
@@ -1313,13 +1318,23 @@ impl Queue for PgStore {
         from: &str,
         refused: bool,
     ) -> Result<(), StoreError> {
-        let c = self.pool.get().await?;
+        let mut c = self.pool.get().await?;
         let refused = i64::from(refused);
-        c.execute(
-            &prepared(&c, sql::NOTE_OLD_KEY_USE).await?,
-            &[&id, &at, &from, &refused],
+        let keep = mailroom_shared::sending::OLD_KEY_CLIENTS as i64;
+        let tx = c.transaction().await?;
+        for statement in [sql::NOTE_OLD_KEY_USE, sql::NOTE_OLD_KEY_CLIENT] {
+            tx.execute(
+                &prepared(&tx, statement).await?,
+                &[&id, &at, &from, &refused],
+            )
+            .await?;
+        }
+        tx.execute(
+            &prepared(&tx, sql::TRIM_OLD_KEY_CLIENTS).await?,
+            &[&id, &keep],
         )
         .await?;
+        commit(&self.pool, tx).await?;
         Ok(())
     }
 

@@ -153,8 +153,21 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_REPLACED_APP_KEY,
     MIGRATION_OLD_APP_KEY_UNTIL,
     MIGRATION_OLD_APP_KEY_USED,
+    MIGRATION_OLD_APP_KEY_CLIENTS,
 ];
 
+/// Step 25: each client's last use of an app's key from before its last
+/// *New key* (Unix seconds, refused or not), not only the last one's, so
+/// the Apps list names every device still to move. `since` is the app's
+/// `key_replaced_at` then: a later new key leaves these rows unshown.
+pub const MIGRATION_OLD_APP_KEY_CLIENTS: &str = "CREATE TABLE old_key_clients (
+    app_id TEXT NOT NULL,
+    client TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    refused INTEGER NOT NULL,
+    since TEXT NOT NULL,
+    PRIMARY KEY (app_id, client)
+);";
 /// Step 24: the last use of an app's key from before its last *New key*
 /// (Unix seconds, the client, and whether it was refused), so the Apps
 /// list names the device still to move without a look at the log.

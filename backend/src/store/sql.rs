@@ -248,6 +248,24 @@ pub(crate) const END_OLD_KEY: &str =
 /// client, `?4` 1 when it was refused.
 pub(crate) const NOTE_OLD_KEY_USE: &str = "UPDATE apps SET previous_key_used_at = ?2,
      previous_key_used_from = ?3, previous_key_refused = ?4 WHERE id = ?1 AND revoked = 0";
+/// The same use, as that client's last ([`NOTE_OLD_KEY_USE`]'s
+/// parameters), under the app's current new key.
+pub(crate) const NOTE_OLD_KEY_CLIENT: &str = "INSERT INTO old_key_clients
+     (app_id, client, at, refused, since)
+     SELECT id, CAST(?3 AS TEXT), CAST(?2 AS BIGINT), CAST(?4 AS BIGINT), key_replaced_at
+     FROM apps WHERE id = ?1 AND revoked = 0 AND key_replaced_at IS NOT NULL
+     ON CONFLICT (app_id, client) DO UPDATE
+     SET at = excluded.at, refused = excluded.refused, since = excluded.since";
+/// An app's clients of its old key beyond the newest `?2`.
+pub(crate) const TRIM_OLD_KEY_CLIENTS: &str = "DELETE FROM old_key_clients
+     WHERE app_id = ?1 AND client NOT IN (SELECT client FROM old_key_clients
+         WHERE app_id = ?1 ORDER BY at DESC, client LIMIT ?2)";
+/// Each live app's clients of its key from before its current one,
+/// newest first: `app_id, client, at, refused`.
+pub(crate) const OLD_KEY_CLIENTS: &str = "SELECT c.app_id, c.client, c.at, c.refused
+     FROM old_key_clients c JOIN apps a ON a.id = c.app_id
+     WHERE a.revoked = 0 AND a.key_replaced_at = c.since
+     ORDER BY c.app_id, c.at DESC, c.client";
 pub(crate) const UPDATE_APP: &str = concat!(
     "UPDATE apps SET name = ?2, allowed_from = ?3, rewrite_from = ?4, limits = ?5, profile = ?6
      WHERE id = ?1 AND revoked = 0
@@ -657,7 +675,29 @@ pub(crate) fn app_from<R: Cols>(r: &R) -> Result<App, R::E> {
             }),
             _ => None,
         },
+        old_key_clients: Vec::new(),
     })
+}
+
+/// A row of [`OLD_KEY_CLIENTS`]: the app's id and the use.
+pub(crate) fn old_key_client_from<R: Cols>(r: &R) -> Result<(String, OldKeyUse), R::E> {
+    Ok((
+        r.text(0)?,
+        OldKeyUse {
+            at: crate::clock::rfc3339_at(r.int(2)?).unwrap_or_default(),
+            from: r.text(1)?,
+            refused: r.int(3)? != 0,
+        },
+    ))
+}
+
+/// Gives each app of `apps` its rows of [`OLD_KEY_CLIENTS`] (in order).
+pub(crate) fn with_old_key_clients(apps: &mut [App], clients: Vec<(String, OldKeyUse)>) {
+    for (app, used) in clients {
+        if let Some(a) = apps.iter_mut().find(|a| a.id == app) {
+            a.old_key_clients.push(used);
+        }
+    }
 }
 
 /// A row of [`APP_BY_REPLACED_KEY`].

@@ -917,9 +917,14 @@ impl Queue for SqliteStore {
     async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
         self.with_conn(|c| {
             let mut stmt = c.prepare(sql::LIST_APPS)?;
-            let apps = stmt
+            let mut apps = stmt
                 .query_map([], |r| sql::app_from(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let clients = c
+                .prepare_cached(sql::OLD_KEY_CLIENTS)?
+                .query_map([], |r| sql::old_key_client_from(r))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            sql::with_old_key_clients(&mut apps, clients);
             Ok(apps)
         })
         .await
@@ -946,10 +951,15 @@ impl Queue for SqliteStore {
     ) -> Result<(), StoreError> {
         let (id, from) = (id.to_string(), from.to_string());
         self.with_conn(move |c| {
-            c.execute(
-                sql::NOTE_OLD_KEY_USE,
-                rusqlite::params![id, at, from, i64::from(refused)],
+            let tx = c.transaction()?;
+            let use_ = rusqlite::params![id, at, from, i64::from(refused)];
+            tx.execute(sql::NOTE_OLD_KEY_USE, use_)?;
+            tx.execute(sql::NOTE_OLD_KEY_CLIENT, use_)?;
+            tx.execute(
+                sql::TRIM_OLD_KEY_CLIENTS,
+                params![id, mailroom_shared::sending::OLD_KEY_CLIENTS as i64],
             )?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -2409,6 +2419,7 @@ mod tests {
             usage: Default::default(),
             old_key_until: None,
             old_key_used: None,
+            old_key_clients: Vec::new(),
         };
         store.create_app(app, [7u8; 32]).await.unwrap();
         {

@@ -42,8 +42,9 @@ pub struct App {
     /// Until when (RFC 3339) the key before its last *New key* still
     /// works; empty when it does not.
     pub old_key_until: String,
-    /// That key's last use since, shown while it works or refused lately.
-    pub old_key_used: Option<mailroom_shared::sending::OldKeyUse>,
+    /// That key's uses since, each client's last (newest first), shown
+    /// while it works or refused lately.
+    pub old_key_clients: Vec<mailroom_shared::sending::OldKeyUse>,
 }
 
 impl App {
@@ -62,6 +63,7 @@ impl App {
             profile: mailroom_shared::profiles::DEFAULT_PROFILE.into(),
             old_key_until: None,
             old_key_used: None,
+            old_key_clients: Vec::new(),
         });
         App {
             id: a.id,
@@ -75,7 +77,12 @@ impl App {
             usage: a.usage,
             profile: a.profile,
             old_key_until: a.old_key_until.unwrap_or_default(),
-            old_key_used: a.old_key_used,
+            // A use kept before each client's was: the last one alone.
+            old_key_clients: if a.old_key_clients.is_empty() {
+                a.old_key_used.into_iter().collect()
+            } else {
+                a.old_key_clients
+            },
         }
     }
 
@@ -396,33 +403,49 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
             m.open("br", &[])
                 .el("span", &[("class", "profile")], &["via ", name].concat());
         }
-        // A *New key* left the old one working: until when, and its last
-        // use since (or that it was not used), so the devices still to move
-        // are not forgotten; once it stops, a device still refused with it.
-        let used = a.old_key_used.as_ref();
+        // A *New key* left the old one working: until when, and each
+        // client's last use since (or that it was not used), so the devices
+        // still to move are not forgotten; once it stops, each device
+        // still refused with it.
         if !a.old_key_until.is_empty() {
             m.open("br", &[])
                 .open("span", &[("class", "old-key")])
                 .text("Old key also works until ")
                 .time(&a.old_key_until);
-            match used.filter(|u| !u.refused) {
-                Some(u) => {
-                    m.text("; last used ")
-                        .time(&u.at)
-                        .text(&[" from ", &u.from].concat());
-                }
-                None => {
-                    m.text("; not used since the new key");
-                }
+            let using: Vec<_> = a.old_key_clients.iter().filter(|u| !u.refused).collect();
+            if using.is_empty() {
+                m.text("; not used since the new key");
+            }
+            for (i, u) in using.into_iter().enumerate() {
+                m.text(if i == 0 {
+                    "; since the new key used by "
+                } else {
+                    ", "
+                })
+                .text(&[&u.from, " at "].concat())
+                .time(&u.at);
             }
             m.close("span");
-        } else if let Some(u) = used.filter(|u| u.refused) {
-            m.open("br", &[])
-                .open("span", &[("class", "old-key")])
-                .text("Old key refused ")
-                .time(&u.at)
-                .text(&[" from ", &u.from, ": give that device the new key"].concat())
+        } else {
+            let refused: Vec<_> = a.old_key_clients.iter().filter(|u| u.refused).collect();
+            for (i, u) in refused.iter().enumerate() {
+                if i == 0 {
+                    m.open("br", &[])
+                        .open("span", &[("class", "old-key")])
+                        .text("Old key refused from ");
+                } else {
+                    m.text(", ");
+                }
+                m.text(&[&u.from, " at "].concat()).time(&u.at);
+            }
+            if !refused.is_empty() {
+                m.text(if refused.len() == 1 {
+                    ": give that device the new key"
+                } else {
+                    ": give those devices the new key"
+                })
                 .close("span");
+            }
         }
         m.close("th")
             .open("td", &[])
