@@ -3788,6 +3788,19 @@ async fn a_webhooks_old_secret_shows_until_when_and_ends_after_a_question() {
             .filter(|(r, _)| r == "DELETE /api/webhooks/wh_2/old-secret")
             .count()
     };
+    // A test while both sign passes even at a receiver that has only the
+    // old secret: its result goes with the old secret.
+    route(
+        "POST /api/webhooks/wh_2/test",
+        200,
+        &json!({"ok": true, "status": 200, "message": "https://ops.contoso.com/hooks answered 200."}),
+    );
+    click(&root, "li[data-id=wh_2] .webhook-test").await;
+    assert!(
+        eventually(2000, || text_of(&root, "li[data-id=wh_2] .webhook-result")
+            .contains("answered 200"))
+        .await
+    );
     // Read again after the end: the server no longer has it.
     route("GET /api/webhooks", 200, &list(vec![teams, ended]));
     let said = asked_kept_then_taken(&root, button, "webhook-end-old-secret-prompt", deletes).await;
@@ -3802,6 +3815,13 @@ async fn a_webhooks_old_secret_shows_until_when_and_ends_after_a_question() {
         .query_selector("li[data-id=wh_2] .old-secret")
         .unwrap()
         .is_none());
+    assert!(
+        root.query_selector("li[data-id=wh_2] .webhook-result")
+            .unwrap()
+            .is_none(),
+        "{}",
+        text_of(&root, "li[data-id=wh_2]")
+    );
     assert!(
         text_of(&root, "#webhook-saved")
             .contains("now signs with its new secret only. Send a test"),

@@ -168,6 +168,7 @@ pub const MIGRATION_OLD_APP_KEY_CLIENTS: &str = "CREATE TABLE old_key_clients (
     since TEXT NOT NULL,
     PRIMARY KEY (app_id, client)
 );";
+
 /// Step 24: the last use of an app's key from before its last *New key*
 /// (Unix seconds, the client, and whether it was refused), so the Apps
 /// list names the device still to move without a look at the log.
