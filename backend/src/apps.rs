@@ -170,18 +170,37 @@ fn old_key_used(r: &ReplacedKey) -> String {
 /// over, or ended): its mail never reaches Mailroom, so nothing else shows
 /// it. `now` is Unix seconds.
 pub fn old_key_refused_warning(app: &App, now: i64) -> Option<mailroom_shared::sending::Warning> {
-    let used = app.old_key_used.as_ref().filter(|u| u.refused)?;
-    if crate::clock::unix_of(&used.at)? <= now - crate::store::queue::DAY {
-        return None;
+    let today =
+        |at: &str| crate::clock::unix_of(at).is_some_and(|t| t > now - crate::store::queue::DAY);
+    let used = app
+        .old_key_used
+        .as_ref()
+        .filter(|u| u.refused && today(&u.at))?;
+    // Each device refused today (the last first), when the clients are read.
+    let mut from: Vec<&str> = app
+        .old_key_clients
+        .iter()
+        .filter(|u| u.refused && today(&u.at))
+        .map(|u| u.from.as_str())
+        .collect();
+    if from.is_empty() {
+        from.push(&used.from);
     }
+    let name = crate::error::short(&app.name);
+    let (message, give) = match from.as_slice() {
+        [one] => (
+            format!("App “{name}” was given a new key, but a device still signs in with its old key (last from {one}) and is refused: its mail never reaches Mailroom."),
+            "Give that device the app's new key.",
+        ),
+        many => (
+            format!("App “{name}” was given a new key, but {} devices still sign in with its old key (from {}) and are refused: their mail never reaches Mailroom.", many.len(), many.join(", ")),
+            "Give each of those devices the app's new key.",
+        ),
+    };
     Some(mailroom_shared::sending::Warning {
         code: mailroom_shared::sending::OLD_KEY_REFUSED.into(),
-        message: format!(
-            "App “{}” was given a new key, but a device still signs in with its old key (last from {}) and is refused: its mail never reaches Mailroom.",
-            crate::error::short(&app.name),
-            used.from
-        ),
-        hint: "Give that device the app's new key. If no one kept it, give the app another New key under Apps with “Keep the old key working for 24 hours” ticked, so the devices already moved go on sending meanwhile.".into(),
+        message,
+        hint: [give, " If no one kept it, give the app another New key under Apps with “Keep the old key working for 24 hours” ticked, so the devices already moved go on sending meanwhile."].concat(),
         at: used.at.clone(),
         profile: None,
     })
@@ -254,7 +273,9 @@ impl AppsState {
         // hear of it, once a day per app, with the warning the page shows.
         let key = format!("old_key_refused|{app}");
         if refused && self.webhooks.once_a_day(&key, at, None) {
-            if let Ok(Some((row, _))) = self.queue.app_by_id(app).await {
+            // The list reads each client, so every device refused is named.
+            let apps = self.queue.list_apps().await.unwrap_or_default();
+            if let Some(row) = apps.into_iter().find(|a| a.id == app) {
                 if let Some(w) = old_key_refused_warning(&row, at) {
                     let mut data = serde_json::to_value(&w).unwrap_or_default();
                     data["app"] = serde_json::json!(app);

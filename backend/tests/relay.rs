@@ -1937,13 +1937,15 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     let said = w[0]["message"].as_str().unwrap();
     assert!(
         said.contains("App “Copiers, all floors” was given a new key")
-            && said.contains("(last from 127.0.0.1 (HTTP))"),
+            && said.contains("2 devices still sign in with its old key (from 127.0.0.1 (HTTP), 127.0.0.1 (relay))"),
         "{said}"
     );
-    assert!(w[0]["hint"]
-        .as_str()
-        .unwrap()
-        .contains("Keep the old key working"));
+    let hint = w[0]["hint"].as_str().unwrap();
+    assert!(
+        hint.starts_with("Give each of those devices the app's new key.")
+            && hint.contains("Keep the old key working"),
+        "{hint}"
+    );
     // The device still trying it is named: the last refusal, over HTTP.
     let used = &listed["old_key_used"];
     assert_eq!(
