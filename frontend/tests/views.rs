@@ -3461,12 +3461,12 @@ async fn an_old_key_still_working_shows_and_can_be_ended() {
     let mut billing = app_json("app_2", "Billing");
     billing["old_key_used"] =
         json!({"at": "2026-12-07T16:00:00Z", "from": "10.0.0.9 (HTTP)", "refused": true});
-    // Two devices refused.
+    // Seven devices refused: five named in the line, the rest behind
+    // "and 2 more".
     let mut scanners = app_json("app_4", "Scanners");
-    scanners["old_key_clients"] = json!([
-        {"at": "2026-12-07T16:10:00Z", "from": "10.0.0.11 (relay)", "refused": true},
-        {"at": "2026-12-07T16:05:00Z", "from": "10.0.0.12 (relay)", "refused": true},
-    ]);
+    scanners["old_key_clients"] = (11..18)
+        .map(|n| json!({"at": format!("2026-12-07T16:{n}:00Z"), "from": format!("10.0.0.{n} (relay)"), "refused": true}))
+        .collect();
     let mut copier = app_json("app_3", "Copier");
     copier["old_key_until"] = json!("2026-12-08T15:00:00Z");
     apps_routes(vec![printers, billing, copier, scanners]);
@@ -3512,9 +3512,30 @@ async fn an_old_key_still_working_shows_and_can_be_ended() {
     let fourth = line(3);
     assert!(
         fourth.starts_with("Old key refused from 10.0.0.11 (relay) at ")
-            && fourth.contains(", 10.0.0.12 (relay) at ")
+            && fourth.contains(", 10.0.0.15 (relay) at ")
+            && !fourth.contains("10.0.0.16")
             && fourth.ends_with(": give those devices the new key"),
         "{fourth}"
+    );
+    let more = row(3)
+        .query_selector("details.old-key-more")
+        .unwrap()
+        .expect("the rest behind a details");
+    assert_eq!(
+        more.query_selector("summary")
+            .unwrap()
+            .and_then(|s| s.text_content())
+            .as_deref(),
+        Some("and 2 more")
+    );
+    let rest = more.text_content().unwrap_or_default();
+    assert!(
+        rest.contains("10.0.0.16 (relay) at ") && rest.contains("10.0.0.17 (relay) at "),
+        "{rest}"
+    );
+    assert!(
+        row(0).query_selector("details").unwrap().is_none(),
+        "two devices need no more"
     );
     assert!(
         line(2).ends_with("; not used since the new key"),

@@ -4,7 +4,7 @@
 
 use gloo_net::http::Method;
 use mailroom_shared::sending::{
-    validate_limits, validate_new_app, AppChange, AppLimits, AppUsage, NewApp, MAX_LIMIT,
+    validate_limits, validate_new_app, AppChange, AppLimits, AppUsage, NewApp, OldKeyUse, MAX_LIMIT,
 };
 use wasm_bindgen::JsValue;
 use yew::prelude::*;
@@ -45,6 +45,43 @@ pub struct App {
     /// That key's uses since, each client's last (newest first), shown
     /// while it works or refused lately.
     pub old_key_clients: Vec<mailroom_shared::sending::OldKeyUse>,
+}
+
+/// How many devices an app's old-key line names before "and N more".
+const DEVICES_SHOWN: usize = 5;
+
+/// The first [`DEVICES_SHOWN`] uses, each its client and time, joined;
+/// the rest are returned for [`more_devices`].
+fn devices<'a>(m: &mut Markup, uses: &'a [&'a OldKeyUse]) -> &'a [&'a OldKeyUse] {
+    let (shown, rest) = uses.split_at(uses.len().min(DEVICES_SHOWN));
+    for (i, u) in shown.iter().enumerate() {
+        if i > 0 {
+            m.text(", ");
+        }
+        m.text(&[&u.from, " at "].concat()).time(&u.at);
+    }
+    rest
+}
+
+/// The devices past the first few, behind "and N more" (opened in place).
+fn more_devices(m: &mut Markup, rest: &[&OldKeyUse]) {
+    if rest.is_empty() {
+        return;
+    }
+    m.open("details", &[("class", "old-key-more")])
+        .el(
+            "summary",
+            &[],
+            &["and ", &rest.len().to_string(), " more"].concat(),
+        )
+        .open("ul", &[]);
+    for u in rest {
+        m.open("li", &[])
+            .text(&[&u.from, " at "].concat())
+            .time(&u.at)
+            .close("li");
+    }
+    m.close("ul").close("details");
 }
 
 impl App {
@@ -413,38 +450,29 @@ fn apps_table(apps: &[App], profiles: &[mailroom_shared::profiles::ProfileState]
                 .text("Old key also works until ")
                 .time(&a.old_key_until);
             let using: Vec<_> = a.old_key_clients.iter().filter(|u| !u.refused).collect();
+            let mut rest: &[&OldKeyUse] = &[];
             if using.is_empty() {
                 m.text("; not used since the new key");
-            }
-            for (i, u) in using.into_iter().enumerate() {
-                m.text(if i == 0 {
-                    "; since the new key used by "
-                } else {
-                    ", "
-                })
-                .text(&[&u.from, " at "].concat())
-                .time(&u.at);
+            } else {
+                m.text("; since the new key used by ");
+                rest = devices(&mut m, &using);
             }
             m.close("span");
+            more_devices(&mut m, rest);
         } else {
             let refused: Vec<_> = a.old_key_clients.iter().filter(|u| u.refused).collect();
-            for (i, u) in refused.iter().enumerate() {
-                if i == 0 {
-                    m.open("br", &[])
-                        .open("span", &[("class", "old-key")])
-                        .text("Old key refused from ");
-                } else {
-                    m.text(", ");
-                }
-                m.text(&[&u.from, " at "].concat()).time(&u.at);
-            }
             if !refused.is_empty() {
+                m.open("br", &[])
+                    .open("span", &[("class", "old-key")])
+                    .text("Old key refused from ");
+                let rest = devices(&mut m, &refused);
                 m.text(if refused.len() == 1 {
                     ": give that device the new key"
                 } else {
                     ": give those devices the new key"
                 })
                 .close("span");
+                more_devices(&mut m, rest);
             }
         }
         m.close("th")
