@@ -45,6 +45,15 @@ pub struct WebhookRow {
     pub previous: Option<(Vec<u8>, i64)>,
 }
 
+impl WebhookRow {
+    /// The secret before its last new one with until when it signs, while
+    /// it still does at `now` (Unix seconds); lapsed, it only awaits
+    /// housekeeping.
+    pub fn previous_at(&self, now: i64) -> Option<&(Vec<u8>, i64)> {
+        self.previous.as_ref().filter(|(_, until)| now < *until)
+    }
+}
+
 /// One event for one webhook, to store before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDelivery {

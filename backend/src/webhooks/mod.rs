@@ -549,11 +549,7 @@ impl Webhooks {
     /// one it had before a new one, until that one's time is up.
     fn secrets_of(&self, row: &WebhookRow) -> Result<Vec<Secret>, String> {
         let now = self.clock.wall().unix_timestamp();
-        let previous = row
-            .previous
-            .as_ref()
-            .filter(|(_, until)| now < *until)
-            .map(|(secret, _)| secret);
+        let previous = row.previous_at(now).map(|(secret, _)| secret);
         std::iter::once(&row.secret)
             .chain(previous)
             .map(|s| {

@@ -96,11 +96,9 @@ async fn create(
 /// contract) while the secret before its last *New secret* still signs.
 fn shown(hooks: &Webhooks, row: WebhookRow) -> Webhook {
     let now = hooks.clock().wall().unix_timestamp();
+    let until = row.previous_at(now).map(|(_, until)| *until);
     let mut w = row.webhook;
-    w.old_secret_until = row
-        .previous
-        .filter(|(_, until)| now < *until)
-        .and_then(|(_, until)| crate::clock::rfc3339_at(until));
+    w.old_secret_until = until.and_then(crate::clock::rfc3339_at);
     w
 }
 

@@ -44,7 +44,7 @@ pub struct App {
     pub old_key_until: String,
     /// That key's uses since, each client's last (newest first), shown
     /// while it works or refused lately.
-    pub old_key_clients: Vec<mailroom_shared::sending::OldKeyUse>,
+    pub old_key_clients: Vec<OldKeyUse>,
 }
 
 /// How many devices an app's old-key line names before "and N more".

@@ -195,6 +195,18 @@ impl Panel {
         }
     }
 
+    /// A question's *yes*: the webhook it asked about (in `about`) gets
+    /// the list's own action `act`, now asked, and the question goes.
+    fn answered(&self, about: &UseStateHandle<Option<String>>, act: &'static str) -> Callback<()> {
+        let (panel, about) = (self.clone(), about.clone());
+        Callback::from(move |()| {
+            if let Some(id) = (*about).clone() {
+                about.set(None);
+                panel.act(act.into(), id);
+            }
+        })
+    }
+
     fn reload(&self) {
         let panel = self.clone();
         crate::spawn(async move {
@@ -456,34 +468,9 @@ pub fn webhooks(p: &WebhooksProps) -> Html {
         let panel = panel.clone();
         Callback::from(move |_: MouseEvent| panel.clear())
     };
-    let delete = {
-        let panel = panel.clone();
-        Callback::from(move |()| {
-            if let Some(id) = (*panel.deleting).clone() {
-                panel.deleting.set(None);
-                // The list's own action, now asked.
-                panel.act("remove".into(), id);
-            }
-        })
-    };
-    let replace = {
-        let panel = panel.clone();
-        Callback::from(move |()| {
-            if let Some(id) = (*panel.replacing).clone() {
-                panel.replacing.set(None);
-                panel.act("new-secret".into(), id);
-            }
-        })
-    };
-    let end_old = {
-        let panel = panel.clone();
-        Callback::from(move |()| {
-            if let Some(id) = (*panel.ending).clone() {
-                panel.ending.set(None);
-                panel.act("end-old".into(), id);
-            }
-        })
-    };
+    let delete = panel.answered(&panel.deleting, "remove");
+    let replace = panel.answered(&panel.replacing, "new-secret");
+    let end_old = panel.answered(&panel.ending, "end-old");
     let on_click = {
         let panel = panel.clone();
         Callback::from(move |e: MouseEvent| {
