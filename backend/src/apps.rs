@@ -271,15 +271,30 @@ impl AppsState {
         }
         // A refused device's mail never reaches Mailroom: the webhooks
         // hear of it, once a day per app, with the warning the page shows.
-        let key = format!("old_key_refused|{app}");
-        if refused && self.webhooks.once_a_day(&key, at, None) {
+        // After a restart, or on another server sharing the database, the
+        // app's last stored event counts for the first check.
+        const EVENT: &str = "app.old_key_refused";
+        if !refused || !self.webhooks.wants(EVENT).await {
+            return;
+        }
+        let last = self
+            .webhooks
+            .store()
+            .last_event_unix(EVENT, crate::store::EventAbout::App(app))
+            .await
+            .ok()
+            .flatten();
+        if self
+            .webhooks
+            .once_a_day(&format!("{EVENT}|{app}"), at, last)
+        {
             // The list reads each client, so every device refused is named.
             let apps = self.queue.list_apps().await.unwrap_or_default();
             if let Some(row) = apps.into_iter().find(|a| a.id == app) {
                 if let Some(w) = old_key_refused_warning(&row, at) {
                     let mut data = serde_json::to_value(&w).unwrap_or_default();
                     data["app"] = serde_json::json!(app);
-                    self.webhooks.emit("app.old_key_refused", data).await;
+                    self.webhooks.emit(EVENT, data).await;
                 }
             }
         }

@@ -11,8 +11,8 @@ use mailroom_backend::queue::{
     AttemptRecord, Enqueued, IdempotencyKey, Lease, ListFilter, NewMessage, Queue, RecipientOutcome,
 };
 use mailroom_backend::store::{
-    CertRow, CertSlot, FailureStore, NewDelivery, ProfileDelete, ProfileRow, Record, SessionStore,
-    SettingsStore, SqliteStore, StoreError, WebhookRow, WebhookStore,
+    CertRow, CertSlot, EventAbout, FailureStore, NewDelivery, ProfileDelete, ProfileRow, Record,
+    SessionStore, SettingsStore, SqliteStore, StoreError, WebhookRow, WebhookStore,
 };
 use mailroom_shared::api::Stage;
 use mailroom_shared::sending::{Attempt, Paused, Status};
@@ -129,7 +129,7 @@ macro_rules! both {
 both!(
     webhook_events_commit_with_the_attempts_they_report_or_not_at_all,
     a_late_webhook_outcome_leaves_the_delivery_to_its_holder,
-    the_last_event_of_a_type_is_found_per_profile,
+    the_last_event_of_a_type_is_found_per_profile_or_app,
     a_pending_certificate_passes_and_a_save_makes_it_active_for_every_server,
     concurrent_saves_conflict_and_one_wins,
     the_same_idempotency_key_queues_one_message,
@@ -1978,7 +1978,7 @@ async fn store_with_webhook(f: &Fixture, event: &str) -> (Arc<dyn WebhookStore>,
 /// `credential.expiring` goes out once a day per profile: after a restart,
 /// each profile's own last event counts (one without a profile, stored
 /// before profiles, is the default profile's).
-async fn the_last_event_of_a_type_is_found_per_profile(f: Fixture) {
+async fn the_last_event_of_a_type_is_found_per_profile_or_app(f: Fixture) {
     let (hooks, webhook_id) = store_with_webhook(&f, "credential.expiring").await;
     let event = |id: &str, event: &str, data: Value, at_unix: i64| NewDelivery {
         id: id.into(),
@@ -1991,7 +1991,10 @@ async fn the_last_event_of_a_type_is_found_per_profile(f: Fixture) {
     };
     const EXPIRING: &str = "credential.expiring";
     assert_eq!(
-        hooks.last_event_unix(EXPIRING, "default").await.unwrap(),
+        hooks
+            .last_event_unix(EXPIRING, EventAbout::Profile("default"))
+            .await
+            .unwrap(),
         None
     );
     hooks
@@ -2008,10 +2011,11 @@ async fn the_last_event_of_a_type_is_found_per_profile(f: Fixture) {
         ])
         .await
         .unwrap();
-    let last = |profile: &'static str| {
+    let last_about = |event: &'static str, about: EventAbout<'static>| {
         let hooks = hooks.clone();
-        async move { hooks.last_event_unix(EXPIRING, profile).await.unwrap() }
+        async move { hooks.last_event_unix(event, about).await.unwrap() }
     };
+    let last = |profile| last_about(EXPIRING, EventAbout::Profile(profile));
     assert_eq!(last("default").await, Some(T0), "stored before profiles");
     assert_eq!(last("prf_b").await, Some(T0 + 20));
     assert_eq!(last("prf_c").await, None, "another type's event");
@@ -2027,6 +2031,23 @@ async fn the_last_event_of_a_type_is_found_per_profile(f: Fixture) {
         .unwrap();
     assert_eq!(last("default").await, Some(T0 + 40));
     assert_eq!(last("prf_b").await, Some(T0 + 20));
+    // An app's event is found by its app, never taken for the default
+    // profile's (it has no profile) nor for another app's.
+    const REFUSED: &str = "app.old_key_refused";
+    hooks
+        .enqueue_deliveries(vec![
+            event("evt_6", REFUSED, json!({"app": "app_a"}), T0 + 50),
+            event("evt_7", REFUSED, json!({"app": "app_b"}), T0 + 60),
+            event("evt_8", REFUSED, json!({"app": "app_a"}), T0 + 55),
+        ])
+        .await
+        .unwrap();
+    let app = |id| last_about(REFUSED, EventAbout::App(id));
+    assert_eq!(app("app_a").await, Some(T0 + 55));
+    assert_eq!(app("app_b").await, Some(T0 + 60));
+    assert_eq!(app("app_c").await, None);
+    assert_eq!(app("default").await, None, "an app's event names its app");
+    assert_eq!(last("default").await, Some(T0 + 40), "another type's event");
 }
 
 async fn webhook_events_commit_with_the_attempts_they_report_or_not_at_all(f: Fixture) {

@@ -443,12 +443,12 @@ async fn deliveries_raise_sent_failed_and_first_deferred_events_in_each_format()
 /// was null), so the app and the channel never heard of the refusal.
 /// A device refused for an app's replaced key: its mail never reaches
 /// Mailroom, so the webhooks hear of it (`app.old_key_refused`, with the
-/// page's warning as data), once a day per app; a Slack post says the fix
-/// and links to Apps.
+/// page's warning as data), once a day per app, a restart included; a
+/// Slack post says the fix and links to Apps.
 #[tokio::test]
 async fn a_device_refused_for_an_apps_replaced_key_is_announced_once_a_day() {
     let clock = Arc::new(ManualClock::default());
-    let (_rig, server) = saved_rig_clocked(
+    let (rig, mut server) = saved_rig_clocked(
         Default::default(),
         |a| a.public_url = Some("https://mail.contoso.com".into()),
         clock.clone(),
@@ -512,6 +512,23 @@ async fn a_device_refused_for_an_apps_replaced_key_is_announced_once_a_day() {
     assert_eq!(server.submit(&old, &mail).await.0, 401);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.hooks().len(), 2, "once a day per app");
+    // A restart on the same data the same day: still nothing more (the
+    // count was the process's own, so the device was announced again at
+    // each start).
+    let (_data, dir) = (
+        std::mem::replace(&mut server._dir, tempfile::tempdir().unwrap()),
+        server.data.clone(),
+    );
+    drop(server);
+    let server = start_with_clock(&rig, move |a| a.data_dir = dir, clock.clone()).await;
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(server.submit(&old, &mail).await.0, 401);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        receiver.hooks().len(),
+        2,
+        "once a day per app, restarts too"
+    );
     clock.advance(Duration::from_secs(86_400));
     assert_eq!(server.submit(&old, &mail).await.0, 401);
     assert_eq!(receiver.wait_for(4).await.len(), 4);

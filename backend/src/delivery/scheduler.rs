@@ -145,7 +145,7 @@ impl Engine {
             let last = self
                 .webhooks
                 .store()
-                .last_event_unix(EVENT, &profile.id)
+                .last_event_unix(EVENT, crate::store::EventAbout::Profile(&profile.id))
                 .await
                 .ok()
                 .flatten();

@@ -183,10 +183,13 @@ pub trait WebhookStore: Send + Sync {
         webhook_id: &str,
         limit: i64,
     ) -> Result<Vec<mailroom_shared::webhooks::Delivery>, StoreError>;
-    /// When an event of this type was last stored for a profile (its
-    /// `data.profile`; an event without one is the default profile's), Unix
+    /// When an event of this type was last stored about `about`, Unix
     /// seconds.
-    async fn last_event_unix(&self, event: &str, profile: &str) -> Result<Option<i64>, StoreError>;
+    async fn last_event_unix(
+        &self,
+        event: &str,
+        about: EventAbout<'_>,
+    ) -> Result<Option<i64>, StoreError>;
     /// Fixes a delivery's body (its data read at the first try), or drops
     /// the delivery (`None`: an event that turned out not to apply).
     async fn settle_delivery(&self, seq: i64, body: Option<String>) -> Result<(), StoreError>;
@@ -258,6 +261,25 @@ impl HistoryEntry {
                 .filter(|f| !f.is_empty())
                 .map(str::to_string)
                 .collect(),
+        }
+    }
+}
+
+/// What an event kept to once a day is about, by a field of its data.
+#[derive(Debug, Clone, Copy)]
+pub enum EventAbout<'a> {
+    /// `data.profile`; an event without one is the default profile's.
+    Profile(&'a str),
+    /// `data.app`.
+    App(&'a str),
+}
+
+impl EventAbout<'_> {
+    /// The data's field and the value it must hold.
+    pub(crate) fn field(&self) -> (&'static str, &str) {
+        match self {
+            EventAbout::Profile(id) => ("profile", id),
+            EventAbout::App(id) => ("app", id),
         }
     }
 }

@@ -2220,13 +2220,18 @@ impl WebhookStore for PgStore {
         Ok(())
     }
 
-    async fn last_event_unix(&self, event: &str, profile: &str) -> Result<Option<i64>, StoreError> {
+    async fn last_event_unix(
+        &self,
+        event: &str,
+        about: super::EventAbout<'_>,
+    ) -> Result<Option<i64>, StoreError> {
         /// [`sql::LAST_EVENT`] in PostgreSQL's words.
         const LAST_EVENT: &str = "SELECT MAX(created_unix) FROM webhook_deliveries
-            WHERE event = $1 AND COALESCE(body::jsonb #>> '{data,profile}', 'default') = $2";
+            WHERE event = $1 AND COALESCE(body::jsonb -> 'data' ->> $3, 'default') = $2";
+        let (field, value) = about.field();
         let c = self.pool.get().await?;
         let row = c
-            .query_one(&prepared(&c, LAST_EVENT).await?, &[&event, &profile])
+            .query_one(&prepared(&c, LAST_EVENT).await?, &[&event, &value, &field])
             .await?;
         Ok(row.opt_int(0)?)
     }

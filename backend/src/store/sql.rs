@@ -196,9 +196,10 @@ pub(crate) const WEBHOOK_SUCCEEDED: &str = "UPDATE webhooks SET last_success_at 
 pub(crate) const WEBHOOK_FAILED: &str = "UPDATE webhooks SET last_failure_at = ?2 WHERE id = ?1";
 pub(crate) const DELIVERIES: &str = "SELECT id, event, created_at, attempts, status, last_status,
     last_error FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY seq DESC LIMIT ?2";
-/// SQLite's words; PostgreSQL reads the body as `jsonb` (its own `LAST_EVENT`).
+/// SQLite's words (?3 is the path of the field, like `$.data.app`);
+/// PostgreSQL reads the body as `jsonb` (its own `LAST_EVENT`).
 pub(crate) const LAST_EVENT: &str = "SELECT MAX(created_unix) FROM webhook_deliveries
-    WHERE event = ?1 AND COALESCE(json_extract(body, '$.data.profile'), 'default') = ?2";
+    WHERE event = ?1 AND COALESCE(json_extract(body, ?3), 'default') = ?2";
 
 pub(crate) const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_unix <= ?1";
 pub(crate) const ADD_SESSION: &str = "INSERT INTO sessions (digest, expires_unix) VALUES (?1, ?2)";

@@ -1739,12 +1739,23 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn last_event_unix(&self, event: &str, profile: &str) -> Result<Option<i64>, StoreError> {
-        let (event, profile) = (event.to_string(), profile.to_string());
+    async fn last_event_unix(
+        &self,
+        event: &str,
+        about: super::EventAbout<'_>,
+    ) -> Result<Option<i64>, StoreError> {
+        let (field, value) = about.field();
+        let (event, value, path) = (
+            event.to_string(),
+            value.to_string(),
+            format!("$.data.{field}"),
+        );
         self.with_conn(move |c| {
-            Ok(c.query_row(sql::LAST_EVENT, params![event, profile], |r| {
-                r.get::<_, Option<i64>>(0)
-            })?)
+            Ok(
+                c.query_row(sql::LAST_EVENT, params![event, value, path], |r| {
+                    r.get::<_, Option<i64>>(0)
+                })?,
+            )
         })
         .await
     }
