@@ -83,6 +83,18 @@ pub fn new_message_id() -> String {
     new_id("msg")
 }
 
+/// A Message-ID header for a message from `sender` without one of its own:
+/// unique, on the sender's domain, never on this machine's name (lettre's
+/// own, `<…@vm>`, says nothing to the recipient, tells them the server's
+/// name, and spam filters count a Message-ID without a domain against the
+/// message).
+pub fn header_message_id(sender: &str) -> String {
+    let domain = sender
+        .rsplit_once('@')
+        .map_or("mailroom.local", |(_, domain)| domain);
+    format!("<{}@{domain}>", new_message_id())
+}
+
 /// The app whose key the request carries (`Authorization: Bearer mr_…`).
 /// Wrong keys count against the address's limit: 401, then 429.
 pub async fn authenticate(

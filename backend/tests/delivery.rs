@@ -1054,8 +1054,30 @@ async fn a_raw_message_keeps_its_headers_loses_bcc_and_gains_a_message_id() {
     );
     let (status, q) = server.submit_raw(&key, "", raw).await;
     assert_eq!(status, 202, "{q}");
-    server.wait_status(q["id"].as_str().unwrap(), "sent").await;
+    let id = q["id"].as_str().unwrap();
+    let details = server.wait_status(id, "sent").await;
     let got = &rig.smtp.messages()[0];
+    // The details name the Message-ID the upstream got, and a search by
+    // it, with or without its angle brackets, finds the message (and only
+    // the whole id does).
+    let header = got
+        .data
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap();
+    assert_eq!(details["message_id"], header, "{details}");
+    let bare = header.trim_matches(|c| c == '<' || c == '>');
+    for (q, found) in [(header, 1), (bare, 1), (&header[1..header.len() / 2], 0)] {
+        let path = format!("/api/messages?q={q}");
+        let (_, list) = server.admin(reqwest::Method::GET, &path, None).await;
+        let ids: Vec<&Value> = list["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["id"])
+            .collect();
+        assert_eq!(ids, vec![&json!(id); found], "{q}: {list}");
+    }
     assert_eq!(
         got.rcpt_to,
         vec![to.clone(), bcc.clone()],

@@ -787,6 +787,7 @@ fn message(id: &str, key: Option<&str>) -> NewMessage {
         now: "2026-11-26T00:00:00Z".into(),
         now_unix: T0,
         profile: "default".into(),
+        message_id_header: None,
     }
 }
 
@@ -2710,6 +2711,9 @@ async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {
     ] {
         let mut m = message(id, None);
         m.subject = subject.into();
+        if id == "msg_pct" {
+            m.message_id_header = Some(format!("<report.100@{}>", "contoso.com"));
+        }
         s.queue.enqueue(m).await.unwrap();
     }
     let search = |q: &str| {
@@ -2758,6 +2762,19 @@ async fn search_takes_backslash_percent_and_underscore_literally(f: Fixture) {
     // whole id, so a few letters never match ids at random.
     assert_eq!(search(" msg_pct ").await, vec!["msg_pct"]);
     assert_eq!(search("msg_p").await, Vec::<String>::new());
+    // So does its whole Message-ID, with or without its angle brackets
+    // (as message trace and a recipient's headers show it), and the
+    // details name it; a message stored without one names none.
+    let header = format!("<report.100@{}>", "contoso.com");
+    assert_eq!(search(&header).await, vec!["msg_pct"]);
+    assert_eq!(search(&header[1..header.len() - 1]).await, vec!["msg_pct"]);
+    assert_eq!(search("report.100").await, Vec::<String>::new());
+    let details = |id: &'static str| {
+        let queue = s.queue.clone();
+        async move { queue.details(id).await.unwrap().unwrap().message_id }
+    };
+    assert_eq!(details("msg_pct").await, Some(header));
+    assert_eq!(details("msg_bs").await, None);
     // The newest first, in pages.
     let (rows, next) = s
         .queue

@@ -335,6 +335,7 @@ pub fn details(v: &JsValue) -> Option<Details> {
             })
         })?,
         next_attempt_at: opt_string(v, "next_attempt_at")?,
+        message_id: opt_string(v, "message_id")?,
     })
 }
 

@@ -667,6 +667,7 @@ fn the_activity_and_test_readers_take_what_serde_json_writes() {
                     },
                 }],
                 next_attempt_at: (n % 2 == 1).then(|| "2026-11-26T10:05:00Z".to_string()),
+                message_id: (n % 2 == 0).then(|| format!("<a{n}@{}>", "contoso.com")),
             };
             let text = serde_json::to_string(&d).unwrap();
             assert_eq!(details(&parsed(&text)).as_ref(), Some(&d), "{text}");
@@ -863,6 +864,7 @@ fn the_activity_reducer_merges_pages_and_keeps_the_open_message() {
         recipients: Vec::new(),
         attempts: Vec::new(),
         next_attempt_at: None,
+        message_id: None,
     };
     let s = s.reduce(ActivityAction::Details(d(8)));
     assert_eq!(s.details, None, "not the open one");

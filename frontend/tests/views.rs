@@ -1559,6 +1559,7 @@ async fn activity_filters_searches_pages_and_shows_details_with_retry() {
                 transport: Some(mailroom_shared::Transport::Graph),
             }],
             next_attempt_at: None,
+            message_id: None,
         })
         .unwrap()
     };
@@ -1679,6 +1680,7 @@ async fn a_link_opens_its_message_with_the_filter_it_names() {
         recipients: vec![],
         attempts: vec![],
         next_attempt_at: None,
+        message_id: None,
     };
     route_details(&details_of("msg_9", "Payslip 3"));
     route_details(&details_of("msg_2", "Invoice 7"));
@@ -1988,6 +1990,7 @@ async fn a_run_of_the_same_failure_is_shown_once_with_its_count_and_span() {
         recipients: Vec::new(),
         attempts,
         next_attempt_at: None,
+        message_id: None,
     };
     route_details(&details);
     let root = mount_activity().await;
@@ -2033,7 +2036,8 @@ fn datetimes(root: &Element, selector: &str) -> Vec<String> {
 }
 
 /// A deferred message's details say when it is tried next; other
-/// messages' say nothing of it.
+/// messages' say nothing of it. A message's Message-ID shows with where it
+/// finds the message; one stored before it was kept shows none.
 #[wasm_bindgen_test]
 async fn a_deferred_messages_details_say_when_it_is_tried_next() {
     use mailroom_shared::sending::Details;
@@ -2043,15 +2047,22 @@ async fn a_deferred_messages_details_say_when_it_is_tried_next() {
         200,
         &json!({"messages": [summary("msg_7", "deferred", "Invoice 9"), summary("msg_6", "sent", "Ticket 1")], "next": null}),
     );
-    for (id, status, next) in [
-        ("msg_7", "deferred", Some("2026-11-28T10:05:00Z")),
-        ("msg_6", "sent", None),
+    let header = format!("<invoice-9@{}>", "contoso.com");
+    for (id, status, next, message_id) in [
+        (
+            "msg_7",
+            "deferred",
+            Some("2026-11-28T10:05:00Z"),
+            Some(header.clone()),
+        ),
+        ("msg_6", "sent", None, None),
     ] {
         route_details(&Details {
             summary: summary_of(id, status, "x"),
             recipients: Vec::new(),
             attempts: Vec::new(),
             next_attempt_at: next.map(str::to_string),
+            message_id,
         });
     }
     let root = mount_activity().await;
@@ -2064,10 +2075,15 @@ async fn a_deferred_messages_details_say_when_it_is_tried_next() {
         Some("2026-11-28T10:05:00Z"),
         "{times:?}"
     );
+    assert_eq!(
+        text_of(&root, "#details-msg_7 .pairs code.message-id"),
+        header
+    );
+    assert!(pairs.contains("message trace"), "{pairs}");
     click(&root, "#row-msg_6 button.open").await;
     let pairs = text_of(&root, "#details-msg_6 .pairs");
     assert!(
-        pairs.contains("Queued") && !pairs.contains("Next try"),
+        pairs.contains("Queued") && !pairs.contains("Next try") && !pairs.contains("Message-ID"),
         "{pairs}"
     );
 }

@@ -677,6 +677,11 @@ pub struct Details {
     /// the contract, docs/API.md §9).
     #[serde(default)]
     pub next_attempt_at: Option<String>,
+    /// The message's Message-ID header (`<…@…>`), which Exchange's message
+    /// trace and the recipients' mail know it by; left out for a message
+    /// stored before Mailroom kept it (beyond the contract, docs/API.md §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 /// One saved version in `GET /api/settings/history`: names, never values.

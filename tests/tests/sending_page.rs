@@ -325,6 +325,13 @@ async fn an_app_made_in_the_page_sends_over_http_and_activity_shows_it_sent() {
         details.contains(&to) && details.contains("Recipients"),
         "{details}"
     );
+    // The Message-ID the upstream got, which message trace finds it by.
+    let header = delivered[3]
+        .data
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap();
+    assert!(details.contains(header), "{header}: {details}");
     screenshots(&b, "message-details", &row_css).await;
 
     // Edited in place on Apps: an address added to what it may send as,

@@ -475,6 +475,7 @@ mod tests {
                     now: clock.rfc3339(),
                     now_unix: now,
                     profile: crate::store::DEFAULT_PROFILE.into(),
+                    message_id_header: None,
                 })
                 .await
                 .unwrap();

@@ -69,6 +69,7 @@ impl Sending {
                 profile: app
                     .map(|a| a.profile.clone())
                     .unwrap_or_else(|| crate::store::DEFAULT_PROFILE.to_string()),
+                message_id_header: built.message_id,
             })
             .await?;
         if let Enqueued::New(_) = &enqueued {

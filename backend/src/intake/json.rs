@@ -426,7 +426,10 @@ pub fn build(
         .from(header_from.clone())
         .subject(req.subject.clone())
         .date_now()
-        .message_id(own_message_id);
+        // lettre's own would be on this machine's name (`<…@vm>`).
+        .message_id(Some(own_message_id.unwrap_or_else(|| {
+            crate::apps::header_message_id(header_from.email.as_ref())
+        })));
     for m in &to {
         b = b.to(m.clone());
     }
@@ -660,6 +663,16 @@ mod tests {
             .insert("message-id".into(), format!("<b@{}>", "contoso.com"));
         let said = built(&req).unwrap_err()["headers"].join(" ");
         assert!(said.contains("given twice"), "{said}");
+        // None of its own: one made on the From's domain, as for a raw
+        // message, not on this machine's name.
+        let c = built(&request()).unwrap();
+        let ids = mailroom_fakes::graph::header_values(head(&c).as_bytes(), "Message-ID");
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert!(
+            ids[0].starts_with("<msg_") && ids[0].ends_with("@contoso.com>"),
+            "{ids:?}"
+        );
+        assert_eq!(c.message_id.as_ref(), Some(&ids[0]));
     }
 
     #[test]

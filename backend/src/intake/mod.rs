@@ -112,6 +112,8 @@ pub struct Checked {
     pub subject: String,
     /// The message, CRLF throughout.
     pub body: Vec<u8>,
+    /// Its Message-ID (`<…@…>`): its own, or the one added.
+    pub message_id: Option<String>,
 }
 
 /// `text` on one line: each run of line breaks, tabs, other control
@@ -760,12 +762,11 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         }
     }
     if !fields.iter().any(|f| f.name == "message-id") {
-        let domain = envelope_from.rsplit('@').next().unwrap_or("mailroom.local");
         fields.push(Field {
             name: "message-id".into(),
             raw: format!(
-                "Message-ID: <{}@{domain}>\r\n",
-                crate::apps::new_message_id()
+                "Message-ID: {}\r\n",
+                crate::apps::header_message_id(&envelope_from)
             )
             .into_bytes(),
         });
@@ -776,6 +777,10 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
             raw: format!("Date: {}\r\n", date_now()).into_bytes(),
         });
     }
+    let message_id = fields
+        .iter()
+        .find(|f| f.name == "message-id")
+        .and_then(|f| json::message_id(&f.value()).map(str::to_string));
     let mut out: Vec<u8> = Vec::with_capacity(raw.len() + 128);
     for f in &fields {
         out.extend_from_slice(&f.raw);
@@ -790,6 +795,7 @@ pub fn check(raw: &[u8], envelope: Envelope, rules: &Rules<'_>) -> Result<Checke
         recipients,
         subject,
         body: out,
+        message_id,
     })
 }
 
@@ -1161,6 +1167,7 @@ mod tests {
                 .collect();
             assert_eq!(ids.len(), 1, "{bad}: {text}");
             assert!(json::message_id(ids[0]).is_some(), "{bad}: {text}");
+            assert_eq!(c.message_id.as_deref(), Some(ids[0]), "the one added");
         }
         // Folded, in another case, and right: kept byte for byte.
         let good = format!("message-id:\r\n <ticket-42@{}>\r\n", "helpdesk.contoso.com");
@@ -1168,6 +1175,11 @@ mod tests {
         let text = String::from_utf8_lossy(&c.body);
         assert!(text.contains(&good) && !text.contains("Original"), "{text}");
         assert!(!text.contains("\r\nMessage-ID: <"), "{text}");
+        assert_eq!(
+            c.message_id,
+            Some(format!("<ticket-42@{}>", "helpdesk.contoso.com")),
+            "its own, unfolded"
+        );
     }
 
     #[test]

@@ -1208,13 +1208,14 @@ async fn insert_messages<'a>(
     let units: Vec<i64> = messages.iter().map(|m| m.now_unix).collect();
     let rcpts: Vec<i64> = messages.iter().map(|m| m.recipients.len() as i64).collect();
     let profiles = col(|m| Some(m.profile.clone()));
+    let header_ids = col(|m| m.message_id_header.clone());
     // [`sql::INSERT_MESSAGE`] for every message at once.
     let stmt = tx
         .prepare_cached(
-            "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count, profile)
-             SELECT id, app_id, source, mail_from, subject, size, body, 'queued', now, unix, now, unix, rcpts, profile
-             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BYTEA[], $8::TEXT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[])
-                 AS n(id, app_id, source, mail_from, subject, size, body, now, unix, rcpts, profile)
+            "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count, profile, message_id_header)
+             SELECT id, app_id, source, mail_from, subject, size, body, 'queued', now, unix, now, unix, rcpts, profile, header_id
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BYTEA[], $8::TEXT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[], $12::TEXT[])
+                 AS n(id, app_id, source, mail_from, subject, size, body, now, unix, rcpts, profile, header_id)
              RETURNING id, seq",
         )
         .await?;
@@ -1222,8 +1223,18 @@ async fn insert_messages<'a>(
         .query(
             &stmt,
             &[
-                &ids, &apps, &sources, &froms, &subjects, &sizes, &bodies, &nows, &units, &rcpts,
+                &ids,
+                &apps,
+                &sources,
+                &froms,
+                &subjects,
+                &sizes,
+                &bodies,
+                &nows,
+                &units,
+                &rcpts,
                 &profiles,
+                &header_ids,
             ],
         )
         .await?;
@@ -1788,16 +1799,19 @@ impl Queue for PgStore {
             .query(&prepared(&c, sql::ATTEMPTS_OF).await?, &[&id])
             .await?;
         let attempts = all(rows, sql::attempt_from)?;
-        let next = c
-            .query_opt(&prepared(&c, sql::NEXT_ATTEMPT_OF).await?, &[&id])
-            .await?
-            .map(|r| r.try_get::<_, i64>(0))
-            .transpose()?;
+        let row = c
+            .query_one(
+                &prepared(&c, sql::HEADER_ID_AND_NEXT_ATTEMPT_OF).await?,
+                &[&id],
+            )
+            .await?;
+        let (message_id, next) = (row.opt_text(0)?, row.opt_int(1)?);
         Ok(Some(Details {
             summary,
             recipients,
             attempts,
             next_attempt_at: next.and_then(crate::clock::rfc3339_at),
+            message_id,
         }))
     }
 

@@ -262,6 +262,8 @@ pub struct NewMessage {
     pub now_unix: i64,
     /// The profile it goes out through (docs/API.md §15).
     pub profile: String,
+    /// Its Message-ID header (`<…@…>`), for Activity and its search.
+    pub message_id_header: Option<String>,
 }
 
 /// An app's `Idempotency-Key` and a digest of the request that carried it:
@@ -1071,6 +1073,7 @@ mod tests {
             now: String::new(),
             now_unix: 0,
             profile: "default".into(),
+            message_id_header: None,
         };
         let none = AppLimits {
             queued_max: None,

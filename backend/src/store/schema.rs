@@ -154,7 +154,15 @@ pub const SCHEMA: &[&str] = &[
     MIGRATION_OLD_APP_KEY_UNTIL,
     MIGRATION_OLD_APP_KEY_USED,
     MIGRATION_OLD_APP_KEY_CLIENTS,
+    MIGRATION_MESSAGE_ID_HEADER,
 ];
+
+/// Step 26: each message's Message-ID header (`<…@…>`, as sent upstream),
+/// so Activity shows the id Exchange's message trace and the recipients'
+/// mail know it by, and a search by it finds the message. Messages stored
+/// before this step have none.
+pub const MIGRATION_MESSAGE_ID_HEADER: &str =
+    "ALTER TABLE messages ADD COLUMN message_id_header TEXT;";
 
 /// Step 25: each client's last use of an app's key from before its last
 /// *New key* (Unix seconds, refused or not), not only the last one's, so

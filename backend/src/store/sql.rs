@@ -332,8 +332,8 @@ pub(crate) const IDEMPOTENT_TWIN: &str =
     "SELECT i.message_id, m.status, i.request_digest FROM idempotency i
      LEFT JOIN messages m ON m.id = i.message_id
      WHERE i.app_id = ?1 AND i.key = ?2";
-pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count, profile)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?8, ?9, ?10, ?11) RETURNING seq";
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app_id, source, mail_from, subject, size, body, status, created_at, created_unix, updated_at, next_attempt_unix, rcpt_count, profile, message_id_header)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?8, ?9, ?10, ?11, ?12) RETURNING seq";
 /// One recipient (SQLite's loop; PostgreSQL inserts a batch's with `UNNEST`).
 pub(crate) const INSERT_RECIPIENT: &str =
     "INSERT INTO recipients (message_seq, idx, address, status) VALUES (?1, ?2, ?3, 'queued')";
@@ -446,7 +446,8 @@ pub(crate) fn summary_by_id(to: &str) -> String {
 /// A page of summaries, newest first: `?1` status, `?2` app, `?3` a
 /// [`crate::queue::like_pattern`] (lower case), `?4` the cursor, `?5` how
 /// many, `?6` the profile, `?7` the search as typed, which also finds the
-/// message of that id (the relay's "queued as msg_…", the API's `id`);
+/// message of that id (the relay's "queued as msg_…", the API's `id`) and
+/// the one of that Message-ID, with or without its angle brackets;
 /// each filter off when NULL.
 pub(crate) fn list(to: &str) -> String {
     format!(
@@ -456,7 +457,7 @@ pub(crate) fn list(to: &str) -> String {
            AND (CAST(?3 AS TEXT) IS NULL OR lower(m.subject) LIKE ?3 ESCAPE '\\' OR lower(m.mail_from) LIKE ?3 ESCAPE '\\'
                 OR lower(m.last_code) LIKE ?3 ESCAPE '\\' OR lower(m.last_message) LIKE ?3 ESCAPE '\\'
                 OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND lower(r.address) LIKE ?3 ESCAPE '\\')
-                OR m.id = ?7)
+                OR m.id = ?7 OR m.message_id_header = ?7 OR m.message_id_header = '<' || ?7 || '>')
            AND (CAST(?4 AS TEXT) IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?4))
            AND (CAST(?6 AS TEXT) IS NULL OR m.profile = ?6)
          ORDER BY m.seq DESC LIMIT ?5"
@@ -466,9 +467,10 @@ pub(crate) fn list(to: &str) -> String {
 pub(crate) const RECIPIENTS_OF: &str =
     "SELECT r.address, r.status, r.code, r.message FROM recipients r
      JOIN messages m ON m.seq = r.message_seq WHERE m.id = ?1 ORDER BY r.idx";
-/// When a deferred message is tried next (no row for any other status).
-pub(crate) const NEXT_ATTEMPT_OF: &str =
-    "SELECT next_attempt_unix FROM messages WHERE id = ?1 AND status = 'deferred'";
+/// A message's Message-ID header, and when it is tried next if it is
+/// deferred (else NULL).
+pub(crate) const HEADER_ID_AND_NEXT_ATTEMPT_OF: &str =
+    "SELECT message_id_header, CASE WHEN status = 'deferred' THEN next_attempt_unix END FROM messages WHERE id = ?1";
 pub(crate) const ATTEMPTS_OF: &str =
     "SELECT a.at, a.ok, a.stage, a.code, a.message, a.hint, a.transport FROM attempts a
      JOIN messages m ON m.seq = a.message_seq WHERE m.id = ?1 ORDER BY a.n";

@@ -641,7 +641,8 @@ fn enqueue_in(
             m.now,
             m.now_unix,
             m.recipients.len() as i64,
-            m.profile
+            m.profile,
+            m.message_id_header
         ],
         |r| r.get(0),
     )?;
@@ -1300,15 +1301,17 @@ impl Queue for SqliteStore {
                 .prepare_cached(sql::ATTEMPTS_OF)?
                 .query_map([&id], |r| sql::attempt_from(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let next = c
-                .prepare_cached(sql::NEXT_ATTEMPT_OF)?
-                .query_row([&id], |r| r.get::<_, i64>(0))
-                .optional()?;
+            let (message_id, next) = c
+                .prepare_cached(sql::HEADER_ID_AND_NEXT_ATTEMPT_OF)?
+                .query_row([&id], |r| {
+                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<i64>>(1)?))
+                })?;
             Ok(Some(Details {
                 summary,
                 recipients,
                 attempts,
                 next_attempt_at: next.and_then(crate::clock::rfc3339_at),
+                message_id,
             }))
         })
         .await
@@ -2190,6 +2193,7 @@ mod tests {
             now: "2026-11-26T00:00:00Z".into(),
             now_unix: 1_795_000_000,
             profile: DEFAULT_PROFILE.into(),
+            message_id_header: None,
         }
     }
 

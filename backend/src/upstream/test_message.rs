@@ -36,9 +36,31 @@ pub fn build_message(s: &Settings, to: &Address) -> Result<(Address, Vec<u8>), S
         .to(Mailbox::new(None, to.clone()))
         .subject(format!("Mailroom test email: {provider}, {method}"))
         .date_now()
-        .message_id(None)
+        .message_id(Some(crate::apps::header_message_id(from_addr.as_ref())))
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|e| e.to_string())?;
     Ok((from_addr, message.formatted()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test email shows whether mail gets through, so it carries a
+    /// Message-ID on the sender's domain: lettre's own was on this
+    /// machine's name (`<…@vm>`), which spam filters count against it.
+    #[test]
+    fn the_test_email_has_a_message_id_on_the_senders_domain() {
+        let s = mailroom_shared::fixtures::office365_oauth("localhost", 587);
+        let to: Address = format!("{}@{}", "you", "example.org").parse().unwrap();
+        let (from, message) = build_message(&s, &to).unwrap();
+        assert_eq!(from.domain(), "contoso.com");
+        let ids = mailroom_fakes::graph::header_values(&message, "Message-ID");
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert!(
+            ids[0].starts_with("<msg_") && ids[0].ends_with("@contoso.com>"),
+            "{ids:?}"
+        );
+    }
 }

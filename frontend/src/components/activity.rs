@@ -18,6 +18,9 @@ use crate::hooks::activity::Filter;
 use crate::hooks::use_activity;
 use crate::markup::{copy_click, hint, items, stage_line, Markup};
 
+/// Under a message's Message-ID: where the admin finds the message by it.
+const MESSAGE_ID_HELP: &str = "The message's own ID, the same in every attempt: Exchange's message trace (Exchange admin center › Mail flow › Message trace) and the recipient's mail headers know it by this ID, and the search above finds it.";
+
 pub use crate::hooks::activity::list_path;
 
 /// Whether two attempts ended the same way, all but their time. A run of
@@ -43,6 +46,13 @@ fn details(m: &mut Markup, d: &Details, heading: &str) {
         .open("dd", &[])
         .el("code", &[], &s.id)
         .close("dd");
+    if let Some(header) = &d.message_id {
+        m.el("dt", &[], "Message-ID")
+            .open("dd", &[])
+            .el("code", &[("class", "message-id")], header)
+            .el("p", &[("class", "help")], MESSAGE_ID_HELP)
+            .close("dd");
+    }
     m.el("dt", &[], "Status")
         .open("dd", &[])
         .badge(status)
