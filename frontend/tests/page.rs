@@ -439,6 +439,10 @@ async fn result_panel_shows_stage_code_hint_commands_and_transcript() {
         ["token", "connect", "tls", "auth", "send"],
         "the stage names of the result"
     );
+    assert!(
+        root.query_selector(".not-arrived").unwrap().is_none(),
+        "a failed test has nothing to look for"
+    );
     assert_eq!(progress_steps(false), ["connect", "tls", "auth", "send"]);
     for stage in progress_steps(true) {
         assert!(
@@ -454,6 +458,39 @@ async fn result_panel_shows_stage_code_hint_commands_and_transcript() {
             "{stage}"
         );
     }
+}
+
+/// A passed test names its Message-ID and says where an email that never
+/// arrives is found: accepted is not delivered.
+#[wasm_bindgen_test]
+async fn a_passed_test_says_where_an_email_that_never_arrives_is_found() {
+    let root = fresh_root();
+    let id = format!("<msg_1@{}>", "contoso.com");
+    let result = TestResult {
+        ok: true,
+        stage: None,
+        code: None,
+        message: format!("The server accepted the test email (Message-ID {id})."),
+        hint: None,
+        stages: vec![StageTiming {
+            name: Stage::Send,
+            ok: true,
+            ms: 12,
+        }],
+        transcript: Vec::new(),
+        token_claims: None,
+    };
+    yew::Renderer::<ResultPanel>::with_root_and_props(root.clone(), ResultPanelProps { result })
+        .render();
+    yew::scheduler::flush().await;
+    assert!(text_of(&root, ".message").unwrap().contains(&id));
+    let help = text_of(&root, ".not-arrived").unwrap_or_default();
+    assert!(
+        help.contains("Junk Email")
+            && help.contains("Message trace")
+            && help.contains("Quarantine"),
+        "{help}"
+    );
 }
 
 /// `markup::hint(text)`, rendered in a fresh root.

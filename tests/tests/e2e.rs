@@ -141,6 +141,17 @@ async fn first_run_test_save_and_reload() {
     b.screenshot("test-result").await;
     let messages = fakes.smtp.messages();
     assert_eq!(messages.len(), 1);
+    // The result names the Message-ID the server got, and where a test
+    // email that was accepted but never arrives is found.
+    let id = messages[0]
+        .data
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap();
+    assert!(
+        result.contains(id) && result.contains("Junk Email"),
+        "{id}: {result}"
+    );
     assert_eq!(messages[0].mail_from, mailer());
     assert_eq!(messages[0].rcpt_to, vec![addr("admin", "contoso.com")]);
     assert!(messages[0]

@@ -18,7 +18,7 @@ use super::entra::{self, Credential, TokenClient, TokenRequest};
 use super::graph::{self, GraphClient, GraphFailure};
 use super::mask::{mask_text, mask_transcript};
 use super::smtp::{self, Progress, SmtpAuth, SmtpFailure, SmtpPlan, SmtpSession, Target, TlsTrust};
-use super::test_message::build_message;
+use super::test_message::{build_message, TestMessage};
 use crate::config::TestArgs;
 use crate::crypto::Secret;
 
@@ -585,7 +585,7 @@ impl Upstream {
                 return fail(stages, d, Vec::new(), None, &[]);
             }
         };
-        let (from, message) = match build_message(&s, &to) {
+        let built = match build_message(&s, &to) {
             Ok(m) => m,
             Err(e) => {
                 let d = diagnose::Diagnosis {
@@ -601,7 +601,7 @@ impl Upstream {
         let token_request = self.token_request(&s, cert);
         if let (Transport::Graph, Some(req)) = (s.transport, &token_request) {
             return self
-                .run_graph(&s, req, recipient, &message, stages, secrets)
+                .run_graph(&s, req, recipient, &built, stages, secrets)
                 .await;
         }
         let mut attempts = 0;
@@ -627,9 +627,9 @@ impl Upstream {
                 security: target.security,
                 hello: target.hello,
                 auth,
-                from: from.clone(),
+                from: built.from.clone(),
                 to: to.clone(),
-                message: message.clone(),
+                message: built.bytes.clone(),
                 connect_timeout: self.timeouts.connect,
                 session_timeout: self.timeouts.session,
             };
@@ -642,7 +642,10 @@ impl Upstream {
                         ok: true,
                         stage: None,
                         code: None,
-                        message: format!("The server accepted the test email for {recipient}."),
+                        message: format!(
+                            "The server accepted the test email for {recipient} (Message-ID {}).",
+                            built.message_id
+                        ),
                         hint: None,
                         stages,
                         transcript,
@@ -678,7 +681,7 @@ impl Upstream {
         s: &Settings,
         req: &TokenRequest,
         recipient: &str,
-        message: &[u8],
+        built: &TestMessage,
         mut stages: Vec<StageTiming>,
         secrets: &mut Vec<String>,
     ) -> TestResult {
@@ -699,7 +702,7 @@ impl Upstream {
         let SmtpAuth::Xoauth2(_, token) = sign_in.auth else {
             unreachable!("OAuth signs in with a token")
         };
-        let body = match graph::prepare(message, &[recipient.trim().to_string()]) {
+        let body = match graph::prepare(&built.bytes, &[recipient.trim().to_string()]) {
             Ok(b) => b,
             Err(u) => {
                 return fail(
@@ -733,7 +736,8 @@ impl Upstream {
                 stage: None,
                 code: None,
                 message: format!(
-                    "Microsoft Graph accepted the test email for {recipient} (request-id {}).",
+                    "Microsoft Graph accepted the test email for {recipient} (Message-ID {}, request-id {}).",
+                    built.message_id,
                     accepted.request_id.as_deref().unwrap_or("none")
                 ),
                 hint: None,

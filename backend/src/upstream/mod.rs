@@ -16,7 +16,7 @@ pub mod test_message;
 
 pub use client::{is_plain_http_to_remote, Timeouts, Upstream, MAX_CONCURRENT_TESTS};
 pub use mask::{mask_text, mask_transcript};
-pub use test_message::build_message;
+pub use test_message::{build_message, TestMessage};
 
 /// The most of an HTTP answer's body read from Entra or Graph (and by
 /// `sendmail` from Mailroom). Their JSON is a few KB (a token 2 to 4 KB); a

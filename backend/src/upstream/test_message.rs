@@ -5,9 +5,20 @@ use lettre::message::{header::ContentType, Mailbox};
 use lettre::{Address, Message};
 use mailroom_shared::{catalogue, Settings};
 
+/// The test message as built.
+pub struct TestMessage {
+    /// The envelope sender: the sender email.
+    pub from: Address,
+    /// Its Message-ID (`<…@…>`), which the result names, so that a test
+    /// email that never arrives can be found in message trace.
+    pub message_id: String,
+    /// The whole message.
+    pub bytes: Vec<u8>,
+}
+
 /// Builds the test message: From `sender_name <sender_email>`, Date, Message-ID,
 /// and a body saying what was tested.
-pub fn build_message(s: &Settings, to: &Address) -> Result<(Address, Vec<u8>), String> {
+pub fn build_message(s: &Settings, to: &Address) -> Result<TestMessage, String> {
     let from_addr: Address = s
         .sender_email
         .trim()
@@ -31,16 +42,21 @@ pub fn build_message(s: &Settings, to: &Address) -> Result<(Address, Vec<u8>), S
         s.sender_name,
         s.sender_email,
     );
+    let message_id = crate::apps::header_message_id(from_addr.as_ref());
     let message = Message::builder()
         .from(Mailbox::new(Some(s.sender_name.clone()), from_addr.clone()))
         .to(Mailbox::new(None, to.clone()))
         .subject(format!("Mailroom test email: {provider}, {method}"))
         .date_now()
-        .message_id(Some(crate::apps::header_message_id(from_addr.as_ref())))
+        .message_id(Some(message_id.clone()))
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|e| e.to_string())?;
-    Ok((from_addr, message.formatted()))
+    Ok(TestMessage {
+        from: from_addr,
+        message_id,
+        bytes: message.formatted(),
+    })
 }
 
 #[cfg(test)]
@@ -54,10 +70,10 @@ mod tests {
     fn the_test_email_has_a_message_id_on_the_senders_domain() {
         let s = mailroom_shared::fixtures::office365_oauth("localhost", 587);
         let to: Address = format!("{}@{}", "you", "example.org").parse().unwrap();
-        let (from, message) = build_message(&s, &to).unwrap();
-        assert_eq!(from.domain(), "contoso.com");
-        let ids = mailroom_fakes::graph::header_values(&message, "Message-ID");
-        assert_eq!(ids.len(), 1, "{ids:?}");
+        let m = build_message(&s, &to).unwrap();
+        assert_eq!(m.from.domain(), "contoso.com");
+        let ids = mailroom_fakes::graph::header_values(&m.bytes, "Message-ID");
+        assert_eq!(ids, std::slice::from_ref(&m.message_id));
         assert!(
             ids[0].starts_with("<msg_") && ids[0].ends_with("@contoso.com>"),
             "{ids:?}"

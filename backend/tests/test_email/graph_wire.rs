@@ -218,6 +218,11 @@ async fn mailroom_check_sends_over_graph_and_explains_a_refusal() {
     let sent = graph.messages();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].mailbox, mailer());
+    let ids = mailroom_fakes::graph::header_values(&sent[0].mime, "Message-ID");
+    assert!(
+        out.contains(&format!("(Message-ID {}, request-id ", ids[0])),
+        "the id Graph got: {out}"
+    );
 
     graph.fail_next(mailroom_fakes::GraphError::new(
         403,

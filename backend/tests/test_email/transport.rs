@@ -50,7 +50,24 @@ async fn oauth_success_delivers_the_email_with_proper_headers() {
         m.data
     );
     assert!(m.data.contains("\r\nDate: "), "{}", m.data);
-    assert!(m.data.contains("\r\nMessage-ID: <"), "{}", m.data);
+    // Its Message-ID is on the sender's domain, and the result names it,
+    // so a test email that never arrives can be found in message trace.
+    let id = m
+        .data
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .unwrap();
+    assert!(
+        id.starts_with("<msg_") && id.ends_with("@contoso.com>"),
+        "{id}"
+    );
+    assert_eq!(
+        r.message,
+        format!(
+            "The server accepted the test email for {} (Message-ID {id}).",
+            recipient()
+        )
+    );
     assert!(m.data.contains("SMTP server: localhost:"), "{}", m.data);
 
     let t = transcript_text(&r);

@@ -15,6 +15,10 @@ use super::field::field_messages;
 use crate::api::{encode, json_body, ApiError};
 use crate::markup::{copy_click, hint, stage_line, Markup};
 
+/// Under a passed test: accepted is not yet in the inbox, and where a test
+/// email that never arrives is found (by the Message-ID the result names).
+const NOT_ARRIVED: &str = "Accepted is not yet in the inbox: if the email has not arrived within a few minutes, look in the Junk Email folder. On Office 365, quarantine (Microsoft Defender portal › Email & collaboration › Review › Quarantine) and message trace (Exchange admin center › Mail flow › Message trace) find it by its Message-ID.";
+
 /// The stages a test runs, in order, as the result's `stages` names them.
 pub fn progress_steps(oauth: bool) -> Vec<&'static str> {
     let mut steps = vec!["connect", "tls", "auth", "send"];
@@ -299,6 +303,9 @@ pub fn result_html(r: &TestResult) -> Html {
         );
     }
     m.el("p", &[("class", "message")], &r.message);
+    if ok {
+        m.el("p", &[("class", "help not-arrived")], NOT_ARRIVED);
+    }
     if let Some(h) = r.hint.as_deref().filter(|h| !h.is_empty()) {
         m.el("h4", &[], "How to fix it");
         hint(&mut m, h);
