@@ -1799,13 +1799,17 @@ impl Queue for PgStore {
             .query(&prepared(&c, sql::ATTEMPTS_OF).await?, &[&id])
             .await?;
         let attempts = all(rows, sql::attempt_from)?;
-        let row = c
-            .query_one(
+        // Gone since the summary was read (a purge): no id, no next try.
+        let (message_id, next) = match c
+            .query_opt(
                 &prepared(&c, sql::HEADER_ID_AND_NEXT_ATTEMPT_OF).await?,
                 &[&id],
             )
-            .await?;
-        let (message_id, next) = (row.opt_text(0)?, row.opt_int(1)?);
+            .await?
+        {
+            Some(row) => (row.opt_text(0)?, row.opt_int(1)?),
+            None => (None, None),
+        };
         Ok(Some(Details {
             summary,
             recipients,

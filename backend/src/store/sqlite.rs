@@ -1301,11 +1301,14 @@ impl Queue for SqliteStore {
                 .prepare_cached(sql::ATTEMPTS_OF)?
                 .query_map([&id], |r| sql::attempt_from(r))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            // Gone since the summary was read (a purge): no id, no next try.
             let (message_id, next) = c
                 .prepare_cached(sql::HEADER_ID_AND_NEXT_ATTEMPT_OF)?
                 .query_row([&id], |r| {
                     Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<i64>>(1)?))
-                })?;
+                })
+                .optional()?
+                .unwrap_or_default();
             Ok(Some(Details {
                 summary,
                 recipients,
