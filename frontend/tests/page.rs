@@ -263,6 +263,30 @@ async fn legacy_auth_shows_the_retirement_notice() {
     );
     assert!(root.query_selector("#password").unwrap().is_some());
     assert!(root.query_selector("#tenant_id").unwrap().is_none());
+    // Exchange Online's host typed under another provider is the same
+    // password sign-in (the server warns of it on every view).
+    let mut settings = Settings::for_provider(Provider::Other);
+    settings.username = Some(format!("{}@{}", "mailer", "contoso.com"));
+    settings.password = None;
+    settings.host = "smtp.office365.com".into();
+    let root = mount_form(SettingsResponse {
+        settings: Some(PublicSettings::new(
+            settings,
+            StoredSecrets {
+                password: true,
+                ..StoredSecrets::default()
+            },
+        )),
+        version: 1,
+        updated_at: None,
+    })
+    .await;
+    assert!(
+        text_of(&root, "#retirement-notice")
+            .unwrap_or_default()
+            .contains("End of December 2026"),
+        "Office 365's host under another provider"
+    );
 }
 
 #[wasm_bindgen_test]

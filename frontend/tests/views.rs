@@ -1209,6 +1209,40 @@ fn paused_queue(paused: bool) -> Value {
     serde_json::to_value(q).unwrap()
 }
 
+/// A profile that signs in with a password: its banner shows on every view
+/// but the Settings of that profile, whose form's notice says the same with
+/// Microsoft's dates (both showed, one above the other).
+#[wasm_bindgen_test]
+async fn the_password_banner_leaves_its_own_profiles_form_to_say_it() {
+    let mut q = paused_queue(false);
+    q["warnings"] = json!([mailroom_shared::sending::Warning {
+        code: mailroom_shared::sending::BASIC_AUTH_RETIRING.into(),
+        message: "Mailroom signs in to Office 365 with a password, which Microsoft turns off by default at the end of December 2026, in 24 days.".into(),
+        hint: "Switch to OAuth 2.0 (Client Credentials) under Settings.".into(),
+        at: "2026-12-31T00:00:00Z".into(),
+        profile: Some("default".into()),
+    }]);
+    let root = mount_signed(&q).await;
+    assert!(shows(&root, "#settings-title").await);
+    assert!(
+        root.query_selector("#basic-auth-warning")
+            .unwrap()
+            .is_none(),
+        "the form of that profile says it"
+    );
+    web_sys::window()
+        .unwrap()
+        .location()
+        .set_hash("#/activity")
+        .unwrap();
+    assert!(shows(&root, "#activity-title").await);
+    assert!(
+        shows(&root, "#basic-auth-warning").await,
+        "elsewhere the banner says it"
+    );
+    assert!(text_of(&root, "#basic-auth-warning").contains("in 24 days"));
+}
+
 #[wasm_bindgen_test]
 async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
     let root = mount_signed(&paused_queue(true)).await;

@@ -83,8 +83,14 @@ pub fn profile_pause_banner(id: &str, name: &str, paused: &Paused, on_settings: 
 /// The banner on every view while a credential expires within 30 days (or
 /// has expired), while profiles share one mailbox, or while a profile signs
 /// in to Exchange Online with a password: what, and the fix (docs/API.md
-/// §13, §15).
+/// §13, §15). The last is left out on the Settings view of that profile,
+/// whose form says it already.
 pub fn warning_banner(w: &Warning, on_settings: bool) -> Html {
+    // On the form of the profile it is about, the form's own notice says
+    // it, with Microsoft's dates: the same words twice on one screen.
+    if on_settings && w.code == mailroom_shared::sending::BASIC_AUTH_RETIRING {
+        return Html::default();
+    }
     let (id, title) = match w.code.as_str() {
         mailroom_shared::sending::CREDENTIAL_EXPIRING => {
             ("credential-warning", "Sign-in credential expiring")

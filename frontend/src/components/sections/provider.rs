@@ -1,7 +1,7 @@
 //! Provider and authentication method, with the basic-authentication
 //! retirement notice for Office 365 with a password.
 
-use mailroom_shared::validate::{BASIC_AUTH_RETIREMENT, SWITCH_TO_OAUTH};
+use mailroom_shared::validate::{uses_retiring_basic_auth, BASIC_AUTH_RETIREMENT, SWITCH_TO_OAUTH};
 use mailroom_shared::{catalogue, AuthMethod, EnumId, Provider, Transport};
 use web_sys::HtmlSelectElement;
 use yew::prelude::*;
@@ -88,7 +88,9 @@ pub fn provider_section(sec: &Section, on_provider: Callback<Provider>) -> Html 
                 </fieldset>
                 { field_messages("transport", &transport_errors, &[]) }
             }
-            if s.provider == Provider::Office365 && s.auth_method == AuthMethod::Password {
+            // The server's rule for its banner: Office 365, or its host
+            // typed under another provider.
+            if uses_retiring_basic_auth(s) {
                 <div class="notice retirement" id="retirement-notice" role="note">
                     <h3>{ "Basic authentication is being retired" }</h3>
                     <ul>
