@@ -89,9 +89,13 @@ pub fn new_message_id() -> String {
 /// name, and spam filters count a Message-ID without a domain against the
 /// message).
 pub fn header_message_id(sender: &str) -> String {
+    // An international domain in its ASCII form (RFC 5322 3.6.4 has no
+    // other): `münchen.de` is `xn--mnchen-3ya.de`.
     let domain = sender
         .rsplit_once('@')
-        .map_or("mailroom.local", |(_, domain)| domain);
+        .and_then(|(_, domain)| idna::domain_to_ascii(domain).ok())
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| "mailroom.local".into());
     format!("<{}@{domain}>", new_message_id())
 }
 
@@ -666,5 +670,24 @@ mod tests {
         assert_eq!(key_hash(&a), key_hash(&a));
         assert_ne!(key_hash(&a), key_hash(&b));
         assert!(new_message_id().starts_with("msg_"));
+    }
+
+    /// A made Message-ID is one by RFC 5322 (what the intake itself takes
+    /// as one), on the sender's domain: an international one in its ASCII
+    /// form, and none a placeholder.
+    #[test]
+    fn a_made_message_id_is_valid_and_on_the_senders_domain() {
+        let valid = |id: &str| crate::intake::json::message_id(id).is_some();
+        let id = header_message_id(&format!("{}@{}", "ok", "contoso.com"));
+        assert!(id.starts_with("<msg_") && id.ends_with("@contoso.com>") && valid(&id));
+        let id = header_message_id(&format!("{}@{}", "jörg", "münchen.de"));
+        assert!(id.ends_with("@xn--mnchen-3ya.de>") && valid(&id), "{id}");
+        for sender in ["", "no-domain", "a@"] {
+            let id = header_message_id(sender);
+            assert!(
+                id.ends_with("@mailroom.local>") && valid(&id),
+                "{sender}: {id}"
+            );
+        }
     }
 }

@@ -2110,10 +2110,21 @@ async fn a_deferred_messages_details_say_when_it_is_tried_next() {
         "{times:?}"
     );
     assert_eq!(
-        text_of(&root, "#details-msg_7 .pairs code.message-id"),
+        text_of(&root, "#details-msg_7 .pairs .message-id code"),
         header
     );
-    assert!(pairs.contains("message trace"), "{pairs}");
+    assert!(pairs.contains("Message trace"), "{pairs}");
+    // Copied for message trace's search, as a command is.
+    let copy = find(&root, "#details-msg_7 .message-id button.copy");
+    assert_eq!(
+        copy.get_attribute("aria-label").as_deref(),
+        Some("Copy the Message-ID")
+    );
+    click(&root, "#details-msg_7 .message-id button.copy").await;
+    assert_eq!(
+        text_of(&root, "#details-msg_7 .message-id button.copy"),
+        "Copied"
+    );
     click(&root, "#row-msg_6 button.open").await;
     let pairs = text_of(&root, "#details-msg_6 .pairs");
     assert!(

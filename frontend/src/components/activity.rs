@@ -16,10 +16,10 @@ use yew::prelude::*;
 
 use crate::hooks::activity::Filter;
 use crate::hooks::use_activity;
-use crate::markup::{copy_click, hint, items, stage_line, Markup};
+use crate::markup::{command, copy_click, hint, items, stage_line, Markup};
 
 /// Under a message's Message-ID: where the admin finds the message by it.
-const MESSAGE_ID_HELP: &str = "The message's own ID, the same in every attempt: Exchange's message trace (Exchange admin center › Mail flow › Message trace) and the recipient's mail headers know it by this ID, and the search above finds it.";
+const MESSAGE_ID_HELP: &str = "The same in every attempt. Message trace (Exchange admin center › Mail flow) and the recipient's headers know the message by it.";
 
 pub use crate::hooks::activity::list_path;
 
@@ -47,11 +47,11 @@ fn details(m: &mut Markup, d: &Details, heading: &str) {
         .el("code", &[], &s.id)
         .close("dd");
     if let Some(header) = &d.message_id {
+        // Copied into message trace's search: a copy button, as commands have.
         m.el("dt", &[], "Message-ID")
-            .open("dd", &[])
-            .el("code", &[("class", "message-id")], header)
-            .el("p", &[("class", "help")], MESSAGE_ID_HELP)
-            .close("dd");
+            .open("dd", &[("class", "message-id")]);
+        command(m, header, "Message-ID");
+        m.el("p", &[("class", "help")], MESSAGE_ID_HELP).close("dd");
     }
     m.el("dt", &[], "Status")
         .open("dd", &[])
