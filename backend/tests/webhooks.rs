@@ -569,6 +569,14 @@ async fn a_message_sent_to_some_recipients_is_announced_as_such() {
         "{event}"
     );
     assert_eq!(event["data"]["last_error"]["code"], "5.1.1", "{event}");
+    // The Message-ID the upstream got, beside the SUMMARY.
+    let header = rig.smtp.messages()[0]
+        .data
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .map(str::to_string)
+        .unwrap();
+    assert_eq!(event["data"]["message_id"], header, "{event}");
     let said = event["data"]["last_error"]["message"]
         .as_str()
         .unwrap_or_default();

@@ -280,6 +280,12 @@ impl Webhooks {
             }
             Some(details) => {
                 body["data"] = serde_json::to_value(&details.summary).unwrap_or_default();
+                // Beyond the contract: the Message-ID, by which an app
+                // that set its own (a helpdesk threading its replies)
+                // knows the message, and message trace finds it.
+                if let Some(id) = &details.message_id {
+                    body["data"]["message_id"] = json!(id);
+                }
                 Some(body.to_string())
             }
             // Purged meanwhile: its id is all there is to say.
