@@ -1857,14 +1857,12 @@ async fn an_apps_old_key_shows_in_the_list_and_can_be_ended_before_its_time() {
     );
     let path = format!("/api/apps/{app}/old-key");
     // Only the admin ends it.
-    let r = server
-        .http
-        .delete(format!("{}{path}", server.url))
-        .bearer_auth(&new)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(
+        server
+            .status_with_key(reqwest::Method::DELETE, &path, &new)
+            .await,
+        401
+    );
     let (status, body) = server.admin(reqwest::Method::DELETE, &path, None).await;
     assert_eq!(status, 204, "{body}");
     let r = w.command(&format!("MAIL FROM:<{}>", mailer())).await;

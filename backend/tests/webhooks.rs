@@ -1253,14 +1253,10 @@ async fn ending_the_old_secret_early_leaves_only_the_new_one_signing() {
     let end = format!("/api/webhooks/{id}/old-secret");
     // Only the admin ends it.
     let (_, key) = server.new_app(json!({"name": "Scanner"})).await;
-    let by_app = server
-        .http
-        .delete(format!("{}{end}", server.url))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(by_app.status(), 401);
+    assert_eq!(
+        server.status_with_key(Method::DELETE, &end, &key).await,
+        401
+    );
     assert_eq!(listed().await["old_secret_until"], r["previous_until"]);
     let (status, body) = server.admin(Method::DELETE, &end, None).await;
     assert_eq!(status, 204, "{body}");

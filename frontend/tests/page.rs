@@ -269,17 +269,13 @@ async fn legacy_auth_shows_the_retirement_notice() {
     settings.username = Some(format!("{}@{}", "mailer", "contoso.com"));
     settings.password = None;
     settings.host = "smtp.office365.com".into();
-    let root = mount_form(SettingsResponse {
-        settings: Some(PublicSettings::new(
-            settings,
-            StoredSecrets {
-                password: true,
-                ..StoredSecrets::default()
-            },
-        )),
-        version: 1,
-        updated_at: None,
-    })
+    let root = mount_form(common::saved(
+        settings,
+        StoredSecrets {
+            password: true,
+            ..StoredSecrets::default()
+        },
+    ))
     .await;
     assert!(
         text_of(&root, "#retirement-notice")

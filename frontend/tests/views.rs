@@ -2201,6 +2201,18 @@ fn teams_hook_and_no_webhooks() -> mailroom_shared::webhooks::Webhook {
     }
 }
 
+/// A signed (Standard) webhook `wh_2`, otherwise as `teams`.
+fn standard_hook_beside(
+    teams: &mailroom_shared::webhooks::Webhook,
+) -> mailroom_shared::webhooks::Webhook {
+    mailroom_shared::webhooks::Webhook {
+        id: "wh_2".into(),
+        url: "https://ops.contoso.com/hooks".into(),
+        format: mailroom_shared::webhooks::Format::Standard,
+        ..teams.clone()
+    }
+}
+
 /// The Webhooks panel under Settings: a wrong URL is explained while typing,
 /// adding one shows its secret once and lists it, a test shows the
 /// receiver's answer, and the deliveries show each try.
@@ -3823,15 +3835,10 @@ async fn a_key_not_yet_copied_is_not_replaced_by_another() {
 /// go) and says to send a test. A webhook without one has no such button.
 #[wasm_bindgen_test]
 async fn a_webhooks_old_secret_shows_until_when_and_ends_after_a_question() {
-    use mailroom_shared::webhooks::{Format, WebhookList};
+    use mailroom_shared::webhooks::WebhookList;
     fake_api();
     let teams = teams_hook_and_no_webhooks();
-    let ended = mailroom_shared::webhooks::Webhook {
-        id: "wh_2".into(),
-        url: "https://ops.contoso.com/hooks".into(),
-        format: Format::Standard,
-        ..teams.clone()
-    };
+    let ended = standard_hook_beside(&teams);
     let signing = mailroom_shared::webhooks::Webhook {
         old_secret_until: Some("2026-12-08T12:00:00Z".into()),
         ..ended.clone()
@@ -3918,15 +3925,10 @@ async fn a_webhooks_old_secret_shows_until_when_and_ends_after_a_question() {
 /// webhook, whose URL is its credential, has no such button.
 #[wasm_bindgen_test]
 async fn a_webhook_gets_a_new_secret_after_a_question_and_it_shows_once() {
-    use mailroom_shared::webhooks::{Format, WebhookList};
+    use mailroom_shared::webhooks::WebhookList;
     fake_api();
     let teams = teams_hook_and_no_webhooks();
-    let standard = mailroom_shared::webhooks::Webhook {
-        id: "wh_2".into(),
-        url: "https://ops.contoso.com/hooks".into(),
-        format: Format::Standard,
-        ..teams.clone()
-    };
+    let standard = standard_hook_beside(&teams);
     route(
         "GET /api/webhooks",
         200,

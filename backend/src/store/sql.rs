@@ -196,10 +196,10 @@ pub(crate) const WEBHOOK_SUCCEEDED: &str = "UPDATE webhooks SET last_success_at 
 pub(crate) const WEBHOOK_FAILED: &str = "UPDATE webhooks SET last_failure_at = ?2 WHERE id = ?1";
 pub(crate) const DELIVERIES: &str = "SELECT id, event, created_at, attempts, status, last_status,
     last_error FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY seq DESC LIMIT ?2";
-/// SQLite's words (?3 is the path of the field, like `$.data.app`);
+/// SQLite's words (?3 names the field of the data, like `app`);
 /// PostgreSQL reads the body as `jsonb` (its own `LAST_EVENT`).
 pub(crate) const LAST_EVENT: &str = "SELECT MAX(created_unix) FROM webhook_deliveries
-    WHERE event = ?1 AND COALESCE(json_extract(body, ?3), 'default') = ?2";
+    WHERE event = ?1 AND COALESCE(json_extract(body, '$.data.' || ?3), 'default') = ?2";
 
 pub(crate) const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_unix <= ?1";
 pub(crate) const ADD_SESSION: &str = "INSERT INTO sessions (digest, expires_unix) VALUES (?1, ?2)";
@@ -457,7 +457,7 @@ pub(crate) fn list(to: &str) -> String {
            AND (CAST(?3 AS TEXT) IS NULL OR lower(m.subject) LIKE ?3 ESCAPE '\\' OR lower(m.mail_from) LIKE ?3 ESCAPE '\\'
                 OR lower(m.last_code) LIKE ?3 ESCAPE '\\' OR lower(m.last_message) LIKE ?3 ESCAPE '\\'
                 OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_seq = m.seq AND lower(r.address) LIKE ?3 ESCAPE '\\')
-                OR m.id = ?7 OR m.message_id_header = ?7 OR m.message_id_header = '<' || ?7 || '>')
+                OR m.id = ?7 OR m.message_id_header IN (?7, '<' || ?7 || '>'))
            AND (CAST(?4 AS TEXT) IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?4))
            AND (CAST(?6 AS TEXT) IS NULL OR m.profile = ?6)
          ORDER BY m.seq DESC LIMIT ?5"

@@ -1751,14 +1751,10 @@ impl WebhookStore for SqliteStore {
         about: super::EventAbout<'_>,
     ) -> Result<Option<i64>, StoreError> {
         let (field, value) = about.field();
-        let (event, value, path) = (
-            event.to_string(),
-            value.to_string(),
-            format!("$.data.{field}"),
-        );
+        let (event, value) = (event.to_string(), value.to_string());
         self.with_conn(move |c| {
             Ok(
-                c.query_row(sql::LAST_EVENT, params![event, value, path], |r| {
+                c.query_row(sql::LAST_EVENT, params![event, value, field], |r| {
                     r.get::<_, Option<i64>>(0)
                 })?,
             )

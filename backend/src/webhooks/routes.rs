@@ -129,21 +129,25 @@ async fn change(
         w.format = format;
     }
     checked(&w.url, &w.events, w.format)?;
-    if !hooks.store().update_webhook(w.clone()).await? {
-        return Err(AppError::no_such("webhook", &id));
+    changed(&hooks, &id, hooks.store().update_webhook(w.clone()).await?)?;
+    Ok(Json(w))
+}
+
+/// After a change to webhook `id` that the store made (`found`): the
+/// senders read the webhooks again; `404` naming it when there was none.
+fn changed(hooks: &Webhooks, id: &str, found: bool) -> Result<(), AppError> {
+    if !found {
+        return Err(AppError::no_such("webhook", id));
     }
     hooks.changed();
-    Ok(Json(w))
+    Ok(())
 }
 
 async fn delete(
     State(hooks): State<Arc<Webhooks>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    if !hooks.store().delete_webhook(&id).await? {
-        return Err(AppError::no_such("webhook", &id));
-    }
-    hooks.changed();
+    changed(&hooks, &id, hooks.store().delete_webhook(&id).await?)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -171,14 +175,11 @@ async fn replace_secret(
     let stored = hooks
         .cipher()
         .encrypt("webhook_secret", &Secret::new(secret.clone()));
-    if !hooks
+    let found = hooks
         .store()
         .replace_webhook_secret(&id, stored, until)
-        .await?
-    {
-        return Err(AppError::no_such("webhook", &id));
-    }
-    hooks.changed();
+        .await?;
+    changed(&hooks, &id, found)?;
     tracing::info!(id = %webhook.id, "webhook signing secret replaced; the old one signs too for {PREVIOUS_SECRET_HOURS} hours");
     let previous_until = crate::clock::rfc3339_at(until).unwrap_or_default();
     webhook.old_secret_until = Some(previous_until.clone());
@@ -198,10 +199,11 @@ async fn end_old_secret(
     State(hooks): State<Arc<Webhooks>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    if !hooks.store().end_old_webhook_secret(&id).await? {
-        return Err(AppError::no_such("webhook", &id));
-    }
-    hooks.changed();
+    changed(
+        &hooks,
+        &id,
+        hooks.store().end_old_webhook_secret(&id).await?,
+    )?;
     tracing::info!(id = %id, "webhook's old signing secret ended: only its current one signs");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -101,6 +101,19 @@ impl Running {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The status of `method path` sent with `key` (an app's) instead of
+    /// the admin token: an admin route must refuse it.
+    pub async fn status_with_key(&self, method: reqwest::Method, path: &str, key: &str) -> u16 {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// `GET path` as the admin, for an answer that is not JSON: its
     /// status, the value of `header` ("" without it) and its text.
     pub async fn admin_text(&self, path: &str, header: &str) -> (u16, String, String) {

@@ -37,15 +37,21 @@ pub fn fresh_root() -> Element {
 
 /// Saved Office 365 OAuth settings with a stored client secret, version 1.
 pub fn valid_initial() -> SettingsResponse {
-    let settings = mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587);
+    saved(
+        mailroom_shared::fixtures::office365_oauth("smtp.office365.com", 587),
+        StoredSecrets {
+            client_secret: true,
+            ..StoredSecrets::default()
+        },
+    )
+}
+
+/// `settings` as saved at version 1, with the secrets `stored` names (the
+/// page tests'; the views tests start from [`valid_initial`]).
+#[allow(dead_code)]
+pub fn saved(settings: mailroom_shared::Settings, stored: StoredSecrets) -> SettingsResponse {
     SettingsResponse {
-        settings: Some(PublicSettings::new(
-            settings,
-            StoredSecrets {
-                client_secret: true,
-                ..StoredSecrets::default()
-            },
-        )),
+        settings: Some(PublicSettings::new(settings, stored)),
         version: 1,
         updated_at: None,
     }
