@@ -434,6 +434,15 @@ pub struct SendingArgs {
     /// How long the record of a final message is kept, like 30d.
     #[arg(long, env = "MAILROOM_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub retention: std::time::Duration,
+    /// While no message waits, how often each profile signs in upstream
+    /// (a fresh token, then SMTP AUTH; nothing is sent), so that a
+    /// credential that stopped working pauses delivery and says so before
+    /// the next message: like 6h, at least 5m, or off.
+    #[arg(long, env = "MAILROOM_SIGN_IN_CHECK", default_value = "6h", value_parser = parse_sign_in_check)]
+    pub sign_in_check: SignInCheck,
+    /// The same, with no floor (for tests; not in the contract).
+    #[arg(long, hide = true, env = "MAILROOM_SIGN_IN_CHECK_FOR_TESTS", value_parser = parse_duration)]
+    pub sign_in_check_for_tests: Option<std::time::Duration>,
     /// How often a paused queue tries again by itself (for tests; not in the contract).
     #[arg(long, hide = true, env = "MAILROOM_PAUSE_RETRY", default_value = "60s", value_parser = parse_duration)]
     pub pause_retry: std::time::Duration,
@@ -488,6 +497,8 @@ impl Default for SendingArgs {
             max_queue_time: std::time::Duration::from_secs(24 * 3600),
             retention: std::time::Duration::from_secs(30 * 24 * 3600),
             pause_retry: PAUSE_RETRY,
+            sign_in_check: SignInCheck(Some(SIGN_IN_CHECK)),
+            sign_in_check_for_tests: None,
             delivery_lease: std::time::Duration::from_secs(120),
             webhook_timeout: std::time::Duration::from_secs(10),
             intake_memory: None,
@@ -495,6 +506,37 @@ impl Default for SendingArgs {
             graph_request_limit: (10_000, std::time::Duration::from_secs(600)),
             graph_upload_limit: (150_000_000, std::time::Duration::from_secs(300)),
         }
+    }
+}
+
+/// `--sign-in-check`'s default.
+pub const SIGN_IN_CHECK: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// `--sign-in-check`'s shortest: each check asks Entra for a token, and
+/// Entra throttles a tenant that asks too often.
+pub const MIN_SIGN_IN_CHECK: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// `--sign-in-check`: how often an idle profile signs in; `None`: never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInCheck(pub Option<std::time::Duration>);
+
+/// `off`, or a duration of at least [`MIN_SIGN_IN_CHECK`].
+pub fn parse_sign_in_check(text: &str) -> Result<SignInCheck, String> {
+    if text.trim().eq_ignore_ascii_case("off") {
+        return Ok(SignInCheck(None));
+    }
+    let d =
+        parse_duration(text).map_err(|e| format!("{e}; or off, to never sign in while idle"))?;
+    if d < MIN_SIGN_IN_CHECK {
+        return Err("shorter than 5m: each check asks Microsoft Entra ID for a token, and Entra throttles a tenant that asks too often; write 5m or more, like 6h, or off".to_string());
+    }
+    Ok(SignInCheck(Some(d)))
+}
+
+impl SendingArgs {
+    /// How often an idle profile signs in, if at all.
+    pub fn sign_in_check_every(&self) -> Option<std::time::Duration> {
+        self.sign_in_check_for_tests.or(self.sign_in_check.0)
     }
 }
 
@@ -899,5 +941,46 @@ mod tests {
             let e = parse_duration(odd).unwrap_err();
             assert!(e.contains("write a duration like"), "{odd}: {e}");
         }
+    }
+
+    #[test]
+    fn the_sign_in_check_is_off_or_at_least_five_minutes() {
+        let every = |t: &str| parse_sign_in_check(t).map(|c| c.0);
+        assert_eq!(every("off"), Ok(None));
+        assert_eq!(every(" OFF "), Ok(None));
+        assert_eq!(every("5m"), Ok(Some(MIN_SIGN_IN_CHECK)));
+        assert_eq!(every("6h"), Ok(Some(SIGN_IN_CHECK)));
+        for short in ["1s", "299s", "4m"] {
+            let e = parse_sign_in_check(short).unwrap_err();
+            assert!(
+                e.contains("Entra throttles") && e.contains("or off"),
+                "{short}: {e}"
+            );
+        }
+        for odd in ["0", "never", ""] {
+            let e = parse_sign_in_check(odd).unwrap_err();
+            assert!(
+                e.contains("or off, to never sign in while idle"),
+                "{odd}: {e}"
+            );
+        }
+        // The default, and the hidden test form before it.
+        let every = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["mailroom"], args].concat()).unwrap();
+            cli.serve.sending.sign_in_check_every()
+        };
+        assert_eq!(every(&[]), Some(SIGN_IN_CHECK));
+        assert_eq!(every(&["--sign-in-check", "off"]), None);
+        assert_eq!(
+            every(&["--sign-in-check", "off", "--sign-in-check-for-tests", "2s"]),
+            Some(std::time::Duration::from_secs(2))
+        );
+        let e = Cli::try_parse_from(["mailroom", "--sign-in-check", "1m"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--sign-in-check") && e.contains("5m or more"),
+            "{e}"
+        );
     }
 }

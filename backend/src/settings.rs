@@ -168,6 +168,14 @@ impl Current {
             .filter(|_| self.stored_for(new).password_usable())
     }
 
+    /// The saved settings with their stored secrets, as delivery signs in
+    /// with them; `None` before the first save.
+    pub fn secret_complete(&self) -> Option<Settings> {
+        let mut settings = self.settings.clone()?;
+        self.fill_secrets(&mut settings);
+        Some(settings)
+    }
+
     /// Fills absent secrets of `settings` with the stored ones, only where
     /// the secret is bound to this destination.
     pub fn fill_secrets(&self, settings: &mut Settings) {

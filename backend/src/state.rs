@@ -116,6 +116,7 @@ impl AppState {
                 max_queue_time: self.sending.max_queue_time,
                 retention: self.sending.retention,
                 pause_retry: self.sending.pause_retry,
+                sign_in_check: self.sending.sign_in_check_every(),
                 lease: self.sending.delivery_lease,
                 recipients_per_day: None,
                 graph_limits: crate::delivery::pace::GraphLimits {

@@ -776,6 +776,141 @@ async fn a_rejected_secret_pauses_with_the_aadsts_fix_until_a_good_one_is_saved(
     assert!(server.queue().await["paused"].is_null());
 }
 
+/// Polls the queue until `done` holds (20 s at most).
+async fn queue_until(server: &Running, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let q = server.queue().await;
+        if done(&q) {
+            return q;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}: {q}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A server whose idle profiles sign in every half second (the option's
+/// test form), a paused one each 300 ms.
+async fn checking(rig: &Loopback) -> Running {
+    start(rig, |a| {
+        a.sending.sign_in_check_for_tests = Some(Duration::from_millis(500));
+        a.sending.pause_retry = Duration::from_millis(300);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_idle_profile_whose_secret_was_deleted_pauses_before_any_message_and_resumes_by_itself()
+{
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = checking(&rig).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    // The check signs in with fresh tokens and sends nothing.
+    let started = Instant::now();
+    while rig.smtp.auth_attempts().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no sign-in check"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rig.entra.requests() >= 2, "a fresh token each time");
+    assert!(rig.smtp.auth_attempts().iter().all(|(ok, _)| *ok));
+    assert!(rig.smtp.messages().is_empty(), "a check sends nothing");
+    assert!(server.queue().await["paused"].is_null());
+    // The secret is deleted in Entra; no message is sent meanwhile.
+    rig.entra.set_mode(EntraMode::Error {
+        status: 401,
+        error: "invalid_client",
+        code: 7000215,
+    });
+    let q = server.wait_paused(0).await;
+    assert_eq!(q["paused"]["stage"], "token", "{q}");
+    assert_eq!(q["paused"]["code"], "AADSTS7000215", "{q}");
+    let message = q["paused"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("sign-in check while no message was waiting"),
+        "{q}"
+    );
+    assert!(
+        q["paused"]["hint"].as_str().unwrap().contains("Value"),
+        "{q}"
+    );
+    assert!(server
+        .metrics()
+        .await
+        .contains("mailroom_delivery_paused{profile=\"default\"} 1"));
+    // A message handed in meanwhile waits: it is not bounced.
+    let (_, key) = server.new_app(json!({"name": "Reports"})).await;
+    let ids = submit_each(&server, &key, 0..1, "r", "boss").await;
+    server.wait_paused(1).await;
+    // A good secret again in Entra (consent granted again, say): the pause
+    // ends without saving the settings, and the message goes.
+    rig.entra.set_mode(EntraMode::Normal);
+    server.wait_status(&ids[0], "sent").await;
+    queue_until(&server, "the pause ends", |q| q["paused"].is_null()).await;
+    // Nothing waits now: the check alone ends a pause it found.
+    rig.entra.set_mode(EntraMode::Error {
+        status: 400,
+        error: "unauthorized_client",
+        code: 700016,
+    });
+    server.wait_paused(0).await;
+    rig.entra.set_mode(EntraMode::Normal);
+    queue_until(&server, "the check ends its pause", |q| {
+        q["paused"].is_null()
+    })
+    .await;
+    assert_eq!(rig.smtp.messages().len(), 1, "only the message was sent");
+}
+
+#[tokio::test]
+async fn an_idle_check_pauses_when_smtp_auth_is_switched_off_and_not_for_a_passing_outage() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = checking(&rig).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    // Entra down (a 502 page): several checks run, and none pauses.
+    rig.entra.set_mode(EntraMode::BadGateway);
+    let before = rig.entra.requests();
+    let started = Instant::now();
+    while rig.entra.requests() < before + 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no sign-in check"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        server.queue().await["paused"].is_null(),
+        "an outage at idle is not announced"
+    );
+    // SMTP AUTH switched off for the tenant.
+    rig.entra.set_mode(EntraMode::Normal);
+    rig.smtp.configure(|c| {
+        c.auth_reply = Some(
+            "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant."
+                .into(),
+        )
+    });
+    let q = server.wait_paused(0).await;
+    assert_eq!(q["paused"]["stage"], "auth", "{q}");
+    assert_eq!(q["paused"]["code"], "5.7.139", "{q}");
+    assert!(
+        q["paused"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Set-CASMailbox"),
+        "{q}"
+    );
+    rig.smtp.configure(|c| c.auth_reply = None);
+    queue_until(&server, "the pause ends", |q| q["paused"].is_null()).await;
+    assert!(rig.smtp.messages().is_empty(), "a check sends nothing");
+}
+
 #[tokio::test]
 async fn activity_lists_newest_first_with_filters_and_a_cursor() {
     let (_rig, server, key) = sending_rig().await;

@@ -1243,6 +1243,24 @@ async fn the_password_banner_leaves_its_own_profiles_form_to_say_it() {
     assert!(text_of(&root, "#basic-auth-warning").contains("in 24 days"));
 }
 
+/// A pause that Mailroom's sign-in check found while idle: nothing waits,
+/// and the banner says so instead of "0 messages are waiting".
+#[wasm_bindgen_test]
+async fn a_pause_with_nothing_waiting_says_new_messages_are_kept() {
+    let mut q = paused_queue(true);
+    q["warnings"] = json!([]);
+    for status in ["queued", "deferred", "sending"] {
+        q["counts"][status] = json!(0);
+    }
+    let root = mount_signed(&q).await;
+    assert!(shows(&root, "#paused").await);
+    let waiting = text_of(&root, "#paused .waiting");
+    assert_eq!(
+        waiting,
+        "No message is waiting. New ones are kept, not bounced, and go out once the problem is fixed."
+    );
+}
+
 #[wasm_bindgen_test]
 async fn the_pause_banner_shows_on_every_view_and_clears_by_itself() {
     let root = mount_signed(&paused_queue(true)).await;

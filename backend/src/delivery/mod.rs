@@ -16,18 +16,21 @@ use std::time::Duration;
 use lettre::Address;
 use mailroom_shared::api::{Stage, TranscriptLine};
 use mailroom_shared::sending::{Attempt, Paused, Status};
+use mailroom_shared::Settings;
 use tokio::sync::{mpsc, oneshot, watch, Mutex, Notify};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::queue::{AttemptRecord, Claimed, Lease, Queue, RecipientOutcome};
 use crate::settings::{Current, SettingsRepo};
+use crate::upstream::certificate::CertKey;
 use crate::upstream::client::{OpenSession, Way};
 use crate::upstream::diagnose::{self, Diagnosis, Kind};
 use crate::upstream::mask::mask_transcript;
 use crate::upstream::smtp::SmtpFailure;
 use crate::upstream::Upstream;
 
+mod check;
 mod graph;
 mod outcome;
 pub mod pace;
@@ -103,6 +106,9 @@ pub struct DeliveryOptions {
     pub retention: Duration,
     /// How often a paused queue tries again by itself.
     pub pause_retry: Duration,
+    /// How often a profile with nothing waiting signs in ([`check`]);
+    /// `None`: never.
+    pub sign_in_check: Option<Duration>,
     /// How long a claim lasts before another server may take the message.
     pub lease: Duration,
     /// Recipients a rolling day; `None`: no limit (docs/API.md §15).
@@ -394,6 +400,13 @@ impl Engine {
             let (engine, stop) = (self.clone(), stop.clone());
             handles.push(tokio::spawn(async move { engine.work(worker, stop).await }));
         }
+        // A server that delivers nothing checks nothing.
+        if let (Some(every), true) = (self.options.sign_in_check, self.options.connections > 0) {
+            let (engine, stop) = (self.clone(), stop.clone());
+            handles.push(tokio::spawn(async move {
+                engine.check_while_idle(every, stop).await
+            }));
+        }
         handles
     }
 
@@ -568,6 +581,7 @@ mod tests {
             max_queue_time: Duration::from_secs(86_400),
             retention: Duration::from_secs(86_400),
             pause_retry: Duration::from_secs(60),
+            sign_in_check: None,
             lease: Duration::from_secs(60),
             recipients_per_day: None,
             graph_limits: Default::default(),

@@ -309,7 +309,7 @@ impl Engine {
                 return None;
             }
         };
-        let Some(mut settings) = current.settings.clone() else {
+        let Some(settings) = current.secret_complete() else {
             let d = Diagnosis {
                 kind: Kind::Pause,
                 stage: Stage::Connect,
@@ -322,29 +322,18 @@ impl Engine {
             self.release_and_pause(&m, &d, None).await;
             return None;
         };
-        current.fill_secrets(&mut settings);
         let mut m = m;
         m.transport = Some(settings.transport);
         // A connection opened with older settings is not reused.
         let mut conn =
             conn.filter(|c| c.version == current.version && c.sent < MESSAGES_PER_CONNECTION);
         if conn.is_none() {
-            let cert = match current.certificate_for_delivery(&settings) {
-                Some(row) => match self.settings.open_certificate(row) {
-                    Ok(key) => Some(key),
-                    Err(e) => {
-                        let d = Diagnosis {
-                            kind: Kind::Pause,
-                            stage: Stage::Token,
-                            code: None,
-                            message: format!("The stored certificate cannot be used ({e})."),
-                            hint: "Generate a new certificate under Settings, upload it in Entra, send a test email and save.".into(),
-                        };
-                        self.release_and_pause(&m, &d, None).await;
-                        return None;
-                    }
-                },
-                None => None,
+            let cert = match self.certificate(current, &settings) {
+                Ok(cert) => cert,
+                Err(d) => {
+                    self.release_and_pause(&m, &d, None).await;
+                    return None;
+                }
             };
             match self.tester.open_session(&settings, cert.as_ref()).await {
                 Ok(open) => {
@@ -428,6 +417,24 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The stored certificate these settings sign in with, if they use one.
+    pub(super) fn certificate(
+        &self,
+        current: &Current,
+        settings: &Settings,
+    ) -> Result<Option<Arc<CertKey>>, Diagnosis> {
+        let Some(row) = current.certificate_for_delivery(settings) else {
+            return Ok(None);
+        };
+        self.settings.open_certificate(row).map(Some).map_err(|e| Diagnosis {
+            kind: Kind::Pause,
+            stage: Stage::Token,
+            code: None,
+            message: format!("The stored certificate cannot be used ({e})."),
+            hint: "Generate a new certificate under Settings, upload it in Entra, send a test email and save.".into(),
+        })
     }
 
     /// Runs one message's attempt. A panic in it (a bug, in Mailroom or in

@@ -524,6 +524,23 @@ impl Upstream {
         }
     }
 
+    /// Signs in as delivery does, with a fresh token (a cached one would hide
+    /// a secret deleted since), sends nothing and quits: Graph's way is the
+    /// token alone, SMTP's also the connection, TLS and AUTH. A failure comes
+    /// diagnosed, as [`Upstream::open_session`]'s.
+    pub async fn check_sign_in(
+        &self,
+        settings: &Settings,
+        cert: Option<&Arc<CertKey>>,
+    ) -> Result<(), SessionFailure> {
+        if let Some(req) = self.token_request(&settings.normalized(), cert) {
+            self.tokens.invalidate(&req).await;
+        }
+        let open = self.open_session(settings, cert).await?;
+        open.session.quit().await;
+        Ok(())
+    }
+
     /// Runs a test of valid, secret-complete settings. Never fails: every
     /// problem becomes a [`TestResult`] with a stage, a message and a hint.
     /// No secret (client secret, password, token, or their base64) is in the

@@ -34,16 +34,25 @@ pub fn pause_banner(paused: &Paused, waiting: u64, on_settings: bool) -> Html {
             ("id", "paused"),
         ],
     )
-    .el("h2", &[("id", "paused-title")], "Delivery is paused")
-    .open("p", &[("class", "waiting")])
-    .el("strong", &[], &waiting.to_string())
-    .text(if waiting == 1 {
-        " message is waiting. "
+    .el("h2", &[("id", "paused-title")], "Delivery is paused");
+    // Mailroom's sign-in check pauses before any message comes.
+    if waiting == 0 {
+        m.el(
+            "p",
+            &[("class", "waiting")],
+            "No message is waiting. New ones are kept, not bounced, and go out once the problem is fixed.",
+        );
     } else {
-        " messages are waiting. "
-    })
-    .text("Nothing is lost or bounced: they go out once the problem is fixed.")
-    .close("p");
+        m.open("p", &[("class", "waiting")])
+            .el("strong", &[], &waiting.to_string())
+            .text(if waiting == 1 {
+                " message is waiting. "
+            } else {
+                " messages are waiting. "
+            })
+            .text("Nothing is lost or bounced: they go out once the problem is fixed.")
+            .close("p");
+    }
     what_failed(&mut m, paused);
     m.open("p", &[("class", "since")])
         .text("Since ")

@@ -1,0 +1,152 @@
+//! The sign-in check while idle (beyond the contract).
+//!
+//! Attempts find a credential that stopped working, but a profile with no
+//! message waiting makes none: a client secret deleted in Entra, admin
+//! consent revoked, SMTP AUTH or password sign-in switched off for the
+//! mailbox (as Microsoft does for passwords at the end of December 2026)
+//! was found by the next message, perhaps the nightly report hours later.
+//! Every `--sign-in-check` (6 h by default) while nothing waits, each
+//! profile signs in as delivery does, with a fresh token (SMTP: also TLS
+//! and AUTH), sends nothing and quits. A refused credential pauses delivery
+//! with its fix, as an attempt's refusal would: the banner,
+//! `delivery.paused`, `mailroom_delivery_paused`. While such a pause lasts
+//! with nothing waiting, the check runs each minute (the pause's own
+//! retry) and ends the pause once it passes.
+//!
+//! What the check cannot tell apart from a passing blip at idle (the
+//! upstream unreachable, Entra's own 5xx, a timeout) is left to the next
+//! message's attempt: announcing it would page an admin for every short
+//! outage at night.
+
+use super::*;
+
+/// Added to the message of a pause the check found, so that a pause with
+/// no message waiting is not a puzzle.
+pub const FOUND_WHILE_IDLE: &str =
+    " Found by Mailroom's sign-in check while no message was waiting; new messages wait until it is fixed.";
+
+/// Whether a failed sign-in is the credential or the mailbox refused, not
+/// trouble on the way: Entra's refusal (an `AADSTS` code) or a permanent
+/// answer to SMTP AUTH (`535 5.7.139`, `535 5.7.3`).
+pub fn refused(d: &Diagnosis) -> bool {
+    let code = d.code.as_deref().unwrap_or_default();
+    match d.stage {
+        Stage::Token => code.starts_with("AADSTS"),
+        Stage::Auth => code.starts_with('5'),
+        _ => false,
+    }
+}
+
+impl Engine {
+    /// Runs the check for this profile until `stop` (`every`: the option).
+    pub(super) async fn check_while_idle(self, every: Duration, mut stop: watch::Receiver<bool>) {
+        let mut last = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.options.pause_retry.min(every)) => {}
+                _ = stop.changed() => {}
+            }
+            if stopping(&stop) {
+                return;
+            }
+            // Waiting messages try the way out themselves.
+            if !matches!(
+                self.queue.oldest_waiting_unix(&self.profile).await,
+                Ok(None)
+            ) {
+                last = tokio::time::Instant::now();
+                continue;
+            }
+            let paused = self.queue.pause_state(&self.profile).await.ok().flatten();
+            match &paused {
+                // A pause the check cannot see past (Graph's mailbox refused
+                // at send) is left to the next message: ending it would only
+                // start it again with that message.
+                Some(p) if p.stage == Stage::Send => continue,
+                // Shared with the workers' probe: once a minute in all.
+                Some(_) if self.probe_due().await.is_err() => continue,
+                Some(_) => {}
+                None if last.elapsed() < every => continue,
+                None => {}
+            }
+            last = tokio::time::Instant::now();
+            self.check_sign_in(paused.is_some()).await;
+        }
+    }
+
+    /// Signs in once with the saved settings; pauses on a refusal, ends
+    /// the pause (`paused`) on a success.
+    async fn check_sign_in(&self, paused: bool) {
+        let current = match self.settings.load_current().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(profile = %self.profile, error = %e, "cannot load the settings for the sign-in check");
+                return;
+            }
+        };
+        // Nothing saved (a pause says so when a message comes), or a
+        // certificate that cannot be read: the next attempt says so.
+        let Some(settings) = current.secret_complete() else {
+            return;
+        };
+        let Ok(cert) = self.certificate(&current, &settings) else {
+            return;
+        };
+        match self.tester.check_sign_in(&settings, cert.as_ref()).await {
+            Ok(()) => {
+                tracing::info!(profile = %self.profile, "the sign-in check passed");
+                if paused {
+                    self.resume().await;
+                }
+            }
+            Err(f) if refused(&f.diagnosis) => {
+                let mut d = f.diagnosis;
+                d.message.push_str(FOUND_WHILE_IDLE);
+                self.pause(&d).await;
+            }
+            Err(f) => {
+                tracing::warn!(profile = %self.profile, stage = f.diagnosis.stage.as_str(), "the sign-in check could not reach the upstream; the next message tries again: {}", f.diagnosis.message);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diagnosis(stage: Stage, code: Option<&str>) -> Diagnosis {
+        Diagnosis {
+            kind: Kind::Pause,
+            stage,
+            code: code.map(str::to_string),
+            message: String::new(),
+            hint: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_refused_credential_or_mailbox_counts_as_refused() {
+        for (stage, code) in [
+            (Stage::Token, Some("AADSTS7000215")),
+            (Stage::Token, Some("AADSTS700016")),
+            (Stage::Auth, Some("5.7.139")),
+            (Stage::Auth, Some("535")),
+        ] {
+            assert!(refused(&diagnosis(stage, code)), "{stage:?} {code:?}");
+        }
+        for (stage, code) in [
+            // Entra's own trouble, and a token endpoint out of reach.
+            (Stage::Token, Some("503")),
+            (Stage::Token, None),
+            // A temporary AUTH answer, and the ways there.
+            (Stage::Auth, Some("4.7.0")),
+            (Stage::Auth, None),
+            (Stage::Connect, None),
+            (Stage::Tls, None),
+            (Stage::Send, Some("5.7.60")),
+        ] {
+            assert!(!refused(&diagnosis(stage, code)), "{stage:?} {code:?}");
+        }
+    }
+}
