@@ -776,46 +776,16 @@ async fn a_rejected_secret_pauses_with_the_aadsts_fix_until_a_good_one_is_saved(
     assert!(server.queue().await["paused"].is_null());
 }
 
-/// Polls the queue until `done` holds (20 s at most).
-async fn queue_until(server: &Running, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let q = server.queue().await;
-        if done(&q) {
-            return q;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "{what}: {q}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A server whose idle profiles sign in every half second (the option's
-/// test form), a paused one each 300 ms.
-async fn checking(rig: &Loopback) -> Running {
-    start(rig, |a| {
-        a.sending.sign_in_check_for_tests = Some(Duration::from_millis(500));
-        a.sending.pause_retry = Duration::from_millis(300);
-    })
-    .await
-}
-
 #[tokio::test]
 async fn an_idle_profile_whose_secret_was_deleted_pauses_before_any_message_and_resumes_by_itself()
 {
     let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = checking(&rig).await;
+    let server = start(&rig, checking).await;
     server
         .save(&oauth_settings("localhost", rig.smtp.port()))
         .await;
     // The check signs in with fresh tokens and sends nothing.
-    let started = Instant::now();
-    while rig.smtp.auth_attempts().len() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no sign-in check"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("no sign-in check", || rig.smtp.auth_attempts().len() >= 2).await;
     assert!(rig.entra.requests() >= 2, "a fresh token each time");
     assert!(rig.smtp.auth_attempts().iter().all(|(ok, _)| *ok));
     assert!(rig.smtp.messages().is_empty(), "a check sends nothing");
@@ -850,7 +820,7 @@ async fn an_idle_profile_whose_secret_was_deleted_pauses_before_any_message_and_
     // ends without saving the settings, and the message goes.
     rig.entra.set_mode(EntraMode::Normal);
     server.wait_status(&ids[0], "sent").await;
-    queue_until(&server, "the pause ends", |q| q["paused"].is_null()).await;
+    server.wait_unpaused().await;
     // Nothing waits now: the check alone ends a pause it found.
     rig.entra.set_mode(EntraMode::Error {
         status: 400,
@@ -859,31 +829,21 @@ async fn an_idle_profile_whose_secret_was_deleted_pauses_before_any_message_and_
     });
     server.wait_paused(0).await;
     rig.entra.set_mode(EntraMode::Normal);
-    queue_until(&server, "the check ends its pause", |q| {
-        q["paused"].is_null()
-    })
-    .await;
+    server.wait_unpaused().await;
     assert_eq!(rig.smtp.messages().len(), 1, "only the message was sent");
 }
 
 #[tokio::test]
 async fn an_idle_check_pauses_when_smtp_auth_is_switched_off_and_not_for_a_passing_outage() {
     let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = checking(&rig).await;
+    let server = start(&rig, checking).await;
     server
         .save(&oauth_settings("localhost", rig.smtp.port()))
         .await;
     // Entra down (a 502 page): several checks run, and none pauses.
     rig.entra.set_mode(EntraMode::BadGateway);
     let before = rig.entra.requests();
-    let started = Instant::now();
-    while rig.entra.requests() < before + 3 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "no sign-in check"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for("no sign-in check", || rig.entra.requests() >= before + 3).await;
     assert!(
         server.queue().await["paused"].is_null(),
         "an outage at idle is not announced"
@@ -907,7 +867,7 @@ async fn an_idle_check_pauses_when_smtp_auth_is_switched_off_and_not_for_a_passi
         "{q}"
     );
     rig.smtp.configure(|c| c.auth_reply = None);
-    queue_until(&server, "the pause ends", |q| q["paused"].is_null()).await;
+    server.wait_unpaused().await;
     assert!(rig.smtp.messages().is_empty(), "a check sends nothing");
 }
 

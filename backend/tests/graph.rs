@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
-use mailroom_fakes::{addr, GraphError, Loopback, SmtpConfig};
+use mailroom_fakes::{addr, EntraMode, GraphError, Loopback, SmtpConfig};
 use mailroom_shared::Transport;
 use serde_json::json;
 
@@ -409,6 +409,35 @@ async fn each_graph_reply_has_its_kind_in_delivery() {
         "{waiting}"
     );
     assert_eq!(waiting["attempts"], json!([]), "{waiting}");
+}
+
+/// The sign-in check while idle (`--sign-in-check`) of a Graph profile is
+/// the token alone: no request to Graph (it would have to send mail), no
+/// SMTP connection.
+#[tokio::test]
+async fn an_idle_graph_profile_checks_its_token_alone_and_pauses_on_an_expired_secret() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, checking).await;
+    server.save(&graph_settings()).await;
+    wait_for("no sign-in check", || rig.entra.requests() >= 2).await;
+    assert_eq!(rig.graph.requests(), 0, "a check sends nothing");
+    assert_eq!(
+        rig.smtp.connections(),
+        0,
+        "Graph's check is no SMTP sign-in"
+    );
+    assert!(server.queue().await["paused"].is_null());
+    rig.entra.set_mode(EntraMode::Error {
+        status: 401,
+        error: "invalid_client",
+        code: 7000222,
+    });
+    let q = server.wait_paused(0).await;
+    assert_eq!(q["paused"]["stage"], "token", "{q}");
+    assert_eq!(q["paused"]["code"], "AADSTS7000222", "{q}");
+    rig.entra.set_mode(EntraMode::Normal);
+    server.wait_unpaused().await;
+    assert_eq!(rig.graph.requests(), 0, "a check sends nothing");
 }
 
 #[tokio::test]

@@ -353,19 +353,45 @@ async fn wait_profile_paused(server: &Running, profile: &str) -> Value {
     }
 }
 
-#[tokio::test]
-async fn a_broken_profile_pauses_only_its_own_mail_and_the_other_goes_on() {
-    let (rig, server) = saved_rig(|_| {}).await;
+/// Profile B, "Fabrikam", saved with a secret Entra does not know (its
+/// tenant and app registered with another): its id.
+async fn fabrikam_with_an_unknown_secret(rig: &Loopback, server: &Running) -> String {
     rig.entra.register(TENANT_B, CLIENT_B, SECRET_B);
-    // Profile B is saved with a secret Entra does not know.
     let b = add_profile(
-        &server,
+        server,
         "Fabrikam",
-        &settings_b(&rig, "Zz9Z~wrongSecretValue0123456789abcdefgh"),
+        &settings_b(rig, "Zz9Z~wrongSecretValue0123456789abcdefgh"),
         json!({}),
     )
     .await;
-    let id = b["id"].as_str().unwrap().to_string();
+    b["id"].as_str().unwrap().to_string()
+}
+
+/// The sign-in check while idle runs per profile: the one whose secret
+/// Entra does not know pauses before any message, the other stays as it is.
+#[tokio::test]
+async fn an_idle_profiles_refused_secret_pauses_only_that_profile() {
+    let (rig, server) = saved_rig(checking).await;
+    let id = fabrikam_with_an_unknown_secret(&rig, &server).await;
+    let q = wait_profile_paused(&server, &id).await;
+    let p = profile_in(&q, &id);
+    assert_eq!(p["paused"]["code"], "AADSTS7000215", "{p}");
+    // The default profile's checks keep passing meanwhile.
+    let before = rig.smtp.auth_attempts().len();
+    wait_for("no check of the default profile", || {
+        rig.smtp.auth_attempts().len() >= before + 2
+    })
+    .await;
+    let q = server.queue().await;
+    assert!(q["paused"].is_null(), "{q}");
+    assert!(profile_in(&q, "default")["paused"].is_null(), "{q}");
+    assert!(rig.smtp.messages().is_empty(), "a check sends nothing");
+}
+
+#[tokio::test]
+async fn a_broken_profile_pauses_only_its_own_mail_and_the_other_goes_on() {
+    let (rig, server) = saved_rig(|_| {}).await;
+    let id = fabrikam_with_an_unknown_secret(&rig, &server).await;
     let (_, key_a) = server.new_app(json!({"name": "A"})).await;
     let (app_b, key_b) = server.new_app(json!({"name": "B", "profile": id})).await;
 

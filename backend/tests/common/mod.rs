@@ -16,8 +16,9 @@ pub mod pg;
 mod running;
 pub mod wire;
 pub use running::{
-    paused_by_expired_secret, relay_on, relay_rig, saved_rig, saved_rig_clocked, saved_rig_with,
-    sending_rig, spawn_saved, start, start_with_clock, wait_received, Running,
+    checking, paused_by_expired_secret, relay_on, relay_rig, saved_rig, saved_rig_clocked,
+    saved_rig_with, sending_rig, spawn_saved, start, start_with_clock, wait_for, wait_received,
+    Running,
 };
 
 pub const TOKEN: &str = "test-admin-token-0123456789";

@@ -286,6 +286,23 @@ impl Running {
     }
 
     /// Waits until delivery is paused and `queued` messages wait (none in flight).
+    /// Waits until the default profile's pause has ended.
+    #[allow(dead_code)]
+    pub async fn wait_unpaused(&self) {
+        let started = Instant::now();
+        loop {
+            let q = self.queue().await;
+            if q["paused"].is_null() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the pause never ended: {q}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn wait_paused(&self, queued: u64) -> Value {
         let started = Instant::now();
         loop {
@@ -360,6 +377,24 @@ pub async fn relay_rig(tweak: impl FnOnce(&mut ServeArgs)) -> (Loopback, Running
 pub fn relay_on(a: &mut ServeArgs) {
     a.relay.smtp_listen = mailroom_backend::config::SmtpListen::On("127.0.0.1:0".parse().unwrap());
     a.relay.smtp_hostname = Some("localhost".into());
+}
+
+/// Idle profiles sign in every half second (`--sign-in-check`'s test
+/// form), a paused one each 300 ms.
+#[allow(dead_code)]
+pub fn checking(a: &mut ServeArgs) {
+    a.sending.sign_in_check_for_tests = Some(Duration::from_millis(500));
+    a.sending.pause_retry = Duration::from_millis(300);
+}
+
+/// Waits (20 s at most) until `done` holds, saying `what` did not happen.
+#[allow(dead_code)]
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// [`saved_rig`] with an app: the rig, the server and the app's key.
