@@ -833,6 +833,26 @@ async fn an_idle_profile_whose_secret_was_deleted_pauses_before_any_message_and_
     assert_eq!(rig.smtp.messages().len(), 1, "only the message was sent");
 }
 
+/// A server that only takes mail (`--delivery-connections 0`, beside
+/// others that deliver) signs in nowhere: checks are the delivering
+/// servers' work.
+#[tokio::test]
+async fn a_server_that_delivers_nothing_checks_nothing() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |a| {
+        checking(a);
+        a.sending.delivery_connections = Some(0);
+    })
+    .await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    // Three times the check's period.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rig.entra.requests(), 0);
+    assert_eq!(rig.smtp.connections(), 0);
+}
+
 #[tokio::test]
 async fn an_idle_check_pauses_when_smtp_auth_is_switched_off_and_not_for_a_passing_outage() {
     let rig = Loopback::start(SmtpConfig::default()).await;
