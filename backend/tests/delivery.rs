@@ -868,6 +868,28 @@ async fn an_idle_check_pauses_when_smtp_auth_is_switched_off_and_not_for_a_passi
         server.queue().await["paused"].is_null(),
         "an outage at idle is not announced"
     );
+    // Entra refuses once (a hiccup with an AADSTS code), then takes the
+    // secret again: checked again before pausing, so nothing pauses.
+    rig.entra.set_mode(EntraMode::Normal);
+    wait_for("no sign-in check", || rig.entra.requests() >= before + 4).await;
+    rig.entra.set_mode(EntraMode::Error {
+        status: 400,
+        error: "invalid_request",
+        code: 50196,
+    });
+    let refused_at = rig.entra.requests();
+    wait_for("no refused check", || rig.entra.requests() > refused_at).await;
+    rig.entra.set_mode(EntraMode::Normal);
+    let watched = Instant::now();
+    while rig.entra.requests() < refused_at + 3 || watched.elapsed() < Duration::from_secs(1) {
+        let q = server.queue().await;
+        assert!(q["paused"].is_null(), "one refusal paused: {q}");
+        assert!(
+            watched.elapsed() < Duration::from_secs(20),
+            "no check after the refusal"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // SMTP AUTH switched off for the tenant.
     rig.entra.set_mode(EntraMode::Normal);
     rig.smtp.configure(|c| {

@@ -9,9 +9,12 @@
 //! profile signs in as delivery does, with a fresh token (SMTP: also TLS
 //! and AUTH), sends nothing and quits. A refused credential pauses delivery
 //! with its fix, as an attempt's refusal would: the banner,
-//! `delivery.paused`, `mailroom_delivery_paused`. While such a pause lasts
-//! with nothing waiting, the check runs each minute (the pause's own
-//! retry) and ends the pause once it passes.
+//! `delivery.paused`, `mailroom_delivery_paused`, once a second check a
+//! minute later is refused too (Entra answers a passing hiccup with an
+//! `AADSTS` code as well, such as `AADSTS50196` or `AADSTS90033`, and an
+//! admin paged at night for it would learn to ignore the page). While such
+//! a pause lasts with nothing waiting, the check runs each minute (the
+//! pause's own retry) and ends the pause once it passes.
 //!
 //! What the check cannot tell apart from a passing blip at idle (the
 //! upstream unreachable, Entra's own 5xx, a timeout) is left to the next
@@ -37,10 +40,20 @@ pub fn refused(d: &Diagnosis) -> bool {
     }
 }
 
+/// What one check found.
+enum Checked {
+    Passed,
+    Refused(Diagnosis),
+    /// Trouble on the way, or nothing to check with.
+    Unknown,
+}
+
 impl Engine {
     /// Runs the check for this profile until `stop` (`every`: the option).
     pub(super) async fn check_while_idle(self, every: Duration, mut stop: watch::Receiver<bool>) {
         let mut last = tokio::time::Instant::now();
+        // Refused once while not paused: checked again at the next turn.
+        let mut doubted = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.options.pause_retry.min(every)) => {}
@@ -55,6 +68,7 @@ impl Engine {
                 Ok(None)
             ) {
                 last = tokio::time::Instant::now();
+                doubted = false;
                 continue;
             }
             let paused = self.queue.pause_state(&self.profile).await.ok().flatten();
@@ -66,46 +80,57 @@ impl Engine {
                 // Shared with the workers' probe: once a minute in all.
                 Some(_) if self.probe_due().await.is_err() => continue,
                 Some(_) => {}
-                None if last.elapsed() < every => continue,
+                None if !doubted && last.elapsed() < every => continue,
                 None => {}
             }
             last = tokio::time::Instant::now();
-            self.check_sign_in(paused.is_some()).await;
+            match self.check_sign_in().await {
+                Checked::Passed => {
+                    doubted = false;
+                    if paused.is_some() {
+                        self.resume().await;
+                    }
+                }
+                Checked::Refused(d) if paused.is_none() && !doubted => {
+                    tracing::warn!(profile = %self.profile, stage = d.stage.as_str(), code = ?d.code, "the sign-in check was refused; checking again before pausing: {}", d.message);
+                    doubted = true;
+                }
+                Checked::Refused(mut d) => {
+                    doubted = false;
+                    d.message.push_str(FOUND_WHILE_IDLE);
+                    self.pause(&d).await;
+                }
+                Checked::Unknown => doubted = false,
+            }
         }
     }
 
-    /// Signs in once with the saved settings; pauses on a refusal, ends
-    /// the pause (`paused`) on a success.
-    async fn check_sign_in(&self, paused: bool) {
+    /// Signs in once with the saved settings.
+    async fn check_sign_in(&self) -> Checked {
         let current = match self.settings.load_current().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(profile = %self.profile, error = %e, "cannot load the settings for the sign-in check");
-                return;
+                return Checked::Unknown;
             }
         };
         // Nothing saved (a pause says so when a message comes), or a
         // certificate that cannot be read: the next attempt says so.
         let Some(settings) = current.secret_complete() else {
-            return;
+            return Checked::Unknown;
         };
         let Ok(cert) = self.certificate(&current, &settings) else {
-            return;
+            return Checked::Unknown;
         };
         match self.tester.check_sign_in(&settings, cert.as_ref()).await {
             Ok(()) => {
                 tracing::info!(profile = %self.profile, "the sign-in check passed");
-                if paused {
-                    self.resume().await;
-                }
+                Checked::Passed
             }
-            Err(f) if refused(&f.diagnosis) => {
-                let mut d = f.diagnosis;
-                d.message.push_str(FOUND_WHILE_IDLE);
-                self.pause(&d).await;
-            }
+            Err(f) if refused(&f.diagnosis) => Checked::Refused(f.diagnosis),
             Err(f) => {
                 tracing::warn!(profile = %self.profile, stage = f.diagnosis.stage.as_str(), "the sign-in check could not reach the upstream; the next message tries again: {}", f.diagnosis.message);
+                Checked::Unknown
             }
         }
     }
