@@ -121,8 +121,14 @@ pub fn describe(event: &Value) -> Said {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        // The id message trace, quarantine and the recipient's headers know
+        // the message by (left out for one stored before it was kept).
+        let message_id = match data["message_id"].as_str() {
+            Some(id) => format!(", Message-ID {}", crate::intake::one_line(id)),
+            None => String::new(),
+        };
         format!(
-            "“{}” from {} to {} ({})",
+            "“{}” from {} to {} ({}{message_id})",
             // One line, as the intake stores it now: one stored before
             // could add a line of its own to the post.
             crate::intake::one_line(s(data, "subject")),
@@ -539,6 +545,22 @@ mod tests {
         assert!(
             text.contains("*Fix:* Open the message in Activity"),
             "{text}"
+        );
+        // With the Message-ID it was sent with, for message trace; Slack's
+        // angle brackets escaped, so it is not read as a link.
+        event["data"]["message_id"] = json!("<msg_1@contoso.com>");
+        for format in [Format::Slack, Format::Teams] {
+            let post = chat(format, &event, None).to_string();
+            assert!(
+                post.contains("(msg_1, Message-ID &lt;msg_1@contoso.com&gt;): 550 5.1.1")
+                    || post.contains("(msg_1, Message-ID <msg_1@contoso.com>): 550 5.1.1"),
+                "{post}"
+            );
+        }
+        let slack = chat(Format::Slack, &event, None).to_string();
+        assert!(
+            slack.contains("Message-ID &lt;msg_1@contoso.com&gt;"),
+            "{slack}"
         );
         event["data"]["last_error"] = Value::Null;
         let text = chat(Format::Slack, &event, None)["text"].to_string();
