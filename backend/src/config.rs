@@ -436,8 +436,9 @@ pub struct SendingArgs {
     pub retention: std::time::Duration,
     /// While no message waits, how often each profile signs in upstream
     /// (a fresh token, then SMTP AUTH; nothing is sent), so that a
-    /// credential that stopped working pauses delivery and says so before
-    /// the next message: like 6h, at least 5m, or off.
+    /// credential that stopped working, or a way out now blocked, pauses
+    /// delivery and says so before the next message: like 6h, at least 5m,
+    /// or off.
     #[arg(long, env = "MAILROOM_SIGN_IN_CHECK", default_value = "6h", value_parser = parse_sign_in_check)]
     pub sign_in_check: SignInCheck,
     /// The same, with no floor (for tests; not in the contract).

@@ -854,24 +854,50 @@ async fn a_server_that_delivers_nothing_checks_nothing() {
 }
 
 #[tokio::test]
-async fn an_idle_check_pauses_when_smtp_auth_is_switched_off_and_not_for_a_passing_outage() {
+async fn an_outage_at_idle_pauses_only_once_it_lasts_five_checks() {
     let rig = Loopback::start(SmtpConfig::default()).await;
     let server = start(&rig, checking).await;
     server
         .save(&oauth_settings("localhost", rig.smtp.port()))
         .await;
-    // Entra down (a 502 page): several checks run, and none pauses.
+    // Entra down (a 502 page) for three checks: nothing pauses.
     rig.entra.set_mode(EntraMode::BadGateway);
     let before = rig.entra.requests();
     wait_for("no sign-in check", || rig.entra.requests() >= before + 3).await;
     assert!(
         server.queue().await["paused"].is_null(),
-        "an outage at idle is not announced"
+        "a short outage at idle is not announced"
     );
-    // Entra refuses once (a hiccup with an AADSTS code), then takes the
-    // secret again: checked again before pausing, so nothing pauses.
     rig.entra.set_mode(EntraMode::Normal);
     wait_for("no sign-in check", || rig.entra.requests() >= before + 4).await;
+    // Down again, and it lasts: paused after five checks in a row.
+    let down_at = rig.entra.requests();
+    rig.entra.set_mode(EntraMode::BadGateway);
+    let q = server.wait_paused(0).await;
+    assert!(rig.entra.requests() >= down_at + 5, "{q}");
+    assert_eq!(q["paused"]["stage"], "token", "{q}");
+    assert_eq!(q["paused"]["code"], "502", "{q}");
+    assert!(
+        q["paused"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("new messages wait until it is fixed."),
+        "{q}"
+    );
+    rig.entra.set_mode(EntraMode::Normal);
+    server.wait_unpaused().await;
+}
+
+#[tokio::test]
+async fn an_idle_check_pauses_when_smtp_auth_is_switched_off_and_not_for_one_refusal() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, checking).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    wait_for("no sign-in check", || rig.entra.requests() >= 1).await;
+    // Entra refuses once (a hiccup with an AADSTS code), then takes the
+    // secret again: checked again before pausing, so nothing pauses.
     rig.entra.set_mode(EntraMode::Error {
         status: 400,
         error: "invalid_request",

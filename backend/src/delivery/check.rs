@@ -3,23 +3,22 @@
 //! Attempts find a credential that stopped working, but a profile with no
 //! message waiting makes none: a client secret deleted in Entra, admin
 //! consent revoked, SMTP AUTH or password sign-in switched off for the
-//! mailbox (as Microsoft does for passwords at the end of December 2026)
-//! was found by the next message, perhaps the nightly report hours later.
-//! Every `--sign-in-check` (6 h by default) while nothing waits, each
-//! profile signs in as delivery does, with a fresh token (SMTP: also TLS
-//! and AUTH), sends nothing and quits. A refused credential pauses delivery
-//! with its fix, as an attempt's refusal would: the banner,
-//! `delivery.paused`, `mailroom_delivery_paused`, once a second check a
-//! minute later is refused too (Entra answers a passing hiccup with an
-//! `AADSTS` code as well, such as `AADSTS50196` or `AADSTS90033`, and an
-//! admin paged at night for it would learn to ignore the page). While such
-//! a pause lasts with nothing waiting, the check runs each minute (the
-//! pause's own retry) and ends the pause once it passes.
+//! mailbox (as Microsoft does for passwords at the end of December 2026),
+//! a firewall that now blocks the way out, was found by the next message,
+//! perhaps the nightly report hours later. Every `--sign-in-check` (6 h by
+//! default) while nothing waits, each profile signs in as delivery does,
+//! with a fresh token (SMTP: also TLS and AUTH), sends nothing and quits.
 //!
-//! What the check cannot tell apart from a passing blip at idle (the
-//! upstream unreachable, Entra's own 5xx, a timeout) is left to the next
-//! message's attempt: announcing it would page an admin for every short
-//! outage at night.
+//! Trouble that would pause delivery for a message pauses it here too,
+//! with its fix (the banner, `delivery.paused`, `mailroom_delivery_paused`),
+//! but only once it lasts: a refused credential when a second check a
+//! minute later is refused too (Entra answers a passing hiccup with an
+//! `AADSTS` code as well, such as `AADSTS50196` or `AADSTS90033`), trouble
+//! on the way (the upstream or Entra out of reach, Entra's own 5xx, a
+//! timeout) after five checks a minute apart. An admin paged at night for
+//! every short outage would learn to ignore the page. While such a pause
+//! lasts with nothing waiting, the check runs each minute (the pause's own
+//! retry) and ends the pause once it passes.
 
 use super::*;
 
@@ -30,7 +29,9 @@ pub const FOUND_WHILE_IDLE: &str =
 
 /// Whether a failed sign-in is the credential or the mailbox refused, not
 /// trouble on the way: Entra's refusal (an `AADSTS` code) or a permanent
-/// answer to SMTP AUTH (`535 5.7.139`, `535 5.7.3`).
+/// answer to SMTP AUTH (`535 5.7.139`, `535 5.7.3`). Such a refusal pauses
+/// after [`REFUSALS_TO_PAUSE`] checks, other trouble after
+/// [`FAILURES_TO_PAUSE`].
 pub fn refused(d: &Diagnosis) -> bool {
     let code = d.code.as_deref().unwrap_or_default();
     match d.stage {
@@ -40,11 +41,19 @@ pub fn refused(d: &Diagnosis) -> bool {
     }
 }
 
+/// Checks in a row, a minute apart, that must be refused before a pause.
+pub const REFUSALS_TO_PAUSE: u32 = 2;
+
+/// Checks in a row, a minute apart, that must meet trouble on the way
+/// before a pause: five minutes of it.
+pub const FAILURES_TO_PAUSE: u32 = 5;
+
 /// What one check found.
 enum Checked {
     Passed,
-    Refused(Diagnosis),
-    /// Trouble on the way, or nothing to check with.
+    /// What would pause delivery for a message.
+    Failed(Diagnosis),
+    /// Nothing to check with, or an answer that pauses nothing (a `4xx`).
     Unknown,
 }
 
@@ -52,8 +61,9 @@ impl Engine {
     /// Runs the check for this profile until `stop` (`every`: the option).
     pub(super) async fn check_while_idle(self, every: Duration, mut stop: watch::Receiver<bool>) {
         let mut last = tokio::time::Instant::now();
-        // Refused once while not paused: checked again at the next turn.
-        let mut doubted = false;
+        // Failed checks in a row while not paused; while there are any,
+        // the next check comes a minute later.
+        let mut strikes = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.options.pause_retry.min(every)) => {}
@@ -68,7 +78,7 @@ impl Engine {
                 Ok(None)
             ) {
                 last = tokio::time::Instant::now();
-                doubted = false;
+                strikes = 0;
                 continue;
             }
             let paused = self.queue.pause_state(&self.profile).await.ok().flatten();
@@ -80,27 +90,33 @@ impl Engine {
                 // Shared with the workers' probe: once a minute in all.
                 Some(_) if self.probe_due().await.is_err() => continue,
                 Some(_) => {}
-                None if !doubted && last.elapsed() < every => continue,
+                None if strikes == 0 && last.elapsed() < every => continue,
                 None => {}
             }
             last = tokio::time::Instant::now();
             match self.check_sign_in().await {
                 Checked::Passed => {
-                    doubted = false;
+                    strikes = 0;
                     if paused.is_some() {
                         self.resume().await;
                     }
                 }
-                Checked::Refused(d) if paused.is_none() && !doubted => {
-                    tracing::warn!(profile = %self.profile, stage = d.stage.as_str(), code = ?d.code, "the sign-in check was refused; checking again before pausing: {}", d.message);
-                    doubted = true;
-                }
-                Checked::Refused(mut d) => {
-                    doubted = false;
+                Checked::Failed(mut d) => {
+                    strikes += 1;
+                    let needed = if refused(&d) {
+                        REFUSALS_TO_PAUSE
+                    } else {
+                        FAILURES_TO_PAUSE
+                    };
+                    if paused.is_none() && strikes < needed {
+                        tracing::warn!(profile = %self.profile, stage = d.stage.as_str(), code = ?d.code, strikes, needed, "the sign-in check failed; checking again before pausing: {}", d.message);
+                        continue;
+                    }
+                    strikes = 0;
                     d.message.push_str(FOUND_WHILE_IDLE);
                     self.pause(&d).await;
                 }
-                Checked::Unknown => doubted = false,
+                Checked::Unknown => strikes = 0,
             }
         }
     }
@@ -127,9 +143,9 @@ impl Engine {
                 tracing::info!(profile = %self.profile, "the sign-in check passed");
                 Checked::Passed
             }
-            Err(f) if refused(&f.diagnosis) => Checked::Refused(f.diagnosis),
+            Err(f) if f.diagnosis.kind == Kind::Pause => Checked::Failed(f.diagnosis),
             Err(f) => {
-                tracing::warn!(profile = %self.profile, stage = f.diagnosis.stage.as_str(), "the sign-in check could not reach the upstream; the next message tries again: {}", f.diagnosis.message);
+                tracing::warn!(profile = %self.profile, stage = f.diagnosis.stage.as_str(), "the sign-in check got a temporary answer; the next message tries again: {}", f.diagnosis.message);
                 Checked::Unknown
             }
         }
