@@ -91,6 +91,18 @@ pub struct AttemptLabels {
     pub outcome: String,
 }
 
+/// A sign-in check while idle (docs/API.md §1, `--sign-in-check`): its
+/// profile and what it found.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignInCheckLabels {
+    /// The profile checked.
+    pub profile: String,
+    /// `passed`, `refused` (the credential or mailbox), `failed` (trouble
+    /// on the way), or `other` (nothing saved to check with, a temporary
+    /// answer).
+    pub outcome: String,
+}
+
 /// Every metric the server keeps.
 pub struct Metrics {
     registry: Registry,
@@ -142,6 +154,8 @@ pub struct Metrics {
     pub recipients_today: Family<ProfileLabel, Gauge>,
     /// Delivery attempts by way out and outcome.
     pub attempts: Family<AttemptLabels, Counter>,
+    /// Sign-in checks while idle, by profile and outcome.
+    pub sign_in_checks: Family<SignInCheckLabels, Counter>,
     /// Bytes of messages being received now, read from the intake's budget
     /// at each scrape.
     pub intake_bytes: Gauge,
@@ -190,6 +204,12 @@ impl Metrics {
             recipients_today.clone(),
         );
         let attempts = Family::<AttemptLabels, Counter>::default();
+        let sign_in_checks = Family::<SignInCheckLabels, Counter>::default();
+        registry.register(
+            "sign_in_checks",
+            "Sign-ins upstream while no message of the profile waited (--sign-in-check), by outcome: passed, refused (the credential or mailbox), failed (trouble on the way) or other",
+            sign_in_checks.clone(),
+        );
         let credential_expiry = Family::<ProfileLabel, Gauge>::default();
         let basic_auth_retirement = Family::<ProfileLabel, Gauge>::default();
         let webhook_failures = Family::<WebhookLabel, Counter>::default();
@@ -310,6 +330,7 @@ impl Metrics {
             quota_reached,
             recipients_today,
             attempts,
+            sign_in_checks,
             credential_expiry,
             basic_auth_retirement,
             webhook_failures,

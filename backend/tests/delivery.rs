@@ -808,10 +808,19 @@ async fn an_idle_profile_whose_secret_was_deleted_pauses_before_any_message_and_
         q["paused"]["hint"].as_str().unwrap().contains("Value"),
         "{q}"
     );
-    assert!(server
-        .metrics()
-        .await
-        .contains("mailroom_delivery_paused{profile=\"default\"} 1"));
+    let metrics = server.metrics().await;
+    assert!(metrics.contains("mailroom_delivery_paused{profile=\"default\"} 1"));
+    // Counted by outcome: at least the two that passed and the two refused.
+    for outcome in ["passed", "refused"] {
+        let series =
+            format!("mailroom_sign_in_checks_total{{profile=\"default\",outcome=\"{outcome}\"}} ");
+        let count: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series}: {metrics}"));
+        assert!(count >= 2, "{series}{count}");
+    }
     // A message handed in meanwhile waits: it is not bounced.
     let (_, key) = server.new_app(json!({"name": "Reports"})).await;
     let ids = submit_each(&server, &key, 0..1, "r", "boss").await;

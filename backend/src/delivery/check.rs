@@ -94,7 +94,21 @@ impl Engine {
                 None => {}
             }
             last = tokio::time::Instant::now();
-            match self.check_sign_in().await {
+            let checked = self.check_sign_in().await;
+            self.metrics
+                .sign_in_checks
+                .get_or_create(&crate::metrics::SignInCheckLabels {
+                    profile: self.profile.to_string(),
+                    outcome: match &checked {
+                        Checked::Passed => "passed",
+                        Checked::Failed(d) if refused(d) => "refused",
+                        Checked::Failed(_) => "failed",
+                        Checked::Unknown => "other",
+                    }
+                    .to_string(),
+                })
+                .inc();
+            match checked {
                 Checked::Passed => {
                     strikes = 0;
                     if paused.is_some() {
