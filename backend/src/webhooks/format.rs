@@ -152,7 +152,8 @@ pub fn describe(event: &Value) -> Said {
         "delivery.resumed" => Said {
             title: "Mailroom: delivery resumed".into(),
             what: format!(
-                "Delivery was paused from {} to {}; waiting messages are going out.",
+                // A pause the sign-in check found may have had no message.
+                "Delivery was paused from {} to {}; it works again, and any waiting messages are going out.",
                 s(data, "since"),
                 s(data, "until")
             ),
@@ -425,6 +426,16 @@ pub fn chat_digest(format: Format, events: &[Value], public_url: Option<&str>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_post_does_not_promise_messages_that_may_not_be_there() {
+        let event = json!({"type": "delivery.resumed", "data": {
+            "profile": "default", "since": "2026-12-07T02:00:00Z", "until": "2026-12-07T02:07:00Z"}});
+        assert_eq!(
+            describe(&event).what,
+            "Delivery was paused from 2026-12-07T02:00:00Z to 2026-12-07T02:07:00Z; it works again, and any waiting messages are going out."
+        );
+    }
 
     fn paused() -> Value {
         json!({"type": "delivery.paused", "timestamp": "2026-12-01T10:00:00Z", "data": {
