@@ -61,9 +61,10 @@ impl Engine {
     /// Runs the check for this profile until `stop` (`every`: the option).
     pub(super) async fn check_while_idle(self, every: Duration, mut stop: watch::Receiver<bool>) {
         let mut last = tokio::time::Instant::now();
-        // Failed checks in a row while not paused; while there are any,
-        // the next check comes a minute later.
-        let mut strikes = 0;
+        // Failed checks in a row while not paused, of one kind (refused or
+        // not: a refusal after four outages is a first refusal); while
+        // there are any, the next check comes a minute later.
+        let mut strikes = (false, 0);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.options.pause_retry.min(every)) => {}
@@ -78,7 +79,7 @@ impl Engine {
                 Ok(None)
             ) {
                 last = tokio::time::Instant::now();
-                strikes = 0;
+                strikes = (false, 0);
                 continue;
             }
             let paused = self.queue.pause_state(&self.profile).await.ok().flatten();
@@ -90,7 +91,7 @@ impl Engine {
                 // Shared with the workers' probe: once a minute in all.
                 Some(_) if self.probe_due().await.is_err() => continue,
                 Some(_) => {}
-                None if strikes == 0 && last.elapsed() < every => continue,
+                None if strikes.1 == 0 && last.elapsed() < every => continue,
                 None => {}
             }
             last = tokio::time::Instant::now();
@@ -110,27 +111,31 @@ impl Engine {
                 .inc();
             match checked {
                 Checked::Passed => {
-                    strikes = 0;
+                    strikes = (false, 0);
                     if paused.is_some() {
                         self.resume().await;
                     }
                 }
                 Checked::Failed(mut d) => {
-                    strikes += 1;
-                    let needed = if refused(&d) {
+                    let kind = refused(&d);
+                    strikes = match strikes {
+                        (was, n) if was == kind => (kind, n + 1),
+                        _ => (kind, 1),
+                    };
+                    let needed = if kind {
                         REFUSALS_TO_PAUSE
                     } else {
                         FAILURES_TO_PAUSE
                     };
-                    if paused.is_none() && strikes < needed {
-                        tracing::warn!(profile = %self.profile, stage = d.stage.as_str(), code = ?d.code, strikes, needed, "the sign-in check failed; checking again before pausing: {}", d.message);
+                    if paused.is_none() && strikes.1 < needed {
+                        tracing::warn!(profile = %self.profile, stage = d.stage.as_str(), code = ?d.code, strikes = strikes.1, needed, "the sign-in check failed; checking again before pausing: {}", d.message);
                         continue;
                     }
-                    strikes = 0;
+                    strikes = (false, 0);
                     d.message.push_str(FOUND_WHILE_IDLE);
                     self.pause(&d).await;
                 }
-                Checked::Unknown => strikes = 0,
+                Checked::Unknown => strikes = (false, 0),
             }
         }
     }
