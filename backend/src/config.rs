@@ -434,8 +434,9 @@ pub struct SendingArgs {
     /// How long the record of a final message is kept, like 30d.
     #[arg(long, env = "MAILROOM_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub retention: std::time::Duration,
-    /// While no message waits, how often each profile signs in upstream
-    /// (a fresh token, then SMTP AUTH; nothing is sent), so that a
+    /// While no message waits, how often each profile signs in upstream,
+    /// first a minute after the start (a fresh token, then SMTP AUTH;
+    /// nothing is sent), so that a
     /// credential that stopped working, or a way out now blocked, pauses
     /// delivery and says so before the next message: like 6h, at least 5m,
     /// or off.

@@ -842,6 +842,39 @@ async fn an_idle_profile_whose_secret_was_deleted_pauses_before_any_message_and_
     assert_eq!(rig.smtp.messages().len(), 1, "only the message was sent");
 }
 
+/// The first check comes soon after the start (a start often follows a
+/// change of machine, proxy or firewall), then not again for the
+/// option's 6 hours; a check before any settings are saved counts as none.
+#[tokio::test]
+async fn the_first_sign_in_check_comes_at_the_start_then_every_six_hours() {
+    let rig = Loopback::start(SmtpConfig::default()).await;
+    let server = start(&rig, |a| {
+        a.sending.pause_retry = Duration::from_millis(300);
+    })
+    .await;
+    // Nothing saved for a few turns: nothing to check with yet.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server
+        .save(&oauth_settings("localhost", rig.smtp.port()))
+        .await;
+    wait_for("no first check", || rig.smtp.auth_attempts().len() == 1).await;
+    let tokens = rig.entra.requests();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rig.smtp.auth_attempts().len(),
+        1,
+        "checked again before 6 h"
+    );
+    assert_eq!(rig.entra.requests(), tokens);
+    let metrics = server.metrics().await;
+    assert!(
+        metrics
+            .contains("mailroom_sign_in_checks_total{profile=\"default\",outcome=\"passed\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("outcome=\"other\""), "{metrics}");
+}
+
 /// A server that only takes mail (`--delivery-connections 0`, beside
 /// others that deliver) signs in nowhere: checks are the delivering
 /// servers' work.

@@ -5,9 +5,10 @@
 //! consent revoked, SMTP AUTH or password sign-in switched off for the
 //! mailbox (as Microsoft does for passwords at the end of December 2026),
 //! a firewall that now blocks the way out, was found by the next message,
-//! perhaps the nightly report hours later. Every `--sign-in-check` (6 h by
-//! default) while nothing waits, each profile signs in as delivery does,
-//! with a fresh token (SMTP: also TLS and AUTH), sends nothing and quits.
+//! perhaps the nightly report hours later. A minute after the start, then
+//! every `--sign-in-check` (6 h by default) while nothing waits, each
+//! profile signs in as delivery does, with a fresh token (SMTP: also TLS
+//! and AUTH), sends nothing and quits.
 //!
 //! Trouble that would pause delivery for a message pauses it here too,
 //! with its fix (the banner, `delivery.paused`, `mailroom_delivery_paused`),
@@ -53,14 +54,20 @@ enum Checked {
     Passed,
     /// What would pause delivery for a message.
     Failed(Diagnosis),
-    /// Nothing to check with, or an answer that pauses nothing (a `4xx`).
+    /// An answer that pauses nothing (a `4xx`), or a stored certificate
+    /// that cannot be read (the next attempt says so).
     Unknown,
+    /// No settings saved yet: checked again at the next turn.
+    Unsaved,
 }
 
 impl Engine {
     /// Runs the check for this profile until `stop` (`every`: the option).
     pub(super) async fn check_while_idle(self, every: Duration, mut stop: watch::Receiver<bool>) {
-        let mut last = tokio::time::Instant::now();
+        // The first check comes at the first turn: a start often follows
+        // a change (a new machine, proxy or firewall), best found before
+        // the first message.
+        let mut due = tokio::time::Instant::now();
         // Failed checks in a row while not paused, of one kind (refused or
         // not: a refusal after four outages is a first refusal); while
         // there are any, the next check comes a minute later.
@@ -78,7 +85,7 @@ impl Engine {
                 self.queue.oldest_waiting_unix(&self.profile).await,
                 Ok(None)
             ) {
-                last = tokio::time::Instant::now();
+                due = tokio::time::Instant::now() + every;
                 strikes = (false, 0);
                 continue;
             }
@@ -91,11 +98,14 @@ impl Engine {
                 // Shared with the workers' probe: once a minute in all.
                 Some(_) if self.probe_due().await.is_err() => continue,
                 Some(_) => {}
-                None if strikes.1 == 0 && last.elapsed() < every => continue,
+                None if strikes.1 == 0 && tokio::time::Instant::now() < due => continue,
                 None => {}
             }
-            last = tokio::time::Instant::now();
             let checked = self.check_sign_in().await;
+            if matches!(checked, Checked::Unsaved) {
+                continue;
+            }
+            due = tokio::time::Instant::now() + every;
             self.metrics
                 .sign_in_checks
                 .get_or_create(&crate::metrics::SignInCheckLabels {
@@ -104,7 +114,7 @@ impl Engine {
                         Checked::Passed => "passed",
                         Checked::Failed(d) if refused(d) => "refused",
                         Checked::Failed(_) => "failed",
-                        Checked::Unknown => "other",
+                        Checked::Unknown | Checked::Unsaved => "other",
                     }
                     .to_string(),
                 })
@@ -135,7 +145,7 @@ impl Engine {
                     d.message.push_str(FOUND_WHILE_IDLE);
                     self.pause(&d).await;
                 }
-                Checked::Unknown => strikes = (false, 0),
+                Checked::Unknown | Checked::Unsaved => strikes = (false, 0),
             }
         }
     }
@@ -149,10 +159,9 @@ impl Engine {
                 return Checked::Unknown;
             }
         };
-        // Nothing saved (a pause says so when a message comes), or a
-        // certificate that cannot be read: the next attempt says so.
+        // Nothing saved: a pause says so when a message comes.
         let Some(settings) = current.secret_complete() else {
-            return Checked::Unknown;
+            return Checked::Unsaved;
         };
         let Ok(cert) = self.certificate(&current, &settings) else {
             return Checked::Unknown;
