@@ -95,8 +95,10 @@ impl Engine {
                 // at send) is left to the next message: ending it would only
                 // start it again with that message.
                 Some(p) if p.stage == Stage::Send => continue,
-                // Shared with the workers' probe: once a minute in all.
-                Some(_) if self.probe_due().await.is_err() => continue,
+                // Each turn (the pause's retry). Not through the workers'
+                // probe: with nothing to claim they take its turn each time
+                // it comes, and a check waiting for it never ran, so a
+                // pause it found never ended by itself.
                 Some(_) => {}
                 None if strikes.1 == 0 && tokio::time::Instant::now() < due => continue,
                 None => {}

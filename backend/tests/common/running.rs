@@ -379,12 +379,14 @@ pub fn relay_on(a: &mut ServeArgs) {
     a.relay.smtp_hostname = Some("localhost".into());
 }
 
-/// Idle profiles sign in every half second (`--sign-in-check`'s test
-/// form), a paused one each 300 ms.
+/// Idle profiles sign in every second (`--sign-in-check`'s test form); a
+/// paused one, or one counting failures before a pause, each 700 ms. The
+/// tests that watch a failure not pause act between two checks: 700 ms
+/// leaves a loaded CI machine room to do so.
 #[allow(dead_code)]
 pub fn checking(a: &mut ServeArgs) {
-    a.sending.sign_in_check_for_tests = Some(Duration::from_millis(500));
-    a.sending.pause_retry = Duration::from_millis(300);
+    a.sending.sign_in_check_for_tests = Some(Duration::from_secs(1));
+    a.sending.pause_retry = Duration::from_millis(700);
 }
 
 /// Waits (20 s at most) until `done` holds, saying `what` did not happen.
