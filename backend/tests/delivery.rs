@@ -779,11 +779,7 @@ async fn a_rejected_secret_pauses_with_the_aadsts_fix_until_a_good_one_is_saved(
 #[tokio::test]
 async fn an_idle_profile_whose_secret_was_deleted_pauses_before_any_message_and_resumes_by_itself()
 {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = start(&rig, checking).await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    let (rig, server) = saved_rig(checking).await;
     // The check signs in with fresh tokens and sends nothing.
     wait_for("no sign-in check", || rig.smtp.auth_attempts().len() >= 2).await;
     assert!(rig.entra.requests() >= 2, "a fresh token each time");
@@ -880,16 +876,12 @@ async fn the_first_sign_in_check_comes_at_the_start_then_every_six_hours() {
 /// servers' work.
 #[tokio::test]
 async fn a_server_that_delivers_nothing_checks_nothing() {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = start(&rig, |a| {
+    let (rig, _server) = saved_rig(|a| {
         checking(a);
         a.sending.delivery_connections = Some(0);
     })
     .await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
-    // Three times the check's period.
+    // Two of the check's turns (700 ms each).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rig.entra.requests(), 0);
     assert_eq!(rig.smtp.connections(), 0);
@@ -921,11 +913,7 @@ async fn refused_once(rig: &Loopback, server: &Running, what: &str) {
 
 #[tokio::test]
 async fn an_outage_at_idle_pauses_only_once_it_lasts_five_checks() {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = start(&rig, checking).await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    let (rig, server) = saved_rig(checking).await;
     // Entra down (a 502 page) for three checks: nothing pauses.
     rig.entra.set_mode(EntraMode::BadGateway);
     let before = rig.entra.requests();
@@ -957,11 +945,7 @@ async fn an_outage_at_idle_pauses_only_once_it_lasts_five_checks() {
 
 #[tokio::test]
 async fn an_idle_check_pauses_when_smtp_auth_is_switched_off_and_not_for_one_refusal() {
-    let rig = Loopback::start(SmtpConfig::default()).await;
-    let server = start(&rig, checking).await;
-    server
-        .save(&oauth_settings("localhost", rig.smtp.port()))
-        .await;
+    let (rig, server) = saved_rig(checking).await;
     wait_for("no sign-in check", || rig.entra.requests() >= 1).await;
     // Entra refuses once (a hiccup with an AADSTS code), then takes the
     // secret again: checked again before pausing, so nothing pauses.
